@@ -1,0 +1,217 @@
+//! The command line: argument parsing and dispatch. Each command's logic lives in the
+//! module named after its concept; this file only wires arguments to it and maps results
+//! to exit codes (0 ok, 1 the workflow failed, 2 bad input, 130 interrupted).
+
+use crate::diagnostic::Diagnostic;
+use crate::source;
+use crate::validate::{self, Report, Validated};
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_INVALID: i32 = 2;
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "pflow",
+    version,
+    about = "Run JSON workflows like a build: a DAG, a content-addressed cache, and LLM repair"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    Mermaid,
+    Dot,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct BuildArgs {
+    /// A workflow .json file, or the name of a saved workflow
+    pub workflow: String,
+    /// Workflow inputs as KEY=VALUE
+    pub params: Vec<String>,
+    /// Cache directory (default ./.pflow-cache, or PFLOW_CACHE_DIR)
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Do not try to repair a failed build with an LLM
+    #[arg(long)]
+    pub no_repair: bool,
+    /// Ignore cached results (results are still stored)
+    #[arg(long)]
+    pub force: bool,
+    /// Re-run this node even if cached (repeatable)
+    #[arg(long, value_name = "NODE")]
+    pub rerun: Vec<String>,
+    /// Nodes to run at once (default: the number of cores)
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Say why each node ran or was reused
+    #[arg(long)]
+    pub explain: bool,
+    /// Show which nodes would run, without running anything
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(long, value_enum, default_value = "text")]
+    pub output_format: OutputFormat,
+    /// Print only this workflow output's value
+    #[arg(long, short = 'o', value_name = "NAME")]
+    pub output_key: Option<String>,
+    /// Write the repaired workflow back to the workflow file
+    #[arg(long)]
+    pub apply_repairs: bool,
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub max_repair_attempts: u32,
+    #[arg(long, value_name = "MODEL")]
+    pub repair_model: Option<String>,
+    #[arg(long, value_name = "FILE")]
+    pub repair_prompt: Option<PathBuf>,
+    /// Write a JSON trace of the build (per node times, status, key, digest)
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Build a workflow: run what changed, reuse the rest
+    Build(BuildArgs),
+    /// Check a workflow without running it
+    Validate {
+        workflow: String,
+        #[arg(long, value_enum, default_value = "text")]
+        output_format: OutputFormat,
+    },
+    /// Print the workflow's DAG
+    Graph {
+        workflow: String,
+        #[arg(long, value_enum, default_value = "mermaid")]
+        format: GraphFormat,
+    },
+}
+
+pub fn run(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Build(args) => crate::build::run(args),
+        Command::Validate {
+            workflow,
+            output_format,
+        } => validate_command(&workflow, output_format),
+        Command::Graph { workflow, format } => graph_command(&workflow, format),
+    }
+}
+
+/// Where a workflow argument points: an existing file.
+pub fn resolve_workflow_path(arg: &str) -> Result<PathBuf, Diagnostic> {
+    let path = Path::new(arg);
+    if path.exists() {
+        return Ok(path.to_path_buf());
+    }
+    Err(Diagnostic::error(
+        "root",
+        format!("workflow file '{arg}' does not exist"),
+    ))
+}
+
+/// Read, parse and validate a workflow argument. On failure, the report.
+pub fn load(arg: &str) -> Result<(Value, Validated), Report> {
+    let fail = |d: Diagnostic| Report {
+        errors: vec![d],
+        warnings: Vec::new(),
+    };
+    let path = resolve_workflow_path(arg).map_err(fail)?;
+    let doc = source::read_json_file(&path).map_err(fail)?;
+    let validated = validate::validate(&doc)?;
+    Ok((doc, validated))
+}
+
+pub fn print_diagnostics(file: &str, report: &Report) {
+    for d in &report.errors {
+        eprintln!("error: {file}: {}: {}", d.path, d.message);
+        if let Some(h) = &d.hint {
+            eprintln!("  hint: {h}");
+        }
+    }
+    for d in &report.warnings {
+        eprintln!("warning: {file}: {}: {}", d.path, d.message);
+        if let Some(h) = &d.hint {
+            eprintln!("  hint: {h}");
+        }
+    }
+}
+
+pub fn diagnostics_json(ds: &[Diagnostic]) -> Value {
+    serde_json::to_value(ds).unwrap_or(Value::Array(Vec::new()))
+}
+
+fn validate_command(arg: &str, format: OutputFormat) -> i32 {
+    let result = load(arg);
+    let (report, nodes) = match &result {
+        Ok((_, v)) => (
+            Report {
+                errors: Vec::new(),
+                warnings: v.warnings.clone(),
+            },
+            v.workflow.nodes.len(),
+        ),
+        Err(r) => (r.clone(), 0),
+    };
+    match format {
+        OutputFormat::Json => {
+            let doc = json!({
+                "valid": report.errors.is_empty(),
+                "errors": diagnostics_json(&report.errors),
+                "warnings": diagnostics_json(&report.warnings),
+            });
+            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        }
+        OutputFormat::Text => {
+            print_diagnostics(arg, &report);
+            if report.errors.is_empty() {
+                println!(
+                    "{arg}: valid ({nodes} node{})",
+                    if nodes == 1 { "" } else { "s" }
+                );
+            } else {
+                let n = report.errors.len();
+                eprintln!(
+                    "{arg}: invalid ({n} error{})",
+                    if n == 1 { "" } else { "s" }
+                );
+            }
+        }
+    }
+    if report.errors.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_INVALID
+    }
+}
+
+fn graph_command(arg: &str, format: GraphFormat) -> i32 {
+    match load(arg) {
+        Ok((_, v)) => {
+            let text = match format {
+                GraphFormat::Mermaid => crate::render::mermaid(&v),
+                GraphFormat::Dot => crate::render::dot(&v),
+            };
+            print!("{text}");
+            EXIT_OK
+        }
+        Err(report) => {
+            print_diagnostics(arg, &report);
+            EXIT_INVALID
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! pflow runs JSON workflows the way a build system runs a build.
+//!
+//! Data flows one way: a workflow file is read ([`source`]) and decoded into the IR
+//! ([`workflow`]); [`validate`] checks it, parses its templates ([`template`]) and builds
+//! the DAG ([`graph`]); the executor runs nodes ([`nodes`]) in dependency order, in
+//! parallel, consulting the content-addressed cache before each one; [`report`] prints
+//! what happened. A node's cache key is a BLAKE3 hash over everything that can change its
+//! result (its type, static params, the output digests of its dependencies, the inputs and
+//! files it reads), so a build after an edit re-runs exactly what the edit reaches.
+
+pub mod build;
+pub mod cli;
+pub mod diagnostic;
+pub mod error;
+pub mod graph;
+pub mod interrupt;
+pub mod nodes;
+pub mod render;
+pub mod source;
+pub mod template;
+pub mod validate;
+pub mod workflow;

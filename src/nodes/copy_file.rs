@@ -1,0 +1,76 @@
+//! `copy-file`: copy a file (atomically at the destination).
+
+use super::read_file::expand_path;
+use super::{bool_param, file_error, opt, out, req, str_param, write_atomic};
+use super::{NodeOutput, NodeSpec, OutputKind, ParamKind, RunContext};
+use crate::error::{ErrorCategory, NodeError};
+use serde_json::{Map, Value};
+
+pub static SPEC: NodeSpec = NodeSpec {
+    name: "copy-file",
+    version: 1,
+    params: &[
+        req("source_path", ParamKind::String),
+        req("dest_path", ParamKind::String),
+        opt("overwrite", ParamKind::Bool),
+    ],
+    outputs: &[
+        out("copied", OutputKind::Scalar),
+        out("source_path", OutputKind::Text),
+        out("dest_path", OutputKind::Text),
+        out("bytes", OutputKind::Scalar),
+    ],
+    reads_files: &["source_path"],
+    run,
+};
+
+/// Read the source and check the destination, shared by copy-file and move-file.
+pub(crate) fn prepare(
+    params: &Map<String, Value>,
+) -> Result<(std::path::PathBuf, std::path::PathBuf, Vec<u8>), NodeError> {
+    let src = expand_path(str_param(params, "source_path")?);
+    let dest = expand_path(str_param(params, "dest_path")?);
+    if src.is_dir() {
+        return Err(NodeError::new(
+            ErrorCategory::File,
+            format!("source '{}' is a directory, not a file", src.display()),
+        ));
+    }
+    let bytes = std::fs::read(&src).map_err(|e| file_error("read", &src, &e))?;
+    let overwrite = bool_param(params, "overwrite", false)?;
+    if !overwrite {
+        if let Ok(existing) = std::fs::read(&dest) {
+            // Re-running a copy whose result is already there is not a conflict.
+            if existing != bytes {
+                return Err(NodeError::new(
+                    ErrorCategory::File,
+                    format!(
+                        "destination '{}' already exists with other content; set \"overwrite\": true to replace it",
+                        dest.display()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok((src, dest, bytes))
+}
+
+fn run(params: &Map<String, Value>, _ctx: &RunContext) -> Result<NodeOutput, NodeError> {
+    let (src, dest, bytes) = prepare(params)?;
+    write_atomic(&dest, &bytes).map_err(|e| file_error("write", &dest, &e))?;
+    let mut outputs = Map::new();
+    outputs.insert("copied".into(), Value::Bool(true));
+    outputs.insert(
+        "source_path".into(),
+        Value::String(src.display().to_string()),
+    );
+    outputs.insert(
+        "dest_path".into(),
+        Value::String(dest.display().to_string()),
+    );
+    outputs.insert("bytes".into(), Value::from(bytes.len()));
+    Ok(NodeOutput {
+        outputs,
+        files_written: vec![dest],
+    })
+}

@@ -1,0 +1,50 @@
+//! `delete-file`: remove a file; a file that is already gone is not an error.
+
+use super::read_file::expand_path;
+use super::{file_error, opt, out, req, str_param};
+use super::{NodeOutput, NodeSpec, OutputKind, ParamKind, RunContext};
+use crate::error::{ErrorCategory, NodeError};
+use serde_json::{Map, Value};
+
+pub static SPEC: NodeSpec = NodeSpec {
+    name: "delete-file",
+    version: 1,
+    params: &[
+        req("file_path", ParamKind::String),
+        opt("confirm_delete", ParamKind::Bool),
+    ],
+    outputs: &[
+        out("deleted", OutputKind::Scalar),
+        out("existed", OutputKind::Scalar),
+        out("file_path", OutputKind::Text),
+    ],
+    reads_files: &[],
+    run,
+};
+
+fn run(params: &Map<String, Value>, _ctx: &RunContext) -> Result<NodeOutput, NodeError> {
+    let given = str_param(params, "file_path")?;
+    if params.get("confirm_delete") == Some(&Value::Bool(false)) {
+        return Err(NodeError::new(
+            ErrorCategory::Validation,
+            format!("deletion of '{given}' not confirmed (confirm_delete is false)"),
+        ));
+    }
+    let path = expand_path(given);
+    if path.is_dir() {
+        return Err(NodeError::new(
+            ErrorCategory::File,
+            format!("'{given}' is a directory; delete-file removes files only"),
+        ));
+    }
+    let existed = match std::fs::remove_file(&path) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => return Err(file_error("delete", &path, &e)),
+    };
+    let mut outputs = Map::new();
+    outputs.insert("deleted".into(), Value::Bool(true));
+    outputs.insert("existed".into(), Value::Bool(existed));
+    outputs.insert("file_path".into(), Value::String(given.to_string()));
+    Ok(NodeOutput::new(outputs))
+}

@@ -1,0 +1,59 @@
+//! `echo`: a pure, in-process node for tests and benchmarks.
+
+use super::{bool_param, num_param, opt, out};
+use super::{NodeOutput, NodeSpec, OutputKind, ParamKind, RunContext};
+use crate::error::NodeError;
+use crate::template::render_text;
+use serde_json::{Map, Value};
+
+pub static SPEC: NodeSpec = NodeSpec {
+    name: "echo",
+    version: 1,
+    params: &[
+        opt("message", ParamKind::Any),
+        opt("count", ParamKind::Integer),
+        opt("data", ParamKind::Any),
+        opt("prefix", ParamKind::String),
+        opt("suffix", ParamKind::String),
+        opt("uppercase", ParamKind::Bool),
+    ],
+    outputs: &[
+        out("echo", OutputKind::Text),
+        out("metadata", OutputKind::Json),
+        out("data", OutputKind::Json),
+    ],
+    reads_files: &[],
+    run,
+};
+
+fn run(params: &Map<String, Value>, _ctx: &RunContext) -> Result<NodeOutput, NodeError> {
+    let original = params
+        .get("message")
+        .map(|m| render_text(m).into_owned())
+        .unwrap_or_else(|| "Hello, World!".to_string());
+    let count = num_param(params, "count")?
+        .unwrap_or(1.0)
+        .clamp(1.0, 10_000.0) as usize;
+    let mut message = vec![original.as_str(); count].join(" ");
+    if let Some(Value::String(p)) = params.get("prefix") {
+        message = format!("{p}{message}");
+    }
+    if let Some(Value::String(s)) = params.get("suffix") {
+        message.push_str(s);
+    }
+    if bool_param(params, "uppercase", false)? {
+        message = message.to_uppercase();
+    }
+    let mut outputs = Map::new();
+    let modified = message != original;
+    outputs.insert("echo".into(), Value::String(message));
+    let mut meta = Map::new();
+    meta.insert("original_message".into(), Value::String(original));
+    meta.insert("count".into(), Value::from(count));
+    meta.insert("modified".into(), Value::Bool(modified));
+    outputs.insert("metadata".into(), Value::Object(meta));
+    if let Some(d) = params.get("data") {
+        outputs.insert("data".into(), d.clone());
+    }
+    Ok(NodeOutput::new(outputs))
+}

@@ -1,0 +1,287 @@
+//! Node types: what each one accepts and produces, and how it runs.
+//!
+//! Each node type declares its params and outputs once, in a [`NodeSpec`]; the validator
+//! checks workflows against the same table the executor runs from, so a reference to an
+//! output a type does not produce is caught before anything runs.
+
+use crate::error::{ErrorCategory, NodeError};
+use serde_json::{Map, Value};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+pub mod copy_file;
+pub mod delete_file;
+pub mod echo;
+pub mod http;
+pub mod llm;
+pub mod move_file;
+pub mod read_file;
+pub mod shell;
+pub mod write_file;
+
+/// The JSON type a param accepts (checked for literal values; templates are checked when
+/// they resolve).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamKind {
+    String,
+    Number,
+    Integer,
+    Bool,
+    Object,
+    /// An object whose values are strings (shell `env`, http `headers`).
+    StringMap,
+    Any,
+}
+
+impl ParamKind {
+    pub fn accepts(&self, v: &Value) -> bool {
+        match self {
+            ParamKind::String => v.is_string(),
+            ParamKind::Number => v.is_number(),
+            ParamKind::Integer => v.is_i64() || v.is_u64(),
+            ParamKind::Bool => v.is_boolean(),
+            ParamKind::Object => v.is_object(),
+            ParamKind::StringMap => v.as_object().is_some_and(|m| {
+                m.values()
+                    .all(|x| x.is_string() || x.is_number() || x.is_boolean())
+            }),
+            ParamKind::Any => true,
+        }
+    }
+
+    pub fn describe(&self) -> &'static str {
+        match self {
+            ParamKind::String => "a string",
+            ParamKind::Number => "a number",
+            ParamKind::Integer => "a whole number",
+            ParamKind::Bool => "true or false",
+            ParamKind::Object => "an object",
+            ParamKind::StringMap => "an object of string values",
+            ParamKind::Any => "any value",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ParamSpec {
+    pub name: &'static str,
+    pub required: bool,
+    pub kind: ParamKind,
+}
+
+const fn req(name: &'static str, kind: ParamKind) -> ParamSpec {
+    ParamSpec {
+        name,
+        required: true,
+        kind,
+    }
+}
+
+const fn opt(name: &'static str, kind: ParamKind) -> ParamSpec {
+    ParamSpec {
+        name,
+        required: false,
+        kind,
+    }
+}
+
+/// What a path below an output may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputKind {
+    /// Text; a deeper path parses it as JSON at run time.
+    Text,
+    /// Any JSON value; deeper paths are checked at run time.
+    Json,
+    /// A number or boolean: nothing below it.
+    Scalar,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct OutputField {
+    pub name: &'static str,
+    pub kind: OutputKind,
+}
+
+const fn out(name: &'static str, kind: OutputKind) -> OutputField {
+    OutputField { name, kind }
+}
+
+/// Everything the engine knows about a node type.
+#[derive(Debug)]
+pub struct NodeSpec {
+    pub name: &'static str,
+    /// Bumped when the type's behaviour changes, so old cache entries stop matching.
+    pub version: u32,
+    pub params: &'static [ParamSpec],
+    pub outputs: &'static [OutputField],
+    /// Params naming files whose content is an input (hashed into the node key).
+    pub reads_files: &'static [&'static str],
+    pub run: fn(&Map<String, Value>, &RunContext) -> Result<NodeOutput, NodeError>,
+}
+
+impl NodeSpec {
+    pub fn param(&self, name: &str) -> Option<&ParamSpec> {
+        self.params.iter().find(|p| p.name == name)
+    }
+    pub fn output(&self, name: &str) -> Option<&OutputField> {
+        self.outputs.iter().find(|o| o.name == name)
+    }
+}
+
+/// What a node gets besides its params.
+pub struct RunContext<'a> {
+    pub node_id: &'a str,
+    /// Set when the user interrupts; long-running nodes stop early.
+    pub interrupted: &'a AtomicBool,
+}
+
+/// A successful run: the outputs, and the files the node wrote (restored from the cache
+/// when they go missing).
+#[derive(Debug, Default)]
+pub struct NodeOutput {
+    pub outputs: Map<String, Value>,
+    pub files_written: Vec<PathBuf>,
+}
+
+impl NodeOutput {
+    pub fn new(outputs: Map<String, Value>) -> Self {
+        NodeOutput {
+            outputs,
+            files_written: Vec::new(),
+        }
+    }
+}
+
+pub static REGISTRY: &[&NodeSpec] = &[
+    &shell::SPEC,
+    &read_file::SPEC,
+    &write_file::SPEC,
+    &copy_file::SPEC,
+    &move_file::SPEC,
+    &delete_file::SPEC,
+    &http::SPEC,
+    &llm::SPEC,
+    &echo::SPEC,
+];
+
+pub fn lookup(name: &str) -> Option<&'static NodeSpec> {
+    REGISTRY.iter().copied().find(|s| s.name == name)
+}
+
+pub fn type_names() -> impl Iterator<Item = &'static str> {
+    REGISTRY.iter().map(|s| s.name)
+}
+
+// ---- helpers shared by node implementations ----
+
+pub(crate) fn str_param<'a>(
+    params: &'a Map<String, Value>,
+    name: &str,
+) -> Result<&'a str, NodeError> {
+    match params.get(name) {
+        Some(Value::String(s)) => Ok(s),
+        Some(other) => Err(NodeError::new(
+            ErrorCategory::Validation,
+            format!(
+                "param '{name}' must be a string, got {}",
+                crate::template::type_name(other)
+            ),
+        )),
+        None => Err(NodeError::new(
+            ErrorCategory::Validation,
+            format!("missing required param '{name}'"),
+        )),
+    }
+}
+
+pub(crate) fn opt_str_param<'a>(
+    params: &'a Map<String, Value>,
+    name: &str,
+) -> Result<Option<&'a str>, NodeError> {
+    match params.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(_) => str_param(params, name).map(Some),
+    }
+}
+
+pub(crate) fn bool_param(
+    params: &Map<String, Value>,
+    name: &str,
+    default: bool,
+) -> Result<bool, NodeError> {
+    match params.get(name) {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(Value::String(s)) if matches!(s.to_lowercase().as_str(), "true" | "1" | "yes") => {
+            Ok(true)
+        }
+        Some(Value::String(s))
+            if matches!(s.to_lowercase().as_str(), "false" | "0" | "no" | "") =>
+        {
+            Ok(false)
+        }
+        Some(other) => Err(NodeError::new(
+            ErrorCategory::Validation,
+            format!("param '{name}' must be true or false, got {other}"),
+        )),
+    }
+}
+
+pub(crate) fn num_param(params: &Map<String, Value>, name: &str) -> Result<Option<f64>, NodeError> {
+    match params.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => Ok(n.as_f64()),
+        Some(Value::String(s)) => s.trim().parse::<f64>().map(Some).map_err(|_| {
+            NodeError::new(
+                ErrorCategory::Validation,
+                format!("param '{name}' must be a number, got '{s}'"),
+            )
+        }),
+        Some(other) => Err(NodeError::new(
+            ErrorCategory::Validation,
+            format!("param '{name}' must be a number, got {other}"),
+        )),
+    }
+}
+
+/// Map an I/O error on a user file to a node error with the right category.
+pub(crate) fn file_error(what: &str, path: &std::path::Path, e: &std::io::Error) -> NodeError {
+    let category = if e.kind() == std::io::ErrorKind::NotFound {
+        ErrorCategory::MissingFile
+    } else {
+        ErrorCategory::File
+    };
+    let reason = match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        _ => e.to_string(),
+    };
+    NodeError::new(
+        category,
+        format!("cannot {what} '{}': {reason}", path.display()),
+    )
+}
+
+/// Write bytes to `path` atomically: a temp file in the same directory, then rename.
+pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".pflow-tmp-")
+        .tempfile_in(&dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_data()?;
+    // Keep the existing file's permissions, as an editor would.
+    if let Ok(meta) = std::fs::metadata(path) {
+        let _ = std::fs::set_permissions(tmp.path(), meta.permissions());
+    } else {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644));
+    }
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}

@@ -1,0 +1,52 @@
+//! `move-file`: move a file; across file systems, copy then delete.
+
+use super::{file_error, opt, out, req, write_atomic};
+use super::{NodeOutput, NodeSpec, OutputKind, ParamKind, RunContext};
+use crate::error::NodeError;
+use serde_json::{Map, Value};
+
+pub static SPEC: NodeSpec = NodeSpec {
+    name: "move-file",
+    version: 1,
+    params: &[
+        req("source_path", ParamKind::String),
+        req("dest_path", ParamKind::String),
+        opt("overwrite", ParamKind::Bool),
+    ],
+    outputs: &[
+        out("moved", OutputKind::Scalar),
+        out("source_path", OutputKind::Text),
+        out("dest_path", OutputKind::Text),
+        out("bytes", OutputKind::Scalar),
+    ],
+    // The source is gone after a move, so its content is not part of the key: a rebuild
+    // reuses the result and restores the destination if it goes missing.
+    reads_files: &[],
+    run,
+};
+
+fn run(params: &Map<String, Value>, _ctx: &RunContext) -> Result<NodeOutput, NodeError> {
+    let (src, dest, bytes) = super::copy_file::prepare(params)?;
+    if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| file_error("create directory", dir, &e))?;
+    }
+    if std::fs::rename(&src, &dest).is_err() {
+        write_atomic(&dest, &bytes).map_err(|e| file_error("write", &dest, &e))?;
+        std::fs::remove_file(&src).map_err(|e| file_error("remove", &src, &e))?;
+    }
+    let mut outputs = Map::new();
+    outputs.insert("moved".into(), Value::Bool(true));
+    outputs.insert(
+        "source_path".into(),
+        Value::String(src.display().to_string()),
+    );
+    outputs.insert(
+        "dest_path".into(),
+        Value::String(dest.display().to_string()),
+    );
+    outputs.insert("bytes".into(), Value::from(bytes.len()));
+    Ok(NodeOutput {
+        outputs,
+        files_written: vec![dest],
+    })
+}

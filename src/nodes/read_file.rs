@@ -1,0 +1,59 @@
+//! `read-file`: a file's content as raw text (not line-numbered).
+
+use super::{file_error, opt, out, req, str_param};
+use super::{NodeOutput, NodeSpec, OutputKind, ParamKind, RunContext};
+use crate::error::NodeError;
+use base64::Engine;
+use serde_json::{Map, Value};
+
+pub static SPEC: NodeSpec = NodeSpec {
+    name: "read-file",
+    version: 1,
+    params: &[
+        req("file_path", ParamKind::String),
+        opt("encoding", ParamKind::String),
+    ],
+    outputs: &[
+        out("content", OutputKind::Text),
+        out("file_path", OutputKind::Text),
+        out("content_is_binary", OutputKind::Scalar),
+    ],
+    reads_files: &["file_path"],
+    run,
+};
+
+/// Expand a leading `~/` to the home directory, as a shell would.
+pub fn expand_path(p: &str) -> std::path::PathBuf {
+    if let Some(rest) = p.strip_prefix("~/") {
+        if let Some(home) = std::env::var_os("HOME") {
+            return std::path::Path::new(&home).join(rest);
+        }
+    }
+    std::path::PathBuf::from(p)
+}
+
+fn run(params: &Map<String, Value>, _ctx: &RunContext) -> Result<NodeOutput, NodeError> {
+    let given = str_param(params, "file_path")?;
+    let path = expand_path(given);
+    if path.is_dir() {
+        return Err(NodeError::new(
+            crate::error::ErrorCategory::File,
+            format!("cannot read '{given}': it is a directory"),
+        ));
+    }
+    let bytes = std::fs::read(&path).map_err(|e| file_error("read", &path, &e))?;
+    let mut outputs = Map::new();
+    match String::from_utf8(bytes) {
+        Ok(text) => {
+            outputs.insert("content".into(), Value::String(text));
+            outputs.insert("content_is_binary".into(), Value::Bool(false));
+        }
+        Err(e) => {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(e.as_bytes());
+            outputs.insert("content".into(), Value::String(b64));
+            outputs.insert("content_is_binary".into(), Value::Bool(true));
+        }
+    }
+    outputs.insert("file_path".into(), Value::String(given.to_string()));
+    Ok(NodeOutput::new(outputs))
+}

@@ -1,0 +1,74 @@
+//! `write-file`: write text to a file atomically (or append to it).
+
+use super::read_file::expand_path;
+use super::{bool_param, file_error, opt, out, req, str_param, write_atomic};
+use super::{NodeOutput, NodeSpec, OutputKind, ParamKind, RunContext};
+use crate::error::{ErrorCategory, NodeError};
+use serde_json::{Map, Value};
+use std::io::Write;
+
+pub static SPEC: NodeSpec = NodeSpec {
+    name: "write-file",
+    version: 1,
+    params: &[
+        req("file_path", ParamKind::String),
+        req("content", ParamKind::Any),
+        opt("append", ParamKind::Bool),
+        opt("encoding", ParamKind::String),
+    ],
+    outputs: &[
+        out("written", OutputKind::Scalar),
+        out("file_path", OutputKind::Text),
+        out("bytes", OutputKind::Scalar),
+    ],
+    reads_files: &[],
+    run,
+};
+
+fn content_text(v: &Value) -> Result<String, NodeError> {
+    Ok(match v {
+        Value::Null => {
+            return Err(NodeError::new(
+                ErrorCategory::Validation,
+                "param 'content' is null; there is nothing to write",
+            ))
+        }
+        Value::String(s) => s.clone(),
+        Value::Object(_) | Value::Array(_) => serde_json::to_string_pretty(v).unwrap_or_default(),
+        other => crate::template::render_text(other).into_owned(),
+    })
+}
+
+fn run(params: &Map<String, Value>, _ctx: &RunContext) -> Result<NodeOutput, NodeError> {
+    let given = str_param(params, "file_path")?;
+    let path = expand_path(given);
+    let content = content_text(params.get("content").unwrap_or(&Value::Null))?;
+    if bool_param(params, "append", false)? {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| file_error("create directory", dir, &e))?;
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| file_error("open", &path, &e))?;
+        f.write_all(content.as_bytes())
+            .map_err(|e| file_error("append to", &path, &e))?;
+    } else {
+        if path.is_dir() {
+            return Err(NodeError::new(
+                ErrorCategory::File,
+                format!("cannot write '{given}': it is a directory"),
+            ));
+        }
+        write_atomic(&path, content.as_bytes()).map_err(|e| file_error("write", &path, &e))?;
+    }
+    let mut outputs = Map::new();
+    outputs.insert("written".into(), Value::Bool(true));
+    outputs.insert("file_path".into(), Value::String(given.to_string()));
+    outputs.insert("bytes".into(), Value::from(content.len()));
+    Ok(NodeOutput {
+        outputs,
+        files_written: vec![path],
+    })
+}

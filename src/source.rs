@@ -1,0 +1,145 @@
+//! Reading a workflow document from disk into JSON, with errors that say where.
+//!
+//! This is the first step of every command: bytes → UTF-8 text → a JSON value. Problems
+//! here (missing file, a directory, non-UTF-8 bytes, a syntax error, nesting too deep,
+//! a file too large) become one [`Diagnostic`] whose path gives the line and column.
+
+use crate::diagnostic::Diagnostic;
+use serde_json::Value;
+use std::fs;
+use std::io::Read;
+use std::path::Path;
+
+/// Default largest workflow file accepted; `PFLOW_MAX_WORKFLOW_BYTES` overrides it.
+pub const DEFAULT_MAX_WORKFLOW_BYTES: u64 = 64 * 1024 * 1024;
+
+pub fn max_workflow_bytes() -> u64 {
+    std::env::var("PFLOW_MAX_WORKFLOW_BYTES")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(DEFAULT_MAX_WORKFLOW_BYTES)
+}
+
+/// Read and parse a workflow file.
+pub fn read_json_file(path: &Path) -> Result<Value, Diagnostic> {
+    let shown = path.display();
+    let meta = fs::metadata(path).map_err(|e| {
+        let msg = match e.kind() {
+            std::io::ErrorKind::NotFound => format!("workflow file '{shown}' does not exist"),
+            std::io::ErrorKind::PermissionDenied => {
+                format!("workflow file '{shown}' cannot be read: permission denied")
+            }
+            _ => format!("workflow file '{shown}' cannot be read: {e}"),
+        };
+        Diagnostic::error("root", msg)
+    })?;
+    if meta.is_dir() {
+        return Err(Diagnostic::error(
+            "root",
+            format!("'{shown}' is a directory, not a workflow file"),
+        )
+        .with_hint("pass the path of a .json workflow file"));
+    }
+    let limit = max_workflow_bytes();
+    if meta.len() > limit {
+        return Err(Diagnostic::error(
+            "root",
+            format!(
+                "workflow file '{shown}' is {} bytes, over the limit of {limit} bytes",
+                meta.len()
+            ),
+        )
+        .with_hint("set PFLOW_MAX_WORKFLOW_BYTES to raise the limit"));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    fs::File::open(path)
+        .and_then(|f| f.take(limit + 1).read_to_end(&mut bytes))
+        .map_err(|e| {
+            Diagnostic::error(
+                "root",
+                format!("workflow file '{shown}' cannot be read: {e}"),
+            )
+        })?;
+    if bytes.len() as u64 > limit {
+        return Err(Diagnostic::error(
+            "root",
+            format!("workflow file '{shown}' is over the limit of {limit} bytes"),
+        ));
+    }
+    parse_json_bytes(&bytes)
+}
+
+/// Parse workflow bytes (from a file, stdin or an LLM reply).
+pub fn parse_json_bytes(bytes: &[u8]) -> Result<Value, Diagnostic> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let (line, col) = line_col(&bytes[..e.valid_up_to()]);
+        Diagnostic::error(
+            format!("line {line}, column {col}"),
+            format!(
+                "the file is not valid UTF-8 text (bad byte at offset {})",
+                e.valid_up_to()
+            ),
+        )
+        .with_hint("save the workflow as UTF-8 JSON")
+    })?;
+    parse_json_text(text)
+}
+
+pub fn parse_json_text(text: &str) -> Result<Value, Diagnostic> {
+    if text.trim().is_empty() {
+        return Err(Diagnostic::error("root", "the workflow file is empty")
+            .with_hint("a workflow is a JSON object with a \"nodes\" array"));
+    }
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    serde_json::from_str::<Value>(text).map_err(|e| {
+        let what = if e.to_string().contains("recursion limit") {
+            "the JSON is nested too deeply (more than 128 levels)".to_string()
+        } else {
+            let msg = e.to_string();
+            // serde_json appends " at line L column C"; we give the position separately.
+            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+            format!("invalid JSON: {msg}")
+        };
+        Diagnostic::error(format!("line {}, column {}", e.line(), e.column()), what)
+    })
+}
+
+fn line_col(prefix: &[u8]) -> (usize, usize) {
+    let line = prefix.iter().filter(|&&b| b == b'\n').count() + 1;
+    let col = prefix.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syntax_errors_have_line_and_column() {
+        let e = parse_json_text("{\n  \"nodes\": [,]\n}").unwrap_err();
+        assert_eq!(e.path, "line 2, column 13");
+        assert!(e.message.starts_with("invalid JSON"), "{}", e.message);
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let deep = "[".repeat(100_000) + &"]".repeat(100_000);
+        let e = parse_json_text(&deep).unwrap_err();
+        assert!(e.message.contains("nested too deeply"), "{}", e.message);
+    }
+
+    #[test]
+    fn non_utf8_names_the_offset() {
+        let e = parse_json_bytes(b"{\"a\":\n \"\xff\"}").unwrap_err();
+        assert_eq!(e.path, "line 2, column 3");
+        assert!(e.message.contains("UTF-8"));
+    }
+
+    #[test]
+    fn empty_is_an_error() {
+        assert!(parse_json_text("  \n")
+            .unwrap_err()
+            .message
+            .contains("empty"));
+    }
+}

@@ -1,0 +1,893 @@
+//! `${...}` templates: parsing, and resolution against the values a node can see.
+//!
+//! A template string is parsed once into [`Template`] parts (literal text and
+//! [`Reference`]s). Resolution never re-scans substituted data, so a value that itself
+//! contains `${x}` is inserted verbatim: there is no second-order expansion.
+//!
+//! Rules (pflow IR 0.1.0, with DESIGN.md §1 where it differs from the Python original):
+//! - `${name}`, `${node.key.path[0].x}`; names are `[A-Za-z_][A-Za-z0-9_-]*`.
+//! - One level of nested index: `${n.results[${__index__}].stdout}`.
+//! - `$${x}` is the literal text `${x}`.
+//! - Shell parameter expansions that can never be a template (`${#arr[@]}`, `${x:-d}`,
+//!   `${1}`) are left verbatim for the shell.
+//! - A string that is exactly one template keeps the value's JSON type; inside text,
+//!   values are rendered as text (null → empty, objects and arrays as compact JSON).
+//! - Walking a path through a string that holds a JSON object or array parses it.
+
+use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::fmt;
+
+/// A parsed template string.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    pub parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Part {
+    Text(String),
+    Ref(Reference),
+}
+
+/// One `${...}` reference.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reference {
+    /// The first name: a workflow input, a node id, a batch alias or `__index__`.
+    pub root: String,
+    pub path: Vec<Step>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    Key(String),
+    Index(Index),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Index {
+    Literal(usize),
+    /// `[${inner}]`: the inner reference must resolve to a non-negative integer.
+    Nested(Box<Reference>),
+}
+
+/// A template that could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateError {
+    /// Byte offset of the `${` that starts the bad template.
+    pub offset: usize,
+    pub message: String,
+}
+
+impl fmt::Display for TemplateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "${{{}}}", self.path_string())
+    }
+}
+
+impl Reference {
+    /// The reference without `${}`: `node.key[0].x`.
+    pub fn path_string(&self) -> String {
+        let mut out = self.root.clone();
+        for step in &self.path {
+            push_step(&mut out, step);
+        }
+        out
+    }
+
+    /// The first key after the root (`stdout` in `${node.stdout.x}`), if it is a key.
+    pub fn first_key(&self) -> Option<&str> {
+        match self.path.first() {
+            Some(Step::Key(k)) => Some(k),
+            _ => None,
+        }
+    }
+
+    /// Every reference this one depends on: itself and any nested index reference.
+    pub fn all_refs(&self) -> impl Iterator<Item = &Reference> {
+        std::iter::once(self).chain(self.path.iter().filter_map(|s| match s {
+            Step::Index(Index::Nested(r)) => Some(r.as_ref()),
+            _ => None,
+        }))
+    }
+}
+
+fn push_step(out: &mut String, step: &Step) {
+    match step {
+        Step::Key(k) => {
+            out.push('.');
+            out.push_str(k);
+        }
+        Step::Index(Index::Literal(i)) => {
+            out.push('[');
+            out.push_str(&i.to_string());
+            out.push(']');
+        }
+        Step::Index(Index::Nested(r)) => {
+            out.push('[');
+            out.push_str(&r.to_string());
+            out.push(']');
+        }
+    }
+}
+
+/// Does this string contain anything that looks like a template (cheap pre-check)?
+pub fn has_template_syntax(s: &str) -> bool {
+    s.contains("${")
+}
+
+impl Template {
+    /// Parse a template string.
+    pub fn parse(s: &str) -> Result<Template, TemplateError> {
+        let bytes = s.as_bytes();
+        let mut parts = Vec::new();
+        let mut text = String::new();
+        let mut i = 0;
+        let mut last = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'$'
+                && bytes.get(i + 1) == Some(&b'$')
+                && bytes.get(i + 2) == Some(&b'{')
+            {
+                // `$${` is an escaped literal `${`.
+                text.push_str(&s[last..i]);
+                text.push_str("${");
+                i += 3;
+                last = i;
+                continue;
+            }
+            if bytes[i] == b'$' && bytes.get(i + 1) == Some(&b'{') {
+                text.push_str(&s[last..i]);
+                match parse_reference(s, i + 2, true) {
+                    Ok((reference, end)) => {
+                        if !text.is_empty() {
+                            parts.push(Part::Text(std::mem::take(&mut text)));
+                        }
+                        parts.push(Part::Ref(reference));
+                        i = end;
+                    }
+                    Err(message) => match find_close(bytes, i + 2) {
+                        Some(close) if is_shell_expansion(&s[i + 2..close]) => {
+                            text.push_str(&s[i..=close]);
+                            i = close + 1;
+                        }
+                        Some(close) => {
+                            return Err(TemplateError {
+                                offset: i,
+                                message: format!(
+                                    "malformed template '{}': {message}",
+                                    &s[i..=close]
+                                ),
+                            })
+                        }
+                        None => {
+                            return Err(TemplateError {
+                                offset: i,
+                                message: format!(
+                                    "unclosed template '{}': a '${{' needs a closing '}}' (write '$${{' for a literal '${{')",
+                                    preview(&s[i..], 40)
+                                ),
+                            })
+                        }
+                    },
+                }
+                last = i;
+                continue;
+            }
+            i += 1;
+        }
+        text.push_str(&s[last..]);
+        if !text.is_empty() {
+            parts.push(Part::Text(text));
+        }
+        Ok(Template { parts })
+    }
+
+    /// The single reference when the whole string is exactly one template.
+    pub fn as_single_ref(&self) -> Option<&Reference> {
+        match self.parts.as_slice() {
+            [Part::Ref(r)] => Some(r),
+            _ => None,
+        }
+    }
+
+    pub fn has_refs(&self) -> bool {
+        self.parts.iter().any(|p| matches!(p, Part::Ref(_)))
+    }
+
+    /// Every reference, including nested index references.
+    pub fn refs(&self) -> impl Iterator<Item = &Reference> {
+        self.parts
+            .iter()
+            .filter_map(|p| match p {
+                Part::Ref(r) => Some(r),
+                Part::Text(_) => None,
+            })
+            .flat_map(|r| r.all_refs())
+    }
+
+    /// Resolve against `scope`. One whole-value reference keeps its JSON type; otherwise
+    /// the result is text.
+    pub fn resolve(&self, scope: &dyn Scope) -> Result<Value, Unresolved> {
+        if let Some(r) = self.as_single_ref() {
+            return resolve_reference(r, scope);
+        }
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Text(t) => out.push_str(t),
+                Part::Ref(r) => out.push_str(&render_text(&resolve_reference(r, scope)?)),
+            }
+        }
+        Ok(Value::String(out))
+    }
+}
+
+/// Parse a reference body starting at `start` (just after `${`). Returns the reference
+/// and the index just past its closing `}`.
+fn parse_reference(
+    s: &str,
+    start: usize,
+    allow_nested: bool,
+) -> Result<(Reference, usize), String> {
+    let bytes = s.as_bytes();
+    let mut i = start;
+    let root_end = scan_ident(bytes, i, true);
+    if root_end == i {
+        return Err(match bytes.get(i) {
+            Some(b'}') => "empty template".to_string(),
+            Some(c) if c.is_ascii_whitespace() => "no spaces are allowed inside '${...}'".into(),
+            _ => "a template starts with a name: a letter or '_'".into(),
+        });
+    }
+    let root = s[i..root_end].to_string();
+    i = root_end;
+    let mut path = Vec::new();
+    loop {
+        match bytes.get(i) {
+            Some(b'}') => return Ok((Reference { root, path }, i + 1)),
+            Some(b'.') => {
+                let end = scan_ident(bytes, i + 1, false);
+                if end == i + 1 {
+                    return Err("expected a field name after '.'".into());
+                }
+                path.push(Step::Key(s[i + 1..end].to_string()));
+                i = end;
+            }
+            Some(b'[') => {
+                if bytes.get(i + 1) == Some(&b'$') && bytes.get(i + 2) == Some(&b'{') {
+                    if !allow_nested {
+                        return Err("only one level of nested '${...}' index is allowed".into());
+                    }
+                    let (inner, end) = parse_reference(s, i + 3, false)?;
+                    if bytes.get(end) != Some(&b']') {
+                        return Err("expected ']' after a nested index".into());
+                    }
+                    path.push(Step::Index(Index::Nested(Box::new(inner))));
+                    i = end + 1;
+                } else {
+                    let digits_end = (i + 1..bytes.len())
+                        .find(|&j| !bytes[j].is_ascii_digit())
+                        .unwrap_or(bytes.len());
+                    if digits_end == i + 1 || bytes.get(digits_end) != Some(&b']') {
+                        return Err("an index is a number in brackets, like [0]".into());
+                    }
+                    let n = s[i + 1..digits_end]
+                        .parse::<usize>()
+                        .map_err(|_| "index is too large".to_string())?;
+                    path.push(Step::Index(Index::Literal(n)));
+                    i = digits_end + 1;
+                }
+            }
+            None => return Err("missing closing '}'".into()),
+            Some(_) => return Err(
+                "unexpected character; a template is a name followed by .field or [index] parts"
+                    .into(),
+            ),
+        }
+    }
+}
+
+fn scan_ident(bytes: &[u8], start: usize, is_root: bool) -> usize {
+    let mut i = start;
+    while let Some(&c) = bytes.get(i) {
+        let ok = c.is_ascii_alphanumeric() || c == b'_' || c == b'-';
+        let ok_first = if is_root {
+            c.is_ascii_alphabetic() || c == b'_'
+        } else {
+            ok
+        };
+        if (i == start && !ok_first) || !ok {
+            break;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// The matching `}` for a `${` whose body starts at `start`, counting nested `${`.
+fn find_close(bytes: &[u8], start: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = start;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'$' if bytes.get(i + 1) == Some(&b'{') => {
+                depth += 1;
+                i += 1;
+            }
+            b'}' if depth == 0 => return Some(i),
+            b'}' => depth -= 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Shell parameter expansions that are never pflow templates: positional parameters,
+/// `${#x}`, `${x:-d}`, `${x%%p}`, `${x/a/b}`, `${arr[@]}`, `${!x}`...
+fn is_shell_expansion(body: &str) -> bool {
+    let Some(first) = body.chars().next() else {
+        return false;
+    };
+    if first.is_ascii_digit() || "#!@*?$-".contains(first) {
+        return true;
+    }
+    body.chars().any(|c| ":%#/^,@*!?=+~".contains(c))
+}
+
+fn preview(s: &str, max: usize) -> String {
+    let mut out: String = s.chars().take(max).collect();
+    if s.chars().count() > max {
+        out.push('…');
+    }
+    out
+}
+
+/// Render a value into text, as it appears inside a larger string.
+pub fn render_text(value: &Value) -> Cow<'_, str> {
+    match value {
+        Value::Null => Cow::Borrowed(""),
+        Value::String(s) => Cow::Borrowed(s),
+        Value::Bool(b) => Cow::Borrowed(if *b { "true" } else { "false" }),
+        Value::Number(n) => Cow::Owned(n.to_string()),
+        Value::Array(_) | Value::Object(_) => {
+            Cow::Owned(serde_json::to_string(value).unwrap_or_default())
+        }
+    }
+}
+
+/// Parse text that holds a JSON object or array; anything else is `None`. Text that
+/// holds a JSON primitive stays text, so numeric-looking ids keep their type.
+pub fn parse_json_container(s: &str) -> Option<Value> {
+    const MAX: usize = 10 * 1024 * 1024;
+    let t = s.trim();
+    if t.len() > MAX || !(t.starts_with('{') || t.starts_with('[')) {
+        return None;
+    }
+    serde_json::from_str::<Value>(t).ok()
+}
+
+/// What a template can see: workflow inputs, node outputs, the batch item and index.
+pub trait Scope {
+    fn lookup(&self, root: &str) -> Option<Cow<'_, Value>>;
+    /// Names visible at the root, for error messages.
+    fn root_names(&self) -> Vec<String>;
+}
+
+/// A template that could not be resolved, with what does exist at the deepest point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unresolved {
+    /// The template as written, e.g. `${get.stdout.user.fullname}`.
+    pub template: String,
+    /// The longest prefix that did resolve, e.g. `get.stdout.user`.
+    pub resolved_prefix: String,
+    /// Why the next step failed.
+    pub reason: String,
+    /// Fields that exist at the deepest resolvable point, with short previews.
+    pub available: Vec<(String, String)>,
+}
+
+impl fmt::Display for Unresolved {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot resolve {}: {}", self.template, self.reason)?;
+        if !self.available.is_empty() {
+            let names: Vec<&str> = self.available.iter().map(|(k, _)| k.as_str()).collect();
+            write!(
+                f,
+                "; available at '{}': {}",
+                self.resolved_prefix,
+                names.join(", ")
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// A short one-line preview of a value for error messages and repair context.
+pub fn value_preview(value: &Value, max: usize) -> String {
+    let text = match value {
+        Value::String(s) => format!("{:?}", preview(s, max)),
+        other => preview(&render_text(other), max),
+    };
+    preview(&text, max + 2)
+}
+
+fn fields_of(value: &Value) -> Vec<(String, String)> {
+    match value {
+        Value::Object(map) => map
+            .iter()
+            .take(30)
+            .map(|(k, v)| (k.clone(), value_preview(v, 60)))
+            .collect(),
+        Value::Array(items) => items
+            .iter()
+            .take(5)
+            .enumerate()
+            .map(|(i, v)| (format!("[{i}]"), value_preview(v, 60)))
+            .collect(),
+        Value::String(s) => match parse_json_container(s) {
+            Some(v) => fields_of(&v),
+            None => Vec::new(),
+        },
+        _ => Vec::new(),
+    }
+}
+
+/// Resolve one reference, walking into JSON text where needed.
+pub fn resolve_reference(r: &Reference, scope: &dyn Scope) -> Result<Value, Unresolved> {
+    let fail = |prefix: String, reason: String, at: Option<&Value>| Unresolved {
+        template: r.to_string(),
+        resolved_prefix: prefix,
+        reason,
+        available: at.map(fields_of).unwrap_or_default(),
+    };
+    let Some(root) = scope.lookup(&r.root) else {
+        let mut names = scope.root_names();
+        names.sort();
+        return Err(Unresolved {
+            template: r.to_string(),
+            resolved_prefix: String::new(),
+            reason: format!(
+                "'{}' is not a workflow input or a node that has run",
+                r.root
+            ),
+            available: names.into_iter().map(|n| (n, String::new())).collect(),
+        });
+    };
+    let mut current: Cow<'_, Value> = root;
+    let mut prefix = r.root.clone();
+    for step in &r.path {
+        let next: Option<Value> = {
+            let container: Cow<'_, Value> = match current.as_ref() {
+                Value::String(s) => match parse_json_container(s) {
+                    Some(v) => Cow::Owned(v),
+                    None => {
+                        let reason = format!(
+                            "'{prefix}' is text, not JSON, so it has no fields (value: {})",
+                            value_preview(&current, 60)
+                        );
+                        return Err(fail(prefix, reason, None));
+                    }
+                },
+                _ => Cow::Borrowed(current.as_ref()),
+            };
+            match step {
+                Step::Key(k) => match container.as_ref() {
+                    Value::Object(map) => match map.get(k) {
+                        Some(v) => Some(v.clone()),
+                        None => {
+                            let reason = format!("'{prefix}' has no field '{k}'");
+                            return Err(fail(prefix, reason, Some(&container)));
+                        }
+                    },
+                    other => {
+                        let reason = format!(
+                            "'{prefix}' is {}, not an object, so it has no field '{k}'",
+                            type_name(other)
+                        );
+                        return Err(fail(prefix, reason, Some(&container)));
+                    }
+                },
+                Step::Index(index) => {
+                    let n = match index {
+                        Index::Literal(n) => *n,
+                        Index::Nested(inner) => match resolve_reference(inner, scope)? {
+                            Value::Number(num) if num.as_u64().is_some() => {
+                                num.as_u64().unwrap_or(0) as usize
+                            }
+                            other => {
+                                let reason = format!(
+                                    "the index {} is {}, not a non-negative integer",
+                                    inner,
+                                    type_name(&other)
+                                );
+                                return Err(fail(prefix, reason, None));
+                            }
+                        },
+                    };
+                    match container.as_ref() {
+                        Value::Array(items) => match items.get(n) {
+                            Some(v) => Some(v.clone()),
+                            None => {
+                                let reason = format!(
+                                    "index {n} is out of range: '{prefix}' has {} item(s)",
+                                    items.len()
+                                );
+                                return Err(fail(prefix, reason, Some(&container)));
+                            }
+                        },
+                        other => {
+                            let reason = format!(
+                                "'{prefix}' is {}, not an array, so it cannot be indexed",
+                                type_name(other)
+                            );
+                            return Err(fail(prefix, reason, Some(&container)));
+                        }
+                    }
+                }
+            }
+        };
+        push_step(&mut prefix, step);
+        current = Cow::Owned(next.unwrap_or(Value::Null));
+    }
+    Ok(current.into_owned())
+}
+
+pub fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "text",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A param value with its templates parsed once: literals stay as they are.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParamTemplate {
+    Literal(Value),
+    Template(Template),
+    Array(Vec<ParamTemplate>),
+    Object(Vec<(String, ParamTemplate)>),
+}
+
+impl ParamTemplate {
+    /// Compile a param value. Returns the first malformed template with its JSON path
+    /// suffix (relative to the value).
+    pub fn compile(value: &Value) -> Result<ParamTemplate, (String, TemplateError)> {
+        Self::compile_at(value, String::new())
+    }
+
+    fn compile_at(value: &Value, path: String) -> Result<ParamTemplate, (String, TemplateError)> {
+        match value {
+            Value::String(s) if has_template_syntax(s) => match Template::parse(s) {
+                Ok(t) if t.has_refs() => Ok(ParamTemplate::Template(t)),
+                Ok(t) => Ok(ParamTemplate::Literal(Value::String(
+                    t.parts
+                        .into_iter()
+                        .map(|p| match p {
+                            Part::Text(t) => t,
+                            Part::Ref(_) => String::new(),
+                        })
+                        .collect(),
+                ))),
+                Err(e) => Err((path, e)),
+            },
+            Value::Array(items) if items.iter().any(contains_template) => Ok(ParamTemplate::Array(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| Self::compile_at(v, format!("{path}[{i}]")))
+                    .collect::<Result<_, _>>()?,
+            )),
+            Value::Object(map) if map.values().any(contains_template) => Ok(ParamTemplate::Object(
+                map.iter()
+                    .map(|(k, v)| Ok((k.clone(), Self::compile_at(v, format!("{path}.{k}"))?)))
+                    .collect::<Result<_, _>>()?,
+            )),
+            other => Ok(ParamTemplate::Literal(other.clone())),
+        }
+    }
+
+    pub fn is_literal(&self) -> bool {
+        matches!(self, ParamTemplate::Literal(_))
+    }
+
+    /// All references anywhere in the value.
+    pub fn refs(&self) -> Vec<&Reference> {
+        let mut out = Vec::new();
+        self.collect_refs(&mut out);
+        out
+    }
+
+    fn collect_refs<'a>(&'a self, out: &mut Vec<&'a Reference>) {
+        match self {
+            ParamTemplate::Literal(_) => {}
+            ParamTemplate::Template(t) => out.extend(t.refs()),
+            ParamTemplate::Array(items) => items.iter().for_each(|i| i.collect_refs(out)),
+            ParamTemplate::Object(fields) => fields.iter().for_each(|(_, v)| v.collect_refs(out)),
+        }
+    }
+
+    /// Resolve the whole value. Inside arrays and objects, a whole-value template whose
+    /// value is JSON text of an object or array is parsed, as pflow does.
+    pub fn resolve(&self, scope: &dyn Scope) -> Result<Value, Unresolved> {
+        self.resolve_inner(scope, false)
+    }
+
+    fn resolve_inner(&self, scope: &dyn Scope, nested: bool) -> Result<Value, Unresolved> {
+        match self {
+            ParamTemplate::Literal(v) => Ok(v.clone()),
+            ParamTemplate::Template(t) => {
+                let v = t.resolve(scope)?;
+                if nested && t.as_single_ref().is_some() {
+                    if let Value::String(s) = &v {
+                        if let Some(parsed) = parse_json_container(s) {
+                            return Ok(parsed);
+                        }
+                    }
+                }
+                Ok(v)
+            }
+            ParamTemplate::Array(items) => Ok(Value::Array(
+                items
+                    .iter()
+                    .map(|i| i.resolve_inner(scope, true))
+                    .collect::<Result<_, _>>()?,
+            )),
+            ParamTemplate::Object(fields) => {
+                let mut map = Map::with_capacity(fields.len());
+                for (k, v) in fields {
+                    map.insert(k.clone(), v.resolve_inner(scope, true)?);
+                }
+                Ok(Value::Object(map))
+            }
+        }
+    }
+}
+
+fn contains_template(value: &Value) -> bool {
+    match value {
+        Value::String(s) => has_template_syntax(s),
+        Value::Array(items) => items.iter().any(contains_template),
+        Value::Object(map) => map.values().any(contains_template),
+        _ => false,
+    }
+}
+
+/// A scope backed by a JSON object, for tests and simple callers.
+impl Scope for Map<String, Value> {
+    fn lookup(&self, root: &str) -> Option<Cow<'_, Value>> {
+        self.get(root).map(Cow::Borrowed)
+    }
+    fn root_names(&self) -> Vec<String> {
+        self.keys().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn scope(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        }
+    }
+
+    fn resolve(t: &str, s: &Map<String, Value>) -> Result<Value, Unresolved> {
+        Template::parse(t).expect("parses").resolve(s)
+    }
+
+    #[test]
+    fn plain_text_has_no_refs() {
+        let t = Template::parse("hello world").unwrap();
+        assert!(!t.has_refs());
+        assert_eq!(t.parts, vec![Part::Text("hello world".into())]);
+    }
+
+    #[test]
+    fn parses_paths_with_keys_and_indices() {
+        let t = Template::parse("${fetch.response.items[0].name}").unwrap();
+        let r = t.as_single_ref().unwrap();
+        assert_eq!(r.root, "fetch");
+        assert_eq!(
+            r.path,
+            vec![
+                Step::Key("response".into()),
+                Step::Key("items".into()),
+                Step::Index(Index::Literal(0)),
+                Step::Key("name".into())
+            ]
+        );
+        assert_eq!(r.to_string(), "${fetch.response.items[0].name}");
+    }
+
+    #[test]
+    fn hyphens_are_part_of_names() {
+        let t = Template::parse("${my-node.stdout}").unwrap();
+        assert_eq!(t.as_single_ref().unwrap().root, "my-node");
+    }
+
+    #[test]
+    fn whole_value_template_keeps_type() {
+        let s = scope(json!({"n": {"count": 3, "list": [1, 2], "obj": {"a": true}, "nil": null}}));
+        assert_eq!(resolve("${n.count}", &s).unwrap(), json!(3));
+        assert_eq!(resolve("${n.list}", &s).unwrap(), json!([1, 2]));
+        assert_eq!(resolve("${n.obj}", &s).unwrap(), json!({"a": true}));
+        assert_eq!(resolve("${n.nil}", &s).unwrap(), Value::Null);
+    }
+
+    #[test]
+    fn text_rendering_rules() {
+        let s = scope(
+            json!({"n": {"count": 3, "list": [1, 2], "obj": {"a": true}, "nil": null, "t": true}}),
+        );
+        assert_eq!(
+            resolve(
+                "c=${n.count} l=${n.list} o=${n.obj} z=${n.nil} b=${n.t}",
+                &s
+            )
+            .unwrap(),
+            json!("c=3 l=[1,2] o={\"a\":true} z= b=true")
+        );
+    }
+
+    #[test]
+    fn dollar_dollar_is_a_literal_template() {
+        let t = Template::parse("echo $${HOME} and $${x.y}").unwrap();
+        assert!(!t.has_refs());
+        assert_eq!(t.parts, vec![Part::Text("echo ${HOME} and ${x.y}".into())]);
+    }
+
+    #[test]
+    fn shell_expansions_are_left_alone() {
+        for s in [
+            "${#arr[@]}",
+            "${x:-default}",
+            "${1}",
+            "${path%%/*}",
+            "${!ref}",
+            "${a/b/c}",
+        ] {
+            let t = Template::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+            assert!(!t.has_refs(), "{s}");
+            assert_eq!(t.parts, vec![Part::Text(s.into())]);
+        }
+    }
+
+    #[test]
+    fn malformed_templates_are_errors() {
+        for s in [
+            "${}",
+            "${node.}",
+            "${ node }",
+            "${a.b",
+            "x ${",
+            "${a[x]}",
+            "${a..b}",
+        ] {
+            assert!(Template::parse(s).is_err(), "{s} should be malformed");
+        }
+        let e = Template::parse("echo ${a.b").unwrap_err();
+        assert_eq!(e.offset, 5);
+        assert!(e.message.contains("unclosed"), "{}", e.message);
+    }
+
+    #[test]
+    fn walks_into_json_text() {
+        let s = scope(
+            json!({"get": {"stdout": "{\"user\": {\"name\": \"Ada\"}, \"ids\": [\"007\"]}"}}),
+        );
+        assert_eq!(
+            resolve("${get.stdout.user.name}", &s).unwrap(),
+            json!("Ada")
+        );
+        assert_eq!(resolve("${get.stdout.ids[0]}", &s).unwrap(), json!("007"));
+    }
+
+    #[test]
+    fn primitive_json_text_is_not_parsed() {
+        let s = scope(json!({"n": {"stdout": "42"}}));
+        assert_eq!(resolve("${n.stdout}", &s).unwrap(), json!("42"));
+        assert!(resolve("${n.stdout.x}", &s).is_err());
+    }
+
+    #[test]
+    fn nested_index_resolves_first() {
+        let s = scope(json!({
+            "__index__": 1,
+            "prev": {"results": [{"stdout": "a"}, {"stdout": "b"}]}
+        }));
+        assert_eq!(
+            resolve("${prev.results[${__index__}].stdout}", &s).unwrap(),
+            json!("b")
+        );
+        let t = Template::parse("${prev.results[${__index__}].stdout}").unwrap();
+        let roots: Vec<_> = t.refs().map(|r| r.root.as_str()).collect();
+        assert_eq!(roots, vec!["prev", "__index__"]);
+    }
+
+    #[test]
+    fn nested_index_must_be_an_integer() {
+        let s = scope(json!({"i": "one", "prev": {"results": [1]}}));
+        let e = resolve("${prev.results[${i}]}", &s).unwrap_err();
+        assert!(
+            e.reason.contains("not a non-negative integer"),
+            "{}",
+            e.reason
+        );
+    }
+
+    #[test]
+    fn only_one_level_of_nesting() {
+        assert!(Template::parse("${a[${b[${c}]}]}").is_err());
+    }
+
+    #[test]
+    fn unresolved_lists_available_fields() {
+        let s = scope(json!({"get": {"stdout": "{\"user\": {\"name\": \"Ada\", \"id\": 7}}"}}));
+        let e = resolve("${get.stdout.user.fullname}", &s).unwrap_err();
+        assert_eq!(e.resolved_prefix, "get.stdout.user");
+        let names: Vec<_> = e.available.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, vec!["name", "id"]);
+        assert!(e.to_string().contains("no field 'fullname'"));
+    }
+
+    #[test]
+    fn index_out_of_range_is_unresolved() {
+        let s = scope(json!({"n": {"list": [1]}}));
+        let e = resolve("${n.list[3]}", &s).unwrap_err();
+        assert!(e.reason.contains("out of range"));
+    }
+
+    #[test]
+    fn substituted_data_is_never_expanded_again() {
+        let s = scope(json!({"a": {"stdout": "${b.secret}"}, "b": {"secret": "leak"}}));
+        assert_eq!(
+            resolve("x ${a.stdout}", &s).unwrap(),
+            json!("x ${b.secret}")
+        );
+        assert_eq!(resolve("${a.stdout}", &s).unwrap(), json!("${b.secret}"));
+    }
+
+    #[test]
+    fn nested_params_auto_parse_json_text() {
+        let s = scope(json!({"a": {"stdout": "{\"k\": [1,2]}", "exit_code": 0}}));
+        let p = ParamTemplate::compile(
+            &json!({"wrap": "${a.stdout}", "n": "${a.exit_code}", "s": "x ${a.exit_code}"}),
+        )
+        .unwrap();
+        assert_eq!(
+            p.resolve(&s).unwrap(),
+            json!({"wrap": {"k": [1, 2]}, "n": 0, "s": "x 0"})
+        );
+        // At the top level, JSON text stays text.
+        let top = ParamTemplate::compile(&json!("${a.stdout}")).unwrap();
+        assert_eq!(top.resolve(&s).unwrap(), json!("{\"k\": [1,2]}"));
+    }
+
+    #[test]
+    fn compile_reports_path_of_malformed_template() {
+        let (path, e) = ParamTemplate::compile(&json!({"a": ["ok", "${bad"]})).unwrap_err();
+        assert_eq!(path, ".a[1]");
+        assert!(e.message.contains("unclosed"));
+    }
+
+    #[test]
+    fn escaped_only_string_compiles_to_literal() {
+        let p = ParamTemplate::compile(&json!("echo $${HOME}")).unwrap();
+        assert_eq!(p, ParamTemplate::Literal(json!("echo ${HOME}")));
+    }
+}

@@ -1,0 +1,804 @@
+//! Validation: from a JSON document to a checked, compiled workflow.
+//!
+//! One pass collects every problem (structure, ids, edges, node types, params, templates,
+//! cycles), each with its JSON path, so a person or an LLM can fix the whole workflow from
+//! one report. The same function checks a repair before it runs. Its product,
+//! [`Validated`], carries what execution needs: the DAG, the topological order and each
+//! node's params with their templates parsed once.
+
+use crate::diagnostic::{quoted_list, suggestion, Diagnostic};
+use crate::graph::{Graph, Link};
+use crate::nodes::{self, NodeSpec, OutputKind};
+use crate::template::{ParamTemplate, Reference, Step, Template};
+use crate::workflow::{BatchItems, EdgeAction, Workflow};
+use serde_json::Value;
+use std::collections::{BTreeSet, HashMap};
+
+/// Hard limit on workflow size, so a hostile file fails fast with a clear message.
+pub const MAX_NODES: usize = 100_000;
+
+/// A workflow that passed validation, compiled for execution.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    pub workflow: Workflow,
+    pub graph: Graph,
+    pub order: Vec<usize>,
+    pub nodes: Vec<CompiledNode>,
+    /// Declared outputs with their parsed `source` templates.
+    pub outputs: Vec<(String, Option<Template>)>,
+    pub warnings: Vec<Diagnostic>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CompiledNode {
+    pub spec: &'static NodeSpec,
+    /// Params in workflow order, templates parsed.
+    pub params: Vec<(String, ParamTemplate)>,
+    /// For a batch node: its items, templates parsed.
+    pub items: Option<ParamTemplate>,
+    /// Workflow inputs this node's templates read.
+    pub input_refs: BTreeSet<String>,
+    /// Whether the params read `${__index__}` (then an item's position is part of its key).
+    pub uses_index: bool,
+}
+
+/// Every problem found: errors (which stop the workflow) and warnings.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub errors: Vec<Diagnostic>,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// What a template root names, from one node's point of view.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Root {
+    Alias,
+    Index,
+    Input,
+    Node(usize),
+    Unknown,
+}
+
+struct Names<'a> {
+    wf: &'a Workflow,
+    ids: HashMap<&'a str, usize>,
+}
+
+impl<'a> Names<'a> {
+    fn classify(&self, root: &str, batch_alias: Option<&str>) -> Root {
+        if batch_alias == Some(root) {
+            Root::Alias
+        } else if batch_alias.is_some() && root == "__index__" {
+            Root::Index
+        } else if let Some(&i) = self.ids.get(root) {
+            Root::Node(i)
+        } else if self.wf.inputs.contains_key(root) {
+            Root::Input
+        } else {
+            Root::Unknown
+        }
+    }
+
+    fn candidates(&self) -> impl Iterator<Item = &str> {
+        self.wf
+            .nodes
+            .iter()
+            .map(|n| n.id.as_str())
+            .chain(self.wf.inputs.keys().map(|k| k.as_str()))
+    }
+}
+
+/// Validate a parsed JSON document.
+pub fn validate(doc: &Value) -> Result<Validated, Report> {
+    let (wf, mut errors) = Workflow::from_json(doc);
+    let Some(wf) = wf else {
+        return Err(Report {
+            errors,
+            warnings: Vec::new(),
+        });
+    };
+    validate_workflow(wf, errors.drain(..).collect())
+}
+
+/// Validate a decoded workflow, adding to the structural problems already found.
+pub fn validate_workflow(wf: Workflow, structural: Vec<Diagnostic>) -> Result<Validated, Report> {
+    let mut errors = structural;
+    let mut warnings = Vec::new();
+
+    if wf.nodes.len() > MAX_NODES {
+        errors.push(Diagnostic::error(
+            "nodes",
+            format!(
+                "the workflow has {} nodes, over the limit of {MAX_NODES}",
+                wf.nodes.len()
+            ),
+        ));
+        return Err(Report { errors, warnings });
+    }
+
+    // Ids: unique, and distinct from input names.
+    let mut ids: HashMap<&str, usize> = HashMap::with_capacity(wf.nodes.len());
+    for (i, node) in wf.nodes.iter().enumerate() {
+        if node.id.is_empty() {
+            continue;
+        }
+        if let Some(&first) = ids.get(node.id.as_str()) {
+            errors.push(
+                Diagnostic::error(
+                    format!("nodes[{i}].id"),
+                    format!("duplicate node id '{}'", node.id),
+                )
+                .with_hint(format!(
+                    "nodes[{first}] already uses it; every node needs its own id"
+                )),
+            );
+        } else {
+            ids.insert(&node.id, i);
+        }
+        if wf.inputs.contains_key(&node.id) {
+            errors.push(
+                Diagnostic::error(
+                    format!("nodes[{i}].id"),
+                    format!("node id '{}' is also the name of a workflow input", node.id),
+                )
+                .with_hint("rename the node or the input so ${...} templates are not ambiguous"),
+            );
+        }
+    }
+    let names = Names { wf: &wf, ids };
+
+    // Inputs: at most one receives stdin.
+    let stdin_inputs: Vec<&str> = wf
+        .inputs
+        .iter()
+        .filter(|(_, s)| s.stdin)
+        .map(|(k, _)| k.as_str())
+        .collect();
+    if stdin_inputs.len() > 1 {
+        errors.push(
+            Diagnostic::error(
+                format!("inputs.{}.stdin", stdin_inputs[1]),
+                format!(
+                    "more than one input is marked \"stdin\": true ({})",
+                    quoted_list(stdin_inputs.iter().copied())
+                ),
+            )
+            .with_hint("only one input can receive piped stdin"),
+        );
+    }
+
+    if let Some(start) = &wf.start_node {
+        if !names.ids.contains_key(start.as_str()) {
+            errors.push(
+                Diagnostic::error(
+                    "start_node",
+                    format!("start_node '{start}' is not a node in this workflow"),
+                )
+                .with_hint_opt(suggestion(start, names.ids.keys().copied())),
+            );
+        }
+    }
+
+    // Edges.
+    let mut links: Vec<(usize, usize, Link)> = Vec::new();
+    for (i, edge) in wf.edges.iter().enumerate() {
+        let mut endpoint = |id: &str, field: &str| match names.ids.get(id) {
+            Some(&p) => Some(p),
+            None => {
+                let hint = suggestion(id, names.ids.keys().copied()).unwrap_or_else(|| {
+                    let mut all: Vec<&str> = names.ids.keys().copied().collect();
+                    all.sort();
+                    format!("node ids are: {}", all.join(", "))
+                });
+                errors.push(
+                    Diagnostic::error(
+                        format!("edges[{i}].{field}"),
+                        format!("edge refers to node '{id}', which does not exist"),
+                    )
+                    .with_hint(hint),
+                );
+                None
+            }
+        };
+        let from = endpoint(&edge.from, "from");
+        let to = endpoint(&edge.to, "to");
+        if let (Some(f), Some(t)) = (from, to) {
+            let link = match edge.action {
+                EdgeAction::Default => Link::Edge,
+                EdgeAction::Error => Link::ErrorEdge,
+            };
+            links.push((f, t, link));
+        }
+    }
+
+    // Nodes: types, params, templates.
+    let mut compiled: Vec<Option<CompiledNode>> = Vec::with_capacity(wf.nodes.len());
+    for (i, node) in wf.nodes.iter().enumerate() {
+        let path = format!("nodes[{i}]");
+        let spec = if node.node_type.is_empty() {
+            None
+        } else {
+            match nodes::lookup(&node.node_type) {
+                Some(s) => Some(s),
+                None => {
+                    let supported: Vec<&str> = nodes::type_names().collect();
+                    let mut hint = format!("supported types: {}", supported.join(", "));
+                    if let Some(s) = suggestion(&node.node_type, supported.iter().copied()) {
+                        hint = format!("{s} {hint}");
+                    }
+                    errors.push(
+                        Diagnostic::error(
+                            format!("{path}.type"),
+                            format!(
+                                "unknown node type '{}' for node '{}'{}",
+                                node.node_type,
+                                node.id,
+                                unsupported_note(&node.node_type)
+                            ),
+                        )
+                        .with_hint(hint),
+                    );
+                    None
+                }
+            }
+        };
+
+        if let Some(spec) = spec {
+            for p in spec.params.iter().filter(|p| p.required) {
+                if !node.params.contains_key(p.name)
+                    || node.params.get(p.name) == Some(&Value::Null)
+                {
+                    let mut d = Diagnostic::error(
+                        format!("{path}.params.{}", p.name),
+                        format!(
+                            "node '{}' ({}) is missing required param '{}'",
+                            node.id, spec.name, p.name
+                        ),
+                    );
+                    let unknown: Vec<&str> = node
+                        .params
+                        .keys()
+                        .map(|k| k.as_str())
+                        .filter(|k| spec.param(k).is_none())
+                        .collect();
+                    if let Some(similar) = unknown
+                        .iter()
+                        .find(|k| crate::diagnostic::did_you_mean(k, [p.name]).is_some())
+                    {
+                        d = d.with_hint(format!("rename '{similar}' to '{}'", p.name));
+                    }
+                    errors.push(d);
+                }
+            }
+            for (name, value) in &node.params {
+                match spec.param(name) {
+                    None => {
+                        let valid: Vec<&str> = spec.params.iter().map(|p| p.name).collect();
+                        warnings.push(
+                            Diagnostic::warning(
+                                format!("{path}.params.{name}"),
+                                format!(
+                                    "'{}' is not a param of {} nodes and is ignored",
+                                    name, spec.name
+                                ),
+                            )
+                            .with_hint(
+                                suggestion(name, valid.iter().copied()).unwrap_or_else(|| {
+                                    format!("{} params: {}", spec.name, valid.join(", "))
+                                }),
+                            ),
+                        );
+                    }
+                    Some(p) => {
+                        let is_template = matches!(value, Value::String(s) if s.contains("${"));
+                        if !is_template && !value.is_null() && !lenient_accepts(p.kind, value) {
+                            errors.push(Diagnostic::error(
+                                format!("{path}.params.{name}"),
+                                format!(
+                                    "param '{name}' of node '{}' must be {}, found {}",
+                                    node.id,
+                                    p.kind.describe(),
+                                    crate::template::type_name(value)
+                                ),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+
+        let alias = node.batch.as_ref().map(|b| b.alias.as_str());
+        let mut params = Vec::with_capacity(node.params.len());
+        let mut input_refs = BTreeSet::new();
+        let mut uses_index = false;
+        let mut ok = true;
+        for (name, value) in &node.params {
+            let ppath = format!("{path}.params.{name}");
+            match ParamTemplate::compile(value) {
+                Ok(pt) => {
+                    for r in pt.refs() {
+                        let root = names.classify(&r.root, alias);
+                        check_reference(
+                            r,
+                            root,
+                            &names,
+                            &ppath,
+                            node.node_type.as_str(),
+                            alias,
+                            &mut errors,
+                        );
+                        match root {
+                            Root::Node(dep) => links.push((dep, i, Link::Template)),
+                            Root::Input => {
+                                input_refs.insert(r.root.clone());
+                            }
+                            Root::Index => uses_index = true,
+                            _ => {}
+                        }
+                        if node.node_type == "shell" && name == "command" {
+                            if let Root::Node(dep) = root {
+                                let t = wf.nodes[dep].node_type.as_str();
+                                if t == "http" || t == "llm" {
+                                    warnings.push(
+                                        Diagnostic::warning(
+                                            &ppath,
+                                            format!("the command embeds {r}, text from an {t} node, which could inject shell code"),
+                                        )
+                                        .with_hint(format!(
+                                            "pass it through the \"env\" param instead, e.g. \"env\": {{\"DATA\": \"{r}\"}} and use \"$DATA\" in the command"
+                                        )),
+                                    );
+                                }
+                            }
+                        }
+                    }
+                    params.push((name.clone(), pt));
+                }
+                Err((suffix, e)) => {
+                    ok = false;
+                    errors.push(
+                        Diagnostic::error(format!("{ppath}{suffix}"), e.message)
+                            .with_hint("templates look like ${input} or ${node.output}; write $${ for a literal ${"),
+                    );
+                }
+            }
+        }
+
+        let items = match node.batch.as_ref().map(|b| &b.items) {
+            None => None,
+            Some(items) => {
+                let ipath = format!("{path}.batch.items");
+                let value = match items {
+                    BatchItems::Template(t) => Value::String(t.clone()),
+                    BatchItems::Inline(v) => Value::Array(v.clone()),
+                };
+                match ParamTemplate::compile(&value) {
+                    Ok(pt) => {
+                        for r in pt.refs() {
+                            // The items are resolved before any item exists, so the alias
+                            // and index are not visible here.
+                            let root = names.classify(&r.root, None);
+                            check_reference(
+                                r,
+                                root,
+                                &names,
+                                &ipath,
+                                node.node_type.as_str(),
+                                None,
+                                &mut errors,
+                            );
+                            match root {
+                                Root::Node(dep) => links.push((dep, i, Link::Template)),
+                                Root::Input => {
+                                    input_refs.insert(r.root.clone());
+                                }
+                                _ => {}
+                            }
+                        }
+                        Some(pt)
+                    }
+                    Err((suffix, e)) => {
+                        ok = false;
+                        errors.push(Diagnostic::error(format!("{ipath}{suffix}"), e.message));
+                        None
+                    }
+                }
+            }
+        };
+
+        compiled.push(match (spec, ok) {
+            (Some(spec), true) => Some(CompiledNode {
+                spec,
+                params,
+                items,
+                input_refs,
+                uses_index,
+            }),
+            _ => None,
+        });
+    }
+
+    // Outputs.
+    let mut outputs = Vec::with_capacity(wf.outputs.len());
+    for (name, spec) in &wf.outputs {
+        let opath = format!("outputs.{name}.source");
+        let Some(source) = &spec.source else {
+            let produced = wf
+                .nodes
+                .iter()
+                .any(|n| nodes::lookup(&n.node_type).is_some_and(|s| s.output(name).is_some()));
+            if !produced {
+                warnings.push(
+                    Diagnostic::warning(
+                        format!("outputs.{name}"),
+                        format!("output '{name}' has no source and no node produces a field of that name; it will be missing"),
+                    )
+                    .with_hint("add \"source\": \"${node.field}\""),
+                );
+            } else {
+                warnings.push(
+                    Diagnostic::warning(format!("outputs.{name}"), format!("output '{name}' has no source"))
+                        .with_hint(format!("it takes the '{name}' field of the last node that produces one; add \"source\" to be explicit")),
+                );
+            }
+            outputs.push((name.clone(), None));
+            continue;
+        };
+        match Template::parse(source) {
+            Ok(t) => {
+                for r in t.refs() {
+                    let root = names.classify(&r.root, None);
+                    check_reference(r, root, &names, &opath, "", None, &mut errors);
+                }
+                outputs.push((name.clone(), Some(t)));
+            }
+            Err(e) => errors.push(Diagnostic::error(opath, e.message)),
+        }
+    }
+
+    // The graph and its order.
+    let ids: Vec<String> = wf.nodes.iter().map(|n| n.id.clone()).collect();
+    let graph = Graph::new(ids, links);
+    let order = match graph.topological_order() {
+        Ok(order) => order,
+        Err(cycles) => {
+            for cycle in cycles {
+                errors.push(cycle_diagnostic(&graph, &cycle));
+            }
+            Vec::new()
+        }
+    };
+
+    if !errors.is_empty() {
+        return Err(Report { errors, warnings });
+    }
+    let nodes: Vec<CompiledNode> = compiled.into_iter().flatten().collect();
+    if nodes.len() != wf.nodes.len() {
+        // Unreachable when there are no errors; kept as a guard rather than a panic.
+        errors.push(Diagnostic::error(
+            "nodes",
+            "internal: a node failed to compile without an error",
+        ));
+        return Err(Report { errors, warnings });
+    }
+    Ok(Validated {
+        workflow: wf,
+        graph,
+        order,
+        nodes,
+        outputs,
+        warnings,
+    })
+}
+
+fn lenient_accepts(kind: nodes::ParamKind, v: &Value) -> bool {
+    use nodes::ParamKind as K;
+    if kind.accepts(v) {
+        return true;
+    }
+    match (kind, v) {
+        (K::Number | K::Integer, Value::String(s)) => s.trim().parse::<f64>().is_ok(),
+        (K::Bool, Value::String(s)) => {
+            matches!(
+                s.to_lowercase().as_str(),
+                "true" | "false" | "1" | "0" | "yes" | "no"
+            )
+        }
+        (K::String, Value::Number(_) | Value::Bool(_)) => true,
+        _ => false,
+    }
+}
+
+fn unsupported_note(t: &str) -> &'static str {
+    if t.starts_with("mcp-") {
+        " (MCP tools are not supported)"
+    } else if t.starts_with("git-") || t.starts_with("github-") {
+        " (git and GitHub nodes are not supported; use a shell node)"
+    } else if t == "workflow" {
+        " (nested workflows are not supported)"
+    } else if t == "claude-code" || t == "code" {
+        " (this node type of the original pflow is not supported)"
+    } else {
+        ""
+    }
+}
+
+/// Check one template reference and report what is wrong with it.
+fn check_reference(
+    r: &Reference,
+    root: Root,
+    names: &Names<'_>,
+    path: &str,
+    node_type: &str,
+    alias: Option<&str>,
+    errors: &mut Vec<Diagnostic>,
+) {
+    match root {
+        Root::Alias | Root::Index | Root::Input => {}
+        Root::Unknown => {
+            let name = r.root.as_str();
+            let in_batch_only = name == "__index__" || name == "item";
+            let message = if in_batch_only && alias.is_none() {
+                format!("template {r}: '{name}' is only defined inside a batch node")
+            } else {
+                format!("template {r}: '{name}' is not a workflow input or a node id")
+            };
+            let looks_like_env = r.path.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            let hint = if looks_like_env || node_type == "shell" && r.path.is_empty() {
+                let mut h = format!("if this is a shell variable, write $${{{name}}} (or ${name}) so pflow leaves it to the shell");
+                if node_type == "shell" {
+                    h.push_str("; to pass a value in, use the node's \"env\" param");
+                }
+                if let Some(s) = suggestion(name, names.candidates()) {
+                    h = format!("{s} Otherwise, {h}");
+                }
+                h
+            } else {
+                let mut avail: Vec<&str> = names.candidates().collect();
+                avail.sort();
+                avail.dedup();
+                suggestion(name, avail.iter().copied())
+                    .unwrap_or_else(|| format!("inputs and nodes are: {}", avail.join(", ")))
+            };
+            errors.push(Diagnostic::error(path, message).with_hint(hint));
+        }
+        Root::Node(dep) => {
+            let target = &names.wf.nodes[dep];
+            let Some(spec) = nodes::lookup(&target.node_type) else {
+                return; // the unknown type is reported on its own
+            };
+            let field_names = |is_batch: bool| -> Vec<&'static str> {
+                if is_batch {
+                    BATCH_OUTPUTS.to_vec()
+                } else {
+                    spec.outputs.iter().map(|o| o.name).collect()
+                }
+            };
+            let is_batch = target.batch.is_some();
+            let Some(first) = r.path.first() else {
+                errors.push(
+                    Diagnostic::error(
+                        path,
+                        format!(
+                            "template {r} names node '{}' but not which of its outputs",
+                            target.id
+                        ),
+                    )
+                    .with_hint(format!(
+                        "write one of: {}",
+                        field_names(is_batch)
+                            .iter()
+                            .map(|f| format!("${{{}.{f}}}", target.id))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                );
+                return;
+            };
+            let Step::Key(key) = first else {
+                errors.push(Diagnostic::error(
+                    path,
+                    format!(
+                        "template {r}: node '{}' is not an array; name an output first",
+                        target.id
+                    ),
+                ));
+                return;
+            };
+            let unknown = |key: &str, fields: Vec<&'static str>, what: String| {
+                Diagnostic::error(
+                    path,
+                    format!("template {r}: {what} does not output '{key}'"),
+                )
+                .with_hint(
+                    suggestion(key, fields.iter().copied())
+                        .map(|s| format!("{s} Available outputs: {}", fields.join(", ")))
+                        .unwrap_or_else(|| format!("available outputs: {}", fields.join(", "))),
+                )
+            };
+            if is_batch {
+                if !BATCH_OUTPUTS.contains(&key.as_str()) {
+                    errors.push(unknown(
+                        key,
+                        BATCH_OUTPUTS.to_vec(),
+                        format!("batch node '{}'", target.id),
+                    ));
+                    return;
+                }
+                // ${b.results[i].field}: field is an inner output, `item` or `error`.
+                if key == "results" {
+                    if let (Some(Step::Index(_)), Some(Step::Key(inner))) =
+                        (r.path.get(1), r.path.get(2))
+                    {
+                        let mut fields: Vec<&'static str> =
+                            spec.outputs.iter().map(|o| o.name).collect();
+                        fields.extend(["item", "error"]);
+                        if !fields.contains(&inner.as_str()) {
+                            errors.push(unknown(
+                                inner,
+                                fields,
+                                format!(
+                                    "each result of batch node '{}' ({})",
+                                    target.id, spec.name
+                                ),
+                            ));
+                        }
+                    }
+                }
+                return;
+            }
+            match spec.output(key) {
+                None => errors.push(unknown(
+                    key,
+                    field_names(false),
+                    format!("node '{}' ({})", target.id, spec.name),
+                )),
+                Some(o) if o.kind == OutputKind::Scalar && r.path.len() > 1 => {
+                    errors.push(Diagnostic::error(
+                        path,
+                        format!(
+                            "template {r}: '{}.{key}' is a number or boolean and has no fields",
+                            target.id
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+}
+
+/// The outputs of every batch node.
+pub const BATCH_OUTPUTS: [&str; 5] = ["results", "count", "success_count", "error_count", "errors"];
+
+fn cycle_diagnostic(graph: &Graph, cycle: &[usize]) -> Diagnostic {
+    let mut steps = Vec::new();
+    for pair in cycle.windows(2) {
+        let links = graph.links_between(pair[0], pair[1]);
+        let how = match links.first() {
+            Some(Link::Template) => "template",
+            Some(Link::ErrorEdge) => "error edge",
+            _ => "edge",
+        };
+        steps.push(format!(
+            "'{}' → '{}' ({how})",
+            graph.id(pair[0]),
+            graph.id(pair[1])
+        ));
+    }
+    let start = cycle.first().copied().unwrap_or(0);
+    let members: Vec<&str> = cycle[..cycle.len().saturating_sub(1).max(1)]
+        .iter()
+        .map(|&i| graph.id(i))
+        .collect();
+    let message = if cycle.len() == 2 && cycle[0] == cycle[1] {
+        format!(
+            "node '{}' depends on itself: {}",
+            graph.id(start),
+            steps.join(", ")
+        )
+    } else {
+        format!(
+            "cycle between nodes {}: {}",
+            quoted_list(members.iter().copied()),
+            steps.join(", ")
+        )
+    };
+    Diagnostic::error(format!("nodes[{start}]"), message)
+        .with_hint("a node cannot depend on its own output, directly or through others; remove one of these links")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn errors(doc: Value) -> Vec<Diagnostic> {
+        validate(&doc).expect_err("should be invalid").errors
+    }
+
+    #[test]
+    fn valid_workflow_compiles_in_dependency_order() {
+        let v = validate(&json!({
+            "inputs": {"name": {"type": "string"}},
+            "nodes": [
+                {"id": "b", "type": "shell", "params": {"command": "echo ${a.echo} ${name}"}},
+                {"id": "a", "type": "echo", "params": {"message": "x"}}
+            ]
+        }))
+        .expect("valid");
+        assert_eq!(v.order, vec![1, 0]);
+        assert_eq!(v.nodes[0].input_refs, BTreeSet::from(["name".to_string()]));
+    }
+
+    #[test]
+    fn unknown_output_field_suggests() {
+        let e = errors(json!({"nodes": [
+            {"id": "a", "type": "shell", "params": {"command": "echo"}},
+            {"id": "b", "type": "shell", "params": {"command": "echo ${a.stdot}"}}
+        ]}));
+        assert_eq!(e[0].path, "nodes[1].params.command");
+        assert!(e[0].message.contains("does not output 'stdot'"), "{}", e[0]);
+        assert!(e[0]
+            .hint
+            .as_deref()
+            .unwrap()
+            .contains("did you mean 'stdout'?"));
+    }
+
+    #[test]
+    fn shell_variable_gets_escape_hint() {
+        let e = errors(
+            json!({"nodes": [{"id": "a", "type": "shell", "params": {"command": "echo ${HOME}"}}]}),
+        );
+        assert!(
+            e[0].hint.as_deref().unwrap().contains("$${HOME}"),
+            "{}",
+            e[0]
+        );
+    }
+
+    #[test]
+    fn template_cycle_names_nodes() {
+        let e = errors(json!({"nodes": [
+            {"id": "a", "type": "shell", "params": {"command": "echo ${b.stdout}"}},
+            {"id": "b", "type": "shell", "params": {"command": "echo ${a.stdout}"}}
+        ]}));
+        assert!(
+            e[0].message.contains("'a'") && e[0].message.contains("'b'"),
+            "{}",
+            e[0]
+        );
+        assert!(e[0].message.contains("template"));
+    }
+
+    #[test]
+    fn collects_many_errors() {
+        let e = errors(json!({"nodes": [
+            {"id": "a", "type": "nope"},
+            {"id": "a", "type": "shell"}
+        ], "edges": [{"from": "a", "to": "zz"}]}));
+        assert!(e.len() >= 4, "{e:?}");
+    }
+
+    #[test]
+    fn batch_outputs_and_alias() {
+        let v = validate(&json!({"nodes": [
+            {"id": "g", "type": "shell", "params": {"command": "echo '[1,2]'"}},
+            {"id": "b", "type": "shell", "batch": {"items": "${g.stdout}", "as": "x"},
+             "params": {"command": "echo ${x} ${__index__}"}},
+            {"id": "c", "type": "shell", "params": {"command": "echo ${b.results[0].stdout} ${b.count}"}}
+        ]}));
+        let v = v.expect("valid");
+        assert!(v.nodes[1].uses_index);
+        let e = errors(json!({"nodes": [
+            {"id": "b", "type": "shell", "batch": {"items": [1]}, "params": {"command": "echo ${item}"}},
+            {"id": "c", "type": "shell", "params": {"command": "echo ${b.stdout} ${item}"}}
+        ]}));
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e[1].message.contains("only defined inside a batch"));
+    }
+}
