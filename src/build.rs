@@ -1,8 +1,279 @@
-//! `pflow build`: load, validate, execute with the cache, report.
+//! `pflow build`: load → validate → inputs → execute (with the cache) → report.
 
-use crate::cli::BuildArgs;
+use crate::cache::Cache;
+use crate::cli::{
+    self, BuildArgs, OutputFormat, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK,
+};
+use crate::diagnostic::Diagnostic;
+use crate::executor::{self, Options, Session};
+use crate::report::{self, Progress};
+use crate::validate::Report;
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+use std::time::Instant;
 
-pub fn run(_args: BuildArgs) -> i32 {
-    eprintln!("error: pflow build is not implemented yet");
-    2
+/// The cache directory: `--cache-dir`, else `PFLOW_CACHE_DIR`, else `./.pflow-cache`.
+pub fn cache_dir(arg: Option<&PathBuf>) -> PathBuf {
+    arg.cloned()
+        .or_else(|| {
+            std::env::var_os("PFLOW_CACHE_DIR")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(|| PathBuf::from(".pflow-cache"))
+}
+
+fn run_id() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    format!("{ms:x}-{}", std::process::id())
+}
+
+/// Print problems that stop a build before it starts, and return exit code 2.
+fn invalid(args: &BuildArgs, report: &Report, started: Instant) -> i32 {
+    match args.output_format {
+        OutputFormat::Json => {
+            let errors: Vec<Value> = report
+                .errors
+                .iter()
+                .map(|d| {
+                    json!({"node": null, "category": "validation", "path": d.path,
+                           "message": diagnostic_text(d), "repairable": false})
+                })
+                .collect();
+            let doc = json!({
+                "success": false, "outputs": {}, "nodes": [], "errors": errors,
+                "warnings": cli::diagnostics_json(&report.warnings),
+                "repair": null,
+                "stats": {"total": 0, "ran": 0, "cached": 0, "restored": 0, "failed": 0, "skipped": 0},
+                "duration_ms": started.elapsed().as_millis() as u64,
+            });
+            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        }
+        OutputFormat::Text => cli::print_diagnostics(&args.workflow, report),
+    }
+    EXIT_INVALID
+}
+
+fn diagnostic_text(d: &Diagnostic) -> String {
+    match &d.hint {
+        Some(h) => format!("{} ({h})", d.message),
+        None => d.message.clone(),
+    }
+}
+
+fn errors_only(errors: Vec<Diagnostic>) -> Report {
+    Report {
+        errors,
+        warnings: Vec::new(),
+    }
+}
+
+pub fn run(args: BuildArgs) -> i32 {
+    let started = Instant::now();
+    crate::interrupt::install_handler();
+    let (_doc, validated) = match cli::load(&args.workflow) {
+        Ok(x) => x,
+        Err(report) => return invalid(&args, &report, started),
+    };
+
+    let assignments = match crate::inputs::parse_assignments(&args.params) {
+        Ok(a) => a,
+        Err(d) => return invalid(&args, &errors_only(vec![d]), started),
+    };
+    let wants_stdin = validated
+        .workflow
+        .inputs
+        .iter()
+        .any(|(name, spec)| spec.stdin && !assignments.iter().any(|(k, _)| k == name));
+    let piped = if wants_stdin && !std::io::stdin().is_terminal() {
+        let mut s = String::new();
+        match std::io::stdin().read_to_string(&mut s) {
+            Ok(_) => Some(s),
+            Err(e) => {
+                let d = Diagnostic::error("stdin", format!("cannot read piped stdin: {e}"));
+                return invalid(&args, &errors_only(vec![d]), started);
+            }
+        }
+    } else {
+        None
+    };
+    let inputs = match crate::inputs::resolve(&validated.workflow, &assignments, piped) {
+        Ok(i) => i,
+        Err(errors) => return invalid(&args, &errors_only(errors), started),
+    };
+
+    let mut arg_errors = Vec::new();
+    for id in &args.rerun {
+        if validated.graph.position(id).is_none() {
+            arg_errors.push(
+                Diagnostic::error("--rerun", format!("no node '{id}' in this workflow"))
+                    .with_hint_opt(crate::diagnostic::suggestion(
+                        id,
+                        validated.workflow.nodes.iter().map(|n| n.id.as_str()),
+                    )),
+            );
+        }
+    }
+    if let Some(key) = &args.output_key {
+        if !validated.workflow.outputs.contains_key(key) {
+            let names: Vec<&str> = validated
+                .workflow
+                .outputs
+                .keys()
+                .map(|k| k.as_str())
+                .collect();
+            arg_errors.push(
+                Diagnostic::error(
+                    "--output-key",
+                    format!("the workflow declares no output '{key}'"),
+                )
+                .with_hint(format!(
+                    "declared outputs: {}",
+                    if names.is_empty() {
+                        "none".into()
+                    } else {
+                        names.join(", ")
+                    }
+                )),
+            );
+        }
+    }
+    if args.jobs == Some(0) {
+        arg_errors.push(Diagnostic::error("--jobs", "--jobs must be at least 1"));
+    }
+    if !arg_errors.is_empty() {
+        return invalid(&args, &errors_only(arg_errors), started);
+    }
+
+    let workflow_path = PathBuf::from(&args.workflow);
+    let opts = Options {
+        jobs: args.jobs.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        }),
+        force: args.force,
+        rerun: args.rerun.iter().cloned().collect::<HashSet<_>>(),
+        run_id: run_id(),
+        workflow_name: workflow_path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_else(|| args.workflow.clone()),
+    };
+    let cache = Cache::new(cache_dir(args.cache_dir.as_ref()));
+    let json_mode = args.output_format == OutputFormat::Json;
+
+    if args.dry_run {
+        let steps = executor::plan(&validated, &inputs, &cache, &opts);
+        if json_mode {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json!({"dry_run": true, "nodes": steps}))
+                    .unwrap_or_default()
+            );
+        } else {
+            for s in &steps {
+                eprintln!(
+                    "  {:<6} {} ({}) — {}",
+                    s.action, s.id, s.node_type, s.reason
+                );
+            }
+            let runs = steps.iter().filter(|s| s.action == "run").count();
+            eprintln!(
+                "{} nodes: {} would run, {} would be reused",
+                steps.len(),
+                runs,
+                steps.len() - runs
+            );
+        }
+        return EXIT_OK;
+    }
+
+    for w in &validated.warnings {
+        if !json_mode {
+            eprintln!("warning: {}: {}", w.path, w.message);
+        }
+    }
+    let session = Session::default();
+    let mut progress = Progress::new(validated.workflow.nodes.len(), json_mode, args.explain);
+    let outcome = executor::execute(
+        &validated,
+        &inputs,
+        &cache,
+        &opts,
+        &session,
+        &mut |ev| match ev {
+            executor::Event::Started(i) => progress.started(validated.graph.id(i)),
+            executor::Event::Finished(r) => progress.finished(r),
+        },
+    );
+    progress.done();
+
+    if let Some(path) = &args.trace {
+        let doc = report::trace_json(&outcome, &opts.run_id);
+        let bytes = serde_json::to_vec_pretty(&doc).unwrap_or_default();
+        if let Err(e) = crate::nodes::write_atomic(path, &bytes) {
+            eprintln!("warning: cannot write trace '{}': {e}", path.display());
+        }
+    }
+
+    if json_mode {
+        let outputs = match &args.output_key {
+            Some(k) => {
+                let mut m = serde_json::Map::new();
+                if let Some(v) = outcome.outputs.get(k) {
+                    m.insert(k.clone(), v.clone());
+                }
+                m
+            }
+            None => outcome.outputs.clone(),
+        };
+        let doc = json!({
+            "success": outcome.success,
+            "outputs": outputs,
+            "nodes": report::nodes_json(&outcome),
+            "errors": report::errors_json(&outcome),
+            "warnings": outcome.warnings,
+            "repair": null,
+            "stats": report::stats_json(&outcome),
+            "duration_ms": started.elapsed().as_millis() as u64,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    } else {
+        for w in &outcome.warnings {
+            eprintln!("warning: {w}");
+        }
+        eprintln!("{}", report::summary_line(&outcome));
+        if outcome.success {
+            match &args.output_key {
+                Some(k) => {
+                    if let Some(v) = outcome.outputs.get(k) {
+                        println!("{}", report::output_text(v));
+                    }
+                }
+                None if outcome.outputs.len() == 1 => {
+                    if let Some(v) = outcome.outputs.values().next() {
+                        println!("{}", report::output_text(v));
+                    }
+                }
+                None => {
+                    for (k, v) in &outcome.outputs {
+                        println!("{k}: {}", report::output_text(v));
+                    }
+                }
+            }
+        }
+    }
+    if outcome.interrupted {
+        EXIT_INTERRUPTED
+    } else if outcome.success {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    }
 }

@@ -9,13 +9,19 @@
 //! files it reads), so a build after an edit re-runs exactly what the edit reaches.
 
 pub mod build;
+pub mod cache;
+pub mod canonical;
 pub mod cli;
 pub mod diagnostic;
 pub mod error;
+pub mod executor;
 pub mod graph;
+pub mod inputs;
 pub mod interrupt;
+pub mod key;
 pub mod nodes;
 pub mod render;
+pub mod report;
 pub mod source;
 pub mod template;
 pub mod validate;

@@ -1,0 +1,1380 @@
+//! The executor: run a validated workflow as a build.
+//!
+//! The main thread walks the DAG: when all of a node's dependencies are done it decides
+//! whether the node may run (a failed dependency skips it; an `error` edge runs it only
+//! when its source failed) and hands it to a rayon pool of `--jobs` threads. A worker
+//! computes the node key from its dependencies' output *digests* (no values are loaded to
+//! decide a hit), consults the per-command memo and the cache, and only on a miss loads
+//! the upstream values, resolves templates and runs the node. Results flow back over a
+//! channel; the main thread alone schedules, so there is no shared work queue to race on.
+//!
+//! A cached value that turns out corrupt when it is finally needed is not an error: the
+//! node that produced it is run again on the spot (once, under its slot's lock).
+
+use crate::cache::{Cache, Entry, FileState};
+use crate::canonical::output_digest;
+use crate::error::{ErrorCategory, NodeError};
+use crate::graph::Link;
+use crate::key::{explain_change, Key, KeyBuilder, Preimage};
+use crate::nodes::{NodeOutput, RunContext};
+use crate::template::{ParamTemplate, Part, Scope, Template, Unresolved};
+use crate::validate::{CompiledNode, Validated};
+use crate::workflow::{BatchConfig, CachePolicy, ErrorHandling, TemplateMode};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub jobs: usize,
+    pub force: bool,
+    pub rerun: HashSet<String>,
+    pub run_id: String,
+    /// Name under which `--explain` records are kept (the workflow file name, never an
+    /// absolute path).
+    pub workflow_name: String,
+}
+
+/// What survives across the repair attempts of one command: results already produced
+/// (a node never runs twice for the same key) and how often each node's body ran.
+#[derive(Default)]
+pub struct Session {
+    memo: Mutex<HashMap<Key, Memo>>,
+    executions: Mutex<HashMap<String, u32>>,
+}
+
+#[derive(Clone)]
+struct Memo {
+    digest: blake3::Hash,
+    values: Arc<Value>,
+}
+
+impl Session {
+    pub fn executions(&self, id: &str) -> u32 {
+        self.executions
+            .lock()
+            .map(|m| m.get(id).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    fn count(&self, id: &str, n: u32) {
+        if let Ok(mut m) = self.executions.lock() {
+            *m.entry(id.to_string()).or_insert(0) += n;
+        }
+    }
+
+    fn recall(&self, key: &Key) -> Option<Memo> {
+        self.memo.lock().ok()?.get(key).cloned()
+    }
+
+    fn remember(&self, key: Key, digest: blake3::Hash, values: Arc<Value>) {
+        if let Ok(mut m) = self.memo.lock() {
+            m.insert(key, Memo { digest, values });
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ran,
+    Cached,
+    Restored,
+    Failed,
+    Skipped,
+}
+
+impl Status {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Status::Ran => "ran",
+            Status::Cached => "cached",
+            Status::Restored => "restored",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NodeReport {
+    pub id: String,
+    pub node_type: String,
+    pub status: Status,
+    pub executions: u32,
+    pub duration: Duration,
+    pub key: Option<Key>,
+    pub digest: Option<blake3::Hash>,
+    pub reason: String,
+    pub error: Option<NodeError>,
+    /// A failure routed to an error handler.
+    pub handled: bool,
+    pub start_ms: u64,
+    pub end_ms: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub nodes: Vec<NodeReport>,
+    pub outputs: Map<String, Value>,
+    pub success: bool,
+    pub interrupted: bool,
+    pub duration: Duration,
+    pub warnings: Vec<String>,
+}
+
+/// Progress notifications for the reporter.
+pub enum Event<'a> {
+    Started(usize),
+    Finished(&'a NodeReport),
+}
+
+#[derive(Default)]
+struct SlotState {
+    done: bool,
+    success: bool,
+    digest: Option<blake3::Hash>,
+    values: Option<Arc<Value>>,
+    entry: Option<Entry>,
+    key: Option<Key>,
+    report: Option<NodeReport>,
+}
+
+struct Shared<'a> {
+    v: &'a Validated,
+    inputs: &'a Map<String, Value>,
+    cache: &'a Cache,
+    opts: &'a Options,
+    session: &'a Session,
+    slots: Vec<Mutex<SlotState>>,
+    /// Dependencies of each node, each with all the ways it is linked.
+    deps: Vec<Vec<(usize, Vec<Link>)>>,
+    /// Nodes referenced only by `batch.items` (not part of an item's key).
+    items_only_deps: Vec<HashSet<usize>>,
+    prev_preimages: BTreeMap<String, Preimage>,
+    preimages: Mutex<BTreeMap<String, Preimage>>,
+    warnings: Mutex<Vec<String>>,
+    start: Instant,
+}
+
+fn now_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Run the workflow. `events` is called from the main thread only.
+pub fn execute(
+    v: &Validated,
+    inputs: &Map<String, Value>,
+    cache: &Cache,
+    opts: &Options,
+    session: &Session,
+    events: &mut dyn FnMut(Event<'_>),
+) -> Outcome {
+    let n = v.workflow.nodes.len();
+    let mut deps: Vec<Vec<(usize, Vec<Link>)>> = vec![Vec::new(); n];
+    for i in 0..n {
+        let mut grouped: BTreeMap<usize, Vec<Link>> = BTreeMap::new();
+        for (j, link) in v.graph.dependencies(i) {
+            grouped.entry(j).or_default().push(link);
+        }
+        deps[i] = grouped.into_iter().collect();
+    }
+    let items_only_deps = (0..n)
+        .map(|i| {
+            let cn = &v.nodes[i];
+            let from_params: HashSet<&str> = cn
+                .params
+                .iter()
+                .flat_map(|(_, p)| p.refs())
+                .map(|r| r.root.as_str())
+                .collect();
+            let edge_deps: HashSet<usize> = deps[i]
+                .iter()
+                .filter(|(_, links)| links.iter().any(|l| *l != Link::Template))
+                .map(|(j, _)| *j)
+                .collect();
+            cn.items
+                .as_ref()
+                .map(|items| {
+                    items
+                        .refs()
+                        .iter()
+                        .filter_map(|r| v.graph.position(&r.root))
+                        .filter(|j| !edge_deps.contains(j) && !from_params.contains(v.graph.id(*j)))
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+        .collect();
+
+    let shared = Shared {
+        v,
+        inputs,
+        cache,
+        opts,
+        session,
+        slots: (0..n).map(|_| Mutex::new(SlotState::default())).collect(),
+        deps,
+        items_only_deps,
+        prev_preimages: cache.load_preimages(&opts.workflow_name),
+        preimages: Mutex::new(BTreeMap::new()),
+        warnings: Mutex::new(Vec::new()),
+        start: Instant::now(),
+    };
+
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.jobs.max(1))
+        .thread_name(|i| format!("pflow-worker-{i}"))
+        .build();
+    let pool = match pool {
+        Ok(p) => p,
+        Err(e) => {
+            lock(&shared.warnings).push(format!(
+                "cannot start worker threads ({e}); running one at a time"
+            ));
+            match rayon::ThreadPoolBuilder::new().num_threads(1).build() {
+                Ok(p) => p,
+                Err(_) => return fail_all(&shared, "cannot start a worker thread"),
+            }
+        }
+    };
+
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut remaining: Vec<usize> = vec![0; n];
+    for i in 0..n {
+        remaining[i] = shared.deps[i].len();
+        for (j, _) in &shared.deps[i] {
+            dependents[*j].push(i);
+        }
+    }
+    // Ready nodes in topological order, so progress reads like the workflow.
+    let mut rank = vec![0usize; n];
+    for (r, &i) in v.order.iter().enumerate() {
+        rank[i] = r;
+    }
+    let mut ready: VecDeque<usize> = v
+        .order
+        .iter()
+        .copied()
+        .filter(|&i| remaining[i] == 0)
+        .collect();
+    let (tx, rx) = mpsc::channel::<usize>();
+    let mut running = 0usize;
+    let mut finished = 0usize;
+
+    pool.in_place_scope(|scope| {
+        while finished < n {
+            while let Some(i) = ready.pop_front() {
+                let skip = if crate::interrupt::is_interrupted() {
+                    Some("interrupted before it started".to_string())
+                } else {
+                    gate(&shared, i)
+                };
+                match skip {
+                    Some(reason) => {
+                        let report = shared.skip(i, reason);
+                        events(Event::Finished(&report));
+                        finished += 1;
+                        release(i, &dependents, &mut remaining, &mut ready, &rank);
+                    }
+                    None => {
+                        events(Event::Started(i));
+                        running += 1;
+                        let tx = tx.clone();
+                        let shared = &shared;
+                        scope.spawn(move |_| {
+                            shared.process(i);
+                            let _ = tx.send(i);
+                        });
+                    }
+                }
+            }
+            if running == 0 {
+                break;
+            }
+            let Ok(i) = rx.recv() else { break };
+            running -= 1;
+            finished += 1;
+            if let Some(report) = lock(&shared.slots[i]).report.clone() {
+                events(Event::Finished(&report));
+            }
+            release(i, &dependents, &mut remaining, &mut ready, &rank);
+        }
+    });
+
+    shared.finish()
+}
+
+fn release(
+    i: usize,
+    dependents: &[Vec<usize>],
+    remaining: &mut [usize],
+    ready: &mut VecDeque<usize>,
+    rank: &[usize],
+) {
+    let mut newly: Vec<usize> = Vec::new();
+    for &d in &dependents[i] {
+        remaining[d] -= 1;
+        if remaining[d] == 0 {
+            newly.push(d);
+        }
+    }
+    newly.sort_by_key(|&d| rank[d]);
+    ready.extend(newly);
+}
+
+fn fail_all(shared: &Shared<'_>, msg: &str) -> Outcome {
+    for i in 0..shared.slots.len() {
+        shared.skip(i, msg.to_string());
+    }
+    shared.finish()
+}
+
+/// Should node `i` be skipped? Decided from its dependencies' outcomes.
+fn gate(shared: &Shared<'_>, i: usize) -> Option<String> {
+    for (j, links) in &shared.deps[i] {
+        let st = lock(&shared.slots[*j]);
+        let id = shared.v.graph.id(*j);
+        let status = st.report.as_ref().map(|r| r.status);
+        if status == Some(Status::Skipped) {
+            return Some(format!("upstream {id} was skipped"));
+        }
+        let via_error_edge = links.contains(&Link::ErrorEdge);
+        if via_error_edge && st.success {
+            return Some(format!(
+                "{id} succeeded, so its error handler is not needed"
+            ));
+        }
+        if !via_error_edge && !st.success {
+            return Some(format!("upstream {id} failed"));
+        }
+    }
+    None
+}
+
+/// What a node's templates can see.
+struct NodeScope<'a> {
+    inputs: &'a Map<String, Value>,
+    nodes: HashMap<String, Arc<Value>>,
+    alias: Option<(&'a str, &'a Value)>,
+    index: Option<Value>,
+}
+
+impl Scope for NodeScope<'_> {
+    fn lookup(&self, root: &str) -> Option<Cow<'_, Value>> {
+        if let Some((name, item)) = self.alias {
+            if name == root {
+                return Some(Cow::Borrowed(item));
+            }
+        }
+        if root == "__index__" {
+            if let Some(i) = &self.index {
+                return Some(Cow::Borrowed(i));
+            }
+        }
+        if let Some(v) = self.nodes.get(root) {
+            return Some(Cow::Borrowed(v.as_ref()));
+        }
+        self.inputs.get(root).map(Cow::Borrowed)
+    }
+
+    fn root_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.inputs.keys().cloned().collect();
+        names.extend(self.nodes.keys().cloned());
+        if let Some((a, _)) = self.alias {
+            names.push(a.to_string());
+        }
+        names
+    }
+}
+
+fn unresolved_error(param: &str, u: Unresolved) -> NodeError {
+    let mut e = NodeError::new(ErrorCategory::Template, format!("param '{param}': {u}"));
+    e.available = u.available;
+    e
+}
+
+/// Resolve every param. In permissive mode an unresolved template stays as literal text
+/// and a warning is recorded.
+fn resolve_params(
+    cn: &CompiledNode,
+    scope: &NodeScope<'_>,
+    mode: TemplateMode,
+    warnings: &mut Vec<String>,
+) -> Result<Map<String, Value>, NodeError> {
+    let mut out = Map::with_capacity(cn.params.len());
+    for (name, pt) in &cn.params {
+        let value = match pt.resolve(scope) {
+            Ok(v) => v,
+            Err(u) if mode == TemplateMode::Permissive => {
+                warnings.push(format!(
+                    "param '{name}': {u} (left as text: permissive mode)"
+                ));
+                resolve_permissive(pt, scope)
+            }
+            Err(u) => return Err(unresolved_error(name, u)),
+        };
+        out.insert(name.clone(), value);
+    }
+    Ok(out)
+}
+
+fn resolve_permissive(pt: &ParamTemplate, scope: &dyn Scope) -> Value {
+    match pt {
+        ParamTemplate::Literal(v) => v.clone(),
+        ParamTemplate::Template(t) => t.resolve(scope).unwrap_or_else(|_| {
+            let mut s = String::new();
+            for part in &t.parts {
+                match part {
+                    Part::Text(x) => s.push_str(x),
+                    Part::Ref(r) => match crate::template::resolve_reference(r, scope) {
+                        Ok(v) => s.push_str(&crate::template::render_text(&v)),
+                        Err(_) => s.push_str(&r.to_string()),
+                    },
+                }
+            }
+            Value::String(s)
+        }),
+        ParamTemplate::Array(items) => {
+            Value::Array(items.iter().map(|i| resolve_permissive(i, scope)).collect())
+        }
+        ParamTemplate::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone(), resolve_permissive(v, scope)))
+                .collect(),
+        ),
+    }
+}
+
+/// The result of running a node body (or all of a batch's items).
+struct RunResult {
+    values: Value,
+    files: Vec<std::path::PathBuf>,
+    executions: u32,
+    /// For batches: items served from the cache, and files restored for them.
+    items_cached: usize,
+    items_restored: usize,
+}
+
+impl<'a> Shared<'a> {
+    fn elapsed_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    fn skip(&self, i: usize, reason: String) -> NodeReport {
+        let node = &self.v.workflow.nodes[i];
+        let t = self.elapsed_ms();
+        let report = NodeReport {
+            id: node.id.clone(),
+            node_type: node.node_type.clone(),
+            status: Status::Skipped,
+            executions: self.session.executions(&node.id),
+            duration: Duration::ZERO,
+            key: None,
+            digest: None,
+            reason,
+            error: None,
+            handled: false,
+            start_ms: t,
+            end_ms: t,
+        };
+        let mut st = lock(&self.slots[i]);
+        st.done = true;
+        st.success = false;
+        st.report = Some(report.clone());
+        report
+    }
+
+    /// The key components every run of node `i` shares (not batch items or files).
+    fn base_key(&self, i: usize, for_item: bool) -> KeyBuilder {
+        let node = &self.v.workflow.nodes[i];
+        let cn = &self.v.nodes[i];
+        let mut kb = KeyBuilder::new();
+        kb.add_text("id", &node.id);
+        kb.add_text("type", &format!("{}@{}", cn.spec.name, cn.spec.version));
+        for (name, value) in &node.params {
+            kb.add_value(format!("param:{name}"), value);
+        }
+        if let Some(b) = &node.batch {
+            let mut cfg = Map::new();
+            cfg.insert("as".into(), Value::String(b.alias.clone()));
+            if !for_item {
+                if let Some(items) = node.to_json().get("batch").and_then(|b| b.get("items")) {
+                    cfg.insert("items".into(), items.clone());
+                }
+                cfg.insert(
+                    "error_handling".into(),
+                    Value::Bool(b.error_handling == ErrorHandling::Continue),
+                );
+            }
+            kb.add_value("batch", &Value::Object(cfg));
+        }
+        kb.add_text("cache", &node.cache.key_text());
+        for (j, _) in &self.deps[i] {
+            if for_item && self.items_only_deps[i].contains(j) {
+                continue;
+            }
+            let st = lock(&self.slots[*j]);
+            let digest = st
+                .digest
+                .map(|d| d.to_hex().to_string())
+                .unwrap_or_else(|| "none".into());
+            kb.add_text(format!("dep:{}", self.v.graph.id(*j)), &digest);
+        }
+        let input_refs: BTreeSet<&String> = if for_item {
+            cn.params
+                .iter()
+                .flat_map(|(_, p)| p.refs())
+                .map(|r| &r.root)
+                .filter(|r| cn.input_refs.contains(*r))
+                .collect()
+        } else {
+            cn.input_refs.iter().collect()
+        };
+        for name in input_refs {
+            kb.add_value(
+                format!("input:{name}"),
+                self.inputs.get(name).unwrap_or(&Value::Null),
+            );
+        }
+        kb
+    }
+
+    /// A node's values, loading them from the cache (or re-running the node when the
+    /// cached copy is corrupt).
+    fn values(&self, j: usize) -> Result<Arc<Value>, NodeError> {
+        let mut st = lock(&self.slots[j]);
+        if let Some(v) = &st.values {
+            return Ok(v.clone());
+        }
+        if let Some(entry) = st.entry.clone() {
+            match self.cache.load_outputs(&entry) {
+                Ok(v) => {
+                    let v = Arc::new(v);
+                    st.values = Some(v.clone());
+                    return Ok(v);
+                }
+                Err(e) => {
+                    let id = self.v.graph.id(j).to_string();
+                    lock(&self.warnings).push(format!(
+                        "cache entry for {id} is unusable ({e}); running {id} again"
+                    ));
+                    let key = st.key;
+                    let t0 = Instant::now();
+                    let result = self.run_body(j, key);
+                    let mut report = st.report.clone();
+                    match result {
+                        Ok(r) => {
+                            let digest = output_digest(&r.values);
+                            let values = Arc::new(r.values);
+                            if let Some(key) = key {
+                                self.store(j, &key, &values, &digest, &r.files, t0.elapsed());
+                                self.session.remember(key, digest, values.clone());
+                            }
+                            st.values = Some(values.clone());
+                            st.digest = Some(digest);
+                            if let Some(rep) = report.as_mut() {
+                                rep.status = Status::Ran;
+                                rep.reason = "corrupt entry".into();
+                                rep.executions = self.session.executions(&id);
+                                rep.digest = Some(digest);
+                            }
+                            st.report = report;
+                            return Ok(values);
+                        }
+                        Err(e) => {
+                            return Err(NodeError::new(
+                                e.category,
+                                format!("upstream {id} had to run again (its cache entry was corrupt) and failed: {}", e.message),
+                            ))
+                        }
+                    }
+                }
+            }
+        }
+        Err(NodeError::new(
+            ErrorCategory::Internal,
+            format!(
+                "internal: the values of {} are not available",
+                self.v.graph.id(j)
+            ),
+        ))
+    }
+
+    /// The scope for node `i`: all the node values its templates may read.
+    fn scope_for(&self, i: usize) -> Result<NodeScope<'a>, NodeError> {
+        let mut nodes = HashMap::new();
+        for (j, _) in &self.deps[i] {
+            // Error handlers see their failed source's partial outputs.
+            let st_ok = {
+                let st = lock(&self.slots[*j]);
+                st.values.is_some() || st.entry.is_some()
+            };
+            if st_ok {
+                nodes.insert(self.v.graph.id(*j).to_string(), self.values(*j)?);
+            }
+        }
+        Ok(NodeScope {
+            inputs: self.inputs,
+            nodes,
+            alias: None,
+            index: None,
+        })
+    }
+
+    /// Paths of the files node `i` reads, resolved.
+    fn read_paths(
+        &self,
+        i: usize,
+        scope: Option<&NodeScope<'_>>,
+    ) -> Result<Vec<String>, NodeError> {
+        let cn = &self.v.nodes[i];
+        let mut out = Vec::new();
+        for &p in cn.spec.reads_files {
+            let Some((_, pt)) = cn.params.iter().find(|(n, _)| n == p) else {
+                continue;
+            };
+            let value = match pt {
+                ParamTemplate::Literal(v) => v.clone(),
+                other => {
+                    let owned;
+                    let scope = match scope {
+                        Some(s) => s,
+                        None => {
+                            owned = self.scope_for(i)?;
+                            &owned
+                        }
+                    };
+                    other.resolve(scope).map_err(|u| unresolved_error(p, u))?
+                }
+            };
+            if let Value::String(s) = value {
+                out.push(s);
+            }
+        }
+        Ok(out)
+    }
+
+    fn add_file_components(kb: &mut KeyBuilder, paths: &[String]) {
+        for p in paths {
+            let path = crate::nodes::read_file::expand_path(p);
+            let digest = match crate::cache::file_digest(&path) {
+                Ok(d) => d.to_hex().to_string(),
+                Err(_) => "missing".to_string(),
+            };
+            kb.add_text(format!("file:{p}"), &digest);
+        }
+    }
+
+    fn store(
+        &self,
+        i: usize,
+        key: &Key,
+        values: &Value,
+        digest: &blake3::Hash,
+        files: &[std::path::PathBuf],
+        took: Duration,
+    ) {
+        let id = self.v.graph.id(i);
+        if let Err(e) = self.cache.store(
+            key,
+            id,
+            values,
+            digest,
+            files,
+            took.as_millis() as u64,
+            &self.opts.run_id,
+        ) {
+            lock(&self.warnings).push(format!("could not cache the result of {id}: {e}"));
+        }
+    }
+
+    /// Process node `i` on a worker thread: key, hit or run, record.
+    fn process(&self, i: usize) {
+        let start_ms = self.elapsed_ms();
+        let t0 = Instant::now();
+        let node = &self.v.workflow.nodes[i];
+        let mut report = NodeReport {
+            id: node.id.clone(),
+            node_type: node.node_type.clone(),
+            status: Status::Ran,
+            executions: 0,
+            duration: Duration::ZERO,
+            key: None,
+            digest: None,
+            reason: String::new(),
+            error: None,
+            handled: false,
+            start_ms,
+            end_ms: start_ms,
+        };
+        let outcome = self.decide_and_run(i, &mut report);
+        let mut st = lock(&self.slots[i]);
+        report.duration = t0.elapsed();
+        report.end_ms = self.elapsed_ms();
+        report.executions = self.session.executions(&node.id);
+        match outcome {
+            Ok((digest, values, entry)) => {
+                st.success = true;
+                st.digest = Some(digest);
+                st.values = values;
+                st.entry = entry;
+                report.digest = Some(digest);
+            }
+            Err(e) => {
+                st.success = false;
+                report.status = Status::Failed;
+                report.handled = self
+                    .v
+                    .graph
+                    .dependents(i)
+                    .iter()
+                    .any(|(_, l)| *l == Link::ErrorEdge);
+                if !e.outputs.is_empty() {
+                    let mut partial = e.outputs.clone();
+                    partial.insert("error".into(), Value::String(e.message.clone()));
+                    let v = Value::Object(partial);
+                    st.digest = Some(output_digest(&v));
+                    st.values = Some(Arc::new(v));
+                }
+                if report.reason.is_empty() {
+                    report.reason = e.message.clone();
+                }
+                report.error = Some(e);
+            }
+        }
+        st.key = report.key;
+        st.done = true;
+        st.report = Some(report);
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn decide_and_run(
+        &self,
+        i: usize,
+        report: &mut NodeReport,
+    ) -> Result<(blake3::Hash, Option<Arc<Value>>, Option<Entry>), NodeError> {
+        let node = &self.v.workflow.nodes[i];
+        let mut kb = self.base_key(i, false);
+        let mut scope: Option<NodeScope<'a>> = None;
+        if !self.v.nodes[i].spec.reads_files.is_empty() {
+            // A path built from upstream values needs those values; most are literals.
+            let needs_scope = self.v.nodes[i].spec.reads_files.iter().any(|p| {
+                self.v.nodes[i]
+                    .params
+                    .iter()
+                    .any(|(n, pt)| n == p && !pt.is_literal())
+            });
+            if needs_scope {
+                scope = Some(self.scope_for(i)?);
+            }
+            let paths = self.read_paths(i, scope.as_ref())?;
+            Self::add_file_components(&mut kb, &paths);
+        }
+        let key = kb.finish();
+        let preimage = kb.preimage();
+        report.key = Some(key);
+        lock(&self.slots[i]).key = Some(key);
+        let previous = self.prev_preimages.get(&node.id);
+        lock(&self.preimages).insert(node.id.clone(), preimage.clone());
+
+        if let Some(m) = self.session.recall(&key) {
+            report.status = Status::Cached;
+            report.reason = "already ran in this command".into();
+            return Ok((m.digest, Some(m.values), None));
+        }
+
+        let forced = if self.opts.force {
+            Some("--force".to_string())
+        } else if self.opts.rerun.contains(&node.id) {
+            Some("--rerun".to_string())
+        } else if node.cache == CachePolicy::Never {
+            Some("cache: false".to_string())
+        } else {
+            None
+        };
+        let miss_reason = match forced {
+            Some(r) => r,
+            None => match self.cache.lookup(&key) {
+                Ok(Some(entry)) => match self.try_hit(&entry, node.cache) {
+                    Ok(restored) => {
+                        report.status = if restored.is_empty() {
+                            Status::Cached
+                        } else {
+                            Status::Restored
+                        };
+                        report.reason = if restored.is_empty() {
+                            "inputs unchanged".into()
+                        } else {
+                            format!("restored {}", restored.join(", "))
+                        };
+                        let digest =
+                            blake3::Hash::from_hex(&entry.manifest.output_digest).map_err(|_| {
+                                NodeError::new(ErrorCategory::Internal, "corrupt manifest digest")
+                            });
+                        match digest {
+                            Ok(d) => return Ok((d, None, Some(entry))),
+                            Err(_) => "corrupt entry".to_string(),
+                        }
+                    }
+                    Err(reason) => reason,
+                },
+                Ok(None) => match previous {
+                    None => "new".to_string(),
+                    Some(old) => {
+                        explain_change(old, &preimage).unwrap_or_else(|| "no cache entry".into())
+                    }
+                },
+                Err(_) => "corrupt entry".to_string(),
+            },
+        };
+        report.reason = miss_reason;
+        report.status = Status::Ran;
+
+        let result = self.run_body(i, Some(key))?;
+        if result.executions == 0 && result.items_cached > 0 {
+            report.status = if result.items_restored > 0 {
+                Status::Restored
+            } else {
+                Status::Cached
+            };
+            report.reason = format!("all {} items cached", result.items_cached);
+        } else if node.batch.is_some() && result.items_cached > 0 {
+            report.reason = format!(
+                "{} ({} item(s) ran, {} cached)",
+                report.reason, result.executions, result.items_cached
+            );
+        }
+        let digest = output_digest(&result.values);
+        let values = Arc::new(result.values);
+        self.store(
+            i,
+            &key,
+            &values,
+            &digest,
+            &result.files,
+            report_duration(report, self),
+        );
+        self.session.remember(key, digest, values.clone());
+        Ok((digest, Some(values), None))
+    }
+
+    /// Check a cache entry: age, and the files it wrote (restoring them when needed).
+    /// Returns the restored paths, or why the entry cannot be used.
+    fn try_hit(&self, entry: &Entry, policy: CachePolicy) -> Result<Vec<String>, String> {
+        if let CachePolicy::MaxAge(max) = policy {
+            let age = now_ms().saturating_sub(entry.time_ms);
+            if age > max.as_millis() {
+                return Err(format!(
+                    "cache entry older than {}",
+                    humantime::format_duration(max)
+                ));
+            }
+        }
+        if !cacache::exists_sync(self.cache.root(), &entry.integrity) {
+            return Err("corrupt entry (outputs missing)".into());
+        }
+        let mut restored = Vec::new();
+        for rec in &entry.manifest.files {
+            match self.cache.file_state(rec) {
+                FileState::Intact => {}
+                FileState::Missing | FileState::Changed => {
+                    self.cache
+                        .restore_file(rec)
+                        .map_err(|e| format!("cannot restore {}: {e}", rec.path))?;
+                    restored.push(rec.path.clone());
+                }
+            }
+        }
+        Ok(restored)
+    }
+
+    /// Run node `i` (all its items for a batch). Counts executions in the session.
+    fn run_body(&self, i: usize, key: Option<Key>) -> Result<RunResult, NodeError> {
+        let cn = &self.v.nodes[i];
+        let node = &self.v.workflow.nodes[i];
+        let scope = self.scope_for(i)?;
+        if let Some(batch) = &node.batch {
+            return self.run_batch(i, batch, scope, key);
+        }
+        let mut warnings = Vec::new();
+        let params = resolve_params(cn, &scope, self.v.workflow.template_mode, &mut warnings)?;
+        self.note(&node.id, warnings);
+        let ctx = RunContext {
+            node_id: &node.id,
+            interrupted: &crate::interrupt::INTERRUPTED,
+        };
+        self.session.count(&node.id, 1);
+        let out: NodeOutput = (cn.spec.run)(&params, &ctx)?;
+        Ok(RunResult {
+            values: Value::Object(out.outputs),
+            files: out.files_written,
+            executions: 1,
+            items_cached: 0,
+            items_restored: 0,
+        })
+    }
+
+    fn note(&self, id: &str, warnings: Vec<String>) {
+        if !warnings.is_empty() {
+            let mut w = lock(&self.warnings);
+            w.extend(warnings.into_iter().map(|m| format!("{id}: {m}")));
+        }
+    }
+
+    fn run_batch(
+        &self,
+        i: usize,
+        batch: &BatchConfig,
+        scope: NodeScope<'a>,
+        _key: Option<Key>,
+    ) -> Result<RunResult, NodeError> {
+        let cn = &self.v.nodes[i];
+        let node = &self.v.workflow.nodes[i];
+        let items_value = match &cn.items {
+            Some(pt) => pt
+                .resolve(&scope)
+                .map_err(|u| unresolved_error("batch.items", u))?,
+            None => Value::Array(Vec::new()),
+        };
+        let items: Vec<Value> = match items_value {
+            Value::Array(a) => a,
+            Value::String(s) => match crate::template::parse_json_container(&s) {
+                Some(Value::Array(a)) => a,
+                _ => {
+                    return Err(NodeError::new(
+                        ErrorCategory::Template,
+                        format!(
+                            "batch items must be an array, got text that is not a JSON array: {}",
+                            crate::template::value_preview(&Value::String(s), 80)
+                        ),
+                    ))
+                }
+            },
+            other => {
+                return Err(NodeError::new(
+                    ErrorCategory::Template,
+                    format!(
+                        "batch items must be an array, got {}",
+                        crate::template::type_name(&other)
+                    ),
+                ))
+            }
+        };
+        let item_base = self.base_key(i, true);
+        let count = items.len();
+        let results: Vec<
+            Mutex<Option<Result<(Arc<Value>, bool, Vec<std::path::PathBuf>), NodeError>>>,
+        > = (0..count).map(|_| Mutex::new(None)).collect();
+        let stop = AtomicBool::new(false);
+        let next = AtomicUsize::new(0);
+        let cached = AtomicUsize::new(0);
+        let restored = AtomicUsize::new(0);
+        let ran = AtomicUsize::new(0);
+        let mode = self.v.workflow.template_mode;
+
+        let work = || loop {
+            if stop.load(Ordering::SeqCst) || crate::interrupt::is_interrupted() {
+                break;
+            }
+            let idx = next.fetch_add(1, Ordering::SeqCst);
+            if idx >= count {
+                break;
+            }
+            let item = &items[idx];
+            let mut kb = item_base.clone();
+            kb.add_value("item", item);
+            if cn.uses_index {
+                kb.add_text("index", &idx.to_string());
+            }
+            let item_key = kb.finish();
+            let mut result = None;
+            if let Some(m) = self.session.recall(&item_key) {
+                cached.fetch_add(1, Ordering::SeqCst);
+                result = Some(Ok((m.values, false, Vec::new())));
+            } else if !(self.opts.force
+                || self.opts.rerun.contains(&node.id)
+                || node.cache == CachePolicy::Never)
+            {
+                if let Ok(Some(entry)) = self.cache.lookup(&item_key) {
+                    if let Ok(restored_files) = self.try_hit(&entry, node.cache) {
+                        if let Ok(v) = self.cache.load_outputs(&entry) {
+                            cached.fetch_add(1, Ordering::SeqCst);
+                            if !restored_files.is_empty() {
+                                restored.fetch_add(1, Ordering::SeqCst);
+                            }
+                            result = Some(Ok((Arc::new(v), false, Vec::new())));
+                        }
+                    }
+                }
+            }
+            let result = result.unwrap_or_else(|| {
+                let item_scope = NodeScope {
+                    inputs: scope.inputs,
+                    nodes: scope.nodes.clone(),
+                    alias: Some((batch.alias.as_str(), item)),
+                    index: Some(Value::from(idx)),
+                };
+                let mut warnings = Vec::new();
+                let params = resolve_params(cn, &item_scope, mode, &mut warnings);
+                self.note(&node.id, warnings);
+                let ctx = RunContext {
+                    node_id: &node.id,
+                    interrupted: &crate::interrupt::INTERRUPTED,
+                };
+                let mut attempt = 0;
+                loop {
+                    attempt += 1;
+                    let r = params.clone().and_then(|p| {
+                        self.session.count(&node.id, 1);
+                        ran.fetch_add(1, Ordering::SeqCst);
+                        (cn.spec.run)(&p, &ctx)
+                    });
+                    match r {
+                        Ok(out) => {
+                            let mut outputs = out.outputs;
+                            outputs.insert("item".into(), item.clone());
+                            let v = Value::Object(outputs);
+                            let d = output_digest(&v);
+                            let v = Arc::new(v);
+                            self.store(i, &item_key, &v, &d, &out.files_written, Duration::ZERO);
+                            self.session.remember(item_key, d, v.clone());
+                            break Ok((v, true, out.files_written));
+                        }
+                        Err(e)
+                            if attempt < batch.max_retries
+                                && e.category != ErrorCategory::Interrupted =>
+                        {
+                            continue
+                        }
+                        Err(e) => break Err(e),
+                    }
+                }
+            });
+            if result.is_err() && batch.error_handling == ErrorHandling::FailFast {
+                stop.store(true, Ordering::SeqCst);
+            }
+            *lock(&results[idx]) = Some(result);
+        };
+
+        let workers = if batch.parallel {
+            batch.max_concurrent.min(count).max(1)
+        } else {
+            1
+        };
+        if workers == 1 {
+            work();
+        } else {
+            std::thread::scope(|s| {
+                for _ in 0..workers {
+                    s.spawn(work);
+                }
+            });
+        }
+
+        let mut result_values = Vec::with_capacity(count);
+        let mut errors = Vec::new();
+        let mut files = Vec::new();
+        let mut first_error: Option<(usize, NodeError)> = None;
+        for (idx, slot) in results.into_iter().enumerate() {
+            match slot.into_inner().unwrap_or_else(|p| p.into_inner()) {
+                Some(Ok((v, _, f))) => {
+                    files.extend(f);
+                    result_values.push((*v).clone());
+                }
+                Some(Err(e)) => {
+                    let mut entry = Map::new();
+                    entry.insert("index".into(), Value::from(idx));
+                    entry.insert("item".into(), items[idx].clone());
+                    entry.insert("error".into(), Value::String(e.message.clone()));
+                    errors.push(Value::Object(entry));
+                    let mut failed = e.outputs.clone();
+                    failed.insert("item".into(), items[idx].clone());
+                    failed.insert("error".into(), Value::String(e.message.clone()));
+                    result_values.push(Value::Object(failed));
+                    if first_error.is_none() {
+                        first_error = Some((idx, e));
+                    }
+                }
+                None => result_values.push(Value::Null),
+            }
+        }
+        let error_count = errors.len();
+        let mut agg = Map::new();
+        agg.insert("results".into(), Value::Array(result_values));
+        agg.insert("count".into(), Value::from(count));
+        agg.insert(
+            "success_count".into(),
+            Value::from(count - error_count - agg_missing(&agg)),
+        );
+        agg.insert("error_count".into(), Value::from(error_count));
+        agg.insert(
+            "errors".into(),
+            if errors.is_empty() {
+                Value::Null
+            } else {
+                Value::Array(errors)
+            },
+        );
+        if let Some((idx, e)) = first_error {
+            if batch.error_handling == ErrorHandling::FailFast || crate::interrupt::is_interrupted()
+            {
+                let mut err = NodeError::new(
+                    e.category,
+                    format!("batch item [{idx}] failed: {}", e.message),
+                );
+                err.status = e.status;
+                err.available = e.available;
+                let mut outputs = agg.clone();
+                if let Some(stderr) = e.outputs.get("stderr") {
+                    outputs.insert("stderr".into(), stderr.clone());
+                }
+                if let Some(code) = e.outputs.get("exit_code") {
+                    outputs.insert("exit_code".into(), code.clone());
+                }
+                return Err(err.with_outputs(outputs));
+            }
+        }
+        if crate::interrupt::is_interrupted() {
+            return Err(NodeError::new(ErrorCategory::Interrupted, "interrupted"));
+        }
+        Ok(RunResult {
+            values: Value::Object(agg),
+            files,
+            executions: ran.load(Ordering::SeqCst) as u32,
+            items_cached: cached.load(Ordering::SeqCst),
+            items_restored: restored.load(Ordering::SeqCst),
+        })
+    }
+
+    /// Collect the reports, resolve the declared outputs, save the explain records.
+    fn finish(&self) -> Outcome {
+        let v = self.v;
+        let interrupted = crate::interrupt::is_interrupted();
+        let mut nodes: Vec<NodeReport> = Vec::with_capacity(self.slots.len());
+        for (i, slot) in self.slots.iter().enumerate() {
+            let report = lock(slot).report.clone();
+            nodes.push(report.unwrap_or_else(|| self.skip(i, "not reached".into())));
+        }
+        let success = !interrupted
+            && nodes
+                .iter()
+                .all(|r| r.status != Status::Failed || r.handled);
+
+        let mut outputs = Map::new();
+        let mut warnings = std::mem::take(&mut *lock(&self.warnings));
+        if success {
+            let all: Vec<usize> = (0..self.slots.len()).collect();
+            for (name, source) in &v.outputs {
+                match source {
+                    Some(t) => match self.resolve_output(t) {
+                        Ok(val) => {
+                            outputs.insert(name.clone(), val);
+                        }
+                        Err(e) => warnings.push(format!("output '{name}': {e}")),
+                    },
+                    None => {
+                        // No source: the field of that name from the last node producing it.
+                        let found = v
+                            .order
+                            .iter()
+                            .rev()
+                            .filter(|&&i| all.contains(&i))
+                            .find_map(|&i| {
+                                v.nodes[i].spec.output(name)?;
+                                let ok = lock(&self.slots[i]).success;
+                                if !ok {
+                                    return None;
+                                }
+                                self.values(i).ok()?.get(name).cloned()
+                            });
+                        match found {
+                            Some(val) => {
+                                outputs.insert(name.clone(), val);
+                            }
+                            None => warnings.push(format!(
+                                "output '{name}' has no source and no node produced it"
+                            )),
+                        }
+                    }
+                }
+            }
+        }
+        // Values loaded above (e.g. after a corrupt entry) may have updated reports.
+        for (i, slot) in self.slots.iter().enumerate() {
+            if let Some(r) = lock(slot).report.clone() {
+                nodes[i] = r;
+            }
+        }
+
+        let mut records = self.prev_preimages.clone();
+        records.extend(std::mem::take(&mut *lock(&self.preimages)));
+        self.cache
+            .save_preimages(&self.opts.workflow_name, &records);
+
+        Outcome {
+            nodes,
+            outputs,
+            success,
+            interrupted,
+            duration: self.start.elapsed(),
+            warnings,
+        }
+    }
+
+    fn resolve_output(&self, t: &Template) -> Result<Value, String> {
+        let mut nodes = HashMap::new();
+        for r in t.refs() {
+            if let Some(j) = self.v.graph.position(&r.root) {
+                if !nodes.contains_key(&r.root) {
+                    let ok = lock(&self.slots[j]).success;
+                    if !ok {
+                        return Err(format!("node {} did not succeed", r.root));
+                    }
+                    nodes.insert(r.root.clone(), self.values(j).map_err(|e| e.message)?);
+                }
+            }
+        }
+        let scope = NodeScope {
+            inputs: self.inputs,
+            nodes,
+            alias: None,
+            index: None,
+        };
+        t.resolve(&scope).map_err(|u| u.to_string())
+    }
+}
+
+fn agg_missing(agg: &Map<String, Value>) -> usize {
+    agg.get("results")
+        .and_then(|r| r.as_array())
+        .map(|r| r.iter().filter(|v| v.is_null()).count())
+        .unwrap_or(0)
+}
+
+fn report_duration(report: &NodeReport, shared: &Shared<'_>) -> Duration {
+    Duration::from_millis(shared.elapsed_ms().saturating_sub(report.start_ms))
+}
+
+/// One line of a `--dry-run` plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanStep {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub node_type: String,
+    /// `reuse` or `run`.
+    pub action: &'static str,
+    pub reason: String,
+    pub key: Option<String>,
+}
+
+/// What a build would do, without running anything or touching the cache.
+pub fn plan(
+    v: &Validated,
+    inputs: &Map<String, Value>,
+    cache: &Cache,
+    opts: &Options,
+) -> Vec<PlanStep> {
+    let session = Session::default();
+    let n = v.workflow.nodes.len();
+    let mut deps: Vec<Vec<(usize, Vec<Link>)>> = vec![Vec::new(); n];
+    for (i, d) in deps.iter_mut().enumerate() {
+        let mut grouped: BTreeMap<usize, Vec<Link>> = BTreeMap::new();
+        for (j, link) in v.graph.dependencies(i) {
+            grouped.entry(j).or_default().push(link);
+        }
+        *d = grouped.into_iter().collect();
+    }
+    let shared = Shared {
+        v,
+        inputs,
+        cache,
+        opts,
+        session: &session,
+        slots: (0..n).map(|_| Mutex::new(SlotState::default())).collect(),
+        deps,
+        items_only_deps: vec![HashSet::new(); n],
+        prev_preimages: cache.load_preimages(&opts.workflow_name),
+        preimages: Mutex::new(BTreeMap::new()),
+        warnings: Mutex::new(Vec::new()),
+        start: Instant::now(),
+    };
+    let mut steps: Vec<Option<PlanStep>> = vec![None; n];
+    let mut will_run = vec![false; n];
+    for &i in &v.order {
+        let node = &v.workflow.nodes[i];
+        let upstream = shared.deps[i]
+            .iter()
+            .find(|(j, _)| will_run[*j])
+            .map(|(j, _)| v.graph.id(*j).to_string());
+        let (action, reason, key) = if let Some(up) = upstream {
+            ("run", format!("upstream {up} will run"), None)
+        } else {
+            let mut kb = shared.base_key(i, false);
+            let paths = shared.read_paths(i, None).unwrap_or_default();
+            Shared::add_file_components(&mut kb, &paths);
+            let key = kb.finish();
+            let preimage = kb.preimage();
+            let forced = if opts.force {
+                Some("--force")
+            } else if opts.rerun.contains(&node.id) {
+                Some("--rerun")
+            } else if node.cache == CachePolicy::Never {
+                Some("cache: false")
+            } else {
+                None
+            };
+            match (forced, cache.lookup(&key)) {
+                (Some(f), _) => ("run", f.to_string(), Some(key)),
+                (None, Ok(Some(entry))) => {
+                    let fresh = match node.cache {
+                        CachePolicy::MaxAge(max) => {
+                            now_ms().saturating_sub(entry.time_ms) <= max.as_millis()
+                        }
+                        _ => true,
+                    };
+                    match blake3::Hash::from_hex(&entry.manifest.output_digest) {
+                        Ok(d) if fresh => {
+                            lock(&shared.slots[i]).digest = Some(d);
+                            lock(&shared.slots[i]).entry = Some(entry);
+                            lock(&shared.slots[i]).success = true;
+                            ("reuse", "inputs unchanged".to_string(), Some(key))
+                        }
+                        Ok(_) => ("run", "cache entry too old".to_string(), Some(key)),
+                        Err(_) => ("run", "corrupt entry".to_string(), Some(key)),
+                    }
+                }
+                (None, Ok(None)) => {
+                    let reason = match shared.prev_preimages.get(&node.id) {
+                        None => "new".to_string(),
+                        Some(old) => explain_change(old, &preimage)
+                            .unwrap_or_else(|| "no cache entry".into()),
+                    };
+                    ("run", reason, Some(key))
+                }
+                (None, Err(_)) => ("run", "corrupt entry".to_string(), Some(key)),
+            }
+        };
+        will_run[i] = action == "run";
+        steps[i] = Some(PlanStep {
+            id: node.id.clone(),
+            node_type: node.node_type.clone(),
+            action,
+            reason,
+            key: key.map(|k| k.hex()),
+        });
+    }
+    steps.into_iter().flatten().collect()
+}

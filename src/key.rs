@@ -1,0 +1,176 @@
+//! Node keys: a BLAKE3 hash over everything that can change a node's result.
+//!
+//! A key is built from named components, each reduced to a 32-byte digest first, so the
+//! recorded *preimage* (component name → digest) lets `--explain` say exactly what changed
+//! between two builds without ever storing a value (secrets included) in the cache.
+//!
+//! Components: the engine's cache version, the node id, its type and implementation
+//! version, every static param (templates unresolved), the batch config, the cache
+//! policy, the output digest of every dependency, the value of every workflow input the
+//! node reads, the content digest of every file it reads, and for a batch item the item
+//! (and its position when the params read `${__index__}`). Nothing machine-specific (no
+//! absolute paths of the workflow or the cache, no host or user names) goes in, so
+//! checkouts in different folders and machines share entries.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Bumped when the meaning of cached entries changes.
+pub const ENGINE_CACHE_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key(pub [u8; 32]);
+
+impl Key {
+    pub fn hex(&self) -> String {
+        blake3::Hash::from_bytes(self.0).to_hex().to_string()
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.hex())
+    }
+}
+
+/// Component name → digest (hex). Safe to store: it holds no values.
+pub type Preimage = BTreeMap<String, String>;
+
+#[derive(Debug, Default, Clone)]
+pub struct KeyBuilder {
+    parts: BTreeMap<String, [u8; 32]>,
+}
+
+impl KeyBuilder {
+    pub fn new() -> Self {
+        let mut b = KeyBuilder::default();
+        b.add_text("engine", &ENGINE_CACHE_VERSION.to_string());
+        b
+    }
+
+    /// Add a component from raw bytes.
+    pub fn add_bytes(&mut self, name: impl Into<String>, bytes: &[u8]) {
+        let mut h = blake3::Hasher::new_derive_key("pflow 2026-11 key component v1");
+        h.update(bytes);
+        self.parts.insert(name.into(), *h.finalize().as_bytes());
+    }
+
+    pub fn add_text(&mut self, name: impl Into<String>, text: &str) {
+        self.add_bytes(name, text.as_bytes());
+    }
+
+    /// Add a component whose digest is already computed.
+    pub fn add_digest(&mut self, name: impl Into<String>, digest: [u8; 32]) {
+        self.parts.insert(name.into(), digest);
+    }
+
+    pub fn add_value(&mut self, name: impl Into<String>, v: &serde_json::Value) {
+        self.add_digest(name, *crate::canonical::value_digest(v).as_bytes());
+    }
+
+    pub fn remove(&mut self, name: &str) {
+        self.parts.remove(name);
+    }
+
+    pub fn finish(&self) -> Key {
+        let mut h = blake3::Hasher::new_derive_key("pflow 2026-11 node key v1");
+        for (name, digest) in &self.parts {
+            h.update(&(name.len() as u64).to_le_bytes());
+            h.update(name.as_bytes());
+            h.update(digest);
+        }
+        Key(*h.finalize().as_bytes())
+    }
+
+    pub fn preimage(&self) -> Preimage {
+        self.parts
+            .iter()
+            .map(|(k, v)| (k.clone(), blake3::Hash::from_bytes(*v).to_hex().to_string()))
+            .collect()
+    }
+}
+
+/// Describe what differs between two preimages, most telling first:
+/// `param command changed`, `upstream fetch changed`, `input file data.csv changed`.
+pub fn explain_change(old: &Preimage, new: &Preimage) -> Option<String> {
+    let mut changes: Vec<String> = Vec::new();
+    for (name, digest) in new {
+        match old.get(name) {
+            Some(d) if d == digest => {}
+            Some(_) => changes.push(describe(name, "changed")),
+            None => changes.push(describe(name, "added")),
+        }
+    }
+    for name in old.keys() {
+        if !new.contains_key(name) {
+            changes.push(describe(name, "removed"));
+        }
+    }
+    if changes.is_empty() {
+        None
+    } else {
+        Some(changes.join(", "))
+    }
+}
+
+fn describe(component: &str, what: &str) -> String {
+    let (kind, name) = component.split_once(':').unwrap_or((component, ""));
+    match kind {
+        "param" => format!("param {name} {what}"),
+        "dep" => format!("upstream {name} {what}"),
+        "input" => format!("input {name} {what}"),
+        "file" => format!("input file {name} {what}"),
+        "type" => format!("node type {what}"),
+        "batch" => format!("batch config {what}"),
+        "item" => format!("batch item {what}"),
+        "index" => format!("batch index {what}"),
+        "cache" => format!("cache policy {what}"),
+        "engine" => "pflow cache version changed".to_string(),
+        other => format!("{other} {what}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_of_adding_does_not_matter() {
+        let mut a = KeyBuilder::new();
+        a.add_text("param:x", "1");
+        a.add_text("param:y", "2");
+        let mut b = KeyBuilder::new();
+        b.add_text("param:y", "2");
+        b.add_text("param:x", "1");
+        assert_eq!(a.finish(), b.finish());
+    }
+
+    #[test]
+    fn component_names_are_not_ambiguous() {
+        let mut a = KeyBuilder::new();
+        a.add_text("param:ab", "c");
+        let mut b = KeyBuilder::new();
+        b.add_text("param:a", "bc");
+        assert_ne!(a.finish(), b.finish());
+    }
+
+    #[test]
+    fn explains_changes() {
+        let mut a = KeyBuilder::new();
+        a.add_text("param:command", "echo 1");
+        a.add_text("dep:fetch", "d1");
+        let mut b = a.clone();
+        b.add_text("param:command", "echo 2");
+        assert_eq!(
+            explain_change(&a.preimage(), &b.preimage()).unwrap(),
+            "param command changed"
+        );
+        let mut c = a.clone();
+        c.add_text("dep:fetch", "d2");
+        c.add_text("file:data.csv", "x");
+        assert_eq!(
+            explain_change(&a.preimage(), &c.preimage()).unwrap(),
+            "upstream fetch changed, input file data.csv added"
+        );
+    }
+}

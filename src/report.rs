@@ -1,0 +1,235 @@
+//! What a build tells the user: progress on stderr, outputs on stdout, or one JSON
+//! document; and the `--trace` file.
+
+use crate::executor::{NodeReport, Outcome, Status};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{json, Map, Value};
+use std::io::IsTerminal;
+use std::time::Duration;
+
+/// Live progress on stderr: a spinner on a terminal, plain lines otherwise.
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    quiet: bool,
+    explain: bool,
+    running: Vec<String>,
+}
+
+impl Progress {
+    /// `quiet` for JSON output (stderr stays clean for the caller).
+    pub fn new(total: usize, quiet: bool, explain: bool) -> Progress {
+        let interactive =
+            !quiet && std::io::stderr().is_terminal() && std::env::var_os("CI").is_none();
+        let bar = interactive.then(|| {
+            let bar = ProgressBar::new(total as u64);
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} [{pos}/{len}] {wide_msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.enable_steady_tick(Duration::from_millis(100));
+            bar
+        });
+        Progress {
+            bar,
+            quiet,
+            explain,
+            running: Vec::new(),
+        }
+    }
+
+    pub fn started(&mut self, id: &str) {
+        self.running.push(id.to_string());
+        if let Some(bar) = &self.bar {
+            bar.set_message(format!("running {}", self.running.join(", ")));
+        }
+    }
+
+    pub fn finished(&mut self, r: &NodeReport) {
+        self.running.retain(|x| x != &r.id);
+        if self.quiet {
+            return;
+        }
+        let line = node_line(r, self.explain);
+        match &self.bar {
+            Some(bar) => {
+                bar.inc(1);
+                bar.set_message(format!("running {}", self.running.join(", ")));
+                bar.println(line);
+            }
+            None => eprintln!("{line}"),
+        }
+    }
+
+    pub fn message(&self, text: &str) {
+        if self.quiet {
+            return;
+        }
+        match &self.bar {
+            Some(bar) => bar.println(text),
+            None => eprintln!("{text}"),
+        }
+    }
+
+    pub fn done(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms < 1000.0 {
+        format!("{}ms", ms.round() as u64)
+    } else {
+        format!("{:.2}s", d.as_secs_f64())
+    }
+}
+
+fn node_line(r: &NodeReport, explain: bool) -> String {
+    let mut line = format!(
+        "  {:<8} {} ({}) {}",
+        r.status.as_str(),
+        r.id,
+        r.node_type,
+        format_duration(r.duration)
+    );
+    match r.status {
+        Status::Failed => {
+            if let Some(e) = &r.error {
+                line.push_str(&format!("\n    error [{}]: {}", e.category, e.message));
+                if r.handled {
+                    line.push_str(" (handled by an error edge)");
+                }
+            }
+        }
+        _ if explain || r.status == Status::Skipped || r.status == Status::Restored => {
+            if !r.reason.is_empty() {
+                line.push_str(&format!(" — {}", r.reason));
+            }
+        }
+        _ => {}
+    }
+    line
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    pub total: usize,
+    pub ran: usize,
+    pub cached: usize,
+    pub restored: usize,
+    pub failed: usize,
+    pub skipped: usize,
+}
+
+pub fn stats(o: &Outcome) -> Stats {
+    let mut s = Stats {
+        total: o.nodes.len(),
+        ..Stats::default()
+    };
+    for n in &o.nodes {
+        match n.status {
+            Status::Ran => s.ran += 1,
+            Status::Cached => s.cached += 1,
+            Status::Restored => s.restored += 1,
+            Status::Failed => s.failed += 1,
+            Status::Skipped => s.skipped += 1,
+        }
+    }
+    s
+}
+
+pub fn summary_line(o: &Outcome) -> String {
+    let s = stats(o);
+    let mut parts = vec![format!("{} cached", s.cached), format!("{} ran", s.ran)];
+    if s.restored > 0 {
+        parts.push(format!("{} restored", s.restored));
+    }
+    parts.push(format!("{} failed", s.failed));
+    if s.skipped > 0 {
+        parts.push(format!("{} skipped", s.skipped));
+    }
+    format!(
+        "{} node{}: {} in {}",
+        s.total,
+        if s.total == 1 { "" } else { "s" },
+        parts.join(", "),
+        format_duration(o.duration)
+    )
+}
+
+/// Errors that decide the build's result (handled failures are not among them).
+pub fn errors_json(o: &Outcome) -> Vec<Value> {
+    o.nodes
+        .iter()
+        .filter(|n| n.status == Status::Failed && !n.handled)
+        .filter_map(|n| {
+            let e = n.error.as_ref()?;
+            let mut m = Map::new();
+            m.insert("node".into(), json!(n.id));
+            m.insert("category".into(), json!(e.category.as_str()));
+            m.insert("message".into(), json!(e.message));
+            m.insert("repairable".into(), json!(e.repairable()));
+            if let Some(code) = e.exit_code() {
+                m.insert("exit_code".into(), json!(code));
+            }
+            if let Some(status) = e.status {
+                m.insert("status_code".into(), json!(status));
+            }
+            Some(Value::Object(m))
+        })
+        .collect()
+}
+
+pub fn nodes_json(o: &Outcome) -> Vec<Value> {
+    o.nodes
+        .iter()
+        .map(|n| {
+            json!({
+                "id": n.id,
+                "type": n.node_type,
+                "status": n.status.as_str(),
+                "executions": n.executions,
+                "duration_ms": n.duration.as_millis() as u64,
+                "key": n.key.map(|k| k.hex()),
+                "reason": n.reason,
+            })
+        })
+        .collect()
+}
+
+pub fn stats_json(o: &Outcome) -> Value {
+    let s = stats(o);
+    json!({"total": s.total, "ran": s.ran, "cached": s.cached, "restored": s.restored,
+           "failed": s.failed, "skipped": s.skipped})
+}
+
+/// The `--trace` document.
+pub fn trace_json(o: &Outcome, run_id: &str) -> Value {
+    json!({
+        "run_id": run_id,
+        "success": o.success,
+        "duration_ms": o.duration.as_millis() as u64,
+        "nodes": o.nodes.iter().map(|n| json!({
+            "id": n.id,
+            "type": n.node_type,
+            "status": n.status.as_str(),
+            "start_ms": n.start_ms,
+            "end_ms": n.end_ms,
+            "key": n.key.map(|k| k.hex()),
+            "digest": n.digest.map(|d| d.to_hex().to_string()),
+            "executions": n.executions,
+            "reason": n.reason,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Render an output value for stdout: text as is, anything else as JSON.
+pub fn output_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => serde_json::to_string_pretty(other).unwrap_or_default(),
+    }
+}
