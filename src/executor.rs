@@ -522,6 +522,10 @@ impl<'a> Shared<'a> {
             kb.add_value("batch", &Value::Object(cfg));
         }
         kb.add_text("cache", &node.cache.key_text());
+        for var in cn.spec.key_env {
+            let value = std::env::var(var).unwrap_or_default();
+            kb.add_text(format!("env:{var}"), &value);
+        }
         for (j, _) in &self.deps[i] {
             if for_item && self.items_only_deps[i].contains(j) {
                 continue;

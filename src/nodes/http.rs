@@ -25,6 +25,7 @@ pub static SPEC: NodeSpec = NodeSpec {
         out("response_headers", OutputKind::Json),
     ],
     reads_files: &[],
+    key_env: &[],
     run,
 };
 

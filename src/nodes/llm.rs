@@ -21,6 +21,7 @@ pub static SPEC: NodeSpec = NodeSpec {
         out("llm_usage", OutputKind::Json),
     ],
     reads_files: &[],
+    key_env: &[],
     run,
 };
 

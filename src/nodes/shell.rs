@@ -30,6 +30,7 @@ pub static SPEC: NodeSpec = NodeSpec {
         out("exit_code", OutputKind::Scalar),
     ],
     reads_files: &[],
+    key_env: &[],
     run,
 };
 

@@ -22,6 +22,7 @@ pub static SPEC: NodeSpec = NodeSpec {
         out("bytes", OutputKind::Scalar),
     ],
     reads_files: &[],
+    key_env: &[],
     run,
 };
 
