@@ -1,0 +1,415 @@
+//! The build cache, seen from the command line: what runs, what is reused, what is
+//! restored. Executions are counted with side-effect files (see `common::counted`).
+
+mod common;
+
+use common::{counted, Workspace};
+use serde_json::{json, Value};
+
+/// gen → upper → save (a file), plus an independent `side` node.
+fn pipeline() -> Value {
+    json!({
+        "nodes": [
+            {"id": "gen", "type": "shell",
+             "params": {"command": counted("gen", "echo hello")}},
+            {"id": "upper", "type": "shell",
+             "params": {"command": counted("upper", "tr a-z A-Z"), "stdin": "${gen.stdout}"}},
+            {"id": "save", "type": "write-file",
+             "params": {"file_path": "out/result.txt", "content": "${upper.stdout}"}},
+            {"id": "side", "type": "shell",
+             "params": {"command": counted("side", "echo side")}}
+        ],
+        "outputs": {"result": {"source": "${upper.stdout}"}}
+    })
+}
+
+fn set_command(doc: &mut Value, node: &str, command: &str) {
+    let nodes = doc["nodes"].as_array_mut().unwrap();
+    let n = nodes.iter_mut().find(|n| n["id"] == node).unwrap();
+    n["params"]["command"] = json!(command);
+}
+
+#[test]
+fn second_build_runs_nothing_and_reports_everything_cached() {
+    let ws = Workspace::new().workflow(pipeline());
+    let first = ws.build(&[]);
+    first.assert_ok();
+    assert_eq!(first.with_status("ran"), ["gen", "upper", "save", "side"]);
+    assert_eq!(first.output("result"), "HELLO");
+    assert_eq!(ws.read("out/result.txt"), "HELLO");
+
+    let second = ws.build(&[]);
+    second.assert_ok();
+    assert_eq!(
+        second.with_status("cached"),
+        ["gen", "upper", "save", "side"]
+    );
+    for id in ["gen", "upper", "save", "side"] {
+        assert_eq!(second.executions_of(id), 0, "{id}");
+    }
+    assert_eq!(second.stat("ran"), 0);
+    assert_eq!(second.stat("cached"), 4);
+    // Outputs come from the cache, unchanged.
+    assert_eq!(second.output("result"), "HELLO");
+    for counter in ["gen", "upper", "side"] {
+        assert_eq!(ws.count(counter), 1, "{counter} ran again");
+    }
+}
+
+#[test]
+fn editing_a_command_reruns_it_and_only_dependents_whose_inputs_changed() {
+    let ws = Workspace::new().workflow(pipeline());
+    ws.build(&[]).assert_ok();
+
+    ws.edit_workflow(|d| set_command(d, "gen", &counted("gen", "echo goodbye")));
+    let r = ws.build(&["--explain"]);
+    r.assert_ok();
+    assert_eq!(r.status_of("gen"), "ran");
+    assert_eq!(r.reason_of("gen"), "param command changed");
+    assert_eq!(r.status_of("upper"), "ran");
+    assert_eq!(r.reason_of("upper"), "upstream gen changed");
+    assert_eq!(r.status_of("save"), "ran");
+    assert_eq!(r.status_of("side"), "cached");
+    assert_eq!(
+        (ws.count("gen"), ws.count("upper"), ws.count("side")),
+        (2, 2, 1)
+    );
+    assert_eq!(ws.read("out/result.txt"), "GOODBYE");
+}
+
+#[test]
+fn an_edit_that_prints_the_same_output_stops_at_the_edited_node() {
+    let ws = Workspace::new().workflow(pipeline());
+    ws.build(&[]).assert_ok();
+
+    // Different command, same stdout: early cutoff.
+    ws.edit_workflow(|d| set_command(d, "gen", &counted("gen", "printf 'hello\\n'")));
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(r.with_status("ran"), ["gen"]);
+    assert_eq!(r.with_status("cached"), ["upper", "save", "side"]);
+    assert_eq!((ws.count("gen"), ws.count("upper")), (2, 1));
+    assert_eq!(r.output("result"), "HELLO");
+}
+
+#[test]
+fn cache_false_runs_every_build_and_unchanged_output_keeps_dependents_cached() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [
+            {"id": "clock", "type": "shell", "cache": false,
+             "params": {"command": counted("clock", "echo same-every-time")}},
+            {"id": "use", "type": "shell",
+             "params": {"command": counted("use", "echo got ${clock.stdout}")}}
+        ],
+        "outputs": {"out": {"source": "${use.stdout}"}}
+    }));
+    ws.build(&[]).assert_ok();
+    for n in 2..=3 {
+        let r = ws.build(&["--explain"]);
+        r.assert_ok();
+        assert_eq!(r.status_of("clock"), "ran");
+        assert_eq!(r.reason_of("clock"), "cache: false");
+        assert_eq!(r.executions_of("clock"), 1);
+        assert_eq!(r.status_of("use"), "cached");
+        assert_eq!(r.output("out"), "got same-every-time");
+        assert_eq!((ws.count("clock"), ws.count("use")), (n, 1));
+    }
+}
+
+#[test]
+fn cache_false_with_changed_output_reruns_dependents() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [
+            {"id": "tick", "type": "shell", "cache": false,
+             "params": {"command": counted("tick", "wc -l < tick.count")}},
+            {"id": "use", "type": "shell",
+             "params": {"command": counted("use", "echo ${tick.stdout}")}}
+        ]
+    }));
+    ws.build(&[]).assert_ok();
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(r.with_status("ran"), ["tick", "use"]);
+    assert_eq!((ws.count("tick"), ws.count("use")), (2, 2));
+}
+
+#[test]
+fn a_deleted_output_file_is_restored_without_running_anything() {
+    let ws = Workspace::new().workflow(pipeline());
+    ws.build(&[]).assert_ok();
+    ws.remove("out/result.txt");
+
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(r.status_of("save"), "restored");
+    assert_eq!(r.with_status("cached"), ["gen", "upper", "side"]);
+    assert_eq!(r.executions_of("save"), 0);
+    assert_eq!(r.stat("restored"), 1);
+    assert_eq!(ws.read("out/result.txt"), "HELLO");
+    assert_eq!((ws.count("gen"), ws.count("upper")), (1, 1));
+
+    // Once restored, the next build has nothing to do.
+    let again = ws.build(&[]);
+    assert_eq!(again.with_status("cached").len(), 4, "{again}");
+}
+
+#[test]
+fn a_hand_edited_output_file_is_restored_to_the_cached_content() {
+    let ws = Workspace::new().workflow(pipeline());
+    ws.build(&[]).assert_ok();
+    ws.write("out/result.txt", "edited by hand");
+
+    let r = ws.build_text(&[]);
+    r.assert_ok();
+    assert!(r.stderr.contains("restored save"), "{r}");
+    assert_eq!(ws.read("out/result.txt"), "HELLO");
+    assert_eq!((ws.count("gen"), ws.count("upper")), (1, 1));
+}
+
+#[test]
+fn changing_a_file_read_by_read_file_reruns_it_and_its_dependents() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [
+            {"id": "load", "type": "read-file", "params": {"file_path": "data.txt"}},
+            {"id": "count", "type": "shell",
+             "params": {"command": counted("count", "wc -w"), "stdin": "${load.content}"}},
+            {"id": "other", "type": "shell", "params": {"command": counted("other", "echo x")}}
+        ],
+        "outputs": {"words": {"source": "${count.stdout}"}}
+    }));
+    ws.write("data.txt", "one two");
+    let first = ws.build(&[]);
+    first.assert_ok();
+    assert_eq!(first.output("words").as_str().map(str::trim), Some("2"));
+
+    ws.write("data.txt", "one two three");
+    let r = ws.build(&["--explain"]);
+    r.assert_ok();
+    assert_eq!(r.status_of("load"), "ran");
+    assert_eq!(r.reason_of("load"), "input file data.txt changed");
+    assert_eq!(r.status_of("count"), "ran");
+    assert_eq!(r.status_of("other"), "cached");
+    assert_eq!(r.output("words").as_str().map(str::trim), Some("3"));
+    assert_eq!((ws.count("count"), ws.count("other")), (2, 1));
+
+    // The text --explain line names the file too.
+    ws.write("data.txt", "four");
+    let t = ws.build_text(&["--explain"]);
+    t.assert_ok();
+    assert!(t.stderr.contains("input file data.txt changed"), "{t}");
+}
+
+#[test]
+fn one_changed_batch_item_runs_one_item() {
+    let batch = |items: Value| {
+        json!({
+            "nodes": [{
+                "id": "each", "type": "shell",
+                "batch": {"items": items},
+                "params": {"command": "echo run >> item-${item}.count; echo got ${item}"}
+            }],
+            "outputs": {"all": {"source": "${each.results}"}}
+        })
+    };
+    let ws = Workspace::new().workflow(batch(json!(["a", "b", "c"])));
+    let first = ws.build(&[]);
+    first.assert_ok();
+    assert_eq!(first.executions_of("each"), 3);
+
+    ws.set_workflow(&batch(json!(["a", "B", "c"])));
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(r.status_of("each"), "ran");
+    assert_eq!(r.executions_of("each"), 1);
+    assert_eq!(
+        (
+            ws.count("item-a"),
+            ws.count("item-b"),
+            ws.count("item-B"),
+            ws.count("item-c")
+        ),
+        (1, 1, 1, 1)
+    );
+    let stdouts: Vec<&str> = r
+        .output("all")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["stdout"].as_str().unwrap())
+        .collect();
+    assert_eq!(stdouts, ["got a", "got B", "got c"]);
+
+    // Nothing changed: the whole batch node is cached.
+    let again = ws.build(&[]);
+    assert_eq!(again.status_of("each"), "cached", "{again}");
+    assert_eq!(again.executions_of("each"), 0);
+}
+
+#[test]
+fn batch_items_from_upstream_output_are_cached_per_item() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [
+            {"id": "list", "type": "shell", "params": {"command": "cat list.json"}},
+            {"id": "each", "type": "shell",
+             "batch": {"items": "${list.stdout}", "as": "x"},
+             "params": {"command": "echo run >> item-${x}.count; echo ${x}"}}
+        ]
+    }));
+    ws.write("list.json", r#"["a","b","c"]"#);
+    ws.build(&[]).assert_ok();
+    // `list` is cached (its command did not change) even though the file did; force it.
+    ws.write("list.json", r#"["a","b","d"]"#);
+    let r = ws.build(&["--rerun", "list"]);
+    r.assert_ok();
+    assert_eq!(r.executions_of("each"), 1, "{r}");
+    assert_eq!(
+        (ws.count("item-a"), ws.count("item-b"), ws.count("item-d")),
+        (1, 1, 1)
+    );
+}
+
+#[test]
+fn a_copy_in_another_folder_sharing_the_cache_runs_nothing() {
+    let ws = Workspace::new().workflow(pipeline());
+    ws.write("data.txt", "shared input");
+    ws.edit_workflow(|d| {
+        d["nodes"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"id": "load", "type": "read-file", "params": {"file_path": "data.txt"}}));
+    });
+    let first = ws.build(&[]);
+    first.assert_ok();
+
+    let other = ws.another_folder();
+    other.write("data.txt", "shared input");
+    let r = other.build(&[]);
+    r.assert_ok();
+    assert_eq!(r.with_status("ran"), Vec::<String>::new(), "{r}");
+    // Same keys as in the first folder: nothing machine- or path-specific in them.
+    for id in ["gen", "upper", "save", "side", "load"] {
+        assert_eq!(r.node(id)["key"], first.node(id)["key"], "{id}");
+    }
+    // The written file is put in place in the new folder from the cache.
+    assert_eq!(r.status_of("save"), "restored");
+    assert_eq!(other.read("out/result.txt"), "HELLO");
+    assert_eq!(
+        other.count("gen") + other.count("upper") + other.count("side"),
+        0
+    );
+}
+
+#[test]
+fn dry_run_lists_the_plan_and_runs_nothing() {
+    let ws = Workspace::new().workflow(pipeline());
+    let plan = ws.build(&["--dry-run"]);
+    plan.assert_code(0);
+    let steps = plan.doc()["nodes"].as_array().unwrap();
+    let actions: Vec<(&str, &str)> = steps
+        .iter()
+        .map(|s| (s["id"].as_str().unwrap(), s["action"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("gen", "run"),
+            ("upper", "run"),
+            ("save", "run"),
+            ("side", "run")
+        ]
+    );
+    assert_eq!(ws.count("gen") + ws.count("upper") + ws.count("side"), 0);
+    assert!(!ws.exists("out/result.txt"));
+
+    ws.build(&[]).assert_ok();
+    ws.edit_workflow(|d| set_command(d, "side", &counted("side", "echo changed")));
+    let plan = ws.cmd().text().arg("--dry-run").run();
+    plan.assert_code(0);
+    assert!(
+        plan.stderr
+            .contains("4 nodes: 1 would run, 3 would be reused"),
+        "{plan}"
+    );
+    let side_line = plan.stderr.lines().find(|l| l.contains(" side ")).unwrap();
+    assert!(
+        side_line.contains("run") && side_line.contains("param command changed"),
+        "{plan}"
+    );
+    assert_eq!(ws.count("side"), 1);
+}
+
+#[test]
+fn rerun_reruns_one_node_and_dependents_only_if_its_output_changed() {
+    let ws = Workspace::new().workflow(pipeline());
+    ws.build(&[]).assert_ok();
+
+    let r = ws.build(&["--rerun", "gen", "--explain"]);
+    r.assert_ok();
+    assert_eq!(r.with_status("ran"), ["gen"]);
+    assert_eq!(r.reason_of("gen"), "--rerun");
+    assert_eq!(r.with_status("cached"), ["upper", "save", "side"]);
+    assert_eq!((ws.count("gen"), ws.count("upper")), (2, 1));
+
+    // A volatile command whose output changes: dependents follow.
+    ws.edit_workflow(|d| set_command(d, "side", &counted("side", "wc -l < side.count")));
+    ws.edit_workflow(|d| {
+        d["nodes"].as_array_mut().unwrap().push(json!(
+            {"id": "after", "type": "shell",
+             "params": {"command": counted("after", "echo ${side.stdout}")}}
+        ));
+    });
+    ws.build(&[]).assert_ok();
+    let r = ws.build(&["--rerun", "side"]);
+    r.assert_ok();
+    assert_eq!(r.with_status("ran"), ["side", "after"]);
+    assert_eq!(ws.count("after"), 2);
+
+    let unknown = ws.build(&["--rerun", "nope"]);
+    unknown.assert_code(2);
+    assert!(unknown.errors()[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("nope"));
+}
+
+#[test]
+fn force_runs_everything() {
+    let ws = Workspace::new().workflow(pipeline());
+    ws.build(&[]).assert_ok();
+    let r = ws.build(&["--force"]);
+    r.assert_ok();
+    assert_eq!(r.with_status("ran"), ["gen", "upper", "save", "side"]);
+    assert_eq!(
+        (ws.count("gen"), ws.count("upper"), ws.count("side")),
+        (2, 2, 2)
+    );
+    // A forced build still stores its results.
+    let again = ws.build(&[]);
+    assert_eq!(again.with_status("cached").len(), 4, "{again}");
+}
+
+#[test]
+fn a_corrupt_cache_is_a_miss_not_a_wrong_result() {
+    let ws = Workspace::new().workflow(pipeline());
+    ws.build(&[]).assert_ok();
+    // Damage every content blob in the cache.
+    let mut damaged = 0;
+    let mut stack = vec![ws.cache_dir().join("content-v2")];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                std::fs::write(&p, b"garbage").unwrap();
+                damaged += 1;
+            }
+        }
+    }
+    assert!(damaged > 0);
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(r.output("result"), "HELLO");
+    assert_eq!(ws.read("out/result.txt"), "HELLO");
+    assert!(ws.count("gen") >= 2, "{r}");
+}

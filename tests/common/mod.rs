@@ -1,0 +1,399 @@
+//! Shared helpers for integration tests that run the real `pflow` binary.
+//!
+//! A [`Workspace`] is a temporary folder (the build's working directory) with its own
+//! cache directory. Tests write a workflow into it, run builds, and look at what
+//! happened through a [`BuildResult`]:
+//!
+//! ```ignore
+//! let ws = Workspace::new().workflow(json!({"nodes": [...]}));
+//! let r = ws.build(&["name=x"]);
+//! r.assert_ok();
+//! assert_eq!(r.status_of("greet"), "cached");
+//! assert_eq!(ws.count("greet"), 1);
+//! ```
+//!
+//! Executions are counted with side-effect files: [`counted`] wraps a shell command so
+//! that each run appends a line to `<name>.count` in the workspace, and
+//! [`Workspace::count`] reads the number of lines back. Every build result is checked for
+//! the word `panicked` in its output, so no test can pass over a crash.
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_pflow");
+
+/// The default workflow file name inside a workspace.
+pub const WORKFLOW: &str = "workflow.json";
+
+/// A shell command that records its own execution in `<name>.count`, then runs `cmd`.
+pub fn counted(name: &str, cmd: &str) -> String {
+    format!("echo run >> {name}.count; {cmd}")
+}
+
+/// The compat corpus (`../shared/compat/pflow-examples`, next to the project).
+pub fn compat_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/compat/pflow-examples")
+        .join(rel)
+}
+
+pub fn read_compat(rel: &str) -> Value {
+    let path = compat_path(rel);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+}
+
+pub struct Workspace {
+    dir: TempDir,
+    cache: Rc<TempDir>,
+    home: Rc<TempDir>,
+    workflow_file: String,
+}
+
+impl Default for Workspace {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Workspace {
+    pub fn new() -> Workspace {
+        Workspace {
+            dir: tempfile::tempdir().expect("temp dir"),
+            cache: Rc::new(tempfile::tempdir().expect("temp cache dir")),
+            home: Rc::new(tempfile::tempdir().expect("temp home dir")),
+            workflow_file: WORKFLOW.to_string(),
+        }
+    }
+
+    /// Write the workflow (to `workflow.json`) and return the workspace.
+    pub fn workflow(self, doc: Value) -> Workspace {
+        self.set_workflow(&doc);
+        self
+    }
+
+    /// Replace the workflow (an edit between builds).
+    pub fn set_workflow(&self, doc: &Value) {
+        self.write(
+            &self.workflow_file,
+            &serde_json::to_string_pretty(doc).expect("encode workflow"),
+        );
+    }
+
+    /// The workflow as it is on disk now.
+    pub fn current_workflow(&self) -> Value {
+        serde_json::from_str(&self.read(&self.workflow_file)).expect("workflow is JSON")
+    }
+
+    /// Edit the workflow in place.
+    pub fn edit_workflow(&self, f: impl FnOnce(&mut Value)) {
+        let mut doc = self.current_workflow();
+        f(&mut doc);
+        self.set_workflow(&doc);
+    }
+
+    /// A different, empty folder that shares this workspace's cache directory, with a
+    /// copy of the workflow file (another checkout of the same project).
+    pub fn another_folder(&self) -> Workspace {
+        let other = Workspace {
+            dir: tempfile::tempdir().expect("temp dir"),
+            cache: self.cache.clone(),
+            home: self.home.clone(),
+            workflow_file: self.workflow_file.clone(),
+        };
+        other.write(&self.workflow_file, &self.read(&self.workflow_file));
+        other
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn cache_dir(&self) -> &Path {
+        self.cache.path()
+    }
+
+    pub fn file(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, content: &str) {
+        let p = self.file(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).expect("create dir");
+        }
+        std::fs::write(&p, content).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        let p = self.file(rel);
+        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+    }
+
+    pub fn exists(&self, rel: &str) -> bool {
+        self.file(rel).exists()
+    }
+
+    pub fn remove(&self, rel: &str) {
+        std::fs::remove_file(self.file(rel)).expect("remove file");
+    }
+
+    /// How many times a [`counted`] command ran (lines in `<name>.count`).
+    pub fn count(&self, name: &str) -> usize {
+        std::fs::read_to_string(self.file(&format!("{name}.count")))
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    }
+
+    /// `pflow build workflow.json ARGS --output-format json` in this workspace.
+    pub fn build(&self, args: &[&str]) -> BuildResult {
+        self.cmd().args(args).run()
+    }
+
+    /// `pflow build workflow.json ARGS` in text mode.
+    pub fn build_text(&self, args: &[&str]) -> BuildResult {
+        self.cmd().text().args(args).run()
+    }
+
+    /// A build command to customize before running.
+    pub fn cmd(&self) -> BuildCmd<'_> {
+        BuildCmd {
+            ws: self,
+            workflow: self.workflow_file.clone(),
+            args: Vec::new(),
+            json: true,
+            stdin: None,
+        }
+    }
+}
+
+pub struct BuildCmd<'a> {
+    ws: &'a Workspace,
+    workflow: String,
+    args: Vec<String>,
+    json: bool,
+    stdin: Option<String>,
+}
+
+impl BuildCmd<'_> {
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|s| s.to_string()));
+        self
+    }
+
+    pub fn arg(mut self, a: impl AsRef<str>) -> Self {
+        self.args.push(a.as_ref().to_string());
+        self
+    }
+
+    /// Build this workflow file (a path, absolute or relative to the workspace).
+    pub fn workflow_file(mut self, path: impl AsRef<str>) -> Self {
+        self.workflow = path.as_ref().to_string();
+        self
+    }
+
+    /// Text output instead of `--output-format json`.
+    pub fn text(mut self) -> Self {
+        self.json = false;
+        self
+    }
+
+    /// Pipe this text to the build's stdin.
+    pub fn stdin(mut self, text: &str) -> Self {
+        self.stdin = Some(text.to_string());
+        self
+    }
+
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(BIN);
+        c.current_dir(self.ws.path())
+            .arg("build")
+            .arg(&self.workflow)
+            .arg("--cache-dir")
+            .arg(self.ws.cache_dir())
+            .arg("--no-repair");
+        if self.json {
+            c.args(["--output-format", "json"]);
+        }
+        c.args(&self.args)
+            .env_remove("PFLOW_CACHE_DIR")
+            .env_remove("PFLOW_REPAIR_MODEL")
+            .env_remove("ANTHROPIC_API_KEY")
+            .env_remove("OPENAI_API_KEY")
+            .env("PFLOW_HOME", self.ws.home.path())
+            .env("CI", "1");
+        c
+    }
+
+    /// Start the build without waiting (stdin null, outputs piped).
+    pub fn spawn(&self) -> Child {
+        self.command()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start pflow")
+    }
+
+    pub fn run(self) -> BuildResult {
+        let mut c = self.command();
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.stdin(if self.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        let started = Instant::now();
+        let mut child = c.spawn().expect("start pflow");
+        if let Some(text) = &self.stdin {
+            let mut pipe = child.stdin.take().expect("stdin pipe");
+            pipe.write_all(text.as_bytes()).expect("write stdin");
+        }
+        let out = child.wait_with_output().expect("wait for pflow");
+        BuildResult::new(out, started.elapsed(), self.json)
+    }
+}
+
+#[derive(Debug)]
+pub struct BuildResult {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    /// The `--output-format json` document (None in text mode).
+    pub json: Option<Value>,
+    pub elapsed: Duration,
+}
+
+impl BuildResult {
+    pub fn new(out: Output, elapsed: Duration, json_mode: bool) -> BuildResult {
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let code = out.status.code().unwrap_or(-1);
+        assert!(
+            !stdout.contains("panicked") && !stderr.contains("panicked"),
+            "pflow panicked:\nstdout: {stdout}\nstderr: {stderr}"
+        );
+        let json = json_mode.then(|| {
+            serde_json::from_str::<Value>(&stdout).unwrap_or_else(|e| {
+                panic!(
+                    "stdout is not exactly one JSON document ({e}); exit {code}\nstdout: {stdout}\nstderr: {stderr}"
+                )
+            })
+        });
+        BuildResult {
+            code,
+            stdout,
+            stderr,
+            json,
+            elapsed,
+        }
+    }
+
+    pub fn doc(&self) -> &Value {
+        self.json.as_ref().expect("not a JSON-mode build")
+    }
+
+    #[track_caller]
+    pub fn assert_ok(&self) -> &Self {
+        assert_eq!(self.code, 0, "build failed: {self}");
+        if let Some(doc) = &self.json {
+            assert_eq!(doc["success"], Value::Bool(true), "{self}");
+        }
+        self
+    }
+
+    #[track_caller]
+    pub fn assert_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "unexpected exit code: {self}");
+        self
+    }
+
+    /// The node's entry in the JSON document's `nodes`.
+    #[track_caller]
+    pub fn node(&self, id: &str) -> &Value {
+        self.doc()["nodes"]
+            .as_array()
+            .and_then(|a| a.iter().find(|n| n["id"] == id))
+            .unwrap_or_else(|| panic!("no node {id} in the report: {self}"))
+    }
+
+    #[track_caller]
+    pub fn status_of(&self, id: &str) -> String {
+        self.node(id)["status"]
+            .as_str()
+            .unwrap_or_else(|| panic!("node {id} has no status: {self}"))
+            .to_string()
+    }
+
+    #[track_caller]
+    pub fn executions_of(&self, id: &str) -> u64 {
+        self.node(id)["executions"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("node {id} has no executions: {self}"))
+    }
+
+    #[track_caller]
+    pub fn reason_of(&self, id: &str) -> String {
+        self.node(id)["reason"].as_str().unwrap_or("").to_string()
+    }
+
+    /// `id → status` for every node, in report order.
+    pub fn statuses(&self) -> Vec<(String, String)> {
+        self.doc()["nodes"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|n| {
+                        (
+                            n["id"].as_str().unwrap_or("").to_string(),
+                            n["status"].as_str().unwrap_or("").to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Ids of the nodes with this status.
+    pub fn with_status(&self, status: &str) -> Vec<String> {
+        self.statuses()
+            .into_iter()
+            .filter(|(_, s)| s == status)
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    pub fn output(&self, name: &str) -> &Value {
+        &self.doc()["outputs"][name]
+    }
+
+    pub fn errors(&self) -> &Vec<Value> {
+        self.doc()["errors"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no errors array: {self}"))
+    }
+
+    pub fn stat(&self, name: &str) -> u64 {
+        self.doc()["stats"][name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no stats.{name}: {self}"))
+    }
+}
+
+impl std::fmt::Display for BuildResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
