@@ -466,6 +466,9 @@ struct RunResult {
     /// For batches: items served from the cache, and files restored for them.
     items_cached: usize,
     items_restored: usize,
+    /// For batches with `error_handling: continue`: items that failed. Such a result is
+    /// not cached as a whole (a failure is never reused); its good items are, one by one.
+    items_failed: usize,
 }
 
 impl<'a> Shared<'a> {
@@ -583,7 +586,7 @@ impl<'a> Shared<'a> {
                         Ok(r) => {
                             let digest = output_digest(&r.values);
                             let values = Arc::new(r.values);
-                            if let Some(key) = key {
+                            if let Some(key) = key.filter(|_| r.items_failed == 0) {
                                 self.store(j, &key, &values, &digest, &r.files, t0.elapsed());
                                 self.session.remember(key, digest, values.clone());
                             }
@@ -863,15 +866,19 @@ impl<'a> Shared<'a> {
         }
         let digest = output_digest(&result.values);
         let values = Arc::new(result.values);
-        self.store(
-            i,
-            &key,
-            &values,
-            &digest,
-            &result.files,
-            report_duration(report, self),
-        );
-        self.session.remember(key, digest, values.clone());
+        if result.items_failed > 0 {
+            report.reason = format!("{} ({} item(s) failed)", report.reason, result.items_failed);
+        } else {
+            self.store(
+                i,
+                &key,
+                &values,
+                &digest,
+                &result.files,
+                report_duration(report, self),
+            );
+            self.session.remember(key, digest, values.clone());
+        }
         Ok((digest, Some(values), None))
     }
 
@@ -928,6 +935,7 @@ impl<'a> Shared<'a> {
             executions: 1,
             items_cached: 0,
             items_restored: 0,
+            items_failed: 0,
         })
     }
 
@@ -1160,6 +1168,7 @@ impl<'a> Shared<'a> {
             executions: ran.load(Ordering::SeqCst) as u32,
             items_cached: cached.load(Ordering::SeqCst),
             items_restored: restored.load(Ordering::SeqCst),
+            items_failed: error_count,
         })
     }
 

@@ -1,0 +1,207 @@
+//! Failed nodes: what is reported, what keeps running, what a rebuild after the fix runs;
+//! `error` edges to handlers.
+
+mod common;
+
+use common::{counted, Workspace};
+use serde_json::json;
+
+/// `needs` reads a file that does not exist yet; `after` depends on it; `free` is an
+/// independent branch.
+fn workspace_with_a_failing_node() -> Workspace {
+    Workspace::new().workflow(json!({
+        "nodes": [
+            {"id": "start", "type": "shell", "params": {"command": counted("start", "echo go")}},
+            {"id": "needs", "type": "shell",
+             "params": {"command": counted("needs", "cat input.txt"), "stdin": "${start.stdout}"}},
+            {"id": "after", "type": "shell",
+             "params": {"command": counted("after", "echo after ${needs.stdout}")}},
+            {"id": "free", "type": "shell", "params": {"command": counted("free", "echo free")}}
+        ],
+        "outputs": {"out": {"source": "${after.stdout}"}}
+    }))
+}
+
+#[test]
+fn a_failed_node_fails_the_build_with_a_categorized_error() {
+    let ws = workspace_with_a_failing_node();
+    let r = ws.build(&[]);
+    r.assert_code(1);
+    assert_eq!(r.doc()["success"], false);
+    assert_eq!(r.status_of("start"), "ran");
+    assert_eq!(r.status_of("needs"), "failed");
+    assert_eq!(r.status_of("after"), "skipped");
+    assert_eq!(r.status_of("free"), "ran");
+    assert_eq!(ws.count("after"), 0);
+
+    let errors = r.errors();
+    assert_eq!(errors.len(), 1, "{r}");
+    let e = &errors[0];
+    assert_eq!(e["node"], "needs");
+    assert_eq!(e["category"], "shell");
+    assert_eq!(e["repairable"], true);
+    let msg = e["message"].as_str().unwrap();
+    assert!(
+        msg.contains("exit code 1") && msg.contains("input.txt"),
+        "{msg}"
+    );
+    assert_eq!(r.stat("failed"), 1);
+    assert_eq!(r.stat("skipped"), 1);
+}
+
+#[test]
+fn after_fixing_the_cause_only_the_failed_node_and_its_dependents_run() {
+    let ws = workspace_with_a_failing_node();
+    ws.build(&[]).assert_code(1);
+
+    ws.write("input.txt", "fixed");
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(r.with_status("ran"), ["needs", "after"]);
+    assert_eq!(r.with_status("cached"), ["start", "free"]);
+    assert_eq!(r.output("out"), "after fixed");
+    assert_eq!(
+        (
+            ws.count("start"),
+            ws.count("needs"),
+            ws.count("after"),
+            ws.count("free")
+        ),
+        (1, 2, 1, 1)
+    );
+}
+
+#[test]
+fn a_failure_is_never_cached() {
+    let ws = workspace_with_a_failing_node();
+    ws.build(&[]).assert_code(1);
+    let r = ws.build(&[]);
+    r.assert_code(1);
+    assert_eq!(r.status_of("needs"), "failed");
+    assert_eq!(ws.count("needs"), 2);
+}
+
+#[test]
+fn text_mode_failure_names_the_node_and_error_on_stderr() {
+    let ws = workspace_with_a_failing_node();
+    let r = ws.build_text(&[]);
+    r.assert_code(1);
+    assert!(r.stderr.contains("failed   needs"), "{r}");
+    assert!(r.stderr.contains("error [shell]"), "{r}");
+    assert!(
+        r.stderr.contains("4 nodes: 0 cached, 2 ran, 1 failed"),
+        "{r}"
+    );
+    assert_eq!(r.stdout, "", "no outputs on failure");
+}
+
+fn with_error_edge(command: &str) -> serde_json::Value {
+    json!({
+        "nodes": [
+            {"id": "risky", "type": "shell", "params": {"command": counted("risky", command)}},
+            {"id": "handler", "type": "shell",
+             "params": {"command": counted("handler", "echo handled: ${risky.exit_code}")}}
+        ],
+        "edges": [{"from": "risky", "to": "handler", "action": "error"}]
+    })
+}
+
+#[test]
+fn an_error_edge_runs_the_handler_and_the_build_succeeds() {
+    let ws = Workspace::new().workflow(with_error_edge("exit 3"));
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(r.status_of("risky"), "failed");
+    assert_eq!(r.status_of("handler"), "ran");
+    assert_eq!(
+        r.errors().len(),
+        0,
+        "a handled failure is not a build error: {r}"
+    );
+    assert_eq!((ws.count("risky"), ws.count("handler")), (1, 1));
+}
+
+#[test]
+fn an_error_handler_is_skipped_when_its_source_succeeds() {
+    let ws = Workspace::new().workflow(with_error_edge("echo fine"));
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(r.status_of("risky"), "ran");
+    assert_eq!(r.status_of("handler"), "skipped");
+    assert_eq!(ws.count("handler"), 0);
+    // And stays skipped (not failed, not run) on a cached rebuild.
+    let again = ws.build(&[]);
+    again.assert_ok();
+    assert_eq!(again.status_of("risky"), "cached");
+    assert_eq!(again.status_of("handler"), "skipped");
+}
+
+#[test]
+fn a_failing_batch_item_reports_which_item() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [{
+            "id": "each", "type": "shell",
+            "batch": {"items": ["ok", "bad", "ok2"]},
+            "params": {"command": "test ${item} != bad"}
+        }]
+    }));
+    let r = ws.build(&[]);
+    r.assert_code(1);
+    let e = &r.errors()[0];
+    assert_eq!(e["node"], "each");
+    assert_eq!(e["category"], "shell");
+    assert!(e["message"].as_str().unwrap().contains("[1]"), "{r}");
+}
+
+#[test]
+fn a_batch_with_continue_caches_its_good_items() {
+    let batch = json!({
+        "nodes": [{
+            "id": "each", "type": "shell",
+            "batch": {"items": ["a", "b", "c"], "error_handling": "continue"},
+            "params": {"command": "echo run >> item-${item}.count; test ! -e block-${item}"}
+        }]
+    });
+    let ws = Workspace::new().workflow(batch);
+    ws.write("block-b", "");
+    let r = ws.build(&["--explain"]);
+    r.assert_ok();
+    assert_eq!(r.executions_of("each"), 3);
+    assert!(r.reason_of("each").contains("1 item(s) failed"), "{r}");
+    assert_eq!(
+        ws.count("item-a") + ws.count("item-b") + ws.count("item-c"),
+        3,
+        "{r}"
+    );
+
+    // The failed item is not reused: the next build retries it, and only it.
+    ws.remove("block-b");
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(r.status_of("each"), "ran");
+    assert_eq!(r.executions_of("each"), 1);
+    assert_eq!(
+        (ws.count("item-a"), ws.count("item-b"), ws.count("item-c")),
+        (1, 2, 1)
+    );
+    let again = ws.build(&[]);
+    assert_eq!(again.status_of("each"), "cached", "{again}");
+}
+
+#[test]
+fn a_missing_file_for_read_file_is_a_missing_file_error() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [{"id": "load", "type": "read-file", "params": {"file_path": "nope.txt"}}]
+    }));
+    let r = ws.build(&[]);
+    r.assert_code(1);
+    let e = &r.errors()[0];
+    assert_eq!(e["category"], "missing_file");
+    assert_eq!(e["repairable"], true);
+    assert!(e["message"].as_str().unwrap().contains("nope.txt"), "{r}");
+
+    ws.write("nope.txt", "here now");
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(r.status_of("load"), "ran");
+}
