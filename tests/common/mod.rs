@@ -243,6 +243,16 @@ impl BuildCmd<'_> {
             .expect("start pflow")
     }
 
+    /// Start the build in JSON or text mode as configured, without waiting.
+    pub fn start(self) -> Running {
+        let child = self.spawn();
+        Running {
+            child,
+            started: Instant::now(),
+            json: self.json,
+        }
+    }
+
     pub fn run(self) -> BuildResult {
         let mut c = self.command();
         c.stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -260,6 +270,55 @@ impl BuildCmd<'_> {
         let out = child.wait_with_output().expect("wait for pflow");
         BuildResult::new(out, started.elapsed(), self.json)
     }
+}
+
+/// A build started with [`BuildCmd::start`].
+pub struct Running {
+    pub child: Child,
+    pub started: Instant,
+    json: bool,
+}
+
+impl Running {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Wait at most `limit` for the build to end; kill it (and fail) if it does not.
+    #[track_caller]
+    pub fn wait(mut self, limit: Duration) -> BuildResult {
+        let deadline = Instant::now() + limit;
+        loop {
+            match self.child.try_wait().expect("try_wait") {
+                Some(_) => break,
+                None if Instant::now() >= deadline => {
+                    let _ = self.child.kill();
+                    let out = self.child.wait_with_output().expect("wait");
+                    panic!(
+                        "pflow did not finish within {limit:?}\nstdout: {}\nstderr: {}",
+                        String::from_utf8_lossy(&out.stdout),
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+                None => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        let elapsed = self.started.elapsed();
+        let out = self.child.wait_with_output().expect("wait for pflow");
+        BuildResult::new(out, elapsed, self.json)
+    }
+}
+
+/// Wait until `cond` holds, polling; false if it did not within `limit`.
+pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
 }
 
 #[derive(Debug)]

@@ -1,0 +1,158 @@
+//! Processes: independent nodes run in parallel (`--jobs`), and Ctrl-C stops a build,
+//! kills its children and leaves the cache usable.
+
+mod common;
+
+use common::{counted, wait_for, Workspace};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+fn two_sleeps() -> Value {
+    json!({
+        "nodes": [
+            {"id": "left", "type": "shell", "params": {"command": counted("left", "sleep 1")}},
+            {"id": "right", "type": "shell", "params": {"command": counted("right", "sleep 1")}}
+        ]
+    })
+}
+
+fn interval(trace: &Value, id: &str) -> (u64, u64) {
+    let n = trace["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == id)
+        .unwrap();
+    (
+        n["start_ms"].as_u64().unwrap(),
+        n["end_ms"].as_u64().unwrap(),
+    )
+}
+
+#[test]
+fn two_independent_sleeps_finish_in_well_under_two_seconds_with_two_jobs() {
+    let ws = Workspace::new().workflow(two_sleeps());
+    let r = ws.build(&["--jobs", "2", "--trace", "trace.json"]);
+    r.assert_ok();
+    assert_eq!(r.with_status("ran"), ["left", "right"]);
+    assert!(
+        r.elapsed < Duration::from_millis(1800),
+        "two 1 s sleeps took {:?} with --jobs 2",
+        r.elapsed
+    );
+    // They really overlapped.
+    let trace: Value = serde_json::from_str(&ws.read("trace.json")).unwrap();
+    let (l, r_) = (interval(&trace, "left"), interval(&trace, "right"));
+    assert!(l.0 < r_.1 && r_.0 < l.1, "no overlap: {l:?} {r_:?}");
+}
+
+#[test]
+fn one_job_runs_one_node_at_a_time() {
+    let ws = Workspace::new().workflow(two_sleeps());
+    let r = ws.build(&["--jobs", "1", "--trace", "trace.json"]);
+    r.assert_ok();
+    let trace: Value = serde_json::from_str(&ws.read("trace.json")).unwrap();
+    let (l, r_) = (interval(&trace, "left"), interval(&trace, "right"));
+    assert!(
+        l.1 <= r_.0 || r_.1 <= l.0,
+        "overlap with --jobs 1: {l:?} {r_:?}"
+    );
+}
+
+/// The non-zombie processes whose process group is `pgid`.
+fn live_processes_in_group(pgid: i32) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid pgrp ...
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        if fields.len() > 2 && fields[2] == pgid.to_string() && fields[0] != "Z" {
+            found.push(stat[..close + 1].to_string());
+        }
+    }
+    found
+}
+
+#[test]
+fn ctrl_c_kills_running_children_exits_130_and_the_next_build_reuses_finished_nodes() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [
+            {"id": "quick", "type": "shell", "params": {"command": counted("quick", "echo fast")}},
+            {"id": "slow", "type": "shell", "params": {"command": counted("slow",
+                "echo $$ > slow.pid; test -e go-fast || sleep 30 | cat; echo slow done")}},
+            {"id": "after", "type": "shell",
+             "params": {"command": counted("after", "echo ${slow.stdout} ${quick.stdout}")}}
+        ],
+        "outputs": {"out": {"source": "${after.stdout}"}}
+    }));
+    let running = ws.cmd().arg("--jobs").arg("2").start();
+    let pid = running.pid();
+    assert!(
+        wait_for(Duration::from_secs(10), || ws.exists("slow.pid")
+            && ws.count("quick") == 1
+            && ws.read("slow.pid").trim().parse::<i32>().is_ok()),
+        "the slow node never started"
+    );
+    let pgid: i32 = ws.read("slow.pid").trim().parse().unwrap();
+    // Give `quick` time to be recorded, and the pipeline time to start.
+    assert!(wait_for(
+        Duration::from_secs(5),
+        || live_processes_in_group(pgid).len() >= 2
+    ));
+    std::thread::sleep(Duration::from_millis(200));
+
+    // SAFETY: sending a signal to the child we started.
+    unsafe {
+        libc::kill(pid, libc::SIGINT);
+    }
+    let r = running.wait(Duration::from_secs(10));
+    r.assert_code(130);
+    assert!(r.elapsed < Duration::from_secs(10));
+    assert_eq!(r.doc()["success"], false);
+    assert_eq!(r.status_of("quick"), "ran");
+    assert_eq!(r.status_of("slow"), "failed");
+    assert_eq!(r.errors()[0]["category"], "interrupted");
+    assert_eq!(r.errors()[0]["repairable"], false);
+    assert_eq!(r.status_of("after"), "skipped");
+    assert_eq!(ws.count("after"), 0);
+    assert!(
+        wait_for(Duration::from_secs(3), || live_processes_in_group(pgid)
+            .is_empty()),
+        "children survived the interrupt: {:?}",
+        live_processes_in_group(pgid)
+    );
+
+    // The next build finishes; what finished before the interrupt is reused.
+    ws.write("go-fast", "");
+    let next = ws.build(&["--jobs", "2"]);
+    next.assert_ok();
+    assert_eq!(next.status_of("quick"), "cached");
+    assert_eq!(next.status_of("slow"), "ran");
+    assert_eq!(next.status_of("after"), "ran");
+    assert_eq!(next.output("out"), "slow done fast");
+    assert_eq!(ws.count("quick"), 1);
+}
+
+#[test]
+fn ctrl_c_in_text_mode_also_exits_130() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [{"id": "slow", "type": "shell",
+                   "params": {"command": "echo $$ > slow.pid; exec sleep 30"}}]
+    }));
+    let running = ws.cmd().text().start();
+    let pid = running.pid();
+    assert!(wait_for(Duration::from_secs(10), || ws.exists("slow.pid")));
+    std::thread::sleep(Duration::from_millis(100));
+    // SAFETY: sending a signal to the child we started.
+    unsafe {
+        libc::kill(pid, libc::SIGINT);
+    }
+    let r = running.wait(Duration::from_secs(10));
+    r.assert_code(130);
+    assert!(r.stderr.contains("slow"), "{r}");
+}
