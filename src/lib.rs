@@ -19,6 +19,7 @@ pub mod graph;
 pub mod inputs;
 pub mod interrupt;
 pub mod key;
+pub mod llm;
 pub mod nodes;
 pub mod render;
 pub mod report;
