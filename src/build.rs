@@ -93,6 +93,8 @@ pub fn run(args: BuildArgs) -> i32 {
     let piped = if wants_stdin && !std::io::stdin().is_terminal() {
         let mut s = String::new();
         match std::io::stdin().read_to_string(&mut s) {
+            // Nothing piped (e.g. stdin is /dev/null under CI) is not a value.
+            Ok(0) => None,
             Ok(_) => Some(s),
             Err(e) => {
                 let d = Diagnostic::error("stdin", format!("cannot read piped stdin: {e}"));

@@ -987,6 +987,27 @@ impl<'a> Shared<'a> {
         };
         let item_base = self.base_key(i, true);
         let count = items.len();
+        let item_keys: Vec<Key> = items
+            .iter()
+            .enumerate()
+            .map(|(idx, item)| {
+                let mut kb = item_base.clone();
+                kb.add_value("item", item);
+                if cn.uses_index {
+                    kb.add_text("index", &idx.to_string());
+                }
+                kb.finish()
+            })
+            .collect();
+        // Equal items have equal keys: each distinct key runs once, even in parallel, and
+        // its duplicates take its result.
+        let mut first_with_key: HashMap<Key, usize> = HashMap::new();
+        let first_of: Vec<usize> = item_keys
+            .iter()
+            .enumerate()
+            .map(|(idx, k)| *first_with_key.entry(*k).or_insert(idx))
+            .collect();
+        let unique: Vec<usize> = (0..count).filter(|&idx| first_of[idx] == idx).collect();
         let results: Vec<
             Mutex<Option<Result<(Arc<Value>, bool, Vec<std::path::PathBuf>), NodeError>>>,
         > = (0..count).map(|_| Mutex::new(None)).collect();
@@ -1001,17 +1022,11 @@ impl<'a> Shared<'a> {
             if stop.load(Ordering::SeqCst) || crate::interrupt::is_interrupted() {
                 break;
             }
-            let idx = next.fetch_add(1, Ordering::SeqCst);
-            if idx >= count {
+            let Some(&idx) = unique.get(next.fetch_add(1, Ordering::SeqCst)) else {
                 break;
-            }
+            };
             let item = &items[idx];
-            let mut kb = item_base.clone();
-            kb.add_value("item", item);
-            if cn.uses_index {
-                kb.add_text("index", &idx.to_string());
-            }
-            let item_key = kb.finish();
+            let item_key = item_keys[idx];
             let mut result = None;
             if let Some(m) = self.session.recall(&item_key) {
                 cached.fetch_add(1, Ordering::SeqCst);
@@ -1082,7 +1097,7 @@ impl<'a> Shared<'a> {
         };
 
         let workers = if batch.parallel {
-            batch.max_concurrent.min(count).max(1)
+            batch.max_concurrent.min(unique.len()).max(1)
         } else {
             1
         };
@@ -1094,6 +1109,19 @@ impl<'a> Shared<'a> {
                     s.spawn(work);
                 }
             });
+        }
+
+        for idx in 0..count {
+            let first = first_of[idx];
+            if first != idx {
+                let copy = lock(&results[first])
+                    .as_ref()
+                    .map(|r| r.as_ref().map(|(v, _, _)| v.clone()).map_err(|e| e.clone()));
+                if let Some(Ok(_)) = &copy {
+                    cached.fetch_add(1, Ordering::SeqCst);
+                }
+                *lock(&results[idx]) = copy.map(|r| r.map(|v| (v, false, Vec::new())));
+            }
         }
 
         let mut result_values = Vec::with_capacity(count);

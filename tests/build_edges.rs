@@ -1,0 +1,193 @@
+//! Corners of the build: cache max-age, duplicate batch items, files written by batches
+//! and copies, non-UTF-8 output, empty piped stdin, concurrent builds sharing a cache.
+
+mod common;
+
+use common::{counted, Workspace};
+use serde_json::json;
+use std::time::Duration;
+
+#[test]
+fn cache_max_age_reruns_a_node_once_its_entry_is_too_old() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [
+            {"id": "fresh", "type": "shell", "cache": "1s",
+             "params": {"command": counted("fresh", "echo v")}},
+            {"id": "keep", "type": "shell", "params": {"command": counted("keep", "echo k")}}
+        ]
+    }));
+    ws.build(&[]).assert_ok();
+    let r = ws.build(&[]);
+    assert_eq!(r.status_of("fresh"), "cached", "{r}");
+    std::thread::sleep(Duration::from_millis(1300));
+    let r = ws.build(&["--explain"]);
+    r.assert_ok();
+    assert_eq!(r.status_of("fresh"), "ran");
+    assert!(r.reason_of("fresh").contains("older than"), "{r}");
+    assert_eq!(r.status_of("keep"), "cached");
+    assert_eq!((ws.count("fresh"), ws.count("keep")), (2, 1));
+}
+
+#[test]
+fn equal_batch_items_execute_once_per_command() {
+    for parallel in [false, true] {
+        let ws = Workspace::new().workflow(json!({
+            "nodes": [{
+                "id": "each", "type": "shell",
+                "batch": {"items": ["x", "x", "x", "y"], "parallel": parallel, "max_concurrent": 4},
+                "params": {"command": "echo run >> item-${item}.count; sleep 0.2; echo ${item}"}
+            }],
+            "outputs": {"all": {"source": "${each.results}"}}
+        }));
+        let r = ws.build(&[]);
+        r.assert_ok();
+        let stdouts: Vec<&str> = r
+            .output("all")
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["stdout"].as_str().unwrap())
+            .collect();
+        assert_eq!(stdouts, ["x", "x", "x", "y"]);
+        assert_eq!(
+            (ws.count("item-x"), ws.count("item-y")),
+            (1, 1),
+            "parallel: {parallel}"
+        );
+        assert_eq!(r.executions_of("each"), 2, "parallel: {parallel}");
+    }
+}
+
+#[test]
+fn files_written_by_batch_items_are_restored() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [
+            {"id": "up", "type": "shell", "params": {"command": counted("up", "echo '[\"a\",\"b\"]'")}},
+            {"id": "save", "type": "write-file",
+             "batch": {"items": "${up.stdout}"},
+             "params": {"file_path": "out/${item}.txt", "content": "item ${item}"}}
+        ]
+    }));
+    ws.build(&[]).assert_ok();
+    ws.remove("out/b.txt");
+    ws.write("out/a.txt", "tampered");
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(r.status_of("save"), "restored");
+    assert_eq!(r.status_of("up"), "cached");
+    assert_eq!(ws.read("out/a.txt"), "item a");
+    assert_eq!(ws.read("out/b.txt"), "item b");
+    assert_eq!(ws.count("up"), 1);
+}
+
+#[test]
+fn copy_file_follows_its_source_and_restores_its_destination() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [
+            {"id": "copy", "type": "copy-file",
+             "params": {"source_path": "src.txt", "dest_path": "dest/copy.txt", "overwrite": true}},
+            {"id": "show", "type": "shell",
+             "params": {"command": counted("show", "cat dest/copy.txt"), "stdin": "${copy.bytes}"}}
+        ],
+        "outputs": {"out": {"source": "${show.stdout}"}}
+    }));
+    ws.write("src.txt", "one");
+    ws.build(&[]).assert_ok();
+
+    ws.remove("dest/copy.txt");
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(r.status_of("copy"), "restored");
+    assert_eq!(ws.read("dest/copy.txt"), "one");
+
+    ws.write("src.txt", "two!");
+    let r = ws.build(&["--explain"]);
+    r.assert_ok();
+    assert_eq!(r.status_of("copy"), "ran");
+    assert_eq!(r.reason_of("copy"), "input file src.txt changed");
+    assert_eq!(ws.read("dest/copy.txt"), "two!");
+    assert_eq!(r.output("out"), "two!");
+}
+
+#[test]
+fn non_utf8_shell_output_does_not_crash() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [{"id": "bin", "type": "shell", "params": {"command": "printf 'a\\377b'"}}],
+        "outputs": {"out": {"source": "${bin.stdout}"}}
+    }));
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(r.output("out"), "a\u{FFFD}b");
+    let again = ws.build(&[]);
+    assert_eq!(again.status_of("bin"), "cached");
+}
+
+#[test]
+fn empty_piped_stdin_does_not_count_as_a_value() {
+    let ws = Workspace::new().workflow(json!({
+        "inputs": {"data": {"type": "string", "stdin": true, "description": "the text"}},
+        "nodes": [{"id": "n", "type": "shell", "params": {"command": "cat", "stdin": "${data}"}}]
+    }));
+    // The helper gives the build /dev/null as stdin: not a terminal, nothing piped.
+    let r = ws.build(&[]);
+    r.assert_code(2);
+    let msg = r.errors()[0]["message"].as_str().unwrap();
+    assert!(msg.contains("data") && msg.contains("the text"), "{msg}");
+}
+
+#[test]
+fn concurrent_builds_sharing_a_cache_dir_all_succeed_and_fill_it() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": (0..6).map(|i| json!({
+            "id": format!("n{i}"), "type": "shell",
+            "params": {"command": format!("echo {i}")}
+        })).chain(std::iter::once(json!({
+            "id": "save", "type": "write-file",
+            "params": {"file_path": "out.txt", "content": "${n0.stdout}${n5.stdout}"}
+        }))).collect::<Vec<_>>()
+    }));
+    let folders: Vec<Workspace> = (0..4).map(|_| ws.another_folder()).collect();
+    let running: Vec<_> = folders.iter().map(|f| f.cmd().start()).collect();
+    for (f, run) in folders.iter().zip(running) {
+        let r = run.wait(Duration::from_secs(30));
+        r.assert_ok();
+        assert_eq!(f.read("out.txt"), "05");
+    }
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(r.stat("ran"), 0, "{r}");
+    assert_eq!(r.status_of("save"), "restored");
+}
+
+#[test]
+fn explain_says_why_a_node_was_reused() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [{"id": "a", "type": "shell", "params": {"command": "echo a"}}]
+    }));
+    ws.build(&[]).assert_ok();
+    let r = ws.build_text(&["--explain"]);
+    r.assert_ok();
+    let line = r.stderr.lines().find(|l| l.contains(" a (shell)")).unwrap();
+    assert!(
+        line.contains("cached") && line.contains("inputs unchanged"),
+        "{line}"
+    );
+}
+
+#[test]
+fn env_values_change_the_key_and_rerun_the_node() {
+    let ws = Workspace::new().workflow(json!({
+        "inputs": {"who": {"type": "string"}},
+        "nodes": [{"id": "hi", "type": "shell",
+                   "params": {"command": counted("hi", "echo \"hi $WHO\""), "env": {"WHO": "${who}"}}}],
+        "outputs": {"out": {"source": "${hi.stdout}"}}
+    }));
+    let r = ws.build(&["who=ada"]);
+    assert_eq!(r.output("out"), "hi ada");
+    let r = ws.build(&["who=bob"]);
+    assert_eq!(r.output("out"), "hi bob");
+    let r = ws.build(&["who=ada"]);
+    assert_eq!(r.status_of("hi"), "cached");
+    assert_eq!(r.output("out"), "hi ada");
+    assert_eq!(ws.count("hi"), 2);
+}
