@@ -93,12 +93,29 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "text")]
         output_format: OutputFormat,
     },
+    /// Recorded repairs: list, show, apply
+    Repair {
+        #[command(subcommand)]
+        action: RepairAction,
+        #[arg(long, value_name = "DIR", global = true)]
+        cache_dir: Option<PathBuf>,
+    },
     /// Print the workflow's DAG
     Graph {
         workflow: String,
         #[arg(long, value_enum, default_value = "mermaid")]
         format: GraphFormat,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RepairAction {
+    /// List recorded repair patches
+    List,
+    /// Print one patch
+    Show { patch: String },
+    /// Apply a recorded patch to a workflow file (refuses a patch made for another version)
+    Apply { patch: String, workflow: Option<String> },
 }
 
 pub fn run(cli: Cli) -> i32 {
@@ -109,6 +126,16 @@ pub fn run(cli: Cli) -> i32 {
             output_format,
         } => validate_command(&workflow, output_format),
         Command::Graph { workflow, format } => graph_command(&workflow, format),
+        Command::Repair { action, cache_dir } => {
+            let root = crate::build::cache_dir(cache_dir.as_ref());
+            match action {
+                RepairAction::List => crate::repair::commands::list(&root),
+                RepairAction::Show { patch } => crate::repair::commands::show(&root, &patch),
+                RepairAction::Apply { patch, workflow } => {
+                    crate::repair::commands::apply(&root, &patch, workflow.as_deref())
+                }
+            }
+        }
     }
 }
 

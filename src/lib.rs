@@ -22,6 +22,7 @@ pub mod key;
 pub mod llm;
 pub mod nodes;
 pub mod render;
+pub mod repair;
 pub mod report;
 pub mod source;
 pub mod template;
