@@ -52,7 +52,7 @@ fn invalid(args: &BuildArgs, report: &Report, started: Instant) -> i32 {
                 "stats": {"total": 0, "ran": 0, "cached": 0, "restored": 0, "failed": 0, "skipped": 0},
                 "duration_ms": started.elapsed().as_millis() as u64,
             });
-            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            report::out_line(&serde_json::to_string_pretty(&doc).unwrap_or_default());
         }
         OutputFormat::Text => cli::print_diagnostics(&args.workflow, report),
     }
@@ -173,32 +173,31 @@ pub fn run(args: BuildArgs) -> i32 {
     if args.dry_run {
         let steps = executor::plan(&validated, &inputs, &cache, &opts);
         if json_mode {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&json!({"dry_run": true, "nodes": steps}))
-                    .unwrap_or_default()
+            report::out_line(
+                &serde_json::to_string_pretty(&json!({"dry_run": true, "nodes": steps}))
+                    .unwrap_or_default(),
             );
         } else {
             for s in &steps {
-                eprintln!(
+                report::err_line(&format!(
                     "  {:<6} {} ({}) — {}",
                     s.action, s.id, s.node_type, s.reason
-                );
+                ));
             }
             let runs = steps.iter().filter(|s| s.action == "run").count();
-            eprintln!(
+            report::err_line(&format!(
                 "{} nodes: {} would run, {} would be reused",
                 steps.len(),
                 runs,
                 steps.len() - runs
-            );
+            ));
         }
         return EXIT_OK;
     }
 
     for w in &validated.warnings {
         if !json_mode {
-            eprintln!("warning: {}: {}", w.path, w.message);
+            report::err_line(&format!("warning: {}: {}", w.path, w.message));
         }
     }
     let session = Session::default();
@@ -220,7 +219,10 @@ pub fn run(args: BuildArgs) -> i32 {
         let doc = report::trace_json(&outcome, &opts.run_id);
         let bytes = serde_json::to_vec_pretty(&doc).unwrap_or_default();
         if let Err(e) = crate::nodes::write_atomic(path, &bytes) {
-            eprintln!("warning: cannot write trace '{}': {e}", path.display());
+            report::err_line(&format!(
+                "warning: cannot write trace '{}': {e}",
+                path.display()
+            ));
         }
     }
 
@@ -245,27 +247,27 @@ pub fn run(args: BuildArgs) -> i32 {
             "stats": report::stats_json(&outcome),
             "duration_ms": started.elapsed().as_millis() as u64,
         });
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        report::out_line(&serde_json::to_string_pretty(&doc).unwrap_or_default());
     } else {
         for w in &outcome.warnings {
-            eprintln!("warning: {w}");
+            report::err_line(&format!("warning: {w}"));
         }
-        eprintln!("{}", report::summary_line(&outcome));
+        report::err_line(&report::summary_line(&outcome));
         if outcome.success {
             match &args.output_key {
                 Some(k) => {
                     if let Some(v) = outcome.outputs.get(k) {
-                        println!("{}", report::output_text(v));
+                        report::out_line(&report::output_text(v));
                     }
                 }
                 None if outcome.outputs.len() == 1 => {
                     if let Some(v) = outcome.outputs.values().next() {
-                        println!("{}", report::output_text(v));
+                        report::out_line(&report::output_text(v));
                     }
                 }
                 None => {
                     for (k, v) in &outcome.outputs {
-                        println!("{k}: {}", report::output_text(v));
+                        report::out_line(&format!("{k}: {}", report::output_text(v)));
                     }
                 }
             }

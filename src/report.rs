@@ -56,7 +56,7 @@ impl Progress {
                 bar.set_message(format!("running {}", self.running.join(", ")));
                 bar.println(line);
             }
-            None => eprintln!("{line}"),
+            None => err_line(&line),
         }
     }
 
@@ -66,7 +66,7 @@ impl Progress {
         }
         match &self.bar {
             Some(bar) => bar.println(text),
-            None => eprintln!("{text}"),
+            None => err_line(text),
         }
     }
 
@@ -232,4 +232,17 @@ pub fn output_text(v: &Value) -> String {
         Value::Null => String::new(),
         other => serde_json::to_string_pretty(other).unwrap_or_default(),
     }
+}
+
+/// Print a line on stdout. A closed or full stdout (`pflow build wf.json | head -1`)
+/// loses the text but is not a crash.
+pub fn out_line(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
+}
+
+/// Print a line on stderr, ignoring a closed pipe like [`out_line`].
+pub fn err_line(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
 }

@@ -273,3 +273,27 @@ fn jobs_zero_is_an_argument_error() {
     r.assert_code(2);
     assert_eq!(ws.count("greet"), 0);
 }
+
+#[test]
+fn a_closed_stdout_is_not_a_crash() {
+    let ws = Workspace::new().workflow(greeting());
+    for json in [true, false] {
+        let mut cmd = ws.cmd();
+        if !json {
+            cmd = cmd.text();
+        }
+        let mut child = cmd
+            .command()
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Close the reading end before pflow prints (`pflow build ... | head -0`).
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "json: {json}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "json: {json}: {stderr}");
+    }
+}
