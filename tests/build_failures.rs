@@ -3,8 +3,9 @@
 
 mod common;
 
-use common::{counted, Workspace};
+use common::{counted, live_processes_in_group, wait_for, Workspace};
 use serde_json::json;
+use std::time::Duration;
 
 /// `needs` reads a file that does not exist yet; `after` depends on it; `free` is an
 /// independent branch.
@@ -204,4 +205,40 @@ fn a_missing_file_for_read_file_is_a_missing_file_error() {
     let r = ws.build(&[]);
     r.assert_ok();
     assert_eq!(r.status_of("load"), "ran");
+}
+
+#[test]
+fn a_timeout_kills_the_command_and_is_not_repairable() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [{"id": "hang", "type": "shell",
+                   "params": {"command": "echo $$ > hang.pid; sleep 20 | cat", "timeout": 0.5}}]
+    }));
+    let r = ws.build(&[]);
+    r.assert_code(1);
+    assert!(r.elapsed.as_secs_f64() < 10.0, "{:?}", r.elapsed);
+    let e = &r.errors()[0];
+    assert_eq!(e["category"], "timeout");
+    assert_eq!(e["repairable"], false);
+    assert!(e["message"].as_str().unwrap().contains("0.5"), "{r}");
+    // The whole pipeline is gone, not just `sh`.
+    let pgid: i32 = ws.read("hang.pid").trim().parse().unwrap();
+    assert!(
+        wait_for(Duration::from_secs(3), || live_processes_in_group(pgid)
+            .is_empty()),
+        "processes left: {:?}",
+        live_processes_in_group(pgid)
+    );
+}
+
+#[test]
+fn a_handled_failure_on_rebuild_still_succeeds() {
+    let ws = Workspace::new().workflow(with_error_edge("exit 3"));
+    ws.build(&[]).assert_ok();
+    let r = ws.build(&[]);
+    r.assert_ok();
+    // A failure is never cached, so the source runs again; the handler's input (the
+    // failure it handles) is the same, so its result is reused.
+    assert_eq!(r.status_of("risky"), "failed");
+    assert_eq!(r.status_of("handler"), "cached");
+    assert_eq!((ws.count("risky"), ws.count("handler")), (2, 1));
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{counted, wait_for, Workspace};
+use common::{counted, live_processes_in_group, wait_for, Workspace};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -57,25 +57,6 @@ fn one_job_runs_one_node_at_a_time() {
         l.1 <= r_.0 || r_.1 <= l.0,
         "overlap with --jobs 1: {l:?} {r_:?}"
     );
-}
-
-/// The non-zombie processes whose process group is `pgid`.
-fn live_processes_in_group(pgid: i32) -> Vec<String> {
-    let mut found = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
-            continue;
-        };
-        // pid (comm) state ppid pgrp ...
-        let Some(close) = stat.rfind(')') else {
-            continue;
-        };
-        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        if fields.len() > 2 && fields[2] == pgid.to_string() && fields[0] != "Z" {
-            found.push(stat[..close + 1].to_string());
-        }
-    }
-    found
 }
 
 #[test]
