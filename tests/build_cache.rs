@@ -413,3 +413,30 @@ fn a_corrupt_cache_is_a_miss_not_a_wrong_result() {
     assert_eq!(ws.read("out/result.txt"), "HELLO");
     assert!(ws.count("gen") >= 2, "{r}");
 }
+
+#[test]
+fn a_damaged_cache_index_is_a_miss() {
+    let ws = Workspace::new().workflow(pipeline());
+    ws.build(&[]).assert_ok();
+    let mut damaged = 0;
+    let mut stack = vec![ws.cache_dir().join("index-v5")];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                std::fs::write(&p, b"not an index line\n{\"broken\n").unwrap();
+                damaged += 1;
+            }
+        }
+    }
+    assert!(damaged > 0);
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(r.with_status("ran"), ["gen", "upper", "save", "side"]);
+    assert_eq!(r.output("result"), "HELLO");
+    // The rebuilt entries are usable again.
+    let again = ws.build(&[]);
+    assert_eq!(again.with_status("cached").len(), 4, "{again}");
+}
