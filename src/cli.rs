@@ -93,6 +93,20 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "text")]
         output_format: OutputFormat,
     },
+    /// Cache upkeep: stats, verify, gc, clear
+    Cache {
+        #[command(subcommand)]
+        action: CacheAction,
+        #[arg(long, value_name = "DIR", global = true)]
+        cache_dir: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "text", global = true)]
+        output_format: OutputFormat,
+    },
+    /// Saved workflows: save, list, show, delete
+    Workflow {
+        #[command(subcommand)]
+        action: WorkflowAction,
+    },
     /// Recorded repairs: list, show, apply
     Repair {
         #[command(subcommand)]
@@ -106,6 +120,52 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "mermaid")]
         format: GraphFormat,
     },
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum CacheAction {
+    /// Entries, blobs, sizes, and the totals of recent builds
+    Stats,
+    /// Re-hash every blob and check every entry; exit 1 on any problem
+    Verify {
+        /// Remove the bad entries and blobs
+        #[arg(long)]
+        fix: bool,
+    },
+    /// Evict least-recently-used entries until under the bounds, then drop unreferenced blobs
+    Gc {
+        /// e.g. 500MB, 2GB
+        #[arg(long, value_name = "SIZE")]
+        max_size: Option<String>,
+        /// e.g. 7d, 12h
+        #[arg(long, value_name = "AGE")]
+        max_age: Option<String>,
+    },
+    /// Remove everything in the cache
+    Clear,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WorkflowAction {
+    /// Save a workflow file under a name (validated first)
+    Save {
+        file: String,
+        name: String,
+        #[arg(long)]
+        description: Option<String>,
+        /// Replace an existing saved workflow of that name
+        #[arg(long)]
+        force: bool,
+    },
+    /// List saved workflows
+    List {
+        #[arg(long, value_enum, default_value = "text")]
+        output_format: OutputFormat,
+    },
+    /// Print a saved workflow
+    Show { name: String },
+    /// Delete a saved workflow
+    Delete { name: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -126,6 +186,12 @@ pub fn run(cli: Cli) -> i32 {
             output_format,
         } => validate_command(&workflow, output_format),
         Command::Graph { workflow, format } => graph_command(&workflow, format),
+        Command::Workflow { action } => workflow_command(action),
+        Command::Cache {
+            action,
+            cache_dir,
+            output_format,
+        } => crate::maintenance::command(action, &crate::build::cache_dir(cache_dir.as_ref()), output_format),
         Command::Repair { action, cache_dir } => {
             let root = crate::build::cache_dir(cache_dir.as_ref());
             match action {
@@ -139,16 +205,13 @@ pub fn run(cli: Cli) -> i32 {
     }
 }
 
-/// Where a workflow argument points: an existing file.
+/// Where a workflow argument points: an existing file, else a saved workflow's file.
 pub fn resolve_workflow_path(arg: &str) -> Result<PathBuf, Diagnostic> {
     let path = Path::new(arg);
     if path.exists() {
         return Ok(path.to_path_buf());
     }
-    Err(Diagnostic::error(
-        "root",
-        format!("workflow file '{arg}' does not exist"),
-    ))
+    crate::store::resolve(arg)
 }
 
 /// Read, parse and validate a workflow argument. On failure, the report.
@@ -240,5 +303,79 @@ fn graph_command(arg: &str, format: GraphFormat) -> i32 {
             print_diagnostics(arg, &report);
             EXIT_INVALID
         }
+    }
+}
+
+fn workflow_command(action: WorkflowAction) -> i32 {
+    use crate::store;
+    let fail = |msg: String| {
+        eprintln!("error: {msg}");
+        EXIT_INVALID
+    };
+    match action {
+        WorkflowAction::Save { file, name, description, force } => {
+            if !store::is_valid_name(&name) {
+                let d = store::name_error(&name);
+                return fail(format!("{} ({})", d.message, d.hint.unwrap_or_default()));
+            }
+            let (doc, _) = match load(&file) {
+                Ok(x) => x,
+                Err(report) => {
+                    print_diagnostics(&file, &report);
+                    return EXIT_INVALID;
+                }
+            };
+            let description = description.or_else(|| doc.get("description").and_then(Value::as_str).map(String::from));
+            match store::save(&name, &crate::repair::ir_of(&doc), description.as_deref(), force) {
+                Ok(path) => {
+                    eprintln!("saved '{name}' to {}", path.display());
+                    EXIT_OK
+                }
+                Err(e) => fail(e),
+            }
+        }
+        WorkflowAction::List { output_format } => {
+            let items: Vec<Value> = store::names()
+                .into_iter()
+                .filter_map(|n| store::load(&n).ok())
+                .map(|d| {
+                    json!({
+                        "name": d.get("name").cloned().unwrap_or(Value::Null),
+                        "description": d.get("description").cloned().unwrap_or(Value::Null),
+                        "execution_count": d.pointer("/rich_metadata/execution_count").cloned().unwrap_or(json!(0)),
+                        "last_execution_timestamp": d.pointer("/rich_metadata/last_execution_timestamp").cloned().unwrap_or(Value::Null),
+                        "last_execution_success": d.pointer("/rich_metadata/last_execution_success").cloned().unwrap_or(Value::Null),
+                    })
+                })
+                .collect();
+            match output_format {
+                OutputFormat::Json => crate::report::out_line(&serde_json::to_string_pretty(&items).unwrap_or_default()),
+                OutputFormat::Text => {
+                    if items.is_empty() {
+                        eprintln!("no saved workflows in {}", store::workflows_dir().display());
+                    }
+                    for i in &items {
+                        let name = i["name"].as_str().unwrap_or("");
+                        let desc = i["description"].as_str().unwrap_or("");
+                        crate::report::out_line(&format!("{name:<30} runs: {:<4} {desc}", i["execution_count"]));
+                    }
+                }
+            }
+            EXIT_OK
+        }
+        WorkflowAction::Show { name } => match store::load(&name) {
+            Ok(doc) => {
+                crate::report::out_line(&serde_json::to_string_pretty(&doc).unwrap_or_default());
+                EXIT_OK
+            }
+            Err(e) => fail(e),
+        },
+        WorkflowAction::Delete { name } => match store::delete(&name) {
+            Ok(()) => {
+                eprintln!("deleted '{name}'");
+                EXIT_OK
+            }
+            Err(e) => fail(e),
+        },
     }
 }

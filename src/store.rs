@@ -1,0 +1,281 @@
+//! Saved workflows: `$PFLOW_HOME/workflows/<name>.json`, with run metadata.
+//!
+//! Every change is a read-modify-write under an exclusive lock on a sibling lock file,
+//! written to a temp file in the same directory and renamed into place: concurrent runs
+//! never lose a count and a crash never leaves a half-written file.
+
+use crate::diagnostic::{did_you_mean, Diagnostic};
+use fs4::fs_std::FileExt;
+use serde_json::{json, Map, Value};
+use std::path::{Path, PathBuf};
+
+pub const MAX_NAME_LEN: usize = 50;
+
+pub fn home() -> PathBuf {
+    if let Some(h) = std::env::var_os("PFLOW_HOME").filter(|h| !h.is_empty()) {
+        return PathBuf::from(h);
+    }
+    std::env::var_os("HOME")
+        .map(|h| PathBuf::from(h).join(".pflow"))
+        .unwrap_or_else(|| PathBuf::from(".pflow"))
+}
+
+pub fn workflows_dir() -> PathBuf {
+    home().join("workflows")
+}
+
+/// `^[a-z0-9]+(-[a-z0-9]+)*$`, at most 50 characters.
+pub fn is_valid_name(name: &str) -> bool {
+    name.len() <= MAX_NAME_LEN
+        && !name.is_empty()
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && !name.contains("--")
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+pub fn name_error(name: &str) -> Diagnostic {
+    Diagnostic::error("name", format!("'{name}' is not a valid workflow name")).with_hint(format!(
+        "names use lowercase letters, digits and single hyphens (like 'daily-report'), at most {MAX_NAME_LEN} characters"
+    ))
+}
+
+pub fn path_of(name: &str) -> PathBuf {
+    workflows_dir().join(format!("{name}.json"))
+}
+
+/// Names of all saved workflows, sorted.
+pub fn names() -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(workflows_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let p = e.path();
+            if p.extension()? != "json" {
+                return None;
+            }
+            let stem = p.file_stem()?.to_str()?.to_string();
+            is_valid_name(&stem).then_some(stem)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// A workflow argument that is not a file: the saved workflow of that name.
+pub fn resolve(arg: &str) -> Result<PathBuf, Diagnostic> {
+    let looks_like_path = arg.contains('/') || arg.ends_with(".json");
+    if !looks_like_path && is_valid_name(arg) {
+        let p = path_of(arg);
+        if p.exists() {
+            return Ok(p);
+        }
+    }
+    let all = names();
+    let mut d = Diagnostic::error(
+        "root",
+        if looks_like_path || all.is_empty() {
+            format!("workflow file '{arg}' does not exist")
+        } else {
+            format!("'{arg}' is neither a workflow file nor a saved workflow")
+        },
+    );
+    if let Some(close) = did_you_mean(arg, all.iter().map(|s| s.as_str())) {
+        d = d.with_hint(format!("did you mean the saved workflow '{close}'?"));
+    } else if !all.is_empty() && !looks_like_path {
+        d = d.with_hint(format!("saved workflows: {}", all.join(", ")));
+    }
+    Err(d)
+}
+
+/// Is this path a saved workflow (so its metadata should be updated after a run)?
+pub fn saved_name(path: &Path) -> Option<String> {
+    let dir = workflows_dir();
+    let parent = path.parent()?;
+    if parent.canonicalize().ok()? != dir.canonicalize().ok()? {
+        return None;
+    }
+    let stem = path.file_stem()?.to_str()?;
+    is_valid_name(stem).then(|| stem.to_string())
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+/// Run `f` on the saved document under the exclusive lock, writing the result atomically.
+fn modify(
+    name: &str,
+    f: impl FnOnce(Option<Value>) -> Result<Value, String>,
+) -> Result<(), String> {
+    let dir = workflows_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let lock_path = dir.join(format!(".{name}.lock"));
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| format!("cannot open lock {}: {e}", lock_path.display()))?;
+    lock.lock_exclusive()
+        .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
+    let path = path_of(name);
+    let current = match std::fs::read(&path) {
+        Ok(bytes) => Some(
+            serde_json::from_slice(&bytes)
+                .map_err(|e| format!("{} is corrupt: {e}", path.display()))?,
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    let next = f(current)?;
+    let mut bytes = serde_json::to_vec_pretty(&next).map_err(|e| e.to_string())?;
+    bytes.push(b'\n');
+    let result = crate::nodes::write_atomic(&path, &bytes)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()));
+    let _ = FileExt::unlock(&lock);
+    result
+}
+
+/// Save a workflow document (bare IR or wrapper) under `name`.
+pub fn save(
+    name: &str,
+    ir: &Value,
+    description: Option<&str>,
+    force: bool,
+) -> Result<PathBuf, String> {
+    modify(name, |current| {
+        let now = now_rfc3339();
+        match current {
+            Some(_) if !force => Err(format!(
+                "a saved workflow named '{name}' already exists; use --force to replace it"
+            )),
+            existing => {
+                let created = existing
+                    .as_ref()
+                    .and_then(|e| e.get("created_at").cloned())
+                    .unwrap_or_else(|| Value::String(now.clone()));
+                Ok(json!({
+                    "name": name,
+                    "description": description.unwrap_or(""),
+                    "ir": ir,
+                    "created_at": created,
+                    "updated_at": now,
+                    "rich_metadata": {
+                        "execution_count": 0,
+                        "last_execution_timestamp": null,
+                        "last_execution_success": null,
+                        "last_execution_params": null,
+                        "last_execution_duration_ms": null,
+                    }
+                }))
+            }
+        }
+    })?;
+    Ok(path_of(name))
+}
+
+/// Record a run of a saved workflow. Params with secret-looking names are redacted.
+pub fn record_run(
+    name: &str,
+    params: &[(String, String)],
+    success: bool,
+    duration_ms: u64,
+) -> Result<(), String> {
+    modify(name, |current| {
+        let mut doc = current.ok_or_else(|| format!("saved workflow '{name}' disappeared"))?;
+        let mut redacted = Map::new();
+        for (k, v) in params {
+            let value = if is_secret_param(k) {
+                "<redacted>".to_string()
+            } else {
+                v.clone()
+            };
+            redacted.insert(k.clone(), Value::String(value));
+        }
+        let obj = doc
+            .as_object_mut()
+            .ok_or("saved workflow is not an object")?;
+        let meta = obj.entry("rich_metadata").or_insert_with(|| json!({}));
+        if !meta.is_object() {
+            *meta = json!({});
+        }
+        if let Some(m) = meta.as_object_mut() {
+            let count = m
+                .get("execution_count")
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+                + 1;
+            m.insert("execution_count".into(), json!(count));
+            m.insert("last_execution_timestamp".into(), json!(now_rfc3339()));
+            m.insert("last_execution_success".into(), json!(success));
+            m.insert("last_execution_params".into(), Value::Object(redacted));
+            m.insert("last_execution_duration_ms".into(), json!(duration_ms));
+        }
+        Ok(doc)
+    })
+}
+
+/// Replace the IR of a saved workflow (for `--apply-repairs`).
+pub fn update_ir(name: &str, ir: &Value) -> Result<(), String> {
+    modify(name, |current| {
+        let mut doc = current.ok_or_else(|| format!("saved workflow '{name}' disappeared"))?;
+        if let Some(obj) = doc.as_object_mut() {
+            obj.insert("ir".into(), ir.clone());
+            obj.insert("updated_at".into(), json!(now_rfc3339()));
+        }
+        Ok(doc)
+    })
+}
+
+pub fn delete(name: &str) -> Result<(), String> {
+    let path = path_of(name);
+    std::fs::remove_file(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!("no saved workflow named '{name}'"),
+        _ => format!("cannot delete {}: {e}", path.display()),
+    })?;
+    let _ = std::fs::remove_file(workflows_dir().join(format!(".{name}.lock")));
+    Ok(())
+}
+
+pub fn is_secret_param(name: &str) -> bool {
+    crate::repair::context::is_secret_name(name)
+}
+
+/// Read a saved workflow document.
+pub fn load(name: &str) -> Result<Value, String> {
+    let path = path_of(name);
+    let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!("no saved workflow named '{name}'"),
+        _ => format!("cannot read {}: {e}", path.display()),
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("{} is corrupt: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_rule() {
+        for ok in ["a", "daily-report", "x1-2y", &"a".repeat(50)] {
+            assert!(is_valid_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "A",
+            "a_b",
+            "-a",
+            "a-",
+            "a--b",
+            "a b",
+            "a.json",
+            &"a".repeat(51),
+        ] {
+            assert!(!is_valid_name(bad), "{bad}");
+        }
+    }
+}
