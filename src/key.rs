@@ -125,6 +125,7 @@ fn describe(component: &str, what: &str) -> String {
         "item" => format!("batch item {what}"),
         "index" => format!("batch index {what}"),
         "cache" => format!("cache policy {what}"),
+        "env" => format!("environment variable {name} {what}"),
         "engine" => "pflow cache version changed".to_string(),
         other => format!("{other} {what}"),
     }
@@ -171,6 +172,12 @@ mod tests {
         assert_eq!(
             explain_change(&a.preimage(), &c.preimage()).unwrap(),
             "upstream fetch changed, input file data.csv added"
+        );
+        let mut d = a.clone();
+        d.add_text("env:PFLOW_MODEL", "x");
+        assert_eq!(
+            explain_change(&a.preimage(), &d.preimage()).unwrap(),
+            "environment variable PFLOW_MODEL added"
         );
     }
 }
