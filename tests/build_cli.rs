@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{counted, Workspace};
+use common::{counted, CacheArg, Workspace};
 use serde_json::{json, Value};
 
 fn greeting() -> Value {
@@ -296,4 +296,38 @@ fn a_closed_stdout_is_not_a_crash() {
         assert!(!stderr.contains("panicked"), "json: {json}: {stderr}");
         assert_eq!(out.status.code(), Some(0), "json: {json}: {stderr}");
     }
+}
+
+#[test]
+fn the_cache_dir_comes_from_the_flag_the_environment_or_the_default() {
+    let ws = Workspace::new().workflow(greeting());
+    ws.cmd().cache_arg(CacheArg::Env).run().assert_ok();
+    assert!(
+        ws.cache_dir().join("index-v5").exists(),
+        "PFLOW_CACHE_DIR was not used"
+    );
+    let r = ws.build(&[]);
+    assert_eq!(
+        r.stat("cached"),
+        3,
+        "--cache-dir and PFLOW_CACHE_DIR differ: {r}"
+    );
+
+    let r = ws.cmd().cache_arg(CacheArg::Default).run();
+    r.assert_ok();
+    assert_eq!(r.stat("ran"), 3);
+    assert!(ws.file(".pflow-cache").join("index-v5").exists());
+    let r = ws.cmd().cache_arg(CacheArg::Default).run();
+    assert_eq!(r.stat("cached"), 3, "{r}");
+}
+
+#[test]
+fn an_unknown_input_is_an_error_with_a_suggestion() {
+    let ws = Workspace::new().workflow(greeting());
+    let r = ws.build(&["nme=bob"]);
+    r.assert_code(2);
+    let e = &r.errors()[0];
+    assert!(e["message"].as_str().unwrap().contains("nme"), "{r}");
+    assert!(r.stdout.contains("did you mean 'name'"), "{r}");
+    assert_eq!(ws.count("greet"), 0);
 }

@@ -171,6 +171,7 @@ impl Workspace {
             args: Vec::new(),
             json: true,
             stdin: None,
+            cache: CacheArg::Flag,
         }
     }
 }
@@ -181,9 +182,26 @@ pub struct BuildCmd<'a> {
     args: Vec<String>,
     json: bool,
     stdin: Option<String>,
+    cache: CacheArg,
+}
+
+/// How a build is told where the workspace's cache is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum CacheArg {
+    /// `--cache-dir DIR`
+    Flag,
+    /// `PFLOW_CACHE_DIR=DIR`
+    Env,
+    /// Neither: the default `./.pflow-cache`.
+    Default,
 }
 
 impl BuildCmd<'_> {
+    pub fn cache_arg(mut self, how: CacheArg) -> Self {
+        self.cache = how;
+        self
+    }
+
     pub fn args(mut self, args: &[&str]) -> Self {
         self.args.extend(args.iter().map(|s| s.to_string()));
         self
@@ -217,9 +235,10 @@ impl BuildCmd<'_> {
         c.current_dir(self.ws.path())
             .arg("build")
             .arg(&self.workflow)
-            .arg("--cache-dir")
-            .arg(self.ws.cache_dir())
             .arg("--no-repair");
+        if self.cache == CacheArg::Flag {
+            c.arg("--cache-dir").arg(self.ws.cache_dir());
+        }
         if self.json {
             c.args(["--output-format", "json"]);
         }
@@ -230,6 +249,9 @@ impl BuildCmd<'_> {
             .env_remove("OPENAI_API_KEY")
             .env("PFLOW_HOME", self.ws.home.path())
             .env("CI", "1");
+        if self.cache == CacheArg::Env {
+            c.env("PFLOW_CACHE_DIR", self.ws.cache_dir());
+        }
         c
     }
 
