@@ -6,6 +6,7 @@ use crate::cli::{
 };
 use crate::diagnostic::Diagnostic;
 use crate::executor::{self, Options, Session};
+use crate::repair::RepairConfig;
 use crate::report::{self, Progress};
 use crate::validate::Report;
 use serde_json::{json, Value};
@@ -76,7 +77,7 @@ fn errors_only(errors: Vec<Diagnostic>) -> Report {
 pub fn run(args: BuildArgs) -> i32 {
     let started = Instant::now();
     crate::interrupt::install_handler();
-    let (_doc, validated) = match cli::load(&args.workflow) {
+    let (workflow_file, doc, validated) = match cli::load_path(&args.workflow) {
         Ok(x) => x,
         Err(report) => return invalid(&args, &report, started),
     };
@@ -201,19 +202,95 @@ pub fn run(args: BuildArgs) -> i32 {
         }
     }
     let session = Session::default();
-    let mut progress = Progress::new(validated.workflow.nodes.len(), json_mode, args.explain);
-    let outcome = executor::execute(
-        &validated,
-        &inputs,
-        &cache,
-        &opts,
-        &session,
-        &mut |ev| match ev {
-            executor::Event::Started(i) => progress.started(validated.graph.id(i)),
+    let repair_cfg = RepairConfig {
+        enabled: !args.no_repair,
+        max_attempts: args.max_repair_attempts,
+        model: args.repair_model.clone(),
+        prompt_file: args.repair_prompt.clone(),
+        cache_root: cache.root().to_path_buf(),
+        workflow_name: args.workflow.clone(),
+    };
+    let mut run_once = |v: &crate::validate::Validated| {
+        let mut progress = Progress::new(v.workflow.nodes.len(), json_mode, args.explain);
+        let outcome = executor::execute(v, &inputs, &cache, &opts, &session, &mut |ev| match ev {
+            executor::Event::Started(i) => progress.started(v.graph.id(i)),
             executor::Event::Finished(r) => progress.finished(r),
-        },
+        });
+        progress.done();
+        if !json_mode {
+            // One summary per attempt: a repaired build shows the failed one too.
+            for w in &outcome.warnings {
+                report::err_line(&format!("warning: {w}"));
+            }
+            report::err_line(&report::summary_line(&outcome));
+        }
+        outcome
+    };
+    let mut narrator = |text: &str| {
+        if !json_mode {
+            report::err_line(text);
+        }
+    };
+    let (outcome, repair) = crate::repair::build_with_repair(
+        crate::repair::ir_of(&doc),
+        validated.clone(),
+        &inputs,
+        &repair_cfg,
+        &mut run_once,
+        &mut narrator,
     );
-    progress.done();
+
+    if let Some(summary) = &repair {
+        if !json_mode {
+            match &summary.stopped {
+                Some(why) => report::err_line(&format!("repair: {why}")),
+                None if summary.succeeded => report::err_line(&format!(
+                    "repair: fixed after {} attempt{} ({} model call{}); patch{}: {}",
+                    summary.attempts,
+                    if summary.attempts == 1 { "" } else { "s" },
+                    summary.llm_calls,
+                    if summary.llm_calls == 1 { "" } else { "s" },
+                    if summary.patches.len() == 1 { "" } else { "es" },
+                    summary
+                        .patches
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+                None => {}
+            }
+        }
+        if args.apply_repairs && summary.succeeded {
+            if let Some(ir) = &summary.repaired {
+                let written = match crate::store::saved_name(&workflow_file) {
+                    Some(name) => crate::store::update_ir(&name, ir),
+                    None => crate::repair::apply_to_file(&workflow_file, &doc, ir)
+                        .map_err(|e| e.to_string()),
+                };
+                match written {
+                    Ok(()) if !json_mode => report::err_line(&format!(
+                        "repair: wrote the repaired workflow to {}",
+                        workflow_file.display()
+                    )),
+                    Ok(()) => {}
+                    Err(e) => report::err_line(&format!(
+                        "warning: cannot write the repaired workflow: {e}"
+                    )),
+                }
+            }
+        }
+    }
+    if let Some(name) = crate::store::saved_name(&workflow_file) {
+        if let Err(e) = crate::store::record_run(
+            &name,
+            &assignments,
+            outcome.success,
+            started.elapsed().as_millis() as u64,
+        ) {
+            report::err_line(&format!("warning: cannot record the run of '{name}': {e}"));
+        }
+    }
 
     if let Some(path) = &args.trace {
         let doc = report::trace_json(&outcome, &opts.run_id);
@@ -243,16 +320,12 @@ pub fn run(args: BuildArgs) -> i32 {
             "nodes": report::nodes_json(&outcome),
             "errors": report::errors_json(&outcome),
             "warnings": outcome.warnings,
-            "repair": null,
+            "repair": repair.as_ref().map(|r| r.to_json()),
             "stats": report::stats_json(&outcome),
             "duration_ms": started.elapsed().as_millis() as u64,
         });
         report::out_line(&serde_json::to_string_pretty(&doc).unwrap_or_default());
     } else {
-        for w in &outcome.warnings {
-            report::err_line(&format!("warning: {w}"));
-        }
-        report::err_line(&report::summary_line(&outcome));
         if outcome.success {
             match &args.output_key {
                 Some(k) => {

@@ -175,7 +175,10 @@ pub enum RepairAction {
     /// Print one patch
     Show { patch: String },
     /// Apply a recorded patch to a workflow file (refuses a patch made for another version)
-    Apply { patch: String, workflow: Option<String> },
+    Apply {
+        patch: String,
+        workflow: Option<String>,
+    },
 }
 
 pub fn run(cli: Cli) -> i32 {
@@ -191,7 +194,11 @@ pub fn run(cli: Cli) -> i32 {
             action,
             cache_dir,
             output_format,
-        } => crate::maintenance::command(action, &crate::build::cache_dir(cache_dir.as_ref()), output_format),
+        } => crate::maintenance::command(
+            action,
+            &crate::build::cache_dir(cache_dir.as_ref()),
+            output_format,
+        ),
         Command::Repair { action, cache_dir } => {
             let root = crate::build::cache_dir(cache_dir.as_ref());
             match action {
@@ -216,6 +223,11 @@ pub fn resolve_workflow_path(arg: &str) -> Result<PathBuf, Diagnostic> {
 
 /// Read, parse and validate a workflow argument. On failure, the report.
 pub fn load(arg: &str) -> Result<(Value, Validated), Report> {
+    load_path(arg).map(|(_, doc, v)| (doc, v))
+}
+
+/// Like [`load`], also returning the file the argument resolved to.
+pub fn load_path(arg: &str) -> Result<(PathBuf, Value, Validated), Report> {
     let fail = |d: Diagnostic| Report {
         errors: vec![d],
         warnings: Vec::new(),
@@ -223,7 +235,7 @@ pub fn load(arg: &str) -> Result<(Value, Validated), Report> {
     let path = resolve_workflow_path(arg).map_err(fail)?;
     let doc = source::read_json_file(&path).map_err(fail)?;
     let validated = validate::validate(&doc)?;
-    Ok((doc, validated))
+    Ok((path, doc, validated))
 }
 
 pub fn print_diagnostics(file: &str, report: &Report) {
@@ -313,7 +325,12 @@ fn workflow_command(action: WorkflowAction) -> i32 {
         EXIT_INVALID
     };
     match action {
-        WorkflowAction::Save { file, name, description, force } => {
+        WorkflowAction::Save {
+            file,
+            name,
+            description,
+            force,
+        } => {
             if !store::is_valid_name(&name) {
                 let d = store::name_error(&name);
                 return fail(format!("{} ({})", d.message, d.hint.unwrap_or_default()));
@@ -325,8 +342,17 @@ fn workflow_command(action: WorkflowAction) -> i32 {
                     return EXIT_INVALID;
                 }
             };
-            let description = description.or_else(|| doc.get("description").and_then(Value::as_str).map(String::from));
-            match store::save(&name, &crate::repair::ir_of(&doc), description.as_deref(), force) {
+            let description = description.or_else(|| {
+                doc.get("description")
+                    .and_then(Value::as_str)
+                    .map(String::from)
+            });
+            match store::save(
+                &name,
+                &crate::repair::ir_of(&doc),
+                description.as_deref(),
+                force,
+            ) {
                 Ok(path) => {
                     eprintln!("saved '{name}' to {}", path.display());
                     EXIT_OK
@@ -349,7 +375,9 @@ fn workflow_command(action: WorkflowAction) -> i32 {
                 })
                 .collect();
             match output_format {
-                OutputFormat::Json => crate::report::out_line(&serde_json::to_string_pretty(&items).unwrap_or_default()),
+                OutputFormat::Json => crate::report::out_line(
+                    &serde_json::to_string_pretty(&items).unwrap_or_default(),
+                ),
                 OutputFormat::Text => {
                     if items.is_empty() {
                         eprintln!("no saved workflows in {}", store::workflows_dir().display());
@@ -357,7 +385,10 @@ fn workflow_command(action: WorkflowAction) -> i32 {
                     for i in &items {
                         let name = i["name"].as_str().unwrap_or("");
                         let desc = i["description"].as_str().unwrap_or("");
-                        crate::report::out_line(&format!("{name:<30} runs: {:<4} {desc}", i["execution_count"]));
+                        crate::report::out_line(&format!(
+                            "{name:<30} runs: {:<4} {desc}",
+                            i["execution_count"]
+                        ));
                     }
                 }
             }

@@ -260,6 +260,11 @@ pub fn build_with_repair(
             let reply = match crate::llm::complete(&request) {
                 Ok(r) => r,
                 Err(e) => {
+                    if e.category == crate::error::ErrorCategory::MissingApiKey {
+                        // Nothing was sent: not a model call.
+                        summary.llm_calls -= 1;
+                        summary.attempts -= 1;
+                    }
                     summary.stopped = Some(format!(
                         "the repair model could not be used ({}): {}",
                         e.category, e.message
