@@ -242,3 +242,30 @@ fn a_handled_failure_on_rebuild_still_succeeds() {
     assert_eq!(r.status_of("handler"), "cached");
     assert_eq!((ws.count("risky"), ws.count("handler")), (2, 1));
 }
+
+#[test]
+fn after_a_fail_fast_batch_is_fixed_only_the_items_that_did_not_succeed_run() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [{
+            "id": "each", "type": "shell",
+            "batch": {"items": ["a", "b", "c"]},
+            "params": {"command": "echo run >> item-${item}.count; test ! -e block-${item}"}
+        }]
+    }));
+    ws.write("block-b", "");
+    let r = ws.build(&[]);
+    r.assert_code(1);
+    assert_eq!(
+        (ws.count("item-a"), ws.count("item-b"), ws.count("item-c")),
+        (1, 1, 0)
+    );
+
+    ws.remove("block-b");
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(r.executions_of("each"), 2);
+    assert_eq!(
+        (ws.count("item-a"), ws.count("item-b"), ws.count("item-c")),
+        (1, 2, 1)
+    );
+}
