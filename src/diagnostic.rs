@@ -77,7 +77,10 @@ where
         .into_iter()
         .map(|c| {
             let score = strsim::normalized_damerau_levenshtein(&lower, &c.to_lowercase());
-            let contains = !lower.is_empty() && (c.contains(word) || word.contains(c));
+            // One name inside the other ('path' in 'file_path') is a likely typo, but not
+            // when the shorter one is a letter or two ('a' is inside 'summary').
+            let shorter = word.chars().count().min(c.chars().count());
+            let contains = shorter >= 3 && (c.contains(word) || word.contains(c));
             (if contains { score.max(0.7) } else { score }, c)
         })
         .filter(|(score, _)| *score >= 0.6)
@@ -100,4 +103,27 @@ pub fn quoted_list<'a, I: IntoIterator<Item = &'a str>>(names: I) -> String {
         .map(|n| format!("'{n}'"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_close_names() {
+        assert_eq!(
+            did_you_mean("stdot", ["stdout", "stderr"]).as_deref(),
+            Some("stdout")
+        );
+        assert_eq!(
+            did_you_mean("path", ["file_path", "encoding"]).as_deref(),
+            Some("file_path")
+        );
+    }
+
+    #[test]
+    fn a_short_name_inside_a_long_one_is_no_suggestion() {
+        assert_eq!(did_you_mean("summary", ["a"]), None);
+        assert_eq!(did_you_mean("x", ["index"]), None);
+    }
 }

@@ -174,7 +174,13 @@ pub fn validate_workflow(wf: Workflow, structural: Vec<Diagnostic>) -> Result<Va
                     "start_node",
                     format!("start_node '{start}' is not a node in this workflow"),
                 )
-                .with_hint_opt(suggestion(start, names.ids.keys().copied())),
+                .with_hint(
+                    suggestion(start, names.ids.keys().copied()).unwrap_or_else(|| {
+                        let mut all: Vec<&str> = names.ids.keys().copied().collect();
+                        all.sort();
+                        format!("node ids are: {}", all.join(", "))
+                    }),
+                ),
             );
         }
     }

@@ -594,10 +594,17 @@ fn decode_node(v: &Value, path: &str, diags: &mut Vec<Diagnostic>) -> Node {
     };
     let node_type = match map.get("type") {
         None => {
-            diags.push(Diagnostic::error(
-                join(path, "type"),
-                "missing required field 'type'",
-            ));
+            let message = if id.is_empty() {
+                "missing required field 'type'".to_string()
+            } else {
+                format!("node '{id}' is missing required field 'type'")
+            };
+            diags.push(
+                Diagnostic::error(join(path, "type"), message).with_hint(format!(
+                    "supported types: {}",
+                    crate::nodes::type_names().collect::<Vec<_>>().join(", ")
+                )),
+            );
             String::new()
         }
         Some(Value::String(s)) => s.clone(),
