@@ -191,3 +191,34 @@ fn env_values_change_the_key_and_rerun_the_node() {
     assert_eq!(r.output("out"), "hi ada");
     assert_eq!(ws.count("hi"), 2);
 }
+
+#[test]
+fn home_relative_paths_do_not_make_keys_machine_specific() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [
+            {"id": "copy", "type": "copy-file",
+             "params": {"source_path": "~/src.txt", "dest_path": "copy.txt", "overwrite": true}},
+            {"id": "use", "type": "shell",
+             "params": {"command": counted("use", "echo '${copy.source_path}' ${copy.dest_path}")}}
+        ],
+        "outputs": {"out": {"source": "${use.stdout}"}}
+    }));
+    let other = ws.another_folder();
+    let mut results = Vec::new();
+    for w in [&ws, &other] {
+        w.write("home/src.txt", "same content");
+        let out = w
+            .cmd()
+            .command()
+            .env("HOME", w.file("home"))
+            .output()
+            .unwrap();
+        let r = common::BuildResult::new(out, Duration::ZERO, true);
+        r.assert_ok();
+        assert_eq!(w.read("copy.txt"), "same content");
+        results.push(r);
+    }
+    assert_eq!(results[0].output("out"), "~/src.txt copy.txt");
+    assert_eq!(results[1].status_of("use"), "cached", "{}", results[1]);
+    assert_eq!(results[1].node("use")["key"], results[0].node("use")["key"]);
+}

@@ -57,17 +57,17 @@ pub(crate) fn prepare(
 }
 
 fn run(params: &Map<String, Value>, _ctx: &RunContext) -> Result<NodeOutput, NodeError> {
-    let (src, dest, bytes) = prepare(params)?;
+    let (_, dest, bytes) = prepare(params)?;
     write_atomic(&dest, &bytes).map_err(|e| file_error("write", &dest, &e))?;
     let mut outputs = Map::new();
     outputs.insert("copied".into(), Value::Bool(true));
     outputs.insert(
         "source_path".into(),
-        Value::String(src.display().to_string()),
+        Value::String(str_param(params, "source_path")?.to_string()),
     );
     outputs.insert(
         "dest_path".into(),
-        Value::String(dest.display().to_string()),
+        Value::String(str_param(params, "dest_path")?.to_string()),
     );
     outputs.insert("bytes".into(), Value::from(bytes.len()));
     Ok(NodeOutput {

@@ -1,6 +1,6 @@
 //! `move-file`: move a file; across file systems, copy then delete.
 
-use super::{file_error, opt, out, req, write_atomic};
+use super::{file_error, opt, out, req, str_param, write_atomic};
 use super::{NodeOutput, NodeSpec, OutputKind, ParamKind, RunContext};
 use crate::error::NodeError;
 use serde_json::{Map, Value};
@@ -39,11 +39,11 @@ fn run(params: &Map<String, Value>, _ctx: &RunContext) -> Result<NodeOutput, Nod
     outputs.insert("moved".into(), Value::Bool(true));
     outputs.insert(
         "source_path".into(),
-        Value::String(src.display().to_string()),
+        Value::String(str_param(params, "source_path")?.to_string()),
     );
     outputs.insert(
         "dest_path".into(),
-        Value::String(dest.display().to_string()),
+        Value::String(str_param(params, "dest_path")?.to_string()),
     );
     outputs.insert("bytes".into(), Value::from(bytes.len()));
     Ok(NodeOutput {
