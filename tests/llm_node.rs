@@ -355,3 +355,32 @@ fn llm_calls_to_loopback_bypass_proxies() {
     p.build_value(&llm(json!({"prompt": "x"})), &[]).assert_ok();
     assert_eq!(stub.count(), 1);
 }
+
+#[test]
+fn fixture_fetch_and_summarize_chains_http_into_llm() {
+    let anthropic = anthropic_server(|req| format!("Summary of: {}", user_prompt(req)));
+    let stub = Stub::start(move |req, n| match req.path() {
+        "/items" => Reply::json(
+            200,
+            &json!({"items": [{"name": "widget"}, {"name": "gadget"}]}),
+        ),
+        _ => anthropic(req, n),
+    });
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/network/fetch-and-summarize.json");
+    let url = format!("url={}/items", stub.url());
+    let r = anthropic_project(&stub).build(&fixture, &[url.as_str()]);
+    r.assert_ok();
+    assert_eq!(r.output("first"), "widget");
+    let prompt = r#"Summarize these items in one sentence: [{"name":"widget"},{"name":"gadget"}]"#;
+    assert_eq!(
+        r.output("summary"),
+        &Value::String(format!("Summary of: {prompt}"))
+    );
+    let reqs = stub.requests();
+    assert_eq!(reqs.len(), 2, "{reqs:#?}");
+    assert_eq!(
+        reqs[1].json()["system"],
+        "You write one-sentence summaries."
+    );
+}

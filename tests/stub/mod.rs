@@ -370,10 +370,10 @@ pub fn anthropic_check(req: &Request) -> Option<Reply> {
     if !b["model"].is_string() {
         return bad("model: Field required");
     }
-    if !b["max_tokens"].as_u64().is_some_and(|n| n > 0) {
+    if b["max_tokens"].as_u64().is_none_or(|n| n == 0) {
         return bad("max_tokens: Field required");
     }
-    if !b["messages"].as_array().is_some_and(|m| !m.is_empty()) {
+    if b["messages"].as_array().is_none_or(|m| m.is_empty()) {
         return bad("messages: Field required");
     }
     None
@@ -428,7 +428,7 @@ pub fn openai_server(
             return openai_error(404, "not_found_error", "not found");
         }
         let b = req.json();
-        if !b["model"].is_string() || !b["messages"].as_array().is_some_and(|m| !m.is_empty()) {
+        if !b["model"].is_string() || b["messages"].as_array().is_none_or(|m| m.is_empty()) {
             return openai_error(
                 400,
                 "invalid_request_error",
