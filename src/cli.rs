@@ -240,15 +240,15 @@ pub fn load_path(arg: &str) -> Result<(PathBuf, Value, Validated), Report> {
 
 pub fn print_diagnostics(file: &str, report: &Report) {
     for d in &report.errors {
-        eprintln!("error: {file}: {}: {}", d.path, d.message);
+        crate::report::err_line(&format!("error: {file}: {}: {}", d.path, d.message));
         if let Some(h) = &d.hint {
-            eprintln!("  hint: {h}");
+            crate::report::err_line(&format!("  hint: {h}"));
         }
     }
     for d in &report.warnings {
-        eprintln!("warning: {file}: {}: {}", d.path, d.message);
+        crate::report::err_line(&format!("warning: {file}: {}: {}", d.path, d.message));
         if let Some(h) = &d.hint {
-            eprintln!("  hint: {h}");
+            crate::report::err_line(&format!("  hint: {h}"));
         }
     }
 }
@@ -276,21 +276,24 @@ fn validate_command(arg: &str, format: OutputFormat) -> i32 {
                 "errors": diagnostics_json(&report.errors),
                 "warnings": diagnostics_json(&report.warnings),
             });
-            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            crate::report::out_line(&format!(
+                "{}",
+                serde_json::to_string_pretty(&doc).unwrap_or_default()
+            ));
         }
         OutputFormat::Text => {
             print_diagnostics(arg, &report);
             if report.errors.is_empty() {
-                println!(
+                crate::report::out_line(&format!(
                     "{arg}: valid ({nodes} node{})",
                     if nodes == 1 { "" } else { "s" }
-                );
+                ));
             } else {
                 let n = report.errors.len();
-                eprintln!(
+                crate::report::err_line(&format!(
                     "{arg}: invalid ({n} error{})",
                     if n == 1 { "" } else { "s" }
-                );
+                ));
             }
         }
     }
@@ -321,7 +324,7 @@ fn graph_command(arg: &str, format: GraphFormat) -> i32 {
 fn workflow_command(action: WorkflowAction) -> i32 {
     use crate::store;
     let fail = |msg: String| {
-        eprintln!("error: {msg}");
+        crate::report::err_line(&format!("error: {msg}"));
         EXIT_INVALID
     };
     match action {
@@ -354,7 +357,7 @@ fn workflow_command(action: WorkflowAction) -> i32 {
                 force,
             ) {
                 Ok(path) => {
-                    eprintln!("saved '{name}' to {}", path.display());
+                    crate::report::err_line(&format!("saved '{name}' to {}", path.display()));
                     EXIT_OK
                 }
                 Err(e) => fail(e),
@@ -380,7 +383,10 @@ fn workflow_command(action: WorkflowAction) -> i32 {
                 ),
                 OutputFormat::Text => {
                     if items.is_empty() {
-                        eprintln!("no saved workflows in {}", store::workflows_dir().display());
+                        crate::report::err_line(&format!(
+                            "no saved workflows in {}",
+                            store::workflows_dir().display()
+                        ));
                     }
                     for i in &items {
                         let name = i["name"].as_str().unwrap_or("");
@@ -403,7 +409,7 @@ fn workflow_command(action: WorkflowAction) -> i32 {
         },
         WorkflowAction::Delete { name } => match store::delete(&name) {
             Ok(()) => {
-                eprintln!("deleted '{name}'");
+                crate::report::err_line(&format!("deleted '{name}'"));
                 EXIT_OK
             }
             Err(e) => fail(e),

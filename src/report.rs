@@ -246,3 +246,9 @@ pub fn err_line(text: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr().lock(), "{text}");
 }
+
+/// Like [`err_line`], without the newline.
+pub fn err_text(text: &str) {
+    use std::io::Write;
+    let _ = write!(std::io::stderr().lock(), "{text}");
+}

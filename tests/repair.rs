@@ -84,11 +84,15 @@ impl Repair {
     }
 
     fn build(&self, extra: &[&str]) -> Run {
+        self.build_target("workflow.json", extra)
+    }
+
+    fn build_target(&self, target: &str, extra: &[&str]) -> Run {
         let mut c = Command::new(BIN);
         c.current_dir(self.path())
             .args([
                 "build",
-                "workflow.json",
+                target,
                 "--output-format",
                 "json",
                 "--cache-dir",
@@ -512,4 +516,35 @@ fn repair_list_show_and_apply() {
     assert!(std::fs::read_to_string(&file)
         .expect("read")
         .contains("get.stdout.user.name}"));
+}
+
+#[test]
+fn apply_repairs_updates_a_saved_workflow() {
+    let stub = model(vec![fenced(&user_workflow("name"))]);
+    let r = Repair::new().model(&stub);
+    r.write(&user_workflow("fullname"));
+    let save = Command::new(BIN)
+        .current_dir(r.path())
+        .args(["workflow", "save", "workflow.json", "greeter"])
+        .env("PFLOW_HOME", r.path().join("home"))
+        .output()
+        .expect("save");
+    assert!(
+        save.status.success(),
+        "{}",
+        String::from_utf8_lossy(&save.stderr)
+    );
+    let run = r.build_target("greeter", &["--apply-repairs"]);
+    assert_eq!(run.code, 0, "{run}");
+    let saved: Value = serde_json::from_slice(
+        &std::fs::read(r.path().join("home/workflows/greeter.json")).expect("saved file"),
+    )
+    .expect("json");
+    let command = saved["ir"]["nodes"][1]["params"]["command"]
+        .as_str()
+        .unwrap_or("");
+    assert!(command.contains("user.name}"), "{saved}");
+    assert_eq!(saved["name"], "greeter");
+    assert_eq!(saved["rich_metadata"]["execution_count"], 1);
+    assert_eq!(saved["rich_metadata"]["last_execution_success"], true);
 }

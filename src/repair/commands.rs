@@ -20,10 +20,10 @@ fn locate(cache_root: &Path, arg: &str) -> PathBuf {
 pub fn list(cache_root: &Path) -> i32 {
     let records = patch::list(cache_root);
     if records.is_empty() {
-        eprintln!(
+        crate::report::err_line(&format!(
             "no recorded repairs in {}",
             patch::repairs_dir(cache_root).display()
-        );
+        ));
         return EXIT_OK;
     }
     for (path, r) in records {
@@ -32,13 +32,13 @@ pub fn list(cache_root: &Path) -> i32 {
             .iter()
             .map(|e| format!("{} ({})", e.node, e.category))
             .collect();
-        println!(
+        crate::report::out_line(&format!(
             "{}  {}  {}  fixed: {}",
             path.display(),
             r.created_at,
             r.workflow,
             fixed.join(", ")
-        );
+        ));
     }
     EXIT_OK
 }
@@ -47,11 +47,14 @@ pub fn show(cache_root: &Path, arg: &str) -> i32 {
     let path = locate(cache_root, arg);
     match patch::load(&path) {
         Ok(r) => {
-            println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            crate::report::out_line(&format!(
+                "{}",
+                serde_json::to_string_pretty(&r).unwrap_or_default()
+            ));
             EXIT_OK
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::report::err_line(&format!("error: {e}"));
             EXIT_INVALID
         }
     }
@@ -62,7 +65,7 @@ pub fn apply(cache_root: &Path, arg: &str, workflow: Option<&str>) -> i32 {
     let record = match patch::load(&path) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::report::err_line(&format!("error: {e}"));
             return EXIT_INVALID;
         }
     };
@@ -70,7 +73,7 @@ pub fn apply(cache_root: &Path, arg: &str, workflow: Option<&str>) -> i32 {
     let doc = match crate::source::read_json_file(&target) {
         Ok(d) => d,
         Err(d) => {
-            eprintln!("error: {}: {}", target.display(), d.message);
+            crate::report::err_line(&format!("error: {}: {}", target.display(), d.message));
             return EXIT_INVALID;
         }
     };
@@ -78,23 +81,27 @@ pub fn apply(cache_root: &Path, arg: &str, workflow: Option<&str>) -> i32 {
     let repaired = match patch::apply(&record, &ir) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {}: {e}", target.display());
+            crate::report::err_line(&format!("error: {}: {e}", target.display()));
             return EXIT_INVALID;
         }
     };
     if let Err(report) = crate::validate::validate(&repaired) {
         crate::cli::print_diagnostics(&target.display().to_string(), &report);
-        eprintln!(
+        crate::report::err_line(&format!(
             "error: the patched workflow is invalid; {} was not changed",
             target.display()
-        );
+        ));
         return EXIT_INVALID;
     }
     if let Err(e) = super::apply_to_file(&target, &doc, &repaired) {
-        eprintln!("error: cannot write {}: {e}", target.display());
+        crate::report::err_line(&format!("error: cannot write {}: {e}", target.display()));
         return EXIT_INVALID;
     }
-    eprint!("{}", patch::unified_diff(&ir, &repaired));
-    eprintln!("applied {} to {}", path.display(), target.display());
+    crate::report::err_text(&format!("{}", patch::unified_diff(&ir, &repaired)));
+    crate::report::err_line(&format!(
+        "applied {} to {}",
+        path.display(),
+        target.display()
+    ));
     EXIT_OK
 }

@@ -1,0 +1,285 @@
+//! Saved workflows: `pflow workflow save|list|show|delete`, `pflow build NAME`, and the
+//! run metadata kept in `$PFLOW_HOME/workflows/<name>.json`.
+
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_pflow");
+
+/// A temporary PFLOW_HOME and working directory.
+struct Home {
+    dir: tempfile::TempDir,
+}
+
+impl Home {
+    fn new() -> Home {
+        Home {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    fn home(&self) -> PathBuf {
+        self.dir.path().join("pflow-home")
+    }
+
+    fn saved(&self, name: &str) -> PathBuf {
+        self.home().join("workflows").join(format!("{name}.json"))
+    }
+
+    fn saved_doc(&self, name: &str) -> Value {
+        let bytes = std::fs::read(self.saved(name)).expect("saved file");
+        serde_json::from_slice(&bytes).expect("saved file is JSON")
+    }
+
+    fn write(&self, file: &str, doc: &Value) -> PathBuf {
+        let p = self.dir.path().join(file);
+        std::fs::write(&p, serde_json::to_string_pretty(doc).expect("encode")).expect("write");
+        p
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.current_dir(self.dir.path())
+            .args(args)
+            .env("PFLOW_HOME", self.home())
+            .env("PFLOW_CACHE_DIR", self.dir.path().join("cache"))
+            .env("CI", "1")
+            .env_remove("ANTHROPIC_API_KEY")
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let out = self.command(args).output().expect("run pflow");
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!all.contains("panicked"), "{all}");
+        out
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn greeter() -> Value {
+    json!({
+        "ir_version": "0.1.0",
+        "inputs": {
+            "name": {"type": "string", "description": "who to greet"},
+            "api_token": {"type": "string", "required": false, "default": "none"}
+        },
+        "nodes": [{"id": "greet", "type": "shell", "params": {"command": "echo Hello, ${name} ${api_token}"}}],
+        "outputs": {"message": {"source": "${greet.stdout}"}}
+    })
+}
+
+#[test]
+fn save_list_show_build_by_name_and_delete() {
+    let h = Home::new();
+    h.write("greet.json", &greeter());
+    let save = h.run(&[
+        "workflow",
+        "save",
+        "greet.json",
+        "say-hello",
+        "--description",
+        "Greets someone",
+    ]);
+    assert!(save.status.success(), "{}", text(&save));
+    let doc = h.saved_doc("say-hello");
+    assert_eq!(doc["name"], "say-hello");
+    assert_eq!(doc["description"], "Greets someone");
+    assert_eq!(doc["ir"]["nodes"][0]["id"], "greet");
+    assert!(doc["created_at"].is_string() && doc["updated_at"].is_string());
+    assert_eq!(doc["rich_metadata"]["execution_count"], 0);
+
+    let list = h.run(&["workflow", "list", "--output-format", "json"]);
+    let items: Value = serde_json::from_slice(&list.stdout).expect("list json");
+    assert_eq!(items[0]["name"], "say-hello");
+    assert_eq!(items[0]["description"], "Greets someone");
+
+    let show = h.run(&["workflow", "show", "say-hello"]);
+    let shown: Value = serde_json::from_slice(&show.stdout).expect("show json");
+    assert_eq!(shown["ir"], doc["ir"]);
+
+    // Build by name from another directory: the name, not a file, is resolved.
+    let elsewhere = h.dir.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).expect("mkdir");
+    let build = h
+        .command(&["build", "say-hello", "name=Ada"])
+        .current_dir(&elsewhere)
+        .output()
+        .expect("build");
+    assert!(build.status.success(), "{}", text(&build));
+    assert_eq!(
+        String::from_utf8_lossy(&build.stdout).trim(),
+        "Hello, Ada none"
+    );
+    let meta = &h.saved_doc("say-hello")["rich_metadata"];
+    assert_eq!(meta["execution_count"], 1);
+    assert_eq!(meta["last_execution_success"], true);
+    assert_eq!(meta["last_execution_params"], json!({"name": "Ada"}));
+    assert!(meta["last_execution_timestamp"]
+        .as_str()
+        .is_some_and(|t| t.ends_with('Z')));
+    assert!(meta["last_execution_duration_ms"].is_u64());
+
+    let del = h.run(&["workflow", "delete", "say-hello"]);
+    assert!(del.status.success(), "{}", text(&del));
+    assert!(!h.saved("say-hello").exists());
+    let gone = h.run(&["build", "say-hello", "name=Ada"]);
+    assert_eq!(gone.status.code(), Some(2), "{}", text(&gone));
+}
+
+#[test]
+fn a_failed_run_is_recorded_too() {
+    let h = Home::new();
+    h.write(
+        "fail.json",
+        &json!({"nodes": [{"id": "x", "type": "shell", "params": {"command": "exit 3"}}]}),
+    );
+    assert!(h
+        .run(&["workflow", "save", "fail.json", "always-fails"])
+        .status
+        .success());
+    let run = h.run(&["build", "always-fails", "--no-repair"]);
+    assert_eq!(run.status.code(), Some(1));
+    let meta = &h.saved_doc("always-fails")["rich_metadata"];
+    assert_eq!(meta["execution_count"], 1);
+    assert_eq!(meta["last_execution_success"], false);
+}
+
+#[test]
+fn unknown_name_exits_2_with_the_closest_saved_names() {
+    let h = Home::new();
+    h.write("greet.json", &greeter());
+    assert!(h
+        .run(&["workflow", "save", "greet.json", "say-hello"])
+        .status
+        .success());
+    let out = h.run(&["build", "say-helo", "name=x"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("say-hello"), "{}", text(&out));
+}
+
+#[test]
+fn bad_names_are_rejected_with_the_rule() {
+    let h = Home::new();
+    h.write("greet.json", &greeter());
+    for bad in ["Say_Hello", "x-", "a--b", &"a".repeat(51)] {
+        let out = h.run(&["workflow", "save", "greet.json", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(
+            text(&out).contains("lowercase letters, digits and single hyphens"),
+            "{}",
+            text(&out)
+        );
+    }
+    assert!(
+        !h.home().join("workflows").exists()
+            || std::fs::read_dir(h.home().join("workflows"))
+                .map(|d| d.count())
+                .unwrap_or(0)
+                == 0
+    );
+}
+
+#[test]
+fn invalid_workflows_are_not_saved() {
+    let h = Home::new();
+    h.write("bad.json", &json!({"nodes": [{"id": "x", "type": "nope"}]}));
+    let out = h.run(&["workflow", "save", "bad.json", "bad"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("unknown node type 'nope'"));
+    assert!(!h.saved("bad").exists());
+}
+
+#[test]
+fn saving_over_an_existing_name_needs_force() {
+    let h = Home::new();
+    h.write("greet.json", &greeter());
+    assert!(h
+        .run(&["workflow", "save", "greet.json", "say-hello"])
+        .status
+        .success());
+    let before = std::fs::read(h.saved("say-hello")).expect("read");
+
+    let mut other = greeter();
+    other["nodes"][0]["params"]["command"] = json!("echo Bye, ${name} ${api_token}");
+    h.write("other.json", &other);
+    let refused = h.run(&["workflow", "save", "other.json", "say-hello"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(text(&refused).contains("--force"), "{}", text(&refused));
+    assert_eq!(std::fs::read(h.saved("say-hello")).expect("read"), before);
+
+    let forced = h.run(&["workflow", "save", "other.json", "say-hello", "--force"]);
+    assert!(forced.status.success(), "{}", text(&forced));
+    assert!(
+        h.saved_doc("say-hello")["ir"]["nodes"][0]["params"]["command"]
+            .as_str()
+            .is_some_and(|c| c.contains("Bye"))
+    );
+}
+
+#[test]
+fn secret_looking_params_never_reach_the_saved_file() {
+    let h = Home::new();
+    h.write("greet.json", &greeter());
+    assert!(h
+        .run(&["workflow", "save", "greet.json", "say-hello"])
+        .status
+        .success());
+    let out = h.run(&[
+        "build",
+        "say-hello",
+        "name=Ada",
+        "api_token=tok-very-secret-9",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let raw = std::fs::read_to_string(h.saved("say-hello")).expect("read");
+    assert!(!raw.contains("tok-very-secret-9"), "{raw}");
+    let meta = &h.saved_doc("say-hello")["rich_metadata"];
+    assert_eq!(meta["last_execution_params"]["api_token"], "<redacted>");
+    assert_eq!(meta["last_execution_params"]["name"], "Ada");
+}
+
+#[test]
+fn six_concurrent_builds_count_six_runs() {
+    let h = Home::new();
+    h.write("greet.json", &greeter());
+    assert!(h
+        .run(&["workflow", "save", "greet.json", "say-hello"])
+        .status
+        .success());
+    let children: Vec<_> = (0..6)
+        .map(|i| {
+            h.command(&["build", "say-hello", &format!("name=n{i}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().expect("wait").success());
+    }
+    let doc = h.saved_doc("say-hello");
+    assert_eq!(doc["rich_metadata"]["execution_count"], 6, "{doc}");
+    // No temp files left beside it.
+    let leftovers: Vec<_> = std::fs::read_dir(h.home().join("workflows"))
+        .expect("dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".pflow-tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
