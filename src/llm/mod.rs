@@ -216,22 +216,24 @@ impl Call {
             rb = rb.header(name.clone(), value.clone());
         }
         let what = format!("POST {}", net::display_url(&self.url));
-        let resp = match rb.send() {
+        let resp = match net::fetch(rb) {
             Ok(r) => r,
-            Err(e) if e.is_builder() => {
+            Err(net::FetchError::Transport(e)) if e.is_builder() => {
                 return Outcome::Fail(NodeError::new(
                     ErrorCategory::Internal,
                     format!("{what}: cannot build the request: {}", net::root_cause(&e)),
                 ))
             }
-            Err(e) => return retry_network(&e, &what, timeout),
+            // Transport failures (refused, reset, timed out) are worth another try.
+            Err(e @ net::FetchError::Transport(_)) => {
+                return Outcome::Retry {
+                    error: e.into_node_error(&what, timeout),
+                    after: None,
+                }
+            }
+            Err(e) => return Outcome::Fail(e.into_node_error(&what, timeout)),
         };
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = match resp.bytes() {
-            Ok(b) => b.to_vec(),
-            Err(e) => return retry_network(&e, &what, timeout),
-        };
+        let (status, headers, body) = (resp.status.as_u16(), resp.headers, resp.body);
         if (200..300).contains(&status) {
             return Outcome::Done(body);
         }
@@ -301,13 +303,6 @@ impl Call {
             Provider::Anthropic => anthropic::parse(body, &self.model_id, self.max_tokens),
             Provider::OpenAi => openai::parse(body, &self.model_id, self.max_tokens),
         }
-    }
-}
-
-fn retry_network<T>(e: &reqwest::Error, what: &str, timeout: Duration) -> Outcome<T> {
-    Outcome::Retry {
-        error: net::send_error(e, what, timeout),
-        after: None,
     }
 }
 

@@ -176,6 +176,65 @@ pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a s
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// A response, read in full.
+pub(crate) struct Fetched {
+    pub status: reqwest::StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+/// Why no response came back.
+pub(crate) enum FetchError {
+    Transport(reqwest::Error),
+    Interrupted,
+    /// The helper thread ended without an answer (it panicked).
+    Lost,
+}
+
+/// Send a request and read its body on a helper thread, so that Ctrl-C ends the wait at
+/// once instead of after the request's timeout (the abandoned request ends with the
+/// process or its own timeout).
+pub(crate) fn fetch(rb: reqwest::blocking::RequestBuilder) -> Result<Fetched, FetchError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let result = rb.send().and_then(|resp| {
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            resp.bytes().map(|b| Fetched {
+                status,
+                headers,
+                body: b.to_vec(),
+            })
+        });
+        let _ = tx.send(result);
+    });
+    loop {
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(r) => return r.map_err(FetchError::Transport),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if crate::interrupt::is_interrupted() {
+                    return Err(FetchError::Interrupted);
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Err(FetchError::Lost),
+        }
+    }
+}
+
+impl FetchError {
+    /// The node error for `what` ("GET http://host/path"), sent with `timeout`.
+    pub(crate) fn into_node_error(self, what: &str, timeout: Duration) -> NodeError {
+        match self {
+            FetchError::Transport(e) => send_error(&e, what, timeout),
+            FetchError::Interrupted => NodeError::new(ErrorCategory::Interrupted, "interrupted"),
+            FetchError::Lost => NodeError::new(
+                ErrorCategory::Internal,
+                format!("{what}: the request ended without an answer"),
+            ),
+        }
+    }
+}
+
 /// Sleep for `d`, waking early (and returning false) when the user interrupts.
 pub(crate) fn sleep_interruptible(d: Duration) -> bool {
     let deadline = std::time::Instant::now() + d;

@@ -120,19 +120,13 @@ impl Request {
         if let Some(b) = &self.body {
             rb = rb.body(b.clone());
         }
-        let resp = rb
-            .send()
-            .map_err(|e| self.redacted(net::send_error(&e, &self.what(), self.timeout)))?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = resp
-            .bytes()
-            .map_err(|e| self.redacted(net::send_error(&e, &self.what(), self.timeout)))?;
+        let resp = net::fetch(rb)
+            .map_err(|e| self.redacted(e.into_node_error(&self.what(), self.timeout)))?;
         Ok(Response {
-            status: status.as_u16(),
-            reason: status.canonical_reason().unwrap_or(""),
-            headers,
-            body: body.to_vec(),
+            status: resp.status.as_u16(),
+            reason: resp.status.canonical_reason().unwrap_or(""),
+            headers: resp.headers,
+            body: resp.body,
         })
     }
 

@@ -501,8 +501,9 @@ impl Project {
         p
     }
 
-    /// `pflow build FILE ARGS --output-format json --no-repair` with a temp cache.
-    pub fn build(&self, file: &Path, args: &[&str]) -> Run {
+    /// The `pflow build FILE ARGS --output-format json --no-repair` command, with a temp
+    /// cache and the environment of this project, not started.
+    pub fn command(&self, file: &Path, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
         c.current_dir(self.dir.path())
             .arg("build")
@@ -520,8 +521,13 @@ impl Project {
         for (k, v) in &self.env {
             c.env(k, v);
         }
+        c
+    }
+
+    /// Run [`Project::command`] to the end.
+    pub fn build(&self, file: &Path, args: &[&str]) -> Run {
         let started = Instant::now();
-        let out = c.output().expect("run pflow");
+        let out = self.command(file, args).output().expect("run pflow");
         Run::new(out, started.elapsed())
     }
 
@@ -543,7 +549,7 @@ pub struct Run {
 }
 
 impl Run {
-    fn new(out: std::process::Output, elapsed: Duration) -> Run {
+    pub fn new(out: std::process::Output, elapsed: Duration) -> Run {
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         let code = out.status.code().unwrap_or(-1);
