@@ -23,7 +23,7 @@ use crate::workflow::{BatchConfig, CachePolicy, ErrorHandling, TemplateMode};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -251,87 +251,99 @@ pub fn execute(
     };
 
     let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
-    let mut remaining: Vec<usize> = vec![0; n];
     for i in 0..n {
-        remaining[i] = shared.deps[i].len();
         for (j, _) in &shared.deps[i] {
             dependents[*j].push(i);
         }
     }
-    // Ready nodes in topological order, so progress reads like the workflow.
-    let mut rank = vec![0usize; n];
-    for (r, &i) in v.order.iter().enumerate() {
-        rank[i] = r;
-    }
-    let mut ready: VecDeque<usize> = v
-        .order
-        .iter()
-        .copied()
-        .filter(|&i| remaining[i] == 0)
-        .collect();
-    let (tx, rx) = mpsc::channel::<usize>();
-    let mut running = 0usize;
-    let mut finished = 0usize;
+    let (tx, rx) = mpsc::channel::<Msg>();
+    let sched = Sched {
+        remaining: (0..n)
+            .map(|i| AtomicUsize::new(shared.deps[i].len()))
+            .collect(),
+        dependents,
+        tx,
+    };
 
     pool.in_place_scope(|scope| {
+        for &i in &v.order {
+            if shared.deps[i].is_empty() {
+                let (shared, sched) = (&shared, &sched);
+                scope.spawn(move |s| on_ready(s, shared, sched, i));
+            }
+        }
+        // The main thread only reports; workers schedule each other.
+        // It drains messages in batches (a short sleep between) rather than waking for
+        // each one: a no-op build of a large workflow would otherwise pay two context
+        // switches per node.
+        let mut finished = 0usize;
         while finished < n {
-            while let Some(i) = ready.pop_front() {
-                let skip = if crate::interrupt::is_interrupted() {
-                    Some("interrupted before it started".to_string())
-                } else {
-                    gate(&shared, i)
-                };
-                match skip {
-                    Some(reason) => {
-                        let report = shared.skip(i, reason);
-                        events(Event::Finished(&report));
+            let mut got = false;
+            while let Ok(msg) = rx.try_recv() {
+                got = true;
+                match msg {
+                    Msg::Started(i) => events(Event::Started(i)),
+                    Msg::Finished(i) => {
                         finished += 1;
-                        release(i, &dependents, &mut remaining, &mut ready, &rank);
-                    }
-                    None => {
-                        events(Event::Started(i));
-                        running += 1;
-                        let tx = tx.clone();
-                        let shared = &shared;
-                        scope.spawn(move |_| {
-                            shared.process(i);
-                            let _ = tx.send(i);
-                        });
+                        if let Some(report) = lock(&shared.slots[i]).report.clone() {
+                            events(Event::Finished(&report));
+                        }
                     }
                 }
             }
-            if running == 0 {
-                break;
+            if !got && finished < n {
+                if crate::interrupt::is_interrupted() && sched_done(&shared) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
             }
-            let Ok(i) = rx.recv() else { break };
-            running -= 1;
-            finished += 1;
-            if let Some(report) = lock(&shared.slots[i]).report.clone() {
-                events(Event::Finished(&report));
-            }
-            release(i, &dependents, &mut remaining, &mut ready, &rank);
         }
     });
 
     shared.finish()
 }
 
-fn release(
-    i: usize,
-    dependents: &[Vec<usize>],
-    remaining: &mut [usize],
-    ready: &mut VecDeque<usize>,
-    rank: &[usize],
-) {
-    let mut newly: Vec<usize> = Vec::new();
-    for &d in &dependents[i] {
-        remaining[d] -= 1;
-        if remaining[d] == 0 {
-            newly.push(d);
+enum Msg {
+    Started(usize),
+    Finished(usize),
+}
+
+/// Have all nodes been decided? (A safety net for the reporting loop.)
+fn sched_done(shared: &Shared<'_>) -> bool {
+    shared.slots.iter().all(|s| lock(s).done)
+}
+
+/// Shared scheduling state: how many dependencies each node still waits for.
+struct Sched {
+    remaining: Vec<AtomicUsize>,
+    dependents: Vec<Vec<usize>>,
+    tx: mpsc::Sender<Msg>,
+}
+
+/// Node `i` has all its dependencies done: run or skip it on this worker, then hand
+/// its newly ready dependents to the pool. A worker usually picks up the next node of
+/// a chain itself (rayon's local queue), so a cached chain costs no thread hand-offs.
+fn on_ready<'s>(scope: &rayon::Scope<'s>, shared: &'s Shared<'s>, sched: &'s Sched, i: usize) {
+    let skip = if crate::interrupt::is_interrupted() {
+        Some("interrupted before it started".to_string())
+    } else {
+        gate(shared, i)
+    };
+    match skip {
+        Some(reason) => {
+            shared.skip(i, reason);
+        }
+        None => {
+            let _ = sched.tx.send(Msg::Started(i));
+            shared.process(i);
         }
     }
-    newly.sort_by_key(|&d| rank[d]);
-    ready.extend(newly);
+    let _ = sched.tx.send(Msg::Finished(i));
+    for &d in &sched.dependents[i] {
+        if sched.remaining[d].fetch_sub(1, Ordering::AcqRel) == 1 {
+            scope.spawn(move |s| on_ready(s, shared, sched, d));
+        }
+    }
 }
 
 fn fail_all(shared: &Shared<'_>, msg: &str) -> Outcome {
