@@ -73,15 +73,24 @@ where
     I: IntoIterator<Item = &'a str>,
 {
     let lower = word.to_lowercase();
+    let lower_len = lower.chars().count();
+    let word_len = word.chars().count();
     candidates
         .into_iter()
-        .map(|c| {
-            let score = strsim::normalized_damerau_levenshtein(&lower, &c.to_lowercase());
+        .filter_map(|c| {
             // One name inside the other ('path' in 'file_path') is a likely typo, but not
             // when the shorter one is a letter or two ('a' is inside 'summary').
-            let shorter = word.chars().count().min(c.chars().count());
+            let shorter = word_len.min(c.chars().count());
             let contains = shorter >= 3 && (c.contains(word) || word.contains(c));
-            (if contains { score.max(0.7) } else { score }, c)
+            let c_lower = c.to_lowercase();
+            let c_len = c_lower.chars().count();
+            // The score is 1 - distance / longer length, and the distance is at least the
+            // difference in length: skip the edit distance when it cannot reach 0.6.
+            if !contains && 5 * lower_len.abs_diff(c_len) > 2 * lower_len.max(c_len) {
+                return None;
+            }
+            let score = strsim::normalized_damerau_levenshtein(&lower, &c_lower);
+            Some((if contains { score.max(0.7) } else { score }, c))
         })
         .filter(|(score, _)| *score >= 0.6)
         .max_by(|a, b| a.0.total_cmp(&b.0))

@@ -12,7 +12,8 @@ use crate::nodes::{self, NodeSpec, OutputKind};
 use crate::template::{ParamTemplate, Reference, Step, Template};
 use crate::workflow::{BatchItems, EdgeAction, Workflow};
 use serde_json::Value;
-use std::collections::{BTreeSet, HashMap};
+use std::cell::{Cell, OnceCell};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// Hard limit on workflow size, so a hostile file fails fast with a clear message.
 pub const MAX_NODES: usize = 100_000;
@@ -62,6 +63,31 @@ enum Root {
 struct Names<'a> {
     wf: &'a Workflow,
     ids: HashMap<&'a str, usize>,
+    /// Node ids, sorted; built on the first error that needs them.
+    sorted_ids: OnceCell<Vec<&'a str>>,
+    /// Node ids and input names, sorted and deduplicated; built on first use.
+    sorted_names: OnceCell<Vec<&'a str>>,
+    /// "Did you mean" costs a pass over every name; a workflow with thousands of bad
+    /// references gets suggestions for the first few only, so validation stays linear.
+    suggestions_left: Cell<usize>,
+}
+
+/// How many "did you mean" searches over all names one validation may do.
+const SUGGESTION_BUDGET: usize = 100;
+/// How many names a hint lists before it says how many more there are.
+const LISTED_NAMES: usize = 20;
+
+/// `a, b, c` or, for a long list, `a, b, … (and 120 more)`.
+fn name_list(names: &[&str]) -> String {
+    if names.len() <= LISTED_NAMES {
+        names.join(", ")
+    } else {
+        format!(
+            "{}, … (and {} more)",
+            names[..LISTED_NAMES].join(", "),
+            names.len() - LISTED_NAMES
+        )
+    }
 }
 
 impl<'a> Names<'a> {
@@ -79,25 +105,58 @@ impl<'a> Names<'a> {
         }
     }
 
-    fn candidates(&self) -> impl Iterator<Item = &str> {
-        self.wf
-            .nodes
-            .iter()
-            .map(|n| n.id.as_str())
-            .chain(self.wf.inputs.keys().map(|k| k.as_str()))
+    fn sorted_ids(&self) -> &[&'a str] {
+        self.sorted_ids.get_or_init(|| {
+            let mut all: Vec<&str> = self.ids.keys().copied().collect();
+            all.sort_unstable();
+            all
+        })
+    }
+
+    /// Node ids and input names, sorted.
+    fn sorted_names(&self) -> &[&'a str] {
+        self.sorted_names.get_or_init(|| {
+            let wf: &'a Workflow = self.wf;
+            let mut all: Vec<&'a str> = wf
+                .nodes
+                .iter()
+                .map(|n| n.id.as_str())
+                .chain(wf.inputs.keys().map(|k| k.as_str()))
+                .filter(|n| !n.is_empty())
+                .collect();
+            all.sort_unstable();
+            all.dedup();
+            all
+        })
+    }
+
+    /// "did you mean" among `candidates`, while the budget lasts.
+    fn suggest(&self, word: &str, candidates: &[&str]) -> Option<String> {
+        let left = self.suggestions_left.get();
+        if left == 0 {
+            return None;
+        }
+        self.suggestions_left.set(left - 1);
+        suggestion(word, candidates.iter().copied())
+    }
+
+    /// A hint for a name that is not a node id: the closest id, or the ids there are.
+    fn node_hint(&self, word: &str) -> String {
+        self.suggest(word, self.sorted_ids())
+            .unwrap_or_else(|| format!("node ids are: {}", name_list(self.sorted_ids())))
     }
 }
 
 /// Validate a parsed JSON document.
 pub fn validate(doc: &Value) -> Result<Validated, Report> {
-    let (wf, mut errors) = Workflow::from_json(doc);
+    let (wf, errors) = Workflow::from_json(doc);
     let Some(wf) = wf else {
         return Err(Report {
             errors,
             warnings: Vec::new(),
         });
     };
-    validate_workflow(wf, errors.drain(..).collect())
+    validate_workflow(wf, errors)
 }
 
 /// Validate a decoded workflow, adding to the structural problems already found.
@@ -145,7 +204,13 @@ pub fn validate_workflow(wf: Workflow, structural: Vec<Diagnostic>) -> Result<Va
             );
         }
     }
-    let names = Names { wf: &wf, ids };
+    let names = Names {
+        wf: &wf,
+        ids,
+        sorted_ids: OnceCell::new(),
+        sorted_names: OnceCell::new(),
+        suggestions_left: Cell::new(SUGGESTION_BUDGET),
+    };
 
     // Inputs: at most one receives stdin.
     let stdin_inputs: Vec<&str> = wf
@@ -174,13 +239,7 @@ pub fn validate_workflow(wf: Workflow, structural: Vec<Diagnostic>) -> Result<Va
                     "start_node",
                     format!("start_node '{start}' is not a node in this workflow"),
                 )
-                .with_hint(
-                    suggestion(start, names.ids.keys().copied()).unwrap_or_else(|| {
-                        let mut all: Vec<&str> = names.ids.keys().copied().collect();
-                        all.sort();
-                        format!("node ids are: {}", all.join(", "))
-                    }),
-                ),
+                .with_hint(names.node_hint(start)),
             );
         }
     }
@@ -191,11 +250,7 @@ pub fn validate_workflow(wf: Workflow, structural: Vec<Diagnostic>) -> Result<Va
         let mut endpoint = |id: &str, field: &str| match names.ids.get(id) {
             Some(&p) => Some(p),
             None => {
-                let hint = suggestion(id, names.ids.keys().copied()).unwrap_or_else(|| {
-                    let mut all: Vec<&str> = names.ids.keys().copied().collect();
-                    all.sort();
-                    format!("node ids are: {}", all.join(", "))
-                });
+                let hint = names.node_hint(id);
                 errors.push(
                     Diagnostic::error(
                         format!("edges[{i}].{field}"),
@@ -426,13 +481,21 @@ pub fn validate_workflow(wf: Workflow, structural: Vec<Diagnostic>) -> Result<Va
 
     // Outputs.
     let mut outputs = Vec::with_capacity(wf.outputs.len());
+    let mut produced_fields: Option<HashSet<&str>> = None;
     for (name, spec) in &wf.outputs {
         let opath = format!("outputs.{name}.source");
         let Some(source) = &spec.source else {
-            let produced = wf
-                .nodes
-                .iter()
-                .any(|n| nodes::lookup(&n.node_type).is_some_and(|s| s.output(name).is_some()));
+            let produced = produced_fields
+                .get_or_insert_with(|| {
+                    let types: HashSet<&str> =
+                        wf.nodes.iter().map(|n| n.node_type.as_str()).collect();
+                    types
+                        .into_iter()
+                        .filter_map(nodes::lookup)
+                        .flat_map(|s| s.outputs.iter().map(|o| o.name))
+                        .collect()
+                })
+                .contains(name.as_str());
             if !produced {
                 warnings.push(
                     Diagnostic::warning(
@@ -558,16 +621,15 @@ fn check_reference(
                 if node_type == "shell" {
                     h.push_str("; to pass a value in, use the node's \"env\" param");
                 }
-                if let Some(s) = suggestion(name, names.candidates()) {
+                if let Some(s) = names.suggest(name, names.sorted_names()) {
                     h = format!("{s} Otherwise, {h}");
                 }
                 h
             } else {
-                let mut avail: Vec<&str> = names.candidates().collect();
-                avail.sort();
-                avail.dedup();
-                suggestion(name, avail.iter().copied())
-                    .unwrap_or_else(|| format!("inputs and nodes are: {}", avail.join(", ")))
+                let avail = names.sorted_names();
+                names
+                    .suggest(name, avail)
+                    .unwrap_or_else(|| format!("inputs and nodes are: {}", name_list(avail)))
             };
             errors.push(Diagnostic::error(path, message).with_hint(hint));
         }
@@ -788,6 +850,27 @@ mod tests {
             {"id": "a", "type": "shell"}
         ], "edges": [{"from": "a", "to": "zz"}]}));
         assert!(e.len() >= 4, "{e:?}");
+    }
+
+    #[test]
+    fn hints_stay_short_in_large_workflows() {
+        let nodes: Vec<Value> = (0..300)
+            .map(|i| {
+                json!({"id": format!("node{i}"), "type": "echo",
+                            "params": {"message": format!("${{gone{i}.echo}}")}})
+            })
+            .collect();
+        let e = errors(json!({"nodes": nodes, "edges": [{"from": "node0", "to": "zzz"}]}));
+        assert_eq!(e.len(), 301);
+        let edge = e.iter().find(|d| d.path == "edges[0].to").unwrap();
+        let hint = edge.hint.as_deref().unwrap();
+        assert!(hint.contains("(and 280 more)"), "{hint}");
+        // Past the suggestion budget, errors still come with the (short) list of names.
+        let last = e
+            .iter()
+            .find(|d| d.path == "nodes[299].params.message")
+            .unwrap();
+        assert!(last.hint.as_deref().unwrap().contains("more)"), "{last}");
     }
 
     #[test]
