@@ -13,10 +13,121 @@
 //! - A string that is exactly one template keeps the value's JSON type; inside text,
 //!   values are rendered as text (null → empty, objects and arrays as compact JSON).
 //! - Walking a path through a string that holds a JSON object or array parses it.
+//!
+//! Expansion is bounded: one param value may not build more than
+//! [`max_template_bytes`] bytes of text (256 MB unless `PFLOW_MAX_TEMPLATE_BYTES` says
+//! otherwise), so `${a.stdout}` repeated many times over a large value fails with an
+//! [`Unresolved`] error that names the template instead of exhausting memory.
 
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::OnceLock;
+
+/// Default cap on the text one param value may expand to (256 MB).
+pub const DEFAULT_MAX_TEMPLATE_BYTES: usize = 256 * 1024 * 1024;
+
+/// The expansion cap: `PFLOW_MAX_TEMPLATE_BYTES` when set to a number, else
+/// [`DEFAULT_MAX_TEMPLATE_BYTES`]. Read once per process.
+pub fn max_template_bytes() -> usize {
+    static LIMIT: OnceLock<usize> = OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        std::env::var("PFLOW_MAX_TEMPLATE_BYTES")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(DEFAULT_MAX_TEMPLATE_BYTES)
+    })
+}
+
+/// What is left of the expansion cap while one value is being resolved.
+struct Budget {
+    limit: usize,
+    used: usize,
+}
+
+impl Budget {
+    fn new(limit: usize) -> Budget {
+        Budget { limit, used: 0 }
+    }
+
+    fn left(&self) -> usize {
+        self.limit.saturating_sub(self.used)
+    }
+
+    /// Take `n` bytes, or say which template went over.
+    fn take(&mut self, n: usize, template: &dyn Fn() -> String) -> Result<(), Unresolved> {
+        if n > self.left() {
+            return Err(self.exceeded(template()));
+        }
+        self.used += n;
+        Ok(())
+    }
+
+    fn exceeded(&self, template: String) -> Unresolved {
+        Unresolved {
+            template,
+            resolved_prefix: String::new(),
+            reason: format!(
+                "expanding it would produce more than {} bytes of text, the limit for one value \
+                 (set PFLOW_MAX_TEMPLATE_BYTES to change it)",
+                self.limit
+            ),
+            available: Vec::new(),
+        }
+    }
+}
+
+/// An `io::Write` into a byte buffer that refuses to grow past `cap` bytes.
+struct CappedWriter<'a> {
+    buf: &'a mut Vec<u8>,
+    cap: usize,
+}
+
+impl std::io::Write for CappedWriter<'_> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + data.len() > self.cap {
+            return Err(std::io::Error::other("template expansion limit"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Serialized size of `v` (compact JSON), or `None` when it is over `cap`. Stops early.
+fn json_len_within(v: &Value, cap: usize) -> Option<usize> {
+    struct Count {
+        n: usize,
+        cap: usize,
+    }
+    impl std::io::Write for Count {
+        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+            self.n += data.len();
+            if self.n > self.cap {
+                return Err(std::io::Error::other("over"));
+            }
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count { n: 0, cap };
+    serde_json::to_writer(&mut c, v).ok().map(|_| c.n)
+}
+
+/// The size a value adds when it is copied into a larger value: its text for strings,
+/// its compact JSON otherwise. `None` when over `cap`.
+fn value_len_within(v: &Value, cap: usize) -> Option<usize> {
+    let n = match v {
+        Value::String(s) => s.len(),
+        Value::Array(_) | Value::Object(_) => return json_len_within(v, cap),
+        _ => 8,
+    };
+    (n <= cap).then_some(n)
+}
 
 /// A parsed template string.
 #[derive(Debug, Clone, PartialEq)]
@@ -213,19 +324,80 @@ impl Template {
     }
 
     /// Resolve against `scope`. One whole-value reference keeps its JSON type; otherwise
-    /// the result is text.
+    /// the result is text, at most [`max_template_bytes`] long.
     pub fn resolve(&self, scope: &dyn Scope) -> Result<Value, Unresolved> {
+        self.resolve_with_limit(scope, max_template_bytes())
+    }
+
+    /// [`Template::resolve`] with an explicit cap on the text it may produce.
+    pub fn resolve_with_limit(&self, scope: &dyn Scope, limit: usize) -> Result<Value, Unresolved> {
+        self.resolve_in(scope, &mut Budget::new(limit), false)
+    }
+
+    /// Resolve, charging the text produced to `budget`. A whole-value reference is only
+    /// charged when `charge_whole` (it is then a copy inside a larger value).
+    fn resolve_in(
+        &self,
+        scope: &dyn Scope,
+        budget: &mut Budget,
+        charge_whole: bool,
+    ) -> Result<Value, Unresolved> {
         if let Some(r) = self.as_single_ref() {
-            return resolve_reference(r, scope);
+            let v = resolve_reference(r, scope)?;
+            if charge_whole {
+                let n = value_len_within(&v, budget.left())
+                    .ok_or_else(|| budget.exceeded(self.name()))?;
+                budget.take(n, &|| self.name())?;
+            }
+            return Ok(v);
         }
+        let mut out: Vec<u8> = Vec::new();
+        for part in &self.parts {
+            let piece: Cow<'_, str> = match part {
+                Part::Text(t) => Cow::Borrowed(t.as_str()),
+                Part::Ref(r) => {
+                    let v = resolve_reference(r, scope)?;
+                    match v {
+                        Value::Array(_) | Value::Object(_) => {
+                            // Serialize straight into the output, stopping at the cap.
+                            let start = out.len();
+                            let cap = start + budget.left();
+                            let mut w = CappedWriter { buf: &mut out, cap };
+                            if serde_json::to_writer(&mut w, &v).is_err() {
+                                return Err(budget.exceeded(self.name()));
+                            }
+                            let n = out.len() - start;
+                            budget.take(n, &|| self.name())?;
+                            continue;
+                        }
+                        other => Cow::Owned(render_text(&other).into_owned()),
+                    }
+                }
+            };
+            budget.take(piece.len(), &|| self.name())?;
+            out.extend_from_slice(piece.as_bytes());
+        }
+        let text = String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        Ok(Value::String(text))
+    }
+
+    /// The template as source text: `parse(t.to_source()) == t` for any parsed `t`.
+    /// Literal `${` in text is written `$${`.
+    pub fn to_source(&self) -> String {
         let mut out = String::new();
         for part in &self.parts {
             match part {
-                Part::Text(t) => out.push_str(t),
-                Part::Ref(r) => out.push_str(&render_text(&resolve_reference(r, scope)?)),
+                Part::Text(t) => out.push_str(&t.replace("${", "$${")),
+                Part::Ref(r) => out.push_str(&r.to_string()),
             }
         }
-        Ok(Value::String(out))
+        out
+    }
+
+    /// A short form of the source for messages.
+    fn name(&self) -> String {
+        preview(&self.to_source(), 80)
     }
 }
 
@@ -620,15 +792,29 @@ impl ParamTemplate {
 
     /// Resolve the whole value. Inside arrays and objects, a whole-value template whose
     /// value is JSON text of an object or array is parsed, as pflow does.
+    ///
+    /// The text built for the value (every text template, and every whole-value
+    /// template copied into an array or object) is capped by [`max_template_bytes`]; a
+    /// top-level whole-value template passes its value through and is not charged.
     pub fn resolve(&self, scope: &dyn Scope) -> Result<Value, Unresolved> {
-        self.resolve_inner(scope, false)
+        self.resolve_with_limit(scope, max_template_bytes())
     }
 
-    fn resolve_inner(&self, scope: &dyn Scope, nested: bool) -> Result<Value, Unresolved> {
+    /// [`ParamTemplate::resolve`] with an explicit cap on the text it may produce.
+    pub fn resolve_with_limit(&self, scope: &dyn Scope, limit: usize) -> Result<Value, Unresolved> {
+        self.resolve_inner(scope, false, &mut Budget::new(limit))
+    }
+
+    fn resolve_inner(
+        &self,
+        scope: &dyn Scope,
+        nested: bool,
+        budget: &mut Budget,
+    ) -> Result<Value, Unresolved> {
         match self {
             ParamTemplate::Literal(v) => Ok(v.clone()),
             ParamTemplate::Template(t) => {
-                let v = t.resolve(scope)?;
+                let v = t.resolve_in(scope, budget, nested)?;
                 if nested && t.as_single_ref().is_some() {
                     if let Value::String(s) = &v {
                         if let Some(parsed) = parse_json_container(s) {
@@ -641,13 +827,13 @@ impl ParamTemplate {
             ParamTemplate::Array(items) => Ok(Value::Array(
                 items
                     .iter()
-                    .map(|i| i.resolve_inner(scope, true))
+                    .map(|i| i.resolve_inner(scope, true, budget))
                     .collect::<Result<_, _>>()?,
             )),
             ParamTemplate::Object(fields) => {
                 let mut map = Map::with_capacity(fields.len());
                 for (k, v) in fields {
-                    map.insert(k.clone(), v.resolve_inner(scope, true)?);
+                    map.insert(k.clone(), v.resolve_inner(scope, true, budget)?);
                 }
                 Ok(Value::Object(map))
             }
@@ -889,5 +1075,62 @@ mod tests {
     fn escaped_only_string_compiles_to_literal() {
         let p = ParamTemplate::compile(&json!("echo $${HOME}")).unwrap();
         assert_eq!(p, ParamTemplate::Literal(json!("echo ${HOME}")));
+    }
+
+    #[test]
+    fn text_expansion_over_the_cap_names_the_template() {
+        let s = scope(json!({"a": {"stdout": "x".repeat(1000)}}));
+        let t = Template::parse(&"${a.stdout}".repeat(20)).unwrap();
+        assert_eq!(
+            t.resolve_with_limit(&s, 20_000).unwrap(),
+            json!("x".repeat(20_000))
+        );
+        let e = t.resolve_with_limit(&s, 19_999).unwrap_err();
+        assert!(e.template.starts_with("${a.stdout}${a.stdout}"), "{e}");
+        assert!(e.reason.contains("more than 19999 bytes"), "{e}");
+        assert!(e.to_string().contains("PFLOW_MAX_TEMPLATE_BYTES"), "{e}");
+    }
+
+    #[test]
+    fn object_rendering_stops_at_the_cap() {
+        let big: Vec<Value> = (0..10_000).map(|i| json!({"i": i})).collect();
+        let s = scope(json!({"a": {"list": big}}));
+        let t = Template::parse("x ${a.list}").unwrap();
+        let e = t.resolve_with_limit(&s, 1000).unwrap_err();
+        assert!(e.reason.contains("more than 1000 bytes"), "{e}");
+        assert!(t.resolve_with_limit(&s, 1_000_000).is_ok());
+    }
+
+    #[test]
+    fn the_cap_covers_a_whole_param_value() {
+        let s = scope(json!({"a": {"stdout": "x".repeat(100)}}));
+        // Each text template fits; together they do not.
+        let p = ParamTemplate::compile(&json!(["${a.stdout}!", "${a.stdout}!", "${a.stdout}!"]))
+            .unwrap();
+        assert!(p.resolve_with_limit(&s, 303).is_ok());
+        assert!(p.resolve_with_limit(&s, 302).is_err());
+        // Whole-value copies inside a container count too.
+        let p = ParamTemplate::compile(&json!({"x": "${a.stdout}", "y": "${a.stdout}"})).unwrap();
+        assert!(p.resolve_with_limit(&s, 200).is_ok());
+        assert!(p.resolve_with_limit(&s, 199).is_err());
+        // A top-level whole value passes through uncharged.
+        let p = ParamTemplate::compile(&json!("${a.stdout}")).unwrap();
+        assert_eq!(p.resolve_with_limit(&s, 1).unwrap(), json!("x".repeat(100)));
+    }
+
+    #[test]
+    fn to_source_round_trips() {
+        for src in [
+            "plain",
+            "${a}",
+            "echo ${a.b[0].c} and $${HOME} and ${#arr[@]}",
+            "${n.results[${__index__}].stdout}",
+            "$$${x}",
+            "a$ ${b}$",
+            "",
+        ] {
+            let t = Template::parse(src).unwrap();
+            assert_eq!(Template::parse(&t.to_source()).unwrap(), t, "{src}");
+        }
     }
 }
