@@ -217,11 +217,7 @@ fn unknown_fields(
         if !allowed.contains(&key.as_str()) {
             let hint = suggestion(key, allowed.iter().copied())
                 .unwrap_or_else(|| format!("valid fields: {}", allowed.join(", ")));
-            let sub = if path.is_empty() {
-                key.clone()
-            } else {
-                format!("{path}.{key}")
-            };
+            let sub = field_path(path, key);
             out.push(
                 Diagnostic::error(sub, format!("unknown field '{key}' in {what}")).with_hint(hint),
             );
@@ -259,6 +255,23 @@ fn get_bool(
             out.push(wrong_type(&join(path, key), "true or false", other));
             default
         }
+    }
+}
+
+/// The path of member `key` under `path`: `path.key`, or `path["key"]` when the key is
+/// empty or has characters that would make the dotted form ambiguous. Never empty.
+pub fn field_path(path: &str, key: &str) -> String {
+    let plain = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| !c.is_whitespace() && !c.is_control() && !".[]\"'".contains(c));
+    match (plain, path.is_empty()) {
+        (true, true) => key.to_string(),
+        (true, false) => format!("{path}.{key}"),
+        (false, _) => format!(
+            "{path}[{}]",
+            serde_json::to_string(key).unwrap_or_else(|_| "\"?\"".into())
+        ),
     }
 }
 
@@ -520,6 +533,9 @@ impl Node {
             bm.insert("as".into(), Value::String(b.alias.clone()));
             bm.insert("parallel".into(), Value::Bool(b.parallel));
             bm.insert("max_concurrent".into(), Value::from(b.max_concurrent));
+            if b.max_retries != 1 {
+                bm.insert("max_retries".into(), Value::from(b.max_retries));
+            }
             bm.insert(
                 "error_handling".into(),
                 Value::String(match b.error_handling {
@@ -854,7 +870,7 @@ fn decode_named<T>(
         None | Some(Value::Null) => {}
         Some(Value::Object(map)) => {
             for (name, spec) in map {
-                let path = format!("{what}.{name}");
+                let path = field_path(what, name);
                 if name.is_empty() || name.contains(BAD_NAME_CHARS) {
                     diags.push(
                         Diagnostic::error(&path, format!("invalid name '{name}'"))
@@ -913,7 +929,7 @@ fn decode_output(map: &Map<String, Value>, path: &str, diags: &mut Vec<Diagnosti
             };
             diags.push(
                 Diagnostic::error(
-                    join(path, key),
+                    field_path(path, key),
                     format!("unknown field '{key}' in an output"),
                 )
                 .with_hint(hint),
@@ -1032,5 +1048,35 @@ mod tests {
         let (again, diags) = Workflow::from_json(&wf.to_json());
         assert!(diags.is_empty());
         assert_eq!(again.unwrap(), wf);
+    }
+
+    #[test]
+    fn empty_and_odd_keys_have_a_path() {
+        // Found by the workflow fuzz target: `{"": []}` gave an error with an empty path.
+        let doc = json!({"": [], "nodes": [{"id": "a", "type": "echo", "": 1, "a.b": 2}],
+                         "inputs": {"": {}, "x y": {}}, "outputs": {"o": {"": 1}}});
+        let (_, diags) = Workflow::from_json(&doc);
+        let paths: Vec<&str> = diags.iter().map(|d| d.path.as_str()).collect();
+        for p in [
+            r#"[""]"#,
+            r#"nodes[0][""]"#,
+            r#"nodes[0]["a.b"]"#,
+            r#"inputs[""]"#,
+            r#"inputs["x y"]"#,
+            r#"outputs.o[""]"#,
+        ] {
+            assert!(paths.contains(&p), "{p} not in {paths:?}");
+        }
+        assert!(diags.iter().all(|d| !d.path.is_empty()));
+    }
+
+    #[test]
+    fn batch_retries_survive_to_json() {
+        let doc = json!({"nodes": [{"id": "a", "type": "echo",
+            "batch": {"items": [1], "max_retries": 3}}]});
+        let (wf, diags) = Workflow::from_json(&doc);
+        assert!(diags.is_empty(), "{diags:?}");
+        let wf = wf.unwrap();
+        assert_eq!(Workflow::from_json(&wf.to_json()).0.unwrap(), wf);
     }
 }
