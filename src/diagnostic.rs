@@ -67,34 +67,60 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+/// Names longer than this (in characters) get no edit-distance comparison: the cost grows
+/// with the product of the lengths, and a typo suggestion for such names helps no one.
+pub const MAX_SUGGEST_CHARS: usize = 64;
+
 /// The closest candidate to `word`, if it is close enough to be a plausible typo.
 pub fn did_you_mean<'a, I>(word: &str, candidates: I) -> Option<String>
+where
+    I: IntoIterator<Item = &'a str>,
+{
+    did_you_mean_within(word, candidates, &mut u64::MAX)
+}
+
+/// [`did_you_mean`] that spends at most `budget` units of work (one unit per cell of an
+/// edit-distance table) and stops comparing when it runs out, so that suggestions over
+/// very many or very long names stay cheap.
+pub fn did_you_mean_within<'a, I>(word: &str, candidates: I, budget: &mut u64) -> Option<String>
 where
     I: IntoIterator<Item = &'a str>,
 {
     let lower = word.to_lowercase();
     let lower_len = lower.chars().count();
     let word_len = word.chars().count();
-    candidates
-        .into_iter()
-        .filter_map(|c| {
-            // One name inside the other ('path' in 'file_path') is a likely typo, but not
-            // when the shorter one is a letter or two ('a' is inside 'summary').
-            let shorter = word_len.min(c.chars().count());
-            let contains = shorter >= 3 && (c.contains(word) || word.contains(c));
-            let c_lower = c.to_lowercase();
-            let c_len = c_lower.chars().count();
-            // The score is 1 - distance / longer length, and the distance is at least the
-            // difference in length: skip the edit distance when it cannot reach 0.6.
-            if !contains && 5 * lower_len.abs_diff(c_len) > 2 * lower_len.max(c_len) {
-                return None;
+    let mut best: Option<(f64, &str)> = None;
+    for c in candidates {
+        // One name inside the other ('path' in 'file_path') is a likely typo, but not
+        // when the shorter one is a letter or two ('a' is inside 'summary').
+        let c_len = c.chars().count();
+        let shorter = word_len.min(c_len);
+        let contains = shorter >= 3 && (c.contains(word) || word.contains(c));
+        // The score is 1 - distance / longer length, and the distance is at least the
+        // difference in length: skip the edit distance when it cannot reach 0.6.
+        let reachable = 5 * lower_len.abs_diff(c_len) <= 2 * lower_len.max(c_len);
+        let score = if !reachable || lower_len.max(c_len) > MAX_SUGGEST_CHARS || *budget == 0 {
+            if contains {
+                0.7
+            } else {
+                continue;
             }
-            let score = strsim::normalized_damerau_levenshtein(&lower, &c_lower);
-            Some((if contains { score.max(0.7) } else { score }, c))
-        })
-        .filter(|(score, _)| *score >= 0.6)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c.to_string())
+        } else {
+            let cost = (lower_len as u64 + 1) * (c_len as u64 + 1);
+            *budget = budget.saturating_sub(cost);
+            let score = strsim::normalized_damerau_levenshtein(&lower, &c.to_lowercase());
+            if contains {
+                score.max(0.7)
+            } else {
+                score
+            }
+        };
+        // Ties go to the later candidate, as `max_by` does.
+        if score >= 0.6 && best.is_none_or(|(b, _)| score >= b) {
+            best = Some((score, c));
+        }
+    }
+    best.map(|(_, c)| c.to_string())
 }
 
 /// `did you mean 'x'?` as a hint string, when there is a close candidate.
@@ -128,6 +154,31 @@ mod tests {
             did_you_mean("path", ["file_path", "encoding"]).as_deref(),
             Some("file_path")
         );
+    }
+
+    #[test]
+    fn long_names_are_not_compared_by_edit_distance() {
+        let long = "a".repeat(5000);
+        let other = format!("{long}b");
+        let start = std::time::Instant::now();
+        let candidates: Vec<&str> = std::iter::repeat_n(other.as_str(), 200).collect();
+        assert_eq!(
+            did_you_mean(&long, candidates.iter().copied()),
+            Some(other.clone())
+        );
+        assert_eq!(did_you_mean(&format!("{long}x"), [other.as_str()]), None);
+        assert!(start.elapsed().as_secs() < 5, "{:?}", start.elapsed());
+    }
+
+    #[test]
+    fn the_budget_stops_comparisons() {
+        let mut budget = 10;
+        assert_eq!(
+            did_you_mean_within("stdot", ["stdout", "stderr"], &mut budget).as_deref(),
+            Some("stdout")
+        );
+        assert_eq!(budget, 0);
+        assert_eq!(did_you_mean_within("stdot", ["stdout"], &mut budget), None);
     }
 
     #[test]

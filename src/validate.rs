@@ -70,10 +70,15 @@ struct Names<'a> {
     /// "Did you mean" costs a pass over every name; a workflow with thousands of bad
     /// references gets suggestions for the first few only, so validation stays linear.
     suggestions_left: Cell<usize>,
+    /// Edit-distance work (table cells) the searches may still do: with 100,000 long
+    /// ids, even a few searches would otherwise take minutes.
+    suggestion_work: Cell<u64>,
 }
 
 /// How many "did you mean" searches over all names one validation may do.
 const SUGGESTION_BUDGET: usize = 100;
+/// Edit-distance table cells one validation may fill for "did you mean".
+const SUGGESTION_WORK: u64 = 20_000_000;
 /// How many names a hint lists before it says how many more there are.
 const LISTED_NAMES: usize = 20;
 
@@ -137,7 +142,11 @@ impl<'a> Names<'a> {
             return None;
         }
         self.suggestions_left.set(left - 1);
-        suggestion(word, candidates.iter().copied())
+        let mut work = self.suggestion_work.get();
+        let found =
+            crate::diagnostic::did_you_mean_within(word, candidates.iter().copied(), &mut work);
+        self.suggestion_work.set(work);
+        found.map(|c| format!("did you mean '{c}'?"))
     }
 
     /// A hint for a name that is not a node id: the closest id, or the ids there are.
@@ -210,6 +219,7 @@ pub fn validate_workflow(wf: Workflow, structural: Vec<Diagnostic>) -> Result<Va
         sorted_ids: OnceCell::new(),
         sorted_names: OnceCell::new(),
         suggestions_left: Cell::new(SUGGESTION_BUDGET),
+        suggestion_work: Cell::new(SUGGESTION_WORK),
     };
 
     // Inputs: at most one receives stdin.
@@ -889,5 +899,22 @@ mod tests {
         ]}));
         assert_eq!(e.len(), 2, "{e:?}");
         assert!(e[1].message.contains("only defined inside a batch"));
+    }
+
+    #[test]
+    fn suggestions_stay_cheap_with_long_names() {
+        // 20 nodes with 2,000-character ids, each naming a missing node of the same
+        // length: edit distances over these took minutes before the work budget.
+        let long = "a".repeat(2000);
+        let nodes: Vec<Value> = (0..20)
+            .map(|i| {
+                json!({"id": format!("n{long}{i}"), "type": "echo",
+                       "params": {"message": format!("${{m{long}{i}.echo}}")}})
+            })
+            .collect();
+        let start = std::time::Instant::now();
+        let e = errors(json!({ "nodes": nodes }));
+        assert_eq!(e.len(), 20);
+        assert!(start.elapsed().as_secs() < 10, "{:?}", start.elapsed());
     }
 }
