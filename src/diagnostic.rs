@@ -76,7 +76,8 @@ pub fn did_you_mean<'a, I>(word: &str, candidates: I) -> Option<String>
 where
     I: IntoIterator<Item = &'a str>,
 {
-    did_you_mean_within(word, candidates, &mut u64::MAX)
+    let mut unlimited = u64::MAX;
+    did_you_mean_within(word, candidates, &mut unlimited)
 }
 
 /// [`did_you_mean`] that spends at most `budget` units of work (one unit per cell of an
