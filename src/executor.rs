@@ -17,6 +17,7 @@ use crate::error::{ErrorCategory, NodeError};
 use crate::graph::Link;
 use crate::key::{explain_change, Key, KeyBuilder, Preimage};
 use crate::nodes::{NodeOutput, RunContext};
+use crate::state::BuildState;
 use crate::template::{ParamTemplate, Part, Scope, Template, Unresolved};
 use crate::validate::{CompiledNode, Validated};
 use crate::workflow::{BatchConfig, CachePolicy, ErrorHandling, TemplateMode};
@@ -131,11 +132,15 @@ pub struct Outcome {
 pub enum Event<'a> {
     Started(usize),
     Finished(&'a NodeReport),
+    /// Nothing happened for a moment: a good time to flush output.
+    Idle,
 }
 
 #[derive(Default)]
 struct SlotState {
     done: bool,
+    /// Decided by the recorded build state, without reading the cache index.
+    fast: bool,
     success: bool,
     digest: Option<blake3::Hash>,
     values: Option<Arc<Value>>,
@@ -155,8 +160,14 @@ struct Shared<'a> {
     deps: Vec<Vec<(usize, Vec<Link>)>>,
     /// Nodes referenced only by `batch.items` (not part of an item's key).
     items_only_deps: Vec<HashSet<usize>>,
-    prev_preimages: BTreeMap<String, Preimage>,
-    preimages: Mutex<BTreeMap<String, Preimage>>,
+    /// The explain records of the last build, read only when a node misses.
+    prev_preimages: std::sync::OnceLock<BTreeMap<String, Preimage>>,
+    preimages: Mutex<BTreeMap<String, KeyBuilder>>,
+    /// What the last build of this workflow saw (see [`crate::state`]).
+    state: BuildState,
+    next_state: Mutex<BuildState>,
+    /// Something differs from the recorded state: records must be written at the end.
+    dirty: AtomicBool,
     warnings: Mutex<Vec<String>>,
     start: Instant,
 }
@@ -227,8 +238,11 @@ pub fn execute(
         slots: (0..n).map(|_| Mutex::new(SlotState::default())).collect(),
         deps,
         items_only_deps,
-        prev_preimages: cache.load_preimages(&opts.workflow_name),
+        prev_preimages: std::sync::OnceLock::new(),
         preimages: Mutex::new(BTreeMap::new()),
+        state: BuildState::load(cache.root(), &opts.workflow_name),
+        next_state: Mutex::new(BuildState::default()),
+        dirty: AtomicBool::new(false),
         warnings: Mutex::new(Vec::new()),
         start: Instant::now(),
     };
@@ -295,6 +309,7 @@ pub fn execute(
                 if crate::interrupt::is_interrupted() && sched_done(&shared) {
                     break;
                 }
+                events(Event::Idle);
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
@@ -578,6 +593,11 @@ impl<'a> Shared<'a> {
         if let Some(v) = &st.values {
             return Ok(v.clone());
         }
+        if st.entry.is_none() && st.fast {
+            if let Some(key) = st.key {
+                st.entry = self.state.entry(self.v.graph.id(j), &key.0);
+            }
+        }
         if let Some(entry) = st.entry.clone() {
             match self.cache.load_outputs(&entry) {
                 Ok(v) => {
@@ -686,14 +706,51 @@ impl<'a> Shared<'a> {
         Ok(out)
     }
 
-    fn add_file_components(kb: &mut KeyBuilder, paths: &[String]) {
+    /// Hash the files a node reads into its key. A file whose size and mtime match the
+    /// last build's record reuses its digest (as ninja trusts mtimes); others are hashed.
+    fn add_file_components(&self, kb: &mut KeyBuilder, paths: &[String]) {
         for p in paths {
             let path = crate::nodes::read_file::expand_path(p);
-            let digest = match crate::cache::file_digest(&path) {
-                Ok(d) => d.to_hex().to_string(),
-                Err(_) => "missing".to_string(),
+            let now = crate::state::stat(&path);
+            let digest = match self.state.read_digest(p, now) {
+                Some(d) => d,
+                None => match crate::cache::file_digest(&path) {
+                    Ok(d) => d.to_hex().to_string(),
+                    Err(_) => "missing".to_string(),
+                },
             };
+            if let Some((size, mtime_ns)) = now {
+                let stat = crate::state::FileStat {
+                    size,
+                    mtime_ns,
+                    digest: digest.clone(),
+                };
+                if self.state.reads.get(p) != Some(&stat) {
+                    self.dirty.store(true, Ordering::Relaxed);
+                }
+                lock(&self.next_state).reads.insert(p.clone(), stat);
+            }
             kb.add_text(format!("file:{p}"), &digest);
+        }
+    }
+
+    /// The explain record of node `id` from the last build (read on first use).
+    fn previous_preimage(&self, id: &str) -> Option<&Preimage> {
+        self.prev_preimages
+            .get_or_init(|| self.cache.load_preimages(&self.opts.workflow_name))
+            .get(id)
+    }
+
+    /// Keep what a hit on `entry` means for the next build's fast path.
+    fn remember_entry(&self, id: &str, key: &Key, entry: &Entry) {
+        match crate::state::record_of(&key.0, entry) {
+            Some(rec) => {
+                if self.state.nodes.get(id) != Some(&rec) {
+                    self.dirty.store(true, Ordering::Relaxed);
+                }
+                lock(&self.next_state).nodes.insert(id.to_string(), rec);
+            }
+            None => self.dirty.store(true, Ordering::Relaxed),
         }
     }
 
@@ -800,14 +857,11 @@ impl<'a> Shared<'a> {
                 scope = Some(self.scope_for(i)?);
             }
             let paths = self.read_paths(i, scope.as_ref())?;
-            Self::add_file_components(&mut kb, &paths);
+            self.add_file_components(&mut kb, &paths);
         }
         let key = kb.finish();
-        let preimage = kb.preimage();
         report.key = Some(key);
         lock(&self.slots[i]).key = Some(key);
-        let previous = self.prev_preimages.get(&node.id);
-        lock(&self.preimages).insert(node.id.clone(), preimage.clone());
 
         if let Some(m) = self.session.recall(&key) {
             report.status = Status::Cached;
@@ -824,6 +878,29 @@ impl<'a> Shared<'a> {
         } else {
             None
         };
+        // Fast path: the last build recorded this key's entry, and its files are as it
+        // left them. No cache I/O at all.
+        if forced.is_none() {
+            if let Some((digest, time_ms)) = self.state.fast_hit(&node.id, &key.0) {
+                let fresh = match node.cache {
+                    CachePolicy::MaxAge(max) => {
+                        now_ms().saturating_sub(time_ms as u128) <= max.as_millis()
+                    }
+                    _ => true,
+                };
+                if fresh {
+                    report.status = Status::Cached;
+                    report.reason = "inputs unchanged".into();
+                    lock(&self.slots[i]).fast = true;
+                    lock(&self.preimages).insert(node.id.clone(), kb);
+                    return Ok((blake3::Hash::from_bytes(digest), None, None));
+                }
+            }
+        }
+        self.dirty.store(true, Ordering::Relaxed);
+        let preimage = kb.preimage();
+        lock(&self.preimages).insert(node.id.clone(), kb);
+        let previous = self.previous_preimage(&node.id);
         let miss_reason = match forced {
             Some(r) => r,
             None => match self.cache.lookup(&key) {
@@ -844,7 +921,10 @@ impl<'a> Shared<'a> {
                                 NodeError::new(ErrorCategory::Internal, "corrupt manifest digest")
                             });
                         match digest {
-                            Ok(d) => return Ok((d, None, Some(entry))),
+                            Ok(d) => {
+                                self.remember_entry(&node.id, &key, &entry);
+                                return Ok((d, None, Some(entry)));
+                            }
                             Err(_) => "corrupt entry".to_string(),
                         }
                     }
@@ -1272,11 +1352,30 @@ impl<'a> Shared<'a> {
             }
         }
 
-        let mut records = self.prev_preimages.clone();
-        records.extend(std::mem::take(&mut *lock(&self.preimages)));
-        self.cache
-            .save_preimages(&self.opts.workflow_name, &records);
-
+        // Records are written only when something changed: a no-op build writes nothing.
+        if self.dirty.load(Ordering::Relaxed) {
+            let mut records = self
+                .prev_preimages
+                .get_or_init(|| self.cache.load_preimages(&self.opts.workflow_name))
+                .clone();
+            records.extend(
+                std::mem::take(&mut *lock(&self.preimages))
+                    .into_iter()
+                    .map(|(id, kb)| (id, kb.preimage())),
+            );
+            self.cache
+                .save_preimages(&self.opts.workflow_name, &records);
+            let mut next = std::mem::take(&mut *lock(&self.next_state));
+            for (i, slot) in self.slots.iter().enumerate() {
+                let id = self.v.graph.id(i);
+                if lock(slot).fast {
+                    if let Some(rec) = self.state.nodes.get(id) {
+                        next.nodes.insert(id.to_string(), rec.clone());
+                    }
+                }
+            }
+            next.save(self.cache.root(), &self.opts.workflow_name);
+        }
         Outcome {
             nodes,
             outputs,
@@ -1359,8 +1458,11 @@ pub fn plan(
         slots: (0..n).map(|_| Mutex::new(SlotState::default())).collect(),
         deps,
         items_only_deps: vec![HashSet::new(); n],
-        prev_preimages: cache.load_preimages(&opts.workflow_name),
+        prev_preimages: std::sync::OnceLock::new(),
         preimages: Mutex::new(BTreeMap::new()),
+        state: BuildState::load(cache.root(), &opts.workflow_name),
+        next_state: Mutex::new(BuildState::default()),
+        dirty: AtomicBool::new(false),
         warnings: Mutex::new(Vec::new()),
         start: Instant::now(),
     };
@@ -1377,7 +1479,7 @@ pub fn plan(
         } else {
             let mut kb = shared.base_key(i, false);
             let paths = shared.read_paths(i, None).unwrap_or_default();
-            Shared::add_file_components(&mut kb, &paths);
+            shared.add_file_components(&mut kb, &paths);
             let key = kb.finish();
             let preimage = kb.preimage();
             let forced = if opts.force {
@@ -1410,7 +1512,7 @@ pub fn plan(
                     }
                 }
                 (None, Ok(None)) => {
-                    let reason = match shared.prev_preimages.get(&node.id) {
+                    let reason = match shared.previous_preimage(&node.id) {
                         None => "new".to_string(),
                         Some(old) => explain_change(old, &preimage)
                             .unwrap_or_else(|| "no cache entry".into()),

@@ -36,6 +36,13 @@ impl fmt::Display for Key {
 /// Component name → digest (hex). Safe to store: it holds no values.
 pub type Preimage = BTreeMap<String, String>;
 
+/// The keyed-hash key for components, derived once per process (derive-key mode over a
+/// purpose string with a schema version, as DESIGN §3 asks, without re-deriving per call).
+fn component_key() -> &'static [u8; 32] {
+    static KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| blake3::derive_key("pflow 2026-11 key component v1", b""))
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct KeyBuilder {
     parts: BTreeMap<String, [u8; 32]>,
@@ -50,9 +57,8 @@ impl KeyBuilder {
 
     /// Add a component from raw bytes.
     pub fn add_bytes(&mut self, name: impl Into<String>, bytes: &[u8]) {
-        let mut h = blake3::Hasher::new_derive_key("pflow 2026-11 key component v1");
-        h.update(bytes);
-        self.parts.insert(name.into(), *h.finalize().as_bytes());
+        let digest = blake3::keyed_hash(component_key(), bytes);
+        self.parts.insert(name.into(), *digest.as_bytes());
     }
 
     pub fn add_text(&mut self, name: impl Into<String>, text: &str) {
@@ -65,7 +71,7 @@ impl KeyBuilder {
     }
 
     pub fn add_value(&mut self, name: impl Into<String>, v: &serde_json::Value) {
-        self.add_digest(name, *crate::canonical::value_digest(v).as_bytes());
+        self.add_bytes(name, &crate::canonical::to_canonical(v));
     }
 
     pub fn remove(&mut self, name: &str) {
@@ -73,13 +79,17 @@ impl KeyBuilder {
     }
 
     pub fn finish(&self) -> Key {
-        let mut h = blake3::Hasher::new_derive_key("pflow 2026-11 node key v1");
+        static KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+        let key = KEY.get_or_init(|| blake3::derive_key("pflow 2026-11 node key v1", b""));
+        // One buffer, one hash: many tiny `update` calls cost more than the hashing.
+        let mut buf = Vec::with_capacity(self.parts.len() * 64);
         for (name, digest) in &self.parts {
-            h.update(&(name.len() as u64).to_le_bytes());
-            h.update(name.as_bytes());
-            h.update(digest);
+            buf.extend_from_slice(&(name.len() as u64).to_le_bytes());
+            buf.extend_from_slice(name.as_bytes());
+            buf.extend_from_slice(digest);
         }
-        Key(*h.finalize().as_bytes())
+        let h = blake3::keyed_hash(key, &buf);
+        Key(*h.as_bytes())
     }
 
     pub fn preimage(&self) -> Preimage {

@@ -26,6 +26,7 @@ pub mod render;
 pub mod repair;
 pub mod report;
 pub mod source;
+pub mod state;
 pub mod store;
 pub mod template;
 pub mod validate;

@@ -13,6 +13,8 @@ pub struct Progress {
     quiet: bool,
     explain: bool,
     running: Vec<String>,
+    /// Plain-mode lines not yet written: a large build writes them in a few syscalls.
+    pending: String,
 }
 
 impl Progress {
@@ -34,6 +36,7 @@ impl Progress {
             quiet,
             explain,
             running: Vec::new(),
+            pending: String::new(),
         }
     }
 
@@ -56,21 +59,39 @@ impl Progress {
                 bar.set_message(format!("running {}", self.running.join(", ")));
                 bar.println(line);
             }
-            None => err_line(&line),
+            None => {
+                self.pending.push_str(&line);
+                self.pending.push('\n');
+                if self.pending.len() > 64 * 1024 {
+                    self.flush();
+                }
+            }
         }
     }
 
-    pub fn message(&self, text: &str) {
+    /// Write buffered lines (the executor calls this whenever it is waiting).
+    pub fn flush(&mut self) {
+        if !self.pending.is_empty() {
+            err_text(&self.pending);
+            self.pending.clear();
+        }
+    }
+
+    pub fn message(&mut self, text: &str) {
         if self.quiet {
             return;
         }
         match &self.bar {
             Some(bar) => bar.println(text),
-            None => err_line(text),
+            None => {
+                self.flush();
+                err_line(text)
+            }
         }
     }
 
     pub fn done(&mut self) {
+        self.flush();
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }

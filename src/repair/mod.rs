@@ -153,20 +153,22 @@ impl<F: FnMut(&str)> Narrator for F {
     }
 }
 
-/// Build, and repair while it helps. `base` is the workflow IR as loaded; `execute`
-/// runs one build (sharing the cache and the session across calls).
+/// Build, and repair while it helps. `doc` is the workflow document as loaded (its IR is
+/// taken only if a repair is needed); `execute` runs one build (sharing the cache and the
+/// session across calls).
 pub fn build_with_repair(
-    base: Value,
-    validated: Validated,
+    doc: &Value,
+    validated: &Validated,
     inputs: &serde_json::Map<String, Value>,
     cfg: &RepairConfig,
     execute: &mut dyn FnMut(&Validated) -> Outcome,
     narrator: &mut dyn Narrator,
 ) -> (Outcome, Option<RepairSummary>) {
-    let mut outcome = execute(&validated);
+    let mut outcome = execute(validated);
     if outcome.success || outcome.interrupted || !cfg.enabled {
         return (outcome, None);
     }
+    let base = ir_of(doc);
     let mut summary = RepairSummary::default();
     let prompt = match &cfg.prompt_file {
         Some(path) => match std::fs::read_to_string(path) {

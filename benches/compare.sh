@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Compare pflow with ninja on the same generated graphs (issue: performance).
+#
+#   benches/compare.sh [RUNS]        (default 7 runs per case; needs ninja-build and python3)
+#
+# Cases, each run interleaved (ninja, pflow, ninja, pflow, ...) so machine noise hits both:
+#   noop-10k   no-op rebuild of a 10,000-node layered DAG (node i reads i-1 and i/2)
+#   edit-10k   the same graph after editing one node near the end
+#   cold-1k    cold build of 1,000 independent shell nodes with 2 jobs
+# Prints medians and the ratio pflow/ninja, writes benches/results.json and
+# benches/chart.svg.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+runs="${1:-7}"
+command -v ninja >/dev/null || { echo "ninja not found: apt-get install ninja-build" >&2; exit 2; }
+cargo build --release --quiet --manifest-path "$root/Cargo.toml"
+pflow="$root/target/release/pflow"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+python3 - "$work" <<'EOF'
+import json, os, sys
+work = sys.argv[1]
+n = 10000
+# Layered DAG: pflow echo nodes (in-process) and the same edges for ninja.
+os.makedirs(f"{work}/layered", exist_ok=True)
+nodes = [{"id": "n0", "type": "echo", "params": {"message": "root"}}]
+for i in range(1, n):
+    nodes.append({"id": f"n{i}", "type": "echo",
+                  "params": {"message": f"{i}:${{n{i-1}.metadata.count}}:${{n{i//2}.metadata.count}}"}})
+json.dump({"ir_version": "0.1.0", "nodes": nodes}, open(f"{work}/layered/wf.json", "w"))
+with open(f"{work}/layered/build.ninja", "w") as f:
+    f.write("rule gen\n  command = echo $out > $out\n")
+    f.write("build n0: gen\n")
+    for i in range(1, n):
+        f.write(f"build n{i}: gen n{i-1} n{i//2}\n")
+# 1,000 independent shell commands.
+m = 1000
+os.makedirs(f"{work}/wide", exist_ok=True)
+json.dump({"ir_version": "0.1.0",
+           "nodes": [{"id": f"s{i}", "type": "shell", "params": {"command": f"echo {i}"}} for i in range(m)]},
+          open(f"{work}/wide/wf.json", "w"))
+with open(f"{work}/wide/build.ninja", "w") as f:
+    f.write("rule run\n  command = echo $n > $out\n")
+    for i in range(m):
+        f.write(f"build s{i}: run\n  n = {i}\n")
+EOF
+
+now() { date +%s%N; }
+# time_ms CMD...: wall time of one run in ms
+time_ms() { local t0 t1; t0=$(now); "$@" >/dev/null 2>&1; t1=$(now); echo $(( (t1 - t0) / 1000000 )); }
+
+# Warm both layered builds.
+(cd "$work/layered" && ninja -j2 >/dev/null && CI=1 "$pflow" build wf.json --jobs 2 --no-repair >/dev/null 2>&1)
+
+declare -a noop_n noop_p edit_n edit_p cold_n cold_p
+for ((r = 0; r < runs; r++)); do
+  noop_n+=("$(cd "$work/layered" && time_ms ninja -j2)")
+  noop_p+=("$(cd "$work/layered" && CI=1 time_ms "$pflow" build wf.json --jobs 2 --no-repair)")
+
+  # One edit near the end: ninja sees a newer input, pflow a changed param.
+  (cd "$work/layered" && sleep 0.01 && touch n9990 && python3 - <<'EOF'
+import json
+d = json.load(open("wf.json"))
+p = d["nodes"][9990]["params"]
+p["count"] = 1 if p.get("count") != 1 else 2
+json.dump(d, open("wf.json", "w"))
+EOF
+  )
+  edit_n+=("$(cd "$work/layered" && time_ms ninja -j2)")
+  edit_p+=("$(cd "$work/layered" && CI=1 time_ms "$pflow" build wf.json --jobs 2 --no-repair)")
+
+  (cd "$work/wide" && rm -f s* .ninja_log .ninja_deps)
+  cold_n+=("$(cd "$work/wide" && time_ms ninja -j2)")
+  (cd "$work/wide" && rm -rf .pflow-cache)
+  cold_p+=("$(cd "$work/wide" && CI=1 time_ms "$pflow" build wf.json --jobs 2 --no-repair)")
+done
+
+python3 - "$here" "${noop_n[*]}" "${noop_p[*]}" "${edit_n[*]}" "${edit_p[*]}" "${cold_n[*]}" "${cold_p[*]}" <<'EOF'
+import json, statistics, sys
+here = sys.argv[1]
+vals = [list(map(int, s.split())) for s in sys.argv[2:]]
+cases = [("noop-10k", "no-op rebuild, 10,000 nodes", vals[0], vals[1]),
+         ("edit-10k", "one edited node, 10,000 nodes", vals[2], vals[3]),
+         ("cold-1k", "cold build, 1,000 shell nodes, 2 jobs", vals[4], vals[5])]
+out = {}
+print(f"{'case':<10} {'ninja ms':>9} {'pflow ms':>9} {'ratio':>6}")
+for key, label, n, p in cases:
+    mn, mp = statistics.median(n), statistics.median(p)
+    ratio = mp / mn if mn else float("inf")
+    out[key] = {"label": label, "ninja_ms": mn, "pflow_ms": mp, "ratio": round(ratio, 2), "runs": len(n)}
+    print(f"{key:<10} {mn:>9.0f} {mp:>9.0f} {ratio:>6.2f}")
+json.dump(out, open(f"{here}/results.json", "w"), indent=2)
+# A small horizontal bar chart, SVG by hand (no plotting library needed).
+w, bar, gap, left = 640, 18, 34, 250
+height = 40 + len(cases) * (2 * bar + gap)
+top = max(max(v["ninja_ms"], v["pflow_ms"]) for v in out.values()) or 1
+scale = (w - left - 80) / top
+svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{height}" font-family="Helvetica,Arial,sans-serif" font-size="12">',
+       f'<text x="10" y="20" font-size="14" font-weight="bold">pflow vs ninja (median wall time, ms; lower is better)</text>']
+y = 40
+for key, v in out.items():
+    svg.append(f'<text x="10" y="{y + bar}">{v["label"]}</text>')
+    for i, (name, ms, color) in enumerate([("ninja", v["ninja_ms"], "#888"), ("pflow", v["pflow_ms"], "#2a7ae2")]):
+        yy = y + i * bar
+        svg.append(f'<rect x="{left}" y="{yy}" width="{max(1, ms * scale):.1f}" height="{bar - 3}" fill="{color}"/>')
+        svg.append(f'<text x="{left + max(1, ms * scale) + 5:.1f}" y="{yy + bar - 6}">{name} {ms:.0f}</text>')
+    y += 2 * bar + gap
+svg.append("</svg>")
+open(f"{here}/chart.svg", "w").write("\n".join(svg) + "\n")
+print(f"wrote {here}/results.json and {here}/chart.svg")
+EOF
