@@ -6,13 +6,50 @@
 //! blob), the run time, and the files the node wrote with their digests and blobs (so a
 //! deleted or edited output file can be restored). Blobs are verified on every read: a
 //! corrupt or missing blob is reported as an error the caller treats as a miss.
+//!
+//! The index is read by this module itself (not through `cacache::index::find`), so that
+//! a damaged bucket line, an unparseable manifest or a malformed integrity string is a
+//! miss and never an error that could panic deeper in cacache.
+//!
+//! Recency for `pflow cache gc` (LRU): a lookup hit sets the modification time of the
+//! entry's index bucket file to now (one `utimensat` call, no extra file, no write to
+//! the index). Buckets are per key (named by the SHA-1 of the key), so a bucket's mtime
+//! is the last time its entry was written or used. Maintenance preserves the mtime when
+//! it rewrites a bucket.
+//!
+//! Locking: builds hold a shared `flock` on `<cache>/.pflow-lock` ([`Cache::lock_shared`]),
+//! `pflow cache gc | verify | clear` an exclusive one ([`Cache::lock_exclusive`]). A process
+//! that has to wait says so once on stderr and waits.
 
 use crate::key::{Key, Preimage};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// cacache's index directory (buckets).
+pub const INDEX_DIR: &str = "index-v5";
+/// cacache's content directory (blobs, by integrity).
+pub const CONTENT_DIR: &str = "content-v2";
+/// cacache's directory for content being written.
+pub const TMP_DIR: &str = "tmp";
+/// The lock file builds share and maintenance holds exclusively.
+pub const LOCK_FILE: &str = ".pflow-lock";
+/// Append-only JSON lines, one per build run ([`Cache::record_build`]).
+pub const STATS_FILE: &str = "build-stats.jsonl";
+/// Where `--explain` preimages are kept.
+pub const EXPLAIN_DIR: &str = "explain";
+/// A number bumped whenever maintenance removes entries (see [`bump_generation`]).
+pub const GENERATION_FILE: &str = "generation";
+/// Per-workflow records of the last build (`crate::state`), keyed to the generation.
+pub const STATE_DIR: &str = "state";
+/// The stats file is trimmed to its newer half when it grows past this.
+const STATS_MAX_BYTES: u64 = 256 * 1024;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FileRecord {
@@ -69,6 +106,9 @@ pub enum FileState {
 #[derive(Debug, Clone)]
 pub struct Cache {
     root: PathBuf,
+    /// Recorded durations of the entries this process found (key hex → ms), for the
+    /// "time saved" figure of [`Cache::record_build`].
+    seen: Arc<Mutex<HashMap<String, u64>>>,
 }
 
 pub fn index_key(key: &Key) -> String {
@@ -89,7 +129,10 @@ pub fn file_digest(path: &Path) -> std::io::Result<blake3::Hash> {
 
 impl Cache {
     pub fn new(root: impl Into<PathBuf>) -> Cache {
-        Cache { root: root.into() }
+        Cache {
+            root: root.into(),
+            seen: Arc::new(Mutex::new(HashMap::new())),
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -97,24 +140,54 @@ impl Cache {
     }
 
     /// The index entry for `key`, if there is a readable one.
+    ///
+    /// The newest intact line for the key wins (a torn or damaged newer line falls back to
+    /// an older intact one: keys are content-addressed, so any intact entry is right).
+    /// When the bucket only holds damaged lines, the result is an error, which callers
+    /// treat as a miss ("corrupt entry"). A hit refreshes the entry's recency.
     pub fn lookup(&self, key: &Key) -> Result<Option<Entry>, CacheError> {
-        if !self.root.exists() {
-            return Ok(None);
+        let ikey = index_key(key);
+        let bucket = bucket_path(&self.root, &ikey);
+        let lines = match read_bucket(&bucket) {
+            Ok(lines) => lines,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(err("cannot read the cache index", e)),
+        };
+        let mut damaged = false;
+        for line in lines.iter().rev() {
+            match line {
+                BucketLine::Corrupt { .. } => damaged = true,
+                BucketLine::Valid { record, .. } if record.key == ikey => {
+                    if record.integrity.is_none() {
+                        // A removal tombstone.
+                        return Ok(None);
+                    }
+                    match entry_of(&self.root, record) {
+                        Some(entry) => {
+                            touch(&bucket);
+                            if let Ok(mut seen) = self.seen.lock() {
+                                seen.insert(key.hex(), entry.manifest.duration_ms);
+                            }
+                            return Ok(Some(entry));
+                        }
+                        None => damaged = true,
+                    }
+                }
+                BucketLine::Valid { .. } => {}
+            }
         }
-        let found = cacache::index::find(&self.root, &index_key(key))
-            .map_err(|e| err("cannot read the cache index", e))?;
-        let Some(meta) = found else { return Ok(None) };
-        let manifest: Manifest =
-            serde_json::from_value(meta.metadata).map_err(|e| err("corrupt cache manifest", e))?;
-        Ok(Some(Entry {
-            manifest,
-            integrity: meta.integrity,
-            time_ms: meta.time,
-        }))
+        if damaged {
+            Err(CacheError("corrupt cache index entry".into()))
+        } else {
+            Ok(None)
+        }
     }
 
     /// Read and verify a cached node's outputs.
     pub fn load_outputs(&self, entry: &Entry) -> Result<Value, CacheError> {
+        if content_path(&self.root, &entry.integrity).is_none() {
+            return Err(CacheError("corrupt cache entry (bad integrity)".into()));
+        }
         let bytes = cacache::read_hash_sync(&self.root, &entry.integrity)
             .map_err(|e| err("cached outputs are missing or corrupt", e))?;
         let value: Value =
@@ -195,6 +268,12 @@ impl Cache {
             .integrity
             .parse()
             .map_err(|e| err("corrupt file record", e))?;
+        if content_path(&self.root, &sri).is_none() {
+            return Err(CacheError(format!(
+                "corrupt file record for '{}'",
+                rec.path
+            )));
+        }
         let bytes = cacache::read_hash_sync(&self.root, &sri).map_err(|e| {
             err(
                 &format!("cached copy of '{}' is missing or corrupt", rec.path),
@@ -228,5 +307,476 @@ impl Cache {
         if let Ok(bytes) = serde_json::to_vec(records) {
             let _ = crate::nodes::write_atomic(&self.explain_path(workflow_name), &bytes);
         }
+    }
+
+    /// Hold a shared lock on the cache directory for the duration of a build, so that
+    /// `pflow cache gc | verify | clear` (which take it exclusively) never run under it.
+    /// Waits, saying so once on stderr, while maintenance holds the cache.
+    pub fn lock_shared(&self) -> Result<CacheLock, CacheError> {
+        self.lock(false)
+    }
+
+    /// The exclusive lock maintenance commands hold. Waits, saying so once on stderr,
+    /// while builds (or other maintenance) hold the cache.
+    pub fn lock_exclusive(&self) -> Result<CacheLock, CacheError> {
+        self.lock(true)
+    }
+
+    fn lock(&self, exclusive: bool) -> Result<CacheLock, CacheError> {
+        use fs4::fs_std::FileExt;
+        std::fs::create_dir_all(&self.root).map_err(|e| {
+            err(
+                &format!("cannot create the cache directory {}", self.root.display()),
+                e,
+            )
+        })?;
+        let path = self.root.join(LOCK_FILE);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| err(&format!("cannot open the lock {}", path.display()), e))?;
+        let got = if exclusive {
+            FileExt::try_lock_exclusive(&file)
+        } else {
+            FileExt::try_lock_shared(&file)
+        }
+        .map_err(|e| err(&format!("cannot lock {}", path.display()), e))?;
+        if !got {
+            crate::report::err_line(&if exclusive {
+                format!(
+                    "waiting for other pflow processes using the cache {} to finish…",
+                    self.root.display()
+                )
+            } else {
+                format!(
+                    "waiting for cache maintenance on {} to finish…",
+                    self.root.display()
+                )
+            });
+            if exclusive {
+                FileExt::lock_exclusive(&file)
+            } else {
+                FileExt::lock_shared(&file)
+            }
+            .map_err(|e| err(&format!("cannot lock {}", path.display()), e))?;
+        }
+        Ok(CacheLock { _file: file })
+    }
+
+    /// Append this build run's figures to the stats file (`pflow cache stats` sums them).
+    /// Best effort: a failure to record is ignored.
+    pub fn record_build(
+        &self,
+        v: &crate::validate::Validated,
+        outcome: &crate::executor::Outcome,
+        run_id: &str,
+    ) {
+        let seen = self.seen.lock().map(|s| s.clone()).unwrap_or_default();
+        let stats = BuildStats::from_outcome(v, outcome, run_id, &seen);
+        let _ = self.append_stats(&stats);
+    }
+
+    /// Append one record to the stats file, trimming it to its newer half when it has
+    /// grown past a bound. Writers serialize on an exclusive lock of the file itself.
+    pub fn append_stats(&self, stats: &BuildStats) -> std::io::Result<()> {
+        use fs4::fs_std::FileExt;
+        std::fs::create_dir_all(&self.root)?;
+        let mut line = serde_json::to_vec(stats)?;
+        line.push(b'\n');
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(self.root.join(STATS_FILE))?;
+        FileExt::lock_exclusive(&file)?;
+        let len = file.seek(SeekFrom::End(0))?;
+        if len + line.len() as u64 > STATS_MAX_BYTES {
+            let mut all = Vec::new();
+            file.seek(SeekFrom::Start(0))?;
+            file.read_to_end(&mut all)?;
+            let half = all.len() / 2;
+            let cut = all[half..]
+                .iter()
+                .position(|b| *b == b'\n')
+                .map(|p| half + p + 1)
+                .unwrap_or(all.len());
+            let mut kept = all[cut..].to_vec();
+            kept.extend_from_slice(&line);
+            file.set_len(0)?;
+            file.seek(SeekFrom::Start(0))?;
+            file.write_all(&kept)?;
+        } else {
+            // A torn last line (a killed writer) must not swallow this one.
+            if len > 0 {
+                let mut last = [0u8; 1];
+                file.seek(SeekFrom::End(-1))?;
+                file.read_exact(&mut last)?;
+                if last[0] != b'\n' {
+                    file.write_all(b"\n")?;
+                }
+            }
+            file.write_all(&line)?;
+        }
+        file.flush()?;
+        let _ = FileExt::unlock(&file);
+        Ok(())
+    }
+
+    /// The build records in the stats file, oldest first (damaged lines are skipped).
+    pub fn recorded_builds(&self) -> Vec<BuildStats> {
+        std::fs::read(self.root.join(STATS_FILE))
+            .map(|bytes| {
+                bytes
+                    .split(|b| *b == b'\n')
+                    .filter_map(|l| serde_json::from_slice(l).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// A held lock on the cache directory; released when dropped (or when the process dies).
+#[derive(Debug)]
+pub struct CacheLock {
+    _file: File,
+}
+
+/// The figures of one build run, as appended to the stats file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct BuildStats {
+    pub run_id: String,
+    /// When the run ended (unix ms).
+    pub time_ms: u64,
+    pub nodes: u64,
+    /// Nodes reused from the cache (`cached` or `restored`).
+    pub hits: u64,
+    /// Nodes that ran.
+    pub misses: u64,
+    /// Hits with at least one dependency that ran: reused because the upstream's output
+    /// did not change.
+    pub early_cutoffs: u64,
+    /// Hits for which written files had to be restored.
+    pub restored: u64,
+    pub failed: u64,
+    pub skipped: u64,
+    /// Sum of the recorded run times of the hits.
+    pub time_saved_ms: u64,
+    pub duration_ms: u64,
+    pub success: bool,
+}
+
+impl BuildStats {
+    /// `seen`: the recorded duration of each entry found in the cache (key hex → ms).
+    pub fn from_outcome(
+        v: &crate::validate::Validated,
+        outcome: &crate::executor::Outcome,
+        run_id: &str,
+        seen: &HashMap<String, u64>,
+    ) -> BuildStats {
+        use crate::executor::Status;
+        let status: HashMap<&str, Status> = outcome
+            .nodes
+            .iter()
+            .map(|r| (r.id.as_str(), r.status))
+            .collect();
+        let mut s = BuildStats {
+            run_id: run_id.to_string(),
+            time_ms: now_ms() as u64,
+            nodes: outcome.nodes.len() as u64,
+            duration_ms: outcome.duration.as_millis() as u64,
+            success: outcome.success,
+            ..BuildStats::default()
+        };
+        for r in &outcome.nodes {
+            match r.status {
+                // Reused from this command's memory (a repair attempt), not the cache.
+                Status::Cached | Status::Restored if r.reason == "already ran in this command" => {}
+                Status::Cached | Status::Restored => {
+                    s.hits += 1;
+                    if r.status == Status::Restored {
+                        s.restored += 1;
+                    }
+                    if let Some(ms) = r.key.and_then(|k| seen.get(&k.hex())) {
+                        s.time_saved_ms += ms;
+                    }
+                    let upstream_ran = v.graph.position(&r.id).is_some_and(|i| {
+                        v.graph
+                            .dependencies(i)
+                            .iter()
+                            .any(|(j, _)| status.get(v.graph.id(*j)) == Some(&Status::Ran))
+                    });
+                    if upstream_ran {
+                        s.early_cutoffs += 1;
+                    }
+                }
+                Status::Ran => s.misses += 1,
+                Status::Failed => s.failed += 1,
+                Status::Skipped => s.skipped += 1,
+            }
+        }
+        s
+    }
+}
+
+/// The cache's generation: a decimal number in `<cache>/generation`, 0 when absent.
+pub fn generation(root: &Path) -> u64 {
+    std::fs::read_to_string(root.join(GENERATION_FILE))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Mark that entries are being removed, so that anything remembering entries outside the
+/// index (the per-workflow build records) stops trusting them. Maintenance calls this
+/// before it removes anything.
+pub fn bump_generation(root: &Path) -> std::io::Result<()> {
+    let next = generation(root).wrapping_add(1);
+    crate::nodes::write_atomic(&root.join(GENERATION_FILE), next.to_string().as_bytes())
+}
+
+pub(crate) fn now_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}
+
+/// One index line as cacache writes it (`\n<sha256 of json>\t<json>`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IndexRecord {
+    pub key: String,
+    /// None: a removal tombstone.
+    pub integrity: Option<String>,
+    pub time: u128,
+    pub size: usize,
+    pub metadata: Value,
+    #[serde(default)]
+    pub raw_metadata: Option<Vec<u8>>,
+}
+
+/// A line of an index bucket.
+#[derive(Debug, Clone)]
+pub enum BucketLine {
+    /// The hash matches and the JSON parses. `raw` is the line as stored (without the
+    /// newline), so a rewritten bucket keeps it byte for byte.
+    Valid { raw: Vec<u8>, record: IndexRecord },
+    /// A torn or damaged line (hash mismatch, not UTF-8, not an index record).
+    Corrupt { raw: Vec<u8>, line: usize },
+}
+
+/// Read every line of a bucket file. Each line is checked on its own, so a damaged line
+/// does not hide the lines after it.
+pub fn read_bucket(path: &Path) -> std::io::Result<Vec<BucketLine>> {
+    let bytes = std::fs::read(path)?;
+    Ok(parse_bucket(&bytes))
+}
+
+pub fn parse_bucket(bytes: &[u8]) -> Vec<BucketLine> {
+    let mut out = Vec::new();
+    for (n, raw) in bytes.split(|b| *b == b'\n').enumerate() {
+        if raw.is_empty() {
+            continue;
+        }
+        match parse_line(raw) {
+            Some(record) => out.push(BucketLine::Valid {
+                raw: raw.to_vec(),
+                record,
+            }),
+            None => out.push(BucketLine::Corrupt {
+                raw: raw.to_vec(),
+                line: n + 1,
+            }),
+        }
+    }
+    out
+}
+
+fn parse_line(raw: &[u8]) -> Option<IndexRecord> {
+    let text = std::str::from_utf8(raw).ok()?;
+    let (hash, json) = text.split_once('\t')?;
+    if json.contains('\t') || hash != line_hash(json) {
+        return None;
+    }
+    serde_json::from_str(json).ok()
+}
+
+/// The hash cacache puts before each index line: SHA-256 of the JSON, in hex.
+pub fn line_hash(json: &str) -> String {
+    cacache::Integrity::from(json.as_bytes()).to_hex().1
+}
+
+/// Where cacache keeps the bucket of `key`: `index-v5/<aa>/<bb>/<rest of sha1(key)>`.
+pub fn bucket_path(root: &Path, key: &str) -> PathBuf {
+    let h = sha1_hex(key.as_bytes());
+    root.join(INDEX_DIR)
+        .join(&h[0..2])
+        .join(&h[2..4])
+        .join(&h[4..])
+}
+
+/// Where cacache keeps the content for `sri`; None when the integrity is malformed (cacache
+/// itself would panic on it).
+pub fn content_path(root: &Path, sri: &cacache::Integrity) -> Option<PathBuf> {
+    use base64::Engine;
+    let text = sri.to_string();
+    let first = text.split_whitespace().next()?;
+    let (algo, b64) = first.split_once('-')?;
+    algo.parse::<cacache::Algorithm>().ok()?;
+    let digest = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    if digest.len() < 3 {
+        return None;
+    }
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    Some(
+        root.join(CONTENT_DIR)
+            .join(algo)
+            .join(&hex[0..2])
+            .join(&hex[2..4])
+            .join(&hex[4..]),
+    )
+}
+
+/// The entry a record describes, if it is usable (integrity well-formed, manifest readable).
+fn entry_of(root: &Path, record: &IndexRecord) -> Option<Entry> {
+    let integrity: cacache::Integrity = record.integrity.as_ref()?.parse().ok()?;
+    content_path(root, &integrity)?;
+    let manifest: Manifest = serde_json::from_value(record.metadata.clone()).ok()?;
+    blake3::Hash::from_hex(&manifest.output_digest).ok()?;
+    for f in &manifest.files {
+        let sri: cacache::Integrity = f.integrity.parse().ok()?;
+        content_path(root, &sri)?;
+    }
+    Some(Entry {
+        manifest,
+        integrity,
+        time_ms: record.time,
+    })
+}
+
+/// Set a file's modification time to now (the recency mark of a hit). Errors are ignored:
+/// a read-only cache still serves hits.
+pub fn touch(path: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return;
+    };
+    let times = [
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_NOW,
+        },
+    ];
+    // SAFETY: `c` is a valid NUL-terminated path and `times` two valid timespecs.
+    unsafe {
+        libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), 0);
+    }
+}
+
+/// SHA-1 in hex (only to find cacache's bucket of a key; not used for integrity).
+fn sha1_hex(data: &[u8]) -> String {
+    let mut h: [u32; 5] = [0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0];
+    let mut msg = data.to_vec();
+    let bits = (data.len() as u64).wrapping_mul(8);
+    msg.push(0x80);
+    while msg.len() % 64 != 56 {
+        msg.push(0);
+    }
+    msg.extend_from_slice(&bits.to_be_bytes());
+    for chunk in msg.chunks(64) {
+        let mut w = [0u32; 80];
+        for i in 0..16 {
+            w[i] = u32::from_be_bytes([
+                chunk[4 * i],
+                chunk[4 * i + 1],
+                chunk[4 * i + 2],
+                chunk[4 * i + 3],
+            ]);
+        }
+        for i in 16..80 {
+            w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
+        }
+        let (mut a, mut b, mut c, mut d, mut e) = (h[0], h[1], h[2], h[3], h[4]);
+        for (i, wi) in w.iter().enumerate() {
+            let (f, k) = match i {
+                0..=19 => ((b & c) | (!b & d), 0x5A827999),
+                20..=39 => (b ^ c ^ d, 0x6ED9EBA1),
+                40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1BBCDC),
+                _ => (b ^ c ^ d, 0xCA62C1D6),
+            };
+            let t = a
+                .rotate_left(5)
+                .wrapping_add(f)
+                .wrapping_add(e)
+                .wrapping_add(k)
+                .wrapping_add(*wi);
+            e = d;
+            d = c;
+            c = b.rotate_left(30);
+            b = a;
+            a = t;
+        }
+        for (x, y) in h.iter_mut().zip([a, b, c, d, e]) {
+            *x = x.wrapping_add(y);
+        }
+    }
+    h.iter().map(|x| format!("{x:08x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha1_known_vectors() {
+        assert_eq!(sha1_hex(b"abc"), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        assert_eq!(sha1_hex(b""), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+        assert_eq!(
+            sha1_hex(&[b'a'; 1000]),
+            "291e9a6c66994949b57ba5e650361e98fc36b1ba"
+        );
+    }
+
+    #[test]
+    fn bucket_and_content_paths_match_cacache() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = "pflow/node/abc";
+        let sri = cacache::write_sync(dir.path(), key, b"hello").unwrap();
+        assert!(bucket_path(dir.path(), key).is_file());
+        assert!(content_path(dir.path(), &sri).unwrap().is_file());
+        let lines = read_bucket(&bucket_path(dir.path(), key)).unwrap();
+        assert!(matches!(&lines[..], [BucketLine::Valid { record, .. }] if record.key == key));
+    }
+
+    #[test]
+    fn damaged_lines_are_reported_and_do_not_hide_later_lines() {
+        let good = {
+            let json = r#"{"key":"k","integrity":"sha256-x","time":1,"size":0,"metadata":null}"#;
+            format!("{}\t{json}", line_hash(json))
+        };
+        let text = format!("\n{good}x\n\u{1}\u{2}\n{good}");
+        let mut bytes = text.into_bytes();
+        bytes.insert(0, 0xff);
+        let lines = parse_bucket(&bytes);
+        assert_eq!(lines.len(), 4);
+        assert!(matches!(lines[0], BucketLine::Corrupt { .. }));
+        assert!(matches!(lines[1], BucketLine::Corrupt { .. }));
+        assert!(matches!(lines[2], BucketLine::Corrupt { .. }));
+        assert!(matches!(lines[3], BucketLine::Valid { .. }));
+    }
+
+    #[test]
+    fn malformed_integrity_has_no_content_path() {
+        let bad: cacache::Integrity = "sha256-@@@".parse().unwrap();
+        assert!(content_path(Path::new("/c"), &bad).is_none());
+        let empty: cacache::Integrity = "".parse().unwrap();
+        assert!(content_path(Path::new("/c"), &empty).is_none());
     }
 }
