@@ -201,6 +201,11 @@ pub fn run(args: BuildArgs) -> i32 {
             report::err_line(&format!("warning: {}: {}", w.path, w.message));
         }
     }
+    // Builds share the cache; gc, verify and clear wait for them (and they for those).
+    let _cache_lock = cache
+        .lock_shared()
+        .map_err(|e| report::err_line(&format!("warning: {e}")))
+        .ok();
     let session = Session::default();
     let repair_cfg = RepairConfig {
         enabled: !args.no_repair,
@@ -218,6 +223,7 @@ pub fn run(args: BuildArgs) -> i32 {
             executor::Event::Idle => progress.flush(),
         });
         progress.done();
+        cache.record_build(v, &outcome, &opts.run_id);
         if !json_mode {
             // One summary per attempt: a repaired build shows the failed one too.
             for w in &outcome.warnings {

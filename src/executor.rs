@@ -659,7 +659,7 @@ impl<'a> Shared<'a> {
             // Error handlers see their failed source's partial outputs.
             let st_ok = {
                 let st = lock(&self.slots[*j]);
-                st.values.is_some() || st.entry.is_some()
+                st.values.is_some() || st.entry.is_some() || st.fast
             };
             if st_ok {
                 nodes.insert(self.v.graph.id(*j).to_string(), self.values(*j)?);
@@ -737,7 +737,7 @@ impl<'a> Shared<'a> {
     /// The explain record of node `id` from the last build (read on first use).
     fn previous_preimage(&self, id: &str) -> Option<&Preimage> {
         self.prev_preimages
-            .get_or_init(|| self.cache.load_preimages(&self.opts.workflow_name))
+            .get_or_init(|| crate::state::load_explain(self.cache.root(), &self.opts.workflow_name))
             .get(id)
     }
 
@@ -1356,15 +1356,16 @@ impl<'a> Shared<'a> {
         if self.dirty.load(Ordering::Relaxed) {
             let mut records = self
                 .prev_preimages
-                .get_or_init(|| self.cache.load_preimages(&self.opts.workflow_name))
+                .get_or_init(|| {
+                    crate::state::load_explain(self.cache.root(), &self.opts.workflow_name)
+                })
                 .clone();
             records.extend(
                 std::mem::take(&mut *lock(&self.preimages))
                     .into_iter()
                     .map(|(id, kb)| (id, kb.preimage())),
             );
-            self.cache
-                .save_preimages(&self.opts.workflow_name, &records);
+            crate::state::save_explain(self.cache.root(), &self.opts.workflow_name, &records);
             let mut next = std::mem::take(&mut *lock(&self.next_state));
             for (i, slot) in self.slots.iter().enumerate() {
                 let id = self.v.graph.id(i);

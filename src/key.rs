@@ -33,7 +33,7 @@ impl fmt::Display for Key {
     }
 }
 
-/// Component name → digest (hex). Safe to store: it holds no values.
+/// Component name → digest (the first 16 hex digits). Safe to store: it holds no values.
 pub type Preimage = BTreeMap<String, String>;
 
 /// The keyed-hash key for components, derived once per process (derive-key mode over a
@@ -95,7 +95,7 @@ impl KeyBuilder {
     pub fn preimage(&self) -> Preimage {
         self.parts
             .iter()
-            .map(|(k, v)| (k.clone(), blake3::Hash::from_bytes(*v).to_hex().to_string()))
+            .map(|(k, v)| (k.clone(), blake3::Hash::from_bytes(*v).to_hex()[..16].to_string()))
             .collect()
     }
 }

@@ -57,19 +57,7 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// The cache's generation: bumped whenever entries are removed.
-pub fn generation(cache_root: &Path) -> u64 {
-    std::fs::read_to_string(cache_root.join("generation"))
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// Mark that entries were removed: every recorded state becomes stale.
-pub fn bump_generation(cache_root: &Path) {
-    let next = generation(cache_root).wrapping_add(1);
-    let _ = crate::nodes::write_atomic(&cache_root.join("generation"), next.to_string().as_bytes());
-}
+use crate::cache::generation;
 
 fn path_for(cache_root: &Path, workflow_name: &str) -> PathBuf {
     let h = blake3::hash(workflow_name.as_bytes()).to_hex();
@@ -164,6 +152,7 @@ pub fn record_of(key: &[u8; 32], entry: &Entry) -> Option<NodeRecord> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::bump_generation;
 
     fn record(path: &Path, key: [u8; 32]) -> NodeRecord {
         let (size, mtime) = stat(path).expect("file exists");
@@ -202,7 +191,7 @@ mod tests {
             .insert("a".into(), record(&dir.path().join("."), [1; 32]));
         state.save(dir.path(), "wf.json");
         assert_eq!(BuildState::load(dir.path(), "wf.json").nodes.len(), 1);
-        bump_generation(dir.path());
+        bump_generation(dir.path()).unwrap();
         assert!(BuildState::load(dir.path(), "wf.json").nodes.is_empty());
         assert!(BuildState::load(dir.path(), "other.json").nodes.is_empty());
     }
@@ -238,4 +227,34 @@ mod tests {
             None
         );
     }
+}
+
+/// `--explain` records: each node's key preimage from the last build that decided it,
+/// with digests shortened to 64 bits (enough to tell that a component changed). Read only
+/// when a node misses; written only when something changed.
+pub fn load_explain(
+    cache_root: &Path,
+    workflow_name: &str,
+) -> std::collections::BTreeMap<String, crate::key::Preimage> {
+    std::fs::read(explain_path(cache_root, workflow_name))
+        .ok()
+        .and_then(|b| bincode::deserialize(&b).ok())
+        .unwrap_or_default()
+}
+
+pub fn save_explain(
+    cache_root: &Path,
+    workflow_name: &str,
+    records: &std::collections::BTreeMap<String, crate::key::Preimage>,
+) {
+    if let Ok(bytes) = bincode::serialize(records) {
+        let _ = crate::nodes::write_atomic(&explain_path(cache_root, workflow_name), &bytes);
+    }
+}
+
+fn explain_path(cache_root: &Path, workflow_name: &str) -> PathBuf {
+    let h = blake3::hash(workflow_name.as_bytes()).to_hex();
+    cache_root
+        .join("state")
+        .join(format!("{}.explain.bin", &h[..32]))
 }

@@ -1,10 +1,6 @@
 //! Cache upkeep and fault tolerance, through the real binary: `pflow cache stats | verify |
 //! gc | clear`, the cache lock, and builds that meet corrupt entries, run concurrently or
 //! are killed at random moments.
-//!
-//! Two tests need `Cache::lock_shared` and `Cache::record_build` wired into `pflow build`
-//! and are `#[ignore]`d until then: run them with
-//! `cargo test --test cache_maintenance -- --ignored`.
 
 mod common;
 
@@ -586,7 +582,6 @@ fn stats_counts_entries_blobs_and_bytes() {
 
 /// Needs `cache.record_build(..)` wired into `pflow build`.
 #[test]
-#[ignore = "needs Cache::record_build wired into build.rs; run with --ignored"]
 fn stats_totals_of_recent_builds_match_what_ran_and_what_was_reused() {
     let ws = Workspace::new().workflow(counted_workflow());
     let first = ws.build(&[]);
@@ -665,7 +660,6 @@ fn maintenance_waits_for_the_cache_lock_and_says_so() {
 
 /// Needs `cache.lock_shared()` wired into `pflow build`.
 #[test]
-#[ignore = "needs Cache::lock_shared wired into build.rs; run with --ignored"]
 fn a_build_waits_while_maintenance_holds_the_cache() {
     let ws = Workspace::new().workflow(pipeline());
     let held = hold_lock(&ws, true);
