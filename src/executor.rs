@@ -350,7 +350,11 @@ fn on_ready<'s>(scope: &rayon::Scope<'s>, shared: &'s Shared<'s>, sched: &'s Sch
         }
         None => {
             let _ = sched.tx.send(Msg::Started(i));
-            shared.process(i);
+            // A bug in one node must not hang the build: it becomes that node's failure.
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shared.process(i)));
+            if run.is_err() {
+                shared.internal_failure(i);
+            }
         }
     }
     let _ = sched.tx.send(Msg::Finished(i));
@@ -501,6 +505,32 @@ struct RunResult {
 impl<'a> Shared<'a> {
     fn elapsed_ms(&self) -> u64 {
         self.start.elapsed().as_millis() as u64
+    }
+
+    /// Record an internal error (a bug in pflow) as node `i`'s failure.
+    fn internal_failure(&self, i: usize) {
+        let node = &self.v.workflow.nodes[i];
+        let t = self.elapsed_ms();
+        let mut st = lock(&self.slots[i]);
+        st.done = true;
+        st.success = false;
+        st.report = Some(NodeReport {
+            id: node.id.clone(),
+            node_type: node.node_type.clone(),
+            status: Status::Failed,
+            executions: self.session.executions(&node.id),
+            duration: Duration::ZERO,
+            key: st.key,
+            digest: None,
+            reason: "internal error".into(),
+            error: Some(NodeError::new(
+                ErrorCategory::Internal,
+                "internal error in pflow while running this node (please report it)",
+            )),
+            handled: false,
+            start_ms: t,
+            end_ms: t,
+        });
     }
 
     fn skip(&self, i: usize, reason: String) -> NodeReport {

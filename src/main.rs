@@ -1,6 +1,23 @@
 use clap::Parser;
 
 fn main() {
+    // A bug must still end with a clear message (and a failed node, not a hang); the
+    // default hook's wording is reserved for Rust's own diagnostics.
+    std::panic::set_hook(Box::new(|info| {
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown cause".into());
+        let at = info
+            .location()
+            .map(|l| format!(" ({}:{})", l.file(), l.line()))
+            .unwrap_or_default();
+        pflow::report::err_line(&format!(
+            "error: internal error in pflow: {what}{at}; please report it"
+        ));
+    }));
     let cli = pflow::cli::Cli::parse();
     let code = pflow::cli::run(cli);
     std::process::exit(code);
