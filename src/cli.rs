@@ -276,10 +276,7 @@ fn validate_command(arg: &str, format: OutputFormat) -> i32 {
                 "errors": diagnostics_json(&report.errors),
                 "warnings": diagnostics_json(&report.warnings),
             });
-            crate::report::out_line(&format!(
-                "{}",
-                serde_json::to_string_pretty(&doc).unwrap_or_default()
-            ));
+            crate::report::out_line(&serde_json::to_string_pretty(&doc).unwrap_or_default());
         }
         OutputFormat::Text => {
             print_diagnostics(arg, &report);

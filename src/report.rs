@@ -115,20 +115,16 @@ fn node_line(r: &NodeReport, explain: bool) -> String {
         r.node_type,
         format_duration(r.duration)
     );
-    match r.status {
-        Status::Failed => {
-            if let Some(e) = &r.error {
-                line.push_str(&format!("\n    error [{}]: {}", e.category, e.message));
-                if r.handled {
-                    line.push_str(" (handled by an error edge)");
-                }
+    let show_reason = explain || matches!(r.status, Status::Skipped | Status::Restored);
+    match (&r.error, r.status) {
+        (Some(e), Status::Failed) => {
+            line.push_str(&format!("\n    error [{}]: {}", e.category, e.message));
+            if r.handled {
+                line.push_str(" (handled by an error edge)");
             }
         }
-        _ if explain || r.status == Status::Skipped || r.status == Status::Restored => {
-            if !r.reason.is_empty() {
-                line.push_str(&format!(" — {}", r.reason));
-            }
-        }
+        (_, Status::Failed) => {}
+        _ if show_reason && !r.reason.is_empty() => line.push_str(&format!(" — {}", r.reason)),
         _ => {}
     }
     line

@@ -149,6 +149,36 @@ pub fn record_of(key: &[u8; 32], entry: &Entry) -> Option<NodeRecord> {
     })
 }
 
+/// `--explain` records: each node's key preimage from the last build that decided it,
+/// with digests shortened to 64 bits (enough to tell that a component changed). Read only
+/// when a node misses; written only when something changed.
+pub fn load_explain(
+    cache_root: &Path,
+    workflow_name: &str,
+) -> std::collections::BTreeMap<String, crate::key::Preimage> {
+    std::fs::read(explain_path(cache_root, workflow_name))
+        .ok()
+        .and_then(|b| bincode::deserialize(&b).ok())
+        .unwrap_or_default()
+}
+
+pub fn save_explain(
+    cache_root: &Path,
+    workflow_name: &str,
+    records: &std::collections::BTreeMap<String, crate::key::Preimage>,
+) {
+    if let Ok(bytes) = bincode::serialize(records) {
+        let _ = crate::nodes::write_atomic(&explain_path(cache_root, workflow_name), &bytes);
+    }
+}
+
+fn explain_path(cache_root: &Path, workflow_name: &str) -> PathBuf {
+    let h = blake3::hash(workflow_name.as_bytes()).to_hex();
+    cache_root
+        .join("state")
+        .join(format!("{}.explain.bin", &h[..32]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,34 +257,4 @@ mod tests {
             None
         );
     }
-}
-
-/// `--explain` records: each node's key preimage from the last build that decided it,
-/// with digests shortened to 64 bits (enough to tell that a component changed). Read only
-/// when a node misses; written only when something changed.
-pub fn load_explain(
-    cache_root: &Path,
-    workflow_name: &str,
-) -> std::collections::BTreeMap<String, crate::key::Preimage> {
-    std::fs::read(explain_path(cache_root, workflow_name))
-        .ok()
-        .and_then(|b| bincode::deserialize(&b).ok())
-        .unwrap_or_default()
-}
-
-pub fn save_explain(
-    cache_root: &Path,
-    workflow_name: &str,
-    records: &std::collections::BTreeMap<String, crate::key::Preimage>,
-) {
-    if let Ok(bytes) = bincode::serialize(records) {
-        let _ = crate::nodes::write_atomic(&explain_path(cache_root, workflow_name), &bytes);
-    }
-}
-
-fn explain_path(cache_root: &Path, workflow_name: &str) -> PathBuf {
-    let h = blake3::hash(workflow_name.as_bytes()).to_hex();
-    cache_root
-        .join("state")
-        .join(format!("{}.explain.bin", &h[..32]))
 }

@@ -47,10 +47,7 @@ pub fn show(cache_root: &Path, arg: &str) -> i32 {
     let path = locate(cache_root, arg);
     match patch::load(&path) {
         Ok(r) => {
-            crate::report::out_line(&format!(
-                "{}",
-                serde_json::to_string_pretty(&r).unwrap_or_default()
-            ));
+            crate::report::out_line(&serde_json::to_string_pretty(&r).unwrap_or_default());
             EXIT_OK
         }
         Err(e) => {
@@ -97,7 +94,7 @@ pub fn apply(cache_root: &Path, arg: &str, workflow: Option<&str>) -> i32 {
         crate::report::err_line(&format!("error: cannot write {}: {e}", target.display()));
         return EXIT_INVALID;
     }
-    crate::report::err_text(&format!("{}", patch::unified_diff(&ir, &repaired)));
+    crate::report::err_text(&patch::unified_diff(&ir, &repaired));
     crate::report::err_line(&format!(
         "applied {} to {}",
         path.display(),
