@@ -59,17 +59,23 @@ pub(crate) fn prepare(
 fn run(params: &Map<String, Value>, _ctx: &RunContext) -> Result<NodeOutput, NodeError> {
     let (_, dest, bytes) = prepare(params)?;
     write_atomic(&dest, &bytes).map_err(|e| file_error("write", &dest, &e))?;
+    finish("copied", params, dest, bytes.len())
+}
+
+/// The outputs of copy-file and move-file: paths as given (not expanded, so they are
+/// the same on every machine), the byte count, and the destination as a written file.
+pub(crate) fn finish(
+    verb: &str,
+    params: &Map<String, Value>,
+    dest: std::path::PathBuf,
+    bytes: usize,
+) -> Result<NodeOutput, NodeError> {
     let mut outputs = Map::new();
-    outputs.insert("copied".into(), Value::Bool(true));
-    outputs.insert(
-        "source_path".into(),
-        Value::String(str_param(params, "source_path")?.to_string()),
-    );
-    outputs.insert(
-        "dest_path".into(),
-        Value::String(str_param(params, "dest_path")?.to_string()),
-    );
-    outputs.insert("bytes".into(), Value::from(bytes.len()));
+    outputs.insert(verb.into(), Value::Bool(true));
+    for p in ["source_path", "dest_path"] {
+        outputs.insert(p.into(), Value::String(str_param(params, p)?.to_string()));
+    }
+    outputs.insert("bytes".into(), Value::from(bytes));
     Ok(NodeOutput {
         outputs,
         files_written: vec![dest],

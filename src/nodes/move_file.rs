@@ -1,6 +1,6 @@
 //! `move-file`: move a file; across file systems, copy then delete.
 
-use super::{file_error, opt, out, req, str_param, write_atomic};
+use super::{file_error, opt, out, req, write_atomic};
 use super::{NodeOutput, NodeSpec, OutputKind, ParamKind, RunContext};
 use crate::error::NodeError;
 use serde_json::{Map, Value};
@@ -35,19 +35,5 @@ fn run(params: &Map<String, Value>, _ctx: &RunContext) -> Result<NodeOutput, Nod
         write_atomic(&dest, &bytes).map_err(|e| file_error("write", &dest, &e))?;
         std::fs::remove_file(&src).map_err(|e| file_error("remove", &src, &e))?;
     }
-    let mut outputs = Map::new();
-    outputs.insert("moved".into(), Value::Bool(true));
-    outputs.insert(
-        "source_path".into(),
-        Value::String(str_param(params, "source_path")?.to_string()),
-    );
-    outputs.insert(
-        "dest_path".into(),
-        Value::String(str_param(params, "dest_path")?.to_string()),
-    );
-    outputs.insert("bytes".into(), Value::from(bytes.len()));
-    Ok(NodeOutput {
-        outputs,
-        files_written: vec![dest],
-    })
+    super::copy_file::finish("moved", params, dest, bytes.len())
 }
