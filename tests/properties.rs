@@ -856,3 +856,47 @@ fn canonical_number_forms() {
     assert_eq!(digests.len(), 1, "{forms:?}");
     assert_ne!(output_digest(&json!(100)), output_digest(&json!(100.5)));
 }
+
+// ---------------------------------------------------------------------------------------
+// Regressions found by fuzzing and by the properties above
+// ---------------------------------------------------------------------------------------
+
+/// fuzz target `workflow` (crash-a9960269…): an unknown top-level field with an empty
+/// name produced an error whose path was empty.
+#[test]
+fn fuzz_workflow_empty_key_has_a_path() {
+    let doc = pflow::source::parse_json_bytes(b"{\n  \"\": []\n}").unwrap();
+    check_report(&doc);
+    let errors = validate(&doc).unwrap_err().errors;
+    assert!(errors.iter().any(|d| d.path == "[\"\"]"), "{errors:?}");
+}
+
+/// The `workflow` fuzz target's round-trip check: a batch's `max_retries` was dropped by
+/// `Workflow::to_json`.
+#[test]
+fn fuzz_workflow_to_json_keeps_batch_retries() {
+    let doc = json!({"nodes": [{"id": "a", "type": "echo", "params": {"message": "${item}"},
+                                "batch": {"items": [1, 2], "max_retries": 4}}]});
+    let v = validate(&doc).unwrap();
+    let again = validate(&v.workflow.to_json()).unwrap();
+    assert_eq!(again.workflow, v.workflow);
+}
+
+/// Long names made "did you mean" quadratic in their length: an 81 KB workflow took
+/// minutes to validate.
+#[test]
+fn long_unknown_names_validate_quickly() {
+    let long = "q".repeat(3000);
+    let nodes: Vec<Value> = (0..30)
+        .map(|i| {
+            json!({"id": format!("n{long}{i}"), "type": "echo",
+                        "params": {"message": format!("${{m{long}{i}.echo}}")}})
+        })
+        .collect();
+    let edges: Vec<Value> = (0..30)
+        .map(|i| json!({"from": format!("x{long}{i}"), "to": format!("n{long}{i}")}))
+        .collect();
+    let start = std::time::Instant::now();
+    check_report(&json!({"nodes": nodes, "edges": edges, "start_node": format!("z{long}")}));
+    assert!(start.elapsed().as_secs() < 10, "{:?}", start.elapsed());
+}
