@@ -10,7 +10,7 @@ use crate::diagnostic::{quoted_list, suggestion, Diagnostic};
 use crate::graph::{Graph, Link};
 use crate::nodes::{self, NodeSpec, OutputKind};
 use crate::template::{ParamTemplate, Reference, Step, Template};
-use crate::workflow::{BatchItems, EdgeAction, Workflow};
+use crate::workflow::{field_path, BatchItems, EdgeAction, Workflow};
 use serde_json::Value;
 use std::cell::{Cell, OnceCell};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -347,7 +347,7 @@ pub fn validate_workflow(wf: Workflow, structural: Vec<Diagnostic>) -> Result<Va
                         let valid: Vec<&str> = spec.params.iter().map(|p| p.name).collect();
                         warnings.push(
                             Diagnostic::warning(
-                                format!("{path}.params.{name}"),
+                                field_path(&format!("{path}.params"), name),
                                 format!(
                                     "'{}' is not a param of {} nodes and is ignored",
                                     name, spec.name
@@ -364,7 +364,7 @@ pub fn validate_workflow(wf: Workflow, structural: Vec<Diagnostic>) -> Result<Va
                         let is_template = matches!(value, Value::String(s) if s.contains("${"));
                         if !is_template && !value.is_null() && !lenient_accepts(p.kind, value) {
                             errors.push(Diagnostic::error(
-                                format!("{path}.params.{name}"),
+                                field_path(&format!("{path}.params"), name),
                                 format!(
                                     "param '{name}' of node '{}' must be {}, found {}",
                                     node.id,
@@ -384,7 +384,7 @@ pub fn validate_workflow(wf: Workflow, structural: Vec<Diagnostic>) -> Result<Va
         let mut uses_index = false;
         let mut ok = true;
         for (name, value) in &node.params {
-            let ppath = format!("{path}.params.{name}");
+            let ppath = field_path(&format!("{path}.params"), name);
             match ParamTemplate::compile(value) {
                 Ok(pt) => {
                     for r in pt.refs() {
@@ -493,7 +493,7 @@ pub fn validate_workflow(wf: Workflow, structural: Vec<Diagnostic>) -> Result<Va
     let mut outputs = Vec::with_capacity(wf.outputs.len());
     let mut produced_fields: Option<HashSet<&str>> = None;
     for (name, spec) in &wf.outputs {
-        let opath = format!("outputs.{name}.source");
+        let opath = format!("{}.source", field_path("outputs", name));
         let Some(source) = &spec.source else {
             let produced = produced_fields
                 .get_or_insert_with(|| {
@@ -509,14 +509,14 @@ pub fn validate_workflow(wf: Workflow, structural: Vec<Diagnostic>) -> Result<Va
             if !produced {
                 warnings.push(
                     Diagnostic::warning(
-                        format!("outputs.{name}"),
+                        field_path("outputs", name),
                         format!("output '{name}' has no source and no node produces a field of that name; it will be missing"),
                     )
                     .with_hint("add \"source\": \"${node.field}\""),
                 );
             } else {
                 warnings.push(
-                    Diagnostic::warning(format!("outputs.{name}"), format!("output '{name}' has no source"))
+                    Diagnostic::warning(field_path("outputs", name), format!("output '{name}' has no source"))
                         .with_hint(format!("it takes the '{name}' field of the last node that produces one; add \"source\" to be explicit")),
                 );
             }
@@ -916,5 +916,27 @@ mod tests {
         let e = errors(json!({ "nodes": nodes }));
         assert_eq!(e.len(), 20);
         assert!(start.elapsed().as_secs() < 10, "{:?}", start.elapsed());
+    }
+
+    #[test]
+    fn odd_param_and_output_names_get_bracketed_paths() {
+        let r = validate(&json!({
+            "nodes": [{"id": "a", "type": "echo", "params": {"": 1, "x.y": "${zz}"}}],
+            "outputs": {"a b": {"source": "${a.nope}"}}
+        }))
+        .unwrap_err();
+        let paths: Vec<&str> = r
+            .errors
+            .iter()
+            .chain(&r.warnings)
+            .map(|d| d.path.as_str())
+            .collect();
+        for p in [
+            r#"nodes[0].params[""]"#,
+            r#"nodes[0].params["x.y"]"#,
+            r#"outputs["a b"].source"#,
+        ] {
+            assert!(paths.contains(&p), "{p} not in {paths:?}");
+        }
     }
 }
