@@ -20,8 +20,13 @@
 //! Locking: builds hold a shared `flock` on `<cache>/.pflow-lock` ([`Cache::lock_shared`]),
 //! `pflow cache gc | verify | clear` an exclusive one ([`Cache::lock_exclusive`]). A process
 //! that has to wait says so once on stderr and waits.
+//!
+//! Remote cache: a cache may carry a [`crate::remote::Remote`] ([`Cache::with_remote`]).
+//! [`Cache::lookup_with_remote`] then asks it on a local miss and keeps what it downloads
+//! as an ordinary local entry; [`Cache::push_remote`] uploads a stored result.
 
 use crate::key::{Key, Preimage};
+use crate::remote::{Fetch, Remote};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -109,6 +114,17 @@ pub struct Cache {
     /// Recorded durations of the entries this process found (key hex → ms), for the
     /// "time saved" figure of [`Cache::record_build`].
     seen: Arc<Mutex<HashMap<String, u64>>>,
+    /// The shared remote cache, if one is configured.
+    remote: Option<Arc<Remote>>,
+}
+
+/// What the remote cache contributed to a [`Cache::lookup_with_remote`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RemoteLookup {
+    /// The entry returned was downloaded from the remote cache.
+    pub hit: bool,
+    /// The remote had an entry that could not be used, and why (for `--explain`).
+    pub note: Option<String>,
 }
 
 pub fn index_key(key: &Key) -> String {
@@ -132,7 +148,131 @@ impl Cache {
         Cache {
             root: root.into(),
             seen: Arc::new(Mutex::new(HashMap::new())),
+            remote: None,
         }
+    }
+
+    /// Use a remote cache on local misses (and for uploads when it writes).
+    pub fn with_remote(mut self, remote: Option<Arc<Remote>>) -> Cache {
+        self.remote = remote;
+        self
+    }
+
+    pub fn remote(&self) -> Option<&Remote> {
+        self.remote.as_deref()
+    }
+
+    /// The warnings the remote cache produced since the last call.
+    pub fn take_remote_warnings(&self) -> Vec<String> {
+        self.remote
+            .as_ref()
+            .map(|r| r.take_warnings())
+            .unwrap_or_default()
+    }
+
+    /// [`Cache::lookup`], then, on a local miss (or a damaged local entry), the remote
+    /// cache. A remote hit is verified, written to the local cache (keeping the time it
+    /// was produced, so `"cache": "<duration>"` ages stay right) and returned as a local
+    /// entry.
+    pub fn lookup_with_remote(
+        &self,
+        key: &Key,
+    ) -> (Result<Option<Entry>, CacheError>, RemoteLookup) {
+        let local = self.lookup(key);
+        let Some(remote) = self.remote.as_ref() else {
+            return (local, RemoteLookup::default());
+        };
+        if matches!(local, Ok(Some(_))) || !remote.active() {
+            return (local, RemoteLookup::default());
+        }
+        match remote.fetch(key) {
+            Fetch::Hit(dl) => match self.store_download(key, *dl) {
+                Ok(Some(entry)) => (
+                    Ok(Some(entry)),
+                    RemoteLookup {
+                        hit: true,
+                        note: None,
+                    },
+                ),
+                Ok(None) | Err(_) => (local, RemoteLookup::default()),
+            },
+            Fetch::Miss => (local, RemoteLookup::default()),
+            Fetch::Unusable(why) => (
+                local,
+                RemoteLookup {
+                    hit: false,
+                    note: Some(why),
+                },
+            ),
+        }
+    }
+
+    /// Keep a verified remote result as a local entry, and read it back.
+    fn store_download(
+        &self,
+        key: &Key,
+        dl: crate::remote::Download,
+    ) -> Result<Option<Entry>, CacheError> {
+        let mut records = Vec::with_capacity(dl.files.len());
+        for (f, bytes) in &dl.files {
+            let integrity = cacache::write_hash_sync(&self.root, bytes)
+                .map_err(|e| err("cannot write to the cache", e))?;
+            records.push(FileRecord {
+                path: f.path.clone(),
+                digest: f.digest.clone(),
+                integrity: integrity.to_string(),
+                size: bytes.len() as u64,
+            });
+        }
+        let manifest = Manifest {
+            node: dl.entry.node.clone(),
+            output_digest: dl.entry.output_digest.clone(),
+            duration_ms: dl.entry.duration_ms,
+            files: records,
+            run_id: dl.entry.run_id.clone(),
+        };
+        let meta = serde_json::to_value(&manifest).map_err(|e| err("cannot encode manifest", e))?;
+        let sri = cacache::write_hash_sync(&self.root, &dl.outputs)
+            .map_err(|e| err("cannot write to the cache", e))?;
+        // The writer's clock may run ahead of ours: never record a time in the future.
+        let time = (dl.entry.time_ms as u128).min(now_ms());
+        cacache::index::insert(
+            &self.root,
+            &index_key(key),
+            cacache::WriteOpts::new()
+                .integrity(sri)
+                .size(dl.outputs.len())
+                .metadata(meta)
+                .time(time),
+        )
+        .map_err(|e| err("cannot write the cache index", e))?;
+        self.lookup(key)
+    }
+
+    /// Upload a stored result to the remote cache, when one is configured for writing.
+    /// `outputs` are the values given to [`Cache::store`]; the files' content is read back
+    /// from the local cache (verified). Best effort: problems end up as remote warnings.
+    pub fn push_remote(&self, key: &Key, manifest: &Manifest, outputs: &Value) {
+        let Some(remote) = self.remote.as_ref().filter(|r| r.writes() && r.active()) else {
+            return;
+        };
+        let Ok(bytes) = serde_json::to_vec(outputs) else {
+            return;
+        };
+        let mut files = Vec::with_capacity(manifest.files.len());
+        for rec in &manifest.files {
+            let Ok(sri) = rec.integrity.parse::<cacache::Integrity>() else {
+                return;
+            };
+            if content_path(&self.root, &sri).is_none() {
+                return;
+            }
+            match cacache::read_hash_sync(&self.root, &sri) {
+                Ok(b) => files.push(b),
+                Err(_) => return,
+            }
+        }
+        remote.upload(key, manifest, bytes, files);
     }
 
     pub fn root(&self) -> &Path {
@@ -375,7 +515,16 @@ impl Cache {
         run_id: &str,
     ) {
         let seen = self.seen.lock().map(|s| s.clone()).unwrap_or_default();
-        let stats = BuildStats::from_outcome(v, outcome, run_id, &seen);
+        let mut stats = BuildStats::from_outcome(v, outcome, run_id, &seen);
+        if let Some(remote) = &self.remote {
+            let c = remote.take_counts();
+            stats.remote_hits = c.hits;
+            stats.remote_misses = c.misses;
+            stats.remote_bytes_down = c.bytes_down;
+            stats.remote_bytes_up = c.bytes_up;
+            stats.remote_uploads = c.uploads;
+            stats.remote_errors = c.errors;
+        }
         let _ = self.append_stats(&stats);
     }
 
@@ -467,6 +616,21 @@ pub struct BuildStats {
     pub time_saved_ms: u64,
     pub duration_ms: u64,
     pub success: bool,
+    /// Remote cache figures (zero when no remote cache was used): entries downloaded,
+    /// lookups that found nothing usable, bytes moved, entries uploaded, failed requests
+    /// and corrupt downloads.
+    #[serde(default)]
+    pub remote_hits: u64,
+    #[serde(default)]
+    pub remote_misses: u64,
+    #[serde(default)]
+    pub remote_bytes_down: u64,
+    #[serde(default)]
+    pub remote_bytes_up: u64,
+    #[serde(default)]
+    pub remote_uploads: u64,
+    #[serde(default)]
+    pub remote_errors: u64,
 }
 
 impl BuildStats {

@@ -26,6 +26,7 @@ pub mod key;
 pub mod llm;
 pub mod maintenance;
 pub mod nodes;
+pub mod remote;
 pub mod render;
 pub mod repair;
 pub mod report;

@@ -1,0 +1,811 @@
+//! The shared remote cache: Bazel's simple HTTP cache protocol, so that a fleet of CI
+//! runners can share results through a server people already run (nginx with WebDAV
+//! `PUT`, bazel-remote, S3 or GCS behind a proxy).
+//!
+//! Two namespaces under the base URL:
+//!
+//! - `cas/<sha256 hex>`: blobs, addressed by the SHA-256 of their bytes: a node's outputs
+//!   (the JSON the local cache keeps) and the content of each file it wrote.
+//! - `ac/<node key hex>`: one small JSON document per node key ([`AcEntry`]): the output
+//!   digest, the SHA-256 and size of the outputs blob, and for each written file its path,
+//!   BLAKE3 digest, SHA-256 and size.
+//!
+//! Reads: on a local miss the executor asks [`crate::cache::Cache::lookup_with_remote`],
+//! which `GET`s the action entry, then every blob it references, checks each blob's
+//! SHA-256 (and the outputs' and files' BLAKE3 digests), and stores the result in the
+//! local cache, so the next build hits locally. An entry with a missing blob is a miss
+//! (servers evict blobs independently of entries); a corrupt blob is a miss, reported once.
+//!
+//! Writes happen only when asked (`--remote-cache-write`): after a node ran and its
+//! result was stored locally, blobs are `PUT` first (a `HEAD` skips those the server
+//! has), then the action entry, so a reader never sees an entry before its blobs.
+//!
+//! Failure policy: the remote cache can only make a build faster, never fail it. A
+//! connection failure, a timeout or a refused credential switches the remote off for the
+//! rest of the process; other error answers (5xx, unexpected statuses) do so after
+//! [`MAX_FAILURES`]. Either way there is exactly one warning. Timeouts are short
+//! (`PFLOW_REMOTE_CACHE_CONNECT_TIMEOUT_MS`, default 2 s; `PFLOW_REMOTE_CACHE_TIMEOUT_MS`,
+//! default 10 s per request plus 1 ms per KB of a blob).
+//!
+//! Secrets: the bearer token (`PFLOW_REMOTE_CACHE_TOKEN`) and any user info in the URL
+//! are never printed; messages show the URL without user info or query.
+
+use crate::cache::Manifest;
+use crate::key::Key;
+use crate::llm::net;
+use reqwest::blocking::{Client, RequestBuilder};
+use reqwest::{StatusCode, Url};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+/// Appended to a node's reason when its result came from the remote cache.
+pub const REMOTE_SUFFIX: &str = " (remote)";
+/// The `format` of the action entries this version writes and reads.
+pub const FORMAT: &str = "pflow-remote-v1";
+/// Error answers (other than refused credentials) tolerated before the remote is dropped.
+pub const MAX_FAILURES: u32 = 3;
+/// The largest action entry accepted (they are a few hundred bytes).
+const MAX_AC_BYTES: usize = 16 << 20;
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(2000);
+const DEFAULT_TIMEOUT: Duration = Duration::from_millis(10_000);
+
+pub const URL_ENV: &str = "PFLOW_REMOTE_CACHE";
+pub const WRITE_ENV: &str = "PFLOW_REMOTE_CACHE_WRITE";
+pub const TOKEN_ENV: &str = "PFLOW_REMOTE_CACHE_TOKEN";
+pub const TIMEOUT_ENV: &str = "PFLOW_REMOTE_CACHE_TIMEOUT_MS";
+pub const CONNECT_TIMEOUT_ENV: &str = "PFLOW_REMOTE_CACHE_CONNECT_TIMEOUT_MS";
+
+/// SHA-256 of `bytes` in lowercase hex (cacache's default algorithm is SHA-256).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    cacache::Integrity::from(bytes).to_hex().1
+}
+
+fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// How to reach the remote cache.
+#[derive(Clone)]
+pub struct Config {
+    /// The base URL, its path ending with `/`.
+    pub url: Url,
+    pub write: bool,
+    pub token: Option<String>,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("url", &net::display_url(&self.url))
+            .field("write", &self.write)
+            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
+            .field("connect_timeout", &self.connect_timeout)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+fn env_nonempty(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn env_ms(name: &str, default: Duration) -> Result<Duration, String> {
+    match env_nonempty(name) {
+        None => Ok(default),
+        Some(v) => match v.trim().parse::<u64>() {
+            Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
+            _ => Err(format!(
+                "{name} must be a positive number of milliseconds, got '{v}'"
+            )),
+        },
+    }
+}
+
+/// A boolean environment switch: `1`, `true`, `yes`, `on` (any case).
+pub fn env_flag(name: &str) -> bool {
+    env_nonempty(name).is_some_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "true" | "yes" | "on"
+        )
+    })
+}
+
+impl Config {
+    /// The configuration from `--remote-cache URL` (else `PFLOW_REMOTE_CACHE`),
+    /// `--remote-cache-write` (or `PFLOW_REMOTE_CACHE_WRITE=1`), `PFLOW_REMOTE_CACHE_TOKEN`
+    /// and the timeout variables. `None` when no URL is given.
+    pub fn from_args(url: Option<&str>, write: bool) -> Result<Option<Config>, String> {
+        let (text, what) = match url.filter(|u| !u.trim().is_empty()) {
+            Some(u) => (u.to_string(), "--remote-cache"),
+            None => match env_nonempty(URL_ENV) {
+                Some(u) => (u, URL_ENV),
+                None => return Ok(None),
+            },
+        };
+        let mut url = net::parse_http_url(&text, what)?;
+        if !url.path().ends_with('/') {
+            let path = format!("{}/", url.path());
+            url.set_path(&path);
+        }
+        Ok(Some(Config {
+            url,
+            write: write || env_flag(WRITE_ENV),
+            token: env_nonempty(TOKEN_ENV).map(|t| t.trim().to_string()),
+            connect_timeout: env_ms(CONNECT_TIMEOUT_ENV, DEFAULT_CONNECT_TIMEOUT)?,
+            timeout: env_ms(TIMEOUT_ENV, DEFAULT_TIMEOUT)?,
+        }))
+    }
+}
+
+/// A blob an action entry references.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BlobRef {
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// A file a node wrote, as the action entry records it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RemoteFile {
+    /// As the node wrote it; relative paths stay relative, and a path under the writer's
+    /// home directory is kept as `~/…` (restored under the reader's home).
+    pub path: String,
+    /// BLAKE3 of the content (as in the local manifest).
+    pub digest: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// The document stored under `ac/<node key hex>`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AcEntry {
+    pub format: String,
+    /// The node key, in hex (the same as the name it is stored under).
+    pub key: String,
+    pub node: String,
+    /// BLAKE3 of the canonical JSON of the outputs.
+    pub output_digest: String,
+    /// The outputs as JSON (the bytes the local cache keeps).
+    pub outputs: BlobRef,
+    #[serde(default)]
+    pub files: Vec<RemoteFile>,
+    pub duration_ms: u64,
+    /// When the result was produced (unix ms): `"cache": "<duration>"` ages count from it.
+    pub time_ms: u64,
+    pub run_id: String,
+}
+
+/// A verified download: the entry and the bytes of every blob it references.
+#[derive(Debug)]
+pub struct Download {
+    pub entry: AcEntry,
+    pub outputs: Vec<u8>,
+    /// Each file (its path as it applies on this machine) with its content.
+    pub files: Vec<(RemoteFile, Vec<u8>)>,
+}
+
+/// What a remote lookup found.
+#[derive(Debug)]
+pub enum Fetch {
+    Hit(Box<Download>),
+    /// Nothing there, or the remote is off.
+    Miss,
+    /// An entry exists but cannot be used (a blob missing or corrupt); why.
+    Unusable(String),
+}
+
+/// The remote cache's figures since they were last taken (one build attempt).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Counts {
+    pub hits: u64,
+    pub misses: u64,
+    pub bytes_down: u64,
+    pub bytes_up: u64,
+    /// Action entries uploaded.
+    pub uploads: u64,
+    /// Failed requests and corrupt downloads.
+    pub errors: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    bytes_down: AtomicU64,
+    bytes_up: AtomicU64,
+    uploads: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// A request that did not get a usable answer.
+enum Failure {
+    /// 404: not there.
+    NotFound,
+    /// Any other problem (already counted, and reported when it switched the remote off).
+    Failed,
+}
+
+/// The remote cache client, shared by the workers of a build (and its repair attempts).
+pub struct Remote {
+    cfg: Config,
+    client: OnceLock<Result<Client, String>>,
+    disabled: AtomicBool,
+    failures: AtomicU32,
+    warned_corrupt: AtomicBool,
+    warnings: Mutex<Vec<String>>,
+    /// Blobs the server is known to hold intact (uploaded, found by HEAD, or downloaded).
+    present: Mutex<HashSet<String>>,
+    /// Blobs the server was caught serving corrupt: uploads replace them, HEAD or not.
+    corrupt: Mutex<HashSet<String>>,
+    counters: Counters,
+}
+
+impl fmt::Debug for Remote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Remote")
+            .field("cfg", &self.cfg)
+            .field("disabled", &self.disabled.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Store a path under the writer's home directory as `~/…` so another machine restores
+/// it under its own home.
+pub fn portable_path(path: &str) -> String {
+    if let Some(home) = home_dir() {
+        if let Some(rest) = path.strip_prefix(&format!("{home}/")) {
+            return format!("~/{rest}");
+        }
+    }
+    path.to_string()
+}
+
+/// The local form of a path from [`portable_path`].
+pub fn local_path(path: &str) -> String {
+    match (path.strip_prefix("~/"), home_dir()) {
+        (Some(rest), Some(home)) => format!("{home}/{rest}"),
+        _ => path.to_string(),
+    }
+}
+
+fn home_dir() -> Option<String> {
+    let home = std::env::var("HOME").ok()?;
+    let home = home.trim_end_matches('/');
+    (!home.is_empty()).then(|| home.to_string())
+}
+
+impl Remote {
+    pub fn new(cfg: Config) -> Remote {
+        Remote {
+            cfg,
+            client: OnceLock::new(),
+            disabled: AtomicBool::new(false),
+            failures: AtomicU32::new(0),
+            warned_corrupt: AtomicBool::new(false),
+            warnings: Mutex::new(Vec::new()),
+            present: Mutex::new(HashSet::new()),
+            corrupt: Mutex::new(HashSet::new()),
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn writes(&self) -> bool {
+        self.cfg.write
+    }
+
+    /// Still in use (not switched off by failures).
+    pub fn active(&self) -> bool {
+        !self.disabled.load(Ordering::Relaxed)
+    }
+
+    /// The warnings produced since the last call (at most one about the server, at most
+    /// one about corrupt blobs per process).
+    pub fn take_warnings(&self) -> Vec<String> {
+        std::mem::take(&mut *lock(&self.warnings))
+    }
+
+    /// The figures since the last call.
+    pub fn take_counts(&self) -> Counts {
+        let c = &self.counters;
+        Counts {
+            hits: c.hits.swap(0, Ordering::Relaxed),
+            misses: c.misses.swap(0, Ordering::Relaxed),
+            bytes_down: c.bytes_down.swap(0, Ordering::Relaxed),
+            bytes_up: c.bytes_up.swap(0, Ordering::Relaxed),
+            uploads: c.uploads.swap(0, Ordering::Relaxed),
+            errors: c.errors.swap(0, Ordering::Relaxed),
+        }
+    }
+
+    fn shown_url(&self) -> String {
+        net::display_url(&self.cfg.url)
+    }
+
+    fn client(&self) -> Option<&Client> {
+        let built = self.client.get_or_init(|| {
+            let mut b = Client::builder()
+                .connect_timeout(self.cfg.connect_timeout)
+                .timeout(self.cfg.timeout)
+                .user_agent(concat!("pflow/", env!("CARGO_PKG_VERSION")));
+            // reqwest would send 127.0.0.1 through HTTP_PROXY/ALL_PROXY.
+            if net::is_loopback_url(&self.cfg.url) {
+                b = b.no_proxy();
+            }
+            b.build().map_err(|e| net::root_cause(&e))
+        });
+        match built {
+            Ok(c) => Some(c),
+            Err(e) => {
+                self.switch_off(format!("cannot set up the HTTP client: {e}"));
+                None
+            }
+        }
+    }
+
+    /// Stop using the remote for the rest of the process, with one warning.
+    fn switch_off(&self, why: String) {
+        if !self.disabled.swap(true, Ordering::SeqCst) {
+            lock(&self.warnings).push(format!(
+                "remote cache {}: {why}; using the local cache only for the rest of this build",
+                self.shown_url()
+            ));
+        }
+    }
+
+    /// Count an error answer; the remote goes off after [`MAX_FAILURES`].
+    fn failed(&self, why: String) {
+        self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        let n = self.failures.fetch_add(1, Ordering::SeqCst) + 1;
+        if n >= MAX_FAILURES {
+            self.switch_off(format!("{why} ({n} failed requests)"));
+        }
+    }
+
+    fn warn_corrupt_once(&self, what: String) {
+        self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        if !self.warned_corrupt.swap(true, Ordering::SeqCst) {
+            lock(&self.warnings).push(format!(
+                "remote cache {}: {what}; not using that entry (the node runs here instead)",
+                self.shown_url()
+            ));
+        }
+    }
+
+    fn url_of(&self, rel: &str) -> Option<Url> {
+        self.cfg.url.join(rel).ok()
+    }
+
+    fn authorized(&self, rb: RequestBuilder) -> RequestBuilder {
+        match &self.cfg.token {
+            Some(t) => rb.bearer_auth(t),
+            None => rb,
+        }
+    }
+
+    /// Extra time allowed for moving `size` bytes (1 ms per KB: at least ~1 MB/s).
+    fn timeout_for(&self, size: u64) -> Duration {
+        self.cfg.timeout + Duration::from_millis(size / 1024)
+    }
+
+    /// Send a request; a transport failure or refused credentials switch the remote off,
+    /// other unexpected statuses count towards [`MAX_FAILURES`]. 404 is an answer (not
+    /// there), not a failure.
+    fn send(
+        &self,
+        what: &str,
+        rb: RequestBuilder,
+        read_body: bool,
+    ) -> Result<(StatusCode, Vec<u8>), Failure> {
+        if !self.active() {
+            return Err(Failure::Failed);
+        }
+        let resp = match self.authorized(rb).send() {
+            Ok(r) => r,
+            Err(e) => {
+                self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                let why = if e.is_timeout() {
+                    format!("{what} timed out")
+                } else if e.is_connect() {
+                    format!("cannot connect ({})", net::root_cause(&e))
+                } else {
+                    format!("{what} failed ({})", net::root_cause(&e))
+                };
+                self.switch_off(why);
+                return Err(Failure::Failed);
+            }
+        };
+        let status = resp.status();
+        if status == StatusCode::NOT_FOUND {
+            return Err(Failure::NotFound);
+        }
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            self.counters.errors.fetch_add(1, Ordering::Relaxed);
+            self.switch_off(format!(
+                "{what} was refused (HTTP {}){}",
+                status.as_u16(),
+                if self.cfg.token.is_some() {
+                    " with the token from PFLOW_REMOTE_CACHE_TOKEN"
+                } else {
+                    "; set PFLOW_REMOTE_CACHE_TOKEN if the server needs a token"
+                }
+            ));
+            return Err(Failure::Failed);
+        }
+        if !status.is_success() {
+            self.failed(format!("{what} answered HTTP {}", status.as_u16()));
+            return Err(Failure::Failed);
+        }
+        if !read_body {
+            return Ok((status, Vec::new()));
+        }
+        match resp.bytes() {
+            Ok(b) => Ok((status, b.to_vec())),
+            Err(e) => {
+                self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                if e.is_timeout() {
+                    self.switch_off(format!("{what} timed out"));
+                } else {
+                    self.failed(format!("{what}: {}", net::root_cause(&e)));
+                }
+                Err(Failure::Failed)
+            }
+        }
+    }
+
+    fn get(&self, rel: &str, size_hint: u64) -> Result<Vec<u8>, Failure> {
+        let client = self.client().ok_or(Failure::Failed)?;
+        let url = self.url_of(rel).ok_or(Failure::Failed)?;
+        let rb = client.get(url).timeout(self.timeout_for(size_hint));
+        let (_, body) = self.send(&format!("GET {rel}"), rb, true)?;
+        self.counters
+            .bytes_down
+            .fetch_add(body.len() as u64, Ordering::Relaxed);
+        Ok(body)
+    }
+
+    /// The action entry and every blob it references for `key`, verified.
+    pub fn fetch(&self, key: &Key) -> Fetch {
+        if !self.active() {
+            return Fetch::Miss;
+        }
+        let hex = key.hex();
+        let result = self.fetch_inner(&hex);
+        match &result {
+            Fetch::Hit(_) => self.counters.hits.fetch_add(1, Ordering::Relaxed),
+            _ => self.counters.misses.fetch_add(1, Ordering::Relaxed),
+        };
+        result
+    }
+
+    fn fetch_inner(&self, hex: &str) -> Fetch {
+        let body = match self.get(&format!("ac/{hex}"), 0) {
+            Ok(b) => b,
+            Err(_) => return Fetch::Miss,
+        };
+        if body.len() > MAX_AC_BYTES {
+            return Fetch::Unusable("remote entry is too large".into());
+        }
+        let entry: AcEntry = match serde_json::from_slice(&body) {
+            Ok(e) => e,
+            Err(_) => return Fetch::Unusable("remote entry is not a pflow entry".into()),
+        };
+        if entry.format != FORMAT {
+            return Fetch::Unusable(format!(
+                "remote entry has format '{}', not {FORMAT}",
+                net::truncate_chars(&entry.format, 40)
+            ));
+        }
+        let well_formed = entry.key == hex
+            && blake3::Hash::from_hex(&entry.output_digest).is_ok()
+            && is_sha256_hex(&entry.outputs.sha256)
+            && entry.files.iter().all(|f| {
+                is_sha256_hex(&f.sha256)
+                    && blake3::Hash::from_hex(&f.digest).is_ok()
+                    && !f.path.is_empty()
+                    && !f.path.contains('\0')
+            });
+        if !well_formed {
+            return Fetch::Unusable("remote entry is malformed".into());
+        }
+        let result = self.download(entry);
+        if let Fetch::Unusable(_) = &result {
+            // HEAD proves a blob exists, not that it is intact: an upload by this process
+            // replaces the blobs of an entry that turned out unusable.
+            if let Ok(entry) = serde_json::from_slice::<AcEntry>(&body) {
+                let mut corrupt = lock(&self.corrupt);
+                corrupt.insert(entry.outputs.sha256.clone());
+                corrupt.extend(entry.files.iter().map(|f| f.sha256.clone()));
+            }
+        }
+        result
+    }
+
+    /// The blobs of a well-formed entry, verified.
+    fn download(&self, entry: AcEntry) -> Fetch {
+        let node = entry.node.clone();
+        let outputs = match self.blob(&entry.outputs, &format!("the outputs of {node}")) {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
+        let value: Option<serde_json::Value> = serde_json::from_slice(&outputs).ok();
+        let digest_ok = value.is_some_and(|v| {
+            crate::canonical::output_digest(&v).to_hex().as_str() == entry.output_digest
+        });
+        if !digest_ok {
+            self.warn_corrupt_once(format!(
+                "the outputs of {node} (cas/{}) do not match the entry's output digest",
+                entry.outputs.sha256
+            ));
+            return Fetch::Unusable("remote outputs do not match their digest".into());
+        }
+        let mut files = Vec::with_capacity(entry.files.len());
+        for f in &entry.files {
+            let bytes = match self.blob(
+                &BlobRef {
+                    sha256: f.sha256.clone(),
+                    size: f.size,
+                },
+                &format!("file '{}' of {node}", f.path),
+            ) {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            if blake3::hash(&bytes).to_hex().as_str() != f.digest {
+                self.warn_corrupt_once(format!(
+                    "file '{}' of {node} (cas/{}) does not match the entry's digest",
+                    f.path, f.sha256
+                ));
+                return Fetch::Unusable("remote file does not match its digest".into());
+            }
+            let mut local = f.clone();
+            local.path = local_path(&f.path);
+            files.push((local, bytes));
+        }
+        Fetch::Hit(Box::new(Download {
+            entry,
+            outputs,
+            files,
+        }))
+    }
+
+    /// One blob, checked against its SHA-256 and size.
+    fn blob(&self, r: &BlobRef, what: &str) -> Result<Vec<u8>, Fetch> {
+        let bytes = match self.get(&format!("cas/{}", r.sha256), r.size) {
+            Ok(b) => b,
+            Err(Failure::NotFound) => {
+                return Err(Fetch::Unusable(format!(
+                    "remote entry incomplete ({what} is missing on the server)"
+                )))
+            }
+            Err(Failure::Failed) => return Err(Fetch::Miss),
+        };
+        if bytes.len() as u64 != r.size || sha256_hex(&bytes) != r.sha256 {
+            lock(&self.corrupt).insert(r.sha256.clone());
+            self.warn_corrupt_once(format!(
+                "{what} (cas/{}) does not match its SHA-256",
+                r.sha256
+            ));
+            return Err(Fetch::Unusable(format!(
+                "remote copy of {what} is corrupt (SHA-256 mismatch)"
+            )));
+        }
+        lock(&self.present).insert(r.sha256.clone());
+        Ok(bytes)
+    }
+
+    /// Make sure the server holds `bytes` under `cas/<sha256>`; false when it could not.
+    fn put_blob(&self, client: &Client, sha: &str, bytes: Vec<u8>) -> bool {
+        let corrupt = lock(&self.corrupt).contains(sha);
+        if !corrupt && lock(&self.present).contains(sha) {
+            return true;
+        }
+        let rel = format!("cas/{sha}");
+        let Some(url) = self.url_of(&rel) else {
+            return false;
+        };
+        if !corrupt {
+            let rb = client.head(url.clone());
+            match self.send(&format!("HEAD {rel}"), rb, false) {
+                Ok(_) => {
+                    lock(&self.present).insert(sha.to_string());
+                    return true;
+                }
+                Err(Failure::NotFound) => {}
+                Err(Failure::Failed) => return false,
+            }
+        }
+        let len = bytes.len() as u64;
+        let rb = client
+            .put(url)
+            .timeout(self.timeout_for(len))
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(bytes);
+        match self.send(&format!("PUT {rel}"), rb, false) {
+            Ok(_) => {
+                self.counters.bytes_up.fetch_add(len, Ordering::Relaxed);
+                lock(&self.corrupt).remove(sha);
+                lock(&self.present).insert(sha.to_string());
+                true
+            }
+            Err(Failure::NotFound) => {
+                self.failed(format!("PUT {rel} answered HTTP 404"));
+                false
+            }
+            Err(Failure::Failed) => false,
+        }
+    }
+
+    /// Upload a result: its blobs first, then the action entry. `outputs` is the JSON the
+    /// local cache stored; `files` the content of each file of the manifest, in order.
+    /// Does nothing unless writing is on. Failures are counted and warned about once.
+    pub fn upload(&self, key: &Key, manifest: &Manifest, outputs: Vec<u8>, files: Vec<Vec<u8>>) {
+        if !self.cfg.write || !self.active() || files.len() != manifest.files.len() {
+            return;
+        }
+        let Some(client) = self.client() else {
+            return;
+        };
+        let outputs_ref = BlobRef {
+            sha256: sha256_hex(&outputs),
+            size: outputs.len() as u64,
+        };
+        let mut remote_files = Vec::with_capacity(files.len());
+        let mut blobs = vec![(outputs_ref.sha256.clone(), outputs)];
+        for (rec, bytes) in manifest.files.iter().zip(files) {
+            let sha = sha256_hex(&bytes);
+            remote_files.push(RemoteFile {
+                path: portable_path(&rec.path),
+                digest: rec.digest.clone(),
+                sha256: sha.clone(),
+                size: bytes.len() as u64,
+            });
+            blobs.push((sha, bytes));
+        }
+        for (sha, bytes) in blobs {
+            if !self.put_blob(client, &sha, bytes) {
+                return;
+            }
+        }
+        let entry = AcEntry {
+            format: FORMAT.to_string(),
+            key: key.hex(),
+            node: manifest.node.clone(),
+            output_digest: manifest.output_digest.clone(),
+            outputs: outputs_ref,
+            files: remote_files,
+            duration_ms: manifest.duration_ms,
+            time_ms: crate::cache::now_ms() as u64,
+            run_id: manifest.run_id.clone(),
+        };
+        let Ok(body) = serde_json::to_vec(&entry) else {
+            return;
+        };
+        let rel = format!("ac/{}", entry.key);
+        let Some(url) = self.url_of(&rel) else {
+            return;
+        };
+        let len = body.len() as u64;
+        let rb = client
+            .put(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        match self.send(&format!("PUT {rel}"), rb, false) {
+            Ok(_) => {
+                self.counters.bytes_up.fetch_add(len, Ordering::Relaxed);
+                self.counters.uploads.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(Failure::NotFound) => self.failed(format!("PUT {rel} answered HTTP 404")),
+            Err(Failure::Failed) => {}
+        }
+    }
+}
+
+/// How many nodes of a build attempt were reused from the remote cache.
+pub fn remote_hits(outcome: &crate::executor::Outcome) -> usize {
+    use crate::executor::Status;
+    outcome
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.status, Status::Cached | Status::Restored))
+        .filter(|n| n.reason.ends_with(REMOTE_SUFFIX))
+        .count()
+}
+
+/// The summary line, saying how many of the reused nodes came from the remote cache.
+pub fn annotate_summary(line: String, outcome: &crate::executor::Outcome) -> String {
+    match remote_hits(outcome) {
+        0 => line,
+        n => format!("{line}; {n} reused from the remote cache"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256_of_known_input() {
+        assert_eq!(
+            sha256_hex(b"hello"),
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+        assert_eq!(
+            sha256_hex(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert!(is_sha256_hex(&sha256_hex(b"x")));
+        assert!(!is_sha256_hex("../../etc/passwd"));
+        assert!(!is_sha256_hex(&"A".repeat(64)));
+    }
+
+    #[test]
+    fn base_url_gets_a_trailing_slash_and_joins_below_it() {
+        let cfg = Config::from_args(Some("http://127.0.0.1:9/cache"), false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(cfg.url.as_str(), "http://127.0.0.1:9/cache/");
+        assert_eq!(
+            cfg.url.join("ac/ab").unwrap().as_str(),
+            "http://127.0.0.1:9/cache/ac/ab"
+        );
+        assert!(Config::from_args(Some("ftp://x/"), false).is_err());
+    }
+
+    #[test]
+    fn token_is_not_in_debug_output() {
+        let mut cfg = Config::from_args(Some("http://u:pw@127.0.0.1:9/"), false)
+            .unwrap()
+            .unwrap();
+        cfg.token = Some("sekrit-token".into());
+        let text = format!("{:?}", Remote::new(cfg));
+        assert!(!text.contains("sekrit"), "{text}");
+        assert!(!text.contains("pw"), "{text}");
+    }
+
+    #[test]
+    fn unreachable_server_is_one_warning_and_then_off() {
+        // A loopback port that was just free: nothing listens there.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let cfg = Config::from_args(Some(&format!("http://127.0.0.1:{port}/")), true)
+            .unwrap()
+            .unwrap();
+        let r = Remote::new(cfg);
+        let key = Key([7; 32]);
+        assert!(matches!(r.fetch(&key), Fetch::Miss));
+        assert!(!r.active());
+        assert!(matches!(r.fetch(&key), Fetch::Miss));
+        let w = r.take_warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("cannot connect"), "{w:?}");
+    }
+
+    #[test]
+    fn home_paths_are_portable() {
+        if let Some(home) = home_dir() {
+            let p = format!("{home}/out/x.txt");
+            assert_eq!(portable_path(&p), "~/out/x.txt");
+            assert_eq!(local_path("~/out/x.txt"), p);
+        }
+        assert_eq!(portable_path("out/x.txt"), "out/x.txt");
+        assert_eq!(local_path("out/x.txt"), "out/x.txt");
+    }
+}
