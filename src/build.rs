@@ -149,6 +149,16 @@ pub fn run(args: BuildArgs) -> i32 {
     if args.jobs == Some(0) {
         arg_errors.push(Diagnostic::error("--jobs", "--jobs must be at least 1"));
     }
+    let remote = match crate::remote::Config::from_args(
+        args.remote_cache.as_deref(),
+        args.remote_cache_write,
+    ) {
+        Ok(cfg) => cfg.map(|c| std::sync::Arc::new(crate::remote::Remote::new(c))),
+        Err(e) => {
+            arg_errors.push(Diagnostic::error("--remote-cache", e));
+            None
+        }
+    };
     if !arg_errors.is_empty() {
         return invalid(&args, &errors_only(arg_errors), started);
     }
@@ -168,7 +178,7 @@ pub fn run(args: BuildArgs) -> i32 {
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_else(|| args.workflow.clone()),
     };
-    let cache = Cache::new(cache_dir(args.cache_dir.as_ref()));
+    let cache = Cache::new(cache_dir(args.cache_dir.as_ref())).with_remote(remote);
     let json_mode = args.output_format == OutputFormat::Json;
 
     if args.dry_run {
@@ -229,7 +239,10 @@ pub fn run(args: BuildArgs) -> i32 {
             for w in &outcome.warnings {
                 report::err_line(&format!("warning: {w}"));
             }
-            report::err_line(&report::summary_line(&outcome));
+            report::err_line(&crate::remote::annotate_summary(
+                report::summary_line(&outcome),
+                &outcome,
+            ));
         }
         outcome
     };

@@ -81,6 +81,14 @@ pub struct BuildArgs {
     /// Write a JSON trace of the build (per node times, status, key, digest)
     #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,
+    /// Shared remote cache speaking Bazel's HTTP cache protocol (GET/PUT/HEAD
+    /// URL/ac/<key>, URL/cas/<sha256>), consulted on local misses (or PFLOW_REMOTE_CACHE;
+    /// bearer token from PFLOW_REMOTE_CACHE_TOKEN)
+    #[arg(long, value_name = "URL")]
+    pub remote_cache: Option<String>,
+    /// Upload results to the remote cache (or PFLOW_REMOTE_CACHE_WRITE=1)
+    #[arg(long)]
+    pub remote_cache_write: bool,
 }
 
 #[derive(Subcommand, Debug)]

@@ -794,7 +794,7 @@ impl<'a> Shared<'a> {
         took: Duration,
     ) {
         let id = self.v.graph.id(i);
-        if let Err(e) = self.cache.store(
+        match self.cache.store(
             key,
             id,
             values,
@@ -803,7 +803,11 @@ impl<'a> Shared<'a> {
             took.as_millis() as u64,
             &self.opts.run_id,
         ) {
-            lock(&self.warnings).push(format!("could not cache the result of {id}: {e}"));
+            Ok(manifest) if self.v.workflow.nodes[i].cache != CachePolicy::Never => {
+                self.cache.push_remote(key, &manifest, values)
+            }
+            Ok(_) => {}
+            Err(e) => lock(&self.warnings).push(format!("could not cache the result of {id}: {e}")),
         }
     }
 
@@ -933,8 +937,8 @@ impl<'a> Shared<'a> {
         let previous = self.previous_preimage(&node.id);
         let miss_reason = match forced {
             Some(r) => r,
-            None => match self.cache.lookup(&key) {
-                Ok(Some(entry)) => match self.try_hit(&entry, node.cache) {
+            None => match self.cache.lookup_with_remote(&key) {
+                (Ok(Some(entry)), via) => match self.try_hit(&entry, node.cache) {
                     Ok(restored) => {
                         report.status = if restored.is_empty() {
                             Status::Cached
@@ -946,6 +950,9 @@ impl<'a> Shared<'a> {
                         } else {
                             format!("restored {}", restored.join(", "))
                         };
+                        if via.hit {
+                            report.reason.push_str(crate::remote::REMOTE_SUFFIX);
+                        }
                         let digest =
                             blake3::Hash::from_hex(&entry.manifest.output_digest).map_err(|_| {
                                 NodeError::new(ErrorCategory::Internal, "corrupt manifest digest")
@@ -960,13 +967,14 @@ impl<'a> Shared<'a> {
                     }
                     Err(reason) => reason,
                 },
-                Ok(None) => match previous {
+                (Ok(None), crate::cache::RemoteLookup { note: Some(n), .. }) => n,
+                (Ok(None), _) => match previous {
                     None => "new".to_string(),
                     Some(old) => {
                         explain_change(old, &preimage).unwrap_or_else(|| "no cache entry".into())
                     }
                 },
-                Err(_) => "corrupt entry".to_string(),
+                (Err(_), _) => "corrupt entry".to_string(),
             },
         };
         report.reason = miss_reason;
@@ -1157,7 +1165,7 @@ impl<'a> Shared<'a> {
                 || self.opts.rerun.contains(&node.id)
                 || node.cache == CachePolicy::Never)
             {
-                if let Ok(Some(entry)) = self.cache.lookup(&item_key) {
+                if let (Ok(Some(entry)), _) = self.cache.lookup_with_remote(&item_key) {
                     if let Ok(restored_files) = self.try_hit(&entry, node.cache) {
                         if let Ok(v) = self.cache.load_outputs(&entry) {
                             cached.fetch_add(1, Ordering::SeqCst);
@@ -1338,6 +1346,7 @@ impl<'a> Shared<'a> {
 
         let mut outputs = Map::new();
         let mut warnings = std::mem::take(&mut *lock(&self.warnings));
+        warnings.extend(self.cache.take_remote_warnings());
         if success {
             let all: Vec<usize> = (0..self.slots.len()).collect();
             for (name, source) in &v.outputs {

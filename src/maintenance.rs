@@ -476,6 +476,10 @@ fn stats(root: &Path, json: bool) -> i32 {
         failed += b.failed;
         saved += b.time_saved_ms;
     }
+    let mut remote = RemoteTotals::default();
+    for b in &builds {
+        remote.add(b);
+    }
     let last = builds.last();
     if json {
         let doc = json!({
@@ -500,6 +504,7 @@ fn stats(root: &Path, json: bool) -> i32 {
                 "restored": restored,
                 "failed": failed,
                 "time_saved_ms": saved,
+                "remote": remote.json(),
                 "last": last,
             },
         });
@@ -541,6 +546,9 @@ fn stats(root: &Path, json: bool) -> i32 {
             if runs.len() == 1 { "" } else { "s" },
             humantime::format_duration(Duration::from_millis(saved))
         ));
+        if remote.used() {
+            out_line(&format!("  {}", remote.text()));
+        }
         if let Some(b) = last {
             out_line(&format!(
                 "  last build: {} hits, {} misses, {} early cutoffs, time saved {} ({})",
@@ -550,9 +558,57 @@ fn stats(root: &Path, json: bool) -> i32 {
                 humantime::format_duration(Duration::from_millis(b.time_saved_ms)),
                 format_time(b.time_ms as u128)
             ));
+            let mut last_remote = RemoteTotals::default();
+            last_remote.add(b);
+            if last_remote.used() {
+                out_line(&format!("    {}", last_remote.text()));
+            }
         }
     }
     EXIT_OK
+}
+
+/// The remote cache figures of recorded builds, summed.
+#[derive(Default)]
+struct RemoteTotals {
+    hits: u64,
+    misses: u64,
+    bytes_down: u64,
+    bytes_up: u64,
+    uploads: u64,
+    errors: u64,
+}
+
+impl RemoteTotals {
+    fn add(&mut self, b: &crate::cache::BuildStats) {
+        self.hits += b.remote_hits;
+        self.misses += b.remote_misses;
+        self.bytes_down += b.remote_bytes_down;
+        self.bytes_up += b.remote_bytes_up;
+        self.uploads += b.remote_uploads;
+        self.errors += b.remote_errors;
+    }
+
+    fn used(&self) -> bool {
+        self.hits + self.misses + self.uploads + self.errors + self.bytes_up + self.bytes_down > 0
+    }
+
+    fn json(&self) -> Value {
+        json!({"hits": self.hits, "misses": self.misses, "bytes_down": self.bytes_down,
+               "bytes_up": self.bytes_up, "uploads": self.uploads, "errors": self.errors})
+    }
+
+    fn text(&self) -> String {
+        format!(
+            "remote cache: {} hits, {} misses, {} downloaded, {} uploads ({}), {} errors",
+            self.hits,
+            self.misses,
+            format_bytes(self.bytes_down),
+            self.uploads,
+            format_bytes(self.bytes_up),
+            self.errors
+        )
+    }
 }
 
 // ---------------------------------------------------------------------------------------
