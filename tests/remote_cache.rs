@@ -51,9 +51,13 @@ enum Mode {
     Dav,
     /// WebDAV PUT, only with `Authorization: Bearer TOKEN`.
     DavWithToken,
+    /// WebDAV PUT, only with HTTP basic auth `pflow:BASIC_PASSWORD`.
+    DavWithBasicAuth,
     /// Every request fails with 500.
     Broken,
 }
+
+const BASIC_PASSWORD: &str = "basic-pw-for-tests";
 
 impl Nginx {
     fn start(mode: Mode) -> Nginx {
@@ -68,6 +72,15 @@ impl Nginx {
                 "if ($http_authorization != \"Bearer {TOKEN}\") {{ return 401; }}\n\
                  dav_methods PUT; create_full_put_path on;"
             ),
+            Mode::DavWithBasicAuth => {
+                let users = dir.path().join("htpasswd");
+                std::fs::write(&users, format!("pflow:{{PLAIN}}{BASIC_PASSWORD}\n")).unwrap();
+                format!(
+                    "auth_basic \"pflow\"; auth_basic_user_file {};\n\
+                     dav_methods PUT; create_full_put_path on;",
+                    users.display()
+                )
+            }
             Mode::Broken => "return 500;".to_string(),
         };
         let mut last_error = String::new();
@@ -615,4 +628,50 @@ fn a_bad_remote_url_is_an_invalid_argument() {
     );
     r.assert_code(2);
     assert_eq!(ws.count("gen"), 0);
+}
+
+#[test]
+fn basic_auth_in_the_url_works_and_is_never_printed() {
+    let nginx = Nginx::start(Mode::DavWithBasicAuth);
+    let with_auth = nginx
+        .url()
+        .replacen("http://", &format!("http://pflow:{BASIC_PASSWORD}@"), 1);
+    let a = Workspace::new().workflow(pipeline());
+    let ra = build(
+        &a,
+        &["--remote-cache", &with_auth, "--remote-cache-write"],
+        &[],
+        true,
+    );
+    ra.assert_ok();
+    assert!(!ra.stderr.contains("remote cache"), "{}", ra.stderr);
+    assert_eq!(nginx.files("ac").len(), 4);
+
+    let b = Workspace::new().workflow(pipeline());
+    let rb = build(&b, &["--remote-cache", &with_auth, "--explain"], &[], true);
+    rb.assert_ok();
+    assert_eq!(b.count("gen"), 0, "{}", rb.stderr);
+    assert!(rb.stderr.contains("(remote)"), "{}", rb.stderr);
+
+    // A wrong password: one warning, without the URL's user info.
+    let wrong = nginx
+        .url()
+        .replacen("http://", "http://pflow:not-the-pw@", 1);
+    let c = Workspace::new().workflow(pipeline());
+    let rc = build(&c, &["--remote-cache", &wrong], &[], true);
+    rc.assert_ok();
+    assert_eq!(
+        rc.stderr.matches("remote cache").count(),
+        1,
+        "{}",
+        rc.stderr
+    );
+    for r in [&ra, &rb, &rc] {
+        for secret in [BASIC_PASSWORD, "not-the-pw"] {
+            assert!(
+                !r.stdout.contains(secret) && !r.stderr.contains(secret),
+                "{r}"
+            );
+        }
+    }
 }
