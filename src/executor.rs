@@ -306,9 +306,6 @@ pub fn execute(
                 }
             }
             if !got && finished < n {
-                if crate::interrupt::is_interrupted() && sched_done(&shared) {
-                    break;
-                }
                 events(Event::Idle);
                 std::thread::sleep(Duration::from_millis(1));
             }
@@ -321,11 +318,6 @@ pub fn execute(
 enum Msg {
     Started(usize),
     Finished(usize),
-}
-
-/// Have all nodes been decided? (A safety net for the reporting loop.)
-fn sched_done(shared: &Shared<'_>) -> bool {
-    shared.slots.iter().all(|s| lock(s).done)
 }
 
 /// Shared scheduling state: how many dependencies each node still waits for.
