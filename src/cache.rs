@@ -85,6 +85,17 @@ pub struct Entry {
     pub time_ms: u128,
 }
 
+/// A successful node result to store.
+pub struct NewEntry<'a> {
+    pub key: &'a Key,
+    pub node: &'a str,
+    pub outputs: &'a Value,
+    pub output_digest: &'a blake3::Hash,
+    pub files: &'a [PathBuf],
+    pub duration_ms: u64,
+    pub run_id: &'a str,
+}
+
 #[derive(Debug)]
 pub struct CacheError(pub String);
 
@@ -343,16 +354,16 @@ impl Cache {
 
     /// Store a successful result. Content is written before the index entry, so a crash
     /// in between leaves at worst an unreferenced blob, never an entry without content.
-    pub fn store(
-        &self,
-        key: &Key,
-        node: &str,
-        outputs: &Value,
-        output_digest: &blake3::Hash,
-        files: &[PathBuf],
-        duration_ms: u64,
-        run_id: &str,
-    ) -> Result<Manifest, CacheError> {
+    pub fn store(&self, new: NewEntry<'_>) -> Result<Manifest, CacheError> {
+        let NewEntry {
+            key,
+            node,
+            outputs,
+            output_digest,
+            files,
+            duration_ms,
+            run_id,
+        } = new;
         let mut records = Vec::with_capacity(files.len());
         for path in files {
             let bytes = std::fs::read(path)

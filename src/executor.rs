@@ -193,59 +193,7 @@ pub fn execute(
     events: &mut dyn FnMut(Event<'_>),
 ) -> Outcome {
     let n = v.workflow.nodes.len();
-    let mut deps: Vec<Vec<(usize, Vec<Link>)>> = vec![Vec::new(); n];
-    for i in 0..n {
-        let mut grouped: BTreeMap<usize, Vec<Link>> = BTreeMap::new();
-        for (j, link) in v.graph.dependencies(i) {
-            grouped.entry(j).or_default().push(link);
-        }
-        deps[i] = grouped.into_iter().collect();
-    }
-    let items_only_deps = (0..n)
-        .map(|i| {
-            let cn = &v.nodes[i];
-            let from_params: HashSet<&str> = cn
-                .params
-                .iter()
-                .flat_map(|(_, p)| p.refs())
-                .map(|r| r.root.as_str())
-                .collect();
-            let edge_deps: HashSet<usize> = deps[i]
-                .iter()
-                .filter(|(_, links)| links.iter().any(|l| *l != Link::Template))
-                .map(|(j, _)| *j)
-                .collect();
-            cn.items
-                .as_ref()
-                .map(|items| {
-                    items
-                        .refs()
-                        .iter()
-                        .filter_map(|r| v.graph.position(&r.root))
-                        .filter(|j| !edge_deps.contains(j) && !from_params.contains(v.graph.id(*j)))
-                        .collect()
-                })
-                .unwrap_or_default()
-        })
-        .collect();
-
-    let shared = Shared {
-        v,
-        inputs,
-        cache,
-        opts,
-        session,
-        slots: (0..n).map(|_| Mutex::new(SlotState::default())).collect(),
-        deps,
-        items_only_deps,
-        prev_preimages: std::sync::OnceLock::new(),
-        preimages: Mutex::new(BTreeMap::new()),
-        state: BuildState::load(cache.root(), &opts.workflow_name),
-        next_state: Mutex::new(BuildState::default()),
-        dirty: AtomicBool::new(false),
-        warnings: Mutex::new(Vec::new()),
-        start: Instant::now(),
-    };
+    let shared = Shared::new(v, inputs, cache, opts, session);
 
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.jobs.max(1))
@@ -313,6 +261,79 @@ pub fn execute(
     });
 
     shared.finish()
+}
+
+impl<'a> Shared<'a> {
+    fn new(
+        v: &'a Validated,
+        inputs: &'a Map<String, Value>,
+        cache: &'a Cache,
+        opts: &'a Options,
+        session: &'a Session,
+    ) -> Shared<'a> {
+        let n = v.workflow.nodes.len();
+        let deps = grouped_dependencies(v);
+        let items_only_deps = (0..n)
+            .map(|i| {
+                let cn = &v.nodes[i];
+                let from_params: HashSet<&str> = cn
+                    .params
+                    .iter()
+                    .flat_map(|(_, p)| p.refs())
+                    .map(|r| r.root.as_str())
+                    .collect();
+                let edge_deps: HashSet<usize> = deps[i]
+                    .iter()
+                    .filter(|(_, links)| links.iter().any(|l| *l != Link::Template))
+                    .map(|(j, _)| *j)
+                    .collect();
+                cn.items
+                    .as_ref()
+                    .map(|items| {
+                        items
+                            .refs()
+                            .iter()
+                            .filter_map(|r| v.graph.position(&r.root))
+                            .filter(|j| {
+                                !edge_deps.contains(j) && !from_params.contains(v.graph.id(*j))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            })
+            .collect();
+
+        Shared {
+            v,
+            inputs,
+            cache,
+            opts,
+            session,
+            slots: (0..n).map(|_| Mutex::new(SlotState::default())).collect(),
+            deps,
+            items_only_deps,
+            prev_preimages: std::sync::OnceLock::new(),
+            preimages: Mutex::new(BTreeMap::new()),
+            state: BuildState::load(cache.root(), &opts.workflow_name),
+            next_state: Mutex::new(BuildState::default()),
+            dirty: AtomicBool::new(false),
+            warnings: Mutex::new(Vec::new()),
+            start: Instant::now(),
+        }
+    }
+}
+
+/// Each node's dependencies, each with all the ways it is linked.
+fn grouped_dependencies(v: &Validated) -> Vec<Vec<(usize, Vec<Link>)>> {
+    (0..v.workflow.nodes.len())
+        .map(|i| {
+            let mut grouped: BTreeMap<usize, Vec<Link>> = BTreeMap::new();
+            for (j, link) in v.graph.dependencies(i) {
+                grouped.entry(j).or_default().push(link);
+            }
+            grouped.into_iter().collect()
+        })
+        .collect()
 }
 
 enum Msg {
@@ -480,6 +501,9 @@ fn resolve_permissive(pt: &ParamTemplate, scope: &dyn Scope) -> Value {
         ),
     }
 }
+
+/// One batch item: its values, whether it ran, and the files it wrote.
+type ItemResult = Result<(Arc<Value>, bool, Vec<std::path::PathBuf>), NodeError>;
 
 /// The result of running a node body (or all of a batch's items).
 struct RunResult {
@@ -786,15 +810,15 @@ impl<'a> Shared<'a> {
         took: Duration,
     ) {
         let id = self.v.graph.id(i);
-        match self.cache.store(
+        match self.cache.store(crate::cache::NewEntry {
             key,
-            id,
-            values,
-            digest,
+            node: id,
+            outputs: values,
+            output_digest: digest,
             files,
-            took.as_millis() as u64,
-            &self.opts.run_id,
-        ) {
+            duration_ms: took.as_millis() as u64,
+            run_id: &self.opts.run_id,
+        }) {
             Ok(manifest) if self.v.workflow.nodes[i].cache != CachePolicy::Never => {
                 self.cache.push_remote(key, &manifest, values)
             }
@@ -1130,9 +1154,8 @@ impl<'a> Shared<'a> {
             .map(|(idx, k)| *first_with_key.entry(*k).or_insert(idx))
             .collect();
         let unique: Vec<usize> = (0..count).filter(|&idx| first_of[idx] == idx).collect();
-        let results: Vec<
-            Mutex<Option<Result<(Arc<Value>, bool, Vec<std::path::PathBuf>), NodeError>>>,
-        > = (0..count).map(|_| Mutex::new(None)).collect();
+        let results: Vec<Mutex<Option<ItemResult>>> =
+            (0..count).map(|_| Mutex::new(None)).collect();
         let stop = AtomicBool::new(false);
         let next = AtomicUsize::new(0);
         let cached = AtomicUsize::new(0);
@@ -1473,31 +1496,7 @@ pub fn plan(
 ) -> Vec<PlanStep> {
     let session = Session::default();
     let n = v.workflow.nodes.len();
-    let mut deps: Vec<Vec<(usize, Vec<Link>)>> = vec![Vec::new(); n];
-    for (i, d) in deps.iter_mut().enumerate() {
-        let mut grouped: BTreeMap<usize, Vec<Link>> = BTreeMap::new();
-        for (j, link) in v.graph.dependencies(i) {
-            grouped.entry(j).or_default().push(link);
-        }
-        *d = grouped.into_iter().collect();
-    }
-    let shared = Shared {
-        v,
-        inputs,
-        cache,
-        opts,
-        session: &session,
-        slots: (0..n).map(|_| Mutex::new(SlotState::default())).collect(),
-        deps,
-        items_only_deps: vec![HashSet::new(); n],
-        prev_preimages: std::sync::OnceLock::new(),
-        preimages: Mutex::new(BTreeMap::new()),
-        state: BuildState::load(cache.root(), &opts.workflow_name),
-        next_state: Mutex::new(BuildState::default()),
-        dirty: AtomicBool::new(false),
-        warnings: Mutex::new(Vec::new()),
-        start: Instant::now(),
-    };
+    let shared = Shared::new(v, inputs, cache, opts, &session);
     let mut steps: Vec<Option<PlanStep>> = vec![None; n];
     let mut will_run = vec![false; n];
     for &i in &v.order {
