@@ -239,10 +239,7 @@ pub fn run(args: BuildArgs) -> i32 {
             for w in &outcome.warnings {
                 report::err_line(&format!("warning: {w}"));
             }
-            report::err_line(&crate::remote::annotate_summary(
-                report::summary_line(&outcome),
-                &outcome,
-            ));
+            report::err_line(&report::summary_line(&outcome));
         }
         outcome
     };

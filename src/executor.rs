@@ -114,6 +114,8 @@ pub struct NodeReport {
     pub error: Option<NodeError>,
     /// A failure routed to an error handler.
     pub handled: bool,
+    /// Reused from the remote cache (and now stored locally).
+    pub remote: bool,
     pub start_ms: u64,
     pub end_ms: u64,
 }
@@ -544,6 +546,7 @@ impl<'a> Shared<'a> {
                 "internal error in pflow while running this node (please report it)",
             )),
             handled: false,
+            remote: false,
             start_ms: t,
             end_ms: t,
         });
@@ -563,6 +566,7 @@ impl<'a> Shared<'a> {
             reason,
             error: None,
             handled: false,
+            remote: false,
             start_ms: t,
             end_ms: t,
         };
@@ -843,6 +847,7 @@ impl<'a> Shared<'a> {
             reason: String::new(),
             error: None,
             handled: false,
+            remote: false,
             start_ms,
             end_ms: start_ms,
         };
@@ -967,6 +972,7 @@ impl<'a> Shared<'a> {
                             format!("restored {}", restored.join(", "))
                         };
                         if via.hit {
+                            report.remote = true;
                             report.reason.push_str(crate::remote::REMOTE_SUFFIX);
                         }
                         let digest =

@@ -717,25 +717,6 @@ impl Remote {
     }
 }
 
-/// How many nodes of a build attempt were reused from the remote cache.
-pub fn remote_hits(outcome: &crate::executor::Outcome) -> usize {
-    use crate::executor::Status;
-    outcome
-        .nodes
-        .iter()
-        .filter(|n| matches!(n.status, Status::Cached | Status::Restored))
-        .filter(|n| n.reason.ends_with(REMOTE_SUFFIX))
-        .count()
-}
-
-/// The summary line, saying how many of the reused nodes came from the remote cache.
-pub fn annotate_summary(line: String, outcome: &crate::executor::Outcome) -> String {
-    match remote_hits(outcome) {
-        0 => line,
-        n => format!("{line}; {n} reused from the remote cache"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

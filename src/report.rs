@@ -138,6 +138,8 @@ pub struct Stats {
     pub restored: usize,
     pub failed: usize,
     pub skipped: usize,
+    /// Of the cached and restored nodes, how many came from the remote cache.
+    pub remote: usize,
 }
 
 pub fn stats(o: &Outcome) -> Stats {
@@ -153,6 +155,9 @@ pub fn stats(o: &Outcome) -> Stats {
             Status::Failed => s.failed += 1,
             Status::Skipped => s.skipped += 1,
         }
+        if n.remote {
+            s.remote += 1;
+        }
     }
     s
 }
@@ -167,8 +172,12 @@ pub fn summary_line(o: &Outcome) -> String {
     if s.skipped > 0 {
         parts.push(format!("{} skipped", s.skipped));
     }
+    let remote = match s.remote {
+        0 => String::new(),
+        n => format!("; {n} reused from the remote cache"),
+    };
     format!(
-        "{} node{}: {} in {}",
+        "{} node{}: {} in {}{remote}",
         s.total,
         if s.total == 1 { "" } else { "s" },
         parts.join(", "),
