@@ -3,7 +3,7 @@
 //!
 //! Run: `cargo bench --bench engine`. Figures are reported in the README.
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use pflow::cache::Cache;
 use pflow::executor::{execute, Options, Session};
 use serde_json::{json, Map, Value};
@@ -46,11 +46,25 @@ fn bench_cached_build(c: &mut Criterion) {
         let inputs = Map::new();
         let opts = options("bench.json");
         // Warm the cache once.
-        let first = execute(&validated, &inputs, &cache, &opts, &Session::default(), &mut |_| {});
+        let first = execute(
+            &validated,
+            &inputs,
+            &cache,
+            &opts,
+            &Session::default(),
+            &mut |_| {},
+        );
         assert!(first.success);
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             b.iter(|| {
-                let out = execute(&validated, &inputs, &cache, &opts, &Session::default(), &mut |_| {});
+                let out = execute(
+                    &validated,
+                    &inputs,
+                    &cache,
+                    &opts,
+                    &Session::default(),
+                    &mut |_| {},
+                );
                 assert!(out.success);
             })
         });
@@ -65,11 +79,113 @@ fn bench_single_hit(c: &mut Criterion) {
     let cache = Cache::new(dir.path().join("cache"));
     let inputs = Map::new();
     let opts = options("one.json");
-    execute(&validated, &inputs, &cache, &opts, &Session::default(), &mut |_| {});
+    execute(
+        &validated,
+        &inputs,
+        &cache,
+        &opts,
+        &Session::default(),
+        &mut |_| {},
+    );
     c.bench_function("per_node_cached_hit", |b| {
-        b.iter(|| execute(&validated, &inputs, &cache, &opts, &Session::default(), &mut |_| {}))
+        b.iter(|| {
+            execute(
+                &validated,
+                &inputs,
+                &cache,
+                &opts,
+                &Session::default(),
+                &mut |_| {},
+            )
+        })
     });
 }
 
-criterion_group!(benches, bench_cached_build, bench_single_hit);
+/// One node near the end edited (a new value each iteration, so it is never cached):
+/// the no-op cost plus that node and what it reaches.
+fn bench_edited_build(c: &mut Criterion) {
+    let mut group = c.benchmark_group("one_node_edited_build");
+    group.sample_size(10);
+    for n in [1_000usize, 10_000] {
+        let doc = layered(n);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cache = Cache::new(dir.path().join("cache"));
+        let inputs = Map::new();
+        let opts = options("edited.json");
+        let v = pflow::validate::validate(&doc).expect("valid");
+        execute(&v, &inputs, &cache, &opts, &Session::default(), &mut |_| {});
+        let mut counter = 0u64;
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter_batched(
+                || {
+                    counter += 1;
+                    let mut edited = doc.clone();
+                    edited["nodes"][n - 10]["params"]["prefix"] = json!(format!("v{counter}"));
+                    pflow::validate::validate(&edited).expect("valid")
+                },
+                |v| {
+                    let out = execute(&v, &inputs, &cache, &opts, &Session::default(), &mut |_| {});
+                    assert!(out.success);
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    group.finish();
+}
+
+/// Computing node keys: the per-node work every build does before deciding anything.
+fn bench_key_computation(c: &mut Criterion) {
+    let params: Vec<Value> = (0..10_000)
+        .map(|i| json!({"command": format!("echo {i} ${{n{}.stdout}}", i / 2), "timeout": 30}))
+        .collect();
+    let mut group = c.benchmark_group("key_computation");
+    group.throughput(Throughput::Elements(params.len() as u64));
+    group.bench_function("10000_nodes", |b| {
+        b.iter(|| {
+            params
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let mut kb = pflow::key::KeyBuilder::new();
+                    kb.add_text("id", &format!("n{i}"));
+                    kb.add_text("type", "shell@1");
+                    if let Some(obj) = p.as_object() {
+                        for (k, v) in obj {
+                            kb.add_value(format!("param:{k}"), v);
+                        }
+                    }
+                    kb.add_digest(format!("dep:n{}", i / 2), [7; 32]);
+                    kb.finish()
+                })
+                .count()
+        })
+    });
+    group.finish();
+}
+
+/// Hashing a large file a `read-file` node reads (memory-mapped, multi-threaded).
+fn bench_file_hashing(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("big.bin");
+    let size = 64 * 1024 * 1024;
+    let data: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
+    std::fs::write(&path, &data).expect("write");
+    let mut group = c.benchmark_group("file_hashing");
+    group.sample_size(10);
+    group.throughput(Throughput::Bytes(size as u64));
+    group.bench_function("64MiB", |b| {
+        b.iter(|| pflow::cache::file_digest(&path).expect("hash"))
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_cached_build,
+    bench_single_hit,
+    bench_edited_build,
+    bench_key_computation,
+    bench_file_hashing
+);
 criterion_main!(benches);
