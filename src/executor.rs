@@ -463,11 +463,11 @@ fn resolve_params(
     for (name, pt) in &cn.params {
         let value = match pt.resolve(scope) {
             Ok(v) => v,
-            Err(u) if mode == TemplateMode::Permissive => {
+            Err(u) if mode == TemplateMode::Permissive && !u.over_limit => {
                 warnings.push(format!(
                     "param '{name}': {u} (left as text: permissive mode)"
                 ));
-                resolve_permissive(pt, scope)
+                resolve_permissive(pt, scope).map_err(|u| unresolved_error(name, u))?
             }
             Err(u) => return Err(unresolved_error(name, u)),
         };
@@ -476,32 +476,53 @@ fn resolve_params(
     Ok(out)
 }
 
-fn resolve_permissive(pt: &ParamTemplate, scope: &dyn Scope) -> Value {
-    match pt {
+/// Permissive mode: unresolved references stay as their literal `${...}` text. The
+/// expansion cap still holds.
+fn resolve_permissive(pt: &ParamTemplate, scope: &dyn Scope) -> Result<Value, Unresolved> {
+    Ok(match pt {
         ParamTemplate::Literal(v) => v.clone(),
-        ParamTemplate::Template(t) => t.resolve(scope).unwrap_or_else(|_| {
-            let mut s = String::new();
-            for part in &t.parts {
-                match part {
-                    Part::Text(x) => s.push_str(x),
-                    Part::Ref(r) => match crate::template::resolve_reference(r, scope) {
-                        Ok(v) => s.push_str(&crate::template::render_text(&v)),
-                        Err(_) => s.push_str(&r.to_string()),
-                    },
+        ParamTemplate::Template(t) => match t.resolve(scope) {
+            Ok(v) => v,
+            Err(u) if u.over_limit => return Err(u),
+            Err(_) => {
+                let cap = crate::template::max_template_bytes();
+                let mut s = String::new();
+                for part in &t.parts {
+                    match part {
+                        Part::Text(x) => s.push_str(x),
+                        Part::Ref(r) => match crate::template::resolve_reference(r, scope) {
+                            Ok(v) => s.push_str(&crate::template::render_text(&v)),
+                            Err(_) => s.push_str(&r.to_string()),
+                        },
+                    }
+                    if s.len() > cap {
+                        return Err(Unresolved {
+                            template: t.to_source(),
+                            resolved_prefix: String::new(),
+                            reason: format!(
+                                "expanding it would produce more than {cap} bytes of text, the limit for one value (set PFLOW_MAX_TEMPLATE_BYTES to change it)"
+                            ),
+                            available: Vec::new(),
+                            over_limit: true,
+                        });
+                    }
                 }
+                Value::String(s)
             }
-            Value::String(s)
-        }),
-        ParamTemplate::Array(items) => {
-            Value::Array(items.iter().map(|i| resolve_permissive(i, scope)).collect())
-        }
+        },
+        ParamTemplate::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|i| resolve_permissive(i, scope))
+                .collect::<Result<_, _>>()?,
+        ),
         ParamTemplate::Object(fields) => Value::Object(
             fields
                 .iter()
-                .map(|(k, v)| (k.clone(), resolve_permissive(v, scope)))
-                .collect(),
+                .map(|(k, v)| Ok((k.clone(), resolve_permissive(v, scope)?)))
+                .collect::<Result<_, Unresolved>>()?,
         ),
-    }
+    })
 }
 
 /// One batch item: its values, whether it ran, and the files it wrote.

@@ -73,6 +73,7 @@ impl Budget {
                 self.limit
             ),
             available: Vec::new(),
+            over_limit: true,
         }
     }
 }
@@ -528,9 +529,10 @@ pub fn render_text(value: &Value) -> Cow<'_, str> {
         Value::Null => Cow::Borrowed(""),
         Value::String(s) => Cow::Borrowed(s),
         Value::Bool(b) => Cow::Borrowed(if *b { "true" } else { "false" }),
-        Value::Number(n) => Cow::Owned(n.to_string()),
-        Value::Array(_) | Value::Object(_) => {
-            Cow::Owned(serde_json::to_string(value).unwrap_or_default())
+        // Canonical text (sorted keys, `1.0` as `1`): values that hash equal in node keys
+        // must also render equal, or a cached result could be stale.
+        Value::Number(_) | Value::Array(_) | Value::Object(_) => {
+            Cow::Owned(String::from_utf8(crate::canonical::to_canonical(value)).unwrap_or_default())
         }
     }
 }
@@ -564,6 +566,8 @@ pub struct Unresolved {
     pub reason: String,
     /// Fields that exist at the deepest resolvable point, with short previews.
     pub available: Vec<(String, String)>,
+    /// The expansion cap was hit: not a missing value, so never "left as text".
+    pub over_limit: bool,
 }
 
 impl fmt::Display for Unresolved {
@@ -619,6 +623,7 @@ pub fn resolve_reference(r: &Reference, scope: &dyn Scope) -> Result<Value, Unre
         resolved_prefix: prefix,
         reason,
         available: at.map(fields_of).unwrap_or_default(),
+        over_limit: false,
     };
     let Some(root) = scope.lookup(&r.root) else {
         let mut names = scope.root_names();
@@ -631,6 +636,7 @@ pub fn resolve_reference(r: &Reference, scope: &dyn Scope) -> Result<Value, Unre
                 r.root
             ),
             available: names.into_iter().map(|n| (n, String::new())).collect(),
+            over_limit: false,
         });
     };
     let mut current: Cow<'_, Value> = root;
@@ -928,6 +934,18 @@ mod tests {
             .unwrap(),
             json!("c=3 l=[1,2] o={\"a\":true} z= b=true")
         );
+    }
+
+    #[test]
+    fn equal_values_render_equal_text() {
+        // Node keys hash canonical JSON, so rendering must be canonical too: otherwise two
+        // params with one key would run different commands.
+        let a: Value =
+            serde_json::from_str(r#"{"b": 1.0, "a": [2.50, {"y": 1, "x": 0}]}"#).unwrap();
+        let b: Value = serde_json::from_str(r#"{"a": [2.5, {"x": 0, "y": 1}], "b": 1}"#).unwrap();
+        assert_eq!(render_text(&a), render_text(&b));
+        assert_eq!(render_text(&a), r#"{"a":[2.5,{"x":0,"y":1}],"b":1}"#);
+        assert_eq!(render_text(&json!(3.0)), "3");
     }
 
     #[test]

@@ -249,7 +249,6 @@ fn text_rendering_of_a_large_object_stops_at_the_cap() {
 }
 
 #[test]
-#[ignore = "the executor's permissive mode re-renders a failed template without the cap (src/executor.rs resolve_permissive)"]
 fn template_expansion_cap_holds_in_permissive_mode() {
     let d = Dir::new();
     let wf = json!({"template_resolution_mode": "permissive", "nodes": [
