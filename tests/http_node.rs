@@ -272,3 +272,19 @@ fn bad_params_fail_before_any_request() {
     assert!(message.contains("GET, POST"), "{message}");
     assert_eq!(stub.count(), 0);
 }
+
+#[test]
+fn a_response_over_the_size_limit_is_an_error_not_unbounded_memory() {
+    let big = "x".repeat(50_000);
+    let stub = Stub::start(move |_, _| Reply::text(200, "text/plain", &big));
+    let p = Project::new().env("PFLOW_MAX_RESPONSE_BYTES", "10000");
+    let r = p.build_value(&fetch(&stub.url(), json!({})), &[]);
+    let (category, message) = r.failed_with();
+    assert_eq!(category, "network", "{r}");
+    assert!(message.contains("larger than 10000 bytes"), "{message}");
+    assert!(message.contains("PFLOW_MAX_RESPONSE_BYTES"), "{message}");
+    // At the limit it is fine.
+    let p = Project::new().env("PFLOW_MAX_RESPONSE_BYTES", "50000");
+    p.build_value(&fetch(&stub.url(), json!({})), &[])
+        .assert_ok();
+}

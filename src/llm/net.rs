@@ -189,6 +189,24 @@ pub(crate) enum FetchError {
     Interrupted,
     /// The helper thread ended without an answer (it panicked).
     Lost,
+    /// The body is larger than [`max_response_bytes`].
+    TooLarge(u64),
+    /// The connection failed while the body was being read.
+    Broken(String),
+}
+
+/// Largest response body read into memory: `PFLOW_MAX_RESPONSE_BYTES`, default 64 MB.
+pub(crate) fn max_response_bytes() -> u64 {
+    std::env::var("PFLOW_MAX_RESPONSE_BYTES")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(64 * 1024 * 1024)
+}
+
+enum Read {
+    Done(Fetched),
+    TooLarge(u64),
+    Broken(std::io::Error),
 }
 
 /// Send a request and read its body on a helper thread, so that Ctrl-C ends the wait at
@@ -197,20 +215,31 @@ pub(crate) enum FetchError {
 pub(crate) fn fetch(rb: reqwest::blocking::RequestBuilder) -> Result<Fetched, FetchError> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let result = rb.send().and_then(|resp| {
+        let cap = max_response_bytes();
+        let result = rb.send().map(|resp| {
+            use std::io::Read as _;
             let status = resp.status();
             let headers = resp.headers().clone();
-            resp.bytes().map(|b| Fetched {
-                status,
-                headers,
-                body: b.to_vec(),
-            })
+            let mut body = Vec::new();
+            // A body larger than the cap is an error, not unbounded memory.
+            match resp.take(cap + 1).read_to_end(&mut body) {
+                Ok(_) if body.len() as u64 > cap => Read::TooLarge(cap),
+                Err(e) => Read::Broken(e),
+                Ok(_) => Read::Done(Fetched {
+                    status,
+                    headers,
+                    body,
+                }),
+            }
         });
         let _ = tx.send(result);
     });
     loop {
         match rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(r) => return r.map_err(FetchError::Transport),
+            Ok(Ok(Read::Done(f))) => return Ok(f),
+            Ok(Ok(Read::TooLarge(cap))) => return Err(FetchError::TooLarge(cap)),
+            Ok(Ok(Read::Broken(e))) => return Err(FetchError::Broken(e.to_string())),
+            Ok(Err(e)) => return Err(FetchError::Transport(e)),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 if crate::interrupt::is_interrupted() {
                     return Err(FetchError::Interrupted);
@@ -230,6 +259,16 @@ impl FetchError {
             FetchError::Lost => NodeError::new(
                 ErrorCategory::Internal,
                 format!("{what}: the request ended without an answer"),
+            ),
+            FetchError::Broken(e) => NodeError::new(
+                ErrorCategory::Network,
+                format!("{what}: the connection failed while reading the response: {e}"),
+            ),
+            FetchError::TooLarge(cap) => NodeError::new(
+                ErrorCategory::Network,
+                format!(
+                    "{what}: the response is larger than {cap} bytes (set PFLOW_MAX_RESPONSE_BYTES to raise the limit)"
+                ),
             ),
         }
     }
