@@ -72,8 +72,8 @@ fn anthropic_defaults_and_temperature_when_set() {
     assert_eq!(
         body,
         json!({"model": "claude-haiku-4-5", "max_tokens": 4096, "temperature": 0.2,
-               "messages": [{"role": "user", "content": "{\"task\":\"sum\",\"n\":[1,2]}"}]}),
-        "default model without its prefix, max_tokens 4096, an object prompt as JSON text"
+               "messages": [{"role": "user", "content": "{\"n\":[1,2],\"task\":\"sum\"}"}]}),
+        "default model without its prefix, max_tokens 4096, an object prompt as canonical JSON text"
     );
 }
 
