@@ -8,8 +8,7 @@ use serde_json::{Map, Value};
 use std::io::{Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
-use std::time::Duration;
-use wait_timeout::ChildExt;
+use std::time::{Duration, Instant};
 
 pub static SPEC: NodeSpec = NodeSpec {
     name: "shell",
@@ -49,26 +48,177 @@ fn stdin_bytes(v: Option<&Value>) -> Option<Vec<u8>> {
     }
 }
 
-/// Read a stream up to `cap` bytes, then keep draining (so the child never blocks on a
-/// full pipe) without keeping the excess. Returns the bytes and how many were dropped.
-fn read_capped(mut r: impl Read, cap: u64) -> (Vec<u8>, u64) {
-    let mut kept = Vec::new();
-    let mut dropped = 0u64;
-    let mut buf = [0u8; 64 * 1024];
+/// What a finished (or timed out) command left behind.
+struct Collected {
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    out_dropped: u64,
+    err_dropped: u64,
+    status: Option<std::process::ExitStatus>,
+    timed_out: bool,
+}
+
+/// Read stdout and stderr on this thread with poll(2), keeping at most `cap` bytes of
+/// each (the rest is drained and counted, so the child never blocks on a full pipe),
+/// until the command exits or `timeout` passes (then its process group is killed).
+/// No reader threads: spawning two per command doubled the cost of small commands.
+fn collect(
+    child: &mut std::process::Child,
+    pgid: i32,
+    timeout: Duration,
+    cap: u64,
+) -> std::io::Result<Collected> {
+    use std::os::fd::AsRawFd;
+    let deadline = Instant::now() + timeout;
+    let mut out = Collected {
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+        out_dropped: 0,
+        err_dropped: 0,
+        status: None,
+        timed_out: false,
+    };
+    let mut pipes: Vec<Pipe> = Vec::new();
+    if let Some(p) = child.stdout.take() {
+        let fd = p.as_raw_fd();
+        pipes.push((Box::new(p), fd, true));
+    }
+    if let Some(p) = child.stderr.take() {
+        let fd = p.as_raw_fd();
+        pipes.push((Box::new(p), fd, false));
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut open = [true; 2];
+    // A pidfd becomes readable when the command exits, so one poll waits for output and
+    // for the exit alike (Linux 5.3+; without it, exits are noticed by the 50 ms wake-up).
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::c_int, 0) } as i32;
+    let result = poll_loop(
+        child, pgid, deadline, cap, &mut pipes, &mut open, &mut buf, pidfd, &mut out,
+    );
+    if pidfd >= 0 {
+        // SAFETY: closing the fd we opened above, exactly once.
+        unsafe { libc::close(pidfd) };
+    }
+    result?;
+    if out.timed_out {
+        interrupt::kill_group(pgid);
+        out.status = child.wait().ok();
+    } else if out.status.is_none() {
+        out.status = Some(child.wait()?);
+    }
+    Ok(out)
+}
+
+type Pipe = (Box<dyn Read>, i32, bool);
+
+#[allow(clippy::too_many_arguments)]
+fn poll_loop(
+    child: &mut std::process::Child,
+    pgid: i32,
+    deadline: Instant,
+    cap: u64,
+    pipes: &mut [Pipe],
+    open: &mut [bool; 2],
+    buf: &mut [u8],
+    pidfd: i32,
+    out: &mut Collected,
+) -> std::io::Result<()> {
     loop {
-        match r.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                let room = cap.saturating_sub(kept.len() as u64) as usize;
-                let take = room.min(n);
-                kept.extend_from_slice(&buf[..take]);
-                dropped += (n - take) as u64;
+        if out.status.is_none() {
+            out.status = child.try_wait()?;
+            if out.status.is_some() {
+                // The command is done; anything still holding its pipes is a leftover
+                // background child, which must not keep the node waiting.
+                interrupt::kill_group(pgid);
             }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
+        }
+        let pipes_open = open.iter().take(pipes.len()).any(|o| *o);
+        if !pipes_open && out.status.is_some() {
+            return Ok(());
+        }
+        if !pipes_open && pidfd < 0 {
+            // Pipes closed but the process lives on, and no pidfd: wait (bounded).
+            out.status = wait_until(child, deadline)?;
+            out.timed_out = out.status.is_none();
+            return Ok(());
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            out.timed_out = true;
+            return Ok(());
+        }
+        let mut fds: Vec<libc::pollfd> = pipes
+            .iter()
+            .zip(open.iter())
+            .filter(|(_, o)| **o)
+            .map(|((_, fd, _), _)| libc::pollfd {
+                fd: *fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        if pidfd >= 0 && out.status.is_none() {
+            fds.push(libc::pollfd {
+                fd: pidfd,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        // Wake at least every 50 ms to notice the command exiting while a background
+        // child keeps a pipe open.
+        let wait_ms = left.as_millis().min(50) as i32;
+        // SAFETY: `fds` is a valid, exclusively borrowed array of pollfd for the call.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, wait_ms) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        for pfd in fds.iter().filter(|p| p.revents != 0 && p.fd != pidfd) {
+            let Some(idx) = pipes.iter().position(|(_, fd, _)| *fd == pfd.fd) else {
+                continue;
+            };
+            let (reader, _, is_out) = &mut pipes[idx];
+            match reader.read(buf) {
+                Ok(0) => open[idx] = false,
+                Ok(n) => {
+                    let (kept, dropped) = if *is_out {
+                        (&mut out.stdout, &mut out.out_dropped)
+                    } else {
+                        (&mut out.stderr, &mut out.err_dropped)
+                    };
+                    let room = cap.saturating_sub(kept.len() as u64) as usize;
+                    let take = room.min(n);
+                    kept.extend_from_slice(&buf[..take]);
+                    *dropped += (n - take) as u64;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => open[idx] = false,
+            }
         }
     }
-    (kept, dropped)
+}
+
+/// Wait for the child until `deadline`; `None` when it is still running then.
+fn wait_until(
+    child: &mut std::process::Child,
+    deadline: Instant,
+) -> std::io::Result<Option<std::process::ExitStatus>> {
+    let mut pause = Duration::from_micros(200);
+    loop {
+        if let Some(s) = child.try_wait()? {
+            return Ok(Some(s));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(None);
+        }
+        std::thread::sleep(pause.min(left));
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
 }
 
 fn text(bytes: Vec<u8>) -> String {
@@ -93,7 +243,7 @@ fn run(params: &Map<String, Value>, ctx: &RunContext) -> Result<NodeOutput, Node
         .map(|n| n.max(0.0) as u64)
         .unwrap_or(DEFAULT_MAX_OUTPUT);
 
-    let mut cmd = Command::new("sh");
+    let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c").arg(command).process_group(0);
     if let Some(cwd) = opt_str_param(params, "cwd")? {
         if !std::path::Path::new(cwd).is_dir() {
@@ -140,40 +290,35 @@ fn run(params: &Map<String, Value>, ctx: &RunContext) -> Result<NodeOutput, Node
         })),
         _ => None,
     };
-    let out_reader = child
-        .stdout
-        .take()
-        .map(|s| std::thread::spawn(move || read_capped(s, max_output)));
-    let err_reader = child
-        .stderr
-        .take()
-        .map(|s| std::thread::spawn(move || read_capped(s, max_output)));
-
-    let waited = child.wait_timeout(Duration::from_secs_f64(timeout));
-    let (status, timed_out) = match waited {
-        Ok(Some(status)) => (Some(status), false),
-        Ok(None) => {
-            interrupt::kill_group(pgid);
-            (child.wait().ok(), true)
-        }
+    let run = collect(
+        &mut child,
+        pgid,
+        Duration::from_secs_f64(timeout),
+        max_output,
+    );
+    // Background children of the command may still hold the pipes; end the group.
+    interrupt::kill_group(pgid);
+    interrupt::unregister(pgid);
+    if let Some(w) = writer {
+        let _ = w.join();
+    }
+    let Collected {
+        stdout,
+        stderr,
+        out_dropped,
+        err_dropped,
+        status,
+        timed_out,
+    } = match run {
+        Ok(c) => c,
         Err(e) => {
-            interrupt::kill_group(pgid);
             let _ = child.wait();
-            interrupt::unregister(pgid);
             return Err(NodeError::new(
                 ErrorCategory::Internal,
                 format!("waiting for the command failed: {e}"),
             ));
         }
     };
-    // Background children of the command may hold the pipes open; end the group.
-    interrupt::kill_group(pgid);
-    interrupt::unregister(pgid);
-    if let Some(w) = writer {
-        let _ = w.join();
-    }
-    let (stdout, out_dropped) = out_reader.and_then(|h| h.join().ok()).unwrap_or_default();
-    let (stderr, err_dropped) = err_reader.and_then(|h| h.join().ok()).unwrap_or_default();
 
     let mut stdout = text(stdout);
     let mut stderr = text(stderr);
