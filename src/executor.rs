@@ -242,22 +242,17 @@ pub fn execute(
         // switches per node.
         let mut finished = 0usize;
         while finished < n {
-            let mut got = false;
-            while let Ok(msg) = rx.try_recv() {
-                got = true;
-                match msg {
-                    Msg::Started(i) => events(Event::Started(i)),
-                    Msg::Finished(i) => {
-                        finished += 1;
-                        if let Some(report) = lock(&shared.slots[i]).report.clone() {
-                            events(Event::Finished(&report));
-                        }
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(msg) => {
+                    finished += deliver(msg, &shared, events);
+                    // Let a few more arrive, then take them all at once.
+                    std::thread::sleep(Duration::from_micros(200));
+                    while let Ok(msg) = rx.try_recv() {
+                        finished += deliver(msg, &shared, events);
                     }
                 }
-            }
-            if !got && finished < n {
-                events(Event::Idle);
-                std::thread::sleep(Duration::from_millis(1));
+                Err(mpsc::RecvTimeoutError::Timeout) => events(Event::Idle),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
         }
     });
@@ -321,6 +316,22 @@ impl<'a> Shared<'a> {
             dirty: AtomicBool::new(false),
             warnings: Mutex::new(Vec::new()),
             start: Instant::now(),
+        }
+    }
+}
+
+/// Report one message; returns how many nodes it finished (0 or 1).
+fn deliver(msg: Msg, shared: &Shared<'_>, events: &mut dyn FnMut(Event<'_>)) -> usize {
+    match msg {
+        Msg::Started(i) => {
+            events(Event::Started(i));
+            0
+        }
+        Msg::Finished(i) => {
+            if let Some(report) = lock(&shared.slots[i]).report.clone() {
+                events(Event::Finished(&report));
+            }
+            1
         }
     }
 }
