@@ -363,7 +363,7 @@ pub fn run(args: BuildArgs) -> i32 {
             }
         }
     }
-    let code = if outcome.interrupted {
+    let code = if outcome.interrupted || crate::interrupt::is_interrupted() {
         EXIT_INTERRUPTED
     } else if outcome.success {
         EXIT_OK

@@ -162,6 +162,9 @@ struct Shared<'a> {
     deps: Vec<Vec<(usize, Vec<Link>)>>,
     /// Nodes referenced only by `batch.items` (not part of an item's key).
     items_only_deps: Vec<HashSet<usize>>,
+    /// Files the workflow itself deletes or moves away (`delete-file`, `move-file`
+    /// sources): a cached writer of such a file must not bring it back.
+    consumed: HashSet<String>,
     /// The explain records of the last build, read only when a node misses.
     prev_preimages: std::sync::OnceLock<BTreeMap<String, Preimage>>,
     preimages: Mutex<BTreeMap<String, KeyBuilder>>,
@@ -309,6 +312,7 @@ impl<'a> Shared<'a> {
             slots: (0..n).map(|_| Mutex::new(SlotState::default())).collect(),
             deps,
             items_only_deps,
+            consumed: consumed_paths(v),
             prev_preimages: std::sync::OnceLock::new(),
             preimages: Mutex::new(BTreeMap::new()),
             state: BuildState::load(cache.root(), &opts.workflow_name),
@@ -318,6 +322,28 @@ impl<'a> Shared<'a> {
             start: Instant::now(),
         }
     }
+}
+
+/// Paths (as file records name them) that a `delete-file` or `move-file` node of the
+/// workflow takes away. Only literal paths count; a templated path is not known before
+/// it runs.
+fn consumed_paths(v: &Validated) -> HashSet<String> {
+    v.workflow
+        .nodes
+        .iter()
+        .filter_map(|n| match n.node_type.as_str() {
+            "delete-file" => n.params.get("file_path"),
+            "move-file" => n.params.get("source_path"),
+            _ => None,
+        })
+        .filter_map(|p| p.as_str())
+        .filter(|p| !p.contains("${"))
+        .map(|p| {
+            crate::nodes::read_file::expand_path(p)
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect()
 }
 
 /// Report one message; returns how many nodes it finished (0 or 1).
@@ -1085,6 +1111,8 @@ impl<'a> Shared<'a> {
         for rec in &entry.manifest.files {
             match self.cache.file_state(rec) {
                 FileState::Intact => {}
+                // Gone because a later node of this workflow removed it, as it should be.
+                FileState::Missing if self.consumed.contains(&rec.path) => {}
                 FileState::Missing | FileState::Changed => {
                     self.cache
                         .restore_file(rec)

@@ -132,12 +132,14 @@ impl BuildState {
 
 /// A record for a node from a cache entry (the written files as they are now).
 pub fn record_of(key: &[u8; 32], entry: &Entry) -> Option<NodeRecord> {
+    // A file that is gone was taken away by a later node (the executor restores any
+    // other); it is not part of what the fast path checks.
     let written = entry
         .manifest
         .files
         .iter()
-        .map(|f| stat(Path::new(&f.path)).map(|(size, mtime)| (f.path.clone(), size, mtime)))
-        .collect::<Option<Vec<_>>>()?;
+        .filter_map(|f| stat(Path::new(&f.path)).map(|(size, mtime)| (f.path.clone(), size, mtime)))
+        .collect::<Vec<_>>();
     let digest = blake3::Hash::from_hex(&entry.manifest.output_digest).ok()?;
     Some(NodeRecord {
         key: *key,

@@ -222,3 +222,36 @@ fn home_relative_paths_do_not_make_keys_machine_specific() {
     assert_eq!(results[1].status_of("use"), "cached", "{}", results[1]);
     assert_eq!(results[1].node("use")["key"], results[0].node("use")["key"]);
 }
+
+#[test]
+fn files_the_workflow_itself_removes_stay_removed_on_a_rebuild() {
+    // A temporary file written, used, then deleted or moved by later nodes: a no-op
+    // rebuild must leave the disk as the first build did (no token file coming back).
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [
+            {"id": "w", "type": "write-file", "params": {"file_path": "secret.tmp", "content": "token=abc"}},
+            {"id": "use", "type": "shell", "params": {"command": "wc -c < secret.tmp"}},
+            {"id": "rm", "type": "delete-file", "params": {"file_path": "secret.tmp"}},
+            {"id": "w2", "type": "write-file", "params": {"file_path": "draft.txt", "content": "d"}},
+            {"id": "mv", "type": "move-file", "params": {"source_path": "draft.txt", "dest_path": "final.txt"}}
+        ],
+        "edges": [{"from": "w", "to": "use"}, {"from": "use", "to": "rm"}, {"from": "w2", "to": "mv"}]
+    }));
+    ws.build(&[]).assert_ok();
+    assert!(!ws.exists("secret.tmp") && !ws.exists("draft.txt") && ws.exists("final.txt"));
+    for _ in 0..2 {
+        let r = ws.build(&[]);
+        r.assert_ok();
+        for id in ["w", "use", "rm", "w2", "mv"] {
+            assert_eq!(r.status_of(id), "cached", "{id}: {r}");
+        }
+        assert!(!ws.exists("secret.tmp"), "the deleted file came back");
+        assert!(!ws.exists("draft.txt"), "the moved file came back");
+        assert_eq!(ws.read("final.txt"), "d");
+    }
+    // A file the workflow does not remove is still restored.
+    ws.remove("final.txt");
+    let r = ws.build(&[]);
+    assert_eq!(r.status_of("mv"), "restored", "{r}");
+    assert_eq!(ws.read("final.txt"), "d");
+}

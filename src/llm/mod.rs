@@ -224,7 +224,12 @@ impl Call {
                     format!("{what}: cannot build the request: {}", net::root_cause(&e)),
                 ))
             }
-            // Transport failures (refused, reset, timed out) are worth another try.
+            // A request that timed out is not tried again: the server took the whole
+            // budget once already, and retrying would multiply a hang (DESIGN §4 lists
+            // timeouts as final). Refused or reset connections are worth another try.
+            Err(net::FetchError::Transport(e)) if e.is_timeout() => {
+                return Outcome::Fail(net::FetchError::Transport(e).into_node_error(&what, timeout))
+            }
             Err(e @ net::FetchError::Transport(_)) => {
                 return Outcome::Retry {
                     error: e.into_node_error(&what, timeout),
