@@ -189,6 +189,48 @@ pub enum RepairAction {
     },
 }
 
+/// A command line clap rejected: its message (exit 2), or help and version (exit 0).
+/// When the caller asked for JSON output, the error is one JSON document on stdout, so
+/// scripts and agents always get something to parse.
+pub fn usage_error(e: clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return EXIT_OK;
+    }
+    let args: Vec<String> = std::env::args().collect();
+    let wants_json = args.iter().any(|a| a == "--output-format=json")
+        || args
+            .windows(2)
+            .any(|w| w[0] == "--output-format" && w[1] == "json");
+    if wants_json {
+        let text = e.to_string();
+        let message = text
+            .lines()
+            .next()
+            .unwrap_or("invalid arguments")
+            .trim_start_matches("error: ");
+        let doc = json!({
+            "success": false, "outputs": {}, "nodes": [],
+            "errors": [{"node": null, "category": "validation", "path": "arguments",
+                        "message": message,
+                        "repairable": false}],
+            "repair": null,
+            "stats": {"total": 0, "ran": 0, "cached": 0, "restored": 0, "failed": 0, "skipped": 0},
+            "duration_ms": 0,
+        });
+        crate::report::out_line(&serde_json::to_string_pretty(&doc).unwrap_or_default());
+    } else {
+        let _ = e.print();
+    }
+    EXIT_INVALID
+}
+
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Build(args) => crate::build::run(args),

@@ -18,7 +18,10 @@ fn main() {
             "error: internal error in pflow: {what}{at}; please report it"
         ));
     }));
-    let cli = pflow::cli::Cli::parse();
+    let cli = match pflow::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => std::process::exit(pflow::cli::usage_error(e)),
+    };
     let code = pflow::cli::run(cli);
     std::process::exit(code);
 }

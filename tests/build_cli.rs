@@ -331,3 +331,29 @@ fn an_unknown_input_is_an_error_with_a_suggestion() {
     assert!(r.stdout.contains("did you mean 'name'"), "{r}");
     assert_eq!(ws.count("greet"), 0);
 }
+
+#[test]
+fn json_mode_reports_a_bad_flag_as_one_json_document() {
+    let ws = Workspace::new().workflow(json!({"nodes": [{"id": "a", "type": "echo"}]}));
+    let out = std::process::Command::new(common::BIN)
+        .current_dir(ws.path())
+        .args([
+            "build",
+            "workflow.json",
+            "--bogus",
+            "--output-format",
+            "json",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(doc["success"], false);
+    assert!(
+        doc["errors"][0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("--bogus"),
+        "{doc}"
+    );
+}
