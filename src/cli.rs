@@ -265,10 +265,16 @@ pub fn run(cli: Cli) -> i32 {
 /// Where a workflow argument points: an existing file, else a saved workflow's file.
 pub fn resolve_workflow_path(arg: &str) -> Result<PathBuf, Diagnostic> {
     let path = Path::new(arg);
-    if path.exists() {
+    // A file wins over a saved workflow of the same name; a directory does not.
+    if path.is_file() {
         return Ok(path.to_path_buf());
     }
-    crate::store::resolve(arg)
+    match crate::store::resolve(arg) {
+        Ok(saved) => Ok(saved),
+        // Let reading the path say what is wrong with it (a directory, unreadable...).
+        Err(_) if path.exists() => Ok(path.to_path_buf()),
+        Err(d) => Err(d),
+    }
 }
 
 /// Read, parse and validate a workflow argument. On failure, the report.

@@ -408,8 +408,11 @@ pub fn validate_workflow(wf: Workflow, structural: Vec<Diagnostic>) -> Result<Va
                         }
                         if node.node_type == "shell" && name == "command" {
                             if let Root::Node(dep) = root {
+                                // Text from the network or a model; numbers and headers
+                                // such as status_code are not a shell-injection risk.
                                 let t = wf.nodes[dep].node_type.as_str();
-                                if t == "http" || t == "llm" {
+                                let text_output = r.first_key() == Some("response");
+                                if (t == "http" || t == "llm") && text_output {
                                     warnings.push(
                                         Diagnostic::warning(
                                             &ppath,
@@ -825,6 +828,21 @@ mod tests {
             .as_deref()
             .unwrap()
             .contains("did you mean 'stdout'?"));
+    }
+
+    #[test]
+    fn injection_warning_is_for_text_from_the_network_only() {
+        let warned = |reference: &str| {
+            let v = validate(&json!({"nodes": [
+                {"id": "get", "type": "http", "params": {"url": "http://x"}},
+                {"id": "use", "type": "shell", "params": {"command": format!("echo {reference}")}}
+            ]}))
+            .expect("valid");
+            v.warnings.iter().any(|w| w.message.contains("inject"))
+        };
+        assert!(warned("${get.response}"));
+        assert!(warned("${get.response.items[0].name}"));
+        assert!(!warned("${get.status_code}"));
     }
 
     #[test]

@@ -189,11 +189,14 @@ fn json_type(v: &Value) -> &'static str {
 fn wrong_type(path: &str, expected: &str, got: &Value) -> Diagnostic {
     Diagnostic::error(
         path,
-        format!(
-            "expected {expected}, found {} {}",
-            json_type(got),
-            short_json(got)
-        ),
+        match got {
+            Value::Null => format!("expected {expected}, found null"),
+            _ => format!(
+                "expected {expected}, found {} {}",
+                json_type(got),
+                short_json(got)
+            ),
+        },
     )
 }
 

@@ -283,3 +283,20 @@ fn six_concurrent_builds_count_six_runs() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[test]
+fn a_directory_does_not_hide_a_saved_workflow_of_the_same_name() {
+    let h = Home::new();
+    h.write("greet.json", &greeter());
+    assert!(h
+        .run(&["workflow", "save", "greet.json", "say-hello"])
+        .status
+        .success());
+    std::fs::create_dir_all(h.dir.path().join("say-hello")).expect("mkdir");
+    let out = h.run(&["build", "say-hello", "name=Ada"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "Hello, Ada none"
+    );
+}

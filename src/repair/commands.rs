@@ -14,7 +14,11 @@ fn locate(cache_root: &Path, arg: &str) -> PathBuf {
     if in_dir.exists() {
         return in_dir;
     }
-    patch::repairs_dir(cache_root).join(format!("{arg}.json"))
+    if arg.ends_with(".json") {
+        in_dir
+    } else {
+        patch::repairs_dir(cache_root).join(format!("{arg}.json"))
+    }
 }
 
 pub fn list(cache_root: &Path) -> i32 {

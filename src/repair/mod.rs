@@ -253,10 +253,6 @@ pub fn build_with_repair(
                 max_tokens: prompt.max_tokens,
                 temperature: None,
             };
-            narrator.say(&format!(
-                "repair: asking {model} to fix {}",
-                describe(&sigs)
-            ));
             summary.llm_calls += 1;
             summary.attempts += 1;
             let reply = match crate::llm::complete(&request) {
@@ -274,6 +270,7 @@ pub fn build_with_repair(
                     break 'outer;
                 }
             };
+            narrator.say(&format!("repair: asked {model} to fix {}", describe(&sigs)));
             let Some(mut candidate) = reply::extract_workflow(&reply.text) else {
                 narrator.say("repair: the reply contained no JSON workflow");
                 feedback = "\n## Your previous reply\n\nIt contained no JSON workflow. Reply with the whole corrected workflow in one ```json block.\n".into();
