@@ -110,14 +110,25 @@ fn copy_file_follows_its_source_and_restores_its_destination() {
 }
 
 #[test]
-fn non_utf8_shell_output_does_not_crash() {
+fn non_utf8_shell_output_is_kept_byte_for_byte() {
     let ws = Workspace::new().workflow(json!({
-        "nodes": [{"id": "bin", "type": "shell", "params": {"command": "printf 'a\\377b'"}}],
-        "outputs": {"out": {"source": "${bin.stdout}"}}
+        "nodes": [
+            {"id": "bin", "type": "shell", "params": {"command": "printf 'a\\377\\376b'"}},
+            {"id": "save", "type": "write-file", "params": {
+                "file_path": "out.bin", "content": "${bin.stdout}",
+                "content_is_binary": "${bin.stdout_is_binary}"}}
+        ],
+        "outputs": {"out": {"source": "${bin.stdout}"}, "binary": {"source": "${bin.stdout_is_binary}"}}
     }));
     let r = ws.build(&[]);
     r.assert_ok();
-    assert_eq!(r.output("out"), "a\u{FFFD}b");
+    // Not silently replaced: base64 of the exact bytes, flagged.
+    assert_eq!(r.output("out"), "Yf/+Yg==");
+    assert_eq!(r.output("binary"), true);
+    assert_eq!(
+        std::fs::read(ws.file("out.bin")).expect("written"),
+        b"a\xff\xfeb"
+    );
     let again = ws.build(&[]);
     assert_eq!(again.status_of("bin"), "cached");
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 pub static SPEC: NodeSpec = NodeSpec {
     name: "shell",
-    version: 1,
+    version: 2,
     params: &[
         req("command", ParamKind::String),
         opt("stdin", ParamKind::Any),
@@ -27,6 +27,7 @@ pub static SPEC: NodeSpec = NodeSpec {
         out("stdout", OutputKind::Text),
         out("stderr", OutputKind::Text),
         out("exit_code", OutputKind::Scalar),
+        out("stdout_is_binary", OutputKind::Scalar),
     ],
     reads_files: &[],
     key_env: &[],
@@ -221,10 +222,17 @@ fn wait_until(
     }
 }
 
-fn text(bytes: Vec<u8>) -> String {
+/// Output as text. Bytes that are not UTF-8 are kept exactly, base64-encoded (as the
+/// original pflow does), and flagged, rather than silently replaced; `write-file` with
+/// `content_is_binary` writes them back byte for byte.
+fn text(bytes: Vec<u8>) -> (String, bool) {
+    use base64::Engine;
     match String::from_utf8(bytes) {
-        Ok(s) => s,
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        Ok(s) => (s, false),
+        Err(e) => (
+            base64::engine::general_purpose::STANDARD.encode(e.as_bytes()),
+            true,
+        ),
     }
 }
 
@@ -320,9 +328,10 @@ fn run(params: &Map<String, Value>, ctx: &RunContext) -> Result<NodeOutput, Node
         }
     };
 
-    let mut stdout = text(stdout);
-    let mut stderr = text(stderr);
-    if strip_newline && stdout.ends_with('\n') {
+    let (mut stdout, stdout_is_binary) = text(stdout);
+    // stderr is for people and error messages: replacement characters are fine there.
+    let mut stderr = String::from_utf8_lossy(&stderr).into_owned();
+    if strip_newline && !stdout_is_binary && stdout.ends_with('\n') {
         stdout.pop();
     }
     if out_dropped > 0 || err_dropped > 0 {
@@ -342,6 +351,7 @@ fn run(params: &Map<String, Value>, ctx: &RunContext) -> Result<NodeOutput, Node
     outputs.insert("stdout".into(), Value::String(stdout));
     outputs.insert("stderr".into(), Value::String(stderr.clone()));
     outputs.insert("exit_code".into(), Value::from(exit_code));
+    outputs.insert("stdout_is_binary".into(), Value::Bool(stdout_is_binary));
 
     if ctx.interrupted.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(NodeError::new(ErrorCategory::Interrupted, "interrupted").with_outputs(outputs));

@@ -9,12 +9,13 @@ use std::io::Write;
 
 pub static SPEC: NodeSpec = NodeSpec {
     name: "write-file",
-    version: 1,
+    version: 2,
     params: &[
         req("file_path", ParamKind::String),
         req("content", ParamKind::Any),
         opt("append", ParamKind::Bool),
         opt("encoding", ParamKind::String),
+        opt("content_is_binary", ParamKind::Bool),
     ],
     outputs: &[
         out("written", OutputKind::Scalar),
@@ -43,7 +44,21 @@ fn content_text(v: &Value) -> Result<String, NodeError> {
 fn run(params: &Map<String, Value>, _ctx: &RunContext) -> Result<NodeOutput, NodeError> {
     let given = str_param(params, "file_path")?;
     let path = expand_path(given);
-    let content = content_text(params.get("content").unwrap_or(&Value::Null))?;
+    let text = content_text(params.get("content").unwrap_or(&Value::Null))?;
+    // Base64 content (from a binary read-file or shell output) is written as its bytes.
+    let content: Vec<u8> = if bool_param(params, "content_is_binary", false)? {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .map_err(|e| {
+                NodeError::new(
+                    ErrorCategory::Validation,
+                    format!("content_is_binary is true but 'content' is not base64: {e}"),
+                )
+            })?
+    } else {
+        text.into_bytes()
+    };
     if bool_param(params, "append", false)? {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| file_error("create directory", dir, &e))?;
@@ -53,7 +68,7 @@ fn run(params: &Map<String, Value>, _ctx: &RunContext) -> Result<NodeOutput, Nod
             .append(true)
             .open(&path)
             .map_err(|e| file_error("open", &path, &e))?;
-        f.write_all(content.as_bytes())
+        f.write_all(&content)
             .map_err(|e| file_error("append to", &path, &e))?;
     } else {
         if path.is_dir() {
@@ -62,7 +77,7 @@ fn run(params: &Map<String, Value>, _ctx: &RunContext) -> Result<NodeOutput, Nod
                 format!("cannot write '{given}': it is a directory"),
             ));
         }
-        write_atomic(&path, content.as_bytes()).map_err(|e| file_error("write", &path, &e))?;
+        write_atomic(&path, &content).map_err(|e| file_error("write", &path, &e))?;
     }
     let mut outputs = Map::new();
     outputs.insert("written".into(), Value::Bool(true));
