@@ -95,7 +95,12 @@ impl KeyBuilder {
     pub fn preimage(&self) -> Preimage {
         self.parts
             .iter()
-            .map(|(k, v)| (k.clone(), blake3::Hash::from_bytes(*v).to_hex()[..16].to_string()))
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    blake3::Hash::from_bytes(*v).to_hex()[..16].to_string(),
+                )
+            })
             .collect()
     }
 }

@@ -90,13 +90,7 @@ impl Repair {
     fn build_target(&self, target: &str, extra: &[&str]) -> Run {
         let mut c = Command::new(BIN);
         c.current_dir(self.path())
-            .args([
-                "build",
-                target,
-                "--output-format",
-                "json",
-                "--cache-dir",
-            ])
+            .args(["build", target, "--output-format", "json", "--cache-dir"])
             .arg(&self.cache)
             .args(extra)
             .env("CI", "1")
