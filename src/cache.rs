@@ -354,7 +354,7 @@ impl Cache {
 
     /// Store a successful result. Content is written before the index entry, so a crash
     /// in between leaves at worst an unreferenced blob, never an entry without content.
-    pub fn store(&self, new: NewEntry<'_>) -> Result<Manifest, CacheError> {
+    pub fn store(&self, new: NewEntry<'_>) -> Result<Entry, CacheError> {
         let NewEntry {
             key,
             node,
@@ -389,16 +389,22 @@ impl Cache {
         let meta = serde_json::to_value(&manifest).map_err(|e| err("cannot encode manifest", e))?;
         let sri = cacache::write_hash_sync(&self.root, &bytes)
             .map_err(|e| err("cannot write to the cache", e))?;
+        let time_ms = now_ms();
         cacache::index::insert(
             &self.root,
             &index_key(key),
             cacache::WriteOpts::new()
-                .integrity(sri)
+                .integrity(sri.clone())
                 .size(bytes.len())
+                .time(time_ms)
                 .metadata(meta),
         )
         .map_err(|e| err("cannot write the cache index", e))?;
-        Ok(manifest)
+        Ok(Entry {
+            manifest,
+            integrity: sri,
+            time_ms,
+        })
     }
 
     pub fn file_state(&self, rec: &FileRecord) -> FileState {

@@ -870,7 +870,7 @@ impl<'a> Shared<'a> {
         digest: &blake3::Hash,
         files: &[std::path::PathBuf],
         took: Duration,
-    ) {
+    ) -> Option<Entry> {
         let id = self.v.graph.id(i);
         match self.cache.store(crate::cache::NewEntry {
             key,
@@ -881,11 +881,16 @@ impl<'a> Shared<'a> {
             duration_ms: took.as_millis() as u64,
             run_id: &self.opts.run_id,
         }) {
-            Ok(manifest) if self.v.workflow.nodes[i].cache != CachePolicy::Never => {
-                self.cache.push_remote(key, &manifest, values)
+            Ok(entry) => {
+                if self.v.workflow.nodes[i].cache != CachePolicy::Never {
+                    self.cache.push_remote(key, &entry.manifest, values);
+                }
+                Some(entry)
             }
-            Ok(_) => {}
-            Err(e) => lock(&self.warnings).push(format!("could not cache the result of {id}: {e}")),
+            Err(e) => {
+                lock(&self.warnings).push(format!("could not cache the result of {id}: {e}"));
+                None
+            }
         }
     }
 
@@ -1079,7 +1084,7 @@ impl<'a> Shared<'a> {
         if result.items_failed > 0 {
             report.reason = format!("{} ({} item(s) failed)", report.reason, result.items_failed);
         } else {
-            self.store(
+            let stored = self.store(
                 i,
                 &key,
                 &values,
@@ -1087,6 +1092,12 @@ impl<'a> Shared<'a> {
                 &result.files,
                 report_duration(report, self),
             );
+            // Record it, so the next build's fast path covers what just ran too.
+            if let Some(entry) = &stored {
+                if node.cache != CachePolicy::Never {
+                    self.remember_entry(&node.id, &key, entry);
+                }
+            }
             self.session.remember(key, digest, values.clone());
         }
         Ok((digest, Some(values), None))
@@ -1135,9 +1146,11 @@ impl<'a> Shared<'a> {
         let mut warnings = Vec::new();
         let params = resolve_params(cn, &scope, self.v.workflow.template_mode, &mut warnings)?;
         self.note(&node.id, warnings);
+        let own_files = self.state.own_files(&node.id);
         let ctx = RunContext {
             node_id: &node.id,
             interrupted: &crate::interrupt::INTERRUPTED,
+            own_files: &own_files,
         };
         self.session.count(&node.id, 1);
         let out: NodeOutput = (cn.spec.run)(&params, &ctx)?;
@@ -1271,6 +1284,7 @@ impl<'a> Shared<'a> {
                 let ctx = RunContext {
                     node_id: &node.id,
                     interrupted: &crate::interrupt::INTERRUPTED,
+                    own_files: &[],
                 };
                 let mut attempt = 0;
                 loop {

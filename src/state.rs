@@ -108,6 +108,15 @@ impl BuildState {
         Some((rec.digest, rec.time_ms))
     }
 
+    /// Files node `id` wrote in its recorded build, as (path, BLAKE3 hex).
+    pub fn own_files(&self, id: &str) -> Vec<(String, String)> {
+        self.nodes
+            .get(id)
+            .and_then(|r| serde_json::from_slice::<Manifest>(&r.manifest_json).ok())
+            .map(|m| m.files.into_iter().map(|f| (f.path, f.digest)).collect())
+            .unwrap_or_default()
+    }
+
     /// The full cache entry behind a recorded node (decoded only when its value is needed).
     pub fn entry(&self, id: &str, key: &[u8; 32]) -> Option<Entry> {
         let rec = self.nodes.get(id).filter(|r| &r.key == key)?;

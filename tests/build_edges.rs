@@ -266,3 +266,34 @@ fn files_the_workflow_itself_removes_stay_removed_on_a_rebuild() {
     assert_eq!(r.status_of("mv"), "restored", "{r}");
     assert_eq!(ws.read("final.txt"), "d");
 }
+
+#[test]
+fn a_copy_updates_its_own_previous_output_but_not_a_users_file() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [{"id": "cp", "type": "copy-file",
+                   "params": {"source_path": "src.txt", "dest_path": "copy/dst.txt"}}]
+    }));
+    ws.write("src.txt", "one");
+    ws.build(&[]).assert_ok();
+    assert_eq!(ws.read("copy/dst.txt"), "one");
+    // The source changes: the copy is pflow's own output, so it is updated.
+    ws.write("src.txt", "two, longer");
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(r.status_of("cp"), "ran");
+    assert_eq!(ws.read("copy/dst.txt"), "two, longer");
+    // Someone edits the destination by hand, then the source changes: that file is not
+    // pflow's to overwrite without "overwrite": true.
+    ws.write("copy/dst.txt", "hand edit");
+    ws.write("src.txt", "three");
+    let r = ws.build(&[]);
+    assert_eq!(r.code, 1, "{r}");
+    assert!(
+        r.errors()[0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("overwrite"),
+        "{r}"
+    );
+    assert_eq!(ws.read("copy/dst.txt"), "hand edit");
+}

@@ -28,6 +28,7 @@ pub static SPEC: NodeSpec = NodeSpec {
 /// Read the source and check the destination, shared by copy-file and move-file.
 pub(crate) fn prepare(
     params: &Map<String, Value>,
+    ctx: &RunContext,
 ) -> Result<(std::path::PathBuf, std::path::PathBuf, Vec<u8>), NodeError> {
     let src = expand_path(str_param(params, "source_path")?);
     let dest = expand_path(str_param(params, "dest_path")?);
@@ -41,8 +42,10 @@ pub(crate) fn prepare(
     let overwrite = bool_param(params, "overwrite", false)?;
     if !overwrite {
         if let Ok(existing) = std::fs::read(&dest) {
-            // Re-running a copy whose result is already there is not a conflict.
-            if existing != bytes {
+            // Re-running a copy whose result is already there is not a conflict, and
+            // neither is replacing what this node itself wrote last time (a build tool
+            // updates its own outputs); anything else is the user's file.
+            if existing != bytes && !ctx.is_own_output(&dest) {
                 return Err(NodeError::new(
                     ErrorCategory::File,
                     format!(
@@ -56,8 +59,8 @@ pub(crate) fn prepare(
     Ok((src, dest, bytes))
 }
 
-fn run(params: &Map<String, Value>, _ctx: &RunContext) -> Result<NodeOutput, NodeError> {
-    let (_, dest, bytes) = prepare(params)?;
+fn run(params: &Map<String, Value>, ctx: &RunContext) -> Result<NodeOutput, NodeError> {
+    let (_, dest, bytes) = prepare(params, ctx)?;
     write_atomic(&dest, &bytes).map_err(|e| file_error("write", &dest, &e))?;
     finish("copied", params, dest, bytes.len())
 }

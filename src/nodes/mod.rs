@@ -136,6 +136,20 @@ pub struct RunContext<'a> {
     pub node_id: &'a str,
     /// Set when the user interrupts; long-running nodes stop early.
     pub interrupted: &'a AtomicBool,
+    /// Files this node wrote in its last recorded build, as (path, BLAKE3 hex): a file
+    /// that still holds exactly that is the node's own output, not the user's.
+    pub own_files: &'a [(String, String)],
+}
+
+impl RunContext<'_> {
+    /// Is the file at `path` still exactly what this node wrote last time?
+    pub fn is_own_output(&self, path: &std::path::Path) -> bool {
+        let shown = path.to_string_lossy();
+        self.own_files.iter().any(|(p, digest)| {
+            p == shown.as_ref()
+                && crate::cache::file_digest(path).is_ok_and(|d| d.to_hex().as_str() == digest)
+        })
+    }
 }
 
 /// A successful run: the outputs, and the files the node wrote (restored from the cache

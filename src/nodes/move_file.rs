@@ -26,8 +26,8 @@ pub static SPEC: NodeSpec = NodeSpec {
     run,
 };
 
-fn run(params: &Map<String, Value>, _ctx: &RunContext) -> Result<NodeOutput, NodeError> {
-    let (src, dest, bytes) = super::copy_file::prepare(params)?;
+fn run(params: &Map<String, Value>, ctx: &RunContext) -> Result<NodeOutput, NodeError> {
+    let (src, dest, bytes) = super::copy_file::prepare(params, ctx)?;
     if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| file_error("create directory", dir, &e))?;
     }
