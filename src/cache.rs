@@ -466,6 +466,14 @@ impl Cache {
         }
     }
 
+    /// Note a hit decided without a lookup (the build state's fast path), with the
+    /// recorded run time of its entry, for the "time saved" figure.
+    pub fn note_hit(&self, key: &Key, duration_ms: u64) {
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.insert(key.hex(), duration_ms);
+        }
+    }
+
     /// Hold a shared lock on the cache directory for the duration of a build, so that
     /// `pflow cache gc | verify | clear` (which take it exclusively) never run under it.
     /// Waits, saying so once on stderr, while maintenance holds the cache.

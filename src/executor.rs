@@ -999,7 +999,7 @@ impl<'a> Shared<'a> {
         // Fast path: the last build recorded this key's entry, and its files are as it
         // left them. No cache I/O at all.
         if forced.is_none() {
-            if let Some((digest, time_ms)) = self.state.fast_hit(&node.id, &key.0) {
+            if let Some((digest, time_ms, duration_ms)) = self.state.fast_hit(&node.id, &key.0) {
                 let fresh = match node.cache {
                     CachePolicy::MaxAge(max) => {
                         now_ms().saturating_sub(time_ms as u128) <= max.as_millis()
@@ -1007,6 +1007,7 @@ impl<'a> Shared<'a> {
                     _ => true,
                 };
                 if fresh {
+                    self.cache.note_hit(&key, duration_ms);
                     report.status = Status::Cached;
                     report.reason = "inputs unchanged".into();
                     lock(&self.slots[i]).fast = true;

@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How long a record may stand in for index lookups.
 pub const MAX_AGE: Duration = Duration::from_secs(3600);
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FileStat {
@@ -36,6 +36,8 @@ pub struct NodeRecord {
     pub digest: [u8; 32],
     pub integrity: String,
     pub time_ms: u64,
+    /// How long the node took when it ran (for "time saved").
+    pub duration_ms: u64,
     pub manifest_json: Vec<u8>,
     /// (path, size, mtime) of each file the node wrote.
     pub written: Vec<(String, u64, i128)>,
@@ -98,14 +100,14 @@ impl BuildState {
 
     /// The fast path: node `id` with `key` was a hit last time and the files it wrote
     /// have the recorded size and mtime. Returns its output digest and entry time.
-    pub fn fast_hit(&self, id: &str, key: &[u8; 32]) -> Option<([u8; 32], u64)> {
+    pub fn fast_hit(&self, id: &str, key: &[u8; 32]) -> Option<([u8; 32], u64, u64)> {
         let rec = self.nodes.get(id).filter(|r| &r.key == key)?;
         for (path, size, mtime) in &rec.written {
             if stat(Path::new(path)) != Some((*size, *mtime)) {
                 return None;
             }
         }
-        Some((rec.digest, rec.time_ms))
+        Some((rec.digest, rec.time_ms, rec.duration_ms))
     }
 
     /// Files node `id` wrote in its recorded build, as (path, BLAKE3 hex).
@@ -155,6 +157,7 @@ pub fn record_of(key: &[u8; 32], entry: &Entry) -> Option<NodeRecord> {
         digest: *digest.as_bytes(),
         integrity: entry.integrity.to_string(),
         time_ms: entry.time_ms as u64,
+        duration_ms: entry.manifest.duration_ms,
         manifest_json: serde_json::to_vec(&entry.manifest).ok()?,
         written,
     })
@@ -202,6 +205,7 @@ mod tests {
             digest: [7; 32],
             integrity: "sha256-AAAA".into(),
             time_ms: 1,
+            duration_ms: 5,
             manifest_json: b"{}".to_vec(),
             written: vec![(path.to_string_lossy().into_owned(), size, mtime)],
         }
@@ -214,7 +218,7 @@ mod tests {
         std::fs::write(&out, "hello").unwrap();
         let mut state = BuildState::default();
         state.nodes.insert("a".into(), record(&out, [1; 32]));
-        assert_eq!(state.fast_hit("a", &[1; 32]), Some(([7; 32], 1)));
+        assert_eq!(state.fast_hit("a", &[1; 32]), Some(([7; 32], 1, 5)));
         assert_eq!(state.fast_hit("a", &[2; 32]), None, "another key");
         assert_eq!(state.fast_hit("b", &[1; 32]), None, "another node");
         std::fs::write(&out, "hello, world").unwrap();
