@@ -124,7 +124,7 @@ pub struct Cache {
     root: PathBuf,
     /// Recorded durations of the entries this process found (key hex → ms), for the
     /// "time saved" figure of [`Cache::record_build`].
-    seen: Arc<Mutex<HashMap<String, u64>>>,
+    seen: Arc<Mutex<HashMap<Key, u64>>>,
     /// The shared remote cache, if one is configured.
     remote: Option<Arc<Remote>>,
 }
@@ -317,7 +317,7 @@ impl Cache {
                         Some(entry) => {
                             touch(&bucket);
                             if let Ok(mut seen) = self.seen.lock() {
-                                seen.insert(key.hex(), entry.manifest.duration_ms);
+                                seen.insert(*key, entry.manifest.duration_ms);
                             }
                             return Ok(Some(entry));
                         }
@@ -470,7 +470,7 @@ impl Cache {
     /// recorded run time of its entry, for the "time saved" figure.
     pub fn note_hit(&self, key: &Key, duration_ms: u64) {
         if let Ok(mut seen) = self.seen.lock() {
-            seen.insert(key.hex(), duration_ms);
+            seen.insert(*key, duration_ms);
         }
     }
 
@@ -539,7 +539,11 @@ impl Cache {
         outcome: &crate::executor::Outcome,
         run_id: &str,
     ) {
-        let seen = self.seen.lock().map(|s| s.clone()).unwrap_or_default();
+        let seen = self
+            .seen
+            .lock()
+            .map(|mut s| std::mem::take(&mut *s))
+            .unwrap_or_default();
         let mut stats = BuildStats::from_outcome(v, outcome, run_id, &seen);
         if let Some(remote) = &self.remote {
             let c = remote.take_counts();
@@ -659,12 +663,12 @@ pub struct BuildStats {
 }
 
 impl BuildStats {
-    /// `seen`: the recorded duration of each entry found in the cache (key hex → ms).
+    /// `seen`: the recorded duration of each entry found in the cache (key → ms).
     pub fn from_outcome(
         v: &crate::validate::Validated,
         outcome: &crate::executor::Outcome,
         run_id: &str,
-        seen: &HashMap<String, u64>,
+        seen: &HashMap<Key, u64>,
     ) -> BuildStats {
         use crate::executor::Status;
         let status: HashMap<&str, Status> = outcome
@@ -689,7 +693,7 @@ impl BuildStats {
                     if r.status == Status::Restored {
                         s.restored += 1;
                     }
-                    if let Some(ms) = r.key.and_then(|k| seen.get(&k.hex())) {
+                    if let Some(ms) = r.key.and_then(|k| seen.get(&k)) {
                         s.time_saved_ms += ms;
                     }
                     let upstream_ran = v.graph.position(&r.id).is_some_and(|i| {
