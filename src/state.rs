@@ -94,7 +94,11 @@ impl BuildState {
         self.generation = generation(cache_root);
         self.written_ms = now_ms();
         if let Ok(bytes) = bincode::serialize(self) {
-            let _ = crate::nodes::write_atomic(&path_for(cache_root, workflow_name), &bytes);
+            let _ = crate::nodes::write_atomic_with(
+                &path_for(cache_root, workflow_name),
+                &bytes,
+                false,
+            );
         }
     }
 
@@ -182,7 +186,11 @@ pub fn save_explain(
     records: &std::collections::BTreeMap<String, crate::key::Preimage>,
 ) {
     if let Ok(bytes) = bincode::serialize(records) {
-        let _ = crate::nodes::write_atomic(&explain_path(cache_root, workflow_name), &bytes);
+        let _ = crate::nodes::write_atomic_with(
+            &explain_path(cache_root, workflow_name),
+            &bytes,
+            false,
+        );
     }
 }
 

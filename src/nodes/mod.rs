@@ -281,6 +281,16 @@ pub(crate) fn file_error(what: &str, path: &std::path::Path, e: &std::io::Error)
 
 /// Write bytes to `path` atomically: a temp file in the same directory, then rename.
 pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic_with(path, bytes, true)
+}
+
+/// Like [`write_atomic`]; `durable: false` skips the fsync, for pflow's own records that
+/// are only an optimisation (a torn one after a power cut is detected and ignored).
+pub fn write_atomic_with(
+    path: &std::path::Path,
+    bytes: &[u8],
+    durable: bool,
+) -> std::io::Result<()> {
     use std::io::Write;
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -291,7 +301,9 @@ pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()>
         .prefix(".pflow-tmp-")
         .tempfile_in(&dir)?;
     tmp.write_all(bytes)?;
-    tmp.as_file().sync_data()?;
+    if durable {
+        tmp.as_file().sync_data()?;
+    }
     // Keep the existing file's permissions, as an editor would.
     if let Ok(meta) = std::fs::metadata(path) {
         let _ = std::fs::set_permissions(tmp.path(), meta.permissions());
