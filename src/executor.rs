@@ -668,12 +668,13 @@ impl<'a> Shared<'a> {
             if for_item && self.items_only_deps[i].contains(j) {
                 continue;
             }
-            let st = lock(&self.slots[*j]);
-            let digest = st
-                .digest
-                .map(|d| d.to_hex().to_string())
-                .unwrap_or_else(|| "none".into());
-            kb.add_text(format!("dep:{}", self.v.graph.id(*j)), &digest);
+            let digest = lock(&self.slots[*j]).digest;
+            let name = format!("dep:{}", self.v.graph.id(*j));
+            match digest {
+                // Already a digest: it goes in as is, not re-hashed as hex text.
+                Some(d) => kb.add_digest(name, *d.as_bytes()),
+                None => kb.add_text(name, "none"),
+            }
         }
         let input_refs: BTreeSet<&String> = if for_item {
             cn.params
