@@ -1,0 +1,267 @@
+//! Batch nodes: each item resolved and run on its own (in parallel up to
+//! `max_concurrent`), each cached under its own key, so editing one item re-runs one item.
+
+use super::*;
+
+impl<'a> Shared<'a> {
+    pub(super) fn run_batch(
+        &self,
+        i: usize,
+        batch: &BatchConfig,
+        scope: NodeScope<'a>,
+        _key: Option<Key>,
+    ) -> Result<RunResult, NodeError> {
+        let cn = &self.v.nodes[i];
+        let node = &self.v.workflow.nodes[i];
+        let items_value = match &cn.items {
+            Some(pt) => pt
+                .resolve(&scope)
+                .map_err(|u| unresolved_error("batch.items", u))?,
+            None => Value::Array(Vec::new()),
+        };
+        let items: Vec<Value> = match items_value {
+            Value::Array(a) => a,
+            Value::String(s) => match crate::template::parse_json_container(&s) {
+                Some(Value::Array(a)) => a,
+                _ => {
+                    return Err(NodeError::new(
+                        ErrorCategory::Template,
+                        format!(
+                            "batch items must be an array, got text that is not a JSON array: {}",
+                            crate::template::value_preview(&Value::String(s), 80)
+                        ),
+                    ))
+                }
+            },
+            other => {
+                return Err(NodeError::new(
+                    ErrorCategory::Template,
+                    format!(
+                        "batch items must be an array, got {}",
+                        crate::template::type_name(&other)
+                    ),
+                ))
+            }
+        };
+        let item_base = self.base_key(i, true);
+        let count = items.len();
+        let item_keys: Vec<Key> = items
+            .iter()
+            .enumerate()
+            .map(|(idx, item)| {
+                let mut kb = item_base.clone();
+                kb.add_value("item", item);
+                if cn.uses_index {
+                    kb.add_text("index", &idx.to_string());
+                }
+                kb.finish()
+            })
+            .collect();
+        // Equal items have equal keys: each distinct key runs once, even in parallel, and
+        // its duplicates take its result.
+        let mut first_with_key: HashMap<Key, usize> = HashMap::new();
+        let first_of: Vec<usize> = item_keys
+            .iter()
+            .enumerate()
+            .map(|(idx, k)| *first_with_key.entry(*k).or_insert(idx))
+            .collect();
+        let unique: Vec<usize> = (0..count).filter(|&idx| first_of[idx] == idx).collect();
+        let results: Vec<Mutex<Option<ItemResult>>> =
+            (0..count).map(|_| Mutex::new(None)).collect();
+        let stop = AtomicBool::new(false);
+        let next = AtomicUsize::new(0);
+        let cached = AtomicUsize::new(0);
+        let restored = AtomicUsize::new(0);
+        let ran = AtomicUsize::new(0);
+        let mode = self.v.workflow.template_mode;
+
+        let work = || loop {
+            if stop.load(Ordering::SeqCst) || crate::interrupt::is_interrupted() {
+                break;
+            }
+            let Some(&idx) = unique.get(next.fetch_add(1, Ordering::SeqCst)) else {
+                break;
+            };
+            let item = &items[idx];
+            let item_key = item_keys[idx];
+            let mut result = None;
+            if let Some(m) = self.session.recall(&item_key) {
+                cached.fetch_add(1, Ordering::SeqCst);
+                result = Some(Ok((m.values, false, Vec::new())));
+            } else if !(self.opts.force
+                || self.opts.rerun.contains(&node.id)
+                || node.cache == CachePolicy::Never)
+            {
+                if let (Ok(Some(entry)), _) = self.cache.lookup_with_remote(&item_key) {
+                    if let Ok(restored_files) = self.try_hit(&entry, node.cache) {
+                        if let Ok(v) = self.cache.load_outputs(&entry) {
+                            cached.fetch_add(1, Ordering::SeqCst);
+                            if !restored_files.is_empty() {
+                                restored.fetch_add(1, Ordering::SeqCst);
+                            }
+                            result = Some(Ok((Arc::new(v), false, Vec::new())));
+                        }
+                    }
+                }
+            }
+            let result = result.unwrap_or_else(|| {
+                let item_scope = NodeScope {
+                    inputs: scope.inputs,
+                    nodes: scope.nodes.clone(),
+                    alias: Some((batch.alias.as_str(), item)),
+                    index: Some(Value::from(idx)),
+                };
+                let mut warnings = Vec::new();
+                let params = resolve_params(cn, &item_scope, mode, &mut warnings);
+                self.note(&node.id, warnings);
+                let ctx = RunContext {
+                    node_id: &node.id,
+                    interrupted: &crate::interrupt::INTERRUPTED,
+                    own_files: &[],
+                };
+                let mut attempt = 0;
+                loop {
+                    attempt += 1;
+                    let r = params.clone().and_then(|p| {
+                        self.session.count(&node.id, 1);
+                        ran.fetch_add(1, Ordering::SeqCst);
+                        (cn.spec.run)(&p, &ctx)
+                    });
+                    match r {
+                        Ok(out) => {
+                            let mut outputs = out.outputs;
+                            outputs.insert("item".into(), item.clone());
+                            let v = Value::Object(outputs);
+                            let d = output_digest(&v);
+                            let v = Arc::new(v);
+                            self.store(i, &item_key, &v, &d, &out.files_written, Duration::ZERO);
+                            self.session.remember(item_key, d, v.clone());
+                            break Ok((v, true, out.files_written));
+                        }
+                        Err(e)
+                            if attempt < batch.max_retries
+                                && e.category != ErrorCategory::Interrupted =>
+                        {
+                            continue
+                        }
+                        Err(e) => break Err(e),
+                    }
+                }
+            });
+            if result.is_err() && batch.error_handling == ErrorHandling::FailFast {
+                stop.store(true, Ordering::SeqCst);
+            }
+            *lock(&results[idx]) = Some(result);
+        };
+
+        let workers = if batch.parallel {
+            batch.max_concurrent.min(unique.len()).max(1)
+        } else {
+            1
+        };
+        if workers == 1 {
+            work();
+        } else {
+            std::thread::scope(|s| {
+                for _ in 0..workers {
+                    s.spawn(work);
+                }
+            });
+        }
+
+        for idx in 0..count {
+            let first = first_of[idx];
+            if first != idx {
+                let copy = lock(&results[first])
+                    .as_ref()
+                    .map(|r| r.as_ref().map(|(v, _, _)| v.clone()).map_err(|e| e.clone()));
+                if let Some(Ok(_)) = &copy {
+                    cached.fetch_add(1, Ordering::SeqCst);
+                }
+                *lock(&results[idx]) = copy.map(|r| r.map(|v| (v, false, Vec::new())));
+            }
+        }
+
+        let mut result_values = Vec::with_capacity(count);
+        let mut errors = Vec::new();
+        let mut files = Vec::new();
+        let mut first_error: Option<(usize, NodeError)> = None;
+        for (idx, slot) in results.into_iter().enumerate() {
+            match slot.into_inner().unwrap_or_else(|p| p.into_inner()) {
+                Some(Ok((v, _, f))) => {
+                    files.extend(f);
+                    result_values.push((*v).clone());
+                }
+                Some(Err(e)) => {
+                    let mut entry = Map::new();
+                    entry.insert("index".into(), Value::from(idx));
+                    entry.insert("item".into(), items[idx].clone());
+                    entry.insert("error".into(), Value::String(e.message.clone()));
+                    errors.push(Value::Object(entry));
+                    let mut failed = e.outputs.clone();
+                    failed.insert("item".into(), items[idx].clone());
+                    failed.insert("error".into(), Value::String(e.message.clone()));
+                    result_values.push(Value::Object(failed));
+                    if first_error.is_none() {
+                        first_error = Some((idx, e));
+                    }
+                }
+                None => result_values.push(Value::Null),
+            }
+        }
+        let error_count = errors.len();
+        let mut agg = Map::new();
+        agg.insert("results".into(), Value::Array(result_values));
+        agg.insert("count".into(), Value::from(count));
+        agg.insert(
+            "success_count".into(),
+            Value::from(count - error_count - agg_missing(&agg)),
+        );
+        agg.insert("error_count".into(), Value::from(error_count));
+        agg.insert(
+            "errors".into(),
+            if errors.is_empty() {
+                Value::Null
+            } else {
+                Value::Array(errors)
+            },
+        );
+        if let Some((idx, e)) = first_error {
+            if batch.error_handling == ErrorHandling::FailFast || crate::interrupt::is_interrupted()
+            {
+                let mut err = NodeError::new(
+                    e.category,
+                    format!("batch item [{idx}] failed: {}", e.message),
+                );
+                err.status = e.status;
+                err.available = e.available;
+                let mut outputs = agg.clone();
+                if let Some(stderr) = e.outputs.get("stderr") {
+                    outputs.insert("stderr".into(), stderr.clone());
+                }
+                if let Some(code) = e.outputs.get("exit_code") {
+                    outputs.insert("exit_code".into(), code.clone());
+                }
+                return Err(err.with_outputs(outputs));
+            }
+        }
+        if crate::interrupt::is_interrupted() {
+            return Err(NodeError::new(ErrorCategory::Interrupted, "interrupted"));
+        }
+        Ok(RunResult {
+            values: Value::Object(agg),
+            files,
+            executions: ran.load(Ordering::SeqCst) as u32,
+            items_cached: cached.load(Ordering::SeqCst),
+            items_restored: restored.load(Ordering::SeqCst),
+            items_failed: error_count,
+        })
+    }
+}
+
+fn agg_missing(agg: &Map<String, Value>) -> usize {
+    agg.get("results")
+        .and_then(|r| r.as_array())
+        .map(|r| r.iter().filter(|v| v.is_null()).count())
+        .unwrap_or(0)
+}
