@@ -153,6 +153,8 @@ struct SlotState {
     values: Option<Arc<Value>>,
     entry: Option<Entry>,
     key: Option<Key>,
+    /// The key's components, kept for `--explain` (saved only if something changed).
+    preimage: Option<KeyBuilder>,
     report: Option<NodeReport>,
 }
 
@@ -172,7 +174,6 @@ struct Shared<'a> {
     consumed: HashSet<String>,
     /// The explain records of the last build, read only when a node misses.
     prev_preimages: std::sync::OnceLock<BTreeMap<String, Preimage>>,
-    preimages: Mutex<BTreeMap<String, KeyBuilder>>,
     /// What the last build of this workflow saw (see [`crate::state`]).
     state: BuildState,
     next_state: Mutex<BuildState>,
@@ -319,7 +320,6 @@ impl<'a> Shared<'a> {
             items_only_deps,
             consumed: consumed_paths(v),
             prev_preimages: std::sync::OnceLock::new(),
-            preimages: Mutex::new(BTreeMap::new()),
             state: BuildState::load(cache.root(), &opts.workflow_name),
             next_state: Mutex::new(BuildState::default()),
             dirty: AtomicBool::new(false),
@@ -1017,14 +1017,14 @@ impl<'a> Shared<'a> {
                     report.status = Status::Cached;
                     report.reason = "inputs unchanged".into();
                     lock(&self.slots[i]).fast = true;
-                    lock(&self.preimages).insert(node.id.clone(), kb);
+                    lock(&self.slots[i]).preimage = Some(kb);
                     return Ok((blake3::Hash::from_bytes(digest), None, None));
                 }
             }
         }
         self.dirty.store(true, Ordering::Relaxed);
         let preimage = kb.preimage();
-        lock(&self.preimages).insert(node.id.clone(), kb);
+        lock(&self.slots[i]).preimage = Some(kb);
         let previous = self.previous_preimage(&node.id);
         let miss_reason = match forced {
             Some(r) => r,
@@ -1247,11 +1247,11 @@ impl<'a> Shared<'a> {
                     crate::state::load_explain(self.cache.root(), &self.opts.workflow_name)
                 })
                 .clone();
-            records.extend(
-                std::mem::take(&mut *lock(&self.preimages))
-                    .into_iter()
-                    .map(|(id, kb)| (id, kb.preimage())),
-            );
+            for (i, slot) in self.slots.iter().enumerate() {
+                if let Some(kb) = lock(slot).preimage.take() {
+                    records.insert(self.v.graph.id(i).to_string(), kb.preimage());
+                }
+            }
             crate::state::save_explain(self.cache.root(), &self.opts.workflow_name, &records);
             let mut next = std::mem::take(&mut *lock(&self.next_state));
             for (i, slot) in self.slots.iter().enumerate() {
