@@ -25,11 +25,11 @@
 //! [`Cache::lookup_with_remote`] then asks it on a local miss and keeps what it downloads
 //! as an ordinary local entry; [`Cache::push_remote`] uploads a stored result.
 
-use crate::key::{Key, Preimage};
+use crate::key::Key;
 use crate::remote::{Fetch, Remote};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -447,25 +447,6 @@ impl Cache {
             .map_err(|e| err(&format!("cannot restore '{}'", rec.path), e))
     }
 
-    fn explain_path(&self, workflow_name: &str) -> PathBuf {
-        let h = blake3::hash(workflow_name.as_bytes()).to_hex();
-        self.root.join("explain").join(format!("{}.json", &h[..32]))
-    }
-
-    /// The key preimages recorded by the last build of this workflow, by node id.
-    pub fn load_preimages(&self, workflow_name: &str) -> BTreeMap<String, Preimage> {
-        std::fs::read(self.explain_path(workflow_name))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
-    }
-
-    pub fn save_preimages(&self, workflow_name: &str, records: &BTreeMap<String, Preimage>) {
-        if let Ok(bytes) = serde_json::to_vec(records) {
-            let _ = crate::nodes::write_atomic(&self.explain_path(workflow_name), &bytes);
-        }
-    }
-
     /// Note a hit decided without a lookup (the build state's fast path), with the
     /// recorded run time of its entry, for the "time saved" figure.
     pub fn note_hit(&self, key: &Key, duration_ms: u64) {
@@ -731,7 +712,8 @@ pub fn bump_generation(root: &Path) -> std::io::Result<()> {
     crate::nodes::write_atomic(&root.join(GENERATION_FILE), next.to_string().as_bytes())
 }
 
-pub(crate) fn now_ms() -> u128 {
+/// Now, in unix milliseconds (the unit of cacache's entry times).
+pub fn now_ms() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis())

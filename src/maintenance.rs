@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 pub fn command(action: CacheAction, root: &Path, format: OutputFormat) -> i32 {
     let json = format == OutputFormat::Json;
@@ -99,13 +99,6 @@ pub fn format_bytes(n: u64) -> String {
 fn format_time(ms: u128) -> String {
     let t = UNIX_EPOCH + Duration::from_millis(ms as u64);
     humantime::format_rfc3339_seconds(t).to_string()
-}
-
-fn now_ms() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0)
 }
 
 fn mtime_ms(meta: &std::fs::Metadata) -> u128 {
@@ -979,7 +972,7 @@ fn gc(root: &Path, max_size: Option<u64>, max_age: Option<Duration>, json: bool)
     //    the least recently used until the cache fits.
     let mut evicted: Vec<(usize, &'static str)> = Vec::new();
     let mut alive: Vec<usize> = Vec::new();
-    let now = now_ms();
+    let now = crate::cache::now_ms();
     for (i, l) in s.live.iter().enumerate() {
         let missing = l.blobs.iter().any(|b| !s.blobs.contains_key(b));
         if l.broken.is_some() || missing {

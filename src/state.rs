@@ -15,7 +15,7 @@ use crate::cache::{Entry, Manifest};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 /// How long a record may stand in for index lookups.
 pub const MAX_AGE: Duration = Duration::from_secs(3600);
@@ -52,11 +52,8 @@ pub struct BuildState {
     pub reads: HashMap<String, FileStat>,
 }
 
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+fn now_ms() -> u64 {
+    crate::cache::now_ms() as u64
 }
 
 use crate::cache::generation;

@@ -9,7 +9,6 @@ impl<'a> Shared<'a> {
         i: usize,
         batch: &BatchConfig,
         scope: NodeScope<'a>,
-        _key: Option<Key>,
     ) -> Result<RunResult, NodeError> {
         let cn = &self.v.nodes[i];
         let node = &self.v.workflow.nodes[i];

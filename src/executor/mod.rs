@@ -16,7 +16,7 @@ mod plan;
 
 pub use plan::{plan, PlanStep};
 
-use crate::cache::{Cache, Entry, FileState};
+use crate::cache::{now_ms, Cache, Entry, FileState};
 use crate::canonical::output_digest;
 use crate::error::{ErrorCategory, NodeError};
 use crate::graph::Link;
@@ -32,7 +32,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -145,7 +145,6 @@ pub enum Event<'a> {
 
 #[derive(Default)]
 struct SlotState {
-    done: bool,
     /// Decided by the recorded build state, without reading the cache index.
     fast: bool,
     success: bool,
@@ -181,13 +180,6 @@ struct Shared<'a> {
     dirty: AtomicBool,
     warnings: Mutex<Vec<String>>,
     start: Instant,
-}
-
-fn now_ms() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -595,7 +587,6 @@ impl<'a> Shared<'a> {
         let node = &self.v.workflow.nodes[i];
         let t = self.elapsed_ms();
         let mut st = lock(&self.slots[i]);
-        st.done = true;
         st.success = false;
         st.report = Some(NodeReport {
             id: node.id.clone(),
@@ -636,7 +627,6 @@ impl<'a> Shared<'a> {
             end_ms: t,
         };
         let mut st = lock(&self.slots[i]);
-        st.done = true;
         st.success = false;
         st.report = Some(report.clone());
         report
@@ -728,7 +718,7 @@ impl<'a> Shared<'a> {
                     ));
                     let key = st.key;
                     let t0 = Instant::now();
-                    let result = self.run_body(j, key);
+                    let result = self.run_body(j);
                     let mut report = st.report.clone();
                     match result {
                         Ok(r) => {
@@ -958,7 +948,6 @@ impl<'a> Shared<'a> {
             }
         }
         st.key = report.key;
-        st.done = true;
         st.report = Some(report);
     }
 
@@ -1074,7 +1063,7 @@ impl<'a> Shared<'a> {
         report.reason = miss_reason;
         report.status = Status::Ran;
 
-        let result = self.run_body(i, Some(key))?;
+        let result = self.run_body(i)?;
         if result.executions == 0 && result.items_cached > 0 {
             report.status = if result.items_restored > 0 {
                 Status::Restored
@@ -1145,12 +1134,12 @@ impl<'a> Shared<'a> {
     }
 
     /// Run node `i` (all its items for a batch). Counts executions in the session.
-    fn run_body(&self, i: usize, key: Option<Key>) -> Result<RunResult, NodeError> {
+    fn run_body(&self, i: usize) -> Result<RunResult, NodeError> {
         let cn = &self.v.nodes[i];
         let node = &self.v.workflow.nodes[i];
         let scope = self.scope_for(i)?;
         if let Some(batch) = &node.batch {
-            return self.run_batch(i, batch, scope, key);
+            return self.run_batch(i, batch, scope);
         }
         let mut warnings = Vec::new();
         let params = resolve_params(cn, &scope, self.v.workflow.template_mode, &mut warnings)?;
