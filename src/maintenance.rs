@@ -259,8 +259,13 @@ fn scan(root: &Path) -> Scan {
         .into_iter()
         .map(|(p, m)| (p, m.len()))
         .collect();
-    // Temp files of atomic writes (explain records) left by a killed process.
-    for (p, m) in walk(&root.join(EXPLAIN_DIR), &mut s.unreadable) {
+    // Temp files of pflow's own atomic writes (build records, explain records, repair
+    // patches) left by a killed process. `explain/` is where older versions kept them.
+    let own = [STATE_DIR, EXPLAIN_DIR, "repairs"];
+    for (p, m) in own
+        .iter()
+        .flat_map(|d| walk(&root.join(d), &mut s.unreadable))
+    {
         if p.file_name()
             .is_some_and(|n| n.to_string_lossy().starts_with(".pflow-tmp-"))
         {

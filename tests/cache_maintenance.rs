@@ -491,11 +491,15 @@ fn gc_max_age_evicts_what_was_not_used_recently_and_cleans_temp_files() {
     let tmp = ws.cache_dir().join("tmp");
     std::fs::create_dir_all(&tmp).unwrap();
     std::fs::write(tmp.join(".tmpLEFT"), "half a blob").unwrap();
+    // ... and of a build record's atomic write, killed before its rename.
+    let state_tmp = ws.cache_dir().join("state").join(".pflow-tmp-LEFT");
+    std::fs::write(&state_tmp, "half a record").unwrap();
 
     let gc = cache_json(&ws, &["gc", "--max-age", "1s"]);
     assert_eq!(gc["evicted"].as_array().unwrap().len(), 3, "{gc}");
-    assert_eq!(gc["temp_files_removed"], 1, "{gc}");
+    assert_eq!(gc["temp_files_removed"], 2, "{gc}");
     assert!(!tmp.join(".tmpLEFT").exists());
+    assert!(!state_tmp.exists());
     assert_eq!(cache_json(&ws, &["stats"])["entries"], 3);
     let new = ws.build(&["n=new"]);
     assert_eq!(new.with_status("cached").len(), 3, "{new}");
