@@ -3,25 +3,8 @@
 
 mod common;
 
-use common::{counted, Workspace};
+use common::{counted, files_under, pipeline, Workspace};
 use serde_json::{json, Value};
-
-/// gen → upper → save (a file), plus an independent `side` node.
-fn pipeline() -> Value {
-    json!({
-        "nodes": [
-            {"id": "gen", "type": "shell",
-             "params": {"command": counted("gen", "echo hello")}},
-            {"id": "upper", "type": "shell",
-             "params": {"command": counted("upper", "tr a-z A-Z"), "stdin": "${gen.stdout}"}},
-            {"id": "save", "type": "write-file",
-             "params": {"file_path": "out/result.txt", "content": "${upper.stdout}"}},
-            {"id": "side", "type": "shell",
-             "params": {"command": counted("side", "echo side")}}
-        ],
-        "outputs": {"result": {"source": "${upper.stdout}"}}
-    })
-}
 
 fn set_command(doc: &mut Value, node: &str, command: &str) {
     let nodes = doc["nodes"].as_array_mut().unwrap();
@@ -393,20 +376,11 @@ fn a_corrupt_cache_is_a_miss_not_a_wrong_result() {
     let ws = Workspace::new().workflow(pipeline());
     ws.build(&[]).assert_ok();
     // Damage every content blob in the cache.
-    let mut damaged = 0;
-    let mut stack = vec![ws.cache_dir().join("content-v2")];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                std::fs::write(&p, b"garbage").unwrap();
-                damaged += 1;
-            }
-        }
+    let blobs = files_under(&ws.cache_dir().join("content-v2"));
+    for p in &blobs {
+        std::fs::write(p, b"garbage").unwrap();
     }
-    assert!(damaged > 0);
+    assert!(!blobs.is_empty());
     let r = ws.build(&[]);
     r.assert_ok();
     assert_eq!(r.output("result"), "HELLO");
@@ -418,20 +392,11 @@ fn a_corrupt_cache_is_a_miss_not_a_wrong_result() {
 fn a_damaged_cache_index_is_a_miss() {
     let ws = Workspace::new().workflow(pipeline());
     ws.build(&[]).assert_ok();
-    let mut damaged = 0;
-    let mut stack = vec![ws.cache_dir().join("index-v5")];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                std::fs::write(&p, b"not an index line\n{\"broken\n").unwrap();
-                damaged += 1;
-            }
-        }
+    let buckets = files_under(&ws.cache_dir().join("index-v5"));
+    for p in &buckets {
+        std::fs::write(p, b"not an index line\n{\"broken\n").unwrap();
     }
-    assert!(damaged > 0);
+    assert!(!buckets.is_empty());
     // With the last build's record, the index is not even read: the results come from
     // their (intact, verified) content.
     let r = ws.build(&[]);

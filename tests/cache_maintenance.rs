@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{counted, BuildResult, Workspace, BIN};
+use common::{counted, files_under, pipeline, BuildResult, Workspace, BIN};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -69,26 +69,6 @@ fn verify_passes(ws: &Workspace) {
     assert_eq!(r.code, 0, "verify should pass: {r}");
 }
 
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 fn blobs(ws: &Workspace) -> Vec<PathBuf> {
     files_under(&ws.cache_dir().join("content-v2"))
 }
@@ -112,23 +92,6 @@ fn flip_a_byte(path: &Path) {
     let i = bytes.len() / 2;
     bytes[i] ^= 0x20;
     std::fs::write(path, bytes).unwrap();
-}
-
-/// gen → upper → save (a file), plus an independent `side` node.
-fn pipeline() -> Value {
-    json!({
-        "nodes": [
-            {"id": "gen", "type": "shell",
-             "params": {"command": counted("gen", "echo hello")}},
-            {"id": "upper", "type": "shell",
-             "params": {"command": counted("upper", "tr a-z A-Z"), "stdin": "${gen.stdout}"}},
-            {"id": "save", "type": "write-file",
-             "params": {"file_path": "out/result.txt", "content": "${upper.stdout}"}},
-            {"id": "side", "type": "shell",
-             "params": {"command": counted("side", "echo side")}}
-        ],
-        "outputs": {"result": {"source": "${upper.stdout}"}}
-    })
 }
 
 #[test]

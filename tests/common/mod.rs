@@ -19,7 +19,7 @@
 
 #![allow(dead_code)]
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -496,4 +496,42 @@ impl std::fmt::Display for BuildResult {
             self.code, self.stdout, self.stderr
         )
     }
+}
+
+/// Every file below `dir`, sorted (empty when `dir` does not exist).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// gen → upper → save (a file), plus an independent `side` node.
+pub fn pipeline() -> Value {
+    json!({
+        "nodes": [
+            {"id": "gen", "type": "shell",
+             "params": {"command": counted("gen", "echo hello")}},
+            {"id": "upper", "type": "shell",
+             "params": {"command": counted("upper", "tr a-z A-Z"), "stdin": "${gen.stdout}"}},
+            {"id": "save", "type": "write-file",
+             "params": {"file_path": "out/result.txt", "content": "${upper.stdout}"}},
+            {"id": "side", "type": "shell",
+             "params": {"command": counted("side", "echo side")}}
+        ],
+        "outputs": {"result": {"source": "${upper.stdout}"}}
+    })
 }
