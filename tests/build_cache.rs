@@ -412,3 +412,29 @@ fn a_damaged_cache_index_is_a_miss() {
     let again = ws.build(&[]);
     assert_eq!(again.with_status("cached").len(), 4, "{again}");
 }
+
+#[test]
+fn a_no_op_build_neither_reads_the_index_nor_rewrites_records() {
+    let ws = Workspace::new().workflow(pipeline());
+    ws.build(&[]).assert_ok();
+    ws.build(&[]).assert_ok();
+    let mtimes = |dir: &str| -> Vec<(std::path::PathBuf, std::time::SystemTime)> {
+        files_under(&ws.cache_dir().join(dir))
+            .into_iter()
+            .map(|p| {
+                let t = std::fs::metadata(&p).unwrap().modified().unwrap();
+                (p, t)
+            })
+            .collect()
+    };
+    let (records, buckets) = (mtimes("state"), mtimes("index-v5"));
+    assert!(!records.is_empty() && !buckets.is_empty());
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let r = ws.build(&[]);
+    assert_eq!(r.with_status("cached").len(), 4, "{r}");
+    assert_eq!(r.output("result"), "HELLO");
+    // A lookup would have refreshed its bucket's mtime (LRU); a changed record would
+    // have been rewritten. Neither happened.
+    assert_eq!(mtimes("state"), records);
+    assert_eq!(mtimes("index-v5"), buckets);
+}

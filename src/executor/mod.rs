@@ -1230,7 +1230,7 @@ impl<'a> Shared<'a> {
             }
         }
 
-        // Records are written only when something changed: a no-op build writes nothing.
+        // Records are written only when something changed: a no-op build rewrites no records.
         if self.dirty.load(Ordering::Relaxed) {
             let mut records = self
                 .prev_preimages
