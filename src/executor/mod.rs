@@ -321,17 +321,19 @@ impl<'a> Shared<'a> {
     }
 }
 
-/// Paths (as file records name them) that a `delete-file` or `move-file` node of the
-/// workflow takes away. Only literal paths count; a templated path is not known before
-/// it runs.
+/// Paths (as file records name them) that nodes of the workflow take away (each type's
+/// `removes_files` params). Only literal paths count; a templated path is not known
+/// before it runs.
 fn consumed_paths(v: &Validated) -> HashSet<String> {
     v.workflow
         .nodes
         .iter()
-        .filter_map(|n| match n.node_type.as_str() {
-            "delete-file" => n.params.get("file_path"),
-            "move-file" => n.params.get("source_path"),
-            _ => None,
+        .zip(&v.nodes)
+        .flat_map(|(n, cn)| {
+            cn.spec
+                .removes_files
+                .iter()
+                .filter_map(|p| n.params.get(*p))
         })
         .filter_map(|p| p.as_str())
         .filter(|p| !p.contains("${"))

@@ -21,6 +21,7 @@ pub static SPEC: NodeSpec = NodeSpec {
         out("bytes", OutputKind::Scalar),
     ],
     reads_files: &["source_path"],
+    removes_files: &[],
     key_env: &[],
     run,
 };

@@ -19,6 +19,7 @@ pub static SPEC: NodeSpec = NodeSpec {
         out("file_path", OutputKind::Text),
     ],
     reads_files: &[],
+    removes_files: &["file_path"],
     key_env: &[],
     run,
 };

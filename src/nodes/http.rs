@@ -44,6 +44,7 @@ pub static SPEC: NodeSpec = NodeSpec {
         out("response_headers", OutputKind::Json),
     ],
     reads_files: &[],
+    removes_files: &[],
     key_env: &[],
     run,
 };

@@ -116,6 +116,9 @@ pub struct NodeSpec {
     pub outputs: &'static [OutputField],
     /// Params naming files whose content is an input (hashed into the node key).
     pub reads_files: &'static [&'static str],
+    /// Params naming files the node takes away (deleted, moved): a cached writer of such
+    /// a file must not restore it.
+    pub removes_files: &'static [&'static str],
     /// Environment variables whose values change results (e.g. a default model). Their
     /// values go into the node key; secrets (API keys) never belong here.
     pub key_env: &'static [&'static str],

@@ -22,6 +22,7 @@ pub static SPEC: NodeSpec = NodeSpec {
     // The source is gone after a move, so its content is not part of the key: a rebuild
     // reuses the result and restores the destination if it goes missing.
     reads_files: &[],
+    removes_files: &["source_path"],
     key_env: &[],
     run,
 };

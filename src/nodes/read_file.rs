@@ -19,6 +19,7 @@ pub static SPEC: NodeSpec = NodeSpec {
         out("content_is_binary", OutputKind::Scalar),
     ],
     reads_files: &["file_path"],
+    removes_files: &[],
     key_env: &[],
     run,
 };

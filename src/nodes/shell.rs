@@ -30,6 +30,7 @@ pub static SPEC: NodeSpec = NodeSpec {
         out("stdout_is_binary", OutputKind::Scalar),
     ],
     reads_files: &[],
+    removes_files: &[],
     key_env: &[],
     run,
 };

@@ -23,6 +23,7 @@ pub static SPEC: NodeSpec = NodeSpec {
         out("bytes", OutputKind::Scalar),
     ],
     reads_files: &[],
+    removes_files: &[],
     key_env: &[],
     run,
 };
