@@ -87,10 +87,7 @@ impl<'a> Shared<'a> {
             if let Some(m) = self.session.recall(&item_key) {
                 cached.fetch_add(1, Ordering::SeqCst);
                 result = Some(Ok((m.values, false, Vec::new())));
-            } else if !(self.opts.force
-                || self.opts.rerun.contains(&node.id)
-                || node.cache == CachePolicy::Never)
-            {
+            } else if self.forced(node).is_none() {
                 if let (Ok(Some(entry)), _) = self.cache.lookup_with_remote(&item_key) {
                     if let Ok(restored_files) = self.try_hit(&entry, node.cache) {
                         if let Ok(v) = self.cache.load_outputs(&entry) {

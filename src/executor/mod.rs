@@ -345,6 +345,14 @@ fn consumed_paths(v: &Validated) -> HashSet<String> {
         .collect()
 }
 
+/// Is an entry written at `time_ms` young enough for the node's cache policy?
+fn fresh(policy: CachePolicy, time_ms: u128) -> bool {
+    match policy {
+        CachePolicy::MaxAge(max) => now_ms().saturating_sub(time_ms) <= max.as_millis(),
+        _ => true,
+    }
+}
+
 /// Report one message; returns how many nodes it finished (0 or 1).
 fn deliver(msg: Msg, shared: &Shared<'_>, events: &mut dyn FnMut(Event<'_>)) -> usize {
     match msg {
@@ -986,26 +994,12 @@ impl<'a> Shared<'a> {
             return Ok((m.digest, Some(m.values), None));
         }
 
-        let forced = if self.opts.force {
-            Some("--force".to_string())
-        } else if self.opts.rerun.contains(&node.id) {
-            Some("--rerun".to_string())
-        } else if node.cache == CachePolicy::Never {
-            Some("cache: false".to_string())
-        } else {
-            None
-        };
+        let forced = self.forced(node);
         // Fast path: the last build recorded this key's entry, and its files are as it
         // left them. No cache I/O at all.
         if forced.is_none() {
             if let Some((digest, time_ms, duration_ms)) = self.state.fast_hit(&node.id, &key.0) {
-                let fresh = match node.cache {
-                    CachePolicy::MaxAge(max) => {
-                        now_ms().saturating_sub(time_ms as u128) <= max.as_millis()
-                    }
-                    _ => true,
-                };
-                if fresh {
+                if fresh(node.cache, time_ms as u128) {
                     self.cache.note_hit(&key, duration_ms);
                     report.status = Status::Cached;
                     report.reason = "inputs unchanged".into();
@@ -1020,7 +1014,7 @@ impl<'a> Shared<'a> {
         lock(&self.slots[i]).preimage = Some(kb);
         let previous = self.previous_preimage(&node.id);
         let miss_reason = match forced {
-            Some(r) => r,
+            Some(r) => r.to_string(),
             None => match self.cache.lookup_with_remote(&key) {
                 (Ok(Some(entry)), via) => match self.try_hit(&entry, node.cache) {
                     Ok(restored) => {
@@ -1103,17 +1097,27 @@ impl<'a> Shared<'a> {
         Ok((digest, Some(values), None))
     }
 
+    /// Why this node may not reuse a cached result in this build, if it may not.
+    fn forced(&self, node: &crate::workflow::Node) -> Option<&'static str> {
+        if self.opts.force {
+            Some("--force")
+        } else if self.opts.rerun.contains(&node.id) {
+            Some("--rerun")
+        } else if node.cache == CachePolicy::Never {
+            Some("cache: false")
+        } else {
+            None
+        }
+    }
+
     /// Check a cache entry: age, and the files it wrote (restoring them when needed).
     /// Returns the restored paths, or why the entry cannot be used.
     fn try_hit(&self, entry: &Entry, policy: CachePolicy) -> Result<Vec<String>, String> {
-        if let CachePolicy::MaxAge(max) = policy {
-            let age = now_ms().saturating_sub(entry.time_ms);
-            if age > max.as_millis() {
-                return Err(format!(
-                    "cache entry older than {}",
-                    humantime::format_duration(max)
-                ));
-            }
+        if let (false, CachePolicy::MaxAge(max)) = (fresh(policy, entry.time_ms), policy) {
+            return Err(format!(
+                "cache entry older than {}",
+                humantime::format_duration(max)
+            ));
         }
         if !cacache::exists_sync(self.cache.root(), &entry.integrity) {
             return Err("corrupt entry (outputs missing)".into());

@@ -41,26 +41,12 @@ pub fn plan(
             shared.add_file_components(&mut kb, &paths);
             let key = kb.finish();
             let preimage = kb.preimage();
-            let forced = if opts.force {
-                Some("--force")
-            } else if opts.rerun.contains(&node.id) {
-                Some("--rerun")
-            } else if node.cache == CachePolicy::Never {
-                Some("cache: false")
-            } else {
-                None
-            };
+            let forced = shared.forced(node);
             match (forced, cache.lookup(&key)) {
                 (Some(f), _) => ("run", f.to_string(), Some(key)),
                 (None, Ok(Some(entry))) => {
-                    let fresh = match node.cache {
-                        CachePolicy::MaxAge(max) => {
-                            now_ms().saturating_sub(entry.time_ms) <= max.as_millis()
-                        }
-                        _ => true,
-                    };
                     match blake3::Hash::from_hex(&entry.manifest.output_digest) {
-                        Ok(d) if fresh => {
+                        Ok(d) if fresh(node.cache, entry.time_ms) => {
                             lock(&shared.slots[i]).digest = Some(d);
                             lock(&shared.slots[i]).entry = Some(entry);
                             lock(&shared.slots[i]).success = true;
