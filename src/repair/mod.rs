@@ -236,12 +236,15 @@ pub fn build_with_repair(
         let errors_text = context::errors_text(&outcome, &secrets);
         let execution_text = context::execution_text(&outcome);
         let mut feedback = String::new();
+        // Why the last reply was not usable, for the message when the budget runs out.
+        let mut rejected: Option<&str> = None;
         let accepted = loop {
             if summary.llm_calls >= cfg.max_attempts {
                 summary.stopped = Some(format!(
-                    "gave up after {} repair attempt{}",
+                    "gave up after {} repair attempt{}{}",
                     summary.llm_calls,
-                    if summary.llm_calls == 1 { "" } else { "s" }
+                    if summary.llm_calls == 1 { "" } else { "s" },
+                    rejected.map(|r| format!(": {r}")).unwrap_or_default()
                 ));
                 break 'outer;
             }
@@ -274,20 +277,13 @@ pub fn build_with_repair(
             let Some(mut candidate) = reply::extract_workflow(&reply.text) else {
                 narrator.say("repair: the reply contained no JSON workflow");
                 feedback = "\n## Your previous reply\n\nIt contained no JSON workflow. Reply with the whole corrected workflow in one ```json block.\n".into();
-                if summary.llm_calls >= cfg.max_attempts {
-                    summary.stopped = Some(format!(
-                        "gave up after {} repair attempts: the model's replies contained no JSON workflow",
-                        summary.llm_calls
-                    ));
-                    break 'outer;
-                }
+                rejected = Some("the model's replies contained no JSON workflow");
                 continue;
             };
             context::restore_secrets(&current, &mut candidate);
-            if crate::canonical::to_canonical(&candidate)
-                == crate::canonical::to_canonical(&current)
-                || crate::canonical::to_canonical(&candidate)
-                    == crate::canonical::to_canonical(&redacted)
+            let proposed = crate::canonical::to_canonical(&candidate);
+            if proposed == crate::canonical::to_canonical(&current)
+                || proposed == crate::canonical::to_canonical(&redacted)
             {
                 summary.stopped =
                     Some("the repair model returned the workflow unchanged; stopping".into());
@@ -295,6 +291,7 @@ pub fn build_with_repair(
             }
             if candidate.to_string().contains(REDACTED) {
                 feedback = "\n## Your previous reply\n\nIt moved or invented a \"<redacted>\" value. Keep secret values where they were.\n".into();
+                rejected = Some("the proposed workflow moved a secret value");
                 continue;
             }
             match check_candidate(&current, &candidate) {
@@ -308,6 +305,7 @@ pub fn build_with_repair(
                         "\n## Your previous reply was rejected\n\nThe workflow you returned is invalid:\n{}\nFix these problems and reply with the whole workflow again.\n",
                         problems.iter().map(|p| format!("- {p}")).collect::<Vec<_>>().join("\n")
                     );
+                    rejected = Some("the proposed workflow was invalid");
                 }
             }
         };
