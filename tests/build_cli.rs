@@ -357,3 +357,36 @@ fn json_mode_reports_a_bad_flag_as_one_json_document() {
         "{doc}"
     );
 }
+
+#[test]
+fn a_terminal_gets_a_progress_bar_and_a_pipe_gets_plain_lines() {
+    let ws = Workspace::new().workflow(greeting());
+    let cmd = format!(
+        "{} build workflow.json name=bob --cache-dir {}",
+        common::BIN,
+        ws.cache_dir().display()
+    );
+    // `script` (util-linux) runs the build on a pseudo-terminal.
+    let tty = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .current_dir(ws.path())
+        .env_remove("CI")
+        .output()
+        .expect("`script` from util-linux must be installed to test terminal output");
+    let shown = String::from_utf8_lossy(&tty.stdout);
+    assert!(tty.status.success(), "{shown}");
+    assert!(
+        shown.contains("[3/3]"),
+        "no progress bar on a terminal: {shown}"
+    );
+    assert!(
+        shown.contains("3 nodes: 0 cached, 3 ran, 0 failed"),
+        "{shown}"
+    );
+    assert!(shown.contains("HELLO, BOB"), "{shown}");
+    assert!(!shown.contains("panicked"), "{shown}");
+
+    let plain = ws.build_text(&["name=bob", "--force"]);
+    assert!(!plain.stderr.contains("[3/3]"), "{plain}");
+    assert!(plain.stderr.contains("ran      greet"), "{plain}");
+}
