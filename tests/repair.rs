@@ -87,12 +87,12 @@ impl Repair {
         self.build_target("workflow.json", extra)
     }
 
-    fn build_target(&self, target: &str, extra: &[&str]) -> Run {
+    /// `pflow build TARGET` with this workspace's cache, model server and key.
+    fn command(&self, target: &str) -> Command {
         let mut c = Command::new(BIN);
         c.current_dir(self.path())
-            .args(["build", target, "--output-format", "json", "--cache-dir"])
+            .args(["build", target, "--cache-dir"])
             .arg(&self.cache)
-            .args(extra)
             .env("CI", "1")
             .env("PFLOW_HOME", self.path().join("home"))
             .env("PFLOW_LLM_TIMEOUT_SECS", "10")
@@ -115,7 +115,16 @@ impl Repair {
         if let Some(key) = &self.api_key {
             c.env("ANTHROPIC_API_KEY", key);
         }
-        let out = c.output().expect("run pflow");
+        c
+    }
+
+    fn build_target(&self, target: &str, extra: &[&str]) -> Run {
+        let out = self
+            .command(target)
+            .args(["--output-format", "json"])
+            .args(extra)
+            .output()
+            .expect("run pflow");
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(
@@ -541,4 +550,31 @@ fn apply_repairs_updates_a_saved_workflow() {
     assert_eq!(saved["name"], "greeter");
     assert_eq!(saved["rich_metadata"]["execution_count"], 1);
     assert_eq!(saved["rich_metadata"]["last_execution_success"], true);
+}
+
+#[test]
+fn text_output_shows_the_diff_and_where_the_patch_is() {
+    let stub = model(vec![fenced(&user_workflow("name"))]);
+    let r = Repair::new().model(&stub);
+    r.write(&user_workflow("fullname"));
+    let out = r.command("workflow.json").output().expect("run pflow");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("-        \"command\": \"echo Hello ${get.stdout.user.fullname}\""),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("+        \"command\": \"echo Hello ${get.stdout.user.name}\""),
+        "{stderr}"
+    );
+    let patch = std::fs::read_dir(r.cache.join("repairs"))
+        .expect("repairs dir")
+        .flatten()
+        .next()
+        .expect("a patch file")
+        .path();
+    assert!(stderr.contains("repair: fixed after 1 attempt"), "{stderr}");
+    assert!(stderr.contains(&patch.display().to_string()), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Hello Ada");
 }
