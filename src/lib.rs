@@ -33,6 +33,7 @@ pub mod report;
 pub mod source;
 pub mod state;
 pub mod store;
+pub mod table;
 pub mod template;
 pub mod validate;
 pub mod workflow;

@@ -10,16 +10,23 @@
 //! and mtime. Anything else falls back to the normal index lookup. The record is an
 //! optimisation only: losing it, or it being stale, costs time, never correctness, since
 //! entries are content-addressed and every blob is still verified when its value is read.
+//!
+//! The node records sit in a [`Table`] sorted by node id: a lookup decodes one record,
+//! and a save re-encodes only the nodes this build looked up or ran, copying the rest.
 
 use crate::cache::{Entry, Manifest};
+use crate::key::Preimage;
+use crate::table::Table;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 /// How long a record may stand in for index lookups.
 pub const MAX_AGE: Duration = Duration::from_secs(3600);
-const FORMAT: u32 = 3;
+const FORMAT: u32 = 4;
+const EXPLAIN_FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FileStat {
@@ -29,26 +36,44 @@ pub struct FileStat {
     pub digest: String,
 }
 
+/// One node's record. Read records borrow their text from the loaded file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NodeRecord {
+pub struct NodeRecord<'a> {
+    /// The key first: a lookup rejects another key before decoding anything else.
     pub key: [u8; 32],
     /// The output digest (what dependents' keys are built from).
     pub digest: [u8; 32],
-    pub integrity: String,
+    #[serde(borrow)]
+    pub integrity: Cow<'a, str>,
     pub time_ms: u64,
     /// How long the node took when it ran (for "time saved").
     pub duration_ms: u64,
-    pub manifest_json: Vec<u8>,
+    #[serde(borrow)]
+    pub manifest_json: Cow<'a, str>,
     /// (path, size, mtime) of each file the node wrote.
     pub written: Vec<(String, u64, i128)>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+impl NodeRecord<'_> {
+    pub fn encode(&self) -> Vec<u8> {
+        bincode::serialize(self).unwrap_or_default()
+    }
+}
+
+/// The record of a workflow's last build, as loaded.
+#[derive(Debug, Default)]
 pub struct BuildState {
-    pub format: u32,
     pub generation: u64,
     pub written_ms: u64,
-    pub nodes: HashMap<String, NodeRecord>,
+    pub reads: HashMap<String, FileStat>,
+    nodes: Table,
+}
+
+/// What a build learned, merged into the record when it is saved: the records of the
+/// nodes it looked up or ran (encoded), and every file it read.
+#[derive(Debug, Default)]
+pub struct StateUpdate {
+    pub nodes: BTreeMap<String, Vec<u8>>,
     pub reads: HashMap<String, FileStat>,
 }
 
@@ -74,35 +99,86 @@ pub fn stat(path: &Path) -> Option<(u64, i128)> {
     Some((m.len(), ns))
 }
 
+/// The fixed header of a state file: format, generation, written_ms, then the length of
+/// the bincode-encoded reads.
+const HEADER: usize = 4 + 8 + 8 + 4;
+
 impl BuildState {
     /// The usable state of this workflow, or an empty one.
     pub fn load(cache_root: &Path, workflow_name: &str) -> BuildState {
-        let fresh = std::fs::read(path_for(cache_root, workflow_name))
+        std::fs::read(path_for(cache_root, workflow_name))
             .ok()
-            .and_then(|b| bincode::deserialize::<BuildState>(&b).ok())
-            .filter(|s| s.format == FORMAT)
-            .filter(|s| s.generation == generation(cache_root))
-            .filter(|s| now_ms().saturating_sub(s.written_ms) < MAX_AGE.as_millis() as u64);
-        fresh.unwrap_or_default()
+            .and_then(|b| BuildState::decode(b, generation(cache_root)))
+            .filter(|s| now_ms().saturating_sub(s.written_ms) < MAX_AGE.as_millis() as u64)
+            .unwrap_or_default()
     }
 
-    pub fn save(&mut self, cache_root: &Path, workflow_name: &str) {
-        self.format = FORMAT;
-        self.generation = generation(cache_root);
-        self.written_ms = now_ms();
-        if let Ok(bytes) = bincode::serialize(self) {
-            let _ = crate::nodes::write_atomic_with(
-                &path_for(cache_root, workflow_name),
-                &bytes,
-                false,
-            );
+    fn decode(bytes: Vec<u8>, generation: u64) -> Option<BuildState> {
+        let head = bytes.get(..HEADER)?;
+        let u64_at = |at: usize| -> Option<u64> {
+            Some(u64::from_le_bytes(head.get(at..at + 8)?.try_into().ok()?))
+        };
+        let format = u32::from_le_bytes(head.get(..4)?.try_into().ok()?);
+        let recorded_generation = u64_at(4)?;
+        if format != FORMAT || recorded_generation != generation {
+            return None;
         }
+        let written_ms = u64_at(12)?;
+        let reads_len = u32::from_le_bytes(head.get(20..24)?.try_into().ok()?) as usize;
+        let reads_end = HEADER.checked_add(reads_len)?;
+        let reads = bincode::deserialize(bytes.get(HEADER..reads_end)?).ok()?;
+        let nodes = Table::parse(bytes, reads_end)?;
+        Some(BuildState {
+            generation,
+            written_ms,
+            reads,
+            nodes,
+        })
+    }
+
+    /// Write the record of this build: `update`'s node records replace or join the
+    /// loaded ones, a loaded record survives when `keep` says so (its node was a fast hit
+    /// and is unchanged), and the reads are `update`'s.
+    pub fn save(
+        &self,
+        cache_root: &Path,
+        workflow_name: &str,
+        update: &StateUpdate,
+        keep: impl Fn(&str) -> bool,
+    ) {
+        let Ok(reads) = bincode::serialize(&update.reads) else {
+            return;
+        };
+        let table = self.nodes.merged(&update.nodes, keep);
+        let mut bytes = Vec::with_capacity(HEADER + reads.len() + table.len());
+        bytes.extend_from_slice(&FORMAT.to_le_bytes());
+        bytes.extend_from_slice(&generation(cache_root).to_le_bytes());
+        bytes.extend_from_slice(&now_ms().to_le_bytes());
+        bytes.extend_from_slice(&(reads.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&reads);
+        bytes.extend_from_slice(&table);
+        let _ =
+            crate::nodes::write_atomic_with(&path_for(cache_root, workflow_name), &bytes, false);
+    }
+
+    /// Node `id`'s record, if it is for `key`.
+    fn record(&self, id: &str, key: &[u8; 32]) -> Option<NodeRecord<'_>> {
+        let payload = self.nodes.get(id)?;
+        if payload.get(..32)? != key {
+            return None;
+        }
+        bincode::deserialize(payload).ok()
+    }
+
+    /// Is `encoded` exactly what is recorded for `id`?
+    pub fn has(&self, id: &str, encoded: &[u8]) -> bool {
+        self.nodes.get(id) == Some(encoded)
     }
 
     /// The fast path: node `id` with `key` was a hit last time and the files it wrote
     /// have the recorded size and mtime. Returns its output digest and entry time.
     pub fn fast_hit(&self, id: &str, key: &[u8; 32]) -> Option<([u8; 32], u64, u64)> {
-        let rec = self.nodes.get(id).filter(|r| &r.key == key)?;
+        let rec = self.record(id, key)?;
         for (path, size, mtime) in &rec.written {
             if stat(Path::new(path)) != Some((*size, *mtime)) {
                 return None;
@@ -115,15 +191,16 @@ impl BuildState {
     pub fn own_files(&self, id: &str) -> Vec<(String, String)> {
         self.nodes
             .get(id)
-            .and_then(|r| serde_json::from_slice::<Manifest>(&r.manifest_json).ok())
+            .and_then(|p| bincode::deserialize::<NodeRecord<'_>>(p).ok())
+            .and_then(|r| serde_json::from_str::<Manifest>(&r.manifest_json).ok())
             .map(|m| m.files.into_iter().map(|f| (f.path, f.digest)).collect())
             .unwrap_or_default()
     }
 
     /// The full cache entry behind a recorded node (decoded only when its value is needed).
     pub fn entry(&self, id: &str, key: &[u8; 32]) -> Option<Entry> {
-        let rec = self.nodes.get(id).filter(|r| &r.key == key)?;
-        let manifest: Manifest = serde_json::from_slice(&rec.manifest_json).ok()?;
+        let rec = self.record(id, key)?;
+        let manifest: Manifest = serde_json::from_str(&rec.manifest_json).ok()?;
         Some(Entry {
             manifest,
             integrity: rec.integrity.parse().ok()?,
@@ -143,7 +220,7 @@ impl BuildState {
 }
 
 /// A record for a node from a cache entry (the written files as they are now).
-pub fn record_of(key: &[u8; 32], entry: &Entry) -> Option<NodeRecord> {
+pub fn record_of(key: &[u8; 32], entry: &Entry) -> Option<NodeRecord<'static>> {
     // A file that is gone was taken away by a later node (the executor restores any
     // other); it is not part of what the fast path checks.
     let written = entry
@@ -156,33 +233,53 @@ pub fn record_of(key: &[u8; 32], entry: &Entry) -> Option<NodeRecord> {
     Some(NodeRecord {
         key: *key,
         digest: *digest.as_bytes(),
-        integrity: entry.integrity.to_string(),
+        integrity: Cow::Owned(entry.integrity.to_string()),
         time_ms: entry.time_ms as u64,
         duration_ms: entry.manifest.duration_ms,
-        manifest_json: serde_json::to_vec(&entry.manifest).ok()?,
+        manifest_json: Cow::Owned(serde_json::to_string(&entry.manifest).ok()?),
         written,
     })
 }
 
 /// `--explain` records: each node's key preimage from the last build that decided it,
 /// with digests shortened to 64 bits (enough to tell that a component changed). Read only
-/// when a node misses; written only when something changed.
-pub fn load_explain(
-    cache_root: &Path,
-    workflow_name: &str,
-) -> std::collections::BTreeMap<String, crate::key::Preimage> {
-    std::fs::read(explain_path(cache_root, workflow_name))
-        .ok()
-        .and_then(|b| bincode::deserialize(&b).ok())
-        .unwrap_or_default()
+/// when a node misses, decoded one node at a time; a save encodes only the nodes that
+/// were decided anew (a node that was a fast hit has the same key, hence the same
+/// preimage, as recorded).
+#[derive(Debug, Default)]
+pub struct ExplainRecords {
+    table: Table,
 }
 
-pub fn save_explain(
-    cache_root: &Path,
-    workflow_name: &str,
-    records: &std::collections::BTreeMap<String, crate::key::Preimage>,
-) {
-    if let Ok(bytes) = bincode::serialize(records) {
+impl ExplainRecords {
+    pub fn load(cache_root: &Path, workflow_name: &str) -> ExplainRecords {
+        let table = std::fs::read(explain_path(cache_root, workflow_name))
+            .ok()
+            .filter(|b| b.get(..4) == Some(&EXPLAIN_FORMAT.to_le_bytes()[..]))
+            .and_then(|b| Table::parse(b, 4))
+            .unwrap_or_default();
+        ExplainRecords { table }
+    }
+
+    pub fn get(&self, id: &str) -> Option<Preimage> {
+        bincode::deserialize(self.table.get(id)?).ok()
+    }
+
+    /// Write these records with `new` ones replacing or joining them; an old record
+    /// survives when `keep` says so (its node is still in the workflow).
+    pub fn save(
+        &self,
+        cache_root: &Path,
+        workflow_name: &str,
+        new: &BTreeMap<String, Preimage>,
+        keep: impl Fn(&str) -> bool,
+    ) {
+        let encoded: BTreeMap<String, Vec<u8>> = new
+            .iter()
+            .filter_map(|(id, p)| Some((id.clone(), bincode::serialize(p).ok()?)))
+            .collect();
+        let mut bytes = EXPLAIN_FORMAT.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&self.table.merged(&encoded, keep));
         let _ = crate::nodes::write_atomic_with(
             &explain_path(cache_root, workflow_name),
             &bytes,
@@ -203,7 +300,7 @@ mod tests {
     use super::*;
     use crate::cache::bump_generation;
 
-    fn record(path: &Path, key: [u8; 32]) -> NodeRecord {
+    fn record(path: &Path, key: [u8; 32]) -> Vec<u8> {
         let (size, mtime) = stat(path).expect("file exists");
         NodeRecord {
             key,
@@ -211,9 +308,16 @@ mod tests {
             integrity: "sha256-AAAA".into(),
             time_ms: 1,
             duration_ms: 5,
-            manifest_json: b"{}".to_vec(),
+            manifest_json: "{}".into(),
             written: vec![(path.to_string_lossy().into_owned(), size, mtime)],
         }
+        .encode()
+    }
+
+    /// Save `update` over `base` and load the result back.
+    fn saved(dir: &Path, base: &BuildState, update: StateUpdate, keep: &[&str]) -> BuildState {
+        base.save(dir, "wf.json", &update, |id| keep.contains(&id));
+        BuildState::load(dir, "wf.json")
     }
 
     #[test]
@@ -221,8 +325,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out.txt");
         std::fs::write(&out, "hello").unwrap();
-        let mut state = BuildState::default();
-        state.nodes.insert("a".into(), record(&out, [1; 32]));
+        let mut update = StateUpdate::default();
+        update.nodes.insert("a".into(), record(&out, [1; 32]));
+        let state = saved(dir.path(), &BuildState::default(), update, &[]);
         assert_eq!(state.fast_hit("a", &[1; 32]), Some(([7; 32], 1, 5)));
         assert_eq!(state.fast_hit("a", &[2; 32]), None, "another key");
         assert_eq!(state.fast_hit("b", &[1; 32]), None, "another node");
@@ -233,17 +338,65 @@ mod tests {
     }
 
     #[test]
-    fn saved_state_is_dropped_when_the_generation_changes() {
+    fn a_save_keeps_unchanged_records_and_replaces_the_rest() {
         let dir = tempfile::tempdir().unwrap();
-        let mut state = BuildState::default();
-        state
-            .nodes
-            .insert("a".into(), record(&dir.path().join("."), [1; 32]));
-        state.save(dir.path(), "wf.json");
+        let here = dir.path().join("w.txt");
+        std::fs::write(&here, "w").unwrap();
+        let mut first = StateUpdate::default();
+        for id in ["a", "b", "c"] {
+            first.nodes.insert(id.into(), record(&here, [1; 32]));
+        }
+        let state = saved(dir.path(), &BuildState::default(), first, &[]);
+        let mut second = StateUpdate::default();
+        second.nodes.insert("b".into(), record(&here, [2; 32]));
+        second.nodes.insert("d".into(), record(&here, [3; 32]));
+        let state = saved(dir.path(), &state, second, &["a"]);
+        assert!(state.fast_hit("a", &[1; 32]).is_some(), "kept as it was");
+        assert!(state.fast_hit("b", &[1; 32]).is_none(), "replaced");
+        assert!(state.fast_hit("b", &[2; 32]).is_some(), "replaced");
+        assert!(state.fast_hit("c", &[1; 32]).is_none(), "not kept");
+        assert!(state.fast_hit("d", &[3; 32]).is_some(), "added");
+        assert!(state.has("d", &record(&here, [3; 32])));
+    }
+
+    #[test]
+    fn saved_state_is_dropped_when_the_generation_changes_or_the_file_is_damaged() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = dir.path().join("w.txt");
+        std::fs::write(&written, "w").unwrap();
+        let mut update = StateUpdate::default();
+        update.nodes.insert("a".into(), record(&written, [1; 32]));
+        let state = saved(dir.path(), &BuildState::default(), update, &[]);
+        assert!(state.fast_hit("a", &[1; 32]).is_some());
+        assert!(BuildState::load(dir.path(), "other.json").nodes.is_empty());
+        let path = path_for(dir.path(), "wf.json");
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
+        assert!(
+            BuildState::load(dir.path(), "wf.json").nodes.is_empty(),
+            "torn"
+        );
+        std::fs::write(&path, &bytes).unwrap();
         assert_eq!(BuildState::load(dir.path(), "wf.json").nodes.len(), 1);
         bump_generation(dir.path()).unwrap();
         assert!(BuildState::load(dir.path(), "wf.json").nodes.is_empty());
-        assert!(BuildState::load(dir.path(), "other.json").nodes.is_empty());
+    }
+
+    #[test]
+    fn explain_records_merge_by_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let pre = |d: &str| -> Preimage { [("param:x".to_string(), d.to_string())].into() };
+        let first: BTreeMap<String, Preimage> =
+            [("a".to_string(), pre("1")), ("b".to_string(), pre("1"))].into();
+        ExplainRecords::default().save(dir.path(), "wf.json", &first, |_| true);
+        let loaded = ExplainRecords::load(dir.path(), "wf.json");
+        assert_eq!(loaded.get("a"), Some(pre("1")));
+        let second: BTreeMap<String, Preimage> = [("b".to_string(), pre("2"))].into();
+        loaded.save(dir.path(), "wf.json", &second, |id| id == "a");
+        let loaded = ExplainRecords::load(dir.path(), "wf.json");
+        assert_eq!(loaded.get("a"), Some(pre("1")));
+        assert_eq!(loaded.get("b"), Some(pre("2")));
+        assert_eq!(loaded.get("c"), None);
     }
 
     #[test]

@@ -172,10 +172,10 @@ struct Shared<'a> {
     /// sources): a cached writer of such a file must not bring it back.
     consumed: HashSet<String>,
     /// The explain records of the last build, read only when a node misses.
-    prev_preimages: std::sync::OnceLock<BTreeMap<String, Preimage>>,
+    prev_preimages: std::sync::OnceLock<crate::state::ExplainRecords>,
     /// What the last build of this workflow saw (see [`crate::state`]).
     state: BuildState,
-    next_state: Mutex<BuildState>,
+    next_state: Mutex<crate::state::StateUpdate>,
     /// Something differs from the recorded state: records must be written at the end.
     dirty: AtomicBool,
     warnings: Mutex<Vec<String>>,
@@ -313,7 +313,7 @@ impl<'a> Shared<'a> {
             consumed: consumed_paths(v),
             prev_preimages: std::sync::OnceLock::new(),
             state: BuildState::load(cache.root(), &opts.workflow_name),
-            next_state: Mutex::new(BuildState::default()),
+            next_state: Mutex::new(Default::default()),
             dirty: AtomicBool::new(false),
             warnings: Mutex::new(Vec::new()),
             start: Instant::now(),
@@ -851,20 +851,25 @@ impl<'a> Shared<'a> {
     }
 
     /// The explain record of node `id` from the last build (read on first use).
-    fn previous_preimage(&self, id: &str) -> Option<&Preimage> {
-        self.prev_preimages
-            .get_or_init(|| crate::state::load_explain(self.cache.root(), &self.opts.workflow_name))
-            .get(id)
+    fn previous_preimage(&self, id: &str) -> Option<Preimage> {
+        self.explain_records().get(id)
+    }
+
+    fn explain_records(&self) -> &crate::state::ExplainRecords {
+        self.prev_preimages.get_or_init(|| {
+            crate::state::ExplainRecords::load(self.cache.root(), &self.opts.workflow_name)
+        })
     }
 
     /// Keep what a hit on `entry` means for the next build's fast path.
     fn remember_entry(&self, id: &str, key: &Key, entry: &Entry) {
         match crate::state::record_of(&key.0, entry) {
             Some(rec) => {
-                if self.state.nodes.get(id) != Some(&rec) {
+                let encoded = rec.encode();
+                if !self.state.has(id, &encoded) {
                     self.dirty.store(true, Ordering::Relaxed);
                 }
-                lock(&self.next_state).nodes.insert(id.to_string(), rec);
+                lock(&self.next_state).nodes.insert(id.to_string(), encoded);
             }
             None => self.dirty.store(true, Ordering::Relaxed),
         }
@@ -1003,8 +1008,8 @@ impl<'a> Shared<'a> {
                     self.cache.note_hit(&key, duration_ms);
                     report.status = Status::Cached;
                     report.reason = "inputs unchanged".into();
+                    // Same key, same preimage: the explain record already holds it.
                     lock(&self.slots[i]).fast = true;
-                    lock(&self.slots[i]).preimage = Some(kb);
                     return Ok((blake3::Hash::from_bytes(digest), None, None));
                 }
             }
@@ -1050,7 +1055,7 @@ impl<'a> Shared<'a> {
                 (Ok(None), _) => match previous {
                     None => "new".to_string(),
                     Some(old) => {
-                        explain_change(old, &preimage).unwrap_or_else(|| "no cache entry".into())
+                        explain_change(&old, &preimage).unwrap_or_else(|| "no cache entry".into())
                     }
                 },
                 (Err(_), _) => "corrupt entry".to_string(),
@@ -1238,28 +1243,24 @@ impl<'a> Shared<'a> {
 
         // Records are written only when something changed: a no-op build rewrites no records.
         if self.dirty.load(Ordering::Relaxed) {
-            let mut records = self
-                .prev_preimages
-                .get_or_init(|| {
-                    crate::state::load_explain(self.cache.root(), &self.opts.workflow_name)
-                })
-                .clone();
+            // Only what was decided anew is encoded; the rest is copied byte for byte.
+            let mut decided = BTreeMap::new();
             for (i, slot) in self.slots.iter().enumerate() {
                 if let Some(kb) = lock(slot).preimage.take() {
-                    records.insert(self.v.graph.id(i).to_string(), kb.preimage());
+                    decided.insert(self.v.graph.id(i).to_string(), kb.preimage());
                 }
             }
-            crate::state::save_explain(self.cache.root(), &self.opts.workflow_name, &records);
-            let mut next = std::mem::take(&mut *lock(&self.next_state));
-            for (i, slot) in self.slots.iter().enumerate() {
-                let id = self.v.graph.id(i);
-                if lock(slot).fast {
-                    if let Some(rec) = self.state.nodes.get(id) {
-                        next.nodes.insert(id.to_string(), rec.clone());
-                    }
-                }
-            }
-            next.save(self.cache.root(), &self.opts.workflow_name);
+            let (root, name) = (self.cache.root(), &self.opts.workflow_name);
+            let in_workflow = |id: &str| self.v.graph.position(id).is_some();
+            self.explain_records()
+                .save(root, name, &decided, in_workflow);
+            let fast = |id: &str| {
+                self.v
+                    .graph
+                    .position(id)
+                    .is_some_and(|i| lock(&self.slots[i]).fast)
+            };
+            self.state.save(root, name, &lock(&self.next_state), fast);
         }
         Outcome {
             nodes,

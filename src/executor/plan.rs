@@ -59,7 +59,7 @@ pub fn plan(
                 (None, Ok(None)) => {
                     let reason = match shared.previous_preimage(&node.id) {
                         None => "new".to_string(),
-                        Some(old) => explain_change(old, &preimage)
+                        Some(old) => explain_change(&old, &preimage)
                             .unwrap_or_else(|| "no cache entry".into()),
                     };
                     ("run", reason, Some(key))

@@ -1,0 +1,193 @@
+//! A sorted table of per-node records, read whole and decoded only where asked.
+//!
+//! The build records of a 10,000-node workflow hold one record per node, but a build
+//! touches few of them: a no-op build checks each one once, and an edit changes a
+//! handful. Decoding every record into maps on load and encoding every record again on
+//! save cost more than the rest of an edit build, so the records live in one byte buffer,
+//! sorted by node id: a lookup is a binary search and a decode of that record alone, and
+//! a save copies unchanged records byte for byte, encoding only the new ones.
+//!
+//! Layout (little-endian): `count: u32`, then `count` times `id_len: u32, id, len: u32,
+//! payload`, ids strictly ascending. Anything else (a torn or foreign file) fails to
+//! parse as a whole; callers then start from an empty table.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+#[derive(Debug, Default)]
+pub struct Table {
+    bytes: Vec<u8>,
+    /// (id, payload) ranges into `bytes`, in id order.
+    entries: Vec<(Range<usize>, Range<usize>)>,
+}
+
+/// Read a little-endian u32 at `*at`, advancing it.
+fn take_u32(bytes: &[u8], at: &mut usize) -> Option<usize> {
+    let b: [u8; 4] = bytes.get(*at..at.checked_add(4)?)?.try_into().ok()?;
+    *at += 4;
+    Some(u32::from_le_bytes(b) as usize)
+}
+
+fn take_range(bytes: &[u8], at: &mut usize) -> Option<Range<usize>> {
+    let len = take_u32(bytes, at)?;
+    let r = *at..at.checked_add(len)?;
+    if r.end > bytes.len() {
+        return None;
+    }
+    *at = r.end;
+    Some(r)
+}
+
+impl Table {
+    /// Parse the table that starts at `start` in `bytes` and runs to its end.
+    pub fn parse(bytes: Vec<u8>, start: usize) -> Option<Table> {
+        let mut at = start;
+        let count = take_u32(&bytes, &mut at)?;
+        // Each entry takes at least 8 bytes: a count beyond that is a damaged file, and
+        // must not turn into a huge allocation.
+        if count > bytes.len().saturating_sub(at) / 8 {
+            return None;
+        }
+        let mut entries = Vec::with_capacity(count);
+        for _ in 0..count {
+            let id = take_range(&bytes, &mut at)?;
+            let payload = take_range(&bytes, &mut at)?;
+            std::str::from_utf8(&bytes[id.clone()]).ok()?;
+            if let Some((prev, _)) = entries.last() {
+                let prev: &Range<usize> = prev;
+                if bytes[prev.clone()] >= bytes[id.clone()] {
+                    return None;
+                }
+            }
+            entries.push((id, payload));
+        }
+        (at == bytes.len()).then_some(Table { bytes, entries })
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn id(&self, i: usize) -> &str {
+        // Checked to be UTF-8 by `parse`.
+        std::str::from_utf8(&self.bytes[self.entries[i].0.clone()]).unwrap_or("")
+    }
+
+    /// The payload recorded for `id`.
+    pub fn get(&self, id: &str) -> Option<&[u8]> {
+        let i = self
+            .entries
+            .binary_search_by(|(r, _)| self.bytes[r.clone()].cmp(id.as_bytes()))
+            .ok()?;
+        Some(&self.bytes[self.entries[i].1.clone()])
+    }
+
+    /// Encode the table that results from this one with `updates` applied: an updated id
+    /// gets its new payload, an id only here survives when `keep` says so.
+    pub fn merged(
+        &self,
+        updates: &BTreeMap<String, Vec<u8>>,
+        keep: impl Fn(&str) -> bool,
+    ) -> Vec<u8> {
+        let old =
+            (0..self.entries.len()).map(|i| (self.id(i), &self.bytes[self.entries[i].1.clone()]));
+        let mut rows: Vec<(&str, &[u8])> = Vec::with_capacity(self.entries.len() + updates.len());
+        let mut new = updates.iter().peekable();
+        for (id, payload) in old {
+            while let Some((nid, np)) = new.next_if(|(nid, _)| nid.as_str() < id) {
+                rows.push((nid, np));
+            }
+            if let Some((nid, np)) = new.next_if(|(nid, _)| nid.as_str() == id) {
+                rows.push((nid, np));
+            } else if keep(id) {
+                rows.push((id, payload));
+            }
+        }
+        rows.extend(new.map(|(id, p)| (id.as_str(), p.as_slice())));
+        encode(&rows)
+    }
+}
+
+/// Encode rows that are already sorted by id, without duplicates.
+pub fn encode(rows: &[(&str, &[u8])]) -> Vec<u8> {
+    let size: usize = rows.iter().map(|(id, p)| 8 + id.len() + p.len()).sum();
+    let mut out = Vec::with_capacity(4 + size);
+    out.extend_from_slice(&(rows.len() as u32).to_le_bytes());
+    for (id, payload) in rows {
+        out.extend_from_slice(&(id.len() as u32).to_le_bytes());
+        out.extend_from_slice(id.as_bytes());
+        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(payload);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(rows: &[(&str, &str)]) -> Table {
+        let rows: Vec<(&str, &[u8])> = rows.iter().map(|(i, p)| (*i, p.as_bytes())).collect();
+        Table::parse(encode(&rows), 0).expect("parses")
+    }
+
+    #[test]
+    fn lookups_find_each_record() {
+        let t = table(&[("a", "1"), ("b", ""), ("n10", "ten"), ("n9", "nine")]);
+        assert_eq!(t.len(), 4);
+        assert_eq!(t.get("a"), Some(&b"1"[..]));
+        assert_eq!(t.get("b"), Some(&b""[..]));
+        assert_eq!(t.get("n9"), Some(&b"nine"[..]));
+        assert_eq!(t.get("n10"), Some(&b"ten"[..]));
+        assert_eq!(t.get("c"), None);
+        assert_eq!(t.get(""), None);
+    }
+
+    #[test]
+    fn merge_replaces_adds_and_drops() {
+        let t = table(&[("a", "old a"), ("c", "old c"), ("e", "old e")]);
+        let updates: BTreeMap<String, Vec<u8>> = [("b", "new b"), ("c", "new c"), ("f", "new f")]
+            .iter()
+            .map(|(i, p)| (i.to_string(), p.as_bytes().to_vec()))
+            .collect();
+        let merged = Table::parse(t.merged(&updates, |id| id != "e"), 0).expect("parses");
+        let all: Vec<(&str, &[u8])> = ["a", "b", "c", "e", "f"]
+            .iter()
+            .filter_map(|id| merged.get(id).map(|p| (*id, p)))
+            .collect();
+        assert_eq!(
+            all,
+            vec![
+                ("a", &b"old a"[..]),
+                ("b", &b"new b"[..]),
+                ("c", &b"new c"[..]),
+                ("f", &b"new f"[..])
+            ]
+        );
+    }
+
+    #[test]
+    fn damaged_tables_do_not_parse() {
+        let good = encode(&[("a", b"1"), ("b", b"2")]);
+        assert!(Table::parse(good.clone(), 0).is_some());
+        for cut in 0..good.len() {
+            assert!(
+                Table::parse(good[..cut].to_vec(), 0).is_none(),
+                "torn at {cut}"
+            );
+        }
+        let mut longer = good.clone();
+        longer.push(0);
+        assert!(Table::parse(longer, 0).is_none(), "trailing bytes");
+        let unsorted = encode(&[("b", b"1"), ("a", b"2")]);
+        assert!(Table::parse(unsorted, 0).is_none(), "out of order");
+        let dup = encode(&[("a", b"1"), ("a", b"2")]);
+        assert!(Table::parse(dup, 0).is_none(), "duplicate id");
+        let huge = u32::MAX.to_le_bytes().to_vec();
+        assert!(Table::parse(huge, 0).is_none(), "absurd count");
+    }
+}
