@@ -7,6 +7,12 @@
 //! deleted or edited output file can be restored). Blobs are verified on every read: a
 //! corrupt or missing blob is reported as an error the caller treats as a miss.
 //!
+//! Small outputs (up to [`INLINE_MAX`] bytes of JSON, most nodes' results) are kept in
+//! the manifest itself instead of a blob of their own ([`Manifest::inline`]): a result
+//! then costs one file in the cache instead of two, and the directories blobs need.
+//! Creating inodes is most of what storing a small result costs; the entry's integrity
+//! is still that of the outputs' bytes and is checked on every read, as a blob's is.
+//!
 //! The index is read by this module itself (not through `cacache::index::find`), so that
 //! a damaged bucket line, an unparseable manifest or a malformed integrity string is a
 //! miss and never an error that could panic deeper in cacache.
@@ -53,6 +59,9 @@ pub const EXPLAIN_DIR: &str = "explain";
 pub const GENERATION_FILE: &str = "generation";
 /// Per-workflow records of the last build (`crate::state`), keyed to the generation.
 pub const STATE_DIR: &str = "state";
+/// Outputs whose JSON is at most this long are kept inline in the index (see the module
+/// docs); bigger ones get a blob.
+pub const INLINE_MAX: usize = 1024;
 /// The stats file is trimmed to its newer half when it grows past this.
 const STATS_MAX_BYTES: u64 = 256 * 1024;
 
@@ -75,6 +84,9 @@ pub struct Manifest {
     #[serde(default)]
     pub files: Vec<FileRecord>,
     pub run_id: String,
+    /// The outputs' JSON text, when it is small enough to live here rather than in a blob.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inline: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -241,10 +253,10 @@ impl Cache {
             duration_ms: dl.entry.duration_ms,
             files: records,
             run_id: dl.entry.run_id.clone(),
+            inline: None,
         };
+        let (sri, manifest) = self.put_outputs(&dl.outputs, manifest)?;
         let meta = serde_json::to_value(&manifest).map_err(|e| err("cannot encode manifest", e))?;
-        let sri = cacache::write_hash_sync(&self.root, &dl.outputs)
-            .map_err(|e| err("cannot write to the cache", e))?;
         // The writer's clock may run ahead of ours: never record a time in the future.
         let time = (dl.entry.time_ms as u128).min(now_ms());
         cacache::index::insert(
@@ -334,13 +346,30 @@ impl Cache {
         }
     }
 
+    /// Are the entry's outputs at hand (inline, or a blob that exists)? Cheap: the blob
+    /// is verified when its value is read.
+    pub fn has_outputs(&self, entry: &Entry) -> bool {
+        entry.manifest.inline.is_some() || cacache::exists_sync(&self.root, &entry.integrity)
+    }
+
     /// Read and verify a cached node's outputs.
     pub fn load_outputs(&self, entry: &Entry) -> Result<Value, CacheError> {
-        if content_path(&self.root, &entry.integrity).is_none() {
-            return Err(CacheError("corrupt cache entry (bad integrity)".into()));
-        }
-        let bytes = cacache::read_hash_sync(&self.root, &entry.integrity)
-            .map_err(|e| err("cached outputs are missing or corrupt", e))?;
+        let bytes = match &entry.manifest.inline {
+            Some(text) => {
+                if !inline_intact(&entry.integrity, text) {
+                    return Err(CacheError("cached outputs are corrupt".into()));
+                }
+                std::borrow::Cow::Borrowed(text.as_bytes())
+            }
+            None => {
+                if content_path(&self.root, &entry.integrity).is_none() {
+                    return Err(CacheError("corrupt cache entry (bad integrity)".into()));
+                }
+                let bytes = cacache::read_hash_sync(&self.root, &entry.integrity)
+                    .map_err(|e| err("cached outputs are missing or corrupt", e))?;
+                std::borrow::Cow::Owned(bytes)
+            }
+        };
         let value: Value =
             serde_json::from_slice(&bytes).map_err(|e| err("cached outputs are not JSON", e))?;
         let digest = crate::canonical::output_digest(&value).to_hex().to_string();
@@ -384,11 +413,11 @@ impl Cache {
             duration_ms,
             files: records,
             run_id: run_id.to_string(),
+            inline: None,
         };
         let bytes = serde_json::to_vec(outputs).map_err(|e| err("cannot encode outputs", e))?;
+        let (sri, manifest) = self.put_outputs(&bytes, manifest)?;
         let meta = serde_json::to_value(&manifest).map_err(|e| err("cannot encode manifest", e))?;
-        let sri = cacache::write_hash_sync(&self.root, &bytes)
-            .map_err(|e| err("cannot write to the cache", e))?;
         let time_ms = now_ms();
         cacache::index::insert(
             &self.root,
@@ -405,6 +434,24 @@ impl Cache {
             integrity: sri,
             time_ms,
         })
+    }
+
+    /// Keep the outputs' bytes: inline in the manifest when small, else as a blob.
+    /// Returns their integrity and the manifest that goes with it.
+    fn put_outputs(
+        &self,
+        bytes: &[u8],
+        mut manifest: Manifest,
+    ) -> Result<(cacache::Integrity, Manifest), CacheError> {
+        if bytes.len() <= INLINE_MAX {
+            if let Ok(text) = std::str::from_utf8(bytes) {
+                manifest.inline = Some(text.to_string());
+                return Ok((cacache::Integrity::from(bytes), manifest));
+            }
+        }
+        let sri = cacache::write_hash_sync(&self.root, bytes)
+            .map_err(|e| err("cannot write to the cache", e))?;
+        Ok((sri, manifest))
     }
 
     pub fn file_state(&self, rec: &FileRecord) -> FileState {
@@ -813,6 +860,12 @@ pub fn content_path(root: &Path, sri: &cacache::Integrity) -> Option<PathBuf> {
             .join(&hex[2..4])
             .join(&hex[4..]),
     )
+}
+
+/// Do inline outputs match the integrity recorded for them? (An integrity without any
+/// hash matches nothing; ssri's own check would index into its empty list.)
+pub fn inline_intact(sri: &cacache::Integrity, text: &str) -> bool {
+    !sri.hashes.is_empty() && sri.check(text).is_ok()
 }
 
 /// The entry a record describes, if it is usable (integrity well-formed, manifest readable).

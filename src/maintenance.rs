@@ -138,6 +138,8 @@ struct Live {
     record: IndexRecord,
     /// Last write or hit (unix ms): the bucket's mtime, or the entry's time if later.
     recency_ms: u128,
+    /// The outputs blob, unless the outputs are inline (or the integrity is malformed).
+    outputs_blob: Option<PathBuf>,
     /// The outputs blob and the blobs of written files.
     blobs: Vec<PathBuf>,
     manifest: Option<Manifest>,
@@ -301,13 +303,12 @@ fn scan(root: &Path) -> Scan {
             };
             let mut broken = None;
             let mut blobs = Vec::new();
-            match integrity
+            let outputs_blob = integrity
                 .parse::<cacache::Integrity>()
                 .ok()
-                .and_then(|sri| content_path(root, &sri))
-            {
-                Some(p) => blobs.push(p),
-                None => broken = Some(format!("malformed integrity '{integrity}'")),
+                .and_then(|sri| content_path(root, &sri));
+            if outputs_blob.is_none() {
+                broken = Some(format!("malformed integrity '{integrity}'"));
             }
             let mut manifest = None;
             if record.key.starts_with("pflow/node/") {
@@ -335,11 +336,18 @@ fn scan(root: &Path) -> Scan {
                     Err(e) => broken = Some(format!("unreadable manifest ({e})")),
                 }
             }
+            // Inline outputs have no blob of their own.
+            let inline = manifest.as_ref().is_some_and(|m| m.inline.is_some());
+            let outputs_blob = outputs_blob.filter(|_| !inline);
+            if let Some(p) = &outputs_blob {
+                blobs.insert(0, p.clone());
+            }
             live.push(Live {
                 bucket: bi,
                 line: li,
                 record: record.clone(),
                 recency_ms: bucket.mtime_ms.max(record.time),
+                outputs_blob,
                 blobs,
                 manifest,
                 broken,
@@ -748,14 +756,25 @@ fn check(root: &Path, s: &Scan) -> Findings {
                 Some(_) => Some("corrupt"),
             }
         };
-        if let Some(out) = live.blobs.first().filter(|_| {
-            live.record
+        if let Some(text) = live.manifest.as_ref().and_then(|m| m.inline.as_ref()) {
+            let intact = live
+                .record
                 .integrity
                 .as_ref()
                 .and_then(|i| i.parse::<cacache::Integrity>().ok())
-                .and_then(|sri| content_path(root, &sri))
-                .is_some()
-        }) {
+                .is_some_and(|sri| crate::cache::inline_intact(&sri, text));
+            let matches = serde_json::from_str::<Value>(text).ok().is_some_and(|v| {
+                live.manifest.as_ref().is_some_and(|m| {
+                    crate::canonical::output_digest(&v).to_hex().as_str() == m.output_digest
+                })
+            });
+            if !intact {
+                why.push("inline outputs do not match the entry's integrity".into());
+            } else if !matches {
+                why.push("outputs do not match the digest in the manifest".into());
+            }
+        }
+        if let Some(out) = &live.outputs_blob {
             match blob_problem(out) {
                 Some(what) => why.push(format!(
                     "outputs blob {} is {what}",

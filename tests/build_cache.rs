@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{counted, files_under, pipeline, Workspace};
+use common::{big_pipeline, counted, files_under, pipeline, Workspace};
 use serde_json::{json, Value};
 
 fn set_command(doc: &mut Value, node: &str, command: &str) {
@@ -373,7 +373,7 @@ fn force_runs_everything() {
 
 #[test]
 fn a_corrupt_cache_is_a_miss_not_a_wrong_result() {
-    let ws = Workspace::new().workflow(pipeline());
+    let ws = Workspace::new().workflow(big_pipeline());
     ws.build(&[]).assert_ok();
     // Damage every content blob in the cache.
     let blobs = files_under(&ws.cache_dir().join("content-v2"));

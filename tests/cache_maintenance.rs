@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{counted, files_under, pipeline, BuildResult, Workspace, BIN};
+use common::{big_pipeline, counted, files_under, padded, pipeline, BuildResult, Workspace, BIN};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -96,10 +96,13 @@ fn flip_a_byte(path: &Path) {
 
 #[test]
 fn flipped_blobs_are_named_by_verify_rebuilt_by_the_next_build_and_removed_by_fix() {
-    let ws = Workspace::new().workflow(pipeline());
+    let ws = Workspace::new().workflow(big_pipeline());
     ws.build(&[]).assert_ok();
     let all = blobs(&ws);
-    assert!(all.len() >= 5, "outputs of 4 nodes and one file: {all:?}");
+    assert!(
+        all.len() >= 4,
+        "outputs of 3 shell nodes and one file: {all:?}"
+    );
     for b in &all {
         flip_a_byte(b);
     }
@@ -191,6 +194,33 @@ fn malformed_but_well_hashed_index_entries_are_misses_not_panics() {
         r.assert_ok();
         assert_eq!(r.output("result"), "HELLO", "{what}: {r}");
     }
+}
+
+#[test]
+fn tampered_inline_outputs_are_a_miss_not_a_wrong_result() {
+    let ws = Workspace::new().workflow(pipeline());
+    ws.build(&[]).assert_ok();
+    // Small outputs live in the index line. Rewrite them (keeping the line's own hash
+    // right, as a careful tamperer would): only the entry's integrity can tell.
+    let tampered = edit_index_lines(&ws, |v| {
+        if let Some(text) = v["metadata"]["inline"].as_str() {
+            v["metadata"]["inline"] =
+                json!(text.replace("HELLO", "HACKED").replace("hello", "hacked"));
+        }
+    });
+    assert!(tampered > 0);
+    let v = cache(&ws, &["verify"]);
+    assert_eq!(v.code, 1, "{v}");
+    assert!(v.stdout.contains("inline outputs do not match"), "{v}");
+    // Without the last build's record, every value comes from the index.
+    std::fs::remove_dir_all(ws.cache_dir().join("state")).unwrap();
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(r.output("result"), "HELLO", "{r}");
+    assert_eq!(ws.read("out/result.txt"), "HELLO");
+    assert!(ws.count("gen") >= 2 && ws.count("upper") >= 2, "{r}");
+    // The entries the build wrote again replace the tampered ones.
+    verify_passes(&ws);
 }
 
 #[test]
@@ -359,7 +389,8 @@ fn input_workflow() -> Value {
     json!({
         "inputs": {"n": {"type": "string", "required": true}},
         "nodes": [
-            {"id": "one", "type": "shell", "params": {"command": counted("one", "echo one-${n}")}},
+            // Padded: its outputs are blobs, which gc must remove with their entries.
+            {"id": "one", "type": "shell", "params": {"command": counted("one", &padded("echo one-${n}"))}},
             {"id": "two", "type": "shell",
              "params": {"command": counted("two", "tr a-z A-Z"), "stdin": "${one.stdout}"}},
             {"id": "three", "type": "shell",
@@ -521,20 +552,20 @@ fn stats_counts_entries_blobs_and_bytes() {
     assert_eq!(empty["entries"], 0, "{empty}");
     ws.build(&[]).assert_ok();
     let s = cache_json(&ws, &["stats"]);
-    // Four node results; five blobs: four outputs and the written file.
+    // Four node results, with small outputs kept inline; one blob: the written file.
     assert_eq!(s["entries"], 4, "{s}");
-    assert_eq!(s["blobs"], 5, "{s}");
+    assert_eq!(s["blobs"], 1, "{s}");
     assert_eq!(s["blobs"].as_u64().unwrap() as usize, blobs(&ws).len());
     assert_eq!(s["total_bytes"].as_u64().unwrap(), cache_bytes(&ws), "{s}");
     assert!(s["oldest_entry_ms"].as_u64().unwrap() <= s["newest_entry_ms"].as_u64().unwrap());
-    // A changed step adds one result (and its output blob); the rest is reused.
+    // A changed step adds its result and w's; the rest is reused.
     ws.edit_workflow(|doc| {
         doc["nodes"][2]["params"]["command"] = json!(counted("z", "echo zed2"));
     });
     ws.build(&[]).assert_ok();
     let s = cache_json(&ws, &["stats"]);
     assert_eq!(s["entries"], 6, "z and w changed: {s}");
-    assert_eq!(s["blobs"], 8, "{s}");
+    assert_eq!(s["blobs"], 2, "w wrote new content: {s}");
     let text = cache(&ws, &["stats"]);
     assert_eq!(text.code, 0);
     assert!(text.stdout.contains("entries       6"), "{text}");

@@ -1124,7 +1124,7 @@ impl<'a> Shared<'a> {
                 humantime::format_duration(max)
             ));
         }
-        if !cacache::exists_sync(self.cache.root(), &entry.integrity) {
+        if !self.cache.has_outputs(entry) {
             return Err("corrupt entry (outputs missing)".into());
         }
         let mut restored = Vec::new();

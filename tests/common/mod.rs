@@ -37,6 +37,13 @@ pub fn counted(name: &str, cmd: &str) -> String {
     format!("echo run >> {name}.count; {cmd}")
 }
 
+/// `cmd`, also writing more than [`pflow::cache::INLINE_MAX`] bytes to stderr, so that
+/// its node's outputs are kept as a blob of their own rather than inline in the index.
+pub fn padded(cmd: &str) -> String {
+    let n = pflow::cache::INLINE_MAX + 100;
+    format!("{cmd}; head -c {n} /dev/zero | tr '\\0' x >&2")
+}
+
 /// The compat corpus (`../shared/compat/pflow-examples`, next to the project).
 pub fn compat_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -520,6 +527,21 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// gen → upper → save (a file), plus an independent `side` node.
+/// [`pipeline`] with outputs too big to be inline: every shell node's result is a blob.
+pub fn big_pipeline() -> Value {
+    let mut doc = pipeline();
+    if let Some(nodes) = doc["nodes"].as_array_mut() {
+        for node in nodes.iter_mut().filter(|n| n["type"] == "shell") {
+            let cmd = node["params"]["command"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            node["params"]["command"] = Value::String(padded(&cmd));
+        }
+    }
+    doc
+}
+
 pub fn pipeline() -> Value {
     json!({
         "nodes": [
