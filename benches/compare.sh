@@ -59,12 +59,13 @@ for ((r = 0; r < runs; r++)); do
   noop_n+=("$(cd "$work/layered" && time_ms ninja -j2)")
   noop_p+=("$(cd "$work/layered" && CI=1 time_ms "$pflow" build wf.json --jobs 2 --no-repair)")
 
-  # One edit near the end: ninja sees a newer input, pflow a changed param.
+  # One edit near the end: ninja sees a newer input, pflow a param value it has never
+  # seen (new each run, so the node really runs instead of finding an older entry).
   (cd "$work/layered" && sleep 0.01 && touch n9990 && python3 - <<'EOF'
-import json
+import json, re, time
 d = json.load(open("wf.json"))
 p = d["nodes"][9990]["params"]
-p["count"] = 1 if p.get("count") != 1 else 2
+p["message"] = re.sub(r"^[^:]*", str(time.time_ns()), p["message"])
 json.dump(d, open("wf.json", "w"))
 EOF
   )
