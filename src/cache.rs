@@ -309,6 +309,24 @@ impl Cache {
     /// When the bucket only holds damaged lines, the result is an error, which callers
     /// treat as a miss ("corrupt entry"). A hit refreshes the entry's recency.
     pub fn lookup(&self, key: &Key) -> Result<Option<Entry>, CacheError> {
+        let found = self.find(key)?;
+        if let Some((entry, bucket)) = &found {
+            touch(bucket);
+            if let Ok(mut seen) = self.seen.lock() {
+                seen.insert(*key, entry.manifest.duration_ms);
+            }
+        }
+        Ok(found.map(|(entry, _)| entry))
+    }
+
+    /// The entry for `key`, if there is a usable one, without counting it as a use
+    /// (no recency mark, no "time saved").
+    pub fn peek(&self, key: &Key) -> Option<Entry> {
+        self.find(key).ok().flatten().map(|(entry, _)| entry)
+    }
+
+    /// The newest intact entry for `key`, and its bucket.
+    fn find(&self, key: &Key) -> Result<Option<(Entry, PathBuf)>, CacheError> {
         let ikey = index_key(key);
         let bucket = bucket_path(&self.root, &ikey);
         let lines = match read_bucket(&bucket) {
@@ -326,13 +344,7 @@ impl Cache {
                         return Ok(None);
                     }
                     match entry_of(&self.root, record) {
-                        Some(entry) => {
-                            touch(&bucket);
-                            if let Ok(mut seen) = self.seen.lock() {
-                                seen.insert(*key, entry.manifest.duration_ms);
-                            }
-                            return Ok(Some(entry));
-                        }
+                        Some(entry) => return Ok(Some((entry, bucket))),
                         None => damaged = true,
                     }
                 }

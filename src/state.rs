@@ -1,32 +1,32 @@
 //! What the last build of a workflow saw, so a no-op build needs no per-node cache I/O.
 //!
 //! After a build, pflow writes (only when something changed) a small binary record per
-//! workflow: for each node whose result came from the cache, its key and the cache
-//! entry it maps to, and the size and mtime of the files it wrote; and for each file a
-//! node read, its size, mtime and digest. The next build trusts a node's recorded entry
+//! workflow: for each node whose result came from the cache, its key, output digest and
+//! entry time, and the size and mtime of the files it wrote; and for each file a node
+//! read, its size, mtime and digest. The next build trusts a node's recorded entry
 //! when its key is unchanged, the cache's generation (bumped by gc, verify --fix and
 //! clear) is the same, the record is less than an hour old (so LRU recency is refreshed
 //! at least hourly by a full lookup), and the files it wrote still have the recorded size
 //! and mtime. Anything else falls back to the normal index lookup. The record is an
 //! optimisation only: losing it, or it being stale, costs time, never correctness, since
-//! entries are content-addressed and every blob is still verified when its value is read.
+//! entries are content-addressed and every value is still read from the index and
+//! verified when it is needed (a dependent runs, or the workflow declares it an output).
 //!
 //! The node records sit in a [`Table`] sorted by node id: a lookup decodes one record,
 //! and a save re-encodes only the nodes this build looked up or ran, copying the rest.
 
-use crate::cache::{Entry, Manifest};
+use crate::cache::Entry;
 use crate::key::Preimage;
 use crate::table::Table;
 use serde::{Deserialize, Serialize};
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 /// How long a record may stand in for index lookups.
 pub const MAX_AGE: Duration = Duration::from_secs(3600);
-const FORMAT: u32 = 4;
-const EXPLAIN_FORMAT: u32 = 2;
+const FORMAT: u32 = 5;
+const EXPLAIN_FORMAT: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FileStat {
@@ -36,27 +36,38 @@ pub struct FileStat {
     pub digest: String,
 }
 
-/// One node's record. Read records borrow their text from the loaded file.
+/// One node's record: what deciding a hit and building dependents' keys need, nothing
+/// more (a value, when one is needed, is read from the cache index by the key).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NodeRecord<'a> {
+pub struct NodeRecord {
     /// The key first: a lookup rejects another key before decoding anything else.
     pub key: [u8; 32],
     /// The output digest (what dependents' keys are built from).
     pub digest: [u8; 32],
-    #[serde(borrow)]
-    pub integrity: Cow<'a, str>,
+    /// When the entry was written (unix ms), for `"cache": "<duration>"`.
     pub time_ms: u64,
     /// How long the node took when it ran (for "time saved").
     pub duration_ms: u64,
-    #[serde(borrow)]
-    pub manifest_json: Cow<'a, str>,
     /// (path, size, mtime) of each file the node wrote.
     pub written: Vec<(String, u64, i128)>,
 }
 
-impl NodeRecord<'_> {
+/// Records are small and many: lengths and numbers take as few bytes as they need.
+fn codec() -> impl bincode::Options {
+    // Varint lengths and integers; a u8 (each byte of a key) is always one byte, so a
+    // record still starts with its key's 32 bytes.
+    bincode::DefaultOptions::new()
+}
+
+impl NodeRecord {
     pub fn encode(&self) -> Vec<u8> {
-        bincode::serialize(self).unwrap_or_default()
+        use bincode::Options;
+        codec().serialize(self).unwrap_or_default()
+    }
+
+    fn decode(bytes: &[u8]) -> Option<NodeRecord> {
+        use bincode::Options;
+        codec().deserialize(bytes).ok()
     }
 }
 
@@ -157,17 +168,21 @@ impl BuildState {
         bytes.extend_from_slice(&(reads.len() as u32).to_le_bytes());
         bytes.extend_from_slice(&reads);
         bytes.extend_from_slice(&table);
-        let _ =
-            crate::nodes::write_atomic_with(&path_for(cache_root, workflow_name), &bytes, false);
+        replace(&path_for(cache_root, workflow_name), &bytes);
     }
 
     /// Node `id`'s record, if it is for `key`.
-    fn record(&self, id: &str, key: &[u8; 32]) -> Option<NodeRecord<'_>> {
+    fn record(&self, id: &str, key: &[u8; 32]) -> Option<NodeRecord> {
         let payload = self.nodes.get(id)?;
         if payload.get(..32)? != key {
             return None;
         }
-        bincode::deserialize(payload).ok()
+        NodeRecord::decode(payload)
+    }
+
+    /// The key node `id` had in the recorded build.
+    pub fn previous_key(&self, id: &str) -> Option<[u8; 32]> {
+        self.nodes.get(id)?.get(..32)?.try_into().ok()
     }
 
     /// Is `encoded` exactly what is recorded for `id`?
@@ -187,27 +202,6 @@ impl BuildState {
         Some((rec.digest, rec.time_ms, rec.duration_ms))
     }
 
-    /// Files node `id` wrote in its recorded build, as (path, BLAKE3 hex).
-    pub fn own_files(&self, id: &str) -> Vec<(String, String)> {
-        self.nodes
-            .get(id)
-            .and_then(|p| bincode::deserialize::<NodeRecord<'_>>(p).ok())
-            .and_then(|r| serde_json::from_str::<Manifest>(&r.manifest_json).ok())
-            .map(|m| m.files.into_iter().map(|f| (f.path, f.digest)).collect())
-            .unwrap_or_default()
-    }
-
-    /// The full cache entry behind a recorded node (decoded only when its value is needed).
-    pub fn entry(&self, id: &str, key: &[u8; 32]) -> Option<Entry> {
-        let rec = self.record(id, key)?;
-        let manifest: Manifest = serde_json::from_str(&rec.manifest_json).ok()?;
-        Some(Entry {
-            manifest,
-            integrity: rec.integrity.parse().ok()?,
-            time_ms: rec.time_ms as u128,
-        })
-    }
-
     /// A digest for a file read, reused when its size and mtime are unchanged and it was
     /// not modified around the time it was recorded (the "racy" case re-hashes).
     pub fn read_digest(&self, path: &str, now_stat: Option<(u64, i128)>) -> Option<String> {
@@ -220,7 +214,7 @@ impl BuildState {
 }
 
 /// A record for a node from a cache entry (the written files as they are now).
-pub fn record_of(key: &[u8; 32], entry: &Entry) -> Option<NodeRecord<'static>> {
+pub fn record_of(key: &[u8; 32], entry: &Entry) -> Option<NodeRecord> {
     // A file that is gone was taken away by a later node (the executor restores any
     // other); it is not part of what the fast path checks.
     let written = entry
@@ -233,10 +227,8 @@ pub fn record_of(key: &[u8; 32], entry: &Entry) -> Option<NodeRecord<'static>> {
     Some(NodeRecord {
         key: *key,
         digest: *digest.as_bytes(),
-        integrity: Cow::Owned(entry.integrity.to_string()),
         time_ms: entry.time_ms as u64,
         duration_ms: entry.manifest.duration_ms,
-        manifest_json: Cow::Owned(serde_json::to_string(&entry.manifest).ok()?),
         written,
     })
 }
@@ -262,7 +254,14 @@ impl ExplainRecords {
     }
 
     pub fn get(&self, id: &str) -> Option<Preimage> {
-        bincode::deserialize(self.table.get(id)?).ok()
+        use bincode::Options;
+        let parts: Vec<(String, u64)> = codec().deserialize(self.table.get(id)?).ok()?;
+        Some(
+            parts
+                .into_iter()
+                .map(|(name, d)| (name, format!("{d:016x}")))
+                .collect(),
+        )
     }
 
     /// Write these records with `new` ones replacing or joining them; an old record
@@ -274,18 +273,49 @@ impl ExplainRecords {
         new: &BTreeMap<String, Preimage>,
         keep: impl Fn(&str) -> bool,
     ) {
+        use bincode::Options;
+        // Each digest as the 64-bit number its 16 hex digits spell.
         let encoded: BTreeMap<String, Vec<u8>> = new
             .iter()
-            .filter_map(|(id, p)| Some((id.clone(), bincode::serialize(p).ok()?)))
+            .filter_map(|(id, p)| {
+                let parts: Vec<(&str, u64)> = p
+                    .iter()
+                    .map(|(name, hex)| Some((name.as_str(), u64::from_str_radix(hex, 16).ok()?)))
+                    .collect::<Option<_>>()?;
+                Some((id.clone(), codec().serialize(&parts).ok()?))
+            })
             .collect();
         let mut bytes = EXPLAIN_FORMAT.to_le_bytes().to_vec();
         bytes.extend_from_slice(&self.table.merged(&encoded, keep));
-        let _ = crate::nodes::write_atomic_with(
-            &explain_path(cache_root, workflow_name),
-            &bytes,
-            false,
-        );
+        replace(&explain_path(cache_root, workflow_name), &bytes);
     }
+}
+
+/// Put a record in place atomically. The old one is unlinked first: renaming over an
+/// existing file makes ext4 flush the new one's data at once (its `auto_da_alloc`
+/// safeguard for editors), which cost milliseconds per record. A crash in between only
+/// loses the record, which costs time, never correctness.
+fn replace(path: &Path, bytes: &[u8]) {
+    use std::io::Write;
+    let Some(dir) = path.parent() else { return };
+    if std::fs::create_dir_all(dir).is_err() {
+        return;
+    }
+    let Ok(mut tmp) = tempfile::Builder::new()
+        .prefix(".pflow-tmp-")
+        .tempfile_in(dir)
+    else {
+        return;
+    };
+    if tmp.write_all(bytes).is_err() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let _ = tmp
+        .as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644));
+    let _ = std::fs::remove_file(path);
+    let _ = tmp.persist(path);
 }
 
 fn explain_path(cache_root: &Path, workflow_name: &str) -> PathBuf {
@@ -305,10 +335,8 @@ mod tests {
         NodeRecord {
             key,
             digest: [7; 32],
-            integrity: "sha256-AAAA".into(),
             time_ms: 1,
             duration_ms: 5,
-            manifest_json: "{}".into(),
             written: vec![(path.to_string_lossy().into_owned(), size, mtime)],
         }
         .encode()
@@ -385,7 +413,7 @@ mod tests {
     #[test]
     fn explain_records_merge_by_node() {
         let dir = tempfile::tempdir().unwrap();
-        let pre = |d: &str| -> Preimage { [("param:x".to_string(), d.to_string())].into() };
+        let pre = |d: &str| -> Preimage { [("param:x".to_string(), format!("{d:0>16}"))].into() };
         let first: BTreeMap<String, Preimage> =
             [("a".to_string(), pre("1")), ("b".to_string(), pre("1"))].into();
         ExplainRecords::default().save(dir.path(), "wf.json", &first, |_| true);

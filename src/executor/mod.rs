@@ -710,12 +710,21 @@ impl<'a> Shared<'a> {
             return Ok(v.clone());
         }
         if st.entry.is_none() && st.fast {
+            // A fast hit was decided without the index; its value is read from there now,
+            // without marking a use (as the hit itself did not: the record's age limit
+            // sees to recency).
             if let Some(key) = st.key {
-                st.entry = self.state.entry(self.v.graph.id(j), &key.0);
+                st.entry = self.cache.peek(&key);
             }
         }
-        if let Some(entry) = st.entry.clone() {
-            match self.cache.load_outputs(&entry) {
+        if st.entry.is_some() || st.fast {
+            let loaded = match &st.entry {
+                Some(entry) => self.cache.load_outputs(entry),
+                None => Err(crate::cache::CacheError(
+                    "its index entry is gone or damaged".into(),
+                )),
+            };
+            match loaded {
                 Ok(v) => {
                     let v = Arc::new(v);
                     st.values = Some(v.clone());
@@ -1155,7 +1164,19 @@ impl<'a> Shared<'a> {
         let mut warnings = Vec::new();
         let params = resolve_params(cn, &scope, self.v.workflow.template_mode, &mut warnings)?;
         self.note(&node.id, warnings);
-        let own_files = self.state.own_files(&node.id);
+        // What this node wrote last time (it may overwrite those files, and nothing else).
+        let own_files: Vec<(String, String)> = self
+            .state
+            .previous_key(&node.id)
+            .and_then(|k| self.cache.peek(&Key(k)))
+            .map(|e| {
+                e.manifest
+                    .files
+                    .into_iter()
+                    .map(|f| (f.path, f.digest))
+                    .collect()
+            })
+            .unwrap_or_default();
         let ctx = RunContext {
             node_id: &node.id,
             interrupted: &crate::interrupt::INTERRUPTED,
