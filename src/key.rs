@@ -43,47 +43,110 @@ fn component_key() -> &'static [u8; 32] {
     KEY.get_or_init(|| blake3::derive_key("pflow 2026-11 key component v1", b""))
 }
 
+/// A component's name: `"engine"`, or a kind and a name, `("param", "command")`, which
+/// stands for `"param:command"` without building that string.
+pub trait ComponentName {
+    fn write_to(&self, out: &mut String);
+}
+
+impl ComponentName for &str {
+    fn write_to(&self, out: &mut String) {
+        out.push_str(self);
+    }
+}
+
+impl ComponentName for String {
+    fn write_to(&self, out: &mut String) {
+        out.push_str(self);
+    }
+}
+
+impl ComponentName for (&str, &str) {
+    fn write_to(&self, out: &mut String) {
+        out.push_str(self.0);
+        out.push(':');
+        out.push_str(self.1);
+    }
+}
+
+/// The digest of the engine component, the same for every key.
+fn engine_digest() -> [u8; 32] {
+    static DIGEST: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    *DIGEST.get_or_init(|| {
+        *blake3::keyed_hash(component_key(), ENGINE_CACHE_VERSION.to_string().as_bytes()).as_bytes()
+    })
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct KeyBuilder {
-    parts: BTreeMap<String, [u8; 32]>,
+    /// Component names back to back, so that adding a component allocates nothing.
+    names: String,
+    /// (where its name is in `names`, digest), in the order added; for a name added
+    /// twice, the later one counts.
+    parts: Vec<(std::ops::Range<usize>, [u8; 32])>,
 }
 
 impl KeyBuilder {
     pub fn new() -> Self {
-        let mut b = KeyBuilder::default();
-        b.add_text("engine", &ENGINE_CACHE_VERSION.to_string());
+        let mut b = KeyBuilder {
+            names: String::with_capacity(128),
+            parts: Vec::with_capacity(8),
+        };
+        b.add_digest("engine", engine_digest());
         b
     }
 
     /// Add a component from raw bytes.
-    pub fn add_bytes(&mut self, name: impl Into<String>, bytes: &[u8]) {
+    pub fn add_bytes(&mut self, name: impl ComponentName, bytes: &[u8]) {
         let digest = blake3::keyed_hash(component_key(), bytes);
-        self.parts.insert(name.into(), *digest.as_bytes());
+        self.add_digest(name, *digest.as_bytes());
     }
 
-    pub fn add_text(&mut self, name: impl Into<String>, text: &str) {
+    pub fn add_text(&mut self, name: impl ComponentName, text: &str) {
         self.add_bytes(name, text.as_bytes());
     }
 
     /// Add a component whose digest is already computed.
-    pub fn add_digest(&mut self, name: impl Into<String>, digest: [u8; 32]) {
-        self.parts.insert(name.into(), digest);
+    pub fn add_digest(&mut self, name: impl ComponentName, digest: [u8; 32]) {
+        let start = self.names.len();
+        name.write_to(&mut self.names);
+        self.parts.push((start..self.names.len(), digest));
     }
 
-    pub fn add_value(&mut self, name: impl Into<String>, v: &serde_json::Value) {
+    pub fn add_value(&mut self, name: impl ComponentName, v: &serde_json::Value) {
         self.add_bytes(name, &crate::canonical::to_canonical(v));
     }
 
     pub fn remove(&mut self, name: &str) {
-        self.parts.remove(name);
+        let names = &self.names;
+        self.parts.retain(|(r, _)| &names[r.clone()] != name);
+    }
+
+    /// The components in name order, each name once (the last added wins).
+    fn components(&self) -> Vec<(&str, &[u8; 32])> {
+        let mut all: Vec<(&str, &[u8; 32])> = self
+            .parts
+            .iter()
+            .map(|(r, d)| (&self.names[r.clone()], d))
+            .collect();
+        // Stable: equal names stay in the order added, and the last of them is kept.
+        all.sort_by(|a, b| a.0.cmp(b.0));
+        let mut out: Vec<(&str, &[u8; 32])> = Vec::with_capacity(all.len());
+        for part in all {
+            match out.last_mut() {
+                Some(last) if last.0 == part.0 => *last = part,
+                _ => out.push(part),
+            }
+        }
+        out
     }
 
     pub fn finish(&self) -> Key {
         static KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
         let key = KEY.get_or_init(|| blake3::derive_key("pflow 2026-11 node key v1", b""));
         // One buffer, one hash: many tiny `update` calls cost more than the hashing.
-        let mut buf = Vec::with_capacity(self.parts.len() * 64);
-        for (name, digest) in &self.parts {
+        let mut buf = Vec::with_capacity(self.names.len() + self.parts.len() * 40);
+        for (name, digest) in self.components() {
             buf.extend_from_slice(&(name.len() as u64).to_le_bytes());
             buf.extend_from_slice(name.as_bytes());
             buf.extend_from_slice(digest);
@@ -93,11 +156,11 @@ impl KeyBuilder {
     }
 
     pub fn preimage(&self) -> Preimage {
-        self.parts
-            .iter()
+        self.components()
+            .into_iter()
             .map(|(k, v)| {
                 (
-                    k.clone(),
+                    k.to_string(),
                     blake3::Hash::from_bytes(*v).to_hex()[..16].to_string(),
                 )
             })
@@ -159,6 +222,32 @@ mod tests {
         b.add_text("param:y", "2");
         b.add_text("param:x", "1");
         assert_eq!(a.finish(), b.finish());
+    }
+
+    #[test]
+    fn a_name_added_twice_counts_once_with_its_last_digest() {
+        let mut a = KeyBuilder::new();
+        a.add_text("param:x", "1");
+        a.add_text(("param", "x"), "2");
+        let mut b = KeyBuilder::new();
+        b.add_text("param:x", "2");
+        assert_eq!(a.finish(), b.finish());
+        assert_eq!(a.preimage(), b.preimage());
+        b.remove("param:x");
+        assert_eq!(b.preimage().len(), 1, "only the engine is left");
+    }
+
+    #[test]
+    fn keys_are_stable_across_releases() {
+        // Shared caches depend on this: a change here must bump ENGINE_CACHE_VERSION.
+        let mut kb = KeyBuilder::new();
+        kb.add_text("id", "fetch");
+        kb.add_text(("param", "command"), "echo hi");
+        kb.add_digest(("dep", "up"), [7; 32]);
+        assert_eq!(
+            kb.finish().hex(),
+            "a17b85d55e246176a8672550854aebf766512fc3975d5f5249bf5704ae3a8f2b"
+        );
     }
 
     #[test]

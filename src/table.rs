@@ -72,11 +72,6 @@ impl Table {
         self.entries.is_empty()
     }
 
-    fn id(&self, i: usize) -> &str {
-        // Checked to be UTF-8 by `parse`.
-        std::str::from_utf8(&self.bytes[self.entries[i].0.clone()]).unwrap_or("")
-    }
-
     /// The payload recorded for `id`.
     pub fn get(&self, id: &str) -> Option<&[u8]> {
         let i = self
@@ -87,39 +82,42 @@ impl Table {
     }
 
     /// Encode the table that results from this one with `updates` applied: an updated id
-    /// gets its new payload, an id only here survives when `keep` says so.
+    /// gets its new payload, an id only here survives when `keep` says so. Kept rows are
+    /// copied as bytes, never decoded.
     pub fn merged(
         &self,
         updates: &BTreeMap<String, Vec<u8>>,
         keep: impl Fn(&str) -> bool,
     ) -> Vec<u8> {
-        let old =
-            (0..self.entries.len()).map(|i| (self.id(i), &self.bytes[self.entries[i].1.clone()]));
-        let mut rows: Vec<(&str, &[u8])> = Vec::with_capacity(self.entries.len() + updates.len());
-        let mut new = updates.iter().peekable();
-        for (id, payload) in old {
-            while let Some((nid, np)) = new.next_if(|(nid, _)| nid.as_str() < id) {
-                rows.push((nid, np));
+        let mut rows: Vec<(&[u8], &[u8])> = Vec::with_capacity(self.entries.len() + updates.len());
+        let mut new = updates
+            .iter()
+            .map(|(id, p)| (id.as_bytes(), p.as_slice()))
+            .peekable();
+        for (id, payload) in &self.entries {
+            let (id, payload) = (&self.bytes[id.clone()], &self.bytes[payload.clone()]);
+            while let Some(row) = new.next_if(|(nid, _)| *nid < id) {
+                rows.push(row);
             }
-            if let Some((nid, np)) = new.next_if(|(nid, _)| nid.as_str() == id) {
-                rows.push((nid, np));
-            } else if keep(id) {
+            if let Some(row) = new.next_if(|(nid, _)| *nid == id) {
+                rows.push(row);
+            } else if keep(std::str::from_utf8(id).unwrap_or("")) {
                 rows.push((id, payload));
             }
         }
-        rows.extend(new.map(|(id, p)| (id.as_str(), p.as_slice())));
+        rows.extend(new);
         encode(&rows)
     }
 }
 
 /// Encode rows that are already sorted by id, without duplicates.
-pub fn encode(rows: &[(&str, &[u8])]) -> Vec<u8> {
+pub fn encode(rows: &[(&[u8], &[u8])]) -> Vec<u8> {
     let size: usize = rows.iter().map(|(id, p)| 8 + id.len() + p.len()).sum();
     let mut out = Vec::with_capacity(4 + size);
     out.extend_from_slice(&(rows.len() as u32).to_le_bytes());
     for (id, payload) in rows {
         out.extend_from_slice(&(id.len() as u32).to_le_bytes());
-        out.extend_from_slice(id.as_bytes());
+        out.extend_from_slice(id);
         out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         out.extend_from_slice(payload);
     }
@@ -131,7 +129,10 @@ mod tests {
     use super::*;
 
     fn table(rows: &[(&str, &str)]) -> Table {
-        let rows: Vec<(&str, &[u8])> = rows.iter().map(|(i, p)| (*i, p.as_bytes())).collect();
+        let rows: Vec<(&[u8], &[u8])> = rows
+            .iter()
+            .map(|(i, p)| (i.as_bytes(), p.as_bytes()))
+            .collect();
         Table::parse(encode(&rows), 0).expect("parses")
     }
 
@@ -172,7 +173,7 @@ mod tests {
 
     #[test]
     fn damaged_tables_do_not_parse() {
-        let good = encode(&[("a", b"1"), ("b", b"2")]);
+        let good = encode(&[(b"a", b"1"), (b"b", b"2")]);
         assert!(Table::parse(good.clone(), 0).is_some());
         for cut in 0..good.len() {
             assert!(
@@ -183,9 +184,9 @@ mod tests {
         let mut longer = good.clone();
         longer.push(0);
         assert!(Table::parse(longer, 0).is_none(), "trailing bytes");
-        let unsorted = encode(&[("b", b"1"), ("a", b"2")]);
+        let unsorted = encode(&[(b"b", b"1"), (b"a", b"2")]);
         assert!(Table::parse(unsorted, 0).is_none(), "out of order");
-        let dup = encode(&[("a", b"1"), ("a", b"2")]);
+        let dup = encode(&[(b"a", b"1"), (b"a", b"2")]);
         assert!(Table::parse(dup, 0).is_none(), "duplicate id");
         let huge = u32::MAX.to_le_bytes().to_vec();
         assert!(Table::parse(huge, 0).is_none(), "absurd count");

@@ -650,7 +650,7 @@ impl<'a> Shared<'a> {
         kb.add_text("id", &node.id);
         kb.add_text("type", &format!("{}@{}", cn.spec.name, cn.spec.version));
         for (name, value) in &node.params {
-            kb.add_value(format!("param:{name}"), value);
+            kb.add_value(("param", name.as_str()), value);
         }
         if let Some(b) = &node.batch {
             let mut cfg = Map::new();
@@ -669,14 +669,14 @@ impl<'a> Shared<'a> {
         kb.add_text("cache", &node.cache.key_text());
         for var in cn.spec.key_env {
             let value = std::env::var(var).unwrap_or_default();
-            kb.add_text(format!("env:{var}"), &value);
+            kb.add_text(("env", *var), &value);
         }
         for (j, _) in &self.deps[i] {
             if for_item && self.items_only_deps[i].contains(j) {
                 continue;
             }
             let digest = lock(&self.slots[*j]).digest;
-            let name = format!("dep:{}", self.v.graph.id(*j));
+            let name = ("dep", self.v.graph.id(*j));
             match digest {
                 // Already a digest: it goes in as is, not re-hashed as hex text.
                 Some(d) => kb.add_digest(name, *d.as_bytes()),
@@ -695,7 +695,7 @@ impl<'a> Shared<'a> {
         };
         for name in input_refs {
             kb.add_value(
-                format!("input:{name}"),
+                ("input", name.as_str()),
                 self.inputs.get(name).unwrap_or(&Value::Null),
             );
         }
@@ -855,7 +855,7 @@ impl<'a> Shared<'a> {
                 }
                 lock(&self.next_state).reads.insert(p.clone(), stat);
             }
-            kb.add_text(format!("file:{p}"), &digest);
+            kb.add_text(("file", p.as_str()), &digest);
         }
     }
 
