@@ -228,6 +228,8 @@ pub fn execute(
             .collect(),
         dependents,
         tx,
+        unfinished: AtomicUsize::new(n),
+        reporter: std::thread::current(),
     };
 
     pool.in_place_scope(|scope| {
@@ -237,24 +239,33 @@ pub fn execute(
                 scope.spawn(move |s| on_ready(s, shared, sched, i));
             }
         }
-        // The main thread only reports; workers schedule each other.
-        // It drains messages in batches (a short sleep between) rather than waking for
-        // each one: a no-op build of a large workflow would otherwise pay two context
-        // switches per node.
+        // The main thread only reports; workers schedule each other. It wakes on a
+        // short tick and takes whatever messages arrived, rather than waking for each:
+        // on 2 cores, those wake-ups (two per node) competed with the workers and the
+        // commands they run. The worker that finishes the last node wakes it at once.
         let mut finished = 0usize;
         while finished < n {
-            match rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(msg) => {
-                    finished += deliver(msg, &shared, events);
-                    // Let a few more arrive, then take them all at once.
-                    std::thread::sleep(Duration::from_micros(200));
-                    while let Ok(msg) = rx.try_recv() {
+            let mut any = false;
+            loop {
+                match rx.try_recv() {
+                    Ok(msg) => {
                         finished += deliver(msg, &shared, events);
+                        any = true;
+                    }
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => {
+                        finished = n;
+                        break;
                     }
                 }
-                Err(mpsc::RecvTimeoutError::Timeout) => events(Event::Idle),
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
+            if finished >= n {
+                break;
+            }
+            if !any {
+                events(Event::Idle);
+            }
+            std::thread::park_timeout(REPORT_TICK);
         }
     });
 
@@ -389,11 +400,17 @@ enum Msg {
     Finished(usize),
 }
 
+/// How long the reporting thread sleeps between looks at the workers' messages.
+const REPORT_TICK: Duration = Duration::from_millis(5);
+
 /// Shared scheduling state: how many dependencies each node still waits for.
 struct Sched {
     remaining: Vec<AtomicUsize>,
     dependents: Vec<Vec<usize>>,
     tx: mpsc::Sender<Msg>,
+    /// Nodes not finished yet; the worker that takes it to 0 wakes the reporter.
+    unfinished: AtomicUsize,
+    reporter: std::thread::Thread,
 }
 
 /// Node `i` has all its dependencies done: run or skip it on this worker, then hand
@@ -419,6 +436,9 @@ fn on_ready<'s>(scope: &rayon::Scope<'s>, shared: &'s Shared<'s>, sched: &'s Sch
         }
     }
     let _ = sched.tx.send(Msg::Finished(i));
+    if sched.unfinished.fetch_sub(1, Ordering::AcqRel) == 1 {
+        sched.reporter.unpark();
+    }
     for &d in &sched.dependents[i] {
         if sched.remaining[d].fetch_sub(1, Ordering::AcqRel) == 1 {
             scope.spawn(move |s| on_ready(s, shared, sched, d));
