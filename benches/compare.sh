@@ -55,7 +55,10 @@ time_ms() { local t0 t1; t0=$(now); "$@" >/dev/null 2>&1; t1=$(now); echo $(( (t
 (cd "$work/layered" && ninja -j2 >/dev/null && CI=1 "$pflow" build wf.json --jobs 2 --no-repair >/dev/null 2>&1)
 
 declare -a noop_n noop_p edit_n edit_p cold_n cold_p
+# `sync` (untimed) before each pair: the previous case's dirty pages are written back
+# then, not during the next measurement.
 for ((r = 0; r < runs; r++)); do
+  sync
   noop_n+=("$(cd "$work/layered" && time_ms ninja -j2)")
   noop_p+=("$(cd "$work/layered" && CI=1 time_ms "$pflow" build wf.json --jobs 2 --no-repair)")
 
@@ -69,12 +72,15 @@ p["message"] = re.sub(r"^[^:]*", str(time.time_ns()), p["message"])
 json.dump(d, open("wf.json", "w"))
 EOF
   )
+  sync
   edit_n+=("$(cd "$work/layered" && time_ms ninja -j2)")
   edit_p+=("$(cd "$work/layered" && CI=1 time_ms "$pflow" build wf.json --jobs 2 --no-repair)")
 
   (cd "$work/wide" && rm -f s* .ninja_log .ninja_deps)
+  sync
   cold_n+=("$(cd "$work/wide" && time_ms ninja -j2)")
   (cd "$work/wide" && rm -rf .pflow-cache)
+  sync
   cold_p+=("$(cd "$work/wide" && CI=1 time_ms "$pflow" build wf.json --jobs 2 --no-repair)")
 done
 

@@ -126,6 +126,9 @@ fn bench_edited_build(c: &mut Criterion) {
                 |v| {
                     let out = execute(&v, &inputs, &cache, &opts, &Session::default(), &mut |_| {});
                     assert!(out.success);
+                    // Returned, so that freeing the workflow is not timed (as in
+                    // `cached_build`, which reuses one; the CLI never frees it).
+                    v
                 },
                 BatchSize::PerIteration,
             )

@@ -554,7 +554,8 @@ pub fn validate_workflow(wf: Workflow, structural: Vec<Diagnostic>) -> Result<Va
     if !errors.is_empty() {
         return Err(Report { errors, warnings });
     }
-    let nodes: Vec<CompiledNode> = compiled.into_iter().flatten().collect();
+    let mut nodes: Vec<CompiledNode> = Vec::with_capacity(compiled.len());
+    nodes.extend(compiled.into_iter().flatten());
     if nodes.len() != wf.nodes.len() {
         // Unreachable when there are no errors; kept as a guard rather than a panic.
         errors.push(Diagnostic::error(

@@ -150,7 +150,8 @@ struct SlotState {
     success: bool,
     digest: Option<blake3::Hash>,
     values: Option<Arc<Value>>,
-    entry: Option<Entry>,
+    /// Boxed: most slots never hold one (fast hits), and a slot per node adds up.
+    entry: Option<Box<Entry>>,
     key: Option<Key>,
     /// The key's components, kept for `--explain` (saved only if something changed).
     preimage: Option<KeyBuilder>,
@@ -734,7 +735,7 @@ impl<'a> Shared<'a> {
             // without marking a use (as the hit itself did not: the record's age limit
             // sees to recency).
             if let Some(key) = st.key {
-                st.entry = self.cache.peek(&key);
+                st.entry = self.cache.peek(&key).map(Box::new);
             }
         }
         if st.entry.is_some() || st.fast {
@@ -966,7 +967,7 @@ impl<'a> Shared<'a> {
                 st.success = true;
                 st.digest = Some(digest);
                 st.values = values;
-                st.entry = entry;
+                st.entry = entry.map(Box::new);
                 report.digest = Some(digest);
             }
             Err(e) => {
@@ -1225,15 +1226,19 @@ impl<'a> Shared<'a> {
     fn finish(&self) -> Outcome {
         let v = self.v;
         let interrupted = crate::interrupt::is_interrupted();
-        let mut nodes: Vec<NodeReport> = Vec::with_capacity(self.slots.len());
+        let mut success = !interrupted;
         for (i, slot) in self.slots.iter().enumerate() {
-            let report = lock(slot).report.clone();
-            nodes.push(report.unwrap_or_else(|| self.skip(i, "not reached".into())));
+            let failed = match &lock(slot).report {
+                Some(r) => r.status == Status::Failed && !r.handled,
+                None => false,
+            };
+            if failed {
+                success = false;
+            }
+            if lock(slot).report.is_none() {
+                self.skip(i, "not reached".into());
+            }
         }
-        let success = !interrupted
-            && nodes
-                .iter()
-                .all(|r| r.status != Status::Failed || r.handled);
 
         let mut outputs = Map::new();
         let mut warnings = std::mem::take(&mut *lock(&self.warnings));
@@ -1275,12 +1280,16 @@ impl<'a> Shared<'a> {
                 }
             }
         }
-        // Values loaded above (e.g. after a corrupt entry) may have updated reports.
-        for (i, slot) in self.slots.iter().enumerate() {
-            if let Some(r) = lock(slot).report.clone() {
-                nodes[i] = r;
-            }
-        }
+        // Taken only now: loading values above (after a corrupt entry) may update reports.
+        let nodes: Vec<NodeReport> = self
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, slot)| {
+                let taken = lock(slot).report.take();
+                taken.unwrap_or_else(|| self.skip(i, "not reached".into()))
+            })
+            .collect();
 
         // Records are written only when something changed: a no-op build rewrites no records.
         if self.dirty.load(Ordering::Relaxed) {

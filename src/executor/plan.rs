@@ -48,7 +48,7 @@ pub fn plan(
                     match blake3::Hash::from_hex(&entry.manifest.output_digest) {
                         Ok(d) if fresh(node.cache, entry.time_ms) => {
                             lock(&shared.slots[i]).digest = Some(d);
-                            lock(&shared.slots[i]).entry = Some(entry);
+                            lock(&shared.slots[i]).entry = Some(Box::new(entry));
                             lock(&shared.slots[i]).success = true;
                             ("reuse", "inputs unchanged".to_string(), Some(key))
                         }
