@@ -3,7 +3,8 @@
 #
 #   benches/compare.sh [RUNS]        (default 7 runs per case; needs ninja-build and python3)
 #
-# Cases, each run interleaved (ninja, pflow, ninja, pflow, ...) so machine noise hits both:
+# Cases, each in its own block of runs interleaved (ninja, pflow, ninja, pflow, ...) so
+# machine noise hits both:
 #   noop-10k   no-op rebuild of a 10,000-node layered DAG (node i reads i-1 and i/2)
 #   edit-10k   the same graph after editing one node near the end
 #   cold-1k    cold build of 1,000 independent shell nodes with 2 jobs
@@ -54,14 +55,7 @@ time_ms() { local t0 t1; t0=$(now); "$@" >/dev/null 2>&1; t1=$(now); echo $(( (t
 # Warm both layered builds.
 (cd "$work/layered" && ninja -j2 >/dev/null && CI=1 "$pflow" build wf.json --jobs 2 --no-repair >/dev/null 2>&1)
 
-declare -a noop_n noop_p edit_n edit_p cold_n cold_p
-# `sync` (untimed) before each pair: the previous case's dirty pages are written back
-# then, not during the next measurement.
-for ((r = 0; r < runs; r++)); do
-  sync
-  noop_n+=("$(cd "$work/layered" && time_ms ninja -j2)")
-  noop_p+=("$(cd "$work/layered" && CI=1 time_ms "$pflow" build wf.json --jobs 2 --no-repair)")
-
+edit_wf() {
   # One edit near the end: ninja sees a newer input, pflow a param value it has never
   # seen (new each run, so the node really runs instead of finding an older entry).
   (cd "$work/layered" && sleep 0.01 && touch n9990 && python3 - <<'EOF'
@@ -72,16 +66,39 @@ p["message"] = re.sub(r"^[^:]*", str(time.time_ns()), p["message"])
 json.dump(d, open("wf.json", "w"))
 EOF
   )
-  sync
-  edit_n+=("$(cd "$work/layered" && time_ms ninja -j2)")
-  edit_p+=("$(cd "$work/layered" && CI=1 time_ms "$pflow" build wf.json --jobs 2 --no-repair)")
+}
 
-  (cd "$work/wide" && rm -f s* .ninja_log .ninja_deps)
+# Each case in its own block (one untimed warm-up pair first), ninja and pflow
+# interleaved within it. `sync` (untimed) before each pair, so that earlier writes are
+# flushed then and not during a measurement. Cases are not mixed: right after a cold
+# build has started and reaped 1,000 processes, the next process that touches tens of
+# MB of fresh memory pays for it (on this VM, the first no-op after a cold build took
+# ~100 ms instead of ~55), which would measure the machine, not the no-op.
+declare -a noop_n noop_p edit_n edit_p cold_n cold_p
+for ((r = -1; r < runs; r++)); do
   sync
-  cold_n+=("$(cd "$work/wide" && time_ms ninja -j2)")
-  (cd "$work/wide" && rm -rf .pflow-cache)
+  n="$(cd "$work/layered" && time_ms ninja -j2)"
+  p="$(cd "$work/layered" && CI=1 time_ms "$pflow" build wf.json --jobs 2 --no-repair)"
+  ((r >= 0)) && noop_n+=("$n") && noop_p+=("$p")
+done
+for ((r = -1; r < runs; r++)); do
+  edit_wf
   sync
-  cold_p+=("$(cd "$work/wide" && CI=1 time_ms "$pflow" build wf.json --jobs 2 --no-repair)")
+  n="$(cd "$work/layered" && time_ms ninja -j2)"
+  p="$(cd "$work/layered" && CI=1 time_ms "$pflow" build wf.json --jobs 2 --no-repair)"
+  ((r >= 0)) && edit_n+=("$n") && edit_p+=("$p")
+done
+# A cold build runs in a fresh copy of the project (made untimed), as a new checkout
+# would, and nothing is deleted until the end: ext4 passes over inodes freed in the last
+# minutes when it allocates new ones, so deleting the previous run's 1,000-3,000 files
+# just before each run made every later run slower (pflow's cache creates about 2.2
+# inodes per node where ninja creates 1, so it suffered more).
+for ((r = -1; r < runs; r++)); do
+  cp -r "$work/wide" "$work/cold-ninja-$r" && cp -r "$work/wide" "$work/cold-pflow-$r"
+  sync
+  n="$(cd "$work/cold-ninja-$r" && time_ms ninja -j2)"
+  p="$(cd "$work/cold-pflow-$r" && CI=1 time_ms "$pflow" build wf.json --jobs 2 --no-repair)"
+  ((r >= 0)) && cold_n+=("$n") && cold_p+=("$p")
 done
 
 python3 - "$here" "${noop_n[*]}" "${noop_p[*]}" "${edit_n[*]}" "${edit_p[*]}" "${cold_n[*]}" "${cold_p[*]}" <<'EOF'

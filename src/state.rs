@@ -25,7 +25,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 /// How long a record may stand in for index lookups.
 pub const MAX_AGE: Duration = Duration::from_secs(3600);
-const FORMAT: u32 = 5;
+const FORMAT: u32 = 6;
 const EXPLAIN_FORMAT: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,7 +38,7 @@ pub struct FileStat {
 
 /// One node's record: what deciding a hit and building dependents' keys need, nothing
 /// more (a value, when one is needed, is read from the cache index by the key).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodeRecord {
     /// The key first: a lookup rejects another key before decoding anything else.
     pub key: [u8; 32],
@@ -59,15 +59,72 @@ fn codec() -> impl bincode::Options {
     bincode::DefaultOptions::new()
 }
 
+/// Encoded by hand (a no-op build decodes one per node, and serde's generic decoding of
+/// two 32-byte arrays cost more than everything else about a hit): key, digest, time_ms,
+/// duration_ms, the number of written files, then each file's path length, path, size
+/// and mtime; little-endian.
 impl NodeRecord {
     pub fn encode(&self) -> Vec<u8> {
-        use bincode::Options;
-        codec().serialize(self).unwrap_or_default()
+        let paths: usize = self.written.iter().map(|(p, _, _)| 4 + p.len() + 24).sum();
+        let mut out = Vec::with_capacity(84 + paths);
+        out.extend_from_slice(&self.key);
+        out.extend_from_slice(&self.digest);
+        out.extend_from_slice(&self.time_ms.to_le_bytes());
+        out.extend_from_slice(&self.duration_ms.to_le_bytes());
+        out.extend_from_slice(&(self.written.len() as u32).to_le_bytes());
+        for (path, size, mtime) in &self.written {
+            out.extend_from_slice(&(path.len() as u32).to_le_bytes());
+            out.extend_from_slice(path.as_bytes());
+            out.extend_from_slice(&size.to_le_bytes());
+            out.extend_from_slice(&mtime.to_le_bytes());
+        }
+        out
     }
 
     fn decode(bytes: &[u8]) -> Option<NodeRecord> {
-        use bincode::Options;
-        codec().deserialize(bytes).ok()
+        let mut r = Reader(bytes);
+        let key = r.array::<32>()?;
+        let digest = r.array::<32>()?;
+        let time_ms = u64::from_le_bytes(r.array()?);
+        let duration_ms = u64::from_le_bytes(r.array()?);
+        let count = u32::from_le_bytes(r.array()?) as usize;
+        // Each file takes at least 28 bytes: a bigger count is a damaged record.
+        if count > r.0.len() / 28 {
+            return None;
+        }
+        let mut written = Vec::with_capacity(count);
+        for _ in 0..count {
+            let len = u32::from_le_bytes(r.array()?) as usize;
+            let path = std::str::from_utf8(r.take(len)?).ok()?.to_string();
+            let size = u64::from_le_bytes(r.array()?);
+            let mtime = i128::from_le_bytes(r.array()?);
+            written.push((path, size, mtime));
+        }
+        r.0.is_empty().then_some(NodeRecord {
+            key,
+            digest,
+            time_ms,
+            duration_ms,
+            written,
+        })
+    }
+}
+
+/// Reads fixed-size pieces off the front of a byte slice.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.take(N)?.try_into().ok()
     }
 }
 
@@ -148,14 +205,14 @@ impl BuildState {
     }
 
     /// Write the record of this build: `update`'s node records replace or join the
-    /// loaded ones, a loaded record survives when `keep` says so (its node was a fast hit
-    /// and is unchanged), and the reads are `update`'s.
+    /// loaded ones, a loaded record survives when `keep` says so, and the reads are
+    /// `update`'s.
     pub fn save(
         &self,
         cache_root: &Path,
         workflow_name: &str,
         update: &StateUpdate,
-        keep: impl Fn(&str) -> bool,
+        keep: impl Fn(&[u8]) -> bool,
     ) {
         let Ok(reads) = bincode::serialize(&update.reads) else {
             return;
@@ -169,6 +226,15 @@ impl BuildState {
         bytes.extend_from_slice(&reads);
         bytes.extend_from_slice(&table);
         replace(&path_for(cache_root, workflow_name), &bytes);
+    }
+
+    /// How many node records there are.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
     }
 
     /// Node `id`'s record, if it is for `key`.
@@ -253,6 +319,14 @@ impl ExplainRecords {
         ExplainRecords { table }
     }
 
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
     pub fn get(&self, id: &str) -> Option<Preimage> {
         use bincode::Options;
         let parts: Vec<(String, u64)> = codec().deserialize(self.table.get(id)?).ok()?;
@@ -265,13 +339,13 @@ impl ExplainRecords {
     }
 
     /// Write these records with `new` ones replacing or joining them; an old record
-    /// survives when `keep` says so (its node is still in the workflow).
+    /// survives when `keep` says so.
     pub fn save(
         &self,
         cache_root: &Path,
         workflow_name: &str,
         new: &BTreeMap<String, Preimage>,
-        keep: impl Fn(&str) -> bool,
+        keep: impl Fn(&[u8]) -> bool,
     ) {
         use bincode::Options;
         // Each digest as the 64-bit number its 16 hex digits spell.
@@ -344,8 +418,29 @@ mod tests {
 
     /// Save `update` over `base` and load the result back.
     fn saved(dir: &Path, base: &BuildState, update: StateUpdate, keep: &[&str]) -> BuildState {
-        base.save(dir, "wf.json", &update, |id| keep.contains(&id));
+        base.save(dir, "wf.json", &update, |id| {
+            keep.iter().any(|k| k.as_bytes() == id)
+        });
         BuildState::load(dir, "wf.json")
+    }
+
+    #[test]
+    fn records_decode_to_what_was_encoded_and_damage_is_refused() {
+        let rec = NodeRecord {
+            key: [1; 32],
+            digest: [2; 32],
+            time_ms: 3,
+            duration_ms: 4,
+            written: vec![("out/a.txt".into(), 5, -6), ("b".into(), 7, 1 << 70)],
+        };
+        let bytes = rec.encode();
+        assert_eq!(NodeRecord::decode(&bytes), Some(rec));
+        for cut in 0..bytes.len() {
+            assert_eq!(NodeRecord::decode(&bytes[..cut]), None, "torn at {cut}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(NodeRecord::decode(&longer), None);
     }
 
     #[test]
@@ -420,7 +515,7 @@ mod tests {
         let loaded = ExplainRecords::load(dir.path(), "wf.json");
         assert_eq!(loaded.get("a"), Some(pre("1")));
         let second: BTreeMap<String, Preimage> = [("b".to_string(), pre("2"))].into();
-        loaded.save(dir.path(), "wf.json", &second, |id| id == "a");
+        loaded.save(dir.path(), "wf.json", &second, |id| id == b"a");
         let loaded = ExplainRecords::load(dir.path(), "wf.json");
         assert_eq!(loaded.get("a"), Some(pre("1")));
         assert_eq!(loaded.get("b"), Some(pre("2")));

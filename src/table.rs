@@ -87,7 +87,7 @@ impl Table {
     pub fn merged(
         &self,
         updates: &BTreeMap<String, Vec<u8>>,
-        keep: impl Fn(&str) -> bool,
+        keep: impl Fn(&[u8]) -> bool,
     ) -> Vec<u8> {
         let mut rows: Vec<(&[u8], &[u8])> = Vec::with_capacity(self.entries.len() + updates.len());
         let mut new = updates
@@ -101,7 +101,7 @@ impl Table {
             }
             if let Some(row) = new.next_if(|(nid, _)| *nid == id) {
                 rows.push(row);
-            } else if keep(std::str::from_utf8(id).unwrap_or("")) {
+            } else if keep(id) {
                 rows.push((id, payload));
             }
         }
@@ -155,7 +155,7 @@ mod tests {
             .iter()
             .map(|(i, p)| (i.to_string(), p.as_bytes().to_vec()))
             .collect();
-        let merged = Table::parse(t.merged(&updates, |id| id != "e"), 0).expect("parses");
+        let merged = Table::parse(t.merged(&updates, |id| id != b"e"), 0).expect("parses");
         let all: Vec<(&str, &[u8])> = ["a", "b", "c", "e", "f"]
             .iter()
             .filter_map(|id| merged.get(id).map(|p| (*id, p)))

@@ -442,3 +442,40 @@ fn a_no_op_build_neither_touches_the_index_nor_rewrites_records() {
     assert_eq!(mtimes("state"), records);
     assert_eq!(mtimes("index-v5"), buckets);
 }
+
+#[test]
+fn records_of_nodes_no_longer_in_the_workflow_are_dropped_once_they_pile_up() {
+    let named = |prefix: &str| {
+        let nodes: Vec<Value> = (0..50)
+            .map(|i| json!({"id": format!("{prefix}{i}"), "type": "echo", "params": {"message": "x"}}))
+            .collect();
+        json!({ "nodes": nodes })
+    };
+    let ws = Workspace::new().workflow(named("a"));
+    let sizes = |ws: &Workspace| -> u64 {
+        files_under(&ws.cache_dir().join("state"))
+            .iter()
+            .map(|p| std::fs::metadata(p).unwrap().len())
+            .sum()
+    };
+    ws.build(&[]).assert_ok();
+    let first = sizes(&ws);
+    let mut grown = first;
+    // Every rename leaves the old records behind (they are only unused)...
+    for prefix in ["b", "c", "d"] {
+        ws.edit_workflow(|doc| *doc = named(prefix));
+        ws.build(&[]).assert_ok();
+        let now = sizes(&ws);
+        assert!(now > grown, "{prefix}: {now} <= {grown}");
+        grown = now;
+    }
+    // ...until they outnumber the workflow's nodes by far: then only its own stay.
+    ws.edit_workflow(|doc| *doc = named("e"));
+    let r = ws.build(&[]);
+    r.assert_ok();
+    let pruned = sizes(&ws);
+    assert!(pruned < grown / 2, "{pruned} vs {grown}");
+    // And what is left still serves the next build.
+    let again = ws.build(&[]);
+    assert_eq!(again.with_status("cached").len(), 50, "{again}");
+}

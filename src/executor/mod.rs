@@ -1300,17 +1300,22 @@ impl<'a> Shared<'a> {
                     decided.insert(self.v.graph.id(i).to_string(), kb.preimage());
                 }
             }
+            // Old records stay as they are (each is checked against the key it was made
+            // for, so an outdated one is only unused), and are not even looked at: only
+            // when a table has grown well past the workflow (nodes renamed or removed) are
+            // the records of nodes no longer in it dropped.
             let (root, name) = (self.cache.root(), &self.opts.workflow_name);
-            let in_workflow = |id: &str| self.v.graph.position(id).is_some();
-            self.explain_records()
-                .save(root, name, &decided, in_workflow);
-            let fast = |id: &str| {
-                self.v
-                    .graph
-                    .position(id)
-                    .is_some_and(|i| lock(&self.slots[i]).fast)
+            let limit = 2 * self.slots.len() + 64;
+            let in_workflow = |id: &[u8]| {
+                std::str::from_utf8(id).is_ok_and(|id| self.v.graph.position(id).is_some())
             };
-            self.state.save(root, name, &lock(&self.next_state), fast);
+            let explain = self.explain_records();
+            let prune = explain.len() > limit;
+            explain.save(root, name, &decided, |id| !prune || in_workflow(id));
+            let prune = self.state.len() > limit;
+            self.state.save(root, name, &lock(&self.next_state), |id| {
+                !prune || in_workflow(id)
+            });
         }
         Outcome {
             nodes,
