@@ -1,5 +1,5 @@
-//! Validation benchmark: parse and validate a 10,000-node workflow, the first step of every
-//! `pflow build`, `pflow validate` and every repair check.
+//! Validation benchmark: parse and validate 1,000- and 10,000-node workflows, the first
+//! step of every `pflow build`, `pflow validate` and every repair check.
 //!
 //! The workflow is a layered DAG of shell nodes: node i's command reads `${n{i-1}.stdout}`
 //! and `${n{i/2}.stdout}`, so there are about 20,000 template links to resolve, check and
@@ -57,29 +57,31 @@ fn broken_doc(n: usize) -> Value {
 }
 
 fn bench_validate(c: &mut Criterion) {
-    let text = layered_text(NODES);
-    // The benchmark is only meaningful if the workflow is valid.
-    let doc: Value = serde_json::from_str(&text).expect("parse");
-    let v = pflow::validate::validate(&doc).unwrap_or_else(|r| panic!("invalid: {:?}", r.errors));
-    assert_eq!(v.order.len(), NODES);
-
     let mut group = c.benchmark_group("validate");
     group.sample_size(20);
-    group.bench_function("parse_10k_nodes", |b| {
-        b.iter(|| {
-            let doc: Value = serde_json::from_str(black_box(&text)).expect("parse");
-            black_box(doc)
-        })
-    });
-    group.bench_function("validate_10k_nodes", |b| {
-        b.iter(|| black_box(pflow::validate::validate(black_box(&doc)).is_ok()))
-    });
-    group.bench_function("parse_and_validate_10k_nodes", |b| {
-        b.iter(|| {
-            let doc: Value = serde_json::from_str(black_box(&text)).expect("parse");
-            black_box(pflow::validate::validate(&doc).is_ok())
-        })
-    });
+    for n in [1_000usize, NODES] {
+        let text = layered_text(n);
+        // The benchmark is only meaningful if the workflow is valid.
+        let doc: Value = serde_json::from_str(&text).expect("parse");
+        let v =
+            pflow::validate::validate(&doc).unwrap_or_else(|r| panic!("invalid: {:?}", r.errors));
+        assert_eq!(v.order.len(), n);
+        group.bench_function(format!("parse_{n}_nodes"), |b| {
+            b.iter(|| {
+                let doc: Value = serde_json::from_str(black_box(&text)).expect("parse");
+                black_box(doc)
+            })
+        });
+        group.bench_function(format!("validate_{n}_nodes"), |b| {
+            b.iter(|| black_box(pflow::validate::validate(black_box(&doc)).is_ok()))
+        });
+        group.bench_function(format!("parse_and_validate_{n}_nodes"), |b| {
+            b.iter(|| {
+                let doc: Value = serde_json::from_str(black_box(&text)).expect("parse");
+                black_box(pflow::validate::validate(&doc).is_ok())
+            })
+        });
+    }
     let broken = broken_doc(NODES);
     let errors = pflow::validate::validate(&broken)
         .err()
