@@ -106,6 +106,15 @@ impl KeyBuilder {
         self.add_bytes(name, text.as_bytes());
     }
 
+    /// Add a component whose bytes are `pieces` one after the other (as if joined first).
+    pub fn add_pieces(&mut self, name: impl ComponentName, pieces: &[&[u8]]) {
+        let mut h = blake3::Hasher::new_keyed(component_key());
+        for p in pieces {
+            h.update(p);
+        }
+        self.add_digest(name, *h.finalize().as_bytes());
+    }
+
     /// Add a component whose digest is already computed.
     pub fn add_digest(&mut self, name: impl ComponentName, digest: [u8; 32]) {
         let start = self.names.len();
@@ -248,6 +257,15 @@ mod tests {
             kb.finish().hex(),
             "a17b85d55e246176a8672550854aebf766512fc3975d5f5249bf5704ae3a8f2b"
         );
+    }
+
+    #[test]
+    fn pieces_hash_as_their_concatenation() {
+        let mut a = KeyBuilder::new();
+        a.add_text("type", "shell@1");
+        let mut b = KeyBuilder::new();
+        b.add_pieces("type", &[b"shell", b"@", b"1"]);
+        assert_eq!(a.finish(), b.finish());
     }
 
     #[test]
