@@ -136,7 +136,7 @@ pub struct Cache {
     root: PathBuf,
     /// Recorded durations of the entries this process found (key hex → ms), for the
     /// "time saved" figure of [`Cache::record_build`].
-    seen: Arc<Mutex<HashMap<Key, u64>>>,
+    seen: Arc<Mutex<crate::key::KeyMap<u64>>>,
     /// The shared remote cache, if one is configured.
     remote: Option<Arc<Remote>>,
 }
@@ -170,7 +170,7 @@ impl Cache {
     pub fn new(root: impl Into<PathBuf>) -> Cache {
         Cache {
             root: root.into(),
-            seen: Arc::new(Mutex::new(HashMap::new())),
+            seen: Arc::new(Mutex::new(Default::default())),
             remote: None,
         }
     }
@@ -708,7 +708,7 @@ impl BuildStats {
         v: &crate::validate::Validated,
         outcome: &crate::executor::Outcome,
         run_id: &str,
-        seen: &HashMap<Key, u64>,
+        seen: &crate::key::KeyMap<u64>,
     ) -> BuildStats {
         use crate::executor::Status;
         let status: HashMap<&str, Status> = outcome

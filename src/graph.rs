@@ -10,6 +10,37 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// A hasher for the node indices of links (FxHash's multiply-rotate). SipHash guards
+/// maps keyed by user text against crafted collisions; these keys are our own numbers,
+/// and hashing 20,000 links with SipHash was a visible part of loading a big workflow.
+#[derive(Default)]
+struct IndexHasher(u64);
+
+impl Hasher for IndexHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+
+    fn write_isize(&mut self, n: isize) {
+        self.write_u64(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// Why one node depends on another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -36,7 +67,8 @@ impl Graph {
         for i in 0..ids.len() {
             dag.add_node(i);
         }
-        let mut seen = HashSet::new();
+        let mut seen: HashSet<(usize, usize, Link), BuildHasherDefault<IndexHasher>> =
+            HashSet::with_capacity_and_hasher(2 * ids.len(), Default::default());
         for (from, to, link) in links {
             if from < ids.len() && to < ids.len() && seen.insert((from, to, link)) {
                 dag.add_edge(NodeIndex::new(from), NodeIndex::new(to), link);

@@ -33,6 +33,31 @@ impl fmt::Display for Key {
     }
 }
 
+/// Keys are BLAKE3 outputs, already uniform: a map keyed by them hashes 8 of their bytes
+/// instead of running SipHash over all 32.
+#[derive(Default)]
+pub struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut word = [0u8; 8];
+        let n = bytes.len().min(8);
+        word[..n].copy_from_slice(&bytes[..n]);
+        self.0 ^= u64::from_le_bytes(word);
+    }
+
+    fn write_usize(&mut self, _len: usize) {
+        // The length prefix of the key's bytes: always 32.
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A map keyed by node keys.
+pub type KeyMap<V> = std::collections::HashMap<Key, V, std::hash::BuildHasherDefault<KeyHasher>>;
+
 /// Component name → digest (the first 16 hex digits). Safe to store: it holds no values.
 pub type Preimage = BTreeMap<String, String>;
 

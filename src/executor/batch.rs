@@ -58,7 +58,7 @@ impl<'a> Shared<'a> {
             .collect();
         // Equal items have equal keys: each distinct key runs once, even in parallel, and
         // its duplicates take its result.
-        let mut first_with_key: HashMap<Key, usize> = HashMap::new();
+        let mut first_with_key: crate::key::KeyMap<usize> = Default::default();
         let first_of: Vec<usize> = item_keys
             .iter()
             .enumerate()

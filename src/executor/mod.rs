@@ -49,7 +49,7 @@ pub struct Options {
 /// (a node never runs twice for the same key) and how often each node's body ran.
 #[derive(Default)]
 pub struct Session {
-    memo: Mutex<HashMap<Key, Memo>>,
+    memo: Mutex<crate::key::KeyMap<Memo>>,
     executions: Mutex<HashMap<String, u32>>,
 }
 
