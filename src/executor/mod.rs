@@ -283,9 +283,13 @@ impl<'a> Shared<'a> {
     ) -> Shared<'a> {
         let n = v.workflow.nodes.len();
         let deps = grouped_dependencies(v);
+        // Only batch nodes have items; the sets are built for those alone.
         let items_only_deps = (0..n)
             .map(|i| {
                 let cn = &v.nodes[i];
+                let Some(items) = cn.items.as_ref() else {
+                    return HashSet::new();
+                };
                 let from_params: HashSet<&str> = cn
                     .params
                     .iter()
@@ -297,19 +301,12 @@ impl<'a> Shared<'a> {
                     .filter(|(_, links)| links.iter().any(|l| *l != Link::Template))
                     .map(|(j, _)| *j)
                     .collect();
-                cn.items
-                    .as_ref()
-                    .map(|items| {
-                        items
-                            .refs()
-                            .iter()
-                            .filter_map(|r| v.graph.position(&r.root))
-                            .filter(|j| {
-                                !edge_deps.contains(j) && !from_params.contains(v.graph.id(*j))
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default()
+                items
+                    .refs()
+                    .iter()
+                    .filter_map(|r| v.graph.position(&r.root))
+                    .filter(|j| !edge_deps.contains(j) && !from_params.contains(v.graph.id(*j)))
+                    .collect()
             })
             .collect();
 
@@ -413,11 +410,17 @@ fn deliver(msg: Msg, shared: &Shared<'_>, events: &mut dyn FnMut(Event<'_>)) -> 
 fn grouped_dependencies(v: &Validated) -> Vec<Vec<(usize, Vec<Link>)>> {
     (0..v.workflow.nodes.len())
         .map(|i| {
-            let mut grouped: BTreeMap<usize, Vec<Link>> = BTreeMap::new();
-            for (j, link) in v.graph.dependencies(i) {
-                grouped.entry(j).or_default().push(link);
+            let mut pairs: Vec<(usize, Link)> = v.graph.dependencies(i);
+            // Stable: the links to one dependency keep their order.
+            pairs.sort_by_key(|(j, _)| *j);
+            let mut grouped: Vec<(usize, Vec<Link>)> = Vec::with_capacity(pairs.len());
+            for (j, link) in pairs {
+                match grouped.last_mut() {
+                    Some((k, links)) if *k == j => links.push(link),
+                    _ => grouped.push((j, vec![link])),
+                }
             }
-            grouped.into_iter().collect()
+            grouped
         })
         .collect()
 }
