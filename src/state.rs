@@ -443,6 +443,15 @@ mod tests {
         assert_eq!(NodeRecord::decode(&longer), None);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_decode_as_a_record_or_are_refused(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            if let Some(rec) = NodeRecord::decode(&bytes) {
+                proptest::prop_assert_eq!(rec.encode(), bytes);
+            }
+        }
+    }
+
     #[test]
     fn fast_hit_needs_the_same_key_and_untouched_files() {
         let dir = tempfile::tempdir().unwrap();

@@ -171,6 +171,18 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Whatever is in the file (a torn write, another version, garbage), parsing
+        /// and looking up never panic.
+        #[test]
+        fn any_bytes_parse_or_are_refused(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300), id in "[a-c]{0,2}") {
+            if let Some(t) = Table::parse(bytes, 0) {
+                let _ = t.get(&id);
+                let _ = Table::parse(t.merged(&BTreeMap::new(), |_| true), 0).expect("re-parses");
+            }
+        }
+    }
+
     #[test]
     fn damaged_tables_do_not_parse() {
         let good = encode(&[(b"a", b"1"), (b"b", b"2")]);
