@@ -285,7 +285,8 @@ pub fn validate_workflow(wf: Workflow, structural: Vec<Diagnostic>) -> Result<Va
     // Nodes: types, params, templates.
     let mut compiled: Vec<Option<CompiledNode>> = Vec::with_capacity(wf.nodes.len());
     for (i, node) in wf.nodes.iter().enumerate() {
-        let path = format!("nodes[{i}]");
+        // Paths are only spelled out for a diagnostic: most nodes never need one.
+        let path = NodePath(i);
         let spec = if node.node_type.is_empty() {
             None
         } else {
@@ -384,7 +385,7 @@ pub fn validate_workflow(wf: Workflow, structural: Vec<Diagnostic>) -> Result<Va
         let mut uses_index = false;
         let mut ok = true;
         for (name, value) in &node.params {
-            let ppath = field_path(&format!("{path}.params"), name);
+            let ppath = ParamPath { node: i, name };
             match ParamTemplate::compile(value) {
                 Ok(pt) => {
                     for r in pt.refs() {
@@ -415,7 +416,7 @@ pub fn validate_workflow(wf: Workflow, structural: Vec<Diagnostic>) -> Result<Va
                                 if (t == "http" || t == "llm") && text_output {
                                     warnings.push(
                                         Diagnostic::warning(
-                                            &ppath,
+                                            ppath.to_string(),
                                             format!("the command embeds {r}, text from an {t} node, which could inject shell code"),
                                         )
                                         .with_hint(format!(
@@ -607,11 +608,38 @@ fn unsupported_note(t: &str) -> &'static str {
 }
 
 /// Check one template reference and report what is wrong with it.
+/// `nodes[i]`, spelled out only when displayed.
+#[derive(Clone, Copy)]
+struct NodePath(usize);
+
+impl std::fmt::Display for NodePath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "nodes[{}]", self.0)
+    }
+}
+
+/// `nodes[i].params.<name>` (bracketed when the name needs it), spelled out only when
+/// displayed.
+#[derive(Clone, Copy)]
+struct ParamPath<'a> {
+    node: usize,
+    name: &'a str,
+}
+
+impl std::fmt::Display for ParamPath<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&field_path(
+            &format!("nodes[{}].params", self.node),
+            self.name,
+        ))
+    }
+}
+
 fn check_reference(
     r: &Reference,
     root: Root,
     names: &Names<'_>,
-    path: &str,
+    path: &dyn std::fmt::Display,
     node_type: &str,
     alias: Option<&str>,
     errors: &mut Vec<Diagnostic>,
@@ -645,7 +673,7 @@ fn check_reference(
                     .suggest(name, avail)
                     .unwrap_or_else(|| format!("inputs and nodes are: {}", name_list(avail)))
             };
-            errors.push(Diagnostic::error(path, message).with_hint(hint));
+            errors.push(Diagnostic::error(path.to_string(), message).with_hint(hint));
         }
         Root::Node(dep) => {
             let target = &names.wf.nodes[dep];
@@ -663,7 +691,7 @@ fn check_reference(
             let Some(first) = r.path.first() else {
                 errors.push(
                     Diagnostic::error(
-                        path,
+                        path.to_string(),
                         format!(
                             "template {r} names node '{}' but not which of its outputs",
                             target.id
@@ -682,7 +710,7 @@ fn check_reference(
             };
             let Step::Key(key) = first else {
                 errors.push(Diagnostic::error(
-                    path,
+                    path.to_string(),
                     format!(
                         "template {r}: node '{}' is not an array; name an output first",
                         target.id
@@ -692,7 +720,7 @@ fn check_reference(
             };
             let unknown = |key: &str, fields: Vec<&'static str>, what: String| {
                 Diagnostic::error(
-                    path,
+                    path.to_string(),
                     format!("template {r}: {what} does not output '{key}'"),
                 )
                 .with_hint(
@@ -740,7 +768,7 @@ fn check_reference(
                 )),
                 Some(o) if o.kind == OutputKind::Scalar && r.path.len() > 1 => {
                     errors.push(Diagnostic::error(
-                        path,
+                        path.to_string(),
                         format!(
                             "template {r}: '{}.{key}' is a number or boolean and has no fields",
                             target.id
