@@ -711,11 +711,31 @@ impl BuildStats {
         seen: &crate::key::KeyMap<u64>,
     ) -> BuildStats {
         use crate::executor::Status;
-        let status: HashMap<&str, Status> = outcome
-            .nodes
-            .iter()
-            .map(|r| (r.id.as_str(), r.status))
-            .collect();
+        // Reports come in workflow order, so a node's index finds its report (checked
+        // once; any other order falls back to a map by id).
+        let aligned = outcome.nodes.len() == v.graph.len()
+            && outcome
+                .nodes
+                .iter()
+                .enumerate()
+                .all(|(i, r)| v.graph.id(i) == r.id);
+        let by_id: HashMap<&str, Status> = if aligned {
+            HashMap::new()
+        } else {
+            outcome
+                .nodes
+                .iter()
+                .map(|r| (r.id.as_str(), r.status))
+                .collect()
+        };
+        let ran = |j: usize| {
+            let status = if aligned {
+                outcome.nodes.get(j).map(|r| r.status)
+            } else {
+                by_id.get(v.graph.id(j)).copied()
+            };
+            status == Some(Status::Ran)
+        };
         let mut s = BuildStats {
             run_id: run_id.to_string(),
             time_ms: now_ms() as u64,
@@ -724,7 +744,7 @@ impl BuildStats {
             success: outcome.success,
             ..BuildStats::default()
         };
-        for r in &outcome.nodes {
+        for (i, r) in outcome.nodes.iter().enumerate() {
             match r.status {
                 // Reused from this command's memory (a repair attempt), not the cache.
                 Status::Cached | Status::Restored if r.reason == "already ran in this command" => {}
@@ -736,12 +756,13 @@ impl BuildStats {
                     if let Some(ms) = r.key.and_then(|k| seen.get(&k)) {
                         s.time_saved_ms += ms;
                     }
-                    let upstream_ran = v.graph.position(&r.id).is_some_and(|i| {
-                        v.graph
-                            .dependencies(i)
-                            .iter()
-                            .any(|(j, _)| status.get(v.graph.id(*j)) == Some(&Status::Ran))
-                    });
+                    let at = if aligned {
+                        Some(i)
+                    } else {
+                        v.graph.position(&r.id)
+                    };
+                    let upstream_ran =
+                        at.is_some_and(|i| v.graph.dependencies(i).iter().any(|(j, _)| ran(*j)));
                     if upstream_ran {
                         s.early_cutoffs += 1;
                     }

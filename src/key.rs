@@ -165,14 +165,14 @@ impl KeyBuilder {
             .collect();
         // Stable: equal names stay in the order added, and the last of them is kept.
         all.sort_by(|a, b| a.0.cmp(b.0));
-        let mut out: Vec<(&str, &[u8; 32])> = Vec::with_capacity(all.len());
-        for part in all {
-            match out.last_mut() {
-                Some(last) if last.0 == part.0 => *last = part,
-                _ => out.push(part),
+        all.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                *kept = *later;
             }
-        }
-        out
+            same
+        });
+        all
     }
 
     pub fn finish(&self) -> Key {
