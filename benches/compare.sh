@@ -68,24 +68,36 @@ EOF
   )
 }
 
+# pair DIR_NINJA DIR_PFLOW: one timed run of each, in "$n" and "$p". Which goes first
+# alternates from run to run (by $r), so neither always runs in the other's wake: ninja's
+# edit spawns 10 shells, and the process that follows a burst of processes pays more
+# for its fresh memory on this VM.
+pair() {
+  local nd="$1" pd="$2"
+  sync
+  if ((r % 2)); then
+    p="$(cd "$pd" && CI=1 time_ms "$pflow" build wf.json --jobs 2 --no-repair)"
+    n="$(cd "$nd" && time_ms ninja -j2)"
+  else
+    n="$(cd "$nd" && time_ms ninja -j2)"
+    p="$(cd "$pd" && CI=1 time_ms "$pflow" build wf.json --jobs 2 --no-repair)"
+  fi
+}
+
 # Each case in its own block (one untimed warm-up pair first), ninja and pflow
 # interleaved within it. `sync` (untimed) before each pair, so that earlier writes are
 # flushed then and not during a measurement. Cases are not mixed: right after a cold
 # build has started and reaped 1,000 processes, the next process that touches tens of
 # MB of fresh memory pays for it (on this VM, the first no-op after a cold build took
-# ~100 ms instead of ~55), which would measure the machine, not the no-op.
+# ~100 ms instead of ~50), which would measure the machine, not the no-op.
 declare -a noop_n noop_p edit_n edit_p cold_n cold_p
 for ((r = -1; r < runs; r++)); do
-  sync
-  n="$(cd "$work/layered" && time_ms ninja -j2)"
-  p="$(cd "$work/layered" && CI=1 time_ms "$pflow" build wf.json --jobs 2 --no-repair)"
+  pair "$work/layered" "$work/layered"
   ((r >= 0)) && noop_n+=("$n") && noop_p+=("$p")
 done
 for ((r = -1; r < runs; r++)); do
   edit_wf
-  sync
-  n="$(cd "$work/layered" && time_ms ninja -j2)"
-  p="$(cd "$work/layered" && CI=1 time_ms "$pflow" build wf.json --jobs 2 --no-repair)"
+  pair "$work/layered" "$work/layered"
   ((r >= 0)) && edit_n+=("$n") && edit_p+=("$p")
 done
 # A cold build runs in a fresh copy of the project (made untimed), as a new checkout
@@ -95,9 +107,7 @@ done
 # inodes per node where ninja creates 1, so it suffered more).
 for ((r = -1; r < runs; r++)); do
   cp -r "$work/wide" "$work/cold-ninja-$r" && cp -r "$work/wide" "$work/cold-pflow-$r"
-  sync
-  n="$(cd "$work/cold-ninja-$r" && time_ms ninja -j2)"
-  p="$(cd "$work/cold-pflow-$r" && CI=1 time_ms "$pflow" build wf.json --jobs 2 --no-repair)"
+  pair "$work/cold-ninja-$r" "$work/cold-pflow-$r"
   ((r >= 0)) && cold_n+=("$n") && cold_p+=("$p")
 done
 
