@@ -17,7 +17,7 @@
 
 use crate::cache::Entry;
 use crate::key::Preimage;
-use crate::table::Table;
+use crate::table::{Reader, Table};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -52,10 +52,8 @@ pub struct NodeRecord {
     pub written: Vec<(String, u64, i128)>,
 }
 
-/// Records are small and many: lengths and numbers take as few bytes as they need.
+/// `--explain` records are many and small: varint lengths and numbers keep them so.
 fn codec() -> impl bincode::Options {
-    // Varint lengths and integers; a u8 (each byte of a key) is always one byte, so a
-    // record still starts with its key's 32 bytes.
     bincode::DefaultOptions::new()
 }
 
@@ -82,25 +80,23 @@ impl NodeRecord {
     }
 
     fn decode(bytes: &[u8]) -> Option<NodeRecord> {
-        let mut r = Reader(bytes);
-        let key = r.array::<32>()?;
-        let digest = r.array::<32>()?;
-        let time_ms = u64::from_le_bytes(r.array()?);
-        let duration_ms = u64::from_le_bytes(r.array()?);
-        let count = u32::from_le_bytes(r.array()?) as usize;
+        let mut r = Reader::new(bytes, 0);
+        let key = r.array()?;
+        let digest = r.array()?;
+        let time_ms = r.u64()?;
+        let duration_ms = r.u64()?;
+        let count = r.u32()? as usize;
         // Each file takes at least 28 bytes: a bigger count is a damaged record.
-        if count > r.0.len() / 28 {
+        if count > r.remaining() / 28 {
             return None;
         }
         let mut written = Vec::with_capacity(count);
         for _ in 0..count {
-            let len = u32::from_le_bytes(r.array()?) as usize;
+            let len = r.u32()? as usize;
             let path = std::str::from_utf8(r.take(len)?).ok()?.to_string();
-            let size = u64::from_le_bytes(r.array()?);
-            let mtime = i128::from_le_bytes(r.array()?);
-            written.push((path, size, mtime));
+            written.push((path, r.u64()?, r.i128()?));
         }
-        r.0.is_empty().then_some(NodeRecord {
+        (r.remaining() == 0).then_some(NodeRecord {
             key,
             digest,
             time_ms,
@@ -110,28 +106,9 @@ impl NodeRecord {
     }
 }
 
-/// Reads fixed-size pieces off the front of a byte slice.
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Some(head)
-    }
-
-    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
-        self.take(N)?.try_into().ok()
-    }
-}
-
 /// The record of a workflow's last build, as loaded.
 #[derive(Debug, Default)]
 pub struct BuildState {
-    pub generation: u64,
     pub written_ms: u64,
     pub reads: HashMap<String, FileStat>,
     nodes: Table,
@@ -182,22 +159,16 @@ impl BuildState {
     }
 
     fn decode(bytes: Vec<u8>, generation: u64) -> Option<BuildState> {
-        let head = bytes.get(..HEADER)?;
-        let u64_at = |at: usize| -> Option<u64> {
-            Some(u64::from_le_bytes(head.get(at..at + 8)?.try_into().ok()?))
-        };
-        let format = u32::from_le_bytes(head.get(..4)?.try_into().ok()?);
-        let recorded_generation = u64_at(4)?;
-        if format != FORMAT || recorded_generation != generation {
+        let mut r = Reader::new(&bytes, 0);
+        if r.u32()? != FORMAT || r.u64()? != generation {
             return None;
         }
-        let written_ms = u64_at(12)?;
-        let reads_len = u32::from_le_bytes(head.get(20..24)?.try_into().ok()?) as usize;
-        let reads_end = HEADER.checked_add(reads_len)?;
-        let reads = bincode::deserialize(bytes.get(HEADER..reads_end)?).ok()?;
-        let nodes = Table::parse(bytes, reads_end)?;
+        let written_ms = r.u64()?;
+        let reads_len = r.u32()? as usize;
+        let reads = bincode::deserialize(r.take(reads_len)?).ok()?;
+        let start = r.offset();
+        let nodes = Table::parse(bytes, start)?;
         Some(BuildState {
-            generation,
             written_ms,
             reads,
             nodes,
@@ -367,29 +338,11 @@ impl ExplainRecords {
 
 /// Put a record in place atomically. The old one is unlinked first: renaming over an
 /// existing file makes ext4 flush the new one's data at once (its `auto_da_alloc`
-/// safeguard for editors), which cost milliseconds per record. A crash in between only
-/// loses the record, which costs time, never correctness.
+/// safeguard for editors), which cost milliseconds per record. Until the new one is in
+/// place there is none, which only costs a build that reads it then some time.
 fn replace(path: &Path, bytes: &[u8]) {
-    use std::io::Write;
-    let Some(dir) = path.parent() else { return };
-    if std::fs::create_dir_all(dir).is_err() {
-        return;
-    }
-    let Ok(mut tmp) = tempfile::Builder::new()
-        .prefix(".pflow-tmp-")
-        .tempfile_in(dir)
-    else {
-        return;
-    };
-    if tmp.write_all(bytes).is_err() {
-        return;
-    }
-    use std::os::unix::fs::PermissionsExt;
-    let _ = tmp
-        .as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o644));
     let _ = std::fs::remove_file(path);
-    let _ = tmp.persist(path);
+    let _ = crate::nodes::write_atomic_with(path, bytes, false);
 }
 
 fn explain_path(cache_root: &Path, workflow_name: &str) -> PathBuf {

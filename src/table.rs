@@ -21,37 +21,75 @@ pub struct Table {
     entries: Vec<(Range<usize>, Range<usize>)>,
 }
 
-/// Read a little-endian u32 at `*at`, advancing it.
-fn take_u32(bytes: &[u8], at: &mut usize) -> Option<usize> {
-    let b: [u8; 4] = bytes.get(*at..at.checked_add(4)?)?.try_into().ok()?;
-    *at += 4;
-    Some(u32::from_le_bytes(b) as usize)
+/// Reads little-endian numbers and byte runs off a slice, front to back. Every read
+/// checks the length first, so damaged input gives `None`, never a panic. Shared by the
+/// table and the records stored in it.
+pub struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
 }
 
-fn take_range(bytes: &[u8], at: &mut usize) -> Option<Range<usize>> {
-    let len = take_u32(bytes, at)?;
-    let r = *at..at.checked_add(len)?;
-    if r.end > bytes.len() {
-        return None;
+impl<'a> Reader<'a> {
+    /// Read `bytes` from position `at`.
+    pub fn new(bytes: &'a [u8], at: usize) -> Reader<'a> {
+        Reader { bytes, at }
     }
-    *at = r.end;
-    Some(r)
+
+    /// Where the next read starts.
+    pub fn offset(&self) -> usize {
+        self.at
+    }
+
+    /// Bytes not read yet.
+    pub fn remaining(&self) -> usize {
+        self.bytes.len().saturating_sub(self.at)
+    }
+
+    pub fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let piece = self.bytes.get(self.at..self.at.checked_add(n)?)?;
+        self.at += n;
+        Some(piece)
+    }
+
+    pub fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.take(N)?.try_into().ok()
+    }
+
+    pub fn u32(&mut self) -> Option<u32> {
+        self.array().map(u32::from_le_bytes)
+    }
+
+    pub fn u64(&mut self) -> Option<u64> {
+        self.array().map(u64::from_le_bytes)
+    }
+
+    pub fn i128(&mut self) -> Option<i128> {
+        self.array().map(i128::from_le_bytes)
+    }
+
+    /// A u32 length, then that many bytes: where they are.
+    pub fn sized(&mut self) -> Option<Range<usize>> {
+        let len = self.u32()? as usize;
+        let start = self.at;
+        self.take(len)?;
+        Some(start..self.at)
+    }
 }
 
 impl Table {
     /// Parse the table that starts at `start` in `bytes` and runs to its end.
     pub fn parse(bytes: Vec<u8>, start: usize) -> Option<Table> {
-        let mut at = start;
-        let count = take_u32(&bytes, &mut at)?;
+        let mut r = Reader::new(&bytes, start);
+        let count = r.u32()? as usize;
         // Each entry takes at least 8 bytes: a count beyond that is a damaged file, and
         // must not turn into a huge allocation.
-        if count > bytes.len().saturating_sub(at) / 8 {
+        if count > r.remaining() / 8 {
             return None;
         }
         let mut entries = Vec::with_capacity(count);
         for _ in 0..count {
-            let id = take_range(&bytes, &mut at)?;
-            let payload = take_range(&bytes, &mut at)?;
+            let id = r.sized()?;
+            let payload = r.sized()?;
             std::str::from_utf8(&bytes[id.clone()]).ok()?;
             if let Some((prev, _)) = entries.last() {
                 let prev: &Range<usize> = prev;
@@ -61,7 +99,10 @@ impl Table {
             }
             entries.push((id, payload));
         }
-        (at == bytes.len()).then_some(Table { bytes, entries })
+        if r.remaining() != 0 {
+            return None;
+        }
+        Some(Table { bytes, entries })
     }
 
     pub fn len(&self) -> usize {
