@@ -35,7 +35,6 @@ use crate::key::Key;
 use crate::remote::{Fetch, Remote};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -711,31 +710,8 @@ impl BuildStats {
         seen: &crate::key::KeyMap<u64>,
     ) -> BuildStats {
         use crate::executor::Status;
-        // Reports come in workflow order, so a node's index finds its report (checked
-        // once; any other order falls back to a map by id).
-        let aligned = outcome.nodes.len() == v.graph.len()
-            && outcome
-                .nodes
-                .iter()
-                .enumerate()
-                .all(|(i, r)| v.graph.id(i) == r.id);
-        let by_id: HashMap<&str, Status> = if aligned {
-            HashMap::new()
-        } else {
-            outcome
-                .nodes
-                .iter()
-                .map(|r| (r.id.as_str(), r.status))
-                .collect()
-        };
-        let ran = |j: usize| {
-            let status = if aligned {
-                outcome.nodes.get(j).map(|r| r.status)
-            } else {
-                by_id.get(v.graph.id(j)).copied()
-            };
-            status == Some(Status::Ran)
-        };
+        // `outcome.nodes[i]` is node i's report (see `Outcome::nodes`).
+        let ran = |j: usize| outcome.nodes.get(j).map(|r| r.status) == Some(Status::Ran);
         let mut s = BuildStats {
             run_id: run_id.to_string(),
             time_ms: now_ms() as u64,
@@ -756,13 +732,8 @@ impl BuildStats {
                     if let Some(ms) = r.key.and_then(|k| seen.get(&k)) {
                         s.time_saved_ms += ms;
                     }
-                    let at = if aligned {
-                        Some(i)
-                    } else {
-                        v.graph.position(&r.id)
-                    };
                     let upstream_ran =
-                        at.is_some_and(|i| v.graph.dependencies(i).iter().any(|(j, _)| ran(*j)));
+                        i < v.graph.len() && v.graph.dependencies(i).iter().any(|(j, _)| ran(*j));
                     if upstream_ran {
                         s.early_cutoffs += 1;
                     }

@@ -127,6 +127,7 @@ pub struct NodeReport {
 
 #[derive(Debug, Clone)]
 pub struct Outcome {
+    /// One report per node, in workflow order: `nodes[i]` is node i's.
     pub nodes: Vec<NodeReport>,
     pub outputs: Map<String, Value>,
     pub success: bool,
@@ -328,32 +329,6 @@ impl<'a> Shared<'a> {
             start: Instant::now(),
         }
     }
-}
-
-/// A number's decimal digits without allocating (for key components).
-struct Decimal {
-    buf: [u8; 10],
-    start: usize,
-}
-
-impl Decimal {
-    fn digits(&self) -> &[u8] {
-        &self.buf[self.start..]
-    }
-}
-
-fn itoa_buf(mut n: u32) -> Decimal {
-    let mut buf = [0u8; 10];
-    let mut start = buf.len();
-    loop {
-        start -= 1;
-        buf[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    Decimal { buf, start }
 }
 
 /// Paths (as file records name them) that nodes of the workflow take away (each type's
@@ -698,8 +673,8 @@ impl<'a> Shared<'a> {
         let cn = &self.v.nodes[i];
         let mut kb = KeyBuilder::new();
         kb.add_text("id", &node.id);
-        let version = itoa_buf(cn.spec.version);
-        kb.add_pieces("type", &[cn.spec.name.as_bytes(), b"@", version.digits()]);
+        let version = cn.spec.version.to_string();
+        kb.add_pieces("type", &[cn.spec.name.as_bytes(), b"@", version.as_bytes()]);
         for (name, value) in &node.params {
             kb.add_value(("param", name.as_str()), value);
         }
