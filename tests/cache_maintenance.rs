@@ -86,6 +86,21 @@ fn cache_bytes(ws: &Workspace) -> u64 {
         .sum()
 }
 
+/// `pflow cache verify` fails and names each of `paths` (relative to the cache).
+#[track_caller]
+fn assert_verify_names(ws: &Workspace, paths: &[PathBuf]) {
+    let r = cache(ws, &["verify"]);
+    assert_eq!(r.code, 1, "{r}");
+    for p in paths {
+        let rel = p
+            .strip_prefix(ws.cache_dir())
+            .unwrap()
+            .display()
+            .to_string();
+        assert!(r.stdout.contains(&rel), "verify does not name {rel}: {r}");
+    }
+}
+
 fn flip_a_byte(path: &Path) {
     let mut bytes = std::fs::read(path).unwrap();
     assert!(!bytes.is_empty());
@@ -107,16 +122,7 @@ fn flipped_blobs_are_named_by_verify_rebuilt_by_the_next_build_and_removed_by_fi
         flip_a_byte(b);
     }
 
-    let r = cache(&ws, &["verify"]);
-    assert_eq!(r.code, 1, "{r}");
-    for b in &all {
-        let rel = b
-            .strip_prefix(ws.cache_dir())
-            .unwrap()
-            .display()
-            .to_string();
-        assert!(r.stdout.contains(&rel), "verify does not name {rel}: {r}");
-    }
+    assert_verify_names(&ws, &all);
 
     // The next build is right: it runs again what it cannot trust.
     let r = ws.build(&[]);
@@ -234,16 +240,7 @@ fn torn_and_garbage_index_lines_are_reported_and_fixed() {
     std::fs::write(&bs[0], format!("{text}{torn}")).unwrap();
     std::fs::write(&bs[1], b"\n\xff\xfe garbage\tnot json").unwrap();
 
-    let r = cache(&ws, &["verify"]);
-    assert_eq!(r.code, 1, "{r}");
-    for b in &bs[..2] {
-        let rel = b
-            .strip_prefix(ws.cache_dir())
-            .unwrap()
-            .display()
-            .to_string();
-        assert!(r.stdout.contains(&rel), "verify does not name {rel}: {r}");
-    }
+    assert_verify_names(&ws, &bs[..2]);
     let b = ws.build(&[]);
     b.assert_ok();
     assert_eq!(b.output("result"), "HELLO");

@@ -211,23 +211,14 @@ fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-/// gen → upper → save (a file), an independent `side` node, and a volatile node.
+/// The common pipeline (gen → upper → save, and `side`) plus a volatile node.
 fn pipeline() -> Value {
-    json!({
-        "nodes": [
-            {"id": "gen", "type": "shell",
-             "params": {"command": counted("gen", "echo hello")}},
-            {"id": "upper", "type": "shell",
-             "params": {"command": counted("upper", "tr a-z A-Z"), "stdin": "${gen.stdout}"}},
-            {"id": "save", "type": "write-file",
-             "params": {"file_path": "out/result.txt", "content": "${upper.stdout}"}},
-            {"id": "side", "type": "shell",
-             "params": {"command": counted("side", "echo side")}},
-            {"id": "clock", "type": "shell", "cache": false,
-             "params": {"command": counted("clock", "echo tick")}}
-        ],
-        "outputs": {"result": {"source": "${upper.stdout}"}}
-    })
+    let mut doc = common::pipeline();
+    if let Some(nodes) = doc["nodes"].as_array_mut() {
+        nodes.push(json!({"id": "clock", "type": "shell", "cache": false,
+                          "params": {"command": counted("clock", "echo tick")}}));
+    }
+    doc
 }
 
 /// A build in `ws` with extra arguments and environment (JSON mode unless `text`).
