@@ -5,7 +5,8 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use pflow::cache::Cache;
-use pflow::executor::{execute, Options, Session};
+use pflow::executor::{execute, Options, Outcome, Session};
+use pflow::validate::Validated;
 use serde_json::{json, Map, Value};
 use std::collections::HashSet;
 
@@ -23,6 +24,18 @@ fn layered(n: usize) -> Value {
         })
         .collect();
     json!({"ir_version": "0.1.0", "nodes": nodes})
+}
+
+/// One build with no inputs and no progress reporting, as a fresh command would run it.
+fn build(v: &Validated, cache: &Cache, opts: &Options) -> Outcome {
+    execute(
+        v,
+        &Map::new(),
+        cache,
+        opts,
+        &Session::default(),
+        &mut |_| {},
+    )
 }
 
 fn options(name: &str) -> Options {
@@ -43,28 +56,13 @@ fn bench_cached_build(c: &mut Criterion) {
         let validated = pflow::validate::validate(&doc).expect("valid benchmark workflow");
         let dir = tempfile::tempdir().expect("temp dir");
         let cache = Cache::new(dir.path().join("cache"));
-        let inputs = Map::new();
         let opts = options("bench.json");
         // Warm the cache once.
-        let first = execute(
-            &validated,
-            &inputs,
-            &cache,
-            &opts,
-            &Session::default(),
-            &mut |_| {},
-        );
+        let first = build(&validated, &cache, &opts);
         assert!(first.success);
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             b.iter(|| {
-                let out = execute(
-                    &validated,
-                    &inputs,
-                    &cache,
-                    &opts,
-                    &Session::default(),
-                    &mut |_| {},
-                );
+                let out = build(&validated, &cache, &opts);
                 assert!(out.success);
             })
         });
@@ -77,27 +75,10 @@ fn bench_single_hit(c: &mut Criterion) {
     let validated = pflow::validate::validate(&doc).expect("valid");
     let dir = tempfile::tempdir().expect("temp dir");
     let cache = Cache::new(dir.path().join("cache"));
-    let inputs = Map::new();
     let opts = options("one.json");
-    execute(
-        &validated,
-        &inputs,
-        &cache,
-        &opts,
-        &Session::default(),
-        &mut |_| {},
-    );
+    build(&validated, &cache, &opts);
     c.bench_function("per_node_cached_hit", |b| {
-        b.iter(|| {
-            execute(
-                &validated,
-                &inputs,
-                &cache,
-                &opts,
-                &Session::default(),
-                &mut |_| {},
-            )
-        })
+        b.iter(|| build(&validated, &cache, &opts))
     });
 }
 
@@ -110,10 +91,9 @@ fn bench_edited_build(c: &mut Criterion) {
         let doc = layered(n);
         let dir = tempfile::tempdir().expect("temp dir");
         let cache = Cache::new(dir.path().join("cache"));
-        let inputs = Map::new();
         let opts = options("edited.json");
         let v = pflow::validate::validate(&doc).expect("valid");
-        execute(&v, &inputs, &cache, &opts, &Session::default(), &mut |_| {});
+        build(&v, &cache, &opts);
         let mut counter = 0u64;
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             b.iter_batched(
@@ -124,7 +104,7 @@ fn bench_edited_build(c: &mut Criterion) {
                     pflow::validate::validate(&edited).expect("valid")
                 },
                 |v| {
-                    let out = execute(&v, &inputs, &cache, &opts, &Session::default(), &mut |_| {});
+                    let out = build(&v, &cache, &opts);
                     assert!(out.success);
                     // Returned, so that freeing the workflow is not timed (as in
                     // `cached_build`, which reuses one; the CLI never frees it).
