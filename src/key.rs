@@ -80,12 +80,6 @@ impl ComponentName for &str {
     }
 }
 
-impl ComponentName for String {
-    fn write_to(&self, out: &mut String) {
-        out.push_str(self);
-    }
-}
-
 impl ComponentName for (&str, &str) {
     fn write_to(&self, out: &mut String) {
         out.push_str(self.0);
