@@ -4,6 +4,7 @@
 //! Run: `cargo bench --bench engine`. Figures are reported in the README.
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use pflow::cache::layered::Layered;
 use pflow::cache::Cache;
 use pflow::executor::{execute, Options, Outcome, Session};
 use pflow::validate::Validated;
@@ -27,7 +28,7 @@ fn layered(n: usize) -> Value {
 }
 
 /// One build with no inputs and no progress reporting, as a fresh command would run it.
-fn build(v: &Validated, cache: &Cache, opts: &Options) -> Outcome {
+fn build(v: &Validated, cache: &Layered, opts: &Options) -> Outcome {
     execute(
         v,
         &Map::new(),
@@ -55,7 +56,7 @@ fn bench_cached_build(c: &mut Criterion) {
         let doc = layered(n);
         let validated = pflow::validate::validate(&doc).expect("valid benchmark workflow");
         let dir = tempfile::tempdir().expect("temp dir");
-        let cache = Cache::new(dir.path().join("cache"));
+        let cache = Layered::new(Cache::new(dir.path().join("cache")), None);
         let opts = options("bench.json");
         // Warm the cache once.
         let first = build(&validated, &cache, &opts);
@@ -74,7 +75,7 @@ fn bench_single_hit(c: &mut Criterion) {
     let doc = json!({"nodes": [{"id": "a", "type": "echo", "params": {"message": "x"}}]});
     let validated = pflow::validate::validate(&doc).expect("valid");
     let dir = tempfile::tempdir().expect("temp dir");
-    let cache = Cache::new(dir.path().join("cache"));
+    let cache = Layered::new(Cache::new(dir.path().join("cache")), None);
     let opts = options("one.json");
     build(&validated, &cache, &opts);
     c.bench_function("per_node_cached_hit", |b| {
@@ -90,7 +91,7 @@ fn bench_edited_build(c: &mut Criterion) {
     for n in [1_000usize, 10_000] {
         let doc = layered(n);
         let dir = tempfile::tempdir().expect("temp dir");
-        let cache = Cache::new(dir.path().join("cache"));
+        let cache = Layered::new(Cache::new(dir.path().join("cache")), None);
         let opts = options("edited.json");
         let v = pflow::validate::validate(&doc).expect("valid");
         build(&v, &cache, &opts);
@@ -164,7 +165,7 @@ fn bench_file_hashing(c: &mut Criterion) {
     group.sample_size(10);
     group.throughput(Throughput::Bytes(size as u64));
     group.bench_function("64MiB", |b| {
-        b.iter(|| pflow::cache::file_digest(&path).expect("hash"))
+        b.iter(|| pflow::fsutil::file_digest(&path).expect("hash"))
     });
     group.finish();
 }

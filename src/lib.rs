@@ -12,28 +12,26 @@
 // design; failures are rare and off the hot path, so its size is not worth boxing.
 #![allow(clippy::result_large_err)]
 
-pub mod build;
 pub mod cache;
 pub mod canonical;
 pub mod cli;
+pub mod commands;
 pub mod diagnostic;
 pub mod error;
 pub mod executor;
+pub mod fsutil;
 pub mod graph;
+pub mod http;
 pub mod inputs;
 pub mod interrupt;
 pub mod key;
 pub mod llm;
-pub mod maintenance;
 pub mod nodes;
-pub mod remote;
 pub mod render;
 pub mod repair;
 pub mod report;
 pub mod source;
-pub mod state;
 pub mod store;
-pub mod table;
 pub mod template;
 pub mod validate;
 pub mod workflow;

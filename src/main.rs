@@ -24,10 +24,9 @@ fn main() {
             "error: internal error in pflow: {what}{at}; please report it"
         ));
     }));
-    let cli = match pflow::cli::Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => std::process::exit(pflow::cli::usage_error(e)),
+    let code = match pflow::cli::Cli::try_parse() {
+        Ok(cli) => pflow::commands::run(cli),
+        Err(e) => pflow::commands::usage_error(e),
     };
-    let code = pflow::cli::run(cli);
     std::process::exit(code);
 }

@@ -173,7 +173,7 @@ pub fn stats(o: &Outcome) -> Stats {
             Status::Failed => s.failed += 1,
             Status::Skipped => s.skipped += 1,
         }
-        if n.remote {
+        if n.source == Some(crate::executor::HitSource::Remote) {
             s.remote += 1;
         }
     }

@@ -134,7 +134,7 @@ fn modify(
     let next = f(current)?;
     let mut bytes = serde_json::to_vec_pretty(&next).map_err(|e| e.to_string())?;
     bytes.push(b'\n');
-    let result = crate::nodes::write_atomic(&path, &bytes)
+    let result = crate::fsutil::write_atomic(&path, &bytes)
         .map_err(|e| format!("cannot write {}: {e}", path.display()));
     let _ = FileExt::unlock(&lock);
     result

@@ -153,7 +153,7 @@ fn edit_index_lines(ws: &Workspace, edit: impl Fn(&mut Value)) -> usize {
         let mut v: Value = serde_json::from_str(j).unwrap();
         edit(&mut v);
         let j = serde_json::to_string(&v).unwrap();
-        let line = format!("\n{}\t{j}", pflow::cache::line_hash(&j));
+        let line = format!("\n{}\t{j}", pflow::cache::layout::line_hash(&j));
         std::fs::write(&b, format!("{text}{line}")).unwrap();
         n += 1;
     }

@@ -13,6 +13,7 @@
 //!
 //! Regression inputs found by the fuzz targets (fuzz/) are kept at the end.
 
+use pflow::cache::layered::Layered;
 use pflow::cache::Cache;
 use pflow::canonical::{output_digest, to_canonical};
 use pflow::executor::{execute, Options, Session};
@@ -458,7 +459,7 @@ impl KeyLab {
 
     fn keys(&self, doc: &Value, inputs: &Map<String, Value>) -> BTreeMap<String, String> {
         let v = validate(doc).unwrap_or_else(|r| panic!("invalid: {:?}\n{doc:#}", r.errors));
-        let cache = Cache::new(self.dir.path().join("cache"));
+        let cache = Layered::new(Cache::new(self.dir.path().join("cache")), None);
         let opts = Options {
             jobs: 2,
             force: false,

@@ -83,21 +83,28 @@ impl<'a> Shared<'a> {
             };
             let item = &items[idx];
             let item_key = item_keys[idx];
+            let ask = Ask {
+                key: item_key,
+                policy: node.cache,
+                forced: self.forced(node),
+                recorded_as: None,
+            };
             let mut result = None;
-            if let Some(m) = self.session.recall(&item_key) {
-                cached.fetch_add(1, Ordering::SeqCst);
-                result = Some(Ok((m.values, false, Vec::new())));
-            } else if self.forced(node).is_none() {
-                if let (Ok(Some(entry)), _) = self.cache.lookup_with_remote(&item_key) {
-                    if let Ok(restored_files) = self.try_hit(&entry, node.cache) {
-                        if let Ok(v) = self.cache.load_outputs(&entry) {
-                            cached.fetch_add(1, Ordering::SeqCst);
-                            if !restored_files.is_empty() {
-                                restored.fetch_add(1, Ordering::SeqCst);
-                            }
-                            result = Some(Ok((Arc::new(v), false, Vec::new())));
-                        }
+            if let Decision::Reuse(hit) = decide(&self.sources(Mode::Build), &ask) {
+                let values = match (hit.values, &hit.entry) {
+                    (Some(v), _) => Some(v),
+                    (None, Some(entry)) => {
+                        self.cache.local().load_outputs(entry).ok().map(Arc::new)
                     }
+                    (None, None) => None,
+                };
+                // An entry whose value cannot be read is a miss: the item runs.
+                if let Some(v) = values {
+                    cached.fetch_add(1, Ordering::SeqCst);
+                    if !hit.restored.is_empty() {
+                        restored.fetch_add(1, Ordering::SeqCst);
+                    }
+                    result = Some(Ok((v, false, Vec::new())));
                 }
             }
             let result = result.unwrap_or_else(|| {

@@ -12,20 +12,24 @@
 //! node that produced it is run again on the spot (once, under its slot's lock).
 
 mod batch;
+pub mod decide;
 mod plan;
 
-pub use plan::{plan, PlanStep};
+pub use decide::HitSource;
+pub use plan::{plan, Action, PlanStep};
 
-use crate::cache::{now_ms, Cache, Entry, FileState};
+use crate::cache::layered::Layered;
+use crate::cache::records::BuildState;
+use crate::cache::Entry;
 use crate::canonical::output_digest;
 use crate::error::{ErrorCategory, NodeError};
 use crate::graph::Link;
-use crate::key::{explain_change, Key, KeyBuilder, Preimage};
+use crate::key::{Key, KeyBuilder, Preimage};
 use crate::nodes::{NodeOutput, RunContext};
-use crate::state::BuildState;
 use crate::template::{ParamTemplate, Part, Scope, Template, Unresolved};
 use crate::validate::{CompiledNode, Validated};
 use crate::workflow::{BatchConfig, CachePolicy, ErrorHandling, TemplateMode};
+use decide::{decide, Ask, Decision, Forced, Mode, Sources};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -49,14 +53,8 @@ pub struct Options {
 /// (a node never runs twice for the same key) and how often each node's body ran.
 #[derive(Default)]
 pub struct Session {
-    memo: Mutex<crate::key::KeyMap<Memo>>,
+    memo: decide::Memo,
     executions: Mutex<HashMap<String, u32>>,
-}
-
-#[derive(Clone)]
-struct Memo {
-    digest: blake3::Hash,
-    values: Arc<Value>,
 }
 
 impl Session {
@@ -73,14 +71,8 @@ impl Session {
         }
     }
 
-    fn recall(&self, key: &Key) -> Option<Memo> {
-        self.memo.lock().ok()?.get(key).cloned()
-    }
-
     fn remember(&self, key: Key, digest: blake3::Hash, values: Arc<Value>) {
-        if let Ok(mut m) = self.memo.lock() {
-            m.insert(key, Memo { digest, values });
-        }
+        self.memo.remember(key, digest, values);
     }
 }
 
@@ -119,8 +111,8 @@ pub struct NodeReport {
     pub error: Option<NodeError>,
     /// A failure routed to an error handler.
     pub handled: bool,
-    /// Reused from the remote cache (and now stored locally).
-    pub remote: bool,
+    /// Where a reused result came from (None when the node ran, failed or was skipped).
+    pub source: Option<HitSource>,
     pub start_ms: u64,
     pub end_ms: u64,
 }
@@ -162,7 +154,7 @@ struct SlotState {
 struct Shared<'a> {
     v: &'a Validated,
     inputs: &'a Map<String, Value>,
-    cache: &'a Cache,
+    cache: &'a Layered,
     opts: &'a Options,
     session: &'a Session,
     slots: Vec<Mutex<SlotState>>,
@@ -174,10 +166,10 @@ struct Shared<'a> {
     /// sources): a cached writer of such a file must not bring it back.
     consumed: HashSet<String>,
     /// The explain records of the last build, read only when a node misses.
-    prev_preimages: std::sync::OnceLock<crate::state::ExplainRecords>,
+    prev_preimages: std::sync::OnceLock<crate::cache::records::ExplainRecords>,
     /// What the last build of this workflow saw (see [`crate::state`]).
     state: BuildState,
-    next_state: Mutex<crate::state::StateUpdate>,
+    next_state: Mutex<crate::cache::records::StateUpdate>,
     /// Something differs from the recorded state: records must be written at the end.
     dirty: AtomicBool,
     warnings: Mutex<Vec<String>>,
@@ -192,7 +184,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub fn execute(
     v: &Validated,
     inputs: &Map<String, Value>,
-    cache: &Cache,
+    cache: &Layered,
     opts: &Options,
     session: &Session,
     events: &mut dyn FnMut(Event<'_>),
@@ -278,7 +270,7 @@ impl<'a> Shared<'a> {
     fn new(
         v: &'a Validated,
         inputs: &'a Map<String, Value>,
-        cache: &'a Cache,
+        cache: &'a Layered,
         opts: &'a Options,
         session: &'a Session,
     ) -> Shared<'a> {
@@ -322,7 +314,7 @@ impl<'a> Shared<'a> {
             items_only_deps,
             consumed: consumed_paths(v),
             prev_preimages: std::sync::OnceLock::new(),
-            state: BuildState::load(cache.root(), &opts.workflow_name),
+            state: BuildState::load(cache.local().root(), &opts.workflow_name),
             next_state: Mutex::new(Default::default()),
             dirty: AtomicBool::new(false),
             warnings: Mutex::new(Vec::new()),
@@ -353,14 +345,6 @@ fn consumed_paths(v: &Validated) -> HashSet<String> {
                 .into_owned()
         })
         .collect()
-}
-
-/// Is an entry written at `time_ms` young enough for the node's cache policy?
-fn fresh(policy: CachePolicy, time_ms: u128) -> bool {
-    match policy {
-        CachePolicy::MaxAge(max) => now_ms().saturating_sub(time_ms) <= max.as_millis(),
-        _ => true,
-    }
 }
 
 /// Report one message; returns how many nodes it finished (0 or 1).
@@ -637,7 +621,7 @@ impl<'a> Shared<'a> {
                 "internal error in pflow while running this node (please report it)",
             )),
             handled: false,
-            remote: false,
+            source: None,
             start_ms: t,
             end_ms: t,
         });
@@ -657,7 +641,7 @@ impl<'a> Shared<'a> {
             reason,
             error: None,
             handled: false,
-            remote: false,
+            source: None,
             start_ms: t,
             end_ms: t,
         };
@@ -740,12 +724,12 @@ impl<'a> Shared<'a> {
             // without marking a use (as the hit itself did not: the record's age limit
             // sees to recency).
             if let Some(key) = st.key {
-                st.entry = self.cache.peek(&key).map(Box::new);
+                st.entry = self.cache.local().peek(&key).map(Box::new);
             }
         }
         if st.entry.is_some() || st.fast {
             let loaded = match &st.entry {
-                Some(entry) => self.cache.load_outputs(entry),
+                Some(entry) => self.cache.local().load_outputs(entry),
                 None => Err(crate::cache::CacheError(
                     "its index entry is gone or damaged".into(),
                 )),
@@ -862,16 +846,16 @@ impl<'a> Shared<'a> {
     fn add_file_components(&self, kb: &mut KeyBuilder, paths: &[String]) {
         for p in paths {
             let path = crate::nodes::read_file::expand_path(p);
-            let now = crate::state::stat(&path);
+            let now = crate::fsutil::stat(&path);
             let digest = match self.state.read_digest(p, now) {
                 Some(d) => d,
-                None => match crate::cache::file_digest(&path) {
+                None => match crate::fsutil::file_digest(&path) {
                     Ok(d) => d.to_hex().to_string(),
                     Err(_) => "missing".to_string(),
                 },
             };
             if let Some((size, mtime_ns)) = now {
-                let stat = crate::state::FileStat {
+                let stat = crate::cache::records::FileStat {
                     size,
                     mtime_ns,
                     digest: digest.clone(),
@@ -890,15 +874,18 @@ impl<'a> Shared<'a> {
         self.explain_records().get(id)
     }
 
-    fn explain_records(&self) -> &crate::state::ExplainRecords {
+    fn explain_records(&self) -> &crate::cache::records::ExplainRecords {
         self.prev_preimages.get_or_init(|| {
-            crate::state::ExplainRecords::load(self.cache.root(), &self.opts.workflow_name)
+            crate::cache::records::ExplainRecords::load(
+                self.cache.local().root(),
+                &self.opts.workflow_name,
+            )
         })
     }
 
     /// Keep what a hit on `entry` means for the next build's fast path.
     fn remember_entry(&self, id: &str, key: &Key, entry: &Entry) {
-        match crate::state::record_of(&key.0, entry) {
+        match crate::cache::records::record_of(&key.0, entry) {
             Some(rec) => {
                 let encoded = rec.encode();
                 if !self.state.has(id, &encoded) {
@@ -920,7 +907,7 @@ impl<'a> Shared<'a> {
         took: Duration,
     ) -> Option<Entry> {
         let id = self.v.graph.id(i);
-        match self.cache.store(crate::cache::NewEntry {
+        match self.cache.local().store(crate::cache::NewEntry {
             key,
             node: id,
             outputs: values,
@@ -931,7 +918,7 @@ impl<'a> Shared<'a> {
         }) {
             Ok(entry) => {
                 if self.v.workflow.nodes[i].cache != CachePolicy::Never {
-                    self.cache.push_remote(key, &entry.manifest, values);
+                    self.cache.push(key, &entry.manifest, values);
                 }
                 Some(entry)
             }
@@ -958,7 +945,7 @@ impl<'a> Shared<'a> {
             reason: String::new(),
             error: None,
             handled: false,
-            remote: false,
+            source: None,
             start_ms,
             end_ms: start_ms,
         };
@@ -1028,75 +1015,47 @@ impl<'a> Shared<'a> {
         report.key = Some(key);
         lock(&self.slots[i]).key = Some(key);
 
-        if let Some(m) = self.session.recall(&key) {
-            report.status = Status::Cached;
-            report.reason = "already ran in this command".into();
-            return Ok((m.digest, Some(m.values), None));
-        }
-
-        let forced = self.forced(node);
-        // Fast path: the last build recorded this key's entry, and its files are as it
-        // left them. No cache I/O at all.
-        if forced.is_none() {
-            if let Some((digest, time_ms, duration_ms)) = self.state.fast_hit(&node.id, &key.0) {
-                if fresh(node.cache, time_ms as u128) {
-                    self.cache.note_hit(&key, duration_ms);
-                    report.status = Status::Cached;
-                    report.reason = "inputs unchanged".into();
+        let ask = Ask {
+            key,
+            policy: node.cache,
+            forced: self.forced(node),
+            recorded_as: Some(&node.id),
+        };
+        let reason = match decide(&self.sources(Mode::Build), &ask) {
+            Decision::Reuse(hit) => {
+                report.status = if hit.restored.is_empty() {
+                    Status::Cached
+                } else {
+                    Status::Restored
+                };
+                report.reason = hit.reason();
+                report.source = Some(hit.source);
+                match hit.source {
                     // Same key, same preimage: the explain record already holds it.
-                    lock(&self.slots[i]).fast = true;
-                    return Ok((blake3::Hash::from_bytes(digest), None, None));
+                    HitSource::FastPath => lock(&self.slots[i]).fast = true,
+                    HitSource::Memo => {}
+                    HitSource::Local | HitSource::Remote => {
+                        self.dirty.store(true, Ordering::Relaxed);
+                        lock(&self.slots[i]).preimage = Some(kb);
+                        if let Some(entry) = &hit.entry {
+                            self.remember_entry(&node.id, &key, entry);
+                        }
+                    }
                 }
+                return Ok((hit.digest, hit.values, hit.entry.map(|e| *e)));
             }
-        }
+            Decision::Run(reason) => reason,
+        };
         self.dirty.store(true, Ordering::Relaxed);
         let preimage = kb.preimage();
         lock(&self.slots[i]).preimage = Some(kb);
-        let previous = self.previous_preimage(&node.id);
-        let miss_reason = match forced {
-            Some(r) => r.to_string(),
-            None => match self.cache.lookup_with_remote(&key) {
-                (Ok(Some(entry)), via) => match self.try_hit(&entry, node.cache) {
-                    Ok(restored) => {
-                        report.status = if restored.is_empty() {
-                            Status::Cached
-                        } else {
-                            Status::Restored
-                        };
-                        report.reason = if restored.is_empty() {
-                            "inputs unchanged".into()
-                        } else {
-                            format!("restored {}", restored.join(", "))
-                        };
-                        if via.hit {
-                            report.remote = true;
-                            report.reason.push_str(crate::remote::REMOTE_SUFFIX);
-                        }
-                        let digest =
-                            blake3::Hash::from_hex(&entry.manifest.output_digest).map_err(|_| {
-                                NodeError::new(ErrorCategory::Internal, "corrupt manifest digest")
-                            });
-                        match digest {
-                            Ok(d) => {
-                                self.remember_entry(&node.id, &key, &entry);
-                                return Ok((d, None, Some(entry)));
-                            }
-                            Err(_) => "corrupt entry".to_string(),
-                        }
-                    }
-                    Err(reason) => reason,
-                },
-                (Ok(None), crate::cache::RemoteLookup { note: Some(n), .. }) => n,
-                (Ok(None), _) => match previous {
-                    None => "new".to_string(),
-                    Some(old) => {
-                        explain_change(&old, &preimage).unwrap_or_else(|| "no cache entry".into())
-                    }
-                },
-                (Err(_), _) => "corrupt entry".to_string(),
-            },
+        let reason = match reason {
+            decide::RunReason::NoEntry => {
+                decide::explain_miss(self.previous_preimage(&node.id), &preimage)
+            }
+            other => other,
         };
-        report.reason = miss_reason;
+        report.reason = reason.to_string();
         report.status = Status::Ran;
 
         let result = self.run_body(i)?;
@@ -1138,45 +1097,27 @@ impl<'a> Shared<'a> {
     }
 
     /// Why this node may not reuse a cached result in this build, if it may not.
-    fn forced(&self, node: &crate::workflow::Node) -> Option<&'static str> {
+    fn forced(&self, node: &crate::workflow::Node) -> Option<Forced> {
         if self.opts.force {
-            Some("--force")
+            Some(Forced::All)
         } else if self.opts.rerun.contains(&node.id) {
-            Some("--rerun")
+            Some(Forced::Node)
         } else if node.cache == CachePolicy::Never {
-            Some("cache: false")
+            Some(Forced::NoCache)
         } else {
             None
         }
     }
 
-    /// Check a cache entry: age, and the files it wrote (restoring them when needed).
-    /// Returns the restored paths, or why the entry cannot be used.
-    fn try_hit(&self, entry: &Entry, policy: CachePolicy) -> Result<Vec<String>, String> {
-        if let (false, CachePolicy::MaxAge(max)) = (fresh(policy, entry.time_ms), policy) {
-            return Err(format!(
-                "cache entry older than {}",
-                humantime::format_duration(max)
-            ));
+    /// Where decisions look, for a build or a probe.
+    fn sources(&self, mode: Mode) -> Sources<'_> {
+        Sources {
+            memo: &self.session.memo,
+            records: &self.state,
+            cache: self.cache,
+            consumed: &self.consumed,
+            mode,
         }
-        if !self.cache.has_outputs(entry) {
-            return Err("corrupt entry (outputs missing)".into());
-        }
-        let mut restored = Vec::new();
-        for rec in &entry.manifest.files {
-            match self.cache.file_state(rec) {
-                FileState::Intact => {}
-                // Gone because a later node of this workflow removed it, as it should be.
-                FileState::Missing if self.consumed.contains(&rec.path) => {}
-                FileState::Missing | FileState::Changed => {
-                    self.cache
-                        .restore_file(rec)
-                        .map_err(|e| format!("cannot restore {}: {e}", rec.path))?;
-                    restored.push(rec.path.clone());
-                }
-            }
-        }
-        Ok(restored)
     }
 
     /// Run node `i` (all its items for a batch). Counts executions in the session.
@@ -1194,7 +1135,7 @@ impl<'a> Shared<'a> {
         let own_files: Vec<(String, String)> = self
             .state
             .previous_key(&node.id)
-            .and_then(|k| self.cache.peek(&Key(k)))
+            .and_then(|k| self.cache.local().peek(&Key(k)))
             .map(|e| {
                 e.manifest
                     .files
@@ -1248,7 +1189,7 @@ impl<'a> Shared<'a> {
 
         let mut outputs = Map::new();
         let mut warnings = std::mem::take(&mut *lock(&self.warnings));
-        warnings.extend(self.cache.take_remote_warnings());
+        warnings.extend(self.cache.take_warnings());
         if success {
             let all: Vec<usize> = (0..self.slots.len()).collect();
             for (name, source) in &v.outputs {
@@ -1310,7 +1251,7 @@ impl<'a> Shared<'a> {
             // for, so an outdated one is only unused), and are not even looked at: only
             // when a table has grown well past the workflow (nodes renamed or removed) are
             // the records of nodes no longer in it dropped.
-            let (root, name) = (self.cache.root(), &self.opts.workflow_name);
+            let (root, name) = (self.cache.local().root(), &self.opts.workflow_name);
             let limit = 2 * self.slots.len() + 64;
             let in_workflow = |id: &[u8]| {
                 std::str::from_utf8(id).is_ok_and(|id| self.v.graph.position(id).is_some())

@@ -1,7 +1,16 @@
-//! `--dry-run`: which nodes a build would reuse and which it would run, computed from
-//! keys and the cache index without running anything.
+//! `--dry-run`: which nodes a build would reuse and which it would run, decided by the
+//! same [`super::decide`] as a build, in probe mode: nothing runs, and the cache is only
+//! read (no recency mark, no download, no restore).
 
 use super::*;
+
+/// What a build would do with a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Reuse,
+    Run,
+}
 
 /// One line of a `--dry-run` plan.
 #[derive(Debug, Clone, Serialize)]
@@ -9,8 +18,7 @@ pub struct PlanStep {
     pub id: String,
     #[serde(rename = "type")]
     pub node_type: String,
-    /// `reuse` or `run`.
-    pub action: &'static str,
+    pub action: Action,
     pub reason: String,
     pub key: Option<String>,
 }
@@ -19,7 +27,7 @@ pub struct PlanStep {
 pub fn plan(
     v: &Validated,
     inputs: &Map<String, Value>,
-    cache: &Cache,
+    cache: &Layered,
     opts: &Options,
 ) -> Vec<PlanStep> {
     let session = Session::default();
@@ -34,40 +42,37 @@ pub fn plan(
             .find(|(j, _)| will_run[*j])
             .map(|(j, _)| v.graph.id(*j).to_string());
         let (action, reason, key) = if let Some(up) = upstream {
-            ("run", format!("upstream {up} will run"), None)
+            (Action::Run, format!("upstream {up} will run"), None)
         } else {
             let mut kb = shared.base_key(i, false);
             let paths = shared.read_paths(i, None).unwrap_or_default();
             shared.add_file_components(&mut kb, &paths);
             let key = kb.finish();
-            let preimage = kb.preimage();
-            let forced = shared.forced(node);
-            match (forced, cache.lookup(&key)) {
-                (Some(f), _) => ("run", f.to_string(), Some(key)),
-                (None, Ok(Some(entry))) => {
-                    match blake3::Hash::from_hex(&entry.manifest.output_digest) {
-                        Ok(d) if fresh(node.cache, entry.time_ms) => {
-                            lock(&shared.slots[i]).digest = Some(d);
-                            lock(&shared.slots[i]).entry = Some(Box::new(entry));
-                            lock(&shared.slots[i]).success = true;
-                            ("reuse", "inputs unchanged".to_string(), Some(key))
-                        }
-                        Ok(_) => ("run", "cache entry too old".to_string(), Some(key)),
-                        Err(_) => ("run", "corrupt entry".to_string(), Some(key)),
-                    }
+            let ask = Ask {
+                key,
+                policy: node.cache,
+                forced: shared.forced(node),
+                recorded_as: Some(&node.id),
+            };
+            match decide(&shared.sources(Mode::Probe), &ask) {
+                Decision::Reuse(hit) => {
+                    let reason = hit.reason();
+                    let mut slot = lock(&shared.slots[i]);
+                    slot.digest = Some(hit.digest);
+                    slot.fast = hit.source == HitSource::FastPath;
+                    slot.entry = hit.entry;
+                    slot.success = true;
+                    (Action::Reuse, reason, Some(key))
                 }
-                (None, Ok(None)) => {
-                    let reason = match shared.previous_preimage(&node.id) {
-                        None => "new".to_string(),
-                        Some(old) => explain_change(&old, &preimage)
-                            .unwrap_or_else(|| "no cache entry".into()),
-                    };
-                    ("run", reason, Some(key))
+                Decision::Run(decide::RunReason::NoEntry) => {
+                    let why =
+                        decide::explain_miss(shared.previous_preimage(&node.id), &kb.preimage());
+                    (Action::Run, why.to_string(), Some(key))
                 }
-                (None, Err(_)) => ("run", "corrupt entry".to_string(), Some(key)),
+                Decision::Run(why) => (Action::Run, why.to_string(), Some(key)),
             }
         };
-        will_run[i] = action == "run";
+        will_run[i] = action == Action::Run;
         steps[i] = Some(PlanStep {
             id: node.id.clone(),
             node_type: node.node_type.clone(),

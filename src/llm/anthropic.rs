@@ -19,7 +19,7 @@ pub(crate) fn base_url() -> String {
 
 pub(crate) fn endpoint(base: &str) -> Result<Url, String> {
     let url = format!("{}/v1/messages", base.trim().trim_end_matches('/'));
-    crate::llm::net::parse_http_url(&url, BASE_URL_ENV)
+    crate::http::parse_http_url(&url, BASE_URL_ENV)
 }
 
 /// `x-api-key` from ANTHROPIC_API_KEY, else `Authorization: Bearer` from

@@ -14,11 +14,11 @@
 //! become Anthropic model ids verbatim (and fail there with a 404 that names them).
 
 mod anthropic;
-pub(crate) mod net;
 mod openai;
 pub(crate) mod retry;
 
 use crate::error::{ErrorCategory, NodeError};
+use crate::http;
 use reqwest::blocking::Client;
 use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use reqwest::Url;
@@ -65,9 +65,9 @@ pub fn default_model() -> String {
 /// Send one prompt and return the reply, retrying transient failures.
 pub fn complete(req: &LlmRequest) -> Result<LlmResponse, NodeError> {
     let call = Call::prepare(req)?;
-    let client = net::client_for(&call.url)?;
+    let client = http::client_for(&call.url)?;
     let timeout = request_timeout();
-    let body = retry::run(|_| call.attempt(client, timeout), net::sleep_interruptible)?;
+    let body = retry::run(|_| call.attempt(client, timeout), http::sleep_interruptible)?;
     call.parse(&body)
 }
 
@@ -147,7 +147,7 @@ impl Auth {
 
     fn redact(&self, text: &str) -> String {
         match &self.secret {
-            Some(s) => net::redact(text, &[s]),
+            Some(s) => http::redact(text, &[s]),
             None => text.to_string(),
         }
     }
@@ -215,22 +215,24 @@ impl Call {
         if let Some((name, value)) = &self.auth.header {
             rb = rb.header(name.clone(), value.clone());
         }
-        let what = format!("POST {}", net::display_url(&self.url));
-        let resp = match net::fetch(rb) {
+        let what = format!("POST {}", http::display_url(&self.url));
+        let resp = match http::fetch(rb) {
             Ok(r) => r,
-            Err(net::FetchError::Transport(e)) if e.is_builder() => {
+            Err(http::FetchError::Transport(e)) if e.is_builder() => {
                 return Outcome::Fail(NodeError::new(
                     ErrorCategory::Internal,
-                    format!("{what}: cannot build the request: {}", net::root_cause(&e)),
+                    format!("{what}: cannot build the request: {}", http::root_cause(&e)),
                 ))
             }
             // A request that timed out is not tried again: the server took the whole
             // budget once already, and retrying would multiply a hang (DESIGN §4 lists
             // timeouts as final). Refused or reset connections are worth another try.
-            Err(net::FetchError::Transport(e)) if e.is_timeout() => {
-                return Outcome::Fail(net::FetchError::Transport(e).into_node_error(&what, timeout))
+            Err(http::FetchError::Transport(e)) if e.is_timeout() => {
+                return Outcome::Fail(
+                    http::FetchError::Transport(e).into_node_error(&what, timeout),
+                )
             }
-            Err(e @ net::FetchError::Transport(_)) => {
+            Err(e @ http::FetchError::Transport(_)) => {
                 return Outcome::Retry {
                     error: e.into_node_error(&what, timeout),
                     after: None,
@@ -257,20 +259,20 @@ impl Call {
         headers: &reqwest::header::HeaderMap,
         body: &[u8],
     ) -> NodeError {
-        let detail = self.auth.redact(&net::error_text(body));
+        let detail = self.auth.redact(&http::error_text(body));
         let who = self.provider.name();
         let env = self.auth.env_var;
         let mut message = match status {
             401 if self.auth.header.is_none() => format!(
                 "{who} at {} wants an API key (HTTP 401): set {env}. Server said: {detail}",
-                net::display_url(&self.url)
+                http::display_url(&self.url)
             ),
             401 => format!("the API key in {env} was rejected (HTTP 401): {detail}"),
             403 => format!("the API key in {env} is not allowed to do this (HTTP 403): {detail}"),
             404 => format!(
                 "model '{}' was not found at {} (HTTP 404): {detail}; check the model id{}",
                 self.model_id,
-                net::display_url(&self.url),
+                http::display_url(&self.url),
                 self.not_found_hint()
             ),
             429 => format!("rate limited by {who} (HTTP 429): {detail}"),
@@ -281,11 +283,11 @@ impl Call {
             ),
         };
         if let Some(id) =
-            net::header_str(headers, "request-id").or(net::header_str(headers, "x-request-id"))
+            http::header_str(headers, "request-id").or(http::header_str(headers, "x-request-id"))
         {
-            message.push_str(&format!(" [request-id {}]", net::truncate_chars(id, 80)));
+            message.push_str(&format!(" [request-id {}]", http::truncate_chars(id, 80)));
         }
-        NodeError::new(net::status_category(status), message).with_status(status)
+        NodeError::new(http::status_category(status), message).with_status(status)
     }
 
     fn not_found_hint(&self) -> String {
@@ -317,7 +319,7 @@ pub(crate) fn llm_output_error(who: &str, body: &[u8]) -> NodeError {
         ErrorCategory::LlmOutput,
         format!(
             "the reply from {who} is not a message it should send: {}",
-            net::error_text(body)
+            http::error_text(body)
         ),
     )
 }

@@ -17,7 +17,7 @@ pub(crate) fn base_url() -> String {
 
 pub(crate) fn endpoint(base: &str) -> Result<Url, String> {
     let url = format!("{}/chat/completions", base.trim().trim_end_matches('/'));
-    crate::llm::net::parse_http_url(&url, BASE_URL_ENV)
+    crate::http::parse_http_url(&url, BASE_URL_ENV)
 }
 
 /// Bearer OPENAI_API_KEY. Local servers (a loopback base URL) need no key: Ollama and
@@ -25,7 +25,7 @@ pub(crate) fn endpoint(base: &str) -> Result<Url, String> {
 pub(crate) fn auth(endpoint: &Url) -> Result<Auth, NodeError> {
     match super::env_nonempty(API_KEY_ENV) {
         Some(key) => Auth::header("authorization", format!("Bearer {key}"), API_KEY_ENV),
-        None if crate::llm::net::is_loopback_url(endpoint) => Ok(Auth::none(API_KEY_ENV)),
+        None if crate::http::is_loopback_url(endpoint) => Ok(Auth::none(API_KEY_ENV)),
         None => Err(NodeError::new(
             ErrorCategory::MissingApiKey,
             format!(

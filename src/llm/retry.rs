@@ -6,8 +6,8 @@
 //! date) when it is above 0 and at most 60 s, otherwise 0.5 s doubling per retry, capped
 //! at 8 s, shortened by up to a quarter at random.
 
-use super::net::header_str;
 use crate::error::{ErrorCategory, NodeError};
+use crate::http::header_str;
 use reqwest::header::HeaderMap;
 use std::time::{Duration, SystemTime};
 

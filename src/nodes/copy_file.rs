@@ -1,9 +1,10 @@
 //! `copy-file`: copy a file (atomically at the destination).
 
 use super::read_file::expand_path;
-use super::{bool_param, file_error, opt, out, req, str_param, write_atomic};
+use super::{bool_param, file_error, opt, out, req, str_param};
 use super::{NodeOutput, NodeSpec, OutputKind, ParamKind, RunContext};
 use crate::error::{ErrorCategory, NodeError};
+use crate::fsutil::write_atomic;
 use serde_json::{Map, Value};
 
 pub static SPEC: NodeSpec = NodeSpec {

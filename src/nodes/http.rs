@@ -16,7 +16,7 @@
 use super::{num_param, opt, opt_str_param, out, req, str_param};
 use super::{NodeOutput, NodeSpec, OutputKind, ParamKind, RunContext};
 use crate::error::{ErrorCategory, NodeError};
-use crate::llm::net;
+use crate::http;
 use base64::Engine;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, Url};
@@ -88,7 +88,7 @@ struct Response {
 impl Request {
     fn from_params(params: &Map<String, Value>) -> Result<Request, NodeError> {
         let body = body(params.get("body"));
-        let mut url = net::parse_http_url(str_param(params, "url")?, "url").map_err(invalid)?;
+        let mut url = http::parse_http_url(str_param(params, "url")?, "url").map_err(invalid)?;
         add_query(&mut url, params.get("params"))?;
         let mut headers = headers(params.get("headers"))?;
         let mut secrets = sensitive_values(&headers);
@@ -109,11 +109,11 @@ impl Request {
     }
 
     fn what(&self) -> String {
-        format!("{} {}", self.method, net::display_url(&self.url))
+        format!("{} {}", self.method, http::display_url(&self.url))
     }
 
     fn send(&self) -> Result<Response, NodeError> {
-        let client = net::client_for(&self.url)?;
+        let client = http::client_for(&self.url)?;
         let mut rb = client
             .request(self.method.clone(), self.url.clone())
             .headers(self.headers.clone())
@@ -121,7 +121,7 @@ impl Request {
         if let Some(b) = &self.body {
             rb = rb.body(b.clone());
         }
-        let resp = net::fetch(rb)
+        let resp = http::fetch(rb)
             .map_err(|e| self.redacted(e.into_node_error(&self.what(), self.timeout)))?;
         Ok(Response {
             status: resp.status.as_u16(),
@@ -137,15 +137,15 @@ impl Request {
             r.status,
             r.reason,
             self.what(),
-            net::error_text(&r.body)
+            http::error_text(&r.body)
         );
-        let category = net::status_category(r.status);
+        let category = http::status_category(r.status);
         self.redacted(NodeError::new(category, message).with_status(r.status))
     }
 
     fn redacted(&self, mut e: NodeError) -> NodeError {
         let secrets: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
-        e.message = net::redact(&e.message, &secrets);
+        e.message = http::redact(&e.message, &secrets);
         e
     }
 }
@@ -352,7 +352,7 @@ fn header_map(headers: &HeaderMap) -> Map<String, Value> {
 /// JSON content types are parsed (text when the body is not valid JSON); binary types
 /// become base64 text; everything else is text.
 fn decode_body(headers: &HeaderMap, body: &[u8]) -> Value {
-    let ct = net::header_str(headers, CONTENT_TYPE.as_str())
+    let ct = http::header_str(headers, CONTENT_TYPE.as_str())
         .unwrap_or("")
         .to_ascii_lowercase();
     if ct.contains("json") {

@@ -150,7 +150,7 @@ impl RunContext<'_> {
         let shown = path.to_string_lossy();
         self.own_files.iter().any(|(p, digest)| {
             p == shown.as_ref()
-                && crate::cache::file_digest(path).is_ok_and(|d| d.to_hex().as_str() == digest)
+                && crate::fsutil::file_digest(path).is_ok_and(|d| d.to_hex().as_str() == digest)
         })
     }
 }
@@ -280,40 +280,4 @@ pub(crate) fn file_error(what: &str, path: &std::path::Path, e: &std::io::Error)
         category,
         format!("cannot {what} '{}': {reason}", path.display()),
     )
-}
-
-/// Write bytes to `path` atomically: a temp file in the same directory, then rename.
-pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    write_atomic_with(path, bytes, true)
-}
-
-/// Like [`write_atomic`]; `durable: false` skips the fsync, for pflow's own records that
-/// are only an optimisation (a torn one after a power cut is detected and ignored).
-pub fn write_atomic_with(
-    path: &std::path::Path,
-    bytes: &[u8],
-    durable: bool,
-) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".pflow-tmp-")
-        .tempfile_in(&dir)?;
-    tmp.write_all(bytes)?;
-    if durable {
-        tmp.as_file().sync_data()?;
-    }
-    // Keep the existing file's permissions, as an editor would.
-    if let Ok(meta) = std::fs::metadata(path) {
-        let _ = std::fs::set_permissions(tmp.path(), meta.permissions());
-    } else {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644));
-    }
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }

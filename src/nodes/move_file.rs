@@ -1,8 +1,9 @@
 //! `move-file`: move a file; across file systems, copy then delete.
 
-use super::{file_error, opt, out, req, write_atomic};
+use super::{file_error, opt, out, req};
 use super::{NodeOutput, NodeSpec, OutputKind, ParamKind, RunContext};
 use crate::error::NodeError;
+use crate::fsutil::write_atomic;
 use serde_json::{Map, Value};
 
 pub static SPEC: NodeSpec = NodeSpec {

@@ -10,7 +10,6 @@
 //! the same failure comes back (no progress), when the model's budget is spent, or on a
 //! failure no edit can fix.
 
-pub mod commands;
 pub mod context;
 pub mod patch;
 pub mod reply;
@@ -360,7 +359,7 @@ pub fn apply_to_file(
     };
     let mut bytes = serde_json::to_vec_pretty(&doc).map_err(std::io::Error::other)?;
     bytes.push(b'\n');
-    crate::nodes::write_atomic(path, &bytes)
+    crate::fsutil::write_atomic(path, &bytes)
 }
 
 /// The IR inside a loaded document (unwrapping a saved-workflow wrapper).

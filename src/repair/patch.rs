@@ -64,7 +64,7 @@ pub fn record(
     );
     let path = repairs_dir(cache_root).join(name);
     let bytes = serde_json::to_vec_pretty(&record).map_err(std::io::Error::other)?;
-    crate::nodes::write_atomic(&path, &bytes)?;
+    crate::fsutil::write_atomic(&path, &bytes)?;
     Ok(path)
 }
 

@@ -1,9 +1,12 @@
 //! `pflow build`: load → validate → inputs → execute (with the cache) → report.
 
+use super::{diagnostics_json, Error, ExitCode, Result};
+use crate::cache::layered::Layered;
+use crate::cache::lock::Mode;
+use crate::cache::remote::{Config as RemoteConfig, Remote};
+use crate::cache::stats::{BuildStats, Tally};
 use crate::cache::Cache;
-use crate::cli::{
-    self, BuildArgs, OutputFormat, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK,
-};
+use crate::cli::{BuildArgs, OutputFormat};
 use crate::diagnostic::Diagnostic;
 use crate::executor::{self, Options, Session};
 use crate::repair::RepairConfig;
@@ -15,17 +18,6 @@ use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// The cache directory: `--cache-dir`, else `PFLOW_CACHE_DIR`, else `./.pflow-cache`.
-pub fn cache_dir(arg: Option<&PathBuf>) -> PathBuf {
-    arg.cloned()
-        .or_else(|| {
-            std::env::var_os("PFLOW_CACHE_DIR")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        })
-        .unwrap_or_else(|| PathBuf::from(".pflow-cache"))
-}
-
 fn run_id() -> String {
     let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -34,8 +26,8 @@ fn run_id() -> String {
     format!("{ms:x}-{}", std::process::id())
 }
 
-/// Print problems that stop a build before it starts, and return exit code 2.
-fn invalid(args: &BuildArgs, report: &Report, started: Instant) -> i32 {
+/// Problems that stop a build before it starts (exit 2), as the output format wants them.
+fn invalid(args: &BuildArgs, report: Report, started: Instant) -> Error {
     match args.output_format {
         OutputFormat::Json => {
             let errors: Vec<Value> = report
@@ -48,16 +40,18 @@ fn invalid(args: &BuildArgs, report: &Report, started: Instant) -> i32 {
                 .collect();
             let doc = json!({
                 "success": false, "outputs": {}, "nodes": [], "errors": errors,
-                "warnings": cli::diagnostics_json(&report.warnings),
+                "warnings": diagnostics_json(&report.warnings),
                 "repair": null,
                 "stats": {"total": 0, "ran": 0, "cached": 0, "restored": 0, "failed": 0, "skipped": 0},
                 "duration_ms": started.elapsed().as_millis() as u64,
             });
-            report::out_line(&serde_json::to_string_pretty(&doc).unwrap_or_default());
+            Error::Document {
+                json: doc,
+                code: ExitCode::Invalid,
+            }
         }
-        OutputFormat::Text => cli::print_diagnostics(&args.workflow, report),
+        OutputFormat::Text => Error::diagnostics(&args.workflow, report),
     }
-    EXIT_INVALID
 }
 
 fn diagnostic_text(d: &Diagnostic) -> String {
@@ -74,17 +68,15 @@ fn errors_only(errors: Vec<Diagnostic>) -> Report {
     }
 }
 
-pub fn run(args: BuildArgs) -> i32 {
+pub fn run(args: BuildArgs) -> Result {
     let started = Instant::now();
     crate::interrupt::install_handler();
-    let (workflow_file, doc, validated) = match cli::load_path(&args.workflow) {
-        Ok(x) => x,
-        Err(report) => return invalid(&args, &report, started),
-    };
+    let (workflow_file, doc, validated) =
+        super::load_path(&args.workflow).map_err(|report| invalid(&args, report, started))?;
 
     let assignments = match crate::inputs::parse_assignments(&args.params) {
         Ok(a) => a,
-        Err(d) => return invalid(&args, &errors_only(vec![d]), started),
+        Err(d) => return Err(invalid(&args, errors_only(vec![d]), started)),
     };
     let wants_stdin = validated
         .workflow
@@ -99,7 +91,7 @@ pub fn run(args: BuildArgs) -> i32 {
             Ok(_) => Some(s),
             Err(e) => {
                 let d = Diagnostic::error("stdin", format!("cannot read piped stdin: {e}"));
-                return invalid(&args, &errors_only(vec![d]), started);
+                return Err(invalid(&args, errors_only(vec![d]), started));
             }
         }
     } else {
@@ -107,7 +99,7 @@ pub fn run(args: BuildArgs) -> i32 {
     };
     let inputs = match crate::inputs::resolve(&validated.workflow, &assignments, piped) {
         Ok(i) => i,
-        Err(errors) => return invalid(&args, &errors_only(errors), started),
+        Err(errors) => return Err(invalid(&args, errors_only(errors), started)),
     };
 
     let mut arg_errors = Vec::new();
@@ -149,18 +141,16 @@ pub fn run(args: BuildArgs) -> i32 {
     if args.jobs == Some(0) {
         arg_errors.push(Diagnostic::error("--jobs", "--jobs must be at least 1"));
     }
-    let remote = match crate::remote::Config::from_args(
-        args.remote_cache.as_deref(),
-        args.remote_cache_write,
-    ) {
-        Ok(cfg) => cfg.map(|c| std::sync::Arc::new(crate::remote::Remote::new(c))),
-        Err(e) => {
-            arg_errors.push(Diagnostic::error("--remote-cache", e));
-            None
-        }
-    };
+    let remote =
+        match RemoteConfig::from_args(args.remote_cache.as_deref(), args.remote_cache_write) {
+            Ok(cfg) => cfg.map(|c| std::sync::Arc::new(Remote::new(c))),
+            Err(e) => {
+                arg_errors.push(Diagnostic::error("--remote-cache", e));
+                None
+            }
+        };
     if !arg_errors.is_empty() {
-        return invalid(&args, &errors_only(arg_errors), started);
+        return Err(invalid(&args, errors_only(arg_errors), started));
     }
 
     let workflow_path = PathBuf::from(&args.workflow);
@@ -178,10 +168,20 @@ pub fn run(args: BuildArgs) -> i32 {
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_else(|| args.workflow.clone()),
     };
-    let cache = Cache::new(cache_dir(args.cache_dir.as_ref())).with_remote(remote);
+    let cache = Layered::new(
+        Cache::new(super::cache_dir_of(args.cache_dir.as_ref())),
+        remote,
+    );
+    let say_wait = &mut |w: &crate::cache::lock::Waiting| report::err_line(&w.to_string());
     let json_mode = args.output_format == OutputFormat::Json;
 
     if args.dry_run {
+        // Read under the shared lock, as a build would: maintenance never runs under it.
+        let _cache_lock = cache
+            .local()
+            .lock(Mode::Shared, say_wait)
+            .map_err(|e| report::err_line(&format!("warning: {e}")))
+            .ok();
         let steps = executor::plan(&validated, &inputs, &cache, &opts);
         if json_mode {
             report::out_line(
@@ -190,12 +190,19 @@ pub fn run(args: BuildArgs) -> i32 {
             );
         } else {
             for s in &steps {
+                let action = match s.action {
+                    executor::Action::Run => "run",
+                    executor::Action::Reuse => "reuse",
+                };
                 report::err_line(&format!(
                     "  {:<6} {} ({}) — {}",
-                    s.action, s.id, s.node_type, s.reason
+                    action, s.id, s.node_type, s.reason
                 ));
             }
-            let runs = steps.iter().filter(|s| s.action == "run").count();
+            let runs = steps
+                .iter()
+                .filter(|s| s.action == executor::Action::Run)
+                .count();
             report::err_line(&format!(
                 "{} nodes: {} would run, {} would be reused",
                 steps.len(),
@@ -203,7 +210,7 @@ pub fn run(args: BuildArgs) -> i32 {
                 steps.len() - runs
             ));
         }
-        return EXIT_OK;
+        return Ok(ExitCode::Ok);
     }
 
     for w in &validated.warnings {
@@ -213,7 +220,8 @@ pub fn run(args: BuildArgs) -> i32 {
     }
     // Builds share the cache; gc, verify and clear wait for them (and they for those).
     let _cache_lock = cache
-        .lock_shared()
+        .local()
+        .lock(Mode::Shared, say_wait)
         .map_err(|e| report::err_line(&format!("warning: {e}")))
         .ok();
     let session = Session::default();
@@ -222,7 +230,7 @@ pub fn run(args: BuildArgs) -> i32 {
         max_attempts: args.max_repair_attempts,
         model: args.repair_model.clone(),
         prompt_file: args.repair_prompt.clone(),
-        cache_root: cache.root().to_path_buf(),
+        cache_root: cache.local().root().to_path_buf(),
         workflow_name: args.workflow.clone(),
     };
     let mut run_once = |v: &crate::validate::Validated| {
@@ -233,7 +241,7 @@ pub fn run(args: BuildArgs) -> i32 {
             executor::Event::Idle => progress.flush(),
         });
         progress.done();
-        cache.record_build(v, &outcome, &opts.run_id);
+        record_stats(&cache, v, &outcome, &opts.run_id);
         if !json_mode {
             // One summary per attempt: a repaired build shows the failed one too.
             for w in &outcome.warnings {
@@ -312,7 +320,7 @@ pub fn run(args: BuildArgs) -> i32 {
     if let Some(path) = &args.trace {
         let doc = report::trace_json(&outcome, &opts.run_id);
         let bytes = serde_json::to_vec_pretty(&doc).unwrap_or_default();
-        if let Err(e) = crate::nodes::write_atomic(path, &bytes) {
+        if let Err(e) = crate::fsutil::write_atomic(path, &bytes) {
             report::err_line(&format!(
                 "warning: cannot write trace '{}': {e}",
                 path.display()
@@ -364,16 +372,56 @@ pub fn run(args: BuildArgs) -> i32 {
         }
     }
     let code = if outcome.interrupted || crate::interrupt::is_interrupted() {
-        EXIT_INTERRUPTED
+        ExitCode::Interrupted
     } else if outcome.success {
-        EXIT_OK
+        ExitCode::Ok
     } else {
-        EXIT_FAILED
+        ExitCode::Failed
     };
     // The process exits right after this; freeing a large workflow's trees node by node
     // would cost a no-op build of 10,000 nodes about a fifth of its time.
     std::mem::forget(outcome);
     std::mem::forget(validated);
     std::mem::forget(doc);
-    code
+    Ok(code)
+}
+
+/// Append this run's figures to the cache's stats (best effort: a failure to record is
+/// ignored). Each node is handed over as a plain tally.
+fn record_stats(
+    cache: &Layered,
+    v: &crate::validate::Validated,
+    o: &executor::Outcome,
+    run_id: &str,
+) {
+    use executor::Status;
+    let ran = |j: usize| o.nodes.get(j).map(|r| r.status) == Some(Status::Ran);
+    // `o.nodes[i]` is node i's report (see `Outcome::nodes`).
+    let tallies: Vec<Tally> = o
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| match (r.status, r.source) {
+            (_, Some(executor::HitSource::Memo)) => Tally::Memo,
+            (Status::Cached | Status::Restored, _) => Tally::Hit {
+                key: r.key,
+                restored: r.status == Status::Restored,
+                upstream_ran: i < v.graph.len()
+                    && v.graph.dependencies(i).iter().any(|(j, _)| ran(*j)),
+            },
+            (Status::Ran, _) => Tally::Ran,
+            (Status::Failed, _) => Tally::Failed,
+            (Status::Skipped, _) => Tally::Skipped,
+        })
+        .collect();
+    let seen = cache.local().take_seen();
+    let stats = BuildStats::tally(
+        run_id,
+        o.duration.as_millis() as u64,
+        o.success,
+        &tallies,
+        &seen,
+    )
+    .with_remote(cache.take_remote_counts());
+    let _ = crate::cache::stats::append(cache.local().root(), &stats);
 }

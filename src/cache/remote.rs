@@ -20,34 +20,29 @@
 //! result was stored locally, blobs are `PUT` first (a `HEAD` skips those the server
 //! has), then the action entry, so a reader never sees an entry before its blobs.
 //!
-//! Failure policy: the remote cache can only make a build faster, never fail it. A
-//! connection failure, a timeout or a refused credential switches the remote off for the
-//! rest of the process; other error answers (5xx, unexpected statuses) do so after
-//! [`MAX_FAILURES`]. Either way there is exactly one warning. Timeouts are short
+//! Failures follow [`super::remote_policy`]: the remote cache can only make a build
+//! faster, never fail it. Timeouts are short
 //! (`PFLOW_REMOTE_CACHE_CONNECT_TIMEOUT_MS`, default 2 s; `PFLOW_REMOTE_CACHE_TIMEOUT_MS`,
 //! default 10 s per request plus 1 ms per KB of a blob).
 //!
 //! Secrets: the bearer token (`PFLOW_REMOTE_CACHE_TOKEN`) and any user info in the URL
 //! are never printed; messages show the URL without user info or query.
 
-use crate::cache::Manifest;
+use super::remote_policy::{FailurePolicy, Problem};
+use super::Manifest;
+use crate::http;
 use crate::key::Key;
-use crate::llm::net;
 use reqwest::blocking::{Client, RequestBuilder};
 use reqwest::{StatusCode, Url};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-/// Appended to a node's reason when its result came from the remote cache.
-pub const REMOTE_SUFFIX: &str = " (remote)";
 /// The `format` of the action entries this version writes and reads.
 pub const FORMAT: &str = "pflow-remote-v1";
-/// Error answers (other than refused credentials) tolerated before the remote is dropped.
-pub const MAX_FAILURES: u32 = 3;
 /// The largest action entry accepted (they are a few hundred bytes).
 const MAX_AC_BYTES: usize = 16 << 20;
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(2000);
@@ -84,7 +79,7 @@ pub struct Config {
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
-            .field("url", &net::display_url(&self.url))
+            .field("url", &http::display_url(&self.url))
             .field("write", &self.write)
             .field("token", &self.token.as_ref().map(|_| "[redacted]"))
             .field("connect_timeout", &self.connect_timeout)
@@ -131,7 +126,7 @@ impl Config {
                 None => return Ok(None),
             },
         };
-        let mut url = net::parse_http_url(&text, what)?;
+        let mut url = http::parse_http_url(&text, what)?;
         if !url.path().ends_with('/') {
             let path = format!("{}/", url.path());
             url.set_path(&path);
@@ -238,10 +233,7 @@ enum Failure {
 pub struct Remote {
     cfg: Config,
     client: OnceLock<Result<Client, String>>,
-    disabled: AtomicBool,
-    failures: AtomicU32,
-    warned_corrupt: AtomicBool,
-    warnings: Mutex<Vec<String>>,
+    policy: FailurePolicy,
     /// Blobs the server is known to hold intact (uploaded, found by HEAD, or downloaded).
     present: Mutex<HashSet<String>>,
     /// Blobs the server was caught serving corrupt: uploads replace them, HEAD or not.
@@ -253,7 +245,7 @@ impl fmt::Debug for Remote {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Remote")
             .field("cfg", &self.cfg)
-            .field("disabled", &self.disabled.load(Ordering::Relaxed))
+            .field("active", &self.policy.active())
             .finish()
     }
 }
@@ -290,12 +282,9 @@ fn home_dir() -> Option<String> {
 impl Remote {
     pub fn new(cfg: Config) -> Remote {
         Remote {
+            policy: FailurePolicy::new(http::display_url(&cfg.url)),
             cfg,
             client: OnceLock::new(),
-            disabled: AtomicBool::new(false),
-            failures: AtomicU32::new(0),
-            warned_corrupt: AtomicBool::new(false),
-            warnings: Mutex::new(Vec::new()),
             present: Mutex::new(HashSet::new()),
             corrupt: Mutex::new(HashSet::new()),
             counters: Counters::default(),
@@ -312,13 +301,13 @@ impl Remote {
 
     /// Still in use (not switched off by failures).
     pub fn active(&self) -> bool {
-        !self.disabled.load(Ordering::Relaxed)
+        self.policy.active()
     }
 
     /// The warnings produced since the last call (at most one about the server, at most
     /// one about corrupt blobs per process).
     pub fn take_warnings(&self) -> Vec<String> {
-        std::mem::take(&mut *lock(&self.warnings))
+        self.policy.take_warnings()
     }
 
     /// The figures since the last call.
@@ -334,10 +323,6 @@ impl Remote {
         }
     }
 
-    fn shown_url(&self) -> String {
-        net::display_url(&self.cfg.url)
-    }
-
     fn client(&self) -> Option<&Client> {
         let built = self.client.get_or_init(|| {
             let mut b = Client::builder()
@@ -345,10 +330,10 @@ impl Remote {
                 .timeout(self.cfg.timeout)
                 .user_agent(concat!("pflow/", env!("CARGO_PKG_VERSION")));
             // reqwest would send 127.0.0.1 through HTTP_PROXY/ALL_PROXY.
-            if net::is_loopback_url(&self.cfg.url) {
+            if http::is_loopback_url(&self.cfg.url) {
                 b = b.no_proxy();
             }
-            b.build().map_err(|e| net::root_cause(&e))
+            b.build().map_err(|e| http::root_cause(&e))
         });
         match built {
             Ok(c) => Some(c),
@@ -361,31 +346,18 @@ impl Remote {
 
     /// Stop using the remote for the rest of the process, with one warning.
     fn switch_off(&self, why: String) {
-        if !self.disabled.swap(true, Ordering::SeqCst) {
-            lock(&self.warnings).push(format!(
-                "remote cache {}: {why}; using the local cache only for the rest of this build",
-                self.shown_url()
-            ));
-        }
+        self.policy.record(Problem::Transport(why));
     }
 
-    /// Count an error answer; the remote goes off after [`MAX_FAILURES`].
+    /// Count an error answer; the remote goes off after [`super::remote_policy::MAX_FAILURES`].
     fn failed(&self, why: String) {
         self.counters.errors.fetch_add(1, Ordering::Relaxed);
-        let n = self.failures.fetch_add(1, Ordering::SeqCst) + 1;
-        if n >= MAX_FAILURES {
-            self.switch_off(format!("{why} ({n} failed requests)"));
-        }
+        self.policy.record(Problem::Answer(why));
     }
 
     fn warn_corrupt_once(&self, what: String) {
         self.counters.errors.fetch_add(1, Ordering::Relaxed);
-        if !self.warned_corrupt.swap(true, Ordering::SeqCst) {
-            lock(&self.warnings).push(format!(
-                "remote cache {}: {what}; not using that entry (the node runs here instead)",
-                self.shown_url()
-            ));
-        }
+        self.policy.record(Problem::Corrupt(what));
     }
 
     fn url_of(&self, rel: &str) -> Option<Url> {
@@ -405,7 +377,7 @@ impl Remote {
     }
 
     /// Send a request; a transport failure or refused credentials switch the remote off,
-    /// other unexpected statuses count towards [`MAX_FAILURES`]. 404 is an answer (not
+    /// other unexpected statuses count towards [`super::remote_policy::MAX_FAILURES`]. 404 is an answer (not
     /// there), not a failure.
     fn send(
         &self,
@@ -423,9 +395,9 @@ impl Remote {
                 let why = if e.is_timeout() {
                     format!("{what} timed out")
                 } else if e.is_connect() {
-                    format!("cannot connect ({})", net::root_cause(&e))
+                    format!("cannot connect ({})", http::root_cause(&e))
                 } else {
-                    format!("{what} failed ({})", net::root_cause(&e))
+                    format!("{what} failed ({})", http::root_cause(&e))
                 };
                 self.switch_off(why);
                 return Err(Failure::Failed);
@@ -437,7 +409,7 @@ impl Remote {
         }
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             self.counters.errors.fetch_add(1, Ordering::Relaxed);
-            self.switch_off(format!(
+            self.policy.record(Problem::Refused(format!(
                 "{what} was refused (HTTP {}){}",
                 status.as_u16(),
                 if self.cfg.token.is_some() {
@@ -445,7 +417,7 @@ impl Remote {
                 } else {
                     "; set PFLOW_REMOTE_CACHE_TOKEN if the server needs a token"
                 }
-            ));
+            )));
             return Err(Failure::Failed);
         }
         if !status.is_success() {
@@ -462,7 +434,7 @@ impl Remote {
                 if e.is_timeout() {
                     self.switch_off(format!("{what} timed out"));
                 } else {
-                    self.failed(format!("{what}: {}", net::root_cause(&e)));
+                    self.failed(format!("{what}: {}", http::root_cause(&e)));
                 }
                 Err(Failure::Failed)
             }
@@ -509,7 +481,7 @@ impl Remote {
         if entry.format != FORMAT {
             return Fetch::Unusable(format!(
                 "remote entry has format '{}', not {FORMAT}",
-                net::truncate_chars(&entry.format, 40)
+                http::truncate_chars(&entry.format, 40)
             ));
         }
         let well_formed = entry.key == hex

@@ -15,13 +15,14 @@
 //! The node records sit in a [`Table`] sorted by node id: a lookup decodes one record,
 //! and a save re-encodes only the nodes this build looked up or ran, copying the rest.
 
-use crate::cache::Entry;
+use super::table::{Reader, Table};
+use super::Entry;
+use crate::fsutil::stat;
 use crate::key::Preimage;
-use crate::table::{Reader, Table};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 /// How long a record may stand in for index lookups.
 pub const MAX_AGE: Duration = Duration::from_secs(3600);
@@ -126,22 +127,10 @@ fn now_ms() -> u64 {
     crate::cache::now_ms() as u64
 }
 
-use crate::cache::generation;
+use super::layout::{generation, record_path};
 
 fn path_for(cache_root: &Path, workflow_name: &str) -> PathBuf {
-    let h = blake3::hash(workflow_name.as_bytes()).to_hex();
-    cache_root.join("state").join(format!("{}.bin", &h[..32]))
-}
-
-/// (size, mtime in ns) of a file, if it exists.
-pub fn stat(path: &Path) -> Option<(u64, i128)> {
-    let m = std::fs::metadata(path).ok()?;
-    let mtime = m.modified().ok()?;
-    let ns = match mtime.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_nanos() as i128,
-        Err(e) => -(e.duration().as_nanos() as i128),
-    };
-    Some((m.len(), ns))
+    record_path(cache_root, workflow_name, "bin")
 }
 
 /// The fixed header of a state file: format, generation, written_ms, then the length of
@@ -342,20 +331,17 @@ impl ExplainRecords {
 /// place there is none, which only costs a build that reads it then some time.
 fn replace(path: &Path, bytes: &[u8]) {
     let _ = std::fs::remove_file(path);
-    let _ = crate::nodes::write_atomic_with(path, bytes, false);
+    let _ = crate::fsutil::write_atomic_with(path, bytes, false);
 }
 
 fn explain_path(cache_root: &Path, workflow_name: &str) -> PathBuf {
-    let h = blake3::hash(workflow_name.as_bytes()).to_hex();
-    cache_root
-        .join("state")
-        .join(format!("{}.explain.bin", &h[..32]))
+    record_path(cache_root, workflow_name, "explain.bin")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::bump_generation;
+    use crate::cache::layout::bump_generation;
 
     fn record(path: &Path, key: [u8; 32]) -> Vec<u8> {
         let (size, mtime) = stat(path).expect("file exists");

@@ -11,11 +11,14 @@
 //! rewritten atomically (a temp file in `tmp/`, renamed over the bucket) with their
 //! modification time kept, since that time is the entry's recency for LRU eviction.
 
-use crate::cache::{
-    bucket_path, bump_generation, content_path, read_bucket, BucketLine, Cache, CacheLock,
-    IndexRecord, Manifest, CONTENT_DIR, EXPLAIN_DIR, INDEX_DIR, STATE_DIR, STATS_FILE, TMP_DIR,
+use super::{Error, ExitCode};
+use crate::cache::layout::{
+    bucket_path, bump_generation, content_path, read_bucket, BucketLine, IndexRecord, CONTENT_DIR,
+    INDEX_DIR, LEGACY_EXPLAIN_DIR, OWN_DIRS, RECORDS_DIR, STATS_FILE, TMP_DIR,
 };
-use crate::cli::{CacheAction, OutputFormat, EXIT_FAILED, EXIT_INVALID, EXIT_OK};
+use crate::cache::lock::{self, CacheLock, Mode};
+use crate::cache::Manifest;
+use crate::cli::{CacheAction, OutputFormat};
 use crate::report::{err_line, out_line};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -23,29 +26,24 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
-pub fn command(action: CacheAction, root: &Path, format: OutputFormat) -> i32 {
+pub fn run(action: CacheAction, root: &Path, format: OutputFormat) -> super::Result {
     let json = format == OutputFormat::Json;
-    match action {
+    Ok(match action {
         CacheAction::Stats => stats(root, json),
         CacheAction::Verify { fix } => verify(root, fix, json),
         CacheAction::Gc { max_size, max_age } => {
             let max_size = match max_size.as_deref().map(parse_size).transpose() {
                 Ok(s) => s,
-                Err(e) => return invalid_arg(&e),
+                Err(e) => return Err(Error::Invalid(e)),
             };
             let max_age = match max_age.as_deref().map(parse_age).transpose() {
                 Ok(a) => a,
-                Err(e) => return invalid_arg(&e),
+                Err(e) => return Err(Error::Invalid(e)),
             };
             gc(root, max_size, max_age, json)
         }
         CacheAction::Clear => clear(root, json),
-    }
-}
-
-fn invalid_arg(msg: &str) -> i32 {
-    err_line(&format!("error: {msg}"));
-    EXIT_INVALID
+    })
 }
 
 /// `500MB`, `1KB`, `2GiB`, `1024` (bytes). K/M/G/T are powers of 1000, Ki/Mi/Gi/Ti of 1024.
@@ -263,7 +261,7 @@ fn scan(root: &Path) -> Scan {
         .collect();
     // Temp files of pflow's own atomic writes (build records, explain records, repair
     // patches) left by a killed process. `explain/` is where older versions kept them.
-    let own = [STATE_DIR, EXPLAIN_DIR, "repairs"];
+    let own = OWN_DIRS;
     for (p, m) in own
         .iter()
         .flat_map(|d| walk(&root.join(d), &mut s.unreadable))
@@ -445,7 +443,7 @@ fn generation_bump(root: &Path) {
 }
 
 fn take_lock(root: &Path) -> Option<CacheLock> {
-    match Cache::new(root).lock_exclusive() {
+    match lock::acquire(root, Mode::Exclusive, &mut |w| err_line(&w.to_string())) {
         Ok(l) => Some(l),
         Err(e) => {
             err_line(&format!("warning: {e}; going on without the lock"));
@@ -458,10 +456,10 @@ fn take_lock(root: &Path) -> Option<CacheLock> {
 // stats
 // ---------------------------------------------------------------------------------------
 
-fn stats(root: &Path, json: bool) -> i32 {
+fn stats(root: &Path, json: bool) -> ExitCode {
     // Read-only: a shared lock keeps gc from changing things while we count.
     let _lock = if root.is_dir() {
-        Cache::new(root).lock_shared().ok()
+        lock::acquire(root, Mode::Shared, &mut |w| err_line(&w.to_string())).ok()
     } else {
         None
     };
@@ -469,7 +467,7 @@ fn stats(root: &Path, json: bool) -> i32 {
     let entries = s.live.len();
     let oldest = s.live.iter().map(|l| l.record.time).min();
     let newest = s.live.iter().map(|l| l.record.time).max();
-    let builds = Cache::new(root).recorded_builds();
+    let builds = crate::cache::stats::recorded(root);
     let mut runs = BTreeSet::new();
     let (mut hits, mut misses, mut cutoffs, mut restored, mut failed, mut saved) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
@@ -515,7 +513,7 @@ fn stats(root: &Path, json: bool) -> i32 {
             },
         });
         out_line(&serde_json::to_string_pretty(&doc).unwrap_or_default());
-        return EXIT_OK;
+        return ExitCode::Ok;
     }
     out_line(&format!("cache {}", root.display()));
     out_line(&format!("  entries       {entries}"));
@@ -571,7 +569,7 @@ fn stats(root: &Path, json: bool) -> i32 {
             }
         }
     }
-    EXIT_OK
+    ExitCode::Ok
 }
 
 /// The remote cache figures of recorded builds, summed.
@@ -586,7 +584,7 @@ struct RemoteTotals {
 }
 
 impl RemoteTotals {
-    fn add(&mut self, b: &crate::cache::BuildStats) {
+    fn add(&mut self, b: &crate::cache::stats::BuildStats) {
         self.hits += b.remote_hits;
         self.misses += b.remote_misses;
         self.bytes_down += b.remote_bytes_down;
@@ -836,7 +834,7 @@ fn check(root: &Path, s: &Scan) -> Findings {
     f
 }
 
-fn verify(root: &Path, fix: bool, json: bool) -> i32 {
+fn verify(root: &Path, fix: bool, json: bool) -> ExitCode {
     if !root.is_dir() {
         if json {
             out_line(
@@ -851,7 +849,7 @@ fn verify(root: &Path, fix: bool, json: bool) -> i32 {
                 root.display()
             ));
         }
-        return EXIT_OK;
+        return ExitCode::Ok;
     }
     let _lock = take_lock(root);
     let s = scan(root);
@@ -950,9 +948,9 @@ fn verify(root: &Path, fix: bool, json: bool) -> i32 {
         }
     }
     if f.problems.is_empty() || clean_after_fix {
-        EXIT_OK
+        ExitCode::Ok
     } else {
-        EXIT_FAILED
+        ExitCode::Failed
     }
 }
 
@@ -960,7 +958,7 @@ fn verify(root: &Path, fix: bool, json: bool) -> i32 {
 // gc
 // ---------------------------------------------------------------------------------------
 
-fn gc(root: &Path, max_size: Option<u64>, max_age: Option<Duration>, json: bool) -> i32 {
+fn gc(root: &Path, max_size: Option<u64>, max_age: Option<Duration>, json: bool) -> ExitCode {
     if !root.is_dir() {
         if json {
             out_line(
@@ -975,7 +973,7 @@ fn gc(root: &Path, max_size: Option<u64>, max_age: Option<Duration>, json: bool)
                 root.display()
             ));
         }
-        return EXIT_OK;
+        return ExitCode::Ok;
     }
     let _lock = take_lock(root);
 
@@ -1060,7 +1058,7 @@ fn gc(root: &Path, max_size: Option<u64>, max_age: Option<Duration>, json: bool)
         Ok(x) => x,
         Err(e) => {
             err_line(&format!("error: {e}"));
-            return EXIT_FAILED;
+            return ExitCode::Failed;
         }
     };
 
@@ -1138,7 +1136,7 @@ fn gc(root: &Path, max_size: Option<u64>, max_age: Option<Duration>, json: bool)
             format_bytes(size_after)
         ));
     }
-    EXIT_OK
+    ExitCode::Ok
 }
 
 fn unique(v: &[PathBuf]) -> BTreeSet<&Path> {
@@ -1153,7 +1151,7 @@ fn unique(v: &[PathBuf]) -> BTreeSet<&Path> {
 /// records, build stats). Only pflow's own names are removed, so a `--cache-dir` pointed
 /// at the wrong folder loses nothing else; recorded repairs (`repairs/`) are kept, and so
 /// is the lock file and the generation number (bumped).
-fn clear(root: &Path, json: bool) -> i32 {
+fn clear(root: &Path, json: bool) -> ExitCode {
     if !root.is_dir() {
         if json {
             out_line(
@@ -1163,7 +1161,7 @@ fn clear(root: &Path, json: bool) -> i32 {
         } else {
             err_line(&format!("no cache at {}: nothing to clear", root.display()));
         }
-        return EXIT_OK;
+        return ExitCode::Ok;
     }
     let _lock = take_lock(root);
     let s = scan(root);
@@ -1171,7 +1169,13 @@ fn clear(root: &Path, json: bool) -> i32 {
     let mut failed = Vec::new();
     // Kept (and bumped, never reset): a reset would make old build records valid again.
     generation_bump(root);
-    for name in [INDEX_DIR, CONTENT_DIR, TMP_DIR, EXPLAIN_DIR, STATE_DIR] {
+    for name in [
+        INDEX_DIR,
+        CONTENT_DIR,
+        TMP_DIR,
+        LEGACY_EXPLAIN_DIR,
+        RECORDS_DIR,
+    ] {
         let p = root.join(name);
         if let Err(e) = std::fs::remove_dir_all(&p).or_else(ignore_not_found) {
             failed.push(format!("{}: {e}", p.display()));
@@ -1198,9 +1202,9 @@ fn clear(root: &Path, json: bool) -> i32 {
         }
     }
     if failed.is_empty() {
-        EXIT_OK
+        ExitCode::Ok
     } else {
-        EXIT_FAILED
+        ExitCode::Failed
     }
 }
 

@@ -1,8 +1,17 @@
-//! `pflow repair list | show PATCH | apply PATCH [WORKFLOW]`.
+//! `pflow repair list | show PATCH | apply PATCH [WORKFLOW]`: recorded repairs.
 
-use super::patch;
-use crate::cli::{EXIT_INVALID, EXIT_OK};
+use super::{Error, ExitCode, Result};
+use crate::cli::RepairAction;
+use crate::repair::patch;
 use std::path::{Path, PathBuf};
+
+pub fn run(action: RepairAction, cache_root: &Path) -> Result {
+    match action {
+        RepairAction::List => list(cache_root),
+        RepairAction::Show { patch } => show(cache_root, &patch),
+        RepairAction::Apply { patch, workflow } => apply(cache_root, &patch, workflow.as_deref()),
+    }
+}
 
 /// A patch argument: a path, or a file name inside the repairs directory.
 fn locate(cache_root: &Path, arg: &str) -> PathBuf {
@@ -21,14 +30,14 @@ fn locate(cache_root: &Path, arg: &str) -> PathBuf {
     }
 }
 
-pub fn list(cache_root: &Path) -> i32 {
+fn list(cache_root: &Path) -> Result {
     let records = patch::list(cache_root);
     if records.is_empty() {
         crate::report::err_line(&format!(
             "no recorded repairs in {}",
             patch::repairs_dir(cache_root).display()
         ));
-        return EXIT_OK;
+        return Ok(ExitCode::Ok);
     }
     for (path, r) in records {
         let fixed: Vec<String> = r
@@ -44,65 +53,43 @@ pub fn list(cache_root: &Path) -> i32 {
             fixed.join(", ")
         ));
     }
-    EXIT_OK
+    Ok(ExitCode::Ok)
 }
 
-pub fn show(cache_root: &Path, arg: &str) -> i32 {
+fn show(cache_root: &Path, arg: &str) -> Result {
     let path = locate(cache_root, arg);
     match patch::load(&path) {
         Ok(r) => {
             crate::report::out_line(&serde_json::to_string_pretty(&r).unwrap_or_default());
-            EXIT_OK
+            Ok(ExitCode::Ok)
         }
-        Err(e) => {
-            crate::report::err_line(&format!("error: {e}"));
-            EXIT_INVALID
-        }
+        Err(e) => Err(Error::invalid(e.to_string())),
     }
 }
 
-pub fn apply(cache_root: &Path, arg: &str, workflow: Option<&str>) -> i32 {
+fn apply(cache_root: &Path, arg: &str, workflow: Option<&str>) -> Result {
     let path = locate(cache_root, arg);
-    let record = match patch::load(&path) {
-        Ok(r) => r,
-        Err(e) => {
-            crate::report::err_line(&format!("error: {e}"));
-            return EXIT_INVALID;
-        }
-    };
+    let record = patch::load(&path).map_err(|e| Error::invalid(e.to_string()))?;
     let target = PathBuf::from(workflow.unwrap_or(&record.workflow));
-    let doc = match crate::source::read_json_file(&target) {
-        Ok(d) => d,
-        Err(d) => {
-            crate::report::err_line(&format!("error: {}: {}", target.display(), d.message));
-            return EXIT_INVALID;
-        }
-    };
-    let ir = super::ir_of(&doc);
-    let repaired = match patch::apply(&record, &ir) {
-        Ok(r) => r,
-        Err(e) => {
-            crate::report::err_line(&format!("error: {}: {e}", target.display()));
-            return EXIT_INVALID;
-        }
-    };
+    let doc = crate::source::read_json_file(&target)
+        .map_err(|d| Error::invalid(format!("{}: {}", target.display(), d.message)))?;
+    let ir = crate::repair::ir_of(&doc);
+    let repaired = patch::apply(&record, &ir)
+        .map_err(|e| Error::invalid(format!("{}: {e}", target.display())))?;
     if let Err(report) = crate::validate::validate(&repaired) {
-        crate::cli::print_diagnostics(&target.display().to_string(), &report);
-        crate::report::err_line(&format!(
-            "error: the patched workflow is invalid; {} was not changed",
+        super::print_diagnostics(&target.display().to_string(), &report);
+        return Err(Error::invalid(format!(
+            "the patched workflow is invalid; {} was not changed",
             target.display()
-        ));
-        return EXIT_INVALID;
+        )));
     }
-    if let Err(e) = super::apply_to_file(&target, &doc, &repaired) {
-        crate::report::err_line(&format!("error: cannot write {}: {e}", target.display()));
-        return EXIT_INVALID;
-    }
+    crate::repair::apply_to_file(&target, &doc, &repaired)
+        .map_err(|e| Error::invalid(format!("cannot write {}: {e}", target.display())))?;
     crate::report::err_text(&patch::unified_diff(&ir, &repaired));
     crate::report::err_line(&format!(
         "applied {} to {}",
         path.display(),
         target.display()
     ));
-    EXIT_OK
+    Ok(ExitCode::Ok)
 }

@@ -1,0 +1,128 @@
+//! The local cache and the remote one, composed: a lookup asks the local cache, then (on
+//! a miss or a damaged local entry) the remote, keeps a verified download as an ordinary
+//! local entry (with the time it was produced, so `"cache": "<duration>"` ages stay
+//! right), and says where the hit came from. Uploads go to the remote when it writes.
+
+use super::remote::{Download, Fetch, Remote};
+use super::{Cache, Entry, Imported, ImportedFile, Manifest};
+use crate::key::Key;
+use serde_json::Value;
+use std::sync::Arc;
+
+/// Where a hit came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Local,
+    /// Downloaded from the remote cache (and now stored locally).
+    Remote,
+}
+
+/// The answer to a [`Layered::lookup`].
+#[derive(Debug)]
+pub enum Lookup {
+    Hit(Entry, Source),
+    /// Nothing usable. `note`: the remote had an entry it could not use, and why.
+    Miss {
+        note: Option<String>,
+    },
+    /// Only a damaged local entry, and nothing from the remote.
+    Corrupt,
+}
+
+#[derive(Debug, Clone)]
+pub struct Layered {
+    local: Cache,
+    remote: Option<Arc<Remote>>,
+}
+
+impl Layered {
+    pub fn new(local: Cache, remote: Option<Arc<Remote>>) -> Layered {
+        Layered { local, remote }
+    }
+
+    pub fn local(&self) -> &Cache {
+        &self.local
+    }
+
+    pub fn remote(&self) -> Option<&Remote> {
+        self.remote.as_deref()
+    }
+
+    /// The local entry for `key`, else the remote's.
+    pub fn lookup(&self, key: &Key) -> Lookup {
+        let local = self.local.lookup(key);
+        if let Ok(Some(entry)) = local {
+            return Lookup::Hit(entry, Source::Local);
+        }
+        let not_here = || match local {
+            Err(_) => Lookup::Corrupt,
+            Ok(_) => Lookup::Miss { note: None },
+        };
+        let Some(remote) = self.remote.as_ref().filter(|r| r.active()) else {
+            return not_here();
+        };
+        match remote.fetch(key) {
+            Fetch::Hit(dl) => match self.local.import(key, imported(*dl)) {
+                Ok(Some(entry)) => Lookup::Hit(entry, Source::Remote),
+                Ok(None) | Err(_) => not_here(),
+            },
+            Fetch::Miss => not_here(),
+            Fetch::Unusable(why) => match not_here() {
+                Lookup::Miss { .. } => Lookup::Miss { note: Some(why) },
+                other => other,
+            },
+        }
+    }
+
+    /// Upload a result just stored locally, when the remote is configured for writing.
+    /// `outputs` are the values given to [`Cache::store`]; the files' content is read
+    /// back from the local cache (verified). Best effort: problems become remote warnings.
+    pub fn push(&self, key: &Key, manifest: &Manifest, outputs: &Value) {
+        let Some(remote) = self.remote.as_ref().filter(|r| r.writes() && r.active()) else {
+            return;
+        };
+        let Ok(bytes) = serde_json::to_vec(outputs) else {
+            return;
+        };
+        if let Some(files) = self.local.written_files(manifest) {
+            remote.upload(key, manifest, bytes, files);
+        }
+    }
+
+    /// The warnings the remote produced since the last call.
+    pub fn take_warnings(&self) -> Vec<String> {
+        self.remote
+            .as_ref()
+            .map(|r| r.take_warnings())
+            .unwrap_or_default()
+    }
+
+    /// The remote's figures since the last call (zero without a remote).
+    pub fn take_remote_counts(&self) -> super::remote::Counts {
+        self.remote
+            .as_ref()
+            .map(|r| r.take_counts())
+            .unwrap_or_default()
+    }
+}
+
+/// A verified download as the local cache takes it.
+fn imported(dl: Download) -> Imported {
+    Imported {
+        node: dl.entry.node,
+        output_digest: dl.entry.output_digest,
+        duration_ms: dl.entry.duration_ms,
+        run_id: dl.entry.run_id,
+        time_ms: dl.entry.time_ms,
+        outputs: dl.outputs,
+        files: dl
+            .files
+            .into_iter()
+            .map(|(f, bytes)| ImportedFile {
+                path: f.path,
+                digest: f.digest,
+                bytes,
+            })
+            .collect(),
+    }
+}

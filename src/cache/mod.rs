@@ -1,0 +1,484 @@
+//! The on-disk, content-addressed node cache (cacache under the cache directory).
+//!
+//! Each successful node result is one index entry, keyed by the node [`Key`], whose
+//! content is the node's outputs as JSON and whose metadata is a [`Manifest`]: the output
+//! digest (so a hit is decided and dependents' keys are computed without reading any
+//! blob), the run time, and the files the node wrote with their digests and blobs (so a
+//! deleted or edited output file can be restored). Blobs are verified on every read: a
+//! corrupt or missing blob is reported as an error the caller treats as a miss.
+//!
+//! Small outputs (up to [`INLINE_MAX`] bytes of JSON, most nodes' results) are kept in
+//! the manifest itself instead of a blob of their own ([`Manifest::inline`]): a result
+//! then costs one file in the cache instead of two, and the directories blobs need.
+//! Creating inodes is most of what storing a small result costs; the entry's integrity
+//! is still that of the outputs' bytes and is checked on every read, as a blob's is.
+//!
+//! The index is read by this module itself (not through `cacache::index::find`), so that
+//! a damaged bucket line, an unparseable manifest or a malformed integrity string is a
+//! miss and never an error that could panic deeper in cacache.
+//!
+//! Recency for `pflow cache gc` (LRU): a lookup hit sets the modification time of the
+//! entry's index bucket file to now (one `utimensat` call, no extra file, no write to
+//! the index). Buckets are per key (named by the SHA-1 of the key), so a bucket's mtime
+//! is the last time its entry was written or used. Maintenance preserves the mtime when
+//! it rewrites a bucket.
+//!
+//! Storage knows nothing of workflows, the executor or the terminal: it takes and gives
+//! plain records, and reports problems as values for the caller to print. The pieces:
+//!
+//! - this module: the local node cache ([`Cache`]);
+//! - [`layout`]: every path inside a cache directory, and cacache's index format;
+//! - [`lock`]: the lock builds share and maintenance holds alone;
+//! - [`records`] (with [`table`]): what the last build of a workflow saw, for the fast
+//!   path and `--explain`;
+//! - [`stats`]: one line of figures per build run;
+//! - [`remote`]: the shared remote cache client, and [`remote_policy`], when it gives up;
+//! - [`layered`]: local and remote composed, a hit telling where it came from.
+
+pub mod layered;
+pub mod layout;
+pub mod lock;
+pub mod records;
+pub mod remote;
+pub mod remote_policy;
+pub mod stats;
+pub mod table;
+
+use crate::fsutil::file_digest;
+use crate::key::Key;
+use layout::{bucket_path, content_path, index_key, read_bucket, touch, BucketLine, IndexRecord};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Outputs whose JSON is at most this long are kept inline in the index (see the module
+/// docs); bigger ones get a blob.
+pub const INLINE_MAX: usize = 1024;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FileRecord {
+    /// The path as the node wrote it (relative paths stay relative).
+    pub path: String,
+    /// BLAKE3 of the content.
+    pub digest: String,
+    /// Where the content is in the cache.
+    pub integrity: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub node: String,
+    pub output_digest: String,
+    pub duration_ms: u64,
+    #[serde(default)]
+    pub files: Vec<FileRecord>,
+    pub run_id: String,
+    /// The outputs' JSON text, when it is small enough to live here rather than in a blob.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inline: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub manifest: Manifest,
+    pub integrity: cacache::Integrity,
+    /// When the entry was written (unix ms).
+    pub time_ms: u128,
+}
+
+/// A result produced elsewhere, to keep as a local entry ([`Cache::import`]).
+pub struct Imported {
+    pub node: String,
+    pub output_digest: String,
+    pub duration_ms: u64,
+    pub run_id: String,
+    /// When it was produced (unix ms).
+    pub time_ms: u64,
+    /// The outputs' JSON bytes.
+    pub outputs: Vec<u8>,
+    pub files: Vec<ImportedFile>,
+}
+
+pub struct ImportedFile {
+    pub path: String,
+    /// BLAKE3 hex of `bytes`.
+    pub digest: String,
+    pub bytes: Vec<u8>,
+}
+
+/// A successful node result to store.
+pub struct NewEntry<'a> {
+    pub key: &'a Key,
+    pub node: &'a str,
+    pub outputs: &'a Value,
+    pub output_digest: &'a blake3::Hash,
+    pub files: &'a [PathBuf],
+    pub duration_ms: u64,
+    pub run_id: &'a str,
+}
+
+#[derive(Debug)]
+pub struct CacheError(pub String);
+
+impl fmt::Display for CacheError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CacheError {}
+
+fn err(what: &str, e: impl fmt::Display) -> CacheError {
+    CacheError(format!("{what}: {e}"))
+}
+
+/// The state of a file a cached node wrote, compared with the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileState {
+    Intact,
+    Missing,
+    Changed,
+}
+
+#[derive(Debug, Clone)]
+pub struct Cache {
+    root: PathBuf,
+    /// Recorded durations of the entries this process found (key hex → ms), for the
+    /// "time saved" figure of [`Cache::record_build`].
+    seen: Arc<Mutex<crate::key::KeyMap<u64>>>,
+}
+
+impl Cache {
+    pub fn new(root: impl Into<PathBuf>) -> Cache {
+        Cache {
+            root: root.into(),
+            seen: Arc::new(Mutex::new(Default::default())),
+        }
+    }
+
+    /// Keep a result that was produced elsewhere (and verified by whoever brought it) as
+    /// a local entry, and read it back.
+    pub fn import(&self, key: &Key, new: Imported) -> Result<Option<Entry>, CacheError> {
+        let mut records = Vec::with_capacity(new.files.len());
+        for f in &new.files {
+            let integrity = cacache::write_hash_sync(&self.root, &f.bytes)
+                .map_err(|e| err("cannot write to the cache", e))?;
+            records.push(FileRecord {
+                path: f.path.clone(),
+                digest: f.digest.clone(),
+                integrity: integrity.to_string(),
+                size: f.bytes.len() as u64,
+            });
+        }
+        let manifest = Manifest {
+            node: new.node,
+            output_digest: new.output_digest,
+            duration_ms: new.duration_ms,
+            files: records,
+            run_id: new.run_id,
+            inline: None,
+        };
+        let (sri, manifest) = self.put_outputs(&new.outputs, manifest)?;
+        let meta = serde_json::to_value(&manifest).map_err(|e| err("cannot encode manifest", e))?;
+        // The writer's clock may run ahead of ours: never record a time in the future.
+        let time = (new.time_ms as u128).min(now_ms());
+        cacache::index::insert(
+            &self.root,
+            &index_key(key),
+            cacache::WriteOpts::new()
+                .integrity(sri)
+                .size(new.outputs.len())
+                .metadata(meta)
+                .time(time),
+        )
+        .map_err(|e| err("cannot write the cache index", e))?;
+        self.lookup(key)
+    }
+
+    /// The content of every file an entry recorded, verified; None if any is unreadable.
+    pub fn written_files(&self, manifest: &Manifest) -> Option<Vec<Vec<u8>>> {
+        let mut files = Vec::with_capacity(manifest.files.len());
+        for rec in &manifest.files {
+            let sri = rec.integrity.parse::<cacache::Integrity>().ok()?;
+            content_path(&self.root, &sri)?;
+            files.push(cacache::read_hash_sync(&self.root, &sri).ok()?);
+        }
+        Some(files)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The index entry for `key`, if there is a readable one.
+    ///
+    /// The newest intact line for the key wins (a torn or damaged newer line falls back to
+    /// an older intact one: keys are content-addressed, so any intact entry is right).
+    /// When the bucket only holds damaged lines, the result is an error, which callers
+    /// treat as a miss ("corrupt entry"). A hit refreshes the entry's recency.
+    pub fn lookup(&self, key: &Key) -> Result<Option<Entry>, CacheError> {
+        let found = self.find(key)?;
+        if let Some((entry, bucket)) = &found {
+            touch(bucket);
+            if let Ok(mut seen) = self.seen.lock() {
+                seen.insert(*key, entry.manifest.duration_ms);
+            }
+        }
+        Ok(found.map(|(entry, _)| entry))
+    }
+
+    /// The entry for `key`, if there is a usable one, without counting it as a use
+    /// (no recency mark, no "time saved").
+    pub fn peek(&self, key: &Key) -> Option<Entry> {
+        self.probe(key).ok().flatten()
+    }
+
+    /// Like [`Cache::lookup`], but marks nothing: no recency, no "time saved" (what a
+    /// `--dry-run` may do).
+    pub fn probe(&self, key: &Key) -> Result<Option<Entry>, CacheError> {
+        Ok(self.find(key)?.map(|(entry, _)| entry))
+    }
+
+    /// The newest intact entry for `key`, and its bucket.
+    fn find(&self, key: &Key) -> Result<Option<(Entry, PathBuf)>, CacheError> {
+        let ikey = index_key(key);
+        let bucket = bucket_path(&self.root, &ikey);
+        let lines = match read_bucket(&bucket) {
+            Ok(lines) => lines,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(err("cannot read the cache index", e)),
+        };
+        let mut damaged = false;
+        for line in lines.iter().rev() {
+            match line {
+                BucketLine::Corrupt { .. } => damaged = true,
+                BucketLine::Valid { record, .. } if record.key == ikey => {
+                    if record.integrity.is_none() {
+                        // A removal tombstone.
+                        return Ok(None);
+                    }
+                    match entry_of(&self.root, record) {
+                        Some(entry) => return Ok(Some((entry, bucket))),
+                        None => damaged = true,
+                    }
+                }
+                BucketLine::Valid { .. } => {}
+            }
+        }
+        if damaged {
+            Err(CacheError("corrupt cache index entry".into()))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Are the entry's outputs at hand (inline, or a blob that exists)? Cheap: the blob
+    /// is verified when its value is read.
+    pub fn has_outputs(&self, entry: &Entry) -> bool {
+        entry.manifest.inline.is_some() || cacache::exists_sync(&self.root, &entry.integrity)
+    }
+
+    /// Read and verify a cached node's outputs.
+    pub fn load_outputs(&self, entry: &Entry) -> Result<Value, CacheError> {
+        let bytes = match &entry.manifest.inline {
+            Some(text) => {
+                if !inline_intact(&entry.integrity, text) {
+                    return Err(CacheError("cached outputs are corrupt".into()));
+                }
+                std::borrow::Cow::Borrowed(text.as_bytes())
+            }
+            None => {
+                if content_path(&self.root, &entry.integrity).is_none() {
+                    return Err(CacheError("corrupt cache entry (bad integrity)".into()));
+                }
+                let bytes = cacache::read_hash_sync(&self.root, &entry.integrity)
+                    .map_err(|e| err("cached outputs are missing or corrupt", e))?;
+                std::borrow::Cow::Owned(bytes)
+            }
+        };
+        let value: Value =
+            serde_json::from_slice(&bytes).map_err(|e| err("cached outputs are not JSON", e))?;
+        let digest = crate::canonical::output_digest(&value).to_hex().to_string();
+        if digest != entry.manifest.output_digest {
+            return Err(CacheError(
+                "cached outputs do not match their recorded digest".into(),
+            ));
+        }
+        Ok(value)
+    }
+
+    /// Store a successful result. Content is written before the index entry, so a crash
+    /// in between leaves at worst an unreferenced blob, never an entry without content.
+    pub fn store(&self, new: NewEntry<'_>) -> Result<Entry, CacheError> {
+        let NewEntry {
+            key,
+            node,
+            outputs,
+            output_digest,
+            files,
+            duration_ms,
+            run_id,
+        } = new;
+        let mut records = Vec::with_capacity(files.len());
+        for path in files {
+            let bytes = std::fs::read(path)
+                .map_err(|e| err(&format!("cannot read written file '{}'", path.display()), e))?;
+            let digest = blake3::hash(&bytes).to_hex().to_string();
+            let integrity = cacache::write_hash_sync(&self.root, &bytes)
+                .map_err(|e| err("cannot write to the cache", e))?;
+            records.push(FileRecord {
+                path: path.to_string_lossy().into_owned(),
+                digest,
+                integrity: integrity.to_string(),
+                size: bytes.len() as u64,
+            });
+        }
+        let manifest = Manifest {
+            node: node.to_string(),
+            output_digest: output_digest.to_hex().to_string(),
+            duration_ms,
+            files: records,
+            run_id: run_id.to_string(),
+            inline: None,
+        };
+        let bytes = serde_json::to_vec(outputs).map_err(|e| err("cannot encode outputs", e))?;
+        let (sri, manifest) = self.put_outputs(&bytes, manifest)?;
+        let meta = serde_json::to_value(&manifest).map_err(|e| err("cannot encode manifest", e))?;
+        let time_ms = now_ms();
+        cacache::index::insert(
+            &self.root,
+            &index_key(key),
+            cacache::WriteOpts::new()
+                .integrity(sri.clone())
+                .size(bytes.len())
+                .time(time_ms)
+                .metadata(meta),
+        )
+        .map_err(|e| err("cannot write the cache index", e))?;
+        Ok(Entry {
+            manifest,
+            integrity: sri,
+            time_ms,
+        })
+    }
+
+    /// Keep the outputs' bytes: inline in the manifest when small, else as a blob.
+    /// Returns their integrity and the manifest that goes with it.
+    fn put_outputs(
+        &self,
+        bytes: &[u8],
+        mut manifest: Manifest,
+    ) -> Result<(cacache::Integrity, Manifest), CacheError> {
+        if bytes.len() <= INLINE_MAX {
+            if let Ok(text) = std::str::from_utf8(bytes) {
+                manifest.inline = Some(text.to_string());
+                return Ok((cacache::Integrity::from(bytes), manifest));
+            }
+        }
+        let sri = cacache::write_hash_sync(&self.root, bytes)
+            .map_err(|e| err("cannot write to the cache", e))?;
+        Ok((sri, manifest))
+    }
+
+    pub fn file_state(&self, rec: &FileRecord) -> FileState {
+        let path = Path::new(&rec.path);
+        match std::fs::metadata(path) {
+            Err(_) => FileState::Missing,
+            Ok(m) if m.len() != rec.size => FileState::Changed,
+            Ok(_) => match file_digest(path) {
+                Ok(d) if d.to_hex().as_str() == rec.digest => FileState::Intact,
+                _ => FileState::Changed,
+            },
+        }
+    }
+
+    /// Put a file a node wrote back in place from the cache (atomically).
+    pub fn restore_file(&self, rec: &FileRecord) -> Result<(), CacheError> {
+        let sri: cacache::Integrity = rec
+            .integrity
+            .parse()
+            .map_err(|e| err("corrupt file record", e))?;
+        if content_path(&self.root, &sri).is_none() {
+            return Err(CacheError(format!(
+                "corrupt file record for '{}'",
+                rec.path
+            )));
+        }
+        let bytes = cacache::read_hash_sync(&self.root, &sri).map_err(|e| {
+            err(
+                &format!("cached copy of '{}' is missing or corrupt", rec.path),
+                e,
+            )
+        })?;
+        if blake3::hash(&bytes).to_hex().as_str() != rec.digest {
+            return Err(CacheError(format!(
+                "cached copy of '{}' does not match its digest",
+                rec.path
+            )));
+        }
+        crate::fsutil::write_atomic(Path::new(&rec.path), &bytes)
+            .map_err(|e| err(&format!("cannot restore '{}'", rec.path), e))
+    }
+
+    /// Hold the cache directory's lock (see [`lock`]): builds share it, maintenance holds
+    /// it alone. `on_wait` is told once if another process makes this one wait.
+    pub fn lock(
+        &self,
+        mode: lock::Mode,
+        on_wait: &mut dyn FnMut(&lock::Waiting),
+    ) -> Result<lock::CacheLock, CacheError> {
+        lock::acquire(&self.root, mode, on_wait)
+    }
+
+    /// The recorded run time of each entry this process found (for the "time saved"
+    /// figure of [`stats::BuildStats::tally`]), emptied.
+    pub fn take_seen(&self) -> crate::key::KeyMap<u64> {
+        self.seen
+            .lock()
+            .map(|mut s| std::mem::take(&mut *s))
+            .unwrap_or_default()
+    }
+
+    /// Note a hit decided without a lookup (the build state's fast path), with the
+    /// recorded run time of its entry, for the "time saved" figure.
+    pub fn note_hit(&self, key: &Key, duration_ms: u64) {
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.insert(*key, duration_ms);
+        }
+    }
+}
+
+/// Now, in unix milliseconds (the unit of cacache's entry times).
+pub fn now_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}
+
+/// Do inline outputs match the integrity recorded for them? (An integrity without any
+/// hash matches nothing; ssri's own check would index into its empty list.)
+pub fn inline_intact(sri: &cacache::Integrity, text: &str) -> bool {
+    !sri.hashes.is_empty() && sri.check(text).is_ok()
+}
+
+/// The entry a record describes, if it is usable (integrity well-formed, manifest readable).
+fn entry_of(root: &Path, record: &IndexRecord) -> Option<Entry> {
+    let integrity: cacache::Integrity = record.integrity.as_ref()?.parse().ok()?;
+    content_path(root, &integrity)?;
+    let manifest: Manifest = serde_json::from_value(record.metadata.clone()).ok()?;
+    blake3::Hash::from_hex(&manifest.output_digest).ok()?;
+    for f in &manifest.files {
+        let sri: cacache::Integrity = f.integrity.parse().ok()?;
+        content_path(root, &sri)?;
+    }
+    Some(Entry {
+        manifest,
+        integrity,
+        time_ms: record.time,
+    })
+}

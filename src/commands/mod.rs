@@ -1,0 +1,164 @@
+//! The commands, one file each. Each turns its typed arguments into work and returns an
+//! [`ExitCode`] or an [`Error`]; [`run`] is the one place that prints an error and picks
+//! the exit code.
+
+pub mod build;
+pub mod cache;
+mod error;
+pub mod graph;
+pub mod repair;
+pub mod validate;
+pub mod workflow;
+
+pub use error::{Error, ExitCode, Result};
+
+use crate::cli::{Cli, Command};
+use crate::diagnostic::Diagnostic;
+use crate::source;
+use crate::validate::{Report, Validated};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+/// Run a parsed command line; the process's exit code.
+pub fn run(cli: Cli) -> i32 {
+    let result = match cli.command {
+        Command::Build(args) => build::run(args),
+        Command::Validate {
+            workflow,
+            output_format,
+        } => validate::run(&workflow, output_format),
+        Command::Graph { workflow, format } => graph::run(&workflow, format),
+        Command::Workflow { action } => workflow::run(action),
+        Command::Cache {
+            action,
+            cache_dir,
+            output_format,
+        } => cache::run(action, &cache_dir_of(cache_dir.as_ref()), output_format),
+        Command::Repair { action, cache_dir } => {
+            repair::run(action, &cache_dir_of(cache_dir.as_ref()))
+        }
+    };
+    finish(result).as_i32()
+}
+
+/// Print what stopped a command, if anything; its exit code.
+fn finish(result: Result) -> ExitCode {
+    let err = match result {
+        Ok(code) => return code,
+        Err(e) => e,
+    };
+    match &err {
+        Error::Invalid(message) | Error::Failed(message) => {
+            crate::report::err_line(&format!("error: {message}"))
+        }
+        Error::Diagnostics { file, report } => print_diagnostics(file, report),
+        Error::Document { json, .. } => {
+            crate::report::out_line(&serde_json::to_string_pretty(json).unwrap_or_default())
+        }
+    }
+    err.code()
+}
+
+/// The cache directory: `--cache-dir`, else `PFLOW_CACHE_DIR`, else `./.pflow-cache`.
+pub fn cache_dir_of(arg: Option<&PathBuf>) -> PathBuf {
+    arg.cloned()
+        .or_else(|| {
+            std::env::var_os("PFLOW_CACHE_DIR")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(|| PathBuf::from(".pflow-cache"))
+}
+
+/// A command line clap rejected: its message (exit 2), or help and version (exit 0).
+/// When the caller asked for JSON output, the error is one JSON document on stdout, so
+/// scripts and agents always get something to parse.
+pub fn usage_error(e: clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return ExitCode::Ok.as_i32();
+    }
+    let args: Vec<String> = std::env::args().collect();
+    let wants_json = args.iter().any(|a| a == "--output-format=json")
+        || args
+            .windows(2)
+            .any(|w| w[0] == "--output-format" && w[1] == "json");
+    if wants_json {
+        let text = e.to_string();
+        let message = text
+            .lines()
+            .next()
+            .unwrap_or("invalid arguments")
+            .trim_start_matches("error: ");
+        let doc = json!({
+            "success": false, "outputs": {}, "nodes": [],
+            "errors": [{"node": null, "category": "validation", "path": "arguments",
+                        "message": message,
+                        "repairable": false}],
+            "repair": null,
+            "stats": {"total": 0, "ran": 0, "cached": 0, "restored": 0, "failed": 0, "skipped": 0},
+            "duration_ms": 0,
+        });
+        crate::report::out_line(&serde_json::to_string_pretty(&doc).unwrap_or_default());
+    } else {
+        let _ = e.print();
+    }
+    ExitCode::Invalid.as_i32()
+}
+
+/// Where a workflow argument points: an existing file, else a saved workflow's file.
+pub fn resolve_workflow_path(arg: &str) -> std::result::Result<PathBuf, Diagnostic> {
+    let path = Path::new(arg);
+    // A file wins over a saved workflow of the same name; a directory does not.
+    if path.is_file() {
+        return Ok(path.to_path_buf());
+    }
+    match crate::store::resolve(arg) {
+        Ok(saved) => Ok(saved),
+        // Let reading the path say what is wrong with it (a directory, unreadable...).
+        Err(_) if path.exists() => Ok(path.to_path_buf()),
+        Err(d) => Err(d),
+    }
+}
+
+/// Read, parse and validate a workflow argument. On failure, the report.
+pub fn load(arg: &str) -> std::result::Result<(Value, Validated), Report> {
+    load_path(arg).map(|(_, doc, v)| (doc, v))
+}
+
+/// Like [`load`], also returning the file the argument resolved to.
+pub fn load_path(arg: &str) -> std::result::Result<(PathBuf, Value, Validated), Report> {
+    let fail = |d: Diagnostic| Report {
+        errors: vec![d],
+        warnings: Vec::new(),
+    };
+    let path = resolve_workflow_path(arg).map_err(fail)?;
+    let doc = source::read_json_file(&path).map_err(fail)?;
+    let validated = crate::validate::validate(&doc)?;
+    Ok((path, doc, validated))
+}
+
+pub fn print_diagnostics(file: &str, report: &Report) {
+    for d in &report.errors {
+        crate::report::err_line(&format!("error: {file}: {}: {}", d.path, d.message));
+        if let Some(h) = &d.hint {
+            crate::report::err_line(&format!("  hint: {h}"));
+        }
+    }
+    for d in &report.warnings {
+        crate::report::err_line(&format!("warning: {file}: {}: {}", d.path, d.message));
+        if let Some(h) = &d.hint {
+            crate::report::err_line(&format!("  hint: {h}"));
+        }
+    }
+}
+
+pub fn diagnostics_json(ds: &[Diagnostic]) -> Value {
+    serde_json::to_value(ds).unwrap_or(Value::Array(Vec::new()))
+}

@@ -1,0 +1,553 @@
+//! Hit or run: the one place that decides whether a node, or a batch item, reuses a
+//! result, and why. Builds, `--dry-run` and batch items all ask [`decide`].
+//!
+//! The order: a result this command already produced (a repair attempt re-running the
+//! workflow) wins; then a forced run (`--force`, `--rerun`, `cache: false`); then the
+//! last build's record (the fast path: no cache I/O at all); then the cache, local and
+//! remote. A probe (`--dry-run`) reads only: no recency mark, no download, no restore.
+
+use crate::cache::layered::{Layered, Lookup, Source};
+use crate::cache::records::BuildState;
+use crate::cache::{now_ms, Entry, FileState};
+use crate::key::{explain_change, Key, Preimage};
+use crate::workflow::CachePolicy;
+use serde_json::Value;
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why a node may not reuse a cached result in this build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forced {
+    /// `--force`
+    All,
+    /// `--rerun NODE`
+    Node,
+    /// `"cache": false`
+    NoCache,
+}
+
+/// Where a reused result came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HitSource {
+    /// Produced earlier in this command (a repair attempt), kept in memory.
+    Memo,
+    /// The last build's record vouched for it without a cache lookup.
+    FastPath,
+    Local,
+    /// Downloaded from the remote cache (and now stored locally).
+    Remote,
+}
+
+/// Why a node runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunReason {
+    Forced(Forced),
+    /// No entry for this key; no record of an earlier key either.
+    New,
+    /// No entry for this key; what changed since the recorded key.
+    Changed(String),
+    /// No entry for this key, and no way to tell what changed.
+    NoEntry,
+    /// The entry is older than the node's `"cache": "<duration>"`.
+    TooOld(Duration),
+    /// The entry is damaged (the text says how).
+    Corrupt(&'static str),
+    /// A file the entry wrote could not be put back.
+    CannotRestore(String),
+    /// The remote cache had an entry it could not use.
+    RemoteUnusable(String),
+}
+
+impl fmt::Display for RunReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunReason::Forced(Forced::All) => f.write_str("--force"),
+            RunReason::Forced(Forced::Node) => f.write_str("--rerun"),
+            RunReason::Forced(Forced::NoCache) => f.write_str("cache: false"),
+            RunReason::New => f.write_str("new"),
+            RunReason::Changed(what) => f.write_str(what),
+            RunReason::NoEntry => f.write_str("no cache entry"),
+            RunReason::TooOld(max) => write!(
+                f,
+                "cache entry older than {}",
+                humantime::format_duration(*max)
+            ),
+            RunReason::Corrupt(how) => f.write_str(how),
+            RunReason::CannotRestore(why) | RunReason::RemoteUnusable(why) => f.write_str(why),
+        }
+    }
+}
+
+/// A reused result.
+#[derive(Debug)]
+pub struct Reuse {
+    pub source: HitSource,
+    pub digest: blake3::Hash,
+    /// At hand for a memo hit; read from the entry when needed otherwise.
+    pub values: Option<Arc<Value>>,
+    /// The cache entry (local and remote hits); boxed, as slots keep it.
+    pub entry: Option<Box<Entry>>,
+    /// Files put back from the cache.
+    pub restored: Vec<String>,
+}
+
+impl Reuse {
+    /// The reason shown for the reuse.
+    pub fn reason(&self) -> String {
+        let mut text = match self.source {
+            HitSource::Memo => return "already ran in this command".into(),
+            _ if self.restored.is_empty() => "inputs unchanged".to_string(),
+            _ => format!("restored {}", self.restored.join(", ")),
+        };
+        if self.source == HitSource::Remote {
+            text.push_str(" (remote)");
+        }
+        text
+    }
+}
+
+#[derive(Debug)]
+pub enum Decision {
+    Reuse(Reuse),
+    Run(RunReason),
+}
+
+/// A build uses what it finds; a probe (`--dry-run`) only looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Build,
+    Probe,
+}
+
+/// What this command produced so far, by key: a node never runs twice for one key, even
+/// across repair attempts.
+#[derive(Default)]
+pub struct Memo {
+    results: std::sync::Mutex<crate::key::KeyMap<(blake3::Hash, Arc<Value>)>>,
+}
+
+impl Memo {
+    pub fn recall(&self, key: &Key) -> Option<(blake3::Hash, Arc<Value>)> {
+        self.results.lock().ok()?.get(key).cloned()
+    }
+
+    pub fn remember(&self, key: Key, digest: blake3::Hash, values: Arc<Value>) {
+        if let Ok(mut m) = self.results.lock() {
+            m.insert(key, (digest, values));
+        }
+    }
+}
+
+/// Where a decision looks.
+pub struct Sources<'a> {
+    pub memo: &'a Memo,
+    pub records: &'a BuildState,
+    pub cache: &'a Layered,
+    /// Files the workflow itself deletes or moves away: a cached writer of such a file
+    /// must not bring it back.
+    pub consumed: &'a HashSet<String>,
+    pub mode: Mode,
+}
+
+/// The question about one node or item.
+pub struct Ask<'a> {
+    pub key: Key,
+    pub policy: CachePolicy,
+    pub forced: Option<Forced>,
+    /// The node's id, when the last build's record may vouch for it (not for items).
+    pub recorded_as: Option<&'a str>,
+}
+
+/// Hit or run, and why.
+pub fn decide(src: &Sources<'_>, ask: &Ask<'_>) -> Decision {
+    if let Some((digest, values)) = src.memo.recall(&ask.key) {
+        return Decision::Reuse(Reuse {
+            source: HitSource::Memo,
+            digest,
+            values: Some(values),
+            entry: None,
+            restored: Vec::new(),
+        });
+    }
+    if let Some(f) = ask.forced {
+        return Decision::Run(RunReason::Forced(f));
+    }
+    if let Some(id) = ask.recorded_as {
+        if let Some((digest, time_ms, duration_ms)) = src.records.fast_hit(id, &ask.key.0) {
+            if fresh(ask.policy, time_ms as u128) {
+                if src.mode == Mode::Build {
+                    src.cache.local().note_hit(&ask.key, duration_ms);
+                }
+                return Decision::Reuse(Reuse {
+                    source: HitSource::FastPath,
+                    digest: blake3::Hash::from_bytes(digest),
+                    values: None,
+                    entry: None,
+                    restored: Vec::new(),
+                });
+            }
+        }
+    }
+    let (entry, source) = match lookup(src, &ask.key) {
+        Lookup::Hit(entry, source) => (entry, source),
+        Lookup::Miss { note: Some(why) } => return Decision::Run(RunReason::RemoteUnusable(why)),
+        Lookup::Miss { note: None } => return Decision::Run(RunReason::NoEntry),
+        Lookup::Corrupt => return Decision::Run(RunReason::Corrupt("corrupt entry")),
+    };
+    match usable(src, &entry, ask.policy) {
+        Err(reason) => Decision::Run(reason),
+        Ok(restored) => match blake3::Hash::from_hex(&entry.manifest.output_digest) {
+            Ok(digest) => Decision::Reuse(Reuse {
+                source: match source {
+                    Source::Local => HitSource::Local,
+                    Source::Remote => HitSource::Remote,
+                },
+                digest,
+                values: None,
+                entry: Some(Box::new(entry)),
+                restored,
+            }),
+            Err(_) => Decision::Run(RunReason::Corrupt("corrupt entry")),
+        },
+    }
+}
+
+/// A probe reads the local index only, and marks nothing.
+fn lookup(src: &Sources<'_>, key: &Key) -> Lookup {
+    match src.mode {
+        Mode::Build => src.cache.lookup(key),
+        Mode::Probe => match src.cache.local().probe(key) {
+            Ok(Some(entry)) => Lookup::Hit(entry, Source::Local),
+            Ok(None) => Lookup::Miss { note: None },
+            Err(_) => Lookup::Corrupt,
+        },
+    }
+}
+
+/// Check an entry: age, outputs at hand, and the files it wrote (restored when a build
+/// needs them back). Returns the restored paths.
+fn usable(src: &Sources<'_>, entry: &Entry, policy: CachePolicy) -> Result<Vec<String>, RunReason> {
+    if let (false, CachePolicy::MaxAge(max)) = (fresh(policy, entry.time_ms), policy) {
+        return Err(RunReason::TooOld(max));
+    }
+    if !src.cache.local().has_outputs(entry) {
+        return Err(RunReason::Corrupt("corrupt entry (outputs missing)"));
+    }
+    let mut restored = Vec::new();
+    if src.mode == Mode::Probe {
+        return Ok(restored);
+    }
+    for rec in &entry.manifest.files {
+        match src.cache.local().file_state(rec) {
+            FileState::Intact => {}
+            // Gone because a later node of this workflow removed it, as it should be.
+            FileState::Missing if src.consumed.contains(&rec.path) => {}
+            FileState::Missing | FileState::Changed => {
+                src.cache.local().restore_file(rec).map_err(|e| {
+                    RunReason::CannotRestore(format!("cannot restore {}: {e}", rec.path))
+                })?;
+                restored.push(rec.path.clone());
+            }
+        }
+    }
+    Ok(restored)
+}
+
+/// Is an entry written at `time_ms` young enough for the node's cache policy?
+pub fn fresh(policy: CachePolicy, time_ms: u128) -> bool {
+    match policy {
+        CachePolicy::MaxAge(max) => now_ms().saturating_sub(time_ms) <= max.as_millis(),
+        _ => true,
+    }
+}
+
+/// A plain miss told in full: what changed since the last build's key, when known.
+pub fn explain_miss(previous: Option<Preimage>, now: &Preimage) -> RunReason {
+    match previous {
+        None => RunReason::New,
+        Some(old) => match explain_change(&old, now) {
+            Some(what) => RunReason::Changed(what),
+            None => RunReason::NoEntry,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::records::{record_of, StateUpdate};
+    use crate::cache::{Cache, NewEntry};
+    use serde_json::json;
+    use std::path::{Path, PathBuf};
+
+    /// A real cache in a temp folder, and the other places a decision looks.
+    struct World {
+        dir: tempfile::TempDir,
+        cache: Layered,
+        memo: Memo,
+        records: BuildState,
+        consumed: HashSet<String>,
+    }
+
+    impl World {
+        fn new() -> World {
+            let dir = tempfile::tempdir().unwrap();
+            let cache = Layered::new(Cache::new(dir.path().join("cache")), None);
+            World {
+                dir,
+                cache,
+                memo: Memo::default(),
+                records: BuildState::default(),
+                consumed: HashSet::new(),
+            }
+        }
+
+        fn path(&self, name: &str) -> PathBuf {
+            self.dir.path().join(name)
+        }
+
+        /// Store a result for `key` that wrote `files` (which must exist now).
+        fn store(&self, key: Key, files: &[PathBuf]) -> Entry {
+            let outputs = json!({"stdout": "hi"});
+            self.cache
+                .local()
+                .store(NewEntry {
+                    key: &key,
+                    node: "n",
+                    outputs: &outputs,
+                    output_digest: &crate::canonical::output_digest(&outputs),
+                    files,
+                    duration_ms: 5,
+                    run_id: "r",
+                })
+                .unwrap()
+        }
+
+        fn decide(&self, mode: Mode, ask: &Ask<'_>) -> Decision {
+            let src = Sources {
+                memo: &self.memo,
+                records: &self.records,
+                cache: &self.cache,
+                consumed: &self.consumed,
+                mode,
+            };
+            decide(&src, ask)
+        }
+    }
+
+    fn ask(key: Key) -> Ask<'static> {
+        Ask {
+            key,
+            policy: CachePolicy::Always,
+            forced: None,
+            recorded_as: None,
+        }
+    }
+
+    fn reuse(d: Decision) -> Reuse {
+        match d {
+            Decision::Reuse(r) => r,
+            Decision::Run(why) => panic!("expected a reuse, got a run: {why}"),
+        }
+    }
+
+    fn run(d: Decision) -> RunReason {
+        match d {
+            Decision::Run(why) => why,
+            Decision::Reuse(r) => panic!("expected a run, got a reuse from {:?}", r.source),
+        }
+    }
+
+    fn mtime(p: &Path) -> std::time::SystemTime {
+        std::fs::metadata(p).unwrap().modified().unwrap()
+    }
+
+    #[test]
+    fn nothing_stored_runs_and_says_why() {
+        let w = World::new();
+        assert_eq!(
+            run(w.decide(Mode::Build, &ask(Key([1; 32])))),
+            RunReason::NoEntry
+        );
+        let now: Preimage = [("param:cmd".to_string(), "aa".to_string())].into();
+        assert_eq!(explain_miss(None, &now), RunReason::New);
+        let before: Preimage = [("param:cmd".to_string(), "bb".to_string())].into();
+        match explain_miss(Some(before), &now) {
+            RunReason::Changed(what) => assert!(what.contains("cmd"), "{what}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_stored_entry_is_a_local_hit() {
+        let w = World::new();
+        let key = Key([2; 32]);
+        let entry = w.store(key, &[]);
+        let hit = reuse(w.decide(Mode::Build, &ask(key)));
+        assert_eq!(hit.source, HitSource::Local);
+        assert_eq!(hit.digest.to_hex().as_str(), entry.manifest.output_digest);
+        assert_eq!(hit.reason(), "inputs unchanged");
+    }
+
+    #[test]
+    fn this_commands_own_result_wins_even_over_force() {
+        let w = World::new();
+        let key = Key([3; 32]);
+        let digest = blake3::hash(b"x");
+        w.memo.remember(key, digest, Arc::new(json!({"a": 1})));
+        let mut a = ask(key);
+        a.forced = Some(Forced::All);
+        let hit = reuse(w.decide(Mode::Build, &a));
+        assert_eq!((hit.source, hit.digest), (HitSource::Memo, digest));
+        assert_eq!(hit.reason(), "already ran in this command");
+    }
+
+    #[test]
+    fn forced_runs_never_look_at_the_cache() {
+        let w = World::new();
+        let key = Key([4; 32]);
+        w.store(key, &[]);
+        for (f, text) in [
+            (Forced::All, "--force"),
+            (Forced::Node, "--rerun"),
+            (Forced::NoCache, "cache: false"),
+        ] {
+            let mut a = ask(key);
+            a.forced = Some(f);
+            assert_eq!(run(w.decide(Mode::Build, &a)).to_string(), text);
+        }
+    }
+
+    #[test]
+    fn an_entry_older_than_the_policy_runs() {
+        let w = World::new();
+        let key = Key([5; 32]);
+        let outputs = serde_json::to_vec(&json!({"v": 1})).unwrap();
+        let digest = crate::canonical::output_digest(&json!({"v": 1}))
+            .to_hex()
+            .to_string();
+        let old = crate::cache::Imported {
+            node: "n".into(),
+            output_digest: digest,
+            duration_ms: 1,
+            run_id: "r".into(),
+            time_ms: 1_000,
+            outputs,
+            files: Vec::new(),
+        };
+        w.cache.local().import(&key, old).unwrap();
+        let mut a = ask(key);
+        a.policy = CachePolicy::MaxAge(Duration::from_secs(60));
+        assert_eq!(
+            run(w.decide(Mode::Build, &a)).to_string(),
+            "cache entry older than 1m"
+        );
+        a.policy = CachePolicy::Always;
+        assert_eq!(reuse(w.decide(Mode::Build, &a)).source, HitSource::Local);
+    }
+
+    #[test]
+    fn a_build_restores_a_deleted_output_and_a_probe_leaves_it() {
+        let w = World::new();
+        let out = w.path("out.txt");
+        std::fs::write(&out, "made by the node").unwrap();
+        let key = Key([6; 32]);
+        w.store(key, std::slice::from_ref(&out));
+        std::fs::remove_file(&out).unwrap();
+
+        let probe = reuse(w.decide(Mode::Probe, &ask(key)));
+        assert!(probe.restored.is_empty());
+        assert!(!out.exists(), "a probe must not write the workspace");
+
+        let hit = reuse(w.decide(Mode::Build, &ask(key)));
+        assert_eq!(hit.restored, vec![out.to_string_lossy().into_owned()]);
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "made by the node");
+        assert!(hit.reason().starts_with("restored "));
+    }
+
+    #[test]
+    fn a_file_the_workflow_deletes_is_not_brought_back() {
+        let mut w = World::new();
+        let out = w.path("tmp.txt");
+        std::fs::write(&out, "intermediate").unwrap();
+        let key = Key([7; 32]);
+        w.store(key, std::slice::from_ref(&out));
+        std::fs::remove_file(&out).unwrap();
+        w.consumed.insert(out.to_string_lossy().into_owned());
+        let hit = reuse(w.decide(Mode::Build, &ask(key)));
+        assert!(hit.restored.is_empty());
+        assert!(!out.exists());
+    }
+
+    #[test]
+    fn a_probe_marks_no_recency_and_no_saved_time() {
+        let w = World::new();
+        let key = Key([8; 32]);
+        w.store(key, &[]);
+        let bucket = crate::cache::layout::bucket_path(
+            w.cache.local().root(),
+            &crate::cache::layout::index_key(&key),
+        );
+        let past = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        std::fs::File::options()
+            .write(true)
+            .open(&bucket)
+            .unwrap()
+            .set_modified(past)
+            .unwrap();
+        reuse(w.decide(Mode::Probe, &ask(key)));
+        assert_eq!(
+            mtime(&bucket),
+            past,
+            "a probe refreshed the entry's recency"
+        );
+        assert!(w.cache.local().take_seen().is_empty());
+
+        reuse(w.decide(Mode::Build, &ask(key)));
+        assert!(mtime(&bucket) > past, "a build's hit marks the entry used");
+        assert_eq!(w.cache.local().take_seen().get(&key), Some(&5));
+    }
+
+    #[test]
+    fn the_last_builds_record_vouches_for_an_unchanged_key_only() {
+        let mut w = World::new();
+        let key = Key([9; 32]);
+        let entry = w.store(key, &[]);
+        let mut update = StateUpdate::default();
+        update
+            .nodes
+            .insert("n".into(), record_of(&key.0, &entry).unwrap().encode());
+        let root = w.cache.local().root().to_path_buf();
+        BuildState::default().save(&root, "wf.json", &update, |_| true);
+        w.records = BuildState::load(&root, "wf.json");
+
+        let mut a = ask(key);
+        a.recorded_as = Some("n");
+        assert_eq!(reuse(w.decide(Mode::Build, &a)).source, HitSource::FastPath);
+        // Another node's record, or another key, is no voucher.
+        a.recorded_as = Some("m");
+        assert_eq!(reuse(w.decide(Mode::Build, &a)).source, HitSource::Local);
+        let other = Key([10; 32]);
+        a.key = other;
+        a.recorded_as = Some("n");
+        assert_eq!(run(w.decide(Mode::Build, &a)), RunReason::NoEntry);
+    }
+
+    #[test]
+    fn a_damaged_index_is_a_corrupt_entry() {
+        let w = World::new();
+        let key = Key([11; 32]);
+        w.store(key, &[]);
+        let bucket = crate::cache::layout::bucket_path(
+            w.cache.local().root(),
+            &crate::cache::layout::index_key(&key),
+        );
+        std::fs::write(&bucket, b"\ngarbage\tnot json").unwrap();
+        assert_eq!(
+            run(w.decide(Mode::Build, &ask(key))),
+            RunReason::Corrupt("corrupt entry")
+        );
+    }
+}
