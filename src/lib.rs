@@ -1,12 +1,23 @@
 //! pflow runs JSON workflows the way a build system runs a build.
 //!
-//! Data flows one way: a workflow file is read ([`source`]) and decoded into the IR
-//! ([`workflow`]); [`validate`] checks it, parses its templates ([`template`]) and builds
-//! the DAG ([`graph`]); the executor runs nodes ([`nodes`]) in dependency order, in
-//! parallel, consulting the content-addressed cache before each one; [`report`] prints
-//! what happened. A node's cache key is a BLAKE3 hash over everything that can change its
-//! result (its type, static params, the output digests of its dependencies, the inputs and
-//! files it reads), so a build after an edit re-runs exactly what the edit reaches.
+//! Data flows one way, and every import points down this list. At the bottom are the
+//! primitives everything shares: [`error`] and [`diagnostic`] (what went wrong, and
+//! where), [`canonical`] and [`key`] (digests and node keys), [`fsutil`] (atomic writes,
+//! file digests), [`http`] (client plumbing), [`interrupt`]. Above them, storage:
+//! [`cache`] keeps node results, build records, stats and the remote cache, and knows
+//! nothing of workflows or the terminal. Then the language: a workflow file is read
+//! ([`source`]) and decoded into the IR ([`workflow`]), whose templates ([`template`])
+//! and node types ([`nodes`], with the LLM client [`llm`]) it names; [`validate`] checks
+//! it and builds the DAG ([`graph`]); [`inputs`] binds the user's values. The
+//! [`executor`] runs the DAG in parallel, deciding for each node in one place whether it
+//! reuses a cached result or runs; [`report`] and [`render`] show what happened;
+//! [`repair`] asks a model to fix a failed build, and [`store`] keeps saved workflows. At
+//! the top, [`cli`] declares the arguments and [`commands`] runs them, one file per
+//! subcommand, with one error type and one place that prints it.
+//!
+//! A node's cache key is a BLAKE3 hash over everything that can change its result (its
+//! type, static params, the output digests of its dependencies, the inputs and files it
+//! reads), so a build after an edit re-runs exactly what the edit reaches.
 
 // `NodeError` carries a failed node's partial outputs (stdout, stderr, exit code) by
 // design; failures are rare and off the hot path, so its size is not worth boxing.

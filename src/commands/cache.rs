@@ -958,6 +958,36 @@ fn verify(root: &Path, fix: bool, json: bool) -> ExitCode {
 // gc
 // ---------------------------------------------------------------------------------------
 
+/// Why `gc` evicts an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Eviction {
+    /// Unreadable, or a blob it needs is gone.
+    Broken,
+    /// Older than `--max-age`.
+    Age,
+    /// Least recently used, while the cache is over `--max-size`.
+    Size,
+}
+
+impl Eviction {
+    /// The JSON `reason`.
+    fn as_str(self) -> &'static str {
+        match self {
+            Eviction::Broken => "broken",
+            Eviction::Age => "age",
+            Eviction::Size => "size",
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Eviction::Broken => "broken",
+            Eviction::Age => "older than --max-age",
+            Eviction::Size => "least recently used",
+        }
+    }
+}
+
 fn gc(root: &Path, max_size: Option<u64>, max_age: Option<Duration>, json: bool) -> ExitCode {
     if !root.is_dir() {
         if json {
@@ -992,15 +1022,15 @@ fn gc(root: &Path, max_size: Option<u64>, max_age: Option<Duration>, json: bool)
 
     // 2. Decide which entries stay. Broken ones go first, then those past the age, then
     //    the least recently used until the cache fits.
-    let mut evicted: Vec<(usize, &'static str)> = Vec::new();
+    let mut evicted: Vec<(usize, Eviction)> = Vec::new();
     let mut alive: Vec<usize> = Vec::new();
     let now = crate::cache::now_ms();
     for (i, l) in s.live.iter().enumerate() {
         let missing = l.blobs.iter().any(|b| !s.blobs.contains_key(b));
         if l.broken.is_some() || missing {
-            evicted.push((i, "broken"));
+            evicted.push((i, Eviction::Broken));
         } else if max_age.is_some_and(|a| now.saturating_sub(l.recency_ms) > a.as_millis()) {
-            evicted.push((i, "age"));
+            evicted.push((i, Eviction::Age));
         } else {
             alive.push(i);
         }
@@ -1033,7 +1063,7 @@ fn gc(root: &Path, max_size: Option<u64>, max_age: Option<Duration>, json: bool)
                     }
                 }
             }
-            evicted.push((i, "size"));
+            evicted.push((i, Eviction::Size));
         }
         alive.drain(..keep_from);
     }
@@ -1077,13 +1107,13 @@ fn gc(root: &Path, max_size: Option<u64>, max_age: Option<Duration>, json: bool)
 
     let after = scan(root);
     let size_after = after.content_bytes() + after.index_bytes();
-    let count = |why: &str| evicted.iter().filter(|(_, w)| *w == why).count();
+    let count = |why: Eviction| evicted.iter().filter(|(_, w)| *w == why).count();
     if json {
         let list: Vec<Value> = evicted
             .iter()
             .map(|(i, why)| {
                 let l = &s.live[*i];
-                json!({"key": l.record.key, "node": l.node(), "reason": why,
+                json!({"key": l.record.key, "node": l.node(), "reason": why.as_str(),
                        "last_used": format_time(l.recency_ms)})
             })
             .collect();
@@ -1107,11 +1137,7 @@ fn gc(root: &Path, max_size: Option<u64>, max_age: Option<Duration>, json: bool)
             out_line(&format!(
                 "evicted {} ({}; last used {})",
                 l.describe(),
-                match *why {
-                    "age" => "older than --max-age",
-                    "size" => "least recently used",
-                    _ => "broken",
-                },
+                why.describe(),
                 format_time(l.recency_ms)
             ));
         }
@@ -1119,9 +1145,9 @@ fn gc(root: &Path, max_size: Option<u64>, max_age: Option<Duration>, json: bool)
             "gc: evicted {} entr{} ({} least recently used, {} too old, {} broken); removed {} blob(s) ({}), {} temp file(s) ({}); compacted {} bucket(s) ({} line(s) dropped)",
             evicted.len(),
             if evicted.len() == 1 { "y" } else { "ies" },
-            count("size"),
-            count("age"),
-            count("broken"),
+            count(Eviction::Size),
+            count(Eviction::Age),
+            count(Eviction::Broken),
             blobs_removed,
             format_bytes(blob_bytes),
             temp_removed,

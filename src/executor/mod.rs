@@ -10,21 +10,27 @@
 //!
 //! A cached value that turns out corrupt when it is finally needed is not an error: the
 //! node that produced it is run again on the spot (once, under its slot's lock).
+//!
+//! The parts: [`decide`] (hit or run, and why), `keys.rs` (what goes into a key),
+//! `recorder.rs` (what the last build saw and what this one learns), `batch.rs` (items
+//! run and cached one by one), `plan.rs` (`--dry-run`); this file schedules the nodes and
+//! keeps each one's slot (its key, digest, value and report).
 
 mod batch;
 pub mod decide;
+mod keys;
 mod plan;
+mod recorder;
 
 pub use decide::HitSource;
 pub use plan::{plan, Action, PlanStep};
 
 use crate::cache::layered::Layered;
-use crate::cache::records::BuildState;
 use crate::cache::Entry;
 use crate::canonical::output_digest;
 use crate::error::{ErrorCategory, NodeError};
 use crate::graph::Link;
-use crate::key::{Key, KeyBuilder, Preimage};
+use crate::key::{Key, KeyBuilder};
 use crate::nodes::{NodeOutput, RunContext};
 use crate::template::{ParamTemplate, Part, Scope, Template, Unresolved};
 use crate::validate::{CompiledNode, Validated};
@@ -165,13 +171,8 @@ struct Shared<'a> {
     /// Files the workflow itself deletes or moves away (`delete-file`, `move-file`
     /// sources): a cached writer of such a file must not bring it back.
     consumed: HashSet<String>,
-    /// The explain records of the last build, read only when a node misses.
-    prev_preimages: std::sync::OnceLock<crate::cache::records::ExplainRecords>,
-    /// What the last build of this workflow saw (see [`crate::state`]).
-    state: BuildState,
-    next_state: Mutex<crate::cache::records::StateUpdate>,
-    /// Something differs from the recorded state: records must be written at the end.
-    dirty: AtomicBool,
+    /// What the last build saw, and what this one learns for the next.
+    recorder: recorder::Recorder,
     warnings: Mutex<Vec<String>>,
     start: Instant,
 }
@@ -313,10 +314,10 @@ impl<'a> Shared<'a> {
             deps,
             items_only_deps,
             consumed: consumed_paths(v),
-            prev_preimages: std::sync::OnceLock::new(),
-            state: BuildState::load(cache.local().root(), &opts.workflow_name),
-            next_state: Mutex::new(Default::default()),
-            dirty: AtomicBool::new(false),
+            recorder: recorder::Recorder::load(
+                cache.local().root().to_path_buf(),
+                opts.workflow_name.clone(),
+            ),
             warnings: Mutex::new(Vec::new()),
             start: Instant::now(),
         }
@@ -651,67 +652,6 @@ impl<'a> Shared<'a> {
         report
     }
 
-    /// The key components every run of node `i` shares (not batch items or files).
-    fn base_key(&self, i: usize, for_item: bool) -> KeyBuilder {
-        let node = &self.v.workflow.nodes[i];
-        let cn = &self.v.nodes[i];
-        let mut kb = KeyBuilder::new();
-        kb.add_text("id", &node.id);
-        let version = cn.spec.version.to_string();
-        kb.add_pieces("type", &[cn.spec.name.as_bytes(), b"@", version.as_bytes()]);
-        for (name, value) in &node.params {
-            kb.add_value(("param", name.as_str()), value);
-        }
-        if let Some(b) = &node.batch {
-            let mut cfg = Map::new();
-            cfg.insert("as".into(), Value::String(b.alias.clone()));
-            if !for_item {
-                if let Some(items) = node.to_json().get("batch").and_then(|b| b.get("items")) {
-                    cfg.insert("items".into(), items.clone());
-                }
-                cfg.insert(
-                    "error_handling".into(),
-                    Value::Bool(b.error_handling == ErrorHandling::Continue),
-                );
-            }
-            kb.add_value("batch", &Value::Object(cfg));
-        }
-        kb.add_text("cache", &node.cache.key_text());
-        for var in cn.spec.key_env {
-            let value = std::env::var(var).unwrap_or_default();
-            kb.add_text(("env", *var), &value);
-        }
-        for (j, _) in &self.deps[i] {
-            if for_item && self.items_only_deps[i].contains(j) {
-                continue;
-            }
-            let digest = lock(&self.slots[*j]).digest;
-            let name = ("dep", self.v.graph.id(*j));
-            match digest {
-                // Already a digest: it goes in as is, not re-hashed as hex text.
-                Some(d) => kb.add_digest(name, *d.as_bytes()),
-                None => kb.add_text(name, "none"),
-            }
-        }
-        let input_refs: BTreeSet<&String> = if for_item {
-            cn.params
-                .iter()
-                .flat_map(|(_, p)| p.refs())
-                .map(|r| &r.root)
-                .filter(|r| cn.input_refs.contains(*r))
-                .collect()
-        } else {
-            cn.input_refs.iter().collect()
-        };
-        for name in input_refs {
-            kb.add_value(
-                ("input", name.as_str()),
-                self.inputs.get(name).unwrap_or(&Value::Null),
-            );
-        }
-        kb
-    }
-
     /// A node's values, loading them from the cache (or re-running the node when the
     /// cached copy is corrupt).
     fn values(&self, j: usize) -> Result<Arc<Value>, NodeError> {
@@ -806,95 +746,6 @@ impl<'a> Shared<'a> {
             alias: None,
             index: None,
         })
-    }
-
-    /// Paths of the files node `i` reads, resolved.
-    fn read_paths(
-        &self,
-        i: usize,
-        scope: Option<&NodeScope<'_>>,
-    ) -> Result<Vec<String>, NodeError> {
-        let cn = &self.v.nodes[i];
-        let mut out = Vec::new();
-        for &p in cn.spec.reads_files {
-            let Some((_, pt)) = cn.params.iter().find(|(n, _)| n == p) else {
-                continue;
-            };
-            let value = match pt {
-                ParamTemplate::Literal(v) => v.clone(),
-                other => {
-                    let owned;
-                    let scope = match scope {
-                        Some(s) => s,
-                        None => {
-                            owned = self.scope_for(i)?;
-                            &owned
-                        }
-                    };
-                    other.resolve(scope).map_err(|u| unresolved_error(p, u))?
-                }
-            };
-            if let Value::String(s) = value {
-                out.push(s);
-            }
-        }
-        Ok(out)
-    }
-
-    /// Hash the files a node reads into its key. A file whose size and mtime match the
-    /// last build's record reuses its digest (as ninja trusts mtimes); others are hashed.
-    fn add_file_components(&self, kb: &mut KeyBuilder, paths: &[String]) {
-        for p in paths {
-            let path = crate::nodes::read_file::expand_path(p);
-            let now = crate::fsutil::stat(&path);
-            let digest = match self.state.read_digest(p, now) {
-                Some(d) => d,
-                None => match crate::fsutil::file_digest(&path) {
-                    Ok(d) => d.to_hex().to_string(),
-                    Err(_) => "missing".to_string(),
-                },
-            };
-            if let Some((size, mtime_ns)) = now {
-                let stat = crate::cache::records::FileStat {
-                    size,
-                    mtime_ns,
-                    digest: digest.clone(),
-                };
-                if self.state.reads.get(p) != Some(&stat) {
-                    self.dirty.store(true, Ordering::Relaxed);
-                }
-                lock(&self.next_state).reads.insert(p.clone(), stat);
-            }
-            kb.add_text(("file", p.as_str()), &digest);
-        }
-    }
-
-    /// The explain record of node `id` from the last build (read on first use).
-    fn previous_preimage(&self, id: &str) -> Option<Preimage> {
-        self.explain_records().get(id)
-    }
-
-    fn explain_records(&self) -> &crate::cache::records::ExplainRecords {
-        self.prev_preimages.get_or_init(|| {
-            crate::cache::records::ExplainRecords::load(
-                self.cache.local().root(),
-                &self.opts.workflow_name,
-            )
-        })
-    }
-
-    /// Keep what a hit on `entry` means for the next build's fast path.
-    fn remember_entry(&self, id: &str, key: &Key, entry: &Entry) {
-        match crate::cache::records::record_of(&key.0, entry) {
-            Some(rec) => {
-                let encoded = rec.encode();
-                if !self.state.has(id, &encoded) {
-                    self.dirty.store(true, Ordering::Relaxed);
-                }
-                lock(&self.next_state).nodes.insert(id.to_string(), encoded);
-            }
-            None => self.dirty.store(true, Ordering::Relaxed),
-        }
     }
 
     fn store(
@@ -1035,10 +886,10 @@ impl<'a> Shared<'a> {
                     HitSource::FastPath => lock(&self.slots[i]).fast = true,
                     HitSource::Memo => {}
                     HitSource::Local | HitSource::Remote => {
-                        self.dirty.store(true, Ordering::Relaxed);
+                        self.recorder.changed();
                         lock(&self.slots[i]).preimage = Some(kb);
                         if let Some(entry) = &hit.entry {
-                            self.remember_entry(&node.id, &key, entry);
+                            self.recorder.entry(&node.id, &key, entry);
                         }
                     }
                 }
@@ -1046,12 +897,12 @@ impl<'a> Shared<'a> {
             }
             Decision::Run(reason) => reason,
         };
-        self.dirty.store(true, Ordering::Relaxed);
+        self.recorder.changed();
         let preimage = kb.preimage();
         lock(&self.slots[i]).preimage = Some(kb);
         let reason = match reason {
             decide::RunReason::NoEntry => {
-                decide::explain_miss(self.previous_preimage(&node.id), &preimage)
+                decide::explain_miss(self.recorder.previous_preimage(&node.id), &preimage)
             }
             other => other,
         };
@@ -1088,7 +939,7 @@ impl<'a> Shared<'a> {
             // Record it, so the next build's fast path covers what just ran too.
             if let Some(entry) = &stored {
                 if node.cache != CachePolicy::Never {
-                    self.remember_entry(&node.id, &key, entry);
+                    self.recorder.entry(&node.id, &key, entry);
                 }
             }
             self.session.remember(key, digest, values.clone());
@@ -1113,7 +964,7 @@ impl<'a> Shared<'a> {
     fn sources(&self, mode: Mode) -> Sources<'_> {
         Sources {
             memo: &self.session.memo,
-            records: &self.state,
+            records: self.recorder.last(),
             cache: self.cache,
             consumed: &self.consumed,
             mode,
@@ -1133,9 +984,9 @@ impl<'a> Shared<'a> {
         self.note(&node.id, warnings);
         // What this node wrote last time (it may overwrite those files, and nothing else).
         let own_files: Vec<(String, String)> = self
-            .state
+            .recorder
             .previous_key(&node.id)
-            .and_then(|k| self.cache.local().peek(&Key(k)))
+            .and_then(|k| self.cache.local().peek(&k))
             .map(|e| {
                 e.manifest
                     .files
@@ -1238,32 +1089,19 @@ impl<'a> Shared<'a> {
             })
             .collect();
 
-        // Records are written only when something changed: a no-op build rewrites no records.
-        if self.dirty.load(Ordering::Relaxed) {
-            // Only what was decided anew is encoded; the rest is copied byte for byte.
+        // Only what was decided anew is encoded; the rest is copied byte for byte.
+        let decided = || {
             let mut decided = BTreeMap::new();
             for (i, slot) in self.slots.iter().enumerate() {
                 if let Some(kb) = lock(slot).preimage.take() {
                     decided.insert(self.v.graph.id(i).to_string(), kb.preimage());
                 }
             }
-            // Old records stay as they are (each is checked against the key it was made
-            // for, so an outdated one is only unused), and are not even looked at: only
-            // when a table has grown well past the workflow (nodes renamed or removed) are
-            // the records of nodes no longer in it dropped.
-            let (root, name) = (self.cache.local().root(), &self.opts.workflow_name);
-            let limit = 2 * self.slots.len() + 64;
-            let in_workflow = |id: &[u8]| {
-                std::str::from_utf8(id).is_ok_and(|id| self.v.graph.position(id).is_some())
-            };
-            let explain = self.explain_records();
-            let prune = explain.len() > limit;
-            explain.save(root, name, &decided, |id| !prune || in_workflow(id));
-            let prune = self.state.len() > limit;
-            self.state.save(root, name, &lock(&self.next_state), |id| {
-                !prune || in_workflow(id)
-            });
-        }
+            decided
+        };
+        self.recorder.save(decided, self.slots.len(), |id: &[u8]| {
+            std::str::from_utf8(id).is_ok_and(|id| self.v.graph.position(id).is_some())
+        });
         Outcome {
             nodes,
             outputs,

@@ -65,8 +65,10 @@ pub fn plan(
                     (Action::Reuse, reason, Some(key))
                 }
                 Decision::Run(decide::RunReason::NoEntry) => {
-                    let why =
-                        decide::explain_miss(shared.previous_preimage(&node.id), &kb.preimage());
+                    let why = decide::explain_miss(
+                        shared.recorder.previous_preimage(&node.id),
+                        &kb.preimage(),
+                    );
                     (Action::Run, why.to_string(), Some(key))
                 }
                 Decision::Run(why) => (Action::Run, why.to_string(), Some(key)),

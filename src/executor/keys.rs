@@ -1,0 +1,125 @@
+//! What goes into a node's key: its own definition, its dependencies' output digests,
+//! the inputs it reads, and the content of the files it reads.
+
+use super::*;
+
+impl<'a> Shared<'a> {
+    /// The key components every run of node `i` shares (not batch items or files).
+    pub(super) fn base_key(&self, i: usize, for_item: bool) -> KeyBuilder {
+        let node = &self.v.workflow.nodes[i];
+        let cn = &self.v.nodes[i];
+        let mut kb = KeyBuilder::new();
+        kb.add_text("id", &node.id);
+        let version = cn.spec.version.to_string();
+        kb.add_pieces("type", &[cn.spec.name.as_bytes(), b"@", version.as_bytes()]);
+        for (name, value) in &node.params {
+            kb.add_value(("param", name.as_str()), value);
+        }
+        if let Some(b) = &node.batch {
+            let mut cfg = Map::new();
+            cfg.insert("as".into(), Value::String(b.alias.clone()));
+            if !for_item {
+                if let Some(items) = node.to_json().get("batch").and_then(|b| b.get("items")) {
+                    cfg.insert("items".into(), items.clone());
+                }
+                cfg.insert(
+                    "error_handling".into(),
+                    Value::Bool(b.error_handling == ErrorHandling::Continue),
+                );
+            }
+            kb.add_value("batch", &Value::Object(cfg));
+        }
+        kb.add_text("cache", &node.cache.key_text());
+        for var in cn.spec.key_env {
+            let value = std::env::var(var).unwrap_or_default();
+            kb.add_text(("env", *var), &value);
+        }
+        for (j, _) in &self.deps[i] {
+            if for_item && self.items_only_deps[i].contains(j) {
+                continue;
+            }
+            let digest = lock(&self.slots[*j]).digest;
+            let name = ("dep", self.v.graph.id(*j));
+            match digest {
+                // Already a digest: it goes in as is, not re-hashed as hex text.
+                Some(d) => kb.add_digest(name, *d.as_bytes()),
+                None => kb.add_text(name, "none"),
+            }
+        }
+        let input_refs: BTreeSet<&String> = if for_item {
+            cn.params
+                .iter()
+                .flat_map(|(_, p)| p.refs())
+                .map(|r| &r.root)
+                .filter(|r| cn.input_refs.contains(*r))
+                .collect()
+        } else {
+            cn.input_refs.iter().collect()
+        };
+        for name in input_refs {
+            kb.add_value(
+                ("input", name.as_str()),
+                self.inputs.get(name).unwrap_or(&Value::Null),
+            );
+        }
+        kb
+    }
+
+    /// Paths of the files node `i` reads, resolved.
+    pub(super) fn read_paths(
+        &self,
+        i: usize,
+        scope: Option<&NodeScope<'_>>,
+    ) -> Result<Vec<String>, NodeError> {
+        let cn = &self.v.nodes[i];
+        let mut out = Vec::new();
+        for &p in cn.spec.reads_files {
+            let Some((_, pt)) = cn.params.iter().find(|(n, _)| n == p) else {
+                continue;
+            };
+            let value = match pt {
+                ParamTemplate::Literal(v) => v.clone(),
+                other => {
+                    let owned;
+                    let scope = match scope {
+                        Some(s) => s,
+                        None => {
+                            owned = self.scope_for(i)?;
+                            &owned
+                        }
+                    };
+                    other.resolve(scope).map_err(|u| unresolved_error(p, u))?
+                }
+            };
+            if let Value::String(s) = value {
+                out.push(s);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Hash the files a node reads into its key. A file whose size and mtime match the
+    /// last build's record reuses its digest (as ninja trusts mtimes); others are hashed.
+    pub(super) fn add_file_components(&self, kb: &mut KeyBuilder, paths: &[String]) {
+        for p in paths {
+            let path = crate::nodes::read_file::expand_path(p);
+            let now = crate::fsutil::stat(&path);
+            let digest = match self.recorder.read_digest(p, now) {
+                Some(d) => d,
+                None => match crate::fsutil::file_digest(&path) {
+                    Ok(d) => d.to_hex().to_string(),
+                    Err(_) => "missing".to_string(),
+                },
+            };
+            if let Some((size, mtime_ns)) = now {
+                let stat = crate::cache::records::FileStat {
+                    size,
+                    mtime_ns,
+                    digest: digest.clone(),
+                };
+                self.recorder.read(p, stat);
+            }
+            kb.add_text(("file", p.as_str()), &digest);
+        }
+    }
+}
