@@ -30,6 +30,7 @@ pub mod remote;
 pub mod render;
 pub mod repair;
 pub mod report;
+pub mod secrets;
 pub mod source;
 pub mod state;
 pub mod store;

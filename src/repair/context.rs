@@ -4,25 +4,8 @@
 
 use crate::error::ErrorCategory;
 use crate::executor::{Outcome, Status};
+use crate::secrets::{is_secret_name, scrub, MIN_SECRET_LEN, REDACTED};
 use serde_json::{Map, Value};
-
-pub const REDACTED: &str = "<redacted>";
-
-/// Does a param or input name look like it holds a secret?
-pub fn is_secret_name(name: &str) -> bool {
-    let n = name.to_lowercase();
-    [
-        "key",
-        "token",
-        "secret",
-        "password",
-        "passwd",
-        "auth",
-        "credential",
-    ]
-    .iter()
-    .any(|w| n.contains(w))
-}
 
 /// The workflow with secret-looking params, shell `env` values and secret inputs'
 /// defaults replaced by `<redacted>`; and the secret values that were removed.
@@ -75,7 +58,7 @@ fn take_secret(v: &mut Value, secrets: &mut Vec<String>) {
     if text.contains("${") || text == REDACTED {
         return;
     }
-    if text.len() >= 4 {
+    if text.len() >= MIN_SECRET_LEN {
         secrets.push(text);
     }
     *v = Value::String(REDACTED.into());
@@ -87,19 +70,8 @@ pub fn secret_inputs(inputs: &Map<String, Value>) -> Vec<String> {
         .iter()
         .filter(|(k, _)| is_secret_name(k))
         .map(|(_, v)| crate::template::render_text(v).into_owned())
-        .filter(|s| s.len() >= 4)
+        .filter(|s| s.len() >= MIN_SECRET_LEN)
         .collect()
-}
-
-/// Replace every occurrence of a secret value in `text`.
-pub fn scrub(text: &str, secrets: &[String]) -> String {
-    let mut out = text.to_string();
-    for s in secrets {
-        if !s.is_empty() && out.contains(s.as_str()) {
-            out = out.replace(s.as_str(), REDACTED);
-        }
-    }
-    out
 }
 
 /// Put secret values back where the model kept `<redacted>`: same node id, same param.
