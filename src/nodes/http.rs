@@ -47,6 +47,10 @@ pub static SPEC: NodeSpec = NodeSpec {
     reads_files: &[],
     removes_files: &[],
     key_env: &[],
+    shell_params: &[],
+    env_param: None,
+    untrusted_outputs: &["response"],
+    secret_params: &["auth_token", "api_key"],
     run,
 };
 
