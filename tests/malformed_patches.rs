@@ -147,3 +147,21 @@ fn operations_that_do_not_fit_the_workflow_are_refused_naming_the_patch() {
         assert_eq!(ws.read(WORKFLOW), original, "the workflow was changed");
     }
 }
+
+#[test]
+fn an_endless_patch_file_is_read_only_up_to_the_limit() {
+    let ws = workspace();
+    let out = Command::new(BIN)
+        .current_dir(ws.path())
+        .args(["repair", "show", "/dev/zero", "--cache-dir"])
+        .arg(ws.cache_dir())
+        .env("PFLOW_MAX_WORKFLOW_BYTES", "1000")
+        .output()
+        .expect("run pflow");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("patch '/dev/zero' is over the limit of 2000 bytes"),
+        "{stderr}"
+    );
+}

@@ -197,8 +197,20 @@ pub fn record(
 }
 
 pub fn load(path: &Path) -> Result<PatchRecord, String> {
-    let bytes =
-        std::fs::read(path).map_err(|e| format!("cannot read patch '{}': {e}", path.display()))?;
+    use std::io::Read;
+    // A patch holds at most about the workflow it makes; twice the workflow limit leaves
+    // room for paths, and stops `repair show /dev/zero` from reading forever.
+    let limit = crate::source::max_workflow_bytes().saturating_mul(2);
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(limit.saturating_add(1)).read_to_end(&mut bytes))
+        .map_err(|e| format!("cannot read patch '{}': {e}", path.display()))?;
+    if bytes.len() as u64 > limit {
+        return Err(format!(
+            "patch '{}' is over the limit of {limit} bytes (twice PFLOW_MAX_WORKFLOW_BYTES)",
+            path.display()
+        ));
+    }
     let mut record = parse(&bytes)
         .map_err(|e| format!("'{}' is not a pflow repair patch: {e}", path.display()))?;
     record.file = Some(path.to_path_buf());
