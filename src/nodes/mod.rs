@@ -211,8 +211,8 @@ pub fn type_names() -> impl Iterator<Item = &'static str> {
     REGISTRY.iter().map(|s| s.name)
 }
 
-/// Why a type is missing from the registry, when it is one the original pflow had, for
-/// the unknown-type error (" (MCP tools are not supported)"); else "".
+/// For the unknown-type error: a note on why a type the original pflow had is not
+/// here (such as MCP tools), or "" for any other name.
 pub fn unsupported_note(t: &str) -> &'static str {
     if t.starts_with("mcp-") {
         " (MCP tools are not supported)"
