@@ -8,7 +8,7 @@ fixtures=(../fixtures/*.json ../fixtures/invalid/* ../fixtures/network/*)
 if [ -d ../../shared/compat/pflow-examples ]; then
   while IFS= read -r f; do fixtures+=("$f"); done < <(find ../../shared/compat/pflow-examples -name '*.json')
 fi
-mkdir -p corpus/workflow corpus/template corpus/reply corpus/response
+mkdir -p corpus/workflow corpus/template corpus/reply corpus/response corpus/patch
 
 for f in "${fixtures[@]}"; do
   name=$(printf '%s' "$f" | sed -e 's#^\(\.\./\)*##' -e 's#/#_#g')
@@ -39,4 +39,20 @@ for s in '${n.stdout.user.name}' 'x ${n.stdout.ids[${__index__}]} y' '$${HOME} $
   i=$((i + 1))
   { printf '%s' "$s"; printf '\0'; printf '%s' "$scope"; } >"corpus/template/t$i"
 done
-echo "seeded: $(ls corpus/workflow | wc -l) workflow, $i template, $(ls corpus/reply | wc -l) reply, $(ls corpus/response | wc -l) response"
+# patch: repair records (the target applies them as if made for its own workflow, so
+# any well-formed digest will do) with each kind of operation.
+digest=$(printf '0%.0s' {1..64})
+ops=(
+  '[]'
+  '[{"op":"replace","path":"/nodes/1/params/command","value":"echo ${a.echo} done"}]'
+  '[{"op":"add","path":"/nodes/-","value":{"id":"c","type":"echo","params":{"message":"${b.stdout}"}}},{"op":"remove","path":"/outputs/o"}]'
+  '[{"op":"test","path":"/nodes/0/id","value":"a"},{"op":"move","from":"/nodes/0/params","path":"/nodes/1/params"}]'
+  '[{"op":"copy","from":"/nodes/0","path":"/nodes/-"},{"op":"replace","path":"/nodes/2/id","value":"a2"}]'
+)
+n=0
+for op in "${ops[@]}"; do
+  n=$((n + 1))
+  printf '{"version":1,"base_digest":"%s","repaired_digest":"%s","workflow":"w.json","model":"m","created_at":"2026-01-01T00:00:00Z","errors":[{"node":"b","category":"shell","message":"x"}],"patch":%s}' \
+    "$digest" "$digest" "$op" >"corpus/patch/p$n"
+done
+echo "seeded: $(ls corpus/workflow | wc -l) workflow, $i template, $(ls corpus/reply | wc -l) reply, $(ls corpus/response | wc -l) response, $n patch"

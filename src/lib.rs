@@ -41,6 +41,7 @@ pub mod nodes;
 pub mod render;
 pub mod repair;
 pub mod report;
+pub mod secrets;
 pub mod source;
 pub mod store;
 pub mod template;

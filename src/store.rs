@@ -5,6 +5,7 @@
 //! never lose a count and a crash never leaves a half-written file.
 
 use crate::diagnostic::{did_you_mean, Diagnostic};
+use crate::secrets::{is_secret_name, REDACTED};
 use fs4::fs_std::FileExt;
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
@@ -189,8 +190,8 @@ pub fn record_run(
         let mut doc = current.ok_or_else(|| format!("saved workflow '{name}' disappeared"))?;
         let mut redacted = Map::new();
         for (k, v) in params {
-            let value = if is_secret_param(k) {
-                "<redacted>".to_string()
+            let value = if is_secret_name(k) {
+                REDACTED.to_string()
             } else {
                 v.clone()
             };
@@ -239,10 +240,6 @@ pub fn delete(name: &str) -> Result<(), String> {
     })?;
     let _ = std::fs::remove_file(workflows_dir().join(format!(".{name}.lock")));
     Ok(())
-}
-
-pub fn is_secret_param(name: &str) -> bool {
-    crate::repair::context::is_secret_name(name)
 }
 
 /// Read a saved workflow document.

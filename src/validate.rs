@@ -305,7 +305,7 @@ pub fn validate_workflow(wf: Workflow, structural: Vec<Diagnostic>) -> Result<Va
                                 "unknown node type '{}' for node '{}'{}",
                                 node.node_type,
                                 node.id,
-                                unsupported_note(&node.node_type)
+                                nodes::unsupported_note(&node.node_type)
                             ),
                         )
                         .with_hint(hint),
@@ -390,15 +390,7 @@ pub fn validate_workflow(wf: Workflow, structural: Vec<Diagnostic>) -> Result<Va
                 Ok(pt) => {
                     for r in pt.refs() {
                         let root = names.classify(&r.root, alias);
-                        check_reference(
-                            r,
-                            root,
-                            &names,
-                            &ppath,
-                            node.node_type.as_str(),
-                            alias,
-                            &mut errors,
-                        );
+                        check_reference(r, root, &names, &ppath, spec, alias, &mut errors);
                         match root {
                             Root::Node(dep) => links.push((dep, i, Link::Template)),
                             Root::Input => {
@@ -407,23 +399,9 @@ pub fn validate_workflow(wf: Workflow, structural: Vec<Diagnostic>) -> Result<Va
                             Root::Index => uses_index = true,
                             _ => {}
                         }
-                        if node.node_type == "shell" && name == "command" {
-                            if let Root::Node(dep) = root {
-                                // Text from the network or a model; numbers and headers
-                                // such as status_code are not a shell-injection risk.
-                                let t = wf.nodes[dep].node_type.as_str();
-                                let text_output = r.first_key() == Some("response");
-                                if (t == "http" || t == "llm") && text_output {
-                                    warnings.push(
-                                        Diagnostic::warning(
-                                            ppath.to_string(),
-                                            format!("the command embeds {r}, text from an {t} node, which could inject shell code"),
-                                        )
-                                        .with_hint(format!(
-                                            "pass it through the \"env\" param instead, e.g. \"env\": {{\"DATA\": \"{r}\"}} and use \"$DATA\" in the command"
-                                        )),
-                                    );
-                                }
+                        if let (Some(spec), Root::Node(dep)) = (spec, root) {
+                            if let Some(w) = injection_warning(spec, name, r, dep, &wf, &ppath) {
+                                warnings.push(w);
                             }
                         }
                     }
@@ -453,15 +431,7 @@ pub fn validate_workflow(wf: Workflow, structural: Vec<Diagnostic>) -> Result<Va
                             // The items are resolved before any item exists, so the alias
                             // and index are not visible here.
                             let root = names.classify(&r.root, None);
-                            check_reference(
-                                r,
-                                root,
-                                &names,
-                                &ipath,
-                                node.node_type.as_str(),
-                                None,
-                                &mut errors,
-                            );
+                            check_reference(r, root, &names, &ipath, spec, None, &mut errors);
                             match root {
                                 Root::Node(dep) => links.push((dep, i, Link::Template)),
                                 Root::Input => {
@@ -531,7 +501,7 @@ pub fn validate_workflow(wf: Workflow, structural: Vec<Diagnostic>) -> Result<Va
             Ok(t) => {
                 for r in t.refs() {
                     let root = names.classify(&r.root, None);
-                    check_reference(r, root, &names, &opath, "", None, &mut errors);
+                    check_reference(r, root, &names, &opath, None, None, &mut errors);
                 }
                 outputs.push((name.clone(), Some(t)));
             }
@@ -593,21 +563,37 @@ fn lenient_accepts(kind: nodes::ParamKind, v: &Value) -> bool {
     }
 }
 
-fn unsupported_note(t: &str) -> &'static str {
-    if t.starts_with("mcp-") {
-        " (MCP tools are not supported)"
-    } else if t.starts_with("git-") || t.starts_with("github-") {
-        " (git and GitHub nodes are not supported; use a shell node)"
-    } else if t == "workflow" {
-        " (nested workflows are not supported)"
-    } else if t == "claude-code" || t == "code" {
-        " (this node type of the original pflow is not supported)"
-    } else {
-        ""
+/// A warning when shell param `name` of a `spec` node embeds `r`, text a server or a
+/// model wrote (an untrusted output of node `dep`). Numbers and headers such as
+/// `status_code` are not declared untrusted: they are no shell-injection risk.
+fn injection_warning(
+    spec: &NodeSpec,
+    name: &str,
+    r: &Reference,
+    dep: usize,
+    wf: &Workflow,
+    path: &ParamPath<'_>,
+) -> Option<Diagnostic> {
+    if !spec.shell_params.contains(&name) {
+        return None;
     }
+    let source = nodes::lookup(&wf.nodes.get(dep)?.node_type)?;
+    if !source.untrusted_outputs.contains(&r.first_key()?) {
+        return None;
+    }
+    let t = source.name;
+    let d = Diagnostic::warning(
+        path.to_string(),
+        format!("the {name} embeds {r}, text from an {t} node, which could inject shell code"),
+    );
+    Some(match spec.env_param {
+        Some(env) => d.with_hint(format!(
+            "pass it through the \"{env}\" param instead, e.g. \"{env}\": {{\"DATA\": \"{r}\"}} and use \"$DATA\" in the {name}"
+        )),
+        None => d,
+    })
 }
 
-/// Check one template reference and report what is wrong with it.
 /// `nodes[i]`, spelled out only when displayed.
 #[derive(Clone, Copy)]
 struct NodePath(usize);
@@ -635,12 +621,14 @@ impl std::fmt::Display for ParamPath<'_> {
     }
 }
 
+/// Check one template reference and report what is wrong with it. `spec` is the
+/// referring node's type (None for a workflow output or an unknown type).
 fn check_reference(
     r: &Reference,
     root: Root,
     names: &Names<'_>,
     path: &dyn std::fmt::Display,
-    node_type: &str,
+    spec: Option<&NodeSpec>,
     alias: Option<&str>,
     errors: &mut Vec<Diagnostic>,
 ) {
@@ -658,10 +646,13 @@ fn check_reference(
                 && name
                     .chars()
                     .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
-            let hint = if looks_like_env || node_type == "shell" && r.path.is_empty() {
+            let runs_shell = spec.is_some_and(NodeSpec::runs_shell);
+            let hint = if looks_like_env || runs_shell && r.path.is_empty() {
                 let mut h = format!("if this is a shell variable, write $${{{name}}} (or ${name}) so pflow leaves it to the shell");
-                if node_type == "shell" {
-                    h.push_str("; to pass a value in, use the node's \"env\" param");
+                if let Some(env) = spec.filter(|s| s.runs_shell()).and_then(|s| s.env_param) {
+                    h.push_str(&format!(
+                        "; to pass a value in, use the node's \"{env}\" param"
+                    ));
                 }
                 if let Some(s) = names.suggest(name, names.sorted_names()) {
                     h = format!("{s} Otherwise, {h}");
@@ -985,5 +976,62 @@ mod tests {
         ] {
             assert!(paths.contains(&p), "{p} not in {paths:?}");
         }
+    }
+
+    /// The exact texts of the shell-related diagnostics, which the node types' declared
+    /// facts (shell params, env param, untrusted outputs) now drive.
+    #[test]
+    fn shell_diagnostics_read_exactly_so() {
+        let v = validate(&json!({"nodes": [
+            {"id": "get", "type": "http", "params": {"url": "http://x"}},
+            {"id": "ask", "type": "llm", "params": {"prompt": "hi"}},
+            {"id": "use", "type": "shell", "params": {"command": "echo ${get.response} ${ask.response} ${ask.llm_usage}",
+                                                      "stdin": "${get.response}"}},
+            {"id": "say", "type": "echo", "params": {"message": "${get.response}"}}
+        ]}))
+        .expect("valid");
+        let shown: Vec<String> = v
+            .warnings
+            .iter()
+            .map(|w| {
+                format!(
+                    "{} | {} | {}",
+                    w.path,
+                    w.message,
+                    w.hint.as_deref().unwrap_or("")
+                )
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "nodes[2].params.command | the command embeds ${get.response}, text from an http node, which could inject shell code | pass it through the \"env\" param instead, e.g. \"env\": {\"DATA\": \"${get.response}\"} and use \"$DATA\" in the command",
+                "nodes[2].params.command | the command embeds ${ask.response}, text from an llm node, which could inject shell code | pass it through the \"env\" param instead, e.g. \"env\": {\"DATA\": \"${ask.response}\"} and use \"$DATA\" in the command",
+            ]
+        );
+
+        let hints = |node_type: &str, params: Value| -> Vec<String> {
+            errors(json!({"nodes": [{"id": "a", "type": node_type, "params": params}]}))
+                .iter()
+                .map(|d| d.hint.clone().unwrap_or_default())
+                .collect()
+        };
+        let shell_hint = "if this is a shell variable, write $${home} (or $home) so pflow leaves it to the shell; to pass a value in, use the node's \"env\" param";
+        assert_eq!(
+            hints("shell", json!({"command": "echo ${home}"})),
+            [shell_hint]
+        );
+        assert_eq!(
+            hints("shell", json!({"command": "echo", "cwd": "${home}"})),
+            [shell_hint]
+        );
+        assert_eq!(
+            hints("echo", json!({"message": "${HOME}"})),
+            ["if this is a shell variable, write $${HOME} (or $HOME) so pflow leaves it to the shell"]
+        );
+        assert_eq!(
+            hints("echo", json!({"message": "${home}"})),
+            ["inputs and nodes are: a"]
+        );
     }
 }

@@ -24,6 +24,10 @@ pub static SPEC: NodeSpec = NodeSpec {
     reads_files: &["source_path"],
     removes_files: &[],
     key_env: &[],
+    shell_params: &[],
+    env_param: None,
+    untrusted_outputs: &[],
+    secret_params: &[],
     run,
 };
 

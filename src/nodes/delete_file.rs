@@ -21,6 +21,10 @@ pub static SPEC: NodeSpec = NodeSpec {
     reads_files: &[],
     removes_files: &["file_path"],
     key_env: &[],
+    shell_params: &[],
+    env_param: None,
+    untrusted_outputs: &[],
+    secret_params: &[],
     run,
 };
 

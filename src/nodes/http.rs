@@ -17,6 +17,7 @@ use super::{num_param, opt, opt_str_param, out, req, str_param};
 use super::{NodeOutput, NodeSpec, OutputKind, ParamKind, RunContext};
 use crate::error::{ErrorCategory, NodeError};
 use crate::http;
+use crate::secrets::is_secret_header;
 use base64::Engine;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, Url};
@@ -46,6 +47,10 @@ pub static SPEC: NodeSpec = NodeSpec {
     reads_files: &[],
     removes_files: &[],
     key_env: &[],
+    shell_params: &[],
+    env_param: None,
+    untrusted_outputs: &["response"],
+    secret_params: &["auth_token", "api_key"],
     run,
 };
 
@@ -270,12 +275,7 @@ fn headers(v: Option<&Value>) -> Result<HeaderMap, NodeError> {
 fn sensitive_values(headers: &HeaderMap) -> Vec<String> {
     let mut out = Vec::new();
     for (name, value) in headers {
-        let n = name.as_str();
-        let sensitive = matches!(n, "authorization" | "proxy-authorization" | "cookie")
-            || ["key", "token", "secret", "password"]
-                .iter()
-                .any(|w| n.contains(w));
-        if let (true, Ok(v)) = (sensitive, value.to_str()) {
+        if let (true, Ok(v)) = (is_secret_header(name.as_str()), value.to_str()) {
             out.push(v.to_string());
             if let Some((_, rest)) = v.split_once(' ') {
                 out.push(rest.to_string());

@@ -36,6 +36,10 @@ pub static SPEC: NodeSpec = NodeSpec {
         crate::llm::ENDPOINT_ENV[0],
         crate::llm::ENDPOINT_ENV[1],
     ],
+    shell_params: &[],
+    env_param: None,
+    untrusted_outputs: &["response"],
+    secret_params: &[],
     run,
 };
 

@@ -122,10 +122,29 @@ pub struct NodeSpec {
     /// Environment variables whose values change results (e.g. a default model). Their
     /// values go into the node key; secrets (API keys) never belong here.
     pub key_env: &'static [&'static str],
+    /// Params whose text a shell runs: untrusted text templated into them could inject
+    /// code, and a bare `${NAME}` in the node is probably meant for the shell.
+    pub shell_params: &'static [&'static str],
+    /// The param whose map becomes the process environment: the safe way to get a
+    /// value into shell text, which validation hints point to.
+    pub env_param: Option<&'static str>,
+    /// Outputs holding text a server or a model wrote, not the workflow's author:
+    /// validation warns when one is templated into a shell param.
+    pub untrusted_outputs: &'static [&'static str],
+    /// Params that hold credentials whatever they are named: every value of a map
+    /// param (an environment commonly carries tokens), else the value itself. Redacted,
+    /// with the params [`crate::secrets::is_secret_name`] picks out, before a repair
+    /// model sees the workflow.
+    pub secret_params: &'static [&'static str],
     pub run: fn(&Map<String, Value>, &RunContext) -> Result<NodeOutput, NodeError>,
 }
 
 impl NodeSpec {
+    /// Does the node hand some of its params to a shell?
+    pub fn runs_shell(&self) -> bool {
+        !self.shell_params.is_empty()
+    }
+
     pub fn param(&self, name: &str) -> Option<&ParamSpec> {
         self.params.iter().find(|p| p.name == name)
     }
@@ -190,6 +209,22 @@ pub fn lookup(name: &str) -> Option<&'static NodeSpec> {
 
 pub fn type_names() -> impl Iterator<Item = &'static str> {
     REGISTRY.iter().map(|s| s.name)
+}
+
+/// For the unknown-type error: a note on why a type the original pflow had is not
+/// here (such as MCP tools), or "" for any other name.
+pub fn unsupported_note(t: &str) -> &'static str {
+    if t.starts_with("mcp-") {
+        " (MCP tools are not supported)"
+    } else if t.starts_with("git-") || t.starts_with("github-") {
+        " (git and GitHub nodes are not supported; use a shell node)"
+    } else if t == "workflow" {
+        " (nested workflows are not supported)"
+    } else if t == "claude-code" || t == "code" {
+        " (this node type of the original pflow is not supported)"
+    } else {
+        ""
+    }
 }
 
 // ---- helpers shared by node implementations ----
@@ -280,4 +315,33 @@ pub(crate) fn file_error(what: &str, path: &std::path::Path, e: &std::io::Error)
         category,
         format!("cannot {what} '{}': {reason}", path.display()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The facts a type declares name its own params and outputs, so a renamed param
+    /// cannot silently turn a warning or a redaction off.
+    #[test]
+    fn declared_facts_name_real_params_and_outputs() {
+        for spec in REGISTRY {
+            let params = spec
+                .shell_params
+                .iter()
+                .chain(spec.env_param.iter())
+                .chain(spec.secret_params);
+            for p in params {
+                assert!(spec.param(p).is_some(), "{}: no param '{p}'", spec.name);
+            }
+            for o in spec.untrusted_outputs {
+                assert!(spec.output(o).is_some(), "{}: no output '{o}'", spec.name);
+            }
+            assert!(
+                spec.env_param.is_none() || spec.runs_shell(),
+                "{}",
+                spec.name
+            );
+        }
+    }
 }

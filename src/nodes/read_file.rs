@@ -21,6 +21,10 @@ pub static SPEC: NodeSpec = NodeSpec {
     reads_files: &["file_path"],
     removes_files: &[],
     key_env: &[],
+    shell_params: &[],
+    env_param: None,
+    untrusted_outputs: &[],
+    secret_params: &[],
     run,
 };
 

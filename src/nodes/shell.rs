@@ -32,6 +32,10 @@ pub static SPEC: NodeSpec = NodeSpec {
     reads_files: &[],
     removes_files: &[],
     key_env: &[],
+    shell_params: &["command"],
+    env_param: Some("env"),
+    untrusted_outputs: &[],
+    secret_params: &["env"],
     run,
 };
 

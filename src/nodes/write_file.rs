@@ -26,6 +26,10 @@ pub static SPEC: NodeSpec = NodeSpec {
     reads_files: &[],
     removes_files: &[],
     key_env: &[],
+    shell_params: &[],
+    env_param: None,
+    untrusted_outputs: &[],
+    secret_params: &[],
     run,
 };
 

@@ -4,39 +4,28 @@
 
 use crate::error::ErrorCategory;
 use crate::executor::{Outcome, Status};
+use crate::secrets::{is_secret_name, scrub, MIN_SECRET_LEN, REDACTED};
 use serde_json::{Map, Value};
 
-pub const REDACTED: &str = "<redacted>";
-
-/// Does a param or input name look like it holds a secret?
-pub fn is_secret_name(name: &str) -> bool {
-    let n = name.to_lowercase();
-    [
-        "key",
-        "token",
-        "secret",
-        "password",
-        "passwd",
-        "auth",
-        "credential",
-    ]
-    .iter()
-    .any(|w| n.contains(w))
-}
-
-/// The workflow with secret-looking params, shell `env` values and secret inputs'
-/// defaults replaced by `<redacted>`; and the secret values that were removed.
+/// The workflow with secret-looking params, the params its node types declare secret
+/// (shell `env` values) and secret inputs' defaults replaced by `<redacted>`; and the
+/// secret values that were removed.
 pub fn redact_workflow(doc: &Value) -> (Value, Vec<String>) {
     let mut secrets = Vec::new();
     let mut out = doc.clone();
     if let Some(nodes) = out.get_mut("nodes").and_then(Value::as_array_mut) {
         for node in nodes {
-            let is_shell = node.get("type").and_then(Value::as_str) == Some("shell");
+            let spec = node
+                .get("type")
+                .and_then(Value::as_str)
+                .and_then(crate::nodes::lookup);
             if let Some(params) = node.get_mut("params").and_then(Value::as_object_mut) {
                 redact_map(params, &mut secrets, false);
-                if is_shell {
-                    if let Some(env) = params.get_mut("env").and_then(Value::as_object_mut) {
-                        redact_map(env, &mut secrets, true);
+                for name in spec.map_or(&[][..], |s| s.secret_params) {
+                    match params.get_mut(*name) {
+                        Some(Value::Object(values)) => redact_map(values, &mut secrets, true),
+                        Some(v) => take_secret(v, &mut secrets),
+                        None => {}
                     }
                 }
             }
@@ -75,7 +64,7 @@ fn take_secret(v: &mut Value, secrets: &mut Vec<String>) {
     if text.contains("${") || text == REDACTED {
         return;
     }
-    if text.len() >= 4 {
+    if text.len() >= MIN_SECRET_LEN {
         secrets.push(text);
     }
     *v = Value::String(REDACTED.into());
@@ -87,19 +76,8 @@ pub fn secret_inputs(inputs: &Map<String, Value>) -> Vec<String> {
         .iter()
         .filter(|(k, _)| is_secret_name(k))
         .map(|(_, v)| crate::template::render_text(v).into_owned())
-        .filter(|s| s.len() >= 4)
+        .filter(|s| s.len() >= MIN_SECRET_LEN)
         .collect()
-}
-
-/// Replace every occurrence of a secret value in `text`.
-pub fn scrub(text: &str, secrets: &[String]) -> String {
-    let mut out = text.to_string();
-    for s in secrets {
-        if !s.is_empty() && out.contains(s.as_str()) {
-            out = out.replace(s.as_str(), REDACTED);
-        }
-    }
-    out
 }
 
 /// Put secret values back where the model kept `<redacted>`: same node id, same param.
@@ -305,5 +283,45 @@ mod tests {
             normalize("timed  out after 31 s")
         );
         assert_ne!(normalize("no such file a"), normalize("no such file b"));
+    }
+
+    /// Which values go, and in which order they are collected (scrubbing replaces them in
+    /// that order): the node types' declared secret params plus secret-looking names.
+    #[test]
+    fn redaction_covers_declared_and_named_params() {
+        let doc = json!({"nodes": [
+            {"id": "h", "type": "http", "params": {"url": "https://x/secret-path", "auth_token": "tok-1111",
+                "api_key": "k-2222", "headers": {"X-Trace": "trace-3333", "X-Api-Key": "hk-4444"}}},
+            {"id": "s", "type": "shell", "params": {"command": "echo", "env": {"PLAIN": "plain-5555",
+                "MY_TOKEN": "tok-6666", "N": 7, "T": "${x}"}}},
+            {"id": "e", "type": "echo", "params": {"env": {"A": "echo-env-8888"}, "password": "pw-9999"}},
+            {"id": "u", "type": "nope", "params": {"env": {"A": "unknown-env-0000"}}}
+        ]});
+        let (red, secrets) = redact_workflow(&doc);
+        assert_eq!(
+            secrets,
+            [
+                "tok-1111",
+                "k-2222",
+                "hk-4444",
+                "tok-6666",
+                "plain-5555",
+                "pw-9999"
+            ]
+        );
+        assert_eq!(red["nodes"][1]["params"]["env"]["N"], json!(REDACTED));
+        assert_eq!(red["nodes"][1]["params"]["env"]["T"], json!("${x}"));
+        assert_eq!(
+            red["nodes"][0]["params"]["headers"]["X-Trace"],
+            json!("trace-3333")
+        );
+        assert_eq!(
+            red["nodes"][2]["params"]["env"]["A"],
+            json!("echo-env-8888")
+        );
+        assert_eq!(
+            red["nodes"][3]["params"]["env"]["A"],
+            json!("unknown-env-0000")
+        );
     }
 }

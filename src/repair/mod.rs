@@ -15,8 +15,9 @@ pub mod patch;
 pub mod reply;
 
 use crate::executor::Outcome;
+use crate::secrets::REDACTED;
 use crate::validate::{self, Validated};
-use context::{Signature, REDACTED};
+use context::Signature;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -251,7 +252,7 @@ pub fn build_with_repair(
             let request = crate::llm::LlmRequest {
                 model: model.clone(),
                 system: None,
-                prompt: context::scrub(&text, &secrets),
+                prompt: crate::secrets::scrub(&text, &secrets),
                 max_tokens: prompt.max_tokens,
                 temperature: None,
             };
@@ -289,7 +290,7 @@ pub fn build_with_repair(
                 break 'outer;
             }
             if candidate.to_string().contains(REDACTED) {
-                feedback = "\n## Your previous reply\n\nIt moved or invented a \"<redacted>\" value. Keep secret values where they were.\n".into();
+                feedback = format!("\n## Your previous reply\n\nIt moved or invented a \"{REDACTED}\" value. Keep secret values where they were.\n");
                 rejected = Some("the proposed workflow moved a secret value");
                 continue;
             }

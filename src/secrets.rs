@@ -1,0 +1,84 @@
+//! Secrets: which names hold credentials, and keeping their values out of text.
+//!
+//! Used wherever pflow shows, stores or sends something that may carry a credential:
+//! the workflow and errors a repair model is shown, the params a saved workflow records
+//! for its last run, the header values an HTTP node keeps out of its messages. It
+//! depends on nothing else in pflow, so any module may use it.
+
+/// What a secret value is replaced with.
+pub const REDACTED: &str = "<redacted>";
+
+/// Values shorter than this are not scrubbed by value: replacing them everywhere would
+/// blank out ordinary words.
+pub const MIN_SECRET_LEN: usize = 4;
+
+/// Does a param or input name look like it holds a secret?
+pub fn is_secret_name(name: &str) -> bool {
+    let n = name.to_lowercase();
+    [
+        "key",
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "auth",
+        "credential",
+    ]
+    .iter()
+    .any(|w| n.contains(w))
+}
+
+/// Does an HTTP header (its lowercase name) carry a credential? A narrower list than
+/// [`is_secret_name`], as the HTTP node has always used for its error messages.
+pub fn is_secret_header(name: &str) -> bool {
+    matches!(name, "authorization" | "proxy-authorization" | "cookie")
+        || ["key", "token", "secret", "password"]
+            .iter()
+            .any(|w| name.contains(w))
+}
+
+/// Replace every occurrence of a secret value in `text`.
+pub fn scrub(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_string();
+    for s in secrets {
+        if !s.is_empty() && out.contains(s.as_str()) {
+            out = out.replace(s.as_str(), REDACTED);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_headers() {
+        for secret in [
+            "api_key",
+            "GITHUB_TOKEN",
+            "Authorization",
+            "db_passwd",
+            "creds_credential",
+        ] {
+            assert!(is_secret_name(secret), "{secret}");
+        }
+        for plain in ["url", "command", "name", "message"] {
+            assert!(!is_secret_name(plain), "{plain}");
+        }
+        for header in ["authorization", "cookie", "x-api-key", "x-auth-token"] {
+            assert!(is_secret_header(header), "{header}");
+        }
+        // Narrower than param names: kept as the HTTP node has always had it.
+        assert!(!is_secret_header("x-passwd") && is_secret_name("x-passwd"));
+    }
+
+    #[test]
+    fn scrubs_by_value() {
+        let secrets = vec!["sekrit-value".to_string(), String::new()];
+        assert_eq!(
+            scrub("got Bearer sekrit-value back", &secrets),
+            "got Bearer <redacted> back"
+        );
+    }
+}
