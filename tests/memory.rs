@@ -1,6 +1,7 @@
 //! Peak memory of a no-op build of a big workflow (the performance issue asks for under
 //! 100 MB at 10,000 nodes). Its own test binary, so that nothing else runs beside it.
 
+#[path = "integration/common/mod.rs"]
 mod common;
 
 use common::Workspace;

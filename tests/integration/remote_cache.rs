@@ -5,7 +5,7 @@
 //!
 //! Executions are counted with side-effect files in each workspace (`common::counted`).
 
-mod common;
+use crate::common;
 
 use common::{counted, BuildResult, Workspace};
 use serde_json::{json, Value};

@@ -1,7 +1,7 @@
 //! Corners of the build: cache max-age, duplicate batch items, files written by batches
 //! and copies, non-UTF-8 output, empty piped stdin, concurrent builds sharing a cache.
 
-mod common;
+use crate::common;
 
 use common::{counted, Workspace};
 use serde_json::json;

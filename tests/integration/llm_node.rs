@@ -1,7 +1,7 @@
 //! The `llm` node and the LLM client against loopback servers speaking the Anthropic
 //! Messages and OpenAI chat-completions protocols.
 
-mod stub;
+use crate::stub;
 
 use serde_json::{json, Value};
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! gc | clear`, the cache lock, and builds that meet corrupt entries, run concurrently or
 //! are killed at random moments.
 
-mod common;
+use crate::common;
 
 use common::{big_pipeline, counted, files_under, padded, pipeline, BuildResult, Workspace, BIN};
 use serde_json::{json, Value};

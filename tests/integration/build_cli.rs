@@ -1,7 +1,7 @@
 //! `pflow build` on the command line: output formats, `-o`, `--trace`, inputs and stdin,
 //! exit codes.
 
-mod common;
+use crate::common;
 
 use common::{counted, CacheArg, Workspace};
 use serde_json::{json, Value};

@@ -1,7 +1,7 @@
 //! Auto-repair, end to end: the real binary, a real cache directory, and a loopback
 //! server speaking the Anthropic Messages API whose replies each test scripts.
 
-mod stub;
+use crate::stub;
 
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};

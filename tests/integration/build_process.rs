@@ -1,7 +1,7 @@
 //! Processes: independent nodes run in parallel (`--jobs`), and Ctrl-C stops a build,
 //! kills its children and leaves the cache usable.
 
-mod common;
+use crate::common;
 
 use common::{counted, live_processes_in_group, wait_for, Workspace};
 use serde_json::{json, Value};
