@@ -18,6 +18,7 @@ mod cache_maintenance;
 mod compat_network;
 mod compat_validate;
 mod graph_cli;
+mod harness;
 mod http_node;
 mod limits;
 mod llm_node;
