@@ -5,7 +5,7 @@
 //! builder, since the real binary has no way to crash on request.
 
 use crate::common::process::{CRASH_TEXT, PASSED_THROUGH};
-use crate::common::{Pflow, Workspace};
+use crate::common::{wait_for, Pflow, Workspace};
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -76,15 +76,16 @@ fn the_default_panic_message_is_a_crash() {
 
 #[test]
 fn death_by_a_signal_the_test_did_not_send_is_a_crash() {
-    assert_crash(|| stand_in("kill -SEGV $$").output(), "signal 11");
-    // Also when the process is waited for with a deadline.
+    // (Signals that dump no core: nothing is left behind.)
+    assert_crash(|| stand_in("kill -TERM $$").output(), "signal 15");
+    // Also when the process is waited for with a deadline, and for SIGKILL (the OOM killer).
     assert_crash(
         || {
-            stand_in("kill -ABRT $$")
+            stand_in("kill -KILL $$")
                 .spawn()
                 .wait_at_most(Duration::from_secs(10))
         },
-        "signal 6",
+        "signal 9",
     );
 }
 
@@ -98,8 +99,14 @@ fn death_by_a_signal_the_test_sent_is_not_a_crash() {
         Some(libc::SIGKILL)
     );
     // A test's kill does not excuse a crash message printed before it.
-    let mut p = stand_in("echo 'error: internal error in pflow: x' >&2; exec sleep 30").spawn();
-    std::thread::sleep(Duration::from_millis(200));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut p = stand_in("echo 'error: internal error in pflow: x' >&2; touch said; exec sleep 30")
+        .current_dir(dir.path())
+        .spawn();
+    assert!(wait_for(Duration::from_secs(10), || dir
+        .path()
+        .join("said")
+        .exists()));
     p.kill();
     assert_crash(move || p.wait(), CRASH_TEXT);
 }
