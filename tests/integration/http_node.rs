@@ -1,6 +1,6 @@
 //! The `http` node against a loopback server started by each test.
 
-mod stub;
+use crate::stub;
 
 use serde_json::{json, Value};
 use std::time::Duration;

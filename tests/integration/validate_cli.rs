@@ -6,12 +6,11 @@
 //! without an entry (or an entry without a fixture) fails the test, so new fixtures cannot
 //! go unchecked.
 
+use crate::common::Pflow;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-const BIN: &str = env!("CARGO_BIN_EXE_pflow");
+use std::process::Output;
 
 /// File name in `fixtures/invalid/` → substrings that must all appear on stderr.
 const EXPECTED: &[(&str, &[&str])] = &[
@@ -216,11 +215,7 @@ fn invalid_dir() -> PathBuf {
 }
 
 fn pflow(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .current_dir(manifest_dir())
-        .output()
-        .expect("run pflow")
+    Pflow::new().args(args).current_dir(manifest_dir()).output()
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -235,9 +230,6 @@ fn check_rejected(label: &str, out: &Output, expected: &[&str]) -> Option<String
     let mut problems = Vec::new();
     if out.status.code() != Some(2) {
         problems.push(format!("exit code {:?}, expected 2", out.status.code()));
-    }
-    if stdout.contains("panicked") || stderr.contains("panicked") {
-        problems.push("the validator panicked".to_string());
     }
     for want in expected {
         if !stderr.contains(want) {
@@ -399,7 +391,6 @@ fn json_output_lists_errors_with_paths() {
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    assert!(!stdout.contains("panicked") && !text(&out.stderr).contains("panicked"));
     let doc: Value = serde_json::from_str(&stdout)
         .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{stdout}"));
     assert_eq!(doc["valid"], Value::Bool(false), "{doc}");

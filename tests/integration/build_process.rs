@@ -1,7 +1,7 @@
 //! Processes: independent nodes run in parallel (`--jobs`), and Ctrl-C stops a build,
 //! kills its children and leaves the cache usable.
 
-mod common;
+use crate::common;
 
 use common::{counted, live_processes_in_group, wait_for, Workspace};
 use serde_json::{json, Value};
@@ -71,8 +71,7 @@ fn ctrl_c_kills_running_children_exits_130_and_the_next_build_reuses_finished_no
         ],
         "outputs": {"out": {"source": "${after.stdout}"}}
     }));
-    let running = ws.cmd().arg("--jobs").arg("2").start();
-    let pid = running.pid();
+    let mut running = ws.cmd().arg("--jobs").arg("2").start();
     assert!(
         wait_for(Duration::from_secs(10), || ws.exists("slow.pid")
             && ws.count("quick") == 1
@@ -87,10 +86,7 @@ fn ctrl_c_kills_running_children_exits_130_and_the_next_build_reuses_finished_no
     ));
     std::thread::sleep(Duration::from_millis(200));
 
-    // SAFETY: sending a signal to the child we started.
-    unsafe {
-        libc::kill(pid, libc::SIGINT);
-    }
+    running.interrupt();
     let r = running.wait(Duration::from_secs(10));
     r.assert_code(130);
     assert!(r.elapsed < Duration::from_secs(10));
@@ -125,14 +121,10 @@ fn ctrl_c_in_text_mode_also_exits_130() {
         "nodes": [{"id": "slow", "type": "shell",
                    "params": {"command": "echo $$ > slow.pid; exec sleep 30"}}]
     }));
-    let running = ws.cmd().text().start();
-    let pid = running.pid();
+    let mut running = ws.cmd().text().start();
     assert!(wait_for(Duration::from_secs(10), || ws.exists("slow.pid")));
     std::thread::sleep(Duration::from_millis(100));
-    // SAFETY: sending a signal to the child we started.
-    unsafe {
-        libc::kill(pid, libc::SIGINT);
-    }
+    running.interrupt();
     let r = running.wait(Duration::from_secs(10));
     r.assert_code(130);
     assert!(r.stderr.contains("slow"), "{r}");

@@ -1,7 +1,7 @@
 //! Failed nodes: what is reported, what keeps running, what a rebuild after the fix runs;
 //! `error` edges to handlers.
 
-mod common;
+use crate::common;
 
 use common::{counted, live_processes_in_group, wait_for, Workspace};
 use serde_json::json;

@@ -1,7 +1,7 @@
 //! The build cache, seen from the command line: what runs, what is reused, what is
 //! restored. Executions are counted with side-effect files (see `common::counted`).
 
-mod common;
+use crate::common;
 
 use common::{big_pipeline, counted, files_under, pipeline, Workspace};
 use serde_json::{json, Value};

@@ -5,7 +5,7 @@
 //!
 //! Executions are counted with side-effect files in each workspace (`common::counted`).
 
-mod common;
+use crate::common;
 
 use common::{counted, BuildResult, Workspace};
 use serde_json::{json, Value};
@@ -227,25 +227,10 @@ fn build(ws: &Workspace, args: &[&str], env: &[(&str, &str)], text: bool) -> Bui
     if text {
         b = b.text();
     }
-    let mut c = b.command();
-    for var in [
-        "PFLOW_REMOTE_CACHE",
-        "PFLOW_REMOTE_CACHE_WRITE",
-        "PFLOW_REMOTE_CACHE_TOKEN",
-        "PFLOW_REMOTE_CACHE_TIMEOUT_MS",
-        "PFLOW_REMOTE_CACHE_CONNECT_TIMEOUT_MS",
-    ] {
-        c.env_remove(var);
-    }
     for (k, v) in env {
-        c.env(k, v);
+        b = b.env(k, v);
     }
-    c.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let started = Instant::now();
-    let out = c.spawn().expect("start pflow").wait_with_output().unwrap();
-    BuildResult::new(out, started.elapsed(), !text)
+    b.run()
 }
 
 fn warnings(r: &BuildResult) -> Vec<String> {
@@ -268,11 +253,11 @@ fn remote_warnings(r: &BuildResult) -> Vec<String> {
 
 /// `pflow cache stats --output-format json` for a workspace's cache.
 fn cache_stats(ws: &Workspace) -> Value {
-    let out = Command::new(common::BIN)
+    let out = ws
+        .pflow()
         .args(["cache", "stats", "--output-format", "json", "--cache-dir"])
         .arg(ws.cache_dir())
-        .output()
-        .unwrap();
+        .output();
     assert!(
         out.status.success(),
         "{}",

@@ -2,7 +2,7 @@
 //! loopback servers. The files are read from `../shared/compat/pflow-examples` at test
 //! time; the batch tests build a copy whose URL points at the stub.
 
-mod stub;
+use crate::stub;
 
 use serde_json::{json, Value};
 use stub::{anthropic_server, compat, user_prompt, Project, Reply, Stub};

@@ -1,7 +1,7 @@
 //! Corners of the build: cache max-age, duplicate batch items, files written by batches
 //! and copies, non-UTF-8 output, empty piped stdin, concurrent builds sharing a cache.
 
-mod common;
+use crate::common;
 
 use common::{counted, Workspace};
 use serde_json::json;
@@ -218,13 +218,7 @@ fn home_relative_paths_do_not_make_keys_machine_specific() {
     let mut results = Vec::new();
     for w in [&ws, &other] {
         w.write("home/src.txt", "same content");
-        let out = w
-            .cmd()
-            .command()
-            .env("HOME", w.file("home"))
-            .output()
-            .unwrap();
-        let r = common::BuildResult::new(out, Duration::ZERO, true);
+        let r = w.cmd().env("HOME", w.file("home")).run();
         r.assert_ok();
         assert_eq!(w.read("copy.txt"), "same content");
         results.push(r);

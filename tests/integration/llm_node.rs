@@ -1,7 +1,7 @@
 //! The `llm` node and the LLM client against loopback servers speaking the Anthropic
 //! Messages and OpenAI chat-completions protocols.
 
-mod stub;
+use crate::stub;
 
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -393,20 +393,14 @@ fn ctrl_c_ends_a_slow_llm_call_at_once() {
     ]);
     let p = anthropic_project(&stub).env("PFLOW_LLM_TIMEOUT_SECS", "20");
     let file = p.write("workflow.json", &llm(json!({"prompt": "x"})));
-    let started = std::time::Instant::now();
-    let child = p
-        .command(&file, &[])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start pflow");
+    let mut child = p.command(&file, &[]).spawn();
+    let started = child.started();
     while stub.count() == 0 && started.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(stub.count(), 1, "the request never arrived");
-    // SAFETY: sends SIGINT to the child we just started.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().expect("wait for pflow");
+    child.interrupt();
+    let out = child.wait();
     let r = stub::Run::new(out, started.elapsed());
     assert_eq!(r.code, 130, "{r}");
     assert!(

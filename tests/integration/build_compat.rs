@@ -3,7 +3,7 @@
 //! `../shared/compat/README.md`. Builds run with a temp dir as the working directory, so
 //! files they write land there.
 
-mod common;
+use crate::common;
 
 use common::{compat_path, read_compat, Workspace};
 use serde_json::json;

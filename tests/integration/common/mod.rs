@@ -14,20 +14,23 @@
 //!
 //! Executions are counted with side-effect files: [`counted`] wraps a shell command so
 //! that each run appends a line to `<name>.count` in the workspace, and
-//! [`Workspace::count`] reads the number of lines back. Every build result is checked for
-//! the word `panicked` in its output, so no test can pass over a crash.
+//! [`Workspace::count`] reads the number of lines back.
+//!
+//! Every build starts through [`Pflow`] ([`process`]), from a cleared environment, and is
+//! checked there for a crash, so no test can pass over one.
 
 #![allow(dead_code)]
 
+pub mod process;
+
+pub use process::{Pflow, Process};
+
 use serde_json::{json, Value};
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
-
-pub const BIN: &str = env!("CARGO_BIN_EXE_pflow");
 
 /// The default workflow file name inside a workspace.
 pub const WORKFLOW: &str = "workflow.json";
@@ -128,6 +131,19 @@ impl Workspace {
         self.cache.path()
     }
 
+    /// The workspace's home: `HOME` and `PFLOW_HOME` of its builds.
+    pub fn home_dir(&self) -> &Path {
+        self.home.path()
+    }
+
+    /// `pflow ARGS` in this workspace, with its home; nothing about the cache.
+    pub fn pflow(&self) -> Pflow {
+        Pflow::new()
+            .current_dir(self.path())
+            .home(self.home_dir())
+            .env("PFLOW_HOME", self.home_dir())
+    }
+
     pub fn file(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
@@ -179,6 +195,7 @@ impl Workspace {
             json: true,
             stdin: None,
             cache: CacheArg::Flag,
+            env: Vec::new(),
         }
     }
 }
@@ -190,6 +207,7 @@ pub struct BuildCmd<'a> {
     json: bool,
     stdin: Option<String>,
     cache: CacheArg,
+    env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
 }
 
 /// How a build is told where the workspace's cache is.
@@ -237,104 +255,85 @@ impl BuildCmd<'_> {
         self
     }
 
-    pub fn command(&self) -> Command {
-        let mut c = Command::new(BIN);
-        c.current_dir(self.ws.path())
+    /// Set an environment variable for the build.
+    pub fn env(mut self, name: &str, value: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.env.push((name.into(), value.as_ref().to_os_string()));
+        self
+    }
+
+    /// The `pflow build` command, not started.
+    pub fn pflow(&self) -> Pflow {
+        let mut p = self
+            .ws
+            .pflow()
             .arg("build")
             .arg(&self.workflow)
             .arg("--no-repair");
         if self.cache == CacheArg::Flag {
-            c.arg("--cache-dir").arg(self.ws.cache_dir());
+            p = p.arg("--cache-dir").arg(self.ws.cache_dir());
         }
         if self.json {
-            c.args(["--output-format", "json"]);
+            p = p.args(["--output-format", "json"]);
         }
-        c.args(&self.args)
-            .env_remove("PFLOW_CACHE_DIR")
-            .env_remove("PFLOW_REPAIR_MODEL")
-            .env_remove("ANTHROPIC_API_KEY")
-            .env_remove("OPENAI_API_KEY")
-            .env("PFLOW_HOME", self.ws.home.path())
-            .env("CI", "1");
+        p = p.args(&self.args);
         if self.cache == CacheArg::Env {
-            c.env("PFLOW_CACHE_DIR", self.ws.cache_dir());
+            p = p.env("PFLOW_CACHE_DIR", self.ws.cache_dir());
         }
-        c
-    }
-
-    /// Start the build without waiting (stdin null, outputs piped).
-    pub fn spawn(&self) -> Child {
-        self.command()
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start pflow")
+        if let Some(text) = &self.stdin {
+            p = p.stdin(text);
+        }
+        for (k, v) in &self.env {
+            p = p.env(k, v);
+        }
+        p
     }
 
     /// Start the build in JSON or text mode as configured, without waiting.
     pub fn start(self) -> Running {
-        let child = self.spawn();
         Running {
-            child,
-            started: Instant::now(),
+            process: self.pflow().spawn(),
             json: self.json,
         }
     }
 
     pub fn run(self) -> BuildResult {
-        let mut c = self.command();
-        c.stdout(Stdio::piped()).stderr(Stdio::piped());
-        c.stdin(if self.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        });
-        let started = Instant::now();
-        let mut child = c.spawn().expect("start pflow");
-        if let Some(text) = &self.stdin {
-            let mut pipe = child.stdin.take().expect("stdin pipe");
-            pipe.write_all(text.as_bytes()).expect("write stdin");
-        }
-        let out = child.wait_with_output().expect("wait for pflow");
-        BuildResult::new(out, started.elapsed(), self.json)
+        self.start().finish()
     }
 }
 
 /// A build started with [`BuildCmd::start`].
 pub struct Running {
-    pub child: Child,
-    pub started: Instant,
+    process: Process,
     json: bool,
 }
 
 impl Running {
     pub fn pid(&self) -> i32 {
-        self.child.id() as i32
+        self.process.pid()
+    }
+
+    /// Ctrl-C.
+    pub fn interrupt(&mut self) {
+        self.process.interrupt();
+    }
+
+    /// SIGKILL (a death the crash check then accepts).
+    pub fn kill(&mut self) {
+        self.process.kill();
     }
 
     /// Wait at most `limit` for the build to end; kill it (and fail) if it does not.
     #[track_caller]
-    pub fn wait(mut self, limit: Duration) -> BuildResult {
-        let deadline = Instant::now() + limit;
-        loop {
-            match self.child.try_wait().expect("try_wait") {
-                Some(_) => break,
-                None if Instant::now() >= deadline => {
-                    let _ = self.child.kill();
-                    let out = self.child.wait_with_output().expect("wait");
-                    panic!(
-                        "pflow did not finish within {limit:?}\nstdout: {}\nstderr: {}",
-                        String::from_utf8_lossy(&out.stdout),
-                        String::from_utf8_lossy(&out.stderr)
-                    );
-                }
-                None => std::thread::sleep(Duration::from_millis(20)),
-            }
-        }
-        let elapsed = self.started.elapsed();
-        let out = self.child.wait_with_output().expect("wait for pflow");
-        BuildResult::new(out, elapsed, self.json)
+    pub fn wait(self, limit: Duration) -> BuildResult {
+        let started = self.process.started();
+        let out = self.process.wait_at_most(limit);
+        BuildResult::new(out, started.elapsed(), self.json)
+    }
+
+    fn finish(self) -> BuildResult {
+        let started = self.process.started();
+        let out = self.process.wait();
+        BuildResult::new(out, started.elapsed(), self.json)
     }
 }
 
@@ -380,14 +379,11 @@ pub struct BuildResult {
 }
 
 impl BuildResult {
-    pub fn new(out: Output, elapsed: Duration, json_mode: bool) -> BuildResult {
+    /// A run of [`Pflow`] (which has checked it for a crash), its stdout parsed in JSON mode.
+    fn new(out: Output, elapsed: Duration, json_mode: bool) -> BuildResult {
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         let code = out.status.code().unwrap_or(-1);
-        assert!(
-            !stdout.contains("panicked") && !stderr.contains("panicked"),
-            "pflow panicked:\nstdout: {stdout}\nstderr: {stderr}"
-        );
         let json = json_mode.then(|| {
             serde_json::from_str::<Value>(&stdout).unwrap_or_else(|e| {
                 panic!(

@@ -1,0 +1,28 @@
+//! The integration tests: each module runs the real `pflow` binary on real files.
+//!
+//! They are one test crate so that the tree is compiled and linked once for all of them
+//! (`cargo test --test integration`, or `cargo test NAME` for one test). Two suites stay
+//! crates of their own: `tests/properties.rs` (library internals under proptest) and
+//! `tests/memory.rs` (the peak memory of one child, with nothing running beside it).
+
+mod common;
+mod stub;
+
+mod build_cache;
+mod build_cli;
+mod build_compat;
+mod build_edges;
+mod build_failures;
+mod build_process;
+mod cache_maintenance;
+mod compat_network;
+mod compat_validate;
+mod graph_cli;
+mod harness;
+mod http_node;
+mod limits;
+mod llm_node;
+mod remote_cache;
+mod repair;
+mod saved_workflows;
+mod validate_cli;
