@@ -156,7 +156,7 @@ fn short(digest: &str) -> String {
 }
 
 pub fn repairs_dir(cache_root: &Path) -> PathBuf {
-    cache_root.join("repairs")
+    crate::cache::layout::repairs_dir(cache_root)
 }
 
 fn now_rfc3339() -> String {

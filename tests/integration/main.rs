@@ -22,6 +22,7 @@ mod harness;
 mod http_node;
 mod limits;
 mod llm_node;
+mod malformed_patches;
 mod remote_cache;
 mod repair;
 mod saved_workflows;

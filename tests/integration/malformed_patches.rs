@@ -2,11 +2,8 @@
 //! records: each is refused with exit 2 and a message naming the file and the problem,
 //! never a crash, and the workflow is left as it was.
 
-mod common;
-
-use common::{Workspace, BIN, WORKFLOW};
+use crate::common::{Workspace, WORKFLOW};
 use serde_json::{json, Value};
-use std::process::Command;
 
 fn workspace() -> Workspace {
     Workspace::new().workflow(json!({
@@ -25,14 +22,13 @@ fn record_for(ws: &Workspace, ops: Value) -> String {
 
 /// Run `pflow repair ARGS` in the workspace; (exit code, stdout + stderr).
 fn repair(ws: &Workspace, args: &[&str]) -> (i32, String) {
-    let out = Command::new(BIN)
-        .current_dir(ws.path())
+    let out = ws
+        .pflow()
         .arg("repair")
         .args(args)
         .arg("--cache-dir")
         .arg(ws.cache_dir())
-        .output()
-        .expect("run pflow");
+        .output();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -151,13 +147,12 @@ fn operations_that_do_not_fit_the_workflow_are_refused_naming_the_patch() {
 #[test]
 fn an_endless_patch_file_is_read_only_up_to_the_limit() {
     let ws = workspace();
-    let out = Command::new(BIN)
-        .current_dir(ws.path())
+    let out = ws
+        .pflow()
         .args(["repair", "show", "/dev/zero", "--cache-dir"])
         .arg(ws.cache_dir())
         .env("PFLOW_MAX_WORKFLOW_BYTES", "1000")
-        .output()
-        .expect("run pflow");
+        .output();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
