@@ -4,6 +4,10 @@
 //! observed (a shell exit code, an HTTP status, a missing file), never by matching message
 //! text later. The category decides whether an LLM repair is worth trying.
 
+/// How every message about a bug in pflow begins (the panic hook's, and a node's whose
+/// run panicked). Tests look for it: a run that prints it has crashed.
+pub const INTERNAL_ERROR: &str = "internal error in pflow";
+
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::fmt;

@@ -21,7 +21,8 @@ fn main() {
             .map(|l| format!(" ({}:{})", l.file(), l.line()))
             .unwrap_or_default();
         pflow::report::err_line(&format!(
-            "error: internal error in pflow: {what}{at}; please report it"
+            "error: {}: {what}{at}; please report it",
+            pflow::error::INTERNAL_ERROR
         ));
     }));
     let code = match pflow::cli::Cli::try_parse() {

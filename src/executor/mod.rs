@@ -619,7 +619,10 @@ impl<'a> Shared<'a> {
             reason: "internal error".into(),
             error: Some(NodeError::new(
                 ErrorCategory::Internal,
-                "internal error in pflow while running this node (please report it)",
+                format!(
+                    "{} while running this node (please report it)",
+                    crate::error::INTERNAL_ERROR
+                ),
             )),
             handled: false,
             source: None,

@@ -57,7 +57,7 @@ pub const PASSED_THROUGH: &[&str] = &[
 /// What pflow prints when it has a bug: the panic hook's `error: internal error in pflow:
 /// ...; please report it` (src/main.rs) and a node that panicked, `internal error in
 /// pflow while running this node` (src/executor).
-pub const CRASH_TEXT: &str = "internal error in pflow";
+pub const CRASH_TEXT: &str = pflow::error::INTERNAL_ERROR;
 
 /// What Rust's default panic hook prints, should pflow's own hook ever be gone.
 const DEFAULT_HOOK_TEXT: &str = "panicked at";
