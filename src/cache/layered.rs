@@ -115,6 +115,12 @@ fn imported(dl: Download) -> Imported {
         run_id: dl.entry.run_id,
         time_ms: dl.entry.time_ms,
         outputs: dl.outputs,
+        removed: dl
+            .entry
+            .removed
+            .iter()
+            .map(|p| super::remote::local_path(p))
+            .collect(),
         files: dl
             .files
             .into_iter()

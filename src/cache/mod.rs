@@ -80,6 +80,10 @@ pub struct Manifest {
     /// The outputs' JSON text, when it is small enough to live here rather than in a blob.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inline: Option<String>,
+    /// Files the node took away (as it named them): reusing the result needs them still
+    /// absent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -101,6 +105,8 @@ pub struct Imported {
     /// The outputs' JSON bytes.
     pub outputs: Vec<u8>,
     pub files: Vec<ImportedFile>,
+    /// Files the node took away.
+    pub removed: Vec<String>,
 }
 
 pub struct ImportedFile {
@@ -117,6 +123,8 @@ pub struct NewEntry<'a> {
     pub outputs: &'a Value,
     pub output_digest: &'a blake3::Hash,
     pub files: &'a [PathBuf],
+    /// Files the node took away.
+    pub removed: &'a [PathBuf],
     pub duration_ms: u64,
     pub run_id: &'a str,
 }
@@ -181,6 +189,7 @@ impl Cache {
             files: records,
             run_id: new.run_id,
             inline: None,
+            removed: new.removed,
         };
         let (sri, manifest) = self.put_outputs(&new.outputs, manifest)?;
         let meta = serde_json::to_value(&manifest).map_err(|e| err("cannot encode manifest", e))?;
@@ -320,6 +329,7 @@ impl Cache {
             outputs,
             output_digest,
             files,
+            removed,
             duration_ms,
             run_id,
         } = new;
@@ -344,6 +354,10 @@ impl Cache {
             files: records,
             run_id: run_id.to_string(),
             inline: None,
+            removed: removed
+                .iter()
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect(),
         };
         let bytes = serde_json::to_vec(outputs).map_err(|e| err("cannot encode outputs", e))?;
         let (sri, manifest) = self.put_outputs(&bytes, manifest)?;

@@ -24,9 +24,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// The size recorded for a written file that was gone when the record was made.
+pub const GONE: u64 = u64::MAX;
+
 /// How long a record may stand in for index lookups.
 pub const MAX_AGE: Duration = Duration::from_secs(3600);
-const FORMAT: u32 = 6;
+const FORMAT: u32 = 7;
 const EXPLAIN_FORMAT: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,8 +52,11 @@ pub struct NodeRecord {
     pub time_ms: u64,
     /// How long the node took when it ran (for "time saved").
     pub duration_ms: u64,
-    /// (path, size, mtime) of each file the node wrote.
+    /// (path, size, mtime) of each file the node wrote; [`GONE`] as the size of one
+    /// that a later node of the workflow took away.
     pub written: Vec<(String, u64, i128)>,
+    /// Each file the node took away (the fast path needs it still absent).
+    pub removed: Vec<String>,
 }
 
 /// `--explain` records are many and small: varint lengths and numbers keep them so.
@@ -61,7 +67,8 @@ fn codec() -> impl bincode::Options {
 /// Encoded by hand (a no-op build decodes one per node, and serde's generic decoding of
 /// two 32-byte arrays cost more than everything else about a hit): key, digest, time_ms,
 /// duration_ms, the number of written files, then each file's path length, path, size
-/// and mtime; little-endian.
+/// and mtime, then the number of removed files and each one's path length and path;
+/// little-endian.
 impl NodeRecord {
     pub fn encode(&self) -> Vec<u8> {
         let paths: usize = self.written.iter().map(|(p, _, _)| 4 + p.len() + 24).sum();
@@ -76,6 +83,11 @@ impl NodeRecord {
             out.extend_from_slice(path.as_bytes());
             out.extend_from_slice(&size.to_le_bytes());
             out.extend_from_slice(&mtime.to_le_bytes());
+        }
+        out.extend_from_slice(&(self.removed.len() as u32).to_le_bytes());
+        for path in &self.removed {
+            out.extend_from_slice(&(path.len() as u32).to_le_bytes());
+            out.extend_from_slice(path.as_bytes());
         }
         out
     }
@@ -97,12 +109,22 @@ impl NodeRecord {
             let path = std::str::from_utf8(r.take(len)?).ok()?.to_string();
             written.push((path, r.u64()?, r.i128()?));
         }
+        let count = r.u32()? as usize;
+        if count > r.remaining() / 4 {
+            return None;
+        }
+        let mut removed = Vec::with_capacity(count);
+        for _ in 0..count {
+            let len = r.u32()? as usize;
+            removed.push(std::str::from_utf8(r.take(len)?).ok()?.to_string());
+        }
         (r.remaining() == 0).then_some(NodeRecord {
             key,
             digest,
             time_ms,
             duration_ms,
             written,
+            removed,
         })
     }
 }
@@ -217,13 +239,32 @@ impl BuildState {
     }
 
     /// The fast path: node `id` with `key` was a hit last time and the files it wrote
-    /// have the recorded size and mtime. Returns its output digest and entry time.
-    pub fn fast_hit(&self, id: &str, key: &[u8; 32]) -> Option<([u8; 32], u64, u64)> {
+    /// have the recorded size and mtime (or, those that were gone, are still gone and
+    /// still `consumed` by a node of the workflow). Returns its output digest, entry time
+    /// and run time.
+    pub fn fast_hit(
+        &self,
+        id: &str,
+        key: &[u8; 32],
+        consumed: &std::collections::HashSet<String>,
+    ) -> Option<([u8; 32], u64, u64)> {
         let rec = self.record(id, key)?;
         for (path, size, mtime) in &rec.written {
-            if stat(Path::new(path)) != Some((*size, *mtime)) {
+            let now = stat(Path::new(path));
+            let same = match *size {
+                GONE => now.is_none() && consumed.contains(path),
+                _ => now == Some((*size, *mtime)),
+            };
+            if !same {
                 return None;
             }
+        }
+        if rec
+            .removed
+            .iter()
+            .any(|p| std::fs::symlink_metadata(p).is_ok())
+        {
+            return None;
         }
         Some((rec.digest, rec.time_ms, rec.duration_ms))
     }
@@ -242,12 +283,15 @@ impl BuildState {
 /// A record for a node from a cache entry (the written files as they are now).
 pub fn record_of(key: &[u8; 32], entry: &Entry) -> Option<NodeRecord> {
     // A file that is gone was taken away by a later node (the executor restores any
-    // other); it is not part of what the fast path checks.
+    // other): the fast path checks that it stays so.
     let written = entry
         .manifest
         .files
         .iter()
-        .filter_map(|f| stat(Path::new(&f.path)).map(|(size, mtime)| (f.path.clone(), size, mtime)))
+        .map(|f| match stat(Path::new(&f.path)) {
+            Some((size, mtime)) => (f.path.clone(), size, mtime),
+            None => (f.path.clone(), GONE, 0),
+        })
         .collect::<Vec<_>>();
     let digest = blake3::Hash::from_hex(&entry.manifest.output_digest).ok()?;
     Some(NodeRecord {
@@ -256,6 +300,7 @@ pub fn record_of(key: &[u8; 32], entry: &Entry) -> Option<NodeRecord> {
         time_ms: entry.time_ms as u64,
         duration_ms: entry.manifest.duration_ms,
         written,
+        removed: entry.manifest.removed.clone(),
     })
 }
 
@@ -343,6 +388,10 @@ mod tests {
     use super::*;
     use crate::cache::layout::bump_generation;
 
+    fn none() -> std::collections::HashSet<String> {
+        Default::default()
+    }
+
     fn record(path: &Path, key: [u8; 32]) -> Vec<u8> {
         let (size, mtime) = stat(path).expect("file exists");
         NodeRecord {
@@ -351,6 +400,7 @@ mod tests {
             time_ms: 1,
             duration_ms: 5,
             written: vec![(path.to_string_lossy().into_owned(), size, mtime)],
+            removed: Vec::new(),
         }
         .encode()
     }
@@ -371,6 +421,7 @@ mod tests {
             time_ms: 3,
             duration_ms: 4,
             written: vec![("out/a.txt".into(), 5, -6), ("b".into(), 7, 1 << 70)],
+            removed: vec!["gone.tmp".into()],
         };
         let bytes = rec.encode();
         assert_eq!(NodeRecord::decode(&bytes), Some(rec));
@@ -399,13 +450,16 @@ mod tests {
         let mut update = StateUpdate::default();
         update.nodes.insert("a".into(), record(&out, [1; 32]));
         let state = saved(dir.path(), &BuildState::default(), update, &[]);
-        assert_eq!(state.fast_hit("a", &[1; 32]), Some(([7; 32], 1, 5)));
-        assert_eq!(state.fast_hit("a", &[2; 32]), None, "another key");
-        assert_eq!(state.fast_hit("b", &[1; 32]), None, "another node");
+        assert_eq!(
+            state.fast_hit("a", &[1; 32], &none()),
+            Some(([7; 32], 1, 5))
+        );
+        assert_eq!(state.fast_hit("a", &[2; 32], &none()), None, "another key");
+        assert_eq!(state.fast_hit("b", &[1; 32], &none()), None, "another node");
         std::fs::write(&out, "hello, world").unwrap();
-        assert_eq!(state.fast_hit("a", &[1; 32]), None, "file changed");
+        assert_eq!(state.fast_hit("a", &[1; 32], &none()), None, "file changed");
         std::fs::remove_file(&out).unwrap();
-        assert_eq!(state.fast_hit("a", &[1; 32]), None, "file gone");
+        assert_eq!(state.fast_hit("a", &[1; 32], &none()), None, "file gone");
     }
 
     #[test]
@@ -422,11 +476,14 @@ mod tests {
         second.nodes.insert("b".into(), record(&here, [2; 32]));
         second.nodes.insert("d".into(), record(&here, [3; 32]));
         let state = saved(dir.path(), &state, second, &["a"]);
-        assert!(state.fast_hit("a", &[1; 32]).is_some(), "kept as it was");
-        assert!(state.fast_hit("b", &[1; 32]).is_none(), "replaced");
-        assert!(state.fast_hit("b", &[2; 32]).is_some(), "replaced");
-        assert!(state.fast_hit("c", &[1; 32]).is_none(), "not kept");
-        assert!(state.fast_hit("d", &[3; 32]).is_some(), "added");
+        assert!(
+            state.fast_hit("a", &[1; 32], &none()).is_some(),
+            "kept as it was"
+        );
+        assert!(state.fast_hit("b", &[1; 32], &none()).is_none(), "replaced");
+        assert!(state.fast_hit("b", &[2; 32], &none()).is_some(), "replaced");
+        assert!(state.fast_hit("c", &[1; 32], &none()).is_none(), "not kept");
+        assert!(state.fast_hit("d", &[3; 32], &none()).is_some(), "added");
         assert!(state.has("d", &record(&here, [3; 32])));
     }
 
@@ -438,7 +495,7 @@ mod tests {
         let mut update = StateUpdate::default();
         update.nodes.insert("a".into(), record(&written, [1; 32]));
         let state = saved(dir.path(), &BuildState::default(), update, &[]);
-        assert!(state.fast_hit("a", &[1; 32]).is_some());
+        assert!(state.fast_hit("a", &[1; 32], &none()).is_some());
         assert!(BuildState::load(dir.path(), "other.json").nodes.is_empty());
         let path = path_for(dir.path(), "wf.json");
         let bytes = std::fs::read(&path).unwrap();
@@ -500,5 +557,54 @@ mod tests {
             state.read_digest("in.txt", Some((size + 1, mtime_ns))),
             None
         );
+    }
+
+    #[test]
+    fn a_file_recorded_gone_must_stay_gone_and_still_be_taken_away() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join("tmp.txt");
+        let name = tmp.to_string_lossy().into_owned();
+        let rec = NodeRecord {
+            key: [1; 32],
+            digest: [7; 32],
+            time_ms: 1,
+            duration_ms: 5,
+            written: vec![(name.clone(), GONE, 0)],
+            removed: Vec::new(),
+        };
+        let mut update = StateUpdate::default();
+        update.nodes.insert("w".into(), rec.encode());
+        let state = saved(dir.path(), &BuildState::default(), update, &[]);
+        let consumed: std::collections::HashSet<String> = [name].into();
+        assert!(state.fast_hit("w", &[1; 32], &consumed).is_some());
+        assert!(
+            state.fast_hit("w", &[1; 32], &none()).is_none(),
+            "no node takes it away now: it must be restored"
+        );
+        std::fs::write(&tmp, "back").unwrap();
+        assert!(
+            state.fast_hit("w", &[1; 32], &consumed).is_none(),
+            "it came back"
+        );
+    }
+
+    #[test]
+    fn a_removed_file_that_came_back_is_no_fast_hit() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.txt");
+        let rec = NodeRecord {
+            key: [1; 32],
+            digest: [7; 32],
+            time_ms: 1,
+            duration_ms: 5,
+            written: Vec::new(),
+            removed: vec![junk.to_string_lossy().into_owned()],
+        };
+        let mut update = StateUpdate::default();
+        update.nodes.insert("rm".into(), rec.encode());
+        let state = saved(dir.path(), &BuildState::default(), update, &[]);
+        assert!(state.fast_hit("rm", &[1; 32], &none()).is_some());
+        std::fs::write(&junk, "again").unwrap();
+        assert!(state.fast_hit("rm", &[1; 32], &none()).is_none());
     }
 }

@@ -177,6 +177,10 @@ pub struct AcEntry {
     /// When the result was produced (unix ms): `"cache": "<duration>"` ages count from it.
     pub time_ms: u64,
     pub run_id: String,
+    /// Files the node took away (portable paths): a reader reuses the result only while
+    /// they are absent on its own disk.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
 }
 
 /// A verified download: the entry and the bytes of every blob it references.
@@ -492,7 +496,11 @@ impl Remote {
                     && blake3::Hash::from_hex(&f.digest).is_ok()
                     && !f.path.is_empty()
                     && !f.path.contains('\0')
-            });
+            })
+            && entry
+                .removed
+                .iter()
+                .all(|p| !p.is_empty() && !p.contains('\0'));
         if !well_formed {
             return Fetch::Unusable("remote entry is malformed".into());
         }
@@ -665,6 +673,7 @@ impl Remote {
             duration_ms: manifest.duration_ms,
             time_ms: crate::cache::now_ms() as u64,
             run_id: manifest.run_id.clone(),
+            removed: manifest.removed.iter().map(|p| portable_path(p)).collect(),
         };
         let Ok(body) = serde_json::to_vec(&entry) else {
             return;

@@ -104,7 +104,7 @@ impl<'a> Shared<'a> {
                     if !hit.restored.is_empty() {
                         restored.fetch_add(1, Ordering::SeqCst);
                     }
-                    result = Some(Ok((v, false, Vec::new())));
+                    result = Some(Ok((v, false, Effects::default())));
                 }
             }
             let result = result.unwrap_or_else(|| {
@@ -131,15 +131,16 @@ impl<'a> Shared<'a> {
                         (cn.spec.run)(&p, &ctx)
                     });
                     match r {
-                        Ok(out) => {
+                        Ok(mut out) => {
+                            let effects = Effects::of(&mut out);
                             let mut outputs = out.outputs;
                             outputs.insert("item".into(), item.clone());
                             let v = Value::Object(outputs);
                             let d = output_digest(&v);
                             let v = Arc::new(v);
-                            self.store(i, &item_key, &v, &d, &out.files_written, Duration::ZERO);
+                            self.store(i, &item_key, &v, &d, &effects, Duration::ZERO);
                             self.session.remember(item_key, d, v.clone());
-                            break Ok((v, true, out.files_written));
+                            break Ok((v, true, effects));
                         }
                         Err(e)
                             if attempt < batch.max_retries
@@ -181,13 +182,13 @@ impl<'a> Shared<'a> {
                 if let Some(Ok(_)) = &copy {
                     cached.fetch_add(1, Ordering::SeqCst);
                 }
-                *lock(&results[idx]) = copy.map(|r| r.map(|v| (v, false, Vec::new())));
+                *lock(&results[idx]) = copy.map(|r| r.map(|v| (v, false, Effects::default())));
             }
         }
 
         let mut result_values = Vec::with_capacity(count);
         let mut errors = Vec::new();
-        let mut files = Vec::new();
+        let mut files = Effects::default();
         let mut first_error: Option<(usize, NodeError)> = None;
         for (idx, slot) in results.into_iter().enumerate() {
             match slot.into_inner().unwrap_or_else(|p| p.into_inner()) {

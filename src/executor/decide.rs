@@ -56,6 +56,8 @@ pub enum RunReason {
     Corrupt(&'static str),
     /// A file the entry wrote could not be put back.
     CannotRestore(String),
+    /// A file the node took away is there again: its effect no longer holds.
+    Reappeared(String),
     /// The remote cache had an entry it could not use.
     RemoteUnusable(String),
 }
@@ -76,6 +78,7 @@ impl fmt::Display for RunReason {
             ),
             RunReason::Corrupt(how) => f.write_str(how),
             RunReason::CannotRestore(why) | RunReason::RemoteUnusable(why) => f.write_str(why),
+            RunReason::Reappeared(path) => write!(f, "'{path}' exists again"),
         }
     }
 }
@@ -175,7 +178,9 @@ pub fn decide(src: &Sources<'_>, ask: &Ask<'_>) -> Decision {
         return Decision::Run(RunReason::Forced(f));
     }
     if let Some(id) = ask.recorded_as {
-        if let Some((digest, time_ms, duration_ms)) = src.records.fast_hit(id, &ask.key.0) {
+        if let Some((digest, time_ms, duration_ms)) =
+            src.records.fast_hit(id, &ask.key.0, src.consumed)
+        {
             if fresh(ask.policy, time_ms as u128) {
                 if src.mode == Mode::Build {
                     src.cache.local().note_hit(&ask.key, duration_ms);
@@ -234,6 +239,15 @@ fn usable(src: &Sources<'_>, entry: &Entry, policy: CachePolicy) -> Result<Vec<S
     }
     if !src.cache.local().has_outputs(entry) {
         return Err(RunReason::Corrupt("corrupt entry (outputs missing)"));
+    }
+    // An effect (a delete, a move) is reused only while it holds.
+    if let Some(back) = entry
+        .manifest
+        .removed
+        .iter()
+        .find(|p| std::fs::symlink_metadata(p).is_ok())
+    {
+        return Err(RunReason::Reappeared(back.clone()));
     }
     let mut restored = Vec::new();
     if src.mode == Mode::Probe {
@@ -319,6 +333,7 @@ mod tests {
                     outputs: &outputs,
                     output_digest: &crate::canonical::output_digest(&outputs),
                     files,
+                    removed: &[],
                     duration_ms: 5,
                     run_id: "r",
                 })
@@ -436,6 +451,7 @@ mod tests {
             time_ms: 1_000,
             outputs,
             files: Vec::new(),
+            removed: Vec::new(),
         };
         w.cache.local().import(&key, old).unwrap();
         let mut a = ask(key);

@@ -304,6 +304,10 @@ impl<'a> Shared<'a> {
             })
             .collect();
 
+        let recorder = recorder::Recorder::load(
+            cache.local().root().to_path_buf(),
+            opts.workflow_name.clone(),
+        );
         Shared {
             v,
             inputs,
@@ -313,11 +317,8 @@ impl<'a> Shared<'a> {
             slots: (0..n).map(|_| Mutex::new(SlotState::default())).collect(),
             deps,
             items_only_deps,
-            consumed: consumed_paths(v),
-            recorder: recorder::Recorder::load(
-                cache.local().root().to_path_buf(),
-                opts.workflow_name.clone(),
-            ),
+            consumed: consumed_paths(v, &recorder, cache),
+            recorder,
             warnings: Mutex::new(Vec::new()),
             start: Instant::now(),
         }
@@ -325,27 +326,64 @@ impl<'a> Shared<'a> {
 }
 
 /// Paths (as file records name them) that nodes of the workflow take away (each type's
-/// `removes_files` params). Only literal paths count; a templated path is not known
-/// before it runs.
-fn consumed_paths(v: &Validated) -> HashSet<String> {
-    v.workflow
-        .nodes
-        .iter()
-        .zip(&v.nodes)
-        .flat_map(|(n, cn)| {
-            cn.spec
-                .removes_files
-                .iter()
-                .filter_map(|p| n.params.get(*p))
-        })
-        .filter_map(|p| p.as_str())
-        .filter(|p| !p.contains("${"))
-        .map(|p| {
-            crate::nodes::read_file::expand_path(p)
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect()
+/// `removes_files` params), so that a cached writer of such a file does not bring it
+/// back. A literal path is known now. A templated one is known from the last build: what
+/// that node removed then, as long as its params are as they were (its templates then
+/// resolve to the same paths whenever the writers upstream are reused; a writer that
+/// runs writes the file anyway).
+fn consumed_paths(
+    v: &Validated,
+    recorder: &recorder::Recorder,
+    cache: &Layered,
+) -> HashSet<String> {
+    let mut out = HashSet::new();
+    for (n, cn) in v.workflow.nodes.iter().zip(&v.nodes) {
+        let mut templated = false;
+        for value in cn
+            .spec
+            .removes_files
+            .iter()
+            .filter_map(|p| n.params.get(*p))
+        {
+            match value.as_str() {
+                Some(p) if !p.contains("${") => {
+                    out.insert(
+                        crate::nodes::read_file::expand_path(p)
+                            .to_string_lossy()
+                            .into_owned(),
+                    );
+                }
+                _ => templated = true,
+            }
+        }
+        if templated && params_unchanged(n, recorder) {
+            let last = recorder
+                .previous_key(&n.id)
+                .and_then(|k| cache.local().peek(&k));
+            if let Some(entry) = last {
+                out.extend(entry.manifest.removed);
+            }
+        }
+    }
+    out
+}
+
+/// Are node `n`'s params those its last recorded key was built from?
+fn params_unchanged(n: &crate::workflow::Node, recorder: &recorder::Recorder) -> bool {
+    let Some(old) = recorder.previous_preimage(&n.id) else {
+        return false;
+    };
+    let mut kb = KeyBuilder::new();
+    for (name, value) in &n.params {
+        kb.add_value(("param", name.as_str()), value);
+    }
+    let params = |p: &crate::key::Preimage| -> Vec<(String, String)> {
+        p.iter()
+            .filter(|(k, _)| k.starts_with("param:"))
+            .map(|(k, d)| (k.clone(), d.clone()))
+            .collect()
+    };
+    params(&old) == params(&kb.preimage())
 }
 
 /// Report one message; returns how many nodes it finished (0 or 1).
@@ -582,12 +620,34 @@ fn resolve_permissive(pt: &ParamTemplate, scope: &dyn Scope) -> Result<Value, Un
 }
 
 /// One batch item: its values, whether it ran, and the files it wrote.
-type ItemResult = Result<(Arc<Value>, bool, Vec<std::path::PathBuf>), NodeError>;
+type ItemResult = Result<(Arc<Value>, bool, Effects), NodeError>;
+
+/// What a run did to files: written (kept with the result and restored on a hit), and
+/// taken away (a hit needs them still absent).
+#[derive(Debug, Default)]
+struct Effects {
+    written: Vec<std::path::PathBuf>,
+    removed: Vec<std::path::PathBuf>,
+}
+
+impl Effects {
+    fn of(out: &mut NodeOutput) -> Effects {
+        Effects {
+            written: std::mem::take(&mut out.files_written),
+            removed: std::mem::take(&mut out.files_removed),
+        }
+    }
+
+    fn extend(&mut self, other: Effects) {
+        self.written.extend(other.written);
+        self.removed.extend(other.removed);
+    }
+}
 
 /// The result of running a node body (or all of a batch's items).
 struct RunResult {
     values: Value,
-    files: Vec<std::path::PathBuf>,
+    files: Effects,
     executions: u32,
     /// For batches: items served from the cache, and files restored for them.
     items_cached: usize,
@@ -757,7 +817,7 @@ impl<'a> Shared<'a> {
         key: &Key,
         values: &Value,
         digest: &blake3::Hash,
-        files: &[std::path::PathBuf],
+        files: &Effects,
         took: Duration,
     ) -> Option<Entry> {
         let id = self.v.graph.id(i);
@@ -766,7 +826,8 @@ impl<'a> Shared<'a> {
             node: id,
             outputs: values,
             output_digest: digest,
-            files,
+            files: &files.written,
+            removed: &files.removed,
             duration_ms: took.as_millis() as u64,
             run_id: &self.opts.run_id,
         }) {
@@ -1004,10 +1065,11 @@ impl<'a> Shared<'a> {
             own_files: &own_files,
         };
         self.session.count(&node.id, 1);
-        let out: NodeOutput = (cn.spec.run)(&params, &ctx)?;
+        let mut out: NodeOutput = (cn.spec.run)(&params, &ctx)?;
+        let files = Effects::of(&mut out);
         Ok(RunResult {
             values: Value::Object(out.outputs),
-            files: out.files_written,
+            files,
             executions: 1,
             items_cached: 0,
             items_restored: 0,

@@ -88,5 +88,6 @@ pub(crate) fn finish(
     Ok(NodeOutput {
         outputs,
         files_written: vec![dest],
+        files_removed: Vec::new(),
     })
 }

@@ -52,5 +52,7 @@ fn run(params: &Map<String, Value>, _ctx: &RunContext) -> Result<NodeOutput, Nod
     outputs.insert("deleted".into(), Value::Bool(true));
     outputs.insert("existed".into(), Value::Bool(existed));
     outputs.insert("file_path".into(), Value::String(given.to_string()));
-    Ok(NodeOutput::new(outputs))
+    let mut out = NodeOutput::new(outputs);
+    out.files_removed.push(path);
+    Ok(out)
 }

@@ -180,6 +180,9 @@ impl RunContext<'_> {
 pub struct NodeOutput {
     pub outputs: Map<String, Value>,
     pub files_written: Vec<PathBuf>,
+    /// Files the node took away (deleted, or moved elsewhere): the effect a rebuild
+    /// checks still holds before it reuses the result.
+    pub files_removed: Vec<PathBuf>,
 }
 
 impl NodeOutput {
@@ -187,6 +190,7 @@ impl NodeOutput {
         NodeOutput {
             outputs,
             files_written: Vec::new(),
+            files_removed: Vec::new(),
         }
     }
 }

@@ -41,5 +41,7 @@ fn run(params: &Map<String, Value>, ctx: &RunContext) -> Result<NodeOutput, Node
         write_atomic(&dest, &bytes).map_err(|e| file_error("write", &dest, &e))?;
         std::fs::remove_file(&src).map_err(|e| file_error("remove", &src, &e))?;
     }
-    super::copy_file::finish("moved", params, dest, bytes.len())
+    let mut out = super::copy_file::finish("moved", params, dest, bytes.len())?;
+    out.files_removed.push(src);
+    Ok(out)
 }

@@ -92,5 +92,6 @@ fn run(params: &Map<String, Value>, _ctx: &RunContext) -> Result<NodeOutput, Nod
     Ok(NodeOutput {
         outputs,
         files_written: vec![path],
+        files_removed: Vec::new(),
     })
 }

@@ -17,6 +17,7 @@ mod build_process;
 mod cache_maintenance;
 mod compat_network;
 mod compat_validate;
+mod file_effects;
 mod graph_cli;
 mod harness;
 mod http_node;

@@ -1,0 +1,91 @@
+//! `delete-file` and `move-file` are effects on files: a rebuild reuses one only while
+//! its effect still holds. A file deleted by the workflow that is created again is
+//! deleted again; a new file at a move's source is moved; and a file the workflow
+//! removes stays removed on no-op builds, however its path was spelled.
+
+use crate::common::Workspace;
+use serde_json::json;
+
+#[test]
+fn a_recreated_file_is_deleted_again() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [{"id": "rm", "type": "delete-file", "params": {"file_path": "junk.txt"}}]
+    }));
+    ws.write("junk.txt", "old");
+    ws.build(&[]).assert_ok();
+    assert!(!ws.exists("junk.txt"));
+
+    let r = ws.build(&[]);
+    assert_eq!(r.status_of("rm"), "cached", "{r}");
+
+    ws.write("junk.txt", "made again");
+    let r = ws.build(&["--explain"]);
+    r.assert_ok();
+    assert_eq!(r.status_of("rm"), "ran", "{r}");
+    assert!(r.reason_of("rm").contains("junk.txt"), "{r}");
+    assert!(
+        !ws.exists("junk.txt"),
+        "the re-created file was not deleted"
+    );
+    assert_eq!(ws.build(&[]).status_of("rm"), "cached");
+}
+
+#[test]
+fn a_new_file_at_a_moves_source_is_moved() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [{"id": "mv", "type": "move-file",
+                   "params": {"source_path": "inbox/report.txt", "dest_path": "done/report.txt",
+                              "overwrite": true}}]
+    }));
+    ws.write("inbox/report.txt", "first");
+    ws.build(&[]).assert_ok();
+    assert_eq!(ws.read("done/report.txt"), "first");
+    assert_eq!(ws.build(&[]).status_of("mv"), "cached");
+
+    ws.write("inbox/report.txt", "second");
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(r.status_of("mv"), "ran", "{r}");
+    assert!(
+        !ws.exists("inbox/report.txt"),
+        "the new source was left behind"
+    );
+    assert_eq!(ws.read("done/report.txt"), "second");
+    let r = ws.build(&[]);
+    assert_eq!(r.status_of("mv"), "cached", "{r}");
+    assert_eq!(ws.read("done/report.txt"), "second");
+}
+
+#[test]
+fn an_intermediate_file_removed_through_a_template_stays_removed() {
+    let ws = Workspace::new().workflow(json!({
+        "inputs": {"name": {"type": "string", "default": "work.tmp"}},
+        "nodes": [
+            {"id": "w", "type": "write-file", "params": {"file_path": "${name}", "content": "token=abc"}},
+            {"id": "use", "type": "shell", "params": {"command": "wc -c < ${w.file_path}"}},
+            {"id": "rm", "type": "delete-file", "params": {"file_path": "${w.file_path}"}},
+            {"id": "w2", "type": "write-file", "params": {"file_path": "draft-${name}", "content": "d"}},
+            {"id": "mv", "type": "move-file", "params": {"source_path": "${w2.file_path}", "dest_path": "final.txt"}}
+        ],
+        "edges": [{"from": "use", "to": "rm"}]
+    }));
+    ws.build(&[]).assert_ok();
+    assert!(!ws.exists("work.tmp") && !ws.exists("draft-work.tmp") && ws.exists("final.txt"));
+    for _ in 0..2 {
+        let r = ws.build(&[]);
+        r.assert_ok();
+        for id in ["w", "use", "rm", "w2", "mv"] {
+            assert_eq!(r.status_of(id), "cached", "{id}: {r}");
+        }
+        assert!(!ws.exists("work.tmp"), "the deleted file came back");
+        assert!(!ws.exists("draft-work.tmp"), "the moved file came back");
+        assert_eq!(ws.read("final.txt"), "d");
+    }
+    // Deleting another file now: the old one is the writer's again, and comes back when
+    // the writer's result is reused.
+    ws.edit_workflow(|doc| doc["nodes"][2]["params"]["file_path"] = json!("other.tmp"));
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(r.status_of("w"), "restored", "{r}");
+    assert_eq!(ws.read("work.tmp"), "token=abc");
+}
