@@ -115,12 +115,7 @@ fn imported(dl: Download) -> Imported {
         run_id: dl.entry.run_id,
         time_ms: dl.entry.time_ms,
         outputs: dl.outputs,
-        removed: dl
-            .entry
-            .removed
-            .iter()
-            .map(|p| super::remote::local_path(p))
-            .collect(),
+        removed: dl.entry.removed,
         files: dl
             .files
             .into_iter()

@@ -258,29 +258,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Store a path under the writer's home directory as `~/…` so another machine restores
-/// it under its own home.
-pub fn portable_path(path: &str) -> String {
-    if let Some(home) = home_dir() {
-        if let Some(rest) = path.strip_prefix(&format!("{home}/")) {
-            return format!("~/{rest}");
-        }
-    }
-    path.to_string()
-}
-
-/// The local form of a path from [`portable_path`].
-pub fn local_path(path: &str) -> String {
-    match (path.strip_prefix("~/"), home_dir()) {
-        (Some(rest), Some(home)) => format!("{home}/{rest}"),
-        _ => path.to_string(),
-    }
-}
-
-fn home_dir() -> Option<String> {
-    let home = std::env::var("HOME").ok()?;
-    let home = home.trim_end_matches('/');
-    (!home.is_empty()).then(|| home.to_string())
+/// Is `path` (as an entry names it) inside the workspace: relative, with no `..`, and
+/// not a home-directory (`~`) path?
+pub fn inside_workspace(path: &str) -> bool {
+    use std::path::Component;
+    !path.is_empty()
+        && !path.starts_with('~')
+        && std::path::Path::new(path)
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
 }
 
 impl Remote {
@@ -504,6 +490,22 @@ impl Remote {
         if !well_formed {
             return Fetch::Unusable("remote entry is malformed".into());
         }
+        // Anyone who can write to the server could otherwise have a reader write (or
+        // delete) files anywhere: an entry may name only files inside the workspace.
+        if let Some(bad) = entry
+            .files
+            .iter()
+            .map(|f| f.path.as_str())
+            .chain(entry.removed.iter().map(String::as_str))
+            .find(|p| !inside_workspace(p))
+        {
+            self.warn_corrupt_once(format!(
+                "the entry for {} names a file outside the workspace ('{}')",
+                http::truncate_chars(&entry.node, 80),
+                http::truncate_chars(bad, 200)
+            ));
+            return Fetch::Unusable("remote entry names a file outside the workspace".into());
+        }
         let result = self.download(entry);
         if let Fetch::Unusable(_) = &result {
             // HEAD proves a blob exists, not that it is intact: an upload by this process
@@ -554,9 +556,7 @@ impl Remote {
                 ));
                 return Fetch::Unusable("remote file does not match its digest".into());
             }
-            let mut local = f.clone();
-            local.path = local_path(&f.path);
-            files.push((local, bytes));
+            files.push((f.clone(), bytes));
         }
         Fetch::Hit(Box::new(Download {
             entry,
@@ -639,6 +639,15 @@ impl Remote {
         if !self.cfg.write || !self.active() || files.len() != manifest.files.len() {
             return;
         }
+        // Readers refuse such entries: a result that wrote outside the workspace stays
+        // on this machine.
+        let paths = manifest.files.iter().map(|f| f.path.as_str());
+        if !paths
+            .chain(manifest.removed.iter().map(String::as_str))
+            .all(inside_workspace)
+        {
+            return;
+        }
         let Some(client) = self.client() else {
             return;
         };
@@ -651,7 +660,7 @@ impl Remote {
         for (rec, bytes) in manifest.files.iter().zip(files) {
             let sha = sha256_hex(&bytes);
             remote_files.push(RemoteFile {
-                path: portable_path(&rec.path),
+                path: rec.path.clone(),
                 digest: rec.digest.clone(),
                 sha256: sha.clone(),
                 size: bytes.len() as u64,
@@ -673,7 +682,7 @@ impl Remote {
             duration_ms: manifest.duration_ms,
             time_ms: crate::cache::now_ms() as u64,
             run_id: manifest.run_id.clone(),
-            removed: manifest.removed.iter().map(|p| portable_path(p)).collect(),
+            removed: manifest.removed.clone(),
         };
         let Ok(body) = serde_json::to_vec(&entry) else {
             return;
@@ -761,13 +770,12 @@ mod tests {
     }
 
     #[test]
-    fn home_paths_are_portable() {
-        if let Some(home) = home_dir() {
-            let p = format!("{home}/out/x.txt");
-            assert_eq!(portable_path(&p), "~/out/x.txt");
-            assert_eq!(local_path("~/out/x.txt"), p);
+    fn only_paths_inside_the_workspace_are_accepted() {
+        for ok in ["out/x.txt", "x", "./a/b", "a/./b"] {
+            assert!(inside_workspace(ok), "{ok}");
         }
-        assert_eq!(portable_path("out/x.txt"), "out/x.txt");
-        assert_eq!(local_path("out/x.txt"), "out/x.txt");
+        for bad in ["/etc/passwd", "../x", "a/../../x", "a/..", "~/x", "~root/x", "", "//x"] {
+            assert!(!inside_workspace(bad), "{bad}");
+        }
     }
 }

@@ -651,3 +651,43 @@ fn basic_auth_in_the_url_works_and_is_never_printed() {
         }
     }
 }
+
+#[test]
+fn a_remote_entry_naming_a_file_outside_the_workspace_is_a_miss_and_writes_nothing() {
+    let nginx = Nginx::start(Mode::Dav);
+    let url = nginx.url();
+    let a = Workspace::new().workflow(pipeline());
+    build(&a, &["--remote-cache", &url, "--remote-cache-write"], &[], false).assert_ok();
+    // The entry of `save`, which writes out/result.txt.
+    let entry_of_save = nginx
+        .files("ac")
+        .into_iter()
+        .find(|p| {
+            let doc: Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
+            doc["node"] == "save"
+        })
+        .expect("the entry of save is on the server");
+    let original: Value = serde_json::from_slice(&std::fs::read(&entry_of_save).unwrap()).unwrap();
+
+    let outside = tempfile::tempdir().unwrap();
+    let abs = outside.path().join("abs.txt");
+    for planted in [abs.to_string_lossy().into_owned(), "../outside.txt".into(), "~/home.txt".into()] {
+        let mut doc = original.clone();
+        doc["files"][0]["path"] = json!(planted);
+        std::fs::write(&entry_of_save, serde_json::to_vec(&doc).unwrap()).unwrap();
+
+        let b = Workspace::new().workflow(pipeline());
+        let r = build(&b, &["--remote-cache", &url, "--explain"], &[], false);
+        r.assert_ok();
+        assert_eq!(r.status_of("save"), "ran", "{planted}: {r}");
+        assert!(r.reason_of("save").contains("outside the workspace"), "{r}");
+        assert_eq!(r.status_of("gen"), "cached", "the other entries are still used: {r}");
+        assert_eq!(b.read("out/result.txt"), "HELLO");
+        assert!(!abs.exists(), "{planted}: written outside");
+        assert!(!b.path().join("../outside.txt").exists(), "{planted}: written outside");
+        assert!(!b.home_dir().join("home.txt").exists(), "{planted}: written in the home");
+        let w = remote_warnings(&r);
+        assert_eq!(w.len(), 1, "{planted}: one warning: {w:?}");
+        assert!(w[0].contains(&planted), "{w:?}");
+    }
+}
