@@ -44,6 +44,58 @@ pub const REPAIRS_DIR: &str = "repairs";
 /// pflow's own names in a cache directory besides cacache's: what maintenance may read
 /// and what it must never take for cacache's.
 pub const OWN_DIRS: [&str; 3] = [RECORDS_DIR, LEGACY_EXPLAIN_DIR, REPAIRS_DIR];
+/// The mark of a cache directory (the Cache Directory Tagging convention, which backup
+/// tools honour): maintenance removes things only where pflow wrote it.
+pub const TAG_FILE: &str = "CACHEDIR.TAG";
+const TAG_SIGNATURE: &str = "Signature: 8a477f597d28d172789f06886806bc55";
+const TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
+# This file is a cache directory tag created by pflow.\n\
+# For information about cache directory tags, see https://bford.info/cachedir/\n";
+
+/// Every name pflow (and cacache under it) puts in a cache directory.
+const CACHE_NAMES: [&str; 10] = [
+    INDEX_DIR,
+    CONTENT_DIR,
+    TMP_DIR,
+    LOCK_FILE,
+    STATS_FILE,
+    LEGACY_EXPLAIN_DIR,
+    GENERATION_FILE,
+    RECORDS_DIR,
+    REPAIRS_DIR,
+    TAG_FILE,
+];
+
+/// Did pflow mark `root` as its cache?
+pub fn is_pflow_cache(root: &Path) -> bool {
+    std::fs::read_to_string(root.join(TAG_FILE))
+        .is_ok_and(|t| t.starts_with(TAG_SIGNATURE) && t.contains("pflow"))
+}
+
+/// Is there nothing in `root` (or no `root`) but, perhaps, a lock file?
+pub fn holds_nothing(root: &Path) -> bool {
+    std::fs::read_dir(root).map_or(true, |entries| {
+        entries.flatten().all(|e| e.file_name() == LOCK_FILE)
+    })
+}
+
+/// Mark `root` as a pflow cache, unless it holds anything but pflow's own names (a
+/// project folder given as `--cache-dir` is used, never marked, so maintenance will not
+/// delete its `tmp/` or `state/`). Best effort.
+pub fn mark(root: &Path) {
+    if is_pflow_cache(root) {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    let foreign = entries
+        .flatten()
+        .any(|e| !CACHE_NAMES.iter().any(|n| e.file_name() == *n));
+    if !foreign {
+        let _ = crate::fsutil::write_atomic_with(&root.join(TAG_FILE), TAG.as_bytes(), false);
+    }
+}
 
 /// The file of a workflow's build record (`kind` "bin") or explain record ("explain.bin").
 pub fn record_path(root: &Path, workflow_name: &str, kind: &str) -> PathBuf {

@@ -88,6 +88,10 @@ pub fn acquire(
         }
         .map_err(|e| err(format!("cannot lock {}", path.display()), e))?;
     }
+    if mode == Mode::Shared {
+        // A build's cache: maintenance may then work on it.
+        layout::mark(root);
+    }
     Ok(CacheLock { _file: file })
 }
 

@@ -774,7 +774,16 @@ mod tests {
         for ok in ["out/x.txt", "x", "./a/b", "a/./b"] {
             assert!(inside_workspace(ok), "{ok}");
         }
-        for bad in ["/etc/passwd", "../x", "a/../../x", "a/..", "~/x", "~root/x", "", "//x"] {
+        for bad in [
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "a/..",
+            "~/x",
+            "~root/x",
+            "",
+            "//x",
+        ] {
             assert!(!inside_workspace(bad), "{bad}");
         }
     }

@@ -13,8 +13,8 @@
 
 use super::{Error, ExitCode};
 use crate::cache::layout::{
-    bucket_path, bump_generation, content_path, read_bucket, BucketLine, IndexRecord, CONTENT_DIR,
-    INDEX_DIR, LEGACY_EXPLAIN_DIR, OWN_DIRS, RECORDS_DIR, STATS_FILE, TMP_DIR,
+    self, bucket_path, bump_generation, content_path, read_bucket, BucketLine, IndexRecord,
+    CONTENT_DIR, INDEX_DIR, LEGACY_EXPLAIN_DIR, OWN_DIRS, RECORDS_DIR, STATS_FILE, TMP_DIR,
 };
 use crate::cache::lock::{self, CacheLock, Mode};
 use crate::cache::Manifest;
@@ -28,6 +28,21 @@ use std::time::{Duration, UNIX_EPOCH};
 
 pub fn run(action: CacheAction, root: &Path, format: OutputFormat) -> super::Result {
     let json = format == OutputFormat::Json;
+    let removes = match &action {
+        CacheAction::Stats => false,
+        CacheAction::Verify { fix } => *fix,
+        CacheAction::Gc { .. } | CacheAction::Clear => true,
+    };
+    // Maintenance deletes by pflow's own names (tmp/, state/, ...), which a project may
+    // use too: it works only on a directory that a build marked as its cache.
+    if removes && !layout::is_pflow_cache(root) && !layout::holds_nothing(root) {
+        return Err(Error::Invalid(format!(
+            "{} is not a pflow cache directory (it has no {} written by pflow); nothing was \
+             changed. Check --cache-dir and PFLOW_CACHE_DIR; a build marks the cache it uses",
+            root.display(),
+            layout::TAG_FILE
+        )));
+    }
     Ok(match action {
         CacheAction::Stats => stats(root, json),
         CacheAction::Verify { fix } => verify(root, fix, json),
@@ -442,14 +457,13 @@ fn generation_bump(root: &Path) {
     }
 }
 
-fn take_lock(root: &Path) -> Option<CacheLock> {
-    match lock::acquire(root, Mode::Exclusive, &mut |w| err_line(&w.to_string())) {
-        Ok(l) => Some(l),
-        Err(e) => {
-            err_line(&format!("warning: {e}; going on without the lock"));
-            None
-        }
-    }
+/// The exclusive lock, or the exit code of a command that must not go on without it
+/// (a build could be writing).
+fn take_lock(root: &Path) -> Result<CacheLock, ExitCode> {
+    lock::acquire(root, Mode::Exclusive, &mut |w| err_line(&w.to_string())).map_err(|e| {
+        err_line(&format!("error: {e}; nothing was changed"));
+        ExitCode::Failed
+    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -851,7 +865,10 @@ fn verify(root: &Path, fix: bool, json: bool) -> ExitCode {
         }
         return ExitCode::Ok;
     }
-    let _lock = take_lock(root);
+    let _lock = match take_lock(root) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
     let s = scan(root);
     let f = check(root, &s);
     let mut fixed = json!(null);
@@ -1005,7 +1022,10 @@ fn gc(root: &Path, max_size: Option<u64>, max_age: Option<Duration>, json: bool)
         }
         return ExitCode::Ok;
     }
-    let _lock = take_lock(root);
+    let _lock = match take_lock(root) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
 
     // 1. Leftover temp files (nothing is being written: we hold the exclusive lock).
     let s = scan(root);
@@ -1189,7 +1209,10 @@ fn clear(root: &Path, json: bool) -> ExitCode {
         }
         return ExitCode::Ok;
     }
-    let _lock = take_lock(root);
+    let _lock = match take_lock(root) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
     let s = scan(root);
     let bytes = s.content_bytes() + s.index_bytes();
     let mut failed = Vec::new();

@@ -669,3 +669,74 @@ fn bad_sizes_and_ages_are_invalid_arguments() {
     assert_eq!(cache(&ws, &["verify"]).code, 0);
     assert_eq!(cache(&ws, &["gc", "--max-size", "1KB"]).code, 0);
 }
+
+#[test]
+fn maintenance_refuses_a_folder_that_is_not_a_pflow_cache() {
+    let ws = Workspace::new();
+    for f in [
+        "tmp/notes.txt",
+        "state/config.toml",
+        "explain/a.txt",
+        "index-v5/b.txt",
+    ] {
+        ws.write(f, "mine");
+    }
+    let attempts: [&[&str]; 3] = [&["clear"], &["gc", "--max-size", "1"], &["verify", "--fix"]];
+    for args in attempts {
+        for (how, env) in [("--cache-dir .", false), ("PFLOW_CACHE_DIR=.", true)] {
+            let mut p = ws.pflow().arg("cache").args(args);
+            p = if env {
+                p.env("PFLOW_CACHE_DIR", ".")
+            } else {
+                p.args(["--cache-dir", "."])
+            };
+            let out = p.output();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?} with {how}: {stderr}");
+            assert!(stderr.contains("not a pflow cache"), "{stderr}");
+            for f in [
+                "tmp/notes.txt",
+                "state/config.toml",
+                "explain/a.txt",
+                "index-v5/b.txt",
+            ] {
+                assert_eq!(ws.read(f), "mine", "{args:?} with {how} touched {f}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_build_marks_its_cache_and_maintenance_then_works_on_it() {
+    let ws = Workspace::new().workflow(pipeline());
+    ws.build(&[]).assert_ok();
+    let tag = std::fs::read_to_string(ws.cache_dir().join("CACHEDIR.TAG")).unwrap();
+    assert!(
+        tag.starts_with("Signature: 8a477f597d28d172789f06886806bc55"),
+        "{tag}"
+    );
+    let c = cache(&ws, &["clear"]);
+    assert_eq!(c.code, 0, "{c}");
+    assert!(blobs(&ws).is_empty() && buckets(&ws).is_empty());
+}
+
+#[test]
+fn maintenance_never_runs_without_the_lock() {
+    let ws = Workspace::new().workflow(pipeline());
+    ws.build(&[]).assert_ok();
+    let before = buckets(&ws).len();
+    assert!(before > 0);
+    // A lock that cannot be opened (a directory in its place).
+    std::fs::remove_file(ws.cache_dir().join(".pflow-lock")).unwrap();
+    std::fs::create_dir(ws.cache_dir().join(".pflow-lock")).unwrap();
+    for args in [
+        &["clear"][..],
+        &["gc", "--max-size", "1"],
+        &["verify", "--fix"],
+    ] {
+        let r = cache(&ws, args);
+        assert_eq!(r.code, 1, "{args:?}: {r}");
+        assert!(r.stderr.contains("lock"), "{r}");
+        assert_eq!(buckets(&ws).len(), before, "{args:?} ran without the lock");
+    }
+}

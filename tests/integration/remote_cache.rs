@@ -657,7 +657,13 @@ fn a_remote_entry_naming_a_file_outside_the_workspace_is_a_miss_and_writes_nothi
     let nginx = Nginx::start(Mode::Dav);
     let url = nginx.url();
     let a = Workspace::new().workflow(pipeline());
-    build(&a, &["--remote-cache", &url, "--remote-cache-write"], &[], false).assert_ok();
+    build(
+        &a,
+        &["--remote-cache", &url, "--remote-cache-write"],
+        &[],
+        false,
+    )
+    .assert_ok();
     // The entry of `save`, which writes out/result.txt.
     let entry_of_save = nginx
         .files("ac")
@@ -671,7 +677,11 @@ fn a_remote_entry_naming_a_file_outside_the_workspace_is_a_miss_and_writes_nothi
 
     let outside = tempfile::tempdir().unwrap();
     let abs = outside.path().join("abs.txt");
-    for planted in [abs.to_string_lossy().into_owned(), "../outside.txt".into(), "~/home.txt".into()] {
+    for planted in [
+        abs.to_string_lossy().into_owned(),
+        "../outside.txt".into(),
+        "~/home.txt".into(),
+    ] {
         let mut doc = original.clone();
         doc["files"][0]["path"] = json!(planted);
         std::fs::write(&entry_of_save, serde_json::to_vec(&doc).unwrap()).unwrap();
@@ -681,11 +691,21 @@ fn a_remote_entry_naming_a_file_outside_the_workspace_is_a_miss_and_writes_nothi
         r.assert_ok();
         assert_eq!(r.status_of("save"), "ran", "{planted}: {r}");
         assert!(r.reason_of("save").contains("outside the workspace"), "{r}");
-        assert_eq!(r.status_of("gen"), "cached", "the other entries are still used: {r}");
+        assert_eq!(
+            r.status_of("gen"),
+            "cached",
+            "the other entries are still used: {r}"
+        );
         assert_eq!(b.read("out/result.txt"), "HELLO");
         assert!(!abs.exists(), "{planted}: written outside");
-        assert!(!b.path().join("../outside.txt").exists(), "{planted}: written outside");
-        assert!(!b.home_dir().join("home.txt").exists(), "{planted}: written in the home");
+        assert!(
+            !b.path().join("../outside.txt").exists(),
+            "{planted}: written outside"
+        );
+        assert!(
+            !b.home_dir().join("home.txt").exists(),
+            "{planted}: written in the home"
+        );
         let w = remote_warnings(&r);
         assert_eq!(w.len(), 1, "{planted}: one warning: {w:?}");
         assert!(w[0].contains(&planted), "{w:?}");
