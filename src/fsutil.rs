@@ -6,7 +6,16 @@
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
+/// How pflow's temp files begin: `.pflow-tmp-<pid>-<random>`, so that one left behind by
+/// a killed process can be told from one being written right now.
+pub const TMP_PREFIX: &str = ".pflow-tmp-";
+
+/// Older temp files without a process id are taken for leftovers after this long.
+const UNOWNED_TMP_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// Write bytes to `path` atomically: a temp file in the same directory, then rename.
+/// The first write into a directory also removes the temp files a killed pflow left
+/// there.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     write_atomic_with(path, bytes, true)
 }
@@ -20,8 +29,9 @@ pub fn write_atomic_with(path: &Path, bytes: &[u8], durable: bool) -> std::io::R
         _ => PathBuf::from("."),
     };
     std::fs::create_dir_all(&dir)?;
+    sweep_once(&dir);
     let mut tmp = tempfile::Builder::new()
-        .prefix(".pflow-tmp-")
+        .prefix(&format!("{TMP_PREFIX}{}-", std::process::id()))
         .tempfile_in(&dir)?;
     tmp.write_all(bytes)?;
     if durable {
@@ -59,4 +69,51 @@ pub fn stat(path: &Path) -> Option<(u64, i128)> {
         Err(e) => -(e.duration().as_nanos() as i128),
     };
     Some((m.len(), ns))
+}
+
+/// Remove the temp files of dead pflow processes from `dir`, once per directory per
+/// process (an output folder may hold many files, and a batch writes into it many times).
+fn sweep_once(dir: &Path) {
+    static SWEPT: std::sync::Mutex<Option<std::collections::HashSet<PathBuf>>> =
+        std::sync::Mutex::new(None);
+    {
+        let mut swept = SWEPT.lock().unwrap_or_else(|p| p.into_inner());
+        if !swept
+            .get_or_insert_with(Default::default)
+            .insert(dir.to_path_buf())
+        {
+            return;
+        }
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(TMP_PREFIX)) else {
+            continue;
+        };
+        let leftover = match rest
+            .split_once('-')
+            .and_then(|(pid, _)| pid.parse::<i32>().ok())
+        {
+            Some(pid) => pid > 0 && !process_alive(pid),
+            None => e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > UNOWNED_TMP_AGE),
+        };
+        if leftover && e.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Is there a process with this id? (A process of another user counts as alive.)
+fn process_alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists and may be signalled.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }

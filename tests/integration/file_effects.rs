@@ -89,3 +89,33 @@ fn an_intermediate_file_removed_through_a_template_stays_removed() {
     assert_eq!(r.status_of("w"), "restored", "{r}");
     assert_eq!(ws.read("work.tmp"), "token=abc");
 }
+
+#[test]
+fn temp_files_a_killed_build_left_in_an_output_folder_are_removed_by_the_next_write_there() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [{"id": "w", "type": "write-file", "params": {"file_path": "out/report.txt", "content": "r"}}]
+    }));
+    // A process that has exited: its id names no live process.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    let leftover = format!("out/.pflow-tmp-{dead}-a1b2c3");
+    ws.write(&leftover, &"x".repeat(1 << 20));
+    // A temp file of a process that is still running (this test) is someone's write in
+    // progress, and stays.
+    let live = format!("out/.pflow-tmp-{}-d4e5f6", std::process::id());
+    ws.write(&live, "in progress");
+    ws.write(
+        "out/.pflow-tmp-notes.txt",
+        "a user's file that only looks like one (new)",
+    );
+
+    ws.build(&[]).assert_ok();
+    assert_eq!(ws.read("out/report.txt"), "r");
+    assert!(
+        !ws.exists(&leftover),
+        "the dead build's temp file is still there"
+    );
+    assert!(ws.exists(&live), "a live writer's temp file was removed");
+    assert!(ws.exists("out/.pflow-tmp-notes.txt"));
+}
