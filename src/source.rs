@@ -10,6 +10,13 @@ use std::fs;
 use std::io::Read;
 use std::path::Path;
 
+/// The most nodes a workflow may have.
+pub const MAX_NODES: usize = 100_000;
+
+/// Below this size a file cannot hold more than [`MAX_NODES`] nodes (a node takes at
+/// least 16 bytes of JSON), so it is not counted before it is parsed.
+const COUNT_FROM_BYTES: usize = MAX_NODES * 16;
+
 /// Default largest workflow file accepted; `PFLOW_MAX_WORKFLOW_BYTES` overrides it.
 pub const DEFAULT_MAX_WORKFLOW_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -66,7 +73,70 @@ pub fn read_json_file(path: &Path) -> Result<Value, Diagnostic> {
             format!("workflow file '{shown}' is over the limit of {limit} bytes"),
         ));
     }
+    // A JSON tree costs about fifty times the file: a file with too many nodes is refused
+    // after a scan that keeps nothing, before it is parsed.
+    if bytes.len() > COUNT_FROM_BYTES {
+        if let Some(n) = count_nodes(&bytes).filter(|n| *n > MAX_NODES) {
+            return Err(too_many_nodes(n));
+        }
+    }
     parse_json_bytes(&bytes)
+}
+
+/// The error for a workflow of `n` nodes, over [`MAX_NODES`].
+pub fn too_many_nodes(n: usize) -> Diagnostic {
+    Diagnostic::error(
+        "nodes",
+        format!("the workflow has {n} nodes, over the limit of {MAX_NODES}"),
+    )
+}
+
+/// How many elements the top-level `"nodes"` array has, read without building anything;
+/// None when the text is not such a document (parsing then says what is wrong).
+fn count_nodes(bytes: &[u8]) -> Option<usize> {
+    use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    struct Doc;
+    struct Count;
+    impl<'de> Visitor<'de> for Count {
+        type Value = usize;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an array")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+            let mut n = 0;
+            while seq.next_element::<IgnoredAny>()?.is_some() {
+                n += 1;
+            }
+            Ok(n)
+        }
+    }
+    struct Nodes(usize);
+    impl<'de> serde::Deserialize<'de> for Nodes {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_seq(Count).map(Nodes)
+        }
+    }
+    impl<'de> Visitor<'de> for Doc {
+        type Value = Option<usize>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<usize>, A::Error> {
+            let mut found = None;
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if key == "nodes" {
+                    found = Some(map.next_value::<Nodes>()?.0);
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+    }
+    let text = std::str::from_utf8(bytes).ok()?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut de = serde_json::Deserializer::from_str(text);
+    de.deserialize_map(Doc).ok().flatten()
 }
 
 /// Parse workflow bytes (from a file, stdin or an LLM reply).

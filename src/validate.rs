@@ -16,7 +16,7 @@ use std::cell::{Cell, OnceCell};
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// Hard limit on workflow size, so a hostile file fails fast with a clear message.
-pub const MAX_NODES: usize = 100_000;
+pub use crate::source::MAX_NODES;
 
 /// A workflow that passed validation, compiled for execution.
 #[derive(Debug, Clone)]
@@ -174,13 +174,7 @@ pub fn validate_workflow(wf: Workflow, structural: Vec<Diagnostic>) -> Result<Va
     let mut warnings = Vec::new();
 
     if wf.nodes.len() > MAX_NODES {
-        errors.push(Diagnostic::error(
-            "nodes",
-            format!(
-                "the workflow has {} nodes, over the limit of {MAX_NODES}",
-                wf.nodes.len()
-            ),
-        ));
+        errors.push(crate::source::too_many_nodes(wf.nodes.len()));
         return Err(Report { errors, warnings });
     }
 

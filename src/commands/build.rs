@@ -18,6 +18,10 @@ use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::time::Instant;
 
+/// The most nodes run at once: each is a thread (with its stack) and perhaps a child
+/// process; far more than that only costs memory (`--jobs 100000` took 3.8 GB).
+const MAX_JOBS: usize = 256;
+
 fn run_id() -> String {
     let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -154,12 +158,20 @@ pub fn run(args: BuildArgs) -> Result {
     }
 
     let workflow_path = PathBuf::from(&args.workflow);
+    let jobs = match args.jobs {
+        Some(n) if n > MAX_JOBS => {
+            report::err_line(&format!(
+                "warning: --jobs {n} is more than pflow runs at once; using {MAX_JOBS}"
+            ));
+            MAX_JOBS
+        }
+        Some(n) => n,
+        None => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2),
+    };
     let opts = Options {
-        jobs: args.jobs.unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2)
-        }),
+        jobs,
         force: args.force,
         rerun: args.rerun.iter().cloned().collect::<HashSet<_>>(),
         run_id: run_id(),

@@ -275,6 +275,19 @@ fn jobs_zero_is_an_argument_error() {
 }
 
 #[test]
+fn a_huge_jobs_count_is_capped_with_a_warning() {
+    let ws = Workspace::new().workflow(greeting());
+    let r = ws.build(&["--jobs", "100000"]);
+    r.assert_ok();
+    assert!(
+        r.stderr
+            .contains("--jobs 100000 is more than pflow runs at once; using 256"),
+        "{r}"
+    );
+    assert_eq!(ws.count("greet"), 1);
+}
+
+#[test]
 fn a_closed_stdout_is_not_a_crash() {
     let ws = Workspace::new().workflow(greeting());
     for json in [true, false] {
