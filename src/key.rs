@@ -7,8 +7,10 @@
 //! Components: the engine's cache version, the node id, its type and implementation
 //! version, every static param (templates unresolved), the batch config, the cache
 //! policy, the output digest of every dependency, the value of every workflow input the
-//! node reads, the content digest of every file it reads, and for a batch item the item
-//! (and its position when the params read `${__index__}`). Nothing machine-specific (no
+//! node reads, the content digest of every file it reads, the environment variables it
+//! declares (`reads_env`; a secret's value is sealed: keyed, never in the preimage) and,
+//! for a shell node, strict mode when it is on, and for a batch item the item (and its
+//! position when the params read `${__index__}`). Nothing machine-specific (no
 //! absolute paths of the workflow or the cache, no host or user names) goes in, so
 //! checkouts in different folders and machines share entries.
 
