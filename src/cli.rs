@@ -79,6 +79,10 @@ pub struct BuildArgs {
     /// Upload results to the remote cache (or PFLOW_REMOTE_CACHE_WRITE=1)
     #[arg(long)]
     pub remote_cache_write: bool,
+    /// Children see only PATH, HOME, LANG, TZ, TMPDIR, TERM, USER, the variables their
+    /// node declares in "reads_env" and its "env" bindings (or PFLOW_STRICT_ENV=1)
+    #[arg(long)]
+    pub strict_env: bool,
 }
 
 #[derive(Subcommand, Debug)]

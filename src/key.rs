@@ -7,8 +7,10 @@
 //! Components: the engine's cache version, the node id, its type and implementation
 //! version, every static param (templates unresolved), the batch config, the cache
 //! policy, the output digest of every dependency, the value of every workflow input the
-//! node reads, the content digest of every file it reads, and for a batch item the item
-//! (and its position when the params read `${__index__}`). Nothing machine-specific (no
+//! node reads, the content digest of every file it reads, the environment variables it
+//! declares (`reads_env`; a secret's value is sealed: keyed, never in the preimage) and,
+//! for a shell node, strict mode when it is on, and for a batch item the item (and its
+//! position when the params read `${__index__}`). Nothing machine-specific (no
 //! absolute paths of the workflow or the cache, no host or user names) goes in, so
 //! checkouts in different folders and machines share entries.
 
@@ -100,9 +102,20 @@ fn engine_digest() -> [u8; 32] {
 pub struct KeyBuilder {
     /// Component names back to back, so that adding a component allocates nothing.
     names: String,
-    /// (where its name is in `names`, digest), in the order added; for a name added
-    /// twice, the later one counts.
-    parts: Vec<(std::ops::Range<usize>, [u8; 32])>,
+    /// (where its name is in `names`, digest, sealed), in the order added; for a name
+    /// added twice, the later one counts. A sealed component counts in the key but its
+    /// digest never reaches the preimage (a secret's).
+    parts: Vec<(std::ops::Range<usize>, [u8; 32], bool)>,
+}
+
+/// What the preimage shows for a sealed component, whatever its value: the first 16 hex
+/// digits of the keyed hash of this marker.
+const SEALED_MARKER: &[u8] = b"pflow sealed component: value not recorded";
+
+/// The preimage digest every sealed component shows.
+pub fn sealed_digest() -> String {
+    let d = blake3::keyed_hash(component_key(), SEALED_MARKER);
+    d.to_hex()[..16].to_string()
 }
 
 impl KeyBuilder {
@@ -138,7 +151,17 @@ impl KeyBuilder {
     pub fn add_digest(&mut self, name: impl ComponentName, digest: [u8; 32]) {
         let start = self.names.len();
         name.write_to(&mut self.names);
-        self.parts.push((start..self.names.len(), digest));
+        self.parts.push((start..self.names.len(), digest, false));
+    }
+
+    /// Add a component from `pieces` (as [`Self::add_pieces`]) that counts in the key
+    /// but shows in the preimage only as [`sealed_digest`]: a secret's value must not be
+    /// recorded even as a short digest that a guess could be checked against.
+    pub fn add_sealed(&mut self, name: impl ComponentName, pieces: &[&[u8]]) {
+        self.add_pieces(name, pieces);
+        if let Some(last) = self.parts.last_mut() {
+            last.2 = true;
+        }
     }
 
     pub fn add_value(&mut self, name: impl ComponentName, v: &serde_json::Value) {
@@ -147,15 +170,15 @@ impl KeyBuilder {
 
     pub fn remove(&mut self, name: &str) {
         let names = &self.names;
-        self.parts.retain(|(r, _)| &names[r.clone()] != name);
+        self.parts.retain(|(r, _, _)| &names[r.clone()] != name);
     }
 
     /// The components in name order, each name once (the last added wins).
-    fn components(&self) -> Vec<(&str, &[u8; 32])> {
-        let mut all: Vec<(&str, &[u8; 32])> = self
+    fn components(&self) -> Vec<(&str, &[u8; 32], bool)> {
+        let mut all: Vec<(&str, &[u8; 32], bool)> = self
             .parts
             .iter()
-            .map(|(r, d)| (&self.names[r.clone()], d))
+            .map(|(r, d, sealed)| (&self.names[r.clone()], d, *sealed))
             .collect();
         // Stable: equal names stay in the order added, and the last of them is kept.
         all.sort_by(|a, b| a.0.cmp(b.0));
@@ -174,7 +197,7 @@ impl KeyBuilder {
         let key = KEY.get_or_init(|| blake3::derive_key("pflow 2026-11 node key v1", b""));
         // One buffer, one hash: many tiny `update` calls cost more than the hashing.
         let mut buf = Vec::with_capacity(self.names.len() + self.parts.len() * 40);
-        for (name, digest) in self.components() {
+        for (name, digest, _) in self.components() {
             buf.extend_from_slice(&(name.len() as u64).to_le_bytes());
             buf.extend_from_slice(name.as_bytes());
             buf.extend_from_slice(digest);
@@ -186,11 +209,13 @@ impl KeyBuilder {
     pub fn preimage(&self) -> Preimage {
         self.components()
             .into_iter()
-            .map(|(k, v)| {
-                (
-                    k.to_string(),
-                    blake3::Hash::from_bytes(*v).to_hex()[..16].to_string(),
-                )
+            .map(|(k, v, sealed)| {
+                let shown = if sealed {
+                    sealed_digest()
+                } else {
+                    blake3::Hash::from_bytes(*v).to_hex()[..16].to_string()
+                };
+                (k.to_string(), shown)
             })
             .collect()
     }
@@ -219,6 +244,30 @@ pub fn explain_change(old: &Preimage, new: &Preimage) -> Option<String> {
     }
 }
 
+/// When the key moved but no recorded digest did, a sealed component changed: say
+/// which ones it may have been (`environment variable DB_PASSWORD changed (secret: its
+/// value is not recorded)`). None when the preimage has no sealed component.
+pub fn explain_sealed_change(now: &Preimage) -> Option<String> {
+    let marker = sealed_digest();
+    let names: Vec<String> = now
+        .iter()
+        .filter(|(_, d)| **d == marker)
+        .map(|(name, _)| describe(name, ""))
+        .map(|s| s.trim_end().to_string())
+        .collect();
+    match names.len() {
+        0 => None,
+        1 => Some(format!(
+            "{} changed (secret: its value is not recorded)",
+            names[0]
+        )),
+        _ => Some(format!(
+            "one of {} changed (secrets: their values are not recorded)",
+            names.join(", ")
+        )),
+    }
+}
+
 fn describe(component: &str, what: &str) -> String {
     let (kind, name) = component.split_once(':').unwrap_or((component, ""));
     match kind {
@@ -232,6 +281,7 @@ fn describe(component: &str, what: &str) -> String {
         "index" => format!("batch index {what}"),
         "cache" => format!("cache policy {what}"),
         "env" => format!("environment variable {name} {what}"),
+        "env-mode" => format!("strict environment mode {what}"),
         "engine" => "pflow cache version changed".to_string(),
         other => format!("{other} {what}"),
     }
@@ -294,6 +344,37 @@ mod tests {
         let mut b = KeyBuilder::new();
         b.add_text("param:a", "bc");
         assert_ne!(a.finish(), b.finish());
+    }
+
+    #[test]
+    fn a_sealed_component_keys_on_its_value_and_records_none_of_it() {
+        let sealed = |v: &[u8]| {
+            let mut kb = KeyBuilder::new();
+            kb.add_text("id", "n");
+            kb.add_sealed(("env", "DB_PASSWORD"), &[b"1", v]);
+            kb
+        };
+        let (a, b) = (sealed(b"hunter2"), sealed(b"hunter3"));
+        assert_ne!(a.finish(), b.finish(), "the value is part of the key");
+        assert_eq!(
+            a.preimage(),
+            b.preimage(),
+            "the preimage does not depend on it"
+        );
+        assert_eq!(a.preimage()["env:DB_PASSWORD"], sealed_digest());
+        assert_eq!(explain_change(&a.preimage(), &b.preimage()), None);
+        assert_eq!(
+            explain_sealed_change(&b.preimage()).unwrap(),
+            "environment variable DB_PASSWORD changed (secret: its value is not recorded)"
+        );
+        let mut plain = KeyBuilder::new();
+        plain.add_pieces(("env", "DB_PASSWORD"), &[b"1", b"hunter2"]);
+        assert_eq!(plain.finish(), {
+            let mut k = KeyBuilder::new();
+            k.add_sealed(("env", "DB_PASSWORD"), &[b"1", b"hunter2"]);
+            k.finish()
+        });
+        assert_eq!(explain_sealed_change(&plain.preimage()), None);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! Data flows one way, and every import points down this list. At the bottom are the
 //! primitives everything shares: [`error`] and [`diagnostic`] (what went wrong, and
 //! where), [`canonical`] and [`key`] (digests and node keys), [`fsutil`] (atomic writes,
-//! file digests), [`http`] (client plumbing), [`interrupt`]. Above them, storage:
+//! file digests), [`http`] (client plumbing), [`interrupt`], [`secrets`] and
+//! [`environment`] (what a child process may see). Above them, storage:
 //! [`cache`] keeps node results, build records, stats and the remote cache, and knows
 //! nothing of workflows or the terminal. Then the language: a workflow file is read
 //! ([`source`]) and decoded into the IR ([`workflow`]), whose templates ([`template`])
@@ -28,6 +29,7 @@ pub mod canonical;
 pub mod cli;
 pub mod commands;
 pub mod diagnostic;
+pub mod environment;
 pub mod error;
 pub mod executor;
 pub mod fsutil;

@@ -19,6 +19,9 @@ pub struct Workflow {
     pub edges: Vec<Edge>,
     pub start_node: Option<String>,
     pub template_mode: TemplateMode,
+    /// `"strict_env": true`: children see only the base variables and what their node
+    /// declares (see [`crate::environment`]).
+    pub strict_env: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -78,6 +81,8 @@ pub struct Node {
     pub params: Map<String, Value>,
     pub batch: Option<BatchConfig>,
     pub cache: CachePolicy,
+    /// Environment variables the node reads (`"reads_env"`): keyed, and passed on.
+    pub reads_env: Vec<String>,
 }
 
 /// When a node's cached result may be reused.
@@ -147,8 +152,17 @@ const TOP_FIELDS: &[&str] = &[
     "outputs",
     "start_node",
     "template_resolution_mode",
+    "strict_env",
 ];
-const NODE_FIELDS: &[&str] = &["id", "type", "purpose", "params", "batch", "cache"];
+const NODE_FIELDS: &[&str] = &[
+    "id",
+    "type",
+    "purpose",
+    "params",
+    "batch",
+    "cache",
+    "reads_env",
+];
 const EDGE_FIELDS: &[&str] = &["from", "to", "action"];
 const INPUT_FIELDS: &[&str] = &["type", "required", "default", "description", "stdin"];
 const OUTPUT_FIELDS: &[&str] = &["source", "description", "type"];
@@ -365,6 +379,7 @@ impl Workflow {
         };
 
         let start_node = get_string(top, "start_node", "", &mut diags);
+        let strict_env = get_bool(top, "strict_env", "", false, &mut diags);
 
         let nodes = match top.get("nodes") {
             None => {
@@ -421,6 +436,7 @@ impl Workflow {
             edges,
             start_node,
             template_mode,
+            strict_env,
         };
         (Some(wf), diags)
     }
@@ -487,6 +503,9 @@ impl Workflow {
                 "template_resolution_mode".into(),
                 Value::String("permissive".into()),
             );
+        }
+        if self.strict_env {
+            top.insert("strict_env".into(), Value::Bool(true));
         }
         Value::Object(top)
     }
@@ -560,6 +579,10 @@ impl Node {
                 );
             }
         }
+        if !self.reads_env.is_empty() {
+            let names = self.reads_env.iter().cloned().map(Value::String).collect();
+            m.insert("reads_env".into(), Value::Array(names));
+        }
         Value::Object(m)
     }
 }
@@ -586,6 +609,7 @@ fn decode_node(v: &Value, path: &str, diags: &mut Vec<Diagnostic>) -> Node {
             params: Map::new(),
             batch: None,
             cache: CachePolicy::Always,
+            reads_env: Vec::new(),
         };
     };
     unknown_fields(map, NODE_FIELDS, path, "a node", diags);
@@ -673,6 +697,7 @@ fn decode_node(v: &Value, path: &str, diags: &mut Vec<Diagnostic>) -> Node {
             CachePolicy::Always
         }
     };
+    let reads_env = decode_reads_env(map.get("reads_env"), &join(path, "reads_env"), diags);
     Node {
         id,
         node_type,
@@ -680,7 +705,41 @@ fn decode_node(v: &Value, path: &str, diags: &mut Vec<Diagnostic>) -> Node {
         params,
         batch,
         cache,
+        reads_env,
     }
+}
+
+/// `"reads_env": ["TZ", "DATABASE_URL"]`: distinct variable names, no templates (which
+/// variables a node reads is known before it runs, as its key needs).
+fn decode_reads_env(v: Option<&Value>, path: &str, diags: &mut Vec<Diagnostic>) -> Vec<String> {
+    let items = match v {
+        None | Some(Value::Null) => return Vec::new(),
+        Some(Value::Array(items)) => items,
+        Some(other) => {
+            diags.push(
+                wrong_type(path, "an array of environment variable names", other)
+                    .with_hint("write \"reads_env\": [\"TZ\", \"DATABASE_URL\"]"),
+            );
+            return Vec::new();
+        }
+    };
+    let mut names: Vec<String> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let at = format!("{path}[{i}]");
+        match item {
+            Value::String(name) if !crate::environment::is_valid_name(name) => diags.push(
+                Diagnostic::error(at, format!("'{name}' is not an environment variable name"))
+                    .with_hint("names are letters, digits and '_', not starting with a digit, such as \"TZ\" or \"DATABASE_URL\""),
+            ),
+            Value::String(name) if names.contains(name) => diags.push(Diagnostic::error(
+                at,
+                format!("environment variable '{name}' is listed twice"),
+            )),
+            Value::String(name) => names.push(name.clone()),
+            other => diags.push(wrong_type(&at, "an environment variable name", other)),
+        }
+    }
+    names
 }
 
 fn decode_batch(v: &Value, path: &str, diags: &mut Vec<Diagnostic>) -> Option<BatchConfig> {
@@ -1071,6 +1130,40 @@ mod tests {
             assert!(paths.contains(&p), "{p} not in {paths:?}");
         }
         assert!(diags.iter().all(|d| !d.path.is_empty()));
+    }
+
+    #[test]
+    fn reads_env_and_strict_env_decode_check_and_survive_to_json() {
+        let doc = json!({"strict_env": true, "nodes": [
+            {"id": "a", "type": "shell", "params": {"command": "date"}, "reads_env": ["TZ", "LC_TIME"]}
+        ]});
+        let (wf, diags) = Workflow::from_json(&doc);
+        assert!(diags.is_empty(), "{diags:?}");
+        let wf = wf.unwrap();
+        assert!(wf.strict_env);
+        assert_eq!(wf.nodes[0].reads_env, ["TZ", "LC_TIME"]);
+        assert_eq!(Workflow::from_json(&wf.to_json()).0.unwrap(), wf);
+
+        let doc = json!({"nodes": [
+            {"id": "a", "type": "echo", "reads_env": ["TZ", "TZ", "1X", 3]},
+            {"id": "b", "type": "echo", "reads_env": {"TZ": true}}
+        ]});
+        let (_, diags) = Workflow::from_json(&doc);
+        let paths: Vec<&str> = diags.iter().map(|d| d.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "nodes[0].reads_env[1]",
+                "nodes[0].reads_env[2]",
+                "nodes[0].reads_env[3]",
+                "nodes[1].reads_env"
+            ]
+        );
+        assert!(
+            diags[0].message.contains("listed twice"),
+            "{}",
+            diags[0].message
+        );
     }
 
     #[test]

@@ -711,6 +711,20 @@ impl Remote {
 mod tests {
     use super::*;
 
+    /// The remote cache's settings, its token above all, stay out of children.
+    #[test]
+    fn remote_settings_never_reach_children() {
+        for name in [
+            URL_ENV,
+            WRITE_ENV,
+            TOKEN_ENV,
+            TIMEOUT_ENV,
+            CONNECT_TIMEOUT_ENV,
+        ] {
+            assert!(crate::environment::is_withheld(name), "{name}");
+        }
+    }
+
     #[test]
     fn sha256_of_known_input() {
         assert_eq!(

@@ -179,6 +179,7 @@ pub fn run(args: BuildArgs) -> Result {
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_else(|| args.workflow.clone()),
+        strict_env: args.strict_env || crate::environment::strict_from_env(),
     };
     let cache = Layered::new(
         Cache::new(super::cache_dir_of(args.cache_dir.as_ref())),

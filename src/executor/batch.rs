@@ -121,6 +121,7 @@ impl<'a> Shared<'a> {
                     node_id: &node.id,
                     interrupted: &crate::interrupt::INTERRUPTED,
                     own_files: &[],
+                    env: self.child_env(i),
                 };
                 let mut attempt = 0;
                 loop {

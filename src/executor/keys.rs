@@ -34,6 +34,7 @@ impl<'a> Shared<'a> {
             let value = std::env::var(var).unwrap_or_default();
             kb.add_text(("env", *var), &value);
         }
+        self.add_env_components(&mut kb, i);
         for (j, _) in &self.deps[i] {
             if for_item && self.items_only_deps[i].contains(j) {
                 continue;
@@ -63,6 +64,28 @@ impl<'a> Shared<'a> {
             );
         }
         kb
+    }
+
+    /// The variables node `i` declares (`reads_env`), set or not, by name and value; a
+    /// secret's sealed, so that no record holds even a digest of it. And strict mode, for
+    /// a node whose child sees a different environment under it (only then: keys of
+    /// builds that do not use strict mode stay as they were).
+    fn add_env_components(&self, kb: &mut KeyBuilder, i: usize) {
+        use std::os::unix::ffi::OsStrExt;
+        for name in &self.v.workflow.nodes[i].reads_env {
+            let component = ("env", name.as_str());
+            // Unset and empty differ (`${X+set}`): a tag byte tells them apart.
+            match std::env::var_os(name) {
+                None => kb.add_pieces(component, &[b"0"]),
+                Some(v) if crate::environment::is_secret(name, &v) => {
+                    kb.add_sealed(component, &[b"1", v.as_bytes()])
+                }
+                Some(v) => kb.add_pieces(component, &[b"1", v.as_bytes()]),
+            }
+        }
+        if self.strict_env() && self.v.nodes[i].spec.runs_shell() {
+            kb.add_text("env-mode", "strict");
+        }
     }
 
     /// Paths of the files node `i` reads, resolved.

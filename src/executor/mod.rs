@@ -53,6 +53,8 @@ pub struct Options {
     /// Name under which `--explain` records are kept (the workflow file name, never an
     /// absolute path).
     pub workflow_name: String,
+    /// `--strict-env` or `PFLOW_STRICT_ENV=1` (a workflow's `"strict_env": true` adds to it).
+    pub strict_env: bool,
 }
 
 /// What survives across the repair attempts of one command: results already produced
@@ -965,9 +967,13 @@ impl<'a> Shared<'a> {
         let preimage = kb.preimage();
         lock(&self.slots[i]).preimage = Some(kb);
         let reason = match reason {
-            decide::RunReason::NoEntry => {
-                decide::explain_miss(self.recorder.previous_preimage(&node.id), &preimage)
-            }
+            decide::RunReason::NoEntry => decide::explain_miss(
+                self.recorder.previous_preimage(&node.id),
+                &preimage,
+                self.recorder
+                    .previous_key(&node.id)
+                    .is_some_and(|k| k != key),
+            ),
             other => other,
         };
         report.reason = reason.to_string();
@@ -1063,6 +1069,7 @@ impl<'a> Shared<'a> {
             node_id: &node.id,
             interrupted: &crate::interrupt::INTERRUPTED,
             own_files: &own_files,
+            env: self.child_env(i),
         };
         self.session.count(&node.id, 1);
         let mut out: NodeOutput = (cn.spec.run)(&params, &ctx)?;
@@ -1075,6 +1082,19 @@ impl<'a> Shared<'a> {
             items_restored: 0,
             items_failed: 0,
         })
+    }
+
+    /// What node `i`'s child processes may see.
+    fn child_env(&self, i: usize) -> crate::environment::ChildEnv<'a> {
+        crate::environment::ChildEnv {
+            declared: &self.v.workflow.nodes[i].reads_env,
+            strict: self.strict_env(),
+        }
+    }
+
+    /// Strict mode, by flag, environment or the workflow's own setting.
+    fn strict_env(&self) -> bool {
+        self.opts.strict_env || self.v.workflow.strict_env
     }
 
     fn note(&self, id: &str, warnings: Vec<String>) {

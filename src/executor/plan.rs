@@ -68,6 +68,10 @@ pub fn plan(
                     let why = decide::explain_miss(
                         shared.recorder.previous_preimage(&node.id),
                         &kb.preimage(),
+                        shared
+                            .recorder
+                            .previous_key(&node.id)
+                            .is_some_and(|k| k != key),
                     );
                     (Action::Run, why.to_string(), Some(key))
                 }

@@ -343,6 +343,20 @@ pub(crate) fn env_nonempty(name: &str) -> Option<String> {
 mod tests {
     use super::*;
 
+    /// Every credential the LLM client reads is withheld from children that did not
+    /// declare it.
+    #[test]
+    fn provider_credentials_never_reach_children() {
+        for name in [
+            anthropic::API_KEY_ENV,
+            anthropic::AUTH_TOKEN_ENV,
+            openai::API_KEY_ENV,
+            MODEL_ENV,
+        ] {
+            assert!(crate::environment::is_withheld(name), "{name}");
+        }
+    }
+
     #[test]
     fn model_strings() {
         assert_eq!(

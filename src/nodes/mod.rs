@@ -161,6 +161,8 @@ pub struct RunContext<'a> {
     /// Files this node wrote in its last recorded build, as (path, BLAKE3 hex): a file
     /// that still holds exactly that is the node's own output, not the user's.
     pub own_files: &'a [(String, String)],
+    /// What a child process may see of pflow's environment.
+    pub env: crate::environment::ChildEnv<'a>,
 }
 
 impl RunContext<'_> {

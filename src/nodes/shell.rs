@@ -258,6 +258,8 @@ fn run(params: &Map<String, Value>, ctx: &RunContext) -> Result<NodeOutput, Node
 
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c").arg(command).process_group(0);
+    // What the child inherits first; the node's own `env` bindings go on top.
+    ctx.env.apply(&mut cmd);
     if let Some(cwd) = opt_str_param(params, "cwd")? {
         if !std::path::Path::new(cwd).is_dir() {
             return Err(NodeError::new(

@@ -9,7 +9,8 @@ use serde_json::{Map, Value};
 
 /// The workflow with secret-looking params, the params its node types declare secret
 /// (shell `env` values) and secret inputs' defaults replaced by `<redacted>`; and the
-/// secret values that were removed.
+/// secret values that were removed, with those of the secret variables nodes declare in
+/// `reads_env` (a child may echo them; only their names are in the workflow).
 pub fn redact_workflow(doc: &Value) -> (Value, Vec<String>) {
     let mut secrets = Vec::new();
     let mut out = doc.clone();
@@ -19,6 +20,19 @@ pub fn redact_workflow(doc: &Value) -> (Value, Vec<String>) {
                 .get("type")
                 .and_then(Value::as_str)
                 .and_then(crate::nodes::lookup);
+            for name in node
+                .get("reads_env")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+            {
+                if let Some(v) = std::env::var_os(name) {
+                    if crate::environment::is_secret(name, &v) && v.len() >= MIN_SECRET_LEN {
+                        secrets.push(v.to_string_lossy().into_owned());
+                    }
+                }
+            }
             if let Some(params) = node.get_mut("params").and_then(Value::as_object_mut) {
                 redact_map(params, &mut secrets, false);
                 for name in spec.map_or(&[][..], |s| s.secret_params) {

@@ -132,6 +132,7 @@ fn check_candidate(base: &Value, candidate: &Value) -> Result<Validated, Vec<Str
             ));
         }
     }
+    problems.extend(environment_widened(base, candidate));
     match validate::validate(candidate) {
         Ok(v) if problems.is_empty() => Ok(v),
         Ok(_) => Err(problems),
@@ -140,6 +141,43 @@ fn check_candidate(base: &Value, candidate: &Value) -> Result<Validated, Vec<Str
             Err(problems)
         }
     }
+}
+
+/// A repair may not give a step more of pflow's environment than its author did: no
+/// newly declared credential (pflow's own variables, or any secret-looking name), and
+/// strict mode stays on. Otherwise a model could hand itself the API key it runs with.
+fn environment_widened(base: &Value, candidate: &Value) -> Vec<String> {
+    let declared = |doc: &Value, id: &str| -> Vec<String> {
+        doc.get("nodes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|n| n.get("id").and_then(Value::as_str) == Some(id))
+            .filter_map(|n| n.get("reads_env").and_then(Value::as_array))
+            .flatten()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect()
+    };
+    let mut problems = Vec::new();
+    let nodes = candidate.get("nodes").and_then(Value::as_array);
+    for (i, node) in nodes.into_iter().flatten().enumerate() {
+        let id = node.get("id").and_then(Value::as_str).unwrap_or("");
+        let before = declared(base, id);
+        for name in declared(candidate, id) {
+            let sensitive =
+                crate::environment::is_withheld(&name) || crate::secrets::is_secret_name(&name);
+            if sensitive && !before.contains(&name) {
+                problems.push(format!(
+                    "nodes[{i}].reads_env: a repair may not declare '{name}' (a credential); leave reads_env as the author wrote it"
+                ));
+            }
+        }
+    }
+    let strict = |doc: &Value| doc.get("strict_env") == Some(&Value::Bool(true));
+    if strict(base) && !strict(candidate) {
+        problems.push("strict_env: a repair may not turn strict mode off".into());
+    }
+    problems
 }
 
 /// Messages for the person watching (stderr in text mode).
@@ -394,5 +432,23 @@ mod tests {
         let problems = check_candidate(&base, &dropped).unwrap_err();
         assert!(problems[0].starts_with("outputs:"), "{problems:?}");
         assert!(check_candidate(&base, &base).is_ok());
+    }
+
+    #[test]
+    fn a_repair_may_not_widen_the_environment() {
+        let base = json!({"strict_env": true, "nodes": [{"id": "x", "type": "shell",
+            "params": {"command": "date"}, "reads_env": ["TZ", "DB_PASSWORD"]}]});
+        let mut grab = base.clone();
+        grab["nodes"][0]["reads_env"] = json!(["TZ", "DB_PASSWORD", "ANTHROPIC_API_KEY", "LANG"]);
+        let problems = check_candidate(&base, &grab).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("'ANTHROPIC_API_KEY'"), "{problems:?}");
+        let mut loose = base.clone();
+        loose["strict_env"] = json!(false);
+        assert!(check_candidate(&base, &loose).unwrap_err()[0].starts_with("strict_env"));
+        // Dropping declarations, or adding ordinary ones, is fine.
+        let mut fewer = base.clone();
+        fewer["nodes"][0]["reads_env"] = json!(["LANG"]);
+        assert!(check_candidate(&base, &fewer).is_ok());
     }
 }

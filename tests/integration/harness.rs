@@ -111,10 +111,13 @@ fn death_by_a_signal_the_test_sent_is_not_a_crash() {
     assert_crash(move || p.wait(), CRASH_TEXT);
 }
 
-/// The variables a shell node of a Workspace build sees, `NAME → value`.
+/// The variables a shell node of a Workspace build sees, `NAME → value`. pflow keeps its
+/// own variables (`PFLOW_*`, API keys) from a child unless its node declares them, so the
+/// node declares the ones these tests look for.
 fn environment_of_a_build(ws: &Workspace, build: crate::common::BuildCmd) -> Vec<(String, String)> {
     ws.set_workflow(&json!({
-        "nodes": [{"id": "env", "type": "shell", "params": {"command": "env -0"}}],
+        "nodes": [{"id": "env", "type": "shell", "params": {"command": "env -0"},
+                   "reads_env": ["PFLOW_HOME", "PFLOW_REMOTE_CACHE_TOKEN"]}],
         "outputs": {"env": {"source": "${env.stdout}"}}
     }));
     let r = build.run();

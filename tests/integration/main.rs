@@ -12,6 +12,7 @@ mod build_cache;
 mod build_cli;
 mod build_compat;
 mod build_edges;
+mod build_env;
 mod build_failures;
 mod build_process;
 mod cache_maintenance;

@@ -458,6 +458,35 @@ fn secrets_never_reach_the_model() {
 }
 
 #[test]
+fn declared_secret_variables_never_reach_the_model() {
+    // The workflow holds only the variable's name; the value a command echoes is
+    // scrubbed from what the model is shown.
+    let broken = json!({"nodes": [
+        {"id": "get", "type": "shell", "reads_env": ["DB_PASSWORD"],
+         "params": {"command": "echo \"password is $DB_PASSWORD\" >&2; exit 3"}}
+    ]});
+    let stub = model(vec!["no idea".into()]);
+    let r = Repair::new().model(&stub);
+    r.write(&broken);
+    let out = r
+        .command("workflow.json")
+        .args(["--max-repair-attempts", "1"])
+        .env("DB_PASSWORD", "pw-super-secret-77")
+        .output();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stub.count(), 1);
+    let raw = stub.requests()[0].raw_text();
+    assert!(
+        raw.contains("password is"),
+        "the stderr tail is shown:\n{raw}"
+    );
+    assert!(
+        !raw.contains("pw-super-secret-77"),
+        "secret sent to the model:\n{raw}"
+    );
+}
+
+#[test]
 fn repair_list_show_and_apply() {
     let stub = model(vec![fenced(&user_workflow("name"))]);
     let r = Repair::new().model(&stub);

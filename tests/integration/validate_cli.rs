@@ -76,6 +76,22 @@ const EXPECTED: &[(&str, &[&str])] = &[
         &["template_resolution_mode", "\"lenient\"", "strict"],
     ),
     ("bad-cache.json", &["nodes[0].cache", "'sometimes'", "1h"]),
+    // Environment declarations.
+    (
+        "reads-env-bad-name.json",
+        &[
+            "nodes[0].reads_env[1]",
+            "'${tz}' is not an environment variable name",
+        ],
+    ),
+    (
+        "reads-env-not-array.json",
+        &["nodes[0].reads_env", "expected an array", "\"TZ\""],
+    ),
+    (
+        "strict-env-not-bool.json",
+        &["strict_env", "expected true or false", "\"yes\""],
+    ),
     // Ids, edges and the graph.
     (
         "duplicate-ids.json",
