@@ -78,6 +78,10 @@ pub struct Node {
     pub params: Map<String, Value>,
     pub batch: Option<BatchConfig>,
     pub cache: CachePolicy,
+    /// Files the node reads, beyond what its type declares (paths or globs, as written).
+    pub reads: Vec<String>,
+    /// Files the node writes, beyond what its type declares (paths or globs, as written).
+    pub writes: Vec<String>,
 }
 
 /// When a node's cached result may be reused.
@@ -148,7 +152,9 @@ const TOP_FIELDS: &[&str] = &[
     "start_node",
     "template_resolution_mode",
 ];
-const NODE_FIELDS: &[&str] = &["id", "type", "purpose", "params", "batch", "cache"];
+const NODE_FIELDS: &[&str] = &[
+    "id", "type", "purpose", "params", "batch", "cache", "reads", "writes",
+];
 const EDGE_FIELDS: &[&str] = &["from", "to", "action"];
 const INPUT_FIELDS: &[&str] = &["type", "required", "default", "description", "stdin"];
 const OUTPUT_FIELDS: &[&str] = &["source", "description", "type"];
@@ -548,6 +554,12 @@ impl Node {
             );
             m.insert("batch".into(), Value::Object(bm));
         }
+        for (name, paths) in [("reads", &self.reads), ("writes", &self.writes)] {
+            if !paths.is_empty() {
+                let list = paths.iter().map(|p| Value::String(p.clone())).collect();
+                m.insert(name.into(), Value::Array(list));
+            }
+        }
         match self.cache {
             CachePolicy::Always => {}
             CachePolicy::Never => {
@@ -586,6 +598,8 @@ fn decode_node(v: &Value, path: &str, diags: &mut Vec<Diagnostic>) -> Node {
             params: Map::new(),
             batch: None,
             cache: CachePolicy::Always,
+            reads: Vec::new(),
+            writes: Vec::new(),
         };
     };
     unknown_fields(map, NODE_FIELDS, path, "a node", diags);
@@ -673,6 +687,8 @@ fn decode_node(v: &Value, path: &str, diags: &mut Vec<Diagnostic>) -> Node {
             CachePolicy::Always
         }
     };
+    let reads = declared_paths(map, "reads", path, diags);
+    let writes = declared_paths(map, "writes", path, diags);
     Node {
         id,
         node_type,
@@ -680,7 +696,42 @@ fn decode_node(v: &Value, path: &str, diags: &mut Vec<Diagnostic>) -> Node {
         params,
         batch,
         cache,
+        reads,
+        writes,
     }
+}
+
+/// `"reads"` / `"writes"`: an array of literal paths or globs.
+fn declared_paths(
+    map: &Map<String, Value>,
+    key: &str,
+    path: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<String> {
+    let items = match map.get(key) {
+        None | Some(Value::Null) => return Vec::new(),
+        Some(Value::Array(items)) => items,
+        Some(other) => {
+            diags.push(wrong_type(
+                &join(path, key),
+                "an array of file paths or globs",
+                other,
+            ));
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (k, item) in items.iter().enumerate() {
+        let ipath = format!("{}[{k}]", join(path, key));
+        match item {
+            Value::String(s) => match crate::file_pattern::FilePattern::parse(s) {
+                Ok(_) => out.push(s.clone()),
+                Err(e) => diags.push(Diagnostic::error(ipath, format!("'{s}': {e}"))),
+            },
+            other => diags.push(wrong_type(&ipath, "a file path or glob", other)),
+        }
+    }
+    out
 }
 
 fn decode_batch(v: &Value, path: &str, diags: &mut Vec<Diagnostic>) -> Option<BatchConfig> {
