@@ -340,3 +340,40 @@ fn the_graph_draws_implied_edges_apart_from_written_ones() {
     let mermaid = String::from_utf8_lossy(&out.stdout);
     assert!(mermaid.contains("n1 -.->|file| n0"), "{mermaid}");
 }
+
+#[test]
+fn a_batch_node_declaring_writes_gets_them_back_after_a_deletion() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [{"id": "each", "type": "shell", "writes": ["out/*.txt"],
+                   "batch": {"items": ["a", "b"]},
+                   "params": {"command": counted("each", "mkdir -p out; echo ${item} > out/${item}.txt")}}]
+    }));
+    ws.build(&[]).assert_ok();
+    ws.remove("out/b.txt");
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(r.status_of("each"), "restored", "{r}");
+    assert_eq!(ws.read("out/b.txt"), "b\n");
+    assert_eq!(ws.count("each"), 2);
+}
+
+#[test]
+fn changing_a_declaration_reruns_the_node_and_explain_says_so() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [{"id": "n", "type": "shell", "reads": ["a.txt"],
+                   "params": {"command": counted("n", "cat a.txt b.txt")}}]
+    }));
+    ws.write("a.txt", "a\n");
+    ws.write("b.txt", "b\n");
+    ws.build(&[]).assert_ok();
+    ws.edit_workflow(|wf| wf["nodes"][0]["reads"] = json!(["a.txt", "b.txt"]));
+    let r = ws.build(&["--explain"]);
+    r.assert_ok();
+    assert_eq!(r.status_of("n"), "ran");
+    assert!(r.reason_of("n").contains("declared reads changed"), "{r}");
+    // From now on an edit of b.txt is seen.
+    ws.write("b.txt", "bb\n");
+    let r = ws.build(&[]);
+    assert_eq!(r.status_of("n"), "ran", "{r}");
+    assert_eq!(ws.count("n"), 3);
+}
