@@ -171,3 +171,62 @@ pub fn implied_links(wf: &Workflow, errors: &mut Vec<Diagnostic>) -> Vec<(usize,
     }
     links
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::graph::Link;
+    use serde_json::json;
+
+    fn path_links(doc: serde_json::Value) -> Vec<(String, String)> {
+        let v = crate::validate::validate(&doc).unwrap_or_else(|r| panic!("{:?}", r.errors));
+        let mut out: Vec<(String, String)> = v
+            .graph
+            .links()
+            .filter(|(_, _, l)| *l == Link::Path)
+            .map(|(f, t, _)| (v.graph.id(f).to_string(), v.graph.id(t).to_string()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn file_node_params_imply_edges_and_templated_paths_do_not() {
+        let links = path_links(json!({
+            "inputs": {"p": {"type": "string", "default": "t.txt"}},
+            "nodes": [
+                {"id": "read", "type": "read-file", "params": {"file_path": "./data/a.txt"}},
+                {"id": "copy", "type": "copy-file", "params": {"source_path": "src.txt", "dest_path": "data/a.txt"}},
+                {"id": "write", "type": "write-file", "params": {"file_path": "src.txt", "content": "x"}},
+                {"id": "templated", "type": "write-file", "params": {"file_path": "${p}", "content": "y"}},
+                {"id": "scan", "type": "shell", "reads": ["data/*.txt", "t.txt"], "params": {"command": "true"}},
+                {"id": "self", "type": "shell", "reads": ["s.txt"], "writes": ["s.txt"], "params": {"command": "true"}}
+            ]
+        }));
+        let want = [("copy", "read"), ("copy", "scan"), ("write", "copy")];
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        assert_eq!(links, want);
+    }
+
+    #[test]
+    fn one_writer_per_path_and_each_clash_reported_once() {
+        let doc = json!({"nodes": [
+            {"id": "a", "type": "write-file", "writes": ["x.txt"], "params": {"file_path": "x.txt", "content": "1"}},
+            {"id": "b", "type": "shell", "writes": ["x.txt", "*.txt"], "params": {"command": "true"}},
+            {"id": "c", "type": "shell", "writes": ["y.txt"], "params": {"command": "true"}}
+        ]});
+        let errors = crate::validate::validate(&doc).unwrap_err().errors;
+        let messages: Vec<&str> = errors.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "nodes 'a' and 'b' both write 'x.txt'",
+                "nodes 'b' and 'c' both write 'y.txt'"
+            ],
+            "{errors:?}"
+        );
+        assert_eq!(errors[0].path, "nodes[1].writes[0]");
+    }
+}
