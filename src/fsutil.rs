@@ -117,3 +117,14 @@ fn process_alive(pid: i32) -> bool {
     let r = unsafe { libc::kill(pid, 0) };
     r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
+
+/// A path under the home directory as `~/…`, so that what names it (an output, a key)
+/// is the same for every user; other paths as they are.
+pub fn portable_path(path: &str) -> String {
+    let home = std::env::var("HOME").unwrap_or_default();
+    let home = home.trim_end_matches('/');
+    match path.strip_prefix(home).and_then(|r| r.strip_prefix('/')) {
+        Some(rest) if !home.is_empty() => format!("~/{rest}"),
+        _ => path.to_string(),
+    }
+}

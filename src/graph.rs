@@ -1,4 +1,5 @@
-//! The workflow DAG: explicit edges plus the edges implied by template references.
+//! The workflow DAG: explicit edges plus the edges implied by template references and
+//! by the paths nodes read and write.
 //!
 //! Nodes are indexed by their position in the workflow's `nodes` array. The graph answers
 //! the questions the rest of the engine asks: a topological order, each node's
@@ -51,6 +52,8 @@ pub enum Link {
     ErrorEdge,
     /// A `${source...}` template in the target.
     Template,
+    /// Implied by paths: the target reads a file the source writes.
+    Path,
 }
 
 #[derive(Debug, Clone)]

@@ -280,6 +280,7 @@ fn describe(component: &str, what: &str) -> String {
         "item" => format!("batch item {what}"),
         "index" => format!("batch index {what}"),
         "cache" => format!("cache policy {what}"),
+        "reads" | "writes" => format!("declared {kind} {what}"),
         "env" => format!("environment variable {name} {what}"),
         "env-mode" => format!("strict environment mode {what}"),
         "engine" => "pflow cache version changed".to_string(),

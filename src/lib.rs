@@ -3,13 +3,14 @@
 //! Data flows one way, and every import points down this list. At the bottom are the
 //! primitives everything shares: [`error`] and [`diagnostic`] (what went wrong, and
 //! where), [`canonical`] and [`key`] (digests and node keys), [`fsutil`] (atomic writes,
-//! file digests), [`http`] (client plumbing), [`interrupt`], [`secrets`] and
-//! [`environment`] (what a child process may see). Above them, storage:
+//! file digests), [`file_pattern`] (declared paths and globs), [`http`] (client
+//! plumbing), [`interrupt`], [`secrets`] and [`environment`] (what a child process may
+//! see). Above them, storage:
 //! [`cache`] keeps node results, build records, stats and the remote cache, and knows
 //! nothing of workflows or the terminal. Then the language: a workflow file is read
 //! ([`source`]) and decoded into the IR ([`workflow`]), whose templates ([`template`])
 //! and node types ([`nodes`], with the LLM client [`llm`]) it names; [`validate`] checks
-//! it and builds the DAG ([`graph`]); [`inputs`] binds the user's values. The
+//! it and builds the DAG ([`graph`], with the edges paths imply: [`file_edges`]); [`inputs`] binds the user's values. The
 //! [`executor`] runs the DAG in parallel, deciding for each node in one place whether it
 //! reuses a cached result or runs; [`report`] and [`render`] show what happened;
 //! [`repair`] asks a model to fix a failed build, and [`store`] keeps saved workflows. At
@@ -32,6 +33,8 @@ pub mod diagnostic;
 pub mod environment;
 pub mod error;
 pub mod executor;
+pub mod file_edges;
+pub mod file_pattern;
 pub mod fsutil;
 pub mod graph;
 pub mod http;

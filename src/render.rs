@@ -7,14 +7,19 @@ use std::fmt::Write;
 fn links(v: &Validated) -> Vec<(usize, usize, Link)> {
     let mut all: Vec<(usize, usize, Link)> = v.graph.links().collect();
     all.sort();
-    // A template link beside an explicit edge between the same nodes adds nothing.
+    // A template link beside an explicit edge between the same nodes adds nothing, and a
+    // link implied by a path beside any other adds nothing either.
+    let implicit = |l: Link| matches!(l, Link::Template | Link::Path);
     all.iter()
         .copied()
         .filter(|&(f, t, l)| {
-            l != Link::Template
-                || !all
-                    .iter()
-                    .any(|&(f2, t2, l2)| f2 == f && t2 == t && l2 != Link::Template)
+            let stronger = |l2: Link| match l {
+                Link::Template => !implicit(l2),
+                Link::Path => l2 != Link::Path,
+                _ => false,
+            };
+            !all.iter()
+                .any(|&(f2, t2, l2)| f2 == f && t2 == t && stronger(l2))
         })
         .collect()
 }
@@ -36,6 +41,7 @@ pub fn mermaid(v: &Validated) -> String {
         );
     }
     let mut error_links = Vec::new();
+    let mut path_links = Vec::new();
     for (k, (f, t, link)) in links(v).into_iter().enumerate() {
         match link {
             Link::Edge => {
@@ -48,7 +54,14 @@ pub fn mermaid(v: &Validated) -> String {
                 let _ = writeln!(out, "    n{f} -- error --> n{t}");
                 error_links.push(k);
             }
+            Link::Path => {
+                let _ = writeln!(out, "    n{f} -.->|file| n{t}");
+                path_links.push(k);
+            }
         }
+    }
+    for k in path_links {
+        let _ = writeln!(out, "    linkStyle {k} stroke:#888,stroke-dasharray:2 2");
     }
     for k in error_links {
         let _ = writeln!(
@@ -78,6 +91,7 @@ pub fn dot(v: &Validated) -> String {
             Link::Edge => "",
             Link::Template => " [style=dashed, label=\"data\"]",
             Link::ErrorEdge => " [color=red, fontcolor=red, style=bold, label=\"error\"]",
+            Link::Path => " [style=dotted, color=gray40, label=\"file\"]",
         };
         let _ = writeln!(out, "    n{f} -> n{t}{style};");
     }

@@ -7,6 +7,7 @@
 //! node's params with their templates parsed once.
 
 use crate::diagnostic::{quoted_list, suggestion, Diagnostic};
+use crate::file_pattern::FilePattern;
 use crate::graph::{Graph, Link};
 use crate::nodes::{self, NodeSpec, OutputKind};
 use crate::template::{ParamTemplate, Reference, Step, Template};
@@ -41,6 +42,9 @@ pub struct CompiledNode {
     pub input_refs: BTreeSet<String>,
     /// Whether the params read `${__index__}` (then an item's position is part of its key).
     pub uses_index: bool,
+    /// The node's declared `reads` and `writes`.
+    pub reads: Vec<FilePattern>,
+    pub writes: Vec<FilePattern>,
 }
 
 /// Every problem found: errors (which stop the workflow) and warnings.
@@ -452,6 +456,8 @@ pub fn validate_workflow(wf: Workflow, structural: Vec<Diagnostic>) -> Result<Va
                 items,
                 input_refs,
                 uses_index,
+                reads: patterns(&node.reads),
+                writes: patterns(&node.writes),
             }),
             _ => None,
         });
@@ -504,6 +510,7 @@ pub fn validate_workflow(wf: Workflow, structural: Vec<Diagnostic>) -> Result<Va
     }
 
     // The graph and its order.
+    links.extend(crate::file_edges::implied_links(&wf, &mut errors));
     let ids: Vec<String> = wf.nodes.iter().map(|n| n.id.clone()).collect();
     let graph = Graph::new(ids, links);
     let order = match graph.topological_order() {
@@ -767,6 +774,13 @@ fn check_reference(
 }
 
 /// The outputs of every batch node.
+/// Declared paths, parsed (decoding has already reported any that do not parse).
+fn patterns(raw: &[String]) -> Vec<FilePattern> {
+    raw.iter()
+        .filter_map(|p| FilePattern::parse(p).ok())
+        .collect()
+}
+
 pub const BATCH_OUTPUTS: [&str; 5] = ["results", "count", "success_count", "error_count", "errors"];
 
 fn cycle_diagnostic(graph: &Graph, cycle: &[usize]) -> Diagnostic {
@@ -776,6 +790,7 @@ fn cycle_diagnostic(graph: &Graph, cycle: &[usize]) -> Diagnostic {
         let how = match links.first() {
             Some(Link::Template) => "template",
             Some(Link::ErrorEdge) => "error edge",
+            Some(Link::Path) => "file",
             _ => "edge",
         };
         steps.push(format!(

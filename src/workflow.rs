@@ -83,6 +83,10 @@ pub struct Node {
     pub cache: CachePolicy,
     /// Environment variables the node reads (`"reads_env"`): keyed, and passed on.
     pub reads_env: Vec<String>,
+    /// Files the node reads, beyond what its type declares (paths or globs, as written).
+    pub reads: Vec<String>,
+    /// Files the node writes, beyond what its type declares (paths or globs, as written).
+    pub writes: Vec<String>,
 }
 
 /// When a node's cached result may be reused.
@@ -162,6 +166,8 @@ const NODE_FIELDS: &[&str] = &[
     "batch",
     "cache",
     "reads_env",
+    "reads",
+    "writes",
 ];
 const EDGE_FIELDS: &[&str] = &["from", "to", "action"];
 const INPUT_FIELDS: &[&str] = &["type", "required", "default", "description", "stdin"];
@@ -567,6 +573,12 @@ impl Node {
             );
             m.insert("batch".into(), Value::Object(bm));
         }
+        for (name, paths) in [("reads", &self.reads), ("writes", &self.writes)] {
+            if !paths.is_empty() {
+                let list = paths.iter().map(|p| Value::String(p.clone())).collect();
+                m.insert(name.into(), Value::Array(list));
+            }
+        }
         match self.cache {
             CachePolicy::Always => {}
             CachePolicy::Never => {
@@ -610,6 +622,8 @@ fn decode_node(v: &Value, path: &str, diags: &mut Vec<Diagnostic>) -> Node {
             batch: None,
             cache: CachePolicy::Always,
             reads_env: Vec::new(),
+            reads: Vec::new(),
+            writes: Vec::new(),
         };
     };
     unknown_fields(map, NODE_FIELDS, path, "a node", diags);
@@ -698,6 +712,8 @@ fn decode_node(v: &Value, path: &str, diags: &mut Vec<Diagnostic>) -> Node {
         }
     };
     let reads_env = decode_reads_env(map.get("reads_env"), &join(path, "reads_env"), diags);
+    let reads = declared_paths(map, "reads", path, diags);
+    let writes = declared_paths(map, "writes", path, diags);
     Node {
         id,
         node_type,
@@ -706,6 +722,8 @@ fn decode_node(v: &Value, path: &str, diags: &mut Vec<Diagnostic>) -> Node {
         batch,
         cache,
         reads_env,
+        reads,
+        writes,
     }
 }
 
@@ -740,6 +758,39 @@ fn decode_reads_env(v: Option<&Value>, path: &str, diags: &mut Vec<Diagnostic>) 
         }
     }
     names
+}
+
+/// `"reads"` / `"writes"`: an array of literal paths or globs.
+fn declared_paths(
+    map: &Map<String, Value>,
+    key: &str,
+    path: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<String> {
+    let items = match map.get(key) {
+        None | Some(Value::Null) => return Vec::new(),
+        Some(Value::Array(items)) => items,
+        Some(other) => {
+            diags.push(wrong_type(
+                &join(path, key),
+                "an array of file paths or globs",
+                other,
+            ));
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (k, item) in items.iter().enumerate() {
+        let ipath = format!("{}[{k}]", join(path, key));
+        match item {
+            Value::String(s) => match crate::file_pattern::FilePattern::parse(s) {
+                Ok(_) => out.push(s.clone()),
+                Err(e) => diags.push(Diagnostic::error(ipath, format!("'{s}': {e}"))),
+            },
+            other => diags.push(wrong_type(&ipath, "a file path or glob", other)),
+        }
+    }
+    out
 }
 
 fn decode_batch(v: &Value, path: &str, diags: &mut Vec<Diagnostic>) -> Option<BatchConfig> {

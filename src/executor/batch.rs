@@ -42,7 +42,12 @@ impl<'a> Shared<'a> {
                 ))
             }
         };
-        let item_base = self.base_key(i, true);
+        let mut item_base = self.base_key(i, true);
+        // Every item reads the node's declared files.
+        if !cn.reads.is_empty() {
+            let paths = self.declared_read_paths(i)?;
+            self.add_file_components(&mut item_base, &paths);
+        }
         let count = items.len();
         let item_keys: Vec<Key> = items
             .iter()
@@ -135,6 +140,11 @@ impl<'a> Shared<'a> {
                         Ok(mut out) => {
                             let effects = Effects::of(&mut out);
                             let mut outputs = out.outputs;
+                            if let Err(e) =
+                                written::add_file_digests(&mut outputs, &out.files_written)
+                            {
+                                break Err(e);
+                            }
                             outputs.insert("item".into(), item.clone());
                             let v = Value::Object(outputs);
                             let d = output_digest(&v);

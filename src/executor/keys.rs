@@ -30,6 +30,13 @@ impl<'a> Shared<'a> {
             kb.add_value("batch", &Value::Object(cfg));
         }
         kb.add_text("cache", &node.cache.key_text());
+        // Only when declared, so the keys of nodes without declarations stay as they were.
+        for (name, paths) in [("reads", &node.reads), ("writes", &node.writes)] {
+            if !paths.is_empty() {
+                let list = paths.iter().map(|p| Value::String(p.clone())).collect();
+                kb.add_value(name, &Value::Array(list));
+            }
+        }
         for var in cn.spec.key_env {
             let value = std::env::var(var).unwrap_or_default();
             kb.add_text(("env", *var), &value);
@@ -117,6 +124,20 @@ impl<'a> Shared<'a> {
             if let Value::String(s) = value {
                 out.push(s);
             }
+        }
+        out.extend(self.declared_read_paths(i)?);
+        Ok(out)
+    }
+
+    /// The files node `i` declares in `reads`, globs expanded now (sorted): adding a file
+    /// a glob matches changes the key, as editing one does.
+    pub(super) fn declared_read_paths(&self, i: usize) -> Result<Vec<String>, NodeError> {
+        let mut out = Vec::new();
+        for pattern in &self.v.nodes[i].reads {
+            let found = pattern
+                .expand()
+                .map_err(|e| NodeError::new(ErrorCategory::File, e))?;
+            out.extend(found);
         }
         Ok(out)
     }

@@ -13,7 +13,8 @@
 //!
 //! The parts: [`decide`] (hit or run, and why), `keys.rs` (what goes into a key),
 //! `recorder.rs` (what the last build saw and what this one learns), `batch.rs` (items
-//! run and cached one by one), `plan.rs` (`--dry-run`); this file schedules the nodes and
+//! run and cached one by one), `plan.rs` (`--dry-run`), `written.rs` (the files a node
+//! wrote: declared outputs checked, their digests in its outputs); this file schedules the nodes and
 //! keeps each one's slot (its key, digest, value and report).
 
 mod batch;
@@ -21,6 +22,7 @@ pub mod decide;
 mod keys;
 mod plan;
 mod recorder;
+mod written;
 
 pub use decide::HitSource;
 pub use plan::{plan, Action, PlanStep};
@@ -914,7 +916,7 @@ impl<'a> Shared<'a> {
         let node = &self.v.workflow.nodes[i];
         let mut kb = self.base_key(i, false);
         let mut scope: Option<NodeScope<'a>> = None;
-        if !self.v.nodes[i].spec.reads_files.is_empty() {
+        if !self.v.nodes[i].spec.reads_files.is_empty() || !self.v.nodes[i].reads.is_empty() {
             // A path built from upstream values needs those values; most are literals.
             let needs_scope = self.v.nodes[i].spec.reads_files.iter().any(|p| {
                 self.v.nodes[i]
@@ -1047,7 +1049,19 @@ impl<'a> Shared<'a> {
         let node = &self.v.workflow.nodes[i];
         let scope = self.scope_for(i)?;
         if let Some(batch) = &node.batch {
-            return self.run_batch(i, batch, scope);
+            let mut result = self.run_batch(i, batch, scope)?;
+            // Each item's own files are in its outputs; the declared ones go at the top.
+            let mut declared = Vec::new();
+            self.declared_writes(i, &mut declared)?;
+            if let Value::Object(values) = &mut result.values {
+                written::add_file_digests(values, &declared)?;
+            }
+            for f in declared {
+                if !result.files.written.contains(&f) {
+                    result.files.written.push(f);
+                }
+            }
+            return Ok(result);
         }
         let mut warnings = Vec::new();
         let params = resolve_params(cn, &scope, self.v.workflow.template_mode, &mut warnings)?;
@@ -1073,6 +1087,8 @@ impl<'a> Shared<'a> {
         };
         self.session.count(&node.id, 1);
         let mut out: NodeOutput = (cn.spec.run)(&params, &ctx)?;
+        self.declared_writes(i, &mut out.files_written)?;
+        written::add_file_digests(&mut out.outputs, &out.files_written)?;
         let files = Effects::of(&mut out);
         Ok(RunResult {
             values: Value::Object(out.outputs),

@@ -23,6 +23,7 @@ pub static SPEC: NodeSpec = NodeSpec {
     ],
     reads_files: &["source_path"],
     removes_files: &[],
+    writes_files: &["dest_path"],
     key_env: &[],
     shell_params: &[],
     env_param: None,

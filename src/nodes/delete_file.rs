@@ -20,6 +20,7 @@ pub static SPEC: NodeSpec = NodeSpec {
     ],
     reads_files: &[],
     removes_files: &["file_path"],
+    writes_files: &[],
     key_env: &[],
     shell_params: &[],
     env_param: None,

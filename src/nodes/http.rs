@@ -46,6 +46,7 @@ pub static SPEC: NodeSpec = NodeSpec {
     ],
     reads_files: &[],
     removes_files: &[],
+    writes_files: &[],
     key_env: &[],
     shell_params: &[],
     env_param: None,

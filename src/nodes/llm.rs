@@ -31,6 +31,7 @@ pub static SPEC: NodeSpec = NodeSpec {
     reads_files: &[],
     // The default model, and which server answers, change the result.
     removes_files: &[],
+    writes_files: &[],
     key_env: &[
         crate::llm::MODEL_ENV,
         crate::llm::ENDPOINT_ENV[0],

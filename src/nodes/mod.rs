@@ -119,6 +119,9 @@ pub struct NodeSpec {
     /// Params naming files the node takes away (deleted, moved): a cached writer of such
     /// a file must not restore it.
     pub removes_files: &'static [&'static str],
+    /// Params naming files the node writes: with the node's declared `writes`, what
+    /// implies edges to readers of those paths and what two nodes may not share.
+    pub writes_files: &'static [&'static str],
     /// Environment variables whose values change results (e.g. a default model). Their
     /// values go into the node key; secrets (API keys) never belong here.
     pub key_env: &'static [&'static str],
@@ -336,7 +339,10 @@ mod tests {
                 .shell_params
                 .iter()
                 .chain(spec.env_param.iter())
-                .chain(spec.secret_params);
+                .chain(spec.secret_params)
+                .chain(spec.reads_files)
+                .chain(spec.writes_files)
+                .chain(spec.removes_files);
             for p in params {
                 assert!(spec.param(p).is_some(), "{}: no param '{p}'", spec.name);
             }

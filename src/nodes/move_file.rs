@@ -24,6 +24,7 @@ pub static SPEC: NodeSpec = NodeSpec {
     // reuses the result and restores the destination if it goes missing.
     reads_files: &[],
     removes_files: &["source_path"],
+    writes_files: &["dest_path"],
     key_env: &[],
     shell_params: &[],
     env_param: None,

@@ -20,6 +20,7 @@ pub static SPEC: NodeSpec = NodeSpec {
     ],
     reads_files: &["file_path"],
     removes_files: &[],
+    writes_files: &[],
     key_env: &[],
     shell_params: &[],
     env_param: None,

@@ -31,6 +31,7 @@ pub static SPEC: NodeSpec = NodeSpec {
     ],
     reads_files: &[],
     removes_files: &[],
+    writes_files: &[],
     key_env: &[],
     shell_params: &["command"],
     env_param: Some("env"),

@@ -25,6 +25,7 @@ pub static SPEC: NodeSpec = NodeSpec {
     ],
     reads_files: &[],
     removes_files: &[],
+    writes_files: &["file_path"],
     key_env: &[],
     shell_params: &[],
     env_param: None,

@@ -11,6 +11,7 @@ mod stub;
 mod build_cache;
 mod build_cli;
 mod build_compat;
+mod build_declared_files;
 mod build_edges;
 mod build_env;
 mod build_failures;

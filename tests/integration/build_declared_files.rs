@@ -1,0 +1,379 @@
+//! Files as build inputs and outputs: `reads` and `writes` declared on a node, the edges
+//! their paths imply, and outputs that carry the content of the files a node wrote.
+
+use crate::common;
+
+use common::{counted, Workspace};
+use serde_json::json;
+
+/// A shell step counting the words of every declared document, one step using its
+/// output, and one unrelated step.
+fn word_count_workflow() -> serde_json::Value {
+    json!({
+        "nodes": [
+            {"id": "count", "type": "shell", "reads": ["docs/*.md", "extra.txt"],
+             "params": {"command": counted("count", "cat docs/*.md extra.txt | wc -w | tr -d ' '")}},
+            {"id": "report", "type": "shell",
+             "params": {"command": counted("report", "echo words: ${count.stdout}")}},
+            {"id": "other", "type": "shell", "params": {"command": counted("other", "echo other")}}
+        ],
+        "outputs": {"report": {"source": "${report.stdout}"}}
+    })
+}
+
+#[test]
+fn editing_a_declared_file_reruns_the_step_and_only_what_depends_on_it() {
+    let ws = Workspace::new().workflow(word_count_workflow());
+    ws.write("docs/a.md", "one two three\n");
+    ws.write("docs/b.md", "four\n");
+    ws.write("extra.txt", "five\n");
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(r.output("report"), "words: 5");
+
+    // Nothing changed: nothing runs.
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(r.stat("ran"), 0, "{r}");
+    assert_eq!(
+        (ws.count("count"), ws.count("report"), ws.count("other")),
+        (1, 1, 1)
+    );
+
+    // An edit of a file the glob matches.
+    ws.write("docs/b.md", "four and more\n");
+    let r = ws.build(&["--explain"]);
+    r.assert_ok();
+    assert_eq!(r.output("report"), "words: 7");
+    assert_eq!(r.status_of("count"), "ran");
+    assert!(r.reason_of("count").contains("docs/b.md"), "{r}");
+    assert_eq!(r.status_of("report"), "ran");
+    assert_eq!(r.status_of("other"), "cached");
+
+    // An edit of a literal declared path.
+    ws.write("extra.txt", "five six\n");
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(r.output("report"), "words: 8");
+
+    // A new file matching the glob.
+    ws.write("docs/c.md", "seven\n");
+    let r = ws.build(&["--explain"]);
+    r.assert_ok();
+    assert_eq!(r.output("report"), "words: 9");
+    assert_eq!(r.status_of("count"), "ran");
+    assert!(r.reason_of("count").contains("docs/c.md"), "{r}");
+
+    // And again nothing.
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(r.stat("ran"), 0, "{r}");
+    assert_eq!(
+        (ws.count("count"), ws.count("report"), ws.count("other")),
+        (4, 4, 1)
+    );
+}
+
+#[test]
+fn a_declared_read_that_does_not_change_output_stops_at_the_step() {
+    // Early cutoff still holds: the edit re-runs the reader, whose output is the same.
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [
+            {"id": "lines", "type": "shell", "reads": ["data.txt"],
+             "params": {"command": counted("lines", "wc -l < data.txt | tr -d ' '")}},
+            {"id": "after", "type": "shell",
+             "params": {"command": counted("after", "echo ${lines.stdout}")}}
+        ]
+    }));
+    ws.write("data.txt", "a\nb\n");
+    ws.build(&[]).assert_ok();
+    ws.write("data.txt", "c\nd\n");
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(r.status_of("lines"), "ran");
+    assert_eq!(r.status_of("after"), "cached");
+    assert_eq!((ws.count("lines"), ws.count("after")), (2, 1));
+}
+
+/// A writer listed after its reader, with no edge between them: only the paths say
+/// which runs first.
+fn write_then_read(content: &str, slow_writer: bool) -> serde_json::Value {
+    let writer = if slow_writer {
+        json!({"id": "writer", "type": "shell", "writes": ["out.txt"],
+               "params": {"command": format!("sleep 0.05; printf '%s' '{content}' > out.txt")}})
+    } else {
+        json!({"id": "writer", "type": "write-file",
+               "params": {"file_path": "out.txt", "content": content}})
+    };
+    json!({
+        "nodes": [
+            {"id": "reader", "type": "shell", "reads": ["out.txt"],
+             "params": {"command": counted("reader", "cat out.txt")}},
+            writer
+        ],
+        "outputs": {"text": {"source": "${reader.stdout}"}}
+    })
+}
+
+#[test]
+fn a_reader_of_a_written_file_runs_after_its_writer_on_every_cold_build() {
+    for slow_writer in [false, true] {
+        for round in 0..20 {
+            let content = format!("round {round}");
+            let ws = Workspace::new().workflow(write_then_read(&content, slow_writer));
+            let r = ws.build(&["--jobs", "4"]);
+            r.assert_ok();
+            assert_eq!(
+                r.output("text"),
+                content.as_str(),
+                "slow writer {slow_writer}: {r}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_change_of_written_content_reruns_the_reader() {
+    for slow_writer in [false, true] {
+        let ws = Workspace::new().workflow(write_then_read("first", slow_writer));
+        ws.build(&[]).assert_ok();
+        let r = ws.build(&[]);
+        assert_eq!(r.stat("ran"), 0, "{r}");
+        ws.set_workflow(&write_then_read("other", slow_writer));
+        let r = ws.build(&[]);
+        r.assert_ok();
+        assert_eq!(r.status_of("reader"), "ran", "{r}");
+        assert_eq!(r.output("text"), "other");
+        assert_eq!(ws.count("reader"), 2);
+    }
+}
+
+#[test]
+fn an_explicit_edge_sees_new_content_of_the_same_length() {
+    // The reader declares nothing: only the writer's output digest tells it the file
+    // changed ("first" and "other" have the same length, so `bytes` is the same).
+    let wf = |content: &str| {
+        json!({
+            "nodes": [
+                {"id": "writer", "type": "write-file",
+                 "params": {"file_path": "out.txt", "content": content}},
+                {"id": "reader", "type": "shell", "params": {"command": counted("reader", "cat out.txt")}}
+            ],
+            "edges": [{"from": "writer", "to": "reader"}],
+            "outputs": {"text": {"source": "${reader.stdout}"}}
+        })
+    };
+    let ws = Workspace::new().workflow(wf("first"));
+    ws.build(&[]).assert_ok();
+    ws.set_workflow(&wf("other"));
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(r.output("text"), "other", "{r}");
+    assert_eq!(ws.count("reader"), 2);
+}
+
+#[test]
+fn a_shell_step_declaring_writes_passes_new_content_to_its_dependents() {
+    // stdout is empty every time; the declared file is what changes.
+    let wf = |word: &str| {
+        json!({
+            "nodes": [
+                {"id": "make", "type": "shell", "writes": ["gen/out.txt"],
+                 "params": {"command": format!("mkdir -p gen; echo {word} > gen/out.txt")}},
+                {"id": "use", "type": "shell", "params": {"command": counted("use", "cat gen/out.txt")}}
+            ],
+            "edges": [{"from": "make", "to": "use"}],
+            "outputs": {"text": {"source": "${use.stdout}"}}
+        })
+    };
+    let ws = Workspace::new().workflow(wf("alpha"));
+    ws.build(&[]).assert_ok();
+    ws.set_workflow(&wf("bravo"));
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(r.output("text"), "bravo", "{r}");
+    assert_eq!(ws.count("use"), 2);
+}
+
+#[test]
+fn two_writers_of_one_path_are_a_validation_error_naming_both() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [
+            {"id": "first", "type": "write-file", "params": {"file_path": "out/x.txt", "content": "a"}},
+            {"id": "second", "type": "shell", "writes": ["./out/x.txt"],
+             "params": {"command": "echo b > out/x.txt"}}
+        ]
+    }));
+    let out = ws.pflow().args(["validate", "workflow.json"]).output();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("'first'") && stderr.contains("'second'"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("out/x.txt"), "{stderr}");
+    assert!(stderr.contains("nodes[1].writes[0]"), "{stderr}");
+    // A build refuses it too, before running anything.
+    let r = ws.build(&[]);
+    r.assert_code(2);
+    assert!(!ws.exists("out/x.txt"));
+}
+
+#[test]
+fn a_glob_writer_and_a_literal_writer_of_one_path_conflict() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [
+            {"id": "plots", "type": "shell", "writes": ["out/*.png"], "params": {"command": "true"}},
+            {"id": "one", "type": "write-file", "params": {"file_path": "out/a.png", "content": "x"}}
+        ]
+    }));
+    let out = ws.pflow().args(["validate", "workflow.json"]).output();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("'plots'") && stderr.contains("'one'"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_declared_output_the_step_did_not_produce_fails_it_naming_the_path() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [
+            {"id": "make", "type": "shell", "writes": ["made.txt", "forgot.txt"],
+             "params": {"command": "echo x > made.txt"}},
+            {"id": "after", "type": "shell", "params": {"command": "echo ${make.stdout}"}}
+        ]
+    }));
+    let r = ws.build(&[]);
+    r.assert_code(1);
+    assert_eq!(r.status_of("make"), "failed");
+    assert_eq!(r.status_of("after"), "skipped");
+    let message = r.errors()[0]["message"].as_str().unwrap_or("");
+    assert!(message.contains("forgot.txt"), "{r}");
+    assert!(!message.contains("made.txt"), "{r}");
+    // Not cached: the next build runs it again (and fails again).
+    ws.build(&[]).assert_code(1);
+}
+
+#[test]
+fn a_declared_glob_output_matching_nothing_fails_the_step() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [{"id": "plots", "type": "shell", "writes": ["plots/*.png"],
+                   "params": {"command": "mkdir -p plots"}}]
+    }));
+    let r = ws.build(&[]);
+    r.assert_code(1);
+    assert!(
+        r.errors()[0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("plots/*.png"),
+        "{r}"
+    );
+}
+
+#[test]
+fn a_declared_output_deleted_by_the_user_is_restored() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [{"id": "plots", "type": "shell", "writes": ["plots/*.txt", "summary.txt"],
+                   "params": {"command": counted("plots", "mkdir -p plots; echo a > plots/a.txt; echo b > plots/b.txt; echo s > summary.txt")}}]
+    }));
+    ws.build(&[]).assert_ok();
+    ws.remove("summary.txt");
+    ws.remove("plots/b.txt");
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(r.status_of("plots"), "restored", "{r}");
+    assert_eq!(ws.read("summary.txt"), "s\n");
+    assert_eq!(ws.read("plots/b.txt"), "b\n");
+    assert_eq!(ws.count("plots"), 1);
+    // Restored files are the node's again: the next build is a plain hit.
+    let r = ws.build(&[]);
+    assert_eq!(r.status_of("plots"), "cached", "{r}");
+}
+
+#[test]
+fn a_cycle_through_implied_edges_is_reported() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [
+            {"id": "a", "type": "shell", "reads": ["b.txt"], "writes": ["a.txt"],
+             "params": {"command": "cat b.txt > a.txt"}},
+            {"id": "b", "type": "shell", "reads": ["a.txt"], "writes": ["b.txt"],
+             "params": {"command": "cat a.txt > b.txt"}}
+        ]
+    }));
+    let out = ws.pflow().args(["validate", "workflow.json"]).output();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cycle between nodes"), "{stderr}");
+    assert!(stderr.contains("'a'") && stderr.contains("'b'"), "{stderr}");
+}
+
+#[test]
+fn templates_in_declared_paths_are_rejected_with_their_json_path() {
+    let ws = Workspace::new().workflow(json!({
+        "inputs": {"dir": {"type": "string", "default": "docs"}},
+        "nodes": [{"id": "a", "type": "shell", "reads": ["${dir}/x.md"], "params": {"command": "true"}}]
+    }));
+    let out = ws.pflow().args(["validate", "workflow.json"]).output();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("nodes[0].reads[0]"), "{stderr}");
+}
+
+#[test]
+fn the_graph_draws_implied_edges_apart_from_written_ones() {
+    let ws = Workspace::new().workflow(write_then_read("x", false));
+    let out = ws
+        .pflow()
+        .args(["graph", "workflow.json", "--format", "dot"])
+        .output();
+    let dot = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{dot}");
+    // writer is n1, reader n0.
+    assert!(dot.contains("n1 -> n0 [style=dotted"), "{dot}");
+    let out = ws
+        .pflow()
+        .args(["graph", "workflow.json", "--format", "mermaid"])
+        .output();
+    let mermaid = String::from_utf8_lossy(&out.stdout);
+    assert!(mermaid.contains("n1 -.->|file| n0"), "{mermaid}");
+}
+
+#[test]
+fn a_batch_node_declaring_writes_gets_them_back_after_a_deletion() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [{"id": "each", "type": "shell", "writes": ["out/*.txt"],
+                   "batch": {"items": ["a", "b"]},
+                   "params": {"command": counted("each", "mkdir -p out; echo ${item} > out/${item}.txt")}}]
+    }));
+    ws.build(&[]).assert_ok();
+    ws.remove("out/b.txt");
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(r.status_of("each"), "restored", "{r}");
+    assert_eq!(ws.read("out/b.txt"), "b\n");
+    assert_eq!(ws.count("each"), 2);
+}
+
+#[test]
+fn changing_a_declaration_reruns_the_node_and_explain_says_so() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [{"id": "n", "type": "shell", "reads": ["a.txt"],
+                   "params": {"command": counted("n", "cat a.txt b.txt")}}]
+    }));
+    ws.write("a.txt", "a\n");
+    ws.write("b.txt", "b\n");
+    ws.build(&[]).assert_ok();
+    ws.edit_workflow(|wf| wf["nodes"][0]["reads"] = json!(["a.txt", "b.txt"]));
+    let r = ws.build(&["--explain"]);
+    r.assert_ok();
+    assert_eq!(r.status_of("n"), "ran");
+    assert!(r.reason_of("n").contains("declared reads changed"), "{r}");
+    // From now on an edit of b.txt is seen.
+    ws.write("b.txt", "bb\n");
+    let r = ws.build(&[]);
+    assert_eq!(r.status_of("n"), "ran", "{r}");
+    assert_eq!(ws.count("n"), 3);
+}
