@@ -469,22 +469,10 @@ fn gate(shared: &Shared<'_>, i: usize) -> Option<String> {
 struct NodeScope<'a> {
     inputs: &'a Map<String, Value>,
     nodes: HashMap<String, Arc<Value>>,
-    alias: Option<(&'a str, &'a Value)>,
-    index: Option<Value>,
 }
 
 impl Scope for NodeScope<'_> {
     fn lookup(&self, root: &str) -> Option<Cow<'_, Value>> {
-        if let Some((name, item)) = self.alias {
-            if name == root {
-                return Some(Cow::Borrowed(item));
-            }
-        }
-        if root == "__index__" {
-            if let Some(i) = &self.index {
-                return Some(Cow::Borrowed(i));
-            }
-        }
         if let Some(v) = self.nodes.get(root) {
             return Some(Cow::Borrowed(v.as_ref()));
         }
@@ -494,9 +482,6 @@ impl Scope for NodeScope<'_> {
     fn root_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.inputs.keys().cloned().collect();
         names.extend(self.nodes.keys().cloned());
-        if let Some((a, _)) = self.alias {
-            names.push(a.to_string());
-        }
         names
     }
 }
@@ -511,7 +496,7 @@ fn unresolved_error(param: &str, u: Unresolved) -> NodeError {
 /// and a warning is recorded.
 fn resolve_params(
     cn: &CompiledNode,
-    scope: &NodeScope<'_>,
+    scope: &dyn Scope,
     mode: TemplateMode,
     warnings: &mut Vec<String>,
 ) -> Result<Map<String, Value>, NodeError> {
@@ -746,8 +731,6 @@ impl<'a> Shared<'a> {
         Ok(NodeScope {
             inputs: self.inputs,
             nodes,
-            alias: None,
-            index: None,
         })
     }
 
@@ -852,17 +835,19 @@ impl<'a> Shared<'a> {
         let mut kb = self.base_key(i, false);
         let mut scope: Option<NodeScope<'a>> = None;
         if !self.v.nodes[i].spec.reads_files.is_empty() {
-            // A path built from upstream values needs those values; most are literals.
-            let needs_scope = self.v.nodes[i].spec.reads_files.iter().any(|p| {
-                self.v.nodes[i]
-                    .params
-                    .iter()
-                    .any(|(n, pt)| n == p && !pt.is_literal())
-            });
+            // A path built from upstream values (or a batch's items) needs those values;
+            // most are literals.
+            let needs_scope = node.batch.is_some()
+                || self.v.nodes[i].spec.reads_files.iter().any(|p| {
+                    self.v.nodes[i]
+                        .params
+                        .iter()
+                        .any(|(n, pt)| n == p && !pt.is_literal())
+                });
             if needs_scope {
                 scope = Some(self.scope_for(i)?);
             }
-            let paths = self.read_paths(i, scope.as_ref())?;
+            let paths = self.key_read_paths(i, scope.as_ref())?;
             self.add_file_components(&mut kb, &paths);
         }
         let key = kb.finish();
@@ -1131,8 +1116,6 @@ impl<'a> Shared<'a> {
         let scope = NodeScope {
             inputs: self.inputs,
             nodes,
-            alias: None,
-            index: None,
         };
         t.resolve(&scope).map_err(|u| u.to_string())
     }

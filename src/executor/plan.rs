@@ -45,7 +45,7 @@ pub fn plan(
             (Action::Run, format!("upstream {up} will run"), None)
         } else {
             let mut kb = shared.base_key(i, false);
-            let paths = shared.read_paths(i, None).unwrap_or_default();
+            let paths = shared.key_read_paths(i, None).unwrap_or_default();
             shared.add_file_components(&mut kb, &paths);
             let key = kb.finish();
             let ask = Ask {

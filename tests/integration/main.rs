@@ -8,6 +8,7 @@
 mod common;
 mod stub;
 
+mod build_batch;
 mod build_cache;
 mod build_cli;
 mod build_compat;
