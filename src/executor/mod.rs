@@ -21,9 +21,11 @@ pub mod decide;
 mod keys;
 mod plan;
 mod recorder;
+mod targets;
 
 pub use decide::HitSource;
 pub use plan::{plan, Action, PlanStep};
+pub use targets::{count as selected_count, selected};
 
 use crate::cache::layered::Layered;
 use crate::cache::Entry;
@@ -53,6 +55,8 @@ pub struct Options {
     /// Name under which `--explain` records are kept (the workflow file name, never an
     /// absolute path).
     pub workflow_name: String,
+    /// `--target`: build these nodes and what they need; empty builds everything.
+    pub targets: Vec<String>,
 }
 
 /// What survives across the repair attempts of one command: results already produced
@@ -125,7 +129,8 @@ pub struct NodeReport {
 
 #[derive(Debug, Clone)]
 pub struct Outcome {
-    /// One report per node, in workflow order: `nodes[i]` is node i's.
+    /// One report per node the build covers, in workflow order (with `--target`, only
+    /// the selected nodes' reports).
     pub nodes: Vec<NodeReport>,
     pub outputs: Map<String, Value>,
     pub success: bool,
@@ -168,6 +173,8 @@ struct Shared<'a> {
     deps: Vec<Vec<(usize, Vec<Link>)>>,
     /// Nodes referenced only by `batch.items` (not part of an item's key).
     items_only_deps: Vec<HashSet<usize>>,
+    /// The nodes this build covers (`--target`); `None`: all of them.
+    selected: Option<Vec<bool>>,
     /// Files the workflow itself deletes or moves away (`delete-file`, `move-file`
     /// sources): a cached writer of such a file must not bring it back.
     consumed: HashSet<String>,
@@ -192,6 +199,7 @@ pub fn execute(
 ) -> Outcome {
     let n = v.workflow.nodes.len();
     let shared = Shared::new(v, inputs, cache, opts, session);
+    let covered = selected_count(v, shared.selected.as_deref());
 
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.jobs.max(1))
@@ -210,8 +218,10 @@ pub fn execute(
         }
     };
 
+    // A selection holds the upstream of each of its nodes: only its own dependents are
+    // ever scheduled.
     let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for i in 0..n {
+    for i in (0..n).filter(|&i| shared.covers(i)) {
         for (j, _) in &shared.deps[i] {
             dependents[*j].push(i);
         }
@@ -223,13 +233,13 @@ pub fn execute(
             .collect(),
         dependents,
         tx,
-        unfinished: AtomicUsize::new(n),
+        unfinished: AtomicUsize::new(covered),
         reporter: std::thread::current(),
     };
 
     pool.in_place_scope(|scope| {
         for &i in &v.order {
-            if shared.deps[i].is_empty() {
+            if shared.deps[i].is_empty() && shared.covers(i) {
                 let (shared, sched) = (&shared, &sched);
                 scope.spawn(move |s| on_ready(s, shared, sched, i));
             }
@@ -239,7 +249,7 @@ pub fn execute(
         // on 2 cores, those wake-ups (two per node) competed with the workers and the
         // commands they run. The worker that finishes the last node wakes it at once.
         let mut finished = 0usize;
-        while finished < n {
+        while finished < covered {
             let mut any = false;
             loop {
                 match rx.try_recv() {
@@ -249,12 +259,12 @@ pub fn execute(
                     }
                     Err(mpsc::TryRecvError::Empty) => break,
                     Err(mpsc::TryRecvError::Disconnected) => {
-                        finished = n;
+                        finished = covered;
                         break;
                     }
                 }
             }
-            if finished >= n {
+            if finished >= covered {
                 break;
             }
             if !any {
@@ -313,6 +323,7 @@ impl<'a> Shared<'a> {
             slots: (0..n).map(|_| Mutex::new(SlotState::default())).collect(),
             deps,
             items_only_deps,
+            selected: targets::selected(v, &opts.targets),
             consumed: consumed_paths(v),
             recorder: recorder::Recorder::load(
                 cache.local().root().to_path_buf(),
@@ -437,7 +448,7 @@ fn on_ready<'s>(scope: &rayon::Scope<'s>, shared: &'s Shared<'s>, sched: &'s Sch
 }
 
 fn fail_all(shared: &Shared<'_>, msg: &str) -> Outcome {
-    for i in 0..shared.slots.len() {
+    for i in (0..shared.slots.len()).filter(|&i| shared.covers(i)) {
         shared.skip(i, msg.to_string());
     }
     shared.finish()
@@ -583,6 +594,13 @@ struct RunResult {
 }
 
 impl<'a> Shared<'a> {
+    /// Does this build cover node `i` (`--target`)?
+    fn covers(&self, i: usize) -> bool {
+        self.selected
+            .as_ref()
+            .is_none_or(|s| s.get(i).copied().unwrap_or(false))
+    }
+
     fn elapsed_ms(&self) -> u64 {
         self.start.elapsed().as_millis() as u64
     }
@@ -1013,6 +1031,9 @@ impl<'a> Shared<'a> {
         let interrupted = crate::interrupt::is_interrupted();
         let mut success = !interrupted;
         for (i, slot) in self.slots.iter().enumerate() {
+            if !self.covers(i) {
+                continue;
+            }
             // `skip` takes the slot's lock itself, so this one is released first.
             let reached = match &lock(slot).report {
                 Some(r) => {
@@ -1030,9 +1051,13 @@ impl<'a> Shared<'a> {
         let mut warnings = std::mem::take(&mut *lock(&self.warnings));
         warnings.extend(self.cache.take_warnings());
         if success {
-            let all: Vec<usize> = (0..self.slots.len()).collect();
             for (name, source) in &v.outputs {
                 match source {
+                    // An output of nodes this build does not cover is left out.
+                    Some(t)
+                        if t.refs().any(|r| {
+                            v.graph.position(&r.root).is_some_and(|j| !self.covers(j))
+                        }) => {}
                     Some(t) => match self.resolve_output(t) {
                         Ok(val) => {
                             outputs.insert(name.clone(), val);
@@ -1041,19 +1066,19 @@ impl<'a> Shared<'a> {
                     },
                     None => {
                         // No source: the field of that name from the last node producing it.
-                        let found = v
-                            .order
-                            .iter()
-                            .rev()
-                            .filter(|&&i| all.contains(&i))
-                            .find_map(|&i| {
-                                v.nodes[i].spec.output(name)?;
-                                let ok = lock(&self.slots[i]).success;
-                                if !ok {
-                                    return None;
-                                }
-                                self.values(i).ok()?.get(name).cloned()
-                            });
+                        let found =
+                            v.order
+                                .iter()
+                                .rev()
+                                .filter(|&&i| self.covers(i))
+                                .find_map(|&i| {
+                                    v.nodes[i].spec.output(name)?;
+                                    let ok = lock(&self.slots[i]).success;
+                                    if !ok {
+                                        return None;
+                                    }
+                                    self.values(i).ok()?.get(name).cloned()
+                                });
                         match found {
                             Some(val) => {
                                 outputs.insert(name.clone(), val);
@@ -1071,6 +1096,7 @@ impl<'a> Shared<'a> {
             .slots
             .iter()
             .enumerate()
+            .filter(|(i, _)| self.covers(*i))
             .map(|(i, slot)| {
                 let taken = lock(slot).report.take();
                 taken.unwrap_or_else(|| self.skip(i, "not reached".into()))

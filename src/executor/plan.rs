@@ -35,7 +35,7 @@ pub fn plan(
     let shared = Shared::new(v, inputs, cache, opts, &session);
     let mut steps: Vec<Option<PlanStep>> = vec![None; n];
     let mut will_run = vec![false; n];
-    for &i in &v.order {
+    for &i in v.order.iter().filter(|&&i| shared.covers(i)) {
         let node = &v.workflow.nodes[i];
         let upstream = shared.deps[i]
             .iter()

@@ -15,6 +15,7 @@ mod build_compat;
 mod build_edges;
 mod build_failures;
 mod build_process;
+mod build_targets;
 mod cache_maintenance;
 mod compat_network;
 mod compat_validate;
