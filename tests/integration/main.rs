@@ -12,6 +12,7 @@ mod build_batch;
 mod build_cache;
 mod build_cli;
 mod build_compat;
+mod build_directory;
 mod build_edges;
 mod build_failures;
 mod build_process;
