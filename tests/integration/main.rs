@@ -30,3 +30,4 @@ mod remote_cache;
 mod repair;
 mod saved_workflows;
 mod validate_cli;
+mod validate_types;
