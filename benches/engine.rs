@@ -46,6 +46,7 @@ fn options(name: &str) -> Options {
         rerun: HashSet::new(),
         run_id: "bench".into(),
         workflow_name: name.into(),
+        targets: Vec::new(),
     }
 }
 

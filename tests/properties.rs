@@ -466,6 +466,7 @@ impl KeyLab {
             rerun: HashSet::new(),
             run_id: "props".into(),
             workflow_name: "props.json".into(),
+            targets: Vec::new(),
         };
         let outcome = execute(&v, inputs, &cache, &opts, &Session::default(), &mut |_| {});
         assert!(outcome.success, "{:?}", outcome.nodes);
