@@ -13,8 +13,9 @@
 //!
 //! The parts: [`decide`] (hit or run, and why), `keys.rs` (what goes into a key),
 //! `recorder.rs` (what the last build saw and what this one learns), `batch.rs` (items
-//! run and cached one by one), `plan.rs` (`--dry-run`), `targets.rs` (the nodes `--target` selects); this file schedules the nodes and
-//! keeps each one's slot (its key, digest, value and report).
+//! run and cached one by one), `plan.rs` (`--dry-run`), `targets.rs` (the nodes
+//! `--target` selects); this file schedules the nodes and keeps each one's slot (its
+//! key, digest, value and report).
 
 mod batch;
 pub mod decide;
