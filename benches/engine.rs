@@ -47,6 +47,7 @@ fn options(name: &str) -> Options {
         run_id: "bench".into(),
         workflow_name: name.into(),
         strict_env: false,
+        targets: Vec::new(),
     }
 }
 

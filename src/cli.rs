@@ -11,6 +11,10 @@ use std::path::PathBuf;
     about = "Run JSON workflows like a build: a DAG, a content-addressed cache, and LLM repair"
 )]
 pub struct Cli {
+    /// Run as if started in DIR: relative paths (the workflow, files, the default cache
+    /// directory, outputs, traces) resolve against it
+    #[arg(short = 'C', value_name = "DIR", global = true)]
+    pub directory: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -45,6 +49,9 @@ pub struct BuildArgs {
     /// Re-run this node even if cached (repeatable)
     #[arg(long, value_name = "NODE")]
     pub rerun: Vec<String>,
+    /// Build only this node and what it needs (repeatable)
+    #[arg(long, value_name = "NODE")]
+    pub target: Vec<String>,
     /// Nodes to run at once (default: the number of cores)
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<usize>,

@@ -361,7 +361,7 @@ pub fn validate_workflow(wf: Workflow, structural: Vec<Diagnostic>) -> Result<Va
                     }
                     Some(p) => {
                         let is_template = matches!(value, Value::String(s) if s.contains("${"));
-                        if !is_template && !value.is_null() && !lenient_accepts(p.kind, value) {
+                        if !is_template && !value.is_null() && !p.kind.admits(value) {
                             errors.push(Diagnostic::error(
                                 field_path(&format!("{path}.params"), name),
                                 format!(
@@ -544,24 +544,6 @@ pub fn validate_workflow(wf: Workflow, structural: Vec<Diagnostic>) -> Result<Va
         outputs,
         warnings,
     })
-}
-
-fn lenient_accepts(kind: nodes::ParamKind, v: &Value) -> bool {
-    use nodes::ParamKind as K;
-    if kind.accepts(v) {
-        return true;
-    }
-    match (kind, v) {
-        (K::Number | K::Integer, Value::String(s)) => s.trim().parse::<f64>().is_ok(),
-        (K::Bool, Value::String(s)) => {
-            matches!(
-                s.to_lowercase().as_str(),
-                "true" | "false" | "1" | "0" | "yes" | "no"
-            )
-        }
-        (K::String, Value::Number(_) | Value::Bool(_)) => true,
-        _ => false,
-    }
 }
 
 /// A warning when shell param `name` of a `spec` node embeds `r`, text a server or a

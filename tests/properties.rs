@@ -467,6 +467,7 @@ impl KeyLab {
             run_id: "props".into(),
             workflow_name: "props.json".into(),
             strict_env: false,
+            targets: Vec::new(),
         };
         let outcome = execute(&v, inputs, &cache, &opts, &Session::default(), &mut |_| {});
         assert!(outcome.success, "{:?}", outcome.nodes);

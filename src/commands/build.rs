@@ -107,17 +107,20 @@ pub fn run(args: BuildArgs) -> Result {
     };
 
     let mut arg_errors = Vec::new();
-    for id in &args.rerun {
-        if validated.graph.position(id).is_none() {
-            arg_errors.push(
-                Diagnostic::error("--rerun", format!("no node '{id}' in this workflow"))
-                    .with_hint_opt(crate::diagnostic::suggestion(
-                        id,
-                        validated.workflow.nodes.iter().map(|n| n.id.as_str()),
-                    )),
-            );
+    for (flag, ids) in [("--rerun", &args.rerun), ("--target", &args.target)] {
+        for id in ids {
+            if validated.graph.position(id).is_none() {
+                arg_errors.push(
+                    Diagnostic::error(flag, format!("no node '{id}' in this workflow"))
+                        .with_hint_opt(crate::diagnostic::suggestion(
+                            id,
+                            validated.workflow.nodes.iter().map(|n| n.id.as_str()),
+                        )),
+                );
+            }
         }
     }
+    let selection = executor::selected(&validated, &args.target);
     if let Some(key) = &args.output_key {
         if !validated.workflow.outputs.contains_key(key) {
             let names: Vec<&str> = validated
@@ -139,6 +142,14 @@ pub fn run(args: BuildArgs) -> Result {
                         names.join(", ")
                     }
                 )),
+            );
+        } else if let Some(missing) = unbuilt_source(&validated, selection.as_deref(), key) {
+            arg_errors.push(
+                Diagnostic::error(
+                    "--output-key",
+                    format!("output '{key}' needs node '{missing}', which the --target nodes do not need"),
+                )
+                .with_hint(format!("add --target {missing}")),
             );
         }
     }
@@ -180,6 +191,7 @@ pub fn run(args: BuildArgs) -> Result {
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_else(|| args.workflow.clone()),
         strict_env: args.strict_env || crate::environment::strict_from_env(),
+        targets: args.target.clone(),
     };
     let cache = Layered::new(
         Cache::new(super::cache_dir_of(args.cache_dir.as_ref())),
@@ -247,7 +259,8 @@ pub fn run(args: BuildArgs) -> Result {
         workflow_name: args.workflow.clone(),
     };
     let mut run_once = |v: &crate::validate::Validated| {
-        let mut progress = Progress::new(v.workflow.nodes.len(), json_mode, args.explain);
+        let covered = executor::selected_count(v, executor::selected(v, &opts.targets).as_deref());
+        let mut progress = Progress::new(covered, json_mode, args.explain);
         let outcome = executor::execute(v, &inputs, &cache, &opts, &session, &mut |ev| match ev {
             executor::Event::Started(i) => progress.started(v.graph.id(i)),
             executor::Event::Finished(r) => progress.finished(r),
@@ -399,6 +412,36 @@ pub fn run(args: BuildArgs) -> Result {
     Ok(code)
 }
 
+/// The first node that declared output `key` reads and the selection does not build.
+fn unbuilt_source(
+    v: &crate::validate::Validated,
+    selection: Option<&[bool]>,
+    key: &str,
+) -> Option<String> {
+    let selection = selection?;
+    let built = |i: usize| selection.get(i).copied().unwrap_or(false);
+    let (_, source) = v.outputs.iter().find(|(name, _)| name == key)?;
+    match source {
+        Some(t) => t
+            .refs()
+            .find(|r| v.graph.position(&r.root).is_some_and(|i| !built(i)))
+            .map(|r| r.root.clone()),
+        // No source: the last node producing a field of that name, if it is built.
+        None => {
+            let producers: Vec<usize> = v
+                .order
+                .iter()
+                .copied()
+                .filter(|&i| v.nodes[i].spec.output(key).is_some())
+                .collect();
+            match producers.iter().any(|&i| built(i)) {
+                true => None,
+                false => producers.last().map(|&i| v.graph.id(i).to_string()),
+            }
+        }
+    }
+}
+
 /// Append this run's figures to the cache's stats (best effort: a failure to record is
 /// ignored). Each node is handed over as a plain tally.
 fn record_stats(
@@ -408,19 +451,27 @@ fn record_stats(
     run_id: &str,
 ) {
     use executor::Status;
-    let ran = |j: usize| o.nodes.get(j).map(|r| r.status) == Some(Status::Ran);
-    // `o.nodes[i]` is node i's report (see `Outcome::nodes`).
+    // The reports cover the nodes this build did (all, unless --target): by position.
+    let mut ran = vec![false; v.graph.len()];
+    for r in &o.nodes {
+        if let (Some(i), Status::Ran) = (v.graph.position(&r.id), r.status) {
+            ran[i] = true;
+        }
+    }
     let tallies: Vec<Tally> = o
         .nodes
         .iter()
-        .enumerate()
-        .map(|(i, r)| match (r.status, r.source) {
+        .map(|r| match (r.status, r.source) {
             (_, Some(executor::HitSource::Memo)) => Tally::Memo,
             (Status::Cached | Status::Restored, _) => Tally::Hit {
                 key: r.key,
                 restored: r.status == Status::Restored,
-                upstream_ran: i < v.graph.len()
-                    && v.graph.dependencies(i).iter().any(|(j, _)| ran(*j)),
+                upstream_ran: v.graph.position(&r.id).is_some_and(|i| {
+                    v.graph
+                        .dependencies(i)
+                        .iter()
+                        .any(|(j, _)| ran.get(*j).copied().unwrap_or(false))
+                }),
             },
             (Status::Ran, _) => Tally::Ran,
             (Status::Failed, _) => Tally::Failed,

@@ -21,6 +21,12 @@ use std::path::{Path, PathBuf};
 
 /// Run a parsed command line; the process's exit code.
 pub fn run(cli: Cli) -> i32 {
+    // First, before anything reads a path: every relative path then means DIR's.
+    if let Some(dir) = &cli.directory {
+        if let Err(message) = enter(dir) {
+            return invalid_arguments(&message);
+        }
+    }
     let result = match cli.command {
         Command::Build(args) => build::run(args),
         Command::Validate {
@@ -59,6 +65,20 @@ fn finish(result: Result) -> ExitCode {
     err.code()
 }
 
+/// `-C DIR`: make DIR the working directory.
+fn enter(dir: &Path) -> std::result::Result<(), String> {
+    let shown = dir.display();
+    match std::fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => return Err(format!("-C {shown}: not a directory")),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!("-C {shown}: no such directory"))
+        }
+        Err(e) => return Err(format!("-C {shown}: {e}")),
+    }
+    std::env::set_current_dir(dir).map_err(|e| format!("-C {shown}: cannot enter it: {e}"))
+}
+
 /// The cache directory: `--cache-dir`, else `PFLOW_CACHE_DIR`, else `./.pflow-cache`.
 pub fn cache_dir_of(arg: Option<&PathBuf>) -> PathBuf {
     arg.cloned()
@@ -84,32 +104,52 @@ pub fn usage_error(e: clap::Error) -> i32 {
         let _ = e.print();
         return ExitCode::Ok.as_i32();
     }
-    let args: Vec<String> = std::env::args().collect();
-    let wants_json = args.iter().any(|a| a == "--output-format=json")
-        || args
-            .windows(2)
-            .any(|w| w[0] == "--output-format" && w[1] == "json");
-    if wants_json {
+    if wants_json() {
         let text = e.to_string();
         let message = text
             .lines()
             .next()
             .unwrap_or("invalid arguments")
             .trim_start_matches("error: ");
-        let doc = json!({
-            "success": false, "outputs": {}, "nodes": [],
-            "errors": [{"node": null, "category": "validation", "path": "arguments",
-                        "message": message,
-                        "repairable": false}],
-            "repair": null,
-            "stats": {"total": 0, "ran": 0, "cached": 0, "restored": 0, "failed": 0, "skipped": 0},
-            "duration_ms": 0,
-        });
-        crate::report::out_line(&serde_json::to_string_pretty(&doc).unwrap_or_default());
+        print_arguments_document(message);
     } else {
         let _ = e.print();
     }
     ExitCode::Invalid.as_i32()
+}
+
+/// Did the command line ask for JSON output? (Read from the raw arguments: clap may
+/// not have got that far.)
+fn wants_json() -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().any(|a| a == "--output-format=json")
+        || args
+            .windows(2)
+            .any(|w| w[0] == "--output-format" && w[1] == "json")
+}
+
+/// Arguments that parse but cannot be used: the message (or its JSON document), exit 2.
+fn invalid_arguments(message: &str) -> i32 {
+    if wants_json() {
+        print_arguments_document(message);
+    } else {
+        crate::report::err_line(&format!("error: {message}"));
+    }
+    ExitCode::Invalid.as_i32()
+}
+
+/// One JSON document for an argument error, shaped as a failed build's.
+fn print_arguments_document(message: &str) {
+    let doc = json!({
+        "success": false, "outputs": {}, "nodes": [],
+        "errors": [{"node": null, "category": "validation", "path": "arguments",
+                    "message": message,
+                    "repairable": false}],
+        "repair": null,
+        "stats": {"total": 0, "ran": 0, "cached": 0, "restored": 0, "failed": 0, "skipped": 0},
+        "duration_ms": 0,
+    });
+    crate::report::out_line(&serde_json::to_string_pretty(&doc).unwrap_or_default());
 }
 
 /// Where a workflow argument points: an existing file, else a saved workflow's file.

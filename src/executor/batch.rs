@@ -12,36 +12,7 @@ impl<'a> Shared<'a> {
     ) -> Result<RunResult, NodeError> {
         let cn = &self.v.nodes[i];
         let node = &self.v.workflow.nodes[i];
-        let items_value = match &cn.items {
-            Some(pt) => pt
-                .resolve(&scope)
-                .map_err(|u| unresolved_error("batch.items", u))?,
-            None => Value::Array(Vec::new()),
-        };
-        let items: Vec<Value> = match items_value {
-            Value::Array(a) => a,
-            Value::String(s) => match crate::template::parse_json_container(&s) {
-                Some(Value::Array(a)) => a,
-                _ => {
-                    return Err(NodeError::new(
-                        ErrorCategory::Template,
-                        format!(
-                            "batch items must be an array, got text that is not a JSON array: {}",
-                            crate::template::value_preview(&Value::String(s), 80)
-                        ),
-                    ))
-                }
-            },
-            other => {
-                return Err(NodeError::new(
-                    ErrorCategory::Template,
-                    format!(
-                        "batch items must be an array, got {}",
-                        crate::template::type_name(&other)
-                    ),
-                ))
-            }
-        };
+        let items = batch_items(cn, &scope)?;
         let mut item_base = self.base_key(i, true);
         // Every item reads the node's declared files.
         if !cn.reads.is_empty() {
@@ -57,6 +28,11 @@ impl<'a> Shared<'a> {
                 kb.add_value("item", item);
                 if cn.uses_index {
                     kb.add_text("index", &idx.to_string());
+                }
+                // The item's own files: an edit to one of them re-runs this item alone.
+                if !cn.spec.reads_files.is_empty() {
+                    let paths = self.item_read_paths(i, &scope, batch, item, idx);
+                    self.add_file_components(&mut kb, &paths);
                 }
                 kb.finish()
             })
@@ -113,12 +89,7 @@ impl<'a> Shared<'a> {
                 }
             }
             let result = result.unwrap_or_else(|| {
-                let item_scope = NodeScope {
-                    inputs: scope.inputs,
-                    nodes: scope.nodes.clone(),
-                    alias: Some((batch.alias.as_str(), item)),
-                    index: Some(Value::from(idx)),
-                };
+                let item_scope = ItemScope::new(&scope, batch, item, idx);
                 let mut warnings = Vec::new();
                 let params = resolve_params(cn, &item_scope, mode, &mut warnings);
                 self.note(&node.id, warnings);
@@ -271,6 +242,81 @@ impl<'a> Shared<'a> {
             items_restored: restored.load(Ordering::SeqCst),
             items_failed: error_count,
         })
+    }
+}
+
+/// What one item's templates see: the node's scope plus the item (and its index).
+pub(super) struct ItemScope<'s> {
+    base: &'s NodeScope<'s>,
+    alias: &'s str,
+    item: &'s Value,
+    index: Value,
+}
+
+impl<'s> ItemScope<'s> {
+    pub(super) fn new(
+        base: &'s NodeScope<'s>,
+        batch: &'s BatchConfig,
+        item: &'s Value,
+        idx: usize,
+    ) -> Self {
+        ItemScope {
+            base,
+            alias: batch.alias.as_str(),
+            item,
+            index: Value::from(idx),
+        }
+    }
+}
+
+impl Scope for ItemScope<'_> {
+    fn lookup(&self, root: &str) -> Option<Cow<'_, Value>> {
+        if root == self.alias {
+            return Some(Cow::Borrowed(self.item));
+        }
+        if root == "__index__" {
+            return Some(Cow::Borrowed(&self.index));
+        }
+        self.base.lookup(root)
+    }
+
+    fn root_names(&self) -> Vec<String> {
+        let mut names = self.base.root_names();
+        names.push(self.alias.to_string());
+        names
+    }
+}
+
+/// The items of a batch node, resolved in `scope`.
+pub(super) fn batch_items(
+    cn: &CompiledNode,
+    scope: &NodeScope<'_>,
+) -> Result<Vec<Value>, NodeError> {
+    let items_value = match &cn.items {
+        Some(pt) => pt
+            .resolve(scope)
+            .map_err(|u| unresolved_error("batch.items", u))?,
+        None => Value::Array(Vec::new()),
+    };
+    match items_value {
+        Value::Array(a) => Ok(a),
+        Value::String(s) => match crate::template::parse_json_container(&s) {
+            Some(Value::Array(a)) => Ok(a),
+            _ => Err(NodeError::new(
+                ErrorCategory::Template,
+                format!(
+                    "batch items must be an array, got text that is not a JSON array: {}",
+                    crate::template::value_preview(&Value::String(s), 80)
+                ),
+            )),
+        },
+        other => Err(NodeError::new(
+            ErrorCategory::Template,
+            format!(
+                "batch items must be an array, got {}",
+                crate::template::type_name(&other)
+            ),
+        )),
     }
 }
 

@@ -95,12 +95,49 @@ impl<'a> Shared<'a> {
         }
     }
 
-    /// Paths of the files node `i` reads, resolved.
-    pub(super) fn read_paths(
+    /// Paths of the files node `i` reads, resolved; for a batch, those of every item
+    /// (each item's key covers its own, the node's key all of them).
+    pub(super) fn key_read_paths(
         &self,
         i: usize,
         scope: Option<&NodeScope<'_>>,
     ) -> Result<Vec<String>, NodeError> {
+        let Some(batch) = &self.v.workflow.nodes[i].batch else {
+            return self.read_paths(i, scope.map(|s| s as &dyn Scope));
+        };
+        let owned;
+        let scope = match scope {
+            Some(s) => s,
+            None => {
+                owned = self.scope_for(i)?;
+                &owned
+            }
+        };
+        let items = batch::batch_items(&self.v.nodes[i], scope)?;
+        let mut out = Vec::new();
+        for (idx, item) in items.iter().enumerate() {
+            out.extend(self.item_read_paths(i, scope, batch, item, idx));
+        }
+        Ok(out)
+    }
+
+    /// Paths of the files one batch item reads. A path that does not resolve adds
+    /// nothing: the item fails when it runs, with that error, and a failure is never
+    /// cached.
+    pub(super) fn item_read_paths(
+        &self,
+        i: usize,
+        scope: &NodeScope<'_>,
+        batch: &BatchConfig,
+        item: &Value,
+        idx: usize,
+    ) -> Vec<String> {
+        let item_scope = batch::ItemScope::new(scope, batch, item, idx);
+        self.read_paths(i, Some(&item_scope)).unwrap_or_default()
+    }
+
+    /// Paths of the files node `i` reads, resolved in `scope` (built when needed).
+    fn read_paths(&self, i: usize, scope: Option<&dyn Scope>) -> Result<Vec<String>, NodeError> {
         let cn = &self.v.nodes[i];
         let mut out = Vec::new();
         for &p in cn.spec.reads_files {
@@ -111,7 +148,7 @@ impl<'a> Shared<'a> {
                 ParamTemplate::Literal(v) => v.clone(),
                 other => {
                     let owned;
-                    let scope = match scope {
+                    let scope: &dyn Scope = match scope {
                         Some(s) => s,
                         None => {
                             owned = self.scope_for(i)?;

@@ -13,19 +13,22 @@
 //!
 //! The parts: [`decide`] (hit or run, and why), `keys.rs` (what goes into a key),
 //! `recorder.rs` (what the last build saw and what this one learns), `batch.rs` (items
-//! run and cached one by one), `plan.rs` (`--dry-run`), `written.rs` (the files a node
-//! wrote: declared outputs checked, their digests in its outputs); this file schedules the nodes and
-//! keeps each one's slot (its key, digest, value and report).
+//! run and cached one by one), `plan.rs` (`--dry-run`), `targets.rs` (the nodes
+//! `--target` selects), `written.rs` (the files a node wrote: declared outputs checked,
+//! their digests in its outputs); this file schedules the nodes and keeps each one's slot
+//! (its key, digest, value and report).
 
 mod batch;
 pub mod decide;
 mod keys;
 mod plan;
 mod recorder;
+mod targets;
 mod written;
 
 pub use decide::HitSource;
 pub use plan::{plan, Action, PlanStep};
+pub use targets::{count as selected_count, selected};
 
 use crate::cache::layered::Layered;
 use crate::cache::Entry;
@@ -57,6 +60,8 @@ pub struct Options {
     pub workflow_name: String,
     /// `--strict-env` or `PFLOW_STRICT_ENV=1` (a workflow's `"strict_env": true` adds to it).
     pub strict_env: bool,
+    /// `--target`: build these nodes and what they need; empty builds everything.
+    pub targets: Vec<String>,
 }
 
 /// What survives across the repair attempts of one command: results already produced
@@ -129,7 +134,8 @@ pub struct NodeReport {
 
 #[derive(Debug, Clone)]
 pub struct Outcome {
-    /// One report per node, in workflow order: `nodes[i]` is node i's.
+    /// One report per node the build covers, in workflow order (with `--target`, only
+    /// the selected nodes' reports).
     pub nodes: Vec<NodeReport>,
     pub outputs: Map<String, Value>,
     pub success: bool,
@@ -172,6 +178,8 @@ struct Shared<'a> {
     deps: Vec<Vec<(usize, Vec<Link>)>>,
     /// Nodes referenced only by `batch.items` (not part of an item's key).
     items_only_deps: Vec<HashSet<usize>>,
+    /// The nodes this build covers (`--target`); `None`: all of them.
+    selected: Option<Vec<bool>>,
     /// Files the workflow itself deletes or moves away (`delete-file`, `move-file`
     /// sources): a cached writer of such a file must not bring it back.
     consumed: HashSet<String>,
@@ -196,6 +204,7 @@ pub fn execute(
 ) -> Outcome {
     let n = v.workflow.nodes.len();
     let shared = Shared::new(v, inputs, cache, opts, session);
+    let covered = selected_count(v, shared.selected.as_deref());
 
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.jobs.max(1))
@@ -214,8 +223,10 @@ pub fn execute(
         }
     };
 
+    // A selection holds the upstream of each of its nodes: only its own dependents are
+    // ever scheduled.
     let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for i in 0..n {
+    for i in (0..n).filter(|&i| shared.covers(i)) {
         for (j, _) in &shared.deps[i] {
             dependents[*j].push(i);
         }
@@ -227,13 +238,13 @@ pub fn execute(
             .collect(),
         dependents,
         tx,
-        unfinished: AtomicUsize::new(n),
+        unfinished: AtomicUsize::new(covered),
         reporter: std::thread::current(),
     };
 
     pool.in_place_scope(|scope| {
         for &i in &v.order {
-            if shared.deps[i].is_empty() {
+            if shared.deps[i].is_empty() && shared.covers(i) {
                 let (shared, sched) = (&shared, &sched);
                 scope.spawn(move |s| on_ready(s, shared, sched, i));
             }
@@ -243,7 +254,7 @@ pub fn execute(
         // on 2 cores, those wake-ups (two per node) competed with the workers and the
         // commands they run. The worker that finishes the last node wakes it at once.
         let mut finished = 0usize;
-        while finished < n {
+        while finished < covered {
             let mut any = false;
             loop {
                 match rx.try_recv() {
@@ -253,12 +264,12 @@ pub fn execute(
                     }
                     Err(mpsc::TryRecvError::Empty) => break,
                     Err(mpsc::TryRecvError::Disconnected) => {
-                        finished = n;
+                        finished = covered;
                         break;
                     }
                 }
             }
-            if finished >= n {
+            if finished >= covered {
                 break;
             }
             if !any {
@@ -321,6 +332,7 @@ impl<'a> Shared<'a> {
             slots: (0..n).map(|_| Mutex::new(SlotState::default())).collect(),
             deps,
             items_only_deps,
+            selected: targets::selected(v, &opts.targets),
             consumed: consumed_paths(v, &recorder, cache),
             recorder,
             warnings: Mutex::new(Vec::new()),
@@ -479,7 +491,7 @@ fn on_ready<'s>(scope: &rayon::Scope<'s>, shared: &'s Shared<'s>, sched: &'s Sch
 }
 
 fn fail_all(shared: &Shared<'_>, msg: &str) -> Outcome {
-    for i in 0..shared.slots.len() {
+    for i in (0..shared.slots.len()).filter(|&i| shared.covers(i)) {
         shared.skip(i, msg.to_string());
     }
     shared.finish()
@@ -511,22 +523,10 @@ fn gate(shared: &Shared<'_>, i: usize) -> Option<String> {
 struct NodeScope<'a> {
     inputs: &'a Map<String, Value>,
     nodes: HashMap<String, Arc<Value>>,
-    alias: Option<(&'a str, &'a Value)>,
-    index: Option<Value>,
 }
 
 impl Scope for NodeScope<'_> {
     fn lookup(&self, root: &str) -> Option<Cow<'_, Value>> {
-        if let Some((name, item)) = self.alias {
-            if name == root {
-                return Some(Cow::Borrowed(item));
-            }
-        }
-        if root == "__index__" {
-            if let Some(i) = &self.index {
-                return Some(Cow::Borrowed(i));
-            }
-        }
         if let Some(v) = self.nodes.get(root) {
             return Some(Cow::Borrowed(v.as_ref()));
         }
@@ -536,9 +536,6 @@ impl Scope for NodeScope<'_> {
     fn root_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.inputs.keys().cloned().collect();
         names.extend(self.nodes.keys().cloned());
-        if let Some((a, _)) = self.alias {
-            names.push(a.to_string());
-        }
         names
     }
 }
@@ -553,7 +550,7 @@ fn unresolved_error(param: &str, u: Unresolved) -> NodeError {
 /// and a warning is recorded.
 fn resolve_params(
     cn: &CompiledNode,
-    scope: &NodeScope<'_>,
+    scope: &dyn Scope,
     mode: TemplateMode,
     warnings: &mut Vec<String>,
 ) -> Result<Map<String, Value>, NodeError> {
@@ -662,6 +659,13 @@ struct RunResult {
 }
 
 impl<'a> Shared<'a> {
+    /// Does this build cover node `i` (`--target`)?
+    fn covers(&self, i: usize) -> bool {
+        self.selected
+            .as_ref()
+            .is_none_or(|s| s.get(i).copied().unwrap_or(false))
+    }
+
     fn elapsed_ms(&self) -> u64 {
         self.start.elapsed().as_millis() as u64
     }
@@ -810,8 +814,6 @@ impl<'a> Shared<'a> {
         Ok(NodeScope {
             inputs: self.inputs,
             nodes,
-            alias: None,
-            index: None,
         })
     }
 
@@ -917,17 +919,19 @@ impl<'a> Shared<'a> {
         let mut kb = self.base_key(i, false);
         let mut scope: Option<NodeScope<'a>> = None;
         if !self.v.nodes[i].spec.reads_files.is_empty() || !self.v.nodes[i].reads.is_empty() {
-            // A path built from upstream values needs those values; most are literals.
-            let needs_scope = self.v.nodes[i].spec.reads_files.iter().any(|p| {
-                self.v.nodes[i]
-                    .params
-                    .iter()
-                    .any(|(n, pt)| n == p && !pt.is_literal())
-            });
+            // A path built from upstream values (or a batch's items) needs those values;
+            // most are literals.
+            let needs_scope = node.batch.is_some()
+                || self.v.nodes[i].spec.reads_files.iter().any(|p| {
+                    self.v.nodes[i]
+                        .params
+                        .iter()
+                        .any(|(n, pt)| n == p && !pt.is_literal())
+                });
             if needs_scope {
                 scope = Some(self.scope_for(i)?);
             }
-            let paths = self.read_paths(i, scope.as_ref())?;
+            let paths = self.key_read_paths(i, scope.as_ref())?;
             self.add_file_components(&mut kb, &paths);
         }
         let key = kb.finish();
@@ -1126,6 +1130,9 @@ impl<'a> Shared<'a> {
         let interrupted = crate::interrupt::is_interrupted();
         let mut success = !interrupted;
         for (i, slot) in self.slots.iter().enumerate() {
+            if !self.covers(i) {
+                continue;
+            }
             // `skip` takes the slot's lock itself, so this one is released first.
             let reached = match &lock(slot).report {
                 Some(r) => {
@@ -1143,9 +1150,13 @@ impl<'a> Shared<'a> {
         let mut warnings = std::mem::take(&mut *lock(&self.warnings));
         warnings.extend(self.cache.take_warnings());
         if success {
-            let all: Vec<usize> = (0..self.slots.len()).collect();
             for (name, source) in &v.outputs {
                 match source {
+                    // An output of nodes this build does not cover is left out.
+                    Some(t)
+                        if t.refs().any(|r| {
+                            v.graph.position(&r.root).is_some_and(|j| !self.covers(j))
+                        }) => {}
                     Some(t) => match self.resolve_output(t) {
                         Ok(val) => {
                             outputs.insert(name.clone(), val);
@@ -1154,19 +1165,19 @@ impl<'a> Shared<'a> {
                     },
                     None => {
                         // No source: the field of that name from the last node producing it.
-                        let found = v
-                            .order
-                            .iter()
-                            .rev()
-                            .filter(|&&i| all.contains(&i))
-                            .find_map(|&i| {
-                                v.nodes[i].spec.output(name)?;
-                                let ok = lock(&self.slots[i]).success;
-                                if !ok {
-                                    return None;
-                                }
-                                self.values(i).ok()?.get(name).cloned()
-                            });
+                        let found =
+                            v.order
+                                .iter()
+                                .rev()
+                                .filter(|&&i| self.covers(i))
+                                .find_map(|&i| {
+                                    v.nodes[i].spec.output(name)?;
+                                    let ok = lock(&self.slots[i]).success;
+                                    if !ok {
+                                        return None;
+                                    }
+                                    self.values(i).ok()?.get(name).cloned()
+                                });
                         match found {
                             Some(val) => {
                                 outputs.insert(name.clone(), val);
@@ -1184,6 +1195,7 @@ impl<'a> Shared<'a> {
             .slots
             .iter()
             .enumerate()
+            .filter(|(i, _)| self.covers(*i))
             .map(|(i, slot)| {
                 let taken = lock(slot).report.take();
                 taken.unwrap_or_else(|| self.skip(i, "not reached".into()))
@@ -1229,8 +1241,6 @@ impl<'a> Shared<'a> {
         let scope = NodeScope {
             inputs: self.inputs,
             nodes,
-            alias: None,
-            index: None,
         };
         t.resolve(&scope).map_err(|u| u.to_string())
     }

@@ -35,7 +35,7 @@ pub fn plan(
     let shared = Shared::new(v, inputs, cache, opts, &session);
     let mut steps: Vec<Option<PlanStep>> = vec![None; n];
     let mut will_run = vec![false; n];
-    for &i in &v.order {
+    for &i in v.order.iter().filter(|&&i| shared.covers(i)) {
         let node = &v.workflow.nodes[i];
         let upstream = shared.deps[i]
             .iter()
@@ -45,7 +45,7 @@ pub fn plan(
             (Action::Run, format!("upstream {up} will run"), None)
         } else {
             let mut kb = shared.base_key(i, false);
-            let paths = shared.read_paths(i, None).unwrap_or_default();
+            let paths = shared.key_read_paths(i, None).unwrap_or_default();
             shared.add_file_components(&mut kb, &paths);
             let key = kb.finish();
             let ask = Ask {

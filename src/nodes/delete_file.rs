@@ -31,7 +31,8 @@ pub static SPEC: NodeSpec = NodeSpec {
 
 fn run(params: &Map<String, Value>, _ctx: &RunContext) -> Result<NodeOutput, NodeError> {
     let given = str_param(params, "file_path")?;
-    if params.get("confirm_delete") == Some(&Value::Bool(false)) {
+    // Read as validation reads it: "false" refuses as `false` does.
+    if !super::bool_param(params, "confirm_delete", true)? {
         return Err(NodeError::new(
             ErrorCategory::Validation,
             format!("deletion of '{given}' not confirmed (confirm_delete is false)"),

@@ -49,6 +49,31 @@ impl ParamKind {
         }
     }
 
+    /// Does a literal value have this kind, in any spelling the param readers below take
+    /// (`num_param` reads "30", `bool_param` reads "yes", http's objects may be JSON
+    /// text)? The validator checks literal params with it, so what it passes runs.
+    pub fn admits(&self, v: &Value) -> bool {
+        if self.accepts(v) {
+            return true;
+        }
+        match (self, v) {
+            (ParamKind::Number, Value::String(s)) => s.trim().parse::<f64>().is_ok(),
+            (ParamKind::Integer, Value::Number(n)) => n.as_f64().is_some_and(|f| f.fract() == 0.0),
+            (ParamKind::Integer, Value::String(s)) => {
+                s.trim().parse::<f64>().is_ok_and(|f| f.fract() == 0.0)
+            }
+            (ParamKind::Bool, Value::String(s)) => bool_text(s).is_some(),
+            (ParamKind::Object, Value::String(s)) => {
+                s.trim().is_empty()
+                    || matches!(
+                        crate::template::parse_json_container(s),
+                        Some(Value::Object(_))
+                    )
+            }
+            _ => false,
+        }
+    }
+
     pub fn describe(&self) -> &'static str {
         match self {
             ParamKind::String => "a string",
@@ -276,18 +301,21 @@ pub(crate) fn bool_param(
     match params.get(name) {
         None | Some(Value::Null) => Ok(default),
         Some(Value::Bool(b)) => Ok(*b),
-        Some(Value::String(s)) if matches!(s.to_lowercase().as_str(), "true" | "1" | "yes") => {
-            Ok(true)
-        }
-        Some(Value::String(s))
-            if matches!(s.to_lowercase().as_str(), "false" | "0" | "no" | "") =>
-        {
-            Ok(false)
-        }
-        Some(other) => Err(NodeError::new(
-            ErrorCategory::Validation,
-            format!("param '{name}' must be true or false, got {other}"),
-        )),
+        Some(other) => other.as_str().and_then(bool_text).ok_or_else(|| {
+            NodeError::new(
+                ErrorCategory::Validation,
+                format!("param '{name}' must be true or false, got {other}"),
+            )
+        }),
+    }
+}
+
+/// A boolean spelled as text, as `bool_param` reads it.
+fn bool_text(s: &str) -> Option<bool> {
+    match s.to_lowercase().as_str() {
+        "true" | "1" | "yes" => Some(true),
+        "false" | "0" | "no" | "" => Some(false),
+        _ => None,
     }
 }
 

@@ -8,14 +8,17 @@
 mod common;
 mod stub;
 
+mod build_batch;
 mod build_cache;
 mod build_cli;
 mod build_compat;
 mod build_declared_files;
+mod build_directory;
 mod build_edges;
 mod build_env;
 mod build_failures;
 mod build_process;
+mod build_targets;
 mod cache_maintenance;
 mod compat_network;
 mod compat_validate;
@@ -30,3 +33,4 @@ mod remote_cache;
 mod repair;
 mod saved_workflows;
 mod validate_cli;
+mod validate_types;
