@@ -4,7 +4,6 @@
 //! for them.
 
 use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
 
 /// How pflow's temp files begin: `.pflow-tmp-<pid>-<random>`, so that one left behind by
 /// a killed process can be told from one being written right now.
@@ -60,15 +59,39 @@ pub fn file_digest(path: &Path) -> std::io::Result<blake3::Hash> {
     Ok(h.finalize())
 }
 
-/// (size, mtime in ns) of a file, if it exists.
-pub fn stat(path: &Path) -> Option<(u64, i128)> {
+/// What tells a file apart without reading it, as git's index and Bazel's stat cache
+/// see it: size and mtime, which `touch -r`, `cp -p`, `rsync -t` or untarring put back,
+/// and the inode, device and change time, which they cannot. Equal identities mean the
+/// same content, unless the file changed within the clock's resolution of being looked
+/// at (callers re-hash recent files).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct FileId {
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub ctime_ns: i128,
+    pub ino: u64,
+    pub dev: u64,
+}
+
+impl FileId {
+    /// The later of its modification and change times.
+    pub fn touched_ns(&self) -> i128 {
+        self.mtime_ns.max(self.ctime_ns)
+    }
+}
+
+/// The identity of the file at `path` (a symlink's target's), if there is one.
+pub fn stat(path: &Path) -> Option<FileId> {
+    use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path).ok()?;
-    let mtime = m.modified().ok()?;
-    let ns = match mtime.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_nanos() as i128,
-        Err(e) => -(e.duration().as_nanos() as i128),
-    };
-    Some((m.len(), ns))
+    let ns = |s: i64, n: i64| s as i128 * 1_000_000_000 + n as i128;
+    Some(FileId {
+        size: m.len(),
+        mtime_ns: ns(m.mtime(), m.mtime_nsec()),
+        ctime_ns: ns(m.ctime(), m.ctime_nsec()),
+        ino: m.ino(),
+        dev: m.dev(),
+    })
 }
 
 /// Remove the temp files of dead pflow processes from `dir`, once per directory per

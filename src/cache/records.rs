@@ -2,12 +2,13 @@
 //!
 //! After a build, pflow writes (only when something changed) a small binary record per
 //! workflow: for each node whose result came from the cache, its key, output digest and
-//! entry time, and the size and mtime of the files it wrote; and for each file a node
-//! read, its size, mtime and digest. The next build trusts a node's recorded entry
+//! entry time, and the identity (size, mtime, ctime, inode, device: [`FileId`]) of the
+//! files it wrote; and for each file a node read, its identity and digest. The next
+//! build trusts a node's recorded entry
 //! when its key is unchanged, the cache's generation (bumped by gc, verify --fix and
 //! clear) is the same, the record is less than an hour old (so LRU recency is refreshed
-//! at least hourly by a full lookup), and the files it wrote still have the recorded size
-//! and mtime. Anything else falls back to the normal index lookup. The record is an
+//! at least hourly by a full lookup), and the files it wrote still have the recorded
+//! identity. Anything else falls back to the normal index lookup. The record is an
 //! optimisation only: losing it, or it being stale, costs time, never correctness, since
 //! entries are content-addressed and every value is still read from the index and
 //! verified when it is needed (a dependent runs, or the workflow declares it an output).
@@ -17,25 +18,27 @@
 
 use super::table::{Reader, Table};
 use super::Entry;
-use crate::fsutil::stat;
+use crate::fsutil::{stat, FileId};
 use crate::key::Preimage;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// How many bytes a [`FileId`] takes in a record.
+const ID_BYTES: usize = 8 + 16 + 16 + 8 + 8;
+
 /// The size recorded for a written file that was gone when the record was made.
 pub const GONE: u64 = u64::MAX;
 
 /// How long a record may stand in for index lookups.
 pub const MAX_AGE: Duration = Duration::from_secs(3600);
-const FORMAT: u32 = 7;
+const FORMAT: u32 = 8;
 const EXPLAIN_FORMAT: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FileStat {
-    pub size: u64,
-    pub mtime_ns: i128,
+    pub id: FileId,
     /// BLAKE3 hex of the content (for files read).
     pub digest: String,
 }
@@ -52,9 +55,9 @@ pub struct NodeRecord {
     pub time_ms: u64,
     /// How long the node took when it ran (for "time saved").
     pub duration_ms: u64,
-    /// (path, size, mtime) of each file the node wrote; [`GONE`] as the size of one
-    /// that a later node of the workflow took away.
-    pub written: Vec<(String, u64, i128)>,
+    /// Each file the node wrote and its identity; [`GONE`] as the size of one that a
+    /// later node of the workflow took away.
+    pub written: Vec<(String, FileId)>,
     /// Each file the node took away (the fast path needs it still absent).
     pub removed: Vec<String>,
 }
@@ -66,23 +69,30 @@ fn codec() -> impl bincode::Options {
 
 /// Encoded by hand (a no-op build decodes one per node, and serde's generic decoding of
 /// two 32-byte arrays cost more than everything else about a hit): key, digest, time_ms,
-/// duration_ms, the number of written files, then each file's path length, path, size
-/// and mtime, then the number of removed files and each one's path length and path;
+/// duration_ms, the number of written files, then each file's path length, path and
+/// identity (size, mtime, ctime, inode, device), then the number of removed files and each one's path length and path;
 /// little-endian.
 impl NodeRecord {
     pub fn encode(&self) -> Vec<u8> {
-        let paths: usize = self.written.iter().map(|(p, _, _)| 4 + p.len() + 24).sum();
+        let paths: usize = self
+            .written
+            .iter()
+            .map(|(p, _)| 4 + p.len() + ID_BYTES)
+            .sum();
         let mut out = Vec::with_capacity(84 + paths);
         out.extend_from_slice(&self.key);
         out.extend_from_slice(&self.digest);
         out.extend_from_slice(&self.time_ms.to_le_bytes());
         out.extend_from_slice(&self.duration_ms.to_le_bytes());
         out.extend_from_slice(&(self.written.len() as u32).to_le_bytes());
-        for (path, size, mtime) in &self.written {
+        for (path, id) in &self.written {
             out.extend_from_slice(&(path.len() as u32).to_le_bytes());
             out.extend_from_slice(path.as_bytes());
-            out.extend_from_slice(&size.to_le_bytes());
-            out.extend_from_slice(&mtime.to_le_bytes());
+            out.extend_from_slice(&id.size.to_le_bytes());
+            out.extend_from_slice(&id.mtime_ns.to_le_bytes());
+            out.extend_from_slice(&id.ctime_ns.to_le_bytes());
+            out.extend_from_slice(&id.ino.to_le_bytes());
+            out.extend_from_slice(&id.dev.to_le_bytes());
         }
         out.extend_from_slice(&(self.removed.len() as u32).to_le_bytes());
         for path in &self.removed {
@@ -99,15 +109,22 @@ impl NodeRecord {
         let time_ms = r.u64()?;
         let duration_ms = r.u64()?;
         let count = r.u32()? as usize;
-        // Each file takes at least 28 bytes: a bigger count is a damaged record.
-        if count > r.remaining() / 28 {
+        // Each file takes at least 4 + ID_BYTES bytes: a bigger count is a damaged record.
+        if count > r.remaining() / (4 + ID_BYTES) {
             return None;
         }
         let mut written = Vec::with_capacity(count);
         for _ in 0..count {
             let len = r.u32()? as usize;
             let path = std::str::from_utf8(r.take(len)?).ok()?.to_string();
-            written.push((path, r.u64()?, r.i128()?));
+            let id = FileId {
+                size: r.u64()?,
+                mtime_ns: r.i128()?,
+                ctime_ns: r.i128()?,
+                ino: r.u64()?,
+                dev: r.u64()?,
+            };
+            written.push((path, id));
         }
         let count = r.u32()? as usize;
         if count > r.remaining() / 4 {
@@ -249,11 +266,11 @@ impl BuildState {
         consumed: &std::collections::HashSet<String>,
     ) -> Option<([u8; 32], u64, u64)> {
         let rec = self.record(id, key)?;
-        for (path, size, mtime) in &rec.written {
+        for (path, id) in &rec.written {
             let now = stat(Path::new(path));
-            let same = match *size {
+            let same = match id.size {
                 GONE => now.is_none() && consumed.contains(path),
-                _ => now == Some((*size, *mtime)),
+                _ => now == Some(*id),
             };
             if !same {
                 return None;
@@ -269,14 +286,15 @@ impl BuildState {
         Some((rec.digest, rec.time_ms, rec.duration_ms))
     }
 
-    /// A digest for a file read, reused when its size and mtime are unchanged and it was
-    /// not modified around the time it was recorded (the "racy" case re-hashes).
-    pub fn read_digest(&self, path: &str, now_stat: Option<(u64, i128)>) -> Option<String> {
-        let (size, mtime) = now_stat?;
+    /// A digest for a file read, reused when its identity is unchanged and it was not
+    /// modified or changed around the time it was recorded (the "racy" case re-hashes,
+    /// as git's index does).
+    pub fn read_digest(&self, path: &str, now: Option<FileId>) -> Option<String> {
+        let now = now?;
         let rec = self.reads.get(path)?;
         let recorded_at_ns = self.written_ms as i128 * 1_000_000;
-        let settled = mtime < recorded_at_ns - 2_000_000_000;
-        (rec.size == size && rec.mtime_ns == mtime && settled).then(|| rec.digest.clone())
+        let settled = now.touched_ns() < recorded_at_ns - 2_000_000_000;
+        (rec.id == now && settled).then(|| rec.digest.clone())
     }
 }
 
@@ -289,8 +307,14 @@ pub fn record_of(key: &[u8; 32], entry: &Entry) -> Option<NodeRecord> {
         .files
         .iter()
         .map(|f| match stat(Path::new(&f.path)) {
-            Some((size, mtime)) => (f.path.clone(), size, mtime),
-            None => (f.path.clone(), GONE, 0),
+            Some(id) => (f.path.clone(), id),
+            None => (
+                f.path.clone(),
+                FileId {
+                    size: GONE,
+                    ..FileId::default()
+                },
+            ),
         })
         .collect::<Vec<_>>();
     let digest = blake3::Hash::from_hex(&entry.manifest.output_digest).ok()?;
@@ -393,13 +417,13 @@ mod tests {
     }
 
     fn record(path: &Path, key: [u8; 32]) -> Vec<u8> {
-        let (size, mtime) = stat(path).expect("file exists");
+        let id = stat(path).expect("file exists");
         NodeRecord {
             key,
             digest: [7; 32],
             time_ms: 1,
             duration_ms: 5,
-            written: vec![(path.to_string_lossy().into_owned(), size, mtime)],
+            written: vec![(path.to_string_lossy().into_owned(), id)],
             removed: Vec::new(),
         }
         .encode()
@@ -420,7 +444,26 @@ mod tests {
             digest: [2; 32],
             time_ms: 3,
             duration_ms: 4,
-            written: vec![("out/a.txt".into(), 5, -6), ("b".into(), 7, 1 << 70)],
+            written: vec![
+                (
+                    "out/a.txt".into(),
+                    FileId {
+                        size: 5,
+                        mtime_ns: -6,
+                        ctime_ns: 7,
+                        ino: 8,
+                        dev: 9,
+                    },
+                ),
+                (
+                    "b".into(),
+                    FileId {
+                        size: 7,
+                        mtime_ns: 1 << 70,
+                        ..FileId::default()
+                    },
+                ),
+            ],
             removed: vec!["gone.tmp".into()],
         };
         let bytes = rec.encode();
@@ -533,7 +576,7 @@ mod tests {
         let f = dir.path().join("in.txt");
         std::fs::write(&f, "x").unwrap();
         let now = stat(&f);
-        let (size, mtime_ns) = now.unwrap();
+        let id = now.unwrap();
         let mut state = BuildState {
             written_ms: now_ms(),
             ..BuildState::default()
@@ -541,8 +584,7 @@ mod tests {
         state.reads.insert(
             "in.txt".into(),
             FileStat {
-                size,
-                mtime_ns,
+                id,
                 digest: "d".into(),
             },
         );
@@ -554,9 +596,31 @@ mod tests {
         state.written_ms += 10_000;
         assert_eq!(state.read_digest("in.txt", now), Some("d".into()));
         assert_eq!(
-            state.read_digest("in.txt", Some((size + 1, mtime_ns))),
+            state.read_digest(
+                "in.txt",
+                Some(FileId {
+                    size: id.size + 1,
+                    ..id
+                })
+            ),
             None
         );
+        for other in [
+            FileId {
+                ino: id.ino + 1,
+                ..id
+            },
+            FileId {
+                ctime_ns: id.ctime_ns + 1,
+                ..id
+            },
+            FileId {
+                dev: id.dev + 1,
+                ..id
+            },
+        ] {
+            assert_eq!(state.read_digest("in.txt", Some(other)), None, "{other:?}");
+        }
     }
 
     #[test]
@@ -569,7 +633,13 @@ mod tests {
             digest: [7; 32],
             time_ms: 1,
             duration_ms: 5,
-            written: vec![(name.clone(), GONE, 0)],
+            written: vec![(
+                name.clone(),
+                FileId {
+                    size: GONE,
+                    ..FileId::default()
+                },
+            )],
             removed: Vec::new(),
         };
         let mut update = StateUpdate::default();

@@ -185,17 +185,22 @@ impl<'a> Shared<'a> {
         for p in paths {
             let path = crate::nodes::read_file::expand_path(p);
             let now = crate::fsutil::stat(&path);
-            let digest = match self.recorder.read_digest(p, now) {
+            // `--force` trusts no record: a forced run's key is made from what is read now.
+            let recorded = if self.opts.force {
+                None
+            } else {
+                self.recorder.read_digest(p, now)
+            };
+            let digest = match recorded {
                 Some(d) => d,
                 None => match crate::fsutil::file_digest(&path) {
                     Ok(d) => d.to_hex().to_string(),
                     Err(_) => "missing".to_string(),
                 },
             };
-            if let Some((size, mtime_ns)) = now {
+            if let Some(id) = now {
                 let stat = crate::cache::records::FileStat {
-                    size,
-                    mtime_ns,
+                    id,
                     digest: digest.clone(),
                 };
                 self.recorder.read(p, stat);

@@ -69,7 +69,7 @@ impl Recorder {
     }
 
     /// The digest recorded for a file read, when its stat data proves it unchanged.
-    pub fn read_digest(&self, path: &str, now: Option<(u64, i128)>) -> Option<String> {
+    pub fn read_digest(&self, path: &str, now: Option<crate::fsutil::FileId>) -> Option<String> {
         self.last.read_digest(path, now)
     }
 

@@ -23,6 +23,7 @@ mod cache_maintenance;
 mod compat_network;
 mod compat_validate;
 mod file_effects;
+mod file_identity;
 mod graph_cli;
 mod harness;
 mod http_node;
