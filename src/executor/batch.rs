@@ -20,10 +20,12 @@ impl<'a> Shared<'a> {
             self.add_file_components(&mut item_base, &paths);
         }
         let count = items.len();
+        let mut item_files: Vec<super::keys::KeyedFiles> = vec![Vec::new(); items.len()];
         let item_keys: Vec<Key> = items
             .iter()
             .enumerate()
-            .map(|(idx, item)| {
+            .zip(item_files.iter_mut())
+            .map(|((idx, item), keyed)| {
                 let mut kb = item_base.clone();
                 kb.add_value("item", item);
                 if cn.uses_index {
@@ -32,7 +34,7 @@ impl<'a> Shared<'a> {
                 // The item's own files: an edit to one of them re-runs this item alone.
                 if !cn.spec.reads_files.is_empty() {
                     let paths = self.item_read_paths(i, &scope, batch, item, idx);
-                    self.add_file_components(&mut kb, &paths);
+                    *keyed = self.add_file_components(&mut kb, &paths);
                 }
                 kb.finish()
             })
@@ -120,8 +122,19 @@ impl<'a> Shared<'a> {
                             let v = Value::Object(outputs);
                             let d = output_digest(&v);
                             let v = Arc::new(v);
-                            self.store(i, &item_key, &v, &d, &effects, Duration::ZERO);
-                            self.session.remember(item_key, d, v.clone());
+                            match super::keys::read_other_bytes(&item_files[idx], &effects.read) {
+                                None => {
+                                    self.store(i, &item_key, &v, &d, &effects, Duration::ZERO);
+                                    self.session.remember(item_key, d, v.clone());
+                                }
+                                Some(path) => self.note(
+                                    &node.id,
+                                    vec![format!(
+                                        "'{}' changed while item [{idx}] read it; its result is not cached",
+                                        path.display()
+                                    )],
+                                ),
+                            }
                             break Ok((v, true, effects));
                         }
                         Err(e)

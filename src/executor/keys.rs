@@ -3,6 +3,24 @@
 
 use super::*;
 
+/// The files a key was made from: each path as read, and the digest the key holds.
+pub(super) type KeyedFiles = Vec<(std::path::PathBuf, String)>;
+
+/// The first file a run read other bytes of than its key was made from (it changed in
+/// between): such a result must not be stored under that key.
+pub(super) fn read_other_bytes<'f>(
+    keyed: &KeyedFiles,
+    read: &'f [(std::path::PathBuf, blake3::Hash)],
+) -> Option<&'f std::path::Path> {
+    read.iter()
+        .find(|(path, used)| {
+            keyed
+                .iter()
+                .any(|(p, d)| p == path && d.as_str() != used.to_hex().as_str())
+        })
+        .map(|(p, _)| p.as_path())
+}
+
 impl<'a> Shared<'a> {
     /// The key components every run of node `i` shares (not batch items or files).
     pub(super) fn base_key(&self, i: usize, for_item: bool) -> KeyBuilder {
@@ -179,9 +197,11 @@ impl<'a> Shared<'a> {
         Ok(out)
     }
 
-    /// Hash the files a node reads into its key. A file whose size and mtime match the
-    /// last build's record reuses its digest (as ninja trusts mtimes); others are hashed.
-    pub(super) fn add_file_components(&self, kb: &mut KeyBuilder, paths: &[String]) {
+    /// Hash the files a node reads into its key. A file whose identity matches the last
+    /// build's record reuses its digest (as ninja trusts mtimes); others are hashed.
+    /// Returns each file (as read) with the digest its key holds.
+    pub(super) fn add_file_components(&self, kb: &mut KeyBuilder, paths: &[String]) -> KeyedFiles {
+        let mut keyed = Vec::with_capacity(paths.len());
         for p in paths {
             let path = crate::nodes::read_file::expand_path(p);
             let now = crate::fsutil::stat(&path);
@@ -206,6 +226,8 @@ impl<'a> Shared<'a> {
                 self.recorder.read(p, stat);
             }
             kb.add_text(("file", p.as_str()), &digest);
+            keyed.push((path, digest));
         }
+        keyed
     }
 }

@@ -629,6 +629,8 @@ type ItemResult = Result<(Arc<Value>, bool, Effects), NodeError>;
 struct Effects {
     written: Vec<std::path::PathBuf>,
     removed: Vec<std::path::PathBuf>,
+    /// Files read, with the digest of the bytes used.
+    read: Vec<(std::path::PathBuf, blake3::Hash)>,
 }
 
 impl Effects {
@@ -636,12 +638,14 @@ impl Effects {
         Effects {
             written: std::mem::take(&mut out.files_written),
             removed: std::mem::take(&mut out.files_removed),
+            read: std::mem::take(&mut out.files_read),
         }
     }
 
     fn extend(&mut self, other: Effects) {
         self.written.extend(other.written);
         self.removed.extend(other.removed);
+        self.read.extend(other.read);
     }
 }
 
@@ -918,6 +922,7 @@ impl<'a> Shared<'a> {
         let node = &self.v.workflow.nodes[i];
         let mut kb = self.base_key(i, false);
         let mut scope: Option<NodeScope<'a>> = None;
+        let mut keyed = keys::KeyedFiles::new();
         if !self.v.nodes[i].spec.reads_files.is_empty() || !self.v.nodes[i].reads.is_empty() {
             // A path built from upstream values (or a batch's items) needs those values;
             // most are literals.
@@ -932,7 +937,7 @@ impl<'a> Shared<'a> {
                 scope = Some(self.scope_for(i)?);
             }
             let paths = self.key_read_paths(i, scope.as_ref())?;
-            self.add_file_components(&mut kb, &paths);
+            keyed = self.add_file_components(&mut kb, &paths);
         }
         let key = kb.finish();
         report.key = Some(key);
@@ -1001,8 +1006,16 @@ impl<'a> Shared<'a> {
         }
         let digest = output_digest(&result.values);
         let values = Arc::new(result.values);
+        let unstable = keys::read_other_bytes(&keyed, &result.files.read);
         if result.items_failed > 0 {
             report.reason = format!("{} ({} item(s) failed)", report.reason, result.items_failed);
+        } else if let Some(path) = unstable {
+            // Stored under this key, the result would answer for content it never saw.
+            lock(&self.warnings).push(format!(
+                "{}: '{}' changed while it was read; its result is not cached",
+                node.id,
+                path.display()
+            ));
         } else {
             let stored = self.store(
                 i,

@@ -67,9 +67,11 @@ pub(crate) fn prepare(
 }
 
 fn run(params: &Map<String, Value>, ctx: &RunContext) -> Result<NodeOutput, NodeError> {
-    let (_, dest, bytes) = prepare(params, ctx)?;
+    let (src, dest, bytes) = prepare(params, ctx)?;
     write_atomic(&dest, &bytes).map_err(|e| file_error("write", &dest, &e))?;
-    finish("copied", params, dest, bytes.len())
+    let mut out = finish("copied", params, dest, bytes.len())?;
+    out.files_read.push((src, blake3::hash(&bytes)));
+    Ok(out)
 }
 
 /// The outputs of copy-file and move-file: paths as given (not expanded, so they are
@@ -90,5 +92,6 @@ pub(crate) fn finish(
         outputs,
         files_written: vec![dest],
         files_removed: Vec::new(),
+        files_read: Vec::new(),
     })
 }

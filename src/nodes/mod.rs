@@ -213,6 +213,9 @@ pub struct NodeOutput {
     /// Files the node took away (deleted, or moved elsewhere): the effect a rebuild
     /// checks still holds before it reuses the result.
     pub files_removed: Vec<PathBuf>,
+    /// Each file the node read, with the BLAKE3 of the bytes it used: the executor stores
+    /// the result only if that is the content its key was made from.
+    pub files_read: Vec<(PathBuf, blake3::Hash)>,
 }
 
 impl NodeOutput {
@@ -221,6 +224,7 @@ impl NodeOutput {
             outputs,
             files_written: Vec::new(),
             files_removed: Vec::new(),
+            files_read: Vec::new(),
         }
     }
 }

@@ -49,6 +49,7 @@ fn run(params: &Map<String, Value>, _ctx: &RunContext) -> Result<NodeOutput, Nod
         ));
     }
     let bytes = std::fs::read(&path).map_err(|e| file_error("read", &path, &e))?;
+    let used = blake3::hash(&bytes);
     let mut outputs = Map::new();
     match String::from_utf8(bytes) {
         Ok(text) => {
@@ -62,5 +63,7 @@ fn run(params: &Map<String, Value>, _ctx: &RunContext) -> Result<NodeOutput, Nod
         }
     }
     outputs.insert("file_path".into(), Value::String(given.to_string()));
-    Ok(NodeOutput::new(outputs))
+    let mut out = NodeOutput::new(outputs);
+    out.files_read.push((path, used));
+    Ok(out)
 }

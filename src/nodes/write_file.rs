@@ -94,5 +94,6 @@ fn run(params: &Map<String, Value>, _ctx: &RunContext) -> Result<NodeOutput, Nod
         outputs,
         files_written: vec![path],
         files_removed: Vec::new(),
+        files_read: Vec::new(),
     })
 }

@@ -88,3 +88,47 @@ fn force_keys_what_it_reads_so_each_content_keeps_its_own_result() {
         );
     }
 }
+
+#[test]
+fn a_file_swapped_while_builds_run_never_leaves_a_wrong_result() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [
+            {"id": "read", "type": "read-file", "params": {"file_path": "data.txt"}},
+            {"id": "head", "type": "shell", "params": {"command": "head -c 1", "stdin": "${read.content}"}}
+        ],
+        "outputs": {"first": {"source": "${head.stdout}"}}
+    }));
+    let contents = ["a".repeat(400_000), "b".repeat(400_000)];
+    ws.write("data.txt", &contents[0]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let stop = stop.clone();
+        let dir = ws.path().to_path_buf();
+        let contents = contents.clone();
+        std::thread::spawn(move || {
+            let mut n = 0usize;
+            // Rewritten in place (as an editor or `cat a > data.txt` does), so a reader
+            // can see either version, or a mix. Bounded in count.
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && n < 50_000 {
+                std::fs::write(dir.join("data.txt"), &contents[n % 2]).unwrap();
+                n += 1;
+            }
+        })
+    };
+    for _ in 0..40 {
+        // A read of a half-written file may fail or mix; what matters is what is stored.
+        ws.build(&[]);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    swapper.join().unwrap();
+    // Whatever was stored meanwhile, each content now gives its own result.
+    for (text, first) in [
+        (&contents[0], "a"),
+        (&contents[1], "b"),
+        (&contents[0], "a"),
+    ] {
+        ws.write("data.txt", text);
+        let r = ws.build(&[]);
+        assert_eq!(r.output("first"), first, "{r}");
+    }
+}
