@@ -371,6 +371,13 @@ pub fn validate_workflow(wf: Workflow, structural: Vec<Diagnostic>) -> Result<Va
                                     crate::template::type_name(value)
                                 ),
                             ));
+                        } else if let Some(why) =
+                            literal_number(value).and_then(|x| p.out_of_range(x))
+                        {
+                            errors.push(Diagnostic::error(
+                                field_path(&format!("{path}.params"), name),
+                                format!("{why} (node '{}')", node.id),
+                            ));
                         }
                     }
                 }
@@ -801,6 +808,15 @@ fn cycle_diagnostic(graph: &Graph, cycle: &[usize]) -> Diagnostic {
     };
     Diagnostic::error(format!("nodes[{start}]"), message)
         .with_hint("a node cannot depend on its own output, directly or through others; remove one of these links")
+}
+
+/// A literal number param as its node reads it (a number, or text that spells one).
+fn literal_number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) if !s.contains("${") => s.trim().parse().ok(),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! `echo`: a pure, in-process node for tests and benchmarks.
 
-use super::{bool_param, num_param, opt, out};
+use super::{bool_param, num_param, opt, out, ranged};
 use super::{NodeOutput, NodeSpec, OutputKind, ParamKind, RunContext};
 use crate::error::NodeError;
 use crate::template::render_text;
@@ -11,7 +11,7 @@ pub static SPEC: NodeSpec = NodeSpec {
     version: 1,
     params: &[
         opt("message", ParamKind::Any),
-        opt("count", ParamKind::Integer),
+        ranged("count", ParamKind::Integer, 1.0, 10_000.0),
         opt("data", ParamKind::Any),
         opt("prefix", ParamKind::String),
         opt("suffix", ParamKind::String),

@@ -13,7 +13,7 @@
 //! response at all (refused, timed out) is `network`. The request is not retried: it
 //! may have side effects. Credentials never appear in outputs or messages.
 
-use super::{num_param, opt, opt_str_param, out, req, str_param};
+use super::{opt, opt_str_param, out, ranged, req, str_param};
 use super::{NodeOutput, NodeSpec, OutputKind, ParamKind, RunContext};
 use crate::error::{ErrorCategory, NodeError};
 use crate::http;
@@ -34,7 +34,7 @@ pub static SPEC: NodeSpec = NodeSpec {
         opt("headers", ParamKind::StringMap),
         opt("body", ParamKind::Any),
         opt("params", ParamKind::Object),
-        opt("timeout", ParamKind::Number),
+        ranged("timeout", ParamKind::Number, 0.001, 86_400.0),
         opt("auth_token", ParamKind::String),
         opt("api_key", ParamKind::String),
         opt("api_key_header", ParamKind::String),
@@ -189,7 +189,7 @@ fn method(params: &Map<String, Value>, has_body: bool) -> Result<Method, NodeErr
 }
 
 fn timeout(params: &Map<String, Value>) -> Result<Duration, NodeError> {
-    let secs = num_param(params, "timeout")?.unwrap_or(DEFAULT_TIMEOUT_SECS);
+    let secs = super::ranged_param(&SPEC, params, "timeout")?.unwrap_or(DEFAULT_TIMEOUT_SECS);
     if !(secs > 0.0 && secs.is_finite() && secs <= 86_400.0) {
         return Err(invalid(format!(
             "param 'timeout' must be a positive number of seconds, got {secs}"

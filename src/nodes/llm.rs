@@ -6,7 +6,7 @@
 //! that is one fenced code block loses its fences, as in pflow) and `llm_usage`
 //! (`model`, `input_tokens`, `output_tokens`).
 
-use super::{num_param, opt, opt_str_param, out, req};
+use super::{num_param, opt, opt_str_param, out, ranged, req};
 use super::{NodeOutput, NodeSpec, OutputKind, ParamKind, RunContext};
 use crate::error::{ErrorCategory, NodeError};
 use crate::llm::{LlmRequest, LlmResponse};
@@ -20,8 +20,8 @@ pub static SPEC: NodeSpec = NodeSpec {
         req("prompt", ParamKind::Any),
         opt("system", ParamKind::String),
         opt("model", ParamKind::String),
-        opt("max_tokens", ParamKind::Integer),
-        opt("temperature", ParamKind::Number),
+        ranged("max_tokens", ParamKind::Integer, 1.0, 4_294_967_295.0),
+        ranged("temperature", ParamKind::Number, 0.0, 2.0),
         opt("images", ParamKind::Any),
     ],
     outputs: &[

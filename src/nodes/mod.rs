@@ -92,6 +92,22 @@ pub struct ParamSpec {
     pub name: &'static str,
     pub required: bool,
     pub kind: ParamKind,
+    /// The smallest and largest value a number may have (inclusive): checked by
+    /// `pflow validate` for a literal and by the node when a template gives it.
+    pub range: Option<(f64, f64)>,
+}
+
+impl ParamSpec {
+    /// Why `x` is out of this param's range, if it is.
+    pub fn out_of_range(&self, x: f64) -> Option<String> {
+        let (lo, hi) = self.range?;
+        (!(x >= lo && x <= hi)).then(|| {
+            format!(
+                "param '{}' must be between {lo} and {hi}, got {x}",
+                self.name
+            )
+        })
+    }
 }
 
 const fn req(name: &'static str, kind: ParamKind) -> ParamSpec {
@@ -99,6 +115,7 @@ const fn req(name: &'static str, kind: ParamKind) -> ParamSpec {
         name,
         required: true,
         kind,
+        range: None,
     }
 }
 
@@ -107,7 +124,33 @@ const fn opt(name: &'static str, kind: ParamKind) -> ParamSpec {
         name,
         required: false,
         kind,
+        range: None,
     }
+}
+
+/// An optional number within `lo..=hi`.
+const fn ranged(name: &'static str, kind: ParamKind, lo: f64, hi: f64) -> ParamSpec {
+    ParamSpec {
+        name,
+        required: false,
+        kind,
+        range: Some((lo, hi)),
+    }
+}
+
+/// A number param as given, checked against its declared range.
+pub(crate) fn ranged_param(
+    spec: &NodeSpec,
+    params: &Map<String, Value>,
+    name: &str,
+) -> Result<Option<f64>, NodeError> {
+    let value = num_param(params, name)?;
+    if let (Some(x), Some(p)) = (value, spec.param(name)) {
+        if let Some(why) = p.out_of_range(x) {
+            return Err(NodeError::new(ErrorCategory::Validation, why));
+        }
+    }
+    Ok(value)
 }
 
 /// What a path below an output may do.

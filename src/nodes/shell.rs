@@ -1,6 +1,6 @@
 //! `shell`: run a command with `sh -c`.
 
-use super::{bool_param, num_param, opt, opt_str_param, out, req, str_param};
+use super::{bool_param, opt, opt_str_param, out, ranged, ranged_param, req, str_param};
 use super::{NodeOutput, NodeSpec, OutputKind, ParamKind, RunContext};
 use crate::error::{ErrorCategory, NodeError};
 use crate::interrupt;
@@ -18,10 +18,16 @@ pub static SPEC: NodeSpec = NodeSpec {
         opt("stdin", ParamKind::Any),
         opt("env", ParamKind::StringMap),
         opt("cwd", ParamKind::String),
-        opt("timeout", ParamKind::Number),
+        // Up to a week: a longer wait is not a timeout (and overflows a Duration).
+        ranged("timeout", ParamKind::Number, 0.001, 604_800.0),
         opt("ignore_errors", ParamKind::Bool),
         opt("strip_newline", ParamKind::Bool),
-        opt("max_output", ParamKind::Integer),
+        ranged(
+            "max_output",
+            ParamKind::Integer,
+            0.0,
+            9_007_199_254_740_992.0,
+        ),
     ],
     outputs: &[
         out("stdout", OutputKind::Text),
@@ -244,7 +250,7 @@ fn text(bytes: Vec<u8>) -> (String, bool) {
 
 fn run(params: &Map<String, Value>, ctx: &RunContext) -> Result<NodeOutput, NodeError> {
     let command = str_param(params, "command")?;
-    let timeout = num_param(params, "timeout")?.unwrap_or(DEFAULT_TIMEOUT_SECS);
+    let timeout = ranged_param(&SPEC, params, "timeout")?.unwrap_or(DEFAULT_TIMEOUT_SECS);
     if !(timeout > 0.0 && timeout.is_finite()) {
         return Err(NodeError::new(
             ErrorCategory::Validation,
@@ -253,7 +259,7 @@ fn run(params: &Map<String, Value>, ctx: &RunContext) -> Result<NodeOutput, Node
     }
     let ignore_errors = bool_param(params, "ignore_errors", false)?;
     let strip_newline = bool_param(params, "strip_newline", true)?;
-    let max_output = num_param(params, "max_output")?
+    let max_output = ranged_param(&SPEC, params, "max_output")?
         .map(|n| n.max(0.0) as u64)
         .unwrap_or(DEFAULT_MAX_OUTPUT);
 

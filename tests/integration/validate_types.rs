@@ -104,3 +104,47 @@ fn what_validate_accepts_the_build_runs() {
     assert_eq!(r.status_of("e"), "ran");
     assert_eq!(ws.count("sh"), 1);
 }
+
+#[test]
+fn numbers_outside_their_range_are_rejected_and_never_crash_a_build() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [
+            {"id": "s", "type": "shell", "params": {"command": "echo", "timeout": 1e19}},
+            {"id": "h", "type": "http", "params": {"url": "http://127.0.0.1:9", "timeout": -1}},
+            {"id": "e", "type": "echo", "params": {"count": "100000"}},
+            {"id": "l", "type": "llm", "params": {"prompt": "p", "max_tokens": 0}}
+        ]
+    }));
+    let (code, doc) = validate_json(&ws);
+    assert_eq!(code, 2, "{doc:#}");
+    assert_eq!(
+        error_paths(&doc),
+        [
+            "nodes[0].params.timeout",
+            "nodes[1].params.timeout",
+            "nodes[2].params.count",
+            "nodes[3].params.max_tokens"
+        ],
+        "{doc:#}"
+    );
+    assert!(
+        doc.to_string()
+            .contains("param 'timeout' must be between 0.001 and 604800, got 10000000000000000000"),
+        "{doc:#}"
+    );
+    // The same value through a template fails the node with that message (it used to
+    // panic inside pflow).
+    ws.set_workflow(&json!({
+        "inputs": {"t": {"type": "number"}},
+        "nodes": [{"id": "s", "type": "shell", "params": {"command": "echo", "timeout": "${t}"}}]
+    }));
+    let r = ws.build(&["t=1e19"]);
+    assert_eq!(r.code, 1, "{r}");
+    assert!(
+        r.errors()[0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("must be between"),
+        "{r}"
+    );
+}
