@@ -151,3 +151,22 @@ pub fn portable_path(path: &str) -> String {
         _ => path.to_string(),
     }
 }
+
+/// `path` with `suffix` added, or with `.1`, `.2`, ... after it: the first that names
+/// nothing yet.
+pub fn free_name(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    let first = PathBuf::from(&name);
+    if std::fs::symlink_metadata(&first).is_err() {
+        return first;
+    }
+    (1u32..)
+        .map(|n| {
+            let mut other = name.clone();
+            other.push(format!(".{n}"));
+            PathBuf::from(other)
+        })
+        .find(|p| std::fs::symlink_metadata(p).is_err())
+        .unwrap_or(first)
+}

@@ -411,7 +411,9 @@ impl Cache {
     }
 
     /// Put a file a node wrote back in place from the cache (atomically).
-    pub fn restore_file(&self, rec: &FileRecord) -> Result<(), CacheError> {
+    /// A file that is there with other content (a hand edit) is first moved aside, never
+    /// overwritten: the path it was kept under is returned.
+    pub fn restore_file(&self, rec: &FileRecord) -> Result<Option<PathBuf>, CacheError> {
         let sri: cacache::Integrity = rec
             .integrity
             .parse()
@@ -434,8 +436,19 @@ impl Cache {
                 rec.path
             )));
         }
-        crate::fsutil::write_atomic(Path::new(&rec.path), &bytes)
-            .map_err(|e| err(&format!("cannot restore '{}'", rec.path), e))
+        let path = Path::new(&rec.path);
+        let kept = match std::fs::symlink_metadata(path) {
+            Ok(_) => {
+                let aside = crate::fsutil::free_name(path, ".pflow-kept");
+                std::fs::rename(path, &aside)
+                    .map_err(|e| err(&format!("cannot move the edited '{}' aside", rec.path), e))?;
+                Some(aside)
+            }
+            Err(_) => None,
+        };
+        crate::fsutil::write_atomic(path, &bytes)
+            .map_err(|e| err(&format!("cannot restore '{}'", rec.path), e))?;
+        Ok(kept)
     }
 
     /// Hold the cache directory's lock (see [`lock`]): builds share it, maintenance holds

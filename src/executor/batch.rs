@@ -74,6 +74,7 @@ impl<'a> Shared<'a> {
             };
             let mut result = None;
             if let Decision::Reuse(hit) = decide(&self.sources(Mode::Build), &ask) {
+                self.note_kept(&node.id, &hit.kept);
                 let values = match (hit.values, &hit.entry) {
                     (Some(v), _) => Some(v),
                     (None, Some(entry)) => {

@@ -94,6 +94,8 @@ pub struct Reuse {
     pub entry: Option<Box<Entry>>,
     /// Files put back from the cache.
     pub restored: Vec<String>,
+    /// Files that had been edited by hand, and where each edit was kept.
+    pub kept: Vec<(String, std::path::PathBuf)>,
 }
 
 impl Reuse {
@@ -172,6 +174,7 @@ pub fn decide(src: &Sources<'_>, ask: &Ask<'_>) -> Decision {
             values: Some(values),
             entry: None,
             restored: Vec::new(),
+            kept: Vec::new(),
         });
     }
     if let Some(f) = ask.forced {
@@ -191,6 +194,7 @@ pub fn decide(src: &Sources<'_>, ask: &Ask<'_>) -> Decision {
                     values: None,
                     entry: None,
                     restored: Vec::new(),
+                    kept: Vec::new(),
                 });
             }
         }
@@ -203,7 +207,7 @@ pub fn decide(src: &Sources<'_>, ask: &Ask<'_>) -> Decision {
     };
     match usable(src, &entry, ask.policy) {
         Err(reason) => Decision::Run(reason),
-        Ok(restored) => match blake3::Hash::from_hex(&entry.manifest.output_digest) {
+        Ok(back) => match blake3::Hash::from_hex(&entry.manifest.output_digest) {
             Ok(digest) => Decision::Reuse(Reuse {
                 source: match source {
                     Source::Local => HitSource::Local,
@@ -212,7 +216,8 @@ pub fn decide(src: &Sources<'_>, ask: &Ask<'_>) -> Decision {
                 digest,
                 values: None,
                 entry: Some(Box::new(entry)),
-                restored,
+                restored: back.restored,
+                kept: back.kept,
             }),
             Err(_) => Decision::Run(RunReason::Corrupt("corrupt entry")),
         },
@@ -233,7 +238,7 @@ fn lookup(src: &Sources<'_>, key: &Key) -> Lookup {
 
 /// Check an entry: age, outputs at hand, and the files it wrote (restored when a build
 /// needs them back). Returns the restored paths.
-fn usable(src: &Sources<'_>, entry: &Entry, policy: CachePolicy) -> Result<Vec<String>, RunReason> {
+fn usable(src: &Sources<'_>, entry: &Entry, policy: CachePolicy) -> Result<PutBack, RunReason> {
     if let (false, CachePolicy::MaxAge(max)) = (fresh(policy, entry.time_ms), policy) {
         return Err(RunReason::TooOld(max));
     }
@@ -249,9 +254,9 @@ fn usable(src: &Sources<'_>, entry: &Entry, policy: CachePolicy) -> Result<Vec<S
     {
         return Err(RunReason::Reappeared(back.clone()));
     }
-    let mut restored = Vec::new();
+    let mut back = PutBack::default();
     if src.mode == Mode::Probe {
-        return Ok(restored);
+        return Ok(back);
     }
     for rec in &entry.manifest.files {
         match src.cache.local().file_state(rec) {
@@ -259,14 +264,24 @@ fn usable(src: &Sources<'_>, entry: &Entry, policy: CachePolicy) -> Result<Vec<S
             // Gone because a later node of this workflow removed it, as it should be.
             FileState::Missing if src.consumed.contains(&rec.path) => {}
             FileState::Missing | FileState::Changed => {
-                src.cache.local().restore_file(rec).map_err(|e| {
+                let aside = src.cache.local().restore_file(rec).map_err(|e| {
                     RunReason::CannotRestore(format!("cannot restore {}: {e}", rec.path))
                 })?;
-                restored.push(rec.path.clone());
+                if let Some(aside) = aside {
+                    back.kept.push((rec.path.clone(), aside));
+                }
+                back.restored.push(rec.path.clone());
             }
         }
     }
-    Ok(restored)
+    Ok(back)
+}
+
+/// What checking an entry put back.
+#[derive(Default)]
+struct PutBack {
+    restored: Vec<String>,
+    kept: Vec<(String, std::path::PathBuf)>,
 }
 
 /// Is an entry written at `time_ms` young enough for the node's cache policy?

@@ -951,6 +951,7 @@ impl<'a> Shared<'a> {
         };
         let reason = match decide(&self.sources(Mode::Build), &ask) {
             Decision::Reuse(hit) => {
+                self.note_kept(&node.id, &hit.kept);
                 report.status = if hit.restored.is_empty() {
                     Status::Cached
                 } else {
@@ -1128,6 +1129,21 @@ impl<'a> Shared<'a> {
     /// Strict mode, by flag, environment or the workflow's own setting.
     fn strict_env(&self) -> bool {
         self.opts.strict_env || self.v.workflow.strict_env
+    }
+
+    /// Tell where hand edits of restored files were kept.
+    fn note_kept(&self, id: &str, kept: &[(String, std::path::PathBuf)]) {
+        self.note(
+            id,
+            kept.iter()
+                .map(|(path, aside)| {
+                    format!(
+                        "{path} was changed by hand; your version is kept as {} and the built file is back",
+                        aside.display()
+                    )
+                })
+                .collect(),
+        );
     }
 
     fn note(&self, id: &str, warnings: Vec<String>) {

@@ -137,7 +137,7 @@ fn a_deleted_output_file_is_restored_without_running_anything() {
 }
 
 #[test]
-fn a_hand_edited_output_file_is_restored_to_the_cached_content() {
+fn a_hand_edited_output_file_is_restored_and_the_edit_is_kept_beside_it() {
     let ws = Workspace::new().workflow(pipeline());
     ws.build(&[]).assert_ok();
     ws.write("out/result.txt", "edited by hand");
@@ -147,6 +147,19 @@ fn a_hand_edited_output_file_is_restored_to_the_cached_content() {
     assert!(r.stderr.contains("restored save"), "{r}");
     assert_eq!(ws.read("out/result.txt"), "HELLO");
     assert_eq!((ws.count("gen"), ws.count("upper")), (1, 1));
+    // Nothing the user wrote is lost, and they are told where it is.
+    assert_eq!(ws.read("out/result.txt.pflow-kept"), "edited by hand");
+    assert!(
+        r.stderr.contains("out/result.txt was changed by hand")
+            && r.stderr.contains("out/result.txt.pflow-kept"),
+        "{r}"
+    );
+    // A second edit does not overwrite the first one kept.
+    ws.write("out/result.txt", "edited again");
+    ws.build(&[]).assert_ok();
+    assert_eq!(ws.read("out/result.txt.pflow-kept"), "edited by hand");
+    assert_eq!(ws.read("out/result.txt.pflow-kept.1"), "edited again");
+    assert_eq!(ws.read("out/result.txt"), "HELLO");
 }
 
 #[test]
