@@ -711,9 +711,24 @@ fn decode_node(v: &Value, path: &str, diags: &mut Vec<Diagnostic>) -> Node {
             CachePolicy::Always
         }
     };
-    let reads_env = decode_reads_env(map.get("reads_env"), &join(path, "reads_env"), diags);
-    let reads = declared_paths(map, "reads", path, diags);
-    let writes = declared_paths(map, "writes", path, diags);
+    // Most nodes declare none: a look at their few keys is cheaper than three lookups,
+    // and the JSON path is spelled out only when there is a declaration.
+    let declares = map
+        .keys()
+        .any(|k| matches!(k.as_str(), "reads_env" | "reads" | "writes"));
+    let (reads_env, reads, writes) = if declares {
+        let reads_env = match map.get("reads_env") {
+            None | Some(Value::Null) => Vec::new(),
+            v => decode_reads_env(v, &join(path, "reads_env"), diags),
+        };
+        (
+            reads_env,
+            declared_paths(map, "reads", path, diags),
+            declared_paths(map, "writes", path, diags),
+        )
+    } else {
+        (Vec::new(), Vec::new(), Vec::new())
+    };
     Node {
         id,
         node_type,

@@ -454,8 +454,8 @@ fn record_stats(
     // The reports cover the nodes this build did (all, unless --target): by position.
     let mut ran = vec![false; v.graph.len()];
     for r in &o.nodes {
-        if let (Some(i), Status::Ran) = (v.graph.position(&r.id), r.status) {
-            ran[i] = true;
+        if let (Some(slot), Status::Ran) = (ran.get_mut(r.index), r.status) {
+            *slot = true;
         }
     }
     let tallies: Vec<Tally> = o
@@ -466,12 +466,11 @@ fn record_stats(
             (Status::Cached | Status::Restored, _) => Tally::Hit {
                 key: r.key,
                 restored: r.status == Status::Restored,
-                upstream_ran: v.graph.position(&r.id).is_some_and(|i| {
-                    v.graph
-                        .dependencies(i)
+                upstream_ran: r.index < v.graph.len()
+                    && v.graph
+                        .dependencies(r.index)
                         .iter()
-                        .any(|(j, _)| ran.get(*j).copied().unwrap_or(false))
-                }),
+                        .any(|(j, _)| ran.get(*j).copied().unwrap_or(false)),
             },
             (Status::Ran, _) => Tally::Ran,
             (Status::Failed, _) => Tally::Failed,

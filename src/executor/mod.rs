@@ -115,6 +115,8 @@ impl Status {
 
 #[derive(Debug, Clone)]
 pub struct NodeReport {
+    /// The node's position in the workflow (and in its graph).
+    pub index: usize,
     pub id: String,
     pub node_type: String,
     pub status: Status,
@@ -681,6 +683,7 @@ impl<'a> Shared<'a> {
         let mut st = lock(&self.slots[i]);
         st.success = false;
         st.report = Some(NodeReport {
+            index: i,
             id: node.id.clone(),
             node_type: node.node_type.clone(),
             status: Status::Failed,
@@ -707,6 +710,7 @@ impl<'a> Shared<'a> {
         let node = &self.v.workflow.nodes[i];
         let t = self.elapsed_ms();
         let report = NodeReport {
+            index: i,
             id: node.id.clone(),
             node_type: node.node_type.clone(),
             status: Status::Skipped,
@@ -860,6 +864,7 @@ impl<'a> Shared<'a> {
         let t0 = Instant::now();
         let node = &self.v.workflow.nodes[i];
         let mut report = NodeReport {
+            index: i,
             id: node.id.clone(),
             node_type: node.node_type.clone(),
             status: Status::Ran,
