@@ -66,7 +66,8 @@ fn run(params: &Map<String, Value>, _ctx: &RunContext) -> Result<NodeOutput, Nod
     } else {
         text.into_bytes()
     };
-    if bool_param(params, "append", false)? {
+    let append = bool_param(params, "append", false)?;
+    if append {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| file_error("create directory", dir, &e))?;
         }
@@ -92,7 +93,9 @@ fn run(params: &Map<String, Value>, _ctx: &RunContext) -> Result<NodeOutput, Nod
     outputs.insert("bytes".into(), Value::from(content.len()));
     Ok(NodeOutput {
         outputs,
-        files_written: vec![path],
+        // An append is an effect on a file others may write too (a log): done once per
+        // key, never snapshotted, restored or rewritten.
+        files_written: if append { Vec::new() } else { vec![path] },
         files_removed: Vec::new(),
         files_read: Vec::new(),
     })

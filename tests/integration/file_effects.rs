@@ -5,6 +5,7 @@
 
 use crate::common::Workspace;
 use serde_json::json;
+use std::io::Write;
 
 #[test]
 fn a_recreated_file_is_deleted_again() {
@@ -118,4 +119,26 @@ fn temp_files_a_killed_build_left_in_an_output_folder_are_removed_by_the_next_wr
     );
     assert!(ws.exists(&live), "a live writer's temp file was removed");
     assert!(ws.exists("out/.pflow-tmp-notes.txt"));
+}
+
+#[test]
+fn an_append_is_an_effect_never_a_snapshot_to_restore() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [{"id": "log", "type": "write-file",
+                   "params": {"file_path": "run.log", "content": "built\n", "append": true}}]
+    }));
+    ws.write("run.log", "started\n");
+    ws.build(&[]).assert_ok();
+    assert_eq!(ws.read("run.log"), "started\nbuilt\n");
+    // Another tool appends too: a rebuild keeps its lines and appends nothing again.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(ws.file("run.log"))
+        .unwrap()
+        .write_all(b"deployed\n")
+        .unwrap();
+    let r = ws.build(&[]);
+    assert_eq!(r.status_of("log"), "cached", "{r}");
+    assert_eq!(ws.read("run.log"), "started\nbuilt\ndeployed\n");
+    assert!(!ws.exists("run.log.pflow-kept"));
 }
