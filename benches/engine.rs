@@ -48,6 +48,7 @@ fn options(name: &str) -> Options {
         workflow_name: name.into(),
         strict_env: false,
         targets: Vec::new(),
+        write_roots: Default::default(),
     }
 }
 

@@ -90,12 +90,16 @@ pub struct BuildArgs {
     /// node declares in "reads_env" and its "env" bindings (or PFLOW_STRICT_ENV=1)
     #[arg(long)]
     pub strict_env: bool,
+    /// Let file nodes write, move and delete in DIR too, besides the workspace
+    /// (repeatable; or PFLOW_ALLOW_WRITE=DIR:DIR)
+    #[arg(long, value_name = "DIR")]
+    pub allow_write: Vec<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Build a workflow: run what changed, reuse the rest
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Check a workflow without running it
     Validate {
         workflow: String,

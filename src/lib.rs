@@ -52,3 +52,4 @@ pub mod store;
 pub mod template;
 pub mod validate;
 pub mod workflow;
+pub mod workspace;

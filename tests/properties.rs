@@ -468,6 +468,7 @@ impl KeyLab {
             workflow_name: "props.json".into(),
             strict_env: false,
             targets: Vec::new(),
+            write_roots: pflow::workspace::WriteRoots::new(&[self.dir.path().to_path_buf()]),
         };
         let outcome = execute(&v, inputs, &cache, &opts, &Session::default(), &mut |_| {});
         assert!(outcome.success, "{:?}", outcome.nodes);

@@ -192,6 +192,7 @@ pub fn run(args: BuildArgs) -> Result {
             .unwrap_or_else(|| args.workflow.clone()),
         strict_env: args.strict_env || crate::environment::strict_from_env(),
         targets: args.target.clone(),
+        write_roots: crate::workspace::WriteRoots::new(&args.allow_write),
     };
     let cache = Layered::new(
         Cache::new(super::cache_dir_of(args.cache_dir.as_ref())),

@@ -28,7 +28,7 @@ pub fn run(cli: Cli) -> i32 {
         }
     }
     let result = match cli.command {
-        Command::Build(args) => build::run(args),
+        Command::Build(args) => build::run(*args),
         Command::Validate {
             workflow,
             output_format,

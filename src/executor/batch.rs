@@ -101,6 +101,7 @@ impl<'a> Shared<'a> {
                     interrupted: &crate::interrupt::INTERRUPTED,
                     own_files: &[],
                     env: self.child_env(i),
+                    write_roots: &self.opts.write_roots,
                 };
                 let mut attempt = 0;
                 loop {

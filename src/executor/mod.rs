@@ -62,6 +62,8 @@ pub struct Options {
     pub strict_env: bool,
     /// `--target`: build these nodes and what they need; empty builds everything.
     pub targets: Vec<String>,
+    /// Where file nodes may write besides the workspace (`--allow-write`).
+    pub write_roots: crate::workspace::WriteRoots,
 }
 
 /// What survives across the repair attempts of one command: results already produced
@@ -1107,6 +1109,7 @@ impl<'a> Shared<'a> {
             interrupted: &crate::interrupt::INTERRUPTED,
             own_files: &own_files,
             env: self.child_env(i),
+            write_roots: &self.opts.write_roots,
         };
         self.session.count(&node.id, 1);
         let mut out: NodeOutput = (cn.spec.run)(&params, &ctx)?;

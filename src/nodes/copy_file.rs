@@ -45,6 +45,7 @@ pub(crate) fn prepare(
             format!("source '{}' is a directory, not a file", src.display()),
         ));
     }
+    ctx.may_change(&dest)?;
     let bytes = std::fs::read(&src).map_err(|e| file_error("read", &src, &e))?;
     let overwrite = bool_param(params, "overwrite", false)?;
     if !overwrite {

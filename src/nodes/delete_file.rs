@@ -29,7 +29,7 @@ pub static SPEC: NodeSpec = NodeSpec {
     run,
 };
 
-fn run(params: &Map<String, Value>, _ctx: &RunContext) -> Result<NodeOutput, NodeError> {
+fn run(params: &Map<String, Value>, ctx: &RunContext) -> Result<NodeOutput, NodeError> {
     let given = str_param(params, "file_path")?;
     // Read as validation reads it: "false" refuses as `false` does.
     if !super::bool_param(params, "confirm_delete", true)? {
@@ -39,6 +39,7 @@ fn run(params: &Map<String, Value>, _ctx: &RunContext) -> Result<NodeOutput, Nod
         ));
     }
     let path = expand_path(given);
+    ctx.may_change(&path)?;
     if path.is_dir() {
         return Err(NodeError::new(
             ErrorCategory::File,

@@ -234,9 +234,18 @@ pub struct RunContext<'a> {
     pub own_files: &'a [(String, String)],
     /// What a child process may see of pflow's environment.
     pub env: crate::environment::ChildEnv<'a>,
+    /// Where the node may write, move and delete files.
+    pub write_roots: &'a crate::workspace::WriteRoots,
 }
 
 impl RunContext<'_> {
+    /// Refuse to change a file outside the workspace (and the allowed directories).
+    pub fn may_change(&self, path: &std::path::Path) -> Result<(), NodeError> {
+        self.write_roots
+            .check(path)
+            .map_err(|why| NodeError::new(ErrorCategory::File, why))
+    }
+
     /// Is the file at `path` still exactly what this node wrote last time?
     pub fn is_own_output(&self, path: &std::path::Path) -> bool {
         let shown = path.to_string_lossy();

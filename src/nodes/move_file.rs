@@ -34,6 +34,11 @@ pub static SPEC: NodeSpec = NodeSpec {
 };
 
 fn run(params: &Map<String, Value>, ctx: &RunContext) -> Result<NodeOutput, NodeError> {
+    // A move takes the source away: it changes both places.
+    ctx.may_change(&super::read_file::expand_path(super::str_param(
+        params,
+        "source_path",
+    )?))?;
     let (src, dest, bytes) = super::copy_file::prepare(params, ctx)?;
     if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| file_error("create directory", dir, &e))?;

@@ -48,7 +48,7 @@ fn content_text(v: &Value) -> Result<String, NodeError> {
     })
 }
 
-fn run(params: &Map<String, Value>, _ctx: &RunContext) -> Result<NodeOutput, NodeError> {
+fn run(params: &Map<String, Value>, ctx: &RunContext) -> Result<NodeOutput, NodeError> {
     let given = str_param(params, "file_path")?;
     let path = expand_path(given);
     let text = content_text(params.get("content").unwrap_or(&Value::Null))?;
@@ -66,6 +66,7 @@ fn run(params: &Map<String, Value>, _ctx: &RunContext) -> Result<NodeOutput, Nod
     } else {
         text.into_bytes()
     };
+    ctx.may_change(&path)?;
     let append = bool_param(params, "append", false)?;
     if append {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -142,3 +142,51 @@ fn an_append_is_an_effect_never_a_snapshot_to_restore() {
     assert_eq!(ws.read("run.log"), "started\nbuilt\ndeployed\n");
     assert!(!ws.exists("run.log.pflow-kept"));
 }
+
+#[test]
+fn file_nodes_change_files_only_inside_the_workspace_unless_allowed() {
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().join("outside.txt");
+    let ws = Workspace::new().workflow(json!({
+        "inputs": {"where": {"type": "string"}},
+        "nodes": [{"id": "w", "type": "write-file", "params": {"file_path": "${where}", "content": "x"}}]
+    }));
+    // A relative escape and an absolute one, as a template could give them.
+    let escapes = [
+        "../outside.txt".to_string(),
+        target.to_string_lossy().into_owned(),
+    ];
+    for path in &escapes {
+        let r = ws.build(&[&format!("where={path}")]);
+        assert_eq!(r.code, 1, "{path}: {r}");
+        let message = r.errors()[0]["message"].as_str().unwrap_or("").to_string();
+        assert!(
+            message.contains("is outside the workspace") && message.contains("--allow-write"),
+            "{message}"
+        );
+    }
+    assert!(!target.exists() && !ws.path().join("../outside.txt").exists());
+    // Deleting or moving out is refused the same way.
+    std::fs::write(&target, "keep me").unwrap();
+    ws.set_workflow(&json!({
+        "nodes": [{"id": "rm", "type": "delete-file", "params": {"file_path": target.to_string_lossy()}}]
+    }));
+    assert_eq!(ws.build(&[]).code, 1);
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me");
+    // Allowed by the flag, or by the variable.
+    let r = ws.build(&["--allow-write", &outside.path().to_string_lossy()]);
+    r.assert_ok();
+    assert!(!target.exists());
+    ws.set_workflow(&json!({
+        "nodes": [{"id": "w", "type": "write-file", "params": {"file_path": target.to_string_lossy(), "content": "x"}}]
+    }));
+    let r = ws
+        .cmd()
+        .env(
+            "PFLOW_ALLOW_WRITE",
+            outside.path().to_string_lossy().as_ref(),
+        )
+        .run();
+    r.assert_ok();
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "x");
+}
