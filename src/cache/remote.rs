@@ -23,7 +23,8 @@
 //! Failures follow [`super::remote_policy`]: the remote cache can only make a build
 //! faster, never fail it. Timeouts are short
 //! (`PFLOW_REMOTE_CACHE_CONNECT_TIMEOUT_MS`, default 2 s; `PFLOW_REMOTE_CACHE_TIMEOUT_MS`,
-//! default 10 s per request plus 1 ms per KB of a blob).
+//! default 10 s per request), and a body is read as it comes, never past what it may be,
+//! and dropped when it arrives slower than [`MIN_BYTES_PER_SEC`] ([`read_capped`]).
 //!
 //! Secrets: the bearer token (`PFLOW_REMOTE_CACHE_TOKEN`) and any user info in the URL
 //! are never printed; messages show the URL without user info or query.
@@ -44,7 +45,12 @@ use std::time::Duration;
 /// The `format` of the action entries this version writes and reads.
 pub const FORMAT: &str = "pflow-remote-v1";
 /// The largest action entry accepted (they are a few hundred bytes).
-const MAX_AC_BYTES: usize = 16 << 20;
+const MAX_AC_BYTES: u64 = 16 << 20;
+/// The largest blob a download accepts (what an entry claims beyond that is a miss).
+const MAX_BLOB_BYTES: u64 = 1 << 30;
+/// A download slower than this (after the request timeout's head start) is dropped: a
+/// server that drips bytes cannot hold a build.
+const MIN_BYTES_PER_SEC: u64 = 1 << 20;
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(2000);
 const DEFAULT_TIMEOUT: Duration = Duration::from_millis(10_000);
 
@@ -229,6 +235,8 @@ struct Counters {
 enum Failure {
     /// 404: not there.
     NotFound,
+    /// The answer was longer than it may be (nothing more was read).
+    TooLarge,
     /// Any other problem (already counted, and reported when it switched the remote off).
     Failed,
 }
@@ -256,6 +264,46 @@ impl fmt::Debug for Remote {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Why a download stopped.
+enum Read {
+    /// More than the cap: the rest was not read.
+    TooLarge,
+    /// Slower than [`MIN_BYTES_PER_SEC`] after the head start (bytes received).
+    TooSlow(u64),
+    Failed(std::io::Error),
+}
+
+/// Read an answer's body, at most `cap` bytes, into memory as it comes; give up when it
+/// is longer, or when it arrives slower than the minimum rate after `head_start` (the
+/// budget grows with the bytes that came, not with what the server claims).
+fn read_capped(
+    mut body: impl std::io::Read,
+    cap: u64,
+    head_start: Duration,
+    started: std::time::Instant,
+) -> Result<Vec<u8>, Read> {
+    let mut out = Vec::with_capacity(cap.min(1 << 20) as usize);
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = match body.read(&mut chunk) {
+            Ok(0) => return Ok(out),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Read::Failed(e)),
+        };
+        if out.len() as u64 + n as u64 > cap {
+            return Err(Read::TooLarge);
+        }
+        out.extend_from_slice(&chunk[..n]);
+        let received = out.len() as u64;
+        let budget =
+            head_start + Duration::from_millis(received.saturating_mul(1000) / MIN_BYTES_PER_SEC);
+        if started.elapsed() > budget {
+            return Err(Read::TooSlow(received));
+        }
+    }
 }
 
 /// Is `path` (as an entry names it) inside the workspace: relative, with no `..`, and
@@ -361,9 +409,11 @@ impl Remote {
         }
     }
 
-    /// Extra time allowed for moving `size` bytes (1 ms per KB: at least ~1 MB/s).
-    fn timeout_for(&self, size: u64) -> Duration {
-        self.cfg.timeout + Duration::from_millis(size / 1024)
+    /// The longest a transfer of at most `cap` bytes may take: the request timeout plus
+    /// the time `cap` bytes take at the slowest rate accepted. While reading, the budget
+    /// counts only the bytes that actually came ([`read_capped`]).
+    fn timeout_for(&self, cap: u64) -> Duration {
+        self.cfg.timeout + Duration::from_millis(cap.saturating_mul(1000) / MIN_BYTES_PER_SEC)
     }
 
     /// Send a request; a transport failure or refused credentials switch the remote off,
@@ -373,8 +423,9 @@ impl Remote {
         &self,
         what: &str,
         rb: RequestBuilder,
-        read_body: bool,
+        read_body: Option<u64>,
     ) -> Result<(StatusCode, Vec<u8>), Failure> {
+        let started = std::time::Instant::now();
         if !self.active() {
             return Err(Failure::Failed);
         }
@@ -414,28 +465,38 @@ impl Remote {
             self.failed(format!("{what} answered HTTP {}", status.as_u16()));
             return Err(Failure::Failed);
         }
-        if !read_body {
+        let Some(cap) = read_body else {
             return Ok((status, Vec::new()));
-        }
-        match resp.bytes() {
-            Ok(b) => Ok((status, b.to_vec())),
-            Err(e) => {
+        };
+        match read_capped(resp, cap, self.cfg.timeout, started) {
+            Ok(b) => Ok((status, b)),
+            Err(Read::TooLarge) => Err(Failure::TooLarge),
+            Err(Read::TooSlow(n)) => {
                 self.counters.errors.fetch_add(1, Ordering::Relaxed);
-                if e.is_timeout() {
+                self.switch_off(format!(
+                    "{what} was too slow ({n} bytes in {:.1}s)",
+                    started.elapsed().as_secs_f64()
+                ));
+                Err(Failure::Failed)
+            }
+            Err(Read::Failed(e)) => {
+                self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                if e.kind() == std::io::ErrorKind::TimedOut {
                     self.switch_off(format!("{what} timed out"));
                 } else {
-                    self.failed(format!("{what}: {}", http::root_cause(&e)));
+                    self.failed(format!("{what}: {e}"));
                 }
                 Err(Failure::Failed)
             }
         }
     }
 
-    fn get(&self, rel: &str, size_hint: u64) -> Result<Vec<u8>, Failure> {
+    /// GET `rel`, reading at most `cap` bytes of its answer.
+    fn get(&self, rel: &str, cap: u64) -> Result<Vec<u8>, Failure> {
         let client = self.client().ok_or(Failure::Failed)?;
         let url = self.url_of(rel).ok_or(Failure::Failed)?;
-        let rb = client.get(url).timeout(self.timeout_for(size_hint));
-        let (_, body) = self.send(&format!("GET {rel}"), rb, true)?;
+        let rb = client.get(url).timeout(self.timeout_for(cap));
+        let (_, body) = self.send(&format!("GET {rel}"), rb, Some(cap))?;
         self.counters
             .bytes_down
             .fetch_add(body.len() as u64, Ordering::Relaxed);
@@ -457,13 +518,11 @@ impl Remote {
     }
 
     fn fetch_inner(&self, hex: &str) -> Fetch {
-        let body = match self.get(&format!("ac/{hex}"), 0) {
+        let body = match self.get(&format!("ac/{hex}"), MAX_AC_BYTES) {
             Ok(b) => b,
+            Err(Failure::TooLarge) => return Fetch::Unusable("remote entry is too large".into()),
             Err(_) => return Fetch::Miss,
         };
-        if body.len() > MAX_AC_BYTES {
-            return Fetch::Unusable("remote entry is too large".into());
-        }
         let entry: AcEntry = match serde_json::from_slice(&body) {
             Ok(e) => e,
             Err(_) => return Fetch::Unusable("remote entry is not a pflow entry".into()),
@@ -567,8 +626,16 @@ impl Remote {
 
     /// One blob, checked against its SHA-256 and size.
     fn blob(&self, r: &BlobRef, what: &str) -> Result<Vec<u8>, Fetch> {
+        if r.size > MAX_BLOB_BYTES {
+            return Err(Fetch::Unusable(format!(
+                "remote copy of {what} is larger than pflow downloads ({} bytes)",
+                r.size
+            )));
+        }
         let bytes = match self.get(&format!("cas/{}", r.sha256), r.size) {
-            Ok(b) => b,
+            Ok(b) => Some(b),
+            // More bytes than the entry says: corrupt, as a hash mismatch is.
+            Err(Failure::TooLarge) => None,
             Err(Failure::NotFound) => {
                 return Err(Fetch::Unusable(format!(
                     "remote entry incomplete ({what} is missing on the server)"
@@ -576,7 +643,8 @@ impl Remote {
             }
             Err(Failure::Failed) => return Err(Fetch::Miss),
         };
-        if bytes.len() as u64 != r.size || sha256_hex(&bytes) != r.sha256 {
+        let intact = bytes.filter(|b| b.len() as u64 == r.size && sha256_hex(b) == r.sha256);
+        let Some(bytes) = intact else {
             lock(&self.corrupt).insert(r.sha256.clone());
             self.warn_corrupt_once(format!(
                 "{what} (cas/{}) does not match its SHA-256",
@@ -585,7 +653,7 @@ impl Remote {
             return Err(Fetch::Unusable(format!(
                 "remote copy of {what} is corrupt (SHA-256 mismatch)"
             )));
-        }
+        };
         lock(&self.present).insert(r.sha256.clone());
         Ok(bytes)
     }
@@ -602,13 +670,13 @@ impl Remote {
         };
         if !corrupt {
             let rb = client.head(url.clone());
-            match self.send(&format!("HEAD {rel}"), rb, false) {
+            match self.send(&format!("HEAD {rel}"), rb, None) {
                 Ok(_) => {
                     lock(&self.present).insert(sha.to_string());
                     return true;
                 }
                 Err(Failure::NotFound) => {}
-                Err(Failure::Failed) => return false,
+                Err(Failure::Failed | Failure::TooLarge) => return false,
             }
         }
         let len = bytes.len() as u64;
@@ -617,7 +685,7 @@ impl Remote {
             .timeout(self.timeout_for(len))
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             .body(bytes);
-        match self.send(&format!("PUT {rel}"), rb, false) {
+        match self.send(&format!("PUT {rel}"), rb, None) {
             Ok(_) => {
                 self.counters.bytes_up.fetch_add(len, Ordering::Relaxed);
                 lock(&self.corrupt).remove(sha);
@@ -628,7 +696,7 @@ impl Remote {
                 self.failed(format!("PUT {rel} answered HTTP 404"));
                 false
             }
-            Err(Failure::Failed) => false,
+            Err(Failure::Failed | Failure::TooLarge) => false,
         }
     }
 
@@ -696,13 +764,13 @@ impl Remote {
             .put(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body);
-        match self.send(&format!("PUT {rel}"), rb, false) {
+        match self.send(&format!("PUT {rel}"), rb, None) {
             Ok(_) => {
                 self.counters.bytes_up.fetch_add(len, Ordering::Relaxed);
                 self.counters.uploads.fetch_add(1, Ordering::Relaxed);
             }
             Err(Failure::NotFound) => self.failed(format!("PUT {rel} answered HTTP 404")),
-            Err(Failure::Failed) => {}
+            Err(Failure::Failed | Failure::TooLarge) => {}
         }
     }
 }

@@ -31,6 +31,7 @@ mod limits;
 mod llm_node;
 mod malformed_patches;
 mod remote_cache;
+mod remote_limits;
 mod repair;
 mod saved_workflows;
 mod validate_cli;
