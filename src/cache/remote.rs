@@ -45,7 +45,7 @@ use std::time::Duration;
 /// The `format` of the action entries this version writes and reads.
 pub const FORMAT: &str = "pflow-remote-v1";
 /// The largest action entry accepted (they are a few hundred bytes).
-const MAX_AC_BYTES: u64 = 16 << 20;
+const MAX_AC_BYTES: u64 = 4 << 20;
 /// The largest blob a download accepts (what an entry claims beyond that is a miss).
 const MAX_BLOB_BYTES: u64 = 1 << 30;
 /// A download slower than this (after the request timeout's head start) is dropped: a
@@ -468,6 +468,10 @@ impl Remote {
         let Some(cap) = read_body else {
             return Ok((status, Vec::new()));
         };
+        // An answer that says it is too long is not read at all.
+        if resp.content_length().is_some_and(|n| n > cap) {
+            return Err(Failure::TooLarge);
+        }
         match read_capped(resp, cap, self.cfg.timeout, started) {
             Ok(b) => Ok((status, b)),
             Err(Read::TooLarge) => Err(Failure::TooLarge),

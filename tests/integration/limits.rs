@@ -142,36 +142,6 @@ fn more_than_100_000_nodes_is_refused() {
     );
 }
 
-#[test]
-fn a_million_node_workflow_is_refused_before_it_costs_memory() {
-    let d = Dir::new();
-    let n = 1_000_000;
-    let mut wf = String::with_capacity(n * 30);
-    wf.push_str("{\"nodes\": [");
-    for i in 0..n {
-        if i > 0 {
-            wf.push(',');
-        }
-        wf.push_str(&format!("{{\"id\":\"n{i}\",\"type\":\"echo\"}}"));
-    }
-    wf.push_str("]}");
-    d.write("huge.json", &wf);
-    drop(wf);
-    let (out, peak_kb) = Pflow::new()
-        .args(["validate", "huge.json"])
-        .current_dir(d.path())
-        .spawn()
-        .wait_with_peak_rss();
-    let all = text(&out);
-    assert_eq!(out.status.code(), Some(2), "{all}");
-    assert!(
-        all.contains("the workflow has 1000000 nodes, over the limit of 100000"),
-        "{all}"
-    );
-    // The file itself is about 30 MB; parsing it into a JSON tree took 1.5 GB.
-    assert!(peak_kb < 300 * 1024, "peak memory {peak_kb} KB");
-}
-
 // ---------------------------------------------------------------------------------------
 // Template expansion
 // ---------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@
 
 #![allow(dead_code)]
 
+pub mod bad_remote;
 pub mod process;
 
 pub use process::{Pflow, Process};
