@@ -9,6 +9,7 @@
 //! | `tmp/` | cacache's blobs being written |
 //! | `records/` (named `state/` on disk) | per-workflow build and explain records ([`super::records`]) |
 //! | `repairs/` | recorded repair patches |
+//! | `intents/` | effects announced and not yet recorded ([`super::intents`]) |
 //! | `build-stats.jsonl` | one line per build ([`super::stats`]) |
 //! | `generation` | bumped whenever maintenance removes entries |
 //! | `.pflow-lock` | the lock builds share and maintenance holds alone ([`super::lock`]) |
@@ -41,9 +42,11 @@ pub const GENERATION_FILE: &str = "generation";
 pub const RECORDS_DIR: &str = "state";
 /// Recorded repair patches.
 pub const REPAIRS_DIR: &str = "repairs";
+/// Effects announced and not yet recorded ([`super::intents`]).
+pub const INTENTS_DIR: &str = "intents";
 /// pflow's own names in a cache directory besides cacache's: what maintenance may read
 /// and what it must never take for cacache's.
-pub const OWN_DIRS: [&str; 3] = [RECORDS_DIR, LEGACY_EXPLAIN_DIR, REPAIRS_DIR];
+pub const OWN_DIRS: [&str; 4] = [RECORDS_DIR, LEGACY_EXPLAIN_DIR, REPAIRS_DIR, INTENTS_DIR];
 /// The mark of a cache directory (the Cache Directory Tagging convention, which backup
 /// tools honour): maintenance removes things only where pflow wrote it.
 pub const TAG_FILE: &str = "CACHEDIR.TAG";
@@ -53,7 +56,8 @@ const TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
 # For information about cache directory tags, see https://bford.info/cachedir/\n";
 
 /// Every name pflow (and cacache under it) puts in a cache directory.
-const CACHE_NAMES: [&str; 10] = [
+const CACHE_NAMES: [&str; 11] = [
+    INTENTS_DIR,
     INDEX_DIR,
     CONTENT_DIR,
     TMP_DIR,
@@ -101,6 +105,11 @@ pub fn mark(root: &Path) {
 pub fn record_path(root: &Path, workflow_name: &str, kind: &str) -> PathBuf {
     let h = blake3::hash(workflow_name.as_bytes()).to_hex();
     root.join(RECORDS_DIR).join(format!("{}.{kind}", &h[..32]))
+}
+
+/// The intent file of a node key.
+pub fn intent_path(root: &Path, key: &Key) -> PathBuf {
+    root.join(INTENTS_DIR).join(key.hex())
 }
 
 pub fn repairs_dir(root: &Path) -> PathBuf {

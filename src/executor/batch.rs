@@ -96,12 +96,17 @@ impl<'a> Shared<'a> {
                 let mut warnings = Vec::new();
                 let params = resolve_params(cn, &item_scope, mode, &mut warnings);
                 self.note(&node.id, warnings);
+                let intent = cn
+                    .spec
+                    .announces_effects
+                    .then(|| crate::cache::intents::Intent::of(self.cache.local().root(), &item_key));
                 let ctx = RunContext {
                     node_id: &node.id,
                     interrupted: &crate::interrupt::INTERRUPTED,
                     own_files: &[],
                     env: self.child_env(i),
                     write_roots: &self.opts.write_roots,
+                    intent: intent.as_ref(),
                 };
                 let mut attempt = 0;
                 loop {

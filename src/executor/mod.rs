@@ -768,7 +768,7 @@ impl<'a> Shared<'a> {
                     ));
                     let key = st.key;
                     let t0 = Instant::now();
-                    let result = self.run_body(j);
+                    let result = self.run_body(j, key);
                     let mut report = st.report.clone();
                     match result {
                         Ok(r) => {
@@ -848,6 +848,9 @@ impl<'a> Shared<'a> {
             run_id: &self.opts.run_id,
         }) {
             Ok(entry) => {
+                if self.v.nodes[i].spec.announces_effects {
+                    crate::cache::intents::Intent::of(self.cache.local().root(), key).settle();
+                }
                 if self.v.workflow.nodes[i].cache != CachePolicy::Never {
                     self.cache.push(key, &entry.manifest, values);
                 }
@@ -998,7 +1001,7 @@ impl<'a> Shared<'a> {
         report.reason = reason.to_string();
         report.status = Status::Ran;
 
-        let result = self.run_body(i)?;
+        let result = self.run_body(i, Some(key))?;
         if result.executions == 0 && result.items_cached > 0 {
             report.status = if result.items_restored > 0 {
                 Status::Restored
@@ -1069,7 +1072,7 @@ impl<'a> Shared<'a> {
     }
 
     /// Run node `i` (all its items for a batch). Counts executions in the session.
-    fn run_body(&self, i: usize) -> Result<RunResult, NodeError> {
+    fn run_body(&self, i: usize, key: Option<Key>) -> Result<RunResult, NodeError> {
         let cn = &self.v.nodes[i];
         let node = &self.v.workflow.nodes[i];
         let scope = self.scope_for(i)?;
@@ -1104,12 +1107,16 @@ impl<'a> Shared<'a> {
                     .collect()
             })
             .unwrap_or_default();
+        let intent = key
+            .filter(|_| cn.spec.announces_effects)
+            .map(|k| crate::cache::intents::Intent::of(self.cache.local().root(), &k));
         let ctx = RunContext {
             node_id: &node.id,
             interrupted: &crate::interrupt::INTERRUPTED,
             own_files: &own_files,
             env: self.child_env(i),
             write_roots: &self.opts.write_roots,
+            intent: intent.as_ref(),
         };
         self.session.count(&node.id, 1);
         let mut out: NodeOutput = (cn.spec.run)(&params, &ctx)?;

@@ -30,6 +30,7 @@ pub static SPEC: NodeSpec = NodeSpec {
     env_param: None,
     untrusted_outputs: &[],
     secret_params: &[],
+    announces_effects: false,
     run,
 };
 

@@ -52,6 +52,7 @@ pub static SPEC: NodeSpec = NodeSpec {
     env_param: None,
     untrusted_outputs: &["response"],
     secret_params: &["auth_token", "api_key"],
+    announces_effects: false,
     run,
 };
 

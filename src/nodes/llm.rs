@@ -41,6 +41,7 @@ pub static SPEC: NodeSpec = NodeSpec {
     env_param: None,
     untrusted_outputs: &["response"],
     secret_params: &[],
+    announces_effects: false,
     run,
 };
 

@@ -207,6 +207,9 @@ pub struct NodeSpec {
     /// with the params [`crate::secrets::is_secret_name`] picks out, before a repair
     /// model sees the workflow.
     pub secret_params: &'static [&'static str],
+    /// Its runs may announce an effect before doing it ([`RunContext::intent`]), so the
+    /// executor gives them a place to, and clears it once the result is recorded.
+    pub announces_effects: bool,
     pub run: fn(&Map<String, Value>, &RunContext) -> Result<NodeOutput, NodeError>,
 }
 
@@ -236,6 +239,8 @@ pub struct RunContext<'a> {
     pub env: crate::environment::ChildEnv<'a>,
     /// Where the node may write, move and delete files.
     pub write_roots: &'a crate::workspace::WriteRoots,
+    /// Where an effect announces itself before it happens (absent: nothing is cached).
+    pub intent: Option<&'a crate::cache::intents::Intent>,
 }
 
 impl RunContext<'_> {

@@ -43,6 +43,7 @@ pub static SPEC: NodeSpec = NodeSpec {
     env_param: Some("env"),
     untrusted_outputs: &[],
     secret_params: &["env"],
+    announces_effects: false,
     run,
 };
 

@@ -31,6 +31,8 @@ pub static SPEC: NodeSpec = NodeSpec {
     env_param: None,
     untrusted_outputs: &[],
     secret_params: &[],
+    // An append is announced before it happens (see `append_once`).
+    announces_effects: true,
     run,
 };
 
@@ -69,16 +71,7 @@ fn run(params: &Map<String, Value>, ctx: &RunContext) -> Result<NodeOutput, Node
     ctx.may_change(&path)?;
     let append = bool_param(params, "append", false)?;
     if append {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| file_error("create directory", dir, &e))?;
-        }
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| file_error("open", &path, &e))?;
-        f.write_all(&content)
-            .map_err(|e| file_error("append to", &path, &e))?;
+        append_once(&path, &content, ctx)?;
     } else {
         if path.is_dir() {
             return Err(NodeError::new(
@@ -100,4 +93,53 @@ fn run(params: &Map<String, Value>, ctx: &RunContext) -> Result<NodeOutput, Node
         files_removed: Vec::new(),
         files_read: Vec::new(),
     })
+}
+
+/// Append `content` to `path`, exactly once per key: the append is announced first, so a
+/// run after a crash between the append and its cache record finds it done.
+fn append_once(path: &std::path::Path, content: &[u8], ctx: &RunContext) -> Result<(), NodeError> {
+    use crate::cache::intents::Append;
+    let shown = path.to_string_lossy().into_owned();
+    if let Some(earlier) = ctx.intent.and_then(|i| i.previous()) {
+        if earlier.path == shown && earlier.len == content.len() as u64 && earlier.done() {
+            return Ok(());
+        }
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| file_error("create directory", dir, &e))?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| file_error("open", path, &e))?;
+    let offset = f
+        .metadata()
+        .map_err(|e| file_error("read the size of", path, &e))?
+        .len();
+    if let Some(intent) = ctx.intent {
+        let announced = Append {
+            path: shown,
+            offset,
+            len: content.len() as u64,
+            digest: blake3::hash(content).to_hex().to_string(),
+        };
+        intent.announce(&announced).map_err(|e| {
+            NodeError::new(
+                ErrorCategory::File,
+                format!(
+                    "cannot record the append to '{}' before doing it: {e}",
+                    path.display()
+                ),
+            )
+        })?;
+    }
+    f.write_all(content)
+        .map_err(|e| file_error("append to", path, &e))?;
+    // A crash here, before the result is recorded, must not append twice (tests kill the
+    // process at this point; debug builds only).
+    if cfg!(debug_assertions) && std::env::var_os("PFLOW_TEST_EXIT_AFTER_APPEND").is_some() {
+        std::process::exit(99);
+    }
+    Ok(())
 }

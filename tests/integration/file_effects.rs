@@ -190,3 +190,31 @@ fn file_nodes_change_files_only_inside_the_workspace_unless_allowed() {
     r.assert_ok();
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "x");
 }
+
+#[test]
+fn an_append_killed_before_its_record_is_done_once() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [{"id": "log", "type": "write-file",
+                   "params": {"file_path": "run.log", "content": "built\n", "append": true}}]
+    }));
+    ws.write("run.log", "started\n");
+    // Dies right after the append, before the result is recorded (a kill -9 there).
+    let out = ws
+        .cmd()
+        .env("PFLOW_TEST_EXIT_AFTER_APPEND", "1")
+        .pflow()
+        .output();
+    assert_eq!(out.status.code(), Some(99));
+    assert_eq!(ws.read("run.log"), "started\nbuilt\n");
+    // The next build finds the append done: it records it and appends nothing.
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(ws.read("run.log"), "started\nbuilt\n");
+    assert_eq!(ws.build(&[]).status_of("log"), "cached");
+    assert_eq!(ws.read("run.log"), "started\nbuilt\n");
+    // A new append of the same content (another key) is appended, once.
+    ws.edit_workflow(|doc| doc["nodes"][0]["purpose"] = json!("second run"));
+    ws.edit_workflow(|doc| doc["nodes"][0]["params"]["content"] = json!("built again\n"));
+    ws.build(&[]).assert_ok();
+    assert_eq!(ws.read("run.log"), "started\nbuilt\nbuilt again\n");
+}
