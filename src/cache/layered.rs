@@ -48,8 +48,9 @@ impl Layered {
         self.remote.as_deref()
     }
 
-    /// The local entry for `key`, else the remote's.
-    pub fn lookup(&self, key: &Key) -> Lookup {
+    /// The local entry for `key`, else the remote's, if it names only files the node
+    /// may touch (see [`Remote::fetch`]).
+    pub fn lookup(&self, key: &Key, may_touch: &dyn Fn(&str) -> bool) -> Lookup {
         let local = self.local.lookup(key);
         if let Ok(Some(entry)) = local {
             return Lookup::Hit(entry, Source::Local);
@@ -61,7 +62,7 @@ impl Layered {
         let Some(remote) = self.remote.as_ref().filter(|r| r.active()) else {
             return not_here();
         };
-        match remote.fetch(key) {
+        match remote.fetch(key, may_touch) {
             Fetch::Hit(dl) => match self.local.import(key, imported(*dl)) {
                 Ok(Some(entry)) => Lookup::Hit(entry, Source::Remote),
                 Ok(None) | Err(_) => not_here(),

@@ -507,13 +507,15 @@ impl Remote {
         Ok(body)
     }
 
-    /// The action entry and every blob it references for `key`, verified.
-    pub fn fetch(&self, key: &Key) -> Fetch {
+    /// The action entry and every blob it references for `key`, verified. `may_touch`
+    /// says which files the node may write or take away: an entry naming any other is
+    /// refused (whoever can write to the server must not choose what a restore writes).
+    pub fn fetch(&self, key: &Key, may_touch: &dyn Fn(&str) -> bool) -> Fetch {
         if !self.active() {
             return Fetch::Miss;
         }
         let hex = key.hex();
-        let result = self.fetch_inner(&hex);
+        let result = self.fetch_inner(&hex, may_touch);
         match &result {
             Fetch::Hit(_) => self.counters.hits.fetch_add(1, Ordering::Relaxed),
             _ => self.counters.misses.fetch_add(1, Ordering::Relaxed),
@@ -521,7 +523,7 @@ impl Remote {
         result
     }
 
-    fn fetch_inner(&self, hex: &str) -> Fetch {
+    fn fetch_inner(&self, hex: &str, may_touch: &dyn Fn(&str) -> bool) -> Fetch {
         let body = match self.get(&format!("ac/{hex}"), MAX_AC_BYTES) {
             Ok(b) => b,
             Err(Failure::TooLarge) => return Fetch::Unusable("remote entry is too large".into()),
@@ -568,6 +570,20 @@ impl Remote {
                 http::truncate_chars(bad, 200)
             ));
             return Fetch::Unusable("remote entry names a file outside the workspace".into());
+        }
+        if let Some(bad) = entry
+            .files
+            .iter()
+            .map(|f| f.path.as_str())
+            .chain(entry.removed.iter().map(String::as_str))
+            .find(|p| !may_touch(p))
+        {
+            self.warn_corrupt_once(format!(
+                "the entry for {} names a file that node does not write ('{}')",
+                http::truncate_chars(&entry.node, 80),
+                http::truncate_chars(bad, 200)
+            ));
+            return Fetch::Unusable("remote entry names a file the node does not write".into());
         }
         let result = self.download(entry);
         if let Fetch::Unusable(_) = &result {
@@ -847,9 +863,9 @@ mod tests {
             .unwrap();
         let r = Remote::new(cfg);
         let key = Key([7; 32]);
-        assert!(matches!(r.fetch(&key), Fetch::Miss));
+        assert!(matches!(r.fetch(&key, &|_| true), Fetch::Miss));
         assert!(!r.active());
-        assert!(matches!(r.fetch(&key), Fetch::Miss));
+        assert!(matches!(r.fetch(&key, &|_| true), Fetch::Miss));
         let w = r.take_warnings();
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(w[0].contains("cannot connect"), "{w:?}");

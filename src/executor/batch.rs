@@ -66,11 +66,13 @@ impl<'a> Shared<'a> {
             };
             let item = &items[idx];
             let item_key = item_keys[idx];
+            let touches = |p: &str| self.touches(i, p);
             let ask = Ask {
                 key: item_key,
                 policy: node.cache,
                 forced: self.forced(node),
                 recorded_as: None,
+                touches: &touches,
             };
             let mut result = None;
             if let Decision::Reuse(hit) = decide(&self.sources(Mode::Build), &ask) {

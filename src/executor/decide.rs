@@ -163,6 +163,9 @@ pub struct Ask<'a> {
     pub forced: Option<Forced>,
     /// The node's id, when the last build's record may vouch for it (not for items).
     pub recorded_as: Option<&'a str>,
+    /// The files the node may write or take away, as far as the workflow says (a
+    /// downloaded entry naming another is not used).
+    pub touches: &'a dyn Fn(&str) -> bool,
 }
 
 /// Hit or run, and why.
@@ -199,7 +202,7 @@ pub fn decide(src: &Sources<'_>, ask: &Ask<'_>) -> Decision {
             }
         }
     }
-    let (entry, source) = match lookup(src, &ask.key) {
+    let (entry, source) = match lookup(src, ask) {
         Lookup::Hit(entry, source) => (entry, source),
         Lookup::Miss { note: Some(why) } => return Decision::Run(RunReason::RemoteUnusable(why)),
         Lookup::Miss { note: None } => return Decision::Run(RunReason::NoEntry),
@@ -225,10 +228,10 @@ pub fn decide(src: &Sources<'_>, ask: &Ask<'_>) -> Decision {
 }
 
 /// A probe reads the local index only, and marks nothing.
-fn lookup(src: &Sources<'_>, key: &Key) -> Lookup {
+fn lookup(src: &Sources<'_>, ask: &Ask<'_>) -> Lookup {
     match src.mode {
-        Mode::Build => src.cache.lookup(key),
-        Mode::Probe => match src.cache.local().probe(key) {
+        Mode::Build => src.cache.lookup(&ask.key, ask.touches),
+        Mode::Probe => match src.cache.local().probe(&ask.key) {
             Ok(Some(entry)) => Lookup::Hit(entry, Source::Local),
             Ok(None) => Lookup::Miss { note: None },
             Err(_) => Lookup::Corrupt,
@@ -378,6 +381,7 @@ mod tests {
             policy: CachePolicy::Always,
             forced: None,
             recorded_as: None,
+            touches: &|_| true,
         }
     }
 

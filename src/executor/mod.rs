@@ -953,11 +953,13 @@ impl<'a> Shared<'a> {
         report.key = Some(key);
         lock(&self.slots[i]).key = Some(key);
 
+        let touches = |p: &str| self.touches(i, p);
         let ask = Ask {
             key,
             policy: node.cache,
             forced: self.forced(node),
             recorded_as: Some(&node.id),
+            touches: &touches,
         };
         let reason = match decide(&self.sources(Mode::Build), &ask) {
             Decision::Reuse(hit) => {
@@ -1058,6 +1060,27 @@ impl<'a> Shared<'a> {
         } else {
             None
         }
+    }
+
+    /// May node `i` write or take away `path` (as an entry names it)? Only what the
+    /// workflow says it does: its declared `writes`, and the literal paths of its type's
+    /// file params. A path a template gives is known only when the node runs.
+    fn touches(&self, i: usize, path: &str) -> bool {
+        let (node, cn) = (&self.v.workflow.nodes[i], &self.v.nodes[i]);
+        let path = crate::file_pattern::normalize(path);
+        if cn.writes.iter().any(|w| w.matches(&path)) {
+            return true;
+        }
+        cn.spec
+            .writes_files
+            .iter()
+            .chain(cn.spec.removes_files)
+            .filter_map(|p| node.params.get(*p)?.as_str())
+            .filter(|p| !p.contains("${"))
+            .any(|p| {
+                let given = crate::nodes::read_file::expand_path(p);
+                crate::file_pattern::normalize(&given.to_string_lossy()) == path
+            })
     }
 
     /// Where decisions look, for a build or a probe.

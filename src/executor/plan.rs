@@ -53,6 +53,8 @@ pub fn plan(
                 policy: node.cache,
                 forced: shared.forced(node),
                 recorded_as: Some(&node.id),
+                // A probe asks no remote.
+                touches: &|_| false,
             };
             match decide(&shared.sources(Mode::Probe), &ask) {
                 Decision::Reuse(hit) => {

@@ -677,11 +677,14 @@ fn a_remote_entry_naming_a_file_outside_the_workspace_is_a_miss_and_writes_nothi
 
     let outside = tempfile::tempdir().unwrap();
     let abs = outside.path().join("abs.txt");
-    for planted in [
-        abs.to_string_lossy().into_owned(),
-        "../outside.txt".into(),
-        "~/home.txt".into(),
-    ] {
+    let planted_paths = [
+        (abs.to_string_lossy().into_owned(), "outside the workspace"),
+        ("../outside.txt".to_string(), "outside the workspace"),
+        ("~/home.txt".to_string(), "outside the workspace"),
+        // Inside the workspace, but not a file that node writes: a user's file.
+        ("notes.txt".to_string(), "does not write"),
+    ];
+    for (planted, why) in planted_paths {
         let mut doc = original.clone();
         doc["files"][0]["path"] = json!(planted);
         std::fs::write(&entry_of_save, serde_json::to_vec(&doc).unwrap()).unwrap();
@@ -690,7 +693,8 @@ fn a_remote_entry_naming_a_file_outside_the_workspace_is_a_miss_and_writes_nothi
         let r = build(&b, &["--remote-cache", &url, "--explain"], &[], false);
         r.assert_ok();
         assert_eq!(r.status_of("save"), "ran", "{planted}: {r}");
-        assert!(r.reason_of("save").contains("outside the workspace"), "{r}");
+        assert!(r.reason_of("save").contains(why), "{r}");
+        assert!(!b.exists("notes.txt"), "{planted}: a user's file written");
         assert_eq!(
             r.status_of("gen"),
             "cached",
