@@ -72,6 +72,31 @@ pub(crate) fn client_for(url: &Url) -> Result<&'static Client, NodeError> {
     })
 }
 
+/// Like [`client_for`], but it never follows a redirect: the caller does, deciding what
+/// goes to the next origin.
+pub(crate) fn client_without_redirects(url: &Url) -> Result<&'static Client, NodeError> {
+    static DIRECT: OnceLock<Result<Client, String>> = OnceLock::new();
+    static SYSTEM: OnceLock<Result<Client, String>> = OnceLock::new();
+    let direct = is_loopback_url(url);
+    let slot = if direct { &DIRECT } else { &SYSTEM };
+    let built = slot.get_or_init(|| {
+        let mut builder = Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("pflow/", env!("CARGO_PKG_VERSION")));
+        if direct {
+            builder = builder.no_proxy();
+        }
+        builder.build().map_err(|e| root_cause(&e))
+    });
+    built.as_ref().map_err(|e| {
+        NodeError::new(
+            ErrorCategory::Internal,
+            format!("cannot set up the HTTP client: {e}"),
+        )
+    })
+}
+
 fn build_client(direct: bool) -> Result<Client, String> {
     let mut builder = Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)

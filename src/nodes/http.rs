@@ -19,7 +19,7 @@ use crate::error::{ErrorCategory, NodeError};
 use crate::http;
 use crate::secrets::is_secret_header;
 use base64::Engine;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, Url};
 use serde_json::{Map, Value};
 use std::sync::atomic::Ordering;
@@ -57,6 +57,8 @@ pub static SPEC: NodeSpec = NodeSpec {
 };
 
 pub const DEFAULT_TIMEOUT_SECS: f64 = 30.0;
+/// Redirects followed before a request fails, as reqwest's default policy does.
+const MAX_REDIRECTS: usize = 10;
 const METHODS: &[&str] = &["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"];
 /// Response headers left out of the outputs: they change on every response.
 const VOLATILE_HEADERS: &[&str] = &["date"];
@@ -119,23 +121,69 @@ impl Request {
         format!("{} {}", self.method, http::display_url(&self.url))
     }
 
+    /// Send the request, following redirects by hand (as a browser does): when one
+    /// leaves the origin, every credential header (`Authorization`, `Cookie`, the
+    /// api-key header, any header named like a secret or holding a secret value) is
+    /// dropped, since the next server was not the one they were meant for.
     fn send(&self) -> Result<Response, NodeError> {
-        let client = http::client_for(&self.url)?;
-        let mut rb = client
-            .request(self.method.clone(), self.url.clone())
-            .headers(self.headers.clone())
-            .timeout(self.timeout);
-        if let Some(b) = &self.body {
-            rb = rb.body(b.clone());
+        let (mut url, mut method) = (self.url.clone(), self.method.clone());
+        let (mut headers, mut body) = (self.headers.clone(), self.body.clone());
+        for _ in 0..=MAX_REDIRECTS {
+            let client = http::client_without_redirects(&url)?;
+            let mut rb = client
+                .request(method.clone(), url.clone())
+                .headers(headers.clone())
+                .timeout(self.timeout);
+            if let Some(b) = &body {
+                rb = rb.body(b.clone());
+            }
+            let resp = http::fetch(rb)
+                .map_err(|e| self.redacted(e.into_node_error(&self.what(), self.timeout)))?;
+            let next = resp
+                .status
+                .is_redirection()
+                .then(|| resp.headers.get(LOCATION)?.to_str().ok())
+                .flatten()
+                .and_then(|loc| url.join(loc).ok());
+            let Some(next) = next else {
+                return Ok(Response {
+                    status: resp.status.as_u16(),
+                    reason: resp.status.canonical_reason().unwrap_or(""),
+                    headers: resp.headers,
+                    body: resp.body,
+                });
+            };
+            if next.origin() != url.origin() {
+                headers = self.without_credentials(&headers);
+            }
+            let code = resp.status.as_u16();
+            if code == 303 || (matches!(code, 301 | 302) && method == Method::POST) {
+                method = Method::GET;
+                body = None;
+                headers.remove(CONTENT_TYPE);
+            }
+            url = next;
         }
-        let resp = http::fetch(rb)
-            .map_err(|e| self.redacted(e.into_node_error(&self.what(), self.timeout)))?;
-        Ok(Response {
-            status: resp.status.as_u16(),
-            reason: resp.status.canonical_reason().unwrap_or(""),
-            headers: resp.headers,
-            body: resp.body,
-        })
+        Err(self.redacted(NodeError::new(
+            ErrorCategory::Network,
+            format!("{}: more than {MAX_REDIRECTS} redirects", self.what()),
+        )))
+    }
+
+    /// `headers` without any that carry a credential.
+    fn without_credentials(&self, headers: &HeaderMap) -> HeaderMap {
+        headers
+            .iter()
+            .filter(|(name, value)| {
+                let secret_value = value.to_str().is_ok_and(|v| {
+                    self.secrets
+                        .iter()
+                        .any(|s| !s.is_empty() && v.contains(s.as_str()))
+                });
+                !is_secret_header(name.as_str()) && !secret_value
+            })
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect()
     }
 
     fn status_error(&self, r: &Response) -> NodeError {

@@ -27,6 +27,7 @@ mod file_identity;
 mod graph_cli;
 mod harness;
 mod http_node;
+mod http_redirects;
 mod limits;
 mod llm_node;
 mod malformed_patches;
