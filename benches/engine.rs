@@ -49,6 +49,7 @@ fn options(name: &str) -> Options {
         strict_env: false,
         targets: Vec::new(),
         write_roots: Default::default(),
+        redactor: Default::default(),
     }
 }
 

@@ -82,3 +82,41 @@ mod tests {
         );
     }
 }
+
+/// The secret values of one command, replaced by value in everything it prints or
+/// keeps about a run (errors, reasons, warnings). Its `Debug` shows how many, never what.
+#[derive(Clone, Default)]
+pub struct Redactor {
+    values: Vec<String>,
+}
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Redactor({} values)", self.values.len())
+    }
+}
+
+impl Redactor {
+    /// `values`, plus the value of every variable of this process whose name looks
+    /// secret (an API key a command may print from its environment). Values shorter than
+    /// [`MIN_SECRET_LEN`] are ignored: redacting them would garble ordinary text.
+    pub fn new(values: impl IntoIterator<Item = String>) -> Redactor {
+        let env = std::env::vars()
+            .filter(|(name, _)| is_secret_name(name))
+            .map(|(_, v)| v);
+        let mut values: Vec<String> = values
+            .into_iter()
+            .chain(env)
+            .filter(|v| v.chars().count() >= MIN_SECRET_LEN)
+            .collect();
+        // The longest first, so a secret that contains another is replaced whole.
+        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        values.dedup();
+        Redactor { values }
+    }
+
+    /// `text` with every secret value replaced.
+    pub fn scrub(&self, text: &str) -> String {
+        scrub(text, &self.values)
+    }
+}

@@ -469,6 +469,7 @@ impl KeyLab {
             strict_env: false,
             targets: Vec::new(),
             write_roots: pflow::workspace::WriteRoots::new(&[self.dir.path().to_path_buf()]),
+            redactor: Default::default(),
         };
         let outcome = execute(&v, inputs, &cache, &opts, &Session::default(), &mut |_| {});
         assert!(outcome.success, "{:?}", outcome.nodes);

@@ -193,6 +193,7 @@ pub fn run(args: BuildArgs) -> Result {
         strict_env: args.strict_env || crate::environment::strict_from_env(),
         targets: args.target.clone(),
         write_roots: crate::workspace::WriteRoots::new(&args.allow_write),
+        redactor: crate::secrets::Redactor::new(secret_values(&validated, &inputs)),
     };
     let cache = Layered::new(
         Cache::new(super::cache_dir_of(args.cache_dir.as_ref())),
@@ -441,6 +442,34 @@ fn unbuilt_source(
             }
         }
     }
+}
+
+/// The values a build must never show: inputs named like secrets, and the literal
+/// values of every node's secret params (shell `env` bindings, http credentials).
+fn secret_values(
+    v: &crate::validate::Validated,
+    inputs: &serde_json::Map<String, Value>,
+) -> Vec<String> {
+    let mut out: Vec<String> = inputs
+        .iter()
+        .filter(|(name, _)| crate::secrets::is_secret_name(name))
+        .filter_map(|(_, value)| value.as_str().map(str::to_string))
+        .collect();
+    for (node, cn) in v.workflow.nodes.iter().zip(&v.nodes) {
+        for p in cn.spec.secret_params {
+            match node.params.get(*p) {
+                Some(Value::String(s)) if !s.contains("${") => out.push(s.clone()),
+                Some(Value::Object(m)) => out.extend(
+                    m.values()
+                        .filter_map(Value::as_str)
+                        .filter(|s| !s.contains("${"))
+                        .map(str::to_string),
+                ),
+                _ => {}
+            }
+        }
+    }
+    out
 }
 
 /// Append this run's figures to the cache's stats (best effort: a failure to record is

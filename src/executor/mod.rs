@@ -64,6 +64,8 @@ pub struct Options {
     pub targets: Vec<String>,
     /// Where file nodes may write besides the workspace (`--allow-write`).
     pub write_roots: crate::workspace::WriteRoots,
+    /// Secret values, replaced in every error, reason and warning the build reports.
+    pub redactor: crate::secrets::Redactor,
 }
 
 /// What survives across the repair attempts of one command: results already produced
@@ -913,9 +915,14 @@ impl<'a> Shared<'a> {
                     st.digest = Some(output_digest(&v));
                     st.values = Some(Arc::new(v));
                 }
+                // A command may print a secret it was given (or found in its
+                // environment): what is reported never shows it.
+                let mut e = e;
+                e.message = self.opts.redactor.scrub(&e.message);
                 if report.reason.is_empty() {
                     report.reason = e.message.clone();
                 }
+                report.reason = self.opts.redactor.scrub(&report.reason);
                 report.error = Some(e);
             }
         }
@@ -1216,6 +1223,9 @@ impl<'a> Shared<'a> {
         let mut outputs = Map::new();
         let mut warnings = std::mem::take(&mut *lock(&self.warnings));
         warnings.extend(self.cache.take_warnings());
+        for w in &mut warnings {
+            *w = self.opts.redactor.scrub(w);
+        }
         if success {
             for (name, source) in &v.outputs {
                 match source {

@@ -35,5 +35,6 @@ mod remote_cache;
 mod remote_limits;
 mod repair;
 mod saved_workflows;
+mod secrets_redacted;
 mod validate_cli;
 mod validate_types;

@@ -1,0 +1,45 @@
+//! A failing step that prints secrets (an input named like a token, a value bound into
+//! its `env`, pflow's own API key from the environment) shows none of them: not on the
+//! terminal, not in the JSON document, not in the trace, not under the cache directory.
+
+use crate::common::{files_under, Workspace};
+use serde_json::json;
+
+const SECRETS: [&str; 3] = ["SECRET123-input", "sk-SECRET456", "hunter2-literal"];
+
+#[test]
+fn secrets_a_failing_step_prints_are_redacted_everywhere() {
+    let ws = Workspace::new().workflow(json!({
+        "inputs": {"api_token": {"type": "string"}},
+        "nodes": [{"id": "leak", "type": "shell", "reads_env": ["ANTHROPIC_API_KEY"],
+                   "params": {
+                       "command": "echo \"token $T key $ANTHROPIC_API_KEY pw $P\" >&2; exit 3",
+                       "env": {"T": "${api_token}", "P": "hunter2-literal"}}}]
+    }));
+    for json_mode in [true, false] {
+        let mut cmd = ws
+            .cmd()
+            .args(&["api_token=SECRET123-input", "--trace", "trace.json"])
+            .env("ANTHROPIC_API_KEY", "sk-SECRET456");
+        if !json_mode {
+            cmd = cmd.text();
+        }
+        let r = cmd.run();
+        assert_eq!(r.code, 1, "{r}");
+        let shown = format!("{}\n{}\n{}", r.stdout, r.stderr, ws.read("trace.json"));
+        assert!(
+            shown.contains("<redacted>"),
+            "the error was not shown at all: {shown}"
+        );
+        for s in SECRETS {
+            assert!(!shown.contains(s), "{s} shown:\n{shown}");
+        }
+    }
+    for f in files_under(&ws.cache_dir()) {
+        let bytes = std::fs::read(&f).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        for s in SECRETS {
+            assert!(!text.contains(s), "{s} stored in {}", f.display());
+        }
+    }
+}
