@@ -35,7 +35,7 @@ fn secrets_a_failing_step_prints_are_redacted_everywhere() {
             assert!(!shown.contains(s), "{s} shown:\n{shown}");
         }
     }
-    for f in files_under(&ws.cache_dir()) {
+    for f in files_under(ws.cache_dir()) {
         let bytes = std::fs::read(&f).unwrap_or_default();
         let text = String::from_utf8_lossy(&bytes);
         for s in SECRETS {
