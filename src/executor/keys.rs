@@ -31,7 +31,18 @@ impl<'a> Shared<'a> {
         let version = cn.spec.version.to_string();
         kb.add_pieces("type", &[cn.spec.name.as_bytes(), b"@", version.as_bytes()]);
         for (name, value) in &node.params {
-            kb.add_value(("param", name.as_str()), value);
+            // A secret's value counts in the key, but no record keeps even its digest
+            // (a dictionary could be checked against one).
+            if cn.spec.secret_params.contains(&name.as_str())
+                || crate::secrets::is_secret_name(name)
+            {
+                kb.add_sealed(
+                    ("param", name.as_str()),
+                    &[&crate::canonical::to_canonical(value)],
+                );
+            } else {
+                kb.add_value(("param", name.as_str()), value);
+            }
         }
         if let Some(b) = &node.batch {
             let mut cfg = Map::new();
@@ -83,10 +94,15 @@ impl<'a> Shared<'a> {
             cn.input_refs.iter().collect()
         };
         for name in input_refs {
-            kb.add_value(
-                ("input", name.as_str()),
-                self.inputs.get(name).unwrap_or(&Value::Null),
-            );
+            let value = self.inputs.get(name).unwrap_or(&Value::Null);
+            if crate::secrets::is_secret_name(name) {
+                kb.add_sealed(
+                    ("input", name.as_str()),
+                    &[&crate::canonical::to_canonical(value)],
+                );
+            } else {
+                kb.add_value(("input", name.as_str()), value);
+            }
         }
         kb
     }
