@@ -14,8 +14,7 @@ pub const MIN_SECRET_LEN: usize = 4;
 
 /// Does a param or input name look like it holds a secret?
 pub fn is_secret_name(name: &str) -> bool {
-    let n = name.to_lowercase();
-    [
+    const WORDS: [&str; 7] = [
         "key",
         "token",
         "secret",
@@ -23,9 +22,19 @@ pub fn is_secret_name(name: &str) -> bool {
         "passwd",
         "auth",
         "credential",
-    ]
-    .iter()
-    .any(|w| n.contains(w))
+    ];
+    // Asked for every param of every node while keys are built: no allocation for the
+    // usual ASCII names.
+    if name.is_ascii() {
+        let bytes = name.as_bytes();
+        return WORDS.iter().any(|w| {
+            bytes
+                .windows(w.len())
+                .any(|win| win.eq_ignore_ascii_case(w.as_bytes()))
+        });
+    }
+    let n = name.to_lowercase();
+    WORDS.iter().any(|w| n.contains(w))
 }
 
 /// Does an HTTP header (its lowercase name) carry a credential? A narrower list than
@@ -66,6 +75,8 @@ mod tests {
         for plain in ["url", "command", "name", "message"] {
             assert!(!is_secret_name(plain), "{plain}");
         }
+        // Names beyond ASCII are compared lowercased too.
+        assert!(is_secret_name("Schlüssel_TOKEN") && !is_secret_name("Größe"));
         for header in ["authorization", "cookie", "x-api-key", "x-auth-token"] {
             assert!(is_secret_header(header), "{header}");
         }

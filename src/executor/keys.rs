@@ -3,6 +3,24 @@
 
 use super::*;
 
+/// Add param `name` to a key. A secret's value counts in the key, but no record keeps
+/// even its digest (a dictionary could be checked against one). Returns whether it was
+/// sealed.
+pub(super) fn add_param(
+    kb: &mut KeyBuilder,
+    spec: &crate::nodes::NodeSpec,
+    name: &str,
+    value: &Value,
+) -> bool {
+    let sealed = spec.secret_params.contains(&name) || crate::secrets::is_secret_name(name);
+    if sealed {
+        kb.add_sealed(("param", name), &[&crate::canonical::to_canonical(value)]);
+    } else {
+        kb.add_value(("param", name), value);
+    }
+    sealed
+}
+
 /// The files a key was made from: each path as read, and the digest the key holds.
 pub(super) type KeyedFiles = Vec<(std::path::PathBuf, String)>;
 
@@ -31,18 +49,7 @@ impl<'a> Shared<'a> {
         let version = cn.spec.version.to_string();
         kb.add_pieces("type", &[cn.spec.name.as_bytes(), b"@", version.as_bytes()]);
         for (name, value) in &node.params {
-            // A secret's value counts in the key, but no record keeps even its digest
-            // (a dictionary could be checked against one).
-            if cn.spec.secret_params.contains(&name.as_str())
-                || crate::secrets::is_secret_name(name)
-            {
-                kb.add_sealed(
-                    ("param", name.as_str()),
-                    &[&crate::canonical::to_canonical(value)],
-                );
-            } else {
-                kb.add_value(("param", name.as_str()), value);
-            }
+            add_param(&mut kb, cn.spec, name, value);
         }
         if let Some(b) = &node.batch {
             let mut cfg = Map::new();

@@ -378,7 +378,7 @@ fn consumed_paths(
                 _ => templated = true,
             }
         }
-        if templated && params_unchanged(n, recorder) {
+        if templated && params_unchanged(n, cn.spec, recorder) {
             let last = recorder
                 .previous_key(&n.id)
                 .and_then(|k| cache.local().peek(&k));
@@ -390,14 +390,21 @@ fn consumed_paths(
     out
 }
 
-/// Are node `n`'s params those its last recorded key was built from?
-fn params_unchanged(n: &crate::workflow::Node, recorder: &recorder::Recorder) -> bool {
+/// Are node `n`'s params those its last recorded key was built from? (Built as its key
+/// builds them; a sealed param cannot be compared, so it never counts as unchanged.)
+fn params_unchanged(
+    n: &crate::workflow::Node,
+    spec: &crate::nodes::NodeSpec,
+    recorder: &recorder::Recorder,
+) -> bool {
     let Some(old) = recorder.previous_preimage(&n.id) else {
         return false;
     };
     let mut kb = KeyBuilder::new();
     for (name, value) in &n.params {
-        kb.add_value(("param", name.as_str()), value);
+        if keys::add_param(&mut kb, spec, name, value) {
+            return false;
+        }
     }
     let params = |p: &crate::key::Preimage| -> Vec<(String, String)> {
         p.iter()
@@ -998,13 +1005,7 @@ impl<'a> Shared<'a> {
         let preimage = kb.preimage();
         lock(&self.slots[i]).preimage = Some(kb);
         let reason = match reason {
-            decide::RunReason::NoEntry => decide::explain_miss(
-                self.recorder.previous_preimage(&node.id),
-                &preimage,
-                self.recorder
-                    .previous_key(&node.id)
-                    .is_some_and(|k| k != key),
-            ),
+            decide::RunReason::NoEntry => self.explain_miss(&node.id, &key, &preimage),
             other => other,
         };
         report.reason = reason.to_string();
@@ -1088,6 +1089,17 @@ impl<'a> Shared<'a> {
                 let given = crate::nodes::read_file::expand_path(p);
                 crate::file_pattern::normalize(&given.to_string_lossy()) == path
             })
+    }
+
+    /// Why node `id` misses with `key`, told against the last build's record of it.
+    fn explain_miss(
+        &self,
+        id: &str,
+        key: &Key,
+        preimage: &crate::key::Preimage,
+    ) -> decide::RunReason {
+        let moved = self.recorder.previous_key(id).is_some_and(|k| k != *key);
+        decide::explain_miss(self.recorder.previous_preimage(id), preimage, moved)
     }
 
     /// Where decisions look, for a build or a probe.

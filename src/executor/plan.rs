@@ -67,14 +67,7 @@ pub fn plan(
                     (Action::Reuse, reason, Some(key))
                 }
                 Decision::Run(decide::RunReason::NoEntry) => {
-                    let why = decide::explain_miss(
-                        shared.recorder.previous_preimage(&node.id),
-                        &kb.preimage(),
-                        shared
-                            .recorder
-                            .previous_key(&node.id)
-                            .is_some_and(|k| k != key),
-                    );
+                    let why = shared.explain_miss(&node.id, &key, &kb.preimage());
                     (Action::Run, why.to_string(), Some(key))
                 }
                 Decision::Run(why) => (Action::Run, why.to_string(), Some(key)),
