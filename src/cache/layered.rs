@@ -44,10 +44,6 @@ impl Layered {
         &self.local
     }
 
-    pub fn remote(&self) -> Option<&Remote> {
-        self.remote.as_deref()
-    }
-
     /// The local entry for `key`, else the remote's, if it names only files the node
     /// may touch (see [`Remote::fetch`]).
     pub fn lookup(&self, key: &Key, may_touch: &dyn Fn(&str) -> bool) -> Lookup {
