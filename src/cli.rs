@@ -90,6 +90,10 @@ pub struct BuildArgs {
     /// node declares in "reads_env" and its "env" bindings (or PFLOW_STRICT_ENV=1)
     #[arg(long)]
     pub strict_env: bool,
+    /// Refuse to build (exit 2) a workflow that pastes a value into shell code
+    /// (`|raw`, quoted here-documents, `sh -c`/`eval`), as `validate --strict` does
+    #[arg(long)]
+    pub strict: bool,
     /// Let file nodes write, move and delete in DIR too, besides the workspace
     /// (repeatable; or PFLOW_ALLOW_WRITE=DIR:DIR)
     #[arg(long, value_name = "DIR")]
@@ -105,6 +109,10 @@ pub enum Command {
         workflow: String,
         #[arg(long, value_enum, default_value = "text")]
         output_format: OutputFormat,
+        /// Make warnings about values pasted into shell code (`|raw`, quoted
+        /// here-documents, `sh -c`/`eval`) errors
+        #[arg(long)]
+        strict: bool,
     },
     /// Cache upkeep: stats, verify, gc, clear
     Cache {

@@ -5,7 +5,7 @@
 //! where), [`canonical`] and [`key`] (digests and node keys), [`fsutil`] (atomic writes,
 //! file digests), [`file_pattern`] (declared paths and globs), [`http`] (client
 //! plumbing), [`interrupt`], [`secrets`] and [`environment`] (what a child process may
-//! see). Above them, storage:
+//! see), [`shell_text`] (where a value lands in a shell command). Above them, storage:
 //! [`cache`] keeps node results, build records, stats and the remote cache, and knows
 //! nothing of workflows or the terminal. Then the language: a workflow file is read
 //! ([`source`]) and decoded into the IR ([`workflow`]), whose templates ([`template`])
@@ -47,6 +47,7 @@ pub mod render;
 pub mod repair;
 pub mod report;
 pub mod secrets;
+pub mod shell_text;
 pub mod source;
 pub mod store;
 pub mod template;

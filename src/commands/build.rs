@@ -75,8 +75,12 @@ fn errors_only(errors: Vec<Diagnostic>) -> Report {
 pub fn run(args: BuildArgs) -> Result {
     let started = Instant::now();
     crate::interrupt::install_handler();
-    let (workflow_file, doc, validated) =
-        super::load_path(&args.workflow).map_err(|report| invalid(&args, report, started))?;
+    let (workflow_file, doc, validated) = super::load_path(&args.workflow)
+        .and_then(|(path, doc, v)| match args.strict {
+            true => v.strict().map(|v| (path, doc, v)),
+            false => Ok((path, doc, v)),
+        })
+        .map_err(|report| invalid(&args, report, started))?;
 
     let assignments = match crate::inputs::parse_assignments(&args.params) {
         Ok(a) => a,

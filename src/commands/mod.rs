@@ -32,7 +32,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::Validate {
             workflow,
             output_format,
-        } => validate::run(&workflow, output_format),
+            strict,
+        } => validate::run(&workflow, output_format, strict),
         Command::Graph { workflow, format } => graph::run(&workflow, format),
         Command::Workflow { action } => workflow::run(action),
         Command::Cache {

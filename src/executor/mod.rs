@@ -559,16 +559,39 @@ fn unresolved_error(param: &str, u: Unresolved) -> NodeError {
     e
 }
 
+/// Every param resolved, and the variables a shell command's text refers to.
+type Resolved = (Map<String, Value>, Vec<(String, String)>);
+
 /// Resolve every param. In permissive mode an unresolved template stays as literal text
-/// and a warning is recorded.
+/// and a warning is recorded. Shell text gets its values as variables
+/// ([`crate::template::Template::resolve_shell`]).
 fn resolve_params(
     cn: &CompiledNode,
     scope: &dyn Scope,
     mode: TemplateMode,
     warnings: &mut Vec<String>,
-) -> Result<Map<String, Value>, NodeError> {
+) -> Result<Resolved, NodeError> {
     let mut out = Map::with_capacity(cn.params.len());
+    let mut vars = Vec::new();
     for (name, pt) in &cn.params {
+        if let (ParamTemplate::Template(t), true) =
+            (pt, cn.spec.shell_params.contains(&name.as_str()))
+        {
+            let text = match t.resolve_shell(scope, false) {
+                Ok(text) => text,
+                Err(u) if mode == TemplateMode::Permissive && !u.over_limit => {
+                    warnings.push(format!(
+                        "param '{name}': {u} (left as text: permissive mode)"
+                    ));
+                    t.resolve_shell(scope, true)
+                        .map_err(|u| unresolved_error(name, u))?
+                }
+                Err(u) => return Err(unresolved_error(name, u)),
+            };
+            out.insert(name.clone(), Value::String(text.command));
+            vars.extend(text.vars);
+            continue;
+        }
         let value = match pt.resolve(scope) {
             Ok(v) => v,
             Err(u) if mode == TemplateMode::Permissive && !u.over_limit => {
@@ -581,7 +604,7 @@ fn resolve_params(
         };
         out.insert(name.clone(), value);
     }
-    Ok(out)
+    Ok((out, vars))
 }
 
 /// Permissive mode: unresolved references stay as their literal `${...}` text. The
@@ -1134,7 +1157,8 @@ impl<'a> Shared<'a> {
             return Ok(result);
         }
         let mut warnings = Vec::new();
-        let params = resolve_params(cn, &scope, self.v.workflow.template_mode, &mut warnings)?;
+        let (params, vars) =
+            resolve_params(cn, &scope, self.v.workflow.template_mode, &mut warnings)?;
         self.note(&node.id, warnings);
         // What this node wrote last time (it may overwrite those files, and nothing else).
         let own_files: Vec<(String, String)> = self
@@ -1156,7 +1180,7 @@ impl<'a> Shared<'a> {
             node_id: &node.id,
             interrupted: &crate::interrupt::INTERRUPTED,
             own_files: &own_files,
-            env: self.child_env(i),
+            env: self.child_env(i, &vars),
             write_roots: &self.opts.write_roots,
             intent: intent.as_ref(),
         };
@@ -1176,10 +1200,18 @@ impl<'a> Shared<'a> {
     }
 
     /// What node `i`'s child processes may see.
-    fn child_env(&self, i: usize) -> crate::environment::ChildEnv<'a> {
+    fn child_env<'v>(
+        &self,
+        i: usize,
+        values: &'v [(String, String)],
+    ) -> crate::environment::ChildEnv<'v>
+    where
+        'a: 'v,
+    {
         crate::environment::ChildEnv {
             declared: &self.v.workflow.nodes[i].reads_env,
             strict: self.strict_env(),
+            values,
         }
     }
 

@@ -36,5 +36,6 @@ mod remote_limits;
 mod repair;
 mod saved_workflows;
 mod secrets_redacted;
+mod shell_values;
 mod validate_cli;
 mod validate_types;
