@@ -111,7 +111,7 @@ impl<'a> Shared<'a> {
         };
         for name in input_refs {
             let value = self.inputs.get(name).unwrap_or(&Value::Null);
-            if crate::secrets::is_secret_name(name) {
+            if self.v.workflow.is_secret_input(name) {
                 kb.add_sealed(
                     ("input", name.as_str()),
                     &[&crate::canonical::to_canonical(value)],

@@ -192,6 +192,8 @@ struct Shared<'a> {
     /// What the last build saw, and what this one learns for the next.
     recorder: recorder::Recorder,
     warnings: Mutex<Vec<String>>,
+    /// Nodes whose results were kept from the remote because they hold a secret.
+    held_back: Mutex<Vec<String>>,
     start: Instant,
 }
 
@@ -342,6 +344,7 @@ impl<'a> Shared<'a> {
             consumed: consumed_paths(v, &recorder, cache),
             recorder,
             warnings: Mutex::new(Vec::new()),
+            held_back: Mutex::new(Vec::new()),
             start: Instant::now(),
         }
     }
@@ -884,7 +887,12 @@ impl<'a> Shared<'a> {
                     crate::cache::intents::Intent::of(self.cache.local().root(), key).settle();
                 }
                 if self.v.workflow.nodes[i].cache != CachePolicy::Never {
-                    self.cache.push(key, &entry.manifest, values);
+                    let pushed = self
+                        .cache
+                        .push(key, &entry.manifest, values, &self.opts.redactor);
+                    if pushed == crate::cache::layered::Push::HeldBack {
+                        lock(&self.held_back).push(id.to_string());
+                    }
                 }
                 Some(entry)
             }
@@ -1267,6 +1275,15 @@ impl<'a> Shared<'a> {
         let mut outputs = Map::new();
         let mut warnings = std::mem::take(&mut *lock(&self.warnings));
         warnings.extend(self.cache.take_warnings());
+        let mut held_back = std::mem::take(&mut *lock(&self.held_back));
+        if !held_back.is_empty() {
+            held_back.sort();
+            held_back.dedup();
+            warnings.push(format!(
+                "not uploaded to the remote cache, because they hold a secret value: {}",
+                held_back.join(", ")
+            ));
+        }
         for w in &mut warnings {
             *w = self.opts.redactor.scrub(w);
         }
