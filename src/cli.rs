@@ -141,6 +141,22 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "mermaid")]
         format: GraphFormat,
     },
+    /// List the node types, or describe one: its params and outputs
+    Nodes {
+        /// A node type, e.g. shell
+        node_type: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        output_format: OutputFormat,
+    },
+    /// Print the workflow format as a JSON Schema (point "$schema" at a saved copy)
+    Schema,
+    /// Print a completion script: pflow completions bash > ~/.local/share/bash-completion/completions/pflow
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): pflow man > pflow.1
+    Man,
 }
 
 #[derive(Subcommand, Debug, Clone)]

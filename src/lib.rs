@@ -9,7 +9,8 @@
 //! [`cache`] keeps node results, build records, stats and the remote cache, and knows
 //! nothing of workflows or the terminal. Then the language: a workflow file is read
 //! ([`source`]) and decoded into the IR ([`workflow`]), whose templates ([`template`])
-//! and node types ([`nodes`], with the LLM client [`llm`]) it names; [`validate`] checks
+//! and node types ([`nodes`], with the LLM client [`llm`]) it names, described as a JSON
+//! Schema by [`schema`]; [`validate`] checks
 //! it and builds the DAG ([`graph`], with the edges paths imply: [`file_edges`]); [`inputs`] binds the user's values. The
 //! [`executor`] runs the DAG in parallel, deciding for each node in one place whether it
 //! reuses a cached result or runs; [`report`] and [`render`] show what happened;
@@ -46,6 +47,7 @@ pub mod nodes;
 pub mod render;
 pub mod repair;
 pub mod report;
+pub mod schema;
 pub mod secrets;
 pub mod shell_text;
 pub mod source;

@@ -24,6 +24,7 @@ mod compat_network;
 mod compat_validate;
 mod file_effects;
 mod file_identity;
+mod format_docs;
 mod graph_cli;
 mod harness;
 mod http_node;
