@@ -52,7 +52,7 @@ pub struct BuildArgs {
     /// Build only this node and what it needs (repeatable)
     #[arg(long, value_name = "NODE")]
     pub target: Vec<String>,
-    /// Nodes to run at once (default: the number of cores)
+    /// Nodes to run at once (default: PFLOW_JOBS, else the number of cores)
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<usize>,
     /// Say why each node ran or was reused
@@ -69,8 +69,9 @@ pub struct BuildArgs {
     /// Write the repaired workflow back to the workflow file
     #[arg(long)]
     pub apply_repairs: bool,
-    #[arg(long, value_name = "N", default_value_t = 3)]
-    pub max_repair_attempts: u32,
+    /// Repair attempts per build (default: PFLOW_MAX_REPAIR_ATTEMPTS, else 3)
+    #[arg(long, value_name = "N")]
+    pub max_repair_attempts: Option<u32>,
     #[arg(long, value_name = "MODEL")]
     pub repair_model: Option<String>,
     #[arg(long, value_name = "FILE")]
@@ -150,6 +151,12 @@ pub enum Command {
     },
     /// Print the workflow format as a JSON Schema (point "$schema" at a saved copy)
     Schema,
+    /// Show each setting's value and where it comes from (pflow.toml, the user's
+    /// config.toml, the environment)
+    Config {
+        #[arg(long, value_enum, default_value = "text")]
+        output_format: OutputFormat,
+    },
     /// Print a completion script: pflow completions bash > ~/.local/share/bash-completion/completions/pflow
     Completions {
         #[arg(value_enum)]

@@ -30,6 +30,22 @@ fn run_id() -> String {
     format!("{ms:x}-{}", std::process::id())
 }
 
+/// A whole number from the environment variable `name`, if set; a bad one is an
+/// argument error naming it.
+fn count_from_env(name: &str, errors: &mut Vec<Diagnostic>) -> Option<usize> {
+    let text = std::env::var(name).ok().filter(|v| !v.trim().is_empty())?;
+    match text.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Some(n),
+        _ => {
+            errors.push(Diagnostic::error(
+                name,
+                format!("{name} must be a whole number of at least 1, found '{text}'"),
+            ));
+            None
+        }
+    }
+}
+
 /// `--trace FILE` must be writable where it is: a missing folder is a typo to report
 /// before the build, not one to create.
 fn trace_path_problem(path: &std::path::Path) -> Option<String> {
@@ -183,7 +199,17 @@ pub fn run(args: BuildArgs) -> Result {
             );
         }
     }
-    if args.jobs == Some(0) {
+    // A flag, else its variable (which a settings file may have set).
+    let jobs = match args.jobs {
+        Some(n) => Some(n),
+        None => count_from_env("PFLOW_JOBS", &mut arg_errors),
+    };
+    let max_repair_attempts = match args.max_repair_attempts {
+        Some(n) => n,
+        None => count_from_env("PFLOW_MAX_REPAIR_ATTEMPTS", &mut arg_errors)
+            .map_or(3, |n| n.min(u32::MAX as usize) as u32),
+    };
+    if jobs == Some(0) {
         arg_errors.push(Diagnostic::error("--jobs", "--jobs must be at least 1"));
     }
     let remote =
@@ -199,7 +225,7 @@ pub fn run(args: BuildArgs) -> Result {
     }
 
     let workflow_path = PathBuf::from(&args.workflow);
-    let jobs = match args.jobs {
+    let jobs = match jobs {
         Some(n) if n > MAX_JOBS => {
             report::err_line(&format!(
                 "warning: --jobs {n} is more than pflow runs at once; using {MAX_JOBS}"
@@ -292,7 +318,7 @@ pub fn run(args: BuildArgs) -> Result {
     let session = Session::default();
     let repair_cfg = RepairConfig {
         enabled: !args.no_repair,
-        max_attempts: args.max_repair_attempts,
+        max_attempts: max_repair_attempts,
         model: args.repair_model.clone(),
         prompt_file: args.repair_prompt.clone(),
         cache_root: cache.local().root().to_path_buf(),

@@ -37,6 +37,7 @@ mod remote_limits;
 mod repair;
 mod saved_workflows;
 mod secrets_redacted;
+mod settings_files;
 mod shell_values;
 mod validate_cli;
 mod validate_types;
