@@ -43,6 +43,9 @@ pub struct BuildArgs {
     /// Do not try to repair a failed build with an LLM
     #[arg(long)]
     pub no_repair: bool,
+    /// Exit 1 when the build succeeds only through a repair (for CI: fix the file in review)
+    #[arg(long)]
+    pub strict: bool,
     /// Ignore cached results (results are still stored)
     #[arg(long)]
     pub force: bool,

@@ -34,6 +34,7 @@ mod malformed_patches;
 mod remote_cache;
 mod remote_limits;
 mod repair;
+mod repair_trust;
 mod saved_workflows;
 mod secrets_redacted;
 mod validate_cli;
