@@ -46,8 +46,13 @@ fn list(cache_root: &Path) -> Result {
             .iter()
             .map(|e| format!("{} ({})", e.node, e.category))
             .collect();
+        let state = match (&r.demoted, r.proven) {
+            (Some(_), _) => "demoted",
+            (None, true) => "proven",
+            (None, false) => "unproven",
+        };
         crate::report::out_line(&format!(
-            "{}  {}  {}  fixed: {}",
+            "{}  {}  {}  {state}  fixed: {}",
             path.display(),
             r.created_at,
             r.workflow,

@@ -151,6 +151,9 @@ pub struct Outcome {
     /// Declared outputs that could not be resolved, by name: they fail the build (and a
     /// repair may fix their `source`).
     pub output_errors: Vec<(String, NodeError)>,
+    /// For each unhandled failure, the outputs of the nodes it depends on, as
+    /// (failed node, dependency, values): what a repair shows the shapes of.
+    pub upstream: Vec<(String, String, Arc<Value>)>,
 }
 
 /// Progress notifications for the reporter.
@@ -1303,6 +1306,23 @@ impl<'a> Shared<'a> {
             })
             .collect();
 
+        let mut upstream = Vec::new();
+        for r in nodes
+            .iter()
+            .filter(|r| r.status == Status::Failed && !r.handled)
+        {
+            if r.index >= v.graph.len() {
+                continue;
+            }
+            for (j, _) in v.graph.dependencies(r.index) {
+                if lock(&self.slots[j]).success {
+                    if let Ok(values) = self.values(j) {
+                        upstream.push((r.id.clone(), v.graph.id(j).to_string(), values));
+                    }
+                }
+            }
+        }
+
         // Only what was decided anew is encoded; the rest is copied byte for byte.
         let decided = || {
             let mut decided = BTreeMap::new();
@@ -1324,6 +1344,7 @@ impl<'a> Shared<'a> {
             duration: self.start.elapsed(),
             warnings,
             output_errors,
+            upstream,
         }
     }
 

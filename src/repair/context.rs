@@ -348,6 +348,40 @@ pub fn blocking_failure(outcome: &Outcome) -> Option<(String, ErrorCategory, Str
         .map(|(id, e)| (id, e.category, e.message.clone()))
 }
 
+/// Longest shape shown per upstream node.
+const SHAPE_CHARS: usize = 2_000;
+
+/// The shape of a value: its keys and the types below them, never its text (a JSON text
+/// is shown as the shape of what it holds).
+fn shape(v: &Value, depth: usize) -> Value {
+    if depth > 6 {
+        return json!("…");
+    }
+    match v {
+        Value::Object(map) => {
+            let mut out = Map::new();
+            for (k, x) in map.iter().take(50) {
+                out.insert(k.clone(), shape(x, depth + 1));
+            }
+            if map.len() > 50 {
+                out.insert("…".into(), json!(format!("{} more fields", map.len() - 50)));
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => match items.first() {
+            Some(first) => json!([shape(first, depth + 1), format!("{} items", items.len())]),
+            None => json!([]),
+        },
+        Value::String(s) => match crate::template::parse_json_container(s) {
+            Some(inner) => json!({"json text": shape(&inner, depth + 1)}),
+            None => json!(format!("string ({} chars)", s.chars().count())),
+        },
+        Value::Number(_) => json!("number"),
+        Value::Bool(_) => json!("boolean"),
+        Value::Null => json!("null"),
+    }
+}
+
 /// How similar a field name is to the one a template asked for (1 = the same).
 fn similarity(a: &str, b: &str) -> f64 {
     let (a, b) = (a.to_lowercase(), b.to_lowercase());
@@ -424,6 +458,19 @@ fn errors_text(outcome: &Outcome, clean: &dyn Fn(&str) -> String) -> String {
             out.push_str(&format!("  {stream}{cut}:\n"));
             for line in clean(t).lines() {
                 out.push_str(&format!("    {line}\n"));
+            }
+        }
+        let mut read = outcome
+            .upstream
+            .iter()
+            .filter(|(f, _, _)| *f == id)
+            .peekable();
+        if read.peek().is_some() {
+            out.push_str("  shapes of the outputs of the nodes it reads:\n");
+            for (_, dep, values) in read {
+                let text = serde_json::to_string(&shape(values, 0)).unwrap_or_default();
+                let text: String = text.chars().take(SHAPE_CHARS).collect();
+                out.push_str(&format!("    - {dep}: {}\n", clean(&text)));
             }
         }
         if !e.available.is_empty() {
@@ -613,6 +660,17 @@ mod tests {
             normalize("done in 2.25s (00:00:09)")
         );
         assert_ne!(normalize("no such file a"), normalize("no such file b"));
+    }
+
+    #[test]
+    fn shapes_show_keys_and_types_not_values() {
+        let v =
+            json!({"stdout": "{\"user\": {\"name\": \"Ada\"}, \"ids\": [1, 2]}", "exit_code": 0});
+        assert_eq!(
+            shape(&v, 0),
+            json!({"stdout": {"json text": {"user": {"name": "string (3 chars)"}, "ids": ["number", "2 items"]}},
+                   "exit_code": "number"})
+        );
     }
 
     #[test]

@@ -291,7 +291,16 @@ pub fn find_replay(cache_root: &Path, base: &Value) -> Option<(PathBuf, PatchRec
     list(cache_root)
         .into_iter()
         .rev()
-        .find(|(_, r)| r.proven && r.base_digest == digest)
+        .find(|(p, r)| r.proven && r.base_digest == digest && mine(p))
+}
+
+/// Was the file written by this user? A replay runs what a patch says: one another user
+/// put in a shared `repairs/` folder is never replayed (it can still be applied by hand).
+fn mine(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.uid() == me)
 }
 
 /// JSON values one application may copy or move. A real repair copies or moves nothing

@@ -39,6 +39,12 @@ fn a_wrong_fix_is_never_recorded_and_the_next_build_asks_again() {
     assert_eq!(first.code, 1, "{first}");
     assert_eq!(stub.count(), 1);
     assert!(patch_files(&r).is_empty(), "an unproven patch was recorded");
+    // The error reported is the user's own, not the candidate's.
+    let message = first.json["errors"][0]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("fullname") && !message.contains("username"),
+        "{first}"
+    );
 
     let second = r.build(&[]);
     assert_eq!(second.code, 0, "{second}");
@@ -123,6 +129,13 @@ fn a_reply_that_changes_a_node_with_a_side_effect_that_succeeded_is_rejected() {
     assert_eq!(run.code, 0, "{run}");
     assert_eq!(stub.count(), 2);
     assert_eq!(r.lines("get.count"), 1, "the side effect ran again");
+    // The failing node's input is described by its shape, not its values.
+    let first = user_prompt(&stub.requests()[0]);
+    assert!(
+        first.contains("- get: {")
+            && first.contains(r#""user":{"name":"string (3 chars)","id":"number"}"#),
+        "{first}"
+    );
     let second = user_prompt(&stub.requests()[1]);
     assert!(
         second.contains("node 'get' (shell) already succeeded and running it again would repeat its side effect"),
