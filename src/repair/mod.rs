@@ -593,7 +593,7 @@ fn repair_loop(
             // No key (or no usable model): nothing is sent, and the build's own error
             // stays the one that matters.
             lp.summary.stopped = Some(format!(
-                "repair skipped: {} (set {MODE_ENV}=off to silence this)",
+                "skipped: {} (set {MODE_ENV}=off to silence this)",
                 cfg.redactor.scrub(&e.message)
             ));
             return;
@@ -784,6 +784,14 @@ fn accept(
     let moved = placeholder::moved(hidden, &candidate);
     if !moved.is_empty() {
         return Err(Reject(moved));
+    }
+    // A model used to the old convention may write "<redacted>" for a secret: that would
+    // become the value. (A workflow that holds the text itself keeps it.)
+    let redacted = crate::secrets::REDACTED;
+    if candidate.to_string().contains(redacted) && !hidden.to_string().contains(redacted) {
+        return Err(Reject(vec![format!(
+            "the reply holds \"{redacted}\"; secrets appear as <secret:NAME> placeholders: keep each where it was"
+        )]));
     }
     let diff = lp
         .cfg

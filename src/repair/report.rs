@@ -17,15 +17,22 @@ pub fn print(summary: &RepairSummary, workflow: &str, applied: bool, strict: boo
         .iter()
         .map(|p| p.display().to_string())
         .collect();
-    err_line(&format!(
-        "repair: fixed after {} attempt{} ({} model call{}); patch{}: {}",
-        summary.attempts,
-        if summary.attempts == 1 { "" } else { "s" },
-        summary.llm_calls,
-        if summary.llm_calls == 1 { "" } else { "s" },
-        if patches.len() == 1 { "" } else { "es" },
-        patches.join(", ")
-    ));
+    if summary.llm_calls == 0 {
+        err_line(&format!(
+            "repair: fixed by replaying proven patch {} (no model call)",
+            patches.join(", ")
+        ));
+    } else {
+        err_line(&format!(
+            "repair: fixed after {} attempt{} ({} model call{}); patch{}: {}",
+            summary.attempts,
+            if summary.attempts == 1 { "" } else { "s" },
+            summary.llm_calls,
+            if summary.llm_calls == 1 { "" } else { "s" },
+            if patches.len() == 1 { "" } else { "es" },
+            patches.join(", ")
+        ));
+    }
     if applied {
         return;
     }
