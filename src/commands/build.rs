@@ -307,7 +307,7 @@ pub fn run(args: BuildArgs) -> Result {
 
     if let Some(summary) = &repair {
         if !json_mode {
-            crate::repair::report::print(summary, &args.workflow, args.apply_repairs, args.strict);
+            crate::repair::report::print(summary, args.apply_repairs, args.strict);
         }
         if args.apply_repairs && summary.succeeded {
             if let Some(ir) = &summary.repaired {

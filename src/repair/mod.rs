@@ -131,9 +131,21 @@ pub struct RepairSummary {
     pub original_errors: Vec<Value>,
     /// The node reports of the builds before the last one (stats and traces cover them).
     pub earlier: Vec<Vec<NodeReport>>,
+    /// The workflow argument, for the command that applies the repair.
+    pub workflow: String,
 }
 
 impl RepairSummary {
+    /// The command that writes a successful repair into the workflow file.
+    pub fn apply_command(&self) -> Option<String> {
+        let patch = self.patches.last().filter(|_| self.succeeded)?;
+        Some(format!(
+            "pflow repair apply {} {}",
+            shell_quote(&patch.display().to_string()),
+            shell_quote(&self.workflow)
+        ))
+    }
+
     pub fn to_json(&self) -> Value {
         json!({
             "attempts": self.attempts,
@@ -142,9 +154,23 @@ impl RepairSummary {
             "patches": self.patches.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
             "llm_calls": self.llm_calls,
             "stopped": self.stopped,
+            "apply": self.apply_command(),
             "original_errors": self.original_errors,
             "history": self.history.iter().map(Attempt::to_json).collect::<Vec<_>>(),
         })
+    }
+}
+
+/// `text` as one shell word.
+fn shell_quote(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:@%+=,".contains(c));
+    if plain {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
     }
 }
 
@@ -446,7 +472,10 @@ pub fn build_with_repair(
     let mut lp = Loop {
         cfg,
         secrets,
-        summary: RepairSummary::default(),
+        summary: RepairSummary {
+            workflow: cfg.workflow_name.clone(),
+            ..RepairSummary::default()
+        },
         done: BTreeSet::new(),
     };
     let mut last: Option<Outcome> = None;
@@ -878,6 +907,14 @@ mod tests {
         assert_eq!(p.model.as_deref(), Some("anthropic/claude-haiku-4-5"));
         assert_eq!(p.max_tokens, 8192);
         assert!(p.body.contains("{{workflow}}") && !p.body.starts_with("---"));
+    }
+
+    #[test]
+    fn apply_commands_quote_what_a_shell_would_split() {
+        assert_eq!(shell_quote("a/b-1.json"), "a/b-1.json");
+        assert_eq!(shell_quote("my flow.json"), "'my flow.json'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use super::RepairSummary;
 use crate::report::err_line;
 
-pub fn print(summary: &RepairSummary, workflow: &str, applied: bool, strict: bool) {
+pub fn print(summary: &RepairSummary, applied: bool, strict: bool) {
     if let Some(why) = &summary.stopped {
         err_line(&format!("repair: {why}"));
         return;
@@ -37,12 +37,13 @@ pub fn print(summary: &RepairSummary, workflow: &str, applied: bool, strict: boo
         return;
     }
     err_line(&format!(
-        "REPAIRED: this build succeeded only because pflow patched the workflow; {workflow} itself is still broken{}.",
+        "REPAIRED: this build succeeded only because pflow patched the workflow; {} itself is still broken{}.",
+        summary.workflow,
         if strict { " (--strict: exit 1)" } else { "" }
     ));
-    if let Some(p) = patches.last() {
+    if let Some(command) = summary.apply_command() {
         err_line(&format!(
-            "REPAIRED: to fix the file, run: pflow repair apply {p} {workflow}   (or build with --apply-repairs)"
+            "REPAIRED: to fix the file, run: {command}   (or build with --apply-repairs)"
         ));
     }
 }

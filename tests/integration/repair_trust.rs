@@ -420,6 +420,11 @@ fn json_lists_every_attempt_and_stats_cover_the_whole_command() {
     assert_eq!(run.code, 0, "{run}");
     assert_eq!(run.json["repaired"], true);
     let repair = run.repair();
+    let patch = repair["patches"][0].as_str().expect("patch");
+    assert_eq!(
+        repair["apply"].as_str().unwrap_or(""),
+        format!("pflow repair apply {patch} workflow.json")
+    );
     assert_eq!(repair["original_errors"][0]["node"], "show");
     assert!(repair["original_errors"][0]["message"]
         .as_str()
