@@ -61,7 +61,7 @@ impl Context {
         let clean = |text: &str| redactor.scrub(&secrets.hide_text(text));
         let budget = budget();
         let errors = errors_text(outcome, &clean);
-        let mut execution = execution_text(outcome, usize::MAX);
+        let mut execution = clean(&execution_text(outcome, usize::MAX));
         execution.push_str(&inputs_text(inputs, secrets, &clean));
         let failing: BTreeSet<String> = failures(outcome).map(|(id, _)| id).collect();
         let near = near_nodes(hidden, &failing);
@@ -96,7 +96,7 @@ impl Context {
         if !fits(&cx, &text) {
             // 4. Those nodes altogether, and the list of what ran beyond the failure.
             cx.omit_far_nodes(&mut doc, &near);
-            cx.execution = execution_text(outcome, 200);
+            cx.execution = clean(&execution_text(outcome, 200));
             cx.execution.push_str(&inputs_text(inputs, secrets, &clean));
             text = serde_json::to_string(&doc).unwrap_or_default();
         }
