@@ -43,6 +43,11 @@ pub struct BuildArgs {
     /// Do not try to repair a failed build with an LLM
     #[arg(long)]
     pub no_repair: bool,
+    /// For CI: exit 1 when the build succeeds only through a repair (fix the file in
+    /// review), and refuse (exit 2) a workflow that pastes a value into shell code
+    /// (`|raw`, quoted here-documents, `sh -c`/`eval`), as `validate --strict` does
+    #[arg(long)]
+    pub strict: bool,
     /// Ignore cached results (results are still stored)
     #[arg(long)]
     pub force: bool,
@@ -91,10 +96,6 @@ pub struct BuildArgs {
     /// node declares in "reads_env" and its "env" bindings (or PFLOW_STRICT_ENV=1)
     #[arg(long)]
     pub strict_env: bool,
-    /// Refuse to build (exit 2) a workflow that pastes a value into shell code
-    /// (`|raw`, quoted here-documents, `sh -c`/`eval`), as `validate --strict` does
-    #[arg(long)]
-    pub strict: bool,
     /// Let file nodes write, move and delete in DIR too, besides the workspace
     /// (repeatable; or PFLOW_ALLOW_WRITE=DIR:DIR)
     #[arg(long, value_name = "DIR")]

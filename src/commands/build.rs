@@ -209,6 +209,13 @@ pub fn run(args: BuildArgs) -> Result {
         None => count_from_env("PFLOW_MAX_REPAIR_ATTEMPTS", &mut arg_errors)
             .map_or(3, |n| n.min(u32::MAX as usize) as u32),
     };
+    let repair_mode = match crate::repair::Mode::choose(args.no_repair) {
+        Ok(m) => m,
+        Err(e) => {
+            arg_errors.push(Diagnostic::error(crate::repair::MODE_ENV, e));
+            crate::repair::Mode::Off
+        }
+    };
     if jobs == Some(0) {
         arg_errors.push(Diagnostic::error("--jobs", "--jobs must be at least 1"));
     }
@@ -317,7 +324,9 @@ pub fn run(args: BuildArgs) -> Result {
         .ok();
     let session = Session::default();
     let repair_cfg = RepairConfig {
-        enabled: !args.no_repair,
+        mode: repair_mode,
+        redactor: opts.redactor.clone(),
+        home: crate::store::home(),
         max_attempts: max_repair_attempts,
         model: args.repair_model.clone(),
         prompt_file: args.repair_prompt.clone(),
@@ -339,6 +348,9 @@ pub fn run(args: BuildArgs) -> Result {
             for w in &outcome.warnings {
                 report::err_line(&format!("warning: {w}"));
             }
+            for line in report::output_error_lines(&outcome) {
+                report::err_line(&line);
+            }
             report::err_line(&report::summary_line(&outcome));
         }
         outcome
@@ -359,24 +371,7 @@ pub fn run(args: BuildArgs) -> Result {
 
     if let Some(summary) = &repair {
         if !json_mode {
-            match &summary.stopped {
-                Some(why) => report::err_line(&format!("repair: {why}")),
-                None if summary.succeeded => report::err_line(&format!(
-                    "repair: fixed after {} attempt{} ({} model call{}); patch{}: {}",
-                    summary.attempts,
-                    if summary.attempts == 1 { "" } else { "s" },
-                    summary.llm_calls,
-                    if summary.llm_calls == 1 { "" } else { "s" },
-                    if summary.patches.len() == 1 { "" } else { "es" },
-                    summary
-                        .patches
-                        .iter()
-                        .map(|p| p.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )),
-                None => {}
-            }
+            crate::repair::report::print(summary, args.apply_repairs, args.strict);
         }
         if args.apply_repairs && summary.succeeded {
             if let Some(ir) = &summary.repaired {
@@ -411,8 +406,10 @@ pub fn run(args: BuildArgs) -> Result {
         }
     }
 
+    let earlier: &[_] = repair.as_ref().map_or(&[], |r| r.earlier.as_slice());
+    let repaired = repair.as_ref().is_some_and(|r| r.succeeded);
     if let Some(path) = &args.trace {
-        let doc = report::trace_json(&outcome, &opts.run_id);
+        let doc = report::trace_json(&outcome, earlier, &opts.run_id);
         let bytes = serde_json::to_vec_pretty(&doc).unwrap_or_default();
         if let Err(e) = crate::fsutil::write_atomic(path, &bytes) {
             report::err_line(&format!(
@@ -439,8 +436,9 @@ pub fn run(args: BuildArgs) -> Result {
             "nodes": report::nodes_json(&outcome),
             "errors": report::errors_json(&outcome),
             "warnings": outcome.warnings,
+            "repaired": repaired,
             "repair": repair.as_ref().map(|r| r.to_json()),
-            "stats": report::stats_json(&outcome),
+            "stats": report::command_stats_json(&outcome, earlier),
             "duration_ms": started.elapsed().as_millis() as u64,
         });
         report::out_line(&serde_json::to_string_pretty(&doc).unwrap_or_default());
@@ -467,6 +465,9 @@ pub fn run(args: BuildArgs) -> Result {
     }
     let code = if outcome.interrupted || crate::interrupt::is_interrupted() {
         ExitCode::Interrupted
+    } else if outcome.success && repaired && args.strict {
+        // --strict: a build that works only through a patch fails until the file is fixed.
+        ExitCode::Failed
     } else if outcome.success {
         ExitCode::Ok
     } else {

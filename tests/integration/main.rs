@@ -35,6 +35,7 @@ mod malformed_patches;
 mod remote_cache;
 mod remote_limits;
 mod repair;
+mod repair_trust;
 mod saved_workflows;
 mod secrets_redacted;
 mod settings_files;
