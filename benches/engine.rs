@@ -50,6 +50,7 @@ fn options(name: &str) -> Options {
         targets: Vec::new(),
         write_roots: Default::default(),
         redactor: Default::default(),
+        live: Default::default(),
     }
 }
 

@@ -17,6 +17,10 @@ pub struct Cli {
     /// directory, outputs, traces) resolve against it
     #[arg(short = 'C', value_name = "DIR", global = true)]
     pub directory: Option<PathBuf>,
+    /// Colour: auto (on a terminal, unless NO_COLOR is set; CLICOLOR_FORCE forces it),
+    /// always or never
+    #[arg(long, value_enum, default_value = "auto", global = true)]
+    pub color: ColorWhen,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -50,6 +54,26 @@ Environment (a flag wins; pflow.toml and the user config.toml can set these too,
 pub enum OutputFormat {
     Text,
     Json,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorWhen {
+    Auto,
+    Always,
+    Never,
+}
+
+/// `--output-logs`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputLogs {
+    /// Every step's stdout and stderr, replayed from the cache for reused steps
+    Full,
+    /// The output of steps that ran in this build
+    New,
+    /// Failures, and the stderr of steps that wrote to it (replayed when reused)
+    Errors,
+    /// No step output
+    None,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -90,6 +114,15 @@ pub struct BuildArgs {
     /// Say why each node ran or was reused
     #[arg(long)]
     pub explain: bool,
+    /// Which steps' output to show under their lines
+    #[arg(long, value_enum, default_value = "errors")]
+    pub output_logs: OutputLogs,
+    /// A line and the output of every step, also on large builds (--output-logs full)
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+    /// Print only outputs (stdout) and errors
+    #[arg(long, short = 'q', conflicts_with = "verbose")]
+    pub quiet: bool,
     /// Show which nodes would run, without running anything
     #[arg(long)]
     pub dry_run: bool,
@@ -192,6 +225,16 @@ pub enum Command {
     },
     /// Print the workflow format as a JSON Schema (point "$schema" at a saved copy)
     Schema,
+    /// Show what a node printed (stdout and stderr tails) in the workflow's last build
+    Log {
+        /// A workflow file (.json), or the name of a saved workflow
+        workflow: String,
+        /// The node's id
+        node: String,
+        /// The cache directory (or PFLOW_CACHE_DIR; default ./.pflow-cache)
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
+    },
     /// Show each setting's value and where it comes from (pflow.toml, the user's
     /// config.toml, the environment)
     Config {

@@ -471,6 +471,7 @@ impl KeyLab {
             targets: Vec::new(),
             write_roots: pflow::workspace::WriteRoots::new(&[self.dir.path().to_path_buf()]),
             redactor: Default::default(),
+            live: Default::default(),
         };
         let outcome = execute(&v, inputs, &cache, &opts, &Session::default(), &mut |_| {});
         assert!(outcome.success, "{:?}", outcome.nodes);

@@ -39,6 +39,7 @@ pub mod intents;
 pub mod layered;
 pub mod layout;
 pub mod lock;
+pub mod logs;
 pub mod records;
 pub mod remote;
 pub mod remote_policy;

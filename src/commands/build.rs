@@ -3,6 +3,7 @@
 use super::{diagnostics_json, Error, ExitCode, Result};
 use crate::cache::layered::Layered;
 use crate::cache::lock::Mode;
+use crate::cache::logs::Logs;
 use crate::cache::remote::{Config as RemoteConfig, Remote};
 use crate::cache::stats::{BuildStats, Tally};
 use crate::cache::Cache;
@@ -244,7 +245,7 @@ pub fn run(args: BuildArgs) -> Result {
             .map(|n| n.get())
             .unwrap_or(2),
     };
-    let opts = Options {
+    let mut opts = Options {
         jobs,
         force: args.force,
         rerun: args.rerun.iter().cloned().collect::<HashSet<_>>(),
@@ -257,6 +258,7 @@ pub fn run(args: BuildArgs) -> Result {
         targets: args.target.clone(),
         write_roots: crate::workspace::WriteRoots::new(&args.allow_write),
         redactor: crate::secrets::Redactor::new(secret_values(&validated, &inputs)),
+        live: executor::LiveOutput::default(),
     };
     let cache = Layered::new(
         Cache::new(super::cache_dir_of(args.cache_dir.as_ref())),
@@ -333,25 +335,69 @@ pub fn run(args: BuildArgs) -> Result {
         cache_root: cache.local().root().to_path_buf(),
         workflow_name: args.workflow.clone(),
     };
+    let live = (args.verbose && !json_mode)
+        .then(|| std::sync::Arc::new(report::LiveLines::new(opts.redactor.clone())));
+    if let Some(sink) = &live {
+        let sink = std::sync::Arc::clone(sink);
+        opts.live = executor::LiveOutput(Some(std::sync::Arc::new(move |id, bytes, is_out| {
+            sink.push(id, bytes, is_out)
+        })));
+    }
+    let view = report::View {
+        json: json_mode,
+        quiet: args.quiet,
+        explain: args.explain,
+        verbose: args.verbose,
+        logs: match (args.verbose, args.output_logs) {
+            (true, _) | (_, crate::cli::OutputLogs::Full) => report::OutputLogs::Full,
+            (_, crate::cli::OutputLogs::New) => report::OutputLogs::New,
+            (_, crate::cli::OutputLogs::Errors) => report::OutputLogs::Errors,
+            (_, crate::cli::OutputLogs::None) => report::OutputLogs::None,
+        },
+    };
+    let mut logs = Some(Logs::load(cache.local().root(), &opts.workflow_name));
     let mut run_once = |v: &crate::validate::Validated| {
         let covered = executor::selected_count(v, executor::selected(v, &opts.targets).as_deref());
-        let mut progress = Progress::new(covered, json_mode, args.explain);
+        let mut progress = Progress::new(covered, view, logs.take().unwrap_or_default());
         let outcome = executor::execute(v, &inputs, &cache, &opts, &session, &mut |ev| match ev {
             executor::Event::Started(i) => progress.started(v.graph.id(i)),
             executor::Event::Finished(r) => progress.finished(r),
             executor::Event::Idle => progress.flush(),
         });
+        if let Some(sink) = &live {
+            sink.finish();
+        }
         progress.done();
+        // What each node that ran printed, for the next build to replay.
+        let mut printed = progress.into_replay();
+        let mut changed = false;
+        for r in outcome
+            .nodes
+            .iter()
+            .filter(|r| matches!(r.status, executor::Status::Ran | executor::Status::Failed))
+        {
+            let key = r.key.map(|k| k.hex());
+            changed |= printed.record(&r.id, key, r.status.as_str(), r.log.clone());
+        }
+        // A no-op build writes nothing.
+        if changed {
+            printed.save(cache.local().root(), &opts.workflow_name);
+        }
+        logs = Some(printed);
         record_stats(&cache, v, &outcome, &opts.run_id);
         if !json_mode {
             // One summary per attempt: a repaired build shows the failed one too.
-            for w in &outcome.warnings {
-                report::err_line(&format!("warning: {w}"));
+            if !args.quiet {
+                for w in &outcome.warnings {
+                    report::err_line(&format!("{} {w}", report::color::warning("warning:")));
+                }
             }
             for line in report::output_error_lines(&outcome) {
                 report::err_line(&line);
             }
-            report::err_line(&report::summary_line(&outcome));
+            if !args.quiet {
+                report::err_line(&report::summary_line(&outcome));
+            }
         }
         outcome
     };

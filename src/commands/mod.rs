@@ -8,6 +8,7 @@ pub mod completions;
 pub mod config;
 mod error;
 pub mod graph;
+pub mod log;
 pub mod nodes;
 pub mod repair;
 pub mod schema;
@@ -18,6 +19,7 @@ pub use error::{Error, ExitCode, Result};
 
 use crate::cli::{Cli, Command};
 use crate::diagnostic::Diagnostic;
+use crate::report::color;
 use crate::source;
 use crate::validate::{Report, Validated};
 use serde_json::{json, Value};
@@ -25,6 +27,11 @@ use std::path::{Path, PathBuf};
 
 /// Run a parsed command line; the process's exit code.
 pub fn run(cli: Cli) -> i32 {
+    crate::report::color::decide(match cli.color {
+        crate::cli::ColorWhen::Auto => crate::report::color::When::Auto,
+        crate::cli::ColorWhen::Always => crate::report::color::When::Always,
+        crate::cli::ColorWhen::Never => crate::report::color::When::Never,
+    });
     // First, before anything reads a path: every relative path then means DIR's.
     if let Some(dir) = &cli.directory {
         if let Err(message) = enter(dir) {
@@ -64,6 +71,11 @@ pub fn run(cli: Cli) -> i32 {
             output_format,
         } => nodes::run(node_type.as_deref(), output_format),
         Command::Schema => schema::run(),
+        Command::Log {
+            workflow,
+            node,
+            cache_dir,
+        } => log::run(&workflow, &node, &cache_dir_of(cache_dir.as_ref())),
         Command::Config { output_format } => {
             let before = |name: &str| {
                 env_before
@@ -87,7 +99,7 @@ fn finish(result: Result) -> ExitCode {
     };
     match &err {
         Error::Invalid(message) | Error::Failed(message) => {
-            crate::report::err_line(&format!("error: {message}"))
+            crate::report::err_line(&format!("{} {message}", color::error("error:")))
         }
         Error::Diagnostics { file, report } => print_diagnostics(file, report),
         Error::Document { json, .. } => {
@@ -218,13 +230,23 @@ pub fn load_path(arg: &str) -> std::result::Result<(PathBuf, Value, Validated), 
 
 pub fn print_diagnostics(file: &str, report: &Report) {
     for d in &report.errors {
-        crate::report::err_line(&format!("error: {file}: {}: {}", d.path, d.message));
+        crate::report::err_line(&format!(
+            "{} {file}: {}: {}",
+            color::error("error:"),
+            d.path,
+            d.message
+        ));
         if let Some(h) = &d.hint {
             crate::report::err_line(&format!("  hint: {h}"));
         }
     }
     for d in &report.warnings {
-        crate::report::err_line(&format!("warning: {file}: {}: {}", d.path, d.message));
+        crate::report::err_line(&format!(
+            "{} {file}: {}: {}",
+            color::warning("warning:"),
+            d.path,
+            d.message
+        ));
         if let Some(h) = &d.hint {
             crate::report::err_line(&format!("  hint: {h}"));
         }

@@ -97,6 +97,7 @@ impl<'a> Shared<'a> {
                 let item_scope = ItemScope::new(&scope, batch, item, idx);
                 let mut warnings = Vec::new();
                 let resolved = resolve_params(cn, &item_scope, mode, &mut warnings);
+                let live = self.live_for(&node.id);
                 let vars = resolved.as_ref().map(|(_, v)| v.as_slice()).unwrap_or(&[]);
                 self.note(&node.id, warnings);
                 let intent = cn
@@ -110,6 +111,7 @@ impl<'a> Shared<'a> {
                     env: self.child_env(i, vars),
                     write_roots: &self.opts.write_roots,
                     intent: intent.as_ref(),
+                    live: live.as_deref(),
                 };
                 let mut attempt = 0;
                 loop {

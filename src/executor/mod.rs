@@ -66,6 +66,25 @@ pub struct Options {
     pub write_roots: crate::workspace::WriteRoots,
     /// Secret values, replaced in every error, reason and warning the build reports.
     pub redactor: crate::secrets::Redactor,
+    /// `-v`: where commands' output goes as it arrives, besides being collected.
+    pub live: LiveOutput,
+}
+
+/// A sink for output as commands print it: (node id, bytes, is stdout). The sink
+/// redacts and prints; nodes only hand bytes over.
+#[derive(Clone, Default)]
+pub struct LiveOutput(pub Option<Arc<LiveSink>>);
+
+pub type LiveSink = dyn Fn(&str, &[u8], bool) + Send + Sync;
+
+impl std::fmt::Debug for LiveOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "LiveOutput(on)"
+        } else {
+            "LiveOutput(off)"
+        })
+    }
 }
 
 /// What survives across the repair attempts of one command: results already produced
@@ -136,6 +155,8 @@ pub struct NodeReport {
     pub source: Option<HitSource>,
     pub start_ms: u64,
     pub end_ms: u64,
+    /// What the node printed when it ran or failed in this build (tails, redacted).
+    pub log: Option<crate::cache::logs::NodeLog>,
 }
 
 #[derive(Debug, Clone)]
@@ -746,6 +767,7 @@ impl<'a> Shared<'a> {
             source: None,
             start_ms: t,
             end_ms: t,
+            log: None,
         });
     }
 
@@ -767,6 +789,7 @@ impl<'a> Shared<'a> {
             source: None,
             start_ms: t,
             end_ms: t,
+            log: None,
         };
         let mut st = lock(&self.slots[i]);
         st.success = false;
@@ -929,6 +952,7 @@ impl<'a> Shared<'a> {
             source: None,
             start_ms,
             end_ms: start_ms,
+            log: None,
         };
         let outcome = self.decide_and_run(i, &mut report);
         let mut st = lock(&self.slots[i]);
@@ -937,6 +961,13 @@ impl<'a> Shared<'a> {
         report.executions = self.session.executions(&node.id);
         match outcome {
             Ok((digest, values, entry)) => {
+                if report.status == Status::Ran {
+                    report.log = values
+                        .as_deref()
+                        .and_then(Value::as_object)
+                        .and_then(crate::cache::logs::NodeLog::of)
+                        .map(|l| l.scrubbed(|t| self.opts.redactor.scrub(t)));
+                }
                 st.success = true;
                 st.digest = Some(digest);
                 st.values = values;
@@ -952,6 +983,8 @@ impl<'a> Shared<'a> {
                     .dependents(i)
                     .iter()
                     .any(|(_, l)| *l == Link::ErrorEdge);
+                report.log = crate::cache::logs::NodeLog::of(&e.outputs)
+                    .map(|l| l.scrubbed(|t| self.opts.redactor.scrub(t)));
                 if !e.outputs.is_empty() {
                     let mut partial = e.outputs.clone();
                     partial.insert("error".into(), Value::String(e.message.clone()));
@@ -1173,6 +1206,7 @@ impl<'a> Shared<'a> {
         let mut warnings = Vec::new();
         let (params, vars) =
             resolve_params(cn, &scope, self.v.workflow.template_mode, &mut warnings)?;
+        let live = self.live_for(&node.id);
         self.note(&node.id, warnings);
         // What this node wrote last time (it may overwrite those files, and nothing else).
         let own_files: Vec<(String, String)> = self
@@ -1197,6 +1231,7 @@ impl<'a> Shared<'a> {
             env: self.child_env(i, &vars),
             write_roots: &self.opts.write_roots,
             intent: intent.as_ref(),
+            live: live.as_deref(),
         };
         self.session.count(&node.id, 1);
         let mut out: NodeOutput = (cn.spec.run)(&params, &ctx)?;
@@ -1211,6 +1246,15 @@ impl<'a> Shared<'a> {
             items_restored: 0,
             items_failed: 0,
         })
+    }
+
+    /// This node's share of the `-v` sink.
+    fn live_for(&self, id: &str) -> Option<Box<crate::nodes::Live>> {
+        let sink = self.opts.live.0.clone()?;
+        let id = id.to_string();
+        Some(Box::new(move |bytes: &[u8], is_out: bool| {
+            sink(&id, bytes, is_out)
+        }))
     }
 
     /// What node `i`'s child processes may see.

@@ -284,7 +284,12 @@ pub struct RunContext<'a> {
     pub write_roots: &'a crate::workspace::WriteRoots,
     /// Where an effect announces itself before it happens (absent: nothing is cached).
     pub intent: Option<&'a crate::cache::intents::Intent>,
+    /// `-v`: output as it arrives (bytes, is stdout), besides what the node collects.
+    pub live: Option<&'a Live>,
 }
+
+/// Where a node hands output as it arrives: (bytes, is stdout).
+pub type Live = dyn Fn(&[u8], bool) + Sync;
 
 impl RunContext<'_> {
     /// Refuse to change a file outside the workspace (and the allowed directories).

@@ -95,6 +95,7 @@ fn collect(
     pgid: i32,
     timeout: Duration,
     cap: u64,
+    live: Option<&super::Live>,
 ) -> std::io::Result<Collected> {
     use std::os::fd::AsRawFd;
     let deadline = Instant::now() + timeout;
@@ -122,7 +123,7 @@ fn collect(
     // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
     let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::c_int, 0) } as i32;
     let result = poll_loop(
-        child, pgid, deadline, cap, &mut pipes, &mut open, &mut buf, pidfd, &mut out,
+        child, pgid, deadline, cap, &mut pipes, &mut open, &mut buf, pidfd, &mut out, live,
     );
     if pidfd >= 0 {
         // SAFETY: closing the fd we opened above, exactly once.
@@ -151,6 +152,7 @@ fn poll_loop(
     buf: &mut [u8],
     pidfd: i32,
     out: &mut Collected,
+    live: Option<&super::Live>,
 ) -> std::io::Result<()> {
     loop {
         if out.status.is_none() {
@@ -213,6 +215,9 @@ fn poll_loop(
             match reader.read(buf) {
                 Ok(0) => open[idx] = false,
                 Ok(n) => {
+                    if let Some(live) = live {
+                        live(&buf[..n], *is_out);
+                    }
                     let (kept, dropped) = if *is_out {
                         (&mut out.stdout, &mut out.out_dropped)
                     } else {
@@ -332,6 +337,7 @@ fn run(params: &Map<String, Value>, ctx: &RunContext) -> Result<NodeOutput, Node
         pgid,
         Duration::from_secs_f64(timeout),
         max_output,
+        ctx.live,
     );
     // Background children of the command may still hold the pipes; end the group.
     interrupt::kill_group(pgid);

@@ -1,27 +1,63 @@
 //! What a build tells the user: progress on stderr, outputs on stdout, or one JSON
 //! document; and the `--trace` file.
 
+pub mod color;
+
 use crate::executor::{NodeReport, Outcome, Status};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Map, Value};
 use std::io::IsTerminal;
 use std::time::Duration;
 
+/// Which steps' output a build shows (`--output-logs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputLogs {
+    /// Every step's stdout and stderr tails, replayed from the cache for reused ones.
+    Full,
+    /// The output of steps that ran in this build.
+    New,
+    /// Failures, and the stderr of steps that wrote to it (replayed when reused): the
+    /// warnings a step prints are not lost once it is cached.
+    Errors,
+    None,
+}
+
+/// How much a build says on stderr.
+#[derive(Debug, Clone, Copy)]
+pub struct View {
+    /// JSON output: stderr stays clean for the caller.
+    pub json: bool,
+    /// `-q`: only errors (outputs still go to stdout).
+    pub quiet: bool,
+    pub explain: bool,
+    /// `-v`: a line for every node, even on large builds.
+    pub verbose: bool,
+    pub logs: OutputLogs,
+}
+
+/// Builds with more nodes than this show reused nodes as one count, not a line each.
+pub const COLLAPSE_ABOVE: usize = 30;
+
 /// Live progress on stderr: a spinner on a terminal, plain lines otherwise.
 pub struct Progress {
     bar: Option<ProgressBar>,
-    quiet: bool,
-    explain: bool,
+    view: View,
+    collapse: bool,
+    collapsed: usize,
+    replay: crate::cache::logs::Logs,
     running: Vec<String>,
     /// Plain-mode lines not yet written: a large build writes them in a few syscalls.
     pending: String,
 }
 
 impl Progress {
-    /// `quiet` for JSON output (stderr stays clean for the caller).
-    pub fn new(total: usize, quiet: bool, explain: bool) -> Progress {
-        let interactive =
-            !quiet && std::io::stderr().is_terminal() && std::env::var_os("CI").is_none();
+    /// `replay`: what reused nodes printed when they ran.
+    pub fn new(total: usize, view: View, replay: crate::cache::logs::Logs) -> Progress {
+        let silent = view.json || view.quiet;
+        let interactive = !silent
+            && !view.verbose
+            && std::io::stderr().is_terminal()
+            && std::env::var_os("CI").is_none();
         let bar = interactive.then(|| {
             let bar = ProgressBar::new(total as u64);
             bar.set_style(
@@ -33,8 +69,10 @@ impl Progress {
         });
         Progress {
             bar,
-            quiet,
-            explain,
+            view,
+            collapse: total > COLLAPSE_ABOVE && !view.verbose && !view.explain,
+            collapsed: 0,
+            replay,
             running: Vec::new(),
             pending: String::new(),
         }
@@ -49,25 +87,72 @@ impl Progress {
 
     pub fn finished(&mut self, r: &NodeReport) {
         self.running.retain(|x| x != &r.id);
-        if self.quiet {
+        if self.view.json {
             return;
         }
-        match &self.bar {
-            Some(bar) => {
-                let mut line = String::new();
-                write_node_line(&mut line, r, self.explain);
-                bar.inc(1);
-                bar.set_message(format!("running {}", self.running.join(", ")));
-                bar.println(line);
+        let log = self.log_to_show(r);
+        let line_wanted = match r.status {
+            Status::Failed => true,
+            _ if self.view.quiet => false,
+            Status::Cached if self.collapse && log.is_none() => {
+                self.collapsed += 1;
+                false
             }
+            _ => true,
+        };
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+            bar.set_message(format!("running {}", self.running.join(", ")));
+        }
+        if !line_wanted {
+            return;
+        }
+        let mut line = String::new();
+        write_node_line(&mut line, r, self.view.explain);
+        if let Some((log, replayed)) = &log {
+            write_log(&mut line, log, *replayed);
+        }
+        match &self.bar {
+            Some(bar) => bar.println(line),
             None => {
-                // Straight into the buffer: a no-op build of 10,000 nodes prints 10,000
-                // lines, and a string per line was a measurable part of it.
-                write_node_line(&mut self.pending, r, self.explain);
+                self.pending.push_str(&line);
                 self.pending.push('\n');
                 if self.pending.len() > 64 * 1024 {
                     self.flush();
                 }
+            }
+        }
+    }
+
+    /// The output to show under a node's line, and whether it is replayed from the
+    /// cache, as `--output-logs` asks.
+    fn log_to_show(&self, r: &NodeReport) -> Option<(crate::cache::logs::NodeLog, bool)> {
+        use crate::cache::logs::NodeLog;
+        let only_stderr = |l: &NodeLog| {
+            (!l.stderr.is_empty()).then(|| NodeLog {
+                stdout: String::new(),
+                stderr: l.stderr.clone(),
+            })
+        };
+        match (self.view.logs, r.status) {
+            (OutputLogs::None, _) => None,
+            // `-v` streamed it as it came.
+            (_, Status::Ran | Status::Failed) if self.view.verbose => None,
+            // The error line already holds what a failed command wrote to stderr.
+            (OutputLogs::Errors, Status::Failed) => None,
+            (_, Status::Failed) => r.log.as_ref().map(|l| (l.clone(), false)),
+            (OutputLogs::Errors, Status::Ran) => {
+                r.log.as_ref().and_then(only_stderr).map(|l| (l, false))
+            }
+            (_, Status::Ran) => r.log.clone().map(|l| (l, false)),
+            (OutputLogs::New, _) | (_, Status::Skipped) => None,
+            (logs, Status::Cached | Status::Restored) => {
+                let stored = self.replay.replay(&r.id, &r.key?.hex())?;
+                let shown = match logs {
+                    OutputLogs::Errors => only_stderr(stored)?,
+                    _ => stored.clone(),
+                };
+                Some((shown, true))
             }
         }
     }
@@ -81,7 +166,7 @@ impl Progress {
     }
 
     pub fn message(&mut self, text: &str) {
-        if self.quiet {
+        if self.view.json || self.view.quiet {
             return;
         }
         match &self.bar {
@@ -94,9 +179,57 @@ impl Progress {
     }
 
     pub fn done(&mut self) {
-        self.flush();
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
+        }
+        if self.collapsed > 0 {
+            let n = self.collapsed;
+            let mut line = String::new();
+            write_status(&mut line, Status::Cached);
+            line.push_str(&format!(
+                "{} node{} (-v lists them)\n",
+                thousands(n),
+                if n == 1 { "" } else { "s" }
+            ));
+            self.pending.push_str(&line);
+        }
+        self.flush();
+    }
+
+    /// Give back what reused nodes printed (to update it for the next build).
+    pub fn into_replay(self) -> crate::cache::logs::Logs {
+        self.replay
+    }
+}
+
+/// `9,998`.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A node's output under its line: `    stderr | text`, each line.
+fn write_log(out: &mut String, log: &crate::cache::logs::NodeLog, replayed: bool) {
+    let from = if replayed {
+        " (from its cached run)"
+    } else {
+        ""
+    };
+    for (name, text) in [("stdout", &log.stdout), ("stderr", &log.stderr)] {
+        if text.is_empty() {
+            continue;
+        }
+        out.push_str(&format!("\n    {name}{from}:"));
+        for line in text.lines() {
+            out.push_str("\n    | ");
+            out.push_str(line);
         }
     }
 }
@@ -120,12 +253,7 @@ fn write_duration(out: &mut String, d: Duration) {
 /// `  cached   fetch (http) 12ms`, with the reason or error when there is one to show.
 fn write_node_line(out: &mut String, r: &NodeReport, explain: bool) {
     use std::fmt::Write;
-    let status = r.status.as_str();
-    out.push_str("  ");
-    out.push_str(status);
-    for _ in status.len()..9 {
-        out.push(' ');
-    }
+    write_status(out, r.status);
     out.push_str(&r.id);
     out.push_str(" (");
     out.push_str(&r.node_type);
@@ -145,6 +273,22 @@ fn write_node_line(out: &mut String, r: &NodeReport, explain: bool) {
             out.push_str(&r.reason);
         }
         _ => {}
+    }
+}
+
+/// `  cached   `: the status, padded, coloured when colour is on.
+fn write_status(out: &mut String, status: Status) {
+    let text = status.as_str();
+    out.push_str("  ");
+    let (on, off) = match crate::report::color::enabled() {
+        true => (color::of(status), color::RESET),
+        false => ("", ""),
+    };
+    out.push_str(on);
+    out.push_str(text);
+    out.push_str(off);
+    for _ in text.len()..9 {
+        out.push(' ');
     }
 }
 
@@ -355,4 +499,50 @@ pub fn err_line(text: &str) {
 pub fn err_text(text: &str) {
     use std::io::Write;
     let _ = write!(std::io::stderr().lock(), "{text}");
+}
+
+/// `-v`: commands' output as it arrives, a line at a time, each prefixed by its node's
+/// id and redacted (a secret split across two reads is still whole in its line).
+pub struct LiveLines {
+    redactor: crate::secrets::Redactor,
+    partial: std::sync::Mutex<std::collections::HashMap<(String, bool), Vec<u8>>>,
+}
+
+impl LiveLines {
+    pub fn new(redactor: crate::secrets::Redactor) -> LiveLines {
+        LiveLines {
+            redactor,
+            partial: Default::default(),
+        }
+    }
+
+    pub fn push(&self, id: &str, bytes: &[u8], is_out: bool) {
+        let Ok(mut partial) = self.partial.lock() else {
+            return;
+        };
+        let buf = partial.entry((id.to_string(), is_out)).or_default();
+        buf.extend_from_slice(bytes);
+        while let Some(end) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=end).collect();
+            self.print(id, &line[..end], is_out);
+        }
+    }
+
+    /// Print what is left without a final newline.
+    pub fn finish(&self) {
+        let Ok(mut partial) = self.partial.lock() else {
+            return;
+        };
+        for ((id, is_out), rest) in partial.drain() {
+            if !rest.is_empty() {
+                self.print(&id, &rest, is_out);
+            }
+        }
+    }
+
+    fn print(&self, id: &str, line: &[u8], is_out: bool) {
+        let text = self.redactor.scrub(&String::from_utf8_lossy(line));
+        let mark = if is_out { "|" } else { "!" };
+        err_line(&format!("[{id}]{mark} {text}"));
+    }
 }

@@ -1,0 +1,42 @@
+//! `pflow log WORKFLOW NODE`: what a node printed when it last ran or failed in a
+//! build of the workflow ([`crate::cache::logs`]), redacted as it was stored.
+
+use super::{Error, ExitCode, Result};
+use crate::cache::logs::Logs;
+use crate::report::out_line;
+use std::path::Path;
+
+pub fn run(workflow: &str, node: &str, cache_dir: &Path) -> Result {
+    let path = super::resolve_workflow_path(workflow).map_err(|d| Error::invalid(d.message))?;
+    // Builds keep their records under the workflow's file name.
+    let name = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_else(|| workflow.to_string());
+    let logs = Logs::load(cache_dir, &name);
+    let Some(logged) = logs.get(node) else {
+        return Err(Error::invalid(format!(
+            "no output of node '{node}' is recorded for {workflow} in {}: it printed nothing when it last ran, or it has not run with this cache",
+            cache_dir.display()
+        )));
+    };
+    out_line(&format!(
+        "{node}: {}{}",
+        logged.status,
+        logged
+            .key
+            .as_deref()
+            .map(|k| format!(" (key {})", &k[..k.len().min(12)]))
+            .unwrap_or_default()
+    ));
+    for (stream, text) in [
+        ("stdout", &logged.log.stdout),
+        ("stderr", &logged.log.stderr),
+    ] {
+        if !text.is_empty() {
+            out_line(&format!("--- {stream}"));
+            out_line(text);
+        }
+    }
+    Ok(ExitCode::Ok)
+}

@@ -1,0 +1,178 @@
+//! What a build shows on the terminal: steps' output (`--output-logs`, replayed from the
+//! cache for reused steps), `pflow log`, `-v` live lines, `-q`, collapsed lines for
+//! reused nodes of large builds, and colour.
+
+use crate::common::Workspace;
+use serde_json::{json, Value};
+
+fn warner() -> Workspace {
+    Workspace::new().workflow(json!({
+        "inputs": {"api_token": {"type": "string", "required": false, "default": "tok-SECRET-9876"}},
+        "nodes": [
+            {"id": "warn", "type": "shell", "params": {
+                "command": "echo \"warning: deprecated flag (token ${api_token})\" >&2; echo result"}},
+            {"id": "still", "type": "shell", "params": {"command": "echo fine"}}
+        ],
+        "outputs": {"r": {"source": "${warn.stdout}"}}
+    }))
+}
+
+#[test]
+fn a_step_that_writes_to_stderr_shows_it_and_replays_it_from_the_cache() {
+    let ws = warner();
+    let first = ws.build_text(&[]);
+    first.assert_ok();
+    assert!(
+        first
+            .stderr
+            .contains("    stderr:\n    | warning: deprecated flag (token <redacted>)"),
+        "{first}"
+    );
+    assert!(
+        !first.stderr.contains("| fine"),
+        "stdout is not shown by default: {first}"
+    );
+
+    let second = ws.build_text(&[]);
+    second.assert_ok();
+    assert!(second.stderr.contains("cached   warn"), "{second}");
+    assert!(
+        second.stderr.contains(
+            "stderr (from its cached run):\n    | warning: deprecated flag (token <redacted>)"
+        ),
+        "{second}"
+    );
+    assert!(
+        !second.stderr.contains("tok-SECRET-9876") && !first.stderr.contains("tok-SECRET-9876")
+    );
+
+    let full = ws.build_text(&["--output-logs", "full"]);
+    assert!(
+        full.stderr
+            .contains("stdout (from its cached run):\n    | fine"),
+        "{full}"
+    );
+    let new = ws.build_text(&["--output-logs", "new"]);
+    assert!(
+        !new.stderr.contains("warning: deprecated"),
+        "new shows only steps that ran: {new}"
+    );
+    let none = ws.build_text(&["--output-logs", "none", "--force"]);
+    assert!(!none.stderr.contains("warning: deprecated"), "{none}");
+}
+
+#[test]
+fn pflow_log_shows_a_nodes_last_output() {
+    let ws = warner();
+    ws.build(&[]).assert_ok();
+    let out = ws
+        .pflow()
+        .args(["log", "workflow.json", "warn", "--cache-dir"])
+        .arg(ws.cache_dir())
+        .output();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("warn: ran"), "{text}");
+    assert!(
+        text.contains(
+            "--- stdout\nresult\n--- stderr\nwarning: deprecated flag (token <redacted>)"
+        ),
+        "{text}"
+    );
+    let missing = ws
+        .pflow()
+        .args(["log", "workflow.json", "nope", "--cache-dir"])
+        .arg(ws.cache_dir())
+        .output();
+    assert_eq!(missing.status.code(), Some(2));
+}
+
+#[test]
+fn verbose_streams_each_line_with_its_node_and_quiet_prints_only_outputs() {
+    let ws = warner();
+    let v = ws.build_text(&["-v"]);
+    v.assert_ok();
+    assert!(v.stderr.contains("[warn]| result"), "{v}");
+    assert!(
+        v.stderr
+            .contains("[warn]! warning: deprecated flag (token <redacted>)"),
+        "{v}"
+    );
+    assert!(v.stderr.contains("[still]| fine"), "{v}");
+
+    let q = ws.build_text(&["-q", "--force"]);
+    q.assert_ok();
+    assert_eq!(q.stdout.trim(), "result");
+    assert_eq!(q.stderr.trim(), "", "{q}");
+
+    ws.edit_workflow(|doc| doc["nodes"][1]["params"]["command"] = json!("echo broken >&2; exit 4"));
+    let failed = ws.build_text(&["-q"]);
+    assert_eq!(failed.code, 1);
+    assert!(
+        failed.stderr.contains("failed   still") && failed.stderr.contains("broken"),
+        "{failed}"
+    );
+    assert!(!failed.stderr.contains("cached   warn"), "{failed}");
+}
+
+#[test]
+fn a_large_build_collapses_reused_nodes_into_one_line() {
+    let nodes: Vec<Value> = (0..40)
+        .map(|i| json!({"id": format!("n{i}"), "type": "echo", "params": {"message": i}}))
+        .collect();
+    let ws = Workspace::new().workflow(json!({"nodes": nodes}));
+    ws.build(&[]).assert_ok();
+    let again = ws.build_text(&[]);
+    again.assert_ok();
+    assert_eq!(again.stderr.matches("cached   n").count(), 0, "{again}");
+    assert!(
+        again.stderr.contains("cached   40 nodes (-v lists them)"),
+        "{again}"
+    );
+    assert!(again.stderr.contains("40 nodes: 40 cached"), "{again}");
+    let verbose = ws.build_text(&["-v"]);
+    assert_eq!(
+        verbose.stderr.matches("cached   n").count(),
+        40,
+        "{verbose}"
+    );
+}
+
+#[test]
+fn colour_follows_the_flag_and_the_environment() {
+    let ws = warner();
+    ws.build(&[]).assert_ok();
+    let esc = "\u{1b}[";
+    let always = ws.build_text(&["--color", "always"]);
+    assert!(
+        always.stderr.contains(&format!("{esc}2mcached{esc}0m")),
+        "{always}"
+    );
+    // Not a terminal: no colour, unless forced.
+    assert!(!ws.build_text(&[]).stderr.contains(esc));
+    let forced = ws.cmd().text().env("CLICOLOR_FORCE", "1").run();
+    assert!(forced.stderr.contains(esc), "{forced}");
+    let both = ws
+        .cmd()
+        .text()
+        .env("CLICOLOR_FORCE", "1")
+        .env("NO_COLOR", "1")
+        .run();
+    assert!(
+        !both.stderr.contains(esc),
+        "NO_COLOR wins over CLICOLOR_FORCE: {both}"
+    );
+    let never = ws
+        .cmd()
+        .text()
+        .env("CLICOLOR_FORCE", "1")
+        .arg("--color")
+        .arg("never")
+        .run();
+    assert!(!never.stderr.contains(esc));
+}
