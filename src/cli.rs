@@ -78,6 +78,14 @@ pub struct BuildArgs {
     /// Write a JSON trace of the build (per node times, status, key, digest)
     #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,
+    /// Write an HTML page of where the time went (default: under the cache directory;
+    /// the path is printed)
+    #[arg(long, value_name = "FILE", num_args = 0..=1, require_equals = true)]
+    pub timings: Option<Option<PathBuf>>,
+    /// Write the build's timeline in Chrome's trace event format (Perfetto,
+    /// chrome://tracing)
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
     /// Shared remote cache speaking Bazel's HTTP cache protocol (GET/PUT/HEAD
     /// URL/ac/<key>, URL/cas/<sha256>), consulted on local misses (or PFLOW_REMOTE_CACHE;
     /// bearer token from PFLOW_REMOTE_CACHE_TOKEN)

@@ -249,18 +249,18 @@ pub fn stats_json(o: &Outcome) -> Value {
            "failed": s.failed, "skipped": s.skipped})
 }
 
-/// The `--trace` document.
-pub fn trace_json(o: &Outcome, run_id: &str) -> Value {
+/// The `--trace` document: the final attempt's nodes (times in ms since it started).
+pub fn trace_json(a: &crate::timeline::Attempt, run_id: &str) -> Value {
     json!({
         "run_id": run_id,
-        "success": o.success,
-        "duration_ms": o.duration.as_millis() as u64,
-        "nodes": o.nodes.iter().map(|n| json!({
+        "success": a.success,
+        "duration_ms": a.duration_us / 1000,
+        "nodes": a.nodes.iter().map(|n| json!({
             "id": n.id,
             "type": n.node_type,
             "status": n.status.as_str(),
-            "start_ms": n.start_ms,
-            "end_ms": n.end_ms,
+            "start_ms": n.start_us / 1000,
+            "end_ms": n.end_us / 1000,
             "key": n.key.map(|k| k.hex()),
             "digest": n.digest.map(|d| d.to_hex().to_string()),
             "executions": n.executions,

@@ -15,7 +15,6 @@ use crate::validate::Report;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::io::{IsTerminal, Read};
-use std::path::PathBuf;
 use std::time::Instant;
 
 /// The most nodes run at once: each is a thread (with its stack) and perhaps a child
@@ -73,14 +72,19 @@ fn errors_only(errors: Vec<Diagnostic>) -> Report {
 }
 
 pub fn run(args: BuildArgs) -> Result {
+    once(&args)
+}
+
+/// One build (each of `--watch`'s builds is one).
+pub(super) fn once(args: &BuildArgs) -> Result {
     let started = Instant::now();
     crate::interrupt::install_handler();
     let (workflow_file, doc, validated) =
-        super::load_path(&args.workflow).map_err(|report| invalid(&args, report, started))?;
+        super::load_path(&args.workflow).map_err(|report| invalid(args, report, started))?;
 
     let assignments = match crate::inputs::parse_assignments(&args.params) {
         Ok(a) => a,
-        Err(d) => return Err(invalid(&args, errors_only(vec![d]), started)),
+        Err(d) => return Err(invalid(args, errors_only(vec![d]), started)),
     };
     let wants_stdin = validated
         .workflow
@@ -95,7 +99,7 @@ pub fn run(args: BuildArgs) -> Result {
             Ok(_) => Some(s),
             Err(e) => {
                 let d = Diagnostic::error("stdin", format!("cannot read piped stdin: {e}"));
-                return Err(invalid(&args, errors_only(vec![d]), started));
+                return Err(invalid(args, errors_only(vec![d]), started));
             }
         }
     } else {
@@ -103,7 +107,7 @@ pub fn run(args: BuildArgs) -> Result {
     };
     let inputs = match crate::inputs::resolve(&validated.workflow, &assignments, piped) {
         Ok(i) => i,
-        Err(errors) => return Err(invalid(&args, errors_only(errors), started)),
+        Err(errors) => return Err(invalid(args, errors_only(errors), started)),
     };
 
     let mut arg_errors = Vec::new();
@@ -165,10 +169,9 @@ pub fn run(args: BuildArgs) -> Result {
             }
         };
     if !arg_errors.is_empty() {
-        return Err(invalid(&args, errors_only(arg_errors), started));
+        return Err(invalid(args, errors_only(arg_errors), started));
     }
 
-    let workflow_path = PathBuf::from(&args.workflow);
     let jobs = match args.jobs {
         Some(n) if n > MAX_JOBS => {
             report::err_line(&format!(
@@ -186,10 +189,7 @@ pub fn run(args: BuildArgs) -> Result {
         force: args.force,
         rerun: args.rerun.iter().cloned().collect::<HashSet<_>>(),
         run_id: run_id(),
-        workflow_name: workflow_path
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_else(|| args.workflow.clone()),
+        workflow_name: workflow_name(&args.workflow),
         strict_env: args.strict_env || crate::environment::strict_from_env(),
         targets: args.target.clone(),
         write_roots: crate::workspace::WriteRoots::new(&args.allow_write),
@@ -260,7 +260,10 @@ pub fn run(args: BuildArgs) -> Result {
         cache_root: cache.local().root().to_path_buf(),
         workflow_name: args.workflow.clone(),
     };
+    let wants_timeline = args.trace.is_some() || args.timings.is_some() || args.profile.is_some();
+    let mut timeline = crate::timeline::Timeline::new(&opts.run_id);
     let mut run_once = |v: &crate::validate::Validated| {
+        let offset = started.elapsed();
         let covered = executor::selected_count(v, executor::selected(v, &opts.targets).as_deref());
         let mut progress = Progress::new(covered, json_mode, args.explain);
         let outcome = executor::execute(v, &inputs, &cache, &opts, &session, &mut |ev| match ev {
@@ -269,7 +272,10 @@ pub fn run(args: BuildArgs) -> Result {
             executor::Event::Idle => progress.flush(),
         });
         progress.done();
-        record_stats(&cache, v, &outcome, &opts.run_id);
+        let seen = record_stats(&cache, v, &outcome, &opts.run_id);
+        if wants_timeline {
+            timeline.record(offset, v, &outcome, &seen);
+        }
         if !json_mode {
             // One summary per attempt: a repaired build shows the failed one too.
             for w in &outcome.warnings {
@@ -345,16 +351,7 @@ pub fn run(args: BuildArgs) -> Result {
         }
     }
 
-    if let Some(path) = &args.trace {
-        let doc = report::trace_json(&outcome, &opts.run_id);
-        let bytes = serde_json::to_vec_pretty(&doc).unwrap_or_default();
-        if let Err(e) = crate::fsutil::write_atomic(path, &bytes) {
-            report::err_line(&format!(
-                "warning: cannot write trace '{}': {e}",
-                path.display()
-            ));
-        }
-    }
+    write_timeline(args, &timeline, cache.local());
 
     if json_mode {
         let outputs = match &args.output_key {
@@ -412,6 +409,15 @@ pub fn run(args: BuildArgs) -> Result {
     std::mem::forget(validated);
     std::mem::forget(doc);
     Ok(code)
+}
+
+/// The name a workflow's build records are kept under: its file name (never an
+/// absolute path).
+pub(super) fn workflow_name(arg: &str) -> String {
+    std::path::Path::new(arg)
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_else(|| arg.to_string())
 }
 
 /// The first node that declared output `key` reads and the selection does not build.
@@ -479,7 +485,7 @@ fn record_stats(
     v: &crate::validate::Validated,
     o: &executor::Outcome,
     run_id: &str,
-) {
+) -> crate::key::KeyMap<u64> {
     use executor::Status;
     // The reports cover the nodes this build did (all, unless --target): by position.
     let mut ran = vec![false; v.graph.len()];
@@ -517,4 +523,44 @@ fn record_stats(
     )
     .with_remote(cache.take_remote_counts());
     let _ = crate::cache::stats::append(cache.local().root(), &stats);
+    seen
+}
+
+/// `--trace`, `--timings` and `--profile`: the one timeline, three ways. A file that
+/// cannot be written is a warning (the build itself is done).
+fn write_timeline(args: &BuildArgs, timeline: &crate::timeline::Timeline, cache: &Cache) {
+    let warn = |what: &str, path: &std::path::Path, e: &dyn std::fmt::Display| {
+        report::err_line(&format!(
+            "warning: cannot write {what} '{}': {e}",
+            path.display()
+        ))
+    };
+    let json_file = |what: &str, path: &std::path::Path, doc: &Value| {
+        let bytes = serde_json::to_vec_pretty(doc).unwrap_or_default();
+        if let Err(e) = crate::fsutil::write_atomic(path, &bytes) {
+            warn(what, path, &e);
+        }
+    };
+    if let (Some(path), Some(last)) = (&args.trace, timeline.last()) {
+        json_file("trace", path, &report::trace_json(last, &timeline.run_id));
+    }
+    if let Some(path) = &args.profile {
+        json_file(
+            "profile",
+            path,
+            &crate::profile::trace(timeline, &args.workflow),
+        );
+    }
+    if let Some(choice) = &args.timings {
+        let path = match choice {
+            Some(p) => p.clone(),
+            None => crate::timings::default_path(cache.root(), &timeline.run_id),
+        };
+        let tokens = crate::timings::tokens_from_cache(timeline, cache);
+        let page = crate::timings::page(timeline, &args.workflow, &tokens);
+        match crate::timings::write(&path, &page, cache.root()) {
+            Ok(()) => report::err_line(&format!("timings: {}", path.display())),
+            Err(e) => warn("timings", &path, &e),
+        }
+    }
 }

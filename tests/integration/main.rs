@@ -19,6 +19,7 @@ mod build_env;
 mod build_failures;
 mod build_process;
 mod build_targets;
+mod build_timings;
 mod cache_maintenance;
 mod compat_network;
 mod compat_validate;
