@@ -86,6 +86,12 @@ pub struct BuildArgs {
     /// chrome://tracing)
     #[arg(long, value_name = "FILE")]
     pub profile: Option<PathBuf>,
+    /// Build, then build again whenever a file the workflow reads changes (Ctrl-C stops)
+    #[arg(long)]
+    pub watch: bool,
+    /// In watch mode, also ask the repair model (recorded repairs are always replayed)
+    #[arg(long, requires = "watch")]
+    pub watch_repair: bool,
     /// Shared remote cache speaking Bazel's HTTP cache protocol (GET/PUT/HEAD
     /// URL/ac/<key>, URL/cas/<sha256>), consulted on local misses (or PFLOW_REMOTE_CACHE;
     /// bearer token from PFLOW_REMOTE_CACHE_TOKEN)

@@ -56,5 +56,6 @@ pub mod template;
 pub mod timeline;
 pub mod timings;
 pub mod validate;
+pub mod watched;
 pub mod workflow;
 pub mod workspace;

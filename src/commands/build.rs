@@ -72,6 +72,9 @@ fn errors_only(errors: Vec<Diagnostic>) -> Report {
 }
 
 pub fn run(args: BuildArgs) -> Result {
+    if args.watch {
+        return super::watch::run(args);
+    }
     once(&args)
 }
 
@@ -252,9 +255,15 @@ pub(super) fn once(args: &BuildArgs) -> Result {
         .map_err(|e| report::err_line(&format!("warning: {e}")))
         .ok();
     let session = Session::default();
+    // Watch mode replays recorded repairs; a model is asked only with --watch-repair.
+    let model_allowed = !args.watch || args.watch_repair;
     let repair_cfg = RepairConfig {
         enabled: !args.no_repair,
-        max_attempts: args.max_repair_attempts,
+        max_attempts: if model_allowed {
+            args.max_repair_attempts
+        } else {
+            0
+        },
         model: args.repair_model.clone(),
         prompt_file: args.repair_prompt.clone(),
         cache_root: cache.local().root().to_path_buf(),
@@ -302,6 +311,11 @@ pub(super) fn once(args: &BuildArgs) -> Result {
     if let Some(summary) = &repair {
         if !json_mode {
             match &summary.stopped {
+                Some(why) if !model_allowed && summary.llm_calls == 0 && why.starts_with("gave up") => {
+                    report::err_line(
+                        "repair: no recorded repair fits this failure (in watch mode the model is asked only with --watch-repair)",
+                    )
+                }
                 Some(why) => report::err_line(&format!("repair: {why}")),
                 None if summary.succeeded => report::err_line(&format!(
                     "repair: fixed after {} attempt{} ({} model call{}); patch{}: {}",

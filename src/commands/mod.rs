@@ -8,6 +8,7 @@ mod error;
 pub mod graph;
 pub mod repair;
 pub mod validate;
+pub mod watch;
 pub mod workflow;
 
 pub use error::{Error, ExitCode, Result};
