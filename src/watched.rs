@@ -233,9 +233,9 @@ impl Snapshot {
     /// Add the files of `set` this snapshot does not have yet, as they are now.
     pub fn add_missing(&mut self, set: &WatchSet) {
         for path in set.paths() {
-            if !self.digests.contains_key(&path) {
-                let d = digest(&path);
-                self.digests.insert(path, d);
+            if let std::collections::hash_map::Entry::Vacant(slot) = self.digests.entry(path) {
+                let d = digest(slot.key());
+                slot.insert(d);
             }
         }
     }
