@@ -17,7 +17,7 @@ use crate::report::err_line;
 use crate::watched::{Dir, Snapshot, WatchSet};
 use notify_debouncer_mini::notify::{self, RecursiveMode};
 use notify_debouncer_mini::{new_debouncer_opt, Config, DebounceEventResult, Debouncer};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -72,13 +72,7 @@ pub fn run(args: BuildArgs) -> Result {
         }
         let code = super::finish(result);
         // The build may have read files no build read before (paths a template built).
-        let after = watch_set(&args);
-        watcher.place(&after);
-        {
-            let mut s = lock(&shared);
-            s.snapshot.add_missing(&after);
-            s.set = after;
-        }
+        rewatch(&args, &mut watcher, &shared);
         let (watched, via) = (lock(&shared).set.len(), watcher.kind());
         let status = match code {
             ExitCode::Invalid => "the workflow is invalid; waiting for it to change",
@@ -93,6 +87,9 @@ pub fn run(args: BuildArgs) -> Result {
         // Wait for a change that matters, or Ctrl-C.
         let changed = loop {
             match rx.recv_timeout(TICK) {
+                // A directory on the way to a watched file came or went: place the
+                // watches again (files may appear in it next).
+                Ok(paths) if paths.is_empty() => rewatch(&args, &mut watcher, &shared),
                 Ok(paths) => break paths,
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
@@ -111,6 +108,16 @@ pub fn run(args: BuildArgs) -> Result {
         }
         err_line(&format!("watch: {} changed; building again", shown(&all)));
     }
+}
+
+/// Watch the workflow's files as they are now, keeping the contents the current
+/// snapshot has (files new to it are taken as they are).
+fn rewatch(args: &BuildArgs, watcher: &mut Watcher, shared: &Mutex<Shared>) {
+    let set = watch_set(args);
+    watcher.place(&set);
+    let mut s = lock(shared);
+    s.snapshot.add_missing(&set);
+    s.set = set;
 }
 
 /// The files of this workflow, from its file as it is now and the last build's records.
@@ -157,17 +164,23 @@ fn on_events(shared: &Mutex<Shared>, tx: &mpsc::Sender<Vec<PathBuf>>, result: De
     };
     let s = lock(shared);
     let mut changed: Vec<PathBuf> = Vec::new();
+    let mut dirs_moved = false;
     for e in &events {
         if s.set.covers(&e.path) {
             if s.snapshot.differs(&e.path) {
                 changed.push(e.path.clone());
             }
         } else if s.set.leads_to(&e.path) {
-            // A directory on the way appeared (or went): look at everything.
+            // A directory on the way appeared (or went): look at everything, and have
+            // the watches placed again.
             changed.extend(s.snapshot.changed());
+            dirs_moved = true;
         }
     }
     if changed.is_empty() {
+        if dirs_moved && !s.building {
+            let _ = tx.send(Vec::new());
+        }
         return;
     }
     changed.sort();
@@ -185,7 +198,9 @@ fn on_events(shared: &Mutex<Shared>, tx: &mpsc::Sender<Vec<PathBuf>>, result: De
 /// The debounced watcher, native or polling, and the directories it watches.
 struct Watcher {
     backend: Backend,
-    placed: BTreeSet<Dir>,
+    /// Each watched directory, with its identity then (a directory removed and made
+    /// again is another one, and inotify's watch went with the old).
+    placed: BTreeMap<Dir, Option<(u64, u64)>>,
     shared: Arc<Mutex<Shared>>,
     tx: mpsc::Sender<Vec<PathBuf>>,
 }
@@ -215,7 +230,7 @@ impl Watcher {
         };
         Ok(Watcher {
             backend,
-            placed: BTreeSet::new(),
+            placed: BTreeMap::new(),
             shared,
             tx,
         })
@@ -240,19 +255,40 @@ impl Watcher {
             ));
             self.switch_to_polling();
         }
-        for gone in self.placed.difference(&wanted) {
-            let _ = self.backend.watcher().unwatch(&gone.path);
+        let gone: Vec<Dir> = self
+            .placed
+            .keys()
+            .filter(|d| !wanted.contains(*d))
+            .cloned()
+            .collect();
+        for dir in gone {
+            let _ = self.backend.watcher().unwatch(&dir.path);
+            self.placed.remove(&dir);
         }
         let mut failed = None;
-        for dir in wanted.difference(&self.placed) {
+        for dir in &wanted {
+            let now = identity(&dir.path);
+            if self.placed.get(dir) == Some(&now) {
+                continue;
+            }
+            if self.placed.remove(dir).is_some() {
+                let _ = self.backend.watcher().unwatch(&dir.path);
+            }
             let mode = if dir.recursive {
                 RecursiveMode::Recursive
             } else {
                 RecursiveMode::NonRecursive
             };
-            if let Err(e) = self.backend.watcher().watch(&dir.path, mode) {
-                failed = Some((dir.clone(), e));
-                break;
+            match self.backend.watcher().watch(&dir.path, mode) {
+                Ok(()) => {
+                    self.placed.insert(dir.clone(), now);
+                }
+                // Gone since it was looked at: the next build's set will say.
+                Err(e) if matches!(e.kind, notify::ErrorKind::PathNotFound) => {}
+                Err(e) => {
+                    failed = Some((dir.clone(), e));
+                    break;
+                }
             }
         }
         match failed {
@@ -262,9 +298,9 @@ impl Watcher {
                     dir.path.display(),
                     DEFAULT_POLL.as_millis()
                 ));
-                self.switch_to_polling();
-                self.place(set);
-                return;
+                if self.switch_to_polling() {
+                    self.place(set);
+                }
             }
             Some((dir, e)) => err_line(&format!(
                 "watch: warning: cannot watch {}: {e}",
@@ -272,16 +308,20 @@ impl Watcher {
             )),
             None => {}
         }
-        self.placed = wanted;
     }
 
-    fn switch_to_polling(&mut self) {
+    /// Replace the native watcher by the polling one; false if it cannot start.
+    fn switch_to_polling(&mut self) -> bool {
         match Backend::poll(&self.shared, &self.tx, DEFAULT_POLL) {
             Ok(b) => {
                 self.backend = b;
                 self.placed.clear();
+                true
             }
-            Err(e) => err_line(&format!("watch: warning: cannot start polling: {e}")),
+            Err(e) => {
+                err_line(&format!("watch: warning: cannot start polling: {e}"));
+                false
+            }
         }
     }
 }
@@ -325,6 +365,12 @@ impl Backend {
             Backend::Poll(d, _) => d.watcher(),
         }
     }
+}
+
+/// A directory's device and inode, if it exists.
+fn identity(dir: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// `PFLOW_WATCH_POLL`: `1`/`true` polls every [`DEFAULT_POLL`]; a larger number is the

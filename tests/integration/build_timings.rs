@@ -239,3 +239,58 @@ fn the_profile_has_one_complete_event_per_node_that_ran() {
     assert_eq!(nodes(&second, "ran"), ["gen", "upper"]);
     assert_eq!(nodes(&second, "cached"), ["each", "side"]);
 }
+
+#[test]
+fn the_page_shows_the_tokens_of_llm_nodes_as_their_usage_reports_them() {
+    use crate::stub::{anthropic_check, anthropic_message, Reply, Request, Stub};
+    let stub = Stub::start(|req: &Request, _| {
+        anthropic_check(req)
+            .unwrap_or_else(|| Reply::json(200, &anthropic_message("claude-haiku-4-5", "hi")))
+    });
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [
+            {"id": "ask", "type": "llm", "params": {"prompt": "say hi"}},
+            {"id": "each", "type": "llm", "batch": {"items": ["a", "b"]},
+             "params": {"prompt": "say ${item}"}},
+            {"id": "plain", "type": "shell", "params": {"command": "echo plain"}}
+        ]
+    }));
+    let r = ws
+        .cmd()
+        .text()
+        .arg("--timings=t.html")
+        .env("ANTHROPIC_BASE_URL", stub.url())
+        .env("ANTHROPIC_API_KEY", "sk-ant-test-0123456789")
+        .run();
+    r.assert_ok();
+    assert_eq!(stub.count(), 3);
+    let html = ws.read("t.html");
+    // The stub reports 11 tokens in and 7 out per call.
+    assert!(
+        html.contains("<th>LLM tokens</th><td>33 in, 21 out</td>"),
+        "{html}"
+    );
+    assert!(html.contains("<th>tokens in</th><th>tokens out</th>"));
+    let row = |id: &str| {
+        html.split(&format!("<tr data-id=\"{id}\">"))
+            .nth(1)
+            .and_then(|rest| rest.split("</tr>").next())
+            .unwrap_or_else(|| panic!("no row for {id}"))
+            .to_string()
+    };
+    assert!(
+        row("ask").contains("<td>11</td><td>7</td>"),
+        "{}",
+        row("ask")
+    );
+    assert!(
+        row("each").contains("<td>22</td><td>14</td>"),
+        "{}",
+        row("each")
+    );
+    assert!(
+        row("plain").contains("<td></td><td></td>"),
+        "{}",
+        row("plain")
+    );
+}
