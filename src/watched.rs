@@ -246,15 +246,22 @@ impl Snapshot {
         then != digest(path)
     }
 
-    /// The files of the snapshot whose content is not what it was.
-    pub fn changed(&self) -> Vec<PathBuf> {
+    /// The files whose content is not what it was, and those `set` covers now that
+    /// the snapshot did not have (a glob's new matches).
+    pub fn changed(&self, set: &WatchSet) -> Vec<PathBuf> {
         let mut out: Vec<PathBuf> = self
             .digests
             .iter()
             .filter(|(p, then)| **then != digest(p))
             .map(|(p, _)| p.clone())
             .collect();
+        out.extend(
+            set.paths()
+                .into_iter()
+                .filter(|p| !self.digests.contains_key(p) && digest(p).is_some()),
+        );
         out.sort();
+        out.dedup();
         out
     }
 }

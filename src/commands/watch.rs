@@ -90,7 +90,17 @@ pub fn run(args: BuildArgs) -> Result {
                 // A directory on the way to a watched file came or went: place the
                 // watches again (files may appear in it next).
                 Ok(paths) if paths.is_empty() => rewatch(&args, &mut watcher, &shared),
-                Ok(paths) => break paths,
+                Ok(paths) => {
+                    // Told before the last build started, a change may be in it already.
+                    let s = lock(&shared);
+                    let fresh: Vec<PathBuf> = paths
+                        .into_iter()
+                        .filter(|p| s.snapshot.differs(p))
+                        .collect();
+                    if !fresh.is_empty() {
+                        break fresh;
+                    }
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     return Err(super::Error::Failed("the file watcher stopped".to_string()))
@@ -173,7 +183,7 @@ fn on_events(shared: &Mutex<Shared>, tx: &mpsc::Sender<Vec<PathBuf>>, result: De
         } else if s.set.leads_to(&e.path) {
             // A directory on the way appeared (or went): look at everything, and have
             // the watches placed again.
-            changed.extend(s.snapshot.changed());
+            changed.extend(s.snapshot.changed(&s.set));
             dirs_moved = true;
         }
     }

@@ -38,6 +38,13 @@ fn save(ws: &Workspace, rel: &str, content: &str) {
     std::fs::rename(ws.file(&temp), ws.file(rel)).expect("rename into place");
 }
 
+/// Has the node whose process group is `pgid` reached its `sleep`?
+fn sleeping(pgid: i32) -> bool {
+    live_processes_in_group(pgid)
+        .iter()
+        .any(|p| p.ends_with("(sleep)"))
+}
+
 /// How many `[build N]` status lines there are so far.
 fn builds(running: &Running) -> usize {
     running
@@ -180,9 +187,7 @@ fn an_edit_reruns_what_it_reaches_an_invalid_edit_waits_and_ctrl_c_exits_130() {
         running.stderr_so_far()
     );
     let pgid: i32 = ws.read("len.pid").trim().parse().unwrap();
-    assert!(wait_for(Duration::from_secs(10), || {
-        live_processes_in_group(pgid).len() >= 2
-    }));
+    assert!(wait_for(Duration::from_secs(10), || sleeping(pgid)));
     running.interrupt();
     let r = running.wait(Duration::from_secs(10));
     r.assert_code(130);
@@ -221,9 +226,7 @@ fn a_change_during_a_build_cancels_it_and_the_next_build_leaves_nothing_to_do() 
         "slow never started"
     );
     let pgid: i32 = ws.read("slow.pid").trim().parse().unwrap();
-    assert!(wait_for(Duration::from_secs(10), || {
-        live_processes_in_group(pgid).len() >= 2
-    }));
+    assert!(wait_for(Duration::from_secs(10), || sleeping(pgid)));
 
     // The change cancels the running build; the next one runs to the end.
     ws.write("go-fast", "");
@@ -443,4 +446,24 @@ fn a_path_a_template_builds_is_watched_once_a_build_read_it_and_written_files_ar
         r.stderr.contains("notes.txt changed; building again"),
         "{r}"
     );
+}
+
+#[test]
+fn a_glob_whose_directory_does_not_exist_yet_sees_files_once_it_does() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [
+            {"id": "count", "type": "shell", "reads": ["data/*.csv"],
+             "params": {"command": counted("count", "ls data 2>/dev/null | wc -l")}}
+        ]
+    }));
+    let running = ws.cmd().text().args(&["--watch"]).start();
+    wait_for_build(&running, 1);
+    save(&ws, "data/a.csv", "1");
+    wait_for_build(&running, 2);
+    save(&ws, "data/b.csv", "2");
+    wait_for_build(&running, 3);
+    let mut running = running;
+    running.interrupt();
+    running.wait(Duration::from_secs(10)).assert_code(130);
+    assert_eq!(ws.count("count"), 3);
 }
