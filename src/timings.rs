@@ -608,6 +608,69 @@ mod tests {
         assert!(t.windows(2).all(|w| w[1] - w[0] == 200_000), "{t:?}");
     }
 
+    fn report(id: &str, status: Status, start_us: u64, end_us: u64) -> NodeReport {
+        NodeReport {
+            index: 0,
+            id: id.into(),
+            node_type: "shell".into(),
+            status,
+            executions: 1,
+            duration: std::time::Duration::from_micros(end_us - start_us),
+            key: None,
+            digest: None,
+            reason: String::new(),
+            error: None,
+            handled: false,
+            source: None,
+            start_us,
+            end_us,
+            items: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_repaired_build_shows_both_attempts_and_the_node_the_repair_fixed() {
+        let attempt = |offset_us: u64, success: bool, status: Status| Attempt {
+            offset_us,
+            duration_us: 1_000,
+            success,
+            nodes: vec![
+                report(
+                    "get",
+                    if offset_us == 0 {
+                        Status::Ran
+                    } else {
+                        Status::Cached
+                    },
+                    0,
+                    500,
+                ),
+                report("show", status, 500, 900),
+            ],
+            deps: vec![vec![], vec![0]],
+            saved_us: vec![0, 0],
+        };
+        let t = Timeline {
+            run_id: "r".into(),
+            attempts: vec![
+                attempt(0, false, Status::Failed),
+                attempt(5_000, true, Status::Ran),
+            ],
+        };
+        let html = page(&t, "wf.json", &[None, None]);
+        assert!(html.contains("attempt 1 (failed)") && html.contains("attempt 2 (succeeded)"));
+        assert!(html.contains("<title>repair between attempts 1 and 2: 4ms</title>"));
+        assert!(
+            html.contains("class=\"bar node s-failed crit\" data-id=\"show\" data-attempt=\"1\"")
+        );
+        assert!(
+            html.contains("class=\"bar node s-repaired crit\" data-id=\"show\" data-attempt=\"2\"")
+        );
+        assert!(html.contains("<th>attempts</th><td>2 (repaired: show)</td>"));
+        // One bar per node per attempt.
+        assert_eq!(html.matches("class=\"bar node ").count(), 4);
+    }
+
     #[test]
     fn text_is_escaped() {
         assert_eq!(

@@ -294,3 +294,67 @@ fn the_page_shows_the_tokens_of_llm_nodes_as_their_usage_reports_them() {
         row("plain")
     );
 }
+
+#[test]
+fn a_repaired_build_shows_every_attempt_and_what_the_repair_fixed() {
+    use crate::stub::{anthropic_check, anthropic_message, Reply, Request, Stub};
+    let workflow = |field: &str| {
+        json!({
+            "nodes": [
+                {"id": "get", "type": "shell",
+                 "params": {"command": "echo '{\"user\": {\"name\": \"Ada\"}}'"}},
+                {"id": "show", "type": "shell",
+                 "params": {"command": format!("echo Hello ${{get.stdout.user.{field}}}")}}
+            ]
+        })
+    };
+    let reply = format!("```json\n{}\n```", workflow("name"));
+    let stub = Stub::start(move |req: &Request, _| {
+        anthropic_check(req)
+            .unwrap_or_else(|| Reply::json(200, &anthropic_message("claude-haiku-4-5", &reply)))
+    });
+    let ws = Workspace::new().workflow(workflow("fullname"));
+    let out = ws
+        .pflow()
+        .args([
+            "build",
+            "workflow.json",
+            "--timings=t.html",
+            "--profile",
+            "p.json",
+        ])
+        .arg("--cache-dir")
+        .arg(ws.cache_dir())
+        .env("ANTHROPIC_BASE_URL", stub.url())
+        .env("ANTHROPIC_API_KEY", "sk-ant-test-0123456789")
+        .output();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(stub.count(), 1);
+    let html = ws.read("t.html");
+    assert!(html.contains("attempt 1 (failed)"), "{html}");
+    assert!(html.contains("attempt 2 (succeeded)"), "{html}");
+    assert!(html.contains("<title>repair between attempts 1 and 2: "));
+    assert!(html.contains("class=\"bar node s-failed"));
+    let second = html
+        .split("data-id=\"show\" data-attempt=\"2\"")
+        .next()
+        .and_then(|before| before.rsplit("<rect ").next())
+        .unwrap_or_default();
+    assert!(second.contains("s-repaired"), "{second}");
+    assert!(
+        html.contains("<th>attempts</th><td>2 (repaired: show)</td>"),
+        "{html}"
+    );
+    // The profile has both attempts too, the second after the first.
+    let profile: Value = serde_json::from_str(&ws.read("p.json")).unwrap();
+    let attempts: Vec<(u64, u64)> = complete_events(&profile)
+        .into_iter()
+        .filter(|e| e["cat"] == "attempt")
+        .map(|e| (e["ts"].as_u64().unwrap(), e["dur"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(attempts.len(), 2, "{profile}");
+    assert!(
+        attempts[0].0 + attempts[0].1 <= attempts[1].0,
+        "{attempts:?}"
+    );
+}
