@@ -23,6 +23,9 @@ pub struct Diagnostic {
     pub hint: Option<String>,
     #[serde(skip)]
     pub severity: Severity,
+    /// A warning that `--strict` makes an error (a value pasted into shell text as code).
+    #[serde(skip)]
+    pub strict_error: bool,
 }
 
 impl Diagnostic {
@@ -32,6 +35,7 @@ impl Diagnostic {
             message: message.into(),
             hint: None,
             severity: Severity::Error,
+            strict_error: false,
         }
     }
 
@@ -49,6 +53,12 @@ impl Diagnostic {
 
     pub fn with_hint_opt(mut self, hint: Option<String>) -> Self {
         self.hint = hint;
+        self
+    }
+
+    /// Mark a warning as one `--strict` turns into an error.
+    pub fn strict_error(mut self) -> Self {
+        self.strict_error = true;
         self
     }
 

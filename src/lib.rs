@@ -5,11 +5,12 @@
 //! where), [`canonical`] and [`key`] (digests and node keys), [`fsutil`] (atomic writes,
 //! file digests), [`file_pattern`] (declared paths and globs), [`http`] (client
 //! plumbing), [`interrupt`], [`secrets`] and [`environment`] (what a child process may
-//! see). Above them, storage:
+//! see), [`shell_text`] (where a value lands in a shell command). Above them, storage:
 //! [`cache`] keeps node results, build records, stats and the remote cache, and knows
 //! nothing of workflows or the terminal. Then the language: a workflow file is read
 //! ([`source`]) and decoded into the IR ([`workflow`]), whose templates ([`template`])
-//! and node types ([`nodes`], with the LLM client [`llm`]) it names; [`validate`] checks
+//! and node types ([`nodes`], with the LLM client [`llm`]) it names, described as a JSON
+//! Schema by [`schema`]; [`validate`] checks
 //! it and builds the DAG ([`graph`], with the edges paths imply: [`file_edges`]); [`inputs`] binds the user's values. The
 //! [`executor`] runs the DAG in parallel, deciding for each node in one place whether it
 //! reuses a cached result or runs; [`report`] and [`render`] show what happened, and
@@ -49,7 +50,9 @@ pub mod profile;
 pub mod render;
 pub mod repair;
 pub mod report;
+pub mod schema;
 pub mod secrets;
+pub mod shell_text;
 pub mod source;
 pub mod store;
 pub mod template;

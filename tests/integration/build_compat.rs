@@ -5,11 +5,11 @@
 
 use crate::common;
 
-use common::{compat_path, read_compat, Workspace};
+use common::{Corpus, Workspace};
 use serde_json::json;
 
-fn build_compat(ws: &Workspace, rel: &str, args: &[&str]) -> common::BuildResult {
-    let path = compat_path(rel);
+fn build_compat(corpus: &Corpus, ws: &Workspace, rel: &str, args: &[&str]) -> common::BuildResult {
+    let path = corpus.example(rel);
     ws.cmd()
         .workflow_file(path.to_str().unwrap())
         .args(args)
@@ -18,8 +18,11 @@ fn build_compat(ws: &Workspace, rel: &str, args: &[&str]) -> common::BuildResult
 
 #[test]
 fn test_nested_index_gives_the_documented_results() {
+    let Some(corpus) = common::corpus() else {
+        return;
+    };
     // The file declares no outputs; add them in memory to read the node results back.
-    let mut doc = read_compat("test-nested-index.json");
+    let mut doc = corpus.read("test-nested-index.json");
     doc["outputs"] = json!({
         "processed": {"source": "${process-batch.results}"},
         "first": {"source": "${correlate-batch.results[0].stdout}"},
@@ -60,39 +63,53 @@ fn test_nested_index_gives_the_documented_results() {
     );
 
     // And the unmodified file builds as is.
-    let plain = build_compat(&ws, "test-nested-index.json", &[]);
+    let plain = build_compat(&corpus, &ws, "test-nested-index.json", &[]);
     plain.assert_ok();
     assert_eq!(plain.status_of("generate-data"), "cached", "{plain}");
 }
 
 #[test]
 fn simple_workflow_builds_offline() {
+    let Some(corpus) = common::corpus() else {
+        return;
+    };
     let ws = Workspace::new();
-    let r = build_compat(&ws, "simple-workflow.json", &[]);
+    let r = build_compat(&corpus, &ws, "simple-workflow.json", &[]);
     r.assert_ok();
     assert_eq!(r.status_of("greeting"), "ran");
-    let again = build_compat(&ws, "simple-workflow.json", &[]);
+    let again = build_compat(&corpus, &ws, "simple-workflow.json", &[]);
     assert_eq!(again.status_of("greeting"), "cached", "{again}");
 }
 
 #[test]
 fn core_minimal_writes_its_file_in_the_working_directory() {
+    let Some(corpus) = common::corpus() else {
+        return;
+    };
     let ws = Workspace::new();
-    let r = build_compat(&ws, "core/minimal.json", &[]);
+    let r = build_compat(&corpus, &ws, "core/minimal.json", &[]);
     r.assert_ok();
     assert_eq!(r.status_of("hello"), "ran");
     assert_eq!(ws.read("hello.txt"), "Hello, pflow!");
-    assert!(!compat_path("core/hello.txt").exists());
+    assert!(!corpus.example("core/hello.txt").exists());
 }
 
 #[test]
 fn demo_working_writes_the_message_to_output_txt() {
+    let Some(corpus) = common::corpus() else {
+        return;
+    };
     let ws = Workspace::new();
-    let r = build_compat(&ws, "interfaces/demo_working.json", &["message=hi"]);
+    let r = build_compat(
+        &corpus,
+        &ws,
+        "interfaces/demo_working.json",
+        &["message=hi"],
+    );
     r.assert_ok();
     assert_eq!(ws.read("output.txt"), "hi");
 
-    let missing = build_compat(&ws, "interfaces/demo_working.json", &[]);
+    let missing = build_compat(&corpus, &ws, "interfaces/demo_working.json", &[]);
     missing.assert_code(2);
     let msg = missing.errors()[0]["message"].as_str().unwrap();
     assert!(
@@ -104,7 +121,8 @@ fn demo_working_writes_the_message_to_output_txt() {
         .cmd()
         .text()
         .workflow_file(
-            compat_path("interfaces/demo_working.json")
+            corpus
+                .example("interfaces/demo_working.json")
                 .to_str()
                 .unwrap(),
         )

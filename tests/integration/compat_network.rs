@@ -2,13 +2,17 @@
 //! loopback servers. The files are read from `../shared/compat/pflow-examples` at test
 //! time; the batch tests build a copy whose URL points at the stub.
 
+use crate::common;
 use crate::stub;
 
 use serde_json::{json, Value};
-use stub::{anthropic_server, compat, user_prompt, Project, Reply, Stub};
+use stub::{anthropic_server, user_prompt, Project, Reply, Stub};
 
 #[test]
 fn test_llm_templates_builds_against_a_loopback_anthropic_server() {
+    let Some(corpus) = common::corpus() else {
+        return;
+    };
     let stub = Stub::start(anthropic_server(|req| {
         format!("A short answer to: {}", user_prompt(req))
     }));
@@ -17,7 +21,7 @@ fn test_llm_templates_builds_against_a_loopback_anthropic_server() {
         .env("ANTHROPIC_API_KEY", "sk-ant-compat-test");
     let file = p.write(
         "test_llm_templates.json",
-        &compat("test_llm_templates.json"),
+        &corpus.read("test_llm_templates.json"),
     );
     let r = p.build(&file, &["topic=build caches"]);
     r.assert_ok();
@@ -51,12 +55,12 @@ fn users() -> Value {
 
 /// Build a copy of a batch example whose `fetch_users` URL points at a stub serving
 /// users, with an output added to see the greetings.
-fn build_batch_example(file: &str) {
+fn build_batch_example(corpus: &common::Corpus, file: &str) {
     let stub = Stub::start(|req, _| match req.path() {
         "/users" => Reply::json(200, &users()),
         _ => Reply::json(404, &json!({})),
     });
-    let mut doc = compat(file);
+    let mut doc = corpus.read(file);
     let fetch = doc["nodes"]
         .as_array_mut()
         .and_then(|nodes| nodes.iter_mut().find(|n| n["id"] == "fetch_users"))
@@ -105,10 +109,16 @@ fn build_batch_example(file: &str) {
 
 #[test]
 fn batch_test_builds_against_a_loopback_server() {
-    build_batch_example("batch-test.json");
+    let Some(corpus) = common::corpus() else {
+        return;
+    };
+    build_batch_example(&corpus, "batch-test.json");
 }
 
 #[test]
 fn batch_test_parallel_builds_against_a_loopback_server() {
-    build_batch_example("batch-test-parallel.json");
+    let Some(corpus) = common::corpus() else {
+        return;
+    };
+    build_batch_example(&corpus, "batch-test-parallel.json");
 }

@@ -594,12 +594,3 @@ impl std::fmt::Display for Run {
         )
     }
 }
-
-/// A file of the compat corpus (`../shared/compat/pflow-examples`), read at test time.
-pub fn compat(rel: &str) -> Value {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/compat/pflow-examples")
-        .join(rel);
-    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", p.display()))
-}
