@@ -29,6 +29,28 @@ fn run_id() -> String {
     format!("{ms:x}-{}", std::process::id())
 }
 
+/// `--trace FILE` must be writable where it is: a missing folder is a typo to report
+/// before the build, not one to create.
+fn trace_path_problem(path: &std::path::Path) -> Option<String> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    if path.is_dir() {
+        return Some(format!(
+            "--trace {}: is a directory; give a file path",
+            path.display()
+        ));
+    }
+    (!dir.is_dir()).then(|| {
+        format!(
+            "--trace {}: the folder {} does not exist",
+            path.display(),
+            dir.display()
+        )
+    })
+}
+
 /// Problems that stop a build before it starts (exit 2), as the output format wants them.
 fn invalid(args: &BuildArgs, report: Report, started: Instant) -> Error {
     match args.output_format {
@@ -82,6 +104,10 @@ pub fn run(args: BuildArgs) -> Result {
 pub(super) fn once(args: &BuildArgs) -> Result {
     let started = Instant::now();
     crate::interrupt::install_handler();
+    if let Some(why) = args.trace.as_deref().and_then(trace_path_problem) {
+        let report = errors_only(vec![Diagnostic::error("arguments", why)]);
+        return Err(invalid(&args, report, started));
+    }
     let (workflow_file, doc, validated) = super::load_path(&args.workflow)
         .and_then(|(path, doc, v)| match args.strict {
             true => v.strict().map(|v| (path, doc, v)),
@@ -227,22 +253,30 @@ pub(super) fn once(args: &BuildArgs) -> Result {
                 let action = match s.action {
                     executor::Action::Run => "run",
                     executor::Action::Reuse => "reuse",
+                    executor::Action::Skip => "skip",
+                    executor::Action::IfFailed => "if failed",
                 };
                 report::err_line(&format!(
                     "  {:<6} {} ({}) — {}",
                     action, s.id, s.node_type, s.reason
                 ));
             }
-            let runs = steps
-                .iter()
-                .filter(|s| s.action == executor::Action::Run)
-                .count();
-            report::err_line(&format!(
+            let count = |a: executor::Action| steps.iter().filter(|s| s.action == a).count();
+            let mut summary = format!(
                 "{} nodes: {} would run, {} would be reused",
                 steps.len(),
-                runs,
-                steps.len() - runs
-            ));
+                count(executor::Action::Run),
+                count(executor::Action::Reuse)
+            );
+            for (a, what) in [
+                (executor::Action::IfFailed, "would run only on a failure"),
+                (executor::Action::Skip, "would be skipped"),
+            ] {
+                if count(a) > 0 {
+                    summary.push_str(&format!(", {} {what}", count(a)));
+                }
+            }
+            report::err_line(&summary);
         }
         return Ok(ExitCode::Ok);
     }

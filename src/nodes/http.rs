@@ -30,7 +30,9 @@ pub static SPEC: NodeSpec = NodeSpec {
     summary: "Sends one HTTP request; credentials never follow a redirect to another origin.",
     version: 1,
     params: &[
-        req("url", ParamKind::String).doc("The URL."),
+        req("url", ParamKind::String)
+            .doc("The URL.")
+            .checked(literal_url_problem),
         opt("method", ParamKind::String).doc("GET, or POST when a body is given."),
         opt("headers", ParamKind::StringMap).doc("Request headers, Name: value."),
         opt("body", ParamKind::Any)
@@ -457,6 +459,13 @@ fn is_binary(ct: &str) -> bool {
         }
         _ => false,
     }
+}
+
+/// A literal `url` that is no http(s) URL is an error before the build, not after
+/// the nodes before it ran.
+fn literal_url_problem(v: &Value) -> Option<String> {
+    let text = v.as_str()?;
+    http::parse_http_url(text, "url").err()
 }
 
 #[cfg(test)]
