@@ -38,14 +38,16 @@ pub fn default_path(cache_root: &Path, run_id: &str) -> PathBuf {
     crate::cache::layout::timings_dir(cache_root).join(format!("{run_id}.html"))
 }
 
-/// Write the page atomically; then keep only the newest pages of the default directory.
+/// Write the page atomically. In the default directory (made when missing), keep only
+/// the newest pages; a path the user gave must be in a folder that exists.
 pub fn write(path: &Path, page: &str, cache_root: &Path) -> std::io::Result<()> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)?;
+    let dir = crate::cache::layout::timings_dir(cache_root);
+    let default = path.parent() == Some(dir.as_path());
+    if default {
+        std::fs::create_dir_all(&dir)?;
     }
     crate::fsutil::write_atomic(path, page.as_bytes())?;
-    let dir = crate::cache::layout::timings_dir(cache_root);
-    if path.parent() == Some(dir.as_path()) {
+    if default {
         prune(&dir);
     }
     Ok(())

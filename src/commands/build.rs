@@ -29,22 +29,22 @@ fn run_id() -> String {
     format!("{ms:x}-{}", std::process::id())
 }
 
-/// `--trace FILE` must be writable where it is: a missing folder is a typo to report
-/// before the build, not one to create.
-fn trace_path_problem(path: &std::path::Path) -> Option<String> {
+/// `--trace FILE` (and `--profile FILE`, `--timings=FILE`) must be writable where it
+/// is: a missing folder is a typo to report before the build, not one to create.
+fn trace_path_problem(flag: &str, path: &std::path::Path) -> Option<String> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => std::path::Path::new("."),
     };
     if path.is_dir() {
         return Some(format!(
-            "--trace {}: is a directory; give a file path",
+            "{flag} {}: is a directory; give a file path",
             path.display()
         ));
     }
     (!dir.is_dir()).then(|| {
         format!(
-            "--trace {}: the folder {} does not exist",
+            "{flag} {}: the folder {} does not exist",
             path.display(),
             dir.display()
         )
@@ -104,9 +104,21 @@ pub fn run(args: BuildArgs) -> Result {
 pub(super) fn once(args: &BuildArgs) -> Result {
     let started = Instant::now();
     crate::interrupt::install_handler();
-    if let Some(why) = args.trace.as_deref().and_then(trace_path_problem) {
-        let report = errors_only(vec![Diagnostic::error("arguments", why)]);
-        return Err(invalid(&args, report, started));
+    let files = [
+        ("--trace", args.trace.as_deref()),
+        ("--profile", args.profile.as_deref()),
+        (
+            "--timings",
+            args.timings.as_ref().and_then(|t| t.as_deref()),
+        ),
+    ];
+    let problems: Vec<Diagnostic> = files
+        .iter()
+        .filter_map(|(flag, path)| trace_path_problem(flag, (*path)?))
+        .map(|why| Diagnostic::error("arguments", why))
+        .collect();
+    if !problems.is_empty() {
+        return Err(invalid(args, errors_only(problems), started));
     }
     let (workflow_file, doc, validated) = super::load_path(&args.workflow)
         .and_then(|(path, doc, v)| match args.strict {

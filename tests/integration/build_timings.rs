@@ -358,3 +358,24 @@ fn a_repaired_build_shows_every_attempt_and_what_the_repair_fixed() {
         "{attempts:?}"
     );
 }
+
+#[test]
+fn a_profile_or_page_into_a_missing_folder_is_refused_before_the_build() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [{"id": "a", "type": "shell", "params": {"command": counted("a", "echo a")}}]
+    }));
+    let r = ws.build_text(&["--profile", "no/such/p.json", "--timings=gone/t.html"]);
+    r.assert_code(2);
+    assert!(
+        r.stderr
+            .contains("--profile no/such/p.json: the folder no/such does not exist"),
+        "{r}"
+    );
+    assert!(
+        r.stderr
+            .contains("--timings gone/t.html: the folder gone does not exist"),
+        "{r}"
+    );
+    assert_eq!(ws.count("a"), 0);
+    assert!(!ws.exists("no") && !ws.exists("gone"));
+}
