@@ -29,6 +29,22 @@ fn run_id() -> String {
     format!("{ms:x}-{}", std::process::id())
 }
 
+/// A whole number from the environment variable `name`, if set; a bad one is an
+/// argument error naming it.
+fn count_from_env(name: &str, errors: &mut Vec<Diagnostic>) -> Option<usize> {
+    let text = std::env::var(name).ok().filter(|v| !v.trim().is_empty())?;
+    match text.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Some(n),
+        _ => {
+            errors.push(Diagnostic::error(
+                name,
+                format!("{name} must be a whole number of at least 1, found '{text}'"),
+            ));
+            None
+        }
+    }
+}
+
 /// `--trace FILE` (and `--profile FILE`, `--timings=FILE`) must be writable where it
 /// is: a missing folder is a typo to report before the build, not one to create.
 fn trace_path_problem(flag: &str, path: &std::path::Path) -> Option<String> {
@@ -202,7 +218,30 @@ pub(super) fn once(args: &BuildArgs) -> Result {
             );
         }
     }
-    if args.jobs == Some(0) {
+    // A flag, else its variable (which a settings file may have set).
+    let jobs = match args.jobs {
+        Some(n) => Some(n),
+        None => count_from_env("PFLOW_JOBS", &mut arg_errors),
+    };
+    let max_repair_attempts = match args.max_repair_attempts {
+        Some(n) => n,
+        None => count_from_env("PFLOW_MAX_REPAIR_ATTEMPTS", &mut arg_errors)
+            .map_or(3, |n| n.min(u32::MAX as usize) as u32),
+    };
+    // Watch mode replays proven patches; a model is asked only with --watch-repair.
+    let mut replay_for_watch = false;
+    let repair_mode = match crate::repair::Mode::choose(args.no_repair) {
+        Ok(crate::repair::Mode::On) if args.watch && !args.watch_repair => {
+            replay_for_watch = true;
+            crate::repair::Mode::Replay
+        }
+        Ok(m) => m,
+        Err(e) => {
+            arg_errors.push(Diagnostic::error(crate::repair::MODE_ENV, e));
+            crate::repair::Mode::Off
+        }
+    };
+    if jobs == Some(0) {
         arg_errors.push(Diagnostic::error("--jobs", "--jobs must be at least 1"));
     }
     let remote =
@@ -217,7 +256,7 @@ pub(super) fn once(args: &BuildArgs) -> Result {
         return Err(invalid(args, errors_only(arg_errors), started));
     }
 
-    let jobs = match args.jobs {
+    let jobs = match jobs {
         Some(n) if n > MAX_JOBS => {
             report::err_line(&format!(
                 "warning: --jobs {n} is more than pflow runs at once; using {MAX_JOBS}"
@@ -305,21 +344,17 @@ pub(super) fn once(args: &BuildArgs) -> Result {
         .map_err(|e| report::err_line(&format!("warning: {e}")))
         .ok();
     let session = Session::default();
-    // Watch mode replays recorded repairs; a model is asked only with --watch-repair.
-    let model_allowed = !args.watch || args.watch_repair;
     let repair_cfg = RepairConfig {
-        enabled: !args.no_repair,
-        max_attempts: if model_allowed {
-            args.max_repair_attempts
-        } else {
-            0
-        },
+        mode: repair_mode,
+        redactor: opts.redactor.clone(),
+        home: crate::store::home(),
+        max_attempts: max_repair_attempts,
         model: args.repair_model.clone(),
         prompt_file: args.repair_prompt.clone(),
         cache_root: cache.local().root().to_path_buf(),
         workflow_name: args.workflow.clone(),
     };
-    let wants_timeline = args.trace.is_some() || args.timings.is_some() || args.profile.is_some();
+    let wants_timeline = args.timings.is_some() || args.profile.is_some();
     let mut timeline = crate::timeline::Timeline::new(&opts.run_id);
     let mut run_once = |v: &crate::validate::Validated| {
         let offset = started.elapsed();
@@ -339,6 +374,9 @@ pub(super) fn once(args: &BuildArgs) -> Result {
             // One summary per attempt: a repaired build shows the failed one too.
             for w in &outcome.warnings {
                 report::err_line(&format!("warning: {w}"));
+            }
+            for line in report::output_error_lines(&outcome) {
+                report::err_line(&line);
             }
             report::err_line(&report::summary_line(&outcome));
         }
@@ -360,28 +398,11 @@ pub(super) fn once(args: &BuildArgs) -> Result {
 
     if let Some(summary) = &repair {
         if !json_mode {
-            match &summary.stopped {
-                Some(why) if !model_allowed && summary.llm_calls == 0 && why.starts_with("gave up") => {
-                    report::err_line(
-                        "repair: no recorded repair fits this failure (in watch mode the model is asked only with --watch-repair)",
-                    )
-                }
-                Some(why) => report::err_line(&format!("repair: {why}")),
-                None if summary.succeeded => report::err_line(&format!(
-                    "repair: fixed after {} attempt{} ({} model call{}); patch{}: {}",
-                    summary.attempts,
-                    if summary.attempts == 1 { "" } else { "s" },
-                    summary.llm_calls,
-                    if summary.llm_calls == 1 { "" } else { "s" },
-                    if summary.patches.len() == 1 { "" } else { "es" },
-                    summary
-                        .patches
-                        .iter()
-                        .map(|p| p.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )),
-                None => {}
+            crate::repair::report::print(summary, args.apply_repairs, args.strict);
+            if replay_for_watch && !summary.succeeded {
+                report::err_line(
+                    "repair: in watch mode the model is asked only with --watch-repair",
+                );
             }
         }
         if args.apply_repairs && summary.succeeded {
@@ -417,6 +438,18 @@ pub(super) fn once(args: &BuildArgs) -> Result {
         }
     }
 
+    let earlier: &[_] = repair.as_ref().map_or(&[], |r| r.earlier.as_slice());
+    let repaired = repair.as_ref().is_some_and(|r| r.succeeded);
+    if let Some(path) = &args.trace {
+        let doc = report::trace_json(&outcome, earlier, &opts.run_id);
+        let bytes = serde_json::to_vec_pretty(&doc).unwrap_or_default();
+        if let Err(e) = crate::fsutil::write_atomic(path, &bytes) {
+            report::err_line(&format!(
+                "warning: cannot write trace '{}': {e}",
+                path.display()
+            ));
+        }
+    }
     write_timeline(args, &timeline, cache.local());
 
     if json_mode {
@@ -436,8 +469,9 @@ pub(super) fn once(args: &BuildArgs) -> Result {
             "nodes": report::nodes_json(&outcome),
             "errors": report::errors_json(&outcome),
             "warnings": outcome.warnings,
+            "repaired": repaired,
             "repair": repair.as_ref().map(|r| r.to_json()),
-            "stats": report::stats_json(&outcome),
+            "stats": report::command_stats_json(&outcome, earlier),
             "duration_ms": started.elapsed().as_millis() as u64,
         });
         report::out_line(&serde_json::to_string_pretty(&doc).unwrap_or_default());
@@ -464,6 +498,9 @@ pub(super) fn once(args: &BuildArgs) -> Result {
     }
     let code = if outcome.interrupted || crate::interrupt::is_interrupted() {
         ExitCode::Interrupted
+    } else if outcome.success && repaired && args.strict {
+        // --strict: a build that works only through a patch fails until the file is fixed.
+        ExitCode::Failed
     } else if outcome.success {
         ExitCode::Ok
     } else {
@@ -592,9 +629,8 @@ fn record_stats(
     let _ = crate::cache::stats::append(cache.local().root(), &stats);
     seen
 }
-
-/// `--trace`, `--timings` and `--profile`: the one timeline, three ways. A file that
-/// cannot be written is a warning (the build itself is done).
+/// `--timings` and `--profile`: the timeline, two ways. A file that cannot be written
+/// is a warning (the build itself is done).
 fn write_timeline(args: &BuildArgs, timeline: &crate::timeline::Timeline, cache: &Cache) {
     let warn = |what: &str, path: &std::path::Path, e: &dyn std::fmt::Display| {
         report::err_line(&format!(
@@ -608,9 +644,6 @@ fn write_timeline(args: &BuildArgs, timeline: &crate::timeline::Timeline, cache:
             warn(what, path, &e);
         }
     };
-    if let (Some(path), Some(last)) = (&args.trace, timeline.last()) {
-        json_file("trace", path, &report::trace_json(last, &timeline.run_id));
-    }
     if let Some(path) = &args.profile {
         json_file(
             "profile",

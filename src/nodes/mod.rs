@@ -249,6 +249,10 @@ pub struct NodeSpec {
     /// Its runs may announce an effect before doing it ([`RunContext::intent`]), so the
     /// executor gives them a place to, and clears it once the result is recorded.
     pub announces_effects: bool,
+    /// Would running it again with these params repeat an effect outside pflow (a
+    /// command, a write, a request that is not GET or HEAD)? A repair may not change a
+    /// node that already succeeded when this says yes: its effect would happen twice.
+    pub repeats_effects: fn(&Map<String, Value>) -> bool,
     pub run: fn(&Map<String, Value>, &RunContext) -> Result<NodeOutput, NodeError>,
 }
 
@@ -362,6 +366,16 @@ pub fn unsupported_note(t: &str) -> &'static str {
 }
 
 // ---- helpers shared by node implementations ----
+
+/// `repeats_effects` of a type whose every run acts on the world.
+pub(crate) fn always(_: &Map<String, Value>) -> bool {
+    true
+}
+
+/// `repeats_effects` of a type that only computes.
+pub(crate) fn never(_: &Map<String, Value>) -> bool {
+    false
+}
 
 pub(crate) fn str_param<'a>(
     params: &'a Map<String, Value>,

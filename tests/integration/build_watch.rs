@@ -370,7 +370,7 @@ fn watch_mode_replays_recorded_repairs_and_asks_the_model_only_when_told_to() {
     );
     let so_far = watching.stderr_so_far();
     assert!(
-        so_far.contains("repair: replaying recorded repair"),
+        so_far.contains("repair: replaying proven patch"),
         "{so_far}"
     );
     assert!(so_far.contains("build done"), "{so_far}");
@@ -385,7 +385,7 @@ fn watch_mode_replays_recorded_repairs_and_asks_the_model_only_when_told_to() {
     );
     let so_far = watching.stderr_so_far();
     assert!(
-        so_far.contains("no recorded repair fits this failure (in watch mode the model is asked only with --watch-repair)"),
+        so_far.contains("repair: in watch mode the model is asked only with --watch-repair"),
         "{so_far}"
     );
     assert!(
