@@ -1,6 +1,7 @@
 //! One command's build events on one clock: every attempt (a repaired build has several)
-//! with each node's interval, status and batch items, as the executor reported them.
-//! `--trace`, `--timings` and `--profile` are three renderings of this one record.
+//! with each node's interval, status and batch items, as the executor reported them, and
+//! when each attempt started. `--timings` and `--profile` are two renderings of it; the
+//! `--trace` file reads the same node reports.
 
 use crate::executor::{NodeReport, Outcome, Status};
 use crate::key::KeyMap;

@@ -629,6 +629,7 @@ fn record_stats(
     let _ = crate::cache::stats::append(cache.local().root(), &stats);
     seen
 }
+
 /// `--timings` and `--profile`: the timeline, two ways. A file that cannot be written
 /// is a warning (the build itself is done).
 fn write_timeline(args: &BuildArgs, timeline: &crate::timeline::Timeline, cache: &Cache) {
