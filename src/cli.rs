@@ -48,6 +48,7 @@ Environment (a flag wins; pflow.toml and the user config.toml can set these too,
   PFLOW_ALLOW_WRITE          more folders file nodes may change (--allow-write)
   PFLOW_HOME                 where saved workflows live (default ~/.pflow)
   PFLOW_CONFIG               the user settings file
+  PFLOW_WATCH_POLL           --watch polls (1: every 500 ms, or N ms) instead of inotify
   ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL, OPENAI_API_KEY, OPENAI_BASE_URL   LLM providers";
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -149,6 +150,20 @@ pub struct BuildArgs {
     /// Write a JSON trace of the build (per node times, status, key, digest)
     #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,
+    /// Write an HTML page of where the time went (default: under the cache directory;
+    /// the path is printed)
+    #[arg(long, value_name = "FILE", num_args = 0..=1, require_equals = true)]
+    pub timings: Option<Option<PathBuf>>,
+    /// Write the build's timeline in Chrome's trace event format (Perfetto,
+    /// chrome://tracing)
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
+    /// Build, then build again whenever a file the workflow reads changes (Ctrl-C stops)
+    #[arg(long)]
+    pub watch: bool,
+    /// In watch mode, also ask the repair model (recorded repairs are always replayed)
+    #[arg(long, requires = "watch")]
+    pub watch_repair: bool,
     /// Shared remote cache speaking Bazel's HTTP cache protocol (GET/PUT/HEAD
     /// URL/ac/<key>, URL/cas/<sha256>), consulted on local misses (or PFLOW_REMOTE_CACHE;
     /// bearer token from PFLOW_REMOTE_CACHE_TOKEN)

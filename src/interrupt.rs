@@ -1,5 +1,9 @@
 //! Ctrl-C: stop running children, let the build finish its bookkeeping, exit 130.
 //!
+//! `--watch` stops a build the same way when a file changes under it ([`cancel`]), then
+//! clears the flag for the next build ([`reset`]); only a real Ctrl-C ([`signalled`])
+//! ends the process.
+//!
 //! Shell nodes run in their own process groups and register them here, so an interrupt
 //! kills whole pipelines (`sleep 10 | cat`), not just the `sh` at their head. The cache
 //! stays consistent because every cache write is atomic and interrupted nodes are never
@@ -11,6 +15,9 @@ use std::sync::{Mutex, OnceLock};
 
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
+/// Ctrl-C or SIGTERM arrived (a [`cancel`] does not set it).
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
+
 fn groups() -> &'static Mutex<HashSet<i32>> {
     static GROUPS: OnceLock<Mutex<HashSet<i32>>> = OnceLock::new();
     GROUPS.get_or_init(|| Mutex::new(HashSet::new()))
@@ -19,9 +26,29 @@ fn groups() -> &'static Mutex<HashSet<i32>> {
 /// Install the Ctrl-C / SIGTERM handler (once per process).
 pub fn install_handler() {
     let _ = ctrlc::set_handler(|| {
+        SIGNALLED.store(true, Ordering::SeqCst);
         INTERRUPTED.store(true, Ordering::SeqCst);
         kill_all();
     });
+}
+
+/// Did the user interrupt the process (not just a build)?
+pub fn signalled() -> bool {
+    SIGNALLED.load(Ordering::SeqCst)
+}
+
+/// Stop the build in progress as Ctrl-C would (children killed, nothing interrupted
+/// recorded), without ending the process.
+pub fn cancel() {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+    kill_all();
+}
+
+/// Let the next build run after a [`cancel`]; after Ctrl-C the flag stays.
+pub fn reset() {
+    if !signalled() {
+        INTERRUPTED.store(false, Ordering::SeqCst);
+    }
 }
 
 pub fn is_interrupted() -> bool {

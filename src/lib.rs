@@ -13,7 +13,9 @@
 //! Schema by [`schema`]; [`validate`] checks
 //! it and builds the DAG ([`graph`], with the edges paths imply: [`file_edges`]); [`inputs`] binds the user's values. The
 //! [`executor`] runs the DAG in parallel, deciding for each node in one place whether it
-//! reuses a cached result or runs; [`report`] and [`render`] show what happened;
+//! reuses a cached result or runs; [`report`] and [`render`] show what happened, and
+//! [`timeline`] keeps its events for [`timings`] (an HTML page) and [`profile`] (Chrome's
+//! trace format);
 //! [`repair`] asks a model to fix a failed build, and [`store`] keeps saved workflows. At
 //! the top, [`cli`] declares the arguments, [`config`] reads the settings files, and
 //! [`commands`] runs them, one file per subcommand, with one error type and one place
@@ -46,6 +48,7 @@ pub mod interrupt;
 pub mod key;
 pub mod llm;
 pub mod nodes;
+pub mod profile;
 pub mod render;
 pub mod repair;
 pub mod report;
@@ -55,6 +58,9 @@ pub mod shell_text;
 pub mod source;
 pub mod store;
 pub mod template;
+pub mod timeline;
+pub mod timings;
 pub mod validate;
+pub mod watched;
 pub mod workflow;
 pub mod workspace;

@@ -9,6 +9,7 @@
 //! | `tmp/` | cacache's blobs being written |
 //! | `records/` (named `state/` on disk) | per-workflow build and explain records ([`super::records`]) |
 //! | `repairs/` | recorded repair patches |
+//! | `timings/` | `--timings` pages written without a path |
 //! | `intents/` | effects announced and not yet recorded ([`super::intents`]) |
 //! | `build-stats.jsonl` | one line per build ([`super::stats`]) |
 //! | `generation` | bumped whenever maintenance removes entries |
@@ -44,9 +45,17 @@ pub const RECORDS_DIR: &str = "state";
 pub const REPAIRS_DIR: &str = "repairs";
 /// Effects announced and not yet recorded ([`super::intents`]).
 pub const INTENTS_DIR: &str = "intents";
+/// `--timings` pages written without a path.
+pub const TIMINGS_DIR: &str = "timings";
 /// pflow's own names in a cache directory besides cacache's: what maintenance may read
 /// and what it must never take for cacache's.
-pub const OWN_DIRS: [&str; 4] = [RECORDS_DIR, LEGACY_EXPLAIN_DIR, REPAIRS_DIR, INTENTS_DIR];
+pub const OWN_DIRS: [&str; 5] = [
+    RECORDS_DIR,
+    LEGACY_EXPLAIN_DIR,
+    REPAIRS_DIR,
+    INTENTS_DIR,
+    TIMINGS_DIR,
+];
 /// The mark of a cache directory (the Cache Directory Tagging convention, which backup
 /// tools honour): maintenance removes things only where pflow wrote it.
 pub const TAG_FILE: &str = "CACHEDIR.TAG";
@@ -56,8 +65,9 @@ const TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
 # For information about cache directory tags, see https://bford.info/cachedir/\n";
 
 /// Every name pflow (and cacache under it) puts in a cache directory.
-const CACHE_NAMES: [&str; 11] = [
+const CACHE_NAMES: [&str; 12] = [
     INTENTS_DIR,
+    TIMINGS_DIR,
     INDEX_DIR,
     CONTENT_DIR,
     TMP_DIR,
@@ -114,6 +124,10 @@ pub fn intent_path(root: &Path, key: &Key) -> PathBuf {
 
 pub fn repairs_dir(root: &Path) -> PathBuf {
     root.join(REPAIRS_DIR)
+}
+
+pub fn timings_dir(root: &Path) -> PathBuf {
+    root.join(TIMINGS_DIR)
 }
 
 pub fn lock_path(root: &Path) -> PathBuf {

@@ -16,7 +16,6 @@ use crate::validate::Report;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::io::{IsTerminal, Read};
-use std::path::PathBuf;
 use std::time::Instant;
 
 /// The most nodes run at once: each is a thread (with its stack) and perhaps a child
@@ -47,22 +46,22 @@ fn count_from_env(name: &str, errors: &mut Vec<Diagnostic>) -> Option<usize> {
     }
 }
 
-/// `--trace FILE` must be writable where it is: a missing folder is a typo to report
-/// before the build, not one to create.
-fn trace_path_problem(path: &std::path::Path) -> Option<String> {
+/// `--trace FILE` (and `--profile FILE`, `--timings=FILE`) must be writable where it
+/// is: a missing folder is a typo to report before the build, not one to create.
+fn trace_path_problem(flag: &str, path: &std::path::Path) -> Option<String> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => std::path::Path::new("."),
     };
     if path.is_dir() {
         return Some(format!(
-            "--trace {}: is a directory; give a file path",
+            "{flag} {}: is a directory; give a file path",
             path.display()
         ));
     }
     (!dir.is_dir()).then(|| {
         format!(
-            "--trace {}: the folder {} does not exist",
+            "{flag} {}: the folder {} does not exist",
             path.display(),
             dir.display()
         )
@@ -112,22 +111,42 @@ fn errors_only(errors: Vec<Diagnostic>) -> Report {
 }
 
 pub fn run(args: BuildArgs) -> Result {
+    if args.watch {
+        return super::watch::run(args);
+    }
+    once(&args)
+}
+
+/// One build (each of `--watch`'s builds is one).
+pub(super) fn once(args: &BuildArgs) -> Result {
     let started = Instant::now();
     crate::interrupt::install_handler();
-    if let Some(why) = args.trace.as_deref().and_then(trace_path_problem) {
-        let report = errors_only(vec![Diagnostic::error("arguments", why)]);
-        return Err(invalid(&args, report, started));
+    let files = [
+        ("--trace", args.trace.as_deref()),
+        ("--profile", args.profile.as_deref()),
+        (
+            "--timings",
+            args.timings.as_ref().and_then(|t| t.as_deref()),
+        ),
+    ];
+    let problems: Vec<Diagnostic> = files
+        .iter()
+        .filter_map(|(flag, path)| trace_path_problem(flag, (*path)?))
+        .map(|why| Diagnostic::error("arguments", why))
+        .collect();
+    if !problems.is_empty() {
+        return Err(invalid(args, errors_only(problems), started));
     }
     let (workflow_file, doc, validated) = super::load_path(&args.workflow)
         .and_then(|(path, doc, v)| match args.strict {
             true => v.strict().map(|v| (path, doc, v)),
             false => Ok((path, doc, v)),
         })
-        .map_err(|report| invalid(&args, report, started))?;
+        .map_err(|report| invalid(args, report, started))?;
 
     let assignments = match crate::inputs::parse_assignments(&args.params) {
         Ok(a) => a,
-        Err(d) => return Err(invalid(&args, errors_only(vec![d]), started)),
+        Err(d) => return Err(invalid(args, errors_only(vec![d]), started)),
     };
     let wants_stdin = validated
         .workflow
@@ -142,7 +161,7 @@ pub fn run(args: BuildArgs) -> Result {
             Ok(_) => Some(s),
             Err(e) => {
                 let d = Diagnostic::error("stdin", format!("cannot read piped stdin: {e}"));
-                return Err(invalid(&args, errors_only(vec![d]), started));
+                return Err(invalid(args, errors_only(vec![d]), started));
             }
         }
     } else {
@@ -150,7 +169,7 @@ pub fn run(args: BuildArgs) -> Result {
     };
     let inputs = match crate::inputs::resolve(&validated.workflow, &assignments, piped) {
         Ok(i) => i,
-        Err(errors) => return Err(invalid(&args, errors_only(errors), started)),
+        Err(errors) => return Err(invalid(args, errors_only(errors), started)),
     };
 
     let mut arg_errors = Vec::new();
@@ -210,7 +229,13 @@ pub fn run(args: BuildArgs) -> Result {
         None => count_from_env("PFLOW_MAX_REPAIR_ATTEMPTS", &mut arg_errors)
             .map_or(3, |n| n.min(u32::MAX as usize) as u32),
     };
+    // Watch mode replays proven patches; a model is asked only with --watch-repair.
+    let mut replay_for_watch = false;
     let repair_mode = match crate::repair::Mode::choose(args.no_repair) {
+        Ok(crate::repair::Mode::On) if args.watch && !args.watch_repair => {
+            replay_for_watch = true;
+            crate::repair::Mode::Replay
+        }
         Ok(m) => m,
         Err(e) => {
             arg_errors.push(Diagnostic::error(crate::repair::MODE_ENV, e));
@@ -229,10 +254,9 @@ pub fn run(args: BuildArgs) -> Result {
             }
         };
     if !arg_errors.is_empty() {
-        return Err(invalid(&args, errors_only(arg_errors), started));
+        return Err(invalid(args, errors_only(arg_errors), started));
     }
 
-    let workflow_path = PathBuf::from(&args.workflow);
     let jobs = match jobs {
         Some(n) if n > MAX_JOBS => {
             report::err_line(&format!(
@@ -250,10 +274,7 @@ pub fn run(args: BuildArgs) -> Result {
         force: args.force,
         rerun: args.rerun.iter().cloned().collect::<HashSet<_>>(),
         run_id: run_id(),
-        workflow_name: workflow_path
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_else(|| args.workflow.clone()),
+        workflow_name: workflow_name(&args.workflow),
         strict_env: args.strict_env || crate::environment::strict_from_env(),
         targets: args.target.clone(),
         write_roots: crate::workspace::WriteRoots::new(&args.allow_write),
@@ -356,7 +377,10 @@ pub fn run(args: BuildArgs) -> Result {
         },
     };
     let mut logs = Some(Logs::load(cache.local().root(), &opts.workflow_name));
+    let wants_timeline = args.timings.is_some() || args.profile.is_some();
+    let mut timeline = crate::timeline::Timeline::new(&opts.run_id);
     let mut run_once = |v: &crate::validate::Validated| {
+        let offset = started.elapsed();
         let covered = executor::selected_count(v, executor::selected(v, &opts.targets).as_deref());
         let mut progress = Progress::new(covered, view, logs.take().unwrap_or_default());
         let outcome = executor::execute(v, &inputs, &cache, &opts, &session, &mut |ev| match ev {
@@ -384,7 +408,10 @@ pub fn run(args: BuildArgs) -> Result {
             printed.save(cache.local().root(), &opts.workflow_name);
         }
         logs = Some(printed);
-        record_stats(&cache, v, &outcome, &opts.run_id);
+        let seen = record_stats(&cache, v, &outcome, &opts.run_id);
+        if wants_timeline {
+            timeline.record(offset, v, &outcome, &seen);
+        }
         if !json_mode {
             // One summary per attempt: a repaired build shows the failed one too.
             if !args.quiet {
@@ -418,6 +445,11 @@ pub fn run(args: BuildArgs) -> Result {
     if let Some(summary) = &repair {
         if !json_mode {
             crate::repair::report::print(summary, args.apply_repairs, args.strict);
+            if replay_for_watch && !summary.succeeded {
+                report::err_line(
+                    "repair: in watch mode the model is asked only with --watch-repair",
+                );
+            }
         }
         if args.apply_repairs && summary.succeeded {
             if let Some(ir) = &summary.repaired {
@@ -464,6 +496,7 @@ pub fn run(args: BuildArgs) -> Result {
             ));
         }
     }
+    write_timeline(args, &timeline, cache.local());
 
     if json_mode {
         let outputs = match &args.output_key {
@@ -525,6 +558,15 @@ pub fn run(args: BuildArgs) -> Result {
     std::mem::forget(validated);
     std::mem::forget(doc);
     Ok(code)
+}
+
+/// The name a workflow's build records are kept under: its file name (never an
+/// absolute path).
+pub(super) fn workflow_name(arg: &str) -> String {
+    std::path::Path::new(arg)
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_else(|| arg.to_string())
 }
 
 /// The first node that declared output `key` reads and the selection does not build.
@@ -593,7 +635,7 @@ fn record_stats(
     v: &crate::validate::Validated,
     o: &executor::Outcome,
     run_id: &str,
-) {
+) -> crate::key::KeyMap<u64> {
     use executor::Status;
     // The reports cover the nodes this build did (all, unless --target): by position.
     let mut ran = vec![false; v.graph.len()];
@@ -631,4 +673,41 @@ fn record_stats(
     )
     .with_remote(cache.take_remote_counts());
     let _ = crate::cache::stats::append(cache.local().root(), &stats);
+    seen
+}
+
+/// `--timings` and `--profile`: the timeline, two ways. A file that cannot be written
+/// is a warning (the build itself is done).
+fn write_timeline(args: &BuildArgs, timeline: &crate::timeline::Timeline, cache: &Cache) {
+    let warn = |what: &str, path: &std::path::Path, e: &dyn std::fmt::Display| {
+        report::err_line(&format!(
+            "warning: cannot write {what} '{}': {e}",
+            path.display()
+        ))
+    };
+    let json_file = |what: &str, path: &std::path::Path, doc: &Value| {
+        let bytes = serde_json::to_vec_pretty(doc).unwrap_or_default();
+        if let Err(e) = crate::fsutil::write_atomic(path, &bytes) {
+            warn(what, path, &e);
+        }
+    };
+    if let Some(path) = &args.profile {
+        json_file(
+            "profile",
+            path,
+            &crate::profile::trace(timeline, &args.workflow),
+        );
+    }
+    if let Some(choice) = &args.timings {
+        let path = match choice {
+            Some(p) => p.clone(),
+            None => crate::timings::default_path(cache.root(), &timeline.run_id),
+        };
+        let tokens = crate::timings::tokens_from_cache(timeline, cache);
+        let page = crate::timings::page(timeline, &args.workflow, &tokens);
+        match crate::timings::write(&path, &page, cache.root()) {
+            Ok(()) => report::err_line(&format!("timings: {}", path.display())),
+            Err(e) => warn("timings", &path, &e),
+        }
+    }
 }

@@ -1224,6 +1224,7 @@ fn clear(root: &Path, json: bool) -> ExitCode {
         TMP_DIR,
         LEGACY_EXPLAIN_DIR,
         RECORDS_DIR,
+        crate::cache::layout::TIMINGS_DIR,
     ] {
         let p = root.join(name);
         if let Err(e) = std::fs::remove_dir_all(&p).or_else(ignore_not_found) {

@@ -13,6 +13,7 @@ pub mod nodes;
 pub mod repair;
 pub mod schema;
 pub mod validate;
+pub mod watch;
 pub mod workflow;
 
 pub use error::{Error, ExitCode, Result};

@@ -55,6 +55,7 @@ impl<'a> Shared<'a> {
         let cached = AtomicUsize::new(0);
         let restored = AtomicUsize::new(0);
         let ran = AtomicUsize::new(0);
+        let spans: Mutex<Vec<ItemSpan>> = Mutex::new(Vec::with_capacity(count));
         let mode = self.v.workflow.template_mode;
 
         let work = || loop {
@@ -66,6 +67,8 @@ impl<'a> Shared<'a> {
             };
             let item = &items[idx];
             let item_key = item_keys[idx];
+            let started = self.elapsed_us();
+            let mut item_status = Status::Cached;
             let touches = |p: &str| self.touches(i, p);
             let ask = Ask {
                 key: item_key,
@@ -89,6 +92,7 @@ impl<'a> Shared<'a> {
                     cached.fetch_add(1, Ordering::SeqCst);
                     if !hit.restored.is_empty() {
                         restored.fetch_add(1, Ordering::SeqCst);
+                        item_status = Status::Restored;
                     }
                     result = Some(Ok((v, false, Effects::default())));
                 }
@@ -136,7 +140,11 @@ impl<'a> Shared<'a> {
                             let v = Arc::new(v);
                             match super::keys::read_other_bytes(&item_files[idx], &effects.read) {
                                 None => {
-                                    self.store(i, &item_key, &v, &d, &effects, Duration::ZERO);
+                                    // Its own run time: what a later hit on it saves.
+                                    let took = Duration::from_micros(
+                                        self.elapsed_us().saturating_sub(started),
+                                    );
+                                    self.store(i, &item_key, &v, &d, &effects, took);
                                     self.session.remember(item_key, d, v.clone());
                                 }
                                 Some(path) => self.note(
@@ -162,6 +170,18 @@ impl<'a> Shared<'a> {
             if result.is_err() && batch.error_handling == ErrorHandling::FailFast {
                 stop.store(true, Ordering::SeqCst);
             }
+            let status = match &result {
+                Ok((_, true, _)) => Status::Ran,
+                Ok(_) => item_status,
+                Err(_) => Status::Failed,
+            };
+            lock(&spans).push(ItemSpan {
+                index: idx,
+                key: item_key,
+                status,
+                start_us: started,
+                end_us: self.elapsed_us(),
+            });
             *lock(&results[idx]) = Some(result);
         };
 
@@ -189,9 +209,30 @@ impl<'a> Shared<'a> {
                 if let Some(Ok(_)) = &copy {
                     cached.fetch_add(1, Ordering::SeqCst);
                 }
+                // A duplicate takes its first's result when that one ends.
+                let mut spans = lock(&spans);
+                let first_end = spans.iter().find(|s| s.index == first).map(|s| s.end_us);
+                if let (Some(end), Some(r)) = (first_end, &copy) {
+                    let status = if r.is_ok() {
+                        Status::Cached
+                    } else {
+                        Status::Failed
+                    };
+                    spans.push(ItemSpan {
+                        index: idx,
+                        key: item_keys[idx],
+                        status,
+                        start_us: end,
+                        end_us: end,
+                    });
+                }
                 *lock(&results[idx]) = copy.map(|r| r.map(|v| (v, false, Effects::default())));
             }
         }
+
+        let mut spans = spans.into_inner().unwrap_or_else(|p| p.into_inner());
+        spans.sort_by_key(|s| s.index);
+        lock(&self.item_spans).insert(i, spans);
 
         let mut result_values = Vec::with_capacity(count);
         let mut errors = Vec::new();

@@ -153,10 +153,25 @@ pub struct NodeReport {
     pub handled: bool,
     /// Where a reused result came from (None when the node ran, failed or was skipped).
     pub source: Option<HitSource>,
-    pub start_ms: u64,
-    pub end_ms: u64,
     /// What the node printed when it ran or failed in this build (tails, redacted).
     pub log: Option<crate::cache::logs::NodeLog>,
+    /// When it started and ended, in microseconds since the build started (the one
+    /// clock `--trace`, `--timings` and `--profile` all read).
+    pub start_us: u64,
+    pub end_us: u64,
+    /// For a batch node, each item's own interval and status (in item order; items
+    /// that never started are left out).
+    pub items: Vec<ItemSpan>,
+}
+
+/// One batch item's interval and status, on the build's clock.
+#[derive(Debug, Clone)]
+pub struct ItemSpan {
+    pub index: usize,
+    pub key: Key,
+    pub status: Status,
+    pub start_us: u64,
+    pub end_us: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -219,6 +234,9 @@ struct Shared<'a> {
     /// What the last build saw, and what this one learns for the next.
     recorder: recorder::Recorder,
     warnings: Mutex<Vec<String>>,
+    /// Each batch node's item intervals, kept by `run_batch` (also when the batch
+    /// fails) until its report takes them.
+    item_spans: Mutex<HashMap<usize, Vec<ItemSpan>>>,
     /// Nodes whose results were kept from the remote because they hold a secret.
     held_back: Mutex<Vec<String>>,
     start: Instant,
@@ -371,6 +389,7 @@ impl<'a> Shared<'a> {
             consumed: consumed_paths(v, &recorder, cache),
             recorder,
             warnings: Mutex::new(Vec::new()),
+            item_spans: Mutex::new(HashMap::new()),
             held_back: Mutex::new(Vec::new()),
             start: Instant::now(),
         }
@@ -736,14 +755,14 @@ impl<'a> Shared<'a> {
             .is_none_or(|s| s.get(i).copied().unwrap_or(false))
     }
 
-    fn elapsed_ms(&self) -> u64 {
-        self.start.elapsed().as_millis() as u64
+    fn elapsed_us(&self) -> u64 {
+        self.start.elapsed().as_micros() as u64
     }
 
     /// Record an internal error (a bug in pflow) as node `i`'s failure.
     fn internal_failure(&self, i: usize) {
         let node = &self.v.workflow.nodes[i];
-        let t = self.elapsed_ms();
+        let t = self.elapsed_us();
         let mut st = lock(&self.slots[i]);
         st.success = false;
         st.report = Some(NodeReport {
@@ -765,15 +784,16 @@ impl<'a> Shared<'a> {
             )),
             handled: false,
             source: None,
-            start_ms: t,
-            end_ms: t,
+            start_us: t,
+            end_us: t,
+            items: Vec::new(),
             log: None,
         });
     }
 
     fn skip(&self, i: usize, reason: String) -> NodeReport {
         let node = &self.v.workflow.nodes[i];
-        let t = self.elapsed_ms();
+        let t = self.elapsed_us();
         let report = NodeReport {
             index: i,
             id: node.id.clone(),
@@ -787,8 +807,9 @@ impl<'a> Shared<'a> {
             error: None,
             handled: false,
             source: None,
-            start_ms: t,
-            end_ms: t,
+            start_us: t,
+            end_us: t,
+            items: Vec::new(),
             log: None,
         };
         let mut st = lock(&self.slots[i]);
@@ -934,7 +955,7 @@ impl<'a> Shared<'a> {
 
     /// Process node `i` on a worker thread: key, hit or run, record.
     fn process(&self, i: usize) {
-        let start_ms = self.elapsed_ms();
+        let start_us = self.elapsed_us();
         let t0 = Instant::now();
         let node = &self.v.workflow.nodes[i];
         let mut report = NodeReport {
@@ -950,15 +971,19 @@ impl<'a> Shared<'a> {
             error: None,
             handled: false,
             source: None,
-            start_ms,
-            end_ms: start_ms,
+            start_us,
+            end_us: start_us,
+            items: Vec::new(),
             log: None,
         };
         let outcome = self.decide_and_run(i, &mut report);
         let mut st = lock(&self.slots[i]);
         report.duration = t0.elapsed();
-        report.end_ms = self.elapsed_ms();
+        report.end_us = self.elapsed_us();
         report.executions = self.session.executions(&node.id);
+        if node.batch.is_some() {
+            report.items = lock(&self.item_spans).remove(&i).unwrap_or_default();
+        }
         match outcome {
             Ok((digest, values, entry)) => {
                 if report.status == Status::Ran {
@@ -1470,5 +1495,5 @@ impl<'a> Shared<'a> {
 }
 
 fn report_duration(report: &NodeReport, shared: &Shared<'_>) -> Duration {
-    Duration::from_millis(shared.elapsed_ms().saturating_sub(report.start_ms))
+    Duration::from_micros(shared.elapsed_us().saturating_sub(report.start_us))
 }

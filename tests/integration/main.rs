@@ -20,6 +20,8 @@ mod build_failures;
 mod build_output;
 mod build_process;
 mod build_targets;
+mod build_timings;
+mod build_watch;
 mod cache_maintenance;
 mod compat_network;
 mod compat_validate;

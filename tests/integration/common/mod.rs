@@ -354,6 +354,11 @@ impl Running {
         self.process.pid()
     }
 
+    /// What the build has written to stderr so far.
+    pub fn stderr_so_far(&self) -> String {
+        self.process.stderr_so_far()
+    }
+
     /// Ctrl-C.
     pub fn interrupt(&mut self) {
         self.process.interrupt();

@@ -35,6 +35,7 @@ use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
@@ -248,9 +249,13 @@ impl Pflow {
             drop(stdout);
             None
         } else {
-            Some(read_all(stdout))
+            Some(read_all(stdout, Arc::default()))
         };
-        let stderr = Some(read_all(child.stderr.take().expect("stderr pipe")));
+        let stderr_so_far: Arc<Mutex<Vec<u8>>> = Arc::default();
+        let stderr = Some(read_all(
+            child.stderr.take().expect("stderr pipe"),
+            stderr_so_far.clone(),
+        ));
         Process {
             child,
             command_line,
@@ -258,6 +263,7 @@ impl Pflow {
             stdin,
             stdout,
             stderr,
+            stderr_so_far,
             sent: Vec::new(),
             _home: temp_home,
         }
@@ -269,10 +275,26 @@ impl Pflow {
     }
 }
 
-fn read_all(mut from: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
+/// Read a pipe to its end, keeping what came so far in `so_far` (for a test that
+/// watches a long-running process's output).
+fn read_all(
+    mut from: impl Read + Send + 'static,
+    so_far: Arc<Mutex<Vec<u8>>>,
+) -> JoinHandle<Vec<u8>> {
     std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = from.read_to_end(&mut buf);
+        let mut chunk = [0u8; 8192];
+        loop {
+            match from.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => so_far
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+        let buf = std::mem::take(&mut *so_far.lock().unwrap_or_else(|p| p.into_inner()));
         buf
     })
 }
@@ -296,6 +318,8 @@ pub struct Process {
     stdin: Option<JoinHandle<()>>,
     stdout: Option<JoinHandle<Vec<u8>>>,
     stderr: Option<JoinHandle<Vec<u8>>>,
+    /// What stderr has shown so far (emptied when the process ends).
+    stderr_so_far: Arc<Mutex<Vec<u8>>>,
     /// Signals the test sent: a death by one of them is not a crash.
     sent: Vec<i32>,
     _home: Option<TempDir>,
@@ -304,6 +328,12 @@ pub struct Process {
 impl Process {
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
+    }
+
+    /// What the process has written to stderr so far.
+    pub fn stderr_so_far(&self) -> String {
+        String::from_utf8_lossy(&self.stderr_so_far.lock().unwrap_or_else(|p| p.into_inner()))
+            .into_owned()
     }
 
     /// When the process started.

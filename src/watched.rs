@@ -1,0 +1,326 @@
+//! The files a workflow's build depends on, as `--watch` watches them: the workflow file
+//! (a saved workflow's too), every file its nodes declare in `reads` (globs included),
+//! the literal paths of the file params that read (`read-file`, `copy-file` sources), and
+//! every file the last build actually read (so paths a template or a batch item built
+//! are known from the build's records). Files the workflow itself writes are left out:
+//! a build must not set off the next one.
+//!
+//! A change counts only when a file's content differs from what it was when the build
+//! started ([`Snapshot`]): saving without an edit, or a `touch`, builds nothing.
+
+use crate::cache::records::BuildState;
+use crate::file_pattern::FilePattern;
+use crate::validate::Validated;
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Component, Path, PathBuf};
+
+/// What to watch, as absolute paths.
+#[derive(Debug, Clone, Default)]
+pub struct WatchSet {
+    files: BTreeSet<PathBuf>,
+    /// Declared globs: a new file they match is a change too. Each with the directory
+    /// to watch and whether below it.
+    globs: Vec<Glob>,
+}
+
+#[derive(Debug, Clone)]
+struct Glob {
+    /// The pattern, made absolute.
+    pattern: glob::Pattern,
+    base: PathBuf,
+    recursive: bool,
+}
+
+impl Glob {
+    /// As declared globs match (see [`crate::file_pattern`]).
+    fn matches(&self, path: &Path) -> bool {
+        self.pattern.matches_path_with(
+            path,
+            glob::MatchOptions {
+                case_sensitive: true,
+                require_literal_separator: true,
+                require_literal_leading_dot: true,
+            },
+        )
+    }
+}
+
+/// A directory to watch.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Dir {
+    pub path: PathBuf,
+    pub recursive: bool,
+}
+
+/// Each watched file's content digest (`None`: missing) when a build started.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    digests: HashMap<PathBuf, Option<blake3::Hash>>,
+}
+
+impl WatchSet {
+    /// The set for a workflow file and, when it is valid, what it reads. `records`: the
+    /// last build's, for paths only a build could know.
+    pub fn of(
+        workflow_file: &Path,
+        v: Option<&Validated>,
+        records: Option<&BuildState>,
+    ) -> WatchSet {
+        let cwd = std::env::current_dir().unwrap_or_default();
+        let abs = |p: &Path| absolute(&cwd, p);
+        let mut set = WatchSet::default();
+        set.files.insert(abs(workflow_file));
+        let Some(v) = v else {
+            return set;
+        };
+        let mut writes: Vec<FilePattern> = Vec::new();
+        for (node, cn) in v.workflow.nodes.iter().zip(&v.nodes) {
+            writes.extend(cn.writes.iter().cloned());
+            for p in cn.spec.writes_files {
+                if let Some(text) = node.params.get(*p).and_then(|x| x.as_str()) {
+                    if let Ok(fp) = FilePattern::parse(text) {
+                        writes.push(fp);
+                    }
+                }
+            }
+        }
+        let written = |text: &str| {
+            let clean = crate::file_pattern::normalize(text);
+            writes.iter().any(|w| w.matches(&clean))
+        };
+        let add = |set: &mut WatchSet, text: &str| {
+            if !text.contains("${") && !written(text) {
+                set.files
+                    .insert(abs(&crate::nodes::read_file::expand_path(text)));
+            }
+        };
+        for (node, cn) in v.workflow.nodes.iter().zip(&v.nodes) {
+            for pattern in &cn.reads {
+                if pattern.is_glob() {
+                    set.add_glob(&cwd, pattern.as_str());
+                } else {
+                    add(&mut set, pattern.as_str());
+                }
+            }
+            for p in cn.spec.reads_files {
+                if let Some(text) = node.params.get(*p).and_then(|x| x.as_str()) {
+                    add(&mut set, text);
+                }
+            }
+        }
+        if let Some(records) = records {
+            for path in records.reads.keys() {
+                add(&mut set, path);
+            }
+        }
+        // A file a glob covers is watched through it.
+        let covered: Vec<PathBuf> = set
+            .files
+            .iter()
+            .filter(|f| set.globs.iter().any(|g| g.matches(f)))
+            .cloned()
+            .collect();
+        for f in covered {
+            set.files.remove(&f);
+        }
+        set
+    }
+
+    fn add_glob(&mut self, cwd: &Path, text: &str) {
+        let expanded = crate::nodes::read_file::expand_path(text);
+        let full = absolute(cwd, &expanded);
+        let Ok(pattern) = glob::Pattern::new(&full.to_string_lossy()) else {
+            return;
+        };
+        // The literal directories before the first component with a glob character.
+        let mut base = PathBuf::new();
+        let mut rest = 0;
+        let comps: Vec<Component> = full.components().collect();
+        for (n, c) in comps.iter().enumerate() {
+            let s = c.as_os_str().to_string_lossy();
+            if s.contains(['*', '?', '[']) {
+                rest = comps.len() - n;
+                break;
+            }
+            base.push(c);
+        }
+        self.globs.push(Glob {
+            pattern,
+            base,
+            // `dir/*.csv` needs only `dir`; `dir/*/x` or `dir/**/x` need what is below.
+            recursive: rest > 1,
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.files.len() + self.globs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Is `path` (absolute, as the watcher reports it) one of the files, or matched by a
+    /// glob?
+    pub fn covers(&self, path: &Path) -> bool {
+        self.files.contains(path) || self.globs.iter().any(|g| g.matches(path))
+    }
+
+    /// Is `path` a directory on the way to something watched (one that did not exist
+    /// when the watches were placed may just have been made)?
+    pub fn leads_to(&self, path: &Path) -> bool {
+        self.files
+            .iter()
+            .filter_map(|f| f.parent())
+            .chain(self.globs.iter().map(|g| g.base.as_path()))
+            .any(|dir| dir.starts_with(path))
+    }
+
+    /// The directories to watch: each file's (an editor that saves by renaming a new
+    /// file over the old one replaces the file, not its directory), each glob's base.
+    /// A directory that does not exist yet is watched through its nearest ancestor.
+    pub fn dirs(&self) -> BTreeSet<Dir> {
+        let mut out = BTreeSet::new();
+        let existing = |p: &Path| -> Option<PathBuf> {
+            p.ancestors().find(|a| a.is_dir()).map(Path::to_path_buf)
+        };
+        for f in &self.files {
+            if let Some(dir) = f.parent().and_then(existing) {
+                out.insert(Dir {
+                    path: dir,
+                    recursive: false,
+                });
+            }
+        }
+        for g in &self.globs {
+            if let Some(dir) = existing(&g.base) {
+                let recursive = g.recursive && dir == g.base;
+                out.insert(Dir {
+                    path: dir,
+                    recursive,
+                });
+            }
+        }
+        out
+    }
+
+    /// Every file now: the files, and what the globs match.
+    fn paths(&self) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = self.files.iter().cloned().collect();
+        for g in &self.globs {
+            if let Ok(found) = glob::glob(g.pattern.as_str()) {
+                out.extend(found.flatten().filter(|p| p.is_file()));
+            }
+        }
+        out
+    }
+
+    /// The digests of every file now (a glob's matches included).
+    pub fn snapshot(&self) -> Snapshot {
+        let digests = self
+            .paths()
+            .into_iter()
+            .map(|p| {
+                let d = digest(&p);
+                (p, d)
+            })
+            .collect();
+        Snapshot { digests }
+    }
+}
+
+impl Snapshot {
+    /// Add the files of `set` this snapshot does not have yet, as they are now.
+    pub fn add_missing(&mut self, set: &WatchSet) {
+        for path in set.paths() {
+            if let std::collections::hash_map::Entry::Vacant(slot) = self.digests.entry(path) {
+                let d = digest(slot.key());
+                slot.insert(d);
+            }
+        }
+    }
+
+    /// Does `path` hold other content than it did (or exist, or not, where it did not)?
+    pub fn differs(&self, path: &Path) -> bool {
+        let then = self.digests.get(path).copied().flatten();
+        then != digest(path)
+    }
+
+    /// The files whose content is not what it was, and those `set` covers now that
+    /// the snapshot did not have (a glob's new matches).
+    pub fn changed(&self, set: &WatchSet) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = self
+            .digests
+            .iter()
+            .filter(|(p, then)| **then != digest(p))
+            .map(|(p, _)| p.clone())
+            .collect();
+        out.extend(
+            set.paths()
+                .into_iter()
+                .filter(|p| !self.digests.contains_key(p) && digest(p).is_some()),
+        );
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+fn digest(p: &Path) -> Option<blake3::Hash> {
+    if !p.is_file() {
+        return None;
+    }
+    crate::fsutil::file_digest(p).ok()
+}
+
+/// `p` made absolute against `cwd`, `.` and `..` taken out as text (links are not
+/// followed: the watcher reports paths under the directory as it was given).
+fn absolute(cwd: &Path, p: &Path) -> PathBuf {
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        cwd.join(p)
+    };
+    let mut out = PathBuf::new();
+    for c in joined.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_made_absolute_as_text() {
+        let cwd = Path::new("/w/p");
+        assert_eq!(
+            absolute(cwd, Path::new("./a//b/../c")),
+            PathBuf::from("/w/p/a/c")
+        );
+        assert_eq!(absolute(cwd, Path::new("/x/./y")), PathBuf::from("/x/y"));
+    }
+
+    #[test]
+    fn a_glob_watches_its_literal_base_and_below_it_only_when_it_must() {
+        let mut set = WatchSet::default();
+        set.add_glob(Path::new("/w"), "data/*.csv");
+        set.add_glob(Path::new("/w"), "src/**/*.rs");
+        assert_eq!(set.globs[0].base, PathBuf::from("/w/data"));
+        assert!(!set.globs[0].recursive);
+        assert_eq!(set.globs[1].base, PathBuf::from("/w/src"));
+        assert!(set.globs[1].recursive);
+        assert!(set.covers(Path::new("/w/data/a.csv")));
+        assert!(!set.covers(Path::new("/w/data/sub/a.csv")));
+        assert!(set.covers(Path::new("/w/src/x/y.rs")));
+        assert!(set.leads_to(Path::new("/w/src")));
+        assert!(!set.leads_to(Path::new("/w/other")));
+    }
+}
