@@ -3,8 +3,11 @@
 //! This is the first step of every command: bytes → UTF-8 text → a JSON value. Problems
 //! here (missing file, a directory, non-UTF-8 bytes, a syntax error, nesting too deep,
 //! a file too large) become one [`Diagnostic`] whose path gives the line and column.
+//! A `.pflow.md` file goes through the Markdown front end ([`crate::markdown`]) to the
+//! same IR, with a [`SourceMap`] that places later diagnostics on its lines.
 
 use crate::diagnostic::Diagnostic;
+use crate::source_map::SourceMap;
 use serde_json::Value;
 use std::fs;
 use std::io::Read;
@@ -27,8 +30,81 @@ pub fn max_workflow_bytes() -> u64 {
         .unwrap_or(DEFAULT_MAX_WORKFLOW_BYTES)
 }
 
+/// How a workflow file is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Markdown,
+}
+
+/// A workflow file read into the IR.
+#[derive(Debug, Clone)]
+pub struct Document {
+    /// The JSON document (the IR, or a saved workflow's wrapper around it).
+    pub doc: Value,
+    pub format: Format,
+    /// Where the IR's parts are in the file (Markdown files).
+    pub map: Option<SourceMap>,
+    /// A Markdown file's `# Title` and description.
+    pub title: Option<String>,
+    pub description: Option<String>,
+    /// What the front end noticed but accepted.
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Read a workflow file of either format: `.md` files (`x.pflow.md`) as Markdown,
+/// anything else as JSON. Every problem the front end finds, each with its place.
+pub fn read_workflow_file(path: &Path) -> Result<Document, Vec<Diagnostic>> {
+    if !crate::markdown::is_markdown_path(path) {
+        return read_json_file(path)
+            .map(|doc| Document {
+                doc,
+                format: Format::Json,
+                map: None,
+                title: None,
+                description: None,
+                warnings: Vec::new(),
+            })
+            .map_err(|d| vec![d]);
+    }
+    let bytes = read_bytes(path).map_err(|d| vec![d])?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|e| vec![not_utf8(&bytes, &e, "save the workflow as UTF-8 Markdown")])?;
+    if text.trim().is_empty() {
+        return Err(vec![Diagnostic::error(
+            "root",
+            "the workflow file is empty",
+        )
+        .with_hint(
+            "a Markdown workflow has a '# Title', a '## Steps' section and '### step' entries",
+        )]);
+    }
+    let parsed = crate::markdown::parse(text)?;
+    Ok(Document {
+        doc: parsed.ir,
+        format: Format::Markdown,
+        map: Some(parsed.map),
+        title: parsed.title,
+        description: parsed.description,
+        warnings: parsed.warnings,
+    })
+}
+
 /// Read and parse a workflow file.
 pub fn read_json_file(path: &Path) -> Result<Value, Diagnostic> {
+    let bytes = read_bytes(path)?;
+    // A JSON tree costs about fifty times the file: a file with too many nodes is refused
+    // after a scan that keeps nothing, before it is parsed.
+    if bytes.len() > COUNT_FROM_BYTES {
+        if let Some(n) = count_nodes(&bytes).filter(|n| *n > MAX_NODES) {
+            return Err(too_many_nodes(n));
+        }
+    }
+    parse_json_bytes(&bytes)
+}
+
+/// A workflow file's bytes, within the size limit.
+fn read_bytes(path: &Path) -> Result<Vec<u8>, Diagnostic> {
     let shown = path.display();
     let meta = fs::metadata(path).map_err(|e| {
         let msg = match e.kind() {
@@ -45,7 +121,7 @@ pub fn read_json_file(path: &Path) -> Result<Value, Diagnostic> {
             "root",
             format!("'{shown}' is a directory, not a workflow file"),
         )
-        .with_hint("pass the path of a .json workflow file"));
+        .with_hint("pass the path of a .json or .pflow.md workflow file"));
     }
     let limit = max_workflow_bytes();
     if meta.len() > limit {
@@ -73,14 +149,7 @@ pub fn read_json_file(path: &Path) -> Result<Value, Diagnostic> {
             format!("workflow file '{shown}' is over the limit of {limit} bytes"),
         ));
     }
-    // A JSON tree costs about fifty times the file: a file with too many nodes is refused
-    // after a scan that keeps nothing, before it is parsed.
-    if bytes.len() > COUNT_FROM_BYTES {
-        if let Some(n) = count_nodes(&bytes).filter(|n| *n > MAX_NODES) {
-            return Err(too_many_nodes(n));
-        }
-    }
-    parse_json_bytes(&bytes)
+    Ok(bytes)
 }
 
 /// The error for a workflow of `n` nodes, over [`MAX_NODES`].
@@ -141,18 +210,21 @@ fn count_nodes(bytes: &[u8]) -> Option<usize> {
 
 /// Parse workflow bytes (from a file, stdin or an LLM reply).
 pub fn parse_json_bytes(bytes: &[u8]) -> Result<Value, Diagnostic> {
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        let (line, col) = line_col(&bytes[..e.valid_up_to()]);
-        Diagnostic::error(
-            format!("line {line}, column {col}"),
-            format!(
-                "the file is not valid UTF-8 text (bad byte at offset {})",
-                e.valid_up_to()
-            ),
-        )
-        .with_hint("save the workflow as UTF-8 JSON")
-    })?;
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| not_utf8(bytes, &e, "save the workflow as UTF-8 JSON"))?;
     parse_json_text(text)
+}
+
+fn not_utf8(bytes: &[u8], e: &std::str::Utf8Error, hint: &str) -> Diagnostic {
+    let (line, col) = line_col(bytes.get(..e.valid_up_to()).unwrap_or(bytes));
+    Diagnostic::error(
+        format!("line {line}, column {col}"),
+        format!(
+            "the file is not valid UTF-8 text (bad byte at offset {})",
+            e.valid_up_to()
+        ),
+    )
+    .with_hint(hint)
 }
 
 pub fn parse_json_text(text: &str) -> Result<Value, Diagnostic> {

@@ -38,8 +38,13 @@ fn invalid(args: &BuildArgs, report: Report, started: Instant) -> Error {
                 .errors
                 .iter()
                 .map(|d| {
-                    json!({"node": null, "category": "validation", "path": d.path,
-                           "message": diagnostic_text(d), "repairable": false})
+                    let mut e = json!({"node": null, "category": "validation", "path": d.path,
+                           "message": diagnostic_text(d), "repairable": false});
+                    if let (Some(line), Some(map)) = (d.line, e.as_object_mut()) {
+                        map.insert("line".into(), json!(line));
+                        map.insert("column".into(), json!(d.column));
+                    }
+                    e
                 })
                 .collect();
             let doc = json!({
@@ -242,7 +247,11 @@ pub fn run(args: BuildArgs) -> Result {
 
     for w in &validated.warnings {
         if !json_mode {
-            report::err_line(&format!("warning: {}: {}", w.path, w.message));
+            let at = match w.line {
+                Some(_) => format!("{}:{} ", args.workflow, w.place()),
+                None => String::new(),
+            };
+            report::err_line(&format!("warning: {at}{}: {}", w.path, w.message));
         }
     }
     // Builds share the cache; gc, verify and clear wait for them (and they for those).
