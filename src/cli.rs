@@ -26,6 +26,12 @@ pub enum OutputFormat {
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ConvertFormat {
+    Json,
+    Md,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum GraphFormat {
     Mermaid,
     Dot,
@@ -132,6 +138,16 @@ pub enum Command {
         workflow: String,
         #[arg(long, value_enum, default_value = "mermaid")]
         format: GraphFormat,
+    },
+    /// Write a workflow as JSON or as Markdown (.pflow.md), with the same IR
+    Convert {
+        /// A .json or .pflow.md file, or the name of a saved workflow
+        workflow: String,
+        #[arg(long, value_enum)]
+        to: ConvertFormat,
+        /// Write to FILE instead of stdout
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<PathBuf>,
     },
 }
 

@@ -68,7 +68,7 @@ pub fn names() -> Vec<String> {
 
 /// A workflow argument that is not a file: the saved workflow of that name.
 pub fn resolve(arg: &str) -> Result<PathBuf, Diagnostic> {
-    let looks_like_path = arg.contains('/') || arg.ends_with(".json");
+    let looks_like_path = arg.contains('/') || arg.ends_with(".json") || arg.ends_with(".md");
     if !looks_like_path && is_valid_name(arg) {
         let p = path_of(arg);
         if p.exists() {

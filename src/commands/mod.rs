@@ -4,6 +4,7 @@
 
 pub mod build;
 pub mod cache;
+pub mod convert;
 mod error;
 pub mod graph;
 pub mod repair;
@@ -34,6 +35,11 @@ pub fn run(cli: Cli) -> i32 {
             output_format,
         } => validate::run(&workflow, output_format),
         Command::Graph { workflow, format } => graph::run(&workflow, format),
+        Command::Convert {
+            workflow,
+            to,
+            output,
+        } => convert::run(&workflow, to, output.as_deref()),
         Command::Workflow { action } => workflow::run(action),
         Command::Cache {
             action,

@@ -41,7 +41,6 @@ pub fn to_markdown(ir: &Value, title: &str, description: Option<&str>) -> Result
     }
     out.push_str(&format!("# {}\n\n", one_line(title)));
     out.push_str(&prose(description.unwrap_or(NO_DESCRIPTION)));
-    out.push('\n');
 
     if let Some(inputs) = top.get("inputs").filter(|v| !is_empty(v)) {
         out.push_str("## Inputs\n\n");

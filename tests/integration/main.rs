@@ -20,6 +20,7 @@ mod build_failures;
 mod build_process;
 mod build_targets;
 mod cache_maintenance;
+mod compat_markdown;
 mod compat_network;
 mod compat_validate;
 mod file_effects;
