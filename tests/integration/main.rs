@@ -32,6 +32,7 @@ mod http_redirects;
 mod limits;
 mod llm_node;
 mod malformed_patches;
+mod markdown_workflows;
 mod remote_cache;
 mod remote_limits;
 mod repair;
