@@ -39,7 +39,7 @@ pub enum GraphFormat {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct BuildArgs {
-    /// A workflow .json file, or the name of a saved workflow
+    /// A workflow .json or .pflow.md file, or the name of a saved workflow
     pub workflow: String,
     /// Workflow inputs as KEY=VALUE
     pub params: Vec<String>,

@@ -2,13 +2,13 @@
 //!
 //! Data flows one way, and every import points down this list. At the bottom are the
 //! primitives everything shares: [`error`] and [`diagnostic`] (what went wrong, and
-//! where), [`canonical`] and [`key`] (digests and node keys), [`fsutil`] (atomic writes,
+//! where; [`source_map`] places it on a line of the file), [`canonical`] and [`key`] (digests and node keys), [`fsutil`] (atomic writes,
 //! file digests), [`file_pattern`] (declared paths and globs), [`http`] (client
 //! plumbing), [`interrupt`], [`secrets`] and [`environment`] (what a child process may
 //! see). Above them, storage:
 //! [`cache`] keeps node results, build records, stats and the remote cache, and knows
 //! nothing of workflows or the terminal. Then the language: a workflow file is read
-//! ([`source`]) and decoded into the IR ([`workflow`]), whose templates ([`template`])
+//! ([`source`], with [`markdown`] for `.pflow.md` files) and decoded into the IR ([`workflow`]), whose templates ([`template`])
 //! and node types ([`nodes`], with the LLM client [`llm`]) it names; [`validate`] checks
 //! it and builds the DAG ([`graph`], with the edges paths imply: [`file_edges`]); [`inputs`] binds the user's values. The
 //! [`executor`] runs the DAG in parallel, deciding for each node in one place whether it
