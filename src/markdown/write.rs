@@ -49,6 +49,9 @@ pub fn to_markdown(ir: &Value, title: &str, description: Option<&str>) -> Result
     let Some(Value::Array(nodes)) = top.get("nodes") else {
         return Err("'nodes' is not an array of nodes".into());
     };
+    if nodes.is_empty() {
+        return Err("the workflow has no nodes, and '## Steps' needs at least one".into());
+    }
     let ids: Vec<&str> = nodes
         .iter()
         .map(|n| n.get("id").and_then(Value::as_str).unwrap_or(""))
@@ -119,6 +122,11 @@ fn routes(edges: Option<&Value>, ids: &[&str]) -> Result<Routes, String> {
         if to == "end" {
             return Err(format!(
                 "edges[{k}] goes to a node named 'end', which Markdown reads as no edge"
+            ));
+        }
+        if to.is_empty() || to.trim() != to {
+            return Err(format!(
+                "edges[{k}] goes to '{to}', which Markdown cannot name"
             ));
         }
         let route = &mut out[i];
