@@ -7,7 +7,7 @@
 //! same IR, with a [`SourceMap`] that places later diagnostics on its lines.
 
 use crate::diagnostic::Diagnostic;
-use crate::source_map::SourceMap;
+use crate::source_map::{LineIndex, SourceMap};
 use serde_json::Value;
 use std::fs;
 use std::io::Read;
@@ -50,22 +50,149 @@ pub struct Document {
     pub description: Option<String>,
     /// What the front end noticed but accepted.
     pub warnings: Vec<Diagnostic>,
+    /// The file's text.
+    pub text: String,
+}
+
+impl Document {
+    /// Give diagnostics about this document the line and column of their path. A JSON
+    /// file is scanned for its positions only here, when there is something to place.
+    pub fn place(&self, diags: &mut [Diagnostic]) {
+        if diags.iter().all(|d| d.line.is_some()) {
+            return;
+        }
+        match &self.map {
+            Some(map) => map.place(diags),
+            None => json_source_map(&self.text).place(diags),
+        }
+    }
+}
+
+/// Where each value of a JSON document is: its JSON path, spelled as diagnostics spell
+/// it (`nodes[0].params.command`), → its span. For text that parsed as JSON.
+pub fn json_source_map(text: &str) -> SourceMap {
+    let mut scan = JsonScan {
+        bytes: text.as_bytes(),
+        pos: text.len() - text.trim_start_matches('\u{feff}').len(),
+        index: LineIndex::new(text),
+        map: SourceMap::new(),
+    };
+    scan.value("", 0);
+    scan.map
+}
+
+struct JsonScan<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    index: LineIndex<'a>,
+    map: SourceMap,
+}
+
+impl JsonScan<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    fn blank(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.pos += 1;
+        }
+    }
+
+    /// A string, from its opening quote to past its closing one.
+    fn string(&mut self) {
+        self.pos += 1;
+        while let Some(b) = self.peek() {
+            self.pos += if b == b'\\' { 2 } else { 1 };
+            if b == b'"' {
+                return;
+            }
+        }
+    }
+
+    fn value(&mut self, path: &str, depth: usize) {
+        // serde_json stops at 128 levels; text deeper than that was never a workflow.
+        if depth > 200 {
+            return;
+        }
+        self.blank();
+        let start = self.pos;
+        match self.peek() {
+            Some(open @ (b'{' | b'[')) => {
+                self.pos += 1;
+                let mut i = 0;
+                loop {
+                    self.blank();
+                    if matches!(self.peek(), Some(b'}' | b']')) {
+                        self.pos += 1;
+                        break;
+                    }
+                    let before = self.pos;
+                    let child = if open == b'{' {
+                        if self.peek() != Some(b'"') {
+                            return;
+                        }
+                        self.string();
+                        let key: String = self
+                            .bytes
+                            .get(before..self.pos)
+                            .and_then(|k| serde_json::from_slice(k).ok())
+                            .unwrap_or_default();
+                        self.blank();
+                        if self.peek() != Some(b':') {
+                            return;
+                        }
+                        self.pos += 1;
+                        crate::workflow::field_path(path, &key)
+                    } else {
+                        format!("{path}[{i}]")
+                    };
+                    self.value(&child, depth + 1);
+                    i += 1;
+                    self.blank();
+                    match self.peek() {
+                        Some(b',') => self.pos += 1,
+                        Some(b'}' | b']') => {}
+                        _ => return,
+                    }
+                    if self.pos == before {
+                        return;
+                    }
+                }
+            }
+            Some(b'"') => self.string(),
+            Some(_) => {
+                while !matches!(
+                    self.peek(),
+                    None | Some(b',' | b']' | b'}' | b' ' | b'\t' | b'\n' | b'\r')
+                ) {
+                    self.pos += 1;
+                }
+            }
+            None => return,
+        }
+        if !path.is_empty() {
+            self.map.insert(path, self.index.span(start, self.pos));
+        }
+    }
 }
 
 /// Read a workflow file of either format: `.md` files (`x.pflow.md`) as Markdown,
 /// anything else as JSON. Every problem the front end finds, each with its place.
 pub fn read_workflow_file(path: &Path) -> Result<Document, Vec<Diagnostic>> {
     if !crate::markdown::is_markdown_path(path) {
-        return read_json_file(path)
-            .map(|doc| Document {
-                doc,
-                format: Format::Json,
-                map: None,
-                title: None,
-                description: None,
-                warnings: Vec::new(),
-            })
-            .map_err(|d| vec![d]);
+        let bytes = read_json_bytes(path).map_err(|d| vec![d])?;
+        let doc = parse_json_bytes(&bytes).map_err(|d| vec![d])?;
+        return Ok(Document {
+            doc,
+            format: Format::Json,
+            map: None,
+            title: None,
+            description: None,
+            warnings: Vec::new(),
+            // It parsed, so it is UTF-8 (and the bytes move, no copy).
+            text: String::from_utf8(bytes).unwrap_or_default(),
+        });
     }
     let bytes = read_bytes(path).map_err(|d| vec![d])?;
     let text = std::str::from_utf8(&bytes)
@@ -87,11 +214,17 @@ pub fn read_workflow_file(path: &Path) -> Result<Document, Vec<Diagnostic>> {
         title: parsed.title,
         description: parsed.description,
         warnings: parsed.warnings,
+        text: text.to_string(),
     })
 }
 
 /// Read and parse a workflow file.
 pub fn read_json_file(path: &Path) -> Result<Value, Diagnostic> {
+    parse_json_bytes(&read_json_bytes(path)?)
+}
+
+/// A JSON workflow file's bytes, refused before parsing when it has too many nodes.
+fn read_json_bytes(path: &Path) -> Result<Vec<u8>, Diagnostic> {
     let bytes = read_bytes(path)?;
     // A JSON tree costs about fifty times the file: a file with too many nodes is refused
     // after a scan that keeps nothing, before it is parsed.
@@ -100,7 +233,7 @@ pub fn read_json_file(path: &Path) -> Result<Value, Diagnostic> {
             return Err(too_many_nodes(n));
         }
     }
-    parse_json_bytes(&bytes)
+    Ok(bytes)
 }
 
 /// A workflow file's bytes, within the size limit.
@@ -275,6 +408,21 @@ mod tests {
         let e = parse_json_bytes(b"{\"a\":\n \"\xff\"}").unwrap_err();
         assert_eq!(e.path, "line 2, column 3");
         assert!(e.message.contains("UTF-8"));
+    }
+
+    #[test]
+    fn json_paths_have_their_lines() {
+        let text = "\u{feff}{\n  \"nodes\": [\n    {\"id\": \"a\", \"a.b\": [1, {\"x\": \"q\\\"\"}]},\n    2\n  ]\n}";
+        let map = json_source_map(text);
+        let at = |p: &str| map.get(p).map(|s| (s.line, s.column));
+        assert_eq!(at("nodes"), Some((2, 12)));
+        assert_eq!(at("nodes[0].id"), Some((3, 12)));
+        assert_eq!(at("nodes[0][\"a.b\"][1].x"), Some((3, 34)));
+        assert_eq!(at("nodes[1]"), Some((4, 5)));
+        // Whatever the text, no panic and no endless loop.
+        for bad in ["{\"a\" 1}", "[1 2]", "{\"a\":", "\"open", "[[[[", "{,}"] {
+            json_source_map(bad);
+        }
     }
 
     #[test]

@@ -23,12 +23,34 @@ pub struct Span {
 impl Span {
     /// The span `start..end` of `text`, with its line and column worked out.
     pub fn of(text: &str, start: usize, end: usize) -> Span {
-        let start = start.min(text.len());
-        let end = end.clamp(start, text.len());
-        let before = text.get(..start).unwrap_or("");
-        let line = before.bytes().filter(|&b| b == b'\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let column = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
+        LineIndex::new(text).span(start, end)
+    }
+}
+
+/// Where each line of a text starts, to place many spans in it cheaply.
+pub struct LineIndex<'a> {
+    text: &'a str,
+    starts: Vec<usize>,
+}
+
+impl<'a> LineIndex<'a> {
+    pub fn new(text: &'a str) -> LineIndex<'a> {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        LineIndex { text, starts }
+    }
+
+    /// The span `start..end`, with its line and column.
+    pub fn span(&self, start: usize, end: usize) -> Span {
+        let start = start.min(self.text.len());
+        let end = end.clamp(start, self.text.len());
+        let line = self.starts.partition_point(|&s| s <= start).max(1);
+        let line_start = self.starts.get(line - 1).copied().unwrap_or(0);
+        let column = self
+            .text
+            .get(line_start..start)
+            .map_or(0, |s| s.chars().count())
+            + 1;
         Span {
             start,
             end,

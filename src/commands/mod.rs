@@ -197,10 +197,8 @@ pub fn load_document(
         warnings: Vec::new(),
     })?;
     let place = |report: &mut Report| {
-        if let Some(map) = &document.map {
-            map.place(&mut report.errors);
-            map.place(&mut report.warnings);
-        }
+        document.place(&mut report.errors);
+        document.place(&mut report.warnings);
     };
     match crate::validate::validate(&document.doc) {
         Ok(mut validated) => {

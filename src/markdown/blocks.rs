@@ -4,6 +4,7 @@
 //! everything else); the front end then reads the lines of each block as the original
 //! pflow does, so values keep the exact text the author wrote.
 
+use crate::source_map::{LineIndex, Span};
 use pulldown_cmark::{CodeBlockKind, Event, Options, Parser, Tag, TagEnd};
 
 /// Lines `first..=last` (0-based, of the whole file).
@@ -29,6 +30,7 @@ pub enum Block {
 pub struct Text<'a> {
     pub text: &'a str,
     starts: Vec<usize>,
+    index: LineIndex<'a>,
 }
 
 impl<'a> Text<'a> {
@@ -38,7 +40,16 @@ impl<'a> Text<'a> {
         if starts.last() == Some(&text.len()) && !text.is_empty() {
             starts.pop();
         }
-        Text { text, starts }
+        Text {
+            text,
+            starts,
+            index: LineIndex::new(text),
+        }
+    }
+
+    /// The span of bytes `start..end`, placed.
+    pub fn span(&self, start: usize, end: usize) -> Span {
+        self.index.span(start, end)
     }
 
     pub fn count(&self) -> usize {

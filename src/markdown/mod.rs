@@ -162,7 +162,7 @@ pub fn parse(source: &str) -> Result<Parsed, Vec<Diagnostic>> {
                             id: name.to_string(),
                             section,
                             line,
-                            id_span: Span::of(source, ls + at, ls + at + name.len()),
+                            id_span: r.text.span(ls + at, ls + at + name.len()),
                             prose: Vec::new(),
                             items: Vec::new(),
                             blocks: Vec::new(),
@@ -273,7 +273,7 @@ impl<'a> Reader<'a> {
     /// The span of line `i` (0-based).
     fn line_span(&self, i: usize) -> Span {
         let (s, e) = self.text.bounds(i);
-        Span::of(self.text.text, s, e)
+        self.text.span(s, e)
     }
 
     /// Front matter between a first line `---` and the next `---`: its value, and the
@@ -465,7 +465,6 @@ impl<'a> Reader<'a> {
     /// The entity's `- key: value` items and fenced blocks, by key, in order.
     fn fields(&mut self, e: &Entity, path: &str) -> Vec<(String, Field)> {
         let mut out: Vec<(String, Field)> = Vec::new();
-        let source = self.text.text;
         for lines in &e.items {
             let first = lines[0];
             if lines.len() == 1 {
@@ -488,7 +487,7 @@ impl<'a> Reader<'a> {
                 let value_text = value.trim();
                 let start =
                     ls + line.len() - value.len() + (value.len() - value.trim_start().len());
-                let span = Span::of(source, start, start + value_text.len());
+                let span = self.text.span(start, start + value_text.len());
                 match scalar::coerce(value_text) {
                     Ok(v) => self.push_field(
                         &mut out,
@@ -521,7 +520,9 @@ impl<'a> Reader<'a> {
                             .unwrap_or("")
                     })
                     .collect();
-                let span = Span::of(source, self.text.bounds(first).0, self.text.bounds(last).1);
+                let span = self
+                    .text
+                    .span(self.text.bounds(first).0, self.text.bounds(last).1);
                 match serde_yaml_ng::from_str::<Value>(&yaml.join("\n")) {
                     Ok(Value::Array(entries)) => {
                         for entry in entries {
@@ -586,7 +587,7 @@ impl<'a> Reader<'a> {
             } else {
                 start
             };
-            let span = Span::of(source, start, end);
+            let span = self.text.span(start, end);
             let value = if words.len() > 1 && words[0].eq_ignore_ascii_case("yaml") {
                 match serde_yaml_ng::from_str::<Value>(&text) {
                     Ok(v) => v,

@@ -292,9 +292,15 @@ fn one_line(s: &str) -> String {
 fn prose(text: &str) -> String {
     let mut out = String::new();
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let starts_block = line.starts_with("- ")
+        let hashes = line.chars().take_while(|c| *c == '#').count();
+        let heading = (1..=3).contains(&hashes)
+            && line[hashes..]
+                .chars()
+                .next()
+                .is_none_or(char::is_whitespace);
+        let starts_block = heading
+            || line.starts_with("- ")
             || line == "-"
-            || line.starts_with('#')
             || line.starts_with("```")
             || line.starts_with("~~~");
         if starts_block {
