@@ -309,3 +309,46 @@ fn apply_repairs_never_writes_json_over_a_markdown_workflow() {
     );
     assert_eq!(ws.read(FILE), md);
 }
+
+#[test]
+fn front_matter_fields_typo_sections_and_crlf_lines() {
+    // CRLF line endings; IR fields in the front matter (other keys are metadata); a
+    // '## Step' section is ignored with a warning at its line.
+    let md = "---\r\nstrict_env: true\r\nauthor: someone\r\n---\r\n# T\r\n\r\nAbout.\r\n\r\n## Step\r\n\r\n## Steps\r\n\r\n### a\r\n\r\nPrints.\r\n\r\n- type: shell\r\n- env:\r\n    A: one\r\n\r\n```shell command\r\necho $A\r\necho two\r\n```\r\n";
+    let ws = ws(md);
+    let out = ws.pflow().args(["convert", FILE, "--to", "json"]).output();
+    let ir: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(ir["strict_env"], json!(true), "{ir}");
+    assert!(ir.get("author").is_none(), "{ir}");
+    assert_eq!(
+        ir["nodes"][0]["params"]["command"],
+        json!("echo $A\necho two")
+    );
+    assert_eq!(ir["nodes"][0]["params"]["env"], json!({"A": "one"}));
+    let out = ws.pflow().args(["validate", FILE]).output();
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(
+            "warning: flow.pflow.md:9:1: root: '## Step' looks like a typo for '## Steps'"
+        ),
+        "{stderr}"
+    );
+    ws.cmd().workflow_file(FILE).run().assert_ok();
+
+    // A YAML block that does not parse is shown at (or just after) its lines.
+    ws.write(
+        FILE,
+        &md.replace(
+            "- env:\r\n    A: one\r\n",
+            "\r\n```yaml env\r\nA: [one\r\n```\r\n",
+        ),
+    );
+    let out = ws.pflow().args(["validate", FILE]).output();
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("flow.pflow.md:21:1: nodes[0]: invalid YAML in the 'yaml env' block"),
+        "{stderr}"
+    );
+}
