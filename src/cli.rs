@@ -96,6 +96,10 @@ pub struct BuildArgs {
     /// node declares in "reads_env" and its "env" bindings (or PFLOW_STRICT_ENV=1)
     #[arg(long)]
     pub strict_env: bool,
+    /// Refuse to build (exit 2) a workflow that pastes a value into shell code
+    /// (`|raw`, quoted here-documents, `sh -c`/`eval`), as `validate --strict` does
+    #[arg(long)]
+    pub strict: bool,
     /// Let file nodes write, move and delete in DIR too, besides the workspace
     /// (repeatable; or PFLOW_ALLOW_WRITE=DIR:DIR)
     #[arg(long, value_name = "DIR")]
@@ -111,6 +115,10 @@ pub enum Command {
         workflow: String,
         #[arg(long, value_enum, default_value = "text")]
         output_format: OutputFormat,
+        /// Make warnings about values pasted into shell code (`|raw`, quoted
+        /// here-documents, `sh -c`/`eval`) errors
+        #[arg(long)]
+        strict: bool,
     },
     /// Cache upkeep: stats, verify, gc, clear
     Cache {
@@ -149,6 +157,22 @@ pub enum Command {
         #[arg(long, short = 'o', value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// List the node types, or describe one: its params and outputs
+    Nodes {
+        /// A node type, e.g. shell
+        node_type: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        output_format: OutputFormat,
+    },
+    /// Print the workflow format as a JSON Schema (point "$schema" at a saved copy)
+    Schema,
+    /// Print a completion script: pflow completions bash > ~/.local/share/bash-completion/completions/pflow
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): pflow man > pflow.1
+    Man,
 }
 
 #[derive(Subcommand, Debug, Clone)]

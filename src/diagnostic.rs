@@ -29,6 +29,9 @@ pub struct Diagnostic {
     pub column: Option<usize>,
     #[serde(skip)]
     pub severity: Severity,
+    /// A warning that `--strict` makes an error (a value pasted into shell text as code).
+    #[serde(skip)]
+    pub strict_error: bool,
 }
 
 impl Diagnostic {
@@ -40,6 +43,7 @@ impl Diagnostic {
             line: None,
             column: None,
             severity: Severity::Error,
+            strict_error: false,
         }
     }
 
@@ -74,6 +78,12 @@ impl Diagnostic {
             (Some(l), None) => format!("{l}:"),
             _ => String::new(),
         }
+    }
+
+    /// Mark a warning as one `--strict` turns into an error.
+    pub fn strict_error(mut self) -> Self {
+        self.strict_error = true;
+        self
     }
 
     pub fn is_error(&self) -> bool {

@@ -80,6 +80,9 @@ pub struct ChildEnv<'a> {
     pub declared: &'a [String],
     /// Strict mode: only [`BASE`] and the declared variables.
     pub strict: bool,
+    /// The values of the templates in a shell command, as the variables its text refers
+    /// to (`Template::resolve_shell`): set in every mode.
+    pub values: &'a [(String, String)],
 }
 
 impl ChildEnv<'_> {
@@ -87,6 +90,7 @@ impl ChildEnv<'_> {
     pub const LOOSE: ChildEnv<'static> = ChildEnv {
         declared: &[],
         strict: false,
+        values: &[],
     };
 
     fn declares(&self, name: &str) -> bool {
@@ -95,6 +99,13 @@ impl ChildEnv<'_> {
 
     /// Set up `cmd`'s environment (before the node's own `env` bindings are added).
     pub fn apply(&self, cmd: &mut Command) {
+        self.apply_inherited(cmd);
+        for (name, value) in self.values {
+            cmd.env(name, value);
+        }
+    }
+
+    fn apply_inherited(&self, cmd: &mut Command) {
         if self.strict {
             cmd.env_clear();
             let names = BASE

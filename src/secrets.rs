@@ -130,4 +130,16 @@ impl Redactor {
     pub fn scrub(&self, text: &str) -> String {
         scrub(text, &self.values)
     }
+
+    /// Does `bytes` hold any secret value?
+    pub fn finds_in(&self, bytes: &[u8]) -> bool {
+        self.values
+            .iter()
+            .any(|v| !v.is_empty() && memchr::memmem::find(bytes, v.as_bytes()).is_some())
+    }
+
+    /// Are there no values to look for?
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
 }

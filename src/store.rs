@@ -5,7 +5,7 @@
 //! never lose a count and a crash never leaves a half-written file.
 
 use crate::diagnostic::{did_you_mean, Diagnostic};
-use crate::secrets::{is_secret_name, REDACTED};
+use crate::secrets::REDACTED;
 use fs4::fs_std::FileExt;
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
@@ -179,10 +179,13 @@ pub fn save(
     Ok(path_of(name))
 }
 
-/// Record a run of a saved workflow. Params with secret-looking names are redacted.
+/// Record a run of a saved workflow. The params `is_secret` names are redacted whole,
+/// and any secret value `redactor` knows is scrubbed from the others.
 pub fn record_run(
     name: &str,
     params: &[(String, String)],
+    is_secret: &dyn Fn(&str) -> bool,
+    redactor: &crate::secrets::Redactor,
     success: bool,
     duration_ms: u64,
 ) -> Result<(), String> {
@@ -190,10 +193,10 @@ pub fn record_run(
         let mut doc = current.ok_or_else(|| format!("saved workflow '{name}' disappeared"))?;
         let mut redacted = Map::new();
         for (k, v) in params {
-            let value = if is_secret_name(k) {
+            let value = if is_secret(k) {
                 REDACTED.to_string()
             } else {
-                v.clone()
+                redactor.scrub(v)
             };
             redacted.insert(k.clone(), Value::String(value));
         }

@@ -130,6 +130,14 @@ fn value_len_within(v: &Value, cap: usize) -> Option<usize> {
     (n <= cap).then_some(n)
 }
 
+/// A shell command resolved by [`Template::resolve_shell`]: its text, and the variables
+/// (name, value) the process needs for the references in it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ShellText {
+    pub command: String,
+    pub vars: Vec<(String, String)>,
+}
+
 /// A parsed template string.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Template {
@@ -148,6 +156,9 @@ pub struct Reference {
     /// The first name: a workflow input, a node id, a batch alias or `__index__`.
     pub root: String,
     pub path: Vec<Step>,
+    /// `${x|raw}`: in shell text, paste the value as code instead of passing it as a
+    /// variable (see [`crate::shell_text`]). Elsewhere it changes nothing.
+    pub raw: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -179,7 +190,8 @@ impl fmt::Display for TemplateError {
 
 impl fmt::Display for Reference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "${{{}}}", self.path_string())
+        let raw = if self.raw { "|raw" } else { "" };
+        write!(f, "${{{}{raw}}}", self.path_string())
     }
 }
 
@@ -383,6 +395,57 @@ impl Template {
         Ok(Value::String(text))
     }
 
+    /// Resolve as the text of a shell command: each value goes into an environment
+    /// variable, and the text gets a reference to it quoted for its spot, so no value
+    /// can change the command ([`crate::shell_text`]). A `|raw` reference, and one where
+    /// no reference would expand (a literal here-document), is pasted as before. With
+    /// `leave_unresolved`, a reference that does not resolve stays as its `${...}` text
+    /// (permissive mode). The text and the values together stay within the cap.
+    pub fn resolve_shell(
+        &self,
+        scope: &dyn Scope,
+        leave_unresolved: bool,
+    ) -> Result<ShellText, Unresolved> {
+        let mut budget = Budget::new(max_template_bytes());
+        let mut scanner = crate::shell_text::Scanner::new();
+        let mut out = ShellText::default();
+        for part in &self.parts {
+            let piece = match part {
+                Part::Text(t) => {
+                    scanner.text(t);
+                    out.command.push_str(t);
+                    budget.take(t.len(), &|| self.name())?;
+                    continue;
+                }
+                Part::Ref(r) => r,
+            };
+            let value = match resolve_reference(piece, scope) {
+                Ok(v) => v,
+                Err(_) if leave_unresolved => {
+                    let text = piece.to_string();
+                    scanner.text(&text);
+                    out.command.push_str(&text);
+                    continue;
+                }
+                Err(u) => return Err(u),
+            };
+            let n = value_len_within(&value, budget.left())
+                .ok_or_else(|| budget.exceeded(self.name()))?;
+            budget.take(n, &|| self.name())?;
+            let text = render_text(&value).into_owned();
+            let spot = scanner.value();
+            let var = format!("PFLOW_T{}", out.vars.len());
+            match spot.reference(&var).filter(|_| !piece.raw) {
+                Some(reference) => {
+                    out.command.push_str(&reference);
+                    out.vars.push((var, text));
+                }
+                None => out.command.push_str(&text),
+            }
+        }
+        Ok(out)
+    }
+
     /// The template as source text: `parse(t.to_source()) == t` for any parsed `t`.
     /// Literal `${` in text is written `$${`.
     pub fn to_source(&self) -> String {
@@ -424,7 +487,21 @@ fn parse_reference(
     let mut path = Vec::new();
     loop {
         match bytes.get(i) {
-            Some(b'}') => return Ok((Reference { root, path }, i + 1)),
+            Some(b'}') => {
+                let raw = false;
+                return Ok((Reference { root, path, raw }, i + 1));
+            }
+            Some(b'|') if allow_nested => {
+                let rest = &s[i + 1..];
+                if rest.starts_with("raw}") {
+                    let raw = true;
+                    return Ok((Reference { root, path, raw }, i + 5));
+                }
+                return Err(
+                    "the only '|' option is '|raw' (paste the value into shell text as code)"
+                        .into(),
+                );
+            }
             Some(b'.') => {
                 let end = scan_ident(bytes, i + 1, false);
                 if end == i + 1 {

@@ -6,11 +6,11 @@
 //! [`Validated`], carries what execution needs: the DAG, the topological order and each
 //! node's params with their templates parsed once.
 
-use crate::diagnostic::{quoted_list, suggestion, Diagnostic};
+use crate::diagnostic::{quoted_list, suggestion, Diagnostic, Severity};
 use crate::file_pattern::FilePattern;
 use crate::graph::{Graph, Link};
 use crate::nodes::{self, NodeSpec, OutputKind};
-use crate::template::{ParamTemplate, Reference, Step, Template};
+use crate::template::{ParamTemplate, Part, Reference, Step, Template};
 use crate::workflow::{field_path, BatchItems, EdgeAction, Workflow};
 use serde_json::Value;
 use std::cell::{Cell, OnceCell};
@@ -52,6 +52,26 @@ pub struct CompiledNode {
 pub struct Report {
     pub errors: Vec<Diagnostic>,
     pub warnings: Vec<Diagnostic>,
+}
+
+impl Validated {
+    /// Under `--strict`: the warnings marked [`Diagnostic::strict_error`] (values pasted
+    /// into shell code) are errors.
+    pub fn strict(self) -> Result<Validated, Report> {
+        if !self.warnings.iter().any(|w| w.strict_error) {
+            return Ok(self);
+        }
+        let (errors, warnings): (Vec<Diagnostic>, Vec<Diagnostic>) =
+            self.warnings.into_iter().partition(|w| w.strict_error);
+        let errors = errors
+            .into_iter()
+            .map(|mut d| {
+                d.severity = Severity::Error;
+                d
+            })
+            .collect();
+        Err(Report { errors, warnings })
+    }
 }
 
 /// What a template root names, from one node's point of view.
@@ -404,11 +424,9 @@ pub fn validate_workflow(wf: Workflow, structural: Vec<Diagnostic>) -> Result<Va
                             Root::Index => uses_index = true,
                             _ => {}
                         }
-                        if let (Some(spec), Root::Node(dep)) = (spec, root) {
-                            if let Some(w) = injection_warning(spec, name, r, dep, &wf, &ppath) {
-                                warnings.push(w);
-                            }
-                        }
+                    }
+                    if let (Some(spec), ParamTemplate::Template(t)) = (spec, &pt) {
+                        shell_warnings(spec, name, t, &names, alias, &ppath, &mut warnings);
                     }
                     params.push((name.clone(), pt));
                 }
@@ -553,35 +571,103 @@ pub fn validate_workflow(wf: Workflow, structural: Vec<Diagnostic>) -> Result<Va
     })
 }
 
-/// A warning when shell param `name` of a `spec` node embeds `r`, text a server or a
-/// model wrote (an untrusted output of node `dep`). Numbers and headers such as
-/// `status_code` are not declared untrusted: they are no shell-injection risk.
-fn injection_warning(
+/// Warnings for values a shell param of a `spec` node pastes into its text as code
+/// (`--strict` makes them errors): a `|raw` reference, a value inside a here-document
+/// with a quoted delimiter, text a second shell parses. Every other value is passed as a
+/// variable and cannot change the command ([`crate::shell_text`]). `|raw` elsewhere
+/// changes nothing, which is said too.
+fn shell_warnings(
     spec: &NodeSpec,
     name: &str,
-    r: &Reference,
-    dep: usize,
-    wf: &Workflow,
+    t: &Template,
+    names: &Names<'_>,
+    alias: Option<&str>,
     path: &ParamPath<'_>,
-) -> Option<Diagnostic> {
+    warnings: &mut Vec<Diagnostic>,
+) {
     if !spec.shell_params.contains(&name) {
-        return None;
+        for r in t.refs().filter(|r| r.raw) {
+            warnings.push(
+                Diagnostic::warning(
+                    path.to_string(),
+                    format!("'|raw' in {r} changes nothing outside shell text"),
+                )
+                .with_hint(format!("write {}", safe_spelling(r))),
+            );
+        }
+        return;
     }
-    let source = nodes::lookup(&wf.nodes.get(dep)?.node_type)?;
-    if !source.untrusted_outputs.contains(&r.first_key()?) {
-        return None;
+    let mut scanner = crate::shell_text::Scanner::new();
+    for part in &t.parts {
+        let r = match part {
+            Part::Text(text) => {
+                scanner.text(text);
+                continue;
+            }
+            Part::Ref(r) => r,
+        };
+        let spot = scanner.value();
+        // `__index__` is a number pflow makes: no one can put code in it. A comment runs
+        // nothing.
+        if names.classify(&r.root, alias) == Root::Index
+            || spot.context == crate::shell_text::Context::Comment
+        {
+            continue;
+        }
+        let from = value_origin(r, names, alias);
+        let (why, hint) = if r.raw {
+            (
+                "'|raw' asks for that".to_string(),
+                format!(
+                    "write {} and pflow passes the value as a variable that cannot change the command",
+                    safe_spelling(r)
+                ),
+            )
+        } else if let Some(why) = spot.unsafe_because() {
+            let hint = if spot.second_shell.is_some() {
+                format!("give it to the inner command as an argument instead, e.g. sh -c 'echo \"$1\"' sh {}", safe_spelling(r))
+            } else {
+                "write the here-document's delimiter unquoted (<<EOF), where pflow passes the value as a variable".to_string()
+            };
+            (why, hint)
+        } else {
+            continue;
+        };
+        warnings.push(
+            Diagnostic::warning(
+                path.to_string(),
+                format!("the {name} pastes {r} ({from}) into shell code: {why}, so the value could run commands"),
+            )
+            .with_hint(hint)
+            .strict_error(),
+        );
     }
-    let t = source.name;
-    let d = Diagnostic::warning(
-        path.to_string(),
-        format!("the {name} embeds {r}, text from an {t} node, which could inject shell code"),
-    );
-    Some(match spec.env_param {
-        Some(env) => d.with_hint(format!(
-            "pass it through the \"{env}\" param instead, e.g. \"{env}\": {{\"DATA\": \"{r}\"}} and use \"$DATA\" in the {name}"
-        )),
-        None => d,
-    })
+}
+
+/// `r` without `|raw`.
+fn safe_spelling(r: &Reference) -> String {
+    format!("${{{}}}", r.path_string())
+}
+
+/// Where a reference's value comes from, for a warning.
+fn value_origin(r: &Reference, names: &Names<'_>, alias: Option<&str>) -> String {
+    match names.classify(&r.root, alias) {
+        Root::Input => format!("the input '{}'", r.root),
+        Root::Alias => "a batch item".to_string(),
+        Root::Node(dep) => {
+            let t = &names.wf.nodes[dep].node_type;
+            match nodes::lookup(t) {
+                Some(spec)
+                    if r.first_key()
+                        .is_some_and(|k| spec.untrusted_outputs.contains(&k)) =>
+                {
+                    format!("text an {t} node received")
+                }
+                _ => format!("an output of node '{}'", r.root),
+            }
+        }
+        Root::Index | Root::Unknown => format!("'{}'", r.root),
+    }
 }
 
 /// `nodes[i]`, spelled out only when displayed.
@@ -858,18 +944,56 @@ mod tests {
     }
 
     #[test]
-    fn injection_warning_is_for_text_from_the_network_only() {
-        let warned = |reference: &str| {
-            let v = validate(&json!({"nodes": [
+    fn only_values_pasted_into_shell_code_are_warned() {
+        let warned = |command: &str| -> Vec<String> {
+            let v = validate(&json!({"inputs": {"name": {"type": "string"}}, "nodes": [
                 {"id": "get", "type": "http", "params": {"url": "http://x"}},
-                {"id": "use", "type": "shell", "params": {"command": format!("echo {reference}")}}
+                {"id": "use", "type": "shell", "params": {"command": command}}
             ]}))
             .expect("valid");
-            v.warnings.iter().any(|w| w.message.contains("inject"))
+            v.warnings.iter().map(|w| w.message.clone()).collect()
         };
-        assert!(warned("${get.response}"));
-        assert!(warned("${get.response.items[0].name}"));
-        assert!(!warned("${get.status_code}"));
+        // Passed as variables: nothing to say, from any source, in any quoting.
+        for safe in [
+            "echo ${get.response} \"${name}\" '${get.response.items[0].name}'",
+            "cat <<EOF\n${name}\nEOF",
+            "echo a # ${name|raw}",
+        ] {
+            assert_eq!(warned(safe), Vec::<String>::new(), "{safe}");
+        }
+        let raw = warned("echo ${get.response|raw}");
+        assert_eq!(raw.len(), 1, "{raw:?}");
+        assert!(
+            raw[0].contains("text an http node received") && raw[0].contains("'|raw'"),
+            "{raw:?}"
+        );
+        let heredoc = warned("cat <<'EOF'\n${name}\nEOF");
+        assert!(
+            heredoc[0].contains("the input 'name'") && heredoc[0].contains("quoted delimiter"),
+            "{heredoc:?}"
+        );
+        let inner = warned("bash -c \"echo ${get.status_code}\"");
+        assert!(inner[0].contains("'bash -c' parses it"), "{inner:?}");
+    }
+
+    #[test]
+    fn strict_makes_pasted_values_errors_and_keeps_other_warnings() {
+        let v = validate(&json!({"inputs": {"name": {"type": "string"}}, "nodes": [
+            {"id": "use", "type": "shell", "params": {"command": "echo ${name|raw}"}},
+            {"id": "say", "type": "echo", "params": {"message": "${name|raw}"}}
+        ]}))
+        .expect("valid");
+        assert_eq!(v.warnings.len(), 2);
+        let Err(report) = v.strict() else {
+            panic!("no error under --strict")
+        };
+        assert_eq!(report.errors.len(), 1);
+        assert!(report.errors[0].is_error());
+        assert_eq!(report.errors[0].path, "nodes[0].params.command");
+        assert_eq!(report.warnings.len(), 1);
+        assert!(report.warnings[0]
+            .message
+            .contains("changes nothing outside shell text"));
     }
 
     #[test]
@@ -992,7 +1116,7 @@ mod tests {
         let v = validate(&json!({"nodes": [
             {"id": "get", "type": "http", "params": {"url": "http://x"}},
             {"id": "ask", "type": "llm", "params": {"prompt": "hi"}},
-            {"id": "use", "type": "shell", "params": {"command": "echo ${get.response} ${ask.response} ${ask.llm_usage}",
+            {"id": "use", "type": "shell", "params": {"command": "echo ${get.response|raw} ${ask.llm_usage}; sh -c 'echo ${ask.response}'",
                                                       "stdin": "${get.response}"}},
             {"id": "say", "type": "echo", "params": {"message": "${get.response}"}}
         ]}))
@@ -1012,8 +1136,8 @@ mod tests {
         assert_eq!(
             shown,
             [
-                "nodes[2].params.command | the command embeds ${get.response}, text from an http node, which could inject shell code | pass it through the \"env\" param instead, e.g. \"env\": {\"DATA\": \"${get.response}\"} and use \"$DATA\" in the command",
-                "nodes[2].params.command | the command embeds ${ask.response}, text from an llm node, which could inject shell code | pass it through the \"env\" param instead, e.g. \"env\": {\"DATA\": \"${ask.response}\"} and use \"$DATA\" in the command",
+                "nodes[2].params.command | the command pastes ${get.response|raw} (text an http node received) into shell code: '|raw' asks for that, so the value could run commands | write ${get.response} and pflow passes the value as a variable that cannot change the command",
+                "nodes[2].params.command | the command pastes ${ask.response} (text an llm node received) into shell code: 'sh -c' parses it as shell code a second time, so the value could run commands | give it to the inner command as an argument instead, e.g. sh -c 'echo \"$1\"' sh ${ask.response}",
             ]
         );
 

@@ -65,6 +65,9 @@ pub struct InputSpec {
     pub default: Option<Value>,
     pub description: Option<String>,
     pub stdin: bool,
+    /// `"secret": true`: the value is a credential whatever the input is named (see
+    /// [`Workflow::is_secret_input`]).
+    pub secret: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -148,7 +151,9 @@ pub enum EdgeAction {
     Error,
 }
 
-const TOP_FIELDS: &[&str] = &[
+/// The top-level fields. `$schema` names a JSON Schema for editors and is ignored.
+pub const TOP_FIELDS: &[&str] = &[
+    "$schema",
     "ir_version",
     "nodes",
     "edges",
@@ -158,7 +163,7 @@ const TOP_FIELDS: &[&str] = &[
     "template_resolution_mode",
     "strict_env",
 ];
-const NODE_FIELDS: &[&str] = &[
+pub const NODE_FIELDS: &[&str] = &[
     "id",
     "type",
     "purpose",
@@ -169,10 +174,17 @@ const NODE_FIELDS: &[&str] = &[
     "reads",
     "writes",
 ];
-const EDGE_FIELDS: &[&str] = &["from", "to", "action"];
-const INPUT_FIELDS: &[&str] = &["type", "required", "default", "description", "stdin"];
-const OUTPUT_FIELDS: &[&str] = &["source", "description", "type"];
-const BATCH_FIELDS: &[&str] = &[
+pub const EDGE_FIELDS: &[&str] = &["from", "to", "action"];
+pub const INPUT_FIELDS: &[&str] = &[
+    "type",
+    "required",
+    "default",
+    "description",
+    "stdin",
+    "secret",
+];
+pub const OUTPUT_FIELDS: &[&str] = &["source", "description", "type"];
+pub const BATCH_FIELDS: &[&str] = &[
     "items",
     "as",
     "parallel",
@@ -307,6 +319,13 @@ fn join(path: &str, key: &str) -> String {
 }
 
 impl Workflow {
+    /// Is input `name` a credential: declared `"secret": true`, or named like one
+    /// (key, token, secret, password, auth, credential)? Its value is then sealed in
+    /// keys and redacted from everything pflow prints, stores or sends.
+    pub fn is_secret_input(&self, name: &str) -> bool {
+        crate::secrets::is_secret_name(name) || self.inputs.get(name).is_some_and(|i| i.secret)
+    }
+
     /// Decode a workflow from a JSON document (the bare IR or the saved-workflow wrapper
     /// `{"name", "description", "ir": {...}}`). Returns the workflow when the document has
     /// a usable shape, and every structural problem found.
@@ -535,6 +554,9 @@ impl InputSpec {
         }
         if self.stdin {
             m.insert("stdin".into(), Value::Bool(true));
+        }
+        if self.secret {
+            m.insert("secret".into(), Value::Bool(true));
         }
         Value::Object(m)
     }
@@ -1043,6 +1065,7 @@ fn decode_input(map: &Map<String, Value>, path: &str, diags: &mut Vec<Diagnostic
         default: map.get("default").cloned(),
         description: get_string(map, "description", path, diags),
         stdin: get_bool(map, "stdin", path, false, diags),
+        secret: get_bool(map, "secret", path, false, diags),
     }
 }
 

@@ -10,6 +10,7 @@
 //!   and change when a param, an upstream output, a referenced input, a read file, the
 //!   node type or the cache policy changes;
 //! - canonical output digests are equal for equal JSON values however they were written;
+//! - a value templated into shell text never runs, whatever syntax surrounds it;
 //! - the Markdown front end never panics and places every error on a line, and an IR it
 //!   writes as Markdown reads back as the same IR.
 //!
@@ -972,6 +973,60 @@ fn canonical_number_forms() {
         .collect();
     assert_eq!(digests.len(), 1, "{forms:?}");
     assert_ne!(output_digest(&json!(100)), output_digest(&json!(100.5)));
+}
+
+// ---------------------------------------------------------------------------------------
+// Values in shell text
+// ---------------------------------------------------------------------------------------
+
+/// Pieces of shell syntax a command is made of, around `${v}` templates. No piece makes a
+/// quoted here-document or a second shell (`sh -c`, `eval`): those are the spots pflow
+/// warns about instead.
+const SHELL_PIECES: &[&str] = &[
+    "echo ", "'", "\"", "$(", ")", "`", "\\", "${X:-", "}", "$((1+", "))", "#", "\n", "; ",
+    " | cat", "<<E\n", "\nE\n", "<<-E\n", "a", " ", "${v}", "${v}", "${v}", "$${v}", "(", "&&",
+];
+
+/// A value that runs `touch` wherever it is parsed as code.
+const HOSTILE_VALUE: &str =
+    "x;touch P\n$(touch P)`touch P`'\";touch P;'\"a[$(touch P)]<<E\ntouch P\nE\n";
+
+struct Single(Value);
+
+impl pflow::template::Scope for Single {
+    fn lookup(&self, root: &str) -> Option<std::borrow::Cow<'_, Value>> {
+        (root == "v").then(|| std::borrow::Cow::Borrowed(&self.0))
+    }
+    fn root_names(&self) -> Vec<String> {
+        vec!["v".into()]
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Whatever shell text surrounds a template, the value in it never runs: `sh` may
+    /// fail on the text, but no `touch` in the value happens.
+    #[test]
+    fn a_value_in_shell_text_never_runs(pieces in proptest::collection::vec(0..SHELL_PIECES.len(), 1..14)) {
+        let text: String = pieces.iter().map(|&i| SHELL_PIECES[i]).collect();
+        let Ok(t) = Template::parse(&text) else { return Ok(()) };
+        let scope = Single(Value::String(HOSTILE_VALUE.into()));
+        let shell = t.resolve_shell(&scope, false).expect("resolves");
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&shell.command)
+            .envs(shell.vars.iter().map(|(k, v)| (k, v)))
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        let _ = status;
+        prop_assert!(!dir.path().join("P").exists(), "ran from {text:?} as {:?}", shell.command);
+    }
 }
 
 // ---------------------------------------------------------------------------------------

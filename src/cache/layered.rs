@@ -17,6 +17,17 @@ pub enum Source {
     Remote,
 }
 
+/// What [`Layered::push`] did with a result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Push {
+    /// Handed to the remote (which uploads it in the background).
+    Sent,
+    /// No remote to write to, or nothing readable to send.
+    NotSent,
+    /// Kept local: it holds a secret value.
+    HeldBack,
+}
+
 /// The answer to a [`Layered::lookup`].
 #[derive(Debug)]
 pub enum Lookup {
@@ -74,16 +85,29 @@ impl Layered {
     /// Upload a result just stored locally, when the remote is configured for writing.
     /// `outputs` are the values given to [`Cache::store`]; the files' content is read
     /// back from the local cache (verified). Best effort: problems become remote warnings.
-    pub fn push(&self, key: &Key, manifest: &Manifest, outputs: &Value) {
+    /// A result whose values or files hold a secret value stays local: a shared remote is
+    /// read by every machine and person with its URL.
+    pub fn push(
+        &self,
+        key: &Key,
+        manifest: &Manifest,
+        outputs: &Value,
+        secrets: &crate::secrets::Redactor,
+    ) -> Push {
         let Some(remote) = self.remote.as_ref().filter(|r| r.writes() && r.active()) else {
-            return;
+            return Push::NotSent;
         };
         let Ok(bytes) = serde_json::to_vec(outputs) else {
-            return;
+            return Push::NotSent;
         };
-        if let Some(files) = self.local.written_files(manifest) {
-            remote.upload(key, manifest, bytes, files);
+        let Some(files) = self.local.written_files(manifest) else {
+            return Push::NotSent;
+        };
+        if secrets.finds_in(&bytes) || files.iter().any(|f| secrets.finds_in(f)) {
+            return Push::HeldBack;
         }
+        remote.upload(key, manifest, bytes, files);
+        Push::Sent
     }
 
     /// The warnings the remote produced since the last call.

@@ -80,8 +80,12 @@ fn errors_only(errors: Vec<Diagnostic>) -> Report {
 pub fn run(args: BuildArgs) -> Result {
     let started = Instant::now();
     crate::interrupt::install_handler();
-    let (workflow_file, doc, validated) =
-        super::load_path(&args.workflow).map_err(|report| invalid(&args, report, started))?;
+    let (workflow_file, doc, validated) = super::load_path(&args.workflow)
+        .and_then(|(path, doc, v)| match args.strict {
+            true => v.strict().map(|v| (path, doc, v)),
+            false => Ok((path, doc, v)),
+        })
+        .map_err(|report| invalid(&args, report, started))?;
 
     let assignments = match crate::inputs::parse_assignments(&args.params) {
         Ok(a) => a,
@@ -351,6 +355,8 @@ pub fn run(args: BuildArgs) -> Result {
         if let Err(e) = crate::store::record_run(
             &name,
             &assignments,
+            &|k| validated.workflow.is_secret_input(k),
+            &opts.redactor,
             outcome.success,
             started.elapsed().as_millis() as u64,
         ) {
@@ -457,16 +463,17 @@ fn unbuilt_source(
     }
 }
 
-/// The values a build must never show: inputs named like secrets, and the literal
-/// values of every node's secret params (shell `env` bindings, http credentials).
+/// The values a build must never show: secret inputs (declared or named so), and the
+/// literal values of every node's secret params (shell `env` bindings, http
+/// credentials). [`crate::secrets::Redactor`] adds pflow's own secret-named variables.
 fn secret_values(
     v: &crate::validate::Validated,
     inputs: &serde_json::Map<String, Value>,
 ) -> Vec<String> {
     let mut out: Vec<String> = inputs
         .iter()
-        .filter(|(name, _)| crate::secrets::is_secret_name(name))
-        .filter_map(|(_, value)| value.as_str().map(str::to_string))
+        .filter(|(name, value)| v.workflow.is_secret_input(name) && !value.is_null())
+        .map(|(_, value)| crate::template::render_text(value).into_owned())
         .collect();
     for (node, cn) in v.workflow.nodes.iter().zip(&v.nodes) {
         for p in cn.spec.secret_params {

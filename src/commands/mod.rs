@@ -4,10 +4,13 @@
 
 pub mod build;
 pub mod cache;
+pub mod completions;
 pub mod convert;
 mod error;
 pub mod graph;
+pub mod nodes;
 pub mod repair;
+pub mod schema;
 pub mod validate;
 pub mod workflow;
 
@@ -33,7 +36,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::Validate {
             workflow,
             output_format,
-        } => validate::run(&workflow, output_format),
+            strict,
+        } => validate::run(&workflow, output_format, strict),
         Command::Graph { workflow, format } => graph::run(&workflow, format),
         Command::Convert {
             workflow,
@@ -49,6 +53,13 @@ pub fn run(cli: Cli) -> i32 {
         Command::Repair { action, cache_dir } => {
             repair::run(action, &cache_dir_of(cache_dir.as_ref()))
         }
+        Command::Nodes {
+            node_type,
+            output_format,
+        } => nodes::run(node_type.as_deref(), output_format),
+        Command::Schema => schema::run(),
+        Command::Completions { shell } => completions::completions(shell),
+        Command::Man => completions::man(),
     };
     finish(result).as_i32()
 }

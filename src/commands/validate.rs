@@ -5,8 +5,11 @@ use crate::cli::OutputFormat;
 use crate::validate::Report;
 use serde_json::json;
 
-pub fn run(arg: &str, format: OutputFormat) -> Result {
-    let result = load(arg);
+pub fn run(arg: &str, format: OutputFormat, strict: bool) -> Result {
+    let result = load(arg).and_then(|(doc, v)| match strict {
+        true => v.strict().map(|v| (doc, v)),
+        false => Ok((doc, v)),
+    });
     let (report, nodes) = match &result {
         Ok((_, v)) => (
             Report {

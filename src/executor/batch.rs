@@ -96,7 +96,8 @@ impl<'a> Shared<'a> {
             let result = result.unwrap_or_else(|| {
                 let item_scope = ItemScope::new(&scope, batch, item, idx);
                 let mut warnings = Vec::new();
-                let params = resolve_params(cn, &item_scope, mode, &mut warnings);
+                let resolved = resolve_params(cn, &item_scope, mode, &mut warnings);
+                let vars = resolved.as_ref().map(|(_, v)| v.as_slice()).unwrap_or(&[]);
                 self.note(&node.id, warnings);
                 let intent = cn
                     .spec
@@ -106,14 +107,14 @@ impl<'a> Shared<'a> {
                     node_id: &node.id,
                     interrupted: &crate::interrupt::INTERRUPTED,
                     own_files: &[],
-                    env: self.child_env(i),
+                    env: self.child_env(i, vars),
                     write_roots: &self.opts.write_roots,
                     intent: intent.as_ref(),
                 };
                 let mut attempt = 0;
                 loop {
                     attempt += 1;
-                    let r = params.clone().and_then(|p| {
+                    let r = resolved.clone().and_then(|(p, _)| {
                         self.session.count(&node.id, 1);
                         ran.fetch_add(1, Ordering::SeqCst);
                         (cn.spec.run)(&p, &ctx)

@@ -66,6 +66,15 @@ impl<'a> Shared<'a> {
             kb.add_value("batch", &Value::Object(cfg));
         }
         kb.add_text("cache", &node.cache.key_text());
+        // Templated shell text gets its values as variables now, not pasted (a value with
+        // shell syntax in it gives another result than it did): such nodes get new keys,
+        // and the others keep theirs.
+        if cn.params.iter().any(|(name, pt)| {
+            matches!(pt, ParamTemplate::Template(_))
+                && cn.spec.shell_params.contains(&name.as_str())
+        }) {
+            kb.add_text("shell-values", "variables");
+        }
         // Only when declared, so the keys of nodes without declarations stay as they were.
         for (name, paths) in [("reads", &node.reads), ("writes", &node.writes)] {
             if !paths.is_empty() {
@@ -102,7 +111,7 @@ impl<'a> Shared<'a> {
         };
         for name in input_refs {
             let value = self.inputs.get(name).unwrap_or(&Value::Null);
-            if crate::secrets::is_secret_name(name) {
+            if self.v.workflow.is_secret_input(name) {
                 kb.add_sealed(
                     ("input", name.as_str()),
                     &[&crate::canonical::to_canonical(value)],

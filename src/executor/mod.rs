@@ -192,6 +192,8 @@ struct Shared<'a> {
     /// What the last build saw, and what this one learns for the next.
     recorder: recorder::Recorder,
     warnings: Mutex<Vec<String>>,
+    /// Nodes whose results were kept from the remote because they hold a secret.
+    held_back: Mutex<Vec<String>>,
     start: Instant,
 }
 
@@ -342,6 +344,7 @@ impl<'a> Shared<'a> {
             consumed: consumed_paths(v, &recorder, cache),
             recorder,
             warnings: Mutex::new(Vec::new()),
+            held_back: Mutex::new(Vec::new()),
             start: Instant::now(),
         }
     }
@@ -559,16 +562,39 @@ fn unresolved_error(param: &str, u: Unresolved) -> NodeError {
     e
 }
 
+/// Every param resolved, and the variables a shell command's text refers to.
+type Resolved = (Map<String, Value>, Vec<(String, String)>);
+
 /// Resolve every param. In permissive mode an unresolved template stays as literal text
-/// and a warning is recorded.
+/// and a warning is recorded. Shell text gets its values as variables
+/// ([`crate::template::Template::resolve_shell`]).
 fn resolve_params(
     cn: &CompiledNode,
     scope: &dyn Scope,
     mode: TemplateMode,
     warnings: &mut Vec<String>,
-) -> Result<Map<String, Value>, NodeError> {
+) -> Result<Resolved, NodeError> {
     let mut out = Map::with_capacity(cn.params.len());
+    let mut vars = Vec::new();
     for (name, pt) in &cn.params {
+        if let (ParamTemplate::Template(t), true) =
+            (pt, cn.spec.shell_params.contains(&name.as_str()))
+        {
+            let text = match t.resolve_shell(scope, false) {
+                Ok(text) => text,
+                Err(u) if mode == TemplateMode::Permissive && !u.over_limit => {
+                    warnings.push(format!(
+                        "param '{name}': {u} (left as text: permissive mode)"
+                    ));
+                    t.resolve_shell(scope, true)
+                        .map_err(|u| unresolved_error(name, u))?
+                }
+                Err(u) => return Err(unresolved_error(name, u)),
+            };
+            out.insert(name.clone(), Value::String(text.command));
+            vars.extend(text.vars);
+            continue;
+        }
         let value = match pt.resolve(scope) {
             Ok(v) => v,
             Err(u) if mode == TemplateMode::Permissive && !u.over_limit => {
@@ -581,7 +607,7 @@ fn resolve_params(
         };
         out.insert(name.clone(), value);
     }
-    Ok(out)
+    Ok((out, vars))
 }
 
 /// Permissive mode: unresolved references stay as their literal `${...}` text. The
@@ -861,7 +887,12 @@ impl<'a> Shared<'a> {
                     crate::cache::intents::Intent::of(self.cache.local().root(), key).settle();
                 }
                 if self.v.workflow.nodes[i].cache != CachePolicy::Never {
-                    self.cache.push(key, &entry.manifest, values);
+                    let pushed = self
+                        .cache
+                        .push(key, &entry.manifest, values, &self.opts.redactor);
+                    if pushed == crate::cache::layered::Push::HeldBack {
+                        lock(&self.held_back).push(id.to_string());
+                    }
                 }
                 Some(entry)
             }
@@ -1134,7 +1165,8 @@ impl<'a> Shared<'a> {
             return Ok(result);
         }
         let mut warnings = Vec::new();
-        let params = resolve_params(cn, &scope, self.v.workflow.template_mode, &mut warnings)?;
+        let (params, vars) =
+            resolve_params(cn, &scope, self.v.workflow.template_mode, &mut warnings)?;
         self.note(&node.id, warnings);
         // What this node wrote last time (it may overwrite those files, and nothing else).
         let own_files: Vec<(String, String)> = self
@@ -1156,7 +1188,7 @@ impl<'a> Shared<'a> {
             node_id: &node.id,
             interrupted: &crate::interrupt::INTERRUPTED,
             own_files: &own_files,
-            env: self.child_env(i),
+            env: self.child_env(i, &vars),
             write_roots: &self.opts.write_roots,
             intent: intent.as_ref(),
         };
@@ -1176,10 +1208,18 @@ impl<'a> Shared<'a> {
     }
 
     /// What node `i`'s child processes may see.
-    fn child_env(&self, i: usize) -> crate::environment::ChildEnv<'a> {
+    fn child_env<'v>(
+        &self,
+        i: usize,
+        values: &'v [(String, String)],
+    ) -> crate::environment::ChildEnv<'v>
+    where
+        'a: 'v,
+    {
         crate::environment::ChildEnv {
             declared: &self.v.workflow.nodes[i].reads_env,
             strict: self.strict_env(),
+            values,
         }
     }
 
@@ -1235,6 +1275,15 @@ impl<'a> Shared<'a> {
         let mut outputs = Map::new();
         let mut warnings = std::mem::take(&mut *lock(&self.warnings));
         warnings.extend(self.cache.take_warnings());
+        let mut held_back = std::mem::take(&mut *lock(&self.held_back));
+        if !held_back.is_empty() {
+            held_back.sort();
+            held_back.dedup();
+            warnings.push(format!(
+                "not uploaded to the remote cache, because they hold a secret value: {}",
+                held_back.join(", ")
+            ));
+        }
         for w in &mut warnings {
             *w = self.opts.redactor.scrub(w);
         }

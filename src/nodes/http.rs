@@ -27,22 +27,28 @@ use std::time::Duration;
 
 pub static SPEC: NodeSpec = NodeSpec {
     name: "http",
+    summary: "Sends one HTTP request; credentials never follow a redirect to another origin.",
     version: 1,
     params: &[
-        req("url", ParamKind::String),
-        opt("method", ParamKind::String),
-        opt("headers", ParamKind::StringMap),
-        opt("body", ParamKind::Any),
-        opt("params", ParamKind::Object),
-        ranged("timeout", ParamKind::Number, 0.001, 86_400.0),
-        opt("auth_token", ParamKind::String),
-        opt("api_key", ParamKind::String),
-        opt("api_key_header", ParamKind::String),
+        req("url", ParamKind::String).doc("The URL."),
+        opt("method", ParamKind::String).doc("GET, or POST when a body is given."),
+        opt("headers", ParamKind::StringMap).doc("Request headers, Name: value."),
+        opt("body", ParamKind::Any)
+            .doc("The body: objects and arrays are sent as JSON, text as is."),
+        opt("params", ParamKind::Object).doc("Query parameters added to the URL."),
+        ranged("timeout", ParamKind::Number, 0.001, 86_400.0)
+            .doc("Seconds before the request is abandoned (default 30)."),
+        opt("auth_token", ParamKind::String).doc("Sent as `Authorization: Bearer`; a secret."),
+        opt("api_key", ParamKind::String).doc("Sent in the api_key_header; a secret."),
+        opt("api_key_header", ParamKind::String)
+            .doc("The header api_key goes in (default X-API-Key)."),
     ],
     outputs: &[
-        out("response", OutputKind::Json),
-        out("status_code", OutputKind::Scalar),
-        out("response_headers", OutputKind::Json),
+        out("response", OutputKind::Json)
+            .doc("The body: parsed when JSON, base64 for binary types, else text."),
+        out("status_code", OutputKind::Scalar).doc("The HTTP status."),
+        out("response_headers", OutputKind::Json)
+            .doc("Response headers, lower-case names (without `date`)."),
     ],
     reads_files: &[],
     removes_files: &[],

@@ -95,9 +95,16 @@ pub struct ParamSpec {
     /// The smallest and largest value a number may have (inclusive): checked by
     /// `pflow validate` for a literal and by the node when a template gives it.
     pub range: Option<(f64, f64)>,
+    /// One line for `pflow nodes TYPE`, the schema and the format reference.
+    pub doc: &'static str,
 }
 
 impl ParamSpec {
+    /// The same param, described.
+    const fn doc(self, doc: &'static str) -> ParamSpec {
+        ParamSpec { doc, ..self }
+    }
+
     /// Why `x` is out of this param's range, if it is.
     pub fn out_of_range(&self, x: f64) -> Option<String> {
         let (lo, hi) = self.range?;
@@ -116,6 +123,7 @@ const fn req(name: &'static str, kind: ParamKind) -> ParamSpec {
         required: true,
         kind,
         range: None,
+        doc: "",
     }
 }
 
@@ -125,6 +133,7 @@ const fn opt(name: &'static str, kind: ParamKind) -> ParamSpec {
         required: false,
         kind,
         range: None,
+        doc: "",
     }
 }
 
@@ -135,6 +144,7 @@ const fn ranged(name: &'static str, kind: ParamKind, lo: f64, hi: f64) -> ParamS
         required: false,
         kind,
         range: Some((lo, hi)),
+        doc: "",
     }
 }
 
@@ -168,16 +178,31 @@ pub enum OutputKind {
 pub struct OutputField {
     pub name: &'static str,
     pub kind: OutputKind,
+    /// One line for `pflow nodes TYPE` and the format reference.
+    pub doc: &'static str,
+}
+
+impl OutputField {
+    /// The same output, described.
+    const fn doc(self, doc: &'static str) -> OutputField {
+        OutputField { doc, ..self }
+    }
 }
 
 const fn out(name: &'static str, kind: OutputKind) -> OutputField {
-    OutputField { name, kind }
+    OutputField {
+        name,
+        kind,
+        doc: "",
+    }
 }
 
 /// Everything the engine knows about a node type.
 #[derive(Debug)]
 pub struct NodeSpec {
     pub name: &'static str,
+    /// What the type does, in one sentence (`pflow nodes`).
+    pub summary: &'static str,
     /// Bumped when the type's behaviour changes, so old cache entries stop matching.
     pub version: u32,
     pub params: &'static [ParamSpec],

@@ -240,6 +240,39 @@ fn secret_looking_params_never_reach_the_saved_file() {
     assert_eq!(meta["last_execution_params"]["name"], "Ada");
 }
 
+/// Redacted by value too: a secret that arrives in an ordinary param (here pflow's own
+/// API key, pasted into `name`) is scrubbed, and an input declared `"secret": true` is
+/// redacted whatever it is named.
+#[test]
+fn secret_values_never_reach_the_saved_file_in_any_param() {
+    let h = Home::new();
+    let mut doc = greeter();
+    doc["inputs"]["pin"] = json!({"type": "string", "required": false, "secret": true});
+    h.write("greet.json", &doc);
+    assert!(h
+        .run(&["workflow", "save", "greet.json", "say-hello"])
+        .status
+        .success());
+    let out = h
+        .command(&[
+            "build",
+            "say-hello",
+            "name=Ada sk-SECRET456",
+            "pin=4711-2-9",
+        ])
+        .env("ANTHROPIC_API_KEY", "sk-SECRET456")
+        .output();
+    assert!(out.status.success(), "{}", text(&out));
+    let raw = std::fs::read_to_string(h.saved("say-hello")).expect("read");
+    assert!(
+        !raw.contains("sk-SECRET456") && !raw.contains("4711-2-9"),
+        "{raw}"
+    );
+    let meta = &h.saved_doc("say-hello")["rich_metadata"];
+    assert_eq!(meta["last_execution_params"]["name"], "Ada <redacted>");
+    assert_eq!(meta["last_execution_params"]["pin"], "<redacted>");
+}
+
 #[test]
 fn six_concurrent_builds_count_six_runs() {
     let h = Home::new();

@@ -62,3 +62,78 @@ fn a_secret_input_is_keyed_but_no_record_holds_a_digest_of_it() {
         "{why}"
     );
 }
+
+#[test]
+fn an_input_declared_secret_is_redacted_and_sealed_whatever_its_name() {
+    let ws = Workspace::new().workflow(json!({
+        "inputs": {"who": {"type": "string", "secret": true}},
+        "nodes": [{"id": "leak", "type": "shell",
+                   "params": {"command": "echo \"we have ${who}\" >&2; exit 3"}}]
+    }));
+    let r = ws.cmd().text().arg("who=plain-name-secret").run();
+    assert_eq!(r.code, 1, "{r}");
+    assert!(r.stderr.contains("we have <redacted>"), "{r}");
+    assert!(!r.stdout.contains("plain-name-secret") && !r.stderr.contains("plain-name-secret"));
+    for f in files_under(ws.cache_dir()) {
+        let text = String::from_utf8_lossy(&std::fs::read(&f).unwrap_or_default()).into_owned();
+        assert!(
+            !text.contains("plain-name-secret"),
+            "stored in {}",
+            f.display()
+        );
+    }
+}
+
+#[test]
+fn a_result_holding_a_secret_stays_off_the_remote_and_the_build_says_so_once() {
+    use crate::stub::{Reply, Stub};
+    // A remote cache that stores nothing: every GET misses, every PUT is accepted.
+    let remote = Stub::start(|req, _| match req.method.as_str() {
+        "PUT" => Reply::text(201, "text/plain", ""),
+        _ => Reply::text(404, "text/plain", ""),
+    });
+    let ws = Workspace::new().workflow(json!({
+        "inputs": {"api_token": {"type": "string"}},
+        "nodes": [
+            {"id": "public", "type": "shell", "params": {"command": "echo nothing to hide"}},
+            {"id": "echo_token", "type": "shell", "params": {"command": "echo token=${api_token}"}},
+            {"id": "env_dump", "type": "shell", "reads_env": ["ANTHROPIC_API_KEY"],
+             "params": {"command": "echo key=$ANTHROPIC_API_KEY"}}
+        ]
+    }));
+    let r = ws
+        .cmd()
+        .args(&[
+            "api_token=SECRET123-input",
+            "--remote-cache",
+            &remote.url(),
+            "--remote-cache-write",
+        ])
+        .env("ANTHROPIC_API_KEY", "sk-SECRET456")
+        .run();
+    r.assert_ok();
+    let puts: Vec<_> = remote
+        .requests()
+        .into_iter()
+        .filter(|q| q.method == "PUT")
+        .collect();
+    assert!(!puts.is_empty(), "nothing was uploaded at all: {r}");
+    for q in remote.requests() {
+        let seen = q.raw_text();
+        for s in SECRETS {
+            assert!(!seen.contains(s), "{s} sent to the remote:\n{seen}");
+        }
+    }
+    let said: Vec<&serde_json::Value> = r.doc()["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w.as_str().unwrap_or("").contains("not uploaded"))
+        .collect();
+    assert_eq!(said.len(), 1, "{r}");
+    let said = said[0].as_str().unwrap();
+    assert!(
+        said.contains("echo_token") && said.contains("env_dump") && !said.contains("public"),
+        "{said}"
+    );
+}
