@@ -352,3 +352,47 @@ fn front_matter_fields_typo_sections_and_crlf_lines() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_format_reference_markdown_example_is_its_json_example() {
+    // docs/workflow-format.md shows its first JSON workflow again as Markdown: the two
+    // must be the same IR (prose aside, which JSON leaves out), and the Markdown builds.
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/workflow-format.md"
+    ))
+    .expect("the reference");
+    // The first block opened by `open`, up to the line `close`.
+    let block = |open: &str, close: &str| -> String {
+        let start = text.find(open).unwrap_or_else(|| panic!("no {open} block")) + open.len();
+        let body = &text[start..];
+        let end = body.find(&format!("\n{close}\n")).expect("a closed block");
+        body[..end + 1].to_string()
+    };
+    let json_example: Value = serde_json::from_str(&block("```json\n", "```")).expect("JSON");
+    let md = block("````markdown\n", "````");
+    let ws = ws(&md);
+    let out = ws.pflow().args(["convert", FILE, "--to", "json"]).output();
+    let mut ir: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    for n in ir["nodes"].as_array_mut().expect("nodes") {
+        n.as_object_mut().map(|n| n.remove("purpose"));
+    }
+    for (k, spec) in [("inputs", "name"), ("outputs", "message")] {
+        ir[k][spec].as_object_mut().map(|s| s.remove("description"));
+    }
+    let mut want = json_example.clone();
+    for k in ["$schema", "ir_version"] {
+        want.as_object_mut().map(|m| m.remove(k));
+    }
+    for (k, spec) in [("inputs", "name"), ("outputs", "message")] {
+        want[k][spec]
+            .as_object_mut()
+            .map(|s| s.remove("description"));
+    }
+    want["edges"] = json!([{"from": "greet", "to": "shout"}]);
+    assert_eq!(ir, want);
+    let r = ws.cmd().workflow_file(FILE).arg("name=Ada").run();
+    r.assert_ok();
+    assert_eq!(r.output("message"), &json!("HELLO, ADA"));
+    assert_eq!(r.doc()["warnings"], json!([]), "{r}");
+}
