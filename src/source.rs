@@ -57,14 +57,24 @@ pub struct Document {
 impl Document {
     /// Give diagnostics about this document the line and column of their path. A JSON
     /// file is scanned for its positions only here, when there is something to place.
-    pub fn place(&self, diags: &mut [Diagnostic]) {
-        if diags.iter().all(|d| d.line.is_some()) {
+    pub fn place(&self, errors: &mut [Diagnostic], warnings: &mut [Diagnostic]) {
+        if errors
+            .iter()
+            .chain(warnings.iter())
+            .all(|d| d.line.is_some())
+        {
             return;
         }
-        match &self.map {
-            Some(map) => map.place(diags),
-            None => json_source_map(&self.text).place(diags),
-        }
+        let scanned;
+        let map = match &self.map {
+            Some(map) => map,
+            None => {
+                scanned = json_source_map(&self.text);
+                &scanned
+            }
+        };
+        map.place(errors);
+        map.place(warnings);
     }
 }
 

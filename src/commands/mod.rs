@@ -208,8 +208,7 @@ pub fn load_document(
         warnings: Vec::new(),
     })?;
     let place = |report: &mut Report| {
-        document.place(&mut report.errors);
-        document.place(&mut report.warnings);
+        document.place(&mut report.errors, &mut report.warnings);
     };
     match crate::validate::validate(&document.doc) {
         Ok(mut validated) => {
