@@ -213,7 +213,17 @@ pub fn parse(source: &str) -> Result<Parsed, Vec<Diagnostic>> {
         for (k, v) in m {
             if TOP_FIELDS.contains(&k.as_str()) {
                 ir.insert(k.clone(), v.clone());
-                r.map.insert(k.clone(), r.line_span(0));
+                // The key's line in the front matter (the first line if it is not found
+                // as written, e.g. quoted).
+                let line = (1..body_line)
+                    .find(|&i| {
+                        r.text
+                            .line(i)
+                            .strip_prefix(k.as_str())
+                            .is_some_and(|rest| rest.trim_start().starts_with(':'))
+                    })
+                    .unwrap_or(0);
+                r.map.insert(k.clone(), r.line_span(line));
             }
         }
     }

@@ -396,3 +396,16 @@ fn the_format_reference_markdown_example_is_its_json_example() {
     assert_eq!(r.output("message"), &json!("HELLO, ADA"));
     assert_eq!(r.doc()["warnings"], json!([]), "{r}");
 }
+
+#[test]
+fn a_bad_front_matter_field_is_shown_at_its_line() {
+    let md = "---\nauthor: someone\ntemplate_resolution_mode: lenient\n---\n# T\n\nAbout.\n\n## Steps\n\n### a\n\nSays hi.\n\n- type: echo\n- message: hi\n";
+    let ws = ws(md);
+    let out = ws.pflow().args(["validate", FILE]).output();
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("flow.pflow.md:3:1: template_resolution_mode: invalid mode \"lenient\""),
+        "{stderr}"
+    );
+}
