@@ -15,8 +15,9 @@
 //! [`executor`] runs the DAG in parallel, deciding for each node in one place whether it
 //! reuses a cached result or runs; [`report`] and [`render`] show what happened;
 //! [`repair`] asks a model to fix a failed build, and [`store`] keeps saved workflows. At
-//! the top, [`cli`] declares the arguments and [`commands`] runs them, one file per
-//! subcommand, with one error type and one place that prints it.
+//! the top, [`cli`] declares the arguments, [`config`] reads the settings files, and
+//! [`commands`] runs them, one file per subcommand, with one error type and one place
+//! that prints it.
 //!
 //! A node's cache key is a BLAKE3 hash over everything that can change its result (its
 //! type, static params, the output digests of its dependencies, the inputs and files it
@@ -30,6 +31,7 @@ pub mod cache;
 pub mod canonical;
 pub mod cli;
 pub mod commands;
+pub mod config;
 pub mod diagnostic;
 pub mod environment;
 pub mod error;

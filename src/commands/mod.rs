@@ -5,6 +5,7 @@
 pub mod build;
 pub mod cache;
 pub mod completions;
+pub mod config;
 pub mod convert;
 mod error;
 pub mod graph;
@@ -31,6 +32,17 @@ pub fn run(cli: Cli) -> i32 {
             return invalid_arguments(&message);
         }
     }
+    // Then the settings files, into the environment, before anything reads it.
+    let env_before: Vec<(&str, Option<String>)> = crate::config::SETTINGS
+        .iter()
+        .map(|s| (s.env, std::env::var(s.env).ok()))
+        .collect();
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let files = match crate::config::load(&cwd) {
+        Ok(files) => files,
+        Err(e) => return invalid_arguments(&e.to_string()),
+    };
+    files.apply();
     let result = match cli.command {
         Command::Build(args) => build::run(*args),
         Command::Validate {
@@ -58,6 +70,15 @@ pub fn run(cli: Cli) -> i32 {
             output_format,
         } => nodes::run(node_type.as_deref(), output_format),
         Command::Schema => schema::run(),
+        Command::Config { output_format } => {
+            let before = |name: &str| {
+                env_before
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .and_then(|(_, v)| v.clone())
+            };
+            config::run(&files.effective(&before), output_format)
+        }
         Command::Completions { shell } => completions::completions(shell),
         Command::Man => completions::man(),
     };

@@ -51,6 +51,7 @@ pub static SPEC: NodeSpec = NodeSpec {
     untrusted_outputs: &["response"],
     secret_params: &[],
     announces_effects: false,
+    repeats_effects: super::never,
     run,
 };
 

@@ -97,9 +97,20 @@ pub struct ParamSpec {
     pub range: Option<(f64, f64)>,
     /// One line for `pflow nodes TYPE`, the schema and the format reference.
     pub doc: &'static str,
+    /// What is wrong with a literal value beyond its kind (a URL that does not parse),
+    /// so `pflow validate` says it before anything runs.
+    pub literal_check: Option<fn(&Value) -> Option<String>>,
 }
 
 impl ParamSpec {
+    /// The same param, with a check of literal values.
+    const fn checked(self, check: fn(&Value) -> Option<String>) -> ParamSpec {
+        ParamSpec {
+            literal_check: Some(check),
+            ..self
+        }
+    }
+
     /// The same param, described.
     const fn doc(self, doc: &'static str) -> ParamSpec {
         ParamSpec { doc, ..self }
@@ -124,6 +135,7 @@ const fn req(name: &'static str, kind: ParamKind) -> ParamSpec {
         kind,
         range: None,
         doc: "",
+        literal_check: None,
     }
 }
 
@@ -134,6 +146,7 @@ const fn opt(name: &'static str, kind: ParamKind) -> ParamSpec {
         kind,
         range: None,
         doc: "",
+        literal_check: None,
     }
 }
 
@@ -145,6 +158,7 @@ const fn ranged(name: &'static str, kind: ParamKind, lo: f64, hi: f64) -> ParamS
         kind,
         range: Some((lo, hi)),
         doc: "",
+        literal_check: None,
     }
 }
 
@@ -235,6 +249,10 @@ pub struct NodeSpec {
     /// Its runs may announce an effect before doing it ([`RunContext::intent`]), so the
     /// executor gives them a place to, and clears it once the result is recorded.
     pub announces_effects: bool,
+    /// Would running it again with these params repeat an effect outside pflow (a
+    /// command, a write, a request that is not GET or HEAD)? A repair may not change a
+    /// node that already succeeded when this says yes: its effect would happen twice.
+    pub repeats_effects: fn(&Map<String, Value>) -> bool,
     pub run: fn(&Map<String, Value>, &RunContext) -> Result<NodeOutput, NodeError>,
 }
 
@@ -349,6 +367,16 @@ pub fn unsupported_note(t: &str) -> &'static str {
 
 // ---- helpers shared by node implementations ----
 
+/// `repeats_effects` of a type whose every run acts on the world.
+pub(crate) fn always(_: &Map<String, Value>) -> bool {
+    true
+}
+
+/// `repeats_effects` of a type that only computes.
+pub(crate) fn never(_: &Map<String, Value>) -> bool {
+    false
+}
+
 pub(crate) fn str_param<'a>(
     params: &'a Map<String, Value>,
     name: &str,
@@ -397,7 +425,7 @@ pub(crate) fn bool_param(
 }
 
 /// A boolean spelled as text, as `bool_param` reads it.
-fn bool_text(s: &str) -> Option<bool> {
+pub fn bool_text(s: &str) -> Option<bool> {
     match s.to_lowercase().as_str() {
         "true" | "1" | "yes" => Some(true),
         "false" | "0" | "no" | "" => Some(false),

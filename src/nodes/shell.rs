@@ -57,6 +57,7 @@ pub static SPEC: NodeSpec = NodeSpec {
     untrusted_outputs: &[],
     secret_params: &["env"],
     announces_effects: false,
+    repeats_effects: super::always,
     run,
 };
 

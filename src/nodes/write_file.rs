@@ -39,6 +39,7 @@ pub static SPEC: NodeSpec = NodeSpec {
     secret_params: &[],
     // An append is announced before it happens (see `append_once`).
     announces_effects: true,
+    repeats_effects: super::always,
     run,
 };
 
