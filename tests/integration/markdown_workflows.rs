@@ -409,3 +409,42 @@ fn a_bad_front_matter_field_is_shown_at_its_line() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_pflow_md_in_the_saved_workflows_folder_runs_by_name() {
+    // Where the original pflow saves workflows: $PFLOW_HOME/workflows/NAME.pflow.md.
+    let ws = Workspace::new();
+    let saved = ws.home_dir().join("workflows");
+    std::fs::create_dir_all(&saved).expect("mkdir");
+    let md = format!(
+        "---\ncreated_at: '2026-01-01T00:00:00'\nexecution_count: 3\n---\n\n{}",
+        flow("hi", "Greets, from the saved folder.")
+    );
+    std::fs::write(saved.join("greeter.pflow.md"), &md).expect("write");
+    let r = ws.cmd().workflow_file("greeter").arg("name=bo").run();
+    r.assert_ok();
+    assert_eq!(r.output("message"), &json!("HI, BO"));
+    // Its file is left as it is (no run metadata is written into the user's Markdown).
+    assert_eq!(
+        std::fs::read_to_string(saved.join("greeter.pflow.md")).unwrap(),
+        md
+    );
+
+    let out = ws
+        .pflow()
+        .args(["workflow", "list", "--output-format", "json"])
+        .output();
+    let list: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(list[0]["name"], json!("greeter"), "{list}");
+    assert_eq!(
+        list[0]["description"],
+        json!("Greets, from the saved folder."),
+        "{list}"
+    );
+    let out = ws.pflow().args(["workflow", "show", "greeter"]).output();
+    let shown: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(shown["ir"]["nodes"][1]["id"], json!("shout"), "{shown}");
+    let out = ws.pflow().args(["workflow", "delete", "greeter"]).output();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert!(!saved.join("greeter.pflow.md").exists());
+}
