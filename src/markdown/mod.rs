@@ -772,7 +772,9 @@ impl<'a> Reader<'a> {
             let route = std::mem::take(&mut routes[i]);
             let has_next = route.iter().any(|(k, ..)| k == "next");
             if !has_next {
-                if let Some(next) = steps.get(i + 1) {
+                // Two steps with one id are reported as such; an edge between them would
+                // only add a cycle of a node to itself to the report.
+                if let Some(next) = steps.get(i + 1).filter(|n| n.id != e.id) {
                     self.map
                         .insert(format!("edges[{}]", edges.len()), self.line_span(next.line));
                     edges.push(edge(&e.id, &next.id, None));

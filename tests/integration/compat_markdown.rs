@@ -217,6 +217,12 @@ fn invalid_markdown_examples_exit_2_with_the_problem_and_its_line() {
             for w in *want {
                 assert!(stderr.contains(w), "{cmd} {rel}: no '{w}' in:\n{stderr}");
             }
+            // One problem, reported once: no knock-on errors.
+            assert_eq!(
+                stderr.matches("error: ").count(),
+                1,
+                "{cmd} {rel}:\n{stderr}"
+            );
         }
     }
 }
