@@ -8,7 +8,13 @@ fixtures=(../fixtures/*.json ../fixtures/invalid/* ../fixtures/network/*)
 if [ -d ../../shared/compat/pflow-examples ]; then
   while IFS= read -r f; do fixtures+=("$f"); done < <(find ../../shared/compat/pflow-examples -name '*.json')
 fi
-mkdir -p corpus/workflow corpus/template corpus/reply corpus/response corpus/patch
+mkdir -p corpus/workflow corpus/template corpus/reply corpus/response corpus/patch corpus/markdown
+# markdown: the original pflow's Markdown examples, when checked out beside the repository.
+if [ -d ../../shared/compat/pflow-md-examples ]; then
+  find ../../shared/compat/pflow-md-examples -name '*.md' | while IFS= read -r f; do
+    cp "$f" "corpus/markdown/$(printf '%s' "$f" | sed -e 's#^\(\.\./\)*##' -e 's#/#_#g')"
+  done
+fi
 
 for f in "${fixtures[@]}"; do
   name=$(printf '%s' "$f" | sed -e 's#^\(\.\./\)*##' -e 's#/#_#g')

@@ -77,6 +77,15 @@ pub enum OutputLogs {
     None,
 }
 
+/// `pflow convert --to`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ConvertFormat {
+    /// The IR as JSON
+    Json,
+    /// A .pflow.md Markdown workflow
+    Md,
+}
+
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum GraphFormat {
     Mermaid,
@@ -85,7 +94,7 @@ pub enum GraphFormat {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct BuildArgs {
-    /// A workflow .json file, or the name of a saved workflow
+    /// A workflow .json or .pflow.md file, or the name of a saved workflow
     pub workflow: String,
     /// Workflow inputs as KEY=VALUE
     pub params: Vec<String>,
@@ -229,6 +238,17 @@ pub enum Command {
         /// mermaid (for Markdown) or dot (for Graphviz)
         #[arg(long, value_enum, default_value = "mermaid")]
         format: GraphFormat,
+    },
+    /// Write a workflow as JSON or as Markdown (.pflow.md), with the same IR
+    Convert {
+        /// A .json or .pflow.md file, or the name of a saved workflow
+        workflow: String,
+        /// The format to write: json (the IR) or md (a .pflow.md file)
+        #[arg(long, value_enum)]
+        to: ConvertFormat,
+        /// Write to FILE instead of stdout
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<PathBuf>,
     },
     /// List the node types, or describe one: its params and outputs
     Nodes {

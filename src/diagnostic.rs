@@ -1,4 +1,5 @@
-//! Diagnostics: one problem in a workflow, located by a JSON path.
+//! Diagnostics: one problem in a workflow, located by a JSON path (and, when the file's
+//! front end knows it, a line and column: see [`crate::source_map`]).
 //!
 //! Every check (parsing, schema, semantics, templates) reports through this one type so
 //! that `pflow validate`, `pflow build` and the repair loop print and serialize problems
@@ -21,6 +22,11 @@ pub struct Diagnostic {
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+    /// The line (1-based) in the workflow file, when it is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
     #[serde(skip)]
     pub severity: Severity,
     /// A warning that `--strict` makes an error (a value pasted into shell text as code).
@@ -34,6 +40,8 @@ impl Diagnostic {
             path: path.into(),
             message: message.into(),
             hint: None,
+            line: None,
+            column: None,
             severity: Severity::Error,
             strict_error: false,
         }
@@ -54,6 +62,22 @@ impl Diagnostic {
     pub fn with_hint_opt(mut self, hint: Option<String>) -> Self {
         self.hint = hint;
         self
+    }
+
+    /// Placed at a line and column of the workflow file.
+    pub fn at(mut self, line: usize, column: usize) -> Self {
+        self.line = Some(line);
+        self.column = Some(column);
+        self
+    }
+
+    /// `12:` or `12:3:` for messages that name a place in the file; empty when unknown.
+    pub fn place(&self) -> String {
+        match (self.line, self.column) {
+            (Some(l), Some(c)) => format!("{l}:{c}:"),
+            (Some(l), None) => format!("{l}:"),
+            _ => String::new(),
+        }
     }
 
     /// Mark a warning as one `--strict` turns into an error.

@@ -2,15 +2,15 @@
 //!
 //! Data flows one way, and every import points down this list. At the bottom are the
 //! primitives everything shares: [`error`] and [`diagnostic`] (what went wrong, and
-//! where), [`canonical`] and [`key`] (digests and node keys), [`fsutil`] (atomic writes,
+//! where; [`source_map`] places it on a line of the file), [`canonical`] and [`key`] (digests and node keys), [`fsutil`] (atomic writes,
 //! file digests), [`file_pattern`] (declared paths and globs), [`http`] (client
 //! plumbing), [`interrupt`], [`secrets`] and [`environment`] (what a child process may
 //! see), [`shell_text`] (where a value lands in a shell command). Above them, storage:
 //! [`cache`] keeps node results, build records, stats and the remote cache, and knows
 //! nothing of workflows or the terminal. Then the language: a workflow file is read
-//! ([`source`]) and decoded into the IR ([`workflow`]), whose templates ([`template`])
-//! and node types ([`nodes`], with the LLM client [`llm`]) it names, described as a JSON
-//! Schema by [`schema`]; [`validate`] checks
+//! ([`source`], with [`markdown`] for `.pflow.md` files) and decoded into the IR
+//! ([`workflow`]), whose templates ([`template`]) and node types ([`nodes`], with the LLM
+//! client [`llm`]) it names, described as a JSON Schema by [`schema`]; [`validate`] checks
 //! it and builds the DAG ([`graph`], with the edges paths imply: [`file_edges`]); [`inputs`] binds the user's values. The
 //! [`executor`] runs the DAG in parallel, deciding for each node in one place whether it
 //! reuses a cached result or runs; [`report`] and [`render`] show what happened, and
@@ -47,6 +47,7 @@ pub mod inputs;
 pub mod interrupt;
 pub mod key;
 pub mod llm;
+pub mod markdown;
 pub mod nodes;
 pub mod profile;
 pub mod render;
@@ -56,6 +57,7 @@ pub mod schema;
 pub mod secrets;
 pub mod shell_text;
 pub mod source;
+pub mod source_map;
 pub mod store;
 pub mod template;
 pub mod timeline;

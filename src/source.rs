@@ -3,8 +3,11 @@
 //! This is the first step of every command: bytes → UTF-8 text → a JSON value. Problems
 //! here (missing file, a directory, non-UTF-8 bytes, a syntax error, nesting too deep,
 //! a file too large) become one [`Diagnostic`] whose path gives the line and column.
+//! A `.pflow.md` file goes through the Markdown front end ([`crate::markdown`]) to the
+//! same IR, with a [`SourceMap`] that places later diagnostics on its lines.
 
 use crate::diagnostic::Diagnostic;
+use crate::source_map::{LineIndex, SourceMap};
 use serde_json::Value;
 use std::fs;
 use std::io::Read;
@@ -27,8 +30,224 @@ pub fn max_workflow_bytes() -> u64 {
         .unwrap_or(DEFAULT_MAX_WORKFLOW_BYTES)
 }
 
+/// How a workflow file is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Markdown,
+}
+
+/// A workflow file read into the IR.
+#[derive(Debug, Clone)]
+pub struct Document {
+    /// The JSON document (the IR, or a saved workflow's wrapper around it).
+    pub doc: Value,
+    pub format: Format,
+    /// Where the IR's parts are in the file (Markdown files).
+    pub map: Option<SourceMap>,
+    /// A Markdown file's `# Title` and description.
+    pub title: Option<String>,
+    pub description: Option<String>,
+    /// What the front end noticed but accepted.
+    pub warnings: Vec<Diagnostic>,
+    /// The file's text.
+    pub text: String,
+}
+
+impl Document {
+    /// Give diagnostics about this document the line and column of their path. A JSON
+    /// file is scanned for its positions only here, when there is something to place.
+    pub fn place(&self, errors: &mut [Diagnostic], warnings: &mut [Diagnostic]) {
+        if errors
+            .iter()
+            .chain(warnings.iter())
+            .all(|d| d.line.is_some())
+        {
+            return;
+        }
+        let scanned;
+        let map = match &self.map {
+            Some(map) => map,
+            None => {
+                scanned = json_source_map(&self.text);
+                &scanned
+            }
+        };
+        map.place(errors);
+        map.place(warnings);
+    }
+}
+
+/// Where each value of a JSON document is: its JSON path, spelled as diagnostics spell
+/// it (`nodes[0].params.command`), → its span. For text that parsed as JSON.
+pub fn json_source_map(text: &str) -> SourceMap {
+    let mut scan = JsonScan {
+        bytes: text.as_bytes(),
+        pos: text.len() - text.trim_start_matches('\u{feff}').len(),
+        index: LineIndex::new(text),
+        map: SourceMap::new(),
+    };
+    scan.value("", 0);
+    scan.map
+}
+
+struct JsonScan<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    index: LineIndex<'a>,
+    map: SourceMap,
+}
+
+impl JsonScan<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    fn blank(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.pos += 1;
+        }
+    }
+
+    /// A string, from its opening quote to past its closing one.
+    fn string(&mut self) {
+        self.pos += 1;
+        while let Some(b) = self.peek() {
+            self.pos += if b == b'\\' { 2 } else { 1 };
+            if b == b'"' {
+                return;
+            }
+        }
+    }
+
+    fn value(&mut self, path: &str, depth: usize) {
+        // serde_json stops at 128 levels; text deeper than that was never a workflow.
+        if depth > 200 {
+            return;
+        }
+        self.blank();
+        let start = self.pos;
+        match self.peek() {
+            Some(open @ (b'{' | b'[')) => {
+                self.pos += 1;
+                let mut i = 0;
+                loop {
+                    self.blank();
+                    if matches!(self.peek(), Some(b'}' | b']')) {
+                        self.pos += 1;
+                        break;
+                    }
+                    let before = self.pos;
+                    let child = if open == b'{' {
+                        if self.peek() != Some(b'"') {
+                            return;
+                        }
+                        self.string();
+                        let key: String = self
+                            .bytes
+                            .get(before..self.pos)
+                            .and_then(|k| serde_json::from_slice(k).ok())
+                            .unwrap_or_default();
+                        self.blank();
+                        if self.peek() != Some(b':') {
+                            return;
+                        }
+                        self.pos += 1;
+                        crate::workflow::field_path(path, &key)
+                    } else {
+                        format!("{path}[{i}]")
+                    };
+                    self.value(&child, depth + 1);
+                    i += 1;
+                    self.blank();
+                    match self.peek() {
+                        Some(b',') => self.pos += 1,
+                        Some(b'}' | b']') => {}
+                        _ => return,
+                    }
+                    if self.pos == before {
+                        return;
+                    }
+                }
+            }
+            Some(b'"') => self.string(),
+            Some(_) => {
+                while !matches!(
+                    self.peek(),
+                    None | Some(b',' | b']' | b'}' | b' ' | b'\t' | b'\n' | b'\r')
+                ) {
+                    self.pos += 1;
+                }
+            }
+            None => return,
+        }
+        if !path.is_empty() {
+            self.map.insert(path, self.index.span(start, self.pos));
+        }
+    }
+}
+
+/// Read a workflow file of either format: `.md` files (`x.pflow.md`) as Markdown,
+/// anything else as JSON. Every problem the front end finds, each with its place.
+pub fn read_workflow_file(path: &Path) -> Result<Document, Vec<Diagnostic>> {
+    if !crate::markdown::is_markdown_path(path) {
+        let bytes = read_json_bytes(path).map_err(|d| vec![d])?;
+        let doc = parse_json_bytes(&bytes).map_err(|d| vec![d])?;
+        return Ok(Document {
+            doc,
+            format: Format::Json,
+            map: None,
+            title: None,
+            description: None,
+            warnings: Vec::new(),
+            // It parsed, so it is UTF-8 (and the bytes move, no copy).
+            text: String::from_utf8(bytes).unwrap_or_default(),
+        });
+    }
+    let bytes = read_bytes(path).map_err(|d| vec![d])?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|e| vec![not_utf8(&bytes, &e, "save the workflow as UTF-8 Markdown")])?;
+    if text.trim().is_empty() {
+        return Err(vec![Diagnostic::error(
+            "root",
+            "the workflow file is empty",
+        )
+        .with_hint(
+            "a Markdown workflow has a '# Title', a '## Steps' section and '### step' entries",
+        )]);
+    }
+    let parsed = crate::markdown::parse(text)?;
+    Ok(Document {
+        doc: parsed.ir,
+        format: Format::Markdown,
+        map: Some(parsed.map),
+        title: parsed.title,
+        description: parsed.description,
+        warnings: parsed.warnings,
+        text: text.to_string(),
+    })
+}
+
 /// Read and parse a workflow file.
 pub fn read_json_file(path: &Path) -> Result<Value, Diagnostic> {
+    parse_json_bytes(&read_json_bytes(path)?)
+}
+
+/// A JSON workflow file's bytes, refused before parsing when it has too many nodes.
+fn read_json_bytes(path: &Path) -> Result<Vec<u8>, Diagnostic> {
+    let bytes = read_bytes(path)?;
+    // A JSON tree costs about fifty times the file: a file with too many nodes is refused
+    // after a scan that keeps nothing, before it is parsed.
+    if bytes.len() > COUNT_FROM_BYTES {
+        if let Some(n) = count_nodes(&bytes).filter(|n| *n > MAX_NODES) {
+            return Err(too_many_nodes(n));
+        }
+    }
+    Ok(bytes)
+}
+
+/// A workflow file's bytes, within the size limit.
+fn read_bytes(path: &Path) -> Result<Vec<u8>, Diagnostic> {
     let shown = path.display();
     let meta = fs::metadata(path).map_err(|e| {
         let msg = match e.kind() {
@@ -45,7 +264,7 @@ pub fn read_json_file(path: &Path) -> Result<Value, Diagnostic> {
             "root",
             format!("'{shown}' is a directory, not a workflow file"),
         )
-        .with_hint("pass the path of a .json workflow file"));
+        .with_hint("pass the path of a .json or .pflow.md workflow file"));
     }
     let limit = max_workflow_bytes();
     if meta.len() > limit {
@@ -73,14 +292,7 @@ pub fn read_json_file(path: &Path) -> Result<Value, Diagnostic> {
             format!("workflow file '{shown}' is over the limit of {limit} bytes"),
         ));
     }
-    // A JSON tree costs about fifty times the file: a file with too many nodes is refused
-    // after a scan that keeps nothing, before it is parsed.
-    if bytes.len() > COUNT_FROM_BYTES {
-        if let Some(n) = count_nodes(&bytes).filter(|n| *n > MAX_NODES) {
-            return Err(too_many_nodes(n));
-        }
-    }
-    parse_json_bytes(&bytes)
+    Ok(bytes)
 }
 
 /// The error for a workflow of `n` nodes, over [`MAX_NODES`].
@@ -141,18 +353,21 @@ fn count_nodes(bytes: &[u8]) -> Option<usize> {
 
 /// Parse workflow bytes (from a file, stdin or an LLM reply).
 pub fn parse_json_bytes(bytes: &[u8]) -> Result<Value, Diagnostic> {
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        let (line, col) = line_col(&bytes[..e.valid_up_to()]);
-        Diagnostic::error(
-            format!("line {line}, column {col}"),
-            format!(
-                "the file is not valid UTF-8 text (bad byte at offset {})",
-                e.valid_up_to()
-            ),
-        )
-        .with_hint("save the workflow as UTF-8 JSON")
-    })?;
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| not_utf8(bytes, &e, "save the workflow as UTF-8 JSON"))?;
     parse_json_text(text)
+}
+
+fn not_utf8(bytes: &[u8], e: &std::str::Utf8Error, hint: &str) -> Diagnostic {
+    let (line, col) = line_col(bytes.get(..e.valid_up_to()).unwrap_or(bytes));
+    Diagnostic::error(
+        format!("line {line}, column {col}"),
+        format!(
+            "the file is not valid UTF-8 text (bad byte at offset {})",
+            e.valid_up_to()
+        ),
+    )
+    .with_hint(hint)
 }
 
 pub fn parse_json_text(text: &str) -> Result<Value, Diagnostic> {
@@ -271,6 +486,21 @@ mod tests {
         let e = parse_json_bytes(b"{\"a\":\n \"\xff\"}").unwrap_err();
         assert_eq!(e.path, "line 2, column 3");
         assert!(e.message.contains("UTF-8"));
+    }
+
+    #[test]
+    fn json_paths_have_their_lines() {
+        let text = "\u{feff}{\n  \"nodes\": [\n    {\"id\": \"a\", \"a.b\": [1, {\"x\": \"q\\\"\"}]},\n    2\n  ]\n}";
+        let map = json_source_map(text);
+        let at = |p: &str| map.get(p).map(|s| (s.line, s.column));
+        assert_eq!(at("nodes"), Some((2, 12)));
+        assert_eq!(at("nodes[0].id"), Some((3, 12)));
+        assert_eq!(at("nodes[0][\"a.b\"][1].x"), Some((3, 34)));
+        assert_eq!(at("nodes[1]"), Some((4, 5)));
+        // Whatever the text, no panic and no endless loop.
+        for bad in ["{\"a\" 1}", "[1 2]", "{\"a\":", "\"open", "[[[[", "{,}"] {
+            json_source_map(bad);
+        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Saved workflows: `$PFLOW_HOME/workflows/<name>.json`, with run metadata.
+//! Saved workflows: `$PFLOW_HOME/workflows/<name>.json`, with run metadata (and the
+//! original pflow's `<name>.pflow.md`, read as they are).
 //!
 //! Every change is a read-modify-write under an exclusive lock on a sibling lock file,
 //! written to a temp file in the same directory and renamed into place: concurrent runs
@@ -47,6 +48,12 @@ pub fn path_of(name: &str) -> PathBuf {
     workflows_dir().join(format!("{name}.json"))
 }
 
+/// Where the original pflow keeps a saved workflow: `<name>.pflow.md`, read as it is
+/// (run by name, listed and shown; its run metadata is not tracked).
+pub fn markdown_path_of(name: &str) -> PathBuf {
+    workflows_dir().join(format!("{name}.pflow.md"))
+}
+
 /// Names of all saved workflows, sorted.
 pub fn names() -> Vec<String> {
     let mut out: Vec<String> = std::fs::read_dir(workflows_dir())
@@ -54,25 +61,26 @@ pub fn names() -> Vec<String> {
         .flatten()
         .flatten()
         .filter_map(|e| {
-            let p = e.path();
-            if p.extension()? != "json" {
-                return None;
-            }
-            let stem = p.file_stem()?.to_str()?.to_string();
-            is_valid_name(&stem).then_some(stem)
+            let file = e.file_name().to_str()?.to_string();
+            let stem = file
+                .strip_suffix(".json")
+                .or_else(|| file.strip_suffix(".pflow.md"))?;
+            is_valid_name(stem).then(|| stem.to_string())
         })
         .collect();
     out.sort();
+    out.dedup();
     out
 }
 
 /// A workflow argument that is not a file: the saved workflow of that name.
 pub fn resolve(arg: &str) -> Result<PathBuf, Diagnostic> {
-    let looks_like_path = arg.contains('/') || arg.ends_with(".json");
+    let looks_like_path = arg.contains('/') || arg.ends_with(".json") || arg.ends_with(".md");
     if !looks_like_path && is_valid_name(arg) {
-        let p = path_of(arg);
-        if p.exists() {
-            return Ok(p);
+        for p in [path_of(arg), markdown_path_of(arg)] {
+            if p.exists() {
+                return Ok(p);
+            }
         }
     }
     let all = names();
@@ -245,7 +253,10 @@ fn not_found(name: &str) -> String {
 }
 
 pub fn delete(name: &str) -> Result<(), String> {
-    let path = path_of(name);
+    let path = match (path_of(name), markdown_path_of(name)) {
+        (json, md) if !json.exists() && md.exists() => md,
+        (json, _) => json,
+    };
     std::fs::remove_file(&path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => not_found(name),
         _ => format!("cannot delete {}: {e}", path.display()),
@@ -257,11 +268,36 @@ pub fn delete(name: &str) -> Result<(), String> {
 /// Read a saved workflow document.
 pub fn load(name: &str) -> Result<Value, String> {
     let path = path_of(name);
+    let md = markdown_path_of(name);
+    if !path.exists() && md.exists() {
+        return load_markdown(name, &md);
+    }
     let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => not_found(name),
         _ => format!("cannot read {}: {e}", path.display()),
     })?;
     serde_json::from_slice(&bytes).map_err(|e| format!("{} is corrupt: {e}", path.display()))
+}
+
+/// A saved `.pflow.md` as the wrapper a JSON one is: name, description and IR.
+fn load_markdown(name: &str, path: &Path) -> Result<Value, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let parsed = crate::markdown::parse(&text).map_err(|errors| {
+        let first = errors
+            .first()
+            .map(|d| format!("{}: {}", d.place(), d.message));
+        format!(
+            "{} is not a valid workflow: {}",
+            path.display(),
+            first.unwrap_or_default()
+        )
+    })?;
+    Ok(json!({
+        "name": name,
+        "description": parsed.description.unwrap_or_default(),
+        "ir": parsed.ir,
+    }))
 }
 
 #[cfg(test)]

@@ -10,7 +10,9 @@
 //!   and change when a param, an upstream output, a referenced input, a read file, the
 //!   node type or the cache policy changes;
 //! - canonical output digests are equal for equal JSON values however they were written;
-//! - a value templated into shell text never runs, whatever syntax surrounds it.
+//! - a value templated into shell text never runs, whatever syntax surrounds it;
+//! - the Markdown front end never panics and places every error on a line, and an IR it
+//!   writes as Markdown reads back as the same IR.
 //!
 //! Regression inputs found by the fuzz targets (fuzz/) are kept at the end.
 
@@ -297,6 +299,108 @@ proptest! {
             match r {
                 Ok(doc) => check_report(&doc),
                 Err(d) => prop_assert!(!d.path.is_empty() && !d.message.is_empty()),
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Markdown workflows
+// ---------------------------------------------------------------------------------------
+
+/// Text made of the lines a `.pflow.md` file has, in any order, with some noise.
+fn arb_markdown_text() -> impl Strategy<Value = String> {
+    let line = prop_oneof![
+        Just("# Title".to_string()),
+        Just("## Steps".to_string()),
+        Just("## Inputs".to_string()),
+        Just("## Outputs".to_string()),
+        Just("### a".to_string()),
+        Just("### b".to_string()),
+        Just("---".to_string()),
+        Just("```".to_string()),
+        Just("```shell command".to_string()),
+        Just("````yaml batch".to_string()),
+        Just("~~~".to_string()),
+        Just("- type: shell".to_string()),
+        Just("- next: b".to_string()),
+        Just("- items:".to_string()),
+        Just("    - x".to_string()),
+        Just("  k: [1, {a: b}".to_string()),
+        Just("* note".to_string()),
+        Just(String::new()),
+        r#"[a-z:\-"' #`~\[\]{}$]{0,16}"#.prop_map(|s| s),
+        any::<String>(),
+    ];
+    prop::collection::vec(line, 0..24).prop_map(|lines| lines.join("\n"))
+}
+
+/// What Markdown adds to or cannot tell apart in an IR, made equal.
+fn markdown_comparable(ir: &Value) -> Value {
+    let mut ir = ir.clone();
+    let placeholder = json!(pflow::markdown::NO_DESCRIPTION);
+    if let Some(nodes) = ir.get_mut("nodes").and_then(Value::as_array_mut) {
+        for n in nodes.iter_mut().filter_map(Value::as_object_mut) {
+            if n.get("purpose") == Some(&placeholder) {
+                n.remove("purpose");
+            }
+            if n.get("params") == Some(&json!({})) {
+                n.remove("params");
+            }
+        }
+    }
+    for k in ["inputs", "outputs"] {
+        if let Some(m) = ir.get_mut(k).and_then(Value::as_object_mut) {
+            for spec in m.values_mut().filter_map(Value::as_object_mut) {
+                if spec.get("description") == Some(&placeholder) {
+                    spec.remove("description");
+                }
+            }
+        }
+        if ir.get(k) == Some(&json!({})) {
+            if let Some(top) = ir.as_object_mut() {
+                top.remove(k);
+            }
+        }
+    }
+    if let Some(top) = ir.as_object_mut() {
+        top.entry("edges").or_insert_with(|| json!([]));
+    }
+    if let Some(edges) = ir.get_mut("edges").and_then(Value::as_array_mut) {
+        for e in edges.iter_mut().filter_map(Value::as_object_mut) {
+            if e.get("action") == Some(&json!("default")) {
+                e.remove("action");
+            }
+        }
+        edges.sort_by_key(|e| e.to_string());
+    }
+    ir
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn markdown_parsing_never_panics_and_errors_have_lines(text in arb_markdown_text()) {
+        match pflow::markdown::parse(&text) {
+            Ok(parsed) => check_report(&parsed.ir),
+            Err(errors) => {
+                prop_assert!(!errors.is_empty());
+                for d in &errors {
+                    prop_assert!(!d.path.is_empty() && !d.message.is_empty(), "{d:?}");
+                    prop_assert!(d.line.is_some_and(|l| l >= 1), "no line: {d:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_ir_written_as_markdown_reads_back_as_itself(doc in arb_workflow_doc()) {
+        if let Ok(md) = pflow::markdown::to_markdown(&doc, "T", None) {
+            let back = pflow::markdown::parse(&md);
+            prop_assert!(back.is_ok(), "{:?}\n{md}", back.err());
+            if let Ok(parsed) = back {
+                prop_assert_eq!(markdown_comparable(&parsed.ir), markdown_comparable(&doc), "{}", md);
             }
         }
     }

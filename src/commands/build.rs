@@ -76,8 +76,13 @@ fn invalid(args: &BuildArgs, report: Report, started: Instant) -> Error {
                 .errors
                 .iter()
                 .map(|d| {
-                    json!({"node": null, "category": "validation", "path": d.path,
-                           "message": diagnostic_text(d), "repairable": false})
+                    let mut e = json!({"node": null, "category": "validation", "path": d.path,
+                           "message": diagnostic_text(d), "repairable": false});
+                    if let (Some(line), Some(map)) = (d.line, e.as_object_mut()) {
+                        map.insert("line".into(), json!(line));
+                        map.insert("column".into(), json!(d.column));
+                    }
+                    e
                 })
                 .collect();
             let doc = json!({
@@ -336,7 +341,11 @@ pub(super) fn once(args: &BuildArgs) -> Result {
 
     for w in &validated.warnings {
         if !json_mode {
-            report::err_line(&format!("warning: {}: {}", w.path, w.message));
+            let at = match w.line {
+                Some(_) => format!("{}:{} ", args.workflow, w.place()),
+                None => String::new(),
+            };
+            report::err_line(&format!("warning: {at}{}: {}", w.path, w.message));
         }
     }
     // Builds share the cache; gc, verify and clear wait for them (and they for those).
@@ -455,6 +464,10 @@ pub(super) fn once(args: &BuildArgs) -> Result {
             if let Some(ir) = &summary.repaired {
                 let written = match crate::store::saved_name(&workflow_file) {
                     Some(name) => crate::store::update_ir(&name, ir),
+                    // Rewriting JSON over Markdown would lose the file; the patch is kept.
+                    None if crate::markdown::is_markdown_path(&workflow_file) => Err(
+                        "a repair cannot be written into a Markdown workflow yet; the patch is recorded (pflow repair list)".to_string(),
+                    ),
                     None => crate::repair::apply_to_file(&workflow_file, &doc, ir)
                         .map_err(|e| e.to_string()),
                 };

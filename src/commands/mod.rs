@@ -6,6 +6,7 @@ pub mod build;
 pub mod cache;
 pub mod completions;
 pub mod config;
+pub mod convert;
 mod error;
 pub mod graph;
 pub mod log;
@@ -58,6 +59,11 @@ pub fn run(cli: Cli) -> i32 {
             strict,
         } => validate::run(&workflow, output_format, strict),
         Command::Graph { workflow, format } => graph::run(&workflow, format),
+        Command::Convert {
+            workflow,
+            to,
+            output,
+        } => convert::run(&workflow, to, output.as_deref()),
         Command::Workflow { action } => workflow::run(action),
         Command::Cache {
             action,
@@ -219,37 +225,62 @@ pub fn load(arg: &str) -> std::result::Result<(Value, Validated), Report> {
 
 /// Like [`load`], also returning the file the argument resolved to.
 pub fn load_path(arg: &str) -> std::result::Result<(PathBuf, Value, Validated), Report> {
-    let fail = |d: Diagnostic| Report {
+    load_document(arg).map(|(path, d, v)| (path, d.doc, v))
+}
+
+/// Like [`load_path`], with all the front end read (a Markdown file's title and where
+/// each part is). Diagnostics are placed on the file's lines where it knows them.
+pub fn load_document(
+    arg: &str,
+) -> std::result::Result<(PathBuf, source::Document, Validated), Report> {
+    let path = resolve_workflow_path(arg).map_err(|d| Report {
         errors: vec![d],
         warnings: Vec::new(),
+    })?;
+    let document = source::read_workflow_file(&path).map_err(|errors| Report {
+        errors,
+        warnings: Vec::new(),
+    })?;
+    let place = |report: &mut Report| {
+        document.place(&mut report.errors, &mut report.warnings);
     };
-    let path = resolve_workflow_path(arg).map_err(fail)?;
-    let doc = source::read_json_file(&path).map_err(fail)?;
-    let validated = crate::validate::validate(&doc)?;
-    Ok((path, doc, validated))
+    match crate::validate::validate(&document.doc) {
+        Ok(mut validated) => {
+            let mut report = Report {
+                errors: Vec::new(),
+                warnings: document.warnings.clone(),
+            };
+            report.warnings.append(&mut validated.warnings);
+            place(&mut report);
+            validated.warnings = report.warnings;
+            Ok((path, document, validated))
+        }
+        Err(mut report) => {
+            report
+                .warnings
+                .splice(0..0, document.warnings.iter().cloned());
+            place(&mut report);
+            Err(report)
+        }
+    }
 }
 
 pub fn print_diagnostics(file: &str, report: &Report) {
-    for d in &report.errors {
-        crate::report::err_line(&format!(
-            "{} {file}: {}: {}",
-            color::error("error:"),
-            d.path,
-            d.message
-        ));
-        if let Some(h) = &d.hint {
-            crate::report::err_line(&format!("  hint: {h}"));
-        }
-    }
-    for d in &report.warnings {
-        crate::report::err_line(&format!(
-            "{} {file}: {}: {}",
-            color::warning("warning:"),
-            d.path,
-            d.message
-        ));
-        if let Some(h) = &d.hint {
-            crate::report::err_line(&format!("  hint: {h}"));
+    let labelled = [
+        (color::error("error:"), &report.errors),
+        (color::warning("warning:"), &report.warnings),
+    ];
+    for (label, ds) in labelled {
+        for d in ds {
+            crate::report::err_line(&format!(
+                "{label} {file}:{} {}: {}",
+                d.place(),
+                d.path,
+                d.message
+            ));
+            if let Some(h) = &d.hint {
+                crate::report::err_line(&format!("  hint: {h}"));
+            }
         }
     }
 }

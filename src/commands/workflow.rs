@@ -1,6 +1,6 @@
 //! `pflow workflow save | list | show | delete`: saved workflows.
 
-use super::{load, Error, ExitCode, Result};
+use super::{load_document, Error, ExitCode, Result};
 use crate::cli::{OutputFormat, WorkflowAction};
 use serde_json::{json, Value};
 
@@ -21,8 +21,11 @@ pub fn run(action: WorkflowAction) -> Result {
                     d.hint.unwrap_or_default()
                 )));
             }
-            let (doc, _) = load(&file).map_err(|report| Error::diagnostics(&file, report))?;
-            let description = description.or_else(|| {
+            let (_, document, _) =
+                load_document(&file).map_err(|report| Error::diagnostics(&file, report))?;
+            let doc = document.doc;
+            // A Markdown file's description is its prose under the title.
+            let description = description.or(document.description).or_else(|| {
                 doc.get("description")
                     .and_then(Value::as_str)
                     .map(String::from)

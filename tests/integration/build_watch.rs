@@ -161,7 +161,7 @@ fn an_edit_reruns_what_it_reaches_an_invalid_edit_waits_and_ctrl_c_exits_130() {
     wait_for_build(&running, 3);
     let so_far = running.stderr_so_far();
     assert!(
-        so_far.contains("error: workflow.json: nodes[1].params.stdin"),
+        so_far.contains("error: workflow.json:") && so_far.contains(" nodes[1].params.stdin: "),
         "{so_far}"
     );
     assert!(

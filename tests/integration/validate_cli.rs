@@ -525,3 +525,36 @@ fn all_errors_are_reported_together() {
         panic!("{p}");
     }
 }
+
+#[test]
+fn json_workflow_problems_are_placed_on_their_lines() {
+    // The same source map the Markdown front end gives: the line and column of the value
+    // at the diagnostic's path (or of the nearest value around it).
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("wf.json");
+    let text = "{\n  \"nodes\": [\n    {\"id\": \"a\", \"type\": \"shell\",\n     \"params\": {\"command\": \"echo ${nope.x}\"}},\n    {\"id\": \"b\", \"type\": \"read-file\"}\n  ]\n}\n";
+    std::fs::write(&file, text).expect("write");
+    let out = Pflow::new()
+        .arg("validate")
+        .arg(&file)
+        .current_dir(dir.path())
+        .output();
+    let stderr = text_of(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("wf.json:4:28: nodes[0].params.command: template ${nope.x}"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("wf.json:5:5: nodes[1].params.file_path: node 'b' (read-file) is missing required param 'file_path'"), "{stderr}");
+    let out = Pflow::new()
+        .args(["validate", "wf.json", "--output-format", "json"])
+        .current_dir(dir.path())
+        .output();
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(doc["errors"][0]["line"], 4, "{doc}");
+    assert_eq!(doc["errors"][0]["column"], 28, "{doc}");
+}
+
+fn text_of(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
