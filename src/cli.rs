@@ -128,6 +128,11 @@ pub enum Command {
         #[command(subcommand)]
         action: WorkflowAction,
     },
+    /// MCP servers: add, list, remove, sync, tools, info; serve pflow itself over MCP
+    Mcp {
+        #[command(subcommand)]
+        action: McpAction,
+    },
     /// Recorded repairs: list, show, apply
     Repair {
         #[command(subcommand)]
@@ -187,6 +192,50 @@ pub enum WorkflowAction {
     Show { name: String },
     /// Delete a saved workflow
     Delete { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum McpAction {
+    /// Add servers from config files or JSON text (name → server, or {"mcpServers": ...})
+    Add {
+        #[arg(required = true)]
+        sources: Vec<String>,
+        /// Replace a server of the same name
+        #[arg(long)]
+        force: bool,
+    },
+    /// List the configured servers
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a server (and its synced tool list)
+    Remove {
+        name: String,
+        /// No error when there is no such server
+        #[arg(long)]
+        force: bool,
+    },
+    /// Connect to servers and store their tool lists
+    Sync {
+        name: Option<String>,
+        #[arg(long, conflicts_with = "name")]
+        all: bool,
+    },
+    /// List the tools of one server or of all
+    Tools {
+        server: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Describe one tool: params, types, required, outputs
+    Info {
+        tool: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serve pflow as an MCP server over stdio (for agents)
+    Serve,
 }
 
 #[derive(Subcommand, Debug)]

@@ -42,6 +42,7 @@ pub mod inputs;
 pub mod interrupt;
 pub mod key;
 pub mod llm;
+pub mod mcp;
 pub mod nodes;
 pub mod render;
 pub mod repair;

@@ -6,6 +6,7 @@ pub mod build;
 pub mod cache;
 mod error;
 pub mod graph;
+pub mod mcp;
 pub mod repair;
 pub mod validate;
 pub mod workflow;
@@ -44,7 +45,10 @@ pub fn run(cli: Cli) -> i32 {
         Command::Repair { action, cache_dir } => {
             repair::run(action, &cache_dir_of(cache_dir.as_ref()))
         }
+        Command::Mcp { action } => mcp::run(action),
     };
+    // MCP servers a command started stop with it, whether it succeeded or not.
+    crate::mcp::client::shutdown();
     finish(result).as_i32()
 }
 

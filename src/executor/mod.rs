@@ -886,7 +886,7 @@ impl<'a> Shared<'a> {
                 if self.v.nodes[i].spec.announces_effects {
                     crate::cache::intents::Intent::of(self.cache.local().root(), key).settle();
                 }
-                if self.v.workflow.nodes[i].cache != CachePolicy::Never {
+                if self.policy(i) != CachePolicy::Never {
                     let pushed = self
                         .cache
                         .push(key, &entry.manifest, values, &self.opts.redactor);
@@ -1001,8 +1001,8 @@ impl<'a> Shared<'a> {
         let touches = |p: &str| self.touches(i, p);
         let ask = Ask {
             key,
-            policy: node.cache,
-            forced: self.forced(node),
+            policy: self.policy(i),
+            forced: self.forced(i),
             recorded_as: Some(&node.id),
             touches: &touches,
         };
@@ -1079,7 +1079,7 @@ impl<'a> Shared<'a> {
             );
             // Record it, so the next build's fast path covers what just ran too.
             if let Some(entry) = &stored {
-                if node.cache != CachePolicy::Never {
+                if self.policy(i) != CachePolicy::Never {
                     self.recorder.entry(&node.id, &key, entry);
                 }
             }
@@ -1088,14 +1088,26 @@ impl<'a> Shared<'a> {
         Ok((digest, Some(values), None))
     }
 
-    /// Why this node may not reuse a cached result in this build, if it may not.
-    fn forced(&self, node: &crate::workflow::Node) -> Option<Forced> {
+    /// Node `i`'s cache policy: as written, except that a volatile type (a read pflow
+    /// cannot see into) runs on every build unless the node gives a maximum age.
+    fn policy(&self, i: usize) -> CachePolicy {
+        match self.v.workflow.nodes[i].cache {
+            CachePolicy::Always if self.v.nodes[i].spec.volatile => CachePolicy::Never,
+            written => written,
+        }
+    }
+
+    /// Why node `i` may not reuse a cached result in this build, if it may not.
+    fn forced(&self, i: usize) -> Option<Forced> {
+        let node = &self.v.workflow.nodes[i];
         if self.opts.force {
             Some(Forced::All)
         } else if self.opts.rerun.contains(&node.id) {
             Some(Forced::Node)
         } else if node.cache == CachePolicy::Never {
             Some(Forced::NoCache)
+        } else if self.policy(i) == CachePolicy::Never {
+            Some(Forced::Volatile)
         } else {
             None
         }
@@ -1186,6 +1198,7 @@ impl<'a> Shared<'a> {
             .map(|k| crate::cache::intents::Intent::of(self.cache.local().root(), &k));
         let ctx = RunContext {
             node_id: &node.id,
+            node_type: &node.node_type,
             interrupted: &crate::interrupt::INTERRUPTED,
             own_files: &own_files,
             env: self.child_env(i, &vars),

@@ -30,6 +30,10 @@ pub static SPEC: NodeSpec = NodeSpec {
     untrusted_outputs: &[],
     secret_params: &[],
     announces_effects: false,
+    volatile: false,
+    closed_params: false,
+    open_outputs: false,
+    identity: "",
     run,
 };
 

@@ -53,6 +53,10 @@ pub static SPEC: NodeSpec = NodeSpec {
     untrusted_outputs: &["response"],
     secret_params: &["auth_token", "api_key"],
     announces_effects: false,
+    volatile: false,
+    closed_params: false,
+    open_outputs: false,
+    identity: "",
     run,
 };
 

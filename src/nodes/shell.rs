@@ -44,6 +44,10 @@ pub static SPEC: NodeSpec = NodeSpec {
     untrusted_outputs: &[],
     secret_params: &["env"],
     announces_effects: false,
+    volatile: false,
+    closed_params: false,
+    open_outputs: false,
+    identity: "",
     run,
 };
 

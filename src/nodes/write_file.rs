@@ -33,6 +33,10 @@ pub static SPEC: NodeSpec = NodeSpec {
     secret_params: &[],
     // An append is announced before it happens (see `append_once`).
     announces_effects: true,
+    volatile: false,
+    closed_params: false,
+    open_outputs: false,
+    identity: "",
     run,
 };
 

@@ -1,0 +1,243 @@
+//! MCP tools as nodes, against real servers (`common::mcp`): server-filesystem confined
+//! to the test's folder and server-everything, over stdio.
+
+use crate::common::{self, counted, Workspace};
+use crate::stub::{anthropic_server, Stub};
+use serde_json::{json, Value};
+use std::process::Output;
+
+fn mcp(ws: &Workspace, args: &[&str]) -> Output {
+    ws.pflow().arg("mcp").args(args).output()
+}
+
+#[track_caller]
+fn ok(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Configure `servers` (name → server) in the workspace's home.
+fn add(ws: &Workspace, servers: Value) {
+    ok(&mcp(ws, &["add", &servers.to_string()]));
+}
+
+#[test]
+fn filesystem_tools_build_and_only_the_reads_run_again() {
+    let Some(tools) = common::mcp::tools() else {
+        return;
+    };
+    let ws = Workspace::new();
+    ws.write("data/notes.txt", "first draft\n");
+    let root = ws.path().canonicalize().unwrap();
+    add(&ws, json!({"fs": tools.filesystem(&root)}));
+    assert!(ok(&mcp(&ws, &["sync", "fs"])).contains("synced 'fs'"));
+    let listed = ok(&mcp(&ws, &["tools", "fs"]));
+    assert!(
+        listed.contains("mcp-fs-read_text_file [read-only]"),
+        "{listed}"
+    );
+    assert!(listed.contains("mcp-fs-write_file "), "{listed}");
+
+    let data = root.join("data");
+    let out = root.join("out/summary.txt");
+    std::fs::create_dir_all(root.join("out")).unwrap();
+    let ws = ws.workflow(json!({"nodes": [
+        {"id": "ls", "type": "mcp-fs-list_directory", "params": {"path": data}},
+        {"id": "read", "type": "mcp-fs-read_text_file", "params": {"path": data.join("notes.txt")}},
+        {"id": "shout", "type": "shell",
+         "params": {"command": counted("shout", "tr a-z A-Z"), "stdin": "${read.content}"}},
+        {"id": "files", "type": "shell",
+         "params": {"command": counted("files", "cat"), "stdin": "${ls.result}"}},
+        {"id": "save", "type": "mcp-fs-write_file",
+         "params": {"path": out, "content": "${shout.stdout} / ${files.stdout}"}}
+    ]}));
+
+    let first = ws.build(&[]);
+    first.assert_ok();
+    for id in ["ls", "read", "shout", "files", "save"] {
+        assert_eq!(first.status_of(id), "ran", "{first}");
+    }
+    let written = std::fs::read_to_string(&out).unwrap();
+    assert!(written.starts_with("FIRST DRAFT"), "{written}");
+    assert!(written.contains("[FILE] notes.txt"), "{written}");
+
+    // Nothing changed: the reads run (pflow cannot see what they read), their results
+    // are the same, and nothing downstream runs.
+    let second = ws.build(&[]);
+    second.assert_ok();
+    assert_eq!(second.status_of("ls"), "ran", "{second}");
+    assert_eq!(second.status_of("read"), "ran", "{second}");
+    for id in ["shout", "files", "save"] {
+        assert_eq!(second.status_of(id), "cached", "{second}");
+    }
+    assert_eq!((ws.count("shout"), ws.count("files")), (1, 1));
+
+    // The file changes: the read and what depends on it run; the listing's branch not.
+    ws.write("data/notes.txt", "second draft\n");
+    let third = ws.build(&[]);
+    third.assert_ok();
+    assert_eq!(third.status_of("shout"), "ran", "{third}");
+    assert_eq!(third.status_of("save"), "ran", "{third}");
+    assert_eq!(third.status_of("files"), "cached", "{third}");
+    assert!(std::fs::read_to_string(&out)
+        .unwrap()
+        .starts_with("SECOND DRAFT"));
+}
+
+#[test]
+fn a_tool_error_fails_the_node_with_the_tools_message() {
+    let Some(tools) = common::mcp::tools() else {
+        return;
+    };
+    let ws = Workspace::new();
+    add(&ws, json!({"ev": tools.everything()}));
+    let ws = ws.workflow(json!({
+        "inputs": {"a": {"type": "string"}},
+        "nodes": [{"id": "sum", "type": "mcp-ev-get-sum", "params": {"a": "${a}", "b": 2}},
+                  {"id": "after", "type": "shell", "params": {"command": "echo ${sum.result}"}}]
+    }));
+    let good = ws.build(&["a=40"]);
+    good.assert_ok();
+    assert!(good.doc()["nodes"].to_string().contains("after"));
+    let bad = ws.build(&["a=forty"]);
+    bad.assert_code(1);
+    assert_eq!(bad.status_of("sum"), "failed", "{bad}");
+    let message = bad.doc()["errors"][0]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(message.contains("mcp-ev-get-sum"), "{message}");
+    assert!(
+        message.contains("expected number"),
+        "the server's own words: {message}"
+    );
+}
+
+#[test]
+fn validate_catches_a_wrong_param_name_with_a_suggestion() {
+    let Some(tools) = common::mcp::tools() else {
+        return;
+    };
+    let ws = Workspace::new();
+    add(&ws, json!({"ev": tools.everything()}));
+    let ws = ws.workflow(json!({"nodes": [
+        {"id": "say", "type": "mcp-ev-echo", "params": {"mesage": "hi"}}
+    ]}));
+    let out = ws.pflow().args(["validate", common::WORKFLOW]).output();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("'mesage' is not a param of mcp-ev-echo"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("did you mean 'message'"), "{stderr}");
+    assert!(
+        stderr.contains("missing required param 'message'"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_effect_tool_runs_once_across_builds_and_repairs() {
+    let Some(tools) = common::mcp::tools() else {
+        return;
+    };
+    let ws = Workspace::new();
+    add(&ws, json!({"ev": tools.everything()}));
+    // toggle-simulated-logging is not read-only: an effect.
+    let ws = ws.workflow(json!({"nodes": [
+        {"id": "toggle", "type": "mcp-ev-toggle-simulated-logging", "params": {}},
+        {"id": "after", "type": "shell",
+         "params": {"command": "echo '${toggle.result}'; exit 3"}}
+    ]}));
+    let first = ws.build(&[]);
+    assert_eq!(first.status_of("toggle"), "ran", "{first}");
+    assert_eq!(first.status_of("after"), "failed", "{first}");
+    let second = ws.build(&[]);
+    assert_eq!(second.status_of("toggle"), "cached", "{second}");
+    assert_eq!(second.executions_of("toggle"), 0);
+
+    // A repair of the downstream node: the repaired build does not call the tool again.
+    let fixed = json!({"nodes": [
+        {"id": "toggle", "type": "mcp-ev-toggle-simulated-logging", "params": {}},
+        {"id": "after", "type": "shell", "params": {"command": "echo '${toggle.result}'"}}
+    ]});
+    let model = Stub::start(anthropic_server(move |_| {
+        format!(
+            "```json\n{}\n```",
+            serde_json::to_string_pretty(&fixed).unwrap()
+        )
+    }));
+    let out = ws
+        .pflow()
+        .args([
+            "build",
+            common::WORKFLOW,
+            "--output-format",
+            "json",
+            "--cache-dir",
+        ])
+        .arg(ws.cache_dir())
+        .env("ANTHROPIC_BASE_URL", model.url())
+        .env("ANTHROPIC_API_KEY", "sk-ant-test-0123456789")
+        .output();
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(out.status.code(), Some(0), "{doc}");
+    assert_eq!(doc["repair"]["succeeded"], json!(true), "{doc}");
+    let node = |id: &str| {
+        doc["nodes"]
+            .as_array()
+            .and_then(|a| a.iter().find(|n| n["id"] == id))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(node("toggle")["executions"], json!(0), "{doc}");
+    assert_eq!(node("after")["status"], json!("ran"), "{doc}");
+}
+
+#[test]
+fn fifty_parallel_calls_share_one_server_process() {
+    let Some(tools) = common::mcp::tools() else {
+        return;
+    };
+    let ws = Workspace::new();
+    let log = ws.file("starts.log");
+    add(
+        &ws,
+        json!({"ev": tools.counting_starts(&tools.everything(), &log)}),
+    );
+    ok(&mcp(&ws, &["sync", "ev"]));
+    std::fs::remove_file(&log).unwrap();
+    let items: Vec<Value> = (0..50).map(|i| json!(i)).collect();
+    let ws = ws.workflow(json!({
+        "nodes": [
+            {"id": "sums", "type": "mcp-ev-get-sum", "params": {"a": "${n}", "b": 1000},
+             "batch": {"items": items, "as": "n", "parallel": true, "max_concurrent": 50}}
+        ],
+        "outputs": {"sums": {"source": "${sums.results}"}}
+    }));
+    let r = ws.build(&[]);
+    r.assert_ok();
+    let results = r.doc()["outputs"]["sums"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(results.len(), 50, "{r}");
+    for (i, item) in results.iter().enumerate() {
+        assert_eq!(
+            item["item"],
+            json!(i),
+            "results keep their items' order: {item}"
+        );
+        let text = item["result"].to_string();
+        assert!(text.contains(&format!("{}", i + 1000)), "item {i}: {text}");
+    }
+    let starts = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(starts.lines().count(), 1, "one server process for 50 calls");
+}
