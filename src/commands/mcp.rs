@@ -246,13 +246,11 @@ fn info(tool: &str, as_json: bool) -> Result {
             "optional"
         };
         let desc = p["description"].as_str().unwrap_or("");
-        out_line(
-            &format!(
-                "  {} ({ty}, {req}) {desc}",
-                p["name"].as_str().unwrap_or("")
-            )
-            .trim_end(),
+        let line = format!(
+            "  {} ({ty}, {req}) {desc}",
+            p["name"].as_str().unwrap_or("")
         );
+        out_line(line.trim_end());
     }
     out_line(&format!(
         "outputs: {} (and an object result's top-level fields)",

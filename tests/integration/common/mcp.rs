@@ -94,3 +94,48 @@ pub fn tools() -> Option<Tools> {
     );
     None
 }
+
+/// `servers/http_tools.py` serving MCP over streamable HTTP on a free loopback port,
+/// killed when dropped.
+pub struct HttpServer {
+    child: std::process::Child,
+    pub url: String,
+}
+
+impl HttpServer {
+    /// Start it with `env`; wait until it accepts connections.
+    pub fn start(tools: &Tools, env: &[(&str, &str)]) -> HttpServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration/servers/http_tools.py");
+        let mut cmd = std::process::Command::new(tools.py_bin("python"));
+        cmd.arg(script)
+            .arg(port.to_string())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start the HTTP MCP server");
+        let server = HttpServer {
+            child,
+            url: format!("http://127.0.0.1:{port}/mcp"),
+        };
+        let up = super::wait_for(std::time::Duration::from_secs(30), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(up, "the HTTP MCP server did not start");
+        server
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
