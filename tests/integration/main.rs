@@ -31,6 +31,7 @@ mod http_redirects;
 mod limits;
 mod llm_node;
 mod malformed_patches;
+mod mcp_serve;
 mod mcp_servers;
 mod mcp_tools;
 mod remote_cache;
