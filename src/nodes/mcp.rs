@@ -95,6 +95,11 @@ pub fn why_unknown(t: &str) -> Option<String> {
     }
 }
 
+/// The input schema of the tool `t` names (for a repair model), if it names one.
+pub fn input_schema(t: &str) -> Option<&'static Value> {
+    find(t).map(|k| &k.resolved.tool.input_schema)
+}
+
 fn leak(s: String) -> &'static str {
     Box::leak(s.into_boxed_str())
 }

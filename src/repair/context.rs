@@ -219,6 +219,16 @@ pub fn errors_text(outcome: &Outcome, secrets: &[String]) -> String {
                 out.push_str(&format!("    {line}\n"));
             }
         }
+        // An MCP tool's error is about its arguments: what the tool accepts makes it
+        // repairable (a wrong name, a wrong type).
+        if let Some(schema) = outcome
+            .nodes
+            .iter()
+            .find(|n| n.id == id)
+            .and_then(|n| crate::nodes::mcp::input_schema(&n.node_type))
+        {
+            out.push_str(&format!("  the tool's input schema: {schema}\n"));
+        }
         if !e.available.is_empty() {
             out.push_str("  fields that do exist there:\n");
             for (name, preview) in &e.available {

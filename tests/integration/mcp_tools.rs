@@ -241,3 +241,87 @@ fn fifty_parallel_calls_share_one_server_process() {
     let starts = std::fs::read_to_string(&log).unwrap_or_default();
     assert_eq!(starts.lines().count(), 1, "one server process for 50 calls");
 }
+
+#[test]
+fn repair_sees_the_tools_schema_and_a_connection_failure_is_not_repaired() {
+    let Some(tools) = common::mcp::tools() else {
+        return;
+    };
+    let ws = Workspace::new();
+    add(
+        &ws,
+        json!({"ev": tools.everything(), "gone": {"command": ws.file("no-such-server")}}),
+    );
+    let broken = json!({
+        "inputs": {"a": {"type": "string", "default": "forty"}},
+        "nodes": [{"id": "sum", "type": "mcp-ev-get-sum", "params": {"a": "${a}", "b": 2}}],
+        "outputs": {"sum": {"source": "${sum.result}"}}
+    });
+    let fixed = json!({
+        "inputs": {"a": {"type": "string", "default": "forty"}},
+        "nodes": [{"id": "sum", "type": "mcp-ev-get-sum", "params": {"a": 40, "b": 2}}],
+        "outputs": {"sum": {"source": "${sum.result}"}}
+    });
+    let ws = ws.workflow(broken);
+    let model = Stub::start(anthropic_server(move |_| {
+        format!(
+            "```json\n{}\n```",
+            serde_json::to_string_pretty(&fixed).unwrap()
+        )
+    }));
+    let repair = |ws: &Workspace| {
+        let out = ws
+            .pflow()
+            .args([
+                "build",
+                common::WORKFLOW,
+                "--output-format",
+                "json",
+                "--cache-dir",
+            ])
+            .arg(ws.cache_dir())
+            .env("ANTHROPIC_BASE_URL", model.url())
+            .env("ANTHROPIC_API_KEY", "sk-ant-test-0123456789")
+            .output();
+        let doc: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+        (out.status.code(), doc)
+    };
+    let (code, doc) = repair(&ws);
+    assert_eq!(code, Some(0), "{doc}");
+    assert_eq!(
+        doc["outputs"]["sum"].to_string().contains("42"),
+        true,
+        "{doc}"
+    );
+    let prompt = crate::stub::user_prompt(&model.single());
+    assert!(prompt.contains("the tool's input schema"), "{prompt}");
+    assert!(prompt.contains("\"required\":[\"a\",\"b\"]"), "{prompt}");
+
+    // A server that answered once (its tools are synced) and is gone at build time:
+    // no edit fixes that, so no model is asked.
+    let once = ws.file("served-once");
+    let ev = tools.everything();
+    let script = format!(
+        "[ -e '{m}' ] && {{ echo 'server unavailable' >&2; exit 1; }}; touch '{m}'; exec '{bin}'",
+        m = once.display(),
+        bin = ev["command"].as_str().unwrap()
+    );
+    add(
+        &ws,
+        json!({"flaky": {"command": "sh", "args": ["-c", script]}}),
+    );
+    ok(&mcp(&ws, &["sync", "flaky"]));
+    ws.set_workflow(&json!({"nodes": [
+        {"id": "x", "type": "mcp-flaky-echo", "params": {"message": "hi"}}
+    ]}));
+    let (code, doc) = repair(&ws);
+    assert_eq!(code, Some(1), "{doc}");
+    assert_eq!(doc["errors"][0]["category"], json!("network"), "{doc}");
+    assert_eq!(doc["errors"][0]["repairable"], json!(false), "{doc}");
+    let message = doc["errors"][0]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("server unavailable"),
+        "the server's stderr: {message}"
+    );
+    assert_eq!(model.count(), 1, "no model call for a connection failure");
+}
