@@ -128,6 +128,11 @@ pub enum Command {
         #[command(subcommand)]
         action: WorkflowAction,
     },
+    /// List the node types: built-in ones and the tools of configured MCP servers
+    Nodes {
+        #[arg(long)]
+        json: bool,
+    },
     /// MCP servers: add, list, remove, sync, tools, info; serve pflow itself over MCP
     Mcp {
         #[command(subcommand)]

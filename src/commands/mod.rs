@@ -7,6 +7,7 @@ pub mod cache;
 mod error;
 pub mod graph;
 pub mod mcp;
+pub mod nodes;
 pub mod repair;
 pub mod validate;
 pub mod workflow;
@@ -46,6 +47,7 @@ pub fn run(cli: Cli) -> i32 {
             repair::run(action, &cache_dir_of(cache_dir.as_ref()))
         }
         Command::Mcp { action } => mcp::run(action),
+        Command::Nodes { json } => nodes::run(json),
     };
     // MCP servers a command started stop with it, whether it succeeded or not.
     crate::mcp::client::shutdown();

@@ -57,6 +57,23 @@ fn two_different_servers_in_one_workflow() {
     assert!(said.starts_with("Echo: Tokyo: "), "{r}");
     assert!(said.ends_with("T21:00:00+09:00"), "{said}");
     assert_eq!(r.doc()["outputs"]["diff"], json!("+9.0h"), "{r}");
+
+    // Listed and drawn like built-in types.
+    let listed = ok(&ws.pflow().arg("nodes").output());
+    assert!(listed.lines().any(|l| l.starts_with("shell ")), "{listed}");
+    assert!(
+        listed.contains("mcp-time-convert_time  (source_timezone, time, target_timezone)"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("mcp-ev-echo  (message) → result, ev_echo_result"),
+        "{listed}"
+    );
+    let graph = ok(&ws.pflow().args(["graph", common::WORKFLOW]).output());
+    assert!(
+        graph.contains("mcp-time-convert_time") && graph.contains("mcp-ev-echo"),
+        "{graph}"
+    );
 }
 
 #[test]

@@ -325,3 +325,72 @@ fn repair_sees_the_tools_schema_and_a_connection_failure_is_not_repaired() {
     );
     assert_eq!(model.count(), 1, "no model call for a connection failure");
 }
+
+/// Is process `pid` gone (or a zombie nobody has reaped yet)?
+fn gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z')),
+    }
+}
+
+#[test]
+fn servers_stop_with_the_build_on_failure_and_on_ctrl_c() {
+    let Some(tools) = common::mcp::tools() else {
+        return;
+    };
+    let ws = Workspace::new();
+    let pid_file = ws.file("server.pid");
+    let ev = tools.everything();
+    let script = format!(
+        "echo $$ > '{}'; exec '{}'",
+        pid_file.display(),
+        ev["command"].as_str().unwrap()
+    );
+    add(
+        &ws,
+        json!({"ev": {"command": "sh", "args": ["-c", script]}}),
+    );
+    let server_pid = || -> i32 {
+        std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    };
+
+    // A failed build: the server it started is gone when pflow is.
+    let ws = ws.workflow(json!({"nodes": [
+        {"id": "say", "type": "mcp-ev-echo", "params": {"message": "hi"}},
+        {"id": "fail", "type": "shell", "params": {"command": "exit 1"}}
+    ]}));
+    let r = ws.build(&[]);
+    r.assert_code(1);
+    let pid = server_pid();
+    assert!(pid > 0, "{r}");
+    assert!(common::wait_for(std::time::Duration::from_secs(10), || {
+        gone(pid)
+    }));
+
+    // Ctrl-C during a long call: the build stops, and so does the server.
+    std::fs::remove_file(&pid_file).unwrap();
+    ws.set_workflow(&json!({"nodes": [
+        {"id": "slow", "type": "mcp-ev-trigger-long-running-operation",
+         "params": {"duration": 60, "steps": 60}}
+    ]}));
+    let mut running = ws.cmd().start();
+    assert!(common::wait_for(
+        std::time::Duration::from_secs(30),
+        || server_pid() > 0
+    ));
+    let pid = server_pid();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    running.interrupt();
+    let r = running.wait(std::time::Duration::from_secs(20));
+    r.assert_code(130);
+    assert!(
+        common::wait_for(std::time::Duration::from_secs(10), || gone(pid)),
+        "the server outlived the build"
+    );
+}

@@ -8,7 +8,7 @@
 //! same repair, and no state shared between builds. Everything else runs in-process.
 
 use super::super::{Error, ExitCode, Result};
-use crate::nodes::{self, NodeSpec, ParamKind};
+use crate::nodes;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
     ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
@@ -146,7 +146,7 @@ fn answer(value: Value, is_error: bool) -> CallToolResult {
 
 fn call(name: &str, args: &Map<String, Value>) -> std::result::Result<CallToolResult, ErrorData> {
     let out = match name {
-        "list_node_types" => answer(json!({ "node_types": node_types() }), false),
+        "list_node_types" => answer(json!({ "node_types": super::super::nodes::all() }), false),
         "describe_node_type" => {
             let t = args
                 .get("type")
@@ -158,7 +158,7 @@ fn call(name: &str, args: &Map<String, Value>) -> std::result::Result<CallToolRe
                     nodes::unsupported_note(t)
                 ))
             })?;
-            answer(describe(spec), false)
+            answer(super::super::nodes::describe(spec), false)
         }
         "list_workflows" => {
             let items: Vec<Value> = crate::store::names()
@@ -183,44 +183,6 @@ fn call(name: &str, args: &Map<String, Value>) -> std::result::Result<CallToolRe
         other => return Err(invalid(format!("no tool '{other}'"))),
     };
     Ok(out)
-}
-
-fn kind_name(k: ParamKind) -> &'static str {
-    match k {
-        ParamKind::String => "string",
-        ParamKind::Number => "number",
-        ParamKind::Integer => "integer",
-        ParamKind::Bool => "boolean",
-        ParamKind::Object | ParamKind::StringMap => "object",
-        ParamKind::Array => "array",
-        ParamKind::Any => "any",
-    }
-}
-
-fn describe(spec: &NodeSpec) -> Value {
-    let params: Vec<Value> = spec
-        .params
-        .iter()
-        .map(|p| json!({"name": p.name, "type": kind_name(p.kind), "required": p.required}))
-        .collect();
-    let outputs: Vec<&str> = spec.outputs.iter().map(|o| o.name).collect();
-    json!({"type": spec.name, "params": params, "outputs": outputs,
-           "runs_every_build": spec.volatile, "open_outputs": spec.open_outputs})
-}
-
-fn node_types() -> Vec<Value> {
-    let mut out: Vec<Value> = nodes::REGISTRY.iter().map(|s| describe(s)).collect();
-    // MCP tools from the lists already synced: listing types starts no server.
-    if let Ok(all) = crate::mcp::tools::all() {
-        for (server, (_, list)) in all {
-            for t in list.map(|l| l.tools).unwrap_or_default() {
-                if let Some(spec) = nodes::lookup(&format!("mcp-{server}-{}", t.name)) {
-                    out.push(describe(spec));
-                }
-            }
-        }
-    }
-    out
 }
 
 /// The workflow an argument gives, and the file it is in (written for an inline one).
