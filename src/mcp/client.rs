@@ -63,8 +63,6 @@ type Slot = Arc<tokio::sync::OnceCell<Result<Arc<Conn>, String>>>;
 struct Pool {
     rt: tokio::runtime::Runtime,
     conns: Mutex<HashMap<String, Slot>>,
-    /// How many server processes (or HTTP sessions) this command opened, by server.
-    opened: Mutex<HashMap<String, usize>>,
 }
 
 static POOL: OnceLock<Option<Pool>> = OnceLock::new();
@@ -80,7 +78,6 @@ fn pool() -> Result<&'static Pool, CallError> {
         Some(Pool {
             rt,
             conns: Mutex::new(HashMap::new()),
-            opened: Mutex::new(HashMap::new()),
         })
     })
     .as_ref()
@@ -246,15 +243,7 @@ async fn conn(p: &Pool, server: &Server) -> Result<Arc<Conn>, CallError> {
         conns.entry(server.name.clone()).or_default().clone()
     };
     let got = slot
-        .get_or_init(|| async {
-            let r = connect(server).await.map(Arc::new);
-            if r.is_ok() {
-                if let Ok(mut o) = p.opened.lock() {
-                    *o.entry(server.name.clone()).or_default() += 1;
-                }
-            }
-            r
-        })
+        .get_or_init(|| async { connect(server).await.map(Arc::new) })
         .await;
     got.clone().map_err(CallError::Connect)
 }
@@ -303,19 +292,6 @@ fn service_error(name: &str, e: rmcp::ServiceError) -> CallError {
         rmcp::ServiceError::Timeout { timeout } => CallError::Timeout(timeout.as_secs_f64()),
         other => CallError::Connect(format!("MCP server '{name}': {other}")),
     }
-}
-
-/// How many connections this command opened to `server` (one, however many calls).
-pub fn opened(server: &str) -> usize {
-    POOL.get()
-        .and_then(|p| p.as_ref())
-        .and_then(|p| {
-            p.opened
-                .lock()
-                .ok()
-                .map(|o| o.get(server).copied().unwrap_or(0))
-        })
-        .unwrap_or(0)
 }
 
 /// Close every connection: stdio servers get their stdin closed and time to exit (then

@@ -394,3 +394,78 @@ fn servers_stop_with_the_build_on_failure_and_on_ctrl_c() {
         "the server outlived the build"
     );
 }
+
+#[test]
+fn a_call_past_the_servers_timeout_fails_the_node() {
+    let Some(tools) = common::mcp::tools() else {
+        return;
+    };
+    let ws = Workspace::new();
+    let mut ev = tools.everything();
+    ev["timeout"] = json!(1);
+    add(&ws, json!({"ev": ev}));
+    let ws = ws.workflow(json!({"nodes": [
+        {"id": "slow", "type": "mcp-ev-trigger-long-running-operation",
+         "params": {"duration": 30, "steps": 30}}
+    ]}));
+    let r = ws.build(&[]);
+    r.assert_code(1);
+    assert_eq!(r.doc()["errors"][0]["category"], json!("timeout"), "{r}");
+    let message = r.doc()["errors"][0]["message"].as_str().unwrap_or("");
+    assert!(message.contains("no answer within 1 s"), "{message}");
+}
+
+#[test]
+fn tool_lists_sync_on_first_use_and_again_when_the_config_changes() {
+    let Some(tools) = common::mcp::tools() else {
+        return;
+    };
+    let ws = Workspace::new();
+    let log = ws.file("starts.log");
+    let counted_ev = tools.counting_starts(&tools.everything(), &log);
+    add(&ws, json!({"ev": counted_ev}));
+    assert!(ok(&mcp(&ws, &["list"])).contains("(not synced)"));
+    let ws = ws.workflow(json!({"nodes": [
+        {"id": "say", "type": "mcp-ev-echo", "params": {"message": "hi"}}
+    ]}));
+    // Validation needs the tools: the list is synced then, once.
+    ok(&ws.pflow().args(["validate", common::WORKFLOW]).output());
+    ok(&ws.pflow().args(["validate", common::WORKFLOW]).output());
+    assert_eq!(
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .count(),
+        1
+    );
+    assert!(ok(&mcp(&ws, &["list"])).contains("tools)"));
+
+    // Another configuration of the server: its list is stale, and synced again.
+    let mut changed = counted_ev.clone();
+    changed["env"] = json!({"SOME_SETTING": "2"});
+    let refused = mcp(&ws, &["add", &json!({"ev": changed}).to_string()]);
+    assert_eq!(
+        refused.status.code(),
+        Some(2),
+        "a different config needs --force"
+    );
+    ok(&mcp(
+        &ws,
+        &["add", "--force", &json!({"ev": changed}).to_string()],
+    ));
+    assert!(ok(&mcp(&ws, &["list"])).contains("(not synced)"));
+    ok(&ws.pflow().args(["validate", common::WORKFLOW]).output());
+    assert_eq!(
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .count(),
+        2
+    );
+
+    ok(&mcp(&ws, &["remove", "ev"]));
+    assert!(ok(&mcp(&ws, &["list"])).contains("no MCP servers configured"));
+    let missing = mcp(&ws, &["remove", "ev"]);
+    assert_eq!(missing.status.code(), Some(2));
+    ok(&mcp(&ws, &["remove", "ev", "--force"]));
+}
