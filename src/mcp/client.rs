@@ -171,10 +171,12 @@ async fn connect(server: &Server) -> Result<Conn, String> {
             let config =
                 StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(map);
             let transport = rmcp::transport::StreamableHttpClientTransport::from_config(config);
-            let service = ()
-                .serve(transport)
-                .await
-                .map_err(|e| format!("MCP server '{name}' at {url} could not be reached: {e}"))?;
+            let service = ().serve(transport).await.map_err(|e| {
+                format!(
+                    "MCP server '{name}' at {url} could not be reached: {}",
+                    transport_cause(&e.to_string())
+                )
+            })?;
             (service, None, None)
         }
     };
@@ -196,6 +198,13 @@ async fn connect(server: &Server) -> Result<Conn, String> {
         identity,
         pgid,
     })
+}
+
+/// The cause in a transport error's text, without the SDK's type names around it
+/// ("Send message error Transport [rmcp::...<...>] error: Client error: X" → "X").
+fn transport_cause(text: &str) -> &str {
+    let after = text.rsplit_once("] error: ").map_or(text, |(_, rest)| rest);
+    after.strip_prefix("Client error: ").unwrap_or(after)
 }
 
 fn reqwest_header_name(k: &str) -> Option<http::HeaderName> {
@@ -321,4 +330,17 @@ pub fn shutdown() {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn transport_errors_keep_their_cause_only() {
+        let text = "Send message error Transport [rmcp::transport::worker::WorkerTransport<X<Y>>] error: Client error: error sending request for url (http://127.0.0.1:1/mcp), when send initialize request";
+        assert_eq!(
+            super::transport_cause(text),
+            "error sending request for url (http://127.0.0.1:1/mcp), when send initialize request"
+        );
+        assert_eq!(super::transport_cause("plain"), "plain");
+    }
 }

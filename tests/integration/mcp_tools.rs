@@ -465,3 +465,21 @@ fn tool_lists_sync_on_first_use_and_again_when_the_config_changes() {
     assert_eq!(missing.status.code(), Some(2));
     ok(&mcp(&ws, &["remove", "ev", "--force"]));
 }
+
+#[test]
+fn a_cache_max_age_keeps_a_read_only_tools_result() {
+    let Some(tools) = common::mcp::tools() else {
+        return;
+    };
+    let ws = Workspace::new();
+    add(&ws, json!({"ev": tools.everything()}));
+    let ws = ws.workflow(json!({"nodes": [
+        {"id": "fresh", "type": "mcp-ev-echo", "params": {"message": "a"}},
+        {"id": "kept", "type": "mcp-ev-echo", "params": {"message": "b"}, "cache": "1h"}
+    ]}));
+    ws.build(&[]).assert_ok();
+    let second = ws.build(&[]);
+    second.assert_ok();
+    assert_eq!(second.status_of("fresh"), "ran", "{second}");
+    assert_eq!(second.status_of("kept"), "cached", "{second}");
+}
