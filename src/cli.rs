@@ -8,6 +8,8 @@ use std::path::PathBuf;
 #[command(
     name = "pflow",
     version,
+    long_version = LONG_VERSION,
+    after_help = ENVIRONMENT,
     about = "Run JSON workflows like a build: a DAG, a content-addressed cache, and LLM repair"
 )]
 pub struct Cli {
@@ -18,6 +20,31 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// `pflow --version`: the release, and the formats a cache or a remote must match.
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\ncache keys: engine version 1 (a shared cache needs the same)",
+    "\nremote entries: pflow-remote-v1"
+);
+
+/// The variables pflow reads, for `pflow --help`.
+const ENVIRONMENT: &str = "\
+Environment (a flag wins; pflow.toml and the user config.toml can set these too, see pflow config):
+  PFLOW_CACHE_DIR            the cache directory (--cache-dir)
+  PFLOW_JOBS                 nodes run at once (--jobs)
+  PFLOW_REPAIR               on, replay or off (--no-repair)
+  PFLOW_REPAIR_MODEL         the repair model (--repair-model)
+  PFLOW_MAX_REPAIR_ATTEMPTS  repair attempts per build (--max-repair-attempts)
+  PFLOW_LLM_MODEL            the default model of llm nodes
+  PFLOW_REMOTE_CACHE         the remote cache URL (--remote-cache)
+  PFLOW_REMOTE_CACHE_WRITE   upload to the remote cache (--remote-cache-write)
+  PFLOW_REMOTE_CACHE_TOKEN   the remote cache's bearer token
+  PFLOW_STRICT_ENV           strict child environments (--strict-env)
+  PFLOW_ALLOW_WRITE          more folders file nodes may change (--allow-write)
+  PFLOW_HOME                 where saved workflows and MCP servers live (default ~/.pflow)
+  PFLOW_CONFIG               the user settings file
+  ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL, OPENAI_API_KEY, OPENAI_BASE_URL   LLM providers";
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
@@ -37,12 +64,17 @@ pub struct BuildArgs {
     pub workflow: String,
     /// Workflow inputs as KEY=VALUE
     pub params: Vec<String>,
-    /// Cache directory (default ./.pflow-cache, or PFLOW_CACHE_DIR)
+    /// Cache directory (or PFLOW_CACHE_DIR; default ./.pflow-cache)
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
-    /// Do not try to repair a failed build with an LLM
+    /// Do not try to repair a failed build with an LLM (or PFLOW_REPAIR=off)
     #[arg(long)]
     pub no_repair: bool,
+    /// For CI: exit 1 when the build succeeds only through a repair (fix the file in
+    /// review), and refuse (exit 2) a workflow that pastes a value into shell code
+    /// (`|raw`, quoted here-documents, `sh -c`/`eval`), as `validate --strict` does
+    #[arg(long)]
+    pub strict: bool,
     /// Ignore cached results (results are still stored)
     #[arg(long)]
     pub force: bool,
@@ -52,7 +84,7 @@ pub struct BuildArgs {
     /// Build only this node and what it needs (repeatable)
     #[arg(long, value_name = "NODE")]
     pub target: Vec<String>,
-    /// Nodes to run at once (default: the number of cores)
+    /// Nodes to run at once (default: PFLOW_JOBS, else the number of cores)
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<usize>,
     /// Say why each node ran or was reused
@@ -61,6 +93,8 @@ pub struct BuildArgs {
     /// Show which nodes would run, without running anything
     #[arg(long)]
     pub dry_run: bool,
+    /// text: progress and a summary on stderr, outputs on stdout; json: one document on
+    /// stdout, also on failure
     #[arg(long, value_enum, default_value = "text")]
     pub output_format: OutputFormat,
     /// Print only this workflow output's value
@@ -69,10 +103,14 @@ pub struct BuildArgs {
     /// Write the repaired workflow back to the workflow file
     #[arg(long)]
     pub apply_repairs: bool,
-    #[arg(long, value_name = "N", default_value_t = 3)]
-    pub max_repair_attempts: u32,
+    /// Repair attempts per build (default: PFLOW_MAX_REPAIR_ATTEMPTS, else 3)
+    #[arg(long, value_name = "N")]
+    pub max_repair_attempts: Option<u32>,
+    /// The model that repairs a failed build: anthropic/<model> or openai/<model> (or
+    /// PFLOW_REPAIR_MODEL)
     #[arg(long, value_name = "MODEL")]
     pub repair_model: Option<String>,
+    /// A prompt template for repair instead of the bundled prompts/repair.md
     #[arg(long, value_name = "FILE")]
     pub repair_prompt: Option<PathBuf>,
     /// Write a JSON trace of the build (per node times, status, key, digest)
@@ -90,10 +128,6 @@ pub struct BuildArgs {
     /// node declares in "reads_env" and its "env" bindings (or PFLOW_STRICT_ENV=1)
     #[arg(long)]
     pub strict_env: bool,
-    /// Refuse to build (exit 2) a workflow that pastes a value into shell code
-    /// (`|raw`, quoted here-documents, `sh -c`/`eval`), as `validate --strict` does
-    #[arg(long)]
-    pub strict: bool,
     /// Let file nodes write, move and delete in DIR too, besides the workspace
     /// (repeatable; or PFLOW_ALLOW_WRITE=DIR:DIR)
     #[arg(long, value_name = "DIR")]
@@ -106,7 +140,9 @@ pub enum Command {
     Build(Box<BuildArgs>),
     /// Check a workflow without running it
     Validate {
+        /// A workflow file (.json), or the name of a saved workflow
         workflow: String,
+        /// text for people, json for programs (one document on stdout)
         #[arg(long, value_enum, default_value = "text")]
         output_format: OutputFormat,
         /// Make warnings about values pasted into shell code (`|raw`, quoted
@@ -118,8 +154,10 @@ pub enum Command {
     Cache {
         #[command(subcommand)]
         action: CacheAction,
+        /// The cache directory (or PFLOW_CACHE_DIR; default ./.pflow-cache)
         #[arg(long, value_name = "DIR", global = true)]
         cache_dir: Option<PathBuf>,
+        /// text for people, json for programs (one document on stdout)
         #[arg(long, value_enum, default_value = "text", global = true)]
         output_format: OutputFormat,
     },
@@ -127,11 +165,6 @@ pub enum Command {
     Workflow {
         #[command(subcommand)]
         action: WorkflowAction,
-    },
-    /// List the node types: built-in ones and the tools of configured MCP servers
-    Nodes {
-        #[arg(long)]
-        json: bool,
     },
     /// MCP servers: add, list, remove, sync, tools, info; serve pflow itself over MCP
     Mcp {
@@ -142,15 +175,43 @@ pub enum Command {
     Repair {
         #[command(subcommand)]
         action: RepairAction,
+        /// The cache directory whose repairs/ to use (or PFLOW_CACHE_DIR)
         #[arg(long, value_name = "DIR", global = true)]
         cache_dir: Option<PathBuf>,
     },
     /// Print the workflow's DAG
     Graph {
+        /// A workflow file (.json), or the name of a saved workflow
         workflow: String,
+        /// mermaid (for Markdown) or dot (for Graphviz)
         #[arg(long, value_enum, default_value = "mermaid")]
         format: GraphFormat,
     },
+    /// List the node types, or describe one: its params and outputs
+    Nodes {
+        /// A node type, e.g. shell
+        node_type: Option<String>,
+        /// text for people, json for programs (one document on stdout)
+        #[arg(long, value_enum, default_value = "text")]
+        output_format: OutputFormat,
+    },
+    /// Print the workflow format as a JSON Schema (point "$schema" at a saved copy)
+    Schema,
+    /// Show each setting's value and where it comes from (pflow.toml, the user's
+    /// config.toml, the environment)
+    Config {
+        /// text for people, json for programs (one document on stdout)
+        #[arg(long, value_enum, default_value = "text")]
+        output_format: OutputFormat,
+    },
+    /// Print a completion script: pflow completions bash > ~/.local/share/bash-completion/completions/pflow
+    Completions {
+        /// The shell to complete for
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): pflow man > pflow.1
+    Man,
 }
 
 #[derive(Subcommand, Debug, Clone)]
@@ -180,8 +241,11 @@ pub enum CacheAction {
 pub enum WorkflowAction {
     /// Save a workflow file under a name (validated first)
     Save {
+        /// The workflow file to save
         file: String,
+        /// The name to build it by (`pflow build NAME`)
         name: String,
+        /// What it does, shown by `workflow list` (default: the file's own description)
         #[arg(long)]
         description: Option<String>,
         /// Replace an existing saved workflow of that name
@@ -190,19 +254,27 @@ pub enum WorkflowAction {
     },
     /// List saved workflows
     List {
+        /// text for people, json for programs (one document on stdout)
         #[arg(long, value_enum, default_value = "text")]
         output_format: OutputFormat,
     },
     /// Print a saved workflow
-    Show { name: String },
+    Show {
+        /// The saved workflow's name
+        name: String,
+    },
     /// Delete a saved workflow
-    Delete { name: String },
+    Delete {
+        /// The saved workflow's name
+        name: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum McpAction {
     /// Add servers from config files or JSON text (name → server, or {"mcpServers": ...})
     Add {
+        /// Config files, or JSON text, each holding one or more servers
         #[arg(required = true)]
         sources: Vec<String>,
         /// Replace a server of the same name
@@ -211,11 +283,13 @@ pub enum McpAction {
     },
     /// List the configured servers
     List {
+        /// Print JSON
         #[arg(long)]
         json: bool,
     },
     /// Remove a server (and its synced tool list)
     Remove {
+        /// The server's name
         name: String,
         /// No error when there is no such server
         #[arg(long)]
@@ -223,19 +297,25 @@ pub enum McpAction {
     },
     /// Connect to servers and store their tool lists
     Sync {
+        /// One server (default: all)
         name: Option<String>,
+        /// Every configured server (the default)
         #[arg(long, conflicts_with = "name")]
         all: bool,
     },
     /// List the tools of one server or of all
     Tools {
+        /// One server (default: all)
         server: Option<String>,
+        /// Print JSON
         #[arg(long)]
         json: bool,
     },
     /// Describe one tool: params, types, required, outputs
     Info {
+        /// The tool's node type (mcp-SERVER-TOOL, SERVER-TOOL or the bare tool name)
         tool: String,
+        /// Print JSON
         #[arg(long)]
         json: bool,
     },
@@ -248,10 +328,58 @@ pub enum RepairAction {
     /// List recorded repair patches
     List,
     /// Print one patch
-    Show { patch: String },
+    Show {
+        /// A patch file, as `repair list` shows it
+        patch: String,
+    },
     /// Apply a recorded patch to a workflow file (refuses a patch made for another version)
     Apply {
+        /// A patch file, as `repair list` shows it
         patch: String,
+        /// The workflow to change (default: the one the patch was made for)
         workflow: Option<String>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The texts name the real formats and every variable a settings file can set.
+    #[test]
+    fn version_and_environment_texts_match_the_code() {
+        assert!(LONG_VERSION.contains(&format!(
+            "engine version {}",
+            crate::key::ENGINE_CACHE_VERSION
+        )));
+        assert!(LONG_VERSION.contains(crate::cache::remote::FORMAT));
+        for s in crate::config::SETTINGS {
+            assert!(ENVIRONMENT.contains(s.env), "{} is not in --help", s.env);
+        }
+    }
+
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if a.get_help().is_none() && !["help", "version"].contains(&id) {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() {
+                    missing.push(format!("{path} {} (no about)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(
+            &<Cli as clap::CommandFactory>::command(),
+            "pflow",
+            &mut missing,
+        );
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
+    }
 }

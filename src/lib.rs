@@ -9,13 +9,15 @@
 //! [`cache`] keeps node results, build records, stats and the remote cache, and knows
 //! nothing of workflows or the terminal. Then the language: a workflow file is read
 //! ([`source`]) and decoded into the IR ([`workflow`]), whose templates ([`template`])
-//! and node types ([`nodes`], with the LLM client [`llm`]) it names; [`validate`] checks
+//! and node types ([`nodes`], with the LLM client [`llm`]) it names, described as a JSON
+//! Schema by [`schema`]; [`validate`] checks
 //! it and builds the DAG ([`graph`], with the edges paths imply: [`file_edges`]); [`inputs`] binds the user's values. The
 //! [`executor`] runs the DAG in parallel, deciding for each node in one place whether it
 //! reuses a cached result or runs; [`report`] and [`render`] show what happened;
 //! [`repair`] asks a model to fix a failed build, and [`store`] keeps saved workflows. At
-//! the top, [`cli`] declares the arguments and [`commands`] runs them, one file per
-//! subcommand, with one error type and one place that prints it.
+//! the top, [`cli`] declares the arguments, [`config`] reads the settings files, and
+//! [`commands`] runs them, one file per subcommand, with one error type and one place
+//! that prints it.
 //!
 //! A node's cache key is a BLAKE3 hash over everything that can change its result (its
 //! type, static params, the output digests of its dependencies, the inputs and files it
@@ -29,6 +31,7 @@ pub mod cache;
 pub mod canonical;
 pub mod cli;
 pub mod commands;
+pub mod config;
 pub mod diagnostic;
 pub mod environment;
 pub mod error;
@@ -47,6 +50,7 @@ pub mod nodes;
 pub mod render;
 pub mod repair;
 pub mod report;
+pub mod schema;
 pub mod secrets;
 pub mod shell_text;
 pub mod source;

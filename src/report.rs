@@ -223,6 +223,18 @@ pub fn errors_json(o: &Outcome) -> Vec<Value> {
             }
             Some(Value::Object(m))
         })
+        .chain(o.output_errors.iter().map(|(name, e)| {
+            json!({"node": null, "output": name, "category": e.category.as_str(),
+                   "message": e.message, "repairable": e.repairable()})
+        }))
+        .collect()
+}
+
+/// One line per declared output that did not resolve (they fail the build).
+pub fn output_error_lines(o: &Outcome) -> Vec<String> {
+    o.output_errors
+        .iter()
+        .map(|(_, e)| format!("  error [{}]: {}", e.category, e.message))
         .collect()
 }
 
@@ -243,19 +255,67 @@ pub fn nodes_json(o: &Outcome) -> Vec<Value> {
         .collect()
 }
 
+/// The stats of a whole command: the last build's, where a node that ran in any
+/// earlier build (a repair attempt) counts as ran, and so does one only they had.
+pub fn command_stats(o: &Outcome, earlier: &[Vec<NodeReport>]) -> Stats {
+    let mut s = stats(o);
+    let ran_before = |id: &str| {
+        earlier
+            .iter()
+            .flatten()
+            .any(|n| n.id == id && n.status == Status::Ran)
+    };
+    for n in &o.nodes {
+        if matches!(n.status, Status::Cached | Status::Restored) && ran_before(&n.id) {
+            s.ran += 1;
+            match n.status {
+                Status::Cached => s.cached -= 1,
+                _ => s.restored -= 1,
+            }
+        }
+    }
+    let mut gone: Vec<&str> = earlier
+        .iter()
+        .flatten()
+        .filter(|n| n.status == Status::Ran && !o.nodes.iter().any(|m| m.id == n.id))
+        .map(|n| n.id.as_str())
+        .collect();
+    gone.sort_unstable();
+    gone.dedup();
+    s.total += gone.len();
+    s.ran += gone.len();
+    s
+}
+
 pub fn stats_json(o: &Outcome) -> Value {
-    let s = stats(o);
+    command_stats_json(o, &[])
+}
+
+pub fn command_stats_json(o: &Outcome, earlier: &[Vec<NodeReport>]) -> Value {
+    let s = command_stats(o, earlier);
     json!({"total": s.total, "ran": s.ran, "cached": s.cached, "restored": s.restored,
            "failed": s.failed, "skipped": s.skipped})
 }
 
-/// The `--trace` document.
-pub fn trace_json(o: &Outcome, run_id: &str) -> Value {
+/// The `--trace` document: every build of the command (the first, then each repair
+/// attempt's), each node report marked with its build's number.
+pub fn trace_json(o: &Outcome, earlier: &[Vec<NodeReport>], run_id: &str) -> Value {
+    let builds = earlier
+        .iter()
+        .map(|n| n.as_slice())
+        .chain([o.nodes.as_slice()]);
+    let nodes: Vec<(usize, &NodeReport)> = builds
+        .enumerate()
+        .flat_map(|(b, nodes)| nodes.iter().map(move |n| (b + 1, n)))
+        .collect();
     json!({
         "run_id": run_id,
         "success": o.success,
         "duration_ms": o.duration.as_millis() as u64,
-        "nodes": o.nodes.iter().map(|n| json!({
+        "builds": earlier.len() + 1,
+        "stats": command_stats_json(o, earlier),
+        "nodes": nodes.iter().map(|(b, n)| json!({
+            "build": b,
             "id": n.id,
             "type": n.node_type,
             "status": n.status.as_str(),

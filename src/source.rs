@@ -161,17 +161,85 @@ pub fn parse_json_text(text: &str) -> Result<Value, Diagnostic> {
             .with_hint("a workflow is a JSON object with a \"nodes\" array"));
     }
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    serde_json::from_str::<Value>(text).map_err(|e| {
-        let what = if e.to_string().contains("recursion limit") {
-            "the JSON is nested too deeply (more than 128 levels)".to_string()
-        } else {
-            let msg = e.to_string();
-            // serde_json appends " at line L column C"; we give the position separately.
-            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-            format!("invalid JSON: {msg}")
-        };
-        Diagnostic::error(format!("line {}, column {}", e.line(), e.column()), what)
-    })
+    serde_json::from_str::<UniqueKeys>(text)
+        .map(|u| u.0)
+        .map_err(|e| {
+            let what = if e.to_string().contains("recursion limit") {
+                "the JSON is nested too deeply (more than 128 levels)".to_string()
+            } else {
+                let msg = e.to_string();
+                // serde_json appends " at line L column C"; we give the position separately.
+                let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+                format!("invalid JSON: {msg}")
+            };
+            Diagnostic::error(format!("line {}, column {}", e.line(), e.column()), what)
+        })
+}
+
+/// A JSON value whose objects have no key twice. serde_json keeps the last of two equal
+/// keys silently, so a node's second `"params"` would hide its first without a word;
+/// this builds the same value in the same single pass and refuses a repeated key, at
+/// its line and column.
+struct UniqueKeys(Value);
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(UniqueVisitor).map(UniqueKeys)
+    }
+}
+
+struct UniqueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(UniqueKeys(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!(
+                    "the key \"{key}\" appears twice in one object (the second would silently replace the first)"
+                )));
+            }
+            let UniqueKeys(v) = map.next_value()?;
+            out.insert(key, v);
+        }
+        Ok(Value::Object(out))
+    }
 }
 
 fn line_col(prefix: &[u8]) -> (usize, usize) {
@@ -203,6 +271,22 @@ mod tests {
         let e = parse_json_bytes(b"{\"a\":\n \"\xff\"}").unwrap_err();
         assert_eq!(e.path, "line 2, column 3");
         assert!(e.message.contains("UTF-8"));
+    }
+
+    #[test]
+    fn a_key_given_twice_is_an_error_at_its_place() {
+        let e = parse_json_text("{\"nodes\": [{\"id\": \"a\",\n \"id\": \"b\"}]}").unwrap_err();
+        assert!(e.message.contains("\"id\" appears twice"), "{}", e.message);
+        assert!(e.path.starts_with("line 2, column"), "{}", e.path);
+        // Equal keys in different objects are fine, and values come out as serde_json's.
+        let v = parse_json_text(
+            "{\"a\": {\"x\": 1.5}, \"b\": {\"x\": [true, null, \"s\", -3, 18446744073709551615]}}",
+        )
+        .unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"a": {"x": 1.5}, "b": {"x": [true, null, "s", -3, 18446744073709551615u64]}})
+        );
     }
 
     #[test]

@@ -230,10 +230,19 @@ pub fn update_ir(name: &str, ir: &Value) -> Result<(), String> {
     })
 }
 
+/// "no saved workflow named X", with the closest saved name when there is one.
+fn not_found(name: &str) -> String {
+    let names = names();
+    match crate::diagnostic::suggestion(name, names.iter().map(String::as_str)) {
+        Some(hint) => format!("no saved workflow named '{name}' ({hint})"),
+        None => format!("no saved workflow named '{name}'"),
+    }
+}
+
 pub fn delete(name: &str) -> Result<(), String> {
     let path = path_of(name);
     std::fs::remove_file(&path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => format!("no saved workflow named '{name}'"),
+        std::io::ErrorKind::NotFound => not_found(name),
         _ => format!("cannot delete {}: {e}", path.display()),
     })?;
     let _ = std::fs::remove_file(workflows_dir().join(format!(".{name}.lock")));
@@ -244,7 +253,7 @@ pub fn delete(name: &str) -> Result<(), String> {
 pub fn load(name: &str) -> Result<Value, String> {
     let path = path_of(name);
     let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => format!("no saved workflow named '{name}'"),
+        std::io::ErrorKind::NotFound => not_found(name),
         _ => format!("cannot read {}: {e}", path.display()),
     })?;
     serde_json::from_slice(&bytes).map_err(|e| format!("{} is corrupt: {e}", path.display()))

@@ -651,12 +651,24 @@ impl fmt::Display for Unresolved {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "cannot resolve {}: {}", self.template, self.reason)?;
         if !self.available.is_empty() {
-            let names: Vec<&str> = self.available.iter().map(|(k, _)| k.as_str()).collect();
+            // The message names the first few; the repair prompt gets them all.
+            let names: Vec<&str> = self
+                .available
+                .iter()
+                .take(SHOWN_FIELDS)
+                .map(|(k, _)| k.as_str())
+                .collect();
+            let more = self.available.len().saturating_sub(SHOWN_FIELDS);
             write!(
                 f,
-                "; available at '{}': {}",
+                "; available at '{}': {}{}",
                 self.resolved_prefix,
-                names.join(", ")
+                names.join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
             )?;
         }
         Ok(())
@@ -672,11 +684,17 @@ pub fn value_preview(value: &Value, max: usize) -> String {
     preview(&text, max + 2)
 }
 
+/// Field names an unresolved template's message lists.
+const SHOWN_FIELDS: usize = 30;
+/// Fields kept for the repair prompt (which orders them by similarity to the missing
+/// one): all of an object's, up to a bound on what one error may hold.
+const MAX_FIELDS: usize = 10_000;
+
 fn fields_of(value: &Value) -> Vec<(String, String)> {
     match value {
         Value::Object(map) => map
             .iter()
-            .take(30)
+            .take(MAX_FIELDS)
             .map(|(k, v)| (k.clone(), value_preview(v, 60)))
             .collect(),
         Value::Array(items) => items

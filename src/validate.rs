@@ -402,6 +402,31 @@ pub fn validate_workflow(wf: Workflow, structural: Vec<Diagnostic>) -> Result<Va
                                     crate::template::type_name(value)
                                 ),
                             ));
+                        } else if let (nodes::ParamKind::Bool, Value::String(text), false) =
+                            (p.kind, value, is_template)
+                        {
+                            // Read as a boolean at run time, but a quoted word where JSON
+                            // has true and false is usually a slip.
+                            let as_bool = nodes::bool_text(text).unwrap_or_default();
+                            warnings.push(
+                                Diagnostic::warning(
+                                    field_path(&format!("{path}.params"), name),
+                                    format!(
+                                        "param '{name}' of node '{}' is the text \"{text}\", read as {as_bool}",
+                                        node.id
+                                    ),
+                                )
+                                .with_hint(format!("write {as_bool} without quotes")),
+                            );
+                        } else if let Some(why) = p
+                            .literal_check
+                            .filter(|_| !is_template && !value.is_null())
+                            .and_then(|check| check(value))
+                        {
+                            errors.push(Diagnostic::error(
+                                field_path(&format!("{path}.params"), name),
+                                format!("{why} (node '{}')", node.id),
+                            ));
                         } else if let Some(why) =
                             literal_number(value).and_then(|x| p.out_of_range(x))
                         {

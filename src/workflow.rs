@@ -151,7 +151,9 @@ pub enum EdgeAction {
     Error,
 }
 
-const TOP_FIELDS: &[&str] = &[
+/// The top-level fields. `$schema` names a JSON Schema for editors and is ignored.
+pub const TOP_FIELDS: &[&str] = &[
+    "$schema",
     "ir_version",
     "nodes",
     "edges",
@@ -161,7 +163,7 @@ const TOP_FIELDS: &[&str] = &[
     "template_resolution_mode",
     "strict_env",
 ];
-const NODE_FIELDS: &[&str] = &[
+pub const NODE_FIELDS: &[&str] = &[
     "id",
     "type",
     "purpose",
@@ -172,8 +174,8 @@ const NODE_FIELDS: &[&str] = &[
     "reads",
     "writes",
 ];
-const EDGE_FIELDS: &[&str] = &["from", "to", "action"];
-const INPUT_FIELDS: &[&str] = &[
+pub const EDGE_FIELDS: &[&str] = &["from", "to", "action"];
+pub const INPUT_FIELDS: &[&str] = &[
     "type",
     "required",
     "default",
@@ -181,8 +183,8 @@ const INPUT_FIELDS: &[&str] = &[
     "stdin",
     "secret",
 ];
-const OUTPUT_FIELDS: &[&str] = &["source", "description", "type"];
-const BATCH_FIELDS: &[&str] = &[
+pub const OUTPUT_FIELDS: &[&str] = &["source", "description", "type"];
+pub const BATCH_FIELDS: &[&str] = &[
     "items",
     "as",
     "parallel",

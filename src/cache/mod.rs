@@ -174,7 +174,7 @@ impl Cache {
     pub fn import(&self, key: &Key, new: Imported) -> Result<Option<Entry>, CacheError> {
         let mut records = Vec::with_capacity(new.files.len());
         for f in &new.files {
-            let integrity = cacache::write_hash_sync(&self.root, &f.bytes)
+            let integrity = write_blob(&self.root, &f.bytes)
                 .map_err(|e| err("cannot write to the cache", e))?;
             records.push(FileRecord {
                 path: f.path.clone(),
@@ -339,8 +339,8 @@ impl Cache {
             let bytes = std::fs::read(path)
                 .map_err(|e| err(&format!("cannot read written file '{}'", path.display()), e))?;
             let digest = blake3::hash(&bytes).to_hex().to_string();
-            let integrity = cacache::write_hash_sync(&self.root, &bytes)
-                .map_err(|e| err("cannot write to the cache", e))?;
+            let integrity =
+                write_blob(&self.root, &bytes).map_err(|e| err("cannot write to the cache", e))?;
             records.push(FileRecord {
                 path: path.to_string_lossy().into_owned(),
                 digest,
@@ -394,8 +394,7 @@ impl Cache {
                 return Ok((cacache::Integrity::from(bytes), manifest));
             }
         }
-        let sri = cacache::write_hash_sync(&self.root, bytes)
-            .map_err(|e| err("cannot write to the cache", e))?;
+        let sri = write_blob(&self.root, bytes).map_err(|e| err("cannot write to the cache", e))?;
         Ok((sri, manifest))
     }
 
@@ -509,4 +508,17 @@ fn entry_of(root: &Path, record: &IndexRecord) -> Option<Entry> {
         integrity,
         time_ms: record.time,
     })
+}
+
+/// Store `bytes` as a content-addressed blob. Empty content skips cacache's sized
+/// (mmap) writer, whose `posix_fallocate` of 0 bytes fails: a node that wrote an empty
+/// file could never be cached.
+fn write_blob(root: &Path, bytes: &[u8]) -> Result<cacache::Integrity, cacache::Error> {
+    if !bytes.is_empty() {
+        return cacache::write_hash_sync(root, bytes);
+    }
+    cacache::WriteOpts::new()
+        .algorithm(cacache::Algorithm::Sha256)
+        .open_hash_sync(root)?
+        .commit()
 }

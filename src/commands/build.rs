@@ -30,6 +30,44 @@ fn run_id() -> String {
     format!("{ms:x}-{}", std::process::id())
 }
 
+/// A whole number from the environment variable `name`, if set; a bad one is an
+/// argument error naming it.
+fn count_from_env(name: &str, errors: &mut Vec<Diagnostic>) -> Option<usize> {
+    let text = std::env::var(name).ok().filter(|v| !v.trim().is_empty())?;
+    match text.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Some(n),
+        _ => {
+            errors.push(Diagnostic::error(
+                name,
+                format!("{name} must be a whole number of at least 1, found '{text}'"),
+            ));
+            None
+        }
+    }
+}
+
+/// `--trace FILE` must be writable where it is: a missing folder is a typo to report
+/// before the build, not one to create.
+fn trace_path_problem(path: &std::path::Path) -> Option<String> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    if path.is_dir() {
+        return Some(format!(
+            "--trace {}: is a directory; give a file path",
+            path.display()
+        ));
+    }
+    (!dir.is_dir()).then(|| {
+        format!(
+            "--trace {}: the folder {} does not exist",
+            path.display(),
+            dir.display()
+        )
+    })
+}
+
 /// Problems that stop a build before it starts (exit 2), as the output format wants them.
 fn invalid(args: &BuildArgs, report: Report, started: Instant) -> Error {
     match args.output_format {
@@ -75,6 +113,10 @@ fn errors_only(errors: Vec<Diagnostic>) -> Report {
 pub fn run(args: BuildArgs) -> Result {
     let started = Instant::now();
     crate::interrupt::install_handler();
+    if let Some(why) = args.trace.as_deref().and_then(trace_path_problem) {
+        let report = errors_only(vec![Diagnostic::error("arguments", why)]);
+        return Err(invalid(&args, report, started));
+    }
     let (workflow_file, doc, validated) = super::load_path(&args.workflow)
         .and_then(|(path, doc, v)| match args.strict {
             true => v.strict().map(|v| (path, doc, v)),
@@ -157,7 +199,24 @@ pub fn run(args: BuildArgs) -> Result {
             );
         }
     }
-    if args.jobs == Some(0) {
+    // A flag, else its variable (which a settings file may have set).
+    let jobs = match args.jobs {
+        Some(n) => Some(n),
+        None => count_from_env("PFLOW_JOBS", &mut arg_errors),
+    };
+    let max_repair_attempts = match args.max_repair_attempts {
+        Some(n) => n,
+        None => count_from_env("PFLOW_MAX_REPAIR_ATTEMPTS", &mut arg_errors)
+            .map_or(3, |n| n.min(u32::MAX as usize) as u32),
+    };
+    let repair_mode = match crate::repair::Mode::choose(args.no_repair) {
+        Ok(m) => m,
+        Err(e) => {
+            arg_errors.push(Diagnostic::error(crate::repair::MODE_ENV, e));
+            crate::repair::Mode::Off
+        }
+    };
+    if jobs == Some(0) {
         arg_errors.push(Diagnostic::error("--jobs", "--jobs must be at least 1"));
     }
     let remote =
@@ -173,7 +232,7 @@ pub fn run(args: BuildArgs) -> Result {
     }
 
     let workflow_path = PathBuf::from(&args.workflow);
-    let jobs = match args.jobs {
+    let jobs = match jobs {
         Some(n) if n > MAX_JOBS => {
             report::err_line(&format!(
                 "warning: --jobs {n} is more than pflow runs at once; using {MAX_JOBS}"
@@ -224,22 +283,30 @@ pub fn run(args: BuildArgs) -> Result {
                 let action = match s.action {
                     executor::Action::Run => "run",
                     executor::Action::Reuse => "reuse",
+                    executor::Action::Skip => "skip",
+                    executor::Action::IfFailed => "if failed",
                 };
                 report::err_line(&format!(
                     "  {:<6} {} ({}) — {}",
                     action, s.id, s.node_type, s.reason
                 ));
             }
-            let runs = steps
-                .iter()
-                .filter(|s| s.action == executor::Action::Run)
-                .count();
-            report::err_line(&format!(
+            let count = |a: executor::Action| steps.iter().filter(|s| s.action == a).count();
+            let mut summary = format!(
                 "{} nodes: {} would run, {} would be reused",
                 steps.len(),
-                runs,
-                steps.len() - runs
-            ));
+                count(executor::Action::Run),
+                count(executor::Action::Reuse)
+            );
+            for (a, what) in [
+                (executor::Action::IfFailed, "would run only on a failure"),
+                (executor::Action::Skip, "would be skipped"),
+            ] {
+                if count(a) > 0 {
+                    summary.push_str(&format!(", {} {what}", count(a)));
+                }
+            }
+            report::err_line(&summary);
         }
         return Ok(ExitCode::Ok);
     }
@@ -257,8 +324,10 @@ pub fn run(args: BuildArgs) -> Result {
         .ok();
     let session = Session::default();
     let repair_cfg = RepairConfig {
-        enabled: !args.no_repair,
-        max_attempts: args.max_repair_attempts,
+        mode: repair_mode,
+        redactor: opts.redactor.clone(),
+        home: crate::store::home(),
+        max_attempts: max_repair_attempts,
         model: args.repair_model.clone(),
         prompt_file: args.repair_prompt.clone(),
         cache_root: cache.local().root().to_path_buf(),
@@ -278,6 +347,9 @@ pub fn run(args: BuildArgs) -> Result {
             // One summary per attempt: a repaired build shows the failed one too.
             for w in &outcome.warnings {
                 report::err_line(&format!("warning: {w}"));
+            }
+            for line in report::output_error_lines(&outcome) {
+                report::err_line(&line);
             }
             report::err_line(&report::summary_line(&outcome));
         }
@@ -299,24 +371,7 @@ pub fn run(args: BuildArgs) -> Result {
 
     if let Some(summary) = &repair {
         if !json_mode {
-            match &summary.stopped {
-                Some(why) => report::err_line(&format!("repair: {why}")),
-                None if summary.succeeded => report::err_line(&format!(
-                    "repair: fixed after {} attempt{} ({} model call{}); patch{}: {}",
-                    summary.attempts,
-                    if summary.attempts == 1 { "" } else { "s" },
-                    summary.llm_calls,
-                    if summary.llm_calls == 1 { "" } else { "s" },
-                    if summary.patches.len() == 1 { "" } else { "es" },
-                    summary
-                        .patches
-                        .iter()
-                        .map(|p| p.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )),
-                None => {}
-            }
+            crate::repair::report::print(summary, args.apply_repairs, args.strict);
         }
         if args.apply_repairs && summary.succeeded {
             if let Some(ir) = &summary.repaired {
@@ -351,8 +406,10 @@ pub fn run(args: BuildArgs) -> Result {
         }
     }
 
+    let earlier: &[_] = repair.as_ref().map_or(&[], |r| r.earlier.as_slice());
+    let repaired = repair.as_ref().is_some_and(|r| r.succeeded);
     if let Some(path) = &args.trace {
-        let doc = report::trace_json(&outcome, &opts.run_id);
+        let doc = report::trace_json(&outcome, earlier, &opts.run_id);
         let bytes = serde_json::to_vec_pretty(&doc).unwrap_or_default();
         if let Err(e) = crate::fsutil::write_atomic(path, &bytes) {
             report::err_line(&format!(
@@ -379,8 +436,9 @@ pub fn run(args: BuildArgs) -> Result {
             "nodes": report::nodes_json(&outcome),
             "errors": report::errors_json(&outcome),
             "warnings": outcome.warnings,
+            "repaired": repaired,
             "repair": repair.as_ref().map(|r| r.to_json()),
-            "stats": report::stats_json(&outcome),
+            "stats": report::command_stats_json(&outcome, earlier),
             "duration_ms": started.elapsed().as_millis() as u64,
         });
         report::out_line(&serde_json::to_string_pretty(&doc).unwrap_or_default());
@@ -407,6 +465,9 @@ pub fn run(args: BuildArgs) -> Result {
     }
     let code = if outcome.interrupted || crate::interrupt::is_interrupted() {
         ExitCode::Interrupted
+    } else if outcome.success && repaired && args.strict {
+        // --strict: a build that works only through a patch fails until the file is fixed.
+        ExitCode::Failed
     } else if outcome.success {
         ExitCode::Ok
     } else {

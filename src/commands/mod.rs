@@ -4,11 +4,14 @@
 
 pub mod build;
 pub mod cache;
+pub mod completions;
+pub mod config;
 mod error;
 pub mod graph;
 pub mod mcp;
 pub mod nodes;
 pub mod repair;
+pub mod schema;
 pub mod validate;
 pub mod workflow;
 
@@ -29,6 +32,17 @@ pub fn run(cli: Cli) -> i32 {
             return invalid_arguments(&message);
         }
     }
+    // Then the settings files, into the environment, before anything reads it.
+    let env_before: Vec<(&str, Option<String>)> = crate::config::SETTINGS
+        .iter()
+        .map(|s| (s.env, std::env::var(s.env).ok()))
+        .collect();
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let files = match crate::config::load(&cwd) {
+        Ok(files) => files,
+        Err(e) => return invalid_arguments(&e.to_string()),
+    };
+    files.apply();
     let result = match cli.command {
         Command::Build(args) => build::run(*args),
         Command::Validate {
@@ -47,7 +61,22 @@ pub fn run(cli: Cli) -> i32 {
             repair::run(action, &cache_dir_of(cache_dir.as_ref()))
         }
         Command::Mcp { action } => mcp::run(action),
-        Command::Nodes { json } => nodes::run(json),
+        Command::Nodes {
+            node_type,
+            output_format,
+        } => nodes::run(node_type.as_deref(), output_format),
+        Command::Schema => schema::run(),
+        Command::Config { output_format } => {
+            let before = |name: &str| {
+                env_before
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .and_then(|(_, v)| v.clone())
+            };
+            config::run(&files.effective(&before), output_format)
+        }
+        Command::Completions { shell } => completions::completions(shell),
+        Command::Man => completions::man(),
     };
     // MCP servers a command started stop with it, whether it succeeded or not.
     crate::mcp::client::shutdown();

@@ -3,6 +3,7 @@
 use super::{Error, ExitCode, Result};
 use crate::cli::RepairAction;
 use crate::repair::patch;
+use crate::repair::placeholder::Placeholders;
 use std::path::{Path, PathBuf};
 
 pub fn run(action: RepairAction, cache_root: &Path) -> Result {
@@ -45,8 +46,13 @@ fn list(cache_root: &Path) -> Result {
             .iter()
             .map(|e| format!("{} ({})", e.node, e.category))
             .collect();
+        let state = match (&r.demoted, r.proven) {
+            (Some(_), _) => "demoted",
+            (None, true) => "proven",
+            (None, false) => "unproven",
+        };
         crate::report::out_line(&format!(
-            "{}  {}  {}  fixed: {}",
+            "{}  {}  {}  {state}  fixed: {}",
             path.display(),
             r.created_at,
             r.workflow,
@@ -74,8 +80,26 @@ fn apply(cache_root: &Path, arg: &str, workflow: Option<&str>) -> Result {
     let doc = crate::source::read_json_file(&target)
         .map_err(|d| Error::invalid(format!("{}: {}", target.display(), d.message)))?;
     let ir = crate::repair::ir_of(&doc);
-    let repaired = patch::apply(&record, &ir)
+    // Patches hold secrets as placeholders: apply to the workflow in that form, then put
+    // its own secrets back.
+    let secrets = Placeholders::collect(&ir, &serde_json::Map::new());
+    let hidden = secrets.hide(&ir);
+    if patch::workflow_digest(&hidden) == record.repaired_digest {
+        crate::report::err_line(&format!(
+            "{} is already applied to {}; nothing to do",
+            path.display(),
+            target.display()
+        ));
+        return Ok(ExitCode::Ok);
+    }
+    let mut repaired = patch::apply(&record, &hidden)
         .map_err(|e| Error::invalid(format!("{}: {e}", target.display())))?;
+    secrets.reveal(&mut repaired).map_err(|e| {
+        Error::invalid(format!(
+            "{}: the patch cannot be applied here: {e}",
+            target.display()
+        ))
+    })?;
     if let Err(report) = crate::validate::validate(&repaired) {
         super::print_diagnostics(&target.display().to_string(), &report);
         return Err(Error::invalid(format!(
@@ -85,7 +109,7 @@ fn apply(cache_root: &Path, arg: &str, workflow: Option<&str>) -> Result {
     }
     crate::repair::apply_to_file(&target, &doc, &repaired)
         .map_err(|e| Error::invalid(format!("cannot write {}: {e}", target.display())))?;
-    crate::report::err_text(&patch::unified_diff(&ir, &repaired));
+    crate::report::err_text(&patch::unified_diff(&hidden, &secrets.hide(&repaired)));
     crate::report::err_line(&format!(
         "applied {} to {}",
         path.display(),

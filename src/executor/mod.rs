@@ -148,6 +148,12 @@ pub struct Outcome {
     pub interrupted: bool,
     pub duration: Duration,
     pub warnings: Vec<String>,
+    /// Declared outputs that could not be resolved, by name: they fail the build (and a
+    /// repair may fix their `source`).
+    pub output_errors: Vec<(String, NodeError)>,
+    /// For each unhandled failure, the outputs of the nodes it depends on, as
+    /// (failed node, dependency, values): what a repair shows the shapes of.
+    pub upstream: Vec<(String, String, Arc<Value>)>,
 }
 
 /// Progress notifications for the reporter.
@@ -1286,6 +1292,7 @@ impl<'a> Shared<'a> {
         }
 
         let mut outputs = Map::new();
+        let mut output_errors = Vec::new();
         let mut warnings = std::mem::take(&mut *lock(&self.warnings));
         warnings.extend(self.cache.take_warnings());
         let mut held_back = std::mem::take(&mut *lock(&self.held_back));
@@ -1312,7 +1319,13 @@ impl<'a> Shared<'a> {
                         Ok(val) => {
                             outputs.insert(name.clone(), val);
                         }
-                        Err(e) => warnings.push(format!("output '{name}': {e}")),
+                        Err(mut e) => {
+                            e.message = self
+                                .opts
+                                .redactor
+                                .scrub(&format!("output '{name}': {}", e.message));
+                            output_errors.push((name.clone(), e));
+                        }
                     },
                     None => {
                         // No source: the field of that name from the last node producing it.
@@ -1333,6 +1346,8 @@ impl<'a> Shared<'a> {
                             Some(val) => {
                                 outputs.insert(name.clone(), val);
                             }
+                            // Without a source an output is a description (as in
+                            // pflow's own examples): nothing to resolve, nothing to fail.
                             None => warnings.push(format!(
                                 "output '{name}' has no source and no node produced it"
                             )),
@@ -1353,6 +1368,23 @@ impl<'a> Shared<'a> {
             })
             .collect();
 
+        let mut upstream = Vec::new();
+        for r in nodes
+            .iter()
+            .filter(|r| r.status == Status::Failed && !r.handled)
+        {
+            if r.index >= v.graph.len() {
+                continue;
+            }
+            for (j, _) in v.graph.dependencies(r.index) {
+                if lock(&self.slots[j]).success {
+                    if let Ok(values) = self.values(j) {
+                        upstream.push((r.id.clone(), v.graph.id(j).to_string(), values));
+                    }
+                }
+            }
+        }
+
         // Only what was decided anew is encoded; the rest is copied byte for byte.
         let decided = || {
             let mut decided = BTreeMap::new();
@@ -1369,23 +1401,28 @@ impl<'a> Shared<'a> {
         Outcome {
             nodes,
             outputs,
-            success,
+            success: success && output_errors.is_empty(),
             interrupted,
             duration: self.start.elapsed(),
             warnings,
+            output_errors,
+            upstream,
         }
     }
 
-    fn resolve_output(&self, t: &Template) -> Result<Value, String> {
+    fn resolve_output(&self, t: &Template) -> Result<Value, NodeError> {
         let mut nodes = HashMap::new();
         for r in t.refs() {
             if let Some(j) = self.v.graph.position(&r.root) {
                 if !nodes.contains_key(&r.root) {
                     let ok = lock(&self.slots[j]).success;
                     if !ok {
-                        return Err(format!("node {} did not succeed", r.root));
+                        return Err(NodeError::new(
+                            ErrorCategory::Template,
+                            format!("node {} did not succeed", r.root),
+                        ));
                     }
-                    nodes.insert(r.root.clone(), self.values(j).map_err(|e| e.message)?);
+                    nodes.insert(r.root.clone(), self.values(j)?);
                 }
             }
         }
@@ -1393,7 +1430,11 @@ impl<'a> Shared<'a> {
             inputs: self.inputs,
             nodes,
         };
-        t.resolve(&scope).map_err(|u| u.to_string())
+        t.resolve(&scope).map_err(|u| {
+            let mut e = NodeError::new(ErrorCategory::Template, u.to_string());
+            e.available = u.available;
+            e
+        })
     }
 }
 

@@ -10,6 +10,11 @@ use super::*;
 pub enum Action {
     Reuse,
     Run,
+    /// An error handler whose source will not fail (it is reused): the build skips it.
+    Skip,
+    /// An error handler whose source will run: it runs only if that fails.
+    #[serde(rename = "if_failed")]
+    IfFailed,
 }
 
 /// One line of a `--dry-run` plan.
@@ -41,7 +46,27 @@ pub fn plan(
             .iter()
             .find(|(j, _)| will_run[*j])
             .map(|(j, _)| v.graph.id(*j).to_string());
-        let (action, reason, key) = if let Some(up) = upstream {
+        // An error handler runs only when its source fails, which a plan cannot know
+        // unless the source is reused (then it cannot fail).
+        let handled = shared.deps[i]
+            .iter()
+            .find(|(_, links)| links.contains(&Link::ErrorEdge))
+            .map(|(j, _)| (*j, v.graph.id(*j).to_string()));
+        let (action, reason, key) = if let Some((j, source)) = handled {
+            if will_run[j] {
+                (
+                    Action::IfFailed,
+                    format!("runs only if {source} fails"),
+                    None,
+                )
+            } else {
+                (
+                    Action::Skip,
+                    format!("{source} is reused, so its error handler is not needed"),
+                    None,
+                )
+            }
+        } else if let Some(up) = upstream {
             (Action::Run, format!("upstream {up} will run"), None)
         } else {
             let mut kb = shared.base_key(i, false);

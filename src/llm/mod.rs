@@ -71,6 +71,24 @@ pub fn complete(req: &LlmRequest) -> Result<LlmResponse, NodeError> {
     call.parse(&body)
 }
 
+/// Where a prompt for `model` would be sent ("Anthropic at https://…/v1/messages"),
+/// checked the way a call is (model string, base URL, API key) without sending anything.
+pub fn destination(model: &str) -> Result<String, NodeError> {
+    let req = LlmRequest {
+        model: model.to_string(),
+        system: None,
+        prompt: String::new(),
+        max_tokens: 1,
+        temperature: None,
+    };
+    let call = Call::prepare(&req)?;
+    Ok(format!(
+        "{} at {}",
+        call.provider.name(),
+        http::display_url(&call.url)
+    ))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Provider {
     Anthropic,

@@ -9,17 +9,21 @@ use serde_json::{Map, Value};
 
 pub static SPEC: NodeSpec = NodeSpec {
     name: "copy-file",
+    summary: "Copies a file, atomically at the destination.",
     version: 1,
     params: &[
-        req("source_path", ParamKind::String),
-        req("dest_path", ParamKind::String),
-        opt("overwrite", ParamKind::Bool),
+        req("source_path", ParamKind::String)
+            .doc("The file to copy; its content is part of the key."),
+        req("dest_path", ParamKind::String)
+            .doc("Where the copy goes, inside the workspace (or an --allow-write directory)."),
+        opt("overwrite", ParamKind::Bool)
+            .doc("Replace a destination that holds other content (default false)."),
     ],
     outputs: &[
-        out("copied", OutputKind::Scalar),
-        out("source_path", OutputKind::Text),
-        out("dest_path", OutputKind::Text),
-        out("bytes", OutputKind::Scalar),
+        out("copied", OutputKind::Scalar).doc("true."),
+        out("source_path", OutputKind::Text).doc("The source as given."),
+        out("dest_path", OutputKind::Text).doc("The destination as given."),
+        out("bytes", OutputKind::Scalar).doc("Bytes copied."),
     ],
     reads_files: &["source_path"],
     removes_files: &[],
@@ -30,6 +34,7 @@ pub static SPEC: NodeSpec = NodeSpec {
     untrusted_outputs: &[],
     secret_params: &[],
     announces_effects: false,
+    repeats_effects: super::always,
     volatile: false,
     closed_params: false,
     open_outputs: false,

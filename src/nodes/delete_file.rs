@@ -8,15 +8,17 @@ use serde_json::{Map, Value};
 
 pub static SPEC: NodeSpec = NodeSpec {
     name: "delete-file",
+    summary: "Deletes a file (an effect: reused only while the file is still gone).",
     version: 1,
     params: &[
-        req("file_path", ParamKind::String),
-        opt("confirm_delete", ParamKind::Bool),
+        req("file_path", ParamKind::String)
+            .doc("The file to delete, inside the workspace (or an --allow-write directory)."),
+        opt("confirm_delete", ParamKind::Bool).doc("Must not be false (default true)."),
     ],
     outputs: &[
-        out("deleted", OutputKind::Scalar),
-        out("existed", OutputKind::Scalar),
-        out("file_path", OutputKind::Text),
+        out("deleted", OutputKind::Scalar).doc("true."),
+        out("existed", OutputKind::Scalar).doc("Whether the file was there."),
+        out("file_path", OutputKind::Text).doc("The path as given."),
     ],
     reads_files: &[],
     removes_files: &["file_path"],
@@ -27,6 +29,7 @@ pub static SPEC: NodeSpec = NodeSpec {
     untrusted_outputs: &[],
     secret_params: &[],
     announces_effects: false,
+    repeats_effects: super::always,
     volatile: false,
     closed_params: false,
     open_outputs: false,

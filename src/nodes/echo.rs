@@ -8,19 +8,22 @@ use serde_json::{Map, Value};
 
 pub static SPEC: NodeSpec = NodeSpec {
     name: "echo",
+    summary: "A pure, in-process node for tests and benchmarks: repeats a message.",
     version: 1,
     params: &[
-        opt("message", ParamKind::Any),
-        ranged("count", ParamKind::Integer, 1.0, 10_000.0),
-        opt("data", ParamKind::Any),
-        opt("prefix", ParamKind::String),
-        opt("suffix", ParamKind::String),
-        opt("uppercase", ParamKind::Bool),
+        opt("message", ParamKind::Any).doc("The message (default \"Hello, World!\")."),
+        ranged("count", ParamKind::Integer, 1.0, 10_000.0)
+            .doc("How many times to repeat it, joined by spaces (default 1)."),
+        opt("data", ParamKind::Any).doc("Any value, passed through to the data output."),
+        opt("prefix", ParamKind::String).doc("Text put before the result."),
+        opt("suffix", ParamKind::String).doc("Text put after the result."),
+        opt("uppercase", ParamKind::Bool).doc("Upper-case the result (default false)."),
     ],
     outputs: &[
-        out("echo", OutputKind::Text),
-        out("metadata", OutputKind::Json),
-        out("data", OutputKind::Json),
+        out("echo", OutputKind::Text).doc("The result."),
+        out("metadata", OutputKind::Json)
+            .doc("original_message, count and whether the message was modified."),
+        out("data", OutputKind::Json).doc("The data param, unchanged."),
     ],
     reads_files: &[],
     removes_files: &[],
@@ -31,6 +34,7 @@ pub static SPEC: NodeSpec = NodeSpec {
     untrusted_outputs: &[],
     secret_params: &[],
     announces_effects: false,
+    repeats_effects: super::never,
     volatile: false,
     closed_params: false,
     open_outputs: false,

@@ -27,22 +27,30 @@ use std::time::Duration;
 
 pub static SPEC: NodeSpec = NodeSpec {
     name: "http",
+    summary: "Sends one HTTP request; credentials never follow a redirect to another origin.",
     version: 1,
     params: &[
-        req("url", ParamKind::String),
-        opt("method", ParamKind::String),
-        opt("headers", ParamKind::StringMap),
-        opt("body", ParamKind::Any),
-        opt("params", ParamKind::Object),
-        ranged("timeout", ParamKind::Number, 0.001, 86_400.0),
-        opt("auth_token", ParamKind::String),
-        opt("api_key", ParamKind::String),
-        opt("api_key_header", ParamKind::String),
+        req("url", ParamKind::String)
+            .doc("The URL.")
+            .checked(literal_url_problem),
+        opt("method", ParamKind::String).doc("GET, or POST when a body is given."),
+        opt("headers", ParamKind::StringMap).doc("Request headers, Name: value."),
+        opt("body", ParamKind::Any)
+            .doc("The body: objects and arrays are sent as JSON, text as is."),
+        opt("params", ParamKind::Object).doc("Query parameters added to the URL."),
+        ranged("timeout", ParamKind::Number, 0.001, 86_400.0)
+            .doc("Seconds before the request is abandoned (default 30)."),
+        opt("auth_token", ParamKind::String).doc("Sent as `Authorization: Bearer`; a secret."),
+        opt("api_key", ParamKind::String).doc("Sent in the api_key_header; a secret."),
+        opt("api_key_header", ParamKind::String)
+            .doc("The header api_key goes in (default X-API-Key)."),
     ],
     outputs: &[
-        out("response", OutputKind::Json),
-        out("status_code", OutputKind::Scalar),
-        out("response_headers", OutputKind::Json),
+        out("response", OutputKind::Json)
+            .doc("The body: parsed when JSON, base64 for binary types, else text."),
+        out("status_code", OutputKind::Scalar).doc("The HTTP status."),
+        out("response_headers", OutputKind::Json)
+            .doc("Response headers, lower-case names (without `date`)."),
     ],
     reads_files: &[],
     removes_files: &[],
@@ -53,6 +61,7 @@ pub static SPEC: NodeSpec = NodeSpec {
     untrusted_outputs: &["response"],
     secret_params: &["auth_token", "api_key"],
     announces_effects: false,
+    repeats_effects,
     volatile: false,
     closed_params: false,
     open_outputs: false,
@@ -224,6 +233,15 @@ impl Response {
 
 fn invalid(message: impl Into<String>) -> NodeError {
     NodeError::new(ErrorCategory::Validation, message)
+}
+
+/// Only GET and HEAD are safe to send twice; a method given by a template may be anything.
+fn repeats_effects(params: &Map<String, Value>) -> bool {
+    let has_body = params.get("body").is_some_and(|b| !b.is_null());
+    match params.get("method") {
+        Some(Value::String(m)) if m.contains("${") => true,
+        _ => method(params, has_body).map_or(true, |m| m != Method::GET && m != Method::HEAD),
+    }
 }
 
 fn method(params: &Map<String, Value>, has_body: bool) -> Result<Method, NodeError> {
@@ -457,10 +475,27 @@ fn is_binary(ct: &str) -> bool {
     }
 }
 
+/// A literal `url` that is no http(s) URL is an error before the build, not after
+/// the nodes before it ran.
+fn literal_url_problem(v: &Value) -> Option<String> {
+    let text = v.as_str()?;
+    http::parse_http_url(text, "url").err()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn only_get_and_head_may_run_twice() {
+        let effect = |p: Value| repeats_effects(p.as_object().expect("object"));
+        assert!(!effect(json!({"url": "http://x"})));
+        assert!(!effect(json!({"url": "http://x", "method": "head"})));
+        assert!(effect(json!({"url": "http://x", "method": "POST"})));
+        assert!(effect(json!({"url": "http://x", "body": {"a": 1}})));
+        assert!(effect(json!({"url": "http://x", "method": "${m}"})));
+    }
 
     fn params(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap()

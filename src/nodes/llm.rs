@@ -15,18 +15,27 @@ use std::sync::atomic::Ordering;
 
 pub static SPEC: NodeSpec = NodeSpec {
     name: "llm",
+    summary: "Sends one prompt to a language model (Anthropic, or OpenAI-compatible with `openai/<model>`).",
     version: 1,
     params: &[
-        req("prompt", ParamKind::Any),
-        opt("system", ParamKind::String),
-        opt("model", ParamKind::String),
-        ranged("max_tokens", ParamKind::Integer, 1.0, 4_294_967_295.0),
-        ranged("temperature", ParamKind::Number, 0.0, 2.0),
-        opt("images", ParamKind::Any),
+        req("prompt", ParamKind::Any)
+        .doc("The prompt (objects and arrays as their JSON text)."),
+        opt("system", ParamKind::String)
+        .doc("A system prompt."),
+        opt("model", ParamKind::String)
+        .doc("The model (default anthropic/claude-haiku-4-5, or PFLOW_LLM_MODEL)."),
+        ranged("max_tokens", ParamKind::Integer, 1.0, 4_294_967_295.0)
+        .doc("Longest reply in tokens (default 4096)."),
+        ranged("temperature", ParamKind::Number, 0.0, 2.0)
+        .doc("Sampling temperature, sent only when given."),
+        opt("images", ParamKind::Any)
+        .doc("Not supported: a workflow that gives images is refused."),
     ],
     outputs: &[
-        out("response", OutputKind::Text),
-        out("llm_usage", OutputKind::Json),
+        out("response", OutputKind::Text)
+        .doc("The reply's text (one fenced code block loses its fences)."),
+        out("llm_usage", OutputKind::Json)
+        .doc("model, input_tokens and output_tokens."),
     ],
     reads_files: &[],
     // The default model, and which server answers, change the result.
@@ -42,6 +51,7 @@ pub static SPEC: NodeSpec = NodeSpec {
     untrusted_outputs: &["response"],
     secret_params: &[],
     announces_effects: false,
+    repeats_effects: super::never,
     volatile: false,
     closed_params: false,
     open_outputs: false,

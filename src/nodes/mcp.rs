@@ -138,16 +138,26 @@ fn make_spec(r: &Resolved) -> &'static NodeSpec {
             required,
             kind: kind_of(schema),
             range: None,
+            doc: leak(
+                schema
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+            ),
+            literal_check: None,
         })
         .collect();
     let mut outputs = vec![
         OutputField {
             name: "result",
             kind: OutputKind::Json,
+            doc: "the tool's structured content, else its text (parsed when it is JSON)",
         },
         OutputField {
             name: leak(format!("{}_{}_result", r.server.name, r.tool.name)),
             kind: OutputKind::Json,
+            doc: "the same as result",
         },
     ];
     // An output schema names the top-level fields; without one they are known only
@@ -164,6 +174,7 @@ fn make_spec(r: &Resolved) -> &'static NodeSpec {
                 outputs.push(OutputField {
                     name: leak(k.clone()),
                     kind: OutputKind::Json,
+                    doc: "a field of the tool's result",
                 });
             }
         }
@@ -176,8 +187,17 @@ fn make_spec(r: &Resolved) -> &'static NodeSpec {
         r.tool.name,
         r.tool.schema_digest()
     );
+    let summary = r.tool.description.lines().next().unwrap_or("").trim();
     Box::leak(Box::new(NodeSpec {
         name: leak(r.canonical.clone()),
+        summary: leak(
+            format!(
+                "MCP tool {} of server '{}'. {summary}",
+                r.tool.name, r.server.name
+            )
+            .trim_end()
+            .to_string(),
+        ),
         version: VERSION,
         params: Box::leak(params.into_boxed_slice()),
         outputs: Box::leak(outputs.into_boxed_slice()),
@@ -190,6 +210,12 @@ fn make_spec(r: &Resolved) -> &'static NodeSpec {
         untrusted_outputs: &["result"],
         secret_params: &[],
         announces_effects: false,
+        // A read-only tool changes nothing; any other may act on the world.
+        repeats_effects: if r.tool.read_only {
+            super::never
+        } else {
+            super::always
+        },
         volatile: r.tool.read_only,
         closed_params: true,
         open_outputs: r.tool.output_schema.is_none(),

@@ -103,9 +103,27 @@ pub struct ParamSpec {
     /// The smallest and largest value a number may have (inclusive): checked by
     /// `pflow validate` for a literal and by the node when a template gives it.
     pub range: Option<(f64, f64)>,
+    /// One line for `pflow nodes TYPE`, the schema and the format reference.
+    pub doc: &'static str,
+    /// What is wrong with a literal value beyond its kind (a URL that does not parse),
+    /// so `pflow validate` says it before anything runs.
+    pub literal_check: Option<fn(&Value) -> Option<String>>,
 }
 
 impl ParamSpec {
+    /// The same param, with a check of literal values.
+    const fn checked(self, check: fn(&Value) -> Option<String>) -> ParamSpec {
+        ParamSpec {
+            literal_check: Some(check),
+            ..self
+        }
+    }
+
+    /// The same param, described.
+    const fn doc(self, doc: &'static str) -> ParamSpec {
+        ParamSpec { doc, ..self }
+    }
+
     /// Why `x` is out of this param's range, if it is.
     pub fn out_of_range(&self, x: f64) -> Option<String> {
         let (lo, hi) = self.range?;
@@ -124,6 +142,8 @@ const fn req(name: &'static str, kind: ParamKind) -> ParamSpec {
         required: true,
         kind,
         range: None,
+        doc: "",
+        literal_check: None,
     }
 }
 
@@ -133,6 +153,8 @@ const fn opt(name: &'static str, kind: ParamKind) -> ParamSpec {
         required: false,
         kind,
         range: None,
+        doc: "",
+        literal_check: None,
     }
 }
 
@@ -143,6 +165,8 @@ const fn ranged(name: &'static str, kind: ParamKind, lo: f64, hi: f64) -> ParamS
         required: false,
         kind,
         range: Some((lo, hi)),
+        doc: "",
+        literal_check: None,
     }
 }
 
@@ -176,16 +200,31 @@ pub enum OutputKind {
 pub struct OutputField {
     pub name: &'static str,
     pub kind: OutputKind,
+    /// One line for `pflow nodes TYPE` and the format reference.
+    pub doc: &'static str,
+}
+
+impl OutputField {
+    /// The same output, described.
+    const fn doc(self, doc: &'static str) -> OutputField {
+        OutputField { doc, ..self }
+    }
 }
 
 const fn out(name: &'static str, kind: OutputKind) -> OutputField {
-    OutputField { name, kind }
+    OutputField {
+        name,
+        kind,
+        doc: "",
+    }
 }
 
 /// Everything the engine knows about a node type.
 #[derive(Debug)]
 pub struct NodeSpec {
     pub name: &'static str,
+    /// What the type does, in one sentence (`pflow nodes`).
+    pub summary: &'static str,
     /// Bumped when the type's behaviour changes, so old cache entries stop matching.
     pub version: u32,
     pub params: &'static [ParamSpec],
@@ -218,6 +257,10 @@ pub struct NodeSpec {
     /// Its runs may announce an effect before doing it ([`RunContext::intent`]), so the
     /// executor gives them a place to, and clears it once the result is recorded.
     pub announces_effects: bool,
+    /// Would running it again with these params repeat an effect outside pflow (a
+    /// command, a write, a request that is not GET or HEAD)? A repair may not change a
+    /// node that already succeeded when this says yes: its effect would happen twice.
+    pub repeats_effects: fn(&Map<String, Value>) -> bool,
     /// A read pflow cannot see into (an MCP tool marked read-only): it runs on every
     /// build unless the node gives a `cache` maximum age, and early cutoff spares its
     /// dependents when the result is unchanged.
@@ -351,6 +394,16 @@ pub fn unsupported_note(t: &str) -> std::borrow::Cow<'static, str> {
 
 // ---- helpers shared by node implementations ----
 
+/// `repeats_effects` of a type whose every run acts on the world.
+pub(crate) fn always(_: &Map<String, Value>) -> bool {
+    true
+}
+
+/// `repeats_effects` of a type that only computes.
+pub(crate) fn never(_: &Map<String, Value>) -> bool {
+    false
+}
+
 pub(crate) fn str_param<'a>(
     params: &'a Map<String, Value>,
     name: &str,
@@ -399,7 +452,7 @@ pub(crate) fn bool_param(
 }
 
 /// A boolean spelled as text, as `bool_param` reads it.
-fn bool_text(s: &str) -> Option<bool> {
+pub fn bool_text(s: &str) -> Option<bool> {
     match s.to_lowercase().as_str() {
         "true" | "1" | "yes" => Some(true),
         "false" | "0" | "no" | "" => Some(false),

@@ -8,17 +8,20 @@ use serde_json::{Map, Value};
 
 pub static SPEC: NodeSpec = NodeSpec {
     name: "move-file",
+    summary: "Moves a file (an effect: reused only while the source is still gone).",
     version: 1,
     params: &[
-        req("source_path", ParamKind::String),
-        req("dest_path", ParamKind::String),
-        opt("overwrite", ParamKind::Bool),
+        req("source_path", ParamKind::String).doc("The file to move."),
+        req("dest_path", ParamKind::String)
+            .doc("Where it goes, inside the workspace (or an --allow-write directory)."),
+        opt("overwrite", ParamKind::Bool)
+            .doc("Replace a destination that holds other content (default false)."),
     ],
     outputs: &[
-        out("moved", OutputKind::Scalar),
-        out("source_path", OutputKind::Text),
-        out("dest_path", OutputKind::Text),
-        out("bytes", OutputKind::Scalar),
+        out("moved", OutputKind::Scalar).doc("true."),
+        out("source_path", OutputKind::Text).doc("The source as given."),
+        out("dest_path", OutputKind::Text).doc("The destination as given."),
+        out("bytes", OutputKind::Scalar).doc("Bytes moved."),
     ],
     // The source is gone after a move, so its content is not part of the key: a rebuild
     // reuses the result and restores the destination if it goes missing.
@@ -31,6 +34,7 @@ pub static SPEC: NodeSpec = NodeSpec {
     untrusted_outputs: &[],
     secret_params: &[],
     announces_effects: false,
+    repeats_effects: super::always,
     volatile: false,
     closed_params: false,
     open_outputs: false,

@@ -8,15 +8,18 @@ use serde_json::{Map, Value};
 
 pub static SPEC: NodeSpec = NodeSpec {
     name: "read-file",
+    summary: "Reads a file's content as text; the file's content is part of the node's key.",
     version: 1,
     params: &[
-        req("file_path", ParamKind::String),
-        opt("encoding", ParamKind::String),
+        req("file_path", ParamKind::String)
+            .doc("The file to read (relative to the workspace; `~` expands)."),
+        opt("encoding", ParamKind::String)
+            .doc("Accepted for pflow compatibility; text is read as UTF-8, other bytes as base64."),
     ],
     outputs: &[
-        out("content", OutputKind::Text),
-        out("file_path", OutputKind::Text),
-        out("content_is_binary", OutputKind::Scalar),
+        out("content", OutputKind::Text).doc("The file's text (base64 when it is not UTF-8)."),
+        out("file_path", OutputKind::Text).doc("The path as given."),
+        out("content_is_binary", OutputKind::Scalar).doc("true when content is base64."),
     ],
     reads_files: &["file_path"],
     removes_files: &[],
@@ -27,6 +30,7 @@ pub static SPEC: NodeSpec = NodeSpec {
     untrusted_outputs: &[],
     secret_params: &[],
     announces_effects: false,
+    repeats_effects: super::never,
     volatile: false,
     closed_params: false,
     open_outputs: false,

@@ -12,28 +12,41 @@ use std::time::{Duration, Instant};
 
 pub static SPEC: NodeSpec = NodeSpec {
     name: "shell",
+    summary: "Runs a command with `sh -c`; templated values reach it as variables, never as code.",
     version: 2,
     params: &[
-        req("command", ParamKind::String),
-        opt("stdin", ParamKind::Any),
-        opt("env", ParamKind::StringMap),
-        opt("cwd", ParamKind::String),
+        req("command", ParamKind::String)
+        .doc("The shell command. `${...}` values are passed as variables (see README, Values in shell commands)."),
+        opt("stdin", ParamKind::Any)
+        .doc("Text written to the command's standard input (objects and arrays as JSON)."),
+        opt("env", ParamKind::StringMap)
+        .doc("Environment variables for the command, NAME: value. Their values count as secrets."),
+        opt("cwd", ParamKind::String)
+        .doc("Directory the command runs in (default: the workspace)."),
         // Up to a week: a longer wait is not a timeout (and overflows a Duration).
-        ranged("timeout", ParamKind::Number, 0.001, 604_800.0),
-        opt("ignore_errors", ParamKind::Bool),
-        opt("strip_newline", ParamKind::Bool),
+        ranged("timeout", ParamKind::Number, 0.001, 604_800.0)
+        .doc("Seconds before the command's process group is killed (default 30)."),
+        opt("ignore_errors", ParamKind::Bool)
+        .doc("Succeed even when the command exits non-zero (default false)."),
+        opt("strip_newline", ParamKind::Bool)
+        .doc("Strip one trailing newline from stdout (default true)."),
         ranged(
             "max_output",
             ParamKind::Integer,
             0.0,
             9_007_199_254_740_992.0,
-        ),
+        )
+        .doc("Bytes of stdout and of stderr kept (default 64 MiB); the rest is dropped and counted."),
     ],
     outputs: &[
-        out("stdout", OutputKind::Text),
-        out("stderr", OutputKind::Text),
-        out("exit_code", OutputKind::Scalar),
-        out("stdout_is_binary", OutputKind::Scalar),
+        out("stdout", OutputKind::Text)
+        .doc("Standard output, one trailing newline stripped; parsed as JSON when a template walks into it."),
+        out("stderr", OutputKind::Text)
+        .doc("Standard error."),
+        out("exit_code", OutputKind::Scalar)
+        .doc("The exit status."),
+        out("stdout_is_binary", OutputKind::Scalar)
+        .doc("true when stdout was not UTF-8 and is given as base64."),
     ],
     reads_files: &[],
     removes_files: &[],
@@ -44,6 +57,7 @@ pub static SPEC: NodeSpec = NodeSpec {
     untrusted_outputs: &[],
     secret_params: &["env"],
     announces_effects: false,
+    repeats_effects: super::always,
     volatile: false,
     closed_params: false,
     open_outputs: false,

@@ -10,18 +10,24 @@ use std::io::Write;
 
 pub static SPEC: NodeSpec = NodeSpec {
     name: "write-file",
+    summary: "Writes text to a file atomically, or appends to it (an effect, done once).",
     version: 2,
     params: &[
-        req("file_path", ParamKind::String),
-        req("content", ParamKind::Any),
-        opt("append", ParamKind::Bool),
-        opt("encoding", ParamKind::String),
-        opt("content_is_binary", ParamKind::Bool),
+        req("file_path", ParamKind::String)
+            .doc("The file to write, inside the workspace (or an --allow-write directory)."),
+        req("content", ParamKind::Any).doc("What to write (objects and arrays as JSON)."),
+        opt("append", ParamKind::Bool).doc(
+            "Append instead of replacing (default false); appends happen exactly once per key.",
+        ),
+        opt("encoding", ParamKind::String)
+            .doc("Accepted for pflow compatibility; text is written as UTF-8."),
+        opt("content_is_binary", ParamKind::Bool)
+            .doc("content is base64 to decode before writing (default false)."),
     ],
     outputs: &[
-        out("written", OutputKind::Scalar),
-        out("file_path", OutputKind::Text),
-        out("bytes", OutputKind::Scalar),
+        out("written", OutputKind::Scalar).doc("true."),
+        out("file_path", OutputKind::Text).doc("The path as given."),
+        out("bytes", OutputKind::Scalar).doc("Bytes written."),
     ],
     reads_files: &[],
     removes_files: &[],
@@ -33,6 +39,7 @@ pub static SPEC: NodeSpec = NodeSpec {
     secret_params: &[],
     // An append is announced before it happens (see `append_once`).
     announces_effects: true,
+    repeats_effects: super::always,
     volatile: false,
     closed_params: false,
     open_outputs: false,

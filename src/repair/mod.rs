@@ -11,23 +11,63 @@
 //! failure no edit can fix.
 
 pub mod context;
+pub mod file_edit;
+pub mod lock;
 pub mod patch;
+pub mod placeholder;
 pub mod reply;
+pub mod report;
 
-use crate::executor::Outcome;
-use crate::secrets::REDACTED;
+use crate::executor::{NodeReport, Outcome, Status};
+use crate::secrets::Redactor;
 use crate::validate::{self, Validated};
 use context::Signature;
+use placeholder::Placeholders;
 use serde_json::{json, Value};
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
 /// The built-in prompt (front matter: model, max_tokens).
 pub const DEFAULT_PROMPT: &str = include_str!("../../prompts/repair.md");
 
+/// The variable that turns repair off, or limits it to replaying proven patches.
+pub const MODE_ENV: &str = "PFLOW_REPAIR";
+
+/// How much repair a build may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// No repair at all: no replay, no model.
+    Off,
+    /// Replay proven patches; never send anything to a model.
+    Replay,
+    /// Replay, else ask the model.
+    On,
+}
+
+impl Mode {
+    /// `--no-repair` wins; else `PFLOW_REPAIR=off|replay|on`; else on.
+    pub fn choose(no_repair: bool) -> Result<Mode, String> {
+        if no_repair {
+            return Ok(Mode::Off);
+        }
+        match std::env::var(MODE_ENV) {
+            Err(_) => Ok(Mode::On),
+            Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
+                "" | "on" => Ok(Mode::On),
+                "off" => Ok(Mode::Off),
+                "replay" => Ok(Mode::Replay),
+                _ => Err(format!(
+                    "{MODE_ENV} must be off, replay or on, found {:?}",
+                    v.chars().take(40).collect::<String>()
+                )),
+            },
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RepairConfig {
-    pub enabled: bool,
+    pub mode: Mode,
     /// Model calls allowed for the whole command.
     pub max_attempts: u32,
     /// `--repair-model`, else `PFLOW_REPAIR_MODEL`, else the prompt's front matter.
@@ -37,6 +77,42 @@ pub struct RepairConfig {
     pub cache_root: PathBuf,
     /// The workflow argument as given (recorded in patch files).
     pub workflow_name: String,
+    /// The build's secret values: scrubbed from the diffs and explanations it prints.
+    pub redactor: Redactor,
+    /// Where the marker of the first-use notice lives (`$PFLOW_HOME`).
+    pub home: PathBuf,
+}
+
+/// One step of the repair loop: a replayed patch, or one model call.
+#[derive(Debug, Clone, Default)]
+pub struct Attempt {
+    /// `replay` or `model`.
+    pub kind: &'static str,
+    pub model: Option<String>,
+    /// The model's one-line explanation of its change.
+    pub explanation: Option<String>,
+    /// What the attempt changed (a unified diff, secrets as placeholders).
+    pub diff: Option<String>,
+    /// Why its reply was not used (the validator's messages, the guards' reasons).
+    pub rejected: Vec<String>,
+    /// The patch replayed or recorded.
+    pub patch: Option<PathBuf>,
+    /// How the build with it ended: `succeeded`, `failed`, or absent when it was not built.
+    pub result: Option<&'static str>,
+}
+
+impl Attempt {
+    fn to_json(&self) -> Value {
+        json!({
+            "kind": self.kind,
+            "model": self.model,
+            "explanation": self.explanation,
+            "diff": self.diff,
+            "rejected": self.rejected,
+            "patch": self.patch.as_ref().map(|p| p.display().to_string()),
+            "result": self.result,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -49,17 +125,52 @@ pub struct RepairSummary {
     pub stopped: Option<String>,
     /// The repaired workflow IR, when a repair was accepted.
     pub repaired: Option<Value>,
+    /// Every step, in order.
+    pub history: Vec<Attempt>,
+    /// The errors of the workflow as written (the first build's), as in the JSON `errors`.
+    pub original_errors: Vec<Value>,
+    /// The node reports of the builds before the last one (stats and traces cover them).
+    pub earlier: Vec<Vec<NodeReport>>,
+    /// The workflow argument, for the command that applies the repair.
+    pub workflow: String,
 }
 
 impl RepairSummary {
+    /// The command that writes a successful repair into the workflow file.
+    pub fn apply_command(&self) -> Option<String> {
+        let patch = self.patches.last().filter(|_| self.succeeded)?;
+        Some(format!(
+            "pflow repair apply {} {}",
+            shell_quote(&patch.display().to_string()),
+            shell_quote(&self.workflow)
+        ))
+    }
+
     pub fn to_json(&self) -> Value {
         json!({
             "attempts": self.attempts,
             "succeeded": self.succeeded,
+            "repaired": self.succeeded,
             "patches": self.patches.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
             "llm_calls": self.llm_calls,
             "stopped": self.stopped,
+            "apply": self.apply_command(),
+            "original_errors": self.original_errors,
+            "history": self.history.iter().map(Attempt::to_json).collect::<Vec<_>>(),
         })
+    }
+}
+
+/// `text` as one shell word.
+fn shell_quote(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:@%+=,".contains(c));
+    if plain {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
     }
 }
 
@@ -119,18 +230,36 @@ pub fn choose_model(flag: Option<&str>, prompt: &Prompt) -> String {
         .unwrap_or_else(|| crate::llm::DEFAULT_MODEL.to_string())
 }
 
-/// Check a candidate: the validator, then the interface rule.
+/// Check a candidate: the validator, then the interface rule (inputs unchanged; the
+/// same output names, each unchanged but for its `source`).
 fn check_candidate(base: &Value, candidate: &Value) -> Result<Validated, Vec<String>> {
     let mut problems = Vec::new();
-    for field in ["inputs", "outputs"] {
-        let before = base.get(field).cloned().unwrap_or(json!({}));
-        let after = candidate.get(field).cloned().unwrap_or(json!({}));
-        if crate::canonical::to_canonical(&before) != crate::canonical::to_canonical(&after) {
-            problems.push(format!(
-                "{field}: the declared {field} must stay exactly as they were: {}",
-                serde_json::to_string(&before).unwrap_or_default()
-            ));
+    let canon = crate::canonical::to_canonical;
+    let before = base.get("inputs").cloned().unwrap_or(json!({}));
+    let after = candidate.get("inputs").cloned().unwrap_or(json!({}));
+    if canon(&before) != canon(&after) {
+        problems.push(format!(
+            "inputs: the declared inputs must stay exactly as they were: {}",
+            serde_json::to_string(&before).unwrap_or_default()
+        ));
+    }
+    let outputs = |doc: &Value| -> Value {
+        let mut o = doc.get("outputs").cloned().unwrap_or(json!({}));
+        if let Some(map) = o.as_object_mut() {
+            for spec in map.values_mut() {
+                if let Some(spec) = spec.as_object_mut() {
+                    spec.remove("source");
+                }
+            }
         }
+        o
+    };
+    if canon(&outputs(base)) != canon(&outputs(candidate)) {
+        problems.push(format!(
+            "outputs: the declared outputs must keep their names and everything but their source exactly as they were: {}",
+            serde_json::to_string(&base.get("outputs").cloned().unwrap_or(json!({})))
+                .unwrap_or_default()
+        ));
     }
     problems.extend(environment_widened(base, candidate));
     match validate::validate(candidate) {
@@ -141,6 +270,80 @@ fn check_candidate(base: &Value, candidate: &Value) -> Result<Validated, Vec<Str
             Err(problems)
         }
     }
+}
+
+/// The side-effect guard: nodes that already succeeded in this command (`done`) whose
+/// rerun would repeat an effect, and that the candidate changes, removes, or makes run
+/// again by changing a node they depend on.
+fn effects_repeated(
+    base: &Value,
+    candidate: &Value,
+    v: &Validated,
+    done: &BTreeSet<String>,
+) -> Vec<String> {
+    let node_of = |doc: &Value, id: &str| -> Option<Value> {
+        doc.get("nodes")?
+            .as_array()?
+            .iter()
+            .find(|n| n.get("id").and_then(Value::as_str) == Some(id))
+            .cloned()
+    };
+    let canon = crate::canonical::to_canonical;
+    let changed = |id: &str| match (node_of(base, id), node_of(candidate, id)) {
+        (Some(a), Some(b)) => canon(&a) != canon(&b),
+        _ => true,
+    };
+    let effectful = |node: &Value| {
+        let spec = node
+            .get("type")
+            .and_then(Value::as_str)
+            .and_then(crate::nodes::lookup);
+        let empty = serde_json::Map::new();
+        let params = node
+            .get("params")
+            .and_then(Value::as_object)
+            .unwrap_or(&empty);
+        spec.is_none_or(|s| (s.repeats_effects)(params))
+    };
+    let mut problems = Vec::new();
+    for id in done {
+        let Some(before) = node_of(base, id) else {
+            continue;
+        };
+        if !effectful(&before) {
+            continue;
+        }
+        let kind = before.get("type").and_then(Value::as_str).unwrap_or("?");
+        if changed(id) {
+            problems.push(format!(
+                "node '{id}' ({kind}) already succeeded and running it again would repeat its side effect; leave it exactly as it was (change only nodes that failed or did not run, or nodes without side effects)"
+            ));
+            continue;
+        }
+        // Its own definition stands, but a changed node upstream would make it run again.
+        let Some(i) = v.graph.position(id) else {
+            continue;
+        };
+        let mut stack = vec![i];
+        let mut seen = HashSet::new();
+        while let Some(j) = stack.pop() {
+            for (d, _) in v.graph.dependencies(j) {
+                if !seen.insert(d) {
+                    continue;
+                }
+                let up = v.graph.id(d);
+                if changed(up) {
+                    problems.push(format!(
+                        "node '{id}' ({kind}) already succeeded and changing '{up}', which it depends on, would run it and repeat its side effect; leave '{up}' as it was"
+                    ));
+                    stack.clear();
+                    break;
+                }
+                stack.push(d);
+            }
+        }
+    }
+    problems
 }
 
 /// A repair may not give a step more of pflow's environment than its author did: no
@@ -191,9 +394,59 @@ impl<F: FnMut(&str)> Narrator for F {
     }
 }
 
-/// Build, and repair while it helps. `doc` is the workflow document as loaded (its IR is
-/// taken only if a repair is needed); `execute` runs one build (sharing the cache and the
-/// session across calls).
+/// Nodes that succeeded in a build (ran, or were reused).
+fn succeeded(outcome: &Outcome, into: &mut BTreeSet<String>) {
+    for n in &outcome.nodes {
+        if matches!(n.status, Status::Ran | Status::Cached | Status::Restored) {
+            into.insert(n.id.clone());
+        }
+    }
+}
+
+/// What the loop keeps while it works.
+struct Loop<'a> {
+    cfg: &'a RepairConfig,
+    secrets: Placeholders,
+    summary: RepairSummary,
+    /// Nodes that succeeded in any build of this command.
+    done: BTreeSet<String>,
+}
+
+impl Loop<'_> {
+    /// Run one build, keeping what the earlier ones did for the stats and the guard.
+    fn build(
+        &mut self,
+        execute: &mut dyn FnMut(&Validated) -> Outcome,
+        v: &Validated,
+        last: Option<Outcome>,
+    ) -> Outcome {
+        if let Some(o) = last {
+            self.summary.earlier.push(o.nodes);
+        }
+        let outcome = execute(v);
+        succeeded(&outcome, &mut self.done);
+        outcome
+    }
+
+    /// Text with the run's secrets as placeholders and any other secret redacted.
+    fn clean(&self, text: &str) -> String {
+        self.cfg.redactor.scrub(&self.secrets.hide_text(text))
+    }
+
+    fn diff(&self, old: &Value, new: &Value) -> String {
+        self.cfg.redactor.scrub(&patch::unified_diff(
+            &self.secrets.hide(old),
+            &self.secrets.hide(new),
+        ))
+    }
+}
+
+/// Build, and repair while it helps. `doc` is the workflow document as loaded; `execute`
+/// runs one build (sharing the cache and the session across calls).
+///
+/// A proven patch recorded for this exact workflow is replayed before anything runs, so
+/// a broken node is not run (and its effect not repeated) on every build; if the build
+/// with it fails, the patch is demoted and the workflow as written is built and repaired.
 pub fn build_with_repair(
     doc: &Value,
     validated: &Validated,
@@ -202,176 +455,400 @@ pub fn build_with_repair(
     execute: &mut dyn FnMut(&Validated) -> Outcome,
     narrator: &mut dyn Narrator,
 ) -> (Outcome, Option<RepairSummary>) {
-    let mut outcome = execute(validated);
-    if outcome.success || outcome.interrupted || !cfg.enabled {
-        return (outcome, None);
+    if cfg.mode == Mode::Off {
+        return (execute(validated), None);
     }
     let base = ir_of(doc);
-    let mut summary = RepairSummary::default();
+    let secrets = Placeholders::collect(&base, inputs);
+    let hidden_base = secrets.hide(&base);
+    let _lock = lock::acquire(
+        &cfg.cache_root,
+        &patch::workflow_digest(&hidden_base),
+        &mut || {
+            narrator
+                .say("repair: waiting for another build of this workflow (one repair at a time)…")
+        },
+    );
+    let mut lp = Loop {
+        cfg,
+        secrets,
+        summary: RepairSummary {
+            workflow: cfg.workflow_name.clone(),
+            ..RepairSummary::default()
+        },
+        done: BTreeSet::new(),
+    };
+    let mut last: Option<Outcome> = None;
+
+    if let Some((path, record)) = patch::find_replay(&cfg.cache_root, &hidden_base) {
+        let replayed = patch::apply(&record, &hidden_base).and_then(|mut c| {
+            lp.secrets.reveal(&mut c)?;
+            let v = check_candidate(&base, &c).map_err(|p| p.join("; "))?;
+            Ok((c, v))
+        });
+        let fixed = describe(&record.errors);
+        match replayed {
+            Ok((candidate, v)) => {
+                let diff = lp.diff(&base, &candidate);
+                narrator.say(&format!(
+                    "repair: replaying proven patch {} (it fixed {fixed}; no model call):",
+                    path.display()
+                ));
+                narrator.say(diff.trim_end());
+                lp.summary.attempts += 1;
+                lp.summary.patches.push(path.clone());
+                let outcome = lp.build(execute, &v, None);
+                let ok = outcome.success;
+                lp.summary.history.push(Attempt {
+                    kind: "replay",
+                    model: Some(record.model.clone()),
+                    diff: Some(diff),
+                    patch: Some(path.clone()),
+                    result: Some(if ok { "succeeded" } else { "failed" }),
+                    ..Attempt::default()
+                });
+                if ok || outcome.interrupted {
+                    lp.summary.succeeded = ok;
+                    lp.summary.repaired = Some(candidate);
+                    return (outcome, Some(lp.summary));
+                }
+                // A failure no edit can fix (a server down, a bad key) says nothing
+                // about the patch: it stays proven.
+                if let Some((node, category, message)) = context::blocking_failure(&outcome) {
+                    lp.summary.stopped = Some(format!(
+                        "node '{node}' failed with a {category} error, which changing the workflow cannot fix: {message}"
+                    ));
+                    return (outcome, Some(lp.summary));
+                }
+                let why = format!(
+                    "the build with it failed: {}",
+                    describe(&context::signatures(&outcome))
+                );
+                narrator.say(&format!(
+                    "repair: patch {} no longer works ({why}); demoted, building the workflow as written",
+                    path.display()
+                ));
+                if let Err(e) = patch::demote(&record, &why) {
+                    narrator.say(&format!("warning: cannot demote {}: {e}", path.display()));
+                }
+                lp.summary.patches.pop();
+                last = Some(outcome);
+            }
+            Err(why) => {
+                narrator.say(&format!(
+                    "repair: patch {} no longer applies ({why}); demoted",
+                    path.display()
+                ));
+                if let Err(e) = patch::demote(&record, &why) {
+                    narrator.say(&format!("warning: cannot demote {}: {e}", path.display()));
+                }
+            }
+        }
+    }
+
+    let mut outcome = lp.build(execute, validated, last);
+    let original_at = lp.summary.earlier.len();
+    let tried_replay = !lp.summary.history.is_empty();
+    if outcome.success || outcome.interrupted {
+        return (outcome, tried_replay.then_some(lp.summary));
+    }
+    lp.summary.original_errors = crate::report::errors_json(&outcome);
+    let original = outcome.clone();
+    repair_loop(&mut lp, &base, inputs, &mut outcome, execute, narrator);
+    let mut summary = lp.summary;
+    if summary.succeeded || outcome.interrupted {
+        return (outcome, Some(summary));
+    }
+    // The failure to report is the user's own, not that of a candidate that did not
+    // work (whose fields are not in the user's file); every build counts in the stats.
+    if summary.earlier.len() > original_at {
+        summary.earlier.push(std::mem::take(&mut outcome.nodes));
+        summary.earlier.remove(original_at);
+        let mut reported = original;
+        for n in &mut reported.nodes {
+            n.executions = summary
+                .earlier
+                .iter()
+                .flatten()
+                .filter(|e| e.id == n.id)
+                .map(|e| e.executions)
+                .max()
+                .unwrap_or(n.executions);
+        }
+        return (reported, Some(summary));
+    }
+    (outcome, Some(summary))
+}
+
+/// Ask the model while it helps; `outcome` is the failed build of the workflow as written.
+fn repair_loop(
+    lp: &mut Loop<'_>,
+    base: &Value,
+    inputs: &serde_json::Map<String, Value>,
+    outcome: &mut Outcome,
+    execute: &mut dyn FnMut(&Validated) -> Outcome,
+    narrator: &mut dyn Narrator,
+) {
+    let cfg = lp.cfg;
+    if let Some((node, category, message)) = context::blocking_failure(outcome) {
+        lp.summary.stopped = Some(format!(
+            "repair not tried: node '{node}' failed with a {category} error, which changing the workflow cannot fix: {message}"
+        ));
+        return;
+    }
+    if cfg.mode == Mode::Replay {
+        lp.summary.stopped = Some(format!(
+            "repair not tried: {MODE_ENV}=replay replays proven patches only, and none is recorded for this workflow"
+        ));
+        return;
+    }
     let prompt = match &cfg.prompt_file {
         Some(path) => match std::fs::read_to_string(path) {
             Ok(text) => Prompt::parse(&text),
             Err(e) => {
-                summary.stopped = Some(format!(
+                lp.summary.stopped = Some(format!(
                     "cannot read the repair prompt '{}': {e}",
                     path.display()
                 ));
-                return (outcome, Some(summary));
+                return;
             }
         },
         None => Prompt::parse(DEFAULT_PROMPT),
     };
     let model = choose_model(cfg.model.as_deref(), &prompt);
-    let mut current = base;
-    let mut seen: HashSet<Vec<Signature>> = HashSet::new();
-
-    'outer: loop {
-        if outcome.interrupted {
-            summary.stopped = Some("interrupted".into());
-            break;
-        }
-        if let Some((node, category, message)) = context::blocking_failure(&outcome) {
-            summary.stopped = Some(format!(
-                "repair not tried: node '{node}' failed with a {category} error, which changing the workflow cannot fix: {message}"
+    let destination = match crate::llm::destination(&model) {
+        Ok(d) => d,
+        Err(e) => {
+            // No key (or no usable model): nothing is sent, and the build's own error
+            // stays the one that matters.
+            lp.summary.stopped = Some(format!(
+                "skipped: {} (set {MODE_ENV}=off to silence this)",
+                cfg.redactor.scrub(&e.message)
             ));
-            break;
+            return;
         }
-        let sigs = context::signatures(&outcome);
+    };
+    first_use_notice(&cfg.home, &model, &destination);
+
+    let first_sigs = context::signatures(outcome);
+    let mut current = base.clone();
+    let mut seen: HashSet<Vec<Signature>> = HashSet::new();
+    loop {
+        let sigs = context::signatures(outcome);
         if sigs.is_empty() {
-            break;
+            return;
+        }
+        if let Some((node, category, message)) = context::blocking_failure(outcome) {
+            lp.summary.stopped = Some(format!(
+                "repair stopped: node '{node}' failed with a {category} error, which changing the workflow cannot fix: {message}"
+            ));
+            return;
         }
         if !seen.insert(sigs.clone()) {
-            summary.stopped =
+            lp.summary.stopped =
                 Some("the same error came back after a repair; stopping (no progress)".into());
-            break;
+            return;
         }
-
-        // A recorded repair of this exact workflow and failure needs no model.
-        if let Some((path, record)) = patch::find_replay(&cfg.cache_root, &current, &sigs) {
-            if let Ok(candidate) = patch::apply(&record, &current) {
-                if let Ok(v) = check_candidate(&current, &candidate) {
-                    narrator.say(&format!(
-                        "repair: replaying recorded repair {}",
-                        path.display()
-                    ));
-                    summary.attempts += 1;
-                    summary.patches.push(path);
-                    current = candidate;
-                    summary.repaired = Some(current.clone());
-                    outcome = execute(&v);
-                    if outcome.success {
-                        summary.succeeded = true;
-                        break;
-                    }
-                    continue;
-                }
-            }
-        }
-
-        let (redacted, mut secrets) = context::redact_workflow(&current);
-        secrets.extend(context::secret_inputs(inputs));
-        let workflow_text = serde_json::to_string_pretty(&redacted).unwrap_or_default();
-        let errors_text = context::errors_text(&outcome, &secrets);
-        let execution_text = context::execution_text(&outcome);
+        let hidden = lp.secrets.hide(&current);
+        let request_text =
+            context::Context::new(&hidden, outcome, inputs, &lp.secrets, &cfg.redactor);
         let mut feedback = String::new();
-        // Why the last reply was not usable, for the message when the budget runs out.
-        let mut rejected: Option<&str> = None;
-        let accepted = loop {
-            if summary.llm_calls >= cfg.max_attempts {
-                summary.stopped = Some(format!(
+        let mut rejected_last: Option<String> = None;
+        let (candidate, v, attempt_index) = loop {
+            if lp.summary.llm_calls >= cfg.max_attempts {
+                lp.summary.stopped = Some(format!(
                     "gave up after {} repair attempt{}{}",
-                    summary.llm_calls,
-                    if summary.llm_calls == 1 { "" } else { "s" },
-                    rejected.map(|r| format!(": {r}")).unwrap_or_default()
+                    lp.summary.llm_calls,
+                    if lp.summary.llm_calls == 1 { "" } else { "s" },
+                    rejected_last
+                        .map(|r| format!("; the last reply was rejected: {r}"))
+                        .unwrap_or_default()
                 ));
-                break 'outer;
+                return;
             }
-            let text = prompt.render(&workflow_text, &execution_text, &errors_text, &feedback);
+            let text = request_text.render(&prompt, &feedback);
             let request = crate::llm::LlmRequest {
                 model: model.clone(),
                 system: None,
-                prompt: crate::secrets::scrub(&text, &secrets),
+                prompt: text,
                 max_tokens: prompt.max_tokens,
                 temperature: None,
             };
-            summary.llm_calls += 1;
-            summary.attempts += 1;
+            lp.summary.llm_calls += 1;
+            lp.summary.attempts += 1;
+            narrator.say(&format!(
+                "repair: attempt {}: asking {model} to fix {}",
+                lp.summary.llm_calls,
+                describe(&sigs)
+            ));
+            let mut attempt = Attempt {
+                kind: "model",
+                model: Some(model.clone()),
+                ..Attempt::default()
+            };
             let reply = match crate::llm::complete(&request) {
                 Ok(r) => r,
                 Err(e) => {
                     if e.category == crate::error::ErrorCategory::MissingApiKey {
                         // Nothing was sent: not a model call.
-                        summary.llm_calls -= 1;
-                        summary.attempts -= 1;
+                        lp.summary.llm_calls -= 1;
+                        lp.summary.attempts -= 1;
+                    } else {
+                        attempt
+                            .rejected
+                            .push(format!("the model could not be used: {}", e.message));
+                        lp.summary.history.push(attempt);
                     }
-                    summary.stopped = Some(format!(
+                    lp.summary.stopped = Some(format!(
                         "the repair model could not be used ({}): {}",
-                        e.category, e.message
+                        e.category,
+                        cfg.redactor.scrub(&e.message)
                     ));
-                    break 'outer;
+                    return;
                 }
             };
-            narrator.say(&format!("repair: asked {model} to fix {}", describe(&sigs)));
-            let Some(mut candidate) = reply::extract_workflow(&reply.text) else {
-                narrator.say("repair: the reply contained no JSON workflow");
-                feedback = "\n## Your previous reply\n\nIt contained no JSON workflow. Reply with the whole corrected workflow in one ```json block.\n".into();
-                rejected = Some("the model's replies contained no JSON workflow");
-                continue;
-            };
-            context::restore_secrets(&current, &mut candidate);
-            let proposed = crate::canonical::to_canonical(&candidate);
-            if proposed == crate::canonical::to_canonical(&current)
-                || proposed == crate::canonical::to_canonical(&redacted)
-            {
-                summary.stopped =
-                    Some("the repair model returned the workflow unchanged; stopping".into());
-                break 'outer;
+            attempt.explanation = reply::explanation(&reply.text).map(|e| lp.clean(&e));
+            if let Some(e) = &attempt.explanation {
+                narrator.say(&format!("repair: {model} says: {e}"));
             }
-            if candidate.to_string().contains(REDACTED) {
-                feedback = format!("\n## Your previous reply\n\nIt moved or invented a \"{REDACTED}\" value. Keep secret values where they were.\n");
-                rejected = Some("the proposed workflow moved a secret value");
-                continue;
-            }
-            match check_candidate(&current, &candidate) {
-                Ok(v) => break (candidate, v),
-                Err(problems) => {
-                    narrator.say(&format!(
-                        "repair: the proposed workflow is invalid ({} problem(s))",
-                        problems.len()
-                    ));
-                    feedback = format!(
-                        "\n## Your previous reply was rejected\n\nThe workflow you returned is invalid:\n{}\nFix these problems and reply with the whole workflow again.\n",
-                        problems.iter().map(|p| format!("- {p}")).collect::<Vec<_>>().join("\n")
-                    );
-                    rejected = Some("the proposed workflow was invalid");
+            let problems: Vec<String> = match reply::extract_workflow(&reply.text) {
+                None => vec!["the reply contained no JSON workflow; reply with the whole corrected workflow in one ```json block".into()],
+                Some(reply_doc) => {
+                    let merged = request_text.restore_cuts(reply_doc);
+                    match accept(lp, &current, &hidden, merged) {
+                        Ok((candidate, v, diff)) => {
+                            attempt.diff = Some(diff);
+                            lp.summary.history.push(attempt);
+                            break (candidate, v, lp.summary.history.len() - 1);
+                        }
+                        Err(Stop(why)) => {
+                            attempt.rejected.push(why.clone());
+                            lp.summary.history.push(attempt);
+                            lp.summary.stopped = Some(why);
+                            return;
+                        }
+                        Err(Reject(problems)) => problems,
+                    }
                 }
+            };
+            // The validator quotes the candidate, whose secrets are back in it.
+            let problems: Vec<String> = problems.iter().map(|p| lp.clean(p)).collect();
+            for p in &problems {
+                narrator.say(&format!("repair: rejected: {p}"));
             }
+            feedback = format!(
+                "\n## Your previous reply was rejected\n\n{}\nFix these problems and reply with the whole workflow again.\n",
+                problems.iter().map(|p| format!("- {p}")).collect::<Vec<_>>().join("\n")
+            );
+            rejected_last = Some(problems.join("; "));
+            attempt.rejected = problems;
+            lp.summary.history.push(attempt);
         };
-        let (candidate, v) = accepted;
-        narrator.say(&patch::unified_diff(&current, &candidate));
-        match patch::record(
-            &cfg.cache_root,
-            &cfg.workflow_name,
-            &current,
-            &candidate,
-            &sigs,
-            &model,
-        ) {
-            Ok(path) => {
-                narrator.say(&format!("repair: recorded {}", path.display()));
-                summary.patches.push(path);
-            }
-            Err(e) => narrator.say(&format!("warning: cannot record the repair: {e}")),
+        if let Some(diff) = &lp.summary.history[attempt_index].diff {
+            narrator.say(diff.trim_end());
         }
         current = candidate;
-        summary.repaired = Some(current.clone());
-        outcome = execute(&v);
-        if outcome.success {
-            summary.succeeded = true;
-            break;
+        lp.summary.repaired = Some(current.clone());
+        let next = lp.build(execute, &v, None);
+        let last = std::mem::replace(outcome, next);
+        lp.summary.earlier.push(last.nodes);
+        let ok = outcome.success;
+        lp.summary.history[attempt_index].result = Some(if ok { "succeeded" } else { "failed" });
+        if ok {
+            lp.summary.succeeded = true;
+            // Proven: the build with it succeeded. Recorded from the workflow as written,
+            // with secrets as placeholders.
+            match patch::record(
+                &cfg.cache_root,
+                &cfg.workflow_name,
+                &lp.secrets.hide(base),
+                &lp.secrets.hide(&current),
+                &first_sigs
+                    .iter()
+                    .map(|s| Signature {
+                        message: lp.clean(&s.message),
+                        ..s.clone()
+                    })
+                    .collect::<Vec<_>>(),
+                &model,
+            ) {
+                Ok(path) => {
+                    narrator.say(&format!("repair: recorded proven patch {}", path.display()));
+                    lp.summary.history[attempt_index].patch = Some(path.clone());
+                    lp.summary.patches.push(path);
+                }
+                Err(e) => narrator.say(&format!("warning: cannot record the repair: {e}")),
+            }
+            return;
+        }
+        if outcome.interrupted {
+            lp.summary.stopped = Some("interrupted".into());
+            return;
         }
     }
-    (outcome, Some(summary))
+}
+
+enum Verdict {
+    /// Not usable; tell the model why and ask again.
+    Reject(Vec<String>),
+    /// Asking again will not help.
+    Stop(String),
+}
+use Verdict::{Reject, Stop};
+
+/// Check a reply (secrets as placeholders, cuts restored) against the workflow it is
+/// meant to fix; the workflow with its secrets back, its validation, and the diff.
+fn accept(
+    lp: &Loop<'_>,
+    current: &Value,
+    hidden: &Value,
+    mut candidate: Value,
+) -> Result<(Value, Validated, String), Verdict> {
+    let canon = crate::canonical::to_canonical;
+    if canon(&candidate) == canon(hidden) {
+        return Err(Stop(
+            "the repair model returned the workflow unchanged; stopping".into(),
+        ));
+    }
+    let moved = placeholder::moved(hidden, &candidate);
+    if !moved.is_empty() {
+        return Err(Reject(moved));
+    }
+    // A model used to the old convention may write "<redacted>" for a secret: that would
+    // become the value. (A workflow that holds the text itself keeps it.)
+    let redacted = crate::secrets::REDACTED;
+    if candidate.to_string().contains(redacted) && !hidden.to_string().contains(redacted) {
+        return Err(Reject(vec![format!(
+            "the reply holds \"{redacted}\"; secrets appear as <secret:NAME> placeholders: keep each where it was"
+        )]));
+    }
+    let diff = lp
+        .cfg
+        .redactor
+        .scrub(&patch::unified_diff(hidden, &candidate));
+    lp.secrets
+        .reveal(&mut candidate)
+        .map_err(|e| Reject(vec![e]))?;
+    let v = check_candidate(current, &candidate).map_err(Reject)?;
+    let repeated = effects_repeated(current, &candidate, &v, &lp.done);
+    if !repeated.is_empty() {
+        return Err(Reject(repeated));
+    }
+    Ok((candidate, v, diff))
+}
+
+/// Say once per machine (per `$PFLOW_HOME`) who receives what when a repair asks a model;
+/// on stderr in every output format, since it is about privacy.
+fn first_use_notice(home: &Path, model: &str, destination: &str) {
+    let marker = home.join("repair-notice-shown");
+    if marker.exists() {
+        return;
+    }
+    crate::report::err_line(&format!(
+        "repair: notice (shown once): to repair this failure pflow sends the workflow, its errors, stdout/stderr tails and input values to {model} ({destination}); secrets are replaced by <secret:NAME> placeholders. Set {MODE_ENV}=off or pass --no-repair to keep everything local."
+    ));
+    let _ = std::fs::create_dir_all(home);
+    let _ = crate::fsutil::write_atomic(&marker, b"shown\n");
 }
 
 fn describe(sigs: &[Signature]) -> String {
@@ -396,6 +873,15 @@ pub fn apply_to_file(
         }
         _ => repaired_ir.clone(),
     };
+    // Only the changed values' text, when the file still holds what was loaded.
+    if let Ok(text) = std::fs::read_to_string(path) {
+        let on_disk = crate::source::parse_json_text(&text).ok();
+        if on_disk.as_ref() == Some(original_doc) {
+            if let Some(edited) = file_edit::edit(&text, original_doc, &doc) {
+                return crate::fsutil::write_atomic(path, edited.as_bytes());
+            }
+        }
+    }
     let mut bytes = serde_json::to_vec_pretty(&doc).map_err(std::io::Error::other)?;
     bytes.push(b'\n');
     crate::fsutil::write_atomic(path, &bytes)
@@ -421,6 +907,14 @@ mod tests {
         assert_eq!(p.model.as_deref(), Some("anthropic/claude-haiku-4-5"));
         assert_eq!(p.max_tokens, 8192);
         assert!(p.body.contains("{{workflow}}") && !p.body.starts_with("---"));
+    }
+
+    #[test]
+    fn apply_commands_quote_what_a_shell_would_split() {
+        assert_eq!(shell_quote("a/b-1.json"), "a/b-1.json");
+        assert_eq!(shell_quote("my flow.json"), "'my flow.json'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
     }
 
     #[test]

@@ -28,6 +28,13 @@ pub struct PatchRecord {
     pub created_at: String,
     pub errors: Vec<Signature>,
     pub patch: json_patch::Patch,
+    /// The build with the patch succeeded. Only proven records replay; pflow writes
+    /// records only once they are, and a record written by hand (or by an older pflow,
+    /// which recorded before the rebuild) without it is never replayed.
+    pub proven: bool,
+    /// Why a replay of this record no longer worked: it is kept to read, never replayed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub demoted: Option<String>,
     /// The file the record was read from, so a failure to apply can name it; not part of
     /// the record itself.
     #[serde(skip)]
@@ -90,8 +97,20 @@ pub fn parse(bytes: &[u8]) -> Result<PatchRecord, PatchError> {
         created_at: get(&top, "created_at")?,
         errors: get(&top, "errors")?,
         patch: operations(&top)?,
+        proven: optional(&top, "proven")?.unwrap_or(false),
+        demoted: optional(&top, "demoted")?,
         file: None,
     })
+}
+
+fn optional<T: DeserializeOwned>(
+    top: &Map<String, Value>,
+    name: &str,
+) -> Result<Option<T>, PatchError> {
+    match top.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => decode(name, v).map(Some),
+    }
 }
 
 /// The `patch` array, each operation named by its index when it is malformed.
@@ -163,7 +182,9 @@ fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
-/// Record a repair; returns the patch file's path.
+/// Record a proven repair (the build with it succeeded); returns the patch file's path.
+/// `base` and `repaired` are the workflows with their secrets as placeholders, so a patch
+/// file never holds a secret value.
 pub fn record(
     cache_root: &Path,
     workflow: &str,
@@ -174,7 +195,7 @@ pub fn record(
 ) -> std::io::Result<PathBuf> {
     let base_digest = workflow_digest(base);
     let record = PatchRecord {
-        version: 1,
+        version: 2,
         base_digest: base_digest.clone(),
         repaired_digest: workflow_digest(repaired),
         workflow: workflow.to_string(),
@@ -182,18 +203,50 @@ pub fn record(
         created_at: now_rfc3339(),
         errors: errors.to_vec(),
         patch: json_patch::diff(base, repaired),
+        proven: true,
+        demoted: None,
         file: None,
     };
     let stamp = record.created_at.replace([':', '-'], "");
-    let name = format!(
-        "{}-{}.json",
-        stamp.trim_end_matches('Z'),
-        short(&base_digest)
-    );
-    let path = repairs_dir(cache_root).join(name);
     let bytes = serde_json::to_vec_pretty(&record).map_err(std::io::Error::other)?;
-    crate::fsutil::write_atomic(&path, &bytes)?;
-    Ok(path)
+    let dir = repairs_dir(cache_root);
+    std::fs::create_dir_all(&dir)?;
+    // Builds in other processes record at the same second: the name is claimed with
+    // create_new (never an existing file), then filled atomically.
+    for _ in 0..64 {
+        let name = format!(
+            "{}-{}-{:08x}.json",
+            stamp.trim_end_matches('Z'),
+            short(&base_digest),
+            fastrand::u32(..)
+        );
+        let path = dir.join(name);
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(_) => {
+                crate::fsutil::write_atomic(&path, &bytes)?;
+                return Ok(path);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other("no free patch file name"))
+}
+
+/// Mark a record as no longer working: it stays for people to read, never replays.
+pub fn demote(record: &PatchRecord, why: &str) -> std::io::Result<()> {
+    let Some(path) = &record.file else {
+        return Ok(());
+    };
+    let mut r = record.clone();
+    r.proven = false;
+    r.demoted = Some(why.to_string());
+    let bytes = serde_json::to_vec_pretty(&r).map_err(std::io::Error::other)?;
+    crate::fsutil::write_atomic(path, &bytes)
 }
 
 pub fn load(path: &Path) -> Result<PatchRecord, String> {
@@ -231,17 +284,23 @@ pub fn list(cache_root: &Path) -> Vec<(PathBuf, PatchRecord)> {
     out
 }
 
-/// A recorded repair for this exact workflow and failure, newest first.
-pub fn find_replay(
-    cache_root: &Path,
-    base: &Value,
-    errors: &[Signature],
-) -> Option<(PathBuf, PatchRecord)> {
+/// The newest proven repair recorded for this exact workflow (with its secrets as
+/// placeholders).
+pub fn find_replay(cache_root: &Path, base: &Value) -> Option<(PathBuf, PatchRecord)> {
     let digest = workflow_digest(base);
     list(cache_root)
         .into_iter()
         .rev()
-        .find(|(_, r)| r.base_digest == digest && r.errors == errors)
+        .find(|(p, r)| r.proven && r.base_digest == digest && mine(p))
+}
+
+/// Was the file written by this user? A replay runs what a patch says: one another user
+/// put in a shared `repairs/` folder is never replayed (it can still be applied by hand).
+fn mine(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.uid() == me)
 }
 
 /// JSON values one application may copy or move. A real repair copies or moves nothing
@@ -387,16 +446,39 @@ mod tests {
         }];
         let path = record(dir.path(), "wf.json", &base, &fixed, &sig, "m").unwrap();
         assert!(path.starts_with(dir.path().join("repairs")));
-        let (_, rec) = find_replay(dir.path(), &base, &sig).expect("replay found");
+        let (_, rec) = find_replay(dir.path(), &base).expect("replay found");
         assert_eq!(rec.file.as_deref(), Some(path.as_path()));
+        assert!(rec.proven);
         assert_eq!(apply(&rec, &base).unwrap(), fixed);
-        assert!(find_replay(dir.path(), &fixed, &sig).is_none());
+        assert!(find_replay(dir.path(), &fixed).is_none());
         let err = apply(&rec, &fixed).unwrap_err();
         assert!(err.contains("different version"), "{err}");
         assert!(
             unified_diff(&base, &fixed).contains("+      \"params\": {")
                 || unified_diff(&base, &fixed).contains("echo hi")
         );
+    }
+
+    #[test]
+    fn names_never_collide_and_demoted_records_do_not_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = json!({"nodes": []});
+        let fixed = json!({"nodes": [], "x": 1});
+        let paths: std::collections::HashSet<PathBuf> = (0..20)
+            .map(|_| record(dir.path(), "wf.json", &base, &fixed, &[], "m").unwrap())
+            .collect();
+        assert_eq!(paths.len(), 20);
+        assert_eq!(list(dir.path()).len(), 20);
+        for (_, r) in list(dir.path()) {
+            demote(&r, "it failed again").unwrap();
+        }
+        assert!(find_replay(dir.path(), &base).is_none());
+        let (_, r) = list(dir.path()).pop().unwrap();
+        assert_eq!(r.demoted.as_deref(), Some("it failed again"));
+        // A record without "proven" (hand-written, or from before) is not replayed.
+        let text = record_text(&base, json!([]));
+        std::fs::write(repairs_dir(dir.path()).join("zz.json"), text).unwrap();
+        assert!(find_replay(dir.path(), &base).is_none());
     }
 
     /// The small workflow the property test (and the `patch` fuzz target) patch.

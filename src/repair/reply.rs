@@ -16,6 +16,27 @@ pub fn extract_workflow(reply: &str) -> Option<Value> {
     }
 }
 
+/// The model's one-line explanation: a line starting `Explanation:`, else the first line
+/// of prose before the JSON (a model that sends only JSON explains nothing).
+pub fn explanation(reply: &str) -> Option<String> {
+    let labelled = reply.lines().find_map(|l| {
+        let t = l.trim().trim_start_matches(['*', '#', '-', ' ']);
+        t.strip_prefix("Explanation:")
+            .or_else(|| t.strip_prefix("explanation:"))
+            .map(str::trim)
+    });
+    let before_json = reply
+        .split("```")
+        .next()
+        .unwrap_or("")
+        .split('{')
+        .next()
+        .unwrap_or("");
+    let line = labelled.or_else(|| before_json.lines().map(str::trim).find(|l| !l.is_empty()))?;
+    let line: String = line.chars().take(300).collect();
+    (!line.is_empty()).then_some(line)
+}
+
 fn parse_object(text: &str) -> Option<Value> {
     match crate::source::parse_json_text(text.trim()) {
         Ok(v @ Value::Object(_)) => Some(v),
@@ -118,6 +139,21 @@ mod tests {
     fn unwraps_saved_workflow_wrapper() {
         let r = "```json\n{\"name\": \"x\", \"ir\": {\"nodes\": [1]}}\n```";
         assert_eq!(extract_workflow(r).unwrap(), json!({"nodes": [1]}));
+    }
+
+    #[test]
+    fn explanations() {
+        let r = "Explanation: the API renamed `fullname` to `name`.\n```json\n{}\n```";
+        assert_eq!(
+            explanation(r).as_deref(),
+            Some("the API renamed `fullname` to `name`.")
+        );
+        assert_eq!(
+            explanation("Fixed the field.\n\n```json\n{}\n```").as_deref(),
+            Some("Fixed the field.")
+        );
+        assert_eq!(explanation("```json\n{}\n```"), None);
+        assert_eq!(explanation("{\"nodes\": []}"), None);
     }
 
     #[test]

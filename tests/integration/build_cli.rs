@@ -390,3 +390,61 @@ fn a_terminal_gets_a_progress_bar_and_a_pipe_gets_plain_lines() {
     assert!(!plain.stderr.contains("[3/3]"), "{plain}");
     assert!(plain.stderr.contains("ran      greet"), "{plain}");
 }
+
+#[test]
+fn a_trace_into_a_missing_folder_is_refused_before_the_build() {
+    let ws = Workspace::new().workflow(json!({"nodes": [
+        {"id": "a", "type": "shell", "params": {"command": counted("a", "echo hi")}}
+    ]}));
+    let r = ws.build(&["--trace", "no/such/dir/t.json"]);
+    r.assert_code(2);
+    assert!(
+        r.errors()[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the folder no/such/dir does not exist"),
+        "{r}"
+    );
+    assert!(!ws.exists("no"));
+    assert_eq!(ws.count("a"), 0);
+}
+
+#[test]
+fn a_dry_run_says_when_an_error_handler_runs() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [
+            {"id": "fetch", "type": "shell", "params": {"command": "echo ok"}},
+            {"id": "fallback", "type": "echo", "params": {"message": "fb"}}
+        ],
+        "edges": [{"from": "fetch", "to": "fallback", "action": "error"}]
+    }));
+    let plan = |ws: &Workspace| -> Vec<(String, String)> {
+        let r = ws.build(&["--dry-run"]);
+        r.doc()["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                (
+                    n["id"].as_str().unwrap().to_string(),
+                    n["action"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        plan(&ws),
+        [
+            ("fetch".into(), "run".into()),
+            ("fallback".into(), "if_failed".into())
+        ]
+    );
+    ws.build(&[]).assert_ok();
+    assert_eq!(
+        plan(&ws),
+        [
+            ("fetch".into(), "reuse".into()),
+            ("fallback".into(), "skip".into())
+        ]
+    );
+}

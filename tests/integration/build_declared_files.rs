@@ -377,3 +377,37 @@ fn changing_a_declaration_reruns_the_node_and_explain_says_so() {
     assert_eq!(r.status_of("n"), "ran", "{r}");
     assert_eq!(ws.count("n"), 3);
 }
+
+/// cacache's sized writer cannot store 0 bytes: a node that wrote an empty file was
+/// never cached (a warning and a re-run on every build).
+#[test]
+fn an_empty_written_file_is_cached_restored_and_verified() {
+    let ws = Workspace::new().workflow(json!({"nodes": [
+        {"id": "touch", "type": "shell", "writes": ["empty.txt"],
+         "params": {"command": "echo run >> touch.count; : > empty.txt"}},
+        {"id": "w", "type": "write-file", "params": {"file_path": "also-empty.txt", "content": ""}}
+    ]}));
+    let first = ws.build(&[]);
+    first.assert_ok();
+    assert_eq!(first.doc()["warnings"], json!([]), "{first}");
+    let again = ws.build(&[]);
+    assert_eq!(again.status_of("touch"), "cached", "{again}");
+    assert_eq!(again.status_of("w"), "cached", "{again}");
+    ws.remove("empty.txt");
+    let back = ws.build(&[]);
+    assert_eq!(back.status_of("touch"), "restored", "{back}");
+    assert!(ws.exists("empty.txt"));
+    assert_eq!(ws.read("empty.txt"), "");
+    assert_eq!(ws.count("touch"), 1);
+    let verify = ws
+        .pflow()
+        .args(["cache", "verify", "--cache-dir"])
+        .arg(ws.cache_dir())
+        .output();
+    assert_eq!(
+        verify.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}

@@ -11,29 +11,29 @@ use stub::{
 };
 
 /// A workspace for repair runs: a temp dir, its own cache dir, and a model server.
-struct Repair {
-    dir: tempfile::TempDir,
-    cache: PathBuf,
+pub(crate) struct Repair {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) cache: PathBuf,
     model_url: Option<String>,
     api_key: Option<String>,
 }
 
 /// One `pflow build` run with repair on.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-    json: Value,
+pub(crate) struct Run {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+    pub(crate) json: Value,
 }
 
 impl Run {
-    fn repair(&self) -> &Value {
+    pub(crate) fn repair(&self) -> &Value {
         &self.json["repair"]
     }
-    fn llm_calls(&self) -> u64 {
+    pub(crate) fn llm_calls(&self) -> u64 {
         self.repair()["llm_calls"].as_u64().unwrap_or(0)
     }
-    fn node(&self, id: &str) -> &Value {
+    pub(crate) fn node(&self, id: &str) -> &Value {
         self.json["nodes"]
             .as_array()
             .and_then(|a| a.iter().find(|n| n["id"] == id))
@@ -52,7 +52,7 @@ impl std::fmt::Display for Run {
 }
 
 impl Repair {
-    fn new() -> Repair {
+    pub(crate) fn new() -> Repair {
         let dir = tempfile::tempdir().expect("temp dir");
         let cache = dir.path().join("cache");
         Repair {
@@ -63,36 +63,36 @@ impl Repair {
         }
     }
 
-    fn model(mut self, stub: &Stub) -> Repair {
+    pub(crate) fn model(mut self, stub: &Stub) -> Repair {
         self.model_url = Some(stub.url());
         self
     }
 
-    fn without_api_key(mut self) -> Repair {
+    pub(crate) fn without_api_key(mut self) -> Repair {
         self.api_key = None;
         self
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    fn write(&self, doc: &Value) -> PathBuf {
+    pub(crate) fn write(&self, doc: &Value) -> PathBuf {
         let p = self.path().join("workflow.json");
         std::fs::write(&p, serde_json::to_string_pretty(doc).expect("encode")).expect("write");
         p
     }
 
-    fn build(&self, extra: &[&str]) -> Run {
+    pub(crate) fn build(&self, extra: &[&str]) -> Run {
         self.build_target("workflow.json", extra)
     }
 
-    fn home(&self) -> PathBuf {
+    pub(crate) fn home(&self) -> PathBuf {
         self.path().join("home")
     }
 
     /// `pflow ARGS` in this workspace, with its home (`HOME` and `PFLOW_HOME`).
-    fn pflow(&self) -> Pflow {
+    pub(crate) fn pflow(&self) -> Pflow {
         Pflow::new()
             .current_dir(self.path())
             .home(self.home())
@@ -100,7 +100,7 @@ impl Repair {
     }
 
     /// `pflow build TARGET` with this workspace's cache, model server and key.
-    fn command(&self, target: &str) -> Pflow {
+    pub(crate) fn command(&self, target: &str) -> Pflow {
         let mut c = self
             .pflow()
             .args(["build", target, "--cache-dir"])
@@ -115,7 +115,7 @@ impl Repair {
         c
     }
 
-    fn build_target(&self, target: &str, extra: &[&str]) -> Run {
+    pub(crate) fn build_target(&self, target: &str, extra: &[&str]) -> Run {
         let out = self
             .command(target)
             .args(["--output-format", "json"])
@@ -134,7 +134,7 @@ impl Repair {
         }
     }
 
-    fn lines(&self, file: &str) -> usize {
+    pub(crate) fn lines(&self, file: &str) -> usize {
         std::fs::read_to_string(self.path().join(file))
             .map(|s| s.lines().count())
             .unwrap_or(0)
@@ -143,7 +143,7 @@ impl Repair {
 
 /// A model server that answers the n-th repair request with `replies[n]` (the last one
 /// repeats), after checking each request the way the real API does.
-fn model(replies: Vec<String>) -> Stub {
+pub(crate) fn model(replies: Vec<String>) -> Stub {
     Stub::start(move |req: &Request, n| {
         if let Some(err) = anthropic_check(req) {
             return err;
@@ -157,7 +157,7 @@ fn model(replies: Vec<String>) -> Stub {
     })
 }
 
-fn fenced(doc: &Value) -> String {
+pub(crate) fn fenced(doc: &Value) -> String {
     format!(
         "Here is the corrected workflow:\n\n```json\n{}\n```\n",
         serde_json::to_string_pretty(doc).expect("encode")
@@ -165,7 +165,7 @@ fn fenced(doc: &Value) -> String {
 }
 
 /// `get` prints JSON about a user and counts its runs; `show` reads a field of it.
-fn user_workflow(field: &str) -> Value {
+pub(crate) fn user_workflow(field: &str) -> Value {
     json!({
         "ir_version": "0.1.0",
         "nodes": [
@@ -282,7 +282,7 @@ fn a_reply_that_drops_a_declared_output_is_rejected() {
     assert_eq!(run.llm_calls(), 2);
     let second = user_prompt(&stub.requests()[1]);
     assert!(
-        second.contains("outputs: the declared outputs must stay exactly as they were"),
+        second.contains("outputs: the declared outputs must keep their names"),
         "{second}"
     );
     assert_eq!(run.json["outputs"]["greeting"], "Hello Ada");
@@ -454,7 +454,7 @@ fn secrets_never_reach_the_model() {
         !run.stdout.contains("tok-super-secret-42") && !run.stderr.contains("sk-ant-test"),
         "{run}"
     );
-    assert!(user_prompt(&stub.requests()[0]).contains("<redacted>"));
+    assert!(user_prompt(&stub.requests()[0]).contains("<secret:TOKEN>"));
 }
 
 #[test]

@@ -319,3 +319,25 @@ fn a_directory_does_not_hide_a_saved_workflow_of_the_same_name() {
         "Hello, Ada none"
     );
 }
+
+#[test]
+fn an_unknown_saved_name_suggests_the_closest() {
+    let h = Home::new();
+    h.write("greet.json", &greeter());
+    assert!(h
+        .run(&["workflow", "save", "greet.json", "say-hello"])
+        .status
+        .success());
+    for args in [
+        ["workflow", "show", "say-helo"],
+        ["workflow", "delete", "say-helo"],
+    ] {
+        let out = h.run(&args);
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("no saved workflow named 'say-helo' (did you mean 'say-hello'?)"),
+            "{err}"
+        );
+    }
+}

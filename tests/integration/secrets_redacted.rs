@@ -137,3 +137,110 @@ fn a_result_holding_a_secret_stays_off_the_remote_and_the_build_says_so_once() {
         "{said}"
     );
 }
+
+/// Issue 17's whole scenario: a secret input, a shell `env` secret and pflow's own API
+/// key; the step prints all three and fails; a model repairs it; results go to a remote.
+/// None of the secrets is in anything pflow printed, wrote under the cache directory or
+/// sent, except the key in the provider's own auth header.
+#[test]
+fn a_failing_step_repaired_through_a_model_leaks_no_secret_anywhere() {
+    use crate::common::Pflow;
+    use crate::repair::{fenced, model};
+    use crate::stub::{Reply, Stub};
+    let doc = |command: &str| {
+        json!({
+            "inputs": {"api_token": {"type": "string"}},
+            "nodes": [
+                {"id": "public", "type": "shell", "params": {"command": "echo nothing to hide"}},
+                {"id": "call", "type": "shell", "reads_env": ["ANTHROPIC_API_KEY"],
+                 "params": {"command": command, "env": {"T": "${api_token}", "P": "hunter2-literal"}}}
+            ],
+            "outputs": {"said": {"source": "${call.stdout}"}}
+        })
+    };
+    let leaky = "echo \"token=$T key=$ANTHROPIC_API_KEY pw=$P\"; echo \"token=$T key=$ANTHROPIC_API_KEY pw=$P\" >&2; exit 3";
+    let fixed = json!({
+        "inputs": {"api_token": {"type": "string"}},
+        "nodes": [
+            {"id": "public", "type": "shell", "params": {"command": "echo nothing to hide"}},
+            {"id": "call", "type": "shell", "params": {"command": "echo fixed", "env": {"T": "${api_token}"}}}
+        ],
+        "outputs": {"said": {"source": "${call.stdout}"}}
+    });
+    for json_mode in [true, false] {
+        let stub = model(vec![fenced(&fixed)]);
+        let remote = Stub::start(|req, _| match req.method.as_str() {
+            "PUT" => Reply::text(201, "text/plain", ""),
+            _ => Reply::text(404, "text/plain", ""),
+        });
+        let ws = Workspace::new().workflow(doc(leaky));
+        let mut cmd = Pflow::new()
+            .current_dir(ws.path())
+            .home(ws.home_dir())
+            .env("PFLOW_HOME", ws.home_dir())
+            .env("ANTHROPIC_API_KEY", "sk-SECRET456")
+            .env("ANTHROPIC_BASE_URL", stub.url())
+            .args([
+                "build",
+                "workflow.json",
+                "api_token=SECRET123-input",
+                "--explain",
+            ])
+            .args(["--trace", "trace.json", "--cache-dir"])
+            .arg(ws.cache_dir())
+            .args(["--remote-cache", &remote.url(), "--remote-cache-write"]);
+        if json_mode {
+            cmd = cmd.args(["--output-format", "json"]);
+        }
+        let out = cmd.output();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "repair failed:\n{stdout}\n{stderr}"
+        );
+        assert_eq!(stub.count(), 1, "{stdout}\n{stderr}");
+        let mut places = vec![
+            ("stdout".to_string(), stdout.clone()),
+            ("stderr".to_string(), stderr.clone()),
+            ("trace".to_string(), ws.read("trace.json")),
+        ];
+        for f in files_under(ws.cache_dir()) {
+            let bytes = std::fs::read(&f).unwrap_or_default();
+            places.push((
+                f.display().to_string(),
+                String::from_utf8_lossy(&bytes).into_owned(),
+            ));
+        }
+        for req in stub.requests() {
+            assert_eq!(
+                req.header("x-api-key"),
+                Some("sk-SECRET456"),
+                "the key goes in its header"
+            );
+            places.push((
+                "a model request body".into(),
+                String::from_utf8_lossy(&req.body).into_owned(),
+            ));
+        }
+        let puts = remote.requests();
+        assert!(
+            puts.iter().any(|q| q.method == "PUT"),
+            "nothing reached the remote"
+        );
+        for req in puts {
+            places.push(("a remote request".into(), req.raw_text()));
+        }
+        for (place, text) in &places {
+            for s in SECRETS {
+                assert!(!text.contains(s), "{s} in {place}:\n{text}");
+            }
+        }
+        // The repair is shown (its diff too), just without the values.
+        assert!(
+            stderr.contains("echo fixed") || stdout.contains("echo fixed"),
+            "{stdout}\n{stderr}"
+        );
+    }
+}

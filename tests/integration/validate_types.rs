@@ -148,3 +148,64 @@ fn numbers_outside_their_range_are_rejected_and_never_crash_a_build() {
         "{r}"
     );
 }
+
+#[test]
+fn a_malformed_literal_url_is_an_error_before_anything_runs() {
+    let ws = Workspace::new().workflow(json!({"nodes": [
+        {"id": "first", "type": "shell", "params": {"command": counted("first", "echo hi")}},
+        {"id": "get", "type": "http", "params": {"url": "htp//example.com/${first.stdout}x"}},
+        {"id": "bad", "type": "http", "params": {"url": "ftp://example.com/file"}},
+        {"id": "fine", "type": "http", "params": {"url": "${first.stdout}"}}
+    ]}));
+    let (code, doc) = validate_json(&ws);
+    assert_eq!(code, 2, "{doc}");
+    assert_eq!(error_paths(&doc), ["nodes[2].params.url"], "{doc}");
+    assert!(doc["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("http:// or https://"));
+    ws.build(&[]).assert_code(2);
+    assert_eq!(ws.count("first"), 0);
+}
+
+#[test]
+fn a_boolean_written_as_text_is_a_warning_that_names_the_value() {
+    let ws = Workspace::new().workflow(json!({"nodes": [
+        {"id": "a", "type": "shell", "params": {"command": "exit 1", "ignore_errors": "yes"}}
+    ]}));
+    let (code, doc) = validate_json(&ws);
+    assert_eq!(code, 0, "{doc}");
+    let w = &doc["warnings"][0];
+    assert_eq!(w["path"], "nodes[0].params.ignore_errors");
+    assert!(
+        w["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"yes\", read as true"),
+        "{w}"
+    );
+    assert_eq!(w["hint"], "write true without quotes");
+}
+
+#[test]
+fn a_key_written_twice_is_an_error_at_its_line() {
+    let ws = Workspace::new();
+    ws.write(
+        "workflow.json",
+        "{\"nodes\": [\n  {\"id\": \"a\", \"type\": \"shell\",\n   \"params\": {\"command\": \"echo one\"},\n   \"params\": {\"command\": \"echo two\"}}\n]}",
+    );
+    let (code, doc) = validate_json(&ws);
+    assert_eq!(code, 2, "{doc}");
+    let e = &doc["errors"][0];
+    assert!(
+        e["path"].as_str().unwrap().starts_with("line 4, column"),
+        "{e}"
+    );
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"params\" appears twice"),
+        "{e}"
+    );
+}

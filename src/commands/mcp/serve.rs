@@ -146,7 +146,10 @@ fn answer(value: Value, is_error: bool) -> CallToolResult {
 
 fn call(name: &str, args: &Map<String, Value>) -> std::result::Result<CallToolResult, ErrorData> {
     let out = match name {
-        "list_node_types" => answer(json!({ "node_types": super::super::nodes::all() }), false),
+        "list_node_types" => answer(
+            json!({ "node_types": super::super::nodes::all().into_iter().map(super::super::nodes::describe).collect::<Vec<_>>() }),
+            false,
+        ),
         "describe_node_type" => {
             let t = args
                 .get("type")

@@ -1,0 +1,146 @@
+//! Settings files: `pflow.toml` found upwards from where pflow runs, the user's
+//! `config.toml`, and the precedence flag > environment > project > user > default,
+//! shown by `pflow config`.
+
+use crate::common::{counted, CacheArg, Workspace};
+use serde_json::{json, Value};
+
+fn workspace() -> Workspace {
+    Workspace::new().workflow(json!({"nodes": [
+        {"id": "a", "type": "shell", "params": {"command": counted("a", "echo hi")}}
+    ]}))
+}
+
+fn user_file(ws: &Workspace, text: &str) {
+    let dir = ws.home_dir().join(".config/pflow");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("config.toml"), text).unwrap();
+}
+
+fn config(ws: &Workspace) -> Value {
+    let out = ws
+        .pflow()
+        .args(["config", "--output-format", "json"])
+        .output();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn setting<'v>(doc: &'v Value, key: &str) -> &'v Value {
+    doc.as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["key"] == key)
+        .unwrap()
+}
+
+#[test]
+fn the_project_file_sets_the_cache_dir_and_a_flag_overrides_it() {
+    let ws = workspace();
+    ws.write("pflow.toml", "cache_dir = \"shared/cache\"\n");
+    let r = ws.cmd().cache_arg(CacheArg::Default).run();
+    r.assert_ok();
+    assert!(
+        ws.file("shared/cache").is_dir(),
+        "the project's cache dir was not used"
+    );
+    assert!(!ws.exists(".pflow-cache"));
+    // From a subfolder, the same file is found, and with it the same cache.
+    std::fs::create_dir_all(ws.file("sub")).unwrap();
+    let out = ws
+        .pflow()
+        .current_dir(ws.file("sub"))
+        .args(["config", "--output-format", "json"])
+        .output();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        setting(&doc, "cache_dir")["value"],
+        ws.file("shared/cache").display().to_string()
+    );
+    let flag = ws.cmd().cache_arg(CacheArg::Flag).run();
+    flag.assert_ok();
+    assert_eq!(
+        flag.status_of("a"),
+        "ran",
+        "--cache-dir must win over the file: {flag}"
+    );
+    let env = ws
+        .cmd()
+        .cache_arg(CacheArg::Default)
+        .env("PFLOW_CACHE_DIR", ws.file("from-env"))
+        .run();
+    env.assert_ok();
+    assert!(
+        ws.file("from-env").is_dir(),
+        "the environment must win over the file"
+    );
+}
+
+#[test]
+fn the_project_file_wins_over_the_user_file_and_config_says_where_each_came_from() {
+    let ws = workspace();
+    user_file(
+        &ws,
+        "jobs = 3\nllm_model = \"openai/from-user\"\nremote_cache_token = \"user-t0ken-secret\"\n",
+    );
+    ws.write("pflow.toml", "jobs = 2\n");
+    let doc = config(&ws);
+    assert_eq!(setting(&doc, "jobs")["value"], "2");
+    assert!(setting(&doc, "jobs")["source"]
+        .as_str()
+        .unwrap()
+        .ends_with("pflow.toml"));
+    assert_eq!(setting(&doc, "llm_model")["value"], "openai/from-user");
+    assert!(setting(&doc, "llm_model")["source"]
+        .as_str()
+        .unwrap()
+        .ends_with("config.toml"));
+    assert_eq!(setting(&doc, "remote_cache_token")["value"], "<redacted>");
+    assert_eq!(setting(&doc, "cache_dir")["source"], "default");
+    assert!(!doc.to_string().contains("user-t0ken-secret"));
+}
+
+#[test]
+fn a_bad_settings_file_is_exit_2_naming_its_line_and_a_secret_in_the_project_file_is_refused() {
+    let ws = workspace();
+    ws.write("pflow.toml", "jobs = 2\ncache_dri = \"x\"\n");
+    let r = ws.cmd().run();
+    r.assert_code(2);
+    let said = r.errors()[0]["message"].as_str().unwrap().to_string();
+    assert!(
+        said.ends_with("pflow.toml:2: unknown setting 'cache_dri' (did you mean 'cache_dir'?)"),
+        "{r}"
+    );
+    assert_eq!(ws.count("a"), 0);
+    ws.write("pflow.toml", "remote_cache_token = \"t0k3n-in-git\"\n");
+    let r = ws.cmd().text().run();
+    r.assert_code(2);
+    assert!(
+        r.stderr.contains("is a secret") && !r.stderr.contains("t0k3n-in-git"),
+        "{r}"
+    );
+}
+
+#[test]
+fn a_setting_without_an_env_twin_takes_effect_too() {
+    // max_repair_attempts has a flag and a variable; a bad value in the file is caught
+    // as the variable's.
+    let ws = workspace();
+    ws.write("pflow.toml", "max_repair_attempts = 2\njobs = 1\n");
+    let r = ws.cmd().run();
+    r.assert_ok();
+    let r = ws.cmd().env("PFLOW_JOBS", "zero").run();
+    r.assert_code(2);
+    assert!(
+        r.errors()[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("PFLOW_JOBS must be a whole number"),
+        "{r}"
+    );
+}
