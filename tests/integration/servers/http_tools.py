@@ -9,9 +9,18 @@ Usage: python http_tools.py PORT
 import os
 import sys
 
-from mcp.server.mcpserver import Context, MCPServer
+PORT = int(sys.argv[1])
 
-app = MCPServer("test-http", version="1.0.0")
+try:  # the mcp package 2.x
+    from mcp.server.mcpserver import Context, MCPServer
+
+    app = MCPServer("test-http", version="1.0.0")
+    RUN = {"port": PORT}
+except ImportError:  # 1.x, where the same server is FastMCP, configured up front
+    from mcp.server.fastmcp import Context, FastMCP
+
+    app = FastMCP("test-http", host="127.0.0.1", port=PORT)
+    RUN = {}
 
 
 @app.tool()
@@ -40,4 +49,4 @@ def auth_ok(ctx: Context) -> str:
     return "yes" if got == os.environ.get("EXPECTED_AUTH") else "no"
 
 
-app.run(transport="streamable-http", port=int(sys.argv[1]))
+app.run(transport="streamable-http", **RUN)
