@@ -120,3 +120,67 @@ fn the_inspector_lists_validates_and_builds_through_pflow() {
     cli.assert_ok();
     assert_eq!(cli.status_of("greet"), "cached", "{cli}");
 }
+
+#[test]
+fn the_inspector_saves_a_workflow_and_builds_it_by_name_with_params() {
+    let Some(tools) = common::mcp::tools() else {
+        return;
+    };
+    let inspector = tools.npm_bin("mcp-inspector");
+    let ws = Workspace::new();
+    ws.write(
+        "greet.json",
+        &json!({"inputs": {"who": {"type": "string"}},
+                "nodes": [{"id": "g", "type": "shell", "params": {"command": "echo hello ${who}"}}],
+                "outputs": {"msg": {"source": "${g.stdout}"}}})
+        .to_string(),
+    );
+    let saved = call(
+        &ws,
+        &inspector,
+        "save_workflow",
+        &["workflow=greet.json".into(), "name=greeter".into()],
+    );
+    assert_eq!(
+        saved["structuredContent"]["saved"],
+        json!("greeter"),
+        "{saved}"
+    );
+    let listed = call(&ws, &inspector, "list_workflows", &[]);
+    assert_eq!(
+        listed["structuredContent"]["workflows"][0]["name"],
+        json!("greeter"),
+        "{listed}"
+    );
+    let built = call(
+        &ws,
+        &inspector,
+        "build_workflow",
+        &[
+            "workflow=greeter".into(),
+            r#"params={"who": "Ada"}"#.into(),
+            "no_repair=true".into(),
+        ],
+    );
+    assert_eq!(
+        built["structuredContent"]["outputs"]["msg"],
+        json!("hello Ada"),
+        "{built}"
+    );
+
+    let shell = call(
+        &ws,
+        &inspector,
+        "describe_node_type",
+        &["type=shell".into()],
+    );
+    let params = shell["structuredContent"]["params"].to_string();
+    assert!(params.contains("\"command\""), "{shell}");
+    let types = call(&ws, &inspector, "list_node_types", &[]);
+    assert!(
+        types["structuredContent"]["node_types"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|t| t["type"] == "read-file")),
+        "{types}"
+    );
+}
