@@ -41,12 +41,13 @@ Environment (a flag wins; pflow.toml and the user config.toml can set these too,
   PFLOW_REPAIR_MODEL         the repair model (--repair-model)
   PFLOW_MAX_REPAIR_ATTEMPTS  repair attempts per build (--max-repair-attempts)
   PFLOW_LLM_MODEL            the default model of llm nodes
+  PFLOW_LLM_PRICES           model prices, USD per million tokens: model=IN/OUT;...
   PFLOW_REMOTE_CACHE         the remote cache URL (--remote-cache)
   PFLOW_REMOTE_CACHE_WRITE   upload to the remote cache (--remote-cache-write)
   PFLOW_REMOTE_CACHE_TOKEN   the remote cache's bearer token
   PFLOW_STRICT_ENV           strict child environments (--strict-env)
   PFLOW_ALLOW_WRITE          more folders file nodes may change (--allow-write)
-  PFLOW_HOME                 where saved workflows live (default ~/.pflow)
+  PFLOW_HOME                 where saved workflows and MCP servers live (default ~/.pflow)
   PFLOW_CONFIG               the user settings file
   PFLOW_WATCH_POLL           --watch polls (1: every 500 ms, or N ms) instead of inotify
   ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL, OPENAI_API_KEY, OPENAI_BASE_URL   LLM providers";
@@ -223,6 +224,11 @@ pub enum Command {
         #[command(subcommand)]
         action: WorkflowAction,
     },
+    /// MCP servers: add, list, remove, sync, tools, info; serve pflow itself over MCP
+    Mcp {
+        #[command(subcommand)]
+        action: McpAction,
+    },
     /// Recorded repairs: list, show, apply
     Repair {
         #[command(subcommand)]
@@ -341,6 +347,59 @@ pub enum WorkflowAction {
         /// The saved workflow's name
         name: String,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum McpAction {
+    /// Add servers from config files or JSON text (name → server, or {"mcpServers": ...})
+    Add {
+        /// Config files, or JSON text, each holding one or more servers
+        #[arg(required = true)]
+        sources: Vec<String>,
+        /// Replace a server of the same name
+        #[arg(long)]
+        force: bool,
+    },
+    /// List the configured servers
+    List {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a server (and its synced tool list)
+    Remove {
+        /// The server's name
+        name: String,
+        /// No error when there is no such server
+        #[arg(long)]
+        force: bool,
+    },
+    /// Connect to servers and store their tool lists
+    Sync {
+        /// One server (default: all)
+        name: Option<String>,
+        /// Every configured server (the default)
+        #[arg(long, conflicts_with = "name")]
+        all: bool,
+    },
+    /// List the tools of one server or of all
+    Tools {
+        /// One server (default: all)
+        server: Option<String>,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Describe one tool: params, types, required, outputs
+    Info {
+        /// The tool's node type (mcp-SERVER-TOOL, SERVER-TOOL or the bare tool name)
+        tool: String,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serve pflow as an MCP server over stdio (for agents)
+    Serve,
 }
 
 #[derive(Subcommand, Debug)]

@@ -140,6 +140,17 @@ fn withheld_present() -> &'static [OsString] {
     })
 }
 
+/// pflow's home: `PFLOW_HOME`, else `~/.pflow` (saved workflows, MCP servers).
+pub fn pflow_home() -> std::path::PathBuf {
+    use std::path::PathBuf;
+    if let Some(h) = std::env::var_os("PFLOW_HOME").filter(|h| !h.is_empty()) {
+        return PathBuf::from(h);
+    }
+    std::env::var_os("HOME")
+        .map(|h| PathBuf::from(h).join(".pflow"))
+        .unwrap_or_else(|| PathBuf::from(".pflow"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

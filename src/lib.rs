@@ -48,6 +48,7 @@ pub mod interrupt;
 pub mod key;
 pub mod llm;
 pub mod markdown;
+pub mod mcp;
 pub mod nodes;
 pub mod profile;
 pub mod render;

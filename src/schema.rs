@@ -187,6 +187,7 @@ fn param_schema(p: &ParamSpec) -> Value {
         ParamKind::Integer => json!({"type": ["integer", "string"]}),
         ParamKind::Bool => json!({"type": ["boolean", "string"]}),
         ParamKind::Object => json!({"type": ["object", "string"]}),
+        ParamKind::Array => json!({"type": ["array", "string"]}),
         ParamKind::StringMap => json!({
             "anyOf": [
                 {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},

@@ -14,12 +14,7 @@ use std::path::{Path, PathBuf};
 pub const MAX_NAME_LEN: usize = 50;
 
 pub fn home() -> PathBuf {
-    if let Some(h) = std::env::var_os("PFLOW_HOME").filter(|h| !h.is_empty()) {
-        return PathBuf::from(h);
-    }
-    std::env::var_os("HOME")
-        .map(|h| PathBuf::from(h).join(".pflow"))
-        .unwrap_or_else(|| PathBuf::from(".pflow"))
+    crate::environment::pflow_home()
 }
 
 pub fn workflows_dir() -> PathBuf {

@@ -186,6 +186,7 @@ mod tests {
             end_us: end,
             items: Vec::new(),
             log: None,
+            usage: None,
         }
     }
 

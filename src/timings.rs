@@ -628,6 +628,7 @@ mod tests {
             end_us,
             items: Vec::new(),
             log: None,
+            usage: None,
         }
     }
 

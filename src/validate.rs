@@ -364,20 +364,31 @@ pub fn validate_workflow(wf: Workflow, structural: Vec<Diagnostic>) -> Result<Va
                 match spec.param(name) {
                     None => {
                         let valid: Vec<&str> = spec.params.iter().map(|p| p.name).collect();
-                        warnings.push(
-                            Diagnostic::warning(
-                                field_path(&format!("{path}.params"), name),
-                                format!(
-                                    "'{}' is not a param of {} nodes and is ignored",
-                                    name, spec.name
+                        let (list, d) = if spec.closed_params {
+                            (
+                                &mut errors,
+                                Diagnostic::error(
+                                    field_path(&format!("{path}.params"), name),
+                                    format!("'{}' is not a param of {} nodes", name, spec.name),
                                 ),
                             )
-                            .with_hint(
-                                suggestion(name, valid.iter().copied()).unwrap_or_else(|| {
-                                    format!("{} params: {}", spec.name, valid.join(", "))
-                                }),
-                            ),
-                        );
+                        } else {
+                            (
+                                &mut warnings,
+                                Diagnostic::warning(
+                                    field_path(&format!("{path}.params"), name),
+                                    format!(
+                                        "'{}' is not a param of {} nodes and is ignored",
+                                        name, spec.name
+                                    ),
+                                ),
+                            )
+                        };
+                        list.push(d.with_hint(
+                            suggestion(name, valid.iter().copied()).unwrap_or_else(|| {
+                                format!("{} params: {}", spec.name, valid.join(", "))
+                            }),
+                        ));
                     }
                     Some(p) => {
                         let is_template = matches!(value, Value::String(s) if s.contains("${"));
@@ -838,7 +849,7 @@ fn check_reference(
                         let mut fields: Vec<&'static str> =
                             spec.outputs.iter().map(|o| o.name).collect();
                         fields.extend(["item", "error"]);
-                        if !fields.contains(&inner.as_str()) {
+                        if !spec.open_outputs && !fields.contains(&inner.as_str()) {
                             errors.push(unknown(
                                 inner,
                                 fields,
@@ -853,6 +864,8 @@ fn check_reference(
                 return;
             }
             match spec.output(key) {
+                // Named by what the node returns when it runs (checked then).
+                None if spec.open_outputs => {}
                 None => errors.push(unknown(
                     key,
                     field_names(false),

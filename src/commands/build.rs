@@ -511,6 +511,16 @@ pub(super) fn once(args: &BuildArgs) -> Result {
     }
     write_timeline(args, &timeline, cache.local());
 
+    let repair_usage: &[_] = repair.as_ref().map_or(&[], |r| r.usage.as_slice());
+    let tokens = report::token_use(
+        earlier.iter().flatten().chain(outcome.nodes.iter()),
+        repair_usage,
+    );
+    if !json_mode && !args.quiet {
+        if let Some(line) = report::token_line(&tokens) {
+            report::err_line(&line);
+        }
+    }
     if json_mode {
         let outputs = match &args.output_key {
             Some(k) => {
@@ -531,6 +541,7 @@ pub(super) fn once(args: &BuildArgs) -> Result {
             "repaired": repaired,
             "repair": repair.as_ref().map(|r| r.to_json()),
             "stats": report::command_stats_json(&outcome, earlier),
+            "llm_usage": tokens.iter().map(|u| u.to_json()).collect::<Vec<_>>(),
             "duration_ms": started.elapsed().as_millis() as u64,
         });
         report::out_line(&serde_json::to_string_pretty(&doc).unwrap_or_default());

@@ -10,6 +10,7 @@ pub mod convert;
 mod error;
 pub mod graph;
 pub mod log;
+pub mod mcp;
 pub mod nodes;
 pub mod repair;
 pub mod schema;
@@ -73,6 +74,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Repair { action, cache_dir } => {
             repair::run(action, &cache_dir_of(cache_dir.as_ref()))
         }
+        Command::Mcp { action } => mcp::run(action),
         Command::Nodes {
             node_type,
             output_format,
@@ -95,6 +97,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::Completions { shell } => completions::completions(shell),
         Command::Man => completions::man(),
     };
+    // MCP servers a command started stop with it, whether it succeeded or not.
+    crate::mcp::client::shutdown();
     finish(result).as_i32()
 }
 

@@ -1,5 +1,7 @@
 //! `pflow nodes [TYPE]`: the node types, or one type's params and outputs, from the
-//! same [`crate::nodes::NodeSpec`] table the validator checks against.
+//! same [`crate::nodes::NodeSpec`] table the validator checks against: the built-in
+//! types, then the tools of configured MCP servers (from their synced lists, so
+//! listing starts no server).
 
 use super::{ExitCode, Result};
 use crate::cli::OutputFormat;
@@ -11,12 +13,13 @@ pub fn run(node_type: Option<&str>, format: OutputFormat) -> Result {
     let Some(name) = node_type else {
         match format {
             OutputFormat::Json => {
-                let all: Vec<Value> = nodes::REGISTRY.iter().map(|s| describe(s)).collect();
+                let all: Vec<Value> = all().into_iter().map(describe).collect();
                 out_line(&serde_json::to_string_pretty(&all).unwrap_or_default());
             }
             OutputFormat::Text => {
-                let width = nodes::type_names().map(str::len).max().unwrap_or(0);
-                for spec in nodes::REGISTRY {
+                let all = all();
+                let width = all.iter().map(|s| s.name.len()).max().unwrap_or(0);
+                for spec in all {
                     out_line(&format!("{:<width$}  {}", spec.name, spec.summary));
                 }
             }
@@ -41,7 +44,22 @@ pub fn run(node_type: Option<&str>, format: OutputFormat) -> Result {
     Ok(ExitCode::Ok)
 }
 
-fn describe(spec: &NodeSpec) -> Value {
+/// Every node type: the built-in ones, then each synced MCP tool.
+pub fn all() -> Vec<&'static NodeSpec> {
+    let mut out: Vec<&'static NodeSpec> = nodes::REGISTRY.to_vec();
+    if let Ok(servers) = crate::mcp::tools::all() {
+        for (server, (_, list)) in servers {
+            for t in list.map(|l| l.tools).unwrap_or_default() {
+                out.extend(nodes::lookup(&format!("mcp-{server}-{}", t.name)));
+            }
+        }
+    }
+    out
+}
+
+/// A node type's params and outputs, as `pflow nodes TYPE --output-format json` and
+/// `pflow mcp serve` show them.
+pub fn describe(spec: &NodeSpec) -> Value {
     let params: Vec<Value> = spec
         .params
         .iter()
@@ -70,6 +88,7 @@ fn describe(spec: &NodeSpec) -> Value {
         "reads_files": spec.reads_files,
         "writes_files": spec.writes_files,
         "removes_files": spec.removes_files,
+        "runs_every_build": spec.volatile,
     })
 }
 

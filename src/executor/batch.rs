@@ -72,8 +72,8 @@ impl<'a> Shared<'a> {
             let touches = |p: &str| self.touches(i, p);
             let ask = Ask {
                 key: item_key,
-                policy: node.cache,
-                forced: self.forced(node),
+                policy: self.policy(i),
+                forced: self.forced(i),
                 recorded_as: None,
                 touches: &touches,
             };
@@ -110,6 +110,7 @@ impl<'a> Shared<'a> {
                     .then(|| crate::cache::intents::Intent::of(self.cache.local().root(), &item_key));
                 let ctx = RunContext {
                     node_id: &node.id,
+                    node_type: &node.node_type,
                     interrupted: &crate::interrupt::INTERRUPTED,
                     own_files: &[],
                     env: self.child_env(i, vars),

@@ -26,6 +26,8 @@ pub enum Forced {
     Node,
     /// `"cache": false`
     NoCache,
+    /// A read pflow cannot see into (a read-only MCP tool) and no `cache` maximum age.
+    Volatile,
 }
 
 /// Where a reused result came from.
@@ -68,6 +70,9 @@ impl fmt::Display for RunReason {
             RunReason::Forced(Forced::All) => f.write_str("--force"),
             RunReason::Forced(Forced::Node) => f.write_str("--rerun"),
             RunReason::Forced(Forced::NoCache) => f.write_str("cache: false"),
+            RunReason::Forced(Forced::Volatile) => {
+                f.write_str("a read-only tool: runs on every build")
+            }
             RunReason::New => f.write_str("new"),
             RunReason::Changed(what) => f.write_str(what),
             RunReason::NoEntry => f.write_str("no cache entry"),

@@ -48,6 +48,10 @@ impl<'a> Shared<'a> {
         kb.add_text("id", &node.id);
         let version = cn.spec.version.to_string();
         kb.add_pieces("type", &[cn.spec.name.as_bytes(), b"@", version.as_bytes()]);
+        // Only for types that have one (MCP tools), so built-in types keep their keys.
+        if !cn.spec.identity.is_empty() {
+            kb.add_text("identity", cn.spec.identity);
+        }
         for (name, value) in &node.params {
             add_param(&mut kb, cn.spec, name, value);
         }

@@ -155,6 +155,8 @@ pub struct NodeReport {
     pub source: Option<HitSource>,
     /// What the node printed when it ran or failed in this build (tails, redacted).
     pub log: Option<crate::cache::logs::NodeLog>,
+    /// The model tokens it used when it ran in this build (an `llm` node's `llm_usage`).
+    pub usage: Option<crate::llm::price::TokenUse>,
     /// When it started and ended, in microseconds since the build started (the one
     /// clock `--trace`, `--timings` and `--profile` all read).
     pub start_us: u64,
@@ -788,6 +790,7 @@ impl<'a> Shared<'a> {
             end_us: t,
             items: Vec::new(),
             log: None,
+            usage: None,
         });
     }
 
@@ -811,6 +814,7 @@ impl<'a> Shared<'a> {
             end_us: t,
             items: Vec::new(),
             log: None,
+            usage: None,
         };
         let mut st = lock(&self.slots[i]);
         st.success = false;
@@ -936,7 +940,7 @@ impl<'a> Shared<'a> {
                 if self.v.nodes[i].spec.announces_effects {
                     crate::cache::intents::Intent::of(self.cache.local().root(), key).settle();
                 }
-                if self.v.workflow.nodes[i].cache != CachePolicy::Never {
+                if self.policy(i) != CachePolicy::Never {
                     let pushed = self
                         .cache
                         .push(key, &entry.manifest, values, &self.opts.redactor);
@@ -975,6 +979,7 @@ impl<'a> Shared<'a> {
             end_us: start_us,
             items: Vec::new(),
             log: None,
+            usage: None,
         };
         let outcome = self.decide_and_run(i, &mut report);
         let mut st = lock(&self.slots[i]);
@@ -987,6 +992,9 @@ impl<'a> Shared<'a> {
         match outcome {
             Ok((digest, values, entry)) => {
                 if report.status == Status::Ran {
+                    report.usage = values
+                        .as_deref()
+                        .and_then(crate::llm::price::TokenUse::of_outputs);
                     report.log = values
                         .as_deref()
                         .and_then(Value::as_object)
@@ -1065,8 +1073,8 @@ impl<'a> Shared<'a> {
         let touches = |p: &str| self.touches(i, p);
         let ask = Ask {
             key,
-            policy: node.cache,
-            forced: self.forced(node),
+            policy: self.policy(i),
+            forced: self.forced(i),
             recorded_as: Some(&node.id),
             touches: &touches,
         };
@@ -1143,7 +1151,7 @@ impl<'a> Shared<'a> {
             );
             // Record it, so the next build's fast path covers what just ran too.
             if let Some(entry) = &stored {
-                if node.cache != CachePolicy::Never {
+                if self.policy(i) != CachePolicy::Never {
                     self.recorder.entry(&node.id, &key, entry);
                 }
             }
@@ -1152,14 +1160,26 @@ impl<'a> Shared<'a> {
         Ok((digest, Some(values), None))
     }
 
-    /// Why this node may not reuse a cached result in this build, if it may not.
-    fn forced(&self, node: &crate::workflow::Node) -> Option<Forced> {
+    /// Node `i`'s cache policy: as written, except that a volatile type (a read pflow
+    /// cannot see into) runs on every build unless the node gives a maximum age.
+    fn policy(&self, i: usize) -> CachePolicy {
+        match self.v.workflow.nodes[i].cache {
+            CachePolicy::Always if self.v.nodes[i].spec.volatile => CachePolicy::Never,
+            written => written,
+        }
+    }
+
+    /// Why node `i` may not reuse a cached result in this build, if it may not.
+    fn forced(&self, i: usize) -> Option<Forced> {
+        let node = &self.v.workflow.nodes[i];
         if self.opts.force {
             Some(Forced::All)
         } else if self.opts.rerun.contains(&node.id) {
             Some(Forced::Node)
         } else if node.cache == CachePolicy::Never {
             Some(Forced::NoCache)
+        } else if self.policy(i) == CachePolicy::Never {
+            Some(Forced::Volatile)
         } else {
             None
         }
@@ -1251,6 +1271,7 @@ impl<'a> Shared<'a> {
             .map(|k| crate::cache::intents::Intent::of(self.cache.local().root(), &k));
         let ctx = RunContext {
             node_id: &node.id,
+            node_type: &node.node_type,
             interrupted: &crate::interrupt::INTERRUPTED,
             own_files: &own_files,
             env: self.child_env(i, &vars),

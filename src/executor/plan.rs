@@ -75,8 +75,8 @@ pub fn plan(
             let key = kb.finish();
             let ask = Ask {
                 key,
-                policy: node.cache,
-                forced: shared.forced(node),
+                policy: shared.policy(i),
+                forced: shared.forced(i),
                 recorded_as: Some(&node.id),
                 // A probe asks no remote.
                 touches: &|_| false,

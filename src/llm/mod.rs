@@ -15,6 +15,7 @@
 
 mod anthropic;
 mod openai;
+pub mod price;
 pub(crate) mod retry;
 
 use crate::error::{ErrorCategory, NodeError};

@@ -62,6 +62,10 @@ pub static SPEC: NodeSpec = NodeSpec {
     secret_params: &["auth_token", "api_key"],
     announces_effects: false,
     repeats_effects,
+    volatile: false,
+    closed_params: false,
+    open_outputs: false,
+    identity: "",
     run,
 };
 

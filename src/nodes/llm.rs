@@ -52,6 +52,10 @@ pub static SPEC: NodeSpec = NodeSpec {
     secret_params: &[],
     announces_effects: false,
     repeats_effects: super::never,
+    volatile: false,
+    closed_params: false,
+    open_outputs: false,
+    identity: "",
     run,
 };
 

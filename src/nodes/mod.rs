@@ -14,6 +14,7 @@ pub mod delete_file;
 pub mod echo;
 pub mod http;
 pub mod llm;
+pub mod mcp;
 pub mod move_file;
 pub mod read_file;
 pub mod shell;
@@ -28,6 +29,7 @@ pub enum ParamKind {
     Integer,
     Bool,
     Object,
+    Array,
     /// An object whose values are strings (shell `env`, http `headers`).
     StringMap,
     Any,
@@ -41,6 +43,7 @@ impl ParamKind {
             ParamKind::Integer => v.is_i64() || v.is_u64(),
             ParamKind::Bool => v.is_boolean(),
             ParamKind::Object => v.is_object(),
+            ParamKind::Array => v.is_array(),
             ParamKind::StringMap => v.as_object().is_some_and(|m| {
                 m.values()
                     .all(|x| x.is_string() || x.is_number() || x.is_boolean())
@@ -70,6 +73,10 @@ impl ParamKind {
                         Some(Value::Object(_))
                     )
             }
+            (ParamKind::Array, Value::String(s)) => matches!(
+                crate::template::parse_json_container(s),
+                Some(Value::Array(_))
+            ),
             _ => false,
         }
     }
@@ -81,6 +88,7 @@ impl ParamKind {
             ParamKind::Integer => "a whole number",
             ParamKind::Bool => "true or false",
             ParamKind::Object => "an object",
+            ParamKind::Array => "an array",
             ParamKind::StringMap => "an object of string values",
             ParamKind::Any => "any value",
         }
@@ -253,6 +261,18 @@ pub struct NodeSpec {
     /// command, a write, a request that is not GET or HEAD)? A repair may not change a
     /// node that already succeeded when this says yes: its effect would happen twice.
     pub repeats_effects: fn(&Map<String, Value>) -> bool,
+    /// A read pflow cannot see into (an MCP tool marked read-only): it runs on every
+    /// build unless the node gives a `cache` maximum age, and early cutoff spares its
+    /// dependents when the result is unchanged.
+    pub volatile: bool,
+    /// An unknown param is an error, not ignored (an MCP tool's schema is its contract).
+    pub closed_params: bool,
+    /// Outputs beyond `outputs` appear when the node runs (an MCP tool's object
+    /// result): validation lets references to other names through.
+    pub open_outputs: bool,
+    /// What else identifies the implementation in the key (an MCP server's identity
+    /// and version, the tool's schema digest); empty for built-in types.
+    pub identity: &'static str,
     pub run: fn(&Map<String, Value>, &RunContext) -> Result<NodeOutput, NodeError>,
 }
 
@@ -273,6 +293,8 @@ impl NodeSpec {
 /// What a node gets besides its params.
 pub struct RunContext<'a> {
     pub node_id: &'a str,
+    /// The node's type as the workflow spells it (one run function serves many MCP tools).
+    pub node_type: &'a str,
     /// Set when the user interrupts; long-running nodes stop early.
     pub interrupted: &'a AtomicBool,
     /// Files this node wrote in its last recorded build, as (path, BLAKE3 hex): a file
@@ -346,8 +368,13 @@ pub static REGISTRY: &[&NodeSpec] = &[
     &echo::SPEC,
 ];
 
+/// A built-in type, else a tool of a configured MCP server.
 pub fn lookup(name: &str) -> Option<&'static NodeSpec> {
-    REGISTRY.iter().copied().find(|s| s.name == name)
+    REGISTRY
+        .iter()
+        .copied()
+        .find(|s| s.name == name)
+        .or_else(|| mcp::lookup(name))
 }
 
 pub fn type_names() -> impl Iterator<Item = &'static str> {
@@ -356,17 +383,17 @@ pub fn type_names() -> impl Iterator<Item = &'static str> {
 
 /// For the unknown-type error: a note on why a type the original pflow had is not
 /// here (such as MCP tools), or "" for any other name.
-pub fn unsupported_note(t: &str) -> &'static str {
-    if t.starts_with("mcp-") {
-        " (MCP tools are not supported)"
+pub fn unsupported_note(t: &str) -> std::borrow::Cow<'static, str> {
+    if let Some(why) = mcp::why_unknown(t) {
+        format!(" ({why})").into()
     } else if t.starts_with("git-") || t.starts_with("github-") {
-        " (git and GitHub nodes are not supported; use a shell node)"
+        " (git and GitHub nodes are not supported; use a shell node)".into()
     } else if t == "workflow" {
-        " (nested workflows are not supported)"
+        " (nested workflows are not supported)".into()
     } else if t == "claude-code" || t == "code" {
-        " (this node type of the original pflow is not supported)"
+        " (this node type of the original pflow is not supported)".into()
     } else {
-        ""
+        "".into()
     }
 }
 

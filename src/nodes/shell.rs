@@ -58,6 +58,10 @@ pub static SPEC: NodeSpec = NodeSpec {
     secret_params: &["env"],
     announces_effects: false,
     repeats_effects: super::always,
+    volatile: false,
+    closed_params: false,
+    open_outputs: false,
+    identity: "",
     run,
 };
 

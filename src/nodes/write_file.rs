@@ -40,6 +40,10 @@ pub static SPEC: NodeSpec = NodeSpec {
     // An append is announced before it happens (see `append_once`).
     announces_effects: true,
     repeats_effects: super::always,
+    volatile: false,
+    closed_params: false,
+    open_outputs: false,
+    identity: "",
     run,
 };
 

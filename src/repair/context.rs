@@ -460,6 +460,19 @@ fn errors_text(outcome: &Outcome, clean: &dyn Fn(&str) -> String) -> String {
                 out.push_str(&format!("    {line}\n"));
             }
         }
+        // An MCP tool's error is about its arguments: what the tool accepts makes it
+        // repairable (a wrong name, a wrong type).
+        if let Some(schema) = outcome
+            .nodes
+            .iter()
+            .find(|n| n.id == id)
+            .and_then(|n| crate::nodes::mcp::input_schema(&n.node_type))
+        {
+            out.push_str(&format!(
+                "  the tool's input schema: {}\n",
+                clean(&schema.to_string())
+            ));
+        }
         let mut read = outcome
             .upstream
             .iter()

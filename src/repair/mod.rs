@@ -133,6 +133,8 @@ pub struct RepairSummary {
     pub earlier: Vec<Vec<NodeReport>>,
     /// The workflow argument, for the command that applies the repair.
     pub workflow: String,
+    /// The tokens each model call used.
+    pub usage: Vec<crate::llm::price::TokenUse>,
 }
 
 impl RepairSummary {
@@ -157,6 +159,7 @@ impl RepairSummary {
             "apply": self.apply_command(),
             "original_errors": self.original_errors,
             "history": self.history.iter().map(Attempt::to_json).collect::<Vec<_>>(),
+            "usage": self.usage.iter().map(crate::llm::price::TokenUse::to_json).collect::<Vec<_>>(),
         })
     }
 }
@@ -687,7 +690,15 @@ fn repair_loop(
                 ..Attempt::default()
             };
             let reply = match crate::llm::complete(&request) {
-                Ok(r) => r,
+                Ok(r) => {
+                    lp.summary.usage.push(crate::llm::price::TokenUse {
+                        model: r.model.clone(),
+                        calls: 1,
+                        input_tokens: r.input_tokens,
+                        output_tokens: r.output_tokens,
+                    });
+                    r
+                }
                 Err(e) => {
                     if e.category == crate::error::ErrorCategory::MissingApiKey {
                         // Nothing was sent: not a model call.

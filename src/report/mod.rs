@@ -386,7 +386,7 @@ pub fn nodes_json(o: &Outcome) -> Vec<Value> {
     o.nodes
         .iter()
         .map(|n| {
-            json!({
+            let mut v = json!({
                 "id": n.id,
                 "type": n.node_type,
                 "status": n.status.as_str(),
@@ -394,9 +394,65 @@ pub fn nodes_json(o: &Outcome) -> Vec<Value> {
                 "duration_ms": n.duration.as_millis() as u64,
                 "key": n.key.map(|k| k.hex()),
                 "reason": n.reason,
-            })
+            });
+            if let Some(u) = &n.usage {
+                v["llm_usage"] = u.to_json();
+            }
+            v
         })
         .collect()
+}
+
+/// The model tokens a command used, one total per model: its nodes that ran (in every
+/// build of the command) and its repair calls.
+pub fn token_use<'a>(
+    nodes: impl IntoIterator<Item = &'a NodeReport>,
+    repair: &[crate::llm::price::TokenUse],
+) -> Vec<crate::llm::price::TokenUse> {
+    let mut by_model: Vec<crate::llm::price::TokenUse> = Vec::new();
+    let uses = nodes
+        .into_iter()
+        .filter_map(|n| n.usage.as_ref())
+        .chain(repair);
+    for u in uses {
+        match by_model.iter_mut().find(|m| m.model == u.model) {
+            Some(m) => m.add(u),
+            None => by_model.push(u.clone()),
+        }
+    }
+    by_model
+}
+
+/// `llm: 3 calls, 1,234 input + 567 output tokens, $0.0041` (the cost of the models
+/// with a price; the others are named).
+pub fn token_line(uses: &[crate::llm::price::TokenUse]) -> Option<String> {
+    if uses.is_empty() {
+        return None;
+    }
+    let calls: u64 = uses.iter().map(|u| u.calls).sum();
+    let input: u64 = uses.iter().map(|u| u.input_tokens).sum();
+    let output: u64 = uses.iter().map(|u| u.output_tokens).sum();
+    let cost: f64 = uses.iter().filter_map(|u| u.cost_usd()).sum();
+    let unpriced: Vec<&str> = uses
+        .iter()
+        .filter(|u| u.cost_usd().is_none())
+        .map(|u| u.model.as_str())
+        .collect();
+    let mut line = format!(
+        "llm: {} call{}, {} input + {} output tokens, {}",
+        calls,
+        if calls == 1 { "" } else { "s" },
+        thousands(input as usize),
+        thousands(output as usize),
+        crate::llm::price::format_usd(cost)
+    );
+    if !unpriced.is_empty() {
+        line.push_str(&format!(
+            " (no price for {}: set PFLOW_LLM_PRICES)",
+            unpriced.join(", ")
+        ));
+    }
+    Some(line)
 }
 
 /// The stats of a whole command: the last build's, where a node that ran in any

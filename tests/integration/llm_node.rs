@@ -408,3 +408,55 @@ fn ctrl_c_ends_a_slow_llm_call_at_once() {
         "Ctrl-C waited for the request: {r}"
     );
 }
+
+/// Tokens and cost: per node in JSON, one line in text, priced from the list (or
+/// `PFLOW_LLM_PRICES`); a reused node costs nothing.
+#[test]
+fn tokens_and_cost_are_reported_per_node_and_in_total() {
+    let stub = echo_stub();
+    let p = anthropic_project(&stub);
+    let doc = llm(json!({"prompt": "hi ${name}", "model": "anthropic/claude-haiku-4-5"}));
+    let r = p.build_value(&doc, &[]);
+    r.assert_ok();
+    let ask = r.json["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == "ask")
+        .unwrap()
+        .clone();
+    // The stub reports 11 input and 7 output tokens; haiku is $1 / $5 per million.
+    assert_eq!(ask["llm_usage"]["input_tokens"], 11);
+    assert_eq!(ask["llm_usage"]["output_tokens"], 7);
+    let cost = ask["llm_usage"]["cost_usd"].as_f64().unwrap();
+    assert!(
+        (cost - (11.0 * 1.0 + 7.0 * 5.0) / 1e6).abs() < 1e-12,
+        "{cost}"
+    );
+    assert_eq!(r.json["llm_usage"][0]["calls"], 1);
+
+    let again = p.build_value(&doc, &[]);
+    assert_eq!(
+        again.json["llm_usage"],
+        json!([]),
+        "a reused node costs nothing"
+    );
+
+    let file = p.write("workflow.json", &doc);
+    let out = crate::common::Pflow::new()
+        .current_dir(p.path())
+        .env("ANTHROPIC_BASE_URL", stub.url())
+        .env("ANTHROPIC_API_KEY", KEY)
+        .env("PFLOW_LLM_PRICES", "claude-haiku-4-5=1000/0")
+        .arg("build")
+        .arg(&file)
+        .args(["--no-repair", "--force", "--cache-dir"])
+        .arg(p.path().join("text-cache"))
+        .output();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("llm: 1 call, 11 input + 7 output tokens, $0.0110"),
+        "{stderr}"
+    );
+}

@@ -22,6 +22,7 @@
 #![allow(dead_code)]
 
 pub mod bad_remote;
+pub mod mcp;
 pub mod process;
 
 pub use process::{Pflow, Process};

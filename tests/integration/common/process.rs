@@ -174,6 +174,17 @@ impl Pflow {
         self
     }
 
+    /// `LAUNCHER ARGS pflow ...`: pflow started by another program (an MCP client that
+    /// spawns its server), with the same environment and crash checks.
+    pub fn started_by(mut self, launcher: &Path, args: &[&str]) -> Pflow {
+        let mut all: Vec<OsString> = args.iter().map(OsString::from).collect();
+        all.push(self.program.into_os_string());
+        all.append(&mut self.args);
+        self.program = launcher.to_path_buf();
+        self.args = all;
+        self
+    }
+
     /// The command line, quoted for a shell (for messages, and for `script`).
     pub fn command_line(&self) -> String {
         std::iter::once(self.program.as_os_str())

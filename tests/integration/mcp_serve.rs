@@ -1,0 +1,186 @@
+//! `pflow mcp serve`, driven by the official MCP Inspector in CLI mode.
+
+use crate::common::{self, counted, Workspace};
+use serde_json::{json, Value};
+
+/// `mcp-inspector --cli pflow mcp serve ARGS`, in the workspace; its JSON answer.
+fn inspect(ws: &Workspace, inspector: &std::path::Path, args: &[&str]) -> Value {
+    let out = ws
+        .pflow()
+        .args(["mcp", "serve"])
+        .args(args)
+        .started_by(inspector, &["--cli"])
+        .output();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+fn call(ws: &Workspace, inspector: &std::path::Path, tool: &str, args: &[String]) -> Value {
+    let mut all = vec!["--method", "tools/call", "--tool-name", tool];
+    for a in args {
+        all.push("--tool-arg");
+        all.push(a);
+    }
+    inspect(ws, inspector, &all)
+}
+
+#[test]
+fn the_inspector_lists_validates_and_builds_through_pflow() {
+    let Some(tools) = common::mcp::tools() else {
+        return;
+    };
+    let inspector = tools.npm_bin("mcp-inspector");
+    let ws = Workspace::new();
+
+    let listed = inspect(&ws, &inspector, &["--method", "tools/list"]);
+    let names: Vec<&str> = listed["tools"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|t| t["name"].as_str()).collect())
+        .unwrap_or_default();
+    for want in [
+        "list_node_types",
+        "describe_node_type",
+        "list_workflows",
+        "validate_workflow",
+        "build_workflow",
+        "save_workflow",
+    ] {
+        assert!(names.contains(&want), "{want} missing: {listed}");
+    }
+
+    ws.write(
+        "invalid.json",
+        &json!({"nodes": [
+            {"id": "a", "type": "shell", "params": {"command": "echo hi"}},
+            {"id": "b", "type": "echo", "params": {"message": "${a.stdot}"}}
+        ]})
+        .to_string(),
+    );
+    let checked = call(
+        &ws,
+        &inspector,
+        "validate_workflow",
+        &["workflow=invalid.json".into()],
+    );
+    let report = &checked["structuredContent"];
+    assert_eq!(report["valid"], json!(false), "{checked}");
+    assert_eq!(
+        report["errors"][0]["path"],
+        json!("nodes[1].params.message"),
+        "{checked}"
+    );
+    assert!(
+        report["errors"][0]["hint"]
+            .as_str()
+            .unwrap_or("")
+            .contains("stdout"),
+        "{checked}"
+    );
+
+    ws.write(
+        "good.json",
+        &json!({"nodes": [
+            {"id": "greet", "type": "shell", "params": {"command": counted("greet", "echo hello")}},
+            {"id": "shout", "type": "shell",
+             "params": {"command": "tr a-z A-Z", "stdin": "${greet.stdout}"}}
+        ], "outputs": {"loud": {"source": "${shout.stdout}"}}})
+        .to_string(),
+    );
+    let args = [
+        "workflow=good.json".to_string(),
+        "no_repair=true".to_string(),
+    ];
+    let first = call(&ws, &inspector, "build_workflow", &args);
+    let doc = &first["structuredContent"];
+    assert_eq!(doc["success"], json!(true), "{first}");
+    assert_eq!(doc["outputs"]["loud"], json!("HELLO"), "{first}");
+    assert_eq!(doc["stats"]["ran"], json!(2), "{first}");
+    let second = call(&ws, &inspector, "build_workflow", &args);
+    let doc = &second["structuredContent"];
+    assert_eq!(
+        doc["stats"]["cached"],
+        json!(2),
+        "every node cached: {second}"
+    );
+    assert_eq!(doc["stats"]["ran"], json!(0), "{second}");
+    assert_eq!(ws.count("greet"), 1);
+
+    // The same cache as the command line: a build there reuses everything too.
+    let cli = ws
+        .cmd()
+        .workflow_file("good.json")
+        .cache_arg(common::CacheArg::Default)
+        .run();
+    cli.assert_ok();
+    assert_eq!(cli.status_of("greet"), "cached", "{cli}");
+}
+
+#[test]
+fn the_inspector_saves_a_workflow_and_builds_it_by_name_with_params() {
+    let Some(tools) = common::mcp::tools() else {
+        return;
+    };
+    let inspector = tools.npm_bin("mcp-inspector");
+    let ws = Workspace::new();
+    ws.write(
+        "greet.json",
+        &json!({"inputs": {"who": {"type": "string"}},
+                "nodes": [{"id": "g", "type": "shell", "params": {"command": "echo hello ${who}"}}],
+                "outputs": {"msg": {"source": "${g.stdout}"}}})
+        .to_string(),
+    );
+    let saved = call(
+        &ws,
+        &inspector,
+        "save_workflow",
+        &["workflow=greet.json".into(), "name=greeter".into()],
+    );
+    assert_eq!(
+        saved["structuredContent"]["saved"],
+        json!("greeter"),
+        "{saved}"
+    );
+    let listed = call(&ws, &inspector, "list_workflows", &[]);
+    assert_eq!(
+        listed["structuredContent"]["workflows"][0]["name"],
+        json!("greeter"),
+        "{listed}"
+    );
+    let built = call(
+        &ws,
+        &inspector,
+        "build_workflow",
+        &[
+            "workflow=greeter".into(),
+            r#"params={"who": "Ada"}"#.into(),
+            "no_repair=true".into(),
+        ],
+    );
+    assert_eq!(
+        built["structuredContent"]["outputs"]["msg"],
+        json!("hello Ada"),
+        "{built}"
+    );
+
+    let shell = call(
+        &ws,
+        &inspector,
+        "describe_node_type",
+        &["type=shell".into()],
+    );
+    let params = shell["structuredContent"]["params"].to_string();
+    assert!(params.contains("\"command\""), "{shell}");
+    let types = call(&ws, &inspector, "list_node_types", &[]);
+    assert!(
+        types["structuredContent"]["node_types"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|t| t["type"] == "read-file")),
+        "{types}"
+    );
+}
