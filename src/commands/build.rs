@@ -410,7 +410,7 @@ pub(super) fn once(args: &BuildArgs) -> Result {
             .filter(|r| matches!(r.status, executor::Status::Ran | executor::Status::Failed))
         {
             let key = r.key.map(|k| k.hex());
-            changed |= printed.record(&r.id, key, r.status.as_str(), r.log.clone());
+            changed |= printed.record(&r.id, key, r.status.as_str(), r.log.as_deref().cloned());
         }
         // A no-op build writes nothing.
         if changed {

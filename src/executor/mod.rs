@@ -154,9 +154,10 @@ pub struct NodeReport {
     /// Where a reused result came from (None when the node ran, failed or was skipped).
     pub source: Option<HitSource>,
     /// What the node printed when it ran or failed in this build (tails, redacted).
-    pub log: Option<crate::cache::logs::NodeLog>,
+    /// Boxed, as `usage`: most nodes have neither, and a report is kept per node.
+    pub log: Option<Box<crate::cache::logs::NodeLog>>,
     /// The model tokens it used when it ran in this build (an `llm` node's `llm_usage`).
-    pub usage: Option<crate::llm::price::TokenUse>,
+    pub usage: Option<Box<crate::llm::price::TokenUse>>,
     /// When it started and ended, in microseconds since the build started (the one
     /// clock `--trace`, `--timings` and `--profile` all read).
     pub start_us: u64,
@@ -994,12 +995,13 @@ impl<'a> Shared<'a> {
                 if report.status == Status::Ran {
                     report.usage = values
                         .as_deref()
-                        .and_then(crate::llm::price::TokenUse::of_outputs);
+                        .and_then(crate::llm::price::TokenUse::of_outputs)
+                        .map(Box::new);
                     report.log = values
                         .as_deref()
                         .and_then(Value::as_object)
                         .and_then(crate::cache::logs::NodeLog::of)
-                        .map(|l| l.scrubbed(|t| self.opts.redactor.scrub(t)));
+                        .map(|l| Box::new(l.scrubbed(|t| self.opts.redactor.scrub(t))));
                 }
                 st.success = true;
                 st.digest = Some(digest);
@@ -1017,7 +1019,7 @@ impl<'a> Shared<'a> {
                     .iter()
                     .any(|(_, l)| *l == Link::ErrorEdge);
                 report.log = crate::cache::logs::NodeLog::of(&e.outputs)
-                    .map(|l| l.scrubbed(|t| self.opts.redactor.scrub(t)));
+                    .map(|l| Box::new(l.scrubbed(|t| self.opts.redactor.scrub(t))));
                 if !e.outputs.is_empty() {
                     let mut partial = e.outputs.clone();
                     partial.insert("error".into(), Value::String(e.message.clone()));

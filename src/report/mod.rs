@@ -140,11 +140,11 @@ impl Progress {
             (_, Status::Ran | Status::Failed) if self.view.verbose => None,
             // The error line already holds what a failed command wrote to stderr.
             (OutputLogs::Errors, Status::Failed) => None,
-            (_, Status::Failed) => r.log.as_ref().map(|l| (l.clone(), false)),
+            (_, Status::Failed) => r.log.as_deref().map(|l| (l.clone(), false)),
             (OutputLogs::Errors, Status::Ran) => {
-                r.log.as_ref().and_then(only_stderr).map(|l| (l, false))
+                r.log.as_deref().and_then(only_stderr).map(|l| (l, false))
             }
-            (_, Status::Ran) => r.log.clone().map(|l| (l, false)),
+            (_, Status::Ran) => r.log.as_deref().map(|l| (l.clone(), false)),
             (OutputLogs::New, _) | (_, Status::Skipped) => None,
             (logs, Status::Cached | Status::Restored) => {
                 let stored = self.replay.replay(&r.id, &r.key?.hex())?;
@@ -412,7 +412,7 @@ pub fn token_use<'a>(
     let mut by_model: Vec<crate::llm::price::TokenUse> = Vec::new();
     let uses = nodes
         .into_iter()
-        .filter_map(|n| n.usage.as_ref())
+        .filter_map(|n| n.usage.as_deref())
         .chain(repair);
     for u in uses {
         match by_model.iter_mut().find(|m| m.model == u.model) {
