@@ -26,11 +26,13 @@ const AXIS_H: f64 = 24.0;
 /// How many pages `<cache>/timings/` keeps (the oldest go first).
 const KEPT_PAGES: usize = 20;
 
-/// LLM usage of one node (summed over a batch's items).
+/// LLM usage of one node (summed over a batch's items), and its cost in USD where the
+/// model has a price ([`crate::llm::price`]; 0 otherwise).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Tokens {
     pub input: u64,
     pub output: u64,
+    pub cost: f64,
 }
 
 /// The default page for run `run_id`: `<cache>/timings/<run_id>.html`.
@@ -98,22 +100,12 @@ pub fn tokens_from_cache(t: &Timeline, cache: &Cache) -> Vec<Option<Tokens>> {
 
 /// `llm_usage` of a node's outputs, or the sum over a batch's `results`.
 fn usage_of(outputs: &Value) -> Option<Tokens> {
-    let one = |u: &Value| Tokens {
-        input: u.get("input_tokens").and_then(Value::as_u64).unwrap_or(0),
-        output: u.get("output_tokens").and_then(Value::as_u64).unwrap_or(0),
-    };
-    if let Some(u) = outputs.get("llm_usage").filter(|u| u.is_object()) {
-        return Some(one(u));
-    }
-    let results = outputs.get("results")?.as_array()?;
-    let mut sum: Option<Tokens> = None;
-    for u in results.iter().filter_map(|r| r.get("llm_usage")) {
-        let t = one(u);
-        let s = sum.get_or_insert_with(Tokens::default);
-        s.input += t.input;
-        s.output += t.output;
-    }
-    sum
+    let u = crate::llm::price::TokenUse::of_outputs(outputs)?;
+    Some(Tokens {
+        input: u.input_tokens,
+        output: u.output_tokens,
+        cost: u.cost_usd().unwrap_or(0.0),
+    })
 }
 
 fn esc(s: &str) -> String {
@@ -172,6 +164,7 @@ pub fn page(t: &Timeline, workflow: &str, tokens: &[Option<Tokens>]) -> String {
         .fold(Tokens::default(), |a, t| Tokens {
             input: a.input + t.input,
             output: a.output + t.output,
+            cost: a.cost + t.cost,
         });
     let has_tokens = tokens.iter().any(Option::is_some);
     let success = last.is_some_and(|a| a.success);
@@ -234,7 +227,12 @@ pub fn page(t: &Timeline, workflow: &str, tokens: &[Option<Tokens>]) -> String {
     if has_tokens {
         figure(
             "LLM tokens",
-            format!("{} in, {} out", total_tokens.input, total_tokens.output),
+            format!(
+                "{} in, {} out, {}",
+                total_tokens.input,
+                total_tokens.output,
+                crate::llm::price::format_usd(total_tokens.cost)
+            ),
         );
     }
     let critical: Vec<String> = last
@@ -498,7 +496,7 @@ fn table(
     };
     h.push_str("<h2>Details</h2>\n<table id=\"details\"><thead><tr><th>node</th><th>type</th><th>status</th><th>start</th><th>duration</th><th>saved</th>");
     if has_tokens {
-        h.push_str("<th>tokens in</th><th>tokens out</th>");
+        h.push_str("<th>tokens in</th><th>tokens out</th><th>cost</th>");
     }
     h.push_str("<th>reason</th></tr></thead><tbody>\n");
     for (pos, n) in a.nodes.iter().enumerate() {
@@ -523,9 +521,15 @@ fn table(
         if has_tokens {
             match tokens.get(pos).copied().flatten() {
                 Some(tk) => {
-                    let _ = write!(h, "<td>{}</td><td>{}</td>", tk.input, tk.output);
+                    let _ = write!(
+                        h,
+                        "<td>{}</td><td>{}</td><td>{}</td>",
+                        tk.input,
+                        tk.output,
+                        crate::llm::price::format_usd(tk.cost)
+                    );
                 }
-                None => h.push_str("<td></td><td></td>"),
+                None => h.push_str("<td></td><td></td><td></td>"),
             }
         }
         let _ = writeln!(h, "<td>{}</td></tr>", esc(&why));
@@ -586,7 +590,8 @@ mod tests {
             usage_of(&one),
             Some(Tokens {
                 input: 7,
-                output: 2
+                output: 2,
+                cost: 0.0
             })
         );
         let batch = json!({"results": [
@@ -596,7 +601,8 @@ mod tests {
             usage_of(&batch),
             Some(Tokens {
                 input: 4,
-                output: 6
+                output: 6,
+                cost: 0.0
             })
         );
         assert_eq!(usage_of(&json!({"stdout": "x"})), None);

@@ -111,9 +111,13 @@ pub fn price_of(model: &str) -> Option<(f64, f64)> {
     })
 }
 
-/// `$0.0123` (four decimals: single calls cost fractions of a cent).
+/// `$0.0123`: four decimals, six below a hundredth of a cent (one small call).
 pub fn format_usd(usd: f64) -> String {
-    format!("${usd:.4}")
+    if usd > 0.0 && usd < 0.0001 {
+        format!("${usd:.6}")
+    } else {
+        format!("${usd:.4}")
+    }
 }
 
 #[cfg(test)]

@@ -265,12 +265,13 @@ fn the_page_shows_the_tokens_of_llm_nodes_as_their_usage_reports_them() {
     r.assert_ok();
     assert_eq!(stub.count(), 3);
     let html = ws.read("t.html");
-    // The stub reports 11 tokens in and 7 out per call.
+    // The stub reports 11 tokens in and 7 out per call, from claude-haiku-4-5 ($1 / $5
+    // per million): $0.000046 a call.
     assert!(
-        html.contains("<th>LLM tokens</th><td>33 in, 21 out</td>"),
+        html.contains("<th>LLM tokens</th><td>33 in, 21 out, $0.0001</td>"),
         "{html}"
     );
-    assert!(html.contains("<th>tokens in</th><th>tokens out</th>"));
+    assert!(html.contains("<th>tokens in</th><th>tokens out</th><th>cost</th>"));
     let row = |id: &str| {
         html.split(&format!("<tr data-id=\"{id}\">"))
             .nth(1)
@@ -279,17 +280,17 @@ fn the_page_shows_the_tokens_of_llm_nodes_as_their_usage_reports_them() {
             .to_string()
     };
     assert!(
-        row("ask").contains("<td>11</td><td>7</td>"),
+        row("ask").contains("<td>11</td><td>7</td><td>$0.000046</td>"),
         "{}",
         row("ask")
     );
     assert!(
-        row("each").contains("<td>22</td><td>14</td>"),
+        row("each").contains("<td>22</td><td>14</td><td>$0.000092</td>"),
         "{}",
         row("each")
     );
     assert!(
-        row("plain").contains("<td></td><td></td>"),
+        row("plain").contains("<td></td><td></td><td></td>"),
         "{}",
         row("plain")
     );
