@@ -79,8 +79,8 @@ fn prune(dir: &Path) {
     }
 }
 
-/// Tokens of each node of the last attempt that is an `llm` node, read from its cached
-/// outputs (`llm_usage`); nodes without usage get none.
+/// Tokens of each node of the last attempt whose type reports `llm_usage`, read from its
+/// cached outputs; nodes without usage get none.
 pub fn tokens_from_cache(t: &Timeline, cache: &Cache) -> Vec<Option<Tokens>> {
     let Some(last) = t.last() else {
         return Vec::new();
@@ -88,7 +88,10 @@ pub fn tokens_from_cache(t: &Timeline, cache: &Cache) -> Vec<Option<Tokens>> {
     last.nodes
         .iter()
         .map(|n| {
-            if n.node_type != "llm" {
+            // Only types that report usage: loading every node's outputs would cost.
+            let reports_usage = crate::nodes::lookup(&n.node_type)
+                .is_some_and(|spec| spec.output("llm_usage").is_some());
+            if !reports_usage {
                 return None;
             }
             let entry = cache.peek(&n.key?)?;

@@ -115,15 +115,9 @@ fn errors_only(errors: Vec<Diagnostic>) -> Report {
     }
 }
 
-pub fn run(args: BuildArgs) -> Result {
-    if args.watch {
-        return super::watch::run(args);
-    }
-    once(&args)
-}
-
-/// One build (each of `--watch`'s builds is one).
-pub(super) fn once(args: &BuildArgs) -> Result {
+/// One build (each of `--watch`'s builds is one: `commands::run` sends `--watch` to
+/// [`super::watch`], which calls this).
+pub fn once(args: &BuildArgs) -> Result {
     let started = Instant::now();
     crate::interrupt::install_handler();
     let files = [

@@ -53,7 +53,8 @@ pub fn run(cli: Cli) -> i32 {
     };
     files.apply();
     let result = match cli.command {
-        Command::Build(args) => build::run(*args),
+        Command::Build(args) if args.watch => watch::run(*args),
+        Command::Build(args) => build::once(&args),
         Command::Validate {
             workflow,
             output_format,
