@@ -458,10 +458,6 @@ pub fn once(args: &BuildArgs) -> Result {
             if let Some(ir) = &summary.repaired {
                 let written = match crate::store::saved_name(&workflow_file) {
                     Some(name) => crate::store::update_ir(&name, ir),
-                    // Rewriting JSON over Markdown would lose the file; the patch is kept.
-                    None if crate::markdown::is_markdown_path(&workflow_file) => Err(
-                        "a repair cannot be written into a Markdown workflow yet; the patch is recorded (pflow repair list)".to_string(),
-                    ),
                     None => crate::repair::apply_to_file(&workflow_file, &doc, ir)
                         .map_err(|e| e.to_string()),
                 };

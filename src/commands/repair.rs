@@ -77,8 +77,12 @@ fn apply(cache_root: &Path, arg: &str, workflow: Option<&str>) -> Result {
     let path = locate(cache_root, arg);
     let record = patch::load(&path).map_err(|e| Error::invalid(e.to_string()))?;
     let target = PathBuf::from(workflow.unwrap_or(&record.workflow));
-    let doc = crate::source::read_json_file(&target)
-        .map_err(|d| Error::invalid(format!("{}: {}", target.display(), d.message)))?;
+    let doc = crate::source::read_workflow_file(&target)
+        .map_err(|d| {
+            let why = d.first().map(|d| d.message.clone()).unwrap_or_default();
+            Error::invalid(format!("{}: {why}", target.display()))
+        })?
+        .doc;
     let ir = crate::repair::ir_of(&doc);
     // Patches hold secrets as placeholders: apply to the workflow in that form, then put
     // its own secrets back.

@@ -20,6 +20,7 @@
 //! found in the IR point at the Markdown line, and a value can be rewritten in place.
 
 mod blocks;
+pub mod edit;
 mod scalar;
 mod write;
 

@@ -357,7 +357,7 @@ fn value(
 }
 
 /// One-line text that reads back as `v`.
-fn inline(v: &Value) -> Option<String> {
+pub(super) fn inline(v: &Value) -> Option<String> {
     let plain = match v {
         Value::String(s) => s.clone(),
         other => serde_json::to_string(other).ok()?,
@@ -371,7 +371,7 @@ fn inline(v: &Value) -> Option<String> {
 /// YAML that reads back as `v` from a fenced block: block-style YAML, else JSON (which
 /// is YAML too). A block's content reaches the reader without its last line breaks, so a
 /// literal scalar ending in one (`|`, `|2+`) would lose it: JSON spells it instead.
-fn yaml_text(v: &Value) -> Option<String> {
+pub(super) fn yaml_text(v: &Value) -> Option<String> {
     let reads_back = |text: &str| {
         serde_yaml_ng::from_str::<Value>(text.trim_end_matches('\n')).is_ok_and(|back| back == *v)
     };

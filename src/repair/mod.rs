@@ -164,6 +164,19 @@ impl RepairSummary {
     }
 }
 
+/// Write a repair into a `.pflow.md` file, changing only the text of the values that
+/// changed ([`crate::markdown::edit`]). A repair that adds or removes parts, or a file
+/// edited since it was loaded, is refused: rewriting it would lose its prose.
+fn apply_to_markdown(path: &Path, original_ir: &Value, repaired_ir: &Value) -> std::io::Result<()> {
+    let text = std::fs::read_to_string(path)?;
+    match crate::markdown::edit::edit(&text, original_ir, repaired_ir) {
+        Some(edited) => crate::fsutil::write_atomic(path, edited.as_bytes()),
+        None => Err(std::io::Error::other(
+            "the repair changes more than values (or the file changed since it was read), which a Markdown workflow cannot take without losing its text; the patch is recorded (pflow repair list)",
+        )),
+    }
+}
+
 /// `text` as one shell word.
 fn shell_quote(text: &str) -> String {
     let plain = !text.is_empty()
@@ -876,6 +889,9 @@ pub fn apply_to_file(
     original_doc: &Value,
     repaired_ir: &Value,
 ) -> std::io::Result<()> {
+    if crate::markdown::is_markdown_path(path) {
+        return apply_to_markdown(path, original_doc, repaired_ir);
+    }
     let doc = match original_doc {
         Value::Object(top) if top.contains_key("ir") && !top.contains_key("nodes") => {
             let mut top = top.clone();

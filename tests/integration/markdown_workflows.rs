@@ -281,32 +281,46 @@ fn graph_directory_and_saved_workflows_take_markdown() {
 }
 
 #[test]
-fn apply_repairs_never_writes_json_over_a_markdown_workflow() {
+fn apply_repairs_changes_only_the_repaired_value_of_a_markdown_workflow() {
     use crate::stub::{anthropic_check, anthropic_message, Reply, Request, Stub};
-    // The model's fix is valid and the build then succeeds; the Markdown file stays as
-    // it was (writing a repair into Markdown is not supported yet), the patch is kept.
     let md = "# Fails\n\nA failing step.\n\n## Steps\n\n### bad\n\nFails until fixed.\n\n- type: shell\n- command: exit 4\n";
-    let fixed = json!({"nodes": [{"id": "bad", "type": "shell", "purpose": "Fails until fixed.",
-                                  "params": {"command": "echo fixed"}}], "edges": []});
-    let reply = format!("```json\n{fixed}\n```");
-    let stub = Stub::start(move |req: &Request, _| {
-        anthropic_check(req)
-            .unwrap_or_else(|| Reply::json(200, &anthropic_message("claude-haiku-4-5", &reply)))
-    });
-    let ws = ws(md);
-    let out = ws
-        .pflow()
-        .args(["build", FILE, "--apply-repairs", "--cache-dir"])
-        .arg(ws.cache_dir())
-        .env("ANTHROPIC_BASE_URL", stub.url())
-        .env("ANTHROPIC_API_KEY", "sk-ant-test-0123456789")
-        .output();
+    let build = |fixed: Value| {
+        let reply = format!("```json\n{fixed}\n```");
+        let stub = Stub::start(move |req: &Request, _| {
+            anthropic_check(req)
+                .unwrap_or_else(|| Reply::json(200, &anthropic_message("claude-haiku-4-5", &reply)))
+        });
+        let ws = ws(md);
+        let out = ws
+            .pflow()
+            .args(["build", FILE, "--apply-repairs", "--cache-dir"])
+            .arg(ws.cache_dir())
+            .env("ANTHROPIC_BASE_URL", stub.url())
+            .env("ANTHROPIC_API_KEY", "sk-ant-test-0123456789")
+            .output();
+        (ws, out)
+    };
+    // A fixed value: written into its own place, the rest of the text as it was.
+    let (ws, out) = build(
+        json!({"nodes": [{"id": "bad", "type": "shell", "purpose": "Fails until fixed.",
+                                            "params": {"command": "echo fixed"}}], "edges": []}),
+    );
     let stderr = stderr_of(&out);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(
-        stderr.contains("cannot be written into a Markdown workflow"),
-        "{stderr}"
+    assert!(stderr.contains("wrote the repaired workflow"), "{stderr}");
+    assert_eq!(
+        ws.read(FILE),
+        md.replace("- command: exit 4", "- command: echo fixed")
     );
+
+    // A repair that adds a node cannot be written without losing the file's text: the
+    // file stays, never JSON over Markdown, and the patch is kept.
+    let (ws, out) = build(json!({"nodes": [
+        {"id": "bad", "type": "shell", "purpose": "Fails until fixed.", "params": {"command": "echo fixed"}},
+        {"id": "extra", "type": "shell", "purpose": "More.", "params": {"command": "echo more"}}], "edges": []}));
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("changes more than values"), "{stderr}");
     assert_eq!(ws.read(FILE), md);
 }
 
