@@ -1,4 +1,4 @@
-//! pflow runs JSON workflows the way a build system runs a build.
+//! pflow runs JSON and Markdown workflows the way a build system runs a build.
 //!
 //! Data flows one way, and every import points down this list. At the bottom are the
 //! primitives everything shares: [`error`] and [`diagnostic`] (what went wrong, and
@@ -10,12 +10,13 @@
 //! nothing of workflows or the terminal. Then the language: a workflow file is read
 //! ([`source`], with [`markdown`] for `.pflow.md` files) and decoded into the IR
 //! ([`workflow`]), whose templates ([`template`]) and node types ([`nodes`], with the LLM
-//! client [`llm`]) it names, described as a JSON Schema by [`schema`]; [`validate`] checks
+//! client [`llm`] and the MCP client [`mcp`]) it names, described as a JSON Schema by
+//! [`schema`]; [`validate`] checks
 //! it and builds the DAG ([`graph`], with the edges paths imply: [`file_edges`]); [`inputs`] binds the user's values. The
 //! [`executor`] runs the DAG in parallel, deciding for each node in one place whether it
 //! reuses a cached result or runs; [`report`] and [`render`] show what happened, and
 //! [`timeline`] keeps its events for [`timings`] (an HTML page) and [`profile`] (Chrome's
-//! trace format);
+//! trace format), and [`watched`] is what `--watch` watches;
 //! [`repair`] asks a model to fix a failed build, and [`store`] keeps saved workflows. At
 //! the top, [`cli`] declares the arguments, [`config`] reads the settings files, and
 //! [`commands`] runs them, one file per subcommand, with one error type and one place
