@@ -150,7 +150,7 @@ pub struct BuildArgs {
     /// Repair attempts per build (default: PFLOW_MAX_REPAIR_ATTEMPTS, else 3)
     #[arg(long, value_name = "N")]
     pub max_repair_attempts: Option<u32>,
-    /// The model that repairs a failed build: anthropic/<model> or openai/<model> (or
+    /// The model that repairs a failed build: anthropic/MODEL or openai/MODEL (or
     /// PFLOW_REPAIR_MODEL)
     #[arg(long, value_name = "MODEL")]
     pub repair_model: Option<String>,
@@ -175,7 +175,7 @@ pub struct BuildArgs {
     #[arg(long, requires = "watch")]
     pub watch_repair: bool,
     /// Shared remote cache speaking Bazel's HTTP cache protocol (GET/PUT/HEAD
-    /// URL/ac/<key>, URL/cas/<sha256>), consulted on local misses (or PFLOW_REMOTE_CACHE;
+    /// URL/ac/KEY, URL/cas/SHA256), consulted on local misses (or PFLOW_REMOTE_CACHE;
     /// bearer token from PFLOW_REMOTE_CACHE_TOKEN)
     #[arg(long, value_name = "URL")]
     pub remote_cache: Option<String>,

@@ -3,7 +3,7 @@
 //! into node errors a person can act on.
 //!
 //! Nothing here ever formats a secret: URLs are shown without their query string or user
-//! info, and text that came back from a server goes through [`redact`] first.
+//! info, and text that came back from a server goes through `redact` first.
 
 use crate::error::{ErrorCategory, NodeError};
 use reqwest::blocking::Client;

@@ -10,7 +10,7 @@
 //!   digest, the SHA-256 and size of the outputs blob, and for each written file its path,
 //!   BLAKE3 digest, SHA-256 and size.
 //!
-//! Reads: on a local miss the executor asks [`crate::cache::Cache::lookup_with_remote`],
+//! Reads: on a local miss the executor asks [`crate::cache::layered::Layered::lookup`],
 //! which `GET`s the action entry, then every blob it references, checks each blob's
 //! SHA-256 (and the outputs' and files' BLAKE3 digests), and stores the result in the
 //! local cache, so the next build hits locally. An entry with a missing blob is a miss
@@ -24,7 +24,7 @@
 //! faster, never fail it. Timeouts are short
 //! (`PFLOW_REMOTE_CACHE_CONNECT_TIMEOUT_MS`, default 2 s; `PFLOW_REMOTE_CACHE_TIMEOUT_MS`,
 //! default 10 s per request), and a body is read as it comes, never past what it may be,
-//! and dropped when it arrives slower than [`MIN_BYTES_PER_SEC`] ([`read_capped`]).
+//! and dropped when it arrives slower than `MIN_BYTES_PER_SEC` (`read_capped`).
 //!
 //! Secrets: the bearer token (`PFLOW_REMOTE_CACHE_TOKEN`) and any user info in the URL
 //! are never printed; messages show the URL without user info or query.

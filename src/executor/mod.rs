@@ -11,7 +11,7 @@
 //! A cached value that turns out corrupt when it is finally needed is not an error: the
 //! node that produced it is run again on the spot (once, under its slot's lock).
 //!
-//! The parts: [`decide`] (hit or run, and why), `keys.rs` (what goes into a key),
+//! The parts: [`mod@decide`] (hit or run, and why), `keys.rs` (what goes into a key),
 //! `recorder.rs` (what the last build saw and what this one learns), `batch.rs` (items
 //! run and cached one by one), `plan.rs` (`--dry-run`), `targets.rs` (the nodes
 //! `--target` selects), `written.rs` (the files a node wrote: declared outputs checked,

@@ -5,7 +5,7 @@
 //! `https://api.anthropic.com`); `openai/<model>` speaks OpenAI-compatible chat
 //! completions at `OPENAI_BASE_URL` (default `https://api.openai.com/v1`, which includes
 //! `/v1`; Ollama, llama.cpp and vLLM serve it). Retries follow the official SDKs
-//! ([`retry`]). Failures are [`NodeError`]s with a category chosen from what happened: a
+//! (`retry.rs`). Failures are [`NodeError`]s with a category chosen from what happened: a
 //! missing key is `missing_api_key` naming the variable, 401/403 `auth`, 429
 //! `rate_limit`, 5xx `server`, other 4xx `http`, no response at all (refused, timed out)
 //! `network`, an unusable 200 reply `llm_output`. No API key ever appears in a message.

@@ -1,7 +1,7 @@
 //! `.pflow.md` workflows: the Markdown format of the original pflow, read into the same
 //! IR a JSON workflow is, and written back from it.
 //!
-//! ```text
+//! ````text
 //! ---                          optional YAML front matter (IR fields such as strict_env)
 //! # Title
 //! What the workflow does.      the description
@@ -12,7 +12,7 @@
 //! ```shell command             a fenced block: the last word of its tag names the param;
 //! ...                          `yaml NAME` blocks are parsed as YAML
 //! ```
-//! ```
+//! ````
 //!
 //! Nodes are joined by edges in document order; `- next: id | [ids] | end` replaces a
 //! node's edge to the one below it, `- on-error: id` adds an error edge. Every value's
