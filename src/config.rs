@@ -162,6 +162,27 @@ struct FileValues {
     values: Vec<(&'static Setting, String)>,
 }
 
+impl FileValues {
+    fn value(&self, key: &str) -> Option<&str> {
+        self.values
+            .iter()
+            .find(|(s, _)| s.key == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A URL as it may be shown: without a user name or password in it.
+pub fn shown_url(text: &str) -> String {
+    match reqwest::Url::parse(text) {
+        Ok(mut url) if !url.username().is_empty() || url.password().is_some() => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.to_string()
+        }
+        _ => text.to_string(),
+    }
+}
+
 /// The project file and the user file, read and checked.
 #[derive(Debug, Default)]
 pub struct Files {
@@ -207,14 +228,37 @@ pub fn load(cwd: &Path) -> Result<Files, ConfigError> {
 impl Files {
     /// Put each file value in the environment where its variable is unset (the project
     /// file first). Call before anything reads the environment or starts a thread.
-    pub fn apply(&self) {
+    ///
+    /// The remote cache's token goes only where its owner sent it: when the project file
+    /// names the remote (a cloned repository could name any server), a token from the
+    /// user file or the environment is withheld, unless the user file or the
+    /// environment names that same remote. Returns what to tell the user about it.
+    pub fn apply(&self) -> Option<String> {
+        let unset = |name: &str| std::env::var(name).map_or(true, |v| v.is_empty());
+        let user_url = self.user.as_ref().and_then(|f| f.value("remote_cache"));
+        let project_url = self.project.as_ref().and_then(|f| f.value("remote_cache"));
+        let env_url = std::env::var("PFLOW_REMOTE_CACHE")
+            .ok()
+            .filter(|v| !v.is_empty());
+        let withhold = match (env_url.as_deref(), project_url) {
+            (None, Some(p)) => user_url != Some(p),
+            _ => false,
+        };
         for file in [&self.project, &self.user].into_iter().flatten() {
             for (s, value) in &file.values {
-                if std::env::var_os(s.env).is_none() {
+                if unset(s.env) {
                     std::env::set_var(s.env, value);
                 }
             }
         }
+        if withhold && !unset("PFLOW_REMOTE_CACHE_TOKEN") {
+            std::env::remove_var("PFLOW_REMOTE_CACHE_TOKEN");
+            return Some(format!(
+                "warning: not sending the remote cache token to {}: that remote comes from the project's pflow.toml; name it in your user config or PFLOW_REMOTE_CACHE to trust it",
+                crate::config::shown_url(project_url.unwrap_or_default())
+            ));
+        }
+        None
     }
 
     /// Each setting's effective value and where it came from, as if [`Files::apply`]
@@ -226,7 +270,7 @@ impl Files {
         SETTINGS
             .iter()
             .map(|s| {
-                if let Some(v) = env_before(s.env) {
+                if let Some(v) = env_before(s.env).filter(|v| !v.is_empty()) {
                     return (s, Some(v), Source::Environment);
                 }
                 for file in [&self.project, &self.user].into_iter().flatten() {
@@ -299,11 +343,11 @@ fn read(path: &Path, project: bool) -> Result<FileValues, ConfigError> {
 /// A file value as its variable takes it, or why it cannot be one.
 fn as_variable(s: &Setting, v: &toml::Value, dir: &Path) -> Result<String, String> {
     let path = |p: &str| -> String {
-        let p = Path::new(p);
-        if p.is_absolute() || p.starts_with("~") {
-            p.display().to_string()
-        } else {
-            dir.join(p).display().to_string()
+        let home = std::env::var_os("HOME").filter(|h| !h.is_empty());
+        match (p.strip_prefix("~/"), home) {
+            (Some(rest), Some(home)) => Path::new(&home).join(rest).display().to_string(),
+            _ if Path::new(p).is_absolute() => p.to_string(),
+            _ => dir.join(p).display().to_string(),
         }
     };
     match (s.kind, v) {

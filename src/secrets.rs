@@ -115,9 +115,18 @@ impl Redactor {
         let env = std::env::vars()
             .filter(|(name, _)| is_secret_name(name))
             .map(|(_, v)| v);
+        // A secret of several lines (a PEM key) is also each of its lines: output read a
+        // line at a time (`-v`) never holds it whole.
         let mut values: Vec<String> = values
             .into_iter()
             .chain(env)
+            .flat_map(|v| {
+                let lines: Vec<String> = match v.contains('\n') {
+                    true => v.lines().map(str::to_string).collect(),
+                    false => Vec::new(),
+                };
+                std::iter::once(v).chain(lines)
+            })
             .filter(|v| v.chars().count() >= MIN_SECRET_LEN)
             .collect();
         // The longest first, so a secret that contains another is replaced whole.

@@ -42,6 +42,9 @@ pub struct Spot {
     pub escaped: bool,
     /// The command that hands this text to a second shell (`eval`, `sh -c`, `ssh`).
     pub second_shell: Option<String>,
+    /// Inside `$((...))`: evaluated as arithmetic, which bash (where it is `/bin/sh`)
+    /// lets run commands (`a[$(cmd)]`).
+    pub arithmetic: bool,
 }
 
 impl Spot {
@@ -69,6 +72,12 @@ impl Spot {
         }
         if self.context == Context::Comment {
             return None;
+        }
+        if self.arithmetic {
+            return Some(
+                "inside $((...)) it is evaluated as arithmetic, where bash (when it is /bin/sh) runs $(...) in array subscripts"
+                    .into(),
+            );
         }
         self.second_shell
             .as_ref()
@@ -185,10 +194,15 @@ impl Scanner {
         if let Some(Frame::Heredoc(b)) = self.frames.last_mut() {
             b.line_has_value = true;
         }
+        let arithmetic = self
+            .frames
+            .iter()
+            .any(|f| matches!(f, Frame::Arith { .. } | Frame::ArithEnd));
         let spot = Spot {
             context,
             escaped: self.escape && context != Context::SingleQuoted,
             second_shell: self.second_shell(),
+            arithmetic,
         };
         self.escape = false;
         self.word_start = false;
@@ -198,10 +212,24 @@ impl Scanner {
         spot
     }
 
+    /// A best-effort guess: the command words after assignments and prefixes (`if`,
+    /// `!`, `command`, `sudo`, `timeout`, ...) name one that parses text as shell code.
     fn second_shell(&self) -> Option<String> {
-        let first = self.words.first()?;
+        const PREFIXES: &[&str] = &[
+            "if", "then", "else", "elif", "while", "until", "do", "!", "{", "command", "builtin",
+            "exec", "time", "nohup", "sudo", "env", "timeout", "nice", "xargs",
+        ];
+        let skipped = |w: &String| {
+            let n = w.rsplit('/').next().unwrap_or(w);
+            let assignment = w.contains('=') && !w.starts_with('=');
+            let duration = w
+                .chars()
+                .all(|c| c.is_ascii_digit() || c == '.' || c == 's');
+            PREFIXES.contains(&n) || assignment || w.starts_with('-') || duration
+        };
+        let first = self.words.iter().find(|w| !skipped(w))?;
         let name = first.rsplit('/').next().unwrap_or(first);
-        if name == "eval" || name == "ssh" {
+        if ["eval", "ssh", "trap", ".", "source", "su", "watch"].contains(&name) {
             return Some(name.to_string());
         }
         let at = self.words.iter().position(|w| {
@@ -357,7 +385,10 @@ impl Scanner {
     /// A character of command text (unquoted, or inside `$(...)`, backquotes, `${...}`).
     fn code(&mut self, c: u8) {
         match c {
-            b'\\' => self.escape = true,
+            b'\\' => {
+                self.mark_quoted();
+                self.escape = true;
+            }
             b'\'' => {
                 self.mark_quoted();
                 self.push(Frame::Single);
@@ -366,7 +397,10 @@ impl Scanner {
                 self.mark_quoted();
                 self.push(Frame::Double);
             }
-            b'`' => self.push(Frame::Backtick),
+            b'`' => {
+                self.push(Frame::Backtick);
+                self.word_start = true;
+            }
             b'(' if self.prev == b'$' => self.open_paren(),
             b'{' if self.prev == b'$' => self.push(Frame::Param { depth: 0 }),
             b'#' if self.word_start && self.reading_delimiter.is_none() => {
@@ -412,6 +446,7 @@ impl Scanner {
                     p.strip_tabs = true;
                 }
             }
+            b'$' if self.reading_delimiter.is_some() => self.literal(c),
             b'$' => self.word_start = false,
             _ => self.literal(c),
         }
@@ -534,6 +569,12 @@ mod tests {
             [LiteralHeredoc, Unquoted]
         );
         assert_eq!(contexts("cat <<< @"), [Unquoted]);
+        // A backslash quotes a delimiter too; a `$` belongs to it.
+        assert_eq!(
+            contexts("cat <<\\E\n@\nE\necho @"),
+            [LiteralHeredoc, Unquoted]
+        );
+        assert_eq!(contexts("cat <<'E'$\nhi\nE$\necho @"), [Unquoted]);
         assert_eq!(
             contexts("a <<A; b <<'B'\n@\nA\n@\nB\n@"),
             [DoubleQuoted, LiteralHeredoc, Unquoted]

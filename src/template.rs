@@ -435,13 +435,25 @@ impl Template {
             let text = render_text(&value).into_owned();
             let spot = scanner.value();
             let var = format!("PFLOW_T{}", out.vars.len());
-            match spot.reference(&var).filter(|_| !piece.raw) {
-                Some(reference) => {
-                    out.command.push_str(&reference);
-                    out.vars.push((var, text));
-                }
-                None => out.command.push_str(&text),
+            if piece.raw {
+                out.command.push_str(&text);
+                continue;
             }
+            // Pasted only when the workflow asks (`|raw`): where no reference expands (a
+            // here-document with a quoted delimiter, or a spot the scanner misread as
+            // one), the command is refused rather than handed the value as code.
+            let Some(reference) = spot.reference(&var) else {
+                return Err(Unresolved {
+                    template: piece.to_string(),
+                    resolved_prefix: String::new(),
+                    reason: "it stands inside a here-document with a quoted delimiter, where no variable expands, and pasting it would let the value run as code; write the delimiter unquoted (<<EOF), or ${...|raw} to paste it"
+                        .into(),
+                    available: Vec::new(),
+                    over_limit: false,
+                });
+            };
+            out.command.push_str(&reference);
+            out.vars.push((var, text));
         }
         Ok(out)
     }

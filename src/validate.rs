@@ -462,7 +462,15 @@ pub fn validate_workflow(wf: Workflow, structural: Vec<Diagnostic>) -> Result<Va
                         }
                     }
                     if let (Some(spec), ParamTemplate::Template(t)) = (spec, &pt) {
-                        shell_warnings(spec, name, t, &names, alias, &ppath, &mut warnings);
+                        shell_warnings(
+                            spec,
+                            name,
+                            t,
+                            &names,
+                            alias,
+                            &ppath,
+                            (&mut errors, &mut warnings),
+                        );
                     }
                     params.push((name.clone(), pt));
                 }
@@ -619,7 +627,7 @@ fn shell_warnings(
     names: &Names<'_>,
     alias: Option<&str>,
     path: &ParamPath<'_>,
-    warnings: &mut Vec<Diagnostic>,
+    (errors, warnings): (&mut Vec<Diagnostic>, &mut Vec<Diagnostic>),
 ) {
     if !spec.shell_params.contains(&name) {
         for r in t.refs().filter(|r| r.raw) {
@@ -669,13 +677,19 @@ fn shell_warnings(
         } else {
             continue;
         };
+        let message = format!(
+            "the {name} pastes {r} ({from}) into shell code: {why}, so the value could run commands"
+        );
+        // A quoted here-document cannot take the value as a variable: the build refuses
+        // it (it never pastes a value it was not asked to), so it is an error here too.
+        if spot.context == crate::shell_text::Context::LiteralHeredoc && !r.raw {
+            errors.push(Diagnostic::error(path.to_string(), message).with_hint(hint));
+            continue;
+        }
         warnings.push(
-            Diagnostic::warning(
-                path.to_string(),
-                format!("the {name} pastes {r} ({from}) into shell code: {why}, so the value could run commands"),
-            )
-            .with_hint(hint)
-            .strict_error(),
+            Diagnostic::warning(path.to_string(), message)
+                .with_hint(hint)
+                .strict_error(),
         );
     }
 }
@@ -1005,11 +1019,27 @@ mod tests {
             raw[0].contains("text an http node received") && raw[0].contains("'|raw'"),
             "{raw:?}"
         );
-        let heredoc = warned("cat <<'EOF'\n${name}\nEOF");
+        // A quoted here-document cannot take a variable: an error, as the build refuses it.
+        let Err(heredoc) = validate(&json!({"inputs": {"name": {"type": "string"}}, "nodes": [
+            {"id": "use", "type": "shell", "params": {"command": "cat <<'EOF'\n${name}\nEOF"}}
+        ]})) else {
+            panic!("a quoted here-document with a value is valid")
+        };
+        let m = &heredoc.errors[0].message;
         assert!(
-            heredoc[0].contains("the input 'name'") && heredoc[0].contains("quoted delimiter"),
-            "{heredoc:?}"
+            m.contains("the input 'name'") && m.contains("quoted delimiter"),
+            "{m}"
         );
+        let arith = warned("echo $((${name} + 1))");
+        assert!(arith[0].contains("arithmetic"), "{arith:?}");
+        for inner in [
+            "X=1 eval \"echo ${name}\"",
+            "if eval \"echo ${name}\"; then :; fi",
+            "trap \"echo ${name}\" EXIT",
+            "sudo ssh host \"ls ${name}\"",
+        ] {
+            assert_eq!(warned(inner).len(), 1, "{inner}");
+        }
         let inner = warned("bash -c \"echo ${get.status_code}\"");
         assert!(inner[0].contains("'bash -c' parses it"), "{inner:?}");
     }

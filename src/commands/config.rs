@@ -10,7 +10,8 @@ use serde_json::json;
 pub fn run(settings: &[(&Setting, Option<String>, Source)], format: OutputFormat) -> Result {
     let shown = |s: &Setting, v: &Option<String>| match v {
         Some(_) if s.secret => Some(crate::secrets::REDACTED.to_string()),
-        other => other.clone(),
+        Some(v) => Some(crate::config::shown_url(v)),
+        None => None,
     };
     let source = |src: &Source, s: &Setting| match src {
         Source::Environment => format!("environment ({})", s.env),

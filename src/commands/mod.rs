@@ -51,7 +51,9 @@ pub fn run(cli: Cli) -> i32 {
         Ok(files) => files,
         Err(e) => return invalid_arguments(&e.to_string()),
     };
-    files.apply();
+    if let Some(warning) = files.apply() {
+        crate::report::err_line(&warning);
+    }
     let result = match cli.command {
         Command::Build(args) if args.watch => watch::run(*args),
         Command::Build(args) => build::once(&args),

@@ -1000,8 +1000,10 @@ impl<'a> Shared<'a> {
                     report.log = values
                         .as_deref()
                         .and_then(Value::as_object)
-                        .and_then(crate::cache::logs::NodeLog::of)
-                        .map(|l| Box::new(l.scrubbed(|t| self.opts.redactor.scrub(t))));
+                        .and_then(|o| {
+                            crate::cache::logs::NodeLog::of(o, |t| self.opts.redactor.scrub(t))
+                        })
+                        .map(Box::new);
                 }
                 st.success = true;
                 st.digest = Some(digest);
@@ -1018,8 +1020,9 @@ impl<'a> Shared<'a> {
                     .dependents(i)
                     .iter()
                     .any(|(_, l)| *l == Link::ErrorEdge);
-                report.log = crate::cache::logs::NodeLog::of(&e.outputs)
-                    .map(|l| Box::new(l.scrubbed(|t| self.opts.redactor.scrub(t))));
+                report.log =
+                    crate::cache::logs::NodeLog::of(&e.outputs, |t| self.opts.redactor.scrub(t))
+                        .map(Box::new);
                 if !e.outputs.is_empty() {
                     let mut partial = e.outputs.clone();
                     partial.insert("error".into(), Value::String(e.message.clone()));

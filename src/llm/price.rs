@@ -67,9 +67,9 @@ impl TokenUse {
         } else if self.model != other.model {
             self.model = "several models".into();
         }
-        self.calls += other.calls;
-        self.input_tokens += other.input_tokens;
-        self.output_tokens += other.output_tokens;
+        self.calls = self.calls.saturating_add(other.calls);
+        self.input_tokens = self.input_tokens.saturating_add(other.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(other.output_tokens);
     }
 
     /// USD, when the model has a price (a mix of models is priced only when each call

@@ -429,9 +429,14 @@ pub fn token_line(uses: &[crate::llm::price::TokenUse]) -> Option<String> {
     if uses.is_empty() {
         return None;
     }
-    let calls: u64 = uses.iter().map(|u| u.calls).sum();
-    let input: u64 = uses.iter().map(|u| u.input_tokens).sum();
-    let output: u64 = uses.iter().map(|u| u.output_tokens).sum();
+    let total = |f: fn(&crate::llm::price::TokenUse) -> u64| {
+        uses.iter().map(f).fold(0u64, u64::saturating_add)
+    };
+    let (calls, input, output) = (
+        total(|u| u.calls),
+        total(|u| u.input_tokens),
+        total(|u| u.output_tokens),
+    );
     let cost: f64 = uses.iter().filter_map(|u| u.cost_usd()).sum();
     let unpriced: Vec<&str> = uses
         .iter()

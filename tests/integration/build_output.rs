@@ -176,3 +176,45 @@ fn colour_follows_the_flag_and_the_environment() {
         .run();
     assert!(!never.stderr.contains(esc));
 }
+
+/// Logs are redacted whole, then cut to their tail: a cut first could keep most of a
+/// secret that no longer matches; a secret of several lines is redacted line by line
+/// in `-v`'s live output.
+#[test]
+fn logs_never_keep_part_of_a_secret() {
+    let ws = Workspace::new().workflow(json!({"nodes": [
+        {"id": "a", "type": "shell", "reads_env": ["ONE_TOKEN", "PEM_TOKEN"],
+         "params": {"command": "printf %s \"$ONE_TOKEN\"; head -c 4080 /dev/zero | tr '\\0' z; echo; printf '%s\\n' \"$PEM_TOKEN\" >&2"}}
+    ]}));
+    let r = ws
+        .cmd()
+        .text()
+        .args(&["-v"])
+        .env("ONE_TOKEN", "SECRETVALUE123456")
+        .env("PEM_TOKEN", "line1-abcdef\nline2-ghijkl")
+        .run();
+    r.assert_ok();
+    let full = ws
+        .cmd()
+        .text()
+        .args(&["--output-logs", "full"])
+        .env("ONE_TOKEN", "SECRETVALUE123456")
+        .env("PEM_TOKEN", "line1-abcdef\nline2-ghijkl")
+        .run();
+    let mut shown = format!("{}{}{}", r.stderr, full.stderr, full.stdout);
+    // The kept logs (the node's own cached outputs hold what it printed: a later build
+    // must get exactly that result).
+    let logs: Vec<_> = crate::common::files_under(ws.cache_dir())
+        .into_iter()
+        .filter(|f| f.to_string_lossy().ends_with("logs.json"))
+        .collect();
+    assert!(!logs.is_empty(), "no logs kept");
+    for f in logs {
+        shown.push_str(&String::from_utf8_lossy(
+            &std::fs::read(&f).unwrap_or_default(),
+        ));
+    }
+    for part in ["ECRETVALUE12", "line1-abcdef", "line2-ghijkl"] {
+        assert!(!shown.contains(part), "{part} shown:\n{shown}");
+    }
+}

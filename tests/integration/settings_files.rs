@@ -144,3 +144,49 @@ fn a_setting_without_an_env_twin_takes_effect_too() {
         "{r}"
     );
 }
+
+/// A cloned project's pflow.toml may name any remote: the user's token is not sent there
+/// unless the user's own settings name the same remote.
+#[test]
+fn a_remote_named_by_the_project_gets_no_token_from_elsewhere() {
+    use crate::stub::{Reply, Stub};
+    let remote = Stub::start(|_, _| Reply::text(404, "text/plain", ""));
+    let ws = workspace();
+    ws.write(
+        "pflow.toml",
+        &format!("remote_cache = \"{}\"\n", remote.url()),
+    );
+    let r = ws
+        .cmd()
+        .text()
+        .env("PFLOW_REMOTE_CACHE_TOKEN", "tok-SECRET-remote")
+        .run();
+    r.assert_ok();
+    assert!(
+        r.stderr.contains("not sending the remote cache token"),
+        "{r}"
+    );
+    assert!(remote.count() > 0, "the remote was not asked at all");
+    assert!(remote
+        .requests()
+        .iter()
+        .all(|q| q.header("authorization").is_none()));
+
+    // The user's own config names it: the token goes.
+    user_file(&ws, &format!("remote_cache = \"{}\"\n", remote.url()));
+    ws.edit_workflow(|doc| doc["nodes"][0]["params"]["command"] = json!("echo changed"));
+    let before = remote.count();
+    let r = ws
+        .cmd()
+        .text()
+        .env("PFLOW_REMOTE_CACHE_TOKEN", "tok-SECRET-remote")
+        .run();
+    r.assert_ok();
+    let asked: Vec<_> = remote.requests().into_iter().skip(before).collect();
+    assert!(
+        !asked.is_empty()
+            && asked
+                .iter()
+                .all(|q| q.header("authorization") == Some("Bearer tok-SECRET-remote"))
+    );
+}

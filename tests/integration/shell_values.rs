@@ -172,3 +172,34 @@ fn raw_is_warned_refused_under_strict_and_really_pastes_code() {
     assert_eq!(r.output("said"), "Hello, Ada");
     assert!(ws.exists("pwned1"));
 }
+
+/// A value in a here-document with a quoted delimiter cannot be a variable there; it is
+/// refused instead of pasted (a line `EOF` in it would end the document and run the
+/// rest), also when the scanner could misread a spot as such a body.
+#[test]
+fn a_quoted_here_document_is_refused_not_pasted() {
+    let ws = Workspace::new().workflow(json!({
+        "inputs": {"x": {"type": "string"}},
+        "nodes": [{"id": "a", "type": "shell", "params": {"command": "cat <<'EOF'\n${x}\nEOF"}}]
+    }));
+    let r = ws.build(&["x=hi\nEOF\ntouch pwned1"]);
+    r.assert_code(2);
+    assert!(
+        r.errors()[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("quoted delimiter"),
+        "{r}"
+    );
+    assert_nothing_ran(&ws);
+    // A delimiter with a `$` in it is read whole: what follows the document is plain text.
+    let ws = Workspace::new().workflow(json!({
+        "inputs": {"x": {"type": "string"}},
+        "nodes": [{"id": "a", "type": "shell", "params": {"command": "cat <<'E'$\nhello\nE$\necho ${x}"}}],
+        "outputs": {"o": {"source": "${a.stdout}"}}
+    }));
+    let r = ws.build(&["x=hi;touch pwned1"]);
+    r.assert_ok();
+    assert_eq!(r.output("o"), "hello\nhi;touch pwned1");
+    assert_nothing_ran(&ws);
+}
