@@ -239,9 +239,13 @@ impl<'a> Shared<'a> {
         let mut errors = Vec::new();
         let mut files = Effects::default();
         let mut first_error: Option<(usize, NodeError)> = None;
+        let mut usage: Option<crate::llm::price::TokenUse> = None;
         for (idx, slot) in results.into_iter().enumerate() {
             match slot.into_inner().unwrap_or_else(|p| p.into_inner()) {
-                Some(Ok((v, _, f))) => {
+                Some(Ok((v, ran, f))) => {
+                    if let Some(u) = crate::llm::price::TokenUse::of_outputs(&v).filter(|_| ran) {
+                        usage.get_or_insert_with(Default::default).add(&u);
+                    }
                     files.extend(f);
                     result_values.push((*v).clone());
                 }
@@ -308,6 +312,7 @@ impl<'a> Shared<'a> {
             items_cached: cached.load(Ordering::SeqCst),
             items_restored: restored.load(Ordering::SeqCst),
             items_failed: error_count,
+            usage,
         })
     }
 }

@@ -748,6 +748,9 @@ struct RunResult {
     /// For batches with `error_handling: continue`: items that failed. Such a result is
     /// not cached as a whole (a failure is never reused); its good items are, one by one.
     items_failed: usize,
+    /// For batches: the model tokens of the items that ran (not those served from the
+    /// cache, whose results are in `values` too).
+    usage: Option<crate::llm::price::TokenUse>,
 }
 
 impl<'a> Shared<'a> {
@@ -992,11 +995,14 @@ impl<'a> Shared<'a> {
         }
         match outcome {
             Ok((digest, values, entry)) => {
-                if report.status == Status::Ran {
+                let batch = self.v.workflow.nodes[i].batch.is_some();
+                if report.status == Status::Ran && !batch {
                     report.usage = values
                         .as_deref()
                         .and_then(crate::llm::price::TokenUse::of_outputs)
                         .map(Box::new);
+                }
+                if report.status == Status::Ran {
                     report.log = values
                         .as_deref()
                         .and_then(Value::as_object)
@@ -1119,7 +1125,8 @@ impl<'a> Shared<'a> {
         report.reason = reason.to_string();
         report.status = Status::Ran;
 
-        let result = self.run_body(i, Some(key))?;
+        let mut result = self.run_body(i, Some(key))?;
+        report.usage = result.usage.take().map(Box::new);
         if result.executions == 0 && result.items_cached > 0 {
             report.status = if result.items_restored > 0 {
                 Status::Restored
@@ -1294,6 +1301,7 @@ impl<'a> Shared<'a> {
             files,
             executions: 1,
             items_cached: 0,
+            usage: None,
             items_restored: 0,
             items_failed: 0,
         })

@@ -460,3 +460,26 @@ fn tokens_and_cost_are_reported_per_node_and_in_total() {
         "{stderr}"
     );
 }
+
+/// A batch counts the calls of its items that ran, not of those served from the cache.
+#[test]
+fn a_batch_counts_only_the_items_that_ran() {
+    let stub = echo_stub();
+    let p = anthropic_project(&stub);
+    let doc = |items: Value| {
+        json!({"nodes": [{"id": "ask", "type": "llm", "batch": {"items": items},
+                          "params": {"prompt": "say ${item}", "model": "anthropic/claude-haiku-4-5"}}]})
+    };
+    let r = p.build_value(&doc(json!(["a", "b"])), &[]);
+    r.assert_ok();
+    assert_eq!(r.json["llm_usage"][0]["calls"], 2);
+    let again = p.build_value(&doc(json!(["a", "b", "c"])), &[]);
+    again.assert_ok();
+    assert_eq!(stub.count(), 3);
+    assert_eq!(
+        again.json["llm_usage"][0]["calls"], 1,
+        "{}",
+        again.json["llm_usage"]
+    );
+    assert_eq!(again.json["llm_usage"][0]["input_tokens"], 11);
+}
