@@ -484,10 +484,19 @@ impl Scanner {
         let Some(Frame::Heredoc(body)) = self.frames.last_mut() else {
             return;
         };
+        // An expanding body knows backslash escapes: `\${x}` must still expand the
+        // value, and a backslash-newline joins two lines.
+        let escaped = std::mem::replace(&mut self.escape, false) && body.expands;
         if c != b'\n' {
             // In an expanding body every value goes in as `${VAR}` (`DoubleQuoted`), also
             // inside a `$(...)` there: it splits into words at worst, never runs.
+            if body.expands && !escaped && c == b'\\' {
+                self.escape = true;
+            }
             body.line.push(c as char);
+            return;
+        }
+        if escaped {
             return;
         }
         let line = std::mem::take(&mut body.line);
@@ -569,6 +578,10 @@ mod tests {
             [LiteralHeredoc, Unquoted]
         );
         assert_eq!(contexts("cat <<< @"), [Unquoted]);
+        // In an expanding body a backslash before a value is taken out of its way.
+        let s = spots("cat <<EOF\n\\@\nEOF");
+        assert_eq!((s[0].context, s[0].escaped), (DoubleQuoted, true));
+        assert_eq!(spots("cat <<'EOF'\n\\@\nEOF")[0].escaped, false);
         // A backslash quotes a delimiter too; a `$` belongs to it.
         assert_eq!(
             contexts("cat <<\\E\n@\nE\necho @"),
