@@ -581,7 +581,7 @@ mod tests {
         // In an expanding body a backslash before a value is taken out of its way.
         let s = spots("cat <<EOF\n\\@\nEOF");
         assert_eq!((s[0].context, s[0].escaped), (DoubleQuoted, true));
-        assert_eq!(spots("cat <<'EOF'\n\\@\nEOF")[0].escaped, false);
+        assert!(!spots("cat <<'EOF'\n\\@\nEOF")[0].escaped);
         // A backslash quotes a delimiter too; a `$` belongs to it.
         assert_eq!(
             contexts("cat <<\\E\n@\nE\necho @"),
