@@ -56,44 +56,46 @@ impl Setting {
     }
 }
 
+use crate::cache::remote;
+
+/// The variables of settings that only commands read (the others are declared where
+/// they are read).
+pub const CACHE_DIR_ENV: &str = "PFLOW_CACHE_DIR";
+pub const JOBS_ENV: &str = "PFLOW_JOBS";
+pub const MAX_REPAIR_ATTEMPTS_ENV: &str = "PFLOW_MAX_REPAIR_ATTEMPTS";
+
 /// Every setting, with its flag's variable.
 pub static SETTINGS: &[Setting] = &[
     setting(
         "cache_dir",
-        "PFLOW_CACHE_DIR",
+        CACHE_DIR_ENV,
         Kind::Path,
         "the cache directory (--cache-dir)",
     )
     .or("./.pflow-cache"),
-    setting(
-        "jobs",
-        "PFLOW_JOBS",
-        Kind::Count,
-        "nodes run at once (--jobs)",
-    )
-    .or("the number of cores"),
+    setting("jobs", JOBS_ENV, Kind::Count, "nodes run at once (--jobs)").or("the number of cores"),
     setting(
         "strict_env",
-        "PFLOW_STRICT_ENV",
+        crate::environment::STRICT_ENV,
         Kind::Bool,
         "children see only what their node declares (--strict-env)",
     )
     .or("false"),
     setting(
         "allow_write",
-        "PFLOW_ALLOW_WRITE",
+        crate::workspace::ALLOW_WRITE_ENV,
         Kind::Paths,
         "folders file nodes may change besides the workspace (--allow-write)",
     ),
     setting(
         "remote_cache",
-        "PFLOW_REMOTE_CACHE",
+        remote::URL_ENV,
         Kind::Text,
         "the remote cache URL (--remote-cache)",
     ),
     setting(
         "remote_cache_write",
-        "PFLOW_REMOTE_CACHE_WRITE",
+        remote::WRITE_ENV,
         Kind::Bool,
         "upload results to the remote cache (--remote-cache-write)",
     )
@@ -102,32 +104,46 @@ pub static SETTINGS: &[Setting] = &[
         secret: true,
         ..setting(
             "remote_cache_token",
-            "PFLOW_REMOTE_CACHE_TOKEN",
+            remote::TOKEN_ENV,
             Kind::Text,
             "the remote cache's bearer token (user file only)",
         )
     },
     setting(
+        "repair",
+        crate::repair::MODE_ENV,
+        Kind::Text,
+        "repair failed builds: on, replay (proven patches only) or off (--no-repair)",
+    )
+    .or("on"),
+    setting(
         "repair_model",
-        "PFLOW_REPAIR_MODEL",
+        crate::repair::MODEL_ENV,
         Kind::Text,
         "the model that repairs failed builds (--repair-model)",
     )
     .or(crate::llm::DEFAULT_MODEL),
     setting(
         "max_repair_attempts",
-        "PFLOW_MAX_REPAIR_ATTEMPTS",
+        MAX_REPAIR_ATTEMPTS_ENV,
         Kind::Count,
         "repair attempts per build (--max-repair-attempts)",
     )
     .or("3"),
     setting(
         "llm_model",
-        "PFLOW_LLM_MODEL",
+        crate::llm::MODEL_ENV,
         Kind::Text,
         "the default model of llm nodes",
     )
     .or(crate::llm::DEFAULT_MODEL),
+    setting(
+        "llm_prices",
+        crate::llm::price::PRICES_ENV,
+        Kind::Text,
+        "USD per million tokens: model=INPUT/OUTPUT;...",
+    )
+    .or("the built-in list prices"),
 ];
 
 /// Where an effective value came from.
@@ -163,10 +179,11 @@ struct FileValues {
 }
 
 impl FileValues {
-    fn value(&self, key: &str) -> Option<&str> {
+    /// The value this file gives the setting of variable `env`.
+    fn value(&self, env: &str) -> Option<&str> {
         self.values
             .iter()
-            .find(|(s, _)| s.key == key)
+            .find(|(s, _)| s.env == env)
             .map(|(_, v)| v.as_str())
     }
 }
@@ -235,9 +252,9 @@ impl Files {
     /// environment names that same remote. Returns what to tell the user about it.
     pub fn apply(&self) -> Option<String> {
         let unset = |name: &str| std::env::var(name).map_or(true, |v| v.is_empty());
-        let user_url = self.user.as_ref().and_then(|f| f.value("remote_cache"));
-        let project_url = self.project.as_ref().and_then(|f| f.value("remote_cache"));
-        let env_url = std::env::var("PFLOW_REMOTE_CACHE")
+        let user_url = self.user.as_ref().and_then(|f| f.value(remote::URL_ENV));
+        let project_url = self.project.as_ref().and_then(|f| f.value(remote::URL_ENV));
+        let env_url = std::env::var(remote::URL_ENV)
             .ok()
             .filter(|v| !v.is_empty());
         let withhold = match (env_url.as_deref(), project_url) {
@@ -251,8 +268,8 @@ impl Files {
                 }
             }
         }
-        if withhold && !unset("PFLOW_REMOTE_CACHE_TOKEN") {
-            std::env::remove_var("PFLOW_REMOTE_CACHE_TOKEN");
+        if withhold && !unset(remote::TOKEN_ENV) {
+            std::env::remove_var(remote::TOKEN_ENV);
             return Some(format!(
                 "warning: not sending the remote cache token to {}: that remote comes from the project's pflow.toml; name it in your user config or PFLOW_REMOTE_CACHE to trust it",
                 crate::config::shown_url(project_url.unwrap_or_default())

@@ -221,11 +221,11 @@ pub fn once(args: &BuildArgs) -> Result {
     // A flag, else its variable (which a settings file may have set).
     let jobs = match args.jobs {
         Some(n) => Some(n),
-        None => count_from_env("PFLOW_JOBS", &mut arg_errors),
+        None => count_from_env(crate::config::JOBS_ENV, &mut arg_errors),
     };
     let max_repair_attempts = match args.max_repair_attempts {
         Some(n) => n,
-        None => count_from_env("PFLOW_MAX_REPAIR_ATTEMPTS", &mut arg_errors)
+        None => count_from_env(crate::config::MAX_REPAIR_ATTEMPTS_ENV, &mut arg_errors)
             .map_or(3, |n| n.min(u32::MAX as usize) as u32),
     };
     // Watch mode replays proven patches; a model is asked only with --watch-repair.

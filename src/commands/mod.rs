@@ -141,7 +141,7 @@ fn enter(dir: &Path) -> std::result::Result<(), String> {
 pub fn cache_dir_of(arg: Option<&PathBuf>) -> PathBuf {
     arg.cloned()
         .or_else(|| {
-            std::env::var_os("PFLOW_CACHE_DIR")
+            std::env::var_os(crate::config::CACHE_DIR_ENV)
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from)
         })

@@ -32,6 +32,8 @@ pub const DEFAULT_PROMPT: &str = include_str!("../../prompts/repair.md");
 
 /// The variable that turns repair off, or limits it to replaying proven patches.
 pub const MODE_ENV: &str = "PFLOW_REPAIR";
+/// The repair model, when no flag names one.
+pub const MODEL_ENV: &str = "PFLOW_REPAIR_MODEL";
 
 /// How much repair a build may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,7 +240,7 @@ impl Prompt {
 pub fn choose_model(flag: Option<&str>, prompt: &Prompt) -> String {
     flag.map(String::from)
         .or_else(|| {
-            std::env::var("PFLOW_REPAIR_MODEL")
+            std::env::var(MODEL_ENV)
                 .ok()
                 .filter(|m| !m.trim().is_empty())
         })

@@ -190,3 +190,36 @@ fn a_remote_named_by_the_project_gets_no_token_from_elsewhere() {
                 .all(|q| q.header("authorization") == Some("Bearer tok-SECRET-remote"))
     );
 }
+
+/// Every setting the README's example file shows is one pflow takes, and takes effect:
+/// `repair = "off"` turns repair off as PFLOW_REPAIR=off does.
+#[test]
+fn the_readme_example_settings_are_all_accepted() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find("```toml\n").expect("a toml example") + 8;
+    let end = start + readme[start..].find("```").unwrap();
+    let ws = workspace();
+    ws.write("pflow.toml", &readme[start..end]);
+    let doc = config(&ws);
+    for key in ["repair", "llm_prices", "jobs", "cache_dir"] {
+        assert!(
+            setting(&doc, key)["source"]
+                .as_str()
+                .unwrap()
+                .ends_with("pflow.toml"),
+            "{key}: {doc}"
+        );
+    }
+    ws.write("pflow.toml", "repair = \"off\"\n");
+    ws.edit_workflow(|doc| doc["nodes"][0]["params"]["command"] = json!("exit 3"));
+    let r = ws
+        .pflow()
+        .args(["build", "workflow.json", "--output-format", "json"])
+        .env("ANTHROPIC_API_KEY", "sk-ant-test-0123456789")
+        .env("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")
+        .output();
+    let out: Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(r.status.code(), Some(1), "{out}");
+    assert_eq!(out["repair"]["llm_calls"].as_u64().unwrap_or(0), 0, "{out}");
+}
