@@ -995,14 +995,14 @@ impl<'a> Shared<'a> {
         }
         match outcome {
             Ok((digest, values, entry)) => {
-                let batch = self.v.workflow.nodes[i].batch.is_some();
-                if report.status == Status::Ran && !batch {
-                    report.usage = values
-                        .as_deref()
-                        .and_then(crate::llm::price::TokenUse::of_outputs)
-                        .map(Box::new);
-                }
                 if report.status == Status::Ran {
+                    // A batch's usage counts only the items that ran (set by the run).
+                    if self.v.workflow.nodes[i].batch.is_none() {
+                        report.usage = values
+                            .as_deref()
+                            .and_then(crate::llm::price::TokenUse::of_outputs)
+                            .map(Box::new);
+                    }
                     report.log = values
                         .as_deref()
                         .and_then(Value::as_object)

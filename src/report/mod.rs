@@ -147,7 +147,7 @@ impl Progress {
             (_, Status::Ran) => r.log.as_deref().map(|l| (l.clone(), false)),
             (OutputLogs::New, _) | (_, Status::Skipped) => None,
             (logs, Status::Cached | Status::Restored) => {
-                let stored = self.replay.replay(&r.id, &r.key?.hex())?;
+                let stored = self.replay.replay(&r.id, r.key.as_ref()?)?;
                 let shown = match logs {
                     OutputLogs::Errors => only_stderr(stored)?,
                     _ => stored.clone(),
