@@ -1,30 +1,9 @@
 //! Several MCP servers in one workflow, the streamable HTTP transport with `${VAR}`
 //! headers, and the compat corpus's MCP examples, against real servers.
 
-use crate::common::mcp::HttpServer;
+use crate::common::mcp::{add, mcp, ok, HttpServer};
 use crate::common::{self, Workspace};
-use serde_json::{json, Value};
-use std::process::Output;
-
-fn mcp(ws: &Workspace, args: &[&str]) -> Output {
-    ws.pflow().arg("mcp").args(args).output()
-}
-
-#[track_caller]
-fn ok(out: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stdout: {stdout}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-fn add(ws: &Workspace, servers: Value) {
-    ok(&mcp(ws, &["add", &servers.to_string()]));
-}
+use serde_json::json;
 
 #[test]
 fn two_different_servers_in_one_workflow() {

@@ -1,31 +1,10 @@
 //! MCP tools as nodes, against real servers (`common::mcp`): server-filesystem confined
 //! to the test's folder and server-everything, over stdio.
 
+use crate::common::mcp::{add, mcp, ok};
 use crate::common::{self, counted, Workspace};
 use crate::stub::{anthropic_server, Stub};
 use serde_json::{json, Value};
-use std::process::Output;
-
-fn mcp(ws: &Workspace, args: &[&str]) -> Output {
-    ws.pflow().arg("mcp").args(args).output()
-}
-
-#[track_caller]
-fn ok(out: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stdout: {stdout}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-/// Configure `servers` (name → server) in the workspace's home.
-fn add(ws: &Workspace, servers: Value) {
-    ok(&mcp(ws, &["add", &servers.to_string()]));
-}
 
 #[test]
 fn filesystem_tools_build_and_only_the_reads_run_again() {

@@ -5,6 +5,29 @@
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
+/// `pflow mcp ARGS` in the workspace (its home holds the servers file).
+pub fn mcp(ws: &super::Workspace, args: &[&str]) -> std::process::Output {
+    ws.pflow().arg("mcp").args(args).output()
+}
+
+/// The command's stdout, after checking it succeeded.
+#[track_caller]
+pub fn ok(out: &std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Configure `servers` (name → server) in the workspace's home.
+pub fn add(ws: &super::Workspace, servers: Value) {
+    ok(&mcp(ws, &["add", &servers.to_string()]));
+}
+
 pub struct Tools(PathBuf);
 
 impl Tools {
