@@ -50,6 +50,7 @@ pub mod key;
 pub mod llm;
 pub mod markdown;
 pub mod mcp;
+pub mod nested;
 pub mod nodes;
 pub mod profile;
 pub mod render;

@@ -249,6 +249,18 @@ pub fn has_template_syntax(s: &str) -> bool {
 impl Template {
     /// Parse a template string.
     pub fn parse(s: &str) -> Result<Template, TemplateError> {
+        Self::parse_in(s, false)
+    }
+
+    /// Parse a template of a node that expanding a nested workflow made: its roots may
+    /// name nodes inside nested workflows (`${run/normalize.stdout}`,
+    /// `${run/@inputs.text}`). Never for text a user wrote, where `${x/a/b}` is a shell
+    /// expansion.
+    pub fn parse_scoped(s: &str) -> Result<Template, TemplateError> {
+        Self::parse_in(s, true)
+    }
+
+    fn parse_in(s: &str, scoped: bool) -> Result<Template, TemplateError> {
         let bytes = s.as_bytes();
         let mut parts = Vec::new();
         let mut text = String::new();
@@ -268,7 +280,7 @@ impl Template {
             }
             if bytes[i] == b'$' && bytes.get(i + 1) == Some(&b'{') {
                 text.push_str(&s[last..i]);
-                match parse_reference(s, i + 2, true) {
+                match parse_reference(s, i + 2, true, scoped) {
                     Ok((reference, end)) => {
                         if !text.is_empty() {
                             parts.push(Part::Text(std::mem::take(&mut text)));
@@ -458,6 +470,21 @@ impl Template {
         Ok(out)
     }
 
+    /// Change every reference, nested index references included (expanding a nested
+    /// workflow renames what its templates point at).
+    pub fn map_refs(&mut self, f: &mut dyn FnMut(&mut Reference)) {
+        for part in &mut self.parts {
+            if let Part::Ref(r) = part {
+                for step in &mut r.path {
+                    if let Step::Index(Index::Nested(inner)) = step {
+                        f(inner);
+                    }
+                }
+                f(r);
+            }
+        }
+    }
+
     /// The template as source text: `parse(t.to_source()) == t` for any parsed `t`.
     /// Literal `${` in text is written `$${`.
     pub fn to_source(&self) -> String {
@@ -483,10 +510,20 @@ fn parse_reference(
     s: &str,
     start: usize,
     allow_nested: bool,
+    scoped: bool,
 ) -> Result<(Reference, usize), String> {
     let bytes = s.as_bytes();
     let mut i = start;
-    let root_end = scan_ident(bytes, i, true);
+    let mut root_end = scan_ident(bytes, i, true);
+    // `outer/inner`, `outer/@inputs`: one segment per level of nesting.
+    while scoped && root_end > i && bytes.get(root_end) == Some(&b'/') {
+        let at = usize::from(bytes.get(root_end + 1) == Some(&b'@'));
+        let end = scan_ident(bytes, root_end + 1 + at, true);
+        if end == root_end + 1 + at {
+            break;
+        }
+        root_end = end;
+    }
     if root_end == i {
         return Err(match bytes.get(i) {
             Some(b'}') => "empty template".to_string(),
@@ -527,7 +564,7 @@ fn parse_reference(
                     if !allow_nested {
                         return Err("only one level of nested '${...}' index is allowed".into());
                     }
-                    let (inner, end) = parse_reference(s, i + 3, false)?;
+                    let (inner, end) = parse_reference(s, i + 3, false, scoped)?;
                     if bytes.get(end) != Some(&b']') {
                         return Err("expected ']' after a nested index".into());
                     }
@@ -849,12 +886,22 @@ impl ParamTemplate {
     /// Compile a param value. Returns the first malformed template with its JSON path
     /// suffix (relative to the value).
     pub fn compile(value: &Value) -> Result<ParamTemplate, (String, TemplateError)> {
-        Self::compile_at(value, String::new())
+        Self::compile_at(value, String::new(), false)
     }
 
-    fn compile_at(value: &Value, path: String) -> Result<ParamTemplate, (String, TemplateError)> {
+    /// [`ParamTemplate::compile`] for a node that expanding a nested workflow made (see
+    /// [`Template::parse_scoped`]).
+    pub fn compile_scoped(value: &Value) -> Result<ParamTemplate, (String, TemplateError)> {
+        Self::compile_at(value, String::new(), true)
+    }
+
+    fn compile_at(
+        value: &Value,
+        path: String,
+        scoped: bool,
+    ) -> Result<ParamTemplate, (String, TemplateError)> {
         match value {
-            Value::String(s) if has_template_syntax(s) => match Template::parse(s) {
+            Value::String(s) if has_template_syntax(s) => match Template::parse_in(s, scoped) {
                 Ok(t) if t.has_refs() => Ok(ParamTemplate::Template(t)),
                 Ok(t) => Ok(ParamTemplate::Literal(Value::String(
                     t.parts
@@ -871,12 +918,17 @@ impl ParamTemplate {
                 items
                     .iter()
                     .enumerate()
-                    .map(|(i, v)| Self::compile_at(v, format!("{path}[{i}]")))
+                    .map(|(i, v)| Self::compile_at(v, format!("{path}[{i}]"), scoped))
                     .collect::<Result<_, _>>()?,
             )),
             Value::Object(map) if map.values().any(contains_template) => Ok(ParamTemplate::Object(
                 map.iter()
-                    .map(|(k, v)| Ok((k.clone(), Self::compile_at(v, format!("{path}.{k}"))?)))
+                    .map(|(k, v)| {
+                        Ok((
+                            k.clone(),
+                            Self::compile_at(v, format!("{path}.{k}"), scoped)?,
+                        ))
+                    })
                     .collect::<Result<_, _>>()?,
             )),
             other => Ok(ParamTemplate::Literal(other.clone())),

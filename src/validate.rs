@@ -308,7 +308,23 @@ pub fn validate_workflow(wf: Workflow, structural: Vec<Diagnostic>) -> Result<Va
         let spec = if node.node_type.is_empty() {
             None
         } else {
-            match nodes::lookup(&node.node_type) {
+            let found = match node.scoped {
+                true => nodes::nested::lookup(&node.node_type)
+                    .or_else(|| nodes::lookup(&node.node_type)),
+                false => nodes::lookup(&node.node_type),
+            };
+            match found {
+                Some(s) if std::ptr::eq(s, &nodes::nested::WORKFLOW) => {
+                    errors.push(Diagnostic::error(
+                        format!("{path}.type"),
+                        format!(
+                            "workflow node '{}' was not expanded{}",
+                            node.id,
+                            nodes::unsupported_note(&node.node_type)
+                        ),
+                    ));
+                    None
+                }
                 Some(s) => Some(s),
                 None => {
                     let supported: Vec<&str> = nodes::type_names().collect();
@@ -333,7 +349,8 @@ pub fn validate_workflow(wf: Workflow, structural: Vec<Diagnostic>) -> Result<Va
             }
         };
 
-        if let Some(spec) = spec {
+        // An internal type's params are whatever expansion gave it.
+        if let Some(spec) = spec.filter(|s| !nodes::nested::is_internal(s)) {
             for p in spec.params.iter().filter(|p| p.required) {
                 if !node.params.contains_key(p.name)
                     || node.params.get(p.name) == Some(&Value::Null)
@@ -447,7 +464,11 @@ pub fn validate_workflow(wf: Workflow, structural: Vec<Diagnostic>) -> Result<Va
         let mut ok = true;
         for (name, value) in &node.params {
             let ppath = ParamPath { node: i, name };
-            match ParamTemplate::compile(value) {
+            let compiled = match node.scoped {
+                true => ParamTemplate::compile_scoped(value),
+                false => ParamTemplate::compile(value),
+            };
+            match compiled {
                 Ok(pt) => {
                     for r in pt.refs() {
                         let root = names.classify(&r.root, alias);
@@ -492,7 +513,11 @@ pub fn validate_workflow(wf: Workflow, structural: Vec<Diagnostic>) -> Result<Va
                     BatchItems::Template(t) => Value::String(t.clone()),
                     BatchItems::Inline(v) => Value::Array(v.clone()),
                 };
-                match ParamTemplate::compile(&value) {
+                let compiled = match node.scoped {
+                    true => ParamTemplate::compile_scoped(&value),
+                    false => ParamTemplate::compile(&value),
+                };
+                match compiled {
                     Ok(pt) => {
                         for r in pt.refs() {
                             // The items are resolved before any item exists, so the alias

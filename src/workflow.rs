@@ -90,6 +90,10 @@ pub struct Node {
     pub reads: Vec<String>,
     /// Files the node writes, beyond what its type declares (paths or globs, as written).
     pub writes: Vec<String>,
+    /// Made by expanding a nested workflow ([`crate::nested`]), not written: its
+    /// templates may name nodes inside nested workflows (`${run/step.stdout}`) and its
+    /// type may be one of the internal ones that carry values across the boundary.
+    pub scoped: bool,
 }
 
 /// When a node's cached result may be reused.
@@ -646,6 +650,7 @@ fn decode_node(v: &Value, path: &str, diags: &mut Vec<Diagnostic>) -> Node {
             reads_env: Vec::new(),
             reads: Vec::new(),
             writes: Vec::new(),
+            scoped: false,
         };
     };
     unknown_fields(map, NODE_FIELDS, path, "a node", diags);
@@ -761,6 +766,7 @@ fn decode_node(v: &Value, path: &str, diags: &mut Vec<Diagnostic>) -> Node {
         reads_env,
         reads,
         writes,
+        scoped: false,
     }
 }
 

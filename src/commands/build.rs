@@ -358,6 +358,10 @@ pub fn once(args: &BuildArgs) -> Result {
         prompt_file: args.repair_prompt.clone(),
         cache_root: cache.local().root().to_path_buf(),
         workflow_name: args.workflow.clone(),
+        workflow_dir: workflow_file
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default(),
     };
     let live = (args.verbose && !json_mode)
         .then(|| std::sync::Arc::new(report::LiveLines::new(opts.redactor.clone())));

@@ -251,7 +251,7 @@ pub fn load_document(
     let place = |report: &mut Report| {
         document.place(&mut report.errors, &mut report.warnings);
     };
-    match crate::validate::validate(&document.doc) {
+    match crate::nested::validate(&document.doc, &origin_of(&path)) {
         Ok(mut validated) => {
             let mut report = Report {
                 errors: Vec::new(),
@@ -269,6 +269,14 @@ pub fn load_document(
             place(&mut report);
             Err(report)
         }
+    }
+}
+
+/// Where the nested workflows of the workflow file at `path` are found.
+pub fn origin_of(path: &Path) -> crate::nested::Origin<'static> {
+    crate::nested::Origin {
+        dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        saved: &crate::store::resolve,
     }
 }
 

@@ -104,7 +104,7 @@ fn apply(cache_root: &Path, arg: &str, workflow: Option<&str>) -> Result {
             target.display()
         ))
     })?;
-    if let Err(report) = crate::validate::validate(&repaired) {
+    if let Err(report) = crate::nested::validate(&repaired, &super::origin_of(&target)) {
         super::print_diagnostics(&target.display().to_string(), &report);
         return Err(Error::invalid(format!(
             "the patched workflow is invalid; {} was not changed",

@@ -16,6 +16,7 @@ pub mod http;
 pub mod llm;
 pub mod mcp;
 pub mod move_file;
+pub mod nested;
 pub mod read_file;
 pub mod shell;
 pub mod write_file;
@@ -366,6 +367,7 @@ pub static REGISTRY: &[&NodeSpec] = &[
     &http::SPEC,
     &llm::SPEC,
     &echo::SPEC,
+    &nested::WORKFLOW,
 ];
 
 /// A built-in type, else a tool of a configured MCP server.
@@ -389,7 +391,7 @@ pub fn unsupported_note(t: &str) -> std::borrow::Cow<'static, str> {
     } else if t.starts_with("git-") || t.starts_with("github-") {
         " (git and GitHub nodes are not supported; use a shell node)".into()
     } else if t == "workflow" {
-        " (nested workflows are not supported)".into()
+        " (a nested workflow is expanded when its file is loaded; this one was not)".into()
     } else if t == "claude-code" || t == "code" {
         " (this node type of the original pflow is not supported)".into()
     } else {

@@ -20,7 +20,7 @@ pub mod report;
 
 use crate::executor::{NodeReport, Outcome, Status};
 use crate::secrets::Redactor;
-use crate::validate::{self, Validated};
+use crate::validate::Validated;
 use context::Signature;
 use placeholder::Placeholders;
 use serde_json::{json, Value};
@@ -83,6 +83,8 @@ pub struct RepairConfig {
     pub redactor: Redactor,
     /// Where the marker of the first-use notice lives (`$PFLOW_HOME`).
     pub home: PathBuf,
+    /// The workflow file's directory, where its nested workflows are found.
+    pub workflow_dir: PathBuf,
 }
 
 /// One step of the repair loop: a replayed patch, or one model call.
@@ -250,7 +252,7 @@ pub fn choose_model(flag: Option<&str>, prompt: &Prompt) -> String {
 
 /// Check a candidate: the validator, then the interface rule (inputs unchanged; the
 /// same output names, each unchanged but for its `source`).
-fn check_candidate(base: &Value, candidate: &Value) -> Result<Validated, Vec<String>> {
+fn check_candidate(base: &Value, candidate: &Value, dir: &Path) -> Result<Validated, Vec<String>> {
     let mut problems = Vec::new();
     let canon = crate::canonical::to_canonical;
     let before = base.get("inputs").cloned().unwrap_or(json!({}));
@@ -280,7 +282,11 @@ fn check_candidate(base: &Value, candidate: &Value) -> Result<Validated, Vec<Str
         ));
     }
     problems.extend(environment_widened(base, candidate));
-    match validate::validate(candidate) {
+    let origin = crate::nested::Origin {
+        dir: dir.to_path_buf(),
+        saved: &crate::store::resolve,
+    };
+    match crate::nested::validate(candidate, &origin) {
         Ok(v) if problems.is_empty() => Ok(v),
         Ok(_) => Err(problems),
         Err(report) => {
@@ -501,7 +507,7 @@ pub fn build_with_repair(
     if let Some((path, record)) = patch::find_replay(&cfg.cache_root, &hidden_base) {
         let replayed = patch::apply(&record, &hidden_base).and_then(|mut c| {
             lp.secrets.reveal(&mut c)?;
-            let v = check_candidate(&base, &c).map_err(|p| p.join("; "))?;
+            let v = check_candidate(&base, &c, &lp.cfg.workflow_dir).map_err(|p| p.join("; "))?;
             Ok((c, v))
         });
         let fixed = describe(&record.errors);
@@ -855,7 +861,7 @@ fn accept(
     lp.secrets
         .reveal(&mut candidate)
         .map_err(|e| Reject(vec![e]))?;
-    let v = check_candidate(current, &candidate).map_err(Reject)?;
+    let v = check_candidate(current, &candidate, &lp.cfg.workflow_dir).map_err(Reject)?;
     let repeated = effects_repeated(current, &candidate, &v, &lp.done);
     if !repeated.is_empty() {
         return Err(Reject(repeated));
@@ -952,9 +958,9 @@ mod tests {
                           "outputs": {"o": {"source": "${x.echo}"}}});
         let mut dropped = base.clone();
         dropped["outputs"] = json!({});
-        let problems = check_candidate(&base, &dropped).unwrap_err();
+        let problems = check_candidate(&base, &dropped, Path::new("")).unwrap_err();
         assert!(problems[0].starts_with("outputs:"), "{problems:?}");
-        assert!(check_candidate(&base, &base).is_ok());
+        assert!(check_candidate(&base, &base, Path::new("")).is_ok());
     }
 
     #[test]
@@ -963,15 +969,17 @@ mod tests {
             "params": {"command": "date"}, "reads_env": ["TZ", "DB_PASSWORD"]}]});
         let mut grab = base.clone();
         grab["nodes"][0]["reads_env"] = json!(["TZ", "DB_PASSWORD", "ANTHROPIC_API_KEY", "LANG"]);
-        let problems = check_candidate(&base, &grab).unwrap_err();
+        let problems = check_candidate(&base, &grab, Path::new("")).unwrap_err();
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].contains("'ANTHROPIC_API_KEY'"), "{problems:?}");
         let mut loose = base.clone();
         loose["strict_env"] = json!(false);
-        assert!(check_candidate(&base, &loose).unwrap_err()[0].starts_with("strict_env"));
+        assert!(
+            check_candidate(&base, &loose, Path::new("")).unwrap_err()[0].starts_with("strict_env")
+        );
         // Dropping declarations, or adding ordinary ones, is fine.
         let mut fewer = base.clone();
         fewer["nodes"][0]["reads_env"] = json!(["LANG"]);
-        assert!(check_candidate(&base, &fewer).is_ok());
+        assert!(check_candidate(&base, &fewer, Path::new("")).is_ok());
     }
 }

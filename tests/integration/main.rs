@@ -40,6 +40,7 @@ mod markdown_workflows;
 mod mcp_serve;
 mod mcp_servers;
 mod mcp_tools;
+mod nested_workflows;
 mod remote_cache;
 mod remote_limits;
 mod repair;

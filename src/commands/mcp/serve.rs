@@ -177,8 +177,10 @@ fn call(name: &str, args: &Map<String, Value>) -> std::result::Result<CallToolRe
             answer(json!({ "workflows": items }), false)
         }
         "validate_workflow" => {
-            let (doc, _) = workflow_arg(args)?;
-            let v = validate(&doc);
+            let (doc, file) = workflow_arg(args)?;
+            // An inline workflow's nested workflows are found from the current directory.
+            let file = file.unwrap_or_else(|| std::path::PathBuf::from("workflow.json"));
+            let v = validate(&doc, &file);
             answer(v, false)
         }
         "build_workflow" => build(args)?,
@@ -206,8 +208,8 @@ fn workflow_arg(
     }
 }
 
-fn validate(doc: &Value) -> Value {
-    match crate::validate::validate(doc) {
+fn validate(doc: &Value, file: &std::path::Path) -> Value {
+    match crate::nested::validate(doc, &super::super::origin_of(file)) {
         Ok(v) => json!({"valid": true, "nodes": v.workflow.nodes.len(), "errors": [],
                         "warnings": super::super::diagnostics_json(&v.warnings)}),
         Err(report) => json!({"valid": false,
@@ -289,8 +291,9 @@ fn save(args: &Map<String, Value>) -> std::result::Result<CallToolResult, ErrorD
             d.hint.unwrap_or_default()
         )));
     }
-    let (doc, _) = workflow_arg(args)?;
-    let checked = validate(&doc);
+    let (doc, file) = workflow_arg(args)?;
+    let file = file.unwrap_or_else(|| std::path::PathBuf::from("workflow.json"));
+    let checked = validate(&doc, &file);
     if checked["valid"] != json!(true) {
         return Ok(answer(checked, true));
     }
