@@ -102,6 +102,7 @@ fn check(
         errors: Vec::new(),
         warnings: Vec::new(),
         owners: Vec::new(),
+        files: Vec::new(),
         budget,
     };
     let wf = ex.expand(wf, origin, stack, depth);
@@ -111,6 +112,7 @@ fn check(
     let mut warnings = ex.warnings;
     match validate_workflow(wf, errors) {
         Ok(mut v) => {
+            v.nested_files = ex.files;
             warnings.extend(
                 std::mem::take(&mut v.warnings)
                     .into_iter()
@@ -190,6 +192,8 @@ struct Expansion<'b> {
     errors: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
     owners: Vec<Owner>,
+    /// The files of the children expanded, theirs included.
+    files: Vec<PathBuf>,
     /// Nodes the whole expansion may still make before the workflow is too large.
     budget: &'b Cell<usize>,
 }
@@ -391,6 +395,7 @@ impl Expansion<'_> {
             }
         }
         let pushed = file.is_some();
+        let document_file = file.clone();
         if let Some(f) = file {
             stack.push(f);
         }
@@ -413,8 +418,14 @@ impl Expansion<'_> {
             stack.pop();
         }
         let here = format!("{at}.params.{source}");
+        if let Some(f) = &document_file {
+            self.files.push(f.clone());
+        }
         let (errors, warnings, child) = match checked {
-            Ok(mut v) => (Vec::new(), std::mem::take(&mut v.warnings), Some(v)),
+            Ok(mut v) => {
+                self.files.append(&mut v.nested_files);
+                (Vec::new(), std::mem::take(&mut v.warnings), Some(v))
+            }
             Err(r) => (r.errors, r.warnings, None),
         };
         let (mut errors, mut warnings) = (errors, warnings);

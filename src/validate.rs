@@ -29,6 +29,8 @@ pub struct Validated {
     /// Declared outputs with their parsed `source` templates.
     pub outputs: Vec<(String, Option<Template>)>,
     pub warnings: Vec<Diagnostic>,
+    /// The files of the nested workflows expanded into this one ([`crate::nested`]).
+    pub nested_files: Vec<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -637,6 +639,7 @@ pub fn validate_workflow(wf: Workflow, structural: Vec<Diagnostic>) -> Result<Va
         nodes,
         outputs,
         warnings,
+        nested_files: Vec::new(),
     })
 }
 

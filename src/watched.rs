@@ -73,6 +73,7 @@ impl WatchSet {
         let Some(v) = v else {
             return set;
         };
+        set.files.extend(v.nested_files.iter().map(|f| abs(f)));
         let mut writes: Vec<FilePattern> = Vec::new();
         for (node, cn) in v.workflow.nodes.iter().zip(&v.nodes) {
             writes.extend(cn.writes.iter().cloned());

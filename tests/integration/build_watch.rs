@@ -467,3 +467,31 @@ fn a_glob_whose_directory_does_not_exist_yet_sees_files_once_it_does() {
     running.wait(Duration::from_secs(10)).assert_code(130);
     assert_eq!(ws.count("count"), 3);
 }
+
+#[test]
+fn an_edit_of_a_nested_workflow_file_rebuilds_what_it_reaches() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [
+            {"id": "run", "type": "workflow", "params": {"workflow_ref": "child.json"}},
+            {"id": "other", "type": "shell", "params": {"command": counted("other", "echo other")}}
+        ]
+    }));
+    let child = |word: &str| {
+        json!({"nodes": [{"id": "say", "type": "shell",
+                          "params": {"command": counted("say", &format!("echo {word}"))}}]})
+        .to_string()
+    };
+    ws.write("child.json", &child("one"));
+    let mut running = ws
+        .cmd()
+        .text()
+        .args(&["--watch", "--trace", "trace.json"])
+        .start();
+    wait_for_build(&running, 1);
+    save(&ws, "child.json", &child("two"));
+    wait_for_build(&running, 2);
+    let second = trace(&ws);
+    assert_eq!(ids_with(&second, "ran"), ["run", "run/say"], "{second}");
+    assert_eq!((ws.count("say"), ws.count("other")), (2, 1));
+    running.interrupt();
+}
