@@ -348,6 +348,14 @@ pub fn blocking_failure(outcome: &Outcome) -> Option<(String, ErrorCategory, Str
         .map(|(id, e)| (id, e.category, e.message.clone()))
 }
 
+/// The first failed node that belongs to a nested workflow (`run/step`): repair edits
+/// the workflow file it was given, which does not hold that node.
+pub fn nested_failure(outcome: &Outcome) -> Option<String> {
+    failures(outcome)
+        .map(|(id, _)| id)
+        .find(|id| id.contains('/') && !id.starts_with("output "))
+}
+
 /// Longest shape shown per upstream node.
 const SHAPE_CHARS: usize = 2_000;
 

@@ -620,6 +620,12 @@ fn repair_loop(
         ));
         return;
     }
+    if let Some(node) = context::nested_failure(outcome) {
+        lp.summary.stopped = Some(format!(
+            "repair not tried: node '{node}' belongs to a nested workflow, and repair edits only the workflow it was given; fix the nested workflow's file"
+        ));
+        return;
+    }
     if cfg.mode == Mode::Replay {
         lp.summary.stopped = Some(format!(
             "repair not tried: {MODE_ENV}=replay replays proven patches only, and none is recorded for this workflow"

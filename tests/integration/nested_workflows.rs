@@ -369,3 +369,24 @@ fn compat_nested_examples_that_cannot_run_say_why() {
         }
     }
 }
+
+#[test]
+fn repair_leaves_a_failure_inside_a_nested_workflow_to_its_file() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [{"id": "run", "type": "workflow", "params": {"workflow_ir": {
+            "nodes": [{"id": "bad", "type": "shell", "params": {"command": "exit 3"}}]}}}]
+    }));
+    let out = ws
+        .pflow()
+        .arg("build")
+        .arg("workflow.json")
+        .arg("--cache-dir")
+        .arg(ws.cache_dir())
+        .output();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("repair not tried: node 'run/bad' belongs to a nested workflow"),
+        "{err}"
+    );
+}
