@@ -822,6 +822,33 @@ fn check_reference(
         }
         Root::Node(dep) => {
             let target = &names.wf.nodes[dep];
+            // A nested workflow's outputs (or inputs) node outputs its params. (None when
+            // its workflow failed to load: that is reported on its own.)
+            if target.scoped
+                && !target.params.is_empty()
+                && nodes::nested::lookup(&target.node_type).is_some()
+            {
+                let fields: Vec<&str> = target.params.keys().map(String::as_str).collect();
+                let key = match r.path.first() {
+                    Some(Step::Key(k)) => k.as_str(),
+                    _ => "",
+                };
+                if !fields.contains(&key) {
+                    let hint = suggestion(key, fields.iter().copied())
+                        .unwrap_or_else(|| format!("its outputs: {}", fields.join(", ")));
+                    errors.push(
+                        Diagnostic::error(
+                            path.to_string(),
+                            format!(
+                                "template {r}: workflow node '{}' has no output '{key}'",
+                                target.id
+                            ),
+                        )
+                        .with_hint(hint),
+                    );
+                }
+                return;
+            }
             let Some(spec) = nodes::lookup(&target.node_type) else {
                 return; // the unknown type is reported on its own
             };

@@ -232,6 +232,12 @@ fn wrong_mappings_missing_files_cycles_and_depth_are_refused() {
             "'nope' is not an output of nested workflow child.json",
         ),
         (
+            json!([{"id": "run", "type": "workflow",
+                    "params": {"workflow_ref": "child.json", "param_mapping": {"text": "x"}}},
+                   {"id": "show", "type": "shell", "params": {"command": "echo ${run.reslut}"}}]),
+            "template ${run.reslut}: workflow node 'run' has no output 'reslut'",
+        ),
+        (
             json!({"id": "run", "type": "workflow", "params": {"workflow_ref": "./missing.json"}}),
             "nested workflow file './missing.json' does not exist",
         ),
@@ -256,7 +262,8 @@ fn wrong_mappings_missing_files_cycles_and_depth_are_refused() {
     ws.write("a.json", &a.to_string());
     ws.write("b.json", &b.to_string());
     for (node, expected) in cases {
-        ws.set_workflow(&json!({"nodes": [node]}));
+        let nodes = if node.is_array() { node } else { json!([node]) };
+        ws.set_workflow(&json!({ "nodes": nodes }));
         let out = ws.pflow().args(["validate", "workflow.json"]).output();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{expected}: {err}");
@@ -389,4 +396,23 @@ fn repair_leaves_a_failure_inside_a_nested_workflow_to_its_file() {
         err.contains("repair not tried: node 'run/bad' belongs to a nested workflow"),
         "{err}"
     );
+}
+
+#[test]
+fn a_secret_named_input_given_literally_is_redacted_like_any_secret() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [{"id": "run", "type": "workflow", "params": {
+            "param_mapping": {"api_token": "s3cr3t-value-42"},
+            "workflow_ir": {
+                "inputs": {"api_token": {"type": "string"}},
+                "nodes": [{"id": "use", "type": "shell",
+                           "params": {"command": "echo \"bad token $T\" >&2; exit 1",
+                                      "env": {"T": "${api_token}"}}}]}}}]
+    }));
+    let r = ws.build_text(&[]);
+    assert_eq!(r.code, 1, "{r}");
+    assert!(r.stderr.contains("bad token"), "{}", r.stderr);
+    assert!(!r.stderr.contains("s3cr3t-value-42"), "{}", r.stderr);
+    let json = ws.build(&[]);
+    assert!(!json.stdout.contains("s3cr3t-value-42"), "{}", json.stdout);
 }
