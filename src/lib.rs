@@ -11,7 +11,7 @@
 //! ([`source`], with [`markdown`] for `.pflow.md` files) and decoded into the IR
 //! ([`workflow`]), whose templates ([`template`]) and node types ([`nodes`], with the LLM
 //! client [`llm`] and the MCP client [`mcp`]) it names, described as a JSON Schema by
-//! [`schema`]; [`validate`] checks
+//! [`schema`]; [`nested`] expands the workflows a workflow runs into its own graph, and [`validate`] checks
 //! it and builds the DAG ([`graph`], with the edges paths imply: [`file_edges`]); [`inputs`] binds the user's values. The
 //! [`executor`] runs the DAG in parallel, deciding for each node in one place whether it
 //! reuses a cached result or runs; [`report`] and [`render`] show what happened, and
