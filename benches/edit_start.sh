@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# An edit near the start of a 10,000-node chain, against a cold build of the same graph
+# (issue: performance).
+#
+#   benches/edit_start.sh [RUNS]        (default 5 runs per case; needs python3)
+#
+# Node i passes node i-1's data on (and reads node i/2), so a new value at node 0 reaches
+# every node: the edited build runs all 10,000 again, as a cold build does, and should
+# take no longer. Runs alternate (cold, edit, cold, edit, ...); each cold build starts
+# from an empty cache in a fresh copy of the project, made untimed. Prints medians and
+# the ratio edit/cold.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+runs="${1:-5}"
+cargo build --release --quiet --manifest-path "$root/Cargo.toml"
+pflow="$root/target/release/pflow"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+python3 - "$work" <<'PY'
+import json, os, sys
+work = sys.argv[1]
+n = 10000
+nodes = [{"id": "n0", "type": "echo", "params": {"message": "root", "data": "seed"}}]
+for i in range(1, n):
+    nodes.append({"id": f"n{i}", "type": "echo",
+                  "params": {"message": f"{i}:${{n{i // 2}.metadata.count}}",
+                             "data": f"${{n{i - 1}.data}}"}})
+os.makedirs(f"{work}/chain")
+json.dump({"ir_version": "0.1.0", "nodes": nodes}, open(f"{work}/chain/wf.json", "w"))
+PY
+
+now() { date +%s%N; }
+time_ms() { local t0 t1; t0=$(now); "$@" >/dev/null 2>&1; t1=$(now); echo $(( (t1 - t0) / 1000000 )); }
+build() { (cd "$1" && CI=1 time_ms "$pflow" build wf.json --jobs 2 --no-repair); }
+edit() {
+  # A value node 0 has never had, so every node really runs instead of finding an entry.
+  python3 - "$1/wf.json" <<'PY'
+import json, sys, time
+d = json.load(open(sys.argv[1]))
+d["nodes"][0]["params"]["data"] = f"seed-{time.time_ns()}"
+json.dump(d, open(sys.argv[1], "w"))
+PY
+}
+
+build "$work/chain" >/dev/null   # warm: the edited project has a full cache
+declare -a cold edited
+for ((r = -1; r < runs; r++)); do
+  cp -r "$work/chain" "$work/cold-$r" && rm -rf "$work/cold-$r/.pflow-cache" && sync
+  c=$(build "$work/cold-$r")
+  edit "$work/chain" && sync
+  e=$(build "$work/chain")
+  ((r >= 0)) && cold+=("$c") && edited+=("$e")
+done
+python3 - "${cold[*]}" "${edited[*]}" <<'PY'
+import statistics, sys
+c, e = (list(map(int, s.split())) for s in sys.argv[1:])
+mc, me = statistics.median(c), statistics.median(e)
+print(f"cold build, 10,000-node chain:        {mc:.0f} ms (median of {len(c)})")
+print(f"edit at node 0, everything re-runs:   {me:.0f} ms (median of {len(e)})")
+print(f"edit / cold:                          {me / mc:.2f}")
+PY
