@@ -22,7 +22,9 @@
 use crate::diagnostic::{quoted_list, Diagnostic, Severity};
 use crate::template::{Reference, Step, Template};
 use crate::validate::{validate_workflow, Report, Validated, MAX_NODES};
-use crate::workflow::{is_template_name, BatchItems, Edge, EdgeAction, Node, Workflow};
+use crate::workflow::{
+    is_template_name, BatchItems, Edge, EdgeAction, Node, TemplateMode, Workflow,
+};
 use serde_json::{Map, Value};
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
@@ -75,6 +77,13 @@ pub fn validate_expanded(
         limit: u64::MAX,
     };
     check(wf, errors, origin, &mut Vec::new(), at, &budget)
+}
+
+/// The workflow-wide settings a nested workflow's nodes run under: its parent's.
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    strict_env: bool,
+    mode: TemplateMode,
 }
 
 /// How deep a workflow is, and how deep the `max_depth` of the workflow nodes above it
@@ -248,7 +257,11 @@ impl Expansion<'_> {
                 continue;
             }
             let at = format!("nodes[{i}]");
-            let parts = self.parts(&wf.nodes[i], &at, origin, stack, depth);
+            let parent = Settings {
+                strict_env: wf.strict_env,
+                mode: wf.template_mode,
+            };
+            let parts = self.parts(&wf.nodes[i], &at, origin, stack, depth, parent);
             let node = &mut wf.nodes[i];
             workflow_nodes.insert(node.id.clone());
             // Whatever went wrong, the node stays, as an outputs node: references to it
@@ -303,6 +316,7 @@ impl Expansion<'_> {
         origin: &Origin<'_>,
         stack: &mut Vec<PathBuf>,
         depth: Depth,
+        parent: Settings,
     ) -> Option<Parts> {
         let errors_before = self.errors.len();
         self.check_node(node, at);
@@ -437,6 +451,30 @@ impl Expansion<'_> {
         self.warnings
             .extend(warnings.into_iter().map(|d| wrap(d, &here, &label)));
         let child = child?;
+        // The child's nodes run under the parent's settings: refuse what would loosen
+        // the child's.
+        let loosened = [
+            (
+                child.workflow.strict_env && !parent.strict_env,
+                "\"strict_env\": true",
+            ),
+            (
+                child.workflow.template_mode == TemplateMode::Strict
+                    && parent.mode == TemplateMode::Permissive,
+                "strict template resolution",
+            ),
+        ];
+        for (_, what) in loosened.iter().filter(|(yes, _)| *yes) {
+            self.errors.push(
+                Diagnostic::error(
+                    here.clone(),
+                    format!(
+                        "nested workflow {label} asks for {what}, which this workflow does not"
+                    ),
+                )
+                .with_hint("its nodes run under this workflow's settings: set the same here"),
+            );
+        }
         if self.errors.len() > errors_before {
             return None;
         }

@@ -246,6 +246,11 @@ fn wrong_mappings_missing_files_cycles_and_depth_are_refused() {
             "nested workflows refer to each other in a circle",
         ),
         (
+            json!({"id": "run", "type": "workflow", "params": {"workflow_ir": {
+                "strict_env": true, "nodes": [{"id": "x", "type": "echo"}]}}}),
+            "asks for \"strict_env\": true, which this workflow does not",
+        ),
+        (
             json!({"id": "run", "type": "workflow", "params": {"workflow_ref": "${x}"}}),
             "is a template",
         ),
