@@ -50,10 +50,9 @@ pub enum OutputSource {
     Field(Vec<u32>),
 }
 
-/// One node as the recorded build reported it.
+/// One node as the recorded build reported it (nodes are kept in workflow order).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeEntry<'a> {
-    pub index: u32,
     pub id: &'a str,
     pub node_type: &'a str,
     pub end: NodeEnd<'a>,
@@ -92,7 +91,9 @@ pub struct NoopRecord {
     /// Validation warning lines, as a text build prints them.
     pub warnings: Vec<String>,
     pub outputs: Vec<(String, OutputSource)>,
-    /// Encoded [`NodeEntry`]s from `nodes_at` on (see [`NoopRecord::push_node`]): a
+    /// The nodes' positions in the order the build finished them (its lines' order).
+    pub order: Vec<u32>,
+    /// Encoded [`NodeEntry`]s, in workflow order, from `nodes_at` on (see [`NoopRecord::push_node`]): a
     /// decoded record keeps the file's bytes, not a copy of its biggest part.
     nodes: Vec<u8>,
     nodes_at: usize,
@@ -133,7 +134,6 @@ fn get_id(r: &mut Reader<'_>) -> Option<FileId> {
 
 fn get_node<'a>(r: &mut Reader<'a>) -> Option<NodeEntry<'a>> {
     Some(NodeEntry {
-        index: r.u32()?,
         id: get_str(r)?,
         node_type: get_str(r)?,
         end: match r.take(1)?.first()? {
@@ -162,9 +162,8 @@ fn get_count(r: &mut Reader<'_>, min: usize) -> Option<usize> {
 }
 
 impl NoopRecord {
-    /// Add a node, in the order the build finished it.
+    /// Add the next node of the workflow.
     pub fn push_node(&mut self, n: &NodeEntry<'_>) {
-        put_u32(&mut self.nodes, n.index);
         put_str(&mut self.nodes, n.id);
         put_str(&mut self.nodes, n.node_type);
         match &n.end {
@@ -190,8 +189,8 @@ impl NoopRecord {
         self.node_count as usize
     }
 
-    /// The nodes, in the order they were added (a decoded record's all decode: `decode`
-    /// checked them; `None` cannot happen but is not a panic).
+    /// The nodes, in workflow order (a decoded record's all decode: `decode` checked
+    /// them; `None` cannot happen but is not a panic).
     pub fn nodes(&self) -> impl Iterator<Item = Option<NodeEntry<'_>>> {
         let mut r = Reader::new(&self.nodes, self.nodes_at);
         (0..self.node_count).map(move |_| get_node(&mut r))
@@ -245,6 +244,10 @@ impl NoopRecord {
                 }
             }
         }
+        put_u32(&mut out, self.order.len() as u32);
+        for i in &self.order {
+            put_u32(&mut out, *i);
+        }
         put_u32(&mut out, self.node_count);
         out.extend_from_slice(self.nodes.get(self.nodes_at..).unwrap_or_default());
         out
@@ -291,8 +294,20 @@ impl NoopRecord {
             };
             rec.outputs.push((name, source));
         }
-        // index, two lengths, the end's tag and a reason's length: at least 17 bytes.
-        rec.node_count = get_count(&mut r, 17)? as u32;
+        rec.order = get_indexes(&mut r)?;
+        // Two lengths, the end's tag and a reason's length: at least 13 bytes a node.
+        rec.node_count = get_count(&mut r, 13)? as u32;
+        // The order names each node once.
+        let mut seen = vec![false; rec.node_count as usize];
+        for &i in &rec.order {
+            match seen.get_mut(i as usize) {
+                Some(slot) if !*slot => *slot = true,
+                _ => return None,
+            }
+        }
+        if rec.order.len() != seen.len() {
+            return None;
+        }
         rec.nodes_at = r.offset();
         for _ in 0..rec.node_count {
             get_node(&mut r)?;
@@ -381,7 +396,6 @@ mod tests {
         };
         for i in 0..3u32 {
             rec.push_node(&NodeEntry {
-                index: i,
                 id: &format!("n{i}"),
                 node_type: "echo",
                 end: NodeEnd::Cached {
@@ -392,13 +406,13 @@ mod tests {
             });
         }
         rec.push_node(&NodeEntry {
-            index: 3,
             id: "handler",
             node_type: "shell",
             end: NodeEnd::Skipped {
                 reason: "n2 succeeded, so its error handler is not needed",
             },
         });
+        rec.order = vec![1, 0, 2, 3];
         rec
     }
 
@@ -419,6 +433,12 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(NoopRecord::decode(longer).is_none(), "trailing bytes");
+        let mut twice = rec.clone();
+        twice.order = vec![1, 1, 2, 3];
+        assert!(NoopRecord::decode(twice.encode()).is_none(), "a node twice");
+        let mut short = rec.clone();
+        short.order.pop();
+        assert!(NoopRecord::decode(short.encode()).is_none(), "a node left out");
         let mut other = bytes.clone();
         other[0] = 9;
         assert!(NoopRecord::decode(other).is_none(), "another format");

@@ -408,7 +408,13 @@ pub fn once(args: &BuildArgs) -> Result {
             printed.save(cache.local().root(), &opts.workflow_name);
         }
         logs = Some(printed);
-        let seen = append_stats(&cache, &outcome, tallies(v, &outcome), &opts.run_id);
+        let seen = append_stats(
+            &cache,
+            &outcome,
+            tallies(v, &outcome),
+            cache.local().take_seen(),
+            &opts.run_id,
+        );
         if wants_timeline {
             timeline.record(offset, v, &outcome, &seen);
         }
@@ -736,14 +742,15 @@ fn tallies(v: &crate::validate::Validated, o: &executor::Outcome) -> Vec<Tally> 
 }
 
 /// Append this run's figures to the cache's stats (best effort: a failure to record is
-/// ignored); the recorded run time of each entry it found.
+/// ignored). `seen`: the recorded run time of each entry the run found (what it saved);
+/// handed back.
 pub(super) fn append_stats(
     cache: &Layered,
     o: &executor::Outcome,
     tallies: Vec<Tally>,
+    seen: crate::key::KeyMap<u64>,
     run_id: &str,
 ) -> crate::key::KeyMap<u64> {
-    let seen = cache.local().take_seen();
     let stats = BuildStats::tally(
         run_id,
         o.duration.as_millis() as u64,

@@ -276,8 +276,8 @@ fn try_serve(args: &BuildArgs, inv: &Invocation, started: Instant) -> Result<Exi
         return Err(format!("'{path}' changed (or changed too recently to tell)"));
     }
     let t0 = Instant::now();
-    let (reports, hits) = reports_of(&rec).ok_or("a damaged record")?;
-    let outputs = resolve_outputs(&rec, &reports, cache.local()).ok_or("an output")?;
+    let (nodes, seen) = reports_of(&rec).ok_or("a damaged record")?;
+    let outputs = resolve_outputs(&rec, &nodes, cache.local()).ok_or("an output")?;
 
     // The same lines, figures and document as the normal build.
     let view = super::build::view(args);
@@ -288,14 +288,12 @@ fn try_serve(args: &BuildArgs, inv: &Invocation, started: Instant) -> Result<Exi
         }
     }
     let logs = crate::cache::logs::Logs::load(&inv.root, &inv.name);
-    let mut progress = crate::report::Progress::new(reports.len(), view, logs);
-    for r in &reports {
+    let mut progress = crate::report::Progress::new(nodes.len(), view, logs);
+    for r in rec.order.iter().filter_map(|&i| nodes.get(i as usize)) {
         progress.started(&r.id);
         progress.finished(r);
     }
     progress.done();
-    let mut nodes = reports;
-    nodes.sort_by_key(|r| r.index);
     let outcome = Outcome {
         nodes,
         outputs,
@@ -307,9 +305,6 @@ fn try_serve(args: &BuildArgs, inv: &Invocation, started: Instant) -> Result<Exi
         upstream: Vec::new(),
     };
     let run_id = super::build::run_id();
-    for (key, ms) in &hits {
-        cache.local().note_hit(key, *ms);
-    }
     let tallies = outcome
         .nodes
         .iter()
@@ -322,22 +317,22 @@ fn try_serve(args: &BuildArgs, inv: &Invocation, started: Instant) -> Result<Exi
             },
         })
         .collect();
-    super::build::append_stats(&cache, &outcome, tallies, &run_id);
+    super::build::append_stats(&cache, &outcome, tallies, seen, &run_id);
     super::build::attempt_lines(args, &outcome);
     Ok(super::build::conclude(args, outcome, None, started))
 }
 
-/// Each recorded node's report, in the order the recorded build finished them: what the
-/// normal build reports for a node its build record vouches for (or one it skips); and
-/// each reused node's key with its recorded run time (the time the cache saved).
-#[allow(clippy::type_complexity)]
-fn reports_of(rec: &NoopRecord) -> Option<(Vec<NodeReport>, Vec<(Key, u64)>)> {
+/// Each recorded node's report, in workflow order: what the normal build reports for a
+/// node its build record vouches for (or one it skips); and each reused node's key with
+/// its recorded run time (the time the cache saved), as the cache notes a hit.
+fn reports_of(rec: &NoopRecord) -> Option<(Vec<NodeReport>, crate::key::KeyMap<u64>)> {
     let mut out = Vec::with_capacity(rec.node_count());
-    let mut hits = Vec::with_capacity(rec.node_count());
-    for n in rec.nodes() {
+    let mut seen =
+        crate::key::KeyMap::with_capacity_and_hasher(rec.node_count(), Default::default());
+    for (index, n) in rec.nodes().enumerate() {
         let n = n?;
         let base = NodeReport {
-            index: n.index as usize,
+            index,
             id: n.id.to_string(),
             node_type: n.node_type.to_string(),
             status: Status::Cached,
@@ -361,7 +356,7 @@ fn reports_of(rec: &NoopRecord) -> Option<(Vec<NodeReport>, Vec<(Key, u64)>)> {
                 digest,
                 duration_ms,
             } => {
-                hits.push((Key(key), duration_ms));
+                seen.insert(Key(key), duration_ms);
                 NodeReport {
                     key: Some(Key(key)),
                     digest: Some(blake3::Hash::from_bytes(digest)),
@@ -377,7 +372,7 @@ fn reports_of(rec: &NoopRecord) -> Option<(Vec<NodeReport>, Vec<(Key, u64)>)> {
             },
         });
     }
-    Some((out, hits))
+    Some((out, seen))
 }
 
 /// Node values by id, for an output's template.
@@ -408,10 +403,8 @@ fn resolve_outputs(
     if rec.outputs.is_empty() {
         return Some(outputs);
     }
-    let at: std::collections::HashMap<usize, &NodeReport> =
-        reports.iter().map(|r| (r.index, r)).collect();
     let load = |index: u32| -> Option<(String, Arc<Value>)> {
-        let r = at.get(&(index as usize))?;
+        let r = reports.get(index as usize)?;
         let entry = cache.peek(&r.key?)?;
         Some((r.id.clone(), Arc::new(cache.load_outputs(&entry).ok()?)))
     };
@@ -492,6 +485,15 @@ fn make_record(
     if outcome.nodes.len() != wf.nodes.len() {
         return Err("not every node was built".into());
     }
+    // First the cheap test that fails after any build that ran something.
+    let reused = |r: &NodeReport| match r.status {
+        Status::Cached => r.source == Some(HitSource::FastPath),
+        Status::Skipped => r.key.is_none(),
+        _ => false,
+    };
+    if let Some(r) = outcome.nodes.iter().find(|r| !reused(r)) {
+        return Err(format!("node '{}' {}", r.id, r.status.as_str()));
+    }
     if wf.inputs.values().any(|i| i.stdin) {
         return Err("an input may come from stdin".into());
     }
@@ -525,8 +527,7 @@ fn make_record(
     rec.settled_before_ns = settled_before_ns;
     let mut files: Vec<(String, Option<FileId>)> = Vec::new();
     let mut ended_cached = vec![false; wf.nodes.len()];
-    for &i in &v.order {
-        let (node, r) = (&wf.nodes[i], outcome.nodes.get(i).ok_or("a report is missing")?);
+    for (i, (node, r)) in wf.nodes.iter().zip(&outcome.nodes).enumerate() {
         if r.index != i || r.executions != 0 || r.error.is_some() {
             return Err(format!("node '{}' ran", node.id));
         }
@@ -554,12 +555,13 @@ fn make_record(
             _ => return Err(format!("node '{}' was not reused", node.id)),
         };
         rec.push_node(&NodeEntry {
-            index: i as u32,
             id: &node.id,
             node_type: &node.node_type,
             end,
         });
     }
+    // Lines in an order the build may have finished them in.
+    rec.order = v.order.iter().map(|&i| i as u32).collect();
     // The files keys were made from, as the build record holds them (the build just
     // checked each against its identity), and declared reads that were not there.
     for (p, seen) in &state.reads {
