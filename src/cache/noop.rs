@@ -185,6 +185,14 @@ impl NoopRecord {
         self.node_count += 1;
     }
 
+    /// Let go of the encoded nodes (the record's biggest part) once they are read; the
+    /// rest stays.
+    pub fn drop_nodes(&mut self) {
+        self.nodes = Vec::new();
+        self.nodes_at = 0;
+        self.node_count = 0;
+    }
+
     pub fn node_count(&self) -> usize {
         self.node_count as usize
     }

@@ -408,13 +408,8 @@ pub fn once(args: &BuildArgs) -> Result {
             printed.save(cache.local().root(), &opts.workflow_name);
         }
         logs = Some(printed);
-        let seen = append_stats(
-            &cache,
-            &outcome,
-            tallies(v, &outcome),
-            cache.local().take_seen(),
-            &opts.run_id,
-        );
+        let seen = cache.local().take_seen();
+        append_stats(&cache, &outcome, tallies(v, &outcome, &seen), &opts.run_id);
         if wants_timeline {
             timeline.record(offset, v, &outcome, &seen);
         }
@@ -711,8 +706,13 @@ fn secret_values(
     out
 }
 
-/// How each node of an attempt ended, as the stats count it.
-fn tallies(v: &crate::validate::Validated, o: &executor::Outcome) -> Vec<Tally> {
+/// How each node of an attempt ended, as the stats count it. `seen`: the recorded run
+/// time of each entry the attempt found (what the cache saved).
+fn tallies<'o>(
+    v: &'o crate::validate::Validated,
+    o: &'o executor::Outcome,
+    seen: &'o crate::key::KeyMap<u64>,
+) -> impl Iterator<Item = Tally> + 'o {
     use executor::Status;
     // The reports cover the nodes this build did (all, unless --target): by position.
     let mut ran = vec![false; v.graph.len()];
@@ -723,10 +723,10 @@ fn tallies(v: &crate::validate::Validated, o: &executor::Outcome) -> Vec<Tally> 
     }
     o.nodes
         .iter()
-        .map(|r| match (r.status, r.source) {
+        .map(move |r| match (r.status, r.source) {
             (_, Some(executor::HitSource::Memo)) => Tally::Memo,
             (Status::Cached | Status::Restored, _) => Tally::Hit {
-                key: r.key,
+                saved_ms: r.key.and_then(|k| seen.get(&k).copied()),
                 restored: r.status == Status::Restored,
                 upstream_ran: r.index < v.graph.len()
                     && v.graph
@@ -738,29 +738,19 @@ fn tallies(v: &crate::validate::Validated, o: &executor::Outcome) -> Vec<Tally> 
             (Status::Failed, _) => Tally::Failed,
             (Status::Skipped, _) => Tally::Skipped,
         })
-        .collect()
 }
 
 /// Append this run's figures to the cache's stats (best effort: a failure to record is
-/// ignored). `seen`: the recorded run time of each entry the run found (what it saved);
-/// handed back.
+/// ignored).
 pub(super) fn append_stats(
     cache: &Layered,
     o: &executor::Outcome,
-    tallies: Vec<Tally>,
-    seen: crate::key::KeyMap<u64>,
+    tallies: impl IntoIterator<Item = Tally>,
     run_id: &str,
-) -> crate::key::KeyMap<u64> {
-    let stats = BuildStats::tally(
-        run_id,
-        o.duration.as_millis() as u64,
-        o.success,
-        &tallies,
-        &seen,
-    )
-    .with_remote(cache.take_remote_counts());
+) {
+    let stats = BuildStats::tally(run_id, o.duration.as_millis() as u64, o.success, tallies)
+        .with_remote(cache.take_remote_counts());
     let _ = crate::cache::stats::append(cache.local().root(), &stats);
-    seen
 }
 
 /// `--timings` and `--profile`: the timeline, two ways. A file that cannot be written

@@ -246,7 +246,7 @@ pub(super) fn serve(args: &BuildArgs, started: Instant) -> Result<ExitCode, Star
 }
 
 fn try_serve(args: &BuildArgs, inv: &Invocation, started: Instant) -> Result<ExitCode, String> {
-    let rec = NoopRecord::load(&inv.root, &inv.name).ok_or("no record")?;
+    let mut rec = NoopRecord::load(&inv.root, &inv.name).ok_or("no record")?;
     let digest = file_hash(&inv.path).ok_or("cannot read the workflow")?;
     if fingerprint(args, inv, &digest, &rec.env_names) != Some(rec.fingerprint) {
         return Err("the workflow, inputs, flags, environment or pflow changed".into());
@@ -276,7 +276,8 @@ fn try_serve(args: &BuildArgs, inv: &Invocation, started: Instant) -> Result<Exi
         return Err(format!("'{path}' changed (or changed too recently to tell)"));
     }
     let t0 = Instant::now();
-    let (nodes, seen) = reports_of(&rec).ok_or("a damaged record")?;
+    let (nodes, saved) = reports_of(&rec).ok_or("a damaged record")?;
+    rec.drop_nodes();
     let outputs = resolve_outputs(&rec, &nodes, cache.local()).ok_or("an output")?;
 
     // The same lines, figures and document as the normal build.
@@ -305,30 +306,26 @@ fn try_serve(args: &BuildArgs, inv: &Invocation, started: Instant) -> Result<Exi
         upstream: Vec::new(),
     };
     let run_id = super::build::run_id();
-    let tallies = outcome
-        .nodes
-        .iter()
-        .map(|r| match r.status {
-            Status::Skipped => crate::cache::stats::Tally::Skipped,
-            _ => crate::cache::stats::Tally::Hit {
-                key: r.key,
-                restored: false,
-                upstream_ran: false,
-            },
-        })
-        .collect();
-    super::build::append_stats(&cache, &outcome, tallies, seen, &run_id);
+    let tallies = outcome.nodes.iter().zip(saved).map(|(r, saved_ms)| match r.status {
+        Status::Skipped => crate::cache::stats::Tally::Skipped,
+        _ => crate::cache::stats::Tally::Hit {
+            saved_ms,
+            restored: false,
+            upstream_ran: false,
+        },
+    });
+    super::build::append_stats(&cache, &outcome, tallies, &run_id);
     super::build::attempt_lines(args, &outcome);
     Ok(super::build::conclude(args, outcome, None, started))
 }
 
 /// Each recorded node's report, in workflow order: what the normal build reports for a
-/// node its build record vouches for (or one it skips); and each reused node's key with
-/// its recorded run time (the time the cache saved), as the cache notes a hit.
-fn reports_of(rec: &NoopRecord) -> Option<(Vec<NodeReport>, crate::key::KeyMap<u64>)> {
+/// node its build record vouches for (or one it skips); and beside each, a reused
+/// node's recorded run time (the time the cache saved), as the cache notes a hit.
+#[allow(clippy::type_complexity)]
+fn reports_of(rec: &NoopRecord) -> Option<(Vec<NodeReport>, Vec<Option<u64>>)> {
     let mut out = Vec::with_capacity(rec.node_count());
-    let mut seen =
-        crate::key::KeyMap::with_capacity_and_hasher(rec.node_count(), Default::default());
+    let mut saved = Vec::with_capacity(rec.node_count());
     for (index, n) in rec.nodes().enumerate() {
         let n = n?;
         let base = NodeReport {
@@ -356,7 +353,7 @@ fn reports_of(rec: &NoopRecord) -> Option<(Vec<NodeReport>, crate::key::KeyMap<u
                 digest,
                 duration_ms,
             } => {
-                seen.insert(Key(key), duration_ms);
+                saved.push(Some(duration_ms));
                 NodeReport {
                     key: Some(Key(key)),
                     digest: Some(blake3::Hash::from_bytes(digest)),
@@ -365,14 +362,17 @@ fn reports_of(rec: &NoopRecord) -> Option<(Vec<NodeReport>, crate::key::KeyMap<u
                     ..base
                 }
             }
-            NodeEnd::Skipped { reason } => NodeReport {
-                status: Status::Skipped,
-                reason: reason.to_string(),
-                ..base
-            },
+            NodeEnd::Skipped { reason } => {
+                saved.push(None);
+                NodeReport {
+                    status: Status::Skipped,
+                    reason: reason.to_string(),
+                    ..base
+                }
+            }
         });
     }
-    Some((out, seen))
+    Some((out, saved))
 }
 
 /// Node values by id, for an output's template.
