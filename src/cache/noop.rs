@@ -386,18 +386,24 @@ mod tests {
             settled_before_ns: -7,
             env_names: vec!["HOME".into(), "TOKEN".into()],
             files: vec![
-                ("in.txt".into(), Some(FileId {
-                    size: 1,
-                    mtime_ns: 2,
-                    ctime_ns: 3,
-                    ino: 4,
-                    dev: 5,
-                })),
+                (
+                    "in.txt".into(),
+                    Some(FileId {
+                        size: 1,
+                        mtime_ns: 2,
+                        ctime_ns: 3,
+                        ino: 4,
+                        dev: 5,
+                    }),
+                ),
                 ("gone.txt".into(), None),
             ],
             warnings: vec!["warning: x".into()],
             outputs: vec![
-                ("a".into(), OutputSource::Template("${n1.stdout}".into(), vec![1])),
+                (
+                    "a".into(),
+                    OutputSource::Template("${n1.stdout}".into(), vec![1]),
+                ),
                 ("b".into(), OutputSource::Field(vec![2, 0])),
             ],
             ..NoopRecord::default()
@@ -433,10 +439,19 @@ mod tests {
         let nodes: Vec<_> = back.nodes().collect::<Option<_>>().expect("nodes decode");
         assert_eq!(nodes.len(), 4);
         assert_eq!(nodes[2].id, "n2");
-        assert!(matches!(nodes[2].end, NodeEnd::Cached { duration_ms: 20, .. }));
+        assert!(matches!(
+            nodes[2].end,
+            NodeEnd::Cached {
+                duration_ms: 20,
+                ..
+            }
+        ));
         assert!(matches!(nodes[3].end, NodeEnd::Skipped { reason } if reason.starts_with("n2 ")));
         for cut in 0..bytes.len() {
-            assert!(NoopRecord::decode(bytes[..cut].to_vec()).is_none(), "torn at {cut}");
+            assert!(
+                NoopRecord::decode(bytes[..cut].to_vec()).is_none(),
+                "torn at {cut}"
+            );
         }
         let mut longer = bytes.clone();
         longer.push(0);
@@ -446,7 +461,10 @@ mod tests {
         assert!(NoopRecord::decode(twice.encode()).is_none(), "a node twice");
         let mut short = rec.clone();
         short.order.pop();
-        assert!(NoopRecord::decode(short.encode()).is_none(), "a node left out");
+        assert!(
+            NoopRecord::decode(short.encode()).is_none(),
+            "a node left out"
+        );
         let mut other = bytes.clone();
         other[0] = 9;
         assert!(NoopRecord::decode(other).is_none(), "another format");

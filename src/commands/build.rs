@@ -721,23 +721,21 @@ fn tallies<'o>(
             *slot = true;
         }
     }
-    o.nodes
-        .iter()
-        .map(move |r| match (r.status, r.source) {
-            (_, Some(executor::HitSource::Memo)) => Tally::Memo,
-            (Status::Cached | Status::Restored, _) => Tally::Hit {
-                saved_ms: r.key.and_then(|k| seen.get(&k).copied()),
-                restored: r.status == Status::Restored,
-                upstream_ran: r.index < v.graph.len()
-                    && v.graph
-                        .dependencies(r.index)
-                        .iter()
-                        .any(|(j, _)| ran.get(*j).copied().unwrap_or(false)),
-            },
-            (Status::Ran, _) => Tally::Ran,
-            (Status::Failed, _) => Tally::Failed,
-            (Status::Skipped, _) => Tally::Skipped,
-        })
+    o.nodes.iter().map(move |r| match (r.status, r.source) {
+        (_, Some(executor::HitSource::Memo)) => Tally::Memo,
+        (Status::Cached | Status::Restored, _) => Tally::Hit {
+            saved_ms: r.key.and_then(|k| seen.get(&k).copied()),
+            restored: r.status == Status::Restored,
+            upstream_ran: r.index < v.graph.len()
+                && v.graph
+                    .dependencies(r.index)
+                    .iter()
+                    .any(|(j, _)| ran.get(*j).copied().unwrap_or(false)),
+        },
+        (Status::Ran, _) => Tally::Ran,
+        (Status::Failed, _) => Tally::Failed,
+        (Status::Skipped, _) => Tally::Skipped,
+    })
 }
 
 /// Append this run's figures to the cache's stats (best effort: a failure to record is

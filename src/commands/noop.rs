@@ -273,7 +273,9 @@ fn try_serve(args: &BuildArgs, inv: &Invocation, started: Instant) -> Result<Exi
         return Err("another build of this workflow recorded something".into());
     }
     if let Some(path) = rec.changed_file() {
-        return Err(format!("'{path}' changed (or changed too recently to tell)"));
+        return Err(format!(
+            "'{path}' changed (or changed too recently to tell)"
+        ));
     }
     let t0 = Instant::now();
     let (nodes, saved) = reports_of(&rec).ok_or("a damaged record")?;
@@ -306,14 +308,18 @@ fn try_serve(args: &BuildArgs, inv: &Invocation, started: Instant) -> Result<Exi
         upstream: Vec::new(),
     };
     let run_id = super::build::run_id();
-    let tallies = outcome.nodes.iter().zip(saved).map(|(r, saved_ms)| match r.status {
-        Status::Skipped => crate::cache::stats::Tally::Skipped,
-        _ => crate::cache::stats::Tally::Hit {
-            saved_ms,
-            restored: false,
-            upstream_ran: false,
-        },
-    });
+    let tallies = outcome
+        .nodes
+        .iter()
+        .zip(saved)
+        .map(|(r, saved_ms)| match r.status {
+            Status::Skipped => crate::cache::stats::Tally::Skipped,
+            _ => crate::cache::stats::Tally::Hit {
+                saved_ms,
+                restored: false,
+                upstream_ran: false,
+            },
+        });
     super::build::append_stats(&cache, &outcome, tallies, &run_id);
     super::build::attempt_lines(args, &outcome);
     Ok(super::build::conclude(args, outcome, None, started))
@@ -590,7 +596,9 @@ fn make_record(
     // build's start could look the same afterwards.
     for (path, id) in &files {
         if !crate::cache::noop::unchanged(Path::new(path), id.as_ref(), settled_before_ns) {
-            return Err(format!("'{path}' changed during the build or just before it"));
+            return Err(format!(
+                "'{path}' changed during the build or just before it"
+            ));
         }
     }
     rec.files = files;

@@ -404,7 +404,13 @@ fn a_proven_patch_recorded_for_the_workflow_is_replayed() {
     // Repair replays proven patches (and asks no model).
     let build = || {
         ws.pflow()
-            .args(["build", "workflow.json", "--output-format", "json", "--cache-dir"])
+            .args([
+                "build",
+                "workflow.json",
+                "--output-format",
+                "json",
+                "--cache-dir",
+            ])
             .arg(ws.cache_dir())
             .env("PFLOW_REPAIR", "replay")
             .env("PFLOW_DEBUG", "1")
@@ -463,10 +469,7 @@ fn a_killed_build_leaves_no_record() {
     slow.kill();
     let _ = slow.wait(Duration::from_secs(10));
     let r = debug_build(&ws, &["seconds=0"]);
-    assert!(
-        r.stderr.contains("no-op record not used: no record"),
-        "{r}"
-    );
+    assert!(r.stderr.contains("no-op record not used: no record"), "{r}");
     assert_eq!(r.status_of("nap"), "cached", "{r}");
 }
 
@@ -517,7 +520,11 @@ fn secrets_are_not_in_the_record() {
         let bytes = std::fs::read(entry.path()).unwrap();
         let text = String::from_utf8_lossy(&bytes);
         for secret in ["tok-3f9a7c1e55", "pw-8d2b6e0a41"] {
-            assert!(!text.contains(secret), "{} holds {secret}", entry.path().display());
+            assert!(
+                !text.contains(secret),
+                "{} holds {secret}",
+                entry.path().display()
+            );
         }
         records += usize::from(entry.path().extension().is_some_and(|e| e == "noop"));
     }
