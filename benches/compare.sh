@@ -6,11 +6,16 @@
 # Cases, each in its own block of runs interleaved (ninja, pflow, ninja, pflow, ...) so
 # machine noise hits both:
 #   noop-10k   no-op rebuild of a 10,000-node layered DAG (node i reads i-1 and i/2)
-#   edit-10k   the same graph after editing one node near the end
+#   noop-100k  the same with 100,000 nodes
+#   edit-10k   the 10,000-node graph after editing one node near the end
 #   cold-1k    cold build of 1,000 independent shell nodes with 2 jobs
+# and the peak resident set (max RSS, /usr/bin/time) of the 10k and 100k no-ops.
 # Prints medians and the ratio pflow/ninja, writes benches/results.json and
 # benches/chart.svg.
 set -euo pipefail
+# ninja checks a 100,000-deep chain of inputs recursively: the default 8 MB stack is
+# not enough for it.
+ulimit -s unlimited
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 runs="${1:-7}"
@@ -23,19 +28,19 @@ trap 'rm -rf "$work"' EXIT
 python3 - "$work" <<'EOF'
 import json, os, sys
 work = sys.argv[1]
-n = 10000
-# Layered DAG: pflow echo nodes (in-process) and the same edges for ninja.
-os.makedirs(f"{work}/layered", exist_ok=True)
-nodes = [{"id": "n0", "type": "echo", "params": {"message": "root"}}]
-for i in range(1, n):
-    nodes.append({"id": f"n{i}", "type": "echo",
-                  "params": {"message": f"{i}:${{n{i-1}.metadata.count}}:${{n{i//2}.metadata.count}}"}})
-json.dump({"ir_version": "0.1.0", "nodes": nodes}, open(f"{work}/layered/wf.json", "w"))
-with open(f"{work}/layered/build.ninja", "w") as f:
-    f.write("rule gen\n  command = echo $out > $out\n")
-    f.write("build n0: gen\n")
+# Layered DAGs: pflow echo nodes (in-process) and the same edges for ninja.
+for n, name in [(10000, "layered"), (100000, "layered-100k")]:
+    os.makedirs(f"{work}/{name}", exist_ok=True)
+    nodes = [{"id": "n0", "type": "echo", "params": {"message": "root"}}]
     for i in range(1, n):
-        f.write(f"build n{i}: gen n{i-1} n{i//2}\n")
+        nodes.append({"id": f"n{i}", "type": "echo",
+                      "params": {"message": f"{i}:${{n{i-1}.metadata.count}}:${{n{i//2}.metadata.count}}"}})
+    json.dump({"ir_version": "0.1.0", "nodes": nodes}, open(f"{work}/{name}/wf.json", "w"))
+    with open(f"{work}/{name}/build.ninja", "w") as f:
+        f.write("rule gen\n  command = echo $out > $out\n")
+        f.write("build n0: gen\n")
+        for i in range(1, n):
+            f.write(f"build n{i}: gen n{i-1} n{i//2}\n")
 # 1,000 independent shell commands.
 m = 1000
 os.makedirs(f"{work}/wide", exist_ok=True)
@@ -52,8 +57,10 @@ now() { date +%s%N; }
 # time_ms CMD...: wall time of one run in ms
 time_ms() { local t0 t1; t0=$(now); "$@" >/dev/null 2>&1; t1=$(now); echo $(( (t1 - t0) / 1000000 )); }
 
-# Warm both layered builds.
-(cd "$work/layered" && ninja -j2 >/dev/null && CI=1 "$pflow" build wf.json --jobs 2 --no-repair >/dev/null 2>&1)
+# Warm the layered builds (the 100,000-node cold builds take a few minutes).
+for d in layered layered-100k; do
+  (cd "$work/$d" && ninja -j2 >/dev/null && CI=1 "$pflow" build wf.json --jobs 2 --no-repair >/dev/null 2>&1)
+done
 
 edit_wf() {
   # One edit near the end: ninja sees a newer input, pflow a param value it has never
@@ -90,10 +97,25 @@ pair() {
 # build has started and reaped 1,000 processes, the next process that touches tens of
 # MB of fresh memory pays for it (on this VM, the first no-op after a cold build took
 # ~100 ms instead of ~50), which would measure the machine, not the no-op.
-declare -a noop_n noop_p edit_n edit_p cold_n cold_p
+declare -a noop_n noop_p big_n big_p edit_n edit_p cold_n cold_p
+# The first no-op after a build that ran something is an ordinary build (it writes the
+# no-op record); the untimed warm-up pair is that one.
 for ((r = -1; r < runs; r++)); do
   pair "$work/layered" "$work/layered"
   ((r >= 0)) && noop_n+=("$n") && noop_p+=("$p")
+done
+for ((r = -1; r < runs; r++)); do
+  pair "$work/layered-100k" "$work/layered-100k"
+  ((r >= 0)) && big_n+=("$n") && big_p+=("$p")
+done
+# Peak resident set of the no-ops (KB), a few runs each.
+rss() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1; }
+declare -a rss10_n rss10_p rss100_n rss100_p
+for ((r = 0; r < 5; r++)); do
+  rss10_n+=("$(cd "$work/layered" && rss ninja -j2)")
+  rss10_p+=("$(cd "$work/layered" && CI=1 rss "$pflow" build wf.json --jobs 2 --no-repair)")
+  rss100_n+=("$(cd "$work/layered-100k" && rss ninja -j2)")
+  rss100_p+=("$(cd "$work/layered-100k" && CI=1 rss "$pflow" build wf.json --jobs 2 --no-repair)")
 done
 for ((r = -1; r < runs; r++)); do
   edit_wf
@@ -111,13 +133,15 @@ for ((r = -1; r < runs; r++)); do
   ((r >= 0)) && cold_n+=("$n") && cold_p+=("$p")
 done
 
-python3 - "$here" "${noop_n[*]}" "${noop_p[*]}" "${edit_n[*]}" "${edit_p[*]}" "${cold_n[*]}" "${cold_p[*]}" <<'EOF'
+python3 - "$here" "${noop_n[*]}" "${noop_p[*]}" "${big_n[*]}" "${big_p[*]}" "${edit_n[*]}" "${edit_p[*]}" "${cold_n[*]}" "${cold_p[*]}" \
+  "${rss10_n[*]}" "${rss10_p[*]}" "${rss100_n[*]}" "${rss100_p[*]}" <<'EOF'
 import json, statistics, sys
 here = sys.argv[1]
 vals = [list(map(int, s.split())) for s in sys.argv[2:]]
 cases = [("noop-10k", "no-op rebuild, 10,000 nodes", vals[0], vals[1]),
-         ("edit-10k", "one edited node, 10,000 nodes", vals[2], vals[3]),
-         ("cold-1k", "cold build, 1,000 shell nodes, 2 jobs", vals[4], vals[5])]
+         ("noop-100k", "no-op rebuild, 100,000 nodes", vals[2], vals[3]),
+         ("edit-10k", "one edited node, 10,000 nodes", vals[4], vals[5]),
+         ("cold-1k", "cold build, 1,000 shell nodes, 2 jobs", vals[6], vals[7])]
 out = {}
 print(f"{'case':<10} {'ninja ms':>9} {'pflow ms':>9} {'ratio':>6}")
 for key, label, n, p in cases:
@@ -125,7 +149,13 @@ for key, label, n, p in cases:
     ratio = mp / mn if mn else float("inf")
     out[key] = {"label": label, "ninja_ms": mn, "pflow_ms": mp, "ratio": round(ratio, 2), "runs": len(n)}
     print(f"{key:<10} {mn:>9.0f} {mp:>9.0f} {ratio:>6.2f}")
-json.dump(out, open(f"{here}/results.json", "w"), indent=2)
+rss = {}
+print(f"{'peak RSS':<10} {'ninja MiB':>9} {'pflow MiB':>9} {'ratio':>6}")
+for key, n, p in [("noop-10k", vals[8], vals[9]), ("noop-100k", vals[10], vals[11])]:
+    mn, mp = statistics.median(n) / 1024, statistics.median(p) / 1024
+    rss[key] = {"ninja_mib": round(mn, 1), "pflow_mib": round(mp, 1), "ratio": round(mp / mn, 2), "runs": len(n)}
+    print(f"{key:<10} {mn:>9.1f} {mp:>9.1f} {mp / mn:>6.2f}")
+json.dump({**out, "peak_rss": rss}, open(f"{here}/results.json", "w"), indent=2)
 # A small horizontal bar chart, SVG by hand (no plotting library needed). Each case has
 # its own scale (the slower tool's bar is full length): a cold build takes ten times
 # as long as a no-op, and one scale would flatten the no-op bars to a few pixels.

@@ -50,6 +50,7 @@ Environment (a flag wins; pflow.toml and the user config.toml can set these too,
   PFLOW_HOME                 where saved workflows and MCP servers live (default ~/.pflow)
   PFLOW_CONFIG               the user settings file
   PFLOW_WATCH_POLL           --watch polls (1: every 500 ms, or N ms) instead of inotify
+  PFLOW_DEBUG                1: say on stderr whether the no-op record served a build, and when a workflow is parsed
   ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL, OPENAI_API_KEY, OPENAI_BASE_URL   LLM providers";
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]

@@ -6,7 +6,7 @@
 //! file digests), [`file_pattern`] (declared paths and globs), [`http`] (client
 //! plumbing), [`interrupt`], [`secrets`] and [`environment`] (what a child process may
 //! see), [`shell_text`] (where a value lands in a shell command). Above them, storage:
-//! [`cache`] keeps node results, build records, stats and the remote cache, and knows
+//! [`cache`] keeps node results, build and no-op records, stats and the remote cache, and knows
 //! nothing of workflows or the terminal. Then the language: a workflow file is read
 //! ([`source`], with [`markdown`] for `.pflow.md` files) and decoded into the IR
 //! ([`workflow`]), whose templates ([`template`]) and node types ([`nodes`], with the LLM

@@ -7,7 +7,7 @@
 //! | `index-v5/<aa>/<bb>/<rest of sha1(key)>` | cacache index buckets, one JSON line per write |
 //! | `content-v2/<algo>/<aa>/<bb>/<rest>` | blobs, named by their integrity |
 //! | `tmp/` | cacache's blobs being written |
-//! | `records/` (named `state/` on disk) | per-workflow build and explain records ([`super::records`]) |
+//! | `records/` (named `state/` on disk) | per-workflow build, explain and no-op records ([`super::records`], [`super::noop`]) |
 //! | `repairs/` | recorded repair patches |
 //! | `timings/` | `--timings` pages written without a path |
 //! | `intents/` | effects announced and not yet recorded ([`super::intents`]) |
@@ -111,7 +111,8 @@ pub fn mark(root: &Path) {
     }
 }
 
-/// The file of a workflow's build record (`kind` "bin") or explain record ("explain.bin").
+/// The file of a workflow's build record (`kind` "bin"), explain record ("explain.bin")
+/// or no-op record ("noop").
 pub fn record_path(root: &Path, workflow_name: &str, kind: &str) -> PathBuf {
     let h = blake3::hash(workflow_name.as_bytes()).to_hex();
     root.join(RECORDS_DIR).join(format!("{}.{kind}", &h[..32]))

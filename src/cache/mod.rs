@@ -31,6 +31,7 @@
 //! - [`lock`]: the lock builds share and maintenance holds alone;
 //! - [`records`] (with [`table`]): what the last build of a workflow saw, for the fast
 //!   path and `--explain`;
+//! - [`noop`]: what a build that did nothing needs to say so again without parsing;
 //! - [`stats`]: one line of figures per build run;
 //! - [`remote`]: the shared remote cache client, and [`remote_policy`], when it gives up;
 //! - [`layered`]: local and remote composed, a hit telling where it came from.
@@ -40,6 +41,7 @@ pub mod layered;
 pub mod layout;
 pub mod lock;
 pub mod logs;
+pub mod noop;
 pub mod records;
 pub mod remote;
 pub mod remote_policy;

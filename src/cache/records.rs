@@ -186,6 +186,21 @@ impl BuildState {
             .unwrap_or_default()
     }
 
+    /// The generation and `written_ms` of the record on disk (its first bytes only),
+    /// whatever its age: what tells one save of it from another.
+    pub fn header(cache_root: &Path, workflow_name: &str) -> Option<(u64, u64)> {
+        use std::io::Read;
+        let mut head = [0u8; 20];
+        std::fs::File::open(path_for(cache_root, workflow_name))
+            .and_then(|mut f| f.read_exact(&mut head))
+            .ok()?;
+        let mut r = Reader::new(&head, 0);
+        if r.u32()? != FORMAT {
+            return None;
+        }
+        Some((r.u64()?, r.u64()?))
+    }
+
     fn decode(bytes: Vec<u8>, generation: u64) -> Option<BuildState> {
         let mut r = Reader::new(&bytes, 0);
         if r.u32()? != FORMAT || r.u64()? != generation {
@@ -237,7 +252,7 @@ impl BuildState {
     }
 
     /// Node `id`'s record, if it is for `key`.
-    fn record(&self, id: &str, key: &[u8; 32]) -> Option<NodeRecord> {
+    pub fn record(&self, id: &str, key: &[u8; 32]) -> Option<NodeRecord> {
         let payload = self.nodes.get(id)?;
         if payload.get(..32)? != key {
             return None;

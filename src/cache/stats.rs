@@ -4,7 +4,6 @@
 
 use super::layout;
 use super::remote::Counts;
-use crate::key::{Key, KeyMap};
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -16,9 +15,10 @@ const STATS_MAX_BYTES: u64 = 256 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tally {
     /// Reused from the cache (`restored`: its written files had to be put back).
-    /// `upstream_ran`: a dependency ran, so this is an early cutoff.
+    /// `upstream_ran`: a dependency ran, so this is an early cutoff. `saved_ms`: the
+    /// recorded run time of the entry found, when the cache noted one.
     Hit {
-        key: Option<Key>,
+        saved_ms: Option<u64>,
         restored: bool,
         upstream_ran: bool,
     },
@@ -69,37 +69,33 @@ pub struct BuildStats {
 }
 
 impl BuildStats {
-    /// The figures of one run. `seen`: the recorded duration of each entry found in the
-    /// cache (key → ms), for the time the cache saved.
+    /// The figures of one run, from how each of its nodes ended.
     pub fn tally(
         run_id: &str,
         duration_ms: u64,
         success: bool,
-        nodes: &[Tally],
-        seen: &KeyMap<u64>,
+        nodes: impl IntoIterator<Item = Tally>,
     ) -> BuildStats {
         let mut s = BuildStats {
             run_id: run_id.to_string(),
             time_ms: super::now_ms() as u64,
-            nodes: nodes.len() as u64,
             duration_ms,
             success,
             ..BuildStats::default()
         };
         for t in nodes {
-            match *t {
+            s.nodes += 1;
+            match t {
                 Tally::Memo => {}
                 Tally::Hit {
-                    key,
+                    saved_ms,
                     restored,
                     upstream_ran,
                 } => {
                     s.hits += 1;
                     s.restored += u64::from(restored);
                     s.early_cutoffs += u64::from(upstream_ran);
-                    if let Some(ms) = key.and_then(|k| seen.get(&k)) {
-                        s.time_saved_ms += ms;
-                    }
+                    s.time_saved_ms += saved_ms.unwrap_or(0);
                 }
                 Tally::Ran => s.misses += 1,
                 Tally::Failed => s.failed += 1,
@@ -186,17 +182,14 @@ mod tests {
 
     #[test]
     fn memo_hits_are_not_cache_hits_and_saved_time_comes_from_seen_entries() {
-        let (a, b) = (Key([1; 32]), Key([2; 32]));
-        let mut seen = KeyMap::default();
-        seen.insert(a, 40);
         let nodes = [
             Tally::Hit {
-                key: Some(a),
+                saved_ms: Some(40),
                 restored: true,
                 upstream_ran: true,
             },
             Tally::Hit {
-                key: Some(b),
+                saved_ms: None,
                 restored: false,
                 upstream_ran: false,
             },
@@ -205,7 +198,7 @@ mod tests {
             Tally::Failed,
             Tally::Skipped,
         ];
-        let s = BuildStats::tally("r", 7, false, &nodes, &seen);
+        let s = BuildStats::tally("r", 7, false, nodes);
         assert_eq!((s.nodes, s.hits, s.restored, s.early_cutoffs), (6, 2, 1, 1));
         assert_eq!((s.misses, s.failed, s.skipped), (1, 1, 1));
         assert_eq!(s.time_saved_ms, 40);

@@ -20,9 +20,9 @@ use std::time::Instant;
 
 /// The most nodes run at once: each is a thread (with its stack) and perhaps a child
 /// process; far more than that only costs memory (`--jobs 100000` took 3.8 GB).
-const MAX_JOBS: usize = 256;
+pub(super) const MAX_JOBS: usize = 256;
 
-fn run_id() -> String {
+pub(super) fn run_id() -> String {
     let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis())
@@ -136,12 +136,21 @@ pub fn once(args: &BuildArgs) -> Result {
     if !problems.is_empty() {
         return Err(invalid(args, errors_only(problems), started));
     }
-    let (workflow_file, doc, validated) = super::load_path(&args.workflow)
+    // Nothing changed since a build that found nothing to do: say so from its record.
+    let start = match super::noop::serve(args, started) {
+        Ok(code) => return Ok(code),
+        Err(start) => start,
+    };
+    let (workflow_file, document, validated) = super::load_document(&args.workflow)
         .and_then(|(path, doc, v)| match args.strict {
             true => v.strict().map(|v| (path, doc, v)),
             false => Ok((path, doc, v)),
         })
         .map_err(|report| invalid(args, report, started))?;
+    // What the no-op record is made from: the very bytes this build reads.
+    let crate::source::Document { doc, text, .. } = document;
+    let workflow_digest = start.may_record().then(|| blake3::hash(text.as_bytes()));
+    drop(text);
 
     let assignments = match crate::inputs::parse_assignments(&args.params) {
         Ok(a) => a,
@@ -333,13 +342,10 @@ pub fn once(args: &BuildArgs) -> Result {
         return Ok(ExitCode::Ok);
     }
 
-    for w in &validated.warnings {
-        if !json_mode {
-            let at = match w.line {
-                Some(_) => format!("{}:{} ", args.workflow, w.place()),
-                None => String::new(),
-            };
-            report::err_line(&format!("warning: {at}{}: {}", w.path, w.message));
+    let warning_lines = warning_lines(args, &validated);
+    if !json_mode {
+        for line in &warning_lines {
+            report::err_line(line);
         }
     }
     // Builds share the cache; gc, verify and clear wait for them (and they for those).
@@ -348,6 +354,8 @@ pub fn once(args: &BuildArgs) -> Result {
         .lock(Mode::Shared, say_wait)
         .map_err(|e| report::err_line(&format!("warning: {e}")))
         .ok();
+    // This build may change what the record vouches for: until it is done, there is none.
+    crate::cache::noop::forget(cache.local().root(), &opts.workflow_name);
     let session = Session::default();
     let repair_cfg = RepairConfig {
         mode: repair_mode,
@@ -371,18 +379,7 @@ pub fn once(args: &BuildArgs) -> Result {
             sink.push(id, bytes, is_out)
         })));
     }
-    let view = report::View {
-        json: json_mode,
-        quiet: args.quiet,
-        explain: args.explain,
-        verbose: args.verbose,
-        logs: match (args.verbose, args.output_logs) {
-            (true, _) | (_, crate::cli::OutputLogs::Full) => report::OutputLogs::Full,
-            (_, crate::cli::OutputLogs::New) => report::OutputLogs::New,
-            (_, crate::cli::OutputLogs::Errors) => report::OutputLogs::Errors,
-            (_, crate::cli::OutputLogs::None) => report::OutputLogs::None,
-        },
-    };
+    let view = view(args);
     let mut logs = Some(Logs::load(cache.local().root(), &opts.workflow_name));
     let wants_timeline = args.timings.is_some() || args.profile.is_some();
     let mut timeline = crate::timeline::Timeline::new(&opts.run_id);
@@ -415,24 +412,13 @@ pub fn once(args: &BuildArgs) -> Result {
             printed.save(cache.local().root(), &opts.workflow_name);
         }
         logs = Some(printed);
-        let seen = record_stats(&cache, v, &outcome, &opts.run_id);
+        let seen = cache.local().take_seen();
+        append_stats(&cache, &outcome, tallies(v, &outcome, &seen), &opts.run_id);
         if wants_timeline {
             timeline.record(offset, v, &outcome, &seen);
         }
-        if !json_mode {
-            // One summary per attempt: a repaired build shows the failed one too.
-            if !args.quiet {
-                for w in &outcome.warnings {
-                    report::err_line(&format!("{} {w}", report::color::warning("warning:")));
-                }
-            }
-            for line in report::output_error_lines(&outcome) {
-                report::err_line(&line);
-            }
-            if !args.quiet {
-                report::err_line(&report::summary_line(&outcome));
-            }
-        }
+        // One summary per attempt: a repaired build shows the failed one too.
+        attempt_lines(args, &outcome);
         outcome
     };
     let mut narrator = |text: &str| {
@@ -492,7 +478,6 @@ pub fn once(args: &BuildArgs) -> Result {
     }
 
     let earlier: &[_] = repair.as_ref().map_or(&[], |r| r.earlier.as_slice());
-    let repaired = repair.as_ref().is_some_and(|r| r.succeeded);
     if let Some(path) = &args.trace {
         let doc = report::trace_json(&outcome, earlier, &opts.run_id);
         let bytes = serde_json::to_vec_pretty(&doc).unwrap_or_default();
@@ -505,6 +490,86 @@ pub fn once(args: &BuildArgs) -> Result {
     }
     write_timeline(args, &timeline, cache.local());
 
+    if let Some(digest) = &workflow_digest {
+        super::noop::record(
+            args,
+            &start,
+            &validated,
+            digest,
+            &warning_lines,
+            &opts.redactor,
+            &outcome,
+            repair.is_some(),
+        );
+    }
+    let code = conclude(args, outcome, repair, started);
+    // The process exits right after this; freeing a large workflow's trees node by node
+    // would cost a no-op build of 10,000 nodes about a fifth of its time.
+    std::mem::forget(validated);
+    std::mem::forget(doc);
+    Ok(code)
+}
+
+/// How much a build says on stderr, from its flags.
+pub(super) fn view(args: &BuildArgs) -> report::View {
+    report::View {
+        json: args.output_format == OutputFormat::Json,
+        quiet: args.quiet,
+        explain: args.explain,
+        verbose: args.verbose,
+        logs: match (args.verbose, args.output_logs) {
+            (true, _) | (_, crate::cli::OutputLogs::Full) => report::OutputLogs::Full,
+            (_, crate::cli::OutputLogs::New) => report::OutputLogs::New,
+            (_, crate::cli::OutputLogs::Errors) => report::OutputLogs::Errors,
+            (_, crate::cli::OutputLogs::None) => report::OutputLogs::None,
+        },
+    }
+}
+
+/// Validation warnings, each as a text build prints it before it starts.
+fn warning_lines(args: &BuildArgs, v: &crate::validate::Validated) -> Vec<String> {
+    v.warnings
+        .iter()
+        .map(|w| {
+            let at = match w.line {
+                Some(_) => format!("{}:{} ", args.workflow, w.place()),
+                None => String::new(),
+            };
+            format!("warning: {at}{}: {}", w.path, w.message)
+        })
+        .collect()
+}
+
+/// What a text build prints when an attempt is done: its warnings, the declared outputs
+/// that did not resolve, and the summary line.
+pub(super) fn attempt_lines(args: &BuildArgs, outcome: &executor::Outcome) {
+    if args.output_format == OutputFormat::Json {
+        return;
+    }
+    if !args.quiet {
+        for w in &outcome.warnings {
+            report::err_line(&format!("{} {w}", report::color::warning("warning:")));
+        }
+    }
+    for line in report::output_error_lines(outcome) {
+        report::err_line(&line);
+    }
+    if !args.quiet {
+        report::err_line(&report::summary_line(outcome));
+    }
+}
+
+/// The end of a build: the model tokens it used, its outputs (or its JSON document), and
+/// its exit code.
+pub(super) fn conclude(
+    args: &BuildArgs,
+    outcome: executor::Outcome,
+    repair: Option<crate::repair::RepairSummary>,
+    started: Instant,
+) -> ExitCode {
+    let json_mode = args.output_format == OutputFormat::Json;
+    let earlier: &[_] = repair.as_ref().map_or(&[], |r| r.earlier.as_slice());
+    let repaired = repair.as_ref().is_some_and(|r| r.succeeded);
     let repair_usage: &[_] = repair.as_ref().map_or(&[], |r| r.usage.as_slice());
     let tokens = report::token_use(
         earlier.iter().flatten().chain(outcome.nodes.iter()),
@@ -570,12 +635,11 @@ pub fn once(args: &BuildArgs) -> Result {
     } else {
         ExitCode::Failed
     };
-    // The process exits right after this; freeing a large workflow's trees node by node
-    // would cost a no-op build of 10,000 nodes about a fifth of its time.
+    // The process exits right after this: freeing a large build's reports one by one
+    // costs time for nothing.
     std::mem::forget(outcome);
-    std::mem::forget(validated);
-    std::mem::forget(doc);
-    Ok(code)
+    std::mem::forget(repair);
+    code
 }
 
 /// The name a workflow's build records are kept under: its file name (never an
@@ -657,14 +721,13 @@ fn secret_values(
     out
 }
 
-/// Append this run's figures to the cache's stats (best effort: a failure to record is
-/// ignored). Each node is handed over as a plain tally.
-fn record_stats(
-    cache: &Layered,
-    v: &crate::validate::Validated,
-    o: &executor::Outcome,
-    run_id: &str,
-) -> crate::key::KeyMap<u64> {
+/// How each node of an attempt ended, as the stats count it. `seen`: the recorded run
+/// time of each entry the attempt found (what the cache saved).
+fn tallies<'o>(
+    v: &'o crate::validate::Validated,
+    o: &'o executor::Outcome,
+    seen: &'o crate::key::KeyMap<u64>,
+) -> impl Iterator<Item = Tally> + 'o {
     use executor::Status;
     // The reports cover the nodes this build did (all, unless --target): by position.
     let mut ran = vec![false; v.graph.len()];
@@ -673,36 +736,34 @@ fn record_stats(
             *slot = true;
         }
     }
-    let tallies: Vec<Tally> = o
-        .nodes
-        .iter()
-        .map(|r| match (r.status, r.source) {
-            (_, Some(executor::HitSource::Memo)) => Tally::Memo,
-            (Status::Cached | Status::Restored, _) => Tally::Hit {
-                key: r.key,
-                restored: r.status == Status::Restored,
-                upstream_ran: r.index < v.graph.len()
-                    && v.graph
-                        .dependencies(r.index)
-                        .iter()
-                        .any(|(j, _)| ran.get(*j).copied().unwrap_or(false)),
-            },
-            (Status::Ran, _) => Tally::Ran,
-            (Status::Failed, _) => Tally::Failed,
-            (Status::Skipped, _) => Tally::Skipped,
-        })
-        .collect();
-    let seen = cache.local().take_seen();
-    let stats = BuildStats::tally(
-        run_id,
-        o.duration.as_millis() as u64,
-        o.success,
-        &tallies,
-        &seen,
-    )
-    .with_remote(cache.take_remote_counts());
+    o.nodes.iter().map(move |r| match (r.status, r.source) {
+        (_, Some(executor::HitSource::Memo)) => Tally::Memo,
+        (Status::Cached | Status::Restored, _) => Tally::Hit {
+            saved_ms: r.key.and_then(|k| seen.get(&k).copied()),
+            restored: r.status == Status::Restored,
+            upstream_ran: r.index < v.graph.len()
+                && v.graph
+                    .dependencies(r.index)
+                    .iter()
+                    .any(|(j, _)| ran.get(*j).copied().unwrap_or(false)),
+        },
+        (Status::Ran, _) => Tally::Ran,
+        (Status::Failed, _) => Tally::Failed,
+        (Status::Skipped, _) => Tally::Skipped,
+    })
+}
+
+/// Append this run's figures to the cache's stats (best effort: a failure to record is
+/// ignored).
+pub(super) fn append_stats(
+    cache: &Layered,
+    o: &executor::Outcome,
+    tallies: impl IntoIterator<Item = Tally>,
+    run_id: &str,
+) {
+    let stats = BuildStats::tally(run_id, o.duration.as_millis() as u64, o.success, tallies)
+        .with_remote(cache.take_remote_counts());
     let _ = crate::cache::stats::append(cache.local().root(), &stats);
-    seen
 }
 
 /// `--timings` and `--profile`: the timeline, two ways. A file that cannot be written

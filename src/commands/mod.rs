@@ -12,6 +12,7 @@ pub mod graph;
 pub mod log;
 pub mod mcp;
 pub mod nodes;
+mod noop;
 pub mod repair;
 pub mod schema;
 pub mod validate;
@@ -244,6 +245,7 @@ pub fn load_document(
         errors: vec![d],
         warnings: Vec::new(),
     })?;
+    noop::debug(|| format!("parsing {}", path.display()));
     let document = source::read_workflow_file(&path).map_err(|errors| Report {
         errors,
         warnings: Vec::new(),

@@ -148,7 +148,8 @@ pub struct NodeReport {
     pub key: Option<Key>,
     pub digest: Option<blake3::Hash>,
     pub reason: String,
-    pub error: Option<NodeError>,
+    /// Boxed: a report is kept per node, and most have none.
+    pub error: Option<Box<NodeError>>,
     /// A failure routed to an error handler.
     pub handled: bool,
     /// Where a reused result came from (None when the node ran, failed or was skipped).
@@ -793,13 +794,13 @@ impl<'a> Shared<'a> {
             key: st.key,
             digest: None,
             reason: "internal error".into(),
-            error: Some(NodeError::new(
+            error: Some(Box::new(NodeError::new(
                 ErrorCategory::Internal,
                 format!(
                     "{} while running this node (please report it)",
                     crate::error::INTERNAL_ERROR
                 ),
-            )),
+            ))),
             handled: false,
             source: None,
             start_us: t,
@@ -1056,7 +1057,7 @@ impl<'a> Shared<'a> {
                     report.reason = e.message.clone();
                 }
                 report.reason = self.opts.redactor.scrub(&report.reason);
-                report.error = Some(e);
+                report.error = Some(Box::new(e));
             }
         }
         st.key = report.key;

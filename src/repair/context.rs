@@ -332,7 +332,7 @@ pub fn failures(outcome: &Outcome) -> impl Iterator<Item = (String, &crate::erro
         .nodes
         .iter()
         .filter(|n| n.status == Status::Failed && !n.handled)
-        .filter_map(|n| n.error.as_ref().map(|e| (n.id.clone(), e)))
+        .filter_map(|n| n.error.as_deref().map(|e| (n.id.clone(), e)))
         .chain(
             outcome
                 .output_errors

@@ -17,6 +17,7 @@ mod build_directory;
 mod build_edges;
 mod build_env;
 mod build_failures;
+mod build_noop;
 mod build_output;
 mod build_process;
 mod build_targets;

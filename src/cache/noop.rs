@@ -1,0 +1,516 @@
+//! The no-op record: what a build that found nothing to do needs to say so again without
+//! parsing, validating or keying anything (as `git status` trusts its index, or ninja
+//! its log).
+//!
+//! One small file per workflow beside the build records (`state/<name>.noop`), written
+//! only after a successful build in which every node was reused through the build
+//! record's fast path, and removed by every other build before it can change anything.
+//! It holds:
+//!
+//! - a fingerprint of everything outside the files that decides the build: the workflow's
+//!   bytes, the inputs, the environment, the flags, pflow itself (computed by
+//!   [`crate::commands`], one BLAKE3 over all of it, the way a node key holds a secret:
+//!   never a value, never the digest of one value alone);
+//! - the cache's generation (maintenance bumps it) and the header of the build record it
+//!   was made with (any build that learns something rewrites that record);
+//! - until when it holds (the build record's own age limit, `"cache": "<duration>"`
+//!   expiries);
+//! - the identity (size, mtime, ctime, inode, device) of every file whose content entered
+//!   a key or that a node wrote, or that it must still be absent; and a time every one of
+//!   them was last touched before, so that a file changed within the file system's
+//!   timestamp granularity of the build that made the record ("racy", as git calls it)
+//!   keeps the record from being written at all;
+//! - what the build printed that does not come from the cache: validation warnings;
+//! - the declared outputs' sources and each node's id, type, key, output digest and run
+//!   time, in the order the build finished them.
+//!
+//! Anything missing, damaged, older or different is simply not used: the build then
+//! takes the normal path, which is always right. Layout: little-endian; strings and lists
+//! as a `u32` length, then their bytes or items.
+
+use super::table::Reader;
+use crate::fsutil::{stat, FileId};
+use std::path::{Path, PathBuf};
+
+const FORMAT: u32 = 1;
+
+/// How long before a record's build started every file it covers must have been last
+/// touched: a change within this much of the build could have the same identity as
+/// what the build saw (the coarsest timestamps, FAT's, are 2 s apart).
+pub const GRANULARITY_NS: i128 = 2_000_000_000;
+
+/// Where a declared output's value comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutputSource {
+    /// A template over node values: its text, as written, and the nodes (by position)
+    /// it reads.
+    Template(String, Vec<u32>),
+    /// No source: the field of that name from the last of these nodes (by position,
+    /// latest first) that has it.
+    Field(Vec<u32>),
+}
+
+/// One node as the recorded build reported it (nodes are kept in workflow order).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeEntry<'a> {
+    pub id: &'a str,
+    pub node_type: &'a str,
+    pub end: NodeEnd<'a>,
+}
+
+/// How a recorded node ended: reused, or skipped (an error handler whose source
+/// succeeded, and what only it leads to).
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeEnd<'a> {
+    Cached {
+        key: [u8; 32],
+        digest: [u8; 32],
+        /// Its run time when it ran (the time the cache saves).
+        duration_ms: u64,
+    },
+    Skipped {
+        reason: &'a str,
+    },
+}
+
+/// A record as written: see the module docs.
+#[derive(Debug, Clone, Default)]
+pub struct NoopRecord {
+    pub fingerprint: [u8; 32],
+    pub generation: u64,
+    /// The build record's own `written_ms` when this record was made.
+    pub state_written_ms: u64,
+    /// Unix ms after which the record no longer holds.
+    pub valid_until_ms: u64,
+    /// Every present file was last touched before this (unix ns).
+    pub settled_before_ns: i128,
+    /// Variables whose values go into the fingerprint besides pflow's own.
+    pub env_names: Vec<String>,
+    /// Each file, and its identity (None: it must not exist).
+    pub files: Vec<(String, Option<FileId>)>,
+    /// Validation warning lines, as a text build prints them.
+    pub warnings: Vec<String>,
+    pub outputs: Vec<(String, OutputSource)>,
+    /// The nodes' positions in the order the build finished them (its lines' order).
+    pub order: Vec<u32>,
+    /// Encoded [`NodeEntry`]s, in workflow order, from `nodes_at` on (see [`NoopRecord::push_node`]): a
+    /// decoded record keeps the file's bytes, not a copy of its biggest part.
+    nodes: Vec<u8>,
+    nodes_at: usize,
+    node_count: u32,
+}
+
+fn put_u32(out: &mut Vec<u8>, n: u32) {
+    out.extend_from_slice(&n.to_le_bytes());
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_u32(out, s.len() as u32);
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn put_id(out: &mut Vec<u8>, id: &FileId) {
+    out.extend_from_slice(&id.size.to_le_bytes());
+    out.extend_from_slice(&id.mtime_ns.to_le_bytes());
+    out.extend_from_slice(&id.ctime_ns.to_le_bytes());
+    out.extend_from_slice(&id.ino.to_le_bytes());
+    out.extend_from_slice(&id.dev.to_le_bytes());
+}
+
+fn get_str<'a>(r: &mut Reader<'a>) -> Option<&'a str> {
+    let len = r.u32()? as usize;
+    std::str::from_utf8(r.take(len)?).ok()
+}
+
+fn get_id(r: &mut Reader<'_>) -> Option<FileId> {
+    Some(FileId {
+        size: r.u64()?,
+        mtime_ns: r.i128()?,
+        ctime_ns: r.i128()?,
+        ino: r.u64()?,
+        dev: r.u64()?,
+    })
+}
+
+fn get_node<'a>(r: &mut Reader<'a>) -> Option<NodeEntry<'a>> {
+    Some(NodeEntry {
+        id: get_str(r)?,
+        node_type: get_str(r)?,
+        end: match r.take(1)?.first()? {
+            0 => NodeEnd::Cached {
+                key: r.array()?,
+                digest: r.array()?,
+                duration_ms: r.u64()?,
+            },
+            1 => NodeEnd::Skipped {
+                reason: get_str(r)?,
+            },
+            _ => return None,
+        },
+    })
+}
+
+fn get_indexes(r: &mut Reader<'_>) -> Option<Vec<u32>> {
+    (0..get_count(r, 4)?).map(|_| r.u32()).collect()
+}
+
+/// A count of items that each take at least `min` bytes, checked against what is left
+/// (a damaged count must not become a huge allocation).
+fn get_count(r: &mut Reader<'_>, min: usize) -> Option<usize> {
+    let n = r.u32()? as usize;
+    (n <= r.remaining() / min.max(1)).then_some(n)
+}
+
+impl NoopRecord {
+    /// Add the next node of the workflow.
+    pub fn push_node(&mut self, n: &NodeEntry<'_>) {
+        put_str(&mut self.nodes, n.id);
+        put_str(&mut self.nodes, n.node_type);
+        match &n.end {
+            NodeEnd::Cached {
+                key,
+                digest,
+                duration_ms,
+            } => {
+                self.nodes.push(0);
+                self.nodes.extend_from_slice(key);
+                self.nodes.extend_from_slice(digest);
+                self.nodes.extend_from_slice(&duration_ms.to_le_bytes());
+            }
+            NodeEnd::Skipped { reason } => {
+                self.nodes.push(1);
+                put_str(&mut self.nodes, reason);
+            }
+        }
+        self.node_count += 1;
+    }
+
+    /// Let go of the encoded nodes (the record's biggest part) once they are read; the
+    /// rest stays.
+    pub fn drop_nodes(&mut self) {
+        self.nodes = Vec::new();
+        self.nodes_at = 0;
+        self.node_count = 0;
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.node_count as usize
+    }
+
+    /// The nodes, in workflow order (a decoded record's all decode: `decode` checked
+    /// them; `None` cannot happen but is not a panic).
+    pub fn nodes(&self) -> impl Iterator<Item = Option<NodeEntry<'_>>> {
+        let mut r = Reader::new(&self.nodes, self.nodes_at);
+        (0..self.node_count).map(move |_| get_node(&mut r))
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256 + self.nodes.len());
+        put_u32(&mut out, FORMAT);
+        out.extend_from_slice(&self.fingerprint);
+        out.extend_from_slice(&self.generation.to_le_bytes());
+        out.extend_from_slice(&self.state_written_ms.to_le_bytes());
+        out.extend_from_slice(&self.valid_until_ms.to_le_bytes());
+        out.extend_from_slice(&self.settled_before_ns.to_le_bytes());
+        put_u32(&mut out, self.env_names.len() as u32);
+        for n in &self.env_names {
+            put_str(&mut out, n);
+        }
+        put_u32(&mut out, self.files.len() as u32);
+        for (path, id) in &self.files {
+            put_str(&mut out, path);
+            match id {
+                Some(id) => {
+                    out.push(1);
+                    put_id(&mut out, id);
+                }
+                None => out.push(0),
+            }
+        }
+        put_u32(&mut out, self.warnings.len() as u32);
+        for w in &self.warnings {
+            put_str(&mut out, w);
+        }
+        put_u32(&mut out, self.outputs.len() as u32);
+        for (name, source) in &self.outputs {
+            put_str(&mut out, name);
+            match source {
+                OutputSource::Template(t, nodes) => {
+                    out.push(0);
+                    put_str(&mut out, t);
+                    put_u32(&mut out, nodes.len() as u32);
+                    for n in nodes {
+                        put_u32(&mut out, *n);
+                    }
+                }
+                OutputSource::Field(nodes) => {
+                    out.push(1);
+                    put_u32(&mut out, nodes.len() as u32);
+                    for n in nodes {
+                        put_u32(&mut out, *n);
+                    }
+                }
+            }
+        }
+        put_u32(&mut out, self.order.len() as u32);
+        for i in &self.order {
+            put_u32(&mut out, *i);
+        }
+        put_u32(&mut out, self.node_count);
+        out.extend_from_slice(self.nodes.get(self.nodes_at..).unwrap_or_default());
+        out
+    }
+
+    /// A record read back; `None` for anything but a whole record of this format.
+    pub fn decode(bytes: Vec<u8>) -> Option<NoopRecord> {
+        let mut r = Reader::new(&bytes, 0);
+        if r.u32()? != FORMAT {
+            return None;
+        }
+        let mut rec = NoopRecord {
+            fingerprint: r.array()?,
+            generation: r.u64()?,
+            state_written_ms: r.u64()?,
+            valid_until_ms: r.u64()?,
+            settled_before_ns: r.i128()?,
+            ..NoopRecord::default()
+        };
+        for _ in 0..get_count(&mut r, 4)? {
+            rec.env_names.push(get_str(&mut r)?.to_string());
+        }
+        for _ in 0..get_count(&mut r, 5)? {
+            let path = get_str(&mut r)?.to_string();
+            let id = match r.take(1)?.first()? {
+                0 => None,
+                1 => Some(get_id(&mut r)?),
+                _ => return None,
+            };
+            rec.files.push((path, id));
+        }
+        for _ in 0..get_count(&mut r, 4)? {
+            rec.warnings.push(get_str(&mut r)?.to_string());
+        }
+        for _ in 0..get_count(&mut r, 5)? {
+            let name = get_str(&mut r)?.to_string();
+            let source = match r.take(1)?.first()? {
+                0 => {
+                    let text = get_str(&mut r)?.to_string();
+                    OutputSource::Template(text, get_indexes(&mut r)?)
+                }
+                1 => OutputSource::Field(get_indexes(&mut r)?),
+                _ => return None,
+            };
+            rec.outputs.push((name, source));
+        }
+        rec.order = get_indexes(&mut r)?;
+        // Two lengths, the end's tag and a reason's length: at least 13 bytes a node.
+        rec.node_count = get_count(&mut r, 13)? as u32;
+        // The order names each node once.
+        let mut seen = vec![false; rec.node_count as usize];
+        for &i in &rec.order {
+            match seen.get_mut(i as usize) {
+                Some(slot) if !*slot => *slot = true,
+                _ => return None,
+            }
+        }
+        if rec.order.len() != seen.len() {
+            return None;
+        }
+        rec.nodes_at = r.offset();
+        for _ in 0..rec.node_count {
+            get_node(&mut r)?;
+        }
+        if r.remaining() != 0 {
+            return None;
+        }
+        rec.nodes = bytes;
+        Some(rec)
+    }
+
+    /// The record of workflow `name` in the cache at `root`, if there is a whole one.
+    pub fn load(root: &Path, name: &str) -> Option<NoopRecord> {
+        NoopRecord::decode(std::fs::read(path_for(root, name)).ok()?)
+    }
+
+    /// Write it (atomically: a build killed meanwhile leaves none or the whole).
+    pub fn save(&self, root: &Path, name: &str) -> std::io::Result<()> {
+        let path = path_for(root, name);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        crate::fsutil::write_atomic(&path, &self.encode())
+    }
+
+    /// The first file that is not as recorded (or is too recent to vouch for), named.
+    pub fn changed_file(&self) -> Option<&str> {
+        self.files
+            .iter()
+            .find(|(path, id)| !unchanged(Path::new(path), id.as_ref(), self.settled_before_ns))
+            .map(|(path, _)| path.as_str())
+    }
+}
+
+/// Is the file at `path` as recorded: absent when `id` is None, else with that identity
+/// and last touched before `settled_before_ns`?
+pub fn unchanged(path: &Path, id: Option<&FileId>, settled_before_ns: i128) -> bool {
+    match (stat(path), id) {
+        (None, None) => std::fs::symlink_metadata(path).is_err(),
+        (Some(now), Some(id)) => now == *id && now.touched_ns() < settled_before_ns,
+        _ => false,
+    }
+}
+
+/// Remove workflow `name`'s record: a build that may change anything does this first.
+/// Whether it is gone (true when there was none).
+pub fn forget(root: &Path, name: &str) -> bool {
+    match std::fs::remove_file(path_for(root, name)) {
+        Ok(()) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
+fn path_for(root: &Path, name: &str) -> PathBuf {
+    super::layout::record_path(root, name, "noop")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> NoopRecord {
+        let mut rec = NoopRecord {
+            fingerprint: [3; 32],
+            generation: 4,
+            state_written_ms: 5,
+            valid_until_ms: 6,
+            settled_before_ns: -7,
+            env_names: vec!["HOME".into(), "TOKEN".into()],
+            files: vec![
+                (
+                    "in.txt".into(),
+                    Some(FileId {
+                        size: 1,
+                        mtime_ns: 2,
+                        ctime_ns: 3,
+                        ino: 4,
+                        dev: 5,
+                    }),
+                ),
+                ("gone.txt".into(), None),
+            ],
+            warnings: vec!["warning: x".into()],
+            outputs: vec![
+                (
+                    "a".into(),
+                    OutputSource::Template("${n1.stdout}".into(), vec![1]),
+                ),
+                ("b".into(), OutputSource::Field(vec![2, 0])),
+            ],
+            ..NoopRecord::default()
+        };
+        for i in 0..3u32 {
+            rec.push_node(&NodeEntry {
+                id: &format!("n{i}"),
+                node_type: "echo",
+                end: NodeEnd::Cached {
+                    key: [i as u8; 32],
+                    digest: [9; 32],
+                    duration_ms: u64::from(i) * 10,
+                },
+            });
+        }
+        rec.push_node(&NodeEntry {
+            id: "handler",
+            node_type: "shell",
+            end: NodeEnd::Skipped {
+                reason: "n2 succeeded, so its error handler is not needed",
+            },
+        });
+        rec.order = vec![1, 0, 2, 3];
+        rec
+    }
+
+    #[test]
+    fn records_decode_to_what_was_encoded_and_damage_is_refused() {
+        let rec = sample();
+        let bytes = rec.encode();
+        let back = NoopRecord::decode(bytes.clone()).expect("decodes");
+        assert_eq!(back.encode(), bytes);
+        let nodes: Vec<_> = back.nodes().collect::<Option<_>>().expect("nodes decode");
+        assert_eq!(nodes.len(), 4);
+        assert_eq!(nodes[2].id, "n2");
+        assert!(matches!(
+            nodes[2].end,
+            NodeEnd::Cached {
+                duration_ms: 20,
+                ..
+            }
+        ));
+        assert!(matches!(nodes[3].end, NodeEnd::Skipped { reason } if reason.starts_with("n2 ")));
+        for cut in 0..bytes.len() {
+            assert!(
+                NoopRecord::decode(bytes[..cut].to_vec()).is_none(),
+                "torn at {cut}"
+            );
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(NoopRecord::decode(longer).is_none(), "trailing bytes");
+        let mut twice = rec.clone();
+        twice.order = vec![1, 1, 2, 3];
+        assert!(NoopRecord::decode(twice.encode()).is_none(), "a node twice");
+        let mut short = rec.clone();
+        short.order.pop();
+        assert!(
+            NoopRecord::decode(short.encode()).is_none(),
+            "a node left out"
+        );
+        let mut other = bytes.clone();
+        other[0] = 9;
+        assert!(NoopRecord::decode(other).is_none(), "another format");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_decode_or_are_refused(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            if let Some(rec) = NoopRecord::decode(bytes.clone()) {
+                proptest::prop_assert!(rec.nodes().all(|n| n.is_some()));
+                proptest::prop_assert_eq!(rec.encode(), bytes);
+            }
+        }
+    }
+
+    #[test]
+    fn files_must_keep_their_identity_and_be_settled() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("in.txt");
+        std::fs::write(&f, "x").unwrap();
+        let id = stat(&f).unwrap();
+        let later = id.touched_ns() + 1;
+        assert!(unchanged(&f, Some(&id), later));
+        assert!(!unchanged(&f, Some(&id), id.touched_ns()), "racy");
+        assert!(!unchanged(&f, None, later), "must be absent");
+        std::fs::write(&f, "yy").unwrap();
+        assert!(!unchanged(&f, Some(&id), i128::MAX), "edited");
+        std::fs::remove_file(&f).unwrap();
+        assert!(unchanged(&f, None, later));
+        assert!(!unchanged(&f, Some(&id), later), "deleted");
+        // A dangling link is something where nothing must be.
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), &f).unwrap();
+        assert!(!unchanged(&f, None, later));
+    }
+
+    #[test]
+    fn a_saved_record_loads_and_forget_removes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(NoopRecord::load(dir.path(), "wf.json").is_none());
+        assert!(forget(dir.path(), "wf.json"), "nothing to remove is fine");
+        sample().save(dir.path(), "wf.json").unwrap();
+        let loaded = NoopRecord::load(dir.path(), "wf.json").expect("loads");
+        assert_eq!(loaded.encode(), sample().encode());
+        assert_eq!(loaded.files, sample().files);
+        assert!(NoopRecord::load(dir.path(), "other.json").is_none());
+        assert!(forget(dir.path(), "wf.json"));
+        assert!(NoopRecord::load(dir.path(), "wf.json").is_none());
+    }
+}

@@ -1,0 +1,683 @@
+//! The no-op fast path of `pflow build`: a build that would find nothing to do says so
+//! from the workflow's no-op record ([`crate::cache::noop`]) without parsing, validating
+//! or keying anything, and prints what the normal build would have printed.
+//!
+//! The record is written after a successful build in which every node was reused through
+//! the build record's fast path (or skipped, as an error handler whose source succeeded),
+//! and only then; every other build removes it before it runs anything. It is used when
+//! all of this holds, else the build takes the normal path, which is always right:
+//!
+//! - the invocation is a plain build ([`plain`]): no `--force`, `--rerun`, `--target`,
+//!   `--explain`, `--dry-run`, `--watch`, `--trace`, `--timings`, `--profile`,
+//!   `--apply-repairs`, remote cache, or saved workflow;
+//! - the fingerprint is the same: the workflow file's bytes (BLAKE3), its path as given,
+//!   the inputs as given, `--strict`, `--strict-env`, `--allow-write`, the repair mode,
+//!   the cache directory, the working directory, pflow's version and its executable's
+//!   identity, every `PFLOW_*` variable (settings files are applied there), `HOME`, and
+//!   the variables the workflow's nodes declare (`reads_env`) or their types key on;
+//! - the cache's generation (`cache clear`, `gc` and `verify --fix` bump it) and the
+//!   build record (which any build that learns something rewrites) are the ones it was
+//!   made with, and it is younger than the build record may be trusted and than any
+//!   node's `"cache": "<duration>"`;
+//! - every file whose content went into a key, that a node wrote, or that must be absent
+//!   (a file a node deleted or moved away, a declared read that did not exist) is as it
+//!   was, and was last changed well before the recorded build started (see
+//!   [`crate::cache::noop::GRANULARITY_NS`]); with repair on, so is the `repairs/` folder;
+//! - the declared outputs' values load from the cache and resolve.
+//!
+//! A workflow with a node that runs on every build (`"cache": false`, a read-only MCP
+//! tool), a node of another type than the built-in ones ([`COVERED_TYPES`]: no MCP
+//! tool), a node of a nested workflow, a glob in `reads`, an input read from stdin or an
+//! output that reads an input is never recorded: it always takes the normal path.
+//!
+//! `PFLOW_DEBUG=1` prints, on stderr, whether the record was used (and if not, why) and
+//! when a workflow file is parsed. It changes nothing else, so it is left out of the
+//! fingerprint.
+
+use super::ExitCode;
+use crate::cache::layered::Layered;
+use crate::cache::noop::{NodeEnd, NodeEntry, NoopRecord, OutputSource, GRANULARITY_NS};
+use crate::cache::records::{BuildState, GONE, MAX_AGE};
+use crate::cache::Cache;
+use crate::cli::BuildArgs;
+use crate::executor::{HitSource, NodeReport, Outcome, Status};
+use crate::fsutil::{stat, FileId};
+use crate::key::Key;
+use crate::validate::Validated;
+use crate::workflow::CachePolicy;
+use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// `PFLOW_DEBUG`: say what the fast path decided, and when a workflow is parsed.
+pub const DEBUG_ENV: &str = "PFLOW_DEBUG";
+
+pub fn debugging() -> bool {
+    std::env::var_os(DEBUG_ENV).is_some_and(|v| !v.is_empty())
+}
+
+/// A `debug:` line on stderr, under `PFLOW_DEBUG`.
+pub fn debug(text: impl FnOnce() -> String) {
+    if debugging() {
+        crate::report::err_line(&format!("debug: {}", text()));
+    }
+}
+
+/// What both the fast path and the record need to know about a plain build.
+pub(super) struct Invocation {
+    /// The workflow file.
+    path: PathBuf,
+    root: PathBuf,
+    /// The name its records are kept under.
+    name: String,
+    repair: crate::repair::Mode,
+}
+
+/// Is this build one the fast path may serve? Why not, if not.
+fn plain(args: &BuildArgs) -> Result<Invocation, &'static str> {
+    let refused = [
+        (args.force, "--force"),
+        (!args.rerun.is_empty(), "--rerun"),
+        (!args.target.is_empty(), "--target"),
+        (args.explain, "--explain"),
+        (args.dry_run, "--dry-run"),
+        (args.watch, "--watch"),
+        (args.trace.is_some(), "--trace"),
+        (args.timings.is_some(), "--timings"),
+        (args.profile.is_some(), "--profile"),
+        (args.apply_repairs, "--apply-repairs"),
+        (args.jobs == Some(0), "--jobs 0"),
+        (
+            args.remote_cache.is_some() || args.remote_cache_write,
+            "a remote cache",
+        ),
+    ];
+    if let Some((_, flag)) = refused.iter().find(|(set, _)| *set) {
+        return Err(flag);
+    }
+    match crate::cache::remote::Config::from_args(None, false) {
+        Ok(None) => {}
+        _ => return Err("a remote cache"),
+    }
+    let repair = crate::repair::Mode::choose(args.no_repair).map_err(|_| "PFLOW_REPAIR")?;
+    // The normal build warns about (or refuses) these.
+    match args.jobs {
+        Some(n) if n > super::build::MAX_JOBS => return Err("--jobs above the limit"),
+        Some(_) => {}
+        None => match std::env::var(crate::config::JOBS_ENV) {
+            Ok(text) if !text.trim().is_empty() => match text.trim().parse::<usize>() {
+                Ok(n) if (1..=super::build::MAX_JOBS).contains(&n) => {}
+                _ => return Err("PFLOW_JOBS"),
+            },
+            _ => {}
+        },
+    }
+    // A file path, not a saved workflow (whose runs are recorded in its file).
+    let path = PathBuf::from(&args.workflow);
+    if !path.is_file() || crate::store::saved_name(&path).is_some() {
+        return Err("not a workflow file");
+    }
+    Ok(Invocation {
+        path,
+        root: super::cache_dir_of(args.cache_dir.as_ref()),
+        name: super::build::workflow_name(&args.workflow),
+        repair,
+    })
+}
+
+/// Everything outside the files that decides what a build of this workflow does, hashed
+/// as one (the way a key holds a secret: no value, nor the digest of one value alone,
+/// is kept). `workflow`: the digest of the file's bytes. None when pflow's own
+/// executable cannot be looked at.
+fn fingerprint(
+    args: &BuildArgs,
+    inv: &Invocation,
+    workflow: &blake3::Hash,
+    env_names: &[String],
+) -> Option<[u8; 32]> {
+    let mut h = blake3::Hasher::new_derive_key("pflow no-op record fingerprint v1");
+    let mut put = |tag: &str, bytes: &[u8]| {
+        for part in [tag.as_bytes(), bytes] {
+            h.update(&(part.len() as u64).to_le_bytes());
+            h.update(part);
+        }
+    };
+    put("version", env!("CARGO_PKG_VERSION").as_bytes());
+    // A rebuilt or reinstalled pflow may validate, key or run anything differently.
+    let exe = std::env::current_exe().ok().and_then(|p| stat(&p))?;
+    put("exe", &id_bytes(&exe));
+    put("cwd", std::env::current_dir().ok()?.as_os_str().as_bytes());
+    put("workflow-arg", args.workflow.as_bytes());
+    put("workflow", workflow.as_bytes());
+    put("cache-dir", inv.root.as_os_str().as_bytes());
+    for p in &args.params {
+        put("input", p.as_bytes());
+    }
+    put("strict", &[u8::from(args.strict)]);
+    put("strict-env", &[u8::from(args.strict_env)]);
+    for dir in &args.allow_write {
+        put("allow-write", dir.as_os_str().as_bytes());
+    }
+    put("repair", format!("{:?}", inv.repair).as_bytes());
+    let mut own: Vec<(std::ffi::OsString, std::ffi::OsString)> = std::env::vars_os()
+        .filter(|(k, _)| k.as_bytes().starts_with(b"PFLOW_") && k != DEBUG_ENV)
+        .collect();
+    own.sort();
+    for (k, v) in &own {
+        put("env", k.as_bytes());
+        put("=", v.as_bytes());
+    }
+    for name in std::iter::once("HOME").chain(env_names.iter().map(String::as_str)) {
+        match std::env::var_os(name) {
+            Some(v) => {
+                put("env", name.as_bytes());
+                put("=", v.as_bytes());
+            }
+            None => put("unset", name.as_bytes()),
+        }
+    }
+    Some(*h.finalize().as_bytes())
+}
+
+fn id_bytes(id: &FileId) -> Vec<u8> {
+    let mut out = Vec::with_capacity(56);
+    out.extend_from_slice(&id.size.to_le_bytes());
+    out.extend_from_slice(&id.mtime_ns.to_le_bytes());
+    out.extend_from_slice(&id.ctime_ns.to_le_bytes());
+    out.extend_from_slice(&id.ino.to_le_bytes());
+    out.extend_from_slice(&id.dev.to_le_bytes());
+    out
+}
+
+/// BLAKE3 of a file, read in pieces (a big workflow is not held in memory).
+fn file_hash(path: &Path) -> Option<blake3::Hash> {
+    let file = std::fs::File::open(path).ok()?;
+    let mut h = blake3::Hasher::new();
+    h.update_reader(file).ok()?;
+    Some(h.finalize())
+}
+
+fn now_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
+}
+
+/// What a build started with, for its record: when, and the facts of a plain build.
+pub(super) struct Start {
+    at_ns: i128,
+    inv: Option<Invocation>,
+}
+
+impl Start {
+    /// Is this build one whose record could be used (so worth writing)?
+    pub(super) fn may_record(&self) -> bool {
+        self.inv.is_some()
+    }
+}
+
+/// Serve the build from the no-op record if it holds. `Err` carries the facts the normal
+/// build then needs for the record it may write.
+pub(super) fn serve(args: &BuildArgs, started: Instant) -> Result<ExitCode, Start> {
+    let at_ns = now_ns();
+    let inv = match plain(args) {
+        Ok(inv) => inv,
+        Err(why) => {
+            debug(|| format!("no-op record not used: {why}"));
+            return Err(Start { at_ns, inv: None });
+        }
+    };
+    match try_serve(args, &inv, started) {
+        Ok(code) => {
+            debug(|| "no-op record used: nothing changed".into());
+            Ok(code)
+        }
+        Err(why) => {
+            debug(|| format!("no-op record not used: {why}"));
+            Err(Start {
+                at_ns,
+                inv: Some(inv),
+            })
+        }
+    }
+}
+
+fn try_serve(args: &BuildArgs, inv: &Invocation, started: Instant) -> Result<ExitCode, String> {
+    let mut rec = NoopRecord::load(&inv.root, &inv.name).ok_or("no record")?;
+    let digest = file_hash(&inv.path).ok_or("cannot read the workflow")?;
+    if fingerprint(args, inv, &digest, &rec.env_names) != Some(rec.fingerprint) {
+        return Err("the workflow, inputs, flags, environment or pflow changed".into());
+    }
+    if crate::cache::now_ms() >= u128::from(rec.valid_until_ms) {
+        return Err("it has expired".into());
+    }
+    if let Some(k) = &args.output_key {
+        if !rec.outputs.iter().any(|(name, _)| name == k) {
+            return Err(format!("no output '{k}'"));
+        }
+    }
+    // From here on as a build: under the lock maintenance waits for.
+    let cache = Layered::new(Cache::new(&inv.root), None);
+    let say_wait = &mut |w: &crate::cache::lock::Waiting| crate::report::err_line(&w.to_string());
+    let _lock = cache
+        .local()
+        .lock(crate::cache::lock::Mode::Shared, say_wait)
+        .map_err(|e| e.to_string())?;
+    if crate::cache::layout::generation(&inv.root) != rec.generation {
+        return Err("the cache was cleared, collected or fixed".into());
+    }
+    if BuildState::header(&inv.root, &inv.name) != Some((rec.generation, rec.state_written_ms)) {
+        return Err("another build of this workflow recorded something".into());
+    }
+    if let Some(path) = rec.changed_file() {
+        return Err(format!(
+            "'{path}' changed (or changed too recently to tell)"
+        ));
+    }
+    let t0 = Instant::now();
+    let (nodes, saved) = reports_of(&rec).ok_or("a damaged record")?;
+    rec.drop_nodes();
+    let outputs = resolve_outputs(&rec, &nodes, cache.local()).ok_or("an output")?;
+
+    // The same lines, figures and document as the normal build.
+    let view = super::build::view(args);
+    let json_mode = view.json;
+    if !json_mode {
+        for line in &rec.warnings {
+            crate::report::err_line(line);
+        }
+    }
+    let logs = crate::cache::logs::Logs::load(&inv.root, &inv.name);
+    let mut progress = crate::report::Progress::new(nodes.len(), view, logs);
+    for r in rec.order.iter().filter_map(|&i| nodes.get(i as usize)) {
+        progress.started(&r.id);
+        progress.finished(r);
+    }
+    progress.done();
+    let outcome = Outcome {
+        nodes,
+        outputs,
+        success: true,
+        interrupted: false,
+        duration: t0.elapsed(),
+        warnings: Vec::new(),
+        output_errors: Vec::new(),
+        upstream: Vec::new(),
+    };
+    let run_id = super::build::run_id();
+    let tallies = outcome
+        .nodes
+        .iter()
+        .zip(saved)
+        .map(|(r, saved_ms)| match r.status {
+            Status::Skipped => crate::cache::stats::Tally::Skipped,
+            _ => crate::cache::stats::Tally::Hit {
+                saved_ms,
+                restored: false,
+                upstream_ran: false,
+            },
+        });
+    super::build::append_stats(&cache, &outcome, tallies, &run_id);
+    super::build::attempt_lines(args, &outcome);
+    Ok(super::build::conclude(args, outcome, None, started))
+}
+
+/// Each recorded node's report, in workflow order: what the normal build reports for a
+/// node its build record vouches for (or one it skips); and beside each, a reused
+/// node's recorded run time (the time the cache saved), as the cache notes a hit.
+#[allow(clippy::type_complexity)]
+fn reports_of(rec: &NoopRecord) -> Option<(Vec<NodeReport>, Vec<Option<u64>>)> {
+    let mut out = Vec::with_capacity(rec.node_count());
+    let mut saved = Vec::with_capacity(rec.node_count());
+    for (index, n) in rec.nodes().enumerate() {
+        let n = n?;
+        let base = NodeReport {
+            index,
+            id: n.id.to_string(),
+            node_type: n.node_type.to_string(),
+            status: Status::Cached,
+            executions: 0,
+            duration: Duration::ZERO,
+            key: None,
+            digest: None,
+            reason: String::new(),
+            error: None,
+            handled: false,
+            source: None,
+            log: None,
+            usage: None,
+            start_us: 0,
+            end_us: 0,
+            items: Vec::new(),
+        };
+        out.push(match n.end {
+            NodeEnd::Cached {
+                key,
+                digest,
+                duration_ms,
+            } => {
+                saved.push(Some(duration_ms));
+                NodeReport {
+                    key: Some(Key(key)),
+                    digest: Some(blake3::Hash::from_bytes(digest)),
+                    reason: "inputs unchanged".into(),
+                    source: Some(HitSource::FastPath),
+                    ..base
+                }
+            }
+            NodeEnd::Skipped { reason } => {
+                saved.push(None);
+                NodeReport {
+                    status: Status::Skipped,
+                    reason: reason.to_string(),
+                    ..base
+                }
+            }
+        });
+    }
+    Some((out, saved))
+}
+
+/// Node values by id, for an output's template.
+struct Values(Vec<(String, Arc<Value>)>);
+
+impl crate::template::Scope for Values {
+    fn lookup(&self, root: &str) -> Option<Cow<'_, Value>> {
+        self.0
+            .iter()
+            .find(|(id, _)| id == root)
+            .map(|(_, v)| Cow::Borrowed(v.as_ref()))
+    }
+
+    fn root_names(&self) -> Vec<String> {
+        self.0.iter().map(|(id, _)| id.clone()).collect()
+    }
+}
+
+/// The declared outputs, from the nodes' cached values, as the normal build resolves
+/// them. None when a value cannot be loaded or an output does not resolve: the normal
+/// build then says what is wrong (or runs a node whose entry is damaged).
+fn resolve_outputs(
+    rec: &NoopRecord,
+    reports: &[NodeReport],
+    cache: &Cache,
+) -> Option<Map<String, Value>> {
+    let mut outputs = Map::new();
+    if rec.outputs.is_empty() {
+        return Some(outputs);
+    }
+    let load = |index: u32| -> Option<(String, Arc<Value>)> {
+        let r = reports.get(index as usize)?;
+        let entry = cache.peek(&r.key?)?;
+        Some((r.id.clone(), Arc::new(cache.load_outputs(&entry).ok()?)))
+    };
+    for (name, source) in &rec.outputs {
+        let value = match source {
+            OutputSource::Template(text, nodes) => {
+                let t = crate::template::Template::parse(text).ok()?;
+                let scope = Values(nodes.iter().map(|&i| load(i)).collect::<Option<_>>()?);
+                t.resolve(&scope).ok()?
+            }
+            OutputSource::Field(nodes) => nodes
+                .iter()
+                .find_map(|&i| load(i).and_then(|(_, v)| v.get(name).cloned()))?,
+        };
+        outputs.insert(name.clone(), value);
+    }
+    Some(outputs)
+}
+
+/// After a normal build: write the no-op record when the build found nothing to do and
+/// everything it depends on can be vouched for; else leave none. Best effort: a record
+/// not written only costs the next build time.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn record(
+    args: &BuildArgs,
+    start: &Start,
+    v: &Validated,
+    workflow_digest: &blake3::Hash,
+    warning_lines: &[String],
+    redactor: &crate::secrets::Redactor,
+    outcome: &Outcome,
+    repaired: bool,
+) {
+    let Some(inv) = &start.inv else {
+        return;
+    };
+    match make_record(
+        args,
+        inv,
+        start.at_ns,
+        v,
+        workflow_digest,
+        warning_lines,
+        redactor,
+        outcome,
+        repaired,
+    ) {
+        Ok(rec) => match rec.save(&inv.root, &inv.name) {
+            Ok(()) => debug(|| "no-op record written".into()),
+            Err(e) => debug(|| format!("no-op record not written: {e}")),
+        },
+        Err(why) => debug(|| format!("no-op record not written: {why}")),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn make_record(
+    args: &BuildArgs,
+    inv: &Invocation,
+    started_ns: i128,
+    v: &Validated,
+    workflow_digest: &blake3::Hash,
+    warning_lines: &[String],
+    redactor: &crate::secrets::Redactor,
+    outcome: &Outcome,
+    repaired: bool,
+) -> Result<NoopRecord, String> {
+    if repaired {
+        return Err("a repair took part".into());
+    }
+    if !outcome.success || outcome.interrupted || crate::interrupt::is_interrupted() {
+        return Err("the build did not succeed".into());
+    }
+    if !outcome.warnings.is_empty() || !outcome.output_errors.is_empty() {
+        return Err("the build warned".into());
+    }
+    let wf = &v.workflow;
+    if outcome.nodes.len() != wf.nodes.len() {
+        return Err("not every node was built".into());
+    }
+    // First the cheap test that fails after any build that ran something.
+    let reused = |r: &NodeReport| match r.status {
+        Status::Cached => r.source == Some(HitSource::FastPath),
+        Status::Skipped => r.key.is_none(),
+        _ => false,
+    };
+    if let Some(r) = outcome.nodes.iter().find(|r| !reused(r)) {
+        return Err(format!("node '{}' {}", r.id, r.status.as_str()));
+    }
+    if wf.inputs.values().any(|i| i.stdin) {
+        return Err("an input may come from stdin".into());
+    }
+    for (node, cn) in wf.nodes.iter().zip(&v.nodes) {
+        // Types whose every input is covered above; a type added later is not recorded
+        // until someone makes sure of its own.
+        if !COVERED_TYPES.contains(&cn.spec.name) || cn.spec.volatile {
+            return Err(format!("node '{}' is of type {}", node.id, cn.spec.name));
+        }
+        // A node of a nested workflow: that workflow's file is read too, and the
+        // fingerprint covers only this one.
+        if node.id.contains('/') {
+            return Err(format!("node '{}' comes from a nested workflow", node.id));
+        }
+        if cn.reads.iter().any(|p| p.is_glob()) {
+            return Err(format!("node '{}' reads a glob", node.id));
+        }
+    }
+    // Printed as they are by every build; kept only if they hold nothing secret.
+    for text in warning_lines {
+        if redactor.scrub(text) != *text {
+            return Err("a warning holds a secret".into());
+        }
+    }
+    let state = BuildState::load(&inv.root, &inv.name);
+    let generation = crate::cache::layout::generation(&inv.root);
+    if BuildState::header(&inv.root, &inv.name) != Some((generation, state.written_ms))
+        || state.is_empty()
+    {
+        return Err("no usable build record".into());
+    }
+    let settled_before_ns = started_ns - GRANULARITY_NS;
+    let mut rec = NoopRecord::default();
+    rec.generation = generation;
+    rec.state_written_ms = state.written_ms;
+    rec.valid_until_ms = state.written_ms + MAX_AGE.as_millis() as u64;
+    rec.settled_before_ns = settled_before_ns;
+    let mut files: Vec<(String, Option<FileId>)> = Vec::new();
+    let mut ended_cached = vec![false; wf.nodes.len()];
+    for (i, (node, r)) in wf.nodes.iter().zip(&outcome.nodes).enumerate() {
+        if r.index != i || r.executions != 0 || r.error.is_some() {
+            return Err(format!("node '{}' ran", node.id));
+        }
+        let end = match (r.status, r.source, r.key, r.digest) {
+            (Status::Cached, Some(HitSource::FastPath), Some(key), Some(digest)) => {
+                let found = state
+                    .record(&node.id, &key.0)
+                    .ok_or_else(|| format!("node '{}' is not in the build record", node.id))?;
+                if let CachePolicy::MaxAge(max) = node.cache {
+                    let until = found.time_ms.saturating_add(max.as_millis() as u64);
+                    rec.valid_until_ms = rec.valid_until_ms.min(until);
+                }
+                for (path, id) in found.written {
+                    files.push((path, (id.size != GONE).then_some(id)));
+                }
+                files.extend(found.removed.into_iter().map(|p| (p, None)));
+                ended_cached[i] = true;
+                NodeEnd::Cached {
+                    key: key.0,
+                    digest: *digest.as_bytes(),
+                    duration_ms: found.duration_ms,
+                }
+            }
+            (Status::Skipped, None, None, _) => NodeEnd::Skipped { reason: &r.reason },
+            _ => return Err(format!("node '{}' was not reused", node.id)),
+        };
+        rec.push_node(&NodeEntry {
+            id: &node.id,
+            node_type: &node.node_type,
+            end,
+        });
+    }
+    // Lines in an order the build may have finished them in.
+    rec.order = v.order.iter().map(|&i| i as u32).collect();
+    // The files keys were made from, as the build record holds them (the build just
+    // checked each against its identity), and declared reads that were not there.
+    for (p, seen) in &state.reads {
+        files.push((expanded(p), Some(seen.id)));
+    }
+    for cn in &v.nodes {
+        for p in &cn.reads {
+            let path = expanded(p.as_str());
+            if stat(Path::new(&path)).is_none() {
+                files.push((path, None));
+            }
+        }
+    }
+    if inv.repair != crate::repair::Mode::Off {
+        // A proven patch for this workflow would be replayed before anything runs.
+        let dir = crate::cache::layout::repairs_dir(&inv.root);
+        files.push((dir.to_string_lossy().into_owned(), stat(&dir)));
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            files.push((path.to_string_lossy().into_owned(), stat(&path)));
+        }
+    }
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    files.dedup();
+    // Each as the build saw it, and settled: a change within the granularity of the
+    // build's start could look the same afterwards.
+    for (path, id) in &files {
+        if !crate::cache::noop::unchanged(Path::new(path), id.as_ref(), settled_before_ns) {
+            return Err(format!(
+                "'{path}' changed during the build or just before it"
+            ));
+        }
+    }
+    rec.files = files;
+    for (name, spec) in &wf.outputs {
+        let source = match &spec.source {
+            Some(text) => {
+                let t = crate::template::Template::parse(text)
+                    .map_err(|_| format!("output '{name}'"))?;
+                let mut nodes: Vec<u32> = Vec::new();
+                for r in t.refs() {
+                    let j = v
+                        .graph
+                        .position(&r.root)
+                        .ok_or_else(|| format!("output '{name}' reads an input"))?;
+                    if !nodes.contains(&(j as u32)) {
+                        nodes.push(j as u32);
+                    }
+                }
+                if redactor.scrub(text) != *text {
+                    return Err(format!("output '{name}' holds a secret"));
+                }
+                OutputSource::Template(text.clone(), nodes)
+            }
+            None => OutputSource::Field(
+                v.order
+                    .iter()
+                    .rev()
+                    .copied()
+                    .filter(|&i| ended_cached[i] && v.nodes[i].spec.output(name).is_some())
+                    .map(|i| i as u32)
+                    .collect(),
+            ),
+        };
+        rec.outputs.push((name.clone(), source));
+    }
+    rec.warnings = warning_lines.to_vec();
+    let mut env_names: Vec<String> = wf
+        .nodes
+        .iter()
+        .zip(&v.nodes)
+        .flat_map(|(n, cn)| {
+            n.reads_env
+                .iter()
+                .cloned()
+                .chain(cn.spec.key_env.iter().map(|s| s.to_string()))
+        })
+        .collect();
+    env_names.sort();
+    env_names.dedup();
+    rec.fingerprint = fingerprint(args, inv, workflow_digest, &env_names)
+        .ok_or("pflow's executable cannot be looked at")?;
+    rec.env_names = env_names;
+    Ok(rec)
+}
+
+/// The node types whose keys and runs depend only on what the record covers (no MCP
+/// server, no nested workflow file).
+const COVERED_TYPES: [&str; 9] = [
+    "shell",
+    "read-file",
+    "write-file",
+    "copy-file",
+    "move-file",
+    "delete-file",
+    "http",
+    "llm",
+    "echo",
+];
+
+/// A recorded path as the file system knows it (`~/` is the home folder).
+fn expanded(p: &str) -> String {
+    crate::nodes::read_file::expand_path(p)
+        .to_string_lossy()
+        .into_owned()
+}
