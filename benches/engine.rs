@@ -42,6 +42,7 @@ fn build(v: &Validated, cache: &Layered, opts: &Options) -> Outcome {
 fn options(name: &str) -> Options {
     Options {
         jobs: 2,
+        jobs_given: true,
         force: false,
         rerun: HashSet::new(),
         run_id: "bench".into(),

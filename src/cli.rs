@@ -36,7 +36,7 @@ const LONG_VERSION: &str = concat!(
 const ENVIRONMENT: &str = "\
 Environment (a flag wins; pflow.toml and the user config.toml can set these too, see pflow config):
   PFLOW_CACHE_DIR            the cache directory (--cache-dir)
-  PFLOW_JOBS                 nodes run at once (--jobs)
+  PFLOW_JOBS                 steps run at once, batch items too (--jobs)
   PFLOW_REPAIR               on, replay or off (--no-repair)
   PFLOW_REPAIR_MODEL         the repair model (--repair-model)
   PFLOW_MAX_REPAIR_ATTEMPTS  repair attempts per build (--max-repair-attempts)
@@ -120,7 +120,8 @@ pub struct BuildArgs {
     /// Build only this node and what it needs (repeatable)
     #[arg(long, value_name = "NODE")]
     pub target: Vec<String>,
-    /// Nodes to run at once (default: PFLOW_JOBS, else the number of cores)
+    /// Nodes and batch items to run at once, all together (default: PFLOW_JOBS, else
+    /// the number of cores for nodes and each batch's max_concurrent for its items)
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<usize>,
     /// Say why each node ran or was reused

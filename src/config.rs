@@ -73,7 +73,13 @@ pub static SETTINGS: &[Setting] = &[
         "the cache directory (--cache-dir)",
     )
     .or("./.pflow-cache"),
-    setting("jobs", JOBS_ENV, Kind::Count, "nodes run at once (--jobs)").or("the number of cores"),
+    setting(
+        "jobs",
+        JOBS_ENV,
+        Kind::Count,
+        "steps run at once, batch items too (--jobs)",
+    )
+    .or("the number of cores"),
     setting(
         "strict_env",
         crate::environment::STRICT_ENV,

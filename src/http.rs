@@ -2,12 +2,18 @@
 //! proxy policy, loopback detection, and turning transport failures and error responses
 //! into node errors a person can act on.
 //!
+//! Requests run on one small tokio runtime that every caller blocks on: a request costs
+//! its caller's thread and no other (a batch of 100 items in flight is 100 threads, not
+//! 200, and no thread is started per request), and Ctrl-C drops it at once.
+//! `TCP_NODELAY` is set on every connection (reqwest's default too, stated so that it
+//! stays): a request is never held back waiting for the ACK of an earlier write.
+//!
 //! Nothing here ever formats a secret: URLs are shown without their query string or user
 //! info, and text that came back from a server goes through `redact` first.
 
 use crate::error::{ErrorCategory, NodeError};
-use reqwest::blocking::Client;
 use reqwest::header::HeaderMap;
+use reqwest::Client;
 use reqwest::Url;
 use serde_json::Value;
 use std::sync::OnceLock;
@@ -82,6 +88,7 @@ pub(crate) fn client_without_redirects(url: &Url) -> Result<&'static Client, Nod
     let built = slot.get_or_init(|| {
         let mut builder = Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("pflow/", env!("CARGO_PKG_VERSION")));
         if direct {
@@ -100,6 +107,7 @@ pub(crate) fn client_without_redirects(url: &Url) -> Result<&'static Client, Nod
 fn build_client(direct: bool) -> Result<Client, String> {
     let mut builder = Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
         .user_agent(concat!("pflow/", env!("CARGO_PKG_VERSION")));
     if direct {
         builder = builder.no_proxy();
@@ -212,8 +220,8 @@ pub(crate) struct Fetched {
 pub(crate) enum FetchError {
     Transport(reqwest::Error),
     Interrupted,
-    /// The helper thread ended without an answer (it panicked).
-    Lost,
+    /// The runtime requests run on could not be started.
+    NoRuntime(String),
     /// The body is larger than [`max_response_bytes`].
     TooLarge(u64),
     /// The connection failed while the body was being read.
@@ -228,51 +236,64 @@ pub(crate) fn max_response_bytes() -> u64 {
         .unwrap_or(64 * 1024 * 1024)
 }
 
-enum Read {
-    Done(Fetched),
-    TooLarge(u64),
-    Broken(std::io::Error),
+/// The runtime every request runs on (two threads drive the connections; each caller
+/// drives its own request).
+fn runtime() -> Result<&'static tokio::runtime::Runtime, String> {
+    static RT: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("pflow-http")
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())
+    })
+    .as_ref()
+    .map_err(|e| e.clone())
 }
 
-/// Send a request and read its body on a helper thread, so that Ctrl-C ends the wait at
-/// once instead of after the request's timeout (the abandoned request ends with the
-/// process or its own timeout).
-pub(crate) fn fetch(rb: reqwest::blocking::RequestBuilder) -> Result<Fetched, FetchError> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let cap = max_response_bytes();
-        let result = rb.send().map(|resp| {
-            use std::io::Read as _;
-            let status = resp.status();
-            let headers = resp.headers().clone();
-            let mut body = Vec::new();
-            // A body larger than the cap is an error, not unbounded memory.
-            match resp.take(cap + 1).read_to_end(&mut body) {
-                Ok(_) if body.len() as u64 > cap => Read::TooLarge(cap),
-                Err(e) => Read::Broken(e),
-                Ok(_) => Read::Done(Fetched {
-                    status,
-                    headers,
-                    body,
-                }),
-            }
-        });
-        let _ = tx.send(result);
-    });
-    loop {
-        match rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(Ok(Read::Done(f))) => return Ok(f),
-            Ok(Ok(Read::TooLarge(cap))) => return Err(FetchError::TooLarge(cap)),
-            Ok(Ok(Read::Broken(e))) => return Err(FetchError::Broken(e.to_string())),
-            Ok(Err(e)) => return Err(FetchError::Transport(e)),
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                if crate::interrupt::is_interrupted() {
-                    return Err(FetchError::Interrupted);
+/// Send a request and read its body, on the calling thread; Ctrl-C ends the wait at once
+/// instead of after the request's timeout (the request is dropped).
+pub(crate) fn fetch(rb: reqwest::RequestBuilder) -> Result<Fetched, FetchError> {
+    let rt = runtime().map_err(FetchError::NoRuntime)?;
+    rt.block_on(async {
+        tokio::select! {
+            r = read(rb) => r,
+            _ = async {
+                while !crate::interrupt::is_interrupted() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
+            } => Err(FetchError::Interrupted),
+        }
+    })
+}
+
+async fn read(rb: reqwest::RequestBuilder) -> Result<Fetched, FetchError> {
+    let mut resp = rb.send().await.map_err(FetchError::Transport)?;
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let cap = max_response_bytes();
+    let mut body = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                // A body larger than the cap is an error, not unbounded memory.
+                if body.len() as u64 + chunk.len() as u64 > cap {
+                    return Err(FetchError::TooLarge(cap));
+                }
+                body.extend_from_slice(&chunk);
             }
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Err(FetchError::Lost),
+            Ok(None) => break,
+            // The request's timeout covers reading the body too.
+            Err(e) if e.is_timeout() => return Err(FetchError::Transport(e)),
+            Err(e) => return Err(FetchError::Broken(root_cause(&e))),
         }
     }
+    Ok(Fetched {
+        status,
+        headers,
+        body,
+    })
 }
 
 impl FetchError {
@@ -281,9 +302,9 @@ impl FetchError {
         match self {
             FetchError::Transport(e) => send_error(&e, what, timeout),
             FetchError::Interrupted => NodeError::new(ErrorCategory::Interrupted, "interrupted"),
-            FetchError::Lost => NodeError::new(
+            FetchError::NoRuntime(e) => NodeError::new(
                 ErrorCategory::Internal,
-                format!("{what}: the request ended without an answer"),
+                format!("{what}: cannot start the HTTP runtime: {e}"),
             ),
             FetchError::Broken(e) => NodeError::new(
                 ErrorCategory::Network,

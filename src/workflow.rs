@@ -904,7 +904,9 @@ fn decode_batch(v: &Value, path: &str, diags: &mut Vec<Diagnostic>) -> Option<Ba
             "item".into()
         }
     };
-    let parallel = get_bool(map, "parallel", path, false, diags);
+    // Items run in parallel unless `"parallel": false` says otherwise (pflow's default
+    // was sequential; an explicit false keeps that).
+    let parallel = get_bool(map, "parallel", path, true, diags);
     let max_concurrent = match map.get("max_concurrent") {
         None | Some(Value::Null) => 10,
         Some(Value::Number(n)) if n.as_u64().is_some_and(|n| (1..=100).contains(&n)) => {

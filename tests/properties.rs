@@ -567,6 +567,7 @@ impl KeyLab {
         let cache = Layered::new(Cache::new(self.dir.path().join("cache")), None);
         let opts = Options {
             jobs: 2,
+            jobs_given: true,
             force: false,
             rerun: HashSet::new(),
             run_id: "props".into(),

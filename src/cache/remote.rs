@@ -365,6 +365,7 @@ impl Remote {
         let built = self.client.get_or_init(|| {
             let mut b = Client::builder()
                 .connect_timeout(self.cfg.connect_timeout)
+                .tcp_nodelay(true)
                 .timeout(self.cfg.timeout)
                 .user_agent(concat!("pflow/", env!("CARGO_PKG_VERSION")));
             // reqwest would send 127.0.0.1 through HTTP_PROXY/ALL_PROXY.

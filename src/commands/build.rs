@@ -265,6 +265,7 @@ pub fn once(args: &BuildArgs) -> Result {
         return Err(invalid(args, errors_only(arg_errors), started));
     }
 
+    let jobs_given = jobs.is_some();
     let jobs = match jobs {
         Some(n) if n > MAX_JOBS => {
             report::err_line(&format!(
@@ -279,6 +280,7 @@ pub fn once(args: &BuildArgs) -> Result {
     };
     let mut opts = Options {
         jobs,
+        jobs_given,
         force: args.force,
         rerun: args.rerun.iter().cloned().collect::<HashSet<_>>(),
         run_id: run_id(),

@@ -1,5 +1,7 @@
 //! Batch nodes: each item resolved and run on its own (in parallel up to
-//! `max_concurrent`), each cached under its own key, so editing one item re-runs one item.
+//! `max_concurrent` unless `"parallel": false`, workers counted against `--jobs`), each
+//! cached under its own key, so editing one item re-runs one item. Results keep the
+//! items' order whatever order they finish in.
 
 use super::*;
 
@@ -11,7 +13,6 @@ impl<'a> Shared<'a> {
         scope: NodeScope<'a>,
     ) -> Result<RunResult, NodeError> {
         let cn = &self.v.nodes[i];
-        let node = &self.v.workflow.nodes[i];
         let items = batch_items(cn, &scope)?;
         let mut item_base = self.base_key(i, true);
         // Every item reads the node's declared files.
@@ -48,158 +49,43 @@ impl<'a> Shared<'a> {
             .map(|(idx, k)| *first_with_key.entry(*k).or_insert(idx))
             .collect();
         let unique: Vec<usize> = (0..count).filter(|&idx| first_of[idx] == idx).collect();
-        let results: Vec<Mutex<Option<ItemResult>>> =
-            (0..count).map(|_| Mutex::new(None)).collect();
-        let stop = AtomicBool::new(false);
-        let next = AtomicUsize::new(0);
-        let cached = AtomicUsize::new(0);
-        let restored = AtomicUsize::new(0);
-        let ran = AtomicUsize::new(0);
-        let spans: Mutex<Vec<ItemSpan>> = Mutex::new(Vec::with_capacity(count));
-        let mode = self.v.workflow.template_mode;
-
-        let work = || loop {
-            if stop.load(Ordering::SeqCst) || crate::interrupt::is_interrupted() {
-                break;
-            }
-            let Some(&idx) = unique.get(next.fetch_add(1, Ordering::SeqCst)) else {
-                break;
-            };
-            let item = &items[idx];
-            let item_key = item_keys[idx];
-            let started = self.elapsed_us();
-            let mut item_status = Status::Cached;
-            let touches = |p: &str| self.touches(i, p);
-            let ask = Ask {
-                key: item_key,
-                policy: self.policy(i),
-                forced: self.forced(i),
-                recorded_as: None,
-                touches: &touches,
-            };
-            let mut result = None;
-            if let Decision::Reuse(hit) = decide(&self.sources(Mode::Build), &ask) {
-                self.note_kept(&node.id, &hit.kept);
-                let values = match (hit.values, &hit.entry) {
-                    (Some(v), _) => Some(v),
-                    (None, Some(entry)) => {
-                        self.cache.local().load_outputs(entry).ok().map(Arc::new)
-                    }
-                    (None, None) => None,
-                };
-                // An entry whose value cannot be read is a miss: the item runs.
-                if let Some(v) = values {
-                    cached.fetch_add(1, Ordering::SeqCst);
-                    if !hit.restored.is_empty() {
-                        restored.fetch_add(1, Ordering::SeqCst);
-                        item_status = Status::Restored;
-                    }
-                    result = Some(Ok((v, false, Effects::default())));
-                }
-            }
-            let result = result.unwrap_or_else(|| {
-                let item_scope = ItemScope::new(&scope, batch, item, idx);
-                let mut warnings = Vec::new();
-                let resolved = resolve_params(cn, &item_scope, mode, &mut warnings);
-                let live = self.live_for(&node.id);
-                let vars = resolved.as_ref().map(|(_, v)| v.as_slice()).unwrap_or(&[]);
-                self.note(&node.id, warnings);
-                let intent = cn
-                    .spec
-                    .announces_effects
-                    .then(|| crate::cache::intents::Intent::of(self.cache.local().root(), &item_key));
-                let ctx = RunContext {
-                    node_id: &node.id,
-                    node_type: &node.node_type,
-                    interrupted: &crate::interrupt::INTERRUPTED,
-                    own_files: &[],
-                    env: self.child_env(i, vars),
-                    write_roots: &self.opts.write_roots,
-                    intent: intent.as_ref(),
-                    live: live.as_deref(),
-                };
-                let mut attempt = 0;
-                loop {
-                    attempt += 1;
-                    let r = resolved.clone().and_then(|(p, _)| {
-                        self.session.count(&node.id, 1);
-                        ran.fetch_add(1, Ordering::SeqCst);
-                        (cn.spec.run)(&p, &ctx)
-                    });
-                    match r {
-                        Ok(mut out) => {
-                            let effects = Effects::of(&mut out);
-                            let mut outputs = out.outputs;
-                            if let Err(e) =
-                                written::add_file_digests(&mut outputs, &out.files_written)
-                            {
-                                break Err(e);
-                            }
-                            outputs.insert("item".into(), item.clone());
-                            let v = Value::Object(outputs);
-                            let d = output_digest(&v);
-                            let v = Arc::new(v);
-                            match super::keys::read_other_bytes(&item_files[idx], &effects.read) {
-                                None => {
-                                    // Its own run time: what a later hit on it saves.
-                                    let took = Duration::from_micros(
-                                        self.elapsed_us().saturating_sub(started),
-                                    );
-                                    self.store(i, &item_key, &v, &d, &effects, took);
-                                    self.session.remember(item_key, d, v.clone());
-                                }
-                                Some(path) => self.note(
-                                    &node.id,
-                                    vec![format!(
-                                        "'{}' changed while item [{idx}] read it; its result is not cached",
-                                        path.display()
-                                    )],
-                                ),
-                            }
-                            break Ok((v, true, effects));
-                        }
-                        Err(e)
-                            if attempt < batch.max_retries
-                                && e.category != ErrorCategory::Interrupted =>
-                        {
-                            continue
-                        }
-                        Err(e) => break Err(e),
-                    }
-                }
-            });
-            if result.is_err() && batch.error_handling == ErrorHandling::FailFast {
-                stop.store(true, Ordering::SeqCst);
-            }
-            let status = match &result {
-                Ok((_, true, _)) => Status::Ran,
-                Ok(_) => item_status,
-                Err(_) => Status::Failed,
-            };
-            lock(&spans).push(ItemSpan {
-                index: idx,
-                key: item_key,
-                status,
-                start_us: started,
-                end_us: self.elapsed_us(),
-            });
-            *lock(&results[idx]) = Some(result);
-        };
-
-        let workers = if batch.parallel {
+        // Explicit `"parallel": false` keeps items one at a time, in order (they may rely
+        // on each other's side effects); otherwise up to `max_concurrent` at once.
+        let limit = if batch.parallel {
             batch.max_concurrent.min(unique.len()).max(1)
         } else {
             1
         };
-        if workers == 1 {
-            work();
-        } else {
-            std::thread::scope(|s| {
-                for _ in 0..workers {
-                    s.spawn(work);
-                }
-            });
-        }
+        let run = ItemRun {
+            shared: self,
+            i,
+            batch,
+            scope: &scope,
+            items: &items,
+            item_keys: &item_keys,
+            item_files: &item_files,
+            unique: &unique,
+            results: (0..count).map(|_| Mutex::new(None)).collect(),
+            stop: AtomicBool::new(false),
+            next: AtomicUsize::new(0),
+            cached: AtomicUsize::new(0),
+            restored: AtomicUsize::new(0),
+            ran: AtomicUsize::new(0),
+            spans: Mutex::new(Vec::with_capacity(count)),
+            workers: AtomicUsize::new(1),
+            limit,
+            slow: AtomicBool::new(false),
+        };
+        // This thread is the first worker; `grow` adds the others while items run.
+        std::thread::scope(|s| run.work(s));
+        let ItemRun {
+            results,
+            cached,
+            restored,
+            ran,
+            spans,
+            ..
+        } = run;
 
         for idx in 0..count {
             let first = first_of[idx];
@@ -314,6 +200,244 @@ impl<'a> Shared<'a> {
             items_failed: error_count,
             usage,
         })
+    }
+}
+
+/// What a batch's item workers share while they run.
+struct ItemRun<'r, 'a> {
+    shared: &'r Shared<'a>,
+    i: usize,
+    batch: &'r BatchConfig,
+    scope: &'r NodeScope<'a>,
+    items: &'r [Value],
+    item_keys: &'r [Key],
+    item_files: &'r [super::keys::KeyedFiles],
+    /// The items that run (the first of each key), in order.
+    unique: &'r [usize],
+    results: Vec<Mutex<Option<ItemResult>>>,
+    stop: AtomicBool,
+    /// The next position in `unique` to take.
+    next: AtomicUsize,
+    cached: AtomicUsize,
+    restored: AtomicUsize,
+    ran: AtomicUsize,
+    spans: Mutex<Vec<ItemSpan>>,
+    /// Workers running, the batch node's own thread included.
+    workers: AtomicUsize,
+    limit: usize,
+    /// An item had to run or come from the remote: from then on more workers help. A
+    /// batch whose items are all local hits stays on one thread (no threads started
+    /// to find that nothing changed).
+    slow: AtomicBool,
+}
+
+impl<'r, 'a> ItemRun<'r, 'a> {
+    /// Take items until none are left (or the batch stops).
+    fn work<'s>(&'s self, s: &'s std::thread::Scope<'s, '_>) {
+        loop {
+            if self.stop.load(Ordering::SeqCst) || crate::interrupt::is_interrupted() {
+                break;
+            }
+            if self.slow.load(Ordering::Relaxed) {
+                self.grow(s);
+            }
+            let Some(&idx) = self.unique.get(self.next.fetch_add(1, Ordering::SeqCst)) else {
+                break;
+            };
+            self.item(idx, s);
+        }
+    }
+
+    /// Start more workers while the batch may have them, items are left for them and
+    /// the job budget has tokens free now. Each holds its token until it runs out of
+    /// items; none waits for one (see `budget.rs`).
+    fn grow<'s>(&'s self, s: &'s std::thread::Scope<'s, '_>) {
+        let mut added = 0;
+        loop {
+            let n = self.workers.load(Ordering::SeqCst);
+            let left = self
+                .unique
+                .len()
+                .saturating_sub(self.next.load(Ordering::SeqCst));
+            if n >= self.limit || added >= left {
+                return;
+            }
+            let Some(token) = self.shared.budget.try_take() else {
+                return;
+            };
+            if self
+                .workers
+                .compare_exchange(n, n + 1, Ordering::SeqCst, Ordering::SeqCst)
+                .is_err()
+            {
+                continue;
+            }
+            if n + 1 > MANY_WORKERS {
+                small_pages_from_now();
+            }
+            let spawned = std::thread::Builder::new().spawn_scoped(s, move || {
+                let _token = token;
+                self.work(s);
+                self.workers.fetch_sub(1, Ordering::SeqCst);
+            });
+            // No thread to be had: the workers there are carry on.
+            if spawned.is_err() {
+                self.workers.fetch_sub(1, Ordering::SeqCst);
+                return;
+            }
+            added += 1;
+        }
+    }
+
+    /// Reuse or run item `idx`, keeping its result and span.
+    fn item<'s>(&'s self, idx: usize, s: &'s std::thread::Scope<'s, '_>) {
+        let sh = self.shared;
+        let (i, batch, scope) = (self.i, self.batch, self.scope);
+        let cn = &sh.v.nodes[i];
+        let node = &sh.v.workflow.nodes[i];
+        let mode = sh.v.workflow.template_mode;
+        let item = &self.items[idx];
+        let item_key = self.item_keys[idx];
+        let started = sh.elapsed_us();
+        let mut item_status = Status::Cached;
+        let touches = |p: &str| sh.touches(i, p);
+        let ask = Ask {
+            key: item_key,
+            policy: sh.policy(i),
+            forced: sh.forced(i),
+            recorded_as: None,
+            touches: &touches,
+        };
+        let mut result = None;
+        if let Decision::Reuse(hit) = decide(&sh.sources(Mode::Build), &ask) {
+            if hit.source == HitSource::Remote {
+                self.slow.store(true, Ordering::Relaxed);
+            }
+            sh.note_kept(&node.id, &hit.kept);
+            let values = match (hit.values, &hit.entry) {
+                (Some(v), _) => Some(v),
+                (None, Some(entry)) => sh.cache.local().load_outputs(entry).ok().map(Arc::new),
+                (None, None) => None,
+            };
+            // An entry whose value cannot be read is a miss: the item runs.
+            if let Some(v) = values {
+                self.cached.fetch_add(1, Ordering::SeqCst);
+                if !hit.restored.is_empty() {
+                    self.restored.fetch_add(1, Ordering::SeqCst);
+                    item_status = Status::Restored;
+                }
+                result = Some(Ok((v, false, Effects::default())));
+            }
+        }
+        let result = result.unwrap_or_else(|| {
+            // Others take the next items while this one runs.
+            self.slow.store(true, Ordering::Relaxed);
+            self.grow(s);
+            let item_scope = ItemScope::new(scope, batch, item, idx);
+            let mut warnings = Vec::new();
+            let resolved = resolve_params(cn, &item_scope, mode, &mut warnings);
+            let live = sh.live_for(&node.id);
+            let vars = resolved.as_ref().map(|(_, v)| v.as_slice()).unwrap_or(&[]);
+            sh.note(&node.id, warnings);
+            let intent = cn
+                .spec
+                .announces_effects
+                .then(|| crate::cache::intents::Intent::of(sh.cache.local().root(), &item_key));
+            let ctx = RunContext {
+                node_id: &node.id,
+                node_type: &node.node_type,
+                interrupted: &crate::interrupt::INTERRUPTED,
+                own_files: &[],
+                env: sh.child_env(i, vars),
+                write_roots: &sh.opts.write_roots,
+                intent: intent.as_ref(),
+                live: live.as_deref(),
+            };
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let r = resolved.clone().and_then(|(p, _)| {
+                    sh.session.count(&node.id, 1);
+                    self.ran.fetch_add(1, Ordering::SeqCst);
+                    (cn.spec.run)(&p, &ctx)
+                });
+                match r {
+                    Ok(mut out) => {
+                        let effects = Effects::of(&mut out);
+                        let mut outputs = out.outputs;
+                        if let Err(e) = written::add_file_digests(&mut outputs, &out.files_written)
+                        {
+                            break Err(e);
+                        }
+                        outputs.insert("item".into(), item.clone());
+                        let v = Value::Object(outputs);
+                        let d = output_digest(&v);
+                        let v = Arc::new(v);
+                        match super::keys::read_other_bytes(&self.item_files[idx], &effects.read) {
+                            None => {
+                                // Its own run time: what a later hit on it saves.
+                                let took = Duration::from_micros(
+                                    sh.elapsed_us().saturating_sub(started),
+                                );
+                                sh.store(i, &item_key, &v, &d, &effects, took);
+                                sh.session.remember(item_key, d, v.clone());
+                            }
+                            Some(path) => sh.note(
+                                &node.id,
+                                vec![format!(
+                                    "'{}' changed while item [{idx}] read it; its result is not cached",
+                                    path.display()
+                                )],
+                            ),
+                        }
+                        break Ok((v, true, effects));
+                    }
+                    Err(e)
+                        if attempt < batch.max_retries
+                            && e.category != ErrorCategory::Interrupted =>
+                    {
+                        continue
+                    }
+                    Err(e) => break Err(e),
+                }
+            }
+        });
+        if result.is_err() && batch.error_handling == ErrorHandling::FailFast {
+            self.stop.store(true, Ordering::SeqCst);
+        }
+        let status = match &result {
+            Ok((_, true, _)) => Status::Ran,
+            Ok(_) => item_status,
+            Err(_) => Status::Failed,
+        };
+        lock(&self.spans).push(ItemSpan {
+            index: idx,
+            key: item_key,
+            status,
+            start_us: started,
+            end_us: sh.elapsed_us(),
+        });
+        *lock(&self.results[idx]) = Some(result);
+    }
+}
+
+/// More item workers than this in one batch turn huge pages off (see below).
+const MANY_WORKERS: usize = 16;
+
+/// Each worker thread gets its own allocator heap, and with transparent huge pages
+/// (Linux's default) every heap pins whole 2 MiB pages for a few KB of live data: 100
+/// workers held about 190 MB. A batch that starts that many turns huge pages off for
+/// the rest of the process (memory already in use keeps its pages): the same batch then
+/// peaks near 40 MB. Smaller builds keep them (a no-op of a big graph faults far fewer
+/// pages with them).
+fn small_pages_from_now() {
+    #[cfg(target_os = "linux")]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        // SAFETY: PR_SET_THP_DISABLE takes an integer flag and touches no memory of ours.
+        ONCE.call_once(|| unsafe {
+            libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+        });
     }
 }
 

@@ -13,12 +13,14 @@
 //!
 //! The parts: [`mod@decide`] (hit or run, and why), `keys.rs` (what goes into a key),
 //! `recorder.rs` (what the last build saw and what this one learns), `batch.rs` (items
-//! run and cached one by one), `plan.rs` (`--dry-run`), `targets.rs` (the nodes
+//! run and cached one by one), `budget.rs` (how `--jobs` bounds node runs and batch
+//! item workers together), `plan.rs` (`--dry-run`), `targets.rs` (the nodes
 //! `--target` selects), `written.rs` (the files a node wrote: declared outputs checked,
 //! their digests in its outputs); this file schedules the nodes and keeps each one's slot
 //! (its key, digest, value and report).
 
 mod batch;
+mod budget;
 pub mod decide;
 mod keys;
 mod plan;
@@ -51,7 +53,11 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// Worker threads for node runs.
     pub jobs: usize,
+    /// `jobs` was given (`--jobs`, `PFLOW_JOBS`, a settings file): then it bounds
+    /// everything that runs at once, batch item workers included (`budget.rs`).
+    pub jobs_given: bool,
     pub force: bool,
     pub rerun: HashSet<String>,
     pub run_id: String,
@@ -243,6 +249,8 @@ struct Shared<'a> {
     item_spans: Mutex<HashMap<usize, Vec<ItemSpan>>>,
     /// Nodes whose results were kept from the remote because they hold a secret.
     held_back: Mutex<Vec<String>>,
+    /// What node runs and batch item workers take turns from.
+    budget: budget::Budget,
     start: Instant,
 }
 
@@ -395,6 +403,7 @@ impl<'a> Shared<'a> {
             warnings: Mutex::new(Vec::new()),
             item_spans: Mutex::new(HashMap::new()),
             held_back: Mutex::new(Vec::new()),
+            budget: budget::Budget::new(opts.jobs_given.then_some(opts.jobs)),
             start: Instant::now(),
         }
     }
@@ -554,6 +563,7 @@ fn run_one(shared: &Shared<'_>, sched: &Sched, i: usize) {
             shared.skip(i, reason);
         }
         None => {
+            let _token = shared.budget.take();
             let _ = sched.tx.send(Msg::Started(i));
             // A bug in one node must not hang the build: it becomes that node's failure.
             let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shared.process(i)));

@@ -20,8 +20,8 @@ pub(crate) mod retry;
 
 use crate::error::{ErrorCategory, NodeError};
 use crate::http;
-use reqwest::blocking::Client;
 use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use reqwest::Client;
 use reqwest::Url;
 use retry::Outcome;
 use std::time::{Duration, SystemTime};

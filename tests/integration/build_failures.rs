@@ -248,7 +248,8 @@ fn after_a_fail_fast_batch_is_fixed_only_the_items_that_did_not_succeed_run() {
     let ws = Workspace::new().workflow(json!({
         "nodes": [{
             "id": "each", "type": "shell",
-            "batch": {"items": ["a", "b", "c"]},
+            // One at a time, so that fail-fast leaves item c unstarted.
+            "batch": {"items": ["a", "b", "c"], "parallel": false},
             "params": {"command": "echo run >> item-${item}.count; test ! -e block-${item}"}
         }]
     }));

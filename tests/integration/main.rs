@@ -9,6 +9,7 @@ mod common;
 mod stub;
 
 mod build_batch;
+mod build_batch_workers;
 mod build_cache;
 mod build_cli;
 mod build_compat;
