@@ -29,11 +29,18 @@
 //! written (another build's), read again on a later refresh, or one a crash tore.
 //!
 //! Concurrency: only the process that created a segment writes to it, and it holds a
-//! shared `flock` on it while it may, so maintenance and merges can tell a live
-//! segment from a finished one. Segments are never truncated or rewritten: `gc` and
-//! `verify --fix` write the records they keep into a new segment and remove the old
-//! ones, under the cache's exclusive lock. Two builds storing the same key leave two
-//! records; keys are content-addressed, so either is right, and the newer wins.
+//! shared `flock` on it while it may (taken before the segment gets its name), so a
+//! finished segment can be told from a live one. Segments are never truncated or
+//! rewritten: `gc` and `verify --fix` write the records they keep into a new segment and
+//! remove the old ones, under the cache's exclusive lock. Two builds storing the same
+//! key leave two records; keys are content-addressed, so either is right, and the newer
+//! wins.
+//!
+//! Each build that stores or uses anything adds a segment, so a build whose first lookup
+//! finds more than [`MERGE_AT`] merges the finished ones (those it can lock exclusively)
+//! into one: the newest entry and newest use of each key, the rest dropped. A build
+//! reading a merged segment at the same time keeps its open file; one that has not
+//! opened it yet finds the merged segment on its next refresh.
 
 use crate::key::{Key, KeyMap};
 use std::fs::File;
@@ -57,6 +64,8 @@ pub const HEADER_LEN: usize = 92;
 pub const MAX_PAYLOAD: usize = 256 << 20;
 /// A miss looks for records other builds appended since, at most this often.
 const REFRESH_EVERY: Duration = Duration::from_millis(100);
+/// More segments than this are merged at a build's first lookup.
+pub const MERGE_AT: usize = 32;
 /// Bytes read at a time when scanning a segment.
 const CHUNK: usize = 1 << 20;
 
@@ -295,6 +304,12 @@ pub fn segment_paths(root: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// A segment being created (see [`create_segment`]), or left by a process killed then.
+pub fn is_hidden_name(p: &Path) -> bool {
+    p.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+}
+
 pub fn is_segment_name(p: &Path) -> bool {
     p.extension().is_some_and(|e| e == EXTENSION)
         && p.file_name()
@@ -319,11 +334,17 @@ pub fn create_segment(root: &Path) -> io::Result<(PathBuf, File)> {
     std::fs::create_dir_all(&dir)?;
     loop {
         let path = segment_name(&dir);
+        let Some(name) = path.file_name() else {
+            return Err(io::Error::other("no segment name"));
+        };
+        // Locked before it is a segment by name: a merge must never take it for a
+        // finished one.
+        let hidden = dir.join(format!(".{}", name.to_string_lossy()));
         let mut file = match std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
-            .open(&path)
+            .open(&hidden)
         {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -331,6 +352,11 @@ pub fn create_segment(root: &Path) -> io::Result<(PathBuf, File)> {
         };
         file.lock_shared()?;
         file.write_all(FILE_HEADER)?;
+        if path.exists() {
+            let _ = std::fs::remove_file(&hidden);
+            continue;
+        }
+        std::fs::rename(&hidden, &path)?;
         return Ok((path, file));
     }
 }
@@ -471,6 +497,94 @@ impl State {
     }
 }
 
+/// Read a whole segment: its intact records and their payloads.
+pub fn read_records(file: &File) -> Vec<(Header, Vec<u8>)> {
+    let mut found = Vec::new();
+    let _ = scan(file, 0, &mut |f| {
+        if let Found::Record { offset, header } = f {
+            found.push((offset, header));
+        }
+    });
+    found
+        .into_iter()
+        .filter_map(|(offset, header)| Some((header, read_payload(file, offset, &header)?)))
+        .collect()
+}
+
+/// The records that keep what `records` say: the newest entry of each key, and its
+/// newest use when that is later; encoded, in the order of their entries' times.
+pub fn distil(records: impl IntoIterator<Item = (Header, Vec<u8>)>) -> Vec<u8> {
+    let mut newest: KeyMap<(Header, Vec<u8>)> = KeyMap::default();
+    let mut used: KeyMap<u64> = KeyMap::default();
+    for (h, payload) in records {
+        match h.kind {
+            Kind::Use => {
+                let t = used.entry(h.key).or_default();
+                *t = (*t).max(h.time);
+            }
+            Kind::Entry => {
+                if newest.get(&h.key).is_none_or(|(old, _)| old.time <= h.time) {
+                    newest.insert(h.key, (h, payload));
+                }
+            }
+        }
+    }
+    let mut kept: Vec<(Header, Vec<u8>)> = newest.into_values().collect();
+    kept.sort_by_key(|(h, _)| (h.time, h.key));
+    let mut out = Vec::new();
+    for (h, payload) in kept {
+        if let Ok(rec) = encode(Kind::Entry, h.time, &h.key, &payload) {
+            out.extend_from_slice(&rec);
+        }
+        if let Some(&t) = used.get(&h.key).filter(|&&t| t > h.time) {
+            if let Ok(rec) = encode(Kind::Use, t, &h.key, &[]) {
+                out.extend_from_slice(&rec);
+            }
+        }
+    }
+    out
+}
+
+impl State {
+    /// Merge the finished segments into one (see the module docs). Best effort: what
+    /// cannot be merged stays as it is.
+    fn merge(&mut self, root: &Path) {
+        let own = self.own.as_ref().map(|o| o.seg as usize);
+        // An exclusive lock on a segment no writer holds, kept until it is removed.
+        let claimed: Vec<(usize, File)> = self
+            .segments
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != own)
+            .filter_map(|(i, seg)| {
+                let f = File::open(&seg.path).ok()?;
+                f.try_lock().ok()?;
+                Some((i, f))
+            })
+            .collect();
+        if claimed.len() < 2 {
+            return;
+        }
+        let body = distil(claimed.iter().flat_map(|(_, f)| read_records(f)));
+        let Ok(path) = write_segment(root, &body) else {
+            return;
+        };
+        for (i, _) in &claimed {
+            let _ = std::fs::remove_file(&self.segments[*i].path);
+        }
+        // What this process indexed stays readable through its open files; the merged
+        // segment holds the same records, so it need not be scanned.
+        if let Ok(file) = File::open(&path) {
+            let len = file.metadata().map(|m| m.len()).ok();
+            self.segments.push(Segment {
+                path,
+                file: Arc::new(file),
+                scanned_to: len,
+            });
+        }
+    }
+}
+
 /// What a lookup finds.
 #[derive(Debug)]
 pub enum Got {
@@ -514,6 +628,9 @@ impl Packs {
             };
             if !st.loaded {
                 st.refresh(&self.root);
+                if st.segments.len() > MERGE_AT {
+                    st.merge(&self.root);
+                }
             }
             let mut loc = st.index.get(key).copied();
             if loc.is_none() && st.last_refresh.is_none_or(|t| t.elapsed() >= REFRESH_EVERY) {
@@ -690,6 +807,45 @@ mod tests {
         assert!(matches!(Packs::new(dir.path()).get(&key(1)), Got::Missing));
         assert!(parse_header(&[0u8; HEADER_LEN]).is_none());
         assert!(parse_header(b"PFK1").is_none());
+    }
+
+    #[test]
+    fn a_merge_takes_finished_segments_and_leaves_a_live_one() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..MERGE_AT as u8 {
+            let a = encode(Kind::Entry, 1, &key(i), b"first").unwrap();
+            let b = encode(Kind::Entry, 2, &key(i), b"second").unwrap();
+            let u = encode(Kind::Use, 5, &key(i), b"").unwrap();
+            segment(dir.path(), &[a, b, u]);
+        }
+        // A build still writing: its segment is locked.
+        let live = Packs::new(dir.path());
+        live.append(Kind::Entry, &key(200), 1, b"live").unwrap();
+        let live_path = segment_paths(dir.path())
+            .unwrap()
+            .into_iter()
+            .find(|p| !p.file_name().unwrap().to_string_lossy().starts_with('t'))
+            .unwrap();
+
+        let reader = Packs::new(dir.path());
+        assert!(matches!(reader.get(&key(3)), Got::Found { payload, .. } if payload == b"second"));
+        let left = segment_paths(dir.path()).unwrap();
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert!(left.contains(&live_path));
+        // The merged segment keeps the newest entry and the newest use of each key.
+        let merged = left.iter().find(|p| **p != live_path).unwrap();
+        let recs = read_records(&File::open(merged).unwrap());
+        assert_eq!(recs.len(), 2 * MERGE_AT);
+        assert!(recs.iter().all(|(h, p)| match h.kind {
+            Kind::Entry => p == b"second" && h.time == 2,
+            Kind::Use => h.time == 5,
+        }));
+        // The live writer goes on; a new reader sees everything.
+        live.append(Kind::Entry, &key(201), 1, b"later").unwrap();
+        let fresh = Packs::new(dir.path());
+        for k in [0, 31, 200, 201] {
+            assert!(matches!(fresh.get(&key(k)), Got::Found { .. }), "{k}");
+        }
     }
 
     #[test]

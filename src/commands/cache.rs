@@ -366,6 +366,11 @@ fn scan(root: &Path) -> Scan {
     }
     for (path, meta) in walk(&root.join(PACKS_DIR), &mut s.unreadable) {
         let direct = path.parent() == Some(root.join(PACKS_DIR).as_path());
+        if direct && pack::is_hidden_name(&path) {
+            // A segment a killed build was creating.
+            s.tmp_files.push((path, meta.len()));
+            continue;
+        }
         if !direct || !pack::is_segment_name(&path) {
             s.stray.push((path, meta.len()));
             continue;

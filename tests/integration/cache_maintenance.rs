@@ -610,6 +610,29 @@ fn gc_compacts_segments_into_one_without_superseded_records() {
 }
 
 #[test]
+fn segments_of_many_builds_are_merged_by_a_later_build() {
+    let ws = Workspace::new().workflow(input_workflow());
+    let builds = pack::MERGE_AT + 4;
+    let mut most = 0;
+    for i in 0..builds {
+        let r = ws.build(&[&format!("n=v{i}")]);
+        r.assert_ok();
+        most = most.max(segments(&ws).len());
+    }
+    // Each build adds a segment; the one whose first lookup finds more than MERGE_AT
+    // merges the finished ones, so their number stays bounded.
+    assert!(most <= pack::MERGE_AT + 2, "{most} segments at most");
+    assert!(segments(&ws).len() < builds, "{:?}", segments(&ws));
+    verify_passes(&ws);
+    assert_eq!(cache_json(&ws, &["stats"])["entries"], 3 * builds);
+    for i in [0, builds / 2, builds - 1] {
+        let r = ws.build(&[&format!("n=v{i}")]);
+        assert_eq!(r.with_status("cached").len(), 3, "{r}");
+        assert_eq!(r.output("result"), expected_for(&format!("v{i}")).as_str());
+    }
+}
+
+#[test]
 fn two_hundred_small_results_take_a_handful_of_files() {
     // Creating inodes is what made cold builds slow after a large cache was deleted:
     // results are records in a segment, not files of their own.
