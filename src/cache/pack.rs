@@ -275,16 +275,20 @@ pub fn scan(file: &File, from: u64, on: &mut dyn FnMut(Found)) -> io::Result<Sca
     }
 }
 
-/// Read and verify one record's payload.
+/// Read and verify one record's payload (its header read again must be `header`).
 pub fn read_payload(file: &File, offset: u64, header: &Header) -> Option<Vec<u8>> {
-    let mut bytes = vec![0u8; header.record_len() as usize];
+    read_record(file, offset, header.len)
+        .filter(|(h, _)| h == header)
+        .map(|(_, payload)| payload)
+}
+
+/// The record of `len` payload bytes at `offset`, its header and payload verified.
+fn read_record(file: &File, offset: u64, len: u32) -> Option<(Header, Vec<u8>)> {
+    let mut bytes = vec![0u8; HEADER_LEN + len as usize];
     file.read_exact_at(&mut bytes, offset).ok()?;
-    // The header again: the file could have been replaced since it was indexed.
-    if parse_header(&bytes)? != *header {
-        return None;
-    }
+    let header = parse_header(&bytes)?;
     let payload = bytes.split_off(HEADER_LEN);
-    header.payload_intact(&payload).then_some(payload)
+    header.payload_intact(&payload).then_some((header, payload))
 }
 
 /// The segment files of a cache directory (names ending in `.pack`), sorted.
@@ -405,8 +409,10 @@ pub fn headers(root: &Path) -> Vec<Header> {
 #[derive(Debug, Clone, Copy)]
 struct Loc {
     seg: u32,
+    /// Payload bytes.
+    len: u32,
     offset: u64,
-    header: Header,
+    time: u64,
 }
 
 struct Segment {
@@ -435,14 +441,24 @@ struct State {
 }
 
 impl State {
-    fn insert(&mut self, loc: Loc) {
-        if loc.header.kind != Kind::Entry {
+    /// Index the record `header` at `offset` of segment `seg`, if it is an entry at
+    /// least as new as the key's indexed one.
+    fn insert(&mut self, seg: u32, offset: u64, header: &Header) {
+        if header.kind != Kind::Entry {
             return;
         }
-        match self.index.get(&loc.header.key) {
-            Some(old) if old.header.time > loc.header.time => {}
+        match self.index.get(&header.key) {
+            Some(old) if old.time > header.time => {}
             _ => {
-                self.index.insert(loc.header.key, loc);
+                self.index.insert(
+                    header.key,
+                    Loc {
+                        seg,
+                        len: header.len,
+                        offset,
+                        time: header.time,
+                    },
+                );
             }
         }
     }
@@ -476,19 +492,11 @@ impl State {
                 continue;
             };
             let file = self.segments[i].file.clone();
-            let mut found = Vec::new();
             let end = scan(&file, from, &mut |f| {
                 if let Found::Record { offset, header } = f {
-                    found.push(Loc {
-                        seg: i as u32,
-                        offset,
-                        header,
-                    });
+                    self.insert(i as u32, offset, &header);
                 }
             });
-            for loc in found {
-                self.insert(loc);
-            }
             self.segments[i].scanned_to = match end {
                 Ok(ScanEnd::At(at)) => Some(at),
                 Ok(ScanEnd::Dead) | Err(_) => None,
@@ -642,12 +650,15 @@ impl Packs {
         let Some((file, loc)) = found else {
             return Got::Missing;
         };
-        match read_payload(&file, loc.offset, &loc.header) {
-            Some(payload) => Got::Found {
-                payload,
-                time: loc.header.time,
-            },
-            None => Got::Damaged,
+        // Read again, whole: the header must still be this key's entry.
+        match read_record(&file, loc.offset, loc.len) {
+            Some((h, payload)) if h.key == *key && h.kind == Kind::Entry && h.time == loc.time => {
+                Got::Found {
+                    payload,
+                    time: loc.time,
+                }
+            }
+            _ => Got::Damaged,
         }
     }
 
@@ -688,11 +699,7 @@ impl Packs {
             own.len += bytes.len() as u64;
         }
         if let Some(header) = parse_header(&bytes) {
-            st.insert(Loc {
-                seg,
-                offset: len,
-                header,
-            });
+            st.insert(seg, len, &header);
         }
         Ok(())
     }
