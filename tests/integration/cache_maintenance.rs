@@ -69,7 +69,7 @@ fn segments(ws: &Workspace) -> Vec<PathBuf> {
 
 /// The headers of the cache's intact records.
 fn records(ws: &Workspace) -> Vec<pack::Header> {
-    pack::headers(&ws.cache_dir())
+    pack::headers(ws.cache_dir())
 }
 
 fn entry_records(ws: &Workspace) -> usize {
@@ -248,7 +248,6 @@ fn tampered_inline_outputs_are_a_miss_not_a_wrong_result() {
 
 #[test]
 fn torn_garbage_and_flipped_records_are_misses_reported_and_fixed() {
-    use std::io::Write;
     let ws = Workspace::new().workflow(pipeline());
     ws.build(&[]).assert_ok();
     let segs = segments(&ws);
@@ -641,7 +640,7 @@ fn two_hundred_small_results_take_a_handful_of_files() {
         .collect();
     let ws = Workspace::new().workflow(json!({ "nodes": nodes }));
     ws.build(&[]).assert_ok();
-    let files = files_under(&ws.cache_dir());
+    let files = files_under(ws.cache_dir());
     assert!(
         files.len() < 20,
         "{} files for 200 small results: {files:#?}",
