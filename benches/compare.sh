@@ -9,6 +9,9 @@
 #   noop-100k  the same with 100,000 nodes
 #   edit-10k   the 10,000-node graph after editing one node near the end
 #   cold-1k    cold build of 1,000 independent shell nodes with 2 jobs
+#   cold-after-clear-1k, cold-after-clear-5k   (benches/cold_after_clear.sh, run last)
+#              cold builds of 1,000 and 5,000 independent shell nodes right after
+#              clearing a 20,000-entry cache (ninja: right after `rm -rf` of 20,000 files)
 # and the peak resident set (max RSS, /usr/bin/time) of the 10k and 100k no-ops.
 # Prints medians and the ratio pflow/ninja, writes benches/results.json and
 # benches/chart.svg.
@@ -125,8 +128,8 @@ done
 # A cold build runs in a fresh copy of the project (made untimed), as a new checkout
 # would, and nothing is deleted until the end: ext4 passes over inodes freed in the last
 # minutes when it allocates new ones, so deleting the previous run's 1,000-3,000 files
-# just before each run made every later run slower (pflow's cache creates about 2.2
-# inodes per node where ninja creates 1, so it suffered more).
+# just before each run made every later run slower (pflow's cache created about 2.2
+# inodes per node where ninja creates 1, so it suffered more; see cold_after_clear.sh).
 for ((r = -1; r < runs; r++)); do
   cp -r "$work/wide" "$work/cold-ninja-$r" && cp -r "$work/wide" "$work/cold-pflow-$r"
   pair "$work/cold-ninja-$r" "$work/cold-pflow-$r"
@@ -177,3 +180,10 @@ svg.append("</svg>")
 open(f"{here}/chart.svg", "w").write("\n".join(svg) + "\n")
 print(f"wrote {here}/results.json and {here}/chart.svg")
 EOF
+
+# --- cold after clear (issue 23) ------------------------------------------------------
+# Its own script and its own block of runs: each timed run follows the deletion of a
+# 20,000-entry cache (pflow) or 20,000-file tree (ninja) on the same disk. It merges its
+# cases into benches/results.json (not into the chart).
+"$here/cold_after_clear.sh" "$runs" "$pflow"
+# --- end of cold after clear -----------------------------------------------------------

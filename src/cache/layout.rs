@@ -1,12 +1,13 @@
-//! Every path inside a cache directory, and cacache's on-disk format as pflow reads it.
+//! Every path inside a cache directory, and where cacache keeps a blob.
 //!
 //! A cache directory holds:
 //!
 //! | path | what |
 //! |---|---|
-//! | `index-v5/<aa>/<bb>/<rest of sha1(key)>` | cacache index buckets, one JSON line per write |
-//! | `content-v2/<algo>/<aa>/<bb>/<rest>` | blobs, named by their integrity |
-//! | `tmp/` | cacache's blobs being written |
+//! | `packs/*.pack` | node entries, appended to a segment per writing process ([`super::pack`]) |
+//! | `content-v2/<algo>/<aa>/<bb>/<rest>` | cacache blobs (large outputs, written files), named by their integrity |
+//! | `tmp/` | cacache's blobs being written, and segments maintenance is writing |
+//! | `index-v5/` | the per-entry index of older versions: no longer read, removed by `gc` and `clear` |
 //! | `records/` (named `state/` on disk) | per-workflow build, explain and no-op records ([`super::records`], [`super::noop`]) |
 //! | `repairs/` | recorded repair patches |
 //! | `timings/` | `--timings` pages written without a path |
@@ -14,18 +15,14 @@
 //! | `build-stats.jsonl` | one line per build ([`super::stats`]) |
 //! | `generation` | bumped whenever maintenance removes entries |
 //! | `.pflow-lock` | the lock builds share and maintenance holds alone ([`super::lock`]) |
-//!
-//! Index lines are read here rather than through `cacache::index::find`, so that a damaged
-//! bucket line, an unparseable manifest or a malformed integrity string is a miss and
-//! never an error that could panic deeper in cacache.
 
 use crate::key::Key;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::path::{Path, PathBuf};
 
-/// cacache's index directory (buckets).
-pub const INDEX_DIR: &str = "index-v5";
+/// The index directory of older versions (cacache buckets, one file per entry).
+pub const LEGACY_INDEX_DIR: &str = "index-v5";
+/// The segments entries are appended to.
+pub const PACKS_DIR: &str = super::pack::PACKS_DIR;
 /// cacache's content directory (blobs, by integrity).
 pub const CONTENT_DIR: &str = "content-v2";
 /// cacache's directory for content being written.
@@ -65,10 +62,11 @@ const TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
 # For information about cache directory tags, see https://bford.info/cachedir/\n";
 
 /// Every name pflow (and cacache under it) puts in a cache directory.
-const CACHE_NAMES: [&str; 12] = [
+const CACHE_NAMES: [&str; 13] = [
     INTENTS_DIR,
     TIMINGS_DIR,
-    INDEX_DIR,
+    PACKS_DIR,
+    LEGACY_INDEX_DIR,
     CONTENT_DIR,
     TMP_DIR,
     LOCK_FILE,
@@ -139,11 +137,6 @@ pub fn stats_path(root: &Path) -> PathBuf {
     root.join(STATS_FILE)
 }
 
-/// The index key of a node key.
-pub fn index_key(key: &Key) -> String {
-    format!("pflow/node/{}", key.hex())
-}
-
 /// The cache's generation: a decimal number in `<cache>/generation`, 0 when absent.
 pub fn generation(root: &Path) -> u64 {
     std::fs::read_to_string(root.join(GENERATION_FILE))
@@ -158,83 +151,6 @@ pub fn generation(root: &Path) -> u64 {
 pub fn bump_generation(root: &Path) -> std::io::Result<()> {
     let next = generation(root).wrapping_add(1);
     crate::fsutil::write_atomic(&root.join(GENERATION_FILE), next.to_string().as_bytes())
-}
-
-/// One index line as cacache writes it (`\n<sha256 of json>\t<json>`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct IndexRecord {
-    pub key: String,
-    /// None: a removal tombstone.
-    pub integrity: Option<String>,
-    pub time: u128,
-    pub size: usize,
-    pub metadata: Value,
-    #[serde(default)]
-    pub raw_metadata: Option<Vec<u8>>,
-}
-
-/// A line of an index bucket.
-#[derive(Debug, Clone)]
-pub enum BucketLine {
-    /// The hash matches and the JSON parses. `raw` is the line as stored (without the
-    /// newline), so a rewritten bucket keeps it byte for byte.
-    Valid { raw: Vec<u8>, record: IndexRecord },
-    /// A torn or damaged line (hash mismatch, not UTF-8, not an index record).
-    Corrupt { raw: Vec<u8>, line: usize },
-}
-
-/// Read every line of a bucket file. Each line is checked on its own, so a damaged line
-/// does not hide the lines after it.
-pub fn read_bucket(path: &Path) -> std::io::Result<Vec<BucketLine>> {
-    let bytes = std::fs::read(path)?;
-    Ok(parse_bucket(&bytes))
-}
-
-pub fn parse_bucket(bytes: &[u8]) -> Vec<BucketLine> {
-    let mut out = Vec::new();
-    for (n, raw) in bytes.split(|b| *b == b'\n').enumerate() {
-        if raw.is_empty() {
-            continue;
-        }
-        match parse_line(raw) {
-            Some(record) => out.push(BucketLine::Valid {
-                raw: raw.to_vec(),
-                record,
-            }),
-            None => out.push(BucketLine::Corrupt {
-                raw: raw.to_vec(),
-                line: n + 1,
-            }),
-        }
-    }
-    out
-}
-
-fn parse_line(raw: &[u8]) -> Option<IndexRecord> {
-    let text = std::str::from_utf8(raw).ok()?;
-    let (hash, json) = text.split_once('\t')?;
-    if json.contains('\t') || hash != line_hash(json) {
-        return None;
-    }
-    serde_json::from_str(json).ok()
-}
-
-/// The hash cacache puts before each index line: SHA-256 of the JSON, in hex.
-pub fn line_hash(json: &str) -> String {
-    cacache::Integrity::from(json.as_bytes()).to_hex().1
-}
-
-/// Where cacache keeps the bucket of `key`: `index-v5/<aa>/<bb>/<rest of sha1(key)>`.
-pub fn bucket_path(root: &Path, key: &str) -> PathBuf {
-    use sha1::Digest;
-    let h: String = sha1::Sha1::digest(key.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    root.join(INDEX_DIR)
-        .join(&h[0..2])
-        .join(&h[2..4])
-        .join(&h[4..])
 }
 
 /// Where cacache keeps the content for `sri`; None when the integrity is malformed (cacache
@@ -259,68 +175,15 @@ pub fn content_path(root: &Path, sri: &cacache::Integrity) -> Option<PathBuf> {
     )
 }
 
-/// Set a file's modification time to now (the recency mark of a hit). Errors are ignored:
-/// a read-only cache still serves hits.
-pub fn touch(path: &Path) {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
-        return;
-    };
-    let times = [
-        libc::timespec {
-            tv_sec: 0,
-            tv_nsec: libc::UTIME_OMIT,
-        },
-        libc::timespec {
-            tv_sec: 0,
-            tv_nsec: libc::UTIME_NOW,
-        },
-    ];
-    // SAFETY: `c` is a valid NUL-terminated path and `times` two valid timespecs.
-    unsafe {
-        libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), 0);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn bucket_path_is_the_sha1_of_the_key() {
-        // sha1("abc") = a9993e364706816aba3e25717850c26c9cd0d89d
-        assert_eq!(
-            bucket_path(Path::new("/c"), "abc"),
-            Path::new("/c/index-v5/a9/99/3e364706816aba3e25717850c26c9cd0d89d")
-        );
-    }
-
-    #[test]
-    fn bucket_and_content_paths_match_cacache() {
+    fn content_paths_match_cacache() {
         let dir = tempfile::tempdir().unwrap();
-        let key = "pflow/node/abc";
-        let sri = cacache::write_sync(dir.path(), key, b"hello").unwrap();
-        assert!(bucket_path(dir.path(), key).is_file());
+        let sri = cacache::write_hash_sync(dir.path(), b"hello").unwrap();
         assert!(content_path(dir.path(), &sri).unwrap().is_file());
-        let lines = read_bucket(&bucket_path(dir.path(), key)).unwrap();
-        assert!(matches!(&lines[..], [BucketLine::Valid { record, .. }] if record.key == key));
-    }
-
-    #[test]
-    fn damaged_lines_are_reported_and_do_not_hide_later_lines() {
-        let good = {
-            let json = r#"{"key":"k","integrity":"sha256-x","time":1,"size":0,"metadata":null}"#;
-            format!("{}\t{json}", line_hash(json))
-        };
-        let text = format!("\n{good}x\n\u{1}\u{2}\n{good}");
-        let mut bytes = text.into_bytes();
-        bytes.insert(0, 0xff);
-        let lines = parse_bucket(&bytes);
-        assert_eq!(lines.len(), 4);
-        assert!(matches!(lines[0], BucketLine::Corrupt { .. }));
-        assert!(matches!(lines[1], BucketLine::Corrupt { .. }));
-        assert!(matches!(lines[2], BucketLine::Corrupt { .. }));
-        assert!(matches!(lines[3], BucketLine::Valid { .. }));
     }
 
     #[test]

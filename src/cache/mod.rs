@@ -1,33 +1,29 @@
-//! The on-disk, content-addressed node cache (cacache under the cache directory).
+//! The on-disk, content-addressed node cache under the cache directory.
 //!
-//! Each successful node result is one index entry, keyed by the node [`Key`], whose
-//! content is the node's outputs as JSON and whose metadata is a [`Manifest`]: the output
-//! digest (so a hit is decided and dependents' keys are computed without reading any
-//! blob), the run time, and the files the node wrote with their digests and blobs (so a
-//! deleted or edited output file can be restored). Blobs are verified on every read: a
-//! corrupt or missing blob is reported as an error the caller treats as a miss.
+//! Each successful node result is one entry, keyed by the node [`Key`]: a [`Manifest`]
+//! with the output digest (so a hit is decided and dependents' keys are computed without
+//! reading any blob), the run time, the files the node wrote with their digests and
+//! blobs (so a deleted or edited output file can be restored), and the outputs' JSON
+//! when it is small. Entries are records appended to a few segment files ([`pack`]):
+//! storing a result creates no file of its own. Outputs over [`INLINE_MAX`] bytes and
+//! the content of written files are cacache blobs (`content-v2/`), named by their
+//! integrity. Everything is verified on every read: a damaged record, a corrupt or
+//! missing blob is reported as an error the caller treats as a miss.
 //!
-//! Small outputs (up to [`INLINE_MAX`] bytes of JSON, most nodes' results) are kept in
-//! the manifest itself instead of a blob of their own ([`Manifest::inline`]): a result
-//! then costs one file in the cache instead of two, and the directories blobs need.
-//! Creating inodes is most of what storing a small result costs; the entry's integrity
-//! is still that of the outputs' bytes and is checked on every read, as a blob's is.
+//! Caches written by older versions kept one cacache index bucket per entry
+//! (`index-v5/`). Those entries are no longer read (a miss, so their nodes run once
+//! more); `pflow cache gc` and `clear` remove them.
 //!
-//! The index is read by this module itself (not through `cacache::index::find`), so that
-//! a damaged bucket line, an unparseable manifest or a malformed integrity string is a
-//! miss and never an error that could panic deeper in cacache.
-//!
-//! Recency for `pflow cache gc` (LRU): a lookup hit sets the modification time of the
-//! entry's index bucket file to now (one `utimensat` call, no extra file, no write to
-//! the index). Buckets are per key (named by the SHA-1 of the key), so a bucket's mtime
-//! is the last time its entry was written or used. Maintenance preserves the mtime when
-//! it rewrites a bucket.
+//! Recency for `pflow cache gc` (LRU): a lookup hit appends a small "use" record for
+//! the key to this process's segment; an entry's recency is its newest use or its
+//! write.
 //!
 //! Storage knows nothing of workflows, the executor or the terminal: it takes and gives
 //! plain records, and reports problems as values for the caller to print. The pieces:
 //!
 //! - this module: the local node cache ([`Cache`]);
-//! - [`layout`]: every path inside a cache directory, and cacache's index format;
+//! - [`layout`]: every path inside a cache directory, and cacache's content paths;
+//! - [`pack`]: the segment files entries are appended to, and the index of them;
 //! - [`lock`]: the lock builds share and maintenance holds alone;
 //! - [`records`] (with [`table`]): what the last build of a workflow saw, for the fast
 //!   path and `--explain`;
@@ -42,6 +38,7 @@ pub mod layout;
 pub mod lock;
 pub mod logs;
 pub mod noop;
+pub mod pack;
 pub mod records;
 pub mod remote;
 pub mod remote_policy;
@@ -50,7 +47,8 @@ pub mod table;
 
 use crate::fsutil::file_digest;
 use crate::key::Key;
-use layout::{bucket_path, content_path, index_key, read_bucket, touch, BucketLine, IndexRecord};
+use layout::content_path;
+use pack::{Got, Kind, Packs};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt;
@@ -58,9 +56,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Outputs whose JSON is at most this long are kept inline in the index (see the module
-/// docs); bigger ones get a blob.
-pub const INLINE_MAX: usize = 1024;
+/// Outputs whose JSON is at most this long are kept inline in the entry's record (see
+/// the module docs); bigger ones get a blob.
+pub const INLINE_MAX: usize = 64 * 1024;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FileRecord {
@@ -88,6 +86,14 @@ pub struct Manifest {
     /// absent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub removed: Vec<String>,
+}
+
+/// What an entry record holds (its payload, as JSON).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Packed {
+    /// The integrity of the outputs' JSON bytes (inline or a blob's).
+    pub integrity: String,
+    pub manifest: Manifest,
 }
 
 #[derive(Debug, Clone)]
@@ -159,6 +165,7 @@ pub enum FileState {
 #[derive(Debug, Clone)]
 pub struct Cache {
     root: PathBuf,
+    packs: Arc<Packs>,
     /// Recorded durations of the entries this process found (key hex → ms), for the
     /// "time saved" figure of [`Cache::record_build`].
     seen: Arc<Mutex<crate::key::KeyMap<u64>>>,
@@ -166,8 +173,10 @@ pub struct Cache {
 
 impl Cache {
     pub fn new(root: impl Into<PathBuf>) -> Cache {
+        let root = root.into();
         Cache {
-            root: root.into(),
+            packs: Arc::new(Packs::new(&root)),
+            root,
             seen: Arc::new(Mutex::new(Default::default())),
         }
     }
@@ -196,19 +205,9 @@ impl Cache {
             removed: new.removed,
         };
         let (sri, manifest) = self.put_outputs(&new.outputs, manifest)?;
-        let meta = serde_json::to_value(&manifest).map_err(|e| err("cannot encode manifest", e))?;
         // The writer's clock may run ahead of ours: never record a time in the future.
         let time = (new.time_ms as u128).min(now_ms());
-        cacache::index::insert(
-            &self.root,
-            &index_key(key),
-            cacache::WriteOpts::new()
-                .integrity(sri)
-                .size(new.outputs.len())
-                .metadata(meta)
-                .time(time),
-        )
-        .map_err(|e| err("cannot write the cache index", e))?;
+        self.append_entry(key, sri, manifest, time)?;
         self.lookup(key)
     }
 
@@ -227,21 +226,22 @@ impl Cache {
         &self.root
     }
 
-    /// The index entry for `key`, if there is a readable one.
+    /// The entry for `key`, if there is a readable one.
     ///
-    /// The newest intact line for the key wins (a torn or damaged newer line falls back to
-    /// an older intact one: keys are content-addressed, so any intact entry is right).
-    /// When the bucket only holds damaged lines, the result is an error, which callers
-    /// treat as a miss ("corrupt entry"). A hit refreshes the entry's recency.
+    /// The newest record for the key wins. When it does not read back intact (a damaged
+    /// record, an unparseable manifest, a malformed integrity), the result is an error,
+    /// which callers treat as a miss ("corrupt entry"). A hit refreshes the entry's
+    /// recency.
     pub fn lookup(&self, key: &Key) -> Result<Option<Entry>, CacheError> {
         let found = self.find(key)?;
-        if let Some((entry, bucket)) = &found {
-            touch(bucket);
+        if let Some(entry) = &found {
+            // Best effort: a cache we cannot write to still serves hits.
+            let _ = self.packs.append(Kind::Use, key, now_ms() as u64, &[]);
             if let Ok(mut seen) = self.seen.lock() {
                 seen.insert(*key, entry.manifest.duration_ms);
             }
         }
-        Ok(found.map(|(entry, _)| entry))
+        Ok(found)
     }
 
     /// The entry for `key`, if there is a usable one, without counting it as a use
@@ -253,39 +253,17 @@ impl Cache {
     /// Like [`Cache::lookup`], but marks nothing: no recency, no "time saved" (what a
     /// `--dry-run` may do).
     pub fn probe(&self, key: &Key) -> Result<Option<Entry>, CacheError> {
-        Ok(self.find(key)?.map(|(entry, _)| entry))
+        self.find(key)
     }
 
-    /// The newest intact entry for `key`, and its bucket.
-    fn find(&self, key: &Key) -> Result<Option<(Entry, PathBuf)>, CacheError> {
-        let ikey = index_key(key);
-        let bucket = bucket_path(&self.root, &ikey);
-        let lines = match read_bucket(&bucket) {
-            Ok(lines) => lines,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(err("cannot read the cache index", e)),
-        };
-        let mut damaged = false;
-        for line in lines.iter().rev() {
-            match line {
-                BucketLine::Corrupt { .. } => damaged = true,
-                BucketLine::Valid { record, .. } if record.key == ikey => {
-                    if record.integrity.is_none() {
-                        // A removal tombstone.
-                        return Ok(None);
-                    }
-                    match entry_of(&self.root, record) {
-                        Some(entry) => return Ok(Some((entry, bucket))),
-                        None => damaged = true,
-                    }
-                }
-                BucketLine::Valid { .. } => {}
-            }
-        }
-        if damaged {
-            Err(CacheError("corrupt cache index entry".into()))
-        } else {
-            Ok(None)
+    /// The newest entry for `key`.
+    fn find(&self, key: &Key) -> Result<Option<Entry>, CacheError> {
+        match self.packs.get(key) {
+            Got::Missing => Ok(None),
+            Got::Found { payload, time } => entry_of(&self.root, &payload, time as u128)
+                .map(Some)
+                .ok_or_else(|| CacheError("corrupt cache entry".into())),
+            Got::Damaged => Err(CacheError("corrupt cache entry".into())),
         }
     }
 
@@ -365,21 +343,31 @@ impl Cache {
         };
         let bytes = serde_json::to_vec(outputs).map_err(|e| err("cannot encode outputs", e))?;
         let (sri, manifest) = self.put_outputs(&bytes, manifest)?;
-        let meta = serde_json::to_value(&manifest).map_err(|e| err("cannot encode manifest", e))?;
         let time_ms = now_ms();
-        cacache::index::insert(
-            &self.root,
-            &index_key(key),
-            cacache::WriteOpts::new()
-                .integrity(sri.clone())
-                .size(bytes.len())
-                .time(time_ms)
-                .metadata(meta),
-        )
-        .map_err(|e| err("cannot write the cache index", e))?;
-        Ok(Entry {
+        self.append_entry(key, sri, manifest, time_ms)
+    }
+
+    /// Append the entry's record (after its blobs, which are written first: a crash in
+    /// between leaves at worst an unreferenced blob, never an entry without content).
+    fn append_entry(
+        &self,
+        key: &Key,
+        integrity: cacache::Integrity,
+        manifest: Manifest,
+        time_ms: u128,
+    ) -> Result<Entry, CacheError> {
+        let packed = Packed {
+            integrity: integrity.to_string(),
             manifest,
-            integrity: sri,
+        };
+        let payload =
+            serde_json::to_vec(&packed).map_err(|e| err("cannot encode the cache entry", e))?;
+        self.packs
+            .append(Kind::Entry, key, time_ms as u64, &payload)
+            .map_err(|e| err("cannot write to the cache", e))?;
+        Ok(Entry {
+            manifest: packed.manifest,
+            integrity,
             time_ms,
         })
     }
@@ -496,11 +484,13 @@ pub fn inline_intact(sri: &cacache::Integrity, text: &str) -> bool {
     !sri.hashes.is_empty() && sri.check(text).is_ok()
 }
 
-/// The entry a record describes, if it is usable (integrity well-formed, manifest readable).
-fn entry_of(root: &Path, record: &IndexRecord) -> Option<Entry> {
-    let integrity: cacache::Integrity = record.integrity.as_ref()?.parse().ok()?;
+/// The entry a record's payload describes, if it is usable (integrity well-formed,
+/// manifest readable).
+pub fn entry_of(root: &Path, payload: &[u8], time_ms: u128) -> Option<Entry> {
+    let packed: Packed = serde_json::from_slice(payload).ok()?;
+    let integrity: cacache::Integrity = packed.integrity.parse().ok()?;
     content_path(root, &integrity)?;
-    let manifest: Manifest = serde_json::from_value(record.metadata.clone()).ok()?;
+    let manifest = packed.manifest;
     blake3::Hash::from_hex(&manifest.output_digest).ok()?;
     for f in &manifest.files {
         let sri: cacache::Integrity = f.integrity.parse().ok()?;
@@ -509,7 +499,7 @@ fn entry_of(root: &Path, record: &IndexRecord) -> Option<Entry> {
     Some(Entry {
         manifest,
         integrity,
-        time_ms: record.time,
+        time_ms,
     })
 }
 

@@ -1,28 +1,30 @@
 //! `pflow cache stats | verify | gc | clear`: keeping the cache bounded and trustworthy.
 //!
-//! cacache has no verify, gc or locking of its own, so this module reads its on-disk
-//! layout directly (see `crate::cache`): index buckets under `index-v5/` (lines
-//! `<sha256 of json>\t<json>`, the newest line for a key wins, a null integrity is a
-//! removal) and content blobs under `content-v2/<algo>/<aa>/<bb>/<rest of hex digest>`,
-//! whose path *is* their integrity.
+//! The cache (see `crate::cache`) is node entries appended to segment files under
+//! `packs/` (records with a checked header and payload; the newest entry record of a
+//! key wins, and use records mark its hits), and cacache blobs under
+//! `content-v2/<algo>/<aa>/<bb>/<rest of hex digest>`, whose path *is* their integrity.
+//! cacache has no verify, gc or locking of its own, so this module reads both directly.
 //!
 //! `verify`, `gc` and `clear` hold the cache's exclusive lock (builds hold it shared), so
-//! they never rewrite a bucket or delete a blob under a running build. Buckets are
-//! rewritten atomically (a temp file in `tmp/`, renamed over the bucket) with their
-//! modification time kept, since that time is the entry's recency for LRU eviction.
+//! they never remove a segment or a blob under a running build. They never edit a
+//! segment either: what they keep goes into a new one (written in `tmp/`, synced, then
+//! renamed into `packs/`), and then the old ones are removed. A crash in between leaves
+//! entries twice, which is harmless.
 
 use super::{Error, ExitCode};
 use crate::cache::layout::{
-    self, bucket_path, bump_generation, content_path, read_bucket, BucketLine, IndexRecord,
-    CONTENT_DIR, INDEX_DIR, LEGACY_EXPLAIN_DIR, OWN_DIRS, RECORDS_DIR, STATS_FILE, TMP_DIR,
+    self, bump_generation, content_path, CONTENT_DIR, LEGACY_EXPLAIN_DIR, LEGACY_INDEX_DIR,
+    OWN_DIRS, PACKS_DIR, RECORDS_DIR, STATS_FILE, TMP_DIR,
 };
 use crate::cache::lock::{self, CacheLock, Mode};
-use crate::cache::Manifest;
+use crate::cache::pack::{self, Found, Header, Kind, ScanEnd};
+use crate::cache::{Manifest, Packed};
 use crate::cli::{CacheAction, OutputFormat};
+use crate::key::{Key, KeyMap};
 use crate::report::{err_line, out_line};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -114,14 +116,6 @@ fn format_time(ms: u128) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-fn mtime_ms(meta: &std::fs::Metadata) -> u128 {
-    meta.modified()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map(|d| d.as_millis())
-        .unwrap_or(0)
-}
-
 /// A path relative to the cache root, for messages.
 fn rel(root: &Path, p: &Path) -> String {
     p.strip_prefix(root).unwrap_or(p).display().to_string()
@@ -131,11 +125,24 @@ fn rel(root: &Path, p: &Path) -> String {
 // Scanning the cache
 // ---------------------------------------------------------------------------------------
 
-struct Bucket {
+/// A record of a segment.
+struct Record {
+    offset: u64,
+    header: Header,
+    /// The payload, when it matches its check.
+    payload: Option<Vec<u8>>,
+}
+
+struct Segment {
     path: PathBuf,
-    mtime_ms: u128,
     size: u64,
-    lines: Vec<BucketLine>,
+    records: Vec<Record>,
+    /// Bytes that are no record: (offset, length).
+    damage: Vec<(u64, u64)>,
+    /// Where a record cut short at the end begins.
+    torn: Option<u64>,
+    /// Not a segment at all: its file header is wrong.
+    foreign: bool,
 }
 
 struct Blob {
@@ -144,19 +151,22 @@ struct Blob {
     integrity: Option<cacache::Integrity>,
 }
 
-/// The current entry of a key: the newest intact line for it.
+/// The current entry of a key: its newest intact entry record.
 struct Live {
-    bucket: usize,
-    line: usize,
-    record: IndexRecord,
-    /// Last write or hit (unix ms): the bucket's mtime, or the entry's time if later.
+    segment: usize,
+    record: usize,
+    key: Key,
+    /// When the entry was written (unix ms).
+    time_ms: u128,
+    /// Last write or hit (unix ms): its newest use record, or its write if later.
     recency_ms: u128,
+    integrity: Option<String>,
     /// The outputs blob, unless the outputs are inline (or the integrity is malformed).
     outputs_blob: Option<PathBuf>,
     /// The outputs blob and the blobs of written files.
     blobs: Vec<PathBuf>,
     manifest: Option<Manifest>,
-    /// Why the entry cannot be used, as far as the index alone tells.
+    /// Why the entry cannot be used, as far as its record alone tells.
     broken: Option<String>,
 }
 
@@ -165,40 +175,45 @@ impl Live {
         self.manifest
             .as_ref()
             .map(|m| m.node.clone())
-            .or_else(|| {
-                self.record
-                    .metadata
-                    .get("node")
-                    .and_then(|n| n.as_str())
-                    .map(String::from)
-            })
             .unwrap_or_default()
     }
 
-    fn line_bytes(&self, buckets: &[Bucket]) -> u64 {
-        match &buckets[self.bucket].lines[self.line] {
-            BucketLine::Valid { raw, .. } | BucketLine::Corrupt { raw, .. } => raw.len() as u64 + 1,
+    /// Bytes it takes in a segment: its record, and a use record when it was used
+    /// after it was written.
+    fn bytes(&self, segments: &[Segment]) -> u64 {
+        let own = segments[self.segment].records[self.record]
+            .header
+            .record_len();
+        own + if self.recency_ms > self.time_ms {
+            pack::HEADER_LEN as u64
+        } else {
+            0
         }
     }
 
     fn describe(&self) -> String {
         let node = self.node();
         if node.is_empty() {
-            format!("entry {}", self.record.key)
+            format!("entry {}", self.key.hex())
         } else {
-            format!("entry {} (node {node})", self.record.key)
+            format!("entry {} (node {node})", self.key.hex())
         }
     }
 }
 
 #[derive(Default)]
 struct Scan {
-    buckets: Vec<Bucket>,
+    segments: Vec<Segment>,
+    /// Files under `packs/` that are no segment by their name.
+    stray: Vec<(PathBuf, u64)>,
     blobs: BTreeMap<PathBuf, Blob>,
     tmp_files: Vec<(PathBuf, u64)>,
     /// Files or directories that could not be read.
     unreadable: Vec<(PathBuf, String)>,
     live: Vec<Live>,
+    /// Files and bytes of the index older versions kept (no longer read).
+    legacy_files: usize,
+    legacy_bytes: u64,
 }
 
 impl Scan {
@@ -207,7 +222,22 @@ impl Scan {
     }
 
     fn index_bytes(&self) -> u64 {
-        self.buckets.iter().map(|b| b.size).sum()
+        self.segments.iter().map(|s| s.size).sum::<u64>()
+            + self.stray.iter().map(|(_, n)| n).sum::<u64>()
+    }
+
+    fn records(&self) -> usize {
+        self.segments.iter().map(|s| s.records.len()).sum()
+    }
+
+    /// Is there anything in `packs/` that a compaction would leave out?
+    fn untidy(&self) -> bool {
+        self.segments.len() > 1
+            || !self.stray.is_empty()
+            || self
+                .segments
+                .iter()
+                .any(|s| s.foreign || s.torn.is_some() || !s.damage.is_empty())
     }
 }
 
@@ -258,6 +288,49 @@ fn integrity_of_path(root: &Path, p: &Path) -> Option<cacache::Integrity> {
     (content_path(root, &sri)? == p).then_some(sri)
 }
 
+/// Read one segment whole: every record (payloads checked), damage, a torn end.
+fn read_segment(path: PathBuf, size: u64) -> std::io::Result<Segment> {
+    let file = std::fs::File::open(&path)?;
+    let mut seg = Segment {
+        path,
+        size,
+        records: Vec::new(),
+        damage: Vec::new(),
+        torn: None,
+        foreign: false,
+    };
+    let mut head = [0u8; pack::FILE_HEADER.len()];
+    if size >= head.len() as u64 {
+        use std::os::unix::fs::FileExt;
+        file.read_exact_at(&mut head, 0)?;
+        if &head != pack::FILE_HEADER {
+            seg.foreign = true;
+            return Ok(seg);
+        }
+    }
+    let mut found = Vec::new();
+    let end = pack::scan(&file, 0, &mut |f| found.push(f))?;
+    for f in found {
+        match f {
+            Found::Record { offset, header } => {
+                let payload = pack::read_payload(&file, offset, &header);
+                seg.records.push(Record {
+                    offset,
+                    header,
+                    payload,
+                });
+            }
+            Found::Damage { offset, skipped } => seg.damage.push((offset, skipped)),
+        }
+    }
+    if let ScanEnd::At(at) = end {
+        if at < size {
+            seg.torn = Some(at);
+        }
+    }
+    Ok(seg)
+}
+
 fn scan(root: &Path) -> Scan {
     let mut s = Scan::default();
     for (path, meta) in walk(&root.join(CONTENT_DIR), &mut s.unreadable) {
@@ -287,139 +360,153 @@ fn scan(root: &Path) -> Scan {
             s.tmp_files.push((p, m.len()));
         }
     }
-    for (path, meta) in walk(&root.join(INDEX_DIR), &mut s.unreadable) {
-        match read_bucket(&path) {
-            Ok(lines) => s.buckets.push(Bucket {
-                path,
-                mtime_ms: mtime_ms(&meta),
-                size: meta.len(),
-                lines,
-            }),
+    for (_, meta) in walk(&root.join(LEGACY_INDEX_DIR), &mut s.unreadable) {
+        s.legacy_files += 1;
+        s.legacy_bytes += meta.len();
+    }
+    for (path, meta) in walk(&root.join(PACKS_DIR), &mut s.unreadable) {
+        let direct = path.parent() == Some(root.join(PACKS_DIR).as_path());
+        if direct && pack::is_hidden_name(&path) {
+            // A segment a killed build was creating.
+            s.tmp_files.push((path, meta.len()));
+            continue;
+        }
+        if !direct || !pack::is_segment_name(&path) {
+            s.stray.push((path, meta.len()));
+            continue;
+        }
+        match read_segment(path.clone(), meta.len()) {
+            Ok(seg) => s.segments.push(seg),
             Err(e) => s.unreadable.push((path, e.to_string())),
         }
     }
-    // The current entry of each key.
-    let mut live = Vec::new();
-    for (bi, bucket) in s.buckets.iter().enumerate() {
-        let mut newest: BTreeMap<&str, usize> = BTreeMap::new();
-        for (li, line) in bucket.lines.iter().enumerate() {
-            if let BucketLine::Valid { record, .. } = line {
-                newest.insert(&record.key, li);
-            }
-        }
-        for (_, li) in newest {
-            let BucketLine::Valid { record, .. } = &bucket.lines[li] else {
+    // The current entry of each key: its newest intact entry record; and its newest use.
+    let mut newest: KeyMap<(usize, usize)> = KeyMap::default();
+    let mut used: KeyMap<u64> = KeyMap::default();
+    for (si, seg) in s.segments.iter().enumerate() {
+        for (ri, r) in seg.records.iter().enumerate() {
+            if r.payload.is_none() {
                 continue;
-            };
-            let Some(integrity) = &record.integrity else {
-                continue; // removed
-            };
-            let mut broken = None;
-            let mut blobs = Vec::new();
-            let outputs_blob = integrity
-                .parse::<cacache::Integrity>()
-                .ok()
-                .and_then(|sri| content_path(root, &sri));
-            if outputs_blob.is_none() {
-                broken = Some(format!("malformed integrity '{integrity}'"));
             }
-            let mut manifest = None;
-            if record.key.starts_with("pflow/node/") {
-                match serde_json::from_value::<Manifest>(record.metadata.clone()) {
-                    Ok(m) => {
-                        for f in &m.files {
-                            match f
-                                .integrity
-                                .parse::<cacache::Integrity>()
-                                .ok()
-                                .and_then(|sri| content_path(root, &sri))
-                            {
-                                Some(p) => blobs.push(p),
-                                None => {
-                                    broken =
-                                        Some(format!("malformed integrity for file '{}'", f.path))
-                                }
-                            }
-                        }
-                        if blake3::Hash::from_hex(&m.output_digest).is_err() {
-                            broken = Some("malformed output digest in the manifest".into());
-                        }
-                        manifest = Some(m);
+            let key = r.header.key;
+            match r.header.kind {
+                Kind::Use => {
+                    let t = used.entry(key).or_default();
+                    *t = (*t).max(r.header.time);
+                }
+                Kind::Entry => {
+                    let newer = newest.get(&key).is_none_or(|&(s2, r2)| {
+                        s.segments[s2].records[r2].header.time <= r.header.time
+                    });
+                    if newer {
+                        newest.insert(key, (si, ri));
                     }
-                    Err(e) => broken = Some(format!("unreadable manifest ({e})")),
                 }
             }
-            // Inline outputs have no blob of their own.
-            let inline = manifest.as_ref().is_some_and(|m| m.inline.is_some());
-            let outputs_blob = outputs_blob.filter(|_| !inline);
-            if let Some(p) = &outputs_blob {
-                blobs.insert(0, p.clone());
-            }
-            live.push(Live {
-                bucket: bi,
-                line: li,
-                record: record.clone(),
-                recency_ms: bucket.mtime_ms.max(record.time),
-                outputs_blob,
-                blobs,
-                manifest,
-                broken,
-            });
         }
     }
-    s.live = live;
+    let mut current: Vec<(Key, (usize, usize))> = newest.into_iter().collect();
+    current.sort_by_key(|(k, _)| *k);
+    for (key, (si, ri)) in current {
+        let r = &s.segments[si].records[ri];
+        let time_ms = r.header.time as u128;
+        let recency_ms = used.get(&key).map_or(0, |&t| t as u128).max(time_ms);
+        let mut live = Live {
+            segment: si,
+            record: ri,
+            key,
+            time_ms,
+            recency_ms,
+            integrity: None,
+            outputs_blob: None,
+            blobs: Vec::new(),
+            manifest: None,
+            broken: None,
+        };
+        let packed = r.payload.as_deref().map(serde_json::from_slice::<Packed>);
+        match packed {
+            Some(Ok(p)) => {
+                live.outputs_blob = p
+                    .integrity
+                    .parse::<cacache::Integrity>()
+                    .ok()
+                    .and_then(|sri| content_path(root, &sri));
+                if live.outputs_blob.is_none() {
+                    live.broken = Some(format!("malformed integrity '{}'", p.integrity));
+                }
+                for f in &p.manifest.files {
+                    match f
+                        .integrity
+                        .parse::<cacache::Integrity>()
+                        .ok()
+                        .and_then(|sri| content_path(root, &sri))
+                    {
+                        Some(b) => live.blobs.push(b),
+                        None => {
+                            live.broken = Some(format!("malformed integrity for file '{}'", f.path))
+                        }
+                    }
+                }
+                if blake3::Hash::from_hex(&p.manifest.output_digest).is_err() {
+                    live.broken = Some("malformed output digest in the manifest".into());
+                }
+                // Inline outputs have no blob of their own.
+                if p.manifest.inline.is_some() {
+                    live.outputs_blob = None;
+                }
+                if let Some(b) = &live.outputs_blob {
+                    live.blobs.insert(0, b.clone());
+                }
+                live.integrity = Some(p.integrity);
+                live.manifest = Some(p.manifest);
+            }
+            Some(Err(e)) => live.broken = Some(format!("unreadable entry ({e})")),
+            None => continue,
+        }
+        s.live.push(live);
+    }
     s
 }
 
-/// Lines to keep for each bucket that changes, written atomically; a bucket left with no
-/// line is deleted. The bucket's mtime (its entry's recency) is kept.
-fn rewrite_buckets(
-    root: &Path,
-    scan: &Scan,
-    keep: &BTreeMap<usize, Vec<usize>>,
-) -> Result<(usize, usize), String> {
-    let mut rewritten = 0;
-    let mut dropped = 0;
-    for (bi, bucket) in scan.buckets.iter().enumerate() {
-        let kept = keep.get(&bi).map(|v| v.as_slice()).unwrap_or(&[]);
-        if kept.len() == bucket.lines.len() {
+/// Keep the entries `keep` (indices into `scan.live`), each with its recency, in one
+/// new segment, and remove every segment and stray file the scan saw. Returns the
+/// number of records dropped (superseded, evicted, damaged, uses merged).
+fn compact(root: &Path, scan: &Scan, keep: &[usize]) -> Result<usize, String> {
+    let mut body = Vec::new();
+    let mut written = 0;
+    for &i in keep {
+        let l = &scan.live[i];
+        let r = &scan.segments[l.segment].records[l.record];
+        let Some(payload) = &r.payload else {
             continue;
-        }
-        dropped += bucket.lines.len() - kept.len();
-        rewritten += 1;
-        if kept.is_empty() {
-            std::fs::remove_file(&bucket.path)
-                .or_else(ignore_not_found)
-                .map_err(|e| format!("cannot remove {}: {e}", bucket.path.display()))?;
-            continue;
-        }
-        write_bucket(root, bucket, kept)
-            .map_err(|e| format!("cannot rewrite {}: {e}", bucket.path.display()))?;
-    }
-    Ok((rewritten, dropped))
-}
-
-fn write_bucket(root: &Path, bucket: &Bucket, kept: &[usize]) -> std::io::Result<()> {
-    let tmp_dir = root.join(TMP_DIR);
-    std::fs::create_dir_all(&tmp_dir)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix("bucket-")
-        .tempfile_in(&tmp_dir)?;
-    for &li in kept {
-        let raw = match &bucket.lines[li] {
-            BucketLine::Valid { raw, .. } | BucketLine::Corrupt { raw, .. } => raw,
         };
-        tmp.write_all(b"\n")?;
-        tmp.write_all(raw)?;
+        let mut add = |kind: Kind, time: u128, payload: &[u8]| -> Result<(), String> {
+            let rec = pack::encode(kind, time as u64, &l.key, payload)
+                .map_err(|e| format!("cannot encode an entry: {e}"))?;
+            body.extend_from_slice(&rec);
+            written += 1;
+            Ok(())
+        };
+        add(Kind::Entry, l.time_ms, payload)?;
+        if l.recency_ms > l.time_ms {
+            add(Kind::Use, l.recency_ms, &[])?;
+        }
     }
-    tmp.as_file().sync_data()?;
-    if let Ok(meta) = std::fs::metadata(&bucket.path) {
-        let _ = std::fs::set_permissions(tmp.path(), meta.permissions());
+    if written > 0 {
+        pack::write_segment(root, &body)
+            .map_err(|e| format!("cannot write a new segment in {}: {e}", root.display()))?;
     }
-    let mtime = UNIX_EPOCH + Duration::from_millis(bucket.mtime_ms as u64);
-    tmp.as_file().set_modified(mtime)?;
-    tmp.persist(&bucket.path).map_err(|e| e.error)?;
-    Ok(())
+    for p in scan
+        .segments
+        .iter()
+        .map(|s| &s.path)
+        .chain(scan.stray.iter().map(|(p, _)| p))
+    {
+        std::fs::remove_file(p)
+            .or_else(ignore_not_found)
+            .map_err(|e| format!("cannot remove {}: {e}", p.display()))?;
+    }
+    Ok(scan.records().saturating_sub(written))
 }
 
 fn ignore_not_found(e: std::io::Error) -> std::io::Result<()> {
@@ -479,8 +566,8 @@ fn stats(root: &Path, json: bool) -> ExitCode {
     };
     let s = scan(root);
     let entries = s.live.len();
-    let oldest = s.live.iter().map(|l| l.record.time).min();
-    let newest = s.live.iter().map(|l| l.record.time).max();
+    let oldest = s.live.iter().map(|l| l.time_ms).min();
+    let newest = s.live.iter().map(|l| l.time_ms).max();
     let builds = crate::cache::stats::recorded(root);
     let mut runs = BTreeSet::new();
     let (mut hits, mut misses, mut cutoffs, mut restored, mut failed, mut saved) =
@@ -507,7 +594,8 @@ fn stats(root: &Path, json: bool) -> ExitCode {
             "content_bytes": s.content_bytes(),
             "index_bytes": s.index_bytes(),
             "total_bytes": s.content_bytes() + s.index_bytes(),
-            "buckets": s.buckets.len(),
+            "segments": s.segments.len(),
+            "legacy_index_files": s.legacy_files,
             "temp_files": s.tmp_files.len(),
             "oldest_entry": oldest.map(format_time),
             "newest_entry": newest.map(format_time),
@@ -537,8 +625,9 @@ fn stats(root: &Path, json: bool) -> ExitCode {
         format_bytes(s.content_bytes())
     ));
     out_line(&format!(
-        "  index         {} buckets ({})",
-        s.buckets.len(),
+        "  index         {} segment{} ({})",
+        s.segments.len(),
+        if s.segments.len() == 1 { "" } else { "s" },
         format_bytes(s.index_bytes())
     ));
     out_line(&format!(
@@ -548,6 +637,13 @@ fn stats(root: &Path, json: bool) -> ExitCode {
     if let (Some(o), Some(n)) = (oldest, newest) {
         out_line(&format!("  oldest entry  {}", format_time(o)));
         out_line(&format!("  newest entry  {}", format_time(n)));
+    }
+    if s.legacy_files > 0 {
+        out_line(&format!(
+            "  old index     {} files ({}; an older format, no longer read: `pflow cache gc` removes them)",
+            s.legacy_files,
+            format_bytes(s.legacy_bytes)
+        ));
     }
     if !s.tmp_files.is_empty() {
         out_line(&format!(
@@ -654,8 +750,8 @@ struct Findings {
     problems: Vec<Problem>,
     /// Blobs to delete (corrupt or stray).
     bad_blobs: BTreeSet<PathBuf>,
-    /// Lines to drop, per bucket.
-    bad_lines: BTreeMap<usize, BTreeSet<usize>>,
+    /// Entries (indices into the scan's `live`) to drop.
+    bad_entries: BTreeSet<usize>,
     blobs_checked: usize,
     entries_checked: usize,
 }
@@ -717,46 +813,60 @@ fn check(root: &Path, s: &Scan) -> Findings {
             message: format!("cannot be read: {e}"),
         });
     }
-    // Every index line: intact, and in the bucket its key names.
-    for (bi, bucket) in s.buckets.iter().enumerate() {
-        for (li, line) in bucket.lines.iter().enumerate() {
-            match line {
-                BucketLine::Corrupt { line, .. } => {
-                    f.problems.push(Problem {
-                        kind: "corrupt-index-line",
-                        path: rel(root, &bucket.path),
-                        key: None,
-                        node: None,
-                        message: format!(
-                            "index line {line} is damaged (its hash does not match or it is not an entry)"
-                        ),
-                    });
-                    f.bad_lines.entry(bi).or_default().insert(li);
-                }
-                BucketLine::Valid { record, .. } => {
-                    if bucket_path(root, &record.key) != bucket.path {
-                        f.problems.push(Problem {
-                            kind: "misplaced-entry",
-                            path: rel(root, &bucket.path),
-                            key: Some(record.key.clone()),
-                            node: None,
-                            message: format!(
-                                "index line {} for {} is in another key's bucket",
-                                li + 1,
-                                record.key
-                            ),
-                        });
-                        f.bad_lines.entry(bi).or_default().insert(li);
-                    }
-                }
-            }
+    let problem = |kind, path: &Path, key: Option<&Key>, message: String| Problem {
+        kind,
+        path: rel(root, path),
+        key: key.map(Key::hex),
+        node: None,
+        message,
+    };
+    for (p, _) in &s.stray {
+        f.problems.push(problem(
+            "stray-file",
+            p,
+            None,
+            "a file where only segments can be (its name does not end in .pack)".into(),
+        ));
+    }
+    // Every segment: its records whole and intact.
+    for seg in &s.segments {
+        if seg.foreign {
+            f.problems.push(problem(
+                "corrupt-segment",
+                &seg.path,
+                None,
+                "not a pflow segment (its file header is wrong)".into(),
+            ));
+        }
+        for (offset, len) in &seg.damage {
+            f.problems.push(problem(
+                "corrupt-record",
+                &seg.path,
+                None,
+                format!("{len} bytes at offset {offset} are no intact record"),
+            ));
+        }
+        for r in seg.records.iter().filter(|r| r.payload.is_none()) {
+            f.problems.push(problem(
+                "corrupt-record",
+                &seg.path,
+                Some(&r.header.key),
+                format!("the record at offset {} does not match its check", r.offset),
+            ));
+        }
+        if let Some(at) = seg.torn {
+            f.problems.push(problem(
+                "torn-record",
+                &seg.path,
+                None,
+                format!("the record at offset {at} is cut short (an interrupted write)"),
+            ));
         }
     }
     // Every current entry: its outputs blob and its files' blobs present and intact, and
     // the outputs match the digest the manifest records.
-    for live in &s.live {
+    for (i, live) in s.live.iter().enumerate() {
         f.entries_checked += 1;
-        let bucket = &s.buckets[live.bucket];
         let mut why: Vec<String> = Vec::new();
         if let Some(b) = &live.broken {
             why.push(b.clone());
@@ -768,18 +878,20 @@ fn check(root: &Path, s: &Scan) -> Findings {
                 Some(_) => Some("corrupt"),
             }
         };
+        let digest_matches = |v: &Value| {
+            live.manifest.as_ref().is_some_and(|m| {
+                crate::canonical::output_digest(v).to_hex().as_str() == m.output_digest
+            })
+        };
         if let Some(text) = live.manifest.as_ref().and_then(|m| m.inline.as_ref()) {
             let intact = live
-                .record
                 .integrity
                 .as_ref()
                 .and_then(|i| i.parse::<cacache::Integrity>().ok())
                 .is_some_and(|sri| crate::cache::inline_intact(&sri, text));
-            let matches = serde_json::from_str::<Value>(text).ok().is_some_and(|v| {
-                live.manifest.as_ref().is_some_and(|m| {
-                    crate::canonical::output_digest(&v).to_hex().as_str() == m.output_digest
-                })
-            });
+            let matches = serde_json::from_str::<Value>(text)
+                .ok()
+                .is_some_and(|v| digest_matches(&v));
             if !intact {
                 why.push("inline outputs do not match the entry's integrity".into());
             } else if !matches {
@@ -790,20 +902,15 @@ fn check(root: &Path, s: &Scan) -> Findings {
             match blob_problem(out) {
                 Some(what) => why.push(format!(
                     "outputs blob {} is {what}",
-                    live.record.integrity.as_deref().unwrap_or("")
+                    live.integrity.as_deref().unwrap_or("")
                 )),
                 None => {
-                    if let Some(m) = &live.manifest {
-                        let ok = std::fs::read(out)
-                            .ok()
-                            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-                            .is_some_and(|v| {
-                                crate::canonical::output_digest(&v).to_hex().as_str()
-                                    == m.output_digest
-                            });
-                        if !ok {
-                            why.push("outputs do not match the digest in the manifest".into());
-                        }
+                    let ok = std::fs::read(out)
+                        .ok()
+                        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                        .is_some_and(|v| digest_matches(&v));
+                    if !ok {
+                        why.push("outputs do not match the digest in the manifest".into());
                     }
                 }
             }
@@ -829,20 +936,12 @@ fn check(root: &Path, s: &Scan) -> Findings {
         if !why.is_empty() {
             f.problems.push(Problem {
                 kind: "bad-entry",
-                path: rel(root, &bucket.path),
-                key: Some(live.record.key.clone()),
+                path: rel(root, &s.segments[live.segment].path),
+                key: Some(live.key.hex()),
                 node: Some(live.node()).filter(|n| !n.is_empty()),
                 message: format!("{}: {}", live.describe(), why.join("; ")),
             });
-            // Drop every line of the key: an older line would only come back to life.
-            let lines = f.bad_lines.entry(live.bucket).or_default();
-            for (li, line) in bucket.lines.iter().enumerate() {
-                if let BucketLine::Valid { record, .. } = line {
-                    if record.key == live.record.key {
-                        lines.insert(li);
-                    }
-                }
-            }
+            f.bad_entries.insert(i);
         }
     }
     f
@@ -882,27 +981,20 @@ fn verify(root: &Path, fix: bool, json: bool) -> ExitCode {
                 blobs_removed += 1;
             }
         }
-        let keep: BTreeMap<usize, Vec<usize>> = s
-            .buckets
-            .iter()
-            .enumerate()
-            .map(|(bi, b)| {
-                let bad = f.bad_lines.get(&bi);
-                let kept = (0..b.lines.len())
-                    .filter(|li| !bad.is_some_and(|set| set.contains(li)))
-                    .collect();
-                (bi, kept)
-            })
+        // Every sound entry goes into a new segment; the old ones, with whatever was
+        // damaged in them, go.
+        let keep: Vec<usize> = (0..s.live.len())
+            .filter(|i| !f.bad_entries.contains(i))
             .collect();
-        let entries_removed = f.problems.iter().filter(|p| p.kind == "bad-entry").count();
-        match rewrite_buckets(root, &s, &keep) {
-            Ok((buckets, lines)) => {
-                fixed = json!({"blobs_removed": blobs_removed, "entries_removed": entries_removed,
-                               "buckets_rewritten": buckets, "lines_removed": lines});
+        match compact(root, &s, &keep) {
+            Ok(dropped) => {
+                fixed = json!({"blobs_removed": blobs_removed,
+                               "entries_removed": f.bad_entries.len(),
+                               "segments_rewritten": s.segments.len(),
+                               "records_dropped": dropped});
             }
             Err(e) => fix_error = Some(e),
         }
-        prune_empty_dirs(&root.join(INDEX_DIR));
         prune_empty_dirs(&root.join(CONTENT_DIR));
         let again = check(root, &scan(root));
         clean_after_fix = again.problems.is_empty() && fix_error.is_none();
@@ -915,6 +1007,7 @@ fn verify(root: &Path, fix: bool, json: bool) -> ExitCode {
             "problems": f.problems.iter().map(|p| p.json()).collect::<Vec<_>>(),
             "fixed": fixed,
             "temp_files": s.tmp_files.len(),
+            "legacy_index_files": s.legacy_files,
         });
         out_line(&serde_json::to_string_pretty(&doc).unwrap_or_default());
     } else {
@@ -937,13 +1030,19 @@ fn verify(root: &Path, fix: bool, json: bool) -> ExitCode {
                 s.tmp_files.len()
             ));
         }
+        if s.legacy_files > 0 {
+            out_line(&format!(
+                "note: {} file(s) of an older cache format in {LEGACY_INDEX_DIR}/ are no longer read (`pflow cache gc` removes them)",
+                s.legacy_files
+            ));
+        }
         if fix && !f.problems.is_empty() {
             if let Some(e) = &fix_error {
                 err_line(&format!("error: {e}"));
             }
             if !fixed.is_null() {
                 out_line(&format!(
-                    "fixed: removed {} bad entr{}, {} blob(s), {} index line(s) in {} bucket(s)",
+                    "fixed: removed {} bad entr{}, {} blob(s), {} record(s) in {} segment(s)",
                     fixed["entries_removed"],
                     if fixed["entries_removed"] == 1 {
                         "y"
@@ -951,8 +1050,8 @@ fn verify(root: &Path, fix: bool, json: bool) -> ExitCode {
                         "ies"
                     },
                     fixed["blobs_removed"],
-                    fixed["lines_removed"],
-                    fixed["buckets_rewritten"]
+                    fixed["records_dropped"],
+                    fixed["segments_rewritten"]
                 ));
             }
             out_line(if clean_after_fix {
@@ -1062,18 +1161,20 @@ fn gc(root: &Path, max_size: Option<u64>, max_age: Option<Duration>, json: bool)
         }
     }
     let blob_size = |p: &Path| s.blobs.get(p).map(|b| b.size).unwrap_or(0);
+    let segment_header = pack::FILE_HEADER.len() as u64;
     let mut size: u64 = refs.keys().map(|p| blob_size(p)).sum::<u64>()
         + alive
             .iter()
-            .map(|&i| s.live[i].line_bytes(&s.buckets))
-            .sum::<u64>();
+            .map(|&i| s.live[i].bytes(&s.segments))
+            .sum::<u64>()
+        + if alive.is_empty() { 0 } else { segment_header };
     if let Some(max) = max_size {
-        alive.sort_by_key(|&i| (s.live[i].recency_ms, s.live[i].record.time));
+        alive.sort_by_key(|&i| (s.live[i].recency_ms, s.live[i].time_ms));
         let mut keep_from = 0;
         while size > max && keep_from < alive.len() {
             let i = alive[keep_from];
             keep_from += 1;
-            size -= s.live[i].line_bytes(&s.buckets);
+            size -= s.live[i].bytes(&s.segments);
             for b in unique(&s.live[i].blobs) {
                 if let Some(n) = refs.get_mut(b) {
                     *n -= 1;
@@ -1083,34 +1184,47 @@ fn gc(root: &Path, max_size: Option<u64>, max_age: Option<Duration>, json: bool)
                     }
                 }
             }
+            if keep_from == alive.len() {
+                size -= segment_header;
+            }
             evicted.push((i, Eviction::Size));
         }
         alive.drain(..keep_from);
     }
 
-    // Anything that remembers entries outside the index must look again.
+    // Anything that remembers entries outside the segments must look again.
     let removes_blobs = s.blobs.keys().any(|p| !refs.contains_key(p.as_path()));
-    if !evicted.is_empty() || removes_blobs {
+    if !evicted.is_empty() || removes_blobs || s.legacy_files > 0 {
         generation_bump(root);
     }
 
-    // 3. Compact the index: each surviving key keeps its newest line only.
-    let mut keep: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for &i in &alive {
-        keep.entry(s.live[i].bucket)
-            .or_default()
-            .push(s.live[i].line);
-    }
-    for v in keep.values_mut() {
-        v.sort();
-    }
-    let (buckets_rewritten, lines_dropped) = match rewrite_buckets(root, &s, &keep) {
-        Ok(x) => x,
-        Err(e) => {
-            err_line(&format!("error: {e}"));
-            return ExitCode::Failed;
+    // 3. Compact the segments into one: each surviving key keeps its newest record and
+    //    its newest use. Nothing to do when there is one clean segment of exactly that.
+    alive.sort_by_key(|&i| (s.live[i].time_ms, s.live[i].key));
+    let wanted: usize = alive
+        .iter()
+        .map(|&i| 1 + usize::from(s.live[i].recency_ms > s.live[i].time_ms))
+        .sum();
+    let (segments_compacted, records_dropped) = if s.untidy() || s.records() != wanted {
+        match compact(root, &s, &alive) {
+            Ok(dropped) => (s.segments.len(), dropped),
+            Err(e) => {
+                err_line(&format!("error: {e}"));
+                return ExitCode::Failed;
+            }
         }
+    } else {
+        (0, 0)
     };
+    // The index older versions kept: no longer read.
+    if s.legacy_files > 0 {
+        if let Err(e) = std::fs::remove_dir_all(root.join(LEGACY_INDEX_DIR)) {
+            err_line(&format!(
+                "warning: cannot remove {}: {e}",
+                root.join(LEGACY_INDEX_DIR).display()
+            ));
+        }
+    }
 
     // 4. Blobs no surviving entry references.
     let mut blobs_removed = 0usize;
@@ -1121,7 +1235,6 @@ fn gc(root: &Path, max_size: Option<u64>, max_age: Option<Duration>, json: bool)
             blob_bytes += b.size;
         }
     }
-    prune_empty_dirs(&root.join(INDEX_DIR));
     prune_empty_dirs(&root.join(CONTENT_DIR));
     prune_empty_dirs(&root.join(TMP_DIR));
 
@@ -1133,7 +1246,7 @@ fn gc(root: &Path, max_size: Option<u64>, max_age: Option<Duration>, json: bool)
             .iter()
             .map(|(i, why)| {
                 let l = &s.live[*i];
-                json!({"key": l.record.key, "node": l.node(), "reason": why.as_str(),
+                json!({"key": l.key.hex(), "node": l.node(), "reason": why.as_str(),
                        "last_used": format_time(l.recency_ms)})
             })
             .collect();
@@ -1145,8 +1258,9 @@ fn gc(root: &Path, max_size: Option<u64>, max_age: Option<Duration>, json: bool)
             "blob_bytes_removed": blob_bytes,
             "temp_files_removed": temp_removed,
             "temp_bytes_removed": temp_bytes,
-            "buckets_rewritten": buckets_rewritten,
-            "index_lines_dropped": lines_dropped,
+            "segments_compacted": segments_compacted,
+            "records_dropped": records_dropped,
+            "legacy_index_files_removed": s.legacy_files,
             "size_before": size_before,
             "size_after": size_after,
         });
@@ -1162,7 +1276,7 @@ fn gc(root: &Path, max_size: Option<u64>, max_age: Option<Duration>, json: bool)
             ));
         }
         out_line(&format!(
-            "gc: evicted {} entr{} ({} least recently used, {} too old, {} broken); removed {} blob(s) ({}), {} temp file(s) ({}); compacted {} bucket(s) ({} line(s) dropped)",
+            "gc: evicted {} entr{} ({} least recently used, {} too old, {} broken); removed {} blob(s) ({}), {} temp file(s) ({}); compacted {} segment(s) into {} ({} record(s) dropped)",
             evicted.len(),
             if evicted.len() == 1 { "y" } else { "ies" },
             count(Eviction::Size),
@@ -1172,9 +1286,16 @@ fn gc(root: &Path, max_size: Option<u64>, max_age: Option<Duration>, json: bool)
             format_bytes(blob_bytes),
             temp_removed,
             format_bytes(temp_bytes),
-            buckets_rewritten,
-            lines_dropped
+            segments_compacted,
+            after.segments.len(),
+            records_dropped
         ));
+        if s.legacy_files > 0 {
+            out_line(&format!(
+                "gc: removed the older format's index ({LEGACY_INDEX_DIR}/, {} file(s))",
+                s.legacy_files
+            ));
+        }
         out_line(&format!(
             "gc: {} entries, {} → {}",
             after.live.len(),
@@ -1193,10 +1314,11 @@ fn unique(v: &[PathBuf]) -> BTreeSet<&Path> {
 // clear
 // ---------------------------------------------------------------------------------------
 
-/// Remove what the cache holds (index, content, temp files, explain and build-state
-/// records, build stats). Only pflow's own names are removed, so a `--cache-dir` pointed
-/// at the wrong folder loses nothing else; recorded repairs (`repairs/`) are kept, and so
-/// is the lock file and the generation number (bumped).
+/// Remove what the cache holds (segments, content, temp files, the older format's
+/// index, explain and build-state records, build stats). Only pflow's own names are
+/// removed, so a `--cache-dir` pointed at the wrong folder loses nothing else; recorded
+/// repairs (`repairs/`) are kept, and so is the lock file and the generation number
+/// (bumped).
 fn clear(root: &Path, json: bool) -> ExitCode {
     if !root.is_dir() {
         if json {
@@ -1219,7 +1341,8 @@ fn clear(root: &Path, json: bool) -> ExitCode {
     // Kept (and bumped, never reset): a reset would make old build records valid again.
     generation_bump(root);
     for name in [
-        INDEX_DIR,
+        PACKS_DIR,
+        LEGACY_INDEX_DIR,
         CONTENT_DIR,
         TMP_DIR,
         LEGACY_EXPLAIN_DIR,

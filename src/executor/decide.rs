@@ -322,7 +322,7 @@ mod tests {
     use crate::cache::records::{record_of, StateUpdate};
     use crate::cache::{Cache, NewEntry};
     use serde_json::json;
-    use std::path::{Path, PathBuf};
+    use std::path::PathBuf;
 
     /// A real cache in a temp folder, and the other places a decision looks.
     struct World {
@@ -402,10 +402,6 @@ mod tests {
             Decision::Run(why) => why,
             Decision::Reuse(r) => panic!("expected a run, got a reuse from {:?}", r.source),
         }
-    }
-
-    fn mtime(p: &Path) -> std::time::SystemTime {
-        std::fs::metadata(p).unwrap().modified().unwrap()
     }
 
     #[test]
@@ -531,27 +527,18 @@ mod tests {
         let w = World::new();
         let key = Key([8; 32]);
         w.store(key, &[]);
-        let bucket = crate::cache::layout::bucket_path(
-            w.cache.local().root(),
-            &crate::cache::layout::index_key(&key),
-        );
-        let past = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        std::fs::File::options()
-            .write(true)
-            .open(&bucket)
-            .unwrap()
-            .set_modified(past)
-            .unwrap();
+        let uses = |w: &World| {
+            crate::cache::pack::headers(w.cache.local().root())
+                .iter()
+                .filter(|h| h.key == key && h.kind == crate::cache::pack::Kind::Use)
+                .count()
+        };
         reuse(w.decide(Mode::Probe, &ask(key)));
-        assert_eq!(
-            mtime(&bucket),
-            past,
-            "a probe refreshed the entry's recency"
-        );
+        assert_eq!(uses(&w), 0, "a probe recorded a use of the entry");
         assert!(w.cache.local().take_seen().is_empty());
 
         reuse(w.decide(Mode::Build, &ask(key)));
-        assert!(mtime(&bucket) > past, "a build's hit marks the entry used");
+        assert_eq!(uses(&w), 1, "a build's hit marks the entry used");
         assert_eq!(w.cache.local().take_seen().get(&key), Some(&5));
     }
 
@@ -581,15 +568,16 @@ mod tests {
     }
 
     #[test]
-    fn a_damaged_index_is_a_corrupt_entry() {
+    fn a_damaged_record_is_a_corrupt_entry() {
         let w = World::new();
         let key = Key([11; 32]);
         w.store(key, &[]);
-        let bucket = crate::cache::layout::bucket_path(
-            w.cache.local().root(),
-            &crate::cache::layout::index_key(&key),
-        );
-        std::fs::write(&bucket, b"\ngarbage\tnot json").unwrap();
+        let segments = crate::cache::pack::segment_paths(w.cache.local().root()).unwrap();
+        assert_eq!(segments.len(), 1);
+        // The last byte is the end of the entry's payload.
+        let mut bytes = std::fs::read(&segments[0]).unwrap();
+        *bytes.last_mut().unwrap() ^= 1;
+        std::fs::write(&segments[0], bytes).unwrap();
         assert_eq!(
             run(w.decide(Mode::Build, &ask(key))),
             RunReason::Corrupt("corrupt entry")

@@ -405,11 +405,11 @@ fn a_corrupt_cache_is_a_miss_not_a_wrong_result() {
 fn a_damaged_cache_index_is_a_miss() {
     let ws = Workspace::new().workflow(pipeline());
     ws.build(&[]).assert_ok();
-    let buckets = files_under(&ws.cache_dir().join("index-v5"));
-    for p in &buckets {
-        std::fs::write(p, b"not an index line\n{\"broken\n").unwrap();
+    let segments = files_under(&ws.cache_dir().join("packs"));
+    for p in &segments {
+        std::fs::write(p, b"not a segment\n{\"broken\n").unwrap();
     }
-    assert!(!buckets.is_empty());
+    assert!(!segments.is_empty());
     // With the last build's record, hits are decided without the index; but the value
     // of the declared output is read from it, so `upper` (and `gen`, which it needs)
     // run again rather than give a wrong or missing result.
@@ -443,17 +443,17 @@ fn a_no_op_build_neither_touches_the_index_nor_rewrites_records() {
             })
             .collect()
     };
-    let (records, buckets) = (mtimes("state"), mtimes("index-v5"));
-    assert!(!records.is_empty() && !buckets.is_empty());
+    let (records, segments) = (mtimes("state"), mtimes("packs"));
+    assert!(!records.is_empty() && !segments.is_empty());
     std::thread::sleep(std::time::Duration::from_millis(20));
     let r = ws.build(&[]);
     assert_eq!(r.with_status("cached").len(), 4, "{r}");
     assert_eq!(r.output("result"), "HELLO");
-    // A lookup would have refreshed its bucket's mtime (LRU); a changed record would
-    // have been rewritten. Neither happened: hits were decided from the record, and the
-    // one value needed (the declared output's) was read without marking a use.
+    // A lookup would have appended a use (LRU), in a new segment; a changed record
+    // would have been rewritten. Neither happened: hits were decided from the record,
+    // and the one value needed (the declared output's) was read without marking a use.
     assert_eq!(mtimes("state"), records);
-    assert_eq!(mtimes("index-v5"), buckets);
+    assert_eq!(mtimes("packs"), segments);
 }
 
 #[test]

@@ -308,7 +308,7 @@ fn the_cache_dir_comes_from_the_flag_the_environment_or_the_default() {
     let ws = Workspace::new().workflow(greeting());
     ws.cmd().cache_arg(CacheArg::Env).run().assert_ok();
     assert!(
-        ws.cache_dir().join("index-v5").exists(),
+        ws.cache_dir().join("packs").exists(),
         "PFLOW_CACHE_DIR was not used"
     );
     let r = ws.build(&[]);
@@ -321,7 +321,7 @@ fn the_cache_dir_comes_from_the_flag_the_environment_or_the_default() {
     let r = ws.cmd().cache_arg(CacheArg::Default).run();
     r.assert_ok();
     assert_eq!(r.stat("ran"), 3);
-    assert!(ws.file(".pflow-cache").join("index-v5").exists());
+    assert!(ws.file(".pflow-cache").join("packs").exists());
     let r = ws.cmd().cache_arg(CacheArg::Default).run();
     assert_eq!(r.stat("cached"), 3, "{r}");
 }

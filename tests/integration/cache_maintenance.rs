@@ -5,6 +5,7 @@
 use crate::common;
 
 use common::{big_pipeline, counted, files_under, padded, pipeline, BuildResult, Pflow, Workspace};
+use pflow::cache::pack;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -62,15 +63,27 @@ fn blobs(ws: &Workspace) -> Vec<PathBuf> {
     files_under(&ws.cache_dir().join("content-v2"))
 }
 
-fn buckets(ws: &Workspace) -> Vec<PathBuf> {
-    files_under(&ws.cache_dir().join("index-v5"))
+fn segments(ws: &Workspace) -> Vec<PathBuf> {
+    files_under(&ws.cache_dir().join("packs"))
 }
 
-/// Bytes of content and index on disk, counted by the test.
+/// The headers of the cache's intact records.
+fn records(ws: &Workspace) -> Vec<pack::Header> {
+    pack::headers(ws.cache_dir())
+}
+
+fn entry_records(ws: &Workspace) -> usize {
+    records(ws)
+        .iter()
+        .filter(|h| h.kind == pack::Kind::Entry)
+        .count()
+}
+
+/// Bytes of content and segments on disk, counted by the test.
 fn cache_bytes(ws: &Workspace) -> u64 {
     blobs(ws)
         .iter()
-        .chain(buckets(ws).iter())
+        .chain(segments(ws).iter())
         .map(|p| std::fs::metadata(p).unwrap().len())
         .sum()
 }
@@ -131,20 +144,35 @@ fn flipped_blobs_are_named_by_verify_rebuilt_by_the_next_build_and_removed_by_fi
     assert_eq!(again.with_status("ran"), Vec::<String>::new(), "{again}");
 }
 
-/// Rewrite the newest line of every bucket with `edit` applied to its JSON, keeping the
-/// line's hash valid (so only our own checks can catch it).
-fn edit_index_lines(ws: &Workspace, edit: impl Fn(&mut Value)) -> usize {
+/// Append to each segment, for every entry record in it, a newer record with `edit`
+/// applied to its JSON and its checks made right again (so only the entry's own checks
+/// can catch it). Returns how many were written.
+fn edit_entries(ws: &Workspace, edit: impl Fn(&mut Value)) -> usize {
+    use std::io::Write;
     let mut n = 0;
-    for b in buckets(ws) {
-        let text = std::fs::read_to_string(&b).unwrap();
-        let last = text.lines().rfind(|l| !l.is_empty()).unwrap();
-        let (_, j) = last.split_once('\t').unwrap();
-        let mut v: Value = serde_json::from_str(j).unwrap();
-        edit(&mut v);
-        let j = serde_json::to_string(&v).unwrap();
-        let line = format!("\n{}\t{j}", pflow::cache::layout::line_hash(&j));
-        std::fs::write(&b, format!("{text}{line}")).unwrap();
-        n += 1;
+    for path in segments(ws) {
+        let file = std::fs::File::open(&path).unwrap();
+        let mut found = Vec::new();
+        pack::scan(&file, 0, &mut |f| found.push(f)).unwrap();
+        let mut out = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        for f in found {
+            let pack::Found::Record { offset, header } = f else {
+                continue;
+            };
+            if header.kind != pack::Kind::Entry {
+                continue;
+            }
+            let payload = pack::read_payload(&file, offset, &header).unwrap();
+            let mut v: Value = serde_json::from_slice(&payload).unwrap();
+            edit(&mut v);
+            let payload = serde_json::to_vec(&v).unwrap();
+            let rec = pack::encode(header.kind, header.time + 1, &header.key, &payload).unwrap();
+            out.write_all(&rec).unwrap();
+            n += 1;
+        }
     }
     n
 }
@@ -163,17 +191,17 @@ fn malformed_but_well_hashed_index_entries_are_misses_not_panics() {
         ),
         (
             "unreadable manifest",
-            Box::new(|v: &mut Value| v["metadata"] = json!({"node": 3})),
+            Box::new(|v: &mut Value| v["manifest"] = json!({"node": 3})),
         ),
         (
             "wrong output digest",
-            Box::new(|v: &mut Value| v["metadata"]["output_digest"] = json!("00".repeat(32))),
+            Box::new(|v: &mut Value| v["manifest"]["output_digest"] = json!("00".repeat(32))),
         ),
     ] {
         let ws = Workspace::new().workflow(pipeline());
         ws.build(&[]).assert_ok();
-        // The newest line for every key is now the damaged one.
-        assert!(edit_index_lines(&ws, |v| edit(v)) > 0);
+        // The newest record for every key is now the damaged one.
+        assert!(edit_entries(&ws, |v| edit(v)) > 0);
         // A time limit: a panicking worker could leave the build hanging.
         let r = ws.cmd().start().wait(Duration::from_secs(30));
         r.assert_ok();
@@ -195,11 +223,11 @@ fn malformed_but_well_hashed_index_entries_are_misses_not_panics() {
 fn tampered_inline_outputs_are_a_miss_not_a_wrong_result() {
     let ws = Workspace::new().workflow(pipeline());
     ws.build(&[]).assert_ok();
-    // Small outputs live in the index line. Rewrite them (keeping the line's own hash
-    // right, as a careful tamperer would): only the entry's integrity can tell.
-    let tampered = edit_index_lines(&ws, |v| {
-        if let Some(text) = v["metadata"]["inline"].as_str() {
-            v["metadata"]["inline"] =
+    // Small outputs live in the entry's record. Rewrite them (keeping the record's own
+    // checks right, as a careful tamperer would): only the entry's integrity can tell.
+    let tampered = edit_entries(&ws, |v| {
+        if let Some(text) = v["manifest"]["inline"].as_str() {
+            v["manifest"]["inline"] =
                 json!(text.replace("HELLO", "HACKED").replace("hello", "hacked"));
         }
     });
@@ -219,20 +247,88 @@ fn tampered_inline_outputs_are_a_miss_not_a_wrong_result() {
 }
 
 #[test]
-fn torn_and_garbage_index_lines_are_reported_and_fixed() {
+fn torn_garbage_and_flipped_records_are_misses_reported_and_fixed() {
     let ws = Workspace::new().workflow(pipeline());
     ws.build(&[]).assert_ok();
-    let bs = buckets(&ws);
-    // A torn append (a line cut short) and plain garbage, after the good lines.
-    let text = std::fs::read_to_string(&bs[0]).unwrap();
-    let torn = &text[..text.len() / 2 + 1];
-    std::fs::write(&bs[0], format!("{text}{torn}")).unwrap();
-    std::fs::write(&bs[1], b"\n\xff\xfe garbage\tnot json").unwrap();
+    let segs = segments(&ws);
+    assert_eq!(segs.len(), 1, "one build, one segment: {segs:?}");
+    let seg = &segs[0];
+    let bytes = std::fs::read(seg).unwrap();
+    // Flip a byte in the middle of the first record's payload (the first node's result).
+    let first = records(&ws)[0];
+    let mut flipped = bytes.clone();
+    let at = pack::FILE_HEADER.len() + pack::HEADER_LEN + first.len as usize / 2;
+    flipped[at] ^= 0x20;
+    // Then garbage that looks like the start of a record, and a record cut short (a
+    // write torn by a crash).
+    let mut junk = b"PFK1".to_vec();
+    junk.resize(200, b'?');
+    flipped.extend_from_slice(&junk);
+    let whole = pack::encode(pack::Kind::Entry, 1, &first.key, b"{}").unwrap();
+    flipped.extend_from_slice(&whole[..whole.len() - 1]);
+    std::fs::write(seg, &flipped).unwrap();
 
-    assert_verify_names(&ws, &bs[..2]);
+    let v = cache(&ws, &["verify"]);
+    assert_eq!(v.code, 1, "{v}");
+    for kind in ["corrupt-record", "torn-record"] {
+        assert!(
+            v.stdout.contains(kind),
+            "verify does not report {kind}: {v}"
+        );
+    }
+    assert!(v.stdout.contains("packs/"), "{v}");
+    // Without the last build's record, every node looks itself up: the one whose record
+    // was flipped runs again, the rest is reused, and the result is right.
+    std::fs::remove_dir_all(ws.cache_dir().join("state")).unwrap();
     let b = ws.build(&[]);
     b.assert_ok();
     assert_eq!(b.output("result"), "HELLO");
+    let ran: Vec<&Value> = b.doc()["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["status"] == "ran")
+        .collect();
+    assert_eq!(ran.len(), 1, "{b}");
+    assert_eq!(ran[0]["reason"], "corrupt entry", "{b}");
+    let fix = cache(&ws, &["verify", "--fix"]);
+    assert_eq!(fix.code, 0, "{fix}");
+    verify_passes(&ws);
+    assert_eq!(segments(&ws).len(), 1);
+    std::fs::remove_dir_all(ws.cache_dir().join("state")).unwrap();
+    let again = ws.build(&[]);
+    assert_eq!(again.with_status("ran"), Vec::<String>::new(), "{again}");
+    assert_eq!(again.output("result"), "HELLO");
+}
+
+#[test]
+fn a_segment_truncated_mid_record_keeps_the_records_before_the_cut() {
+    let ws = Workspace::new().workflow(pipeline());
+    ws.build(&[]).assert_ok();
+    let seg = segments(&ws).remove(0);
+    let recs = records(&ws);
+    assert_eq!(recs.len(), 4, "{recs:?}");
+    // Cut the last record in half, as a power cut during its write could.
+    let len = std::fs::metadata(&seg).unwrap().len();
+    let cut = len - recs[3].record_len() / 2;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(cut)
+        .unwrap();
+    std::fs::remove_dir_all(ws.cache_dir().join("state")).unwrap();
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(r.output("result"), "HELLO");
+    assert_eq!(
+        r.with_status("ran").len(),
+        1,
+        "only the cut entry is lost: {r}"
+    );
+    let v = cache(&ws, &["verify"]);
+    assert_eq!(v.code, 1, "{v}");
+    assert!(v.stdout.contains("torn-record"), "{v}");
     assert_eq!(cache(&ws, &["verify", "--fix"]).code, 0);
     verify_passes(&ws);
 }
@@ -488,29 +584,124 @@ fn gc_max_age_evicts_what_was_not_used_recently_and_cleans_temp_files() {
 }
 
 #[test]
-fn gc_compacts_superseded_index_lines() {
+fn gc_compacts_segments_into_one_without_superseded_records() {
     let ws = Workspace::new().workflow(pipeline());
     ws.build(&[]).assert_ok();
-    // --force stores every result again: each bucket gets a second, superseding line.
+    // --force stores every result again, from another process: a second segment whose
+    // records supersede the first's.
     ws.build(&["--force"]).assert_ok();
-    let lines = |ws: &Workspace| -> usize {
-        buckets(ws)
-            .iter()
-            .map(|b| {
-                std::fs::read_to_string(b)
-                    .unwrap()
-                    .lines()
-                    .filter(|l| !l.is_empty())
-                    .count()
-            })
-            .sum()
-    };
-    assert_eq!(lines(&ws), 8);
+    assert_eq!(segments(&ws).len(), 2);
+    assert_eq!(entry_records(&ws), 8);
     let gc = cache_json(&ws, &["gc"]);
-    assert_eq!(gc["index_lines_dropped"], 4, "{gc}");
+    assert_eq!(gc["records_dropped"], 4, "{gc}");
+    assert_eq!(gc["segments_compacted"], 2, "{gc}");
     assert_eq!(gc["evicted"].as_array().unwrap().len(), 0, "{gc}");
-    assert_eq!(lines(&ws), 4);
+    assert_eq!(segments(&ws).len(), 1);
+    assert_eq!(entry_records(&ws), 4);
     verify_passes(&ws);
+    let r = ws.build(&[]);
+    assert_eq!(r.with_status("cached").len(), 4, "{r}");
+    // Nothing left to compact: a second gc leaves the segment alone.
+    let seg = segments(&ws);
+    let gc = cache_json(&ws, &["gc"]);
+    assert_eq!(gc["segments_compacted"], 0, "{gc}");
+    assert_eq!(segments(&ws), seg);
+}
+
+#[test]
+fn segments_of_many_builds_are_merged_by_a_later_build() {
+    let ws = Workspace::new().workflow(input_workflow());
+    let builds = pack::MERGE_AT + 4;
+    let mut most = 0;
+    for i in 0..builds {
+        let r = ws.build(&[&format!("n=v{i}")]);
+        r.assert_ok();
+        most = most.max(segments(&ws).len());
+    }
+    // Each build adds a segment; the one whose first lookup finds more than MERGE_AT
+    // merges the finished ones, so their number stays bounded.
+    assert!(most <= pack::MERGE_AT + 2, "{most} segments at most");
+    assert!(segments(&ws).len() < builds, "{:?}", segments(&ws));
+    verify_passes(&ws);
+    assert_eq!(cache_json(&ws, &["stats"])["entries"], 3 * builds);
+    for i in [0, builds / 2, builds - 1] {
+        let r = ws.build(&[&format!("n=v{i}")]);
+        assert_eq!(r.with_status("cached").len(), 3, "{r}");
+        assert_eq!(r.output("result"), expected_for(&format!("v{i}")).as_str());
+    }
+}
+
+#[test]
+fn two_hundred_small_results_take_a_handful_of_files() {
+    // Creating inodes is what made cold builds slow after a large cache was deleted:
+    // results are records in a segment, not files of their own.
+    let nodes: Vec<Value> = (0..200)
+        .map(|i| json!({"id": format!("n{i}"), "type": "shell", "params": {"command": format!("echo {i}")}}))
+        .collect();
+    let ws = Workspace::new().workflow(json!({ "nodes": nodes }));
+    ws.build(&[]).assert_ok();
+    let files = files_under(ws.cache_dir());
+    assert!(
+        files.len() < 20,
+        "{} files for 200 small results: {files:#?}",
+        files.len()
+    );
+    assert_eq!(cache_json(&ws, &["stats"])["entries"], 200);
+    assert_eq!(segments(&ws).len(), 1);
+    // And they are all there for the next process.
+    std::fs::remove_dir_all(ws.cache_dir().join("state")).unwrap();
+    let again = ws.build(&[]);
+    assert_eq!(again.stat("cached"), 200, "{again}");
+}
+
+#[test]
+fn two_builds_writing_one_cache_at_once_lose_nothing() {
+    // Two workflows of 60 slow-ish nodes each, built at the same time into one cache,
+    // then a workflow with all 120 nodes: every result of both builds is there.
+    let part = |prefix: &str| -> Vec<Value> {
+        (0..60)
+            .map(|i| {
+                let id = format!("{prefix}{i}");
+                json!({"id": id, "type": "shell",
+                       "params": {"command": counted(&id, &format!("sleep 0.0{}; echo {id}", i % 5))}})
+            })
+            .collect()
+    };
+    let ws = Workspace::new().workflow(json!({ "nodes": part("a") }));
+    let other = ws.another_folder();
+    other.set_workflow(&json!({ "nodes": part("b") }));
+    let a = ws.cmd().start();
+    let b = other.cmd().start();
+    a.wait(Duration::from_secs(60)).assert_ok();
+    b.wait(Duration::from_secs(60)).assert_ok();
+    verify_passes(&ws);
+    assert_eq!(segments(&ws).len(), 2, "one segment per writing process");
+    assert_eq!(cache_json(&ws, &["stats"])["entries"], 120);
+    let mut all = part("a");
+    all.extend(part("b"));
+    ws.set_workflow(&json!({ "nodes": all }));
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(r.with_status("ran"), Vec::<String>::new(), "{r}");
+    assert_eq!(r.stat("cached"), 120);
+}
+
+#[test]
+fn an_older_formats_index_is_not_read_and_gc_removes_it() {
+    let ws = Workspace::new().workflow(pipeline());
+    // What an older pflow left: a cacache bucket (its content does not matter here).
+    ws.build(&[]).assert_ok();
+    let legacy = ws.cache_dir().join("index-v5/aa/bb");
+    std::fs::create_dir_all(&legacy).unwrap();
+    std::fs::write(legacy.join("cdef"), "\nhash\t{\"key\":\"pflow/node/00\"}").unwrap();
+    let s = cache(&ws, &["stats"]);
+    assert!(s.stdout.contains("old index     1 files"), "{s}");
+    let v = cache(&ws, &["verify"]);
+    assert_eq!(v.code, 0, "an old index is no damage: {v}");
+    assert!(v.stdout.contains("no longer read"), "{v}");
+    let gc = cache_json(&ws, &["gc"]);
+    assert_eq!(gc["legacy_index_files_removed"], 1, "{gc}");
+    assert!(!ws.cache_dir().join("index-v5").exists());
     let r = ws.build(&[]);
     assert_eq!(r.with_status("cached").len(), 4, "{r}");
 }
@@ -558,7 +749,7 @@ fn stats_counts_entries_blobs_and_bytes() {
     let c = cache(&ws, &["clear"]);
     assert_eq!(c.code, 0, "{c}");
     assert_eq!(cache_json(&ws, &["stats"])["entries"], 0);
-    assert!(blobs(&ws).is_empty() && buckets(&ws).is_empty());
+    assert!(blobs(&ws).is_empty() && segments(&ws).is_empty());
     let r = ws.build(&[]);
     assert_eq!(r.with_status("ran").len(), 4, "{r}");
 }
@@ -717,14 +908,14 @@ fn a_build_marks_its_cache_and_maintenance_then_works_on_it() {
     );
     let c = cache(&ws, &["clear"]);
     assert_eq!(c.code, 0, "{c}");
-    assert!(blobs(&ws).is_empty() && buckets(&ws).is_empty());
+    assert!(blobs(&ws).is_empty() && segments(&ws).is_empty());
 }
 
 #[test]
 fn maintenance_never_runs_without_the_lock() {
     let ws = Workspace::new().workflow(pipeline());
     ws.build(&[]).assert_ok();
-    let before = buckets(&ws).len();
+    let before = segments(&ws).len();
     assert!(before > 0);
     // A lock that cannot be opened (a directory in its place).
     std::fs::remove_file(ws.cache_dir().join(".pflow-lock")).unwrap();
@@ -737,6 +928,6 @@ fn maintenance_never_runs_without_the_lock() {
         let r = cache(&ws, args);
         assert_eq!(r.code, 1, "{args:?}: {r}");
         assert!(r.stderr.contains("lock"), "{r}");
-        assert_eq!(buckets(&ws).len(), before, "{args:?} ran without the lock");
+        assert_eq!(segments(&ws).len(), before, "{args:?} ran without the lock");
     }
 }

@@ -43,7 +43,7 @@ pub fn counted(name: &str, cmd: &str) -> String {
 }
 
 /// `cmd`, also writing more than [`pflow::cache::INLINE_MAX`] bytes to stderr, so that
-/// its node's outputs are kept as a blob of their own rather than inline in the index.
+/// its node's outputs are kept as a blob of their own rather than inline in its record.
 pub fn padded(cmd: &str) -> String {
     let n = pflow::cache::INLINE_MAX + 100;
     format!("{cmd}; head -c {n} /dev/zero | tr '\\0' x >&2")

@@ -1,0 +1,885 @@
+//! Packed entries: node results appended to a few segment files (`packs/*.pack`) instead
+//! of an index file of their own each.
+//!
+//! Creating inodes is most of what storing a small result costs, and after a large cache
+//! was deleted ext4 makes each new one dear: one file per result spread over thousands
+//! of directories made a cold build several times slower right after `pflow cache
+//! clear`. So each process that stores anything appends to one segment of its own,
+//! created on its first store, and a lookup reads an in-memory index of every segment,
+//! built on the first lookup from the record headers alone.
+//!
+//! A segment is an 8-byte file header, then records, each one `write` call:
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 4 | magic `PFK1` |
+//! | 1 | kind: 1 an entry, 2 a use (a hit, for `gc`'s recency) |
+//! | 3 | zero |
+//! | 4 | payload length (little endian) |
+//! | 8 | time, unix ms |
+//! | 32 | the node key |
+//! | 32 | BLAKE3 of the payload |
+//! | 8 | the first bytes of BLAKE3 of the 84 bytes above |
+//! | n | payload |
+//!
+//! The header's own check is verified when the index is built, so a damaged header is
+//! skipped (scanning resumes at the next magic) and never misread as another key; the
+//! payload's is verified on every read, so a damaged or torn record is a miss, never a
+//! wrong result. A record cut short at the end of a segment is a record still being
+//! written (another build's), read again on a later refresh, or one a crash tore.
+//!
+//! Concurrency: only the process that created a segment writes to it, and it holds a
+//! shared `flock` on it while it may (taken before the segment gets its name), so a
+//! finished segment can be told from a live one. Segments are never truncated or
+//! rewritten: `gc` and `verify --fix` write the records they keep into a new segment and
+//! remove the old ones, under the cache's exclusive lock. Two builds storing the same
+//! key leave two records; keys are content-addressed, so either is right, and the newer
+//! wins.
+//!
+//! Each build that stores or uses anything adds a segment, so a build whose first lookup
+//! finds more than [`MERGE_AT`] merges the finished ones (those it can lock exclusively)
+//! into one: the newest entry and newest use of each key, the rest dropped. A build
+//! reading a merged segment at the same time keeps its open file; one that has not
+//! opened it yet finds the merged segment on its next refresh.
+
+use crate::key::{Key, KeyMap};
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The directory of segments inside a cache directory.
+pub const PACKS_DIR: &str = "packs";
+/// How a segment's name ends.
+pub const EXTENSION: &str = "pack";
+/// The first bytes of every segment (the format's version is in it).
+pub const FILE_HEADER: &[u8; 8] = b"PFPACK1\n";
+/// The first bytes of every record.
+pub const MAGIC: &[u8; 4] = b"PFK1";
+/// Bytes before a record's payload.
+pub const HEADER_LEN: usize = 92;
+/// No record is bigger (a header that says more is damaged).
+pub const MAX_PAYLOAD: usize = 256 << 20;
+/// A miss looks for records other builds appended since, at most this often.
+const REFRESH_EVERY: Duration = Duration::from_millis(100);
+/// More segments than this are merged at a build's first lookup.
+pub const MERGE_AT: usize = 32;
+/// Bytes read at a time when scanning a segment.
+const CHUNK: usize = 1 << 20;
+
+/// What a record holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A node result: the payload is its JSON (see `crate::cache`).
+    Entry,
+    /// The key was used (a lookup hit) at `time`; no payload.
+    Use,
+}
+
+impl Kind {
+    fn byte(self) -> u8 {
+        match self {
+            Kind::Entry => 1,
+            Kind::Use => 2,
+        }
+    }
+
+    fn of(b: u8) -> Option<Kind> {
+        match b {
+            1 => Some(Kind::Entry),
+            2 => Some(Kind::Use),
+            _ => None,
+        }
+    }
+}
+
+/// A record's header, its own check verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub kind: Kind,
+    pub len: u32,
+    pub time: u64,
+    pub key: Key,
+    payload_check: [u8; 32],
+}
+
+impl Header {
+    /// Bytes of the whole record.
+    pub fn record_len(&self) -> u64 {
+        HEADER_LEN as u64 + self.len as u64
+    }
+
+    /// Does `payload` match the check in this header?
+    pub fn payload_intact(&self, payload: &[u8]) -> bool {
+        payload.len() == self.len as usize
+            && *blake3::hash(payload).as_bytes() == self.payload_check
+    }
+}
+
+/// One record's bytes, header and payload.
+pub fn encode(kind: Kind, time: u64, key: &Key, payload: &[u8]) -> io::Result<Vec<u8>> {
+    if payload.len() > MAX_PAYLOAD {
+        return Err(io::Error::other(format!(
+            "a cache entry of {} bytes is too big to store",
+            payload.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&[kind.byte(), 0, 0, 0]);
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&time.to_le_bytes());
+    out.extend_from_slice(&key.0);
+    out.extend_from_slice(blake3::hash(payload).as_bytes());
+    let check = blake3::hash(&out);
+    out.extend_from_slice(&check.as_bytes()[..8]);
+    out.extend_from_slice(payload);
+    Ok(out)
+}
+
+/// The header at the start of `bytes`, if it is whole and intact.
+pub fn parse_header(bytes: &[u8]) -> Option<Header> {
+    let h = bytes.get(..HEADER_LEN)?;
+    if &h[..4] != MAGIC || h[5..8] != [0, 0, 0] {
+        return None;
+    }
+    if blake3::hash(&h[..84]).as_bytes()[..8] != h[84..92] {
+        return None;
+    }
+    let kind = Kind::of(h[4])?;
+    let len = u32::from_le_bytes(h[8..12].try_into().ok()?);
+    if len as usize > MAX_PAYLOAD || (kind == Kind::Use && len != 0) {
+        return None;
+    }
+    Some(Header {
+        kind,
+        len,
+        time: u64::from_le_bytes(h[12..20].try_into().ok()?),
+        key: Key(h[20..52].try_into().ok()?),
+        payload_check: h[52..84].try_into().ok()?,
+    })
+}
+
+/// What scanning a segment finds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// An intact header at `offset` (the payload is checked when it is read).
+    Record { offset: u64, header: Header },
+    /// Bytes at `offset` that are no record header; scanning resumed at the next magic
+    /// (`skipped` bytes later), or stopped.
+    Damage { offset: u64, skipped: u64 },
+}
+
+/// How far a scan got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanEnd {
+    /// Every byte up to this offset was read; what follows (if anything) is a record
+    /// not yet whole: read it again later.
+    At(u64),
+    /// Damage with no record after it: nothing more of this segment can be read.
+    Dead,
+}
+
+/// A read window over a file, refilled as the scan moves on.
+struct Window<'f> {
+    file: &'f File,
+    size: u64,
+    start: u64,
+    buf: Vec<u8>,
+}
+
+impl Window<'_> {
+    /// Bytes `[off, off + len)`, reading them in when they are not at hand.
+    fn get(&mut self, off: u64, len: usize) -> io::Result<&[u8]> {
+        let have = off >= self.start && off + len as u64 <= self.start + self.buf.len() as u64;
+        if !have {
+            let want = len.max(CHUNK).min((self.size - off) as usize).max(len);
+            self.buf.resize(want, 0);
+            self.file.read_exact_at(&mut self.buf, off)?;
+            self.start = off;
+        }
+        let at = (off - self.start) as usize;
+        Ok(&self.buf[at..at + len])
+    }
+
+    /// The offset of the next magic at or after `from`, if any.
+    fn find_magic(&mut self, mut from: u64) -> io::Result<Option<u64>> {
+        let finder = memchr::memmem::Finder::new(MAGIC);
+        while from + MAGIC.len() as u64 <= self.size {
+            let len = ((self.size - from) as usize).min(CHUNK);
+            let bytes = self.get(from, len)?;
+            if let Some(i) = finder.find(bytes) {
+                return Ok(Some(from + i as u64));
+            }
+            // A magic may straddle the chunk's end.
+            from += (len - (MAGIC.len() - 1)).max(1) as u64;
+        }
+        Ok(None)
+    }
+}
+
+/// Scan the records of `file` from `from` (a record boundary, or the file header at 0),
+/// telling each to `on`. A segment whose file header is wrong is [`ScanEnd::Dead`].
+pub fn scan(file: &File, from: u64, on: &mut dyn FnMut(Found)) -> io::Result<ScanEnd> {
+    let size = file.metadata()?.len();
+    let mut w = Window {
+        file,
+        size,
+        start: 0,
+        buf: Vec::new(),
+    };
+    let mut off = from;
+    if off == 0 {
+        if size < FILE_HEADER.len() as u64 {
+            return Ok(ScanEnd::At(0));
+        }
+        if w.get(0, FILE_HEADER.len())? != FILE_HEADER {
+            return Ok(ScanEnd::Dead);
+        }
+        off = FILE_HEADER.len() as u64;
+    }
+    loop {
+        if off + HEADER_LEN as u64 > size {
+            return Ok(ScanEnd::At(off));
+        }
+        match parse_header(w.get(off, HEADER_LEN)?) {
+            Some(header) => {
+                if off + header.record_len() > size {
+                    return Ok(ScanEnd::At(off));
+                }
+                on(Found::Record {
+                    offset: off,
+                    header,
+                });
+                off += header.record_len();
+            }
+            None => match w.find_magic(off + 1)? {
+                Some(next) => {
+                    on(Found::Damage {
+                        offset: off,
+                        skipped: next - off,
+                    });
+                    off = next;
+                }
+                None => {
+                    on(Found::Damage {
+                        offset: off,
+                        skipped: size - off,
+                    });
+                    return Ok(ScanEnd::Dead);
+                }
+            },
+        }
+    }
+}
+
+/// Read and verify one record's payload (its header read again must be `header`).
+pub fn read_payload(file: &File, offset: u64, header: &Header) -> Option<Vec<u8>> {
+    read_record(file, offset, header.len)
+        .filter(|(h, _)| h == header)
+        .map(|(_, payload)| payload)
+}
+
+/// The record of `len` payload bytes at `offset`, its header and payload verified.
+fn read_record(file: &File, offset: u64, len: u32) -> Option<(Header, Vec<u8>)> {
+    let mut bytes = vec![0u8; HEADER_LEN + len as usize];
+    file.read_exact_at(&mut bytes, offset).ok()?;
+    let header = parse_header(&bytes)?;
+    let payload = bytes.split_off(HEADER_LEN);
+    header.payload_intact(&payload).then_some((header, payload))
+}
+
+/// The segment files of a cache directory (names ending in `.pack`), sorted.
+pub fn segment_paths(root: &Path) -> io::Result<Vec<PathBuf>> {
+    let dir = root.join(PACKS_DIR);
+    let rd = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out: Vec<PathBuf> = rd
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| is_segment_name(p))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// A segment being created (see [`create_segment`]), or left by a process killed then.
+pub fn is_hidden_name(p: &Path) -> bool {
+    p.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+}
+
+pub fn is_segment_name(p: &Path) -> bool {
+    p.extension().is_some_and(|e| e == EXTENSION)
+        && p.file_name()
+            .is_some_and(|n| !n.to_string_lossy().starts_with('.'))
+}
+
+/// A fresh segment name in `dir`: creation time, process, and a random part.
+fn segment_name(dir: &Path) -> PathBuf {
+    dir.join(format!(
+        "{:013}-{}-{:08x}.{EXTENSION}",
+        crate::cache::now_ms(),
+        std::process::id(),
+        fastrand::u32(..)
+    ))
+}
+
+/// Create a new, empty segment (its file header written) under a name no other has,
+/// holding a shared `flock` on it: it is being written.
+pub fn create_segment(root: &Path) -> io::Result<(PathBuf, File)> {
+    use std::io::Write;
+    let dir = root.join(PACKS_DIR);
+    std::fs::create_dir_all(&dir)?;
+    loop {
+        let path = segment_name(&dir);
+        let Some(name) = path.file_name() else {
+            return Err(io::Error::other("no segment name"));
+        };
+        // Locked before it is a segment by name: a merge must never take it for a
+        // finished one.
+        let hidden = dir.join(format!(".{}", name.to_string_lossy()));
+        let mut file = match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&hidden)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        };
+        file.lock_shared()?;
+        file.write_all(FILE_HEADER)?;
+        if path.exists() {
+            let _ = std::fs::remove_file(&hidden);
+            continue;
+        }
+        std::fs::rename(&hidden, &path)?;
+        return Ok((path, file));
+    }
+}
+
+/// Write a whole segment at once (the file header, then `records`, already encoded):
+/// to a temp file in `tmp/`, synced, then renamed into `packs/`, so a crash leaves
+/// either all of it or none. Maintenance uses it to keep what it keeps.
+pub fn write_segment(root: &Path, records: &[u8]) -> io::Result<PathBuf> {
+    use std::io::Write;
+    let tmp_dir = root.join(crate::cache::layout::TMP_DIR);
+    std::fs::create_dir_all(&tmp_dir)?;
+    let dir = root.join(PACKS_DIR);
+    std::fs::create_dir_all(&dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix("segment-")
+        .tempfile_in(&tmp_dir)?;
+    tmp.write_all(FILE_HEADER)?;
+    tmp.write_all(records)?;
+    tmp.as_file().sync_data()?;
+    loop {
+        let path = segment_name(&dir);
+        if path.exists() {
+            continue;
+        }
+        tmp.persist_noclobber(&path).map_err(|e| e.error)?;
+        return Ok(path);
+    }
+}
+
+/// The headers of every intact record in the cache's segments, in file order.
+pub fn headers(root: &Path) -> Vec<Header> {
+    let mut out = Vec::new();
+    for path in segment_paths(root).unwrap_or_default() {
+        if let Ok(file) = File::open(&path) {
+            let _ = scan(&file, 0, &mut |f| {
+                if let Found::Record { header, .. } = f {
+                    out.push(header);
+                }
+            });
+        }
+    }
+    out
+}
+
+/// Where a record is.
+#[derive(Debug, Clone, Copy)]
+struct Loc {
+    seg: u32,
+    /// Payload bytes.
+    len: u32,
+    offset: u64,
+    time: u64,
+}
+
+struct Segment {
+    path: PathBuf,
+    file: Arc<File>,
+    /// Scanned up to here (a record boundary); None: damaged beyond reading.
+    scanned_to: Option<u64>,
+}
+
+/// This process's own segment.
+struct Own {
+    seg: u32,
+    len: u64,
+}
+
+#[derive(Default)]
+struct State {
+    /// Were the segments on disk scanned (at the first lookup)?
+    loaded: bool,
+    last_refresh: Option<Instant>,
+    segments: Vec<Segment>,
+    index: KeyMap<Loc>,
+    own: Option<Own>,
+    /// Writing failed once: this process stores nothing more.
+    broken: bool,
+}
+
+impl State {
+    /// Index the record `header` at `offset` of segment `seg`, if it is an entry at
+    /// least as new as the key's indexed one.
+    fn insert(&mut self, seg: u32, offset: u64, header: &Header) {
+        if header.kind != Kind::Entry {
+            return;
+        }
+        match self.index.get(&header.key) {
+            Some(old) if old.time > header.time => {}
+            _ => {
+                self.index.insert(
+                    header.key,
+                    Loc {
+                        seg,
+                        len: header.len,
+                        offset,
+                        time: header.time,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Scan new segments and what grew of known ones.
+    fn refresh(&mut self, root: &Path) {
+        self.last_refresh = Some(Instant::now());
+        self.loaded = true;
+        let Ok(paths) = segment_paths(root) else {
+            return;
+        };
+        for path in paths {
+            if self.segments.iter().any(|s| s.path == path) {
+                continue;
+            }
+            let Ok(file) = File::open(&path) else {
+                continue;
+            };
+            self.segments.push(Segment {
+                path,
+                file: Arc::new(file),
+                scanned_to: Some(0),
+            });
+        }
+        let own = self.own.as_ref().map(|o| o.seg);
+        for i in 0..self.segments.len() {
+            if Some(i as u32) == own {
+                continue;
+            }
+            let Some(from) = self.segments[i].scanned_to else {
+                continue;
+            };
+            let file = self.segments[i].file.clone();
+            let end = scan(&file, from, &mut |f| {
+                if let Found::Record { offset, header } = f {
+                    self.insert(i as u32, offset, &header);
+                }
+            });
+            self.segments[i].scanned_to = match end {
+                Ok(ScanEnd::At(at)) => Some(at),
+                Ok(ScanEnd::Dead) | Err(_) => None,
+            };
+        }
+    }
+}
+
+/// Read a whole segment: its intact records and their payloads.
+pub fn read_records(file: &File) -> Vec<(Header, Vec<u8>)> {
+    let mut found = Vec::new();
+    let _ = scan(file, 0, &mut |f| {
+        if let Found::Record { offset, header } = f {
+            found.push((offset, header));
+        }
+    });
+    found
+        .into_iter()
+        .filter_map(|(offset, header)| Some((header, read_payload(file, offset, &header)?)))
+        .collect()
+}
+
+/// The records that keep what `records` say: the newest entry of each key, and its
+/// newest use when that is later; encoded, in the order of their entries' times.
+pub fn distil(records: impl IntoIterator<Item = (Header, Vec<u8>)>) -> Vec<u8> {
+    let mut newest: KeyMap<(Header, Vec<u8>)> = KeyMap::default();
+    let mut used: KeyMap<u64> = KeyMap::default();
+    for (h, payload) in records {
+        match h.kind {
+            Kind::Use => {
+                let t = used.entry(h.key).or_default();
+                *t = (*t).max(h.time);
+            }
+            Kind::Entry => {
+                if newest.get(&h.key).is_none_or(|(old, _)| old.time <= h.time) {
+                    newest.insert(h.key, (h, payload));
+                }
+            }
+        }
+    }
+    let mut kept: Vec<(Header, Vec<u8>)> = newest.into_values().collect();
+    kept.sort_by_key(|(h, _)| (h.time, h.key));
+    let mut out = Vec::new();
+    for (h, payload) in kept {
+        if let Ok(rec) = encode(Kind::Entry, h.time, &h.key, &payload) {
+            out.extend_from_slice(&rec);
+        }
+        if let Some(&t) = used.get(&h.key).filter(|&&t| t > h.time) {
+            if let Ok(rec) = encode(Kind::Use, t, &h.key, &[]) {
+                out.extend_from_slice(&rec);
+            }
+        }
+    }
+    out
+}
+
+impl State {
+    /// Merge the finished segments into one (see the module docs). Best effort: what
+    /// cannot be merged stays as it is.
+    fn merge(&mut self, root: &Path) {
+        let own = self.own.as_ref().map(|o| o.seg as usize);
+        // An exclusive lock on a segment no writer holds, kept until it is removed.
+        let claimed: Vec<(usize, File)> = self
+            .segments
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != own)
+            .filter_map(|(i, seg)| {
+                let f = File::open(&seg.path).ok()?;
+                f.try_lock().ok()?;
+                Some((i, f))
+            })
+            .collect();
+        if claimed.len() < 2 {
+            return;
+        }
+        let body = distil(claimed.iter().flat_map(|(_, f)| read_records(f)));
+        let Ok(path) = write_segment(root, &body) else {
+            return;
+        };
+        for (i, _) in &claimed {
+            let _ = std::fs::remove_file(&self.segments[*i].path);
+        }
+        // What this process indexed stays readable through its open files; the merged
+        // segment holds the same records, so it need not be scanned.
+        if let Ok(file) = File::open(&path) {
+            let len = file.metadata().map(|m| m.len()).ok();
+            self.segments.push(Segment {
+                path,
+                file: Arc::new(file),
+                scanned_to: len,
+            });
+        }
+    }
+}
+
+/// What a lookup finds.
+#[derive(Debug)]
+pub enum Got {
+    Missing,
+    /// The newest record for the key, its payload verified; its time.
+    Found {
+        payload: Vec<u8>,
+        time: u64,
+    },
+    /// A record for the key that does not read back intact.
+    Damaged,
+}
+
+/// The packed entries of one cache directory, as this process sees and writes them.
+pub struct Packs {
+    root: PathBuf,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for Packs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Packs").field("root", &self.root).finish()
+    }
+}
+
+impl Packs {
+    pub fn new(root: &Path) -> Packs {
+        Packs {
+            root: root.to_path_buf(),
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// The newest entry record for `key`. The first lookup reads every segment's record
+    /// headers; a miss looks again for records other builds appended since (at most
+    /// every [`REFRESH_EVERY`]).
+    pub fn get(&self, key: &Key) -> Got {
+        let found = {
+            let Ok(mut st) = self.state.lock() else {
+                return Got::Missing;
+            };
+            if !st.loaded {
+                st.refresh(&self.root);
+                if st.segments.len() > MERGE_AT {
+                    st.merge(&self.root);
+                }
+            }
+            let mut loc = st.index.get(key).copied();
+            if loc.is_none() && st.last_refresh.is_none_or(|t| t.elapsed() >= REFRESH_EVERY) {
+                st.refresh(&self.root);
+                loc = st.index.get(key).copied();
+            }
+            loc.and_then(|l| st.segments.get(l.seg as usize).map(|s| (s.file.clone(), l)))
+        };
+        let Some((file, loc)) = found else {
+            return Got::Missing;
+        };
+        // Read again, whole: the header must still be this key's entry.
+        match read_record(&file, loc.offset, loc.len) {
+            Some((h, payload)) if h.key == *key && h.kind == Kind::Entry && h.time == loc.time => {
+                Got::Found {
+                    payload,
+                    time: loc.time,
+                }
+            }
+            _ => Got::Damaged,
+        }
+    }
+
+    /// Append a record to this process's segment (created on the first append) and make
+    /// it visible to this process's lookups.
+    pub fn append(&self, kind: Kind, key: &Key, time: u64, payload: &[u8]) -> io::Result<()> {
+        let bytes = encode(kind, time, key, payload)?;
+        let mut st = self
+            .state
+            .lock()
+            .map_err(|_| io::Error::other("the cache writer failed earlier"))?;
+        if st.broken {
+            return Err(io::Error::other("the cache segment could not be written"));
+        }
+        if st.own.is_none() {
+            let (path, file) = create_segment(&self.root)?;
+            let seg = st.segments.len() as u32;
+            st.segments.push(Segment {
+                path,
+                file: Arc::new(file),
+                scanned_to: None,
+            });
+            st.own = Some(Own {
+                seg,
+                len: FILE_HEADER.len() as u64,
+            });
+        }
+        let Some((seg, len)) = st.own.as_ref().map(|o| (o.seg, o.len)) else {
+            return Err(io::Error::other("no cache segment"));
+        };
+        let file = st.segments[seg as usize].file.clone();
+        // One write at the end: a crash leaves at worst a torn last record.
+        if let Err(e) = file.write_all_at(&bytes, len) {
+            st.broken = true;
+            return Err(e);
+        }
+        if let Some(own) = st.own.as_mut() {
+            own.len += bytes.len() as u64;
+        }
+        if let Some(header) = parse_header(&bytes) {
+            st.insert(seg, len, &header);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn key(b: u8) -> Key {
+        Key([b; 32])
+    }
+
+    fn segment(dir: &Path, records: &[Vec<u8>]) -> PathBuf {
+        let p = dir.join(PACKS_DIR);
+        std::fs::create_dir_all(&p).unwrap();
+        let path = p.join(format!("t{}.pack", fastrand::u32(..)));
+        let mut f = File::create(&path).unwrap();
+        f.write_all(FILE_HEADER).unwrap();
+        for r in records {
+            f.write_all(r).unwrap();
+        }
+        path
+    }
+
+    fn found(path: &Path) -> (Vec<Found>, ScanEnd) {
+        let f = File::open(path).unwrap();
+        let mut out = Vec::new();
+        let end = scan(&f, 0, &mut |x| out.push(x)).unwrap();
+        (out, end)
+    }
+
+    #[test]
+    fn records_round_trip_and_the_newest_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = encode(Kind::Entry, 1, &key(1), b"old").unwrap();
+        segment(dir.path(), &[old]);
+        let packs = Packs::new(dir.path());
+        packs.append(Kind::Entry, &key(1), 2, b"new").unwrap();
+        packs.append(Kind::Use, &key(1), 3, b"").unwrap();
+        packs.append(Kind::Entry, &key(2), 2, b"two").unwrap();
+        match packs.get(&key(1)) {
+            Got::Found { payload, time } => {
+                assert_eq!((payload.as_slice(), time), (&b"new"[..], 2))
+            }
+            other => panic!("{other:?}"),
+        }
+        // Another process sees both segments.
+        let other = Packs::new(dir.path());
+        assert!(matches!(other.get(&key(2)), Got::Found { payload, .. } if payload == b"two"));
+        assert!(matches!(other.get(&key(1)), Got::Found { payload, .. } if payload == b"new"));
+        assert!(matches!(other.get(&key(3)), Got::Missing));
+    }
+
+    #[test]
+    fn a_flipped_payload_byte_is_damage_and_a_flipped_header_byte_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = encode(Kind::Entry, 1, &key(1), b"first").unwrap();
+        let b = encode(Kind::Entry, 1, &key(2), b"second").unwrap();
+        let c = encode(Kind::Entry, 1, &key(3), b"third").unwrap();
+        let mut a_bad = a.clone();
+        *a_bad.last_mut().unwrap() ^= 1;
+        let mut b_bad = b.clone();
+        b_bad[30] ^= 1; // inside the key
+        let path = segment(dir.path(), &[a_bad, b_bad, c]);
+        let (items, end) = found(&path);
+        assert_eq!(end, ScanEnd::At(std::fs::metadata(&path).unwrap().len()));
+        assert!(matches!(items[0], Found::Record { .. }));
+        assert!(matches!(items[1], Found::Damage { .. }));
+        assert!(matches!(items[2], Found::Record { header, .. } if header.key == key(3)));
+        let packs = Packs::new(dir.path());
+        assert!(matches!(packs.get(&key(1)), Got::Damaged));
+        assert!(matches!(packs.get(&key(2)), Got::Missing));
+        assert!(matches!(packs.get(&key(3)), Got::Found { .. }));
+    }
+
+    #[test]
+    fn a_torn_last_record_is_not_read_until_it_is_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = encode(Kind::Entry, 1, &key(1), b"whole").unwrap();
+        let b = encode(Kind::Entry, 1, &key(2), b"being written").unwrap();
+        let path = segment(dir.path(), &[a.clone(), b[..HEADER_LEN + 3].to_vec()]);
+        let packs = Packs::new(dir.path());
+        assert!(matches!(packs.get(&key(1)), Got::Found { .. }));
+        assert!(matches!(packs.get(&key(2)), Got::Missing));
+        let (_, end) = found(&path);
+        assert_eq!(end, ScanEnd::At((FILE_HEADER.len() + a.len()) as u64));
+        // The writer finishes the record: a later lookup (after the refresh interval)
+        // finds it.
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(&b[HEADER_LEN + 3..]).unwrap();
+        std::thread::sleep(REFRESH_EVERY);
+        assert!(matches!(packs.get(&key(2)), Got::Found { .. }));
+    }
+
+    #[test]
+    fn garbage_and_foreign_files_are_no_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(PACKS_DIR);
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::write(p.join("x.pack"), b"not a segment at all, no header").unwrap();
+        let mut junk = b"PFK1 and then nothing sensible".to_vec();
+        junk.resize(HEADER_LEN * 2, b'z');
+        let path = segment(dir.path(), &[junk]);
+        let (items, end) = found(&path);
+        assert_eq!(end, ScanEnd::Dead);
+        assert!(matches!(items[..], [Found::Damage { .. }]));
+        assert!(matches!(Packs::new(dir.path()).get(&key(1)), Got::Missing));
+        assert!(parse_header(&[0u8; HEADER_LEN]).is_none());
+        assert!(parse_header(b"PFK1").is_none());
+    }
+
+    #[test]
+    fn a_merge_takes_finished_segments_and_leaves_a_live_one() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..MERGE_AT as u8 {
+            let a = encode(Kind::Entry, 1, &key(i), b"first").unwrap();
+            let b = encode(Kind::Entry, 2, &key(i), b"second").unwrap();
+            let u = encode(Kind::Use, 5, &key(i), b"").unwrap();
+            segment(dir.path(), &[a, b, u]);
+        }
+        // A build still writing: its segment is locked.
+        let live = Packs::new(dir.path());
+        live.append(Kind::Entry, &key(200), 1, b"live").unwrap();
+        let live_path = segment_paths(dir.path())
+            .unwrap()
+            .into_iter()
+            .find(|p| !p.file_name().unwrap().to_string_lossy().starts_with('t'))
+            .unwrap();
+
+        let reader = Packs::new(dir.path());
+        assert!(matches!(reader.get(&key(3)), Got::Found { payload, .. } if payload == b"second"));
+        let left = segment_paths(dir.path()).unwrap();
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert!(left.contains(&live_path));
+        // The merged segment keeps the newest entry and the newest use of each key.
+        let merged = left.iter().find(|p| **p != live_path).unwrap();
+        let recs = read_records(&File::open(merged).unwrap());
+        assert_eq!(recs.len(), 2 * MERGE_AT);
+        assert!(recs.iter().all(|(h, p)| match h.kind {
+            Kind::Entry => p == b"second" && h.time == 2,
+            Kind::Use => h.time == 5,
+        }));
+        // The live writer goes on; a new reader sees everything.
+        live.append(Kind::Entry, &key(201), 1, b"later").unwrap();
+        let fresh = Packs::new(dir.path());
+        for k in [0, 31, 200, 201] {
+            assert!(matches!(fresh.get(&key(k)), Got::Found { .. }), "{k}");
+        }
+    }
+
+    #[test]
+    fn a_scan_crosses_chunk_boundaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = vec![b'x'; CHUNK + 17];
+        let mut recs = Vec::new();
+        for i in 0..5u8 {
+            recs.push(encode(Kind::Entry, 1, &key(i), &big[..CHUNK / 3 + i as usize]).unwrap());
+        }
+        recs.push(encode(Kind::Entry, 1, &key(9), &big).unwrap());
+        // Damage whose next magic lies a chunk away.
+        let mut junk = vec![0u8; CHUNK + 5];
+        junk[..4].copy_from_slice(b"PFK1");
+        recs.push(junk);
+        recs.push(encode(Kind::Entry, 1, &key(10), b"after").unwrap());
+        let path = segment(dir.path(), &recs);
+        let (items, _) = found(&path);
+        let keys: Vec<u8> = items
+            .iter()
+            .filter_map(|f| match f {
+                Found::Record { header, .. } => Some(header.key.0[0]),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(keys, [0, 1, 2, 3, 4, 9, 10]);
+        let packs = Packs::new(dir.path());
+        assert!(matches!(packs.get(&key(9)), Got::Found { payload, .. } if payload == big));
+    }
+}
