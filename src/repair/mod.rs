@@ -313,15 +313,20 @@ fn effects_repeated(
             .cloned()
     };
     let canon = crate::canonical::to_canonical;
-    let changed = |id: &str| match (node_of(base, id), node_of(candidate, id)) {
-        (Some(a), Some(b)) => canon(&a) != canon(&b),
-        _ => true,
+    // A node of a nested workflow (`run/step`) is defined by its workflow node (`run`):
+    // the nested file is not the model's to change.
+    let changed = |id: &str| {
+        let id = id.split('/').next().unwrap_or(id);
+        match (node_of(base, id), node_of(candidate, id)) {
+            (Some(a), Some(b)) => canon(&a) != canon(&b),
+            _ => true,
+        }
     };
     let effectful = |node: &Value| {
         let spec = node
             .get("type")
             .and_then(Value::as_str)
-            .and_then(crate::nodes::lookup);
+            .and_then(|t| crate::nodes::lookup(t).or_else(|| crate::nodes::nested::lookup(t)));
         let empty = serde_json::Map::new();
         let params = node
             .get("params")
@@ -331,8 +336,15 @@ fn effects_repeated(
     };
     let mut problems = Vec::new();
     for id in done {
-        let Some(before) = node_of(base, id) else {
-            continue;
+        let before = match node_of(base, id) {
+            Some(before) => before,
+            // As expanded (the same file the build ran); unknown: take it to have effects.
+            None if id.contains('/') => v
+                .workflow
+                .node(id)
+                .map(|n| n.to_json())
+                .unwrap_or_else(|| json!({})),
+            None => continue,
         };
         if !effectful(&before) {
             continue;

@@ -601,3 +601,44 @@ fn apply_repairs_changes_only_the_repaired_value_in_a_hand_formatted_file() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("already applied"));
     assert_eq!(std::fs::read_to_string(&file).expect("read"), after);
 }
+
+/// `run` nests a workflow whose `get` has a side effect (it counts its runs) and reads the
+/// input `word`; the parent's `show` reads a field of its output.
+fn nested_user_workflow(field: &str, word: &str) -> Value {
+    json!({
+        "ir_version": "0.1.0",
+        "nodes": [
+            {"id": "run", "type": "workflow", "params": {
+                "workflow_ir": {
+                    "inputs": {"word": {"type": "string"}},
+                    "outputs": {"out": {"source": "${get.stdout}"}},
+                    "nodes": [{"id": "get", "type": "shell", "params": {"command":
+                        "echo run >> get.count; echo ${word} > /dev/null; echo '{\"user\": {\"name\": \"Ada\"}}'"}}]
+                },
+                "param_mapping": {"word": word}}},
+            {"id": "show", "type": "shell",
+             "params": {"command": format!("echo Hello ${{run.out.user.{field}}}")}}
+        ],
+        "outputs": {"greeting": {"source": "${show.stdout}", "description": "the greeting"}}
+    })
+}
+
+#[test]
+fn a_reply_that_would_rerun_a_nested_node_with_a_side_effect_is_rejected() {
+    let stub = model(vec![
+        fenced(&nested_user_workflow("name", "changed")),
+        fenced(&nested_user_workflow("name", "hi")),
+    ]);
+    let r = Repair::new().model(&stub);
+    r.write(&nested_user_workflow("fullname", "hi"));
+    let run = r.build(&[]);
+    assert_eq!(run.code, 0, "{run}");
+    assert_eq!(run.json["outputs"]["greeting"], "Hello Ada");
+    assert_eq!(stub.count(), 2);
+    assert_eq!(r.lines("get.count"), 1, "the nested side effect ran again");
+    let second = user_prompt(&stub.requests()[1]);
+    assert!(
+        second.contains("node 'run/get' (shell) already succeeded and running it again would repeat its side effect"),
+        "{second}"
+    );
+}
