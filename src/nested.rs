@@ -112,6 +112,7 @@ fn check(
         warnings: Vec::new(),
         owners: Vec::new(),
         files: Vec::new(),
+        secrets: Vec::new(),
         budget,
     };
     let wf = ex.expand(wf, origin, stack, depth);
@@ -122,6 +123,7 @@ fn check(
     match validate_workflow(wf, errors) {
         Ok(mut v) => {
             v.nested_files = ex.files;
+            v.nested_secrets = ex.secrets;
             warnings.extend(
                 std::mem::take(&mut v.warnings)
                     .into_iter()
@@ -203,6 +205,8 @@ struct Expansion<'b> {
     owners: Vec<Owner>,
     /// The files of the children expanded, theirs included.
     files: Vec<PathBuf>,
+    /// Literal values given to the children's secret inputs, theirs included.
+    secrets: Vec<String>,
     /// Nodes the whole expansion may still make before the workflow is too large.
     budget: &'b Cell<usize>,
 }
@@ -438,6 +442,7 @@ impl Expansion<'_> {
         let (errors, warnings, child) = match checked {
             Ok(mut v) => {
                 self.files.append(&mut v.nested_files);
+                self.secrets.append(&mut v.nested_secrets);
                 (Vec::new(), std::mem::take(&mut v.warnings), Some(v))
             }
             Err(r) => (r.errors, r.warnings, None),
@@ -901,6 +906,14 @@ impl Expansion<'_> {
                 (name.clone(), value)
             })
             .collect();
+        // A secret input's literal value (declared secret or named so) is a secret here.
+        for (name, value) in &inputs_params {
+            if let (true, Value::String(text)) = (cw.is_secret_input(name), value) {
+                if !text.is_empty() && !text.contains("${") {
+                    self.secrets.push(text.clone());
+                }
+            }
+        }
         let inputs_node = Node {
             id: inputs.clone(),
             node_type: crate::nodes::nested::INPUTS.name.to_string(),

@@ -31,6 +31,9 @@ pub struct Validated {
     pub warnings: Vec<Diagnostic>,
     /// The files of the nested workflows expanded into this one ([`crate::nested`]).
     pub nested_files: Vec<std::path::PathBuf>,
+    /// The literal values the secret inputs of nested workflows were given: redacted
+    /// like the workflow's own secret inputs.
+    pub nested_secrets: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -640,6 +643,7 @@ pub fn validate_workflow(wf: Workflow, structural: Vec<Diagnostic>) -> Result<Va
         outputs,
         warnings,
         nested_files: Vec::new(),
+        nested_secrets: Vec::new(),
     })
 }
 

@@ -695,18 +695,8 @@ fn secret_values(
         .filter(|(name, value)| v.workflow.is_secret_input(name) && !value.is_null())
         .map(|(_, value)| crate::template::render_text(value).into_owned())
         .collect();
+    out.extend(v.nested_secrets.iter().cloned());
     for (node, cn) in v.workflow.nodes.iter().zip(&v.nodes) {
-        // A nested workflow's input named like a secret, given literally.
-        if std::ptr::eq(cn.spec, &crate::nodes::nested::INPUTS) {
-            out.extend(
-                node.params
-                    .iter()
-                    .filter(|(name, _)| crate::secrets::is_secret_name(name))
-                    .filter_map(|(_, v)| v.as_str())
-                    .filter(|s| !s.contains("${") && !s.is_empty())
-                    .map(str::to_string),
-            );
-        }
         for p in cn.spec.secret_params {
             match node.params.get(*p) {
                 Some(Value::String(s)) if !s.contains("${") => out.push(s.clone()),

@@ -404,20 +404,23 @@ fn repair_leaves_a_failure_inside_a_nested_workflow_to_its_file() {
 }
 
 #[test]
-fn a_secret_named_input_given_literally_is_redacted_like_any_secret() {
+fn a_secret_input_given_literally_is_redacted_like_any_secret() {
     let ws = Workspace::new().workflow(json!({
         "nodes": [{"id": "run", "type": "workflow", "params": {
-            "param_mapping": {"api_token": "s3cr3t-value-42"},
+            "param_mapping": {"api_token": "s3cr3t-value-42", "pin": "p1n-value-77"},
             "workflow_ir": {
-                "inputs": {"api_token": {"type": "string"}},
+                "inputs": {"api_token": {"type": "string"},
+                           "pin": {"type": "string", "secret": true}},
                 "nodes": [{"id": "use", "type": "shell",
-                           "params": {"command": "echo \"bad token $T\" >&2; exit 1",
-                                      "env": {"T": "${api_token}"}}}]}}}]
+                           "params": {"command": "echo \"bad token $T $P\" >&2; exit 1",
+                                      "env": {"T": "${api_token}", "P": "${pin}"}}}]}}}]
     }));
     let r = ws.build_text(&[]);
     assert_eq!(r.code, 1, "{r}");
     assert!(r.stderr.contains("bad token"), "{}", r.stderr);
-    assert!(!r.stderr.contains("s3cr3t-value-42"), "{}", r.stderr);
-    let json = ws.build(&[]);
-    assert!(!json.stdout.contains("s3cr3t-value-42"), "{}", json.stdout);
+    for secret in ["s3cr3t-value-42", "p1n-value-77"] {
+        assert!(!r.stderr.contains(secret), "{secret}: {}", r.stderr);
+        let json = ws.build(&[]);
+        assert!(!json.stdout.contains(secret), "{secret}: {}", json.stdout);
+    }
 }
