@@ -121,6 +121,15 @@ fn print_text(spec: &NodeSpec) {
             o.doc
         ));
     }
+    if spec.open_outputs {
+        out_line(&format!(
+            "  {}",
+            match std::ptr::eq(spec, &crate::nodes::nested::WORKFLOW) {
+                true => "the nested workflow's declared outputs, as output_mapping names them",
+                false => "and the fields the node's result has when it runs",
+            }
+        ));
+    }
     for (what, params) in [
         ("reads the files in", spec.reads_files),
         ("writes the files in", spec.writes_files),

@@ -424,3 +424,22 @@ fn a_secret_input_given_literally_is_redacted_like_any_secret() {
         assert!(!json.stdout.contains(secret), "{secret}: {}", json.stdout);
     }
 }
+
+#[test]
+fn pflow_nodes_describes_the_workflow_type() {
+    let out = Workspace::new()
+        .pflow()
+        .args(["nodes", "workflow"])
+        .output();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    for expected in [
+        "workflow_ref",
+        "param_mapping",
+        "output_mapping",
+        "max_depth",
+        "the nested workflow's declared outputs",
+    ] {
+        assert!(text.contains(expected), "{expected}: {text}");
+    }
+}
