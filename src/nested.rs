@@ -40,6 +40,17 @@ fn is_workflow_node(node: &Node) -> bool {
     node.node_type == TYPE && !node.scoped
 }
 
+/// The top-level workflow node a node id belongs to: `run` for `run/step` (and for
+/// `run/inner/step`), the id itself for a node the workflow wrote.
+pub fn owner(id: &str) -> &str {
+    id.split('/').next().unwrap_or(id)
+}
+
+/// Did expanding a nested workflow make this node (`run/step`, `run/@inputs`)?
+pub fn is_nested(id: &str) -> bool {
+    owner(id) != id
+}
+
 /// The id of the node that hands a nested workflow its inputs.
 pub fn inputs_id(node: &str) -> String {
     format!("{node}/@inputs")
@@ -62,15 +73,6 @@ pub fn validate(doc: &Value, origin: &Origin<'_>) -> Result<Validated, Report> {
             warnings: Vec::new(),
         });
     };
-    validate_expanded(wf, errors, origin)
-}
-
-/// [`validate`] for a decoded workflow, with the structural problems already found.
-pub fn validate_expanded(
-    wf: Workflow,
-    errors: Vec<Diagnostic>,
-    origin: &Origin<'_>,
-) -> Result<Validated, Report> {
     let budget = Cell::new(MAX_NODES);
     let at = Depth {
         now: 0,
@@ -850,10 +852,9 @@ impl Expansion<'_> {
                 // The items are resolved before any item exists: no alias there.
                 let mut g = |r: &mut Reference| renamed(r, None);
                 b.items = match b.items {
-                    BatchItems::Template(t) => match rewrite(&Value::String(t), n.scoped, &mut g) {
-                        Value::String(t) => BatchItems::Template(t),
-                        _ => unreachable_items(),
-                    },
+                    BatchItems::Template(t) => {
+                        BatchItems::Template(rewrite_text(&t, n.scoped, &mut g))
+                    }
                     BatchItems::Inline(items) => BatchItems::Inline(
                         items.iter().map(|v| rewrite(v, n.scoped, &mut g)).collect(),
                     ),
@@ -862,12 +863,7 @@ impl Expansion<'_> {
             });
             let mut paths = |list: &[String]| -> Vec<String> {
                 list.iter()
-                    .map(
-                        |p| match rewrite(&Value::String(p.clone()), n.scoped, &mut f) {
-                            Value::String(s) => s,
-                            _ => p.clone(),
-                        },
-                    )
+                    .map(|p| rewrite_text(p, n.scoped, &mut f))
                     .collect()
             };
             let (reads, writes) = (paths(&n.reads), paths(&n.writes));
@@ -971,11 +967,6 @@ impl Expansion<'_> {
     }
 }
 
-/// A batch's template items stay a string.
-fn unreachable_items() -> BatchItems {
-    BatchItems::Inline(Vec::new())
-}
-
 fn edge(from: &str, to: &str, action: EdgeAction) -> Edge {
     Edge {
         from: from.to_string(),
@@ -989,20 +980,7 @@ fn edge(from: &str, to: &str, action: EdgeAction) -> Edge {
 /// scoped parse of the result reads it as text again.
 fn rewrite(value: &Value, scoped: bool, f: &mut dyn FnMut(&mut Reference)) -> Value {
     match value {
-        Value::String(s) if s.contains("${") => {
-            let parsed = match scoped {
-                true => Template::parse_scoped(s),
-                false => Template::parse(s),
-            };
-            match parsed {
-                Ok(mut t) => {
-                    t.map_refs(f);
-                    Value::String(t.to_source())
-                }
-                // Validated already: a bad template does not get here.
-                Err(_) => value.clone(),
-            }
-        }
+        Value::String(s) => Value::String(rewrite_text(s, scoped, f)),
         Value::Array(items) => Value::Array(items.iter().map(|v| rewrite(v, scoped, f)).collect()),
         Value::Object(m) => Value::Object(
             m.iter()
@@ -1010,6 +988,25 @@ fn rewrite(value: &Value, scoped: bool, f: &mut dyn FnMut(&mut Reference)) -> Va
                 .collect(),
         ),
         other => other.clone(),
+    }
+}
+
+/// [`rewrite`] for one text.
+fn rewrite_text(s: &str, scoped: bool, f: &mut dyn FnMut(&mut Reference)) -> String {
+    if !s.contains("${") {
+        return s.to_string();
+    }
+    let parsed = match scoped {
+        true => Template::parse_scoped(s),
+        false => Template::parse(s),
+    };
+    match parsed {
+        Ok(mut t) => {
+            t.map_refs(f);
+            t.to_source()
+        }
+        // Validated already: a bad template does not get here.
+        Err(_) => s.to_string(),
     }
 }
 

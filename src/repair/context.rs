@@ -353,7 +353,7 @@ pub fn blocking_failure(outcome: &Outcome) -> Option<(String, ErrorCategory, Str
 pub fn nested_failure(outcome: &Outcome) -> Option<String> {
     failures(outcome)
         .map(|(id, _)| id)
-        .find(|id| id.contains('/') && !id.starts_with("output "))
+        .find(|id| crate::nested::is_nested(id) && !id.starts_with("output "))
 }
 
 /// Longest shape shown per upstream node.

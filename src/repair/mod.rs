@@ -316,7 +316,7 @@ fn effects_repeated(
     // A node of a nested workflow (`run/step`) is defined by its workflow node (`run`):
     // the nested file is not the model's to change.
     let changed = |id: &str| {
-        let id = id.split('/').next().unwrap_or(id);
+        let id = crate::nested::owner(id);
         match (node_of(base, id), node_of(candidate, id)) {
             (Some(a), Some(b)) => canon(&a) != canon(&b),
             _ => true,
@@ -339,7 +339,7 @@ fn effects_repeated(
         let before = match node_of(base, id) {
             Some(before) => before,
             // As expanded (the same file the build ran); unknown: take it to have effects.
-            None if id.contains('/') => v
+            None if crate::nested::is_nested(id) => v
                 .workflow
                 .node(id)
                 .map(|n| n.to_json())
