@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 /// The index directory of older versions (cacache buckets, one file per entry).
 pub const LEGACY_INDEX_DIR: &str = "index-v5";
 /// The segments entries are appended to.
-pub const PACKS_DIR: &str = super::pack::PACKS_DIR;
+pub const PACKS_DIR: &str = "packs";
 /// cacache's content directory (blobs, by integrity).
 pub const CONTENT_DIR: &str = "content-v2";
 /// cacache's directory for content being written.

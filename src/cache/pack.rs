@@ -42,6 +42,7 @@
 //! reading a merged segment at the same time keeps its open file; one that has not
 //! opened it yet finds the merged segment on its next refresh.
 
+use super::layout::PACKS_DIR;
 use crate::key::{Key, KeyMap};
 use std::fs::File;
 use std::io;
@@ -50,8 +51,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The directory of segments inside a cache directory.
-pub const PACKS_DIR: &str = "packs";
 /// How a segment's name ends.
 pub const EXTENSION: &str = "pack";
 /// The first bytes of every segment (the format's version is in it).
