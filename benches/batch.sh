@@ -91,7 +91,7 @@ with ThreadPoolExecutor(workers) as pool:
 print(round((time.monotonic() - t0) * 1000))
 EOF
 
-now() { date +%s%N; }
+source "$here/timing.sh"
 printf '%-40s %9s %9s %6s %9s %14s\n' case "time ms" "ideal ms" ratio "floor ms" "peak RSS MiB"
 for v in 1.0 1.1; do
   for workers in 10 100; do

@@ -41,8 +41,7 @@ for m in (1000, 5000):
             f.write(f"build s{i}: run\n  n = {i}\n")
 EOF
 
-now() { date +%s%N; }
-time_ms() { local t0 t1; t0=$(now); "$@" >/dev/null 2>&1; t1=$(now); echo $(( (t1 - t0) / 1000000 )); }
+source "$here/timing.sh"
 
 cache="$work/cache"
 # Untimed: what each tool deletes just before its timed run.

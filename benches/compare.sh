@@ -56,9 +56,7 @@ with open(f"{work}/wide/build.ninja", "w") as f:
         f.write(f"build s{i}: run\n  n = {i}\n")
 EOF
 
-now() { date +%s%N; }
-# time_ms CMD...: wall time of one run in ms
-time_ms() { local t0 t1; t0=$(now); "$@" >/dev/null 2>&1; t1=$(now); echo $(( (t1 - t0) / 1000000 )); }
+source "$here/timing.sh"
 
 # Warm the layered builds (the 100,000-node cold builds take a few minutes).
 for d in layered layered-100k; do

@@ -31,8 +31,7 @@ os.makedirs(f"{work}/chain")
 json.dump({"ir_version": "0.1.0", "nodes": nodes}, open(f"{work}/chain/wf.json", "w"))
 PY
 
-now() { date +%s%N; }
-time_ms() { local t0 t1; t0=$(now); "$@" >/dev/null 2>&1; t1=$(now); echo $(( (t1 - t0) / 1000000 )); }
+source "$here/timing.sh"
 build() { (cd "$1" && CI=1 time_ms "$pflow" build wf.json --jobs 2 --no-repair); }
 edit() {
   # A value node 0 has never had, so every node really runs instead of finding an entry.
