@@ -5,6 +5,7 @@
 pub mod build;
 pub mod cache;
 pub mod completions;
+mod conclusion;
 pub mod config;
 pub mod convert;
 mod error;

@@ -50,7 +50,7 @@ use std::borrow::Cow;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// `PFLOW_DEBUG`: say what the fast path decided, and when a workflow is parsed.
 pub const DEBUG_ENV: &str = "PFLOW_DEBUG";
@@ -105,11 +105,11 @@ fn plain(args: &BuildArgs) -> Result<Invocation, &'static str> {
     let repair = crate::repair::Mode::choose(args.no_repair).map_err(|_| "PFLOW_REPAIR")?;
     // The normal build warns about (or refuses) these.
     match args.jobs {
-        Some(n) if n > super::build::MAX_JOBS => return Err("--jobs above the limit"),
+        Some(n) if n > super::conclusion::MAX_JOBS => return Err("--jobs above the limit"),
         Some(_) => {}
         None => match std::env::var(crate::config::JOBS_ENV) {
             Ok(text) if !text.trim().is_empty() => match text.trim().parse::<usize>() {
-                Ok(n) if (1..=super::build::MAX_JOBS).contains(&n) => {}
+                Ok(n) if (1..=super::conclusion::MAX_JOBS).contains(&n) => {}
                 _ => return Err("PFLOW_JOBS"),
             },
             _ => {}
@@ -123,7 +123,7 @@ fn plain(args: &BuildArgs) -> Result<Invocation, &'static str> {
     Ok(Invocation {
         path,
         root: super::cache_dir_of(args.cache_dir.as_ref()),
-        name: super::build::workflow_name(&args.workflow),
+        name: super::conclusion::workflow_name(&args.workflow),
         repair,
     })
 }
@@ -284,7 +284,7 @@ fn try_serve(args: &BuildArgs, inv: &Invocation, started: Instant) -> Result<Exi
     let outputs = resolve_outputs(&rec, &nodes, cache.local()).ok_or("an output")?;
 
     // The same lines, figures and document as the normal build.
-    let view = super::build::view(args);
+    let view = super::conclusion::view(args);
     let json_mode = view.json;
     if !json_mode {
         for line in &rec.warnings {
@@ -308,7 +308,7 @@ fn try_serve(args: &BuildArgs, inv: &Invocation, started: Instant) -> Result<Exi
         output_errors: Vec::new(),
         upstream: Vec::new(),
     };
-    let run_id = super::build::run_id();
+    let run_id = super::conclusion::run_id();
     let tallies = outcome
         .nodes
         .iter()
@@ -321,9 +321,9 @@ fn try_serve(args: &BuildArgs, inv: &Invocation, started: Instant) -> Result<Exi
                 upstream_ran: false,
             },
         });
-    super::build::append_stats(&cache, &outcome, tallies, &run_id);
-    super::build::attempt_lines(args, &outcome);
-    Ok(super::build::conclude(args, outcome, None, started))
+    super::conclusion::append_stats(&cache, &outcome, tallies, &run_id);
+    super::conclusion::attempt_lines(args, &outcome);
+    Ok(super::conclusion::conclude(args, outcome, None, started))
 }
 
 /// Each recorded node's report, in workflow order: what the normal build reports for a
@@ -335,25 +335,7 @@ fn reports_of(rec: &NoopRecord) -> Option<(Vec<NodeReport>, Vec<Option<u64>>)> {
     let mut saved = Vec::with_capacity(rec.node_count());
     for (index, n) in rec.nodes().enumerate() {
         let n = n?;
-        let base = NodeReport {
-            index,
-            id: n.id.to_string(),
-            node_type: n.node_type.to_string(),
-            status: Status::Cached,
-            executions: 0,
-            duration: Duration::ZERO,
-            key: None,
-            digest: None,
-            reason: String::new(),
-            error: None,
-            handled: false,
-            source: None,
-            log: None,
-            usage: None,
-            start_us: 0,
-            end_us: 0,
-            items: Vec::new(),
-        };
+        let base = NodeReport::new(index, n.id, n.node_type, Status::Cached, 0);
         out.push(match n.end {
             NodeEnd::Cached {
                 key,
@@ -507,12 +489,12 @@ fn make_record(
     for (node, cn) in wf.nodes.iter().zip(&v.nodes) {
         // Types whose every input is covered above; a type added later is not recorded
         // until someone makes sure of its own.
-        if !COVERED_TYPES.contains(&cn.spec.name) || cn.spec.volatile {
+        if !COVERED_TYPES.iter().any(|s| std::ptr::eq(*s, cn.spec)) || cn.spec.volatile {
             return Err(format!("node '{}' is of type {}", node.id, cn.spec.name));
         }
         // A node of a nested workflow: that workflow's file is read too, and the
         // fingerprint covers only this one.
-        if node.id.contains('/') {
+        if crate::nested::is_nested(&node.id) {
             return Err(format!("node '{}' comes from a nested workflow", node.id));
         }
         if cn.reads.iter().any(|p| p.is_glob()) {
@@ -662,18 +644,21 @@ fn make_record(
 }
 
 /// The node types whose keys and runs depend only on what the record covers (no MCP
-/// server, no nested workflow file).
-const COVERED_TYPES: [&str; 9] = [
-    "shell",
-    "read-file",
-    "write-file",
-    "copy-file",
-    "move-file",
-    "delete-file",
-    "http",
-    "llm",
-    "echo",
-];
+/// server, no nested workflow file): the specs themselves, not names that must match.
+static COVERED_TYPES: [&crate::nodes::NodeSpec; 9] = {
+    use crate::nodes::*;
+    [
+        &shell::SPEC,
+        &read_file::SPEC,
+        &write_file::SPEC,
+        &copy_file::SPEC,
+        &move_file::SPEC,
+        &delete_file::SPEC,
+        &http::SPEC,
+        &llm::SPEC,
+        &echo::SPEC,
+    ]
+};
 
 /// A recorded path as the file system knows it (`~/` is the home folder).
 fn expanded(p: &str) -> String {

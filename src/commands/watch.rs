@@ -138,7 +138,7 @@ fn watch_set(args: &BuildArgs) -> WatchSet {
     let loaded = super::load_path(&args.workflow).ok();
     let records = crate::cache::records::BuildState::load(
         &super::cache_dir_of(args.cache_dir.as_ref()),
-        &build::workflow_name(&args.workflow),
+        &super::conclusion::workflow_name(&args.workflow),
     );
     WatchSet::of(&file, loaded.as_ref().map(|(_, _, v)| v), Some(&records))
 }

@@ -174,6 +174,31 @@ pub struct NodeReport {
     pub items: Vec<ItemSpan>,
 }
 
+impl NodeReport {
+    /// A report of node `index` with this status at `at_us`, nothing else known yet.
+    pub fn new(index: usize, id: &str, node_type: &str, status: Status, at_us: u64) -> Self {
+        NodeReport {
+            index,
+            id: id.to_string(),
+            node_type: node_type.to_string(),
+            status,
+            executions: 0,
+            duration: Duration::ZERO,
+            key: None,
+            digest: None,
+            reason: String::new(),
+            error: None,
+            handled: false,
+            source: None,
+            log: None,
+            usage: None,
+            start_us: at_us,
+            end_us: at_us,
+            items: Vec::new(),
+        }
+    }
+}
+
 /// One batch item's interval and status, on the build's clock.
 #[derive(Debug, Clone)]
 pub struct ItemSpan {
@@ -795,14 +820,8 @@ impl<'a> Shared<'a> {
         let mut st = lock(&self.slots[i]);
         st.success = false;
         st.report = Some(NodeReport {
-            index: i,
-            id: node.id.clone(),
-            node_type: node.node_type.clone(),
-            status: Status::Failed,
             executions: self.session.executions(&node.id),
-            duration: Duration::ZERO,
             key: st.key,
-            digest: None,
             reason: "internal error".into(),
             error: Some(Box::new(NodeError::new(
                 ErrorCategory::Internal,
@@ -811,13 +830,7 @@ impl<'a> Shared<'a> {
                     crate::error::INTERNAL_ERROR
                 ),
             ))),
-            handled: false,
-            source: None,
-            start_us: t,
-            end_us: t,
-            items: Vec::new(),
-            log: None,
-            usage: None,
+            ..NodeReport::new(i, &node.id, &node.node_type, Status::Failed, t)
         });
     }
 
@@ -825,23 +838,9 @@ impl<'a> Shared<'a> {
         let node = &self.v.workflow.nodes[i];
         let t = self.elapsed_us();
         let report = NodeReport {
-            index: i,
-            id: node.id.clone(),
-            node_type: node.node_type.clone(),
-            status: Status::Skipped,
             executions: self.session.executions(&node.id),
-            duration: Duration::ZERO,
-            key: None,
-            digest: None,
             reason,
-            error: None,
-            handled: false,
-            source: None,
-            start_us: t,
-            end_us: t,
-            items: Vec::new(),
-            log: None,
-            usage: None,
+            ..NodeReport::new(i, &node.id, &node.node_type, Status::Skipped, t)
         };
         let mut st = lock(&self.slots[i]);
         st.success = false;
@@ -989,25 +988,7 @@ impl<'a> Shared<'a> {
         let start_us = self.elapsed_us();
         let t0 = Instant::now();
         let node = &self.v.workflow.nodes[i];
-        let mut report = NodeReport {
-            index: i,
-            id: node.id.clone(),
-            node_type: node.node_type.clone(),
-            status: Status::Ran,
-            executions: 0,
-            duration: Duration::ZERO,
-            key: None,
-            digest: None,
-            reason: String::new(),
-            error: None,
-            handled: false,
-            source: None,
-            start_us,
-            end_us: start_us,
-            items: Vec::new(),
-            log: None,
-            usage: None,
-        };
+        let mut report = NodeReport::new(i, &node.id, &node.node_type, Status::Ran, start_us);
         let outcome = self.decide_and_run(i, &mut report);
         let mut st = lock(&self.slots[i]);
         report.duration = t0.elapsed();

@@ -1,0 +1,164 @@
+//! The end of a build, shared by a full build ([`super::build`]) and one its no-op
+//! record serves ([`super::noop`]): what it says on stderr, its outputs or JSON
+//! document and exit code, its stats line; and what both name a run by.
+
+use super::ExitCode;
+use crate::cache::layered::Layered;
+use crate::cache::stats::{BuildStats, Tally};
+use crate::cli::{BuildArgs, OutputFormat};
+use crate::executor;
+use crate::report;
+use serde_json::json;
+use std::time::Instant;
+
+/// The most nodes run at once: each is a thread (with its stack) and perhaps a child
+/// process; far more than that only costs memory (`--jobs 100000` took 3.8 GB).
+pub(super) const MAX_JOBS: usize = 256;
+
+pub(super) fn run_id() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    format!("{ms:x}-{}", std::process::id())
+}
+
+/// How much a build says on stderr, from its flags.
+pub(super) fn view(args: &BuildArgs) -> report::View {
+    report::View {
+        json: args.output_format == OutputFormat::Json,
+        quiet: args.quiet,
+        explain: args.explain,
+        verbose: args.verbose,
+        logs: match (args.verbose, args.output_logs) {
+            (true, _) | (_, crate::cli::OutputLogs::Full) => report::OutputLogs::Full,
+            (_, crate::cli::OutputLogs::New) => report::OutputLogs::New,
+            (_, crate::cli::OutputLogs::Errors) => report::OutputLogs::Errors,
+            (_, crate::cli::OutputLogs::None) => report::OutputLogs::None,
+        },
+    }
+}
+
+/// What a text build prints when an attempt is done: its warnings, the declared outputs
+/// that did not resolve, and the summary line.
+pub(super) fn attempt_lines(args: &BuildArgs, outcome: &executor::Outcome) {
+    if args.output_format == OutputFormat::Json {
+        return;
+    }
+    if !args.quiet {
+        for w in &outcome.warnings {
+            report::err_line(&format!("{} {w}", report::color::warning("warning:")));
+        }
+    }
+    for line in report::output_error_lines(outcome) {
+        report::err_line(&line);
+    }
+    if !args.quiet {
+        report::err_line(&report::summary_line(outcome));
+    }
+}
+
+/// The end of a build: the model tokens it used, its outputs (or its JSON document), and
+/// its exit code.
+pub(super) fn conclude(
+    args: &BuildArgs,
+    outcome: executor::Outcome,
+    repair: Option<crate::repair::RepairSummary>,
+    started: Instant,
+) -> ExitCode {
+    let json_mode = args.output_format == OutputFormat::Json;
+    let earlier: &[_] = repair.as_ref().map_or(&[], |r| r.earlier.as_slice());
+    let repaired = repair.as_ref().is_some_and(|r| r.succeeded);
+    let repair_usage: &[_] = repair.as_ref().map_or(&[], |r| r.usage.as_slice());
+    let tokens = report::token_use(
+        earlier.iter().flatten().chain(outcome.nodes.iter()),
+        repair_usage,
+    );
+    if !json_mode && !args.quiet {
+        if let Some(line) = report::token_line(&tokens) {
+            report::err_line(&line);
+        }
+    }
+    if json_mode {
+        let outputs = match &args.output_key {
+            Some(k) => {
+                let mut m = serde_json::Map::new();
+                if let Some(v) = outcome.outputs.get(k) {
+                    m.insert(k.clone(), v.clone());
+                }
+                m
+            }
+            None => outcome.outputs.clone(),
+        };
+        let doc = json!({
+            "success": outcome.success,
+            "outputs": outputs,
+            "nodes": report::nodes_json(&outcome),
+            "errors": report::errors_json(&outcome),
+            "warnings": outcome.warnings,
+            "repaired": repaired,
+            "repair": repair.as_ref().map(|r| r.to_json()),
+            "stats": report::command_stats_json(&outcome, earlier),
+            "llm_usage": tokens.iter().map(|u| u.to_json()).collect::<Vec<_>>(),
+            "duration_ms": started.elapsed().as_millis() as u64,
+        });
+        report::out_line(&serde_json::to_string_pretty(&doc).unwrap_or_default());
+    } else {
+        if outcome.success {
+            match &args.output_key {
+                Some(k) => {
+                    if let Some(v) = outcome.outputs.get(k) {
+                        report::out_line(&report::output_text(v));
+                    }
+                }
+                None if outcome.outputs.len() == 1 => {
+                    if let Some(v) = outcome.outputs.values().next() {
+                        report::out_line(&report::output_text(v));
+                    }
+                }
+                None => {
+                    for (k, v) in &outcome.outputs {
+                        report::out_line(&format!("{k}: {}", report::output_text(v)));
+                    }
+                }
+            }
+        }
+    }
+    let code = if outcome.interrupted || crate::interrupt::is_interrupted() {
+        ExitCode::Interrupted
+    } else if outcome.success && repaired && args.strict {
+        // --strict: a build that works only through a patch fails until the file is fixed.
+        ExitCode::Failed
+    } else if outcome.success {
+        ExitCode::Ok
+    } else {
+        ExitCode::Failed
+    };
+    // The process exits right after this: freeing a large build's reports one by one
+    // costs time for nothing.
+    std::mem::forget(outcome);
+    std::mem::forget(repair);
+    code
+}
+
+/// The name a workflow's build records are kept under: its file name (never an
+/// absolute path).
+pub(super) fn workflow_name(arg: &str) -> String {
+    std::path::Path::new(arg)
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_else(|| arg.to_string())
+}
+
+/// Append this run's figures to the cache's stats (best effort: a failure to record is
+/// ignored).
+pub(super) fn append_stats(
+    cache: &Layered,
+    o: &executor::Outcome,
+    tallies: impl IntoIterator<Item = Tally>,
+    run_id: &str,
+) {
+    let stats = BuildStats::tally(run_id, o.duration.as_millis() as u64, o.success, tallies)
+        .with_remote(cache.take_remote_counts());
+    let _ = crate::cache::stats::append(cache.local().root(), &stats);
+}
