@@ -52,6 +52,7 @@ fn options(name: &str) -> Options {
         write_roots: Default::default(),
         redactor: Default::default(),
         live: Default::default(),
+        known: Vec::new(),
     }
 }
 

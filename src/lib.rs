@@ -8,7 +8,8 @@
 //! see), [`shell_text`] (where a value lands in a shell command). Above them, storage:
 //! [`cache`] keeps node results, build and no-op records, stats and the remote cache, and knows
 //! nothing of workflows or the terminal. Then the language: a workflow file is read
-//! ([`source`], with [`markdown`] for `.pflow.md` files) and decoded into the IR
+//! ([`source`], with [`markdown`] for `.pflow.md` files; [`node_texts`] cuts a JSON
+//! one into its nodes' texts for the edit path) and decoded into the IR
 //! ([`workflow`]), whose templates ([`template`]) and node types ([`nodes`], with the LLM
 //! client [`llm`] and the MCP client [`mcp`]) it names, described as a JSON Schema by
 //! [`schema`]; [`nested`] expands the workflows a workflow runs into its own graph, and [`validate`] checks
@@ -51,6 +52,7 @@ pub mod llm;
 pub mod markdown;
 pub mod mcp;
 pub mod nested;
+pub mod node_texts;
 pub mod nodes;
 pub mod profile;
 pub mod render;

@@ -199,6 +199,19 @@ pub fn validate(doc: &Value) -> Result<Validated, Report> {
 
 /// Validate a decoded workflow, adding to the structural problems already found.
 pub fn validate_workflow(wf: Workflow, structural: Vec<Diagnostic>) -> Result<Validated, Report> {
+    validate_with_known(wf, structural, &|_| false)
+}
+
+/// Validate part of a workflow that passed before: the nodes `known` names (by position)
+/// are ones whose results are already known (the edit path of `pflow build`). Such a
+/// node is present for what others need of it (its id, type and batch), its own params
+/// are not checked or compiled (they may name nodes outside the part) and it depends on
+/// nothing.
+pub fn validate_with_known(
+    wf: Workflow,
+    structural: Vec<Diagnostic>,
+    known: &dyn Fn(usize) -> bool,
+) -> Result<Validated, Report> {
     let mut errors = structural;
     let mut warnings = Vec::new();
 
@@ -355,7 +368,7 @@ pub fn validate_workflow(wf: Workflow, structural: Vec<Diagnostic>) -> Result<Va
         };
 
         // An internal type's params are whatever expansion gave it.
-        if let Some(spec) = spec.filter(|s| !nodes::nested::is_internal(s)) {
+        if let Some(spec) = spec.filter(|s| !nodes::nested::is_internal(s) && !known(i)) {
             for p in spec.params.iter().filter(|p| p.required) {
                 if !node.params.contains_key(p.name)
                     || node.params.get(p.name) == Some(&Value::Null)
@@ -462,6 +475,18 @@ pub fn validate_workflow(wf: Workflow, structural: Vec<Diagnostic>) -> Result<Va
             }
         }
 
+        if known(i) {
+            compiled.push(spec.map(|spec| CompiledNode {
+                spec,
+                params: Vec::new(),
+                items: None,
+                input_refs: BTreeSet::new(),
+                uses_index: false,
+                reads: patterns(&node.reads),
+                writes: patterns(&node.writes),
+            }));
+            continue;
+        }
         let alias = node.batch.as_ref().map(|b| b.alias.as_str());
         let mut params = Vec::with_capacity(node.params.len());
         let mut input_refs = BTreeSet::new();

@@ -22,7 +22,10 @@
 //!   keeps the record from being written at all;
 //! - what the build printed that does not come from the cache: validation warnings;
 //! - the declared outputs' sources and each node's id, type, key, output digest and run
-//!   time, in the order the build finished them.
+//!   time, in the order the build finished them;
+//! - for a workflow the edit path can serve ([`EditBase`]): the fingerprint without the
+//!   workflow's bytes, a digest of the workflow's members other than its nodes, and each
+//!   node's text digest and the nodes it reads.
 //!
 //! Anything missing, damaged, older or different is simply not used: the build then
 //! takes the normal path, which is always right. Layout: little-endian; strings and lists
@@ -32,7 +35,7 @@ use super::table::Reader;
 use crate::fsutil::{stat, FileId};
 use std::path::{Path, PathBuf};
 
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 /// How long before a record's build started every file it covers must have been last
 /// touched: a change within this much of the build could have the same identity as
@@ -97,7 +100,103 @@ pub struct NoopRecord {
     /// decoded record keeps the file's bytes, not a copy of its biggest part.
     nodes: Vec<u8>,
     nodes_at: usize,
+    nodes_end: usize,
     node_count: u32,
+    /// What the edit path starts from, when the recorded build allows one.
+    pub edit: Option<EditBase>,
+}
+
+/// What an edited workflow is compared with, node by node, to find what an edit changed
+/// and what it reaches (`pflow build`'s edit path).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EditBase {
+    /// The record's fingerprint without the workflow's bytes.
+    pub context: [u8; 32],
+    /// BLAKE3 of the workflow's top-level members other than `nodes`, in order.
+    pub rest: [u8; 32],
+    /// Per node, in workflow order: BLAKE3 of its JSON text (the first 16 bytes).
+    pub texts: Vec<[u8; 16]>,
+    /// The positions of the nodes each node reads, flat: node i's are
+    /// `deps[starts[i]..starts[i + 1]]`.
+    deps: Vec<u32>,
+    starts: Vec<u32>,
+}
+
+impl EditBase {
+    pub fn new(context: [u8; 32], rest: [u8; 32]) -> EditBase {
+        EditBase {
+            context,
+            rest,
+            texts: Vec::new(),
+            deps: Vec::new(),
+            starts: vec![0],
+        }
+    }
+
+    /// Add the next node: its text digest and the nodes it reads.
+    pub fn push(&mut self, text: [u8; 16], deps: &[u32]) {
+        self.texts.push(text);
+        self.deps.extend_from_slice(deps);
+        self.starts.push(self.deps.len() as u32);
+    }
+
+    pub fn len(&self) -> usize {
+        self.texts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.texts.is_empty()
+    }
+
+    /// The nodes node `i` reads.
+    pub fn deps(&self, i: usize) -> &[u32] {
+        match (self.starts.get(i), self.starts.get(i + 1)) {
+            (Some(&a), Some(&b)) => self.deps.get(a as usize..b as usize).unwrap_or_default(),
+            _ => &[],
+        }
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.context);
+        out.extend_from_slice(&self.rest);
+        put_u32(out, self.texts.len() as u32);
+        for t in &self.texts {
+            out.extend_from_slice(t);
+        }
+        for i in 0..self.texts.len() {
+            let deps = self.deps(i);
+            put_u32(out, deps.len() as u32);
+            for d in deps {
+                put_u32(out, *d);
+            }
+        }
+    }
+
+    /// Read back; every dependency names a node of the record.
+    fn decode(r: &mut Reader<'_>, node_count: u32) -> Option<EditBase> {
+        let mut base = EditBase::new(r.array()?, r.array()?);
+        let n = get_count(r, 20)?;
+        if n != node_count as usize {
+            return None;
+        }
+        let mut texts = Vec::with_capacity(n);
+        for _ in 0..n {
+            texts.push(r.array()?);
+        }
+        for text in texts {
+            let count = get_count(r, 4)?;
+            let mut deps = Vec::with_capacity(count);
+            for _ in 0..count {
+                let d = r.u32()?;
+                if d >= node_count {
+                    return None;
+                }
+                deps.push(d);
+            }
+            base.push(text, &deps);
+        }
+        Some(base)
+    }
 }
 
 fn put_u32(out: &mut Vec<u8>, n: u32) {
@@ -183,6 +282,7 @@ impl NoopRecord {
             }
         }
         self.node_count += 1;
+        self.nodes_end = self.nodes.len();
     }
 
     /// Let go of the encoded nodes (the record's biggest part) once they are read; the
@@ -190,6 +290,7 @@ impl NoopRecord {
     pub fn drop_nodes(&mut self) {
         self.nodes = Vec::new();
         self.nodes_at = 0;
+        self.nodes_end = 0;
         self.node_count = 0;
     }
 
@@ -257,7 +358,18 @@ impl NoopRecord {
             put_u32(&mut out, *i);
         }
         put_u32(&mut out, self.node_count);
-        out.extend_from_slice(self.nodes.get(self.nodes_at..).unwrap_or_default());
+        out.extend_from_slice(
+            self.nodes
+                .get(self.nodes_at..self.nodes_end)
+                .unwrap_or_default(),
+        );
+        match &self.edit {
+            Some(base) => {
+                out.push(1);
+                base.encode(&mut out);
+            }
+            None => out.push(0),
+        }
         out
     }
 
@@ -320,6 +432,12 @@ impl NoopRecord {
         for _ in 0..rec.node_count {
             get_node(&mut r)?;
         }
+        rec.nodes_end = r.offset();
+        rec.edit = match r.take(1)?.first()? {
+            0 => None,
+            1 => Some(EditBase::decode(&mut r, rec.node_count)?),
+            _ => return None,
+        };
         if r.remaining() != 0 {
             return None;
         }
@@ -427,6 +545,11 @@ mod tests {
             },
         });
         rec.order = vec![1, 0, 2, 3];
+        let mut base = EditBase::new([1; 32], [2; 32]);
+        for (i, deps) in [vec![], vec![0], vec![0, 1], vec![2]].iter().enumerate() {
+            base.push([i as u8; 16], deps);
+        }
+        rec.edit = Some(base);
         rec
     }
 
@@ -447,6 +570,24 @@ mod tests {
             }
         ));
         assert!(matches!(nodes[3].end, NodeEnd::Skipped { reason } if reason.starts_with("n2 ")));
+        let base = back.edit.as_ref().expect("the edit base decodes");
+        assert_eq!(
+            (base.len(), base.deps(2), base.deps(3)),
+            (4, &[0, 1][..], &[2][..])
+        );
+        assert_eq!(base.texts[3], [3; 16]);
+        let mut without = rec.clone();
+        without.edit = None;
+        let back = NoopRecord::decode(without.encode()).expect("decodes without a base");
+        assert!(back.edit.is_none());
+        let mut bad = rec.clone();
+        if let Some(b) = bad.edit.as_mut() {
+            b.push([0; 16], &[9]);
+        }
+        assert!(
+            NoopRecord::decode(bad.encode()).is_none(),
+            "a base of another length"
+        );
         for cut in 0..bytes.len() {
             assert!(
                 NoopRecord::decode(bytes[..cut].to_vec()).is_none(),

@@ -1,14 +1,14 @@
 //! `pflow build`: load → validate → inputs → execute (with the cache) → report.
 
 use super::conclusion::{
-    append_stats, attempt_lines, conclude, run_id, view, workflow_name, MAX_JOBS,
+    append_stats, attempt_lines, conclude, run_id, secret_values, tallies, view, workflow_name,
+    MAX_JOBS,
 };
 use super::{diagnostics_json, Error, ExitCode, Result};
 use crate::cache::layered::Layered;
 use crate::cache::lock::Mode;
 use crate::cache::logs::Logs;
 use crate::cache::remote::{Config as RemoteConfig, Remote};
-use crate::cache::stats::Tally;
 use crate::cache::Cache;
 use crate::cli::{BuildArgs, OutputFormat};
 use crate::diagnostic::Diagnostic;
@@ -129,6 +129,11 @@ pub fn once(args: &BuildArgs) -> Result {
     }
     // Nothing changed since a build that found nothing to do: say so from its record.
     let start = match super::noop::serve(args, started) {
+        Ok(code) => return Ok(code),
+        Err(start) => start,
+    };
+    // Only the text of a few nodes changed since then: build what the edit reaches.
+    let start = match super::edit::serve(args, start, started) {
         Ok(code) => return Ok(code),
         Err(start) => start,
     };
@@ -281,6 +286,7 @@ pub fn once(args: &BuildArgs) -> Result {
         write_roots: crate::workspace::WriteRoots::new(&args.allow_write),
         redactor: crate::secrets::Redactor::new(secret_values(&validated, &inputs)),
         live: executor::LiveOutput::default(),
+        known: Vec::new(),
     };
     let cache = Layered::new(
         Cache::new(super::cache_dir_of(args.cache_dir.as_ref())),
@@ -493,6 +499,7 @@ pub fn once(args: &BuildArgs) -> Result {
             &opts.redactor,
             &outcome,
             repair.is_some(),
+            super::edit::base,
         );
     }
     let code = conclude(args, outcome, repair, started);
@@ -545,68 +552,6 @@ fn unbuilt_source(
             }
         }
     }
-}
-
-/// The values a build must never show: secret inputs (declared or named so), and the
-/// literal values of every node's secret params (shell `env` bindings, http
-/// credentials). [`crate::secrets::Redactor`] adds pflow's own secret-named variables.
-fn secret_values(
-    v: &crate::validate::Validated,
-    inputs: &serde_json::Map<String, Value>,
-) -> Vec<String> {
-    let mut out: Vec<String> = inputs
-        .iter()
-        .filter(|(name, value)| v.workflow.is_secret_input(name) && !value.is_null())
-        .map(|(_, value)| crate::template::render_text(value).into_owned())
-        .collect();
-    out.extend(v.nested_secrets.iter().cloned());
-    for (node, cn) in v.workflow.nodes.iter().zip(&v.nodes) {
-        for p in cn.spec.secret_params {
-            match node.params.get(*p) {
-                Some(Value::String(s)) if !s.contains("${") => out.push(s.clone()),
-                Some(Value::Object(m)) => out.extend(
-                    m.values()
-                        .filter_map(Value::as_str)
-                        .filter(|s| !s.contains("${"))
-                        .map(str::to_string),
-                ),
-                _ => {}
-            }
-        }
-    }
-    out
-}
-
-/// How each node of an attempt ended, as the stats count it. `seen`: the recorded run
-/// time of each entry the attempt found (what the cache saved).
-fn tallies<'o>(
-    v: &'o crate::validate::Validated,
-    o: &'o executor::Outcome,
-    seen: &'o crate::key::KeyMap<u64>,
-) -> impl Iterator<Item = Tally> + 'o {
-    use executor::Status;
-    // The reports cover the nodes this build did (all, unless --target): by position.
-    let mut ran = vec![false; v.graph.len()];
-    for r in &o.nodes {
-        if let (Some(slot), Status::Ran) = (ran.get_mut(r.index), r.status) {
-            *slot = true;
-        }
-    }
-    o.nodes.iter().map(move |r| match (r.status, r.source) {
-        (_, Some(executor::HitSource::Memo)) => Tally::Memo,
-        (Status::Cached | Status::Restored, _) => Tally::Hit {
-            saved_ms: r.key.and_then(|k| seen.get(&k).copied()),
-            restored: r.status == Status::Restored,
-            upstream_ran: r.index < v.graph.len()
-                && v.graph
-                    .dependencies(r.index)
-                    .iter()
-                    .any(|(j, _)| ran.get(*j).copied().unwrap_or(false)),
-        },
-        (Status::Ran, _) => Tally::Ran,
-        (Status::Failed, _) => Tally::Failed,
-        (Status::Skipped, _) => Tally::Skipped,
-    })
 }
 
 /// `--timings` and `--profile`: the timeline, two ways. A file that cannot be written

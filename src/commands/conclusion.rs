@@ -8,7 +8,7 @@ use crate::cache::stats::{BuildStats, Tally};
 use crate::cli::{BuildArgs, OutputFormat};
 use crate::executor;
 use crate::report;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::time::Instant;
 
 /// The most nodes run at once: each is a thread (with its stack) and perhaps a child
@@ -161,4 +161,66 @@ pub(super) fn append_stats(
     let stats = BuildStats::tally(run_id, o.duration.as_millis() as u64, o.success, tallies)
         .with_remote(cache.take_remote_counts());
     let _ = crate::cache::stats::append(cache.local().root(), &stats);
+}
+
+/// The values a build must never show: secret inputs (declared or named so), and the
+/// literal values of every node's secret params (shell `env` bindings, http
+/// credentials). [`crate::secrets::Redactor`] adds pflow's own secret-named variables.
+pub(super) fn secret_values(
+    v: &crate::validate::Validated,
+    inputs: &serde_json::Map<String, Value>,
+) -> Vec<String> {
+    let mut out: Vec<String> = inputs
+        .iter()
+        .filter(|(name, value)| v.workflow.is_secret_input(name) && !value.is_null())
+        .map(|(_, value)| crate::template::render_text(value).into_owned())
+        .collect();
+    out.extend(v.nested_secrets.iter().cloned());
+    for (node, cn) in v.workflow.nodes.iter().zip(&v.nodes) {
+        for p in cn.spec.secret_params {
+            match node.params.get(*p) {
+                Some(Value::String(s)) if !s.contains("${") => out.push(s.clone()),
+                Some(Value::Object(m)) => out.extend(
+                    m.values()
+                        .filter_map(Value::as_str)
+                        .filter(|s| !s.contains("${"))
+                        .map(str::to_string),
+                ),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// How each node of an attempt ended, as the stats count it. `seen`: the recorded run
+/// time of each entry the attempt found (what the cache saved).
+pub(super) fn tallies<'o>(
+    v: &'o crate::validate::Validated,
+    o: &'o executor::Outcome,
+    seen: &'o crate::key::KeyMap<u64>,
+) -> impl Iterator<Item = Tally> + 'o {
+    use executor::Status;
+    // The reports cover the nodes this build did (all, unless --target): by position.
+    let mut ran = vec![false; v.graph.len()];
+    for r in &o.nodes {
+        if let (Some(slot), Status::Ran) = (ran.get_mut(r.index), r.status) {
+            *slot = true;
+        }
+    }
+    o.nodes.iter().map(move |r| match (r.status, r.source) {
+        (_, Some(executor::HitSource::Memo)) => Tally::Memo,
+        (Status::Cached | Status::Restored, _) => Tally::Hit {
+            saved_ms: r.key.and_then(|k| seen.get(&k).copied()),
+            restored: r.status == Status::Restored,
+            upstream_ran: r.index < v.graph.len()
+                && v.graph
+                    .dependencies(r.index)
+                    .iter()
+                    .any(|(j, _)| ran.get(*j).copied().unwrap_or(false)),
+        },
+        (Status::Ran, _) => Tally::Ran,
+        (Status::Failed, _) => Tally::Failed,
+        (Status::Skipped, _) => Tally::Skipped,
+    })
 }

@@ -8,6 +8,7 @@ pub mod completions;
 mod conclusion;
 pub mod config;
 pub mod convert;
+mod edit;
 mod error;
 pub mod graph;
 pub mod log;

@@ -69,11 +69,11 @@ pub fn debug(text: impl FnOnce() -> String) {
 /// What both the fast path and the record need to know about a plain build.
 pub(super) struct Invocation {
     /// The workflow file.
-    path: PathBuf,
-    root: PathBuf,
+    pub(super) path: PathBuf,
+    pub(super) root: PathBuf,
     /// The name its records are kept under.
-    name: String,
-    repair: crate::repair::Mode,
+    pub(super) name: String,
+    pub(super) repair: crate::repair::Mode,
 }
 
 /// Is this build one the fast path may serve? Why not, if not.
@@ -128,17 +128,24 @@ fn plain(args: &BuildArgs) -> Result<Invocation, &'static str> {
     })
 }
 
-/// Everything outside the files that decides what a build of this workflow does, hashed
-/// as one (the way a key holds a secret: no value, nor the digest of one value alone,
-/// is kept). `workflow`: the digest of the file's bytes. None when pflow's own
-/// executable cannot be looked at.
-fn fingerprint(
+/// The fingerprint: the context and the digest of the workflow file's bytes.
+pub(super) fn fingerprint(context: &[u8; 32], workflow: &blake3::Hash) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_derive_key("pflow no-op record fingerprint v2");
+    h.update(context);
+    h.update(workflow.as_bytes());
+    *h.finalize().as_bytes()
+}
+
+/// Everything outside the files, but the workflow's own bytes, that decides what a
+/// build of this workflow does, hashed as one (the way a key holds a secret: no value,
+/// nor the digest of one value alone, is kept). None when pflow's own executable cannot
+/// be looked at.
+pub(super) fn context(
     args: &BuildArgs,
     inv: &Invocation,
-    workflow: &blake3::Hash,
     env_names: &[String],
 ) -> Option<[u8; 32]> {
-    let mut h = blake3::Hasher::new_derive_key("pflow no-op record fingerprint v1");
+    let mut h = blake3::Hasher::new_derive_key("pflow no-op record context v2");
     let mut put = |tag: &str, bytes: &[u8]| {
         for part in [tag.as_bytes(), bytes] {
             h.update(&(part.len() as u64).to_le_bytes());
@@ -151,7 +158,6 @@ fn fingerprint(
     put("exe", &id_bytes(&exe));
     put("cwd", std::env::current_dir().ok()?.as_os_str().as_bytes());
     put("workflow-arg", args.workflow.as_bytes());
-    put("workflow", workflow.as_bytes());
     put("cache-dir", inv.root.as_os_str().as_bytes());
     for p in &args.params {
         put("input", p.as_bytes());
@@ -210,7 +216,10 @@ fn now_ns() -> i128 {
 /// What a build started with, for its record: when, and the facts of a plain build.
 pub(super) struct Start {
     at_ns: i128,
-    inv: Option<Invocation>,
+    pub(super) inv: Option<Invocation>,
+    /// The record, when only the workflow's text differs from it and it has what the
+    /// edit path needs.
+    pub(super) edited: Option<Box<NoopRecord>>,
 }
 
 impl Start {
@@ -228,56 +237,59 @@ pub(super) fn serve(args: &BuildArgs, started: Instant) -> Result<ExitCode, Star
         Ok(inv) => inv,
         Err(why) => {
             debug(|| format!("no-op record not used: {why}"));
-            return Err(Start { at_ns, inv: None });
+            return Err(Start {
+                at_ns,
+                inv: None,
+                edited: None,
+            });
         }
     };
-    match try_serve(args, &inv, started) {
+    let edited = match try_serve(args, &inv, started) {
         Ok(code) => {
             debug(|| "no-op record used: nothing changed".into());
-            Ok(code)
+            return Ok(code);
         }
-        Err(why) => {
+        // The edit path ([`super::edit`]) decides, and says why not.
+        Err(Refused::Edited(rec)) => Some(rec),
+        Err(Refused::Because(why)) => {
             debug(|| format!("no-op record not used: {why}"));
-            Err(Start {
-                at_ns,
-                inv: Some(inv),
-            })
+            None
         }
+    };
+    Err(Start {
+        at_ns,
+        inv: Some(inv),
+        edited,
+    })
+}
+
+/// Why the record did not serve a build.
+enum Refused {
+    /// Only the workflow's text differs, and the record has what the edit path needs.
+    Edited(Box<NoopRecord>),
+    Because(String),
+}
+
+impl<T: Into<String>> From<T> for Refused {
+    fn from(why: T) -> Refused {
+        Refused::Because(why.into())
     }
 }
 
-fn try_serve(args: &BuildArgs, inv: &Invocation, started: Instant) -> Result<ExitCode, String> {
+fn try_serve(args: &BuildArgs, inv: &Invocation, started: Instant) -> Result<ExitCode, Refused> {
     let mut rec = NoopRecord::load(&inv.root, &inv.name).ok_or("no record")?;
     let digest = file_hash(&inv.path).ok_or("cannot read the workflow")?;
-    if fingerprint(args, inv, &digest, &rec.env_names) != Some(rec.fingerprint) {
-        return Err("the workflow, inputs, flags, environment or pflow changed".into());
-    }
-    if crate::cache::now_ms() >= u128::from(rec.valid_until_ms) {
-        return Err("it has expired".into());
-    }
-    if let Some(k) = &args.output_key {
-        if !rec.outputs.iter().any(|(name, _)| name == k) {
-            return Err(format!("no output '{k}'"));
+    let context =
+        context(args, inv, &rec.env_names).ok_or("pflow's executable cannot be looked at")?;
+    if fingerprint(&context, &digest) != rec.fingerprint {
+        if rec.edit.as_ref().is_some_and(|b| b.context == context) {
+            return Err(Refused::Edited(Box::new(rec)));
         }
+        return Err("the workflow, inputs, flags, environment or pflow changed".into());
     }
     // From here on as a build: under the lock maintenance waits for.
     let cache = Layered::new(Cache::new(&inv.root), None);
-    let say_wait = &mut |w: &crate::cache::lock::Waiting| crate::report::err_line(&w.to_string());
-    let _lock = cache
-        .local()
-        .lock(crate::cache::lock::Mode::Shared, say_wait)
-        .map_err(|e| e.to_string())?;
-    if crate::cache::layout::generation(&inv.root) != rec.generation {
-        return Err("the cache was cleared, collected or fixed".into());
-    }
-    if BuildState::header(&inv.root, &inv.name) != Some((rec.generation, rec.state_written_ms)) {
-        return Err("another build of this workflow recorded something".into());
-    }
-    if let Some(path) = rec.changed_file() {
-        return Err(format!(
-            "'{path}' changed (or changed too recently to tell)"
-        ));
-    }
+    let _lock = holds(args, inv, &rec, &cache)?;
     let t0 = Instant::now();
     let (nodes, saved) = reports_of(&rec).ok_or("a damaged record")?;
     rec.drop_nodes();
@@ -326,11 +338,46 @@ fn try_serve(args: &BuildArgs, inv: &Invocation, started: Instant) -> Result<Exi
     Ok(super::conclusion::conclude(args, outcome, None, started))
 }
 
+/// Does the record still hold (beside its fingerprint)? Then the shared cache lock, under
+/// which the build goes on (maintenance waits for it).
+pub(super) fn holds(
+    args: &BuildArgs,
+    inv: &Invocation,
+    rec: &NoopRecord,
+    cache: &Layered,
+) -> Result<crate::cache::lock::CacheLock, String> {
+    if crate::cache::now_ms() >= u128::from(rec.valid_until_ms) {
+        return Err("it has expired".into());
+    }
+    if let Some(k) = &args.output_key {
+        if !rec.outputs.iter().any(|(name, _)| name == k) {
+            return Err(format!("no output '{k}'"));
+        }
+    }
+    let say_wait = &mut |w: &crate::cache::lock::Waiting| crate::report::err_line(&w.to_string());
+    let lock = cache
+        .local()
+        .lock(crate::cache::lock::Mode::Shared, say_wait)
+        .map_err(|e| e.to_string())?;
+    if crate::cache::layout::generation(&inv.root) != rec.generation {
+        return Err("the cache was cleared, collected or fixed".into());
+    }
+    if BuildState::header(&inv.root, &inv.name) != Some((rec.generation, rec.state_written_ms)) {
+        return Err("another build of this workflow recorded something".into());
+    }
+    if let Some(path) = rec.changed_file() {
+        return Err(format!(
+            "'{path}' changed (or changed too recently to tell)"
+        ));
+    }
+    Ok(lock)
+}
+
 /// Each recorded node's report, in workflow order: what the normal build reports for a
 /// node its build record vouches for (or one it skips); and beside each, a reused
 /// node's recorded run time (the time the cache saved), as the cache notes a hit.
 #[allow(clippy::type_complexity)]
-fn reports_of(rec: &NoopRecord) -> Option<(Vec<NodeReport>, Vec<Option<u64>>)> {
+pub(super) fn reports_of(rec: &NoopRecord) -> Option<(Vec<NodeReport>, Vec<Option<u64>>)> {
     let mut out = Vec::with_capacity(rec.node_count());
     let mut saved = Vec::with_capacity(rec.node_count());
     for (index, n) in rec.nodes().enumerate() {
@@ -426,6 +473,7 @@ pub(super) fn record(
     redactor: &crate::secrets::Redactor,
     outcome: &Outcome,
     repaired: bool,
+    edit_base: EditBaseFn,
 ) {
     let Some(inv) = &start.inv else {
         return;
@@ -440,6 +488,7 @@ pub(super) fn record(
         redactor,
         outcome,
         repaired,
+        edit_base,
     ) {
         Ok(rec) => match rec.save(&inv.root, &inv.name) {
             Ok(()) => debug(|| "no-op record written".into()),
@@ -460,6 +509,7 @@ fn make_record(
     redactor: &crate::secrets::Redactor,
     outcome: &Outcome,
     repaired: bool,
+    edit_base: EditBaseFn,
 ) -> Result<NoopRecord, String> {
     if repaired {
         return Err("a repair took part".into());
@@ -637,10 +687,47 @@ fn make_record(
         .collect();
     env_names.sort();
     env_names.dedup();
-    rec.fingerprint = fingerprint(args, inv, workflow_digest, &env_names)
-        .ok_or("pflow's executable cannot be looked at")?;
+    let context = context(args, inv, &env_names).ok_or("pflow's executable cannot be looked at")?;
+    rec.fingerprint = fingerprint(&context, workflow_digest);
     rec.env_names = env_names;
+    rec.edit = match base_for(inv, v, workflow_digest, context, warning_lines, edit_base) {
+        Ok(base) => Some(base),
+        Err(why) => {
+            debug(|| format!("no edit base: {why}"));
+            None
+        }
+    };
     Ok(rec)
+}
+
+/// What the edit path makes its base from: the workflow as validated, the file's text
+/// and the record's context ([`super::edit::base`]).
+pub(super) type EditBaseFn =
+    fn(&Validated, &str, [u8; 32]) -> Result<crate::cache::noop::EditBase, String>;
+
+/// What the edit path needs, when the build allows it.
+fn base_for(
+    inv: &Invocation,
+    v: &Validated,
+    workflow_digest: &blake3::Hash,
+    context: [u8; 32],
+    warning_lines: &[String],
+    edit_base: EditBaseFn,
+) -> Result<crate::cache::noop::EditBase, String> {
+    if inv.repair != crate::repair::Mode::Off {
+        return Err("repair is on".into());
+    }
+    if !warning_lines.is_empty() {
+        return Err("the workflow warns".into());
+    }
+    if crate::markdown::is_markdown_path(&inv.path) {
+        return Err("a Markdown workflow".into());
+    }
+    let text = std::fs::read_to_string(&inv.path).map_err(|e| e.to_string())?;
+    if blake3::hash(text.as_bytes()) != *workflow_digest {
+        return Err("the workflow changed during the build".into());
+    }
+    edit_base(v, &text, context)
 }
 
 /// The node types whose keys and runs depend only on what the record covers (no MCP

@@ -11,21 +11,21 @@ use std::time::{Duration, SystemTime};
 
 /// Long enough for every file a build wrote to be older than the record's granularity
 /// (2 s) when the next build starts.
-fn settle() {
+pub(crate) fn settle() {
     std::thread::sleep(Duration::from_millis(2100));
 }
 
 /// A JSON build with `PFLOW_DEBUG=1`.
-fn debug_build(ws: &Workspace, args: &[&str]) -> BuildResult {
+pub(crate) fn debug_build(ws: &Workspace, args: &[&str]) -> BuildResult {
     ws.cmd().args(args).env("PFLOW_DEBUG", "1").run()
 }
 
-fn parsed(r: &BuildResult) -> bool {
+pub(crate) fn parsed(r: &BuildResult) -> bool {
     r.stderr.contains("debug: parsing")
 }
 
 #[track_caller]
-fn assert_served(r: &BuildResult) {
+pub(crate) fn assert_served(r: &BuildResult) {
     r.assert_ok();
     assert!(
         r.stderr.contains("debug: no-op record used") && !parsed(r),
@@ -34,7 +34,7 @@ fn assert_served(r: &BuildResult) {
 }
 
 #[track_caller]
-fn assert_not_served(r: &BuildResult) {
+pub(crate) fn assert_not_served(r: &BuildResult) {
     assert!(
         parsed(r) && !r.stderr.contains("no-op record used"),
         "served from the record: {r}"
@@ -44,7 +44,7 @@ fn assert_not_served(r: &BuildResult) {
 /// Build until the record holds: the first build runs what it must; once its files are
 /// settled, a no-op writes the record, and the next build is served from it.
 #[track_caller]
-fn prime(ws: &Workspace, args: &[&str]) {
+pub(crate) fn prime(ws: &Workspace, args: &[&str]) {
     ws.build(args).assert_ok();
     settle();
     let r = debug_build(ws, args);
@@ -82,7 +82,7 @@ fn chain() -> Workspace {
 }
 
 /// Text with every duration (`12ms`, `1.50s`) made the same.
-fn timeless(text: &str) -> String {
+pub(crate) fn timeless(text: &str) -> String {
     text.split('\n')
         .map(|line| {
             line.split(' ')
@@ -105,7 +105,7 @@ fn timeless(text: &str) -> String {
 }
 
 /// A JSON document without its timings.
-fn without_durations(mut v: Value) -> Value {
+pub(crate) fn without_durations(mut v: Value) -> Value {
     fn strip(v: &mut Value) {
         match v {
             Value::Object(m) => {

@@ -16,6 +16,7 @@ mod build_compat;
 mod build_declared_files;
 mod build_directory;
 mod build_edges;
+mod build_edit;
 mod build_env;
 mod build_failures;
 mod build_noop;

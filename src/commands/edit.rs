@@ -1,0 +1,563 @@
+//! The edit path of `pflow build`: after an edit to a few nodes of a workflow whose
+//! no-op record holds everything else, build only what the edit reaches, without
+//! parsing, validating or keying the rest (as Bazel's Skyframe keeps its graph between
+//! builds, here the record stands in for it).
+//!
+//! The record ([`crate::cache::noop::EditBase`]) keeps the digest of each node's JSON
+//! text, the nodes each one reads, and a digest of the workflow's other members. When
+//! only the workflow's text differs from the recorded build (the context, the files and
+//! the cache are as the record says: [`super::noop::holds`]), the edited text is cut
+//! into nodes ([`crate::node_texts`]) and compared node by node. The part of the
+//! workflow built is the changed nodes, everything downstream of them, and, as nodes
+//! whose results are known (the record vouches for them), every node those read and
+//! every node a declared output reads. That part is validated as a workflow of its own
+//! (known nodes only lend their id and type), then executed, and the other nodes are
+//! reported from the record, as the no-op path does.
+//!
+//! Why that is the build a full one would be: a node whose text and whose context (ids,
+//! types, inputs, settings: the other members) are unchanged validates and compiles as
+//! it did; its dependencies are those recorded, so the part holds everything each of
+//! its nodes reads; each node the edit reaches is keyed and decided as always. Only
+//! workflows whose validity and graph come from node texts alone are recorded for this
+//! ([`qualifies`]): no `edges`, no `start_node`, no batch, no file types or declared
+//! reads and writes (whose paths imply edges between nodes), no validation warning, no
+//! literal secret in any node (the redactor needs every one), outputs with sources, and
+//! no repair (a failed build would want a model). An edited node must keep its id and
+//! type and meet the same rules. Anything else, or an edit that reaches more than half
+//! the workflow, takes the normal path, which is always right.
+//!
+//! After a successful build whose nodes wrote no files, the record is rewritten for the
+//! edited workflow, so the next build is a no-op again (or another edit).
+
+use super::noop::{debug, Invocation, Start};
+use super::ExitCode;
+use crate::cache::layered::Layered;
+use crate::cache::noop::{EditBase, NodeEnd, NodeEntry, NoopRecord, OutputSource};
+use crate::cache::records::{BuildState, MAX_AGE};
+use crate::cache::stats::Tally;
+use crate::cache::Cache;
+use crate::cli::BuildArgs;
+use crate::executor::{self, Known, NodeReport, Options, Session, Status};
+use crate::node_texts::{text_digest, NodeTexts};
+use crate::template::ParamTemplate;
+use crate::validate::{CompiledNode, Validated};
+use crate::workflow::{Node, Workflow};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// How deep an edited node's JSON may nest: read alone, it has two levels more room
+/// than in the file, whose reader stops at 128.
+const MAX_DEPTH: usize = 120;
+
+/// May a workflow, as validated, be recorded for the edit path? Why not, if not.
+pub(super) fn qualifies(v: &Validated) -> Result<(), String> {
+    let wf = &v.workflow;
+    if !wf.edges.is_empty() {
+        return Err("it has edges".into());
+    }
+    if wf.start_node.is_some() {
+        return Err("it has a start_node".into());
+    }
+    if let Some((name, _)) = v.outputs.iter().find(|(_, t)| t.is_none()) {
+        return Err(format!("output '{name}' has no source"));
+    }
+    for (i, (node, cn)) in wf.nodes.iter().zip(&v.nodes).enumerate() {
+        node_qualifies(node, cn)?;
+        if v.graph
+            .dependencies(i)
+            .iter()
+            .any(|(_, l)| *l != crate::graph::Link::Template)
+        {
+            return Err(format!("node '{}' has a dependency by path", node.id));
+        }
+    }
+    Ok(())
+}
+
+/// The rules one node must meet (see the module docs).
+fn node_qualifies(node: &Node, cn: &CompiledNode) -> Result<(), String> {
+    let spec = cn.spec;
+    let why = if node.batch.is_some() {
+        "is a batch"
+    } else if !cn.reads.is_empty() || !cn.writes.is_empty() {
+        "declares reads or writes"
+    } else if !spec.reads_files.is_empty()
+        || !spec.writes_files.is_empty()
+        || !spec.removes_files.is_empty()
+    {
+        "works on files"
+    } else if node.scoped {
+        "comes from a nested workflow"
+    } else if has_literal_secret(node, cn) {
+        "holds a secret"
+    } else {
+        return Ok(());
+    };
+    Err(format!("node '{}' {why}", node.id))
+}
+
+/// Does a secret param of the node hold a literal value (which the redactor must know)?
+fn has_literal_secret(node: &Node, cn: &CompiledNode) -> bool {
+    let literal = |v: &Value| v.as_str().is_some_and(|s| !s.contains("${"));
+    cn.spec
+        .secret_params
+        .iter()
+        .filter_map(|p| node.params.get(*p))
+        .any(|v| match v {
+            Value::Object(m) => m.values().any(literal),
+            other => literal(other),
+        })
+}
+
+/// The edit base for a workflow just built: `text` is the file the build read.
+pub(super) fn base(v: &Validated, text: &str, context: [u8; 32]) -> Result<EditBase, String> {
+    qualifies(v)?;
+    let texts = NodeTexts::of(text).ok_or("not a plain JSON workflow")?;
+    if texts.nodes.len() != v.workflow.nodes.len() {
+        return Err("its nodes are not where the edit path looks".into());
+    }
+    let mut base = EditBase::new(context, texts.rest);
+    for (i, t) in texts.nodes.iter().enumerate() {
+        let mut deps: Vec<u32> = v
+            .graph
+            .dependencies(i)
+            .iter()
+            .map(|(j, _)| *j as u32)
+            .collect();
+        deps.sort_unstable();
+        deps.dedup();
+        base.push(text_digest(t), &deps);
+    }
+    Ok(base)
+}
+
+fn depth(v: &Value) -> usize {
+    match v {
+        Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+        Value::Object(m) => 1 + m.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// The node ids an edited node's params name.
+fn roots(node: &Value) -> Vec<String> {
+    let Some(Value::Object(params)) = node.get("params") else {
+        return Vec::new();
+    };
+    params
+        .values()
+        .filter_map(|v| ParamTemplate::compile(v).ok())
+        .flat_map(|pt| {
+            pt.refs()
+                .into_iter()
+                .map(|r| r.root.clone())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// For each node, the nodes that read it (flat, by position).
+fn dependents(base: &EditBase) -> Vec<Vec<u32>> {
+    let mut out: Vec<Vec<u32>> = vec![Vec::new(); base.len()];
+    for i in 0..base.len() {
+        for &d in base.deps(i) {
+            if let Some(list) = out.get_mut(d as usize) {
+                list.push(i as u32);
+            }
+        }
+    }
+    out
+}
+
+/// Build the edited workflow if the no-op record found it edited and the edit path can;
+/// else give the start back (without the record) for the normal build.
+pub(super) fn serve(
+    args: &BuildArgs,
+    mut start: Start,
+    started: Instant,
+) -> Result<ExitCode, Start> {
+    let (Some(rec), Some(inv)) = (start.edited.take(), start.inv.as_ref()) else {
+        return Err(start);
+    };
+    match try_serve(args, inv, *rec, started) {
+        Ok(code) => Ok(code),
+        Err(why) => {
+            debug(|| {
+                format!("no-op record not used: the workflow changed, and the edit path is not for it: {why}")
+            });
+            Err(start)
+        }
+    }
+}
+
+/// Build the edited workflow from the record `rec` if the edit path can; `Err` says why
+/// not, before anything ran.
+fn try_serve(
+    args: &BuildArgs,
+    inv: &Invocation,
+    mut rec: NoopRecord,
+    started: Instant,
+) -> Result<ExitCode, String> {
+    let base = rec.edit.take().ok_or("no edit base")?;
+    let text = std::fs::read_to_string(&inv.path).map_err(|_| "cannot read the workflow")?;
+    let texts = NodeTexts::of(&text).ok_or("not a plain JSON workflow")?;
+    if texts.rest != base.rest {
+        return Err("a part other than the nodes changed".into());
+    }
+    let n = rec.node_count();
+    if texts.nodes.len() != n || base.len() != n {
+        return Err("nodes were added or removed".into());
+    }
+    let changed: Vec<usize> = (0..n)
+        .filter(|&i| base.texts.get(i) != Some(&text_digest(texts.nodes[i])))
+        .collect();
+    let entries: Vec<NodeEntry<'_>> = rec
+        .nodes()
+        .collect::<Option<_>>()
+        .ok_or("a damaged record")?;
+    let ids: HashMap<&str, usize> = entries.iter().enumerate().map(|(i, e)| (e.id, i)).collect();
+
+    // What the edit reaches: the changed nodes and everything downstream.
+    let below = dependents(&base);
+    let mut reached = vec![false; n];
+    let mut stack: Vec<usize> = changed.clone();
+    while let Some(i) = stack.pop() {
+        if std::mem::replace(&mut reached[i], true) {
+            continue;
+        }
+        stack.extend(below[i].iter().map(|&d| d as usize));
+    }
+    let reached_count = reached.iter().filter(|&&r| r).count();
+    if reached_count * 2 > n {
+        return Err(format!("the edit reaches {reached_count} of {n} nodes"));
+    }
+    // What the part reads besides: the recorded dependencies of unchanged nodes, the
+    // nodes an edited one names now, and the outputs' nodes.
+    let mut edited: HashMap<usize, Value> = HashMap::new();
+    for &c in &changed {
+        let value = crate::source::parse_json_text(texts.nodes[c])
+            .map_err(|_| "an edited node is not valid JSON")?;
+        if depth(&value) > MAX_DEPTH {
+            return Err("an edited node nests deeply".into());
+        }
+        edited.insert(c, value);
+    }
+    let mut in_part = reached.clone();
+    for i in (0..n).filter(|&i| reached[i]) {
+        match edited.get(&i) {
+            Some(value) => {
+                for root in roots(value) {
+                    if let Some(&j) = ids.get(root.as_str()) {
+                        in_part[j] = true;
+                    }
+                }
+            }
+            None => {
+                for &d in base.deps(i) {
+                    in_part[d as usize] = true;
+                }
+            }
+        }
+    }
+    for (_, source) in &rec.outputs {
+        if let OutputSource::Template(_, nodes) = source {
+            for &j in nodes {
+                *in_part.get_mut(j as usize).ok_or("a damaged record")? = true;
+            }
+        }
+    }
+    let part: Vec<usize> = (0..n).filter(|&i| in_part[i]).collect();
+
+    // The part as a workflow of its own.
+    let mut doc = Map::new();
+    for (name, member) in &texts.members {
+        let value = crate::source::parse_json_text(member).map_err(|_| "a member changed")?;
+        doc.insert(name.to_string(), value);
+    }
+    let mut nodes = Vec::with_capacity(part.len());
+    for &i in &part {
+        nodes.push(match edited.remove(&i) {
+            Some(v) => v,
+            None => crate::source::parse_json_text(texts.nodes[i])
+                .map_err(|_| "a recorded node no longer parses")?,
+        });
+    }
+    doc.insert("nodes".into(), Value::Array(nodes));
+    let (wf, structural) = Workflow::from_json(&Value::Object(doc));
+    let wf = wf.ok_or("the edited workflow does not decode")?;
+    if !structural.is_empty() {
+        return Err("the edited workflow does not decode cleanly".into());
+    }
+    let v = crate::validate::validate_with_known(wf, structural, &|k| {
+        part.get(k).is_some_and(|&i| !reached[i])
+    })
+    .map_err(|_| "the edited nodes do not validate")?;
+    if !v.warnings.is_empty() {
+        return Err("the edited nodes warn".into());
+    }
+    for (k, &i) in part.iter().enumerate().filter(|(_, &i)| reached[i]) {
+        let (node, cn, was) = (&v.workflow.nodes[k], &v.nodes[k], &entries[i]);
+        if node.id != was.id || node.node_type != was.node_type {
+            return Err(format!("node '{}' changed its id or type", was.id));
+        }
+        node_qualifies(node, cn)?;
+        if !node.reads_env.iter().all(|e| rec.env_names.contains(e)) {
+            return Err(format!("node '{}' reads another variable", node.id));
+        }
+    }
+    let assignments =
+        crate::inputs::parse_assignments(&args.params).map_err(|_| "the inputs do not parse")?;
+    let inputs = crate::inputs::resolve(&v.workflow, &assignments, None)
+        .map_err(|_| "the inputs do not resolve")?;
+
+    // From here on as a build: under the lock maintenance waits for.
+    let cache = Layered::new(Cache::new(&inv.root), None);
+    let _lock = super::noop::holds(args, inv, &rec, &cache)?;
+    // The known nodes' values, loaded now: a node outside the edit is never run here
+    // (its params are not even compiled), so one whose entry is gone or damaged sends
+    // the build to the normal path before anything ran.
+    let known: Vec<Option<Known>> = part
+        .iter()
+        .map(|&i| match (reached[i], &entries[i].end) {
+            (true, _) => Ok(None),
+            (false, NodeEnd::Cached { key, digest, .. }) => {
+                let key = crate::key::Key(*key);
+                let entry = cache
+                    .local()
+                    .peek(&key)
+                    .ok_or("a known node's entry is gone")?;
+                let values = cache
+                    .local()
+                    .load_outputs(&entry)
+                    .map_err(|_| "a known node's entry is damaged")?;
+                Ok(Some(Known {
+                    key,
+                    digest: blake3::Hash::from_bytes(*digest),
+                    values: std::sync::Arc::new(values),
+                }))
+            }
+            (false, NodeEnd::Skipped { .. }) => Err("a node it reads was skipped"),
+        })
+        .collect::<Result<_, &str>>()?;
+    debug(|| {
+        format!(
+            "edit path used: {} node(s) changed, {} to build",
+            changed.len(),
+            reached_count
+        )
+    });
+    crate::cache::noop::forget(&inv.root, &inv.name);
+    let given_jobs = args.jobs.or_else(|| {
+        std::env::var(crate::config::JOBS_ENV)
+            .ok()
+            .and_then(|t| t.trim().parse::<usize>().ok())
+    });
+    let opts = Options {
+        jobs: given_jobs.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        }),
+        jobs_given: given_jobs.is_some(),
+        force: false,
+        rerun: Default::default(),
+        run_id: super::conclusion::run_id(),
+        workflow_name: inv.name.clone(),
+        strict_env: args.strict_env || crate::environment::strict_from_env(),
+        targets: Vec::new(),
+        write_roots: crate::workspace::WriteRoots::new(&args.allow_write),
+        redactor: crate::secrets::Redactor::new(super::conclusion::secret_values(&v, &inputs)),
+        live: executor::LiveOutput::default(),
+        known,
+    };
+    let view = super::conclusion::view(args);
+    let (mut merged, saved) = super::noop::reports_of(&rec).ok_or("a damaged record")?;
+    let logs = crate::cache::logs::Logs::load(&inv.root, &inv.name);
+    let mut progress = crate::report::Progress::new(n, view, logs);
+    for r in rec.order.iter().filter_map(|&i| merged.get(i as usize)) {
+        if !reached[r.index] {
+            progress.started(&r.id);
+            progress.finished(r);
+        }
+    }
+    let session = Session::default();
+    let part_reached = |k: usize| part.get(k).is_some_and(|&i| reached[i]);
+    let outcome = executor::execute(&v, &inputs, &cache, &opts, &session, &mut |ev| match ev {
+        executor::Event::Started(k) if part_reached(k) => progress.started(v.graph.id(k)),
+        executor::Event::Finished(r) if part_reached(r.index) => progress.finished(r),
+        executor::Event::Idle => progress.flush(),
+        _ => {}
+    });
+    progress.done();
+    let mut printed = progress.into_replay();
+    let mut logged = false;
+    for r in outcome
+        .nodes
+        .iter()
+        .filter(|r| matches!(r.status, Status::Ran | Status::Failed))
+    {
+        let key = r.key.map(|k| k.hex());
+        logged |= printed.record(&r.id, key, r.status.as_str(), r.log.as_deref().cloned());
+    }
+    if logged {
+        printed.save(&inv.root, &inv.name);
+    }
+    let seen = cache.local().take_seen();
+    let part_tallies: Vec<Tally> = super::conclusion::tallies(&v, &outcome, &seen).collect();
+    let mut tallies: Vec<Tally> = saved
+        .iter()
+        .zip(&merged)
+        .map(|(saved_ms, r)| match r.status {
+            Status::Skipped => Tally::Skipped,
+            _ => Tally::Hit {
+                saved_ms: *saved_ms,
+                restored: false,
+                upstream_ran: false,
+            },
+        })
+        .collect();
+    let executor::Outcome {
+        nodes: reports,
+        outputs,
+        success,
+        interrupted,
+        duration,
+        warnings,
+        output_errors,
+        upstream,
+    } = outcome;
+    for (r, tally) in reports.into_iter().zip(part_tallies) {
+        let Some(&i) = part.get(r.index).filter(|&&i| reached[i]) else {
+            continue;
+        };
+        if let (Some(slot), Some(t)) = (merged.get_mut(i), tallies.get_mut(i)) {
+            *slot = NodeReport { index: i, ..r };
+            *t = tally;
+        }
+    }
+    let outcome = executor::Outcome {
+        nodes: merged,
+        outputs,
+        success,
+        interrupted,
+        duration,
+        warnings,
+        output_errors,
+        upstream,
+    };
+    super::conclusion::append_stats(&cache, &outcome, tallies, &opts.run_id);
+    super::conclusion::attempt_lines(args, &outcome);
+    let next = Next {
+        rec: &rec,
+        base,
+        texts: &texts,
+        part: &part,
+        reached: &reached,
+        v: &v,
+        text: &text,
+    };
+    match next.record(inv, &outcome) {
+        Ok(()) => debug(|| "no-op record written".into()),
+        Err(why) => debug(|| format!("no-op record not written: {why}")),
+    }
+    let code = super::conclusion::conclude(args, outcome, None, started);
+    Ok(code)
+}
+
+/// What the record of the edited workflow is made from.
+struct Next<'a> {
+    rec: &'a NoopRecord,
+    base: EditBase,
+    texts: &'a NodeTexts<'a>,
+    part: &'a [usize],
+    reached: &'a [bool],
+    v: &'a Validated,
+    text: &'a str,
+}
+
+impl Next<'_> {
+    /// The record for the edited workflow, after a build that succeeded and wrote no
+    /// file: the old one with the reached nodes' new keys, texts and dependencies.
+    fn record(self, inv: &Invocation, outcome: &executor::Outcome) -> Result<(), String> {
+        if !outcome.success || outcome.interrupted || crate::interrupt::is_interrupted() {
+            return Err("the build did not succeed".into());
+        }
+        if !outcome.warnings.is_empty() || !outcome.output_errors.is_empty() {
+            return Err("the build warned".into());
+        }
+        let state = BuildState::load(&inv.root, &inv.name);
+        let generation = crate::cache::layout::generation(&inv.root);
+        if generation != self.rec.generation
+            || BuildState::header(&inv.root, &inv.name) != Some((generation, state.written_ms))
+        {
+            return Err("no usable build record".into());
+        }
+        let mut next = NoopRecord::default();
+        next.fingerprint =
+            super::noop::fingerprint(&self.base.context, &blake3::hash(self.text.as_bytes()));
+        next.generation = generation;
+        next.state_written_ms = state.written_ms;
+        next.valid_until_ms = self
+            .rec
+            .valid_until_ms
+            .min(state.written_ms + MAX_AGE.as_millis() as u64);
+        next.settled_before_ns = self.rec.settled_before_ns;
+        next.env_names = self.rec.env_names.clone();
+        next.files = self.rec.files.clone();
+        next.outputs = self.rec.outputs.clone();
+        next.order = self.rec.order.clone();
+        // Each reached node's place in the part, and its dependencies there.
+        let mut at = vec![usize::MAX; self.reached.len()];
+        for (k, &i) in self.part.iter().enumerate() {
+            at[i] = k;
+        }
+        let mut base = EditBase::new(self.base.context, self.base.rest);
+        for (i, (entry, r)) in self.rec.nodes().zip(&outcome.nodes).enumerate() {
+            let entry = entry.ok_or("a damaged record")?;
+            if !self.reached[i] {
+                next.push_node(&entry);
+                base.push(self.base.texts[i], self.base.deps(i));
+                continue;
+            }
+            let (Some(key), Some(digest)) = (r.key, r.digest) else {
+                return Err(format!("node '{}' has no result", r.id));
+            };
+            if !matches!(r.status, Status::Cached | Status::Ran) {
+                return Err(format!("node '{}' {}", r.id, r.status.as_str()));
+            }
+            let found = state
+                .record(&r.id, &key.0)
+                .ok_or_else(|| format!("node '{}' is not in the build record", r.id))?;
+            if !found.written.is_empty() || !found.removed.is_empty() {
+                return Err(format!("node '{}' wrote files", r.id));
+            }
+            next.push_node(&NodeEntry {
+                id: entry.id,
+                node_type: entry.node_type,
+                end: NodeEnd::Cached {
+                    key: key.0,
+                    digest: *digest.as_bytes(),
+                    duration_ms: found.duration_ms,
+                },
+            });
+            let k = at[i];
+            let mut deps: Vec<u32> = self
+                .v
+                .graph
+                .dependencies(k)
+                .iter()
+                .filter_map(|(j, _)| self.part.get(*j).map(|&d| d as u32))
+                .collect();
+            deps.sort_unstable();
+            deps.dedup();
+            base.push(text_digest(self.texts.nodes[i]), &deps);
+        }
+        // The files the old record covers are still as it saw them.
+        if let Some(path) = self.rec.changed_file() {
+            return Err(format!("'{path}' changed during the build"));
+        }
+        next.edit = Some(base);
+        next.save(&inv.root, &inv.name).map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,336 @@
+//! The edit path: after an edit to a few nodes of a workflow the no-op record holds,
+//! only what the edit reaches is parsed, validated and built, and the build reports
+//! exactly what a full build of the edited workflow reports. Anything it cannot vouch
+//! for takes the normal path.
+//!
+//! `PFLOW_DEBUG=1` is the observable: `debug: edit path used: N node(s) changed, M to
+//! build`, and `debug: parsing FILE` when the whole workflow is parsed.
+
+use crate::build_noop::{
+    assert_served, debug_build, parsed, prime, settle, timeless, without_durations,
+};
+use crate::common::{counted, BuildResult, Workspace};
+use serde_json::{json, Value};
+
+/// Two independent branches joined at the end; shell steps count their runs.
+fn branches() -> Value {
+    json!({
+        "inputs": {"who": {"type": "string", "required": false, "default": "world"}},
+        "nodes": [
+            {"id": "a", "type": "shell", "params": {"command": counted("a", "echo a-${who}")}},
+            {"id": "b", "type": "echo", "params": {"message": "b:${a.stdout}"}},
+            {"id": "c", "type": "shell", "params": {"command": counted("c", "echo c")}},
+            {"id": "d", "type": "shell", "params": {"command": counted("d", "echo d:${b.echo}")}},
+            {"id": "e", "type": "echo", "params": {"message": "e:${c.stdout}"}},
+            {"id": "f", "type": "echo", "params": {"message": "f:${d.stdout}+${e.echo}"}}
+        ],
+        "outputs": {"out": {"source": "${f.echo}"}}
+    })
+}
+
+fn used_edit_path(r: &BuildResult) -> bool {
+    r.stderr.contains("debug: edit path used")
+}
+
+#[track_caller]
+fn assert_edit_path(r: &BuildResult, changed: usize, reached: usize) {
+    let line = format!("debug: edit path used: {changed} node(s) changed, {reached} to build");
+    assert!(
+        r.stderr.contains(&line) && !parsed(r),
+        "not the edit path ({line}): {r}"
+    );
+}
+
+#[track_caller]
+fn assert_normal_path(r: &BuildResult) {
+    assert!(parsed(r) && !used_edit_path(r), "not the normal path: {r}");
+}
+
+/// Take the normal path next time: no record.
+fn forget_record(ws: &Workspace) {
+    let state = ws.cache_dir().join("state");
+    for entry in std::fs::read_dir(&state).expect("state folder") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "noop") {
+            std::fs::remove_file(path).expect("remove the record");
+        }
+    }
+}
+
+/// The same edit in two primed workspaces, one built by the edit path and one by the
+/// normal path: `(edit path, normal path)` results, JSON and text.
+fn both_ways(
+    doc: &Value,
+    edit: impl Fn(&mut Value),
+    args: &[&str],
+) -> (BuildResult, BuildResult, Workspace, Workspace) {
+    let fast = Workspace::new().workflow(doc.clone());
+    let full = Workspace::new().workflow(doc.clone());
+    prime(&fast, args);
+    prime(&full, args);
+    fast.edit_workflow(&edit);
+    full.edit_workflow(&edit);
+    forget_record(&full);
+    let a = debug_build(&fast, args);
+    let b = debug_build(&full, args);
+    (a, b, fast, full)
+}
+
+#[test]
+fn an_edit_builds_only_what_it_reaches_and_reports_what_a_full_build_reports() {
+    let edit = |d: &mut Value| d["nodes"][1]["params"]["message"] = json!("B:${a.stdout}");
+    let (fast, full, fws, nws) = both_ways(&branches(), edit, &[]);
+    assert_edit_path(&fast, 1, 3);
+    assert_normal_path(&full);
+    fast.assert_ok();
+    assert_eq!(fast.output("out"), "f:d:B:a-world+e:c", "{fast}");
+    assert_eq!(
+        without_durations(fast.doc().clone()),
+        without_durations(full.doc().clone())
+    );
+    // b ran, d (its reader) ran again, c and a did not.
+    for (ws, path) in [(&fws, "edit"), (&nws, "normal")] {
+        let runs: Vec<usize> = ["a", "c", "d"].iter().map(|n| ws.count(n)).collect();
+        assert_eq!(runs, vec![1, 1, 2], "{path} path");
+    }
+    assert_eq!(fast.status_of("d"), "ran");
+    assert_eq!(fast.status_of("c"), "cached");
+}
+
+#[test]
+fn the_text_report_is_the_full_builds() {
+    let edit = |d: &mut Value| d["nodes"][4]["params"]["message"] = json!("E:${c.stdout}");
+    let fast = Workspace::new().workflow(branches());
+    let full = Workspace::new().workflow(branches());
+    prime(&fast, &[]);
+    prime(&full, &[]);
+    fast.edit_workflow(edit);
+    full.edit_workflow(edit);
+    forget_record(&full);
+    let text = |ws: &Workspace| ws.cmd().text().arg("-v").env("PFLOW_DEBUG", "1").run();
+    let (a, b) = (text(&fast), text(&full));
+    assert_edit_path(&a, 1, 2);
+    assert_normal_path(&b);
+    let lines = |r: &BuildResult| {
+        let mut out: Vec<String> = timeless(&r.stderr)
+            .lines()
+            .filter(|l| !l.starts_with("debug:"))
+            .map(str::to_string)
+            .collect();
+        // Lines come in the order nodes finished.
+        out.sort();
+        (out, r.stdout.clone())
+    };
+    assert_eq!(lines(&a), lines(&b));
+}
+
+#[test]
+fn after_an_edit_the_next_build_is_a_no_op_and_another_edit_takes_the_edit_path() {
+    let ws = Workspace::new().workflow(branches());
+    prime(&ws, &[]);
+    ws.edit_workflow(|d| d["nodes"][4]["params"]["message"] = json!("E:${c.stdout}"));
+    let r = debug_build(&ws, &[]);
+    assert_edit_path(&r, 1, 2);
+    assert!(r.stderr.contains("no-op record written"), "{r}");
+    settle();
+    assert_served(&debug_build(&ws, &[]));
+    // Put back: its old result is still in the cache.
+    ws.edit_workflow(|d| d["nodes"][4]["params"]["message"] = json!("e:${c.stdout}"));
+    let r = debug_build(&ws, &[]);
+    assert_edit_path(&r, 1, 2);
+    assert_eq!(r.with_status("ran"), Vec::<String>::new(), "{r}");
+    assert_eq!(r.output("out"), "f:d:b:a-world+e:c");
+}
+
+#[test]
+fn an_edit_that_breaks_a_reference_gets_the_normal_builds_error() {
+    let edit = |d: &mut Value| d["nodes"][1]["params"]["message"] = json!("${nope.stdout}");
+    let (fast, full, _, _) = both_ways(&branches(), edit, &[]);
+    fast.assert_code(2);
+    assert_normal_path(&fast);
+    assert_eq!(fast.doc()["errors"], full.doc()["errors"]);
+    assert!(
+        fast.errors()[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("'nope' is not a workflow input or a node id")),
+        "{fast}"
+    );
+}
+
+#[test]
+fn an_edit_that_closes_a_cycle_is_refused() {
+    // a now reads f, which reads (through d and b) a.
+    let edit = |d: &mut Value| d["nodes"][0]["params"]["command"] = json!("echo ${f.echo}");
+    let (fast, full, _, _) = both_ways(&branches(), edit, &[]);
+    fast.assert_code(2);
+    assert_eq!(fast.doc()["errors"], full.doc()["errors"]);
+    assert!(fast.to_string().contains("cycle"), "{fast}");
+}
+
+#[test]
+fn an_edit_that_warns_is_built_and_warned_about_as_a_full_build_does() {
+    let edit = |d: &mut Value| d["nodes"][4]["params"]["mesage"] = json!("typo");
+    let (fast, full, ws, _) = both_ways(&branches(), edit, &[]);
+    assert_normal_path(&fast);
+    fast.assert_ok();
+    assert_eq!(
+        without_durations(fast.doc().clone()),
+        without_durations(full.doc().clone())
+    );
+    let r = ws.cmd().text().env("PFLOW_DEBUG", "1").run();
+    assert!(
+        r.stderr.contains("warning:") && r.stderr.contains("mesage"),
+        "{r}"
+    );
+}
+
+#[test]
+fn an_edit_that_reads_another_node_is_built_with_it() {
+    // e now reads a too: a is not downstream of the edit, its result is known.
+    let edit = |d: &mut Value| d["nodes"][4]["params"]["message"] = json!("${a.stdout}${c.stdout}");
+    let (fast, full, _, _) = both_ways(&branches(), edit, &[]);
+    assert_edit_path(&fast, 1, 2);
+    fast.assert_ok();
+    assert_eq!(fast.output("out"), "f:d:b:a-world+a-worldc");
+    assert_eq!(
+        without_durations(fast.doc().clone()),
+        without_durations(full.doc().clone())
+    );
+}
+
+#[test]
+fn a_failing_edit_fails_the_build_as_a_full_build_does_and_runs_again() {
+    let edit = |d: &mut Value| d["nodes"][2]["params"]["command"] = json!(counted("c", "exit 3"));
+    let (fast, full, ws, _) = both_ways(&branches(), edit, &[]);
+    assert_edit_path(&fast, 1, 3);
+    fast.assert_code(1);
+    assert_eq!(
+        without_durations(fast.doc().clone()),
+        without_durations(full.doc().clone())
+    );
+    assert_eq!(fast.status_of("c"), "failed");
+    assert_eq!(fast.status_of("f"), "skipped");
+    // A failure is not a result: the next build runs it again (and takes the normal
+    // path, as no record vouches for a failed build).
+    let r = debug_build(&ws, &[]);
+    r.assert_code(1);
+    assert_normal_path(&r);
+    assert_eq!(ws.count("c"), 3);
+}
+
+#[test]
+fn edits_outside_the_nodes_or_to_ids_and_types_take_the_normal_path() {
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let edits: Vec<(&str, Edit)> = vec![
+        (
+            "output",
+            Box::new(|d: &mut Value| d["outputs"]["out"]["source"] = json!("${e.echo}")),
+        ),
+        (
+            "input default",
+            Box::new(|d: &mut Value| d["inputs"]["who"]["default"] = json!("you")),
+        ),
+        (
+            "type",
+            Box::new(|d: &mut Value| {
+                d["nodes"][4] = json!({"id": "e", "type": "shell",
+                                       "params": {"command": "echo ${c.stdout}"}});
+                d["nodes"][5]["params"]["message"] = json!("f:${d.stdout}+${e.stdout}");
+            }),
+        ),
+        (
+            "node added",
+            Box::new(|d: &mut Value| {
+                d["nodes"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"id": "g", "type": "echo", "params": {"message": "g"}}))
+            }),
+        ),
+    ];
+    for (what, edit) in edits {
+        let (fast, full, _, _) = both_ways(&branches(), edit, &[]);
+        assert_normal_path(&fast);
+        fast.assert_ok();
+        assert_eq!(
+            without_durations(fast.doc().clone()),
+            without_durations(full.doc().clone()),
+            "{what}"
+        );
+    }
+}
+
+#[test]
+fn a_secret_written_into_an_edited_node_is_never_shown_or_kept() {
+    let secret = "s3cr3t-edit-value";
+    let edit = move |d: &mut Value| {
+        d["nodes"][2]["params"] = json!({"command": "test -n \"$API_TOKEN\" && echo c",
+                                         "env": {"API_TOKEN": secret}})
+    };
+    let (fast, _, ws, _) = both_ways(&branches(), edit, &[]);
+    assert_normal_path(&fast);
+    fast.assert_ok();
+    assert!(!fast.to_string().contains(secret), "{fast}");
+    let r = debug_build(&ws, &[]);
+    assert!(!r.to_string().contains(secret), "{r}");
+    for entry in walkdir(ws.cache_dir()) {
+        let bytes = std::fs::read(&entry).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(secret),
+            "{} holds the secret",
+            entry.display()
+        );
+    }
+}
+
+fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walkdir(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_workflow_with_edges_or_file_steps_is_not_recorded_for_edits() {
+    let mut doc = branches();
+    doc["edges"] = json!([{"from": "a", "to": "e"}]);
+    let edit = |d: &mut Value| d["nodes"][4]["params"]["message"] = json!("E:${c.stdout}");
+    let (fast, full, _, _) = both_ways(&doc, edit, &[]);
+    assert_normal_path(&fast);
+    assert_eq!(
+        without_durations(fast.doc().clone()),
+        without_durations(full.doc().clone())
+    );
+    let mut doc = branches();
+    doc["nodes"][4] = json!({"id": "e", "type": "write-file",
+                              "params": {"file_path": "e.txt", "content": "${c.stdout}"}});
+    doc["nodes"][5]["params"]["message"] = json!("f:${d.stdout}+${e.file_path}");
+    let edit = |d: &mut Value| d["nodes"][4]["params"]["content"] = json!("E${c.stdout}");
+    let (fast, _, ws, _) = both_ways(&doc, edit, &[]);
+    assert_normal_path(&fast);
+    fast.assert_ok();
+    assert_eq!(ws.read("e.txt"), "Ec");
+}
+
+#[test]
+fn a_known_node_whose_entry_is_gone_sends_the_build_to_the_normal_path() {
+    let ws = Workspace::new().workflow(branches());
+    prime(&ws, &[]);
+    // e reads c, whose result the edit path would take from the cache.
+    for entry in walkdir(&ws.cache_dir().join("packs")) {
+        std::fs::remove_file(entry).expect("remove a pack");
+    }
+    ws.edit_workflow(|d| d["nodes"][4]["params"]["message"] = json!("E:${c.stdout}"));
+    let r = debug_build(&ws, &[]);
+    assert_normal_path(&r);
+    assert!(r.stderr.contains("a known node's entry is gone"), "{r}");
+    r.assert_ok();
+    assert_eq!(r.output("out"), "f:d:b:a-world+E:c");
+    assert_eq!(ws.count("c"), 2, "c ran again: its result was lost");
+}
