@@ -29,13 +29,18 @@
 //!
 //! Anything missing, damaged, older or different is simply not used: the build then
 //! takes the normal path, which is always right. Layout: little-endian; strings and lists
-//! as a `u32` length, then their bytes or items.
+//! as a `u32` length, then their bytes or items; at the end, the first 16 bytes of the
+//! BLAKE3 of all before. That sum, not an fsync, is what makes a record torn by a crash
+//! one that is refused: losing a record costs a build time, never a wrong result, and
+//! syncing a 10,000-node record took longer than the rest of an edit's build.
 
 use super::table::Reader;
 use crate::fsutil::{stat, FileId};
 use std::path::{Path, PathBuf};
 
 const FORMAT: u32 = 2;
+/// Bytes of the trailing BLAKE3 sum.
+const SUM_LEN: usize = 16;
 
 /// How long before a record's build started every file it covers must have been last
 /// touched: a change within this much of the build could have the same identity as
@@ -370,12 +375,19 @@ impl NoopRecord {
             }
             None => out.push(0),
         }
+        let sum = blake3::hash(&out);
+        out.extend_from_slice(&sum.as_bytes()[..SUM_LEN]);
         out
     }
 
     /// A record read back; `None` for anything but a whole record of this format.
     pub fn decode(bytes: Vec<u8>) -> Option<NoopRecord> {
-        let mut r = Reader::new(&bytes, 0);
+        let body = bytes.len().checked_sub(SUM_LEN)?;
+        let (text, sum) = bytes.split_at(body);
+        if blake3::hash(text).as_bytes()[..SUM_LEN] != *sum {
+            return None;
+        }
+        let mut r = Reader::new(text, 0);
         if r.u32()? != FORMAT {
             return None;
         }
@@ -450,13 +462,14 @@ impl NoopRecord {
         NoopRecord::decode(std::fs::read(path_for(root, name)).ok()?)
     }
 
-    /// Write it (atomically: a build killed meanwhile leaves none or the whole).
+    /// Write it (atomically: a build killed meanwhile leaves none or the whole; not
+    /// synced, as the trailing sum refuses a record a crash tore).
     pub fn save(&self, root: &Path, name: &str) -> std::io::Result<()> {
         let path = path_for(root, name);
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        crate::fsutil::write_atomic(&path, &self.encode())
+        crate::fsutil::write_atomic_with(&path, &self.encode(), false)
     }
 
     /// The first file that is not as recorded (or is too recent to vouch for), named.
@@ -609,6 +622,14 @@ mod tests {
         let mut other = bytes.clone();
         other[0] = 9;
         assert!(NoopRecord::decode(other).is_none(), "another format");
+        for at in [4, bytes.len() / 2, bytes.len() - 20, bytes.len() - 1] {
+            let mut flipped = bytes.clone();
+            flipped[at] ^= 1;
+            assert!(
+                NoopRecord::decode(flipped).is_none(),
+                "a byte changed at {at}"
+            );
+        }
     }
 
     proptest::proptest! {
