@@ -128,14 +128,26 @@ pub struct EditBase {
 }
 
 impl EditBase {
-    pub fn new(context: [u8; 32], rest: [u8; 32]) -> EditBase {
+    /// An empty base with room for `nodes` nodes and `deps` dependencies.
+    pub fn with_capacity(context: [u8; 32], rest: [u8; 32], nodes: usize, deps: usize) -> Self {
+        let mut starts = Vec::with_capacity(nodes + 1);
+        starts.push(0);
         EditBase {
             context,
             rest,
-            texts: Vec::new(),
-            deps: Vec::new(),
-            starts: vec![0],
+            texts: Vec::with_capacity(nodes),
+            deps: Vec::with_capacity(deps),
+            starts,
         }
+    }
+
+    pub fn new(context: [u8; 32], rest: [u8; 32]) -> EditBase {
+        EditBase::with_capacity(context, rest, 0, 0)
+    }
+
+    /// How many dependencies all nodes have together.
+    pub fn dep_count(&self) -> usize {
+        self.deps.len()
     }
 
     /// Add the next node: its text digest and the nodes it reads.
@@ -179,26 +191,25 @@ impl EditBase {
 
     /// Read back; every dependency names a node of the record.
     fn decode(r: &mut Reader<'_>, node_count: u32) -> Option<EditBase> {
-        let mut base = EditBase::new(r.array()?, r.array()?);
+        let (context, rest) = (r.array()?, r.array()?);
         let n = get_count(r, 20)?;
         if n != node_count as usize {
             return None;
         }
-        let mut texts = Vec::with_capacity(n);
+        // Each node's count and about two dependencies: a guess, not a limit.
+        let mut base = EditBase::with_capacity(context, rest, n, r.remaining() / 4);
         for _ in 0..n {
-            texts.push(r.array()?);
+            base.texts.push(r.array()?);
         }
-        for text in texts {
-            let count = get_count(r, 4)?;
-            let mut deps = Vec::with_capacity(count);
-            for _ in 0..count {
+        for _ in 0..n {
+            for _ in 0..get_count(r, 4)? {
                 let d = r.u32()?;
                 if d >= node_count {
                     return None;
                 }
-                deps.push(d);
+                base.deps.push(d);
             }
-            base.push(text, &deps);
+            base.starts.push(base.deps.len() as u32);
         }
         Some(base)
     }
@@ -266,6 +277,16 @@ fn get_count(r: &mut Reader<'_>, min: usize) -> Option<usize> {
 }
 
 impl NoopRecord {
+    /// Room for `bytes` more of encoded nodes (a record made from another knows its size).
+    pub fn reserve_nodes(&mut self, bytes: usize) {
+        self.nodes.reserve(bytes);
+    }
+
+    /// Bytes of the encoded nodes.
+    pub fn nodes_len(&self) -> usize {
+        self.nodes_end.saturating_sub(self.nodes_at)
+    }
+
     /// Add the next node of the workflow.
     pub fn push_node(&mut self, n: &NodeEntry<'_>) {
         put_str(&mut self.nodes, n.id);

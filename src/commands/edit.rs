@@ -507,12 +507,19 @@ impl Next<'_> {
         next.files = self.rec.files.clone();
         next.outputs = self.rec.outputs.clone();
         next.order = self.rec.order.clone();
+        // Keys and digests keep their size; a little room for longer run times.
+        next.reserve_nodes(self.rec.nodes_len() + 64 * self.part.len());
         // Each reached node's place in the part, and its dependencies there.
         let mut at = vec![usize::MAX; self.reached.len()];
         for (k, &i) in self.part.iter().enumerate() {
             at[i] = k;
         }
-        let mut base = EditBase::new(self.base.context, self.base.rest);
+        let mut base = EditBase::with_capacity(
+            self.base.context,
+            self.base.rest,
+            self.base.len(),
+            self.base.dep_count() + 16 * self.part.len(),
+        );
         for (i, (entry, r)) in self.rec.nodes().zip(&outcome.nodes).enumerate() {
             let entry = entry.ok_or("a damaged record")?;
             if !self.reached[i] {
