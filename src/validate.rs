@@ -1065,6 +1065,42 @@ mod tests {
     }
 
     #[test]
+    fn known_nodes_lend_their_id_and_type_and_nothing_else_is_checked_of_them() {
+        let part = |b_message: &str| {
+            let doc = json!({"nodes": [
+                // Known: reads a node outside the part, and would not validate alone.
+                {"id": "a", "type": "echo", "params": {"message": "${outside.echo}", "bogus": 1}},
+                {"id": "b", "type": "echo", "params": {"message": b_message}}
+            ]});
+            let (wf, structural) = Workflow::from_json(&doc);
+            validate_with_known(wf.expect("decodes"), structural, &|k| k == 0)
+        };
+        let v = part("${a.echo}").expect("the part validates");
+        assert!(
+            v.nodes[0].params.is_empty(),
+            "a known node's params are not compiled"
+        );
+        assert_eq!(
+            v.graph.dependencies(0).len(),
+            0,
+            "a known node reads nothing"
+        );
+        assert_eq!(v.graph.dependencies(1).len(), 1);
+        assert_eq!(v.order, vec![0, 1]);
+        assert!(v.warnings.is_empty(), "{:?}", v.warnings);
+        // Others are checked against it as always.
+        let e = part("${a.stdout}").expect_err("echo has no stdout").errors;
+        assert_eq!(e.len(), 1);
+        assert!(
+            e[0].message.contains("does not output 'stdout'"),
+            "{}",
+            e[0]
+        );
+        let e = part("${outside.echo}").expect_err("not in the part").errors;
+        assert_eq!(e[0].path, "nodes[1].params.message");
+    }
+
+    #[test]
     fn unknown_output_field_suggests() {
         let e = errors(json!({"nodes": [
             {"id": "a", "type": "shell", "params": {"command": "echo"}},
