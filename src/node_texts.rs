@@ -40,8 +40,9 @@ impl<'a> NodeTexts<'a> {
         let mut nodes = None;
         let mut rest = blake3::Hasher::new_derive_key("pflow workflow members v1");
         let mut others = Vec::with_capacity(members.len());
-        for (k, (name, value)) in members.iter().enumerate() {
-            if members[..k].iter().any(|(earlier, _)| earlier == name) {
+        let mut seen = std::collections::HashSet::with_capacity(members.len());
+        for (name, value) in &members {
+            if !seen.insert(name.as_ref()) {
                 return None;
             }
             if name == "nodes" {

@@ -370,14 +370,8 @@ pub fn once(args: &BuildArgs) -> Result {
             .map(std::path::Path::to_path_buf)
             .unwrap_or_default(),
     };
-    let live = (args.verbose && !json_mode)
-        .then(|| std::sync::Arc::new(report::LiveLines::new(opts.redactor.clone())));
-    if let Some(sink) = &live {
-        let sink = std::sync::Arc::clone(sink);
-        opts.live = executor::LiveOutput(Some(std::sync::Arc::new(move |id, bytes, is_out| {
-            sink.push(id, bytes, is_out)
-        })));
-    }
+    let (live, sink) = super::conclusion::live_lines(args, &opts.redactor);
+    opts.live = sink;
     let view = view(args);
     let mut logs = Some(Logs::load(cache.local().root(), &opts.workflow_name));
     let wants_timeline = args.timings.is_some() || args.profile.is_some();

@@ -224,3 +224,23 @@ pub(super) fn tallies<'o>(
         (Status::Skipped, _) => Tally::Skipped,
     })
 }
+
+/// `-v` in text mode: commands' output printed as it arrives (redacted), through the
+/// sink the executor is given. `None` (and no sink) otherwise.
+pub(super) fn live_lines(
+    args: &BuildArgs,
+    redactor: &crate::secrets::Redactor,
+) -> (
+    Option<std::sync::Arc<report::LiveLines>>,
+    executor::LiveOutput,
+) {
+    if !args.verbose || args.output_format == OutputFormat::Json {
+        return (None, executor::LiveOutput::default());
+    }
+    let lines = std::sync::Arc::new(report::LiveLines::new(redactor.clone()));
+    let sink = std::sync::Arc::clone(&lines);
+    let live = executor::LiveOutput(Some(std::sync::Arc::new(move |id, bytes, is_out| {
+        sink.push(id, bytes, is_out)
+    })));
+    (Some(lines), live)
+}

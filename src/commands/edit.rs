@@ -41,7 +41,7 @@ use crate::executor::{self, Known, NodeReport, Options, Session, Status};
 use crate::node_texts::{text_digest, NodeTexts};
 use crate::template::ParamTemplate;
 use crate::validate::{CompiledNode, Validated};
-use crate::workflow::{Node, Workflow};
+use crate::workflow::{CachePolicy, Node, Workflow};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::time::Instant;
@@ -200,6 +200,12 @@ fn try_serve(
     started: Instant,
 ) -> Result<ExitCode, String> {
     let base = rec.edit.take().ok_or("no edit base")?;
+    let size = std::fs::metadata(&inv.path)
+        .map_err(|_| "cannot read the workflow")?
+        .len();
+    if size > crate::source::max_workflow_bytes() {
+        return Err("the workflow is over the size limit".into());
+    }
     let text = std::fs::read_to_string(&inv.path).map_err(|_| "cannot read the workflow")?;
     let texts = NodeTexts::of(&text).ok_or("not a plain JSON workflow")?;
     if texts.rest != base.rest {
@@ -353,7 +359,7 @@ fn try_serve(
             .ok()
             .and_then(|t| t.trim().parse::<usize>().ok())
     });
-    let opts = Options {
+    let mut opts = Options {
         jobs: given_jobs.unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -371,6 +377,8 @@ fn try_serve(
         live: executor::LiveOutput::default(),
         known,
     };
+    let (live, sink) = super::conclusion::live_lines(args, &opts.redactor);
+    opts.live = sink;
     let view = super::conclusion::view(args);
     let (mut merged, saved) = super::noop::reports_of(&rec).ok_or("a damaged record")?;
     let logs = crate::cache::logs::Logs::load(&inv.root, &inv.name);
@@ -389,6 +397,9 @@ fn try_serve(
         executor::Event::Idle => progress.flush(),
         _ => {}
     });
+    if let Some(sink) = &live {
+        sink.finish();
+    }
     progress.done();
     let mut printed = progress.into_replay();
     let mut logged = false;
@@ -506,7 +517,23 @@ impl Next<'_> {
         next.env_names = self.rec.env_names.clone();
         next.files = self.rec.files.clone();
         next.outputs = self.rec.outputs.clone();
-        next.order = self.rec.order.clone();
+        // The order its lines are printed in: as this build finished them, the nodes it
+        // did not reach (which read none it reached) first.
+        next.order = self
+            .rec
+            .order
+            .iter()
+            .copied()
+            .filter(|&i| !self.reached.get(i as usize).copied().unwrap_or(true))
+            .chain(
+                self.v
+                    .order
+                    .iter()
+                    .filter_map(|&k| self.part.get(k))
+                    .filter(|&&i| self.reached[i])
+                    .map(|&i| i as u32),
+            )
+            .collect();
         // Keys and digests keep their size; a little room for longer run times.
         next.reserve_nodes(self.rec.nodes_len() + 64 * self.part.len());
         // Each reached node's place in the part, and its dependencies there.
@@ -539,6 +566,17 @@ impl Next<'_> {
             if !found.written.is_empty() || !found.removed.is_empty() {
                 return Err(format!("node '{}' wrote files", r.id));
             }
+            let k = at[i];
+            let node = self
+                .v
+                .workflow
+                .nodes
+                .get(k)
+                .ok_or("a node outside the part")?;
+            if let CachePolicy::MaxAge(max) = node.cache {
+                let until = found.time_ms.saturating_add(max.as_millis() as u64);
+                next.valid_until_ms = next.valid_until_ms.min(until);
+            }
             next.push_node(&NodeEntry {
                 id: entry.id,
                 node_type: entry.node_type,
@@ -548,7 +586,6 @@ impl Next<'_> {
                     duration_ms: found.duration_ms,
                 },
             });
-            let k = at[i];
             let mut deps: Vec<u32> = self
                 .v
                 .graph

@@ -115,6 +115,13 @@ fn plain(args: &BuildArgs) -> Result<Invocation, &'static str> {
             _ => {}
         },
     }
+    if args.max_repair_attempts.is_none() {
+        if let Ok(text) = std::env::var(crate::config::MAX_REPAIR_ATTEMPTS_ENV) {
+            if !text.trim().is_empty() && !text.trim().parse::<usize>().is_ok_and(|n| n >= 1) {
+                return Err("PFLOW_MAX_REPAIR_ATTEMPTS");
+            }
+        }
+    }
     // A file path, not a saved workflow (whose runs are recorded in its file).
     let path = PathBuf::from(&args.workflow);
     if !path.is_file() || crate::store::saved_name(&path).is_some() {

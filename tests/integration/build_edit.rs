@@ -99,7 +99,11 @@ fn an_edit_builds_only_what_it_reaches_and_reports_what_a_full_build_reports() {
 
 #[test]
 fn the_text_report_is_the_full_builds() {
-    let edit = |d: &mut Value| d["nodes"][4]["params"]["message"] = json!("E:${c.stdout}");
+    // d is a command: -v shows what it prints as it prints it.
+    let edit = |d: &mut Value| {
+        d["nodes"][3]["params"]["command"] =
+            json!(counted("d", "echo D:${b.echo}; echo warned >&2"))
+    };
     let fast = Workspace::new().workflow(branches());
     let full = Workspace::new().workflow(branches());
     prime(&fast, &[]);
@@ -111,6 +115,10 @@ fn the_text_report_is_the_full_builds() {
     let (a, b) = (text(&fast), text(&full));
     assert_edit_path(&a, 1, 2);
     assert_normal_path(&b);
+    assert!(
+        a.stderr.contains("D:b:a-world") && a.stderr.contains("warned"),
+        "{a}"
+    );
     let lines = |r: &BuildResult| {
         let mut out: Vec<String> = timeless(&r.stderr)
             .lines()
@@ -333,4 +341,94 @@ fn a_known_node_whose_entry_is_gone_sends_the_build_to_the_normal_path() {
     r.assert_ok();
     assert_eq!(r.output("out"), "f:d:b:a-world+E:c");
     assert_eq!(ws.count("c"), 2, "c ran again: its result was lost");
+}
+
+#[test]
+fn an_edited_node_with_a_maximum_age_keeps_the_next_no_op_from_outliving_it() {
+    let ws = Workspace::new().workflow(branches());
+    prime(&ws, &[]);
+    ws.edit_workflow(|d| d["nodes"][4]["cache"] = json!("2s"));
+    let r = debug_build(&ws, &[]);
+    assert_edit_path(&r, 1, 2);
+    assert!(r.stderr.contains("no-op record written"), "{r}");
+    settle();
+    // Older than its two seconds: a full build runs it again, and so must this one.
+    let r = debug_build(&ws, &[]);
+    assert!(!r.stderr.contains("no-op record used"), "{r}");
+    assert_eq!(r.status_of("e"), "ran", "{r}");
+}
+
+#[test]
+fn after_an_edit_that_reorders_the_graph_the_no_op_prints_a_possible_order() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [
+            {"id": "x", "type": "echo", "params": {"message": "x"}},
+            {"id": "y", "type": "echo", "params": {"message": "y"}},
+            {"id": "z", "type": "echo", "params": {"message": "${x.echo}"}},
+            {"id": "p", "type": "echo", "params": {"message": "p"}},
+            {"id": "q", "type": "echo", "params": {"message": "q"}}
+        ],
+        "outputs": {"out": {"source": "${z.echo}"}}
+    }));
+    prime(&ws, &[]);
+    // x, first so far, now reads y.
+    ws.edit_workflow(|d| d["nodes"][0]["params"]["message"] = json!("${y.echo}!"));
+    let r = debug_build(&ws, &[]);
+    assert_edit_path(&r, 1, 2);
+    assert!(r.stderr.contains("no-op record written"), "{r}");
+    settle();
+    let r = ws.cmd().text().arg("-v").env("PFLOW_DEBUG", "1").run();
+    assert_served(&r);
+    assert_eq!(r.stdout.trim(), "y!");
+    let at = |id: &str| {
+        r.stderr
+            .lines()
+            .position(|l| l.split_whitespace().nth(1) == Some(id))
+            .unwrap_or_else(|| panic!("no line for {id}: {r}"))
+    };
+    assert!(at("y") < at("x") && at("x") < at("z"), "{r}");
+}
+
+#[test]
+fn an_edit_past_the_size_limit_is_refused_as_a_full_build_refuses_it() {
+    let ws = Workspace::new().workflow(branches());
+    let limit = (ws.read("workflow.json").len() + 40).to_string();
+    let args: &[&str] = &[];
+    ws.build(args).assert_ok();
+    settle();
+    let with_limit = |ws: &Workspace| {
+        ws.cmd()
+            .env("PFLOW_DEBUG", "1")
+            .env("PFLOW_MAX_WORKFLOW_BYTES", &limit)
+            .run()
+    };
+    with_limit(&ws).assert_ok();
+    assert_served(&with_limit(&ws));
+    ws.edit_workflow(|d| d["nodes"][4]["params"]["message"] = json!("E".repeat(100)));
+    let r = with_limit(&ws);
+    r.assert_code(2);
+    assert!(r.to_string().contains("over the limit"), "{r}");
+}
+
+#[test]
+fn a_bad_repair_attempts_variable_is_refused_whatever_the_record_says() {
+    let ws = Workspace::new().workflow(branches());
+    let build = |ws: &Workspace, flag: bool| {
+        let mut cmd = ws
+            .cmd()
+            .env("PFLOW_DEBUG", "1")
+            .env("PFLOW_MAX_REPAIR_ATTEMPTS", "many");
+        if flag {
+            cmd = cmd.args(&["--max-repair-attempts", "2"]);
+        }
+        cmd.run()
+    };
+    build(&ws, true).assert_ok();
+    settle();
+    build(&ws, true).assert_ok();
+    assert_served(&build(&ws, true));
+    // Without the flag, the variable counts, and a full build refuses it.
+    let r = build(&ws, false);
+    r.assert_code(2);
+    assert!(r.to_string().contains("PFLOW_MAX_REPAIR_ATTEMPTS"), "{r}");
 }
