@@ -3,6 +3,8 @@
 # (issue: performance).
 #
 #   benches/edit_start.sh [RUNS]        (default 5 runs per case; needs python3)
+#   PFLOW=/path/to/pflow benches/edit_start.sh [RUNS]   (that binary, not a fresh build:
+#                                        to compare two versions on one machine)
 #
 # Node i passes node i-1's data on (and reads node i/2), so a new value at node 0 reaches
 # every node: the edited build runs all 10,000 again, as a cold build does, and should
@@ -13,8 +15,10 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 runs="${1:-5}"
-cargo build --release --quiet --manifest-path "$root/Cargo.toml"
-pflow="$root/target/release/pflow"
+if [[ -z "${PFLOW:-}" ]]; then
+  cargo build --release --quiet --manifest-path "$root/Cargo.toml"
+fi
+pflow="${PFLOW:-$root/target/release/pflow}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 

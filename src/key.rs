@@ -114,9 +114,26 @@ const SEALED_MARKER: &[u8] = b"pflow sealed component: value not recorded";
 
 /// The preimage digest every sealed component shows.
 pub fn sealed_digest() -> String {
-    let d = blake3::keyed_hash(component_key(), SEALED_MARKER);
-    d.to_hex()[..16].to_string()
+    format!("{:016x}", sealed_short())
 }
+
+/// [`sealed_digest`] as a number.
+fn sealed_short() -> u64 {
+    static SHORT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SHORT.get_or_init(|| first_64(blake3::keyed_hash(component_key(), SEALED_MARKER).as_bytes()))
+}
+
+/// The first 16 hex digits of a digest, as the number they spell.
+fn first_64(digest: &[u8; 32]) -> u64 {
+    let mut head = [0u8; 8];
+    head.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(head)
+}
+
+/// A preimage component as records keep it: its name, and its digest's first 64 bits
+/// (what the preimage shows as 16 hex digits). Lists of them are in name order, each
+/// name once.
+pub type Short<'a> = (&'a str, u64);
 
 impl KeyBuilder {
     pub fn new() -> Self {
@@ -207,51 +224,68 @@ impl KeyBuilder {
     }
 
     pub fn preimage(&self) -> Preimage {
+        self.short()
+            .into_iter()
+            .map(|(name, d)| (name.to_string(), format!("{d:016x}")))
+            .collect()
+    }
+
+    /// The preimage without a string made per component: what records keep and
+    /// explanations compare.
+    pub fn short(&self) -> Vec<Short<'_>> {
         self.components()
             .into_iter()
-            .map(|(k, v, sealed)| {
-                let shown = if sealed {
-                    sealed_digest()
-                } else {
-                    blake3::Hash::from_bytes(*v).to_hex()[..16].to_string()
-                };
-                (k.to_string(), shown)
-            })
+            .map(|(name, d, sealed)| (name, if sealed { sealed_short() } else { first_64(d) }))
             .collect()
     }
 }
 
 /// Describe what differs between two preimages, most telling first:
 /// `param command changed`, `upstream fetch changed`, `input file data.csv changed`.
-pub fn explain_change(old: &Preimage, new: &Preimage) -> Option<String> {
-    let mut changes: Vec<String> = Vec::new();
-    for (name, digest) in new {
-        match old.get(name) {
-            Some(d) if d == digest => {}
-            Some(_) => changes.push(describe(name, "changed")),
-            None => changes.push(describe(name, "added")),
+/// Both in name order, each name once (as [`KeyBuilder::short`] gives them).
+pub fn explain_change(old: &[Short<'_>], new: &[Short<'_>]) -> Option<String> {
+    // Written straight into one string: an edit near the start explains every node.
+    let mut text = String::with_capacity(64);
+    let mut removed: Vec<&str> = Vec::new();
+    let (mut o, mut n) = (old.iter().peekable(), new.iter().peekable());
+    loop {
+        match (o.peek(), n.peek()) {
+            (Some(a), Some(b)) if a.0 == b.0 => {
+                if a.1 != b.1 {
+                    describe_into(&mut text, b.0, "changed");
+                }
+                o.next();
+                n.next();
+            }
+            (Some(a), Some(b)) if a.0 < b.0 => {
+                removed.push(a.0);
+                o.next();
+            }
+            (_, Some(b)) => {
+                describe_into(&mut text, b.0, "added");
+                n.next();
+            }
+            (Some(a), None) => {
+                removed.push(a.0);
+                o.next();
+            }
+            (None, None) => break,
         }
     }
-    for name in old.keys() {
-        if !new.contains_key(name) {
-            changes.push(describe(name, "removed"));
-        }
+    for name in removed {
+        describe_into(&mut text, name, "removed");
     }
-    if changes.is_empty() {
-        None
-    } else {
-        Some(changes.join(", "))
-    }
+    (!text.is_empty()).then_some(text)
 }
 
 /// When the key moved but no recorded digest did, a sealed component changed: say
 /// which ones it may have been (`environment variable DB_PASSWORD changed (secret: its
 /// value is not recorded)`). None when the preimage has no sealed component.
-pub fn explain_sealed_change(now: &Preimage) -> Option<String> {
-    let marker = sealed_digest();
+pub fn explain_sealed_change(now: &[Short<'_>]) -> Option<String> {
+    let marker = sealed_short();
     let names: Vec<String> = now
         .iter()
-        .filter(|(_, d)| **d == marker)
+        .filter(|(_, d)| *d == marker)
         .map(|(name, _)| describe(name, ""))
         .map(|s| s.trim_end().to_string())
         .collect();
@@ -269,23 +303,40 @@ pub fn explain_sealed_change(now: &Preimage) -> Option<String> {
 }
 
 fn describe(component: &str, what: &str) -> String {
-    let (kind, name) = component.split_once(':').unwrap_or((component, ""));
-    match kind {
-        "param" => format!("param {name} {what}"),
-        "dep" => format!("upstream {name} {what}"),
-        "input" => format!("input {name} {what}"),
-        "file" => format!("input file {name} {what}"),
-        "type" => format!("node type {what}"),
-        "batch" => format!("batch config {what}"),
-        "item" => format!("batch item {what}"),
-        "index" => format!("batch index {what}"),
-        "cache" => format!("cache policy {what}"),
-        "reads" | "writes" => format!("declared {kind} {what}"),
-        "env" => format!("environment variable {name} {what}"),
-        "env-mode" => format!("strict environment mode {what}"),
-        "engine" => "pflow cache version changed".to_string(),
-        other => format!("{other} {what}"),
+    let mut text = String::new();
+    describe_into(&mut text, component, what);
+    text
+}
+
+/// Append what happened to `component` to `text`, after a ", " if it is not empty.
+fn describe_into(text: &mut String, component: &str, what: &str) {
+    if !text.is_empty() {
+        text.push_str(", ");
     }
+    let (kind, name) = component.split_once(':').unwrap_or((component, ""));
+    let (prefix, name) = match kind {
+        "param" => ("param ", name),
+        "dep" => ("upstream ", name),
+        "input" => ("input ", name),
+        "file" => ("input file ", name),
+        "type" => ("node type", ""),
+        "batch" => ("batch config", ""),
+        "item" => ("batch item", ""),
+        "index" => ("batch index", ""),
+        "cache" => ("cache policy", ""),
+        "reads" | "writes" => ("declared ", kind),
+        "env" => ("environment variable ", name),
+        "env-mode" => ("strict environment mode", ""),
+        "engine" => {
+            text.push_str("pflow cache version changed");
+            return;
+        }
+        other => (other, ""),
+    };
+    text.push_str(prefix);
+    text.push_str(name);
+    text.push(' ');
+    text.push_str(what);
 }
 
 #[cfg(test)]
@@ -363,9 +414,9 @@ mod tests {
             "the preimage does not depend on it"
         );
         assert_eq!(a.preimage()["env:DB_PASSWORD"], sealed_digest());
-        assert_eq!(explain_change(&a.preimage(), &b.preimage()), None);
+        assert_eq!(explain_change(&a.short(), &b.short()), None);
         assert_eq!(
-            explain_sealed_change(&b.preimage()).unwrap(),
+            explain_sealed_change(&b.short()).unwrap(),
             "environment variable DB_PASSWORD changed (secret: its value is not recorded)"
         );
         let mut plain = KeyBuilder::new();
@@ -375,7 +426,65 @@ mod tests {
             k.add_sealed(("env", "DB_PASSWORD"), &[b"1", b"hunter2"]);
             k.finish()
         });
-        assert_eq!(explain_sealed_change(&plain.preimage()), None);
+        assert_eq!(explain_sealed_change(&plain.short()), None);
+    }
+
+    #[test]
+    fn the_short_preimage_is_the_preimage_as_numbers() {
+        let mut kb = KeyBuilder::new();
+        kb.add_text("param:x", "1");
+        kb.add_sealed(("env", "TOKEN"), &[b"1", b"s3cret"]);
+        let hex: Vec<(String, String)> = kb.preimage().into_iter().collect();
+        let short: Vec<(String, String)> = kb
+            .short()
+            .into_iter()
+            .map(|(n, d)| (n.to_string(), format!("{d:016x}")))
+            .collect();
+        assert_eq!(hex, short);
+        let x = blake3::keyed_hash(component_key(), b"1").to_hex();
+        assert_eq!(kb.preimage()["param:x"], x[..16]);
+    }
+
+    #[test]
+    fn a_change_lists_changed_and_added_in_name_order_then_removed() {
+        let old = [("dep:a", 1), ("param:a", 1), ("param:c", 3)];
+        let new = [("dep:a", 1), ("param:b", 2), ("param:c", 4), ("param:d", 5)];
+        assert_eq!(
+            explain_change(&old, &new).unwrap(),
+            "param b added, param c changed, param d added, param a removed"
+        );
+        assert_eq!(explain_change(&new, &new), None);
+        assert_eq!(
+            explain_change(&new, &[]).unwrap(),
+            "upstream a removed, param b removed, param c removed, param d removed"
+        );
+    }
+
+    #[test]
+    fn every_kind_of_component_is_told_in_words() {
+        let cases = [
+            ("param:cmd", "param cmd changed"),
+            ("dep:fetch", "upstream fetch changed"),
+            ("input:n", "input n changed"),
+            ("file:a.txt", "input file a.txt changed"),
+            ("type", "node type changed"),
+            ("batch", "batch config changed"),
+            ("item", "batch item changed"),
+            ("index", "batch index changed"),
+            ("cache", "cache policy changed"),
+            ("reads", "declared reads changed"),
+            ("writes", "declared writes changed"),
+            ("env:HOME", "environment variable HOME changed"),
+            ("env-mode", "strict environment mode changed"),
+            ("engine", "pflow cache version changed"),
+            ("identity", "identity changed"),
+        ];
+        for (component, told) in cases {
+            assert_eq!(
+                explain_change(&[(component, 1)], &[(component, 2)]).unwrap(),
+                told
+            );
+        }
     }
 
     #[test]
@@ -386,20 +495,20 @@ mod tests {
         let mut b = a.clone();
         b.add_text("param:command", "echo 2");
         assert_eq!(
-            explain_change(&a.preimage(), &b.preimage()).unwrap(),
+            explain_change(&a.short(), &b.short()).unwrap(),
             "param command changed"
         );
         let mut c = a.clone();
         c.add_text("dep:fetch", "d2");
         c.add_text("file:data.csv", "x");
         assert_eq!(
-            explain_change(&a.preimage(), &c.preimage()).unwrap(),
+            explain_change(&a.short(), &c.short()).unwrap(),
             "upstream fetch changed, input file data.csv added"
         );
         let mut d = a.clone();
         d.add_text("env:PFLOW_MODEL", "x");
         assert_eq!(
-            explain_change(&a.preimage(), &d.preimage()).unwrap(),
+            explain_change(&a.short(), &d.short()).unwrap(),
             "environment variable PFLOW_MODEL added"
         );
     }

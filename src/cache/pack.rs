@@ -446,18 +446,21 @@ impl State {
         if header.kind != Kind::Entry {
             return;
         }
-        match self.index.get(&header.key) {
-            Some(old) if old.time > header.time => {}
-            _ => {
-                self.index.insert(
-                    header.key,
-                    Loc {
-                        seg,
-                        len: header.len,
-                        offset,
-                        time: header.time,
-                    },
-                );
+        let loc = Loc {
+            seg,
+            len: header.len,
+            offset,
+            time: header.time,
+        };
+        // One probe of the map per record: the first lookup indexes every record.
+        match self.index.entry(header.key) {
+            std::collections::hash_map::Entry::Occupied(mut old) => {
+                if old.get().time <= header.time {
+                    old.insert(loc);
+                }
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(loc);
             }
         }
     }

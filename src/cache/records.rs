@@ -19,7 +19,7 @@
 use super::table::{Reader, Table};
 use super::Entry;
 use crate::fsutil::{stat, FileId};
-use crate::key::Preimage;
+use crate::key::{Preimage, Short};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -63,8 +63,34 @@ pub struct NodeRecord {
 }
 
 /// `--explain` records are many and small: varint lengths and numbers keep them so.
-fn codec() -> impl bincode::Options {
-    bincode::DefaultOptions::new()
+/// The format is bincode's (`DefaultOptions`: a number below 251 is one byte; otherwise
+/// a tag byte, 251, 252 or 253, then the number as 2, 4 or 8 little-endian bytes), for
+/// a sequence of (name, 64-bit digest): the count, then each name's length, its bytes,
+/// and the digest. Written and read by hand: an edit decodes one record per node, and
+/// serde's generic path cost ten times as much.
+fn put_varint(out: &mut Vec<u8>, n: u64) {
+    if n < 251 {
+        out.push(n as u8);
+    } else if n <= u16::MAX as u64 {
+        out.push(251);
+        out.extend_from_slice(&(n as u16).to_le_bytes());
+    } else if n <= u32::MAX as u64 {
+        out.push(252);
+        out.extend_from_slice(&(n as u32).to_le_bytes());
+    } else {
+        out.push(253);
+        out.extend_from_slice(&n.to_le_bytes());
+    }
+}
+
+fn varint(r: &mut Reader<'_>) -> Option<u64> {
+    match r.array::<1>()?[0] {
+        n @ 0..=250 => Some(n as u64),
+        251 => r.array().map(u16::from_le_bytes).map(u64::from),
+        252 => r.u32().map(u64::from),
+        253 => r.u64(),
+        _ => None,
+    }
 }
 
 /// Encoded by hand (a no-op build decodes one per node, and serde's generic decoding of
@@ -345,12 +371,46 @@ pub fn record_of(key: &[u8; 32], entry: &Entry) -> Option<NodeRecord> {
 
 /// `--explain` records: each node's key preimage from the last build that decided it,
 /// with digests shortened to 64 bits (enough to tell that a component changed). Read only
-/// when a node misses, decoded one node at a time; a save encodes only the nodes that
-/// were decided anew (a node that was a fast hit has the same key, hence the same
-/// preimage, as recorded).
+/// when a node misses, decoded one node at a time, borrowing its names; a save encodes
+/// only the nodes that were decided anew (a node that was a fast hit has the same key,
+/// hence the same preimage, as recorded).
 #[derive(Debug, Default)]
 pub struct ExplainRecords {
     table: Table,
+}
+
+/// One node's explain record: its components, in name order.
+pub fn encode_explain(parts: &[Short<'_>]) -> Vec<u8> {
+    let names: usize = parts.iter().map(|(name, _)| name.len()).sum();
+    let mut out = Vec::with_capacity(9 + names + parts.len() * 12);
+    put_varint(&mut out, parts.len() as u64);
+    for (name, digest) in parts {
+        put_varint(&mut out, name.len() as u64);
+        out.extend_from_slice(name.as_bytes());
+        put_varint(&mut out, *digest);
+    }
+    out
+}
+
+/// The components of an explain record, borrowed from its bytes; `None` for a damaged
+/// one (torn, longer, or not in strict name order).
+pub fn decode_explain(bytes: &[u8]) -> Option<Vec<Short<'_>>> {
+    let mut r = Reader::new(bytes, 0);
+    let count = varint(&mut r)? as usize;
+    // Each component takes at least two bytes: a bigger count is a damaged record.
+    if count > r.remaining() / 2 {
+        return None;
+    }
+    let mut parts: Vec<Short<'_>> = Vec::with_capacity(count);
+    for _ in 0..count {
+        let len = varint(&mut r)? as usize;
+        let name = std::str::from_utf8(r.take(len)?).ok()?;
+        if parts.last().is_some_and(|(prev, _)| *prev >= name) {
+            return None;
+        }
+        parts.push((name, varint(&mut r)?));
+    }
+    (r.remaining() == 0).then_some(parts)
 }
 
 impl ExplainRecords {
@@ -371,40 +431,31 @@ impl ExplainRecords {
         self.table.is_empty()
     }
 
+    /// Node `id`'s record, as stored (see [`decode_explain`]).
+    pub fn raw(&self, id: &str) -> Option<&[u8]> {
+        self.table.get(id)
+    }
+
     pub fn get(&self, id: &str) -> Option<Preimage> {
-        use bincode::Options;
-        let parts: Vec<(String, u64)> = codec().deserialize(self.table.get(id)?).ok()?;
         Some(
-            parts
+            decode_explain(self.raw(id)?)?
                 .into_iter()
-                .map(|(name, d)| (name, format!("{d:016x}")))
+                .map(|(name, d)| (name.to_string(), format!("{d:016x}")))
                 .collect(),
         )
     }
 
-    /// Write these records with `new` ones replacing or joining them; an old record
-    /// survives when `keep` says so.
+    /// Write these records with `new` ones (encoded: [`encode_explain`]) replacing or
+    /// joining them; an old record survives when `keep` says so.
     pub fn save(
         &self,
         cache_root: &Path,
         workflow_name: &str,
-        new: &BTreeMap<String, Preimage>,
+        new: &BTreeMap<String, Vec<u8>>,
         keep: impl Fn(&[u8]) -> bool,
     ) {
-        use bincode::Options;
-        // Each digest as the 64-bit number its 16 hex digits spell.
-        let encoded: BTreeMap<String, Vec<u8>> = new
-            .iter()
-            .filter_map(|(id, p)| {
-                let parts: Vec<(&str, u64)> = p
-                    .iter()
-                    .map(|(name, hex)| Some((name.as_str(), u64::from_str_radix(hex, 16).ok()?)))
-                    .collect::<Option<_>>()?;
-                Some((id.clone(), codec().serialize(&parts).ok()?))
-            })
-            .collect();
         let mut bytes = EXPLAIN_FORMAT.to_le_bytes().to_vec();
-        bytes.extend_from_slice(&self.table.merged(&encoded, keep));
+        bytes.extend_from_slice(&self.table.merged(new, keep));
         replace(&explain_path(cache_root, workflow_name), &bytes);
     }
 }
@@ -571,18 +622,75 @@ mod tests {
     #[test]
     fn explain_records_merge_by_node() {
         let dir = tempfile::tempdir().unwrap();
-        let pre = |d: &str| -> Preimage { [("param:x".to_string(), format!("{d:0>16}"))].into() };
-        let first: BTreeMap<String, Preimage> =
-            [("a".to_string(), pre("1")), ("b".to_string(), pre("1"))].into();
+        let pre = |d: u64| encode_explain(&[("param:x", d)]);
+        let hex = |d: &str| -> Preimage { [("param:x".to_string(), format!("{d:0>16}"))].into() };
+        let first: BTreeMap<String, Vec<u8>> =
+            [("a".to_string(), pre(1)), ("b".to_string(), pre(1))].into();
         ExplainRecords::default().save(dir.path(), "wf.json", &first, |_| true);
         let loaded = ExplainRecords::load(dir.path(), "wf.json");
-        assert_eq!(loaded.get("a"), Some(pre("1")));
-        let second: BTreeMap<String, Preimage> = [("b".to_string(), pre("2"))].into();
+        assert_eq!(loaded.get("a"), Some(hex("1")));
+        let second: BTreeMap<String, Vec<u8>> = [("b".to_string(), pre(0x2f))].into();
         loaded.save(dir.path(), "wf.json", &second, |id| id == b"a");
         let loaded = ExplainRecords::load(dir.path(), "wf.json");
-        assert_eq!(loaded.get("a"), Some(pre("1")));
-        assert_eq!(loaded.get("b"), Some(pre("2")));
+        assert_eq!(loaded.get("a"), Some(hex("1")));
+        assert_eq!(loaded.get("b"), Some(hex("2f")));
+        assert_eq!(
+            decode_explain(loaded.raw("b").unwrap()),
+            Some(vec![("param:x", 0x2f)])
+        );
         assert_eq!(loaded.get("c"), None);
+    }
+
+    #[test]
+    fn explain_records_are_bincode_as_earlier_versions_wrote_them() {
+        use bincode::Options;
+        let long = "n".repeat(300);
+        let many: Vec<(String, u64)> = (0..260).map(|i| (format!("p{i:03}"), i)).collect();
+        let many: Vec<Short<'_>> = many.iter().map(|(n, d)| (n.as_str(), *d)).collect();
+        let cases: Vec<Vec<Short<'_>>> = vec![
+            vec![],
+            vec![("engine", 0), ("id", 250), ("param:a", 251)],
+            vec![
+                ("dep:x", 65_535),
+                ("dep:y", 65_536),
+                ("param:z", u32::MAX as u64),
+            ],
+            vec![(long.as_str(), 1 << 32), ("p", u64::MAX)],
+            many,
+        ];
+        for parts in cases {
+            let bytes = encode_explain(&parts);
+            let theirs = bincode::DefaultOptions::new().serialize(&parts).unwrap();
+            assert_eq!(bytes, theirs);
+            assert_eq!(decode_explain(&bytes), Some(parts));
+        }
+    }
+
+    #[test]
+    fn a_damaged_explain_record_is_refused() {
+        let parts = [("param:a", 1), ("param:b", 1 << 40)];
+        let bytes = encode_explain(&parts);
+        for cut in 0..bytes.len() {
+            assert_eq!(decode_explain(&bytes[..cut]), None, "torn at {cut}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(decode_explain(&longer), None);
+        let swapped = encode_explain(&[("param:b", 2), ("param:a", 1)]);
+        assert_eq!(decode_explain(&swapped), None, "out of name order");
+        let twice = encode_explain(&[("param:a", 2), ("param:a", 1)]);
+        assert_eq!(decode_explain(&twice), None, "a name twice");
+        assert_eq!(decode_explain(&[255]), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_decode_as_an_explain_record_or_are_refused(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..100)) {
+            if let Some(parts) = decode_explain(&bytes) {
+                // Bincode reads a number in more bytes than it needs; this writes the shortest.
+                proptest::prop_assert!(encode_explain(&parts).len() <= bytes.len());
+            }
+        }
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //! payload`, ids strictly ascending. Anything else (a torn or foreign file) fails to
 //! parse as a whole; callers then start from an empty table.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasherDefault;
 use std::ops::Range;
 
 #[derive(Debug, Default)]
@@ -19,6 +20,18 @@ pub struct Table {
     bytes: Vec<u8>,
     /// (id, payload) ranges into `bytes`, in id order.
     entries: Vec<(Range<usize>, Range<usize>)>,
+    /// Each entry's position by a hash of its id: an edit looks up several records per
+    /// node, and a binary search's dozen comparisons cost more than a probe. An id
+    /// whose hash another took first is found by the binary search.
+    by_hash: HashMap<u64, u32, BuildHasherDefault<crate::key::KeyHasher>>,
+}
+
+/// FNV-1a of an id: ids are short, and any spread of them is good enough here (a
+/// collision costs a binary search, never a wrong record).
+fn id_hash(id: &[u8]) -> u64 {
+    id.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ *b as u64).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// Reads little-endian numbers and byte runs off a slice, front to back. Every read
@@ -102,7 +115,17 @@ impl Table {
         if r.remaining() != 0 {
             return None;
         }
-        Some(Table { bytes, entries })
+        let mut by_hash = HashMap::with_capacity_and_hasher(entries.len(), Default::default());
+        for (i, (id, _)) in entries.iter().enumerate() {
+            by_hash
+                .entry(id_hash(&bytes[id.clone()]))
+                .or_insert(i as u32);
+        }
+        Some(Table {
+            bytes,
+            entries,
+            by_hash,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -115,11 +138,23 @@ impl Table {
 
     /// The payload recorded for `id`.
     pub fn get(&self, id: &str) -> Option<&[u8]> {
-        let i = self
-            .entries
-            .binary_search_by(|(r, _)| self.bytes[r.clone()].cmp(id.as_bytes()))
-            .ok()?;
-        Some(&self.bytes[self.entries[i].1.clone()])
+        let id = id.as_bytes();
+        let hashed = self
+            .by_hash
+            .get(&id_hash(id))
+            .and_then(|&i| self.entries.get(i as usize))
+            .filter(|(r, _)| &self.bytes[r.clone()] == id);
+        let (_, payload) = match hashed {
+            Some(entry) => entry,
+            None => {
+                let i = self
+                    .entries
+                    .binary_search_by(|(r, _)| self.bytes[r.clone()].cmp(id))
+                    .ok()?;
+                &self.entries[i]
+            }
+        };
+        Some(&self.bytes[payload.clone()])
     }
 
     /// Encode the table that results from this one with `updates` applied: an updated id
@@ -187,6 +222,29 @@ mod tests {
         assert_eq!(t.get("n10"), Some(&b"ten"[..]));
         assert_eq!(t.get("c"), None);
         assert_eq!(t.get(""), None);
+    }
+
+    #[test]
+    fn ids_whose_hashes_collide_are_both_found() {
+        // Only the first of two ids with one hash is found by it: the second must be
+        // found all the same.
+        let mut rows: Vec<(String, String)> = (0..2000)
+            .map(|i| (format!("n{i}"), format!("{i}")))
+            .collect();
+        rows.sort();
+        let refs: Vec<(&str, &str)> = rows.iter().map(|(i, p)| (i.as_str(), p.as_str())).collect();
+        let mut t = table(&refs);
+        let first = t.by_hash.clone();
+        // Every id now shares one hash bucket: all but one are found by the search.
+        t.by_hash = [(id_hash(b"n0"), 5)].into_iter().collect();
+        for (id, payload) in &rows {
+            assert_eq!(t.get(id), Some(payload.as_bytes()), "{id}");
+        }
+        t.by_hash = first;
+        for (id, payload) in &rows {
+            assert_eq!(t.get(id), Some(payload.as_bytes()), "{id}");
+        }
+        assert_eq!(t.get("n2000"), None);
     }
 
     #[test]

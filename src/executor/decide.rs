@@ -9,7 +9,7 @@
 use crate::cache::layered::{Layered, Lookup, Source};
 use crate::cache::records::BuildState;
 use crate::cache::{now_ms, Entry, FileState};
-use crate::key::{explain_change, explain_sealed_change, Key, Preimage};
+use crate::key::{explain_change, explain_sealed_change, Key, Short};
 use crate::workflow::CachePolicy;
 use serde_json::Value;
 use std::collections::HashSet;
@@ -303,10 +303,14 @@ pub fn fresh(policy: CachePolicy, time_ms: u128) -> bool {
 /// A plain miss told in full: what changed since the last build's key, when known.
 /// `key_moved`: the key differs from the last build's, so when no recorded digest
 /// differs, a sealed (secret) component did; otherwise the entry is simply gone.
-pub fn explain_miss(previous: Option<Preimage>, now: &Preimage, key_moved: bool) -> RunReason {
+pub fn explain_miss(
+    previous: Option<&[Short<'_>]>,
+    now: &[Short<'_>],
+    key_moved: bool,
+) -> RunReason {
     match previous {
         None => RunReason::New,
-        Some(old) => match explain_change(&old, now) {
+        Some(old) => match explain_change(old, now) {
             Some(what) => RunReason::Changed(what),
             None => match explain_sealed_change(now).filter(|_| key_moved) {
                 Some(what) => RunReason::Changed(what),
@@ -411,10 +415,10 @@ mod tests {
             run(w.decide(Mode::Build, &ask(Key([1; 32])))),
             RunReason::NoEntry
         );
-        let now: Preimage = [("param:cmd".to_string(), "aa".to_string())].into();
+        let now = [("param:cmd", 0xaa)];
         assert_eq!(explain_miss(None, &now, true), RunReason::New);
-        let before: Preimage = [("param:cmd".to_string(), "bb".to_string())].into();
-        match explain_miss(Some(before), &now, true) {
+        let before = [("param:cmd", 0xbb)];
+        match explain_miss(Some(&before), &now, true) {
             RunReason::Changed(what) => assert!(what.contains("cmd"), "{what}"),
             other => panic!("{other:?}"),
         }

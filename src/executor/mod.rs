@@ -33,6 +33,7 @@ pub use plan::{plan, Action, PlanStep};
 pub use targets::{count as selected_count, selected};
 
 use crate::cache::layered::Layered;
+use crate::cache::records::{decode_explain, encode_explain};
 use crate::cache::Entry;
 use crate::canonical::output_digest;
 use crate::error::{ErrorCategory, NodeError};
@@ -259,8 +260,8 @@ struct SlotState {
     /// Boxed: most slots never hold one (fast hits), and a slot per node adds up.
     entry: Option<Box<Entry>>,
     key: Option<Key>,
-    /// The key's components, kept for `--explain` (saved only if something changed).
-    preimage: Option<KeyBuilder>,
+    /// The key's explain record (`--explain`; saved only if something changed).
+    explained: Option<Vec<u8>>,
     report: Option<NodeReport>,
 }
 
@@ -1131,7 +1132,7 @@ impl<'a> Shared<'a> {
                     HitSource::Memo => {}
                     HitSource::Local | HitSource::Remote => {
                         self.recorder.changed();
-                        lock(&self.slots[i]).preimage = Some(kb);
+                        lock(&self.slots[i]).explained = Some(encode_explain(&kb.short()));
                         if let Some(entry) = &hit.entry {
                             self.recorder.entry(&node.id, &key, entry);
                         }
@@ -1142,12 +1143,12 @@ impl<'a> Shared<'a> {
             Decision::Run(reason) => reason,
         };
         self.recorder.changed();
-        let preimage = kb.preimage();
-        lock(&self.slots[i]).preimage = Some(kb);
+        let short = kb.short();
         let reason = match reason {
-            decide::RunReason::NoEntry => self.explain_miss(&node.id, &key, &preimage),
+            decide::RunReason::NoEntry => self.explain_miss(&node.id, &key, &short),
             other => other,
         };
+        lock(&self.slots[i]).explained = Some(encode_explain(&short));
         report.reason = reason.to_string();
         report.status = Status::Ran;
 
@@ -1249,10 +1250,11 @@ impl<'a> Shared<'a> {
         &self,
         id: &str,
         key: &Key,
-        preimage: &crate::key::Preimage,
+        now: &[crate::key::Short<'_>],
     ) -> decide::RunReason {
         let moved = self.recorder.previous_key(id).is_some_and(|k| k != *key);
-        decide::explain_miss(self.recorder.previous_preimage(id), preimage, moved)
+        let old = self.recorder.previous_explain(id).and_then(decode_explain);
+        decide::explain_miss(old.as_deref(), now, moved)
     }
 
     /// Where decisions look, for a build or a probe.
@@ -1507,8 +1509,8 @@ impl<'a> Shared<'a> {
         let decided = || {
             let mut decided = BTreeMap::new();
             for (i, slot) in self.slots.iter().enumerate() {
-                if let Some(kb) = lock(slot).preimage.take() {
-                    decided.insert(self.v.graph.id(i).to_string(), kb.preimage());
+                if let Some(record) = lock(slot).explained.take() {
+                    decided.insert(self.v.graph.id(i).to_string(), record);
                 }
             }
             decided

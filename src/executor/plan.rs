@@ -92,7 +92,7 @@ pub fn plan(
                     (Action::Reuse, reason, Some(key))
                 }
                 Decision::Run(decide::RunReason::NoEntry) => {
-                    let why = shared.explain_miss(&node.id, &key, &kb.preimage());
+                    let why = shared.explain_miss(&node.id, &key, &kb.short());
                     (Action::Run, why.to_string(), Some(key))
                 }
                 Decision::Run(why) => (Action::Run, why.to_string(), Some(key)),

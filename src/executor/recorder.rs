@@ -51,7 +51,8 @@ impl Recorder {
         match record_of(&key.0, entry) {
             Some(rec) => {
                 let encoded = rec.encode();
-                if !self.last.has(id, &encoded) {
+                // Once something changed, whether this did too no longer matters.
+                if !self.changed.load(Ordering::Relaxed) && !self.last.has(id, &encoded) {
                     self.changed();
                 }
                 lock(&self.next).nodes.insert(id.to_string(), encoded);
@@ -83,20 +84,26 @@ impl Recorder {
         self.explain().get(id)
     }
 
+    /// Node `id`'s explain record from the last build that decided it, as stored
+    /// (`records::decode_explain` reads it).
+    pub fn previous_explain(&self, id: &str) -> Option<&[u8]> {
+        self.explain().raw(id)
+    }
+
     fn explain(&self) -> &ExplainRecords {
         self.explain
             .get_or_init(|| ExplainRecords::load(&self.root, &self.workflow_name))
     }
 
-    /// Write the records, if anything changed. `decided`: the preimages of the nodes
-    /// decided anew (the rest are copied byte for byte). Old records stay as they are
+    /// Write the records, if anything changed. `decided`: the explain records of the
+    /// nodes decided anew (`records::encode_explain`; the rest are copied byte for byte). Old records stay as they are
     /// (each is checked against the key it was made for, so an outdated one is only
     /// unused), and are not even looked at: only when a table has grown well past the
     /// workflow's `nodes` (nodes renamed or removed) are the records of nodes no longer
     /// in it (`in_workflow` says no) dropped.
     pub fn save(
         &self,
-        decided: impl FnOnce() -> BTreeMap<String, Preimage>,
+        decided: impl FnOnce() -> BTreeMap<String, Vec<u8>>,
         nodes: usize,
         in_workflow: impl Fn(&[u8]) -> bool,
     ) {
