@@ -116,6 +116,16 @@ pub fn record_path(root: &Path, workflow_name: &str, kind: &str) -> PathBuf {
     root.join(RECORDS_DIR).join(format!("{}.{kind}", &h[..32]))
 }
 
+/// The index of a finished pack segment (see [`super::pack`]): beside the records, by
+/// the segment's file name (segment names are never reused).
+pub fn pack_index_path(root: &Path, segment: &Path) -> PathBuf {
+    let name = segment
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    root.join(RECORDS_DIR).join(format!("{name}.index"))
+}
+
 /// The intent file of a node key.
 pub fn intent_path(root: &Path, key: &Key) -> PathBuf {
     root.join(INTENTS_DIR).join(key.hex())

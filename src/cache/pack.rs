@@ -36,6 +36,14 @@
 //! key leave two records; keys are content-addressed, so either is right, and the newer
 //! wins.
 //!
+//! A finished segment of at least [`INDEXED_FROM`] bytes gets an index the first time a
+//! process reads all of it (`state/<segment>.index`: how far it covers, then each entry
+//! record's key, place and time, then a BLAKE3 sum), so later processes read that
+//! instead of every record header: the headers of 40,000 records, each with its check,
+//! were most of what a build's first lookup cost. An index is only a map: every record
+//! it points to is read and checked as always, one that does not read back is a miss,
+//! and a damaged or foreign index is ignored (the segment is scanned).
+//!
 //! Each build that stores or uses anything adds a segment, so a build whose first lookup
 //! finds more than [`MERGE_AT`] merges the finished ones (those it can lock exclusively)
 //! into one: the newest entry and newest use of each key, the rest dropped. A build
@@ -67,6 +75,62 @@ const REFRESH_EVERY: Duration = Duration::from_millis(100);
 pub const MERGE_AT: usize = 32;
 /// Bytes read at a time when scanning a segment.
 const CHUNK: usize = 1 << 20;
+/// A finished segment this big or bigger gets an index (a small one scans faster than
+/// its index is written).
+pub const INDEXED_FROM: u64 = 64 * 1024;
+/// The first bytes of a segment index.
+const INDEX_HEADER: &[u8; 8] = b"PFIDX1\n\0";
+/// Bytes of an index entry: key, offset, payload length, time.
+const INDEX_ENTRY: usize = 32 + 8 + 4 + 8;
+/// Bytes of an index's trailing BLAKE3 sum.
+const INDEX_SUM: usize = 16;
+
+/// An index entry: where an entry record of a segment is.
+type Indexed = (Key, u64, u32, u64);
+
+/// A segment's index: how far it covers, and its entry records.
+fn encode_index(covered: u64, entries: &[Indexed]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(20 + entries.len() * INDEX_ENTRY + INDEX_SUM);
+    out.extend_from_slice(INDEX_HEADER);
+    out.extend_from_slice(&covered.to_le_bytes());
+    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    for (key, offset, len, time) in entries {
+        out.extend_from_slice(&key.0);
+        out.extend_from_slice(&offset.to_le_bytes());
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&time.to_le_bytes());
+    }
+    let sum = blake3::hash(&out);
+    out.extend_from_slice(&sum.as_bytes()[..INDEX_SUM]);
+    out
+}
+
+/// An index read back, for a segment of `size` bytes: `None` unless it is whole, its
+/// sum holds, and it covers no more than the segment has.
+fn decode_index(bytes: &[u8], size: u64) -> Option<(u64, Vec<Indexed>)> {
+    let body = bytes.len().checked_sub(INDEX_SUM)?;
+    let (text, sum) = bytes.split_at(body);
+    if blake3::hash(text).as_bytes()[..INDEX_SUM] != *sum || text.get(..8)? != INDEX_HEADER {
+        return None;
+    }
+    let covered = u64::from_le_bytes(text.get(8..16)?.try_into().ok()?);
+    let count = u32::from_le_bytes(text.get(16..20)?.try_into().ok()?) as usize;
+    let list = text.get(20..)?;
+    if covered > size || list.len() != count.checked_mul(INDEX_ENTRY)? {
+        return None;
+    }
+    list.chunks_exact(INDEX_ENTRY)
+        .map(|e| {
+            let key = Key(e.get(..32)?.try_into().ok()?);
+            let offset = u64::from_le_bytes(e.get(32..40)?.try_into().ok()?);
+            let len = u32::from_le_bytes(e.get(40..44)?.try_into().ok()?);
+            let time = u64::from_le_bytes(e.get(44..52)?.try_into().ok()?);
+            let end = offset.checked_add(HEADER_LEN as u64 + u64::from(len))?;
+            (end <= covered).then_some((key, offset, len, time))
+        })
+        .collect::<Option<Vec<_>>>()
+        .map(|entries| (covered, entries))
+}
 
 /// What a record holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -443,19 +507,22 @@ impl State {
     /// Index the record `header` at `offset` of segment `seg`, if it is an entry at
     /// least as new as the key's indexed one.
     fn insert(&mut self, seg: u32, offset: u64, header: &Header) {
-        if header.kind != Kind::Entry {
-            return;
+        if header.kind == Kind::Entry {
+            self.insert_entry(seg, header.key, offset, header.len, header.time);
         }
+    }
+
+    fn insert_entry(&mut self, seg: u32, key: Key, offset: u64, len: u32, time: u64) {
         let loc = Loc {
             seg,
-            len: header.len,
+            len,
             offset,
-            time: header.time,
+            time,
         };
         // One probe of the map per record: the first lookup indexes every record.
-        match self.index.entry(header.key) {
+        match self.index.entry(key) {
             std::collections::hash_map::Entry::Occupied(mut old) => {
-                if old.get().time <= header.time {
+                if old.get().time <= time {
                     old.insert(loc);
                 }
             }
@@ -479,10 +546,24 @@ impl State {
             let Ok(file) = File::open(&path) else {
                 continue;
             };
+            let seg = self.segments.len() as u32;
+            let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+            let indexed = std::fs::read(super::layout::pack_index_path(root, &path))
+                .ok()
+                .and_then(|bytes| decode_index(&bytes, size));
+            let scanned_to = match indexed {
+                Some((covered, entries)) => {
+                    for (key, offset, len, time) in entries {
+                        self.insert_entry(seg, key, offset, len, time);
+                    }
+                    covered
+                }
+                None => 0,
+            };
             self.segments.push(Segment {
                 path,
                 file: Arc::new(file),
-                scanned_to: Some(0),
+                scanned_to: Some(scanned_to),
             });
         }
         let own = self.own.as_ref().map(|o| o.seg);
@@ -494,13 +575,23 @@ impl State {
                 continue;
             };
             let file = self.segments[i].file.clone();
+            // Read from the start: what it finds is this segment's index, if it is done.
+            let mut entries: Vec<Indexed> = Vec::new();
             let end = scan(&file, from, &mut |f| {
                 if let Found::Record { offset, header } = f {
+                    if from == 0 && header.kind == Kind::Entry {
+                        entries.push((header.key, offset, header.len, header.time));
+                    }
                     self.insert(i as u32, offset, &header);
                 }
             });
             self.segments[i].scanned_to = match end {
-                Ok(ScanEnd::At(at)) => Some(at),
+                Ok(ScanEnd::At(at)) => {
+                    if from == 0 {
+                        write_index_if_done(root, &self.segments[i], &file, at, &entries);
+                    }
+                    Some(at)
+                }
                 Ok(ScanEnd::Dead) | Err(_) => None,
             };
         }
@@ -580,7 +671,7 @@ impl State {
             return;
         };
         for (i, _) in &claimed {
-            let _ = std::fs::remove_file(&self.segments[*i].path);
+            let _ = remove_segment(root, &self.segments[*i].path);
         }
         // What this process indexed stays readable through its open files; the merged
         // segment holds the same records, so it need not be scanned.
@@ -592,6 +683,34 @@ impl State {
                 scanned_to: len,
             });
         }
+    }
+}
+
+/// Write the index of a segment read whole, up to `end`, if it is big enough and done:
+/// all of it is records (nothing torn at the end) and no writer holds it. Best effort:
+/// without an index the next process scans, as this one did.
+fn write_index_if_done(root: &Path, seg: &Segment, file: &File, end: u64, entries: &[Indexed]) {
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if end < INDEXED_FROM || end != size {
+        return;
+    }
+    // A writer holds a shared lock on its segment while it may append.
+    let Ok(probe) = File::open(&seg.path) else {
+        return;
+    };
+    if probe.try_lock().is_err() {
+        return;
+    }
+    let path = super::layout::pack_index_path(root, &seg.path);
+    let _ = crate::fsutil::write_atomic_with(&path, &encode_index(end, entries), false);
+}
+
+/// Remove a segment and its index (maintenance, under the exclusive lock).
+pub fn remove_segment(root: &Path, path: &Path) -> io::Result<()> {
+    let _ = std::fs::remove_file(super::layout::pack_index_path(root, path));
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
     }
 }
 
@@ -733,6 +852,94 @@ mod tests {
         let mut out = Vec::new();
         let end = scan(&f, 0, &mut |x| out.push(x)).unwrap();
         (out, end)
+    }
+
+    /// A finished segment past [`INDEXED_FROM`]: 200 entries of 400 bytes.
+    fn big_segment(dir: &Path) -> PathBuf {
+        let records: Vec<Vec<u8>> = (0..200u8)
+            .map(|i| encode(Kind::Entry, 1, &key(i), &[i; 400]).unwrap())
+            .collect();
+        segment(dir, &records)
+    }
+
+    fn record_offset(i: u64) -> u64 {
+        FILE_HEADER.len() as u64 + i * (HEADER_LEN as u64 + 400)
+    }
+
+    fn flip(path: &Path, at: u64) {
+        let mut bytes = std::fs::read(path).unwrap();
+        bytes[at as usize] ^= 1;
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    #[test]
+    fn a_big_finished_segment_gets_an_index_that_later_lookups_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = big_segment(dir.path());
+        let index = crate::cache::layout::pack_index_path(dir.path(), &path);
+        assert!(matches!(
+            Packs::new(dir.path()).get(&key(7)),
+            Got::Found { .. }
+        ));
+        assert!(index.exists(), "the first full read writes the index");
+        // A header damaged after the index was written: a scan skips the record (a
+        // miss); the index still points at it, and reading it back finds the damage.
+        flip(&path, record_offset(9) + 30);
+        let packs = Packs::new(dir.path());
+        assert!(
+            matches!(packs.get(&key(9)), Got::Damaged),
+            "read through the index"
+        );
+        assert!(matches!(packs.get(&key(8)), Got::Found { payload, .. } if payload == [8; 400]));
+        // An index that does not hold is not used: the segment is scanned again.
+        flip(&index, 30);
+        assert!(matches!(Packs::new(dir.path()).get(&key(9)), Got::Missing));
+        assert!(matches!(
+            Packs::new(dir.path()).get(&key(8)),
+            Got::Found { .. }
+        ));
+    }
+
+    #[test]
+    fn records_past_an_index_are_scanned_and_removing_a_segment_removes_its_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = big_segment(dir.path());
+        let _ = Packs::new(dir.path()).get(&key(1));
+        let index = crate::cache::layout::pack_index_path(dir.path(), &path);
+        assert!(index.exists());
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(&encode(Kind::Entry, 2, &key(1), b"newer").unwrap())
+            .unwrap();
+        f.write_all(&encode(Kind::Entry, 2, &key(250), b"later").unwrap())
+            .unwrap();
+        let packs = Packs::new(dir.path());
+        assert!(matches!(packs.get(&key(1)), Got::Found { payload, .. } if payload == b"newer"));
+        assert!(matches!(packs.get(&key(250)), Got::Found { .. }));
+        remove_segment(dir.path(), &path).unwrap();
+        assert!(!path.exists() && !index.exists());
+    }
+
+    #[test]
+    fn a_segment_still_being_written_gets_no_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = Packs::new(dir.path());
+        for i in 0..200u8 {
+            writer.append(Kind::Entry, &key(i), 1, &[i; 400]).unwrap();
+        }
+        let path = segment_paths(dir.path()).unwrap().remove(0);
+        let reader = Packs::new(dir.path());
+        assert!(matches!(reader.get(&key(3)), Got::Found { .. }));
+        let index = crate::cache::layout::pack_index_path(dir.path(), &path);
+        assert!(!index.exists(), "its writer may still append");
+        drop(writer);
+        assert!(matches!(
+            Packs::new(dir.path()).get(&key(3)),
+            Got::Found { .. }
+        ));
+        assert!(index.exists(), "done once its writer is");
     }
 
     #[test]

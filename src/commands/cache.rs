@@ -496,12 +496,10 @@ fn compact(root: &Path, scan: &Scan, keep: &[usize]) -> Result<usize, String> {
         pack::write_segment(root, &body)
             .map_err(|e| format!("cannot write a new segment in {}: {e}", root.display()))?;
     }
-    for p in scan
-        .segments
-        .iter()
-        .map(|s| &s.path)
-        .chain(scan.stray.iter().map(|(p, _)| p))
-    {
+    for p in scan.segments.iter().map(|s| &s.path) {
+        pack::remove_segment(root, p).map_err(|e| format!("cannot remove {}: {e}", p.display()))?;
+    }
+    for (p, _) in &scan.stray {
         std::fs::remove_file(p)
             .or_else(ignore_not_found)
             .map_err(|e| format!("cannot remove {}: {e}", p.display()))?;
