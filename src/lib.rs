@@ -51,6 +51,7 @@ pub mod key;
 pub mod llm;
 pub mod markdown;
 pub mod mcp;
+pub mod memory;
 pub mod nested;
 pub mod node_texts;
 pub mod nodes;

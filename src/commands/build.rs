@@ -135,7 +135,7 @@ pub fn once(args: &BuildArgs) -> Result {
     // Only the text of a few nodes changed since then: build what the edit reaches.
     let start = match super::edit::serve(args, start, started) {
         Ok(code) => return Ok(code),
-        Err(start) => start,
+        Err(start) => start.normal(),
     };
     let (workflow_file, document, validated) = super::load_document(&args.workflow)
         .and_then(|(path, doc, v)| match args.strict {

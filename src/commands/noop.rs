@@ -230,6 +230,14 @@ pub(super) struct Start {
 }
 
 impl Start {
+    /// The build goes the normal way, which fills its memory: huge pages again.
+    pub(super) fn normal(self) -> Start {
+        if self.inv.is_some() {
+            crate::memory::huge_pages(true);
+        }
+        self
+    }
+
     /// Is this build one whose record could be used (so worth writing)?
     pub(super) fn may_record(&self) -> bool {
         self.inv.is_some()
@@ -251,6 +259,9 @@ pub(super) fn serve(args: &BuildArgs, started: Instant) -> Result<ExitCode, Star
             });
         }
     };
+    // The record's paths touch a little of much memory: small pages (the normal build
+    // turns them back on, see `Start::normal`).
+    crate::memory::huge_pages(false);
     let edited = match try_serve(args, &inv, started) {
         Ok(code) => {
             debug(|| "no-op record used: nothing changed".into());

@@ -425,20 +425,11 @@ impl<'r, 'a> ItemRun<'r, 'a> {
 const MANY_WORKERS: usize = 16;
 
 /// Each worker thread gets its own allocator heap, and with transparent huge pages
-/// (Linux's default) every heap pins whole 2 MiB pages for a few KB of live data: 100
-/// workers held about 190 MB. A batch that starts that many turns huge pages off for
-/// the rest of the process (memory already in use keeps its pages): the same batch then
-/// peaks near 40 MB. Smaller builds keep them (a no-op of a big graph faults far fewer
-/// pages with them).
+/// every heap pins whole 2 MiB pages for a few KB of live data ([`crate::memory`]): a
+/// batch that starts that many turns them off for the rest of the process.
 fn small_pages_from_now() {
-    #[cfg(target_os = "linux")]
-    {
-        static ONCE: std::sync::Once = std::sync::Once::new();
-        // SAFETY: PR_SET_THP_DISABLE takes an integer flag and touches no memory of ours.
-        ONCE.call_once(|| unsafe {
-            libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
-        });
-    }
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| crate::memory::huge_pages(false));
 }
 
 /// What one item's templates see: the node's scope plus the item (and its index).
