@@ -389,22 +389,12 @@ pub fn once(args: &BuildArgs) -> Result {
             sink.finish();
         }
         progress.done();
-        // What each node that ran printed, for the next build to replay.
-        let mut printed = progress.into_replay();
-        let mut changed = false;
-        for r in outcome
-            .nodes
-            .iter()
-            .filter(|r| matches!(r.status, executor::Status::Ran | executor::Status::Failed))
-        {
-            let key = r.key.map(|k| k.hex());
-            changed |= printed.record(&r.id, key, r.status.as_str(), r.log.as_deref().cloned());
-        }
-        // A no-op build writes nothing.
-        if changed {
-            printed.save(cache.local().root(), &opts.workflow_name);
-        }
-        logs = Some(printed);
+        logs = Some(super::conclusion::keep_printed(
+            progress,
+            &outcome,
+            cache.local().root(),
+            &opts.workflow_name,
+        ));
         let seen = cache.local().take_seen();
         append_stats(&cache, &outcome, tallies(v, &outcome, &seen), &opts.run_id);
         if wants_timeline {

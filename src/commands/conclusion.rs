@@ -244,3 +244,27 @@ pub(super) fn live_lines(
     })));
     (Some(lines), live)
 }
+
+/// What each node that ran printed, kept for the next build to replay (written only
+/// when it changed: a no-op build writes nothing).
+pub(super) fn keep_printed(
+    progress: report::Progress,
+    outcome: &executor::Outcome,
+    root: &std::path::Path,
+    workflow_name: &str,
+) -> crate::cache::logs::Logs {
+    let mut printed = progress.into_replay();
+    let mut changed = false;
+    for r in outcome
+        .nodes
+        .iter()
+        .filter(|r| matches!(r.status, executor::Status::Ran | executor::Status::Failed))
+    {
+        let key = r.key.map(|k| k.hex());
+        changed |= printed.record(&r.id, key, r.status.as_str(), r.log.as_deref().cloned());
+    }
+    if changed {
+        printed.save(root, workflow_name);
+    }
+    printed
+}

@@ -401,19 +401,7 @@ fn try_serve(
         sink.finish();
     }
     progress.done();
-    let mut printed = progress.into_replay();
-    let mut logged = false;
-    for r in outcome
-        .nodes
-        .iter()
-        .filter(|r| matches!(r.status, Status::Ran | Status::Failed))
-    {
-        let key = r.key.map(|k| k.hex());
-        logged |= printed.record(&r.id, key, r.status.as_str(), r.log.as_deref().cloned());
-    }
-    if logged {
-        printed.save(&inv.root, &inv.name);
-    }
+    super::conclusion::keep_printed(progress, &outcome, &inv.root, &inv.name);
     let seen = cache.local().take_seen();
     let part_tallies: Vec<Tally> = super::conclusion::tallies(&v, &outcome, &seen).collect();
     let mut tallies: Vec<Tally> = saved
@@ -428,16 +416,9 @@ fn try_serve(
             },
         })
         .collect();
-    let executor::Outcome {
-        nodes: reports,
-        outputs,
-        success,
-        interrupted,
-        duration,
-        warnings,
-        output_errors,
-        upstream,
-    } = outcome;
+    // The part's reports in their places among the recorded ones.
+    let mut outcome = outcome;
+    let reports = std::mem::take(&mut outcome.nodes);
     for (r, tally) in reports.into_iter().zip(part_tallies) {
         let Some(&i) = part.get(r.index).filter(|&&i| reached[i]) else {
             continue;
@@ -447,16 +428,7 @@ fn try_serve(
             *t = tally;
         }
     }
-    let outcome = executor::Outcome {
-        nodes: merged,
-        outputs,
-        success,
-        interrupted,
-        duration,
-        warnings,
-        output_errors,
-        upstream,
-    };
+    outcome.nodes = merged;
     super::conclusion::append_stats(&cache, &outcome, tallies, &opts.run_id);
     super::conclusion::attempt_lines(args, &outcome);
     let next = Next {
