@@ -1,8 +1,8 @@
 //! `pflow build`: load → validate → inputs → execute (with the cache) → report.
 
 use super::conclusion::{
-    append_stats, attempt_lines, conclude, run_id, secret_values, tallies, view, workflow_name,
-    MAX_JOBS,
+    append_stats, attempt_lines, conclude, count_from_env, jobs_given, jobs_or_cores, run_id,
+    secret_values, tallies, view, workflow_name, MAX_JOBS,
 };
 use super::{diagnostics_json, Error, ExitCode, Result};
 use crate::cache::layered::Layered;
@@ -20,22 +20,6 @@ use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::io::{IsTerminal, Read};
 use std::time::Instant;
-
-/// A whole number from the environment variable `name`, if set; a bad one is an
-/// argument error naming it.
-fn count_from_env(name: &str, errors: &mut Vec<Diagnostic>) -> Option<usize> {
-    let text = std::env::var(name).ok().filter(|v| !v.trim().is_empty())?;
-    match text.trim().parse::<usize>() {
-        Ok(n) if n >= 1 => Some(n),
-        _ => {
-            errors.push(Diagnostic::error(
-                name,
-                format!("{name} must be a whole number of at least 1, found '{text}'"),
-            ));
-            None
-        }
-    }
-}
 
 /// `--trace FILE` (and `--profile FILE`, `--timings=FILE`) must be writable where it
 /// is: a missing folder is a typo to report before the build, not one to create.
@@ -223,14 +207,15 @@ pub fn once(args: &BuildArgs) -> Result {
             );
         }
     }
-    // A flag, else its variable (which a settings file may have set).
-    let jobs = match args.jobs {
-        Some(n) => Some(n),
-        None => count_from_env(crate::config::JOBS_ENV, &mut arg_errors),
+    let mut arg_error = |d: Diagnostic| {
+        arg_errors.push(d);
+        None
     };
+    let jobs = jobs_given(args).unwrap_or_else(&mut arg_error);
     let max_repair_attempts = match args.max_repair_attempts {
         Some(n) => n,
-        None => count_from_env(crate::config::MAX_REPAIR_ATTEMPTS_ENV, &mut arg_errors)
+        None => count_from_env(crate::config::MAX_REPAIR_ATTEMPTS_ENV)
+            .unwrap_or_else(&mut arg_error)
             .map_or(3, |n| n.min(u32::MAX as usize) as u32),
     };
     // Watch mode replays proven patches; a model is asked only with --watch-repair.
@@ -270,9 +255,7 @@ pub fn once(args: &BuildArgs) -> Result {
             MAX_JOBS
         }
         Some(n) => n,
-        None => std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2),
+        None => jobs_or_cores(None),
     };
     let mut opts = Options {
         jobs,

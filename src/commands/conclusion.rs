@@ -6,6 +6,7 @@ use super::ExitCode;
 use crate::cache::layered::Layered;
 use crate::cache::stats::{BuildStats, Tally};
 use crate::cli::{BuildArgs, OutputFormat};
+use crate::diagnostic::Diagnostic;
 use crate::executor;
 use crate::report;
 use serde_json::{json, Value};
@@ -14,6 +15,38 @@ use std::time::Instant;
 /// The most nodes run at once: each is a thread (with its stack) and perhaps a child
 /// process; far more than that only costs memory (`--jobs 100000` took 3.8 GB).
 pub(super) const MAX_JOBS: usize = 256;
+
+/// A whole number of at least 1 from the environment variable `name`, if set (a
+/// settings file may have set it); a bad one is an argument error naming it.
+pub(super) fn count_from_env(name: &str) -> Result<Option<usize>, Diagnostic> {
+    let Some(text) = std::env::var(name).ok().filter(|v| !v.trim().is_empty()) else {
+        return Ok(None);
+    };
+    match text.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(Some(n)),
+        _ => Err(Diagnostic::error(
+            name,
+            format!("{name} must be a whole number of at least 1, found '{text}'"),
+        )),
+    }
+}
+
+/// `--jobs`, else `PFLOW_JOBS`; `None` when neither is given.
+pub(super) fn jobs_given(args: &BuildArgs) -> Result<Option<usize>, Diagnostic> {
+    match args.jobs {
+        Some(n) => Ok(Some(n)),
+        None => count_from_env(crate::config::JOBS_ENV),
+    }
+}
+
+/// Worker threads: those given, else one per core.
+pub(super) fn jobs_or_cores(given: Option<usize>) -> usize {
+    given.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    })
+}
 
 pub(super) fn run_id() -> String {
     let ms = std::time::SystemTime::now()

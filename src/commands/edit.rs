@@ -354,17 +354,10 @@ fn try_serve(
         )
     });
     crate::cache::noop::forget(&inv.root, &inv.name);
-    let given_jobs = args.jobs.or_else(|| {
-        std::env::var(crate::config::JOBS_ENV)
-            .ok()
-            .and_then(|t| t.trim().parse::<usize>().ok())
-    });
+    // Checked by the no-op record's own test of the invocation.
+    let given_jobs = super::conclusion::jobs_given(args).ok().flatten();
     let mut opts = Options {
-        jobs: given_jobs.unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2)
-        }),
+        jobs: super::conclusion::jobs_or_cores(given_jobs),
         jobs_given: given_jobs.is_some(),
         force: false,
         rerun: Default::default(),

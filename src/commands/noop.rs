@@ -104,23 +104,15 @@ fn plain(args: &BuildArgs) -> Result<Invocation, &'static str> {
     }
     let repair = crate::repair::Mode::choose(args.no_repair).map_err(|_| "PFLOW_REPAIR")?;
     // The normal build warns about (or refuses) these.
-    match args.jobs {
-        Some(n) if n > super::conclusion::MAX_JOBS => return Err("--jobs above the limit"),
-        Some(_) => {}
-        None => match std::env::var(crate::config::JOBS_ENV) {
-            Ok(text) if !text.trim().is_empty() => match text.trim().parse::<usize>() {
-                Ok(n) if (1..=super::conclusion::MAX_JOBS).contains(&n) => {}
-                _ => return Err("PFLOW_JOBS"),
-            },
-            _ => {}
-        },
+    match super::conclusion::jobs_given(args) {
+        Err(_) => return Err("PFLOW_JOBS"),
+        Ok(Some(n)) if n > super::conclusion::MAX_JOBS => return Err("--jobs above the limit"),
+        Ok(_) => {}
     }
-    if args.max_repair_attempts.is_none() {
-        if let Ok(text) = std::env::var(crate::config::MAX_REPAIR_ATTEMPTS_ENV) {
-            if !text.trim().is_empty() && !text.trim().parse::<usize>().is_ok_and(|n| n >= 1) {
-                return Err("PFLOW_MAX_REPAIR_ATTEMPTS");
-            }
-        }
+    if args.max_repair_attempts.is_none()
+        && super::conclusion::count_from_env(crate::config::MAX_REPAIR_ATTEMPTS_ENV).is_err()
+    {
+        return Err("PFLOW_MAX_REPAIR_ATTEMPTS");
     }
     // A file path, not a saved workflow (whose runs are recorded in its file).
     let path = PathBuf::from(&args.workflow);
