@@ -210,18 +210,12 @@ pub(super) fn secret_values(
         .collect();
     out.extend(v.nested_secrets.iter().cloned());
     for (node, cn) in v.workflow.nodes.iter().zip(&v.nodes) {
-        for p in cn.spec.secret_params {
-            match node.params.get(*p) {
-                Some(Value::String(s)) if !s.contains("${") => out.push(s.clone()),
-                Some(Value::Object(m)) => out.extend(
-                    m.values()
-                        .filter_map(Value::as_str)
-                        .filter(|s| !s.contains("${"))
-                        .map(str::to_string),
-                ),
-                _ => {}
-            }
-        }
+        out.extend(
+            cn.spec
+                .literal_secrets(&node.params)
+                .into_iter()
+                .map(str::to_string),
+        );
     }
     out
 }

@@ -89,25 +89,12 @@ fn node_qualifies(node: &Node, cn: &CompiledNode) -> Result<(), String> {
         "works on files"
     } else if node.scoped {
         "comes from a nested workflow"
-    } else if has_literal_secret(node, cn) {
+    } else if !spec.literal_secrets(&node.params).is_empty() {
         "holds a secret"
     } else {
         return Ok(());
     };
     Err(format!("node '{}' {why}", node.id))
-}
-
-/// Does a secret param of the node hold a literal value (which the redactor must know)?
-fn has_literal_secret(node: &Node, cn: &CompiledNode) -> bool {
-    let literal = |v: &Value| v.as_str().is_some_and(|s| !s.contains("${"));
-    cn.spec
-        .secret_params
-        .iter()
-        .filter_map(|p| node.params.get(*p))
-        .any(|v| match v {
-            Value::Object(m) => m.values().any(literal),
-            other => literal(other),
-        })
 }
 
 /// The edit base for a workflow just built: `text` is the file the build read.

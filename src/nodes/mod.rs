@@ -283,6 +283,21 @@ impl NodeSpec {
         !self.shell_params.is_empty()
     }
 
+    /// The literal values a node of this type holds in its secret params (a value with a
+    /// template in it is the template's: its input is the secret): what the redactor
+    /// must be told.
+    pub fn literal_secrets<'p>(&self, params: &'p Map<String, Value>) -> Vec<&'p str> {
+        let literal = |v: &'p Value| v.as_str().filter(|s| !s.contains("${"));
+        let mut out = Vec::new();
+        for value in self.secret_params.iter().filter_map(|p| params.get(*p)) {
+            match value {
+                Value::Object(m) => out.extend(m.values().filter_map(literal)),
+                other => out.extend(literal(other)),
+            }
+        }
+        out
+    }
+
     pub fn param(&self, name: &str) -> Option<&ParamSpec> {
         self.params.iter().find(|p| p.name == name)
     }
@@ -505,6 +520,22 @@ pub(crate) fn file_error(what: &str, path: &std::path::Path, e: &std::io::Error)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn literal_secrets_are_the_values_written_in_secret_params_without_a_template() {
+        let params = serde_json::json!({
+            "command": "echo not-a-secret",
+            "env": {"A": "literal-a", "B": "${token}", "C": 3}
+        });
+        let Value::Object(params) = params else {
+            unreachable!()
+        };
+        assert_eq!(shell::SPEC.literal_secrets(&params), vec!["literal-a"]);
+        assert!(
+            echo::SPEC.literal_secrets(&params).is_empty(),
+            "echo has none"
+        );
+    }
 
     /// The facts a type declares name its own params and outputs, so a renamed param
     /// cannot silently turn a warning or a redaction off.
