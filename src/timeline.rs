@@ -170,23 +170,10 @@ mod tests {
 
     fn report(index: usize, id: &str, status: Status, start: u64, end: u64) -> NodeReport {
         NodeReport {
-            index,
-            id: id.into(),
-            node_type: "shell".into(),
-            status,
             executions: 1,
             duration: Duration::from_micros(end - start),
-            key: None,
-            digest: None,
-            reason: String::new(),
-            error: None,
-            handled: false,
-            source: None,
-            start_us: start,
             end_us: end,
-            items: Vec::new(),
-            log: None,
-            usage: None,
+            ..NodeReport::new(index, id, "shell", status, start)
         }
     }
 

@@ -621,23 +621,10 @@ mod tests {
 
     fn report(id: &str, status: Status, start_us: u64, end_us: u64) -> NodeReport {
         NodeReport {
-            index: 0,
-            id: id.into(),
-            node_type: "shell".into(),
-            status,
             executions: 1,
             duration: std::time::Duration::from_micros(end_us - start_us),
-            key: None,
-            digest: None,
-            reason: String::new(),
-            error: None,
-            handled: false,
-            source: None,
-            start_us,
             end_us,
-            items: Vec::new(),
-            log: None,
-            usage: None,
+            ..NodeReport::new(0, id, "shell", status, start_us)
         }
     }
 
