@@ -41,7 +41,7 @@ use crate::executor::{self, Known, NodeReport, Options, Session, Status};
 use crate::node_texts::{text_digest, NodeTexts};
 use crate::template::ParamTemplate;
 use crate::validate::{CompiledNode, Validated};
-use crate::workflow::{CachePolicy, Node, Workflow};
+use crate::workflow::{Node, Workflow};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::time::Instant;
@@ -525,10 +525,7 @@ impl Next<'_> {
                 .nodes
                 .get(k)
                 .ok_or("a node outside the part")?;
-            if let CachePolicy::MaxAge(max) = node.cache {
-                let until = found.time_ms.saturating_add(max.as_millis() as u64);
-                next.valid_until_ms = next.valid_until_ms.min(until);
-            }
+            super::noop::outlive_no_entry(&mut next, &node.cache, found.time_ms);
             next.push_node(&NodeEntry {
                 id: entry.id,
                 node_type: entry.node_type,

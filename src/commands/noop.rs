@@ -591,10 +591,7 @@ fn make_record(
                 let found = state
                     .record(&node.id, &key.0)
                     .ok_or_else(|| format!("node '{}' is not in the build record", node.id))?;
-                if let CachePolicy::MaxAge(max) = node.cache {
-                    let until = found.time_ms.saturating_add(max.as_millis() as u64);
-                    rec.valid_until_ms = rec.valid_until_ms.min(until);
-                }
+                outlive_no_entry(&mut rec, &node.cache, found.time_ms);
                 for (path, id) in found.written {
                     files.push((path, (id.size != GONE).then_some(id)));
                 }
@@ -708,6 +705,15 @@ fn make_record(
         }
     };
     Ok(rec)
+}
+
+/// A record holds no longer than a node's entry (stored at `stored_ms`) may be reused:
+/// its `"cache": "<duration>"`.
+pub(super) fn outlive_no_entry(rec: &mut NoopRecord, policy: &CachePolicy, stored_ms: u64) {
+    if let CachePolicy::MaxAge(max) = policy {
+        let until = stored_ms.saturating_add(max.as_millis() as u64);
+        rec.valid_until_ms = rec.valid_until_ms.min(until);
+    }
 }
 
 /// What the edit path makes its base from: the workflow as validated, the file's text
