@@ -575,11 +575,13 @@ impl State {
                 continue;
             };
             let file = self.segments[i].file.clone();
-            // Read from the start: what it finds is this segment's index, if it is done.
+            // Read from the start, a segment big enough for an index: what it finds is
+            // that index, if the segment is done.
+            let indexing = from == 0 && file.metadata().is_ok_and(|m| m.len() >= INDEXED_FROM);
             let mut entries: Vec<Indexed> = Vec::new();
             let end = scan(&file, from, &mut |f| {
                 if let Found::Record { offset, header } = f {
-                    if from == 0 && header.kind == Kind::Entry {
+                    if indexing && header.kind == Kind::Entry {
                         entries.push((header.key, offset, header.len, header.time));
                     }
                     self.insert(i as u32, offset, &header);
@@ -587,7 +589,7 @@ impl State {
             });
             self.segments[i].scanned_to = match end {
                 Ok(ScanEnd::At(at)) => {
-                    if from == 0 {
+                    if indexing {
                         write_index_if_done(root, &self.segments[i], &file, at, &entries);
                     }
                     Some(at)
