@@ -36,11 +36,13 @@
 //! key leave two records; keys are content-addressed, so either is right, and the newer
 //! wins.
 //!
-//! A finished segment of at least [`INDEXED_FROM`] bytes gets an index the first time a
-//! process reads all of it (`state/<segment>.index`: how far it covers, then each entry
-//! record's key, place and time, then a BLAKE3 sum), so later processes read that
-//! instead of every record header: the headers of 40,000 records, each with its check,
-//! were most of what a build's first lookup cost. An index is only a map: every record
+//! A finished segment of at least [`INDEXED_FROM`] bytes gets an index
+//! (`state/<segment>.index`: how far it covers, then each entry record's key, place and
+//! time, then a BLAKE3 sum), so later processes read that instead of every record
+//! header: the headers of 40,000 records, each with its check, were most of what a
+//! build's first lookup cost. Its writer writes it when it lets the segment go (the
+//! process's [`Packs`] is dropped); a segment a writer left without one (a crash, a
+//! kill) gets it from the first process that reads all of it. An index is only a map: every record
 //! it points to is read and checked as always, one that does not read back is a miss,
 //! and a damaged or foreign index is ignored (the segment is scanned).
 //!
@@ -489,6 +491,8 @@ struct Segment {
 struct Own {
     seg: u32,
     len: u64,
+    /// Its entry records, for its index.
+    entries: Vec<Indexed>,
 }
 
 #[derive(Default)]
@@ -716,6 +720,30 @@ pub fn remove_segment(root: &Path, path: &Path) -> io::Result<()> {
     }
 }
 
+impl Drop for Packs {
+    /// This process appends no more: its segment, if big enough, gets its index now
+    /// rather than from the next process to read it whole (best effort, as there).
+    fn drop(&mut self) {
+        let Ok(st) = self.state.get_mut() else {
+            return;
+        };
+        let Some(own) = st.own.as_ref().filter(|o| o.len >= INDEXED_FROM) else {
+            return;
+        };
+        if st.broken {
+            return;
+        }
+        if let Some(seg) = st.segments.get(own.seg as usize) {
+            let path = super::layout::pack_index_path(&self.root, &seg.path);
+            let _ = crate::fsutil::write_atomic_with(
+                &path,
+                &encode_index(own.len, &own.entries),
+                false,
+            );
+        }
+    }
+}
+
 /// What a lookup finds.
 #[derive(Debug)]
 pub enum Got {
@@ -807,6 +835,7 @@ impl Packs {
             st.own = Some(Own {
                 seg,
                 len: FILE_HEADER.len() as u64,
+                entries: Vec::new(),
             });
         }
         let Some((seg, len)) = st.own.as_ref().map(|o| (o.seg, o.len)) else {
@@ -820,6 +849,9 @@ impl Packs {
         }
         if let Some(own) = st.own.as_mut() {
             own.len += bytes.len() as u64;
+            if kind == Kind::Entry {
+                own.entries.push((*key, len, payload.len() as u32, time));
+            }
         }
         if let Some(header) = parse_header(&bytes) {
             st.insert(seg, len, &header);
@@ -925,7 +957,7 @@ mod tests {
     }
 
     #[test]
-    fn a_segment_still_being_written_gets_no_index() {
+    fn a_segment_gets_its_index_from_its_writer_once_done_and_not_before() {
         let dir = tempfile::tempdir().unwrap();
         let writer = Packs::new(dir.path());
         for i in 0..200u8 {
@@ -937,11 +969,14 @@ mod tests {
         let index = crate::cache::layout::pack_index_path(dir.path(), &path);
         assert!(!index.exists(), "its writer may still append");
         drop(writer);
-        assert!(matches!(
-            Packs::new(dir.path()).get(&key(3)),
-            Got::Found { .. }
-        ));
-        assert!(index.exists(), "done once its writer is");
+        assert!(index.exists(), "its writer leaves it when done");
+        // Read through that index: a damaged header is found as damage (a scan would
+        // skip the record as a miss).
+        flip(&path, record_offset(3) + 30);
+        assert!(matches!(Packs::new(dir.path()).get(&key(3)), Got::Damaged));
+        assert!(
+            matches!(Packs::new(dir.path()).get(&key(4)), Got::Found { payload, .. } if payload == [4; 400])
+        );
     }
 
     #[test]
