@@ -1,32 +1,46 @@
-//! A JSON workflow's text cut into the text of each node and a digest of the rest,
-//! without building the document: what `pflow build`'s edit path compares with the
-//! last build's to find the nodes an edit changed.
+//! Where a JSON workflow's nodes are in its text, and which of them an edit of that text
+//! changed, without building the document: what `pflow build`'s edit path starts from.
 //!
-//! The whole text is checked as JSON on the way (serde_json's raw values), so text that
-//! is not JSON is never cut. It has no opinion on what the parts mean: a workflow whose
-//! nodes are not a top-level `"nodes"` array, or with a top-level key twice (which the
-//! normal reader refuses), is simply not cut.
+//! [`NodeTexts::of`] cuts a text into its nodes' texts and the other top-level members,
+//! checking the whole text as JSON on the way (serde_json's raw values), so text that is
+//! not JSON is never cut. [`Layout`] keeps only where the nodes are. [`edited`] compares
+//! an edited text with the one a layout was made from, as `git diff` would find the
+//! changed lines: the bytes both share at the start and at the end are unchanged, so
+//! only the nodes between those (and the separators around them) are read again. That
+//! costs a comparison of the bytes rather than a parse of the whole text, and it is
+//! exact: outside the changed stretch the text is byte for byte the one that was cut,
+//! and the stretch must again be a list of as many nodes. It has no opinion on what the
+//! parts mean: a workflow whose nodes are not a top-level `"nodes"` array, or with a
+//! top-level key twice (which the normal reader refuses), is simply not cut.
 
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 
-/// The parts of a workflow's text.
+/// The nodes of a workflow's text.
 #[derive(Debug)]
 pub struct NodeTexts<'a> {
     /// Each node's JSON text, in workflow order.
     pub nodes: Vec<&'a str>,
-    /// BLAKE3 of every top-level member but `nodes`: names and texts, in order.
-    pub rest: [u8; 32],
-    /// Those members: each name and its JSON text.
-    pub members: Vec<(Cow<'a, str>, &'a str)>,
+    /// The nodes array's text (brackets included).
+    pub array: &'a str,
 }
 
-/// The digest a node's text is compared by.
-pub fn text_digest(text: &str) -> [u8; 16] {
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&blake3::hash(text.as_bytes()).as_bytes()[..16]);
-    out
+/// Where a workflow's nodes are in its text: byte offsets of the nodes array's brackets
+/// and of each node's text (start, end), in workflow order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Layout {
+    pub open: u32,
+    pub close: u32,
+    pub nodes: Vec<(u32, u32)>,
+}
+
+/// Which nodes an edit changed, and where the nodes are in the edited text.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Edited {
+    /// Positions of the nodes whose text differs, in order.
+    pub changed: Vec<usize>,
+    pub layout: Layout,
 }
 
 impl<'a> NodeTexts<'a> {
@@ -38,8 +52,7 @@ impl<'a> NodeTexts<'a> {
         let members = de.deserialize_map(Members).ok()?;
         de.end().ok()?;
         let mut nodes = None;
-        let mut rest = blake3::Hasher::new_derive_key("pflow workflow members v1");
-        let mut others = Vec::with_capacity(members.len());
+        let mut array = "";
         let mut seen = std::collections::HashSet::with_capacity(members.len());
         for (name, value) in &members {
             if !seen.insert(name.as_ref()) {
@@ -48,20 +61,176 @@ impl<'a> NodeTexts<'a> {
             if name == "nodes" {
                 let list: Vec<&'a RawValue> = serde_json::from_str(value.get()).ok()?;
                 nodes = Some(list.into_iter().map(RawValue::get).collect());
-            } else {
-                for part in [name.as_bytes(), value.get().as_bytes()] {
-                    rest.update(&(part.len() as u64).to_le_bytes());
-                    rest.update(part);
-                }
-                others.push((name.clone(), value.get()));
+                array = value.get();
             }
         }
         Some(NodeTexts {
             nodes: nodes?,
-            rest: *rest.finalize().as_bytes(),
-            members: others,
+            array,
         })
     }
+
+    /// Where the nodes are in `text`, the text these were cut from. `None` for a text
+    /// over 4 GiB (offsets are 32 bits).
+    pub fn layout(&self, text: &str) -> Option<Layout> {
+        let at = |part: &str| -> Option<u32> {
+            let off = (part.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
+            (off + part.len() <= text.len()).then_some(())?;
+            u32::try_from(off).ok()
+        };
+        let open = at(self.array)?;
+        let close = open.checked_add(u32::try_from(self.array.len().checked_sub(1)?).ok()?)?;
+        let nodes = self
+            .nodes
+            .iter()
+            .map(|n| Some((at(n)?, at(n)?.checked_add(u32::try_from(n.len()).ok()?)?)))
+            .collect::<Option<_>>()?;
+        Some(Layout { open, close, nodes })
+    }
+}
+
+impl Layout {
+    /// Node `i`'s text in `text`, the text this layout is of.
+    pub fn node<'t>(&self, text: &'t str, i: usize) -> Option<&'t str> {
+        let &(start, end) = self.nodes.get(i)?;
+        text.get(start as usize..end as usize)
+    }
+
+    /// `text` without its nodes: the same document with an empty nodes array.
+    pub fn without_nodes(&self, text: &str) -> Option<String> {
+        let (head, tail) = (
+            text.get(..=self.open as usize)?,
+            text.get(self.close as usize..)?,
+        );
+        Some([head, tail].concat())
+    }
+}
+
+/// The nodes an edit of `old` (whose nodes are where `layout` says) into `new` changed,
+/// and where the nodes are in `new`. `None` when the edit reaches outside the nodes
+/// array, adds or removes a node, or leaves the changed stretch not a list of nodes.
+pub fn edited(old: &str, layout: &Layout, new: &str) -> Option<Edited> {
+    let (o, n) = (old.as_bytes(), new.as_bytes());
+    let prefix = common_prefix(o, n);
+    let suffix = common_prefix_rev(o.get(prefix..)?, n.get(prefix..)?);
+    if prefix == o.len() && prefix == n.len() {
+        return Some(Edited {
+            changed: Vec::new(),
+            layout: layout.clone(),
+        });
+    }
+    let old_end = o.len() - suffix;
+    let (open, close) = (layout.open as usize, layout.close as usize);
+    if prefix <= open
+        || old_end > close
+        || o.get(open) != Some(&b'[')
+        || o.get(close) != Some(&b']')
+    {
+        return None;
+    }
+    let count = layout.nodes.len();
+    // Nodes wholly before the changed stretch, and the first wholly after it.
+    let a = layout.nodes.partition_point(|&(_, e)| e as usize <= prefix);
+    let b = layout
+        .nodes
+        .partition_point(|&(s, _)| (s as usize) < old_end);
+    let b = b.max(a);
+    let w0 = match a.checked_sub(1) {
+        Some(k) => layout.nodes.get(k)?.1 as usize,
+        None => open + 1,
+    };
+    let w1 = match layout.nodes.get(b) {
+        Some(&(s, _)) => s as usize,
+        None => close,
+    };
+    let grow = |x: usize| (x + n.len()).checked_sub(o.len());
+    let window = new.get(w0..grow(w1)?)?;
+    // The stretch between the unchanged neighbours, with a `0` standing for each, must
+    // parse as a list: separators and all.
+    let (lead, trail) = (usize::from(a > 0), usize::from(b < count));
+    let mut list_text = String::with_capacity(window.len() + 4);
+    list_text.push('[');
+    if lead == 1 {
+        list_text.push('0');
+    }
+    list_text.push_str(window);
+    if trail == 1 {
+        list_text.push('0');
+    }
+    list_text.push(']');
+    let list: Vec<&RawValue> = serde_json::from_str(&list_text).ok()?;
+    if list.len() != lead + (b - a) + trail {
+        return None;
+    }
+    let base = list_text.as_ptr() as usize;
+    let offset = |v: &RawValue| v.get().as_ptr() as usize - base;
+    // Each stand-in must be exactly the `0` put there, not the start of a longer value.
+    if lead == 1 && list.first().map(|v| (offset(v), v.get())) != Some((1, "0")) {
+        return None;
+    }
+    if trail == 1 && list.last().map(|v| (offset(v), v.get())) != Some((list_text.len() - 2, "0")) {
+        return None;
+    }
+    let mut nodes = Vec::with_capacity(count);
+    nodes.extend_from_slice(layout.nodes.get(..a)?);
+    let mut changed = Vec::new();
+    for (k, v) in list.iter().skip(lead).take(b - a).enumerate() {
+        let start = w0 + offset(v) - 1 - lead;
+        let end = start + v.get().len();
+        let i = a + k;
+        let was = layout.node(old, i)?;
+        if was != v.get() {
+            changed.push(i);
+        }
+        nodes.push((u32::try_from(start).ok()?, u32::try_from(end).ok()?));
+    }
+    for &(s, e) in layout.nodes.get(b..)? {
+        nodes.push((
+            u32::try_from(grow(s as usize)?).ok()?,
+            u32::try_from(grow(e as usize)?).ok()?,
+        ));
+    }
+    Some(Edited {
+        changed,
+        layout: Layout {
+            open: layout.open,
+            close: u32::try_from(grow(close)?).ok()?,
+            nodes,
+        },
+    })
+}
+
+/// How many bytes `a` and `b` share at the start (compared a block at a time).
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    const BLOCK: usize = 128;
+    let mut at = 0;
+    for (x, y) in a.chunks(BLOCK).zip(b.chunks(BLOCK)) {
+        if x == y {
+            at += x.len();
+        } else {
+            return at + x.iter().zip(y).take_while(|(p, q)| p == q).count();
+        }
+    }
+    at
+}
+
+/// How many bytes `a` and `b` share at the end.
+fn common_prefix_rev(a: &[u8], b: &[u8]) -> usize {
+    const BLOCK: usize = 128;
+    let mut at = 0;
+    for (x, y) in a.rchunks(BLOCK).zip(b.rchunks(BLOCK)) {
+        if x == y {
+            at += x.len();
+        } else {
+            return at
+                + x.iter()
+                    .rev()
+                    .zip(y.iter().rev())
+                    .take_while(|(p, q)| p == q)
+                    .count();
+        }
+    }
+    at
 }
 
 type Member<'a> = (Cow<'a, str>, &'a RawValue);
@@ -89,23 +258,91 @@ impl<'de> Visitor<'de> for Members {
 mod tests {
     use super::*;
 
-    #[test]
-    fn nodes_are_cut_as_written_and_the_rest_is_one_digest() {
-        let text = r#"{"ir_version": "0.1.0", "nodes": [ {"id": "a", "type": "echo"},
+    const TEXT: &str = r#"{"ir_version": "0.1.0", "nodes": [ {"id": "a", "type": "echo"},
             {"id":"b","type":"echo","params":{"message":"${a.x}"}} ], "outputs": {}}"#;
-        let t = NodeTexts::of(text).expect("cut");
+
+    fn layout(text: &str) -> Layout {
+        NodeTexts::of(text)
+            .expect("cut")
+            .layout(text)
+            .expect("laid out")
+    }
+
+    #[test]
+    fn nodes_are_cut_as_written_and_found_again_by_their_layout() {
+        let t = NodeTexts::of(TEXT).expect("cut");
+        let nodes = vec![
+            r#"{"id": "a", "type": "echo"}"#,
+            r#"{"id":"b","type":"echo","params":{"message":"${a.x}"}}"#,
+        ];
+        assert_eq!(t.nodes, nodes);
+        let at = t.layout(TEXT).expect("laid out");
         assert_eq!(
-            t.nodes,
-            vec![
-                r#"{"id": "a", "type": "echo"}"#,
-                r#"{"id":"b","type":"echo","params":{"message":"${a.x}"}}"#
-            ]
+            (0..2).map(|i| at.node(TEXT, i)).collect::<Vec<_>>(),
+            nodes.into_iter().map(Some).collect::<Vec<_>>()
         );
-        let same_rest = r#"{"ir_version": "0.1.0", "nodes": [], "outputs": {}}"#;
-        assert_eq!(NodeTexts::of(same_rest).expect("cut").rest, t.rest);
-        let other_rest = r#"{"ir_version": "0.1.0", "nodes": [], "outputs": {"o": {}}}"#;
-        assert_ne!(NodeTexts::of(other_rest).expect("cut").rest, t.rest);
-        assert_ne!(text_digest(t.nodes[0]), text_digest(t.nodes[1]));
+        assert_eq!(
+            at.without_nodes(TEXT).as_deref(),
+            Some(r#"{"ir_version": "0.1.0", "nodes": [], "outputs": {}}"#)
+        );
+        // A byte-order mark is part of the text the offsets count in.
+        let marked = format!("\u{feff}{TEXT}");
+        assert_eq!(layout(&marked).node(&marked, 1), at.node(TEXT, 1));
+    }
+
+    #[test]
+    fn an_edit_inside_nodes_names_the_nodes_it_changed_and_where_all_are_now() {
+        let at = layout(TEXT);
+        let cases: [(&str, &str, &[usize]); 6] = [
+            (
+                r#""echo"},"#,
+                r#""echo" , "params": {"message": "longer"}},"#,
+                &[0],
+            ),
+            ("${a.x}", "${a.y}", &[1]),
+            (r#""a", "type""#, r#""a","type""#, &[0]),
+            // Both nodes at once, and the separators between them.
+            (
+                r#""echo"},
+            {"id":"b""#,
+                r#""shell"},{"id":"b""#,
+                &[0],
+            ),
+            ("} ], \"outputs", "}\n\n], \"outputs", &[]),
+            (r#""echo"}, {"#, r#""echo"}, {"#, &[]),
+        ];
+        for (from, to, changed) in cases {
+            let new = TEXT.replacen(from, to, 1);
+            let got = edited(TEXT, &at, &new).unwrap_or_else(|| panic!("{to}"));
+            assert_eq!(got.changed, changed, "{to}");
+            assert_eq!(got.layout, layout(&new), "{to}");
+        }
+        assert_eq!(edited(TEXT, &at, TEXT).map(|e| e.changed), Some(vec![]));
+    }
+
+    #[test]
+    fn an_edit_outside_the_nodes_or_of_their_number_or_not_json_is_refused() {
+        let at = layout(TEXT);
+        for (from, to) in [
+            ("0.1.0", "0.2.0"),
+            (r#""outputs": {}"#, r#""outputs": {"o": {}}"#),
+            ("} ], ", "}, {\"id\": \"c\", \"type\": \"echo\"} ], "),
+            (r#"{"id": "a", "type": "echo"},"#, ""),
+            // Text that is not a list of nodes where the nodes were.
+            ("\"echo\"},", "\"echo\"}"),
+            ("\"echo\"},", "\"echo\"},,"),
+            ("} ], ", "}, ], "),
+            ("} ], ", "} ]], "),
+            // Where a neighbour's stand-in would have read as part of a longer value.
+            ("},\n            {\"id\":\"b\"", "}.5,{\"id\":\"b\""),
+            ("},\n            {\"id\":\"b\"", "},1{\"id\":\"b\""),
+            ("},\n            {\"id\":\"b\"", "}e5,{\"id\":\"b\""),
+            ("\"echo\"},", "\"echo\"}, -"),
+        ] {
+            assert!(TEXT.contains(from), "{from}");
+            let new = TEXT.replacen(from, to, 1);
+            assert_eq!(edited(TEXT, &at, &new), None, "{new}");
+        }
     }
 
     #[test]

@@ -1033,6 +1033,97 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------------------
+// Edits found by comparing texts
+// ---------------------------------------------------------------------------------------
+
+/// Bits of text an edit splices in: JSON's structure, and what could pass for a value.
+const SPLICE_PIECES: &[&str] = &[
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    ":",
+    "\"",
+    " ",
+    "\n",
+    "0",
+    "1",
+    ".5",
+    "e5",
+    "-",
+    "x",
+    "\\",
+    "\"id\"",
+    "\"a\"",
+    "{\"id\": \"c\", \"type\": \"echo\"}",
+    "null",
+    "\u{e9}",
+];
+
+fn nodes_text(messages: &[String]) -> String {
+    let nodes: Vec<Value> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| json!({"id": format!("n{i}"), "type": "echo", "params": {"message": m}}))
+        .collect();
+    serde_json::to_string_pretty(&json!({"ir_version": "0.1.0", "nodes": nodes, "outputs": {}}))
+        .unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    /// Whatever stretch of a workflow's text an edit replaces, an edit the comparison
+    /// accepts is the one a full cut of the new text sees: the same nodes where they
+    /// are, and the changed ones exactly those whose text differs.
+    #[test]
+    fn an_accepted_edit_agrees_with_cutting_the_whole_text(
+        messages in proptest::collection::vec("[a-z ]{0,12}", 1..6),
+        at in 0.0..1.0f64,
+        cut in 0usize..40,
+        pieces in proptest::collection::vec(0..SPLICE_PIECES.len(), 0..5),
+    ) {
+        use pflow::node_texts::{edited, NodeTexts};
+        let old = nodes_text(&messages);
+        let layout = NodeTexts::of(&old).unwrap().layout(&old).unwrap();
+        let mut start = (old.len() as f64 * at) as usize;
+        while !old.is_char_boundary(start) { start -= 1; }
+        let mut end = (start + cut).min(old.len());
+        while !old.is_char_boundary(end) { end += 1; }
+        let splice: String = pieces.iter().map(|&i| SPLICE_PIECES[i]).collect();
+        let new = format!("{}{}{}", &old[..start], splice, &old[end..]);
+        if let Some(got) = edited(&old, &layout, &new) {
+            let cut = NodeTexts::of(&new);
+            prop_assert!(cut.is_some(), "accepted text that does not cut: {new}");
+            let cut = cut.unwrap();
+            prop_assert_eq!(&got.layout, &cut.layout(&new).unwrap());
+            let was = NodeTexts::of(&old).unwrap();
+            let differ: Vec<usize> = (0..cut.nodes.len()).filter(|&i| cut.nodes[i] != was.nodes[i]).collect();
+            prop_assert_eq!(got.changed, differ);
+        }
+    }
+
+    /// An edit of one node's value is always accepted.
+    #[test]
+    fn an_edit_of_one_value_is_accepted(
+        messages in proptest::collection::vec("[a-z ]{0,12}", 1..6),
+        which in any::<proptest::sample::Index>(),
+        to in "[a-z\u{e9} ]{0,12}",
+    ) {
+        let i = which.index(messages.len());
+        let mut edited_messages = messages.clone();
+        edited_messages[i] = to.clone();
+        let (old, new) = (nodes_text(&messages), nodes_text(&edited_messages));
+        let layout = pflow::node_texts::NodeTexts::of(&old).unwrap().layout(&old).unwrap();
+        let got = pflow::node_texts::edited(&old, &layout, &new);
+        prop_assert!(got.is_some());
+        let expect: Vec<usize> = if messages[i] == to { vec![] } else { vec![i] };
+        prop_assert_eq!(got.unwrap().changed, expect);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // Regressions found by fuzzing and by the properties above
 // ---------------------------------------------------------------------------------------
 

@@ -24,8 +24,9 @@
 //! - the declared outputs' sources and each node's id, type, key, output digest and run
 //!   time, in the order the build finished them;
 //! - for a workflow the edit path can serve ([`EditBase`]): the fingerprint without the
-//!   workflow's bytes, a digest of the workflow's members other than its nodes, and each
-//!   node's text digest and the nodes it reads.
+//!   workflow's bytes, the BLAKE3 of the workflow's text (a copy of which is kept beside
+//!   the record, [`save_text`]), where each node is in that text, and the nodes each
+//!   one reads.
 //!
 //! Anything missing, damaged, older or different is simply not used: the build then
 //! takes the normal path, which is always right. Layout: little-endian; strings and lists
@@ -36,9 +37,10 @@
 
 use super::table::Reader;
 use crate::fsutil::{stat, FileId};
+use crate::node_texts::Layout;
 use std::path::{Path, PathBuf};
 
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 /// Bytes of the trailing BLAKE3 sum.
 const SUM_LEN: usize = 16;
 
@@ -111,16 +113,16 @@ pub struct NoopRecord {
     pub edit: Option<EditBase>,
 }
 
-/// What an edited workflow is compared with, node by node, to find what an edit changed
-/// and what it reaches (`pflow build`'s edit path).
+/// What an edited workflow is compared with to find what an edit changed and what it
+/// reaches (`pflow build`'s edit path).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EditBase {
     /// The record's fingerprint without the workflow's bytes.
     pub context: [u8; 32],
-    /// BLAKE3 of the workflow's top-level members other than `nodes`, in order.
-    pub rest: [u8; 32],
-    /// Per node, in workflow order: BLAKE3 of its JSON text (the first 16 bytes).
-    pub texts: Vec<[u8; 16]>,
+    /// BLAKE3 of the workflow's text: what the kept copy of it must hash to.
+    pub text: [u8; 32],
+    /// Where the nodes are in that text.
+    pub layout: Layout,
     /// The positions of the nodes each node reads, flat: node i's are
     /// `deps[starts[i]..starts[i + 1]]`.
     deps: Vec<u32>,
@@ -129,20 +131,18 @@ pub struct EditBase {
 
 impl EditBase {
     /// An empty base with room for `nodes` nodes and `deps` dependencies.
-    pub fn with_capacity(context: [u8; 32], rest: [u8; 32], nodes: usize, deps: usize) -> Self {
-        let mut starts = Vec::with_capacity(nodes + 1);
+    /// A base for the text hashing to `text`, whose nodes are where `layout` says, with
+    /// room for `deps` dependencies; [`EditBase::push`] adds each node's.
+    pub fn with_capacity(context: [u8; 32], text: [u8; 32], layout: Layout, deps: usize) -> Self {
+        let mut starts = Vec::with_capacity(layout.nodes.len() + 1);
         starts.push(0);
         EditBase {
             context,
-            rest,
-            texts: Vec::with_capacity(nodes),
+            text,
+            layout,
             deps: Vec::with_capacity(deps),
             starts,
         }
-    }
-
-    pub fn new(context: [u8; 32], rest: [u8; 32]) -> EditBase {
-        EditBase::with_capacity(context, rest, 0, 0)
     }
 
     /// How many dependencies all nodes have together.
@@ -150,19 +150,24 @@ impl EditBase {
         self.deps.len()
     }
 
-    /// Add the next node: its text digest and the nodes it reads.
-    pub fn push(&mut self, text: [u8; 16], deps: &[u32]) {
-        self.texts.push(text);
+    /// Add the next node's dependencies (the nodes it reads).
+    pub fn push(&mut self, deps: &[u32]) {
         self.deps.extend_from_slice(deps);
         self.starts.push(self.deps.len() as u32);
     }
 
+    /// How many nodes the layout has; whole when every one has its dependencies.
     pub fn len(&self) -> usize {
-        self.texts.len()
+        self.layout.nodes.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.texts.is_empty()
+        self.layout.nodes.is_empty()
+    }
+
+    /// Does every node have its dependencies?
+    pub fn is_whole(&self) -> bool {
+        self.starts.len() == self.layout.nodes.len() + 1
     }
 
     /// The nodes node `i` reads.
@@ -175,12 +180,15 @@ impl EditBase {
 
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.context);
-        out.extend_from_slice(&self.rest);
-        put_u32(out, self.texts.len() as u32);
-        for t in &self.texts {
-            out.extend_from_slice(t);
+        out.extend_from_slice(&self.text);
+        put_u32(out, self.layout.open);
+        put_u32(out, self.layout.close);
+        put_u32(out, self.len() as u32);
+        for (start, end) in &self.layout.nodes {
+            put_u32(out, *start);
+            put_u32(out, *end);
         }
-        for i in 0..self.texts.len() {
+        for i in 0..self.len() {
             let deps = self.deps(i);
             put_u32(out, deps.len() as u32);
             for d in deps {
@@ -189,18 +197,31 @@ impl EditBase {
         }
     }
 
-    /// Read back; every dependency names a node of the record.
+    /// Read back; every dependency names a node of the record, and the nodes lie in
+    /// order inside the array's brackets.
     fn decode(r: &mut Reader<'_>, node_count: u32) -> Option<EditBase> {
-        let (context, rest) = (r.array()?, r.array()?);
-        let n = get_count(r, 20)?;
+        let (context, text) = (r.array()?, r.array()?);
+        let (open, close) = (r.u32()?, r.u32()?);
+        let n = get_count(r, 12)?;
         if n != node_count as usize {
             return None;
         }
-        // Each node's count and about two dependencies: a guess, not a limit.
-        let mut base = EditBase::with_capacity(context, rest, n, r.remaining() / 4);
+        let mut layout = Layout {
+            open,
+            close,
+            nodes: Vec::with_capacity(n),
+        };
+        let mut after = open;
         for _ in 0..n {
-            base.texts.push(r.array()?);
+            let (start, end) = (r.u32()?, r.u32()?);
+            if start <= after || end <= start || end > close {
+                return None;
+            }
+            layout.nodes.push((start, end));
+            after = end;
         }
+        // About two dependencies a node: a guess, not a limit.
+        let mut base = EditBase::with_capacity(context, text, layout, r.remaining() / 4);
         for _ in 0..n {
             for _ in 0..get_count(r, 4)? {
                 let d = r.u32()?;
@@ -525,6 +546,26 @@ fn path_for(root: &Path, name: &str) -> PathBuf {
     super::layout::record_path(root, name, "noop")
 }
 
+/// Keep a copy of workflow `name`'s text, the one an [`EditBase`] is about (atomically;
+/// not synced: a torn or older copy does not hash to the base's `text` and is unused).
+pub fn save_text(root: &Path, name: &str, text: &str) -> std::io::Result<()> {
+    let path = text_path(root, name);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    crate::fsutil::write_atomic_with(&path, text.as_bytes(), false)
+}
+
+/// The kept copy of workflow `name`'s text, if it is the one hashing to `digest`.
+pub fn load_text(root: &Path, name: &str, digest: &[u8; 32]) -> Option<String> {
+    let text = std::fs::read_to_string(text_path(root, name)).ok()?;
+    (blake3::hash(text.as_bytes()).as_bytes() == digest).then_some(text)
+}
+
+fn text_path(root: &Path, name: &str) -> PathBuf {
+    super::layout::record_path(root, name, "text")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -579,9 +620,14 @@ mod tests {
             },
         });
         rec.order = vec![1, 0, 2, 3];
-        let mut base = EditBase::new([1; 32], [2; 32]);
-        for (i, deps) in [vec![], vec![0], vec![0, 1], vec![2]].iter().enumerate() {
-            base.push([i as u8; 16], deps);
+        let layout = Layout {
+            open: 10,
+            close: 50,
+            nodes: vec![(11, 15), (17, 20), (22, 30), (31, 49)],
+        };
+        let mut base = EditBase::with_capacity([1; 32], [2; 32], layout, 0);
+        for deps in [vec![], vec![0], vec![0, 1], vec![2]] {
+            base.push(&deps);
         }
         rec.edit = Some(base);
         rec
@@ -609,18 +655,27 @@ mod tests {
             (base.len(), base.deps(2), base.deps(3)),
             (4, &[0, 1][..], &[2][..])
         );
-        assert_eq!(base.texts[3], [3; 16]);
+        assert_eq!(base.layout.nodes[3], (31, 49));
         let mut without = rec.clone();
         without.edit = None;
         let back = NoopRecord::decode(without.encode()).expect("decodes without a base");
         assert!(back.edit.is_none());
         let mut bad = rec.clone();
         if let Some(b) = bad.edit.as_mut() {
-            b.push([0; 16], &[9]);
+            b.layout.nodes.push((49, 50));
+            b.push(&[0]);
         }
         assert!(
             NoopRecord::decode(bad.encode()).is_none(),
             "a base of another length"
+        );
+        let mut disordered = rec.clone();
+        if let Some(b) = disordered.edit.as_mut() {
+            b.layout.nodes.swap(0, 1);
+        }
+        assert!(
+            NoopRecord::decode(disordered.encode()).is_none(),
+            "nodes out of order"
         );
         for cut in 0..bytes.len() {
             assert!(

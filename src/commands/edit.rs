@@ -3,11 +3,13 @@
 //! parsing, validating or keying the rest (as Bazel's Skyframe keeps its graph between
 //! builds, here the record stands in for it).
 //!
-//! The record ([`crate::cache::noop::EditBase`]) keeps the digest of each node's JSON
-//! text, the nodes each one reads, and a digest of the workflow's other members. When
-//! only the workflow's text differs from the recorded build (the context, the files and
-//! the cache are as the record says: [`super::noop::holds`]), the edited text is cut
-//! into nodes ([`crate::node_texts`]) and compared node by node. The part of the
+//! The record ([`crate::cache::noop::EditBase`]) keeps where each node is in the
+//! workflow's text (a copy of which is kept beside it) and the nodes each one reads.
+//! When only the workflow's text differs from the recorded build (the context, the files
+//! and the cache are as the record says: [`super::noop::holds`]), the edited text is
+//! compared with the copy ([`crate::node_texts::edited`]): only the stretch between
+//! the bytes both share at the start and at the end is read again, and an edit outside
+//! the nodes, or one that adds or removes a node, is not for this path. The part of the
 //! workflow built is the changed nodes, everything downstream of them, and, as nodes
 //! whose results are known (the record vouches for them), every node those read and
 //! every node a declared output reads. That part is validated as a workflow of its own
@@ -38,11 +40,11 @@ use crate::cache::stats::Tally;
 use crate::cache::Cache;
 use crate::cli::BuildArgs;
 use crate::executor::{self, Known, NodeReport, Options, Session, Status};
-use crate::node_texts::{text_digest, NodeTexts};
+use crate::node_texts::NodeTexts;
 use crate::template::ParamTemplate;
 use crate::validate::{CompiledNode, Validated};
 use crate::workflow::{Node, Workflow};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -104,8 +106,10 @@ pub(super) fn base(v: &Validated, text: &str, context: [u8; 32]) -> Result<EditB
     if texts.nodes.len() != v.workflow.nodes.len() {
         return Err("its nodes are not where the edit path looks".into());
     }
-    let mut base = EditBase::new(context, texts.rest);
-    for (i, t) in texts.nodes.iter().enumerate() {
+    let layout = texts.layout(text).ok_or("the workflow is too big")?;
+    let digest = *blake3::hash(text.as_bytes()).as_bytes();
+    let mut base = EditBase::with_capacity(context, digest, layout, 2 * texts.nodes.len());
+    for i in 0..texts.nodes.len() {
         let mut deps: Vec<u32> = v
             .graph
             .dependencies(i)
@@ -114,7 +118,7 @@ pub(super) fn base(v: &Validated, text: &str, context: [u8; 32]) -> Result<EditB
             .collect();
         deps.sort_unstable();
         deps.dedup();
-        base.push(text_digest(t), &deps);
+        base.push(&deps);
     }
     Ok(base)
 }
@@ -194,17 +198,17 @@ fn try_serve(
         return Err("the workflow is over the size limit".into());
     }
     let text = std::fs::read_to_string(&inv.path).map_err(|_| "cannot read the workflow")?;
-    let texts = NodeTexts::of(&text).ok_or("not a plain JSON workflow")?;
-    if texts.rest != base.rest {
-        return Err("a part other than the nodes changed".into());
-    }
     let n = rec.node_count();
-    if texts.nodes.len() != n || base.len() != n {
-        return Err("nodes were added or removed".into());
+    if base.len() != n || !base.is_whole() {
+        return Err("a damaged record".into());
     }
-    let changed: Vec<usize> = (0..n)
-        .filter(|&i| base.texts.get(i) != Some(&text_digest(texts.nodes[i])))
-        .collect();
+    let was = crate::cache::noop::load_text(&inv.root, &inv.name, &base.text)
+        .ok_or("no copy of the recorded workflow")?;
+    let edit = crate::node_texts::edited(&was, &base.layout, &text)
+        .ok_or("the edit reaches outside the nodes, adds or removes one, or is not JSON")?;
+    drop(was);
+    let node_text = |i: usize| edit.layout.node(&text, i).ok_or("a node outside the text");
+    let changed = edit.changed.clone();
     let entries: Vec<NodeEntry<'_>> = rec
         .nodes()
         .collect::<Option<_>>()
@@ -229,7 +233,7 @@ fn try_serve(
     // nodes an edited one names now, and the outputs' nodes.
     let mut edited: HashMap<usize, Value> = HashMap::new();
     for &c in &changed {
-        let value = crate::source::parse_json_text(texts.nodes[c])
+        let value = crate::source::parse_json_text(node_text(c)?)
             .map_err(|_| "an edited node is not valid JSON")?;
         if depth(&value) > MAX_DEPTH {
             return Err("an edited node nests deeply".into());
@@ -262,17 +266,18 @@ fn try_serve(
     }
     let part: Vec<usize> = (0..n).filter(|&i| in_part[i]).collect();
 
-    // The part as a workflow of its own.
-    let mut doc = Map::new();
-    for (name, member) in &texts.members {
-        let value = crate::source::parse_json_text(member).map_err(|_| "a member changed")?;
-        doc.insert(name.to_string(), value);
-    }
+    // The part as a workflow of its own: the other members as they are, and its nodes.
+    let others = edit.layout.without_nodes(&text).ok_or("a damaged record")?;
+    let Value::Object(mut doc) =
+        crate::source::parse_json_text(&others).map_err(|_| "the other members do not parse")?
+    else {
+        return Err("not a JSON object".into());
+    };
     let mut nodes = Vec::with_capacity(part.len());
     for &i in &part {
         nodes.push(match edited.remove(&i) {
             Some(v) => v,
-            None => crate::source::parse_json_text(texts.nodes[i])
+            None => crate::source::parse_json_text(node_text(i)?)
                 .map_err(|_| "a recorded node no longer parses")?,
         });
     }
@@ -414,7 +419,7 @@ fn try_serve(
     let next = Next {
         rec: &rec,
         base,
-        texts: &texts,
+        layout: edit.layout,
         part: &part,
         reached: &reached,
         v: &v,
@@ -432,7 +437,8 @@ fn try_serve(
 struct Next<'a> {
     rec: &'a NoopRecord,
     base: EditBase,
-    texts: &'a NodeTexts<'a>,
+    /// Where the nodes are in the edited text.
+    layout: crate::node_texts::Layout,
     part: &'a [usize],
     reached: &'a [bool],
     v: &'a Validated,
@@ -457,8 +463,8 @@ impl Next<'_> {
             return Err("no usable build record".into());
         }
         let mut next = NoopRecord::default();
-        next.fingerprint =
-            super::noop::fingerprint(&self.base.context, &blake3::hash(self.text.as_bytes()));
+        let digest = blake3::hash(self.text.as_bytes());
+        next.fingerprint = super::noop::fingerprint(&self.base.context, &digest);
         next.generation = generation;
         next.state_written_ms = state.written_ms;
         next.valid_until_ms = self
@@ -495,15 +501,15 @@ impl Next<'_> {
         }
         let mut base = EditBase::with_capacity(
             self.base.context,
-            self.base.rest,
-            self.base.len(),
+            *digest.as_bytes(),
+            self.layout,
             self.base.dep_count() + 16 * self.part.len(),
         );
         for (i, (entry, r)) in self.rec.nodes().zip(&outcome.nodes).enumerate() {
             let entry = entry.ok_or("a damaged record")?;
             if !self.reached[i] {
                 next.push_node(&entry);
-                base.push(self.base.texts[i], self.base.deps(i));
+                base.push(self.base.deps(i));
                 continue;
             }
             let (Some(key), Some(digest)) = (r.key, r.digest) else {
@@ -544,13 +550,15 @@ impl Next<'_> {
                 .collect();
             deps.sort_unstable();
             deps.dedup();
-            base.push(text_digest(self.texts.nodes[i]), &deps);
+            base.push(&deps);
         }
         // The files the old record covers are still as it saw them.
         if let Some(path) = self.rec.changed_file() {
             return Err(format!("'{path}' changed during the build"));
         }
         next.edit = Some(base);
+        crate::cache::noop::save_text(&inv.root, &inv.name, self.text)
+            .map_err(|e| e.to_string())?;
         next.save(&inv.root, &inv.name).map_err(|e| e.to_string())
     }
 }

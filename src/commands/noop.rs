@@ -743,7 +743,10 @@ fn base_for(
     if blake3::hash(text.as_bytes()) != *workflow_digest {
         return Err("the workflow changed during the build".into());
     }
-    edit_base(v, &text, context)
+    let base = edit_base(v, &text, context)?;
+    // The copy the next build compares an edited text with.
+    crate::cache::noop::save_text(&inv.root, &inv.name, &text).map_err(|e| e.to_string())?;
+    Ok(base)
 }
 
 /// The node types whose keys and runs depend only on what the record covers (no MCP

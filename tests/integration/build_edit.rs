@@ -344,6 +344,27 @@ fn a_known_node_whose_entry_is_gone_sends_the_build_to_the_normal_path() {
 }
 
 #[test]
+fn a_kept_copy_of_the_workflow_other_than_the_recorded_one_is_not_compared_with() {
+    let ws = Workspace::new().workflow(branches());
+    prime(&ws, &[]);
+    ws.edit_workflow(|d| d["nodes"][4]["params"]["message"] = json!("E:${c.stdout}"));
+    // The copy the edit is found against already holds the edit (another build's copy,
+    // or one damaged into it): compared with it, nothing would have changed.
+    let edited = ws.read("workflow.json");
+    let copies: Vec<_> = walkdir(&ws.cache_dir().join("state"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "text"))
+        .collect();
+    assert_eq!(copies.len(), 1, "one kept copy");
+    std::fs::write(&copies[0], &edited).expect("replace the copy");
+    let r = debug_build(&ws, &[]);
+    assert_normal_path(&r);
+    assert!(r.stderr.contains("no copy of the recorded workflow"), "{r}");
+    r.assert_ok();
+    assert_eq!(r.output("out"), "f:d:b:a-world+E:c");
+}
+
+#[test]
 fn an_edited_node_with_a_maximum_age_keeps_the_next_no_op_from_outliving_it() {
     let ws = Workspace::new().workflow(branches());
     prime(&ws, &[]);
