@@ -148,17 +148,47 @@ fn roots(node: &Value) -> Vec<String> {
         .collect()
 }
 
-/// For each node, the nodes that read it (flat, by position).
-fn dependents(base: &EditBase) -> Vec<Vec<u32>> {
-    let mut out: Vec<Vec<u32>> = vec![Vec::new(); base.len()];
-    for i in 0..base.len() {
-        for &d in base.deps(i) {
-            if let Some(list) = out.get_mut(d as usize) {
-                list.push(i as u32);
+/// For each node, the nodes that read it: flat, as the base keeps dependencies.
+struct Dependents {
+    list: Vec<u32>,
+    starts: Vec<u32>,
+}
+
+impl Dependents {
+    fn of(base: &EditBase) -> Dependents {
+        let n = base.len();
+        let mut starts = vec![0u32; n + 1];
+        for i in 0..n {
+            for &d in base.deps(i) {
+                if let Some(c) = starts.get_mut(d as usize + 1) {
+                    *c += 1;
+                }
             }
         }
+        for i in 0..n {
+            starts[i + 1] += starts[i];
+        }
+        let mut fill = starts.clone();
+        let mut list = vec![0u32; starts[n] as usize];
+        for i in 0..n {
+            for &d in base.deps(i) {
+                if let Some(at) = fill.get_mut(d as usize) {
+                    if let Some(slot) = list.get_mut(*at as usize) {
+                        *slot = i as u32;
+                    }
+                    *at += 1;
+                }
+            }
+        }
+        Dependents { list, starts }
     }
-    out
+
+    fn of_node(&self, i: usize) -> &[u32] {
+        match (self.starts.get(i), self.starts.get(i + 1)) {
+            (Some(&a), Some(&b)) => self.list.get(a as usize..b as usize).unwrap_or_default(),
+            _ => &[],
+        }
+    }
 }
 
 /// Build the edited workflow if the no-op record found it edited and the edit path can;
@@ -209,21 +239,17 @@ fn try_serve(
     drop(was);
     let node_text = |i: usize| edit.layout.node(&text, i).ok_or("a node outside the text");
     let changed = edit.changed.clone();
-    let entries: Vec<NodeEntry<'_>> = rec
-        .nodes()
-        .collect::<Option<_>>()
-        .ok_or("a damaged record")?;
-    let ids: HashMap<&str, usize> = entries.iter().enumerate().map(|(i, e)| (e.id, i)).collect();
 
     // What the edit reaches: the changed nodes and everything downstream.
-    let below = dependents(&base);
+    let below = Dependents::of(&base);
     let mut reached = vec![false; n];
     let mut stack: Vec<usize> = changed.clone();
     while let Some(i) = stack.pop() {
-        if std::mem::replace(&mut reached[i], true) {
-            continue;
+        match reached.get_mut(i) {
+            Some(r) if !*r => *r = true,
+            _ => continue,
         }
-        stack.extend(below[i].iter().map(|&d| d as usize));
+        stack.extend(below.of_node(i).iter().map(|&d| d as usize));
     }
     let reached_count = reached.iter().filter(|&&r| r).count();
     if reached_count * 2 > n {
@@ -240,21 +266,19 @@ fn try_serve(
         }
         edited.insert(c, value);
     }
+    // The nodes the edited ones name, found by id in one pass over the record.
+    let named: std::collections::HashSet<String> = edited.values().flat_map(roots).collect();
     let mut in_part = reached.clone();
-    for i in (0..n).filter(|&i| reached[i]) {
-        match edited.get(&i) {
-            Some(value) => {
-                for root in roots(value) {
-                    if let Some(&j) = ids.get(root.as_str()) {
-                        in_part[j] = true;
-                    }
-                }
+    if !named.is_empty() {
+        for (j, entry) in rec.nodes().enumerate() {
+            if named.contains(entry.ok_or("a damaged record")?.id) {
+                in_part[j] = true;
             }
-            None => {
-                for &d in base.deps(i) {
-                    in_part[d as usize] = true;
-                }
-            }
+        }
+    }
+    for i in (0..n).filter(|&i| reached[i] && !edited.contains_key(&i)) {
+        for &d in base.deps(i) {
+            in_part[d as usize] = true;
         }
     }
     for (_, source) in &rec.outputs {
@@ -265,6 +289,14 @@ fn try_serve(
         }
     }
     let part: Vec<usize> = (0..n).filter(|&i| in_part[i]).collect();
+    // The record's entries of the part's nodes, in the part's order.
+    let entries: Vec<NodeEntry<'_>> = rec
+        .nodes()
+        .enumerate()
+        .filter(|(i, _)| in_part[*i])
+        .map(|(_, e)| e)
+        .collect::<Option<_>>()
+        .ok_or("a damaged record")?;
 
     // The part as a workflow of its own: the other members as they are, and its nodes.
     let others = edit.layout.without_nodes(&text).ok_or("a damaged record")?;
@@ -294,8 +326,8 @@ fn try_serve(
     if !v.warnings.is_empty() {
         return Err("the edited nodes warn".into());
     }
-    for (k, &i) in part.iter().enumerate().filter(|(_, &i)| reached[i]) {
-        let (node, cn, was) = (&v.workflow.nodes[k], &v.nodes[k], &entries[i]);
+    for (k, _) in part.iter().enumerate().filter(|(_, &i)| reached[i]) {
+        let (node, cn, was) = (&v.workflow.nodes[k], &v.nodes[k], &entries[k]);
         if node.id != was.id || node.node_type != was.node_type {
             return Err(format!("node '{}' changed its id or type", was.id));
         }
@@ -317,7 +349,8 @@ fn try_serve(
     // the build to the normal path before anything ran.
     let known: Vec<Option<Known>> = part
         .iter()
-        .map(|&i| match (reached[i], &entries[i].end) {
+        .zip(&entries)
+        .map(|(&i, entry)| match (reached[i], &entry.end) {
             (true, _) => Ok(None),
             (false, NodeEnd::Cached { key, digest, .. }) => {
                 let key = crate::key::Key(*key);
