@@ -457,6 +457,7 @@ fn try_serve(
         reached: &reached,
         v: &v,
         text: &text,
+        redactor: &opts.redactor,
     };
     match next.record(inv, &outcome) {
         Ok(()) => debug(|| "no-op record written".into()),
@@ -476,6 +477,7 @@ struct Next<'a> {
     reached: &'a [bool],
     v: &'a Validated,
     text: &'a str,
+    redactor: &'a crate::secrets::Redactor,
 }
 
 impl Next<'_> {
@@ -590,6 +592,9 @@ impl Next<'_> {
             return Err(format!("'{path}' changed during the build"));
         }
         next.edit = Some(base);
+        if self.redactor.finds_in(self.text.as_bytes()) {
+            return Err("the workflow's text holds a secret".into());
+        }
         crate::cache::noop::save_text(&inv.root, &inv.name, self.text)
             .map_err(|e| e.to_string())?;
         next.save(&inv.root, &inv.name).map_err(|e| e.to_string())

@@ -697,7 +697,13 @@ fn make_record(
     let context = context(args, inv, &env_names).ok_or("pflow's executable cannot be looked at")?;
     rec.fingerprint = fingerprint(&context, workflow_digest);
     rec.env_names = env_names;
-    rec.edit = match base_for(inv, v, workflow_digest, context, warning_lines, edit_base) {
+    let facts = BaseFacts {
+        workflow_digest,
+        context,
+        warning_lines,
+        redactor,
+    };
+    rec.edit = match base_for(inv, v, &facts, edit_base) {
         Ok(base) => Some(base),
         Err(why) => {
             debug(|| format!("no edit base: {why}"));
@@ -721,15 +727,28 @@ pub(super) fn outlive_no_entry(rec: &mut NoopRecord, policy: &CachePolicy, store
 pub(super) type EditBaseFn =
     fn(&Validated, &str, [u8; 32]) -> Result<crate::cache::noop::EditBase, String>;
 
+/// What the build knows that decides whether it leaves an edit base.
+#[derive(Clone, Copy)]
+struct BaseFacts<'a> {
+    workflow_digest: &'a blake3::Hash,
+    context: [u8; 32],
+    warning_lines: &'a [String],
+    redactor: &'a crate::secrets::Redactor,
+}
+
 /// What the edit path needs, when the build allows it.
 fn base_for(
     inv: &Invocation,
     v: &Validated,
-    workflow_digest: &blake3::Hash,
-    context: [u8; 32],
-    warning_lines: &[String],
+    facts: &BaseFacts<'_>,
     edit_base: EditBaseFn,
 ) -> Result<crate::cache::noop::EditBase, String> {
+    let BaseFacts {
+        workflow_digest,
+        context,
+        warning_lines,
+        redactor,
+    } = *facts;
     if inv.repair != crate::repair::Mode::Off {
         return Err("repair is on".into());
     }
@@ -742,6 +761,10 @@ fn base_for(
     let text = std::fs::read_to_string(&inv.path).map_err(|e| e.to_string())?;
     if blake3::hash(text.as_bytes()) != *workflow_digest {
         return Err("the workflow changed during the build".into());
+    }
+    // Its text is kept in the cache: never one that holds a secret (an input's default).
+    if redactor.finds_in(text.as_bytes()) {
+        return Err("the workflow's text holds a secret".into());
     }
     let base = edit_base(v, &text, context)?;
     // The copy the next build compares an edited text with.

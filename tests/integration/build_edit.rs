@@ -291,6 +291,31 @@ fn a_secret_written_into_an_edited_node_is_never_shown_or_kept() {
     }
 }
 
+#[test]
+fn a_workflow_whose_text_holds_a_secret_is_not_copied_into_the_cache() {
+    let secret = "s3cr3t-default-value";
+    let mut doc = branches();
+    doc["inputs"]["api_token"] = json!({"type": "string", "required": false, "default": secret});
+    doc["nodes"][2]["params"] = json!({"command": counted("c", "test -n \"$T\" && echo c"),
+                                       "env": {"T": "${api_token}"}});
+    let ws = Workspace::new().workflow(doc);
+    prime(&ws, &[]);
+    for entry in walkdir(ws.cache_dir()) {
+        let bytes = std::fs::read(&entry).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(secret),
+            "{} holds the secret",
+            entry.display()
+        );
+    }
+    // Without the copy an edit takes the normal path, and is right.
+    ws.edit_workflow(|d| d["nodes"][4]["params"]["message"] = json!("E:${c.stdout}"));
+    let r = debug_build(&ws, &[]);
+    assert_normal_path(&r);
+    r.assert_ok();
+    assert_eq!(r.output("out"), "f:d:b:a-world+E:c");
+}
+
 fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
