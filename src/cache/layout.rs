@@ -109,8 +109,9 @@ pub fn mark(root: &Path) {
     }
 }
 
-/// The file of a workflow's build record (`kind` "bin"), explain record ("explain.bin")
-/// or no-op record ("noop").
+/// The file of a workflow's build record (`kind` "bin"), explain record ("explain.bin"),
+/// no-op record ("noop"), the copy of its text the edit path compares with ("text"), or
+/// what its nodes last printed ("logs.json").
 pub fn record_path(root: &Path, workflow_name: &str, kind: &str) -> PathBuf {
     let h = blake3::hash(workflow_name.as_bytes()).to_hex();
     root.join(RECORDS_DIR).join(format!("{}.{kind}", &h[..32]))
