@@ -119,9 +119,10 @@ fn encode_index(covered: u64, entries: &[Indexed]) -> Vec<u8> {
     out
 }
 
-/// An index read back, for a segment of `size` bytes: `None` unless it is whole, its
-/// sum holds, and it covers no more than the segment has.
-fn decode_index(bytes: &[u8], size: u64) -> Option<(u64, Vec<Indexed>)> {
+/// An index read back, for a segment of `size` bytes: how far it covers and its
+/// entries, or `None` unless it is whole, its sum holds, and it covers no more than the
+/// segment has.
+fn decode_index(bytes: &[u8], size: u64) -> Option<(u64, IndexEntries<'_>)> {
     let body = bytes.len().checked_sub(INDEX_SUM)?;
     let (text, sum) = bytes.split_at(body);
     if blake3::hash(text).as_bytes()[..INDEX_SUM] != *sum || text.get(..8)? != INDEX_HEADER {
@@ -133,17 +134,35 @@ fn decode_index(bytes: &[u8], size: u64) -> Option<(u64, Vec<Indexed>)> {
     if covered > size || list.len() != count.checked_mul(INDEX_ENTRY)? {
         return None;
     }
-    list.chunks_exact(INDEX_ENTRY)
-        .map(|e| {
+    let entries = IndexEntries { list, covered };
+    // All of it holds, or none of it is used.
+    let whole = entries.iter().all(|e| e.is_some());
+    whole.then_some((covered, entries))
+}
+
+/// The entries of an index whose sum held, read as they are walked (no list of them is
+/// built: an index of 10,000 entries is read once, into the lookup map).
+struct IndexEntries<'a> {
+    list: &'a [u8],
+    covered: u64,
+}
+
+impl IndexEntries<'_> {
+    fn len(&self) -> usize {
+        self.list.len() / INDEX_ENTRY
+    }
+
+    /// Each entry, `None` for one that points past what the index covers.
+    fn iter(&self) -> impl Iterator<Item = Option<Indexed>> + '_ {
+        self.list.chunks_exact(INDEX_ENTRY).map(|e| {
             let key = Key(e.get(..32)?.try_into().ok()?);
             let offset = u64::from_le_bytes(e.get(32..40)?.try_into().ok()?);
             let len = u32::from_le_bytes(e.get(40..44)?.try_into().ok()?);
             let time = u64::from_le_bytes(e.get(44..52)?.try_into().ok()?);
             let end = offset.checked_add(HEADER_LEN as u64 + u64::from(len))?;
-            (end <= covered).then_some((key, offset, len, time))
+            (end <= self.covered).then_some((key, offset, len, time))
         })
-        .collect::<Option<Vec<_>>>()
-        .map(|entries| (covered, entries))
+    }
 }
 
 /// What a record holds.
@@ -564,12 +583,11 @@ impl State {
             };
             let seg = self.segments.len() as u32;
             let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-            let indexed = std::fs::read(super::layout::pack_index_path(root, &path))
-                .ok()
-                .and_then(|bytes| decode_index(&bytes, size));
-            let scanned_to = match indexed {
+            let bytes = std::fs::read(super::layout::pack_index_path(root, &path));
+            let scanned_to = match bytes.as_deref().ok().and_then(|b| decode_index(b, size)) {
                 Some((covered, entries)) => {
-                    for (key, offset, len, time) in entries {
+                    self.index.reserve(entries.len());
+                    for (key, offset, len, time) in entries.iter().flatten() {
                         self.insert_entry(seg, key, offset, len, time);
                     }
                     covered
