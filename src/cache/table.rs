@@ -14,17 +14,25 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasherDefault;
 use std::ops::Range;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
 
 #[derive(Debug, Default)]
 pub struct Table {
     bytes: Vec<u8>,
     /// (id, payload) ranges into `bytes`, in id order.
     entries: Vec<(Range<usize>, Range<usize>)>,
-    /// Each entry's position by a hash of its id: an edit looks up several records per
-    /// node, and a binary search's dozen comparisons cost more than a probe. An id
-    /// whose hash another took first is found by the binary search.
-    by_hash: HashMap<u64, u32, BuildHasherDefault<crate::key::KeyHasher>>,
+    /// Each entry's position by a hash of its id: a build of many nodes looks up
+    /// several records per node, and a binary search's dozen comparisons cost more than
+    /// a probe. Made at the [`HASH_AFTER`]th lookup, so that a build that looks up a few
+    /// (the edit path) does not hash every id. An id whose hash another took first is
+    /// found by the binary search.
+    by_hash: OnceLock<HashMap<u64, u32, BuildHasherDefault<crate::key::KeyHasher>>>,
+    lookups: AtomicU32,
 }
+
+/// Lookups by binary search before the table makes its hash map.
+const HASH_AFTER: u32 = 64;
 
 /// FNV-1a of an id: ids are short, and any spread of them is good enough here (a
 /// collision costs a binary search, never a wrong record).
@@ -115,17 +123,30 @@ impl Table {
         if r.remaining() != 0 {
             return None;
         }
-        let mut by_hash = HashMap::with_capacity_and_hasher(entries.len(), Default::default());
-        for (i, (id, _)) in entries.iter().enumerate() {
-            by_hash
-                .entry(id_hash(&bytes[id.clone()]))
-                .or_insert(i as u32);
-        }
         Some(Table {
             bytes,
             entries,
-            by_hash,
+            by_hash: OnceLock::new(),
+            lookups: AtomicU32::new(0),
         })
+    }
+
+    fn hashed(&self) -> Option<&HashMap<u64, u32, BuildHasherDefault<crate::key::KeyHasher>>> {
+        if let Some(map) = self.by_hash.get() {
+            return Some(map);
+        }
+        if self.lookups.fetch_add(1, Ordering::Relaxed) < HASH_AFTER {
+            return None;
+        }
+        Some(self.by_hash.get_or_init(|| {
+            let mut map = HashMap::with_capacity_and_hasher(self.entries.len(), Default::default());
+            for (i, (id, _)) in self.entries.iter().enumerate() {
+                if let Some(id) = self.bytes.get(id.clone()) {
+                    map.entry(id_hash(id)).or_insert(i as u32);
+                }
+            }
+            map
+        }))
     }
 
     pub fn len(&self) -> usize {
@@ -140,8 +161,8 @@ impl Table {
     pub fn get(&self, id: &str) -> Option<&[u8]> {
         let id = id.as_bytes();
         let hashed = self
-            .by_hash
-            .get(&id_hash(id))
+            .hashed()
+            .and_then(|map| map.get(&id_hash(id)))
             .and_then(|&i| self.entries.get(i as usize))
             .filter(|(r, _)| &self.bytes[r.clone()] == id);
         let (_, payload) = match hashed {
@@ -165,39 +186,88 @@ impl Table {
         updates: &BTreeMap<String, Vec<u8>>,
         keep: impl Fn(&[u8]) -> bool,
     ) -> Vec<u8> {
-        let mut rows: Vec<(&[u8], &[u8])> = Vec::with_capacity(self.entries.len() + updates.len());
+        let added: usize = updates.iter().map(|(id, p)| 8 + id.len() + p.len()).sum();
+        let mut out = Writer::with_capacity(self.bytes.len() + added);
         let mut new = updates
             .iter()
             .map(|(id, p)| (id.as_bytes(), p.as_slice()))
             .peekable();
-        for (id, payload) in &self.entries {
-            let (id, payload) = (&self.bytes[id.clone()], &self.bytes[payload.clone()]);
-            while let Some(row) = new.next_if(|(nid, _)| *nid < id) {
-                rows.push(row);
+        // Kept rows lie back to back in `bytes`: copied a run at a time.
+        let mut run: Range<usize> = 0..0;
+        for (id_at, payload_at) in &self.entries {
+            let id = &self.bytes[id_at.clone()];
+            // Updates that sort before this row go first.
+            if new.peek().is_some_and(|(nid, _)| *nid < id) {
+                out.copy(&self.bytes[std::mem::take(&mut run)]);
+                while let Some(row) = new.next_if(|(nid, _)| *nid < id) {
+                    out.row(row);
+                }
             }
             if let Some(row) = new.next_if(|(nid, _)| *nid == id) {
-                rows.push(row);
+                out.copy(&self.bytes[std::mem::take(&mut run)]);
+                out.row(row);
             } else if keep(id) {
-                rows.push((id, payload));
+                let row_at = id_at.start.saturating_sub(4)..payload_at.end;
+                if run.end != row_at.start {
+                    out.copy(&self.bytes[std::mem::take(&mut run)]);
+                    run = row_at.start..row_at.start;
+                }
+                run.end = row_at.end;
+                out.count += 1;
             }
         }
-        rows.extend(new);
-        encode(&rows)
+        out.copy(&self.bytes[run]);
+        for row in new {
+            out.row(row);
+        }
+        out.finish()
+    }
+}
+
+/// A table being encoded row by row (sorted by id, without duplicates): the count goes
+/// in front at the end.
+struct Writer {
+    out: Vec<u8>,
+    count: u32,
+}
+
+impl Writer {
+    fn with_capacity(bytes: usize) -> Writer {
+        let mut out = Vec::with_capacity(4 + bytes);
+        out.extend_from_slice(&[0; 4]);
+        Writer { out, count: 0 }
+    }
+
+    /// Encoded rows copied as they are (the caller counts them).
+    fn copy(&mut self, encoded: &[u8]) {
+        self.out.extend_from_slice(encoded);
+    }
+
+    fn row(&mut self, (id, payload): (&[u8], &[u8])) {
+        self.out.extend_from_slice(&(id.len() as u32).to_le_bytes());
+        self.out.extend_from_slice(id);
+        self.out
+            .extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        self.out.extend_from_slice(payload);
+        self.count += 1;
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        if let Some(head) = self.out.get_mut(..4) {
+            head.copy_from_slice(&self.count.to_le_bytes());
+        }
+        self.out
     }
 }
 
 /// Encode rows that are already sorted by id, without duplicates.
 pub fn encode(rows: &[(&[u8], &[u8])]) -> Vec<u8> {
     let size: usize = rows.iter().map(|(id, p)| 8 + id.len() + p.len()).sum();
-    let mut out = Vec::with_capacity(4 + size);
-    out.extend_from_slice(&(rows.len() as u32).to_le_bytes());
-    for (id, payload) in rows {
-        out.extend_from_slice(&(id.len() as u32).to_le_bytes());
-        out.extend_from_slice(id);
-        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        out.extend_from_slice(payload);
+    let mut out = Writer::with_capacity(size);
+    for row in rows {
+        out.row(*row);
     }
-    out
+    out.finish()
 }
 
 #[cfg(test)]
@@ -233,14 +303,16 @@ mod tests {
             .collect();
         rows.sort();
         let refs: Vec<(&str, &str)> = rows.iter().map(|(i, p)| (i.as_str(), p.as_str())).collect();
-        let mut t = table(&refs);
-        let first = t.by_hash.clone();
-        // Every id now shares one hash bucket: all but one are found by the search.
-        t.by_hash = [(id_hash(b"n0"), 5)].into_iter().collect();
+        // Found before the map is made, by it once made, and past it by the search.
+        let t = table(&refs);
         for (id, payload) in &rows {
             assert_eq!(t.get(id), Some(payload.as_bytes()), "{id}");
         }
-        t.by_hash = first;
+        assert!(t.by_hash.get().is_some(), "made after {HASH_AFTER} lookups");
+        assert_eq!(t.get("n2000"), None);
+        // Every id shares one hash bucket: all but one are found by the search.
+        let t = table(&refs);
+        let _ = t.by_hash.set([(id_hash(b"n0"), 5)].into_iter().collect());
         for (id, payload) in &rows {
             assert_eq!(t.get(id), Some(payload.as_bytes()), "{id}");
         }
@@ -271,6 +343,33 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// A merge is the table a map of its rows with the updates applied would give,
+        /// whatever rows are kept, replaced, added or dropped, and wherever they lie.
+        #[test]
+        fn a_merge_is_the_map_merge(
+            old in proptest::collection::btree_map("[a-e]{1,2}", "[x-z]{0,3}", 0..12),
+            updates in proptest::collection::btree_map("[a-e]{1,2}", "[0-2]{0,3}", 0..6),
+            dropped in proptest::collection::btree_set("[a-e]{1,2}", 0..6),
+        ) {
+            let rows: Vec<(&[u8], &[u8])> =
+                old.iter().map(|(i, p)| (i.as_bytes(), p.as_bytes())).collect();
+            let t = Table::parse(encode(&rows), 0).expect("parses");
+            let updates: BTreeMap<String, Vec<u8>> =
+                updates.into_iter().map(|(i, p)| (i, p.into_bytes())).collect();
+            let keep = |id: &[u8]| !dropped.iter().any(|d| d.as_bytes() == id);
+            let mut expect: BTreeMap<Vec<u8>, Vec<u8>> = old
+                .iter()
+                .filter(|(i, _)| keep(i.as_bytes()))
+                .map(|(i, p)| (i.clone().into_bytes(), p.clone().into_bytes()))
+                .collect();
+            for (i, p) in &updates {
+                expect.insert(i.clone().into_bytes(), p.clone());
+            }
+            let expect_rows: Vec<(&[u8], &[u8])> =
+                expect.iter().map(|(i, p)| (i.as_slice(), p.as_slice())).collect();
+            proptest::prop_assert_eq!(t.merged(&updates, keep), encode(&expect_rows));
+        }
+
         /// Whatever is in the file (a torn write, another version, garbage), parsing
         /// and looking up never panic.
         #[test]
