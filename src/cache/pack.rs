@@ -47,13 +47,14 @@
 //! and a damaged or foreign index is ignored (the segment is scanned).
 //!
 //! Each build that stores or uses anything adds a segment, so a build whose first lookup
-//! finds [`MERGE_AT`] finished segments of about the same size ([`tier`]) merges those
-//! (the ones it can lock exclusively) into one: the newest entry and newest use of each
-//! key, the rest dropped. Merging by size, as log-structured stores compact, keeps each
-//! record from being rewritten at every merge: the small segments of many small builds
-//! merge among themselves, and the big segment of a big build only once as many big ones
-//! exist (merging everything at 32 segments rewrote a 10,000-entry segment every 32
-//! small builds, about 60 ms each time). A build reading a merged segment at the same
+//! finds [`MERGE_AT`] finished segments of about the same size ([`tier`]; 32 of the big
+//! ones, over 1 MiB) merges those (the ones it can lock exclusively) into one: the
+//! newest entry and newest use of each key, the rest dropped. Merging by size, as
+//! log-structured stores compact, keeps each record from being rewritten at every
+//! merge: the small segments of many small builds merge among themselves, and the big
+//! segment of a big build only once many big ones exist (merging everything at 32
+//! segments rewrote a 10,000-entry segment every 32 small builds, about 60 ms each
+//! time). A segment written whole (a merge, `gc`, `verify --fix`) gets its index at once. A build reading a merged segment at the same
 //! time keeps its open file; one that has not opened it yet finds the merged segment on
 //! its next refresh.
 
@@ -78,8 +79,14 @@ pub const HEADER_LEN: usize = 92;
 pub const MAX_PAYLOAD: usize = 256 << 20;
 /// A miss looks for records other builds appended since, at most this often.
 const REFRESH_EVERY: Duration = Duration::from_millis(100);
-/// This many finished segments of one [`tier`] are merged at a build's first lookup.
+/// This many finished segments of one small [`tier`] are merged at a build's first
+/// lookup.
 pub const MERGE_AT: usize = 8;
+/// This many of one big tier (from [`BIG_TIER`] on): their lookups cost by the entries
+/// they hold, which a merge rarely lessens (a big build's keys are mostly new), while
+/// the merge itself rewrites them all.
+const MERGE_AT_BIG: usize = 32;
+const BIG_TIER: u32 = 2;
 /// The size below which segments are all of the first tier.
 const TIER_BASE: u64 = 256 * 1024;
 
@@ -482,8 +489,32 @@ pub fn write_segment(root: &Path, records: &[u8]) -> io::Result<PathBuf> {
             continue;
         }
         tmp.persist_noclobber(&path).map_err(|e| e.error)?;
+        write_index_of(root, &path, records);
         return Ok(path);
     }
+}
+
+/// The index of a segment just written whole from `records` (merge, `gc`, `verify
+/// --fix`), if it is big enough: the next build reads it instead of scanning what may
+/// be the biggest segment of all. Best effort, as every index.
+fn write_index_of(root: &Path, segment: &Path, records: &[u8]) {
+    let end = (FILE_HEADER.len() + records.len()) as u64;
+    if end < INDEXED_FROM {
+        return;
+    }
+    let mut entries: Vec<Indexed> = Vec::new();
+    let mut at = 0usize;
+    while let Some(h) = records.get(at..).and_then(parse_header) {
+        if h.kind == Kind::Entry {
+            entries.push((h.key, (FILE_HEADER.len() + at) as u64, h.len, h.time));
+        }
+        at += HEADER_LEN + h.len as usize;
+    }
+    if at != records.len() {
+        return;
+    }
+    let path = super::layout::pack_index_path(root, segment);
+    let _ = crate::fsutil::write_atomic_with(&path, &encode_index(end, &entries), false);
 }
 
 /// The headers of every intact record in the cache's segments, in file order.
@@ -697,8 +728,9 @@ impl State {
             .filter(|(i, _)| Some(*i) != own)
             .filter_map(|(i, seg)| Some((i, tier(seg.file.metadata().ok()?.len()))))
             .collect();
-        let Some(full) =
-            (0..=u64::BITS).find(|&t| tiers.iter().filter(|(_, tt)| *tt == t).count() >= MERGE_AT)
+        let merge_at = |t: u32| if t < BIG_TIER { MERGE_AT } else { MERGE_AT_BIG };
+        let Some(full) = (0..=u64::BITS)
+            .find(|&t| tiers.iter().filter(|(_, tt)| *tt == t).count() >= merge_at(t))
         else {
             return;
         };
@@ -1190,6 +1222,23 @@ mod tests {
         for k in [0, 50, 100, 102] {
             assert!(matches!(fresh.get(&key(k)), Got::Found { .. }), "{k}");
         }
+    }
+
+    #[test]
+    fn a_segment_written_whole_gets_its_index_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let records: Vec<u8> = (0..200u8)
+            .flat_map(|i| encode(Kind::Entry, 1, &key(i), &[i; 400]).unwrap())
+            .collect();
+        let path = write_segment(dir.path(), &records).unwrap();
+        let index = crate::cache::layout::pack_index_path(dir.path(), &path);
+        assert!(index.exists());
+        // Read through it: a damaged header is found as damage, not skipped.
+        flip(&path, record_offset(5) + 30);
+        assert!(matches!(Packs::new(dir.path()).get(&key(5)), Got::Damaged));
+        assert!(
+            matches!(Packs::new(dir.path()).get(&key(6)), Got::Found { payload, .. } if payload == [6; 400])
+        );
     }
 
     #[test]
