@@ -14,8 +14,6 @@ impl<'a> Shared<'a> {
     ) -> Result<RunResult, NodeError> {
         let cn = &self.v.nodes[i];
         let items = batch_items(cn, &scope)?;
-        // An `http` batch keeps its requests in flight from this thread (see `drive`).
-        let driven = batch.parallel && std::ptr::eq(cn.spec, &crate::nodes::http::SPEC);
         let mut item_base = self.base_key(i, true);
         // Every item reads the node's declared files.
         if !cn.reads.is_empty() {
@@ -78,7 +76,9 @@ impl<'a> Shared<'a> {
             limit,
             slow: AtomicBool::new(false),
         };
-        if driven && limit > 1 {
+        if limit > 1 && std::ptr::eq(cn.spec, &crate::nodes::http::SPEC) {
+            // Requests wait on a server, not on this machine: this thread keeps them all
+            // in flight on the HTTP runtime (see `drive`).
             run.drive();
         } else {
             // This thread is the first worker; `grow` adds the others while items run.
