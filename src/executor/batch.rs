@@ -538,12 +538,31 @@ impl<'r, 'a> ItemRun<'r, 'a> {
             }
             // Wait for a response (waking now and then to notice Ctrl-C), then take all
             // that are in.
-            let first = match rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(m) => m,
-                Err(_) => continue,
+            let mut came = match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(m) => vec![m],
+                Err(_) => {
+                    // A request's task that ended without reporting (it panicked) is a
+                    // failed item, not a wait forever. Its report, if any, is in by now.
+                    let lost: Vec<usize> = flights
+                        .iter()
+                        .filter(|(_, f)| f.abort.as_ref().is_some_and(|a| a.is_finished()))
+                        .map(|(idx, _)| *idx)
+                        .collect();
+                    let mut came: Vec<_> = rx.try_iter().collect();
+                    for idx in lost {
+                        if !came.iter().any(|(i, _)| *i == idx) {
+                            let e = NodeError::new(
+                                ErrorCategory::Internal,
+                                "the request ended without a result",
+                            );
+                            came.push((idx, Err(e)));
+                        }
+                    }
+                    came
+                }
             };
-            for (idx, r) in std::iter::once(first).chain(std::iter::from_fn(|| rx.try_recv().ok()))
-            {
+            came.extend(rx.try_iter());
+            for (idx, r) in came {
                 let Some(mut flight) = flights.remove(&idx) else {
                     continue;
                 };
