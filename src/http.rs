@@ -2,9 +2,10 @@
 //! proxy policy, loopback detection, and turning transport failures and error responses
 //! into node errors a person can act on.
 //!
-//! Requests run on one small tokio runtime that every caller blocks on: a request costs
-//! its caller's thread and no other (a batch of 100 items in flight is 100 threads, not
-//! 200, and no thread is started per request), and Ctrl-C drops it at once.
+//! Requests run on one small tokio runtime: a caller either blocks on its request (a
+//! request costs its caller's thread and no other, no thread is started per request, and
+//! Ctrl-C drops it at once) or, keeping many in flight (a batch of `http` items), spawns
+//! them onto the runtime and waits for them to report back, with no thread per request.
 //! `TCP_NODELAY` is set on every connection (reqwest's default too, stated so that it
 //! stays): a request is never held back waiting for the ACK of an earlier write.
 //!
@@ -255,10 +256,16 @@ fn runtime() -> Result<&'static tokio::runtime::Runtime, String> {
 /// Send a request and read its body, on the calling thread; Ctrl-C ends the wait at once
 /// instead of after the request's timeout (the request is dropped).
 pub(crate) fn fetch(rb: reqwest::RequestBuilder) -> Result<Fetched, FetchError> {
+    block_on(read(rb))?
+}
+
+/// Run `fut` to its end on the calling thread (the runtime's threads drive the
+/// connections); Ctrl-C drops it at once and gives `Interrupted`.
+pub(crate) fn block_on<F: std::future::Future>(fut: F) -> Result<F::Output, FetchError> {
     let rt = runtime().map_err(FetchError::NoRuntime)?;
     rt.block_on(async {
         tokio::select! {
-            r = read(rb) => r,
+            r = fut => Ok(r),
             _ = async {
                 while !crate::interrupt::is_interrupted() {
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -266,6 +273,20 @@ pub(crate) fn fetch(rb: reqwest::RequestBuilder) -> Result<Fetched, FetchError> 
             } => Err(FetchError::Interrupted),
         }
     })
+}
+
+/// Start `fut` on the runtime and return at once: many requests in flight without a
+/// thread each (a batch's items). Aborting the handle drops the request.
+pub(crate) fn spawn<F>(fut: F) -> Result<tokio::task::AbortHandle, String>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    Ok(runtime()?.spawn(fut).abort_handle())
+}
+
+/// Send a request and read its body, for a caller that is itself a future.
+pub(crate) async fn fetch_async(rb: reqwest::RequestBuilder) -> Result<Fetched, FetchError> {
+    read(rb).await
 }
 
 async fn read(rb: reqwest::RequestBuilder) -> Result<Fetched, FetchError> {

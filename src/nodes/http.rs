@@ -81,13 +81,23 @@ fn run(params: &Map<String, Value>, ctx: &RunContext) -> Result<NodeOutput, Node
     if ctx.interrupted.load(Ordering::SeqCst) {
         return Err(NodeError::new(ErrorCategory::Interrupted, "interrupted"));
     }
-    let response = request.send()?;
-    let status = response.status;
-    let outputs = response.outputs();
-    if (200..300).contains(&status) {
-        return Ok(NodeOutput::new(outputs));
+    match http::block_on(request.run()) {
+        Ok(r) => r,
+        Err(e) => Err(request.redacted(e.into_node_error(&request.what(), request.timeout))),
     }
-    Err(request.status_error(&response).with_outputs(outputs))
+}
+
+/// One run of the node as a future that owns all it needs, for a caller that keeps many
+/// in flight on the HTTP runtime instead of a thread each (a batch's items). Bad params
+/// fail here, before anything is sent.
+pub(crate) fn start(
+    params: &Map<String, Value>,
+) -> Result<
+    impl std::future::Future<Output = Result<NodeOutput, NodeError>> + Send + 'static,
+    NodeError,
+> {
+    let request = Request::from_params(params)?;
+    Ok(async move { request.run().await })
 }
 
 struct Request {
@@ -130,6 +140,17 @@ impl Request {
         })
     }
 
+    /// Send it and turn the response into the node's outputs (a non-2xx status fails).
+    async fn run(&self) -> Result<NodeOutput, NodeError> {
+        let response = self.send().await?;
+        let status = response.status;
+        let outputs = response.outputs();
+        if (200..300).contains(&status) {
+            return Ok(NodeOutput::new(outputs));
+        }
+        Err(self.status_error(&response).with_outputs(outputs))
+    }
+
     fn what(&self) -> String {
         format!("{} {}", self.method, http::display_url(&self.url))
     }
@@ -138,7 +159,7 @@ impl Request {
     /// leaves the origin, every credential header (`Authorization`, `Cookie`, the
     /// api-key header, any header named like a secret or holding a secret value) is
     /// dropped, since the next server was not the one they were meant for.
-    fn send(&self) -> Result<Response, NodeError> {
+    async fn send(&self) -> Result<Response, NodeError> {
         let (mut url, mut method) = (self.url.clone(), self.method.clone());
         let (mut headers, mut body) = (self.headers.clone(), self.body.clone());
         for _ in 0..=MAX_REDIRECTS {
@@ -150,7 +171,8 @@ impl Request {
             if let Some(b) = &body {
                 rb = rb.body(b.clone());
             }
-            let resp = http::fetch(rb)
+            let resp = http::fetch_async(rb)
+                .await
                 .map_err(|e| self.redacted(e.into_node_error(&self.what(), self.timeout)))?;
             let next = resp
                 .status

@@ -153,3 +153,132 @@ fn pflow_jobs_bounds_batch_workers_like_the_flag() {
     assert_eq!(r.output("n"), 3, "{r}");
     assert_eq!(gauge.max(), 1, "{r}");
 }
+
+// An `http` batch keeps its requests in flight from the node's own thread (no thread per
+// item); what a batch does around each item is the same as with workers.
+
+#[test]
+fn an_http_batch_sends_a_failed_request_again_up_to_max_retries() {
+    // Item 1's first request gets a 503; the second one succeeds.
+    let failed_once = Arc::new(AtomicUsize::new(0));
+    let f = failed_once.clone();
+    let stub = Stub::start(move |req, _| {
+        if req.path() == "/get/1" && f.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Reply::json(503, &json!({"error": "busy"}));
+        }
+        Reply::json(200, &json!({"path": req.path()}))
+    });
+    let wf = json!({
+        "nodes": [batch_node("get", &stub.url(), 3,
+                             json!({"max_concurrent": 10, "max_retries": 2}))],
+        "outputs": {"results": {"source": "${get.results}"},
+                    "failed": {"source": "${get.error_count}"}}
+    });
+    let r = Project::new().build_value(&wf, &[]);
+    r.assert_ok();
+    assert_eq!(r.output("failed"), 0, "{r}");
+    assert_eq!(
+        result_paths(r.output("results")),
+        ["/get/0", "/get/1", "/get/2"],
+        "{r}"
+    );
+    assert_eq!(stub.count(), 4, "{r}");
+    assert_eq!(failed_once.load(Ordering::SeqCst), 2, "{r}");
+}
+
+#[test]
+fn an_http_batch_that_fails_fast_sends_no_further_requests() {
+    // Item 0 fails at once; item 1 is already in flight; items 2.. are never sent.
+    let stub = Stub::start(|req, _| {
+        if req.path() == "/get/0" {
+            return Reply::json(404, &json!({"error": "no such item"}));
+        }
+        Reply::json(200, &json!({"path": req.path()})).after(Duration::from_millis(300))
+    });
+    let wf = json!({
+        "nodes": [batch_node("get", &stub.url(), 20, json!({"max_concurrent": 2}))]
+    });
+    let r = Project::new().build_value(&wf, &[]);
+    let (category, message) = r.failed_with();
+    assert_eq!(category, "http", "{r}");
+    assert!(message.contains("batch item [0] failed"), "{message}");
+    assert!(message.contains("HTTP 404"), "{message}");
+    assert_eq!(stub.count(), 2, "{r}");
+}
+
+#[test]
+fn an_http_batch_that_continues_reports_its_failed_items_without_their_token() {
+    // The server echoes the Authorization header in its errors.
+    let stub = Stub::start(|req, _| {
+        if req.path() == "/get/1" {
+            let echo = req.header("authorization").unwrap_or("").to_string();
+            return Reply::json(401, &json!({"error": format!("refused: {echo}")}));
+        }
+        Reply::json(200, &json!({"path": req.path()}))
+    });
+    let mut node = batch_node(
+        "get",
+        &stub.url(),
+        3,
+        json!({"max_concurrent": 10, "error_handling": "continue"}),
+    );
+    node["params"]["auth_token"] = json!("tok-SECRET-5151");
+    let wf = json!({
+        "nodes": [node],
+        "outputs": {"ok": {"source": "${get.success_count}"},
+                    "errors": {"source": "${get.errors}"}}
+    });
+    let p = Project::new();
+    let r = p.build_value(&wf, &[]);
+    r.assert_ok();
+    assert_eq!(r.output("ok"), 2, "{r}");
+    let errors = r.output("errors");
+    assert_eq!(errors[0]["index"], 1, "{r}");
+    assert!(
+        errors[0]["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("HTTP 401"),
+        "{r}"
+    );
+    assert!(!r.mentions("tok-SECRET-5151"), "the token leaked: {r}");
+    assert_eq!(
+        stub.requests()[0].header("authorization"),
+        Some("Bearer tok-SECRET-5151")
+    );
+
+    // The good items are cached one by one: the next build sends only the failed one.
+    let again = p.build_value(&wf, &[]);
+    again.assert_ok();
+    assert_eq!(stub.count(), 4, "{again}");
+    assert_eq!(stub.requests()[3].path(), "/get/1", "{again}");
+}
+
+#[test]
+fn ctrl_c_ends_an_http_batch_with_requests_in_flight() {
+    // The server holds every request far longer than the test waits.
+    let stub = Stub::start(|req, _| {
+        Reply::json(200, &json!({"path": req.path()})).after(Duration::from_secs(60))
+    });
+    let p = Project::new();
+    let file = p.write(
+        "workflow.json",
+        &json!({"nodes": [batch_node("get", &stub.url(), 10, json!({"max_concurrent": 4}))]}),
+    );
+    let mut running = p.command(&file, &[]).spawn();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stub.count() < 4 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(stub.count(), 4, "four requests in flight");
+    let sent = Instant::now();
+    running.interrupt();
+    let r = stub::Run::new(
+        running.wait_at_most(Duration::from_secs(20)),
+        sent.elapsed(),
+    );
+    assert_eq!(r.code, 130, "{r}");
+    assert!(r.elapsed < Duration::from_secs(20), "{r}");
+    assert_eq!(r.json["errors"][0]["category"], "interrupted", "{r}");
+    assert_eq!(stub.count(), 4, "no request after Ctrl-C: {r}");
+}
