@@ -581,12 +581,13 @@ fn text_output_shows_the_diff_and_where_the_patch_is() {
         stderr.contains("+        \"command\": \"echo Hello ${get.stdout.user.name}\""),
         "{stderr}"
     );
+    // The folder also holds `locks/`: the patch is its one JSON file.
     let patch = std::fs::read_dir(r.cache.join("repairs"))
         .expect("repairs dir")
         .flatten()
-        .next()
-        .expect("a patch file")
-        .path();
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .expect("a patch file");
     assert!(stderr.contains("repair: fixed after 1 attempt"), "{stderr}");
     assert!(stderr.contains(&patch.display().to_string()), "{stderr}");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Hello Ada");
