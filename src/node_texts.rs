@@ -83,7 +83,10 @@ impl<'a> NodeTexts<'a> {
         let nodes = self
             .nodes
             .iter()
-            .map(|n| Some((at(n)?, at(n)?.checked_add(u32::try_from(n.len()).ok()?)?)))
+            .map(|n| {
+                let start = at(n)?;
+                Some((start, start.checked_add(u32::try_from(n.len()).ok()?)?))
+            })
             .collect::<Option<_>>()?;
         Some(Layout { open, close, nodes })
     }

@@ -156,18 +156,13 @@ impl EditBase {
         self.starts.push(self.deps.len() as u32);
     }
 
-    /// How many nodes the layout has; whole when every one has its dependencies.
+    /// How many nodes the base has.
     pub fn len(&self) -> usize {
         self.layout.nodes.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.layout.nodes.is_empty()
-    }
-
-    /// Does every node have its dependencies?
-    pub fn is_whole(&self) -> bool {
-        self.starts.len() == self.layout.nodes.len() + 1
     }
 
     /// The nodes node `i` reads.
@@ -548,7 +543,17 @@ fn path_for(root: &Path, name: &str) -> PathBuf {
 
 /// Keep a copy of workflow `name`'s text, the one an [`EditBase`] is about (atomically;
 /// not synced: a torn or older copy does not hash to the base's `text` and is unused).
-pub fn save_text(root: &Path, name: &str, text: &str) -> std::io::Result<()> {
+/// Never a text that holds a secret value (an input's default named like a token): the
+/// cache directory is shared and uploaded.
+pub fn save_text(
+    root: &Path,
+    name: &str,
+    text: &str,
+    secrets: &crate::secrets::Redactor,
+) -> std::io::Result<()> {
+    if secrets.finds_in(text.as_bytes()) {
+        return Err(std::io::Error::other("the workflow's text holds a secret"));
+    }
     let path = text_path(root, name);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;

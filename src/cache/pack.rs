@@ -510,11 +510,19 @@ fn write_index_of(root: &Path, segment: &Path, records: &[u8]) {
         }
         at += HEADER_LEN + h.len as usize;
     }
-    if at != records.len() {
+    if at == records.len() {
+        save_index(root, segment, end, &entries);
+    }
+}
+
+/// Write the index of `segment`, whole up to `end`, if it is big enough for one (best
+/// effort: without it the next process scans). Not synced: its sum refuses a torn one.
+fn save_index(root: &Path, segment: &Path, end: u64, entries: &[Indexed]) {
+    if end < INDEXED_FROM {
         return;
     }
     let path = super::layout::pack_index_path(root, segment);
-    let _ = crate::fsutil::write_atomic_with(&path, &encode_index(end, &entries), false);
+    let _ = crate::fsutil::write_atomic_with(&path, &encode_index(end, entries), false);
 }
 
 /// The headers of every intact record in the cache's segments, in file order.
@@ -772,18 +780,16 @@ impl State {
 /// without an index the next process scans, as this one did.
 fn write_index_if_done(root: &Path, seg: &Segment, file: &File, end: u64, entries: &[Indexed]) {
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    if end < INDEXED_FROM || end != size {
+    if end != size {
         return;
     }
     // A writer holds a shared lock on its segment while it may append.
     let Ok(probe) = File::open(&seg.path) else {
         return;
     };
-    if probe.try_lock().is_err() {
-        return;
+    if probe.try_lock().is_ok() {
+        save_index(root, &seg.path, end, entries);
     }
-    let path = super::layout::pack_index_path(root, &seg.path);
-    let _ = crate::fsutil::write_atomic_with(&path, &encode_index(end, entries), false);
 }
 
 /// Remove a segment and its index (maintenance, under the exclusive lock).
@@ -802,19 +808,11 @@ impl Drop for Packs {
         let Ok(st) = self.state.get_mut() else {
             return;
         };
-        let Some(own) = st.own.as_ref().filter(|o| o.len >= INDEXED_FROM) else {
+        let Some(own) = st.own.as_ref().filter(|_| !st.broken) else {
             return;
         };
-        if st.broken {
-            return;
-        }
         if let Some(seg) = st.segments.get(own.seg as usize) {
-            let path = super::layout::pack_index_path(&self.root, &seg.path);
-            let _ = crate::fsutil::write_atomic_with(
-                &path,
-                &encode_index(own.len, &own.entries),
-                false,
-            );
+            save_index(&self.root, &seg.path, own.len, &own.entries);
         }
     }
 }

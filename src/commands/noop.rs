@@ -703,7 +703,7 @@ fn make_record(
         warning_lines,
         redactor,
     };
-    rec.edit = match base_for(inv, v, &facts, edit_base) {
+    rec.edit = match base_for(inv, v, facts, edit_base) {
         Ok(base) => Some(base),
         Err(why) => {
             debug(|| format!("no edit base: {why}"));
@@ -728,7 +728,6 @@ pub(super) type EditBaseFn =
     fn(&Validated, &str, [u8; 32]) -> Result<crate::cache::noop::EditBase, String>;
 
 /// What the build knows that decides whether it leaves an edit base.
-#[derive(Clone, Copy)]
 struct BaseFacts<'a> {
     workflow_digest: &'a blake3::Hash,
     context: [u8; 32],
@@ -740,15 +739,14 @@ struct BaseFacts<'a> {
 fn base_for(
     inv: &Invocation,
     v: &Validated,
-    facts: &BaseFacts<'_>,
-    edit_base: EditBaseFn,
-) -> Result<crate::cache::noop::EditBase, String> {
-    let BaseFacts {
+    BaseFacts {
         workflow_digest,
         context,
         warning_lines,
         redactor,
-    } = *facts;
+    }: BaseFacts<'_>,
+    edit_base: EditBaseFn,
+) -> Result<crate::cache::noop::EditBase, String> {
     if inv.repair != crate::repair::Mode::Off {
         return Err("repair is on".into());
     }
@@ -762,13 +760,10 @@ fn base_for(
     if blake3::hash(text.as_bytes()) != *workflow_digest {
         return Err("the workflow changed during the build".into());
     }
-    // Its text is kept in the cache: never one that holds a secret (an input's default).
-    if redactor.finds_in(text.as_bytes()) {
-        return Err("the workflow's text holds a secret".into());
-    }
     let base = edit_base(v, &text, context)?;
     // The copy the next build compares an edited text with.
-    crate::cache::noop::save_text(&inv.root, &inv.name, &text).map_err(|e| e.to_string())?;
+    crate::cache::noop::save_text(&inv.root, &inv.name, &text, redactor)
+        .map_err(|e| e.to_string())?;
     Ok(base)
 }
 
