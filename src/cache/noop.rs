@@ -105,7 +105,7 @@ pub struct NoopRecord {
     pub order: Vec<u32>,
     /// Encoded [`NodeEntry`]s, in workflow order, from `nodes_at` on (see [`NoopRecord::push_node`]): a
     /// decoded record keeps the file's bytes, not a copy of its biggest part.
-    nodes: Vec<u8>,
+    nodes: crate::fsutil::Bytes,
     nodes_at: usize,
     nodes_end: usize,
     node_count: u32,
@@ -295,7 +295,7 @@ fn get_count(r: &mut Reader<'_>, min: usize) -> Option<usize> {
 impl NoopRecord {
     /// Room for `bytes` more of encoded nodes (a record made from another knows its size).
     pub fn reserve_nodes(&mut self, bytes: usize) {
-        self.nodes.reserve(bytes);
+        self.nodes.to_mut().reserve(bytes);
     }
 
     /// Bytes of the encoded nodes.
@@ -305,32 +305,33 @@ impl NoopRecord {
 
     /// Add the next node of the workflow.
     pub fn push_node(&mut self, n: &NodeEntry<'_>) {
-        put_str(&mut self.nodes, n.id);
-        put_str(&mut self.nodes, n.node_type);
+        let nodes = self.nodes.to_mut();
+        put_str(nodes, n.id);
+        put_str(nodes, n.node_type);
         match &n.end {
             NodeEnd::Cached {
                 key,
                 digest,
                 duration_ms,
             } => {
-                self.nodes.push(0);
-                self.nodes.extend_from_slice(key);
-                self.nodes.extend_from_slice(digest);
-                self.nodes.extend_from_slice(&duration_ms.to_le_bytes());
+                nodes.push(0);
+                nodes.extend_from_slice(key);
+                nodes.extend_from_slice(digest);
+                nodes.extend_from_slice(&duration_ms.to_le_bytes());
             }
             NodeEnd::Skipped { reason } => {
-                self.nodes.push(1);
-                put_str(&mut self.nodes, reason);
+                nodes.push(1);
+                put_str(nodes, reason);
             }
         }
         self.node_count += 1;
-        self.nodes_end = self.nodes.len();
+        self.nodes_end = nodes.len();
     }
 
     /// Let go of the encoded nodes (the record's biggest part) once they are read; the
     /// rest stays.
     pub fn drop_nodes(&mut self) {
-        self.nodes = Vec::new();
+        self.nodes = Default::default();
         self.nodes_at = 0;
         self.nodes_end = 0;
         self.node_count = 0;
@@ -349,6 +350,15 @@ impl NoopRecord {
 
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(256 + self.nodes.len());
+        let written = self.encode_into(&mut out);
+        debug_assert!(written.is_ok(), "a Vec takes every write");
+        out
+    }
+
+    /// [`NoopRecord::encode`], written to `w` in three pieces: the encoded nodes (the
+    /// biggest part) are not copied first.
+    fn encode_into(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
+        let mut out = Vec::with_capacity(256 + 12 * self.order.len());
         put_u32(&mut out, FORMAT);
         out.extend_from_slice(&self.fingerprint);
         out.extend_from_slice(&self.generation.to_le_bytes());
@@ -400,25 +410,29 @@ impl NoopRecord {
             put_u32(&mut out, *i);
         }
         put_u32(&mut out, self.node_count);
-        out.extend_from_slice(
-            self.nodes
-                .get(self.nodes_at..self.nodes_end)
-                .unwrap_or_default(),
-        );
+        let nodes = self
+            .nodes
+            .get(self.nodes_at..self.nodes_end)
+            .unwrap_or_default();
+        let mut tail = Vec::new();
         match &self.edit {
             Some(base) => {
-                out.push(1);
-                base.encode(&mut out);
+                tail.push(1);
+                base.encode(&mut tail);
             }
-            None => out.push(0),
+            None => tail.push(0),
         }
-        let sum = blake3::hash(&out);
-        out.extend_from_slice(&sum.as_bytes()[..SUM_LEN]);
-        out
+        let mut sum = blake3::Hasher::new();
+        for piece in [&out[..], nodes, &tail] {
+            sum.update(piece);
+            w.write_all(piece)?;
+        }
+        w.write_all(&sum.finalize().as_bytes()[..SUM_LEN])
     }
 
     /// A record read back; `None` for anything but a whole record of this format.
-    pub fn decode(bytes: Vec<u8>) -> Option<NoopRecord> {
+    pub fn decode(bytes: impl Into<crate::fsutil::Bytes>) -> Option<NoopRecord> {
+        let bytes: crate::fsutil::Bytes = bytes.into();
         let body = bytes.len().checked_sub(SUM_LEN)?;
         let (text, sum) = bytes.split_at(body);
         if blake3::hash(text).as_bytes()[..SUM_LEN] != *sum {
@@ -496,7 +510,7 @@ impl NoopRecord {
 
     /// The record of workflow `name` in the cache at `root`, if there is a whole one.
     pub fn load(root: &Path, name: &str) -> Option<NoopRecord> {
-        NoopRecord::decode(std::fs::read(path_for(root, name)).ok()?)
+        NoopRecord::decode(crate::fsutil::read_bytes(&path_for(root, name)).ok()?)
     }
 
     /// Write it (atomically: a build killed meanwhile leaves none or the whole; not
@@ -506,7 +520,7 @@ impl NoopRecord {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        crate::fsutil::write_atomic_with(&path, &self.encode(), false)
+        crate::fsutil::write_atomic_by(&path, false, |w| self.encode_into(w))
     }
 
     /// The first file that is not as recorded (or is too recent to vouch for), named.
@@ -561,10 +575,11 @@ pub fn save_text(
     crate::fsutil::write_atomic_with(&path, text.as_bytes(), false)
 }
 
-/// The kept copy of workflow `name`'s text, if it is the one hashing to `digest`.
-pub fn load_text(root: &Path, name: &str, digest: &[u8; 32]) -> Option<String> {
-    let text = std::fs::read_to_string(text_path(root, name)).ok()?;
-    (blake3::hash(text.as_bytes()).as_bytes() == digest).then_some(text)
+/// The kept copy of workflow `name`'s text, if it is the one hashing to `digest` (so
+/// also UTF-8, as the text it was copied from was).
+pub fn load_text(root: &Path, name: &str, digest: &[u8; 32]) -> Option<crate::fsutil::Bytes> {
+    let text = crate::fsutil::read_bytes(&text_path(root, name)).ok()?;
+    (blake3::hash(&text).as_bytes() == digest).then_some(text)
 }
 
 fn text_path(root: &Path, name: &str) -> PathBuf {

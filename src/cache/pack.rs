@@ -622,7 +622,7 @@ impl State {
             };
             let seg = self.segments.len() as u32;
             let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-            let bytes = std::fs::read(super::layout::pack_index_path(root, &path));
+            let bytes = crate::fsutil::read_bytes(&super::layout::pack_index_path(root, &path));
             let scanned_to = match bytes.as_deref().ok().and_then(|b| decode_index(b, size)) {
                 Some((covered, entries)) => {
                     self.index.reserve(entries.len());

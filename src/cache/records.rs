@@ -22,6 +22,7 @@ use crate::fsutil::{stat, FileId};
 use crate::key::{Preimage, Short};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -33,8 +34,8 @@ pub const GONE: u64 = u64::MAX;
 
 /// How long a record may stand in for index lookups.
 pub const MAX_AGE: Duration = Duration::from_secs(3600);
-const FORMAT: u32 = 8;
-const EXPLAIN_FORMAT: u32 = 3;
+const FORMAT: u32 = 9;
+const EXPLAIN_FORMAT: u32 = 4;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FileStat {
@@ -198,14 +199,10 @@ fn path_for(cache_root: &Path, workflow_name: &str) -> PathBuf {
     record_path(cache_root, workflow_name, "bin")
 }
 
-/// The fixed header of a state file: format, generation, written_ms, then the length of
-/// the bincode-encoded reads.
-const HEADER: usize = 4 + 8 + 8 + 4;
-
 impl BuildState {
     /// The usable state of this workflow, or an empty one.
     pub fn load(cache_root: &Path, workflow_name: &str) -> BuildState {
-        std::fs::read(path_for(cache_root, workflow_name))
+        crate::fsutil::read_bytes(&path_for(cache_root, workflow_name))
             .ok()
             .and_then(|b| BuildState::decode(b, generation(cache_root)))
             .filter(|s| now_ms().saturating_sub(s.written_ms) < MAX_AGE.as_millis() as u64)
@@ -227,7 +224,7 @@ impl BuildState {
         Some((r.u64()?, r.u64()?))
     }
 
-    fn decode(bytes: Vec<u8>, generation: u64) -> Option<BuildState> {
+    fn decode(bytes: crate::fsutil::Bytes, generation: u64) -> Option<BuildState> {
         let mut r = Reader::new(&bytes, 0);
         if r.u32()? != FORMAT || r.u64()? != generation {
             return None;
@@ -257,15 +254,14 @@ impl BuildState {
         let Ok(reads) = bincode::serialize(&update.reads) else {
             return;
         };
-        let table = self.nodes.merged(&update.nodes, keep);
-        let mut bytes = Vec::with_capacity(HEADER + reads.len() + table.len());
-        bytes.extend_from_slice(&FORMAT.to_le_bytes());
-        bytes.extend_from_slice(&generation(cache_root).to_le_bytes());
-        bytes.extend_from_slice(&now_ms().to_le_bytes());
-        bytes.extend_from_slice(&(reads.len() as u32).to_le_bytes());
-        bytes.extend_from_slice(&reads);
-        bytes.extend_from_slice(&table);
-        replace(&path_for(cache_root, workflow_name), &bytes);
+        replace(&path_for(cache_root, workflow_name), |w| {
+            w.write_all(&FORMAT.to_le_bytes())?;
+            w.write_all(&generation(cache_root).to_le_bytes())?;
+            w.write_all(&now_ms().to_le_bytes())?;
+            w.write_all(&(reads.len() as u32).to_le_bytes())?;
+            w.write_all(&reads)?;
+            self.nodes.merged_into(w, &update.nodes, keep)
+        });
     }
 
     /// How many node records there are.
@@ -415,7 +411,7 @@ pub fn decode_explain(bytes: &[u8]) -> Option<Vec<Short<'_>>> {
 
 impl ExplainRecords {
     pub fn load(cache_root: &Path, workflow_name: &str) -> ExplainRecords {
-        let table = std::fs::read(explain_path(cache_root, workflow_name))
+        let table = crate::fsutil::read_bytes(&explain_path(cache_root, workflow_name))
             .ok()
             .filter(|b| b.get(..4) == Some(&EXPLAIN_FORMAT.to_le_bytes()[..]))
             .and_then(|b| Table::parse(b, 4))
@@ -454,9 +450,10 @@ impl ExplainRecords {
         new: &BTreeMap<String, Vec<u8>>,
         keep: impl Fn(&[u8]) -> bool,
     ) {
-        let mut bytes = EXPLAIN_FORMAT.to_le_bytes().to_vec();
-        bytes.extend_from_slice(&self.table.merged(new, keep));
-        replace(&explain_path(cache_root, workflow_name), &bytes);
+        replace(&explain_path(cache_root, workflow_name), |w| {
+            w.write_all(&EXPLAIN_FORMAT.to_le_bytes())?;
+            self.table.merged_into(w, new, keep)
+        });
     }
 }
 
@@ -464,9 +461,12 @@ impl ExplainRecords {
 /// existing file makes ext4 flush the new one's data at once (its `auto_da_alloc`
 /// safeguard for editors), which cost milliseconds per record. Until the new one is in
 /// place there is none, which only costs a build that reads it then some time.
-fn replace(path: &Path, bytes: &[u8]) {
+fn replace(
+    path: &Path,
+    fill: impl FnOnce(&mut std::io::BufWriter<&mut std::fs::File>) -> std::io::Result<()>,
+) {
     let _ = std::fs::remove_file(path);
-    let _ = crate::fsutil::write_atomic_with(path, bytes, false);
+    let _ = crate::fsutil::write_atomic_by(path, false, fill);
 }
 
 fn explain_path(cache_root: &Path, workflow_name: &str) -> PathBuf {

@@ -7,9 +7,11 @@
 //! sorted by node id: a lookup is a binary search and a decode of that record alone, and
 //! a save copies unchanged records byte for byte, encoding only the new ones.
 //!
-//! Layout (little-endian): `count: u32`, then `count` times `id_len: u32, id, len: u32,
-//! payload`, ids strictly ascending. Anything else (a torn or foreign file) fails to
-//! parse as a whole; callers then start from an empty table.
+//! Layout (little-endian): rows of `id_len: u32, id, len: u32, payload`, ids strictly
+//! ascending, then their `count: u32` and length in bytes `len: u32` (last, so that a
+//! save streams the rows to the file without building it in memory first; both, so that
+//! a file torn after a row is not taken for a shorter table). Anything else (a torn or
+//! foreign file) fails to parse as a whole; callers then start from an empty table.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasherDefault;
@@ -17,11 +19,14 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 
+use crate::fsutil::Bytes;
+
 #[derive(Debug, Default)]
 pub struct Table {
-    bytes: Vec<u8>,
-    /// (id, payload) ranges into `bytes`, in id order.
-    entries: Vec<(Range<usize>, Range<usize>)>,
+    bytes: Bytes,
+    /// Where each row starts in `bytes`, in id order (4 bytes a row: a table is read
+    /// for a few of its rows as often as for all).
+    entries: Vec<u32>,
     /// Each entry's position by a hash of its id: a build of many nodes looks up
     /// several records per node, and a binary search's dozen comparisons cost more than
     /// a probe. Made at the [`HASH_AFTER`]th lookup, so that a build that looks up a few
@@ -99,26 +104,35 @@ impl<'a> Reader<'a> {
 
 impl Table {
     /// Parse the table that starts at `start` in `bytes` and runs to its end.
-    pub fn parse(bytes: Vec<u8>, start: usize) -> Option<Table> {
-        let mut r = Reader::new(&bytes, start);
-        let count = r.u32()? as usize;
+    pub fn parse(bytes: impl Into<Bytes>, start: usize) -> Option<Table> {
+        let bytes: Bytes = bytes.into();
+        let end = bytes.len().checked_sub(8)?;
+        if start > end {
+            return None;
+        }
+        let mut trailer = Reader::new(&bytes, end);
+        let count = trailer.u32()? as usize;
+        if trailer.u32()? as usize != end - start {
+            return None;
+        }
+        let mut r = Reader::new(bytes.get(..end)?, start);
         // Each entry takes at least 8 bytes: a count beyond that is a damaged file, and
         // must not turn into a huge allocation.
         if count > r.remaining() / 8 {
             return None;
         }
         let mut entries = Vec::with_capacity(count);
-        for _ in 0..count {
-            let id = r.sized()?;
-            let payload = r.sized()?;
-            std::str::from_utf8(&bytes[id.clone()]).ok()?;
-            if let Some((prev, _)) = entries.last() {
-                let prev: &Range<usize> = prev;
-                if bytes[prev.clone()] >= bytes[id.clone()] {
-                    return None;
-                }
+        let mut prev: &[u8] = &[];
+        for i in 0..count {
+            let at = u32::try_from(r.offset()).ok()?;
+            let id = bytes.get(r.sized()?)?;
+            r.sized()?;
+            std::str::from_utf8(id).ok()?;
+            if i > 0 && prev >= id {
+                return None;
             }
-            entries.push((id, payload));
+            prev = id;
+            entries.push(at);
         }
         if r.remaining() != 0 {
             return None;
@@ -140,13 +154,24 @@ impl Table {
         }
         Some(self.by_hash.get_or_init(|| {
             let mut map = HashMap::with_capacity_and_hasher(self.entries.len(), Default::default());
-            for (i, (id, _)) in self.entries.iter().enumerate() {
-                if let Some(id) = self.bytes.get(id.clone()) {
-                    map.entry(id_hash(id)).or_insert(i as u32);
-                }
+            for (i, &at) in self.entries.iter().enumerate() {
+                map.entry(id_hash(self.row(at).0)).or_insert(i as u32);
             }
             map
         }))
+    }
+
+    /// The id and payload of the row at `at`, and where the row ends (`parse` checked
+    /// every row: a bad `at` gives empty ones, never a panic).
+    fn row(&self, at: u32) -> (&[u8], &[u8], usize) {
+        let mut r = Reader::new(&self.bytes, at as usize);
+        let id = r.sized().and_then(|id| self.bytes.get(id));
+        let payload = r.sized().and_then(|p| self.bytes.get(p));
+        (
+            id.unwrap_or_default(),
+            payload.unwrap_or_default(),
+            r.offset(),
+        )
     }
 
     pub fn len(&self) -> usize {
@@ -164,18 +189,19 @@ impl Table {
             .hashed()
             .and_then(|map| map.get(&id_hash(id)))
             .and_then(|&i| self.entries.get(i as usize))
-            .filter(|(r, _)| &self.bytes[r.clone()] == id);
-        let (_, payload) = match hashed {
-            Some(entry) => entry,
+            .map(|&at| self.row(at))
+            .filter(|(found, _, _)| *found == id);
+        let (_, payload, _) = match hashed {
+            Some(row) => row,
             None => {
                 let i = self
                     .entries
-                    .binary_search_by(|(r, _)| self.bytes[r.clone()].cmp(id))
+                    .binary_search_by(|&at| self.row(at).0.cmp(id))
                     .ok()?;
-                &self.entries[i]
+                self.row(*self.entries.get(i)?)
             }
         };
-        Some(&self.bytes[payload.clone()])
+        Some(payload)
     }
 
     /// Encode the table that results from this one with `updates` applied: an updated id
@@ -187,87 +213,106 @@ impl Table {
         keep: impl Fn(&[u8]) -> bool,
     ) -> Vec<u8> {
         let added: usize = updates.iter().map(|(id, p)| 8 + id.len() + p.len()).sum();
-        let mut out = Writer::with_capacity(self.bytes.len() + added);
+        let mut out = Vec::with_capacity(self.bytes.len() + added);
+        let written = self.merged_into(&mut out, updates, keep);
+        debug_assert!(written.is_ok(), "a Vec takes every write");
+        out
+    }
+
+    /// [`Table::merged`], written to `out` as it is made.
+    pub fn merged_into(
+        &self,
+        out: &mut impl std::io::Write,
+        updates: &BTreeMap<String, Vec<u8>>,
+        keep: impl Fn(&[u8]) -> bool,
+    ) -> std::io::Result<()> {
+        let mut out = Writer {
+            out,
+            count: 0,
+            len: 0,
+        };
         let mut new = updates
             .iter()
             .map(|(id, p)| (id.as_bytes(), p.as_slice()))
             .peekable();
         // Kept rows lie back to back in `bytes`: copied a run at a time.
         let mut run: Range<usize> = 0..0;
-        for (id_at, payload_at) in &self.entries {
-            let id = &self.bytes[id_at.clone()];
+        for &at in &self.entries {
+            let (id, _, row_end) = self.row(at);
             // Updates that sort before this row go first.
             if new.peek().is_some_and(|(nid, _)| *nid < id) {
-                out.copy(&self.bytes[std::mem::take(&mut run)]);
+                out.copy(&self.bytes[std::mem::take(&mut run)])?;
                 while let Some(row) = new.next_if(|(nid, _)| *nid < id) {
-                    out.row(row);
+                    out.row(row)?;
                 }
             }
             if let Some(row) = new.next_if(|(nid, _)| *nid == id) {
-                out.copy(&self.bytes[std::mem::take(&mut run)]);
-                out.row(row);
+                out.copy(&self.bytes[std::mem::take(&mut run)])?;
+                out.row(row)?;
             } else if keep(id) {
-                let row_at = id_at.start.saturating_sub(4)..payload_at.end;
+                let row_at = at as usize..row_end;
                 if run.end != row_at.start {
-                    out.copy(&self.bytes[std::mem::take(&mut run)]);
+                    out.copy(&self.bytes[std::mem::take(&mut run)])?;
                     run = row_at.start..row_at.start;
                 }
                 run.end = row_at.end;
                 out.count += 1;
             }
         }
-        out.copy(&self.bytes[run]);
+        out.copy(&self.bytes[run])?;
         for row in new {
-            out.row(row);
+            out.row(row)?;
         }
         out.finish()
     }
 }
 
 /// A table being encoded row by row (sorted by id, without duplicates): the count goes
-/// in front at the end.
-struct Writer {
-    out: Vec<u8>,
+/// after the rows.
+struct Writer<'w, W: std::io::Write> {
+    out: &'w mut W,
     count: u32,
+    len: u32,
 }
 
-impl Writer {
-    fn with_capacity(bytes: usize) -> Writer {
-        let mut out = Vec::with_capacity(4 + bytes);
-        out.extend_from_slice(&[0; 4]);
-        Writer { out, count: 0 }
-    }
-
+impl<W: std::io::Write> Writer<'_, W> {
     /// Encoded rows copied as they are (the caller counts them).
-    fn copy(&mut self, encoded: &[u8]) {
-        self.out.extend_from_slice(encoded);
+    fn copy(&mut self, encoded: &[u8]) -> std::io::Result<()> {
+        self.len = self.len.wrapping_add(encoded.len() as u32);
+        self.out.write_all(encoded)
     }
 
-    fn row(&mut self, (id, payload): (&[u8], &[u8])) {
-        self.out.extend_from_slice(&(id.len() as u32).to_le_bytes());
-        self.out.extend_from_slice(id);
-        self.out
-            .extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        self.out.extend_from_slice(payload);
+    fn row(&mut self, (id, payload): (&[u8], &[u8])) -> std::io::Result<()> {
+        self.copy(&(id.len() as u32).to_le_bytes())?;
+        self.copy(id)?;
+        self.copy(&(payload.len() as u32).to_le_bytes())?;
+        self.copy(payload)?;
         self.count += 1;
+        Ok(())
     }
 
-    fn finish(mut self) -> Vec<u8> {
-        if let Some(head) = self.out.get_mut(..4) {
-            head.copy_from_slice(&self.count.to_le_bytes());
-        }
-        self.out
+    fn finish(self) -> std::io::Result<()> {
+        self.out.write_all(&self.count.to_le_bytes())?;
+        self.out.write_all(&self.len.to_le_bytes())
     }
 }
 
 /// Encode rows that are already sorted by id, without duplicates.
 pub fn encode(rows: &[(&[u8], &[u8])]) -> Vec<u8> {
     let size: usize = rows.iter().map(|(id, p)| 8 + id.len() + p.len()).sum();
-    let mut out = Writer::with_capacity(size);
+    let mut out = Vec::with_capacity(size + 8);
+    let mut w = Writer {
+        out: &mut out,
+        count: 0,
+        len: 0,
+    };
     for row in rows {
-        out.row(*row);
+        let written = w.row(*row);
+        debug_assert!(written.is_ok(), "a Vec takes every write");
     }
-    out.finish()
+    let written = w.finish();
+    debug_assert!(written.is_ok(), "a Vec takes every write");
+    out
 }
 
 #[cfg(test)]
@@ -398,7 +443,12 @@ mod tests {
         assert!(Table::parse(unsorted, 0).is_none(), "out of order");
         let dup = encode(&[(b"a", b"1"), (b"a", b"2")]);
         assert!(Table::parse(dup, 0).is_none(), "duplicate id");
-        let huge = u32::MAX.to_le_bytes().to_vec();
+        let huge = [
+            [1u8; 8].as_slice(),
+            &u32::MAX.to_le_bytes(),
+            &8u32.to_le_bytes(),
+        ]
+        .concat();
         assert!(Table::parse(huge, 0).is_none(), "absurd count");
     }
 }

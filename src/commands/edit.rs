@@ -201,6 +201,10 @@ pub(super) fn serve(
     let (Some(rec), Some(inv)) = (start.edited.take(), start.inv.as_ref()) else {
         return Err(start);
     };
+    // Unlike the no-op, an edit fills what it touches (it reads and writes the records
+    // whole): with small pages a 10,000-node edit took 3,900 page faults, a third of
+    // its time, against 460 with huge pages (27 ms to 22 ms; peak memory 31 to 40 MiB).
+    crate::memory::huge_pages(true);
     match try_serve(args, inv, *rec, started) {
         Ok(code) => Ok(code),
         Err(why) => {
@@ -232,11 +236,12 @@ fn try_serve(
     if base.len() != n {
         return Err("a damaged record".into());
     }
-    let was = crate::cache::noop::load_text(&inv.root, &inv.name, &base.text)
+    let kept = crate::cache::noop::load_text(&inv.root, &inv.name, &base.text)
         .ok_or("no copy of the recorded workflow")?;
-    let edit = crate::node_texts::edited(&was, &base.layout, &text)
+    let was = std::str::from_utf8(&kept).map_err(|_| "a damaged copy of the workflow")?;
+    let edit = crate::node_texts::edited(was, &base.layout, &text)
         .ok_or("the edit reaches outside the nodes, adds or removes one, or is not JSON")?;
-    drop(was);
+    drop(kept);
     let crate::node_texts::Edited { changed, layout } = edit;
     let node_text = |i: usize| layout.node(&text, i).ok_or("a node outside the text");
 
