@@ -408,7 +408,6 @@ fn try_serve(
     let mut progress = crate::report::Progress::new(n, view, logs);
     for r in rec.order.iter().filter_map(|&i| merged.get(i as usize)) {
         if !reached[r.index] {
-            progress.started(&r.id);
             progress.finished(r);
         }
     }
@@ -545,10 +544,10 @@ impl Next<'_> {
             self.layout,
             self.base.dep_count() + 16 * self.part.len(),
         );
-        for (i, (entry, r)) in self.rec.nodes().zip(&outcome.nodes).enumerate() {
-            let entry = entry.ok_or("a damaged record")?;
+        for (i, (entry, r)) in self.rec.encoded_nodes().zip(&outcome.nodes).enumerate() {
+            let (entry, encoded) = entry.ok_or("a damaged record")?;
             if !self.reached[i] {
-                next.push_node(&entry);
+                next.push_encoded(encoded);
                 base.push(self.base.deps(i));
                 continue;
             }

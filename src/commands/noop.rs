@@ -316,7 +316,6 @@ fn try_serve(args: &BuildArgs, inv: &Invocation, started: Instant) -> Result<Exi
     let logs = crate::cache::logs::Logs::load(&inv.root, &inv.name);
     let mut progress = crate::report::Progress::new(nodes.len(), view, logs);
     for r in rec.order.iter().filter_map(|&i| nodes.get(i as usize)) {
-        progress.started(&r.id);
         progress.finished(r);
     }
     progress.done();
