@@ -141,6 +141,23 @@ pub fn read_bytes(path: &Path) -> std::io::Result<Bytes> {
     Ok(Bytes::Owned(bytes))
 }
 
+/// Put one of pflow's own records in place atomically, not synced (like
+/// [`write_atomic_by`] with `durable: false`). The old one is unlinked first: renaming
+/// over an existing file makes ext4 flush the new one's data at once (its
+/// `auto_da_alloc` safeguard for editors), which cost milliseconds per record. Until the
+/// new one is in place there is none, which only costs a build that reads it then some
+/// time.
+pub fn replace_record(
+    path: &Path,
+    fill: impl FnOnce(&mut std::io::BufWriter<&mut std::fs::File>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    write_atomic_by(path, false, fill)
+}
+
 /// BLAKE3 of a file's content (memory-mapped and multi-threaded for large files).
 pub fn file_digest(path: &Path) -> std::io::Result<blake3::Hash> {
     let mut h = blake3::Hasher::new();

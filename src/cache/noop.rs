@@ -540,7 +540,7 @@ impl NoopRecord {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        crate::fsutil::write_atomic_by(&path, false, |w| self.encode_into(w))
+        crate::fsutil::replace_record(&path, |w| self.encode_into(w))
     }
 
     /// The first file that is not as recorded (or is too recent to vouch for), named.
@@ -592,7 +592,10 @@ pub fn save_text(
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    crate::fsutil::write_atomic_with(&path, text.as_bytes(), false)
+    crate::fsutil::replace_record(&path, |w| {
+        use std::io::Write;
+        w.write_all(text.as_bytes())
+    })
 }
 
 /// The kept copy of workflow `name`'s text, if it is the one hashing to `digest` (so

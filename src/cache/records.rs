@@ -457,16 +457,11 @@ impl ExplainRecords {
     }
 }
 
-/// Put a record in place atomically. The old one is unlinked first: renaming over an
-/// existing file makes ext4 flush the new one's data at once (its `auto_da_alloc`
-/// safeguard for editors), which cost milliseconds per record. Until the new one is in
-/// place there is none, which only costs a build that reads it then some time.
 fn replace(
     path: &Path,
     fill: impl FnOnce(&mut std::io::BufWriter<&mut std::fs::File>) -> std::io::Result<()>,
 ) {
-    let _ = std::fs::remove_file(path);
-    let _ = crate::fsutil::write_atomic_by(path, false, fill);
+    let _ = crate::fsutil::replace_record(path, fill);
 }
 
 fn explain_path(cache_root: &Path, workflow_name: &str) -> PathBuf {
