@@ -42,8 +42,8 @@ use crate::cli::BuildArgs;
 use crate::executor::{self, Known, NodeReport, Options, Session, Status};
 use crate::node_texts::NodeTexts;
 use crate::template::ParamTemplate;
-use crate::validate::{CompiledNode, Validated};
-use crate::workflow::{Node, Workflow};
+use crate::validate::Validated;
+use crate::workflow::Workflow;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::time::Instant;
@@ -65,7 +65,7 @@ pub(super) fn qualifies(v: &Validated) -> Result<(), String> {
         return Err(format!("output '{name}' has no source"));
     }
     for (i, (node, cn)) in wf.nodes.iter().zip(&v.nodes).enumerate() {
-        node_qualifies(node, cn)?;
+        super::noop::node_qualifies(node, cn)?;
         if v.graph
             .dependencies(i)
             .iter()
@@ -75,28 +75,6 @@ pub(super) fn qualifies(v: &Validated) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// The rules one node must meet (see the module docs).
-fn node_qualifies(node: &Node, cn: &CompiledNode) -> Result<(), String> {
-    let spec = cn.spec;
-    let why = if node.batch.is_some() {
-        "is a batch"
-    } else if !cn.reads.is_empty() || !cn.writes.is_empty() {
-        "declares reads or writes"
-    } else if !spec.reads_files.is_empty()
-        || !spec.writes_files.is_empty()
-        || !spec.removes_files.is_empty()
-    {
-        "works on files"
-    } else if node.scoped {
-        "comes from a nested workflow"
-    } else if !spec.literal_secrets(&node.params).is_empty() {
-        "holds a secret"
-    } else {
-        return Ok(());
-    };
-    Err(format!("node '{}' {why}", node.id))
 }
 
 /// The edit base for a workflow just built: `text` is the file the build read.
@@ -336,7 +314,7 @@ fn try_serve(
         if node.id != was.id || node.node_type != was.node_type {
             return Err(format!("node '{}' changed its id or type", was.id));
         }
-        node_qualifies(node, cn)?;
+        super::noop::node_qualifies(node, cn)?;
         if !node.reads_env.iter().all(|e| rec.env_names.contains(e)) {
             return Err(format!("node '{}' reads another variable", node.id));
         }

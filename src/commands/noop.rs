@@ -43,8 +43,8 @@ use crate::cli::BuildArgs;
 use crate::executor::{HitSource, NodeReport, Outcome, Status};
 use crate::fsutil::{stat, FileId};
 use crate::key::Key;
-use crate::validate::Validated;
-use crate::workflow::CachePolicy;
+use crate::validate::{CompiledNode, Validated};
+use crate::workflow::{CachePolicy, Node};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::os::unix::ffi::OsStrExt;
@@ -469,6 +469,30 @@ fn resolve_outputs(
     Some(outputs)
 }
 
+/// The rules a node that runs in a build must meet for the build to leave a record (the
+/// edit path's, see `super::edit`): it works on no file and holds no secret, so nothing
+/// it did can be too recent to vouch for, or be kept where it must not.
+pub(super) fn node_qualifies(node: &Node, cn: &CompiledNode) -> Result<(), String> {
+    let spec = cn.spec;
+    let why = if node.batch.is_some() {
+        "is a batch"
+    } else if !cn.reads.is_empty() || !cn.writes.is_empty() {
+        "declares reads or writes"
+    } else if !spec.reads_files.is_empty()
+        || !spec.writes_files.is_empty()
+        || !spec.removes_files.is_empty()
+    {
+        "works on files"
+    } else if node.scoped {
+        "comes from a nested workflow"
+    } else if !spec.literal_secrets(&node.params).is_empty() {
+        "holds a secret"
+    } else {
+        return Ok(());
+    };
+    Err(format!("node '{}' {why}", node.id))
+}
+
 /// After a normal build: write the no-op record when the build found nothing to do and
 /// everything it depends on can be vouched for; else leave none. Best effort: a record
 /// not written only costs the next build time.
@@ -533,14 +557,29 @@ fn make_record(
     if outcome.nodes.len() != wf.nodes.len() {
         return Err("not every node was built".into());
     }
-    // First the cheap test that fails after any build that ran something.
-    let reused = |r: &NodeReport| match r.status {
-        Status::Cached => r.source == Some(HitSource::FastPath),
-        Status::Skipped => r.key.is_none(),
-        _ => false,
-    };
-    if let Some(r) = outcome.nodes.iter().find(|r| !reused(r)) {
-        return Err(format!("node '{}' {}", r.id, r.status.as_str()));
+    // Each node was reused through the build record, or ran (or was found in the cache)
+    // and is one the edit path would run: it works on no file, so nothing it did is
+    // too recent to vouch for. Its build record, just written, is what the next build
+    // would find. The cheap test first.
+    let mut fresh = vec![false; wf.nodes.len()];
+    for ((r, node), cn) in outcome.nodes.iter().zip(&wf.nodes).zip(&v.nodes) {
+        let ok = match r.status {
+            Status::Cached if r.source == Some(HitSource::FastPath) => true,
+            Status::Skipped => r.key.is_none(),
+            Status::Cached | Status::Ran => {
+                let qualifies = r.error.is_none()
+                    && !matches!(node.cache, CachePolicy::Never)
+                    && node_qualifies(node, cn).is_ok();
+                if let Some(slot) = fresh.get_mut(r.index).filter(|_| qualifies) {
+                    *slot = true;
+                }
+                qualifies
+            }
+            _ => false,
+        };
+        if !ok {
+            return Err(format!("node '{}' {}", r.id, r.status.as_str()));
+        }
     }
     if wf.inputs.values().any(|i| i.stdin) {
         return Err("an input may come from stdin".into());
@@ -582,10 +621,25 @@ fn make_record(
     let mut files: Vec<(String, Option<FileId>)> = Vec::new();
     let mut ended_cached = vec![false; wf.nodes.len()];
     for (i, (node, r)) in wf.nodes.iter().zip(&outcome.nodes).enumerate() {
-        if r.index != i || r.executions != 0 || r.error.is_some() {
+        if r.index != i || (r.executions != 0 && !fresh[i]) || r.error.is_some() {
             return Err(format!("node '{}' ran", node.id));
         }
         let end = match (r.status, r.source, r.key, r.digest) {
+            (Status::Cached | Status::Ran, _, Some(key), Some(digest)) if fresh[i] => {
+                let found = state
+                    .record(&node.id, &key.0)
+                    .ok_or_else(|| format!("node '{}' is not in the build record", node.id))?;
+                if !found.written.is_empty() || !found.removed.is_empty() {
+                    return Err(format!("node '{}' wrote files", node.id));
+                }
+                outlive_no_entry(&mut rec, &node.cache, found.time_ms);
+                ended_cached[i] = true;
+                NodeEnd::Cached {
+                    key: key.0,
+                    digest: *digest.as_bytes(),
+                    duration_ms: found.duration_ms,
+                }
+            }
             (Status::Cached, Some(HitSource::FastPath), Some(key), Some(digest)) => {
                 let found = state
                     .record(&node.id, &key.0)
@@ -630,7 +684,11 @@ fn make_record(
         // A proven patch for this workflow would be replayed before anything runs.
         let dir = crate::cache::layout::repairs_dir(&inv.root);
         files.push((dir.to_string_lossy().into_owned(), stat(&dir)));
+        // Its patches; not the locks, which a build of a new text adds to.
         for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if entry.file_name() == crate::repair::lock::LOCKS_DIR {
+                continue;
+            }
             let path = entry.path();
             files.push((path.to_string_lossy().into_owned(), stat(&path)));
         }

@@ -8,6 +8,10 @@
 use std::fs::File;
 use std::path::Path;
 
+/// The folder of `repairs/` the locks are in: not a patch, and every first build of a
+/// workflow's new text adds a lock to it.
+pub const LOCKS_DIR: &str = "locks";
+
 /// A held lock; released when dropped (or when the process ends).
 pub struct RepairLock {
     _file: File,
@@ -18,7 +22,7 @@ pub struct RepairLock {
 /// without it rather than failing.
 pub fn acquire(cache_root: &Path, digest: &str, on_wait: &mut dyn FnMut()) -> Option<RepairLock> {
     use fs4::fs_std::FileExt;
-    let dir = super::patch::repairs_dir(cache_root).join("locks");
+    let dir = super::patch::repairs_dir(cache_root).join(LOCKS_DIR);
     std::fs::create_dir_all(&dir).ok()?;
     let name: String = digest.chars().take(32).collect();
     let file = std::fs::OpenOptions::new()
