@@ -469,7 +469,7 @@ pub fn once(args: &BuildArgs) -> Result {
             super::edit::base,
         );
     }
-    let code = conclude(args, outcome, repair, started);
+    let code = conclude(args, outcome, repair, &warning_lines, started);
     // The process exits right after this; freeing a large workflow's trees node by node
     // would cost a no-op build of 10,000 nodes about a fifth of its time.
     std::mem::forget(validated);

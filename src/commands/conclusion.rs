@@ -92,11 +92,13 @@ pub(super) fn attempt_lines(args: &BuildArgs, outcome: &executor::Outcome) {
 }
 
 /// The end of a build: the model tokens it used, its outputs (or its JSON document), and
-/// its exit code.
+/// its exit code. `validation_warnings`: the lines a text build printed before it started
+/// (`warning: …`), which the JSON document lists first among its warnings.
 pub(super) fn conclude(
     args: &BuildArgs,
     outcome: executor::Outcome,
     repair: Option<crate::repair::RepairSummary>,
+    validation_warnings: &[String],
     started: Instant,
 ) -> ExitCode {
     let json_mode = args.output_format == OutputFormat::Json;
@@ -128,7 +130,11 @@ pub(super) fn conclude(
             "outputs": outputs,
             "nodes": report::nodes_json(&outcome),
             "errors": report::errors_json(&outcome),
-            "warnings": outcome.warnings,
+            "warnings": validation_warnings
+                .iter()
+                .map(|w| w.strip_prefix("warning: ").unwrap_or(w))
+                .chain(outcome.warnings.iter().map(String::as_str))
+                .collect::<Vec<&str>>(),
             "repaired": repaired,
             "repair": repair.as_ref().map(|r| r.to_json()),
             "stats": report::command_stats_json(&outcome, earlier),

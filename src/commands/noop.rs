@@ -344,7 +344,13 @@ fn try_serve(args: &BuildArgs, inv: &Invocation, started: Instant) -> Result<Exi
         });
     super::conclusion::append_stats(&cache, &outcome, tallies, &run_id);
     super::conclusion::attempt_lines(args, &outcome);
-    Ok(super::conclusion::conclude(args, outcome, None, started))
+    Ok(super::conclusion::conclude(
+        args,
+        outcome,
+        None,
+        &rec.warnings,
+        started,
+    ))
 }
 
 /// Does the record still hold (beside its fingerprint)? Then the shared cache lock, under

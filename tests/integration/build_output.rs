@@ -218,3 +218,25 @@ fn logs_never_keep_part_of_a_secret() {
         assert!(!shown.contains(part), "{part} shown:\n{shown}");
     }
 }
+
+#[test]
+fn a_json_build_lists_the_validation_warnings_a_text_build_prints() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [{"id": "a", "type": "shell", "params": {"command": "echo hi", "colour": "blue"}}]
+    }));
+    let text = ws.cmd().text().run();
+    text.assert_ok();
+    let line = text
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("warning: "))
+        .expect("a warning line");
+    assert!(line.contains("colour"), "{text}");
+    let first = ws.build(&[]);
+    first.assert_ok();
+    assert_eq!(first.doc()["warnings"], json!([line]), "{first}");
+    // The same from the no-op record.
+    let again = crate::build_noop::debug_build(&ws, &[]);
+    crate::build_noop::assert_served(&again);
+    assert_eq!(again.doc()["warnings"], json!([line]), "{again}");
+}
