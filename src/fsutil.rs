@@ -123,12 +123,14 @@ const MAP_FROM: u64 = 64 * 1024;
 /// one is memory-mapped: read into a buffer, each of its pages cost the copy and a fresh,
 /// zeroed page of memory, which made up a third of an edit build of 10,000 nodes.
 /// Mapping is safe here because pflow never rewrites such a file in place: a new one is
-/// renamed over it, and the mapping keeps the old file's pages.
+/// renamed over it, and the mapping keeps the old file's pages. Only on a local disk: on
+/// a network or FUSE file system another host's change can take a mapped page away, and
+/// reading it then kills the process (SIGBUS) where a read would fail.
 pub fn read_bytes(path: &Path) -> std::io::Result<Bytes> {
     use std::io::Read;
     let mut file = std::fs::File::open(path)?;
     let len = file.metadata()?.len();
-    if len >= MAP_FROM {
+    if len >= MAP_FROM && on_local_disk(&file) {
         // SAFETY: the file is one of pflow's own, only ever replaced by rename (see
         // above); the mapping is read-only. MAP_POPULATE maps its pages in one call
         // rather than a fault each.
@@ -156,6 +158,37 @@ pub fn replace_record(
         _ => {}
     }
     write_atomic_by(path, false, fill)
+}
+
+/// Is `file` on a file system of this machine's own (ext2/3/4, xfs, btrfs, tmpfs,
+/// overlay, zfs, f2fs)? Anything else, or not Linux: no.
+fn on_local_disk(file: &std::fs::File) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        const LOCAL: [i64; 7] = [
+            0xEF53,
+            0x5846_5342,
+            0x9123_683E,
+            0x0102_1994,
+            0x794C_7630,
+            0x2FC1_2FC1,
+            0xF2F5_2010,
+        ];
+        // SAFETY: statfs is plain data, all zeros is a valid value of it.
+        let mut s: libc::statfs = unsafe { std::mem::zeroed() };
+        // SAFETY: fstatfs writes only into `s`, which we own; the descriptor is open.
+        if unsafe { libc::fstatfs(file.as_raw_fd(), &mut s) } != 0 {
+            return false;
+        }
+        #[allow(clippy::unnecessary_cast)]
+        LOCAL.contains(&(s.f_type as i64))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = file;
+        false
+    }
 }
 
 /// BLAKE3 of a file's content (memory-mapped and multi-threaded for large files).

@@ -3,8 +3,9 @@
 //! its log).
 //!
 //! One small file per workflow beside the build records (`state/<name>.noop`), written
-//! only after a successful build in which every node was reused through the build
-//! record's fast path, and removed by every other build before it can change anything.
+//! only after a successful build whose next build would find nothing to do (see
+//! [`crate::commands`]' no-op path for which), and removed by every other build before
+//! it can change anything.
 //! It holds:
 //!
 //! - a fingerprint of everything outside the files that decides the build: the workflow's

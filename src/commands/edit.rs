@@ -542,6 +542,10 @@ impl Next<'_> {
             if !found.written.is_empty() || !found.removed.is_empty() {
                 return Err(format!("node '{}' wrote files", r.id));
             }
+            // Another build of the workflow may have recorded the node since.
+            if found.digest != *digest.as_bytes() {
+                return Err(format!("node '{}' was recorded by another build", r.id));
+            }
             let k = at[i];
             let node = self
                 .v

@@ -3,8 +3,11 @@
 //! or keying anything, and prints what the normal build would have printed.
 //!
 //! The record is written after a successful build in which every node was reused through
-//! the build record's fast path (or skipped, as an error handler whose source succeeded),
-//! and only then; every other build removes it before it runs anything. It is used when
+//! the build record's fast path, skipped (an error handler whose source succeeded), or
+//! ran (or was found in the cache) as a step the edit path accepts: one that works on no
+//! file, whose build record, just written, shows it wrote and removed nothing and holds
+//! the digest it reported. Every other build removes it before it runs anything. It is
+//! used when
 //! all of this holds, else the build takes the normal path, which is always right:
 //!
 //! - the invocation is a plain build ([`plain`]): no `--force`, `--rerun`, `--target`,
@@ -74,6 +77,15 @@ pub(super) struct Invocation {
     /// The name its records are kept under.
     pub(super) name: String,
     pub(super) repair: crate::repair::Mode,
+    /// pflow's executable as the build found it at its start: a step that ran may
+    /// replace it (a workflow that installs pflow), and the record must not then carry
+    /// the new one's identity for what the old one built.
+    exe: Option<FileId>,
+}
+
+/// The identity of pflow's executable.
+fn exe_id() -> Option<FileId> {
+    std::env::current_exe().ok().and_then(|p| stat(&p))
 }
 
 /// Is this build one the fast path may serve? Why not, if not.
@@ -124,6 +136,7 @@ fn plain(args: &BuildArgs) -> Result<Invocation, &'static str> {
         root: super::cache_dir_of(args.cache_dir.as_ref()),
         name: super::conclusion::workflow_name(&args.workflow),
         repair,
+        exe: exe_id(),
     })
 }
 
@@ -153,7 +166,7 @@ pub(super) fn context(
     };
     put("version", env!("CARGO_PKG_VERSION").as_bytes());
     // A rebuilt or reinstalled pflow may validate, key or run anything differently.
-    let exe = std::env::current_exe().ok().and_then(|p| stat(&p))?;
+    let exe = exe_id()?;
     put("exe", &id_bytes(&exe));
     put("cwd", std::env::current_dir().ok()?.as_os_str().as_bytes());
     put("workflow-arg", args.workflow.as_bytes());
@@ -499,8 +512,8 @@ pub(super) fn node_qualifies(node: &Node, cn: &CompiledNode) -> Result<(), Strin
     Err(format!("node '{}' {why}", node.id))
 }
 
-/// After a normal build: write the no-op record when the build found nothing to do and
-/// everything it depends on can be vouched for; else leave none. Best effort: a record
+/// After a normal build: write the no-op record when the next build would find nothing
+/// to do and everything it depends on can be vouched for; else leave none. Best effort: a record
 /// not written only costs the next build time.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn record(
@@ -638,6 +651,10 @@ fn make_record(
                 if !found.written.is_empty() || !found.removed.is_empty() {
                     return Err(format!("node '{}' wrote files", node.id));
                 }
+                // Another build of the workflow may have recorded the node since.
+                if found.digest != *digest.as_bytes() {
+                    return Err(format!("node '{}' was recorded by another build", node.id));
+                }
                 outlive_no_entry(&mut rec, &node.cache, found.time_ms);
                 ended_cached[i] = true;
                 NodeEnd::Cached {
@@ -650,6 +667,9 @@ fn make_record(
                 let found = state
                     .record(&node.id, &key.0)
                     .ok_or_else(|| format!("node '{}' is not in the build record", node.id))?;
+                if found.digest != *digest.as_bytes() {
+                    return Err(format!("node '{}' was recorded by another build", node.id));
+                }
                 outlive_no_entry(&mut rec, &node.cache, found.time_ms);
                 for (path, id) in found.written {
                     files.push((path, (id.size != GONE).then_some(id)));
@@ -757,6 +777,9 @@ fn make_record(
         .collect();
     env_names.sort();
     env_names.dedup();
+    if inv.exe.is_none() || exe_id() != inv.exe {
+        return Err("pflow's executable changed during the build".into());
+    }
     let context = context(args, inv, &env_names).ok_or("pflow's executable cannot be looked at")?;
     rec.fingerprint = fingerprint(&context, workflow_digest);
     rec.env_names = env_names;

@@ -621,3 +621,29 @@ fn secrets_are_not_in_the_record() {
     }
     assert_eq!(records, 1);
 }
+
+#[test]
+fn a_step_that_changes_pflows_own_executable_leaves_no_record() {
+    // A workflow that installs pflow: the record must not carry the new executable's
+    // identity for what the old one built.
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [{"id": "install", "type": "shell",
+                   "params": {"command": "touch -m -d @1000000000 pflow-copy"}}]
+    }));
+    let copy = ws.file("pflow-copy");
+    std::fs::copy(env!("CARGO_BIN_EXE_pflow"), &copy).expect("copy pflow");
+    let out = std::process::Command::new(&copy)
+        .args(["build", "workflow.json", "--no-repair"])
+        .current_dir(ws.path())
+        .env("HOME", ws.home_dir())
+        .env("PFLOW_HOME", ws.home_dir())
+        .env("PFLOW_DEBUG", "1")
+        .output()
+        .expect("run the copy");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("no-op record not written: pflow's executable changed during the build"),
+        "{stderr}"
+    );
+}
