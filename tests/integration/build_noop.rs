@@ -630,16 +630,13 @@ fn a_step_that_changes_pflows_own_executable_leaves_no_record() {
         "nodes": [{"id": "install", "type": "shell",
                    "params": {"command": "touch -m -d @1000000000 pflow-copy"}}]
     }));
-    let copy = ws.file("pflow-copy");
-    std::fs::copy(env!("CARGO_BIN_EXE_pflow"), &copy).expect("copy pflow");
-    let out = std::process::Command::new(&copy)
+    let out = crate::common::process::Pflow::copied_to(&ws.file("pflow-copy"))
         .args(["build", "workflow.json", "--no-repair"])
         .current_dir(ws.path())
-        .env("HOME", ws.home_dir())
+        .home(ws.home_dir())
         .env("PFLOW_HOME", ws.home_dir())
         .env("PFLOW_DEBUG", "1")
-        .output()
-        .expect("run the copy");
+        .output();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(

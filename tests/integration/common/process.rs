@@ -100,6 +100,16 @@ impl Pflow {
         Pflow::running(program)
     }
 
+    /// A copy of pflow at `path`, run from there: for tests of what pflow does when its
+    /// own executable changes under it. (A process another test thread forks while the
+    /// copy is open for writing holds it until that child starts its program, and
+    /// starting the copy meanwhile fails as "text file busy": hence the pause.)
+    pub fn copied_to(path: &Path) -> Pflow {
+        std::fs::copy(BIN, path).expect("copy pflow");
+        std::thread::sleep(Duration::from_millis(200));
+        Pflow::running(path)
+    }
+
     fn running(program: &Path) -> Pflow {
         Pflow {
             program: program.to_path_buf(),
