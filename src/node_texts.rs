@@ -51,22 +51,40 @@ impl<'a> NodeTexts<'a> {
         let mut de = serde_json::Deserializer::from_str(text);
         let members = de.deserialize_map(Members).ok()?;
         de.end().ok()?;
-        let mut nodes = None;
-        let mut array = "";
+        let mut cut = None;
         let mut seen = std::collections::HashSet::with_capacity(members.len());
-        for (name, value) in &members {
-            if !seen.insert(name.as_ref()) {
+        for (name, value) in members {
+            if !seen.insert(name) {
                 return None;
             }
-            if name == "nodes" {
-                let list: Vec<&'a RawValue> = serde_json::from_str(value.get()).ok()?;
-                nodes = Some(list.into_iter().map(RawValue::get).collect());
-                array = value.get();
+            if let Member::Nodes(list) = value {
+                cut = Some(list);
             }
         }
+        let nodes: Vec<&'a str> = cut?.into_iter().map(RawValue::get).collect();
+        // The array around them, found from its first and last node (read once, in
+        // the pass above; an empty one holds no node to find it by).
+        let (first, last) = (nodes.first()?, nodes.last()?);
+        let offset = |part: &str| (part.as_ptr() as usize).checked_sub(text.as_ptr() as usize);
+        let blank = |c: &u8| matches!(c, b' ' | b'\t' | b'\n' | b'\r');
+        let before = text
+            .get(..offset(first)?)?
+            .trim_end_matches(|c: char| c.is_ascii() && blank(&(c as u8)));
+        let open = before
+            .len()
+            .checked_sub(1)
+            .filter(|&i| text.as_bytes().get(i) == Some(&b'['))?;
+        let end = offset(last)? + last.len();
+        let after = text.get(end..)?;
+        let close = end
+            + (after.len()
+                - after
+                    .trim_start_matches(|c: char| c.is_ascii() && blank(&(c as u8)))
+                    .len());
+        (text.as_bytes().get(close) == Some(&b']')).then_some(())?;
         Some(NodeTexts {
-            nodes: nodes?,
-            array,
+            nodes,
+            array: text.get(open..=close)?,
         })
     }
 
@@ -236,13 +254,17 @@ fn common_prefix_rev(a: &[u8], b: &[u8]) -> usize {
     at
 }
 
-type Member<'a> = (Cow<'a, str>, &'a RawValue);
+/// A top-level member: the nodes, cut as they are read, or any other value.
+enum Member<'a> {
+    Nodes(Vec<&'a RawValue>),
+    Other,
+}
 
 /// A top-level object's members as written, repeated keys included.
 struct Members;
 
 impl<'de> Visitor<'de> for Members {
-    type Value = Vec<Member<'de>>;
+    type Value = Vec<(Cow<'de, str>, Member<'de>)>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a JSON object")
@@ -251,7 +273,13 @@ impl<'de> Visitor<'de> for Members {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut out = Vec::new();
         while let Some(name) = map.next_key::<Cow<'de, str>>()? {
-            out.push((name, map.next_value::<&'de RawValue>()?));
+            let value = if name == "nodes" {
+                Member::Nodes(map.next_value::<Vec<&'de RawValue>>()?)
+            } else {
+                map.next_value::<&'de RawValue>()?;
+                Member::Other
+            };
+            out.push((name, value));
         }
         Ok(out)
     }
