@@ -536,16 +536,7 @@ impl Next<'_> {
             if !matches!(r.status, Status::Cached | Status::Ran) {
                 return Err(format!("node '{}' {}", r.id, r.status.as_str()));
             }
-            let found = state
-                .record(&r.id, &key.0)
-                .ok_or_else(|| format!("node '{}' is not in the build record", r.id))?;
-            if !found.written.is_empty() || !found.removed.is_empty() {
-                return Err(format!("node '{}' wrote files", r.id));
-            }
-            // Another build of the workflow may have recorded the node since.
-            if found.digest != *digest.as_bytes() {
-                return Err(format!("node '{}' was recorded by another build", r.id));
-            }
+            let found = super::noop::fresh_record(&state, &r.id, &key, &digest)?;
             let k = at[i];
             let node = self
                 .v

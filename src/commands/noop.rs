@@ -40,7 +40,7 @@
 use super::ExitCode;
 use crate::cache::layered::Layered;
 use crate::cache::noop::{NodeEnd, NodeEntry, NoopRecord, OutputSource, GRANULARITY_NS};
-use crate::cache::records::{BuildState, GONE, MAX_AGE};
+use crate::cache::records::{BuildState, NodeRecord, GONE, MAX_AGE};
 use crate::cache::Cache;
 use crate::cli::BuildArgs;
 use crate::executor::{HitSource, NodeReport, Outcome, Status};
@@ -512,6 +512,28 @@ pub(super) fn node_qualifies(node: &Node, cn: &CompiledNode) -> Result<(), Strin
     Err(format!("node '{}' {why}", node.id))
 }
 
+/// The build record of node `id`, which ran (or was found in the cache) in the build
+/// just done with `key`, if the next build may be served from it: it wrote and removed no
+/// file (one that new is too recent to vouch for), and it holds the digest the build
+/// reported (another build of the workflow may have recorded the node since).
+pub(super) fn fresh_record(
+    state: &BuildState,
+    id: &str,
+    key: &Key,
+    digest: &blake3::Hash,
+) -> Result<NodeRecord, String> {
+    let found = state
+        .record(id, &key.0)
+        .ok_or_else(|| format!("node '{id}' is not in the build record"))?;
+    if !found.written.is_empty() || !found.removed.is_empty() {
+        return Err(format!("node '{id}' wrote files"));
+    }
+    if found.digest != *digest.as_bytes() {
+        return Err(format!("node '{id}' was recorded by another build"));
+    }
+    Ok(found)
+}
+
 /// After a normal build: write the no-op record when the next build would find nothing
 /// to do and everything it depends on can be vouched for; else leave none. Best effort: a record
 /// not written only costs the next build time.
@@ -645,16 +667,7 @@ fn make_record(
         }
         let end = match (r.status, r.source, r.key, r.digest) {
             (Status::Cached | Status::Ran, _, Some(key), Some(digest)) if fresh[i] => {
-                let found = state
-                    .record(&node.id, &key.0)
-                    .ok_or_else(|| format!("node '{}' is not in the build record", node.id))?;
-                if !found.written.is_empty() || !found.removed.is_empty() {
-                    return Err(format!("node '{}' wrote files", node.id));
-                }
-                // Another build of the workflow may have recorded the node since.
-                if found.digest != *digest.as_bytes() {
-                    return Err(format!("node '{}' was recorded by another build", node.id));
-                }
+                let found = fresh_record(&state, &node.id, &key, &digest)?;
                 outlive_no_entry(&mut rec, &node.cache, found.time_ms);
                 ended_cached[i] = true;
                 NodeEnd::Cached {
