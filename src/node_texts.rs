@@ -44,8 +44,8 @@ pub struct Edited {
 }
 
 impl<'a> NodeTexts<'a> {
-    /// `None` for anything but a JSON object with one top-level `"nodes"` array and no
-    /// top-level key twice.
+    /// `None` for anything but a JSON object with one top-level `"nodes"` array of at
+    /// least one node and no top-level key twice.
     pub fn of(text: &'a str) -> Option<NodeTexts<'a>> {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut de = serde_json::Deserializer::from_str(text);
@@ -65,27 +65,18 @@ impl<'a> NodeTexts<'a> {
         // The array around them, found from its first and last node (read once, in
         // the pass above; an empty one holds no node to find it by).
         let (first, last) = (nodes.first()?, nodes.last()?);
+        const BLANK: [char; 4] = [' ', '\t', '\n', '\r'];
         let offset = |part: &str| (part.as_ptr() as usize).checked_sub(text.as_ptr() as usize);
-        let blank = |c: &u8| matches!(c, b' ' | b'\t' | b'\n' | b'\r');
-        let before = text
+        let open = text
             .get(..offset(first)?)?
-            .trim_end_matches(|c: char| c.is_ascii() && blank(&(c as u8)));
-        let open = before
+            .trim_end_matches(BLANK)
             .len()
-            .checked_sub(1)
-            .filter(|&i| text.as_bytes().get(i) == Some(&b'['))?;
+            .checked_sub(1)?;
         let end = offset(last)? + last.len();
-        let after = text.get(end..)?;
-        let close = end
-            + (after.len()
-                - after
-                    .trim_start_matches(|c: char| c.is_ascii() && blank(&(c as u8)))
-                    .len());
-        (text.as_bytes().get(close) == Some(&b']')).then_some(())?;
-        Some(NodeTexts {
-            nodes,
-            array: text.get(open..=close)?,
-        })
+        let close = text.len() - text.get(end..)?.trim_start_matches(BLANK).len();
+        let array = text.get(open..=close)?;
+        (array.starts_with('[') && array.ends_with(']')).then_some(())?;
+        Some(NodeTexts { nodes, array })
     }
 
     /// Where the nodes are in `text`, the text these were cut from. `None` for a text

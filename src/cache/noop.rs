@@ -369,6 +369,8 @@ impl NoopRecord {
         })
     }
 
+    /// The record's bytes as [`NoopRecord::save`] writes them.
+    #[cfg(test)]
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(256 + self.nodes.len());
         let written = self.encode_into(&mut out);
@@ -537,11 +539,7 @@ impl NoopRecord {
     /// Write it (atomically: a build killed meanwhile leaves none or the whole; not
     /// synced, as the trailing sum refuses a record a crash tore).
     pub fn save(&self, root: &Path, name: &str) -> std::io::Result<()> {
-        let path = path_for(root, name);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        crate::fsutil::replace_record(&path, |w| self.encode_into(w))
+        crate::fsutil::replace_record(&path_for(root, name), |w| self.encode_into(w))
     }
 
     /// The first file that is not as recorded (or is too recent to vouch for), named.
@@ -589,11 +587,7 @@ pub fn save_text(
     if secrets.finds_in(text.as_bytes()) {
         return Err(std::io::Error::other("the workflow's text holds a secret"));
     }
-    let path = text_path(root, name);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    crate::fsutil::replace_record(&path, |w| {
+    crate::fsutil::replace_record(&text_path(root, name), |w| {
         use std::io::Write;
         w.write_all(text.as_bytes())
     })

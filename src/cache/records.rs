@@ -254,7 +254,8 @@ impl BuildState {
         let Ok(reads) = bincode::serialize(&update.reads) else {
             return;
         };
-        replace(&path_for(cache_root, workflow_name), |w| {
+        // Best effort, as every record: without it the next build does more work.
+        let _ = crate::fsutil::replace_record(&path_for(cache_root, workflow_name), |w| {
             w.write_all(&FORMAT.to_le_bytes())?;
             w.write_all(&generation(cache_root).to_le_bytes())?;
             w.write_all(&now_ms().to_le_bytes())?;
@@ -450,18 +451,11 @@ impl ExplainRecords {
         new: &BTreeMap<String, Vec<u8>>,
         keep: impl Fn(&[u8]) -> bool,
     ) {
-        replace(&explain_path(cache_root, workflow_name), |w| {
+        let _ = crate::fsutil::replace_record(&explain_path(cache_root, workflow_name), |w| {
             w.write_all(&EXPLAIN_FORMAT.to_le_bytes())?;
             self.table.merged_into(w, new, keep)
         });
     }
-}
-
-fn replace(
-    path: &Path,
-    fill: impl FnOnce(&mut std::io::BufWriter<&mut std::fs::File>) -> std::io::Result<()>,
-) {
-    let _ = crate::fsutil::replace_record(path, fill);
 }
 
 fn explain_path(cache_root: &Path, workflow_name: &str) -> PathBuf {

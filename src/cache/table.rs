@@ -204,9 +204,8 @@ impl Table {
         Some(payload)
     }
 
-    /// Encode the table that results from this one with `updates` applied: an updated id
-    /// gets its new payload, an id only here survives when `keep` says so. Kept rows are
-    /// copied as bytes, never decoded.
+    /// [`Table::merged_into`] a buffer.
+    #[cfg(test)]
     pub fn merged(
         &self,
         updates: &BTreeMap<String, Vec<u8>>,
@@ -219,7 +218,9 @@ impl Table {
         out
     }
 
-    /// [`Table::merged`], written to `out` as it is made.
+    /// Write the table that results from this one with `updates` applied to `out`, as it
+    /// is made: an updated id gets its new payload, an id only here survives when `keep`
+    /// says so. Kept rows are copied as bytes, never decoded.
     pub fn merged_into(
         &self,
         out: &mut impl std::io::Write,
@@ -298,6 +299,7 @@ impl<W: std::io::Write> Writer<'_, W> {
 }
 
 /// Encode rows that are already sorted by id, without duplicates.
+#[cfg(test)]
 pub fn encode(rows: &[(&[u8], &[u8])]) -> Vec<u8> {
     let size: usize = rows.iter().map(|(id, p)| 8 + id.len() + p.len()).sum();
     let mut out = Vec::with_capacity(size + 8);

@@ -486,7 +486,12 @@ fn warning_lines(args: &BuildArgs, v: &crate::validate::Validated) -> Vec<String
                 Some(_) => format!("{}:{} ", args.workflow, w.place()),
                 None => String::new(),
             };
-            format!("warning: {at}{}: {}", w.path, w.message)
+            format!(
+                "{}{at}{}: {}",
+                super::conclusion::WARNING,
+                w.path,
+                w.message
+            )
         })
         .collect()
 }

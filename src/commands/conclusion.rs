@@ -91,6 +91,9 @@ pub(super) fn attempt_lines(args: &BuildArgs, outcome: &executor::Outcome) {
     }
 }
 
+/// How a text build begins a validation warning's line (the JSON document lists the rest).
+pub(super) const WARNING: &str = "warning: ";
+
 /// The end of a build: the model tokens it used, its outputs (or its JSON document), and
 /// its exit code. `validation_warnings`: the lines a text build printed before it started
 /// (`warning: …`), which the JSON document lists first among its warnings.
@@ -132,7 +135,7 @@ pub(super) fn conclude(
             "errors": report::errors_json(&outcome),
             "warnings": validation_warnings
                 .iter()
-                .map(|w| w.strip_prefix("warning: ").unwrap_or(w))
+                .map(|w| w.strip_prefix(WARNING).unwrap_or(w))
                 .chain(outcome.warnings.iter().map(String::as_str))
                 .collect::<Vec<&str>>(),
             "repaired": repaired,

@@ -180,8 +180,7 @@ pub(super) fn serve(
         return Err(start);
     };
     // Unlike the no-op, an edit fills what it touches (it reads and writes the records
-    // whole): with small pages a 10,000-node edit took 3,900 page faults, a third of
-    // its time, against 460 with huge pages (27 ms to 22 ms; peak memory 31 to 40 MiB).
+    // whole): with small pages, page faults were a third of its time.
     crate::memory::huge_pages(true);
     match try_serve(args, inv, *rec, started) {
         Ok(code) => Ok(code),

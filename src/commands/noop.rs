@@ -522,12 +522,23 @@ pub(super) fn fresh_record(
     key: &Key,
     digest: &blake3::Hash,
 ) -> Result<NodeRecord, String> {
-    let found = state
-        .record(id, &key.0)
-        .ok_or_else(|| format!("node '{id}' is not in the build record"))?;
+    let found = recorded(state, id, key, digest)?;
     if !found.written.is_empty() || !found.removed.is_empty() {
         return Err(format!("node '{id}' wrote files"));
     }
+    Ok(found)
+}
+
+/// The build record of node `id` with `key`, if it holds the digest the build reported.
+fn recorded(
+    state: &BuildState,
+    id: &str,
+    key: &Key,
+    digest: &blake3::Hash,
+) -> Result<NodeRecord, String> {
+    let found = state
+        .record(id, &key.0)
+        .ok_or_else(|| format!("node '{id}' is not in the build record"))?;
     if found.digest != *digest.as_bytes() {
         return Err(format!("node '{id}' was recorded by another build"));
     }
@@ -603,18 +614,21 @@ fn make_record(
     // too recent to vouch for. Its build record, just written, is what the next build
     // would find. The cheap test first.
     let mut fresh = vec![false; wf.nodes.len()];
-    for ((r, node), cn) in outcome.nodes.iter().zip(&wf.nodes).zip(&v.nodes) {
+    for (i, ((r, node), cn)) in outcome
+        .nodes
+        .iter()
+        .zip(&wf.nodes)
+        .zip(&v.nodes)
+        .enumerate()
+    {
         let ok = match r.status {
             Status::Cached if r.source == Some(HitSource::FastPath) => true,
             Status::Skipped => r.key.is_none(),
             Status::Cached | Status::Ran => {
-                let qualifies = r.error.is_none()
+                fresh[i] = r.error.is_none()
                     && !matches!(node.cache, CachePolicy::Never)
                     && node_qualifies(node, cn).is_ok();
-                if let Some(slot) = fresh.get_mut(r.index).filter(|_| qualifies) {
-                    *slot = true;
-                }
-                qualifies
+                fresh[i]
             }
             _ => false,
         };
@@ -677,12 +691,7 @@ fn make_record(
                 }
             }
             (Status::Cached, Some(HitSource::FastPath), Some(key), Some(digest)) => {
-                let found = state
-                    .record(&node.id, &key.0)
-                    .ok_or_else(|| format!("node '{}' is not in the build record", node.id))?;
-                if found.digest != *digest.as_bytes() {
-                    return Err(format!("node '{}' was recorded by another build", node.id));
-                }
+                let found = recorded(&state, &node.id, &key, &digest)?;
                 outlive_no_entry(&mut rec, &node.cache, found.time_ms);
                 for (path, id) in found.written {
                     files.push((path, (id.size != GONE).then_some(id)));

@@ -404,6 +404,23 @@ fn a_collected_cache_is_seen() {
     assert_eq!(r.status_of("greet"), "ran", "{r}");
 }
 
+/// A JSON build with `PFLOW_DEBUG=1` and repair on: it replays proven patches (and asks
+/// no model).
+fn replaying(ws: &Workspace) -> std::process::Output {
+    ws.pflow()
+        .args([
+            "build",
+            "workflow.json",
+            "--output-format",
+            "json",
+            "--cache-dir",
+        ])
+        .arg(ws.cache_dir())
+        .env("PFLOW_REPAIR", "replay")
+        .env("PFLOW_DEBUG", "1")
+        .output()
+}
+
 #[test]
 fn a_proven_patch_recorded_for_the_workflow_is_replayed() {
     let ws = Workspace::new().workflow(json!({
@@ -411,21 +428,7 @@ fn a_proven_patch_recorded_for_the_workflow_is_replayed() {
                    "params": {"command": counted("greet", "echo as written")}}],
         "outputs": {"said": {"source": "${greet.stdout}"}}
     }));
-    // Repair replays proven patches (and asks no model).
-    let build = || {
-        ws.pflow()
-            .args([
-                "build",
-                "workflow.json",
-                "--output-format",
-                "json",
-                "--cache-dir",
-            ])
-            .arg(ws.cache_dir())
-            .env("PFLOW_REPAIR", "replay")
-            .env("PFLOW_DEBUG", "1")
-            .output()
-    };
+    let build = || replaying(&ws);
     assert!(build().status.success());
     settle();
     let out = build();
@@ -521,14 +524,7 @@ fn with_repair_on_a_build_of_a_new_text_leaves_the_record_too() {
         "nodes": [{"id": "greet", "type": "shell",
                    "params": {"command": counted("greet", "echo as written")}}]
     }));
-    let build = || {
-        ws.pflow()
-            .args(["build", "workflow.json", "--cache-dir"])
-            .arg(ws.cache_dir())
-            .env("PFLOW_REPAIR", "replay")
-            .env("PFLOW_DEBUG", "1")
-            .output()
-    };
+    let build = || replaying(&ws);
     assert!(build().status.success());
     settle();
     assert!(build().status.success());
