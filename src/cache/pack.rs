@@ -42,21 +42,21 @@
 //! header: the headers of 40,000 records, each with its check, were most of what a
 //! build's first lookup cost. Its writer writes it when it lets the segment go (the
 //! process's [`Packs`] is dropped); a segment a writer left without one (a crash, a
-//! kill) gets it from the first process that reads all of it. An index is only a map: every record
-//! it points to is read and checked as always, one that does not read back is a miss,
-//! and a damaged or foreign index is ignored (the segment is scanned).
+//! kill) gets it from the first process that reads all of it. An index is only a map:
+//! every record it points to is read and checked as always, one that does not read back
+//! is a miss, and a damaged or foreign index is ignored (the segment is scanned).
 //!
 //! Each build that stores or uses anything adds a segment, so a build whose first lookup
-//! finds [`MERGE_AT`] finished segments of about the same size ([`tier`]; 32 of the big
+//! finds [`MERGE_AT`] finished segments of about the same size (`tier`; 32 of the big
 //! ones, over 1 MiB) merges those (the ones it can lock exclusively) into one: the
 //! newest entry and newest use of each key, the rest dropped. Merging by size, as
 //! log-structured stores compact, keeps each record from being rewritten at every
 //! merge: the small segments of many small builds merge among themselves, and the big
 //! segment of a big build only once many big ones exist (merging everything at 32
 //! segments rewrote a 10,000-entry segment every 32 small builds, about 60 ms each
-//! time). A segment written whole (a merge, `gc`, `verify --fix`) gets its index at once. A build reading a merged segment at the same
-//! time keeps its open file; one that has not opened it yet finds the merged segment on
-//! its next refresh.
+//! time). A segment written whole (a merge, `gc`, `verify --fix`) gets its index at
+//! once. A build reading a merged segment at the same time keeps its open file; one
+//! that has not opened it yet finds the merged segment on its next refresh.
 
 use super::layout::PACKS_DIR;
 use crate::key::{Key, KeyMap};
@@ -79,10 +79,10 @@ pub const HEADER_LEN: usize = 92;
 pub const MAX_PAYLOAD: usize = 256 << 20;
 /// A miss looks for records other builds appended since, at most this often.
 const REFRESH_EVERY: Duration = Duration::from_millis(100);
-/// This many finished segments of one small [`tier`] are merged at a build's first
+/// This many finished segments of one small `tier` are merged at a build's first
 /// lookup.
 pub const MERGE_AT: usize = 8;
-/// This many of one big tier (from [`BIG_TIER`] on): their lookups cost by the entries
+/// This many of one big tier (from `BIG_TIER` on): their lookups cost by the entries
 /// they hold, which a merge rarely lessens (a big build's keys are mostly new), while
 /// the merge itself rewrites them all.
 const MERGE_AT_BIG: usize = 32;
@@ -90,7 +90,7 @@ const BIG_TIER: u32 = 2;
 /// The size below which segments are all of the first tier.
 const TIER_BASE: u64 = 256 * 1024;
 
-/// A segment's size tier: 0 below [`TIER_BASE`], then one more for each fourfold size.
+/// A segment's size tier: 0 below `TIER_BASE`, then one more for each fourfold size.
 fn tier(len: u64) -> u32 {
     (len / TIER_BASE).checked_ilog(4).map_or(0, |t| t + 1)
 }
@@ -852,7 +852,7 @@ impl Packs {
 
     /// The newest entry record for `key`. The first lookup reads every segment's record
     /// headers; a miss looks again for records other builds appended since (at most
-    /// every [`REFRESH_EVERY`]).
+    /// every `REFRESH_EVERY`).
     pub fn get(&self, key: &Key) -> Got {
         let found = {
             let Ok(mut st) = self.state.lock() else {

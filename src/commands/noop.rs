@@ -7,8 +7,8 @@
 //! ran (or was found in the cache) as a step the edit path accepts: one that works on no
 //! file, whose build record, just written, shows it wrote and removed nothing and holds
 //! the digest it reported. Every other build removes it before it runs anything. It is
-//! used when
-//! all of this holds, else the build takes the normal path, which is always right:
+//! used when all of this holds, else the build takes the normal path, which is always
+//! right:
 //!
 //! - the invocation is a plain build ([`plain`]): no `--force`, `--rerun`, `--target`,
 //!   `--explain`, `--dry-run`, `--watch`, `--trace`, `--timings`, `--profile`,
@@ -546,8 +546,8 @@ fn recorded(
 }
 
 /// After a normal build: write the no-op record when the next build would find nothing
-/// to do and everything it depends on can be vouched for; else leave none. Best effort: a record
-/// not written only costs the next build time.
+/// to do and everything it depends on can be vouched for; else leave none. Best effort:
+/// a record not written only costs the next build time.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn record(
     args: &BuildArgs,
