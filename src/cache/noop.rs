@@ -266,6 +266,39 @@ fn get_id(r: &mut Reader<'_>) -> Option<FileId> {
     })
 }
 
+fn put_node(out: &mut Vec<u8>, n: &NodeEntry<'_>) {
+    put_str(out, n.id);
+    put_str(out, n.node_type);
+    match &n.end {
+        NodeEnd::Cached {
+            key,
+            digest,
+            duration_ms,
+        } => {
+            out.push(0);
+            out.extend_from_slice(key);
+            out.extend_from_slice(digest);
+            out.extend_from_slice(&duration_ms.to_le_bytes());
+        }
+        NodeEnd::Skipped { reason } => {
+            out.push(1);
+            put_str(out, reason);
+        }
+    }
+}
+
+/// A node as a record encodes it (for [`NoopRecord::save_with`]).
+pub fn encode_node(n: &NodeEntry<'_>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(80 + n.id.len() + n.node_type.len());
+    put_node(&mut out, n);
+    out
+}
+
+/// The node encoded in `encoded` (one of [`NoopRecord::node_spans`]).
+pub fn decode_node(encoded: &[u8]) -> Option<NodeEntry<'_>> {
+    get_node(&mut Reader::new(encoded, 0))
+}
+
 fn get_node<'a>(r: &mut Reader<'a>) -> Option<NodeEntry<'a>> {
     Some(NodeEntry {
         id: get_str(r)?,
@@ -296,45 +329,10 @@ fn get_count(r: &mut Reader<'_>, min: usize) -> Option<usize> {
 }
 
 impl NoopRecord {
-    /// Room for `bytes` more of encoded nodes (a record made from another knows its size).
-    pub fn reserve_nodes(&mut self, bytes: usize) {
-        self.nodes.to_mut().reserve(bytes);
-    }
-
-    /// Bytes of the encoded nodes.
-    pub fn nodes_len(&self) -> usize {
-        self.nodes_end.saturating_sub(self.nodes_at)
-    }
-
     /// Add the next node of the workflow.
     pub fn push_node(&mut self, n: &NodeEntry<'_>) {
         let nodes = self.nodes.to_mut();
-        put_str(nodes, n.id);
-        put_str(nodes, n.node_type);
-        match &n.end {
-            NodeEnd::Cached {
-                key,
-                digest,
-                duration_ms,
-            } => {
-                nodes.push(0);
-                nodes.extend_from_slice(key);
-                nodes.extend_from_slice(digest);
-                nodes.extend_from_slice(&duration_ms.to_le_bytes());
-            }
-            NodeEnd::Skipped { reason } => {
-                nodes.push(1);
-                put_str(nodes, reason);
-            }
-        }
-        self.node_count += 1;
-        self.nodes_end = nodes.len();
-    }
-
-    /// Add the next node as another record encoded it (see [`NoopRecord::encoded_nodes`]).
-    pub fn push_encoded(&mut self, encoded: &[u8]) {
-        let nodes = self.nodes.to_mut();
-        nodes.extend_from_slice(encoded);
+        put_node(nodes, n);
         self.node_count += 1;
         self.nodes_end = nodes.len();
     }
@@ -359,28 +357,50 @@ impl NoopRecord {
         (0..self.node_count).map(move |_| get_node(&mut r))
     }
 
-    /// [`NoopRecord::nodes`], each with its encoding (to copy into another record).
-    pub fn encoded_nodes(&self) -> impl Iterator<Item = Option<(NodeEntry<'_>, &[u8])>> {
-        let mut r = Reader::new(&self.nodes, self.nodes_at);
+    /// Where each node's encoding is in [`NoopRecord::encoded`], in workflow order,
+    /// found without decoding the nodes (to copy runs of them into another record,
+    /// [`NoopRecord::save_with`]).
+    pub fn node_spans(&self) -> impl Iterator<Item = Option<std::ops::Range<usize>>> + '_ {
+        let encoded = self.encoded();
+        let mut r = Reader::new(encoded, 0);
         (0..self.node_count).map(move |_| {
             let from = r.offset();
-            let entry = get_node(&mut r)?;
-            Some((entry, self.nodes.get(from..r.offset())?))
+            r.sized()?;
+            r.sized()?;
+            match r.take(1)?.first()? {
+                0 => r.take(32 + 32 + 8).map(drop)?,
+                1 => r.sized().map(drop)?,
+                _ => return None,
+            }
+            Some(from..r.offset())
         })
+    }
+
+    /// The encoded nodes, as [`NoopRecord::save`] writes them.
+    pub fn encoded(&self) -> &[u8] {
+        self.nodes
+            .get(self.nodes_at..self.nodes_end)
+            .unwrap_or_default()
     }
 
     /// The record's bytes as [`NoopRecord::save`] writes them.
     #[cfg(test)]
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(256 + self.nodes.len());
-        let written = self.encode_into(&mut out);
+        let written = self.encode_into(&mut out, self.node_count, &[self.encoded()]);
         debug_assert!(written.is_ok(), "a Vec takes every write");
         out
     }
 
-    /// [`NoopRecord::encode`], written to `w` in three pieces: the encoded nodes (the
-    /// biggest part) are not copied first.
-    fn encode_into(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
+    /// [`NoopRecord::encode`] with `node_count` nodes encoded in `nodes` (pieces written
+    /// one after another), to `w`: the encoded nodes (the biggest part) are not copied
+    /// first.
+    fn encode_into(
+        &self,
+        w: &mut impl std::io::Write,
+        node_count: u32,
+        nodes: &[&[u8]],
+    ) -> std::io::Result<()> {
         let mut out = Vec::with_capacity(256 + 12 * self.order.len());
         put_u32(&mut out, FORMAT);
         out.extend_from_slice(&self.fingerprint);
@@ -432,11 +452,7 @@ impl NoopRecord {
         for i in &self.order {
             put_u32(&mut out, *i);
         }
-        put_u32(&mut out, self.node_count);
-        let nodes = self
-            .nodes
-            .get(self.nodes_at..self.nodes_end)
-            .unwrap_or_default();
+        put_u32(&mut out, node_count);
         let mut tail = Vec::new();
         match &self.edit {
             Some(base) => {
@@ -446,7 +462,10 @@ impl NoopRecord {
             None => tail.push(0),
         }
         let mut sum = blake3::Hasher::new();
-        for piece in [&out[..], nodes, &tail] {
+        let pieces = std::iter::once(&out[..])
+            .chain(nodes.iter().copied())
+            .chain([&tail[..]]);
+        for piece in pieces {
             sum.update(piece);
             w.write_all(piece)?;
         }
@@ -539,7 +558,26 @@ impl NoopRecord {
     /// Write it (atomically: a build killed meanwhile leaves none or the whole; not
     /// synced, as the trailing sum refuses a record a crash tore).
     pub fn save(&self, root: &Path, name: &str) -> std::io::Result<()> {
-        crate::fsutil::replace_record(&path_for(root, name), |w| self.encode_into(w))
+        let nodes = [self.encoded()];
+        crate::fsutil::replace_record(&path_for(root, name), |w| {
+            self.encode_into(w, self.node_count, &nodes)
+        })
+    }
+
+    /// [`NoopRecord::save`], with `node_count` nodes encoded in `nodes` in place of its
+    /// own: runs of another record's ([`NoopRecord::node_spans`]) and nodes encoded
+    /// anew ([`encode_node`]), so that a record made from another is written without
+    /// a copy of it in memory first.
+    pub fn save_with(
+        &self,
+        root: &Path,
+        name: &str,
+        node_count: u32,
+        nodes: &[&[u8]],
+    ) -> std::io::Result<()> {
+        crate::fsutil::replace_record(&path_for(root, name), |w| {
+            self.encode_into(w, node_count, nodes)
+        })
     }
 
     /// The first file that is not as recorded (or is too recent to vouch for), named.
@@ -774,6 +812,60 @@ mod tests {
         // A dangling link is something where nothing must be.
         std::os::unix::fs::symlink(dir.path().join("nowhere"), &f).unwrap();
         assert!(!unchanged(&f, None, later));
+    }
+
+    #[test]
+    fn a_record_saved_from_runs_of_another_and_fresh_nodes_is_the_one_pushed_whole() {
+        let rec = sample();
+        let spans: Vec<_> = rec.node_spans().collect::<Option<_>>().expect("spans");
+        assert_eq!(spans.len(), 4);
+        assert_eq!(spans.last().map(|s| s.end), Some(rec.encoded().len()));
+        let nodes: Vec<_> = rec.nodes().collect::<Option<_>>().expect("nodes");
+        for (span, node) in spans.iter().zip(&nodes) {
+            let back = decode_node(&rec.encoded()[span.clone()]).expect("a span is a node");
+            assert_eq!((back.id, back.node_type), (node.id, node.node_type));
+        }
+        // Node 1 replaced: nodes 0, then the fresh one, then 2 and 3 as one run.
+        let new_one = NodeEntry {
+            id: "n1",
+            node_type: "echo",
+            end: NodeEnd::Cached {
+                key: [7; 32],
+                digest: [8; 32],
+                duration_ms: 99,
+            },
+        };
+        let fresh = encode_node(&new_one);
+        let e = rec.encoded();
+        let pieces = [
+            &e[spans[0].clone()],
+            &fresh[..],
+            &e[spans[2].start..spans[3].end],
+        ];
+        let mut bare = rec.clone();
+        bare.drop_nodes();
+        let dir = tempfile::tempdir().unwrap();
+        bare.save_with(dir.path(), "wf.json", 4, &pieces).unwrap();
+        let mut whole = bare.clone();
+        for (i, node) in nodes.iter().enumerate() {
+            whole.push_node(if i == 1 { &new_one } else { node });
+        }
+        let loaded = NoopRecord::load(dir.path(), "wf.json").expect("loads");
+        assert_eq!(loaded.encode(), whole.encode());
+        let mut damaged = rec.encoded().to_vec();
+        damaged[spans[1].start + 4 + 2 + 4 + 4] = 5; // n1's end: neither cached nor skipped
+        let r = NoopRecord {
+            nodes_end: damaged.len(),
+            nodes: crate::fsutil::Bytes::Owned(damaged),
+            node_count: 4,
+            ..NoopRecord::default()
+        };
+        assert_eq!(r.node_spans().next(), Some(Some(spans[0].clone())));
+        assert_eq!(
+            r.node_spans().nth(1),
+            Some(None),
+            "a damaged node has no span"
+        );
     }
 
     #[test]

@@ -509,8 +509,6 @@ impl Next<'_> {
                     .map(|&i| i as u32),
             )
             .collect();
-        // Keys and digests keep their size; a little room for longer run times.
-        next.reserve_nodes(self.rec.nodes_len() + 64 * self.part.len());
         // Each reached node's place in the part, and its dependencies there.
         let mut at = vec![usize::MAX; self.reached.len()];
         for (k, &i) in self.part.iter().enumerate() {
@@ -522,13 +520,28 @@ impl Next<'_> {
             self.layout,
             self.base.dep_count() + 16 * self.part.len(),
         );
-        for (i, (entry, r)) in self.rec.encoded_nodes().zip(&outcome.nodes).enumerate() {
-            let (entry, encoded) = entry.ok_or("a damaged record")?;
+        // The new record's nodes: runs of the old one's, and the reached nodes encoded
+        // anew between them (written as they are, not copied together first).
+        if outcome.nodes.len() != self.rec.node_count() {
+            return Err("a damaged record".into());
+        }
+        let old = self.rec.encoded();
+        let mut fresh: Vec<Vec<u8>> = Vec::new();
+        let mut plan: Vec<Piece> = Vec::with_capacity(2 * self.part.len() + 1);
+        for (i, (span, r)) in self.rec.node_spans().zip(&outcome.nodes).enumerate() {
+            let span = span.ok_or("a damaged record")?;
             if !self.reached[i] {
-                next.push_encoded(encoded);
                 base.push(self.base.deps(i));
+                match plan.last_mut() {
+                    Some(Piece::Kept(run)) if run.end == span.start => run.end = span.end,
+                    _ => plan.push(Piece::Kept(span)),
+                }
                 continue;
             }
+            let entry = old
+                .get(span)
+                .and_then(crate::cache::noop::decode_node)
+                .ok_or("a damaged record")?;
             let (Some(key), Some(digest)) = (r.key, r.digest) else {
                 return Err(format!("node '{}' has no result", r.id));
             };
@@ -544,7 +557,8 @@ impl Next<'_> {
                 .get(k)
                 .ok_or("a node outside the part")?;
             super::noop::outlive_no_entry(&mut next, &node.cache, found.time_ms);
-            next.push_node(&NodeEntry {
+            plan.push(Piece::Fresh(fresh.len()));
+            fresh.push(crate::cache::noop::encode_node(&NodeEntry {
                 id: entry.id,
                 node_type: entry.node_type,
                 end: NodeEnd::Cached {
@@ -552,7 +566,7 @@ impl Next<'_> {
                     digest: *digest.as_bytes(),
                     duration_ms: found.duration_ms,
                 },
-            });
+            }));
             let mut deps: Vec<u32> = self
                 .v
                 .graph
@@ -564,6 +578,13 @@ impl Next<'_> {
             deps.dedup();
             base.push(&deps);
         }
+        let pieces: Vec<&[u8]> = plan
+            .into_iter()
+            .map(|p| match p {
+                Piece::Kept(run) => old.get(run).unwrap_or_default(),
+                Piece::Fresh(k) => fresh.get(k).map(|e| &e[..]).unwrap_or_default(),
+            })
+            .collect();
         // The files the old record covers are still as it saw them.
         if let Some(path) = self.rec.changed_file() {
             return Err(format!("'{path}' changed during the build"));
@@ -571,6 +592,15 @@ impl Next<'_> {
         next.edit = Some(base);
         crate::cache::noop::save_text(&inv.root, &inv.name, self.text, self.redactor)
             .map_err(|e| e.to_string())?;
-        next.save(&inv.root, &inv.name).map_err(|e| e.to_string())
+        let count = self.rec.node_count() as u32;
+        next.save_with(&inv.root, &inv.name, count, &pieces)
+            .map_err(|e| e.to_string())
     }
+}
+
+/// A piece of the edited workflow's record: a run of the old record's encoded nodes
+/// (where they are in it), or a node encoded anew (its place among the fresh ones).
+enum Piece {
+    Kept(std::ops::Range<usize>),
+    Fresh(usize),
 }
