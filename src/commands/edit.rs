@@ -248,12 +248,32 @@ fn try_serve(
         }
         edited.insert(c, value);
     }
-    // The nodes the edited ones name, found by id in one pass over the record.
-    let named: std::collections::HashSet<String> = edited.values().flat_map(roots).collect();
+    // Where each node's entry is in the record, found without decoding them all.
+    let spans: Vec<std::ops::Range<usize>> = rec
+        .node_spans()
+        .collect::<Option<_>>()
+        .ok_or("a damaged record")?;
+    let entry = |i: usize| {
+        spans
+            .get(i)
+            .and_then(|s| rec.encoded().get(s.clone()))
+            .and_then(crate::cache::noop::decode_node)
+            .ok_or("a damaged record")
+    };
+    // The nodes the edited ones name, found by id (ids are unique): among the nodes
+    // they read before the edit, as most edits keep those, else in a pass over all.
+    let mut named: std::collections::HashSet<String> = edited.values().flat_map(roots).collect();
     let mut in_part = reached.clone();
+    for &c in &changed {
+        for &d in base.deps(c) {
+            if named.remove(entry(d as usize)?.id) {
+                in_part[d as usize] = true;
+            }
+        }
+    }
     if !named.is_empty() {
-        for (j, entry) in rec.nodes().enumerate() {
-            if named.contains(entry.ok_or("a damaged record")?.id) {
+        for j in 0..n {
+            if named.contains(entry(j)?.id) {
                 in_part[j] = true;
             }
         }
@@ -272,13 +292,7 @@ fn try_serve(
     }
     let part: Vec<usize> = (0..n).filter(|&i| in_part[i]).collect();
     // The record's entries of the part's nodes, in the part's order.
-    let entries: Vec<NodeEntry<'_>> = rec
-        .nodes()
-        .enumerate()
-        .filter(|(i, _)| in_part[*i])
-        .map(|(_, e)| e)
-        .collect::<Option<_>>()
-        .ok_or("a damaged record")?;
+    let entries: Vec<NodeEntry<'_>> = part.iter().map(|&i| entry(i)).collect::<Result<_, _>>()?;
 
     // The part as a workflow of its own: the other members as they are, and its nodes.
     let others = layout.without_nodes(&text).ok_or("a damaged record")?;
