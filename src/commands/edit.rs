@@ -272,9 +272,9 @@ fn try_serve(
         }
     }
     if !named.is_empty() {
-        for j in 0..n {
+        for (j, slot) in in_part.iter_mut().enumerate() {
             if named.contains(entry(j)?.id) {
-                in_part[j] = true;
+                *slot = true;
             }
         }
     }
