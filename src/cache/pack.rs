@@ -155,10 +155,6 @@ struct IndexEntries<'a> {
 }
 
 impl IndexEntries<'_> {
-    fn len(&self) -> usize {
-        self.list.len() / INDEX_ENTRY
-    }
-
     /// Each entry, `None` for one that points past what the index covers.
     fn iter(&self) -> impl Iterator<Item = Option<Indexed>> + '_ {
         self.list.chunks_exact(INDEX_ENTRY).map(|e| {
@@ -613,6 +609,10 @@ impl State {
         let Ok(paths) = segment_paths(root) else {
             return;
         };
+        // The new segments and their indexes, all read before any is indexed: the map
+        // then grows once (grown segment by segment, it moved every entry each time
+        // its size doubled: at 14 segments of 10,000 keys, 5% of a build's time).
+        let mut found = Vec::new();
         for path in paths {
             if self.segments.iter().any(|s| s.path == path) {
                 continue;
@@ -620,12 +620,21 @@ impl State {
             let Ok(file) = File::open(&path) else {
                 continue;
             };
-            let seg = self.segments.len() as u32;
             let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-            let bytes = crate::fsutil::read_bytes(&super::layout::pack_index_path(root, &path));
-            let scanned_to = match bytes.as_deref().ok().and_then(|b| decode_index(b, size)) {
+            let index = crate::fsutil::read_bytes(&super::layout::pack_index_path(root, &path));
+            found.push((path, file, size, index));
+        }
+        // About as many entries as the indexes have room for (checked when decoded).
+        let adding: usize = found
+            .iter()
+            .filter_map(|(_, _, _, index)| index.as_deref().ok())
+            .map(|b| b.len() / INDEX_ENTRY)
+            .sum();
+        self.index.reserve(adding);
+        for (path, file, size, index) in found {
+            let seg = self.segments.len() as u32;
+            let scanned_to = match index.as_deref().ok().and_then(|b| decode_index(b, size)) {
                 Some((covered, entries)) => {
-                    self.index.reserve(entries.len());
                     for (key, offset, len, time) in entries.iter().flatten() {
                         self.insert_entry(seg, key, offset, len, time);
                     }
