@@ -44,7 +44,11 @@
 //! process's [`Packs`] is dropped); a segment a writer left without one (a crash, a
 //! kill) gets it from the first process that reads all of it. An index is only a map:
 //! every record it points to is read and checked as always, one that does not read back
-//! is a miss, and a damaged or foreign index is ignored (the segment is scanned).
+//! is a miss, and a damaged or foreign index is ignored (the segment is scanned). Its
+//! entries are sorted by key, so the first [`SEARCHED_LOOKUPS`] lookups of a process
+//! search each index where it lies; only a build that looks up more puts them all in
+//! its key map. An edit of a few nodes, or a small workflow in a cache shared with big
+//! ones, then does not index every key of every segment for a few lookups.
 //!
 //! Each build that stores or uses anything adds a segment, so a build whose first lookup
 //! finds [`MERGE_AT`] finished segments of about the same size (`tier`; 32 of the big
@@ -96,11 +100,15 @@ fn tier(len: u64) -> u32 {
 }
 /// Bytes read at a time when scanning a segment.
 const CHUNK: usize = 1 << 20;
+/// Lookups that search the segment indexes where they lie before they go into the key
+/// map: an edit of a few nodes looks up a few dozen keys, a build of many looks up one
+/// or more per node, and each search costs a binary search per index.
+const SEARCHED_LOOKUPS: u32 = 64;
 /// A finished segment this big or bigger gets an index (a small one scans faster than
 /// its index is written).
 pub const INDEXED_FROM: u64 = 64 * 1024;
 /// The first bytes of a segment index.
-const INDEX_HEADER: &[u8; 8] = b"PFIDX1\n\0";
+const INDEX_HEADER: &[u8; 8] = b"PFIDX2\n\0";
 /// Bytes of an index entry: key, offset, payload length, time.
 const INDEX_ENTRY: usize = 32 + 8 + 4 + 8;
 /// Bytes of an index's trailing BLAKE3 sum.
@@ -115,7 +123,10 @@ fn encode_index(covered: u64, entries: &[Indexed]) -> Vec<u8> {
     out.extend_from_slice(INDEX_HEADER);
     out.extend_from_slice(&covered.to_le_bytes());
     out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
-    for (key, offset, len, time) in entries {
+    // Sorted by key (then place), so that a lookup can search the index where it lies.
+    let mut sorted: Vec<&Indexed> = entries.iter().collect();
+    sorted.sort_unstable_by(|a, b| key_order(&a.0, &b.0).then(a.1.cmp(&b.1)));
+    for (key, offset, len, time) in sorted {
         out.extend_from_slice(&key.0);
         out.extend_from_slice(&offset.to_le_bytes());
         out.extend_from_slice(&len.to_le_bytes());
@@ -142,8 +153,16 @@ fn decode_index(bytes: &[u8], size: u64) -> Option<(u64, IndexEntries<'_>)> {
         return None;
     }
     let entries = IndexEntries { list, covered };
-    // All of it holds, or none of it is used.
-    let whole = entries.iter().all(|e| e.is_some());
+    // All of it holds, in order, or none of it is used.
+    let mut last: Option<(Key, u64)> = None;
+    let whole = entries.iter().all(|e| {
+        let Some((key, offset, _, _)) = e else {
+            return false;
+        };
+        let ordered = last.is_none_or(|(k, o)| key_order(&k, &key).then(o.cmp(&offset)).is_lt());
+        last = Some((key, offset));
+        ordered
+    });
     whole.then_some((covered, entries))
 }
 
@@ -157,15 +176,86 @@ struct IndexEntries<'a> {
 impl IndexEntries<'_> {
     /// Each entry, `None` for one that points past what the index covers.
     fn iter(&self) -> impl Iterator<Item = Option<Indexed>> + '_ {
-        self.list.chunks_exact(INDEX_ENTRY).map(|e| {
-            let key = Key(e.get(..32)?.try_into().ok()?);
-            let offset = u64::from_le_bytes(e.get(32..40)?.try_into().ok()?);
-            let len = u32::from_le_bytes(e.get(40..44)?.try_into().ok()?);
-            let time = u64::from_le_bytes(e.get(44..52)?.try_into().ok()?);
-            let end = offset.checked_add(HEADER_LEN as u64 + u64::from(len))?;
-            (end <= self.covered).then_some((key, offset, len, time))
-        })
+        self.list
+            .chunks_exact(INDEX_ENTRY)
+            .map(|e| index_entry(e, self.covered))
     }
+}
+
+/// Keys in byte order, most told apart by their first 8 bytes (a number compare, not a
+/// 32-byte one: sorting and checking an index of 10,000 keys took 30M instructions).
+fn key_order(a: &Key, b: &Key) -> std::cmp::Ordering {
+    let head = |k: &Key| k.0.first_chunk::<8>().map(|h| u64::from_be_bytes(*h));
+    head(a).cmp(&head(b)).then_with(|| a.0.cmp(&b.0))
+}
+
+/// An index entry's fields, `None` if it points past `covered`.
+fn index_entry(e: &[u8], covered: u64) -> Option<Indexed> {
+    let key = Key(e.get(..32)?.try_into().ok()?);
+    let offset = u64::from_le_bytes(e.get(32..40)?.try_into().ok()?);
+    let len = u32::from_le_bytes(e.get(40..44)?.try_into().ok()?);
+    let time = u64::from_le_bytes(e.get(44..52)?.try_into().ok()?);
+    let end = offset.checked_add(HEADER_LEN as u64 + u64::from(len))?;
+    (end <= covered).then_some((key, offset, len, time))
+}
+
+/// A segment's index read but not yet put in the key map: a build that looks up a few
+/// keys searches it where it lies (it is sorted) instead of indexing every entry of
+/// every segment; past [`SEARCHED_LOOKUPS`] lookups, it goes into the map.
+struct Unmapped {
+    seg: u32,
+    /// The whole index file; its entries are `bytes[20..20 + count * INDEX_ENTRY]`.
+    bytes: crate::fsutil::Bytes,
+    count: usize,
+    covered: u64,
+}
+
+impl Unmapped {
+    fn entries(&self) -> IndexEntries<'_> {
+        IndexEntries {
+            list: self
+                .bytes
+                .get(20..20 + self.count * INDEX_ENTRY)
+                .unwrap_or_default(),
+            covered: self.covered,
+        }
+    }
+
+    /// The newest entry for `key` in this index.
+    fn find(&self, key: &Key) -> Option<Loc> {
+        let entries = self.entries();
+        let list = entries.list;
+        let at = |i: usize| list.get(i * INDEX_ENTRY..(i + 1) * INDEX_ENTRY);
+        let first = partition_point(self.count, |i| {
+            at(i)
+                .and_then(|e| e.first_chunk::<32>())
+                .is_some_and(|k| key_order(&Key(*k), key).is_lt())
+        });
+        (first..self.count)
+            .map_while(|i| at(i).and_then(|e| index_entry(e, self.covered)))
+            .take_while(|(k, ..)| k == key)
+            .map(|(_, offset, len, time)| Loc {
+                seg: self.seg,
+                len,
+                offset,
+                time,
+            })
+            .max_by_key(Loc::rank)
+    }
+}
+
+/// The first of `0..n` for which `before` is false (`before` holds for a prefix).
+fn partition_point(n: usize, before: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if before(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
 }
 
 /// What a record holds.
@@ -537,13 +627,21 @@ pub fn headers(root: &Path) -> Vec<Header> {
 }
 
 /// Where a record is.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct Loc {
     seg: u32,
     /// Payload bytes.
     len: u32,
     offset: u64,
     time: u64,
+}
+
+impl Loc {
+    /// Of two entries for one key, the newer wins; at the same time, the later record
+    /// (by segment, then place): any order of indexing then gives the same one.
+    fn rank(&self) -> (u64, u32, u64) {
+        (self.time, self.seg, self.offset)
+    }
 }
 
 struct Segment {
@@ -568,6 +666,10 @@ struct State {
     last_refresh: Option<Instant>,
     segments: Vec<Segment>,
     index: KeyMap<Loc>,
+    /// Segment indexes read but not put in `index` yet.
+    unmapped: Vec<Unmapped>,
+    /// Lookups that searched `unmapped`.
+    searched: u32,
     own: Option<Own>,
     /// Writing failed once: this process stores nothing more.
     broken: bool,
@@ -592,12 +694,39 @@ impl State {
         // One probe of the map per record: the first lookup indexes every record.
         match self.index.entry(key) {
             std::collections::hash_map::Entry::Occupied(mut old) => {
-                if old.get().time <= time {
+                if old.get().rank() <= loc.rank() {
                     old.insert(loc);
                 }
             }
             std::collections::hash_map::Entry::Vacant(slot) => {
                 slot.insert(loc);
+            }
+        }
+    }
+
+    /// The newest entry for `key` that this process knows of.
+    fn find(&mut self, key: &Key) -> Option<Loc> {
+        if !self.unmapped.is_empty() {
+            self.searched += 1;
+            if self.searched > SEARCHED_LOOKUPS {
+                self.map_all();
+            }
+        }
+        let mapped = self.index.get(key).copied();
+        self.unmapped
+            .iter()
+            .filter_map(|u| u.find(key))
+            .chain(mapped)
+            .max_by_key(Loc::rank)
+    }
+
+    /// Put every unmapped index's entries in the map (grown once for all of them).
+    fn map_all(&mut self) {
+        let unmapped = std::mem::take(&mut self.unmapped);
+        self.index.reserve(unmapped.iter().map(|u| u.count).sum());
+        for u in &unmapped {
+            for (key, offset, len, time) in u.entries().iter().flatten() {
+                self.insert_entry(u.seg, key, offset, len, time);
             }
         }
     }
@@ -609,10 +738,6 @@ impl State {
         let Ok(paths) = segment_paths(root) else {
             return;
         };
-        // The new segments and their indexes, all read before any is indexed: the map
-        // then grows once (grown segment by segment, it moved every entry each time
-        // its size doubled: at 14 segments of 10,000 keys, 5% of a build's time).
-        let mut found = Vec::new();
         for path in paths {
             if self.segments.iter().any(|s| s.path == path) {
                 continue;
@@ -620,27 +745,25 @@ impl State {
             let Ok(file) = File::open(&path) else {
                 continue;
             };
+            let seg = self.segments.len() as u32;
             let size = file.metadata().map(|m| m.len()).unwrap_or(0);
             let index = crate::fsutil::read_bytes(&super::layout::pack_index_path(root, &path));
-            found.push((path, file, size, index));
-        }
-        // About as many entries as the indexes have room for (checked when decoded).
-        let adding: usize = found
-            .iter()
-            .filter_map(|(_, _, _, index)| index.as_deref().ok())
-            .map(|b| b.len() / INDEX_ENTRY)
-            .sum();
-        self.index.reserve(adding);
-        for (path, file, size, index) in found {
-            let seg = self.segments.len() as u32;
-            let scanned_to = match index.as_deref().ok().and_then(|b| decode_index(b, size)) {
-                Some((covered, entries)) => {
-                    for (key, offset, len, time) in entries.iter().flatten() {
-                        self.insert_entry(seg, key, offset, len, time);
-                    }
+            let decoded = index
+                .as_deref()
+                .ok()
+                .and_then(|b| decode_index(b, size))
+                .map(|(covered, entries)| (covered, entries.list.len() / INDEX_ENTRY));
+            let scanned_to = match (decoded, index) {
+                (Some((covered, count)), Ok(bytes)) => {
+                    self.unmapped.push(Unmapped {
+                        seg,
+                        bytes,
+                        count,
+                        covered,
+                    });
                     covered
                 }
-                None => 0,
+                _ => 0,
             };
             self.segments.push(Segment {
                 path,
@@ -871,10 +994,10 @@ impl Packs {
                 st.refresh(&self.root);
                 st.merge(&self.root);
             }
-            let mut loc = st.index.get(key).copied();
+            let mut loc = st.find(key);
             if loc.is_none() && st.last_refresh.is_none_or(|t| t.elapsed() >= REFRESH_EVERY) {
                 st.refresh(&self.root);
-                loc = st.index.get(key).copied();
+                loc = st.find(key);
             }
             loc.and_then(|l| st.segments.get(l.seg as usize).map(|s| (s.file.clone(), l)))
         };
@@ -1012,6 +1135,70 @@ mod tests {
             Packs::new(dir.path()).get(&key(8)),
             Got::Found { .. }
         ));
+    }
+
+    #[test]
+    fn a_few_lookups_search_the_indexes_where_they_lie_and_more_map_them_with_the_same_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        big_segment(dir.path());
+        // A second segment with newer entries for the even keys.
+        let newer: Vec<Vec<u8>> = (0..200u8)
+            .filter(|i| i % 2 == 0)
+            .map(|i| encode(Kind::Entry, 2, &key(i), &[i ^ 0xff; 800]).unwrap())
+            .collect();
+        segment(dir.path(), &newer);
+        // The first full read writes both indexes.
+        let _ = Packs::new(dir.path()).get(&key(0));
+        let paths = segment_paths(dir.path()).unwrap();
+        assert_eq!(paths.len(), 2);
+        assert!(paths
+            .iter()
+            .all(|p| crate::cache::layout::pack_index_path(dir.path(), p).exists()));
+        let packs = Packs::new(dir.path());
+        let expect = |i: u8| match i % 2 {
+            0 => vec![i ^ 0xff; 800],
+            _ => vec![i; 400],
+        };
+        for i in 0..200u8 {
+            assert!(
+                matches!(packs.get(&key(i)), Got::Found { payload, .. } if payload == expect(i)),
+                "key {i}"
+            );
+            let unmapped = packs.state.lock().unwrap().unmapped.len();
+            assert_eq!(unmapped, if i < 64 { 2 } else { 0 }, "after lookup {i}");
+        }
+        assert!(matches!(packs.get(&key(250)), Got::Missing));
+    }
+
+    #[test]
+    fn an_index_out_of_order_or_of_the_old_format_is_not_used() {
+        let entries: Vec<Indexed> = (0..5u8)
+            .map(|i| (key(i), 100 * u64::from(i), 10, 1))
+            .collect();
+        let good = encode_index(1000, &entries);
+        assert!(decode_index(&good, 1000).is_some());
+        let reindexed = |mut body: Vec<u8>| {
+            body.truncate(body.len() - INDEX_SUM);
+            let sum = blake3::hash(&body);
+            body.extend_from_slice(&sum.as_bytes()[..INDEX_SUM]);
+            body
+        };
+        let mut swapped = good.clone();
+        let (a, b) = (20, 20 + INDEX_ENTRY);
+        let first: Vec<u8> = swapped[a..b].to_vec();
+        swapped.copy_within(b..b + INDEX_ENTRY, a);
+        swapped[b..b + INDEX_ENTRY].copy_from_slice(&first);
+        assert!(
+            decode_index(&reindexed(swapped), 1000).is_none(),
+            "out of order"
+        );
+        let mut old = good.clone();
+        old[..8].copy_from_slice(b"PFIDX1\n\0");
+        assert!(decode_index(&reindexed(old), 1000).is_none(), "old format");
+        // Written from entries in any order, an index is sorted.
+        let mut backwards = entries.clone();
+        backwards.reverse();
+        assert_eq!(encode_index(1000, &backwards), good);
     }
 
     #[test]
