@@ -45,7 +45,7 @@
 //! kill) gets it from the first process that reads all of it. An index is only a map:
 //! every record it points to is read and checked as always, one that does not read back
 //! is a miss, and a damaged or foreign index is ignored (the segment is scanned). Its
-//! entries are sorted by key, so the first [`SEARCHED_LOOKUPS`] lookups of a process
+//! entries are sorted by key, so the first 64 lookups of a process
 //! search each index where it lies; only a build that looks up more puts them all in
 //! its key map. An edit of a few nodes, or a small workflow in a cache shared with big
 //! ones, then does not index every key of every segment for a few lookups.
