@@ -287,6 +287,28 @@ fn put_node(out: &mut Vec<u8>, n: &NodeEntry<'_>) {
     }
 }
 
+/// Read past one encoded node, without decoding it.
+fn skip_node(r: &mut Reader<'_>) -> Option<()> {
+    r.sized()?;
+    r.sized()?;
+    match r.take(1)?.first()? {
+        0 => r.take(32 + 32 + 8).map(drop),
+        1 => r.sized().map(drop),
+        _ => None,
+    }
+}
+
+/// How many whole encoded nodes `bytes` holds, `None` unless it is nothing else.
+fn count_nodes(bytes: &[u8]) -> Option<u32> {
+    let mut r = Reader::new(bytes, 0);
+    let mut n = 0;
+    while r.remaining() > 0 {
+        skip_node(&mut r)?;
+        n += 1;
+    }
+    Some(n)
+}
+
 /// A node as a record encodes it (for [`NoopRecord::save_with`]).
 pub fn encode_node(n: &NodeEntry<'_>) -> Vec<u8> {
     let mut out = Vec::with_capacity(80 + n.id.len() + n.node_type.len());
@@ -361,17 +383,10 @@ impl NoopRecord {
     /// found without decoding the nodes (to copy runs of them into another record,
     /// [`NoopRecord::save_with`]).
     pub fn node_spans(&self) -> impl Iterator<Item = Option<std::ops::Range<usize>>> + '_ {
-        let encoded = self.encoded();
-        let mut r = Reader::new(encoded, 0);
+        let mut r = Reader::new(self.encoded(), 0);
         (0..self.node_count).map(move |_| {
             let from = r.offset();
-            r.sized()?;
-            r.sized()?;
-            match r.take(1)?.first()? {
-                0 => r.take(32 + 32 + 8).map(drop)?,
-                1 => r.sized().map(drop)?,
-                _ => return None,
-            }
+            skip_node(&mut r)?;
             Some(from..r.offset())
         })
     }
@@ -575,6 +590,11 @@ impl NoopRecord {
         node_count: u32,
         nodes: &[&[u8]],
     ) -> std::io::Result<()> {
+        debug_assert_eq!(
+            nodes.iter().map(|p| count_nodes(p)).sum::<Option<u32>>(),
+            Some(node_count),
+            "the pieces hold whole nodes, as many as said"
+        );
         crate::fsutil::replace_record(&path_for(root, name), |w| {
             self.encode_into(w, node_count, nodes)
         })
@@ -842,6 +862,12 @@ mod tests {
             &fresh[..],
             &e[spans[2].start..spans[3].end],
         ];
+        assert_eq!(count_nodes(&pieces.concat()), Some(4));
+        assert_eq!(
+            count_nodes(&e[..spans[1].end - 1]),
+            None,
+            "a node cut short"
+        );
         let mut bare = rec.clone();
         bare.drop_nodes();
         let dir = tempfile::tempdir().unwrap();

@@ -668,7 +668,7 @@ struct State {
     index: KeyMap<Loc>,
     /// Segment indexes read but not put in `index` yet.
     unmapped: Vec<Unmapped>,
-    /// Lookups that searched `unmapped`.
+    /// Lookups so far (each searched `unmapped` while it held any).
     searched: u32,
     own: Option<Own>,
     /// Writing failed once: this process stores nothing more.
@@ -706,11 +706,8 @@ impl State {
 
     /// The newest entry for `key` that this process knows of.
     fn find(&mut self, key: &Key) -> Option<Loc> {
-        if !self.unmapped.is_empty() {
-            self.searched += 1;
-            if self.searched > SEARCHED_LOOKUPS {
-                self.map_all();
-            }
+        if self.searched > SEARCHED_LOOKUPS && !self.unmapped.is_empty() {
+            self.map_all();
         }
         let mapped = self.index.get(key).copied();
         self.unmapped
@@ -994,6 +991,7 @@ impl Packs {
                 st.refresh(&self.root);
                 st.merge(&self.root);
             }
+            st.searched = st.searched.saturating_add(1);
             let mut loc = st.find(key);
             if loc.is_none() && st.last_refresh.is_none_or(|t| t.elapsed() >= REFRESH_EVERY) {
                 st.refresh(&self.root);
@@ -1168,6 +1166,53 @@ mod tests {
             assert_eq!(unmapped, if i < 64 { 2 } else { 0 }, "after lookup {i}");
         }
         assert!(matches!(packs.get(&key(250)), Got::Missing));
+    }
+
+    #[test]
+    fn searched_and_mapped_indexes_agree_with_this_processs_own_entries_and_later_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        big_segment(dir.path()); // keys 0..200 at time 1
+        let _ = Packs::new(dir.path()).get(&key(0)); // writes its index
+        let packs = Packs::new(dir.path());
+        let payload_of = |k: u8| match packs.get(&key(k)) {
+            Got::Found { payload, .. } => Some(payload),
+            _ => None,
+        };
+        assert_eq!(payload_of(250), None, "a miss while the index is searched");
+        packs
+            .append(Kind::Entry, &key(1), 5, b"own, newer")
+            .unwrap();
+        packs
+            .append(Kind::Entry, &key(2), 0, b"own, older")
+            .unwrap();
+        let answers = |payload_of: &dyn Fn(u8) -> Option<Vec<u8>>| {
+            (payload_of(1), payload_of(2), payload_of(3))
+        };
+        let expected = (
+            Some(b"own, newer".to_vec()),
+            Some(vec![2; 400]),
+            Some(vec![3; 400]),
+        );
+        assert_eq!(answers(&payload_of), expected, "searched");
+        assert_eq!(packs.state.lock().unwrap().unmapped.len(), 1);
+        for _ in 0..SEARCHED_LOOKUPS {
+            let _ = payload_of(4);
+        }
+        assert_eq!(packs.state.lock().unwrap().unmapped.len(), 0);
+        assert_eq!(answers(&payload_of), expected, "mapped");
+        // A segment another build finished since, with its index: found on a refresh.
+        let later: Vec<Vec<u8>> = (0..100u8)
+            .map(|i| encode(Kind::Entry, 7, &key(i.wrapping_add(150)), &[i; 800]).unwrap())
+            .collect();
+        segment(dir.path(), &later);
+        let _ = Packs::new(dir.path()).get(&key(0));
+        packs.state.lock().unwrap().last_refresh = None;
+        assert_eq!(payload_of(249), Some(vec![99; 800]));
+        assert_eq!(
+            payload_of(150),
+            Some(vec![0; 800]),
+            "newer than the first segment's"
+        );
     }
 
     #[test]

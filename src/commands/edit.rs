@@ -248,6 +248,13 @@ fn try_serve(
         }
         edited.insert(c, value);
     }
+    // The other members, as the edit left them (it did not reach them).
+    let others = layout.without_nodes(&text).ok_or("a damaged record")?;
+    let Value::Object(mut doc) =
+        crate::source::parse_json_text(&others).map_err(|_| "the other members do not parse")?
+    else {
+        return Err("not a JSON object".into());
+    };
     // Where each node's entry is in the record, found without decoding them all.
     let spans: Vec<std::ops::Range<usize>> = rec
         .node_spans()
@@ -263,6 +270,11 @@ fn try_serve(
     // The nodes the edited ones name, found by id (ids are unique): among the nodes
     // they read before the edit, as most edits keep those, else in a pass over all.
     let mut named: std::collections::HashSet<String> = edited.values().flat_map(roots).collect();
+    // An input is no node (the recorded workflow validated, and neither its inputs nor
+    // any node's id changed).
+    if let Some(Value::Object(inputs)) = doc.get("inputs") {
+        named.retain(|name| !inputs.contains_key(name));
+    }
     let mut in_part = reached.clone();
     for &c in &changed {
         for &d in base.deps(c) {
@@ -295,12 +307,6 @@ fn try_serve(
     let entries: Vec<NodeEntry<'_>> = part.iter().map(|&i| entry(i)).collect::<Result<_, _>>()?;
 
     // The part as a workflow of its own: the other members as they are, and its nodes.
-    let others = layout.without_nodes(&text).ok_or("a damaged record")?;
-    let Value::Object(mut doc) =
-        crate::source::parse_json_text(&others).map_err(|_| "the other members do not parse")?
-    else {
-        return Err("not a JSON object".into());
-    };
     let mut nodes = Vec::with_capacity(part.len());
     for &i in &part {
         nodes.push(match edited.remove(&i) {
@@ -446,6 +452,7 @@ fn try_serve(
     super::conclusion::attempt_lines(args, &outcome);
     let next = Next {
         rec: &rec,
+        spans: &spans,
         base,
         layout,
         part: &part,
@@ -466,6 +473,8 @@ fn try_serve(
 /// What the record of the edited workflow is made from.
 struct Next<'a> {
     rec: &'a NoopRecord,
+    /// Where each node's entry is in `rec`.
+    spans: &'a [std::ops::Range<usize>],
     base: EditBase,
     /// Where the nodes are in the edited text.
     layout: crate::node_texts::Layout,
@@ -536,14 +545,13 @@ impl Next<'_> {
         );
         // The new record's nodes: runs of the old one's, and the reached nodes encoded
         // anew between them (written as they are, not copied together first).
-        if outcome.nodes.len() != self.rec.node_count() {
+        if outcome.nodes.len() != self.rec.node_count() || self.spans.len() != outcome.nodes.len() {
             return Err("a damaged record".into());
         }
         let old = self.rec.encoded();
         let mut fresh: Vec<Vec<u8>> = Vec::new();
         let mut plan: Vec<Piece> = Vec::with_capacity(2 * self.part.len() + 1);
-        for (i, (span, r)) in self.rec.node_spans().zip(&outcome.nodes).enumerate() {
-            let span = span.ok_or("a damaged record")?;
+        for (i, (span, r)) in self.spans.iter().cloned().zip(&outcome.nodes).enumerate() {
             if !self.reached[i] {
                 base.push(self.base.deps(i));
                 match plan.last_mut() {
