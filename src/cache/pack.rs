@@ -111,6 +111,8 @@ pub const INDEXED_FROM: u64 = 64 * 1024;
 const INDEX_HEADER: &[u8; 8] = b"PFIDX2\n\0";
 /// Bytes of an index entry: key, offset, payload length, time.
 const INDEX_ENTRY: usize = 32 + 8 + 4 + 8;
+/// Where an index's entries start: after its header, how far it covers and their count.
+const INDEX_LIST_AT: usize = 8 + 8 + 4;
 /// Bytes of an index's trailing BLAKE3 sum.
 const INDEX_SUM: usize = 16;
 
@@ -148,7 +150,7 @@ fn decode_index(bytes: &[u8], size: u64) -> Option<(u64, IndexEntries<'_>)> {
     }
     let covered = u64::from_le_bytes(text.get(8..16)?.try_into().ok()?);
     let count = u32::from_le_bytes(text.get(16..20)?.try_into().ok()?) as usize;
-    let list = text.get(20..)?;
+    let list = text.get(INDEX_LIST_AT..)?;
     if covered > size || list.len() != count.checked_mul(INDEX_ENTRY)? {
         return None;
     }
@@ -204,34 +206,36 @@ fn index_entry(e: &[u8], covered: u64) -> Option<Indexed> {
 /// every segment; past [`SEARCHED_LOOKUPS`] lookups, it goes into the map.
 struct Unmapped {
     seg: u32,
-    /// The whole index file; its entries are `bytes[20..20 + count * INDEX_ENTRY]`.
+    /// The whole index file, as `decode_index` accepted it.
     bytes: crate::fsutil::Bytes,
-    count: usize,
     covered: u64,
 }
 
 impl Unmapped {
     fn entries(&self) -> IndexEntries<'_> {
+        let end = self.bytes.len().saturating_sub(INDEX_SUM);
         IndexEntries {
-            list: self
-                .bytes
-                .get(20..20 + self.count * INDEX_ENTRY)
-                .unwrap_or_default(),
+            list: self.bytes.get(INDEX_LIST_AT..end).unwrap_or_default(),
             covered: self.covered,
         }
     }
 
+    /// How many entries it holds.
+    fn count(&self) -> usize {
+        self.entries().list.len() / INDEX_ENTRY
+    }
+
     /// The newest entry for `key` in this index.
     fn find(&self, key: &Key) -> Option<Loc> {
-        let entries = self.entries();
-        let list = entries.list;
+        let list = self.entries().list;
+        let count = list.len() / INDEX_ENTRY;
         let at = |i: usize| list.get(i * INDEX_ENTRY..(i + 1) * INDEX_ENTRY);
-        let first = partition_point(self.count, |i| {
+        let first = partition_point(count, |i| {
             at(i)
                 .and_then(|e| e.first_chunk::<32>())
                 .is_some_and(|k| key_order(&Key(*k), key).is_lt())
         });
-        (first..self.count)
+        (first..count)
             .map_while(|i| at(i).and_then(|e| index_entry(e, self.covered)))
             .take_while(|(k, ..)| k == key)
             .map(|(_, offset, len, time)| Loc {
@@ -627,7 +631,7 @@ pub fn headers(root: &Path) -> Vec<Header> {
 }
 
 /// Where a record is.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy)]
 struct Loc {
     seg: u32,
     /// Payload bytes.
@@ -691,7 +695,7 @@ impl State {
             offset,
             time,
         };
-        // One probe of the map per record: the first lookup indexes every record.
+        // One probe of the map per record (a scan or `map_all` indexes every one).
         match self.index.entry(key) {
             std::collections::hash_map::Entry::Occupied(mut old) => {
                 if old.get().rank() <= loc.rank() {
@@ -720,7 +724,8 @@ impl State {
     /// Put every unmapped index's entries in the map (grown once for all of them).
     fn map_all(&mut self) {
         let unmapped = std::mem::take(&mut self.unmapped);
-        self.index.reserve(unmapped.iter().map(|u| u.count).sum());
+        self.index
+            .reserve(unmapped.iter().map(Unmapped::count).sum());
         for u in &unmapped {
             for (key, offset, len, time) in u.entries().iter().flatten() {
                 self.insert_entry(u.seg, key, offset, len, time);
@@ -745,17 +750,16 @@ impl State {
             let seg = self.segments.len() as u32;
             let size = file.metadata().map(|m| m.len()).unwrap_or(0);
             let index = crate::fsutil::read_bytes(&super::layout::pack_index_path(root, &path));
-            let decoded = index
+            let covered = index
                 .as_deref()
                 .ok()
                 .and_then(|b| decode_index(b, size))
-                .map(|(covered, entries)| (covered, entries.list.len() / INDEX_ENTRY));
-            let scanned_to = match (decoded, index) {
-                (Some((covered, count)), Ok(bytes)) => {
+                .map(|(covered, _)| covered);
+            let scanned_to = match (covered, index) {
+                (Some(covered), Ok(bytes)) => {
                     self.unmapped.push(Unmapped {
                         seg,
                         bytes,
-                        count,
                         covered,
                     });
                     covered
@@ -979,9 +983,9 @@ impl Packs {
         }
     }
 
-    /// The newest entry record for `key`. The first lookup reads every segment's record
-    /// headers; a miss looks again for records other builds appended since (at most
-    /// every `REFRESH_EVERY`).
+    /// The newest entry record for `key`. The first lookup reads every segment's index
+    /// (or, without one, its record headers); a miss looks again for records other
+    /// builds appended since (at most every `REFRESH_EVERY`).
     pub fn get(&self, key: &Key) -> Got {
         let found = {
             let Ok(mut st) = self.state.lock() else {
