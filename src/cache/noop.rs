@@ -316,11 +316,6 @@ pub fn encode_node(n: &NodeEntry<'_>) -> Vec<u8> {
     out
 }
 
-/// The node encoded in `encoded` (one of [`NoopRecord::node_spans`]).
-pub fn decode_node(encoded: &[u8]) -> Option<NodeEntry<'_>> {
-    get_node(&mut Reader::new(encoded, 0))
-}
-
 fn get_node<'a>(r: &mut Reader<'a>) -> Option<NodeEntry<'a>> {
     Some(NodeEntry {
         id: get_str(r)?,
@@ -389,6 +384,11 @@ impl NoopRecord {
             skip_node(&mut r)?;
             Some(from..r.offset())
         })
+    }
+
+    /// The node whose encoding is at `span` (one of [`NoopRecord::node_spans`]).
+    pub fn node_at(&self, span: std::ops::Range<usize>) -> Option<NodeEntry<'_>> {
+        get_node(&mut Reader::new(self.encoded().get(span)?, 0))
     }
 
     /// The encoded nodes, as [`NoopRecord::save`] writes them.
@@ -842,7 +842,7 @@ mod tests {
         assert_eq!(spans.last().map(|s| s.end), Some(rec.encoded().len()));
         let nodes: Vec<_> = rec.nodes().collect::<Option<_>>().expect("nodes");
         for (span, node) in spans.iter().zip(&nodes) {
-            let back = decode_node(&rec.encoded()[span.clone()]).expect("a span is a node");
+            let back = rec.node_at(span.clone()).expect("a span is a node");
             assert_eq!((back.id, back.node_type), (node.id, node.node_type));
         }
         // Node 1 replaced: nodes 0, then the fresh one, then 2 and 3 as one run.

@@ -263,8 +263,7 @@ fn try_serve(
     let entry = |i: usize| {
         spans
             .get(i)
-            .and_then(|s| rec.encoded().get(s.clone()))
-            .and_then(crate::cache::noop::decode_node)
+            .and_then(|s| rec.node_at(s.clone()))
             .ok_or("a damaged record")
     };
     // The nodes the edited ones name, found by id (ids are unique): among the nodes
@@ -560,10 +559,7 @@ impl Next<'_> {
                 }
                 continue;
             }
-            let entry = old
-                .get(span)
-                .and_then(crate::cache::noop::decode_node)
-                .ok_or("a damaged record")?;
+            let entry = self.rec.node_at(span).ok_or("a damaged record")?;
             let (Some(key), Some(digest)) = (r.key, r.digest) else {
                 return Err(format!("node '{}' has no result", r.id));
             };
