@@ -59,7 +59,7 @@ pub fn run(cli: Cli) -> i32 {
     }
     let result = match cli.command {
         Command::Build(args) if args.watch => watch::run(*args),
-        Command::Build(args) => build::once(&args),
+        Command::Build(args) => build::once(&args, build::Then::Exit),
         Command::Validate {
             workflow,
             output_format,

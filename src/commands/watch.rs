@@ -64,7 +64,7 @@ pub fn run(args: BuildArgs) -> Result {
             s.building = true;
         }
         builds += 1;
-        let result = build::once(&args);
+        let result = build::once(&args, build::Then::Continue);
         lock(&shared).building = false;
         if crate::interrupt::signalled() {
             err_line("watch: interrupted; stopping");
