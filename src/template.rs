@@ -786,80 +786,83 @@ pub fn resolve_reference(r: &Reference, scope: &dyn Scope) -> Result<Value, Unre
     let mut current: Cow<'_, Value> = root;
     let mut prefix = r.root.clone();
     for step in &r.path {
-        let next: Option<Value> = {
-            let container: Cow<'_, Value> = match current.as_ref() {
-                Value::String(s) => match parse_json_container(s) {
-                    Some(v) => Cow::Owned(v),
-                    None => {
-                        let reason = format!(
-                            "'{prefix}' is text, not JSON, so it has no fields (value: {})",
-                            value_preview(&current, 60)
-                        );
-                        return Err(fail(prefix, reason, None));
-                    }
-                },
-                _ => Cow::Borrowed(current.as_ref()),
-            };
-            match step {
-                Step::Key(k) => match container.as_ref() {
-                    Value::Object(map) => match map.get(k) {
-                        Some(v) => Some(v.clone()),
-                        None => {
-                            let reason = format!("'{prefix}' has no field '{k}'");
-                            return Err(fail(prefix, reason, Some(&container)));
-                        }
-                    },
-                    other => {
-                        let reason = format!(
-                            "'{prefix}' is {}, not an object, so it has no field '{k}'",
-                            type_name(other)
-                        );
-                        return Err(fail(prefix, reason, Some(&container)));
-                    }
-                },
-                Step::Index(index) => {
-                    let n = match index {
-                        Index::Literal(n) => *n,
-                        Index::Nested(inner) => match resolve_reference(inner, scope)? {
-                            Value::Number(num) if num.as_u64().is_some() => {
-                                num.as_u64().unwrap_or(0) as usize
-                            }
-                            other => {
-                                let reason = format!(
-                                    "the index {} is {}, not a non-negative integer",
-                                    inner,
-                                    type_name(&other)
-                                );
-                                return Err(fail(prefix, reason, None));
-                            }
-                        },
-                    };
-                    match container.as_ref() {
-                        Value::Array(items) => match items.get(n) {
-                            Some(v) => Some(v.clone()),
-                            None => {
-                                let reason = format!(
-                                    "index {n} is out of range: '{prefix}' has {} item(s)",
-                                    items.len()
-                                );
-                                return Err(fail(prefix, reason, Some(&container)));
-                            }
-                        },
-                        other => {
-                            let reason = format!(
-                                "'{prefix}' is {}, not an array, so it cannot be indexed",
-                                type_name(other)
-                            );
-                            return Err(fail(prefix, reason, Some(&container)));
-                        }
-                    }
+        // Text holding JSON is walked into as the value it holds.
+        if let Value::String(s) = current.as_ref() {
+            match parse_json_container(s) {
+                Some(v) => current = Cow::Owned(v),
+                None => {
+                    let reason = format!(
+                        "'{prefix}' is text, not JSON, so it has no fields (value: {})",
+                        value_preview(&current, 60)
+                    );
+                    return Err(fail(prefix, reason, None));
                 }
             }
+        }
+        let index = match step {
+            Step::Key(_) => None,
+            Step::Index(Index::Literal(n)) => Some(*n),
+            Step::Index(Index::Nested(inner)) => match resolve_reference(inner, scope)? {
+                Value::Number(num) if num.as_u64().is_some() => {
+                    Some(num.as_u64().unwrap_or(0) as usize)
+                }
+                other => {
+                    let reason = format!(
+                        "the index {} is {}, not a non-negative integer",
+                        inner,
+                        type_name(&other)
+                    );
+                    return Err(fail(prefix, reason, None));
+                }
+            },
+        };
+        // Borrowed all the way down where the scope's values are: only the value the
+        // reference names is cloned, not each object on the way to it.
+        current = match current {
+            Cow::Borrowed(container) => match child(container, step, index, &prefix) {
+                Ok(next) => Cow::Borrowed(next),
+                Err(reason) => return Err(fail(prefix, reason, Some(container))),
+            },
+            Cow::Owned(container) => match child(&container, step, index, &prefix) {
+                Ok(next) => Cow::Owned(next.clone()),
+                Err(reason) => return Err(fail(prefix, reason, Some(&container))),
+            },
         };
         push_step(&mut prefix, step);
-        current = Cow::Owned(next.unwrap_or(Value::Null));
     }
     Ok(current.into_owned())
+}
+
+/// The field or item of `container` that `step` names (`index`: the step's index,
+/// resolved), or why there is none.
+fn child<'v>(
+    container: &'v Value,
+    step: &Step,
+    index: Option<usize>,
+    prefix: &str,
+) -> Result<&'v Value, String> {
+    match (step, container) {
+        (Step::Key(k), Value::Object(map)) => map
+            .get(k)
+            .ok_or_else(|| format!("'{prefix}' has no field '{k}'")),
+        (Step::Key(k), other) => Err(format!(
+            "'{prefix}' is {}, not an object, so it has no field '{k}'",
+            type_name(other)
+        )),
+        (Step::Index(_), Value::Array(items)) => {
+            let n = index.unwrap_or(usize::MAX);
+            items.get(n).ok_or_else(|| {
+                format!(
+                    "index {n} is out of range: '{prefix}' has {} item(s)",
+                    items.len()
+                )
+            })
+        }
+        (Step::Index(_), other) => Err(format!(
+            "'{prefix}' is {}, not an array, so it cannot be indexed",
+            type_name(other)
+        )),
+    }
 }
 
 pub fn type_name(v: &Value) -> &'static str {
