@@ -25,6 +25,7 @@ pub mod decide;
 mod keys;
 mod plan;
 mod recorder;
+mod storer;
 mod targets;
 mod written;
 
@@ -51,6 +52,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
+use storer::StoreJob;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -291,6 +293,9 @@ struct Shared<'a> {
     held_back: Mutex<Vec<String>>,
     /// What node runs and batch item workers take turns from.
     budget: budget::Budget,
+    /// Where results that touch no file go to be stored (see `storer.rs`); `None` before
+    /// the storer starts and once it is told to finish: then a node stores its own.
+    storer: Mutex<Option<mpsc::Sender<StoreJob>>>,
     start: Instant,
 }
 
@@ -347,10 +352,37 @@ pub fn execute(
         reporter: std::thread::current(),
     };
 
+    let (store_tx, store_rx) = mpsc::channel::<StoreJob>();
+    *lock(&shared.storer) = Some(store_tx);
+    std::thread::scope(|threads| {
+        let storer = std::thread::Builder::new()
+            .name("pflow-storer".into())
+            .spawn_scoped(threads, || shared.store_queued(store_rx));
+        if storer.is_err() {
+            lock(&shared.storer).take();
+        }
+        run_pool(&pool, &shared, &sched, &rx, covered, events);
+        // Told to finish: it stores what it was handed, then the scope joins it.
+        lock(&shared.storer).take();
+    });
+
+    shared.finish()
+}
+
+/// Start the nodes that wait for nothing, then report what the workers say until every
+/// covered node has finished.
+fn run_pool(
+    pool: &rayon::ThreadPool,
+    shared: &Shared<'_>,
+    sched: &Sched,
+    rx: &mpsc::Receiver<Msg>,
+    covered: usize,
+    events: &mut dyn FnMut(Event<'_>),
+) {
+    let v = shared.v;
     pool.in_place_scope(|scope| {
         for &i in &v.order {
             if shared.deps[i].is_empty() && shared.covers(i) {
-                let (shared, sched) = (&shared, &sched);
                 scope.spawn(move |s| on_ready(s, shared, sched, i));
             }
         }
@@ -364,7 +396,7 @@ pub fn execute(
             loop {
                 match rx.try_recv() {
                     Ok(msg) => {
-                        finished += deliver(msg, &shared, events);
+                        finished += deliver(msg, shared, events);
                         any = true;
                     }
                     Err(mpsc::TryRecvError::Empty) => break,
@@ -383,8 +415,6 @@ pub fn execute(
             std::thread::park_timeout(REPORT_TICK);
         }
     });
-
-    shared.finish()
 }
 
 impl<'a> Shared<'a> {
@@ -444,6 +474,7 @@ impl<'a> Shared<'a> {
             item_spans: Mutex::new(HashMap::new()),
             held_back: Mutex::new(Vec::new()),
             budget: budget::Budget::new(opts.jobs_given.then_some(opts.jobs)),
+            storer: Mutex::new(None),
             start: Instant::now(),
         }
     }
@@ -998,6 +1029,50 @@ impl<'a> Shared<'a> {
         }
     }
 
+    /// Store node `i`'s result, and record it so that the next build's fast path covers
+    /// what just ran too.
+    fn store_and_record(
+        &self,
+        i: usize,
+        key: &Key,
+        values: &Value,
+        digest: &blake3::Hash,
+        files: &Effects,
+        took: Duration,
+    ) {
+        let stored = self.store(i, key, values, digest, files, took);
+        if let Some(entry) = &stored {
+            if self.policy(i) != CachePolicy::Never {
+                self.recorder
+                    .entry(&self.v.workflow.nodes[i].id, key, entry);
+            }
+        }
+    }
+
+    /// Hand a result that touches no file to the storer; given back when there is none.
+    fn queue_store(&self, job: StoreJob) -> Result<(), StoreJob> {
+        match lock(&self.storer).as_ref() {
+            Some(tx) => tx.send(job).map_err(|e| e.0),
+            None => Err(job),
+        }
+    }
+
+    /// The storer thread: store each result handed to it, until told to finish.
+    fn store_queued(&self, jobs: mpsc::Receiver<StoreJob>) {
+        for job in jobs {
+            let stored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let none = Effects::default();
+                self.store_and_record(job.i, &job.key, &job.values, &job.digest, &none, job.took);
+            }));
+            if stored.is_err() {
+                let id = self.v.graph.id(job.i);
+                lock(&self.warnings).push(format!(
+                    "could not cache the result of {id}: an internal error"
+                ));
+            }
+        }
+    }
+
     /// Process node `i` on a worker thread: key, hit or run, record.
     fn process(&self, i: usize) {
         let start_us = self.elapsed_us();
@@ -1180,19 +1255,21 @@ impl<'a> Shared<'a> {
                 path.display()
             ));
         } else {
-            let stored = self.store(
+            let took = report_duration(report, self);
+            let files = &result.files;
+            let touches_nothing = files.written.is_empty()
+                && files.removed.is_empty()
+                && !self.v.nodes[i].spec.announces_effects;
+            let job = StoreJob {
                 i,
-                &key,
-                &values,
-                &digest,
-                &result.files,
-                report_duration(report, self),
-            );
-            // Record it, so the next build's fast path covers what just ran too.
-            if let Some(entry) = &stored {
-                if self.policy(i) != CachePolicy::Never {
-                    self.recorder.entry(&node.id, &key, entry);
-                }
+                key,
+                values: values.clone(),
+                digest,
+                took,
+            };
+            let queued = touches_nothing && self.queue_store(job).is_ok();
+            if !queued {
+                self.store_and_record(i, &key, &values, &digest, files, took);
             }
             self.session.remember(key, digest, values.clone());
         }

@@ -492,3 +492,31 @@ fn records_of_nodes_no_longer_in_the_workflow_are_dropped_once_they_pile_up() {
     let again = ws.build(&[]);
     assert_eq!(again.with_status("cached").len(), 50, "{again}");
 }
+
+#[test]
+fn every_result_is_in_the_cache_when_the_build_ends_also_those_stored_off_the_nodes_path() {
+    // A chain of results that touch no file (handed to the storer thread) and a shell
+    // step that writes one (stored by its own worker), then a step that reads it.
+    let mut nodes: Vec<Value> = (0..300)
+        .map(|i| match i {
+            0 => json!({"id": "n0", "type": "echo", "params": {"message": "start"}}),
+            _ => json!({"id": format!("n{i}"), "type": "echo",
+                        "params": {"message": format!("${{n{}.echo}}+", i - 1)}}),
+        })
+        .collect();
+    nodes.push(
+        json!({"id": "write", "type": "shell", "writes": ["out.txt"],
+        "params": {"command": counted("write", "cat > out.txt"), "stdin": "${n299.echo}"}}),
+    );
+    nodes.push(json!({"id": "last", "type": "shell",
+        "params": {"command": counted("last", "wc -c < out.txt"), "stdin": "${write.stdout}"}}));
+    let ws = Workspace::new().workflow(json!({ "nodes": nodes }));
+    ws.build(&[]).assert_ok();
+    // Without the last build's record, every hit must come from the cache's entries.
+    std::fs::remove_dir_all(ws.cache_dir().join("state")).unwrap();
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(r.with_status("ran"), Vec::<String>::new(), "{r}");
+    assert_eq!(r.with_status("cached").len(), 302, "{r}");
+    assert_eq!((ws.count("write"), ws.count("last")), (1, 1));
+}
