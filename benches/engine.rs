@@ -52,6 +52,7 @@ fn options(name: &str) -> Options {
         write_roots: Default::default(),
         redactor: Default::default(),
         live: Default::default(),
+        explain_live: false,
         known: Vec::new(),
     }
 }

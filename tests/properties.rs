@@ -577,6 +577,7 @@ impl KeyLab {
             write_roots: pflow::workspace::WriteRoots::new(&[self.dir.path().to_path_buf()]),
             redactor: Default::default(),
             live: Default::default(),
+            explain_live: false,
             known: Vec::new(),
         };
         let outcome = execute(&v, inputs, &cache, &opts, &Session::default(), &mut |_| {});

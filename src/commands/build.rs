@@ -280,6 +280,7 @@ pub fn once(args: &BuildArgs, then: Then) -> Result {
         write_roots: crate::workspace::WriteRoots::new(&args.allow_write),
         redactor: crate::secrets::Redactor::new(secret_values(&validated, &inputs)),
         live: executor::LiveOutput::default(),
+        explain_live: args.explain,
         known: Vec::new(),
     };
     let cache = Layered::new(

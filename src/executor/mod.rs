@@ -23,9 +23,9 @@ mod batch;
 mod budget;
 pub mod decide;
 mod keys;
+mod offload;
 mod plan;
 mod recorder;
-mod storer;
 mod targets;
 mod written;
 
@@ -45,6 +45,7 @@ use crate::template::{ParamTemplate, Part, Scope, Template, Unresolved};
 use crate::validate::{CompiledNode, Validated};
 use crate::workflow::{BatchConfig, CachePolicy, ErrorHandling, TemplateMode};
 use decide::{decide, Ask, Decision, Forced, Mode, Sources};
+use offload::Offload;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -52,7 +53,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
-use storer::StoreJob;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -77,6 +77,9 @@ pub struct Options {
     pub redactor: crate::secrets::Redactor,
     /// `-v`: where commands' output goes as it arrives, besides being collected.
     pub live: LiveOutput,
+    /// `--explain`: each node's reason is shown as it finishes, so a miss is explained
+    /// at once; otherwise by the offload thread (`offload.rs`), for the report.
+    pub explain_live: bool,
     /// Results known before the build, by node position (the edit path of `pflow
     /// build`, for the nodes an edit does not reach); empty in every other build.
     pub known: Vec<Option<Known>>,
@@ -264,6 +267,9 @@ struct SlotState {
     key: Option<Key>,
     /// The key's explain record (`--explain`; saved only if something changed).
     explained: Option<Vec<u8>>,
+    /// Why the node missed, told by the offload thread: it replaces the report's reason
+    /// when the build ends.
+    late_reason: Option<String>,
     report: Option<NodeReport>,
 }
 
@@ -293,9 +299,9 @@ struct Shared<'a> {
     held_back: Mutex<Vec<String>>,
     /// What node runs and batch item workers take turns from.
     budget: budget::Budget,
-    /// Where results that touch no file go to be stored (see `storer.rs`); `None` before
-    /// the storer starts and once it is told to finish: then a node stores its own.
-    storer: Mutex<Option<mpsc::Sender<StoreJob>>>,
+    /// Where nodes hand work off (see `offload.rs`); `None` before the offload thread
+    /// starts and once it is told to finish: then a node does its own.
+    offload: Mutex<Option<mpsc::Sender<Offload>>>,
     start: Instant,
 }
 
@@ -352,18 +358,18 @@ pub fn execute(
         reporter: std::thread::current(),
     };
 
-    let (store_tx, store_rx) = mpsc::channel::<StoreJob>();
-    *lock(&shared.storer) = Some(store_tx);
+    let (work_tx, work_rx) = mpsc::channel::<Offload>();
+    *lock(&shared.offload) = Some(work_tx);
     std::thread::scope(|threads| {
-        let storer = std::thread::Builder::new()
-            .name("pflow-storer".into())
-            .spawn_scoped(threads, || shared.store_queued(store_rx));
-        if storer.is_err() {
-            lock(&shared.storer).take();
+        let offload = std::thread::Builder::new()
+            .name("pflow-offload".into())
+            .spawn_scoped(threads, || shared.do_offloaded(work_rx));
+        if offload.is_err() {
+            lock(&shared.offload).take();
         }
         run_pool(&pool, &shared, &sched, &rx, covered, events);
-        // Told to finish: it stores what it was handed, then the scope joins it.
-        lock(&shared.storer).take();
+        // Told to finish: it does what it was handed, then the scope joins it.
+        lock(&shared.offload).take();
     });
 
     shared.finish()
@@ -474,7 +480,7 @@ impl<'a> Shared<'a> {
             item_spans: Mutex::new(HashMap::new()),
             held_back: Mutex::new(Vec::new()),
             budget: budget::Budget::new(opts.jobs_given.then_some(opts.jobs)),
-            storer: Mutex::new(None),
+            offload: Mutex::new(None),
             start: Instant::now(),
         }
     }
@@ -1049,25 +1055,41 @@ impl<'a> Shared<'a> {
         }
     }
 
-    /// Hand a result that touches no file to the storer; given back when there is none.
-    fn queue_store(&self, job: StoreJob) -> Result<(), StoreJob> {
-        match lock(&self.storer).as_ref() {
-            Some(tx) => tx.send(job).map_err(|e| e.0),
-            None => Err(job),
+    /// Hand work to the offload thread; given back when there is none.
+    fn hand_off(&self, work: Offload) -> Result<(), Offload> {
+        match lock(&self.offload).as_ref() {
+            Some(tx) => tx.send(work).map_err(|e| e.0),
+            None => Err(work),
         }
     }
 
-    /// The storer thread: store each result handed to it, until told to finish.
-    fn store_queued(&self, jobs: mpsc::Receiver<StoreJob>) {
-        for job in jobs {
-            let stored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let none = Effects::default();
-                self.store_and_record(job.i, &job.key, &job.values, &job.digest, &none, job.took);
+    /// The offload thread: do each piece of work handed to it, until told to finish.
+    fn do_offloaded(&self, work: mpsc::Receiver<Offload>) {
+        for job in work {
+            let i = match &job {
+                Offload::Store { i, .. } | Offload::Explain { i, .. } => *i,
+            };
+            let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match job {
+                Offload::Store {
+                    i,
+                    key,
+                    values,
+                    digest,
+                    took,
+                } => {
+                    let none = Effects::default();
+                    self.store_and_record(i, &key, &values, &digest, &none, took);
+                }
+                Offload::Explain { i, key, now } => {
+                    let now = decode_explain(&now).unwrap_or_default();
+                    let why = self.explain_miss(self.v.graph.id(i), &key, &now);
+                    lock(&self.slots[i]).late_reason = Some(why.to_string());
+                }
             }));
-            if stored.is_err() {
-                let id = self.v.graph.id(job.i);
+            if done.is_err() {
+                let id = self.v.graph.id(i);
                 lock(&self.warnings).push(format!(
-                    "could not cache the result of {id}: an internal error"
+                    "could not cache or explain the result of {id}: an internal error"
                 ));
             }
         }
@@ -1219,11 +1241,25 @@ impl<'a> Shared<'a> {
         };
         self.recorder.changed();
         let short = kb.short();
+        let explained = encode_explain(&short);
         let reason = match reason {
-            decide::RunReason::NoEntry => self.explain_miss(&node.id, &key, &short),
+            decide::RunReason::NoEntry if self.opts.explain_live || node.batch.is_some() => {
+                self.explain_miss(&node.id, &key, &short)
+            }
+            decide::RunReason::NoEntry => {
+                let job = Offload::Explain {
+                    i,
+                    key,
+                    now: explained.clone(),
+                };
+                match self.hand_off(job) {
+                    Ok(()) => decide::RunReason::NoEntry,
+                    Err(_) => self.explain_miss(&node.id, &key, &short),
+                }
+            }
             other => other,
         };
-        lock(&self.slots[i]).explained = Some(encode_explain(&short));
+        lock(&self.slots[i]).explained = Some(explained);
         report.reason = reason.to_string();
         report.status = Status::Ran;
 
@@ -1260,14 +1296,14 @@ impl<'a> Shared<'a> {
             let touches_nothing = files.written.is_empty()
                 && files.removed.is_empty()
                 && !self.v.nodes[i].spec.announces_effects;
-            let job = StoreJob {
+            let job = Offload::Store {
                 i,
                 key,
                 values: values.clone(),
                 digest,
                 took,
             };
-            let queued = touches_nothing && self.queue_store(job).is_ok();
+            let queued = touches_nothing && self.hand_off(job).is_ok();
             if !queued {
                 self.store_and_record(i, &key, &values, &digest, files, took);
             }
@@ -1559,8 +1595,19 @@ impl<'a> Shared<'a> {
         let mut nodes: Vec<NodeReport> = Vec::with_capacity(self.slots.len());
         for (i, slot) in self.slots.iter().enumerate() {
             if self.covers(i) {
-                let taken = lock(slot).report.take();
-                nodes.push(taken.unwrap_or_else(|| self.skip(i, "not reached".into())));
+                let (taken, late) = {
+                    let mut st = lock(slot);
+                    (st.report.take(), st.late_reason.take())
+                };
+                let mut report = taken.unwrap_or_else(|| self.skip(i, "not reached".into()));
+                if let Some(why) = late {
+                    // A failed node's reason is scrubbed, as when it is told at once.
+                    report.reason = match report.status {
+                        Status::Failed => self.opts.redactor.scrub(&why),
+                        _ => why,
+                    };
+                }
+                nodes.push(report);
             }
         }
 
