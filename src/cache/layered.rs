@@ -82,6 +82,14 @@ impl Layered {
         }
     }
 
+    /// Does a stored result go to the remote too (one configured for writing, still in
+    /// use)? Each upload is a few blocking requests.
+    pub fn uploads(&self) -> bool {
+        self.remote
+            .as_ref()
+            .is_some_and(|r| r.writes() && r.active())
+    }
+
     /// Upload a result just stored locally, when the remote is configured for writing.
     /// `outputs` are the values given to [`Cache::store`]; the files' content is read
     /// back from the local cache (verified). Best effort: problems become remote warnings.

@@ -364,15 +364,25 @@ pub fn execute(
         let offload = std::thread::Builder::new()
             .name("pflow-offload".into())
             .spawn_scoped(threads, || shared.do_offloaded(work_rx));
+        // Told to finish when the pool is done, even by a panic (the scope joins it, and
+        // it would wait for more work forever): it does what it was handed first.
+        let _finish = FinishOffload(&shared);
         if offload.is_err() {
             lock(&shared.offload).take();
         }
         run_pool(&pool, &shared, &sched, &rx, covered, events);
-        // Told to finish: it does what it was handed, then the scope joins it.
-        lock(&shared.offload).take();
     });
 
     shared.finish()
+}
+
+/// Closes the offload thread's channel when dropped.
+struct FinishOffload<'s, 'a>(&'s Shared<'a>);
+
+impl Drop for FinishOffload<'_, '_> {
+    fn drop(&mut self) {
+        lock(&self.0.offload).take();
+    }
 }
 
 /// Start the nodes that wait for nothing, then report what the workers say until every
@@ -1293,9 +1303,11 @@ impl<'a> Shared<'a> {
         } else {
             let took = report_duration(report, self);
             let files = &result.files;
+            // Uploads stay with the workers: one thread would send them one at a time.
             let touches_nothing = files.written.is_empty()
                 && files.removed.is_empty()
-                && !self.v.nodes[i].spec.announces_effects;
+                && !self.v.nodes[i].spec.announces_effects
+                && !self.cache.uploads();
             let job = Offload::Store {
                 i,
                 key,
@@ -1600,7 +1612,9 @@ impl<'a> Shared<'a> {
                     (st.report.take(), st.late_reason.take())
                 };
                 let mut report = taken.unwrap_or_else(|| self.skip(i, "not reached".into()));
-                if let Some(why) = late {
+                // Only over the placeholder: an internal failure says so instead.
+                let placeholder = report.reason == decide::RunReason::NoEntry.to_string();
+                if let Some(why) = late.filter(|_| placeholder) {
                     // A failed node's reason is scrubbed, as when it is told at once.
                     report.reason = match report.status {
                         Status::Failed => self.opts.redactor.scrub(&why),

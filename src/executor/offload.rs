@@ -11,9 +11,10 @@
 //!
 //! Not handed off: the result of a node that wrote or took away files (its entry keeps
 //! their digests, taken before anything later can change them) or that announces its
-//! effects (its intent is settled only once the entry is stored), and the reason of a
-//! miss that `--explain` shows as the node finishes, or that a batch's reason is built
-//! on.
+//! effects (its intent is settled only once the entry is stored); any result while a
+//! remote cache takes uploads (each is a few blocking requests, which the workers send
+//! in parallel and one thread would send one at a time); and the reason of a miss that
+//! `--explain` shows as the node finishes, or that a batch's reason is built on.
 
 use crate::key::Key;
 use serde_json::Value;
