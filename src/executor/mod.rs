@@ -1605,6 +1605,7 @@ impl<'a> Shared<'a> {
         // Sized first: grown by doubling, the 2.4 MB of 10,000 reports were copied and
         // faulted in again at each step (about 5% of a cold build of 10,000 nodes).
         let mut nodes: Vec<NodeReport> = Vec::with_capacity(self.slots.len());
+        let placeholder = decide::RunReason::NoEntry.to_string();
         for (i, slot) in self.slots.iter().enumerate() {
             if self.covers(i) {
                 let (taken, late) = {
@@ -1613,8 +1614,7 @@ impl<'a> Shared<'a> {
                 };
                 let mut report = taken.unwrap_or_else(|| self.skip(i, "not reached".into()));
                 // Only over the placeholder: an internal failure says so instead.
-                let placeholder = report.reason == decide::RunReason::NoEntry.to_string();
-                if let Some(why) = late.filter(|_| placeholder) {
+                if let Some(why) = late.filter(|_| report.reason == placeholder) {
                     // A failed node's reason is scrubbed, as when it is told at once.
                     report.reason = match report.status {
                         Status::Failed => self.opts.redactor.scrub(&why),
