@@ -45,7 +45,7 @@ use crate::template::{ParamTemplate, Part, Scope, Template, Unresolved};
 use crate::validate::{CompiledNode, Validated};
 use crate::workflow::{BatchConfig, CachePolicy, ErrorHandling, TemplateMode};
 use decide::{decide, Ask, Decision, Forced, Mode, Sources};
-use offload::Offload;
+use offload::{LateReason, Offload};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -267,9 +267,9 @@ struct SlotState {
     key: Option<Key>,
     /// The key's explain record (`--explain`; saved only if something changed).
     explained: Option<Vec<u8>>,
-    /// Why the node missed, told by the offload thread: it replaces the report's reason
-    /// when the build ends.
-    late_reason: Option<String>,
+    /// Why the node missed, when the offload thread tells it: it replaces the report's
+    /// reason when the build ends.
+    late_reason: LateReason,
     report: Option<NodeReport>,
 }
 
@@ -881,6 +881,7 @@ impl<'a> Shared<'a> {
         let t = self.elapsed_us();
         let mut st = lock(&self.slots[i]);
         st.success = false;
+        st.late_reason = LateReason::None;
         st.report = Some(NodeReport {
             executions: self.session.executions(&node.id),
             key: st.key,
@@ -1045,23 +1046,12 @@ impl<'a> Shared<'a> {
         }
     }
 
-    /// Store node `i`'s result, and record it so that the next build's fast path covers
-    /// what just ran too.
-    fn store_and_record(
-        &self,
-        i: usize,
-        key: &Key,
-        values: &Value,
-        digest: &blake3::Hash,
-        files: &Effects,
-        took: Duration,
-    ) {
-        let stored = self.store(i, key, values, digest, files, took);
-        if let Some(entry) = &stored {
-            if self.policy(i) != CachePolicy::Never {
-                self.recorder
-                    .entry(&self.v.workflow.nodes[i].id, key, entry);
-            }
+    /// Record node `i`'s stored result, so that the next build's fast path covers what
+    /// just ran too.
+    fn record(&self, i: usize, key: &Key, stored: Option<&Entry>) {
+        if let Some(entry) = stored.filter(|_| self.policy(i) != CachePolicy::Never) {
+            self.recorder
+                .entry(&self.v.workflow.nodes[i].id, key, entry);
         }
     }
 
@@ -1087,13 +1077,16 @@ impl<'a> Shared<'a> {
                     digest,
                     took,
                 } => {
-                    let none = Effects::default();
-                    self.store_and_record(i, &key, &values, &digest, &none, took);
+                    let stored = self.store(i, &key, &values, &digest, &Effects::default(), took);
+                    self.record(i, &key, stored.as_ref());
                 }
                 Offload::Explain { i, key, now } => {
                     let now = decode_explain(&now).unwrap_or_default();
                     let why = self.explain_miss(self.v.graph.id(i), &key, &now);
-                    lock(&self.slots[i]).late_reason = Some(why.to_string());
+                    let mut st = lock(&self.slots[i]);
+                    if matches!(st.late_reason, LateReason::Awaited) {
+                        st.late_reason = LateReason::Told(why.to_string());
+                    }
                 }
             }));
             if done.is_err() {
@@ -1257,6 +1250,8 @@ impl<'a> Shared<'a> {
                 self.explain_miss(&node.id, &key, &short)
             }
             decide::RunReason::NoEntry => {
+                // Awaited before the offload thread can tell it.
+                lock(&self.slots[i]).late_reason = LateReason::Awaited;
                 let job = Offload::Explain {
                     i,
                     key,
@@ -1264,7 +1259,10 @@ impl<'a> Shared<'a> {
                 };
                 match self.hand_off(job) {
                     Ok(()) => decide::RunReason::NoEntry,
-                    Err(_) => self.explain_miss(&node.id, &key, &short),
+                    Err(_) => {
+                        lock(&self.slots[i]).late_reason = LateReason::None;
+                        self.explain_miss(&node.id, &key, &short)
+                    }
                 }
             }
             other => other,
@@ -1308,16 +1306,19 @@ impl<'a> Shared<'a> {
                 && files.removed.is_empty()
                 && !self.v.nodes[i].spec.announces_effects
                 && !self.cache.uploads();
-            let job = Offload::Store {
-                i,
-                key,
-                values: values.clone(),
-                digest,
-                took,
-            };
-            let queued = touches_nothing && self.hand_off(job).is_ok();
-            if !queued {
-                self.store_and_record(i, &key, &values, &digest, files, took);
+            let handed_off = touches_nothing
+                && self
+                    .hand_off(Offload::Store {
+                        i,
+                        key,
+                        values: values.clone(),
+                        digest,
+                        took,
+                    })
+                    .is_ok();
+            if !handed_off {
+                let stored = self.store(i, &key, &values, &digest, files, took);
+                self.record(i, &key, stored.as_ref());
             }
             self.session.remember(key, digest, values.clone());
         }
@@ -1605,16 +1606,14 @@ impl<'a> Shared<'a> {
         // Sized first: grown by doubling, the 2.4 MB of 10,000 reports were copied and
         // faulted in again at each step (about 5% of a cold build of 10,000 nodes).
         let mut nodes: Vec<NodeReport> = Vec::with_capacity(self.slots.len());
-        let placeholder = decide::RunReason::NoEntry.to_string();
         for (i, slot) in self.slots.iter().enumerate() {
             if self.covers(i) {
                 let (taken, late) = {
                     let mut st = lock(slot);
-                    (st.report.take(), st.late_reason.take())
+                    (st.report.take(), std::mem::take(&mut st.late_reason))
                 };
                 let mut report = taken.unwrap_or_else(|| self.skip(i, "not reached".into()));
-                // Only over the placeholder: an internal failure says so instead.
-                if let Some(why) = late.filter(|_| report.reason == placeholder) {
+                if let LateReason::Told(why) = late {
                     // A failed node's reason is scrubbed, as when it is told at once.
                     report.reason = match report.status {
                         Status::Failed => self.opts.redactor.scrub(&why),

@@ -35,3 +35,15 @@ pub(super) enum Offload {
     /// `now`: its explain record (`records::encode_explain`).
     Explain { i: usize, key: Key, now: Vec<u8> },
 }
+
+/// A node's reason, when telling it was handed off.
+#[derive(Debug, Default)]
+pub(super) enum LateReason {
+    /// Not handed off (or no longer wanted: the node failed inside pflow, and says so).
+    #[default]
+    None,
+    /// Handed off; the report shows a placeholder until the build ends.
+    Awaited,
+    /// Told by the offload thread: the report's reason when the build ends.
+    Told(String),
+}
