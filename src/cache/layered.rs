@@ -85,9 +85,12 @@ impl Layered {
     /// Does a stored result go to the remote too (one configured for writing, still in
     /// use)? Each upload is a few blocking requests.
     pub fn uploads(&self) -> bool {
-        self.remote
-            .as_ref()
-            .is_some_and(|r| r.writes() && r.active())
+        self.uploading().is_some()
+    }
+
+    /// The remote a stored result goes to, if any.
+    fn uploading(&self) -> Option<&Arc<Remote>> {
+        self.remote.as_ref().filter(|r| r.writes() && r.active())
     }
 
     /// Upload a result just stored locally, when the remote is configured for writing.
@@ -102,7 +105,7 @@ impl Layered {
         outputs: &Value,
         secrets: &crate::secrets::Redactor,
     ) -> Push {
-        let Some(remote) = self.remote.as_ref().filter(|r| r.writes() && r.active()) else {
+        let Some(remote) = self.uploading() else {
             return Push::NotSent;
         };
         let Ok(bytes) = serde_json::to_vec(outputs) else {
