@@ -799,12 +799,12 @@ pub fn resolve_reference(r: &Reference, scope: &dyn Scope) -> Result<Value, Unre
                 }
             }
         }
-        let index = match step {
-            Step::Key(_) => None,
-            Step::Index(Index::Literal(n)) => Some(*n),
+        let at = match step {
+            Step::Key(k) => At::Key(k),
+            Step::Index(Index::Literal(n)) => At::Index(*n),
             Step::Index(Index::Nested(inner)) => match resolve_reference(inner, scope)? {
                 Value::Number(num) if num.as_u64().is_some() => {
-                    Some(num.as_u64().unwrap_or(0) as usize)
+                    At::Index(num.as_u64().unwrap_or(0) as usize)
                 }
                 other => {
                     let reason = format!(
@@ -819,11 +819,11 @@ pub fn resolve_reference(r: &Reference, scope: &dyn Scope) -> Result<Value, Unre
         // Borrowed all the way down where the scope's values are: only the value the
         // reference names is cloned, not each object on the way to it.
         current = match current {
-            Cow::Borrowed(container) => match child(container, step, index, &prefix) {
+            Cow::Borrowed(container) => match child(container, at, &prefix) {
                 Ok(next) => Cow::Borrowed(next),
                 Err(reason) => return Err(fail(prefix, reason, Some(container))),
             },
-            Cow::Owned(container) => match child(&container, step, index, &prefix) {
+            Cow::Owned(container) => match child(&container, at, &prefix) {
                 Ok(next) => Cow::Owned(next.clone()),
                 Err(reason) => return Err(fail(prefix, reason, Some(&container))),
             },
@@ -833,32 +833,30 @@ pub fn resolve_reference(r: &Reference, scope: &dyn Scope) -> Result<Value, Unre
     Ok(current.into_owned())
 }
 
-/// The field or item of `container` that `step` names (`index`: the step's index,
-/// resolved), or why there is none.
-fn child<'v>(
-    container: &'v Value,
-    step: &Step,
-    index: Option<usize>,
-    prefix: &str,
-) -> Result<&'v Value, String> {
-    match (step, container) {
-        (Step::Key(k), Value::Object(map)) => map
+/// A step of a reference with its index resolved.
+#[derive(Clone, Copy)]
+enum At<'s> {
+    Key(&'s str),
+    Index(usize),
+}
+
+/// The field or item of `container` that `at` names, or why there is none.
+fn child<'v>(container: &'v Value, at: At<'_>, prefix: &str) -> Result<&'v Value, String> {
+    match (at, container) {
+        (At::Key(k), Value::Object(map)) => map
             .get(k)
             .ok_or_else(|| format!("'{prefix}' has no field '{k}'")),
-        (Step::Key(k), other) => Err(format!(
+        (At::Key(k), other) => Err(format!(
             "'{prefix}' is {}, not an object, so it has no field '{k}'",
             type_name(other)
         )),
-        (Step::Index(_), Value::Array(items)) => {
-            let n = index.unwrap_or(usize::MAX);
-            items.get(n).ok_or_else(|| {
-                format!(
-                    "index {n} is out of range: '{prefix}' has {} item(s)",
-                    items.len()
-                )
-            })
-        }
-        (Step::Index(_), other) => Err(format!(
+        (At::Index(n), Value::Array(items)) => items.get(n).ok_or_else(|| {
+            format!(
+                "index {n} is out of range: '{prefix}' has {} item(s)",
+                items.len()
+            )
+        }),
+        (At::Index(_), other) => Err(format!(
             "'{prefix}' is {}, not an array, so it cannot be indexed",
             type_name(other)
         )),
