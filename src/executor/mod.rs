@@ -299,9 +299,9 @@ struct Shared<'a> {
     held_back: Mutex<Vec<String>>,
     /// What node runs and batch item workers take turns from.
     budget: budget::Budget,
-    /// Where nodes hand work off (see `offload.rs`); `None` before the offload thread
+    /// Where nodes hand work off (see `offload.rs`); closed before the offload thread
     /// starts and once it is told to finish: then a node does its own.
-    offload: Mutex<Option<mpsc::Sender<Offload>>>,
+    offload: offload::Queue,
     start: Instant,
 }
 
@@ -358,17 +358,16 @@ pub fn execute(
         reporter: std::thread::current(),
     };
 
-    let (work_tx, work_rx) = mpsc::channel::<Offload>();
-    *lock(&shared.offload) = Some(work_tx);
+    shared.offload.open();
     std::thread::scope(|threads| {
         let offload = std::thread::Builder::new()
             .name("pflow-offload".into())
-            .spawn_scoped(threads, || shared.do_offloaded(work_rx));
+            .spawn_scoped(threads, || shared.do_offloaded());
         // Told to finish when the pool is done, even by a panic (the scope joins it, and
         // it would wait for more work forever): it does what it was handed first.
         let _finish = FinishOffload(&shared);
         if offload.is_err() {
-            lock(&shared.offload).take();
+            shared.offload.close();
         }
         run_pool(&pool, &shared, &sched, &rx, covered, events);
     });
@@ -376,12 +375,12 @@ pub fn execute(
     shared.finish()
 }
 
-/// Closes the offload thread's channel when dropped.
+/// Closes the offload thread's queue when dropped.
 struct FinishOffload<'s, 'a>(&'s Shared<'a>);
 
 impl Drop for FinishOffload<'_, '_> {
     fn drop(&mut self) {
-        lock(&self.0.offload).take();
+        self.0.offload.close();
     }
 }
 
@@ -490,7 +489,7 @@ impl<'a> Shared<'a> {
             item_spans: Mutex::new(HashMap::new()),
             held_back: Mutex::new(Vec::new()),
             budget: budget::Budget::new(opts.jobs_given.then_some(opts.jobs)),
-            offload: Mutex::new(None),
+            offload: offload::Queue::default(),
             start: Instant::now(),
         }
     }
@@ -1055,17 +1054,9 @@ impl<'a> Shared<'a> {
         }
     }
 
-    /// Hand work to the offload thread; given back when there is none.
-    fn hand_off(&self, work: Offload) -> Result<(), Offload> {
-        match lock(&self.offload).as_ref() {
-            Some(tx) => tx.send(work).map_err(|e| e.0),
-            None => Err(work),
-        }
-    }
-
     /// The offload thread: do each piece of work handed to it, until told to finish.
-    fn do_offloaded(&self, work: mpsc::Receiver<Offload>) {
-        for job in work {
+    fn do_offloaded(&self) {
+        self.offload.take_all(|job| {
             let i = match &job {
                 Offload::Store { i, .. } | Offload::Explain { i, .. } => *i,
             };
@@ -1095,7 +1086,7 @@ impl<'a> Shared<'a> {
                     "could not cache or explain the result of {id}: an internal error"
                 ));
             }
-        }
+        });
     }
 
     /// Process node `i` on a worker thread: key, hit or run, record.
@@ -1257,7 +1248,7 @@ impl<'a> Shared<'a> {
                     key,
                     now: explained.clone(),
                 };
-                match self.hand_off(job) {
+                match self.offload.hand_off(job) {
                     Ok(()) => decide::RunReason::NoEntry,
                     Err(_) => {
                         lock(&self.slots[i]).late_reason = LateReason::None;
@@ -1308,6 +1299,7 @@ impl<'a> Shared<'a> {
                 && !self.cache.uploads();
             let handed_off = touches_nothing
                 && self
+                    .offload
                     .hand_off(Offload::Store {
                         i,
                         key,
