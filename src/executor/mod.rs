@@ -299,8 +299,8 @@ struct Shared<'a> {
     held_back: Mutex<Vec<String>>,
     /// What node runs and batch item workers take turns from.
     budget: budget::Budget,
-    /// Where nodes hand work off (see `offload.rs`); closed before the offload thread
-    /// starts and once it is told to finish: then a node does its own.
+    /// Where nodes hand work off (see `offload.rs`); closed until just before the
+    /// offload thread starts and once it is told to finish: then a node does its own.
     offload: offload::Queue,
     start: Instant,
 }

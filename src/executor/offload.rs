@@ -65,8 +65,8 @@ pub(super) struct Queue {
 
 #[derive(Default)]
 struct State {
-    /// Work is taken (before the thread starts, and once it is told to finish, a node
-    /// does its own).
+    /// Work is taken (until the queue is opened, just before the thread starts, and
+    /// once it is closed, a node does its own).
     open: bool,
     work: Vec<Offload>,
 }
@@ -115,6 +115,9 @@ impl Queue {
     /// queue is closed and empty.
     pub(super) fn take_all(&self, mut each: impl FnMut(Offload)) {
         let _ = self.taker.set(std::thread::current());
+        // Should `each` ever unwind, what is handed off later goes back to the nodes
+        // rather than to a thread that is gone.
+        let _closed = CloseOnDrop(self);
         let mut tick = TICK;
         loop {
             let (work, open) = {
@@ -132,6 +135,14 @@ impl Queue {
             tick = TICK;
             work.into_iter().for_each(&mut each);
         }
+    }
+}
+
+struct CloseOnDrop<'q>(&'q Queue);
+
+impl Drop for CloseOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.state().open = false;
     }
 }
 
@@ -174,7 +185,7 @@ mod tests {
                 q.take_all(|w| seen.push(index(&w)));
                 seen
             });
-            // More than WAKE_AT, some while the thread sleeps on its tick.
+            // Some while the thread sleeps on its tick.
             for i in 0..(2 * WAKE_AT + 7) {
                 assert!(q.hand_off(work(i)).is_ok());
                 if i % 100 == 0 {
@@ -182,8 +193,33 @@ mod tests {
                 }
             }
             q.close();
-            taker.join().unwrap_or_default()
+            taker.join().expect("the taker returns")
         });
         assert_eq!(done, (0..(2 * WAKE_AT + 7)).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn work_left_when_the_queue_closes_before_the_thread_starts_is_still_done() {
+        let q = Queue::default();
+        q.open();
+        for i in 0..300 {
+            assert!(q.hand_off(work(i)).is_ok());
+        }
+        q.close();
+        let mut seen = Vec::new();
+        q.take_all(|w| seen.push(index(&w)));
+        assert_eq!(seen, (0..300).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn work_goes_back_to_the_nodes_once_the_thread_has_unwound() {
+        let q = Queue::default();
+        q.open();
+        assert!(q.hand_off(work(1)).is_ok());
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            q.take_all(|_| panic!("a bug in the offload thread"))
+        }));
+        assert!(unwound.is_err());
+        assert!(q.hand_off(work(2)).is_err());
     }
 }
