@@ -1262,6 +1262,12 @@ impl<'a> Shared<'a> {
         report.reason = reason.to_string();
         report.status = Status::Ran;
 
+        // Tests only: a bug in pflow while the node runs, after its miss was handed off.
+        if cfg!(debug_assertions)
+            && std::env::var_os("PFLOW_TEST_PANIC_IN_NODE").is_some_and(|id| id == *node.id)
+        {
+            panic!("PFLOW_TEST_PANIC_IN_NODE");
+        }
         let mut result = self.run_body(i, Some(key))?;
         report.usage = result.usage.take().map(Box::new);
         if result.executions == 0 && result.items_cached > 0 {

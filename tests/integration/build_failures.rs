@@ -270,3 +270,40 @@ fn after_a_fail_fast_batch_is_fixed_only_the_items_that_did_not_succeed_run() {
         (1, 2, 1)
     );
 }
+
+/// A bug in pflow while a node runs (the debug build's hook panics there) fails that node
+/// as an internal error, also when the reason of its miss was handed to the offload
+/// thread first: the reason it tells later must not cover the failure.
+#[test]
+fn a_node_that_fails_inside_pflow_says_so_even_when_its_miss_is_explained_late() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [
+            {"id": "first", "type": "echo", "params": {"message": "one"}},
+            {"id": "second", "type": "echo", "params": {"message": "${first.echo}"}}
+        ]
+    }));
+    ws.build(&[]).assert_ok();
+    // An edit: `second` misses, and what changed is told by the offload thread.
+    let edited = ws.read("workflow.json").replace("one", "two");
+    ws.write("workflow.json", &edited);
+    let out = ws
+        .cmd()
+        .env("PFLOW_TEST_PANIC_IN_NODE", "second")
+        .pflow()
+        .failing_inside_on_purpose()
+        .output();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let doc: serde_json::Value = serde_json::from_str(&text).expect("a JSON document");
+    let node = |id: &str| {
+        doc["nodes"]
+            .as_array()
+            .and_then(|nodes| nodes.iter().find(|n| n["id"] == id))
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(node("first")["status"], "ran", "{text}");
+    assert_eq!(node("first")["reason"], "param message changed", "{text}");
+    assert_eq!(node("second")["status"], "failed", "{text}");
+    assert_eq!(node("second")["reason"], "internal error", "{text}");
+}

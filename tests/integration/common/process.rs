@@ -78,6 +78,8 @@ pub struct Pflow {
     stdin: Option<Vec<u8>>,
     close_stdout: bool,
     on_a_terminal: bool,
+    /// The test makes pflow fail inside on purpose (see [`Pflow::failing_inside_on_purpose`]).
+    inside_on_purpose: bool,
 }
 
 impl Default for Pflow {
@@ -120,6 +122,7 @@ impl Pflow {
             stdin: None,
             close_stdout: false,
             on_a_terminal: false,
+            inside_on_purpose: false,
         }
     }
 
@@ -179,6 +182,14 @@ impl Pflow {
 
     /// Run on a pseudo-terminal: `script` (util-linux) runs the command line, and what the
     /// terminal showed (stdout and stderr together) is the run's stdout.
+    /// The test makes pflow fail inside on purpose (a debug build's hook): the internal
+    /// error it then reports is what the test checks, not a crash. A panic nothing
+    /// caught, or a death by a signal, still is one.
+    pub fn failing_inside_on_purpose(mut self) -> Pflow {
+        self.inside_on_purpose = true;
+        self
+    }
+
     pub fn on_a_terminal(mut self) -> Pflow {
         self.on_a_terminal = true;
         self
@@ -286,6 +297,7 @@ impl Pflow {
             stderr,
             stderr_so_far,
             sent: Vec::new(),
+            inside_on_purpose: self.inside_on_purpose,
             _home: temp_home,
         }
     }
@@ -343,6 +355,8 @@ pub struct Process {
     stderr_so_far: Arc<Mutex<Vec<u8>>>,
     /// Signals the test sent: a death by one of them is not a crash.
     sent: Vec<i32>,
+    /// Whether an internal error is the test's own doing.
+    inside_on_purpose: bool,
     _home: Option<TempDir>,
 }
 
@@ -435,7 +449,11 @@ impl Process {
         if let Some(h) = self.stdin.take() {
             h.join().expect("stdin writer");
         }
-        if let Some(why) = crash_of(&status, &stdout, &stderr, &self.sent) {
+        let markers: &[&str] = match self.inside_on_purpose {
+            true => &[DEFAULT_HOOK_TEXT],
+            false => &[CRASH_TEXT, DEFAULT_HOOK_TEXT],
+        };
+        if let Some(why) = crash_among(&status, &stdout, &stderr, &self.sent, markers) {
             panic!(
                 "pflow crashed: {why}\ncommand: {}\n{}",
                 self.command_line,
@@ -453,6 +471,23 @@ impl Process {
 /// Why a finished run counts as a crash, or `None` when it does not. `sent` holds the
 /// signals the test itself sent to the process.
 pub fn crash_of(status: &ExitStatus, stdout: &[u8], stderr: &[u8], sent: &[i32]) -> Option<String> {
+    crash_among(
+        status,
+        stdout,
+        stderr,
+        sent,
+        &[CRASH_TEXT, DEFAULT_HOOK_TEXT],
+    )
+}
+
+/// [`crash_of`], with the texts that tell a crash on stdout or stderr.
+fn crash_among(
+    status: &ExitStatus,
+    stdout: &[u8],
+    stderr: &[u8],
+    sent: &[i32],
+    markers: &[&str],
+) -> Option<String> {
     if status.code() == Some(PANIC_EXIT_CODE) {
         return Some(format!(
             "exit code {PANIC_EXIT_CODE}, the code of a panic that nothing caught"
@@ -467,7 +502,7 @@ pub fn crash_of(status: &ExitStatus, stdout: &[u8], stderr: &[u8], sent: &[i32])
     }
     for (name, bytes) in [("stdout", stdout), ("stderr", stderr)] {
         let text = String::from_utf8_lossy(bytes);
-        for marker in [CRASH_TEXT, DEFAULT_HOOK_TEXT] {
+        for marker in markers {
             if let Some(line) = text.lines().find(|l| l.contains(marker)) {
                 return Some(format!("{name} says {line:?}"));
             }
