@@ -109,12 +109,39 @@ pub fn mark(root: &Path) {
     }
 }
 
-/// The file of a workflow's build record (`kind` "bin"), explain record ("explain.bin"),
-/// no-op record ("noop"), the copy of its text the edit path compares with ("text"), or
-/// what its nodes last printed ("logs.json").
-pub fn record_path(root: &Path, workflow_name: &str, kind: &str) -> PathBuf {
+/// The records pflow keeps per workflow, each in its own file beside the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Record {
+    /// The last build's record (see [`super::records::BuildState`]).
+    Build,
+    /// Each node's last key preimage, to tell what changed.
+    Explain,
+    /// The no-op record (see [`super::noop`]).
+    Noop,
+    /// The copy of the workflow's text the edit path compares with.
+    Text,
+    /// What the nodes last printed (see [`super::logs`]).
+    Logs,
+}
+
+impl Record {
+    /// The file name's extension (fixed: a changed one would orphan every record).
+    fn extension(self) -> &'static str {
+        match self {
+            Record::Build => "bin",
+            Record::Explain => "explain.bin",
+            Record::Noop => "noop",
+            Record::Text => "text",
+            Record::Logs => "logs.json",
+        }
+    }
+}
+
+/// The file of one of a workflow's records.
+pub fn record_path(root: &Path, workflow_name: &str, record: Record) -> PathBuf {
     let h = blake3::hash(workflow_name.as_bytes()).to_hex();
-    root.join(RECORDS_DIR).join(format!("{}.{kind}", &h[..32]))
+    root.join(RECORDS_DIR)
+        .join(format!("{}.{}", &h[..32], record.extension()))
 }
 
 /// The index of a finished pack segment (see [`super::pack`]): beside the records, by

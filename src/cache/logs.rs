@@ -129,7 +129,7 @@ impl Logs {
 }
 
 fn path(cache_root: &Path, workflow_name: &str) -> std::path::PathBuf {
-    super::layout::record_path(cache_root, workflow_name, "logs.json")
+    super::layout::record_path(cache_root, workflow_name, super::layout::Record::Logs)
 }
 
 #[cfg(test)]

@@ -629,7 +629,7 @@ pub fn forget(root: &Path, name: &str) -> bool {
 }
 
 fn path_for(root: &Path, name: &str) -> PathBuf {
-    super::layout::record_path(root, name, "noop")
+    super::layout::record_path(root, name, super::layout::Record::Noop)
 }
 
 /// Keep a copy of workflow `name`'s text, the one an [`EditBase`] is about (atomically;
@@ -659,7 +659,7 @@ pub fn load_text(root: &Path, name: &str, digest: &[u8; 32]) -> Option<crate::fs
 }
 
 fn text_path(root: &Path, name: &str) -> PathBuf {
-    super::layout::record_path(root, name, "text")
+    super::layout::record_path(root, name, super::layout::Record::Text)
 }
 
 #[cfg(test)]

@@ -193,10 +193,10 @@ fn now_ms() -> u64 {
     crate::cache::now_ms() as u64
 }
 
-use super::layout::{generation, record_path};
+use super::layout::{generation, record_path, Record};
 
 fn path_for(cache_root: &Path, workflow_name: &str) -> PathBuf {
-    record_path(cache_root, workflow_name, "bin")
+    record_path(cache_root, workflow_name, Record::Build)
 }
 
 impl BuildState {
@@ -459,7 +459,7 @@ impl ExplainRecords {
 }
 
 fn explain_path(cache_root: &Path, workflow_name: &str) -> PathBuf {
-    record_path(cache_root, workflow_name, "explain.bin")
+    record_path(cache_root, workflow_name, Record::Explain)
 }
 
 #[cfg(test)]
