@@ -363,9 +363,8 @@ pub fn execute(
         let offload = std::thread::Builder::new()
             .name("pflow-offload".into())
             .spawn_scoped(threads, || shared.do_offloaded());
-        // Told to finish when the pool is done, even by a panic (the scope joins it, and
-        // it would wait for more work forever): it does what it was handed first.
-        let _finish = FinishOffload(&shared);
+        // Told to finish when the pool is done: it does what it was handed first.
+        let _finish = shared.offload.closing();
         if offload.is_err() {
             shared.offload.close();
         }
@@ -373,15 +372,6 @@ pub fn execute(
     });
 
     shared.finish()
-}
-
-/// Closes the offload thread's queue when dropped.
-struct FinishOffload<'s, 'a>(&'s Shared<'a>);
-
-impl Drop for FinishOffload<'_, '_> {
-    fn drop(&mut self) {
-        self.0.offload.close();
-    }
 }
 
 /// Start the nodes that wait for nothing, then report what the workers say until every
@@ -1057,9 +1047,7 @@ impl<'a> Shared<'a> {
     /// The offload thread: do each piece of work handed to it, until told to finish.
     fn do_offloaded(&self) {
         self.offload.take_all(|job| {
-            let i = match &job {
-                Offload::Store { i, .. } | Offload::Explain { i, .. } => *i,
-            };
+            let i = job.node();
             let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match job {
                 Offload::Store {
                     i,

@@ -38,6 +38,15 @@ pub(super) enum Offload {
     Explain { i: usize, key: Key, now: Vec<u8> },
 }
 
+impl Offload {
+    /// The node the work is for.
+    pub(super) fn node(&self) -> usize {
+        match self {
+            Offload::Store { i, .. } | Offload::Explain { i, .. } => *i,
+        }
+    }
+}
+
 /// A node's reason, when telling it was handed off.
 #[derive(Debug, Default)]
 pub(super) enum LateReason {
@@ -87,6 +96,12 @@ impl Queue {
         self.state().open = true;
     }
 
+    /// Closes the queue when dropped, even by a panic (so that the thread, which the
+    /// caller joins, does not wait for more work forever).
+    pub(super) fn closing(&self) -> Closing<'_> {
+        Closing(self)
+    }
+
     /// Take no more; the thread does what it holds and returns.
     pub(super) fn close(&self) {
         self.state().open = false;
@@ -117,7 +132,7 @@ impl Queue {
         let _ = self.taker.set(std::thread::current());
         // Should `each` ever unwind, what is handed off later goes back to the nodes
         // rather than to a thread that is gone.
-        let _closed = CloseOnDrop(self);
+        let _closing = self.closing();
         let mut tick = TICK;
         loop {
             let (work, open) = {
@@ -138,11 +153,12 @@ impl Queue {
     }
 }
 
-struct CloseOnDrop<'q>(&'q Queue);
+/// See [`Queue::closing`].
+pub(super) struct Closing<'q>(&'q Queue);
 
-impl Drop for CloseOnDrop<'_> {
+impl Drop for Closing<'_> {
     fn drop(&mut self) {
-        self.0.state().open = false;
+        self.0.close();
     }
 }
 
@@ -158,12 +174,6 @@ mod tests {
         }
     }
 
-    fn index(work: &Offload) -> usize {
-        match work {
-            Offload::Store { i, .. } | Offload::Explain { i, .. } => *i,
-        }
-    }
-
     #[test]
     fn work_is_given_back_before_the_queue_opens_and_after_it_closes() {
         let q = Queue::default();
@@ -171,7 +181,7 @@ mod tests {
         q.open();
         assert!(q.hand_off(work(2)).is_ok());
         q.close();
-        let back = q.hand_off(work(3)).map_err(|w| index(&w));
+        let back = q.hand_off(work(3)).map_err(|w| w.node());
         assert_eq!(back, Err(3));
     }
 
@@ -182,7 +192,7 @@ mod tests {
         let done = std::thread::scope(|s| {
             let taker = s.spawn(|| {
                 let mut seen = Vec::new();
-                q.take_all(|w| seen.push(index(&w)));
+                q.take_all(|w| seen.push(w.node()));
                 seen
             });
             // Some while the thread sleeps on its tick.
@@ -207,7 +217,7 @@ mod tests {
         }
         q.close();
         let mut seen = Vec::new();
-        q.take_all(|w| seen.push(index(&w)));
+        q.take_all(|w| seen.push(w.node()));
         assert_eq!(seen, (0..300).collect::<Vec<_>>());
     }
 
