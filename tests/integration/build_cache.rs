@@ -495,7 +495,7 @@ fn records_of_nodes_no_longer_in_the_workflow_are_dropped_once_they_pile_up() {
 
 #[test]
 fn every_result_is_in_the_cache_when_the_build_ends_also_those_stored_off_the_nodes_path() {
-    // A chain of results that touch no file (handed to the storer thread) and a shell
+    // A chain of results that touch no file (handed to the offload thread) and a shell
     // step that writes one (stored by its own worker), then a step that reads it.
     let mut nodes: Vec<Value> = (0..300)
         .map(|i| match i {

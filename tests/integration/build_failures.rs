@@ -286,24 +286,14 @@ fn a_node_that_fails_inside_pflow_says_so_even_when_its_miss_is_explained_late()
     // An edit: `second` misses, and what changed is told by the offload thread.
     let edited = ws.read("workflow.json").replace("one", "two");
     ws.write("workflow.json", &edited);
-    let out = ws
+    let r = ws
         .cmd()
         .env("PFLOW_TEST_PANIC_IN_NODE", "second")
-        .pflow()
         .failing_inside_on_purpose()
-        .output();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{text}");
-    let doc: serde_json::Value = serde_json::from_str(&text).expect("a JSON document");
-    let node = |id: &str| {
-        doc["nodes"]
-            .as_array()
-            .and_then(|nodes| nodes.iter().find(|n| n["id"] == id))
-            .cloned()
-            .unwrap_or_default()
-    };
-    assert_eq!(node("first")["status"], "ran", "{text}");
-    assert_eq!(node("first")["reason"], "param message changed", "{text}");
-    assert_eq!(node("second")["status"], "failed", "{text}");
-    assert_eq!(node("second")["reason"], "internal error", "{text}");
+        .run();
+    r.assert_code(1);
+    assert_eq!(r.status_of("first"), "ran", "{r}");
+    assert_eq!(r.reason_of("first"), "param message changed", "{r}");
+    assert_eq!(r.status_of("second"), "failed", "{r}");
+    assert_eq!(r.reason_of("second"), "internal error", "{r}");
 }

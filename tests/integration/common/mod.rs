@@ -239,6 +239,7 @@ impl Workspace {
             stdin: None,
             cache: CacheArg::Flag,
             env: Vec::new(),
+            inside_on_purpose: false,
         }
     }
 }
@@ -251,6 +252,7 @@ pub struct BuildCmd<'a> {
     stdin: Option<String>,
     cache: CacheArg,
     env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
+    inside_on_purpose: bool,
 }
 
 /// How a build is told where the workspace's cache is.
@@ -292,6 +294,12 @@ impl BuildCmd<'_> {
         self
     }
 
+    /// See [`Pflow::failing_inside_on_purpose`].
+    pub fn failing_inside_on_purpose(mut self) -> Self {
+        self.inside_on_purpose = true;
+        self
+    }
+
     /// Pipe this text to the build's stdin.
     pub fn stdin(mut self, text: &str) -> Self {
         self.stdin = Some(text.to_string());
@@ -327,6 +335,9 @@ impl BuildCmd<'_> {
         }
         for (k, v) in &self.env {
             p = p.env(k, v);
+        }
+        if self.inside_on_purpose {
+            p = p.failing_inside_on_purpose();
         }
         p
     }

@@ -180,8 +180,6 @@ impl Pflow {
         self
     }
 
-    /// Run on a pseudo-terminal: `script` (util-linux) runs the command line, and what the
-    /// terminal showed (stdout and stderr together) is the run's stdout.
     /// The test makes pflow fail inside on purpose (a debug build's hook): the internal
     /// error it then reports is what the test checks, not a crash. A panic nothing
     /// caught, or a death by a signal, still is one.
@@ -190,6 +188,8 @@ impl Pflow {
         self
     }
 
+    /// Run on a pseudo-terminal: `script` (util-linux) runs the command line, and what the
+    /// terminal showed (stdout and stderr together) is the run's stdout.
     pub fn on_a_terminal(mut self) -> Pflow {
         self.on_a_terminal = true;
         self
@@ -453,7 +453,7 @@ impl Process {
             true => &[DEFAULT_HOOK_TEXT],
             false => &[CRASH_TEXT, DEFAULT_HOOK_TEXT],
         };
-        if let Some(why) = crash_among(&status, &stdout, &stderr, &self.sent, markers) {
+        if let Some(why) = crash_of(&status, &stdout, &stderr, &self.sent, markers) {
             panic!(
                 "pflow crashed: {why}\ncommand: {}\n{}",
                 self.command_line,
@@ -469,19 +469,9 @@ impl Process {
 }
 
 /// Why a finished run counts as a crash, or `None` when it does not. `sent` holds the
-/// signals the test itself sent to the process.
-pub fn crash_of(status: &ExitStatus, stdout: &[u8], stderr: &[u8], sent: &[i32]) -> Option<String> {
-    crash_among(
-        status,
-        stdout,
-        stderr,
-        sent,
-        &[CRASH_TEXT, DEFAULT_HOOK_TEXT],
-    )
-}
-
-/// [`crash_of`], with the texts that tell a crash on stdout or stderr.
-fn crash_among(
+/// signals the test itself sent to the process; `markers`, the texts that tell a crash
+/// on stdout or stderr.
+fn crash_of(
     status: &ExitStatus,
     stdout: &[u8],
     stderr: &[u8],
