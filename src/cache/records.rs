@@ -276,7 +276,10 @@ impl BuildState {
 
     /// Node `id`'s record, if it is for `key`.
     pub fn record(&self, id: &str, key: &[u8; 32]) -> Option<NodeRecord> {
-        let payload = self.nodes.get(id)?;
+        // A record for another key (every node of an edit near the start) is passed
+        // over by its first 8 bytes, without reading it.
+        let (lead, _) = key.split_first_chunk::<8>()?;
+        let payload = self.nodes.get_leading(id, lead)?;
         if payload.get(..32)? != key {
             return None;
         }

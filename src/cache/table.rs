@@ -13,8 +13,7 @@
 //! a file torn after a row is not taken for a shorter table). Anything else (a torn or
 //! foreign file) fails to parse as a whole; callers then start from an empty table.
 
-use std::collections::{BTreeMap, HashMap};
-use std::hash::BuildHasherDefault;
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
@@ -27,14 +26,38 @@ pub struct Table {
     /// Where each row starts in `bytes`, in id order (4 bytes a row: a table is read
     /// for a few of its rows as often as for all).
     entries: Vec<u32>,
-    /// Each entry's position by a hash of its id: a build of many nodes looks up
-    /// several records per node, and a binary search's dozen comparisons cost more than
-    /// a probe. Made at the [`HASH_AFTER`]th lookup, so that a build that looks up a few
-    /// (the edit path) does not hash every id. An id whose hash another took first is
-    /// found by the binary search.
-    by_hash: OnceLock<HashMap<u64, u32, BuildHasherDefault<crate::key::KeyHasher>>>,
+    /// Each row found by a hash of its id: a build of many nodes looks up several
+    /// records per node, and a binary search's dozen comparisons cost more than a
+    /// probe. Made at the [`HASH_AFTER`]th lookup, so that a build that looks up a few
+    /// (the edit path) does not hash every id.
+    slots: OnceLock<Slots>,
     lookups: AtomicU32,
 }
+
+/// The rows by the hash of their ids, open addressing with linear probing. A slot holds
+/// what a lookup needs to pass over a row without reading it: a hash map's control
+/// bytes, its bucket, the entry list and then the row were four cache misses a lookup
+/// (a third of a worker's extra time in an edit near the start of a 10,000-node chain),
+/// a slot is one, and a slot whose payload does not start as asked (the fast path's
+/// key) is the only one.
+#[derive(Debug)]
+struct Slots {
+    slots: Vec<Slot>,
+    mask: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    /// The id hash's high half (its low bits chose the slot).
+    check: u32,
+    /// Where the row starts; [`EMPTY`] for no row.
+    at: u32,
+    /// The payload's first 8 bytes (fewer: zero-padded).
+    lead: u64,
+}
+
+/// No row starts here: a row takes at least 8 bytes and a table ends with 8 more.
+const EMPTY: u32 = u32::MAX;
 
 /// Lookups by binary search before the table makes its hash map.
 const HASH_AFTER: u32 = 64;
@@ -45,6 +68,14 @@ fn id_hash(id: &[u8]) -> u64 {
     id.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ *b as u64).wrapping_mul(0x100_0000_01b3)
     })
+}
+
+/// A payload's first 8 bytes as a number (fewer: zero-padded), as a slot keeps them.
+fn lead(payload: &[u8]) -> u64 {
+    let mut first = [0u8; 8];
+    let n = payload.len().min(8);
+    first[..n].copy_from_slice(&payload[..n]);
+    u64::from_le_bytes(first)
 }
 
 /// Reads little-endian numbers and byte runs off a slice, front to back. Every read
@@ -141,24 +172,42 @@ impl Table {
         Some(Table {
             bytes,
             entries,
-            by_hash: OnceLock::new(),
+            slots: OnceLock::new(),
             lookups: AtomicU32::new(0),
         })
     }
 
-    fn hashed(&self) -> Option<&HashMap<u64, u32, BuildHasherDefault<crate::key::KeyHasher>>> {
-        if let Some(map) = self.by_hash.get() {
-            return Some(map);
+    fn hashed(&self) -> Option<&Slots> {
+        if let Some(slots) = self.slots.get() {
+            return Some(slots);
         }
         if self.lookups.fetch_add(1, Ordering::Relaxed) < HASH_AFTER {
             return None;
         }
-        Some(self.by_hash.get_or_init(|| {
-            let mut map = HashMap::with_capacity_and_hasher(self.entries.len(), Default::default());
-            for (i, &at) in self.entries.iter().enumerate() {
-                map.entry(id_hash(self.row(at).0)).or_insert(i as u32);
+        Some(self.slots.get_or_init(|| {
+            // At most half full: a miss ends at an empty slot soon.
+            let size = (self.entries.len() * 2).next_power_of_two().max(16);
+            let mask = size - 1;
+            let empty = Slot {
+                check: 0,
+                at: EMPTY,
+                lead: 0,
+            };
+            let mut slots = vec![empty; size];
+            for &at in &self.entries {
+                let (id, payload, _) = self.row(at);
+                let h = id_hash(id);
+                let mut i = h as usize & mask;
+                while slots[i].at != EMPTY {
+                    i = (i + 1) & mask;
+                }
+                slots[i] = Slot {
+                    check: (h >> 32) as u32,
+                    at,
+                    lead: lead(payload),
+                };
             }
-            map
+            Slots { slots, mask }
         }))
     }
 
@@ -185,24 +234,46 @@ impl Table {
 
     /// The payload recorded for `id`.
     pub fn get(&self, id: &str) -> Option<&[u8]> {
-        let id = id.as_bytes();
-        let hashed = self
-            .hashed()
-            .and_then(|map| map.get(&id_hash(id)))
-            .and_then(|&i| self.entries.get(i as usize))
-            .map(|&at| self.row(at))
-            .filter(|(found, _, _)| *found == id);
-        let (_, payload, _) = match hashed {
-            Some(row) => row,
-            None => {
-                let i = self
-                    .entries
-                    .binary_search_by(|&at| self.row(at).0.cmp(id))
-                    .ok()?;
-                self.row(*self.entries.get(i)?)
-            }
+        self.find(id.as_bytes(), None)
+    }
+
+    /// The payload recorded for `id` when it starts with `lead` (the fast path asks for
+    /// a node's record only if it is for the node's key). Once the table has its slots,
+    /// a row whose id has `id`'s hash but whose payload starts otherwise is taken for
+    /// `id`'s without being read: two ids with one 64-bit hash can then make this miss
+    /// a row that matches, but it never gives one that does not.
+    pub fn get_leading(&self, id: &str, lead: &[u8; 8]) -> Option<&[u8]> {
+        let payload = self.find(id.as_bytes(), Some(u64::from_le_bytes(*lead)))?;
+        payload.starts_with(lead).then_some(payload)
+    }
+
+    fn find(&self, id: &[u8], leading: Option<u64>) -> Option<&[u8]> {
+        let Some(Slots { slots, mask }) = self.hashed() else {
+            let i = self
+                .entries
+                .binary_search_by(|&at| self.row(at).0.cmp(id))
+                .ok()?;
+            return Some(self.row(*self.entries.get(i)?).1);
         };
-        Some(payload)
+        let h = id_hash(id);
+        let check = (h >> 32) as u32;
+        let mut i = h as usize & mask;
+        loop {
+            let slot = slots.get(i)?;
+            if slot.at == EMPTY {
+                return None;
+            }
+            if slot.check == check {
+                if leading.is_some_and(|l| l != slot.lead) {
+                    return None;
+                }
+                let (found, payload, _) = self.row(slot.at);
+                if found == id {
+                    return Some(payload);
+                }
+            }
+            i = (i + 1) & mask;
+        }
     }
 
     /// [`Table::merged_into`] a buffer.
@@ -343,28 +414,52 @@ mod tests {
     }
 
     #[test]
-    fn ids_whose_hashes_collide_are_both_found() {
-        // Only the first of two ids with one hash is found by it: the second must be
-        // found all the same.
+    fn every_row_is_found_before_and_after_the_slots_are_made() {
+        // 2,000 ids in 4,096 slots: many share a first slot and are found further on.
         let mut rows: Vec<(String, String)> = (0..2000)
-            .map(|i| (format!("n{i}"), format!("{i}")))
+            .map(|i| (format!("n{i}"), format!("payload {i}")))
             .collect();
         rows.sort();
         let refs: Vec<(&str, &str)> = rows.iter().map(|(i, p)| (i.as_str(), p.as_str())).collect();
-        // Found before the map is made, by it once made, and past it by the search.
         let t = table(&refs);
-        for (id, payload) in &rows {
-            assert_eq!(t.get(id), Some(payload.as_bytes()), "{id}");
+        for round in ["by the search", "by the slots"] {
+            for (id, payload) in &rows {
+                assert_eq!(t.get(id), Some(payload.as_bytes()), "{id} {round}");
+            }
+            for absent in ["n2000", "n", "", "n0 "] {
+                assert_eq!(t.get(absent), None, "{absent} {round}");
+            }
         }
-        assert!(t.by_hash.get().is_some(), "made after {HASH_AFTER} lookups");
-        assert_eq!(t.get("n2000"), None);
-        // Every id shares one hash bucket: all but one are found by the search.
-        let t = table(&refs);
-        let _ = t.by_hash.set([(id_hash(b"n0"), 5)].into_iter().collect());
-        for (id, payload) in &rows {
-            assert_eq!(t.get(id), Some(payload.as_bytes()), "{id}");
+        let slots = t.slots.get().expect("made after {HASH_AFTER} lookups");
+        let first: std::collections::HashSet<usize> = rows
+            .iter()
+            .map(|(id, _)| id_hash(id.as_bytes()) as usize & slots.mask)
+            .collect();
+        assert!(
+            first.len() < rows.len(),
+            "some ids were found past their first slot"
+        );
+    }
+
+    #[test]
+    fn a_row_is_given_by_its_lead_only_when_its_payload_starts_with_it() {
+        let t = table(&[("a", "12345678 and more"), ("b", "1234"), ("c", "")]);
+        for round in ["by the search", "by the slots"] {
+            assert_eq!(
+                t.get_leading("a", b"12345678"),
+                Some(&b"12345678 and more"[..]),
+                "{round}"
+            );
+            assert_eq!(t.get_leading("a", b"12345679"), None, "{round}");
+            // Shorter than a lead: never given, even if its bytes are a prefix.
+            assert_eq!(t.get_leading("b", b"1234\0\0\0\0"), None, "{round}");
+            assert_eq!(t.get_leading("c", &[0; 8]), None, "{round}");
+            assert_eq!(t.get_leading("d", b"12345678"), None, "{round}");
+            for _ in 0..HASH_AFTER {
+                let _ = t.get("a");
+            }
         }
-        assert_eq!(t.get("n2000"), None);
+        assert!(t.slots.get().is_some());
     }
 
     #[test]

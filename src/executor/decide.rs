@@ -302,17 +302,18 @@ pub fn fresh(policy: CachePolicy, time_ms: u128) -> bool {
 
 /// A plain miss told in full: what changed since the last build's key, when known.
 /// `key_moved`: the key differs from the last build's, so when no recorded digest
-/// differs, a sealed (secret) component did; otherwise the entry is simply gone.
+/// differs, a sealed (secret) component did; otherwise the entry is simply gone. Asked
+/// only then (it is one more record lookup, and most misses have a digest that differs).
 pub fn explain_miss(
     previous: Option<&[Short<'_>]>,
     now: &[Short<'_>],
-    key_moved: bool,
+    key_moved: impl FnOnce() -> bool,
 ) -> RunReason {
     match previous {
         None => RunReason::New,
         Some(old) => match explain_change(old, now) {
             Some(what) => RunReason::Changed(what),
-            None => match explain_sealed_change(now).filter(|_| key_moved) {
+            None => match explain_sealed_change(now).filter(|_| key_moved()) {
                 Some(what) => RunReason::Changed(what),
                 None => RunReason::NoEntry,
             },
@@ -416,9 +417,9 @@ mod tests {
             RunReason::NoEntry
         );
         let now = [("param:cmd", 0xaa)];
-        assert_eq!(explain_miss(None, &now, true), RunReason::New);
+        assert_eq!(explain_miss(None, &now, || true), RunReason::New);
         let before = [("param:cmd", 0xbb)];
-        match explain_miss(Some(&before), &now, true) {
+        match explain_miss(Some(&before), &now, || true) {
             RunReason::Changed(what) => assert!(what.contains("cmd"), "{what}"),
             other => panic!("{other:?}"),
         }

@@ -1364,7 +1364,7 @@ impl<'a> Shared<'a> {
         key: &Key,
         now: &[crate::key::Short<'_>],
     ) -> decide::RunReason {
-        let moved = self.recorder.previous_key(id).is_some_and(|k| k != *key);
+        let moved = || self.recorder.previous_key(id).is_some_and(|k| k != *key);
         let old = self.recorder.previous_explain(id).and_then(decode_explain);
         decide::explain_miss(old.as_deref(), now, moved)
     }
