@@ -442,6 +442,11 @@ impl Cache {
         Ok(kept)
     }
 
+    /// Read the segment indexes now (see [`pack::Packs::warm`]).
+    pub fn warm(&self, map: bool) {
+        self.packs.warm(map);
+    }
+
     /// Hold the cache directory's lock (see [`lock`]): builds share it, maintenance holds
     /// it alone. `on_wait` is told once if another process makes this one wait.
     pub fn lock(

@@ -132,6 +132,8 @@ pub fn once(args: &BuildArgs, then: Then) -> Result {
         Ok(code) => return Ok(code),
         Err(start) => start.normal(),
     };
+    let local = Cache::new(super::cache_dir_of(args.cache_dir.as_ref()));
+    let warm_lock = warm(args, &local);
     let (workflow_file, document, validated) = super::load_document(&args.workflow)
         .and_then(|(path, doc, v)| match args.strict {
             true => v.strict().map(|v| (path, doc, v)),
@@ -283,20 +285,20 @@ pub fn once(args: &BuildArgs, then: Then) -> Result {
         explain_live: args.explain,
         known: Vec::new(),
     };
-    let cache = Layered::new(
-        Cache::new(super::cache_dir_of(args.cache_dir.as_ref())),
-        remote,
-    );
+    let cache = Layered::new(local, remote);
     let say_wait = &mut |w: &crate::cache::lock::Waiting| report::err_line(&w.to_string());
     let json_mode = args.output_format == OutputFormat::Json;
-
-    if args.dry_run {
-        // Read under the shared lock, as a build would: maintenance never runs under it.
-        let _cache_lock = cache
+    // Builds share the cache; gc, verify and clear wait for them (and they for those).
+    let _cache_lock = warm_lock.or_else(|| {
+        cache
             .local()
             .lock(Mode::Shared, say_wait)
             .map_err(|e| report::err_line(&format!("warning: {e}")))
-            .ok();
+            .ok()
+    });
+
+    if args.dry_run {
+        // Read under the shared lock, as a build would: maintenance never runs under it.
         let steps = executor::plan(&validated, &inputs, &cache, &opts);
         if json_mode {
             report::out_line(
@@ -342,12 +344,6 @@ pub fn once(args: &BuildArgs, then: Then) -> Result {
             report::err_line(line);
         }
     }
-    // Builds share the cache; gc, verify and clear wait for them (and they for those).
-    let _cache_lock = cache
-        .local()
-        .lock(Mode::Shared, say_wait)
-        .map_err(|e| report::err_line(&format!("warning: {e}")))
-        .ok();
     // This build may change what the record vouches for: until it is done, there is none.
     crate::cache::noop::forget(cache.local().root(), &opts.workflow_name);
     let session = Session::default();
@@ -488,6 +484,32 @@ pub fn once(args: &BuildArgs, then: Then) -> Result {
         std::mem::forget(session);
     }
     Ok(code)
+}
+
+/// A workflow file this big holds enough nodes for [`Packs::warm`] to map the cache's
+/// indexes (a build of fewer looks up a few dozen keys, searched where they lie).
+///
+/// [`Packs::warm`]: crate::cache::pack::Packs::warm
+const WARM_MAP_FROM: u64 = 16 * 1024;
+
+/// A cache that holds earlier builds is read on a thread of its own while this one
+/// reads and checks the workflow, when the other cores have nothing to do
+/// ([`Cache::warm`]); it is read under the build's shared lock, taken here for the
+/// build. An absent cache has nothing to read (and is not created for a workflow that
+/// may turn out invalid).
+fn warm(args: &BuildArgs, local: &Cache) -> Option<crate::cache::lock::CacheLock> {
+    if !local.root().is_dir() {
+        return None;
+    }
+    let say_wait = &mut |w: &crate::cache::lock::Waiting| report::err_line(&w.to_string());
+    let lock = local.lock(Mode::Shared, say_wait).ok()?;
+    let map = std::fs::metadata(&args.workflow).is_ok_and(|m| m.len() >= WARM_MAP_FROM);
+    let cache = local.clone();
+    // Not joined: a build that ends first (or an invalid workflow) does not wait for it.
+    let _ = std::thread::Builder::new()
+        .name("pflow-warm".into())
+        .spawn(move || cache.warm(map));
+    Some(lock)
 }
 
 /// Validation warnings, each as a text build prints it before it starts.
