@@ -1019,6 +1019,10 @@ impl Packs {
             if !st.loaded {
                 st.refresh(&self.root);
                 st.merge(&self.root);
+                // Read ahead of the build's first lookup, which may come much later (a
+                // build waits for another's repair of the same workflow, then reuses
+                // its results): its first miss looks again, as if nothing was read.
+                st.last_refresh = None;
             }
             if !map || st.warming || st.unmapped.is_empty() {
                 return;
@@ -1278,6 +1282,23 @@ mod tests {
             assert_eq!(payload_of(&packs, i), Some(vec![i; 400]), "key {i}");
         }
         assert_eq!(payload_of(&packs, 250), None);
+    }
+
+    #[test]
+    fn what_another_process_stores_after_a_warm_up_is_found_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        big_segment(dir.path());
+        let _ = Packs::new(dir.path()).get(&key(0)); // writes its index
+        let packs = Packs::new(dir.path());
+        packs.warm(true);
+        // Another build stores a result while this one waits (for a repair lock, say).
+        let other = Packs::new(dir.path());
+        other.append(Kind::Entry, &key(250), 7, b"theirs").unwrap();
+        drop(other);
+        assert!(
+            matches!(packs.get(&key(250)), Got::Found { payload, .. } if payload == b"theirs"),
+            "the first miss after the warm-up looks again"
+        );
     }
 
     #[test]
