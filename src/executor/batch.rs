@@ -76,13 +76,12 @@ impl<'a> Shared<'a> {
             limit,
             slow: AtomicBool::new(false),
         };
-        if limit > 1 && std::ptr::eq(cn.spec, &crate::nodes::http::SPEC) {
+        match cn.spec.start.filter(|_| limit > 1) {
             // Requests wait on a server, not on this machine: this thread keeps them all
             // in flight on the HTTP runtime (see `drive`).
-            run.drive();
-        } else {
+            Some(start) => run.drive(start),
             // This thread is the first worker; `grow` adds the others while items run.
-            std::thread::scope(|s| run.work(s));
+            None => std::thread::scope(|s| run.work(s)),
         }
         let ItemRun {
             results,
@@ -454,7 +453,8 @@ impl<'r, 'a> ItemRun<'r, 'a> {
         *lock(&self.results[idx]) = Some(result);
     }
 
-    /// An `http` batch: this thread keeps up to `limit` requests in flight on the HTTP
+    /// A batch of a type whose runs wait on a server (`NodeSpec::start`: `http`), each
+    /// started by `start`: this thread keeps up to `limit` requests in flight on the HTTP
     /// runtime (whose two threads drive every connection) and does the rest of each
     /// item itself (cache lookups, params, storing results). No thread per item: 100
     /// requests in flight used to be 100 threads, each started, given its own allocator
@@ -464,7 +464,7 @@ impl<'r, 'a> ItemRun<'r, 'a> {
     /// `budget.rs`), taken only when one is free and given back when no item is left for
     /// it. Responses that arrive together are collected first, and the next requests
     /// sent, before their results are stored: a store never delays a request.
-    fn drive(&self) {
+    fn drive(&self, start: crate::nodes::Start) {
         let sh = self.shared;
         let (tx, rx) = mpsc::channel::<(usize, Result<NodeOutput, NodeError>)>();
         let mut flights: HashMap<usize, Flight> = HashMap::new();
@@ -500,7 +500,7 @@ impl<'r, 'a> ItemRun<'r, 'a> {
                             abort: None,
                         };
                         flights.insert(idx, flight);
-                        self.send(idx, &mut flights, &tx);
+                        self.send(start, idx, &mut flights, &tx);
                     }
                     Err(e) => self.record(idx, Err(e), Status::Ran, started),
                 }
@@ -571,7 +571,7 @@ impl<'r, 'a> ItemRun<'r, 'a> {
                     Err(e) if self.retries(flight.attempt, &e) => {
                         flight.abort = None;
                         flights.insert(idx, flight);
-                        self.send(idx, &mut flights, &tx);
+                        self.send(start, idx, &mut flights, &tx);
                     }
                     Err(e) => self.record(idx, Err(e), Status::Ran, flight.started),
                 }
@@ -583,6 +583,7 @@ impl<'r, 'a> ItemRun<'r, 'a> {
     /// outcome comes back on `tx`.
     fn send(
         &self,
+        start: crate::nodes::Start,
         idx: usize,
         flights: &mut HashMap<usize, Flight>,
         tx: &mpsc::Sender<(usize, Result<NodeOutput, NodeError>)>,
@@ -592,7 +593,7 @@ impl<'r, 'a> ItemRun<'r, 'a> {
         };
         flight.attempt += 1;
         self.count_run();
-        let request = crate::nodes::http::start(&flight.params);
+        let request = start(&flight.params);
         let failed = match request {
             Ok(request) => {
                 let back = tx.clone();

@@ -34,6 +34,7 @@ pub static SPEC: NodeSpec = NodeSpec {
     closed_params: false,
     open_outputs: false,
     identity: "",
+    start: None,
     run,
 };
 

@@ -66,6 +66,7 @@ pub static SPEC: NodeSpec = NodeSpec {
     closed_params: false,
     open_outputs: false,
     identity: "",
+    start: Some(start),
     run,
 };
 
@@ -90,14 +91,9 @@ fn run(params: &Map<String, Value>, ctx: &RunContext) -> Result<NodeOutput, Node
 /// One run of the node as a future that owns all it needs, for a caller that keeps many
 /// in flight on the HTTP runtime instead of a thread each (a batch's items). Bad params
 /// fail here, before anything is sent.
-pub(crate) fn start(
-    params: &Map<String, Value>,
-) -> Result<
-    impl std::future::Future<Output = Result<NodeOutput, NodeError>> + Send + 'static,
-    NodeError,
-> {
+fn start(params: &Map<String, Value>) -> Result<super::Started, NodeError> {
     let request = Request::from_params(params)?;
-    Ok(async move { request.run().await })
+    Ok(Box::pin(async move { request.run().await }))
 }
 
 struct Request {

@@ -220,6 +220,7 @@ fn make_spec(r: &Resolved) -> &'static NodeSpec {
         closed_params: true,
         open_outputs: r.tool.output_schema.is_none(),
         identity: leak(identity),
+        start: None,
         run,
     }))
 }

@@ -275,7 +275,18 @@ pub struct NodeSpec {
     /// and version, the tool's schema digest); empty for built-in types.
     pub identity: &'static str,
     pub run: fn(&Map<String, Value>, &RunContext) -> Result<NodeOutput, NodeError>,
+    /// A run that waits on a server, as a future the HTTP runtime drives: a batch of
+    /// such nodes keeps many in flight on one thread instead of a thread each. Bad
+    /// params fail here, before anything is sent.
+    pub start: Option<Start>,
 }
+
+/// How a run that waits on a server starts ([`NodeSpec::start`]).
+pub type Start = fn(&Map<String, Value>) -> Result<Started, NodeError>;
+
+/// A run handed to the HTTP runtime ([`NodeSpec::start`]).
+pub type Started =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<NodeOutput, NodeError>> + Send>>;
 
 impl NodeSpec {
     /// Does the node hand some of its params to a shell?

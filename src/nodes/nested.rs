@@ -76,6 +76,7 @@ const PASS: NodeSpec = NodeSpec {
     closed_params: false,
     open_outputs: true,
     identity: "",
+    start: None,
     run,
 };
 
