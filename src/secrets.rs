@@ -140,6 +140,24 @@ impl Redactor {
         scrub(text, &self.values)
     }
 
+    /// `value` with every secret value replaced in its strings (and its keys).
+    pub fn scrub_value(&self, value: &serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match value {
+            _ if self.is_empty() => value.clone(),
+            Value::String(s) => Value::String(self.scrub(s)),
+            Value::Array(items) => {
+                Value::Array(items.iter().map(|v| self.scrub_value(v)).collect())
+            }
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| (self.scrub(k), self.scrub_value(v)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+
     /// Does `bytes` hold any secret value?
     pub fn finds_in(&self, bytes: &[u8]) -> bool {
         self.values

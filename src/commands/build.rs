@@ -477,7 +477,14 @@ pub fn once(args: &BuildArgs, then: Then) -> Result {
             super::edit::base,
         );
     }
-    let code = conclude(args, outcome, repair, &warning_lines, started);
+    let code = conclude(
+        args,
+        outcome,
+        repair,
+        &warning_lines,
+        &opts.redactor,
+        started,
+    );
     if then == Then::Exit {
         std::mem::forget(validated);
         std::mem::forget(doc);

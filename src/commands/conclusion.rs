@@ -96,14 +96,22 @@ pub(super) const WARNING: &str = "warning: ";
 
 /// The end of a build: the model tokens it used, its outputs (or its JSON document), and
 /// its exit code. `validation_warnings`: the lines a text build printed before it started
-/// (`warning: …`), which the JSON document lists first among its warnings.
+/// (`warning: …`), which the JSON document lists first among its warnings. The outputs
+/// are shown with every secret `redactor` knows replaced, as everything else a build
+/// reports (the nodes after them still got the values themselves).
 pub(super) fn conclude(
     args: &BuildArgs,
-    outcome: executor::Outcome,
+    mut outcome: executor::Outcome,
     repair: Option<crate::repair::RepairSummary>,
     validation_warnings: &[String],
+    redactor: &crate::secrets::Redactor,
     started: Instant,
 ) -> ExitCode {
+    if !redactor.is_empty() {
+        for value in outcome.outputs.values_mut() {
+            *value = redactor.scrub_value(value);
+        }
+    }
     let json_mode = args.output_format == OutputFormat::Json;
     let earlier: &[_] = repair.as_ref().map_or(&[], |r| r.earlier.as_slice());
     let repaired = repair.as_ref().is_some_and(|r| r.succeeded);

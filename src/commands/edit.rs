@@ -466,7 +466,7 @@ fn try_serve(
         Err(why) => debug(|| format!("no-op record not written: {why}")),
     }
     // The edit path is for workflows that do not warn (see `super::noop`).
-    let code = super::conclusion::conclude(args, outcome, None, &[], started);
+    let code = super::conclusion::conclude(args, outcome, None, &[], &opts.redactor, started);
     Ok(code)
 }
 
@@ -494,6 +494,9 @@ impl Next<'_> {
         }
         if !outcome.warnings.is_empty() || !outcome.output_errors.is_empty() {
             return Err("the build warned".into());
+        }
+        if super::noop::outputs_hold_a_secret(self.redactor, outcome) {
+            return Err("an output holds a secret".into());
         }
         let state = BuildState::load(&inv.root, &inv.name);
         let generation = crate::cache::layout::generation(&inv.root);

@@ -218,6 +218,18 @@ fn file_hash(path: &Path) -> Option<blake3::Hash> {
     Some(h.finalize())
 }
 
+/// Does any of the build's outputs hold a value `redactor` hides?
+pub(super) fn outputs_hold_a_secret(
+    redactor: &crate::secrets::Redactor,
+    outcome: &Outcome,
+) -> bool {
+    !redactor.is_empty()
+        && outcome
+            .outputs
+            .values()
+            .any(|v| redactor.scrub_value(v) != *v)
+}
+
 fn now_ns() -> i128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -357,11 +369,14 @@ fn try_serve(args: &BuildArgs, inv: &Invocation, started: Instant) -> Result<Exi
         });
     super::conclusion::append_stats(&cache, &outcome, tallies, &run_id);
     super::conclusion::attempt_lines(args, &outcome);
+    // The record holds no output with a secret of the build that wrote it (see
+    // `qualifies`); pflow's own variables named like secrets are looked for again.
     Ok(super::conclusion::conclude(
         args,
         outcome,
         None,
         &rec.warnings,
+        &crate::secrets::Redactor::new(Vec::new()),
         started,
     ))
 }
@@ -659,6 +674,10 @@ fn make_record(
         if redactor.scrub(text) != *text {
             return Err("a warning holds a secret".into());
         }
+    }
+    // Shown redacted, which the no-op could not do: it does not know the secrets.
+    if outputs_hold_a_secret(redactor, outcome) {
+        return Err("an output holds a secret".into());
     }
     let state = BuildState::load(&inv.root, &inv.name);
     let generation = crate::cache::layout::generation(&inv.root);

@@ -244,3 +244,43 @@ fn a_failing_step_repaired_through_a_model_leaks_no_secret_anywhere() {
         );
     }
 }
+
+/// A step that succeeds and prints a secret it was given: the workflow's output shows it
+/// redacted, in the JSON document and on the terminal, in the build that ran the step and
+/// in every build after it (which find nothing to do); the node after it got the value
+/// itself.
+#[test]
+fn an_output_holding_a_secret_is_shown_redacted_by_every_build() {
+    let ws = Workspace::new().workflow(json!({
+        "inputs": {"api_token": {"type": "string"}},
+        "nodes": [
+            {"id": "show", "type": "shell",
+             "params": {"command": "echo token $T", "env": {"T": "${api_token}"}}},
+            {"id": "check", "type": "shell",
+             "params": {"command": "echo \"${show.stdout}\" | grep -q 'token SECRET123-input' && echo same"}}
+        ],
+        "outputs": {"said": {"source": "${show.stdout}"}, "checked": {"source": "${check.stdout}"}}
+    }));
+    for round in ["ran", "reused", "reused again"] {
+        let r = ws.build(&["api_token=SECRET123-input"]);
+        r.assert_ok();
+        let said = r.doc()["outputs"]["said"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(said.contains("token <redacted>"), "{round}: {said}");
+        assert_eq!(
+            r.doc()["outputs"]["checked"].as_str().map(str::trim),
+            Some("same"),
+            "{round}: the next node got the value itself"
+        );
+        assert!(!r.stdout.contains("SECRET123-input"), "{round}: {r}");
+        let t = ws.cmd().args(&["api_token=SECRET123-input"]).text().run();
+        assert_eq!(t.code, 0, "{t}");
+        assert!(t.stdout.contains("token <redacted>"), "{round}: {t}");
+        assert!(
+            !t.stdout.contains("SECRET123-input") && !t.stderr.contains("SECRET123-input"),
+            "{round}: {t}"
+        );
+    }
+}
