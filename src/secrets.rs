@@ -62,6 +62,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_value_is_redacted_in_every_string_and_key_it_holds() {
+        let r = Redactor {
+            values: vec!["hunter2-pw".to_string()],
+        };
+        let v = serde_json::json!({
+            "said": "pw hunter2-pw",
+            "list": [1, "hunter2-pw", {"hunter2-pw": true}],
+            "n": 7
+        });
+        assert_eq!(
+            r.scrub_value(&v),
+            serde_json::json!({
+                "said": "pw <redacted>",
+                "list": [1, "<redacted>", {"<redacted>": true}],
+                "n": 7
+            })
+        );
+        let none = Redactor { values: Vec::new() };
+        assert_eq!(none.scrub_value(&v), v);
+    }
+
+    #[test]
     fn names_and_headers() {
         for secret in [
             "api_key",
