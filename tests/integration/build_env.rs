@@ -105,29 +105,30 @@ fn an_undeclared_variable_is_not_part_of_the_key() {
     assert_eq!(ws.count("show"), 1);
 }
 
-/// A workflow whose outputs are the environments of three kinds of shell step that
-/// declare nothing (plain, with `env` bindings, a batch item) and of one that declares
-/// `ANTHROPIC_API_KEY` and `PFLOW_REMOTE_CACHE_TOKEN`.
+/// A workflow whose steps write their environments to files (not to outputs, which a
+/// build shows with secrets redacted): three kinds of shell step that declare nothing
+/// (plain, with `env` bindings, a batch item) and one that declares `ANTHROPIC_API_KEY`
+/// and `PFLOW_REMOTE_CACHE_TOKEN`.
 fn environment_probes() -> Value {
     json!({
         "nodes": [
-            {"id": "plain", "type": "shell", "params": {"command": "env -0"}},
+            {"id": "plain", "type": "shell", "params": {"command": "env -0 > plain.env"}},
             {"id": "bound", "type": "shell",
-             "params": {"command": "env -0", "env": {"BOUND": "b"}}},
-            {"id": "items", "type": "shell", "batch": {"items": [1, 2]},
-             "params": {"command": "env -0"}},
+             "params": {"command": "env -0 > bound.env", "env": {"BOUND": "b"}}},
+            {"id": "items", "type": "shell", "batch": {"items": ["item0", "item1"]},
+             "params": {"command": "env -0 > \"$ITEM\".env", "env": {"ITEM": "${item}"}}},
             {"id": "declares", "type": "shell",
              "reads_env": ["ANTHROPIC_API_KEY", "PFLOW_REMOTE_CACHE_TOKEN"],
-             "params": {"command": "env -0"}}
-        ],
-        "outputs": {
-            "plain": {"source": "${plain.stdout}"},
-            "bound": {"source": "${bound.stdout}"},
-            "item0": {"source": "${items.results[0].stdout}"},
-            "item1": {"source": "${items.results[1].stdout}"},
-            "declares": {"source": "${declares.stdout}"}
-        }
+             "params": {"command": "env -0 > declares.env"}}
+        ]
     })
+}
+
+/// The environment a probe of [`environment_probes`] wrote to `NAME.env`.
+fn env_in(ws: &Workspace, name: &str) -> BTreeMap<String, String> {
+    let env = parse_env(&Value::String(ws.read(&format!("{name}.env"))));
+    assert!(env.contains_key("PATH"), "no PATH for {name}");
+    env
 }
 
 /// pflow's credentials, set in pflow's own environment.
@@ -156,7 +157,7 @@ fn pflows_credentials_reach_only_the_steps_that_declare_them() {
         let r = cmd.run();
         r.assert_ok();
         for out in ["plain", "bound", "item0", "item1"] {
-            let env = env_of(&r, out);
+            let env = env_in(&ws, out);
             for (name, value) in CREDENTIALS {
                 assert!(
                     !env.contains_key(name),
@@ -169,10 +170,10 @@ fn pflows_credentials_reach_only_the_steps_that_declare_them() {
             assert!(!env.contains_key("PFLOW_HOME"), "{out}: {env:#?}");
         }
         assert_eq!(
-            env_of(&r, "bound").get("BOUND").map(String::as_str),
+            env_in(&ws, "bound").get("BOUND").map(String::as_str),
             Some("b")
         );
-        let declares = env_of(&r, "declares");
+        let declares = env_in(&ws, "declares");
         for name in ["ANTHROPIC_API_KEY", "PFLOW_REMOTE_CACHE_TOKEN"] {
             let expected = CREDENTIALS
                 .iter()

@@ -110,7 +110,8 @@ fn save_list_show_build_by_name_and_delete() {
     assert!(build.status.success(), "{}", text(&build));
     assert_eq!(
         String::from_utf8_lossy(&build.stdout).trim(),
-        "Hello, Ada none"
+        // The token's value (its default) is a secret: shown redacted.
+        "Hello, Ada <redacted>"
     );
     let meta = &h.saved_doc("say-hello")["rich_metadata"];
     assert_eq!(meta["execution_count"], 1);
@@ -316,7 +317,8 @@ fn a_directory_does_not_hide_a_saved_workflow_of_the_same_name() {
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "Hello, Ada none"
+        // The token's value (its default) is a secret: shown redacted.
+        "Hello, Ada <redacted>"
     );
 }
 
