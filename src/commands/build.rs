@@ -513,9 +513,14 @@ fn warm(args: &BuildArgs, local: &Cache) -> Option<crate::cache::lock::CacheLock
     let map = std::fs::metadata(&args.workflow).is_ok_and(|m| m.len() >= WARM_MAP_FROM);
     let cache = local.clone();
     // Not joined: a build that ends first (or an invalid workflow) does not wait for it.
+    // It holds a shared lock of its own (shared locks do not exclude each other), as
+    // `--watch` goes on after an invalid workflow while the thread may still read.
     let _ = std::thread::Builder::new()
         .name("pflow-warm".into())
-        .spawn(move || cache.warm(map));
+        .spawn(move || {
+            let _held = cache.lock(Mode::Shared, &mut |_| {}).ok();
+            cache.warm(map);
+        });
     Some(lock)
 }
 
