@@ -1239,6 +1239,17 @@ mod tests {
         assert!(matches!(packs.get(&key(250)), Got::Missing));
     }
 
+    /// This process's own entries for key 1 (newer than the big segment's) and key 2
+    /// (older).
+    fn append_own_newer_and_older(packs: &Packs) {
+        packs
+            .append(Kind::Entry, &key(1), 5, b"own, newer")
+            .unwrap();
+        packs
+            .append(Kind::Entry, &key(2), 0, b"own, older")
+            .unwrap();
+    }
+
     #[test]
     fn warming_maps_the_indexes_off_the_lookup_path_with_the_same_answers() {
         let dir = tempfile::tempdir().unwrap();
@@ -1267,12 +1278,7 @@ mod tests {
         packs.state.lock().unwrap().warming = false;
 
         // What the process learned before the map is in is kept, newest first.
-        packs
-            .append(Kind::Entry, &key(1), 5, b"own, newer")
-            .unwrap();
-        packs
-            .append(Kind::Entry, &key(2), 0, b"own, older")
-            .unwrap();
+        append_own_newer_and_older(&packs);
         packs.warm(true);
         assert_eq!(unmapped(&packs), 0);
         assert!(!packs.state.lock().unwrap().warming);
@@ -1312,12 +1318,7 @@ mod tests {
             _ => None,
         };
         assert_eq!(payload_of(250), None, "a miss while the index is searched");
-        packs
-            .append(Kind::Entry, &key(1), 5, b"own, newer")
-            .unwrap();
-        packs
-            .append(Kind::Entry, &key(2), 0, b"own, older")
-            .unwrap();
+        append_own_newer_and_older(&packs);
         let answers = |payload_of: &dyn Fn(u8) -> Option<Vec<u8>>| {
             (payload_of(1), payload_of(2), payload_of(3))
         };
