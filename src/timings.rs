@@ -465,7 +465,7 @@ fn node_row(
     let label: String = n.id.chars().take(38).collect();
     let why = match &n.error {
         Some(err) => format!("[{}] {}", err.category, err.message),
-        None => n.reason.clone(),
+        None => n.reason.to_string(),
     };
     let why: String = why.chars().take(300).collect();
     let _ = writeln!(
@@ -506,7 +506,7 @@ fn table(
         let class = status_class(n, repaired, true);
         let why = match &n.error {
             Some(err) => format!("[{}] {}", err.category, err.message),
-            None => n.reason.clone(),
+            None => n.reason.to_string(),
         };
         let why: String = why.chars().take(300).collect();
         let _ = write!(

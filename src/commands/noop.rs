@@ -445,7 +445,7 @@ pub(super) fn reports_of(rec: &NoopRecord) -> Option<(Vec<NodeReport>, Vec<Optio
                 saved.push(None);
                 NodeReport {
                     status: Status::Skipped,
-                    reason: reason.to_string(),
+                    reason: reason.to_string().into(),
                     ..base
                 }
             }

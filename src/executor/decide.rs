@@ -105,16 +105,16 @@ pub struct Reuse {
 
 impl Reuse {
     /// The reason shown for the reuse.
-    pub fn reason(&self) -> String {
-        let mut text = match self.source {
-            HitSource::Memo => return "already ran in this command".into(),
-            _ if self.restored.is_empty() => "inputs unchanged".to_string(),
-            _ => format!("restored {}", self.restored.join(", ")),
-        };
-        if self.source == HitSource::Remote {
-            text.push_str(" (remote)");
+    pub fn reason(&self) -> std::borrow::Cow<'static, str> {
+        match (self.source, self.restored.is_empty()) {
+            (HitSource::Memo, _) => "already ran in this command".into(),
+            (HitSource::Remote, true) => "inputs unchanged (remote)".into(),
+            (HitSource::Remote, false) => {
+                format!("restored {} (remote)", self.restored.join(", ")).into()
+            }
+            (_, true) => "inputs unchanged".into(),
+            (_, false) => format!("restored {}", self.restored.join(", ")).into(),
         }
-        text
     }
 }
 

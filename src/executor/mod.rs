@@ -173,7 +173,9 @@ pub struct NodeReport {
     pub duration: Duration,
     pub key: Option<Key>,
     pub digest: Option<blake3::Hash>,
-    pub reason: String,
+    /// Most reasons are one of a few fixed texts ("inputs unchanged" for every hit of a
+    /// no-op): those are not allocated per node.
+    pub reason: Cow<'static, str>,
     /// Boxed: a report is kept per node, and most have none.
     pub error: Option<Box<NodeError>>,
     /// A failure routed to an error handler.
@@ -206,7 +208,7 @@ impl NodeReport {
             duration: Duration::ZERO,
             key: None,
             digest: None,
-            reason: String::new(),
+            reason: Cow::Borrowed(""),
             error: None,
             handled: false,
             source: None,
@@ -891,7 +893,7 @@ impl<'a> Shared<'a> {
         let t = self.elapsed_us();
         let report = NodeReport {
             executions: self.session.executions(&node.id),
-            reason,
+            reason: reason.into(),
             ..NodeReport::new(i, &node.id, &node.node_type, Status::Skipped, t)
         };
         let mut st = lock(&self.slots[i]);
@@ -1139,9 +1141,9 @@ impl<'a> Shared<'a> {
                 let mut e = e;
                 e.message = self.opts.redactor.scrub(&e.message);
                 if report.reason.is_empty() {
-                    report.reason = e.message.clone();
+                    report.reason = e.message.clone().into();
                 }
-                report.reason = self.opts.redactor.scrub(&report.reason);
+                report.reason = self.opts.redactor.scrub(&report.reason).into();
                 report.error = Some(Box::new(e));
             }
         }
@@ -1247,7 +1249,7 @@ impl<'a> Shared<'a> {
             other => other,
         };
         lock(&self.slots[i]).explained = Some(explained);
-        report.reason = reason.to_string();
+        report.reason = reason.to_string().into();
         report.status = Status::Ran;
 
         // Tests only: a bug in pflow while the node runs, after its miss was handed off.
@@ -1264,18 +1266,20 @@ impl<'a> Shared<'a> {
             } else {
                 Status::Cached
             };
-            report.reason = format!("all {} items cached", result.items_cached);
+            report.reason = format!("all {} items cached", result.items_cached).into();
         } else if node.batch.is_some() && result.items_cached > 0 {
             report.reason = format!(
                 "{} ({} item(s) ran, {} cached)",
                 report.reason, result.executions, result.items_cached
-            );
+            )
+            .into();
         }
         let digest = output_digest(&result.values);
         let values = Arc::new(result.values);
         let unstable = keys::read_other_bytes(&keyed, &result.files.read);
         if result.items_failed > 0 {
-            report.reason = format!("{} ({} item(s) failed)", report.reason, result.items_failed);
+            report.reason =
+                format!("{} ({} item(s) failed)", report.reason, result.items_failed).into();
         } else if let Some(path) = unstable {
             // Stored under this key, the result would answer for content it never saw.
             lock(&self.warnings).push(format!(
@@ -1602,8 +1606,8 @@ impl<'a> Shared<'a> {
                 if let LateReason::Told(why) = late {
                     // A failed node's reason is scrubbed, as when it is told at once.
                     report.reason = match report.status {
-                        Status::Failed => self.opts.redactor.scrub(&why),
-                        _ => why,
+                        Status::Failed => self.opts.redactor.scrub(&why).into(),
+                        _ => why.into(),
                     };
                 }
                 nodes.push(report);

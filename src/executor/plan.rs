@@ -83,7 +83,7 @@ pub fn plan(
             };
             match decide(&shared.sources(Mode::Probe), &ask) {
                 Decision::Reuse(hit) => {
-                    let reason = hit.reason();
+                    let reason = hit.reason().into_owned();
                     let mut slot = lock(&shared.slots[i]);
                     slot.digest = Some(hit.digest);
                     slot.fast = hit.source == HitSource::FastPath;
