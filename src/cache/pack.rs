@@ -646,6 +646,23 @@ fn keep_newer(map: &mut KeyMap<Loc>, key: Key, loc: Loc) {
     }
 }
 
+/// Put the entries of `indexes` in `map` (grown once for all of them), the newest of
+/// each key kept.
+fn map_indexes(indexes: &[Unmapped], map: &mut KeyMap<Loc>) {
+    map.reserve(indexes.iter().map(Unmapped::count).sum());
+    for u in indexes {
+        for (key, offset, len, time) in u.entries().iter().flatten() {
+            let loc = Loc {
+                seg: u.seg,
+                len,
+                offset,
+                time,
+            };
+            keep_newer(map, key, loc);
+        }
+    }
+}
+
 /// Where a record is.
 #[derive(Debug, Clone, Copy)]
 struct Loc {
@@ -730,16 +747,10 @@ impl State {
             .max_by_key(Loc::rank)
     }
 
-    /// Put every unmapped index's entries in the map (grown once for all of them).
+    /// Put every unmapped index's entries in the map.
     fn map_all(&mut self) {
         let unmapped = std::mem::take(&mut self.unmapped);
-        self.index
-            .reserve(unmapped.iter().map(Unmapped::count).sum());
-        for u in &unmapped {
-            for (key, offset, len, time) in u.entries().iter().flatten() {
-                self.insert_entry(u.seg, key, offset, len, time);
-            }
-        }
+        map_indexes(&unmapped, &mut self.index);
     }
 
     /// Take `map` (made by [`Packs::warm`] from the indexes of `mapped`) as the key map,
@@ -1031,18 +1042,7 @@ impl Packs {
             st.unmapped.clone()
         };
         let mut index: KeyMap<Loc> = KeyMap::default();
-        index.reserve(todo.iter().map(Unmapped::count).sum());
-        for u in &todo {
-            for (key, offset, len, time) in u.entries().iter().flatten() {
-                let loc = Loc {
-                    seg: u.seg,
-                    len,
-                    offset,
-                    time,
-                };
-                keep_newer(&mut index, key, loc);
-            }
-        }
+        map_indexes(&todo, &mut index);
         let mapped: Vec<u32> = todo.iter().map(|u| u.seg).collect();
         drop(todo);
         if let Ok(mut st) = self.state.lock() {
