@@ -79,8 +79,15 @@ mod tests {
                 "n": 7
             })
         );
+        assert!(r.finds_in_value(&v));
+        assert!(
+            r.finds_in_value(&serde_json::json!([{"hunter2-pw": 1}])),
+            "a key"
+        );
+        assert!(!r.finds_in_value(&serde_json::json!({"said": "pw", "n": 7})));
         let none = Redactor { values: Vec::new() };
         assert_eq!(none.scrub_value(&v), v);
+        assert!(!none.finds_in_value(&v));
     }
 
     #[test]
@@ -177,6 +184,21 @@ impl Redactor {
                     .collect(),
             ),
             other => other.clone(),
+        }
+    }
+
+    /// Does any string (or key) in `value` hold a secret value? Nothing is copied: a
+    /// build asks this of its outputs each time it records a no-op.
+    pub fn finds_in_value(&self, value: &serde_json::Value) -> bool {
+        use serde_json::Value;
+        match value {
+            _ if self.is_empty() => false,
+            Value::String(s) => self.finds_in(s.as_bytes()),
+            Value::Array(items) => items.iter().any(|v| self.finds_in_value(v)),
+            Value::Object(map) => map
+                .iter()
+                .any(|(k, v)| self.finds_in(k.as_bytes()) || self.finds_in_value(v)),
+            _ => false,
         }
     }
 
