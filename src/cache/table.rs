@@ -59,7 +59,7 @@ struct Slot {
 /// No row starts here: a row takes at least 8 bytes and a table ends with 8 more.
 const EMPTY: u32 = u32::MAX;
 
-/// Lookups by binary search before the table makes its hash map.
+/// Lookups by binary search before the table makes its slots.
 const HASH_AFTER: u32 = 64;
 
 /// FNV-1a of an id: ids are short, and any spread of them is good enough here (a

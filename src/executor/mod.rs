@@ -888,7 +888,7 @@ impl<'a> Shared<'a> {
         });
     }
 
-    fn skip(&self, i: usize, reason: String) -> NodeReport {
+    fn skip(&self, i: usize, reason: impl Into<Cow<'static, str>>) -> NodeReport {
         let node = &self.v.workflow.nodes[i];
         let t = self.elapsed_us();
         let report = NodeReport {
@@ -1523,7 +1523,7 @@ impl<'a> Shared<'a> {
                 None => false,
             };
             if !reached {
-                self.skip(i, "not reached".into());
+                self.skip(i, "not reached");
             }
         }
 
@@ -1602,7 +1602,7 @@ impl<'a> Shared<'a> {
                     let mut st = lock(slot);
                     (st.report.take(), std::mem::take(&mut st.late_reason))
                 };
-                let mut report = taken.unwrap_or_else(|| self.skip(i, "not reached".into()));
+                let mut report = taken.unwrap_or_else(|| self.skip(i, "not reached"));
                 if let LateReason::Told(why) = late {
                     // A failed node's reason is scrubbed, as when it is told at once.
                     report.reason = match report.status {
