@@ -114,8 +114,12 @@ pub fn mark(root: &Path) {
 pub enum Record {
     /// The last build's record (see [`super::records::BuildState`]).
     Build,
+    /// The delta over the last build's record (see [`super::delta`]).
+    BuildDelta,
     /// Each node's last key preimage, to tell what changed.
     Explain,
+    /// The delta over the key preimages.
+    ExplainDelta,
     /// The no-op record (see [`super::noop`]).
     Noop,
     /// The copy of the workflow's text the edit path compares with.
@@ -129,7 +133,9 @@ impl Record {
     fn extension(self) -> &'static str {
         match self {
             Record::Build => "bin",
+            Record::BuildDelta => "delta.bin",
             Record::Explain => "explain.bin",
+            Record::ExplainDelta => "explain.delta.bin",
             Record::Noop => "noop",
             Record::Text => "text",
             Record::Logs => "logs.json",

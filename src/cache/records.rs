@@ -16,6 +16,7 @@
 //! The node records sit in a [`Table`] sorted by node id: a lookup decodes one record,
 //! and a save re-encodes only the nodes this build looked up or ran, copying the rest.
 
+use super::delta::{Keep, Overlay, Save};
 use super::table::{Reader, Table};
 use super::Entry;
 use crate::fsutil::{stat, FileId};
@@ -34,8 +35,10 @@ pub const GONE: u64 = u64::MAX;
 
 /// How long a record may stand in for index lookups.
 pub const MAX_AGE: Duration = Duration::from_secs(3600);
-const FORMAT: u32 = 9;
-const EXPLAIN_FORMAT: u32 = 4;
+const FORMAT: u32 = 10;
+const EXPLAIN_FORMAT: u32 = 5;
+/// Bytes before a build record's reads: format, generation, written_ms and tag.
+const HEADER_LEN: usize = 4 + 8 + 8 + 8;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FileStat {
@@ -173,12 +176,58 @@ impl NodeRecord {
     }
 }
 
-/// The record of a workflow's last build, as loaded.
+/// The record of a workflow's last build, as loaded: its base and the delta over it
+/// (see [`super::delta`]), the delta's time and reads being the last save's.
 #[derive(Debug, Default)]
 pub struct BuildState {
     pub written_ms: u64,
     pub reads: HashMap<String, FileStat>,
+    nodes: Overlay,
+    /// The base's tag (None: no base was loaded).
+    tag: Option<u64>,
+}
+
+/// One layer of a build record as decoded: its header, reads and rows.
+struct Layer {
+    generation: u64,
+    written_ms: u64,
+    tag: u64,
+    reads: HashMap<String, FileStat>,
     nodes: Table,
+}
+
+impl Layer {
+    fn decode(bytes: crate::fsutil::Bytes) -> Option<Layer> {
+        let mut r = Reader::new(&bytes, 0);
+        if r.u32()? != FORMAT {
+            return None;
+        }
+        let (generation, written_ms, tag) = (r.u64()?, r.u64()?, r.u64()?);
+        let reads_len = r.u32()? as usize;
+        let reads = bincode::deserialize(r.take(reads_len)?).ok()?;
+        let start = r.offset();
+        Some(Layer {
+            generation,
+            written_ms,
+            tag,
+            reads,
+            nodes: Table::parse(bytes, start)?,
+        })
+    }
+
+    /// The generation, written_ms and tag at the start of the file at `path`.
+    fn header(path: &Path) -> Option<(u64, u64, u64)> {
+        use std::io::Read;
+        let mut head = [0u8; HEADER_LEN];
+        std::fs::File::open(path)
+            .and_then(|mut f| f.read_exact(&mut head))
+            .ok()?;
+        let mut r = Reader::new(&head, 0);
+        if r.u32()? != FORMAT {
+            return None;
+        }
+        Some((r.u64()?, r.u64()?, r.u64()?))
+    }
 }
 
 /// What a build learned, merged into the record when it is saved: the records of the
@@ -199,70 +248,91 @@ fn path_for(cache_root: &Path, workflow_name: &str) -> PathBuf {
     record_path(cache_root, workflow_name, Record::Build)
 }
 
+fn delta_path(cache_root: &Path, workflow_name: &str) -> PathBuf {
+    record_path(cache_root, workflow_name, Record::BuildDelta)
+}
+
 impl BuildState {
     /// The usable state of this workflow, or an empty one.
     pub fn load(cache_root: &Path, workflow_name: &str) -> BuildState {
-        crate::fsutil::read_bytes(&path_for(cache_root, workflow_name))
-            .ok()
-            .and_then(|b| BuildState::decode(b, generation(cache_root)))
-            .filter(|s| now_ms().saturating_sub(s.written_ms) < MAX_AGE.as_millis() as u64)
-            .unwrap_or_default()
-    }
-
-    /// The generation and `written_ms` of the record on disk (its first bytes only),
-    /// whatever its age: what tells one save of it from another.
-    pub fn header(cache_root: &Path, workflow_name: &str) -> Option<(u64, u64)> {
-        use std::io::Read;
-        let mut head = [0u8; 20];
-        std::fs::File::open(path_for(cache_root, workflow_name))
-            .and_then(|mut f| f.read_exact(&mut head))
-            .ok()?;
-        let mut r = Reader::new(&head, 0);
-        if r.u32()? != FORMAT {
-            return None;
+        let layer = |path: PathBuf| {
+            crate::fsutil::read_bytes(&path)
+                .ok()
+                .and_then(Layer::decode)
+        };
+        let generation = generation(cache_root);
+        let Some(base) =
+            layer(path_for(cache_root, workflow_name)).filter(|b| b.generation == generation)
+        else {
+            return BuildState::default();
+        };
+        let delta = layer(delta_path(cache_root, workflow_name))
+            .filter(|d| d.generation == generation && d.tag == base.tag);
+        let (written_ms, reads, delta) = match delta {
+            Some(d) => (d.written_ms, d.reads, d.nodes),
+            None => (base.written_ms, base.reads, Table::default()),
+        };
+        if now_ms().saturating_sub(written_ms) >= MAX_AGE.as_millis() as u64 {
+            return BuildState::default();
         }
-        Some((r.u64()?, r.u64()?))
-    }
-
-    fn decode(bytes: crate::fsutil::Bytes, generation: u64) -> Option<BuildState> {
-        let mut r = Reader::new(&bytes, 0);
-        if r.u32()? != FORMAT || r.u64()? != generation {
-            return None;
-        }
-        let written_ms = r.u64()?;
-        let reads_len = r.u32()? as usize;
-        let reads = bincode::deserialize(r.take(reads_len)?).ok()?;
-        let start = r.offset();
-        let nodes = Table::parse(bytes, start)?;
-        Some(BuildState {
+        BuildState {
             written_ms,
             reads,
-            nodes,
-        })
+            nodes: Overlay::new(base.nodes, delta),
+            tag: Some(base.tag),
+        }
+    }
+
+    /// The generation and `written_ms` of the record on disk (the first bytes of its
+    /// base and delta only), whatever its age: what tells one save of it from another.
+    pub fn header(cache_root: &Path, workflow_name: &str) -> Option<(u64, u64)> {
+        let (generation, written_ms, tag) = Layer::header(&path_for(cache_root, workflow_name))?;
+        match Layer::header(&delta_path(cache_root, workflow_name)) {
+            Some((g, w, t)) if g == generation && t == tag => Some((generation, w)),
+            _ => Some((generation, written_ms)),
+        }
     }
 
     /// Write the record of this build: `update`'s node records replace or join the
-    /// loaded ones, a loaded record survives when `keep` says so, and the reads are
-    /// `update`'s.
+    /// loaded ones, a loaded record survives when `keep` says so (None: every one), and
+    /// the reads are `update`'s. A save of a few records writes only the delta.
     pub fn save(
         &self,
         cache_root: &Path,
         workflow_name: &str,
         update: &StateUpdate,
-        keep: impl Fn(&[u8]) -> bool,
+        keep: Keep<'_>,
     ) {
         let Ok(reads) = bincode::serialize(&update.reads) else {
             return;
         };
+        let plan = match self.tag {
+            Some(tag) => (self.nodes.plan(update.nodes.len(), keep.is_none()), tag),
+            None => (Save::Whole, 0),
+        };
+        let (path, tag) = match plan {
+            (Save::Delta, tag) => (delta_path(cache_root, workflow_name), tag),
+            (Save::Whole, _) => (path_for(cache_root, workflow_name), fastrand::u64(..)),
+        };
         // Best effort, as every record: without it the next build does more work.
-        let _ = crate::fsutil::replace_record(&path_for(cache_root, workflow_name), |w| {
+        let written = crate::fsutil::replace_record(&path, |w| {
             w.write_all(&FORMAT.to_le_bytes())?;
             w.write_all(&generation(cache_root).to_le_bytes())?;
             w.write_all(&now_ms().to_le_bytes())?;
+            w.write_all(&tag.to_le_bytes())?;
             w.write_all(&(reads.len() as u32).to_le_bytes())?;
             w.write_all(&reads)?;
-            self.nodes.merged_into(w, &update.nodes, keep)
+            match plan.0 {
+                Save::Delta => self.nodes.delta_into(w, &update.nodes),
+                Save::Whole => self
+                    .nodes
+                    .whole_into(w, &update.nodes, |id| keep.is_none_or(|k| k(id))),
+            }
         });
+        if written.is_ok() && plan.0 == Save::Whole {
+            // Its tag names a base no longer there: never used again.
+            let _ = std::fs::remove_file(delta_path(cache_root, workflow_name));
+        }
     }
 
     /// How many node records there are.
@@ -376,7 +446,9 @@ pub fn record_of(key: &[u8; 32], entry: &Entry) -> Option<NodeRecord> {
 /// hence the same preimage, as recorded).
 #[derive(Debug, Default)]
 pub struct ExplainRecords {
-    table: Table,
+    table: Overlay,
+    /// The base's tag (None: no base was loaded).
+    tag: Option<u64>,
 }
 
 /// One node's explain record: its components, in name order.
@@ -415,12 +487,27 @@ pub fn decode_explain(bytes: &[u8]) -> Option<Vec<Short<'_>>> {
 
 impl ExplainRecords {
     pub fn load(cache_root: &Path, workflow_name: &str) -> ExplainRecords {
-        let table = crate::fsutil::read_bytes(&explain_path(cache_root, workflow_name))
-            .ok()
-            .filter(|b| b.get(..4) == Some(&EXPLAIN_FORMAT.to_le_bytes()[..]))
-            .and_then(|b| Table::parse(b, 4))
+        // A layer: the format, the base's tag, then the table.
+        let layer = |path: PathBuf| {
+            let bytes = crate::fsutil::read_bytes(&path).ok()?;
+            let mut r = Reader::new(&bytes, 0);
+            if r.u32()? != EXPLAIN_FORMAT {
+                return None;
+            }
+            let tag = r.u64()?;
+            Some((tag, Table::parse(bytes, 12)?))
+        };
+        let Some((tag, base)) = layer(explain_path(cache_root, workflow_name)) else {
+            return ExplainRecords::default();
+        };
+        let delta = layer(explain_delta_path(cache_root, workflow_name))
+            .filter(|(t, _)| *t == tag)
+            .map(|(_, d)| d)
             .unwrap_or_default();
-        ExplainRecords { table }
+        ExplainRecords {
+            table: Overlay::new(base, delta),
+            tag: Some(tag),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -446,23 +533,45 @@ impl ExplainRecords {
     }
 
     /// Write these records with `new` ones (encoded: [`encode_explain`]) replacing or
-    /// joining them; an old record survives when `keep` says so.
+    /// joining them; an old record survives when `keep` says so (None: every one). A
+    /// save of a few records writes only the delta.
     pub fn save(
         &self,
         cache_root: &Path,
         workflow_name: &str,
         new: &BTreeMap<String, Vec<u8>>,
-        keep: impl Fn(&[u8]) -> bool,
+        keep: Keep<'_>,
     ) {
-        let _ = crate::fsutil::replace_record(&explain_path(cache_root, workflow_name), |w| {
+        let plan = match self.tag {
+            Some(tag) => (self.table.plan(new.len(), keep.is_none()), tag),
+            None => (Save::Whole, 0),
+        };
+        let (path, tag) = match plan {
+            (Save::Delta, tag) => (explain_delta_path(cache_root, workflow_name), tag),
+            (Save::Whole, _) => (explain_path(cache_root, workflow_name), fastrand::u64(..)),
+        };
+        let written = crate::fsutil::replace_record(&path, |w| {
             w.write_all(&EXPLAIN_FORMAT.to_le_bytes())?;
-            self.table.merged_into(w, new, keep)
+            w.write_all(&tag.to_le_bytes())?;
+            match plan.0 {
+                Save::Delta => self.table.delta_into(w, new),
+                Save::Whole => self
+                    .table
+                    .whole_into(w, new, |id| keep.is_none_or(|k| k(id))),
+            }
         });
+        if written.is_ok() && plan.0 == Save::Whole {
+            let _ = std::fs::remove_file(explain_delta_path(cache_root, workflow_name));
+        }
     }
 }
 
 fn explain_path(cache_root: &Path, workflow_name: &str) -> PathBuf {
     record_path(cache_root, workflow_name, Record::Explain)
+}
+
+fn explain_delta_path(cache_root: &Path, workflow_name: &str) -> PathBuf {
+    record_path(cache_root, workflow_name, Record::ExplainDelta)
 }
 
 #[cfg(test)]
@@ -489,9 +598,8 @@ mod tests {
 
     /// Save `update` over `base` and load the result back.
     fn saved(dir: &Path, base: &BuildState, update: StateUpdate, keep: &[&str]) -> BuildState {
-        base.save(dir, "wf.json", &update, |id| {
-            keep.iter().any(|k| k.as_bytes() == id)
-        });
+        let keep = |id: &[u8]| keep.iter().any(|k| k.as_bytes() == id);
+        base.save(dir, "wf.json", &update, Some(&keep));
         BuildState::load(dir, "wf.json")
     }
 
@@ -611,6 +719,144 @@ mod tests {
         assert!(BuildState::load(dir.path(), "wf.json").nodes.is_empty());
     }
 
+    /// A state of `n` nodes "n0".."n{n-1}", each with key [1; 32], saved whole.
+    fn many(dir: &Path, written: &Path, n: usize) -> BuildState {
+        let mut update = StateUpdate::default();
+        for i in 0..n {
+            update
+                .nodes
+                .insert(format!("n{i}"), record(written, [1; 32]));
+        }
+        saved(dir, &BuildState::default(), update, &[])
+    }
+
+    #[test]
+    fn a_save_of_a_few_records_writes_a_delta_that_loads_over_the_base() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = dir.path().join("w.txt");
+        std::fs::write(&written, "w").unwrap();
+        let state = many(dir.path(), &written, 100);
+        let base = std::fs::read(path_for(dir.path(), "wf.json")).unwrap();
+        let mut update = StateUpdate::default();
+        update.nodes.insert("n5".into(), record(&written, [2; 32]));
+        update
+            .nodes
+            .insert("extra".into(), record(&written, [3; 32]));
+        std::thread::sleep(Duration::from_millis(2));
+        state.save(dir.path(), "wf.json", &update, None);
+        assert_eq!(
+            std::fs::read(path_for(dir.path(), "wf.json")).unwrap(),
+            base,
+            "the base is left as it was"
+        );
+        assert!(delta_path(dir.path(), "wf.json").exists());
+        let back = BuildState::load(dir.path(), "wf.json");
+        assert!(
+            back.fast_hit("n5", &[2; 32], &none()).is_some(),
+            "the delta's record"
+        );
+        assert!(
+            back.fast_hit("n5", &[1; 32], &none()).is_none(),
+            "the base's record of n5 is hidden"
+        );
+        assert!(
+            back.fast_hit("n6", &[1; 32], &none()).is_some(),
+            "the base's"
+        );
+        assert!(back.fast_hit("extra", &[3; 32], &none()).is_some());
+        assert!(back.written_ms > state.written_ms);
+        assert_eq!(
+            BuildState::header(dir.path(), "wf.json"),
+            Some((generation(dir.path()), back.written_ms)),
+            "the header is the last save's"
+        );
+
+        // Dropping records (or a delta grown too big) rewrites the base, and the delta
+        // goes.
+        let mut update = StateUpdate::default();
+        update.nodes.insert("n7".into(), record(&written, [4; 32]));
+        back.save(
+            dir.path(),
+            "wf.json",
+            &update,
+            Some(&|id: &[u8]| id != b"n8"),
+        );
+        assert!(!delta_path(dir.path(), "wf.json").exists());
+        let whole = BuildState::load(dir.path(), "wf.json");
+        assert!(
+            whole.fast_hit("n5", &[2; 32], &none()).is_some(),
+            "merged into the base"
+        );
+        assert!(whole.fast_hit("n7", &[4; 32], &none()).is_some());
+        assert!(whole.fast_hit("n8", &[1; 32], &none()).is_none(), "dropped");
+        assert_eq!(whole.len(), 100);
+    }
+
+    #[test]
+    fn a_delta_left_over_a_base_rewritten_since_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = dir.path().join("w.txt");
+        std::fs::write(&written, "w").unwrap();
+        let state = many(dir.path(), &written, 100);
+        let mut update = StateUpdate::default();
+        update.nodes.insert("n5".into(), record(&written, [2; 32]));
+        state.save(dir.path(), "wf.json", &update, None);
+        let delta = std::fs::read(delta_path(dir.path(), "wf.json")).unwrap();
+        // Another build rewrites the base whole (n5 back at key 1); as if a crash came
+        // before the delta's removal, the old delta is put back.
+        let other = many(dir.path(), &written, 100);
+        std::fs::write(delta_path(dir.path(), "wf.json"), &delta).unwrap();
+        let back = BuildState::load(dir.path(), "wf.json");
+        assert!(back.fast_hit("n5", &[1; 32], &none()).is_some());
+        assert!(back.fast_hit("n5", &[2; 32], &none()).is_none());
+        assert_eq!(back.written_ms, other.written_ms);
+        assert_eq!(
+            BuildState::header(dir.path(), "wf.json"),
+            Some((generation(dir.path()), other.written_ms))
+        );
+        // A torn delta is no delta either.
+        state.save(dir.path(), "wf.json", &update, None);
+        let fresh = std::fs::read(delta_path(dir.path(), "wf.json")).unwrap();
+        std::fs::write(delta_path(dir.path(), "wf.json"), &fresh[..fresh.len() - 3]).unwrap();
+        assert!(BuildState::load(dir.path(), "wf.json")
+            .fast_hit("n5", &[1; 32], &none())
+            .is_some());
+    }
+
+    #[test]
+    fn explain_records_of_a_few_nodes_go_to_the_delta_over_their_base() {
+        let dir = tempfile::tempdir().unwrap();
+        let pre = |d: u64| encode_explain(&[("param:x", d)]);
+        let all: BTreeMap<String, Vec<u8>> = (0..100).map(|i| (format!("n{i}"), pre(1))).collect();
+        ExplainRecords::default().save(dir.path(), "wf.json", &all, None);
+        let base = std::fs::read(explain_path(dir.path(), "wf.json")).unwrap();
+        let loaded = ExplainRecords::load(dir.path(), "wf.json");
+        let few: BTreeMap<String, Vec<u8>> = [("n3".to_string(), pre(7))].into();
+        loaded.save(dir.path(), "wf.json", &few, None);
+        assert_eq!(
+            std::fs::read(explain_path(dir.path(), "wf.json")).unwrap(),
+            base
+        );
+        let back = ExplainRecords::load(dir.path(), "wf.json");
+        assert_eq!(
+            decode_explain(back.raw("n3").unwrap()),
+            Some(vec![("param:x", 7)])
+        );
+        assert_eq!(
+            decode_explain(back.raw("n4").unwrap()),
+            Some(vec![("param:x", 1)])
+        );
+        // A base written whole since: the delta does not apply to it.
+        let delta = std::fs::read(explain_delta_path(dir.path(), "wf.json")).unwrap();
+        ExplainRecords::default().save(dir.path(), "wf.json", &all, None);
+        std::fs::write(explain_delta_path(dir.path(), "wf.json"), &delta).unwrap();
+        let back = ExplainRecords::load(dir.path(), "wf.json");
+        assert_eq!(
+            decode_explain(back.raw("n3").unwrap()),
+            Some(vec![("param:x", 1)])
+        );
+    }
+
     #[test]
     fn explain_records_merge_by_node() {
         let dir = tempfile::tempdir().unwrap();
@@ -618,11 +864,16 @@ mod tests {
         let hex = |d: &str| -> Preimage { [("param:x".to_string(), format!("{d:0>16}"))].into() };
         let first: BTreeMap<String, Vec<u8>> =
             [("a".to_string(), pre(1)), ("b".to_string(), pre(1))].into();
-        ExplainRecords::default().save(dir.path(), "wf.json", &first, |_| true);
+        ExplainRecords::default().save(dir.path(), "wf.json", &first, None);
         let loaded = ExplainRecords::load(dir.path(), "wf.json");
         assert_eq!(loaded.get("a"), Some(hex("1")));
         let second: BTreeMap<String, Vec<u8>> = [("b".to_string(), pre(0x2f))].into();
-        loaded.save(dir.path(), "wf.json", &second, |id| id == b"a");
+        loaded.save(
+            dir.path(),
+            "wf.json",
+            &second,
+            Some(&|id: &[u8]| id == b"a"),
+        );
         let loaded = ExplainRecords::load(dir.path(), "wf.json");
         assert_eq!(loaded.get("a"), Some(hex("1")));
         assert_eq!(loaded.get("b"), Some(hex("2f")));

@@ -228,6 +228,14 @@ impl Table {
         self.entries.len()
     }
 
+    /// Every row's id and payload, in id order.
+    pub fn rows(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        self.entries.iter().map(|&at| {
+            let (id, payload, _) = self.row(at);
+            (id, payload)
+        })
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

@@ -557,7 +557,7 @@ mod tests {
             .nodes
             .insert("n".into(), record_of(&key.0, &entry).unwrap().encode());
         let root = w.cache.local().root().to_path_buf();
-        BuildState::default().save(&root, "wf.json", &update, |_| true);
+        BuildState::default().save(&root, "wf.json", &update, None);
         w.records = BuildState::load(&root, "wf.json");
 
         let mut a = ask(key);

@@ -113,12 +113,16 @@ impl Recorder {
         let (root, name) = (&self.root, &self.workflow_name);
         let limit = 2 * nodes + 64;
         let explain = self.explain();
-        let prune = explain.len() > limit;
-        explain.save(root, name, &decided(), |id| !prune || in_workflow(id));
-        let prune = self.last.len() > limit;
-        self.last.save(root, name, &lock(&self.next), |id| {
-            !prune || in_workflow(id)
-        });
+        // Records of nodes no longer in the workflow are dropped once they are many.
+        let keep: &dyn Fn(&[u8]) -> bool = &in_workflow;
+        explain.save(
+            root,
+            name,
+            &decided(),
+            (explain.len() > limit).then_some(keep),
+        );
+        let prune = (self.last.len() > limit).then_some(keep);
+        self.last.save(root, name, &lock(&self.next), prune);
     }
 }
 

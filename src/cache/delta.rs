@@ -1,0 +1,215 @@
+//! A record table saved in two layers: a base, rewritten whole now and then, and a small
+//! delta beside it that a save of a few rows replaces instead.
+//!
+//! An edit of one node near the end of a 10,000-node workflow decides a dozen nodes, but
+//! rewriting its build and `--explain` records whole wrote two megabytes and was a fifth
+//! of the build. So a save that keeps every row and changes few of them writes only the
+//! changed rows, with the earlier delta's, as the delta; the base is rewritten (and the
+//! delta removed) when the delta would hold more than [`DELTA_SHARE`] of the base's rows
+//! or the save drops rows. As ninja's log, the cost of a save follows what changed, not
+//! the size of the workflow.
+//!
+//! Each base carries a random tag, written again into the delta made on it: a delta is
+//! used only over the base it names, so a delta left behind by a base rewritten since
+//! (a crash between the rewrite and the removal, another build) is ignored, never
+//! applied to rows it did not see. A row in the delta hides the base's row of the same
+//! id.
+
+use super::table::Table;
+use std::collections::BTreeMap;
+
+/// The largest delta, as a share of the base's rows (and at least [`DELTA_MIN`] rows):
+/// a lookup asks the delta first, and a save rewrites it whole.
+pub const DELTA_SHARE: usize = 8;
+pub const DELTA_MIN: usize = 64;
+
+/// Which loaded rows a save keeps, by id: `None` keeps every one (and lets the save
+/// write only a delta).
+pub type Keep<'a> = Option<&'a dyn Fn(&[u8]) -> bool>;
+
+/// A base table and the delta over it.
+#[derive(Debug, Default)]
+pub struct Overlay {
+    base: Table,
+    delta: Table,
+}
+
+/// How a save writes the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Save {
+    /// Only the delta: the earlier delta's rows with the updates.
+    Delta,
+    /// The base, with the delta and the updates merged into it; the delta removed.
+    Whole,
+}
+
+impl Overlay {
+    pub fn new(base: Table, delta: Table) -> Overlay {
+        Overlay { base, delta }
+    }
+
+    /// At least as many rows as there are ids (an id in both layers counts twice).
+    pub fn len(&self) -> usize {
+        self.base.len() + self.delta.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.base.is_empty() && self.delta.is_empty()
+    }
+
+    /// The payload recorded for `id`.
+    pub fn get(&self, id: &str) -> Option<&[u8]> {
+        match self.in_delta(id) {
+            Some(found) => found,
+            None => self.base.get(id),
+        }
+    }
+
+    /// The payload recorded for `id` when it starts with `lead` (see
+    /// [`Table::get_leading`]).
+    pub fn get_leading(&self, id: &str, lead: &[u8; 8]) -> Option<&[u8]> {
+        match self.in_delta(id) {
+            Some(found) => found.filter(|p| p.starts_with(lead)),
+            None => self.base.get_leading(id, lead),
+        }
+    }
+
+    /// `Some` when the delta decides `id` (it has a row for it), with that row.
+    fn in_delta(&self, id: &str) -> Option<Option<&[u8]>> {
+        if self.delta.is_empty() {
+            return None;
+        }
+        self.delta.get(id).map(Some)
+    }
+
+    /// How a save of `updates` rows writes the table; `keeps_all` when no row is to be
+    /// dropped.
+    pub fn plan(&self, updates: usize, keeps_all: bool) -> Save {
+        let room = (self.base.len() / DELTA_SHARE).max(DELTA_MIN);
+        if keeps_all && !self.base.is_empty() && self.delta.len() + updates <= room {
+            Save::Delta
+        } else {
+            Save::Whole
+        }
+    }
+
+    /// Write the delta for a [`Save::Delta`]: the earlier delta's rows with `updates`.
+    pub fn delta_into(
+        &self,
+        out: &mut impl std::io::Write,
+        updates: &BTreeMap<String, Vec<u8>>,
+    ) -> std::io::Result<()> {
+        self.delta.merged_into(out, updates, |_| true)
+    }
+
+    /// Write the base for a [`Save::Whole`]: both layers' rows with `updates`, a row of
+    /// either layer surviving when `keep` says so.
+    pub fn whole_into(
+        &self,
+        out: &mut impl std::io::Write,
+        updates: &BTreeMap<String, Vec<u8>>,
+        keep: impl Fn(&[u8]) -> bool,
+    ) -> std::io::Result<()> {
+        if self.delta.is_empty() {
+            return self.base.merged_into(out, updates, keep);
+        }
+        // The delta is small (see `plan`): its rows join the updates.
+        let mut all = updates.clone();
+        for (id, payload) in self.delta.rows() {
+            let Ok(id) = std::str::from_utf8(id) else {
+                continue;
+            };
+            if keep(id.as_bytes()) && !all.contains_key(id) {
+                all.insert(id.to_string(), payload.to_vec());
+            }
+        }
+        self.base.merged_into(out, &all, keep)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::table::encode;
+
+    fn table(rows: &[(&str, &str)]) -> Table {
+        let rows: Vec<(&[u8], &[u8])> = rows
+            .iter()
+            .map(|(i, p)| (i.as_bytes(), p.as_bytes()))
+            .collect();
+        Table::parse(encode(&rows), 0).expect("a table")
+    }
+
+    fn updates(rows: &[(&str, &str)]) -> BTreeMap<String, Vec<u8>> {
+        rows.iter()
+            .map(|(i, p)| (i.to_string(), p.as_bytes().to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn a_row_in_the_delta_hides_the_base_row_even_when_it_does_not_lead_as_asked() {
+        let o = Overlay::new(
+            table(&[("a", "old-a-payload"), ("b", "base-b-payload")]),
+            table(&[("a", "new-a-payload")]),
+        );
+        assert_eq!(o.get("a"), Some(&b"new-a-payload"[..]));
+        assert_eq!(o.get("b"), Some(&b"base-b-payload"[..]));
+        assert_eq!(o.get("c"), None);
+        assert_eq!(o.get_leading("a", b"new-a-pa"), Some(&b"new-a-payload"[..]));
+        // The base's stale row for "a" leads this way, but the delta's row decides.
+        assert_eq!(o.get_leading("a", b"old-a-pa"), None);
+        assert_eq!(
+            o.get_leading("b", b"base-b-p"),
+            Some(&b"base-b-payload"[..])
+        );
+    }
+
+    #[test]
+    fn a_save_writes_the_delta_only_while_it_is_small_and_every_row_is_kept() {
+        let rows: Vec<(String, String)> = (0..1000)
+            .map(|i| (format!("n{i:04}"), "p".into()))
+            .collect();
+        let rows: Vec<(&str, &str)> = rows.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        let o = Overlay::new(table(&rows), Table::default());
+        assert_eq!(o.plan(10, true), Save::Delta);
+        assert_eq!(
+            o.plan(10, false),
+            Save::Whole,
+            "a save that drops rows rewrites the base"
+        );
+        assert_eq!(o.plan(1000 / DELTA_SHARE + 1, true), Save::Whole);
+        let empty = Overlay::default();
+        assert_eq!(
+            empty.plan(1, true),
+            Save::Whole,
+            "no base to lay a delta over"
+        );
+    }
+
+    #[test]
+    fn a_whole_save_merges_both_layers_and_the_updates_and_drops_what_keep_refuses() {
+        let o = Overlay::new(
+            table(&[("a", "1"), ("b", "1"), ("c", "1")]),
+            table(&[("b", "2"), ("d", "2"), ("e", "2")]),
+        );
+        let mut out = Vec::new();
+        o.whole_into(&mut out, &updates(&[("c", "3"), ("e", "3")]), |id| {
+            id != b"d"
+        })
+        .expect("a Vec takes every write");
+        let t = Table::parse(out, 0).expect("a table");
+        let got: Vec<(&[u8], &[u8])> = t.rows().collect();
+        let want: Vec<(&[u8], &[u8])> =
+            vec![(b"a", b"1"), (b"b", b"2"), (b"c", b"3"), (b"e", b"3")];
+        assert_eq!(got, want);
+
+        let mut delta = Vec::new();
+        o.delta_into(&mut delta, &updates(&[("a", "4")]))
+            .expect("written");
+        let t = Table::parse(delta, 0).expect("a table");
+        let got: Vec<(&[u8], &[u8])> = t.rows().collect();
+        let want: Vec<(&[u8], &[u8])> =
+            vec![(b"a", b"4"), (b"b", b"2"), (b"d", b"2"), (b"e", b"2")];
+        assert_eq!(got, want);
+    }
+}
