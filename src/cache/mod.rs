@@ -32,6 +32,7 @@
 //! - [`remote`]: the shared remote cache client, and [`remote_policy`], when it gives up;
 //! - [`layered`]: local and remote composed, a hit telling where it came from.
 
+pub mod checksum;
 pub mod delta;
 pub mod intents;
 pub mod layered;

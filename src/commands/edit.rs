@@ -612,7 +612,7 @@ impl Next<'_> {
             return Err(format!("'{path}' changed during the build"));
         }
         next.edit = Some(base);
-        crate::cache::noop::save_text(&inv.root, &inv.name, self.text, self.redactor)
+        crate::cache::noop::save_text(&inv.root, &inv.name, self.text, &digest, self.redactor)
             .map_err(|e| e.to_string())?;
         let count = self.rec.node_count() as u32;
         next.save_with(&inv.root, &inv.name, count, &pieces)
