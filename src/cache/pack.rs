@@ -38,7 +38,7 @@
 //!
 //! A finished segment of at least [`INDEXED_FROM`] bytes gets an index
 //! (`state/<segment>.index`: how far it covers, then each entry record's key, place and
-//! time, then a BLAKE3 sum), so later processes read that instead of every record
+//! time, then a check), so later processes read that instead of every record
 //! header: the headers of 40,000 records, each with its check, were most of what a
 //! build's first lookup cost. Its writer writes it when it lets the segment go (the
 //! process's [`Packs`] is dropped); a segment a writer left without one (a crash, a
@@ -108,13 +108,15 @@ const SEARCHED_LOOKUPS: u32 = 64;
 /// its index is written).
 pub const INDEXED_FROM: u64 = 64 * 1024;
 /// The first bytes of a segment index.
-const INDEX_HEADER: &[u8; 8] = b"PFIDX2\n\0";
+const INDEX_HEADER: &[u8; 8] = b"PFIDX3\n\0";
 /// Bytes of an index entry: key, offset, payload length, time.
 const INDEX_ENTRY: usize = 32 + 8 + 4 + 8;
 /// Where an index's entries start: after its header, how far it covers and their count.
 const INDEX_LIST_AT: usize = 8 + 8 + 4;
-/// Bytes of an index's trailing BLAKE3 sum.
-const INDEX_SUM: usize = 16;
+/// Bytes of an index's trailing check (see [`super::checksum`]: an index is only ever
+/// compared with its own check, and BLAKE3 of a 10,000-entry index was half of an edit
+/// build's first lookup).
+const INDEX_SUM: usize = super::checksum::LEN;
 
 /// An index entry: where an entry record of a segment is.
 type Indexed = (Key, u64, u32, u64);
@@ -134,8 +136,8 @@ fn encode_index(covered: u64, entries: &[Indexed]) -> Vec<u8> {
         out.extend_from_slice(&len.to_le_bytes());
         out.extend_from_slice(&time.to_le_bytes());
     }
-    let sum = blake3::hash(&out);
-    out.extend_from_slice(&sum.as_bytes()[..INDEX_SUM]);
+    let sum = super::checksum::of(&out);
+    out.extend_from_slice(&sum);
     out
 }
 
@@ -145,7 +147,7 @@ fn encode_index(covered: u64, entries: &[Indexed]) -> Vec<u8> {
 fn decode_index(bytes: &[u8], size: u64) -> Option<(u64, IndexEntries<'_>)> {
     let body = bytes.len().checked_sub(INDEX_SUM)?;
     let (text, sum) = bytes.split_at(body);
-    if blake3::hash(text).as_bytes()[..INDEX_SUM] != *sum || text.get(..8)? != INDEX_HEADER {
+    if super::checksum::of(text) != *sum || text.get(..8)? != INDEX_HEADER {
         return None;
     }
     let covered = u64::from_le_bytes(text.get(8..16)?.try_into().ok()?);
@@ -1358,8 +1360,8 @@ mod tests {
         assert!(decode_index(&good, 1000).is_some());
         let reindexed = |mut body: Vec<u8>| {
             body.truncate(body.len() - INDEX_SUM);
-            let sum = blake3::hash(&body);
-            body.extend_from_slice(&sum.as_bytes()[..INDEX_SUM]);
+            let sum = crate::cache::checksum::of(&body);
+            body.extend_from_slice(&sum);
             body
         };
         let mut swapped = good.clone();
@@ -1372,7 +1374,7 @@ mod tests {
             "out of order"
         );
         let mut old = good.clone();
-        old[..8].copy_from_slice(b"PFIDX1\n\0");
+        old[..8].copy_from_slice(b"PFIDX2\n\0");
         assert!(decode_index(&reindexed(old), 1000).is_none(), "old format");
         // Written from entries in any order, an index is sorted.
         let mut backwards = entries.clone();

@@ -167,7 +167,8 @@ pub struct NodeReport {
     /// The node's position in the workflow (and in its graph).
     pub index: usize,
     pub id: String,
-    pub node_type: String,
+    /// A built-in type's name is not allocated per node (a no-op reports every node).
+    pub node_type: Cow<'static, str>,
     pub status: Status,
     pub executions: u32,
     pub duration: Duration,
@@ -202,7 +203,10 @@ impl NodeReport {
         NodeReport {
             index,
             id: id.to_string(),
-            node_type: node_type.to_string(),
+            node_type: match crate::nodes::type_names().find(|t| *t == node_type) {
+                Some(name) => Cow::Borrowed(name),
+                None => Cow::Owned(node_type.to_string()),
+            },
             status,
             executions: 0,
             duration: Duration::ZERO,
