@@ -110,8 +110,12 @@ pub struct NoopRecord {
     nodes_at: usize,
     nodes_end: usize,
     node_count: u32,
-    /// What the edit path starts from, when the recorded build allows one.
+    /// What the edit path starts from, when the recorded build allows one. A decoded
+    /// record leaves its base encoded (`edit_at`) until [`NoopRecord::take_edit`] asks
+    /// for it: a no-op never does, and decoding it was a twelfth of one.
     pub edit: Option<EditBase>,
+    /// Where a decoded record's encoded base starts in `nodes` (it runs to the check).
+    edit_at: Option<usize>,
 }
 
 /// What an edited workflow is compared with to find what an edit changed and what it
@@ -361,6 +365,33 @@ impl NoopRecord {
         self.nodes_at = 0;
         self.nodes_end = 0;
         self.node_count = 0;
+        self.edit_at = None;
+    }
+
+    /// The encoded base of a decoded record (without its check).
+    fn encoded_edit(&self) -> Option<&[u8]> {
+        let end = self.nodes.len().checked_sub(SUM_LEN)?;
+        self.nodes.get(self.edit_at?..end)
+    }
+
+    /// The edit base's context, without decoding the rest of it.
+    pub fn edit_context(&self) -> Option<[u8; 32]> {
+        match &self.edit {
+            Some(base) => Some(base.context),
+            None => self.encoded_edit()?.first_chunk::<32>().copied(),
+        }
+    }
+
+    /// The edit base, decoded now if the record was; `None` when there is none or it
+    /// does not decode whole.
+    pub fn take_edit(&mut self) -> Option<EditBase> {
+        if let Some(base) = self.edit.take() {
+            return Some(base);
+        }
+        let mut r = Reader::new(self.encoded_edit()?, 0);
+        let base = EditBase::decode(&mut r, self.node_count).filter(|_| r.remaining() == 0);
+        self.edit_at = None;
+        base
     }
 
     pub fn node_count(&self) -> usize {
@@ -469,12 +500,16 @@ impl NoopRecord {
         }
         put_u32(&mut out, node_count);
         let mut tail = Vec::new();
-        match &self.edit {
-            Some(base) => {
+        match (&self.edit, self.encoded_edit()) {
+            (Some(base), _) => {
                 tail.push(1);
                 base.encode(&mut tail);
             }
-            None => tail.push(0),
+            (None, Some(encoded)) => {
+                tail.push(1);
+                tail.extend_from_slice(encoded);
+            }
+            (None, None) => tail.push(0),
         }
         let mut sum = super::checksum::Check::new();
         let pieces = std::iter::once(&out[..])
@@ -548,18 +583,18 @@ impl NoopRecord {
         if rec.order.len() != seen.len() {
             return None;
         }
+        // The nodes' shape only: an id, a type or a reason that is no UTF-8 is refused
+        // where the node is read ([`NoopRecord::nodes`], [`NoopRecord::node_at`]), and
+        // a no-op reads each one once.
         rec.nodes_at = r.offset();
         for _ in 0..rec.node_count {
-            get_node(&mut r)?;
+            skip_node(&mut r)?;
         }
         rec.nodes_end = r.offset();
-        rec.edit = match r.take(1)?.first()? {
-            0 => None,
-            1 => Some(EditBase::decode(&mut r, rec.node_count)?),
+        match r.take(1)?.first()? {
+            0 if r.remaining() == 0 => {}
+            1 => rec.edit_at = Some(r.offset()),
             _ => return None,
-        };
-        if r.remaining() != 0 {
-            return None;
         }
         rec.nodes = bytes;
         Some(rec)
@@ -774,7 +809,11 @@ mod tests {
             }
         ));
         assert!(matches!(nodes[3].end, NodeEnd::Skipped { reason } if reason.starts_with("n2 ")));
-        let base = back.edit.as_ref().expect("the edit base decodes");
+        assert_eq!(
+            back.edit_context(),
+            Some(rec.edit.as_ref().unwrap().context)
+        );
+        let base = back.clone().take_edit().expect("the edit base decodes");
         assert_eq!(
             (base.len(), base.deps(2), base.deps(3)),
             (4, &[0, 1][..], &[2][..])
@@ -782,25 +821,38 @@ mod tests {
         assert_eq!(base.layout.nodes[3], (31, 49));
         let mut without = rec.clone();
         without.edit = None;
-        let back = NoopRecord::decode(without.encode()).expect("decodes without a base");
-        assert!(back.edit.is_none());
+        let mut back = NoopRecord::decode(without.encode()).expect("decodes without a base");
+        assert_eq!(back.edit_context(), None);
+        assert!(back.take_edit().is_none());
+        // A base that does not hold is found when the edit path asks for it (a no-op
+        // never does), and then there is none.
         let mut bad = rec.clone();
         if let Some(b) = bad.edit.as_mut() {
             b.layout.nodes.push((49, 50));
             b.push(&[0]);
         }
-        assert!(
-            NoopRecord::decode(bad.encode()).is_none(),
-            "a base of another length"
-        );
+        let mut back = NoopRecord::decode(bad.encode()).expect("the rest decodes");
+        assert!(back.take_edit().is_none(), "a base of another length");
         let mut disordered = rec.clone();
         if let Some(b) = disordered.edit.as_mut() {
             b.layout.nodes.swap(0, 1);
         }
-        assert!(
-            NoopRecord::decode(disordered.encode()).is_none(),
-            "nodes out of order"
-        );
+        let mut back = NoopRecord::decode(disordered.encode()).expect("the rest decodes");
+        assert!(back.take_edit().is_none(), "nodes out of order");
+        // A node id that is no UTF-8 (under a check that holds): refused where the
+        // node is read.
+        let mut foreign = bytes.clone();
+        let at = foreign
+            .windows(6)
+            .position(|w| w == [2, 0, 0, 0, b'n', b'2'])
+            .expect("n2's id")
+            + 4;
+        foreign[at] = 0xff;
+        let body = foreign.len() - SUM_LEN;
+        let check = crate::cache::checksum::of(&foreign[..body]);
+        foreign[body..].copy_from_slice(&check);
+        let back = NoopRecord::decode(foreign).expect("its shape holds");
+        assert!(back.nodes().any(|n| n.is_none()));
         for cut in 0..bytes.len() {
             assert!(
                 NoopRecord::decode(bytes[..cut].to_vec()).is_none(),
@@ -835,9 +887,11 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn any_bytes_decode_or_are_refused(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
-            if let Some(rec) = NoopRecord::decode(bytes.clone()) {
-                proptest::prop_assert!(rec.nodes().all(|n| n.is_some()));
+            if let Some(mut rec) = NoopRecord::decode(bytes.clone()) {
                 proptest::prop_assert_eq!(rec.encode(), bytes);
+                // Read whole, as the edit path does: never a panic.
+                let _ = rec.nodes().count();
+                let _ = rec.take_edit();
             }
         }
     }

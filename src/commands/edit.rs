@@ -201,7 +201,7 @@ fn try_serve(
     mut rec: NoopRecord,
     started: Instant,
 ) -> Result<ExitCode, String> {
-    let base = rec.edit.take().ok_or("no edit base")?;
+    let base = rec.take_edit().ok_or("no edit base")?;
     let size = std::fs::metadata(&inv.path)
         .map_err(|_| "cannot read the workflow")?
         .len();

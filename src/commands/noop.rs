@@ -313,7 +313,7 @@ fn try_serve(args: &BuildArgs, inv: &Invocation, started: Instant) -> Result<Exi
     let context =
         context(args, inv, &rec.env_names).ok_or("pflow's executable cannot be looked at")?;
     if fingerprint(&context, &digest) != rec.fingerprint {
-        if rec.edit.as_ref().is_some_and(|b| b.context == context) {
+        if rec.edit_context() == Some(context) {
             return Err(Refused::Edited(Box::new(rec)));
         }
         return Err("the workflow, inputs, flags, environment or pflow changed".into());
