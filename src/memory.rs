@@ -5,8 +5,9 @@
 //! all of it. That pays off when a build fills its memory (a cold build or an edit near
 //! the start of 10,000 nodes ran about 15% faster with them), and costs where a process
 //! touches a little of many regions: a no-op of 10,000 nodes held 22 MiB with them and
-//! 12 MiB without, at the same speed, and 100 batch workers' heaps held 190 MB with them
-//! and about 40 MB without. The flag is the process's (Linux's `PR_SET_THP_DISABLE`):
+//! 12 MiB without, at the same speed, an edit near the end 35 MiB and 25 MiB (as fast or
+//! faster without), and 100 batch workers' heaps held 190 MB with them and about 40 MB
+//! without. The flag is the process's (Linux's `PR_SET_THP_DISABLE`):
 //! memory already in use keeps its pages, and commands started while it is off inherit
 //! it (which changes their speed, never what they do).
 

@@ -179,9 +179,10 @@ pub(super) fn serve(
     let (Some(rec), Some(inv)) = (start.edited.take(), start.inv.as_ref()) else {
         return Err(start);
     };
-    // Unlike the no-op, an edit fills what it touches (it reads and writes the records
-    // whole): with small pages, page faults were a third of its time.
-    crate::memory::huge_pages(true);
+    // Small pages, as the no-op's: the records are mapped and their saves small (the
+    // delta records), so an edit touches a little of many regions, and each huge page
+    // it touched was zeroed whole (a normal build, if this path declines, turns them
+    // back on: `Start::normal`).
     match try_serve(args, inv, *rec, started) {
         Ok(code) => Ok(code),
         Err(why) => {
