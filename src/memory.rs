@@ -21,3 +21,49 @@ pub fn huge_pages(on: bool) {
     #[cfg(not(target_os = "linux"))]
     let _ = on;
 }
+
+/// Fault in the pages of `v`'s spare capacity now, in one call, rather than one fault
+/// per page as they are first written. On the 2-core VM the benchmarks run on, a page
+/// fault costs a few microseconds: the 2.4 MB of a 10,000-node build's reports was
+/// 600 of them. Nothing is written; a kernel without `MADV_POPULATE_WRITE` (before
+/// Linux 5.14) refuses it and the pages fault in as before.
+pub fn prefault<T>(v: &mut Vec<T>) {
+    #[cfg(target_os = "linux")]
+    {
+        const PAGE: usize = 4096;
+        let spare = v.spare_capacity_mut();
+        let start = spare.as_mut_ptr() as usize;
+        let end = start + std::mem::size_of_val(spare);
+        // Whole pages only: the first and last may hold other allocations' bytes.
+        let (from, to) = (start.next_multiple_of(PAGE), end / PAGE * PAGE);
+        if to > from {
+            // SAFETY: the range lies inside `v`'s own allocation; MADV_POPULATE_WRITE
+            // only maps its pages in (as a write would), changing no byte.
+            unsafe {
+                libc::madvise(
+                    from as *mut libc::c_void,
+                    to - from,
+                    libc::MADV_POPULATE_WRITE,
+                );
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = v;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn prefaulting_changes_no_element_and_the_vec_fills_as_before() {
+        let mut v: Vec<u64> = (0..1000).collect();
+        v.reserve(1 << 20);
+        super::prefault(&mut v);
+        assert!(v.iter().copied().eq(0..1000));
+        v.extend(1000..(1 << 20));
+        assert!(v.iter().copied().eq(0..(1 << 20)));
+        let mut empty: Vec<u8> = Vec::new();
+        super::prefault(&mut empty);
+        assert!(empty.is_empty());
+    }
+}

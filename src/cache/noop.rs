@@ -181,6 +181,7 @@ impl EditBase {
     fn encode(&self, out: &mut Vec<u8>) {
         // Its exact size: grown by doubling, its buffer was copied a dozen times.
         out.reserve(32 + 32 + 12 + 12 * self.len() + 4 * self.dep_count());
+        crate::memory::prefault(out);
         out.extend_from_slice(&self.context);
         out.extend_from_slice(&self.text);
         put_u32(out, self.layout.open);

@@ -209,7 +209,13 @@ fn try_serve(
     if size > crate::source::max_workflow_bytes() {
         return Err("the workflow is over the size limit".into());
     }
-    let text = std::fs::read_to_string(&inv.path).map_err(|_| "cannot read the workflow")?;
+    // Read into pages faulted in at once (see `memory::prefault`): a megabyte.
+    let mut bytes = Vec::with_capacity(size as usize + 1);
+    crate::memory::prefault(&mut bytes);
+    std::fs::File::open(&inv.path)
+        .and_then(|mut f| std::io::Read::read_to_end(&mut f, &mut bytes))
+        .map_err(|_| "cannot read the workflow")?;
+    let text = String::from_utf8(bytes).map_err(|_| "the workflow is not UTF-8")?;
     let n = rec.node_count();
     if base.len() != n {
         return Err("a damaged record".into());

@@ -418,6 +418,7 @@ pub(super) fn holds(
 #[allow(clippy::type_complexity)]
 pub(super) fn reports_of(rec: &NoopRecord) -> Option<(Vec<NodeReport>, Vec<Option<u64>>)> {
     let mut out = Vec::with_capacity(rec.node_count());
+    crate::memory::prefault(&mut out);
     let mut saved = Vec::with_capacity(rec.node_count());
     for (index, n) in rec.nodes().enumerate() {
         let n = n?;
