@@ -1052,6 +1052,12 @@ impl<'a> Shared<'a> {
 
     /// The offload thread: do each piece of work handed to it, until told to finish.
     fn do_offloaded(&self) {
+        // Part of a workflow (the edit path): its edited nodes miss, and explaining
+        // them reads the explain records. Read them now, while the workers start,
+        // rather than after the first miss (the build then waited for this thread).
+        if !self.opts.known.is_empty() {
+            self.recorder.load_explain();
+        }
         self.offload.take_all(|job| {
             let i = job.node();
             let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match job {

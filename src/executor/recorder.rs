@@ -90,6 +90,11 @@ impl Recorder {
         self.explain().raw(id)
     }
 
+    /// Load the explain records now, on the calling thread, if they are not yet.
+    pub fn load_explain(&self) {
+        self.explain();
+    }
+
     fn explain(&self) -> &ExplainRecords {
         self.explain
             .get_or_init(|| ExplainRecords::load(&self.root, &self.workflow_name))
