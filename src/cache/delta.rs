@@ -130,15 +130,7 @@ impl Overlay {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::table::encode;
-
-    fn table(rows: &[(&str, &str)]) -> Table {
-        let rows: Vec<(&[u8], &[u8])> = rows
-            .iter()
-            .map(|(i, p)| (i.as_bytes(), p.as_bytes()))
-            .collect();
-        Table::parse(encode(&rows), 0).expect("a table")
-    }
+    use crate::cache::table::of_rows as table;
 
     fn updates(rows: &[(&str, &str)]) -> BTreeMap<String, Vec<u8>> {
         rows.iter()

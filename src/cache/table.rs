@@ -397,16 +397,22 @@ pub fn encode(rows: &[(&[u8], &[u8])]) -> Vec<u8> {
     out
 }
 
+/// A table of these rows (sorted by id, without duplicates), for tests.
+#[cfg(test)]
+pub fn of_rows(rows: &[(&str, &str)]) -> Table {
+    let rows: Vec<(&[u8], &[u8])> = rows
+        .iter()
+        .map(|(i, p)| (i.as_bytes(), p.as_bytes()))
+        .collect();
+    Table::parse(encode(&rows), 0).expect("parses")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn table(rows: &[(&str, &str)]) -> Table {
-        let rows: Vec<(&[u8], &[u8])> = rows
-            .iter()
-            .map(|(i, p)| (i.as_bytes(), p.as_bytes()))
-            .collect();
-        Table::parse(encode(&rows), 0).expect("parses")
+        of_rows(rows)
     }
 
     #[test]
