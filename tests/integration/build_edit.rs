@@ -151,6 +151,30 @@ fn after_an_edit_the_next_build_is_a_no_op_and_another_edit_takes_the_edit_path(
 }
 
 #[test]
+fn the_next_build_compares_with_what_an_edit_recorded_not_with_the_build_before_it() {
+    // The edit path saves what it decided as deltas beside the build records (see
+    // `cache::delta`): the next build must read them over the older rows.
+    let ws = Workspace::new().workflow(branches());
+    prime(&ws, &[]);
+    ws.edit_workflow(|d| d["nodes"][1]["params"]["message"] = json!("B:${a.stdout}"));
+    assert_edit_path(&debug_build(&ws, &[]), 1, 3);
+    let deltas = walkdir(&ws.cache_dir().join("state"))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".delta.bin"))
+        .count();
+    assert_eq!(deltas, 2, "the build and explain records' deltas");
+    // Since the edit, only a changed: b's message is as that build recorded it.
+    ws.edit_workflow(|d| d["nodes"][0]["params"]["command"] = json!(counted("a", "echo A-${who}")));
+    let r = ws.build(&["--explain"]);
+    r.assert_ok();
+    assert_eq!(r.reason_of("a"), "param command changed");
+    assert_eq!(r.status_of("b"), "ran");
+    assert_eq!(r.reason_of("b"), "upstream a changed", "{r}");
+    assert_eq!(r.output("out"), "f:d:B:A-world+e:c");
+    assert_eq!((ws.count("a"), ws.count("c"), ws.count("d")), (2, 1, 3));
+}
+
+#[test]
 fn an_edit_that_breaks_a_reference_gets_the_normal_builds_error() {
     let edit = |d: &mut Value| d["nodes"][1]["params"]["message"] = json!("${nope.stdout}");
     let (fast, full, _, _) = both_ways(&branches(), edit, &[]);
