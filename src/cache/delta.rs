@@ -17,6 +17,8 @@
 
 use super::table::Table;
 use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
 
 /// The largest delta, as a share of the base's rows (and at least [`DELTA_MIN`] rows):
 /// a lookup asks the delta first, and a save rewrites it whole.
@@ -32,11 +34,13 @@ pub type Keep<'a> = Option<&'a dyn Fn(&[u8]) -> bool>;
 pub struct Overlay {
     base: Table,
     delta: Table,
+    /// The base's tag; `None` when no base was loaded (a save then writes one).
+    tag: Option<u64>,
 }
 
 /// How a save writes the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Save {
+enum Save {
     /// Only the delta: the earlier delta's rows with the updates.
     Delta,
     /// The base, with the delta and the updates merged into it; the delta removed.
@@ -44,8 +48,14 @@ pub enum Save {
 }
 
 impl Overlay {
-    pub fn new(base: Table, delta: Table) -> Overlay {
-        Overlay { base, delta }
+    /// The base tagged `tag`, with `delta` over it: the caller has checked that the
+    /// delta's file names this tag (else it passes an empty table).
+    pub fn new(base: Table, tag: u64, delta: Table) -> Overlay {
+        Overlay {
+            base,
+            delta,
+            tag: Some(tag),
+        }
     }
 
     /// At least as many rows as there are ids (an id in both layers counts twice).
@@ -84,17 +94,50 @@ impl Overlay {
 
     /// How a save of `updates` rows writes the table; `keeps_all` when no row is to be
     /// dropped.
-    pub fn plan(&self, updates: usize, keeps_all: bool) -> Save {
+    fn plan(&self, updates: usize, keeps_all: bool) -> Save {
         let room = (self.base.len() / DELTA_SHARE).max(DELTA_MIN);
-        if keeps_all && !self.base.is_empty() && self.delta.len() + updates <= room {
+        let over_a_base = self.tag.is_some() && !self.base.is_empty();
+        if keeps_all && over_a_base && self.delta.len() + updates <= room {
             Save::Delta
         } else {
             Save::Whole
         }
     }
 
+    /// Save the table with `updates` applied, an old row surviving as `keep` says: as
+    /// the delta at `delta_file` over the loaded base when it is allowed, else as a new
+    /// base at `base_file` (with a new tag) and the delta removed. `head` writes the
+    /// file's header before the rows, given the base tag the file carries. Atomic, as
+    /// every record ([`crate::fsutil::replace_record`]).
+    pub fn save(
+        &self,
+        base_file: &Path,
+        delta_file: &Path,
+        updates: &BTreeMap<String, Vec<u8>>,
+        keep: Keep<'_>,
+        head: impl FnOnce(&mut dyn Write, u64) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        let plan = self.plan(updates.len(), keep.is_none());
+        let (file, tag) = match (plan, self.tag) {
+            (Save::Delta, Some(tag)) => (delta_file, tag),
+            _ => (base_file, fastrand::u64(..)),
+        };
+        crate::fsutil::replace_record(file, |w| {
+            head(w, tag)?;
+            match plan {
+                Save::Delta => self.delta_into(w, updates),
+                Save::Whole => self.whole_into(w, updates, keep),
+            }
+        })?;
+        if plan == Save::Whole {
+            // Its tag names a base no longer there: never used again.
+            let _ = std::fs::remove_file(delta_file);
+        }
+        Ok(())
+    }
+
     /// Write the delta for a [`Save::Delta`]: the earlier delta's rows with `updates`.
-    pub fn delta_into(
+    fn delta_into(
         &self,
         out: &mut impl std::io::Write,
         updates: &BTreeMap<String, Vec<u8>>,
@@ -104,12 +147,13 @@ impl Overlay {
 
     /// Write the base for a [`Save::Whole`]: both layers' rows with `updates`, a row of
     /// either layer surviving when `keep` says so.
-    pub fn whole_into(
+    fn whole_into(
         &self,
         out: &mut impl std::io::Write,
         updates: &BTreeMap<String, Vec<u8>>,
-        keep: impl Fn(&[u8]) -> bool,
+        keep: Keep<'_>,
     ) -> std::io::Result<()> {
+        let keep = |id: &[u8]| keep.is_none_or(|k| k(id));
         if self.delta.is_empty() {
             return self.base.merged_into(out, updates, keep);
         }
@@ -142,6 +186,7 @@ mod tests {
     fn a_row_in_the_delta_hides_the_base_row_even_when_it_does_not_lead_as_asked() {
         let o = Overlay::new(
             table(&[("a", "old-a-payload"), ("b", "base-b-payload")]),
+            1,
             table(&[("a", "new-a-payload")]),
         );
         assert_eq!(o.get("a"), Some(&b"new-a-payload"[..]));
@@ -162,7 +207,7 @@ mod tests {
             .map(|i| (format!("n{i:04}"), "p".into()))
             .collect();
         let rows: Vec<(&str, &str)> = rows.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-        let o = Overlay::new(table(&rows), Table::default());
+        let o = Overlay::new(table(&rows), 1, Table::default());
         assert_eq!(o.plan(10, true), Save::Delta);
         assert_eq!(
             o.plan(10, false),
@@ -182,13 +227,13 @@ mod tests {
     fn a_whole_save_merges_both_layers_and_the_updates_and_drops_what_keep_refuses() {
         let o = Overlay::new(
             table(&[("a", "1"), ("b", "1"), ("c", "1")]),
+            1,
             table(&[("b", "2"), ("d", "2"), ("e", "2")]),
         );
         let mut out = Vec::new();
-        o.whole_into(&mut out, &updates(&[("c", "3"), ("e", "3")]), |id| {
-            id != b"d"
-        })
-        .expect("a Vec takes every write");
+        let keep = |id: &[u8]| id != b"d";
+        o.whole_into(&mut out, &updates(&[("c", "3"), ("e", "3")]), Some(&keep))
+            .expect("a Vec takes every write");
         let t = Table::parse(out, 0).expect("a table");
         let got: Vec<(&[u8], &[u8])> = t.rows().collect();
         let want: Vec<(&[u8], &[u8])> =

@@ -16,14 +16,13 @@
 //! The node records sit in a [`Table`] sorted by node id: a lookup decodes one record,
 //! and a save re-encodes only the nodes this build looked up or ran, copying the rest.
 
-use super::delta::{Keep, Overlay, Save};
+use super::delta::{Keep, Overlay};
 use super::table::{Reader, Table};
 use super::Entry;
 use crate::fsutil::{stat, FileId};
 use crate::key::{Preimage, Short};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -183,8 +182,6 @@ pub struct BuildState {
     pub written_ms: u64,
     pub reads: HashMap<String, FileStat>,
     nodes: Overlay,
-    /// The base's tag (None: no base was loaded).
-    tag: Option<u64>,
 }
 
 /// One layer of a build record as decoded: its header, reads and rows.
@@ -278,8 +275,7 @@ impl BuildState {
         BuildState {
             written_ms,
             reads,
-            nodes: Overlay::new(base.nodes, delta),
-            tag: Some(base.tag),
+            nodes: Overlay::new(base.nodes, base.tag, delta),
         }
     }
 
@@ -306,33 +302,21 @@ impl BuildState {
         let Ok(reads) = bincode::serialize(&update.reads) else {
             return;
         };
-        let plan = match self.tag {
-            Some(tag) => (self.nodes.plan(update.nodes.len(), keep.is_none()), tag),
-            None => (Save::Whole, 0),
-        };
-        let (path, tag) = match plan {
-            (Save::Delta, tag) => (delta_path(cache_root, workflow_name), tag),
-            (Save::Whole, _) => (path_for(cache_root, workflow_name), fastrand::u64(..)),
-        };
+        let files = (
+            path_for(cache_root, workflow_name),
+            delta_path(cache_root, workflow_name),
+        );
         // Best effort, as every record: without it the next build does more work.
-        let written = crate::fsutil::replace_record(&path, |w| {
-            w.write_all(&FORMAT.to_le_bytes())?;
-            w.write_all(&generation(cache_root).to_le_bytes())?;
-            w.write_all(&now_ms().to_le_bytes())?;
-            w.write_all(&tag.to_le_bytes())?;
-            w.write_all(&(reads.len() as u32).to_le_bytes())?;
-            w.write_all(&reads)?;
-            match plan.0 {
-                Save::Delta => self.nodes.delta_into(w, &update.nodes),
-                Save::Whole => self
-                    .nodes
-                    .whole_into(w, &update.nodes, |id| keep.is_none_or(|k| k(id))),
-            }
-        });
-        if written.is_ok() && plan.0 == Save::Whole {
-            // Its tag names a base no longer there: never used again.
-            let _ = std::fs::remove_file(delta_path(cache_root, workflow_name));
-        }
+        let _ = self
+            .nodes
+            .save(&files.0, &files.1, &update.nodes, keep, |w, tag| {
+                w.write_all(&FORMAT.to_le_bytes())?;
+                w.write_all(&generation(cache_root).to_le_bytes())?;
+                w.write_all(&now_ms().to_le_bytes())?;
+                w.write_all(&tag.to_le_bytes())?;
+                w.write_all(&(reads.len() as u32).to_le_bytes())?;
+                w.write_all(&reads)
+            });
     }
 
     /// How many node records there are.
@@ -447,8 +431,6 @@ pub fn record_of(key: &[u8; 32], entry: &Entry) -> Option<NodeRecord> {
 #[derive(Debug, Default)]
 pub struct ExplainRecords {
     table: Overlay,
-    /// The base's tag (None: no base was loaded).
-    tag: Option<u64>,
 }
 
 /// One node's explain record: its components, in name order.
@@ -505,8 +487,7 @@ impl ExplainRecords {
             .map(|(_, d)| d)
             .unwrap_or_default();
         ExplainRecords {
-            table: Overlay::new(base, delta),
-            tag: Some(tag),
+            table: Overlay::new(base, tag, delta),
         }
     }
 
@@ -542,27 +523,14 @@ impl ExplainRecords {
         new: &BTreeMap<String, Vec<u8>>,
         keep: Keep<'_>,
     ) {
-        let plan = match self.tag {
-            Some(tag) => (self.table.plan(new.len(), keep.is_none()), tag),
-            None => (Save::Whole, 0),
-        };
-        let (path, tag) = match plan {
-            (Save::Delta, tag) => (explain_delta_path(cache_root, workflow_name), tag),
-            (Save::Whole, _) => (explain_path(cache_root, workflow_name), fastrand::u64(..)),
-        };
-        let written = crate::fsutil::replace_record(&path, |w| {
+        let files = (
+            explain_path(cache_root, workflow_name),
+            explain_delta_path(cache_root, workflow_name),
+        );
+        let _ = self.table.save(&files.0, &files.1, new, keep, |w, tag| {
             w.write_all(&EXPLAIN_FORMAT.to_le_bytes())?;
-            w.write_all(&tag.to_le_bytes())?;
-            match plan.0 {
-                Save::Delta => self.table.delta_into(w, new),
-                Save::Whole => self
-                    .table
-                    .whole_into(w, new, |id| keep.is_none_or(|k| k(id))),
-            }
+            w.write_all(&tag.to_le_bytes())
         });
-        if written.is_ok() && plan.0 == Save::Whole {
-            let _ = std::fs::remove_file(explain_delta_path(cache_root, workflow_name));
-        }
     }
 }
 

@@ -409,11 +409,8 @@ pub fn of_rows(rows: &[(&str, &str)]) -> Table {
 
 #[cfg(test)]
 mod tests {
+    use super::of_rows as table;
     use super::*;
-
-    fn table(rows: &[(&str, &str)]) -> Table {
-        of_rows(rows)
-    }
 
     #[test]
     fn lookups_find_each_record() {
