@@ -123,12 +123,12 @@ pub fn once(args: &BuildArgs, then: Then) -> Result {
         return Err(invalid(args, errors_only(problems), started));
     }
     // Nothing changed since a build that found nothing to do: say so from its record.
-    let start = match super::noop::serve(args, started) {
+    let start = match super::noop::serve(args, started, then) {
         Ok(code) => return Ok(code),
         Err(start) => start,
     };
     // Only the text of a few nodes changed since then: build what the edit reaches.
-    let start = match super::edit::serve(args, start, started) {
+    let start = match super::edit::serve(args, start, started, then) {
         Ok(code) => return Ok(code),
         Err(start) => start.normal(),
     };

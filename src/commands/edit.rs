@@ -31,6 +31,7 @@
 //! After a successful build whose nodes wrote no files, the record is rewritten for the
 //! edited workflow, so the next build is a no-op again (or another edit).
 
+use super::build::Then;
 use super::noop::{debug, Invocation, Start};
 use super::ExitCode;
 use crate::cache::layered::Layered;
@@ -175,6 +176,7 @@ pub(super) fn serve(
     args: &BuildArgs,
     mut start: Start,
     started: Instant,
+    then: Then,
 ) -> Result<ExitCode, Start> {
     let (Some(rec), Some(inv)) = (start.edited.take(), start.inv.as_ref()) else {
         return Err(start);
@@ -183,7 +185,7 @@ pub(super) fn serve(
     // delta records), so an edit touches a little of many regions, and each huge page
     // it touched was zeroed whole (a normal build, if this path declines, turns them
     // back on: `Start::normal`).
-    match try_serve(args, inv, *rec, started) {
+    match try_serve(args, inv, *rec, started, then) {
         Ok(code) => Ok(code),
         Err(why) => {
             debug(|| {
@@ -201,6 +203,7 @@ fn try_serve(
     inv: &Invocation,
     mut rec: NoopRecord,
     started: Instant,
+    then: Then,
 ) -> Result<ExitCode, String> {
     let base = rec.take_edit().ok_or("no edit base")?;
     let size = std::fs::metadata(&inv.path)
@@ -474,6 +477,8 @@ fn try_serve(
     }
     // The edit path is for workflows that do not warn (see `super::noop`).
     let code = super::conclusion::conclude(args, outcome, None, &[], &opts.redactor, started);
+    drop(entries);
+    super::noop::leave(then, rec);
     Ok(code)
 }
 
