@@ -35,6 +35,108 @@ pub struct Layout {
     pub nodes: Vec<(u32, u32)>,
 }
 
+/// A text held in up to three pieces, read as the bytes of one after another: a kept
+/// copy of a workflow's text with the splice an edit made to it
+/// ([`crate::cache::kept_text`]), compared without first being copied into one buffer.
+/// Only the whole is known to be UTF-8: a piece may end inside a character.
+#[derive(Debug, Clone, Copy)]
+pub struct Spliced<'a> {
+    pieces: [&'a [u8]; 3],
+}
+
+impl<'a> Spliced<'a> {
+    /// One text in one piece.
+    pub fn whole(text: &'a [u8]) -> Spliced<'a> {
+        Spliced::of(text, &[], &[])
+    }
+
+    /// `head`, then `mid`, then `tail`.
+    pub fn of(head: &'a [u8], mid: &'a [u8], tail: &'a [u8]) -> Spliced<'a> {
+        Spliced {
+            pieces: [head, mid, tail],
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.pieces.iter().map(|p| p.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The byte at `at`.
+    pub fn byte(&self, mut at: usize) -> Option<u8> {
+        for piece in self.pieces {
+            match piece.get(at) {
+                Some(&b) => return Some(b),
+                None => at -= piece.len(),
+            }
+        }
+        None
+    }
+
+    /// Bytes `start..end`: borrowed when they lie in one piece.
+    pub fn slice(&self, start: usize, end: usize) -> Option<Cow<'a, [u8]>> {
+        if start > end || end > self.len() {
+            return None;
+        }
+        let mut out: Option<Cow<'a, [u8]>> = None;
+        let mut at = 0;
+        for piece in self.pieces {
+            let (from, to) = (start.max(at), end.min(at + piece.len()));
+            if from < to {
+                let part = piece.get(from - at..to - at)?;
+                out = Some(match out {
+                    None => Cow::Borrowed(part),
+                    Some(so_far) => Cow::Owned([&so_far[..], part].concat()),
+                });
+            }
+            at += piece.len();
+        }
+        Some(out.unwrap_or(Cow::Borrowed(&[])))
+    }
+
+    /// How many bytes this and `other` share at the start.
+    pub fn common_prefix(&self, other: &[u8]) -> usize {
+        let mut at = 0;
+        for piece in self.pieces {
+            let Some(rest) = other.get(at..) else {
+                return at;
+            };
+            let m = common_prefix(piece, rest);
+            at += m;
+            if m < piece.len() {
+                return at;
+            }
+        }
+        at
+    }
+
+    /// How many bytes this and `other` share at the end, at most `limit` (at most
+    /// `other`'s length).
+    pub fn common_suffix(&self, other: &[u8], limit: usize) -> usize {
+        let limit = limit.min(other.len()).min(self.len());
+        let mut at = 0;
+        for piece in self.pieces.iter().rev() {
+            let room = limit - at;
+            let mine = piece
+                .get(piece.len().saturating_sub(room)..)
+                .unwrap_or_default();
+            let end = other.len() - at;
+            let theirs = other
+                .get(end.saturating_sub(mine.len())..end)
+                .unwrap_or_default();
+            let m = common_prefix_rev(mine, theirs);
+            at += m;
+            if m < piece.len() {
+                return at;
+            }
+        }
+        at
+    }
+}
+
 /// Which nodes an edit changed, and where the nodes are in the edited text.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Edited {
@@ -121,22 +223,23 @@ impl Layout {
 /// The nodes an edit of `old` (whose nodes are where `layout` says) into `new` changed,
 /// and where the nodes are in `new`. `None` when the edit reaches outside the nodes
 /// array, adds or removes a node, or leaves the changed stretch not a list of nodes.
-pub fn edited(old: &str, layout: &Layout, new: &str) -> Option<Edited> {
-    let (o, n) = (old.as_bytes(), new.as_bytes());
-    let prefix = common_prefix(o, n);
-    let suffix = common_prefix_rev(o.get(prefix..)?, n.get(prefix..)?);
-    if prefix == o.len() && prefix == n.len() {
+pub fn edited(old: Spliced<'_>, layout: &Layout, new: &str) -> Option<Edited> {
+    let n = new.as_bytes();
+    let old_len = old.len();
+    let prefix = old.common_prefix(n);
+    let suffix = old.common_suffix(n, old_len.min(n.len()) - prefix);
+    if prefix == old_len && prefix == n.len() {
         return Some(Edited {
             changed: Vec::new(),
             layout: layout.clone(),
         });
     }
-    let old_end = o.len() - suffix;
+    let old_end = old_len - suffix;
     let (open, close) = (layout.open as usize, layout.close as usize);
     if prefix <= open
         || old_end > close
-        || o.get(open) != Some(&b'[')
-        || o.get(close) != Some(&b']')
+        || old.byte(open) != Some(b'[')
+        || old.byte(close) != Some(b']')
     {
         return None;
     }
@@ -155,7 +258,7 @@ pub fn edited(old: &str, layout: &Layout, new: &str) -> Option<Edited> {
         Some(&(s, _)) => s as usize,
         None => close,
     };
-    let grow = |x: usize| (x + n.len()).checked_sub(o.len());
+    let grow = |x: usize| (x + n.len()).checked_sub(old_len);
     let window = new.get(w0..grow(w1)?)?;
     // The stretch between the unchanged neighbours, with a `0` standing for each, must
     // parse as a list: separators and all.
@@ -190,8 +293,9 @@ pub fn edited(old: &str, layout: &Layout, new: &str) -> Option<Edited> {
         let start = w0 + offset(v) - 1 - lead;
         let end = start + v.get().len();
         let i = a + k;
-        let was = layout.node(old, i)?;
-        if was != v.get() {
+        let &(s, e) = layout.nodes.get(i)?;
+        let was = old.slice(s as usize, e as usize)?;
+        if *was != *v.get().as_bytes() {
             changed.push(i);
         }
         nodes.push((u32::try_from(start).ok()?, u32::try_from(end).ok()?));
@@ -290,6 +394,41 @@ mod tests {
             .expect("laid out")
     }
 
+    /// `text` whole, and cut into three pieces at every pair of places.
+    fn splits(text: &str) -> impl Iterator<Item = Spliced<'_>> {
+        let b = text.as_bytes();
+        let cuts = (0..=b.len()).flat_map(move |i| (i..=b.len()).map(move |j| (i, j)));
+        std::iter::once(Spliced::whole(b))
+            .chain(cuts.map(move |(i, j)| Spliced::of(&b[..i], &b[i..j], &b[j..])))
+    }
+
+    #[test]
+    fn a_spliced_text_reads_as_its_pieces_one_after_another() {
+        let text = "abcdefghij";
+        let other = "abcXefgh-ij";
+        for s in splits(text) {
+            assert_eq!(s.len(), 10);
+            assert_eq!(s.slice(0, 10).as_deref(), Some(text.as_bytes()));
+            for i in 0..10 {
+                assert_eq!(s.byte(i), Some(text.as_bytes()[i]));
+                for j in i..=10 {
+                    assert_eq!(s.slice(i, j).as_deref(), Some(&text.as_bytes()[i..j]));
+                }
+            }
+            assert_eq!(s.byte(10), None);
+            assert_eq!(s.slice(3, 11), None);
+            assert_eq!(s.slice(4, 3), None);
+            assert_eq!(s.common_prefix(other.as_bytes()), 3);
+            assert_eq!(s.common_prefix(b"abc"), 3);
+            assert_eq!(s.common_prefix(text.as_bytes()), 10);
+            assert_eq!(s.common_suffix(other.as_bytes(), 10), 2);
+            assert_eq!(s.common_suffix(b"zzzzzhij", 10), 3);
+            assert_eq!(s.common_suffix(text.as_bytes(), 10), 10);
+            assert_eq!(s.common_suffix(text.as_bytes(), 4), 4, "at most the limit");
+            assert_eq!(s.common_suffix(b"ij", 10), 2, "at most the other's length");
+        }
+    }
+
     #[test]
     fn nodes_are_cut_as_written_and_found_again_by_their_layout() {
         let t = NodeTexts::of(TEXT).expect("cut");
@@ -335,11 +474,15 @@ mod tests {
         ];
         for (from, to, changed) in cases {
             let new = TEXT.replacen(from, to, 1);
-            let got = edited(TEXT, &at, &new).unwrap_or_else(|| panic!("{to}"));
-            assert_eq!(got.changed, changed, "{to}");
-            assert_eq!(got.layout, layout(&new), "{to}");
+            for old in splits(TEXT) {
+                let got = edited(old, &at, &new).unwrap_or_else(|| panic!("{to}"));
+                assert_eq!(got.changed, changed, "{to}");
+                assert_eq!(got.layout, layout(&new), "{to}");
+            }
         }
-        assert_eq!(edited(TEXT, &at, TEXT).map(|e| e.changed), Some(vec![]));
+        for old in splits(TEXT) {
+            assert_eq!(edited(old, &at, TEXT).map(|e| e.changed), Some(vec![]));
+        }
     }
 
     #[test]
@@ -363,7 +506,9 @@ mod tests {
         ] {
             assert!(TEXT.contains(from), "{from}");
             let new = TEXT.replacen(from, to, 1);
-            assert_eq!(edited(TEXT, &at, &new), None, "{new}");
+            for old in splits(TEXT) {
+                assert_eq!(edited(old, &at, &new), None, "{new}");
+            }
         }
     }
 

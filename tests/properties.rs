@@ -1077,15 +1077,17 @@ proptest! {
 
     /// Whatever stretch of a workflow's text an edit replaces, an edit the comparison
     /// accepts is the one a full cut of the new text sees: the same nodes where they
-    /// are, and the changed ones exactly those whose text differs.
+    /// are, and the changed ones exactly those whose text differs. The old text is
+    /// read in three pieces cut anywhere, as a kept copy and its splice are.
     #[test]
     fn an_accepted_edit_agrees_with_cutting_the_whole_text(
         messages in proptest::collection::vec("[a-z ]{0,12}", 1..6),
         at in 0.0..1.0f64,
         cut in 0usize..40,
         pieces in proptest::collection::vec(0..SPLICE_PIECES.len(), 0..5),
+        kept_cuts in (0.0..1.0f64, 0.0..1.0f64),
     ) {
-        use pflow::node_texts::{edited, NodeTexts};
+        use pflow::node_texts::{edited, NodeTexts, Spliced};
         let old = nodes_text(&messages);
         let layout = NodeTexts::of(&old).unwrap().layout(&old).unwrap();
         let mut start = (old.len() as f64 * at) as usize;
@@ -1094,7 +1096,18 @@ proptest! {
         while !old.is_char_boundary(end) { end += 1; }
         let splice: String = pieces.iter().map(|&i| SPLICE_PIECES[i]).collect();
         let new = format!("{}{}{}", &old[..start], splice, &old[end..]);
-        if let Some(got) = edited(&old, &layout, &new) {
+        let (i, j) = (
+            (old.len() as f64 * kept_cuts.0) as usize,
+            (old.len() as f64 * kept_cuts.1) as usize,
+        );
+        let (i, j) = (i.min(j), i.max(j));
+        let b = old.as_bytes();
+        let kept = Spliced::of(&b[..i], &b[i..j], &b[j..]);
+        prop_assert_eq!(
+            edited(kept, &layout, &new),
+            edited(Spliced::whole(b), &layout, &new)
+        );
+        if let Some(got) = edited(kept, &layout, &new) {
             let cut = NodeTexts::of(&new);
             prop_assert!(cut.is_some(), "accepted text that does not cut: {new}");
             let cut = cut.unwrap();
@@ -1117,7 +1130,11 @@ proptest! {
         edited_messages[i] = to.clone();
         let (old, new) = (nodes_text(&messages), nodes_text(&edited_messages));
         let layout = pflow::node_texts::NodeTexts::of(&old).unwrap().layout(&old).unwrap();
-        let got = pflow::node_texts::edited(&old, &layout, &new);
+        let got = pflow::node_texts::edited(
+            pflow::node_texts::Spliced::whole(old.as_bytes()),
+            &layout,
+            &new,
+        );
         prop_assert!(got.is_some());
         let expect: Vec<usize> = if messages[i] == to { vec![] } else { vec![i] };
         prop_assert_eq!(got.unwrap().changed, expect);

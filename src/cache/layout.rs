@@ -122,8 +122,11 @@ pub enum Record {
     ExplainDelta,
     /// The no-op record (see [`super::noop`]).
     Noop,
-    /// The copy of the workflow's text the edit path compares with.
+    /// The copy of the workflow's text the edit path compares with (see
+    /// [`super::kept_text`]).
     Text,
+    /// The splice over that copy an edit made.
+    TextSplice,
     /// What the nodes last printed (see [`super::logs`]).
     Logs,
 }
@@ -138,6 +141,7 @@ impl Record {
             Record::ExplainDelta => "explain.delta.bin",
             Record::Noop => "noop",
             Record::Text => "text",
+            Record::TextSplice => "text.delta",
             Record::Logs => "logs.json",
         }
     }

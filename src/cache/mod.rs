@@ -35,6 +35,7 @@
 pub mod checksum;
 pub mod delta;
 pub mod intents;
+pub mod kept_text;
 pub mod layered;
 pub mod layout;
 pub mod lock;

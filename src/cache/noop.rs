@@ -26,7 +26,7 @@
 //!   time, in the order the build finished them;
 //! - for a workflow the edit path can serve ([`EditBase`]): the fingerprint without the
 //!   workflow's bytes, the BLAKE3 of the workflow's text (a copy of which is kept beside
-//!   the record, [`save_text`]), where each node is in that text, and the nodes each
+//!   the record, [`super::kept_text`]), where each node is in that text, and the nodes each
 //!   one reads.
 //!
 //! Anything missing, damaged, older or different is simply not used: the build then
@@ -668,64 +668,6 @@ fn path_for(root: &Path, name: &str) -> PathBuf {
     super::layout::record_path(root, name, super::layout::Record::Noop)
 }
 
-/// Keep a copy of workflow `name`'s text, the one an [`EditBase`] is about, with its
-/// `digest` (BLAKE3, as the base names it) and a check after it (atomically; not
-/// synced: a torn copy fails its check, an older one names another digest, and neither
-/// is used). Never a text that holds a secret value (an input's default named like a
-/// token): the cache directory is shared and uploaded.
-pub fn save_text(
-    root: &Path,
-    name: &str,
-    text: &str,
-    digest: &blake3::Hash,
-    secrets: &crate::secrets::Redactor,
-) -> std::io::Result<()> {
-    if secrets.finds_in(text.as_bytes()) {
-        return Err(std::io::Error::other("the workflow's text holds a secret"));
-    }
-    crate::fsutil::replace_record(&text_path(root, name), |w| {
-        use std::io::Write;
-        let mut check = super::checksum::Check::new();
-        for piece in [text.as_bytes(), digest.as_bytes()] {
-            check.update(piece);
-            w.write_all(piece)?;
-        }
-        w.write_all(&check.finish())
-    })
-}
-
-/// A kept copy of a workflow's text ([`load_text`]).
-pub struct KeptText {
-    bytes: crate::fsutil::Bytes,
-    len: usize,
-}
-
-impl std::ops::Deref for KeptText {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        self.bytes.get(..self.len).unwrap_or_default()
-    }
-}
-
-/// The kept copy of workflow `name`'s text, if it is whole and the one hashing to
-/// `digest` (so also UTF-8, as the text it was copied from was). Its check is verified,
-/// not its digest: hashing it again with BLAKE3 cost as much as the rest of reading it.
-pub fn load_text(root: &Path, name: &str, digest: &[u8; 32]) -> Option<KeptText> {
-    const TAIL: usize = 32 + SUM_LEN;
-    let bytes = crate::fsutil::read_bytes(&text_path(root, name)).ok()?;
-    let len = bytes.len().checked_sub(TAIL)?;
-    let (body, check) = bytes.split_at(bytes.len() - SUM_LEN);
-    if super::checksum::of(body) != *check || body.get(len..)? != digest {
-        return None;
-    }
-    Some(KeptText { bytes, len })
-}
-
-fn text_path(root: &Path, name: &str) -> PathBuf {
-    super::layout::record_path(root, name, super::layout::Record::Text)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -989,36 +931,5 @@ mod tests {
         assert!(NoopRecord::load(dir.path(), "other.json").is_none());
         assert!(forget(dir.path(), "wf.json"));
         assert!(NoopRecord::load(dir.path(), "wf.json").is_none());
-    }
-
-    #[test]
-    fn a_kept_text_is_used_only_whole_and_for_the_digest_asked() {
-        let dir = tempfile::tempdir().unwrap();
-        let none = crate::secrets::Redactor::new(Vec::new());
-        let text = r#"{"nodes": [{"id": "a", "type": "echo"}]}"#;
-        let digest = blake3::hash(text.as_bytes());
-        save_text(dir.path(), "wf.json", text, &digest, &none).unwrap();
-        let kept = load_text(dir.path(), "wf.json", digest.as_bytes()).expect("kept");
-        assert_eq!(&kept[..], text.as_bytes());
-        let other = blake3::hash(b"another text");
-        assert!(load_text(dir.path(), "wf.json", other.as_bytes()).is_none());
-        let path = text_path(dir.path(), "wf.json");
-        let bytes = std::fs::read(&path).unwrap();
-        for cut in [1, 20, bytes.len() - 1] {
-            std::fs::write(&path, &bytes[..bytes.len() - cut]).unwrap();
-            assert!(
-                load_text(dir.path(), "wf.json", digest.as_bytes()).is_none(),
-                "torn by {cut}"
-            );
-        }
-        let mut damaged = bytes.clone();
-        damaged[3] ^= 0x20;
-        std::fs::write(&path, &damaged).unwrap();
-        assert!(
-            load_text(dir.path(), "wf.json", digest.as_bytes()).is_none(),
-            "damaged"
-        );
-        let secret = crate::secrets::Redactor::new(vec!["echo".into()]);
-        assert!(save_text(dir.path(), "wf.json", text, &digest, &secret).is_err());
     }
 }

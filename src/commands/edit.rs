@@ -34,6 +34,7 @@
 use super::build::Then;
 use super::noop::{debug, Invocation, Start};
 use super::ExitCode;
+use crate::cache::kept_text::KeptText;
 use crate::cache::layered::Layered;
 use crate::cache::noop::{EditBase, NodeEnd, NodeEntry, NoopRecord, OutputSource};
 use crate::cache::records::{BuildState, MAX_AGE};
@@ -223,12 +224,10 @@ fn try_serve(
     if base.len() != n {
         return Err("a damaged record".into());
     }
-    let kept = crate::cache::noop::load_text(&inv.root, &inv.name, &base.text)
+    let kept = crate::cache::kept_text::load(&inv.root, &inv.name, &base.text)
         .ok_or("no copy of the recorded workflow")?;
-    let was = std::str::from_utf8(&kept).map_err(|_| "a damaged copy of the workflow")?;
-    let edit = crate::node_texts::edited(was, &base.layout, &text)
+    let edit = crate::node_texts::edited(kept.text(), &base.layout, &text)
         .ok_or("the edit reaches outside the nodes, adds or removes one, or is not JSON")?;
-    drop(kept);
     let crate::node_texts::Edited { changed, layout } = edit;
     let node_text = |i: usize| layout.node(&text, i).ok_or("a node outside the text");
 
@@ -469,6 +468,7 @@ fn try_serve(
         reached: &reached,
         v: &v,
         text: &text,
+        kept: &kept,
         redactor: &opts.redactor,
     };
     match next.record(inv, &outcome) {
@@ -479,6 +479,10 @@ fn try_serve(
     let code = super::conclusion::conclude(args, outcome, None, &[], &opts.redactor, started);
     drop(entries);
     super::noop::leave(then, rec);
+    if then == Then::Exit {
+        // A mapping, as the record's (see `leave`).
+        std::mem::forget(kept);
+    }
     Ok(code)
 }
 
@@ -494,6 +498,8 @@ struct Next<'a> {
     reached: &'a [bool],
     v: &'a Validated,
     text: &'a str,
+    /// The copy of the recorded workflow's text the edit was found in.
+    kept: &'a KeptText,
     redactor: &'a crate::secrets::Redactor,
 }
 
@@ -624,8 +630,15 @@ impl Next<'_> {
             return Err(format!("'{path}' changed during the build"));
         }
         next.edit = Some(base);
-        crate::cache::noop::save_text(&inv.root, &inv.name, self.text, &digest, self.redactor)
-            .map_err(|e| e.to_string())?;
+        crate::cache::kept_text::save(
+            &inv.root,
+            &inv.name,
+            self.text,
+            &digest,
+            self.redactor,
+            Some(self.kept),
+        )
+        .map_err(|e| e.to_string())?;
         let count = self.rec.node_count() as u32;
         next.save_with(&inv.root, &inv.name, count, &pieces)
             .map_err(|e| e.to_string())

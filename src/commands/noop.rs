@@ -903,7 +903,7 @@ fn base_for(
     }
     let base = edit_base(v, &text, context)?;
     // The copy the next build compares an edited text with.
-    crate::cache::noop::save_text(&inv.root, &inv.name, &text, workflow_digest, redactor)
+    crate::cache::kept_text::save(&inv.root, &inv.name, &text, workflow_digest, redactor, None)
         .map_err(|e| e.to_string())?;
     Ok(base)
 }

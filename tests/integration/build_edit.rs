@@ -175,6 +175,46 @@ fn the_next_build_compares_with_what_an_edit_recorded_not_with_the_build_before_
 }
 
 #[test]
+fn edits_one_after_another_are_each_found_against_the_text_the_one_before_kept() {
+    // After an edit, the copy of the workflow's text is kept as a splice over the copy
+    // before it (see `cache::kept_text`): each next edit is compared with that.
+    let ws = Workspace::new().workflow(branches());
+    prime(&ws, &[]);
+    ws.edit_workflow(|d| d["nodes"][4]["params"]["message"] = json!("E:${c.stdout}"));
+    assert_edit_path(&debug_build(&ws, &[]), 1, 2);
+    let splices = || {
+        walkdir(&ws.cache_dir().join("state"))
+            .into_iter()
+            .filter(|p| p.to_string_lossy().ends_with(".text.delta"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(splices().len(), 1, "the edit is kept as a splice");
+    ws.edit_workflow(|d| d["nodes"][1]["params"]["message"] = json!("B:${a.stdout}"));
+    let r = debug_build(&ws, &[]);
+    assert_edit_path(&r, 1, 3);
+    assert_eq!(r.with_status("ran"), ["b", "d", "f"], "{r}");
+    assert_eq!(r.output("out"), "f:d:B:a-world+E:c");
+    // Put back: both earlier results are still in the cache.
+    ws.edit_workflow(|d| d["nodes"][1]["params"]["message"] = json!("b:${a.stdout}"));
+    let r = debug_build(&ws, &[]);
+    assert_edit_path(&r, 1, 3);
+    assert_eq!(r.with_status("ran"), Vec::<String>::new(), "{r}");
+    assert_eq!(r.output("out"), "f:d:b:a-world+E:c");
+    // A damaged splice is not compared with: the normal path, and still right.
+    let splice = &splices()[0];
+    let mut bytes = std::fs::read(splice).expect("splice");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(splice, bytes).expect("damage it");
+    ws.edit_workflow(|d| d["nodes"][4]["params"]["message"] = json!("e:${c.stdout}"));
+    let r = debug_build(&ws, &[]);
+    assert_normal_path(&r);
+    assert!(r.stderr.contains("no copy of the recorded workflow"), "{r}");
+    assert_eq!(r.output("out"), "f:d:b:a-world+e:c");
+    assert_eq!((ws.count("a"), ws.count("c"), ws.count("d")), (1, 1, 2));
+}
+
+#[test]
 fn an_edit_that_breaks_a_reference_gets_the_normal_builds_error() {
     let edit = |d: &mut Value| d["nodes"][1]["params"]["message"] = json!("${nope.stdout}");
     let (fast, full, _, _) = both_ways(&branches(), edit, &[]);

@@ -1,0 +1,327 @@
+//! The copy of a workflow's text that the edit path compares an edited text with (the
+//! text an [`super::noop::EditBase`] is about), kept beside the no-op record.
+//!
+//! It is kept as a base, a whole copy (`state/<name>.text`), and after an edit as a
+//! splice over that base (`state/<name>.text.delta`): the bytes the edited text shares
+//! with the base at its start and at its end are named by their lengths, and only the
+//! stretch between them is written. An edit of a 10,000-node workflow then writes a
+//! few hundred bytes instead of copying its megabyte again (removing the old copy and
+//! writing the new one took 2 ms of a 28 ms edit build). Once the stretch grows past
+//! an eighth of the base (edits far apart, or a reformatted file), the whole text is
+//! written as the new base.
+//!
+//! Each file ends with its BLAKE3 digest of the text it stands for and a check
+//! ([`super::checksum`]); a splice also names its base's digest. A torn or damaged
+//! file, or a splice over another base (a whole copy written since), is not used, and
+//! the edit path declines: the build takes the normal path, which is always right.
+//! Neither is synced, as no record is. Never a text that holds a secret value (an
+//! input's default named like a token): the cache directory is shared and uploaded.
+
+use super::checksum;
+use super::layout::{record_path, Record};
+use crate::fsutil::Bytes;
+use crate::node_texts::Spliced;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The splice file's first bytes.
+const SPLICE_MAGIC: &[u8; 8] = b"PFSPLC1\n";
+
+/// A splice up to this long is kept as one, whatever the base's size.
+const SPLICE_MIN_ROOM: usize = 64 * 1024;
+
+/// A kept copy of a workflow's text ([`load`]): its base, and the splice over it when
+/// the text differs from the base.
+pub struct KeptText {
+    base: Bytes,
+    base_len: usize,
+    splice: Option<Splice>,
+}
+
+/// Where a splice file puts its stretch: the base's first `head` bytes, the file's
+/// bytes `mid`, the base from `tail` on.
+struct Splice {
+    bytes: Bytes,
+    head: usize,
+    mid: std::ops::Range<usize>,
+    tail: usize,
+}
+
+impl KeptText {
+    /// The text, in its pieces.
+    pub fn text(&self) -> Spliced<'_> {
+        let base = self.base.get(..self.base_len).unwrap_or_default();
+        match &self.splice {
+            None => Spliced::whole(base),
+            Some(s) => Spliced::of(
+                base.get(..s.head).unwrap_or_default(),
+                s.bytes.get(s.mid.clone()).unwrap_or_default(),
+                base.get(s.tail..).unwrap_or_default(),
+            ),
+        }
+    }
+
+    /// The base's text and the digest it was written with.
+    fn base(&self) -> (&[u8], &[u8]) {
+        let text = self.base.get(..self.base_len).unwrap_or_default();
+        let digest = self
+            .base
+            .get(self.base_len..self.base_len + 32)
+            .unwrap_or_default();
+        (text, digest)
+    }
+}
+
+/// Keep `text` (whose BLAKE3 is `digest`) as workflow `name`'s copy: as a splice over
+/// the base of `over` (the copy the build compared with) when the two differ in a short
+/// enough stretch, else whole.
+pub fn save(
+    root: &Path,
+    name: &str,
+    text: &str,
+    digest: &blake3::Hash,
+    secrets: &crate::secrets::Redactor,
+    over: Option<&KeptText>,
+) -> std::io::Result<()> {
+    if secrets.finds_in(text.as_bytes()) {
+        return Err(std::io::Error::other("the workflow's text holds a secret"));
+    }
+    let new = text.as_bytes();
+    if let Some(kept) = over {
+        let (base, base_digest) = kept.base();
+        let whole = Spliced::whole(base);
+        let head = whole.common_prefix(new);
+        let tail_len = whole.common_suffix(new, base.len().min(new.len()) - head);
+        let mid = new.get(head..new.len() - tail_len).unwrap_or_default();
+        if mid.len() <= SPLICE_MIN_ROOM.max(base.len() / 8) {
+            return crate::fsutil::replace_record(&path(root, name, Record::TextSplice), |w| {
+                let mut check = checksum::Check::new();
+                let mut put = |piece: &[u8]| {
+                    check.update(piece);
+                    w.write_all(piece)
+                };
+                put(SPLICE_MAGIC)?;
+                put(base_digest)?;
+                put(&(head as u64).to_le_bytes())?;
+                put(&((base.len() - tail_len) as u64).to_le_bytes())?;
+                put(&(mid.len() as u64).to_le_bytes())?;
+                put(mid)?;
+                put(digest.as_bytes())?;
+                w.write_all(&check.finish())
+            });
+        }
+    }
+    crate::fsutil::replace_record(&path(root, name, Record::Text), |w| {
+        let mut check = checksum::Check::new();
+        for piece in [new, digest.as_bytes()] {
+            check.update(piece);
+            w.write_all(piece)?;
+        }
+        w.write_all(&check.finish())
+    })?;
+    // Its splice names the base just replaced: never used again.
+    let _ = std::fs::remove_file(path(root, name, Record::TextSplice));
+    Ok(())
+}
+
+/// The kept copy of workflow `name`'s text, if it is whole and the one hashing to
+/// `digest` (so also UTF-8, as the text it was copied from was). Checks are verified,
+/// not digests: hashing the text again with BLAKE3 cost as much as the rest of reading
+/// it.
+pub fn load(root: &Path, name: &str, digest: &[u8; 32]) -> Option<KeptText> {
+    const TAIL: usize = 32 + checksum::LEN;
+    let base = crate::fsutil::read_bytes(&path(root, name, Record::Text)).ok()?;
+    let base_len = base.len().checked_sub(TAIL)?;
+    let (body, check) = base.split_at(base.len() - checksum::LEN);
+    if checksum::of(body) != *check {
+        return None;
+    }
+    let base_digest = body.get(base_len..)?;
+    if base_digest == digest {
+        return Some(KeptText {
+            base,
+            base_len,
+            splice: None,
+        });
+    }
+    let splice = load_splice(root, name, base_digest, base_len, digest)?;
+    Some(KeptText {
+        base,
+        base_len,
+        splice: Some(splice),
+    })
+}
+
+/// The splice over the base whose digest is `base_digest` (of `base_len` bytes) that
+/// makes the text hashing to `digest`, if it is whole.
+fn load_splice(
+    root: &Path,
+    name: &str,
+    base_digest: &[u8],
+    base_len: usize,
+    digest: &[u8; 32],
+) -> Option<Splice> {
+    let bytes = crate::fsutil::read_bytes(&path(root, name, Record::TextSplice)).ok()?;
+    let (body, check) = bytes.split_at(bytes.len().checked_sub(checksum::LEN)?);
+    if checksum::of(body) != *check {
+        return None;
+    }
+    let mut r = super::table::Reader::new(body, 0);
+    if r.take(SPLICE_MAGIC.len())? != SPLICE_MAGIC || r.take(32)? != base_digest {
+        return None;
+    }
+    let head = usize::try_from(r.u64()?).ok()?;
+    let tail = usize::try_from(r.u64()?).ok()?;
+    let mid_len = usize::try_from(r.u64()?).ok()?;
+    let mid_at = r.offset();
+    r.take(mid_len)?;
+    if r.take(32)? != digest || r.offset() != body.len() || head > tail || tail > base_len {
+        return None;
+    }
+    Some(Splice {
+        head,
+        mid: mid_at..mid_at + mid_len,
+        tail,
+        bytes,
+    })
+}
+
+fn path(root: &Path, name: &str, record: Record) -> PathBuf {
+    record_path(root, name, record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn none() -> crate::secrets::Redactor {
+        crate::secrets::Redactor::new(Vec::new())
+    }
+
+    fn text_of(kept: &KeptText) -> Vec<u8> {
+        let t = kept.text();
+        t.slice(0, t.len()).unwrap().into_owned()
+    }
+
+    #[test]
+    fn a_kept_text_is_used_only_whole_and_for_the_digest_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = r#"{"nodes": [{"id": "a", "type": "echo"}]}"#;
+        let digest = blake3::hash(text.as_bytes());
+        save(dir.path(), "wf.json", text, &digest, &none(), None).unwrap();
+        let kept = load(dir.path(), "wf.json", digest.as_bytes()).expect("kept");
+        assert_eq!(text_of(&kept), text.as_bytes());
+        let other = blake3::hash(b"another text");
+        assert!(load(dir.path(), "wf.json", other.as_bytes()).is_none());
+        let path = path(dir.path(), "wf.json", Record::Text);
+        let bytes = std::fs::read(&path).unwrap();
+        for cut in [1, 20, bytes.len() - 1] {
+            std::fs::write(&path, &bytes[..bytes.len() - cut]).unwrap();
+            assert!(
+                load(dir.path(), "wf.json", digest.as_bytes()).is_none(),
+                "torn by {cut}"
+            );
+        }
+        let mut damaged = bytes.clone();
+        damaged[3] ^= 0x20;
+        std::fs::write(&path, &damaged).unwrap();
+        assert!(
+            load(dir.path(), "wf.json", digest.as_bytes()).is_none(),
+            "damaged"
+        );
+        let secret = crate::secrets::Redactor::new(vec!["echo".into()]);
+        assert!(save(dir.path(), "wf.json", text, &digest, &secret, None).is_err());
+    }
+
+    /// A workflow-like text of `n` nodes, node `edited` saying `word`.
+    fn workflow(n: usize, edited: usize, word: &str) -> String {
+        let nodes: Vec<String> = (0..n)
+            .map(|i| {
+                let m = if i == edited { word } else { "same" };
+                format!(r#"{{"id": "n{i}", "type": "echo", "params": {{"message": "{m}"}}}}"#)
+            })
+            .collect();
+        format!(r#"{{"nodes": [{}]}}"#, nodes.join(", "))
+    }
+
+    #[test]
+    fn an_edit_is_kept_as_a_splice_over_the_base_and_read_back_as_the_edited_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let (first, second, third) = (
+            workflow(2000, 0, "same"),
+            workflow(2000, 1500, "changed"),
+            workflow(2000, 10, "again, longer"),
+        );
+        let d1 = blake3::hash(first.as_bytes());
+        save(root, "wf.json", &first, &d1, &none(), None).unwrap();
+        let base_file = std::fs::read(path(root, "wf.json", Record::Text)).unwrap();
+        // Each edit compares with the copy the one before kept.
+        let mut was = load(root, "wf.json", d1.as_bytes()).unwrap();
+        for text in [&second, &third] {
+            let d = blake3::hash(text.as_bytes());
+            save(root, "wf.json", text, &d, &none(), Some(&was)).unwrap();
+            let splice = std::fs::read(path(root, "wf.json", Record::TextSplice)).unwrap();
+            assert!(splice.len() < text.len() / 8, "{} bytes", splice.len());
+            assert_eq!(
+                std::fs::read(path(root, "wf.json", Record::Text)).unwrap(),
+                base_file,
+                "the base is left as it was"
+            );
+            was = load(root, "wf.json", d.as_bytes()).expect("kept as a splice");
+            assert_eq!(text_of(&was), text.as_bytes());
+            assert!(load(root, "wf.json", d1.as_bytes()).is_some(), "the base");
+        }
+        // The splice of a text differs from its base in the stretch of both edits.
+        let d3 = blake3::hash(third.as_bytes());
+        let spliced = load(root, "wf.json", d3.as_bytes()).unwrap();
+        assert_eq!(text_of(&spliced), third.as_bytes());
+
+        // A splice torn, damaged, or over a base written since is not used.
+        let splice_file = path(root, "wf.json", Record::TextSplice);
+        let bytes = std::fs::read(&splice_file).unwrap();
+        for cut in [1, 17, bytes.len() - 1] {
+            std::fs::write(&splice_file, &bytes[..bytes.len() - cut]).unwrap();
+            assert!(
+                load(root, "wf.json", d3.as_bytes()).is_none(),
+                "torn by {cut}"
+            );
+        }
+        let mut damaged = bytes.clone();
+        damaged[60] ^= 1;
+        std::fs::write(&splice_file, &damaged).unwrap();
+        assert!(load(root, "wf.json", d3.as_bytes()).is_none(), "damaged");
+        std::fs::write(&splice_file, &bytes).unwrap();
+        assert!(load(root, "wf.json", d3.as_bytes()).is_some());
+        let other = workflow(2000, 7, "other");
+        let d4 = blake3::hash(other.as_bytes());
+        save(root, "wf.json", &other, &d4, &none(), None).unwrap();
+        assert!(!splice_file.exists(), "a whole save removes the splice");
+        std::fs::write(&splice_file, &bytes).unwrap();
+        assert!(
+            load(root, "wf.json", d3.as_bytes()).is_none(),
+            "a splice over an older base"
+        );
+        assert!(load(root, "wf.json", d4.as_bytes()).is_some());
+    }
+
+    #[test]
+    fn a_text_far_from_its_base_is_kept_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let first = workflow(3000, 0, "same");
+        let d1 = blake3::hash(first.as_bytes());
+        save(root, "wf.json", &first, &d1, &none(), None).unwrap();
+        let was = load(root, "wf.json", d1.as_bytes()).unwrap();
+        // Edits at both ends: the stretch between them is nearly all of it.
+        let far = workflow(3000, 0, "start")
+            .replace(r#""n2999", "type": "echo""#, r#""n2999", "type": "echo" "#);
+        assert_ne!(far, first);
+        let d2 = blake3::hash(far.as_bytes());
+        save(root, "wf.json", &far, &d2, &none(), Some(&was)).unwrap();
+        assert!(!path(root, "wf.json", Record::TextSplice).exists());
+        let kept = load(root, "wf.json", d2.as_bytes()).expect("whole");
+        assert_eq!(text_of(&kept), far.as_bytes());
+        assert!(load(root, "wf.json", d1.as_bytes()).is_none(), "replaced");
+    }
+}
