@@ -182,10 +182,6 @@ pub(super) fn serve(
     let (Some(rec), Some(inv)) = (start.edited.take(), start.inv.as_ref()) else {
         return Err(start);
     };
-    // Small pages, as the no-op's: the records are mapped and their saves small (the
-    // delta records), so an edit touches a little of many regions, and each huge page
-    // it touched was zeroed whole (a normal build, if this path declines, turns them
-    // back on: `Start::normal`).
     match try_serve(args, inv, *rec, started, then) {
         Ok(code) => Ok(code),
         Err(why) => {
@@ -246,6 +242,11 @@ fn try_serve(
     if reached_count * 2 > n {
         return Err(format!("the edit reaches {reached_count} of {n} nodes"));
     }
+    // Small pages from here on, as the no-op's: the records are mapped and their saves
+    // small (the delta records), so an edit touches a little of many regions, and each
+    // huge page it touched was zeroed whole (a normal build, if this path declines,
+    // turns them back on: `Start::normal`).
+    crate::memory::huge_pages(false);
     // What the part reads besides: the recorded dependencies of unchanged nodes, the
     // nodes an edited one names now, and the outputs' nodes.
     let mut edited: HashMap<usize, Value> = HashMap::new();
