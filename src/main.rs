@@ -29,9 +29,12 @@ fn main() {
         Ok(cli) => pflow::commands::run(cli),
         Err(e) => pflow::commands::usage_error(e),
     };
-    // Everything is written and renamed into place by now; what is left is the
-    // allocator's clean-up at exit, which returned the freed memory of an edit build to
-    // the kernel page by page (a twentieth of its time) just before the process ends.
+    // Everything is written and renamed into place by now, and the records it moved
+    // aside are gone once the thread removing them is done (`fsutil::discard`). What is
+    // left is the allocator's clean-up at exit, which returned the freed memory of an
+    // edit build to the kernel page by page (a twentieth of its time) just before the
+    // process ends.
+    pflow::fsutil::finish_discards();
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
