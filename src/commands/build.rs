@@ -484,6 +484,7 @@ pub fn once(args: &BuildArgs, then: Then) -> Result {
         &warning_lines,
         &opts.redactor,
         started,
+        then,
     );
     if then == Then::Exit {
         std::mem::forget(validated);

@@ -106,6 +106,7 @@ pub(super) fn conclude(
     validation_warnings: &[String],
     redactor: &crate::secrets::Redactor,
     started: Instant,
+    then: super::build::Then,
 ) -> ExitCode {
     if !redactor.is_empty() {
         for value in outcome.outputs.values_mut() {
@@ -184,10 +185,12 @@ pub(super) fn conclude(
     } else {
         ExitCode::Failed
     };
-    // The process exits right after this: freeing a large build's reports one by one
-    // costs time for nothing.
-    std::mem::forget(outcome);
-    std::mem::forget(repair);
+    // When the process exits right after this, freeing a large build's reports one by
+    // one costs time for nothing (`--watch` builds again, and frees them).
+    if then == super::build::Then::Exit {
+        std::mem::forget(outcome);
+        std::mem::forget(repair);
+    }
     code
 }
 

@@ -477,7 +477,7 @@ fn try_serve(
         Err(why) => debug(|| format!("no-op record not written: {why}")),
     }
     // The edit path is for workflows that do not warn (see `super::noop`).
-    let code = super::conclusion::conclude(args, outcome, None, &[], &opts.redactor, started);
+    let code = super::conclusion::conclude(args, outcome, None, &[], &opts.redactor, started, then);
     drop(entries);
     super::noop::leave(then, rec);
     if then == Then::Exit {

@@ -381,6 +381,7 @@ fn try_serve(
         &rec.warnings,
         &crate::secrets::Redactor::new(Vec::new()),
         started,
+        then,
     );
     leave(then, rec);
     Ok(code)
