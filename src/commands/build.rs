@@ -90,16 +90,7 @@ fn errors_only(errors: Vec<Diagnostic>) -> Report {
     }
 }
 
-/// What follows a build in this process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Then {
-    /// The process exits: its large trees are left to the kernel rather than freed node
-    /// by node (for 10,000 nodes, the workflow's trees cost a no-op about a fifth of its
-    /// time, the results kept for repair about a twelfth of a cold build's).
-    Exit,
-    /// Another build follows (`--watch`): everything is freed.
-    Continue,
-}
+pub use super::then::Then;
 
 /// One build (each of `--watch`'s builds is one: `commands::run` sends `--watch` to
 /// [`super::watch`], which calls this with [`Then::Continue`]).

@@ -106,7 +106,7 @@ pub(super) fn conclude(
     validation_warnings: &[String],
     redactor: &crate::secrets::Redactor,
     started: Instant,
-    then: super::build::Then,
+    then: super::then::Then,
 ) -> ExitCode {
     if !redactor.is_empty() {
         for value in outcome.outputs.values_mut() {
@@ -187,7 +187,7 @@ pub(super) fn conclude(
     };
     // When the process exits right after this, freeing a large build's reports one by
     // one costs time for nothing (`--watch` builds again, and frees them).
-    if then == super::build::Then::Exit {
+    if then == super::then::Then::Exit {
         std::mem::forget(outcome);
         std::mem::forget(repair);
     }

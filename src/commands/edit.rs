@@ -31,8 +31,8 @@
 //! After a successful build whose nodes wrote no files, the record is rewritten for the
 //! edited workflow, so the next build is a no-op again (or another edit).
 
-use super::build::Then;
 use super::noop::{debug, Invocation, Start};
+use super::then::Then;
 use super::ExitCode;
 use crate::cache::kept_text::KeptText;
 use crate::cache::layered::Layered;

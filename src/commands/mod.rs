@@ -17,6 +17,7 @@ pub mod nodes;
 mod noop;
 pub mod repair;
 pub mod schema;
+mod then;
 pub mod validate;
 pub mod watch;
 pub mod workflow;

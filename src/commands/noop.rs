@@ -37,7 +37,7 @@
 //! when a workflow file is parsed. It changes nothing else, so it is left out of the
 //! fingerprint.
 
-use super::build::Then;
+use super::then::Then;
 use super::ExitCode;
 use crate::cache::layered::Layered;
 use crate::cache::noop::{NodeEnd, NodeEntry, NoopRecord, OutputSource, GRANULARITY_NS};
