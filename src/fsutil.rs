@@ -154,6 +154,13 @@ pub fn replace_record(
     path: &Path,
     fill: impl FnOnce(&mut std::io::BufWriter<&mut std::fs::File>) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
+    remove_record(path)?;
+    write_atomic_by(path, false, fill)
+}
+
+/// Remove one of pflow's own records as [`replace_record`] removes the old one: moved
+/// aside at once, unlinked by [`discard`]. None there is no error.
+pub fn remove_record(path: &Path) -> std::io::Result<()> {
     let aside = path.with_file_name(format!(
         "{TMP_PREFIX}{}-old-{:016x}",
         std::process::id(),
@@ -164,7 +171,7 @@ pub fn replace_record(
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
         Err(_) => {}
     }
-    write_atomic_by(path, false, fill)
+    Ok(())
 }
 
 /// The thread that removes what [`discard`] is given, and the way to it.

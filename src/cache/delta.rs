@@ -131,7 +131,7 @@ impl Overlay {
         })?;
         if plan == Save::Whole {
             // Its tag names a base no longer there: never used again.
-            let _ = std::fs::remove_file(delta_file);
+            let _ = crate::fsutil::remove_record(delta_file);
         }
         Ok(())
     }

@@ -120,7 +120,7 @@ pub fn save(
         w.write_all(&check.finish())
     })?;
     // Its splice names the base just replaced: never used again.
-    let _ = std::fs::remove_file(path(root, name, Record::TextSplice));
+    let _ = crate::fsutil::remove_record(&path(root, name, Record::TextSplice));
     Ok(())
 }
 
@@ -233,11 +233,14 @@ mod tests {
         assert!(save(dir.path(), "wf.json", text, &digest, &secret, None).is_err());
     }
 
-    /// A workflow-like text of `n` nodes, node `edited` saying `word`.
-    fn workflow(n: usize, edited: usize, word: &str) -> String {
+    /// A workflow-like text of `n` nodes, each node of `edited` saying its word.
+    fn workflow(n: usize, edited: &[(usize, &str)]) -> String {
         let nodes: Vec<String> = (0..n)
             .map(|i| {
-                let m = if i == edited { word } else { "same" };
+                let m = edited
+                    .iter()
+                    .find(|(at, _)| *at == i)
+                    .map_or("same", |(_, word)| word);
                 format!(r#"{{"id": "n{i}", "type": "echo", "params": {{"message": "{m}"}}}}"#)
             })
             .collect();
@@ -249,9 +252,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let (first, second, third) = (
-            workflow(2000, 0, "same"),
-            workflow(2000, 1500, "changed"),
-            workflow(2000, 10, "again, longer"),
+            workflow(2000, &[]),
+            workflow(2000, &[(1500, "changed")]),
+            // Another node as well: the splice over the base spans both.
+            workflow(2000, &[(1490, "again, longer"), (1500, "changed")]),
         );
         let d1 = blake3::hash(first.as_bytes());
         save(root, "wf.json", &first, &d1, &none(), None).unwrap();
@@ -272,12 +276,10 @@ mod tests {
             assert_eq!(text_of(&was), text.as_bytes());
             assert!(load(root, "wf.json", d1.as_bytes()).is_some(), "the base");
         }
-        // The splice of a text differs from its base in the stretch of both edits.
         let d3 = blake3::hash(third.as_bytes());
-        let spliced = load(root, "wf.json", d3.as_bytes()).unwrap();
-        assert_eq!(text_of(&spliced), third.as_bytes());
 
-        // A splice torn, damaged, or over a base written since is not used.
+        // A splice torn, damaged (a byte of its stretch), or over a base written since
+        // is not used.
         let splice_file = path(root, "wf.json", Record::TextSplice);
         let bytes = std::fs::read(&splice_file).unwrap();
         for cut in [1, 17, bytes.len() - 1] {
@@ -288,12 +290,13 @@ mod tests {
             );
         }
         let mut damaged = bytes.clone();
-        damaged[60] ^= 1;
+        let in_stretch = bytes.len() - checksum::LEN - 32 - 1;
+        damaged[in_stretch] ^= 1;
         std::fs::write(&splice_file, &damaged).unwrap();
         assert!(load(root, "wf.json", d3.as_bytes()).is_none(), "damaged");
         std::fs::write(&splice_file, &bytes).unwrap();
         assert!(load(root, "wf.json", d3.as_bytes()).is_some());
-        let other = workflow(2000, 7, "other");
+        let other = workflow(2000, &[(7, "other")]);
         let d4 = blake3::hash(other.as_bytes());
         save(root, "wf.json", &other, &d4, &none(), None).unwrap();
         assert!(!splice_file.exists(), "a whole save removes the splice");
@@ -306,15 +309,52 @@ mod tests {
     }
 
     #[test]
+    fn a_splice_whose_check_holds_but_whose_stretch_lies_outside_its_base_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let base = workflow(10, &[]);
+        let d1 = blake3::hash(base.as_bytes());
+        save(root, "wf.json", &base, &d1, &none(), None).unwrap();
+        let wanted = *blake3::hash(b"the text it claims").as_bytes();
+        let splice = |head: u64, tail: u64| {
+            let mut body = SPLICE_MAGIC.to_vec();
+            body.extend_from_slice(d1.as_bytes());
+            body.extend_from_slice(&head.to_le_bytes());
+            body.extend_from_slice(&tail.to_le_bytes());
+            body.extend_from_slice(&3u64.to_le_bytes());
+            body.extend_from_slice(b"mid");
+            body.extend_from_slice(&wanted);
+            let check = checksum::of(&body);
+            body.extend_from_slice(&check);
+            std::fs::write(path(root, "wf.json", Record::TextSplice), body).unwrap();
+        };
+        let len = base.len() as u64;
+        splice(4, 8);
+        assert!(
+            load(root, "wf.json", &wanted).is_some(),
+            "a well-formed one is read"
+        );
+        for (head, tail) in [
+            (8, 4),
+            (4, len + 1),
+            (len + 1, len + 2),
+            (u64::MAX, u64::MAX),
+        ] {
+            splice(head, tail);
+            assert!(load(root, "wf.json", &wanted).is_none(), "{head}..{tail}");
+        }
+    }
+
+    #[test]
     fn a_text_far_from_its_base_is_kept_whole() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        let first = workflow(3000, 0, "same");
+        let first = workflow(3000, &[]);
         let d1 = blake3::hash(first.as_bytes());
         save(root, "wf.json", &first, &d1, &none(), None).unwrap();
         let was = load(root, "wf.json", d1.as_bytes()).unwrap();
         // Edits at both ends: the stretch between them is nearly all of it.
-        let far = workflow(3000, 0, "start")
+        let far = workflow(3000, &[(0, "start")])
             .replace(r#""n2999", "type": "echo""#, r#""n2999", "type": "echo" "#);
         assert_ne!(far, first);
         let d2 = blake3::hash(far.as_bytes());
