@@ -477,11 +477,7 @@ pub fn once(args: &BuildArgs, then: Then) -> Result {
         started,
         then,
     );
-    if then == Then::Exit {
-        std::mem::forget(validated);
-        std::mem::forget(doc);
-        std::mem::forget(session);
-    }
+    then.leave((validated, doc, session));
     Ok(code)
 }
 

@@ -185,12 +185,9 @@ pub(super) fn conclude(
     } else {
         ExitCode::Failed
     };
-    // When the process exits right after this, freeing a large build's reports one by
-    // one costs time for nothing (`--watch` builds again, and frees them).
-    if then == super::then::Then::Exit {
-        std::mem::forget(outcome);
-        std::mem::forget(repair);
-    }
+    // A large build's reports, freed one by one, cost time for nothing when the
+    // process exits right after this.
+    then.leave((outcome, repair));
     code
 }
 

@@ -479,11 +479,7 @@ fn try_serve(
     // The edit path is for workflows that do not warn (see `super::noop`).
     let code = super::conclusion::conclude(args, outcome, None, &[], &opts.redactor, started, then);
     drop(entries);
-    super::noop::leave(then, rec);
-    if then == Then::Exit {
-        // A mapping, as the record's (see `leave`).
-        std::mem::forget(kept);
-    }
+    then.leave((rec, kept));
     Ok(code)
 }
 

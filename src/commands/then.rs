@@ -11,3 +11,16 @@ pub enum Then {
     /// Another build follows (`--watch`): everything is freed.
     Continue,
 }
+
+impl Then {
+    /// Let go of what a build held: left to the kernel when the process ends next (its
+    /// large trees and mapped records cost time to free or unmap piece by piece: the
+    /// no-op record's mapping, unmapped while the build's other threads lived, cost an
+    /// edit of 10,000 nodes 1.6 ms), freed when another build follows.
+    pub fn leave<T>(self, held: T) {
+        match self {
+            Then::Exit => std::mem::forget(held),
+            Then::Continue => drop(held),
+        }
+    }
+}
