@@ -7,37 +7,55 @@
 //! the no-op and edit records of a 10,000-node workflow are a megabyte each, read on
 //! every build and written after every edit.
 
+use std::io::Write;
 use xxhash_rust::xxh3::Xxh3Default;
 
 /// Bytes of a check.
 pub const LEN: usize = 16;
 
-/// A check computed over pieces written one after another.
-pub struct Check(Xxh3Default);
+/// A writer that passes its bytes on and checks them as they go: [`Checked::finish`]
+/// writes their check after them.
+pub struct Checked<W: Write> {
+    out: W,
+    check: Xxh3Default,
+}
 
-impl Check {
-    pub fn new() -> Check {
-        Check(Xxh3Default::new())
+impl<W: Write> Checked<W> {
+    pub fn new(out: W) -> Checked<W> {
+        Checked {
+            out,
+            check: Xxh3Default::new(),
+        }
     }
 
-    pub fn update(&mut self, piece: &[u8]) {
-        self.0.update(piece);
-    }
-
-    pub fn finish(&self) -> [u8; LEN] {
-        self.0.digest128().to_le_bytes()
+    /// Write the check of everything written so far.
+    pub fn finish(mut self) -> std::io::Result<()> {
+        let check = self.check.digest128().to_le_bytes();
+        self.out.write_all(&check)
     }
 }
 
-impl Default for Check {
-    fn default() -> Check {
-        Check::new()
+impl<W: Write> Write for Checked<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.check.update(buf.get(..n).unwrap_or_default());
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
     }
 }
 
 /// The check of `bytes`.
 pub fn of(bytes: &[u8]) -> [u8; LEN] {
     xxhash_rust::xxh3::xxh3_128(bytes).to_le_bytes()
+}
+
+/// What comes before the check `bytes` end with, if that check holds.
+pub fn verified(bytes: &[u8]) -> Option<&[u8]> {
+    let (body, check) = bytes.split_at(bytes.len().checked_sub(LEN)?);
+    (of(body) == *check).then_some(body)
 }
 
 #[cfg(test)]
@@ -47,14 +65,19 @@ mod tests {
     #[test]
     fn pieces_check_as_the_whole_and_any_change_shows() {
         let text = b"a record of some length, written in pieces".repeat(50);
-        let mut c = Check::new();
+        let mut written = Vec::new();
+        let mut w = Checked::new(&mut written);
         for piece in text.chunks(37) {
-            c.update(piece);
+            w.write_all(piece).unwrap();
         }
-        assert_eq!(c.finish(), of(&text));
-        let mut damaged = text.clone();
+        w.finish().unwrap();
+        assert_eq!(written.len(), text.len() + LEN);
+        assert_eq!(written[text.len()..], of(&text));
+        assert_eq!(verified(&written), Some(&text[..]));
+        let mut damaged = written.clone();
         damaged[1000] ^= 1;
-        assert_ne!(of(&damaged), of(&text));
-        assert_ne!(of(&text[..text.len() - 1]), of(&text));
+        assert_eq!(verified(&damaged), None);
+        assert_eq!(verified(&written[..written.len() - 1]), None);
+        assert_eq!(verified(&written[..LEN - 1]), None, "shorter than a check");
     }
 }

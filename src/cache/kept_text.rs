@@ -95,29 +95,23 @@ pub fn save(
         let mid = new.get(head..new.len() - tail_len).unwrap_or_default();
         if mid.len() <= SPLICE_MIN_ROOM.max(base.len() / 8) {
             return crate::fsutil::replace_record(&path(root, name, Record::TextSplice), |w| {
-                let mut check = checksum::Check::new();
-                let mut put = |piece: &[u8]| {
-                    check.update(piece);
-                    w.write_all(piece)
-                };
-                put(SPLICE_MAGIC)?;
-                put(base_digest)?;
-                put(&(head as u64).to_le_bytes())?;
-                put(&((base.len() - tail_len) as u64).to_le_bytes())?;
-                put(&(mid.len() as u64).to_le_bytes())?;
-                put(mid)?;
-                put(digest.as_bytes())?;
-                w.write_all(&check.finish())
+                let mut w = checksum::Checked::new(w);
+                w.write_all(SPLICE_MAGIC)?;
+                w.write_all(base_digest)?;
+                w.write_all(&(head as u64).to_le_bytes())?;
+                w.write_all(&((base.len() - tail_len) as u64).to_le_bytes())?;
+                w.write_all(&(mid.len() as u64).to_le_bytes())?;
+                w.write_all(mid)?;
+                w.write_all(digest.as_bytes())?;
+                w.finish()
             });
         }
     }
     crate::fsutil::replace_record(&path(root, name, Record::Text), |w| {
-        let mut check = checksum::Check::new();
-        for piece in [new, digest.as_bytes()] {
-            check.update(piece);
-            w.write_all(piece)?;
-        }
-        w.write_all(&check.finish())
+        let mut w = checksum::Checked::new(w);
+        w.write_all(new)?;
+        w.write_all(digest.as_bytes())?;
+        w.finish()
     })?;
     // Its splice names the base just replaced: never used again.
     let _ = crate::fsutil::remove_record(&path(root, name, Record::TextSplice));
@@ -129,13 +123,9 @@ pub fn save(
 /// not digests: hashing the text again with BLAKE3 cost as much as the rest of reading
 /// it.
 pub fn load(root: &Path, name: &str, digest: &[u8; 32]) -> Option<KeptText> {
-    const TAIL: usize = 32 + checksum::LEN;
     let base = crate::fsutil::read_bytes(&path(root, name, Record::Text)).ok()?;
-    let base_len = base.len().checked_sub(TAIL)?;
-    let (body, check) = base.split_at(base.len() - checksum::LEN);
-    if checksum::of(body) != *check {
-        return None;
-    }
+    let body = checksum::verified(&base)?;
+    let base_len = body.len().checked_sub(32)?;
     let base_digest = body.get(base_len..)?;
     if base_digest == digest {
         return Some(KeptText {
@@ -162,10 +152,7 @@ fn load_splice(
     digest: &[u8; 32],
 ) -> Option<Splice> {
     let bytes = crate::fsutil::read_bytes(&path(root, name, Record::TextSplice)).ok()?;
-    let (body, check) = bytes.split_at(bytes.len().checked_sub(checksum::LEN)?);
-    if checksum::of(body) != *check {
-        return None;
-    }
+    let body = checksum::verified(&bytes)?;
     let mut r = super::table::Reader::new(body, 0);
     if r.take(SPLICE_MAGIC.len())? != SPLICE_MAGIC || r.take(32)? != base_digest {
         return None;

@@ -512,25 +512,21 @@ impl NoopRecord {
             }
             (None, None) => tail.push(0),
         }
-        let mut sum = super::checksum::Check::new();
+        use std::io::Write;
+        let mut w = super::checksum::Checked::new(w);
         let pieces = std::iter::once(&out[..])
             .chain(nodes.iter().copied())
             .chain([&tail[..]]);
         for piece in pieces {
-            sum.update(piece);
             w.write_all(piece)?;
         }
-        w.write_all(&sum.finish())
+        w.finish()
     }
 
     /// A record read back; `None` for anything but a whole record of this format.
     pub fn decode(bytes: impl Into<crate::fsutil::Bytes>) -> Option<NoopRecord> {
         let bytes: crate::fsutil::Bytes = bytes.into();
-        let body = bytes.len().checked_sub(SUM_LEN)?;
-        let (text, sum) = bytes.split_at(body);
-        if super::checksum::of(text) != *sum {
-            return None;
-        }
+        let text = super::checksum::verified(&bytes)?;
         let mut r = Reader::new(text, 0);
         if r.u32()? != FORMAT {
             return None;

@@ -145,9 +145,8 @@ fn encode_index(covered: u64, entries: &[Indexed]) -> Vec<u8> {
 /// entries, or `None` unless it is whole, its sum holds, and it covers no more than the
 /// segment has.
 fn decode_index(bytes: &[u8], size: u64) -> Option<(u64, IndexEntries<'_>)> {
-    let body = bytes.len().checked_sub(INDEX_SUM)?;
-    let (text, sum) = bytes.split_at(body);
-    if super::checksum::of(text) != *sum || text.get(..8)? != INDEX_HEADER {
+    let text = super::checksum::verified(bytes)?;
+    if text.get(..8)? != INDEX_HEADER {
         return None;
     }
     let covered = u64::from_le_bytes(text.get(8..16)?.try_into().ok()?);
