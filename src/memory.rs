@@ -1,5 +1,5 @@
 //! How pflow's memory comes from the kernel: transparent huge pages, on or off for the
-//! process.
+//! process, and a big buffer's pages faulted in at once ([`prefault`]).
 //!
 //! The allocator asks for huge pages, and each first touch of a 2 MiB region then zeroes
 //! all of it. That pays off when a build fills its memory (a cold build or an edit near

@@ -359,9 +359,10 @@ impl NoopRecord {
         self.nodes_end = nodes.len();
     }
 
-    /// Let go of the encoded nodes (the record's biggest part) once they are read; the
-    /// rest stays.
-    pub fn drop_nodes(&mut self) {
+    /// The record without its encoded nodes (and edit base): what a test builds another
+    /// record's nodes into. (Builds keep the mapping to the end: see `Then::leave`.)
+    #[cfg(test)]
+    fn drop_nodes(&mut self) {
         self.nodes = Default::default();
         self.nodes_at = 0;
         self.nodes_end = 0;
