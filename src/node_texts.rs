@@ -35,14 +35,20 @@ pub struct Layout {
     pub nodes: Vec<(u32, u32)>,
 }
 
-/// A text held in up to three pieces, read as the bytes of one after another: a kept
-/// copy of a workflow's text with the splice an edit made to it
-/// ([`crate::cache::kept_text`]), compared without first being copied into one buffer.
-/// Only the whole is known to be UTF-8: a piece may end inside a character.
+/// A text held in a few pieces, read as the bytes of one after another: a kept copy of a
+/// workflow's text with the splice an edit made to it ([`crate::cache::kept_text`]), or
+/// an edited text read as the kept bytes it shares at the start and at the end with the
+/// new ones between ([`EditRead`]); compared, hashed and written without first being
+/// copied into one buffer. Only the whole is known to be UTF-8: a piece may end inside
+/// a character.
 #[derive(Debug, Clone, Copy)]
 pub struct Spliced<'a> {
-    pieces: [&'a [u8]; 3],
+    pieces: [&'a [u8]; PIECES],
 }
+
+/// Most pieces a [`Spliced`] holds: a kept copy's three, or an edit of one (up to three
+/// shared at the start, the new bytes, up to three shared at the end).
+const PIECES: usize = 7;
 
 impl<'a> Spliced<'a> {
     /// One text in one piece.
@@ -52,9 +58,58 @@ impl<'a> Spliced<'a> {
 
     /// `head`, then `mid`, then `tail`.
     pub fn of(head: &'a [u8], mid: &'a [u8], tail: &'a [u8]) -> Spliced<'a> {
-        Spliced {
-            pieces: [head, mid, tail],
+        let mut pieces: [&'a [u8]; PIECES] = [&[]; PIECES];
+        pieces[..3].copy_from_slice(&[head, mid, tail]);
+        Spliced { pieces }
+    }
+
+    /// The pieces that hold bytes, in order.
+    pub fn pieces(&self) -> impl DoubleEndedIterator<Item = &'a [u8]> + '_ {
+        self.pieces.iter().copied().filter(|p| !p.is_empty())
+    }
+
+    /// This text, then `next`; `None` if together they are in too many pieces.
+    pub fn then(self, next: Spliced<'a>) -> Option<Spliced<'a>> {
+        let mut pieces: [&'a [u8]; PIECES] = [&[]; PIECES];
+        let mut slots = pieces.iter_mut();
+        for piece in self.pieces().chain(next.pieces()) {
+            *slots.next()? = piece;
         }
+        Some(Spliced { pieces })
+    }
+
+    /// Bytes `start..end` as pieces of their own (borrowed, never copied).
+    pub fn range(&self, start: usize, end: usize) -> Option<Spliced<'a>> {
+        if start > end || end > self.len() {
+            return None;
+        }
+        let mut pieces: [&'a [u8]; PIECES] = [&[]; PIECES];
+        let mut at = 0;
+        for (slot, piece) in pieces.iter_mut().zip(self.pieces) {
+            let (from, to) = (start.max(at), end.min(at + piece.len()));
+            if from < to {
+                *slot = piece.get(from - at..to - at)?;
+            }
+            at += piece.len();
+        }
+        Some(Spliced { pieces })
+    }
+
+    /// Bytes `start..end` as text: `None` unless they are whole UTF-8.
+    pub fn str_slice(&self, start: usize, end: usize) -> Option<Cow<'a, str>> {
+        match self.slice(start, end)? {
+            Cow::Borrowed(b) => std::str::from_utf8(b).ok().map(Cow::Borrowed),
+            Cow::Owned(v) => String::from_utf8(v).ok().map(Cow::Owned),
+        }
+    }
+
+    /// BLAKE3 of the whole.
+    pub fn digest(&self) -> blake3::Hash {
+        let mut h = blake3::Hasher::new();
+        for piece in self.pieces() {
+            h.update(piece);
+        }
+        h.finalize()
     }
 
     pub fn len(&self) -> usize {
@@ -105,6 +160,42 @@ impl<'a> Spliced<'a> {
                 return at;
             };
             let m = common_prefix(piece, rest);
+            at += m;
+            if m < piece.len() {
+                return at;
+            }
+        }
+        at
+    }
+
+    /// How many bytes this and `other`, in pieces too, share at the start.
+    pub fn common_prefix_with(&self, other: Spliced<'_>) -> usize {
+        let mut at = 0;
+        for piece in other.pieces() {
+            let Some(rest) = self.range(at, self.len()) else {
+                return at;
+            };
+            let m = rest.common_prefix(piece);
+            at += m;
+            if m < piece.len() {
+                return at;
+            }
+        }
+        at
+    }
+
+    /// How many bytes this and `other`, in pieces too, share at the end, at most `limit`.
+    pub fn common_suffix_with(&self, other: Spliced<'_>, limit: usize) -> usize {
+        let limit = limit.min(other.len()).min(self.len());
+        let mut at = 0;
+        for piece in other.pieces().rev() {
+            let theirs = piece
+                .get(piece.len().saturating_sub(limit - at)..)
+                .unwrap_or_default();
+            let Some(mine) = self.range(0, self.len() - at) else {
+                return at;
+            };
+            let m = mine.common_suffix(theirs, theirs.len());
             at += m;
             if m < piece.len() {
                 return at;
@@ -210,13 +301,117 @@ impl Layout {
         text.get(start as usize..end as usize)
     }
 
+    /// Node `i`'s text in `text` (in pieces), the text this layout is of.
+    pub fn node_in<'t>(&self, text: Spliced<'t>, i: usize) -> Option<Cow<'t, str>> {
+        let &(start, end) = self.nodes.get(i)?;
+        text.str_slice(start as usize, end as usize)
+    }
+
     /// `text` without its nodes: the same document with an empty nodes array.
     pub fn without_nodes(&self, text: &str) -> Option<String> {
-        let (head, tail) = (
-            text.get(..=self.open as usize)?,
-            text.get(self.close as usize..)?,
-        );
+        self.without_nodes_in(Spliced::whole(text.as_bytes()))
+    }
+
+    /// [`Layout::without_nodes`] of a text in pieces.
+    pub fn without_nodes_in(&self, text: Spliced<'_>) -> Option<String> {
+        let head = text.str_slice(0, self.open as usize + 1)?;
+        let tail = text.str_slice(self.close as usize, text.len())?;
         Some([head, tail].concat())
+    }
+}
+
+/// A workflow's file read as an edit of the kept text it is compared with: forward a
+/// block at a time while it matches the kept text, then back from its end the same
+/// way, and only the bytes between those read into memory. The text is then the kept
+/// bytes it shares and those ([`EditRead::text`]): an edit of a few bytes in a
+/// megabyte-long workflow costs no megabyte-long buffer, whose fresh pages were most of
+/// what reading it cost. Each stretch is cut at a character's start, so the text is
+/// UTF-8 when the bytes read are.
+pub struct EditRead<'a> {
+    old: Spliced<'a>,
+    /// Bytes shared with `old` at the start.
+    prefix: usize,
+    /// The bytes between the shared ones.
+    mid: Vec<u8>,
+    /// Bytes shared with `old` at the end.
+    suffix: usize,
+}
+
+impl<'a> EditRead<'a> {
+    /// Read the first `len` bytes of `file` against `old`. An error when the file
+    /// cannot be read, ends before `len` (it changed meanwhile) or is not UTF-8.
+    pub fn read(file: &std::fs::File, len: usize, old: Spliced<'a>) -> std::io::Result<Self> {
+        use std::os::unix::fs::FileExt;
+        const BLOCK: usize = 64 * 1024;
+        let mut buf = vec![0u8; BLOCK.min(len)];
+        let old_len = old.len();
+        let shared = len.min(old_len);
+        let block = |buf: &mut Vec<u8>, at: usize, n: usize| -> std::io::Result<()> {
+            let b = buf.get_mut(..n).ok_or(std::io::ErrorKind::InvalidInput)?;
+            file.read_exact_at(b, at as u64)
+        };
+        let mut prefix = 0;
+        while prefix < shared {
+            let n = BLOCK.min(shared - prefix);
+            block(&mut buf, prefix, n)?;
+            let rest = old
+                .range(prefix, old_len)
+                .ok_or(std::io::ErrorKind::InvalidData)?;
+            let m = rest.common_prefix(buf.get(..n).unwrap_or_default());
+            prefix += m;
+            if m < n {
+                break;
+            }
+        }
+        // Where a character starts in `old` (so in the text read, up to there).
+        let starts_char = |at: usize| old.byte(at).is_none_or(|b| b & 0xC0 != 0x80);
+        while !starts_char(prefix) {
+            prefix -= 1;
+        }
+        let room = shared - prefix;
+        let mut suffix = 0;
+        while suffix < room {
+            let n = BLOCK.min(room - suffix);
+            block(&mut buf, len - suffix - n, n)?;
+            let mine = old
+                .range(old_len - suffix - n, old_len - suffix)
+                .ok_or(std::io::ErrorKind::InvalidData)?;
+            let m = mine.common_suffix(buf.get(..n).unwrap_or_default(), n);
+            suffix += m;
+            if m < n {
+                break;
+            }
+        }
+        while !starts_char(old_len - suffix) {
+            suffix -= 1;
+        }
+        let mut mid = vec![0u8; len - suffix - prefix];
+        file.read_exact_at(&mut mid, prefix as u64)?;
+        if std::str::from_utf8(&mid).is_err() {
+            return Err(std::io::ErrorKind::InvalidData.into());
+        }
+        Ok(EditRead {
+            old,
+            prefix,
+            mid,
+            suffix,
+        })
+    }
+
+    /// The text read: the kept bytes it shares, and the ones read between them.
+    pub fn text(&self) -> Spliced<'_> {
+        let old_len = self.old.len();
+        let pieces = self.old.range(0, self.prefix).and_then(|head| {
+            head.then(Spliced::whole(&self.mid))?
+                .then(self.old.range(old_len - self.suffix, old_len)?)
+        });
+        // Three and one and three pieces always fit.
+        pieces.unwrap_or(Spliced::whole(&[]))
+    }
+
+    /// [`edited`] for the text read, from the stretches it shares with the kept text.
+    pub fn edited(&self, layout: &Layout) -> Option<Edited> {
+        edited_in(self.old, layout, self.text(), self.prefix, self.suffix)
     }
 }
 
@@ -225,9 +420,24 @@ impl Layout {
 /// array, adds or removes a node, or leaves the changed stretch not a list of nodes.
 pub fn edited(old: Spliced<'_>, layout: &Layout, new: &str) -> Option<Edited> {
     let n = new.as_bytes();
-    let old_len = old.len();
     let prefix = old.common_prefix(n);
-    let suffix = old.common_suffix(n, old_len.min(n.len()) - prefix);
+    let suffix = old.common_suffix(n, old.len().min(n.len()) - prefix);
+    edited_in(old, layout, Spliced::whole(n), prefix, suffix)
+}
+
+/// [`edited`], given that `old` and `new` share `prefix` bytes at the start and `suffix`
+/// at the end (or fewer of either: the nodes between are compared byte for byte).
+fn edited_in(
+    old: Spliced<'_>,
+    layout: &Layout,
+    n: Spliced<'_>,
+    prefix: usize,
+    suffix: usize,
+) -> Option<Edited> {
+    let old_len = old.len();
+    if prefix + suffix > old_len.min(n.len()) {
+        return None;
+    }
     if prefix == old_len && prefix == n.len() {
         return Some(Edited {
             changed: Vec::new(),
@@ -259,7 +469,7 @@ pub fn edited(old: Spliced<'_>, layout: &Layout, new: &str) -> Option<Edited> {
         None => close,
     };
     let grow = |x: usize| (x + n.len()).checked_sub(old_len);
-    let window = new.get(w0..grow(w1)?)?;
+    let window = n.str_slice(w0, grow(w1)?)?;
     // The stretch between the unchanged neighbours, with a `0` standing for each, must
     // parse as a list: separators and all.
     let (lead, trail) = (usize::from(a > 0), usize::from(b < count));
@@ -268,7 +478,7 @@ pub fn edited(old: Spliced<'_>, layout: &Layout, new: &str) -> Option<Edited> {
     if lead == 1 {
         list_text.push('0');
     }
-    list_text.push_str(window);
+    list_text.push_str(&window);
     if trail == 1 {
         list_text.push('0');
     }
@@ -483,6 +693,104 @@ mod tests {
         for old in splits(TEXT) {
             assert_eq!(edited(old, &at, TEXT).map(|e| e.changed), Some(vec![]));
         }
+    }
+
+    #[test]
+    fn pieces_of_a_spliced_text_are_taken_and_joined_without_changing_a_byte() {
+        let text = "abcdefghij";
+        for s in splits(text) {
+            for i in 0..=10 {
+                for j in i..=10 {
+                    let r = s.range(i, j).expect("in range");
+                    assert_eq!(r.len(), j - i);
+                    assert_eq!(r.slice(0, r.len()).as_deref(), Some(&text.as_bytes()[i..j]));
+                    let joined = r.then(s.range(j, 10).unwrap()).expect("fits");
+                    assert_eq!(
+                        joined.slice(0, joined.len()).as_deref(),
+                        Some(&text.as_bytes()[i..])
+                    );
+                }
+            }
+            assert!(s.range(3, 11).is_none() && s.range(4, 3).is_none());
+            assert_eq!(s.digest(), blake3::hash(text.as_bytes()));
+            for other in splits("abcXefgh-ij").step_by(7) {
+                assert_eq!(s.common_prefix_with(other), 3);
+                assert_eq!(s.common_suffix_with(other, 10), 2);
+                assert_eq!(s.common_suffix_with(other, 1), 1);
+            }
+            for same in splits(text).step_by(5) {
+                assert_eq!(s.common_prefix_with(same), 10);
+                assert_eq!(s.common_suffix_with(same, 10), 10);
+                assert_eq!(s.common_suffix_with(same, 4), 4, "at most the limit");
+            }
+        }
+        // Seven pieces at most.
+        let b = text.as_bytes();
+        let four = Spliced::of(&b[..1], &b[1..2], &b[2..3]).then(Spliced::whole(&b[3..4]));
+        let four = four.expect("four pieces fit");
+        assert!(four.then(four).is_none(), "eight do not");
+        assert_eq!(
+            four.then(Spliced::of(&b[4..5], &b[5..6], &b[6..]))
+                .map(|s| s.len()),
+            Some(10)
+        );
+        assert_eq!(
+            Spliced::whole("é".as_bytes()).str_slice(0, 1),
+            None,
+            "half a character"
+        );
+    }
+
+    #[test]
+    fn a_file_read_as_an_edit_of_the_kept_text_is_that_file_and_finds_the_same_nodes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wf.json");
+        let at = layout(TEXT);
+        // Edits inside nodes and around them, and into characters of two and three
+        // bytes whose first bytes are the old ones' (the shared bytes end inside them).
+        let edits = [
+            ("${a.x}", "${a.y}"),
+            ("${a.x}", "${a.é}"),
+            (
+                r#""echo"},"#,
+                r#""echo" , "params": {"message": "€ longer"}},"#,
+            ),
+            ("} ], \"outputs", "}\n\n], \"outputs"),
+            (r#""id": "a""#, r#""id": "a""#),
+        ];
+        let accented = TEXT.replace("${a.x}", "${a.è}");
+        let cases: Vec<(String, String)> = edits
+            .iter()
+            .map(|(from, to)| (TEXT.to_string(), TEXT.replacen(from, to, 1)))
+            .chain([(accented.clone(), TEXT.replace("${a.x}", "${a.é}"))])
+            .chain([(accented.clone(), accented.replace("è", "ë€"))])
+            // And the bytes shared at the end start inside one (è is C3 A8, Ѩ D1 A8).
+            .chain([(accented.clone(), accented.replace("è", "Ѩ"))])
+            .collect();
+        for (old, new) in &cases {
+            let at = if old == TEXT { at.clone() } else { layout(old) };
+            std::fs::write(&path, new).unwrap();
+            let file = std::fs::File::open(&path).unwrap();
+            for kept in splits(old).step_by(3) {
+                let read = EditRead::read(&file, new.len(), kept).expect("read");
+                let got = read.text();
+                assert_eq!(got.slice(0, got.len()).as_deref(), Some(new.as_bytes()));
+                assert!(std::str::from_utf8(&got.slice(0, got.len()).unwrap()).is_ok());
+                assert_eq!(read.edited(&at), edited(kept, &at, new), "{new}");
+            }
+        }
+        // A file that ends before the length asked (it changed meanwhile), or is not
+        // UTF-8, is an error.
+        std::fs::write(&path, TEXT).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let kept = Spliced::whole(TEXT.as_bytes());
+        assert!(EditRead::read(&file, TEXT.len() + 1, kept).is_err());
+        let mut bad = TEXT.as_bytes().to_vec();
+        let x = TEXT.find("a.x").unwrap() + 2;
+        bad[x] = 0xFF;
+        std::fs::write(&path, &bad).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        assert!(EditRead::read(&file, bad.len(), kept).is_err());
     }
 
     #[test]

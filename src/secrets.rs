@@ -209,6 +209,11 @@ impl Redactor {
             .any(|v| !v.is_empty() && memchr::memmem::find(bytes, v.as_bytes()).is_some())
     }
 
+    /// The length in bytes of the longest value looked for (0: none).
+    pub fn longest(&self) -> usize {
+        self.values.iter().map(String::len).max().unwrap_or(0)
+    }
+
     /// Are there no values to look for?
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()

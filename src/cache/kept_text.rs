@@ -78,21 +78,20 @@ impl KeptText {
 pub fn save(
     root: &Path,
     name: &str,
-    text: &str,
+    text: Spliced<'_>,
     digest: &blake3::Hash,
     secrets: &crate::secrets::Redactor,
     over: Option<&KeptText>,
 ) -> std::io::Result<()> {
-    if secrets.finds_in(text.as_bytes()) {
+    if holds_secret(secrets, text) {
         return Err(std::io::Error::other("the workflow's text holds a secret"));
     }
-    let new = text.as_bytes();
     if let Some(kept) = over {
         let (base, base_digest) = kept.base();
         let whole = Spliced::whole(base);
-        let head = whole.common_prefix(new);
-        let tail_len = whole.common_suffix(new, base.len().min(new.len()) - head);
-        let mid = new.get(head..new.len() - tail_len).unwrap_or_default();
+        let head = whole.common_prefix_with(text);
+        let tail_len = whole.common_suffix_with(text, base.len().min(text.len()) - head);
+        let mid = text.slice(head, text.len() - tail_len).unwrap_or_default();
         if mid.len() <= SPLICE_MIN_ROOM.max(base.len() / 8) {
             return crate::fsutil::replace_record(&path(root, name, Record::TextSplice), |w| {
                 let mut w = checksum::Checked::new(w);
@@ -101,7 +100,7 @@ pub fn save(
                 w.write_all(&(head as u64).to_le_bytes())?;
                 w.write_all(&((base.len() - tail_len) as u64).to_le_bytes())?;
                 w.write_all(&(mid.len() as u64).to_le_bytes())?;
-                w.write_all(mid)?;
+                w.write_all(&mid)?;
                 w.write_all(digest.as_bytes())?;
                 w.finish()
             });
@@ -109,13 +108,35 @@ pub fn save(
     }
     crate::fsutil::replace_record(&path(root, name, Record::Text), |w| {
         let mut w = checksum::Checked::new(w);
-        w.write_all(new)?;
+        for piece in text.pieces() {
+            w.write_all(piece)?;
+        }
         w.write_all(digest.as_bytes())?;
         w.finish()
     })?;
     // Its splice names the base just replaced: never used again.
     let _ = crate::fsutil::remove_record(&path(root, name, Record::TextSplice));
     Ok(())
+}
+
+/// Does `text` hold a secret value, in a piece or across where two meet?
+fn holds_secret(secrets: &crate::secrets::Redactor, text: Spliced<'_>) -> bool {
+    if text.pieces().any(|p| secrets.finds_in(p)) {
+        return true;
+    }
+    let reach = secrets.longest().saturating_sub(1);
+    let mut at = 0;
+    for piece in text.pieces() {
+        at += piece.len();
+        if reach == 0 || at == text.len() {
+            break;
+        }
+        let seam = text.slice(at.saturating_sub(reach), (at + reach).min(text.len()));
+        if seam.is_some_and(|s| secrets.finds_in(&s)) {
+            return true;
+        }
+    }
+    false
 }
 
 /// The kept copy of workflow `name`'s text, if it is whole and the one hashing to
@@ -185,6 +206,10 @@ mod tests {
         crate::secrets::Redactor::new(Vec::new())
     }
 
+    fn w(text: &str) -> Spliced<'_> {
+        Spliced::whole(text.as_bytes())
+    }
+
     fn text_of(kept: &KeptText) -> Vec<u8> {
         let t = kept.text();
         t.slice(0, t.len()).unwrap().into_owned()
@@ -195,7 +220,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let text = r#"{"nodes": [{"id": "a", "type": "echo"}]}"#;
         let digest = blake3::hash(text.as_bytes());
-        save(dir.path(), "wf.json", text, &digest, &none(), None).unwrap();
+        save(dir.path(), "wf.json", w(text), &digest, &none(), None).unwrap();
         let kept = load(dir.path(), "wf.json", digest.as_bytes()).expect("kept");
         assert_eq!(text_of(&kept), text.as_bytes());
         let other = blake3::hash(b"another text");
@@ -217,7 +242,7 @@ mod tests {
             "damaged"
         );
         let secret = crate::secrets::Redactor::new(vec!["echo".into()]);
-        assert!(save(dir.path(), "wf.json", text, &digest, &secret, None).is_err());
+        assert!(save(dir.path(), "wf.json", w(text), &digest, &secret, None).is_err());
     }
 
     /// A workflow-like text of `n` nodes, each node of `edited` saying its word.
@@ -245,13 +270,13 @@ mod tests {
             workflow(2000, &[(1490, "again, longer"), (1500, "changed")]),
         );
         let d1 = blake3::hash(first.as_bytes());
-        save(root, "wf.json", &first, &d1, &none(), None).unwrap();
+        save(root, "wf.json", w(&first), &d1, &none(), None).unwrap();
         let base_file = std::fs::read(path(root, "wf.json", Record::Text)).unwrap();
         // Each edit compares with the copy the one before kept.
         let mut was = load(root, "wf.json", d1.as_bytes()).unwrap();
         for text in [&second, &third] {
             let d = blake3::hash(text.as_bytes());
-            save(root, "wf.json", text, &d, &none(), Some(&was)).unwrap();
+            save(root, "wf.json", w(text), &d, &none(), Some(&was)).unwrap();
             let splice = std::fs::read(path(root, "wf.json", Record::TextSplice)).unwrap();
             assert!(splice.len() < text.len() / 8, "{} bytes", splice.len());
             assert_eq!(
@@ -285,7 +310,7 @@ mod tests {
         assert!(load(root, "wf.json", d3.as_bytes()).is_some());
         let other = workflow(2000, &[(7, "other")]);
         let d4 = blake3::hash(other.as_bytes());
-        save(root, "wf.json", &other, &d4, &none(), None).unwrap();
+        save(root, "wf.json", w(&other), &d4, &none(), None).unwrap();
         assert!(!splice_file.exists(), "a whole save removes the splice");
         std::fs::write(&splice_file, &bytes).unwrap();
         assert!(
@@ -296,12 +321,50 @@ mod tests {
     }
 
     #[test]
+    fn a_text_in_pieces_is_kept_as_the_same_bytes_and_a_secret_across_two_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let text = workflow(50, &[(20, "hunter2-secret")]);
+        let d = blake3::hash(text.as_bytes());
+        let b = text.as_bytes();
+        let at = text.find("hunter2").unwrap();
+        // Cut inside the secret, at every place, and into more than two pieces.
+        let secret = crate::secrets::Redactor::new(vec!["hunter2-secret".into()]);
+        for cut in at + 1..at + 14 {
+            let pieces = Spliced::of(&b[..cut], &b[cut..cut + 1], &b[cut + 1..]);
+            assert!(
+                save(root, "wf.json", pieces, &d, &secret, None).is_err(),
+                "{cut}"
+            );
+        }
+        let tiny = Spliced::of(&b[..at + 3], &b[at + 3..at + 4], &b[at + 4..at + 5])
+            .then(Spliced::of(&b[at + 5..at + 6], &b[at + 6..], &[]))
+            .unwrap();
+        assert!(save(root, "wf.json", tiny, &d, &secret, None).is_err());
+        // Without secrets, pieces are kept as the bytes they make.
+        save(root, "wf.json", tiny, &d, &none(), None).unwrap();
+        let kept = load(root, "wf.json", d.as_bytes()).expect("kept");
+        assert_eq!(text_of(&kept), b);
+        let edit = text.replace("hunter2-secret", "edited");
+        let e = edit.as_bytes();
+        let de = blake3::hash(e);
+        let pieces = Spliced::of(&e[..at], &e[at..at + 6], &e[at + 6..]);
+        save(root, "wf.json", pieces, &de, &none(), Some(&kept)).unwrap();
+        assert!(
+            path(root, "wf.json", Record::TextSplice).exists(),
+            "as a splice"
+        );
+        let kept = load(root, "wf.json", de.as_bytes()).expect("kept");
+        assert_eq!(text_of(&kept), e);
+    }
+
+    #[test]
     fn a_splice_whose_check_holds_but_whose_stretch_lies_outside_its_base_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let base = workflow(10, &[]);
         let d1 = blake3::hash(base.as_bytes());
-        save(root, "wf.json", &base, &d1, &none(), None).unwrap();
+        save(root, "wf.json", w(&base), &d1, &none(), None).unwrap();
         let wanted = *blake3::hash(b"the text it claims").as_bytes();
         let splice = |head: u64, tail: u64| {
             let mut body = SPLICE_MAGIC.to_vec();
@@ -338,14 +401,14 @@ mod tests {
         let root = dir.path();
         let first = workflow(3000, &[]);
         let d1 = blake3::hash(first.as_bytes());
-        save(root, "wf.json", &first, &d1, &none(), None).unwrap();
+        save(root, "wf.json", w(&first), &d1, &none(), None).unwrap();
         let was = load(root, "wf.json", d1.as_bytes()).unwrap();
         // Edits at both ends: the stretch between them is nearly all of it.
         let far = workflow(3000, &[(0, "start")])
             .replace(r#""n2999", "type": "echo""#, r#""n2999", "type": "echo" "#);
         assert_ne!(far, first);
         let d2 = blake3::hash(far.as_bytes());
-        save(root, "wf.json", &far, &d2, &none(), Some(&was)).unwrap();
+        save(root, "wf.json", w(&far), &d2, &none(), Some(&was)).unwrap();
         assert!(!path(root, "wf.json", Record::TextSplice).exists());
         let kept = load(root, "wf.json", d2.as_bytes()).expect("whole");
         assert_eq!(text_of(&kept), far.as_bytes());

@@ -9,7 +9,9 @@
 //! and the cache are as the record says: [`super::noop::holds`]), the edited text is
 //! compared with the copy ([`crate::node_texts::edited`]): only the stretch between
 //! the bytes both share at the start and at the end is read again, and an edit outside
-//! the nodes, or one that adds or removes a node, is not for this path. The part of the
+//! the nodes, or one that adds or removes a node, is not for this path. The file is
+//! compared as it is read ([`crate::node_texts::EditRead`]), so only that stretch is
+//! held in memory: the rest of the text is the copy's bytes. The part of the
 //! workflow built is the changed nodes, everything downstream of them, and, as nodes
 //! whose results are known (the record vouches for them), every node those read and
 //! every node a declared output reads. That part is validated as a workflow of its own
@@ -42,7 +44,7 @@ use crate::cache::stats::Tally;
 use crate::cache::Cache;
 use crate::cli::BuildArgs;
 use crate::executor::{self, Known, NodeReport, Options, Session, Status};
-use crate::node_texts::NodeTexts;
+use crate::node_texts::{EditRead, NodeTexts, Spliced};
 use crate::template::ParamTemplate;
 use crate::validate::Validated;
 use crate::workflow::Workflow;
@@ -203,29 +205,29 @@ fn try_serve(
     then: Then,
 ) -> Result<ExitCode, String> {
     let base = rec.take_edit().ok_or("no edit base")?;
-    let size = std::fs::metadata(&inv.path)
-        .map_err(|_| "cannot read the workflow")?
-        .len();
-    if size > crate::source::max_workflow_bytes() {
-        return Err("the workflow is over the size limit".into());
-    }
-    // Read into pages faulted in at once (see `memory::prefault`): a megabyte.
-    let mut bytes = Vec::with_capacity(size as usize + 1);
-    crate::memory::prefault(&mut bytes);
-    std::fs::File::open(&inv.path)
-        .and_then(|mut f| std::io::Read::read_to_end(&mut f, &mut bytes))
-        .map_err(|_| "cannot read the workflow")?;
-    let text = String::from_utf8(bytes).map_err(|_| "the workflow is not UTF-8")?;
     let n = rec.node_count();
     if base.len() != n {
         return Err("a damaged record".into());
     }
     let kept = crate::cache::kept_text::load(&inv.root, &inv.name, &base.text)
         .ok_or("no copy of the recorded workflow")?;
-    let edit = crate::node_texts::edited(kept.text(), &base.layout, &text)
+    let file = std::fs::File::open(&inv.path).map_err(|_| "cannot read the workflow")?;
+    let size = file
+        .metadata()
+        .map_err(|_| "cannot read the workflow")?
+        .len();
+    if size > crate::source::max_workflow_bytes() {
+        return Err("the workflow is over the size limit".into());
+    }
+    let read = EditRead::read(&file, size as usize, kept.text())
+        .map_err(|_| "cannot read the workflow, or it is not UTF-8")?;
+    drop(file);
+    let text = read.text();
+    let edit = read
+        .edited(&base.layout)
         .ok_or("the edit reaches outside the nodes, adds or removes one, or is not JSON")?;
     let crate::node_texts::Edited { changed, layout } = edit;
-    let node_text = |i: usize| layout.node(&text, i).ok_or("a node outside the text");
+    let node_text = |i: usize| layout.node_in(text, i).ok_or("a node outside the text");
 
     // What the edit reaches: the changed nodes and everything downstream.
     let below = Dependents::of(&base);
@@ -251,7 +253,7 @@ fn try_serve(
     // nodes an edited one names now, and the outputs' nodes.
     let mut edited: HashMap<usize, Value> = HashMap::new();
     for &c in &changed {
-        let value = crate::source::parse_json_text(node_text(c)?)
+        let value = crate::source::parse_json_text(&node_text(c)?)
             .map_err(|_| "an edited node is not valid JSON")?;
         if depth(&value) > MAX_DEPTH {
             return Err("an edited node nests deeply".into());
@@ -259,7 +261,7 @@ fn try_serve(
         edited.insert(c, value);
     }
     // The other members, as the edit left them (it did not reach them).
-    let others = layout.without_nodes(&text).ok_or("a damaged record")?;
+    let others = layout.without_nodes_in(text).ok_or("a damaged record")?;
     let Value::Object(mut doc) =
         crate::source::parse_json_text(&others).map_err(|_| "the other members do not parse")?
     else {
@@ -320,7 +322,7 @@ fn try_serve(
     for &i in &part {
         nodes.push(match edited.remove(&i) {
             Some(v) => v,
-            None => crate::source::parse_json_text(node_text(i)?)
+            None => crate::source::parse_json_text(&node_text(i)?)
                 .map_err(|_| "a recorded node no longer parses")?,
         });
     }
@@ -468,7 +470,7 @@ fn try_serve(
         part: &part,
         reached: &reached,
         v: &v,
-        text: &text,
+        text,
         kept: &kept,
         redactor: &opts.redactor,
     };
@@ -494,7 +496,7 @@ struct Next<'a> {
     part: &'a [usize],
     reached: &'a [bool],
     v: &'a Validated,
-    text: &'a str,
+    text: Spliced<'a>,
     /// The copy of the recorded workflow's text the edit was found in.
     kept: &'a KeptText,
     redactor: &'a crate::secrets::Redactor,
@@ -521,7 +523,7 @@ impl Next<'_> {
             return Err("no usable build record".into());
         }
         let mut next = NoopRecord::default();
-        let digest = blake3::hash(self.text.as_bytes());
+        let digest = self.text.digest();
         next.fingerprint = super::noop::fingerprint(&self.base.context, &digest);
         next.generation = generation;
         next.state_written_ms = state.written_ms;

@@ -896,7 +896,8 @@ fn base_for(
     }
     let base = edit_base(v, &text, context)?;
     // The copy the next build compares an edited text with.
-    crate::cache::kept_text::save(&inv.root, &inv.name, &text, workflow_digest, redactor, None)
+    let text = crate::node_texts::Spliced::whole(text.as_bytes());
+    crate::cache::kept_text::save(&inv.root, &inv.name, text, workflow_digest, redactor, None)
         .map_err(|e| e.to_string())?;
     Ok(base)
 }
