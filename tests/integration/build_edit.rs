@@ -95,6 +95,28 @@ fn an_edit_builds_only_what_it_reaches_and_reports_what_a_full_build_reports() {
     }
     assert_eq!(fast.status_of("d"), "ran");
     assert_eq!(fast.status_of("c"), "cached");
+    // And the stats count it as the full build does: 3 ran (b, d, f), 3 reused.
+    let counts = last_stats(&fws);
+    assert_eq!(counts, last_stats(&nws));
+    assert_eq!(
+        (&counts["hits"], &counts["misses"]),
+        (&json!(3), &json!(3)),
+        "{counts}"
+    );
+}
+
+/// The counts of the last build's line in the cache's stats (what `pflow cache stats`
+/// sums), without its times and ids.
+fn last_stats(ws: &Workspace) -> Value {
+    let text = std::fs::read_to_string(ws.cache_dir().join("build-stats.jsonl"))
+        .expect("the cache's stats");
+    let mut line: Value =
+        serde_json::from_str(text.lines().last().expect("a line")).expect("a JSON line");
+    let obj = line.as_object_mut().expect("an object");
+    for volatile in ["run_id", "time_ms", "duration_ms", "time_saved_ms"] {
+        obj.remove(volatile);
+    }
+    line
 }
 
 #[test]
