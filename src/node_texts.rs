@@ -338,11 +338,16 @@ pub struct EditRead<'a> {
 }
 
 impl<'a> EditRead<'a> {
-    /// Read the first `len` bytes of `file` against `old`. An error when the file
-    /// cannot be read, ends before `len` (it changed meanwhile) or is not UTF-8.
+    /// Read `file`, of `len` bytes, against `old` (a kept copy: up to three pieces).
+    /// An error when the file cannot be read, is not `len` bytes long (it changed
+    /// meanwhile) or is not UTF-8.
     pub fn read(file: &std::fs::File, len: usize, old: Spliced<'a>) -> std::io::Result<Self> {
         use std::os::unix::fs::FileExt;
         const BLOCK: usize = 64 * 1024;
+        // So that the text read, in at most seven pieces, always fits.
+        if old.pieces().count() > 3 {
+            return Err(std::io::ErrorKind::InvalidInput.into());
+        }
         let mut buf = vec![0u8; BLOCK.min(len)];
         let old_len = old.len();
         let shared = len.min(old_len);
@@ -365,7 +370,8 @@ impl<'a> EditRead<'a> {
         }
         // Where a character starts in `old` (so in the text read, up to there).
         let starts_char = |at: usize| old.byte(at).is_none_or(|b| b & 0xC0 != 0x80);
-        while !starts_char(prefix) {
+        // (A kept copy never starts inside a character; a forged one may.)
+        while prefix > 0 && !starts_char(prefix) {
             prefix -= 1;
         }
         let room = shared - prefix;
@@ -390,6 +396,10 @@ impl<'a> EditRead<'a> {
         if std::str::from_utf8(&mid).is_err() {
             return Err(std::io::ErrorKind::InvalidData.into());
         }
+        // Nothing past `len`: a file that grew meanwhile is not the one measured.
+        if file.read_at(&mut [0u8; 1], len as u64)? != 0 {
+            return Err(std::io::ErrorKind::InvalidData.into());
+        }
         Ok(EditRead {
             old,
             prefix,
@@ -405,7 +415,8 @@ impl<'a> EditRead<'a> {
             head.then(Spliced::whole(&self.mid))?
                 .then(self.old.range(old_len - self.suffix, old_len)?)
         });
-        // Three and one and three pieces always fit.
+        // Three and one and three pieces always fit (`read` takes no longer `old`); an
+        // empty text would only make `edited` refuse the edit.
         pieces.unwrap_or(Spliced::whole(&[]))
     }
 
@@ -785,6 +796,21 @@ mod tests {
         let file = std::fs::File::open(&path).unwrap();
         let kept = Spliced::whole(TEXT.as_bytes());
         assert!(EditRead::read(&file, TEXT.len() + 1, kept).is_err());
+        assert!(
+            EditRead::read(&file, TEXT.len() - 1, kept).is_err(),
+            "it grew"
+        );
+        // A kept text in more than three pieces is not one.
+        let t = TEXT.as_bytes();
+        let four = Spliced::of(&t[..1], &t[1..2], &t[2..3]).then(Spliced::whole(&t[3..]));
+        assert!(EditRead::read(&file, TEXT.len(), four.unwrap()).is_err());
+        // A kept text that starts inside a character (forged: pflow keeps UTF-8) is
+        // read past, not under.
+        std::fs::write(&path, "zabc").unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let read = EditRead::read(&file, 4, Spliced::whole(b"\x80abc")).expect("read");
+        let got = read.text();
+        assert_eq!(got.slice(0, got.len()).as_deref(), Some(&b"zabc"[..]));
         let mut bad = TEXT.as_bytes().to_vec();
         let x = TEXT.find("a.x").unwrap() + 2;
         bad[x] = 0xFF;
