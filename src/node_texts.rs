@@ -133,23 +133,13 @@ impl<'a> Spliced<'a> {
 
     /// Bytes `start..end`: borrowed when they lie in one piece.
     pub fn slice(&self, start: usize, end: usize) -> Option<Cow<'a, [u8]>> {
-        if start > end || end > self.len() {
-            return None;
-        }
-        let mut out: Option<Cow<'a, [u8]>> = None;
-        let mut at = 0;
-        for piece in self.pieces {
-            let (from, to) = (start.max(at), end.min(at + piece.len()));
-            if from < to {
-                let part = piece.get(from - at..to - at)?;
-                out = Some(match out {
-                    None => Cow::Borrowed(part),
-                    Some(so_far) => Cow::Owned([&so_far[..], part].concat()),
-                });
-            }
-            at += piece.len();
-        }
-        Some(out.unwrap_or(Cow::Borrowed(&[])))
+        let range = self.range(start, end)?;
+        let mut pieces = range.pieces();
+        Some(match (pieces.next(), pieces.next()) {
+            (None, _) => Cow::Borrowed(&[]),
+            (Some(one), None) => Cow::Borrowed(one),
+            _ => Cow::Owned(range.pieces().collect::<Vec<_>>().concat()),
+        })
     }
 
     /// How many bytes this and `other` share at the start.
@@ -296,24 +286,13 @@ impl<'a> NodeTexts<'a> {
 
 impl Layout {
     /// Node `i`'s text in `text`, the text this layout is of.
-    pub fn node<'t>(&self, text: &'t str, i: usize) -> Option<&'t str> {
-        let &(start, end) = self.nodes.get(i)?;
-        text.get(start as usize..end as usize)
-    }
-
-    /// Node `i`'s text in `text` (in pieces), the text this layout is of.
-    pub fn node_in<'t>(&self, text: Spliced<'t>, i: usize) -> Option<Cow<'t, str>> {
+    pub fn node<'t>(&self, text: Spliced<'t>, i: usize) -> Option<Cow<'t, str>> {
         let &(start, end) = self.nodes.get(i)?;
         text.str_slice(start as usize, end as usize)
     }
 
     /// `text` without its nodes: the same document with an empty nodes array.
-    pub fn without_nodes(&self, text: &str) -> Option<String> {
-        self.without_nodes_in(Spliced::whole(text.as_bytes()))
-    }
-
-    /// [`Layout::without_nodes`] of a text in pieces.
-    pub fn without_nodes_in(&self, text: Spliced<'_>) -> Option<String> {
+    pub fn without_nodes(&self, text: Spliced<'_>) -> Option<String> {
         let head = text.str_slice(0, self.open as usize + 1)?;
         let tail = text.str_slice(self.close as usize, text.len())?;
         Some([head, tail].concat())
@@ -608,6 +587,10 @@ mod tests {
     const TEXT: &str = r#"{"ir_version": "0.1.0", "nodes": [ {"id": "a", "type": "echo"},
             {"id":"b","type":"echo","params":{"message":"${a.x}"}} ], "outputs": {}}"#;
 
+    fn whole(text: &str) -> Spliced<'_> {
+        Spliced::whole(text.as_bytes())
+    }
+
     fn layout(text: &str) -> Layout {
         NodeTexts::of(text)
             .expect("cut")
@@ -660,16 +643,22 @@ mod tests {
         assert_eq!(t.nodes, nodes);
         let at = t.layout(TEXT).expect("laid out");
         assert_eq!(
-            (0..2).map(|i| at.node(TEXT, i)).collect::<Vec<_>>(),
-            nodes.into_iter().map(Some).collect::<Vec<_>>()
+            (0..2).map(|i| at.node(whole(TEXT), i)).collect::<Vec<_>>(),
+            nodes
+                .into_iter()
+                .map(|n| Some(n.into()))
+                .collect::<Vec<_>>()
         );
         assert_eq!(
-            at.without_nodes(TEXT).as_deref(),
+            at.without_nodes(whole(TEXT)).as_deref(),
             Some(r#"{"ir_version": "0.1.0", "nodes": [], "outputs": {}}"#)
         );
         // A byte-order mark is part of the text the offsets count in.
         let marked = format!("\u{feff}{TEXT}");
-        assert_eq!(layout(&marked).node(&marked, 1), at.node(TEXT, 1));
+        assert_eq!(
+            layout(&marked).node(whole(&marked), 1),
+            at.node(whole(TEXT), 1)
+        );
     }
 
     #[test]

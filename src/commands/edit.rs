@@ -227,7 +227,7 @@ fn try_serve(
         .edited(&base.layout)
         .ok_or("the edit reaches outside the nodes, adds or removes one, or is not JSON")?;
     let crate::node_texts::Edited { changed, layout } = edit;
-    let node_text = |i: usize| layout.node_in(text, i).ok_or("a node outside the text");
+    let node_text = |i: usize| layout.node(text, i).ok_or("a node outside the text");
 
     // What the edit reaches: the changed nodes and everything downstream.
     let below = Dependents::of(&base);
@@ -261,7 +261,7 @@ fn try_serve(
         edited.insert(c, value);
     }
     // The other members, as the edit left them (it did not reach them).
-    let others = layout.without_nodes_in(text).ok_or("a damaged record")?;
+    let others = layout.without_nodes(text).ok_or("a damaged record")?;
     let Value::Object(mut doc) =
         crate::source::parse_json_text(&others).map_err(|_| "the other members do not parse")?
     else {
