@@ -1060,6 +1060,13 @@ const SPLICE_PIECES: &[&str] = &[
     "{\"id\": \"c\", \"type\": \"echo\"}",
     "null",
     "\u{e9}",
+    // Characters that share their first or last bytes with the messages' é and €
+    // (C3 A9, E2 82 AC): è C3 A8, ₤ E2 82 A4, ѩ D1 A9, Ⴌ E1 82 AC, so a stretch the
+    // old and new texts share can end or start inside a character.
+    "\u{e8}",
+    "\u{20a4}",
+    "\u{469}",
+    "\u{10ac}",
 ];
 
 fn nodes_text(messages: &[String]) -> String {
@@ -1078,16 +1085,17 @@ proptest! {
     /// Whatever stretch of a workflow's text an edit replaces, an edit the comparison
     /// accepts is the one a full cut of the new text sees: the same nodes where they
     /// are, and the changed ones exactly those whose text differs. The old text is
-    /// read in three pieces cut anywhere, as a kept copy and its splice are.
+    /// read in three pieces cut anywhere, as a kept copy and its splice are, and the
+    /// new one from a file against it, as the edit path reads it.
     #[test]
     fn an_accepted_edit_agrees_with_cutting_the_whole_text(
-        messages in proptest::collection::vec("[a-z ]{0,12}", 1..6),
+        messages in proptest::collection::vec("[a-z\u{e9}\u{20ac} ]{0,12}", 1..6),
         at in 0.0..1.0f64,
         cut in 0usize..40,
         pieces in proptest::collection::vec(0..SPLICE_PIECES.len(), 0..5),
         kept_cuts in (0.0..1.0f64, 0.0..1.0f64),
     ) {
-        use pflow::node_texts::{edited, NodeTexts, Spliced};
+        use pflow::node_texts::{edited, EditRead, NodeTexts, Spliced};
         let old = nodes_text(&messages);
         let layout = NodeTexts::of(&old).unwrap().layout(&old).unwrap();
         let mut start = (old.len() as f64 * at) as usize;
@@ -1107,6 +1115,17 @@ proptest! {
             edited(kept, &layout, &new),
             edited(Spliced::whole(b), &layout, &new)
         );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wf.json");
+        std::fs::write(&path, &new).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let read = EditRead::read(&file, new.len(), kept);
+        prop_assert!(read.is_ok(), "a UTF-8 file not read: {new}");
+        let read = read.unwrap();
+        let text = read.text();
+        let bytes = text.slice(0, text.len());
+        prop_assert_eq!(bytes.as_deref(), Some(new.as_bytes()));
+        prop_assert_eq!(read.edited(&layout), edited(kept, &layout, &new));
         if let Some(got) = edited(kept, &layout, &new) {
             let cut = NodeTexts::of(&new);
             prop_assert!(cut.is_some(), "accepted text that does not cut: {new}");
