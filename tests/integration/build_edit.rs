@@ -105,6 +105,14 @@ fn an_edit_builds_only_what_it_reaches_and_reports_what_a_full_build_reports() {
     );
 }
 
+/// The files of the cache's `state` folder whose names end with `suffix`.
+fn state_files(ws: &Workspace, suffix: &str) -> Vec<std::path::PathBuf> {
+    walkdir(&ws.cache_dir().join("state"))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(suffix))
+        .collect()
+}
+
 /// The counts of the last build's line in the cache's stats (what `pflow cache stats`
 /// sums), without its times and ids.
 fn last_stats(ws: &Workspace) -> Value {
@@ -180,10 +188,7 @@ fn the_next_build_compares_with_what_an_edit_recorded_not_with_the_build_before_
     prime(&ws, &[]);
     ws.edit_workflow(|d| d["nodes"][1]["params"]["message"] = json!("B:${a.stdout}"));
     assert_edit_path(&debug_build(&ws, &[]), 1, 3);
-    let deltas = walkdir(&ws.cache_dir().join("state"))
-        .into_iter()
-        .filter(|p| p.to_string_lossy().ends_with(".delta.bin"))
-        .count();
+    let deltas = state_files(&ws, ".delta.bin").len();
     assert_eq!(deltas, 2, "the build and explain records' deltas");
     // Since the edit, only a changed: b's message is as that build recorded it.
     ws.edit_workflow(|d| d["nodes"][0]["params"]["command"] = json!(counted("a", "echo A-${who}")));
@@ -204,12 +209,7 @@ fn edits_one_after_another_are_each_found_against_the_text_the_one_before_kept()
     prime(&ws, &[]);
     ws.edit_workflow(|d| d["nodes"][4]["params"]["message"] = json!("E:${c.stdout}"));
     assert_edit_path(&debug_build(&ws, &[]), 1, 2);
-    let splices = || {
-        walkdir(&ws.cache_dir().join("state"))
-            .into_iter()
-            .filter(|p| p.to_string_lossy().ends_with(".text.delta"))
-            .collect::<Vec<_>>()
-    };
+    let splices = || state_files(&ws, ".text.delta");
     assert_eq!(splices().len(), 1, "the edit is kept as a splice");
     ws.edit_workflow(|d| d["nodes"][1]["params"]["message"] = json!("B:${a.stdout}"));
     let r = debug_build(&ws, &[]);
@@ -460,10 +460,7 @@ fn a_kept_copy_of_the_workflow_other_than_the_recorded_one_is_not_compared_with(
     // The copy the edit is found against already holds the edit (another build's copy,
     // or one damaged into it): compared with it, nothing would have changed.
     let edited = ws.read("workflow.json");
-    let copies: Vec<_> = walkdir(&ws.cache_dir().join("state"))
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "text"))
-        .collect();
+    let copies = state_files(&ws, ".text");
     assert_eq!(copies.len(), 1, "one kept copy");
     std::fs::write(&copies[0], &edited).expect("replace the copy");
     let r = debug_build(&ws, &[]);
