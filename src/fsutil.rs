@@ -127,14 +127,29 @@ const MAP_FROM: u64 = 64 * 1024;
 /// a network or FUSE file system another host's change can take a mapped page away, and
 /// reading it then kills the process (SIGBUS) where a read would fail.
 pub fn read_bytes(path: &Path) -> std::io::Result<Bytes> {
+    read_mapped(path, true)
+}
+
+/// [`read_bytes`] for a file of which little is read (a table looked up in a few rows):
+/// a mapped one's pages are left for the reads to fault in, rather than all mapped at
+/// once.
+pub fn read_bytes_sparsely(path: &Path) -> std::io::Result<Bytes> {
+    read_mapped(path, false)
+}
+
+fn read_mapped(path: &Path, populate: bool) -> std::io::Result<Bytes> {
     use std::io::Read;
     let mut file = std::fs::File::open(path)?;
     let len = file.metadata()?.len();
     if len >= MAP_FROM && on_local_disk(&file) {
+        let mut options = memmap2::MmapOptions::new();
+        if populate {
+            // MAP_POPULATE maps its pages in one call rather than a fault each.
+            options.populate();
+        }
         // SAFETY: the file is one of pflow's own, only ever replaced by rename (see
-        // above); the mapping is read-only. MAP_POPULATE maps its pages in one call
-        // rather than a fault each.
-        if let Ok(map) = unsafe { memmap2::MmapOptions::new().populate().map(&file) } {
+        // above); the mapping is read-only.
+        if let Ok(map) = unsafe { options.map(&file) } {
             return Ok(Bytes::Mapped(map));
         }
     }

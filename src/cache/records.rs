@@ -34,8 +34,8 @@ pub const GONE: u64 = u64::MAX;
 
 /// How long a record may stand in for index lookups.
 pub const MAX_AGE: Duration = Duration::from_secs(3600);
-const FORMAT: u32 = 10;
-const EXPLAIN_FORMAT: u32 = 5;
+const FORMAT: u32 = 11;
+const EXPLAIN_FORMAT: u32 = 6;
 /// Bytes before a build record's reads: format, generation, written_ms and tag.
 const HEADER_LEN: usize = 4 + 8 + 8 + 8;
 
@@ -253,7 +253,7 @@ impl BuildState {
     /// The usable state of this workflow, or an empty one.
     pub fn load(cache_root: &Path, workflow_name: &str) -> BuildState {
         let layer = |path: PathBuf| {
-            crate::fsutil::read_bytes(&path)
+            crate::fsutil::read_bytes_sparsely(&path)
                 .ok()
                 .and_then(Layer::decode)
         };
@@ -471,7 +471,7 @@ impl ExplainRecords {
     pub fn load(cache_root: &Path, workflow_name: &str) -> ExplainRecords {
         // A layer: the format, the base's tag, then the table.
         let layer = |path: PathBuf| {
-            let bytes = crate::fsutil::read_bytes(&path).ok()?;
+            let bytes = crate::fsutil::read_bytes_sparsely(&path).ok()?;
             let mut r = Reader::new(&bytes, 0);
             if r.u32()? != EXPLAIN_FORMAT {
                 return None;

@@ -8,10 +8,17 @@
 //! a save copies unchanged records byte for byte, encoding only the new ones.
 //!
 //! Layout (little-endian): rows of `id_len: u32, id, len: u32, payload`, ids strictly
-//! ascending, then their `count: u32` and length in bytes `len: u32` (last, so that a
-//! save streams the rows to the file without building it in memory first; both, so that
-//! a file torn after a row is not taken for a shorter table). Anything else (a torn or
-//! foreign file) fails to parse as a whole; callers then start from an empty table.
+//! ascending, then where each row starts (`u32`s, from the first row's start), then
+//! their `count: u32` and the rows' length in bytes `len: u32` (last, so that a save
+//! streams the rows to the file without building it in memory first; both, so that a
+//! file torn after a row is not taken for a shorter table). A parse reads the trailer
+//! and the row starts, never the rows: an edit's build looks up a dozen rows of a
+//! megabyte table, and reading them all to find where each starts was most of the
+//! table's cost (the file is mapped, so the rows not looked up are never read in).
+//! What a parse cannot see without reading the rows (a row that is not one, ids out of
+//! order) a lookup meets: it finds a row only by comparing its id with the one asked
+//! for, so a damaged table can hide rows, never give one id's row for another. A torn
+//! or foreign file fails to parse as a whole; callers then start from an empty table.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -23,9 +30,10 @@ use crate::fsutil::Bytes;
 #[derive(Debug, Default)]
 pub struct Table {
     bytes: Bytes,
-    /// Where each row starts in `bytes`, in id order (4 bytes a row: a table is read
-    /// for a few of its rows as often as for all).
-    entries: Vec<u32>,
+    /// Where the rows start in `bytes` and end (where the row starts are).
+    rows: Range<usize>,
+    /// How many rows.
+    count: usize,
     /// Each row found by a hash of its id: a build of many nodes looks up several
     /// records per node, and a binary search's dozen comparisons cost more than a
     /// probe. Made at the [`HASH_AFTER`]th lookup, so that a build that looks up a few
@@ -143,38 +151,45 @@ impl Table {
         }
         let mut trailer = Reader::new(&bytes, end);
         let count = trailer.u32()? as usize;
-        if trailer.u32()? as usize != end - start {
-            return None;
-        }
-        let mut r = Reader::new(bytes.get(..end)?, start);
-        // Each entry takes at least 8 bytes: a count beyond that is a damaged file, and
+        let len = trailer.u32()? as usize;
+        // Each row takes at least 8 bytes: a count beyond that is a damaged file, and
         // must not turn into a huge allocation.
-        if count > r.remaining() / 8 {
+        if count > len / 8 || start.checked_add(len)?.checked_add(count.checked_mul(4)?)? != end {
             return None;
         }
-        let mut entries = Vec::with_capacity(count);
-        let mut prev: &[u8] = &[];
-        for i in 0..count {
-            let at = u32::try_from(r.offset()).ok()?;
-            // An id is only compared as bytes (lookups are by `&str`, so an id that is no
-            // UTF-8 is simply never found): not checked here, where every row is read.
-            let id = bytes.get(r.sized()?)?;
-            r.sized()?;
-            if i > 0 && prev >= id {
-                return None;
-            }
-            prev = id;
-            entries.push(at);
-        }
-        if r.remaining() != 0 {
-            return None;
-        }
-        Some(Table {
+        let table = Table {
+            rows: start..start + len,
+            count,
             bytes,
-            entries,
             slots: OnceLock::new(),
             lookups: AtomicU32::new(0),
+        };
+        // The row starts rise within the rows, the first at their start: 4 bytes a row,
+        // a hundredth of what the rows take.
+        let mut prev = None;
+        for at in table.starts() {
+            let fits = prev.map_or(at as usize == start, |p| p < at);
+            if !fits || at as usize >= table.rows.end {
+                return None;
+            }
+            prev = Some(at);
+        }
+        (count > 0 || len == 0).then_some(table)
+    }
+
+    /// Where each row starts in `bytes`, in id order.
+    fn starts(&self) -> impl Iterator<Item = u32> + '_ {
+        let index = self.bytes.get(self.rows.end..).unwrap_or_default();
+        index.chunks_exact(4).take(self.count).map(|c| {
+            u32::from_le_bytes([c[0], c[1], c[2], c[3]]).wrapping_add(self.rows.start as u32)
         })
+    }
+
+    /// Where row `i` starts.
+    fn start_of(&self, i: usize) -> Option<u32> {
+        let at = self.rows.end.checked_add(i.checked_mul(4)?)?;
+        let c: [u8; 4] = self.bytes.get(at..at + 4)?.try_into().ok()?;
+        Some(u32::from_le_bytes(c).wrapping_add(self.rows.start as u32))
     }
 
     fn hashed(&self) -> Option<&Slots> {
@@ -186,7 +201,7 @@ impl Table {
         }
         Some(self.slots.get_or_init(|| {
             // At most half full: a miss ends at an empty slot soon.
-            let size = (self.entries.len() * 2).next_power_of_two().max(16);
+            let size = (self.count * 2).next_power_of_two().max(16);
             let mask = size - 1;
             let empty = Slot {
                 check: 0,
@@ -194,8 +209,10 @@ impl Table {
                 lead: 0,
             };
             let mut slots = vec![empty; size];
-            for &at in &self.entries {
-                let (id, payload, _) = self.row(at);
+            for at in self.starts() {
+                let Some((id, payload, _)) = self.row(at) else {
+                    continue;
+                };
                 let h = id_hash(id);
                 let mut i = h as usize & mask;
                 while slots[i].at != EMPTY {
@@ -211,33 +228,28 @@ impl Table {
         }))
     }
 
-    /// The id and payload of the row at `at`, and where the row ends (`parse` checked
-    /// every row: a bad `at` gives empty ones, never a panic).
-    fn row(&self, at: u32) -> (&[u8], &[u8], usize) {
-        let mut r = Reader::new(&self.bytes, at as usize);
-        let id = r.sized().and_then(|id| self.bytes.get(id));
-        let payload = r.sized().and_then(|p| self.bytes.get(p));
-        (
-            id.unwrap_or_default(),
-            payload.unwrap_or_default(),
-            r.offset(),
-        )
+    /// The id and payload of the row at `at`, and where the row ends; `None` where a
+    /// damaged table has no whole row.
+    fn row(&self, at: u32) -> Option<(&[u8], &[u8], usize)> {
+        let rows = self.bytes.get(..self.rows.end)?;
+        let mut r = Reader::new(rows, at as usize);
+        let id = rows.get(r.sized()?)?;
+        let payload = rows.get(r.sized()?)?;
+        Some((id, payload, r.offset()))
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.count
     }
 
-    /// Every row's id and payload, in id order.
+    /// Every row's id and payload, in id order (a damaged table's whole rows only).
     pub fn rows(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
-        self.entries.iter().map(|&at| {
-            let (id, payload, _) = self.row(at);
-            (id, payload)
-        })
+        self.starts()
+            .filter_map(|at| self.row(at).map(|(id, payload, _)| (id, payload)))
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.count == 0
     }
 
     /// The payload recorded for `id`.
@@ -257,11 +269,17 @@ impl Table {
 
     fn find(&self, id: &[u8], leading: Option<u64>) -> Option<&[u8]> {
         let Some(Slots { slots, mask }) = self.hashed() else {
-            let i = self
-                .entries
-                .binary_search_by(|&at| self.row(at).0.cmp(id))
-                .ok()?;
-            return Some(self.row(*self.entries.get(i)?).1);
+            let (mut lo, mut hi) = (0, self.count);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                let (found, payload, _) = self.row(self.start_of(mid)?)?;
+                match found.cmp(id) {
+                    std::cmp::Ordering::Less => lo = mid + 1,
+                    std::cmp::Ordering::Greater => hi = mid,
+                    std::cmp::Ordering::Equal => return Some(payload),
+                }
+            }
+            return None;
         };
         let h = id_hash(id);
         let check = (h >> 32) as u32;
@@ -275,9 +293,10 @@ impl Table {
                 if leading.is_some_and(|l| l != slot.lead) {
                     return None;
                 }
-                let (found, payload, _) = self.row(slot.at);
-                if found == id {
-                    return Some(payload);
+                if let Some((found, payload, _)) = self.row(slot.at) {
+                    if found == id {
+                        return Some(payload);
+                    }
                 }
             }
             i = (i + 1) & mask;
@@ -307,19 +326,18 @@ impl Table {
         updates: &BTreeMap<String, Vec<u8>>,
         keep: impl Fn(&[u8]) -> bool,
     ) -> std::io::Result<()> {
-        let mut out = Writer {
-            out,
-            count: 0,
-            len: 0,
-        };
+        let mut out = Writer::new(out);
         let mut new = updates
             .iter()
             .map(|(id, p)| (id.as_bytes(), p.as_slice()))
             .peekable();
         // Kept rows lie back to back in `bytes`: copied a run at a time.
         let mut run: Range<usize> = 0..0;
-        for &at in &self.entries {
-            let (id, _, row_end) = self.row(at);
+        for at in self.starts() {
+            // What is no whole row (a damaged table's) is not kept.
+            let Some((id, _, row_end)) = self.row(at) else {
+                continue;
+            };
             // Updates that sort before this row go first.
             if new.peek().is_some_and(|(nid, _)| *nid < id) {
                 out.copy(&self.bytes[std::mem::take(&mut run)])?;
@@ -336,8 +354,9 @@ impl Table {
                     out.copy(&self.bytes[std::mem::take(&mut run)])?;
                     run = row_at.start..row_at.start;
                 }
+                // It will start where the run so far ends.
+                out.kept(run.len());
                 run.end = row_at.end;
-                out.count += 1;
             }
         }
         out.copy(&self.bytes[run])?;
@@ -348,32 +367,48 @@ impl Table {
     }
 }
 
-/// A table being encoded row by row (sorted by id, without duplicates): the count goes
-/// after the rows.
+/// A table being encoded row by row (sorted by id, without duplicates): where each row
+/// starts and their count go after the rows.
 struct Writer<'w, W: std::io::Write> {
     out: &'w mut W,
-    count: u32,
+    /// Where each row starts, from the first's start.
+    starts: Vec<u8>,
     len: u32,
 }
 
-impl<W: std::io::Write> Writer<'_, W> {
-    /// Encoded rows copied as they are (the caller counts them).
+impl<'w, W: std::io::Write> Writer<'w, W> {
+    fn new(out: &'w mut W) -> Self {
+        Writer {
+            out,
+            starts: Vec::new(),
+            len: 0,
+        }
+    }
+
+    /// Encoded rows copied as they are (the caller says where each starts: [`Writer::kept`]).
     fn copy(&mut self, encoded: &[u8]) -> std::io::Result<()> {
         self.len = self.len.wrapping_add(encoded.len() as u32);
         self.out.write_all(encoded)
     }
 
+    /// A row copied as it is starts `after` bytes after what is written so far.
+    fn kept(&mut self, after: usize) {
+        let at = self.len.wrapping_add(after as u32);
+        self.starts.extend_from_slice(&at.to_le_bytes());
+    }
+
     fn row(&mut self, (id, payload): (&[u8], &[u8])) -> std::io::Result<()> {
+        self.kept(0);
         self.copy(&(id.len() as u32).to_le_bytes())?;
         self.copy(id)?;
         self.copy(&(payload.len() as u32).to_le_bytes())?;
-        self.copy(payload)?;
-        self.count += 1;
-        Ok(())
+        self.copy(payload)
     }
 
     fn finish(self) -> std::io::Result<()> {
-        self.out.write_all(&self.count.to_le_bytes())?;
+        let count = (self.starts.len() / 4) as u32;
+        self.out.write_all(&self.starts)?;
+        self.out.write_all(&count.to_le_bytes())?;
         self.out.write_all(&self.len.to_le_bytes())
     }
 }
@@ -382,12 +417,8 @@ impl<W: std::io::Write> Writer<'_, W> {
 #[cfg(test)]
 pub fn encode(rows: &[(&[u8], &[u8])]) -> Vec<u8> {
     let size: usize = rows.iter().map(|(id, p)| 8 + id.len() + p.len()).sum();
-    let mut out = Vec::with_capacity(size + 8);
-    let mut w = Writer {
-        out: &mut out,
-        count: 0,
-        len: 0,
-    };
+    let mut out = Vec::with_capacity(size + 4 * rows.len() + 8);
+    let mut w = Writer::new(&mut out);
     for row in rows {
         let written = w.row(*row);
         debug_assert!(written.is_ok(), "a Vec takes every write");
@@ -536,6 +567,44 @@ mod tests {
     }
 
     #[test]
+    fn a_table_whose_rows_are_damaged_hides_rows_but_never_gives_one_for_another_id() {
+        // Parsing reads no row: ids out of order, repeated, or a row start that points
+        // into another row are met by lookups, which compare the id they find.
+        for rows in [
+            vec![(&b"b"[..], &b"1"[..]), (b"a", b"2")],
+            vec![(b"a", b"1"), (b"a", b"2")],
+            vec![(b"a", b"1"), (b"b", b"2"), (b"c", b"3")],
+        ] {
+            let mut bytes = encode(&rows);
+            let count = rows.len();
+            let starts = bytes.len() - 8 - 4 * count;
+            if count == 3 {
+                // The second row's start moved to the middle of the first row.
+                bytes[starts + 4] = 2;
+            }
+            let t = Table::parse(bytes, 0).expect("the row starts rise");
+            for _ in 0..2 * HASH_AFTER {
+                for (id, payload) in [("a", "1"), ("a", "2"), ("b", "1"), ("b", "2"), ("c", "3")] {
+                    if let Some(got) = t.get(id) {
+                        assert!(
+                            rows.iter().any(|(i, p)| *i == id.as_bytes() && *p == got),
+                            "{id} gave {got:?}, no row of its own ({payload})"
+                        );
+                    }
+                }
+            }
+            // A save of it is a table again, of whole rows only.
+            let saved = Table::parse(t.merged(&BTreeMap::new(), |_| true), 0).expect("parses");
+            for (id, payload) in saved.rows() {
+                assert!(
+                    rows.contains(&(id, payload)),
+                    "{id:?} {payload:?} in {rows:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn damaged_tables_do_not_parse() {
         let good = encode(&[(b"a", b"1"), (b"b", b"2")]);
         assert!(Table::parse(good.clone(), 0).is_some());
@@ -548,10 +617,14 @@ mod tests {
         let mut longer = good.clone();
         longer.push(0);
         assert!(Table::parse(longer, 0).is_none(), "trailing bytes");
-        let unsorted = encode(&[(b"b", b"1"), (b"a", b"2")]);
-        assert!(Table::parse(unsorted, 0).is_none(), "out of order");
-        let dup = encode(&[(b"a", b"1"), (b"a", b"2")]);
-        assert!(Table::parse(dup, 0).is_none(), "duplicate id");
+        // A row start out of place: the index no longer rises, or starts past the rows.
+        let starts = good.len() - 8 - 8;
+        let mut swapped = good.clone();
+        swapped.copy_within(starts..starts + 4, starts + 4);
+        assert!(Table::parse(swapped, 0).is_none(), "row starts not rising");
+        let mut past = good.clone();
+        past[starts + 4] = 200;
+        assert!(Table::parse(past, 0).is_none(), "a row start past the rows");
         let huge = [
             [1u8; 8].as_slice(),
             &u32::MAX.to_le_bytes(),
