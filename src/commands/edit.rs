@@ -448,31 +448,34 @@ fn try_serve(
     // The part's reports in their places among the recorded ones, and its tallies.
     let mut outcome = outcome;
     let reports = std::mem::take(&mut outcome.nodes);
-    let mut ran: HashMap<usize, Tally> = HashMap::with_capacity(reports.len());
+    // Each built node's tally, by its place in the workflow (in that order: the part's
+    // nodes are), so the others' are told apart by a walk, not a lookup each.
+    let mut ran: Vec<(usize, Tally)> = Vec::with_capacity(reports.len());
     for (r, tally) in reports.into_iter().zip(part_tallies) {
         let Some(&i) = part.get(r.index).filter(|&&i| reached[i]) else {
             continue;
         };
         if let Some(slot) = merged.get_mut(i) {
             *slot = NodeReport { index: i, ..r };
-            ran.insert(i, tally);
+            ran.push((i, tally));
         }
     }
     outcome.nodes = merged;
+    ran.sort_unstable_by_key(|(i, _)| *i);
     // The others' as the no-op counts them.
-    let tallies =
-        saved
-            .iter()
-            .zip(&outcome.nodes)
-            .map(|(saved_ms, r)| match (ran.get(&r.index), r.status) {
-                (Some(t), _) => *t,
-                (None, Status::Skipped) => Tally::Skipped,
-                (None, _) => Tally::Hit {
-                    saved_ms: *saved_ms,
-                    restored: false,
-                    upstream_ran: false,
-                },
-            });
+    let mut built = ran.iter().peekable();
+    let tallies = saved.iter().zip(&outcome.nodes).map(|(saved_ms, r)| {
+        let ran = built.next_if(|(i, _)| *i == r.index).map(|(_, t)| t);
+        match (ran, r.status) {
+            (Some(t), _) => *t,
+            (None, Status::Skipped) => Tally::Skipped,
+            (None, _) => Tally::Hit {
+                saved_ms: *saved_ms,
+                restored: false,
+                upstream_ran: false,
+            },
+        }
+    });
     super::conclusion::append_stats(&cache, &outcome, tallies, &opts.run_id);
     super::conclusion::attempt_lines(args, &outcome);
     let next = Next {
