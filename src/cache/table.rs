@@ -15,10 +15,11 @@
 //! and the row starts, never the rows: an edit's build looks up a dozen rows of a
 //! megabyte table, and reading them all to find where each starts was most of the
 //! table's cost (the file is mapped, so the rows not looked up are never read in).
-//! What a parse cannot see without reading the rows (a row that is not one, ids out of
-//! order) a lookup meets: it finds a row only by comparing its id with the one asked
-//! for, so a damaged table can hide rows, never give one id's row for another. A torn
-//! or foreign file fails to parse as a whole; callers then start from an empty table.
+//! What a parse cannot see without reading the rows (a row that is not one, rows that
+//! overlap, ids out of order) a lookup meets: it gives a row only under the id written
+//! in it, so a damaged table can hide rows; and a save copies only the sound rows (whole,
+//! apart, in order), so the next table is sound again. A torn or foreign file fails to
+//! parse as a whole; callers then start from an empty table.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -242,10 +243,27 @@ impl Table {
         self.count
     }
 
-    /// Every row's id and payload, in id order (a damaged table's whole rows only).
+    /// Every row's id and payload, in id order (of a damaged table, its sound rows:
+    /// [`Table::sound_rows`]).
     pub fn rows(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
-        self.starts()
-            .filter_map(|at| self.row(at).map(|(id, payload, _)| (id, payload)))
+        self.sound_rows().map(|(_, id, payload, _)| (id, payload))
+    }
+
+    /// Each row as a save copies it: where it starts, its id, its payload and where it
+    /// ends. Of a damaged table only the rows that are whole, start after the last one
+    /// taken ends and sort after it: what a parse once checked of every row. So a save
+    /// of a damaged table is a sound one, an id kept twice (the second out of order)
+    /// keeps only its first row, and rows that overlap are not copied again and again.
+    fn sound_rows(&self) -> impl Iterator<Item = (u32, &[u8], &[u8], usize)> + '_ {
+        let mut last: Option<(&[u8], usize)> = None;
+        self.starts().filter_map(move |at| {
+            let (id, payload, end) = self.row(at)?;
+            if last.is_some_and(|(prev, prev_end)| (at as usize) < prev_end || id <= prev) {
+                return None;
+            }
+            last = Some((id, end));
+            Some((at, id, payload, end))
+        })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -333,11 +351,7 @@ impl Table {
             .peekable();
         // Kept rows lie back to back in `bytes`: copied a run at a time.
         let mut run: Range<usize> = 0..0;
-        for at in self.starts() {
-            // What is no whole row (a damaged table's) is not kept.
-            let Some((id, _, row_end)) = self.row(at) else {
-                continue;
-            };
+        for (at, id, _, row_end) in self.sound_rows() {
             // Updates that sort before this row go first.
             if new.peek().is_some_and(|(nid, _)| *nid < id) {
                 out.copy(&self.bytes[std::mem::take(&mut run)])?;
@@ -602,6 +616,42 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_save_of_a_damaged_table_keeps_its_sound_rows_only() {
+        // Ids out of order: a save of an update to "a" keeps one "a", the new one, and
+        // every lookup then finds it (a binary search over the old order found the
+        // stale row).
+        let out_of_order = encode(&[(b"c", b"3"), (b"a", b"old"), (b"d", b"4"), (b"e", b"5")]);
+        let t = Table::parse(out_of_order, 0).expect("parses");
+        let update: BTreeMap<String, Vec<u8>> = [("a".to_string(), b"new".to_vec())].into();
+        let saved = Table::parse(t.merged(&update, |_| true), 0).expect("parses");
+        let ids: Vec<&[u8]> = saved.rows().map(|(id, _)| id).collect();
+        assert_eq!(ids, vec![&b"a"[..], b"c", b"d", b"e"]);
+        for _ in 0..2 * HASH_AFTER {
+            assert_eq!(saved.get("a"), Some(&b"new"[..]));
+        }
+        // Rows that overlap (each starts 9 bytes after the last and runs to the end):
+        // a save copies the first, not each of them again.
+        let m = 200u32;
+        let len = 9 * m;
+        let mut bytes = Vec::new();
+        for k in 0..m {
+            bytes.extend_from_slice(&1u32.to_le_bytes());
+            bytes.push(k as u8 + 1);
+            bytes.extend_from_slice(&(len - 9 * k - 9).to_le_bytes());
+        }
+        for k in 0..m {
+            bytes.extend_from_slice(&(9 * k).to_le_bytes());
+        }
+        bytes.extend_from_slice(&m.to_le_bytes());
+        bytes.extend_from_slice(&len.to_le_bytes());
+        let size = bytes.len();
+        let t = Table::parse(bytes, 0).expect("the row starts rise");
+        let saved = t.merged(&BTreeMap::new(), |_| true);
+        assert!(saved.len() <= size, "{} bytes from {size}", saved.len());
+        assert_eq!(Table::parse(saved, 0).expect("parses").len(), 1);
     }
 
     #[test]
