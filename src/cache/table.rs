@@ -243,8 +243,8 @@ impl Table {
         self.count
     }
 
-    /// Every row's id and payload, in id order (of a damaged table, its sound rows:
-    /// [`Table::sound_rows`]).
+    /// Every row's id and payload, in id order (of a damaged table, only the rows that
+    /// are whole, apart and in order, as a save copies them).
     pub fn rows(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
         self.sound_rows().map(|(_, id, payload, _)| (id, payload))
     }
