@@ -180,10 +180,7 @@ impl Table {
 
     /// Where each row starts in `bytes`, in id order.
     fn starts(&self) -> impl Iterator<Item = u32> + '_ {
-        let index = self.bytes.get(self.rows.end..).unwrap_or_default();
-        index.chunks_exact(4).take(self.count).map(|c| {
-            u32::from_le_bytes([c[0], c[1], c[2], c[3]]).wrapping_add(self.rows.start as u32)
-        })
+        (0..self.count).map_while(|i| self.start_of(i))
     }
 
     /// Where row `i` starts.
@@ -369,7 +366,7 @@ impl Table {
                     run = row_at.start..row_at.start;
                 }
                 // It will start where the run so far ends.
-                out.kept(run.len());
+                out.row_starts(run.len());
                 run.end = row_at.end;
             }
         }
@@ -399,20 +396,21 @@ impl<'w, W: std::io::Write> Writer<'w, W> {
         }
     }
 
-    /// Encoded rows copied as they are (the caller says where each starts: [`Writer::kept`]).
+    /// Encoded rows copied as they are (the caller says where each starts:
+    /// [`Writer::row_starts`]).
     fn copy(&mut self, encoded: &[u8]) -> std::io::Result<()> {
         self.len = self.len.wrapping_add(encoded.len() as u32);
         self.out.write_all(encoded)
     }
 
-    /// A row copied as it is starts `after` bytes after what is written so far.
-    fn kept(&mut self, after: usize) {
+    /// The next row starts `after` bytes after what is written so far.
+    fn row_starts(&mut self, after: usize) {
         let at = self.len.wrapping_add(after as u32);
         self.starts.extend_from_slice(&at.to_le_bytes());
     }
 
     fn row(&mut self, (id, payload): (&[u8], &[u8])) -> std::io::Result<()> {
-        self.kept(0);
+        self.row_starts(0);
         self.copy(&(id.len() as u32).to_le_bytes())?;
         self.copy(id)?;
         self.copy(&(payload.len() as u32).to_le_bytes())?;

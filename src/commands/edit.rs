@@ -448,8 +448,8 @@ fn try_serve(
     // The part's reports in their places among the recorded ones, and its tallies.
     let mut outcome = outcome;
     let reports = std::mem::take(&mut outcome.nodes);
-    // Each built node's tally, by its place in the workflow (in that order: the part's
-    // nodes are), so the others' are told apart by a walk, not a lookup each.
+    // Each built node's tally, by its place in the workflow (sorted by it below), so
+    // the others' are told apart by a walk, not a lookup each.
     let mut ran: Vec<(usize, Tally)> = Vec::with_capacity(reports.len());
     for (r, tally) in reports.into_iter().zip(part_tallies) {
         let Some(&i) = part.get(r.index).filter(|&&i| reached[i]) else {
