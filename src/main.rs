@@ -6,6 +6,22 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::Parser;
 
+// Small pages from the process's first allocation (the allocator asks the kernel for huge
+// ones, and the first touch of each 2 MiB region zeroed all of it: about a tenth of a
+// `--version`), until a command that fills its memory asks for them (`pflow::memory`).
+// It runs before `main`, before the allocator's first page: `.init_array.00101` comes
+// before the unnumbered constructors and, with the allocator's own (also 101) earlier
+// in the link, after it, which only reads its options.
+#[cfg(target_os = "linux")]
+#[used]
+#[link_section = ".init_array.00101"]
+static SMALL_PAGES_FIRST: extern "C" fn() = small_pages_first;
+
+#[cfg(target_os = "linux")]
+extern "C" fn small_pages_first() {
+    pflow::memory::huge_pages(false);
+}
+
 fn main() {
     // A bug must still end with a clear message (and a failed node, not a hang); the
     // default hook's wording is reserved for Rust's own diagnostics.

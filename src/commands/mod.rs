@@ -58,6 +58,12 @@ pub fn run(cli: Cli) -> i32 {
     if let Some(warning) = files.apply() {
         crate::report::err_line(&warning);
     }
+    // The process began with small pages (`main.rs`); a build chooses its own (its
+    // no-op and edit paths keep them, the normal path turns huge pages on), every other
+    // command runs as it always did.
+    if !matches!(cli.command, Command::Build(_)) {
+        crate::memory::huge_pages(true);
+    }
     let result = match cli.command {
         Command::Build(args) if args.watch => watch::run(*args),
         Command::Build(args) => build::once(&args, build::Then::Exit),

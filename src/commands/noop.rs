@@ -244,11 +244,10 @@ pub(super) struct Start {
 }
 
 impl Start {
-    /// The build goes the normal way, which fills its memory: huge pages again.
+    /// The build goes the normal way, which fills its memory: huge pages (the process
+    /// began with small ones, which the no-op and edit paths keep).
     pub(super) fn normal(self) -> Start {
-        if self.inv.is_some() {
-            crate::memory::huge_pages(true);
-        }
+        crate::memory::huge_pages(true);
         self
     }
 
@@ -321,10 +320,9 @@ fn try_serve(
         }
         return Err("the workflow, inputs, flags, environment or pflow changed".into());
     }
-    // From here on it touches a little of much memory: small pages. Not before: a build
-    // that takes the normal path after all would find the memory it fills first cut
-    // into small pages (an edit near the start of 10,000 nodes parsed its workflow 3 ms
-    // slower). `Start::normal` turns them back on after the edit path turned them off.
+    // From here on it touches a little of much memory: small pages. The process began
+    // with them (`main.rs`); an earlier build of `--watch` may have turned huge pages
+    // on. `Start::normal` turns them on for a build that goes the normal way.
     crate::memory::huge_pages(false);
     // From here on as a build: under the lock maintenance waits for.
     let cache = Layered::new(Cache::new(&inv.root), None);
