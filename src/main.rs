@@ -9,9 +9,9 @@ use clap::Parser;
 // Small pages from the process's first allocation (the allocator asks the kernel for huge
 // ones, and the first touch of each 2 MiB region zeroed all of it: about a tenth of a
 // `--version`), until a command that fills its memory asks for them (`pflow::memory`).
-// It runs before `main`, before the allocator's first page: `.init_array.00101` comes
-// before the unnumbered constructors and, with the allocator's own (also 101) earlier
-// in the link, after it, which only reads its options.
+// It runs before `main` and before the allocator's own constructor: `.init_array.00101`
+// sorts before the unnumbered entries, and only the standard library's capture of the
+// arguments (at 99, no allocation) comes first.
 #[cfg(target_os = "linux")]
 #[used]
 #[link_section = ".init_array.00101"]

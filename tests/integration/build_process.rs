@@ -129,3 +129,27 @@ fn ctrl_c_in_text_mode_also_exits_130() {
     r.assert_code(130);
     assert!(r.stderr.contains("slow"), "{r}");
 }
+
+/// A build that goes the normal way allows huge pages, and the commands it starts inherit
+/// that: pflow begins with small pages (a short run would zero a whole 2 MiB page for its
+/// first few KB), and a build that fills its memory must turn them back on.
+#[test]
+fn a_normal_build_starts_its_commands_with_huge_pages_allowed() {
+    let shown = std::fs::read_to_string("/proc/self/status")
+        .is_ok_and(|s| s.lines().any(|l| l.starts_with("THP_enabled:")));
+    if !shown {
+        eprintln!("skipped: this kernel does not show THP_enabled in /proc/PID/status");
+        return;
+    }
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [{"id": "thp", "type": "shell",
+                   "params": {"command": "grep THP_enabled /proc/self/status"}}],
+        "outputs": {"thp": {"source": "${thp.stdout}"}}
+    }));
+    let r = ws.build(&[]);
+    assert_eq!(
+        r.output("thp").as_str().map(str::trim),
+        Some("THP_enabled:\t1"),
+        "{r}"
+    );
+}
