@@ -9,9 +9,11 @@ use clap::Parser;
 // Small pages from the process's first allocation (the allocator asks the kernel for huge
 // ones, and the first touch of each 2 MiB region zeroed all of it: about a tenth of a
 // `--version`), until a command that fills its memory asks for them (`pflow::memory`).
-// It runs before `main` and before the allocator's own constructor: `.init_array.00101`
-// sorts before the unnumbered entries, and only the standard library's capture of the
-// arguments (at 99, no allocation) comes first.
+// What matters is that it runs before the first heap page is touched: as a constructor,
+// before `main` and the runtime's first allocation. `.init_array.00101` sorts before
+// the unnumbered constructors (the allocator's own, built by gcc; built by clang it is
+// also at 101, and the link puts this crate's first), after glibc's argument capture (at
+// 99, which allocates nothing).
 #[cfg(target_os = "linux")]
 #[used]
 #[link_section = ".init_array.00101"]
@@ -19,7 +21,7 @@ static SMALL_PAGES_FIRST: extern "C" fn() = small_pages_first;
 
 #[cfg(target_os = "linux")]
 extern "C" fn small_pages_first() {
-    pflow::memory::huge_pages(false);
+    pflow::memory::small_pages_first();
 }
 
 fn main() {

@@ -13,10 +13,41 @@
 //! huge pages on, and every command other than `build` runs with them as before. The
 //! flag is the process's (Linux's `PR_SET_THP_DISABLE`):
 //! memory already in use keeps its pages, and commands started while it is off inherit
-//! it (which changes their speed, never what they do).
+//! it (which changes their speed, never what they do). A process started with them off
+//! (its parent's choice, or the allocator's `MIMALLOC_ALLOW_THP=0`) keeps them off.
 
-/// Turn huge pages off (`false`) or back on for what the process touches from now on.
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Huge pages were off when the process started, or the allocator was told not to use
+/// them: they are never turned on.
+static NEVER: AtomicBool = AtomicBool::new(false);
+
+/// Small pages from now on, as the process's first act (before its first allocation,
+/// see `main.rs`), remembering whether huge pages were wanted at all.
+pub fn small_pages_first() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: PR_GET_THP_DISABLE and PR_SET_THP_DISABLE read and set an integer
+        // flag of the process and touch no memory of ours.
+        let inherited_off = unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) } == 1;
+        huge_pages(false);
+        // After the flag: reading the variable may allocate.
+        let told_off = std::env::var("MIMALLOC_ALLOW_THP").is_ok_and(|v| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "0" | "false" | "off" | "no"
+            )
+        });
+        NEVER.store(inherited_off || told_off, Ordering::Relaxed);
+    }
+}
+
+/// Turn huge pages off (`false`) or back on for what the process touches from now on
+/// (unless the process was started with them off, or the allocator told not to use them).
 pub fn huge_pages(on: bool) {
+    if on && NEVER.load(Ordering::Relaxed) {
+        return;
+    }
     #[cfg(target_os = "linux")]
     // SAFETY: PR_SET_THP_DISABLE takes an integer flag and touches no memory of ours.
     unsafe {

@@ -320,10 +320,9 @@ fn try_serve(
         }
         return Err("the workflow, inputs, flags, environment or pflow changed".into());
     }
-    // From here on it touches a little of much memory: small pages. The process began
-    // with them (`main.rs`); an earlier build of `--watch` may have turned huge pages
-    // on. `Start::normal` turns them on for a build that goes the normal way.
-    crate::memory::huge_pages(false);
+    // From here on it touches a little of much memory: small pages, which the process
+    // began with (`main.rs`; `--watch`, whose builds turn huge pages on, never comes
+    // here). `Start::normal` turns them on for a build that goes the normal way.
     // From here on as a build: under the lock maintenance waits for.
     let cache = Layered::new(Cache::new(&inv.root), None);
     let _lock = holds(args, inv, &rec, &cache)?;

@@ -75,6 +75,7 @@ impl<'a> Shared<'a> {
             workers: AtomicUsize::new(1),
             limit,
             slow: AtomicBool::new(false),
+            small_pages: AtomicBool::new(false),
         };
         match cn.spec.start.filter(|_| limit > 1) {
             // Requests wait on a server, not on this machine: this thread keeps them all
@@ -234,6 +235,8 @@ struct ItemRun<'r, 'a> {
     /// batch whose items are all local hits stays on one thread (no threads started
     /// to find that nothing changed).
     slow: AtomicBool,
+    /// This batch has turned huge pages off.
+    small_pages: AtomicBool,
 }
 
 impl<'r, 'a> ItemRun<'r, 'a> {
@@ -278,7 +281,7 @@ impl<'r, 'a> ItemRun<'r, 'a> {
                 continue;
             }
             if n + 1 > MANY_WORKERS {
-                small_pages_from_now();
+                self.small_pages_from_now();
             }
             let spawned = std::thread::Builder::new().spawn_scoped(s, move || {
                 let _token = token;
@@ -291,6 +294,17 @@ impl<'r, 'a> ItemRun<'r, 'a> {
                 return;
             }
             added += 1;
+        }
+    }
+
+    /// Each worker thread gets its own allocator heap, and with transparent huge pages
+    /// every heap pins whole 2 MiB pages for a few KB of live data ([`crate::memory`]): a
+    /// batch that starts that many turns them off for the rest of the build. Once per
+    /// batch, not per process: each build of `--watch` goes the normal way, which turns
+    /// them on again.
+    fn small_pages_from_now(&self) {
+        if !self.small_pages.swap(true, Ordering::Relaxed) {
+            crate::memory::huge_pages(false);
         }
     }
 
@@ -509,7 +523,7 @@ impl<'r, 'a> ItemRun<'r, 'a> {
                 // The first requests are out (the runtime and client were set up with
                 // huge pages, in few faults); what the connections touch from now on is
                 // spread thin over the heaps: 20 MB at peak for 100 requests instead of 34.
-                small_pages_from_now();
+                self.small_pages_from_now();
             }
             // Slots with no item left give their tokens back.
             if self.next.load(Ordering::SeqCst) >= self.unique.len()
@@ -631,14 +645,6 @@ struct Flight {
 /// More item workers (or requests in flight) than this in one batch turn huge pages off
 /// (see below).
 const MANY_WORKERS: usize = 16;
-
-/// Each worker thread gets its own allocator heap, and with transparent huge pages
-/// every heap pins whole 2 MiB pages for a few KB of live data ([`crate::memory`]): a
-/// batch that starts that many turns them off for the rest of the process.
-fn small_pages_from_now() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| crate::memory::huge_pages(false));
-}
 
 /// What one item's templates see: the node's scope plus the item (and its index).
 pub(super) struct ItemScope<'s> {

@@ -559,3 +559,32 @@ fn a_bad_repair_attempts_variable_is_refused_whatever_the_record_says() {
     r.assert_code(2);
     assert!(r.to_string().contains("PFLOW_MAX_REPAIR_ATTEMPTS"), "{r}");
 }
+
+/// The edit path keeps the small pages pflow begins with (it touches a little of many
+/// regions), and the steps it runs inherit them.
+#[test]
+fn the_edit_path_runs_its_steps_with_small_pages() {
+    if !crate::build_process::huge_pages_shown() {
+        return;
+    }
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [
+            {"id": "a", "type": "echo", "params": {"message": "a"}},
+            {"id": "b", "type": "echo", "params": {"message": "b:${a.echo}"}},
+            {"id": "c", "type": "echo", "params": {"message": "c"}},
+            {"id": "thp", "type": "shell", "params": {"command": "grep THP_enabled /proc/self/status"}}
+        ],
+        "outputs": {"thp": {"source": "${thp.stdout}"}}
+    }));
+    prime(&ws, &[]);
+    ws.edit_workflow(|d| {
+        d["nodes"][3]["params"]["command"] = json!("grep THP_enabled /proc/self/status # again")
+    });
+    let r = debug_build(&ws, &[]);
+    assert_edit_path(&r, 1, 1);
+    assert_eq!(
+        r.output("thp").as_str().map(str::trim),
+        Some("THP_enabled:\t0"),
+        "{r}"
+    );
+}

@@ -130,15 +130,24 @@ fn ctrl_c_in_text_mode_also_exits_130() {
     assert!(r.stderr.contains("slow"), "{r}");
 }
 
+/// Does this kernel show the process's huge-page flag, and is it on for this test (so
+/// that what pflow's steps inherit says what pflow set)?
+pub(crate) fn huge_pages_shown() -> bool {
+    let shown = std::fs::read_to_string("/proc/self/status")
+        .is_ok_and(|s| s.lines().any(|l| l == "THP_enabled:\t1"));
+    if !shown {
+        eprintln!("skipped: no transparent huge pages for this process (THP_enabled is not 1)");
+    }
+    shown
+}
+
 /// A build that goes the normal way allows huge pages, and the commands it starts inherit
 /// that: pflow begins with small pages (a short run would zero a whole 2 MiB page for its
-/// first few KB), and a build that fills its memory must turn them back on.
+/// first few KB), and a build that fills its memory turns them on. (The edit path keeps
+/// small pages: `build_edit`.)
 #[test]
 fn a_normal_build_starts_its_commands_with_huge_pages_allowed() {
-    let shown = std::fs::read_to_string("/proc/self/status")
-        .is_ok_and(|s| s.lines().any(|l| l.starts_with("THP_enabled:")));
-    if !shown {
-        eprintln!("skipped: this kernel does not show THP_enabled in /proc/PID/status");
+    if !huge_pages_shown() {
         return;
     }
     let ws = Workspace::new().workflow(json!({
@@ -150,6 +159,25 @@ fn a_normal_build_starts_its_commands_with_huge_pages_allowed() {
     assert_eq!(
         r.output("thp").as_str().map(str::trim),
         Some("THP_enabled:\t1"),
+        "{r}"
+    );
+}
+
+/// A process started with huge pages off keeps them off, whatever the build.
+#[test]
+fn a_process_started_without_huge_pages_never_turns_them_on() {
+    if !huge_pages_shown() {
+        return;
+    }
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [{"id": "thp", "type": "shell",
+                   "params": {"command": "grep THP_enabled /proc/self/status"}}],
+        "outputs": {"thp": {"source": "${thp.stdout}"}}
+    }));
+    let r = ws.cmd().env("MIMALLOC_ALLOW_THP", "0").run();
+    assert_eq!(
+        r.output("thp").as_str().map(str::trim),
+        Some("THP_enabled:\t0"),
         "{r}"
     );
 }

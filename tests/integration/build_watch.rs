@@ -495,3 +495,43 @@ fn an_edit_of_a_nested_workflow_file_rebuilds_what_it_reaches() {
     assert_eq!((ws.count("say"), ws.count("other")), (2, 1));
     running.interrupt();
 }
+
+/// A batch of many workers turns huge pages off (each worker's heap would pin whole
+/// 2 MiB pages), and so it does in every build of `--watch`, not only the first: each
+/// build goes the normal way, which turns them on again. The items' commands inherit
+/// the flag as it is when they start.
+#[test]
+fn every_build_of_a_watch_gives_a_wide_batch_small_pages() {
+    if !crate::build_process::huge_pages_shown() {
+        return;
+    }
+    // Enough items that the batch grows past 16 workers however fast each takes one.
+    let items: Vec<u32> = (0..48).collect();
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [
+            {"id": "each", "type": "shell", "reads": ["input.txt"],
+             "batch": {"items": items, "parallel": true, "max_concurrent": 48},
+             "params": {"command": "grep THP_enabled /proc/self/status > thp-${item}.txt; sleep 0.2"}}
+        ]
+    }));
+    ws.write("input.txt", "1");
+    // What the items that started last saw (those after the batch turned pages off).
+    let small_pages_seen = |ws: &Workspace| {
+        let seen: Vec<String> = items
+            .iter()
+            .map(|i| ws.read(&format!("thp-{i}.txt")).trim().to_string())
+            .collect();
+        for i in &items {
+            let _ = std::fs::remove_file(ws.file(&format!("thp-{i}.txt")));
+        }
+        seen.iter().any(|s| s == "THP_enabled:\t0")
+    };
+    let mut running = ws.cmd().text().args(&["--watch"]).start();
+    wait_for_build(&running, 1);
+    assert!(small_pages_seen(&ws), "{}", running.stderr_so_far());
+    save(&ws, "input.txt", "2");
+    wait_for_build(&running, 2);
+    assert!(small_pages_seen(&ws), "{}", running.stderr_so_far());
+    running.interrupt();
+    running.wait(Duration::from_secs(10)).assert_code(130);
+}
