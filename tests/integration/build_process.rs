@@ -141,6 +141,20 @@ pub(crate) fn huge_pages_shown() -> bool {
     shown
 }
 
+/// A one-step workflow whose output is the huge-page flag its command inherited.
+fn inherited_flag() -> Workspace {
+    Workspace::new().workflow(json!({
+        "nodes": [{"id": "thp", "type": "shell",
+                   "params": {"command": "grep THP_enabled /proc/self/status"}}],
+        "outputs": {"thp": {"source": "${thp.stdout}"}}
+    }))
+}
+
+/// What the build's command saw.
+fn flag_seen(r: &crate::common::BuildResult) -> Option<&str> {
+    r.output("thp").as_str().map(str::trim)
+}
+
 /// A build that goes the normal way allows huge pages, and the commands it starts inherit
 /// that: pflow begins with small pages (a short run would zero a whole 2 MiB page for its
 /// first few KB), and a build that fills its memory turns them on. (The edit path keeps
@@ -150,17 +164,8 @@ fn a_normal_build_starts_its_commands_with_huge_pages_allowed() {
     if !huge_pages_shown() {
         return;
     }
-    let ws = Workspace::new().workflow(json!({
-        "nodes": [{"id": "thp", "type": "shell",
-                   "params": {"command": "grep THP_enabled /proc/self/status"}}],
-        "outputs": {"thp": {"source": "${thp.stdout}"}}
-    }));
-    let r = ws.build(&[]);
-    assert_eq!(
-        r.output("thp").as_str().map(str::trim),
-        Some("THP_enabled:\t1"),
-        "{r}"
-    );
+    let r = inherited_flag().build(&[]);
+    assert_eq!(flag_seen(&r), Some("THP_enabled:\t1"), "{r}");
 }
 
 /// A process started with huge pages off keeps them off, whatever the build.
@@ -169,15 +174,6 @@ fn a_process_started_without_huge_pages_never_turns_them_on() {
     if !huge_pages_shown() {
         return;
     }
-    let ws = Workspace::new().workflow(json!({
-        "nodes": [{"id": "thp", "type": "shell",
-                   "params": {"command": "grep THP_enabled /proc/self/status"}}],
-        "outputs": {"thp": {"source": "${thp.stdout}"}}
-    }));
-    let r = ws.cmd().env("MIMALLOC_ALLOW_THP", "0").run();
-    assert_eq!(
-        r.output("thp").as_str().map(str::trim),
-        Some("THP_enabled:\t0"),
-        "{r}"
-    );
+    let r = inherited_flag().cmd().env("MIMALLOC_ALLOW_THP", "0").run();
+    assert_eq!(flag_seen(&r), Some("THP_enabled:\t0"), "{r}");
 }
