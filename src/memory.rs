@@ -18,34 +18,43 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Huge pages were off when the process started, or the allocator was told not to use
-/// them: they are never turned on.
-static NEVER: AtomicBool = AtomicBool::new(false);
+/// Huge pages were off when the process started.
+static STARTED_OFF: AtomicBool = AtomicBool::new(false);
 
 /// Small pages from now on, as the process's first act (before its first allocation,
-/// see `main.rs`), remembering whether huge pages were wanted at all.
+/// see `main.rs`: two system calls, nothing of the standard library), remembering
+/// whether the process was started with them off.
 pub fn small_pages_first() {
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: PR_GET_THP_DISABLE and PR_SET_THP_DISABLE read and set an integer
-        // flag of the process and touch no memory of ours.
-        let inherited_off = unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) } == 1;
+        // SAFETY: PR_GET_THP_DISABLE reads an integer flag of the process and touches
+        // no memory of ours.
+        let off = unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) } == 1;
+        STARTED_OFF.store(off, Ordering::Relaxed);
         huge_pages(false);
-        // After the flag: reading the variable may allocate.
-        let told_off = std::env::var("MIMALLOC_ALLOW_THP").is_ok_and(|v| {
-            matches!(
-                v.trim().to_ascii_lowercase().as_str(),
-                "0" | "false" | "off" | "no"
-            )
-        });
-        NEVER.store(inherited_off || told_off, Ordering::Relaxed);
     }
+}
+
+/// Are huge pages never to be turned on: the process was started with them off, or the
+/// allocator was told not to use them (which it would do with this same flag, at its
+/// start, had it not been set already)?
+fn never() -> bool {
+    static TOLD_OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    STARTED_OFF.load(Ordering::Relaxed)
+        || *TOLD_OFF.get_or_init(|| {
+            std::env::var("MIMALLOC_ALLOW_THP").is_ok_and(|v| {
+                matches!(
+                    v.trim().to_ascii_lowercase().as_str(),
+                    "0" | "false" | "off" | "no"
+                )
+            })
+        })
 }
 
 /// Turn huge pages off (`false`) or back on for what the process touches from now on
 /// (unless the process was started with them off, or the allocator told not to use them).
 pub fn huge_pages(on: bool) {
-    if on && NEVER.load(Ordering::Relaxed) {
+    if on && never() {
         return;
     }
     #[cfg(target_os = "linux")]

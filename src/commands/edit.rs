@@ -244,10 +244,8 @@ fn try_serve(
     if reached_count * 2 > n {
         return Err(format!("the edit reaches {reached_count} of {n} nodes"));
     }
-    // Small pages, as the no-op's (the process began with them, `main.rs`): the records
-    // are mapped and their saves small (the delta records), so an edit touches a little
-    // of many regions, and each huge page it touched was zeroed whole (a normal build,
-    // if this path declines, turns them on: `Start::normal`).
+    // It keeps the small pages the process began with (`crate::memory`): the records are
+    // mapped and their saves small, so an edit touches a little of many regions.
     // What the part reads besides: the recorded dependencies of unchanged nodes, the
     // nodes an edited one names now, and the outputs' nodes.
     let mut edited: HashMap<usize, Value> = HashMap::new();

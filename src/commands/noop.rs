@@ -320,10 +320,8 @@ fn try_serve(
         }
         return Err("the workflow, inputs, flags, environment or pflow changed".into());
     }
-    // From here on it touches a little of much memory: small pages, which the process
-    // began with (`main.rs`; `--watch`, whose builds turn huge pages on, never comes
-    // here). `Start::normal` turns them on for a build that goes the normal way.
-    // From here on as a build: under the lock maintenance waits for.
+    // From here on as a build: under the lock maintenance waits for. It touches a little
+    // of much memory, on the small pages the process began with (`crate::memory`).
     let cache = Layered::new(Cache::new(&inv.root), None);
     let _lock = holds(args, inv, &rec, &cache)?;
     let t0 = Instant::now();
