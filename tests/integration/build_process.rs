@@ -130,11 +130,17 @@ fn ctrl_c_in_text_mode_also_exits_130() {
     assert!(r.stderr.contains("slow"), "{r}");
 }
 
+/// A command that prints the huge-page flag it inherited, and what it prints when they
+/// are allowed and when not.
+pub(crate) const SHOW_FLAG: &str = "grep THP_enabled /proc/self/status";
+pub(crate) const HUGE: &str = "THP_enabled:\t1";
+pub(crate) const SMALL: &str = "THP_enabled:\t0";
+
 /// Does this kernel show the process's huge-page flag, and is it on for this test (so
 /// that what pflow's steps inherit says what pflow set)?
 pub(crate) fn huge_pages_shown() -> bool {
-    let shown = std::fs::read_to_string("/proc/self/status")
-        .is_ok_and(|s| s.lines().any(|l| l == "THP_enabled:\t1"));
+    let shown =
+        std::fs::read_to_string("/proc/self/status").is_ok_and(|s| s.lines().any(|l| l == HUGE));
     if !shown {
         eprintln!("skipped: no transparent huge pages for this process (THP_enabled is not 1)");
     }
@@ -144,14 +150,13 @@ pub(crate) fn huge_pages_shown() -> bool {
 /// A one-step workflow whose output is the huge-page flag its command inherited.
 fn inherited_flag() -> Workspace {
     Workspace::new().workflow(json!({
-        "nodes": [{"id": "thp", "type": "shell",
-                   "params": {"command": "grep THP_enabled /proc/self/status"}}],
+        "nodes": [{"id": "thp", "type": "shell", "params": {"command": SHOW_FLAG}}],
         "outputs": {"thp": {"source": "${thp.stdout}"}}
     }))
 }
 
-/// What the build's command saw.
-fn flag_seen(r: &crate::common::BuildResult) -> Option<&str> {
+/// What the build's `thp` step saw (its output `thp`).
+pub(crate) fn flag_seen(r: &crate::common::BuildResult) -> Option<&str> {
     r.output("thp").as_str().map(str::trim)
 }
 
@@ -165,7 +170,7 @@ fn a_normal_build_starts_its_commands_with_huge_pages_allowed() {
         return;
     }
     let r = inherited_flag().build(&[]);
-    assert_eq!(flag_seen(&r), Some("THP_enabled:\t1"), "{r}");
+    assert_eq!(flag_seen(&r), Some(HUGE), "{r}");
 }
 
 /// A process started with huge pages off keeps them off, whatever the build.
@@ -175,5 +180,5 @@ fn a_process_started_without_huge_pages_never_turns_them_on() {
         return;
     }
     let r = inherited_flag().cmd().env("MIMALLOC_ALLOW_THP", "0").run();
-    assert_eq!(flag_seen(&r), Some("THP_enabled:\t0"), "{r}");
+    assert_eq!(flag_seen(&r), Some(SMALL), "{r}");
 }

@@ -502,7 +502,8 @@ fn an_edit_of_a_nested_workflow_file_rebuilds_what_it_reaches() {
 /// the flag as it is when they start.
 #[test]
 fn every_build_of_a_watch_gives_a_wide_batch_small_pages() {
-    if !crate::build_process::huge_pages_shown() {
+    use crate::build_process::{huge_pages_shown, SHOW_FLAG, SMALL};
+    if !huge_pages_shown() {
         return;
     }
     // Enough items that the batch grows past 16 workers however fast each takes one.
@@ -511,7 +512,7 @@ fn every_build_of_a_watch_gives_a_wide_batch_small_pages() {
         "nodes": [
             {"id": "each", "type": "shell", "reads": ["input.txt"],
              "batch": {"items": items, "parallel": true, "max_concurrent": 48},
-             "params": {"command": "grep THP_enabled /proc/self/status > thp-${item}.txt; sleep 0.2"}}
+             "params": {"command": format!("{SHOW_FLAG} > thp-${{item}}.txt; sleep 0.2")}}
         ]
     }));
     ws.write("input.txt", "1");
@@ -524,7 +525,7 @@ fn every_build_of_a_watch_gives_a_wide_batch_small_pages() {
         for i in &items {
             let _ = std::fs::remove_file(ws.file(&format!("thp-{i}.txt")));
         }
-        seen.iter().any(|s| s == "THP_enabled:\t0")
+        seen.iter().any(|s| s == SMALL)
     };
     let mut running = ws.cmd().text().args(&["--watch"]).start();
     wait_for_build(&running, 1);
