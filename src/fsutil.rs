@@ -66,6 +66,8 @@ pub fn write_atomic_by(
 pub enum Bytes {
     Owned(Vec<u8>),
     Mapped(memmap2::Mmap),
+    /// Mapped, its file held open under a shared lock ([`read_bytes_held`]).
+    Held(memmap2::Mmap, std::fs::File),
 }
 
 impl std::ops::Deref for Bytes {
@@ -74,7 +76,7 @@ impl std::ops::Deref for Bytes {
     fn deref(&self) -> &[u8] {
         match self {
             Bytes::Owned(v) => v,
-            Bytes::Mapped(m) => m,
+            Bytes::Mapped(m) | Bytes::Held(m, _) => m,
         }
     }
 }
@@ -82,12 +84,12 @@ impl std::ops::Deref for Bytes {
 impl Bytes {
     /// The bytes as a buffer of their own, to change (a mapped file's are copied first).
     pub fn to_mut(&mut self) -> &mut Vec<u8> {
-        if let Bytes::Mapped(m) = self {
+        if let Bytes::Mapped(m) | Bytes::Held(m, _) = self {
             *self = Bytes::Owned(m.to_vec());
         }
         match self {
             Bytes::Owned(v) => v,
-            Bytes::Mapped(_) => unreachable!("made owned above"),
+            Bytes::Mapped(_) | Bytes::Held(..) => unreachable!("made owned above"),
         }
     }
 }
@@ -135,6 +137,29 @@ pub fn read_bytes(path: &Path) -> std::io::Result<Bytes> {
 /// once.
 pub fn read_bytes_sparsely(path: &Path) -> std::io::Result<Bytes> {
     read_mapped(path, false)
+}
+
+/// [`read_bytes`] for a record whose file may be written over once it is no longer
+/// the record ([`crate::cache::spare`]): a mapped one is held under a shared `flock`
+/// for as long as it is mapped, which keeps any writer off it. Taken before its size is
+/// read, so what is mapped is a whole file, not one being written.
+pub fn read_bytes_held(path: &Path) -> std::io::Result<Bytes> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    file.lock_shared()?;
+    let len = file.metadata()?.len();
+    if len >= MAP_FROM && on_local_disk(&file) {
+        let mut options = memmap2::MmapOptions::new();
+        options.populate();
+        // SAFETY: the file is one of pflow's own, written over only under an exclusive
+        // lock, which the shared one held with the mapping excludes.
+        if let Ok(map) = unsafe { options.map(&file) } {
+            return Ok(Bytes::Held(map, file));
+        }
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    file.read_to_end(&mut bytes)?;
+    Ok(Bytes::Owned(bytes))
 }
 
 fn read_mapped(path: &Path, populate: bool) -> std::io::Result<Bytes> {

@@ -45,6 +45,7 @@ pub mod pack;
 pub mod records;
 pub mod remote;
 pub mod remote_policy;
+pub mod spare;
 pub mod stats;
 pub mod table;
 

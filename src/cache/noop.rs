@@ -4,8 +4,9 @@
 //!
 //! One small file per workflow beside the build records (`state/<name>.noop`), written
 //! only after a successful build whose next build would find nothing to do (see
-//! [`crate::commands`]' no-op path for which), and removed by every other build before
-//! it can change anything.
+//! [`crate::commands`]' no-op path for which), and taken away by every other build
+//! before it can change anything (its file kept as a spare the next record is written
+//! over, [`super::spare`]; a build that maps a record holds it under a shared lock).
 //! It holds:
 //!
 //! - a fingerprint of everything outside the files that decides the build: the workflow's
@@ -600,14 +601,14 @@ impl NoopRecord {
 
     /// The record of workflow `name` in the cache at `root`, if there is a whole one.
     pub fn load(root: &Path, name: &str) -> Option<NoopRecord> {
-        NoopRecord::decode(crate::fsutil::read_bytes(&path_for(root, name)).ok()?)
+        NoopRecord::decode(crate::fsutil::read_bytes_held(&path_for(root, name)).ok()?)
     }
 
     /// Write it (atomically: a build killed meanwhile leaves none or the whole; not
     /// synced, as the trailing sum refuses a record a crash tore).
     pub fn save(&self, root: &Path, name: &str) -> std::io::Result<()> {
         let nodes = [self.encoded()];
-        crate::fsutil::replace_record(&path_for(root, name), |w| {
+        super::spare::replace(&path_for(root, name), |w| {
             self.encode_into(w, self.node_count, &nodes)
         })
     }
@@ -628,7 +629,7 @@ impl NoopRecord {
             Some(node_count),
             "the pieces hold whole nodes, as many as said"
         );
-        crate::fsutil::replace_record(&path_for(root, name), |w| {
+        super::spare::replace(&path_for(root, name), |w| {
             self.encode_into(w, node_count, nodes)
         })
     }
@@ -652,13 +653,11 @@ pub fn unchanged(path: &Path, id: Option<&FileId>, settled_before_ns: i128) -> b
     }
 }
 
-/// Remove workflow `name`'s record: a build that may change anything does this first.
-/// Whether it is gone (true when there was none).
+/// Take workflow `name`'s record away (its file kept as a spare for the next one,
+/// [`super::spare`]): a build that may change anything does this first. Whether it is
+/// gone (true when there was none).
 pub fn forget(root: &Path, name: &str) -> bool {
-    match std::fs::remove_file(path_for(root, name)) {
-        Ok(()) => true,
-        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
-    }
+    super::spare::set_aside(&path_for(root, name)).is_ok()
 }
 
 fn path_for(root: &Path, name: &str) -> PathBuf {
