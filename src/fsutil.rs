@@ -125,7 +125,8 @@ const MAP_FROM: u64 = 64 * 1024;
 /// one is memory-mapped: read into a buffer, each of its pages cost the copy and a fresh,
 /// zeroed page of memory, which made up a third of an edit build of 10,000 nodes.
 /// Mapping is safe here because pflow never rewrites such a file in place: a new one is
-/// renamed over it, and the mapping keeps the old file's pages. Only on a local disk: on
+/// renamed over it, and the mapping keeps the old file's pages. (The no-op record is
+/// the exception: written over as a spare, it is read by [`read_bytes_held`].) Only on a local disk: on
 /// a network or FUSE file system another host's change can take a mapped page away, and
 /// reading it then kills the process (SIGBUS) where a read would fail.
 pub fn read_bytes(path: &Path) -> std::io::Result<Bytes> {
@@ -142,17 +143,20 @@ pub fn read_bytes_sparsely(path: &Path) -> std::io::Result<Bytes> {
 /// [`read_bytes`] for a record whose file may be written over once it is no longer
 /// the record ([`crate::cache::spare`]): a mapped one is held under a shared `flock`
 /// for as long as it is mapped, which keeps any writer off it. Taken before its size is
-/// read, so what is mapped is a whole file, not one being written.
+/// read, so what is mapped is a whole file, not one being written; not waited for (a
+/// writer stopped while it holds the file must not stop this build): `WouldBlock`.
 pub fn read_bytes_held(path: &Path) -> std::io::Result<Bytes> {
     use std::io::Read;
     let mut file = std::fs::File::open(path)?;
-    file.lock_shared()?;
+    file.try_lock_shared()
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::WouldBlock))?;
     let len = file.metadata()?.len();
     if len >= MAP_FROM && on_local_disk(&file) {
         let mut options = memmap2::MmapOptions::new();
         options.populate();
         // SAFETY: the file is one of pflow's own, written over only under an exclusive
-        // lock, which the shared one held with the mapping excludes.
+        // lock, which the shared one held with the mapping excludes (advisory: every
+        // pflow that writes over a record takes it; older ones used another name).
         if let Ok(map) = unsafe { options.map(&file) } {
             return Ok(Bytes::Held(map, file));
         }

@@ -205,7 +205,8 @@ impl EditBase {
             *self.starts.get(i)? as usize,
             *self.starts.get(i + 1)? as usize,
         );
-        if self.deps.get(a..b)? == deps {
+        if deps.len() == b - a {
+            self.deps.get_mut(a..b)?.copy_from_slice(deps);
             return Some(());
         }
         self.deps.splice(a..b, deps.iter().copied());
@@ -714,6 +715,9 @@ pub fn unchanged(path: &Path, id: Option<&FileId>, settled_before_ns: i128) -> b
 /// [`super::spare`]): a build that may change anything does this first. Whether it is
 /// gone (true when there was none).
 pub fn forget(root: &Path, name: &str) -> bool {
+    // The record as pflow before spares named it: never read now, only in the way.
+    let legacy = path_for(root, name).with_extension("noop");
+    let _ = crate::fsutil::remove_record(&legacy);
     super::spare::set_aside(&path_for(root, name)).is_ok()
 }
 

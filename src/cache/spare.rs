@@ -23,14 +23,33 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Seek, Write};
 use std::path::{Path, PathBuf};
 
+/// How a spare's name ends, after its record's.
+const SPARE_NAMES: [&str; 2] = ["spare-a", "spare-b"];
+
 /// The two names a record at `path` is set aside under.
 fn spares(path: &Path) -> [PathBuf; 2] {
-    ["spare-a", "spare-b"].map(|s| {
+    SPARE_NAMES.map(|s| {
         let mut name = path.as_os_str().to_owned();
         name.push(".");
         name.push(s);
         PathBuf::from(name)
     })
+}
+
+/// Every spare in the cache at `root`, with its size (for `pflow cache gc`).
+pub fn all(root: &Path) -> Vec<(PathBuf, u64)> {
+    let Ok(entries) = std::fs::read_dir(root.join(super::layout::RECORDS_DIR)) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            SPARE_NAMES.iter().any(|s| name.ends_with(&format!(".{s}")))
+        })
+        .filter_map(|e| Some((e.path(), e.metadata().ok()?.len())))
+        .collect()
 }
 
 /// Take the record at `path` away, keeping its file as a spare when a spare name is
@@ -183,6 +202,15 @@ mod tests {
         let big = "x".repeat(200_000);
         put(&path, &big);
         let mapped = crate::fsutil::read_bytes_held(&path).expect("read");
+        assert!(
+            matches!(mapped, crate::fsutil::Bytes::Held(..)),
+            "mapped, under the lock"
+        );
+        assert_eq!(
+            crate::fsutil::read_bytes_held(&path).map(|b| b.len()).ok(),
+            Some(big.len()),
+            "a second reader shares the lock"
+        );
         set_aside(&path).expect("set aside");
         put(&path, "new");
         assert_eq!(&mapped[..], big.as_bytes());

@@ -1136,6 +1136,14 @@ fn gc(root: &Path, max_size: Option<u64>, max_age: Option<Duration>, json: bool)
             temp_bytes += size;
         }
     }
+    // The no-op records kept as spares to be written over (`cache::spare`): a build
+    // makes do without them.
+    for (p, size) in crate::cache::spare::all(root) {
+        if std::fs::remove_file(p).is_ok() {
+            temp_removed += 1;
+            temp_bytes += size;
+        }
+    }
 
     // 2. Decide which entries stay. Broken ones go first, then those past the age, then
     //    the least recently used until the cache fits.

@@ -147,7 +147,7 @@ fn reach_in_order(base: &EditBase, changed: &[usize], order: &[u32]) -> Option<V
     let mut seen = vec![false; n];
     for &i in order {
         let i = i as usize;
-        if std::mem::replace(seen.get_mut(i)?, true) {
+        if *seen.get(i)? {
             return None;
         }
         let mut reaches = *reached.get(i)?;
@@ -158,6 +158,7 @@ fn reach_in_order(base: &EditBase, changed: &[usize], order: &[u32]) -> Option<V
             reaches |= *reached.get(d as usize)?;
         }
         *reached.get_mut(i)? = reaches;
+        *seen.get_mut(i)? = true;
     }
     Some(reached)
 }
@@ -753,5 +754,11 @@ mod tests {
         assert_eq!(reach_in_order(&base, &[0], &[0, 1, 2, 3, 4]), None);
         assert_eq!(reach_in_order(&base, &[0], &[4, 0, 1, 1, 3, 5]), None);
         assert_eq!(reach_in_order(&base, &[9], &order), None, "no such node");
+        let loops = base_of(&[&[0]]);
+        assert_eq!(
+            reach_in_order(&loops, &[], &[0]),
+            None,
+            "a node that reads itself"
+        );
     }
 }

@@ -7,7 +7,7 @@
 //! build`, and `debug: parsing FILE` when the whole workflow is parsed.
 
 use crate::build_noop::{
-    assert_served, debug_build, parsed, prime, settle, timeless, without_durations,
+    assert_served, cache_cmd, debug_build, parsed, prime, settle, timeless, without_durations,
 };
 use crate::common::{counted, BuildResult, Workspace};
 use serde_json::{json, Value};
@@ -51,7 +51,7 @@ fn forget_record(ws: &Workspace) {
     let state = ws.cache_dir().join("state");
     for entry in std::fs::read_dir(&state).expect("state folder") {
         let path = entry.expect("entry").path();
-        if path.extension().is_some_and(|e| e == "noop") {
+        if path.extension().is_some_and(|e| e == "noop2") {
             std::fs::remove_file(path).expect("remove the record");
         }
     }
@@ -103,6 +103,49 @@ fn an_edit_builds_only_what_it_reaches_and_reports_what_a_full_build_reports() {
         (&json!(3), &json!(3)),
         "{counts}"
     );
+}
+
+#[test]
+fn a_replaced_record_is_kept_as_a_spare_written_over_next_and_gc_removes_it() {
+    let ws = Workspace::new().workflow(branches());
+    prime(&ws, &[]);
+    let spares = |ws: &Workspace| {
+        let mut s = state_files(ws, ".noop2.spare-a");
+        s.extend(state_files(ws, ".noop2.spare-b"));
+        s
+    };
+    let mut files = std::collections::BTreeSet::new();
+    for k in 0..4 {
+        let message = format!("b{k}:${{a.stdout}}");
+        ws.edit_workflow(|d| d["nodes"][1]["params"]["message"] = json!(message));
+        let r = debug_build(&ws, &[]);
+        assert_edit_path(&r, 1, 3);
+        assert_eq!(
+            r.output("out"),
+            &json!(format!("f:d:b{k}:a-world+e:c")),
+            "{r}"
+        );
+        // The record and its spares take turns: a few files, not a new one each build.
+        let kept = spares(&ws);
+        assert!(kept.len() <= 2, "{kept:?}");
+        use std::os::unix::fs::MetadataExt;
+        for p in kept.iter().chain(&state_files(&ws, ".noop2")) {
+            files.insert(std::fs::metadata(p).expect("there").ino());
+        }
+    }
+    assert!(files.len() <= 3, "{files:?}");
+    assert_served(&debug_build(&ws, &[]));
+    // A build that fails takes the record away and writes none: it stays a spare.
+    ws.edit_workflow(|d| d["nodes"][2]["params"]["command"] = json!(counted("c", "exit 3")));
+    debug_build(&ws, &[]).assert_code(1);
+    assert!(state_files(&ws, ".noop2").is_empty());
+    assert!(!spares(&ws).is_empty());
+    cache_cmd(&ws, &["gc"]);
+    assert_eq!(spares(&ws), Vec::<std::path::PathBuf>::new());
+    ws.edit_workflow(|d| d["nodes"][2]["params"]["command"] = json!(counted("c", "echo c")));
+    let r = debug_build(&ws, &[]);
+    r.assert_ok();
+    assert_eq!(r.output("out"), "f:d:b3:a-world+e:c", "{r}");
 }
 
 /// The files of the cache's `state` folder whose names end with `suffix`.

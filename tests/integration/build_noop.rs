@@ -366,7 +366,7 @@ fn an_edited_output_file_is_put_back() {
     assert_eq!(ws.read("out.txt"), "data/hello world");
 }
 
-fn cache_cmd(ws: &Workspace, args: &[&str]) {
+pub(crate) fn cache_cmd(ws: &Workspace, args: &[&str]) {
     let out = ws
         .pflow()
         .arg("cache")
@@ -613,7 +613,7 @@ fn secrets_are_not_in_the_record() {
                 entry.path().display()
             );
         }
-        records += usize::from(entry.path().extension().is_some_and(|e| e == "noop"));
+        records += usize::from(entry.path().extension().is_some_and(|e| e == "noop2"));
     }
     assert_eq!(records, 1);
 }
