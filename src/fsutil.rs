@@ -125,19 +125,19 @@ const MAP_FROM: u64 = 64 * 1024;
 /// one is memory-mapped: read into a buffer, each of its pages cost the copy and a fresh,
 /// zeroed page of memory, which made up a third of an edit build of 10,000 nodes.
 /// Mapping is safe here because pflow never rewrites such a file in place: a new one is
-/// renamed over it, and the mapping keeps the old file's pages. (The no-op record is
-/// the exception: written over as a spare, it is read by [`read_bytes_held`].) Only on a local disk: on
-/// a network or FUSE file system another host's change can take a mapped page away, and
-/// reading it then kills the process (SIGBUS) where a read would fail.
+/// renamed over it, and the mapping keeps the old file's pages (the no-op record is the
+/// exception: written over as a spare, it is read by [`read_bytes_held`]). Only on a
+/// local disk: on a network or FUSE file system another host's change can take a mapped
+/// page away, and reading it then kills the process (SIGBUS) where a read would fail.
 pub fn read_bytes(path: &Path) -> std::io::Result<Bytes> {
-    read_mapped(path, true)
+    read_mapped(path, Reading::Whole)
 }
 
 /// [`read_bytes`] for a file of which little is read (a table looked up in a few rows):
 /// a mapped one's pages are left for the reads to fault in, rather than all mapped at
 /// once.
 pub fn read_bytes_sparsely(path: &Path) -> std::io::Result<Bytes> {
-    read_mapped(path, false)
+    read_mapped(path, Reading::Sparsely)
 }
 
 /// [`read_bytes`] for a record whose file may be written over once it is no longer
@@ -146,40 +146,43 @@ pub fn read_bytes_sparsely(path: &Path) -> std::io::Result<Bytes> {
 /// read, so what is mapped is a whole file, not one being written; not waited for (a
 /// writer stopped while it holds the file must not stop this build): `WouldBlock`.
 pub fn read_bytes_held(path: &Path) -> std::io::Result<Bytes> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
-    file.try_lock_shared()
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::WouldBlock))?;
-    let len = file.metadata()?.len();
-    if len >= MAP_FROM && on_local_disk(&file) {
-        let mut options = memmap2::MmapOptions::new();
-        options.populate();
-        // SAFETY: the file is one of pflow's own, written over only under an exclusive
-        // lock, which the shared one held with the mapping excludes (advisory: every
-        // pflow that writes over a record takes it; older ones used another name).
-        if let Ok(map) = unsafe { options.map(&file) } {
-            return Ok(Bytes::Held(map, file));
-        }
-    }
-    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-    file.read_to_end(&mut bytes)?;
-    Ok(Bytes::Owned(bytes))
+    read_mapped(path, Reading::Held)
 }
 
-fn read_mapped(path: &Path, populate: bool) -> std::io::Result<Bytes> {
+/// How [`read_mapped`] reads a file.
+#[derive(Clone, Copy, PartialEq)]
+enum Reading {
+    /// All of it: a mapping's pages mapped at once.
+    Whole,
+    /// A little of it: a mapping's pages left to fault in.
+    Sparsely,
+    /// All of it, under a shared lock held with the mapping ([`read_bytes_held`]).
+    Held,
+}
+
+fn read_mapped(path: &Path, how: Reading) -> std::io::Result<Bytes> {
     use std::io::Read;
     let mut file = std::fs::File::open(path)?;
+    if how == Reading::Held {
+        file.try_lock_shared()
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::WouldBlock))?;
+    }
     let len = file.metadata()?.len();
     if len >= MAP_FROM && on_local_disk(&file) {
         let mut options = memmap2::MmapOptions::new();
-        if populate {
+        if how != Reading::Sparsely {
             // MAP_POPULATE maps its pages in one call rather than a fault each.
             options.populate();
         }
         // SAFETY: the file is one of pflow's own, only ever replaced by rename (see
-        // above); the mapping is read-only.
+        // above), or written over only under an exclusive lock that the shared one held
+        // with a `Held` mapping excludes (advisory: every pflow that writes over a
+        // record takes it; older ones used another name); the mapping is read-only.
         if let Ok(map) = unsafe { options.map(&file) } {
-            return Ok(Bytes::Mapped(map));
+            return Ok(match how {
+                Reading::Held => Bytes::Held(map, file),
+                Reading::Whole | Reading::Sparsely => Bytes::Mapped(map),
+            });
         }
     }
     let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));

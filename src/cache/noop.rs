@@ -2,7 +2,7 @@
 //! parsing, validating or keying anything (as `git status` trusts its index, or ninja
 //! its log).
 //!
-//! One small file per workflow beside the build records (`state/<name>.noop`), written
+//! One small file per workflow beside the build records (`state/<name>.noop2`), written
 //! only after a successful build whose next build would find nothing to do (see
 //! [`crate::commands`]' no-op path for which), and taken away by every other build
 //! before it can change anything (its file kept as a spare the next record is written

@@ -152,6 +152,13 @@ mod tests {
         std::fs::metadata(path).expect("there").ino()
     }
 
+    /// What a reader holding `f` open reads.
+    fn contents(f: &File) -> String {
+        let mut seen = String::new();
+        io::Read::read_to_string(&mut &*f, &mut seen).expect("read");
+        seen
+    }
+
     fn spare_count(path: &Path) -> usize {
         spares(path).iter().filter(|p| p.exists()).count()
     }
@@ -181,9 +188,7 @@ mod tests {
         set_aside(&path).expect("set aside");
         put(&path, "two");
         assert_ne!(ino(&path), held.metadata().expect("meta").ino());
-        let mut seen = String::new();
-        io::Read::read_to_string(&mut &held, &mut seen).expect("read");
-        assert_eq!(seen, "one", "what the reader holds is as it was");
+        assert_eq!(contents(&held), "one", "what the reader holds is as it was");
         assert_eq!(std::fs::read_to_string(&path).expect("read"), "two");
         // Let go, it is the next one's file; the two take turns.
         let one = held.metadata().expect("meta").ino();
@@ -237,9 +242,7 @@ mod tests {
         put(&path, "d");
         assert_eq!(std::fs::read_to_string(&path).expect("read"), "d");
         for (f, text) in held.iter().zip(["a", "b", "c"]) {
-            let mut seen = String::new();
-            io::Read::read_to_string(&mut &*f, &mut seen).expect("read");
-            assert_eq!(seen, text);
+            assert_eq!(contents(f), text);
         }
     }
 }
