@@ -276,6 +276,13 @@ struct SlotState {
     /// Why the node missed, when the offload thread tells it: it replaces the report's
     /// reason when the build ends.
     late_reason: LateReason,
+    /// The node's result waits on the offload thread to be stored: its line is held
+    /// back until it is, so that a node reported as run is one a build killed right
+    /// after does not run again.
+    storing: bool,
+    /// Its worker said it finished while it was `storing`: the reporter tells it once
+    /// the offload thread has stored it.
+    line_held: bool,
     report: Option<NodeReport>,
 }
 
@@ -365,17 +372,28 @@ pub fn execute(
     };
 
     shared.offload.open();
+    let mut held = Vec::new();
+    let stored = |i| {
+        let _ = sched.tx.send(Msg::Stored(i));
+    };
     std::thread::scope(|threads| {
         let offload = std::thread::Builder::new()
             .name("pflow-offload".into())
-            .spawn_scoped(threads, || shared.do_offloaded());
+            .spawn_scoped(threads, || shared.do_offloaded(&stored));
         // Told to finish when the pool is done: it does what it was handed first.
         let _finish = shared.offload.closing();
         if offload.is_err() {
             shared.offload.close();
         }
-        run_pool(&pool, &shared, &sched, &rx, covered, events);
+        run_pool(&pool, &shared, &sched, &rx, covered, &mut held, events);
     });
+    // The offload thread has stored everything it was handed.
+    for i in held {
+        let mut st = lock(&shared.slots[i]);
+        if std::mem::take(&mut st.line_held) {
+            report_finished(&st, events);
+        }
+    }
 
     shared.finish()
 }
@@ -388,6 +406,7 @@ fn run_pool(
     sched: &Sched,
     rx: &mpsc::Receiver<Msg>,
     covered: usize,
+    held: &mut Vec<usize>,
     events: &mut dyn FnMut(Event<'_>),
 ) {
     let v = shared.v;
@@ -407,7 +426,7 @@ fn run_pool(
             loop {
                 match rx.try_recv() {
                     Ok(msg) => {
-                        finished += deliver(msg, shared, events);
+                        finished += deliver(msg, shared, held, events);
                         any = true;
                     }
                     Err(mpsc::TryRecvError::Empty) => break,
@@ -559,21 +578,45 @@ fn params_unchanged(
     params(&old) == params(&kb.preimage())
 }
 
-/// Report one message; returns how many nodes it finished (0 or 1).
-fn deliver(msg: Msg, shared: &Shared<'_>, events: &mut dyn FnMut(Event<'_>)) -> usize {
+/// Report one message; returns how many nodes it finished (0 or 1). A finished node
+/// whose result is still being stored is `held` until it is.
+fn deliver(
+    msg: Msg,
+    shared: &Shared<'_>,
+    held: &mut Vec<usize>,
+    events: &mut dyn FnMut(Event<'_>),
+) -> usize {
     match msg {
         Msg::Started(i) => {
             events(Event::Started(i));
             0
         }
         Msg::Finished(i) => {
-            // The slot is done: no worker writes it again, so holding its lock while the
-            // reporter prints costs nothing and saves a copy per node.
-            if let Some(report) = lock(&shared.slots[i]).report.as_ref() {
-                events(Event::Finished(report));
+            let mut st = lock(&shared.slots[i]);
+            if st.storing {
+                st.line_held = true;
+                held.push(i);
+            } else {
+                report_finished(&st, events);
             }
             1
         }
+        Msg::Stored(i) => {
+            // Not held when it was stored before its worker said it finished.
+            let mut st = lock(&shared.slots[i]);
+            if std::mem::take(&mut st.line_held) {
+                report_finished(&st, events);
+            }
+            0
+        }
+    }
+}
+
+/// Tell a finished node's report. The slot is done: no worker writes it again, so
+/// holding its lock while the reporter prints costs nothing and saves a copy per node.
+fn report_finished(st: &SlotState, events: &mut dyn FnMut(Event<'_>)) {
+    if let Some(report) = st.report.as_ref() {
+        events(Event::Finished(report));
     }
 }
 
@@ -599,6 +642,8 @@ fn grouped_dependencies(v: &Validated) -> Vec<Vec<(usize, Vec<Link>)>> {
 enum Msg {
     Started(usize),
     Finished(usize),
+    /// The offload thread stored the node's result (or gave up on it).
+    Stored(usize),
 }
 
 /// How long the reporting thread sleeps between looks at the workers' messages.
@@ -1050,8 +1095,9 @@ impl<'a> Shared<'a> {
         }
     }
 
-    /// The offload thread: do each piece of work handed to it, until told to finish.
-    fn do_offloaded(&self) {
+    /// The offload thread: do each piece of work handed to it, until told to finish;
+    /// `stored` hears of each result stored.
+    fn do_offloaded(&self, stored: &dyn Fn(usize)) {
         // Part of a workflow (the edit path): its edited nodes miss, and explaining
         // them reads the explain records. Read them now, while the workers start,
         // rather than after the first miss (the build then waited for this thread).
@@ -1060,6 +1106,7 @@ impl<'a> Shared<'a> {
         }
         self.offload.take_all(|job| {
             let i = job.node();
+            let is_store = matches!(job, Offload::Store { .. });
             let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match job {
                 Offload::Store {
                     i,
@@ -1085,6 +1132,10 @@ impl<'a> Shared<'a> {
                 lock(&self.warnings).push(format!(
                     "could not cache or explain the result of {id}: an internal error"
                 ));
+            }
+            if is_store {
+                lock(&self.slots[i]).storing = false;
+                stored(i);
             }
         });
     }
@@ -1305,17 +1356,22 @@ impl<'a> Shared<'a> {
                 && files.removed.is_empty()
                 && !self.v.nodes[i].spec.announces_effects
                 && !self.cache.uploads();
-            let handed_off = touches_nothing
-                && self
-                    .offload
-                    .hand_off(Offload::Store {
-                        i,
-                        key,
-                        values: values.clone(),
-                        digest,
-                        took,
-                    })
-                    .is_ok();
+            // Marked before the hand-off, which the offload thread may finish at once.
+            let handed_off = touches_nothing && {
+                lock(&self.slots[i]).storing = true;
+                let work = Offload::Store {
+                    i,
+                    key,
+                    values: values.clone(),
+                    digest,
+                    took,
+                };
+                let taken = self.offload.hand_off(work).is_ok();
+                if !taken {
+                    lock(&self.slots[i]).storing = false;
+                }
+                taken
+            };
             if !handed_off {
                 let stored = self.store(i, &key, &values, &digest, files, took);
                 self.record(i, &key, stored.as_ref());

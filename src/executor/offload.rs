@@ -8,7 +8,9 @@
 //! from memory, never from the cache, and its reason only goes into the build's report.
 //! So one thread does both while the workers go on, and the build ends only after it
 //! has done everything handed to it. Work reaches it through a [`Queue`] it empties on
-//! a tick, not through a channel that wakes it for each piece.
+//! a tick, not through a channel that wakes it for each piece. A node whose result
+//! waits here is not reported as run until it is stored: a build killed after saying
+//! so must not run it again.
 //!
 //! Not handed off: the result of a node that wrote or took away files (its entry keeps
 //! their digests, taken before anything later can change them) or that announces its

@@ -465,6 +465,48 @@ fn builds_killed_at_random_moments_leave_a_sound_cache_and_keep_finished_nodes()
     assert_eq!(again.with_status("ran"), Vec::<String>::new(), "{again}");
 }
 
+/// A build killed the moment it says a node ran: that node's result is in the cache, so
+/// the next build does not run it again. (Its line used to come from the worker while
+/// the result still waited on the thread that stores it, up to a few tens of
+/// milliseconds later.)
+#[test]
+fn a_node_reported_as_ran_is_stored_before_the_line_is_printed() {
+    for round in 0..4 {
+        let ws = Workspace::new().workflow(json!({"nodes": [
+            {"id": "first", "type": "shell",
+             "params": {"command": counted("first", "sleep 0.2; echo first")}},
+            {"id": "second", "type": "shell",
+             "params": {"command": counted("second", "sleep 30; cat"), "stdin": "${first.stdout}"}}
+        ]}));
+        let mut run = ws.cmd().text().start();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let said = loop {
+            let stderr = run.stderr_so_far();
+            let mut lines = stderr.lines().map(|l| l.split_whitespace());
+            if lines.any(|mut w| (w.next(), w.next()) == (Some("ran"), Some("first"))) {
+                break true;
+            }
+            if Instant::now() > deadline {
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        run.kill();
+        let killed = run.wait(Duration::from_secs(10));
+        assert!(said, "round {round}: never said first ran: {killed}");
+        assert_eq!(ws.count("first"), 1);
+
+        let again = ws.build(&["--target", "first"]);
+        again.assert_ok();
+        assert_eq!(
+            ws.count("first"),
+            1,
+            "round {round}: first ran again after it was reported: {again}"
+        );
+        assert_ne!(again.status_of("first"), "ran", "{again}");
+    }
+}
+
 /// Three steps that all depend on the input `n`.
 fn input_workflow() -> Value {
     json!({
