@@ -42,7 +42,7 @@ use crate::fsutil::{stat, FileId};
 use crate::node_texts::Layout;
 use std::path::{Path, PathBuf};
 
-const FORMAT: u32 = 4;
+const FORMAT: u32 = 5;
 /// Bytes of the trailing check.
 const SUM_LEN: usize = super::checksum::LEN;
 
@@ -123,6 +123,10 @@ pub struct NoopRecord {
     pub valid_until_ms: u64,
     /// Every present file was last touched before this (unix ns).
     pub settled_before_ns: i128,
+    /// The workflow file's identity when the record was made. Never trusted to say the
+    /// file is unchanged (its bytes are hashed for that); one that differs says it was
+    /// written, so a record with an edit base goes to the edit path without hashing it.
+    pub workflow: Option<FileId>,
     /// Variables whose values go into the fingerprint besides pflow's own.
     pub env_names: Vec<String>,
     /// Each file, and its identity (None: it must not exist).
@@ -519,6 +523,13 @@ impl NoopRecord {
         out.extend_from_slice(&self.state_written_ms.to_le_bytes());
         out.extend_from_slice(&self.valid_until_ms.to_le_bytes());
         out.extend_from_slice(&self.settled_before_ns.to_le_bytes());
+        match &self.workflow {
+            Some(id) => {
+                out.push(1);
+                put_id(&mut out, id);
+            }
+            None => out.push(0),
+        }
         put_u32(&mut out, self.env_names.len() as u32);
         for n in &self.env_names {
             put_str(&mut out, n);
@@ -598,6 +609,11 @@ impl NoopRecord {
             valid_until_ms: r.u64()?,
             settled_before_ns: r.i128()?,
             ..NoopRecord::default()
+        };
+        rec.workflow = match r.take(1)?.first()? {
+            1 => Some(get_id(&mut r)?),
+            0 => None,
+            _ => return None,
         };
         for _ in 0..get_count(&mut r, 4)? {
             rec.env_names.push(get_str(&mut r)?.to_string());
@@ -736,6 +752,13 @@ mod tests {
             state_written_ms: 5,
             valid_until_ms: 6,
             settled_before_ns: -7,
+            workflow: Some(FileId {
+                size: 9,
+                mtime_ns: 10,
+                ctime_ns: 11,
+                ino: 12,
+                dev: 13,
+            }),
             env_names: vec!["HOME".into(), "TOKEN".into()],
             files: vec![
                 (

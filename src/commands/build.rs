@@ -4,6 +4,7 @@ use super::conclusion::{
     append_stats, attempt_lines, conclude, count_from_env, jobs_given, jobs_or_cores, run_id,
     secret_values, tallies, view, workflow_name, MAX_JOBS,
 };
+use super::noop::Look;
 use super::{diagnostics_json, Error, ExitCode, Result};
 use crate::cache::layered::Layered;
 use crate::cache::lock::Mode;
@@ -114,15 +115,24 @@ pub fn once(args: &BuildArgs, then: Then) -> Result {
         return Err(invalid(args, errors_only(problems), started));
     }
     // Nothing changed since a build that found nothing to do: say so from its record.
-    let start = match super::noop::serve(args, started, then) {
+    let start = match super::noop::serve(args, Look::Identity, started, then) {
         Ok(code) => return Ok(code),
         Err(start) => start,
     };
     // Only the text of a few nodes changed since then: build what the edit reaches.
     let start = match super::edit::serve(args, start, started, then) {
         Ok(code) => return Ok(code),
-        Err(start) => start.normal(),
-    };
+        // Sent there because the file was written since, which it turned away: the
+        // bytes may be the same (a save without an edit).
+        Err(start) if start.by_identity => {
+            match super::noop::serve(args, Look::Bytes, started, then) {
+                Ok(code) => return Ok(code),
+                Err(start) => start,
+            }
+        }
+        Err(start) => start,
+    }
+    .normal();
     let local = Cache::new(super::cache_dir_of(args.cache_dir.as_ref()));
     let warm_lock = warm(args, &local);
     let (workflow_file, document, validated) = super::load_document(&args.workflow)

@@ -588,6 +588,7 @@ impl Next<'_> {
             .valid_until_ms
             .min(state.written_ms + MAX_AGE.as_millis() as u64);
         next.settled_before_ns = self.rec.settled_before_ns;
+        next.workflow = crate::fsutil::stat(&inv.path);
         next.env_names = self.rec.env_names.clone();
         next.files = self.rec.files.clone();
         next.outputs = self.rec.outputs.clone();

@@ -106,6 +106,57 @@ fn an_edit_builds_only_what_it_reaches_and_reports_what_a_full_build_reports() {
 }
 
 #[test]
+fn a_workflow_written_again_unchanged_is_built_by_the_edit_path_as_a_no_op_then_served() {
+    let ws = Workspace::new().workflow(branches());
+    prime(&ws, &[]);
+    let served = debug_build(&ws, &[]);
+    assert_served(&served);
+    // The same bytes written again: another identity (the no-op path no longer hashes
+    // a file written since its record), nothing changed.
+    let doc = ws.current_workflow();
+    ws.set_workflow(&doc);
+    let r = debug_build(&ws, &[]);
+    assert_edit_path(&r, 0, 0);
+    assert_eq!(
+        without_durations(r.doc().clone()),
+        without_durations(served.doc().clone())
+    );
+    assert_eq!(["a", "c", "d"].map(|n| ws.count(n)), [1, 1, 1]);
+    assert_served(&debug_build(&ws, &[]));
+    // And an edit is still found, by bytes.
+    ws.edit_workflow(|d| d["nodes"][4]["params"]["message"] = json!("E:${c.stdout}"));
+    let r = debug_build(&ws, &[]);
+    assert_edit_path(&r, 1, 2);
+    assert_eq!(r.output("out"), "f:d:b:a-world+E:c", "{r}");
+}
+
+#[test]
+fn a_workflow_written_again_unchanged_that_the_edit_path_turns_away_is_still_a_no_op() {
+    let ws = Workspace::new().workflow(branches());
+    prime(&ws, &[]);
+    assert_served(&debug_build(&ws, &[]));
+    // Without the kept copy of the text, the edit path cannot compare: it turns the
+    // file, written again since the record, away without looking at its bytes.
+    let copies = state_files(&ws, ".text");
+    assert!(!copies.is_empty(), "no kept copy to take away");
+    for p in copies {
+        std::fs::remove_file(p).expect("remove the kept copy");
+    }
+    let doc = ws.current_workflow();
+    ws.set_workflow(&doc);
+    // So the no-op path looks again, at the bytes: the same, a no-op.
+    let r = debug_build(&ws, &[]);
+    assert_served(&r);
+    assert!(
+        r.stderr
+            .contains("edit path is not for it: no copy of the recorded workflow"),
+        "{r}"
+    );
+    assert_eq!(["a", "c", "d"].map(|n| ws.count(n)), [1, 1, 1]);
+    assert_eq!(r.output("out"), "f:d:b:a-world+e:c", "{r}");
+}
+
+#[test]
 fn a_replaced_record_is_kept_as_a_spare_written_over_next_and_gc_removes_it() {
     let ws = Workspace::new().workflow(branches());
     prime(&ws, &[]);
