@@ -399,6 +399,11 @@ impl<'a> EditRead<'a> {
         pieces.unwrap_or(Spliced::whole(&[]))
     }
 
+    /// Is the text read the kept text, byte for byte?
+    pub fn unchanged(&self) -> bool {
+        self.mid.is_empty() && self.prefix + self.suffix == self.old.len()
+    }
+
     /// [`edited`] for the text read, from the stretches it shares with the kept text.
     pub fn edited(&self, layout: &Layout) -> Option<Edited> {
         edited_in(self.old, layout, self.text(), self.prefix, self.suffix)
@@ -777,6 +782,7 @@ mod tests {
                 assert_eq!(got.slice(0, got.len()).as_deref(), Some(new.as_bytes()));
                 assert!(std::str::from_utf8(&got.slice(0, got.len()).unwrap()).is_ok());
                 assert_eq!(read.edited(&at), edited(kept, &at, new), "{new}");
+                assert_eq!(read.unchanged(), old == new, "{new}");
             }
         }
         // A file that ends before the length asked (it changed meanwhile), or is not

@@ -125,6 +125,7 @@ pub fn once(args: &BuildArgs, then: Then) -> Result {
         // Sent there because the file was written since, which it turned away: the
         // bytes may be the same (a save without an edit).
         Err(start) if start.by_identity => {
+            super::noop::debug(|| "no-op record: comparing the workflow's bytes".into());
             match super::noop::serve(args, Look::Bytes, started, then) {
                 Ok(code) => return Ok(code),
                 Err(start) => start,

@@ -233,9 +233,15 @@ pub(super) fn serve(
     let (Some(rec), Some(inv)) = (start.edited.take(), start.inv.as_ref()) else {
         return Err(start);
     };
-    match try_serve(args, inv, *rec, started, then) {
+    let mut differs = false;
+    match try_serve(args, inv, *rec, started, then, &mut differs) {
         Ok(code) => Ok(code),
         Err(why) => {
+            // Its bytes were found to differ from the recorded text's: the no-op path
+            // need not hash them to learn that.
+            if differs {
+                start.by_identity = false;
+            }
             debug(|| {
                 format!("no-op record not used: the workflow changed, and the edit path is not for it: {why}")
             });
@@ -245,13 +251,15 @@ pub(super) fn serve(
 }
 
 /// Build the edited workflow from the record `rec` if the edit path can; `Err` says why
-/// not, before anything ran.
+/// not, before anything ran. `differs`: set once the file's bytes are found to differ
+/// from the recorded text's.
 fn try_serve(
     args: &BuildArgs,
     inv: &Invocation,
     mut rec: NoopRecord,
     started: Instant,
     then: Then,
+    differs: &mut bool,
 ) -> Result<ExitCode, String> {
     let base = rec.take_edit().ok_or("no edit base")?;
     let n = rec.node_count();
@@ -271,6 +279,7 @@ fn try_serve(
     let read = EditRead::read(&file, size as usize, kept.text())
         .map_err(|_| "cannot read the workflow, or it is not UTF-8")?;
     drop(file);
+    *differs = !read.unchanged();
     let text = read.text();
     let edit = read
         .edited(&base.layout)

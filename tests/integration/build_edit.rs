@@ -130,6 +130,9 @@ fn a_workflow_written_again_unchanged_is_built_by_the_edit_path_as_a_no_op_then_
     assert_eq!(r.output("out"), "f:d:b:a-world+E:c", "{r}");
 }
 
+/// The no-op path's second look at a file the edit path turned away.
+const COMPARING: &str = "debug: no-op record: comparing the workflow's bytes";
+
 #[test]
 fn a_workflow_written_again_unchanged_that_the_edit_path_turns_away_is_still_a_no_op() {
     let ws = Workspace::new().workflow(branches());
@@ -152,6 +155,7 @@ fn a_workflow_written_again_unchanged_that_the_edit_path_turns_away_is_still_a_n
             .contains("edit path is not for it: no copy of the recorded workflow"),
         "{r}"
     );
+    assert!(r.stderr.contains(COMPARING), "{r}");
     assert_eq!(["a", "c", "d"].map(|n| ws.count(n)), [1, 1, 1]);
     assert_eq!(r.output("out"), "f:d:b:a-world+e:c", "{r}");
 }
@@ -439,6 +443,8 @@ fn edits_outside_the_nodes_or_to_ids_and_types_take_the_normal_path() {
     for (what, edit) in edits {
         let (fast, full, _, _) = both_ways(&branches(), edit, &[]);
         assert_normal_path(&fast);
+        // The edit path found the bytes changed: the no-op path does not hash them again.
+        assert!(!fast.stderr.contains(COMPARING), "{what}: {fast}");
         fast.assert_ok();
         assert_eq!(
             without_durations(fast.doc().clone()),
