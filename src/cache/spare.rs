@@ -178,6 +178,26 @@ mod tests {
     }
 
     #[test]
+    fn a_fill_that_fails_puts_no_record_in_place_and_the_next_is_whole() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("w.noop");
+        put(&path, "a record long enough to leave bytes behind");
+        // Half written, then an error (a full disk): the old record is gone (a build
+        // that may change anything takes it away first), and nothing half made is
+        // where a reader looks.
+        let failed = replace(&path, |w| {
+            w.write_all(b"half")?;
+            Err(io::Error::other("the disk is full"))
+        });
+        assert!(failed.is_err());
+        assert!(!path.exists(), "no record after a failed write");
+        // The next one is written over that spare, and nothing of it or of the record
+        // before it is left past its end.
+        put(&path, "short");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "short");
+    }
+
+    #[test]
     fn a_spare_someone_holds_is_never_written_over() {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("w.noop");
