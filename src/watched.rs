@@ -241,6 +241,20 @@ impl Snapshot {
         }
     }
 
+    /// After the watches were placed again for `set` (a directory on the way to a
+    /// watched file came or went): the files that changed since the snapshot or that
+    /// `set` covers now and it did not have (looked at only now that they are watched,
+    /// so that one made before its watch was placed is not missed). All are then taken
+    /// in as they are.
+    pub fn take_in(&mut self, set: &WatchSet) -> Vec<PathBuf> {
+        let fresh = self.changed(set);
+        for p in &fresh {
+            self.digests.insert(p.clone(), digest(p));
+        }
+        self.add_missing(set);
+        fresh
+    }
+
     /// Does `path` hold other content than it did (or exist, or not, where it did not)?
     pub fn differs(&self, path: &Path) -> bool {
         let then = self.digests.get(path).copied().flatten();
@@ -307,6 +321,31 @@ mod tests {
             PathBuf::from("/w/p/a/c")
         );
         assert_eq!(absolute(cwd, Path::new("/x/./y")), PathBuf::from("/x/y"));
+    }
+
+    #[test]
+    fn a_file_that_appears_in_a_new_directory_before_its_watch_is_seen() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut set = WatchSet::default();
+        set.add_glob(dir.path(), "data/*.txt");
+        set.files.insert(dir.path().join("later/input.txt"));
+        let mut snapshot = set.snapshot();
+        // The folders appear, and files in them before the watches are placed there.
+        std::fs::create_dir_all(dir.path().join("data")).expect("mkdir");
+        std::fs::create_dir_all(dir.path().join("later")).expect("mkdir");
+        std::fs::write(dir.path().join("data/a.txt"), "a").expect("write");
+        std::fs::write(dir.path().join("later/input.txt"), "i").expect("write");
+        assert_eq!(
+            snapshot.take_in(&set),
+            vec![
+                dir.path().join("data/a.txt"),
+                dir.path().join("later/input.txt")
+            ]
+        );
+        // Taken in, they are no news; a later change is.
+        assert_eq!(snapshot.take_in(&set), Vec::<PathBuf>::new());
+        std::fs::write(dir.path().join("data/a.txt"), "b").expect("write");
+        assert!(snapshot.differs(&dir.path().join("data/a.txt")));
     }
 
     #[test]

@@ -88,8 +88,14 @@ pub fn run(args: BuildArgs) -> Result {
         let changed = loop {
             match rx.recv_timeout(TICK) {
                 // A directory on the way to a watched file came or went: place the
-                // watches again (files may appear in it next).
-                Ok(paths) if paths.is_empty() => rewatch(&args, &mut watcher, &shared),
+                // watches again (files may appear in it next), then look at the files:
+                // one made in it before its watch was placed gave no event.
+                Ok(paths) if paths.is_empty() => {
+                    let fresh = rewatch_looking(&args, &mut watcher, &shared);
+                    if !fresh.is_empty() {
+                        break fresh;
+                    }
+                }
                 Ok(paths) => {
                     // Told before the last build started, a change may be in it already.
                     let s = lock(&shared);
@@ -128,6 +134,21 @@ fn rewatch(args: &BuildArgs, watcher: &mut Watcher, shared: &Mutex<Shared>) {
     let mut s = lock(shared);
     s.snapshot.add_missing(&set);
     s.set = set;
+}
+
+/// [`rewatch`] after a directory on the way came or went: the files that changed since
+/// the snapshot (and new ones), looked at once the watches are placed.
+fn rewatch_looking(
+    args: &BuildArgs,
+    watcher: &mut Watcher,
+    shared: &Mutex<Shared>,
+) -> Vec<PathBuf> {
+    let set = watch_set(args);
+    watcher.place(&set);
+    let mut s = lock(shared);
+    let fresh = s.snapshot.take_in(&set);
+    s.set = set;
+    fresh
 }
 
 /// The files of this workflow, from its file as it is now and the last build's records.
