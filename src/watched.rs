@@ -21,6 +21,9 @@ pub struct WatchSet {
     /// Declared globs: a new file they match is a change too. Each with the directory
     /// to watch and whether below it.
     globs: Vec<Glob>,
+    /// The content the last build read from each file its records name: a file first
+    /// watched after that build is taken in as the build saw it, not as it is by then.
+    seen: HashMap<PathBuf, blake3::Hash>,
 }
 
 #[derive(Debug, Clone)]
@@ -110,8 +113,12 @@ impl WatchSet {
             }
         }
         if let Some(records) = records {
-            for path in records.reads.keys() {
+            for (path, stat) in &records.reads {
                 add(&mut set, path);
+                if let Ok(d) = blake3::Hash::from_hex(&stat.digest) {
+                    set.seen
+                        .insert(abs(&crate::nodes::read_file::expand_path(path)), d);
+                }
             }
         }
         // A file a glob covers is watched through it.
@@ -231,11 +238,15 @@ impl WatchSet {
 }
 
 impl Snapshot {
-    /// Add the files of `set` this snapshot does not have yet, as they are now.
+    /// Add the files of `set` this snapshot does not have yet: as the last build read
+    /// them when its records say, else as they are now.
     pub fn add_missing(&mut self, set: &WatchSet) {
         for path in set.paths() {
             if let std::collections::hash_map::Entry::Vacant(slot) = self.digests.entry(path) {
-                let d = digest(slot.key());
+                let d = match set.seen.get(slot.key()) {
+                    Some(seen) => Some(*seen),
+                    None => digest(slot.key()),
+                };
                 slot.insert(d);
             }
         }

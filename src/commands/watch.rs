@@ -71,8 +71,9 @@ pub fn run(args: BuildArgs) -> Result {
             return Ok(ExitCode::Interrupted);
         }
         let code = super::finish(result);
-        // The build may have read files no build read before (paths a template built).
-        rewatch(&args, &mut watcher, &shared);
+        // The build may have read files no build read before (paths a template built),
+        // unwatched while it ran: one changed since it read it is built again at once.
+        let mut pending = rewatch(&args, &mut watcher, &shared);
         let (watched, via) = (lock(&shared).set.len(), watcher.kind());
         let status = match code {
             ExitCode::Invalid => "the workflow is invalid; waiting for it to change",
@@ -86,6 +87,9 @@ pub fn run(args: BuildArgs) -> Result {
         ));
         // Wait for a change that matters, or Ctrl-C.
         let changed = loop {
+            if !pending.is_empty() {
+                break std::mem::take(&mut pending);
+            }
             match rx.recv_timeout(TICK) {
                 // A directory on the way to a watched file came or went: place the
                 // watches again (files may appear in it next), then look at the files:
@@ -126,17 +130,20 @@ pub fn run(args: BuildArgs) -> Result {
     }
 }
 
-/// Watch the workflow's files as they are now, keeping the contents the current
-/// snapshot has (files new to it are taken as they are).
-fn rewatch(args: &BuildArgs, watcher: &mut Watcher, shared: &Mutex<Shared>) {
+/// After a build: watch the workflow's files as they are now, keeping the contents the
+/// current snapshot has (a file new to it taken as the build read it, else as it is);
+/// the files that differ from it.
+fn rewatch(args: &BuildArgs, watcher: &mut Watcher, shared: &Mutex<Shared>) -> Vec<PathBuf> {
     let set = watch_set(args);
     watcher.place(&set);
     let mut s = lock(shared);
     s.snapshot.add_missing(&set);
+    let fresh = s.snapshot.changed(&set);
     s.set = set;
+    fresh
 }
 
-/// [`rewatch`] after a directory on the way came or went: the files that changed since
+/// The watches placed again after a directory on the way came or went: the files that changed since
 /// the snapshot (and new ones), looked at once the watches are placed.
 fn rewatch_looking(
     args: &BuildArgs,

@@ -449,6 +449,45 @@ fn a_path_a_template_builds_is_watched_once_a_build_read_it_and_written_files_ar
 }
 
 #[test]
+fn a_file_a_template_named_that_changed_during_the_build_that_read_it_is_built_again() {
+    // `read` reads notes.txt, a path only the build knows; `slow` keeps the build going.
+    let ws = Workspace::new().workflow(json!({
+        "inputs": {"name": {"type": "string"}},
+        "nodes": [
+            {"id": "read", "type": "read-file", "params": {"file_path": "${name}.txt"}},
+            {"id": "slow", "type": "shell",
+             "params": {"command": counted("slow", "touch slow.started; sleep 1; cat"),
+                        "stdin": "${read.content}"}},
+            {"id": "copy", "type": "write-file",
+             "params": {"file_path": "out.txt", "content": "${slow.stdout}"}}
+        ]
+    }));
+    ws.write("notes.txt", "one");
+    let mut running = ws.cmd().text().args(&["--watch", "name=notes"]).start();
+    // Changed after it was read, while the build still runs and before anything
+    // watches it: no event will tell.
+    assert!(wait_for(Duration::from_secs(30), || ws.exists("slow.started")));
+    save(&ws, "notes.txt", "two");
+    wait_for_build(&running, 1);
+    // The first build made out.txt from what it read; the change is built next.
+    assert!(
+        wait_for(Duration::from_secs(20), || ws.exists("out.txt")
+            && ws.read("out.txt") == "two"),
+        "the change was never built; stderr so far:\n{}",
+        running.stderr_so_far()
+    );
+    wait_for_build(&running, 2);
+    running.interrupt();
+    let r = running.wait(Duration::from_secs(10));
+    r.assert_code(130);
+    assert!(
+        r.stderr.contains("notes.txt changed; building again"),
+        "{r}"
+    );
+    assert_eq!(ws.count("slow"), 2, "{r}");
+}
+
+#[test]
 fn a_glob_whose_directory_does_not_exist_yet_sees_files_once_it_does() {
     let ws = Workspace::new().workflow(json!({
         "nodes": [
