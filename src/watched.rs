@@ -239,30 +239,41 @@ impl WatchSet {
 
 impl Snapshot {
     /// Add the files of `set` this snapshot does not have yet: as the last build read
-    /// them when its records say, else as they are now.
-    pub fn add_missing(&mut self, set: &WatchSet) {
+    /// them when its records say, else as they are now. The files added as the build
+    /// read them that are not so now (changed since, with no watch to tell).
+    pub fn add_missing(&mut self, set: &WatchSet) -> Vec<PathBuf> {
+        let mut since = Vec::new();
         for path in set.paths() {
             if let std::collections::hash_map::Entry::Vacant(slot) = self.digests.entry(path) {
+                let now = digest(slot.key());
                 let d = match set.seen.get(slot.key()) {
-                    Some(seen) => Some(*seen),
-                    None => digest(slot.key()),
+                    Some(seen) => {
+                        if now != Some(*seen) {
+                            since.push(slot.key().clone());
+                        }
+                        Some(*seen)
+                    }
+                    None => now,
                 };
                 slot.insert(d);
             }
         }
+        since
     }
 
     /// After the watches were placed again for `set` (a directory on the way to a
     /// watched file came or went): the files that changed since the snapshot or that
     /// `set` covers now and it did not have (looked at only now that they are watched,
-    /// so that one made before its watch was placed is not missed). All are then taken
-    /// in as they are.
+    /// so that one made before its watch was placed is not missed). Those are then taken
+    /// in as they are, and the other new ones as [`Snapshot::add_missing`] does.
     pub fn take_in(&mut self, set: &WatchSet) -> Vec<PathBuf> {
-        let fresh = self.changed(set);
+        let mut fresh = self.changed(set);
         for p in &fresh {
             self.digests.insert(p.clone(), digest(p));
         }
-        self.add_missing(set);
+        fresh.extend(self.add_missing(set));
+        fresh.sort();
+        fresh.dedup();
         fresh
     }
 

@@ -128,7 +128,12 @@ pub fn once(args: &BuildArgs, then: Then) -> Result {
             super::noop::debug(|| "no-op record: comparing the workflow's bytes".into());
             match super::noop::serve(args, Look::Bytes, started, then) {
                 Ok(code) => return Ok(code),
-                Err(start) => start,
+                // Not for the edit path again: the record would stay mapped, and its
+                // spare unused, through the normal build.
+                Err(mut start) => {
+                    start.edited = None;
+                    start
+                }
             }
         }
         Err(start) => start,

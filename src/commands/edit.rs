@@ -477,29 +477,54 @@ fn try_serve(
     };
     let (outcome, mut merged, saved, mut progress, digest) = std::thread::scope(|s| {
         let hashing = std::thread::Builder::new().spawn_scoped(s, move || text.digest());
-        let reporting = std::thread::Builder::new().spawn_scoped(s, others);
+        let mut reporting = std::thread::Builder::new().spawn_scoped(s, others).ok();
         let session = Session::default();
         let part_reached = |k: usize| part.get(k).is_some_and(|&i| reached[i]);
+        // The part's events wait for the other nodes' lines, then go straight to the
+        // progress: looked at whenever the build idles, so that a part that runs long
+        // shows its lines and progress as a full build does.
+        let mut made: Option<Option<Reported>> = None;
         let mut told: Vec<Told> = Vec::new();
-        let outcome = executor::execute(&v, &inputs, &cache, &opts, &session, &mut |ev| match ev {
-            executor::Event::Started(k) if part_reached(k) => told.push(Told::Started(k)),
-            executor::Event::Finished(r) if part_reached(r.index) => {
-                told.push(Told::Finished(Box::new(r.clone())))
+        let outcome = executor::execute(&v, &inputs, &cache, &opts, &session, &mut |ev| {
+            let idle = matches!(ev, executor::Event::Idle);
+            if idle && made.is_none() && reporting.as_ref().is_some_and(|h| h.is_finished()) {
+                made = reporting.take().and_then(|h| h.join().ok());
+                if let Some(Some((_, _, progress))) = made.as_mut() {
+                    for t in told.drain(..) {
+                        t.tell(progress, &v);
+                    }
+                }
             }
-            _ => {}
+            let told_now = match ev {
+                executor::Event::Started(k) if part_reached(k) => Told::Started(k),
+                executor::Event::Finished(r) if part_reached(r.index) => {
+                    Told::Finished(Box::new(r.clone()))
+                }
+                executor::Event::Idle => {
+                    if let Some(Some((_, _, progress))) = made.as_mut() {
+                        progress.flush();
+                    }
+                    return;
+                }
+                _ => return,
+            };
+            match made.as_mut() {
+                Some(Some((_, _, progress))) => told_now.tell(progress, &v),
+                _ => told.push(told_now),
+            }
         });
-        let reported = match reporting.map(|h| h.join()) {
-            Ok(Ok(reported)) => reported,
-            _ => others(),
+        let reported = match made {
+            Some(reported) => reported,
+            None => match reporting.map(|h| h.join()) {
+                Some(Ok(reported)) => reported,
+                _ => others(),
+            },
         };
         // Only a record damaged past its check fails here, after the part was built
         // (its results are stored: the normal build that follows finds them).
         let (merged, saved, mut progress) = reported.ok_or("a damaged record")?;
         for t in told {
-            match t {
-                Told::Started(k) => progress.started(v.graph.id(k)),
-                Told::Finished(r) => progress.finished(&r),
-            }
+            t.tell(&mut progress, &v);
         }
         let digest = match hashing.map(|h| h.join()) {
             Ok(Ok(digest)) => digest,
@@ -743,6 +768,18 @@ enum Told {
     Started(usize),
     Finished(Box<NodeReport>),
 }
+
+impl Told {
+    fn tell(self, progress: &mut crate::report::Progress, v: &Validated) {
+        match self {
+            Told::Started(k) => progress.started(v.graph.id(k)),
+            Told::Finished(r) => progress.finished(&r),
+        }
+    }
+}
+
+/// The other nodes' reports, the time each saved, and the progress that told them.
+type Reported = (Vec<NodeReport>, Vec<Option<u64>>, crate::report::Progress);
 
 /// A piece of the edited workflow's record: a run of the old record's encoded nodes
 /// (where they are in it), or a node encoded anew (its place among the fresh ones).

@@ -132,15 +132,15 @@ pub fn run(args: BuildArgs) -> Result {
 
 /// After a build: watch the workflow's files as they are now, keeping the contents the
 /// current snapshot has (a file new to it taken as the build read it, else as it is);
-/// the files that differ from it.
+/// the new files that changed since the build read them. (The others were watched
+/// while it ran: a change to them came as an event.)
 fn rewatch(args: &BuildArgs, watcher: &mut Watcher, shared: &Mutex<Shared>) -> Vec<PathBuf> {
     let set = watch_set(args);
     watcher.place(&set);
     let mut s = lock(shared);
-    s.snapshot.add_missing(&set);
-    let fresh = s.snapshot.changed(&set);
+    let since = s.snapshot.add_missing(&set);
     s.set = set;
-    fresh
+    since
 }
 
 /// The watches placed again after a directory on the way came or went: the files that changed since

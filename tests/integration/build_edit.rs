@@ -9,8 +9,9 @@
 use crate::build_noop::{
     assert_served, cache_cmd, debug_build, parsed, prime, settle, timeless, without_durations,
 };
-use crate::common::{counted, BuildResult, Workspace};
+use crate::common::{counted, wait_for, BuildResult, Workspace};
 use serde_json::{json, Value};
+use std::time::Duration;
 
 /// Two independent branches joined at the end; shell steps count their runs.
 fn branches() -> Value {
@@ -258,6 +259,30 @@ fn the_text_report_is_the_full_builds() {
         (out, r.stdout.clone())
     };
     assert_eq!(lines(&a), lines(&b));
+}
+
+#[test]
+fn while_an_edited_step_runs_the_other_nodes_lines_are_already_shown() {
+    let ws = Workspace::new().workflow(branches());
+    prime(&ws, &[]);
+    ws.edit_workflow(|d| {
+        d["nodes"][3]["params"]["command"] =
+            json!(counted("d", "touch d.started; sleep 3; echo D:${b.echo}"))
+    });
+    let running = ws.cmd().text().arg("-v").env("PFLOW_DEBUG", "1").start();
+    let said = |who: &str| {
+        running.stderr_so_far().lines().any(|l| {
+            let mut w = l.split_whitespace();
+            (w.next(), w.next()) == (Some("cached"), Some(who))
+        })
+    };
+    assert!(wait_for(Duration::from_secs(20), || ws.exists("d.started")));
+    // d sleeps for 3 s: the lines of c and e, which the edit did not reach, are out.
+    let shown = wait_for(Duration::from_secs(2), || said("c") && said("e"));
+    let r = running.wait(Duration::from_secs(20));
+    assert!(shown, "nothing shown while d ran: {r}");
+    assert_edit_path(&r, 1, 2);
+    r.assert_ok();
 }
 
 #[test]
