@@ -468,6 +468,17 @@ impl Process {
     }
 }
 
+/// A test that fails before it waits leaves no pflow behind (a `--watch` would run on
+/// after the test run).
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Why a finished run counts as a crash, or `None` when it does not. `sent` holds the
 /// signals the test itself sent to the process; `markers`, the texts that tell a crash
 /// on stdout or stderr.
