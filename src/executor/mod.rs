@@ -49,7 +49,7 @@ use offload::{LateReason, Offload};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -280,9 +280,6 @@ struct SlotState {
     /// back until it is, so that a node reported as run is one a build killed right
     /// after does not run again.
     storing: bool,
-    /// Its worker said it finished while it was `storing`: the reporter tells it once
-    /// the offload thread has stored it.
-    line_held: bool,
     report: Option<NodeReport>,
 }
 
@@ -372,9 +369,9 @@ pub fn execute(
     };
 
     shared.offload.open();
-    let mut held = Vec::new();
-    let stored = |i| {
-        let _ = sched.tx.send(Msg::Stored(i));
+    let mut held = VecDeque::new();
+    let stored = || {
+        let _ = sched.tx.send(Msg::Stored);
     };
     std::thread::scope(|threads| {
         let offload = std::thread::Builder::new()
@@ -389,10 +386,7 @@ pub fn execute(
     });
     // The offload thread has stored everything it was handed.
     for i in held {
-        let mut st = lock(&shared.slots[i]);
-        if std::mem::take(&mut st.line_held) {
-            report_finished(&st, events);
-        }
+        report_finished(&lock(&shared.slots[i]), events);
     }
 
     shared.finish()
@@ -406,7 +400,7 @@ fn run_pool(
     sched: &Sched,
     rx: &mpsc::Receiver<Msg>,
     covered: usize,
-    held: &mut Vec<usize>,
+    held: &mut VecDeque<usize>,
     events: &mut dyn FnMut(Event<'_>),
 ) {
     let v = shared.v;
@@ -579,11 +573,13 @@ fn params_unchanged(
 }
 
 /// Report one message; returns how many nodes it finished (0 or 1). A finished node
-/// whose result is still being stored is `held` until it is.
+/// whose result is still being stored is `held` until it is, and so is every node that
+/// finishes after it meanwhile: the lines keep the order the nodes finished in (a
+/// dependent after what it read).
 fn deliver(
     msg: Msg,
     shared: &Shared<'_>,
-    held: &mut Vec<usize>,
+    held: &mut VecDeque<usize>,
     events: &mut dyn FnMut(Event<'_>),
 ) -> usize {
     match msg {
@@ -592,20 +588,24 @@ fn deliver(
             0
         }
         Msg::Finished(i) => {
-            let mut st = lock(&shared.slots[i]);
-            if st.storing {
-                st.line_held = true;
-                held.push(i);
+            let st = lock(&shared.slots[i]);
+            if st.storing || !held.is_empty() {
+                held.push_back(i);
             } else {
                 report_finished(&st, events);
             }
             1
         }
-        Msg::Stored(i) => {
-            // Not held when it was stored before its worker said it finished.
-            let mut st = lock(&shared.slots[i]);
-            if std::mem::take(&mut st.line_held) {
+        Msg::Stored => {
+            // The held lines up to the first node still being stored.
+            while let Some(&i) = held.front() {
+                let st = lock(&shared.slots[i]);
+                if st.storing {
+                    break;
+                }
                 report_finished(&st, events);
+                drop(st);
+                held.pop_front();
             }
             0
         }
@@ -642,8 +642,8 @@ fn grouped_dependencies(v: &Validated) -> Vec<Vec<(usize, Vec<Link>)>> {
 enum Msg {
     Started(usize),
     Finished(usize),
-    /// The offload thread stored the node's result (or gave up on it).
-    Stored(usize),
+    /// The offload thread stored a result (or gave up on it).
+    Stored,
 }
 
 /// How long the reporting thread sleeps between looks at the workers' messages.
@@ -1097,7 +1097,7 @@ impl<'a> Shared<'a> {
 
     /// The offload thread: do each piece of work handed to it, until told to finish;
     /// `stored` hears of each result stored.
-    fn do_offloaded(&self, stored: &dyn Fn(usize)) {
+    fn do_offloaded(&self, stored: &dyn Fn()) {
         // Part of a workflow (the edit path): its edited nodes miss, and explaining
         // them reads the explain records. Read them now, while the workers start,
         // rather than after the first miss (the build then waited for this thread).
@@ -1135,7 +1135,7 @@ impl<'a> Shared<'a> {
             }
             if is_store {
                 lock(&self.slots[i]).storing = false;
-                stored(i);
+                stored();
             }
         });
     }

@@ -507,6 +507,32 @@ fn a_node_reported_as_ran_is_stored_before_the_line_is_printed() {
     }
 }
 
+/// A node's line waits for its result to be stored; the lines after it wait too, so
+/// they still come in the order the nodes finished (a dependent after what it read).
+#[test]
+fn lines_held_for_a_store_keep_the_order_nodes_finished_in() {
+    for round in 0..3 {
+        let ws = Workspace::new().workflow(json!({"nodes": [
+            {"id": "first", "type": "shell",
+             "params": {"command": counted("first", "sleep 0.2; echo first")}},
+            // Stored by its own worker, at once: it writes a file.
+            {"id": "second", "type": "write-file",
+             "params": {"file_path": "out.txt", "content": "${first.stdout}"}}
+        ]}));
+        let r = ws.cmd().text().run();
+        r.assert_ok();
+        let at = |id: &str| {
+            r.stderr.lines().position(|l| {
+                let mut w = l.split_whitespace();
+                (w.next(), w.next()) == (Some("ran"), Some(id))
+            })
+        };
+        let (a, b) = (at("first"), at("second"));
+        assert!(a.is_some() && b.is_some(), "{r}");
+        assert!(a < b, "round {round}: second's line before first's: {r}");
+    }
+}
+
 /// Three steps that all depend on the input `n`.
 fn input_workflow() -> Value {
     json!({
