@@ -92,11 +92,14 @@ impl WatchSet {
             let clean = crate::file_pattern::normalize(text);
             writes.iter().any(|w| w.matches(&clean))
         };
+        // The path watched for `text`, if it is one.
         let add = |set: &mut WatchSet, text: &str| {
-            if !text.contains("${") && !written(text) {
-                set.files
-                    .insert(abs(&crate::nodes::read_file::expand_path(text)));
+            if text.contains("${") || written(text) {
+                return None;
             }
+            let path = abs(&crate::nodes::read_file::expand_path(text));
+            set.files.insert(path.clone());
+            Some(path)
         };
         for (node, cn) in v.workflow.nodes.iter().zip(&v.nodes) {
             for pattern in &cn.reads {
@@ -114,10 +117,9 @@ impl WatchSet {
         }
         if let Some(records) = records {
             for (path, stat) in &records.reads {
-                add(&mut set, path);
-                if let Ok(d) = blake3::Hash::from_hex(&stat.digest) {
-                    set.seen
-                        .insert(abs(&crate::nodes::read_file::expand_path(path)), d);
+                let watched = add(&mut set, path);
+                if let (Some(path), Ok(d)) = (watched, blake3::Hash::from_hex(&stat.digest)) {
+                    set.seen.insert(path, d);
                 }
             }
         }

@@ -489,28 +489,21 @@ fn try_serve(
             let idle = matches!(ev, executor::Event::Idle);
             if idle && made.is_none() && reporting.as_ref().is_some_and(|h| h.is_finished()) {
                 made = reporting.take().and_then(|h| h.join().ok());
-                if let Some(Some((_, _, progress))) = made.as_mut() {
-                    for t in told.drain(..) {
-                        t.tell(progress, &v);
-                    }
-                }
             }
-            let told_now = match ev {
-                executor::Event::Started(k) if part_reached(k) => Told::Started(k),
+            told.extend(match ev {
+                executor::Event::Started(k) if part_reached(k) => Some(Told::Started(k)),
                 executor::Event::Finished(r) if part_reached(r.index) => {
-                    Told::Finished(Box::new(r.clone()))
+                    Some(Told::Finished(Box::new(r.clone())))
                 }
-                executor::Event::Idle => {
-                    if let Some(Some((_, _, progress))) = made.as_mut() {
-                        progress.flush();
-                    }
-                    return;
+                _ => None,
+            });
+            if let Some(Some((_, _, progress))) = made.as_mut() {
+                for t in told.drain(..) {
+                    t.tell(progress, &v);
                 }
-                _ => return,
-            };
-            match made.as_mut() {
-                Some(Some((_, _, progress))) => told_now.tell(progress, &v),
-                _ => told.push(told_now),
+                if idle {
+                    progress.flush();
+                }
             }
         });
         let reported = match made {

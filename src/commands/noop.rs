@@ -303,7 +303,7 @@ pub(super) fn serve(
             return Ok(code);
         }
         // The edit path ([`super::edit`]) decides, and says why not.
-        Err(Refused::Edited(rec, by_identity)) => (Some(rec), by_identity),
+        Err(Refused::Edited(rec, found)) => (Some(rec), found == Look::Identity),
         Err(Refused::Because(why)) => {
             debug(|| format!("no-op record not used: {why}"));
             (None, false)
@@ -321,7 +321,7 @@ pub(super) fn serve(
 enum Refused {
     /// Only the workflow's text differs, and the record has what the edit path needs;
     /// told by the file's identity alone (unhashed) or by its bytes.
-    Edited(Box<NoopRecord>, bool),
+    Edited(Box<NoopRecord>, Look),
     Because(String),
 }
 
@@ -349,12 +349,12 @@ fn try_serve(
         && stat(&inv.path) != rec.workflow
         && rec.edit_context() == Some(context)
     {
-        return Err(Refused::Edited(Box::new(rec), true));
+        return Err(Refused::Edited(Box::new(rec), Look::Identity));
     }
     let digest = file_hash(&inv.path).ok_or("cannot read the workflow")?;
     if fingerprint(&context, &digest) != rec.fingerprint {
         if rec.edit_context() == Some(context) {
-            return Err(Refused::Edited(Box::new(rec), false));
+            return Err(Refused::Edited(Box::new(rec), Look::Bytes));
         }
         return Err("the workflow, inputs, flags, environment or pflow changed".into());
     }

@@ -73,7 +73,7 @@ pub fn run(args: BuildArgs) -> Result {
         let code = super::finish(result);
         // The build may have read files no build read before (paths a template built),
         // unwatched while it ran: one changed since it read it is built again at once.
-        let mut pending = rewatch(&args, &mut watcher, &shared);
+        let mut pending = rewatch(&args, &mut watcher, &shared, Snapshot::add_missing);
         let (watched, via) = (lock(&shared).set.len(), watcher.kind());
         let status = match code {
             ExitCode::Invalid => "the workflow is invalid; waiting for it to change",
@@ -95,7 +95,7 @@ pub fn run(args: BuildArgs) -> Result {
                 // watches again (files may appear in it next), then look at the files:
                 // one made in it before its watch was placed gave no event.
                 Ok(paths) if paths.is_empty() => {
-                    let fresh = rewatch_looking(&args, &mut watcher, &shared);
+                    let fresh = rewatch(&args, &mut watcher, &shared, Snapshot::take_in);
                     if !fresh.is_empty() {
                         break fresh;
                     }
@@ -130,30 +130,21 @@ pub fn run(args: BuildArgs) -> Result {
     }
 }
 
-/// After a build: watch the workflow's files as they are now, keeping the contents the
-/// current snapshot has (a file new to it taken as the build read it, else as it is);
-/// the new files that changed since the build read them. (The others were watched
-/// while it ran: a change to them came as an event.)
-fn rewatch(args: &BuildArgs, watcher: &mut Watcher, shared: &Mutex<Shared>) -> Vec<PathBuf> {
-    let set = watch_set(args);
-    watcher.place(&set);
-    let mut s = lock(shared);
-    let since = s.snapshot.add_missing(&set);
-    s.set = set;
-    since
-}
-
-/// The watches placed again after a directory on the way came or went: the files that changed since
-/// the snapshot (and new ones), looked at once the watches are placed.
-fn rewatch_looking(
+/// Watch the workflow's files as they are now, then let the snapshot `take` the ones new
+/// to it: the files that changed unseen, to build again. After a build that is
+/// [`Snapshot::add_missing`] (the files it read that no watch covered while it ran);
+/// after a directory on the way came or went, [`Snapshot::take_in`] (a file made in it
+/// before its watch was placed gave no event).
+fn rewatch(
     args: &BuildArgs,
     watcher: &mut Watcher,
     shared: &Mutex<Shared>,
+    take: fn(&mut Snapshot, &WatchSet) -> Vec<PathBuf>,
 ) -> Vec<PathBuf> {
     let set = watch_set(args);
     watcher.place(&set);
     let mut s = lock(shared);
-    let fresh = s.snapshot.take_in(&set);
+    let fresh = take(&mut s.snapshot, &set);
     s.set = set;
     fresh
 }
