@@ -9,7 +9,7 @@
 use crate::build_noop::{
     assert_served, cache_cmd, debug_build, parsed, prime, settle, timeless, without_durations,
 };
-use crate::common::{counted, wait_for, BuildResult, Workspace};
+use crate::common::{counted, node_line, wait_for, BuildResult, Workspace};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -270,12 +270,7 @@ fn while_an_edited_step_runs_the_other_nodes_lines_are_already_shown() {
             json!(counted("d", "touch d.started; sleep 3; echo D:${b.echo}"))
     });
     let running = ws.cmd().text().arg("-v").env("PFLOW_DEBUG", "1").start();
-    let said = |who: &str| {
-        running.stderr_so_far().lines().any(|l| {
-            let mut w = l.split_whitespace();
-            (w.next(), w.next()) == (Some("cached"), Some(who))
-        })
-    };
+    let said = |who: &str| node_line(&running.stderr_so_far(), "cached", who).is_some();
     assert!(wait_for(Duration::from_secs(20), || ws.exists("d.started")));
     // d sleeps for 3 s: the lines of c and e, which the edit did not reach, are out.
     let shown = wait_for(Duration::from_secs(2), || said("c") && said("e"));

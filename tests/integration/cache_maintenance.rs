@@ -4,7 +4,10 @@
 
 use crate::common;
 
-use common::{big_pipeline, counted, files_under, padded, pipeline, BuildResult, Pflow, Workspace};
+use common::{
+    big_pipeline, counted, files_under, node_line, nodes_with_line, padded, pipeline, BuildResult,
+    Pflow, Workspace,
+};
 use pflow::cache::pack;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -426,12 +429,7 @@ fn builds_killed_at_random_moments_leave_a_sound_cache_and_keep_finished_nodes()
         // SIGKILL, which the harness's crash check then expects (and nothing else).
         run.kill();
         let killed = run.wait(Duration::from_secs(10));
-        for line in killed.stderr.lines() {
-            let mut words = line.split_whitespace();
-            if let (Some("ran"), Some(id)) = (words.next(), words.next()) {
-                finished.insert(id.to_string());
-            }
-        }
+        finished.extend(nodes_with_line(&killed.stderr, "ran"));
         eprintln!("killed after {delay:?}; finished so far: {finished:?}");
     }
     // Let shell steps orphaned by the kills end.
@@ -481,9 +479,7 @@ fn a_node_reported_as_ran_is_stored_before_the_line_is_printed() {
         let mut run = ws.cmd().text().start();
         let deadline = Instant::now() + Duration::from_secs(20);
         let said = loop {
-            let stderr = run.stderr_so_far();
-            let mut lines = stderr.lines().map(|l| l.split_whitespace());
-            if lines.any(|mut w| (w.next(), w.next()) == (Some("ran"), Some("first"))) {
+            if node_line(&run.stderr_so_far(), "ran", "first").is_some() {
                 break true;
             }
             if Instant::now() > deadline {
@@ -521,12 +517,7 @@ fn lines_held_for_a_store_keep_the_order_nodes_finished_in() {
         ]}));
         let r = ws.cmd().text().run();
         r.assert_ok();
-        let at = |id: &str| {
-            r.stderr.lines().position(|l| {
-                let mut w = l.split_whitespace();
-                (w.next(), w.next()) == (Some("ran"), Some(id))
-            })
-        };
+        let at = |id: &str| node_line(&r.stderr, "ran", id);
         let (a, b) = (at("first"), at("second"));
         assert!(a.is_some() && b.is_some(), "{r}");
         assert!(a < b, "round {round}: second's line before first's: {r}");

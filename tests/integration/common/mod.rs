@@ -396,6 +396,25 @@ impl Running {
     }
 }
 
+/// Where text output tells a node's end (`  ran      first (shell) 205ms`): the index
+/// of the line with `status` and `id`, if there is one.
+pub fn node_line(text: &str, status: &str, id: &str) -> Option<usize> {
+    text.lines().position(|l| {
+        let mut words = l.split_whitespace();
+        (words.next(), words.next()) == (Some(status), Some(id))
+    })
+}
+
+/// The ids of the nodes text output says ended with `status`, in order.
+pub fn nodes_with_line(text: &str, status: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            (words.next() == Some(status)).then(|| words.next().map(str::to_string))?
+        })
+        .collect()
+}
+
 /// Wait until `cond` holds, polling; false if it did not within `limit`.
 pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
