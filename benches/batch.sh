@@ -220,14 +220,14 @@ for s in "${servers[@]}"; do
   for workers in 10 100; do
     times=() urllib=() async=() rss=0
     for ((r = 0; r < runs; r++)); do
-      t0=$(now)
+      now_us; t0=$now
       /usr/bin/time -v -o "$work/time.txt" "$pflow" -C "$work" build "wf-$s-$workers.json" \
         --cache-dir "$work/cache-$s-$workers-$r" --no-repair -q >"$work/out.txt" 2>"$work/err.txt" \
         || { cat "$work/err.txt" >&2; exit 1; }
-      t1=$(now)
+      now_us; t1=$now
       grep -qx "$items" "$work/out.txt" \
         || { echo "expected $items successes, got: $(cat "$work/out.txt")" >&2; exit 1; }
-      times+=($(((t1 - t0) / 1000000)))
+      times+=($(((t1 - t0) / 1000)))
       kb=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$work/time.txt")
       ((kb > rss)) && rss=$kb
       urllib+=($(python3 "$work/urllib_client.py" "$port" "$items" "$workers"))
