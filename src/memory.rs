@@ -1,5 +1,6 @@
-//! How pflow's memory comes from the kernel: transparent huge pages, on or off for the
-//! process, and a big buffer's pages faulted in at once ([`prefault`]).
+//! How pflow's memory comes from the kernel and goes back: transparent huge pages, on or
+//! off for the process, a big buffer's pages faulted in at once ([`prefault`]), and
+//! what a build is done with freed on a thread of its own ([`free_later`]).
 //!
 //! The allocator asks for huge pages, and each first touch of a 2 MiB region then zeroes
 //! all of it. That pays off when a build fills its memory (a cold build or an edit near
@@ -96,8 +97,32 @@ pub fn prefault<T>(v: &mut Vec<T>) {
     let _ = v;
 }
 
+/// Drop `value` on a thread of its own: what a build is done with, but which takes
+/// milliseconds to free (tables of many records, their mapped files), freed while the
+/// build writes its records and report instead of before. A process that ends first
+/// (`_exit`) leaves the rest to the kernel; nothing here is more than memory.
+pub fn free_later<T: Send + 'static>(value: T) {
+    // A thread that cannot start drops its closure, and `value` with it, here.
+    let _ = std::thread::Builder::new()
+        .name("pflow-free".into())
+        .spawn(move || drop(value));
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn what_is_freed_later_is_freed() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        struct Tell(std::sync::mpsc::Sender<()>);
+        impl Drop for Tell {
+            fn drop(&mut self) {
+                let _ = self.0.send(());
+            }
+        }
+        super::free_later(Tell(tx));
+        assert!(rx.recv_timeout(std::time::Duration::from_secs(10)).is_ok());
+    }
+
     #[test]
     fn prefaulting_changes_no_element_and_the_vec_fills_as_before() {
         let mut v: Vec<u64> = (0..1000).collect();
