@@ -390,8 +390,8 @@ pub fn execute(
     }
 
     let outcome = shared.finish();
-    // The last build's records, loaded to decide and explain: freeing them took an edit
-    // that ran all 10,000 nodes of a chain 5.5-7.5 ms (a cold build 1-2) here.
+    // The last build's records, loaded to decide and explain: milliseconds to free at
+    // 10,000 nodes, which the build need not wait for.
     crate::memory::free_later(shared.recorder);
     outcome
 }

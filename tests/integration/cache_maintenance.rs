@@ -5,8 +5,8 @@
 use crate::common;
 
 use common::{
-    big_pipeline, counted, files_under, node_line, nodes_with_line, padded, pipeline, BuildResult,
-    Pflow, Workspace,
+    big_pipeline, counted, files_under, node_line, nodes_with_line, padded, pipeline,
+    wait_for_every, BuildResult, Pflow, Workspace,
 };
 use pflow::cache::pack;
 use serde_json::{json, Value};
@@ -477,16 +477,11 @@ fn a_node_reported_as_ran_is_stored_before_the_line_is_printed() {
              "params": {"command": counted("second", "sleep 30; cat"), "stdin": "${first.stdout}"}}
         ]}));
         let mut run = ws.cmd().text().start();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let said = loop {
-            if node_line(&run.stderr_so_far(), "ran", "first").is_some() {
-                break true;
-            }
-            if Instant::now() > deadline {
-                break false;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        };
+        // Looked at every millisecond: the result used to be stored up to a few tens of
+        // milliseconds after the line.
+        let said = wait_for_every(Duration::from_secs(20), Duration::from_millis(1), || {
+            node_line(&run.stderr_so_far(), "ran", "first").is_some()
+        });
         run.kill();
         let killed = run.wait(Duration::from_secs(10));
         assert!(said, "round {round}: never said first ran: {killed}");

@@ -416,13 +416,19 @@ pub fn nodes_with_line(text: &str, status: &str) -> Vec<String> {
 }
 
 /// Wait until `cond` holds, polling; false if it did not within `limit`.
-pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+pub fn wait_for(limit: Duration, cond: impl FnMut() -> bool) -> bool {
+    wait_for_every(limit, Duration::from_millis(20), cond)
+}
+
+/// [`wait_for`], looking every `every`: for a test that must act the moment `cond`
+/// holds.
+pub fn wait_for_every(limit: Duration, every: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if cond() {
             return true;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(every);
     }
     cond()
 }
