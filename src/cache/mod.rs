@@ -23,7 +23,8 @@
 //!
 //! - this module: the local node cache ([`Cache`]);
 //! - [`layout`]: every path inside a cache directory, and cacache's content paths;
-//! - [`pack`]: the segment files entries are appended to, and the index of them;
+//! - [`pack`]: the segment files entries are appended to, and the index of them
+//!   (looked up through [`key_slots`] once a build looks up many keys);
 //! - [`lock`]: the lock builds share and maintenance holds alone;
 //! - [`records`] (with [`table`]): what the last build of a workflow saw, for the fast
 //!   path and `--explain`;
@@ -36,6 +37,7 @@ pub mod checksum;
 pub mod delta;
 pub mod intents;
 pub mod kept_text;
+pub mod key_slots;
 pub mod layered;
 pub mod layout;
 pub mod lock;

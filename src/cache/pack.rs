@@ -62,6 +62,7 @@
 //! once. A build reading a merged segment at the same time keeps its open file; one
 //! that has not opened it yet finds the merged segment on its next refresh.
 
+use super::key_slots::{KeySlots, MAX_NUMBER};
 use super::layout::PACKS_DIR;
 use crate::key::{Key, KeyMap};
 use std::fs::File;
@@ -262,6 +263,108 @@ fn partition_point(n: usize, before: impl Fn(usize) -> bool) -> usize {
         }
     }
     lo
+}
+
+/// The entries of the segment indexes a build put in its map ([`KeySlots`]): each
+/// index numbers its entries from where the one before ended, and an entry is read
+/// from its index (a mapped file) when a slot's 4 key bytes match.
+#[derive(Default)]
+struct Mapped {
+    slots: KeySlots,
+    /// The indexes mapped, each with the number of its first entry.
+    indexes: Vec<(u32, Unmapped)>,
+    /// The number the next index's first entry gets.
+    next: u32,
+}
+
+impl Mapped {
+    /// Is the index of segment `seg` mapped?
+    fn holds(&self, seg: u32) -> bool {
+        self.indexes.iter().any(|(_, u)| u.seg == seg)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.indexes.is_empty()
+    }
+
+    fn into_indexes(self) -> Vec<Unmapped> {
+        self.indexes.into_iter().map(|(_, u)| u).collect()
+    }
+
+    /// Put the entries of `indexes` in the map, the newest of each key kept. Indexes
+    /// past the numbers a slot holds (4 billion entries) are given back, to be
+    /// searched where they lie.
+    fn add(&mut self, indexes: Vec<Unmapped>) -> Vec<Unmapped> {
+        let mut left = Vec::new();
+        let from = self.indexes.len();
+        for u in indexes {
+            let next = u32::try_from(u.count())
+                .ok()
+                .and_then(|c| self.next.checked_add(c))
+                .filter(|n| *n <= MAX_NUMBER);
+            match next {
+                Some(next) => {
+                    self.indexes.push((self.next, u));
+                    self.next = next;
+                }
+                None => left.push(u),
+            }
+        }
+        let Some(added) = self.indexes.get(from..) else {
+            return left;
+        };
+        let more = added.iter().map(|(_, u)| u.count()).sum();
+        let indexes = &self.indexes;
+        let key_of = |n| entry(indexes, n).map(|(k, _)| k);
+        let slots = &mut self.slots;
+        slots.reserve(more, key_of);
+        for (first, u) in added {
+            let list = u.entries().list;
+            for (i, e) in list.chunks_exact(INDEX_ENTRY).enumerate() {
+                let Some((key, offset, len, time)) = index_entry(e, u.covered) else {
+                    continue;
+                };
+                let loc = Loc {
+                    seg: u.seg,
+                    len,
+                    offset,
+                    time,
+                };
+                // The held entry stays if it is newer (see `Loc::rank`).
+                let keep = |held| entry(indexes, held).is_some_and(|(_, h)| h.rank() > loc.rank());
+                slots.insert(&key, *first + i as u32, key_of, keep);
+            }
+        }
+        left
+    }
+
+    /// The newest entry for `key` in the mapped indexes.
+    fn find(&self, key: &Key) -> Option<Loc> {
+        let indexes = &self.indexes;
+        let n = self
+            .slots
+            .find(key, |n| entry(indexes, n).map(|(k, _)| k))?;
+        entry(indexes, n).map(|(_, loc)| loc)
+    }
+}
+
+/// Entry number `n` of the numbered `indexes`: its key and where its record is.
+fn entry(indexes: &[(u32, Unmapped)], n: u32) -> Option<(Key, Loc)> {
+    let at = indexes.partition_point(|(first, _)| *first <= n);
+    let (first, u) = indexes.get(at.checked_sub(1)?)?;
+    let i = n.checked_sub(*first)? as usize;
+    let e = u
+        .entries()
+        .list
+        .get(i * INDEX_ENTRY..(i + 1) * INDEX_ENTRY)?;
+    let (key, offset, len, time) = index_entry(e, u.covered)?;
+    let loc = Loc {
+        seg: u.seg,
+        len,
+        offset,
+        time,
+    };
+    Some((key, loc))
 }
 
 /// What a record holds.
@@ -647,23 +750,6 @@ fn keep_newer(map: &mut KeyMap<Loc>, key: Key, loc: Loc) {
     }
 }
 
-/// Put the entries of `indexes` in `map` (grown once for all of them), the newest of
-/// each key kept.
-fn map_indexes(indexes: &[Unmapped], map: &mut KeyMap<Loc>) {
-    map.reserve(indexes.iter().map(Unmapped::count).sum());
-    for u in indexes {
-        for (key, offset, len, time) in u.entries().iter().flatten() {
-            let loc = Loc {
-                seg: u.seg,
-                len,
-                offset,
-                time,
-            };
-            keep_newer(map, key, loc);
-        }
-    }
-}
-
 /// Where a record is.
 #[derive(Debug, Clone, Copy)]
 struct Loc {
@@ -703,8 +789,11 @@ struct State {
     loaded: bool,
     last_refresh: Option<Instant>,
     segments: Vec<Segment>,
+    /// Entries of the segments scanned, and of this process's own.
     index: KeyMap<Loc>,
-    /// Segment indexes read but not put in `index` yet.
+    /// Entries of the segment indexes.
+    mapped: Mapped,
+    /// Segment indexes read but not put in `mapped` yet.
     unmapped: Vec<Unmapped>,
     /// Lookups so far (each searched `unmapped` while it held any).
     searched: u32,
@@ -740,30 +829,31 @@ impl State {
         if self.searched > SEARCHED_LOOKUPS && !self.unmapped.is_empty() && !self.warming {
             self.map_all();
         }
-        let mapped = self.index.get(key).copied();
+        let scanned = self.index.get(key).copied();
         self.unmapped
             .iter()
             .filter_map(|u| u.find(key))
-            .chain(mapped)
+            .chain(scanned)
+            .chain(self.mapped.find(key))
             .max_by_key(Loc::rank)
     }
 
     /// Put every unmapped index's entries in the map.
     fn map_all(&mut self) {
         let unmapped = std::mem::take(&mut self.unmapped);
-        map_indexes(&unmapped, &mut self.index);
+        self.unmapped = self.mapped.add(unmapped);
     }
 
-    /// Take `map` (made by [`Packs::warm`] from the indexes of `mapped`) as the key map,
-    /// with what this one learned meanwhile (its own appends, segments scanned).
-    fn install(&mut self, mut map: KeyMap<Loc>, mapped: &[u32]) {
+    /// Take `mapped` (made by [`Packs::warm`]) as the map of the indexes it holds.
+    fn install(&mut self, mapped: Mapped) {
         self.warming = false;
-        self.unmapped.retain(|u| !mapped.contains(&u.seg));
-        map.reserve(self.index.len());
-        for (key, loc) in std::mem::take(&mut self.index) {
-            keep_newer(&mut map, key, loc);
+        self.unmapped.retain(|u| !mapped.holds(u.seg));
+        if self.mapped.is_empty() {
+            self.mapped = mapped;
+        } else {
+            let left = self.mapped.add(mapped.into_indexes());
+            self.unmapped.extend(left);
         }
-        self.index = map;
     }
 
     /// Scan new segments and what grew of known ones.
@@ -1042,12 +1132,11 @@ impl Packs {
             st.warming = true;
             st.unmapped.clone()
         };
-        let mut index: KeyMap<Loc> = KeyMap::default();
-        map_indexes(&todo, &mut index);
-        let mapped: Vec<u32> = todo.iter().map(|u| u.seg).collect();
-        drop(todo);
+        let mut mapped = Mapped::default();
+        // What does not fit stays unmapped there, and is searched.
+        let _ = mapped.add(todo);
         if let Ok(mut st) = self.state.lock() {
-            st.install(index, &mapped);
+            st.install(mapped);
         }
     }
 

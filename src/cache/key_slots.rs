@@ -1,0 +1,211 @@
+//! Node keys to numbers, 8 bytes a key: the map a build looks cache keys up in once it
+//! looks up many ([`super::pack`] numbers the entries of the segment indexes and keeps
+//! the entries themselves where they lie, in the mapped index files).
+//!
+//! Open addressing with linear probing, at most half the slots full. A slot holds the
+//! number and 4 bytes of its key (after the first 8, which chose the slot), so that a
+//! lookup passes over the slots of other keys without reading their entries; only when
+//! those 4 bytes match does it ask for the number's key. A hash map of the keys and
+//! where their records are took 56 bytes an entry, in buckets up to seven-eighths full:
+//! 7 MiB for an edit at the start of a 10,000-node chain with six earlier builds in its
+//! cache, fresh memory that the kernel zeroes (see the README's "An edit near the
+//! start").
+
+use crate::key::Key;
+
+#[derive(Debug, Default)]
+pub struct KeySlots {
+    /// 0: empty; else the key's bytes 8..12 (high half) and the number + 1.
+    slots: Vec<u64>,
+    /// Slots in use.
+    filled: usize,
+}
+
+/// The largest number a slot holds.
+pub const MAX_NUMBER: u32 = u32::MAX - 1;
+
+impl KeySlots {
+    /// Numbers held.
+    pub fn len(&self) -> usize {
+        self.filled
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.filled == 0
+    }
+
+    /// Make room for `more` numbers, placing the ones held again if the slots grow
+    /// (`key_of` tells a number's key).
+    pub fn reserve(&mut self, more: usize, key_of: impl Fn(u32) -> Option<Key>) {
+        let size = self
+            .filled
+            .saturating_add(more)
+            .saturating_mul(2)
+            .next_power_of_two()
+            .max(16);
+        if size <= self.slots.len() {
+            return;
+        }
+        let old = std::mem::replace(&mut self.slots, vec![0; size]);
+        self.filled = 0;
+        let mask = size - 1;
+        for slot in old.into_iter().filter(|s| *s != 0) {
+            let Some(key) = number(slot).and_then(&key_of) else {
+                continue;
+            };
+            let (mut i, _) = place(&key, mask);
+            while self.slots.get(i).is_some_and(|s| *s != 0) {
+                i = (i + 1) & mask;
+            }
+            if let Some(s) = self.slots.get_mut(i) {
+                *s = slot;
+                self.filled += 1;
+            }
+        }
+    }
+
+    /// Hold `n` (at most [`MAX_NUMBER`]) for `key`, unless a number is held for it that
+    /// `keep(held)` says stays. Call [`KeySlots::reserve`] first: a full map takes
+    /// nothing.
+    pub fn insert(
+        &mut self,
+        key: &Key,
+        n: u32,
+        key_of: impl Fn(u32) -> Option<Key>,
+        keep: impl Fn(u32) -> bool,
+    ) {
+        if n > MAX_NUMBER || self.filled.saturating_mul(2) >= self.slots.len() {
+            return;
+        }
+        let mask = self.slots.len() - 1;
+        let (mut i, tag) = place(key, mask);
+        let new = (u64::from(tag) << 32) | u64::from(n + 1);
+        loop {
+            let Some(slot) = self.slots.get_mut(i) else {
+                return;
+            };
+            if *slot == 0 {
+                *slot = new;
+                self.filled += 1;
+                return;
+            }
+            if (*slot >> 32) as u32 == tag {
+                if let Some(held) = number(*slot) {
+                    if key_of(held).as_ref() == Some(key) {
+                        if !keep(held) {
+                            *slot = new;
+                        }
+                        return;
+                    }
+                }
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// The number held for `key`.
+    pub fn find(&self, key: &Key, key_of: impl Fn(u32) -> Option<Key>) -> Option<u32> {
+        let mask = self.slots.len().checked_sub(1)?;
+        let (mut i, tag) = place(key, mask);
+        loop {
+            let slot = *self.slots.get(i)?;
+            if slot == 0 {
+                return None;
+            }
+            if (slot >> 32) as u32 == tag {
+                let n = number(slot)?;
+                if key_of(n).as_ref() == Some(key) {
+                    return Some(n);
+                }
+            }
+            i = (i + 1) & mask;
+        }
+    }
+}
+
+/// A key's first slot (from its first 8 bytes: keys are BLAKE3 digests, spread evenly)
+/// and the 4 bytes after them that a slot keeps.
+fn place(key: &Key, mask: usize) -> (usize, u32) {
+    let first = key
+        .0
+        .first_chunk::<8>()
+        .map_or(0, |b| u64::from_le_bytes(*b));
+    let tag = key.0.get(8..12).and_then(|b| b.try_into().ok());
+    (first as usize & mask, tag.map_or(0, u32::from_le_bytes))
+}
+
+/// The number a slot in use holds.
+fn number(slot: u64) -> Option<u32> {
+    (slot as u32).checked_sub(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Keys that share their first 12 bytes (the slot and the kept 4 bytes) and differ
+    /// after, so every lookup must read the number's key to tell them apart.
+    fn alike(i: u32) -> Key {
+        let mut k = [7u8; 32];
+        k[28..].copy_from_slice(&i.to_le_bytes());
+        Key(k)
+    }
+
+    fn spread(i: u32) -> Key {
+        Key(*blake3::hash(&i.to_le_bytes()).as_bytes())
+    }
+
+    #[test]
+    fn finds_each_key_it_holds_and_no_other_across_growth() {
+        for make in [alike as fn(u32) -> Key, spread] {
+            let keys: Vec<Key> = (0..300).map(make).collect();
+            let key_of = |n: u32| keys.get(n as usize).copied();
+            let mut slots = KeySlots::default();
+            // Grown three times, in steps, so held numbers are placed again.
+            for part in keys.chunks(100).enumerate() {
+                slots.reserve(part.1.len(), key_of);
+                for (j, k) in part.1.iter().enumerate() {
+                    slots.insert(k, (part.0 * 100 + j) as u32, key_of, |_| false);
+                }
+            }
+            assert_eq!(slots.len(), 300);
+            for (n, k) in keys.iter().enumerate() {
+                assert_eq!(slots.find(k, key_of), Some(n as u32));
+            }
+            assert_eq!(slots.find(&make(1000), key_of), None);
+        }
+    }
+
+    #[test]
+    fn a_key_held_twice_keeps_the_number_keep_chooses() {
+        // Numbers 0 and 1 are the same key; `keep` keeps the larger number.
+        let keys = [spread(1), spread(1), spread(2)];
+        let key_of = |n: u32| keys.get(n as usize).copied();
+        let mut slots = KeySlots::default();
+        slots.reserve(3, key_of);
+        slots.insert(&keys[1], 1, key_of, |_| false);
+        slots.insert(&keys[0], 0, key_of, |held| held > 0);
+        slots.insert(&keys[2], 2, key_of, |_| false);
+        assert_eq!(slots.len(), 2);
+        assert_eq!(slots.find(&keys[0], key_of), Some(1));
+        slots.insert(&keys[0], 0, key_of, |_| false);
+        assert_eq!(slots.find(&keys[0], key_of), Some(0));
+    }
+
+    #[test]
+    fn an_empty_or_full_map_finds_nothing_and_takes_nothing() {
+        let key_of = |_: u32| Some(spread(0));
+        let mut slots = KeySlots::default();
+        assert_eq!(slots.find(&spread(0), key_of), None);
+        slots.insert(&spread(0), 0, key_of, |_| false);
+        assert_eq!(slots.len(), 0, "no room reserved");
+        let keys: Vec<Key> = (0..40).map(spread).collect();
+        let key_of = |n: u32| keys.get(n as usize).copied();
+        slots.reserve(8, key_of);
+        for (n, k) in keys.iter().enumerate() {
+            slots.insert(k, n as u32, key_of, |_| false);
+        }
+        assert_eq!(slots.len(), 8, "half of the 16 slots");
+        assert_eq!(slots.find(&keys[39], key_of), None);
+    }
+}
