@@ -494,17 +494,15 @@ pub fn build_with_repair(
     if cfg.mode == Mode::Off {
         return (execute(validated), None);
     }
-    let base = ir_of(doc);
-    let secrets = Placeholders::collect(&base, inputs);
-    let hidden_base = secrets.hide(&base);
-    let _lock = lock::acquire(
-        &cfg.cache_root,
-        &patch::workflow_digest(&hidden_base),
-        &mut || {
-            narrator
-                .say("repair: waiting for another build of this workflow (one repair at a time)…")
-        },
-    );
+    // Borrowed, not copied: a build that succeeds (most do) needs only the digest of the
+    // workflow with its secrets hidden, and a copy of a 10,000-node document is 9 MB.
+    let base = ir_ref(doc);
+    let secrets = Placeholders::collect(base, inputs);
+    let hidden_base = secrets.hidden(base);
+    let base_digest = patch::workflow_digest(&hidden_base);
+    let _lock = lock::acquire(&cfg.cache_root, &base_digest, &mut || {
+        narrator.say("repair: waiting for another build of this workflow (one repair at a time)…")
+    });
     let mut lp = Loop {
         cfg,
         secrets,
@@ -516,16 +514,16 @@ pub fn build_with_repair(
     };
     let mut last: Option<Outcome> = None;
 
-    if let Some((path, record)) = patch::find_replay(&cfg.cache_root, &hidden_base) {
+    if let Some((path, record)) = patch::find_replay(&cfg.cache_root, &base_digest) {
         let replayed = patch::apply(&record, &hidden_base).and_then(|mut c| {
             lp.secrets.reveal(&mut c)?;
-            let v = check_candidate(&base, &c, &lp.cfg.workflow_dir).map_err(|p| p.join("; "))?;
+            let v = check_candidate(base, &c, &lp.cfg.workflow_dir).map_err(|p| p.join("; "))?;
             Ok((c, v))
         });
         let fixed = describe(&record.errors);
         match replayed {
             Ok((candidate, v)) => {
-                let diff = lp.diff(&base, &candidate);
+                let diff = lp.diff(base, &candidate);
                 narrator.say(&format!(
                     "repair: replaying proven patch {} (it fixed {fixed}; no model call):",
                     path.display()
@@ -582,6 +580,8 @@ pub fn build_with_repair(
         }
     }
 
+    // Freed before the build, whose memory then reuses its pages.
+    drop(hidden_base);
     let mut outcome = lp.build(execute, validated, last);
     let original_at = lp.summary.earlier.len();
     let tried_replay = !lp.summary.history.is_empty();
@@ -590,7 +590,7 @@ pub fn build_with_repair(
     }
     lp.summary.original_errors = crate::report::errors_json(&outcome);
     let original = outcome.clone();
-    repair_loop(&mut lp, &base, inputs, &mut outcome, execute, narrator);
+    repair_loop(&mut lp, base, inputs, &mut outcome, execute, narrator);
     let mut summary = lp.summary;
     if summary.succeeded || outcome.interrupted {
         return (outcome, Some(summary));
@@ -942,11 +942,14 @@ pub fn apply_to_file(
 
 /// The IR inside a loaded document (unwrapping a saved-workflow wrapper).
 pub fn ir_of(doc: &Value) -> Value {
+    ir_ref(doc).clone()
+}
+
+/// [`ir_of`], borrowed.
+pub fn ir_ref(doc: &Value) -> &Value {
     match doc {
-        Value::Object(top) if !top.contains_key("nodes") => {
-            top.get("ir").cloned().unwrap_or_else(|| doc.clone())
-        }
-        _ => doc.clone(),
+        Value::Object(top) if !top.contains_key("nodes") => top.get("ir").unwrap_or(doc),
+        _ => doc,
     }
 }
 

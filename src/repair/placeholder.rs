@@ -169,6 +169,14 @@ impl Placeholders {
         out
     }
 
+    /// [`Placeholders::hide`], borrowing `doc` when there is nothing to hide.
+    pub fn hidden<'d>(&self, doc: &'d Value) -> std::borrow::Cow<'d, Value> {
+        match self.is_empty() {
+            true => std::borrow::Cow::Borrowed(doc),
+            false => std::borrow::Cow::Owned(self.hide(doc)),
+        }
+    }
+
     /// `doc` with secret params replaced whole and other strings scrubbed by value.
     pub fn hide(&self, doc: &Value) -> Value {
         let mut out = doc.clone();
