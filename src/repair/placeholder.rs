@@ -457,6 +457,19 @@ mod tests {
     }
 
     #[test]
+    fn hidden_is_a_copy_with_secrets_hidden_and_borrows_only_when_there_are_none() {
+        let plain = json!({"nodes": [{"id": "a", "type": "echo", "params": {"message": "hi"}}]});
+        let none = Placeholders::default();
+        assert!(matches!(none.hidden(&plain), std::borrow::Cow::Borrowed(_)));
+        let d = doc();
+        let p = Placeholders::collect(&d, &Map::new());
+        let hidden = p.hidden(&d);
+        assert!(matches!(hidden, std::borrow::Cow::Owned(_)));
+        assert_eq!(*hidden, p.hide(&d));
+        assert!(!hidden.to_string().contains("tok-123456"));
+    }
+
+    #[test]
     fn moved_invented_and_redacted_placeholders_are_refused() {
         let p = Placeholders::collect(&doc(), &Map::new());
         let hidden = p.hide(&doc());
