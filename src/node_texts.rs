@@ -285,6 +285,19 @@ impl<'a> NodeTexts<'a> {
 }
 
 impl Layout {
+    /// The node whose text holds byte `at`.
+    pub fn node_at(&self, at: usize) -> Option<usize> {
+        let at = u32::try_from(at).ok()?;
+        let i = self
+            .nodes
+            .partition_point(|&(start, _)| start <= at)
+            .checked_sub(1)?;
+        self.nodes
+            .get(i)
+            .is_some_and(|&(_, end)| at < end)
+            .then_some(i)
+    }
+
     /// Node `i`'s text in `text`, the text this layout is of.
     pub fn node<'t>(&self, text: Spliced<'t>, i: usize) -> Option<Cow<'t, str>> {
         let &(start, end) = self.nodes.get(i)?;
@@ -321,6 +334,20 @@ impl<'a> EditRead<'a> {
     /// An error when the file cannot be read, is not `len` bytes long (it changed
     /// meanwhile) or is not UTF-8.
     pub fn read(file: &std::fs::File, len: usize, old: Spliced<'a>) -> std::io::Result<Self> {
+        Self::read_unless(file, len, old, |_| false)?
+            .ok_or_else(|| std::io::ErrorKind::InvalidData.into())
+    }
+
+    /// [`EditRead::read`], or `None` as soon as the first byte that differs from `old`
+    /// is found, if `give_up` says so of its place: the file differs, and what differs
+    /// there is enough to turn the edit away (an edit at the start of a workflow was
+    /// compared to its end, a megabyte at 10,000 nodes, only to be turned away).
+    pub fn read_unless(
+        file: &std::fs::File,
+        len: usize,
+        old: Spliced<'a>,
+        give_up: impl Fn(usize) -> bool,
+    ) -> std::io::Result<Option<Self>> {
         use std::os::unix::fs::FileExt;
         const BLOCK: usize = 64 * 1024;
         // So that the text read, in at most seven pieces, always fits.
@@ -346,6 +373,9 @@ impl<'a> EditRead<'a> {
             if m < n {
                 break;
             }
+        }
+        if prefix < shared && give_up(prefix) {
+            return Ok(None);
         }
         // Where a character starts in `old` (so in the text read, up to there).
         let starts_char = |at: usize| old.byte(at).is_none_or(|b| b & 0xC0 != 0x80);
@@ -379,12 +409,12 @@ impl<'a> EditRead<'a> {
         if file.read_at(&mut [0u8; 1], len as u64)? != 0 {
             return Err(std::io::ErrorKind::InvalidData.into());
         }
-        Ok(EditRead {
+        Ok(Some(EditRead {
             old,
             prefix,
             mid,
             suffix,
-        })
+        }))
     }
 
     /// The text read: the kept bytes it shares, and the ones read between them.
@@ -744,6 +774,52 @@ mod tests {
             None,
             "half a character"
         );
+    }
+
+    #[test]
+    fn a_place_in_the_text_is_in_the_node_whose_text_holds_it() {
+        let at = layout(TEXT);
+        let a = TEXT.find(r#"{"id": "a""#).unwrap();
+        let b = TEXT.find(r#"{"id":"b""#).unwrap();
+        assert_eq!(at.node_at(a), Some(0));
+        assert_eq!(at.node_at(TEXT.find(r#""echo"}"#).unwrap()), Some(0));
+        assert_eq!(at.node_at(b), Some(1));
+        assert_eq!(at.node_at(TEXT.find("${a.x}").unwrap()), Some(1));
+        assert_eq!(at.node_at(0), None, "before the nodes");
+        assert_eq!(at.node_at(b - 1), None, "between two");
+        assert_eq!(
+            at.node_at(TEXT.find("outputs").unwrap()),
+            None,
+            "after them"
+        );
+        assert_eq!(at.node_at(usize::MAX), None);
+    }
+
+    #[test]
+    fn reading_gives_up_at_the_first_byte_that_differs_when_asked_and_only_then() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wf.json");
+        let kept = whole(TEXT);
+        let asked = std::cell::Cell::new(None);
+        let give_up = |at: usize| {
+            asked.set(Some(at));
+            true
+        };
+        std::fs::write(&path, TEXT).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let same = EditRead::read_unless(&file, TEXT.len(), kept, give_up).unwrap();
+        assert!(same.is_some_and(|r| r.unchanged()));
+        assert_eq!(asked.get(), None, "an unchanged file differs nowhere");
+        let new = TEXT.replace("${a.x}", "${a.y}");
+        std::fs::write(&path, &new).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        assert!(EditRead::read_unless(&file, new.len(), kept, give_up)
+            .unwrap()
+            .is_none());
+        assert_eq!(asked.get(), Some(TEXT.find("${a.x}").unwrap() + 4));
+        let read = EditRead::read_unless(&file, new.len(), kept, |_| false).unwrap();
+        let read = read.expect("read on");
+        assert_eq!(read.edited(&layout(TEXT)).map(|e| e.changed), Some(vec![1]));
     }
 
     #[test]

@@ -277,8 +277,30 @@ fn try_serve(
     if size > crate::source::max_workflow_bytes() {
         return Err("the workflow is over the size limit".into());
     }
-    let read = EditRead::read(&file, size as usize, kept.text())
+    // The first byte that differs lies in a node whose change alone reaches more than
+    // half of them: no need to read on to learn what else changed.
+    let too_far = std::cell::Cell::new(None);
+    let first_reaches_too_far = |at: usize| {
+        let Some(i) = base.layout.node_at(at) else {
+            return false;
+        };
+        let count = match reach_in_order(&base, &[i], &rec.order) {
+            Some(reached) => reached.iter().filter(|&&r| r).count(),
+            None => reach_by_dependents(&base, &[i])
+                .iter()
+                .filter(|&&r| r)
+                .count(),
+        };
+        too_far.set((count * 2 > n).then_some(count));
+        count * 2 > n
+    };
+    let read = EditRead::read_unless(&file, size as usize, kept.text(), first_reaches_too_far)
         .map_err(|_| "cannot read the workflow, or it is not UTF-8")?;
+    let Some(read) = read else {
+        *differs = true;
+        let count = too_far.get().unwrap_or(n);
+        return Err(format!("the edit reaches at least {count} of {n} nodes"));
+    };
     drop(file);
     *differs = !read.unchanged();
     let text = read.text();

@@ -299,6 +299,24 @@ fn after_an_edit_the_next_build_is_a_no_op_and_another_edit_takes_the_edit_path(
 }
 
 #[test]
+fn an_edit_whose_first_changed_node_reaches_more_than_half_is_turned_away_there_and_built_whole() {
+    let ws = Workspace::new().workflow(branches());
+    prime(&ws, &[]);
+    // a reaches a, b, d and f: four of six, known from the first byte that differs
+    // (the rest of the file is not compared).
+    ws.edit_workflow(|d| d["nodes"][0]["params"]["command"] = json!(counted("a", "echo A-${who}")));
+    let r = debug_build(&ws, &[]);
+    assert!(
+        r.stderr.contains("the edit reaches at least 4 of 6 nodes"),
+        "{r}"
+    );
+    assert_normal_path(&r);
+    r.assert_ok();
+    assert_eq!(r.output("out"), "f:d:b:A-world+e:c");
+    assert_eq!((ws.count("a"), ws.count("c"), ws.count("d")), (2, 1, 2));
+}
+
+#[test]
 fn the_next_build_compares_with_what_an_edit_recorded_not_with_the_build_before_it() {
     // The edit path saves what it decided as deltas beside the build records (see
     // `cache::delta`): the next build must read them over the older rows.
