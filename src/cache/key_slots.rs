@@ -71,10 +71,13 @@ impl KeySlots {
         key_of: impl Fn(u32) -> Option<Key>,
         keep: impl Fn(u32) -> bool,
     ) {
-        if n > MAX_NUMBER || self.full() {
+        if n > MAX_NUMBER {
             return;
         }
-        let mask = self.slots.len() - 1;
+        let full = self.full();
+        let Some(mask) = self.slots.len().checked_sub(1) else {
+            return;
+        };
         let (mut i, tag) = place(key, mask);
         let new = (u64::from(tag) << 32) | u64::from(n + 1);
         loop {
@@ -82,8 +85,10 @@ impl KeySlots {
                 return;
             };
             if *slot == 0 {
-                *slot = new;
-                self.filled += 1;
+                if !full {
+                    *slot = new;
+                    self.filled += 1;
+                }
                 return;
             }
             if (*slot >> 32) as u32 == tag {
@@ -160,17 +165,18 @@ mod tests {
     #[test]
     fn finds_each_key_it_holds_and_no_other_across_growth() {
         for make in [alike as fn(u32) -> Key, spread] {
-            let keys: Vec<Key> = (0..300).map(make).collect();
+            let keys: Vec<Key> = (0..450).map(make).collect();
             let key_of = |n: u32| keys.get(n as usize).copied();
             let mut slots = KeySlots::default();
-            // Grown three times, in steps, so held numbers are placed again.
-            for part in keys.chunks(100).enumerate() {
-                slots.reserve(part.1.len(), key_of);
-                for (j, k) in part.1.iter().enumerate() {
-                    slots.insert(k, (part.0 * 100 + j) as u32, key_of, |_| false);
+            // Grown at each of three steps, so held numbers are placed again.
+            for (step, part) in keys.chunks(150).enumerate() {
+                slots.reserve(part.len(), key_of);
+                assert_eq!(slots.slots.len(), [256, 512, 1024][step]);
+                for (j, k) in part.iter().enumerate() {
+                    slots.insert(k, (step * 150 + j) as u32, key_of, |_| false);
                 }
             }
-            assert_eq!(slots.len(), 300);
+            assert_eq!(slots.len(), 450);
             for (n, k) in keys.iter().enumerate() {
                 assert_eq!(slots.find(k, key_of), Some(n as u32));
             }
@@ -201,13 +207,18 @@ mod tests {
         assert_eq!(slots.find(&spread(0), key_of), None);
         slots.insert(&spread(0), 0, key_of, |_| false);
         assert_eq!(slots.len(), 0, "no room reserved");
-        let keys: Vec<Key> = (0..40).map(spread).collect();
+        // Number 40 is key 0 again.
+        let keys: Vec<Key> = (0..40).map(spread).chain([spread(0)]).collect();
         let key_of = |n: u32| keys.get(n as usize).copied();
         slots.reserve(8, key_of);
-        for (n, k) in keys.iter().enumerate() {
+        for (n, k) in keys.iter().enumerate().take(40) {
             slots.insert(k, n as u32, key_of, |_| false);
         }
         assert_eq!(slots.len(), 12, "three quarters of the 16 slots");
         assert_eq!(slots.find(&keys[39], key_of), None);
+        // Full, it still takes a newer number for a key it holds.
+        slots.insert(&keys[40], 40, key_of, |_| false);
+        assert_eq!(slots.find(&keys[0], key_of), Some(40));
+        assert_eq!(slots.len(), 12);
     }
 }

@@ -171,7 +171,9 @@ fn decode_index(bytes: &[u8], size: u64) -> Option<(u64, IndexEntries<'_>)> {
 }
 
 /// The entries of an index whose sum held, read as they are walked (no list of them is
-/// built: an index of 10,000 entries is read once, into the lookup map).
+/// built). A mapped index's entries are read again whenever a lookup's key bytes match
+/// one, for as long as the process runs: an index file is only ever replaced whole (by
+/// rename), never written over, and a record it points to is checked as it is read.
 struct IndexEntries<'a> {
     list: &'a [u8],
     covered: u64,
@@ -1232,9 +1234,13 @@ mod tests {
     }
 
     fn segment(dir: &Path, records: &[Vec<u8>]) -> PathBuf {
+        named_segment(dir, &format!("t{}", fastrand::u32(..)), records)
+    }
+
+    fn named_segment(dir: &Path, name: &str, records: &[Vec<u8>]) -> PathBuf {
         let p = dir.join(PACKS_DIR);
         std::fs::create_dir_all(&p).unwrap();
-        let path = p.join(format!("t{}.pack", fastrand::u32(..)));
+        let path = p.join(format!("{name}.pack"));
         let mut f = File::create(&path).unwrap();
         f.write_all(FILE_HEADER).unwrap();
         for r in records {
@@ -1327,6 +1333,41 @@ mod tests {
             assert_eq!(unmapped, if i < 64 { 2 } else { 0 }, "after lookup {i}");
         }
         assert!(matches!(packs.get(&key(250)), Got::Missing));
+    }
+
+    #[test]
+    fn mapped_indexes_keep_the_newest_entry_whichever_segment_comes_first() {
+        // The newer entries in the first segment by name, then in the last: the map
+        // meets the older entry of a key first in one case, second in the other.
+        for (newer, older) in [("a", "b"), ("b", "a")] {
+            let dir = tempfile::tempdir().unwrap();
+            let entries = |time: u64, len: usize, keys: &dyn Fn(u8) -> bool| -> Vec<Vec<u8>> {
+                (0..200u8)
+                    .filter(|&i| keys(i))
+                    .map(|i| encode(Kind::Entry, time, &key(i), &vec![i; len]).unwrap())
+                    .collect()
+            };
+            named_segment(dir.path(), older, &entries(1, 400, &|_| true));
+            named_segment(dir.path(), newer, &entries(2, 800, &|i| i % 2 == 0));
+            let _ = Packs::new(dir.path()).get(&key(0)); // writes both indexes
+            let expect = |i: u8| vec![i; if i.is_multiple_of(2) { 800 } else { 400 }];
+            for warm in [false, true] {
+                let packs = Packs::new(dir.path());
+                if warm {
+                    packs.warm(true);
+                }
+                for round in 0..2 {
+                    for i in 0..200u8 {
+                        let got = match packs.get(&key(i)) {
+                            Got::Found { payload, .. } => payload,
+                            other => panic!("key {i}: {other:?}"),
+                        };
+                        assert_eq!(got, expect(i), "key {i}, {newer} newer, round {round}");
+                    }
+                }
+                assert_eq!(packs.state.lock().unwrap().unmapped.len(), 0, "mapped");
+            }
+        }
     }
 
     /// This process's own entries for key 1 (newer than the big segment's) and key 2

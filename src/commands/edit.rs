@@ -278,12 +278,21 @@ fn try_serve(
         return Err("the workflow is over the size limit".into());
     }
     // The first byte that differs lies in a node whose change alone reaches more than
-    // half of them: no need to read on to learn what else changed.
+    // half of them: no need to read on to learn what else changed. Past the node's
+    // first byte: a difference there may be only space put before the node.
     let too_far = std::cell::Cell::new(None);
     let first_reaches_too_far = |at: usize| {
         let Some(i) = base.layout.node_at(at) else {
             return false;
         };
+        if base
+            .layout
+            .nodes
+            .get(i)
+            .is_none_or(|&(start, _)| start as usize >= at)
+        {
+            return false;
+        }
         let count = match reach_in_order(&base, &[i], &rec.order) {
             Some(reached) => reached.iter().filter(|&&r| r).count(),
             None => reach_by_dependents(&base, &[i])

@@ -317,6 +317,23 @@ fn an_edit_whose_first_changed_node_reaches_more_than_half_is_turned_away_there_
 }
 
 #[test]
+fn space_put_before_a_node_that_reaches_more_than_half_is_not_taken_for_a_change_to_it() {
+    let ws = Workspace::new().workflow(branches());
+    prime(&ws, &[]);
+    // The first byte that differs is a's opening brace: a's own text did not change.
+    let text = ws.read(crate::common::WORKFLOW);
+    let nodes = text.find("\"nodes\"").expect("a nodes member");
+    let a = nodes + text[nodes..].find('{').expect("a first node");
+    ws.write(
+        crate::common::WORKFLOW,
+        &format!("{} {}", &text[..a], &text[a..]),
+    );
+    let r = debug_build(&ws, &[]);
+    assert_edit_path(&r, 0, 0);
+    assert_eq!(["a", "c", "d"].map(|n| ws.count(n)), [1, 1, 1]);
+}
+
+#[test]
 fn the_next_build_compares_with_what_an_edit_recorded_not_with_the_build_before_it() {
     // The edit path saves what it decided as deltas beside the build records (see
     // `cache::delta`): the next build must read them over the older rows.
