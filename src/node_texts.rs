@@ -340,8 +340,8 @@ impl<'a> EditRead<'a> {
 
     /// [`EditRead::read`], or `None` as soon as the first byte that differs from `old`
     /// is found, if `give_up` says so of its place: the file differs, and what differs
-    /// there is enough to turn the edit away (an edit at the start of a workflow was
-    /// compared to its end, a megabyte at 10,000 nodes, only to be turned away).
+    /// there is enough to turn the edit away (an edit at the start of a big workflow
+    /// was otherwise compared to its end only to be turned away).
     pub fn read_unless(
         file: &std::fs::File,
         len: usize,

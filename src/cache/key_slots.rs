@@ -7,10 +7,8 @@
 //! number and 4 bytes of its key (after the first 8, which chose the slot), so that a
 //! lookup passes over the slots of other keys without reading their entries; only when
 //! those 4 bytes match does it ask for the number's key. A hash map of the keys and
-//! where their records are took 56 bytes an entry, in buckets up to seven-eighths full:
-//! 7 MiB for an edit at the start of a 10,000-node chain with six earlier builds in its
-//! cache, fresh memory that the kernel zeroes (see the README's "An edit near the
-//! start").
+//! the places of their records took about seven times the memory, all of it fresh
+//! memory that the kernel zeroes (figures in the README's "An edit near the start").
 
 use crate::key::Key;
 

@@ -205,18 +205,18 @@ fn index_entry(e: &[u8], covered: u64) -> Option<Indexed> {
     (end <= covered).then_some((key, offset, len, time))
 }
 
-/// A segment's index read but not yet put in the key map: a build that looks up a few
-/// keys searches it where it lies (it is sorted) instead of indexing every entry of
-/// every segment; past [`SEARCHED_LOOKUPS`] lookups, it goes into the map.
+/// A segment's index, read: a build that looks up a few keys searches it where it lies
+/// (it is sorted) instead of indexing every entry of every segment; past
+/// [`SEARCHED_LOOKUPS`] lookups, its entries are numbered into the map ([`Mapped`]).
 #[derive(Clone)]
-struct Unmapped {
+struct SegmentIndex {
     seg: u32,
     /// The whole index file, as `decode_index` accepted it (shared with [`Packs::warm`]).
     bytes: Arc<crate::fsutil::Bytes>,
     covered: u64,
 }
 
-impl Unmapped {
+impl SegmentIndex {
     fn entries(&self) -> IndexEntries<'_> {
         let end = self.bytes.len().saturating_sub(INDEX_SUM);
         IndexEntries {
@@ -274,7 +274,7 @@ fn partition_point(n: usize, before: impl Fn(usize) -> bool) -> usize {
 struct Mapped {
     slots: KeySlots,
     /// The indexes mapped, each with the number of its first entry.
-    indexes: Vec<(u32, Unmapped)>,
+    indexes: Vec<(u32, SegmentIndex)>,
     /// The number the next index's first entry gets.
     next: u32,
 }
@@ -289,14 +289,14 @@ impl Mapped {
         self.indexes.is_empty()
     }
 
-    fn into_indexes(self) -> Vec<Unmapped> {
+    fn into_indexes(self) -> Vec<SegmentIndex> {
         self.indexes.into_iter().map(|(_, u)| u).collect()
     }
 
     /// Put the entries of `indexes` in the map, the newest of each key kept. Indexes
     /// past the numbers a slot holds (4 billion entries) are given back, to be
     /// searched where they lie.
-    fn add(&mut self, indexes: Vec<Unmapped>) -> Vec<Unmapped> {
+    fn add(&mut self, indexes: Vec<SegmentIndex>) -> Vec<SegmentIndex> {
         let mut left = Vec::new();
         let from = self.indexes.len();
         for u in indexes {
@@ -351,7 +351,7 @@ impl Mapped {
 }
 
 /// Entry number `n` of the numbered `indexes`: its key and where its record is.
-fn entry(indexes: &[(u32, Unmapped)], n: u32) -> Option<(Key, Loc)> {
+fn entry(indexes: &[(u32, SegmentIndex)], n: u32) -> Option<(Key, Loc)> {
     let at = indexes.partition_point(|(first, _)| *first <= n);
     let (first, u) = indexes.get(at.checked_sub(1)?)?;
     let i = n.checked_sub(*first)? as usize;
@@ -796,7 +796,7 @@ struct State {
     /// Entries of the segment indexes.
     mapped: Mapped,
     /// Segment indexes read but not put in `mapped` yet.
-    unmapped: Vec<Unmapped>,
+    unmapped: Vec<SegmentIndex>,
     /// Lookups so far (each searched `unmapped` while it held any).
     searched: u32,
     /// [`Packs::warm`] is putting these segments' indexes in a map of its own: lookups
@@ -882,7 +882,7 @@ impl State {
                 .map(|(covered, _)| covered);
             let scanned_to = match (covered, index) {
                 (Some(covered), Ok(bytes)) => {
-                    self.unmapped.push(Unmapped {
+                    self.unmapped.push(SegmentIndex {
                         seg,
                         bytes: Arc::new(bytes),
                         covered,
@@ -1116,7 +1116,7 @@ impl Packs {
     /// earlier builds in its cache more. The map is made without holding the lock, so a
     /// lookup meanwhile searches the indexes where they lie and never waits for it.
     pub fn warm(&self, map: bool) {
-        let todo: Vec<Unmapped> = {
+        let todo: Vec<SegmentIndex> = {
             let Ok(mut st) = self.state.lock() else {
                 return;
             };

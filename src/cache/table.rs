@@ -199,8 +199,8 @@ impl Table {
         }
         Some(self.slots.get_or_init(|| {
             // At most three quarters full: a miss ends at an empty slot within a cache
-            // line or two, and the slots are fresh memory (a half-full table of 10,000
-            // rows took 512 KiB, this one 256).
+            // line or two, and the slots are fresh memory, which a fuller table needs
+            // less of.
             let size = (self.count + self.count / 3 + 1)
                 .next_power_of_two()
                 .max(16);

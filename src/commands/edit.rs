@@ -163,6 +163,12 @@ fn reach_in_order(base: &EditBase, changed: &[usize], order: &[u32]) -> Option<V
     Some(reached)
 }
 
+/// The nodes the edit of `changed` reaches: [`reach_in_order`], or for a record whose
+/// order does not serve, [`reach_by_dependents`].
+fn reach(base: &EditBase, changed: &[usize], order: &[u32]) -> Vec<bool> {
+    reach_in_order(base, changed, order).unwrap_or_else(|| reach_by_dependents(base, changed))
+}
+
 /// [`reach_in_order`] for any record: from each changed node down through the nodes
 /// that read it.
 fn reach_by_dependents(base: &EditBase, changed: &[usize]) -> Vec<bool> {
@@ -293,15 +299,12 @@ fn try_serve(
         {
             return false;
         }
-        let count = match reach_in_order(&base, &[i], &rec.order) {
-            Some(reached) => reached.iter().filter(|&&r| r).count(),
-            None => reach_by_dependents(&base, &[i])
-                .iter()
-                .filter(|&&r| r)
-                .count(),
-        };
+        let count = reach(&base, &[i], &rec.order)
+            .iter()
+            .filter(|&&r| r)
+            .count();
         too_far.set((count * 2 > n).then_some(count));
-        count * 2 > n
+        too_far.get().is_some()
     };
     let read = EditRead::read_unless(&file, size as usize, kept.text(), first_reaches_too_far)
         .map_err(|_| "cannot read the workflow, or it is not UTF-8")?;
@@ -320,10 +323,7 @@ fn try_serve(
     let node_text = |i: usize| layout.node(text, i).ok_or("a node outside the text");
 
     // What the edit reaches: the changed nodes and everything downstream.
-    let reached = match reach_in_order(&base, &changed, &rec.order) {
-        Some(reached) => reached,
-        None => reach_by_dependents(&base, &changed),
-    };
+    let reached = reach(&base, &changed, &rec.order);
     let reached_count = reached.iter().filter(|&&r| r).count();
     if reached_count * 2 > n {
         return Err(format!("the edit reaches {reached_count} of {n} nodes"));

@@ -495,7 +495,7 @@ pub fn build_with_repair(
         return (execute(validated), None);
     }
     // Borrowed, not copied: a build that succeeds (most do) needs only the digest of the
-    // workflow with its secrets hidden, and a copy of a 10,000-node document is 9 MB.
+    // workflow with its secrets hidden, and a copy of a big document is megabytes.
     let base = ir_ref(doc);
     let secrets = Placeholders::collect(base, inputs);
     let hidden_base = secrets.hidden(base);
