@@ -552,10 +552,11 @@ mod tests {
         let mut w = World::new();
         let key = Key([9; 32]);
         let entry = w.store(key, &[]);
+        let digest = blake3::Hash::from_hex(&entry.manifest.output_digest).unwrap();
         let mut update = StateUpdate::default();
         update
             .nodes
-            .insert("n".into(), record_of(&key.0, &entry).unwrap().encode());
+            .insert("n".into(), record_of(&key.0, &digest, &entry).encode());
         let root = w.cache.local().root().to_path_buf();
         BuildState::default().save(&root, "wf.json", &update, None);
         w.records = BuildState::load(&root, "wf.json");

@@ -1092,10 +1092,10 @@ impl<'a> Shared<'a> {
 
     /// Record node `i`'s stored result, so that the next build's fast path covers what
     /// just ran too.
-    fn record(&self, i: usize, key: &Key, stored: Option<&Entry>) {
+    fn record(&self, i: usize, key: &Key, digest: &blake3::Hash, stored: Option<&Entry>) {
         if let Some(entry) = stored.filter(|_| self.policy(i) != CachePolicy::Never) {
             self.recorder
-                .entry(&self.v.workflow.nodes[i].id, key, entry);
+                .entry(&self.v.workflow.nodes[i].id, key, digest, entry);
         }
     }
 
@@ -1120,15 +1120,18 @@ impl<'a> Shared<'a> {
                     took,
                 } => {
                     let stored = self.store(i, &key, &values, &digest, &Effects::default(), took);
-                    self.record(i, &key, stored.as_ref());
+                    self.record(i, &key, &digest, stored.as_ref());
                 }
                 Offload::Explain { i, key, now } => {
-                    let now = decode_explain(&now).unwrap_or_default();
-                    let why = self.explain_miss(self.v.graph.id(i), &key, &now);
+                    let why = {
+                        let parts = decode_explain(&now).unwrap_or_default();
+                        self.explain_miss(self.v.graph.id(i), &key, &parts)
+                    };
                     let mut st = lock(&self.slots[i]);
                     if matches!(st.late_reason, LateReason::Awaited) {
                         st.late_reason = LateReason::Told(why.to_string());
                     }
+                    st.explained = Some(now);
                 }
             }));
             if done.is_err() {
@@ -1280,7 +1283,7 @@ impl<'a> Shared<'a> {
                         self.recorder.changed();
                         lock(&self.slots[i]).explained = Some(encode_explain(&kb.short()));
                         if let Some(entry) = &hit.entry {
-                            self.recorder.entry(&node.id, &key, entry);
+                            self.recorder.entry(&node.id, &key, &hit.digest, entry);
                         }
                     }
                 }
@@ -1291,9 +1294,11 @@ impl<'a> Shared<'a> {
         self.recorder.changed();
         let short = kb.short();
         let explained = encode_explain(&short);
-        let reason = match reason {
+        // The explain record goes into the slot here, or, handed off with the miss, on
+        // the offload thread once it is read there.
+        let (reason, explained) = match reason {
             decide::RunReason::NoEntry if self.opts.explain_live || node.batch.is_some() => {
-                self.explain_miss(&node.id, &key, &short)
+                (self.explain_miss(&node.id, &key, &short), Some(explained))
             }
             decide::RunReason::NoEntry => {
                 // Awaited before the offload thread can tell it.
@@ -1301,19 +1306,25 @@ impl<'a> Shared<'a> {
                 let job = Offload::Explain {
                     i,
                     key,
-                    now: explained.clone(),
+                    now: explained,
                 };
                 match self.offload.hand_off(job) {
-                    Ok(()) => decide::RunReason::NoEntry,
-                    Err(_) => {
+                    Ok(()) => (decide::RunReason::NoEntry, None),
+                    Err(job) => {
                         lock(&self.slots[i]).late_reason = LateReason::None;
-                        self.explain_miss(&node.id, &key, &short)
+                        let explained = match job {
+                            Offload::Explain { now, .. } => Some(now),
+                            Offload::Store { .. } => None,
+                        };
+                        (self.explain_miss(&node.id, &key, &short), explained)
                     }
                 }
             }
-            other => other,
+            other => (other, Some(explained)),
         };
-        lock(&self.slots[i]).explained = Some(explained);
+        if let Some(explained) = explained {
+            lock(&self.slots[i]).explained = Some(explained);
+        }
         report.reason = reason.to_string().into();
         report.status = Status::Ran;
 
@@ -1378,7 +1389,7 @@ impl<'a> Shared<'a> {
             };
             if !handed_off {
                 let stored = self.store(i, &key, &values, &digest, files, took);
-                self.record(i, &key, stored.as_ref());
+                self.record(i, &key, &digest, stored.as_ref());
             }
             self.session.remember(key, digest, values.clone());
         }

@@ -47,18 +47,14 @@ impl Recorder {
     }
 
     /// Keep what a hit on `entry` means for the next build's fast path.
-    pub fn entry(&self, id: &str, key: &Key, entry: &Entry) {
-        match record_of(&key.0, entry) {
-            Some(rec) => {
-                let encoded = rec.encode();
-                // Once something changed, whether this did too no longer matters.
-                if !self.changed.load(Ordering::Relaxed) && !self.last.has(id, &encoded) {
-                    self.changed();
-                }
-                lock(&self.next).nodes.insert(id.to_string(), encoded);
-            }
-            None => self.changed(),
+    /// `digest`: the entry's output digest.
+    pub fn entry(&self, id: &str, key: &Key, digest: &blake3::Hash, entry: &Entry) {
+        let encoded = record_of(&key.0, digest, entry).encode();
+        // Once something changed, whether this did too no longer matters.
+        if !self.changed.load(Ordering::Relaxed) && !self.last.has(id, &encoded) {
+            self.changed();
         }
+        lock(&self.next).nodes.insert(id.to_string(), encoded);
     }
 
     /// Keep a file read, with the digest its key used.
