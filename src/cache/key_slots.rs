@@ -209,6 +209,54 @@ mod tests {
     }
 
     #[test]
+    fn keys_at_the_end_of_the_slots_wrap_to_the_start_in_any_order() {
+        // Eight keys whose first slot is the last of 16, and one more like them not put
+        // in: probing runs past the end to slot 0 and on.
+        let at_end = |i: u8| {
+            let mut k = [0xff; 32];
+            k[31] = i;
+            Key(k)
+        };
+        let keys: Vec<Key> = (0..8).map(at_end).collect();
+        let key_of = |n: u32| keys.get(n as usize).copied();
+        for order in [[0, 1, 2, 3, 4, 5, 6, 7], [7, 3, 5, 0, 6, 2, 4, 1]] {
+            let mut slots = KeySlots::default();
+            slots.reserve(8, key_of);
+            assert_eq!(slots.slots.len(), 16);
+            for n in order {
+                slots.insert(&keys[n], n as u32, key_of, |_| false);
+            }
+            for n in 0..8u32 {
+                assert_eq!(slots.find(&keys[n as usize], key_of), Some(n));
+            }
+            assert_eq!(slots.find(&at_end(8), key_of), None);
+        }
+    }
+
+    #[test]
+    fn slots_and_parts_follow_the_keys_order() {
+        let mut keys: Vec<Key> = (0..2000).map(spread).collect();
+        keys.sort_by_key(|k| k.0);
+        for bits in 4..=20 {
+            let size = 1usize << bits;
+            let slots = KeySlots {
+                slots: vec![0; size],
+                filled: 0,
+            };
+            let parts = slots.parts();
+            let placed: Vec<usize> = keys.iter().map(|k| place(k, size - 1).0).collect();
+            assert!(placed.windows(2).all(|w| w[0] <= w[1]), "{size} slots");
+            assert!(placed.iter().all(|&p| p < size));
+            let part: Vec<usize> = keys.iter().map(|k| slots.part_of(k, parts)).collect();
+            assert!(part.windows(2).all(|w| w[0] <= w[1]));
+            assert!(
+                part.iter().all(|&p| p < parts),
+                "{size} slots, {parts} parts"
+            );
+        }
+    }
+
+    #[test]
     fn a_key_held_twice_keeps_the_number_keep_chooses() {
         // Numbers 0 and 1 are the same key; `keep` keeps the larger number.
         let keys = [spread(1), spread(1), spread(2)];

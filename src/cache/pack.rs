@@ -323,15 +323,15 @@ impl Mapped {
         // Part by part of the slots: each index is sorted by key, and slots follow the
         // keys' order, so each index puts its entries of a part in one run. One index
         // after another, an index of 10,000 entries in a map of 200,000 wrote each to a
-        // cache line of its own.
+        // cache line of its own. The last part takes whatever is left of each index.
         let parts = slots.parts();
         let mut next: Vec<usize> = vec![0; added.len()];
-        for part in (0..parts).map(Some).chain([None]) {
+        for part in 0..parts {
             for ((first, u), at) in added.iter().zip(next.iter_mut()) {
                 let list = u.entries().list;
                 while let Some(e) = list.get(*at * INDEX_ENTRY..(*at + 1) * INDEX_ENTRY) {
                     let entry_at = index_entry(e, u.covered);
-                    if let (Some(part), Some((key, ..))) = (part, &entry_at) {
+                    if let Some((key, ..)) = &entry_at {
                         if slots.part_of(key, parts) > part {
                             break;
                         }
@@ -1408,25 +1408,29 @@ mod tests {
         let first: Vec<u32> = (0..15_000).collect();
         let again: Vec<u32> = (0..15_000).step_by(3).collect();
         let own: Vec<u32> = (15_000..25_000).collect();
-        let mut mapped = Mapped::default();
-        let left = mapped.add(vec![
-            index(0, &first, 1),
-            index(1, &again, 2),
-            index(2, &own, 1),
-        ]);
-        assert!(left.is_empty());
-        assert!(mapped.slots.parts() > 1, "{} parts", mapped.slots.parts());
-        assert_eq!(mapped.slots.len(), 25_000);
-        for i in 0..25_000u32 {
-            let loc = mapped.find(&spread(i)).unwrap_or_else(|| panic!("key {i}"));
-            let seg = match i {
-                15_000.. => 2,
-                _ if i % 3 == 0 => 1,
-                _ => 0,
+        // The newer index put in after the older one, then before it (its entries
+        // are then held already when the older ones come, part by part).
+        for newer_first in [false, true] {
+            let (older, newer) = (index(0, &first, 1), index(1, &again, 2));
+            let indexes = match newer_first {
+                false => vec![older, newer, index(2, &own, 1)],
+                true => vec![newer, older, index(2, &own, 1)],
             };
-            assert_eq!(loc.seg, seg, "key {i}");
+            let mut mapped = Mapped::default();
+            assert!(mapped.add(indexes).is_empty());
+            assert_eq!(mapped.slots.parts(), 4);
+            assert_eq!(mapped.slots.len(), 25_000);
+            for i in 0..25_000u32 {
+                let loc = mapped.find(&spread(i)).unwrap_or_else(|| panic!("key {i}"));
+                let seg = match i {
+                    15_000.. => 2,
+                    _ if i % 3 == 0 => 1,
+                    _ => 0,
+                };
+                assert_eq!(loc.seg, seg, "key {i}, newer first: {newer_first}");
+            }
+            assert!((25_000..26_000).all(|i| mapped.find(&spread(i)).is_none()));
         }
-        assert!((25_000..26_000).all(|i| mapped.find(&spread(i)).is_none()));
     }
 
     /// This process's own entries for key 1 (newer than the big segment's) and key 2

@@ -1111,30 +1111,43 @@ impl<'a> Shared<'a> {
         self.offload.take_all(|job| {
             let i = job.node();
             let is_store = matches!(job, Offload::Store { .. });
-            let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match job {
+            let catch = |f: &mut dyn FnMut()| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_ok()
+            };
+            let done = match job {
                 Offload::Store {
                     i,
                     key,
                     values,
                     digest,
                     took,
-                } => {
+                } => catch(&mut || {
                     let stored = self.store(i, &key, &values, &digest, &Effects::default(), took);
                     self.record(i, &key, &digest, stored.as_ref());
-                }
+                }),
                 Offload::Explain { i, key, now } => {
-                    let why = {
+                    let mut why = None;
+                    let done = catch(&mut || {
+                        // Tests only: a bug in pflow while a miss is explained here.
+                        if cfg!(debug_assertions)
+                            && std::env::var_os("PFLOW_TEST_PANIC_IN_EXPLAIN")
+                                .is_some_and(|id| id == self.v.graph.id(i))
+                        {
+                            panic!("PFLOW_TEST_PANIC_IN_EXPLAIN");
+                        }
                         let parts = decode_explain(&now).unwrap_or_default();
-                        self.explain_miss(self.v.graph.id(i), &key, &parts)
-                    };
+                        why = Some(self.explain_miss(self.v.graph.id(i), &key, &parts));
+                    });
                     let mut st = lock(&self.slots[i]);
-                    if matches!(st.late_reason, LateReason::Awaited) {
+                    if let (Some(why), LateReason::Awaited) = (why, &st.late_reason) {
                         st.late_reason = LateReason::Told(why.to_string());
                     }
+                    // Kept whatever happened above: the next build explains against it.
                     st.explained = Some(now);
+                    done
                 }
-            }));
-            if done.is_err() {
+            };
+            if !done {
                 let id = self.v.graph.id(i);
                 lock(&self.warnings).push(format!(
                     "could not cache or explain the result of {id}: an internal error"
@@ -1312,6 +1325,7 @@ impl<'a> Shared<'a> {
                     Ok(()) => (decide::RunReason::NoEntry, None),
                     Err(job) => {
                         lock(&self.slots[i]).late_reason = LateReason::None;
+                        // `hand_off` gives back the job it was given.
                         let explained = match job {
                             Offload::Explain { now, .. } => Some(now),
                             Offload::Store { .. } => None,

@@ -271,6 +271,43 @@ fn after_a_fail_fast_batch_is_fixed_only_the_items_that_did_not_succeed_run() {
     );
 }
 
+/// A bug in pflow while the offload thread explains a miss (the debug build's hook
+/// panics there) costs that node's reason in this build, not its explain record: the
+/// next build tells what changed since this one, not since the build before.
+#[test]
+fn a_miss_whose_explanation_failed_inside_pflow_is_explained_against_it_next_time() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [
+            {"id": "first", "type": "echo", "params": {"message": "one"}},
+            {"id": "second", "type": "echo", "params": {"message": "${first.echo}"}}
+        ]
+    }));
+    ws.build(&[]).assert_ok();
+    // `first` changes, so `second` misses, and explaining that fails inside pflow.
+    let edited = ws.read("workflow.json").replace("one", "two");
+    ws.write("workflow.json", &edited);
+    let r = ws
+        .cmd()
+        .env("PFLOW_TEST_PANIC_IN_EXPLAIN", "second")
+        .failing_inside_on_purpose()
+        .run();
+    r.assert_ok();
+    assert_eq!(r.status_of("second"), "ran", "{r}");
+    let warned = r.doc()["warnings"].to_string();
+    assert!(
+        warned.contains("could not cache or explain the result of second: an internal error"),
+        "{r}"
+    );
+    // Now only `second`'s own parameters change.
+    let mut doc: serde_json::Value = serde_json::from_str(&ws.read("workflow.json")).unwrap();
+    doc["nodes"][1]["params"]["data"] = json!("x");
+    ws.write("workflow.json", &doc.to_string());
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(r.status_of("first"), "cached", "{r}");
+    assert_eq!(r.reason_of("second"), "param data added", "{r}");
+}
+
 /// A bug in pflow while a node runs (the debug build's hook panics there) fails that node
 /// as an internal error, also when the reason of its miss was handed to the offload
 /// thread first: the reason it tells later must not cover the failure.
