@@ -106,19 +106,18 @@ impl KeySlots {
         }
     }
 
-    /// Which of `parts` equal runs of the slots `key`'s first slot lies in (0 when
-    /// there are none): entries put in the map part by part write to a few hundred KB
-    /// at a time, which the CPU's caches hold.
-    pub fn part_of(&self, key: &Key, parts: usize) -> usize {
-        let size = self.slots.len();
-        match size.checked_sub(1) {
-            Some(mask) if parts > 0 => place(key, mask).0 / (size / parts).max(1),
-            _ => 0,
-        }
+    /// Which run of [`PART_SLOTS`] slots `key`'s first slot lies in, below
+    /// [`KeySlots::parts`]: entries put in the map part by part write to a few hundred
+    /// KB at a time, which the CPU's caches hold.
+    pub fn part_of(&self, key: &Key) -> usize {
+        self.slots
+            .len()
+            .checked_sub(1)
+            .map_or(0, |mask| place(key, mask).0 / PART_SLOTS)
     }
 
-    /// Into how many parts of about [`PART_SLOTS`] slots [`KeySlots::part_of`] divides
-    /// the slots.
+    /// How many parts [`KeySlots::part_of`] divides the slots into (one for fewer
+    /// than [`PART_SLOTS`]).
     pub fn parts(&self) -> usize {
         (self.slots.len() / PART_SLOTS).max(1)
     }
@@ -247,7 +246,7 @@ mod tests {
             let placed: Vec<usize> = keys.iter().map(|k| place(k, size - 1).0).collect();
             assert!(placed.windows(2).all(|w| w[0] <= w[1]), "{size} slots");
             assert!(placed.iter().all(|&p| p < size));
-            let part: Vec<usize> = keys.iter().map(|k| slots.part_of(k, parts)).collect();
+            let part: Vec<usize> = keys.iter().map(|k| slots.part_of(k)).collect();
             assert!(part.windows(2).all(|w| w[0] <= w[1]));
             assert!(
                 part.iter().all(|&p| p < parts),

@@ -332,7 +332,7 @@ impl Mapped {
                 while let Some(e) = list.get(*at * INDEX_ENTRY..(*at + 1) * INDEX_ENTRY) {
                     let entry_at = index_entry(e, u.covered);
                     if let Some((key, ..)) = &entry_at {
-                        if slots.part_of(key, parts) > part {
+                        if slots.part_of(key) > part {
                             break;
                         }
                     }

@@ -3,7 +3,7 @@
 
 use crate::common;
 
-use common::{counted, live_processes_in_group, wait_for, Workspace};
+use common::{counted, live_processes_in_group, wait_for, BuildResult, Workspace};
 use serde_json::json;
 use std::time::Duration;
 
@@ -276,21 +276,8 @@ fn after_a_fail_fast_batch_is_fixed_only_the_items_that_did_not_succeed_run() {
 /// next build tells what changed since this one, not since the build before.
 #[test]
 fn a_miss_whose_explanation_failed_inside_pflow_is_explained_against_it_next_time() {
-    let ws = Workspace::new().workflow(json!({
-        "nodes": [
-            {"id": "first", "type": "echo", "params": {"message": "one"}},
-            {"id": "second", "type": "echo", "params": {"message": "${first.echo}"}}
-        ]
-    }));
-    ws.build(&[]).assert_ok();
     // `first` changes, so `second` misses, and explaining that fails inside pflow.
-    let edited = ws.read("workflow.json").replace("one", "two");
-    ws.write("workflow.json", &edited);
-    let r = ws
-        .cmd()
-        .env("PFLOW_TEST_PANIC_IN_EXPLAIN", "second")
-        .failing_inside_on_purpose()
-        .run();
+    let (ws, r) = second_missed_after_an_edit_with_a_bug_in("PFLOW_TEST_PANIC_IN_EXPLAIN");
     r.assert_ok();
     assert_eq!(r.status_of("second"), "ran", "{r}");
     let warned = r.doc()["warnings"].to_string();
@@ -299,9 +286,7 @@ fn a_miss_whose_explanation_failed_inside_pflow_is_explained_against_it_next_tim
         "{r}"
     );
     // Now only `second`'s own parameters change.
-    let mut doc: serde_json::Value = serde_json::from_str(&ws.read("workflow.json")).unwrap();
-    doc["nodes"][1]["params"]["data"] = json!("x");
-    ws.write("workflow.json", &doc.to_string());
+    ws.edit_workflow(|d| d["nodes"][1]["params"]["data"] = json!("x"));
     let r = ws.build(&[]);
     r.assert_ok();
     assert_eq!(r.status_of("first"), "cached", "{r}");
@@ -313,6 +298,18 @@ fn a_miss_whose_explanation_failed_inside_pflow_is_explained_against_it_next_tim
 /// thread first: the reason it tells later must not cover the failure.
 #[test]
 fn a_node_that_fails_inside_pflow_says_so_even_when_its_miss_is_explained_late() {
+    // An edit: `second` misses, and what changed is told by the offload thread.
+    let (_ws, r) = second_missed_after_an_edit_with_a_bug_in("PFLOW_TEST_PANIC_IN_NODE");
+    r.assert_code(1);
+    assert_eq!(r.status_of("first"), "ran", "{r}");
+    assert_eq!(r.reason_of("first"), "param message changed", "{r}");
+    assert_eq!(r.status_of("second"), "failed", "{r}");
+    assert_eq!(r.reason_of("second"), "internal error", "{r}");
+}
+
+/// Two echoes built, then `first`'s message edited so that `second` misses, and built
+/// again with the debug build's `hook` set to make pflow fail on `second`.
+fn second_missed_after_an_edit_with_a_bug_in(hook: &str) -> (Workspace, BuildResult) {
     let ws = Workspace::new().workflow(json!({
         "nodes": [
             {"id": "first", "type": "echo", "params": {"message": "one"}},
@@ -320,17 +317,11 @@ fn a_node_that_fails_inside_pflow_says_so_even_when_its_miss_is_explained_late()
         ]
     }));
     ws.build(&[]).assert_ok();
-    // An edit: `second` misses, and what changed is told by the offload thread.
-    let edited = ws.read("workflow.json").replace("one", "two");
-    ws.write("workflow.json", &edited);
+    ws.edit_workflow(|d| d["nodes"][0]["params"]["message"] = json!("two"));
     let r = ws
         .cmd()
-        .env("PFLOW_TEST_PANIC_IN_NODE", "second")
+        .env(hook, "second")
         .failing_inside_on_purpose()
         .run();
-    r.assert_code(1);
-    assert_eq!(r.status_of("first"), "ran", "{r}");
-    assert_eq!(r.reason_of("first"), "param message changed", "{r}");
-    assert_eq!(r.status_of("second"), "failed", "{r}");
-    assert_eq!(r.reason_of("second"), "internal error", "{r}");
+    (ws, r)
 }
