@@ -5,16 +5,25 @@
 #   benches/edit_start.sh [RUNS]        (default 5 runs per case; needs python3)
 #   PFLOW=/path/to/pflow benches/edit_start.sh [RUNS]   (that binary, not a fresh build:
 #                                        to compare two versions on one machine)
+#   IDLE=2 benches/edit_start.sh [RUNS]  (that many seconds of quiet before each build,
+#                                        as when a person edits between builds)
+#
+# Back to back, a build reuses memory the build before it freed. After a pause a VM that
+# hands free memory back to its host (virtio-balloon free page reporting, as on this
+# project's 2-core VMs) gives a build pages the host must supply again, and zeroing them
+# costs several times as much; how much of that falls on which build varies from run to
+# run, so compare both ways.
 #
 # Node i passes node i-1's data on (and reads node i/2), so a new value at node 0 reaches
 # every node: the edited build runs all 10,000 again, as a cold build does, and should
 # take no longer. Runs alternate (cold, edit, cold, edit, ...); each cold build starts
-# from an empty cache in a fresh copy of the project, made untimed. Prints medians, the
+# from an empty cache in a fresh folder of its own, made untimed. Prints medians, the
 # ratio edit/cold, and the median of each round's own ratio.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 runs="${1:-5}"
+idle="${IDLE:-0}"
 if [[ -z "${PFLOW:-}" ]]; then
   cargo build --release --quiet --manifest-path "$root/Cargo.toml"
 fi
@@ -50,9 +59,12 @@ PY
 build "$work/chain" >/dev/null   # warm: the edited project has a full cache
 declare -a cold edited
 for ((r = -1; r < runs; r++)); do
-  cp -r "$work/chain" "$work/cold-$r" && rm -rf "$work/cold-$r/.pflow-cache" && sync
+  # The workflow alone: copying the edited project's cache (tens of MB after a few
+  # rounds) and deleting it again put that much writing and freeing just before the
+  # cold build.
+  mkdir "$work/cold-$r" && cp "$work/chain/wf.json" "$work/cold-$r/" && sync && sleep "$idle"
   c=$(build "$work/cold-$r")
-  edit "$work/chain" && sync
+  edit "$work/chain" && sync && sleep "$idle"
   e=$(build "$work/chain")
   ((r >= 0)) && cold+=("$c") && edited+=("$e")
 done
