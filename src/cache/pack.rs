@@ -1239,7 +1239,8 @@ impl Packs {
             return Err(e);
         }
         if let Some(own) = st.own.as_mut() {
-            own.len += bytes.len() as u64;
+            // `writing` kept every other append out since `len` was read.
+            own.len = len + bytes.len() as u64;
             if kind == Kind::Entry {
                 own.entries.push((*key, len, payload.len() as u32, time));
             }
@@ -1658,7 +1659,9 @@ mod tests {
     fn appends_from_many_threads_follow_each_other_and_lookups_meanwhile_see_whole_records() {
         let dir = tempfile::tempdir().unwrap();
         let packs = Packs::new(dir.path());
-        let payload = |t: u8, i: u8| vec![t ^ i; 100 + usize::from(i)];
+        // 200 records of 400 bytes and more: past `INDEXED_FROM`, so the drop writes
+        // the segment's index from the entries the appends kept.
+        let payload = |t: u8, i: u8| vec![t ^ i; 400 + usize::from(i)];
         std::thread::scope(|s| {
             for t in 0..4u8 {
                 let packs = &packs;
@@ -1696,7 +1699,13 @@ mod tests {
         assert_eq!(items.len(), 200);
         assert!(items.iter().all(|f| matches!(f, Found::Record { .. })));
         drop(packs);
+        let index = crate::cache::layout::pack_index_path(dir.path(), &segments[0]);
+        assert!(index.exists(), "no index written for the segment");
         let other = Packs::new(dir.path());
+        let first = other.get(&Key([0; 32]));
+        assert!(matches!(first, Got::Found { payload: p, .. } if p == payload(0, 0)));
+        // Read from that index, not by scanning the segment.
+        assert_eq!(other.state.lock().unwrap().unmapped.len(), 1);
         for t in 0..4u8 {
             for i in 0..50u8 {
                 let got = other.get(&Key([t * 64 + i; 32]));
