@@ -250,6 +250,15 @@ impl Cache {
         Ok(found)
     }
 
+    /// Write the marks of recency this process's hits left waiting (see
+    /// [`Packs::flush_uses`]); best effort, as the marks themselves. A build calls it
+    /// once its nodes are done.
+    ///
+    /// [`Packs::flush_uses`]: pack::Packs::flush_uses
+    pub fn flush_uses(&self) {
+        let _ = self.packs.flush_uses();
+    }
+
     /// The entry for `key`, if there is a usable one, without counting it as a use
     /// (no recency mark, no "time saved").
     pub fn peek(&self, key: &Key) -> Option<Entry> {

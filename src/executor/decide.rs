@@ -543,6 +543,7 @@ mod tests {
         assert!(w.cache.local().take_seen().is_empty());
 
         reuse(w.decide(Mode::Build, &ask(key)));
+        w.cache.local().flush_uses();
         assert_eq!(uses(&w), 1, "a build's hit marks the entry used");
         assert_eq!(w.cache.local().take_seen().get(&key), Some(&5));
     }

@@ -384,7 +384,9 @@ pub fn execute(
         }
         run_pool(&pool, &shared, &sched, &rx, covered, &mut held, events);
     });
-    // The offload thread has stored everything it was handed.
+    // The offload thread has stored everything it was handed; the hits' marks of
+    // recency wait to be written together.
+    cache.local().flush_uses();
     for i in held {
         report_finished(&lock(&shared.slots[i]), events);
     }
