@@ -1078,7 +1078,9 @@ pub fn remove_segment(root: &Path, path: &Path) -> io::Result<()> {
 
 impl Drop for Packs {
     /// This process appends no more: its segment, if big enough, gets its index now
-    /// rather than from the next process to read it whole (best effort, as there).
+    /// rather than from the next process to read it whole (best effort, as there). Use
+    /// records still waiting are written first, a safety net only: a build writes its
+    /// own while it holds its lock on the cache, and this may run after that is let go.
     fn drop(&mut self) {
         let _ = self.flush_uses();
         let Ok(st) = self.state.get_mut() else {
@@ -1232,7 +1234,9 @@ impl Packs {
         self.write(&bytes, Some((*key, payload.len() as u32, time)))
     }
 
-    /// Write the use records waiting to be written.
+    /// Write the use records waiting to be written. Call it once the threads that look
+    /// up entries are done (as a build does, under its lock on the cache): a batch one of
+    /// them took at [`USES_AT`] may still be being written when this returns.
     pub fn flush_uses(&self) -> io::Result<()> {
         let batch = match self.uses.lock() {
             Ok(mut uses) => std::mem::take(&mut *uses),
