@@ -1128,6 +1128,11 @@ pub struct Packs {
 /// Buffered use records written at once from this size (about 700 records).
 const USES_AT: usize = 64 * 1024;
 
+/// A lock of the writer was poisoned: a thread panicked while it held it.
+fn writer_failed() -> io::Error {
+    io::Error::other("the cache writer failed earlier")
+}
+
 impl std::fmt::Debug for Packs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Packs").field("root", &self.root).finish()
@@ -1219,10 +1224,7 @@ impl Packs {
     pub fn append(&self, kind: Kind, key: &Key, time: u64, payload: &[u8]) -> io::Result<()> {
         let bytes = encode(kind, time, key, payload)?;
         if kind == Kind::Use {
-            let mut uses = self
-                .uses
-                .lock()
-                .map_err(|_| io::Error::other("the cache writer failed earlier"))?;
+            let mut uses = self.uses.lock().map_err(|_| writer_failed())?;
             uses.extend_from_slice(&bytes);
             if uses.len() < USES_AT {
                 return Ok(());
@@ -1240,7 +1242,7 @@ impl Packs {
     pub fn flush_uses(&self) -> io::Result<()> {
         let batch = match self.uses.lock() {
             Ok(mut uses) => std::mem::take(&mut *uses),
-            Err(_) => return Err(io::Error::other("the cache writer failed earlier")),
+            Err(_) => return Err(writer_failed()),
         };
         if batch.is_empty() {
             return Ok(());
@@ -1251,10 +1253,9 @@ impl Packs {
     /// Write `bytes` (whole records) at the end of this process's segment; `entry`: the
     /// entry record's key, payload length and time, to index it once it is written.
     fn write(&self, bytes: &[u8], entry: Option<(Key, u32, u64)>) -> io::Result<()> {
-        let failed = || io::Error::other("the cache writer failed earlier");
-        let _writing = self.writing.lock().map_err(|_| failed())?;
+        let _writing = self.writing.lock().map_err(|_| writer_failed())?;
         let (seg, len, file) = {
-            let mut st = self.state.lock().map_err(|_| failed())?;
+            let mut st = self.state.lock().map_err(|_| writer_failed())?;
             if st.broken {
                 return Err(io::Error::other("the cache segment could not be written"));
             }
@@ -1279,7 +1280,7 @@ impl Packs {
         };
         // One write at the end: a crash leaves at worst a torn last record.
         let written = file.write_all_at(bytes, len);
-        let mut st = self.state.lock().map_err(|_| failed())?;
+        let mut st = self.state.lock().map_err(|_| writer_failed())?;
         if let Err(e) = written {
             st.broken = true;
             return Err(e);
