@@ -6,7 +6,7 @@
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use pflow::cache::layered::Layered;
 use pflow::cache::Cache;
-use pflow::executor::{execute, Options, Outcome, Session};
+use pflow::executor::{execute, MissReasons, Options, Outcome, Session};
 use pflow::validate::Validated;
 use serde_json::{json, Map, Value};
 use std::collections::HashSet;
@@ -52,7 +52,7 @@ fn options(name: &str) -> Options {
         write_roots: Default::default(),
         redactor: Default::default(),
         live: Default::default(),
-        explain_live: false,
+        reasons: MissReasons::Reported,
         known: Vec::new(),
     }
 }

@@ -19,7 +19,7 @@
 use pflow::cache::layered::Layered;
 use pflow::cache::Cache;
 use pflow::canonical::{output_digest, to_canonical};
-use pflow::executor::{execute, Options, Session};
+use pflow::executor::{execute, MissReasons, Options, Session};
 use pflow::template::{render_text, ParamTemplate, Part, Template};
 use pflow::validate::validate;
 use proptest::prelude::*;
@@ -577,7 +577,7 @@ impl KeyLab {
             write_roots: pflow::workspace::WriteRoots::new(&[self.dir.path().to_path_buf()]),
             redactor: Default::default(),
             live: Default::default(),
-            explain_live: false,
+            reasons: MissReasons::Reported,
             known: Vec::new(),
         };
         let outcome = execute(&v, inputs, &cache, &opts, &Session::default(), &mut |_| {});

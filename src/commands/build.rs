@@ -1,8 +1,8 @@
 //! `pflow build`: load → validate → inputs → execute (with the cache) → report.
 
 use super::conclusion::{
-    append_stats, attempt_lines, conclude, count_from_env, jobs_given, jobs_or_cores, run_id,
-    secret_values, tallies, view, workflow_name, MAX_JOBS,
+    append_stats, attempt_lines, conclude, count_from_env, jobs_given, jobs_or_cores, miss_reasons,
+    run_id, secret_values, tallies, view, workflow_name, MAX_JOBS,
 };
 use super::noop::Look;
 use super::{diagnostics_json, Error, ExitCode, Result};
@@ -289,7 +289,7 @@ pub fn once(args: &BuildArgs, then: Then) -> Result {
         write_roots: crate::workspace::WriteRoots::new(&args.allow_write),
         redactor: crate::secrets::Redactor::new(secret_values(&validated, &inputs)),
         live: executor::LiveOutput::default(),
-        explain_live: args.explain,
+        reasons: miss_reasons(args),
         known: Vec::new(),
     };
     let cache = Layered::new(local, remote);

@@ -57,6 +57,19 @@ pub(super) fn run_id() -> String {
 }
 
 /// How much a build says on stderr, from its flags.
+/// When a build explains its misses: only where a reason is shown.
+pub(super) fn miss_reasons(args: &BuildArgs) -> executor::MissReasons {
+    let reported = args.output_format == OutputFormat::Json
+        || args.trace.is_some()
+        || args.timings.is_some()
+        || args.profile.is_some();
+    match (args.explain, reported) {
+        (true, _) => executor::MissReasons::Live,
+        (false, true) => executor::MissReasons::Reported,
+        (false, false) => executor::MissReasons::Unread,
+    }
+}
+
 pub(super) fn view(args: &BuildArgs) -> report::View {
     report::View {
         json: args.output_format == OutputFormat::Json,

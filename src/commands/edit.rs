@@ -484,7 +484,7 @@ fn try_serve(
         write_roots: crate::workspace::WriteRoots::new(&args.allow_write),
         redactor: crate::secrets::Redactor::new(super::conclusion::secret_values(&v, &inputs)),
         live: executor::LiveOutput::default(),
-        explain_live: args.explain,
+        reasons: super::conclusion::miss_reasons(args),
         known,
     };
     let (live, sink) = super::conclusion::live_lines(args, &opts.redactor);

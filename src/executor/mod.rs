@@ -77,12 +77,27 @@ pub struct Options {
     pub redactor: crate::secrets::Redactor,
     /// `-v`: where commands' output goes as it arrives, besides being collected.
     pub live: LiveOutput,
-    /// `--explain`: each node's reason is shown as it finishes, so a miss is explained
-    /// at once; otherwise by the offload thread (`offload.rs`), for the report.
-    pub explain_live: bool,
+    /// When a miss is explained (what changed since the last build that decided the
+    /// node).
+    pub reasons: MissReasons,
     /// Results known before the build, by node position (the edit path of `pflow
     /// build`, for the nodes an edit does not reach); empty in every other build.
     pub known: Vec<Option<Known>>,
+}
+
+/// When the build tells why a node that missed runs. Working it out (the last build's
+/// explain record read and compared) cost as much as storing the node's result, and a
+/// text build without `--explain` shows no reason of a node that ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissReasons {
+    /// `--explain`: as each node finishes, for its line.
+    Live,
+    /// By the end of the build, for a report that shows them (JSON, `--trace`,
+    /// `--timings`, `--profile`): on the offload thread (`offload.rs`).
+    Reported,
+    /// Never: the report says only that no entry was found. Each node's explain record
+    /// is kept all the same, so the next build that shows reasons explains against it.
+    Unread,
 }
 
 /// A node's result known before the build: the node is reported cached under `key`
@@ -1312,7 +1327,12 @@ impl<'a> Shared<'a> {
         // The explain record goes into the slot here, or, handed off with the miss, on
         // the offload thread once it is read there.
         let (reason, explained) = match reason {
-            decide::RunReason::NoEntry if self.opts.explain_live || node.batch.is_some() => {
+            decide::RunReason::NoEntry if self.opts.reasons == MissReasons::Unread => {
+                (decide::RunReason::NoEntry, Some(explained))
+            }
+            decide::RunReason::NoEntry
+                if self.opts.reasons == MissReasons::Live || node.batch.is_some() =>
+            {
                 (self.explain_miss(&node.id, &key, &short), Some(explained))
             }
             decide::RunReason::NoEntry => {

@@ -4,8 +4,9 @@
 //! pushed to a remote) took about a sixth of a cold build of a 10,000-node chain, and a
 //! chain's next node waited for it; after an edit near the start, telling what changed
 //! for each node that misses (the last build's explain record read and compared) took
-//! as much again. Neither is needed by the nodes that follow: they take a node's values
-//! from memory, never from the cache, and its reason only goes into the build's report.
+//! as much again (a build that shows no reason skips that: `MissReasons`). Neither is
+//! needed by the nodes that follow: they take a node's values from memory, never from
+//! the cache, and its reason only goes into the build's report.
 //! So one thread does both while the workers go on, and the build ends only after it
 //! has done everything handed to it. Work reaches it through a [`Queue`] it empties on
 //! a tick, not through a channel that wakes it for each piece. A node whose result

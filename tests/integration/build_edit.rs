@@ -334,6 +334,45 @@ fn space_put_before_a_node_that_reaches_more_than_half_is_not_taken_for_a_change
 }
 
 #[test]
+fn a_text_build_that_shows_no_reasons_still_records_what_the_next_one_explains_against() {
+    // A text build without --explain works out no miss's reason (it shows none), but
+    // keeps each node's explain record: the next build that reports reasons compares
+    // with that build, not the one before it. On the edit path and the normal path.
+    for normal in [false, true] {
+        let ws = Workspace::new().workflow(branches());
+        prime(&ws, &[]);
+        ws.edit_workflow(|d| d["nodes"][1]["params"]["message"] = json!("B:${a.stdout}"));
+        if normal {
+            forget_record(&ws);
+        }
+        let r = ws.cmd().text().env("PFLOW_DEBUG", "1").run();
+        r.assert_ok();
+        assert_eq!(used_edit_path(&r), !normal, "{r}");
+        let b = r
+            .stderr
+            .lines()
+            .find(|l| l.split_whitespace().take(2).eq(["ran", "b"]));
+        assert!(
+            b.is_some_and(|l| !l.contains('—')),
+            "b ran, no reason shown: {r}"
+        );
+        // Since then only a changed: b's message is as that build recorded it.
+        ws.edit_workflow(|d| {
+            d["nodes"][0]["params"]["command"] = json!(counted("a", "echo A-${who}"))
+        });
+        let r = ws.build(&[]);
+        r.assert_ok();
+        assert_eq!(r.reason_of("a"), "param command changed", "{r}");
+        assert_eq!(r.status_of("b"), "ran");
+        assert_eq!(
+            r.reason_of("b"),
+            "upstream a changed",
+            "normal path: {normal}; {r}"
+        );
+    }
+}
+
+#[test]
 fn the_next_build_compares_with_what_an_edit_recorded_not_with_the_build_before_it() {
     // The edit path saves what it decided as deltas beside the build records (see
     // `cache::delta`): the next build must read them over the older rows.
