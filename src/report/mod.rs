@@ -2,6 +2,7 @@
 //! document; and the `--trace` file.
 
 pub mod color;
+mod running;
 
 use crate::executor::{NodeReport, Outcome, Status};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -45,7 +46,8 @@ pub struct Progress {
     collapse: bool,
     collapsed: usize,
     replay: crate::cache::logs::Logs,
-    running: Vec<String>,
+    /// For the bar's message (none without a bar).
+    running: running::Running,
     /// Plain-mode lines not yet written: a large build writes them in a few syscalls.
     pending: String,
 }
@@ -73,20 +75,22 @@ impl Progress {
             collapse: total > COLLAPSE_ABOVE && !view.verbose && !view.explain,
             collapsed: 0,
             replay,
-            running: Vec::new(),
+            running: Default::default(),
             pending: String::new(),
         }
     }
 
     pub fn started(&mut self, id: &str) {
-        self.running.push(id.to_string());
         if let Some(bar) = &self.bar {
-            bar.set_message(format!("running {}", self.running.join(", ")));
+            self.running.start(id);
+            bar.set_message(self.running.message());
         }
     }
 
     pub fn finished(&mut self, r: &NodeReport) {
-        self.running.retain(|x| x != &r.id);
+        if self.bar.is_some() {
+            self.running.finish(&r.id);
+        }
         if self.view.json {
             return;
         }
@@ -102,7 +106,7 @@ impl Progress {
         };
         if let Some(bar) = &self.bar {
             bar.inc(1);
-            bar.set_message(format!("running {}", self.running.join(", ")));
+            bar.set_message(self.running.message());
         }
         if !line_wanted {
             return;
