@@ -250,6 +250,11 @@ impl Cache {
         Ok(found)
     }
 
+    /// This build may store up to `n` entries (see [`pack::Packs::expect_entries`]).
+    pub fn expect_entries(&self, n: usize) {
+        self.packs.expect_entries(n);
+    }
+
     /// Write the marks of recency this process's hits left waiting (see
     /// [`Packs::flush_uses`]); best effort, as the marks themselves. A build calls it
     /// once its nodes are done.

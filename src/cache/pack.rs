@@ -1123,7 +1123,12 @@ pub struct Packs {
     /// ([`Packs::flush_uses`]), not in a write of its own (a fully cached build of 10,000
     /// nodes made 10,000 `pwrite`s for them).
     uses: Mutex<Vec<u8>>,
+    /// How many entries this process expects to store ([`Packs::expect_entries`]).
+    expected: std::sync::atomic::AtomicUsize,
 }
+
+/// At most this many entries are made room for ahead (a hint, not a limit).
+const EXPECTED_AT_MOST: usize = 1 << 20;
 
 /// Buffered use records written at once from this size (about 700 records).
 const USES_AT: usize = 64 * 1024;
@@ -1146,7 +1151,19 @@ impl Packs {
             state: Mutex::new(State::default()),
             writing: Mutex::new(()),
             uses: Mutex::new(Vec::new()),
+            expected: std::sync::atomic::AtomicUsize::new(0),
         }
+    }
+
+    /// This process may store up to `n` entries: its first store makes room for them in
+    /// the key map and its segment's list, which otherwise grow by doubling under the
+    /// lock that lookups take (each growth of 10,000 entries copied the map while a
+    /// chain's worker waited, up to a millisecond on the 2-core VM).
+    pub fn expect_entries(&self, n: usize) {
+        self.expected.store(
+            n.min(EXPECTED_AT_MOST),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// Do now, on the calling thread, what a build's first lookups would: read the
@@ -1261,6 +1278,8 @@ impl Packs {
             }
             if st.own.is_none() {
                 let (path, file) = create_segment(&self.root)?;
+                let expected = self.expected.load(std::sync::atomic::Ordering::Relaxed);
+                st.index.reserve(expected);
                 let seg = st.segments.len() as u32;
                 st.segments.push(Segment {
                     path,
@@ -1270,7 +1289,7 @@ impl Packs {
                 st.own = Some(Own {
                     seg,
                     len: FILE_HEADER.len() as u64,
-                    entries: Vec::new(),
+                    entries: Vec::with_capacity(expected),
                 });
             }
             let Some((seg, len)) = st.own.as_ref().map(|o| (o.seg, o.len)) else {
@@ -1736,6 +1755,32 @@ mod tests {
         assert_eq!(uses_on_disk(), 10 + many);
         drop(packs);
         assert_eq!(uses_on_disk(), 10 + many + 5);
+    }
+
+    /// The entries a build said it would store fit in the room its first store made:
+    /// storing them grows neither the key map nor the segment's list (each growth copied
+    /// them under the lock lookups take), and every one is found.
+    #[test]
+    fn expected_entries_are_stored_without_the_map_growing_under_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let packs = Packs::new(dir.path());
+        packs.expect_entries(3000);
+        let key = |i: u32| Key(*blake3::hash(&i.to_le_bytes()).as_bytes());
+        packs.append(Kind::Entry, &key(0), 1, b"first").unwrap();
+        let room = |p: &Packs| {
+            let st = p.state.lock().unwrap();
+            let own = st.own.as_ref().map_or(0, |o| o.entries.capacity());
+            (st.index.capacity(), own)
+        };
+        let first = room(&packs);
+        assert!(first.0 >= 3000 && first.1 >= 3000, "{first:?}");
+        for i in 1..3000 {
+            packs.append(Kind::Entry, &key(i), 1, b"more").unwrap();
+        }
+        assert_eq!(room(&packs), first);
+        for i in [0, 1, 1500, 2999] {
+            assert!(matches!(packs.get(&key(i)), Got::Found { .. }), "{i}");
+        }
     }
 
     /// Appends from several threads at once, with lookups between them (a lookup takes

@@ -383,6 +383,8 @@ pub fn execute(
         reporter: std::thread::current(),
     };
 
+    // About an entry per node (a batch stores its items' too: this is only a hint).
+    cache.local().expect_entries(covered);
     shared.offload.open();
     let mut held = VecDeque::new();
     let stored = || {
