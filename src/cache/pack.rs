@@ -89,7 +89,12 @@ const REFRESH_EVERY: Duration = Duration::from_millis(100);
 pub const MERGE_AT: usize = 8;
 /// This many of one big tier (from `BIG_TIER` on): their lookups cost by the entries
 /// they hold, which a merge rarely lessens (a big build's keys are mostly new), while
-/// the merge itself rewrites them all.
+/// the merge itself rewrites them all. So a full big tier is merged only when at least
+/// half of its bytes are records the merge drops ([`State::worth_merging`]): use
+/// records, of which only each key's newest is kept (a fully cached build of 100,000
+/// nodes leaves 9 MB of them). Segments of entries are left to `gc`: every 32 edits at
+/// the start of the 10,000-node chain, merging their 32 segments rewrote 150 MB, a
+/// 2.7 s build instead of 0.14 s, and dropped nothing.
 const MERGE_AT_BIG: usize = 32;
 const BIG_TIER: u32 = 2;
 /// The size below which segments are all of the first tier.
@@ -999,6 +1004,34 @@ pub fn distil(records: impl IntoIterator<Item = (Header, Vec<u8>)>) -> Vec<u8> {
 impl State {
     /// Merge the segments of the smallest tier that has [`MERGE_AT`] of them into one
     /// (see the module docs). Best effort: what cannot be merged stays as it is.
+    /// Would a merge of these segments drop at least half of their bytes? Their entry
+    /// records, counted from their indexes, stay (a key's older entries in other
+    /// segments would go too, but counting those takes every key); the rest is use
+    /// records and damage, most of which goes. A segment whose index was not read
+    /// (scanned) counts as all droppable, as before this test.
+    fn worth_merging(&self, segs: impl Iterator<Item = usize>) -> bool {
+        let (mut total, mut kept) = (0u64, 0u64);
+        for i in segs {
+            let Some(seg) = self.segments.get(i) else {
+                continue;
+            };
+            total += seg.file.metadata().map_or(0, |m| m.len());
+            let index = self
+                .unmapped
+                .iter()
+                .chain(self.mapped.indexes.iter().map(|(_, u)| u))
+                .find(|u| u.seg as usize == i);
+            kept += index.map_or(0, |u| {
+                u.entries()
+                    .iter()
+                    .flatten()
+                    .map(|(_, _, len, _)| HEADER_LEN as u64 + u64::from(len))
+                    .sum()
+            });
+        }
+        kept.saturating_mul(2) <= total
+    }
+
     fn merge(&mut self, root: &Path) {
         if self.segments.len() < MERGE_AT {
             return;
@@ -1012,9 +1045,10 @@ impl State {
             .filter_map(|(i, seg)| Some((i, tier(seg.file.metadata().ok()?.len()))))
             .collect();
         let merge_at = |t: u32| if t < BIG_TIER { MERGE_AT } else { MERGE_AT_BIG };
-        let Some(full) = (0..=u64::BITS)
-            .find(|&t| tiers.iter().filter(|(_, tt)| *tt == t).count() >= merge_at(t))
-        else {
+        let Some(full) = (0..=u64::BITS).find(|&t| {
+            let members = tiers.iter().filter(|(_, tt)| *tt == t).map(|(i, _)| *i);
+            members.clone().count() >= merge_at(t) && (t < BIG_TIER || self.worth_merging(members))
+        }) else {
             return;
         };
         // An exclusive lock on a segment no writer holds, kept until it is removed.
@@ -1992,6 +2026,51 @@ mod tests {
         let fresh = Packs::new(dir.path());
         for k in [0, 50, 100, 102] {
             assert!(matches!(fresh.get(&key(k)), Got::Found { .. }), "{k}");
+        }
+    }
+
+    #[test]
+    fn a_full_big_tier_of_entries_is_left_for_gc_and_one_of_uses_is_merged() {
+        // Segments written whole, so each has its index, as a build's big segment does.
+        let big_tier = |records: &dyn Fn(u8) -> Vec<u8>| {
+            let dir = tempfile::tempdir().unwrap();
+            for i in 0..MERGE_AT_BIG as u8 {
+                let path = write_segment(dir.path(), &records(i)).unwrap();
+                let len = std::fs::metadata(path).unwrap().len();
+                assert_eq!(tier(len), BIG_TIER);
+            }
+            dir
+        };
+        // Each a build's new entries (as after an edit at the start of a big workflow):
+        // a merge would rewrite them all and drop nothing.
+        let entries = big_tier(&|i| {
+            encode(Kind::Entry, 1, &key(i), &vec![i; 4 * TIER_BASE as usize]).unwrap()
+        });
+        assert!(matches!(
+            Packs::new(entries.path()).get(&key(3)),
+            Got::Found { .. }
+        ));
+        assert_eq!(segment_paths(entries.path()).unwrap().len(), MERGE_AT_BIG);
+        // Each a fully cached build's marks of use of the same 100 keys, and an entry:
+        // a merge keeps each key's newest use.
+        let uses_per_segment = 4 * TIER_BASE as usize / HEADER_LEN + 1;
+        let uses = big_tier(&|i| {
+            let mut records = encode(Kind::Entry, 1, &key(200 + i), b"e").unwrap();
+            for u in 0..uses_per_segment {
+                let time = u64::from(i) * 100_000 + u as u64;
+                records.extend(encode(Kind::Use, time, &key((u % 100) as u8), &[]).unwrap());
+            }
+            records
+        });
+        assert!(matches!(
+            Packs::new(uses.path()).get(&key(203)),
+            Got::Found { .. }
+        ));
+        let left = segment_paths(uses.path()).unwrap();
+        assert_eq!(left.len(), 1, "merged: {left:?}");
+        let fresh = Packs::new(uses.path());
+        for i in [200, 231] {
+            assert!(matches!(fresh.get(&key(i)), Got::Found { .. }), "{i}");
         }
     }
 
