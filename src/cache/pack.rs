@@ -96,6 +96,9 @@ pub const MERGE_AT: usize = 8;
 /// the start of the 10,000-node chain, merging their 32 segments rewrote 150 MB, a
 /// 2.7 s build instead of 0.14 s, and dropped nothing.
 const MERGE_AT_BIG: usize = 32;
+/// A big tier is merged at this many whatever it holds: each segment is a file a build
+/// opens and an index it reads, and nothing runs `gc` for the user.
+const MERGE_AT_BIG_ANYWAY: usize = 4 * MERGE_AT_BIG;
 const BIG_TIER: u32 = 2;
 /// The size below which segments are all of the first tier.
 const TIER_BASE: u64 = 256 * 1024;
@@ -104,6 +107,15 @@ const TIER_BASE: u64 = 256 * 1024;
 fn tier(len: u64) -> u32 {
     (len / TIER_BASE).checked_ilog(4).map_or(0, |t| t + 1)
 }
+/// Is a tier of `count` finished segments due for a merge? `worth`: would it drop at
+/// least half of their bytes ([`State::worth_merging`]), asked only of a big tier.
+fn due(tier: u32, count: usize, worth: impl FnOnce() -> bool) -> bool {
+    match tier < BIG_TIER {
+        true => count >= MERGE_AT,
+        false => count >= MERGE_AT_BIG_ANYWAY || (count >= MERGE_AT_BIG && worth()),
+    }
+}
+
 /// Bytes read at a time when scanning a segment.
 const CHUNK: usize = 1 << 20;
 /// Lookups that search the segment indexes where they lie before they go into the key
@@ -1002,60 +1014,66 @@ pub fn distil(records: impl IntoIterator<Item = (Header, Vec<u8>)>) -> Vec<u8> {
 }
 
 impl State {
-    /// Merge the segments of the smallest tier that has [`MERGE_AT`] of them into one
-    /// (see the module docs). Best effort: what cannot be merged stays as it is.
     /// Would a merge of these segments drop at least half of their bytes? Their entry
     /// records, counted from their indexes, stay (a key's older entries in other
     /// segments would go too, but counting those takes every key); the rest is use
     /// records and damage, most of which goes. A segment whose index was not read
     /// (scanned) counts as all droppable, as before this test.
-    fn worth_merging(&self, segs: impl Iterator<Item = usize>) -> bool {
-        let (mut total, mut kept) = (0u64, 0u64);
-        for i in segs {
-            let Some(seg) = self.segments.get(i) else {
-                continue;
-            };
-            total += seg.file.metadata().map_or(0, |m| m.len());
+    /// `segs`: (number, length).
+    fn worth_merging(&self, segs: &[(usize, u64)]) -> bool {
+        let total: u64 = segs.iter().map(|(_, len)| len).sum();
+        let mut kept = 0u64;
+        for &(i, _) in segs {
             let index = self
                 .unmapped
                 .iter()
                 .chain(self.mapped.indexes.iter().map(|(_, u)| u))
                 .find(|u| u.seg as usize == i);
-            kept += index.map_or(0, |u| {
-                u.entries()
-                    .iter()
-                    .flatten()
-                    .map(|(_, _, len, _)| HEADER_LEN as u64 + u64::from(len))
-                    .sum()
-            });
+            let Some(index) = index else {
+                continue;
+            };
+            for (_, _, len, _) in index.entries().iter().flatten() {
+                kept += HEADER_LEN as u64 + u64::from(len);
+                if kept.saturating_mul(2) > total {
+                    return false;
+                }
+            }
         }
-        kept.saturating_mul(2) <= total
+        true
     }
 
+    /// Merge the segments of the smallest tier that has [`MERGE_AT`] of them into one
+    /// (see the module docs). Best effort: what cannot be merged stays as it is.
     fn merge(&mut self, root: &Path) {
         if self.segments.len() < MERGE_AT {
             return;
         }
         let own = self.own.as_ref().map(|o| o.seg as usize);
-        let tiers: Vec<(usize, u32)> = self
+        let tiers: Vec<(usize, u32, u64)> = self
             .segments
             .iter()
             .enumerate()
             .filter(|(i, _)| Some(*i) != own)
-            .filter_map(|(i, seg)| Some((i, tier(seg.file.metadata().ok()?.len()))))
+            .filter_map(|(i, seg)| {
+                let len = seg.file.metadata().ok()?.len();
+                Some((i, tier(len), len))
+            })
             .collect();
-        let merge_at = |t: u32| if t < BIG_TIER { MERGE_AT } else { MERGE_AT_BIG };
         let Some(full) = (0..=u64::BITS).find(|&t| {
-            let members = tiers.iter().filter(|(_, tt)| *tt == t).map(|(i, _)| *i);
-            members.clone().count() >= merge_at(t) && (t < BIG_TIER || self.worth_merging(members))
+            let members: Vec<(usize, u64)> = tiers
+                .iter()
+                .filter(|(_, tt, _)| *tt == t)
+                .map(|&(i, _, len)| (i, len))
+                .collect();
+            due(t, members.len(), || self.worth_merging(&members))
         }) else {
             return;
         };
         // An exclusive lock on a segment no writer holds, kept until it is removed.
         let claimed: Vec<(usize, File)> = tiers
             .iter()
-            .filter(|(_, t)| *t == full)
-            .filter_map(|&(i, _)| {
+            .filter(|(_, t, _)| *t == full)
+            .filter_map(|&(i, _, _)| {
                 let f = File::open(&self.segments.get(i)?.path).ok()?;
                 f.try_lock().ok()?;
                 Some((i, f))
@@ -1161,8 +1179,9 @@ pub struct Packs {
     expected: std::sync::atomic::AtomicUsize,
 }
 
-/// At most this many entries are made room for ahead (a hint, not a limit).
-const EXPECTED_AT_MOST: usize = 1 << 20;
+/// At most this many entries are made room for ahead (a hint, not a limit; above the
+/// 100,000 nodes a workflow may have).
+const EXPECTED_AT_MOST: usize = 1 << 17;
 
 /// Buffered use records written at once from this size (about 700 records).
 const USES_AT: usize = 64 * 1024;
@@ -1312,8 +1331,6 @@ impl Packs {
             }
             if st.own.is_none() {
                 let (path, file) = create_segment(&self.root)?;
-                let expected = self.expected.load(std::sync::atomic::Ordering::Relaxed);
-                st.index.reserve(expected);
                 let seg = st.segments.len() as u32;
                 st.segments.push(Segment {
                     path,
@@ -1323,8 +1340,17 @@ impl Packs {
                 st.own = Some(Own {
                     seg,
                     len: FILE_HEADER.len() as u64,
-                    entries: Vec::with_capacity(expected),
+                    entries: Vec::new(),
                 });
+            }
+            // Room for the entries this process expects, at its first (a build whose
+            // nodes all hit writes only use records, and makes none).
+            if entry.is_some() && st.own.as_ref().is_some_and(|o| o.entries.is_empty()) {
+                let expected = self.expected.load(std::sync::atomic::Ordering::Relaxed);
+                if let Some(own) = st.own.as_mut() {
+                    own.entries.reserve(expected);
+                }
+                st.index.reserve(expected);
             }
             let Some((seg, len)) = st.own.as_ref().map(|o| (o.seg, o.len)) else {
                 return Err(io::Error::other("no cache segment"));
@@ -2027,6 +2053,16 @@ mod tests {
         for k in [0, 50, 100, 102] {
             assert!(matches!(fresh.get(&key(k)), Got::Found { .. }), "{k}");
         }
+    }
+
+    #[test]
+    fn a_big_tier_is_due_when_a_merge_would_drop_half_or_it_holds_too_many() {
+        let (yes, no) = (|| true, || false);
+        assert!(due(0, MERGE_AT, no) && !due(1, MERGE_AT - 1, yes));
+        assert!(!due(BIG_TIER, MERGE_AT_BIG, no) && due(BIG_TIER, MERGE_AT_BIG, yes));
+        assert!(!due(BIG_TIER + 3, MERGE_AT_BIG - 1, yes));
+        assert!(due(BIG_TIER, MERGE_AT_BIG_ANYWAY, no));
+        assert!(!due(BIG_TIER, MERGE_AT_BIG_ANYWAY - 1, no));
     }
 
     #[test]

@@ -56,7 +56,6 @@ pub(super) fn run_id() -> String {
     format!("{ms:x}-{}", std::process::id())
 }
 
-/// How much a build says on stderr, from its flags.
 /// When a build explains its misses: only where a reason is shown.
 pub(super) fn miss_reasons(args: &BuildArgs) -> executor::MissReasons {
     let reported = args.output_format == OutputFormat::Json
@@ -70,6 +69,7 @@ pub(super) fn miss_reasons(args: &BuildArgs) -> executor::MissReasons {
     }
 }
 
+/// How much a build says on stderr, from its flags.
 pub(super) fn view(args: &BuildArgs) -> report::View {
     report::View {
         json: args.output_format == OutputFormat::Json,
