@@ -67,6 +67,12 @@ impl Overlay {
         self.base.is_empty() && self.delta.is_empty()
     }
 
+    /// See [`Table::hash_ahead`].
+    pub fn hash_ahead(&self) {
+        self.base.hash_ahead();
+        self.delta.hash_ahead();
+    }
+
     /// The payload recorded for `id`.
     pub fn get(&self, id: &str) -> Option<&[u8]> {
         match self.in_delta(id) {

@@ -328,6 +328,13 @@ impl BuildState {
         self.nodes.is_empty()
     }
 
+    /// Ready the node records for a lookup of each (see [`Table::hash_ahead`]).
+    ///
+    /// [`Table::hash_ahead`]: crate::cache::table::Table::hash_ahead
+    pub fn hash_ahead(&self) {
+        self.nodes.hash_ahead();
+    }
+
     /// Node `id`'s record, if it is for `key`.
     pub fn record(&self, id: &str, key: &[u8; 32]) -> Option<NodeRecord> {
         // A record for another key (every node of an edit near the start) is passed

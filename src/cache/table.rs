@@ -197,37 +197,49 @@ impl Table {
         if self.lookups.fetch_add(1, Ordering::Relaxed) < HASH_AFTER {
             return None;
         }
-        Some(self.slots.get_or_init(|| {
-            // At most three quarters full: a miss ends at an empty slot within a cache
-            // line or two, and the slots are fresh memory, which a fuller table needs
-            // less of.
-            let size = (self.count + self.count / 3 + 1)
-                .next_power_of_two()
-                .max(16);
-            let mask = size - 1;
-            let empty = Slot {
-                check: 0,
-                at: EMPTY,
-                lead: 0,
+        Some(self.slots.get_or_init(|| self.make_slots()))
+    }
+
+    /// Make the slots now, on the calling thread, if the table has as many rows as a
+    /// build that looks each up would make them for: a build of many nodes makes them
+    /// at its 64th lookup, on the worker running a node, unless another thread did
+    /// first (a lookup meanwhile searches the rows, or waits for the slots).
+    pub fn hash_ahead(&self) {
+        if self.count >= HASH_AFTER as usize {
+            self.slots.get_or_init(|| self.make_slots());
+        }
+    }
+
+    fn make_slots(&self) -> Slots {
+        // At most three quarters full: a miss ends at an empty slot within a cache
+        // line or two, and the slots are fresh memory, which a fuller table needs
+        // less of.
+        let size = (self.count + self.count / 3 + 1)
+            .next_power_of_two()
+            .max(16);
+        let mask = size - 1;
+        let empty = Slot {
+            check: 0,
+            at: EMPTY,
+            lead: 0,
+        };
+        let mut slots = vec![empty; size];
+        for at in self.starts() {
+            let Some((id, payload, _)) = self.row(at) else {
+                continue;
             };
-            let mut slots = vec![empty; size];
-            for at in self.starts() {
-                let Some((id, payload, _)) = self.row(at) else {
-                    continue;
-                };
-                let h = id_hash(id);
-                let mut i = h as usize & mask;
-                while slots[i].at != EMPTY {
-                    i = (i + 1) & mask;
-                }
-                slots[i] = Slot {
-                    check: (h >> 32) as u32,
-                    at,
-                    lead: lead(payload),
-                };
+            let h = id_hash(id);
+            let mut i = h as usize & mask;
+            while slots[i].at != EMPTY {
+                i = (i + 1) & mask;
             }
-            Slots { slots, mask }
-        }))
+            slots[i] = Slot {
+                check: (h >> 32) as u32,
+                at,
+                lead: lead(payload),
+            };
+        }
+        Slots { slots, mask }
     }
 
     /// The id and payload of the row at `at`, and where the row ends; `None` where a
@@ -497,6 +509,32 @@ mod tests {
             first.len() < rows.len(),
             "some ids were found past their first slot"
         );
+    }
+
+    #[test]
+    fn slots_made_ahead_find_every_row_from_the_first_lookup_and_a_small_table_gets_none() {
+        let rows: Vec<(String, String)> = {
+            let mut r: Vec<_> = (0..300)
+                .map(|i| (format!("n{i}"), format!("p{i}")))
+                .collect();
+            r.sort();
+            r
+        };
+        let refs: Vec<(&str, &str)> = rows.iter().map(|(i, p)| (i.as_str(), p.as_str())).collect();
+        let t = table(&refs);
+        t.hash_ahead();
+        assert!(t.slots.get().is_some(), "made before any lookup");
+        for (id, payload) in &rows {
+            assert_eq!(t.get(id), Some(payload.as_bytes()), "{id}");
+        }
+        assert_eq!(t.get("n300"), None);
+        let small = table(&refs[..HASH_AFTER as usize - 1]);
+        small.hash_ahead();
+        assert!(
+            small.slots.get().is_none(),
+            "searched: too few rows to hash"
+        );
+        assert_eq!(small.get("n0"), Some(&b"p0"[..]));
     }
 
     #[test]
