@@ -383,8 +383,12 @@ pub fn execute(
         reporter: std::thread::current(),
     };
 
+    // The nodes this build decides: the edit path's known ones are only reported.
+    let deciding = (0..n)
+        .filter(|&i| shared.covers(i) && !matches!(opts.known.get(i), Some(Some(_))))
+        .count();
     // About an entry per node (a batch stores its items' too: this is only a hint).
-    cache.local().expect_entries(covered);
+    cache.local().expect_entries(deciding);
     shared.offload.open();
     let mut held = VecDeque::new();
     let stored = || {
@@ -393,7 +397,7 @@ pub fn execute(
     std::thread::scope(|threads| {
         let offload = std::thread::Builder::new()
             .name("pflow-offload".into())
-            .spawn_scoped(threads, || shared.do_offloaded(&stored, covered));
+            .spawn_scoped(threads, || shared.do_offloaded(&stored, deciding));
         // Told to finish when the pool is done: it does what it was handed first.
         let _finish = shared.offload.closing();
         if offload.is_err() {
@@ -1120,12 +1124,13 @@ impl<'a> Shared<'a> {
 
     /// The offload thread: do each piece of work handed to it, until told to finish;
     /// `stored` hears of each result stored.
-    /// `covered`: how many nodes the build covers.
-    fn do_offloaded(&self, stored: &dyn Fn(), covered: usize) {
-        // Each node the build covers looks up its record once at least: made here, the
+    /// `deciding`: how many nodes the build decides (keys, looks up, runs).
+    fn do_offloaded(&self, stored: &dyn Fn(), deciding: usize) {
+        // Each node the build decides looks up its record once at least: made here, the
         // records' slots are not made on the first chain's path (about 1 ms at 10,000
-        // nodes), while this thread has nothing else to do yet.
-        if covered >= 64 {
+        // nodes), while this thread has nothing else to do yet. An edit of a few nodes
+        // looks up a few, by search.
+        if deciding >= 64 {
             self.recorder.last().hash_ahead();
         }
         // Part of a workflow (the edit path): its edited nodes miss, and explaining
