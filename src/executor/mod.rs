@@ -1339,17 +1339,17 @@ impl<'a> Shared<'a> {
         let short = kb.short();
         let explained = encode_explain(&short);
         // The explain record goes into the slot here, or, handed off with the miss, on
-        // the offload thread once it is read there.
+        // the offload thread once it is read there. A batch's reason is built on its
+        // miss's, so a reported one is told at once.
+        let when = match self.opts.reasons {
+            MissReasons::Reported if node.batch.is_some() => MissReasons::Live,
+            when => when,
+        };
         let (reason, explained) = match reason {
-            decide::RunReason::NoEntry if self.opts.reasons == MissReasons::Unread => {
-                (decide::RunReason::NoEntry, Some(explained))
-            }
-            decide::RunReason::NoEntry
-                if self.opts.reasons == MissReasons::Live || node.batch.is_some() =>
-            {
+            decide::RunReason::NoEntry if when == MissReasons::Live => {
                 (self.explain_miss(&node.id, &key, &short), Some(explained))
             }
-            decide::RunReason::NoEntry => {
+            decide::RunReason::NoEntry if when == MissReasons::Reported => {
                 // Awaited before the offload thread can tell it.
                 lock(&self.slots[i]).late_reason = LateReason::Awaited;
                 let job = Offload::Explain {
@@ -1370,6 +1370,7 @@ impl<'a> Shared<'a> {
                     }
                 }
             }
+            // Unread: a miss stays "no cache entry".
             other => (other, Some(explained)),
         };
         if let Some(explained) = explained {
