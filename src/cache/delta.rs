@@ -68,9 +68,9 @@ impl Overlay {
     }
 
     /// See [`Table::hash_ahead`].
-    pub fn hash_ahead(&self) {
-        self.base.hash_ahead();
-        self.delta.hash_ahead();
+    pub fn hash_ahead(&self, lookups: usize) {
+        self.base.hash_ahead(lookups);
+        self.delta.hash_ahead(lookups);
     }
 
     /// The payload recorded for `id`.

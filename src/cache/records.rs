@@ -328,11 +328,11 @@ impl BuildState {
         self.nodes.is_empty()
     }
 
-    /// Ready the node records for a lookup of each (see [`Table::hash_ahead`]).
+    /// Ready the node records for `lookups` to come (see [`Table::hash_ahead`]).
     ///
     /// [`Table::hash_ahead`]: crate::cache::table::Table::hash_ahead
-    pub fn hash_ahead(&self) {
-        self.nodes.hash_ahead();
+    pub fn hash_ahead(&self, lookups: usize) {
+        self.nodes.hash_ahead(lookups);
     }
 
     /// Node `id`'s record, if it is for `key`.

@@ -200,12 +200,13 @@ impl Table {
         Some(self.slots.get_or_init(|| self.make_slots()))
     }
 
-    /// Make the slots now, on the calling thread, if the table has as many rows as a
-    /// build that looks each up would make them for: a build of many nodes makes them
-    /// at its 64th lookup, on the worker running a node, unless another thread did
-    /// first (a lookup meanwhile searches the rows, or waits for the slots).
-    pub fn hash_ahead(&self) {
-        if self.count >= HASH_AFTER as usize {
+    /// Make the slots now, on the calling thread, if `lookups` to come would have them
+    /// made (at the [`HASH_AFTER`]th, on whichever thread asks: a build's worker running
+    /// a node) and the table has as many rows. A lookup meanwhile searches the rows, or
+    /// waits for the slots.
+    pub fn hash_ahead(&self, lookups: usize) {
+        let enough = HASH_AFTER as usize;
+        if lookups >= enough && self.count >= enough {
             self.slots.get_or_init(|| self.make_slots());
         }
     }
@@ -522,14 +523,16 @@ mod tests {
         };
         let refs: Vec<(&str, &str)> = rows.iter().map(|(i, p)| (i.as_str(), p.as_str())).collect();
         let t = table(&refs);
-        t.hash_ahead();
+        t.hash_ahead(HASH_AFTER as usize - 1);
+        assert!(t.slots.get().is_none(), "too few lookups to come");
+        t.hash_ahead(rows.len());
         assert!(t.slots.get().is_some(), "made before any lookup");
         for (id, payload) in &rows {
             assert_eq!(t.get(id), Some(payload.as_bytes()), "{id}");
         }
         assert_eq!(t.get("n300"), None);
         let small = table(&refs[..HASH_AFTER as usize - 1]);
-        small.hash_ahead();
+        small.hash_ahead(rows.len());
         assert!(
             small.slots.get().is_none(),
             "searched: too few rows to hash"

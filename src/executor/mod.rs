@@ -1129,10 +1129,8 @@ impl<'a> Shared<'a> {
         // Each node the build decides looks up its record once at least: made here, the
         // records' slots are not made on the first chain's path (about 1 ms at 10,000
         // nodes), while this thread has nothing else to do yet. An edit of a few nodes
-        // looks up a few, by search.
-        if deciding >= 64 {
-            self.recorder.last().hash_ahead();
-        }
+        // looks up a few, by search, and makes none.
+        self.recorder.last().hash_ahead(deciding);
         // Part of a workflow (the edit path): its edited nodes miss, and explaining
         // them reads the explain records. Read them now, while the workers start,
         // rather than after the first miss (the build then waited for this thread).
