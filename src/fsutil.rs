@@ -237,13 +237,11 @@ pub fn discard(path: PathBuf) {
     let mut discarder = DISCARDER.lock().unwrap_or_else(|p| p.into_inner());
     if discarder.is_none() {
         let (tx, rx) = std::sync::mpsc::channel::<PathBuf>();
-        let spawned = std::thread::Builder::new()
-            .name("pflow-discard".into())
-            .spawn(move || {
-                for path in rx {
-                    let _ = std::fs::remove_file(path);
-                }
-            });
+        let spawned = crate::memory::spawn_light(c"pflow-discard", move || {
+            for path in rx {
+                let _ = std::fs::remove_file(path);
+            }
+        });
         if let Ok(handle) = spawned {
             *discarder = Some((tx, handle));
         }

@@ -519,12 +519,10 @@ fn warm(args: &BuildArgs, local: &Cache) -> Option<crate::cache::lock::CacheLock
     // Not joined: a build that ends first (or an invalid workflow) does not wait for it.
     // It holds a shared lock of its own (shared locks do not exclude each other), as
     // `--watch` goes on after an invalid workflow while the thread may still read.
-    let _ = std::thread::Builder::new()
-        .name("pflow-warm".into())
-        .spawn(move || {
-            let _held = cache.lock(Mode::Shared, &mut |_| {}).ok();
-            cache.warm(map);
-        });
+    let _ = crate::memory::spawn_light(c"pflow-warm", move || {
+        let _held = cache.lock(Mode::Shared, &mut |_| {}).ok();
+        cache.warm(map);
+    });
     Some(lock)
 }
 
