@@ -206,23 +206,47 @@ pub fn bump_generation(root: &Path) -> std::io::Result<()> {
 /// Where cacache keeps the content for `sri`; None when the integrity is malformed (cacache
 /// itself would panic on it).
 pub fn content_path(root: &Path, sri: &cacache::Integrity) -> Option<PathBuf> {
-    use base64::Engine;
-    let text = sri.to_string();
-    let first = text.split_whitespace().next()?;
-    let (algo, b64) = first.split_once('-')?;
-    algo.parse::<cacache::Algorithm>().ok()?;
-    let digest = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
-    if digest.len() < 3 {
-        return None;
-    }
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let first = sri.hashes.first()?;
+    let hex = blob_digest(sri)?;
+    // At least 6 ASCII digits (3 bytes): every slice below is in bounds.
     Some(
         root.join(CONTENT_DIR)
-            .join(algo)
+            .join(first.algorithm.to_string())
             .join(&hex[0..2])
             .join(&hex[2..4])
             .join(&hex[4..]),
     )
+}
+
+/// Does `sri` name a blob cacache could hold ([`content_path`] is `Some`)? Asked of every
+/// entry a build reads, most of which hold their outputs inline: the path is not made.
+pub fn names_blob(sri: &cacache::Integrity) -> bool {
+    use base64::Engine;
+    sri.hashes.first().is_some_and(|h| {
+        base64::engine::general_purpose::STANDARD
+            .decode(&h.digest)
+            .is_ok_and(|d| d.len() >= 3)
+    })
+}
+
+/// The digest of `sri`'s first hash in lowercase hex, at least 3 bytes of it.
+fn blob_digest(sri: &cacache::Integrity) -> Option<String> {
+    use base64::Engine;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = base64::engine::general_purpose::STANDARD
+        .decode(&sri.hashes.first()?.digest)
+        .ok()?;
+    if digest.len() < 3 {
+        return None;
+    }
+    // Each byte formatted with `format!` was an allocation: a quarter of the instructions
+    // of a build whose every node was a hit.
+    let mut hex = String::with_capacity(2 * digest.len());
+    for b in digest {
+        hex.push(char::from(HEX[usize::from(b >> 4)]));
+        hex.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    Some(hex)
 }
 
 #[cfg(test)]
@@ -234,6 +258,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sri = cacache::write_hash_sync(dir.path(), b"hello").unwrap();
         assert!(content_path(dir.path(), &sri).unwrap().is_file());
+        assert!(names_blob(&sri));
+        for algorithm in [
+            cacache::Algorithm::Sha1,
+            cacache::Algorithm::Sha512,
+            cacache::Algorithm::Xxh3,
+        ] {
+            let mut w = cacache::WriteOpts::new()
+                .algorithm(algorithm)
+                .open_hash_sync(dir.path())
+                .unwrap();
+            std::io::Write::write_all(&mut w, b"hello").unwrap();
+            let sri = w.commit().unwrap();
+            let path = content_path(dir.path(), &sri).unwrap();
+            assert!(path.is_file(), "{algorithm}: {}", path.display());
+            assert!(names_blob(&sri));
+        }
     }
 
     #[test]
@@ -242,5 +282,10 @@ mod tests {
         assert!(content_path(Path::new("/c"), &bad).is_none());
         let empty: cacache::Integrity = "".parse().unwrap();
         assert!(content_path(Path::new("/c"), &empty).is_none());
+        let short: cacache::Integrity = "sha256-AAA=".parse().unwrap();
+        assert!(content_path(Path::new("/c"), &short).is_none());
+        for sri in [bad, empty, short] {
+            assert!(!names_blob(&sri));
+        }
     }
 }

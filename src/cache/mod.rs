@@ -280,7 +280,7 @@ impl Cache {
     fn find(&self, key: &Key) -> Result<Option<Entry>, CacheError> {
         match self.packs.get(key) {
             Got::Missing => Ok(None),
-            Got::Found { payload, time } => entry_of(&self.root, &payload, time as u128)
+            Got::Found { payload, time } => entry_of(&payload, time as u128)
                 .map(Some)
                 .ok_or_else(|| CacheError("corrupt cache entry".into())),
             Got::Damaged => Err(CacheError("corrupt cache entry".into())),
@@ -313,8 +313,8 @@ impl Cache {
         };
         let value: Value =
             serde_json::from_slice(&bytes).map_err(|e| err("cached outputs are not JSON", e))?;
-        let digest = crate::canonical::output_digest(&value).to_hex().to_string();
-        if digest != entry.manifest.output_digest {
+        let digest = crate::canonical::output_digest(&value).to_hex();
+        if digest.as_str() != entry.manifest.output_digest {
             return Err(CacheError(
                 "cached outputs do not match their recorded digest".into(),
             ));
@@ -511,15 +511,19 @@ pub fn inline_intact(sri: &cacache::Integrity, text: &str) -> bool {
 
 /// The entry a record's payload describes, if it is usable (integrity well-formed,
 /// manifest readable).
-pub fn entry_of(root: &Path, payload: &[u8], time_ms: u128) -> Option<Entry> {
+pub fn entry_of(payload: &[u8], time_ms: u128) -> Option<Entry> {
     let packed: Packed = serde_json::from_slice(payload).ok()?;
     let integrity: cacache::Integrity = packed.integrity.parse().ok()?;
-    content_path(root, &integrity)?;
+    if !layout::names_blob(&integrity) {
+        return None;
+    }
     let manifest = packed.manifest;
     blake3::Hash::from_hex(&manifest.output_digest).ok()?;
     for f in &manifest.files {
         let sri: cacache::Integrity = f.integrity.parse().ok()?;
-        content_path(root, &sri)?;
+        if !layout::names_blob(&sri) {
+            return None;
+        }
     }
     Some(Entry {
         manifest,
