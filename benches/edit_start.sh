@@ -82,7 +82,7 @@ for ((r = -1; r < runs; r++)); do
   edit "$edited_dir"
   # The workflow alone: copying the edited project's cache (tens of MB after a few
   # rounds) and deleting it again put that much writing and freeing just before the
-  # cold build.
+  # round's builds.
   mkdir "$work/cold-$r" && cp "$edited_dir/wf.json" "$work/cold-$r/"
   if ((r % 2 == 0)); then
     c=$(timed "$work/cold-$r")
@@ -100,7 +100,7 @@ mc, me = statistics.median(c), statistics.median(e)
 print(f"cold build, 10,000-node chain:        {mc:.0f} ms (median of {len(c)})")
 print(f"edit at node 0, everything re-runs:   {me:.0f} ms (median of {len(e)})")
 print(f"edit / cold:                          {me / mc:.2f}")
-# Each round's edit against the cold build just before it: a drift of the machine's
+# Each round's edit against that round's cold build: a drift of the machine's
 # speed over the run (the VM's memory, other guests) moves both alike.
 pairs = statistics.median(x / y for x, y in zip(e, c))
 print(f"edit / cold, median of the rounds:    {pairs:.2f}")

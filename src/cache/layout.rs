@@ -208,7 +208,7 @@ pub fn bump_generation(root: &Path) -> std::io::Result<()> {
 pub fn content_path(root: &Path, sri: &cacache::Integrity) -> Option<PathBuf> {
     let first = sri.hashes.first()?;
     let hex = blob_digest(sri)?;
-    // At least 6 ASCII digits (3 bytes): every slice below is in bounds.
+    // At least 6 hex digits (3 bytes): every slice below is in bounds.
     Some(
         root.join(CONTENT_DIR)
             .join(first.algorithm.to_string())
