@@ -31,11 +31,10 @@ pub enum Push {
 /// The answer to a [`Layered::lookup`].
 #[derive(Debug)]
 pub enum Lookup {
-    Hit(Entry, Source),
+    /// Boxed: an entry is ten times the size of the other answers, and a hit keeps it.
+    Hit(Box<Entry>, Source),
     /// Nothing usable. `note`: the remote had an entry it could not use, and why.
-    Miss {
-        note: Option<String>,
-    },
+    Miss { note: Option<String> },
     /// Only a damaged local entry, and nothing from the remote.
     Corrupt,
 }
@@ -60,7 +59,7 @@ impl Layered {
     pub fn lookup(&self, key: &Key, may_touch: &dyn Fn(&str) -> bool) -> Lookup {
         let local = self.local.lookup(key);
         if let Ok(Some(entry)) = local {
-            return Lookup::Hit(entry, Source::Local);
+            return Lookup::Hit(Box::new(entry), Source::Local);
         }
         let not_here = || match local {
             Err(_) => Lookup::Corrupt,
@@ -71,7 +70,7 @@ impl Layered {
         };
         match remote.fetch(key, may_touch) {
             Fetch::Hit(dl) => match self.local.import(key, imported(*dl)) {
-                Ok(Some(entry)) => Lookup::Hit(entry, Source::Remote),
+                Ok(Some(entry)) => Lookup::Hit(Box::new(entry), Source::Remote),
                 Ok(None) | Err(_) => not_here(),
             },
             Fetch::Miss => not_here(),

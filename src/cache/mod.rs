@@ -106,6 +106,9 @@ pub struct Packed {
 pub struct Entry {
     pub manifest: Manifest,
     pub integrity: cacache::Integrity,
+    /// The outputs' digest, the manifest's `output_digest` read once (a hit's key for the
+    /// nodes after it).
+    pub output: blake3::Hash,
     /// When the entry was written (unix ms).
     pub time_ms: u128,
 }
@@ -210,10 +213,12 @@ impl Cache {
             inline: None,
             removed: new.removed,
         };
+        let output = blake3::Hash::from_hex(&manifest.output_digest)
+            .map_err(|_| CacheError("the result's output digest is not a digest".into()))?;
         let (sri, manifest) = self.put_outputs(&new.outputs, manifest)?;
         // The writer's clock may run ahead of ours: never record a time in the future.
         let time = (new.time_ms as u128).min(now_ms());
-        self.append_entry(key, sri, manifest, time)?;
+        self.append_entry(key, sri, manifest, output, time)?;
         self.lookup(key)
     }
 
@@ -364,7 +369,7 @@ impl Cache {
         let bytes = serde_json::to_vec(outputs).map_err(|e| err("cannot encode outputs", e))?;
         let (sri, manifest) = self.put_outputs(&bytes, manifest)?;
         let time_ms = now_ms();
-        self.append_entry(key, sri, manifest, time_ms)
+        self.append_entry(key, sri, manifest, *output_digest, time_ms)
     }
 
     /// Append the entry's record (after its blobs, which are written first: a crash in
@@ -374,6 +379,7 @@ impl Cache {
         key: &Key,
         integrity: cacache::Integrity,
         manifest: Manifest,
+        output: blake3::Hash,
         time_ms: u128,
     ) -> Result<Entry, CacheError> {
         let packed = Packed {
@@ -388,6 +394,7 @@ impl Cache {
         Ok(Entry {
             manifest: packed.manifest,
             integrity,
+            output,
             time_ms,
         })
     }
@@ -518,7 +525,7 @@ pub fn entry_of(payload: &[u8], time_ms: u128) -> Option<Entry> {
         return None;
     }
     let manifest = packed.manifest;
-    blake3::Hash::from_hex(&manifest.output_digest).ok()?;
+    let output = blake3::Hash::from_hex(&manifest.output_digest).ok()?;
     for f in &manifest.files {
         let sri: cacache::Integrity = f.integrity.parse().ok()?;
         if !layout::names_blob(&sri) {
@@ -528,6 +535,7 @@ pub fn entry_of(payload: &[u8], time_ms: u128) -> Option<Entry> {
     Some(Entry {
         manifest,
         integrity,
+        output,
         time_ms,
     })
 }

@@ -215,20 +215,17 @@ pub fn decide(src: &Sources<'_>, ask: &Ask<'_>) -> Decision {
     };
     match usable(src, &entry, ask.policy) {
         Err(reason) => Decision::Run(reason),
-        Ok(back) => match blake3::Hash::from_hex(&entry.manifest.output_digest) {
-            Ok(digest) => Decision::Reuse(Reuse {
-                source: match source {
-                    Source::Local => HitSource::Local,
-                    Source::Remote => HitSource::Remote,
-                },
-                digest,
-                values: None,
-                entry: Some(Box::new(entry)),
-                restored: back.restored,
-                kept: back.kept,
-            }),
-            Err(_) => Decision::Run(RunReason::Corrupt("corrupt entry")),
-        },
+        Ok(back) => Decision::Reuse(Reuse {
+            source: match source {
+                Source::Local => HitSource::Local,
+                Source::Remote => HitSource::Remote,
+            },
+            digest: entry.output,
+            values: None,
+            entry: Some(entry),
+            restored: back.restored,
+            kept: back.kept,
+        }),
     }
 }
 
@@ -237,7 +234,7 @@ fn lookup(src: &Sources<'_>, ask: &Ask<'_>) -> Lookup {
     match src.mode {
         Mode::Build => src.cache.lookup(&ask.key, ask.touches),
         Mode::Probe => match src.cache.local().probe(&ask.key) {
-            Ok(Some(entry)) => Lookup::Hit(entry, Source::Local),
+            Ok(Some(entry)) => Lookup::Hit(Box::new(entry), Source::Local),
             Ok(None) => Lookup::Miss { note: None },
             Err(_) => Lookup::Corrupt,
         },
