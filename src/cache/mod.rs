@@ -106,8 +106,8 @@ pub struct Packed {
 pub struct Entry {
     pub manifest: Manifest,
     pub integrity: cacache::Integrity,
-    /// The outputs' digest, the manifest's `output_digest` read once (a hit's key for the
-    /// nodes after it).
+    /// The outputs' digest, the manifest's `output_digest` read once: what the nodes after
+    /// a hit put in their keys.
     pub output: blake3::Hash,
     /// When the entry was written (unix ms).
     pub time_ms: u128,
