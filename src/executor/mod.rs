@@ -1770,14 +1770,17 @@ impl<'a> Shared<'a> {
         }
 
         // Only what was decided anew is encoded; the rest is copied byte for byte.
+        // Collected, not inserted one by one: the map is built at once from the sorted
+        // rows (10,000 inserts were most of saving the records).
         let decided = || {
-            let mut decided = BTreeMap::new();
-            for (i, slot) in self.slots.iter().enumerate() {
-                if let Some(record) = lock(slot).explained.take() {
-                    decided.insert(self.v.graph.id(i).to_string(), record);
-                }
-            }
-            decided
+            self.slots
+                .iter()
+                .enumerate()
+                .filter_map(|(i, slot)| {
+                    let record = lock(slot).explained.take()?;
+                    Some((self.v.graph.id(i).to_string(), record))
+                })
+                .collect::<BTreeMap<_, _>>()
         };
         if self.opts.known.is_empty() {
             self.recorder.save(decided, self.slots.len(), |id: &[u8]| {
