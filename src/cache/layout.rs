@@ -206,12 +206,19 @@ pub fn bump_generation(root: &Path) -> std::io::Result<()> {
 /// Where cacache keeps the content for `sri`; None when the integrity is malformed (cacache
 /// itself would panic on it).
 pub fn content_path(root: &Path, sri: &cacache::Integrity) -> Option<PathBuf> {
-    let first = sri.hashes.first()?;
-    let hex = blob_digest(sri)?;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let (algorithm, digest) = blob_digest(sri)?;
+    // Each byte formatted with `format!` was an allocation: a quarter of the instructions
+    // of a build whose every node was a hit, when every entry read made its path.
+    let mut hex = String::with_capacity(2 * digest.len());
+    for b in digest {
+        hex.push(char::from(HEX[usize::from(b >> 4)]));
+        hex.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
     // At least 6 hex digits (3 bytes): every slice below is in bounds.
     Some(
         root.join(CONTENT_DIR)
-            .join(first.algorithm.to_string())
+            .join(algorithm.to_string())
             .join(&hex[0..2])
             .join(&hex[2..4])
             .join(&hex[4..]),
@@ -221,32 +228,18 @@ pub fn content_path(root: &Path, sri: &cacache::Integrity) -> Option<PathBuf> {
 /// Does `sri` name a blob cacache could hold ([`content_path`] is `Some`)? Asked of every
 /// entry a build reads, most of which hold their outputs inline: the path is not made.
 pub fn names_blob(sri: &cacache::Integrity) -> bool {
-    use base64::Engine;
-    sri.hashes.first().is_some_and(|h| {
-        base64::engine::general_purpose::STANDARD
-            .decode(&h.digest)
-            .is_ok_and(|d| d.len() >= 3)
-    })
+    blob_digest(sri).is_some()
 }
 
-/// The digest of `sri`'s first hash in lowercase hex, at least 3 bytes of it.
-fn blob_digest(sri: &cacache::Integrity) -> Option<String> {
+/// `sri`'s first hash: its algorithm and its digest, decoded (at least 3 bytes), which
+/// a blob's path is made of.
+fn blob_digest(sri: &cacache::Integrity) -> Option<(cacache::Algorithm, Vec<u8>)> {
     use base64::Engine;
-    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let first = sri.hashes.first()?;
     let digest = base64::engine::general_purpose::STANDARD
-        .decode(&sri.hashes.first()?.digest)
+        .decode(&first.digest)
         .ok()?;
-    if digest.len() < 3 {
-        return None;
-    }
-    // Each byte formatted with `format!` was an allocation: a quarter of the instructions
-    // of a build whose every node was a hit.
-    let mut hex = String::with_capacity(2 * digest.len());
-    for b in digest {
-        hex.push(char::from(HEX[usize::from(b >> 4)]));
-        hex.push(char::from(HEX[usize::from(b & 0xf)]));
-    }
-    Some(hex)
+    (digest.len() >= 3).then_some((first.algorithm, digest))
 }
 
 #[cfg(test)]

@@ -53,7 +53,6 @@ pub mod table;
 
 use crate::fsutil::file_digest;
 use crate::key::Key;
-use layout::content_path;
 use pack::{Got, Kind, Packs};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -227,7 +226,9 @@ impl Cache {
         let mut files = Vec::with_capacity(manifest.files.len());
         for rec in &manifest.files {
             let sri = rec.integrity.parse::<cacache::Integrity>().ok()?;
-            content_path(&self.root, &sri)?;
+            if !layout::names_blob(&sri) {
+                return None;
+            }
             files.push(cacache::read_hash_sync(&self.root, &sri).ok()?);
         }
         Some(files)
@@ -308,7 +309,7 @@ impl Cache {
                 std::borrow::Cow::Borrowed(text.as_bytes())
             }
             None => {
-                if content_path(&self.root, &entry.integrity).is_none() {
+                if !layout::names_blob(&entry.integrity) {
                     return Err(CacheError("corrupt cache entry (bad integrity)".into()));
                 }
                 let bytes = cacache::read_hash_sync(&self.root, &entry.integrity)
@@ -435,7 +436,7 @@ impl Cache {
             .integrity
             .parse()
             .map_err(|e| err("corrupt file record", e))?;
-        if content_path(&self.root, &sri).is_none() {
+        if !layout::names_blob(&sri) {
             return Err(CacheError(format!(
                 "corrupt file record for '{}'",
                 rec.path
