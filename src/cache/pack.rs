@@ -1060,20 +1060,17 @@ impl State {
                 Some((i, tier(len), len))
             })
             .collect();
+        let members = |t: u32| tiers.iter().filter(move |(_, tt, _)| *tt == t);
         let Some(full) = (0..=u64::BITS).find(|&t| {
-            let members: Vec<(usize, u64)> = tiers
-                .iter()
-                .filter(|(_, tt, _)| *tt == t)
-                .map(|&(i, _, len)| (i, len))
-                .collect();
-            due(t, members.len(), || self.worth_merging(&members))
+            due(t, members(t).count(), || {
+                let segs: Vec<(usize, u64)> = members(t).map(|&(i, _, len)| (i, len)).collect();
+                self.worth_merging(&segs)
+            })
         }) else {
             return;
         };
         // An exclusive lock on a segment no writer holds, kept until it is removed.
-        let claimed: Vec<(usize, File)> = tiers
-            .iter()
-            .filter(|(_, t, _)| *t == full)
+        let claimed: Vec<(usize, File)> = members(full)
             .filter_map(|&(i, _, _)| {
                 let f = File::open(&self.segments.get(i)?.path).ok()?;
                 f.try_lock().ok()?;
