@@ -44,7 +44,7 @@ use crate::cache::stats::Tally;
 use crate::cache::Cache;
 use crate::cli::BuildArgs;
 use crate::executor::{self, Known, NodeReport, Options, Session, Status};
-use crate::node_texts::{EditRead, NodeTexts, Spliced};
+use crate::node_texts::{EditRead, Layout, Spliced};
 use crate::template::ParamTemplate;
 use crate::validate::Validated;
 use crate::workflow::Workflow;
@@ -81,17 +81,22 @@ pub(super) fn qualifies(v: &Validated) -> Result<(), String> {
     Ok(())
 }
 
-/// The edit base for a workflow just built: `text` is the file the build read.
-pub(super) fn base(v: &Validated, text: &str, context: [u8; 32]) -> Result<EditBase, String> {
+/// The edit base for a workflow just built, whose file's text hashes to `digest` and has
+/// its nodes where `layout` says (asked once the workflow qualifies).
+pub(super) fn base(
+    v: &Validated,
+    layout: &mut dyn FnMut() -> Result<Layout, String>,
+    digest: [u8; 32],
+    context: [u8; 32],
+) -> Result<EditBase, String> {
     qualifies(v)?;
-    let texts = NodeTexts::of(text).ok_or("not a plain JSON workflow")?;
-    if texts.nodes.len() != v.workflow.nodes.len() {
+    let layout = layout()?;
+    let n = layout.nodes.len();
+    if n != v.workflow.nodes.len() {
         return Err("its nodes are not where the edit path looks".into());
     }
-    let layout = texts.layout(text).ok_or("the workflow is too big")?;
-    let digest = *blake3::hash(text.as_bytes()).as_bytes();
-    let mut base = EditBase::with_capacity(context, digest, layout, 2 * texts.nodes.len());
-    for i in 0..texts.nodes.len() {
+    let mut base = EditBase::with_capacity(context, digest, layout, 2 * n);
+    for i in 0..n {
         let mut deps: Vec<u32> = v
             .graph
             .dependencies(i)
@@ -240,7 +245,15 @@ pub(super) fn serve(
         return Err(start);
     };
     let mut differs = false;
-    match try_serve(args, inv, *rec, started, then, &mut differs) {
+    match try_serve(
+        args,
+        inv,
+        *rec,
+        started,
+        then,
+        &mut differs,
+        &mut start.prior,
+    ) {
         Ok(code) => Ok(code),
         Err(why) => {
             // Its bytes were found to differ from the recorded text's: the no-op path
@@ -259,7 +272,8 @@ pub(super) fn serve(
 /// Build the edited workflow from the record `rec` if the edit path can; `Err` says why
 /// not, before anything ran (but for a record damaged past its check, found only as
 /// the part is built). `differs`: set once the file's bytes are found to differ
-/// from the recorded text's.
+/// from the recorded text's. `prior`: set when an edit that reaches most nodes is
+/// turned away, for the normal build's record ([`super::noop::Prior`]).
 fn try_serve(
     args: &BuildArgs,
     inv: &Invocation,
@@ -267,6 +281,7 @@ fn try_serve(
     started: Instant,
     then: Then,
     differs: &mut bool,
+    prior: &mut Option<super::noop::Prior>,
 ) -> Result<ExitCode, String> {
     let base = rec.take_edit().ok_or("no edit base")?;
     let n = rec.node_count();
@@ -311,6 +326,10 @@ fn try_serve(
     let Some(read) = read else {
         *differs = true;
         let count = too_far.get().unwrap_or(n);
+        *prior = Some(super::noop::Prior {
+            layout: base.layout,
+            kept,
+        });
         return Err(format!("the edit reaches at least {count} of {n} nodes"));
     };
     drop(file);
@@ -326,6 +345,11 @@ fn try_serve(
     let reached = reach(&base, &changed, &rec.order);
     let reached_count = reached.iter().filter(|&&r| r).count();
     if reached_count * 2 > n {
+        drop(read);
+        *prior = Some(super::noop::Prior {
+            layout: base.layout,
+            kept,
+        });
         return Err(format!("the edit reaches {reached_count} of {n} nodes"));
     }
     // It keeps the small pages the process began with (`crate::memory`): the records are

@@ -52,6 +52,7 @@ use crate::cli::BuildArgs;
 use crate::executor::{HitSource, NodeReport, Outcome, Status};
 use crate::fsutil::{stat, FileId};
 use crate::key::Key;
+use crate::node_texts::{Layout, NodeTexts, Spliced};
 use crate::validate::{CompiledNode, Validated};
 use crate::workflow::{CachePolicy, Node};
 use serde_json::{Map, Value};
@@ -250,6 +251,19 @@ pub(super) struct Start {
     /// hashed): should the edit path turn it away, the file may be unchanged, and the
     /// no-op path looks again, hashing it ([`Look::Bytes`]).
     pub(super) by_identity: bool,
+    /// What the edit path knew of the recorded text when it turned the edit away.
+    pub(super) prior: Option<Prior>,
+}
+
+/// The kept copy of the recorded workflow's text and where its nodes are, as the edit
+/// path had them when it turned an edit away (one that reaches most nodes). The build's
+/// own record then finds the nodes of the new text by reading it as an edit of that
+/// copy, and keeps the new text as a splice over it, rather than cutting the whole text
+/// into nodes again and writing a copy of all of it: at 10,000 nodes those were about
+/// 2% of a build's instructions, which a cold build pays too but an edit need not.
+pub(super) struct Prior {
+    pub(super) layout: crate::node_texts::Layout,
+    pub(super) kept: crate::cache::kept_text::KeptText,
 }
 
 /// How the no-op path tells that the workflow file changed.
@@ -294,6 +308,7 @@ pub(super) fn serve(
                 inv: None,
                 edited: None,
                 by_identity: false,
+                prior: None,
             });
         }
     };
@@ -314,6 +329,7 @@ pub(super) fn serve(
         inv: Some(inv),
         edited,
         by_identity,
+        prior: None,
     })
 }
 
@@ -622,6 +638,7 @@ pub(super) fn record(
         args,
         inv,
         start.at_ns,
+        start.prior.as_ref(),
         v,
         workflow_digest,
         warning_lines,
@@ -643,6 +660,7 @@ fn make_record(
     args: &BuildArgs,
     inv: &Invocation,
     started_ns: i128,
+    prior: Option<&Prior>,
     v: &Validated,
     workflow_digest: &blake3::Hash,
     warning_lines: &[String],
@@ -867,6 +885,7 @@ fn make_record(
     rec.env_names = env_names;
     let facts = BaseFacts {
         workflow_digest,
+        prior,
         context,
         warning_lines,
         redactor,
@@ -890,14 +909,20 @@ pub(super) fn outlive_no_entry(rec: &mut NoopRecord, policy: &CachePolicy, store
     }
 }
 
-/// What the edit path makes its base from: the workflow as validated, the file's text
-/// and the record's context ([`super::edit::base`]).
-pub(super) type EditBaseFn =
-    fn(&Validated, &str, [u8; 32]) -> Result<crate::cache::noop::EditBase, String>;
+/// What the edit path makes its base from ([`super::edit::base`]): the workflow as
+/// validated, where its nodes are in the file's text (found only once the workflow is
+/// known to qualify), the text's BLAKE3 and the record's context.
+pub(super) type EditBaseFn = fn(
+    &Validated,
+    &mut dyn FnMut() -> Result<Layout, String>,
+    [u8; 32],
+    [u8; 32],
+) -> Result<crate::cache::noop::EditBase, String>;
 
 /// What the build knows that decides whether it leaves an edit base.
 struct BaseFacts<'a> {
     workflow_digest: &'a blake3::Hash,
+    prior: Option<&'a Prior>,
     context: [u8; 32],
     warning_lines: &'a [String],
     redactor: &'a crate::secrets::Redactor,
@@ -909,6 +934,7 @@ fn base_for(
     v: &Validated,
     BaseFacts {
         workflow_digest,
+        prior,
         context,
         warning_lines,
         redactor,
@@ -924,16 +950,64 @@ fn base_for(
     if crate::markdown::is_markdown_path(&inv.path) {
         return Err("a Markdown workflow".into());
     }
+    let digest = *workflow_digest.as_bytes();
+    let changed = || "the workflow changed during the build".to_string();
+    // The copy the next build compares an edited text with: a splice over the kept one
+    // when the text was read as an edit of it.
+    let keep = |text: Spliced<'_>, over| {
+        crate::cache::kept_text::save(&inv.root, &inv.name, text, workflow_digest, redactor, over)
+            .map_err(|e| e.to_string())
+    };
+    if let Some(prior) = prior {
+        if let Some((read, edited)) = read_as_edit(&inv.path, prior) {
+            if read.text().digest() != *workflow_digest {
+                return Err(changed());
+            }
+            let mut layout = Some(edited.layout);
+            let base = edit_base(
+                v,
+                &mut || layout.take().ok_or_else(|| "no layout".to_string()),
+                digest,
+                context,
+            )?;
+            keep(read.text(), Some(&prior.kept))?;
+            debug(|| "edit base: the nodes found from the edit's stretch".into());
+            return Ok(base);
+        }
+    }
     let text = std::fs::read_to_string(&inv.path).map_err(|e| e.to_string())?;
     if blake3::hash(text.as_bytes()) != *workflow_digest {
-        return Err("the workflow changed during the build".into());
+        return Err(changed());
     }
-    let base = edit_base(v, &text, context)?;
-    // The copy the next build compares an edited text with.
-    let text = crate::node_texts::Spliced::whole(text.as_bytes());
-    crate::cache::kept_text::save(&inv.root, &inv.name, text, workflow_digest, redactor, None)
-        .map_err(|e| e.to_string())?;
+    let base = edit_base(
+        v,
+        &mut || {
+            let texts = NodeTexts::of(&text).ok_or("not a plain JSON workflow")?;
+            texts
+                .layout(&text)
+                .ok_or_else(|| "the workflow is too big".into())
+        },
+        digest,
+        context,
+    )?;
+    keep(Spliced::whole(text.as_bytes()), None)?;
     Ok(base)
+}
+
+/// The workflow file at `path` read as an edit of the kept text of `prior`, and where
+/// its nodes are: from the stretch between the bytes it shares with that text at the
+/// start and at the end, read again (exact, as for the edit path: outside that stretch
+/// the text is the one `prior.layout` was made of). `None` when the file cannot be read
+/// or the edit is not one of the nodes' texts only (then the whole text is cut).
+fn read_as_edit<'p>(
+    path: &Path,
+    prior: &'p Prior,
+) -> Option<(crate::node_texts::EditRead<'p>, crate::node_texts::Edited)> {
+    let file = std::fs::File::open(path).ok()?;
+    let len = usize::try_from(file.metadata().ok()?.len()).ok()?;
+    let read = crate::node_texts::EditRead::read(&file, len, prior.kept.text()).ok()?;
+    let edited = read.edited(&prior.layout)?;
+    Some((read, edited))
 }
 
 /// The node types whose keys and runs depend only on what the record covers (no MCP

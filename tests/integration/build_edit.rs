@@ -316,6 +316,67 @@ fn an_edit_whose_first_changed_node_reaches_more_than_half_is_turned_away_there_
     assert_eq!((ws.count("a"), ws.count("c"), ws.count("d")), (2, 1, 2));
 }
 
+/// Where the record a build leaves says a's text is: what the edit path turned away.
+const FROM_STRETCH: &str = "debug: edit base: the nodes found from the edit's stretch";
+
+#[test]
+fn an_edit_turned_away_leaves_a_record_made_from_its_stretch_that_the_next_edit_uses() {
+    let ws = Workspace::new().workflow(branches());
+    prime(&ws, &[]);
+    // a's text grows: every node after it moves, and the record must say where to.
+    ws.edit_workflow(|d| {
+        d["nodes"][0]["params"]["command"] = json!(counted("a", "echo A-longer-${who}"))
+    });
+    let r = debug_build(&ws, &[]);
+    assert!(r.stderr.contains("the edit reaches at least 4 of 6"), "{r}");
+    assert_normal_path(&r);
+    assert!(r.stderr.contains(FROM_STRETCH), "{r}");
+    // The new text is kept as a splice over the copy the edit was compared with, not
+    // as a copy of all of it.
+    assert_eq!(state_files(&ws, ".text.delta").len(), 1);
+    settle();
+    assert_served(&debug_build(&ws, &[]));
+    // A later edit after a: found where the record says, built as a full build would.
+    let edit = |d: &mut Value| d["nodes"][4]["params"]["message"] = json!("E:${c.stdout}");
+    ws.edit_workflow(edit);
+    let r = debug_build(&ws, &[]);
+    assert_edit_path(&r, 1, 2);
+    assert_eq!(r.with_status("ran"), ["e", "f"], "{r}");
+    assert_eq!(r.output("out"), "f:d:b:A-longer-world+E:c");
+    let full = Workspace::new().workflow(ws.current_workflow());
+    assert_eq!(full.build(&[]).output("out"), r.output("out"));
+    assert_eq!((ws.count("a"), ws.count("c"), ws.count("d")), (2, 1, 2));
+}
+
+#[test]
+fn an_edit_turned_away_that_adds_a_node_leaves_a_record_of_the_whole_text() {
+    let ws = Workspace::new().workflow(branches());
+    prime(&ws, &[]);
+    // The stretch from a to the end is no longer as many nodes: the record cuts the
+    // whole text into nodes again.
+    ws.edit_workflow(|d| {
+        d["nodes"][0]["params"]["command"] = json!(counted("a", "echo A-${who}"));
+        d["nodes"]
+            .as_array_mut()
+            .expect("nodes")
+            .push(json!({"id": "g", "type": "echo", "params": {"message": "g:${f.echo}"}}));
+        d["outputs"]["g"] = json!({"source": "${g.echo}"});
+    });
+    let r = debug_build(&ws, &[]);
+    assert_normal_path(&r);
+    r.assert_ok();
+    assert!(!r.stderr.contains(FROM_STRETCH), "{r}");
+    assert!(r.stderr.contains("no-op record written"), "{r}");
+    assert!(
+        state_files(&ws, ".text.delta").is_empty(),
+        "a whole copy, no splice"
+    );
+    ws.edit_workflow(|d| d["nodes"][6]["params"]["message"] = json!("G:${f.echo}"));
+    let r = debug_build(&ws, &[]);
+    assert_edit_path(&r, 1, 1);
+    assert_eq!(r.output("g"), "G:f:d:b:A-world+e:c", "{r}");
+}
+
 #[test]
 fn space_put_before_a_node_that_reaches_more_than_half_is_not_taken_for_a_change_to_it() {
     let ws = Workspace::new().workflow(branches());
