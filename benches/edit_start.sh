@@ -11,6 +11,9 @@
 #                                       (each round edits a fresh copy built once, untimed:
 #                                        the edit meets one earlier build in its cache
 #                                        instead of one more each round)
+#   INSTR=1 benches/edit_start.sh [RUNS] (then also one cold build and one edit counted
+#                                        under valgrind's callgrind: instructions do not
+#                                        move with the machine as wall time does)
 #
 # Back to back, a build reuses memory the build before it freed. After a pause a VM that
 # hands free memory back to its host (virtio-balloon free page reporting, as on this
@@ -105,3 +108,28 @@ print(f"edit / cold:                          {me / mc:.2f}")
 pairs = statistics.median(x / y for x, y in zip(e, c))
 print(f"edit / cold, median of the rounds:    {pairs:.2f}")
 PY
+
+if [[ "${INSTR:-0}" == 1 ]]; then
+  if ! command -v valgrind >/dev/null; then
+    echo "INSTR=1 needs valgrind (apt-get install valgrind)" >&2
+    exit 2
+  fi
+  # Instructions of every thread of one build (a build's threads, not its commands:
+  # the chain's nodes run in-process).
+  counted() {
+    (cd "$1" && CI=1 valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+      "$pflow" build wf.json --jobs 2 --no-repair 2>&1 >/dev/null) |
+      sed -n 's/.*Collected : \([0-9]*\).*/\1/p' | tail -1
+  }
+  mkdir "$work/cold-instr" && cp "$work/chain/wf.json" "$work/cold-instr/"
+  edit "$work/chain"
+  ci=$(counted "$work/cold-instr")
+  ei=$(counted "$work/chain")
+  python3 - "$ci" "$ei" <<'PY'
+import sys
+c, e = (int(x) for x in sys.argv[1:])
+print(f"instructions, cold build:             {c / 1e6:.1f}M")
+print(f"instructions, edit at node 0:         {e / 1e6:.1f}M")
+print(f"edit / cold, instructions:            {e / c:.3f}")
+PY
+fi
