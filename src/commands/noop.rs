@@ -952,46 +952,52 @@ fn base_for(
     }
     let digest = *workflow_digest.as_bytes();
     let changed = || "the workflow changed during the build".to_string();
-    // The copy the next build compares an edited text with: a splice over the kept one
-    // when the text was read as an edit of it.
-    let keep = |text: Spliced<'_>, over| {
-        crate::cache::kept_text::save(&inv.root, &inv.name, text, workflow_digest, redactor, over)
-            .map_err(|e| e.to_string())
-    };
-    if let Some(prior) = prior {
-        if let Some((read, edited)) = read_as_edit(&inv.path, prior) {
-            if read.text().digest() != *workflow_digest {
-                return Err(changed());
-            }
-            let mut layout = Some(edited.layout);
-            let base = edit_base(
-                v,
-                &mut || layout.take().ok_or_else(|| "no layout".to_string()),
-                digest,
-                context,
-            )?;
-            keep(read.text(), Some(&prior.kept))?;
-            debug(|| "edit base: the nodes found from the edit's stretch".into());
-            return Ok(base);
-        }
-    }
-    let text = std::fs::read_to_string(&inv.path).map_err(|e| e.to_string())?;
-    if blake3::hash(text.as_bytes()) != *workflow_digest {
-        return Err(changed());
-    }
+    // The file as the build read it, asked for once the workflow qualifies: as an edit
+    // of the kept copy when the edit path turned one away, else whole.
+    let mut read = None;
     let base = edit_base(
         v,
         &mut || {
-            let texts = NodeTexts::of(&text).ok_or("not a plain JSON workflow")?;
-            texts
+            if let Some((edit, edited)) = prior.and_then(|p| read_as_edit(&inv.path, p)) {
+                if edit.text().digest() != *workflow_digest {
+                    return Err(changed());
+                }
+                read = Some(Read::Edit(edit));
+                return Ok(edited.layout);
+            }
+            let text = std::fs::read_to_string(&inv.path).map_err(|e| e.to_string())?;
+            if blake3::hash(text.as_bytes()) != *workflow_digest {
+                return Err(changed());
+            }
+            let layout = NodeTexts::of(&text)
+                .ok_or("not a plain JSON workflow")?
                 .layout(&text)
-                .ok_or_else(|| "the workflow is too big".into())
+                .ok_or("the workflow is too big")?;
+            read = Some(Read::Whole(text));
+            Ok(layout)
         },
         digest,
         context,
     )?;
-    keep(Spliced::whole(text.as_bytes()), None)?;
+    // The copy the next build compares an edited text with: a splice over the kept one
+    // when the text was read as an edit of it.
+    let (text, over) = match &read {
+        Some(Read::Edit(edit)) => {
+            debug(|| "edit base: the nodes found from the edit's stretch".into());
+            (edit.text(), prior.map(|p| &p.kept))
+        }
+        Some(Read::Whole(text)) => (Spliced::whole(text.as_bytes()), None),
+        None => return Err("the workflow was not read".into()),
+    };
+    crate::cache::kept_text::save(&inv.root, &inv.name, text, workflow_digest, redactor, over)
+        .map_err(|e| e.to_string())?;
     Ok(base)
+}
+
+/// How [`base_for`] read the workflow's file.
+enum Read<'p> {
+    Edit(crate::node_texts::EditRead<'p>),
+    Whole(String),
 }
 
 /// The workflow file at `path` read as an edit of the kept text of `prior`, and where
@@ -1004,7 +1010,11 @@ fn read_as_edit<'p>(
     prior: &'p Prior,
 ) -> Option<(crate::node_texts::EditRead<'p>, crate::node_texts::Edited)> {
     let file = std::fs::File::open(path).ok()?;
-    let len = usize::try_from(file.metadata().ok()?.len()).ok()?;
+    let len = file.metadata().ok()?.len();
+    if len > crate::source::max_workflow_bytes() {
+        return None;
+    }
+    let len = usize::try_from(len).ok()?;
     let read = crate::node_texts::EditRead::read(&file, len, prior.kept.text()).ok()?;
     let edited = read.edited(&prior.layout)?;
     Some((read, edited))

@@ -349,20 +349,41 @@ fn an_edit_turned_away_leaves_a_record_made_from_its_stretch_that_the_next_edit_
 }
 
 #[test]
+fn an_edit_turned_away_after_the_whole_text_was_compared_leaves_a_record_from_its_stretch() {
+    let ws = Workspace::new().workflow(branches());
+    prime(&ws, &[]);
+    // b (the first that differs) reaches three of six, not more than half; with c the
+    // edit reaches five, known only once the whole text is compared.
+    ws.edit_workflow(|d| {
+        d["nodes"][1]["params"]["message"] = json!("B:${a.stdout}");
+        d["nodes"][2]["params"]["command"] = json!(counted("c", "echo C-longer"));
+    });
+    let r = debug_build(&ws, &[]);
+    assert!(r.stderr.contains("the edit reaches 5 of 6 nodes"), "{r}");
+    assert!(r.stderr.contains(FROM_STRETCH), "{r}");
+    assert_eq!(r.output("out"), "f:d:B:a-world+e:C-longer");
+    ws.edit_workflow(|d| {
+        d["nodes"][3]["params"]["command"] = json!(counted("d", "echo D:${b.echo}"))
+    });
+    let r = debug_build(&ws, &[]);
+    assert_edit_path(&r, 1, 2);
+    assert_eq!(r.output("out"), "f:D:B:a-world+e:C-longer", "{r}");
+}
+
+#[test]
 fn an_edit_turned_away_that_adds_a_node_leaves_a_record_of_the_whole_text() {
     let ws = Workspace::new().workflow(branches());
     prime(&ws, &[]);
-    // The stretch from a to the end is no longer as many nodes: the record cuts the
-    // whole text into nodes again.
+    // a changed and a node added after f: the stretch from a to the end is no longer
+    // as many nodes, so the record cuts the whole text into nodes again.
     ws.edit_workflow(|d| {
         d["nodes"][0]["params"]["command"] = json!(counted("a", "echo A-${who}"));
-        d["nodes"]
-            .as_array_mut()
-            .expect("nodes")
-            .push(json!({"id": "g", "type": "echo", "params": {"message": "g:${f.echo}"}}));
-        d["outputs"]["g"] = json!({"source": "${g.echo}"});
+        d["nodes"].as_array_mut().expect("nodes").push(
+            json!({"id": "g", "type": "shell", "params": {"command": counted("g", "echo g")}}),
+        );
     });
     let r = debug_build(&ws, &[]);
+    assert!(r.stderr.contains("the edit reaches at least"), "{r}");
     assert_normal_path(&r);
     r.assert_ok();
     assert!(!r.stderr.contains(FROM_STRETCH), "{r}");
@@ -371,10 +392,13 @@ fn an_edit_turned_away_that_adds_a_node_leaves_a_record_of_the_whole_text() {
         state_files(&ws, ".text.delta").is_empty(),
         "a whole copy, no splice"
     );
-    ws.edit_workflow(|d| d["nodes"][6]["params"]["message"] = json!("G:${f.echo}"));
+    assert_eq!(ws.count("g"), 1);
+    // The record holds g where it is: an edit of g alone is found and built.
+    ws.edit_workflow(|d| d["nodes"][6]["params"]["command"] = json!(counted("g", "echo G")));
     let r = debug_build(&ws, &[]);
     assert_edit_path(&r, 1, 1);
-    assert_eq!(r.output("g"), "G:f:d:b:A-world+e:c", "{r}");
+    assert_eq!(r.with_status("ran"), ["g"], "{r}");
+    assert_eq!(ws.count("g"), 2);
 }
 
 #[test]
