@@ -312,16 +312,20 @@ pub(super) fn serve(
             });
         }
     };
-    let (edited, by_identity) = match try_serve(args, &inv, look, started, then) {
+    let (edited, by_identity, prior) = match try_serve(args, &inv, look, started, then) {
         Ok(code) => {
             debug(|| "no-op record used: nothing changed".into());
             return Ok(code);
         }
         // The edit path ([`super::edit`]) decides, and says why not.
-        Err(Refused::Edited(rec, found)) => (Some(rec), found == Look::Identity),
+        Err(Refused::Edited(rec, found)) => (Some(rec), found == Look::Identity, None),
         Err(Refused::Because(why)) => {
             debug(|| format!("no-op record not used: {why}"));
-            (None, false)
+            (None, false, None)
+        }
+        Err(Refused::Kept(why, rec)) => {
+            debug(|| format!("no-op record not used: {why}"));
+            (None, false, prior_of(&inv, *rec))
         }
     };
     Err(Start {
@@ -329,7 +333,18 @@ pub(super) fn serve(
         inv: Some(inv),
         edited,
         by_identity,
-        prior: None,
+        prior,
+    })
+}
+
+/// The kept copy of the text `rec` was made from and where its nodes are, if it has
+/// an edit base and the copy is whole.
+fn prior_of(inv: &Invocation, mut rec: NoopRecord) -> Option<Prior> {
+    let base = rec.take_edit()?;
+    let kept = crate::cache::kept_text::load(&inv.root, &inv.name, &base.text)?;
+    Some(Prior {
+        layout: base.layout,
+        kept,
     })
 }
 
@@ -339,6 +354,10 @@ enum Refused {
     /// told by the file's identity alone (unhashed) or by its bytes.
     Edited(Box<NoopRecord>, Look),
     Because(String),
+    /// Turned away for another reason than the text (the inputs, a file, the cache), by
+    /// a record that is whole: its kept copy of the text may still serve the build's own
+    /// record ([`Prior`]).
+    Kept(String, Box<NoopRecord>),
 }
 
 impl<T: Into<String>> From<T> for Refused {
@@ -372,12 +391,16 @@ fn try_serve(
         if rec.edit_context() == Some(context) {
             return Err(Refused::Edited(Box::new(rec), Look::Bytes));
         }
-        return Err("the workflow, inputs, flags, environment or pflow changed".into());
+        let why = "the workflow, inputs, flags, environment or pflow changed";
+        return Err(Refused::Kept(why.into(), Box::new(rec)));
     }
     // From here on as a build: under the lock maintenance waits for. It touches a little
     // of much memory, on the small pages the process began with (`crate::memory`).
     let cache = Layered::new(Cache::new(&inv.root), None);
-    let _lock = holds(args, inv, &rec, &cache)?;
+    let _lock = match holds(args, inv, &rec, &cache) {
+        Ok(lock) => lock,
+        Err(why) => return Err(Refused::Kept(why, Box::new(rec))),
+    };
     let t0 = Instant::now();
     let (nodes, saved) = reports_of(&rec).ok_or("a damaged record")?;
     let outputs = resolve_outputs(&rec, &nodes, cache.local()).ok_or("an output")?;

@@ -349,6 +349,29 @@ fn an_edit_turned_away_leaves_a_record_made_from_its_stretch_that_the_next_edit_
 }
 
 #[test]
+fn a_build_with_other_inputs_finds_its_nodes_from_the_kept_copy_and_the_next_edit_uses_them() {
+    let ws = Workspace::new().workflow(branches());
+    prime(&ws, &[]);
+    // Another input: the no-op record does not hold, but its copy of the text (the
+    // same text) and where its nodes are make the new record's.
+    let r = debug_build(&ws, &["who=ada"]);
+    assert!(
+        r.stderr
+            .contains("inputs, flags, environment or pflow changed"),
+        "{r}"
+    );
+    assert_normal_path(&r);
+    assert!(r.stderr.contains(FROM_STRETCH), "{r}");
+    assert_eq!(r.output("out"), "f:d:b:a-ada+e:c");
+    settle();
+    assert_served(&debug_build(&ws, &["who=ada"]));
+    ws.edit_workflow(|d| d["nodes"][4]["params"]["message"] = json!("E:${c.stdout}"));
+    let r = debug_build(&ws, &["who=ada"]);
+    assert_edit_path(&r, 1, 2);
+    assert_eq!(r.output("out"), "f:d:b:a-ada+E:c", "{r}");
+}
+
+#[test]
 fn an_edit_turned_away_after_the_whole_text_was_compared_leaves_a_record_from_its_stretch() {
     let ws = Workspace::new().workflow(branches());
     prime(&ws, &[]);
