@@ -27,8 +27,8 @@
 //!   time, in the order the build finished them;
 //! - for a workflow the edit path can serve ([`EditBase`]): the fingerprint without the
 //!   workflow's bytes, the BLAKE3 of the workflow's text (a copy of which is kept beside
-//!   the record, [`super::kept_text`]), where each node is in that text, and the nodes each
-//!   one reads.
+//!   the record, [`super::kept_text`]), which pflow made it, where each node is in that
+//!   text, and the nodes each one reads.
 //!
 //! Anything missing, damaged, older or different is simply not used: the build then
 //! takes the normal path, which is always right. Layout: little-endian; strings and lists
@@ -42,7 +42,7 @@ use crate::fsutil::{stat, FileId};
 use crate::node_texts::Layout;
 use std::path::{Path, PathBuf};
 
-const FORMAT: u32 = 5;
+const FORMAT: u32 = 6;
 /// Bytes of the trailing check.
 const SUM_LEN: usize = super::checksum::LEN;
 
@@ -158,6 +158,9 @@ pub struct EditBase {
     pub context: [u8; 32],
     /// BLAKE3 of the workflow's text: what the kept copy of it must hash to.
     pub text: [u8; 32],
+    /// Which pflow made it (its version and executable, as the context has them): a
+    /// build whose context differs takes the layout from it only if it is this one.
+    pub maker: [u8; 32],
     /// Where the nodes are in that text.
     pub layout: Layout,
     /// The positions of the nodes each node reads, flat: node i's are
@@ -176,6 +179,7 @@ impl EditBase {
         EditBase {
             context,
             text,
+            maker: [0; 32],
             layout,
             deps: Vec::with_capacity(deps),
             starts,
@@ -246,6 +250,7 @@ impl EditBase {
         let mut out = Vec::with_capacity(CHUNK + 64);
         out.extend_from_slice(&self.context);
         out.extend_from_slice(&self.text);
+        out.extend_from_slice(&self.maker);
         put_u32(&mut out, self.layout.open);
         put_u32(&mut out, self.layout.close);
         put_u32(&mut out, self.len() as u32);
@@ -268,7 +273,7 @@ impl EditBase {
     /// Read back; every dependency names a node of the record, and the nodes lie in
     /// order inside the array's brackets.
     fn decode(r: &mut Reader<'_>, node_count: u32) -> Option<EditBase> {
-        let (context, text) = (r.array()?, r.array()?);
+        let (context, text, maker) = (r.array()?, r.array()?, r.array()?);
         let (open, close) = (r.u32()?, r.u32()?);
         let n = get_count(r, 12)?;
         if n != node_count as usize {
@@ -290,6 +295,7 @@ impl EditBase {
         }
         // About two dependencies a node: a guess, not a limit.
         let mut base = EditBase::with_capacity(context, text, layout, r.remaining() / 4);
+        base.maker = maker;
         for _ in 0..n {
             for _ in 0..get_count(r, 4)? {
                 let d = r.u32()?;

@@ -325,7 +325,11 @@ pub(super) fn serve(
         }
         Err(Refused::Kept(why, rec)) => {
             debug(|| format!("no-op record not used: {why}"));
-            (None, false, prior_of(&inv, *rec))
+            // With repair on the build leaves no edit base (`base_for`).
+            let prior = (inv.repair == crate::repair::Mode::Off)
+                .then(|| prior_of(&inv, *rec))
+                .flatten();
+            (None, false, prior)
         }
     };
     Err(Start {
@@ -338,9 +342,13 @@ pub(super) fn serve(
 }
 
 /// The kept copy of the text `rec` was made from and where its nodes are, if it has
-/// an edit base and the copy is whole.
+/// an edit base that this pflow made (another may have found the nodes otherwise) and
+/// the copy is whole.
 fn prior_of(inv: &Invocation, mut rec: NoopRecord) -> Option<Prior> {
     let base = rec.take_edit()?;
+    if Some(base.maker) != maker() {
+        return None;
+    }
     let kept = crate::cache::kept_text::load(&inv.root, &inv.name, &base.text)?;
     Some(Prior {
         layout: base.layout,
@@ -952,6 +960,16 @@ struct BaseFacts<'a> {
 }
 
 /// What the edit path needs, when the build allows it.
+/// Which pflow this is, as an edit base names its maker: the version and the
+/// executable's identity (as [`context`] has them).
+fn maker() -> Option<[u8; 32]> {
+    let mut h = blake3::Hasher::new_derive_key("pflow edit base maker v1");
+    h.update(env!("CARGO_PKG_VERSION").as_bytes());
+    h.update(&[0]);
+    h.update(&id_bytes(&exe_id()?));
+    Some(*h.finalize().as_bytes())
+}
+
 fn base_for(
     inv: &Invocation,
     v: &Validated,
@@ -978,7 +996,7 @@ fn base_for(
     // The file as the build read it, asked for once the workflow qualifies: as an edit
     // of the kept copy when the edit path turned one away, else whole.
     let mut read = None;
-    let base = edit_base(
+    let mut base = edit_base(
         v,
         &mut || {
             if let Some((edit, edited)) = prior.and_then(|p| read_as_edit(&inv.path, p)) {
@@ -1002,6 +1020,7 @@ fn base_for(
         digest,
         context,
     )?;
+    base.maker = maker().ok_or("pflow's executable cannot be looked at")?;
     // The copy the next build compares an edited text with: a splice over the kept one
     // when the text was read as an edit of it.
     let (text, over) = match &read {
@@ -1038,7 +1057,12 @@ fn read_as_edit<'p>(
         return None;
     }
     let len = usize::try_from(len).ok()?;
-    let read = crate::node_texts::EditRead::read(&file, len, prior.kept.text()).ok()?;
+    // A first difference outside the nodes array (another workflow of the same file
+    // name, say) is turned away there: the comparison below would refuse it anyway.
+    let open = prior.layout.open as usize;
+    let read =
+        crate::node_texts::EditRead::read_unless(&file, len, prior.kept.text(), |at| at <= open)
+            .ok()??;
     let edited = read.edited(&prior.layout)?;
     Some((read, edited))
 }

@@ -372,6 +372,47 @@ fn a_build_with_other_inputs_finds_its_nodes_from_the_kept_copy_and_the_next_edi
 }
 
 #[test]
+fn a_build_after_the_cache_was_collected_makes_its_record_from_the_kept_copy() {
+    let ws = Workspace::new().workflow(branches());
+    prime(&ws, &[]);
+    // Every entry evicted: the cache's generation moves, the records and the copy stay.
+    cache_cmd(&ws, &["gc", "--max-age", "1ms"]);
+    let r = debug_build(&ws, &[]);
+    assert!(
+        r.stderr
+            .contains("the cache was cleared, collected or fixed"),
+        "{r}"
+    );
+    assert!(r.stderr.contains(FROM_STRETCH), "{r}");
+    assert_eq!(r.output("out"), "f:d:b:a-world+e:c");
+    ws.edit_workflow(|d| d["nodes"][4]["params"]["message"] = json!("E:${c.stdout}"));
+    assert_edit_path(&debug_build(&ws, &[]), 1, 2);
+}
+
+#[test]
+fn another_pflows_record_does_not_tell_this_one_where_the_nodes_are() {
+    let ws = Workspace::new().workflow(branches());
+    prime(&ws, &[]);
+    // Another executable (a copy: its own identity) finds the nodes itself.
+    let out = crate::common::process::Pflow::copied_to(&ws.file("pflow-other"))
+        .args(["build", "workflow.json", "--no-repair", "--cache-dir"])
+        .arg(ws.cache_dir())
+        .current_dir(ws.path())
+        .home(ws.home_dir())
+        .env("PFLOW_HOME", ws.home_dir())
+        .env("PFLOW_DEBUG", "1")
+        .output();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("inputs, flags, environment or pflow changed"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("no-op record written"), "{stderr}");
+    assert!(!stderr.contains(FROM_STRETCH), "{stderr}");
+}
+
+#[test]
 fn an_edit_turned_away_after_the_whole_text_was_compared_leaves_a_record_from_its_stretch() {
     let ws = Workspace::new().workflow(branches());
     prime(&ws, &[]);
