@@ -1026,6 +1026,10 @@ fn base_for(
     let (text, over) = match &read {
         Some(Read::Edit(edit)) => {
             debug(|| "edit base: the nodes found from the edit's stretch".into());
+            // The kept copy is this text already (it was found by this text's digest).
+            if edit.unchanged() {
+                return Ok(base);
+            }
             (edit.text(), prior.map(|p| &p.kept))
         }
         Some(Read::Whole(text)) => (Spliced::whole(text.as_bytes()), None),

@@ -363,6 +363,8 @@ fn a_build_with_other_inputs_finds_its_nodes_from_the_kept_copy_and_the_next_edi
     assert_normal_path(&r);
     assert!(r.stderr.contains(FROM_STRETCH), "{r}");
     assert_eq!(r.output("out"), "f:d:b:a-ada+e:c");
+    // The same text: its copy is kept as it was, no splice written.
+    assert!(state_files(&ws, ".text.delta").is_empty());
     settle();
     assert_served(&debug_build(&ws, &["who=ada"]));
     ws.edit_workflow(|d| d["nodes"][4]["params"]["message"] = json!("E:${c.stdout}"));
