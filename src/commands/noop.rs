@@ -171,10 +171,8 @@ pub(super) fn context(
             h.update(part);
         }
     };
-    put("version", env!("CARGO_PKG_VERSION").as_bytes());
     // A rebuilt or reinstalled pflow may validate, key or run anything differently.
-    let exe = exe_id()?;
-    put("exe", &id_bytes(&exe));
+    put("pflow", &maker()?);
     put("cwd", std::env::current_dir().ok()?.as_os_str().as_bytes());
     put("workflow-arg", args.workflow.as_bytes());
     put("cache-dir", inv.root.as_os_str().as_bytes());
@@ -251,18 +249,20 @@ pub(super) struct Start {
     /// hashed): should the edit path turn it away, the file may be unchanged, and the
     /// no-op path looks again, hashing it ([`Look::Bytes`]).
     pub(super) by_identity: bool,
-    /// What the edit path knew of the recorded text when it turned the edit away.
+    /// The recorded text's kept copy and layout, when the edit path or the no-op path
+    /// turned the record away for a reason that leaves them good.
     pub(super) prior: Option<Prior>,
 }
 
-/// The kept copy of the recorded workflow's text and where its nodes are, as the edit
-/// path had them when it turned an edit away (one that reaches most nodes). The build's
-/// own record then finds the nodes of the new text by reading it as an edit of that
-/// copy, and keeps the new text as a splice over it, rather than cutting the whole text
-/// into nodes again and writing a copy of all of it: at 10,000 nodes those were about
-/// 2% of a build's instructions, which a cold build pays too but an edit need not.
+/// The kept copy of the recorded workflow's text and where its nodes are, from a record
+/// turned away: by the edit path (the edit reaches most nodes) or by the no-op path for
+/// anything but the text (other inputs, a file, the cache). The build's own record then
+/// finds the nodes of the new text by reading it as an edit of that copy, and keeps the
+/// new text as a splice over it, rather than cutting the whole text into nodes again
+/// and writing a copy of all of it: at 10,000 nodes those were about 2% of a build's
+/// instructions, which a cold build pays too but a rebuild need not.
 pub(super) struct Prior {
-    pub(super) layout: crate::node_texts::Layout,
+    pub(super) layout: Layout,
     pub(super) kept: crate::cache::kept_text::KeptText,
 }
 
@@ -959,9 +959,8 @@ struct BaseFacts<'a> {
     redactor: &'a crate::secrets::Redactor,
 }
 
-/// What the edit path needs, when the build allows it.
-/// Which pflow this is, as an edit base names its maker: the version and the
-/// executable's identity (as [`context`] has them).
+/// Which pflow this is: its version and its executable's identity. The [`context`]
+/// holds it, and an edit base names it as its maker.
 fn maker() -> Option<[u8; 32]> {
     let mut h = blake3::Hasher::new_derive_key("pflow edit base maker v1");
     h.update(env!("CARGO_PKG_VERSION").as_bytes());
@@ -970,6 +969,7 @@ fn maker() -> Option<[u8; 32]> {
     Some(*h.finalize().as_bytes())
 }
 
+/// What the edit path needs, when the build allows it.
 fn base_for(
     inv: &Invocation,
     v: &Validated,
