@@ -316,7 +316,8 @@ fn an_edit_whose_first_changed_node_reaches_more_than_half_is_turned_away_there_
     assert_eq!((ws.count("a"), ws.count("c"), ws.count("d")), (2, 1, 2));
 }
 
-/// Where the record a build leaves says a's text is: what the edit path turned away.
+/// What a build prints when its record found the nodes by reading the file as an edit
+/// of the kept copy, not by cutting the whole text.
 const FROM_STRETCH: &str = "debug: edit base: the nodes found from the edit's stretch";
 
 #[test]
@@ -396,12 +397,10 @@ fn another_pflows_record_does_not_tell_this_one_where_the_nodes_are() {
     let ws = Workspace::new().workflow(branches());
     prime(&ws, &[]);
     // Another executable (a copy: its own identity) finds the nodes itself.
-    let out = crate::common::process::Pflow::copied_to(&ws.file("pflow-other"))
+    let out = ws
+        .pflow_copied_to("pflow-other")
         .args(["build", "workflow.json", "--no-repair", "--cache-dir"])
         .arg(ws.cache_dir())
-        .current_dir(ws.path())
-        .home(ws.home_dir())
-        .env("PFLOW_HOME", ws.home_dir())
         .env("PFLOW_DEBUG", "1")
         .output();
     let stderr = String::from_utf8_lossy(&out.stderr);

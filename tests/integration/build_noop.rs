@@ -626,11 +626,9 @@ fn a_step_that_changes_pflows_own_executable_leaves_no_record() {
         "nodes": [{"id": "install", "type": "shell",
                    "params": {"command": "touch -m -d @1000000000 pflow-copy"}}]
     }));
-    let out = crate::common::process::Pflow::copied_to(&ws.file("pflow-copy"))
+    let out = ws
+        .pflow_copied_to("pflow-copy")
         .args(["build", "workflow.json", "--no-repair"])
-        .current_dir(ws.path())
-        .home(ws.home_dir())
-        .env("PFLOW_HOME", ws.home_dir())
         .env("PFLOW_DEBUG", "1")
         .output();
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -181,8 +181,17 @@ impl Workspace {
 
     /// `pflow ARGS` in this workspace, with its home; nothing about the cache.
     pub fn pflow(&self) -> Pflow {
-        Pflow::new()
-            .current_dir(self.path())
+        self.in_here(Pflow::new())
+    }
+
+    /// [`Workspace::pflow`] run from a copy of the binary at `rel` in this workspace:
+    /// another executable, with an identity of its own.
+    pub fn pflow_copied_to(&self, rel: &str) -> Pflow {
+        self.in_here(Pflow::copied_to(&self.file(rel)))
+    }
+
+    fn in_here(&self, p: Pflow) -> Pflow {
+        p.current_dir(self.path())
             .home(self.home_dir())
             .env("PFLOW_HOME", self.home_dir())
     }
