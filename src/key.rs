@@ -106,6 +106,10 @@ pub struct KeyBuilder {
     /// added twice, the later one counts. A sealed component counts in the key but its
     /// digest never reaches the preimage (a secret's).
     parts: Vec<(std::ops::Range<usize>, [u8; 32], bool)>,
+    /// Which parts count, in name order ([`KeyBuilder::components`]), once asked: a
+    /// build asks for the key and then for the preimage, and sorting the parts twice
+    /// was a twentieth of a worker's instructions on the 10,000-node chain.
+    order: std::cell::OnceCell<Vec<u32>>,
 }
 
 /// What the preimage shows for a sealed component, whatever its value: the first 16 hex
@@ -140,6 +144,7 @@ impl KeyBuilder {
         let mut b = KeyBuilder {
             names: String::with_capacity(128),
             parts: Vec::with_capacity(8),
+            order: std::cell::OnceCell::new(),
         };
         b.add_digest("engine", engine_digest());
         b
@@ -169,6 +174,7 @@ impl KeyBuilder {
         let start = self.names.len();
         name.write_to(&mut self.names);
         self.parts.push((start..self.names.len(), digest, false));
+        self.order.take();
     }
 
     /// Add a component from `pieces` (as [`Self::add_pieces`]) that counts in the key
@@ -188,25 +194,30 @@ impl KeyBuilder {
     pub fn remove(&mut self, name: &str) {
         let names = &self.names;
         self.parts.retain(|(r, _, _)| &names[r.clone()] != name);
+        self.order.take();
     }
 
     /// The components in name order, each name once (the last added wins).
-    fn components(&self) -> Vec<(&str, &[u8; 32], bool)> {
-        let mut all: Vec<(&str, &[u8; 32], bool)> = self
-            .parts
-            .iter()
-            .map(|(r, d, sealed)| (&self.names[r.clone()], d, *sealed))
-            .collect();
-        // Stable: equal names stay in the order added, and the last of them is kept.
-        all.sort_by(|a, b| a.0.cmp(b.0));
-        all.dedup_by(|later, kept| {
-            let same = later.0 == kept.0;
-            if same {
-                *kept = *later;
-            }
-            same
+    fn components(&self) -> impl Iterator<Item = (&str, &[u8; 32], bool)> + '_ {
+        let order = self.order.get_or_init(|| {
+            let mut all: Vec<(&str, u32)> = (self.parts.iter().zip(0u32..))
+                .map(|((r, _, _), i)| (&self.names[r.clone()], i))
+                .collect();
+            // Stable: equal names stay in the order added, and the last of them is kept.
+            all.sort_by(|a, b| a.0.cmp(b.0));
+            all.dedup_by(|later, kept| {
+                let same = later.0 == kept.0;
+                if same {
+                    *kept = *later;
+                }
+                same
+            });
+            all.into_iter().map(|(_, i)| i).collect()
         });
-        all
+        order.iter().filter_map(move |&i| {
+            let (r, d, sealed) = self.parts.get(i as usize)?;
+            Some((&self.names[r.clone()], d, *sealed))
+        })
     }
 
     pub fn finish(&self) -> Key {
@@ -234,7 +245,6 @@ impl KeyBuilder {
     /// explanations compare.
     pub fn short(&self) -> Vec<Short<'_>> {
         self.components()
-            .into_iter()
             .map(|(name, d, sealed)| (name, if sealed { sealed_short() } else { first_64(d) }))
             .collect()
     }

@@ -772,7 +772,7 @@ fn gate(shared: &Shared<'_>, i: usize) -> Option<String> {
 /// What a node's templates can see.
 struct NodeScope<'a> {
     inputs: &'a Map<String, Value>,
-    nodes: HashMap<String, Arc<Value>>,
+    nodes: Roots<'a>,
 }
 
 impl Scope for NodeScope<'_> {
@@ -785,8 +785,32 @@ impl Scope for NodeScope<'_> {
 
     fn root_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.inputs.keys().cloned().collect();
-        names.extend(self.nodes.keys().cloned());
+        names.extend(self.nodes.ids().map(str::to_string));
         names
+    }
+}
+
+/// The node values a scope holds, by node id: sorted, and searched by halves. A node's
+/// scope holds its dependencies' values, most often one or two, and was a hash map: an
+/// id copied and hashed (SipHash) for each, and hashed again for each template that
+/// reads one, about 4% of the worker's instructions on the 10,000-node chain.
+struct Roots<'a>(Vec<(&'a str, Arc<Value>)>);
+
+impl<'a> Roots<'a> {
+    /// These values, one per id (of two for one id, either: a node has one value).
+    fn new(mut values: Vec<(&'a str, Arc<Value>)>) -> Roots<'a> {
+        values.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        values.dedup_by(|a, b| a.0 == b.0);
+        Roots(values)
+    }
+
+    fn get(&self, id: &str) -> Option<&Arc<Value>> {
+        let at = self.0.binary_search_by(|(k, _)| (*k).cmp(id)).ok()?;
+        self.0.get(at).map(|(_, v)| v)
+    }
+
+    fn ids(&self) -> impl Iterator<Item = &'a str> + '_ {
+        self.0.iter().map(|(k, _)| *k)
     }
 }
 
@@ -1063,7 +1087,7 @@ impl<'a> Shared<'a> {
 
     /// The scope for node `i`: all the node values its templates may read.
     fn scope_for(&self, i: usize) -> Result<NodeScope<'a>, NodeError> {
-        let mut nodes = HashMap::new();
+        let mut nodes = Vec::with_capacity(self.deps[i].len());
         for (j, _) in &self.deps[i] {
             // Error handlers see their failed source's partial outputs.
             let st_ok = {
@@ -1071,12 +1095,12 @@ impl<'a> Shared<'a> {
                 st.values.is_some() || st.entry.is_some() || st.fast
             };
             if st_ok {
-                nodes.insert(self.v.graph.id(*j).to_string(), self.values(*j)?);
+                nodes.push((self.v.graph.id(*j), self.values(*j)?));
             }
         }
         Ok(NodeScope {
             inputs: self.inputs,
-            nodes,
+            nodes: Roots::new(nodes),
         })
     }
 
@@ -1803,10 +1827,10 @@ impl<'a> Shared<'a> {
     }
 
     fn resolve_output(&self, t: &Template) -> Result<Value, NodeError> {
-        let mut nodes = HashMap::new();
+        let mut nodes: Vec<(&'a str, Arc<Value>)> = Vec::new();
         for r in t.refs() {
             if let Some(j) = self.v.graph.position(&r.root) {
-                if !nodes.contains_key(&r.root) {
+                if !nodes.iter().any(|(id, _)| *id == r.root) {
                     let ok = lock(&self.slots[j]).success;
                     if !ok {
                         return Err(NodeError::new(
@@ -1814,13 +1838,13 @@ impl<'a> Shared<'a> {
                             format!("node {} did not succeed", r.root),
                         ));
                     }
-                    nodes.insert(r.root.clone(), self.values(j)?);
+                    nodes.push((self.v.graph.id(j), self.values(j)?));
                 }
             }
         }
         let scope = NodeScope {
             inputs: self.inputs,
-            nodes,
+            nodes: Roots::new(nodes),
         };
         t.resolve(&scope).map_err(|u| {
             let mut e = NodeError::new(ErrorCategory::Template, u.to_string());
