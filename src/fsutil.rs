@@ -149,11 +149,6 @@ pub fn read_bytes_held(path: &Path) -> std::io::Result<Bytes> {
     read_mapped(path, Reading::Held)
 }
 
-/// [`read_bytes_held`] for a file of which little is read (as [`read_bytes_sparsely`]).
-pub fn read_bytes_held_sparsely(path: &Path) -> std::io::Result<Bytes> {
-    read_mapped(path, Reading::HeldSparsely)
-}
-
 /// How [`read_mapped`] reads a file.
 #[derive(Clone, Copy, PartialEq)]
 enum Reading {
@@ -163,27 +158,19 @@ enum Reading {
     Sparsely,
     /// All of it, under a shared lock held with the mapping ([`read_bytes_held`]).
     Held,
-    /// A little of it, under a shared lock held with the mapping.
-    HeldSparsely,
-}
-
-impl Reading {
-    fn held(self) -> bool {
-        matches!(self, Reading::Held | Reading::HeldSparsely)
-    }
 }
 
 fn read_mapped(path: &Path, how: Reading) -> std::io::Result<Bytes> {
     use std::io::Read;
     let mut file = std::fs::File::open(path)?;
-    if how.held() {
+    if how == Reading::Held {
         file.try_lock_shared()
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::WouldBlock))?;
     }
     let len = file.metadata()?.len();
     if len >= MAP_FROM && on_local_disk(&file) {
         let mut options = memmap2::MmapOptions::new();
-        if matches!(how, Reading::Whole | Reading::Held) {
+        if how != Reading::Sparsely {
             // MAP_POPULATE maps its pages in one call rather than a fault each.
             options.populate();
         }
@@ -192,9 +179,9 @@ fn read_mapped(path: &Path, how: Reading) -> std::io::Result<Bytes> {
         // with a `Held` mapping excludes (advisory: every pflow that writes over a
         // record takes it; older ones used another name); the mapping is read-only.
         if let Ok(map) = unsafe { options.map(&file) } {
-            return Ok(match how.held() {
-                true => Bytes::Held(map, file),
-                false => Bytes::Mapped(map),
+            return Ok(match how {
+                Reading::Held => Bytes::Held(map, file),
+                Reading::Whole | Reading::Sparsely => Bytes::Mapped(map),
             });
         }
     }

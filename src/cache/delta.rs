@@ -114,11 +114,7 @@ impl Overlay {
     /// the delta at `delta_file` over the loaded base when it is allowed, else as a new
     /// base at `base_file` (with a new tag) and the delta removed. `head` writes the
     /// file's header before the rows, given the base tag the file carries. Atomic, as
-    /// every record ([`crate::fsutil::replace_record`]). A base is written over a spare
-    /// ([`super::spare`]): a megabyte of it freed and another allocated on each edit
-    /// near the start of 10,000 nodes was the file system's dearest step (with ext4's
-    /// `discard`), and the build's exit waited for it; so readers hold a base while
-    /// they map it ([`crate::fsutil::read_bytes_held_sparsely`]).
+    /// every record ([`crate::fsutil::replace_record`]).
     pub fn save(
         &self,
         base_file: &Path,
@@ -132,16 +128,13 @@ impl Overlay {
             (Save::Delta, Some(tag)) => (delta_file, tag),
             _ => (base_file, fastrand::u64(..)),
         };
-        match plan {
-            Save::Delta => crate::fsutil::replace_record(file, |w| {
-                head(w, tag)?;
-                self.delta_into(w, updates)
-            })?,
-            Save::Whole => super::spare::replace(file, |w| {
-                head(w, tag)?;
-                self.whole_into(w, updates, keep)
-            })?,
-        }
+        crate::fsutil::replace_record(file, |w| {
+            head(w, tag)?;
+            match plan {
+                Save::Delta => self.delta_into(w, updates),
+                Save::Whole => self.whole_into(w, updates, keep),
+            }
+        })?;
         if plan == Save::Whole {
             // Its tag names a base no longer there: never used again.
             let _ = crate::fsutil::remove_record(delta_file);

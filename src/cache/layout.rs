@@ -135,11 +135,9 @@ impl Record {
     /// The file name's extension (fixed: a changed one would orphan every record).
     fn extension(self) -> &'static str {
         match self {
-            // Not "bin" and "explain.bin": the two tables are written over spares now,
-            // which pflow before that mapped without a lock (as "noop" below).
-            Record::Build => "bin2",
+            Record::Build => "bin",
             Record::BuildDelta => "delta.bin",
-            Record::Explain => "explain2.bin",
+            Record::Explain => "explain.bin",
             Record::ExplainDelta => "explain.delta.bin",
             // Not "noop": pflow before spares mapped that one without a lock, and a
             // record it maps must never be written over (see `super::spare`).
@@ -149,14 +147,6 @@ impl Record {
             Record::Logs => "logs.json",
         }
     }
-}
-
-/// Where pflow before spares kept the records it now keeps under other names (see
-/// [`Record::extension`]): left behind by an upgrade, removed by the next build's save.
-pub fn legacy_record_paths(root: &Path, workflow_name: &str) -> [PathBuf; 3] {
-    let h = blake3::hash(workflow_name.as_bytes()).to_hex();
-    ["bin", "explain.bin", "noop"]
-        .map(|ext| root.join(RECORDS_DIR).join(format!("{}.{ext}", &h[..32])))
 }
 
 /// The file of one of a workflow's records.

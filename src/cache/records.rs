@@ -19,7 +19,7 @@
 use super::delta::{Keep, Overlay};
 use super::table::{Reader, Table};
 use super::Entry;
-use crate::fsutil::{stat, Bytes, FileId};
+use crate::fsutil::{stat, FileId};
 use crate::key::{Preimage, Short};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -252,19 +252,19 @@ fn delta_path(cache_root: &Path, workflow_name: &str) -> PathBuf {
 impl BuildState {
     /// The usable state of this workflow, or an empty one.
     pub fn load(cache_root: &Path, workflow_name: &str) -> BuildState {
-        let layer = |bytes: std::io::Result<Bytes>| bytes.ok().and_then(Layer::decode);
+        let layer = |path: PathBuf| {
+            crate::fsutil::read_bytes_sparsely(&path)
+                .ok()
+                .and_then(Layer::decode)
+        };
         let generation = generation(cache_root);
-        // The base is written over once it is a spare (`Overlay::save`): held while
-        // mapped, so that it is not.
-        let base = crate::fsutil::read_bytes_held_sparsely(&path_for(cache_root, workflow_name));
-        let Some(base) = layer(base).filter(|b| b.generation == generation) else {
+        let Some(base) =
+            layer(path_for(cache_root, workflow_name)).filter(|b| b.generation == generation)
+        else {
             return BuildState::default();
         };
-        let delta = layer(crate::fsutil::read_bytes_sparsely(&delta_path(
-            cache_root,
-            workflow_name,
-        )))
-        .filter(|d| d.generation == generation && d.tag == base.tag);
+        let delta = layer(delta_path(cache_root, workflow_name))
+            .filter(|d| d.generation == generation && d.tag == base.tag);
         let (written_ms, reads, delta) = match delta {
             Some(d) => (d.written_ms, d.reads, d.nodes),
             None => (base.written_ms, base.reads, Table::default()),
@@ -302,10 +302,6 @@ impl BuildState {
         let Ok(reads) = bincode::serialize(&update.reads) else {
             return;
         };
-        // Gone already but once after an upgrade: a failed rename each build.
-        for legacy in super::layout::legacy_record_paths(cache_root, workflow_name) {
-            let _ = crate::fsutil::remove_record(&legacy);
-        }
         let files = (
             path_for(cache_root, workflow_name),
             delta_path(cache_root, workflow_name),
@@ -482,8 +478,8 @@ pub fn decode_explain(bytes: &[u8]) -> Option<Vec<Short<'_>>> {
 impl ExplainRecords {
     pub fn load(cache_root: &Path, workflow_name: &str) -> ExplainRecords {
         // A layer: the format, the base's tag, then the table.
-        let layer = |bytes: std::io::Result<Bytes>| {
-            let bytes = bytes.ok()?;
+        let layer = |path: PathBuf| {
+            let bytes = crate::fsutil::read_bytes_sparsely(&path).ok()?;
             let mut r = Reader::new(&bytes, 0);
             if r.u32()? != EXPLAIN_FORMAT {
                 return None;
@@ -491,19 +487,13 @@ impl ExplainRecords {
             let tag = r.u64()?;
             Some((tag, Table::parse(bytes, 12)?))
         };
-        // Held while mapped, as the build record's base.
-        let base =
-            crate::fsutil::read_bytes_held_sparsely(&explain_path(cache_root, workflow_name));
-        let Some((tag, base)) = layer(base) else {
+        let Some((tag, base)) = layer(explain_path(cache_root, workflow_name)) else {
             return ExplainRecords::default();
         };
-        let delta = layer(crate::fsutil::read_bytes_sparsely(&explain_delta_path(
-            cache_root,
-            workflow_name,
-        )))
-        .filter(|(t, _)| *t == tag)
-        .map(|(_, d)| d)
-        .unwrap_or_default();
+        let delta = layer(explain_delta_path(cache_root, workflow_name))
+            .filter(|(t, _)| *t == tag)
+            .map(|(_, d)| d)
+            .unwrap_or_default();
         ExplainRecords {
             table: Overlay::new(base, tag, delta),
         }
@@ -714,69 +704,6 @@ mod tests {
                 .insert(format!("n{i}"), record(written, [1; 32]));
         }
         saved(dir, &BuildState::default(), update, &[])
-    }
-
-    #[test]
-    fn a_base_saved_whole_goes_over_a_spare_that_no_loaded_state_maps() {
-        use std::os::unix::fs::MetadataExt;
-        let dir = tempfile::tempdir().unwrap();
-        let w = dir.path().join("w.txt");
-        std::fs::write(&w, "w").unwrap();
-        let base_file = path_for(dir.path(), "wf.json");
-        let ino = || std::fs::metadata(&base_file).map(|m| m.ino()).ok();
-        // Every row with a new key: a whole base, big enough to be mapped.
-        let whole = |state: &BuildState, key: u8| {
-            let mut update = StateUpdate::default();
-            for i in 0..1000 {
-                update.nodes.insert(format!("n{i}"), record(&w, [key; 32]));
-            }
-            saved(dir.path(), state, update, &[])
-        };
-        let reads = |state: &BuildState, key: u8| {
-            (0..1000).all(|i| {
-                state
-                    .fast_hit(&format!("n{i}"), &[key; 32], &none())
-                    .is_some()
-            })
-        };
-        let first = whole(&BuildState::default(), 1);
-        let a = ino();
-        let second = whole(&first, 2);
-        let b = ino();
-        // Both spares are mapped by a loaded state: a new file, and neither is touched.
-        let third = whole(&second, 3);
-        let c = ino();
-        assert!(c != a && c != b, "no spare written over while mapped");
-        assert!(reads(&first, 1) && reads(&second, 2) && reads(&third, 3));
-        // Let go, a spare's file takes the next base (and the base set aside, with both
-        // spare names taken, is removed as before).
-        drop((first, second));
-        let fourth = whole(&third, 4);
-        let spares: Vec<Option<u64>> = crate::cache::spare::all(dir.path())
-            .iter()
-            .map(|(p, _)| std::fs::metadata(p).map(|m| m.ino()).ok())
-            .collect();
-        assert_eq!(spares.len(), 1, "one spare kept for the next base");
-        let theirs = |i: Option<u64>| i == a || i == b;
-        assert!(theirs(ino()) && theirs(spares[0]) && ino() != spares[0]);
-        assert!(reads(&fourth, 4) && reads(&third, 3));
-        assert!(reads(&BuildState::load(dir.path(), "wf.json"), 4));
-    }
-
-    #[test]
-    fn records_left_under_their_names_before_spares_are_removed_by_a_save() {
-        let dir = tempfile::tempdir().unwrap();
-        let legacy = crate::cache::layout::legacy_record_paths(dir.path(), "wf.json");
-        std::fs::create_dir_all(legacy[0].parent().unwrap()).unwrap();
-        for p in &legacy {
-            std::fs::write(p, "an older pflow's record").unwrap();
-        }
-        let w = dir.path().join("w.txt");
-        std::fs::write(&w, "w").unwrap();
-        let _ = many(dir.path(), &w, 1);
-        crate::fsutil::finish_discards();
-        assert!(legacy.iter().all(|p| !p.exists()));
-        assert!(path_for(dir.path(), "wf.json").exists());
     }
 
     #[test]
