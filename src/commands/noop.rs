@@ -960,13 +960,18 @@ struct BaseFacts<'a> {
 }
 
 /// Which pflow this is: its version and its executable's identity. The [`context`]
-/// holds it, and an edit base names it as its maker.
+/// holds it, and an edit base names it as its maker. Looked at once a process (a build
+/// asks up to three times: the context, a prior record's base, its own base), and the
+/// running code is what it names even if the file is replaced meanwhile.
 fn maker() -> Option<[u8; 32]> {
-    let mut h = blake3::Hasher::new_derive_key("pflow edit base maker v1");
-    h.update(env!("CARGO_PKG_VERSION").as_bytes());
-    h.update(&[0]);
-    h.update(&id_bytes(&exe_id()?));
-    Some(*h.finalize().as_bytes())
+    static MAKER: std::sync::OnceLock<Option<[u8; 32]>> = std::sync::OnceLock::new();
+    *MAKER.get_or_init(|| {
+        let mut h = blake3::Hasher::new_derive_key("pflow edit base maker v1");
+        h.update(env!("CARGO_PKG_VERSION").as_bytes());
+        h.update(&[0]);
+        h.update(&id_bytes(&exe_id()?));
+        Some(*h.finalize().as_bytes())
+    })
 }
 
 /// What the edit path needs, when the build allows it.
