@@ -12,7 +12,7 @@
 
 use crate::key::Key;
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct KeySlots {
     /// 0: empty; else the key's bytes 8..12 (high half) and the number + 1.
     slots: Vec<u64>,
@@ -120,6 +120,20 @@ impl KeySlots {
     /// than [`PART_SLOTS`]).
     pub fn parts(&self) -> usize {
         (self.slots.len() / PART_SLOTS).max(1)
+    }
+
+    /// The slots as they are, to keep on disk ([`super::index_map`]).
+    pub fn raw(&self) -> &[u64] {
+        &self.slots
+    }
+
+    /// Slots kept by [`KeySlots::raw`], if they can be: none, or a power of two of them
+    /// from 16, at most three quarters in use (a probe ends at an empty slot; a full table never would).
+    pub fn from_raw(slots: Vec<u64>) -> Option<KeySlots> {
+        let filled = slots.iter().filter(|s| **s != 0).count();
+        let n = slots.len();
+        let shaped = n == 0 || (n >= 16 && n.is_power_of_two() && filled <= n - n / 4);
+        shaped.then_some(KeySlots { slots, filled })
     }
 
     /// Three quarters of the slots are in use (an empty slot ends every probe).
@@ -291,5 +305,39 @@ mod tests {
         slots.insert(&keys[40], 40, key_of, |_| false);
         assert_eq!(slots.find(&keys[0], key_of), Some(40));
         assert_eq!(slots.len(), 12);
+    }
+
+    #[test]
+    fn kept_slots_are_taken_back_only_in_a_shape_every_probe_ends_in() {
+        let keys: Vec<Key> = (0..100).map(spread).collect();
+        let key_of = |n: u32| keys.get(n as usize).copied();
+        let mut slots = KeySlots::default();
+        slots.reserve(keys.len(), key_of);
+        for (n, k) in keys.iter().enumerate() {
+            slots.insert(k, n as u32, key_of, |_| false);
+        }
+        let back = KeySlots::from_raw(slots.raw().to_vec()).unwrap();
+        assert_eq!(back.len(), 100);
+        for (n, k) in keys.iter().enumerate() {
+            assert_eq!(back.find(k, key_of), Some(n as u32));
+        }
+        assert_eq!(back.find(&spread(500), key_of), None);
+
+        assert!(KeySlots::from_raw(Vec::new()).is_some_and(|s| s.is_empty()));
+        assert!(
+            KeySlots::from_raw(vec![0; 24]).is_none(),
+            "not a power of two"
+        );
+        assert!(
+            KeySlots::from_raw(vec![1; 8]).is_none(),
+            "too few to leave one empty"
+        );
+        // Full: a probe for a key not held would never meet an empty slot.
+        assert!(KeySlots::from_raw(vec![1; 16]).is_none());
+        let mut most = vec![1; 12];
+        most.resize(16, 0);
+        assert!(KeySlots::from_raw(most.clone()).is_some(), "three quarters");
+        most[12] = 1;
+        assert!(KeySlots::from_raw(most).is_none());
     }
 }

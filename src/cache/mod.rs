@@ -24,7 +24,8 @@
 //! - this module: the local node cache ([`Cache`]);
 //! - [`layout`]: every path inside a cache directory, and cacache's content paths;
 //! - [`pack`]: the segment files entries are appended to, and the index of them
-//!   (looked up through [`key_slots`] once a build looks up many keys);
+//!   (looked up through [`key_slots`] once a build looks up many keys, a map
+//!   [`index_map`] keeps for later builds);
 //! - [`lock`]: the lock builds share and maintenance holds alone;
 //! - [`records`] (with [`table`]): what the last build of a workflow saw, for the fast
 //!   path and `--explain`;
@@ -35,6 +36,7 @@
 
 pub mod checksum;
 pub mod delta;
+pub mod index_map;
 pub mod intents;
 pub mod kept_text;
 pub mod key_slots;

@@ -48,7 +48,9 @@
 //! entries are sorted by key, so the first 64 lookups of a process
 //! search each index where it lies; only a build that looks up more puts them all in
 //! its key map. An edit of a few nodes, or a small workflow in a cache shared with big
-//! ones, then does not index every key of every segment for a few lookups.
+//! ones, then does not index every key of every segment for a few lookups. That map is
+//! kept on disk ([`super::index_map`]): a later build reads it and maps only the
+//! indexes it does not name, instead of every entry of every earlier build again.
 //!
 //! Each build that stores or uses anything adds a segment, so a build whose first lookup
 //! finds [`MERGE_AT`] finished segments of about the same size (`tier`; 32 of the big
@@ -62,6 +64,7 @@
 //! once. A build reading a merged segment at the same time keeps its open file; one
 //! that has not opened it yet finds the merged segment on its next refresh.
 
+use super::index_map::Numbered;
 use super::key_slots::{KeySlots, MAX_NUMBER};
 use super::layout::PACKS_DIR;
 use crate::key::{Key, KeyMap};
@@ -160,6 +163,24 @@ fn encode_index(covered: u64, entries: &[Indexed]) -> Vec<u8> {
     out
 }
 
+/// How far an index covers, if it is the one `numbered` names (its trailing check and
+/// entry count) and whole for a segment of `size` bytes. Its entries are not checked
+/// (nor their order, which only a search where it lies needs): the map that named it
+/// was made from it after they were ([`super::index_map`]), and a lookup reads each
+/// record it points to and checks it.
+fn numbered_index(bytes: &[u8], size: u64, numbered: &Numbered) -> Option<u64> {
+    let (body, check) = bytes.split_at(bytes.len().checked_sub(INDEX_SUM)?);
+    if check != numbered.check || body.get(..8)? != INDEX_HEADER {
+        return None;
+    }
+    let covered = u64::from_le_bytes(body.get(8..16)?.try_into().ok()?);
+    let count = u32::from_le_bytes(body.get(16..20)?.try_into().ok()?);
+    let list = body.get(INDEX_LIST_AT..)?;
+    let whole =
+        count == numbered.count && list.len() == (count as usize).checked_mul(INDEX_ENTRY)?;
+    (whole && covered <= size).then_some(covered)
+}
+
 /// An index read back, for a segment of `size` bytes: how far it covers and its
 /// entries, or `None` unless it is whole, its sum holds, and it covers no more than the
 /// segment has.
@@ -229,6 +250,8 @@ fn index_entry(e: &[u8], covered: u64) -> Option<Indexed> {
 #[derive(Clone)]
 struct SegmentIndex {
     seg: u32,
+    /// Its segment's file name (how a kept map names it, [`super::index_map`]).
+    name: String,
     /// The whole index file, as `decode_index` accepted it (shared with [`Packs::warm`]).
     bytes: Arc<crate::fsutil::Bytes>,
     covered: u64,
@@ -246,6 +269,16 @@ impl SegmentIndex {
     /// How many entries it holds.
     fn count(&self) -> usize {
         self.entries().list.len() / INDEX_ENTRY
+    }
+
+    /// How a kept map names it.
+    fn numbered(&self) -> Option<Numbered> {
+        let at = self.bytes.len().checked_sub(INDEX_SUM)?;
+        Some(Numbered {
+            segment: self.name.clone(),
+            count: u32::try_from(self.count()).ok()?,
+            check: self.bytes.get(at..)?.try_into().ok()?,
+        })
     }
 
     /// The newest entry for `key` in this index.
@@ -288,7 +321,7 @@ fn partition_point(n: usize, before: impl Fn(usize) -> bool) -> usize {
 /// The entries of the segment indexes a build put in its map ([`KeySlots`]): each
 /// index numbers its entries from where the one before ended, and an entry is read
 /// from its index (a mapped file) when a slot's 4 key bytes match.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Mapped {
     slots: KeySlots,
     /// The indexes mapped, each with the number of its first entry.
@@ -307,8 +340,27 @@ impl Mapped {
         self.indexes.is_empty()
     }
 
-    fn into_indexes(self) -> Vec<SegmentIndex> {
-        self.indexes.into_iter().map(|(_, u)| u).collect()
+    /// The map kept on disk, of these indexes (the ones it names, in its order).
+    fn restored(slots: KeySlots, indexes: Vec<SegmentIndex>) -> Option<Mapped> {
+        let mut mapped = Mapped {
+            slots,
+            ..Mapped::default()
+        };
+        for u in indexes {
+            let count = u32::try_from(u.count()).ok()?;
+            let next = mapped
+                .next
+                .checked_add(count)
+                .filter(|n| *n <= MAX_NUMBER)?;
+            mapped.indexes.push((mapped.next, u));
+            mapped.next = next;
+        }
+        Some(mapped)
+    }
+
+    /// How the kept map names its indexes, in its order.
+    fn numbered(&self) -> Option<Vec<Numbered>> {
+        self.indexes.iter().map(|(_, u)| u.numbered()).collect()
     }
 
     /// Put the entries of `indexes` in the map, the newest of each key kept. Indexes
@@ -828,9 +880,11 @@ struct State {
     segments: Vec<Segment>,
     /// Entries of the segments scanned, and of this process's own.
     index: KeyMap<Loc>,
-    /// Entries of the segment indexes.
-    mapped: Mapped,
-    /// Segment indexes read but not put in `mapped` yet.
+    /// Entries of the segment indexes, in maps made one after another: the map kept
+    /// on disk ([`super::index_map`]), [`Packs::warm`]'s of the indexes it does not
+    /// name, one of later segments.
+    mapped: Vec<Arc<Mapped>>,
+    /// Segment indexes read but not in a map yet.
     unmapped: Vec<SegmentIndex>,
     /// Lookups so far (each searched `unmapped` while it held any).
     searched: u32,
@@ -838,6 +892,8 @@ struct State {
     /// search them where they lie meanwhile rather than doing the same.
     warming: bool,
     own: Option<Own>,
+    /// This process merged segments: its maps name some that are gone.
+    merged: bool,
     /// Writing failed once: this process stores nothing more.
     broken: bool,
 }
@@ -871,37 +927,83 @@ impl State {
             .iter()
             .filter_map(|u| u.find(key))
             .chain(scanned)
-            .chain(self.mapped.find(key))
+            .chain(self.mapped.iter().filter_map(|m| m.find(key)))
             .max_by_key(Loc::rank)
     }
 
-    /// Put every unmapped index's entries in the map.
+    /// Take the map kept on disk if every index it names was found as named; else check
+    /// the ones found as any other index (their segments are scanned if they fail).
+    fn restore(&mut self, kept: super::index_map::Stored, named: Vec<Option<SegmentIndex>>) {
+        if named.iter().all(Option::is_some) {
+            let indexes: Vec<SegmentIndex> = named.iter().flatten().cloned().collect();
+            if let Some(mapped) = Mapped::restored(kept.slots, indexes) {
+                self.mapped.push(Arc::new(mapped));
+                return;
+            }
+        }
+        for u in named.into_iter().flatten() {
+            if decode_index(&u.bytes, u.covered).is_some() {
+                self.unmapped.push(u);
+            } else if let Some(s) = self.segments.get_mut(u.seg as usize) {
+                s.scanned_to = Some(0);
+            }
+        }
+    }
+
+    /// Put every unmapped index's entries in a map.
     fn map_all(&mut self) {
-        let unmapped = std::mem::take(&mut self.unmapped);
-        self.unmapped = self.mapped.add(unmapped);
+        let mut mapped = Mapped::default();
+        self.unmapped = mapped.add(std::mem::take(&mut self.unmapped));
+        if !mapped.is_empty() {
+            self.mapped.push(Arc::new(mapped));
+        }
     }
 
     /// Take `mapped` (made by [`Packs::warm`]) as the map of the indexes it holds.
-    fn install(&mut self, mapped: Mapped) {
+    fn install(&mut self, mapped: Arc<Mapped>) {
         self.warming = false;
         self.unmapped.retain(|u| !mapped.holds(u.seg));
-        if self.mapped.is_empty() {
-            self.mapped = mapped;
-        } else {
-            let left = self.mapped.add(mapped.into_indexes());
-            self.unmapped.extend(left);
+        if !mapped.is_empty() {
+            self.mapped.push(mapped);
         }
+    }
+
+    /// Every index read, mapped or not.
+    fn indexes(&self) -> impl Iterator<Item = &SegmentIndex> {
+        let mapped = self
+            .mapped
+            .iter()
+            .flat_map(|m| m.indexes.iter().map(|(_, u)| u));
+        self.unmapped.iter().chain(mapped)
     }
 
     /// Scan new segments and what grew of known ones.
     fn refresh(&mut self, root: &Path) {
         self.last_refresh = Some(Instant::now());
+        // The map kept on disk, at the first refresh: later ones find segments other
+        // builds wrote since, which it cannot name.
+        let kept = match self.loaded {
+            false => super::index_map::read(root),
+            true => None,
+        };
         self.loaded = true;
         let Ok(paths) = segment_paths(root) else {
             return;
         };
+        // The indexes the kept map names, found as it names them, in its order.
+        let mut named: Vec<Option<SegmentIndex>> = match &kept {
+            Some(k) => vec![None; k.indexes.len()],
+            None => Vec::new(),
+        };
         for path in paths {
-            if self.segments.iter().any(|s| s.path == path) {
+            // As bytes: both are the same directory joined with a name it listed, and
+            // `Path`'s own compare walks components (a refresh compares each segment
+            // with each known one).
+            if self
+                .segments
+                .iter()
+                .any(|s| s.path.as_os_str() == path.as_os_str())
+            {
                 continue;
             }
             let Ok(file) = File::open(&path) else {
@@ -909,28 +1011,60 @@ impl State {
             };
             let seg = self.segments.len() as u32;
             let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-            let index = crate::fsutil::read_bytes(&super::layout::pack_index_path(root, &path));
-            let covered = index
-                .as_deref()
-                .ok()
-                .and_then(|b| decode_index(b, size))
-                .map(|(covered, _)| covered);
-            let scanned_to = match (covered, index) {
-                (Some(covered), Ok(bytes)) => {
-                    self.unmapped.push(SegmentIndex {
-                        seg,
-                        bytes: Arc::new(bytes),
-                        covered,
-                    });
-                    covered
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let index_path = super::layout::pack_index_path(root, &path);
+            let in_kept = kept.as_ref().and_then(|k| {
+                let at = k.indexes.iter().position(|n| n.segment == name)?;
+                Some((at, k.indexes.get(at)?))
+            });
+            let scanned_to = match in_kept {
+                // Only the entries a lookup's slot numbers are read: pages left to fault.
+                Some((at, numbered)) => crate::fsutil::read_bytes_sparsely(&index_path)
+                    .ok()
+                    .and_then(|b| Some((numbered_index(&b, size, numbered)?, b)))
+                    .and_then(|(covered, bytes)| {
+                        let slot = named.get_mut(at)?;
+                        *slot = Some(SegmentIndex {
+                            seg,
+                            name,
+                            bytes: Arc::new(bytes),
+                            covered,
+                        });
+                        Some(covered)
+                    })
+                    .unwrap_or(0),
+                None => {
+                    let index = crate::fsutil::read_bytes(&index_path);
+                    let covered = index
+                        .as_deref()
+                        .ok()
+                        .and_then(|b| decode_index(b, size))
+                        .map(|(covered, _)| covered);
+                    match (covered, index) {
+                        (Some(covered), Ok(bytes)) => {
+                            self.unmapped.push(SegmentIndex {
+                                seg,
+                                name,
+                                bytes: Arc::new(bytes),
+                                covered,
+                            });
+                            covered
+                        }
+                        _ => 0,
+                    }
                 }
-                _ => 0,
             };
             self.segments.push(Segment {
                 path,
                 file: Arc::new(file),
                 scanned_to: Some(scanned_to),
             });
+        }
+        if let Some(kept) = kept {
+            self.restore(kept, named);
         }
         let own = self.own.as_ref().map(|o| o.seg);
         for i in 0..self.segments.len() {
@@ -1025,11 +1159,7 @@ impl State {
         let total: u64 = segs.iter().map(|(_, len)| len).sum();
         let mut kept = 0u64;
         for &(i, _) in segs {
-            let index = self
-                .unmapped
-                .iter()
-                .chain(self.mapped.indexes.iter().map(|(_, u)| u))
-                .find(|u| u.seg as usize == i);
+            let index = self.indexes().find(|u| u.seg as usize == i);
             let Some(index) = index else {
                 continue;
             };
@@ -1087,6 +1217,7 @@ impl State {
         for (i, _) in &claimed {
             let _ = remove_segment(root, &self.segments[*i].path);
         }
+        self.merged = true;
         // What this process indexed stays readable through its open files; the merged
         // segment holds the same records, so it need not be scanned.
         if let Ok(file) = File::open(&path) {
@@ -1117,9 +1248,14 @@ fn write_index_if_done(root: &Path, seg: &Segment, file: &File, end: u64, entrie
     }
 }
 
-/// Remove a segment and its index (maintenance, under the exclusive lock).
+/// Remove a segment and its index (maintenance, under the exclusive lock, and a
+/// build's merge). A segment with an index may be one the kept map names: the map goes
+/// too (every build would read it and then not use it until a big build keeps
+/// another); one without cannot be.
 pub fn remove_segment(root: &Path, path: &Path) -> io::Result<()> {
-    let _ = std::fs::remove_file(super::layout::pack_index_path(root, path));
+    if std::fs::remove_file(super::layout::pack_index_path(root, path)).is_ok() {
+        let _ = std::fs::remove_file(super::index_map::path(root));
+    }
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
@@ -1217,13 +1353,15 @@ impl Packs {
 
     /// Do now, on the calling thread, what a build's first lookups would: read the
     /// segments' indexes (merging segments if due) and, with `map`, put their entries in
-    /// the key map. A build calls it on a thread of its own while it reads and checks
-    /// its workflow, when the other cores wait: the edit at the start of a 10,000-node
-    /// chain spent 4 to 6 ms of its worker's path on this, and a build with more
-    /// earlier builds in its cache more. The map is made without holding the lock, so a
-    /// lookup meanwhile searches the indexes where they lie and never waits for it.
+    /// the key map (those the kept map does not name), and keep the map for later
+    /// builds if due ([`Packs::keep_map`]). A build calls it on a thread of its own
+    /// while it reads and checks its workflow, when the other cores wait: the edit at
+    /// the start of a 10,000-node chain spent 4 to 6 ms of its worker's path on this,
+    /// and a build with more earlier builds in its cache more. The map is made without
+    /// holding the lock, so a lookup meanwhile searches the indexes where they lie and
+    /// never waits for it.
     pub fn warm(&self, map: bool) {
-        let todo: Vec<SegmentIndex> = {
+        let (todo, before, merged) = {
             let Ok(mut st) = self.state.lock() else {
                 return;
             };
@@ -1239,13 +1377,48 @@ impl Packs {
                 return;
             }
             st.warming = true;
-            st.unmapped.clone()
+            (st.unmapped.clone(), st.mapped.clone(), st.merged)
         };
         let mut mapped = Mapped::default();
         // What does not fit stays unmapped there, and is searched.
         let _ = mapped.add(todo);
+        let mapped = Arc::new(mapped);
         if let Ok(mut st) = self.state.lock() {
-            st.install(mapped);
+            st.install(mapped.clone());
+        }
+        // A map naming the segments this process merged away would not be used.
+        if !merged {
+            self.keep_map(&before, &mapped);
+        }
+    }
+
+    /// Write the maps this build has, `before` and then `added` (the indexes the
+    /// others do not hold), as one for later builds ([`super::index_map`]), when
+    /// `added` holds at least an eighth as many entries as the others: a map of
+    /// 200,000 entries is 4 MB to write, and a later build puts the few indexes it does
+    /// not name in a map of its own as this one did. After the build's maps are in use:
+    /// its lookups do not wait for this.
+    fn keep_map(&self, before: &[Arc<Mapped>], added: &Mapped) {
+        let held: u64 = before.iter().map(|m| u64::from(m.next)).sum();
+        if added.next == 0 || u64::from(added.next).saturating_mul(8) < held {
+            return;
+        }
+        let mut merged;
+        let one = match before.split_first() {
+            None => added,
+            Some((first, rest)) => {
+                merged = Mapped::clone(first);
+                for m in rest.iter().map(|m| &**m).chain([added]) {
+                    let indexes = m.indexes.iter().map(|(_, u)| u.clone()).collect();
+                    if !merged.add(indexes).is_empty() {
+                        return;
+                    }
+                }
+                &merged
+            }
+        };
+        if let Some(named) = one.numbered() {
+            super::index_map::write(&self.root, &named, &one.slots);
         }
     }
 
@@ -1534,6 +1707,7 @@ mod tests {
             let covered = 8 + 200 * keys.len() as u64;
             SegmentIndex {
                 seg,
+                name: format!("{seg}.pack"),
                 bytes: Arc::new(encode_index(covered, &entries).into()),
                 covered,
             }
@@ -2149,5 +2323,210 @@ mod tests {
         assert_eq!(keys, [0, 1, 2, 3, 4, 9, 10]);
         let packs = Packs::new(dir.path());
         assert!(matches!(packs.get(&key(9)), Got::Found { payload, .. } if payload == big));
+    }
+
+    fn spread(i: u32) -> Key {
+        Key(*blake3::hash(&i.to_le_bytes()).as_bytes())
+    }
+
+    /// A finished segment of an entry for each key of `keys` at `time`, `len` bytes of
+    /// payload each ([`payload`]), and its index, written by the first process to read
+    /// it whole.
+    fn indexed_segment(
+        dir: &Path,
+        keys: impl IntoIterator<Item = u32>,
+        time: u64,
+        len: usize,
+    ) -> PathBuf {
+        let records: Vec<Vec<u8>> = keys
+            .into_iter()
+            .map(|i| encode(Kind::Entry, time, &spread(i), &payload(i, time, len)).unwrap())
+            .collect();
+        let path = segment(dir, &records);
+        let _ = Packs::new(dir).get(&spread(u32::MAX));
+        assert!(super::super::layout::pack_index_path(dir, &path).exists());
+        path
+    }
+
+    /// The payload of key `i`'s entry at `time`: which entry a lookup found shows.
+    fn payload(i: u32, time: u64, len: usize) -> Vec<u8> {
+        let mut unit = i.to_le_bytes().to_vec();
+        unit.extend_from_slice(&time.to_le_bytes());
+        unit.repeat(len / unit.len())
+    }
+
+    /// Each key of `0..n`: the payload found, or `None` for a miss.
+    fn answers(packs: &Packs, n: u32) -> Vec<Option<Vec<u8>>> {
+        (0..n)
+            .map(|i| match packs.get(&spread(i)) {
+                Got::Found { payload, .. } => Some(payload),
+                Got::Missing => None,
+                Got::Damaged => panic!("key {i} damaged"),
+            })
+            .collect()
+    }
+
+    /// How many maps a fresh process holds once it has read the segments, and how
+    /// many indexes it holds outside them.
+    fn read_fresh(dir: &Path) -> (Packs, usize, usize) {
+        let packs = Packs::new(dir);
+        packs.warm(false);
+        let (maps, unmapped) = {
+            let st = packs.state.lock().unwrap();
+            (st.mapped.len(), st.unmapped.len())
+        };
+        (packs, maps, unmapped)
+    }
+
+    /// Keys 0..300 at time 1 in one segment, 200..500 at time 2 in another (the newer
+    /// wins for 200..300), and what a lookup of each of 0..600 finds.
+    fn two_segments(dir: &Path) -> (PathBuf, PathBuf, Vec<Option<Vec<u8>>>) {
+        let a = indexed_segment(dir, 0..300, 1, 300);
+        let b = indexed_segment(dir, 200..500, 2, 300);
+        let expected = (0..600)
+            .map(|i| match i {
+                0..200 => Some(payload(i, 1, 300)),
+                200..500 => Some(payload(i, 2, 300)),
+                _ => None,
+            })
+            .collect();
+        (a, b, expected)
+    }
+
+    #[test]
+    fn a_map_made_once_is_kept_and_later_processes_look_up_in_it_with_the_same_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, _, expected) = two_segments(dir.path());
+        let map = super::super::index_map::path(dir.path());
+        let (before, maps, unmapped) = read_fresh(dir.path());
+        assert_eq!((maps, unmapped), (0, 2), "no map kept yet");
+        assert!(!map.exists());
+        before.warm(true);
+        assert!(map.exists(), "the warm-up keeps the map it made");
+        assert_eq!(answers(&before, 600), expected);
+
+        let (after, maps, unmapped) = read_fresh(dir.path());
+        assert_eq!((maps, unmapped), (1, 0), "the kept map, made by no one");
+        assert_eq!(answers(&after, 600), expected);
+        // This process's newer entry wins over the kept map's.
+        after.append(Kind::Entry, &spread(7), 9, b"own").unwrap();
+        assert_eq!(answers(&after, 8)[7], Some(b"own".to_vec()));
+    }
+
+    #[test]
+    fn a_kept_map_is_not_used_when_damaged_or_when_an_index_it_names_is_not_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, expected) = two_segments(dir.path());
+        let map = super::super::index_map::path(dir.path());
+        Packs::new(dir.path()).warm(true);
+        let kept = std::fs::read(&map).unwrap();
+
+        flip(&map, 100);
+        let (packs, maps, unmapped) = read_fresh(dir.path());
+        assert_eq!((maps, unmapped), (0, 2), "a damaged map is not used");
+        assert_eq!(answers(&packs, 600), expected);
+
+        // An index gone: its segment is scanned (which writes its index again), the map
+        // is not used.
+        std::fs::write(&map, &kept).unwrap();
+        let b_index = super::super::layout::pack_index_path(dir.path(), &b);
+        std::fs::remove_file(&b_index).unwrap();
+        let (packs, maps, unmapped) = read_fresh(dir.path());
+        assert_eq!((maps, unmapped), (0, 1));
+        assert_eq!(answers(&packs, 600), expected);
+        assert!(b_index.exists());
+
+        // A segment gone (removed by hand, or by a pflow before kept maps): the other's
+        // index is checked and searched.
+        std::fs::remove_file(&a).unwrap();
+        let (packs, maps, unmapped) = read_fresh(dir.path());
+        assert_eq!((maps, unmapped), (0, 1));
+        let mut only_b: Vec<Option<Vec<u8>>> = expected;
+        only_b[..200].fill(None);
+        only_b[200..300]
+            .iter_mut()
+            .zip(200..)
+            .for_each(|(p, i)| *p = Some(payload(i, 2, 300)));
+        assert_eq!(answers(&packs, 600), only_b);
+    }
+
+    #[test]
+    fn removing_a_segment_with_an_index_takes_the_kept_map_and_one_without_leaves_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, b, _) = two_segments(dir.path());
+        let small = segment(
+            dir.path(),
+            &[encode(Kind::Entry, 1, &key(1), b"x").unwrap()],
+        );
+        let map = super::super::index_map::path(dir.path());
+        Packs::new(dir.path()).warm(true);
+        remove_segment(dir.path(), &small).unwrap();
+        assert!(
+            map.exists(),
+            "a segment without an index is named by no map"
+        );
+        remove_segment(dir.path(), &b).unwrap();
+        assert!(!map.exists());
+    }
+
+    #[test]
+    fn a_kept_map_is_made_again_once_the_indexes_it_does_not_name_hold_an_eighth_as_many() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, _, mut expected) = two_segments(dir.path()); // 600 entries
+        let map = super::super::index_map::path(dir.path());
+        Packs::new(dir.path()).warm(true);
+        let kept = std::fs::read(&map).unwrap();
+
+        // 50 more entries (under 75), newer ones for keys 0..10 among them: mapped by
+        // the warm-up, not kept.
+        indexed_segment(dir.path(), (0..10).chain(600..640), 3, 1400);
+        let (packs, maps, unmapped) = read_fresh(dir.path());
+        assert_eq!((maps, unmapped), (1, 1));
+        packs.warm(true);
+        assert_eq!(std::fs::read(&map).unwrap(), kept);
+        expected.resize(640, None);
+        for i in (0..10).chain(600..640) {
+            expected[i as usize] = Some(payload(i, 3, 1400));
+        }
+        assert_eq!(answers(&packs, 640), expected);
+
+        // 100 (over 75), newer ones for 250..260 among them: the map of all four is
+        // kept, and gives the newest entry of each key.
+        indexed_segment(dir.path(), (250..260).chain(640..680), 4, 1400);
+        let (packs, maps, unmapped) = read_fresh(dir.path());
+        assert_eq!((maps, unmapped), (1, 2));
+        packs.warm(true);
+        assert_ne!(std::fs::read(&map).unwrap(), kept);
+        expected.resize(680, None);
+        for i in (250..260).chain(640..680) {
+            expected[i as usize] = Some(payload(i, 4, 1400));
+        }
+        let (packs, maps, unmapped) = read_fresh(dir.path());
+        assert_eq!((maps, unmapped), (1, 0));
+        assert_eq!(answers(&packs, 680), expected);
+    }
+
+    #[test]
+    fn a_process_that_merged_segments_keeps_no_map_naming_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = MERGE_AT as u32;
+        for i in 0..n - 1 {
+            indexed_segment(dir.path(), i * 100..i * 100 + 100, 1, 700);
+        }
+        let map = super::super::index_map::path(dir.path());
+        Packs::new(dir.path()).warm(true);
+        assert!(map.exists());
+        // One more, with its index (as a merge writes one): enough for a merge, and a
+        // map kept now would name the segments it takes.
+        let records: Vec<u8> = ((n - 1) * 100..n * 100)
+            .flat_map(|i| encode(Kind::Entry, 1, &spread(i), &payload(i, 1, 700)).unwrap())
+            .collect();
+        write_segment(dir.path(), &records).unwrap();
+        let packs = Packs::new(dir.path());
+        packs.warm(true);
+        assert!(packs.state.lock().unwrap().merged, "the segments were due");
+        assert!(!map.exists());
+        let expected: Vec<_> = (0..n * 100).map(|i| Some(payload(i, 1, 700))).collect();
+        assert_eq!(answers(&Packs::new(dir.path()), n * 100), expected);
     }
 }

@@ -1,0 +1,216 @@
+//! The key map of the finished segments' indexes, kept on disk (`state/packs.map`), so
+//! that a build that looks up many keys reads it instead of making it.
+//!
+//! A build that looks up more than a few keys puts every entry of every segment index
+//! in a map of its own ([`super::pack`], through [`KeySlots`]): about 64 ns an entry, so
+//! a cache holding 22 earlier builds of a 10,000-node workflow cost each build 14 ms of
+//! CPU (and the indexes' checks 4 ms more) before its first lookup, the same every
+//! time. The map depends only on the indexes it was made from, and an index is never
+//! written over (a segment's name is never reused, and its index is only ever the list
+//! of its finished records), so a map made once serves every later build while those
+//! indexes stand: it names each index it numbered (its segment's file name, its entry
+//! count and its trailing check), in the order it numbered them, then the slots.
+//!
+//! It is only a map: a lookup still reads the entry the slot numbers from its index,
+//! compares the whole key, and reads the record and checks it, as with a map made in
+//! memory. A map whose own check fails, or that names an index not there as named (a
+//! merge, `gc` or `verify --fix` removed its segment), is not used: that build makes
+//! the map in memory as before, and writes it here for the next. Written by rename
+//! (never over the file another process reads) and not synced: a torn one fails its
+//! check.
+//!
+//! The indexes it names are taken on its word: their trailing check and count must
+//! match, but their entries are not checked again (that was 4 ms of the 14). An index
+//! damaged on disk after the map was made can then cost the entries it garbles (a
+//! miss: the node runs again, never another key's result, as the record is checked)
+//! until a merge or `gc` removes its segment; without a kept map, a damaged index is
+//! refused whole and its segment scanned.
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 8 | `PFMAP1\n\0` |
+//! | 4 | indexes named (little endian, as every number) |
+//! | each | 2: name length; the name; 4: entry count; 16: the index's trailing check |
+//! | 8 | slots |
+//! | 8 each | the slots ([`KeySlots::raw`]) |
+//! | 16 | check of everything before ([`super::checksum`]) |
+
+use super::checksum;
+use super::key_slots::KeySlots;
+use super::layout::RECORDS_DIR;
+use std::path::{Path, PathBuf};
+
+const HEADER: &[u8; 8] = b"PFMAP1\n\0";
+/// The file's name under `state/`.
+const FILE_NAME: &str = "packs.map";
+
+/// An index a map numbered: its entries are numbers `first..first + count`, in the order
+/// of the map's list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Numbered {
+    /// The file name of its segment.
+    pub segment: String,
+    pub count: u32,
+    /// The index file's own trailing check: another index under the same name (none
+    /// should ever be) is not this one.
+    pub check: [u8; checksum::LEN],
+}
+
+/// A map read back.
+#[derive(Debug)]
+pub struct Stored {
+    pub indexes: Vec<Numbered>,
+    pub slots: KeySlots,
+}
+
+pub fn path(root: &Path) -> PathBuf {
+    root.join(RECORDS_DIR).join(FILE_NAME)
+}
+
+/// The map stored in the cache at `root`, if there is one that reads back whole.
+pub fn read(root: &Path) -> Option<Stored> {
+    let bytes = crate::fsutil::read_bytes(&path(root)).ok()?;
+    decode(&bytes)
+}
+
+/// Store the map of `indexes` (numbered in that order) and `slots`. Best effort: without
+/// it the next build makes the map in memory.
+pub fn write(root: &Path, indexes: &[Numbered], slots: &KeySlots) {
+    let _ = crate::fsutil::write_atomic_by(&path(root), false, |w| {
+        let mut w = checksum::Checked::new(w);
+        use std::io::Write;
+        w.write_all(HEADER)?;
+        let count = u32::try_from(indexes.len()).map_err(std::io::Error::other)?;
+        w.write_all(&count.to_le_bytes())?;
+        for n in indexes {
+            let name = u16::try_from(n.segment.len()).map_err(std::io::Error::other)?;
+            w.write_all(&name.to_le_bytes())?;
+            w.write_all(n.segment.as_bytes())?;
+            w.write_all(&n.count.to_le_bytes())?;
+            w.write_all(&n.check)?;
+        }
+        let raw = slots.raw();
+        w.write_all(&(raw.len() as u64).to_le_bytes())?;
+        // In runs, not a `write` per slot: 4 MB of slots for 220,000 entries.
+        let mut run = Vec::with_capacity(64 * 1024);
+        for chunk in raw.chunks(8 * 1024) {
+            run.clear();
+            for s in chunk {
+                run.extend_from_slice(&s.to_le_bytes());
+            }
+            w.write_all(&run)?;
+        }
+        w.finish()
+    });
+}
+
+fn decode(bytes: &[u8]) -> Option<Stored> {
+    let body = checksum::verified(bytes)?;
+    let mut at = Reader { bytes: body, at: 0 };
+    if at.take(HEADER.len())? != HEADER {
+        return None;
+    }
+    let count = at.u32()?;
+    let mut indexes = Vec::new();
+    for _ in 0..count {
+        let len = u16::from_le_bytes(at.take(2)?.try_into().ok()?);
+        let segment = std::str::from_utf8(at.take(len.into())?).ok()?.to_string();
+        let count = at.u32()?;
+        let check = at.take(checksum::LEN)?.try_into().ok()?;
+        indexes.push(Numbered {
+            segment,
+            count,
+            check,
+        });
+    }
+    let slots = usize::try_from(u64::from_le_bytes(at.take(8)?.try_into().ok()?)).ok()?;
+    let raw = at.take(slots.checked_mul(8)?)?;
+    if at.at != body.len() {
+        return None;
+    }
+    let raw: Vec<u64> = raw
+        .chunks_exact(8)
+        .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
+        .collect();
+    Some(Stored {
+        indexes,
+        slots: KeySlots::from_raw(raw)?,
+    })
+}
+
+/// Reads fields one after another, `None` past the end.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.at.checked_add(n)?;
+        let got = self.bytes.get(self.at..end)?;
+        self.at = end;
+        Some(got)
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(segment: &str, count: u32) -> Numbered {
+        Numbered {
+            segment: segment.into(),
+            count,
+            check: [count as u8; checksum::LEN],
+        }
+    }
+
+    /// A file with a good check around `body` (what anyone who can write the cache can
+    /// make).
+    fn checked(body: &[u8]) -> Vec<u8> {
+        let mut bytes = body.to_vec();
+        bytes.extend_from_slice(&checksum::of(body));
+        bytes
+    }
+
+    #[test]
+    fn a_map_reads_back_as_written_and_nothing_else_reads_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut raw = vec![0u64; 32];
+        raw[3] = (7 << 32) | 1;
+        raw[20] = (9 << 32) | 2;
+        let indexes = [named("a.pack", 1), named("b.pack", 1)];
+        write(
+            dir.path(),
+            &indexes,
+            &KeySlots::from_raw(raw.clone()).unwrap(),
+        );
+        let back = read(dir.path()).unwrap();
+        assert_eq!(back.indexes, indexes);
+        assert_eq!(back.slots.raw(), &raw[..]);
+
+        let bytes = std::fs::read(path(dir.path())).unwrap();
+        let body = &bytes[..bytes.len() - checksum::LEN];
+        let mut torn = bytes.clone();
+        torn.pop();
+        assert!(decode(&torn).is_none(), "torn");
+        // A good check around what does not hold together.
+        let slots_at = body.len() - 32 * 8 - 8;
+        let mut huge = body.to_vec();
+        huge[slots_at..slots_at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(decode(&checked(&huge)).is_none(), "more slots than bytes");
+        let mut longer = body.to_vec();
+        longer.push(0);
+        assert!(decode(&checked(&longer)).is_none(), "bytes after the slots");
+        let mut full = body.to_vec();
+        full[slots_at + 8..].fill(1);
+        assert!(decode(&checked(&full)).is_none(), "no empty slot");
+        let mut other = body.to_vec();
+        other[0] = b'X';
+        assert!(decode(&checked(&other)).is_none(), "another format");
+    }
+}
