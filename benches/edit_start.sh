@@ -26,8 +26,9 @@
 # take no longer. Runs alternate (cold, edit, edit, cold, ...); each cold build starts
 # from an empty cache in a fresh folder of its own, made untimed. By default the edited
 # chain keeps every earlier round's build in its cache, as a person's edits do: each
-# adds a segment of 10,000 entries that the next build's first lookup reads (see the
-# README), so later rounds cost more. Prints medians, the ratio edit/cold, and the
+# adds a segment of 10,000 entries that the next build's first lookup reads (its index;
+# the key map kept in the cache numbers most of them, see the README), so later rounds
+# cost a little more. Prints medians, the ratio edit/cold, and the
 # median of each round's own ratio.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"

@@ -872,6 +872,13 @@ struct Own {
     entries: Vec<Indexed>,
 }
 
+/// The map kept on disk and the indexes it names, as this process numbers their
+/// segments, in its order.
+struct KeptMap {
+    map: super::index_map::Kept,
+    segs: Vec<u32>,
+}
+
 #[derive(Default)]
 struct State {
     /// Were the segments on disk scanned (at the first lookup)?
@@ -886,6 +893,9 @@ struct State {
     mapped: Vec<Arc<Mapped>>,
     /// Segment indexes read but not in a map yet.
     unmapped: Vec<SegmentIndex>,
+    /// The map kept on disk, while not read yet: every index it names was found as
+    /// named (and is in `unmapped` meanwhile, searched where it lies).
+    kept: Option<KeptMap>,
     /// Lookups so far (each searched `unmapped` while it held any).
     searched: u32,
     /// [`Packs::warm`] is putting these segments' indexes in a map of its own: lookups
@@ -918,9 +928,9 @@ impl State {
     }
 
     /// The newest entry for `key` that this process knows of.
-    fn find(&mut self, key: &Key) -> Option<Loc> {
+    fn find(&mut self, key: &Key, root: &Path) -> Option<Loc> {
         if self.searched > SEARCHED_LOOKUPS && !self.unmapped.is_empty() && !self.warming {
-            self.map_all();
+            self.map_all(root);
         }
         let scanned = self.index.get(key).copied();
         self.unmapped
@@ -931,27 +941,71 @@ impl State {
             .max_by_key(Loc::rank)
     }
 
-    /// Take the map kept on disk if every index it names was found as named; else check
-    /// the ones found as any other index (their segments are scanned if they fail).
-    fn restore(&mut self, kept: super::index_map::Stored, named: Vec<Option<SegmentIndex>>) {
+    /// Keep the map found on disk for when a map is wanted, if every index it names was
+    /// found as named; else check the ones found as any other index (a segment whose
+    /// index fails is scanned, as this refresh goes on to do).
+    fn note_kept(&mut self, map: super::index_map::Kept, named: Vec<Option<u32>>) {
         if named.iter().all(Option::is_some) {
-            let indexes: Vec<SegmentIndex> = named.iter().flatten().cloned().collect();
-            if let Some(mapped) = Mapped::restored(kept.slots, indexes) {
-                self.mapped.push(Arc::new(mapped));
-                return;
-            }
+            let segs = named.into_iter().flatten().collect();
+            self.kept = Some(KeptMap { map, segs });
+            return;
         }
-        for u in named.into_iter().flatten() {
-            if decode_index(&u.bytes, u.covered).is_some() {
-                self.unmapped.push(u);
-            } else if let Some(s) = self.segments.get_mut(u.seg as usize) {
-                s.scanned_to = Some(0);
+        self.check_named(named.into_iter().flatten());
+    }
+
+    /// Check the indexes of `segs` (in `unmapped`, taken on a kept map's word) as any
+    /// other: one that fails leaves `unmapped`, and its segment is scanned at the next
+    /// refresh, which the next miss makes at once.
+    fn check_named(&mut self, segs: impl IntoIterator<Item = u32>) {
+        for seg in segs {
+            let Some(at) = self.unmapped.iter().position(|u| u.seg == seg) else {
+                continue;
+            };
+            let sound = self
+                .unmapped
+                .get(at)
+                .is_some_and(|u| decode_index(&u.bytes, u.covered).is_some());
+            if !sound {
+                self.unmapped.remove(at);
+                if let Some(s) = self.segments.get_mut(seg as usize) {
+                    s.scanned_to = Some(0);
+                }
+                self.last_refresh = None;
             }
         }
     }
 
-    /// Put every unmapped index's entries in a map.
-    fn map_all(&mut self) {
+    /// The indexes `kept` names, from `unmapped`, in its order.
+    fn named(&self, kept: &KeptMap) -> Option<Vec<SegmentIndex>> {
+        let find = |seg: &u32| self.unmapped.iter().find(|u| u.seg == *seg).cloned();
+        kept.segs.iter().map(find).collect()
+    }
+
+    /// The kept map was wanted and does not read (see [`State::check_named`]): it is
+    /// removed, and the next build that maps keeps another.
+    fn refuse_kept(&mut self, kept: KeptMap, root: &Path) {
+        let _ = std::fs::remove_file(super::index_map::path(root));
+        self.check_named(kept.segs);
+    }
+
+    /// Put the kept map to use, if one waits.
+    fn use_kept(&mut self, root: &Path) {
+        let Some(kept) = self.kept.take() else {
+            return;
+        };
+        let restored = self
+            .named(&kept)
+            .and_then(|named| Mapped::restored(kept.map.slots()?, named));
+        match restored {
+            Some(mapped) => self.install(Arc::new(mapped)),
+            None => self.refuse_kept(kept, root),
+        }
+    }
+
+    /// Put every unmapped index's entries in a map (those the kept map names by
+    /// reading it).
+    fn map_all(&mut self, root: &Path) {
+        self.use_kept(root);
         let mut mapped = Mapped::default();
         self.unmapped = mapped.add(std::mem::take(&mut self.unmapped));
         if !mapped.is_empty() {
@@ -959,9 +1013,8 @@ impl State {
         }
     }
 
-    /// Take `mapped` (made by [`Packs::warm`]) as the map of the indexes it holds.
+    /// Take `mapped` as the map of the indexes it holds.
     fn install(&mut self, mapped: Arc<Mapped>) {
-        self.warming = false;
         self.unmapped.retain(|u| !mapped.holds(u.seg));
         if !mapped.is_empty() {
             self.mapped.push(mapped);
@@ -991,7 +1044,7 @@ impl State {
             return;
         };
         // The indexes the kept map names, found as it names them, in its order.
-        let mut named: Vec<Option<SegmentIndex>> = match &kept {
+        let mut named: Vec<Option<u32>> = match &kept {
             Some(k) => vec![None; k.indexes.len()],
             None => Vec::new(),
         };
@@ -1021,13 +1074,14 @@ impl State {
                 Some((at, k.indexes.get(at)?))
             });
             let scanned_to = match in_kept {
-                // Only the entries a lookup's slot numbers are read: pages left to fault.
+                // Only what lookups touch is read (a search, or the entries the map's
+                // slots number): pages left to fault.
                 Some((at, numbered)) => crate::fsutil::read_bytes_sparsely(&index_path)
                     .ok()
                     .and_then(|b| Some((numbered_index(&b, size, numbered)?, b)))
                     .and_then(|(covered, bytes)| {
-                        let slot = named.get_mut(at)?;
-                        *slot = Some(SegmentIndex {
+                        *named.get_mut(at)? = Some(seg);
+                        self.unmapped.push(SegmentIndex {
                             seg,
                             name,
                             bytes: Arc::new(bytes),
@@ -1064,7 +1118,7 @@ impl State {
             });
         }
         if let Some(kept) = kept {
-            self.restore(kept, named);
+            self.note_kept(kept, named);
         }
         let own = self.own.as_ref().map(|o| o.seg);
         for i in 0..self.segments.len() {
@@ -1361,7 +1415,7 @@ impl Packs {
     /// holding the lock, so a lookup meanwhile searches the indexes where they lie and
     /// never waits for it.
     pub fn warm(&self, map: bool) {
-        let (todo, before, merged) = {
+        let (kept, named, all, before, merged) = {
             let Ok(mut st) = self.state.lock() else {
                 return;
             };
@@ -1377,18 +1431,50 @@ impl Packs {
                 return;
             }
             st.warming = true;
-            (st.unmapped.clone(), st.mapped.clone(), st.merged)
+            let kept = st.kept.take();
+            let named = kept.as_ref().and_then(|k| st.named(k));
+            (
+                kept,
+                named,
+                st.unmapped.clone(),
+                st.mapped.clone(),
+                st.merged,
+            )
         };
+        // The kept map is read and checked here, not under the lock lookups take.
+        let restored = kept
+            .as_ref()
+            .zip(named)
+            .and_then(|(k, named)| Mapped::restored(k.map.slots()?, named))
+            .map(Arc::new);
+        // The rest; if the kept map did not read, the indexes it named too, checked.
+        let in_kept = |seg: u32| kept.as_ref().is_some_and(|k| k.segs.contains(&seg));
+        let todo: Vec<SegmentIndex> = all
+            .into_iter()
+            .filter(|u| match &restored {
+                Some(r) => !r.holds(u.seg),
+                None => !in_kept(u.seg) || decode_index(&u.bytes, u.covered).is_some(),
+            })
+            .collect();
         let mut mapped = Mapped::default();
         // What does not fit stays unmapped there, and is searched.
         let _ = mapped.add(todo);
         let mapped = Arc::new(mapped);
+        let refused = kept.is_some() && restored.is_none();
         if let Ok(mut st) = self.state.lock() {
+            st.warming = false;
+            match (&restored, kept) {
+                (Some(r), _) => st.install(r.clone()),
+                (None, Some(k)) => st.refuse_kept(k, &self.root),
+                (None, None) => {}
+            }
             st.install(mapped.clone());
         }
-        // A map naming the segments this process merged away would not be used.
-        if !merged {
-            self.keep_map(&before, &mapped);
+        // A map naming the segments this process merged away would not be used; after
+        // a kept map that did not read, the next build keeps one of every index.
+        if !merged && !refused {
+            let layers: Vec<Arc<Mapped>> = restored.into_iter().chain(before).collect();
+            self.keep_map(&layers, &mapped);
         }
     }
 
@@ -1435,10 +1521,10 @@ impl Packs {
                 st.merge(&self.root);
             }
             st.searched = st.searched.saturating_add(1);
-            let mut loc = st.find(key);
+            let mut loc = st.find(key, &self.root);
             if loc.is_none() && st.last_refresh.is_none_or(|t| t.elapsed() >= REFRESH_EVERY) {
                 st.refresh(&self.root);
-                loc = st.find(key);
+                loc = st.find(key, &self.root);
             }
             loc.and_then(|l| st.segments.get(l.seg as usize).map(|s| (s.file.clone(), l)))
         };
@@ -2366,16 +2452,20 @@ mod tests {
             .collect()
     }
 
-    /// How many maps a fresh process holds once it has read the segments, and how
-    /// many indexes it holds outside them.
-    fn read_fresh(dir: &Path) -> (Packs, usize, usize) {
+    /// What a process holds: its maps, the indexes outside them (searched where they
+    /// lie), and how many indexes a kept map not read yet names.
+    fn held(packs: &Packs) -> (usize, usize, usize) {
+        let st = packs.state.lock().unwrap();
+        let kept = st.kept.as_ref().map_or(0, |k| k.segs.len());
+        (st.mapped.len(), st.unmapped.len(), kept)
+    }
+
+    /// A fresh process once it has read the segments (no map made).
+    fn read_fresh(dir: &Path) -> (Packs, (usize, usize, usize)) {
         let packs = Packs::new(dir);
         packs.warm(false);
-        let (maps, unmapped) = {
-            let st = packs.state.lock().unwrap();
-            (st.mapped.len(), st.unmapped.len())
-        };
-        (packs, maps, unmapped)
+        let held = held(&packs);
+        (packs, held)
     }
 
     /// Keys 0..300 at time 1 in one segment, 200..500 at time 2 in another (the newer
@@ -2398,19 +2488,29 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (_, _, expected) = two_segments(dir.path());
         let map = super::super::index_map::path(dir.path());
-        let (before, maps, unmapped) = read_fresh(dir.path());
-        assert_eq!((maps, unmapped), (0, 2), "no map kept yet");
+        let (before, seen) = read_fresh(dir.path());
+        assert_eq!(seen, (0, 2, 0), "no map kept yet");
         assert!(!map.exists());
         before.warm(true);
         assert!(map.exists(), "the warm-up keeps the map it made");
+        assert_eq!(held(&before), (1, 0, 0));
         assert_eq!(answers(&before, 600), expected);
 
-        let (after, maps, unmapped) = read_fresh(dir.path());
-        assert_eq!((maps, unmapped), (1, 0), "the kept map, made by no one");
-        assert_eq!(answers(&after, 600), expected);
+        // A process of a few lookups searches the indexes the map names where they lie.
+        let (few, seen) = read_fresh(dir.path());
+        assert_eq!(seen, (0, 2, 2), "the kept map found, not read");
+        assert_eq!(answers(&few, 60), expected[..60]);
+        assert_eq!(held(&few), (0, 2, 2));
+        // One of many reads it (a warm-up, or more lookups than a search is for).
+        let (warmed, _) = read_fresh(dir.path());
+        warmed.warm(true);
+        assert_eq!(held(&warmed), (1, 0, 0), "the kept map, made by no one");
+        assert_eq!(answers(&warmed, 600), expected);
+        assert_eq!(answers(&few, 600), expected);
+        assert_eq!(held(&few), (1, 0, 0));
         // This process's newer entry wins over the kept map's.
-        after.append(Kind::Entry, &spread(7), 9, b"own").unwrap();
-        assert_eq!(answers(&after, 8)[7], Some(b"own".to_vec()));
+        warmed.append(Kind::Entry, &spread(7), 9, b"own").unwrap();
+        assert_eq!(answers(&warmed, 8)[7], Some(b"own".to_vec()));
     }
 
     #[test]
@@ -2421,9 +2521,29 @@ mod tests {
         Packs::new(dir.path()).warm(true);
         let kept = std::fs::read(&map).unwrap();
 
-        flip(&map, 100);
-        let (packs, maps, unmapped) = read_fresh(dir.path());
-        assert_eq!((maps, unmapped), (0, 2), "a damaged map is not used");
+        // Its slots damaged: found when the map is read, which then is removed.
+        flip(&map, kept.len() as u64 - 40);
+        let (packs, seen) = read_fresh(dir.path());
+        assert_eq!(seen, (0, 2, 2));
+        assert_eq!(answers(&packs, 600), expected);
+        assert_eq!(held(&packs), (1, 0, 0), "both indexes mapped again");
+        assert!(!map.exists());
+        std::fs::write(&map, &kept).unwrap();
+        flip(&map, kept.len() as u64 - 40);
+        let (packs, _) = read_fresh(dir.path());
+        packs.warm(true);
+        assert_eq!(held(&packs), (1, 0, 0));
+        assert_eq!(answers(&packs, 600), expected);
+        assert!(
+            !map.exists(),
+            "removed, not kept again by the build that found it"
+        );
+
+        // A name damaged: it names no index there, and the map is not taken.
+        std::fs::write(&map, &kept).unwrap();
+        flip(&map, 16);
+        let (packs, seen) = read_fresh(dir.path());
+        assert_eq!(seen, (0, 2, 0));
         assert_eq!(answers(&packs, 600), expected);
 
         // An index gone: its segment is scanned (which writes its index again), the map
@@ -2431,16 +2551,16 @@ mod tests {
         std::fs::write(&map, &kept).unwrap();
         let b_index = super::super::layout::pack_index_path(dir.path(), &b);
         std::fs::remove_file(&b_index).unwrap();
-        let (packs, maps, unmapped) = read_fresh(dir.path());
-        assert_eq!((maps, unmapped), (0, 1));
+        let (packs, seen) = read_fresh(dir.path());
+        assert_eq!(seen, (0, 1, 0));
         assert_eq!(answers(&packs, 600), expected);
         assert!(b_index.exists());
 
         // A segment gone (removed by hand, or by a pflow before kept maps): the other's
         // index is checked and searched.
         std::fs::remove_file(&a).unwrap();
-        let (packs, maps, unmapped) = read_fresh(dir.path());
-        assert_eq!((maps, unmapped), (0, 1));
+        let (packs, seen) = read_fresh(dir.path());
+        assert_eq!(seen, (0, 1, 0));
         let mut only_b: Vec<Option<Vec<u8>>> = expected;
         only_b[..200].fill(None);
         only_b[200..300]
@@ -2480,9 +2600,10 @@ mod tests {
         // 50 more entries (under 75), newer ones for keys 0..10 among them: mapped by
         // the warm-up, not kept.
         indexed_segment(dir.path(), (0..10).chain(600..640), 3, 1400);
-        let (packs, maps, unmapped) = read_fresh(dir.path());
-        assert_eq!((maps, unmapped), (1, 1));
+        let (packs, seen) = read_fresh(dir.path());
+        assert_eq!(seen, (0, 3, 2));
         packs.warm(true);
+        assert_eq!(held(&packs), (2, 0, 0));
         assert_eq!(std::fs::read(&map).unwrap(), kept);
         expected.resize(640, None);
         for i in (0..10).chain(600..640) {
@@ -2493,16 +2614,18 @@ mod tests {
         // 100 (over 75), newer ones for 250..260 among them: the map of all four is
         // kept, and gives the newest entry of each key.
         indexed_segment(dir.path(), (250..260).chain(640..680), 4, 1400);
-        let (packs, maps, unmapped) = read_fresh(dir.path());
-        assert_eq!((maps, unmapped), (1, 2));
+        let (packs, seen) = read_fresh(dir.path());
+        assert_eq!(seen, (0, 4, 2));
         packs.warm(true);
         assert_ne!(std::fs::read(&map).unwrap(), kept);
         expected.resize(680, None);
         for i in (250..260).chain(640..680) {
             expected[i as usize] = Some(payload(i, 4, 1400));
         }
-        let (packs, maps, unmapped) = read_fresh(dir.path());
-        assert_eq!((maps, unmapped), (1, 0));
+        let (packs, seen) = read_fresh(dir.path());
+        assert_eq!(seen, (0, 4, 4));
+        packs.warm(true);
+        assert_eq!(held(&packs), (1, 0, 0));
         assert_eq!(answers(&packs, 680), expected);
     }
 
