@@ -20,10 +20,12 @@
 //! check.
 //!
 //! The indexes it names are taken on its word: their trailing check and count must
-//! match, but their entries are not checked again (that was 4 ms of the 14). An index
-//! damaged on disk after the map was made can then cost the entries it garbles (a
-//! miss: the node runs again, never another key's result, as the record is checked)
-//! until a merge or `gc` removes its segment; without a kept map, a damaged index is
+//! match, but their entries are not checked again (that was 4 ms of the 14), nor their
+//! order, on which a search where they lie relies. An index damaged on disk after the
+//! map was made can then hide entries (a miss, the node runs again; or an older entry
+//! of the same key in another segment, as right as the newer: keys are
+//! content-addressed), never give another key's result, as each record is checked;
+//! until a merge or `gc` removes its segment. Without a kept map, a damaged index is
 //! refused whole and its segment scanned.
 //!
 //! | bytes | field |

@@ -164,10 +164,10 @@ fn encode_index(covered: u64, entries: &[Indexed]) -> Vec<u8> {
 }
 
 /// How far an index covers, if it is the one `numbered` names (its trailing check and
-/// entry count) and whole for a segment of `size` bytes. Its entries are not checked
-/// (nor their order, which only a search where it lies needs): the map that named it
-/// was made from it after they were ([`super::index_map`]), and a lookup reads each
-/// record it points to and checks it.
+/// entry count) and whole for a segment of `size` bytes. Its entries are not checked,
+/// nor their order (a search where it lies relies on it): the map that named it was
+/// made from it after they were ([`super::index_map`]), and a lookup reads each record
+/// it points to and checks it, so damage since can only hide entries.
 fn numbered_index(bytes: &[u8], size: u64, numbered: &Numbered) -> Option<u64> {
     let (body, check) = bytes.split_at(bytes.len().checked_sub(INDEX_SUM)?);
     if check != numbered.check || body.get(..8)? != INDEX_HEADER {
@@ -950,13 +950,17 @@ impl State {
             self.kept = Some(KeptMap { map, segs });
             return;
         }
-        self.check_named(named.into_iter().flatten());
+        // The refresh under way scans what fails.
+        let _ = self.check_named(named.into_iter().flatten());
     }
 
     /// Check the indexes of `segs` (in `unmapped`, taken on a kept map's word) as any
-    /// other: one that fails leaves `unmapped`, and its segment is scanned at the next
-    /// refresh, which the next miss makes at once.
-    fn check_named(&mut self, segs: impl IntoIterator<Item = u32>) {
+    /// other: one that fails leaves `unmapped`, and its segment is to be scanned from
+    /// the start (by the refresh under way, or one the caller makes: until then its
+    /// entries are not seen, and an older entry of the same key elsewhere would be).
+    /// Did one fail?
+    fn check_named(&mut self, segs: impl IntoIterator<Item = u32>) -> bool {
+        let mut failed = false;
         for seg in segs {
             let Some(at) = self.unmapped.iter().position(|u| u.seg == seg) else {
                 continue;
@@ -970,9 +974,10 @@ impl State {
                 if let Some(s) = self.segments.get_mut(seg as usize) {
                     s.scanned_to = Some(0);
                 }
-                self.last_refresh = None;
+                failed = true;
             }
         }
+        failed
     }
 
     /// The indexes `kept` names, from `unmapped`, in its order.
@@ -985,7 +990,9 @@ impl State {
     /// removed, and the next build that maps keeps another.
     fn refuse_kept(&mut self, kept: KeptMap, root: &Path) {
         let _ = std::fs::remove_file(super::index_map::path(root));
-        self.check_named(kept.segs);
+        if self.check_named(kept.segs) {
+            self.refresh(root);
+        }
     }
 
     /// Put the kept map to use, if one waits.
@@ -2443,13 +2450,15 @@ mod tests {
 
     /// Each key of `0..n`: the payload found, or `None` for a miss.
     fn answers(packs: &Packs, n: u32) -> Vec<Option<Vec<u8>>> {
-        (0..n)
-            .map(|i| match packs.get(&spread(i)) {
-                Got::Found { payload, .. } => Some(payload),
-                Got::Missing => None,
-                Got::Damaged => panic!("key {i} damaged"),
-            })
-            .collect()
+        (0..n).map(|i| answer(packs, i)).collect()
+    }
+
+    fn answer(packs: &Packs, i: u32) -> Option<Vec<u8>> {
+        match packs.get(&spread(i)) {
+            Got::Found { payload, .. } => Some(payload),
+            Got::Missing => None,
+            Got::Damaged => panic!("key {i} damaged"),
+        }
     }
 
     /// What a process holds: its maps, the indexes outside them (searched where they
@@ -2493,18 +2502,27 @@ mod tests {
         assert!(!map.exists());
         before.warm(true);
         assert!(map.exists(), "the warm-up keeps the map it made");
+        let kept_bytes = std::fs::read(&map).unwrap();
         assert_eq!(held(&before), (1, 0, 0));
         assert_eq!(answers(&before, 600), expected);
 
-        // A process of a few lookups searches the indexes the map names where they lie.
+        // A process of a few lookups searches the indexes the map names where they lie
+        // (keys in both among them: the newer entry wins).
         let (few, seen) = read_fresh(dir.path());
         assert_eq!(seen, (0, 2, 2), "the kept map found, not read");
-        assert_eq!(answers(&few, 60), expected[..60]);
+        for i in (0..20).chain(190..230) {
+            assert_eq!(answer(&few, i), expected[i as usize], "key {i}");
+        }
         assert_eq!(held(&few), (0, 2, 2));
         // One of many reads it (a warm-up, or more lookups than a search is for).
         let (warmed, _) = read_fresh(dir.path());
         warmed.warm(true);
         assert_eq!(held(&warmed), (1, 0, 0), "the kept map, made by no one");
+        assert_eq!(
+            std::fs::read(&map).unwrap(),
+            kept_bytes,
+            "and kept as it was"
+        );
         assert_eq!(answers(&warmed, 600), expected);
         assert_eq!(answers(&few, 600), expected);
         assert_eq!(held(&few), (1, 0, 0));
@@ -2539,6 +2557,19 @@ mod tests {
             "removed, not kept again by the build that found it"
         );
 
+        // Its slots and an index it names damaged (the index's own check intact): that
+        // index is refused when the map is, and its segment scanned before the next
+        // answer (else keys 200..300 would be found at time 1, in the other segment).
+        std::fs::write(&map, &kept).unwrap();
+        flip(&map, kept.len() as u64 - 40);
+        let b_index = super::super::layout::pack_index_path(dir.path(), &b);
+        let b_kept = std::fs::read(&b_index).unwrap();
+        flip(&b_index, (INDEX_LIST_AT + 3) as u64);
+        let (packs, seen) = read_fresh(dir.path());
+        assert_eq!(seen, (0, 2, 2), "taken on the map's word");
+        assert_eq!(answers(&packs, 600), expected);
+        std::fs::write(&b_index, &b_kept).unwrap();
+
         // A name damaged: it names no index there, and the map is not taken.
         std::fs::write(&map, &kept).unwrap();
         flip(&map, 16);
@@ -2549,7 +2580,6 @@ mod tests {
         // An index gone: its segment is scanned (which writes its index again), the map
         // is not used.
         std::fs::write(&map, &kept).unwrap();
-        let b_index = super::super::layout::pack_index_path(dir.path(), &b);
         std::fs::remove_file(&b_index).unwrap();
         let (packs, seen) = read_fresh(dir.path());
         assert_eq!(seen, (0, 1, 0));
