@@ -40,6 +40,7 @@
 use super::checksum;
 use super::key_slots::KeySlots;
 use super::layout::RECORDS_DIR;
+use super::table::Reader;
 use std::path::{Path, PathBuf};
 
 const HEADER: &[u8; 8] = b"PFMAP1\n\0";
@@ -76,13 +77,10 @@ impl Kept {
     /// ends in ([`KeySlots::from_raw`]).
     pub fn slots(&self) -> Option<KeySlots> {
         let body = checksum::verified(&self.bytes)?;
-        let mut at = Reader {
-            bytes: body,
-            at: self.slots_at,
-        };
-        let slots = usize::try_from(u64::from_le_bytes(at.take(8)?.try_into().ok()?)).ok()?;
+        let mut at = Reader::new(body, self.slots_at);
+        let slots = usize::try_from(at.u64()?).ok()?;
         let raw = at.take(slots.checked_mul(8)?)?;
-        if at.at != body.len() {
+        if at.remaining() != 0 {
             return None;
         }
         let raw: Vec<u64> = raw
@@ -144,43 +142,24 @@ pub fn write(root: &Path, indexes: &[Numbered], slots: &KeySlots) {
 
 /// The indexes a map names, and where its slot count is.
 fn names(bytes: &[u8]) -> Option<(Vec<Numbered>, usize)> {
-    let mut at = Reader { bytes, at: 0 };
+    let mut at = Reader::new(bytes, 0);
     if at.take(HEADER.len())? != HEADER {
         return None;
     }
     let count = at.u32()?;
     let mut indexes = Vec::new();
     for _ in 0..count {
-        let len = u16::from_le_bytes(at.take(2)?.try_into().ok()?);
+        let len = u16::from_le_bytes(at.array()?);
         let segment = std::str::from_utf8(at.take(len.into())?).ok()?.to_string();
         let count = at.u32()?;
-        let check = at.take(checksum::LEN)?.try_into().ok()?;
+        let check = at.array()?;
         indexes.push(Numbered {
             segment,
             count,
             check,
         });
     }
-    Some((indexes, at.at))
-}
-
-/// Reads fields one after another, `None` past the end.
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let end = self.at.checked_add(n)?;
-        let got = self.bytes.get(self.at..end)?;
-        self.at = end;
-        Some(got)
-    }
-
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
-    }
+    Some((indexes, at.offset()))
 }
 
 #[cfg(test)]
