@@ -170,31 +170,37 @@ fn encode_index(covered: u64, entries: &[Indexed]) -> Vec<u8> {
 /// it points to and checks it, so damage since can only hide entries.
 fn numbered_index(bytes: &[u8], size: u64, numbered: &Numbered) -> Option<u64> {
     let (body, check) = bytes.split_at(bytes.len().checked_sub(INDEX_SUM)?);
-    if check != numbered.check || body.get(..8)? != INDEX_HEADER {
+    if check != numbered.check {
         return None;
     }
-    let covered = u64::from_le_bytes(body.get(8..16)?.try_into().ok()?);
-    let count = u32::from_le_bytes(body.get(16..20)?.try_into().ok()?);
-    let list = body.get(INDEX_LIST_AT..)?;
-    let whole =
-        count == numbered.count && list.len() == (count as usize).checked_mul(INDEX_ENTRY)?;
-    (whole && covered <= size).then_some(covered)
+    let (covered, list) = index_body(body, size)?;
+    (list.len() / INDEX_ENTRY == numbered.count as usize).then_some(covered)
 }
 
-/// An index read back, for a segment of `size` bytes: how far it covers and its
-/// entries, or `None` unless it is whole, its sum holds, and it covers no more than the
-/// segment has.
-fn decode_index(bytes: &[u8], size: u64) -> Option<(u64, IndexEntries<'_>)> {
-    let text = super::checksum::verified(bytes)?;
+/// An index's text (its check taken off), for a segment of `size` bytes: how far it
+/// covers and its list of entries, if its header is an index's, it covers no more than
+/// the segment has, and its list is as long as it says.
+fn index_body(text: &[u8], size: u64) -> Option<(u64, &[u8])> {
     if text.get(..8)? != INDEX_HEADER {
         return None;
     }
     let covered = u64::from_le_bytes(text.get(8..16)?.try_into().ok()?);
     let count = u32::from_le_bytes(text.get(16..20)?.try_into().ok()?) as usize;
     let list = text.get(INDEX_LIST_AT..)?;
-    if covered > size || list.len() != count.checked_mul(INDEX_ENTRY)? {
-        return None;
-    }
+    (covered <= size && list.len() == count.checked_mul(INDEX_ENTRY)?).then_some((covered, list))
+}
+
+/// Does an index read as [`decode_index`] would have it (its check, its header, its
+/// order)? For one taken on a kept map's word that is then wanted whole.
+fn sound_index(u: &SegmentIndex) -> bool {
+    decode_index(&u.bytes, u.covered).is_some()
+}
+
+/// An index read back, for a segment of `size` bytes: how far it covers and its
+/// entries, or `None` unless it is whole, its sum holds, and it covers no more than the
+/// segment has.
+fn decode_index(bytes: &[u8], size: u64) -> Option<(u64, IndexEntries<'_>)> {
+    let (covered, list) = index_body(super::checksum::verified(bytes)?, size)?;
     let entries = IndexEntries { list, covered };
     // All of it holds, in order, or none of it is used.
     let mut last: Option<(Key, u64)> = None;
@@ -951,25 +957,26 @@ impl State {
             return;
         }
         // The refresh under way scans what fails.
-        let _ = self.check_named(named.into_iter().flatten());
+        let _ = self.check_named(named.into_iter().flatten(), sound_index);
     }
 
     /// Check the indexes of `segs` (in `unmapped`, taken on a kept map's word) as any
     /// other: one that fails leaves `unmapped`, and its segment is to be scanned from
     /// the start (by the refresh under way, or one the caller makes: until then its
     /// entries are not seen, and an older entry of the same key elsewhere would be).
-    /// Did one fail?
-    fn check_named(&mut self, segs: impl IntoIterator<Item = u32>) -> bool {
+    /// Did one fail? `sound`: does an index check ([`sound_index`], or what a caller found
+    /// of it already).
+    fn check_named(
+        &mut self,
+        segs: impl IntoIterator<Item = u32>,
+        sound: impl Fn(&SegmentIndex) -> bool,
+    ) -> bool {
         let mut failed = false;
         for seg in segs {
             let Some(at) = self.unmapped.iter().position(|u| u.seg == seg) else {
                 continue;
             };
-            let sound = self
-                .unmapped
-                .get(at)
-                .is_some_and(|u| decode_index(&u.bytes, u.covered).is_some());
-            if !sound {
+            if !self.unmapped.get(at).is_some_and(&sound) {
                 self.unmapped.remove(at);
                 if let Some(s) = self.segments.get_mut(seg as usize) {
                     s.scanned_to = Some(0);
@@ -988,9 +995,9 @@ impl State {
 
     /// The kept map was wanted and does not read (see [`State::check_named`]): it is
     /// removed, and the next build that maps keeps another.
-    fn refuse_kept(&mut self, kept: KeptMap, root: &Path) {
+    fn refuse_kept(&mut self, kept: KeptMap, root: &Path, sound: impl Fn(&SegmentIndex) -> bool) {
         let _ = std::fs::remove_file(super::index_map::path(root));
-        if self.check_named(kept.segs) {
+        if self.check_named(kept.segs, sound) {
             self.refresh(root);
         }
     }
@@ -1005,7 +1012,7 @@ impl State {
             .and_then(|named| Mapped::restored(kept.map.slots()?, named));
         match restored {
             Some(mapped) => self.install(Arc::new(mapped)),
-            None => self.refuse_kept(kept, root),
+            None => self.refuse_kept(kept, root, sound_index),
         }
     }
 
@@ -1076,47 +1083,36 @@ impl State {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let index_path = super::layout::pack_index_path(root, &path);
-            let in_kept = kept.as_ref().and_then(|k| {
-                let at = k.indexes.iter().position(|n| n.segment == name)?;
-                Some((at, k.indexes.get(at)?))
+            let numbered = kept.as_ref().and_then(|k| {
+                k.indexes
+                    .iter()
+                    .enumerate()
+                    .find(|(_, n)| n.segment == name)
             });
-            let scanned_to = match in_kept {
-                // Only what lookups touch is read (a search, or the entries the map's
-                // slots number): pages left to fault.
-                Some((at, numbered)) => crate::fsutil::read_bytes_sparsely(&index_path)
+            let index = match numbered {
+                // Taken on the kept map's word, its pages left to fault: a search, or
+                // the entries the map's slots number, read a few.
+                Some((_, n)) => crate::fsutil::read_bytes_sparsely(&index_path)
                     .ok()
-                    .and_then(|b| Some((numbered_index(&b, size, numbered)?, b)))
-                    .and_then(|(covered, bytes)| {
-                        *named.get_mut(at)? = Some(seg);
-                        self.unmapped.push(SegmentIndex {
-                            seg,
-                            name,
-                            bytes: Arc::new(bytes),
-                            covered,
-                        });
-                        Some(covered)
-                    })
-                    .unwrap_or(0),
-                None => {
-                    let index = crate::fsutil::read_bytes(&index_path);
-                    let covered = index
-                        .as_deref()
-                        .ok()
-                        .and_then(|b| decode_index(b, size))
-                        .map(|(covered, _)| covered);
-                    match (covered, index) {
-                        (Some(covered), Ok(bytes)) => {
-                            self.unmapped.push(SegmentIndex {
-                                seg,
-                                name,
-                                bytes: Arc::new(bytes),
-                                covered,
-                            });
-                            covered
-                        }
-                        _ => 0,
+                    .and_then(|b| Some((numbered_index(&b, size, n)?, b))),
+                None => crate::fsutil::read_bytes(&index_path)
+                    .ok()
+                    .and_then(|b| Some((decode_index(&b, size)?.0, b))),
+            };
+            let scanned_to = match index {
+                Some((covered, bytes)) => {
+                    if let Some(slot) = numbered.and_then(|(at, _)| named.get_mut(at)) {
+                        *slot = Some(seg);
                     }
+                    self.unmapped.push(SegmentIndex {
+                        seg,
+                        name,
+                        bytes: Arc::new(bytes),
+                        covered,
+                    });
+                    covered
                 }
+                None => 0,
             };
             self.segments.push(Segment {
                 path,
@@ -1454,13 +1450,22 @@ impl Packs {
             .zip(named)
             .and_then(|(k, named)| Mapped::restored(k.map.slots()?, named))
             .map(Arc::new);
-        // The rest; if the kept map did not read, the indexes it named too, checked.
+        // The rest; if the kept map did not read, the indexes it named too, checked here
+        // (those that fail are refused below, on this check).
         let in_kept = |seg: u32| kept.as_ref().is_some_and(|k| k.segs.contains(&seg));
+        let failed: Vec<u32> = match &restored {
+            Some(_) => Vec::new(),
+            None => all
+                .iter()
+                .filter(|u| in_kept(u.seg) && !sound_index(u))
+                .map(|u| u.seg)
+                .collect(),
+        };
         let todo: Vec<SegmentIndex> = all
             .into_iter()
             .filter(|u| match &restored {
                 Some(r) => !r.holds(u.seg),
-                None => !in_kept(u.seg) || decode_index(&u.bytes, u.covered).is_some(),
+                None => !failed.contains(&u.seg),
             })
             .collect();
         let mut mapped = Mapped::default();
@@ -1472,7 +1477,7 @@ impl Packs {
             st.warming = false;
             match (&restored, kept) {
                 (Some(r), _) => st.install(r.clone()),
-                (None, Some(k)) => st.refuse_kept(k, &self.root),
+                (None, Some(k)) => st.refuse_kept(k, &self.root, |u| !failed.contains(&u.seg)),
                 (None, None) => {}
             }
             st.install(mapped.clone());
@@ -1496,18 +1501,18 @@ impl Packs {
         if added.next == 0 || u64::from(added.next).saturating_mul(8) < held {
             return;
         }
-        let mut merged;
+        let mut whole;
         let one = match before.split_first() {
             None => added,
             Some((first, rest)) => {
-                merged = Mapped::clone(first);
+                whole = Mapped::clone(first);
                 for m in rest.iter().map(|m| &**m).chain([added]) {
                     let indexes = m.indexes.iter().map(|(_, u)| u.clone()).collect();
-                    if !merged.add(indexes).is_empty() {
+                    if !whole.add(indexes).is_empty() {
                         return;
                     }
                 }
-                &merged
+                &whole
             }
         };
         if let Some(named) = one.numbered() {
@@ -2567,6 +2572,16 @@ mod tests {
         flip(&b_index, (INDEX_LIST_AT + 3) as u64);
         let (packs, seen) = read_fresh(dir.path());
         assert_eq!(seen, (0, 2, 2), "taken on the map's word");
+        assert_eq!(answers(&packs, 600), expected);
+        // The same, found by a warm-up: the index it refuses is not mapped, and its
+        // segment is scanned before the first answer.
+        std::fs::write(&map, &kept).unwrap();
+        flip(&map, kept.len() as u64 - 40);
+        std::fs::write(&b_index, &b_kept).unwrap();
+        flip(&b_index, (INDEX_LIST_AT + 3) as u64);
+        let (packs, _) = read_fresh(dir.path());
+        packs.warm(true);
+        assert_eq!(held(&packs), (1, 0, 0), "the other index mapped");
         assert_eq!(answers(&packs, 600), expected);
         std::fs::write(&b_index, &b_kept).unwrap();
 
