@@ -25,9 +25,19 @@ use std::path::Path;
 pub const DELTA_SHARE: usize = 8;
 pub const DELTA_MIN: usize = 64;
 
-/// Which loaded rows a save keeps, by id: `None` keeps every one (and lets the save
-/// write only a delta).
-pub type Keep<'a> = Option<&'a dyn Fn(&[u8]) -> bool>;
+/// Which loaded rows a save keeps, by id, of those the updates do not replace.
+#[derive(Clone, Copy)]
+pub enum Keep<'a> {
+    /// Every one (and the save may write only a delta).
+    All,
+    /// Those whose id passes.
+    If(&'a dyn Fn(&[u8]) -> bool),
+    /// None: the updates hold a row for every id worth keeping (every node of the
+    /// workflow decided anew), so the save writes them alone without reading the
+    /// loaded rows, as a first save does (merging 10,000 rows that are all replaced
+    /// was an edit's only extra work in saving its records).
+    Nothing,
+}
 
 /// A base table and the delta over it.
 #[derive(Debug, Default)]
@@ -123,7 +133,7 @@ impl Overlay {
         keep: Keep<'_>,
         head: impl FnOnce(&mut dyn Write, u64) -> std::io::Result<()>,
     ) -> std::io::Result<()> {
-        let plan = self.plan(updates.len(), keep.is_none());
+        let plan = self.plan(updates.len(), matches!(keep, Keep::All));
         let (file, tag) = match (plan, self.tag) {
             (Save::Delta, Some(tag)) => (delta_file, tag),
             _ => (base_file, fastrand::u64(..)),
@@ -159,7 +169,11 @@ impl Overlay {
         updates: &BTreeMap<String, Vec<u8>>,
         keep: Keep<'_>,
     ) -> std::io::Result<()> {
-        let keep = |id: &[u8]| keep.is_none_or(|k| k(id));
+        let keep = match keep {
+            Keep::Nothing => return Table::default().merged_into(out, updates, |_| false),
+            Keep::All => &|_: &[u8]| true,
+            Keep::If(k) => k,
+        };
         if self.delta.is_empty() {
             return self.base.merged_into(out, updates, keep);
         }
@@ -238,13 +252,30 @@ mod tests {
         );
         let mut out = Vec::new();
         let keep = |id: &[u8]| id != b"d";
-        o.whole_into(&mut out, &updates(&[("c", "3"), ("e", "3")]), Some(&keep))
-            .expect("a Vec takes every write");
+        o.whole_into(
+            &mut out,
+            &updates(&[("c", "3"), ("e", "3")]),
+            Keep::If(&keep),
+        )
+        .expect("a Vec takes every write");
         let t = Table::parse(out, 0).expect("a table");
         let got: Vec<(&[u8], &[u8])> = t.rows().collect();
         let want: Vec<(&[u8], &[u8])> =
             vec![(b"a", b"1"), (b"b", b"2"), (b"c", b"3"), (b"e", b"3")];
         assert_eq!(got, want);
+
+        // Updates for every id worth keeping: they alone are written.
+        let mut out = Vec::new();
+        o.whole_into(&mut out, &updates(&[("b", "5"), ("f", "5")]), Keep::Nothing)
+            .expect("a Vec takes every write");
+        let t = Table::parse(out, 0).expect("a table");
+        let got: Vec<(&[u8], &[u8])> = t.rows().collect();
+        assert_eq!(got, vec![(&b"b"[..], &b"5"[..]), (b"f", b"5")]);
+        assert_eq!(
+            o.plan(2, false),
+            Save::Whole,
+            "never a delta over rows it drops"
+        );
 
         let mut delta = Vec::new();
         o.delta_into(&mut delta, &updates(&[("a", "4")]))

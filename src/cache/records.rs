@@ -290,7 +290,7 @@ impl BuildState {
     }
 
     /// Write the record of this build: `update`'s node records replace or join the
-    /// loaded ones, a loaded record survives when `keep` says so (None: every one), and
+    /// loaded ones, a loaded record survives as `keep` says, and
     /// the reads are `update`'s. A save of a few records writes only the delta.
     pub fn save(
         &self,
@@ -522,7 +522,7 @@ impl ExplainRecords {
     }
 
     /// Write these records with `new` ones (encoded: [`encode_explain`]) replacing or
-    /// joining them; an old record survives when `keep` says so (None: every one). A
+    /// joining them; an old record survives as `keep` says. A
     /// save of a few records writes only the delta.
     pub fn save(
         &self,
@@ -575,7 +575,7 @@ mod tests {
     /// Save `update` over `base` and load the result back.
     fn saved(dir: &Path, base: &BuildState, update: StateUpdate, keep: &[&str]) -> BuildState {
         let keep = |id: &[u8]| keep.iter().any(|k| k.as_bytes() == id);
-        base.save(dir, "wf.json", &update, Some(&keep));
+        base.save(dir, "wf.json", &update, Keep::If(&keep));
         BuildState::load(dir, "wf.json")
     }
 
@@ -719,7 +719,7 @@ mod tests {
             .nodes
             .insert("extra".into(), record(&written, [3; 32]));
         std::thread::sleep(Duration::from_millis(2));
-        state.save(dir.path(), "wf.json", &update, None);
+        state.save(dir.path(), "wf.json", &update, Keep::All);
         assert_eq!(
             std::fs::read(path_for(dir.path(), "wf.json")).unwrap(),
             base,
@@ -755,7 +755,7 @@ mod tests {
             dir.path(),
             "wf.json",
             &update,
-            Some(&|id: &[u8]| id != b"n8"),
+            Keep::If(&|id: &[u8]| id != b"n8"),
         );
         assert!(!delta_path(dir.path(), "wf.json").exists());
         let whole = BuildState::load(dir.path(), "wf.json");
@@ -776,7 +776,7 @@ mod tests {
         let state = many(dir.path(), &written, 100);
         let mut update = StateUpdate::default();
         update.nodes.insert("n5".into(), record(&written, [2; 32]));
-        state.save(dir.path(), "wf.json", &update, None);
+        state.save(dir.path(), "wf.json", &update, Keep::All);
         let delta = std::fs::read(delta_path(dir.path(), "wf.json")).unwrap();
         // Another build rewrites the base whole (n5 back at key 1); as if a crash came
         // before the delta's removal, the old delta is put back.
@@ -791,7 +791,7 @@ mod tests {
             Some((generation(dir.path()), other.written_ms))
         );
         // A torn delta is no delta either.
-        state.save(dir.path(), "wf.json", &update, None);
+        state.save(dir.path(), "wf.json", &update, Keep::All);
         let fresh = std::fs::read(delta_path(dir.path(), "wf.json")).unwrap();
         std::fs::write(delta_path(dir.path(), "wf.json"), &fresh[..fresh.len() - 3]).unwrap();
         assert!(BuildState::load(dir.path(), "wf.json")
@@ -804,11 +804,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let pre = |d: u64| encode_explain(&[("param:x", d)]);
         let all: BTreeMap<String, Vec<u8>> = (0..100).map(|i| (format!("n{i}"), pre(1))).collect();
-        ExplainRecords::default().save(dir.path(), "wf.json", &all, None);
+        ExplainRecords::default().save(dir.path(), "wf.json", &all, Keep::All);
         let base = std::fs::read(explain_path(dir.path(), "wf.json")).unwrap();
         let loaded = ExplainRecords::load(dir.path(), "wf.json");
         let few: BTreeMap<String, Vec<u8>> = [("n3".to_string(), pre(7))].into();
-        loaded.save(dir.path(), "wf.json", &few, None);
+        loaded.save(dir.path(), "wf.json", &few, Keep::All);
         assert_eq!(
             std::fs::read(explain_path(dir.path(), "wf.json")).unwrap(),
             base
@@ -824,7 +824,7 @@ mod tests {
         );
         // A base written whole since: the delta does not apply to it.
         let delta = std::fs::read(explain_delta_path(dir.path(), "wf.json")).unwrap();
-        ExplainRecords::default().save(dir.path(), "wf.json", &all, None);
+        ExplainRecords::default().save(dir.path(), "wf.json", &all, Keep::All);
         std::fs::write(explain_delta_path(dir.path(), "wf.json"), &delta).unwrap();
         let back = ExplainRecords::load(dir.path(), "wf.json");
         assert_eq!(
@@ -840,7 +840,7 @@ mod tests {
         let hex = |d: &str| -> Preimage { [("param:x".to_string(), format!("{d:0>16}"))].into() };
         let first: BTreeMap<String, Vec<u8>> =
             [("a".to_string(), pre(1)), ("b".to_string(), pre(1))].into();
-        ExplainRecords::default().save(dir.path(), "wf.json", &first, None);
+        ExplainRecords::default().save(dir.path(), "wf.json", &first, Keep::All);
         let loaded = ExplainRecords::load(dir.path(), "wf.json");
         assert_eq!(loaded.get("a"), Some(hex("1")));
         let second: BTreeMap<String, Vec<u8>> = [("b".to_string(), pre(0x2f))].into();
@@ -848,7 +848,7 @@ mod tests {
             dir.path(),
             "wf.json",
             &second,
-            Some(&|id: &[u8]| id == b"a"),
+            Keep::If(&|id: &[u8]| id == b"a"),
         );
         let loaded = ExplainRecords::load(dir.path(), "wf.json");
         assert_eq!(loaded.get("a"), Some(hex("1")));

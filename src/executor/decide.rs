@@ -556,7 +556,7 @@ mod tests {
             .nodes
             .insert("n".into(), record_of(&key.0, &digest, &entry).encode());
         let root = w.cache.local().root().to_path_buf();
-        BuildState::default().save(&root, "wf.json", &update, None);
+        BuildState::default().save(&root, "wf.json", &update, crate::cache::delta::Keep::All);
         w.records = BuildState::load(&root, "wf.json");
 
         let mut a = ask(key);

@@ -3,6 +3,7 @@
 //! Loaded at the start, saved at the end, and only when something differs, so a no-op
 //! build writes nothing.
 
+use crate::cache::delta::Keep;
 use crate::cache::records::{record_of, BuildState, ExplainRecords, FileStat, StateUpdate};
 use crate::cache::Entry;
 use crate::key::{Key, Preimage};
@@ -101,7 +102,10 @@ impl Recorder {
     /// (each is checked against the key it was made for, so an outdated one is only
     /// unused), and are not even looked at: only when a table has grown well past the
     /// workflow's `nodes` (nodes renamed or removed) are the records of nodes no longer
-    /// in it (`in_workflow` says no) dropped.
+    /// in it (`in_workflow` says no) dropped, and when this build has a record of every
+    /// one of its `nodes` (an edit near the start) only those are written. Both tables
+    /// are by node id, each id a node's of the workflow (unique): as many as `nodes`
+    /// is every one.
     pub fn save(
         &self,
         decided: impl FnOnce() -> BTreeMap<String, Vec<u8>>,
@@ -112,18 +116,23 @@ impl Recorder {
             return;
         }
         let (root, name) = (&self.root, &self.workflow_name);
-        let limit = 2 * nodes + 64;
-        let explain = self.explain();
+        let in_workflow: &dyn Fn(&[u8]) -> bool = &in_workflow;
         // Records of nodes no longer in the workflow are dropped once they are many.
-        let keep: &dyn Fn(&[u8]) -> bool = &in_workflow;
-        explain.save(
-            root,
-            name,
-            &decided(),
-            (explain.len() > limit).then_some(keep),
-        );
-        let prune = (self.last.len() > limit).then_some(keep);
-        self.last.save(root, name, &lock(&self.next), prune);
+        let keep = |new: usize, old: usize| {
+            if new >= nodes {
+                Keep::Nothing
+            } else if old > 2 * nodes + 64 {
+                Keep::If(in_workflow)
+            } else {
+                Keep::All
+            }
+        };
+        let explain = self.explain();
+        let decided = decided();
+        explain.save(root, name, &decided, keep(decided.len(), explain.len()));
+        let next = lock(&self.next);
+        self.last
+            .save(root, name, &next, keep(next.nodes.len(), self.last.len()));
     }
 }
 

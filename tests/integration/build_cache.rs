@@ -458,9 +458,11 @@ fn a_no_op_build_neither_touches_the_index_nor_rewrites_records() {
 
 #[test]
 fn records_of_nodes_no_longer_in_the_workflow_are_dropped_once_they_pile_up() {
+    // One node stays as it is (reused from the record): not every node is decided anew.
     let named = |prefix: &str| {
         let nodes: Vec<Value> = (0..50)
             .map(|i| json!({"id": format!("{prefix}{i}"), "type": "echo", "params": {"message": "x"}}))
+            .chain([json!({"id": "stays", "type": "echo", "params": {"message": "y"}})])
             .collect();
         json!({ "nodes": nodes })
     };
@@ -490,7 +492,41 @@ fn records_of_nodes_no_longer_in_the_workflow_are_dropped_once_they_pile_up() {
     assert!(pruned < grown / 2, "{pruned} vs {grown}");
     // And what is left still serves the next build.
     let again = ws.build(&[]);
+    assert_eq!(again.with_status("cached").len(), 51, "{again}");
+}
+
+#[test]
+fn a_build_that_decides_every_node_anew_keeps_only_their_records() {
+    let named = |prefix: &str| {
+        let nodes: Vec<Value> = (0..50)
+            .map(|i| json!({"id": format!("{prefix}{i}"), "type": "echo", "params": {"message": "x"}}))
+            .collect();
+        json!({ "nodes": nodes })
+    };
+    let ws = Workspace::new().workflow(named("a"));
+    let sizes = |ws: &Workspace| -> u64 {
+        files_under(&ws.cache_dir().join("state"))
+            .iter()
+            .filter(|p| !p.to_string_lossy().ends_with(".index"))
+            .map(|p| std::fs::metadata(p).unwrap().len())
+            .sum()
+    };
+    ws.build(&[]).assert_ok();
+    let first = sizes(&ws);
+    // Every node renamed, so every one is decided anew: the old ones' records go at
+    // once (the records are as big as the first build's, not twice).
+    ws.edit_workflow(|doc| *doc = named("b"));
+    ws.build(&[]).assert_ok();
+    let renamed = sizes(&ws);
+    assert!(renamed < first + first / 4, "{renamed} vs {first}");
+    let again = ws.build(&[]);
     assert_eq!(again.with_status("cached").len(), 50, "{again}");
+    // An edit of the first of them explains itself against the record just written.
+    ws.edit_workflow(|doc| doc["nodes"][0]["params"]["message"] = json!("z"));
+    let r = ws.build(&["--explain"]);
+    r.assert_ok();
+    assert_eq!(r.reason_of("b0"), "param message changed");
+    assert_eq!(r.status_of("b1"), "cached");
 }
 
 #[test]
