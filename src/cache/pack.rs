@@ -697,7 +697,9 @@ pub fn segment_paths(root: &Path) -> io::Result<Vec<PathBuf>> {
         .map(|e| e.path())
         .filter(|p| is_segment_name(p))
         .collect();
-    out.sort();
+    // By their bytes: one directory's names, so the order `Path`'s own compare gives,
+    // without walking components (a refresh in a build's misses sorts them again).
+    out.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
     Ok(out)
 }
 
