@@ -456,31 +456,37 @@ fn a_no_op_build_neither_touches_the_index_nor_rewrites_records() {
     assert_eq!(mtimes("packs"), segments);
 }
 
+/// 50 `echo` nodes named `{prefix}0` to `{prefix}49`, then `extra`.
+fn echo_nodes_named(prefix: &str, extra: &[Value]) -> Value {
+    let nodes: Vec<Value> = (0..50)
+        .map(|i| json!({"id": format!("{prefix}{i}"), "type": "echo", "params": {"message": "x"}}))
+        .chain(extra.iter().cloned())
+        .collect();
+    json!({ "nodes": nodes })
+}
+
+/// The bytes of the records under the cache's `state/` (the segments' indexes aside).
+fn record_bytes(ws: &Workspace) -> u64 {
+    files_under(&ws.cache_dir().join("state"))
+        .iter()
+        .filter(|p| !p.to_string_lossy().ends_with(".index"))
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum()
+}
+
 #[test]
 fn records_of_nodes_no_longer_in_the_workflow_are_dropped_once_they_pile_up() {
     // One node stays as it is (reused from the record): not every node is decided anew.
-    let named = |prefix: &str| {
-        let nodes: Vec<Value> = (0..50)
-            .map(|i| json!({"id": format!("{prefix}{i}"), "type": "echo", "params": {"message": "x"}}))
-            .chain([json!({"id": "stays", "type": "echo", "params": {"message": "y"}})])
-            .collect();
-        json!({ "nodes": nodes })
-    };
+    let stays = [json!({"id": "stays", "type": "echo", "params": {"message": "y"}})];
+    let named = |prefix: &str| echo_nodes_named(prefix, &stays);
     let ws = Workspace::new().workflow(named("a"));
-    let sizes = |ws: &Workspace| -> u64 {
-        files_under(&ws.cache_dir().join("state"))
-            .iter()
-            .map(|p| std::fs::metadata(p).unwrap().len())
-            .sum()
-    };
     ws.build(&[]).assert_ok();
-    let first = sizes(&ws);
-    let mut grown = first;
+    let mut grown = record_bytes(&ws);
     // Every rename leaves the old records behind (they are only unused)...
     for prefix in ["b", "c", "d"] {
         ws.edit_workflow(|doc| *doc = named(prefix));
         ws.build(&[]).assert_ok();
-        let now = sizes(&ws);
+        let now = record_bytes(&ws);
         assert!(now > grown, "{prefix}: {now} <= {grown}");
         grown = now;
     }
@@ -488,7 +494,7 @@ fn records_of_nodes_no_longer_in_the_workflow_are_dropped_once_they_pile_up() {
     ws.edit_workflow(|doc| *doc = named("e"));
     let r = ws.build(&[]);
     r.assert_ok();
-    let pruned = sizes(&ws);
+    let pruned = record_bytes(&ws);
     assert!(pruned < grown / 2, "{pruned} vs {grown}");
     // And what is left still serves the next build.
     let again = ws.build(&[]);
@@ -497,27 +503,14 @@ fn records_of_nodes_no_longer_in_the_workflow_are_dropped_once_they_pile_up() {
 
 #[test]
 fn a_build_that_decides_every_node_anew_keeps_only_their_records() {
-    let named = |prefix: &str| {
-        let nodes: Vec<Value> = (0..50)
-            .map(|i| json!({"id": format!("{prefix}{i}"), "type": "echo", "params": {"message": "x"}}))
-            .collect();
-        json!({ "nodes": nodes })
-    };
-    let ws = Workspace::new().workflow(named("a"));
-    let sizes = |ws: &Workspace| -> u64 {
-        files_under(&ws.cache_dir().join("state"))
-            .iter()
-            .filter(|p| !p.to_string_lossy().ends_with(".index"))
-            .map(|p| std::fs::metadata(p).unwrap().len())
-            .sum()
-    };
+    let ws = Workspace::new().workflow(echo_nodes_named("a", &[]));
     ws.build(&[]).assert_ok();
-    let first = sizes(&ws);
+    let first = record_bytes(&ws);
     // Every node renamed, so every one is decided anew: the old ones' records go at
     // once (the records are as big as the first build's, not twice).
-    ws.edit_workflow(|doc| *doc = named("b"));
+    ws.edit_workflow(|doc| *doc = echo_nodes_named("b", &[]));
     ws.build(&[]).assert_ok();
-    let renamed = sizes(&ws);
+    let renamed = record_bytes(&ws);
     assert!(renamed < first + first / 4, "{renamed} vs {first}");
     let again = ws.build(&[]);
     assert_eq!(again.with_status("cached").len(), 50, "{again}");
