@@ -119,7 +119,7 @@ impl Recorder {
         let in_workflow: &dyn Fn(&[u8]) -> bool = &in_workflow;
         // Records of nodes no longer in the workflow are dropped once they are many.
         let keep = |new: usize, old: usize| {
-            if new >= nodes {
+            if nodes > 0 && new >= nodes {
                 Keep::Nothing
             } else if old > 2 * nodes + 64 {
                 Keep::If(in_workflow)
