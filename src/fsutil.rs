@@ -221,16 +221,23 @@ pub fn remove_record(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The thread that removes what [`discard`] is given, and the way to it.
-type Discarder = (
-    std::sync::mpsc::Sender<PathBuf>,
-    std::thread::JoinHandle<()>,
-);
+/// The way to the thread that removes what [`discard`] is given (never joined: see
+/// [`finish_discards`]).
+static DISCARDER: std::sync::Mutex<Option<std::sync::mpsc::Sender<PathBuf>>> =
+    std::sync::Mutex::new(None);
 
-static DISCARDER: std::sync::Mutex<Option<Discarder>> = std::sync::Mutex::new(None);
+/// Files given to [`discard`] and not yet removed, and the signal that none is left.
+static DISCARDS_PENDING: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
+static DISCARDS_DONE: std::sync::Condvar = std::sync::Condvar::new();
 
-/// Files given to [`discard`] and not yet removed.
-static DISCARDS_PENDING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// One file given to [`discard`] is removed (or failed to be).
+fn discarded() {
+    let mut pending = DISCARDS_PENDING.lock().unwrap_or_else(|p| p.into_inner());
+    *pending = pending.saturating_sub(1);
+    if *pending == 0 {
+        DISCARDS_DONE.notify_all();
+    }
+}
 
 /// Remove the file at `path` (one of pflow's own, under a temp file's name) on a thread
 /// of its own, so that the build does not wait for the file system to free it.
@@ -243,38 +250,36 @@ pub fn discard(path: PathBuf) {
         let spawned = crate::memory::spawn_light(c"pflow-discard", move || {
             for path in rx {
                 let _ = std::fs::remove_file(path);
-                DISCARDS_PENDING.fetch_sub(1, std::sync::atomic::Ordering::Release);
+                discarded();
             }
         });
-        if let Ok(handle) = spawned {
-            *discarder = Some((tx, handle));
+        if spawned.is_ok() {
+            *discarder = Some(tx);
         }
     }
-    DISCARDS_PENDING.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    *DISCARDS_PENDING.lock().unwrap_or_else(|p| p.into_inner()) += 1;
     let unsent = match discarder.as_ref() {
-        Some((tx, _)) => tx.send(path).err().map(|e| e.0),
+        Some(tx) => tx.send(path).err().map(|e| e.0),
         None => Some(path),
     };
     if let Some(path) = unsent {
         let _ = std::fs::remove_file(path);
-        DISCARDS_PENDING.fetch_sub(1, std::sync::atomic::Ordering::Release);
+        discarded();
     }
 }
 
-/// Wait until every file given to [`discard`] is removed (before the process ends).
-/// When every one is, the thread is left waiting for more, not ended and joined: its
-/// end (its heap handed back, its stack unmapped) took 0.5-0.7 ms at the end of every
-/// build that replaced a record, and the process ends it as it exits.
+/// Wait until every file given to [`discard`] is removed (before the process ends), at
+/// most [`DISCARD_WAIT`] (what is left then, the next write into its directory sweeps
+/// away). The thread is left waiting for more, not ended and joined: its end (its heap
+/// handed back, its stack unmapped) took 0.5-0.7 ms at the end of every build that
+/// replaced a record, and the process ends it as it exits.
 pub fn finish_discards() {
-    if DISCARDS_PENDING.load(std::sync::atomic::Ordering::Acquire) == 0 {
-        return;
-    }
-    let taken = DISCARDER.lock().unwrap_or_else(|p| p.into_inner()).take();
-    if let Some((tx, handle)) = taken {
-        drop(tx);
-        let _ = handle.join();
-    }
+    let pending = DISCARDS_PENDING.lock().unwrap_or_else(|p| p.into_inner());
+    let _ = DISCARDS_DONE.wait_timeout_while(pending, DISCARD_WAIT, |p| *p > 0);
 }
+
+/// How long the end of a process waits for [`discard`]'s removals.
+const DISCARD_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Is `file` on a file system of this machine's own (ext2/3/4, xfs, btrfs, tmpfs,
 /// overlay, zfs, f2fs)? Anything else, or not Linux: no.
