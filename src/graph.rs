@@ -60,7 +60,7 @@ pub enum Link {
 pub struct Graph {
     dag: DiGraph<usize, Link>,
     ids: Vec<String>,
-    index: HashMap<String, usize>,
+    index: foldhash::HashMap<String, usize>,
 }
 
 impl Graph {

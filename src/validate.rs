@@ -14,7 +14,7 @@ use crate::template::{ParamTemplate, Part, Reference, Step, Template};
 use crate::workflow::{field_path, BatchItems, EdgeAction, Workflow};
 use serde_json::Value;
 use std::cell::{Cell, OnceCell};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 
 /// Hard limit on workflow size, so a hostile file fails fast with a clear message.
 pub use crate::source::MAX_NODES;
@@ -91,7 +91,7 @@ enum Root {
 
 struct Names<'a> {
     wf: &'a Workflow,
-    ids: HashMap<&'a str, usize>,
+    ids: foldhash::HashMap<&'a str, usize>,
     /// Node ids, sorted; built on the first error that needs them.
     sorted_ids: OnceCell<Vec<&'a str>>,
     /// Node ids and input names, sorted and deduplicated; built on first use.
@@ -221,7 +221,8 @@ pub fn validate_with_known(
     }
 
     // Ids: unique, and distinct from input names.
-    let mut ids: HashMap<&str, usize> = HashMap::with_capacity(wf.nodes.len());
+    let mut ids: foldhash::HashMap<&str, usize> =
+        foldhash::HashMap::with_capacity_and_hasher(wf.nodes.len(), Default::default());
     for (i, node) in wf.nodes.iter().enumerate() {
         if node.id.is_empty() {
             continue;

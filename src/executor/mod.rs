@@ -133,7 +133,7 @@ impl std::fmt::Debug for LiveOutput {
 #[derive(Default)]
 pub struct Session {
     memo: decide::Memo,
-    executions: Mutex<HashMap<String, u32>>,
+    executions: Mutex<foldhash::HashMap<String, u32>>,
 }
 
 impl Session {
