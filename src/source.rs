@@ -445,13 +445,19 @@ impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = serde_json::Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            if out.contains_key(&key) {
-                return Err(serde::de::Error::custom(format!(
-                    "the key \"{key}\" appears twice in one object (the second would silently replace the first)"
-                )));
+            // One hash of the key (SipHash, serde_json's map) for the check and the insert.
+            match out.entry(key) {
+                serde_json::map::Entry::Occupied(o) => {
+                    return Err(serde::de::Error::custom(format!(
+                        "the key \"{}\" appears twice in one object (the second would silently replace the first)",
+                        o.key()
+                    )));
+                }
+                serde_json::map::Entry::Vacant(slot) => {
+                    let UniqueKeys(v) = map.next_value()?;
+                    slot.insert(v);
+                }
             }
-            let UniqueKeys(v) = map.next_value()?;
-            out.insert(key, v);
         }
         Ok(Value::Object(out))
     }
