@@ -508,13 +508,10 @@ fn a_build_that_decides_every_node_anew_keeps_only_their_records() {
     let tables = || -> Vec<(String, u64)> {
         let mut t: Vec<(String, u64)> = files_under(&ws.cache_dir().join("state"))
             .iter()
-            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".bin"))
-            .map(|n| {
-                let len = std::fs::metadata(ws.cache_dir().join("state").join(&n))
-                    .unwrap()
-                    .len();
-                (n.split_once('.').unwrap().1.to_string(), len)
+            .filter_map(|p| {
+                let name = p.file_name()?.to_str()?;
+                let kind = name.strip_suffix(".bin").map(|_| name.split_once('.'))??.1;
+                Some((kind.to_string(), std::fs::metadata(p).unwrap().len()))
             })
             .collect();
         t.sort();
