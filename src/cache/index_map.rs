@@ -39,13 +39,11 @@
 
 use super::checksum;
 use super::key_slots::KeySlots;
-use super::layout::RECORDS_DIR;
+use super::layout::pack_map_path;
 use super::table::Reader;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const HEADER: &[u8; 8] = b"PFMAP1\n\0";
-/// The file's name under `state/`.
-const FILE_NAME: &str = "packs.map";
 
 /// An index a map numbered: its entries are numbers `first..first + count`, in the order
 /// of the map's list.
@@ -91,16 +89,12 @@ impl Kept {
     }
 }
 
-pub fn path(root: &Path) -> PathBuf {
-    root.join(RECORDS_DIR).join(FILE_NAME)
-}
-
 /// The map kept in the cache at `root`, if there is one whose list of indexes reads
 /// (the rest is checked by [`Kept::slots`]). The names are taken unchecked: an index is
 /// only taken on the map's word when its own trailing check is the one named, which
 /// damage to the map cannot make up.
 pub fn read(root: &Path) -> Option<Kept> {
-    let bytes = crate::fsutil::read_bytes_sparsely(&path(root)).ok()?;
+    let bytes = crate::fsutil::read_bytes_sparsely(&pack_map_path(root)).ok()?;
     let (indexes, slots_at) = names(&bytes)?;
     Some(Kept {
         bytes,
@@ -112,7 +106,7 @@ pub fn read(root: &Path) -> Option<Kept> {
 /// Store the map of `indexes` (numbered in that order) and `slots`. Best effort: without
 /// it the next build makes the map in memory.
 pub fn write(root: &Path, indexes: &[Numbered], slots: &KeySlots) {
-    let _ = crate::fsutil::write_atomic_by(&path(root), false, |w| {
+    let _ = crate::fsutil::write_atomic_by(&pack_map_path(root), false, |w| {
         let mut w = checksum::Checked::new(w);
         use std::io::Write;
         w.write_all(HEADER)?;
@@ -209,7 +203,7 @@ mod tests {
         assert_eq!(back.indexes, indexes);
         assert_eq!(back.slots().unwrap().raw(), &raw[..]);
 
-        let bytes = std::fs::read(path(dir.path())).unwrap();
+        let bytes = std::fs::read(pack_map_path(dir.path())).unwrap();
         let body = &bytes[..bytes.len() - checksum::LEN];
         let mut torn = bytes.clone();
         torn.pop();

@@ -8,7 +8,7 @@
 //! | `content-v2/<algo>/<aa>/<bb>/<rest>` | cacache blobs (large outputs, written files), named by their integrity |
 //! | `tmp/` | cacache's blobs being written, and segments maintenance is writing |
 //! | `index-v5/` | the per-entry index of older versions: no longer read, removed by `gc` and `clear` |
-//! | `records/` (named `state/` on disk) | per-workflow build, explain and no-op records ([`super::records`], [`super::noop`]) |
+//! | `records/` (named `state/` on disk) | per-workflow build, explain and no-op records ([`super::records`], [`super::noop`]); the segments' indexes and the kept key map (`packs.map`, [`super::index_map`]) |
 //! | `repairs/` | recorded repair patches |
 //! | `timings/` | `--timings` pages written without a path |
 //! | `intents/` | effects announced and not yet recorded ([`super::intents`]) |
@@ -164,6 +164,12 @@ pub fn pack_index_path(root: &Path, segment: &Path) -> PathBuf {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     root.join(RECORDS_DIR).join(format!("{name}.index"))
+}
+
+/// The key map of the finished segments' indexes a build keeps for later ones (see
+/// [`super::index_map`]).
+pub fn pack_map_path(root: &Path) -> PathBuf {
+    root.join(RECORDS_DIR).join("packs.map")
 }
 
 /// The intent file of a node key.

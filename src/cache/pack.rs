@@ -998,7 +998,7 @@ impl State {
     /// The kept map was wanted and does not read (see [`State::check_named`]): it is
     /// removed, and the next build that maps keeps another.
     fn refuse_kept(&mut self, kept: KeptMap, root: &Path, sound: impl Fn(&SegmentIndex) -> bool) {
-        let _ = std::fs::remove_file(super::index_map::path(root));
+        let _ = std::fs::remove_file(super::layout::pack_map_path(root));
         if self.check_named(kept.segs, sound) {
             self.refresh(root);
         }
@@ -1313,7 +1313,7 @@ fn write_index_if_done(root: &Path, seg: &Segment, file: &File, end: u64, entrie
 /// another); one without cannot be.
 pub fn remove_segment(root: &Path, path: &Path) -> io::Result<()> {
     if std::fs::remove_file(super::layout::pack_index_path(root, path)).is_ok() {
-        let _ = std::fs::remove_file(super::index_map::path(root));
+        let _ = std::fs::remove_file(super::layout::pack_map_path(root));
     }
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
@@ -2503,7 +2503,7 @@ mod tests {
     fn a_map_made_once_is_kept_and_later_processes_look_up_in_it_with_the_same_answers() {
         let dir = tempfile::tempdir().unwrap();
         let (_, _, expected) = two_segments(dir.path());
-        let map = super::super::index_map::path(dir.path());
+        let map = super::super::layout::pack_map_path(dir.path());
         let (before, seen) = read_fresh(dir.path());
         assert_eq!(seen, (0, 2, 0), "no map kept yet");
         assert!(!map.exists());
@@ -2542,7 +2542,7 @@ mod tests {
     fn a_kept_map_is_not_used_when_damaged_or_when_an_index_it_names_is_not_there() {
         let dir = tempfile::tempdir().unwrap();
         let (a, b, expected) = two_segments(dir.path());
-        let map = super::super::index_map::path(dir.path());
+        let map = super::super::layout::pack_map_path(dir.path());
         Packs::new(dir.path()).warm(true);
         let kept = std::fs::read(&map).unwrap();
 
@@ -2625,7 +2625,7 @@ mod tests {
             dir.path(),
             &[encode(Kind::Entry, 1, &key(1), b"x").unwrap()],
         );
-        let map = super::super::index_map::path(dir.path());
+        let map = super::super::layout::pack_map_path(dir.path());
         Packs::new(dir.path()).warm(true);
         remove_segment(dir.path(), &small).unwrap();
         assert!(
@@ -2640,7 +2640,7 @@ mod tests {
     fn a_kept_map_is_made_again_once_the_indexes_it_does_not_name_hold_an_eighth_as_many() {
         let dir = tempfile::tempdir().unwrap();
         let (_, _, mut expected) = two_segments(dir.path()); // 600 entries
-        let map = super::super::index_map::path(dir.path());
+        let map = super::super::layout::pack_map_path(dir.path());
         Packs::new(dir.path()).warm(true);
         let kept = std::fs::read(&map).unwrap();
 
@@ -2683,7 +2683,7 @@ mod tests {
         for i in 0..n - 1 {
             indexed_segment(dir.path(), i * 100..i * 100 + 100, 1, 700);
         }
-        let map = super::super::index_map::path(dir.path());
+        let map = super::super::layout::pack_map_path(dir.path());
         Packs::new(dir.path()).warm(true);
         assert!(map.exists());
         // One more, with its index (as a merge writes one): enough for a merge, and a
