@@ -1308,12 +1308,17 @@ fn write_index_if_done(root: &Path, seg: &Segment, file: &File, end: u64, entrie
 }
 
 /// Remove a segment and its index (maintenance, under the exclusive lock, and a
-/// build's merge). A segment with an index may be one the kept map names: the map goes
-/// too (every build would read it and then not use it until a big build keeps
-/// another); one without cannot be.
+/// build's merge). When the kept map names the segment, the map goes too (every build
+/// would read it and then not use it until a big build keeps another); a map that does
+/// not name it (a segment without an index, or one indexed since) stays.
 pub fn remove_segment(root: &Path, path: &Path) -> io::Result<()> {
     if std::fs::remove_file(super::layout::pack_index_path(root, path)).is_ok() {
-        let _ = std::fs::remove_file(super::layout::pack_map_path(root));
+        let name = path.file_name().and_then(|n| n.to_str());
+        let named = super::index_map::read(root)
+            .is_some_and(|k| k.indexes.iter().any(|n| Some(n.segment.as_str()) == name));
+        if named {
+            let _ = std::fs::remove_file(super::layout::pack_map_path(root));
+        }
     }
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
@@ -2632,6 +2637,10 @@ mod tests {
             map.exists(),
             "a segment without an index is named by no map"
         );
+        // Indexed after the map was kept: the map does not name it, and stays.
+        let later = indexed_segment(dir.path(), 700..750, 5, 1400);
+        remove_segment(dir.path(), &later).unwrap();
+        assert!(map.exists(), "a segment the map does not name leaves it");
         remove_segment(dir.path(), &b).unwrap();
         assert!(!map.exists());
     }
