@@ -24,9 +24,11 @@
 //! order, on which a search where they lie relies. An index damaged on disk after the
 //! map was made can then hide entries (a miss, the node runs again; or an older entry
 //! of the same key in another segment, as right as the newer: keys are
-//! content-addressed), never give another key's result, as each record is checked;
-//! until a merge or `gc` removes its segment. Without a kept map, a damaged index is
-//! refused whole and its segment scanned.
+//! content-addressed), never give another key's result, as each record is checked.
+//! Damage a lookup meets (a record not where the index said) has that index checked
+//! whole: one that fails takes the map away (`Packs::check_index_of`), and the next
+//! process, without a kept map, refuses it and scans its segment; damage no lookup
+//! meets lasts until a merge or `gc` removes the segment.
 //!
 //! | bytes | field |
 //! |---|---|

@@ -1558,7 +1558,24 @@ impl Packs {
                     time: loc.time,
                 }
             }
-            _ => Got::Damaged,
+            _ => {
+                self.check_index_of(loc.seg);
+                Got::Damaged
+            }
+        }
+    }
+
+    /// A record was not where an index said: if that index fails its own check (one a
+    /// kept map vouched for, its damage not seen when it was read), the map goes, so
+    /// that the next process checks every index itself and scans the segment of that
+    /// one. Else a garbled entry that outranks the key's newer ones (a time raised)
+    /// would be found, and refused, at every build until `gc`.
+    fn check_index_of(&self, seg: u32) {
+        let Ok(st) = self.state.lock() else {
+            return;
+        };
+        if st.indexes().any(|u| u.seg == seg && !sound_index(u)) {
+            let _ = std::fs::remove_file(super::layout::pack_map_path(&self.root));
         }
     }
 
@@ -2620,6 +2637,33 @@ mod tests {
             .zip(200..)
             .for_each(|(p, i)| *p = Some(payload(i, 2, 300)));
         assert_eq!(answers(&packs, 600), only_b);
+    }
+
+    #[test]
+    fn a_damaged_entry_of_an_index_the_kept_map_vouched_for_is_refused_from_the_next_process_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, _, expected) = two_segments(dir.path());
+        let map = super::super::layout::pack_map_path(dir.path());
+        Packs::new(dir.path()).warm(true);
+        assert!(map.exists());
+        // In the older segment's index, key 250's entry (time 1, b has it at time 2)
+        // gets a later time: taken on the map's word and searched where it lies (a
+        // build of a few lookups), it outranks b's entry.
+        let a_index = super::super::layout::pack_index_path(dir.path(), &a);
+        let mut bytes = std::fs::read(&a_index).unwrap();
+        let at = (0..300)
+            .map(|j| INDEX_LIST_AT + j * INDEX_ENTRY)
+            .find(|&at| bytes[at..at + 32] == spread(250).0)
+            .unwrap();
+        bytes[at + 44..at + 52].copy_from_slice(&100u64.to_le_bytes());
+        std::fs::write(&a_index, &bytes).unwrap();
+
+        let (packs, _) = read_fresh(dir.path());
+        assert!(matches!(packs.get(&spread(250)), Got::Damaged));
+        assert!(!map.exists(), "the map that vouched for the index is gone");
+        // The next process checks that index, refuses it and scans its segment.
+        let (packs, _) = read_fresh(dir.path());
+        assert_eq!(answers(&packs, 600), expected);
     }
 
     #[test]
