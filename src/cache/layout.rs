@@ -149,6 +149,38 @@ impl Record {
     }
 }
 
+/// The name a workflow's records go by in the cache at `root` (their files are named by
+/// its hash, [`record_path`]): the workflow file's path from the folder that holds the
+/// cache (`wf.json` for one beside `.pflow-cache`, `svc/wf.json` for one below it), else
+/// its absolute path. Its file name alone made workflows of one name in different
+/// folders share a cache's records: each build took the other's last build for its own
+/// (`pflow log` showed the other's output, `--explain` compared against it) and threw
+/// its no-op record away. Taken from the cache's folder, the name stays the same when a
+/// project is moved, or its cache restored into another checkout, with the cache in it;
+/// and a workflow beside its cache keeps the name (its file name) it had before.
+pub fn records_name(workflow: &Path, root: &Path) -> String {
+    let Some(file) = workflow
+        .canonicalize()
+        .ok()
+        .or_else(|| std::path::absolute(workflow).ok())
+    else {
+        return workflow.to_string_lossy().into_owned();
+    };
+    // The folder the cache's path names, as given (a cache that is a link to elsewhere is
+    // still that project's); the cache itself may not exist yet.
+    let holder = std::path::absolute(root)
+        .ok()
+        .and_then(|r| r.parent().and_then(|p| p.canonicalize().ok()));
+    match holder.as_deref().and_then(|h| file.strip_prefix(h).ok()) {
+        Some(inside) => inside
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/"),
+        None => file.to_string_lossy().into_owned(),
+    }
+}
+
 /// The file of one of a workflow's records.
 pub fn record_path(root: &Path, workflow_name: &str, record: Record) -> PathBuf {
     let h = blake3::hash(workflow_name.as_bytes()).to_hex();
@@ -273,6 +305,39 @@ mod tests {
             assert!(path.is_file(), "{algorithm}: {}", path.display());
             assert!(names_blob(&sri));
         }
+    }
+
+    #[test]
+    fn a_workflows_records_are_named_by_its_path_from_the_caches_folder() {
+        let project = tempfile::tempdir().unwrap();
+        let root = project.path().canonicalize().unwrap();
+        for rel in ["wf.json", "svc/wf.json", "svc/deep/wf.json"] {
+            let file = root.join(rel);
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(&file, "{}").unwrap();
+        }
+        // The cache need not exist yet.
+        let cache = root.join(".pflow-cache");
+        assert_eq!(records_name(&root.join("wf.json"), &cache), "wf.json");
+        assert_eq!(
+            records_name(&root.join("svc/wf.json"), &cache),
+            "svc/wf.json"
+        );
+        // However the file is named: through `..`, or from the cache's side.
+        let roundabout = root.join("svc/deep/../wf.json");
+        assert_eq!(records_name(&roundabout, &cache), "svc/wf.json");
+        let below = root.join("svc/.pflow-cache");
+        assert_eq!(
+            records_name(&root.join("svc/deep/wf.json"), &below),
+            "deep/wf.json"
+        );
+        // Outside the cache's folder: the whole path, which differs for each file.
+        let outside = records_name(&root.join("wf.json"), &below);
+        assert_eq!(outside, root.join("wf.json").to_string_lossy());
+        assert_ne!(
+            records_name(&root.join("svc/wf.json"), Path::new("/nowhere/cache")),
+            records_name(&root.join("wf.json"), Path::new("/nowhere/cache"))
+        );
     }
 
     #[test]

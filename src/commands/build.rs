@@ -2,7 +2,7 @@
 
 use super::conclusion::{
     append_stats, attempt_lines, conclude, count_from_env, jobs_given, jobs_or_cores, miss_reasons,
-    run_id, secret_values, tallies, view, workflow_name, MAX_JOBS,
+    run_id, secret_values, tallies, view, MAX_JOBS,
 };
 use super::noop::Look;
 use super::{diagnostics_json, Error, ExitCode, Result};
@@ -283,7 +283,7 @@ pub fn once(args: &BuildArgs, then: Then) -> Result {
         force: args.force,
         rerun: args.rerun.iter().cloned().collect::<HashSet<_>>(),
         run_id: run_id(),
-        workflow_name: workflow_name(&args.workflow),
+        workflow_name: crate::cache::layout::records_name(&workflow_file, local.root()),
         strict_env: args.strict_env || crate::environment::strict_from_env(),
         targets: args.target.clone(),
         write_roots: crate::workspace::WriteRoots::new(&args.allow_write),

@@ -206,13 +206,6 @@ pub(super) fn conclude(
 
 /// The name a workflow's build records are kept under: its file name (never an
 /// absolute path).
-pub(super) fn workflow_name(arg: &str) -> String {
-    std::path::Path::new(arg)
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_else(|| arg.to_string())
-}
-
 /// Append this run's figures to the cache's stats (best effort: a failure to record is
 /// ignored).
 pub(super) fn append_stats(

@@ -8,12 +8,10 @@ use std::path::Path;
 
 pub fn run(workflow: &str, node: &str, cache_dir: &Path) -> Result {
     let path = super::resolve_workflow_path(workflow).map_err(|d| Error::invalid(d.message))?;
-    // Builds keep their records under the workflow's file name.
-    let name = path
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_else(|| workflow.to_string());
-    let logs = Logs::load(cache_dir, &name);
+    let logs = Logs::load(
+        cache_dir,
+        &crate::cache::layout::records_name(&path, cache_dir),
+    );
     let Some(logged) = logs.get(node) else {
         return Err(Error::invalid(format!(
             "no output of node '{node}' is recorded for {workflow} in {}: it printed nothing when it last ran, or it has not run with this cache",

@@ -138,10 +138,11 @@ fn plain(args: &BuildArgs) -> Result<Invocation, &'static str> {
     if !path.is_file() || crate::store::saved_name(&path).is_some() {
         return Err("not a workflow file");
     }
+    let root = super::cache_dir_of(args.cache_dir.as_ref());
     Ok(Invocation {
+        name: crate::cache::layout::records_name(&path, &root),
         path,
-        root: super::cache_dir_of(args.cache_dir.as_ref()),
-        name: super::conclusion::workflow_name(&args.workflow),
+        root,
         repair,
         exe: exe_id(),
     })

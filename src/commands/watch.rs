@@ -155,9 +155,10 @@ fn watch_set(args: &BuildArgs) -> WatchSet {
         return WatchSet::of(Path::new(&args.workflow), None, None);
     };
     let loaded = super::load_path(&args.workflow).ok();
+    let root = super::cache_dir_of(args.cache_dir.as_ref());
     let records = crate::cache::records::BuildState::load(
-        &super::cache_dir_of(args.cache_dir.as_ref()),
-        &super::conclusion::workflow_name(&args.workflow),
+        &root,
+        &crate::cache::layout::records_name(&file, &root),
     );
     WatchSet::of(&file, loaded.as_ref().map(|(_, _, v)| v), Some(&records))
 }

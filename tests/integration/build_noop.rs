@@ -5,7 +5,7 @@
 //! `PFLOW_DEBUG=1` is the observable: it prints `debug: parsing FILE` whenever a workflow
 //! file is parsed, and whether the record was used or written (and why not).
 
-use crate::common::{counted, BuildResult, Workspace};
+use crate::common::{counted, BuildResult, CacheArg, Workspace};
 use serde_json::{json, Value};
 use std::time::{Duration, SystemTime};
 
@@ -637,4 +637,45 @@ fn a_step_that_changes_pflows_own_executable_leaves_no_record() {
         stderr.contains("no-op record not written: pflow's executable changed during the build"),
         "{stderr}"
     );
+}
+
+/// Two workflows of one file name in different folders of a project, built with its
+/// cache: each keeps its own records. They once shared them (by file name), so each
+/// build took the other's for its own: `pflow log` showed the other's output and a
+/// build of either after the other was never a no-op.
+#[test]
+fn workflows_of_one_name_in_two_folders_keep_their_own_records() {
+    let ws = Workspace::new();
+    for side in ["a", "b"] {
+        let doc = json!({"ir_version": "0.1.0", "nodes": [
+            {"id": "x", "type": "shell", "params": {"command": format!("echo from-{side}")}}
+        ]});
+        ws.write(&format!("{side}/wf.json"), &doc.to_string());
+    }
+    let build = |side: &str| {
+        ws.cmd()
+            .workflow_file(format!("{side}/wf.json"))
+            .cache_arg(CacheArg::Default)
+            .env("PFLOW_DEBUG", "1")
+            .run()
+    };
+    build("a").assert_ok();
+    build("b").assert_ok();
+    settle();
+    // Each records its no-op, then is served from it, whichever was built last.
+    for side in ["a", "b", "a", "b"] {
+        let r = build(side);
+        r.assert_ok();
+        assert_recorded(&r);
+    }
+    assert_served(&build("a"));
+    assert_served(&build("b"));
+    for side in ["a", "b"] {
+        let out = ws
+            .pflow()
+            .args(["log", &format!("{side}/wf.json"), "x"])
+            .output();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(&format!("from-{side}")), "{side}: {text}");
+    }
 }
