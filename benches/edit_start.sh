@@ -106,8 +106,17 @@ print(f"edit at node 0, everything re-runs:   {me:.0f} ms (median of {len(e)})")
 print(f"edit / cold:                          {me / mc:.2f}")
 # Each round's edit against that round's cold build: a drift of the machine's
 # speed over the run (the VM's memory, other guests) moves both alike.
-pairs = statistics.median(x / y for x, y in zip(e, c))
+ratios = [x / y for x, y in zip(e, c)]
+pairs = statistics.median(ratios)
 print(f"edit / cold, median of the rounds:    {pairs:.2f}")
+# How sure that median is: the rounds resampled (a bootstrap), 95% of the medians
+# within. On the 2-core VM a round's ratio ranges from about 0.7 to 1.4, so a few
+# percent either way is within the run's own noise unless the interval says otherwise.
+if len(ratios) >= 5:
+    import random
+    rng = random.Random(1)
+    meds = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(2000))
+    print(f"  95% interval of that median:        {meds[50]:.2f} to {meds[1949]:.2f}")
 PY
 
 if [[ "${INSTR:-0}" == 1 ]]; then
