@@ -106,6 +106,11 @@ pub struct BuildArgs {
     /// Do not try to repair a failed build with an LLM (or PFLOW_REPAIR=off)
     #[arg(long)]
     pub no_repair: bool,
+    /// The name the workflow's records go by in the cache, instead of its path (the MCP
+    /// server's builds of inline workflows, each written to a temporary folder of its
+    /// own, share one name rather than leaving a set of records behind each).
+    #[arg(long, hide = true, value_name = "NAME")]
+    pub records_as: Option<String>,
     /// For CI: exit 1 when the build succeeds only through a repair (fix the file in
     /// review), and refuse (exit 2) a workflow that pastes a value into shell code
     /// (`|raw`, quoted here-documents, `sh -c`/`eval`), as `validate --strict` does

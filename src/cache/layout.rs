@@ -159,25 +159,43 @@ impl Record {
 /// project is moved, or its cache restored into another checkout, with the cache in it;
 /// and a workflow beside its cache keeps the name (its file name) it had before.
 pub fn records_name(workflow: &Path, root: &Path) -> String {
-    let Some(file) = workflow
-        .canonicalize()
-        .ok()
+    // The folder the file is in, as the system finds it, and the file's own name: two
+    // links of different names to one file are two workflows (each resolves what it
+    // refers to from its own folder).
+    let file = workflow
+        .file_name()
+        .and_then(|name| {
+            let dir = workflow.parent().filter(|d| !d.as_os_str().is_empty());
+            let dir = dir.unwrap_or(Path::new(".")).canonicalize().ok()?;
+            Some(dir.join(name))
+        })
         .or_else(|| std::path::absolute(workflow).ok())
-    else {
-        return workflow.to_string_lossy().into_owned();
+        .unwrap_or_else(|| workflow.to_path_buf());
+    // The folder that holds the cache: where it is, when it exists (a cache linked to
+    // from several projects names each one's workflows by their whole path); else where
+    // its path says it will be.
+    let holder = match root.canonicalize() {
+        Ok(cache) => cache.parent().map(Path::to_path_buf),
+        Err(_) => std::path::absolute(root)
+            .ok()
+            .and_then(|r| r.parent().and_then(|p| p.canonicalize().ok())),
     };
-    // The folder the cache's path names, as given (a cache that is a link to elsewhere is
-    // still that project's); the cache itself may not exist yet.
-    let holder = std::path::absolute(root)
-        .ok()
-        .and_then(|r| r.parent().and_then(|p| p.canonicalize().ok()));
-    match holder.as_deref().and_then(|h| file.strip_prefix(h).ok()) {
+    let name = match holder.as_deref().and_then(|h| file.strip_prefix(h).ok()) {
         Some(inside) => inside
             .components()
             .map(|c| c.as_os_str().to_string_lossy())
             .collect::<Vec<_>>()
             .join("/"),
         None => file.to_string_lossy().into_owned(),
+    };
+    // A name that is not UTF-8 keeps its bytes apart from another one's.
+    match file.to_str() {
+        Some(_) => name,
+        None => {
+            use std::os::unix::ffi::OsStrExt;
+            let raw = blake3::hash(file.as_os_str().as_bytes()).to_hex();
+            format!("{name} ({})", &raw[..16])
+        }
     }
 }
 
@@ -338,6 +356,29 @@ mod tests {
             records_name(&root.join("svc/wf.json"), Path::new("/nowhere/cache")),
             records_name(&root.join("wf.json"), Path::new("/nowhere/cache"))
         );
+
+        // Links of one name in two folders to one file: two workflows.
+        for side in ["a", "b"] {
+            std::fs::create_dir_all(root.join(side)).unwrap();
+            std::os::unix::fs::symlink(root.join("wf.json"), root.join(side).join("wf.json"))
+                .unwrap();
+        }
+        assert_eq!(records_name(&root.join("a/wf.json"), &cache), "a/wf.json");
+        assert_eq!(records_name(&root.join("b/wf.json"), &cache), "b/wf.json");
+        // A cache that links to one elsewhere (shared by projects, or worktrees): the
+        // whole path, which the projects do not share.
+        let shared = tempfile::tempdir().unwrap();
+        let target = shared.path().join("caches/one");
+        std::fs::create_dir_all(&target).unwrap();
+        std::os::unix::fs::symlink(&target, root.join("linked")).unwrap();
+        assert_eq!(
+            records_name(&root.join("wf.json"), &root.join("linked")),
+            root.join("wf.json").to_string_lossy()
+        );
+        // A cache named through `..`: the folder it is really in.
+        let up = root.join("svc/deep/../../.pflow-cache");
+        std::fs::create_dir_all(&up).unwrap();
+        assert_eq!(records_name(&root.join("svc/wf.json"), &up), "svc/wf.json");
     }
 
     #[test]

@@ -204,8 +204,19 @@ pub(super) fn conclude(
     code
 }
 
-/// The name a workflow's build records are kept under: its file name (never an
-/// absolute path).
+/// The name a workflow's records go by in the cache at `root`: as `--records-as` says,
+/// else from its path ([`crate::cache::layout::records_name`]).
+pub(super) fn records_name(
+    args: &BuildArgs,
+    file: &std::path::Path,
+    root: &std::path::Path,
+) -> String {
+    match &args.records_as {
+        Some(name) => name.clone(),
+        None => crate::cache::layout::records_name(file, root),
+    }
+}
+
 /// Append this run's figures to the cache's stats (best effort: a failure to record is
 /// ignored).
 pub(super) fn append_stats(

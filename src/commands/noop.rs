@@ -140,7 +140,7 @@ fn plain(args: &BuildArgs) -> Result<Invocation, &'static str> {
     }
     let root = super::cache_dir_of(args.cache_dir.as_ref());
     Ok(Invocation {
-        name: crate::cache::layout::records_name(&path, &root),
+        name: super::conclusion::records_name(args, &path, &root),
         path,
         root,
         repair,

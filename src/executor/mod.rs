@@ -64,8 +64,7 @@ pub struct Options {
     pub force: bool,
     pub rerun: HashSet<String>,
     pub run_id: String,
-    /// Name under which `--explain` records are kept (the workflow file name, never an
-    /// absolute path).
+    /// The name the workflow's records go by in the cache (`cache::layout::records_name`).
     pub workflow_name: String,
     /// `--strict-env` or `PFLOW_STRICT_ENV=1` (a workflow's `"strict_env": true` adds to it).
     pub strict_env: bool,

@@ -119,6 +119,36 @@ fn the_inspector_lists_validates_and_builds_through_pflow() {
         .run();
     cli.assert_ok();
     assert_eq!(cli.status_of("greet"), "cached", "{cli}");
+
+    // Inline workflows, each written to a temporary folder of its own, keep one set of
+    // records between them (named by their paths, each left a set no build read again).
+    let record_sets = || {
+        std::fs::read_dir(ws.file(".pflow-cache/state"))
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                name.to_string_lossy().ends_with(".explain.bin")
+            })
+            .count()
+    };
+    let before = record_sets();
+    for word in ["one", "two", "three"] {
+        let inline = json!({"nodes": [
+            {"id": "say", "type": "shell", "params": {"command": format!("echo {word}")}}
+        ]});
+        let built = call(
+            &ws,
+            &inspector,
+            "build_workflow",
+            &[format!("workflow={inline}"), "no_repair=true".into()],
+        );
+        assert_eq!(
+            built["structuredContent"]["success"],
+            json!(true),
+            "{built}"
+        );
+    }
+    assert_eq!(record_sets(), before + 1);
 }
 
 #[test]

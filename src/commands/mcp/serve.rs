@@ -218,6 +218,10 @@ fn validate(doc: &Value, file: &std::path::Path) -> Value {
     }
 }
 
+/// The name the records of inline workflows' builds go by (one set, as a saved workflow
+/// or a file has its own).
+const INLINE_RECORDS: &str = "pflow mcp: inline workflow";
+
 fn build(args: &Map<String, Value>) -> std::result::Result<CallToolResult, ErrorData> {
     let (doc, file) = workflow_arg(args)?;
     // An inline workflow goes to a temporary file; keys hold no workflow path, so its
@@ -239,6 +243,11 @@ fn build(args: &Map<String, Value>) -> std::result::Result<CallToolResult, Error
     cmd.arg("build")
         .arg(&file)
         .args(["--output-format", "json"]);
+    if file.starts_with(tmp.path()) {
+        // Each in a temporary folder of its own: named by its path, each would leave
+        // records no build reads again.
+        cmd.args(["--records-as", INLINE_RECORDS]);
+    }
     if let Some(dir) = args.get("cache_dir").and_then(Value::as_str) {
         cmd.arg("--cache-dir").arg(dir);
     }
