@@ -132,6 +132,17 @@ pub enum Record {
 }
 
 impl Record {
+    const ALL: [Record; 8] = [
+        Record::Build,
+        Record::BuildDelta,
+        Record::Explain,
+        Record::ExplainDelta,
+        Record::Noop,
+        Record::Text,
+        Record::TextSplice,
+        Record::Logs,
+    ];
+
     /// The file name's extension (fixed: a changed one would orphan every record).
     fn extension(self) -> &'static str {
         match self {
@@ -147,6 +158,15 @@ impl Record {
             Record::Logs => "logs.json",
         }
     }
+}
+
+/// Whose record a file in the records folder is, by its name: the hash of the
+/// workflow's records name it starts with ([`record_path`]); `None` for any other file
+/// there (segment indexes, the key map, spares, temporary files).
+pub fn record_owner(file_name: &str) -> Option<&str> {
+    let (stem, extension) = file_name.split_once('.')?;
+    let hashed = stem.len() == 32 && stem.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    (hashed && Record::ALL.iter().any(|r| r.extension() == extension)).then_some(stem)
 }
 
 /// The name a workflow's records go by in the cache at `root` (their files are named by
@@ -379,6 +399,28 @@ mod tests {
         let up = root.join("svc/deep/../../.pflow-cache");
         std::fs::create_dir_all(&up).unwrap();
         assert_eq!(records_name(&root.join("svc/wf.json"), &up), "svc/wf.json");
+    }
+
+    #[test]
+    fn every_record_file_is_known_by_its_owner_and_nothing_else_is() {
+        let root = Path::new("/c");
+        for record in Record::ALL {
+            let path = record_path(root, "svc/wf.json", record);
+            let name = path.file_name().unwrap().to_str().unwrap();
+            let owner = blake3::hash(b"svc/wf.json").to_hex();
+            assert_eq!(record_owner(name), Some(&owner[..32]), "{name}");
+        }
+        for other in [
+            "packs.map",
+            "1796121399951-14977-606dfcc8.pack.index",
+            ".pflow-tmp-1-abc",
+            "0123456789abcdef0123456789abcdef.noop2.spare1",
+            "0123456789abcdef0123456789abcdef.other",
+            "0123456789ABCDEF0123456789ABCDEF.bin",
+            "0123456789abcdef.bin",
+        ] {
+            assert_eq!(record_owner(other), None, "{other}");
+        }
     }
 
     #[test]

@@ -1145,6 +1145,13 @@ fn gc(root: &Path, max_size: Option<u64>, max_age: Option<Duration>, json: bool)
         }
     }
 
+    // The records of workflows no build has written for as long as an entry may go
+    // unused: their projects are no longer built here (or were moved or renamed).
+    let (workflows_removed, workflow_bytes) = match max_age {
+        Some(age) => crate::cache::records::remove_unbuilt(root, age, std::time::SystemTime::now()),
+        None => (0, 0),
+    };
+
     // 2. Decide which entries stay. Broken ones go first, then those past the age, then
     //    the least recently used until the cache fits.
     let mut evicted: Vec<(usize, Eviction)> = Vec::new();
@@ -1264,6 +1271,8 @@ fn gc(root: &Path, max_size: Option<u64>, max_age: Option<Duration>, json: bool)
             "blob_bytes_removed": blob_bytes,
             "temp_files_removed": temp_removed,
             "temp_bytes_removed": temp_bytes,
+            "workflow_records_removed": workflows_removed,
+            "workflow_record_bytes_removed": workflow_bytes,
             "segments_compacted": segments_compacted,
             "records_dropped": records_dropped,
             "legacy_index_files_removed": s.legacy_files,
@@ -1300,6 +1309,12 @@ fn gc(root: &Path, max_size: Option<u64>, max_age: Option<Duration>, json: bool)
             out_line(&format!(
                 "gc: removed the older format's index ({LEGACY_INDEX_DIR}/, {} file(s))",
                 s.legacy_files
+            ));
+        }
+        if workflows_removed > 0 {
+            out_line(&format!(
+                "gc: removed the records of {workflows_removed} workflow(s) no build wrote for that long ({})",
+                format_bytes(workflow_bytes)
             ));
         }
         out_line(&format!(

@@ -985,3 +985,58 @@ fn maintenance_never_runs_without_the_lock() {
         assert_eq!(segments(&ws).len(), before, "{args:?} ran without the lock");
     }
 }
+
+/// The workflows whose records the cache holds (their files' shared hash stems).
+fn record_owners(ws: &Workspace) -> BTreeSet<String> {
+    std::fs::read_dir(ws.cache_dir().join("state"))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            let (stem, _) = name.split_once('.')?;
+            (stem.len() == 32 && stem.bytes().all(|b| b.is_ascii_hexdigit()))
+                .then(|| stem.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn gc_max_age_removes_the_records_of_workflows_no_build_wrote_for_that_long() {
+    let ws = Workspace::new();
+    for side in ["a", "b"] {
+        let doc = json!({"nodes": [
+            {"id": "x", "type": "shell", "params": {"command": format!("echo {side}")}}
+        ]});
+        ws.write(&format!("{side}/wf.json"), &doc.to_string());
+    }
+    let build = |side: &str| ws.cmd().workflow_file(format!("{side}/wf.json")).run();
+    build("a").assert_ok();
+    // a's records were last written 40 days ago; b's now.
+    let long_ago = std::time::SystemTime::now() - Duration::from_secs(40 * 24 * 3600);
+    let a_owner = record_owners(&ws);
+    assert_eq!(a_owner.len(), 1);
+    for e in std::fs::read_dir(ws.cache_dir().join("state")).unwrap() {
+        let path = e.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if a_owner.iter().any(|o| name.starts_with(o.as_str())) {
+            let f = std::fs::File::options().write(true).open(&path).unwrap();
+            f.set_modified(long_ago).unwrap();
+        }
+    }
+    build("b").assert_ok();
+    assert_eq!(record_owners(&ws).len(), 2);
+
+    // Without an age, records stay.
+    let gc = cache_json(&ws, &["gc"]);
+    assert_eq!(gc["workflow_records_removed"], 0, "{gc}");
+    assert_eq!(record_owners(&ws).len(), 2);
+    let gc = cache_json(&ws, &["gc", "--max-age", "30d"]);
+    assert_eq!(gc["workflow_records_removed"], 1, "{gc}");
+    let left = record_owners(&ws);
+    assert_eq!(left.len(), 1);
+    assert!(left.is_disjoint(&a_owner), "a's records went, b's stayed");
+    // a builds as before (its entry was used recently) and has records again.
+    let again = build("a");
+    again.assert_ok();
+    assert_eq!(again.status_of("x"), "cached", "{again}");
+    assert_eq!(record_owners(&ws).len(), 2);
+}
