@@ -106,11 +106,6 @@ pub struct BuildArgs {
     /// Do not try to repair a failed build with an LLM (or PFLOW_REPAIR=off)
     #[arg(long)]
     pub no_repair: bool,
-    /// The name the workflow's records go by in the cache, instead of its path (the MCP
-    /// server's builds of inline workflows, each written to a temporary folder of its
-    /// own, share one name rather than leaving a set of records behind each).
-    #[arg(long, hide = true, value_name = "NAME")]
-    pub records_as: Option<String>,
     /// For CI: exit 1 when the build succeeds only through a repair (fix the file in
     /// review), and refuse (exit 2) a workflow that pastes a value into shell code
     /// (`|raw`, quoted here-documents, `sh -c`/`eval`), as `validate --strict` does
@@ -315,7 +310,7 @@ pub enum CacheAction {
         /// e.g. 500MB, 2GB
         #[arg(long, value_name = "SIZE")]
         max_size: Option<String>,
-        /// e.g. 7d, 12h
+        /// e.g. 7d, 12h: also removes the records of workflows no build wrote for that long
         #[arg(long, value_name = "AGE")]
         max_age: Option<String>,
     },

@@ -200,20 +200,24 @@ pub fn records_name(workflow: &Path, root: &Path) -> String {
             .ok()
             .and_then(|r| r.parent().and_then(|p| p.canonicalize().ok())),
     };
-    let name = match holder.as_deref().and_then(|h| file.strip_prefix(h).ok()) {
-        Some(inside) => inside
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy())
-            .collect::<Vec<_>>()
-            .join("/"),
-        None => file.to_string_lossy().into_owned(),
+    let inside = holder.as_deref().and_then(|h| file.strip_prefix(h).ok());
+    let (named, name) = match inside {
+        Some(inside) => (
+            inside,
+            inside
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/"),
+        ),
+        None => (file.as_path(), file.to_string_lossy().into_owned()),
     };
     // A name that is not UTF-8 keeps its bytes apart from another one's.
-    match file.to_str() {
+    match named.to_str() {
         Some(_) => name,
         None => {
             use std::os::unix::ffi::OsStrExt;
-            let raw = blake3::hash(file.as_os_str().as_bytes()).to_hex();
+            let raw = blake3::hash(named.as_os_str().as_bytes()).to_hex();
             format!("{name} ({})", &raw[..16])
         }
     }
@@ -414,7 +418,7 @@ mod tests {
             "packs.map",
             "1796121399951-14977-606dfcc8.pack.index",
             ".pflow-tmp-1-abc",
-            "0123456789abcdef0123456789abcdef.noop2.spare1",
+            "0123456789abcdef0123456789abcdef.noop2.spare-a",
             "0123456789abcdef0123456789abcdef.other",
             "0123456789ABCDEF0123456789ABCDEF.bin",
             "0123456789abcdef.bin",

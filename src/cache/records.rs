@@ -66,12 +66,14 @@ pub fn remove_unbuilt(
     let (mut removed, mut bytes) = (0, 0);
     for (files, newest) in owners.into_values() {
         if now.duration_since(newest).is_ok_and(|age| age > older_than) {
+            let mut any = false;
             for (path, size) in files {
                 if std::fs::remove_file(&path).is_ok() {
                     bytes += size;
+                    any = true;
                 }
             }
-            removed += 1;
+            removed += usize::from(any);
         }
     }
     (removed, bytes)

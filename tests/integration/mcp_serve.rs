@@ -120,8 +120,9 @@ fn the_inspector_lists_validates_and_builds_through_pflow() {
     cli.assert_ok();
     assert_eq!(cli.status_of("greet"), "cached", "{cli}");
 
-    // Inline workflows, each written to a temporary folder of its own, keep one set of
-    // records between them (named by their paths, each left a set no build read again).
+    // Inline workflows, each build's written to a temporary folder of its own, keep
+    // records by their text: the same workflow built twice has one set, another its
+    // own (named by their paths, each build left a set no build read again).
     let record_sets = || {
         std::fs::read_dir(ws.file(".pflow-cache/state"))
             .unwrap()
@@ -132,7 +133,7 @@ fn the_inspector_lists_validates_and_builds_through_pflow() {
             .count()
     };
     let before = record_sets();
-    for word in ["one", "two", "three"] {
+    for word in ["one", "one", "two"] {
         let inline = json!({"nodes": [
             {"id": "say", "type": "shell", "params": {"command": format!("echo {word}")}}
         ]});
@@ -148,7 +149,7 @@ fn the_inspector_lists_validates_and_builds_through_pflow() {
             "{built}"
         );
     }
-    assert_eq!(record_sets(), before + 1);
+    assert_eq!(record_sets(), before + 2);
 }
 
 #[test]

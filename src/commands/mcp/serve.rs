@@ -218,23 +218,26 @@ fn validate(doc: &Value, file: &std::path::Path) -> Value {
     }
 }
 
-/// The name the records of inline workflows' builds go by (one set, as a saved workflow
-/// or a file has its own).
-const INLINE_RECORDS: &str = "pflow mcp: inline workflow";
-
 fn build(args: &Map<String, Value>) -> std::result::Result<CallToolResult, ErrorData> {
     let (doc, file) = workflow_arg(args)?;
     // An inline workflow goes to a temporary file; keys hold no workflow path, so its
     // results are the command line's.
     let tmp = tempfile::tempdir().map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
-    let file = match file {
-        Some(f) => f,
+    // Named by its path in a temporary folder of its own, an inline workflow's build
+    // would leave records no build reads again: they go by the workflow's text instead
+    // (one workflow built again finds its own; two never read each other's).
+    let (file, records_as) = match file {
+        Some(f) => (f, None),
         None => {
             let f = tmp.path().join("workflow.json");
             let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
             crate::fsutil::write_atomic(&f, text.as_bytes())
                 .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
-            f
+            let digest = blake3::hash(text.as_bytes()).to_hex();
+            (
+                f,
+                Some(format!("pflow mcp: inline workflow {}", &digest[..32])),
+            )
         }
     };
     let exe =
@@ -243,10 +246,8 @@ fn build(args: &Map<String, Value>) -> std::result::Result<CallToolResult, Error
     cmd.arg("build")
         .arg(&file)
         .args(["--output-format", "json"]);
-    if file.starts_with(tmp.path()) {
-        // Each in a temporary folder of its own: named by its path, each would leave
-        // records no build reads again.
-        cmd.args(["--records-as", INLINE_RECORDS]);
+    if let Some(name) = records_as {
+        cmd.env(super::super::conclusion::RECORDS_AS_ENV, name);
     }
     if let Some(dir) = args.get("cache_dir").and_then(Value::as_str) {
         cmd.arg("--cache-dir").arg(dir);
