@@ -162,12 +162,17 @@ impl Record {
 
 /// Whose record a file in the records folder is, by its name: the hash of the
 /// workflow's records name it starts with ([`record_path`]); `None` for any other file
-/// there (segment indexes, the key map, spares, temporary files).
+/// there (segment indexes, the key map, spares, temporary files). The no-op record as
+/// pflow before spares named it (`.noop`, never read now) counts as one.
 pub fn record_owner(file_name: &str) -> Option<&str> {
     let (stem, extension) = file_name.split_once('.')?;
     let hashed = stem.len() == 32 && stem.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    (hashed && Record::ALL.iter().any(|r| r.extension() == extension)).then_some(stem)
+    let known = extension == LEGACY_NOOP || Record::ALL.iter().any(|r| r.extension() == extension);
+    (hashed && known).then_some(stem)
 }
+
+/// The no-op record's extension before spares ([`Record::Noop`]).
+pub const LEGACY_NOOP: &str = "noop";
 
 /// The name a workflow's records go by in the cache at `root` (their files are named by
 /// its hash, [`record_path`]): the workflow file's path from the folder that holds the
@@ -414,6 +419,7 @@ mod tests {
             let owner = blake3::hash(b"svc/wf.json").to_hex();
             assert_eq!(record_owner(name), Some(&owner[..32]), "{name}");
         }
+        assert!(record_owner("0123456789abcdef0123456789abcdef.noop").is_some());
         for other in [
             "packs.map",
             "1796121399951-14977-606dfcc8.pack.index",

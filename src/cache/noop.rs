@@ -738,7 +738,7 @@ pub fn unchanged(path: &Path, id: Option<&FileId>, settled_before_ns: i128) -> b
 /// gone (true when there was none).
 pub fn forget(root: &Path, name: &str) -> bool {
     // The record as pflow before spares named it: never read now, only in the way.
-    let legacy = path_for(root, name).with_extension("noop");
+    let legacy = path_for(root, name).with_extension(super::layout::LEGACY_NOOP);
     let _ = crate::fsutil::remove_record(&legacy);
     super::spare::set_aside(&path_for(root, name)).is_ok()
 }

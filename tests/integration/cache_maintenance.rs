@@ -1014,6 +1014,10 @@ fn gc_max_age_removes_the_records_of_workflows_no_build_wrote_for_that_long() {
     let long_ago = std::time::SystemTime::now() - Duration::from_secs(40 * 24 * 3600);
     let a_owner = record_owners(&ws);
     assert_eq!(a_owner.len(), 1);
+    // And its no-op record as pflow before spares named it.
+    let stem = a_owner.iter().next().unwrap().clone();
+    let legacy = ws.cache_dir().join("state").join(format!("{stem}.noop"));
+    std::fs::write(&legacy, "an older record").unwrap();
     for e in std::fs::read_dir(ws.cache_dir().join("state")).unwrap() {
         let path = e.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
@@ -1034,6 +1038,7 @@ fn gc_max_age_removes_the_records_of_workflows_no_build_wrote_for_that_long() {
     let left = record_owners(&ws);
     assert_eq!(left.len(), 1);
     assert!(left.is_disjoint(&a_owner), "a's records went, b's stayed");
+    assert!(!legacy.exists());
     // a builds as before (its entry was used recently) and has records again.
     let again = build("a");
     again.assert_ok();
