@@ -166,10 +166,14 @@ impl Record {
 /// pflow before spares named it (`.noop`, never read now) counts as one.
 pub fn record_owner(file_name: &str) -> Option<&str> {
     let (stem, extension) = file_name.split_once('.')?;
-    let hashed = stem.len() == 32 && stem.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let hashed =
+        stem.len() == RECORD_STEM && stem.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
     let known = extension == LEGACY_NOOP || Record::ALL.iter().any(|r| r.extension() == extension);
     (hashed && known).then_some(stem)
 }
+
+/// How many hex digits of the records name's hash name a workflow's record files.
+const RECORD_STEM: usize = 32;
 
 /// The no-op record's extension before spares ([`Record::Noop`]).
 pub const LEGACY_NOOP: &str = "noop";
@@ -232,7 +236,7 @@ pub fn records_name(workflow: &Path, root: &Path) -> String {
 pub fn record_path(root: &Path, workflow_name: &str, record: Record) -> PathBuf {
     let h = blake3::hash(workflow_name.as_bytes()).to_hex();
     root.join(RECORDS_DIR)
-        .join(format!("{}.{}", &h[..32], record.extension()))
+        .join(format!("{}.{}", &h[..RECORD_STEM], record.extension()))
 }
 
 /// The index of a finished pack segment (see [`super::pack`]): beside the records, by

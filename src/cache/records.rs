@@ -35,49 +35,6 @@ pub const GONE: u64 = u64::MAX;
 /// How long a record may stand in for index lookups.
 pub const MAX_AGE: Duration = Duration::from_secs(3600);
 
-/// Remove the records of every workflow whose records no build has written for
-/// `older_than` (as of `now`): the workflows of projects no longer built, moved, or
-/// renamed. Their newest file tells when one was last written, so a workflow's records
-/// go together or not at all. Maintenance only, under the cache's exclusive lock.
-/// Returns how many workflows' records went and their bytes.
-pub fn remove_unbuilt(
-    cache_root: &Path,
-    older_than: Duration,
-    now: std::time::SystemTime,
-) -> (usize, u64) {
-    let Ok(entries) = std::fs::read_dir(cache_root.join(super::layout::RECORDS_DIR)) else {
-        return (0, 0);
-    };
-    // Each workflow's files, and when the newest of them was written.
-    let mut owners: HashMap<String, (Vec<(PathBuf, u64)>, std::time::SystemTime)> = HashMap::new();
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let Some(owner) = name.to_str().and_then(super::layout::record_owner) else {
-            continue;
-        };
-        let Ok(meta) = e.metadata() else { continue };
-        let written = meta.modified().unwrap_or(now);
-        let slot = owners
-            .entry(owner.to_string())
-            .or_insert_with(|| (Vec::new(), std::time::UNIX_EPOCH));
-        slot.0.push((e.path(), meta.len()));
-        slot.1 = slot.1.max(written);
-    }
-    let (mut removed, mut bytes) = (0, 0);
-    for (files, newest) in owners.into_values() {
-        if now.duration_since(newest).is_ok_and(|age| age > older_than) {
-            let mut any = false;
-            for (path, size) in files {
-                if std::fs::remove_file(&path).is_ok() {
-                    bytes += size;
-                    any = true;
-                }
-            }
-            removed += usize::from(any);
-        }
-    }
-    (removed, bytes)
-}
 const FORMAT: u32 = 11;
 const EXPLAIN_FORMAT: u32 = 6;
 /// Bytes before a build record's reads: format, generation, written_ms and tag.
@@ -592,6 +549,49 @@ fn explain_path(cache_root: &Path, workflow_name: &str) -> PathBuf {
 
 fn explain_delta_path(cache_root: &Path, workflow_name: &str) -> PathBuf {
     record_path(cache_root, workflow_name, Record::ExplainDelta)
+}
+
+/// Remove the records of every workflow whose records no build has written for
+/// `older_than` (as of `now`): the workflows of projects no longer built, moved, or
+/// renamed. Their newest file tells when one was last written, so a workflow's records
+/// go together or not at all. Maintenance only, under the cache's exclusive lock.
+/// Returns how many workflows' records went and their bytes.
+pub fn remove_unbuilt(
+    cache_root: &Path,
+    older_than: Duration,
+    now: std::time::SystemTime,
+) -> (usize, u64) {
+    let Ok(entries) = std::fs::read_dir(cache_root.join(super::layout::RECORDS_DIR)) else {
+        return (0, 0);
+    };
+    // Each workflow's files: path, size and when it was written.
+    let mut owners: HashMap<String, Vec<(PathBuf, u64, std::time::SystemTime)>> = HashMap::new();
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(owner) = name.to_str().and_then(super::layout::record_owner) else {
+            continue;
+        };
+        let Ok(meta) = e.metadata() else { continue };
+        let written = meta.modified().unwrap_or(now);
+        let files = owners.entry(owner.to_string()).or_default();
+        files.push((e.path(), meta.len(), written));
+    }
+    let (mut removed, mut bytes) = (0, 0);
+    for files in owners.into_values() {
+        let newest = files.iter().map(|f| f.2).max().unwrap_or(now);
+        if !now.duration_since(newest).is_ok_and(|age| age > older_than) {
+            continue;
+        }
+        let mut any = false;
+        for (path, size, _) in files {
+            if std::fs::remove_file(&path).is_ok() {
+                bytes += size;
+                any = true;
+            }
+        }
+        removed += usize::from(any);
+    }
+    (removed, bytes)
 }
 
 #[cfg(test)]

@@ -992,9 +992,7 @@ fn record_owners(ws: &Workspace) -> BTreeSet<String> {
         .unwrap()
         .filter_map(|e| {
             let name = e.unwrap().file_name().to_string_lossy().into_owned();
-            let (stem, _) = name.split_once('.')?;
-            (stem.len() == 32 && stem.bytes().all(|b| b.is_ascii_hexdigit()))
-                .then(|| stem.to_string())
+            pflow::cache::layout::record_owner(&name).map(str::to_string)
         })
         .collect()
 }
