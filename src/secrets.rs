@@ -168,14 +168,23 @@ impl std::fmt::Debug for Redactor {
     }
 }
 
+/// This process's variables whose names look secret, with their values. Not
+/// `std::env::vars`, which panics at a variable that is not UTF-8 (any variable, a home
+/// folder's name, say): such a name or value is read with stand-ins for its bad bytes,
+/// as output holding it is read.
+pub fn secret_variables() -> impl Iterator<Item = (String, String)> {
+    std::env::vars_os().filter_map(|(name, value)| {
+        let name = name.to_string_lossy();
+        is_secret_name(&name).then(|| (name.into_owned(), value.to_string_lossy().into_owned()))
+    })
+}
+
 impl Redactor {
     /// `values`, plus the value of every variable of this process whose name looks
     /// secret (an API key a command may print from its environment). Values shorter than
     /// [`MIN_SECRET_LEN`] are ignored: redacting them would garble ordinary text.
     pub fn new(values: impl IntoIterator<Item = String>) -> Redactor {
-        let env = std::env::vars()
-            .filter(|(name, _)| is_secret_name(name))
-            .map(|(_, v)| v);
+        let env = secret_variables().map(|(_, v)| v);
         // A secret of several lines (a PEM key) is also each of its lines: output read a
         // line at a time (`-v`) never holds it whole.
         let mut values: Vec<String> = values

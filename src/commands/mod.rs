@@ -189,7 +189,10 @@ pub fn usage_error(e: clap::Error) -> i32 {
 /// Did the command line ask for JSON output? (Read from the raw arguments: clap may
 /// not have got that far.)
 fn wants_json() -> bool {
-    let args: Vec<String> = std::env::args().collect();
+    // Not `std::env::args`, which panics at an argument that is not UTF-8.
+    let args: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     args.iter().any(|a| a == "--output-format=json")
         || args
             .windows(2)

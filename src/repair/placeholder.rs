@@ -107,10 +107,8 @@ impl Placeholders {
                 p.add(name, v);
             }
         }
-        for (name, v) in std::env::vars() {
-            if is_secret_name(&name) {
-                p.add(&name, &Value::String(v));
-            }
+        for (name, v) in crate::secrets::secret_variables() {
+            p.add(&name, &Value::String(v));
         }
         p.by_value.sort_by_key(|(v, _)| std::cmp::Reverse(v.len()));
         p

@@ -337,6 +337,31 @@ fn an_unknown_input_is_an_error_with_a_suggestion() {
     assert_eq!(ws.count("greet"), 0);
 }
 
+/// An argument that is not UTF-8 is bad input like any other (reading the arguments
+/// to tell whether JSON was asked for panicked at it).
+#[cfg(unix)]
+#[test]
+fn json_mode_reports_an_argument_not_in_utf8_as_one_json_document() {
+    use std::os::unix::ffi::OsStrExt;
+    let ws = Workspace::new().workflow(json!({"nodes": [{"id": "a", "type": "echo"}]}));
+    let out = ws
+        .pflow()
+        .arg("build")
+        .arg(std::ffi::OsStr::from_bytes(b"\xff.json"))
+        .args(["--output-format", "json"])
+        .output();
+    assert_eq!(out.status.code(), Some(2));
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(doc["success"], false);
+    assert!(
+        doc["errors"][0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("UTF-8"),
+        "{doc}"
+    );
+}
+
 #[test]
 fn json_mode_reports_a_bad_flag_as_one_json_document() {
     let ws = Workspace::new().workflow(json!({"nodes": [{"id": "a", "type": "echo"}]}));
