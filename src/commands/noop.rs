@@ -827,11 +827,11 @@ fn make_record(
     // The files keys were made from, as the build record holds them (the build just
     // checked each against its identity), and declared reads that were not there.
     for (p, seen) in &state.reads {
-        files.push((expanded(p), Some(seen.id)));
+        files.push((expanded(p)?, Some(seen.id)));
     }
     for cn in &v.nodes {
         for p in &cn.reads {
-            let path = expanded(p.as_str());
+            let path = expanded(p.as_str())?;
             if stat(Path::new(&path)).is_none() {
                 files.push((path, None));
             }
@@ -1094,9 +1094,12 @@ static COVERED_TYPES: [&crate::nodes::NodeSpec; 9] = {
     ]
 };
 
-/// A recorded path as the file system knows it (`~/` is the home folder).
-fn expanded(p: &str) -> String {
+/// A recorded path as the file system knows it (`~/` is the home folder). Not one
+/// that is not UTF-8 (a home folder's name, say): written with a stand-in character
+/// it would name another file, whose absence would vouch for the real one's.
+fn expanded(p: &str) -> Result<String, String> {
     crate::nodes::read_file::expand_path(p)
-        .to_string_lossy()
-        .into_owned()
+        .into_os_string()
+        .into_string()
+        .map_err(|_| format!("the path of '{p}' is not UTF-8"))
 }

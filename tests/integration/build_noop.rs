@@ -297,6 +297,34 @@ fn a_settings_file_change_is_seen() {
     assert_eq!(ws.count("greet"), 2);
 }
 
+/// A declared read under a home folder whose name is not UTF-8: the record cannot name
+/// the file (a stand-in character would name another, whose absence vouched for this
+/// one's), so none is written, and the file's appearance re-runs the node.
+#[cfg(unix)]
+#[test]
+fn a_read_under_a_home_folder_not_named_in_utf8_is_never_vouched_for() {
+    use std::os::unix::ffi::OsStrExt;
+    let ws = Workspace::new().workflow(json!({"nodes": [
+        {"id": "n", "type": "shell", "reads": ["~/.tool.cfg"],
+         "params": {"command": counted("n", "echo n")}}
+    ]}));
+    let home = ws
+        .file("homes")
+        .join(std::ffi::OsStr::from_bytes(b"j\xf6rg"));
+    std::fs::create_dir_all(&home).unwrap();
+    let build = || ws.cmd().env("HOME", &home).env("PFLOW_DEBUG", "1").run();
+    build().assert_ok();
+    settle();
+    let r = build();
+    r.assert_ok();
+    assert!(r.stderr.contains("no-op record not written"), "{r}");
+    std::fs::write(home.join(".tool.cfg"), "set").unwrap();
+    let r = build();
+    r.assert_ok();
+    assert_eq!(r.status_of("n"), "ran", "{r}");
+    assert_eq!(ws.count("n"), 2);
+}
+
 fn set_mtime(ws: &Workspace, rel: &str, t: SystemTime) {
     std::fs::File::options()
         .write(true)
