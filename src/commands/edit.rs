@@ -68,6 +68,15 @@ pub(super) fn qualifies(v: &Validated) -> Result<(), String> {
     if let Some((name, _)) = v.outputs.iter().find(|(_, t)| t.is_none()) {
         return Err(format!("output '{name}' has no source"));
     }
+    // A secret input's default is in the text whatever value this build gave the input,
+    // and spelled as JSON (escaped, or not a string at all), where a search for the
+    // secret values may not find it: such a text is never copied.
+    let secret_default = |(name, spec): &(&String, &crate::workflow::InputSpec)| {
+        wf.is_secret_input(name) && spec.default.as_ref().is_some_and(|d| !d.is_null())
+    };
+    if let Some((name, _)) = wf.inputs.iter().find(secret_default) {
+        return Err(format!("secret input '{name}' has a default"));
+    }
     for (i, (node, cn)) in wf.nodes.iter().zip(&v.nodes).enumerate() {
         super::noop::node_qualifies(node, cn)?;
         if v.graph

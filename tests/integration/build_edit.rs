@@ -733,6 +733,38 @@ fn a_workflow_whose_text_holds_a_secret_is_not_copied_into_the_cache() {
     assert_eq!(r.output("out"), "f:d:b:a-world+E:c");
 }
 
+/// However the default is spelled in the file, and whatever value the build gives the
+/// input, a secret input's default is never copied into the cache: overridden on the
+/// command line (the build knows only the other value), escaped in the JSON (the file
+/// holds another spelling of it), not a string (the file's spacing and key order).
+#[test]
+fn a_secret_inputs_default_is_never_copied_whatever_its_spelling_or_value() {
+    let marker = "s3cr3t-marker";
+    let cases: [(Value, &[&str]); 3] = [
+        (json!(format!("{marker}-default")), &["api_token=other"]),
+        (json!(format!("{marker}\\with\"escapes")), &[]),
+        (
+            json!({"user": "app", "password": format!("{marker}-9")}),
+            &[],
+        ),
+    ];
+    for (default, args) in cases {
+        let mut doc = branches();
+        doc["inputs"]["api_token"] = json!({"required": false, "default": default});
+        doc["nodes"][2]["params"] = json!({"command": "test -n \"$T\" && echo c",
+                                           "env": {"T": "${api_token}"}});
+        let ws = Workspace::new().workflow(doc);
+        prime(&ws, args);
+        assert!(
+            std::fs::read_to_string(ws.file("workflow.json"))
+                .unwrap()
+                .contains(marker),
+            "the file holds it"
+        );
+        assert_no_file_holds(ws.cache_dir(), marker);
+    }
+}
+
 #[track_caller]
 fn assert_no_file_holds(dir: &std::path::Path, secret: &str) {
     for entry in walkdir(dir) {
