@@ -1102,15 +1102,36 @@ impl Eviction {
     }
 }
 
+/// What `pflow cache gc --output-format json` prints: every field, also when there is
+/// no cache to collect (all zero then).
+#[derive(serde::Serialize, Default)]
+struct GcReport {
+    evicted: Vec<Value>,
+    entries_before: usize,
+    entries_after: usize,
+    blobs_removed: usize,
+    blob_bytes_removed: u64,
+    temp_files_removed: usize,
+    temp_bytes_removed: u64,
+    /// Workflows whose records went (each a few files), not files.
+    workflow_records_removed: usize,
+    workflow_record_bytes_removed: u64,
+    segments_compacted: usize,
+    /// Records of the segments that compaction did not keep.
+    records_dropped: usize,
+    legacy_index_files_removed: usize,
+    size_before: u64,
+    size_after: u64,
+}
+
 fn gc(root: &Path, max_size: Option<u64>, max_age: Option<Duration>, json: bool) -> ExitCode {
     if !root.is_dir() {
         if json {
-            out_line(
-                &serde_json::to_string_pretty(
-                    &json!({"evicted": [], "size_before": 0, "size_after": 0}),
-                )
-                .unwrap_or_default(),
-            );
+            let doc = GcReport {
+                evicted: Vec::new(),
+                ..GcReport::default()
+            };
+            out_line(&serde_json::to_string_pretty(&doc).unwrap_or_default());
         } else {
             err_line(&format!(
                 "no cache at {}: nothing to collect",
@@ -1263,22 +1284,22 @@ fn gc(root: &Path, max_size: Option<u64>, max_age: Option<Duration>, json: bool)
                        "last_used": format_time(l.recency_ms)})
             })
             .collect();
-        let doc = json!({
-            "evicted": list,
-            "entries_before": entries_before,
-            "entries_after": after.live.len(),
-            "blobs_removed": blobs_removed,
-            "blob_bytes_removed": blob_bytes,
-            "temp_files_removed": temp_removed,
-            "temp_bytes_removed": temp_bytes,
-            "workflow_records_removed": workflows_removed,
-            "workflow_record_bytes_removed": workflow_bytes,
-            "segments_compacted": segments_compacted,
-            "records_dropped": records_dropped,
-            "legacy_index_files_removed": s.legacy_files,
-            "size_before": size_before,
-            "size_after": size_after,
-        });
+        let doc = GcReport {
+            evicted: list,
+            entries_before,
+            entries_after: after.live.len(),
+            blobs_removed,
+            blob_bytes_removed: blob_bytes,
+            temp_files_removed: temp_removed,
+            temp_bytes_removed: temp_bytes,
+            workflow_records_removed: workflows_removed,
+            workflow_record_bytes_removed: workflow_bytes,
+            segments_compacted,
+            records_dropped,
+            legacy_index_files_removed: s.legacy_files,
+            size_before,
+            size_after,
+        };
         out_line(&serde_json::to_string_pretty(&doc).unwrap_or_default());
     } else {
         for (i, why) in &evicted {

@@ -10,7 +10,7 @@ pub fn run(workflow: &str, node: &str, cache_dir: &Path) -> Result {
     let path = super::resolve_workflow_path(workflow).map_err(|d| Error::invalid(d.message))?;
     let logs = Logs::load(
         cache_dir,
-        &crate::cache::layout::records_name(&path, cache_dir),
+        &super::conclusion::records_name(&path, cache_dir),
     );
     let Some(logged) = logs.get(node) else {
         return Err(Error::invalid(format!(
@@ -24,7 +24,8 @@ pub fn run(workflow: &str, node: &str, cache_dir: &Path) -> Result {
         logged
             .key
             .as_deref()
-            .map(|k| format!(" (key {})", &k[..k.len().min(12)]))
+            // The file may have been edited by hand: cut by characters, not bytes.
+            .map(|k| format!(" (key {})", k.chars().take(12).collect::<String>()))
             .unwrap_or_default()
     ));
     for (stream, text) in [

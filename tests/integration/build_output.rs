@@ -90,6 +90,43 @@ fn pflow_log_shows_a_nodes_last_output() {
         .arg(ws.cache_dir())
         .output();
     assert_eq!(missing.status.code(), Some(2));
+
+    // A logs file edited by hand, a character of two bytes across the twelfth: the key
+    // is shortened by characters, not cut inside one (which panicked).
+    let state = ws.cache_dir().join("state");
+    let logs = std::fs::read_dir(&state)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.to_string_lossy().ends_with(".logs.json"))
+        .expect("a logs file");
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&logs).unwrap()).unwrap();
+    let mut keys = 0;
+    let mut mark = |v: &mut serde_json::Value| {
+        if let Some(k) = v.get_mut("key") {
+            *k = serde_json::json!("abcdefghijké-rest");
+            keys += 1;
+        }
+    };
+    match doc.get_mut("nodes") {
+        Some(serde_json::Value::Object(m)) => m.values_mut().for_each(&mut mark),
+        _ => panic!("no nodes in {doc}"),
+    }
+    assert!(keys > 0, "no key to edit in {doc}");
+    std::fs::write(&logs, doc.to_string()).unwrap();
+    let edited = ws
+        .pflow()
+        .args(["log", "workflow.json", "warn", "--cache-dir"])
+        .arg(ws.cache_dir())
+        .output();
+    let text = String::from_utf8_lossy(&edited.stdout);
+    assert_eq!(
+        edited.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&edited.stderr)
+    );
+    assert!(text.starts_with("warn: ran (key abcdefghijké)"), "{text}");
 }
 
 #[test]

@@ -662,6 +662,32 @@ fn gc_compacts_segments_into_one_without_superseded_records() {
     assert_eq!(segments(&ws), seg);
 }
 
+/// A script reads the same fields whether or not there was a cache to collect.
+#[test]
+fn gc_without_a_cache_reports_every_field_as_zero() {
+    let empty = Workspace::new();
+    let missing = empty.file("no-cache-here");
+    let out = empty
+        .pflow()
+        .args(["cache", "gc", "--output-format", "json", "--cache-dir"])
+        .arg(&missing)
+        .output();
+    assert_eq!(out.status.code(), Some(0));
+    let none: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert!(!missing.exists(), "gc creates no cache");
+    let ws = Workspace::new().workflow(pipeline());
+    ws.build(&[]).assert_ok();
+    let some = cache_json(&ws, &["gc"]);
+    let fields = |v: &Value| v.as_object().map(|m| m.keys().cloned().collect::<Vec<_>>());
+    assert_eq!(fields(&none), fields(&some), "{none}\n{some}");
+    for (field, value) in none.as_object().unwrap() {
+        assert!(
+            value == &json!(0) || value == &json!([]),
+            "{field} is {value}"
+        );
+    }
+}
+
 #[test]
 fn segments_of_many_builds_are_merged_by_a_later_build() {
     let ws = Workspace::new().workflow(input_workflow());

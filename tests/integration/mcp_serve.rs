@@ -152,6 +152,56 @@ fn the_inspector_lists_validates_and_builds_through_pflow() {
     assert_eq!(record_sets(), before + 2);
 }
 
+/// The records name is the server's to set, for inline workflows only: a file
+/// workflow's build keeps its records by its path whatever the server's environment
+/// holds, so `pflow log` on the command line finds them.
+#[test]
+fn a_file_workflow_built_through_the_server_keeps_its_records_by_its_path() {
+    let Some(tools) = common::mcp::tools() else {
+        return;
+    };
+    let inspector = tools.npm_bin("mcp-inspector");
+    let ws = Workspace::new();
+    ws.write(
+        "wf.json",
+        &json!({"nodes": [
+            {"id": "say", "type": "shell", "params": {"command": "echo from-the-file"}}
+        ]})
+        .to_string(),
+    );
+    let out = ws
+        .pflow()
+        .env("PFLOW_RECORDS_AS", "inherited")
+        .args(["mcp", "serve"])
+        .args([
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "build_workflow",
+            "--tool-arg",
+            "workflow=wf.json",
+            "--tool-arg",
+            "no_repair=true",
+        ])
+        .started_by(&inspector, &["--cli"])
+        .output();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let built: Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
+    assert_eq!(
+        built["structuredContent"]["success"],
+        json!(true),
+        "{built}"
+    );
+    let log = ws.pflow().args(["log", "wf.json", "say"]).output();
+    let text = String::from_utf8_lossy(&log.stdout);
+    assert!(
+        text.contains("from-the-file"),
+        "{text}{}",
+        String::from_utf8_lossy(&log.stderr)
+    );
+}
+
 #[test]
 fn the_inspector_saves_a_workflow_and_builds_it_by_name_with_params() {
     let Some(tools) = common::mcp::tools() else {

@@ -246,9 +246,12 @@ fn build(args: &Map<String, Value>) -> std::result::Result<CallToolResult, Error
     cmd.arg("build")
         .arg(&file)
         .args(["--output-format", "json"]);
-    if let Some(name) = records_as {
-        cmd.env(super::super::conclusion::RECORDS_AS_ENV, name);
-    }
+    // A file workflow's records go by its path, whatever this server's environment
+    // says (the command line's `pflow log` finds them there).
+    match records_as {
+        Some(name) => cmd.env(super::super::conclusion::RECORDS_AS_ENV, name),
+        None => cmd.env_remove(super::super::conclusion::RECORDS_AS_ENV),
+    };
     if let Some(dir) = args.get("cache_dir").and_then(Value::as_str) {
         cmd.arg("--cache-dir").arg(dir);
     }
