@@ -373,7 +373,7 @@ fn as_variable(s: &Setting, v: &toml::Value, dir: &Path) -> Result<String, Strin
             _ => dir.join(p).display().to_string(),
         }
     };
-    match (s.kind, v) {
+    let value = match (s.kind, v) {
         (Kind::Text, toml::Value::String(t)) => Ok(t.clone()),
         (Kind::Path, toml::Value::String(t)) => Ok(path(t)),
         (Kind::Paths, toml::Value::Array(items)) => items
@@ -388,7 +388,12 @@ fn as_variable(s: &Setting, v: &toml::Value, dir: &Path) -> Result<String, Strin
         (Kind::Paths, _) => Err("must be a list of paths, e.g. [\"../shared\"]".into()),
         (Kind::Bool, _) => Err("must be true or false".into()),
         (Kind::Count, _) => Err("must be a whole number of at least 1".into()),
+    }?;
+    // TOML can spell one (`\u0000`); no variable can hold it.
+    if value.contains('\0') {
+        return Err("must not hold a NUL character".into());
     }
+    Ok(value)
 }
 
 #[cfg(test)]

@@ -111,9 +111,16 @@ pub fn format_bytes(n: u64) -> String {
     }
 }
 
+/// A time from a cache file as RFC 3339, or as milliseconds past 1970 when it is past
+/// what that can write (the year 9999: a file edited by hand, a clock far off).
 fn format_time(ms: u128) -> String {
-    let t = UNIX_EPOCH + Duration::from_millis(ms as u64);
-    humantime::format_rfc3339_seconds(t).to_string()
+    use std::fmt::Write;
+    let t = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX));
+    let mut out = String::new();
+    match write!(out, "{}", humantime::format_rfc3339_seconds(t)) {
+        Ok(()) => out,
+        Err(_) => format!("{ms} ms after 1970"),
+    }
 }
 
 /// A path relative to the cache root, for messages.
@@ -1426,6 +1433,17 @@ fn clear(root: &Path, json: bool) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A time past the year 9999 (a file edited by hand) is shown, not a panic.
+    #[test]
+    fn any_time_is_shown() {
+        assert_eq!(format_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            format_time(253_402_300_800_000),
+            "253402300800000 ms after 1970"
+        );
+        assert!(format_time(u128::MAX).ends_with(" ms after 1970"));
+    }
 
     #[test]
     fn sizes() {

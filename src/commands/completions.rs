@@ -6,7 +6,11 @@ use clap::CommandFactory;
 
 pub fn completions(shell: clap_complete::Shell) -> Result {
     let mut cmd = crate::cli::Cli::command();
-    clap_complete::generate(shell, &mut cmd, "pflow", &mut std::io::stdout());
+    // Into memory first: `generate` panics when its writer fails (a closed pipe, as
+    // `pflow completions bash | head` leaves it), and stdout is written as all output is.
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "pflow", &mut out);
+    crate::report::out_text(&String::from_utf8_lossy(&out));
     Ok(ExitCode::Ok)
 }
 

@@ -48,7 +48,7 @@ pub fn run(arg: &str, to: ConvertFormat, output: Option<&Path>) -> Result {
         }
     };
     match output {
-        None => print!("{text}"),
+        None => crate::report::out_text(&text),
         Some(out) => crate::fsutil::write_atomic(out, text.as_bytes())
             .map_err(|e| Error::Failed(format!("cannot write {}: {e}", out.display())))?,
     }

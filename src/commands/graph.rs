@@ -9,6 +9,6 @@ pub fn run(arg: &str, format: GraphFormat) -> Result {
         GraphFormat::Mermaid => crate::render::mermaid(&v),
         GraphFormat::Dot => crate::render::dot(&v),
     };
-    print!("{text}");
+    crate::report::out_text(&text);
     Ok(ExitCode::Ok)
 }

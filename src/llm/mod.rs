@@ -33,6 +33,8 @@ pub const MODEL_ENV: &str = "PFLOW_LLM_MODEL";
 /// Seconds one LLM request may take (default [`DEFAULT_TIMEOUT_SECS`]).
 pub const TIMEOUT_ENV: &str = "PFLOW_LLM_TIMEOUT_SECS";
 pub const DEFAULT_TIMEOUT_SECS: f64 = 120.0;
+/// The longest [`TIMEOUT_ENV`] may set.
+pub const MAX_TIMEOUT_SECS: f64 = 86_400.0;
 
 /// Environment variables that choose which server answers (part of `llm` node keys).
 pub const ENDPOINT_ENV: [&str; 2] = [anthropic::BASE_URL_ENV, openai::BASE_URL_ENV];
@@ -344,10 +346,15 @@ pub(crate) fn llm_output_error(who: &str, body: &[u8]) -> NodeError {
 }
 
 fn request_timeout() -> Duration {
-    env_nonempty(TIMEOUT_ENV)
-        .and_then(|v| v.parse::<f64>().ok())
+    timeout_from(env_nonempty(TIMEOUT_ENV).as_deref())
+}
+
+/// The timeout [`TIMEOUT_ENV`]'s text asks for: at most a day, as an HTTP node's (a
+/// larger number is no limit in practice, and past 584 billion years no `Duration`).
+fn timeout_from(text: Option<&str>) -> Duration {
+    text.and_then(|v| v.parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s > 0.0)
-        .map(Duration::from_secs_f64)
+        .map(|s| Duration::from_secs_f64(s.min(MAX_TIMEOUT_SECS)))
         .unwrap_or(Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS))
 }
 
@@ -361,6 +368,25 @@ pub(crate) fn env_nonempty(name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A timeout past what a `Duration` holds panicked; it is a day, as any above one.
+    #[test]
+    fn a_timeout_is_at_most_a_day_and_nonsense_is_the_default() {
+        let day = Duration::from_secs(86_400);
+        for (text, want) in [
+            (Some("1e20"), day),
+            (Some("1e300"), day),
+            (Some("90000"), day),
+            (Some("2.5"), Duration::from_millis(2500)),
+            (Some("-1"), Duration::from_secs(120)),
+            (Some("inf"), Duration::from_secs(120)),
+            (Some("NaN"), Duration::from_secs(120)),
+            (Some("soon"), Duration::from_secs(120)),
+            (None, Duration::from_secs(120)),
+        ] {
+            assert_eq!(timeout_from(text), want, "{text:?}");
+        }
+    }
 
     /// Every credential the LLM client reads is withheld from children that did not
     /// declare it.

@@ -554,6 +554,13 @@ pub fn out_line(text: &str) {
     let _ = writeln!(std::io::stdout().lock(), "{text}");
 }
 
+/// Like [`out_line`], without the newline: text that brings its own (a graph, a
+/// converted workflow, completions), byte for byte.
+pub fn out_text(text: &str) {
+    use std::io::Write;
+    let _ = write!(std::io::stdout().lock(), "{text}");
+}
+
 /// Print a line on stderr, ignoring a closed pipe like [`out_line`].
 pub fn err_line(text: &str) {
     use std::io::Write;

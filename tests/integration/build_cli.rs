@@ -303,6 +303,27 @@ fn a_closed_stdout_is_not_a_crash() {
     }
 }
 
+/// Every command that prints a document tolerates a reader that went away (`| head`):
+/// completions, a graph and a converted workflow were written in ways that panicked.
+#[test]
+fn no_command_crashes_on_a_closed_stdout() {
+    let ws = Workspace::new().workflow(greeting());
+    for args in [
+        &["completions", "bash"][..],
+        &["completions", "zsh"],
+        &["graph", "workflow.json"],
+        &["graph", "workflow.json", "--format", "dot"],
+        &["convert", "workflow.json", "--to", "md"],
+        &["convert", "workflow.json", "--to", "json"],
+        &["man"],
+    ] {
+        let out = ws.pflow().args(args).close_stdout().output();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("internal error"), "{args:?}: {stderr}");
+    }
+}
+
 #[test]
 fn the_cache_dir_comes_from_the_flag_the_environment_or_the_default() {
     let ws = Workspace::new().workflow(greeting());

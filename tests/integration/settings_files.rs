@@ -117,6 +117,15 @@ fn a_bad_settings_file_is_exit_2_naming_its_line_and_a_secret_in_the_project_fil
         "{r}"
     );
     assert_eq!(ws.count("a"), 0);
+    // TOML can spell a NUL, which no variable holds (setting it panicked).
+    ws.write("pflow.toml", "repair = \"on\\u0000\"\n");
+    let r = ws.cmd().run();
+    r.assert_code(2);
+    let said = r.errors()[0]["message"].as_str().unwrap().to_string();
+    assert!(
+        said.ends_with("pflow.toml:1: 'repair' must not hold a NUL character"),
+        "{r}"
+    );
     ws.write("pflow.toml", "remote_cache_token = \"t0k3n-in-git\"\n");
     let r = ws.cmd().text().run();
     r.assert_code(2);
