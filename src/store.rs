@@ -215,7 +215,7 @@ pub fn record_run(
                 .get("execution_count")
                 .and_then(Value::as_u64)
                 .unwrap_or(0)
-                + 1;
+                .saturating_add(1);
             m.insert("execution_count".into(), json!(count));
             m.insert("last_execution_timestamp".into(), json!(now_rfc3339()));
             m.insert("last_execution_success".into(), json!(success));

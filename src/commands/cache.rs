@@ -579,12 +579,13 @@ fn stats(root: &Path, json: bool) -> ExitCode {
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
     for b in &builds {
         runs.insert(b.run_id.clone());
-        hits += b.hits;
-        misses += b.misses;
-        cutoffs += b.early_cutoffs;
-        restored += b.restored;
-        failed += b.failed;
-        saved += b.time_saved_ms;
+        // Figures from a file anyone can edit: a sum past u64 stays at its top.
+        hits = hits.saturating_add(b.hits);
+        misses = misses.saturating_add(b.misses);
+        cutoffs = cutoffs.saturating_add(b.early_cutoffs);
+        restored = restored.saturating_add(b.restored);
+        failed = failed.saturating_add(b.failed);
+        saved = saved.saturating_add(b.time_saved_ms);
     }
     let mut remote = RemoteTotals::default();
     for b in &builds {
@@ -700,12 +701,12 @@ struct RemoteTotals {
 
 impl RemoteTotals {
     fn add(&mut self, b: &crate::cache::stats::BuildStats) {
-        self.hits += b.remote_hits;
-        self.misses += b.remote_misses;
-        self.bytes_down += b.remote_bytes_down;
-        self.bytes_up += b.remote_bytes_up;
-        self.uploads += b.remote_uploads;
-        self.errors += b.remote_errors;
+        self.hits = self.hits.saturating_add(b.remote_hits);
+        self.misses = self.misses.saturating_add(b.remote_misses);
+        self.bytes_down = self.bytes_down.saturating_add(b.remote_bytes_down);
+        self.bytes_up = self.bytes_up.saturating_add(b.remote_bytes_up);
+        self.uploads = self.uploads.saturating_add(b.remote_uploads);
+        self.errors = self.errors.saturating_add(b.remote_errors);
     }
 
     fn used(&self) -> bool {

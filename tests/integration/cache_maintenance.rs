@@ -662,6 +662,31 @@ fn gc_compacts_segments_into_one_without_superseded_records() {
     assert_eq!(segments(&ws), seg);
 }
 
+/// The stats file is anyone's to edit: figures whose sum passes what a u64 holds are
+/// shown at its top (a debug build panicked on the sum).
+#[test]
+fn stats_whose_sum_overflows_are_shown() {
+    let ws = Workspace::new().workflow(pipeline());
+    ws.build(&[]).assert_ok();
+    let file = ws.cache_dir().join("build-stats.jsonl");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut line: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    for field in [
+        "hits",
+        "misses",
+        "time_saved_ms",
+        "remote_hits",
+        "remote_bytes_down",
+    ] {
+        line[field] = json!(u64::MAX);
+    }
+    std::fs::write(&file, format!("{text}{line}\n{line}\n")).unwrap();
+    let stats = cache_json(&ws, &["stats"]);
+    let recent = &stats["recent_builds"];
+    assert_eq!(recent["hits"], json!(u64::MAX), "{stats}");
+    assert_eq!(recent["remote"]["bytes_down"], json!(u64::MAX), "{stats}");
+}
+
 /// A script reads the same fields whether or not there was a cache to collect.
 #[test]
 fn gc_without_a_cache_reports_every_field_as_zero() {

@@ -145,6 +145,17 @@ fn a_failed_run_is_recorded_too() {
     let meta = &h.saved_doc("always-fails")["rich_metadata"];
     assert_eq!(meta["execution_count"], 1);
     assert_eq!(meta["last_execution_success"], false);
+
+    // The file is anyone's to edit: a count at the top of a u64 stays there (it wrapped
+    // to 0, or panicked in a debug build).
+    let path = h.saved("always-fails");
+    let mut doc = h.saved_doc("always-fails");
+    doc["rich_metadata"]["execution_count"] = json!(u64::MAX);
+    std::fs::write(&path, doc.to_string()).unwrap();
+    let run = h.run(&["build", "always-fails", "--no-repair"]);
+    assert_eq!(run.status.code(), Some(1));
+    let meta = &h.saved_doc("always-fails")["rich_metadata"];
+    assert_eq!(meta["execution_count"], json!(u64::MAX));
 }
 
 #[test]
