@@ -170,8 +170,8 @@ impl std::fmt::Debug for Redactor {
 
 /// This process's variables whose names look secret, with their values. Not
 /// `std::env::vars`, which panics at a variable that is not UTF-8 (any variable, a home
-/// folder's name, say): such a name or value is read with stand-ins for its bad bytes,
-/// as output holding it is read.
+/// folder's name, say): such a name or value is read with stand-ins for its bad bytes
+/// (so a value is still redacted from text that holds it read the same way).
 pub fn secret_variables() -> impl Iterator<Item = (String, String)> {
     std::env::vars_os().filter_map(|(name, value)| {
         let name = name.to_string_lossy();

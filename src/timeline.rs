@@ -81,9 +81,10 @@ impl Timeline {
                         .iter()
                         .filter(|i| matches!(i.status, Status::Cached | Status::Restored))
                         .filter_map(|i| saved_ms(&Some(i.key)))
-                        .sum(),
+                        .fold(0u64, u64::saturating_add),
                 };
-                ms * 1000
+                // Run times come from entries a remote may have sent.
+                ms.saturating_mul(1000)
             })
             .collect();
         self.attempts.push(Attempt {

@@ -95,7 +95,8 @@ impl BuildStats {
                     s.hits += 1;
                     s.restored += u64::from(restored);
                     s.early_cutoffs += u64::from(upstream_ran);
-                    s.time_saved_ms += saved_ms.unwrap_or(0);
+                    // Run times come from entries a remote may have sent.
+                    s.time_saved_ms = s.time_saved_ms.saturating_add(saved_ms.unwrap_or(0));
                 }
                 Tally::Ran => s.misses += 1,
                 Tally::Failed => s.failed += 1,

@@ -710,7 +710,17 @@ impl RemoteTotals {
     }
 
     fn used(&self) -> bool {
-        self.hits + self.misses + self.uploads + self.errors + self.bytes_up + self.bytes_down > 0
+        // Not their sum, which a hand-edited file can make overflow.
+        [
+            self.hits,
+            self.misses,
+            self.uploads,
+            self.errors,
+            self.bytes_up,
+            self.bytes_down,
+        ]
+        .iter()
+        .any(|&n| n > 0)
     }
 
     fn json(&self) -> Value {

@@ -805,7 +805,14 @@ fn make_record(
                 for (path, id) in found.written {
                     files.push((path, (id.size != GONE).then_some(id)));
                 }
-                files.extend(found.removed.into_iter().map(|p| (p, None)));
+                for p in found.removed {
+                    // Kept as text: a name that was not UTF-8 holds stand-ins, and would
+                    // name another file, whose absence would vouch for this one's.
+                    if p.contains(char::REPLACEMENT_CHARACTER) {
+                        return Err(format!("the path '{p}' may not be the file's own"));
+                    }
+                    files.push((p, None));
+                }
                 ended_cached[i] = true;
                 NodeEnd::Cached {
                     key: key.0,
@@ -840,14 +847,19 @@ fn make_record(
     if inv.repair != crate::repair::Mode::Off {
         // A proven patch for this workflow would be replayed before anything runs.
         let dir = crate::cache::layout::repairs_dir(&inv.root);
-        files.push((dir.to_string_lossy().into_owned(), stat(&dir)));
+        let text = |p: &Path| {
+            p.to_str()
+                .map(str::to_string)
+                .ok_or_else(|| format!("the path of {} is not UTF-8", p.display()))
+        };
+        files.push((text(&dir)?, stat(&dir)));
         // Its patches; not the locks, which a build of a new text adds to.
         for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             if entry.file_name() == crate::repair::lock::LOCKS_DIR {
                 continue;
             }
             let path = entry.path();
-            files.push((path.to_string_lossy().into_owned(), stat(&path)));
+            files.push((text(&path)?, stat(&path)));
         }
     }
     files.sort_by(|a, b| a.0.cmp(&b.0));

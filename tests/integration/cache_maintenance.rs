@@ -685,6 +685,13 @@ fn stats_whose_sum_overflows_are_shown() {
     let recent = &stats["recent_builds"];
     assert_eq!(recent["hits"], json!(u64::MAX), "{stats}");
     assert_eq!(recent["remote"]["bytes_down"], json!(u64::MAX), "{stats}");
+    let text = cache(&ws, &["stats"]);
+    assert_eq!(text.code, 0, "{text}");
+    assert!(
+        text.stdout
+            .contains(&format!("remote cache: {} hits", u64::MAX)),
+        "{text}"
+    );
 }
 
 /// A script reads the same fields whether or not there was a cache to collect.
