@@ -257,7 +257,8 @@ impl Files {
     /// user file or the environment is withheld, unless the user file or the
     /// environment names that same remote. Returns what to tell the user about it.
     pub fn apply(&self) -> Option<String> {
-        let unset = |name: &str| std::env::var(name).map_or(true, |v| v.is_empty());
+        // Set is set, UTF-8 or not: a file's value never replaces one of the user's.
+        let unset = |name: &str| std::env::var_os(name).is_none_or(|v| v.is_empty());
         let user_url = self.user.as_ref().and_then(|f| f.value(remote::URL_ENV));
         let project_url = self.project.as_ref().and_then(|f| f.value(remote::URL_ENV));
         let env_url = std::env::var(remote::URL_ENV)

@@ -48,7 +48,10 @@ pub fn run(cli: Cli) -> i32 {
     // Then the settings files, into the environment, before anything reads it.
     let env_before: Vec<(&str, Option<String>)> = crate::config::SETTINGS
         .iter()
-        .map(|s| (s.env, std::env::var(s.env).ok()))
+        .map(|s| {
+            let set = std::env::var_os(s.env).map(|v| v.to_string_lossy().into_owned());
+            (s.env, set)
+        })
         .collect();
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let files = match crate::config::load(&cwd) {

@@ -135,6 +135,35 @@ fn a_bad_settings_file_is_exit_2_naming_its_line_and_a_secret_in_the_project_fil
     );
 }
 
+/// A variable the user set wins over the files, also when its value is not UTF-8 (it
+/// counted as unset, and the project file's value replaced it).
+#[cfg(unix)]
+#[test]
+fn a_variable_not_in_utf8_still_wins_over_the_files() {
+    use std::os::unix::ffi::OsStrExt;
+    let ws = workspace();
+    ws.write("pflow.toml", "cache_dir = \"from-the-file\"\n");
+    let mine = ws
+        .file("caches")
+        .join(std::ffi::OsStr::from_bytes(b"c\xe4che"));
+    let out = ws
+        .pflow()
+        .env("PFLOW_CACHE_DIR", &mine)
+        .args(["build", "workflow.json", "--no-repair"])
+        .output();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !ws.file("from-the-file").exists(),
+        "the file's value was used"
+    );
+    assert!(mine.is_dir(), "the variable's cache was not used");
+}
+
 #[test]
 fn a_setting_without_an_env_twin_takes_effect_too() {
     // max_repair_attempts has a flag and a variable; a bad value in the file is caught
