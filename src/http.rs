@@ -23,6 +23,10 @@ use std::time::Duration;
 /// How long a TCP/TLS connect may take, whatever the request timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The longest any request to a server may be given, in seconds (a day): an `http`
+/// node's `timeout`, an MCP server's, `PFLOW_LLM_TIMEOUT_SECS`.
+pub const MAX_REQUEST_SECS: f64 = 86_400.0;
+
 /// How much of a server's error text goes into a message.
 pub(crate) const ERROR_TEXT_CHARS: usize = 200;
 

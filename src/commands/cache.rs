@@ -1145,10 +1145,7 @@ struct GcReport {
 fn gc(root: &Path, max_size: Option<u64>, max_age: Option<Duration>, json: bool) -> ExitCode {
     if !root.is_dir() {
         if json {
-            let doc = GcReport {
-                evicted: Vec::new(),
-                ..GcReport::default()
-            };
+            let doc = GcReport::default();
             out_line(&serde_json::to_string_pretty(&doc).unwrap_or_default());
         } else {
             err_line(&format!(

@@ -847,19 +847,14 @@ fn make_record(
     if inv.repair != crate::repair::Mode::Off {
         // A proven patch for this workflow would be replayed before anything runs.
         let dir = crate::cache::layout::repairs_dir(&inv.root);
-        let text = |p: &Path| {
-            p.to_str()
-                .map(str::to_string)
-                .ok_or_else(|| format!("the path of {} is not UTF-8", p.display()))
-        };
-        files.push((text(&dir)?, stat(&dir)));
+        files.push((recordable(&dir)?, stat(&dir)));
         // Its patches; not the locks, which a build of a new text adds to.
         for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             if entry.file_name() == crate::repair::lock::LOCKS_DIR {
                 continue;
             }
             let path = entry.path();
-            files.push((text(&path)?, stat(&path)));
+            files.push((recordable(&path)?, stat(&path)));
         }
     }
     files.sort_by(|a, b| a.0.cmp(&b.0));
@@ -1106,12 +1101,16 @@ static COVERED_TYPES: [&crate::nodes::NodeSpec; 9] = {
     ]
 };
 
-/// A recorded path as the file system knows it (`~/` is the home folder). Not one
-/// that is not UTF-8 (a home folder's name, say): written with a stand-in character
-/// it would name another file, whose absence would vouch for the real one's.
+/// A recorded path as the file system knows it (`~/` is the home folder).
 fn expanded(p: &str) -> Result<String, String> {
-    crate::nodes::read_file::expand_path(p)
-        .into_os_string()
-        .into_string()
-        .map_err(|_| format!("the path of '{p}' is not UTF-8"))
+    recordable(&crate::nodes::read_file::expand_path(p))
+}
+
+/// A path as the record keeps it, as text. Not one that is not UTF-8 (under a home
+/// folder so named, say): with a stand-in character it would name another file, whose
+/// absence would vouch for the real one's.
+fn recordable(path: &Path) -> Result<String, String> {
+    path.to_str()
+        .map(str::to_string)
+        .ok_or_else(|| format!("the path {} is not UTF-8", path.display()))
 }

@@ -33,8 +33,6 @@ pub const MODEL_ENV: &str = "PFLOW_LLM_MODEL";
 /// Seconds one LLM request may take (default [`DEFAULT_TIMEOUT_SECS`]).
 pub const TIMEOUT_ENV: &str = "PFLOW_LLM_TIMEOUT_SECS";
 pub const DEFAULT_TIMEOUT_SECS: f64 = 120.0;
-/// The longest [`TIMEOUT_ENV`] may set.
-pub const MAX_TIMEOUT_SECS: f64 = 86_400.0;
 
 /// Environment variables that choose which server answers (part of `llm` node keys).
 pub const ENDPOINT_ENV: [&str; 2] = [anthropic::BASE_URL_ENV, openai::BASE_URL_ENV];
@@ -349,12 +347,12 @@ fn request_timeout() -> Duration {
     timeout_from(env_nonempty(TIMEOUT_ENV).as_deref())
 }
 
-/// The timeout [`TIMEOUT_ENV`]'s text asks for: at most a day, as an HTTP node's (a
+/// The timeout [`TIMEOUT_ENV`]'s text asks for: at most [`http::MAX_REQUEST_SECS`] (a
 /// larger number is no limit in practice, and past 584 billion years no `Duration`).
 fn timeout_from(text: Option<&str>) -> Duration {
     text.and_then(|v| v.parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s > 0.0)
-        .map(|s| Duration::from_secs_f64(s.min(MAX_TIMEOUT_SECS)))
+        .map(|s| Duration::from_secs_f64(s.min(http::MAX_REQUEST_SECS)))
         .unwrap_or(Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS))
 }
 

@@ -117,7 +117,7 @@ impl Server {
             None | Some(Value::Null) => DEFAULT_TIMEOUT_SECS,
             Some(t) => t
                 .as_f64()
-                .filter(|t| *t > 0.0 && *t <= 86_400.0)
+                .filter(|t| *t > 0.0 && *t <= crate::http::MAX_REQUEST_SECS)
                 .ok_or_else(|| {
                     format!("server '{name}': \"timeout\" must be seconds, 0 to 86400")
                 })?,

@@ -38,8 +38,13 @@ pub static SPEC: NodeSpec = NodeSpec {
         opt("body", ParamKind::Any)
             .doc("The body: objects and arrays are sent as JSON, text as is."),
         opt("params", ParamKind::Object).doc("Query parameters added to the URL."),
-        ranged("timeout", ParamKind::Number, 0.001, 86_400.0)
-            .doc("Seconds before the request is abandoned (default 30)."),
+        ranged(
+            "timeout",
+            ParamKind::Number,
+            0.001,
+            crate::http::MAX_REQUEST_SECS,
+        )
+        .doc("Seconds before the request is abandoned (default 30)."),
         opt("auth_token", ParamKind::String).doc("Sent as `Authorization: Bearer`; a secret."),
         opt("api_key", ParamKind::String).doc("Sent in the api_key_header; a secret."),
         opt("api_key_header", ParamKind::String)
@@ -279,7 +284,7 @@ fn method(params: &Map<String, Value>, has_body: bool) -> Result<Method, NodeErr
 
 fn timeout(params: &Map<String, Value>) -> Result<Duration, NodeError> {
     let secs = super::ranged_param(&SPEC, params, "timeout")?.unwrap_or(DEFAULT_TIMEOUT_SECS);
-    if !(secs > 0.0 && secs.is_finite() && secs <= 86_400.0) {
+    if !(secs > 0.0 && secs.is_finite() && secs <= crate::http::MAX_REQUEST_SECS) {
         return Err(invalid(format!(
             "param 'timeout' must be a positive number of seconds, got {secs}"
         )));
