@@ -1,12 +1,16 @@
 //! `pflow mcp serve`, driven by the official MCP Inspector in CLI mode.
 
-use crate::common::{self, counted, Workspace};
+use crate::common::{self, counted, Pflow, Workspace};
 use serde_json::{json, Value};
 
 /// `mcp-inspector --cli pflow mcp serve ARGS`, in the workspace; its JSON answer.
 fn inspect(ws: &Workspace, inspector: &std::path::Path, args: &[&str]) -> Value {
-    let out = ws
-        .pflow()
+    inspect_from(ws.pflow(), inspector, args)
+}
+
+/// [`inspect`] with `pflow` as the test set it up (its environment, say).
+fn inspect_from(pflow: Pflow, inspector: &std::path::Path, args: &[&str]) -> Value {
+    let out = pflow
         .args(["mcp", "serve"])
         .args(args)
         .started_by(inspector, &["--cli"])
@@ -22,12 +26,17 @@ fn inspect(ws: &Workspace, inspector: &std::path::Path, args: &[&str]) -> Value 
 }
 
 fn call(ws: &Workspace, inspector: &std::path::Path, tool: &str, args: &[String]) -> Value {
+    call_from(ws.pflow(), inspector, tool, args)
+}
+
+/// [`call`] with `pflow` as the test set it up.
+fn call_from(pflow: Pflow, inspector: &std::path::Path, tool: &str, args: &[String]) -> Value {
     let mut all = vec!["--method", "tools/call", "--tool-name", tool];
     for a in args {
         all.push("--tool-arg");
         all.push(a);
     }
-    inspect(ws, inspector, &all)
+    inspect_from(pflow, inspector, &all)
 }
 
 #[test]
@@ -169,25 +178,12 @@ fn a_file_workflow_built_through_the_server_keeps_its_records_by_its_path() {
         ]})
         .to_string(),
     );
-    let out = ws
-        .pflow()
-        .env("PFLOW_RECORDS_AS", "inherited")
-        .args(["mcp", "serve"])
-        .args([
-            "--method",
-            "tools/call",
-            "--tool-name",
-            "build_workflow",
-            "--tool-arg",
-            "workflow=wf.json",
-            "--tool-arg",
-            "no_repair=true",
-        ])
-        .started_by(&inspector, &["--cli"])
-        .output();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let built: Value =
-        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
+    let built = call_from(
+        ws.pflow().env("PFLOW_RECORDS_AS", "inherited"),
+        &inspector,
+        "build_workflow",
+        &["workflow=wf.json".into(), "no_repair=true".into()],
+    );
     assert_eq!(
         built["structuredContent"]["success"],
         json!(true),

@@ -108,23 +108,23 @@ fn the_project_file_wins_over_the_user_file_and_config_says_where_each_came_from
 #[test]
 fn a_bad_settings_file_is_exit_2_naming_its_line_and_a_secret_in_the_project_file_is_refused() {
     let ws = workspace();
-    ws.write("pflow.toml", "jobs = 2\ncache_dri = \"x\"\n");
-    let r = ws.cmd().run();
-    r.assert_code(2);
-    let said = r.errors()[0]["message"].as_str().unwrap().to_string();
-    assert!(
-        said.ends_with("pflow.toml:2: unknown setting 'cache_dri' (did you mean 'cache_dir'?)"),
-        "{r}"
+    // Exit 2, and the message ends with `said`.
+    let refused = |settings: &str, said: &str| {
+        ws.write("pflow.toml", settings);
+        let r = ws.cmd().run();
+        r.assert_code(2);
+        let message = r.errors()[0]["message"].as_str().unwrap().to_string();
+        assert!(message.ends_with(said), "{r}");
+    };
+    refused(
+        "jobs = 2\ncache_dri = \"x\"\n",
+        "pflow.toml:2: unknown setting 'cache_dri' (did you mean 'cache_dir'?)",
     );
     assert_eq!(ws.count("a"), 0);
     // TOML can spell a NUL, which no variable holds (setting it panicked).
-    ws.write("pflow.toml", "repair = \"on\\u0000\"\n");
-    let r = ws.cmd().run();
-    r.assert_code(2);
-    let said = r.errors()[0]["message"].as_str().unwrap().to_string();
-    assert!(
-        said.ends_with("pflow.toml:1: 'repair' must not hold a NUL character"),
-        "{r}"
+    refused(
+        "repair = \"on\\u0000\"\n",
+        "pflow.toml:1: 'repair' must not hold a NUL character",
     );
     ws.write("pflow.toml", "remote_cache_token = \"t0k3n-in-git\"\n");
     let r = ws.cmd().text().run();
