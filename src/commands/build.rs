@@ -283,7 +283,7 @@ pub fn once(args: &BuildArgs, then: Then) -> Result {
         force: args.force,
         rerun: args.rerun.iter().cloned().collect::<HashSet<_>>(),
         run_id: run_id(),
-        workflow_name: super::conclusion::records_name(&workflow_file, local.root()),
+        workflow_name: super::records_name::records_name(&workflow_file, local.root()),
         strict_env: args.strict_env || crate::environment::strict_from_env(),
         targets: args.target.clone(),
         write_roots: crate::workspace::WriteRoots::new(&args.allow_write),

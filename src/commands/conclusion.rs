@@ -204,20 +204,6 @@ pub(super) fn conclude(
     code
 }
 
-/// Set by the MCP server for its builds of inline workflows: the name their records go
-/// by instead of the temporary file's path (a variable rather than a flag, which every
-/// shell completion would offer).
-pub(in crate::commands) const RECORDS_AS_ENV: &str = "PFLOW_RECORDS_AS";
-
-/// The name a workflow's records go by in the cache at `root`: as [`RECORDS_AS_ENV`]
-/// says, else from its path ([`crate::cache::layout::records_name`]).
-pub(super) fn records_name(file: &std::path::Path, root: &std::path::Path) -> String {
-    match std::env::var(RECORDS_AS_ENV) {
-        Ok(name) if !name.is_empty() => name,
-        _ => crate::cache::layout::records_name(file, root),
-    }
-}
-
 /// Append this run's figures to the cache's stats (best effort: a failure to record is
 /// ignored).
 pub(super) fn append_stats(

@@ -10,7 +10,7 @@ pub fn run(workflow: &str, node: &str, cache_dir: &Path) -> Result {
     let path = super::resolve_workflow_path(workflow).map_err(|d| Error::invalid(d.message))?;
     let logs = Logs::load(
         cache_dir,
-        &super::conclusion::records_name(&path, cache_dir),
+        &super::records_name::records_name(&path, cache_dir),
     );
     let Some(logged) = logs.get(node) else {
         return Err(Error::invalid(format!(

@@ -15,6 +15,7 @@ pub mod log;
 pub mod mcp;
 pub mod nodes;
 mod noop;
+mod records_name;
 pub mod repair;
 pub mod schema;
 mod then;

@@ -140,7 +140,7 @@ fn plain(args: &BuildArgs) -> Result<Invocation, &'static str> {
     }
     let root = super::cache_dir_of(args.cache_dir.as_ref());
     Ok(Invocation {
-        name: super::conclusion::records_name(&path, &root),
+        name: super::records_name::records_name(&path, &root),
         path,
         root,
         repair,

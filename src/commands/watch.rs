@@ -158,7 +158,7 @@ fn watch_set(args: &BuildArgs) -> WatchSet {
     let root = super::cache_dir_of(args.cache_dir.as_ref());
     let records = crate::cache::records::BuildState::load(
         &root,
-        &super::conclusion::records_name(&file, &root),
+        &super::records_name::records_name(&file, &root),
     );
     WatchSet::of(&file, loaded.as_ref().map(|(_, _, v)| v), Some(&records))
 }

@@ -249,8 +249,8 @@ fn build(args: &Map<String, Value>) -> std::result::Result<CallToolResult, Error
     // A file workflow's records go by its path, whatever this server's environment
     // says (the command line's `pflow log` finds them there).
     match records_as {
-        Some(name) => cmd.env(super::super::conclusion::RECORDS_AS_ENV, name),
-        None => cmd.env_remove(super::super::conclusion::RECORDS_AS_ENV),
+        Some(name) => cmd.env(super::super::records_name::RECORDS_AS_ENV, name),
+        None => cmd.env_remove(super::super::records_name::RECORDS_AS_ENV),
     };
     if let Some(dir) = args.get("cache_dir").and_then(Value::as_str) {
         cmd.arg("--cache-dir").arg(dir);
