@@ -129,6 +129,40 @@ fn pflow_log_shows_a_nodes_last_output() {
     assert!(text.starts_with("warn: ran (key abcdefghijké)"), "{text}");
 }
 
+/// The name the MCP server gives an inline workflow's records (`PFLOW_RECORDS_AS`) is
+/// the one `pflow log` finds them by, and the only one: the file's own name finds none.
+#[test]
+fn pflow_log_reads_records_by_the_name_their_build_was_given() {
+    let ws = warner();
+    ws.cmd().env("PFLOW_RECORDS_AS", "inline-7").run().assert_ok();
+    let log = |named: bool| {
+        let mut p = ws
+            .pflow()
+            .args(["log", "workflow.json", "warn", "--cache-dir"])
+            .arg(ws.cache_dir());
+        if named {
+            p = p.env("PFLOW_RECORDS_AS", "inline-7");
+        }
+        p.output()
+    };
+    let found = log(true);
+    let text = String::from_utf8_lossy(&found.stdout);
+    assert_eq!(
+        found.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&found.stderr)
+    );
+    assert!(text.contains("--- stdout\nresult"), "{text}");
+    let by_path = log(false);
+    assert_eq!(
+        by_path.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&by_path.stdout)
+    );
+}
+
 #[test]
 fn verbose_streams_each_line_with_its_node_and_quiet_prints_only_outputs() {
     let ws = warner();
