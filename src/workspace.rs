@@ -29,8 +29,13 @@ impl WriteRoots {
     pub fn check(&self, path: &Path) -> Result<(), String> {
         let here =
             std::env::current_dir().map_err(|e| format!("cannot tell the workspace: {e}"))?;
-        let target = resolve(&here.join(path));
-        let inside = |root: &Path| target.starts_with(resolve(&here.join(root)));
+        let Some(target) = resolve(&here.join(path)) else {
+            return Err(format!(
+                "'{}' passes through more than {MAX_LINKS} symbolic links",
+                path.display()
+            ));
+        };
+        let inside = |root: &Path| resolve(&here.join(root)).is_some_and(|r| target.starts_with(r));
         if inside(&here) || self.extra.iter().any(|r| inside(r)) {
             return Ok(());
         }
@@ -43,36 +48,63 @@ impl WriteRoots {
     }
 }
 
-/// `path` made absolute without `.` or `..`, with the symlinks of the part that exists
-/// resolved (a link inside the workspace to a directory outside is outside).
-fn resolve(path: &Path) -> PathBuf {
-    let mut clean = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::ParentDir => {
-                clean.pop();
+/// Most symbolic links one path may pass through, as Linux allows (`ELOOP` past it).
+const MAX_LINKS: usize = 40;
+
+/// `path` (absolute) as the system will find it: each component in turn, a `..` taking
+/// the parent of where the path has got to (of a link's target, not of the link: so
+/// `link/..` under a link to `/tmp` is `/`), every link met followed, including the
+/// last component's. The part that does not exist yet is taken as written. `None` for
+/// a path through too many links.
+fn resolve(path: &Path) -> Option<PathBuf> {
+    let mut todo: std::collections::VecDeque<std::ffi::OsString> =
+        std::collections::VecDeque::new();
+    let mut out = PathBuf::from("/");
+    let mut push_all = |todo: &mut std::collections::VecDeque<_>, p: &Path, out: &mut PathBuf| {
+        let mut front = Vec::new();
+        for c in p.components() {
+            match c {
+                Component::RootDir | Component::Prefix(_) => {
+                    front.clear();
+                    *out = PathBuf::from("/");
+                }
+                Component::CurDir => {}
+                Component::ParentDir => front.push(std::ffi::OsString::from("..")),
+                Component::Normal(name) => front.push(name.to_os_string()),
             }
-            Component::CurDir => {}
-            other => clean.push(other),
         }
-    }
-    // The deepest part that exists, with its links resolved, then the rest as written.
-    let mut existing = clean.as_path();
-    let mut rest = Vec::new();
-    loop {
-        if let Ok(real) = existing.canonicalize() {
-            let mut out = real;
-            out.extend(rest.iter().rev());
-            return out;
+        for name in front.into_iter().rev() {
+            todo.push_front(name);
         }
-        match (existing.parent(), existing.file_name()) {
-            (Some(parent), Some(name)) => {
-                rest.push(name.to_os_string());
-                existing = parent;
+    };
+    push_all(&mut todo, path, &mut out);
+    let mut links = 0;
+    // Once a component is missing, nothing below it exists: no link to follow.
+    let mut missing = false;
+    while let Some(name) = todo.pop_front() {
+        if name == ".." {
+            out.pop();
+            continue;
+        }
+        let next = out.join(&name);
+        if !missing {
+            match std::fs::symlink_metadata(&next) {
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    links += 1;
+                    if links > MAX_LINKS {
+                        return None;
+                    }
+                    let target = std::fs::read_link(&next).ok()?;
+                    push_all(&mut todo, &target, &mut out);
+                    continue;
+                }
+                Ok(_) => {}
+                Err(_) => missing = true,
             }
-            _ => return clean,
         }
+        out = next;
     }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -105,5 +137,56 @@ mod tests {
         };
         assert!(roots.check(&ws.path().join("link/x.txt")).is_err());
         assert!(roots.check(&ws.path().join("real/x.txt")).is_ok());
+    }
+
+    /// `link/..` is the parent of the link's target, as the system takes it, not the
+    /// directory the link is in: a path that goes up through a link goes where it leads.
+    #[test]
+    fn going_up_through_a_link_goes_up_from_where_it_leads() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir(outside.path().join("deep")).unwrap();
+        let ws = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path().join("deep"), ws.path().join("tmp")).unwrap();
+        let roots = WriteRoots {
+            extra: vec![ws.path().to_path_buf()],
+        };
+        let escape = ws.path().join("tmp/../x.txt");
+        assert!(roots.check(&escape).is_err(), "{}", escape.display());
+        assert_eq!(
+            resolve(&escape).unwrap(),
+            outside.path().canonicalize().unwrap().join("x.txt")
+        );
+        // Through a link that stays inside, and up again: inside.
+        std::fs::create_dir_all(ws.path().join("a/b")).unwrap();
+        std::os::unix::fs::symlink(ws.path().join("a/b"), ws.path().join("in")).unwrap();
+        assert!(roots.check(&ws.path().join("in/../c.txt")).is_ok());
+    }
+
+    /// A dangling link is followed too: writing through it creates its target.
+    #[test]
+    fn a_dangling_link_to_outside_is_outside() {
+        let outside = tempfile::tempdir().unwrap();
+        let ws = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path().join("new.txt"), ws.path().join("log.txt"))
+            .unwrap();
+        let roots = WriteRoots {
+            extra: vec![ws.path().to_path_buf()],
+        };
+        assert!(roots.check(&ws.path().join("log.txt")).is_err());
+        // A relative link to a file beside it stays inside.
+        std::os::unix::fs::symlink("real.txt", ws.path().join("alias.txt")).unwrap();
+        assert!(roots.check(&ws.path().join("alias.txt")).is_ok());
+    }
+
+    #[test]
+    fn a_loop_of_links_is_refused() {
+        let ws = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(ws.path().join("b"), ws.path().join("a")).unwrap();
+        std::os::unix::fs::symlink(ws.path().join("a"), ws.path().join("b")).unwrap();
+        let roots = WriteRoots {
+            extra: vec![ws.path().to_path_buf()],
+        };
+        let refused = roots.check(&ws.path().join("a/x")).unwrap_err();
+        assert!(refused.contains("symbolic links"), "{refused}");
     }
 }

@@ -134,7 +134,10 @@ fn pflow_log_shows_a_nodes_last_output() {
 #[test]
 fn pflow_log_reads_records_by_the_name_their_build_was_given() {
     let ws = warner();
-    ws.cmd().env("PFLOW_RECORDS_AS", "inline-7").run().assert_ok();
+    ws.cmd()
+        .env("PFLOW_RECORDS_AS", "inline-7")
+        .run()
+        .assert_ok();
     let log = |named: bool| {
         let mut p = ws
             .pflow()

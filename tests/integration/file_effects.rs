@@ -151,10 +151,17 @@ fn file_nodes_change_files_only_inside_the_workspace_unless_allowed() {
         "inputs": {"where": {"type": "string"}},
         "nodes": [{"id": "w", "type": "write-file", "params": {"file_path": "${where}", "content": "x"}}]
     }));
-    // A relative escape and an absolute one, as a template could give them.
+    // A relative escape and an absolute one, as a template could give them; one up
+    // through a link in the workspace (`tmp/..` is the parent of where `tmp` leads);
+    // and a link whose target does not exist yet (writing through it creates that).
+    std::fs::create_dir(outside.path().join("deep")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("deep"), ws.file("tmp")).unwrap();
+    std::os::unix::fs::symlink(&target, ws.file("dangling.txt")).unwrap();
     let escapes = [
         "../outside.txt".to_string(),
         target.to_string_lossy().into_owned(),
+        "tmp/../outside.txt".to_string(),
+        "dangling.txt".to_string(),
     ];
     for path in &escapes {
         let r = ws.build(&[&format!("where={path}")]);
