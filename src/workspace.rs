@@ -60,7 +60,7 @@ fn resolve(path: &Path) -> Option<PathBuf> {
     let mut todo: std::collections::VecDeque<std::ffi::OsString> =
         std::collections::VecDeque::new();
     let mut out = PathBuf::from("/");
-    let mut push_all = |todo: &mut std::collections::VecDeque<_>, p: &Path, out: &mut PathBuf| {
+    let push_all = |todo: &mut std::collections::VecDeque<_>, p: &Path, out: &mut PathBuf| {
         let mut front = Vec::new();
         for c in p.components() {
             match c {
