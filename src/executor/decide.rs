@@ -159,6 +159,9 @@ pub struct Sources<'a> {
     /// must not bring it back.
     pub consumed: &'a HashSet<String>,
     pub mode: Mode,
+    /// Where the build may change files: a file is put back from the cache only there,
+    /// as the node itself could write it only there.
+    pub write_roots: &'a crate::workspace::WriteRoots,
 }
 
 /// The question about one node or item.
@@ -263,19 +266,40 @@ fn usable(src: &Sources<'_>, entry: &Entry, policy: CachePolicy) -> Result<PutBa
     if src.mode == Mode::Probe {
         return Ok(back);
     }
+    let mut wanted = Vec::new();
     for rec in &entry.manifest.files {
         match src.cache.local().file_state(rec) {
             FileState::Intact => {}
             // Gone because a later node of this workflow removed it, as it should be.
             FileState::Missing if src.consumed.contains(&rec.path) => {}
             FileState::Missing | FileState::Changed => {
-                let aside = src.cache.local().restore_file(rec).map_err(|e| {
-                    RunReason::CannotRestore(format!("cannot restore {}: {e}", rec.path))
-                })?;
+                // Checked for every file before any is put back: the node runs instead
+                // (and meets the same refusal, told as its error), nothing half restored.
+                src.write_roots
+                    .check(std::path::Path::new(&rec.path))
+                    .map_err(|why| RunReason::CannotRestore(format!("not restored: {why}")))?;
+                wanted.push(rec);
+            }
+        }
+    }
+    for rec in wanted {
+        match src.cache.local().restore_file(rec) {
+            Ok(aside) => {
                 if let Some(aside) = aside {
                     back.kept.push((rec.path.clone(), aside));
                 }
                 back.restored.push(rec.path.clone());
+            }
+            Err(e) => {
+                // An edit already moved aside is told here, as the node runs instead.
+                let mut why = format!("cannot restore {}: {e}", rec.path);
+                for (path, aside) in &back.kept {
+                    why.push_str(&format!(
+                        "; {path} was changed by hand and is kept as {}",
+                        aside.display()
+                    ));
+                }
+                return Err(RunReason::CannotRestore(why));
             }
         }
     }
@@ -333,18 +357,21 @@ mod tests {
         memo: Memo,
         records: BuildState,
         consumed: HashSet<String>,
+        roots: crate::workspace::WriteRoots,
     }
 
     impl World {
         fn new() -> World {
             let dir = tempfile::tempdir().unwrap();
             let cache = Layered::new(Cache::new(dir.path().join("cache")), None);
+            let roots = crate::workspace::WriteRoots::new(&[dir.path().to_path_buf()]);
             World {
                 dir,
                 cache,
                 memo: Memo::default(),
                 records: BuildState::default(),
                 consumed: HashSet::new(),
+                roots,
             }
         }
 
@@ -377,6 +404,7 @@ mod tests {
                 cache: &self.cache,
                 consumed: &self.consumed,
                 mode,
+                write_roots: &self.roots,
             };
             decide(&src, ask)
         }

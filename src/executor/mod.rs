@@ -1542,6 +1542,7 @@ impl<'a> Shared<'a> {
             cache: self.cache,
             consumed: &self.consumed,
             mode,
+            write_roots: &self.opts.write_roots,
         }
     }
 

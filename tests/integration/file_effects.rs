@@ -198,6 +198,43 @@ fn file_nodes_change_files_only_inside_the_workspace_unless_allowed() {
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "x");
 }
 
+/// A file is put back from the cache only where the node itself may write it: not
+/// outside the workspace when the build no longer allows it, and not through a link
+/// put where its folder was (the node runs instead, and is refused as it would be).
+#[test]
+fn a_restore_writes_only_where_the_node_may_write() {
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().join("x.txt");
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [{"id": "w", "type": "write-file",
+                   "params": {"file_path": target.to_string_lossy(), "content": "x"}}]
+    }));
+    let allow = outside.path().to_string_lossy().into_owned();
+    ws.build(&["--allow-write", &allow]).assert_ok();
+    std::fs::remove_file(&target).unwrap();
+    let r = ws.build(&[]);
+    assert_eq!(r.code, 1, "{r}");
+    assert!(!target.exists(), "restored outside the workspace: {r}");
+    let message = r.errors()[0]["message"].as_str().unwrap_or("").to_string();
+    assert!(message.contains("is outside the workspace"), "{message}");
+    // Allowed again: put back.
+    let r = ws.build(&["--allow-write", &allow]);
+    r.assert_ok();
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "x");
+
+    // The folder a node wrote into, replaced by a link to a folder outside.
+    ws.set_workflow(&json!({
+        "nodes": [{"id": "w", "type": "write-file",
+                   "params": {"file_path": "out/a.txt", "content": "a"}}]
+    }));
+    ws.build(&[]).assert_ok();
+    std::fs::remove_dir_all(ws.file("out")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), ws.file("out")).unwrap();
+    let r = ws.build(&[]);
+    assert_eq!(r.code, 1, "{r}");
+    assert!(!outside.path().join("a.txt").exists(), "{r}");
+}
+
 #[test]
 fn an_append_killed_before_its_record_is_done_once() {
     let ws = Workspace::new().workflow(json!({
