@@ -79,6 +79,18 @@ impl<'a> Shared<'a> {
         }) {
             kb.add_text("shell-values", "variables");
         }
+        // Permissive mode keeps a reference that does not resolve as its text, where
+        // strict mode fails: a result made under one is not the other's. Only for nodes
+        // with templates in permissive workflows, so strict (the default) keys stay.
+        if self.v.workflow.template_mode == crate::workflow::TemplateMode::Permissive
+            && (cn.items.is_some()
+                || cn
+                    .params
+                    .iter()
+                    .any(|(_, pt)| !matches!(pt, ParamTemplate::Literal(_))))
+        {
+            kb.add_text("templates", "permissive");
+        }
         // Only when declared, so the keys of nodes without declarations stay as they were.
         for (name, paths) in [("reads", &node.reads), ("writes", &node.writes)] {
             if !paths.is_empty() {

@@ -39,6 +39,29 @@ fn second_build_runs_nothing_and_reports_everything_cached() {
     }
 }
 
+/// A result made in permissive mode (a reference that does not resolve kept as its
+/// text) is not served once the workflow is strict, where that reference fails.
+#[test]
+fn a_result_of_permissive_templates_is_not_served_to_a_strict_build() {
+    let ws = Workspace::new().workflow(json!({
+        "template_resolution_mode": "permissive",
+        "nodes": [
+            {"id": "a", "type": "echo", "params": {"message": "hi"}},
+            {"id": "b", "type": "echo", "params": {"message": "v=${a.metadata.nope}"}}
+        ]
+    }));
+    ws.build(&[]).assert_ok();
+    ws.edit_workflow(|doc| {
+        doc.as_object_mut()
+            .unwrap()
+            .remove("template_resolution_mode");
+    });
+    let strict = ws.build(&[]);
+    assert_eq!(strict.code, 1, "{strict}");
+    assert_eq!(strict.status_of("b"), "failed", "{strict}");
+    assert_eq!(strict.status_of("a"), "cached", "{strict}");
+}
+
 #[test]
 fn editing_a_command_reruns_it_and_only_dependents_whose_inputs_changed() {
     let ws = Workspace::new().workflow(pipeline());
