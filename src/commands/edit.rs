@@ -482,6 +482,10 @@ fn try_serve(
                     .local()
                     .peek(&key)
                     .ok_or("a known node's entry is gone")?;
+                // The result the record names, not another stored under the key since.
+                if entry.output.as_bytes() != digest {
+                    return Err("a known node's entry holds another result");
+                }
                 let values = cache
                     .local()
                     .load_outputs(&entry)

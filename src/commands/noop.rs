@@ -570,9 +570,14 @@ fn resolve_outputs(
     if rec.outputs.is_empty() {
         return Some(outputs);
     }
+    // The entry must hold the value the record's digest names: another build may have
+    // stored a new result under the key since (a node whose output varies, run again).
     let load = |index: u32| -> Option<(String, Arc<Value>)> {
         let r = reports.get(index as usize)?;
         let entry = cache.peek(&r.key?)?;
+        if Some(entry.output) != r.digest {
+            return None;
+        }
         Some((r.id.clone(), Arc::new(cache.load_outputs(&entry).ok()?)))
     };
     for (name, source) in &rec.outputs {
@@ -582,9 +587,19 @@ fn resolve_outputs(
                 let scope = Values(nodes.iter().map(|&i| load(i)).collect::<Option<_>>()?);
                 t.resolve(&scope).ok()?
             }
-            OutputSource::Field(nodes) => nodes
-                .iter()
-                .find_map(|&i| load(i).and_then(|(_, v)| v.get(name).cloned()))?,
+            // The first of the nodes that has the field; one that cannot be loaded is
+            // not passed over for an earlier one (the normal build would run it).
+            OutputSource::Field(nodes) => {
+                let mut found = None;
+                for &i in nodes {
+                    let (_, v) = load(i)?;
+                    if let Some(x) = v.get(name) {
+                        found = Some(x.clone());
+                        break;
+                    }
+                }
+                found?
+            }
         };
         outputs.insert(name.clone(), value);
     }

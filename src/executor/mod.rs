@@ -294,6 +294,9 @@ struct SlotState {
     /// back until it is, so that a node reported as run is one a build killed right
     /// after does not run again.
     storing: bool,
+    /// Run again when its values were needed (its entry unusable), it gave another
+    /// result than the one its dependents' keys were made from.
+    moved: bool,
     report: Option<NodeReport>,
 }
 
@@ -1023,6 +1026,28 @@ impl<'a> Shared<'a> {
             if let Some(key) = st.key {
                 st.entry = self.cache.local().peek(&key).map(Box::new);
             }
+            // Another build may have stored a new result under the key since (a node
+            // whose output varies, run again): its dependents were keyed with the old
+            // one's digest, so nothing made from these values is stored under their keys.
+            let stored = st.entry.as_ref().map(|e| e.output);
+            if let (Some(output), Some(digest)) = (stored, st.digest) {
+                if output != digest {
+                    let id = self.v.graph.id(j);
+                    lock(&self.warnings).push(format!(
+                        "{id}: its cache entry holds another result than this workflow's last build recorded (stored since by another build); what its dependents take from the record may be older (build with --rerun {id} to bring them in line)"
+                    ));
+                    st.moved = true;
+                    st.digest = Some(output);
+                    // Recorded as what the cache holds, so the next build keys its
+                    // dependents from it.
+                    if let Some(rep) = st.report.as_mut() {
+                        rep.digest = Some(output);
+                    }
+                    if let (Some(key), Some(entry)) = (st.key, st.entry.as_deref()) {
+                        self.recorder.entry(id, &key, &output, entry);
+                    }
+                }
+            }
         }
         if st.entry.is_some() || st.fast {
             let loaded = match &st.entry {
@@ -1055,6 +1080,7 @@ impl<'a> Shared<'a> {
                                 self.session.remember(key, digest, values.clone());
                             }
                             st.values = Some(values.clone());
+                            st.moved |= st.digest.is_some_and(|d| d != digest);
                             st.digest = Some(digest);
                             if let Some(rep) = report.as_mut() {
                                 rep.status = Status::Ran;
@@ -1433,9 +1459,20 @@ impl<'a> Shared<'a> {
         let digest = output_digest(&result.values);
         let values = Arc::new(result.values);
         let unstable = keys::read_other_bytes(&keyed, &result.files.read);
+        // An upstream node whose values turned out not to be the ones its digest (which
+        // this key was made from) names: this result is not the one the key names.
+        let moved = self.deps[i]
+            .iter()
+            .find(|(j, _)| lock(&self.slots[*j]).moved)
+            .map(|(j, _)| self.v.graph.id(*j));
         if result.items_failed > 0 {
             report.reason =
                 format!("{} ({} item(s) failed)", report.reason, result.items_failed).into();
+        } else if let Some(up) = moved {
+            lock(&self.warnings).push(format!(
+                "{}: upstream {up} gave another result than its key was made from; its result is not cached",
+                node.id
+            ));
         } else if let Some(path) = unstable {
             // Stored under this key, the result would answer for content it never saw.
             lock(&self.warnings).push(format!(
@@ -1754,6 +1791,9 @@ impl<'a> Shared<'a> {
                 }
             }
         }
+        // Loading values for the outputs may have warned (an unusable entry run again).
+        let late: Vec<String> = std::mem::take(&mut *lock(&self.warnings));
+        warnings.extend(late.iter().map(|w| self.opts.redactor.scrub(w)));
         // Taken only now: loading values above (after a corrupt entry) may update reports.
         // Sized first: grown by doubling, the 2.4 MB of 10,000 reports were copied and
         // faulted in again at each step (about 5% of a cold build of 10,000 nodes).

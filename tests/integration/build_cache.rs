@@ -62,6 +62,52 @@ fn a_result_of_permissive_templates_is_not_served_to_a_strict_build() {
     assert_eq!(strict.status_of("a"), "cached", "{strict}");
 }
 
+/// Another workflow with the same step stores a new result under its key (a step whose
+/// output varies, run again): this workflow's next build is told, caches nothing made
+/// from the mismatched pair, and the build after it is consistent again.
+#[test]
+fn a_result_stored_since_by_another_workflow_is_told_and_never_mixed_into_the_cache() {
+    let stamp = json!({"id": "stamp", "type": "shell", "params": {"command": "date +%s%N"}});
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [stamp.clone(),
+                  {"id": "use", "type": "shell", "params": {"command": "echo got ${stamp.stdout}"}}],
+        "outputs": {"s": {"source": "${stamp.stdout}"}, "u": {"source": "${use.stdout}"}}
+    }));
+    ws.write("other.json", &json!({"nodes": [stamp]}).to_string());
+    let first = ws.build(&[]);
+    first.assert_ok();
+    let t1 = first.output("s").as_str().unwrap().to_string();
+    assert_eq!(first.output("u"), &json!(format!("got {t1}")));
+    let rerun = ws
+        .pflow()
+        .args([
+            "build",
+            "other.json",
+            "--no-repair",
+            "--rerun",
+            "stamp",
+            "--cache-dir",
+        ])
+        .arg(ws.cache_dir())
+        .output();
+    assert!(rerun.status.success(), "{rerun:?}");
+
+    let next = ws.build(&[]);
+    next.assert_ok();
+    let s = next.output("s").as_str().unwrap().to_string();
+    if s != t1 {
+        assert!(
+            next.to_string().contains("holds another result"),
+            "a mismatched pair served without a word: {next}"
+        );
+    }
+    // Whatever was served, the build after it pairs them as a fresh run would.
+    let last = ws.build(&[]);
+    last.assert_ok();
+    let s = last.output("s").as_str().unwrap();
+    assert_eq!(last.output("u"), &json!(format!("got {s}")), "{last}");
+}
+
 #[test]
 fn editing_a_command_reruns_it_and_only_dependents_whose_inputs_changed() {
     let ws = Workspace::new().workflow(pipeline());

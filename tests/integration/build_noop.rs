@@ -432,6 +432,35 @@ fn a_collected_cache_is_seen() {
     assert_eq!(r.status_of("greet"), "ran", "{r}");
 }
 
+/// An output with no source takes the field from the last node that has one; a node
+/// whose entry is gone is not passed over for an earlier one's (the normal build runs
+/// it), and the value is the one the record names.
+#[test]
+fn an_output_without_a_source_never_falls_back_to_an_earlier_node() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [
+            {"id": "first", "type": "shell", "params": {"command": "echo one"}},
+            // Large enough to be kept as a blob of its own, apart from the segments.
+            {"id": "second", "type": "shell", "params": {"command": "yes two | head -c 70000"}}
+        ],
+        "outputs": {"stdout": {}}
+    }));
+    prime(&ws, &[]);
+    let blobs = ws.cache_dir().join("content-v2");
+    assert!(blobs.is_dir(), "no blob store at {}", blobs.display());
+    std::fs::remove_dir_all(&blobs).unwrap();
+    let r = debug_build(&ws, &[]);
+    r.assert_ok();
+    assert_not_served(&r);
+    let out = r.output("stdout").as_str().unwrap_or_default();
+    // (Its last newline trimmed, as a step's stdout is.)
+    assert!(
+        out.starts_with("two\ntwo") && out.len() == 69_999,
+        "{}",
+        &out[..out.len().min(40)]
+    );
+}
+
 /// A JSON build with `PFLOW_DEBUG=1` and repair on: it replays proven patches (and asks
 /// no model).
 fn replaying(ws: &Workspace) -> std::process::Output {
