@@ -113,7 +113,12 @@ impl Layered {
         let Some(files) = self.local.written_files(manifest) else {
             return Push::NotSent;
         };
-        if secrets.finds_in(&bytes) || files.iter().any(|f| secrets.finds_in(f)) {
+        // In the values as well as in their JSON, where a secret with a quote, a
+        // backslash or a control character in it is escaped (and not found as it is).
+        if secrets.finds_in(&bytes)
+            || secrets.finds_in_value(outputs)
+            || files.iter().any(|f| secrets.finds_in(f))
+        {
             return Push::HeldBack;
         }
         remote.upload(key, manifest, bytes, files);

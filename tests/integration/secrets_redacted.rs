@@ -138,6 +138,46 @@ fn a_result_holding_a_secret_stays_off_the_remote_and_the_build_says_so_once() {
     );
 }
 
+/// A secret with a quote in it is escaped in the JSON a result is uploaded as: it is
+/// looked for in the values themselves, so such a result stays local too.
+#[test]
+fn a_result_holding_a_secret_that_json_escapes_stays_off_the_remote() {
+    use crate::stub::{Reply, Stub};
+    let remote = Stub::start(|req, _| match req.method.as_str() {
+        "PUT" => Reply::text(201, "text/plain", ""),
+        _ => Reply::text(404, "text/plain", ""),
+    });
+    let ws = Workspace::new().workflow(json!({
+        "inputs": {"api_token": {"type": "string"}},
+        "nodes": [
+            {"id": "public", "type": "shell", "params": {"command": "echo nothing to hide"}},
+            {"id": "echo_token", "type": "shell", "params": {"command": "echo token=${api_token}"}}
+        ]
+    }));
+    let r = ws
+        .cmd()
+        .args(&[
+            "api_token=SEC\"RET-quoted",
+            "--remote-cache",
+            &remote.url(),
+            "--remote-cache-write",
+        ])
+        .run();
+    r.assert_ok();
+    assert!(
+        remote.requests().iter().any(|q| q.method == "PUT"),
+        "nothing was uploaded at all: {r}"
+    );
+    for q in remote.requests() {
+        let seen = q.raw_text();
+        assert!(
+            !seen.contains("RET-quoted"),
+            "the secret was sent to the remote:\n{seen}"
+        );
+    }
+    assert!(r.to_string().contains("not uploaded"), "{r}");
+}
+
 /// Issue 17's whole scenario: a secret input, a shell `env` secret and pflow's own API
 /// key; the step prints all three and fails; a model repairs it; results go to a remote.
 /// None of the secrets is in anything pflow printed, wrote under the cache directory or
