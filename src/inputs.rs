@@ -17,12 +17,25 @@ pub fn parse_assignments(args: &[String]) -> Result<Vec<(String, String)>, Diagn
         .collect()
 }
 
-/// Coerce command-line text to the declared type.
-pub fn coerce(name: &str, text: &str, ty: Option<InputType>) -> Result<Value, Diagnostic> {
+/// Coerce command-line text to the declared type. A `secret` input's text is never
+/// shown in the error (a malformed value still holds the secret).
+pub fn coerce(
+    name: &str,
+    text: &str,
+    ty: Option<InputType>,
+    secret: bool,
+) -> Result<Value, Diagnostic> {
     let bad = |what: &str| {
+        let got = match secret {
+            true => format!(
+                "got a value of {} characters (not shown: a secret)",
+                text.chars().count()
+            ),
+            false => format!("got '{text}'"),
+        };
         Diagnostic::error(
             format!("inputs.{name}"),
-            format!("input '{name}' must be {what}, got '{text}'"),
+            format!("input '{name}' must be {what}, {got}"),
         )
     };
     Ok(match ty {
@@ -93,7 +106,7 @@ pub fn resolve(
             .map(|(_, v)| v.clone())
             .or_else(|| if spec.stdin { stdin.take() } else { None });
         let value = match text {
-            Some(t) => match coerce(name, &t, spec.ty) {
+            Some(t) => match coerce(name, &t, spec.ty, wf.is_secret_input(name)) {
                 Ok(v) => v,
                 Err(d) => {
                     errors.push(d);

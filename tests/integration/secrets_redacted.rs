@@ -138,6 +138,27 @@ fn a_result_holding_a_secret_stays_off_the_remote_and_the_build_says_so_once() {
     );
 }
 
+/// A value given for a typed secret input that is not of its type is refused without
+/// being shown: a malformed object of credentials still holds them.
+#[test]
+fn a_malformed_secret_input_is_refused_without_its_value() {
+    let ws = Workspace::new().workflow(json!({
+        "inputs": {"credentials": {"type": "object", "secret": true},
+                   "count": {"type": "integer"}},
+        "nodes": [{"id": "a", "type": "echo", "params": {"message": "hi"}}]
+    }));
+    let r = ws.build(&["credentials={\"password\":\"hunter22-pw\"", "count=x1"]);
+    assert_eq!(r.code, 2, "{r}");
+    let all = r.to_string();
+    assert!(!all.contains("hunter22"), "{all}");
+    assert!(
+        all.contains("input 'credentials' must be a JSON object"),
+        "{all}"
+    );
+    // Another input's text is shown, as it helps.
+    assert!(all.contains("got 'x1'"), "{all}");
+}
+
 /// A secret with a quote in it is escaped in the JSON a result is uploaded as: it is
 /// looked for in the values themselves, so such a result stays local too.
 #[test]
