@@ -84,14 +84,18 @@ fn an_input_declared_secret_is_redacted_and_sealed_whatever_its_name() {
     }
 }
 
-#[test]
-fn a_result_holding_a_secret_stays_off_the_remote_and_the_build_says_so_once() {
+/// A remote cache that stores nothing: every GET misses, every PUT is accepted.
+fn accepting_remote() -> crate::stub::Stub {
     use crate::stub::{Reply, Stub};
-    // A remote cache that stores nothing: every GET misses, every PUT is accepted.
-    let remote = Stub::start(|req, _| match req.method.as_str() {
+    Stub::start(|req, _| match req.method.as_str() {
         "PUT" => Reply::text(201, "text/plain", ""),
         _ => Reply::text(404, "text/plain", ""),
-    });
+    })
+}
+
+#[test]
+fn a_result_holding_a_secret_stays_off_the_remote_and_the_build_says_so_once() {
+    let remote = accepting_remote();
     let ws = Workspace::new().workflow(json!({
         "inputs": {"api_token": {"type": "string"}},
         "nodes": [
@@ -163,11 +167,7 @@ fn a_malformed_secret_input_is_refused_without_its_value() {
 /// looked for in the values themselves, so such a result stays local too.
 #[test]
 fn a_result_holding_a_secret_that_json_escapes_stays_off_the_remote() {
-    use crate::stub::{Reply, Stub};
-    let remote = Stub::start(|req, _| match req.method.as_str() {
-        "PUT" => Reply::text(201, "text/plain", ""),
-        _ => Reply::text(404, "text/plain", ""),
-    });
+    let remote = accepting_remote();
     let ws = Workspace::new().workflow(json!({
         "inputs": {"api_token": {"type": "string"}},
         "nodes": [
