@@ -207,7 +207,8 @@ fn the_inspector_saves_a_workflow_and_builds_it_by_name_with_params() {
     let ws = Workspace::new();
     ws.write(
         "greet.json",
-        &json!({"inputs": {"who": {"type": "string"}},
+        &json!({"inputs": {"who": {"type": "string"},
+                           "api_token": {"type": "string", "required": false, "default": "tok-DEFAULT-42"}},
                 "nodes": [{"id": "g", "type": "shell", "params": {"command": "echo hello ${who}"}}],
                 "outputs": {"msg": {"source": "${g.stdout}"}}})
         .to_string(),
@@ -229,6 +230,15 @@ fn the_inspector_saves_a_workflow_and_builds_it_by_name_with_params() {
         json!("greeter"),
         "{listed}"
     );
+    // A secret input's default is not shown to the agent (nor to its model).
+    let inputs = &listed["structuredContent"]["workflows"][0]["inputs"];
+    assert_eq!(
+        inputs["api_token"]["default"],
+        json!("<redacted>"),
+        "{listed}"
+    );
+    assert!(!listed.to_string().contains("tok-DEFAULT-42"), "{listed}");
+    assert_eq!(inputs["who"]["type"], json!("string"), "{listed}");
     let built = call(
         &ws,
         &inspector,

@@ -169,7 +169,7 @@ fn call(name: &str, args: &Map<String, Value>) -> std::result::Result<CallToolRe
                 .filter_map(|n| crate::store::load(&n).ok())
                 .map(|d| {
                     json!({"name": d.get("name"), "description": d.get("description"),
-                           "inputs": d.pointer("/ir/inputs"),
+                           "inputs": listed_inputs(d.pointer("/ir/inputs")),
                            "execution_count": d.pointer("/rich_metadata/execution_count"),
                            "last_execution_success": d.pointer("/rich_metadata/last_execution_success")})
                 })
@@ -319,4 +319,23 @@ fn save(args: &Map<String, Value>) -> std::result::Result<CallToolResult, ErrorD
         Ok(path) => Ok(answer(json!({"saved": name, "path": path}), false)),
         Err(e) => Ok(answer(json!({"saved": null, "error": e}), true)),
     }
+}
+
+/// A saved workflow's inputs as `list_workflows` shows them to an agent (and so to its
+/// model): a secret input's default (named like one, or declared `"secret": true`) is
+/// replaced by a marker.
+fn listed_inputs(inputs: Option<&Value>) -> Option<Value> {
+    let mut inputs = inputs?.clone();
+    if let Value::Object(map) = &mut inputs {
+        for (name, spec) in map.iter_mut() {
+            let declared = spec.get("secret").and_then(Value::as_bool) == Some(true);
+            if !(declared || crate::secrets::is_secret_name(name)) {
+                continue;
+            }
+            if let Some(default) = spec.get_mut("default").filter(|d| !d.is_null()) {
+                *default = Value::String("<redacted>".into());
+            }
+        }
+    }
+    Some(inputs)
 }
