@@ -54,8 +54,8 @@ const MAX_LINKS: usize = 40;
 /// `path` (absolute) as the system will find it: each component in turn, a `..` taking
 /// the parent of where the path has got to (of a link's target, not of the link: so
 /// `link/..` under a link to `/tmp` is `/`), every link met followed, including the
-/// last component's. The part that does not exist yet is taken as written. `None` for
-/// a path through too many links.
+/// last component's. A component that does not exist yet is taken as written. `None`
+/// for a path through too many links.
 fn resolve(path: &Path) -> Option<PathBuf> {
     let mut todo: std::collections::VecDeque<std::ffi::OsString> =
         std::collections::VecDeque::new();
@@ -79,27 +79,23 @@ fn resolve(path: &Path) -> Option<PathBuf> {
     };
     push_all(&mut todo, path, &mut out);
     let mut links = 0;
-    // Once a component is missing, nothing below it exists: no link to follow.
-    let mut missing = false;
     while let Some(name) = todo.pop_front() {
         if name == ".." {
             out.pop();
             continue;
         }
         let next = out.join(&name);
-        if !missing {
-            match std::fs::symlink_metadata(&next) {
-                Ok(meta) if meta.file_type().is_symlink() => {
-                    links += 1;
-                    if links > MAX_LINKS {
-                        return None;
-                    }
-                    let target = std::fs::read_link(&next).ok()?;
-                    push_all(&mut todo, &target, &mut out);
-                    continue;
+        // Asked of every component, a missing one too: `missing/..` leads back to
+        // folders that exist, and their links count.
+        if let Ok(meta) = std::fs::symlink_metadata(&next) {
+            if meta.file_type().is_symlink() {
+                links += 1;
+                if links > MAX_LINKS {
+                    return None;
                 }
-                Ok(_) => {}
-                Err(_) => missing = true,
+                let target = std::fs::read_link(&next).ok()?;
+                push_all(&mut todo, &target, &mut out);
+                continue;
             }
         }
         out = next;
@@ -156,6 +152,9 @@ mod tests {
             resolve(&escape).unwrap(),
             outside.path().canonicalize().unwrap().join("x.txt")
         );
+        // Up from a folder that does not exist (which a write creates) and down through
+        // the link: outside as well.
+        assert!(roots.check(&ws.path().join("new/../tmp/x.txt")).is_err());
         // Through a link that stays inside, and up again: inside.
         std::fs::create_dir_all(ws.path().join("a/b")).unwrap();
         std::os::unix::fs::symlink(ws.path().join("a/b"), ws.path().join("in")).unwrap();

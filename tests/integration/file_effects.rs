@@ -161,6 +161,8 @@ fn file_nodes_change_files_only_inside_the_workspace_unless_allowed() {
         "../outside.txt".to_string(),
         target.to_string_lossy().into_owned(),
         "tmp/../outside.txt".to_string(),
+        // Up from a folder the write would create, then through the link.
+        "new/../tmp/../outside.txt".to_string(),
         "dangling.txt".to_string(),
     ];
     for path in &escapes {
