@@ -294,8 +294,8 @@ struct SlotState {
     /// back until it is, so that a node reported as run is one a build killed right
     /// after does not run again.
     storing: bool,
-    /// Run again when its values were needed (its entry unusable), it gave another
-    /// result than the one its dependents' keys were made from.
+    /// Its values, read when they were needed, are not the result its dependents' keys
+    /// were made from (its entry held another, or was unusable and it ran again).
     moved: bool,
     report: Option<NodeReport>,
 }
@@ -319,6 +319,9 @@ struct Shared<'a> {
     /// What the last build saw, and what this one learns for the next.
     recorder: recorder::Recorder,
     warnings: Mutex<Vec<String>>,
+    /// Some slot's `moved` is set: only then does a node that ran look at its
+    /// dependencies' (a lock each, on every run).
+    any_moved: AtomicBool,
     /// Each batch node's item intervals, kept by `run_batch` (also when the batch
     /// fails) until its report takes them.
     item_spans: Mutex<HashMap<usize, Vec<ItemSpan>>>,
@@ -532,6 +535,7 @@ impl<'a> Shared<'a> {
             consumed: consumed_paths(v, &recorder, cache),
             recorder,
             warnings: Mutex::new(Vec::new()),
+            any_moved: AtomicBool::new(false),
             item_spans: Mutex::new(HashMap::new()),
             held_back: Mutex::new(Vec::new()),
             budget: budget::Budget::new(opts.jobs_given.then_some(opts.jobs)),
@@ -1037,6 +1041,7 @@ impl<'a> Shared<'a> {
                         "{id}: its cache entry holds another result than this workflow's last build recorded (stored since by another build); what its dependents take from the record may be older (build with --rerun {id} to bring them in line)"
                     ));
                     st.moved = true;
+                    self.any_moved.store(true, Ordering::Relaxed);
                     st.digest = Some(output);
                     // Recorded as what the cache holds, so the next build keys its
                     // dependents from it.
@@ -1080,7 +1085,10 @@ impl<'a> Shared<'a> {
                                 self.session.remember(key, digest, values.clone());
                             }
                             st.values = Some(values.clone());
-                            st.moved |= st.digest.is_some_and(|d| d != digest);
+                            if st.digest.is_some_and(|d| d != digest) {
+                                st.moved = true;
+                                self.any_moved.store(true, Ordering::Relaxed);
+                            }
                             st.digest = Some(digest);
                             if let Some(rep) = report.as_mut() {
                                 rep.status = Status::Ran;
@@ -1461,10 +1469,16 @@ impl<'a> Shared<'a> {
         let unstable = keys::read_other_bytes(&keyed, &result.files.read);
         // An upstream node whose values turned out not to be the ones its digest (which
         // this key was made from) names: this result is not the one the key names.
-        let moved = self.deps[i]
-            .iter()
-            .find(|(j, _)| lock(&self.slots[*j]).moved)
-            .map(|(j, _)| self.v.graph.id(*j));
+        let moved = self
+            .any_moved
+            .load(Ordering::Relaxed)
+            .then(|| {
+                self.deps[i]
+                    .iter()
+                    .find(|(j, _)| lock(&self.slots[*j]).moved)
+                    .map(|(j, _)| self.v.graph.id(*j))
+            })
+            .flatten();
         if result.items_failed > 0 {
             report.reason =
                 format!("{} ({} item(s) failed)", report.reason, result.items_failed).into();
