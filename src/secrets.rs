@@ -83,6 +83,7 @@ mod tests {
     fn a_value_is_redacted_in_every_string_and_key_it_holds() {
         let r = Redactor {
             values: vec!["hunter2-pw".to_string()],
+            learned: Default::default(),
         };
         let v = serde_json::json!({
             "said": "pw hunter2-pw",
@@ -103,7 +104,7 @@ mod tests {
             "a key"
         );
         assert!(!r.finds_in_value(&serde_json::json!({"said": "pw", "n": 7})));
-        let none = Redactor { values: Vec::new() };
+        let none = Redactor::default();
         assert_eq!(none.scrub_value(&v), v);
         assert!(!none.finds_in_value(&v));
     }
@@ -146,6 +147,22 @@ mod tests {
     }
 
     #[test]
+    fn a_value_learned_by_one_clone_is_redacted_by_all() {
+        let shown = Redactor::new(vec!["known-secret".to_string()]);
+        let runner = shown.clone();
+        assert_eq!(shown.scrub("minted-later"), "minted-later");
+        runner.learn("minted-later\nsecond-line");
+        runner.learn("abc");
+        assert_eq!(
+            shown.scrub("known-secret, minted-later, second-line, abc"),
+            "<redacted>, <redacted>, <redacted>, abc"
+        );
+        assert!(shown.finds_in(b"x second-line y"));
+        assert_eq!(shown.longest(), "minted-later\nsecond-line".len());
+        assert!(!Redactor::default().finds_in(b"minted-later"));
+    }
+
+    #[test]
     fn scrubs_by_value() {
         let secrets = vec!["sekrit-value".to_string(), String::new()];
         assert_eq!(
@@ -157,15 +174,39 @@ mod tests {
 
 /// The secret values of one command, replaced by value in everything it prints or
 /// keeps about a run (errors, reasons, warnings). Its `Debug` shows how many, never what.
+///
+/// Most values are known before the build starts; a value a step produces becomes one
+/// when another binds it into a secret param (a shell `env` value made from an upstream
+/// output), and is [learned](Redactor::learn) then. Clones share what is learned: every
+/// part of a build that redacts holds a clone of one redactor.
 #[derive(Clone, Default)]
 pub struct Redactor {
     values: Vec<String>,
+    learned: std::sync::Arc<std::sync::RwLock<Vec<String>>>,
 }
 
 impl std::fmt::Debug for Redactor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Redactor({} values)", self.values.len())
+        write!(
+            f,
+            "Redactor({} values, {} learned)",
+            self.values.len(),
+            self.learned_values().len()
+        )
     }
+}
+
+/// A secret and, when it has several lines (a PEM key), each of its lines: output read
+/// a line at a time (`-v`) never holds it whole. Values shorter than [`MIN_SECRET_LEN`]
+/// are left out: redacting them would garble ordinary text.
+fn with_lines(v: String) -> impl Iterator<Item = String> {
+    let lines: Vec<String> = match v.contains('\n') {
+        true => v.lines().map(str::to_string).collect(),
+        false => Vec::new(),
+    };
+    std::iter::once(v)
+        .chain(lines)
+        .filter(|v| v.chars().count() >= MIN_SECRET_LEN)
 }
 
 /// This process's variables whose names look secret, with their values. Not
@@ -185,29 +226,47 @@ impl Redactor {
     /// [`MIN_SECRET_LEN`] are ignored: redacting them would garble ordinary text.
     pub fn new(values: impl IntoIterator<Item = String>) -> Redactor {
         let env = secret_variables().map(|(_, v)| v);
-        // A secret of several lines (a PEM key) is also each of its lines: output read a
-        // line at a time (`-v`) never holds it whole.
-        let mut values: Vec<String> = values
-            .into_iter()
-            .chain(env)
-            .flat_map(|v| {
-                let lines: Vec<String> = match v.contains('\n') {
-                    true => v.lines().map(str::to_string).collect(),
-                    false => Vec::new(),
-                };
-                std::iter::once(v).chain(lines)
-            })
-            .filter(|v| v.chars().count() >= MIN_SECRET_LEN)
-            .collect();
+        let mut values: Vec<String> = values.into_iter().chain(env).flat_map(with_lines).collect();
         // The longest first, so a secret that contains another is replaced whole.
         values.sort_by_key(|v| std::cmp::Reverse(v.len()));
         values.dedup();
-        Redactor { values }
+        Redactor {
+            values,
+            learned: Default::default(),
+        }
+    }
+
+    /// Treat `value` as a secret from now on, in this redactor and all its clones.
+    pub fn learn(&self, value: &str) {
+        let fresh: Vec<String> = with_lines(value.to_string())
+            .filter(|v| !self.values.contains(v))
+            .collect();
+        if fresh.is_empty() {
+            return;
+        }
+        let mut learned = self.learned.write().unwrap_or_else(|e| e.into_inner());
+        for v in fresh {
+            if !learned.contains(&v) {
+                learned.push(v);
+            }
+        }
+    }
+
+    /// The values learned so far (a copy: none is held while text is searched).
+    fn learned_values(&self) -> Vec<String> {
+        let learned = self.learned.read().unwrap_or_else(|e| e.into_inner());
+        learned.clone()
     }
 
     /// `text` with every secret value replaced.
     pub fn scrub(&self, text: &str) -> String {
-        scrub(text, &self.values)
+        let learned = self.learned_values();
+        if learned.is_empty() {
+            return scrub(text, &self.values);
+        }
+        let mut all: Vec<String> = self.values.iter().cloned().chain(learned).collect();
+        all.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        scrub(text, &all)
     }
 
     /// `value` with every secret value replaced in its strings (and its keys).
@@ -245,18 +304,24 @@ impl Redactor {
 
     /// Does `bytes` hold any secret value?
     pub fn finds_in(&self, bytes: &[u8]) -> bool {
-        self.values
-            .iter()
-            .any(|v| !v.is_empty() && memchr::memmem::find(bytes, v.as_bytes()).is_some())
+        let found =
+            |v: &String| !v.is_empty() && memchr::memmem::find(bytes, v.as_bytes()).is_some();
+        self.values.iter().any(found) || self.learned_values().iter().any(found)
     }
 
     /// The length in bytes of the longest value looked for (0: none).
     pub fn longest(&self) -> usize {
-        self.values.iter().map(String::len).max().unwrap_or(0)
+        let learned = self.learned_values();
+        self.values
+            .iter()
+            .chain(&learned)
+            .map(String::len)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Are there no values to look for?
     pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
+        self.values.is_empty() && self.learned_values().is_empty()
     }
 }

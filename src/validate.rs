@@ -52,6 +52,19 @@ pub struct CompiledNode {
     pub writes: Vec<FilePattern>,
 }
 
+impl CompiledNode {
+    /// The node's secret params (a shell `env`, an HTTP token) whose values come from
+    /// templates: what they resolve to is a secret the redactor learns at run time.
+    pub fn secret_templates(&self) -> impl Iterator<Item = &ParamTemplate> {
+        self.params
+            .iter()
+            .filter(|(name, pt)| {
+                self.spec.secret_params.contains(&name.as_str()) && !pt.is_literal()
+            })
+            .map(|(_, pt)| pt)
+    }
+}
+
 /// Every problem found: errors (which stop the workflow) and warnings.
 #[derive(Debug, Clone, Default)]
 pub struct Report {

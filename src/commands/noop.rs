@@ -624,6 +624,10 @@ pub(super) fn node_qualifies(node: &Node, cn: &CompiledNode) -> Result<(), Strin
         "comes from a nested workflow"
     } else if !spec.literal_secrets(&node.params).is_empty() {
         "holds a secret"
+    } else if cn.secret_templates().next().is_some() {
+        // What it binds is a secret only a run learns; a build served without running
+        // it could not hide that value.
+        "binds a value into a secret param"
     } else {
         return Ok(());
     };

@@ -323,7 +323,7 @@ impl<'r, 'a> ItemRun<'r, 'a> {
         self.slow.store(true, Ordering::Relaxed);
         self.grow(s);
         let resolved = self.resolve(idx);
-        let live = sh.live_for(&node.id);
+        let live = sh.live_for(i);
         let vars = resolved.as_ref().map(|(_, v)| v.as_slice()).unwrap_or(&[]);
         let intent = cn
             .spec

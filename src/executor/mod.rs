@@ -209,6 +209,9 @@ pub struct NodeReport {
     /// For a batch node, each item's own interval and status (in item order; items
     /// that never started are left out).
     pub items: Vec<ItemSpan>,
+    /// What it printed was not streamed to `-v` as it came: it feeds a secret, which is
+    /// known (and redacted) only once the node is done. Its log is shown under its line.
+    pub unstreamed: bool,
 }
 
 impl NodeReport {
@@ -235,6 +238,7 @@ impl NodeReport {
             start_us: at_us,
             end_us: at_us,
             items: Vec::new(),
+            unstreamed: false,
         }
     }
 }
@@ -327,6 +331,10 @@ struct Shared<'a> {
     item_spans: Mutex<HashMap<usize, Vec<ItemSpan>>>,
     /// Nodes whose results were kept from the remote because they hold a secret.
     held_back: Mutex<Vec<String>>,
+    /// For each node, the references to its values that other nodes bind into secret
+    /// params (almost always none): what those resolve to is learned as a secret the
+    /// moment the node's result is known, before anything shows it.
+    secret_refs: HashMap<usize, Vec<&'a crate::template::Reference>>,
     /// What node runs and batch item workers take turns from.
     budget: budget::Budget,
     /// Where nodes hand work off (see `offload.rs`); closed until just before the
@@ -518,11 +526,21 @@ impl<'a> Shared<'a> {
             })
             .collect();
 
+        let mut secret_refs: HashMap<usize, Vec<&crate::template::Reference>> = HashMap::new();
+        for cn in &v.nodes {
+            for r in cn.secret_templates().flat_map(|pt| pt.refs()) {
+                if let Some(j) = v.graph.position(&r.root) {
+                    secret_refs.entry(j).or_default().push(r);
+                }
+            }
+        }
+
         let recorder = recorder::Recorder::load(
             cache.local().root().to_path_buf(),
             opts.workflow_name.clone(),
         );
         Shared {
+            secret_refs,
             v,
             inputs,
             cache,
@@ -1162,9 +1180,12 @@ impl<'a> Shared<'a> {
                     crate::cache::intents::Intent::of(self.cache.local().root(), key).settle();
                 }
                 if self.policy(i) != CachePolicy::Never {
-                    let pushed = self
-                        .cache
-                        .push(key, &entry.manifest, values, &self.opts.redactor);
+                    let pushed = match self.feeds_a_secret(i) {
+                        true if self.cache.uploads() => crate::cache::layered::Push::HeldBack,
+                        _ => self
+                            .cache
+                            .push(key, &entry.manifest, values, &self.opts.redactor),
+                    };
                     if pushed == crate::cache::layered::Push::HeldBack {
                         lock(&self.held_back).push(id.to_string());
                     }
@@ -1265,11 +1286,25 @@ impl<'a> Shared<'a> {
         report.duration = t0.elapsed();
         report.end_us = self.elapsed_us();
         report.executions = self.session.executions(&node.id);
+        report.unstreamed = self.feeds_a_secret(i);
         if node.batch.is_some() {
             report.items = lock(&self.item_spans).remove(&i).unwrap_or_default();
         }
         match outcome {
             Ok((digest, values, entry)) => {
+                // Read for this alone (not kept: a fast hit's values are checked against
+                // the record where its dependents read them).
+                let read;
+                let known = match &values {
+                    None if self.feeds_a_secret(i) => {
+                        read = self.load_fed_secrets(report.key, &entry);
+                        read.as_ref()
+                    }
+                    values => values.as_ref(),
+                };
+                if let Some(known) = known {
+                    self.learn_fed_secrets(i, known);
+                }
                 if report.status == Status::Ran {
                     // A batch's usage counts only the items that ran (set by the run).
                     if self.v.workflow.nodes[i].batch.is_none() {
@@ -1333,6 +1368,7 @@ impl<'a> Shared<'a> {
         report: &mut NodeReport,
     ) -> Result<(blake3::Hash, Option<Arc<Value>>, Option<Entry>), NodeError> {
         let node = &self.v.workflow.nodes[i];
+        self.learn_secrets(i);
         if let Some(Some(k)) = self.opts.known.get(i) {
             report.key = Some(k.key);
             report.status = Status::Cached;
@@ -1529,6 +1565,74 @@ impl<'a> Shared<'a> {
 
     /// Node `i`'s cache policy: as written, except that a volatile type (a read pflow
     /// cannot see into) runs on every build unless the node gives a maximum age.
+    /// Tell the redactor what node `i`'s templated secret params resolve to, whether the
+    /// node then runs or is found: its output may hold them either way. A param that
+    /// does not resolve here fails (and is reported) where the node runs.
+    fn learn_secrets(&self, i: usize) {
+        let cn = &self.v.nodes[i];
+        if cn.secret_templates().next().is_none() {
+            return;
+        }
+        let Ok(scope) = self.scope_for(i) else {
+            return;
+        };
+        let learn = |scope: &dyn Scope| {
+            for pt in cn.secret_templates() {
+                if let Ok(value) = pt.resolve(scope) {
+                    learn_strings(&self.opts.redactor, &value);
+                }
+            }
+        };
+        match &self.v.workflow.nodes[i].batch {
+            None => learn(&scope),
+            // Each item binds its own value.
+            Some(batch) => {
+                let items = batch::batch_items(cn, &scope).unwrap_or_default();
+                for (idx, item) in items.iter().enumerate() {
+                    learn(&batch::ItemScope::new(&scope, batch, item, idx));
+                }
+            }
+        }
+    }
+
+    /// Does a node that depends on `i` bind one of `i`'s values into a secret param?
+    fn feeds_a_secret(&self, i: usize) -> bool {
+        !self.secret_refs.is_empty() && self.secret_refs.contains_key(&i)
+    }
+
+    /// The values of a hit decided without them (a fast hit), read now: node `i` feeds a
+    /// secret, which must be learned before its report is shown. `None` when they cannot
+    /// be read (its dependents read them later, and meet the same problem).
+    fn load_fed_secrets(&self, key: Option<Key>, entry: &Option<Entry>) -> Option<Arc<Value>> {
+        let local = self.cache.local();
+        let peeked;
+        let entry = match entry {
+            Some(e) => e,
+            None => {
+                peeked = local.peek(&key?)?;
+                &peeked
+            }
+        };
+        local.load_outputs(entry).ok().map(Arc::new)
+    }
+
+    /// Node `i`'s result is known (it ran or was found): what other nodes bind of it into
+    /// secret params is a secret from now on.
+    fn learn_fed_secrets(&self, i: usize, values: &Arc<Value>) {
+        let Some(refs) = self.secret_refs.get(&i) else {
+            return;
+        };
+        let scope = NodeScope {
+            inputs: self.inputs,
+            nodes: Roots::new(vec![(self.v.graph.id(i), values.clone())]),
+        };
+        for r in refs {
+            if let Ok(value) = crate::template::resolve_reference(r, &scope) {
+                learn_strings(&self.opts.redactor, &value);
+            }
+        }
+    }
+
     fn policy(&self, i: usize) -> CachePolicy {
         match self.v.workflow.nodes[i].cache {
             CachePolicy::Always if self.v.nodes[i].spec.volatile => CachePolicy::Never,
@@ -1620,7 +1724,7 @@ impl<'a> Shared<'a> {
         let mut warnings = Vec::new();
         let (params, vars) =
             resolve_params(cn, &scope, self.v.workflow.template_mode, &mut warnings)?;
-        let live = self.live_for(&node.id);
+        let live = self.live_for(i);
         self.note(&node.id, warnings);
         // What this node wrote last time (it may overwrite those files, and nothing else).
         // Only a type that writes files asks: reading the old entry is an index read per
@@ -1667,9 +1771,12 @@ impl<'a> Shared<'a> {
     }
 
     /// This node's share of the `-v` sink.
-    fn live_for(&self, id: &str) -> Option<Box<crate::nodes::Live>> {
+    fn live_for(&self, i: usize) -> Option<Box<crate::nodes::Live>> {
+        if self.feeds_a_secret(i) {
+            return None;
+        }
         let sink = self.opts.live.0.clone()?;
-        let id = id.to_string();
+        let id = self.v.graph.id(i).to_string();
         Some(Box::new(move |bytes: &[u8], is_out: bool| {
             sink(&id, bytes, is_out)
         }))
@@ -1905,6 +2012,17 @@ impl<'a> Shared<'a> {
             e.available = u.available;
             e
         })
+    }
+}
+
+/// Every string in `value` (a shell `env` map's values) is a secret from now on.
+fn learn_strings(redactor: &crate::secrets::Redactor, value: &Value) {
+    match value {
+        Value::String(s) => redactor.learn(s),
+        Value::Array(items) => items.iter().for_each(|v| learn_strings(redactor, v)),
+        Value::Object(map) => map.values().for_each(|v| learn_strings(redactor, v)),
+        Value::Null | Value::Bool(_) => {}
+        Value::Number(n) => redactor.learn(&n.to_string()),
     }
 }
 

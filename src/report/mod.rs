@@ -141,7 +141,7 @@ impl Progress {
         match (self.view.logs, r.status) {
             (OutputLogs::None, _) => None,
             // `-v` streamed it as it came.
-            (_, Status::Ran | Status::Failed) if self.view.verbose => None,
+            (_, Status::Ran | Status::Failed) if self.view.verbose && !r.unstreamed => None,
             // The error line already holds what a failed command wrote to stderr.
             (OutputLogs::Errors, Status::Failed) => None,
             (_, Status::Failed) => r.log.as_deref().map(|l| (l.clone(), false)),

@@ -345,3 +345,103 @@ fn an_output_holding_a_secret_is_shown_redacted_by_every_build() {
         );
     }
 }
+
+/// A value a step produces and another binds into its `env` is a secret from the moment
+/// it is bound: the failing step's error, `-v` lines and the trace show it redacted.
+#[test]
+fn a_value_bound_into_env_from_another_step_is_redacted_from_a_failure() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [
+            {"id": "mint", "type": "shell", "params": {"command": "echo runtime-SECRET789"}},
+            {"id": "use", "type": "shell",
+             "params": {"command": "echo \"denied for $T\" >&2; exit 3",
+                        "env": {"T": "${mint.stdout}"}}}
+        ]
+    }));
+    // `-v` first, while `mint` runs (and would stream what it prints).
+    for json_mode in [false, true] {
+        let mut cmd = ws.cmd().args(&["--trace", "trace.json"]);
+        if !json_mode {
+            cmd = cmd.text().arg("-v");
+        }
+        let r = cmd.run();
+        assert_eq!(r.code, 1, "{r}");
+        let shown = format!("{}\n{}\n{}", r.stdout, r.stderr, ws.read("trace.json"));
+        assert!(shown.contains("denied for <redacted>"), "{shown}");
+        assert!(!shown.contains("SECRET789"), "shown:\n{shown}");
+        if !json_mode {
+            // Not streamed, but still shown: under its line, once the secret is known.
+            assert!(r.stderr.contains("| <redacted>"), "{r}");
+        }
+    }
+}
+
+/// The same value, printed by the step it was bound into and shown as an output, is
+/// redacted by every build (the first, which ran it, and those that reuse it), and the
+/// result that produced it stays off a shared remote.
+#[test]
+fn a_value_bound_into_env_from_another_step_is_redacted_by_every_build() {
+    let remote = accepting_remote();
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [
+            {"id": "public", "type": "shell", "params": {"command": "echo nothing to hide"}},
+            {"id": "mint", "type": "shell", "params": {"command": "echo runtime-SECRET789"}},
+            {"id": "use", "type": "shell",
+             "params": {"command": "echo \"using $T\"", "env": {"T": "${mint.stdout}"}}}
+        ],
+        "outputs": {"said": {"source": "${use.stdout}"}}
+    }));
+    for round in ["ran", "reused", "reused again"] {
+        let r = ws
+            .cmd()
+            .args(&["--remote-cache", &remote.url(), "--remote-cache-write"])
+            .run();
+        r.assert_ok();
+        assert_eq!(
+            r.output("said").as_str().map(str::trim),
+            Some("using <redacted>"),
+            "{round}: {r}"
+        );
+        assert!(!r.to_string().contains("SECRET789"), "{round}: {r}");
+        let t = ws.cmd().text().run();
+        assert_eq!(t.code, 0, "{t}");
+        assert!(t.stdout.contains("using <redacted>"), "{round}: {t}");
+        assert!(!t.to_string().contains("SECRET789"), "{round}: {t}");
+    }
+    assert!(
+        remote.requests().iter().any(|q| q.method == "PUT"),
+        "nothing was uploaded at all"
+    );
+    for q in remote.requests() {
+        assert!(
+            !q.raw_text().contains("SECRET789"),
+            "sent to the remote:\n{}",
+            q.raw_text()
+        );
+    }
+}
+
+/// A batch binds each item into its `env`: every item's value is redacted from what the
+/// batch reports, the items that ran and those its next build reuses.
+#[test]
+fn each_batch_item_bound_into_env_is_redacted() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [
+            {"id": "mint", "type": "shell",
+             "params": {"command": "echo '[\"tok-AAAA1111\", \"tok-BBBB2222\"]'"}},
+            {"id": "use", "type": "shell", "batch": {"items": "${mint.stdout}", "as": "t"},
+             "params": {"command": "echo \"using $T\"", "env": {"T": "${t}"}}}
+        ],
+        "outputs": {"said": {"source": "${use.results}"}}
+    }));
+    for round in ["ran", "reused"] {
+        let r = ws.build(&[]);
+        r.assert_ok();
+        let said = r.output("said").to_string();
+        assert!(said.contains("using <redacted>"), "{round}: {said}");
+        assert!(
+            !said.contains("AAAA1111") && !said.contains("BBBB2222"),
+            "{round}: {said}"
+        );
+    }
+}
