@@ -158,8 +158,33 @@ mod tests {
             "<redacted>, <redacted>, <redacted>, abc"
         );
         assert!(shown.finds_in(b"x second-line y"));
-        assert_eq!(shown.longest(), "minted-later\nsecond-line".len());
+        // Its JSON spelling (`\n` escaped) is the longest form looked for.
+        assert_eq!(shown.longest(), "minted-later\\nsecond-line".len());
         assert!(!Redactor::default().finds_in(b"minted-later"));
+    }
+
+    #[test]
+    fn a_long_secret_cut_at_either_end_or_escaped_is_redacted() {
+        let r = Redactor::new(vec![
+            "eyJhbGciOiJIUzI1NiJ9.payload-part.signature-part".to_string(),
+            "pa\"ss\\wd-long-enough".to_string(),
+        ]);
+        // A preview cut short, a tail cut at its start.
+        assert_eq!(
+            r.scrub("value: \"eyJhbGciOiJIUzI1NiJ9.pay...\""),
+            "value: \"<redacted>...\""
+        );
+        assert_eq!(r.scrub("...d-part.signature-part\n"), "...<redacted>\n");
+        // JSON and debug spellings.
+        assert_eq!(
+            r.scrub("{\"p\":\"pa\\\"ss\\\\wd-long-enough\"}"),
+            "{\"p\":\"<redacted>\"}"
+        );
+        // Short pieces and other text stay.
+        assert_eq!(r.scrub("eyJhbGciOi and payload"), "eyJhbGciOi and payload");
+        // Not a char boundary problem with a multibyte secret cut anywhere.
+        let m = Redactor::new(vec!["ééééééééééééééééééééé".to_string()]);
+        assert_eq!(m.scrub("x ééééééééé y"), "x <redacted> y");
     }
 
     #[test]
@@ -199,6 +224,9 @@ impl std::fmt::Debug for Redactor {
 /// A secret and, when it has several lines (a PEM key), each of its lines: output read
 /// a line at a time (`-v`) never holds it whole. Values shorter than [`MIN_SECRET_LEN`]
 /// are left out: redacting them would garble ordinary text.
+/// Each form is also looked for as JSON and as a debug string spell it (escaped, without
+/// the quotes), when that differs: a secret with a quote, a backslash or a control
+/// character in it is shown so in a JSON document or an error's value preview.
 fn with_lines(v: String) -> impl Iterator<Item = String> {
     let lines: Vec<String> = match v.contains('\n') {
         true => v.lines().map(str::to_string).collect(),
@@ -207,6 +235,85 @@ fn with_lines(v: String) -> impl Iterator<Item = String> {
     std::iter::once(v)
         .chain(lines)
         .filter(|v| v.chars().count() >= MIN_SECRET_LEN)
+        .flat_map(|v| {
+            let unquoted = |q: String| q.get(1..q.len().saturating_sub(1)).map(str::to_string);
+            let json = serde_json::to_string(&v).ok().and_then(unquoted);
+            let debug = unquoted(format!("{v:?}"));
+            let escaped: Vec<String> = [json, debug]
+                .into_iter()
+                .flatten()
+                .filter(|e| *e != v)
+                .collect();
+            std::iter::once(v).chain(escaped)
+        })
+}
+
+/// A secret at least this long (bytes) is also found cut: text that holds its first or
+/// its last [`PROBE`] bytes holds a piece of it (a value preview cut to 60 characters,
+/// an output tail cut at its start), and that piece is replaced.
+const CUT_MIN: usize = 20;
+const PROBE: usize = 16;
+
+/// Replace the pieces of `secret` in `text` that begin with its first [`PROBE`] bytes
+/// or end with its last: each as long as it goes on to match.
+fn scrub_cut(text: &mut String, secret: &str) {
+    if secret.len() < CUT_MIN {
+        return;
+    }
+    let floor = |mut i: usize| {
+        while !secret.is_char_boundary(i) {
+            i -= 1;
+        }
+        i
+    };
+    let ceil = |mut i: usize| {
+        while !secret.is_char_boundary(i) {
+            i += 1;
+        }
+        i
+    };
+    let head = &secret[..floor(PROBE)];
+    let tail = &secret[ceil(secret.len() - PROBE)..];
+    // Pieces that begin as the secret begins, matched forwards.
+    let mut from = 0;
+    while let Some(at) = text
+        .get(from..)
+        .and_then(|t| t.find(head))
+        .map(|i| i + from)
+    {
+        let same = text.as_bytes()[at..]
+            .iter()
+            .zip(secret.as_bytes())
+            .take_while(|(a, b)| a == b)
+            .count();
+        let mut end = at + same;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.replace_range(at..end, REDACTED);
+        from = at + REDACTED.len();
+    }
+    // Pieces that end as the secret ends, matched backwards.
+    let mut from = 0;
+    while let Some(at) = text
+        .get(from..)
+        .and_then(|t| t.find(tail))
+        .map(|i| i + from)
+    {
+        let end = at + tail.len();
+        let same = text.as_bytes()[..end]
+            .iter()
+            .rev()
+            .zip(secret.as_bytes().iter().rev())
+            .take_while(|(a, b)| a == b)
+            .count();
+        let mut start = end - same;
+        while !text.is_char_boundary(start) {
+            start += 1;
+        }
+        text.replace_range(start..end, REDACTED);
+        from = start + REDACTED.len();
+    }
 }
 
 /// This process's variables whose names look secret, with their values. Not
@@ -258,15 +365,23 @@ impl Redactor {
         learned.clone()
     }
 
-    /// `text` with every secret value replaced.
+    /// `text` with every secret value replaced, and every piece of a long one cut at
+    /// its start or its end.
     pub fn scrub(&self, text: &str) -> String {
         let learned = self.learned_values();
-        if learned.is_empty() {
-            return scrub(text, &self.values);
+        let all = match learned.is_empty() {
+            true => std::borrow::Cow::Borrowed(&self.values),
+            false => {
+                let mut all: Vec<String> = self.values.iter().cloned().chain(learned).collect();
+                all.sort_by_key(|v| std::cmp::Reverse(v.len()));
+                std::borrow::Cow::Owned(all)
+            }
+        };
+        let mut out = scrub(text, &all);
+        for secret in all.iter() {
+            scrub_cut(&mut out, secret);
         }
-        let mut all: Vec<String> = self.values.iter().cloned().chain(learned).collect();
-        all.sort_by_key(|v| std::cmp::Reverse(v.len()));
-        scrub(text, &all)
+        out
     }
 
     /// `value` with every secret value replaced in its strings (and its keys).

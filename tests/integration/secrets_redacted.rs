@@ -445,3 +445,51 @@ fn each_batch_item_bound_into_env_is_redacted() {
         );
     }
 }
+
+/// A long secret shown cut (an error's 60-character value preview, the first 500
+/// characters of a failed command's stderr) is still redacted: the piece shown is not
+/// the whole value a search by value looks for.
+#[test]
+fn a_long_secret_shown_cut_short_is_redacted() {
+    const TOKEN: &str = "tok-0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnop-END";
+    let ws = Workspace::new().workflow(json!({
+        "inputs": {"api_token": {"type": "string"}},
+        "nodes": [
+            {"id": "preview", "type": "shell", "params": {"command": "echo ${api_token.user}"}},
+            {"id": "head", "type": "shell",
+             "params": {"command": "printf '%480s' '' | tr ' ' x >&2; echo \"$T\" >&2; exit 3",
+                        "env": {"T": "${api_token}"}}}
+        ]
+    }));
+    let r = ws.cmd().text().arg(format!("api_token={TOKEN}")).run();
+    assert_eq!(r.code, 1, "{r}");
+    let shown = r.to_string();
+    assert!(shown.contains("(value: \"<redacted>"), "{shown}");
+    assert!(shown.contains("xxxx<redacted>"), "{shown}");
+    assert!(
+        !shown.contains("tok-0123456789ab"),
+        "a piece of it shown:\n{shown}"
+    );
+}
+
+/// A secret object input's fields, each used alone, are redacted as the whole is.
+#[test]
+fn a_field_of_a_secret_object_input_is_redacted() {
+    let ws = Workspace::new().workflow(json!({
+        "inputs": {"credentials": {"type": "object", "secret": true}},
+        "nodes": [{"id": "login", "type": "shell",
+                   "params": {"command": "echo \"login ${credentials.user} with ${credentials.password}\" >&2; exit 3"}}]
+    }));
+    let r = ws
+        .cmd()
+        .text()
+        .arg("credentials={\"user\": \"admin-user\", \"password\": \"hunter22-pw\"}")
+        .run();
+    assert_eq!(r.code, 1, "{r}");
+    let shown = r.to_string();
+    assert!(
+        shown.contains("login <redacted> with <redacted>"),
+        "{shown}"
+    );
+    assert!(!shown.contains("hunter22"), "{shown}");
+}
