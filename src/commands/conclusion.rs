@@ -224,11 +224,17 @@ pub(super) fn secret_values(
     v: &crate::validate::Validated,
     inputs: &serde_json::Map<String, Value>,
 ) -> Vec<String> {
-    let mut out: Vec<String> = inputs
+    let mut out: Vec<String> = Vec::new();
+    for (_, value) in inputs
         .iter()
         .filter(|(name, value)| v.workflow.is_secret_input(name) && !value.is_null())
-        .map(|(_, value)| crate::template::render_text(value).into_owned())
-        .collect();
+    {
+        out.push(crate::template::render_text(value).into_owned());
+        // A secret object's fields are read one by one (`${credentials.password}`).
+        if value.is_object() || value.is_array() {
+            leaves(value, &mut out);
+        }
+    }
     out.extend(v.nested_secrets.iter().cloned());
     for (node, cn) in v.workflow.nodes.iter().zip(&v.nodes) {
         out.extend(
@@ -239,6 +245,16 @@ pub(super) fn secret_values(
         );
     }
     out
+}
+
+/// The text of every string, number and boolean inside `value`.
+fn leaves(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Array(items) => items.iter().for_each(|v| leaves(v, out)),
+        Value::Object(map) => map.values().for_each(|v| leaves(v, out)),
+        Value::Null => {}
+        other => out.push(crate::template::render_text(other).into_owned()),
+    }
 }
 
 /// How each node of an attempt ended, as the stats count it. `seen`: the recorded run
