@@ -60,17 +60,15 @@ pub fn is_secret(name: &str, value: &OsStr) -> bool {
     if crate::secrets::is_secret_name(name) {
         return true;
     }
-    let v = value.to_string_lossy();
-    match v.split_once("://") {
-        // Userinfo with a password: `scheme://user:pw@host`.
-        Some((_, rest)) => {
-            let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-            authority
-                .rsplit_once('@')
-                .is_some_and(|(userinfo, _)| userinfo.contains(':'))
-        }
-        None => false,
-    }
+    url_password(&value.to_string_lossy()).is_some()
+}
+
+/// The password of a URL that carries one in its userinfo (`scheme://user:pw@host`).
+pub fn url_password(value: &str) -> Option<&str> {
+    let (_, rest) = value.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    userinfo.split_once(':').map(|(_, pw)| pw)
 }
 
 /// What a node's child process may see.
@@ -198,5 +196,10 @@ mod tests {
         // An `@` after the host is not userinfo.
         assert!(!s("URL", "https://example.com/a:b@c"));
         assert!(!s("TZ", "Europe/Paris"));
+        assert_eq!(
+            url_password("postgres://app:hunter2@db:5432/app"),
+            Some("hunter2")
+        );
+        assert_eq!(url_password("https://example.com/a:b@c"), None);
     }
 }

@@ -236,6 +236,20 @@ pub(super) fn secret_values(
         }
     }
     out.extend(v.nested_secrets.iter().cloned());
+    // A declared variable that holds a URL with a password (`DATABASE_URL`): the URL and
+    // its password (those named like secrets the redactor finds itself).
+    let declared: std::collections::BTreeSet<&String> =
+        v.workflow.nodes.iter().flat_map(|n| &n.reads_env).collect();
+    for name in declared {
+        let Some(value) = std::env::var_os(name) else {
+            continue;
+        };
+        let value = value.to_string_lossy();
+        if let Some(pw) = crate::environment::url_password(&value) {
+            out.push(pw.to_string());
+            out.push(value.into_owned());
+        }
+    }
     for (node, cn) in v.workflow.nodes.iter().zip(&v.nodes) {
         out.extend(
             cn.spec

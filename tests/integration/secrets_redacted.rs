@@ -493,3 +493,22 @@ fn a_field_of_a_secret_object_input_is_redacted() {
     );
     assert!(!shown.contains("hunter22"), "{shown}");
 }
+
+/// A declared variable holding a URL with a password (its name is no secret's) is
+/// redacted whole, and its password wherever it appears alone.
+#[test]
+fn a_declared_url_with_a_password_is_redacted() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [{"id": "connect", "type": "shell", "reads_env": ["DATABASE_URL"],
+                   "params": {"command": "echo \"to $DATABASE_URL as pw=hunter2-db-pw\" >&2; exit 3"}}]
+    }));
+    let r = ws
+        .cmd()
+        .text()
+        .env("DATABASE_URL", "postgres://app:hunter2-db-pw@db:5432/app")
+        .run();
+    assert_eq!(r.code, 1, "{r}");
+    let shown = r.to_string();
+    assert!(shown.contains("to <redacted> as pw=<redacted>"), "{shown}");
+    assert!(!shown.contains("hunter2-db-pw"), "{shown}");
+}
