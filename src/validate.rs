@@ -56,12 +56,27 @@ impl CompiledNode {
     /// The node's secret params (a shell `env`, an HTTP token) whose values come from
     /// templates: what they resolve to is a secret the redactor learns at run time.
     pub fn secret_templates(&self) -> impl Iterator<Item = &ParamTemplate> {
-        self.params
-            .iter()
-            .filter(|(name, pt)| {
-                self.spec.secret_params.contains(&name.as_str()) && !pt.is_literal()
-            })
-            .map(|(_, pt)| pt)
+        let spec = self.spec;
+        self.params.iter().flat_map(move |(name, pt)| {
+            let whole = spec.secret_params.contains(&name.as_str()).then_some(pt);
+            // A header param's credential fields, one by one.
+            let fields = match pt {
+                ParamTemplate::Object(fields)
+                    if spec.secret_header_params.contains(&name.as_str()) =>
+                {
+                    fields.as_slice()
+                }
+                _ => &[],
+            };
+            let fields = fields
+                .iter()
+                .filter(|(k, _)| crate::secrets::is_secret_header(&k.to_ascii_lowercase()))
+                .map(|(_, pt)| pt);
+            whole
+                .into_iter()
+                .chain(fields)
+                .filter(|pt| !pt.is_literal())
+        })
     }
 }
 

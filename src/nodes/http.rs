@@ -65,6 +65,7 @@ pub static SPEC: NodeSpec = NodeSpec {
     env_param: None,
     untrusted_outputs: &["response"],
     secret_params: &["auth_token", "api_key"],
+    secret_header_params: &["headers"],
     announces_effects: false,
     repeats_effects,
     volatile: false,

@@ -209,6 +209,7 @@ fn make_spec(r: &Resolved) -> &'static NodeSpec {
         env_param: None,
         untrusted_outputs: &["result"],
         secret_params: &[],
+        secret_header_params: &[],
         announces_effects: false,
         // A read-only tool changes nothing; any other may act on the world.
         repeats_effects: if r.tool.read_only {

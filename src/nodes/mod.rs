@@ -255,6 +255,9 @@ pub struct NodeSpec {
     /// with the params [`crate::secrets::is_secret_name`] picks out, before a repair
     /// model sees the workflow.
     pub secret_params: &'static [&'static str],
+    /// Object params of HTTP headers: a field named like a credential header
+    /// ([`crate::secrets::is_secret_header`], `Authorization`) holds a secret.
+    pub secret_header_params: &'static [&'static str],
     /// Its runs may announce an effect before doing it ([`RunContext::intent`]), so the
     /// executor gives them a place to, and clears it once the result is recorded.
     pub announces_effects: bool,
@@ -288,6 +291,11 @@ pub type Start = fn(&Map<String, Value>) -> Result<Started, NodeError>;
 pub type Started =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<NodeOutput, NodeError>> + Send>>;
 
+/// A header name as a workflow spells it, in any case.
+fn is_secret_header_name(name: &str) -> bool {
+    crate::secrets::is_secret_header(&name.to_ascii_lowercase())
+}
+
 impl NodeSpec {
     /// Does the node hand some of its params to a shell?
     pub fn runs_shell(&self) -> bool {
@@ -304,6 +312,20 @@ impl NodeSpec {
             match value {
                 Value::Object(m) => out.extend(m.values().filter_map(literal)),
                 other => out.extend(literal(other)),
+            }
+        }
+        for value in self
+            .secret_header_params
+            .iter()
+            .filter_map(|p| params.get(*p))
+        {
+            let Value::Object(m) = value else { continue };
+            for (name, v) in m {
+                if let Some(v) = literal(v).filter(|_| is_secret_header_name(name)) {
+                    out.push(v);
+                    // `Bearer <token>`: the token alone too.
+                    out.extend(v.split_once(' ').map(|(_, rest)| rest.trim()));
+                }
             }
         }
         out

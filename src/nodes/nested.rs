@@ -70,6 +70,7 @@ const PASS: NodeSpec = NodeSpec {
     env_param: None,
     untrusted_outputs: &[],
     secret_params: &[],
+    secret_header_params: &[],
     announces_effects: false,
     repeats_effects: super::never,
     volatile: false,

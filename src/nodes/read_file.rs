@@ -29,6 +29,7 @@ pub static SPEC: NodeSpec = NodeSpec {
     env_param: None,
     untrusted_outputs: &[],
     secret_params: &[],
+    secret_header_params: &[],
     announces_effects: false,
     repeats_effects: super::never,
     volatile: false,

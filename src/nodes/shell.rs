@@ -56,6 +56,7 @@ pub static SPEC: NodeSpec = NodeSpec {
     env_param: Some("env"),
     untrusted_outputs: &[],
     secret_params: &["env"],
+    secret_header_params: &[],
     announces_effects: false,
     repeats_effects: super::always,
     volatile: false,

@@ -37,6 +37,7 @@ pub static SPEC: NodeSpec = NodeSpec {
     env_param: None,
     untrusted_outputs: &[],
     secret_params: &[],
+    secret_header_params: &[],
     // An append is announced before it happens (see `append_once`).
     announces_effects: true,
     repeats_effects: super::always,

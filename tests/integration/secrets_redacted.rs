@@ -512,3 +512,49 @@ fn a_declared_url_with_a_password_is_redacted() {
     assert!(shown.contains("to <redacted> as pw=<redacted>"), "{shown}");
     assert!(!shown.contains("hunter2-db-pw"), "{shown}");
 }
+
+/// A credential written into an HTTP node's headers (`Authorization: Bearer …`), or
+/// bound there from another step, is a secret: a server that echoes it back shows it
+/// redacted, and the node's result stays off a remote.
+#[test]
+fn a_credential_in_http_headers_is_redacted_from_what_the_server_echoes() {
+    use crate::stub::{Reply, Stub};
+    let server = Stub::start(|req, _| {
+        let auth = req.header("authorization").unwrap_or("").to_string();
+        let key = req.header("x-session-token").unwrap_or("").to_string();
+        Reply::json(200, &json!({"you_sent": auth, "and": key}))
+    });
+    let remote = accepting_remote();
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [
+            {"id": "login", "type": "shell", "params": {"command": "echo minted-SESSION-4242"}},
+            {"id": "call", "type": "http",
+             "params": {"url": format!("{}/me", server.url()),
+                        "headers": {"Authorization": "Bearer literal-BEARER-7777",
+                                    "X-Session-Token": "${login.stdout}"}}}
+        ],
+        "outputs": {"echoed": {"source": "${call.response}"}}
+    }));
+    let r = ws
+        .cmd()
+        .args(&["--remote-cache", &remote.url(), "--remote-cache-write"])
+        .run();
+    r.assert_ok();
+    let echoed = r.output("echoed").to_string();
+    assert!(
+        echoed.contains("\"you_sent\":\"<redacted>\"") && echoed.contains("\"and\":\"<redacted>\""),
+        "{echoed}"
+    );
+    let all = r.to_string();
+    assert!(
+        !all.contains("BEARER-7777") && !all.contains("SESSION-4242"),
+        "{all}"
+    );
+    for q in remote.requests() {
+        let seen = q.raw_text();
+        assert!(
+            !seen.contains("BEARER-7777") && !seen.contains("SESSION-4242"),
+            "sent to the remote:\n{seen}"
+        );
+    }
+}
