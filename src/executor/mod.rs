@@ -1756,6 +1756,7 @@ impl<'a> Shared<'a> {
         };
         self.session.count(&node.id, 1);
         let mut out: NodeOutput = (cn.spec.run)(&params, &ctx)?;
+        self.note_kept(&node.id, &out.kept);
         self.declared_writes(i, &mut out.files_written)?;
         written::add_file_digests(&mut out.outputs, &out.files_written)?;
         let files = Effects::of(&mut out);
@@ -1810,7 +1811,7 @@ impl<'a> Shared<'a> {
             kept.iter()
                 .map(|(path, aside)| {
                     format!(
-                        "{path} was changed by hand; your version is kept as {} and the built file is back",
+                        "{path} was changed by hand; your version is kept as {} and the built file is in its place",
                         aside.display()
                     )
                 })

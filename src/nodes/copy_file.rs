@@ -81,8 +81,10 @@ pub(crate) fn prepare(
 
 fn run(params: &Map<String, Value>, ctx: &RunContext) -> Result<NodeOutput, NodeError> {
     let (src, dest, bytes) = prepare(params, ctx)?;
+    let kept = ctx.keep_hand_edit(&dest, &bytes)?;
     write_atomic(&dest, &bytes).map_err(|e| file_error("write", &dest, &e))?;
     let mut out = finish("copied", params, dest, bytes.len())?;
+    out.kept.extend(kept);
     out.files_read.push((src, blake3::hash(&bytes)));
     Ok(out)
 }
@@ -104,7 +106,6 @@ pub(crate) fn finish(
     Ok(NodeOutput {
         outputs,
         files_written: vec![dest],
-        files_removed: Vec::new(),
-        files_read: Vec::new(),
+        ..Default::default()
     })
 }

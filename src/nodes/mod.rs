@@ -370,6 +370,35 @@ impl RunContext<'_> {
             .map_err(|why| NodeError::new(ErrorCategory::File, why))
     }
 
+    /// Before writing `content` to `path`: a file this node wrote last time and someone
+    /// changed since is moved aside (to `PATH.pflow-kept`, as a restore does), never
+    /// overwritten. Returns where it went. A file the node did not write last time is
+    /// the workflow's to replace, as it says.
+    pub fn keep_hand_edit(
+        &self,
+        path: &std::path::Path,
+        content: &[u8],
+    ) -> Result<Option<(String, PathBuf)>, NodeError> {
+        let shown = path.to_string_lossy();
+        let Some((_, wrote)) = self.own_files.iter().find(|(p, _)| p == shown.as_ref()) else {
+            return Ok(None);
+        };
+        let Ok(now) = crate::fsutil::file_digest(path) else {
+            return Ok(None);
+        };
+        if now.to_hex().as_str() == wrote || now == blake3::hash(content) {
+            return Ok(None);
+        }
+        let aside = crate::fsutil::free_name(path, ".pflow-kept");
+        std::fs::rename(path, &aside).map_err(|e| {
+            NodeError::new(
+                ErrorCategory::File,
+                format!("cannot move the hand-edited '{shown}' aside: {e}"),
+            )
+        })?;
+        Ok(Some((shown.into_owned(), aside)))
+    }
+
     /// Is the file at `path` still exactly what this node wrote last time?
     pub fn is_own_output(&self, path: &std::path::Path) -> bool {
         let shown = path.to_string_lossy();
@@ -392,15 +421,16 @@ pub struct NodeOutput {
     /// Each file the node read, with the BLAKE3 of the bytes it used: the executor stores
     /// the result only if that is the content its key was made from.
     pub files_read: Vec<(PathBuf, blake3::Hash)>,
+    /// Files the node wrote last time that were changed by hand since, moved aside
+    /// before it wrote them again: (path, where the hand-edited version is).
+    pub kept: Vec<(String, PathBuf)>,
 }
 
 impl NodeOutput {
     pub fn new(outputs: Map<String, Value>) -> Self {
         NodeOutput {
             outputs,
-            files_written: Vec::new(),
-            files_removed: Vec::new(),
-            files_read: Vec::new(),
+            ..Default::default()
         }
     }
 }

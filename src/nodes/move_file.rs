@@ -51,6 +51,7 @@ fn run(params: &Map<String, Value>, ctx: &RunContext) -> Result<NodeOutput, Node
         "source_path",
     )?))?;
     let (src, dest, bytes) = super::copy_file::prepare(params, ctx)?;
+    let kept = ctx.keep_hand_edit(&dest, &bytes)?;
     if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| file_error("create directory", dir, &e))?;
     }
@@ -60,5 +61,6 @@ fn run(params: &Map<String, Value>, ctx: &RunContext) -> Result<NodeOutput, Node
     }
     let mut out = super::copy_file::finish("moved", params, dest, bytes.len())?;
     out.files_removed.push(src);
+    out.kept.extend(kept);
     Ok(out)
 }

@@ -83,6 +83,7 @@ fn run(params: &Map<String, Value>, ctx: &RunContext) -> Result<NodeOutput, Node
     };
     ctx.may_change(&path)?;
     let append = bool_param(params, "append", false)?;
+    let mut kept = Vec::new();
     if append {
         append_once(&path, &content, ctx)?;
     } else {
@@ -92,6 +93,7 @@ fn run(params: &Map<String, Value>, ctx: &RunContext) -> Result<NodeOutput, Node
                 format!("cannot write '{given}': it is a directory"),
             ));
         }
+        kept.extend(ctx.keep_hand_edit(&path, &content)?);
         write_atomic(&path, &content).map_err(|e| file_error("write", &path, &e))?;
     }
     let mut outputs = Map::new();
@@ -105,6 +107,7 @@ fn run(params: &Map<String, Value>, ctx: &RunContext) -> Result<NodeOutput, Node
         files_written: if append { Vec::new() } else { vec![path] },
         files_removed: Vec::new(),
         files_read: Vec::new(),
+        kept,
     })
 }
 

@@ -631,3 +631,32 @@ fn every_result_is_in_the_cache_when_the_build_ends_also_those_stored_off_the_no
     assert_eq!(r.with_status("cached").len(), 302, "{r}");
     assert_eq!((ws.count("write"), ws.count("last")), (1, 1));
 }
+
+/// A write that runs again (its content changed) over a file it wrote last time and
+/// someone edited since moves the edit aside first, as a restore does; a file nobody
+/// touched is simply replaced.
+#[test]
+fn a_rewrite_over_a_hand_edited_output_keeps_the_edit_beside_it() {
+    let writing = |content: &str| {
+        json!({"nodes": [{"id": "save", "type": "write-file",
+                          "params": {"file_path": "out/report.txt", "content": content}}]})
+    };
+    let ws = Workspace::new().workflow(writing("version one"));
+    ws.build(&[]).assert_ok();
+    ws.set_workflow(&writing("version two"));
+    ws.build(&[]).assert_ok();
+    assert_eq!(ws.read("out/report.txt"), "version two");
+    assert!(!ws.exists("out/report.txt.pflow-kept"), "nothing was edited");
+
+    ws.write("out/report.txt", "my notes");
+    ws.set_workflow(&writing("version three"));
+    let r = ws.build_text(&[]);
+    r.assert_ok();
+    assert_eq!(ws.read("out/report.txt"), "version three");
+    assert_eq!(ws.read("out/report.txt.pflow-kept"), "my notes");
+    assert!(
+        r.stderr.contains("out/report.txt was changed by hand")
+            && r.stderr.contains("out/report.txt.pflow-kept"),
+        "{r}"
+    );
+}
