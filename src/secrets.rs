@@ -216,7 +216,7 @@ impl std::fmt::Debug for Redactor {
             f,
             "Redactor({} values, {} learned)",
             self.values.len(),
-            self.learned_values().len()
+            self.learned.read().map_or(0, |l| l.len())
         )
     }
 }
@@ -353,35 +353,50 @@ impl Redactor {
         }
         let mut learned = self.learned.write().unwrap_or_else(|e| e.into_inner());
         for v in fresh {
-            if !learned.contains(&v) {
-                learned.push(v);
+            // Kept longest first: the values of one length are a short run to look in.
+            let at = learned.partition_point(|l| l.len() > v.len());
+            let same = learned[at..].iter().take_while(|l| l.len() == v.len());
+            if !same.clone().any(|l| *l == v) {
+                learned.insert(at, v);
             }
         }
     }
 
-    /// The values learned so far (a copy: none is held while text is searched).
-    fn learned_values(&self) -> Vec<String> {
+    /// Call `f` with every value looked for, the longest first (those known from the
+    /// start and those learned merged), while no value can be learned.
+    fn with_values<T>(&self, f: impl FnOnce(&mut dyn Iterator<Item = &String>) -> T) -> T {
         let learned = self.learned.read().unwrap_or_else(|e| e.into_inner());
-        learned.clone()
+        if learned.is_empty() {
+            return f(&mut self.values.iter());
+        }
+        let (mut a, mut b) = (self.values.iter().peekable(), learned.iter().peekable());
+        let mut merged = std::iter::from_fn(|| match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if x.len() >= y.len() => a.next(),
+            (Some(_), Some(_)) | (None, _) => b.next(),
+            (Some(_), None) => a.next(),
+        });
+        f(&mut merged)
     }
 
     /// `text` with every secret value replaced, and every piece of a long one cut at
     /// its start or its end.
     pub fn scrub(&self, text: &str) -> String {
-        let learned = self.learned_values();
-        let all = match learned.is_empty() {
-            true => std::borrow::Cow::Borrowed(&self.values),
-            false => {
-                let mut all: Vec<String> = self.values.iter().cloned().chain(learned).collect();
-                all.sort_by_key(|v| std::cmp::Reverse(v.len()));
-                std::borrow::Cow::Owned(all)
+        self.with_values(|values| {
+            let mut out = text.to_string();
+            let mut long = Vec::new();
+            for s in values {
+                if !s.is_empty() && out.contains(s.as_str()) {
+                    out = out.replace(s.as_str(), REDACTED);
+                }
+                if s.len() >= CUT_MIN {
+                    long.push(s);
+                }
             }
-        };
-        let mut out = scrub(text, &all);
-        for secret in all.iter() {
-            scrub_cut(&mut out, secret);
-        }
-        out
+            for s in long {
+                scrub_cut(&mut out, s);
+            }
+            out
+        })
     }
 
     /// `value` with every secret value replaced in its strings (and its keys).
@@ -419,24 +434,25 @@ impl Redactor {
 
     /// Does `bytes` hold any secret value?
     pub fn finds_in(&self, bytes: &[u8]) -> bool {
-        let found =
-            |v: &String| !v.is_empty() && memchr::memmem::find(bytes, v.as_bytes()).is_some();
-        self.values.iter().any(found) || self.learned_values().iter().any(found)
+        self.with_values(|values| {
+            let mut found = false;
+            for v in values {
+                if !v.is_empty() && memchr::memmem::find(bytes, v.as_bytes()).is_some() {
+                    found = true;
+                    break;
+                }
+            }
+            found
+        })
     }
 
     /// The length in bytes of the longest value looked for (0: none).
     pub fn longest(&self) -> usize {
-        let learned = self.learned_values();
-        self.values
-            .iter()
-            .chain(&learned)
-            .map(String::len)
-            .max()
-            .unwrap_or(0)
+        self.with_values(|values| values.next().map_or(0, String::len))
     }
 
     /// Are there no values to look for?
     pub fn is_empty(&self) -> bool {
-        self.values.is_empty() && self.learned_values().is_empty()
+        self.with_values(|values| values.next().is_none())
     }
 }

@@ -261,13 +261,14 @@ pub(super) fn secret_values(
     out
 }
 
-/// The text of every string, number and boolean inside `value`.
+/// Every string inside `value` (a number or a boolean, `5432` or `true`, would redact
+/// every occurrence of ordinary text).
 fn leaves(value: &Value, out: &mut Vec<String>) {
     match value {
         Value::Array(items) => items.iter().for_each(|v| leaves(v, out)),
         Value::Object(map) => map.values().for_each(|v| leaves(v, out)),
-        Value::Null => {}
-        other => out.push(crate::template::render_text(other).into_owned()),
+        Value::String(s) => out.push(s.clone()),
+        _ => {}
     }
 }
 

@@ -334,7 +334,7 @@ struct Shared<'a> {
     /// For each node, the references to its values that other nodes bind into secret
     /// params (almost always none): what those resolve to is learned as a secret the
     /// moment the node's result is known, before anything shows it.
-    secret_refs: HashMap<usize, Vec<&'a crate::template::Reference>>,
+    secret_refs: HashMap<usize, Vec<SecretSource<'a>>>,
     /// What node runs and batch item workers take turns from.
     budget: budget::Budget,
     /// Where nodes hand work off (see `offload.rs`); closed until just before the
@@ -526,11 +526,32 @@ impl<'a> Shared<'a> {
             })
             .collect();
 
-        let mut secret_refs: HashMap<usize, Vec<&crate::template::Reference>> = HashMap::new();
-        for cn in &v.nodes {
+        let mut secret_refs: HashMap<usize, Vec<SecretSource<'a>>> = HashMap::new();
+        let only_inputs = NodeScope {
+            inputs,
+            nodes: Roots::new(Vec::new()),
+        };
+        for (c, (node, cn)) in v.workflow.nodes.iter().zip(&v.nodes).enumerate() {
+            let alias = node.batch.as_ref().map(|b| b.alias.as_str());
             for r in cn.secret_templates().flat_map(|pt| pt.refs()) {
-                if let Some(j) = v.graph.position(&r.root) {
-                    secret_refs.entry(j).or_default().push(r);
+                if Some(r.root.as_str()) == alias {
+                    // Each item binds its own value: the items' sources feed it.
+                    for ir in cn.items.iter().flat_map(|pt| pt.refs()) {
+                        if let Some(j) = v.graph.position(&ir.root) {
+                            let sources = secret_refs.entry(j).or_default();
+                            if !sources.contains(&SecretSource::Items(c)) {
+                                sources.push(SecretSource::Items(c));
+                            }
+                        }
+                    }
+                } else if let Some(j) = v.graph.position(&r.root) {
+                    secret_refs
+                        .entry(j)
+                        .or_default()
+                        .push(SecretSource::Field(r));
+                } else if let Ok(value) = crate::template::resolve_reference(r, &only_inputs) {
+                    // An input bound into a secret param is one before anything runs.
+                    learn_strings(&opts.redactor, &value);
                 }
             }
         }
@@ -1328,6 +1349,10 @@ impl<'a> Shared<'a> {
                 report.digest = Some(digest);
             }
             Err(e) => {
+                // What a failed node printed may feed an error handler's secret param.
+                if !e.outputs.is_empty() && self.feeds_a_secret(i) {
+                    self.learn_fed_secrets(i, &Arc::new(Value::Object(e.outputs.clone())));
+                }
                 st.success = false;
                 report.status = Status::Failed;
                 report.handled = self
@@ -1563,8 +1588,6 @@ impl<'a> Shared<'a> {
         Ok((digest, Some(values), None))
     }
 
-    /// Node `i`'s cache policy: as written, except that a volatile type (a read pflow
-    /// cannot see into) runs on every build unless the node gives a maximum age.
     /// Tell the redactor what node `i`'s templated secret params resolve to, whether the
     /// node then runs or is found: its output may hold them either way. A param that
     /// does not resolve here fails (and is reported) where the node runs.
@@ -1619,20 +1642,43 @@ impl<'a> Shared<'a> {
     /// Node `i`'s result is known (it ran or was found): what other nodes bind of it into
     /// secret params is a secret from now on.
     fn learn_fed_secrets(&self, i: usize, values: &Arc<Value>) {
-        let Some(refs) = self.secret_refs.get(&i) else {
+        let Some(sources) = self.secret_refs.get(&i) else {
             return;
         };
         let scope = NodeScope {
             inputs: self.inputs,
             nodes: Roots::new(vec![(self.v.graph.id(i), values.clone())]),
         };
-        for r in refs {
-            if let Ok(value) = crate::template::resolve_reference(r, &scope) {
+        let learn = |r: &crate::template::Reference, scope: &dyn Scope| {
+            if let Ok(value) = crate::template::resolve_reference(r, scope) {
                 learn_strings(&self.opts.redactor, &value);
+            }
+        };
+        for source in sources {
+            match *source {
+                SecretSource::Field(r) => learn(r, &scope),
+                SecretSource::Items(c) => {
+                    let (cn, node) = (&self.v.nodes[c], &self.v.workflow.nodes[c]);
+                    let (Some(batch), Ok(items)) = (&node.batch, batch::batch_items(cn, &scope))
+                    else {
+                        continue;
+                    };
+                    let bound: Vec<_> = cn
+                        .secret_templates()
+                        .flat_map(|pt| pt.refs())
+                        .filter(|r| r.root == batch.alias)
+                        .collect();
+                    for (idx, item) in items.iter().enumerate() {
+                        let item_scope = batch::ItemScope::new(&scope, batch, item, idx);
+                        bound.iter().for_each(|r| learn(r, &item_scope));
+                    }
+                }
             }
         }
     }
 
+    /// Node `i`'s cache policy: as written, except that a volatile type (a read pflow
+    /// cannot see into) runs on every build unless the node gives a maximum age.
     fn policy(&self, i: usize) -> CachePolicy {
         match self.v.workflow.nodes[i].cache {
             CachePolicy::Always if self.v.nodes[i].spec.volatile => CachePolicy::Never,
@@ -2016,14 +2062,24 @@ impl<'a> Shared<'a> {
     }
 }
 
+/// Where a value bound into a secret param comes from, as the node that makes it sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum SecretSource<'a> {
+    /// A field of the node's values (`${login.stdout}`).
+    Field(&'a crate::template::Reference),
+    /// The node makes the items of batch node `.0`, which binds each into a secret param.
+    Items(usize),
+}
+
 /// Every string in `value` (a shell `env` map's values) is a secret from now on.
 fn learn_strings(redactor: &crate::secrets::Redactor, value: &Value) {
     match value {
         Value::String(s) => redactor.learn(s),
         Value::Array(items) => items.iter().for_each(|v| learn_strings(redactor, v)),
         Value::Object(map) => map.values().for_each(|v| learn_strings(redactor, v)),
-        Value::Null | Value::Bool(_) => {}
+        // A number bound whole is the value itself (a PIN); a boolean is no secret.
         Value::Number(n) => redactor.learn(&n.to_string()),
+        Value::Null | Value::Bool(_) => {}
     }
 }
 

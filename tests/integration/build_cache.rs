@@ -646,7 +646,10 @@ fn a_rewrite_over_a_hand_edited_output_keeps_the_edit_beside_it() {
     ws.set_workflow(&writing("version two"));
     ws.build(&[]).assert_ok();
     assert_eq!(ws.read("out/report.txt"), "version two");
-    assert!(!ws.exists("out/report.txt.pflow-kept"), "nothing was edited");
+    assert!(
+        !ws.exists("out/report.txt.pflow-kept"),
+        "nothing was edited"
+    );
 
     ws.write("out/report.txt", "my notes");
     ws.set_workflow(&writing("version three"));

@@ -434,8 +434,16 @@ fn each_batch_item_bound_into_env_is_redacted() {
         ],
         "outputs": {"said": {"source": "${use.results}"}}
     }));
-    for round in ["ran", "reused"] {
-        let r = ws.build(&[]);
+    // `-v` first, while `mint` runs: what it prints is every item.
+    let v = ws.cmd().text().arg("-v").run();
+    assert_eq!(v.code, 0, "{v}");
+    assert!(!v.to_string().contains("AAAA1111"), "{v}");
+    let remote = accepting_remote();
+    for round in ["reused", "reused again"] {
+        let r = ws
+            .cmd()
+            .args(&["--remote-cache", &remote.url(), "--remote-cache-write"])
+            .run();
         r.assert_ok();
         let said = r.output("said").to_string();
         assert!(said.contains("using <redacted>"), "{round}: {said}");
@@ -444,6 +452,36 @@ fn each_batch_item_bound_into_env_is_redacted() {
             "{round}: {said}"
         );
     }
+    // Nothing was stored there by the reusing builds; a cold one uploads what it can.
+    ws.pflow().args(["cache", "clear"]).output();
+    let cold = ws
+        .cmd()
+        .args(&["--remote-cache", &remote.url(), "--remote-cache-write"])
+        .run();
+    cold.assert_ok();
+    for q in remote.requests() {
+        assert!(!q.raw_text().contains("AAAA1111"), "{}", q.raw_text());
+    }
+}
+
+/// A workflow input that is no secret by name, bound into a step's `env`, is one from
+/// the start: a step that printed it before (and failed, so the binding step never ran)
+/// shows it redacted too.
+#[test]
+fn an_input_bound_into_env_is_a_secret_from_the_start() {
+    let ws = Workspace::new().workflow(json!({
+        "inputs": {"session": {"type": "string"}},
+        "nodes": [
+            {"id": "early", "type": "shell",
+             "params": {"command": "echo \"session is ${session}\" >&2; exit 3"}},
+            {"id": "use", "type": "shell",
+             "params": {"command": "echo ${early.exit_code}", "env": {"S": "${session}"}}}
+        ]
+    }));
+    let r = ws.cmd().text().arg("session=plain-named-SESSION-99").run();
+    assert_eq!(r.code, 1, "{r}");
+    assert!(r.stderr.contains("session is <redacted>"), "{r}");
+    assert!(!r.to_string().contains("SESSION-99"), "{r}");
 }
 
 /// A long secret shown cut (an error's 60-character value preview, the first 500
