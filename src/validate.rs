@@ -58,7 +58,8 @@ impl CompiledNode {
     pub fn secret_templates(&self) -> impl Iterator<Item = &ParamTemplate> {
         let spec = self.spec;
         self.params.iter().flat_map(move |(name, pt)| {
-            let whole = spec.secret_params.contains(&name.as_str()).then_some(pt);
+            let whole = (spec.secret_params.contains(&name.as_str()) || spec.secret_by_name(name))
+                .then_some(pt);
             // A header param's credential fields, one by one.
             let fields = match pt {
                 ParamTemplate::Object(fields)

@@ -291,6 +291,19 @@ pub type Start = fn(&Map<String, Value>) -> Result<Started, NodeError>;
 pub type Started =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<NodeOutput, NodeError>> + Send>>;
 
+/// The literal text values of `params` (and of objects in them) whose names look secret.
+fn named_secrets<'p>(params: &'p Map<String, Value>, out: &mut Vec<&'p str>) {
+    for (name, value) in params {
+        match value {
+            Value::String(s) if crate::secrets::is_secret_name(name) && !s.contains("${") => {
+                out.push(s)
+            }
+            Value::Object(inner) => named_secrets(inner, out),
+            _ => {}
+        }
+    }
+}
+
 /// A header name as a workflow spells it, in any case.
 fn is_secret_header_name(name: &str) -> bool {
     crate::secrets::is_secret_header(&name.to_ascii_lowercase())
@@ -314,6 +327,17 @@ impl NodeSpec {
                 other => out.extend(literal(other)),
             }
         }
+        // Params named like secrets (an MCP tool's `token`), in objects too: what a
+        // repair model is shown as placeholders is what the build redacts.
+        // A built-in type's own params are secret as it declares (`max_tokens` is none).
+        for (name, value) in params {
+            match value {
+                Value::String(_) if !self.secret_by_name(name) => {}
+                Value::String(s) if !s.contains("${") => out.push(s),
+                Value::Object(inner) => named_secrets(inner, &mut out),
+                _ => {}
+            }
+        }
         for value in self
             .secret_header_params
             .iter()
@@ -329,6 +353,12 @@ impl NodeSpec {
             }
         }
         out
+    }
+
+    /// Is param `name` secret by its name: one this type does not declare itself (a
+    /// nested workflow's input) or an MCP tool's, named like a credential?
+    pub fn secret_by_name(&self, name: &str) -> bool {
+        (self.closed_params || self.param(name).is_none()) && crate::secrets::is_secret_name(name)
     }
 
     pub fn param(&self, name: &str) -> Option<&ParamSpec> {
@@ -594,6 +624,12 @@ mod tests {
             unreachable!()
         };
         assert_eq!(shell::SPEC.literal_secrets(&params), vec!["literal-a"]);
+        let named = serde_json::json!({"query": "q", "auth": {"api_token": "tok-1", "user": "u"},
+                                       "password": "${pw}"});
+        let Value::Object(named) = named else {
+            unreachable!()
+        };
+        assert_eq!(echo::SPEC.literal_secrets(&named), vec!["tok-1"]);
         assert!(
             echo::SPEC.literal_secrets(&params).is_empty(),
             "echo has none"
