@@ -70,7 +70,23 @@ impl Placeholders {
                 .and_then(Value::as_str)
                 .and_then(crate::nodes::lookup);
             if let Some(params) = node.get("params").and_then(Value::as_object) {
-                p.params(params, false);
+                // A built-in type's own params are secret as it declares (the loop
+                // below), the others by name, as the build's redactor has them.
+                for (k, v) in params {
+                    match spec {
+                        Some(s) if !s.secret_by_name(k) => {
+                            if let Value::Object(inner) = v {
+                                p.params(inner, false);
+                            }
+                        }
+                        None if !is_secret_name(k) => {
+                            if let Value::Object(inner) = v {
+                                p.params(inner, false);
+                            }
+                        }
+                        _ => p.add(k, v),
+                    }
+                }
                 for name in spec.map_or(&[][..], |s| s.secret_params) {
                     match params.get(*name) {
                         Some(Value::Object(values)) => p.params(values, true),
@@ -452,6 +468,17 @@ mod tests {
             json!("postgres")
         );
         assert_eq!(fixed["inputs"]["api_token"]["default"], json!("tok-123456"));
+    }
+
+    #[test]
+    fn a_built_in_types_own_params_are_secret_as_it_declares_the_others_by_name() {
+        let doc = json!({"nodes": [
+            {"id": "ask", "type": "llm", "params": {"prompt": "hi", "max_tokens": "4096"}},
+            {"id": "tool", "type": "mcp-srv-login", "params": {"session_token": "tok-AB12"}}
+        ]});
+        let p = Placeholders::collect(&doc, &Map::new());
+        let text = p.hide_text("max 4096 with tok-AB12");
+        assert!(text.starts_with("max 4096 with <secret:"), "{text}");
     }
 
     #[test]
