@@ -100,6 +100,10 @@ pub struct BuildArgs {
     pub workflow: String,
     /// Workflow inputs as KEY=VALUE
     pub params: Vec<String>,
+    /// Workflow inputs from a JSON object in FILE, before those given as KEY=VALUE
+    /// (kept off the command line, which other users of the machine can read)
+    #[arg(long, value_name = "FILE")]
+    pub inputs_file: Option<PathBuf>,
     /// Cache directory (or PFLOW_CACHE_DIR; default ./.pflow-cache)
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,

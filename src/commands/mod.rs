@@ -68,7 +68,13 @@ pub fn run(cli: Cli) -> i32 {
     if !matches!(cli.command, Command::Build(_)) {
         crate::memory::huge_pages(true);
     }
-    let result = match cli.command {
+    let mut command = cli.command;
+    if let Command::Build(args) = &mut command {
+        if let Err(message) = take_inputs_file(args) {
+            return invalid_arguments(&message);
+        }
+    }
+    let result = match command {
         Command::Build(args) if args.watch => watch::run(*args),
         Command::Build(args) => build::once(&args, build::Then::Exit),
         Command::Validate {
@@ -204,6 +210,35 @@ fn wants_json() -> bool {
 }
 
 /// Arguments that parse but cannot be used: the message (or its JSON document), exit 2.
+/// `--inputs-file`: its inputs become KEY=VALUE params ahead of those given (a later
+/// one wins, as on the command line), so every path of a build sees one list. Text as it
+/// is, any other value as its JSON.
+fn take_inputs_file(args: &mut crate::cli::BuildArgs) -> std::result::Result<(), String> {
+    let Some(path) = args.inputs_file.take() else {
+        return Ok(());
+    };
+    let shown = path.display();
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read the inputs file '{shown}': {e}"))?;
+    let doc: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| format!("the inputs file '{shown}' is not valid JSON: {e}"))?;
+    let serde_json::Value::Object(inputs) = doc else {
+        return Err(format!(
+            "the inputs file '{shown}' must hold a JSON object of NAME: value"
+        ));
+    };
+    let mut params: Vec<String> = inputs
+        .into_iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => format!("{k}={s}"),
+            other => format!("{k}={other}"),
+        })
+        .collect();
+    params.append(&mut args.params);
+    args.params = params;
+    Ok(())
+}
+
 fn invalid_arguments(message: &str) -> i32 {
     if wants_json() {
         print_arguments_document(message);

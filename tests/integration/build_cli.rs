@@ -216,6 +216,36 @@ fn inputs_are_coerced_to_their_declared_types() {
     assert!(msg.contains("'n'") && msg.contains("forty"), "{msg}");
 }
 
+/// `--inputs-file`: a JSON object's values as inputs (typed as on the command line), a
+/// KEY=VALUE given too wins, and a file that is not an object is an argument error that
+/// names it.
+#[test]
+fn inputs_come_from_a_file_and_the_command_line_wins() {
+    let ws = Workspace::new().workflow(json!({
+        "inputs": {"n": {"type": "integer"}, "obj": {"type": "object"}, "s": {"type": "string"}},
+        "nodes": [{"id": "e", "type": "echo",
+                   "params": {"data": {"n": "${n}", "obj": "${obj}", "s": "${s}"}}}],
+        "outputs": {"all": {"source": "${e.data}"}}
+    }));
+    ws.write(
+        "in.json",
+        r#"{"n": 42, "obj": {"a": [1]}, "s": "from the file"}"#,
+    );
+    let r = ws.build(&["--inputs-file", "in.json", "s=given"]);
+    r.assert_ok();
+    assert_eq!(
+        r.doc()["outputs"]["all"],
+        json!({"n": 42, "obj": {"a": [1]}, "s": "given"})
+    );
+    ws.write("bad.json", "[1, 2]");
+    let bad = ws.build(&["--inputs-file", "bad.json"]);
+    bad.assert_code(2);
+    assert!(bad.to_string().contains("bad.json"), "{bad}");
+    let missing = ws.build(&["--inputs-file", "nowhere.json"]);
+    missing.assert_code(2);
+    assert!(missing.to_string().contains("nowhere.json"), "{missing}");
+}
+
 #[test]
 fn a_missing_required_input_is_named_with_its_description() {
     let ws = Workspace::new().workflow(json!({

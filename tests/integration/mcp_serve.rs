@@ -271,3 +271,44 @@ fn the_inspector_saves_a_workflow_and_builds_it_by_name_with_params() {
         "{types}"
     );
 }
+
+/// An agent's inputs reach the build through a file of its own, never its command line
+/// (which every user of the machine can read in `/proc`): the build's own argv, as its
+/// shell step reads it, does not hold them.
+#[test]
+fn build_workflow_keeps_inputs_off_the_builds_command_line() {
+    let Some(tools) = common::mcp::tools() else {
+        return;
+    };
+    let inspector = tools.npm_bin("mcp-inspector");
+    let ws = Workspace::new();
+    ws.write(
+        "argv.json",
+        &json!({"inputs": {"who": {"type": "string"}},
+                "nodes": [{"id": "argv", "type": "shell",
+                           "params": {"command": "tr '\\0' ' ' < /proc/$PPID/cmdline; echo; echo \"hi ${who}\""}}],
+                "outputs": {"said": {"source": "${argv.stdout}"}}})
+        .to_string(),
+    );
+    let built = call(
+        &ws,
+        &inspector,
+        "build_workflow",
+        &[
+            "workflow=argv.json".into(),
+            r#"params={"who": "Ada-PRIVATE-1"}"#.into(),
+            "no_repair=true".into(),
+        ],
+    );
+    let said = built["structuredContent"]["outputs"]["said"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let (argv, greeting) = said.split_once('\n').unwrap_or_default();
+    assert!(argv.contains("build"), "not the build's argv: {built}");
+    assert!(
+        !argv.contains("Ada-PRIVATE-1"),
+        "on the command line: {argv}"
+    );
+    assert_eq!(greeting.trim(), "hi Ada-PRIVATE-1", "{built}");
+}

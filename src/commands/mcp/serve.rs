@@ -258,16 +258,15 @@ fn build(args: &Map<String, Value>) -> std::result::Result<CallToolResult, Error
     if args.get("no_repair").and_then(Value::as_bool) == Some(true) {
         cmd.arg("--no-repair");
     }
+    // Inputs go in a file of the build's own temporary folder (readable by this user
+    // alone), never on its command line, which every user of the machine can read.
     match args.get("params") {
         None | Some(Value::Null) => {}
-        Some(Value::Object(params)) => {
-            for (k, v) in params {
-                let v = match v {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                cmd.arg(format!("{k}={v}"));
-            }
+        Some(params @ Value::Object(_)) => {
+            let f = tmp.path().join("inputs.json");
+            crate::fsutil::write_atomic(&f, params.to_string().as_bytes())
+                .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+            cmd.arg("--inputs-file").arg(&f);
         }
         Some(_) => return Err(invalid("'params' must be an object of workflow inputs")),
     }
