@@ -436,9 +436,77 @@ pub fn free_name(path: &Path, suffix: &str) -> PathBuf {
         .unwrap_or(first)
 }
 
+/// Move the file at `path` aside, to [`free_name`]'s name, without ever replacing a
+/// file there: a rename that refuses to replace (`RENAME_NOREPLACE`), so two builds
+/// keeping a hand edit at once each get their own name. Where the file system cannot
+/// refuse, a plain rename.
+pub fn move_aside(path: &Path, suffix: &str) -> std::io::Result<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let c =
+        |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
+    let from = c(path)?;
+    for _ in 0..1000 {
+        let aside = free_name(path, suffix);
+        let to = c(&aside)?;
+        // SAFETY: both are NUL-terminated paths that live across the call.
+        let r = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                from.as_ptr(),
+                libc::AT_FDCWD,
+                to.as_ptr(),
+                libc::RENAME_NOREPLACE,
+            )
+        };
+        if r == 0 {
+            return Ok(aside);
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            // Taken since it was found free: the next one.
+            Some(libc::EEXIST) => continue,
+            Some(libc::EINVAL) | Some(libc::ENOSYS) => {
+                std::fs::rename(path, &aside)?;
+                return Ok(aside);
+            }
+            _ => return Err(e),
+        }
+    }
+    Err(std::io::Error::other("no free name to move it to"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Builds that keep hand edits at the same time never keep one over another: every
+    /// move that succeeded left its own file.
+    #[test]
+    fn moves_aside_at_once_never_replace_each_other() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("out.txt");
+        let moved = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let (path, moved) = (&path, &moved);
+                s.spawn(move || {
+                    for n in 0..100 {
+                        let _ = write_atomic(path, format!("{t}-{n}").as_bytes());
+                        if move_aside(path, ".pflow-kept").is_ok() {
+                            moved.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                    }
+                });
+            }
+        });
+        let kept = std::fs::read_dir(dir.path())
+            .expect("read dir")
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().contains(".pflow-kept"))
+            .count();
+        assert_eq!(kept, moved.load(std::sync::atomic::Ordering::SeqCst));
+        assert!(kept > 0);
+    }
 
     #[test]
     fn a_replaced_record_is_the_new_one_and_the_old_one_is_removed_before_the_end() {

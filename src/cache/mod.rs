@@ -459,8 +459,7 @@ impl Cache {
         let path = Path::new(&rec.path);
         let kept = match std::fs::symlink_metadata(path) {
             Ok(_) => {
-                let aside = crate::fsutil::free_name(path, ".pflow-kept");
-                std::fs::rename(path, &aside)
+                let aside = crate::fsutil::move_aside(path, ".pflow-kept")
                     .map_err(|e| err(&format!("cannot move the edited '{}' aside", rec.path), e))?;
                 Some(aside)
             }

@@ -419,8 +419,7 @@ impl RunContext<'_> {
         if now.to_hex().as_str() == wrote || now == blake3::hash(content) {
             return Ok(None);
         }
-        let aside = crate::fsutil::free_name(path, ".pflow-kept");
-        std::fs::rename(path, &aside).map_err(|e| {
+        let aside = crate::fsutil::move_aside(path, ".pflow-kept").map_err(|e| {
             NodeError::new(
                 ErrorCategory::File,
                 format!("cannot move the hand-edited '{shown}' aside: {e}"),
