@@ -436,18 +436,17 @@ pub fn free_name(path: &Path, suffix: &str) -> PathBuf {
         .unwrap_or(first)
 }
 
-/// Move the file at `path` aside, to [`free_name`]'s name, without ever replacing a
-/// file there: a rename that refuses to replace (`RENAME_NOREPLACE`), so two builds
-/// keeping a hand edit at once each get their own name. Where the file system cannot
-/// refuse, a plain rename.
-pub fn move_aside(path: &Path, suffix: &str) -> std::io::Result<PathBuf> {
-    use std::os::unix::ffi::OsStrExt;
-    let c =
-        |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
-    let from = c(path)?;
-    for _ in 0..1000 {
-        let aside = free_name(path, suffix);
-        let to = c(&aside)?;
+/// Rename `from` to `to` unless `to` exists (`AlreadyExists` then; `Unsupported` where
+/// the system cannot refuse, `InvalidInput` where the file system cannot).
+pub fn rename_new(from: &Path, to: &Path) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let c = |p: &Path| {
+            std::ffi::CString::new(p.as_os_str().as_bytes())
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
+        };
+        let (from, to) = (c(from)?, c(to)?);
         // SAFETY: both are NUL-terminated paths that live across the call.
         let r = unsafe {
             libc::renameat2(
@@ -459,17 +458,37 @@ pub fn move_aside(path: &Path, suffix: &str) -> std::io::Result<PathBuf> {
             )
         };
         if r == 0 {
-            return Ok(aside);
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
         }
-        let e = std::io::Error::last_os_error();
-        match e.raw_os_error() {
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (from, to);
+        Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
+    }
+}
+
+/// Move the file at `path` aside, to [`free_name`]'s name, without ever replacing a
+/// file there ([`rename_new`]), so two builds keeping a hand edit at once each get their
+/// own name. Where the file system cannot refuse, a plain rename.
+pub fn move_aside(path: &Path, suffix: &str) -> std::io::Result<PathBuf> {
+    use std::io::ErrorKind;
+    for _ in 0..1000 {
+        let aside = free_name(path, suffix);
+        match rename_new(path, &aside) {
+            Ok(()) => return Ok(aside),
             // Taken since it was found free: the next one.
-            Some(libc::EEXIST) => continue,
-            Some(libc::EINVAL) | Some(libc::ENOSYS) => {
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+            Err(e)
+                if matches!(e.kind(), ErrorKind::Unsupported | ErrorKind::InvalidInput)
+                    || e.raw_os_error() == Some(libc::ENOSYS) =>
+            {
                 std::fs::rename(path, &aside)?;
                 return Ok(aside);
             }
-            _ => return Err(e),
+            Err(e) => return Err(e),
         }
     }
     Err(std::io::Error::other("no free name to move it to"))

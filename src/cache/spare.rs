@@ -57,7 +57,7 @@ pub fn all(root: &Path) -> Vec<(PathBuf, u64)> {
 /// error.
 pub fn set_aside(path: &Path) -> io::Result<()> {
     for spare in spares(path) {
-        match rename_new(path, &spare) {
+        match crate::fsutil::rename_new(path, &spare) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -103,39 +103,6 @@ fn same_file(file: &File, path: &Path) -> bool {
     match (file.metadata(), std::fs::symlink_metadata(path)) {
         (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
         _ => false,
-    }
-}
-
-/// Rename `from` to `to` unless `to` exists (`AlreadyExists` then).
-fn rename_new(from: &Path, to: &Path) -> io::Result<()> {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::ffi::OsStrExt;
-        let c = |p: &Path| {
-            std::ffi::CString::new(p.as_os_str().as_bytes())
-                .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
-        };
-        let (from, to) = (c(from)?, c(to)?);
-        // SAFETY: both are NUL-terminated paths that live across the call.
-        let r = unsafe {
-            libc::renameat2(
-                libc::AT_FDCWD,
-                from.as_ptr(),
-                libc::AT_FDCWD,
-                to.as_ptr(),
-                libc::RENAME_NOREPLACE,
-            )
-        };
-        if r == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = (from, to);
-        Err(io::Error::from(io::ErrorKind::Unsupported))
     }
 }
 
