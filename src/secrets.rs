@@ -64,17 +64,6 @@ pub fn is_secret_header(name: &str) -> bool {
             .any(|w| name.contains(w))
 }
 
-/// Replace every occurrence of a secret value in `text`.
-pub fn scrub(text: &str, secrets: &[String]) -> String {
-    let mut out = text.to_string();
-    for s in secrets {
-        if !s.is_empty() && out.contains(s.as_str()) {
-            out = out.replace(s.as_str(), REDACTED);
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,9 +178,9 @@ mod tests {
 
     #[test]
     fn scrubs_by_value() {
-        let secrets = vec!["sekrit-value".to_string(), String::new()];
+        let secrets = Redactor::new(vec!["sekrit-value".to_string(), String::new()]);
         assert_eq!(
-            scrub("got Bearer sekrit-value back", &secrets),
+            secrets.scrub("got Bearer sekrit-value back"),
             "got Bearer <redacted> back"
         );
     }
