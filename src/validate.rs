@@ -71,7 +71,7 @@ impl CompiledNode {
             };
             let fields = fields
                 .iter()
-                .filter(|(k, _)| crate::secrets::is_secret_header(&k.to_ascii_lowercase()))
+                .filter(|(k, _)| crate::nodes::is_secret_header_name(k))
                 .map(|(_, pt)| pt);
             whole
                 .into_iter()

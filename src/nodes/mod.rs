@@ -305,7 +305,7 @@ fn named_secrets<'p>(params: &'p Map<String, Value>, out: &mut Vec<&'p str>) {
 }
 
 /// A header name as a workflow spells it, in any case.
-fn is_secret_header_name(name: &str) -> bool {
+pub fn is_secret_header_name(name: &str) -> bool {
     crate::secrets::is_secret_header(&name.to_ascii_lowercase())
 }
 

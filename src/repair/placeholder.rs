@@ -73,18 +73,10 @@ impl Placeholders {
                 // A built-in type's own params are secret as it declares (the loop
                 // below), the others by name, as the build's redactor has them.
                 for (k, v) in params {
-                    match spec {
-                        Some(s) if !s.secret_by_name(k) => {
-                            if let Value::Object(inner) = v {
-                                p.params(inner, false);
-                            }
-                        }
-                        None if !is_secret_name(k) => {
-                            if let Value::Object(inner) = v {
-                                p.params(inner, false);
-                            }
-                        }
-                        _ => p.add(k, v),
+                    if spec.map_or(is_secret_name(k), |s| s.secret_by_name(k)) {
+                        p.add(k, v);
+                    } else if let Value::Object(inner) = v {
+                        p.params(inner, false);
                     }
                 }
                 for name in spec.map_or(&[][..], |s| s.secret_params) {
