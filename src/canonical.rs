@@ -3,12 +3,27 @@
 //! Equal JSON values must hash equally however they were produced: object keys are
 //! sorted, there is no whitespace, strings use serde_json's escaping, and a float with an
 //! integral value (`1.0`) is written as the integer (`1`).
+//!
+//! That form says when two workflows mean the same thing (the repair's checks, a
+//! workflow's digest). Keys and output digests need more: nodes use a value as written
+//! (`write-file` writes an object's members in their order, an HTTP body sends `1.0`), so
+//! two values with one canonical form can give different results. [`to_key_bytes`] adds
+//! the value as written whenever that differs from the canonical form, so the keys of
+//! every other value stay as they were.
 
 use serde_json::Value;
 use std::io::Write;
 
 /// Write `v` in canonical form.
 pub fn write_canonical(v: &Value, out: &mut Vec<u8>) {
+    let mut as_written = true;
+    write_noting(v, out, true, &mut as_written);
+}
+
+/// Write `v` in canonical form; clear `as_written` if serde_json would write it
+/// otherwise: an integral float, or members out of order (at the top only if
+/// `top_order_counts`).
+fn write_noting(v: &Value, out: &mut Vec<u8>, top_order_counts: bool, as_written: &mut bool) {
     match v {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
@@ -16,6 +31,7 @@ pub fn write_canonical(v: &Value, out: &mut Vec<u8>) {
         Value::Number(n) => {
             if let Some(f) = n.as_f64().filter(|_| n.is_f64()) {
                 if f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15 {
+                    *as_written = false;
                     let _ = write!(out, "{}", f as i64);
                     return;
                 }
@@ -31,7 +47,7 @@ pub fn write_canonical(v: &Value, out: &mut Vec<u8>) {
                 if i > 0 {
                     out.push(b',');
                 }
-                write_canonical(item, out);
+                write_noting(item, out, true, as_written);
             }
             out.push(b']');
         }
@@ -39,7 +55,10 @@ pub fn write_canonical(v: &Value, out: &mut Vec<u8>) {
             // Members sorted by key, not keys looked up again: a lookup hashes the key
             // (SipHash), which was a tenth of writing a node's outputs.
             let mut members: Vec<(&String, &Value)> = map.iter().collect();
-            members.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            if !members.is_sorted_by(|a, b| a.0 <= b.0) {
+                *as_written &= !top_order_counts;
+                members.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            }
             out.push(b'{');
             for (i, (k, v)) in members.into_iter().enumerate() {
                 if i > 0 {
@@ -47,7 +66,7 @@ pub fn write_canonical(v: &Value, out: &mut Vec<u8>) {
                 }
                 let _ = serde_json::to_writer(&mut *out, k);
                 out.push(b':');
-                write_canonical(v, out);
+                write_noting(v, out, true, as_written);
             }
             out.push(b'}');
         }
@@ -62,11 +81,71 @@ pub fn to_canonical(v: &Value) -> Vec<u8> {
     out
 }
 
+/// The bytes a key holds for `v`: its canonical form, and after it, only when serde_json
+/// writes the value otherwise, the value as written (after a NUL, which canonical JSON
+/// never holds). Values that hash equal then render equal wherever a node uses them.
+pub fn to_key_bytes(v: &Value) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    let mut as_written = true;
+    write_noting(v, &mut out, true, &mut as_written);
+    if !as_written {
+        out.extend_from_slice(b"\0as written:");
+        let _ = serde_json::to_writer(&mut out, v);
+    }
+    out
+}
+
+/// [`to_key_bytes`] for a node's outputs: their names are the node's code's, in its
+/// order, and dependents take them by name, so only the values count as written.
+fn output_bytes(v: &Value) -> Vec<u8> {
+    let Value::Object(map) = v else {
+        return to_key_bytes(v);
+    };
+    let mut out = Vec::with_capacity(256);
+    let mut as_written = true;
+    write_noting(v, &mut out, false, &mut as_written);
+    if !as_written {
+        out.extend_from_slice(b"\0as written:");
+        let mut members: Vec<(&String, &Value)> = map.iter().collect();
+        members.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (k, v) in members {
+            let _ = serde_json::to_writer(&mut out, k);
+            out.push(b':');
+            let _ = serde_json::to_writer(&mut out, v);
+            out.push(b',');
+        }
+    }
+    out
+}
+
+const OUTPUT_DIGEST: &str = "pflow 2026-11 node output digest v1";
+
 /// Digest of a node's outputs: what dependents' keys are built from (early cutoff).
 pub fn output_digest(v: &Value) -> blake3::Hash {
-    let mut h = blake3::Hasher::new_derive_key("pflow 2026-11 node output digest v1");
-    h.update(&to_canonical(v));
+    let mut h = blake3::Hasher::new_derive_key(OUTPUT_DIGEST);
+    h.update(&output_bytes(v));
     h.finalize()
+}
+
+/// Does `hex` name `v`'s output digest? Entries stored before the digest took a value
+/// as written have its canonical form's: still the digest of these outputs, so they are
+/// not corrupt.
+pub fn output_digest_matches(v: &Value, hex: &str) -> bool {
+    let bytes = output_bytes(v);
+    let digest = |b: &[u8]| {
+        let mut h = blake3::Hasher::new_derive_key(OUTPUT_DIGEST);
+        h.update(b);
+        h.finalize()
+    };
+    if digest(&bytes).to_hex().as_str() == hex {
+        return true;
+    }
+    match bytes.iter().position(|&b| b == 0) {
+        Some(end) => bytes
+            .get(..end)
+            .is_some_and(|c| digest(c).to_hex().as_str() == hex),
+        None => false,
+    }
 }
 
 /// Digest of one value as a key component.
@@ -87,7 +166,6 @@ mod tests {
             serde_json::from_str(r#"{"b": 1, "a": [1, 2, {"y": null, "x": "s"}]}"#).unwrap();
         let b: Value = serde_json::from_str(r#"{"a":[1,2,{"x":"s","y":null}],"b":1}"#).unwrap();
         assert_eq!(to_canonical(&a), to_canonical(&b));
-        assert_eq!(output_digest(&a), output_digest(&b));
     }
 
     #[test]
@@ -105,6 +183,44 @@ mod tests {
         assert_eq!(to_canonical(&json!(1.0)), to_canonical(&json!(1)));
         assert_eq!(to_canonical(&json!(1.5)), b"1.5");
         assert_ne!(output_digest(&json!(1)), output_digest(&json!("1")));
+    }
+
+    #[test]
+    fn key_bytes_add_the_value_as_written_only_where_it_differs() {
+        // Sorted members and no integral floats: the canonical form alone, so such
+        // values keep the keys they had.
+        let plain = json!({"a": [1, 1.5, {"x": "s", "y": 0}], "b": null});
+        assert_eq!(to_key_bytes(&plain), to_canonical(&plain));
+        let reordered = json!({"a": [1, 1.5, {"y": 0, "x": "s"}], "b": null});
+        let float = json!({"a": [1.0, 1.5, {"x": "s", "y": 0}], "b": null});
+        for other in [&reordered, &float] {
+            assert_eq!(to_canonical(other), to_canonical(&plain));
+            assert_ne!(to_key_bytes(other), to_key_bytes(&plain), "{other}");
+            assert_ne!(output_digest(other), output_digest(&plain), "{other}");
+        }
+    }
+
+    #[test]
+    fn output_names_order_does_not_count_but_their_values_do() {
+        let a = json!({"stdout": "x", "exit_code": 0});
+        let b = json!({"exit_code": 0, "stdout": "x"});
+        assert_eq!(output_digest(&a), output_digest(&b));
+        let c = json!({"exit_code": 0, "response": {"b": 1, "a": 2}});
+        let d = json!({"exit_code": 0, "response": {"a": 2, "b": 1}});
+        assert_ne!(output_digest(&c), output_digest(&d));
+    }
+
+    #[test]
+    fn an_entry_recorded_with_the_canonical_digest_still_matches() {
+        let v = json!({"response": {"b": 1, "a": 2}});
+        let mut h = blake3::Hasher::new_derive_key(OUTPUT_DIGEST);
+        h.update(&to_canonical(&v));
+        let legacy = h.finalize().to_hex();
+        assert_ne!(output_digest(&v).to_hex(), legacy);
+        assert!(output_digest_matches(&v, &legacy));
+        assert!(output_digest_matches(&v, &output_digest(&v).to_hex()));
+        let other = json!({"response": {"b": 2, "a": 1}});
+        assert!(!output_digest_matches(&other, &legacy));
     }
 
     #[test]

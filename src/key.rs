@@ -188,7 +188,7 @@ impl KeyBuilder {
     }
 
     pub fn add_value(&mut self, name: impl ComponentName, v: &serde_json::Value) {
-        self.add_bytes(name, &crate::canonical::to_canonical(v));
+        self.add_bytes(name, &crate::canonical::to_key_bytes(v));
     }
 
     pub fn remove(&mut self, name: &str) {

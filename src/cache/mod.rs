@@ -321,8 +321,7 @@ impl Cache {
         };
         let value: Value =
             serde_json::from_slice(&bytes).map_err(|e| err("cached outputs are not JSON", e))?;
-        let digest = crate::canonical::output_digest(&value).to_hex();
-        if digest.as_str() != entry.manifest.output_digest {
+        if !crate::canonical::output_digest_matches(&value, &entry.manifest.output_digest) {
             return Err(CacheError(
                 "cached outputs do not match their recorded digest".into(),
             ));

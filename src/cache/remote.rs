@@ -607,9 +607,8 @@ impl Remote {
             Err(r) => return r,
         };
         let value: Option<serde_json::Value> = serde_json::from_slice(&outputs).ok();
-        let digest_ok = value.is_some_and(|v| {
-            crate::canonical::output_digest(&v).to_hex().as_str() == entry.output_digest
-        });
+        let digest_ok = value
+            .is_some_and(|v| crate::canonical::output_digest_matches(&v, &entry.output_digest));
         if !digest_ok {
             self.warn_corrupt_once(format!(
                 "the outputs of {node} (cas/{}) do not match the entry's output digest",

@@ -895,9 +895,9 @@ fn check(root: &Path, s: &Scan) -> Findings {
             }
         };
         let digest_matches = |v: &Value| {
-            live.manifest.as_ref().is_some_and(|m| {
-                crate::canonical::output_digest(v).to_hex().as_str() == m.output_digest
-            })
+            live.manifest
+                .as_ref()
+                .is_some_and(|m| crate::canonical::output_digest_matches(v, &m.output_digest))
         };
         if let Some(text) = live.manifest.as_ref().and_then(|m| m.inline.as_ref()) {
             let intact = live

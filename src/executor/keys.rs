@@ -14,7 +14,7 @@ pub(super) fn add_param(
 ) -> bool {
     let sealed = spec.secret_params.contains(&name) || crate::secrets::is_secret_name(name);
     if sealed {
-        kb.add_sealed(("param", name), &[&crate::canonical::to_canonical(value)]);
+        kb.add_sealed(("param", name), &[&crate::canonical::to_key_bytes(value)]);
     } else {
         kb.add_value(("param", name), value);
     }
@@ -57,15 +57,16 @@ impl<'a> Shared<'a> {
         }
         if let Some(b) = &node.batch {
             let mut cfg = Map::new();
+            // Members in name order: the canonical form the keys were first made from.
             cfg.insert("as".into(), Value::String(b.alias.clone()));
             if !for_item {
-                if let Some(items) = node.to_json().get("batch").and_then(|b| b.get("items")) {
-                    cfg.insert("items".into(), items.clone());
-                }
                 cfg.insert(
                     "error_handling".into(),
                     Value::Bool(b.error_handling == ErrorHandling::Continue),
                 );
+                if let Some(items) = node.to_json().get("batch").and_then(|b| b.get("items")) {
+                    cfg.insert("items".into(), items.clone());
+                }
             }
             kb.add_value("batch", &Value::Object(cfg));
         }
@@ -130,7 +131,7 @@ impl<'a> Shared<'a> {
             if self.v.workflow.is_secret_input(name) {
                 kb.add_sealed(
                     ("input", name.as_str()),
-                    &[&crate::canonical::to_canonical(value)],
+                    &[&crate::canonical::to_key_bytes(value)],
                 );
             } else {
                 kb.add_value(("input", name.as_str()), value);

@@ -663,3 +663,56 @@ fn a_rewrite_over_a_hand_edited_output_keeps_the_edit_beside_it() {
         "{r}"
     );
 }
+
+/// A node uses a value as written: `write-file` keeps an object's members in their order
+/// and `1.0` as `1.0`. A key that sorted members and wrote `1.0` as `1` served the file
+/// of the first spelling after an edit to the second.
+#[test]
+fn a_value_written_otherwise_is_not_served_the_old_result() {
+    let ws = Workspace::new().workflow(json!({"nodes": [
+        {"id": "save", "type": "write-file",
+         "params": {"file_path": "out.json", "content": {"b": 1, "a": 2}}}
+    ]}));
+    ws.build(&[]).assert_ok();
+    assert_eq!(ws.read("out.json"), "{\n  \"b\": 1,\n  \"a\": 2\n}");
+    ws.edit_workflow(|doc| doc["nodes"][0]["params"]["content"] = json!({"a": 2, "b": 1}));
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(r.with_status("ran"), ["save"], "{r}");
+    assert_eq!(ws.read("out.json"), "{\n  \"a\": 2,\n  \"b\": 1\n}");
+    ws.edit_workflow(|doc| doc["nodes"][0]["params"]["content"] = json!({"a": 2, "b": 1.0}));
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(r.with_status("ran"), ["save"], "{r}");
+    assert_eq!(ws.read("out.json"), "{\n  \"a\": 2,\n  \"b\": 1.0\n}");
+    // The same value again is a hit: the order counts, not a new key each build.
+    assert_eq!(ws.build(&[]).with_status("cached"), ["save"]);
+}
+
+/// The same for a value a dependency produced: a response whose members came back in
+/// another order reaches the file made from it (early cutoff must not hide it).
+#[test]
+fn an_output_whose_members_changed_order_reaches_its_dependents() {
+    use crate::stub::{Reply, Stub};
+    let stub = Stub::start(|_, n| {
+        let body = if n == 0 {
+            json!({"b": 1, "a": 2})
+        } else {
+            json!({"a": 2, "b": 1})
+        };
+        Reply::json(200, &body)
+    });
+    let ws = Workspace::new().workflow(json!({"nodes": [
+        {"id": "get", "type": "http", "cache": false, "params": {"url": stub.url()}},
+        {"id": "save", "type": "write-file",
+         "params": {"file_path": "out.json", "content": "${get.response}"}}
+    ]}));
+    ws.build(&[]).assert_ok();
+    assert_eq!(ws.read("out.json"), "{\n  \"b\": 1,\n  \"a\": 2\n}");
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(r.with_status("ran"), ["get", "save"], "{r}");
+    assert_eq!(ws.read("out.json"), "{\n  \"a\": 2,\n  \"b\": 1\n}");
+    let r = ws.build(&[]);
+    assert_eq!(r.with_status("cached"), ["save"], "{r}");
+}
