@@ -33,7 +33,33 @@ pub fn write_atomic_by(
     durable: bool,
     fill: impl FnOnce(&mut std::io::BufWriter<&mut std::fs::File>) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
+    write_atomic_as(path, durable, None, fill)
+}
+
+/// The permission bits a file is restored with unless it was made with others.
+pub const PLAIN_MODE: u32 = 0o644;
+
+/// A file's permission bits as pflow records them (no set-id or sticky bits).
+pub fn permission_bits(meta: &std::fs::Metadata) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    meta.permissions().mode() & 0o777
+}
+
+/// Write a file as [`write_atomic`] does, with these permission bits (from the start:
+/// a crash never leaves the content with other ones).
+pub fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     use std::io::Write;
+    write_atomic_as(path, true, Some(mode & 0o777), |w| w.write_all(bytes))
+}
+
+fn write_atomic_as(
+    path: &Path,
+    durable: bool,
+    mode: Option<u32>,
+    fill: impl FnOnce(&mut std::io::BufWriter<&mut std::fs::File>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -52,11 +78,13 @@ pub fn write_atomic_by(
         tmp.as_file().sync_data()?;
     }
     // Keep the existing file's permissions, as an editor would.
-    if let Ok(meta) = std::fs::metadata(path) {
+    if let Some(mode) = mode {
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))?;
+    } else if let Ok(meta) = std::fs::metadata(path) {
         let _ = std::fs::set_permissions(tmp.path(), meta.permissions());
     } else {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644));
+        let _ = std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(PLAIN_MODE));
     }
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())

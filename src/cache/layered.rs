@@ -159,6 +159,7 @@ fn imported(dl: Download) -> Imported {
                 path: f.path,
                 digest: f.digest,
                 bytes,
+                mode: f.mode,
             })
             .collect(),
     }

@@ -76,6 +76,16 @@ pub struct FileRecord {
     /// Where the content is in the cache.
     pub integrity: String,
     pub size: u64,
+    /// Its permission bits when the node made it with others than
+    /// [`crate::fsutil::PLAIN_MODE`] (an executable script, a private key file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+}
+
+/// How a file's permission bits are recorded: only when they are not the plain ones.
+pub fn recorded_mode(bits: u32) -> Option<u32> {
+    let bits = bits & 0o777;
+    (bits != crate::fsutil::PLAIN_MODE).then_some(bits)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -134,6 +144,7 @@ pub struct ImportedFile {
     /// BLAKE3 hex of `bytes`.
     pub digest: String,
     pub bytes: Vec<u8>,
+    pub mode: Option<u32>,
 }
 
 /// A successful node result to store.
@@ -203,6 +214,7 @@ impl Cache {
                 digest: f.digest.clone(),
                 integrity: integrity.to_string(),
                 size: f.bytes.len() as u64,
+                mode: f.mode.and_then(recorded_mode),
             });
         }
         let manifest = Manifest {
@@ -344,8 +356,13 @@ impl Cache {
         } = new;
         let mut records = Vec::with_capacity(files.len());
         for path in files {
-            let bytes = std::fs::read(path)
-                .map_err(|e| err(&format!("cannot read written file '{}'", path.display()), e))?;
+            let cannot = |e| err(&format!("cannot read written file '{}'", path.display()), e);
+            // The bits from the file whose bytes are read: not another put there since.
+            let mut file = std::fs::File::open(path).map_err(cannot)?;
+            let mode = file.metadata().map_err(cannot)?;
+            let mode = recorded_mode(crate::fsutil::permission_bits(&mode));
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut file, &mut bytes).map_err(cannot)?;
             let digest = blake3::hash(&bytes).to_hex().to_string();
             let integrity =
                 write_blob(&self.root, &bytes).map_err(|e| err("cannot write to the cache", e))?;
@@ -354,6 +371,7 @@ impl Cache {
                 digest,
                 integrity: integrity.to_string(),
                 size: bytes.len() as u64,
+                mode,
             });
         }
         let manifest = Manifest {
@@ -464,7 +482,8 @@ impl Cache {
             }
             Err(_) => None,
         };
-        crate::fsutil::write_atomic(path, &bytes)
+        let mode = rec.mode.unwrap_or(crate::fsutil::PLAIN_MODE);
+        crate::fsutil::write_atomic_mode(path, &bytes, mode)
             .map_err(|e| err(&format!("cannot restore '{}'", rec.path), e))?;
         Ok(kept)
     }

@@ -164,6 +164,9 @@ pub struct RemoteFile {
     pub digest: String,
     pub sha256: String,
     pub size: u64,
+    /// Permission bits other than the plain ones (as in the local manifest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
 }
 
 /// The document stored under `ac/<node key hex>`.
@@ -752,6 +755,7 @@ impl Remote {
                 digest: rec.digest.clone(),
                 sha256: sha.clone(),
                 size: bytes.len() as u64,
+                mode: rec.mode,
             });
             blobs.push((sha, bytes));
         }

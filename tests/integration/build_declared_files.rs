@@ -293,6 +293,35 @@ fn a_declared_output_deleted_by_the_user_is_restored() {
     assert_eq!(r.status_of("plots"), "cached", "{r}");
 }
 
+/// A restored file has the permission bits the node made it with, as a fresh run gives:
+/// a generated script stays executable, a private file stays private.
+#[test]
+fn a_restored_file_keeps_the_permission_bits_it_was_made_with() {
+    use std::os::unix::fs::PermissionsExt;
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [{"id": "gen", "type": "shell", "writes": ["run.sh", "key.pem", "plain.txt"],
+                   "params": {"command": counted("gen", "printf 'echo ok' > run.sh; chmod 755 run.sh; echo k > key.pem; chmod 600 key.pem; echo p > plain.txt; chmod 644 plain.txt")}}]
+    }));
+    ws.build(&[]).assert_ok();
+    let mode = |f: &str| {
+        std::fs::metadata(ws.path().join(f))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let made: Vec<u32> = ["run.sh", "key.pem", "plain.txt"].map(mode).to_vec();
+    assert_eq!(made, [0o755, 0o600, 0o644]);
+    for f in ["run.sh", "key.pem", "plain.txt"] {
+        ws.remove(f);
+    }
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(r.status_of("gen"), "restored", "{r}");
+    assert_eq!(ws.count("gen"), 1);
+    assert_eq!(["run.sh", "key.pem", "plain.txt"].map(mode).to_vec(), made);
+}
+
 #[test]
 fn a_cycle_through_implied_edges_is_reported() {
     let ws = Workspace::new().workflow(json!({

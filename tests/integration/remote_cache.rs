@@ -715,3 +715,30 @@ fn a_remote_entry_naming_a_file_outside_the_workspace_is_a_miss_and_writes_nothi
         assert!(w[0].contains(&planted), "{w:?}");
     }
 }
+
+/// A file restored from the remote has the permission bits it was made with.
+#[test]
+fn a_file_from_the_remote_keeps_its_permission_bits() {
+    use std::os::unix::fs::PermissionsExt;
+    let nginx = Nginx::start(Mode::Dav);
+    let url = nginx.url();
+    let wf = json!({"nodes": [{"id": "gen", "type": "shell", "writes": ["run.sh"],
+        "params": {"command": counted("gen", "printf 'echo ok' > run.sh; chmod 750 run.sh")}}]});
+    let a = Workspace::new().workflow(wf.clone());
+    build(
+        &a,
+        &["--remote-cache", &url, "--remote-cache-write"],
+        &[],
+        false,
+    )
+    .assert_ok();
+    let b = Workspace::new().workflow(wf);
+    let rb = build(&b, &["--remote-cache", &url], &[], false);
+    rb.assert_ok();
+    assert_eq!(b.count("gen"), 0, "{rb}");
+    let mode = std::fs::metadata(b.path().join("run.sh"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o750, "{rb}");
+}
