@@ -56,9 +56,11 @@ impl<'a> Shared<'a> {
         } else {
             1
         };
+        let own_files = self.own_files(i);
         let run = ItemRun {
             shared: self,
             i,
+            own_files: &own_files,
             batch,
             scope: &scope,
             items: &items,
@@ -218,6 +220,8 @@ struct ItemRun<'r, 'a> {
     items: &'r [Value],
     item_keys: &'r [Key],
     item_files: &'r [super::keys::KeyedFiles],
+    /// What the batch wrote last time (see [`Shared::own_files`]).
+    own_files: &'r [(String, String)],
     /// The items that run (the first of each key), in order.
     unique: &'r [usize],
     results: Vec<Mutex<Option<ItemResult>>>,
@@ -333,7 +337,7 @@ impl<'r, 'a> ItemRun<'r, 'a> {
             node_id: &node.id,
             node_type: &node.node_type,
             interrupted: &crate::interrupt::INTERRUPTED,
-            own_files: &[],
+            own_files: self.own_files,
             env: sh.child_env(i, vars),
             write_roots: &sh.opts.write_roots,
             intent: intent.as_ref(),
@@ -347,7 +351,10 @@ impl<'r, 'a> ItemRun<'r, 'a> {
                 (cn.spec.run)(&p, &ctx)
             });
             match r {
-                Ok(out) => break self.ran_ok(idx, out, started),
+                Ok(out) => {
+                    sh.note_kept(&node.id, &out.kept);
+                    break self.ran_ok(idx, out, started);
+                }
                 Err(e) if self.retries(attempt, &e) => continue,
                 Err(e) => break Err(e),
             }

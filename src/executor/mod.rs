@@ -1644,21 +1644,7 @@ impl<'a> Shared<'a> {
             resolve_params(cn, &scope, self.v.workflow.template_mode, &mut warnings)?;
         let live = self.live_for(i);
         self.note(&node.id, warnings);
-        // What this node wrote last time (it may overwrite those files, and nothing else).
-        // Only a type that writes files asks: reading the old entry is an index read per
-        // node, as much as the rest of a small node's run.
-        let own_files: Vec<(String, String)> = Some(())
-            .filter(|_| !cn.spec.writes_files.is_empty())
-            .and_then(|_| self.recorder.previous_key(&node.id))
-            .and_then(|k| self.cache.local().peek(&k))
-            .map(|e| {
-                e.manifest
-                    .files
-                    .into_iter()
-                    .map(|f| (f.path, f.digest))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let own_files = self.own_files(i);
         let intent = key
             .filter(|_| cn.spec.announces_effects)
             .map(|k| crate::cache::intents::Intent::of(self.cache.local().root(), &k));
@@ -1690,6 +1676,26 @@ impl<'a> Shared<'a> {
     }
 
     /// This node's share of the `-v` sink.
+    /// What node `i` wrote in its last recorded build, as (path, BLAKE3 hex): files it
+    /// may overwrite unless someone changed them since (a batch's entry holds all its
+    /// items' files). Only a type that writes files asks: reading the old entry is an
+    /// index read per node, as much as the rest of a small node's run.
+    pub(super) fn own_files(&self, i: usize) -> Vec<(String, String)> {
+        let cn = &self.v.nodes[i];
+        Some(())
+            .filter(|_| !cn.spec.writes_files.is_empty())
+            .and_then(|_| self.recorder.previous_key(&self.v.workflow.nodes[i].id))
+            .and_then(|k| self.cache.local().peek(&k))
+            .map(|e| {
+                e.manifest
+                    .files
+                    .into_iter()
+                    .map(|f| (f.path, f.digest))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     fn live_for(&self, i: usize) -> Option<Box<crate::nodes::Live>> {
         if self.feeds_a_secret(i) {
             return None;

@@ -664,6 +664,32 @@ fn a_rewrite_over_a_hand_edited_output_keeps_the_edit_beside_it() {
     );
 }
 
+/// The same for the items of a batch: each item's file was the batch's last time.
+#[test]
+fn a_batch_rewrite_over_a_hand_edited_output_keeps_the_edit_beside_it() {
+    let writing = |version: &str| {
+        json!({"nodes": [{"id": "save", "type": "write-file",
+                          "batch": {"items": ["a", "b"]},
+                          "params": {"file_path": "out/${item}.txt",
+                                     "content": format!("{version} ${{item}}")}}]})
+    };
+    let ws = Workspace::new().workflow(writing("one"));
+    ws.build(&[]).assert_ok();
+    ws.write("out/a.txt", "my notes");
+    ws.set_workflow(&writing("two"));
+    let r = ws.build_text(&[]);
+    r.assert_ok();
+    assert_eq!(ws.read("out/a.txt"), "two a");
+    assert_eq!(ws.read("out/b.txt"), "two b");
+    assert_eq!(ws.read("out/a.txt.pflow-kept"), "my notes", "{r}");
+    assert!(!ws.exists("out/b.txt.pflow-kept"), "b was not edited");
+    assert!(
+        r.stderr.contains("out/a.txt was changed by hand")
+            && r.stderr.contains("out/a.txt.pflow-kept"),
+        "{r}"
+    );
+}
+
 /// A node uses a value as written: `write-file` keeps an object's members in their order
 /// and `1.0` as `1.0`. A key that sorted members and wrote `1.0` as `1` served the file
 /// of the first spelling after an edit to the second.
