@@ -13,6 +13,9 @@ pub const ALLOW_WRITE_ENV: &str = "PFLOW_ALLOW_WRITE";
 #[derive(Debug, Clone, Default)]
 pub struct WriteRoots {
     extra: Vec<PathBuf>,
+    /// Never changed by a file node, even inside an allowed directory: pflow's cache (a
+    /// path from a response must not plant or damage entries).
+    closed: Vec<PathBuf>,
 }
 
 impl WriteRoots {
@@ -22,7 +25,16 @@ impl WriteRoots {
         if let Some(list) = std::env::var_os(ALLOW_WRITE_ENV) {
             extra.extend(std::env::split_paths(&list).filter(|p| !p.as_os_str().is_empty()));
         }
-        WriteRoots { extra }
+        WriteRoots {
+            extra,
+            closed: Vec::new(),
+        }
+    }
+
+    /// The same, with `dir` closed to file nodes (the cache directory).
+    pub fn closing(mut self, dir: &Path) -> WriteRoots {
+        self.closed.push(dir.to_path_buf());
+        self
     }
 
     /// May a file node change `path` (as it will use it)? Why not, if not.
@@ -36,6 +48,16 @@ impl WriteRoots {
             ));
         };
         let inside = |root: &Path| resolve(&here.join(root)).is_some_and(|r| target.starts_with(r));
+        // (A cache that holds the workspace itself closes nothing: `--cache-dir .`.)
+        let holds_here =
+            |root: &Path| resolve(&here.join(root)).is_some_and(|r| here.starts_with(r));
+        if let Some(closed) = self.closed.iter().find(|r| inside(r) && !holds_here(r)) {
+            return Err(format!(
+                "'{}' is inside pflow's cache {}: file nodes do not write, move or delete there",
+                path.display(),
+                closed.display()
+            ));
+        }
         if inside(&here) || self.extra.iter().any(|r| inside(r)) {
             return Ok(());
         }
@@ -118,6 +140,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let allowed = WriteRoots {
             extra: vec![tmp.path().to_path_buf()],
+            closed: Vec::new(),
         };
         assert!(allowed.check(&tmp.path().join("x/y.txt")).is_ok());
         assert!(allowed.check(Path::new("/etc/passwd")).is_err());
@@ -130,6 +153,7 @@ mod tests {
         std::os::unix::fs::symlink(outside.path(), ws.path().join("link")).unwrap();
         let roots = WriteRoots {
             extra: vec![ws.path().to_path_buf()],
+            closed: Vec::new(),
         };
         assert!(roots.check(&ws.path().join("link/x.txt")).is_err());
         assert!(roots.check(&ws.path().join("real/x.txt")).is_ok());
@@ -145,6 +169,7 @@ mod tests {
         std::os::unix::fs::symlink(outside.path().join("deep"), ws.path().join("tmp")).unwrap();
         let roots = WriteRoots {
             extra: vec![ws.path().to_path_buf()],
+            closed: Vec::new(),
         };
         let escape = ws.path().join("tmp/../x.txt");
         assert!(roots.check(&escape).is_err(), "{}", escape.display());
@@ -161,6 +186,20 @@ mod tests {
         assert!(roots.check(&ws.path().join("in/../c.txt")).is_ok());
     }
 
+    /// The cache is closed, except when it holds the workspace (`--cache-dir .`), which
+    /// would close everything.
+    #[test]
+    fn the_cache_is_closed_unless_it_holds_the_workspace() {
+        let roots = WriteRoots::default().closing(Path::new(".pflow-cache"));
+        assert!(roots.check(Path::new(".pflow-cache/x")).is_err());
+        assert!(roots
+            .check(Path::new("out/../.pflow-cache/packs/y"))
+            .is_err());
+        assert!(roots.check(Path::new(".pflow-cache-not/x")).is_ok());
+        let roots = WriteRoots::default().closing(Path::new("."));
+        assert!(roots.check(Path::new("out/a.txt")).is_ok());
+    }
+
     /// A dangling link is followed too: writing through it creates its target.
     #[test]
     fn a_dangling_link_to_outside_is_outside() {
@@ -170,6 +209,7 @@ mod tests {
             .unwrap();
         let roots = WriteRoots {
             extra: vec![ws.path().to_path_buf()],
+            closed: Vec::new(),
         };
         assert!(roots.check(&ws.path().join("log.txt")).is_err());
         // A relative link to a file beside it stays inside.
@@ -184,6 +224,7 @@ mod tests {
         std::os::unix::fs::symlink(ws.path().join("a"), ws.path().join("b")).unwrap();
         let roots = WriteRoots {
             extra: vec![ws.path().to_path_buf()],
+            closed: Vec::new(),
         };
         let refused = roots.check(&ws.path().join("a/x")).unwrap_err();
         assert!(refused.contains("symbolic links"), "{refused}");

@@ -518,7 +518,7 @@ fn try_serve(
         workflow_name: inv.name.clone(),
         strict_env: args.strict_env || crate::environment::strict_from_env(),
         targets: Vec::new(),
-        write_roots: crate::workspace::WriteRoots::new(&args.allow_write),
+        write_roots: crate::workspace::WriteRoots::new(&args.allow_write).closing(&inv.root),
         redactor: crate::secrets::Redactor::new(super::conclusion::secret_values(&v, &inputs)),
         live: executor::LiveOutput::default(),
         reasons: super::conclusion::miss_reasons(args),

@@ -264,3 +264,42 @@ fn an_append_killed_before_its_record_is_done_once() {
     ws.build(&[]).assert_ok();
     assert_eq!(ws.read("run.log"), "started\nbuilt\nbuilt again\n");
 }
+
+/// pflow's cache is not a place file nodes change, even inside the workspace or an
+/// allowed directory: a path from a response must not plant or damage entries.
+#[test]
+fn file_nodes_do_not_write_into_the_cache() {
+    use crate::common::CacheArg;
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [{"id": "w", "type": "write-file",
+                   "params": {"file_path": ".pflow-cache/planted", "content": "x"}}]
+    }));
+    let r = ws.cmd().cache_arg(CacheArg::Default).run();
+    assert_eq!(r.code, 1, "{r}");
+    assert!(!ws.exists(".pflow-cache/planted"), "{r}");
+    let message = r.errors()[0]["message"].as_str().unwrap_or("").to_string();
+    assert!(message.contains("is inside pflow's cache"), "{message}");
+
+    // An allowed directory that holds the cache, and a link into it.
+    let cache = ws.cache_dir().to_string_lossy().into_owned();
+    std::os::unix::fs::symlink(ws.cache_dir(), ws.file("c")).unwrap();
+    for path in [format!("{cache}/planted"), "c/planted".to_string()] {
+        ws.set_workflow(&json!({
+            "nodes": [{"id": "d", "type": "delete-file", "params": {"file_path": path}},
+                      {"id": "w", "type": "write-file",
+                       "params": {"file_path": path, "content": "x"}}]
+        }));
+        std::fs::write(ws.cache_dir().join("planted"), "kept").unwrap();
+        let r = ws
+            .cmd()
+            .cache_arg(CacheArg::Flag)
+            .args(&["--allow-write", &cache])
+            .run();
+        assert_eq!(r.code, 1, "{r}");
+        assert_eq!(
+            std::fs::read_to_string(ws.cache_dir().join("planted")).unwrap(),
+            "kept",
+            "{path}: {r}"
+        );
+    }
+}
