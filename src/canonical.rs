@@ -16,14 +16,20 @@ use std::io::Write;
 
 /// Write `v` in canonical form.
 pub fn write_canonical(v: &Value, out: &mut Vec<u8>) {
-    let mut as_written = true;
-    write_noting(v, out, true, &mut as_written);
+    write_noting(v, out, true, None);
 }
 
-/// Write `v` in canonical form; clear `as_written` if serde_json would write it
-/// otherwise: an integral float, or members out of order (at the top only if
-/// `top_order_counts`).
-fn write_noting(v: &Value, out: &mut Vec<u8>, top_order_counts: bool, as_written: &mut bool) {
+/// Write `v` in canonical form. With `notes`, also note there where serde_json writes it
+/// otherwise, each at the offset in `out` where the canonical form has it: an integral
+/// float (`f`), and an object whose members are out of order (`o`, then each sorted
+/// member's place in the object as written); at the top only if `top_order_counts`.
+/// The canonical form and the notes together give the value as written.
+fn write_noting(
+    v: &Value,
+    out: &mut Vec<u8>,
+    top_order_counts: bool,
+    mut notes: Option<&mut Vec<u8>>,
+) {
     match v {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
@@ -31,7 +37,9 @@ fn write_noting(v: &Value, out: &mut Vec<u8>, top_order_counts: bool, as_written
         Value::Number(n) => {
             if let Some(f) = n.as_f64().filter(|_| n.is_f64()) {
                 if f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15 {
-                    *as_written = false;
+                    if let Some(notes) = notes {
+                        note(notes, b'f', out.len());
+                    }
                     let _ = write!(out, "{}", f as i64);
                     return;
                 }
@@ -47,30 +55,44 @@ fn write_noting(v: &Value, out: &mut Vec<u8>, top_order_counts: bool, as_written
                 if i > 0 {
                     out.push(b',');
                 }
-                write_noting(item, out, true, as_written);
+                write_noting(item, out, true, notes.as_deref_mut());
             }
             out.push(b']');
         }
         Value::Object(map) => {
             // Members sorted by key, not keys looked up again: a lookup hashes the key
             // (SipHash), which was a tenth of writing a node's outputs.
-            let mut members: Vec<(&String, &Value)> = map.iter().collect();
-            if !members.is_sorted_by(|a, b| a.0 <= b.0) {
-                *as_written &= !top_order_counts;
-                members.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            let mut members: Vec<(usize, &String, &Value)> = map
+                .iter()
+                .enumerate()
+                .map(|(i, (k, v))| (i, k, v))
+                .collect();
+            if !members.is_sorted_by(|a, b| a.1 <= b.1) {
+                members.sort_unstable_by(|a, b| a.1.cmp(b.1));
+                if let Some(notes) = notes.as_deref_mut().filter(|_| top_order_counts) {
+                    note(notes, b'o', out.len());
+                    for (i, _, _) in &members {
+                        notes.extend_from_slice(&(*i as u32).to_le_bytes());
+                    }
+                }
             }
             out.push(b'{');
-            for (i, (k, v)) in members.into_iter().enumerate() {
+            for (i, (_, k, v)) in members.into_iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
                 let _ = serde_json::to_writer(&mut *out, k);
                 out.push(b':');
-                write_noting(v, out, true, as_written);
+                write_noting(v, out, true, notes.as_deref_mut());
             }
             out.push(b'}');
         }
     }
+}
+
+fn note(notes: &mut Vec<u8>, kind: u8, at: usize) {
+    notes.push(kind);
+    notes.extend_from_slice(&(at as u64).to_le_bytes());
 }
 
 pub fn to_canonical(v: &Value) -> Vec<u8> {
@@ -82,38 +104,26 @@ pub fn to_canonical(v: &Value) -> Vec<u8> {
 }
 
 /// The bytes a key holds for `v`: its canonical form, and after it, only when serde_json
-/// writes the value otherwise, the value as written (after a NUL, which canonical JSON
-/// never holds). Values that hash equal then render equal wherever a node uses them.
+/// writes the value otherwise, what tells the value as written (after a NUL, which
+/// canonical JSON never holds). Values that hash equal then render equal wherever a
+/// node uses them.
 pub fn to_key_bytes(v: &Value) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
-    let mut as_written = true;
-    write_noting(v, &mut out, true, &mut as_written);
-    if !as_written {
-        out.extend_from_slice(b"\0as written:");
-        let _ = serde_json::to_writer(&mut out, v);
-    }
-    out
+    key_bytes(v, true)
 }
 
 /// [`to_key_bytes`] for a node's outputs: their names are the node's code's, in its
 /// order, and dependents take them by name, so only the values count as written.
 fn output_bytes(v: &Value) -> Vec<u8> {
-    let Value::Object(map) = v else {
-        return to_key_bytes(v);
-    };
+    key_bytes(v, false)
+}
+
+fn key_bytes(v: &Value, top_order_counts: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
-    let mut as_written = true;
-    write_noting(v, &mut out, false, &mut as_written);
-    if !as_written {
-        out.extend_from_slice(b"\0as written:");
-        let mut members: Vec<(&String, &Value)> = map.iter().collect();
-        members.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        for (k, v) in members {
-            let _ = serde_json::to_writer(&mut out, k);
-            out.push(b':');
-            let _ = serde_json::to_writer(&mut out, v);
-            out.push(b',');
-        }
+    let mut notes = Vec::new();
+    write_noting(v, &mut out, top_order_counts, Some(&mut notes));
+    if !notes.is_empty() {
+        out.push(0);
+        out.extend_from_slice(&notes);
     }
     out
 }

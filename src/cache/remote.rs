@@ -176,7 +176,7 @@ pub struct AcEntry {
     /// The node key, in hex (the same as the name it is stored under).
     pub key: String,
     pub node: String,
-    /// BLAKE3 of the canonical JSON of the outputs.
+    /// The outputs' digest ([`crate::canonical::output_digest`]).
     pub output_digest: String,
     /// The outputs as JSON (the bytes the local cache keeps).
     pub outputs: BlobRef,
