@@ -78,9 +78,11 @@ fn write_atomic_as(
         tmp.as_file().sync_data()?;
     }
     // Keep the existing file's permissions, as an editor would.
+    // Best effort, as before: some mounts refuse chmod, and the content is what counts.
     if let Some(mode) = mode {
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(mode))?;
+        let _ = tmp
+            .as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode));
     } else if let Ok(meta) = std::fs::metadata(path) {
         let _ = std::fs::set_permissions(tmp.path(), meta.permissions());
     } else {

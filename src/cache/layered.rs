@@ -142,6 +142,13 @@ impl Layered {
     }
 }
 
+/// Permission bits another machine recorded, as this one takes them: never writable by
+/// others than the owner, always readable and writable by the owner (a file it cannot
+/// read would fail its check and be put back on every build).
+fn from_elsewhere(mode: u32) -> u32 {
+    (mode & 0o755) | 0o600
+}
+
 /// A verified download as the local cache takes it.
 fn imported(dl: Download) -> Imported {
     Imported {
@@ -159,8 +166,19 @@ fn imported(dl: Download) -> Imported {
                 path: f.path,
                 digest: f.digest,
                 bytes,
-                mode: f.mode,
+                mode: f.mode.map(from_elsewhere),
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn modes_from_elsewhere_are_tamed() {
+        assert_eq!(super::from_elsewhere(0o4777), 0o755);
+        assert_eq!(super::from_elsewhere(0o000), 0o600);
+        assert_eq!(super::from_elsewhere(0o750), 0o750);
+        assert_eq!(super::from_elsewhere(0o664), 0o644);
     }
 }
