@@ -1675,27 +1675,55 @@ impl<'a> Shared<'a> {
         })
     }
 
-    /// This node's share of the `-v` sink.
     /// What node `i` wrote in its last recorded build, as (path, BLAKE3 hex): files it
-    /// may overwrite unless someone changed them since (a batch's entry holds all its
-    /// items' files). Only a type that writes files asks: reading the old entry is an
-    /// index read per node, as much as the rest of a small node's run.
+    /// may overwrite unless someone changed them since. Only a type that writes files
+    /// asks: reading the old entry is an index read per node, as much as the rest of a
+    /// small node's run.
     pub(super) fn own_files(&self, i: usize) -> Vec<(String, String)> {
         let cn = &self.v.nodes[i];
-        Some(())
+        let Some(entry) = Some(())
             .filter(|_| !cn.spec.writes_files.is_empty())
             .and_then(|_| self.recorder.previous_key(&self.v.workflow.nodes[i].id))
             .and_then(|k| self.cache.local().peek(&k))
-            .map(|e| {
-                e.manifest
-                    .files
-                    .into_iter()
-                    .map(|f| (f.path, f.digest))
-                    .collect()
-            })
-            .unwrap_or_default()
+        else {
+            return Vec::new();
+        };
+        if self.v.workflow.nodes[i].batch.is_none() {
+            let files = entry.manifest.files.into_iter();
+            return files.map(|f| (f.path, f.digest)).collect();
+        }
+        // A batch's entry keeps the files of the items that ran in that build; each
+        // item's outputs name the digests of all it wrote, hits included. A path two
+        // items wrote with other content is no one item's: the next would find the
+        // first's and take it for an edit.
+        let Ok(value) = self.cache.local().load_outputs(&entry) else {
+            return Vec::new();
+        };
+        let mut seen: std::collections::BTreeMap<String, Option<String>> = Default::default();
+        let from_items = value
+            .get("results")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.get(written::FILE_DIGESTS).and_then(Value::as_object))
+            .flatten()
+            .filter_map(|(p, d)| Some((p.clone(), d.as_str()?.to_string())));
+        let from_entry = entry.manifest.files.into_iter().map(|f| (f.path, f.digest));
+        for (path, digest) in from_items.chain(from_entry) {
+            seen.entry(path)
+                .and_modify(|d| {
+                    if d.as_deref() != Some(digest.as_str()) {
+                        *d = None;
+                    }
+                })
+                .or_insert(Some(digest));
+        }
+        seen.into_iter()
+            .filter_map(|(p, d)| Some((p, d?)))
+            .collect()
     }
 
+    /// This node's share of the `-v` sink.
     fn live_for(&self, i: usize) -> Option<Box<crate::nodes::Live>> {
         if self.feeds_a_secret(i) {
             return None;

@@ -688,6 +688,44 @@ fn a_batch_rewrite_over_a_hand_edited_output_keeps_the_edit_beside_it() {
             && r.stderr.contains("out/a.txt.pflow-kept"),
         "{r}"
     );
+
+    // An item that was a hit in the last build (only the new item ran) still owns its
+    // file.
+    let items = |version: &str, items: Value| {
+        let mut doc = writing(version);
+        doc["nodes"][0]["batch"]["items"] = items;
+        doc
+    };
+    ws.set_workflow(&items("two", json!(["a", "b", "c"])));
+    let r = ws.build(&[]);
+    assert_eq!(r.doc()["nodes"][0]["executions"], 1, "only c ran: {r}");
+    ws.write("out/b.txt", "more notes");
+    ws.set_workflow(&items("three", json!(["a", "b", "c"])));
+    ws.build(&[]).assert_ok();
+    assert_eq!(ws.read("out/b.txt"), "three b");
+    assert_eq!(ws.read("out/b.txt.pflow-kept"), "more notes");
+}
+
+/// Items that write one path (the last one's content stays) do not take each other's
+/// content for a hand edit.
+#[test]
+fn batch_items_writing_one_path_are_not_taken_for_hand_edits() {
+    let writing = |version: &str| {
+        json!({"nodes": [{"id": "save", "type": "write-file",
+                          "batch": {"items": ["a", "b"]},
+                          "params": {"file_path": "out/last.txt",
+                                     "content": format!("{version} ${{item}}")}}]})
+    };
+    let ws = Workspace::new().workflow(writing("one"));
+    ws.build(&[]).assert_ok();
+    for version in ["two", "three"] {
+        ws.set_workflow(&writing(version));
+        let r = ws.build_text(&[]);
+        r.assert_ok();
+        assert_eq!(ws.read("out/last.txt"), format!("{version} b"));
+        assert!(!ws.exists("out/last.txt.pflow-kept"), "{r}");
+        assert!(!r.stderr.contains("changed by hand"), "{r}");
+    }
 }
 
 /// A node uses a value as written: `write-file` keeps an object's members in their order

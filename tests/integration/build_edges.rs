@@ -80,6 +80,29 @@ fn files_written_by_batch_items_are_restored() {
     assert_eq!(ws.count("up"), 1);
 }
 
+/// A batch item's outputs name the digests of the files it wrote, as a node's do: new
+/// content under the same outputs reaches the dependents (no early cutoff hides it).
+#[test]
+fn new_content_written_by_a_batch_item_reaches_its_dependents() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [
+            {"id": "gen", "type": "shell", "cache": false, "batch": {"items": ["a"]},
+             "writes": ["out/a.txt"],
+             "params": {"command": "mkdir -p out; n=$(cat n 2>/dev/null || echo 0); n=$((n+1)); echo $n > n; echo $n > out/a.txt"}},
+            {"id": "show", "type": "shell",
+             "params": {"command": "cat out/a.txt; true ${gen.count}"}}
+        ],
+        "outputs": {"shown": {"source": "${show.stdout}"}}
+    }));
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(r.output("shown"), "1");
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(r.status_of("show"), "ran", "{r}");
+    assert_eq!(r.output("shown"), "2");
+}
+
 #[test]
 fn copy_file_follows_its_source_and_restores_its_destination() {
     let ws = Workspace::new().workflow(json!({
