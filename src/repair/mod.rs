@@ -250,6 +250,26 @@ pub fn choose_model(flag: Option<&str>, prompt: &Prompt) -> String {
         .unwrap_or_else(|| crate::llm::DEFAULT_MODEL.to_string())
 }
 
+/// A node's definition as its key takes it: canonical, and each param's value and each
+/// batch setting as written (see [`crate::canonical::to_key_bytes`]).
+fn as_keyed(node: &Value) -> Vec<u8> {
+    let mut out = crate::canonical::to_canonical(node);
+    for field in ["params", "batch"] {
+        let Some(map) = node.get(field).and_then(Value::as_object) else {
+            continue;
+        };
+        let mut members: Vec<(&String, &Value)> = map.iter().collect();
+        members.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (name, value) in members {
+            out.push(0);
+            out.extend_from_slice(name.as_bytes());
+            out.push(0);
+            out.extend_from_slice(&crate::canonical::to_key_bytes(value));
+        }
+    }
+    out
+}
+
 /// Check a candidate: the validator, then the interface rule (inputs unchanged; the
 /// same output names, each unchanged but for its `source`).
 fn check_candidate(base: &Value, candidate: &Value, dir: &Path) -> Result<Validated, Vec<String>> {
@@ -312,13 +332,13 @@ fn effects_repeated(
             .find(|n| n.get("id").and_then(Value::as_str) == Some(id))
             .cloned()
     };
-    let canon = crate::canonical::to_canonical;
     // A node of a nested workflow (`run/step`) is defined by its workflow node (`run`):
-    // the nested file is not the model's to change.
+    // the nested file is not the model's to change. Changed as its key sees it: a param's
+    // members put in another order run it again.
     let changed = |id: &str| {
         let id = crate::nested::owner(id);
         match (node_of(base, id), node_of(candidate, id)) {
-            (Some(a), Some(b)) => canon(&a) != canon(&b),
+            (Some(a), Some(b)) => as_keyed(&a) != as_keyed(&b),
             _ => true,
         }
     };

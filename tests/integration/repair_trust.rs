@@ -148,6 +148,34 @@ fn a_reply_that_changes_a_node_with_a_side_effect_that_succeeded_is_rejected() {
     );
 }
 
+/// Members of a param put in another order are a change too: the node's key sees them
+/// (the value is used as written), so it would run again.
+#[test]
+fn a_reply_that_reorders_a_param_of_a_node_with_a_side_effect_is_rejected() {
+    let doc = |stdin: Value, field: &str| {
+        json!({"nodes": [
+            {"id": "post", "type": "shell",
+             "params": {"command": "echo run >> post.count; cat", "stdin": stdin}},
+            {"id": "show", "type": "shell",
+             "params": {"command": format!("echo ${{post.stdout.{field}}}")}}]})
+    };
+    let stub = model(vec![
+        fenced(&doc(json!({"a": 2, "b": 1}), "b")),
+        fenced(&doc(json!({"b": 1, "a": 2}), "b")),
+    ]);
+    let r = Repair::new().model(&stub);
+    r.write(&doc(json!({"b": 1, "a": 2}), "c"));
+    let run = r.build(&[]);
+    assert_eq!(run.code, 0, "{run}");
+    assert_eq!(stub.count(), 2, "{run}");
+    assert_eq!(r.lines("post.count"), 1, "the side effect ran again");
+    let second = user_prompt(&stub.requests()[1]);
+    assert!(
+        second.contains("node 'post' (shell) already succeeded and running it again would repeat its side effect"),
+        "{second}"
+    );
+}
+
 #[test]
 fn a_pure_node_that_succeeded_may_change() {
     let doc = |message: &str, field: &str| {
