@@ -1707,7 +1707,11 @@ impl<'a> Shared<'a> {
             .flatten()
             .filter_map(|r| r.get(written::FILE_DIGESTS).and_then(Value::as_object))
             .flatten()
-            .filter_map(|(p, d)| Some((p.clone(), d.as_str()?.to_string())));
+            // Named portably there (`~/…`), as the node used them here.
+            .filter_map(|(p, d)| {
+                let path = crate::nodes::read_file::expand_path(p);
+                Some((path.to_string_lossy().into_owned(), d.as_str()?.to_string()))
+            });
         let from_entry = entry.manifest.files.into_iter().map(|f| (f.path, f.digest));
         for (path, digest) in from_items.chain(from_entry) {
             seen.entry(path)

@@ -706,13 +706,44 @@ fn a_batch_rewrite_over_a_hand_edited_output_keeps_the_edit_beside_it() {
     assert_eq!(ws.read("out/b.txt.pflow-kept"), "more notes");
 }
 
+/// The same under the home directory: an item's files are named there as `~/…` (so its
+/// output is the same on every machine); a hand edit to one written by an item that was a
+/// hit in the last build is still found, not overwritten.
+#[test]
+fn a_hand_edit_under_the_home_directory_is_kept_from_a_batch_rewrite() {
+    let writing = |version: &str, items: Value| {
+        json!({"nodes": [{"id": "save", "type": "write-file",
+                          "batch": {"items": items},
+                          "params": {"file_path": "~/out/${item}.txt",
+                                     "content": format!("{version} ${{item}}")}}]})
+    };
+    let ws = Workspace::new().workflow(writing("one", json!(["a", "b"])));
+    let home = ws.home_dir().to_path_buf();
+    let allow = ["--allow-write", home.to_str().unwrap_or_default()];
+    ws.build(&allow).assert_ok();
+    ws.set_workflow(&writing("one", json!(["a", "b", "c"])));
+    let r = ws.build(&allow);
+    assert_eq!(r.doc()["nodes"][0]["executions"], 1, "only c ran: {r}");
+    std::fs::write(home.join("out/a.txt"), "my notes").unwrap();
+    ws.set_workflow(&writing("two", json!(["a", "b", "c"])));
+    let r = ws.build_text(&allow);
+    r.assert_ok();
+    let read = |name: &str| std::fs::read_to_string(home.join("out").join(name)).ok();
+    for item in ["a", "b", "c"] {
+        assert_eq!(read(&format!("{item}.txt")), Some(format!("two {item}")));
+    }
+    assert_eq!(read("a.txt.pflow-kept").as_deref(), Some("my notes"), "{r}");
+    assert_eq!(read("b.txt.pflow-kept"), None, "b was not edited: {r}");
+    assert!(r.stderr.contains("out/a.txt was changed by hand"), "{r}");
+}
+
 /// Items that write one path (the last one's content stays) do not take each other's
 /// content for a hand edit.
 #[test]
 fn batch_items_writing_one_path_are_not_taken_for_hand_edits() {
     let writing = |version: &str| {
         json!({"nodes": [{"id": "save", "type": "write-file",
-                          "batch": {"items": ["a", "b"]},
+                          "batch": {"items": ["a", "b"], "parallel": false},
                           "params": {"file_path": "out/last.txt",
                                      "content": format!("{version} ${{item}}")}}]})
     };
