@@ -60,7 +60,11 @@ impl FilePattern {
     pub fn matches(&self, path: &str) -> bool {
         match &self.glob {
             Some(g) => g.matches_with(path, match_options()),
-            None => self.text == path,
+            // A literal path also covers what is under it, when it is a directory.
+            None => {
+                let under = path.strip_prefix(self.text.as_str());
+                self.text == path || under.is_some_and(|rest| rest.starts_with('/'))
+            }
         }
     }
 
@@ -81,13 +85,41 @@ impl FilePattern {
     /// not); a glob, the regular files it matches. Paths keep the declaration's form (a
     /// leading `~/` stays, so keys do not depend on the home directory).
     pub fn expand(&self) -> Result<Vec<String>, String> {
-        let Some(_) = &self.glob else {
-            return Ok(vec![self.text.clone()]);
+        self.expand_with(false)
+    }
+
+    /// [`FilePattern::expand`] for a file read: a directory, declared literally or
+    /// matched by a glob ending in `**` (`src/**`, as gitignore means it), names every
+    /// file under it, as `src/**/*` would (names starting with a dot skipped, linked
+    /// directories not entered). Named as a path, a directory's files would never reach
+    /// the key: an edit inside it would be served the old result.
+    pub fn expand_reads(&self) -> Result<Vec<String>, String> {
+        self.expand_with(true)
+    }
+
+    fn expand_with(&self, into_dirs: bool) -> Result<Vec<String>, String> {
+        // `dir/**` read: the directories `dir` names, each for every file under it.
+        let (text, into_dirs) = match self.text.strip_suffix("/**") {
+            Some(dirs) if into_dirs => (dirs, true),
+            _ if into_dirs && self.text == "**" => (".", true),
+            _ => (self.text.as_str(), into_dirs && self.glob.is_none()),
         };
-        let home = home_prefix(&self.text);
+        if !text.contains(GLOB_CHARS) {
+            let local = Self::local_path(text);
+            if !(into_dirs && local.is_dir()) {
+                // `dir/**` where `dir` is no directory names no file.
+                let named = text == self.text;
+                return Ok(named.then(|| self.text.clone()).into_iter().collect());
+            }
+            let mut out = Vec::new();
+            self.files_under(&local, text, &mut out)?;
+            out.sort();
+            return Ok(out);
+        }
+        let home = home_prefix(text);
         let pattern = match &home {
-            Some(h) => format!("{h}{}", &self.text[1..]),
-            None => self.text.clone(),
+            Some(h) => format!("{h}{}", &text[1..]),
+            None => text.to_string(),
         };
         let entries = glob::glob_with(&pattern, match_options())
             .map_err(|e| format!("invalid glob '{}': {e}", self.text))?;
@@ -101,21 +133,60 @@ impl FilePattern {
                     e.error()
                 )
             })?;
-            if !path.is_file() {
+            let wanted = match into_dirs {
+                true => path.is_dir(),
+                false => path.is_file(),
+            };
+            if !wanted {
                 continue;
             }
-            let shown = path.to_string_lossy();
-            out.push(match &home {
-                Some(h) => match shown.strip_prefix(h.as_str()) {
+            let text = path.to_string_lossy();
+            let shown = match &home {
+                Some(h) => match text.strip_prefix(h.as_str()) {
                     Some(rest) => format!("~{rest}"),
-                    None => shown.into_owned(),
+                    None => text.into_owned(),
                 },
-                None => normalize(&shown),
-            });
+                None => normalize(&text),
+            };
+            match into_dirs {
+                true => self.files_under(&path, &shown, &mut out)?,
+                false => out.push(shown),
+            }
         }
         out.sort();
         out.dedup();
         Ok(out)
+    }
+
+    /// Every regular file under `dir` (shown under `shown`), but for names starting with
+    /// a dot; a linked directory is not entered (it may lead back up).
+    fn files_under(&self, dir: &Path, shown: &str, out: &mut Vec<String>) -> Result<(), String> {
+        let cannot = |e: std::io::Error| {
+            format!(
+                "cannot expand '{}': cannot read '{}': {e}",
+                self.text,
+                dir.display()
+            )
+        };
+        for entry in std::fs::read_dir(dir).map_err(cannot)? {
+            let entry = entry.map_err(cannot)?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') {
+                continue;
+            }
+            let path = entry.path();
+            let child = match shown {
+                "." => name.to_string(),
+                _ => format!("{shown}/{name}"),
+            };
+            match entry.file_type().map_err(cannot)? {
+                t if t.is_dir() => self.files_under(&path, &child, out)?,
+                _ if path.is_file() => out.push(child),
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Where the file of a literal declaration is on disk (`~/` expanded).
@@ -215,5 +286,33 @@ mod tests {
         assert_eq!(found, [format!("{root}/a.md"), format!("{root}/b.md")]);
         let literal = p(&format!("{root}/none.txt")).expand().unwrap();
         assert_eq!(literal, [format!("{root}/none.txt")]);
+    }
+
+    #[test]
+    fn a_directory_read_names_every_file_under_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_string_lossy().into_owned();
+        std::fs::create_dir_all(dir.path().join("src/sub/.git")).unwrap();
+        for f in [
+            "src/a.txt",
+            "src/sub/b.txt",
+            "src/.env",
+            "src/sub/.git/c",
+            "top.txt",
+        ] {
+            std::fs::write(dir.path().join(f), "x").unwrap();
+        }
+        let want = [format!("{root}/src/a.txt"), format!("{root}/src/sub/b.txt")];
+        for declared in ["src", "src/", "src/**"] {
+            let found = p(&format!("{root}/{declared}")).expand_reads().unwrap();
+            assert_eq!(found, want, "{declared}");
+        }
+        // Written files stay as declared: a directory there is an error of its own.
+        let src = p(&format!("{root}/src"));
+        assert_eq!(src.expand().unwrap(), [format!("{root}/src")]);
+        assert!(p(&format!("{root}/src/*")).expand_reads().unwrap().len() == 1);
+        assert!(src.matches(&format!("{root}/src/sub/b.txt")));
+        assert!(!src.matches(&format!("{root}/srcs/b.txt")));
+        assert!(p("src/**").matches("src/sub/b.txt"));
     }
 }

@@ -777,6 +777,11 @@ fn make_record(
         if cn.reads.iter().any(|p| p.is_glob()) {
             return Err(format!("node '{}' reads a glob", node.id));
         }
+        // A file added under a directory read changes no identity the record holds.
+        let local = crate::file_pattern::FilePattern::local_path;
+        if cn.reads.iter().any(|p| local(p.as_str()).is_dir()) {
+            return Err(format!("node '{}' reads a directory", node.id));
+        }
     }
     // Printed as they are by every build; kept only if they hold nothing secret.
     for text in warning_lines {

@@ -239,7 +239,7 @@ impl<'a> Shared<'a> {
         let mut out = Vec::new();
         for pattern in &self.v.nodes[i].reads {
             let found = pattern
-                .expand()
+                .expand_reads()
                 .map_err(|e| NodeError::new(ErrorCategory::File, e))?;
             out.extend(found);
         }

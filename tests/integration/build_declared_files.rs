@@ -97,6 +97,37 @@ fn a_declared_read_that_does_not_change_output_stops_at_the_step() {
 
 /// A writer listed after its reader, with no edge between them: only the paths say
 /// which runs first.
+/// A directory read, declared as the directory or as `dir/**`, names every file under
+/// it: an edit inside it, at any depth, or a file added re-runs the node (the files were
+/// not in the key: the old result was served forever).
+#[test]
+fn a_declared_directory_read_covers_every_file_under_it() {
+    let cat = "cat src/a.txt src/sub/b.txt src/c.txt 2>/dev/null | tr '\\n' ' '";
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [
+            {"id": "glob", "type": "shell", "reads": ["src/**"], "params": {"command": cat}},
+            {"id": "dir", "type": "shell", "reads": ["src"], "params": {"command": cat}}],
+        "outputs": {"g": {"source": "${glob.stdout}"}, "d": {"source": "${dir.stdout}"}}
+    }));
+    ws.write("src/a.txt", "v1\n");
+    ws.write("src/sub/b.txt", "s1\n");
+    let r = ws.build(&[]);
+    r.assert_ok();
+    let both = |r: &common::BuildResult, want: &str| {
+        assert_eq!(r.output("g"), want, "{r}");
+        assert_eq!(r.output("d"), want, "{r}");
+    };
+    both(&r, "v1 s1 ");
+    assert_eq!(ws.build(&[]).stat("ran"), 0, "nothing changed");
+    ws.write("src/sub/b.txt", "s2\n");
+    let r = ws.build(&[]);
+    both(&r, "v1 s2 ");
+    ws.write("src/c.txt", "new\n");
+    let r = ws.build(&[]);
+    both(&r, "v1 s2 new ");
+    assert_eq!(ws.build(&[]).stat("ran"), 0, "nothing changed");
+}
+
 fn write_then_read(content: &str, slow_writer: bool) -> serde_json::Value {
     let writer = if slow_writer {
         json!({"id": "writer", "type": "shell", "writes": ["out.txt"],
