@@ -147,8 +147,9 @@ mod tests {
             "<redacted>, <redacted>, <redacted>, abc"
         );
         assert!(shown.finds_in(b"x second-line y"));
-        // Its JSON spelling (`\n` escaped) is the longest form looked for.
-        assert_eq!(shown.longest(), "minted-later\\nsecond-line".len());
+        // Its URL spelling (the newline as `%0A`) is the longest form looked for.
+        assert_eq!(shown.longest(), "minted-later%0Asecond-line".len());
+        assert!(shown.finds_in(b"GET http://h/minted-later%0Asecond-line"));
         assert!(!Redactor::default().finds_in(b"minted-later"));
     }
 
@@ -210,12 +211,43 @@ impl std::fmt::Debug for Redactor {
     }
 }
 
+/// The other spellings of `secret` that a message may hold when it names a URL the
+/// secret went into: percent-encoded as a URL's path has it (`a b` as `a%20b`), and,
+/// when at least [`LOWERED_MIN`] characters long, in lower case (a host name is shown
+/// lower-cased). Only those that differ from it.
+pub fn url_spellings(secret: &str) -> Vec<String> {
+    let mut encoded = String::with_capacity(secret.len());
+    for b in secret.bytes() {
+        // What the URL standard escapes in a path; `#` and `?` end it instead.
+        let escaped =
+            b <= b' ' || b >= 0x7f || matches!(b, b'"' | b'<' | b'>' | b'`' | b'{' | b'}');
+        match escaped {
+            true => encoded.push_str(&format!("%{b:02X}")),
+            false => encoded.push(char::from(b)),
+        }
+    }
+    let lowered = secret.to_ascii_lowercase();
+    let lowered = (secret.chars().count() >= LOWERED_MIN).then_some(lowered);
+    let mut out: Vec<String> = [Some(encoded), lowered]
+        .into_iter()
+        .flatten()
+        .filter(|v| v != secret)
+        .collect();
+    out.dedup();
+    out
+}
+
+/// A secret's lower-case spelling is looked for only from this length: a short one
+/// (`TRUE`) would garble ordinary text.
+const LOWERED_MIN: usize = 8;
+
 /// A secret and, when it has several lines (a PEM key), each of its lines: output read
 /// a line at a time (`-v`) never holds it whole. Values shorter than [`MIN_SECRET_LEN`]
 /// are left out: redacting them would garble ordinary text.
 /// Each form is also looked for as JSON and as a debug string spell it (escaped, without
 /// the quotes), when that differs: a secret with a quote, a backslash or a control
-/// character in it is shown so in a JSON document or an error's value preview.
+/// character in it is shown so in a JSON document or an error's value preview; and as a
+/// URL spells it ([`url_spellings`]), for an error that names the URL it went into.
 fn with_lines(v: String) -> impl Iterator<Item = String> {
     let lines: Vec<String> = match v.contains('\n') {
         true => v.lines().map(str::to_string).collect(),
@@ -231,6 +263,7 @@ fn with_lines(v: String) -> impl Iterator<Item = String> {
             let escaped: Vec<String> = [json, debug]
                 .into_iter()
                 .flatten()
+                .chain(url_spellings(&v))
                 .filter(|e| *e != v)
                 .collect();
             std::iter::once(v).chain(escaped)

@@ -269,14 +269,17 @@ fn repeats_effects(params: &Map<String, Value>) -> bool {
 }
 
 fn method(params: &Map<String, Value>, has_body: bool) -> Result<Method, NodeError> {
-    let name = match opt_str_param(params, "method")?.map(str::trim) {
+    let given = opt_str_param(params, "method")?.map(str::trim);
+    let name = match given {
         Some(m) if !m.is_empty() => m.to_ascii_uppercase(),
         _ if has_body => "POST".to_string(),
         _ => "GET".to_string(),
     };
     if !METHODS.contains(&name.as_str()) {
+        // As given, not upper-cased: a secret put there is found in the message as is.
+        let given = given.unwrap_or_default();
         return Err(invalid(format!(
-            "param 'method' must be one of {}, got '{name}'",
+            "param 'method' must be one of {}, got '{given}'",
             METHODS.join(", ")
         )));
     }

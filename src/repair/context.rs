@@ -556,6 +556,11 @@ fn inputs_text(
     }
     let mut out = String::from("\nInput values of this run:\n");
     for (name, value) in inputs {
+        // A secret input's value, however short (a PIN), is its placeholder here.
+        if let Some(ph) = secrets.placeholder_of(value) {
+            out.push_str(&format!("- {name} = {ph}\n"));
+            continue;
+        }
         let shown = secrets.hide(&json!({"inputs": {name: {"default": value}}}));
         let v = &shown["inputs"][name]["default"];
         let text = clean(&crate::template::value_preview(v, 300));

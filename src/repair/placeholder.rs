@@ -155,6 +155,10 @@ impl Placeholders {
             n += 1;
         }
         if text.chars().count() >= MIN_SECRET_LEN {
+            // Also as an error naming a URL the value went into spells it.
+            for spelling in crate::secrets::url_spellings(&text) {
+                self.by_value.push((spelling, placeholder(&name)));
+            }
             self.by_value.push((text, placeholder(&name)));
         }
         self.named.push((name, value.clone()));
@@ -235,6 +239,12 @@ impl Placeholders {
                 self.hide_params(inner, false);
             }
         }
+    }
+
+    /// The placeholder of the secret `v` is, whole (a short one too).
+    pub fn placeholder_of(&self, v: &Value) -> Option<String> {
+        let (name, _) = self.named.iter().find(|(_, s)| s == v)?;
+        Some(placeholder(name))
     }
 
     fn hide_whole(&self, v: &mut Value) {

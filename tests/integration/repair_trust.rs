@@ -670,3 +670,35 @@ fn a_reply_that_would_rerun_a_nested_node_with_a_side_effect_is_rejected() {
         "{second}"
     );
 }
+
+/// The model sees no secret: not a short one an input declared secret holds (a PIN is
+/// its placeholder in the list of input values, however short), not one that went into
+/// a URL an error names (percent-encoded there).
+#[test]
+fn a_short_secret_input_and_a_secret_in_a_url_reach_the_model_as_placeholders() {
+    let server = Stub::start(|_, _| Reply::json(404, &json!({"error": "no such thing"})));
+    let doc = |path: &str| {
+        json!({
+            "inputs": {"pin": {"type": "string", "secret": true},
+                       "api_token": {"type": "string"}},
+            "nodes": [{"id": "call", "type": "http",
+                       "params": {"url": format!("{}/{path}/${{api_token}}", server.url())}}]})
+    };
+    let stub = model(vec![fenced(&doc("v2"))]);
+    let r = Repair::new().model(&stub);
+    r.write(&doc("v1"));
+    let run = r.build(&["pin=739", "api_token=correct horse battery staple"]);
+    assert_eq!(run.code, 1, "the fix fails too: {run}");
+    assert!(stub.count() >= 1, "{run}");
+    let prompt = user_prompt(&stub.requests()[0]);
+    assert!(prompt.contains("/v1/"), "the error names the URL: {prompt}");
+    assert!(prompt.contains("- pin = <secret:pin>"), "{prompt}");
+    for shown in ["739", "correct horse", "correct%20horse"] {
+        assert!(
+            !prompt.contains(&format!("= \"{shown}")),
+            "{shown}: {prompt}"
+        );
+        assert!(!prompt.contains(&format!("/{shown}")), "{shown}: {prompt}");
+    }
+    assert!(!prompt.contains("correct%20horse"), "{prompt}");
+}

@@ -596,3 +596,56 @@ fn a_credential_in_http_headers_is_redacted_from_what_the_server_echoes() {
         );
     }
 }
+
+/// A secret that went into a URL is found in a message that names the URL as pflow
+/// spells it: percent-encoded in the path, lower-cased in the host; and one put in the
+/// method is shown as given, not upper-cased.
+#[test]
+fn a_secret_in_a_url_is_redacted_as_the_url_spells_it() {
+    use crate::stub::{Reply, Stub};
+    let server = Stub::start(|_, _| Reply::json(404, &json!({"error": "no such thing"})));
+    let ws = Workspace::new().workflow(json!({
+        "inputs": {"api_token": {"type": "string"}, "host_secret": {"type": "string"},
+                   "method_token": {"type": "string"}},
+        "nodes": [
+            {"id": "path", "type": "http",
+             "params": {"url": format!("{}/v1/${{api_token}}", server.url())}},
+            {"id": "host", "type": "http",
+             "params": {"url": "http://${host_secret}.invalid/x", "timeout": 5}},
+            {"id": "method", "type": "http",
+             "params": {"url": server.url(), "method": "${method_token}"}}]
+    }));
+    let secrets = [
+        "correct horse Battery staple",
+        "SuperSecretHostToken42",
+        "weird token value",
+    ];
+    let r = ws
+        .cmd()
+        .args(&[
+            &format!("api_token={}", secrets[0]),
+            &format!("host_secret={}", secrets[1]),
+            &format!("method_token={}", secrets[2]),
+            "--trace",
+            "trace.json",
+        ])
+        .text()
+        .run();
+    assert_eq!(r.code, 1, "{r}");
+    let shown = format!("{}\n{}\n{}", r.stdout, r.stderr, ws.read("trace.json"));
+    assert_eq!(
+        shown.matches("error [").count(),
+        3,
+        "every node failed: {shown}"
+    );
+    for s in secrets {
+        for spelled in [
+            s.to_string(),
+            s.replace(' ', "%20"),
+            s.to_lowercase(),
+            s.to_uppercase(),
+        ] {
+            assert!(!shown.contains(&spelled), "{spelled} shown:\n{shown}");
+        }
+    }
+}
