@@ -436,7 +436,8 @@ impl<'r, 'a> ItemRun<'r, 'a> {
         let v = Value::Object(outputs);
         let d = output_digest(&v);
         let v = Arc::new(v);
-        match super::keys::read_other_bytes(&self.item_files[idx], &effects.read) {
+        match super::keys::read_other_bytes(&self.item_files[idx], &effects.read, &effects.written)
+        {
             None => {
                 // Its own run time: what a later hit on it saves.
                 let took = Duration::from_micros(sh.elapsed_us().saturating_sub(started));

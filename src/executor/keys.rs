@@ -2,6 +2,7 @@
 //! the inputs it reads, and the content of the files it reads.
 
 use super::*;
+use std::path::PathBuf;
 
 /// Add param `name` to a key. A secret's value counts in the key, but no record keeps
 /// even its digest (a dictionary could be checked against one). Returns whether it was
@@ -21,22 +22,39 @@ pub(super) fn add_param(
     sealed
 }
 
-/// The files a key was made from: each path as read, and the digest the key holds.
-pub(super) type KeyedFiles = Vec<(std::path::PathBuf, String)>;
+/// The files a key was made from: each path as read, the digest the key holds, and the
+/// file's identity then (`None`: it did not exist).
+pub(super) type KeyedFiles = Vec<(PathBuf, String, Option<crate::fsutil::FileId>)>;
 
 /// The first file a run read other bytes of than its key was made from (it changed in
-/// between): such a result must not be stored under that key.
-pub(super) fn read_other_bytes<'f>(
+/// between): such a result must not be stored under that key. `read`: the files the node
+/// says it read, with the digest of the bytes it used. A file it does not say it read
+/// (a shell step's declared `reads`) is checked after the run: if it is no longer what
+/// the key was made from, the step may have read either. Files the node wrote itself are
+/// its own doing.
+pub(super) fn read_other_bytes(
     keyed: &KeyedFiles,
-    read: &'f [(std::path::PathBuf, blake3::Hash)],
-) -> Option<&'f std::path::Path> {
-    read.iter()
-        .find(|(path, used)| {
-            keyed
-                .iter()
-                .any(|(p, d)| p == path && d.as_str() != used.to_hex().as_str())
+    read: &[(PathBuf, blake3::Hash)],
+    written: &[PathBuf],
+) -> Option<PathBuf> {
+    let told = read.iter().find(|(path, used)| {
+        keyed
+            .iter()
+            .any(|(p, d, _)| p == path && d.as_str() != used.to_hex().as_str())
+    });
+    if let Some((path, _)) = told {
+        return Some(path.clone());
+    }
+    keyed
+        .iter()
+        .filter(|(p, _, _)| !read.iter().any(|(r, _)| r == p) && !written.contains(p))
+        .find(|(p, digest, then)| {
+            crate::fsutil::stat(p) != *then && {
+                let now = crate::fsutil::file_digest(p).map(|d| d.to_hex().to_string());
+                now.as_deref().unwrap_or("missing") != digest.as_str()
+            }
         })
-        .map(|(p, _)| p.as_path())
+        .map(|(p, _, _)| p.clone())
 }
 
 impl<'a> Shared<'a> {
@@ -275,7 +293,7 @@ impl<'a> Shared<'a> {
                 self.recorder.read(p, stat);
             }
             kb.add_text(("file", p.as_str()), &digest);
-            keyed.push((path, digest));
+            keyed.push((path, digest, now));
         }
         keyed
     }

@@ -1488,7 +1488,7 @@ impl<'a> Shared<'a> {
         }
         let digest = output_digest(&result.values);
         let values = Arc::new(result.values);
-        let unstable = keys::read_other_bytes(&keyed, &result.files.read);
+        let unstable = keys::read_other_bytes(&keyed, &result.files.read, &result.files.written);
         // An upstream node whose values turned out not to be the ones its digest (which
         // this key was made from) names: this result is not the one the key names.
         let moved = self

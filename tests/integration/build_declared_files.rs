@@ -128,6 +128,41 @@ fn a_declared_directory_read_covers_every_file_under_it() {
     assert_eq!(ws.build(&[]).stat("ran"), 0, "nothing changed");
 }
 
+/// A declared read changed while its step ran (a checkout during the build): the step may
+/// have read either content, so its result is used but not cached. Stored under the key
+/// of the content before, it was served for that content ever after.
+#[test]
+fn a_declared_read_changed_while_its_step_runs_is_not_cached() {
+    use std::time::Duration;
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [{"id": "z", "type": "shell", "reads": ["data.txt"],
+                   "params": {"command":
+                       "touch started; while [ ! -f go ]; do sleep 0.02; done; cat data.txt"}}],
+        "outputs": {"o": {"source": "${z.stdout}"}}
+    }));
+    ws.write("data.txt", "AAAA\n");
+    let running = ws.cmd().text().start();
+    assert!(common::wait_for(Duration::from_secs(20), || ws.exists("started")));
+    ws.write("data.txt", "BBBB\n");
+    ws.write("go", "");
+    let r = running.wait(Duration::from_secs(30));
+    assert_eq!(r.code, 0, "{r}");
+    assert!(
+        r.stderr
+            .contains("'data.txt' changed while it was read; its result is not cached"),
+        "{r}"
+    );
+    ws.write("data.txt", "AAAA\n");
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(
+        r.output("o"),
+        "AAAA",
+        "the result of BBBB served for AAAA: {r}"
+    );
+    assert_eq!(r.with_status("ran"), ["z"], "{r}");
+}
+
 fn write_then_read(content: &str, slow_writer: bool) -> serde_json::Value {
     let writer = if slow_writer {
         json!({"id": "writer", "type": "shell", "writes": ["out.txt"],
