@@ -562,7 +562,7 @@ impl<'a> Shared<'a> {
 /// back. A literal path is known now. A templated one is known from the last build: what
 /// that node removed then, as long as its params are as they were (its templates then
 /// resolve to the same paths whenever the writers upstream are reused; a writer that
-/// runs writes the file anyway).
+/// runs writes the file anyway). Not a file another node reads.
 fn consumed_paths(
     v: &Validated,
     recorder: &recorder::Recorder,
@@ -597,7 +597,27 @@ fn consumed_paths(
             }
         }
     }
+    // A file another node reads must be there when that node runs: its writer, reused,
+    // puts it back, and the remover takes it away again (a reader that found it gone
+    // would fail on every build after the first).
+    out.retain(|path| !read_by_a_node(v, path));
     out
+}
+
+/// Does a node of the workflow read `path` (a literal path param of its type, or its
+/// declared `reads`), other than to take it away?
+fn read_by_a_node(v: &Validated, path: &str) -> bool {
+    v.workflow.nodes.iter().zip(&v.nodes).any(|(n, cn)| {
+        let literal = cn
+            .spec
+            .reads_files
+            .iter()
+            .filter(|p| !cn.spec.removes_files.contains(p))
+            .filter_map(|p| n.params.get(*p).and_then(Value::as_str))
+            .filter(|p| !p.contains("${"))
+            .any(|p| crate::nodes::read_file::expand_path(p).to_string_lossy() == path);
+        literal || cn.reads.iter().any(|pattern| pattern.matches(path))
+    })
 }
 
 /// Are node `n`'s params those its last recorded key was built from? (Built as its key

@@ -303,3 +303,31 @@ fn file_nodes_do_not_write_into_the_cache() {
         );
     }
 }
+
+/// A temporary file one node writes, a second reads and a third deletes: every build
+/// gives what a fresh one does. Reused, the writer puts the file back for the reader
+/// (the remover takes it away again); it used to leave it gone, and from the second
+/// build on the reader failed.
+#[test]
+fn a_temporary_file_read_between_its_writer_and_its_remover_is_there_for_the_reader() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [
+            {"id": "w", "type": "write-file", "params": {"file_path": "tmp.txt", "content": "temp data"}},
+            {"id": "r", "type": "read-file", "params": {"file_path": "tmp.txt"}},
+            {"id": "d", "type": "delete-file", "params": {"file_path": "tmp.txt"}}],
+        "edges": [{"from": "w", "to": "r"}, {"from": "r", "to": "d"}],
+        "outputs": {"o": {"source": "${r.content}"}}
+    }));
+    for build in 1..=3 {
+        let r = ws.build(&[]);
+        assert_eq!(r.code, 0, "build {build}: {r}");
+        assert_eq!(r.output("o"), "temp data", "build {build}: {r}");
+        assert!(!ws.exists("tmp.txt"), "build {build}: the remover ran last");
+    }
+    // The reader's own edit makes it run: the file is there for it.
+    ws.edit_workflow(|doc| doc["nodes"][1]["params"]["encoding"] = json!("utf-8"));
+    let r = ws.build(&[]);
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(r.output("o"), "temp data", "{r}");
+    assert!(!ws.exists("tmp.txt"));
+}
