@@ -116,6 +116,12 @@ impl FilePattern {
             out.sort();
             return Ok(out);
         }
+        let mut out = Vec::new();
+        // A file whose name holds glob characters (`report[1].txt`) is itself what a
+        // declaration of that name means, whatever else the glob matches.
+        if !into_dirs && Self::local_path(text).is_file() {
+            out.push(text.to_string());
+        }
         let home = home_prefix(text);
         let pattern = match &home {
             Some(h) => format!("{h}{}", &text[1..]),
@@ -123,7 +129,6 @@ impl FilePattern {
         };
         let entries = glob::glob_with(&pattern, match_options())
             .map_err(|e| format!("invalid glob '{}': {e}", self.text))?;
-        let mut out = Vec::new();
         for entry in entries {
             let path = entry.map_err(|e| {
                 format!(
@@ -286,6 +291,17 @@ mod tests {
         assert_eq!(found, [format!("{root}/a.md"), format!("{root}/b.md")]);
         let literal = p(&format!("{root}/none.txt")).expand().unwrap();
         assert_eq!(literal, [format!("{root}/none.txt")]);
+        std::fs::write(dir.path().join("report[1].txt"), "x").unwrap();
+        std::fs::write(dir.path().join("report1.txt"), "x").unwrap();
+        let named = p(&format!("{root}/report[1].txt")).expand_reads().unwrap();
+        let want = [
+            format!("{root}/report1.txt"),
+            format!("{root}/report[1].txt"),
+        ];
+        assert_eq!(
+            named, want,
+            "the file of that very name, and what the glob matches"
+        );
     }
 
     #[test]

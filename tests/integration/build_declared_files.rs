@@ -163,6 +163,22 @@ fn a_declared_read_changed_while_its_step_runs_is_not_cached() {
     assert_eq!(r.with_status("ran"), ["z"], "{r}");
 }
 
+/// A file whose name holds glob characters is the file of that name: an edit to it
+/// re-runs the step (read as a glob only, it matched nothing and was never keyed).
+#[test]
+fn a_declared_file_named_like_a_glob_is_that_file() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [{"id": "show", "type": "shell", "reads": ["report[1].txt"],
+                   "params": {"command": "cat 'report[1].txt'"}}],
+        "outputs": {"o": {"source": "${show.stdout}"}}
+    }));
+    ws.write("report[1].txt", "one\n");
+    assert_eq!(ws.build(&[]).output("o"), "one");
+    ws.write("report[1].txt", "two\n");
+    let r = ws.build(&[]);
+    assert_eq!(r.output("o"), "two", "{r}");
+}
+
 fn write_then_read(content: &str, slow_writer: bool) -> serde_json::Value {
     let writer = if slow_writer {
         json!({"id": "writer", "type": "shell", "writes": ["out.txt"],
