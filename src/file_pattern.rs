@@ -97,11 +97,30 @@ impl FilePattern {
         self.expand_with(true)
     }
 
+    /// The directories of a `dir/**` declaration (`dir`, itself a path or a glob).
+    fn tree_dirs(&self) -> Option<&str> {
+        match self.text.as_str() {
+            "**" => Some("."),
+            text => text.strip_suffix("/**"),
+        }
+    }
+
+    /// When a read of this names every file under a directory ([`Self::expand_reads`]),
+    /// the glob of those files at any depth (`src/**/*`): what a watch must see, and
+    /// what no record of the files it named covers (one added since).
+    pub fn tree_glob(&self) -> Option<String> {
+        let dirs = match self.tree_dirs() {
+            Some(dirs) => dirs,
+            None if !self.is_glob() && Self::local_path(&self.text).is_dir() => &self.text,
+            None => return None,
+        };
+        Some(format!("{dirs}/**/*"))
+    }
+
     fn expand_with(&self, into_dirs: bool) -> Result<Vec<String>, String> {
         // `dir/**` read: the directories `dir` names, each for every file under it.
-        let (text, into_dirs) = match self.text.strip_suffix("/**") {
+        let (text, into_dirs) = match self.tree_dirs() {
             Some(dirs) if into_dirs => (dirs, true),
-            _ if into_dirs && self.text == "**" => (".", true),
             _ => (self.text.as_str(), into_dirs && self.glob.is_none()),
         };
         if !text.contains(GLOB_CHARS) {
@@ -330,5 +349,10 @@ mod tests {
         assert!(src.matches(&format!("{root}/src/sub/b.txt")));
         assert!(!src.matches(&format!("{root}/srcs/b.txt")));
         assert!(p("src/**").matches("src/sub/b.txt"));
+        let tree = format!("{root}/src/**/*");
+        assert_eq!(src.tree_glob(), Some(tree.clone()));
+        assert_eq!(p(&format!("{root}/src/**")).tree_glob(), Some(tree));
+        assert_eq!(p(&format!("{root}/top.txt")).tree_glob(), None);
+        assert_eq!(p("src/*").tree_glob(), None);
     }
 }

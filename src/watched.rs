@@ -104,14 +104,11 @@ impl WatchSet {
         for (node, cn) in v.workflow.nodes.iter().zip(&v.nodes) {
             for pattern in &cn.reads {
                 let text = pattern.as_str();
-                // A directory read (`src`, `src/**`) names every file under it (see
-                // `FilePattern::expand_reads`).
-                if pattern.is_glob() && (text == "**" || text.ends_with("/**")) {
-                    set.add_glob(&cwd, &format!("{text}/*"));
+                // A directory read (`src`, `src/**`) names every file under it.
+                if let Some(tree) = pattern.tree_glob() {
+                    set.add_glob(&cwd, &tree);
                 } else if pattern.is_glob() {
                     set.add_glob(&cwd, text);
-                } else if crate::file_pattern::FilePattern::local_path(text).is_dir() {
-                    set.add_glob(&cwd, &format!("{text}/**/*"));
                 } else {
                     add(&mut set, text);
                 }

@@ -778,8 +778,7 @@ fn make_record(
             return Err(format!("node '{}' reads a glob", node.id));
         }
         // A file added under a directory read changes no identity the record holds.
-        let local = crate::file_pattern::FilePattern::local_path;
-        if cn.reads.iter().any(|p| local(p.as_str()).is_dir()) {
+        if cn.reads.iter().any(|p| p.tree_glob().is_some()) {
             return Err(format!("node '{}' reads a directory", node.id));
         }
     }
