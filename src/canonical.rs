@@ -111,9 +111,9 @@ pub fn to_key_bytes(v: &Value) -> Vec<u8> {
     key_bytes(v, true)
 }
 
-/// [`to_key_bytes`] for a node's outputs: their names are the node's code's, in its
-/// order, and dependents take them by name, so only the values count as written.
-fn output_bytes(v: &Value) -> Vec<u8> {
+/// [`to_key_bytes`] for values taken by name (a node's outputs, its params): the order
+/// of the names does not count, each value as written does.
+pub fn to_key_bytes_by_name(v: &Value) -> Vec<u8> {
     key_bytes(v, false)
 }
 
@@ -133,7 +133,7 @@ const OUTPUT_DIGEST: &str = "pflow 2026-11 node output digest v1";
 /// Digest of a node's outputs: what dependents' keys are built from (early cutoff).
 pub fn output_digest(v: &Value) -> blake3::Hash {
     let mut h = blake3::Hasher::new_derive_key(OUTPUT_DIGEST);
-    h.update(&output_bytes(v));
+    h.update(&to_key_bytes_by_name(v));
     h.finalize()
 }
 
@@ -141,7 +141,7 @@ pub fn output_digest(v: &Value) -> blake3::Hash {
 /// as written have its canonical form's: still the digest of these outputs, so they are
 /// not corrupt.
 pub fn output_digest_matches(v: &Value, hex: &str) -> bool {
-    let bytes = output_bytes(v);
+    let bytes = to_key_bytes_by_name(v);
     let digest = |b: &[u8]| {
         let mut h = blake3::Hasher::new_derive_key(OUTPUT_DIGEST);
         h.update(b);

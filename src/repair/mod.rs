@@ -250,22 +250,13 @@ pub fn choose_model(flag: Option<&str>, prompt: &Prompt) -> String {
         .unwrap_or_else(|| crate::llm::DEFAULT_MODEL.to_string())
 }
 
-/// A node's definition as its key takes it: canonical, and each param's value and each
-/// batch setting as written (see [`crate::canonical::to_key_bytes`]).
+/// A node's definition as its key takes it: canonical, and its params and batch settings
+/// by name, each value as written (see [`crate::canonical::to_key_bytes_by_name`]).
 fn as_keyed(node: &Value) -> Vec<u8> {
     let mut out = crate::canonical::to_canonical(node);
-    for field in ["params", "batch"] {
-        let Some(map) = node.get(field).and_then(Value::as_object) else {
-            continue;
-        };
-        let mut members: Vec<(&String, &Value)> = map.iter().collect();
-        members.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        for (name, value) in members {
-            out.push(0);
-            out.extend_from_slice(name.as_bytes());
-            out.push(0);
-            out.extend_from_slice(&crate::canonical::to_key_bytes(value));
-        }
+    for field in ["params", "batch"].iter().filter_map(|f| node.get(*f)) {
+        out.push(0);
+        out.extend_from_slice(&crate::canonical::to_key_bytes_by_name(field));
     }
     out
 }
