@@ -56,16 +56,6 @@ pub fn to_markdown(ir: &Value, title: &str, description: Option<&str>) -> Result
         .iter()
         .map(|n| n.get("id").and_then(Value::as_str).unwrap_or(""))
         .collect();
-    // A step is named by its heading: two of one name cannot be told apart when read.
-    if let Some((i, id)) = ids
-        .iter()
-        .enumerate()
-        .find(|(i, id)| ids[..*i].contains(id))
-    {
-        return Err(format!(
-            "node [{i}]'s id '{id}' is used by an earlier node: steps need unique ids"
-        ));
-    }
     let routes = routes(top.get("edges"), &ids)?;
     out.push_str("## Steps\n\n");
     for (i, node) in nodes.iter().enumerate() {
@@ -445,16 +435,5 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("edges[0]"), "{err}");
-    }
-}
-
-#[cfg(test)]
-mod unique_ids {
-    #[test]
-    fn two_steps_of_one_id_are_refused_not_written_as_one() {
-        let ir = serde_json::json!({"nodes": [{"id": "a b", "type": "shell"}, {"id": "a b", "type": "shell"}],
-                                    "edges": [{"from": "a b", "to": "a b"}]});
-        let err = super::to_markdown(&ir, "T", None).unwrap_err();
-        assert!(err.contains("'a b' is used by an earlier node"), "{err}");
     }
 }
