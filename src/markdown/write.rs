@@ -197,8 +197,9 @@ fn step(
                 .map_err(|e| format!("{}: {e}", at(k)))?;
         }
     }
-    // Document order gives each node an edge to the next; say where that is not so.
-    let follower = ids.get(i + 1).copied();
+    // Document order gives each node an edge to the next; say where that is not so. The
+    // parser joins no two steps of one id that way, so such a follower is no follower.
+    let follower = ids.get(i + 1).copied().filter(|f| *f != ids[i]);
     let defaults: &[String] = route
         .iter()
         .find(|(a, _)| a == "default")
@@ -417,6 +418,21 @@ mod tests {
         let mut want = ir.clone();
         want["nodes"][1]["purpose"] = json!(NO_DESCRIPTION);
         assert_eq!(back.ir, want, "{md}");
+    }
+
+    /// Markdown joins two steps of one id by no implicit edge (the parser reports the
+    /// duplicate instead of a cycle), so an edge between them must be written out.
+    #[test]
+    fn two_steps_of_one_id_keep_the_edge_between_them() {
+        for edges in [json!([{"from": "a", "to": "a"}]), json!([])] {
+            let ir = json!({
+                "nodes": [{"id": "a", "type": "echo"}, {"id": "a", "type": "echo"}],
+                "edges": edges,
+            });
+            let md = to_markdown(&ir, "T", None).unwrap();
+            let back = crate::markdown::parse(&md).unwrap_or_else(|e| panic!("{e:?}\n{md}"));
+            assert_eq!(back.ir["edges"], ir["edges"], "{md}");
+        }
     }
 
     #[test]
