@@ -395,11 +395,15 @@ fn sweep_once(dir: &Path) {
     static SWEPT: std::sync::Mutex<Option<std::collections::HashSet<PathBuf>>> =
         std::sync::Mutex::new(None);
     {
+        // A folder held open (`/proc/self/fd/N`, see `workspace::Held`) by where it is:
+        // the number names other folders later.
+        let key = if dir.starts_with("/proc/self/fd") {
+            std::fs::read_link(dir).unwrap_or_else(|_| dir.to_path_buf())
+        } else {
+            dir.to_path_buf()
+        };
         let mut swept = SWEPT.lock().unwrap_or_else(|p| p.into_inner());
-        if !swept
-            .get_or_insert_with(Default::default)
-            .insert(dir.to_path_buf())
-        {
+        if !swept.get_or_insert_with(Default::default).insert(key) {
             return;
         }
     }

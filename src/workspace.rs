@@ -70,6 +70,111 @@ impl WriteRoots {
     }
 }
 
+/// A file a node is about to change, its directory opened and checked: every change
+/// goes through the open directory (`/proc/self/fd/N/name`), so a link swapped into the
+/// path after the check (by someone who can change the workspace while the build runs)
+/// cannot lead the change out of it. The last name is not followed by a rename or an
+/// unlink; an append checks the file it opened ([`WriteRoots::check_open`]).
+#[derive(Debug)]
+pub struct Held {
+    /// Keeps `at` naming the directory that was checked.
+    _dir: Option<std::fs::File>,
+    at: PathBuf,
+    given: PathBuf,
+}
+
+impl Held {
+    /// The spelling to change the file by.
+    pub fn at(&self) -> &Path {
+        &self.at
+    }
+
+    /// A path made beside [`Held::at`] (a file moved aside) as the user names it.
+    pub fn shown(&self, made: &Path) -> PathBuf {
+        match (made.file_name(), self.given.parent()) {
+            (Some(name), Some(dir)) if made.parent() == self.at.parent() => dir.join(name),
+            _ => made.to_path_buf(),
+        }
+    }
+}
+
+impl WriteRoots {
+    /// [`WriteRoots::check`], then hold the path's directory (made first when
+    /// `make_parents`; `None` when it does not exist and was not to be made).
+    pub fn hold(&self, path: &Path, make_parents: bool) -> Result<Option<Held>, String> {
+        self.check(path)?;
+        let shown = path.display();
+        let name = path
+            .file_name()
+            .ok_or_else(|| format!("'{shown}' names a directory, not a file"))?;
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        if make_parents {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create the directory '{}': {e}", dir.display()))?;
+        }
+        let open = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(O_PATH | libc::O_DIRECTORY)
+                .open(dir)
+        };
+        let held = match open {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !make_parents => return Ok(None),
+            Err(e) => return Err(format!("cannot open the directory of '{shown}': {e}")),
+        };
+        let Some(fd_path) = proc_path(&held) else {
+            // No /proc: the path as given, checked but not held.
+            return Ok(Some(Held {
+                _dir: Some(held),
+                at: path.to_path_buf(),
+                given: path.to_path_buf(),
+            }));
+        };
+        let real = std::fs::read_link(&fd_path)
+            .map_err(|e| format!("cannot tell where '{shown}' is: {e}"))?;
+        self.check(&real.join(name))
+            .map_err(|why| format!("'{shown}' changed while pflow was about to write it: {why}"))?;
+        Ok(Some(Held {
+            _dir: Some(held),
+            at: fd_path.join(name),
+            given: path.to_path_buf(),
+        }))
+    }
+
+    /// May a node change the file it opened as `given`? Asked of the open file, where
+    /// it is now: a link put in the path after the check is seen.
+    pub fn check_open(&self, file: &std::fs::File, given: &Path) -> Result<(), String> {
+        let Some(fd_path) = proc_path(file) else {
+            return Ok(());
+        };
+        let real = std::fs::read_link(&fd_path)
+            .map_err(|e| format!("cannot tell where '{}' is: {e}", given.display()))?;
+        self.check(&real).map_err(|why| {
+            format!(
+                "'{}' changed while pflow was about to write it: {why}",
+                given.display()
+            )
+        })
+    }
+}
+
+#[cfg(target_os = "linux")]
+const O_PATH: i32 = libc::O_PATH;
+#[cfg(not(target_os = "linux"))]
+const O_PATH: i32 = 0;
+
+/// The name the system gives an open file (`/proc/self/fd/N`), where the system has one.
+fn proc_path(file: &std::fs::File) -> Option<PathBuf> {
+    use std::os::fd::AsRawFd;
+    let p = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+    (cfg!(target_os = "linux") && std::fs::symlink_metadata(&p).is_ok()).then_some(p)
+}
+
 /// Most symbolic links one path may pass through, as Linux allows (`ELOOP` past it).
 const MAX_LINKS: usize = 40;
 
@@ -215,6 +320,96 @@ mod tests {
         // A relative link to a file beside it stays inside.
         std::os::unix::fs::symlink("real.txt", ws.path().join("alias.txt")).unwrap();
         assert!(roots.check(&ws.path().join("alias.txt")).is_ok());
+    }
+
+    /// A workspace `ws` with a folder `out`, a folder outside it, and roots that allow
+    /// only `ws`.
+    fn swap_setup() -> (tempfile::TempDir, tempfile::TempDir, WriteRoots) {
+        let outside = tempfile::tempdir().unwrap();
+        let ws = tempfile::tempdir().unwrap();
+        std::fs::create_dir(ws.path().join("out")).unwrap();
+        let roots = WriteRoots {
+            extra: vec![ws.path().to_path_buf()],
+            closed: Vec::new(),
+        };
+        (ws, outside, roots)
+    }
+
+    /// `out` becomes a link to the folder outside (the checked folder kept as `old`).
+    fn swap(ws: &Path, outside: &Path) {
+        std::fs::rename(ws.join("out"), ws.join("old")).unwrap();
+        std::os::unix::fs::symlink(outside, ws.join("out")).unwrap();
+    }
+
+    /// The race a check alone loses: `out/` is checked, then swapped for a link to a
+    /// folder outside before the write. Through the held folder the write, a move
+    /// aside and a removal all stay where the check looked.
+    #[test]
+    fn a_link_swapped_in_after_the_check_does_not_lead_a_change_out() {
+        let (ws, outside, roots) = swap_setup();
+        let path = ws.path().join("out/x.txt");
+        std::fs::write(&path, "before").unwrap();
+        let held = roots.hold(&path, true).unwrap().unwrap();
+        swap(ws.path(), outside.path());
+        std::fs::write(outside.path().join("x.txt"), "theirs").unwrap();
+
+        crate::fsutil::write_atomic(held.at(), b"mine").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(ws.path().join("old/x.txt")).unwrap(),
+            "mine"
+        );
+        assert_eq!(
+            std::fs::read_to_string(outside.path().join("x.txt")).unwrap(),
+            "theirs"
+        );
+        let aside = crate::fsutil::move_aside(held.at(), ".pflow-kept").unwrap();
+        assert_eq!(held.shown(&aside), ws.path().join("out/x.txt.pflow-kept"));
+        assert!(ws.path().join("old/x.txt.pflow-kept").exists());
+        crate::fsutil::write_atomic(held.at(), b"again").unwrap();
+        std::fs::remove_file(held.at()).unwrap();
+        assert!(!ws.path().join("old/x.txt").exists());
+        assert_eq!(
+            std::fs::read_to_string(outside.path().join("x.txt")).unwrap(),
+            "theirs"
+        );
+
+        // What the check alone would have done: the path now leads outside.
+        std::fs::remove_file(outside.path().join("x.txt")).unwrap();
+        crate::fsutil::write_atomic(&path, b"escaped").unwrap();
+        assert!(outside.path().join("x.txt").exists());
+    }
+
+    /// A folder already swapped when the path is held is refused; one that does not
+    /// exist is not made unless asked.
+    #[test]
+    fn a_held_folder_is_checked_and_made_only_when_asked() {
+        let (ws, outside, roots) = swap_setup();
+        let path = ws.path().join("out/x.txt");
+        swap(ws.path(), outside.path());
+        assert!(roots.hold(&path, true).is_err());
+        assert!(roots.hold(&ws.path().join("old/x.txt"), true).is_ok());
+        assert!(roots
+            .hold(&ws.path().join("new/x.txt"), false)
+            .unwrap()
+            .is_none());
+        assert!(!ws.path().join("new").exists());
+    }
+
+    /// An append follows a link at the last name: the file it opened is asked where it
+    /// is.
+    #[test]
+    fn an_open_file_is_checked_where_it_is() {
+        let (ws, outside, roots) = swap_setup();
+        std::fs::write(outside.path().join("log"), "").unwrap();
+        std::fs::write(ws.path().join("out/log"), "").unwrap();
+        let inside = std::fs::File::open(ws.path().join("out/log")).unwrap();
+        assert!(roots.check_open(&inside, Path::new("out/log")).is_ok());
+        std::os::unix::fs::symlink(outside.path().join("log"), ws.path().join("out/link")).unwrap();
+        let through = std::fs::File::open(ws.path().join("out/link")).unwrap();
+        let refused = roots
+            .check_open(&through, Path::new("out/link"))
+            .unwrap_err();
+        assert!(refused.contains("out/link"), "{refused}");
     }
 
     #[test]

@@ -450,7 +450,10 @@ impl Cache {
     /// Put a file a node wrote back in place from the cache (atomically).
     /// A file that is there with other content (a hand edit) is first moved aside, never
     /// overwritten: the path it was kept under is returned.
-    pub fn restore_file(&self, rec: &FileRecord) -> Result<Option<PathBuf>, CacheError> {
+    /// `at` is where to write it: `rec.path`, or a spelling of it that holds its
+    /// directory (see `workspace::Held`). A file moved aside is returned as made beside
+    /// `at`.
+    pub fn restore_file(&self, rec: &FileRecord, at: &Path) -> Result<Option<PathBuf>, CacheError> {
         let sri: cacache::Integrity = rec
             .integrity
             .parse()
@@ -473,7 +476,7 @@ impl Cache {
                 rec.path
             )));
         }
-        let path = Path::new(&rec.path);
+        let path = at;
         let kept = match std::fs::symlink_metadata(path) {
             Ok(_) => {
                 let aside = crate::fsutil::move_aside(path, ".pflow-kept")

@@ -275,18 +275,25 @@ fn usable(src: &Sources<'_>, entry: &Entry, policy: CachePolicy) -> Result<PutBa
             FileState::Missing | FileState::Changed => {
                 // Checked for every file before any is put back: the node runs instead
                 // (and meets the same refusal, told as its error), nothing half restored.
-                src.write_roots
-                    .check(std::path::Path::new(&rec.path))
-                    .map_err(|why| RunReason::CannotRestore(format!("not restored: {why}")))?;
-                wanted.push(rec);
+                let held = src
+                    .write_roots
+                    .hold(std::path::Path::new(&rec.path), true)
+                    .map_err(|why| RunReason::CannotRestore(format!("not restored: {why}")))?
+                    .ok_or_else(|| {
+                        RunReason::CannotRestore(format!(
+                            "not restored: {}'s directory went away",
+                            rec.path
+                        ))
+                    })?;
+                wanted.push((rec, held));
             }
         }
     }
-    for rec in wanted {
-        match src.cache.local().restore_file(rec) {
+    for (rec, held) in wanted {
+        match src.cache.local().restore_file(rec, held.at()) {
             Ok(aside) => {
                 if let Some(aside) = aside {
-                    back.kept.push((rec.path.clone(), aside));
+                    back.kept.push((rec.path.clone(), held.shown(&aside)));
                 }
                 back.restored.push(rec.path.clone());
             }

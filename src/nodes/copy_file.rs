@@ -48,7 +48,7 @@ pub static SPEC: NodeSpec = NodeSpec {
 pub(crate) fn prepare(
     params: &Map<String, Value>,
     ctx: &RunContext,
-) -> Result<(std::path::PathBuf, std::path::PathBuf, Vec<u8>), NodeError> {
+) -> Result<Prepared, NodeError> {
     let src = expand_path(str_param(params, "source_path")?);
     let dest = expand_path(str_param(params, "dest_path")?);
     if src.is_dir() {
@@ -57,7 +57,7 @@ pub(crate) fn prepare(
             format!("source '{}' is a directory, not a file", src.display()),
         ));
     }
-    ctx.may_change(&dest)?;
+    let held = ctx.hold(&dest)?;
     let bytes = std::fs::read(&src).map_err(|e| file_error("read", &src, &e))?;
     let overwrite = bool_param(params, "overwrite", false)?;
     if !overwrite {
@@ -76,13 +76,31 @@ pub(crate) fn prepare(
             }
         }
     }
-    Ok((src, dest, bytes))
+    Ok(Prepared {
+        src,
+        dest,
+        held,
+        bytes,
+    })
+}
+
+/// A copy's source and content, and its destination as given and held.
+pub(crate) struct Prepared {
+    pub src: std::path::PathBuf,
+    pub dest: std::path::PathBuf,
+    pub held: crate::workspace::Held,
+    pub bytes: Vec<u8>,
 }
 
 fn run(params: &Map<String, Value>, ctx: &RunContext) -> Result<NodeOutput, NodeError> {
-    let (src, dest, bytes) = prepare(params, ctx)?;
-    let kept = ctx.keep_hand_edit(&dest, &bytes)?;
-    write_atomic(&dest, &bytes).map_err(|e| file_error("write", &dest, &e))?;
+    let Prepared {
+        src,
+        dest,
+        held,
+        bytes,
+    } = prepare(params, ctx)?;
+    let kept = ctx.keep_hand_edit(&dest, &held, &bytes)?;
+    write_atomic(held.at(), &bytes).map_err(|e| file_error("write", &dest, &e))?;
     let mut out = finish("copied", params, dest, bytes.len())?;
     out.kept.extend(kept);
     out.files_read.push((src, blake3::hash(&bytes)));

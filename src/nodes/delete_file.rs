@@ -49,17 +49,19 @@ fn run(params: &Map<String, Value>, ctx: &RunContext) -> Result<NodeOutput, Node
         ));
     }
     let path = expand_path(given);
-    ctx.may_change(&path)?;
-    if path.is_dir() {
-        return Err(NodeError::new(
-            ErrorCategory::File,
-            format!("'{given}' is a directory; delete-file removes files only"),
-        ));
-    }
-    let existed = match std::fs::remove_file(&path) {
-        Ok(()) => true,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-        Err(e) => return Err(file_error("delete", &path, &e)),
+    let existed = match ctx.hold_existing(&path, false)? {
+        None => false,
+        Some(held) if held.at().is_dir() => {
+            return Err(NodeError::new(
+                ErrorCategory::File,
+                format!("'{given}' is a directory; delete-file removes files only"),
+            ))
+        }
+        Some(held) => match std::fs::remove_file(held.at()) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(file_error("delete", &path, &e)),
+        },
     };
     let mut outputs = Map::new();
     outputs.insert("deleted".into(), Value::Bool(true));

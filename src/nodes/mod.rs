@@ -5,6 +5,7 @@
 //! output a type does not produce is caught before anything runs.
 
 use crate::error::{ErrorCategory, NodeError};
+use crate::workspace::Held;
 use serde_json::{Map, Value};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -393,10 +394,26 @@ pub struct RunContext<'a> {
 pub type Live = dyn Fn(&[u8], bool) + Sync;
 
 impl RunContext<'_> {
-    /// Refuse to change a file outside the workspace (and the allowed directories).
-    pub fn may_change(&self, path: &std::path::Path) -> Result<(), NodeError> {
+    /// Refuse to change a file outside the workspace (and the allowed directories);
+    /// else hold its directory, made if missing, for the change to go through.
+    pub fn hold(&self, path: &std::path::Path) -> Result<Held, NodeError> {
+        self.hold_existing(path, true)?.ok_or_else(|| {
+            NodeError::new(
+                ErrorCategory::File,
+                format!("the directory of '{}' went away", path.display()),
+            )
+        })
+    }
+
+    /// Like [`RunContext::hold`]; `None` when the directory does not exist and
+    /// `make_parents` is false (the file cannot be there either).
+    pub fn hold_existing(
+        &self,
+        path: &std::path::Path,
+        make_parents: bool,
+    ) -> Result<Option<Held>, NodeError> {
         self.write_roots
-            .check(path)
+            .hold(path, make_parents)
             .map_err(|why| NodeError::new(ErrorCategory::File, why))
     }
 
@@ -407,25 +424,26 @@ impl RunContext<'_> {
     pub fn keep_hand_edit(
         &self,
         path: &std::path::Path,
+        held: &Held,
         content: &[u8],
     ) -> Result<Option<(String, PathBuf)>, NodeError> {
         let shown = path.to_string_lossy();
         let Some((_, wrote)) = self.own_files.iter().find(|(p, _)| p == shown.as_ref()) else {
             return Ok(None);
         };
-        let Ok(now) = crate::fsutil::file_digest(path) else {
+        let Ok(now) = crate::fsutil::file_digest(held.at()) else {
             return Ok(None);
         };
         if now.to_hex().as_str() == wrote || now == blake3::hash(content) {
             return Ok(None);
         }
-        let aside = crate::fsutil::move_aside(path, ".pflow-kept").map_err(|e| {
+        let aside = crate::fsutil::move_aside(held.at(), ".pflow-kept").map_err(|e| {
             NodeError::new(
                 ErrorCategory::File,
                 format!("cannot move the hand-edited '{shown}' aside: {e}"),
             )
         })?;
-        Ok(Some((shown.into_owned(), aside)))
+        Ok(Some((shown.into_owned(), held.shown(&aside))))
     }
 
     /// Is the file at `path` still exactly what this node wrote last time?

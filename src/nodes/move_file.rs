@@ -2,7 +2,7 @@
 
 use super::{file_error, opt, out, req};
 use super::{NodeOutput, NodeSpec, OutputKind, ParamKind, RunContext};
-use crate::error::NodeError;
+use crate::error::{ErrorCategory, NodeError};
 use crate::fsutil::write_atomic;
 use serde_json::{Map, Value};
 
@@ -46,18 +46,27 @@ pub static SPEC: NodeSpec = NodeSpec {
 
 fn run(params: &Map<String, Value>, ctx: &RunContext) -> Result<NodeOutput, NodeError> {
     // A move takes the source away: it changes both places.
-    ctx.may_change(&super::read_file::expand_path(super::str_param(
-        params,
-        "source_path",
-    )?))?;
-    let (src, dest, bytes) = super::copy_file::prepare(params, ctx)?;
-    let kept = ctx.keep_hand_edit(&dest, &bytes)?;
-    if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| file_error("create directory", dir, &e))?;
-    }
-    if std::fs::rename(&src, &dest).is_err() {
-        write_atomic(&dest, &bytes).map_err(|e| file_error("write", &dest, &e))?;
-        std::fs::remove_file(&src).map_err(|e| file_error("remove", &src, &e))?;
+    let from = ctx.hold_existing(
+        &super::read_file::expand_path(super::str_param(params, "source_path")?),
+        false,
+    )?;
+    let super::copy_file::Prepared {
+        src,
+        dest,
+        held,
+        bytes,
+    } = super::copy_file::prepare(params, ctx)?;
+    // The source was read, so its directory exists: held unless it went away since.
+    let from = from.ok_or_else(|| {
+        NodeError::new(
+            ErrorCategory::File,
+            format!("the directory of '{}' went away", src.display()),
+        )
+    })?;
+    let kept = ctx.keep_hand_edit(&dest, &held, &bytes)?;
+    if std::fs::rename(from.at(), held.at()).is_err() {
+        write_atomic(held.at(), &bytes).map_err(|e| file_error("write", &dest, &e))?;
+        std::fs::remove_file(from.at()).map_err(|e| file_error("remove", &src, &e))?;
     }
     let mut out = super::copy_file::finish("moved", params, dest, bytes.len())?;
     out.files_removed.push(src);

@@ -81,20 +81,20 @@ fn run(params: &Map<String, Value>, ctx: &RunContext) -> Result<NodeOutput, Node
     } else {
         text.into_bytes()
     };
-    ctx.may_change(&path)?;
+    let held = ctx.hold(&path)?;
     let append = bool_param(params, "append", false)?;
     let mut kept = Vec::new();
     if append {
-        append_once(&path, &content, ctx)?;
+        append_once(&path, &held, &content, ctx)?;
     } else {
-        if path.is_dir() {
+        if held.at().is_dir() {
             return Err(NodeError::new(
                 ErrorCategory::File,
                 format!("cannot write '{given}': it is a directory"),
             ));
         }
-        kept.extend(ctx.keep_hand_edit(&path, &content)?);
-        write_atomic(&path, &content).map_err(|e| file_error("write", &path, &e))?;
+        kept.extend(ctx.keep_hand_edit(&path, &held, &content)?);
+        write_atomic(held.at(), &content).map_err(|e| file_error("write", &path, &e))?;
     }
     let mut outputs = Map::new();
     outputs.insert("written".into(), Value::Bool(true));
@@ -113,7 +113,12 @@ fn run(params: &Map<String, Value>, ctx: &RunContext) -> Result<NodeOutput, Node
 
 /// Append `content` to `path`, exactly once per key: the append is announced first, so a
 /// run after a crash between the append and its cache record finds it done.
-fn append_once(path: &std::path::Path, content: &[u8], ctx: &RunContext) -> Result<(), NodeError> {
+fn append_once(
+    path: &std::path::Path,
+    held: &crate::workspace::Held,
+    content: &[u8],
+    ctx: &RunContext,
+) -> Result<(), NodeError> {
     use crate::cache::intents::Append;
     let shown = path.to_string_lossy().into_owned();
     if let Some(earlier) = ctx.intent.and_then(|i| i.previous()) {
@@ -121,14 +126,26 @@ fn append_once(path: &std::path::Path, content: &[u8], ctx: &RunContext) -> Resu
             return Ok(());
         }
     }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| file_error("create directory", dir, &e))?;
+    // A link at the last name is followed, to a file that exists (nothing is created
+    // where it leads), and where it led is asked of the open file.
+    let mut f = {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut how = std::fs::OpenOptions::new();
+        how.append(true);
+        match how
+            .clone()
+            .create(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(held.at())
+        {
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => how.open(held.at()),
+            opened => opened,
+        }
     }
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| file_error("open", path, &e))?;
+    .map_err(|e| file_error("open", path, &e))?;
+    ctx.write_roots
+        .check_open(&f, path)
+        .map_err(|why| NodeError::new(ErrorCategory::File, why))?;
     let offset = f
         .metadata()
         .map_err(|e| file_error("read the size of", path, &e))?
