@@ -427,7 +427,7 @@ fn sweep_once(dir: &Path) {
                 .and_then(|t| t.elapsed().ok())
                 .is_some_and(|age| age > UNOWNED_TMP_AGE),
         };
-        if leftover && e.file_type().is_ok_and(|t| t.is_file()) {
+        if leftover && e.file_type().is_ok_and(|t| t.is_file() || t.is_symlink()) {
             let _ = std::fs::remove_file(e.path());
         }
     }
@@ -449,6 +449,61 @@ pub fn portable_path(path: &str) -> String {
         Some(rest) if !home.is_empty() => format!("~/{rest}"),
         _ => path.to_string(),
     }
+}
+
+/// Where the symbolic link at `path` points, as bytes; `None` when `path` is no link.
+pub fn link_target(path: &Path) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStringExt;
+    std::fs::read_link(path)
+        .ok()
+        .map(|t| t.into_os_string().into_vec())
+}
+
+/// The digest pflow records for a symbolic link a node made: of where it points, marked
+/// as a link's, so it never equals that of a file holding the same text.
+pub fn link_digest(target: &[u8]) -> blake3::Hash {
+    let mut h = blake3::Hasher::new();
+    h.update(b"pflow symbolic link\0");
+    h.update(target);
+    h.finalize()
+}
+
+/// The digest of what a node left at `path`: a file's content ([`file_digest`]), or a
+/// link's target ([`link_digest`]; the link is not followed).
+pub fn written_digest(path: &Path) -> std::io::Result<blake3::Hash> {
+    match link_target(path) {
+        Some(target) => Ok(link_digest(&target)),
+        None => file_digest(path),
+    }
+}
+
+/// Make a symbolic link at `path` to `target` atomically: made under a temp name beside
+/// it, then renamed over whatever is there.
+pub fn link_atomic(path: &Path, target: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir)?;
+    let target = std::ffi::OsStr::from_bytes(target);
+    for _ in 0..100 {
+        let tmp = dir.join(format!(
+            "{TMP_PREFIX}{}-{:016x}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        match std::os::unix::fs::symlink(target, &tmp) {
+            Ok(()) => {
+                return std::fs::rename(&tmp, path).inspect_err(|_| {
+                    let _ = std::fs::remove_file(&tmp);
+                })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other("no free temp name for a link"))
 }
 
 /// `path` with `suffix` added, or with `.1`, `.2`, ... after it: the first that names

@@ -71,7 +71,7 @@ pub const INLINE_MAX: usize = 64 * 1024;
 pub struct FileRecord {
     /// The path as the node wrote it (relative paths stay relative).
     pub path: String,
-    /// BLAKE3 of the content.
+    /// BLAKE3 of the content; for a link, [`crate::fsutil::link_digest`] of its target.
     pub digest: String,
     /// Where the content is in the cache.
     pub integrity: String,
@@ -80,6 +80,9 @@ pub struct FileRecord {
     /// [`crate::fsutil::PLAIN_MODE`] (an executable script, a private key file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<u32>,
+    /// The node made a symbolic link here: the content is where it points.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub link: bool,
 }
 
 /// How a file's permission bits are recorded: only when they are not the plain ones.
@@ -215,6 +218,8 @@ impl Cache {
                 integrity: integrity.to_string(),
                 size: f.bytes.len() as u64,
                 mode: f.mode.and_then(recorded_mode),
+                // A remote never holds links (see `written_files`).
+                link: false,
             });
         }
         let manifest = Manifest {
@@ -235,10 +240,15 @@ impl Cache {
         self.lookup(key)
     }
 
-    /// The content of every file an entry recorded, verified; None if any is unreadable.
+    /// The content of every file an entry recorded, verified; None if any is unreadable,
+    /// or is a symbolic link: a link's target is not taken from a remote (it could point
+    /// anywhere), so an entry with one is not sent there.
     pub fn written_files(&self, manifest: &Manifest) -> Option<Vec<Vec<u8>>> {
         let mut files = Vec::with_capacity(manifest.files.len());
         for rec in &manifest.files {
+            if rec.link {
+                return None;
+            }
             let sri = rec.integrity.parse::<cacache::Integrity>().ok()?;
             if !layout::names_blob(&sri) {
                 return None;
@@ -356,6 +366,19 @@ impl Cache {
         } = new;
         let mut records = Vec::with_capacity(files.len());
         for path in files {
+            if let Some(target) = crate::fsutil::link_target(path) {
+                let integrity = write_blob(&self.root, &target)
+                    .map_err(|e| err("cannot write to the cache", e))?;
+                records.push(FileRecord {
+                    path: path.to_string_lossy().into_owned(),
+                    digest: crate::fsutil::link_digest(&target).to_hex().to_string(),
+                    integrity: integrity.to_string(),
+                    size: target.len() as u64,
+                    mode: None,
+                    link: true,
+                });
+                continue;
+            }
             let cannot = |e| err(&format!("cannot read written file '{}'", path.display()), e);
             // The bits from the file whose bytes are read: not another put there since.
             let mut file = std::fs::File::open(path).map_err(cannot)?;
@@ -372,6 +395,7 @@ impl Cache {
                 integrity: integrity.to_string(),
                 size: bytes.len() as u64,
                 mode,
+                link: false,
             });
         }
         let manifest = Manifest {
@@ -437,6 +461,16 @@ impl Cache {
 
     pub fn file_state(&self, rec: &FileRecord) -> FileState {
         let path = Path::new(&rec.path);
+        if rec.link {
+            return match crate::fsutil::link_target(path) {
+                Some(t) if crate::fsutil::link_digest(&t).to_hex().as_str() == rec.digest => {
+                    FileState::Intact
+                }
+                Some(_) => FileState::Changed,
+                None if std::fs::symlink_metadata(path).is_ok() => FileState::Changed,
+                None => FileState::Missing,
+            };
+        }
         match std::fs::metadata(path) {
             Err(_) => FileState::Missing,
             Ok(m) if m.len() != rec.size => FileState::Changed,
@@ -470,7 +504,12 @@ impl Cache {
                 e,
             )
         })?;
-        if blake3::hash(&bytes).to_hex().as_str() != rec.digest {
+        let digest = if rec.link {
+            crate::fsutil::link_digest(&bytes)
+        } else {
+            blake3::hash(&bytes)
+        };
+        if digest.to_hex().as_str() != rec.digest {
             return Err(CacheError(format!(
                 "cached copy of '{}' does not match its digest",
                 rec.path
@@ -486,8 +525,12 @@ impl Cache {
             Err(_) => None,
         };
         let mode = rec.mode.unwrap_or(crate::fsutil::PLAIN_MODE);
-        crate::fsutil::write_atomic_mode(path, &bytes, mode)
-            .map_err(|e| err(&format!("cannot restore '{}'", rec.path), e))?;
+        if rec.link {
+            crate::fsutil::link_atomic(path, &bytes)
+        } else {
+            crate::fsutil::write_atomic_mode(path, &bytes, mode)
+        }
+        .map_err(|e| err(&format!("cannot restore '{}'", rec.path), e))?;
         Ok(kept)
     }
 

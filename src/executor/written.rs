@@ -71,7 +71,7 @@ pub(super) fn add_file_digests(
     }
     let mut digests = BTreeMap::new();
     for path in files {
-        let digest = crate::fsutil::file_digest(path)
+        let digest = crate::fsutil::written_digest(path)
             .map_err(|e| crate::nodes::file_error("read the written file", path, &e))?;
         let shown = crate::fsutil::portable_path(&path.to_string_lossy());
         digests.insert(shown, Value::String(digest.to_hex().to_string()));

@@ -404,6 +404,47 @@ fn a_restored_file_keeps_the_permission_bits_it_was_made_with() {
     assert_eq!(["run.sh", "key.pem", "plain.txt"].map(mode).to_vec(), made);
 }
 
+/// A symbolic link a step makes is kept as a link: put back as one when it is deleted,
+/// and not taken for a hand edit when the file it points to is.
+#[test]
+fn a_link_a_step_writes_is_restored_as_a_link() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [{"id": "gen", "type": "shell", "writes": ["a.txt", "latest"],
+                   "params": {"command": counted("gen", "echo a > a.txt; ln -sf a.txt latest")}}]
+    }));
+    ws.build(&[]).assert_ok();
+    let link = |ws: &Workspace| {
+        let p = ws.path().join("latest");
+        let meta = std::fs::symlink_metadata(&p).unwrap();
+        assert!(meta.file_type().is_symlink(), "latest is no longer a link");
+        std::fs::read_link(p).unwrap()
+    };
+    ws.remove("latest");
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(r.status_of("gen"), "restored", "{r}");
+    assert_eq!(link(&ws), std::path::PathBuf::from("a.txt"));
+    // The file it points to edited by hand: that file is the edit, not the link.
+    ws.write("a.txt", "mine\n");
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(ws.read("a.txt"), "a\n");
+    assert_eq!(ws.read("a.txt.pflow-kept"), "mine\n");
+    assert!(!ws.path().join("latest.pflow-kept").exists(), "{r}");
+    assert_eq!(link(&ws), std::path::PathBuf::from("a.txt"));
+    // The link pointed elsewhere by hand: that is an edit of the link, kept.
+    std::fs::remove_file(ws.path().join("latest")).unwrap();
+    std::os::unix::fs::symlink("other.txt", ws.path().join("latest")).unwrap();
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(link(&ws), std::path::PathBuf::from("a.txt"));
+    assert_eq!(
+        std::fs::read_link(ws.path().join("latest.pflow-kept")).unwrap(),
+        std::path::PathBuf::from("other.txt")
+    );
+    assert_eq!(ws.count("gen"), 1);
+}
+
 #[test]
 fn a_cycle_through_implied_edges_is_reported() {
     let ws = Workspace::new().workflow(json!({

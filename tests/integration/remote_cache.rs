@@ -742,3 +742,33 @@ fn a_file_from_the_remote_keeps_its_permission_bits() {
         .mode();
     assert_eq!(mode & 0o777, 0o750, "{rb}");
 }
+
+/// A symbolic link a step makes stays in the local cache: where a link from a remote
+/// points is no one's check (it could lead a later reader to any file), so its entry is
+/// not sent, and a fresh workspace runs the step.
+#[test]
+fn an_entry_with_a_link_is_not_sent_to_the_remote() {
+    let nginx = Nginx::start(Mode::Dav);
+    let url = nginx.url();
+    let wf = json!({"nodes": [
+        {"id": "gen", "type": "shell", "writes": ["a.txt", "latest"],
+         "params": {"command": counted("gen", "echo a > a.txt; ln -sf a.txt latest")}},
+        {"id": "plain", "type": "shell", "writes": ["b.txt"],
+         "params": {"command": counted("plain", "echo b > b.txt")}}]});
+    let a = Workspace::new().workflow(wf.clone());
+    build(
+        &a,
+        &["--remote-cache", &url, "--remote-cache-write"],
+        &[],
+        false,
+    )
+    .assert_ok();
+    let b = Workspace::new().workflow(wf);
+    let rb = build(&b, &["--remote-cache", &url], &[], false);
+    rb.assert_ok();
+    assert_eq!((b.count("gen"), b.count("plain")), (1, 0), "{rb}");
+    assert!(std::fs::symlink_metadata(b.path().join("latest"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}
