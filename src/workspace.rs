@@ -15,7 +15,15 @@ pub struct WriteRoots {
     extra: Vec<PathBuf>,
     /// Never changed by a file node, even inside an allowed directory: pflow's cache (a
     /// path from a response must not plant or damage entries).
-    closed: Vec<PathBuf>,
+    closed: Vec<Closed>,
+}
+
+/// A directory closed to file nodes, and the names pflow keeps in it: what stays closed
+/// when the directory holds the workspace itself.
+#[derive(Debug, Clone)]
+struct Closed {
+    dir: PathBuf,
+    names: Vec<PathBuf>,
 }
 
 impl WriteRoots {
@@ -31,9 +39,14 @@ impl WriteRoots {
         }
     }
 
-    /// The same, with `dir` closed to file nodes (the cache directory).
-    pub fn closing(mut self, dir: &Path) -> WriteRoots {
-        self.closed.push(dir.to_path_buf());
+    /// The same, with `dir` closed to file nodes (the cache directory). When `dir`
+    /// holds the workspace (`--cache-dir .`), closing it would close everything: then
+    /// the `names` pflow keeps in it are closed instead.
+    pub fn closing(mut self, dir: &Path, names: &[&str]) -> WriteRoots {
+        self.closed.push(Closed {
+            dir: dir.to_path_buf(),
+            names: names.iter().map(|n| dir.join(n)).collect(),
+        });
         self
     }
 
@@ -48,14 +61,17 @@ impl WriteRoots {
             ));
         };
         let inside = |root: &Path| resolve(&here.join(root)).is_some_and(|r| target.starts_with(r));
-        // (A cache that holds the workspace itself closes nothing: `--cache-dir .`.)
         let holds_here =
             |root: &Path| resolve(&here.join(root)).is_some_and(|r| here.starts_with(r));
-        if let Some(closed) = self.closed.iter().find(|r| inside(r) && !holds_here(r)) {
+        let in_closed = |c: &Closed| match holds_here(&c.dir) {
+            true => c.names.iter().any(|n| inside(n)),
+            false => inside(&c.dir),
+        };
+        if let Some(closed) = self.closed.iter().find(|c| in_closed(c)) {
             return Err(format!(
                 "'{}' is inside pflow's cache {}: file nodes do not write, move or delete there",
                 path.display(),
-                closed.display()
+                closed.dir.display()
             ));
         }
         if inside(&here) || self.extra.iter().any(|r| inside(r)) {
@@ -291,18 +307,21 @@ mod tests {
         assert!(roots.check(&ws.path().join("in/../c.txt")).is_ok());
     }
 
-    /// The cache is closed, except when it holds the workspace (`--cache-dir .`), which
-    /// would close everything.
+    /// The cache is closed; when it holds the workspace (`--cache-dir .`), which would
+    /// close everything, the names it keeps there are.
     #[test]
-    fn the_cache_is_closed_unless_it_holds_the_workspace() {
-        let roots = WriteRoots::default().closing(Path::new(".pflow-cache"));
+    fn the_cache_is_closed_and_its_names_when_it_holds_the_workspace() {
+        let roots = WriteRoots::default().closing(Path::new(".pflow-cache"), &["packs"]);
         assert!(roots.check(Path::new(".pflow-cache/x")).is_err());
         assert!(roots
             .check(Path::new("out/../.pflow-cache/packs/y"))
             .is_err());
         assert!(roots.check(Path::new(".pflow-cache-not/x")).is_ok());
-        let roots = WriteRoots::default().closing(Path::new("."));
+        let roots = WriteRoots::default().closing(Path::new("."), &["packs", "state"]);
         assert!(roots.check(Path::new("out/a.txt")).is_ok());
+        assert!(roots.check(Path::new("packs/x")).is_err());
+        assert!(roots.check(Path::new("out/../state/y")).is_err());
+        assert!(roots.check(Path::new("packs-not/x")).is_ok());
     }
 
     /// A dangling link is followed too: writing through it creates its target.

@@ -62,7 +62,7 @@ const TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
 # For information about cache directory tags, see https://bford.info/cachedir/\n";
 
 /// Every name pflow (and cacache under it) puts in a cache directory.
-const CACHE_NAMES: [&str; 13] = [
+pub const CACHE_NAMES: [&str; 13] = [
     INTENTS_DIR,
     TIMINGS_DIR,
     PACKS_DIR,

@@ -286,7 +286,8 @@ pub fn once(args: &BuildArgs, then: Then) -> Result {
         workflow_name: super::records_name::records_name(&workflow_file, local.root()),
         strict_env: args.strict_env || crate::environment::strict_from_env(),
         targets: args.target.clone(),
-        write_roots: crate::workspace::WriteRoots::new(&args.allow_write).closing(local.root()),
+        write_roots: crate::workspace::WriteRoots::new(&args.allow_write)
+            .closing(local.root(), &crate::cache::layout::CACHE_NAMES),
         redactor: crate::secrets::Redactor::new(secret_values(&validated, &inputs)),
         live: executor::LiveOutput::default(),
         reasons: miss_reasons(args),

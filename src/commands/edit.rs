@@ -518,7 +518,8 @@ fn try_serve(
         workflow_name: inv.name.clone(),
         strict_env: args.strict_env || crate::environment::strict_from_env(),
         targets: Vec::new(),
-        write_roots: crate::workspace::WriteRoots::new(&args.allow_write).closing(&inv.root),
+        write_roots: crate::workspace::WriteRoots::new(&args.allow_write)
+            .closing(&inv.root, &crate::cache::layout::CACHE_NAMES),
         redactor: crate::secrets::Redactor::new(super::conclusion::secret_values(&v, &inputs)),
         live: executor::LiveOutput::default(),
         reasons: super::conclusion::miss_reasons(args),

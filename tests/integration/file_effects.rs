@@ -304,6 +304,36 @@ fn file_nodes_do_not_write_into_the_cache() {
     }
 }
 
+/// A cache that holds the workspace (`--cache-dir .`) cannot be closed whole, or no file
+/// node could write anywhere; the names pflow keeps there are closed instead. They used
+/// to be open: a path from a response could plant an entry.
+#[test]
+fn with_the_cache_in_the_workspace_its_own_folders_are_closed() {
+    use crate::common::CacheArg;
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [{"id": "w", "type": "write-file",
+                   "params": {"file_path": "out/../packs/planted", "content": "x"}}]
+    }));
+    let r = ws
+        .cmd()
+        .cache_arg(CacheArg::Default)
+        .args(&["--cache-dir", "."])
+        .run();
+    assert_eq!(r.code, 1, "{r}");
+    assert!(!ws.exists("packs/planted"), "{r}");
+    let message = r.errors()[0]["message"].as_str().unwrap_or("").to_string();
+    assert!(message.contains("is inside pflow's cache"), "{message}");
+    // Anywhere else in the workspace is the workflow's.
+    ws.edit_workflow(|doc| doc["nodes"][0]["params"]["file_path"] = json!("out/a.txt"));
+    let r = ws
+        .cmd()
+        .cache_arg(CacheArg::Default)
+        .args(&["--cache-dir", "."])
+        .run();
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(ws.read("out/a.txt"), "x");
+}
+
 /// A temporary file one node writes, a second reads and a third deletes: every build
 /// gives what a fresh one does. Reused, the writer puts the file back for the reader
 /// (the remover takes it away again); it used to leave it gone, and from the second
