@@ -120,8 +120,11 @@ impl WriteRoots {
     pub fn hold(&self, path: &Path, make_parents: bool) -> Result<Option<Held>, String> {
         self.check(path)?;
         let shown = path.display();
+        // `Path` drops a final `/` (and `/.`): `keep.txt/` would become the file itself.
+        let text = path.as_os_str().as_encoded_bytes();
         let name = path
             .file_name()
+            .filter(|_| !text.ends_with(b"/") && !text.ends_with(b"/."))
             .ok_or_else(|| format!("'{shown}' names a directory, not a file"))?;
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
@@ -429,6 +432,18 @@ mod tests {
             .check_open(&through, Path::new("out/link"))
             .unwrap_err();
         assert!(refused.contains("out/link"), "{refused}");
+    }
+
+    /// `keep.txt/` names a folder: held as `keep.txt`, a removal would take the file.
+    #[test]
+    fn a_path_ending_in_a_slash_is_no_file_to_hold() {
+        let (ws, _outside, roots) = swap_setup();
+        std::fs::write(ws.path().join("keep.txt"), "kept").unwrap();
+        for given in ["keep.txt/", "keep.txt/.", "out/"] {
+            let refused = roots.hold(&ws.path().join(given), false).unwrap_err();
+            assert!(refused.contains("names a directory"), "{given}: {refused}");
+        }
+        assert!(roots.hold(&ws.path().join("keep.txt"), false).is_ok());
     }
 
     #[test]

@@ -275,25 +275,33 @@ fn usable(src: &Sources<'_>, entry: &Entry, policy: CachePolicy) -> Result<PutBa
             FileState::Missing | FileState::Changed => {
                 // Checked for every file before any is put back: the node runs instead
                 // (and meets the same refusal, told as its error), nothing half restored.
-                let held = src
-                    .write_roots
-                    .hold(std::path::Path::new(&rec.path), true)
-                    .map_err(|why| RunReason::CannotRestore(format!("not restored: {why}")))?
-                    .ok_or_else(|| {
-                        RunReason::CannotRestore(format!(
-                            "not restored: {}'s directory went away",
-                            rec.path
-                        ))
-                    })?;
-                wanted.push((rec, held));
+                src.write_roots
+                    .check(std::path::Path::new(&rec.path))
+                    .map_err(|why| RunReason::CannotRestore(format!("not restored: {why}")))?;
+                wanted.push(rec);
             }
         }
     }
-    for (rec, held) in wanted {
-        match src.cache.local().restore_file(rec, held.at()) {
+    for rec in wanted {
+        // Held (and so checked again) one at a time as it is put back: an entry may
+        // have more files than a process may hold folders open.
+        let held = src
+            .write_roots
+            .hold(std::path::Path::new(&rec.path), true)
+            .and_then(|h| h.ok_or_else(|| "its folder went away".to_string()));
+        let restored = match &held {
+            Ok(held) => src
+                .cache
+                .local()
+                .restore_file(rec, held.at())
+                .map(|aside| aside.map(|a| held.shown(&a)))
+                .map_err(|e| e.to_string()),
+            Err(why) => Err(why.clone()),
+        };
+        match restored {
             Ok(aside) => {
                 if let Some(aside) = aside {
-                    back.kept.push((rec.path.clone(), held.shown(&aside)));
+                    back.kept.push((rec.path.clone(), aside));
                 }
                 back.restored.push(rec.path.clone());
             }

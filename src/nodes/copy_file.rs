@@ -57,15 +57,20 @@ pub(crate) fn prepare(
             format!("source '{}' is a directory, not a file", src.display()),
         ));
     }
-    let held = ctx.hold(&dest)?;
+    // Refused before the source is read; folders made only once it was.
+    let held = ctx.hold_existing(&dest, false)?;
     let bytes = std::fs::read(&src).map_err(|e| file_error("read", &src, &e))?;
+    let held = match held {
+        Some(held) => held,
+        None => ctx.hold(&dest)?,
+    };
     let overwrite = bool_param(params, "overwrite", false)?;
     if !overwrite {
-        if let Ok(existing) = std::fs::read(&dest) {
+        if let Ok(existing) = std::fs::read(held.at()) {
             // Re-running a copy whose result is already there is not a conflict, and
             // neither is replacing what this node itself wrote last time (a build tool
             // updates its own outputs); anything else is the user's file.
-            if existing != bytes && !ctx.is_own_output(&dest) {
+            if existing != bytes && !ctx.is_own_output(&dest, &held) {
                 return Err(NodeError::new(
                     ErrorCategory::File,
                     format!(

@@ -447,11 +447,12 @@ impl RunContext<'_> {
     }
 
     /// Is the file at `path` still exactly what this node wrote last time?
-    pub fn is_own_output(&self, path: &std::path::Path) -> bool {
+    pub fn is_own_output(&self, path: &std::path::Path, held: &Held) -> bool {
         let shown = path.to_string_lossy();
         self.own_files.iter().any(|(p, digest)| {
             p == shown.as_ref()
-                && crate::fsutil::file_digest(path).is_ok_and(|d| d.to_hex().as_str() == digest)
+                && crate::fsutil::file_digest(held.at())
+                    .is_ok_and(|d| d.to_hex().as_str() == digest)
         })
     }
 }

@@ -375,6 +375,23 @@ fn a_declared_output_deleted_by_the_user_is_restored() {
     assert_eq!(r.status_of("plots"), "cached", "{r}");
 }
 
+/// An entry of more files than the build may hold open at once is put back whole: each
+/// file's folder is held while it is restored, not all of them first.
+#[test]
+fn an_entry_of_more_files_than_may_be_open_at_once_is_restored() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [{"id": "gen", "type": "shell", "writes": ["out/*.txt"],
+                   "params": {"command": counted("gen", "mkdir -p out; for i in $(seq 1 300); do echo $i > out/f$i.txt; done")}}]
+    }));
+    ws.cmd().fd_limit(128).run().assert_ok();
+    std::fs::remove_dir_all(ws.path().join("out")).unwrap();
+    let r = ws.cmd().fd_limit(128).args(&["--explain"]).run();
+    r.assert_ok();
+    assert_eq!(r.status_of("gen"), "restored", "{r}");
+    assert_eq!(ws.count("gen"), 1);
+    assert_eq!(ws.read("out/f300.txt"), "300\n");
+}
+
 /// A restored file has the permission bits the node made it with, as a fresh run gives:
 /// a generated script stays executable, a private file stays private.
 #[test]

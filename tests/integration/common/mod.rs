@@ -249,6 +249,7 @@ impl Workspace {
             cache: CacheArg::Flag,
             env: Vec::new(),
             inside_on_purpose: false,
+            fd_limit: None,
         }
     }
 }
@@ -262,6 +263,8 @@ pub struct BuildCmd<'a> {
     cache: CacheArg,
     env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
     inside_on_purpose: bool,
+    /// Most files the build may hold open (`ulimit -n`).
+    fd_limit: Option<u32>,
 }
 
 /// How a build is told where the workspace's cache is.
@@ -309,6 +312,12 @@ impl BuildCmd<'_> {
         self
     }
 
+    /// Run the build allowed at most `n` open files, as `ulimit -n n` does.
+    pub fn fd_limit(mut self, n: u32) -> Self {
+        self.fd_limit = Some(n);
+        self
+    }
+
     /// Pipe this text to the build's stdin.
     pub fn stdin(mut self, text: &str) -> Self {
         self.stdin = Some(text.to_string());
@@ -347,6 +356,10 @@ impl BuildCmd<'_> {
         }
         if self.inside_on_purpose {
             p = p.failing_inside_on_purpose();
+        }
+        if let Some(n) = self.fd_limit {
+            let limit = format!("ulimit -n {n} && exec \"$@\"");
+            p = p.started_by(Path::new("/bin/sh"), &["-c", &limit, "sh"]);
         }
         p
     }
