@@ -468,15 +468,6 @@ pub fn link_digest(target: &[u8]) -> blake3::Hash {
     h.finalize()
 }
 
-/// The digest of what a node left at `path`: a file's content ([`file_digest`]), or a
-/// link's target ([`link_digest`]; the link is not followed).
-pub fn written_digest(path: &Path) -> std::io::Result<blake3::Hash> {
-    match link_target(path) {
-        Some(target) => Ok(link_digest(&target)),
-        None => file_digest(path),
-    }
-}
-
 /// Make a symbolic link at `path` to `target` atomically: made under a temp name beside
 /// it, then renamed over whatever is there.
 pub fn link_atomic(path: &Path, target: &[u8]) -> std::io::Result<()> {

@@ -157,6 +157,9 @@ pub struct NewEntry<'a> {
     pub outputs: &'a Value,
     pub output_digest: &'a blake3::Hash,
     pub files: &'a [PathBuf],
+    /// Those of `files` that are symbolic links the node made: kept as links, where the
+    /// others (a link the node wrote through included) are kept by their content.
+    pub links: &'a [PathBuf],
     /// Files the node took away.
     pub removed: &'a [PathBuf],
     pub duration_ms: u64,
@@ -360,13 +363,18 @@ impl Cache {
             outputs,
             output_digest,
             files,
+            links,
             removed,
             duration_ms,
             run_id,
         } = new;
         let mut records = Vec::with_capacity(files.len());
         for path in files {
-            if let Some(target) = crate::fsutil::link_target(path) {
+            let link = links
+                .contains(path)
+                .then(|| crate::fsutil::link_target(path))
+                .flatten();
+            if let Some(target) = link {
                 let integrity = write_blob(&self.root, &target)
                     .map_err(|e| err("cannot write to the cache", e))?;
                 records.push(FileRecord {

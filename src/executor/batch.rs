@@ -431,7 +431,8 @@ impl<'r, 'a> ItemRun<'r, 'a> {
         let item_key = self.item_keys[idx];
         let effects = Effects::of(&mut out);
         let mut outputs = out.outputs;
-        written::add_file_digests(&mut outputs, &effects.written)?;
+        // Items report no links: a file node's write replaces what is at the path.
+        written::add_file_digests(&mut outputs, &effects.written, &[])?;
         outputs.insert("item".into(), self.items[idx].clone());
         let v = Value::Object(outputs);
         let d = output_digest(&v);

@@ -405,6 +405,7 @@ mod tests {
                     outputs: &outputs,
                     output_digest: &crate::canonical::output_digest(&outputs),
                     files,
+                    links: &[],
                     removed: &[],
                     duration_ms: 5,
                     run_id: "r",

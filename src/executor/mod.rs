@@ -963,6 +963,8 @@ type ItemResult = Result<(Arc<Value>, bool, Effects), NodeError>;
 #[derive(Debug, Default)]
 struct Effects {
     written: Vec<std::path::PathBuf>,
+    /// Those of `written` that are symbolic links the node made (kept as links).
+    links: Vec<std::path::PathBuf>,
     removed: Vec<std::path::PathBuf>,
     /// Files read, with the digest of the bytes used.
     read: Vec<(std::path::PathBuf, blake3::Hash)>,
@@ -972,6 +974,7 @@ impl Effects {
     fn of(out: &mut NodeOutput) -> Effects {
         Effects {
             written: std::mem::take(&mut out.files_written),
+            links: Vec::new(),
             removed: std::mem::take(&mut out.files_removed),
             read: std::mem::take(&mut out.files_read),
         }
@@ -979,6 +982,7 @@ impl Effects {
 
     fn extend(&mut self, other: Effects) {
         self.written.extend(other.written);
+        self.links.extend(other.links);
         self.removed.extend(other.removed);
         self.read.extend(other.read);
     }
@@ -1185,6 +1189,7 @@ impl<'a> Shared<'a> {
             outputs: values,
             output_digest: digest,
             files: &files.written,
+            links: &files.links,
             removed: &files.removed,
             duration_ms: took.as_millis() as u64,
             run_id: &self.opts.run_id,
@@ -1644,19 +1649,21 @@ impl<'a> Shared<'a> {
         let cn = &self.v.nodes[i];
         let node = &self.v.workflow.nodes[i];
         let scope = self.scope_for(i)?;
+        let links_before = self.links_before(i);
         if let Some(batch) = &node.batch {
             let mut result = self.run_batch(i, batch, scope)?;
             // Each item's own files are in its outputs; the declared ones go at the top.
             let mut declared = Vec::new();
-            self.declared_writes(i, &mut declared)?;
+            let links = self.declared_writes_and_links(i, &mut declared, &links_before)?;
             if let Value::Object(values) = &mut result.values {
-                written::add_file_digests(values, &declared)?;
+                written::add_file_digests(values, &declared, &links)?;
             }
             for f in declared {
                 if !result.files.written.contains(&f) {
                     result.files.written.push(f);
                 }
             }
+            result.files.links.extend(links);
             return Ok(result);
         }
         let mut warnings = Vec::new();
@@ -1681,9 +1688,10 @@ impl<'a> Shared<'a> {
         self.session.count(&node.id, 1);
         let mut out: NodeOutput = (cn.spec.run)(&params, &ctx)?;
         self.note_kept(&node.id, &out.kept);
-        self.declared_writes(i, &mut out.files_written)?;
-        written::add_file_digests(&mut out.outputs, &out.files_written)?;
-        let files = Effects::of(&mut out);
+        let links = self.declared_writes_and_links(i, &mut out.files_written, &links_before)?;
+        written::add_file_digests(&mut out.outputs, &out.files_written, &links)?;
+        let mut files = Effects::of(&mut out);
+        files.links = links;
         Ok(RunResult {
             values: Value::Object(out.outputs),
             files,

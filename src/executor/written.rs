@@ -12,7 +12,48 @@ use std::path::PathBuf;
 /// nodes that wrote files have it, so other nodes' outputs (and digests) are unchanged.
 pub const FILE_DIGESTS: &str = "file_digests";
 
+/// A symbolic link by identity (inode and change time): one made again is another.
+type LinkId = (PathBuf, u64, i64, i64);
+
+fn link_id(path: PathBuf) -> Option<LinkId> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(&path).ok()?;
+    m.file_type()
+        .is_symlink()
+        .then(|| (path, m.ino(), m.ctime(), m.ctime_nsec()))
+}
+
 impl Shared<'_> {
+    /// The symbolic links among node `i`'s declared writes before it runs. A step that
+    /// writes through a link that was there (the user's) writes the file it leads to,
+    /// which is kept by its content; a link the step made is kept as a link.
+    pub(super) fn links_before(&self, i: usize) -> Vec<LinkId> {
+        self.v.nodes[i]
+            .writes
+            .iter()
+            .filter_map(|pattern| pattern.expand().ok())
+            .flatten()
+            .filter_map(|p| link_id(FilePattern::local_path(&p)))
+            .collect()
+    }
+
+    /// Node `i`'s declared outputs after it ran ([`Shared::declared_writes`]), and which
+    /// of them are links it made (not there, as they are, in `before`).
+    pub(super) fn declared_writes_and_links(
+        &self,
+        i: usize,
+        files: &mut Vec<PathBuf>,
+        before: &[LinkId],
+    ) -> Result<Vec<PathBuf>, NodeError> {
+        self.declared_writes(i, files)?;
+        Ok(files
+            .iter()
+            .filter_map(|p| link_id(p.clone()))
+            .filter(|id| !before.contains(id))
+            .map(|(p, ..)| p)
+            .collect())
+    }
+
     /// Check node `i`'s declared outputs after it ran, adding them to `files`.
     pub(super) fn declared_writes(
         &self,
@@ -65,14 +106,20 @@ impl Shared<'_> {
 pub(super) fn add_file_digests(
     outputs: &mut Map<String, Value>,
     files: &[PathBuf],
+    links: &[PathBuf],
 ) -> Result<(), NodeError> {
     if files.is_empty() {
         return Ok(());
     }
     let mut digests = BTreeMap::new();
     for path in files {
-        let digest = crate::fsutil::written_digest(path)
-            .map_err(|e| crate::nodes::file_error("read the written file", path, &e))?;
+        let digest = match links.contains(path) {
+            true => crate::fsutil::link_target(path)
+                .map(|t| crate::fsutil::link_digest(&t))
+                .ok_or_else(|| std::io::Error::other("the link went away")),
+            false => crate::fsutil::file_digest(path),
+        }
+        .map_err(|e| crate::nodes::file_error("read the written file", path, &e))?;
         let shown = crate::fsutil::portable_path(&path.to_string_lossy());
         digests.insert(shown, Value::String(digest.to_hex().to_string()));
     }

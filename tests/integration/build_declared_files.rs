@@ -375,6 +375,27 @@ fn a_declared_output_deleted_by_the_user_is_restored() {
     assert_eq!(r.status_of("plots"), "cached", "{r}");
 }
 
+/// A link that was there before the step (the user's) is written through: what the step
+/// wrote is the file it leads to, kept and put back by its content.
+#[test]
+fn a_step_writing_through_a_users_link_is_kept_by_the_content() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [{"id": "gen", "type": "shell", "writes": ["out.txt"],
+                   "params": {"command": counted("gen", "echo hi > out.txt")}}]
+    }));
+    ws.write("store/out.txt", "");
+    std::os::unix::fs::symlink("store/out.txt", ws.path().join("out.txt")).unwrap();
+    ws.build(&[]).assert_ok();
+    assert_eq!(ws.read("store/out.txt"), "hi\n");
+    // The link left dangling: the file the step wrote comes back at its path.
+    ws.remove("store/out.txt");
+    let r = ws.build(&[]);
+    r.assert_ok();
+    assert_eq!(r.status_of("gen"), "restored", "{r}");
+    assert_eq!(ws.read("out.txt"), "hi\n");
+    assert_eq!(ws.count("gen"), 1);
+}
+
 /// An entry of more files than the build may hold open at once is put back whole: each
 /// file's folder is held while it is restored, not all of them first.
 #[test]
