@@ -4,8 +4,10 @@
 //!
 //! What a node reads and writes: its declared `reads` and `writes`, and the literal values
 //! of its type's file params (`read-file`'s `file_path`, `copy-file`'s `source_path` and
-//! `dest_path`, ...). A path built by a template is known only when the node runs, so it
-//! implies nothing; declare it to get the edge.
+//! `dest_path`, ...). A file a node takes away (`delete-file`'s `file_path`, `move-file`'s
+//! `source_path`) counts as read: the node comes after the file's writer, or it could run
+//! first and the file outlive it. A path built by a template is known only when the node
+//! runs, so it implies nothing; declare it to get the edge.
 
 use crate::diagnostic::Diagnostic;
 use crate::file_pattern::FilePattern;
@@ -58,12 +60,12 @@ fn uses(wf: &Workflow, writes: bool) -> Vec<Use> {
         let Some(spec) = nodes::lookup(&node.node_type) else {
             continue;
         };
-        let params = if writes {
-            spec.writes_files
+        let params: &[&[&'static str]] = if writes {
+            &[spec.writes_files]
         } else {
-            spec.reads_files
+            &[spec.reads_files, spec.removes_files]
         };
-        for &p in params {
+        for &p in params.iter().copied().flatten() {
             let Some(raw) = node.params.get(p).and_then(|v| v.as_str()) else {
                 continue;
             };

@@ -314,3 +314,24 @@ fn a_copy_updates_its_own_previous_output_but_not_a_users_file() {
     );
     assert_eq!(ws.read("copy/dst.txt"), "hand edit");
 }
+
+/// A node that takes a file away (a move's source, a deletion) comes after the node that
+/// writes it, as a reader does: listed first, with one job, it used to run first, and the
+/// move failed or the deletion found nothing while the file was then written.
+#[test]
+fn a_node_taking_a_file_away_runs_after_its_writer() {
+    let ws = Workspace::new().workflow(json!({
+        "nodes": [
+            {"id": "mv", "type": "move-file",
+             "params": {"source_path": "draft.txt", "dest_path": "final.txt"}},
+            {"id": "rm", "type": "delete-file", "params": {"file_path": "scratch.txt"}},
+            {"id": "w", "type": "write-file", "params": {"file_path": "draft.txt", "content": "d"}},
+            {"id": "s", "type": "write-file", "params": {"file_path": "scratch.txt", "content": "s"}}
+        ]
+    }));
+    let r = ws.build(&["--jobs", "1"]);
+    r.assert_ok();
+    assert_eq!(ws.read("final.txt"), "d");
+    assert!(!ws.exists("draft.txt"), "{r}");
+    assert!(!ws.exists("scratch.txt"), "{r}");
+}
