@@ -131,16 +131,10 @@ impl WriteRoots {
             _ => Path::new("."),
         };
         if make_parents {
-            std::fs::create_dir_all(dir)
+            self.make_folders(dir)
                 .map_err(|e| format!("cannot create the directory '{}': {e}", dir.display()))?;
         }
-        let open = {
-            use std::os::unix::fs::OpenOptionsExt;
-            std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(O_PATH | libc::O_DIRECTORY)
-                .open(dir)
-        };
+        let open = open_folder(dir);
         let held = match open {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !make_parents => return Ok(None),
@@ -165,6 +159,40 @@ impl WriteRoots {
         }))
     }
 
+    /// Make `dir` and the folders above it that are missing, each inside the one above
+    /// it, held: a folder is made only where the roots allow, checked where its parent
+    /// really is (a link swapped in meanwhile leads nothing out).
+    fn make_folders(&self, dir: &Path) -> Result<(), String> {
+        if dir.is_dir() {
+            return Ok(());
+        }
+        let start = if dir.is_absolute() { "/" } else { "." };
+        let mut at = open_folder(Path::new(start)).map_err(|e| e.to_string())?;
+        for part in dir.components() {
+            let name = match part {
+                Component::Normal(n) => n,
+                Component::ParentDir => std::ffi::OsStr::new(".."),
+                _ => continue,
+            };
+            let Some(here) = proc_path(&at) else {
+                // No /proc: as before, made by name.
+                return std::fs::create_dir_all(dir).map_err(|e| e.to_string());
+            };
+            let next = here.join(name);
+            if std::fs::symlink_metadata(&next).is_err() {
+                let real = std::fs::read_link(&here).map_err(|e| e.to_string())?;
+                self.check(&real.join(name))?;
+                match std::fs::create_dir(&next) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            at = open_folder(&next).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
     /// May a node change the file it opened as `given`? Asked of the open file, where
     /// it is now: a link put in the path after the check is seen.
     pub fn check_open(&self, file: &std::fs::File, given: &Path) -> Result<(), String> {
@@ -186,6 +214,15 @@ impl WriteRoots {
 const O_PATH: i32 = libc::O_PATH;
 #[cfg(not(target_os = "linux"))]
 const O_PATH: i32 = 0;
+
+/// `dir` opened to be named through `/proc/self/fd/N`, not to be read.
+fn open_folder(dir: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(O_PATH | libc::O_DIRECTORY)
+        .open(dir)
+}
 
 /// The name the system gives an open file (`/proc/self/fd/N`), where the system has one.
 fn proc_path(file: &std::fs::File) -> Option<PathBuf> {
@@ -432,6 +469,22 @@ mod tests {
             .check_open(&through, Path::new("out/link"))
             .unwrap_err();
         assert!(refused.contains("out/link"), "{refused}");
+    }
+
+    /// Folders are made one inside the other, each where the roots allow: a link swapped
+    /// in after the path's check leads no folder out (`create_dir_all` followed it).
+    #[test]
+    fn folders_are_made_only_where_the_roots_allow() {
+        let (ws, outside, roots) = swap_setup();
+        swap(ws.path(), outside.path());
+        let refused = roots.make_folders(&ws.path().join("out/new/deep"));
+        assert!(refused.is_err(), "{refused:?}");
+        assert!(!outside.path().join("new").exists());
+        roots.make_folders(&ws.path().join("old/new/deep")).unwrap();
+        assert!(ws.path().join("old/new/deep").is_dir());
+        // Relative to the workspace, and through `..`.
+        let rel = roots.make_folders(Path::new("../outside-made-by-test"));
+        assert!(rel.is_err(), "{rel:?}");
     }
 
     /// `keep.txt/` names a folder: held as `keep.txt`, a removal would take the file.
