@@ -60,15 +60,12 @@ fn write_atomic_as(
 ) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir)?;
-    sweep_once(&dir);
+    let dir = parent_dir(path);
+    std::fs::create_dir_all(dir)?;
+    sweep_once(dir);
     let mut tmp = tempfile::Builder::new()
         .prefix(&format!("{TMP_PREFIX}{}-", std::process::id()))
-        .tempfile_in(&dir)?;
+        .tempfile_in(dir)?;
     {
         let mut w = std::io::BufWriter::with_capacity(64 * 1024, tmp.as_file_mut());
         fill(&mut w)?;
@@ -451,6 +448,14 @@ pub fn portable_path(path: &str) -> String {
     }
 }
 
+/// The folder `path` is in (`.` for a bare name).
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
 /// Where the symbolic link at `path` points, as bytes; `None` when `path` is no link.
 pub fn link_target(path: &Path) -> Option<Vec<u8>> {
     use std::os::unix::ffi::OsStringExt;
@@ -472,11 +477,8 @@ pub fn link_digest(target: &[u8]) -> blake3::Hash {
 /// it, then renamed over whatever is there.
 pub fn link_atomic(path: &Path, target: &[u8]) -> std::io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir)?;
+    let dir = parent_dir(path);
+    std::fs::create_dir_all(dir)?;
     let target = std::ffi::OsStr::from_bytes(target);
     for _ in 0..100 {
         let tmp = dir.join(format!(

@@ -94,7 +94,7 @@ impl WriteRoots {
 #[derive(Debug)]
 pub struct Held {
     /// Keeps `at` naming the directory that was checked.
-    _dir: Option<std::fs::File>,
+    _dir: std::fs::File,
     at: PathBuf,
     given: PathBuf,
 }
@@ -103,6 +103,11 @@ impl Held {
     /// The spelling to change the file by.
     pub fn at(&self) -> &Path {
         &self.at
+    }
+
+    /// The path as the node was given it (for messages, and to know it by).
+    pub fn given(&self) -> &Path {
+        &self.given
     }
 
     /// A path made beside [`Held::at`] (a file moved aside) as the user names it.
@@ -126,10 +131,7 @@ impl WriteRoots {
             .file_name()
             .filter(|_| !text.ends_with(b"/") && !text.ends_with(b"/."))
             .ok_or_else(|| format!("'{shown}' names a directory, not a file"))?;
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
+        let dir = crate::fsutil::parent_dir(path);
         if make_parents {
             self.make_folders(dir)
                 .map_err(|e| format!("cannot create the directory '{}': {e}", dir.display()))?;
@@ -140,23 +142,39 @@ impl WriteRoots {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !make_parents => return Ok(None),
             Err(e) => return Err(format!("cannot open the directory of '{shown}': {e}")),
         };
-        let Some(fd_path) = proc_path(&held) else {
-            // No /proc: the path as given, checked but not held.
-            return Ok(Some(Held {
-                _dir: Some(held),
-                at: path.to_path_buf(),
-                given: path.to_path_buf(),
-            }));
+        // No /proc: the path as given, checked but not held.
+        let at = match self.check_where(&held, Some(name), path)? {
+            Some(fd_path) => fd_path.join(name),
+            None => path.to_path_buf(),
         };
-        let real = std::fs::read_link(&fd_path)
-            .map_err(|e| format!("cannot tell where '{shown}' is: {e}"))?;
-        self.check(&real.join(name))
-            .map_err(|why| format!("'{shown}' changed while pflow was about to write it: {why}"))?;
         Ok(Some(Held {
-            _dir: Some(held),
-            at: fd_path.join(name),
+            _dir: held,
+            at,
             given: path.to_path_buf(),
         }))
+    }
+
+    /// Check `open` (with `name` in it) where it really is now; its `/proc/self/fd/N`
+    /// name, or `None` where the system has none (nothing to check by).
+    fn check_where(
+        &self,
+        open: &std::fs::File,
+        name: Option<&std::ffi::OsStr>,
+        given: &Path,
+    ) -> Result<Option<PathBuf>, String> {
+        let Some(fd_path) = proc_path(open) else {
+            return Ok(None);
+        };
+        let shown = given.display();
+        let real = std::fs::read_link(&fd_path)
+            .map_err(|e| format!("cannot tell where '{shown}' is: {e}"))?;
+        let real = match name {
+            Some(n) => real.join(n),
+            None => real,
+        };
+        self.check(&real)
+            .map_err(|why| format!("'{shown}' changed while pflow was about to write it: {why}"))?;
+        Ok(Some(fd_path))
     }
 
     /// Make `dir` and the folders above it that are missing, each inside the one above
@@ -196,17 +214,7 @@ impl WriteRoots {
     /// May a node change the file it opened as `given`? Asked of the open file, where
     /// it is now: a link put in the path after the check is seen.
     pub fn check_open(&self, file: &std::fs::File, given: &Path) -> Result<(), String> {
-        let Some(fd_path) = proc_path(file) else {
-            return Ok(());
-        };
-        let real = std::fs::read_link(&fd_path)
-            .map_err(|e| format!("cannot tell where '{}' is: {e}", given.display()))?;
-        self.check(&real).map_err(|why| {
-            format!(
-                "'{}' changed while pflow was about to write it: {why}",
-                given.display()
-            )
-        })
+        self.check_where(file, None, given).map(|_| ())
     }
 }
 

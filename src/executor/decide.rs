@@ -285,19 +285,16 @@ fn usable(src: &Sources<'_>, entry: &Entry, policy: CachePolicy) -> Result<PutBa
     for rec in wanted {
         // Held (and so checked again) one at a time as it is put back: an entry may
         // have more files than a process may hold folders open.
-        let held = src
+        let restored = src
             .write_roots
             .hold(std::path::Path::new(&rec.path), true)
-            .and_then(|h| h.ok_or_else(|| "its folder went away".to_string()));
-        let restored = match &held {
-            Ok(held) => src
-                .cache
-                .local()
-                .restore_file(rec, held.at())
-                .map(|aside| aside.map(|a| held.shown(&a)))
-                .map_err(|e| e.to_string()),
-            Err(why) => Err(why.clone()),
-        };
+            .and_then(|h| h.ok_or_else(|| "its folder went away".to_string()))
+            .and_then(|held| {
+                let aside = src.cache.local().restore_file(rec, held.at());
+                aside
+                    .map(|a| a.map(|a| held.shown(&a)))
+                    .map_err(|e| e.to_string())
+            });
         match restored {
             Ok(aside) => {
                 if let Some(aside) = aside {

@@ -70,7 +70,7 @@ pub(crate) fn prepare(
             // Re-running a copy whose result is already there is not a conflict, and
             // neither is replacing what this node itself wrote last time (a build tool
             // updates its own outputs); anything else is the user's file.
-            if existing != bytes && !ctx.is_own_output(&dest, &held) {
+            if existing != bytes && !ctx.is_own_output(&held) {
                 return Err(NodeError::new(
                     ErrorCategory::File,
                     format!(
@@ -104,7 +104,7 @@ fn run(params: &Map<String, Value>, ctx: &RunContext) -> Result<NodeOutput, Node
         held,
         bytes,
     } = prepare(params, ctx)?;
-    let kept = ctx.keep_hand_edit(&dest, &held, &bytes)?;
+    let kept = ctx.keep_hand_edit(&held, &bytes)?;
     write_atomic(held.at(), &bytes).map_err(|e| file_error("write", &dest, &e))?;
     let mut out = finish("copied", params, dest, bytes.len())?;
     out.kept.extend(kept);

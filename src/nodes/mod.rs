@@ -417,17 +417,16 @@ impl RunContext<'_> {
             .map_err(|why| NodeError::new(ErrorCategory::File, why))
     }
 
-    /// Before writing `content` to `path`: a file this node wrote last time and someone
+    /// Before writing `content` to the `held` file: a file this node wrote last time and someone
     /// changed since is moved aside (to `PATH.pflow-kept`, as a restore does), never
     /// overwritten. Returns where it went. A file the node did not write last time is
     /// the workflow's to replace, as it says.
     pub fn keep_hand_edit(
         &self,
-        path: &std::path::Path,
         held: &Held,
         content: &[u8],
     ) -> Result<Option<(String, PathBuf)>, NodeError> {
-        let shown = path.to_string_lossy();
+        let shown = held.given().to_string_lossy();
         let Some((_, wrote)) = self.own_files.iter().find(|(p, _)| p == shown.as_ref()) else {
             return Ok(None);
         };
@@ -446,9 +445,9 @@ impl RunContext<'_> {
         Ok(Some((shown.into_owned(), held.shown(&aside))))
     }
 
-    /// Is the file at `path` still exactly what this node wrote last time?
-    pub fn is_own_output(&self, path: &std::path::Path, held: &Held) -> bool {
-        let shown = path.to_string_lossy();
+    /// Is the `held` file still exactly what this node wrote last time?
+    pub fn is_own_output(&self, held: &Held) -> bool {
+        let shown = held.given().to_string_lossy();
         self.own_files.iter().any(|(p, digest)| {
             p == shown.as_ref()
                 && crate::fsutil::file_digest(held.at())

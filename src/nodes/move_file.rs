@@ -63,7 +63,7 @@ fn run(params: &Map<String, Value>, ctx: &RunContext) -> Result<NodeOutput, Node
             format!("the directory of '{}' went away", src.display()),
         )
     })?;
-    let kept = ctx.keep_hand_edit(&dest, &held, &bytes)?;
+    let kept = ctx.keep_hand_edit(&held, &bytes)?;
     if std::fs::rename(from.at(), held.at()).is_err() {
         write_atomic(held.at(), &bytes).map_err(|e| file_error("write", &dest, &e))?;
         std::fs::remove_file(from.at()).map_err(|e| file_error("remove", &src, &e))?;

@@ -93,7 +93,7 @@ fn run(params: &Map<String, Value>, ctx: &RunContext) -> Result<NodeOutput, Node
                 format!("cannot write '{given}': it is a directory"),
             ));
         }
-        kept.extend(ctx.keep_hand_edit(&path, &held, &content)?);
+        kept.extend(ctx.keep_hand_edit(&held, &content)?);
         write_atomic(held.at(), &content).map_err(|e| file_error("write", &path, &e))?;
     }
     let mut outputs = Map::new();

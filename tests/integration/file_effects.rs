@@ -314,22 +314,20 @@ fn with_the_cache_in_the_workspace_its_own_folders_are_closed() {
         "nodes": [{"id": "w", "type": "write-file",
                    "params": {"file_path": "out/../packs/planted", "content": "x"}}]
     }));
-    let r = ws
-        .cmd()
-        .cache_arg(CacheArg::Default)
-        .args(&["--cache-dir", "."])
-        .run();
+    let build = || {
+        ws.cmd()
+            .cache_arg(CacheArg::Default)
+            .args(&["--cache-dir", "."])
+            .run()
+    };
+    let r = build();
     assert_eq!(r.code, 1, "{r}");
     assert!(!ws.exists("packs/planted"), "{r}");
     let message = r.errors()[0]["message"].as_str().unwrap_or("").to_string();
     assert!(message.contains("is inside pflow's cache"), "{message}");
     // Anywhere else in the workspace is the workflow's.
     ws.edit_workflow(|doc| doc["nodes"][0]["params"]["file_path"] = json!("out/a.txt"));
-    let r = ws
-        .cmd()
-        .cache_arg(CacheArg::Default)
-        .args(&["--cache-dir", "."])
-        .run();
+    let r = build();
     assert_eq!(r.code, 0, "{r}");
     assert_eq!(ws.read("out/a.txt"), "x");
 }
