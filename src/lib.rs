@@ -53,6 +53,7 @@ pub mod markdown;
 pub mod mcp;
 pub mod memory;
 pub mod nested;
+pub mod node_form;
 pub mod node_texts;
 pub mod nodes;
 pub mod profile;

@@ -228,7 +228,7 @@ pub fn validate(doc: &Value) -> Result<Validated, Report> {
 
 /// Validate a decoded workflow, adding to the structural problems already found.
 pub fn validate_workflow(wf: Workflow, structural: Vec<Diagnostic>) -> Result<Validated, Report> {
-    validate_with_known(wf, structural, &|_| false)
+    validate_with_known(wf, structural, &|_| false, Vec::new())
 }
 
 /// Validate part of a workflow that passed before: the nodes `known` names (by position)
@@ -236,10 +236,15 @@ pub fn validate_workflow(wf: Workflow, structural: Vec<Diagnostic>) -> Result<Va
 /// node is present for what others need of it (its id, type and batch), its own params
 /// are not checked or compiled (they may name nodes outside the part) and it depends on
 /// nothing.
+///
+/// `given` holds, by position, nodes compiled before whose text and context are
+/// unchanged ([`crate::node_form`]): such a node is taken as it is, not checked or
+/// compiled again, and depends on the nodes its templates name.
 pub fn validate_with_known(
     wf: Workflow,
     structural: Vec<Diagnostic>,
     known: &dyn Fn(usize) -> bool,
+    mut given: Vec<Option<CompiledNode>>,
 ) -> Result<Validated, Report> {
     let mut errors = structural;
     let mut warnings = Vec::new();
@@ -351,6 +356,17 @@ pub fn validate_with_known(
     // Nodes: types, params, templates.
     let mut compiled: Vec<Option<CompiledNode>> = Vec::with_capacity(wf.nodes.len());
     for (i, node) in wf.nodes.iter().enumerate() {
+        if let Some(cn) = given.get_mut(i).and_then(Option::take) {
+            for (_, pt) in &cn.params {
+                for r in pt.refs() {
+                    if let Root::Node(dep) = names.classify(&r.root, None) {
+                        links.push((dep, i, Link::Template));
+                    }
+                }
+            }
+            compiled.push(Some(cn));
+            continue;
+        }
         // Paths are only spelled out for a diagnostic: most nodes never need one.
         let path = NodePath(i);
         let spec = if node.node_type.is_empty() {
@@ -1103,7 +1119,7 @@ mod tests {
                 {"id": "b", "type": "echo", "params": {"message": b_message}}
             ]});
             let (wf, structural) = Workflow::from_json(&doc);
-            validate_with_known(wf.expect("decodes"), structural, &|k| k == 0)
+            validate_with_known(wf.expect("decodes"), structural, &|k| k == 0, Vec::new())
         };
         let v = part("${a.echo}").expect("the part validates");
         assert!(

@@ -334,6 +334,17 @@ impl Workflow {
     /// `{"name", "description", "ir": {...}}`). Returns the workflow when the document has
     /// a usable shape, and every structural problem found.
     pub fn from_json(doc: &Value) -> (Option<Workflow>, Vec<Diagnostic>) {
+        Self::decode(doc, None)
+    }
+
+    /// [`Workflow::from_json`] with the nodes decoded already (each by [`decode_node`]
+    /// or as compiled before: the edit path of `pflow build`): the document's own
+    /// `"nodes"` are not read.
+    pub fn with_nodes(doc: &Value, nodes: Vec<Node>) -> (Option<Workflow>, Vec<Diagnostic>) {
+        Self::decode(doc, Some(nodes))
+    }
+
+    fn decode(doc: &Value, given: Option<Vec<Node>>) -> (Option<Workflow>, Vec<Diagnostic>) {
         let mut diags = Vec::new();
         let Value::Object(top) = doc else {
             diags.push(wrong_type(
@@ -348,7 +359,7 @@ impl Workflow {
             if !top.contains_key("nodes") {
                 return match ir {
                     Value::Object(_) => {
-                        let (wf, inner) = Workflow::from_json(ir);
+                        let (wf, inner) = Workflow::decode(ir, given);
                         let inner = inner
                             .into_iter()
                             .map(|mut d| {
@@ -410,15 +421,16 @@ impl Workflow {
         let start_node = get_string(top, "start_node", "", &mut diags);
         let strict_env = get_bool(top, "strict_env", "", false, &mut diags);
 
-        let nodes = match top.get("nodes") {
-            None => {
+        let nodes = match (given, top.get("nodes")) {
+            (Some(nodes), _) => nodes,
+            (None, None) => {
                 diags.push(
                     Diagnostic::error("nodes", "missing required field 'nodes'")
                         .with_hint("a workflow needs a \"nodes\" array with at least one node"),
                 );
                 Vec::new()
             }
-            Some(Value::Array(items)) => {
+            (None, Some(Value::Array(items))) => {
                 if items.is_empty() {
                     diags.push(
                         Diagnostic::error("nodes", "a workflow needs at least one node")
@@ -431,7 +443,7 @@ impl Workflow {
                     .map(|(i, v)| decode_node(v, &format!("nodes[{i}]"), &mut diags))
                     .collect()
             }
-            Some(other) => {
+            (None, Some(other)) => {
                 diags.push(wrong_type("nodes", "an array of node objects", other));
                 Vec::new()
             }
@@ -633,7 +645,8 @@ fn is_semver(s: &str) -> bool {
             .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
 }
 
-fn decode_node(v: &Value, path: &str, diags: &mut Vec<Diagnostic>) -> Node {
+/// Decode one node (`path` names it in diagnostics: `nodes[3]`).
+pub fn decode_node(v: &Value, path: &str, diags: &mut Vec<Diagnostic>) -> Node {
     let Value::Object(map) = v else {
         diags.push(wrong_type(
             path,

@@ -127,12 +127,14 @@ pub enum Record {
     Text,
     /// The splice over that copy an edit made.
     TextSplice,
+    /// The compiled forms of the nodes (see [`super::node_forms`]).
+    Forms,
     /// What the nodes last printed (see [`super::logs`]).
     Logs,
 }
 
 impl Record {
-    const ALL: [Record; 8] = [
+    const ALL: [Record; 9] = [
         Record::Build,
         Record::BuildDelta,
         Record::Explain,
@@ -140,6 +142,7 @@ impl Record {
         Record::Noop,
         Record::Text,
         Record::TextSplice,
+        Record::Forms,
         Record::Logs,
     ];
 
@@ -155,6 +158,7 @@ impl Record {
             Record::Noop => "noop2",
             Record::Text => "text",
             Record::TextSplice => "text.delta",
+            Record::Forms => "forms",
             Record::Logs => "logs.json",
         }
     }

@@ -44,6 +44,7 @@ pub mod layered;
 pub mod layout;
 pub mod lock;
 pub mod logs;
+pub mod node_forms;
 pub mod noop;
 pub mod pack;
 pub mod records;

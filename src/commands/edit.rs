@@ -27,8 +27,17 @@
 //! reads and writes (whose paths imply edges between nodes), no validation warning, no
 //! literal secret in any node (the redactor needs every one), outputs with sources, and
 //! no repair (a failed build would want a model). An edited node must keep its id and
-//! type and meet the same rules. Anything else, or an edit that reaches more than half
-//! the workflow, takes the normal path, which is always right.
+//! type and meet the same rules. Anything else takes the normal path, which is always
+//! right.
+//!
+//! An edit that reaches more than half the nodes gains nothing from the part: it is
+//! turned away, and the normal build it takes keeps the nodes' compiled forms
+//! ([`crate::node_form`], [`crate::cache::node_forms`]). From then on such an edit takes
+//! this path: each reached node whose text is byte for byte the one a form was made
+//! from is taken as compiled, the rest are parsed, and only the part's own checks run
+//! (the forms are bound to this pflow, the record's context, the text outside the nodes
+//! and every node's id and type, on which a node's compiling depends besides its text).
+//! A build the first edit of that size does not follow never pays for forms.
 //!
 //! After a successful build whose nodes wrote no files, the record is rewritten for the
 //! edited workflow, so the next build is a no-op again (or another edit).
@@ -117,6 +126,34 @@ pub(super) fn base(
         base.push(&deps);
     }
     Ok(base)
+}
+
+/// What the compiled forms of a workflow's nodes are bound to: which pflow compiled
+/// them, the record's context, the workflow's text outside its nodes, and each node's
+/// id and type. A node whose own text is unchanged compiles as it did when these are
+/// unchanged too (see [`qualifies`]).
+pub(super) fn forms_tag<'a>(
+    maker: &[u8; 32],
+    context: &[u8; 32],
+    others: &str,
+    nodes: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
+) -> [u8; 32] {
+    // One buffer hashed once: BLAKE3 costs hundreds of instructions a call.
+    let mut all = Vec::with_capacity(others.len() + 24 * nodes.len() + 80);
+    let mut text = |t: &str| {
+        all.extend_from_slice(&(t.len() as u64).to_le_bytes());
+        all.extend_from_slice(t.as_bytes());
+    };
+    text(others);
+    for (id, node_type) in nodes {
+        text(id);
+        text(node_type);
+    }
+    let mut h = blake3::Hasher::new_derive_key("pflow node forms v1");
+    h.update(maker);
+    h.update(context);
+    h.update(&all);
+    *h.finalize().as_bytes()
 }
 
 fn depth(v: &Value) -> usize {
@@ -307,6 +344,15 @@ fn try_serve(
     if size > crate::source::max_workflow_bytes() {
         return Err("the workflow is over the size limit".into());
     }
+    // The compiled forms of the nodes, for an edit that reaches most of them: looked
+    // for once such an edit is found (their tag is checked once the text is read).
+    let forms = std::cell::OnceCell::new();
+    let has_forms = || {
+        forms
+            .get_or_init(|| crate::cache::node_forms::load_any(&inv.root, &inv.name))
+            .as_ref()
+            .is_some_and(|f| f.len() == n)
+    };
     // The first byte that differs lies in a node whose change alone reaches more than
     // half of them: no need to read on to learn what else changed. Past the node's
     // first byte: a difference there may be only space put before the node.
@@ -327,7 +373,7 @@ fn try_serve(
             .iter()
             .filter(|&&r| r)
             .count();
-        too_far.set((count * 2 > n).then_some(count));
+        too_far.set((count * 2 > n && !has_forms()).then_some(count));
         too_far.get().is_some()
     };
     let read = EditRead::read_unless(&file, size as usize, kept.text(), first_reaches_too_far)
@@ -353,7 +399,7 @@ fn try_serve(
     // What the edit reaches: the changed nodes and everything downstream.
     let reached = reach(&base, &changed, &rec.order);
     let reached_count = reached.iter().filter(|&&r| r).count();
-    if reached_count * 2 > n {
+    if reached_count * 2 > n && !has_forms() {
         drop(read);
         *prior = Some(super::noop::Prior {
             layout: base.layout,
@@ -362,7 +408,16 @@ fn try_serve(
         return Err(format!("the edit reaches {reached_count} of {n} nodes"));
     }
     // It keeps the small pages the process began with (`crate::memory`): the records are
-    // mapped and their saves small, so an edit touches a little of many regions.
+    // mapped and their saves small, so an edit touches a little of many regions. An
+    // edit that reaches a quarter of the nodes or more fills memory as a full build
+    // does, and takes huge pages as one (it faulted in ten times as many small pages).
+    let local = Cache::new(&inv.root);
+    if reached_count * 4 > n {
+        crate::memory::huge_pages(true);
+        // Its nodes look the cache up: its indexes are read beside the part's making,
+        // as the normal build reads them beside the workflow's parsing.
+        super::build::warm_aside(&local, true);
+    }
     // What the part reads besides: the recorded dependencies of unchanged nodes, the
     // nodes an edited one names now, and the outputs' nodes.
     let mut edited: HashMap<usize, Value> = HashMap::new();
@@ -376,7 +431,7 @@ fn try_serve(
     }
     // The other members, as the edit left them (it did not reach them).
     let others = layout.without_nodes(text).ok_or("a damaged record")?;
-    let Value::Object(mut doc) =
+    let Value::Object(doc) =
         crate::source::parse_json_text(&others).map_err(|_| "the other members do not parse")?
     else {
         return Err("not a JSON object".into());
@@ -428,24 +483,63 @@ fn try_serve(
     // The record's entries of the part's nodes, in the part's order.
     let entries: Vec<NodeEntry<'_>> = part.iter().map(|&i| entry(i)).collect::<Result<_, _>>()?;
 
-    // The part as a workflow of its own: the other members as they are, and its nodes.
+    // The compiled forms, if they were made in this context: of this pflow, for these
+    // other members and these ids and types (the edited nodes keep theirs).
+    let forms = match forms.into_inner().flatten() {
+        Some(f) if f.len() == n => {
+            let ids = (0..n).map(|j| entry(j).map(|e| (e.id, e.node_type)));
+            let ids = ids.collect::<Result<Vec<_>, _>>()?;
+            let maker = super::noop::maker().ok_or("pflow's executable cannot be looked at")?;
+            let tag = forms_tag(&maker, &base.context, &others, ids.into_iter());
+            f.bound_to(&tag).then_some(f)
+        }
+        _ => None,
+    };
+    // The part as a workflow of its own: the other members as they are, and its nodes,
+    // each reached one whose text is unchanged as compiled before when it can be.
     let mut nodes = Vec::with_capacity(part.len());
-    for &i in &part {
-        nodes.push(match edited.remove(&i) {
+    let mut given = Vec::with_capacity(if forms.is_some() { part.len() } else { 0 });
+    let mut structural = Vec::new();
+    for (k, &i) in part.iter().enumerate() {
+        let value = match edited.remove(&i) {
             Some(v) => v,
-            None => crate::source::parse_json_text(&node_text(i)?)
-                .map_err(|_| "a recorded node no longer parses")?,
-        });
+            None => {
+                let text = node_text(i)?;
+                let form = forms
+                    .as_ref()
+                    .filter(|_| reached[i])
+                    .and_then(|f| f.form(i, text.as_bytes()))
+                    .and_then(crate::node_form::decode);
+                if let Some((node, cn)) = form {
+                    nodes.push(node);
+                    given.push(Some(cn));
+                    continue;
+                }
+                crate::source::parse_json_text(&text)
+                    .map_err(|_| "a recorded node no longer parses")?
+            }
+        };
+        nodes.push(crate::workflow::decode_node(
+            &value,
+            &format!("nodes[{k}]"),
+            &mut structural,
+        ));
+        if forms.is_some() {
+            given.push(None);
+        }
     }
-    doc.insert("nodes".into(), Value::Array(nodes));
-    let (wf, structural) = Workflow::from_json(&Value::Object(doc));
+    let from_forms = given.iter().filter(|g| g.is_some()).count();
+    let (wf, more) = Workflow::with_nodes(&Value::Object(doc), nodes);
     let wf = wf.ok_or("the edited workflow does not decode")?;
-    if !structural.is_empty() {
+    if !structural.is_empty() || !more.is_empty() {
         return Err("the edited workflow does not decode cleanly".into());
     }
-    let v = crate::validate::validate_with_known(wf, structural, &|k| {
-        part.get(k).is_some_and(|&i| !reached[i])
-    })
+    let v = crate::validate::validate_with_known(
+        wf,
+        structural,
+        &|k| part.get(k).is_some_and(|&i| !reached[i]),
+        given,
+    )
     .map_err(|_| "the edited nodes do not validate")?;
     if !v.warnings.is_empty() {
         return Err("the edited nodes warn".into());
@@ -466,7 +560,7 @@ fn try_serve(
         .map_err(|_| "the inputs do not resolve")?;
 
     // From here on as a build: under the lock maintenance waits for.
-    let cache = Layered::new(Cache::new(&inv.root), None);
+    let cache = Layered::new(local, None);
     let _lock = super::noop::holds(args, inv, &rec, &cache)?;
     // The known nodes' values, loaded now: a node outside the edit is never run here
     // (its params are not even compiled), so one whose entry is gone or damaged sends
@@ -501,9 +595,10 @@ fn try_serve(
         .collect::<Result<_, &str>>()?;
     debug(|| {
         format!(
-            "edit path used: {} node(s) changed, {} to build",
+            "edit path used: {} node(s) changed, {} to build, {} of them as compiled before",
             changed.len(),
-            reached_count
+            reached_count,
+            from_forms
         )
     });
     crate::cache::noop::forget(&inv.root, &inv.name);
@@ -533,10 +628,16 @@ fn try_serve(
     // nodes' reports are made and their lines told on another (3 ms at 10,000 nodes,
     // as long as the build of a few nodes, which uses one core of two). The built
     // nodes' lines are told after those.
+    // An edit that reaches every node builds the whole workflow: no recorded report is
+    // told or kept, and its lines are told as they come.
+    let every = part.len() == n && reached_count == n;
     let others = || {
-        let (merged, saved) = super::noop::reports_of(&rec)?;
         let logs = crate::cache::logs::Logs::load(&inv.root, &inv.name);
         let mut progress = crate::report::Progress::new(n, view, logs);
+        if every {
+            return Some((Vec::new(), vec![None; n], progress));
+        }
+        let (merged, saved) = super::noop::reports_of(&rec)?;
         for r in rec.order.iter().filter_map(|&i| merged.get(i as usize)) {
             if !reached[r.index] {
                 progress.finished(r);
@@ -546,18 +647,34 @@ fn try_serve(
     };
     let (outcome, mut merged, saved, mut progress, digest) = std::thread::scope(|s| {
         let hashing = std::thread::Builder::new().spawn_scoped(s, move || text.digest());
-        let mut reporting = std::thread::Builder::new().spawn_scoped(s, others).ok();
+        let (mut made, mut reporting) = match every {
+            true => (Some(others()), None),
+            false => (
+                None,
+                std::thread::Builder::new().spawn_scoped(s, others).ok(),
+            ),
+        };
         let session = Session::default();
         let part_reached = |k: usize| part.get(k).is_some_and(|&i| reached[i]);
         // The part's events wait for the other nodes' lines, then go straight to the
         // progress: looked at whenever the build idles, so that a part that runs long
         // shows its lines and progress as a full build does.
-        let mut made: Option<Option<Reported>> = None;
         let mut told: Vec<Told> = Vec::new();
         let outcome = executor::execute(&v, &inputs, &cache, &opts, &session, &mut |ev| {
             let idle = matches!(ev, executor::Event::Idle);
             if idle && made.is_none() && reporting.as_ref().is_some_and(|h| h.is_finished()) {
                 made = reporting.take().and_then(|h| h.join().ok());
+            }
+            if let (Some(Some((_, _, progress))), true) = (made.as_mut(), told.is_empty()) {
+                match ev {
+                    executor::Event::Started(k) if part_reached(k) => {
+                        progress.started(v.graph.id(k))
+                    }
+                    executor::Event::Finished(r) if part_reached(r.index) => progress.finished(r),
+                    executor::Event::Idle => progress.flush(),
+                    _ => {}
+                }
+                return;
             }
             told.extend(match ev {
                 executor::Event::Started(k) if part_reached(k) => Some(Told::Started(k)),
@@ -607,13 +724,23 @@ fn try_serve(
     // Each built node's tally, by its place in the workflow (sorted by it below), so
     // the others' are told apart by a walk, not a lookup each.
     let mut ran: Vec<(usize, Tally)> = Vec::with_capacity(reports.len());
-    for (r, tally) in reports.into_iter().zip(part_tallies) {
-        let Some(&i) = part.get(r.index).filter(|&&i| reached[i]) else {
-            continue;
-        };
-        if let Some(slot) = merged.get_mut(i) {
-            *slot = NodeReport { index: i, ..r };
-            ran.push((i, tally));
+    if every {
+        // The part is the workflow, node for node.
+        merged = Vec::with_capacity(n);
+        for (r, tally) in reports.into_iter().zip(part_tallies) {
+            ran.push((r.index, tally));
+            merged.push(r);
+        }
+        merged.sort_unstable_by_key(|r| r.index);
+    } else {
+        for (r, tally) in reports.into_iter().zip(part_tallies) {
+            let Some(&i) = part.get(r.index).filter(|&&i| reached[i]) else {
+                continue;
+            };
+            if let Some(slot) = merged.get_mut(i) {
+                *slot = NodeReport { index: i, ..r };
+                ran.push((i, tally));
+            }
         }
     }
     outcome.nodes = merged;
@@ -654,7 +781,7 @@ fn try_serve(
     // The edit path is for workflows that do not warn (see `super::noop`).
     let code = super::conclusion::conclude(args, outcome, None, &[], &opts.redactor, started, then);
     drop(entries);
-    then.leave((rec, kept));
+    then.leave((rec, kept, v, forms));
     Ok(code)
 }
 
@@ -840,9 +967,6 @@ impl Told {
     }
 }
 
-/// The other nodes' reports, the time each saved, and the progress that told them.
-type Reported = (Vec<NodeReport>, Vec<Option<u64>>, crate::report::Progress);
-
 /// A piece of the edited workflow's record: a run of the old record's encoded nodes
 /// (where they are in it), or a node encoded anew (its place among the fresh ones).
 enum Piece {
@@ -853,6 +977,28 @@ enum Piece {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forms_are_bound_to_their_maker_context_other_members_ids_and_types() {
+        let nodes = [("a", "echo"), ("b", "shell")];
+        let tag = |maker: u8, context: u8, others: &str, nodes: &[(&'static str, &'static str)]| {
+            forms_tag(&[maker; 32], &[context; 32], others, nodes.iter().copied())
+        };
+        let one = tag(1, 2, "{\"nodes\":[]}", &nodes);
+        assert_eq!(one, tag(1, 2, "{\"nodes\":[]}", &nodes));
+        for other in [
+            tag(9, 2, "{\"nodes\":[]}", &nodes),
+            tag(1, 9, "{\"nodes\":[]}", &nodes),
+            tag(1, 2, "{\"nodes\": []}", &nodes),
+            tag(1, 2, "{\"nodes\":[]}", &[("a", "echo"), ("b", "echo")]),
+            tag(1, 2, "{\"nodes\":[]}", &[("a", "echo"), ("c", "shell")]),
+            tag(1, 2, "{\"nodes\":[]}", &[("a", "echo")]),
+            // Where one id ends and the next begins counts.
+            tag(1, 2, "{\"nodes\":[]}", &[("ae", "cho"), ("b", "shell")]),
+        ] {
+            assert_ne!(one, other);
+        }
+    }
 
     /// A base of `deps.len()` nodes, node i reading `deps[i]`.
     fn base_of(deps: &[&[u32]]) -> EditBase {

@@ -962,3 +962,133 @@ fn the_edit_path_runs_its_steps_with_small_pages() {
     assert_edit_path(&r, 1, 1);
     assert_eq!(flag_seen(&r), Some(SMALL), "{r}");
 }
+
+/// How many of the nodes an edit path build took as compiled before (0 when none).
+fn from_forms(r: &BuildResult) -> Option<usize> {
+    let line = r
+        .stderr
+        .lines()
+        .find(|l| l.contains("debug: edit path used"))?;
+    let (_, tail) = line.split_once(" to build, ")?;
+    tail.split(' ').next()?.parse().ok()
+}
+
+/// An edit to node a (which reaches four of the six nodes of [`branches`]).
+fn edit_a(text: &'static str) -> impl Fn(&mut Value) {
+    move |d: &mut Value| d["nodes"][0]["params"]["command"] = json!(counted("a", text))
+}
+
+/// [`branches`] built, then built again after an edit of a that reaches too far for the
+/// edit path: the build that keeps compiled forms.
+fn with_forms() -> Workspace {
+    let ws = Workspace::new().workflow(branches());
+    prime(&ws, &[]);
+    ws.edit_workflow(edit_a("echo A-${who}"));
+    assert_normal_path(&debug_build(&ws, &[]));
+    settle();
+    ws
+}
+
+#[test]
+fn an_edit_turned_away_for_its_reach_leaves_compiled_forms_that_the_next_one_is_built_with() {
+    let ws = Workspace::new().workflow(branches());
+    prime(&ws, &[]);
+    // A build that no edit turned away keeps no forms: it pays nothing for them.
+    assert_eq!(state_files(&ws, ".forms").len(), 0);
+    ws.edit_workflow(edit_a("echo A-${who}"));
+    let r = debug_build(&ws, &[]);
+    assert!(r.stderr.contains("the edit reaches at least 4 of 6"), "{r}");
+    assert_normal_path(&r);
+    assert!(r.stderr.contains("debug: node forms written"), "{r}");
+    assert_eq!(state_files(&ws, ".forms").len(), 1);
+    settle();
+    // The next edit like it takes the edit path: a is parsed, b, d and f are taken as
+    // compiled (c and e, known, are not built).
+    let (fast, full, fws, nws) = {
+        let full = Workspace::new().workflow(ws.current_workflow());
+        prime(&full, &[]);
+        ws.edit_workflow(edit_a("echo AA-${who}"));
+        full.edit_workflow(edit_a("echo AA-${who}"));
+        forget_record(&full);
+        (debug_build(&ws, &[]), debug_build(&full, &[]), ws, full)
+    };
+    assert_edit_path(&fast, 1, 4);
+    assert_eq!(from_forms(&fast), Some(3), "{fast}");
+    assert_normal_path(&full);
+    fast.assert_ok();
+    assert_eq!(fast.output("out"), "f:d:b:AA-world+e:c", "{fast}");
+    assert_eq!(
+        without_durations(fast.doc().clone()),
+        without_durations(full.doc().clone())
+    );
+    assert_eq!(last_stats(&fws), last_stats(&nws));
+    assert_eq!((fws.count("a"), fws.count("c"), fws.count("d")), (3, 1, 3));
+}
+
+#[test]
+fn a_node_edited_since_its_form_was_kept_is_built_from_its_text() {
+    let ws = with_forms();
+    // b changes by a small edit (the edit path, which keeps the forms as they are) ...
+    ws.edit_workflow(|d| d["nodes"][1]["params"]["message"] = json!("B:${a.stdout}"));
+    let r = debug_build(&ws, &[]);
+    assert_edit_path(&r, 1, 3);
+    settle();
+    // ... so the next edit of a takes d and f as compiled, and b as it is now written.
+    ws.edit_workflow(edit_a("echo AA-${who}"));
+    let r = debug_build(&ws, &[]);
+    assert_edit_path(&r, 1, 4);
+    assert_eq!(from_forms(&r), Some(2), "{r}");
+    assert_eq!(r.output("out"), "f:d:B:AA-world+e:c", "{r}");
+    let full = Workspace::new().workflow(ws.current_workflow());
+    assert_eq!(full.build(&[]).output("out"), r.output("out"));
+}
+
+#[test]
+fn an_edit_that_reaches_every_node_is_built_with_the_forms_as_a_full_build_is() {
+    let chain = json!({"nodes": [
+        {"id": "a", "type": "echo", "params": {"message": "a0"}},
+        {"id": "b", "type": "echo", "params": {"message": "b:${a.echo}"}},
+        {"id": "c", "type": "shell", "params": {"command": counted("c", "echo c:${b.echo}")}}
+    ], "outputs": {"out": {"source": "${c.stdout}"}}});
+    let edit =
+        |text: &'static str| move |d: &mut Value| d["nodes"][0]["params"]["message"] = json!(text);
+    let fast = Workspace::new().workflow(chain.clone());
+    let full = Workspace::new().workflow(chain);
+    for ws in [&fast, &full] {
+        prime(ws, &[]);
+        ws.edit_workflow(edit("a1"));
+        assert_normal_path(&debug_build(ws, &[]));
+        settle();
+        ws.edit_workflow(edit("a2"));
+    }
+    forget_record(&full);
+    let (a, b) = (debug_build(&fast, &[]), debug_build(&full, &[]));
+    assert_edit_path(&a, 1, 3);
+    assert_eq!(from_forms(&a), Some(2), "{a}");
+    assert_normal_path(&b);
+    assert_eq!(a.output("out"), "c:b:a2", "{a}");
+    assert_eq!(
+        without_durations(a.doc().clone()),
+        without_durations(b.doc().clone())
+    );
+    assert_eq!(last_stats(&fast), last_stats(&full));
+    // And the build after it is a no-op.
+    settle();
+    assert_served(&debug_build(&fast, &[]));
+}
+
+#[test]
+fn damaged_forms_are_not_used_and_the_edit_is_built_whole() {
+    let ws = with_forms();
+    let forms = state_files(&ws, ".forms");
+    assert_eq!(forms.len(), 1);
+    let mut bytes = std::fs::read(&forms[0]).expect("the forms");
+    // A byte inside the forms (past the header), changed.
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x20;
+    std::fs::write(&forms[0], &bytes).expect("write");
+    ws.edit_workflow(edit_a("echo AA-${who}"));
+    let r = debug_build(&ws, &[]);
+    assert_normal_path(&r);
+    assert_eq!(r.output("out"), "f:d:b:AA-world+e:c", "{r}");
+}
