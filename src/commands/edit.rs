@@ -336,6 +336,7 @@ fn try_serve(
     }
     let kept = crate::cache::kept_text::load(&inv.root, &inv.name, &base.text)
         .ok_or("no copy of the recorded workflow")?;
+    let kept = std::rc::Rc::new(kept);
     let file = std::fs::File::open(&inv.path).map_err(|_| "cannot read the workflow")?;
     let size = file
         .metadata()
@@ -357,6 +358,9 @@ fn try_serve(
     // half of them: no need to read on to learn what else changed. Past the node's
     // first byte: a difference there may be only space put before the node.
     let too_far = std::cell::Cell::new(None);
+    // Read on past such a node because the forms are kept: should the edit path turn
+    // the edit away after all, the normal build still gets what it would have.
+    let on_forms = std::cell::Cell::new(false);
     let first_reaches_too_far = |at: usize| {
         let Some(i) = base.layout.node_at(at) else {
             return false;
@@ -373,7 +377,9 @@ fn try_serve(
             .iter()
             .filter(|&&r| r)
             .count();
-        too_far.set((count * 2 > n && !has_forms()).then_some(count));
+        let far = count * 2 > n;
+        too_far.set((far && !has_forms()).then_some(count));
+        on_forms.set(on_forms.get() || far);
         too_far.get().is_some()
     };
     let read = EditRead::read_unless(&file, size as usize, kept.text(), first_reaches_too_far)
@@ -388,6 +394,13 @@ fn try_serve(
         return Err(format!("the edit reaches at least {count} of {n} nodes"));
     };
     drop(file);
+    let turned_away = || super::noop::Prior {
+        layout: base.layout.clone(),
+        kept: std::rc::Rc::clone(&kept),
+    };
+    if on_forms.get() {
+        *prior = Some(turned_away());
+    }
     *differs = !read.unchanged();
     let text = read.text();
     let edit = read
@@ -406,6 +419,9 @@ fn try_serve(
             kept,
         });
         return Err(format!("the edit reaches {reached_count} of {n} nodes"));
+    }
+    if reached_count * 2 > n && prior.is_none() {
+        *prior = Some(turned_away());
     }
     // It keeps the small pages the process began with (`crate::memory`): the records are
     // mapped and their saves small, so an edit touches a little of many regions. An
@@ -495,6 +511,9 @@ fn try_serve(
         }
         _ => None,
     };
+    if forms.is_none() && reached_count * 2 > n {
+        return Err("the kept node forms are of another build".into());
+    }
     // The part as a workflow of its own: the other members as they are, and its nodes,
     // each reached one whose text is unchanged as compiled before when it can be.
     let mut nodes = Vec::with_capacity(part.len());
@@ -602,6 +621,8 @@ fn try_serve(
         )
     });
     crate::cache::noop::forget(&inv.root, &inv.name);
+    // Built here from now on: no normal build follows.
+    *prior = None;
     // Checked by the no-op record's own test of the invocation.
     let given_jobs = super::conclusion::jobs_given(args).ok().flatten();
     let mut opts = Options {

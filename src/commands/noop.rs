@@ -264,7 +264,8 @@ pub(super) struct Start {
 /// instructions, which a cold build pays too but a rebuild need not.
 pub(super) struct Prior {
     pub(super) layout: Layout,
-    pub(super) kept: crate::cache::kept_text::KeptText,
+    /// Shared: the edit path holds it while it may still turn the edit away.
+    pub(super) kept: std::rc::Rc<crate::cache::kept_text::KeptText>,
 }
 
 /// How the no-op path tells that the workflow file changed.
@@ -353,7 +354,7 @@ fn prior_of(inv: &Invocation, mut rec: NoopRecord) -> Option<Prior> {
     let kept = crate::cache::kept_text::load(&inv.root, &inv.name, &base.text)?;
     Some(Prior {
         layout: base.layout,
-        kept,
+        kept: std::rc::Rc::new(kept),
     })
 }
 
@@ -1067,7 +1068,7 @@ fn base_for(
                 save_forms(inv, v, &base, edit.text(), redactor);
                 return Ok(base);
             }
-            (edit.text(), prior.map(|p| &p.kept))
+            (edit.text(), prior.map(|p| &*p.kept))
         }
         Some(Read::Whole(text)) => (Spliced::whole(text.as_bytes()), None),
         None => return Err("the workflow was not read".into()),

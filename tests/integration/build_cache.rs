@@ -536,9 +536,12 @@ fn echo_nodes_named(prefix: &str, extra: &[Value]) -> Value {
 
 /// The bytes of the records under the cache's `state/` (the segments' indexes aside).
 fn record_bytes(ws: &Workspace) -> u64 {
+    // Not the nodes' compiled forms either: one file, of the workflow as it is now,
+    // written over by each build that keeps them.
     files_under(&ws.cache_dir().join("state"))
         .iter()
         .filter(|p| !p.to_string_lossy().ends_with(".index"))
+        .filter(|p| !p.to_string_lossy().ends_with(".forms"))
         .map(|p| std::fs::metadata(p).unwrap().len())
         .sum()
 }

@@ -1092,3 +1092,16 @@ fn damaged_forms_are_not_used_and_the_edit_is_built_whole() {
     assert_normal_path(&r);
     assert_eq!(r.output("out"), "f:d:b:AA-world+e:c", "{r}");
 }
+
+#[test]
+fn an_edit_read_on_for_the_forms_but_refused_still_leaves_a_record_from_its_stretch() {
+    let ws = with_forms();
+    // Read to its end (the forms are kept), then refused: a reads a new variable.
+    ws.edit_workflow(|d| d["nodes"][0]["reads_env"] = json!(["HOME"]));
+    let r = debug_build(&ws, &[]);
+    assert!(r.stderr.contains("node 'a' reads another variable"), "{r}");
+    assert_normal_path(&r);
+    assert!(r.stderr.contains(FROM_STRETCH), "{r}");
+    assert!(r.stderr.contains("debug: node forms written"), "{r}");
+    r.assert_ok();
+}
