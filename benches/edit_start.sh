@@ -10,7 +10,9 @@
 #   ONE_BUILD=1 benches/edit_start.sh [RUNS]
 #                                       (each round edits a fresh copy built once, untimed:
 #                                        the edit meets one earlier build in its cache
-#                                        instead of one more each round)
+#                                        instead of one more each round, and no compiled
+#                                        forms: it is the first edit of its kind, which
+#                                        takes the normal path and keeps them)
 #   INSTR=1 benches/edit_start.sh [RUNS] (then also one cold build and one edit counted
 #                                        under valgrind's callgrind: instructions do not
 #                                        move with the machine as wall time does)
@@ -23,7 +25,9 @@
 #
 # Node i passes node i-1's data on (and reads node i/2), so a new value at node 0 reaches
 # every node: the edited build runs all 10,000 again, as a cold build does, and should
-# take no longer. Runs alternate (cold, edit, edit, cold, ...); each cold build starts
+# take no longer. The untimed first edit is turned away from the edit path (it reaches
+# too far) and its build keeps the nodes' compiled forms, with which every timed edit
+# takes the edit path (see the README). Runs alternate (cold, edit, edit, cold, ...); each cold build starts
 # from an empty cache in a fresh folder of its own, made untimed. By default the edited
 # chain keeps every earlier round's build in its cache, as a person's edits do: each
 # adds a segment of 10,000 entries that the next build's first lookup reads (its index;
