@@ -89,7 +89,7 @@ pub fn decode(bytes: &[u8]) -> Option<(Node, CompiledNode)> {
         _ => return None,
     };
     let count = get_len(r)?;
-    let mut params = Map::with_capacity(count);
+    let mut params = Map::with_capacity(room(count));
     for _ in 0..count {
         let name = get_str(r)?;
         let value = get_value(r, 0)?;
@@ -111,12 +111,12 @@ pub fn decode(bytes: &[u8]) -> Option<(Node, CompiledNode)> {
         _ => return None,
     };
     let count = get_len(r)?;
-    let mut reads_env = Vec::with_capacity(count);
+    let mut reads_env = Vec::with_capacity(room(count));
     for _ in 0..count {
         reads_env.push(get_str(r)?);
     }
     let count = get_len(r)?;
-    let mut compiled = Vec::with_capacity(count);
+    let mut compiled = Vec::with_capacity(room(count));
     for _ in 0..count {
         compiled.push((get_str(r)?, get_param(r, 0)?));
     }
@@ -280,6 +280,13 @@ fn get_len(r: &mut Reader<'_>) -> Option<usize> {
     (n <= r.remaining()).then_some(n)
 }
 
+/// Room to reserve for `n` things read: no more than a few dozen, however many a
+/// damaged or forged count claims (each nesting level reserving for the bytes left
+/// would reserve gigabytes for one form).
+fn room(n: usize) -> usize {
+    n.min(32)
+}
+
 fn get_str(r: &mut Reader<'_>) -> Option<String> {
     let n = r.u32()? as usize;
     let bytes = r.take(n)?;
@@ -300,7 +307,7 @@ fn get_value(r: &mut Reader<'_>, depth: usize) -> Option<Value> {
         6 => Value::String(get_str(r)?),
         7 => {
             let n = get_len(r)?;
-            let mut items = Vec::with_capacity(n);
+            let mut items = Vec::with_capacity(room(n));
             for _ in 0..n {
                 items.push(get_value(r, depth + 1)?);
             }
@@ -308,7 +315,7 @@ fn get_value(r: &mut Reader<'_>, depth: usize) -> Option<Value> {
         }
         8 => {
             let n = get_len(r)?;
-            let mut map = Map::with_capacity(n);
+            let mut map = Map::with_capacity(room(n));
             for _ in 0..n {
                 let k = get_str(r)?;
                 let v = get_value(r, depth + 1)?;
@@ -331,7 +338,7 @@ fn get_param(r: &mut Reader<'_>, depth: usize) -> Option<ParamTemplate> {
         1 => ParamTemplate::Template(get_template(r, depth + 1)?),
         2 => {
             let n = get_len(r)?;
-            let mut items = Vec::with_capacity(n);
+            let mut items = Vec::with_capacity(room(n));
             for _ in 0..n {
                 items.push(get_param(r, depth + 1)?);
             }
@@ -339,7 +346,7 @@ fn get_param(r: &mut Reader<'_>, depth: usize) -> Option<ParamTemplate> {
         }
         3 => {
             let n = get_len(r)?;
-            let mut fields = Vec::with_capacity(n);
+            let mut fields = Vec::with_capacity(room(n));
             for _ in 0..n {
                 fields.push((get_str(r)?, get_param(r, depth + 1)?));
             }
@@ -351,7 +358,7 @@ fn get_param(r: &mut Reader<'_>, depth: usize) -> Option<ParamTemplate> {
 
 fn get_template(r: &mut Reader<'_>, depth: usize) -> Option<Template> {
     let n = get_len(r)?;
-    let mut parts = Vec::with_capacity(n);
+    let mut parts = Vec::with_capacity(room(n));
     for _ in 0..n {
         parts.push(match byte(r)? {
             0 => Part::Text(get_str(r)?),
@@ -368,7 +375,7 @@ fn get_reference(r: &mut Reader<'_>, depth: usize) -> Option<Reference> {
     }
     let root = get_str(r)?;
     let n = get_len(r)?;
-    let mut path = Vec::with_capacity(n);
+    let mut path = Vec::with_capacity(room(n));
     for _ in 0..n {
         path.push(match byte(r)? {
             0 => Step::Key(get_str(r)?),
@@ -443,6 +450,26 @@ mod tests {
             b[i] ^= 0xff;
             let _ = decode(&b);
         }
+    }
+
+    #[test]
+    fn a_forged_count_reserves_no_room_for_what_is_not_there() {
+        // Objects inside objects, each claiming as many entries as bytes are left:
+        // reserving room for them all would take gigabytes before the form is refused.
+        let mut b = Vec::new();
+        put_str(&mut b, "a");
+        put_str(&mut b, "echo");
+        b.push(0);
+        put_len(&mut b, 1);
+        put_str(&mut b, "x");
+        let padding = 4 << 20;
+        for _ in 0..150 {
+            b.push(8);
+            b.extend_from_slice(&(padding as u32).to_le_bytes());
+            put_str(&mut b, "k");
+        }
+        b.resize(b.len() + padding, 0);
+        assert!(decode(&b).is_none());
     }
 
     #[test]

@@ -388,6 +388,7 @@ fn try_serve(
         *differs = true;
         let count = too_far.get().unwrap_or(n);
         *prior = Some(super::noop::Prior {
+            far: true,
             layout: base.layout,
             kept,
         });
@@ -395,6 +396,7 @@ fn try_serve(
     };
     drop(file);
     let turned_away = || super::noop::Prior {
+        far: true,
         layout: base.layout.clone(),
         kept: std::rc::Rc::clone(&kept),
     };
@@ -415,6 +417,7 @@ fn try_serve(
     if reached_count * 2 > n && !has_forms() {
         drop(read);
         *prior = Some(super::noop::Prior {
+            far: true,
             layout: base.layout,
             kept,
         });

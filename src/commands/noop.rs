@@ -263,6 +263,9 @@ pub(super) struct Start {
 /// and writing a copy of all of it: at 10,000 nodes those were about 2% of a build's
 /// instructions, which a cold build pays too but a rebuild need not.
 pub(super) struct Prior {
+    /// The edit path turned the edit away for reaching most nodes (then the build keeps
+    /// the nodes' compiled forms for the next such edit).
+    pub(super) far: bool,
     pub(super) layout: Layout,
     /// Shared: the edit path holds it while it may still turn the edit away.
     pub(super) kept: std::rc::Rc<crate::cache::kept_text::KeptText>,
@@ -353,6 +356,7 @@ fn prior_of(inv: &Invocation, mut rec: NoopRecord) -> Option<Prior> {
     }
     let kept = crate::cache::kept_text::load(&inv.root, &inv.name, &base.text)?;
     Some(Prior {
+        far: false,
         layout: base.layout,
         kept: std::rc::Rc::new(kept),
     })
@@ -1065,7 +1069,9 @@ fn base_for(
             debug(|| "edit base: the nodes found from the edit's stretch".into());
             // The kept copy is this text already (it was found by this text's digest).
             if edit.unchanged() {
-                save_forms(inv, v, &base, edit.text(), redactor);
+                if prior.is_some_and(|p| p.far) {
+                    save_forms(inv, v, &base, edit.text(), redactor);
+                }
                 return Ok(base);
             }
             (edit.text(), prior.map(|p| &*p.kept))
@@ -1078,7 +1084,7 @@ fn base_for(
     // Only after an edit was turned away for reaching most nodes: the next one like it
     // takes the edit path with them. A build without one pays nothing for them (they
     // cost a 10,000-node cold build about 3%).
-    if prior.is_some() {
+    if prior.is_some_and(|p| p.far) {
         save_forms(inv, v, &base, text, redactor);
     }
     Ok(base)
@@ -1111,7 +1117,10 @@ fn save_forms(
                 return false;
             };
             was.extend_from_slice(node_text.as_bytes());
-            crate::node_form::encode(node, cn, form) && !(secrets && redactor.finds_in(form))
+            // The text too: a secret value spelled as a number, say, is no string in
+            // the form.
+            crate::node_form::encode(node, cn, form)
+                && !(secrets && (redactor.finds_in(form) || redactor.finds_in(was)))
         };
         crate::cache::node_forms::save(&inv.root, &inv.name, &tag, nodes.len(), each)
             .map_err(|_| "a node has none, a form holds a secret, or they cannot be written")

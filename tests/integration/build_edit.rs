@@ -372,6 +372,8 @@ fn a_build_with_other_inputs_finds_its_nodes_from_the_kept_copy_and_the_next_edi
     let r = debug_build(&ws, &["who=ada"]);
     assert_edit_path(&r, 1, 2);
     assert_eq!(r.output("out"), "f:d:b:a-ada+E:c", "{r}");
+    // No edit reached far: no build kept compiled forms (they are for such edits).
+    assert!(state_files(&ws, ".forms").is_empty());
 }
 
 #[test]
