@@ -548,6 +548,18 @@ impl Cache {
         self.packs.warm(map);
     }
 
+    /// [`Cache::warm`] on a thread of its own, not joined: a build that ends first (or
+    /// an invalid workflow) does not wait for it. It holds a shared lock of its own
+    /// (shared locks do not exclude each other), as `--watch` goes on after an invalid
+    /// workflow while the thread may still read.
+    pub fn warm_aside(&self, map: bool) {
+        let cache = self.clone();
+        let _ = crate::memory::spawn_light(c"pflow-warm", move || {
+            let _held = cache.lock(lock::Mode::Shared, &mut |_| {}).ok();
+            cache.warm(map);
+        });
+    }
+
     /// Hold the cache directory's lock (see [`lock`]): builds share it, maintenance holds
     /// it alone. `on_wait` is told once if another process makes this one wait.
     pub fn lock(

@@ -52,6 +52,34 @@ impl NodeForms {
     }
 }
 
+/// What the compiled forms of a workflow's nodes are bound to: which pflow compiled
+/// them, the record's context, the workflow's text outside its nodes, and each node's
+/// id and type. A node whose own text is unchanged compiles as it did when these are
+/// unchanged too (see `commands::edit`).
+pub fn tag<'a>(
+    maker: &[u8; 32],
+    context: &[u8; 32],
+    others: &str,
+    nodes: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
+) -> [u8; 32] {
+    // One buffer hashed once: BLAKE3 costs hundreds of instructions a call.
+    let mut all = Vec::with_capacity(others.len() + 24 * nodes.len() + 80);
+    let mut text = |t: &str| {
+        all.extend_from_slice(&(t.len() as u64).to_le_bytes());
+        all.extend_from_slice(t.as_bytes());
+    };
+    text(others);
+    for (id, node_type) in nodes {
+        text(id);
+        text(node_type);
+    }
+    let mut h = blake3::Hasher::new_derive_key("pflow node forms v1");
+    h.update(maker);
+    h.update(context);
+    h.update(&all);
+    *h.finalize().as_bytes()
+}
+
 /// Keep the forms of `count` nodes as workflow `name`'s, bound to `tag`: `form(i, text,
 /// form)` puts node `i`'s text and its form in the two empty buffers, or says `false`
 /// (then none are kept). Each is written as it is made: no buffer of them all, whose
@@ -128,6 +156,28 @@ mod tests {
             true
         })
         .expect("saved");
+    }
+
+    #[test]
+    fn forms_are_bound_to_their_maker_context_other_members_ids_and_types() {
+        let nodes = [("a", "echo"), ("b", "shell")];
+        let tag = |maker: u8, context: u8, others: &str, nodes: &[(&'static str, &'static str)]| {
+            tag(&[maker; 32], &[context; 32], others, nodes.iter().copied())
+        };
+        let one = tag(1, 2, "{\"nodes\":[]}", &nodes);
+        assert_eq!(one, tag(1, 2, "{\"nodes\":[]}", &nodes));
+        for other in [
+            tag(9, 2, "{\"nodes\":[]}", &nodes),
+            tag(1, 9, "{\"nodes\":[]}", &nodes),
+            tag(1, 2, "{\"nodes\": []}", &nodes),
+            tag(1, 2, "{\"nodes\":[]}", &[("a", "echo"), ("b", "echo")]),
+            tag(1, 2, "{\"nodes\":[]}", &[("a", "echo"), ("c", "shell")]),
+            tag(1, 2, "{\"nodes\":[]}", &[("a", "echo")]),
+            // Where one id ends and the next begins counts.
+            tag(1, 2, "{\"nodes\":[]}", &[("ae", "cho"), ("b", "shell")]),
+        ] {
+            assert_ne!(one, other);
+        }
     }
 
     #[test]

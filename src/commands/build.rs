@@ -518,20 +518,8 @@ fn warm(args: &BuildArgs, local: &Cache) -> Option<crate::cache::lock::CacheLock
     let say_wait = &mut |w: &crate::cache::lock::Waiting| report::err_line(&w.to_string());
     let lock = local.lock(Mode::Shared, say_wait).ok()?;
     let map = std::fs::metadata(&args.workflow).is_ok_and(|m| m.len() >= WARM_MAP_FROM);
-    warm_aside(local, map);
+    local.warm_aside(map);
     Some(lock)
-}
-
-/// Read `local`'s indexes ([`Cache::warm`]) on a thread of its own, not joined: a build
-/// that ends first (or an invalid workflow) does not wait for it. It holds a shared
-/// lock of its own (shared locks do not exclude each other), as `--watch` goes on after
-/// an invalid workflow while the thread may still read.
-pub(super) fn warm_aside(local: &Cache, map: bool) {
-    let cache = local.clone();
-    let _ = crate::memory::spawn_light(c"pflow-warm", move || {
-        let _held = cache.lock(Mode::Shared, &mut |_| {}).ok();
-        cache.warm(map);
-    });
 }
 
 /// Validation warnings, each as a text build prints it before it starts.

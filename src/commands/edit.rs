@@ -128,34 +128,6 @@ pub(super) fn base(
     Ok(base)
 }
 
-/// What the compiled forms of a workflow's nodes are bound to: which pflow compiled
-/// them, the record's context, the workflow's text outside its nodes, and each node's
-/// id and type. A node whose own text is unchanged compiles as it did when these are
-/// unchanged too (see [`qualifies`]).
-pub(super) fn forms_tag<'a>(
-    maker: &[u8; 32],
-    context: &[u8; 32],
-    others: &str,
-    nodes: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
-) -> [u8; 32] {
-    // One buffer hashed once: BLAKE3 costs hundreds of instructions a call.
-    let mut all = Vec::with_capacity(others.len() + 24 * nodes.len() + 80);
-    let mut text = |t: &str| {
-        all.extend_from_slice(&(t.len() as u64).to_le_bytes());
-        all.extend_from_slice(t.as_bytes());
-    };
-    text(others);
-    for (id, node_type) in nodes {
-        text(id);
-        text(node_type);
-    }
-    let mut h = blake3::Hasher::new_derive_key("pflow node forms v1");
-    h.update(maker);
-    h.update(context);
-    h.update(&all);
-    *h.finalize().as_bytes()
-}
-
 fn depth(v: &Value) -> usize {
     match v {
         Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
@@ -435,7 +407,7 @@ fn try_serve(
         crate::memory::huge_pages(true);
         // Its nodes look the cache up: its indexes are read beside the part's making,
         // as the normal build reads them beside the workflow's parsing.
-        super::build::warm_aside(&local, true);
+        local.warm_aside(true);
     }
     // What the part reads besides: the recorded dependencies of unchanged nodes, the
     // nodes an edited one names now, and the outputs' nodes.
@@ -509,7 +481,8 @@ fn try_serve(
             let ids = (0..n).map(|j| entry(j).map(|e| (e.id, e.node_type)));
             let ids = ids.collect::<Result<Vec<_>, _>>()?;
             let maker = super::noop::maker().ok_or("pflow's executable cannot be looked at")?;
-            let tag = forms_tag(&maker, &base.context, &others, ids.into_iter());
+            let tag =
+                crate::cache::node_forms::tag(&maker, &base.context, &others, ids.into_iter());
             f.bound_to(&tag).then_some(f)
         }
         _ => None,
@@ -1001,28 +974,6 @@ enum Piece {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn forms_are_bound_to_their_maker_context_other_members_ids_and_types() {
-        let nodes = [("a", "echo"), ("b", "shell")];
-        let tag = |maker: u8, context: u8, others: &str, nodes: &[(&'static str, &'static str)]| {
-            forms_tag(&[maker; 32], &[context; 32], others, nodes.iter().copied())
-        };
-        let one = tag(1, 2, "{\"nodes\":[]}", &nodes);
-        assert_eq!(one, tag(1, 2, "{\"nodes\":[]}", &nodes));
-        for other in [
-            tag(9, 2, "{\"nodes\":[]}", &nodes),
-            tag(1, 9, "{\"nodes\":[]}", &nodes),
-            tag(1, 2, "{\"nodes\": []}", &nodes),
-            tag(1, 2, "{\"nodes\":[]}", &[("a", "echo"), ("b", "echo")]),
-            tag(1, 2, "{\"nodes\":[]}", &[("a", "echo"), ("c", "shell")]),
-            tag(1, 2, "{\"nodes\":[]}", &[("a", "echo")]),
-            // Where one id ends and the next begins counts.
-            tag(1, 2, "{\"nodes\":[]}", &[("ae", "cho"), ("b", "shell")]),
-        ] {
-            assert_ne!(one, other);
-        }
-    }
 
     /// A base of `deps.len()` nodes, node i reading `deps[i]`.
     fn base_of(deps: &[&[u32]]) -> EditBase {

@@ -1107,7 +1107,7 @@ fn save_forms(
             .ok_or("a node outside the text")?;
         let nodes = v.workflow.nodes.iter();
         let ids = nodes.map(|n| (n.id.as_str(), n.node_type.as_str()));
-        let tag = super::edit::forms_tag(&base.maker, &base.context, &others, ids);
+        let tag = crate::cache::node_forms::tag(&base.maker, &base.context, &others, ids);
         let secrets = !redactor.is_empty();
         let nodes = &v.workflow.nodes;
         let each = |i: usize, was: &mut Vec<u8>, form: &mut Vec<u8>| {
