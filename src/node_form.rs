@@ -9,7 +9,7 @@
 //! [`decode`] reads back exactly what [`encode`] wrote, and refuses anything else: a
 //! damaged form is `None`, never a panic and never another node.
 
-use crate::cache::table::Reader;
+use crate::cache::table::{put_str, Reader};
 use crate::template::{Index, ParamTemplate, Part, Reference, Step, Template};
 use crate::validate::CompiledNode;
 use crate::workflow::{CachePolicy, Node};
@@ -159,11 +159,6 @@ fn put_len(w: &mut Vec<u8>, n: usize) {
     w.extend_from_slice(&(n as u32).to_le_bytes());
 }
 
-fn put_str(w: &mut Vec<u8>, s: &str) {
-    put_len(w, s.len());
-    w.extend_from_slice(s.as_bytes());
-}
-
 fn put_value(w: &mut Vec<u8>, v: &Value) {
     match v {
         Value::Null => w.push(0),
@@ -288,9 +283,7 @@ fn room(n: usize) -> usize {
 }
 
 fn get_str(r: &mut Reader<'_>) -> Option<String> {
-    let n = r.u32()? as usize;
-    let bytes = r.take(n)?;
-    std::str::from_utf8(bytes).ok().map(str::to_string)
+    r.str().map(str::to_string)
 }
 
 fn get_value(r: &mut Reader<'_>, depth: usize) -> Option<Value> {

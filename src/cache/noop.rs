@@ -37,7 +37,7 @@
 //! one that is refused: losing a record costs a build time, never a wrong result, and
 //! syncing a 10,000-node record took longer than the rest of an edit's build.
 
-use super::table::Reader;
+use super::table::{put_str, Reader};
 use crate::fsutil::{stat, FileId};
 use crate::node_texts::Layout;
 use std::path::{Path, PathBuf};
@@ -314,22 +314,12 @@ fn put_u32(out: &mut Vec<u8>, n: u32) {
     out.extend_from_slice(&n.to_le_bytes());
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    put_u32(out, s.len() as u32);
-    out.extend_from_slice(s.as_bytes());
-}
-
 fn put_id(out: &mut Vec<u8>, id: &FileId) {
     out.extend_from_slice(&id.size.to_le_bytes());
     out.extend_from_slice(&id.mtime_ns.to_le_bytes());
     out.extend_from_slice(&id.ctime_ns.to_le_bytes());
     out.extend_from_slice(&id.ino.to_le_bytes());
     out.extend_from_slice(&id.dev.to_le_bytes());
-}
-
-fn get_str<'a>(r: &mut Reader<'a>) -> Option<&'a str> {
-    let len = r.u32()? as usize;
-    std::str::from_utf8(r.take(len)?).ok()
 }
 
 fn get_id(r: &mut Reader<'_>) -> Option<FileId> {
@@ -394,17 +384,15 @@ pub fn encode_node(n: &NodeEntry<'_>) -> Vec<u8> {
 
 fn get_node<'a>(r: &mut Reader<'a>) -> Option<NodeEntry<'a>> {
     Some(NodeEntry {
-        id: get_str(r)?,
-        node_type: get_str(r)?,
+        id: r.str()?,
+        node_type: r.str()?,
         end: match r.take(1)?.first()? {
             0 => NodeEnd::Cached {
                 key: r.array()?,
                 digest: r.array()?,
                 duration_ms: r.u64()?,
             },
-            1 => NodeEnd::Skipped {
-                reason: get_str(r)?,
-            },
+            1 => NodeEnd::Skipped { reason: r.str()? },
             _ => return None,
         },
     })
@@ -622,10 +610,10 @@ impl NoopRecord {
             _ => return None,
         };
         for _ in 0..get_count(&mut r, 4)? {
-            rec.env_names.push(get_str(&mut r)?.to_string());
+            rec.env_names.push(r.str()?.to_string());
         }
         for _ in 0..get_count(&mut r, 5)? {
-            let path = get_str(&mut r)?.to_string();
+            let path = r.str()?.to_string();
             let id = match r.take(1)?.first()? {
                 0 => None,
                 1 => Some(get_id(&mut r)?),
@@ -634,13 +622,13 @@ impl NoopRecord {
             rec.files.push((path, id));
         }
         for _ in 0..get_count(&mut r, 4)? {
-            rec.warnings.push(get_str(&mut r)?.to_string());
+            rec.warnings.push(r.str()?.to_string());
         }
         for _ in 0..get_count(&mut r, 5)? {
-            let name = get_str(&mut r)?.to_string();
+            let name = r.str()?.to_string();
             let source = match r.take(1)?.first()? {
                 0 => {
-                    let text = get_str(&mut r)?.to_string();
+                    let text = r.str()?.to_string();
                     OutputSource::Template(text, get_indexes(&mut r)?)
                 }
                 1 => OutputSource::Field(get_indexes(&mut r)?),

@@ -133,6 +133,12 @@ impl<'a> Reader<'a> {
         self.array().map(i128::from_le_bytes)
     }
 
+    /// A u32 length, then that many bytes of UTF-8 ([`put_str`]).
+    pub fn str(&mut self) -> Option<&'a str> {
+        let len = self.u32()? as usize;
+        std::str::from_utf8(self.take(len)?).ok()
+    }
+
     /// A u32 length, then that many bytes: where they are.
     pub fn sized(&mut self) -> Option<Range<usize>> {
         let len = self.u32()? as usize;
@@ -140,6 +146,12 @@ impl<'a> Reader<'a> {
         self.take(len)?;
         Some(start..self.at)
     }
+}
+
+/// `s` as [`Reader::str`] reads it: its length as a u32, then its bytes.
+pub fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
 }
 
 impl Table {
