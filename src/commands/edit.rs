@@ -322,9 +322,10 @@ fn try_serve(
     let forms = std::cell::OnceCell::new();
     let has_forms = || {
         forms
-            .get_or_init(|| crate::cache::node_forms::load_any(&inv.root, &inv.name))
-            .as_ref()
-            .is_some_and(|f| f.len() == n)
+            .get_or_init(|| {
+                crate::cache::node_forms::load_any(&inv.root, &inv.name).filter(|f| f.len() == n)
+            })
+            .is_some()
     };
     // The first byte that differs lies in a node whose change alone reaches more than
     // half of them: no need to read on to learn what else changed. Past the node's
@@ -477,7 +478,7 @@ fn try_serve(
     // The compiled forms, if they were made in this context: of this pflow, for these
     // other members and these ids and types (the edited nodes keep theirs).
     let forms = match forms.into_inner().flatten() {
-        Some(f) if f.len() == n => {
+        Some(f) => {
             let ids = (0..n).map(|j| entry(j).map(|e| (e.id, e.node_type)));
             let ids = ids.collect::<Result<Vec<_>, _>>()?;
             let maker = super::noop::maker().ok_or("pflow's executable cannot be looked at")?;
@@ -485,7 +486,7 @@ fn try_serve(
                 crate::cache::node_forms::tag(&maker, &base.context, &others, ids.into_iter());
             f.bound_to(&tag).then_some(f)
         }
-        _ => None,
+        None => None,
     };
     if forms.is_none() && reached_count * 2 > n {
         return Err("the kept node forms are of another build".into());

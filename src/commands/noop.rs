@@ -1064,23 +1064,20 @@ fn base_for(
     base.maker = maker().ok_or("pflow's executable cannot be looked at")?;
     // The copy the next build compares an edited text with: a splice over the kept one
     // when the text was read as an edit of it.
-    let (text, over) = match &read {
+    let (text, over, copied) = match &read {
         Some(Read::Edit(edit)) => {
             debug(|| "edit base: the nodes found from the edit's stretch".into());
-            // The kept copy is this text already (it was found by this text's digest).
-            if edit.unchanged() {
-                if prior.is_some_and(|p| p.far) {
-                    save_forms(inv, v, &base, edit.text(), redactor);
-                }
-                return Ok(base);
-            }
-            (edit.text(), prior.map(|p| &*p.kept))
+            // Unchanged, the kept copy is this text already (found by its digest).
+            (edit.text(), prior.map(|p| &*p.kept), edit.unchanged())
         }
-        Some(Read::Whole(text)) => (Spliced::whole(text.as_bytes()), None),
+        Some(Read::Whole(text)) => (Spliced::whole(text.as_bytes()), None, false),
         None => return Err("the workflow was not read".into()),
     };
-    crate::cache::kept_text::save(&inv.root, &inv.name, text, workflow_digest, redactor, over)
-        .map_err(|e| e.to_string())?;
+    if !copied {
+        let kept = crate::cache::kept_text::save;
+        kept(&inv.root, &inv.name, text, workflow_digest, redactor, over)
+            .map_err(|e| e.to_string())?;
+    }
     // Only after an edit was turned away for reaching most nodes: the next one like it
     // takes the edit path with them. A build without one pays nothing for them (they
     // cost a 10,000-node cold build about 3%).
