@@ -54,6 +54,7 @@ fn options(name: &str) -> Options {
         live: Default::default(),
         reasons: MissReasons::Reported,
         known: Vec::new(),
+        parts: Vec::new(),
     }
 }
 

@@ -112,6 +112,57 @@ pub struct KeyBuilder {
     order: std::cell::OnceCell<Vec<u32>>,
 }
 
+/// Components of a key worked out ahead, none sealed ([`KeyBuilder::parts`]): what a
+/// node's own definition puts in its key, kept with its compiled form
+/// ([`crate::node_form`]) so that a build that runs it again starts from them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyParts {
+    /// The names back to back.
+    names: String,
+    /// Where each name ends in `names` (it starts where the one before ends), and its
+    /// digest, in the order added.
+    ends: Vec<(usize, [u8; 32])>,
+}
+
+impl KeyParts {
+    /// Add the component `name` of digest `digest`.
+    pub fn push(&mut self, name: &str, digest: [u8; 32]) {
+        self.names.push_str(name);
+        self.ends.push((self.names.len(), digest));
+    }
+
+    /// The names back to back.
+    pub fn names(&self) -> &str {
+        &self.names
+    }
+
+    /// Each component's name length (in [`KeyParts::names`], one after another) and
+    /// digest.
+    pub fn lens(&self) -> impl ExactSizeIterator<Item = (usize, &[u8; 32])> + '_ {
+        let mut start = 0;
+        self.ends.iter().map(move |(end, digest)| {
+            let len = end.saturating_sub(start);
+            start = *end;
+            (len, digest)
+        })
+    }
+
+    /// Parts of names `names` (back to back) of these lengths and digests, if the
+    /// lengths split `names` into whole characters and cover all of it.
+    pub fn of(names: String, lens: impl IntoIterator<Item = (usize, [u8; 32])>) -> Option<Self> {
+        let mut end = 0usize;
+        let mut ends = Vec::new();
+        for (len, digest) in lens {
+            end = end.checked_add(len)?;
+            if !names.is_char_boundary(end) {
+                return None;
+            }
+            ends.push((end, digest));
+        }
+        (end == names.len()).then_some(KeyParts { names, ends })
+    }
+}
+
 /// What the preimage shows for a sealed component, whatever its value: the first 16 hex
 /// digits of the keyed hash of this marker.
 const SEALED_MARKER: &[u8] = b"pflow sealed component: value not recorded";
@@ -189,6 +240,34 @@ impl KeyBuilder {
 
     pub fn add_value(&mut self, name: impl ComponentName, v: &serde_json::Value) {
         self.add_bytes(name, &crate::canonical::to_key_bytes(v));
+    }
+
+    /// What was added to this builder since [`KeyBuilder::new`], to start another with
+    /// ([`KeyBuilder::from_parts`]), if none of it is sealed: a sealed component's digest
+    /// is kept nowhere.
+    pub fn parts(&self) -> Option<KeyParts> {
+        let added = self.parts.get(1..)?;
+        if added.iter().any(|(_, _, sealed)| *sealed) {
+            return None;
+        }
+        let mut parts = KeyParts::default();
+        for (range, digest, _) in added {
+            parts.push(self.names.get(range.clone())?, *digest);
+        }
+        Some(parts)
+    }
+
+    /// A new builder ([`KeyBuilder::new`]) with `parts` added.
+    pub fn from_parts(parts: &KeyParts) -> Self {
+        let mut b = KeyBuilder::new();
+        let mut start = 0;
+        for &(end, digest) in &parts.ends {
+            if let Some(name) = parts.names.get(start..end) {
+                b.add_digest(name, digest);
+            }
+            start = end;
+        }
+        b
     }
 
     pub fn remove(&mut self, name: &str) {
@@ -352,6 +431,32 @@ fn describe_into(text: &mut String, component: &str, what: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_builder_started_from_parts_gives_the_key_and_preimage_they_were_taken_from() {
+        let mut a = KeyBuilder::new();
+        a.add_text("id", "fetch");
+        a.add_value(("param", "url"), &serde_json::json!("https://example.com"));
+        a.add_text("id", "fetch-2");
+        let parts = a.parts().unwrap();
+        let mut b = KeyBuilder::from_parts(&parts);
+        assert_eq!(b.finish(), a.finish());
+        assert_eq!(b.short(), a.short());
+        // And goes on as a builder: what is added after counts as it would have.
+        a.add_digest(("dep", "x"), [7; 32]);
+        b.add_digest(("dep", "x"), [7; 32]);
+        assert_eq!(b.finish(), a.finish());
+        assert_ne!(b.finish(), KeyBuilder::from_parts(&parts).finish());
+    }
+
+    #[test]
+    fn a_builder_with_a_sealed_component_gives_no_parts() {
+        let mut a = KeyBuilder::new();
+        a.add_text("id", "n");
+        assert!(a.parts().is_some());
+        a.add_sealed(("param", "token"), &[b"hunter2"]);
+        assert_eq!(a.parts(), None);
+    }
 
     #[test]
     fn order_of_adding_does_not_matter() {

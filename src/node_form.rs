@@ -10,6 +10,7 @@
 //! damaged form is `None`, never a panic and never another node.
 
 use crate::cache::table::{put_str, Reader};
+use crate::key::KeyParts;
 use crate::template::{Index, ParamTemplate, Part, Reference, Step, Template};
 use crate::validate::CompiledNode;
 use crate::workflow::{CachePolicy, Node};
@@ -22,9 +23,10 @@ use std::time::Duration;
 /// exhaust the stack.
 const MAX_DEPTH: usize = 200;
 
-/// `node` as validation compiled it (`cn`), in bytes added to `out`; `false`, and
-/// nothing added, for a node the edit path does not take.
-pub fn encode(node: &Node, cn: &CompiledNode, out: &mut Vec<u8>) -> bool {
+/// `node` as validation compiled it (`cn`), with what its definition puts in its key
+/// (`parts`, if that is kept: see [`crate::executor::definition_key`]), in bytes added
+/// to `out`; `false`, and nothing added, for a node the edit path does not take.
+pub fn encode(node: &Node, cn: &CompiledNode, parts: Option<&KeyParts>, out: &mut Vec<u8>) -> bool {
     if node.batch.is_some()
         || node.scoped
         || !node.reads.is_empty()
@@ -74,11 +76,26 @@ pub fn encode(node: &Node, cn: &CompiledNode, out: &mut Vec<u8>) -> bool {
         put_str(w, name);
     }
     w.push(u8::from(cn.uses_index));
+    // The names in one string, then each one's length (two bytes) and digest; none if
+    // a name is longer than two bytes tell.
+    let fits = |p: &&KeyParts| p.lens().all(|(len, _)| u16::try_from(len).is_ok());
+    match parts.filter(fits) {
+        None => w.push(0),
+        Some(p) => {
+            w.push(1);
+            put_str(w, p.names());
+            put_len(w, p.lens().len());
+            for (len, digest) in p.lens() {
+                w.extend_from_slice(&(len as u16).to_le_bytes());
+                w.extend_from_slice(digest);
+            }
+        }
+    }
     true
 }
 
-/// The node and its compiled form that [`encode`] wrote as `bytes`.
-pub fn decode(bytes: &[u8]) -> Option<(Node, CompiledNode)> {
+/// The node, its compiled form and its key's parts that [`encode`] wrote as `bytes`.
+pub fn decode(bytes: &[u8]) -> Option<(Node, CompiledNode, Option<KeyParts>)> {
     let r = &mut Reader::new(bytes, 0);
     let id = get_str(r)?;
     let node_type = get_str(r)?;
@@ -127,6 +144,11 @@ pub fn decode(bytes: &[u8]) -> Option<(Node, CompiledNode)> {
         1 => true,
         _ => return None,
     };
+    let parts = match byte(r)? {
+        0 => None,
+        1 => Some(get_parts(r)?),
+        _ => return None,
+    };
     if r.remaining() != 0 {
         return None;
     }
@@ -151,7 +173,18 @@ pub fn decode(bytes: &[u8]) -> Option<(Node, CompiledNode)> {
         reads: Vec::new(),
         writes: Vec::new(),
     };
-    Some((node, cn))
+    Some((node, cn, parts))
+}
+
+/// Key parts as [`encode`] wrote them.
+fn get_parts(r: &mut Reader<'_>) -> Option<KeyParts> {
+    let names = get_str(r)?;
+    let count = get_len(r)?;
+    let mut lens = Vec::with_capacity(room(count));
+    for _ in 0..count {
+        lens.push((usize::from(u16::from_le_bytes(r.array()?)), r.array()?));
+    }
+    KeyParts::of(names, lens)
 }
 
 fn put_len(w: &mut Vec<u8>, n: usize) {
@@ -418,19 +451,30 @@ mod tests {
     fn a_form_decodes_to_the_node_it_was_made_of() {
         let v = varied();
         for (node, cn) in v.workflow.nodes.iter().zip(&v.nodes) {
-            let mut bytes = Vec::new();
-            assert!(encode(node, cn, &mut bytes), "a plain node has a form");
-            let (n2, cn2) = decode(&bytes).expect("its form decodes");
-            assert_eq!(&n2, node);
-            assert_eq!(format!("{cn2:?}"), format!("{cn:?}"));
+            let mode = v.workflow.template_mode;
+            let parts = crate::executor::definition_key(node, cn, mode, false).parts();
+            assert!(parts.is_some(), "no secret in these nodes");
+            for kept in [None, parts.as_ref()] {
+                let mut bytes = Vec::new();
+                assert!(
+                    encode(node, cn, kept, &mut bytes),
+                    "a plain node has a form"
+                );
+                let (n2, cn2, parts2) = decode(&bytes).expect("its form decodes");
+                assert_eq!(&n2, node);
+                assert_eq!(format!("{cn2:?}"), format!("{cn:?}"));
+                assert_eq!(parts2.as_ref(), kept);
+            }
         }
     }
 
     #[test]
     fn a_damaged_form_is_refused_without_a_panic() {
         let v = varied();
+        let (node, cn) = (&v.workflow.nodes[1], &v.nodes[1]);
+        let parts = crate::executor::definition_key(node, cn, v.workflow.template_mode, false);
         let mut bytes = Vec::new();
-        assert!(encode(&v.workflow.nodes[1], &v.nodes[1], &mut bytes));
+        assert!(encode(node, cn, parts.parts().as_ref(), &mut bytes));
         for cut in 0..bytes.len() {
             assert!(decode(&bytes[..cut]).is_none(), "cut at {cut}");
         }
@@ -474,7 +518,7 @@ mod tests {
         ]}));
         for (node, cn) in v.workflow.nodes.iter().zip(&v.nodes).skip(1) {
             let mut bytes = Vec::new();
-            assert!(!encode(node, cn, &mut bytes), "{}", node.id);
+            assert!(!encode(node, cn, None, &mut bytes), "{}", node.id);
             assert!(bytes.is_empty());
         }
     }

@@ -579,6 +579,7 @@ impl KeyLab {
             live: Default::default(),
             reasons: MissReasons::Reported,
             known: Vec::new(),
+            parts: Vec::new(),
         };
         let outcome = execute(&v, inputs, &cache, &opts, &Session::default(), &mut |_| {});
         assert!(outcome.success, "{:?}", outcome.nodes);

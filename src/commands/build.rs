@@ -292,6 +292,7 @@ pub fn once(args: &BuildArgs, then: Then) -> Result {
         live: executor::LiveOutput::default(),
         reasons: miss_reasons(args),
         known: Vec::new(),
+        parts: Vec::new(),
     };
     let cache = Layered::new(local, remote);
     let say_wait = &mut |w: &crate::cache::lock::Waiting| report::err_line(&w.to_string());

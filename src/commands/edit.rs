@@ -495,6 +495,8 @@ fn try_serve(
     // each reached one whose text is unchanged as compiled before when it can be.
     let mut nodes = Vec::with_capacity(part.len());
     let mut given = Vec::with_capacity(if forms.is_some() { part.len() } else { 0 });
+    // What the definitions of the nodes taken as compiled put in their keys.
+    let mut key_parts = Vec::with_capacity(given.capacity());
     let mut structural = Vec::new();
     for (k, &i) in part.iter().enumerate() {
         let value = match edited.remove(&i) {
@@ -506,9 +508,10 @@ fn try_serve(
                     .filter(|_| reached[i])
                     .and_then(|f| f.form(i, text.as_bytes()))
                     .and_then(crate::node_form::decode);
-                if let Some((node, cn)) = form {
+                if let Some((node, cn, parts)) = form {
                     nodes.push(node);
                     given.push(Some(cn));
+                    key_parts.push(parts);
                     continue;
                 }
                 crate::source::parse_json_text(&text)
@@ -522,6 +525,7 @@ fn try_serve(
         ));
         if forms.is_some() {
             given.push(None);
+            key_parts.push(None);
         }
     }
     let from_forms = given.iter().filter(|g| g.is_some()).count();
@@ -617,6 +621,7 @@ fn try_serve(
         live: executor::LiveOutput::default(),
         reasons: super::conclusion::miss_reasons(args),
         known,
+        parts: key_parts,
     };
     let (live, sink) = super::conclusion::live_lines(args, &opts.redactor);
     opts.live = sink;

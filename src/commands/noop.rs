@@ -1114,9 +1114,12 @@ fn save_forms(
                 return false;
             };
             was.extend_from_slice(node_text.as_bytes());
+            // What its definition puts in its key, unless a part is sealed (a secret's).
+            let parts =
+                crate::executor::definition_key(node, cn, v.workflow.template_mode, false).parts();
             // The text too: a secret value spelled as a number, say, is no string in
             // the form.
-            crate::node_form::encode(node, cn, form)
+            crate::node_form::encode(node, cn, parts.as_ref(), form)
                 && !(secrets && (redactor.finds_in(form) || redactor.finds_in(was)))
         };
         crate::cache::node_forms::save(&inv.root, &inv.name, &tag, nodes.len(), each)

@@ -57,66 +57,85 @@ pub(super) fn read_other_bytes(
         .map(|(p, _, _)| p.clone())
 }
 
+/// What node `node` (compiled as `cn`, in a workflow of template mode `mode`) puts in
+/// its key by its definition alone: its id, type, params, batch, cache policy and
+/// declarations. The same wherever and whenever it runs, so an edit that runs it again
+/// as compiled before can start from these, kept with its form ([`Options::parts`]):
+/// working them out (the params' canonical bytes hashed) was a sixth of the chain
+/// worker's instructions.
+pub fn definition_key(
+    node: &crate::workflow::Node,
+    cn: &CompiledNode,
+    mode: TemplateMode,
+    for_item: bool,
+) -> KeyBuilder {
+    let mut kb = KeyBuilder::new();
+    kb.add_text("id", &node.id);
+    let version = cn.spec.version.to_string();
+    kb.add_pieces("type", &[cn.spec.name.as_bytes(), b"@", version.as_bytes()]);
+    // Only for types that have one (MCP tools), so built-in types keep their keys.
+    if !cn.spec.identity.is_empty() {
+        kb.add_text("identity", cn.spec.identity);
+    }
+    for (name, value) in &node.params {
+        add_param(&mut kb, cn.spec, name, value);
+    }
+    if let Some(b) = &node.batch {
+        let mut cfg = Map::new();
+        // Members in name order: the canonical form the keys were first made from.
+        cfg.insert("as".into(), Value::String(b.alias.clone()));
+        if !for_item {
+            cfg.insert(
+                "error_handling".into(),
+                Value::Bool(b.error_handling == ErrorHandling::Continue),
+            );
+            if let Some(items) = node.to_json().get("batch").and_then(|b| b.get("items")) {
+                cfg.insert("items".into(), items.clone());
+            }
+        }
+        kb.add_value("batch", &Value::Object(cfg));
+    }
+    kb.add_text("cache", &node.cache.key_text());
+    // Templated shell text gets its values as variables now, not pasted (a value with
+    // shell syntax in it gives another result than it did): such nodes get new keys,
+    // and the others keep theirs.
+    if cn.params.iter().any(|(name, pt)| {
+        matches!(pt, ParamTemplate::Template(_)) && cn.spec.shell_params.contains(&name.as_str())
+    }) {
+        kb.add_text("shell-values", "variables");
+    }
+    // Permissive mode keeps a reference that does not resolve as its text, where
+    // strict mode fails: a result made under one is not the other's. Only for nodes
+    // with templates in permissive workflows, so strict (the default) keys stay.
+    if mode == TemplateMode::Permissive
+        && (cn.items.is_some()
+            || cn
+                .params
+                .iter()
+                .any(|(_, pt)| !matches!(pt, ParamTemplate::Literal(_))))
+    {
+        kb.add_text("templates", "permissive");
+    }
+    // Only when declared, so the keys of nodes without declarations stay as they were.
+    for (name, paths) in [("reads", &node.reads), ("writes", &node.writes)] {
+        if !paths.is_empty() {
+            let list = paths.iter().map(|p| Value::String(p.clone())).collect();
+            kb.add_value(name, &Value::Array(list));
+        }
+    }
+    kb
+}
+
 impl<'a> Shared<'a> {
     /// The key components every run of node `i` shares (not batch items or files).
     pub(super) fn base_key(&self, i: usize, for_item: bool) -> KeyBuilder {
         let node = &self.v.workflow.nodes[i];
         let cn = &self.v.nodes[i];
-        let mut kb = KeyBuilder::new();
-        kb.add_text("id", &node.id);
-        let version = cn.spec.version.to_string();
-        kb.add_pieces("type", &[cn.spec.name.as_bytes(), b"@", version.as_bytes()]);
-        // Only for types that have one (MCP tools), so built-in types keep their keys.
-        if !cn.spec.identity.is_empty() {
-            kb.add_text("identity", cn.spec.identity);
-        }
-        for (name, value) in &node.params {
-            add_param(&mut kb, cn.spec, name, value);
-        }
-        if let Some(b) = &node.batch {
-            let mut cfg = Map::new();
-            // Members in name order: the canonical form the keys were first made from.
-            cfg.insert("as".into(), Value::String(b.alias.clone()));
-            if !for_item {
-                cfg.insert(
-                    "error_handling".into(),
-                    Value::Bool(b.error_handling == ErrorHandling::Continue),
-                );
-                if let Some(items) = node.to_json().get("batch").and_then(|b| b.get("items")) {
-                    cfg.insert("items".into(), items.clone());
-                }
-            }
-            kb.add_value("batch", &Value::Object(cfg));
-        }
-        kb.add_text("cache", &node.cache.key_text());
-        // Templated shell text gets its values as variables now, not pasted (a value with
-        // shell syntax in it gives another result than it did): such nodes get new keys,
-        // and the others keep theirs.
-        if cn.params.iter().any(|(name, pt)| {
-            matches!(pt, ParamTemplate::Template(_))
-                && cn.spec.shell_params.contains(&name.as_str())
-        }) {
-            kb.add_text("shell-values", "variables");
-        }
-        // Permissive mode keeps a reference that does not resolve as its text, where
-        // strict mode fails: a result made under one is not the other's. Only for nodes
-        // with templates in permissive workflows, so strict (the default) keys stay.
-        if self.v.workflow.template_mode == crate::workflow::TemplateMode::Permissive
-            && (cn.items.is_some()
-                || cn
-                    .params
-                    .iter()
-                    .any(|(_, pt)| !matches!(pt, ParamTemplate::Literal(_))))
-        {
-            kb.add_text("templates", "permissive");
-        }
-        // Only when declared, so the keys of nodes without declarations stay as they were.
-        for (name, paths) in [("reads", &node.reads), ("writes", &node.writes)] {
-            if !paths.is_empty() {
-                let list = paths.iter().map(|p| Value::String(p.clone())).collect();
-                kb.add_value(name, &Value::Array(list));
-            }
-        }
+        let kept = self.opts.parts.get(i).and_then(Option::as_ref);
+        let mut kb = match kept {
+            Some(parts) if !for_item => KeyBuilder::from_parts(parts),
+            _ => definition_key(node, cn, self.v.workflow.template_mode, for_item),
+        };
         for var in cn.spec.key_env {
             let value = std::env::var(var).unwrap_or_default();
             kb.add_text(("env", *var), &value);

@@ -31,6 +31,7 @@ mod targets;
 mod written;
 
 pub use decide::HitSource;
+pub use keys::definition_key;
 pub use plan::{plan, Action, PlanStep};
 pub use targets::{count as selected_count, selected};
 
@@ -83,6 +84,10 @@ pub struct Options {
     /// Results known before the build, by node position (the edit path of `pflow
     /// build`, for the nodes an edit does not reach); empty in every other build.
     pub known: Vec<Option<Known>>,
+    /// What each node's definition puts in its key, worked out before the build, by node
+    /// position (the edit path, for the nodes it takes as compiled before: see
+    /// [`definition_key`]); empty, or `None` for a node, and the build works them out.
+    pub parts: Vec<Option<crate::key::KeyParts>>,
 }
 
 /// When the build tells why a node that missed runs. Working it out (the last build's

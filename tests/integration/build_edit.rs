@@ -1049,7 +1049,8 @@ fn a_node_edited_since_its_form_was_kept_is_built_from_its_text() {
 fn an_edit_that_reaches_every_node_is_built_with_the_forms_as_a_full_build_is() {
     let chain = json!({"nodes": [
         {"id": "a", "type": "echo", "params": {"message": "a0"}},
-        {"id": "b", "type": "echo", "params": {"message": "b:${a.echo}"}},
+        {"id": "b", "type": "echo",
+         "params": {"message": "b:${a.echo}", "data": {"n": [1, 2.5], "s": "${a.echo}"}}},
         {"id": "c", "type": "shell", "params": {"command": counted("c", "echo c:${b.echo}")}}
     ], "outputs": {"out": {"source": "${c.stdout}"}}});
     let edit =
@@ -1069,6 +1070,14 @@ fn an_edit_that_reaches_every_node_is_built_with_the_forms_as_a_full_build_is() 
     assert_eq!(from_forms(&a), Some(2), "{a}");
     assert_normal_path(&b);
     assert_eq!(a.output("out"), "c:b:a2", "{a}");
+    // What b's and c's definitions put in their keys is kept with their forms: the
+    // keys are the ones a full build works out.
+    let keys = |r: &BuildResult| -> Vec<Value> {
+        let nodes = r.doc()["nodes"].as_array().expect("nodes").clone();
+        nodes.iter().map(|n| n["key"].clone()).collect()
+    };
+    assert!(keys(&a).iter().all(Value::is_string), "{a}");
+    assert_eq!(keys(&a), keys(&b));
     assert_eq!(
         without_durations(a.doc().clone()),
         without_durations(b.doc().clone())
