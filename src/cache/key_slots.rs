@@ -16,8 +16,29 @@ use crate::key::Key;
 pub struct KeySlots {
     /// 0: empty; else the key's bytes 8..12 (high half) and the number + 1.
     slots: Vec<u64>,
+    /// Or the slots of a map kept on disk, read where they lie (`slots` is then empty)
+    /// until a number is put in: copying them was most of reading a kept map (32 MB of
+    /// fresh memory for a cache of a hundred builds of 10,000 nodes).
+    kept: Option<Kept>,
     /// Slots in use.
     filled: usize,
+}
+
+/// Slots as a kept map's file holds them: `count` of them from byte `at`, 8 bytes each,
+/// little endian.
+#[derive(Debug, Clone)]
+struct Kept {
+    bytes: std::sync::Arc<crate::fsutil::Bytes>,
+    at: usize,
+    count: usize,
+}
+
+impl Kept {
+    fn slot(&self, i: usize) -> Option<u64> {
+        let from = self.at.checked_add(i.checked_mul(8)?)?;
+        let bytes = self.bytes.get(from..from.checked_add(8)?)?;
+        Some(u64::from_le_bytes(bytes.try_into().ok()?))
+    }
 }
 
 /// Slots of a part (see [`KeySlots::part_of`]): 128 KB.
@@ -36,9 +57,30 @@ impl KeySlots {
         self.filled == 0
     }
 
+    /// How many slots there are.
+    fn count(&self) -> usize {
+        self.kept.as_ref().map_or(self.slots.len(), |k| k.count)
+    }
+
+    /// Slot `i`.
+    fn slot(&self, i: usize) -> Option<u64> {
+        match &self.kept {
+            Some(k) => k.slot(i),
+            None => self.slots.get(i).copied(),
+        }
+    }
+
+    /// Kept slots copied to change them.
+    fn own(&mut self) {
+        if let Some(k) = self.kept.take() {
+            self.slots = (0..k.count).map(|i| k.slot(i).unwrap_or(0)).collect();
+        }
+    }
+
     /// Make room for `more` numbers, placing the ones held again if the slots grow
     /// (`key_of` tells a number's key).
     pub fn reserve(&mut self, more: usize, key_of: impl Fn(u32) -> Option<Key>) {
+        self.own();
         let n = self.filled.saturating_add(more);
         let size = n.saturating_add(n / 3 + 1).next_power_of_two().max(16);
         if size <= self.slots.len() {
@@ -75,6 +117,7 @@ impl KeySlots {
         if n > MAX_NUMBER {
             return;
         }
+        self.own();
         let full = self.full();
         let Some(mask) = self.slots.len().checked_sub(1) else {
             return;
@@ -110,8 +153,7 @@ impl KeySlots {
     /// [`KeySlots::parts`]: entries put in the map part by part write to a few hundred
     /// KB at a time, which the CPU's caches hold.
     pub fn part_of(&self, key: &Key) -> usize {
-        self.slots
-            .len()
+        self.count()
             .checked_sub(1)
             .map_or(0, |mask| place(key, mask).0 / PART_SLOTS)
     }
@@ -119,12 +161,12 @@ impl KeySlots {
     /// How many parts [`KeySlots::part_of`] divides the slots into (one for fewer
     /// than [`PART_SLOTS`]).
     pub fn parts(&self) -> usize {
-        (self.slots.len() / PART_SLOTS).max(1)
+        (self.count() / PART_SLOTS).max(1)
     }
 
     /// The slots as they are, to keep on disk ([`super::index_map`]).
-    pub fn raw(&self) -> &[u64] {
-        &self.slots
+    pub fn raw(&self) -> impl ExactSizeIterator<Item = u64> + '_ {
+        (0..self.count()).map(|i| self.slot(i).unwrap_or(0))
     }
 
     /// Slots kept by [`KeySlots::raw`], if they can be: none, or a power of two of them
@@ -133,7 +175,33 @@ impl KeySlots {
         let filled = slots.iter().filter(|s| **s != 0).count();
         let n = slots.len();
         let shaped = n == 0 || (n >= 16 && n.is_power_of_two() && filled <= n - n / 4);
-        shaped.then_some(KeySlots { slots, filled })
+        shaped.then_some(KeySlots {
+            slots,
+            kept: None,
+            filled,
+        })
+    }
+
+    /// [`KeySlots::from_raw`] of the `count` slots that `bytes` holds from byte `at`
+    /// ([`KeySlots::raw`], little endian), read where they lie.
+    pub fn from_kept(
+        bytes: std::sync::Arc<crate::fsutil::Bytes>,
+        at: usize,
+        count: usize,
+    ) -> Option<KeySlots> {
+        let raw = bytes.get(at..at.checked_add(count.checked_mul(8)?)?)?;
+        let filled = raw
+            .chunks_exact(8)
+            .map(|s| u64::from_le_bytes(s.try_into().unwrap_or_default()))
+            .filter(|&s| s != 0)
+            .count();
+        let shaped =
+            count == 0 || (count >= 16 && count.is_power_of_two() && filled <= count - count / 4);
+        shaped.then_some(KeySlots {
+            slots: Vec::new(),
+            kept: Some(Kept { bytes, at, count }),
+            filled,
+        })
     }
 
     /// Three quarters of the slots are in use (an empty slot ends every probe).
@@ -143,10 +211,10 @@ impl KeySlots {
 
     /// The number held for `key`.
     pub fn find(&self, key: &Key, key_of: impl Fn(u32) -> Option<Key>) -> Option<u32> {
-        let mask = self.slots.len().checked_sub(1)?;
+        let mask = self.count().checked_sub(1)?;
         let (mut i, tag) = place(key, mask);
         loop {
-            let slot = *self.slots.get(i)?;
+            let slot = self.slot(i)?;
             if slot == 0 {
                 return None;
             }
@@ -254,6 +322,7 @@ mod tests {
             let size = 1usize << bits;
             let slots = KeySlots {
                 slots: vec![0; size],
+                kept: None,
                 filled: 0,
             };
             let parts = slots.parts();
@@ -308,6 +377,41 @@ mod tests {
     }
 
     #[test]
+    fn slots_read_where_a_kept_map_holds_them_find_the_same_and_are_copied_once_changed() {
+        let keys: Vec<Key> = (0..100).map(spread).collect();
+        let key_of = |n: u32| keys.get(n as usize).copied();
+        let mut made = KeySlots::default();
+        made.reserve(keys.len(), key_of);
+        for (n, k) in keys.iter().take(90).enumerate() {
+            made.insert(k, n as u32, key_of, |_| false);
+        }
+        // As a map file holds them: after some other bytes, not on an 8-byte boundary.
+        let mut file = vec![7u8; 3];
+        file.extend(made.raw().flat_map(u64::to_le_bytes));
+        let bytes = std::sync::Arc::new(crate::fsutil::Bytes::Owned(file));
+        let count = made.raw().len();
+        let mut kept = KeySlots::from_kept(bytes.clone(), 3, count).unwrap();
+        assert_eq!(kept.len(), 90);
+        assert_eq!(
+            kept.raw().collect::<Vec<_>>(),
+            made.raw().collect::<Vec<_>>()
+        );
+        for (n, k) in keys.iter().enumerate() {
+            assert_eq!(kept.find(k, key_of), (n < 90).then_some(n as u32));
+        }
+        // A number put in changes a copy, never the bytes read.
+        kept.insert(&keys[95], 95, key_of, |_| false);
+        assert_eq!(kept.find(&keys[95], key_of), Some(95));
+        assert_eq!(kept.len(), 91);
+        let again = KeySlots::from_kept(bytes.clone(), 3, count).unwrap();
+        assert_eq!(again.find(&keys[95], key_of), None);
+        // Past the bytes, or in a shape a probe might not end in: refused.
+        assert!(KeySlots::from_kept(bytes.clone(), 4, count).is_none());
+        let full = std::sync::Arc::new(crate::fsutil::Bytes::Owned(vec![1; 16 * 8]));
+        assert!(KeySlots::from_kept(full, 0, 16).is_none());
+    }
+
+    #[test]
     fn kept_slots_are_taken_back_only_in_a_shape_every_probe_ends_in() {
         let keys: Vec<Key> = (0..100).map(spread).collect();
         let key_of = |n: u32| keys.get(n as usize).copied();
@@ -316,7 +420,7 @@ mod tests {
         for (n, k) in keys.iter().enumerate() {
             slots.insert(k, n as u32, key_of, |_| false);
         }
-        let back = KeySlots::from_raw(slots.raw().to_vec()).unwrap();
+        let back = KeySlots::from_raw(slots.raw().collect()).unwrap();
         assert_eq!(back.len(), 100);
         for (n, k) in keys.iter().enumerate() {
             assert_eq!(back.find(k, key_of), Some(n as u32));
