@@ -4,10 +4,13 @@
 //! compiled, instead of parsing, decoding and validating them again (`pflow build`'s
 //! edit path; the file that holds the forms is [`crate::cache::node_forms`]).
 //!
+//! A form may also hold what the node's definition puts in its key (its
+//! [`KeyParts`]), for the edit to start the node's key from.
+//!
 //! Only nodes the edit path takes have a form: no batch, no declared reads or writes,
-//! not made by expanding a nested workflow; [`encode`] gives `None` for any other.
-//! [`decode`] reads back exactly what [`encode`] wrote, and refuses anything else: a
-//! damaged form is `None`, never a panic and never another node.
+//! not made by expanding a nested workflow; [`encode`] writes nothing (and says `false`)
+//! for any other. [`decode`] reads back exactly what [`encode`] wrote, and refuses
+//! anything else: a damaged form is `None`, never a panic and never another node.
 
 use crate::cache::table::{put_str, Reader};
 use crate::key::KeyParts;

@@ -73,8 +73,8 @@ pub struct Kept {
 }
 
 impl Kept {
-    /// The slots, if the whole file holds its check and they are a table every probe
-    /// ends in ([`KeySlots::from_raw`]).
+    /// The slots, read where the file holds them, if the whole file holds its check and
+    /// they are a table every probe ends in ([`KeySlots::from_kept`]).
     pub fn slots(&self) -> Option<KeySlots> {
         let body = checksum::verified(&self.bytes)?;
         let mut at = Reader::new(body, self.slots_at);

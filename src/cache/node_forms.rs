@@ -9,8 +9,9 @@
 //! only ever used for a node whose text is byte for byte the one beside it, in a build
 //! whose tag is the file's. The texts are kept whole rather than as digests: comparing
 //! a hundred bytes costs a fraction of hashing them (BLAKE3 of each node's text was
-//! half as much work as decoding the forms). Torn, damaged or of another tag, the file is not used and the build
-//! parses every node, which is always right. Not synced, as no record is.
+//! half as much work as decoding the forms). Torn, damaged or of another tag, the file is
+//! not used and the build parses every node and works out every key, which is always
+//! right. Not synced, as no record is.
 
 use super::checksum;
 use super::layout::{record_path, Record};

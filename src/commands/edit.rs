@@ -529,6 +529,7 @@ fn try_serve(
         }
     }
     let from_forms = given.iter().filter(|g| g.is_some()).count();
+    let with_parts = key_parts.iter().filter(|p| p.is_some()).count();
     let (wf, more) = Workflow::with_nodes(&Value::Object(doc), nodes);
     let wf = wf.ok_or("the edited workflow does not decode")?;
     if !structural.is_empty() || !more.is_empty() {
@@ -595,10 +596,12 @@ fn try_serve(
         .collect::<Result<_, &str>>()?;
     debug(|| {
         format!(
-            "edit path used: {} node(s) changed, {} to build, {} of them as compiled before",
+            "edit path used: {} node(s) changed, {} to build, {} of them as compiled before \
+             ({} with their key components)",
             changed.len(),
             reached_count,
-            from_forms
+            from_forms,
+            with_parts
         )
     });
     crate::cache::noop::forget(&inv.root, &inv.name);

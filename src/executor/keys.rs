@@ -59,8 +59,9 @@ pub(super) fn read_other_bytes(
 
 /// What node `node` (compiled as `cn`, in a workflow of template mode `mode`) puts in
 /// its key by its definition alone: its id, type, params, batch, cache policy and
-/// declarations. The same wherever and whenever it runs, so an edit that runs it again
-/// as compiled before can start from these, kept with its form ([`Options::parts`]):
+/// declarations. The same wherever and whenever it runs (but for the identity of an MCP
+/// tool's type, its server's: such a node keeps none), so an edit that runs it again as
+/// compiled before can start from these, kept with its form ([`Options::parts`]):
 /// working them out (the params' canonical bytes hashed) was a sixth of the chain
 /// worker's instructions.
 pub fn definition_key(

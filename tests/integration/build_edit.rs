@@ -975,6 +975,16 @@ fn from_forms(r: &BuildResult) -> Option<usize> {
     tail.split(' ').next()?.parse().ok()
 }
 
+/// How many of those kept what their definitions put in their keys.
+fn with_key_parts(r: &BuildResult) -> Option<usize> {
+    let line = r
+        .stderr
+        .lines()
+        .find(|l| l.contains("debug: edit path used"))?;
+    let (_, tail) = line.split_once(" as compiled before (")?;
+    tail.split(' ').next()?.parse().ok()
+}
+
 /// An edit to node a (which reaches four of the six nodes of [`branches`]).
 fn edit_a(text: &'static str) -> impl Fn(&mut Value) {
     move |d: &mut Value| d["nodes"][0]["params"]["command"] = json!(counted("a", text))
@@ -1068,6 +1078,7 @@ fn an_edit_that_reaches_every_node_is_built_with_the_forms_as_a_full_build_is() 
     let (a, b) = (debug_build(&fast, &[]), debug_build(&full, &[]));
     assert_edit_path(&a, 1, 3);
     assert_eq!(from_forms(&a), Some(2), "{a}");
+    assert_eq!(with_key_parts(&a), Some(2), "{a}");
     assert_normal_path(&b);
     assert_eq!(a.output("out"), "c:b:a2", "{a}");
     // What b's and c's definitions put in their keys is kept with their forms: the
