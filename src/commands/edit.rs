@@ -355,24 +355,22 @@ fn try_serve(
         on_forms.set(on_forms.get() || far);
         too_far.get().is_some()
     };
-    let read = EditRead::read_unless(&file, size as usize, kept.text(), first_reaches_too_far)
-        .map_err(|_| "cannot read the workflow, or it is not UTF-8")?;
-    let Some(read) = read else {
-        *differs = true;
-        let count = too_far.get().unwrap_or(n);
-        *prior = Some(super::noop::Prior {
-            far: true,
-            layout: base.layout,
-            kept,
-        });
-        return Err(format!("the edit reaches at least {count} of {n} nodes"));
-    };
-    drop(file);
+    // What the normal build gets when the edit is turned away for reaching most nodes:
+    // the kept copy and where its nodes are, and word to keep the forms.
     let turned_away = || super::noop::Prior {
         far: true,
         layout: base.layout.clone(),
         kept: std::rc::Rc::clone(&kept),
     };
+    let read = EditRead::read_unless(&file, size as usize, kept.text(), first_reaches_too_far)
+        .map_err(|_| "cannot read the workflow, or it is not UTF-8")?;
+    let Some(read) = read else {
+        *differs = true;
+        let count = too_far.get().unwrap_or(n);
+        *prior = Some(turned_away());
+        return Err(format!("the edit reaches at least {count} of {n} nodes"));
+    };
+    drop(file);
     if on_forms.get() {
         *prior = Some(turned_away());
     }
@@ -387,17 +385,13 @@ fn try_serve(
     // What the edit reaches: the changed nodes and everything downstream.
     let reached = reach(&base, &changed, &rec.order);
     let reached_count = reached.iter().filter(|&&r| r).count();
-    if reached_count * 2 > n && !has_forms() {
-        drop(read);
-        *prior = Some(super::noop::Prior {
-            far: true,
-            layout: base.layout,
-            kept,
-        });
-        return Err(format!("the edit reaches {reached_count} of {n} nodes"));
-    }
-    if reached_count * 2 > n && prior.is_none() {
-        *prior = Some(turned_away());
+    if reached_count * 2 > n {
+        if prior.is_none() {
+            *prior = Some(turned_away());
+        }
+        if !has_forms() {
+            return Err(format!("the edit reaches {reached_count} of {n} nodes"));
+        }
     }
     // It keeps the small pages the process began with (`crate::memory`): the records are
     // mapped and their saves small, so an edit touches a little of many regions. An

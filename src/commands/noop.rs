@@ -1074,8 +1074,7 @@ fn base_for(
         None => return Err("the workflow was not read".into()),
     };
     if !copied {
-        let kept = crate::cache::kept_text::save;
-        kept(&inv.root, &inv.name, text, workflow_digest, redactor, over)
+        crate::cache::kept_text::save(&inv.root, &inv.name, text, workflow_digest, redactor, over)
             .map_err(|e| e.to_string())?;
     }
     // Only after an edit was turned away for reaching most nodes: the next one like it
