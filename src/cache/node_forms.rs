@@ -20,8 +20,8 @@ use std::io::Write;
 use std::ops::Range;
 use std::path::Path;
 
-/// The file's first bytes.
-const MAGIC: &[u8; 8] = b"PFFORM1\n";
+/// The file's first bytes (2: each form may hold its node's key components).
+const MAGIC: &[u8; 8] = b"PFFORM2\n";
 
 /// The forms of a workflow's nodes, as [`load`] found them.
 pub struct NodeForms {
