@@ -376,15 +376,23 @@ mod tests {
         assert_eq!(slots.len(), 12);
     }
 
+    /// Slots holding the first `held` of `keys`, each numbered by its place, with room
+    /// for all of them.
+    fn holding(keys: &[Key], held: usize) -> KeySlots {
+        let key_of = |n: u32| keys.get(n as usize).copied();
+        let mut slots = KeySlots::default();
+        slots.reserve(keys.len(), key_of);
+        for (n, k) in keys.iter().take(held).enumerate() {
+            slots.insert(k, n as u32, key_of, |_| false);
+        }
+        slots
+    }
+
     #[test]
     fn slots_read_where_a_kept_map_holds_them_find_the_same_and_are_copied_once_changed() {
         let keys: Vec<Key> = (0..100).map(spread).collect();
         let key_of = |n: u32| keys.get(n as usize).copied();
-        let mut made = KeySlots::default();
-        made.reserve(keys.len(), key_of);
-        for (n, k) in keys.iter().take(90).enumerate() {
-            made.insert(k, n as u32, key_of, |_| false);
-        }
+        let made = holding(&keys, 90);
         // As a map file holds them: after some other bytes, not on an 8-byte boundary.
         let mut file = vec![7u8; 3];
         file.extend(made.raw().flat_map(u64::to_le_bytes));
@@ -413,11 +421,7 @@ mod tests {
     fn kept_slots_are_taken_back_only_in_a_shape_every_probe_ends_in() {
         let keys: Vec<Key> = (0..100).map(spread).collect();
         let key_of = |n: u32| keys.get(n as usize).copied();
-        let mut slots = KeySlots::default();
-        slots.reserve(keys.len(), key_of);
-        for (n, k) in keys.iter().enumerate() {
-            slots.insert(k, n as u32, key_of, |_| false);
-        }
+        let slots = holding(&keys, keys.len());
         let back = KeySlots::from_raw(slots.raw().collect()).unwrap();
         assert_eq!(back.len(), 100);
         for (n, k) in keys.iter().enumerate() {

@@ -965,24 +965,26 @@ fn the_edit_path_runs_its_steps_with_small_pages() {
     assert_eq!(flag_seen(&r), Some(SMALL), "{r}");
 }
 
-/// How many of the nodes an edit path build took as compiled before (0 when none).
-fn from_forms(r: &BuildResult) -> Option<usize> {
+/// The number after `marker` on an edit path build's debug line (`edit path used: N
+/// node(s) changed, M to build, K of them as compiled before (J with their key
+/// components)`).
+fn edit_path_number(r: &BuildResult, marker: &str) -> Option<usize> {
     let line = r
         .stderr
         .lines()
         .find(|l| l.contains("debug: edit path used"))?;
-    let (_, tail) = line.split_once(" to build, ")?;
+    let (_, tail) = line.split_once(marker)?;
     tail.split(' ').next()?.parse().ok()
+}
+
+/// How many of the nodes an edit path build took as compiled before (0 when none).
+fn from_forms(r: &BuildResult) -> Option<usize> {
+    edit_path_number(r, " to build, ")
 }
 
 /// How many of those kept what their definitions put in their keys.
 fn with_key_parts(r: &BuildResult) -> Option<usize> {
-    let line = r
-        .stderr
-        .lines()
-        .find(|l| l.contains("debug: edit path used"))?;
-    let (_, tail) = line.split_once(" as compiled before (")?;
-    tail.split(' ').next()?.parse().ok()
+    edit_path_number(r, " as compiled before (")
 }
 
 /// An edit to node a (which reaches four of the six nodes of [`branches`]).
